@@ -13,7 +13,7 @@ BIN := $(CURDIR)/bin
 export PATH := $(BIN):$(PATH)
 
 # Every Go module of the workspace, in dependency order.
-MODULES := proto platform services/source services/build services/test services/release services/notify cmd/sluice e2e
+MODULES := proto deploy platform services/source services/build services/test services/release services/notify cmd/sluice e2e
 GO_PKGS := $(addsuffix /...,$(addprefix ./,$(MODULES)))
 # Packages that start goroutines get -race.
 TEST_FLAGS ?= -race -count=1 -timeout 20m
@@ -34,7 +34,7 @@ build:
 	for s in source build test release notify; do go build -o $(BIN)/sluice-$$s ./services/$$s/cmd/sluice-$$s; done
 
 ## test: every test of every module.
-test: build
+test: build $(BIN)/nats-server
 	go test $(TEST_FLAGS) $(GO_PKGS)
 
 ## bench: the platform overhead benchmark (prints p50/p95 and runs/s).
@@ -52,7 +52,7 @@ $(BIN)/protoc-gen-connect-go:
 	GOBIN=$(BIN) go install connectrpc.com/connect/cmd/protoc-gen-connect-go@$(PROTOC_GEN_CONNECT_GO_VERSION)
 $(BIN)/golangci-lint:
 	GOBIN=$(BIN) go install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
-tools: $(BIN)/buf $(BIN)/protoc-gen-go $(BIN)/protoc-gen-connect-go $(BIN)/golangci-lint
+tools: $(BIN)/buf $(BIN)/protoc-gen-go $(BIN)/protoc-gen-connect-go $(BIN)/golangci-lint $(BIN)/nats-server
 
 # A gitignored symlink proto/.deps/protovalidate -> the module cache (read-only; buf follows symlinks).
 proto-deps:
@@ -102,3 +102,7 @@ ci: generate-check proto-lint breaking tidy-check build-gowork-off lint test
 
 clean:
 	rm -rf $(BIN) $(DATA_DIR)
+
+NATS_SERVER_VERSION := v2.15.2
+$(BIN)/nats-server:
+	GOBIN=$(BIN) go install github.com/nats-io/nats-server/v2@$(NATS_SERVER_VERSION)

@@ -1,0 +1,261 @@
+package events
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// ErrPermanent marks a handler error that no redelivery can fix; the event
+// is dead-lettered at once.
+var ErrPermanent = errors.New("permanent failure")
+
+// Handler handles one event. Returning nil acknowledges it; an error makes
+// JetStream redeliver it (after a back-off) until the consumer's MaxDeliver,
+// then the message is dead-lettered.
+type Handler func(ctx context.Context, ev Event, d Delivery) error
+
+// Delivery is what a handler may do with the message it is handling.
+type Delivery interface {
+	// NumDelivered is 1 on the first delivery.
+	NumDelivered() uint64
+}
+
+// ConsumerConfig names a durable consumer that the provisioner declared.
+type ConsumerConfig struct {
+	// Service owns the consumer; dead letters go to
+	// sluice.deadletter.<service>.<durable>.
+	Service string
+	Stream  string
+	Durable string
+	// Concurrency is how many events are handled at once (default 1).
+	Concurrency int
+	// Heartbeat, when set, extends the lease (InProgress) at this interval
+	// while the handler runs; use it for long handlers.
+	Heartbeat time.Duration
+}
+
+// Consumer pulls from a durable JetStream consumer and runs the handler.
+type Consumer struct {
+	cfg     ConsumerConfig
+	js      jetstream.JetStream
+	log     *slog.Logger
+	handler Handler
+}
+
+// NewConsumer makes a consumer; Run starts it.
+func NewConsumer(js jetstream.JetStream, log *slog.Logger, cfg ConsumerConfig, h Handler) *Consumer {
+	if cfg.Concurrency < 1 {
+		cfg.Concurrency = 1
+	}
+	return &Consumer{cfg: cfg, js: js, log: log.With(slog.String("consumer", cfg.Durable)), handler: h}
+}
+
+// Run handles events until ctx ends, then waits for handlers in flight.
+func (c *Consumer) Run(ctx context.Context) error {
+	cons, err := c.waitForConsumer(ctx)
+	if err != nil {
+		return err
+	}
+	maxDeliver := cons.CachedInfo().Config.MaxDeliver
+	slots := make(chan struct{}, c.cfg.Concurrency)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for ctx.Err() == nil {
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			return nil
+		}
+		free := 1 + c.cfg.Concurrency - len(slots)
+		msgs, err := c.fetch(ctx, cons, free)
+		if err != nil {
+			<-slots
+			if ctx.Err() != nil {
+				return nil
+			}
+			c.log.Warn("fetch failed", slog.Any("error", err))
+			sleep(ctx, time.Second)
+			continue
+		}
+		first := true
+		for _, m := range msgs {
+			if !first {
+				select {
+				case slots <- struct{}{}:
+				default:
+					// No slot: leave it unacked; it is redelivered after AckWait.
+					// Cannot happen, since we fetched at most the free slots.
+					_ = m.Nak()
+					continue
+				}
+			}
+			first = false
+			wg.Add(1)
+			go func(m jetstream.Msg) {
+				defer wg.Done()
+				defer func() { <-slots }()
+				c.handle(ctx, m, maxDeliver)
+			}(m)
+		}
+		if first {
+			<-slots
+		}
+	}
+	return nil
+}
+
+func (c *Consumer) waitForConsumer(ctx context.Context) (jetstream.Consumer, error) {
+	for {
+		cons, err := c.js.Consumer(ctx, c.cfg.Stream, c.cfg.Durable)
+		if err == nil {
+			return cons, nil
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		c.log.Warn("consumer not there yet; is it provisioned?", slog.String("stream", c.cfg.Stream), slog.Any("error", err))
+		if !sleep(ctx, time.Second) {
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// fetch takes up to n messages that are there now, or waits a while for one.
+func (c *Consumer) fetch(ctx context.Context, cons jetstream.Consumer, n int) ([]jetstream.Msg, error) {
+	batch, err := cons.FetchNoWait(n)
+	if err != nil {
+		return nil, err
+	}
+	var msgs []jetstream.Msg
+	for m := range batch.Messages() {
+		msgs = append(msgs, m)
+	}
+	if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
+		return nil, err
+	}
+	if len(msgs) > 0 {
+		return msgs, nil
+	}
+	wait := 2 * time.Second
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < wait {
+		wait = max(time.Until(dl), 10*time.Millisecond)
+	}
+	batch, err = cons.Fetch(1, jetstream.FetchMaxWait(wait), jetstream.FetchContext(ctx))
+	if err != nil {
+		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	for m := range batch.Messages() {
+		msgs = append(msgs, m)
+	}
+	if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
+		return msgs, err
+	}
+	return msgs, nil
+}
+
+type delivery struct{ meta *jetstream.MsgMetadata }
+
+func (d delivery) NumDelivered() uint64 { return d.meta.NumDelivered }
+
+func (c *Consumer) handle(ctx context.Context, m jetstream.Msg, maxDeliver int) {
+	meta, err := m.Metadata()
+	if err != nil {
+		c.log.Error("message without metadata", slog.Any("error", err))
+		_ = m.Term()
+		return
+	}
+	log := c.log.With(slog.String("subject", m.Subject()), slog.Uint64("stream_seq", meta.Sequence.Stream), slog.Uint64("delivery", meta.NumDelivered))
+	ev, err := Decode(m.Subject(), m.Headers(), m.Data())
+	if err != nil {
+		c.deadLetter(ctx, m, log, err)
+		return
+	}
+	log = log.With(slog.String("event_id", ev.ID), slog.String("run_id", ev.ChainID))
+
+	hctx, cancel := context.WithCancel(ctx)
+	stopBeat := c.heartbeat(hctx, m)
+	err = c.handler(hctx, ev, delivery{meta: meta})
+	stopBeat()
+	cancel()
+
+	switch {
+	case err == nil:
+		if err := m.DoubleAck(ctx); err != nil && ctx.Err() == nil {
+			log.Warn("ack failed; the event will be redelivered and skipped as a duplicate", slog.Any("error", err))
+		}
+	case ctx.Err() != nil:
+		// Shutting down: leave it for redelivery.
+		_ = m.Nak()
+	case errors.Is(err, ErrPermanent) || errors.Is(err, ErrInvalidEvent):
+		c.deadLetter(ctx, m, log, err)
+	case maxDeliver > 0 && int(meta.NumDelivered) >= maxDeliver:
+		c.deadLetter(ctx, m, log, fmt.Errorf("gave up after %d deliveries: %w", meta.NumDelivered, err))
+	default:
+		delay := time.Duration(1<<min(meta.NumDelivered, 6)) * 250 * time.Millisecond
+		log.Warn("handler failed; will retry", slog.Any("error", err), slog.Duration("in", delay))
+		_ = m.NakWithDelay(delay)
+	}
+}
+
+func (c *Consumer) heartbeat(ctx context.Context, m jetstream.Msg) func() {
+	if c.cfg.Heartbeat <= 0 {
+		return func() {}
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(c.cfg.Heartbeat)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				_ = m.InProgress()
+			}
+		}
+	}()
+	return func() { close(done); wg.Wait() }
+}
+
+// Header names on a dead-lettered message, beside the original headers.
+const (
+	HeaderDeadLetterReason  = "Sluice-Deadletter-Reason"
+	HeaderDeadLetterSubject = "Sluice-Deadletter-Subject"
+	HeaderDeadLetterStream  = "Sluice-Deadletter-Stream"
+)
+
+func (c *Consumer) deadLetter(ctx context.Context, m jetstream.Msg, log *slog.Logger, reason error) {
+	dl := nats.NewMsg(DeadLetterSubject(c.cfg.Service, c.cfg.Durable))
+	for k, v := range m.Headers() {
+		if k == nats.MsgIdHdr {
+			continue
+		}
+		dl.Header[k] = v
+	}
+	dl.Header.Set(HeaderDeadLetterReason, reason.Error())
+	dl.Header.Set(HeaderDeadLetterSubject, m.Subject())
+	dl.Header.Set(HeaderDeadLetterStream, c.cfg.Stream)
+	dl.Data = m.Data()
+	if _, err := c.js.PublishMsg(ctx, dl); err != nil {
+		log.Error("dead-letter publish failed; leaving the message for redelivery", slog.Any("error", err), slog.Any("reason", reason))
+		_ = m.NakWithDelay(5 * time.Second)
+		return
+	}
+	log.Error("event dead-lettered", slog.Any("reason", reason), slog.String("to", dl.Subject))
+	_ = m.Term()
+}

@@ -1,0 +1,210 @@
+package events
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/sluicehq/sluice/platform/sqldb"
+)
+
+//go:embed migrations/*.sql
+var migrationFiles embed.FS
+
+// Migrations creates the outbox and processed_events tables; every service
+// that publishes or consumes events applies it.
+func Migrations() sqldb.Migrations {
+	return sqldb.Migrations{Name: "events", FS: mustSub(migrationFiles, "migrations")}
+}
+
+// Enqueue stores e in the outbox inside tx, so the event is published if and
+// only if the transaction commits. Call Relay.Kick after the commit.
+func Enqueue(ctx context.Context, tx *sql.Tx, e Event) error {
+	m, err := e.Msg()
+	if err != nil {
+		return err
+	}
+	headers, err := json.Marshal(m.Header)
+	if err != nil {
+		return fmt.Errorf("marshal headers: %w", err)
+	}
+	_, err = tx.ExecContext(ctx,
+		`INSERT INTO outbox (id, subject, headers, body, created_at) VALUES ($1, $2, $3, $4, $5)`,
+		e.ID, m.Subject, string(headers), string(m.Data), time.Now().UnixNano())
+	if err != nil {
+		return fmt.Errorf("enqueue %s: %w", e.Kind.Type, err)
+	}
+	return nil
+}
+
+// Relay publishes the outbox to JetStream in order and deletes what the
+// server acknowledged. A crash between publish and delete publishes the
+// event again with the same Nats-Msg-Id, which JetStream drops as a
+// duplicate within its window, and consumers are idempotent beyond it.
+type Relay struct {
+	db    *sqldb.DB
+	js    jetstream.JetStream
+	log   *slog.Logger
+	kick  chan struct{}
+	batch int
+	idle  time.Duration
+}
+
+// NewRelay makes a relay for db's outbox.
+func NewRelay(db *sqldb.DB, js jetstream.JetStream, log *slog.Logger) *Relay {
+	return &Relay{db: db, js: js, log: log, kick: make(chan struct{}, 1), batch: 256, idle: time.Second}
+}
+
+// Kick wakes the relay after a transaction that enqueued events committed.
+func (r *Relay) Kick() {
+	select {
+	case r.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Run publishes until ctx ends.
+func (r *Relay) Run(ctx context.Context) {
+	backoff := 100 * time.Millisecond
+	for {
+		n, err := r.publishBatch(ctx)
+		switch {
+		case ctx.Err() != nil:
+			return
+		case err != nil:
+			r.log.Warn("outbox relay: publish failed; retrying", slog.Any("error", err), slog.Duration("in", backoff))
+			if !sleep(ctx, backoff) {
+				return
+			}
+			backoff = min(backoff*2, 5*time.Second)
+			continue
+		}
+		backoff = 100 * time.Millisecond
+		if n == r.batch {
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-r.kick:
+		case <-time.After(r.idle):
+		}
+	}
+}
+
+type outboxRow struct {
+	id, subject, headers string
+	body                 []byte
+}
+
+func (r *Relay) publishBatch(ctx context.Context) (int, error) {
+	rows, err := r.db.QueryContext(ctx,
+		`SELECT id, subject, headers, body FROM outbox ORDER BY created_at, id LIMIT $1`, r.batch)
+	if err != nil {
+		return 0, fmt.Errorf("read outbox: %w", err)
+	}
+	var batch []outboxRow
+	for rows.Next() {
+		var row outboxRow
+		if err := rows.Scan(&row.id, &row.subject, &row.headers, &row.body); err != nil {
+			_ = rows.Close()
+			return 0, fmt.Errorf("read outbox: %w", err)
+		}
+		batch = append(batch, row)
+	}
+	if err := rows.Close(); err != nil {
+		return 0, fmt.Errorf("read outbox: %w", err)
+	}
+	if err := rows.Err(); err != nil {
+		return 0, fmt.Errorf("read outbox: %w", err)
+	}
+	if len(batch) == 0 {
+		return 0, nil
+	}
+	futures := make([]jetstream.PubAckFuture, 0, len(batch))
+	for _, row := range batch {
+		m := nats.NewMsg(row.subject)
+		if err := json.Unmarshal([]byte(row.headers), &m.Header); err != nil {
+			return 0, fmt.Errorf("outbox row %s headers: %w", row.id, err)
+		}
+		m.Data = row.body
+		f, err := r.js.PublishMsgAsync(m)
+		if err != nil {
+			return 0, fmt.Errorf("publish %s: %w", row.subject, err)
+		}
+		futures = append(futures, f)
+	}
+	done := 0
+	var firstErr error
+	for i, f := range futures {
+		select {
+		case <-f.Ok():
+			if firstErr == nil {
+				done = i + 1
+			}
+		case err := <-f.Err():
+			if firstErr == nil {
+				firstErr = fmt.Errorf("publish %s: %w", batch[i].subject, err)
+			}
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+	}
+	// Delete the acknowledged prefix only, so order is kept on a retry.
+	if done > 0 {
+		err := r.db.InTx(ctx, func(tx *sql.Tx) error {
+			for _, row := range batch[:done] {
+				if _, err := tx.ExecContext(ctx, `DELETE FROM outbox WHERE id = $1`, row.id); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return 0, fmt.Errorf("delete published outbox rows: %w", err)
+		}
+	}
+	return done, firstErr
+}
+
+// Pending counts unpublished events.
+func Pending(ctx context.Context, db *sqldb.DB) (int, error) {
+	var n int
+	err := db.QueryRowContext(ctx, `SELECT COUNT(*) FROM outbox`).Scan(&n)
+	return n, err
+}
+
+// MarkProcessed records that consumer handled eventID, inside tx. It returns
+// false when it had already been recorded: the caller must then skip the
+// event's effects (its transaction may still commit harmlessly).
+func MarkProcessed(ctx context.Context, tx *sql.Tx, consumer, eventID string) (bool, error) {
+	res, err := tx.ExecContext(ctx,
+		`INSERT INTO processed_events (consumer, event_id, processed_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`,
+		consumer, eventID, time.Now().UnixNano())
+	if err != nil {
+		return false, fmt.Errorf("record processed event: %w", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, fmt.Errorf("record processed event: %w", err)
+	}
+	return n == 1, nil
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}

@@ -1,0 +1,66 @@
+// Package executor defines how Sluice runs one step (a shell command) and
+// provides Local, the backend that runs steps as local processes.
+//
+// The build, test and release services all run their commands through an
+// Executor, so the rules for environment, timeouts, cancellation and output
+// live in one place.
+package executor
+
+import (
+	"context"
+	"time"
+)
+
+// MaxLineLen is the longest line handed to Spec.Output. Longer lines are
+// split into chunks of at most MaxLineLen bytes; no byte is dropped.
+const MaxLineLen = 64 * 1024
+
+// Spec describes one step to run.
+type Spec struct {
+	// Name is the step name, used in error messages.
+	Name string
+	// Command is run with the executor's shell as `Shell -c Command`.
+	Command string
+	// Dir is the working directory. It is required and must exist.
+	Dir string
+	// Env is added on top of the scrubbed base environment (see Local.PassEnv).
+	Env map[string]string
+	// Timeout bounds the run; 0 means the executor's default.
+	Timeout time.Duration
+	// Output, if non-nil, is called once per line of output. stream is
+	// "stdout" or "stderr"; line has no trailing newline. A final line that
+	// does not end in a newline is delivered too, and lines longer than
+	// MaxLineLen are split. Calls are serialized, never concurrent, and the
+	// order of lines within one stream is preserved. Output must not block
+	// for long: the command blocks on writing while Output runs.
+	Output func(stream string, line string)
+}
+
+// Result is the outcome of a step that was started.
+type Result struct {
+	// ExitCode is the command's exit status, or -1 when it was killed by a
+	// signal, timed out or was cancelled.
+	ExitCode int
+	// TimedOut reports that the step ran longer than its timeout and was killed.
+	TimedOut bool
+	// Cancelled reports that the caller's context was done before the step
+	// finished, so it was killed.
+	Cancelled bool
+	// Duration is the wall time from start to the end of Run.
+	Duration time.Duration
+}
+
+// Executor runs steps.
+//
+// Run returns an error only when the step could not be started (bad spec,
+// missing directory, missing shell, context already done). A command that
+// runs and fails is reported as a Result with ExitCode != 0 and a nil error.
+type Executor interface {
+	Run(ctx context.Context, spec Spec) (Result, error)
+}
+
+// Stream names passed to Spec.Output.
+const (
+	Stdout = "stdout"
+	Stderr = "stderr"
+)

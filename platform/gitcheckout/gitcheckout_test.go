@@ -1,0 +1,317 @@
+package gitcheckout_test
+
+import (
+	"context"
+	"errors"
+	"net/http/cgi"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-git/go-git/v5"
+	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/object"
+
+	"github.com/sluicehq/sluice/platform/gitcheckout"
+)
+
+// fixture is a repository with two commits:
+//
+//	first:  README = "v1", run.sh (executable)
+//	second: README = "v2", NEW added, run.sh removed
+type fixture struct {
+	dir           string
+	repo          *git.Repository
+	first, second plumbing.Hash
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "src")
+	repo, err := git.PlainInit(dir, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fixture{dir: dir, repo: repo}
+	f.write(t, "README", "v1\n", 0o644)
+	f.write(t, "run.sh", "#!/bin/sh\necho hi\n", 0o755)
+	f.first = f.commit(t, "first")
+	f.write(t, "README", "v2\n", 0o644)
+	f.write(t, "NEW", "new\n", 0o644)
+	if err := os.Remove(filepath.Join(dir, "run.sh")); err != nil {
+		t.Fatal(err)
+	}
+	f.second = f.commit(t, "second")
+	return f
+}
+
+func (f *fixture) write(t *testing.T, name, content string, mode os.FileMode) {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(f.dir, name), []byte(content), mode); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (f *fixture) commit(t *testing.T, msg string) plumbing.Hash {
+	t.Helper()
+	wt, err := f.repo.Worktree()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := wt.AddWithOptions(&git.AddOptions{All: true}); err != nil {
+		t.Fatal(err)
+	}
+	sig := &object.Signature{Name: "Sluice Test", Email: "test@sluice.invalid", When: time.Unix(1700000000, 0)}
+	h, err := wt.Commit(msg, &git.CommitOptions{Author: sig, Committer: sig})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+// assertFirstCommit checks that dir holds the first commit of the fixture.
+func assertFirstCommit(t *testing.T, f *fixture, dir string) {
+	t.Helper()
+	readme, err := os.ReadFile(filepath.Join(dir, "README"))
+	if err != nil || string(readme) != "v1\n" {
+		t.Errorf("README = %q, %v; want v1", readme, err)
+	}
+	if fi, err := os.Stat(filepath.Join(dir, "run.sh")); err != nil || fi.Mode().Perm()&0o100 == 0 {
+		t.Errorf("run.sh missing or not executable: %v, %v", fi, err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "NEW")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("NEW (from the second commit) exists: %v", err)
+	}
+	repo, err := git.PlainOpen(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	head, err := repo.Head()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if head.Hash() != f.first || head.Name() != plumbing.HEAD {
+		t.Errorf("HEAD = %s (%s), want detached at %s", head.Hash(), head.Name(), f.first)
+	}
+	wt, err := repo.Worktree()
+	if err != nil {
+		t.Fatal(err)
+	}
+	status, err := wt.Status()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !status.IsClean() {
+		t.Errorf("worktree not clean:\n%s", status)
+	}
+}
+
+func TestCheckoutLocalPath(t *testing.T) {
+	f := newFixture(t)
+	dst := filepath.Join(t.TempDir(), "checkout")
+	if err := gitcheckout.Checkout(context.Background(), f.dir, f.first.String(), dst); err != nil {
+		t.Fatal(err)
+	}
+	assertFirstCommit(t, f, dst)
+}
+
+func TestCheckoutFileURL(t *testing.T) {
+	f := newFixture(t)
+	dst := filepath.Join(t.TempDir(), "checkout")
+	if err := gitcheckout.Checkout(context.Background(), "file://"+f.dir, f.first.String(), dst); err != nil {
+		t.Fatal(err)
+	}
+	assertFirstCommit(t, f, dst)
+}
+
+func TestCheckoutLocalNeedsNoGitBinary(t *testing.T) {
+	f := newFixture(t)
+	t.Setenv("PATH", t.TempDir())
+	dst := filepath.Join(t.TempDir(), "checkout")
+	if err := gitcheckout.Checkout(context.Background(), "file://"+f.dir, f.first.String(), dst); err != nil {
+		t.Fatal(err)
+	}
+	assertFirstCommit(t, f, dst)
+}
+
+func TestCheckoutIntoExistingEmptyDir(t *testing.T) {
+	f := newFixture(t)
+	dst := t.TempDir()
+	// Upper-case hex is accepted too.
+	if err := gitcheckout.Checkout(context.Background(), f.dir, strings.ToUpper(f.first.String()), dst); err != nil {
+		t.Fatal(err)
+	}
+	assertFirstCommit(t, f, dst)
+}
+
+func TestCheckoutHasHistory(t *testing.T) {
+	f := newFixture(t)
+	dst := t.TempDir()
+	if err := gitcheckout.Checkout(context.Background(), f.dir, f.second.String(), dst); err != nil {
+		t.Fatal(err)
+	}
+	repo, err := git.PlainOpen(dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := repo.CommitObject(f.second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.NumParents() != 1 || c.ParentHashes[0] != f.first {
+		t.Fatalf("parents = %v, want [%s]", c.ParentHashes, f.first)
+	}
+	if _, err := repo.CommitObject(f.first); err != nil {
+		t.Errorf("parent commit missing from the clone: %v", err)
+	}
+	if b, err := os.ReadFile(filepath.Join(dst, "NEW")); err != nil || string(b) != "new\n" {
+		t.Errorf("NEW = %q, %v", b, err)
+	}
+}
+
+func TestCommitNotFound(t *testing.T) {
+	f := newFixture(t)
+	const missing = "0123456789abcdef0123456789abcdef01234567"
+	for _, url := range []string{f.dir, "file://" + f.dir} {
+		t.Run(url, func(t *testing.T) {
+			dst := filepath.Join(t.TempDir(), "checkout")
+			err := gitcheckout.Checkout(context.Background(), url, missing, dst)
+			if !errors.Is(err, gitcheckout.ErrCommitNotFound) {
+				t.Fatalf("err = %v, want ErrCommitNotFound", err)
+			}
+			if !strings.Contains(err.Error(), missing) {
+				t.Errorf("error %q does not name the commit", err)
+			}
+			if _, err := os.Stat(dst); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("failed checkout left %s behind: %v", dst, err)
+			}
+		})
+	}
+}
+
+func TestFailedCheckoutEmptiesExistingDir(t *testing.T) {
+	f := newFixture(t)
+	dst := t.TempDir()
+	err := gitcheckout.Checkout(context.Background(), f.dir, strings.Repeat("ab", 20), dst)
+	if !errors.Is(err, gitcheckout.ErrCommitNotFound) {
+		t.Fatalf("err = %v, want ErrCommitNotFound", err)
+	}
+	entries, err := os.ReadDir(dst)
+	if err != nil || len(entries) != 0 {
+		t.Errorf("destination after failure: %v, %v; want it to exist and be empty", entries, err)
+	}
+}
+
+func TestInvalidArguments(t *testing.T) {
+	f := newFixture(t)
+	nonEmpty := t.TempDir()
+	keep := filepath.Join(nonEmpty, "keep")
+	if err := os.WriteFile(keep, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ name, url, commit, dir string }{
+		{"short sha", f.dir, f.first.String()[:12], filepath.Join(t.TempDir(), "d")},
+		{"branch name", f.dir, "master", filepath.Join(t.TempDir(), "d")},
+		{"non-hex", f.dir, strings.Repeat("z", 40), filepath.Join(t.TempDir(), "d")},
+		{"dir not empty", f.dir, f.first.String(), nonEmpty},
+		{"dir is a file", f.dir, f.first.String(), file},
+		{"not a repository", t.TempDir(), f.first.String(), filepath.Join(t.TempDir(), "d")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := gitcheckout.Checkout(context.Background(), tc.url, tc.commit, tc.dir); err == nil {
+				t.Fatal("Checkout succeeded, want error")
+			}
+		})
+	}
+	if _, err := os.Stat(keep); err != nil {
+		t.Errorf("a failed checkout removed a file it did not create: %v", err)
+	}
+}
+
+func TestCancelledContext(t *testing.T) {
+	f := newFixture(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	err := gitcheckout.Checkout(ctx, f.dir, f.first.String(), filepath.Join(t.TempDir(), "d"))
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v, want context.Canceled", err)
+	}
+}
+
+// serveHTTP serves the fixture over git's smart HTTP protocol with
+// `git http-backend`. The git binary is needed only by this test server.
+func serveHTTP(t *testing.T, f *fixture) string {
+	t.Helper()
+	gitBin, err := exec.LookPath("git")
+	if err != nil {
+		t.Skip("git binary not found; needed to serve a repository over HTTP")
+	}
+	srv := httptest.NewServer(&cgi.Handler{
+		Path: gitBin,
+		Args: []string{"http-backend"},
+		Env: []string{
+			"GIT_PROJECT_ROOT=" + filepath.Dir(f.dir),
+			"GIT_HTTP_EXPORT_ALL=1",
+			"GIT_CONFIG_NOSYSTEM=1",
+			"HOME=" + t.TempDir(),
+		},
+	})
+	t.Cleanup(srv.Close)
+	return srv.URL + "/" + filepath.Base(f.dir)
+}
+
+func TestCheckoutOverHTTP(t *testing.T) {
+	f := newFixture(t)
+	url := serveHTTP(t, f)
+	dst := filepath.Join(t.TempDir(), "checkout")
+	if err := gitcheckout.Checkout(context.Background(), url, f.first.String(), dst); err != nil {
+		t.Fatal(err)
+	}
+	assertFirstCommit(t, f, dst)
+
+	missing := filepath.Join(t.TempDir(), "missing")
+	err := gitcheckout.Checkout(context.Background(), url, strings.Repeat("ab", 20), missing)
+	if !errors.Is(err, gitcheckout.ErrCommitNotFound) {
+		t.Fatalf("err = %v, want ErrCommitNotFound", err)
+	}
+}
+
+func TestCheckoutOverHTTPCommitOnlyOnPullRef(t *testing.T) {
+	f := newFixture(t)
+	// Third commit only reachable from refs/pull/1/head, like a GitHub PR.
+	f.write(t, "README", "pr\n", 0o644)
+	pr := f.commit(t, "pull request")
+	for _, ref := range []*plumbing.Reference{
+		plumbing.NewHashReference("refs/pull/1/head", pr),
+		plumbing.NewHashReference(plumbing.Master, f.second),
+	} {
+		if err := f.repo.Storer.SetReference(ref); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg, err := f.repo.Config()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Raw.Section("uploadpack").SetOption("allowReachableSHA1InWant", "true")
+	if err := f.repo.SetConfig(cfg); err != nil {
+		t.Fatal(err)
+	}
+	url := serveHTTP(t, f)
+
+	dst := filepath.Join(t.TempDir(), "checkout")
+	if err := gitcheckout.Checkout(context.Background(), url, pr.String(), dst); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(filepath.Join(dst, "README")); err != nil || string(b) != "pr\n" {
+		t.Errorf("README = %q, %v; want pr", b, err)
+	}
+}

@@ -1,0 +1,238 @@
+// Package rpcserver is the HTTP server every Sluice process runs: Connect
+// (and gRPC, gRPC-Web) handlers with validation and error mapping, plain HTTP
+// routes such as webhooks, /healthz, /readyz, /metrics and gRPC health.
+package rpcserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sort"
+	"sync"
+	"time"
+
+	"connectrpc.com/connect"
+	"connectrpc.com/grpchealth"
+	"connectrpc.com/validate"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/sluicehq/sluice/platform/apierror"
+)
+
+// Route is one handler mounted on the server: a Connect service (from a
+// generated New...Handler) or any plain HTTP handler.
+type Route struct {
+	Path    string
+	Handler http.Handler
+	// Service is the fully-qualified Connect service name, reported by gRPC
+	// health; empty for plain HTTP routes.
+	Service string
+}
+
+// Config is the server's listen address.
+type Config struct {
+	// Addr is host:port; port 0 picks a free port (see Server.Addr).
+	Addr string
+}
+
+// Readiness collects named checks; /readyz is 200 only when all pass.
+type Readiness struct {
+	mu     sync.Mutex
+	checks map[string]func() error
+}
+
+// NewReadiness makes an empty set of checks.
+func NewReadiness() *Readiness { return &Readiness{checks: map[string]func() error{}} }
+
+// Add registers a check.
+func (r *Readiness) Add(name string, check func() error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.checks[name] = check
+}
+
+// Check runs every check and returns the failures by name.
+func (r *Readiness) Check() map[string]error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	failed := map[string]error{}
+	for name, c := range r.checks {
+		if err := c(); err != nil {
+			failed[name] = err
+		}
+	}
+	return failed
+}
+
+// HandlerOptions are the options every Connect handler is built with:
+// protovalidate on every request, errors mapped to codes once.
+func HandlerOptions(log *slog.Logger) []connect.HandlerOption {
+	return []connect.HandlerOption{connect.WithInterceptors(validate.NewInterceptor(), apierror.Interceptor(log))}
+}
+
+// Server is the process's HTTP server.
+type Server struct {
+	cfg       Config
+	log       *slog.Logger
+	handler   http.Handler
+	readiness *Readiness
+	srv       *http.Server
+	ln        net.Listener
+	draining  chan struct{}
+	// base is every request's parent context; Stop cancels it so that
+	// long-lived streams end and let the drain finish.
+	base       context.Context
+	cancelBase context.CancelFunc
+	Registry   *prometheus.Registry
+}
+
+// New builds the server for routes; it listens on Start.
+func New(cfg Config, log *slog.Logger, readiness *Readiness, routes []Route) (*Server, error) {
+	if cfg.Addr == "" {
+		return nil, errors.New("rpcserver: listen address is empty")
+	}
+	s := &Server{cfg: cfg, log: log, readiness: readiness, draining: make(chan struct{}), Registry: prometheus.NewRegistry()}
+	s.base, s.cancelBase = context.WithCancel(context.Background())
+	s.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	requests := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "sluice_http_requests_total", Help: "HTTP requests by route and status code.",
+	}, []string{"route", "code"})
+	s.Registry.MustRegister(requests)
+
+	mux := http.NewServeMux()
+	var services []string
+	seen := map[string]bool{}
+	sort.Slice(routes, func(i, j int) bool { return routes[i].Path < routes[j].Path })
+	for _, r := range routes {
+		if seen[r.Path] {
+			return nil, fmt.Errorf("rpcserver: two routes for %s", r.Path)
+		}
+		seen[r.Path] = true
+		mux.Handle(r.Path, countRequests(requests, r.Path, r.Handler))
+		if r.Service != "" {
+			services = append(services, r.Service)
+		}
+	}
+	checker := grpchealth.NewStaticChecker(services...)
+	mux.Handle(grpchealth.NewHandler(checker))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", s.serveReady)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.Registry, promhttp.HandlerOpts{}))
+	s.handler = mux
+	return s, nil
+}
+
+func (s *Server) serveReady(w http.ResponseWriter, _ *http.Request) {
+	select {
+	case <-s.draining:
+		http.Error(w, "draining", http.StatusServiceUnavailable)
+		return
+	default:
+	}
+	if s.readiness != nil {
+		if failed := s.readiness.Check(); len(failed) > 0 {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			for name, err := range failed {
+				_, _ = fmt.Fprintf(w, "%s: %v\n", name, err)
+			}
+			return
+		}
+	}
+	_, _ = w.Write([]byte("ready\n"))
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	code int
+}
+
+func (r *statusRecorder) WriteHeader(code int) { r.code = code; r.ResponseWriter.WriteHeader(code) }
+func (r *statusRecorder) Flush() {
+	if f, ok := r.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+func countRequests(c *prometheus.CounterVec, route string, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
+		next.ServeHTTP(rec, req)
+		c.WithLabelValues(route, fmt.Sprint(rec.code)).Inc()
+	})
+}
+
+// Handler is the server's root handler (for in-memory tests).
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Start listens and serves in the background; it returns once listening.
+func (s *Server) Start(context.Context) error {
+	ln, err := net.Listen("tcp", s.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", s.cfg.Addr, err)
+	}
+	s.ln = ln
+	protocols := new(http.Protocols)
+	protocols.SetHTTP1(true)
+	protocols.SetUnencryptedHTTP2(true)
+	s.srv = &http.Server{
+		Handler:           s.handler,
+		Protocols:         protocols,
+		ReadHeaderTimeout: 10 * time.Second,
+		BaseContext:       func(net.Listener) context.Context { return s.base },
+	}
+	go func() {
+		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("http server stopped", slog.Any("error", err))
+		}
+	}()
+	s.log.Info("listening", slog.String("addr", ln.Addr().String()))
+	return nil
+}
+
+// Addr is the address the server listens on, once started.
+func (s *Server) Addr() string {
+	if s.ln == nil {
+		return s.cfg.Addr
+	}
+	return s.ln.Addr().String()
+}
+
+// URL is http://Addr.
+func (s *Server) URL() string { return "http://" + s.Addr() }
+
+// Stop turns readiness off, then drains in-flight requests until ctx ends.
+// Streaming requests end when their handlers see the cancelled context.
+func (s *Server) Stop(ctx context.Context) error {
+	select {
+	case <-s.draining:
+	default:
+		close(s.draining)
+	}
+	if s.srv == nil {
+		s.cancelBase()
+		return nil
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.srv.Shutdown(ctx) }()
+	// Unary requests get a moment to finish; then streams are told to end.
+	select {
+	case err := <-done:
+		s.cancelBase()
+		return err
+	case <-time.After(time.Second):
+		s.cancelBase()
+	}
+	err := <-done
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		return s.srv.Close()
+	}
+	return err
+}

@@ -1,0 +1,274 @@
+// Package steplog stores step output as sequence-numbered lines per run,
+// serves it from any sequence number, and lets readers wait for more. The
+// build and test services keep their logs with it.
+package steplog
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"fmt"
+	"io/fs"
+	"sync"
+	"time"
+
+	"github.com/sluicehq/sluice/platform/sqldb"
+)
+
+//go:embed migrations/*.sql
+var migrationFiles embed.FS
+
+// Migrations creates the step_logs tables.
+func Migrations() sqldb.Migrations {
+	sub, err := fs.Sub(migrationFiles, "migrations")
+	if err != nil {
+		panic(err) // a literal, valid path
+	}
+	return sqldb.Migrations{Name: "steplog", FS: sub}
+}
+
+// Streams a line can come from.
+const (
+	Stdout = "stdout"
+	Stderr = "stderr"
+	// Meta lines are written by Sluice itself (step banners, exit codes).
+	Meta = "meta"
+)
+
+// MaxLineBytes is the longest line stored; longer lines are cut with a mark.
+const MaxLineBytes = 16 << 10
+
+// Line is one stored line.
+type Line struct {
+	Seq    int64
+	Step   string
+	Stream string
+	Text   string
+	Time   time.Time
+}
+
+// Store keeps the lines in the service's database.
+type Store struct {
+	db *sqldb.DB
+
+	mu      sync.Mutex
+	changed chan struct{} // closed and replaced on every append or completion
+}
+
+// New makes a store over db (which must have Migrations applied).
+func New(db *sqldb.DB) *Store {
+	return &Store{db: db, changed: make(chan struct{})}
+}
+
+func (s *Store) signal() {
+	s.mu.Lock()
+	close(s.changed)
+	s.changed = make(chan struct{})
+	s.mu.Unlock()
+}
+
+func (s *Store) changes() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.changed
+}
+
+// Writer appends a run's lines in order. It is safe for concurrent use.
+type Writer struct {
+	store *Store
+	runID string
+
+	mu      sync.Mutex
+	next    int64
+	pending []Line
+	err     error
+
+	stop chan struct{}
+	done chan struct{}
+}
+
+// Writer opens the run's log for appending, continuing after the lines
+// already stored (a worker that takes over a run keeps numbering). It
+// flushes buffered lines every interval until Close.
+func (s *Store) Writer(ctx context.Context, runID string, interval time.Duration) (*Writer, error) {
+	var last sql.NullInt64
+	if err := s.db.QueryRowContext(ctx, `SELECT MAX(seq) FROM step_logs WHERE run_id = $1`, runID).Scan(&last); err != nil {
+		return nil, fmt.Errorf("open log of run %s: %w", runID, err)
+	}
+	w := &Writer{store: s, runID: runID, next: last.Int64 + 1, stop: make(chan struct{}), done: make(chan struct{})}
+	go w.flushLoop(interval)
+	return w, nil
+}
+
+func (w *Writer) flushLoop(interval time.Duration) {
+	defer close(w.done)
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-w.stop:
+			return
+		case <-t.C:
+			_ = w.Flush(context.Background())
+		}
+	}
+}
+
+// Append buffers one line and returns its sequence number.
+func (w *Writer) Append(step, stream, text string) int64 {
+	if len(text) > MaxLineBytes {
+		text = text[:MaxLineBytes] + " [line cut at 16 KiB]"
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	seq := w.next
+	w.next++
+	w.pending = append(w.pending, Line{Seq: seq, Step: step, Stream: stream, Text: text, Time: time.Now().UTC()})
+	return seq
+}
+
+// Flush stores the buffered lines. A failed flush keeps them buffered and
+// is retried on the next flush; its error is also returned by Close.
+func (w *Writer) Flush(ctx context.Context) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.pending) == 0 {
+		return nil
+	}
+	err := w.store.db.InTx(ctx, func(tx *sql.Tx) error {
+		for _, l := range w.pending {
+			if _, err := tx.ExecContext(ctx,
+				`INSERT INTO step_logs (run_id, seq, step, stream, text, at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING`,
+				w.runID, l.Seq, l.Step, l.Stream, l.Text, l.Time.UnixNano()); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		w.err = fmt.Errorf("store log lines of run %s: %w", w.runID, err)
+		return w.err
+	}
+	w.pending = w.pending[:0]
+	w.err = nil
+	w.store.signal()
+	return nil
+}
+
+// Close stops the flush loop and stores what is left.
+func (w *Writer) Close(ctx context.Context) error {
+	select {
+	case <-w.stop:
+	default:
+		close(w.stop)
+	}
+	<-w.done
+	return w.Flush(ctx)
+}
+
+// Complete marks the run's log as finished: readers stop waiting.
+func (s *Store) Complete(ctx context.Context, runID string) error {
+	_, err := s.db.ExecContext(ctx,
+		`INSERT INTO step_log_state (run_id, complete) VALUES ($1, 1) ON CONFLICT (run_id) DO UPDATE SET complete = 1`, runID)
+	if err != nil {
+		return fmt.Errorf("complete log of run %s: %w", runID, err)
+	}
+	s.signal()
+	return nil
+}
+
+// Reopen marks the run's log as in progress again (a worker took it over).
+func (s *Store) Reopen(ctx context.Context, runID string) error {
+	_, err := s.db.ExecContext(ctx,
+		`INSERT INTO step_log_state (run_id, complete) VALUES ($1, 0) ON CONFLICT (run_id) DO UPDATE SET complete = 0`, runID)
+	if err != nil {
+		return fmt.Errorf("reopen log of run %s: %w", runID, err)
+	}
+	return nil
+}
+
+// Page is a slice of a run's log.
+type Page struct {
+	Lines []Line
+	// Next is the sequence number to ask for next.
+	Next int64
+	// Complete is true when the log is finished and Lines reach its end.
+	Complete bool
+}
+
+// Read returns up to limit lines from fromSeq on (1 when 0), only of step
+// when step is not empty.
+func (s *Store) Read(ctx context.Context, runID, step string, fromSeq int64, limit int) (Page, error) {
+	if fromSeq < 1 {
+		fromSeq = 1
+	}
+	if limit <= 0 || limit > 10000 {
+		limit = 1000
+	}
+	// Read completion first: lines stored before it was set are all visible.
+	var complete int
+	err := s.db.QueryRowContext(ctx, `SELECT complete FROM step_log_state WHERE run_id = $1`, runID).Scan(&complete)
+	if err != nil && err != sql.ErrNoRows {
+		return Page{}, fmt.Errorf("read log of run %s: %w", runID, err)
+	}
+	q := `SELECT seq, step, stream, text, at FROM step_logs WHERE run_id = $1 AND seq >= $2 AND ($3 = '' OR step = $3) ORDER BY seq LIMIT $4`
+	rows, err := s.db.QueryContext(ctx, q, runID, fromSeq, step, limit+1)
+	if err != nil {
+		return Page{}, fmt.Errorf("read log of run %s: %w", runID, err)
+	}
+	defer rows.Close()
+	page := Page{Next: fromSeq}
+	for rows.Next() {
+		var l Line
+		var at int64
+		if err := rows.Scan(&l.Seq, &l.Step, &l.Stream, &l.Text, &at); err != nil {
+			return Page{}, fmt.Errorf("read log of run %s: %w", runID, err)
+		}
+		l.Time = sqldb.Time(at)
+		page.Lines = append(page.Lines, l)
+	}
+	if err := rows.Err(); err != nil {
+		return Page{}, fmt.Errorf("read log of run %s: %w", runID, err)
+	}
+	more := len(page.Lines) > limit
+	if more {
+		page.Lines = page.Lines[:limit]
+	}
+	if n := len(page.Lines); n > 0 {
+		page.Next = page.Lines[n-1].Seq + 1
+	}
+	page.Complete = complete == 1 && !more
+	return page, nil
+}
+
+// Tail calls fn with every line from fromSeq on as lines arrive, until the
+// log is complete (returns nil) or ctx ends.
+func (s *Store) Tail(ctx context.Context, runID, step string, fromSeq int64, fn func([]Line) error) error {
+	next := fromSeq
+	for {
+		changed := s.changes()
+		page, err := s.Read(ctx, runID, step, next, 1000)
+		if err != nil {
+			return err
+		}
+		if len(page.Lines) > 0 {
+			if err := fn(page.Lines); err != nil {
+				return err
+			}
+		}
+		next = page.Next
+		if page.Complete {
+			return nil
+		}
+		if len(page.Lines) > 0 {
+			continue
+		}
+		// Another replica may be writing: poll as well as wait.
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-changed:
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}

@@ -1,0 +1,248 @@
+package pipeline
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"google.golang.org/protobuf/types/known/durationpb"
+	"gopkg.in/yaml.v3"
+)
+
+// maxDuration bounds every timeout in the file; maxDurationText is how
+// messages spell it.
+const (
+	maxDuration     = 24 * time.Hour
+	maxDurationText = "24h"
+)
+
+// parser collects the problems found while decoding one file.
+type parser struct {
+	file string
+	errs Errors
+}
+
+func (p *parser) errorAt(n *yaml.Node, hint, format string, args ...any) {
+	p.errs = append(p.errs, Error{
+		File:    p.file,
+		Line:    n.Line,
+		Column:  n.Column,
+		Message: fmt.Sprintf(format, args...),
+		Hint:    hint,
+	})
+}
+
+// field is one known key of a mapping and how to decode its value.
+type field struct {
+	key      string
+	required bool
+	decode   func(value *yaml.Node)
+}
+
+// fields decodes the mapping n by calling, in file order, the decode function
+// of each key present. It reports unknown, duplicate and missing required
+// keys, and returns the set of keys present (nil if n is not a mapping).
+func (p *parser) fields(n *yaml.Node, fields ...field) map[string]bool {
+	pairs, ok := p.mapping(n)
+	if !ok {
+		return nil
+	}
+	known := make([]string, len(fields))
+	for i, f := range fields {
+		known[i] = f.key
+	}
+	present := make(map[string]bool)
+	for _, kv := range pairs {
+		i := indexOf(known, kv.key.Value)
+		if i < 0 {
+			hint := ""
+			if c := closest(kv.key.Value, known); c != "" {
+				hint = fmt.Sprintf("did you mean %q?", c)
+			}
+			p.errorAt(kv.key, hint, "unknown key %q", kv.key.Value)
+			continue
+		}
+		present[kv.key.Value] = true
+		fields[i].decode(kv.value)
+	}
+	for _, f := range fields {
+		if f.required && !present[f.key] {
+			p.errorAt(n, "", "missing required key %q", f.key)
+		}
+	}
+	return present
+}
+
+func indexOf(list []string, s string) int {
+	for i, v := range list {
+		if v == s {
+			return i
+		}
+	}
+	return -1
+}
+
+// pair is one key and its value in a mapping.
+type pair struct{ key, value *yaml.Node }
+
+// mapping returns the pairs of the mapping n. Keys that are not scalars and
+// keys already defined are reported and left out.
+func (p *parser) mapping(n *yaml.Node) ([]pair, bool) {
+	n = resolve(n)
+	if n.Kind != yaml.MappingNode {
+		p.errorAt(n, "", "expected a mapping, got %s", describe(n))
+		return nil, false
+	}
+	var pairs []pair
+	seen := make(map[string]*yaml.Node)
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		key, value := n.Content[i], n.Content[i+1]
+		if key.Kind != yaml.ScalarNode {
+			p.errorAt(key, "", "expected a string key, got %s", describe(key))
+			continue
+		}
+		if first, dup := seen[key.Value]; dup {
+			p.errorAt(key, "", "mapping key %q already defined at line %d", key.Value, first.Line)
+			continue
+		}
+		seen[key.Value] = key
+		pairs = append(pairs, pair{key, value})
+	}
+	return pairs, true
+}
+
+// sequence returns the items of the list n.
+func (p *parser) sequence(n *yaml.Node) []*yaml.Node {
+	n = resolve(n)
+	if n.Kind != yaml.SequenceNode {
+		p.errorAt(n, "", "expected a list, got %s", describe(n))
+		return nil
+	}
+	return n.Content
+}
+
+// str returns the text of n, which must be a string scalar.
+func (p *parser) str(n *yaml.Node) (string, bool) {
+	n = resolve(n)
+	if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!str" {
+		hint := ""
+		if n.Kind == yaml.ScalarNode && n.ShortTag() != "!!null" {
+			hint = fmt.Sprintf("quote it: %q", n.Value)
+		}
+		p.errorAt(n, hint, "expected a string, got %s", describe(n))
+		return "", false
+	}
+	return n.Value, true
+}
+
+// command returns the shell command in n, which must not be blank.
+func (p *parser) command(n *yaml.Node) string {
+	s, ok := p.str(n)
+	if ok && strings.TrimSpace(s) == "" {
+		p.errorAt(resolve(n), "", "command must not be empty")
+	}
+	return s
+}
+
+// duration decodes a Go duration such as "90s" or "1h30m" that is greater
+// than zero and at most maxDuration.
+func (p *parser) duration(n *yaml.Node) *durationpb.Duration {
+	n = resolve(n)
+	if n.Kind != yaml.ScalarNode || n.ShortTag() == "!!null" {
+		p.errorAt(n, "", "expected a duration, got %s", describe(n))
+		return nil
+	}
+	d, err := time.ParseDuration(n.Value)
+	switch {
+	case err != nil:
+		p.errorAt(n, `use a Go duration such as "90s", "5m" or "1h30m"`, "invalid duration %q", n.Value)
+	case d <= 0:
+		p.errorAt(n, "", "duration %q must be greater than zero", n.Value)
+	case d > maxDuration:
+		p.errorAt(n, "", "duration %q must be at most %s", n.Value, maxDurationText)
+	default:
+		return durationpb.New(d)
+	}
+	return nil
+}
+
+// env decodes a mapping of environment variables. Values may be strings,
+// numbers or booleans; they keep their text as written.
+func (p *parser) env(n *yaml.Node) map[string]string {
+	pairs, ok := p.mapping(n)
+	if !ok {
+		return nil
+	}
+	env := make(map[string]string, len(pairs))
+	for _, kv := range pairs {
+		name := kv.key.Value
+		switch {
+		case !validEnvName(name):
+			p.errorAt(kv.key, `use letters, digits and "_", not starting with a digit`,
+				"invalid environment variable name %q", name)
+		case strings.HasPrefix(name, "SLUICE_"):
+			p.errorAt(kv.key, "Sluice sets the SLUICE_ variables itself; choose another name",
+				"environment variable name %q is reserved", name)
+		}
+		value := resolve(kv.value)
+		if value.Kind == yaml.ScalarNode {
+			switch value.ShortTag() {
+			case "!!str", "!!int", "!!float", "!!bool":
+				env[name] = value.Value
+				continue
+			}
+		}
+		hint := ""
+		if value.ShortTag() == "!!null" {
+			hint = `write "" for an empty value`
+		}
+		p.errorAt(value, hint, "expected a string, got %s", describe(value))
+	}
+	return env
+}
+
+// validEnvName reports whether s matches ^[A-Za-z_][A-Za-z0-9_]*$.
+func validEnvName(s string) bool {
+	for i, r := range s {
+		switch {
+		case 'A' <= r && r <= 'Z', 'a' <= r && r <= 'z', r == '_':
+		case '0' <= r && r <= '9' && i > 0:
+		default:
+			return false
+		}
+	}
+	return s != ""
+}
+
+// resolve follows an alias to the node it refers to.
+func resolve(n *yaml.Node) *yaml.Node {
+	if n.Kind == yaml.AliasNode && n.Alias != nil {
+		return n.Alias
+	}
+	return n
+}
+
+// describe names the YAML type of n for messages.
+func describe(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "a mapping"
+	case yaml.SequenceNode:
+		return "a list"
+	case yaml.ScalarNode:
+		switch n.ShortTag() {
+		case "!!str":
+			return "a string"
+		case "!!null":
+			return "nothing"
+		case "!!int", "!!float":
+			return "a number"
+		case "!!bool":
+			return "a boolean"
+		case "!!timestamp":
+			return "a timestamp"
+		}
+		return "a value tagged " + n.ShortTag()
+	}
+	return "an unexpected YAML node"
+}

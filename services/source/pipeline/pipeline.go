@@ -1,0 +1,342 @@
+// Package pipeline parses and validates a repository's pipeline file,
+// .sluice.yaml, into a sourcev1.Pipeline. The format is documented in
+// docs/pipeline.md.
+package pipeline
+
+import (
+	"bytes"
+	"cmp"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"path"
+	"slices"
+	"strconv"
+	"strings"
+
+	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
+	"gopkg.in/yaml.v3"
+)
+
+// maxNameLength bounds step, artifact and environment names.
+const maxNameLength = 63
+
+// Parse parses and validates a pipeline file. file is the name used in
+// messages (e.g. ".sluice.yaml"). On bad input the error is an *Errors
+// holding every problem found, sorted by position.
+func Parse(file string, data []byte) (*sourcev1.Pipeline, error) {
+	p := &parser{file: file}
+	pipeline := p.parse(data)
+	if len(p.errs) > 0 {
+		errs := p.errs
+		slices.SortStableFunc(errs, func(a, b Error) int {
+			return cmp.Or(cmp.Compare(a.Line, b.Line), cmp.Compare(a.Column, b.Column))
+		})
+		return nil, &errs
+	}
+	return pipeline, nil
+}
+
+func (p *parser) parse(data []byte) *sourcev1.Pipeline {
+	root := p.document(data)
+	if root == nil {
+		return nil
+	}
+	pipeline := &sourcev1.Pipeline{}
+	present := p.fields(root,
+		field{key: "version", decode: p.version},
+		field{key: "build", decode: func(n *yaml.Node) { pipeline.Build = p.build(n) }},
+		field{key: "test", decode: func(n *yaml.Node) { pipeline.Test = p.test(n) }},
+		field{key: "release", decode: func(n *yaml.Node) { pipeline.Release = p.release(n) }},
+	)
+	if present == nil {
+		return nil // root is not a mapping, which fields reported
+	}
+	if !present["version"] {
+		p.errorAt(root, `start the file with "version: 1"`, `missing required key "version"`)
+	}
+	if !present["build"] && !present["test"] && !present["release"] {
+		p.errorAt(root, "add a build, test or release section", "the pipeline has nothing to do")
+	}
+	return pipeline
+}
+
+// document returns the top-level node of the file's single YAML document,
+// or nil after reporting why there is none.
+func (p *parser) document(data []byte) *yaml.Node {
+	decoder := yaml.NewDecoder(bytes.NewReader(data))
+	var doc yaml.Node
+	if err := decoder.Decode(&doc); err != nil {
+		if errors.Is(err, io.EOF) {
+			p.errs = append(p.errs, emptyFile(p.file))
+		} else {
+			p.syntaxError(err)
+		}
+		return nil
+	}
+	var extra yaml.Node
+	switch err := decoder.Decode(&extra); {
+	case err == nil:
+		p.errorAt(&extra, "", "only one YAML document is allowed")
+	case !errors.Is(err, io.EOF):
+		p.syntaxError(err)
+	}
+	if len(doc.Content) == 0 || resolve(doc.Content[0]).ShortTag() == "!!null" {
+		p.errs = append(p.errs, emptyFile(p.file))
+		return nil
+	}
+	return doc.Content[0]
+}
+
+func emptyFile(file string) Error {
+	return Error{
+		File:    file,
+		Line:    1,
+		Column:  1,
+		Message: "the pipeline file is empty",
+		Hint:    `start with "version: 1" and add a build, test or release section`,
+	}
+}
+
+// syntaxError reports a yaml.v3 syntax error, taking the line from its
+// "yaml: line N: problem" message. yaml.v3 gives no column.
+func (p *parser) syntaxError(err error) {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	line := 0
+	if rest, ok := strings.CutPrefix(msg, "line "); ok {
+		if number, problem, ok := strings.Cut(rest, ": "); ok {
+			if n, err := strconv.Atoi(number); err == nil {
+				line, msg = n, problem
+			}
+		}
+	}
+	p.errs = append(p.errs, Error{File: p.file, Line: line, Message: "invalid YAML: " + msg})
+}
+
+func (p *parser) version(n *yaml.Node) {
+	n = resolve(n)
+	switch {
+	case n.Kind != yaml.ScalarNode || n.ShortTag() != "!!int":
+		p.errorAt(n, "write version: 1", "expected a number, got %s", describe(n))
+	case n.Value != "1":
+		p.errorAt(n, "", "unsupported version %s; the only supported version is 1", n.Value)
+	}
+}
+
+func (p *parser) build(n *yaml.Node) *sourcev1.BuildSpec {
+	build := &sourcev1.BuildSpec{}
+	p.fields(n,
+		field{key: "steps", decode: func(n *yaml.Node) { build.Steps = p.steps(n) }},
+		field{key: "artifacts", decode: func(n *yaml.Node) { build.Artifacts = p.artifacts(n) }},
+	)
+	return build
+}
+
+func (p *parser) test(n *yaml.Node) *sourcev1.TestSpec {
+	test := &sourcev1.TestSpec{}
+	p.fields(n,
+		field{key: "steps", decode: func(n *yaml.Node) { test.Steps = p.steps(n) }},
+		field{key: "reports", decode: func(n *yaml.Node) { test.Reports = p.reports(n) }},
+	)
+	return test
+}
+
+func (p *parser) steps(n *yaml.Node) []*sourcev1.Step {
+	var steps []*sourcev1.Step
+	names := make(map[string]int)
+	for _, item := range p.sequence(n) {
+		step := &sourcev1.Step{}
+		p.fields(item,
+			field{key: "name", required: true, decode: func(n *yaml.Node) { step.Name = p.name(n, "step", names) }},
+			field{key: "run", required: true, decode: func(n *yaml.Node) { step.Run = p.command(n) }},
+			field{key: "timeout", decode: func(n *yaml.Node) { step.Timeout = p.duration(n) }},
+			field{key: "env", decode: func(n *yaml.Node) { step.Env = p.env(n) }},
+		)
+		steps = append(steps, step)
+	}
+	return steps
+}
+
+func (p *parser) artifacts(n *yaml.Node) []*sourcev1.ArtifactSpec {
+	var artifacts []*sourcev1.ArtifactSpec
+	names := make(map[string]int)
+	for _, item := range p.sequence(n) {
+		artifact := &sourcev1.ArtifactSpec{}
+		p.fields(item,
+			field{key: "name", required: true, decode: func(n *yaml.Node) { artifact.Name = p.name(n, "artifact", names) }},
+			field{key: "path", required: true, decode: func(n *yaml.Node) { artifact.Path = p.relativePath(n, false) }},
+		)
+		artifacts = append(artifacts, artifact)
+	}
+	return artifacts
+}
+
+func (p *parser) reports(n *yaml.Node) []*sourcev1.ReportSpec {
+	var reports []*sourcev1.ReportSpec
+	for _, item := range p.sequence(n) {
+		report := &sourcev1.ReportSpec{}
+		p.fields(item,
+			field{key: "path", required: true, decode: func(n *yaml.Node) { report.Path = p.relativePath(n, true) }},
+			field{key: "format", required: true, decode: func(n *yaml.Node) { report.Format = p.reportFormat(n) }},
+		)
+		reports = append(reports, report)
+	}
+	return reports
+}
+
+func (p *parser) reportFormat(n *yaml.Node) sourcev1.ReportFormat {
+	s, ok := p.str(n)
+	if !ok {
+		return sourcev1.ReportFormat_REPORT_FORMAT_UNSPECIFIED
+	}
+	switch s {
+	case "go-test-json":
+		return sourcev1.ReportFormat_REPORT_FORMAT_GO_TEST_JSON
+	case "junit":
+		return sourcev1.ReportFormat_REPORT_FORMAT_JUNIT_XML
+	}
+	formats := []string{"go-test-json", "junit"}
+	hint := `the formats are "go-test-json" and "junit"`
+	if c := closest(s, formats); c != "" {
+		hint = fmt.Sprintf("did you mean %q?", c)
+	}
+	p.errorAt(resolve(n), hint, "unknown report format %q", s)
+	return sourcev1.ReportFormat_REPORT_FORMAT_UNSPECIFIED
+}
+
+func (p *parser) release(n *yaml.Node) *sourcev1.ReleaseSpec {
+	release := &sourcev1.ReleaseSpec{}
+	var branches *yaml.Node
+	p.fields(n,
+		field{key: "branches", decode: func(n *yaml.Node) {
+			branches = resolve(n)
+			release.Branches = p.branches(n)
+		}},
+		field{key: "environments", decode: func(n *yaml.Node) { release.Environments = p.environments(n) }},
+	)
+	// A branches value of the wrong type has been reported already.
+	noBranches := branches == nil || (branches.Kind == yaml.SequenceNode && len(branches.Content) == 0)
+	if len(release.Environments) > 0 && noBranches {
+		p.errorAt(resolve(n), "list the branches to release, e.g. branches: [main]",
+			"release has environments but no branches")
+	}
+	return release
+}
+
+func (p *parser) branches(n *yaml.Node) []string {
+	var branches []string
+	for _, item := range p.sequence(n) {
+		branch, ok := p.str(item)
+		if ok && branch == "" {
+			p.errorAt(resolve(item), "", "branch name must not be empty")
+		}
+		branches = append(branches, branch)
+	}
+	return branches
+}
+
+func (p *parser) environments(n *yaml.Node) []*sourcev1.EnvironmentSpec {
+	var environments []*sourcev1.EnvironmentSpec
+	names := make(map[string]int)
+	for _, item := range p.sequence(n) {
+		env := &sourcev1.EnvironmentSpec{}
+		p.fields(item,
+			field{key: "name", required: true, decode: func(n *yaml.Node) { env.Name = p.name(n, "environment", names) }},
+			field{key: "deploy", required: true, decode: func(n *yaml.Node) { env.Deploy = p.command(n) }},
+			field{key: "deploy_timeout", decode: func(n *yaml.Node) { env.DeployTimeout = p.duration(n) }},
+			field{key: "env", decode: func(n *yaml.Node) { env.Env = p.env(n) }},
+			field{key: "verify", decode: func(n *yaml.Node) { env.Verify = p.verify(n) }},
+		)
+		environments = append(environments, env)
+	}
+	return environments
+}
+
+func (p *parser) verify(n *yaml.Node) *sourcev1.VerifySpec {
+	verify := &sourcev1.VerifySpec{}
+	present := p.fields(n,
+		field{key: "http", decode: func(n *yaml.Node) { verify.Check = &sourcev1.VerifySpec_Http{Http: p.httpURL(n)} }},
+		field{key: "command", decode: func(n *yaml.Node) { verify.Check = &sourcev1.VerifySpec_Command{Command: p.command(n)} }},
+		field{key: "timeout", decode: func(n *yaml.Node) { verify.Timeout = p.duration(n) }},
+	)
+	switch {
+	case present == nil:
+	case present["http"] && present["command"]:
+		p.errorAt(resolve(n), "", `verify takes only one of "http" and "command"`)
+	case !present["http"] && !present["command"]:
+		p.errorAt(resolve(n), "", `verify needs one of "http" or "command"`)
+	}
+	return verify
+}
+
+func (p *parser) httpURL(n *yaml.Node) string {
+	s, ok := p.str(n)
+	if !ok {
+		return ""
+	}
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		p.errorAt(resolve(n), "e.g. http://127.0.0.1:8080/healthz",
+			"invalid URL %q: expected an absolute http:// or https:// URL", s)
+	}
+	return s
+}
+
+// name decodes a step, artifact or environment name and reports it if it
+// is malformed or already in seen, which maps names to their line.
+func (p *parser) name(n *yaml.Node, kind string, seen map[string]int) string {
+	s, ok := p.str(n)
+	if !ok {
+		return ""
+	}
+	n = resolve(n)
+	switch {
+	case !validName(s):
+		p.errorAt(n, `use lowercase letters, digits, "-" and "_", starting with a letter or digit`,
+			"invalid %s name %q", kind, s)
+	case len(s) > maxNameLength:
+		p.errorAt(n, "", "%s name %q is longer than %d characters", kind, s, maxNameLength)
+	case seen[s] > 0:
+		p.errorAt(n, "", "duplicate %s name %q (first defined at line %d)", kind, s, seen[s])
+	default:
+		seen[s] = n.Line
+	}
+	return s
+}
+
+// validName reports whether s matches ^[a-z0-9][a-z0-9_-]*$.
+func validName(s string) bool {
+	for i, r := range s {
+		switch {
+		case 'a' <= r && r <= 'z', '0' <= r && r <= '9':
+		case (r == '-' || r == '_') && i > 0:
+		default:
+			return false
+		}
+	}
+	return s != ""
+}
+
+// relativePath decodes a path inside the workspace: not absolute and
+// without "..". With glob, it may be a path.Match pattern.
+func (p *parser) relativePath(n *yaml.Node, glob bool) string {
+	s, ok := p.str(n)
+	if !ok {
+		return ""
+	}
+	n = resolve(n)
+	switch {
+	case s == "":
+		p.errorAt(n, "", "path must not be empty")
+	case path.IsAbs(s):
+		p.errorAt(n, "", "path %q must be relative to the workspace", s)
+	case slices.Contains(strings.Split(s, "/"), ".."):
+		p.errorAt(n, "", `path %q must not contain ".."`, s)
+	case glob:
+		if _, err := path.Match(s, ""); err != nil {
+			p.errorAt(n, "", "invalid glob pattern %q", s)
+		}
+	}
+	return s
+}
