@@ -147,7 +147,9 @@ func (c *Consumer) fetch(ctx context.Context, cons jetstream.Consumer, n int) ([
 	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < wait {
 		wait = max(time.Until(dl), 10*time.Millisecond)
 	}
-	batch, err = cons.Fetch(1, jetstream.FetchMaxWait(wait), jetstream.FetchContext(ctx))
+	fctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	batch, err = cons.Fetch(1, jetstream.FetchContext(fctx))
 	if err != nil {
 		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 			return nil, nil

@@ -15,8 +15,9 @@ import (
 	"strconv"
 	"strings"
 
-	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
 	"gopkg.in/yaml.v3"
+
+	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
 )
 
 // maxNameLength bounds step, artifact and environment names.

@@ -6,10 +6,11 @@ import (
 	"testing"
 	"time"
 
-	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
 	"google.golang.org/protobuf/encoding/prototext"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
+
+	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
 )
 
 const file = ".sluice.yaml"
@@ -500,7 +501,7 @@ func TestErrorString(t *testing.T) {
 func TestClosest(t *testing.T) {
 	known := []string{"name", "run", "timeout", "env"}
 	tests := map[string]string{
-		"nmae":    "name",
+		"nmae":    "name", //nolint:misspell // a deliberate typo, the input under test
 		"Name":    "name",
 		"runs":    "run",
 		"timout":  "timeout",

@@ -1,0 +1,243 @@
+package source
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/sluicehq/sluice/platform/apierror"
+	"github.com/sluicehq/sluice/platform/events"
+	buildevents "github.com/sluicehq/sluice/proto/gen/sluice/build/events/v1"
+	buildv1 "github.com/sluicehq/sluice/proto/gen/sluice/build/v1"
+	releaseevents "github.com/sluicehq/sluice/proto/gen/sluice/release/events/v1"
+	testevents "github.com/sluicehq/sluice/proto/gen/sluice/test/events/v1"
+	testv1 "github.com/sluicehq/sluice/proto/gen/sluice/test/v1"
+	"github.com/sluicehq/sluice/services/source/domain"
+)
+
+// consumerStreams are the durable consumers the source service owns
+// (deploy/nats/consumers/source) and the streams they read.
+func consumerStreams() []struct{ durable, stream string } {
+	return []struct{ durable, stream string }{
+		{"source-build", "BUILD"},
+		{"source-test", "TEST"},
+		{"source-release", "RELEASE"},
+	}
+}
+
+// NewConsumers makes the consumers that fold the build, test and release
+// services' events into run summaries.
+func NewConsumers(svc *Service, js jetstream.JetStream, log *slog.Logger) []*events.Consumer {
+	out := make([]*events.Consumer, 0, len(consumerStreams()))
+	for _, c := range consumerStreams() {
+		durable := c.durable
+		out = append(out, events.NewConsumer(js, log, events.ConsumerConfig{
+			Service: "source", Stream: c.stream, Durable: durable,
+		}, func(ctx context.Context, ev events.Event, _ events.Delivery) error {
+			return svc.Fold(ctx, durable, ev)
+		}))
+	}
+	return out
+}
+
+// runIDOf is the run an event is about, "" when none (a rollback asked for
+// by hand, for instance).
+func runIDOf(ev events.Event) string {
+	if p, ok := ev.Payload.(interface{ GetRunId() string }); ok && p.GetRunId() != "" {
+		return p.GetRunId()
+	}
+	return ev.ChainID
+}
+
+// Fold applies one event of another service to its run's summary, once per
+// consumer and event id, in one transaction with the RunFinished event it
+// may cause.
+func (s *Service) Fold(ctx context.Context, consumer string, ev events.Event) error {
+	runID := runIDOf(ev)
+	if runID == "" {
+		return nil
+	}
+	var changed, ended bool
+	err := s.store.InTx(ctx, func(tx *sql.Tx) error {
+		changed, ended = false, false
+		first, err := events.MarkProcessed(ctx, tx, consumer, ev.ID)
+		if err != nil || !first {
+			return err
+		}
+		run, err := lockRun(ctx, tx, runID)
+		if errors.Is(err, apierror.ErrNotFound) {
+			s.log.Warn("event for a run this service does not know; ignored",
+				slog.String("run_id", runID), slog.String("event_type", ev.Kind.Type), slog.String("event_id", ev.ID))
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		wasFinal := run.Status.Final()
+		if !apply(&run, ev) {
+			return nil
+		}
+		if err := updateRun(ctx, tx, run); err != nil {
+			return err
+		}
+		changed = true
+		if wasFinal || !run.Status.Final() {
+			return nil
+		}
+		fin, err := runFinishedEvent(run)
+		if err != nil {
+			return err
+		}
+		ended = true
+		return events.Enqueue(ctx, tx, fin)
+	})
+	if err != nil {
+		return fmt.Errorf("fold %s into run %s: %w", ev.Kind.Type, runID, err)
+	}
+	if changed {
+		s.changes.notify()
+	}
+	if ended {
+		s.outbox.Kick()
+	}
+	return nil
+}
+
+// apply folds one event into run and reports whether it changed.
+func apply(run *domain.Run, ev events.Event) bool {
+	at := ev.Time.UTC()
+	switch p := ev.Payload.(type) {
+	case *buildevents.BuildStarted:
+		return run.StartStage(domain.StageBuild, at)
+	case *buildevents.StepFinished:
+		return run.StartStage(domain.StageBuild, time.Time{})
+	case *buildevents.BuildFinished:
+		return applyBuildFinished(run, p, at)
+	case *testevents.TestRunStarted:
+		return run.StartStage(domain.StageTest, at)
+	case *testevents.TestRunFinished:
+		return applyTestRunFinished(run, p, at)
+	case *releaseevents.ReleasePublished:
+		started := run.StartStage(domain.StageRelease, at)
+		return run.SetReleaseVersion(p.GetRelease().GetVersion()) || started
+	case *releaseevents.ServiceDeployed:
+		d := p.GetDeployment()
+		if d.GetRollback() {
+			return false // told by ServiceRolledBack
+		}
+		return run.AddStageDetail(domain.StageRelease, fmt.Sprintf("deployed %s to %s", d.GetVersion(), d.GetEnvironment()))
+	case *releaseevents.DeploymentFailed:
+		d := p.GetDeployment()
+		text := fmt.Sprintf("deployment of %s failed on %s", d.GetVersion(), d.GetEnvironment())
+		if d.GetReason() != "" {
+			text += ": " + d.GetReason()
+		}
+		return run.AddStageDetail(domain.StageRelease, text)
+	case *releaseevents.ServiceRolledBack:
+		text := fmt.Sprintf("rolled back %s to %s", p.GetEnvironment(), p.GetToVersion())
+		if p.GetToVersion() == "" {
+			text = "rolled back " + p.GetEnvironment()
+		}
+		return run.AddStageDetail(domain.StageRelease, text)
+	case *releaseevents.ReleaseFinished:
+		return applyReleaseFinished(run, p, at)
+	}
+	return false // artifacts and the like add nothing to the summary
+}
+
+func applyBuildFinished(run *domain.Run, p *buildevents.BuildFinished, at time.Time) bool {
+	switch p.GetStatus() {
+	case buildv1.BuildStatus_BUILD_STATUS_SUCCEEDED:
+		return run.FinishStage(domain.StageBuild, domain.StageOutcome{
+			Status: domain.StageSucceeded, At: at, Detail: artifactsDetail(p.GetArtifacts()),
+		})
+	case buildv1.BuildStatus_BUILD_STATUS_FAILED, buildv1.BuildStatus_BUILD_STATUS_CANCELLED:
+		cancelled := p.GetStatus() == buildv1.BuildStatus_BUILD_STATUS_CANCELLED
+		reason := firstOf(p.GetFailureReason(), domain.StepFailure(p.GetFailedStep(), int(p.GetExitCode())))
+		if reason == "" && !cancelled {
+			reason = "the build failed"
+		}
+		return run.FinishStage(domain.StageBuild, domain.StageOutcome{
+			Status: domain.StageFailed, At: at, Reason: reason, FailedStep: p.GetFailedStep(),
+			ExitCode: int(p.GetExitCode()), LastLogLines: p.GetLastLogLines(), Cancelled: cancelled,
+		})
+	case buildv1.BuildStatus_BUILD_STATUS_QUEUED, buildv1.BuildStatus_BUILD_STATUS_RUNNING:
+		return run.StartStage(domain.StageBuild, time.Time{})
+	}
+	return false
+}
+
+func artifactsDetail(artifacts []*buildv1.Artifact) string {
+	if len(artifacts) == 0 {
+		return ""
+	}
+	names := make([]string, len(artifacts))
+	for i, a := range artifacts {
+		names[i] = a.GetName()
+	}
+	noun := "artifacts"
+	if len(names) == 1 {
+		noun = "artifact"
+	}
+	return fmt.Sprintf("%d %s: %s", len(names), noun, strings.Join(names, ", "))
+}
+
+func applyTestRunFinished(run *domain.Run, p *testevents.TestRunFinished, at time.Time) bool {
+	c := p.GetCounts()
+	counts := domain.TestCounts(int(c.GetPassed()), int(c.GetFailed()), int(c.GetSkipped()))
+	switch p.GetStatus() {
+	case testv1.TestRunStatus_TEST_RUN_STATUS_PASSED:
+		return run.FinishStage(domain.StageTest, domain.StageOutcome{Status: domain.StageSucceeded, At: at, Detail: counts})
+	case testv1.TestRunStatus_TEST_RUN_STATUS_FAILED, testv1.TestRunStatus_TEST_RUN_STATUS_ERROR:
+		var parts []string
+		if r := firstOf(p.GetFailureReason(), domain.StepFailure(p.GetFailedStep(), int(p.GetExitCode()))); r != "" {
+			parts = append(parts, r)
+		}
+		parts = append(parts, counts)
+		if cases := p.GetFailedCases(); len(cases) > 0 {
+			parts = append(parts, "failing: "+strings.Join(cases, ", "))
+		}
+		return run.FinishStage(domain.StageTest, domain.StageOutcome{
+			Status: domain.StageFailed, At: at, Reason: strings.Join(parts, "; "), FailedStep: p.GetFailedStep(),
+			ExitCode: int(p.GetExitCode()), LastLogLines: p.GetLastLogLines(), Detail: counts,
+		})
+	case testv1.TestRunStatus_TEST_RUN_STATUS_RUNNING:
+		return run.StartStage(domain.StageTest, time.Time{})
+	}
+	return false
+}
+
+func applyReleaseFinished(run *domain.Run, p *releaseevents.ReleaseFinished, at time.Time) bool {
+	versioned := run.SetReleaseVersion(p.GetVersion())
+	var o domain.StageOutcome
+	switch p.GetOutcome() {
+	case releaseevents.ReleaseOutcome_RELEASE_OUTCOME_SUCCEEDED:
+		o = domain.StageOutcome{Status: domain.StageSucceeded, At: at}
+	case releaseevents.ReleaseOutcome_RELEASE_OUTCOME_FAILED:
+		reason := firstOf(p.GetReason(), "a deployment failed")
+		if p.GetRolledBack() && !strings.Contains(reason, "rolled back") {
+			reason += "; rolled back"
+		}
+		o = domain.StageOutcome{Status: domain.StageFailed, At: at, Reason: reason}
+	case releaseevents.ReleaseOutcome_RELEASE_OUTCOME_SKIPPED:
+		o = domain.StageOutcome{Status: domain.StageSkipped, At: at, Reason: firstOf(p.GetReason(), "nothing to release")}
+	default:
+		return versioned
+	}
+	return run.FinishStage(domain.StageRelease, o) || versioned
+}
+
+func firstOf(s ...string) string {
+	for _, v := range s {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}

@@ -1,0 +1,230 @@
+// Package domain holds the source service's plain types and the rules that
+// fold other services' events into a run's summary. It knows nothing of SQL,
+// NATS or Connect.
+package domain
+
+import (
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+
+	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
+)
+
+// PipelineFile is the pipeline file's path in a repository.
+const PipelineFile = ".sluice.yaml"
+
+// Repository is a registered git repository.
+type Repository struct {
+	ID   string
+	Name string
+	// URL is an absolute local path or a git URL.
+	URL string
+	// Branch is the watched branch.
+	Branch string
+	// WebhookSecret signs the repository's webhooks.
+	WebhookSecret string
+	// LastSeenCommit is the head of Branch the last time polling or a
+	// webhook looked; "" when the branch had no commits.
+	LastSeenCommit string
+	CreatedAt      time.Time
+}
+
+// Trigger is what started a run.
+type Trigger string
+
+// Triggers.
+const (
+	TriggerManual  Trigger = "manual"
+	TriggerPoll    Trigger = "poll"
+	TriggerWebhook Trigger = "webhook"
+)
+
+// RunStatus is a run's overall state.
+type RunStatus string
+
+// Run statuses. Succeeded, failed and cancelled are final.
+const (
+	RunQueued    RunStatus = "queued"
+	RunRunning   RunStatus = "running"
+	RunSucceeded RunStatus = "succeeded"
+	RunFailed    RunStatus = "failed"
+	RunCancelled RunStatus = "cancelled"
+)
+
+// Final reports whether s is an end state, which never changes again.
+func (s RunStatus) Final() bool {
+	return s == RunSucceeded || s == RunFailed || s == RunCancelled
+}
+
+// StageStatus is one stage's state.
+type StageStatus string
+
+// Stage statuses, in the only order a stage may move through them:
+// pending, then running, then one of the terminal ones.
+const (
+	StagePending   StageStatus = "pending"
+	StageRunning   StageStatus = "running"
+	StageSucceeded StageStatus = "succeeded"
+	StageFailed    StageStatus = "failed"
+	StageSkipped   StageStatus = "skipped"
+)
+
+// rank orders stage statuses; a stage only moves to a higher rank.
+func (s StageStatus) rank() int {
+	switch s {
+	case StagePending:
+		return 0
+	case StageRunning:
+		return 1
+	default:
+		return 2
+	}
+}
+
+// Terminal reports whether s is an end state of a stage.
+func (s StageStatus) Terminal() bool { return s.rank() == 2 }
+
+// Stage names, in pipeline order.
+const (
+	StageBuild   = "build"
+	StageTest    = "test"
+	StageRelease = "release"
+)
+
+// StageNames lists the stages of every run in order.
+func StageNames() []string { return []string{StageBuild, StageTest, StageRelease} }
+
+// Stage is one service's part of a run.
+type Stage struct {
+	Name         string
+	Status       StageStatus
+	StartedAt    time.Time
+	EndedAt      time.Time
+	Reason       string
+	FailedStep   string
+	ExitCode     int
+	LastLogLines []string
+	Detail       string
+}
+
+// Run is one pass of a commit through the pipeline, with the summary folded
+// from the stages' events.
+type Run struct {
+	ID           string
+	RepositoryID string
+	// Repository is the repository's name.
+	Repository     string
+	RepositoryURL  string
+	Commit         string
+	Ref            string
+	Branch         string
+	Trigger        Trigger
+	Status         RunStatus
+	CreatedAt      time.Time
+	EndedAt        time.Time
+	FailureReason  string
+	ReleaseVersion string
+	CommitMessage  string
+	// Pipeline is nil when the pipeline file was missing or invalid.
+	Pipeline *sourcev1.Pipeline
+	Stages   []Stage
+	// Version counts the run's stored changes.
+	Version int64
+}
+
+// NewRun makes a queued run with every stage pending.
+func NewRun(id string, repo Repository, commit Commit, ref, branch string, trigger Trigger, pipeline *sourcev1.Pipeline, now time.Time) Run {
+	r := Run{
+		ID:            id,
+		RepositoryID:  repo.ID,
+		Repository:    repo.Name,
+		RepositoryURL: repo.URL,
+		Commit:        commit.SHA,
+		Ref:           ref,
+		Branch:        branch,
+		Trigger:       trigger,
+		Status:        RunQueued,
+		CreatedAt:     now,
+		CommitMessage: commit.Message,
+		Pipeline:      pipeline,
+	}
+	for _, name := range StageNames() {
+		r.Stages = append(r.Stages, Stage{Name: name, Status: StagePending})
+	}
+	return r
+}
+
+// NewFailedRun makes a run that failed before any stage could start, for
+// example because its pipeline file is invalid. Every stage is skipped.
+func NewFailedRun(id string, repo Repository, commit Commit, ref, branch string, trigger Trigger, reason string, now time.Time) Run {
+	r := NewRun(id, repo, commit, ref, branch, trigger, nil, now)
+	r.Status = RunFailed
+	r.EndedAt = now
+	r.FailureReason = reason
+	for i := range r.Stages {
+		r.Stages[i].Status = StageSkipped
+		r.Stages[i].Reason = "the run failed before it started"
+	}
+	return r
+}
+
+// Stage returns the stage called name, or nil.
+func (r *Run) Stage(name string) *Stage {
+	for i := range r.Stages {
+		if r.Stages[i].Name == name {
+			return &r.Stages[i]
+		}
+	}
+	return nil
+}
+
+// Commit is one commit of a repository.
+type Commit struct {
+	SHA     string
+	Message string
+	// Author is "Name <email>".
+	Author string
+	Time   time.Time
+}
+
+// Subject is the first line of the commit message.
+func (c Commit) Subject() string {
+	subject, _, _ := strings.Cut(c.Message, "\n")
+	return strings.TrimSpace(subject)
+}
+
+var (
+	nameInvalid = regexp.MustCompile(`[^a-z0-9._-]+`)
+	nameValid   = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]*$`)
+)
+
+// MaxNameLength bounds repository names.
+const MaxNameLength = 100
+
+// NameFromURL derives a repository name from its URL or path: the last
+// element without ".git", lower-cased, with runs of characters a name cannot
+// hold replaced by "-". It returns "" when nothing usable is left.
+func NameFromURL(url string) string {
+	s := strings.TrimRight(url, `/\`)
+	if i := strings.LastIndexAny(s, `/\:`); i >= 0 {
+		s = s[i+1:]
+	}
+	s = strings.TrimSuffix(strings.ToLower(s), ".git")
+	s = nameInvalid.ReplaceAllString(s, "-")
+	s = strings.TrimLeft(s, "._-")
+	if len(s) > MaxNameLength {
+		s = strings.TrimRight(s[:MaxNameLength], "._-")
+	}
+	return s
+}
+
+// ValidName reports whether s can name a repository.
+func ValidName(s string) bool { return len(s) <= MaxNameLength && nameValid.MatchString(s) }
+
+// MissingPipelineReason is a run's failure reason when the commit has no
+// pipeline file.
+func MissingPipelineReason(commit string) string {
+	return fmt.Sprintf("%s: not found at commit %s", PipelineFile, commit)
+}

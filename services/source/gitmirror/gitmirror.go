@@ -1,0 +1,621 @@
+// Package gitmirror keeps a bare mirror of each registered repository under
+// one directory and answers every read from it: refs, commits, files at a
+// commit, commit ranges. It is pure Go (go-git): a local repository is
+// mirrored by copying objects in-process, so no git binary is needed;
+// remote URLs are fetched with go-git's transports.
+package gitmirror
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/go-git/go-git/v5"
+	"github.com/go-git/go-git/v5/config"
+	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/filemode"
+	"github.com/go-git/go-git/v5/plumbing/format/packfile"
+	"github.com/go-git/go-git/v5/plumbing/object"
+	"github.com/go-git/go-git/v5/plumbing/storer"
+	"github.com/go-git/go-git/v5/plumbing/transport"
+	"github.com/go-git/go-git/v5/storage/memory"
+
+	"github.com/sluicehq/sluice/services/source/domain"
+)
+
+// Errors, wrapped with what was looked for.
+var (
+	// ErrNotFound: no such ref, commit or file.
+	ErrNotFound = errors.New("not found")
+	// ErrTooLarge: a file is bigger than the caller allows.
+	ErrTooLarge = errors.New("file too large")
+	// ErrUnreadable: the URL does not lead to a git repository we can read.
+	ErrUnreadable = errors.New("cannot read repository")
+)
+
+// remoteName is the mirror's only remote.
+const remoteName = "origin"
+
+// Mirrors manages the mirrors under one directory, one per repository id.
+// It serialises fetches of one mirror against each other and against its
+// readers; different mirrors do not wait for each other.
+type Mirrors struct {
+	root  string
+	mu    sync.Mutex
+	locks map[string]*sync.RWMutex
+}
+
+// New manages mirrors under root (created on the first fetch).
+func New(root string) *Mirrors {
+	return &Mirrors{root: root, locks: map[string]*sync.RWMutex{}}
+}
+
+func (m *Mirrors) lock(id string) *sync.RWMutex {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	l, ok := m.locks[id]
+	if !ok {
+		l = &sync.RWMutex{}
+		m.locks[id] = l
+	}
+	return l
+}
+
+// Dir is where the mirror of repository id lives.
+func (m *Mirrors) Dir(id string) string { return filepath.Join(m.root, id) }
+
+// IsLocal reports whether url names a repository on this machine (a path or
+// a file:// URL) and returns its path.
+func IsLocal(url string) (string, bool, error) {
+	ep, err := transport.NewEndpoint(url)
+	if err != nil {
+		return "", false, fmt.Errorf("%w: %w", ErrUnreadable, err)
+	}
+	if ep.Protocol == "file" {
+		return ep.Path, true, nil
+	}
+	return "", false, nil
+}
+
+// Remove deletes the mirror of repository id.
+func (m *Mirrors) Remove(id string) error {
+	l := m.lock(id)
+	l.Lock()
+	defer l.Unlock()
+	return os.RemoveAll(m.Dir(id))
+}
+
+// DefaultBranch returns the branch that url's HEAD names (it may have no
+// commits yet). When HEAD is detached it falls back to main, then master,
+// then the only branch.
+func DefaultBranch(ctx context.Context, url string) (string, error) {
+	path, local, err := IsLocal(url)
+	if err != nil {
+		return "", err
+	}
+	var head *plumbing.Reference
+	var refs []*plumbing.Reference
+	if local {
+		src, err := openSource(path, url)
+		if err != nil {
+			return "", err
+		}
+		head, _ = src.Storer.Reference(plumbing.HEAD)
+		iter, err := src.References()
+		if err != nil {
+			return "", fmt.Errorf("list refs of %s: %w", url, err)
+		}
+		_ = iter.ForEach(func(r *plumbing.Reference) error { refs = append(refs, r); return nil })
+	} else {
+		remote := git.NewRemote(memory.NewStorage(), &config.RemoteConfig{Name: remoteName, URLs: []string{url}})
+		refs, err = remote.ListContext(ctx, &git.ListOptions{})
+		if err != nil && !errors.Is(err, transport.ErrEmptyRemoteRepository) {
+			return "", fmt.Errorf("%w %s: %w", ErrUnreadable, url, err)
+		}
+		for _, r := range refs {
+			if r.Name() == plumbing.HEAD {
+				head = r
+			}
+		}
+	}
+	if head != nil && head.Type() == plumbing.SymbolicReference && head.Target().IsBranch() {
+		return head.Target().Short(), nil
+	}
+	var branches []string
+	for _, r := range refs {
+		if r.Name().IsBranch() {
+			branches = append(branches, r.Name().Short())
+		}
+	}
+	for _, b := range []string{"main", "master"} {
+		for _, have := range branches {
+			if have == b {
+				return b, nil
+			}
+		}
+	}
+	if len(branches) == 1 {
+		return branches[0], nil
+	}
+	return "", fmt.Errorf("%s: HEAD names no branch and there is no main or master branch; choose a branch", url)
+}
+
+// Fetch brings the mirror of repository id up to date with url, creating
+// it when it does not exist: every branch and tag of url, and no ref that
+// url no longer has.
+func (m *Mirrors) Fetch(ctx context.Context, id, url string) error {
+	l := m.lock(id)
+	l.Lock()
+	defer l.Unlock()
+	dir := m.Dir(id)
+	repo, err := git.PlainOpen(dir)
+	if errors.Is(err, git.ErrRepositoryNotExists) {
+		if err := os.MkdirAll(filepath.Dir(dir), 0o750); err != nil {
+			return fmt.Errorf("create mirrors directory: %w", err)
+		}
+		repo, err = git.PlainInit(dir, true)
+	}
+	if err != nil {
+		return fmt.Errorf("open mirror %s: %w", dir, err)
+	}
+	path, local, err := IsLocal(url)
+	if err != nil {
+		return err
+	}
+	if local {
+		return fetchLocal(ctx, repo, path, url)
+	}
+	return fetchRemote(ctx, repo, url)
+}
+
+func openSource(path, url string) (*git.Repository, error) {
+	src, err := git.PlainOpenWithOptions(path, &git.PlainOpenOptions{EnableDotGitCommonDir: true})
+	if err != nil {
+		return nil, fmt.Errorf("%w %s: %w", ErrUnreadable, url, err)
+	}
+	return src, nil
+}
+
+func isMirrored(name plumbing.ReferenceName) bool { return name.IsBranch() || name.IsTag() }
+
+// fetchLocal copies the objects the mirror lacks from the repository at
+// path, then makes the mirror's branches and tags equal to the source's.
+// (go-git's file transport would run the git-upload-pack binary.)
+func fetchLocal(ctx context.Context, dst *git.Repository, path, url string) error {
+	src, err := openSource(path, url)
+	if err != nil {
+		return err
+	}
+	iter, err := src.References()
+	if err != nil {
+		return fmt.Errorf("list refs of %s: %w", url, err)
+	}
+	want := map[plumbing.ReferenceName]plumbing.Hash{}
+	err = iter.ForEach(func(r *plumbing.Reference) error {
+		if isMirrored(r.Name()) && r.Type() == plumbing.HashReference {
+			want[r.Name()] = r.Hash()
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("list refs of %s: %w", url, err)
+	}
+	var tips []plumbing.Hash
+	for _, h := range want {
+		tips = append(tips, h)
+	}
+	missing, err := missingObjects(ctx, src.Storer, dst.Storer, tips)
+	if err != nil {
+		return fmt.Errorf("fetch %s: %w", url, err)
+	}
+	if len(missing) > 0 {
+		if err := copyObjects(ctx, src.Storer, dst.Storer, missing); err != nil {
+			return fmt.Errorf("fetch %s: %w", url, err)
+		}
+	}
+	if err := syncRefs(dst, want); err != nil {
+		return fmt.Errorf("fetch %s: %w", url, err)
+	}
+	if head, err := src.Storer.Reference(plumbing.HEAD); err == nil && head.Type() == plumbing.SymbolicReference {
+		if err := dst.Storer.SetReference(head); err != nil {
+			return fmt.Errorf("fetch %s: set HEAD: %w", url, err)
+		}
+	}
+	return nil
+}
+
+// missingObjects walks from tips through src and returns the objects dst
+// does not have. An object dst has comes with everything it reaches (the
+// mirror only ever receives whole closures), so the walk stops there.
+func missingObjects(ctx context.Context, src, dst storer.EncodedObjectStorer, tips []plumbing.Hash) ([]plumbing.Hash, error) {
+	seen := map[plumbing.Hash]bool{}
+	var missing []plumbing.Hash
+	stack := append([]plumbing.Hash(nil), tips...)
+	for len(stack) > 0 {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		h := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		if seen[h] {
+			continue
+		}
+		seen[h] = true
+		if dst.HasEncodedObject(h) == nil {
+			continue
+		}
+		obj, err := src.EncodedObject(plumbing.AnyObject, h)
+		if err != nil {
+			return nil, fmt.Errorf("read object %s: %w", h, err)
+		}
+		missing = append(missing, h)
+		switch obj.Type() {
+		case plumbing.CommitObject:
+			c, err := object.DecodeCommit(src, obj)
+			if err != nil {
+				return nil, fmt.Errorf("decode commit %s: %w", h, err)
+			}
+			stack = append(stack, c.TreeHash)
+			stack = append(stack, c.ParentHashes...)
+		case plumbing.TreeObject:
+			t, err := object.DecodeTree(src, obj)
+			if err != nil {
+				return nil, fmt.Errorf("decode tree %s: %w", h, err)
+			}
+			for _, e := range t.Entries {
+				if e.Mode != filemode.Submodule {
+					stack = append(stack, e.Hash)
+				}
+			}
+		case plumbing.TagObject:
+			t, err := object.DecodeTag(src, obj)
+			if err != nil {
+				return nil, fmt.Errorf("decode tag %s: %w", h, err)
+			}
+			stack = append(stack, t.Target)
+		}
+	}
+	return missing, nil
+}
+
+// copyObjects streams a pack of objects from src into dst.
+func copyObjects(ctx context.Context, src storer.EncodedObjectStorer, dst storer.Storer, objects []plumbing.Hash) error {
+	pr, pw := io.Pipe()
+	encoded := make(chan error, 1)
+	go func() {
+		_, err := packfile.NewEncoder(pw, src, false).Encode(objects, 0)
+		pw.CloseWithError(err)
+		encoded <- err
+	}()
+	err := packfile.UpdateObjectStorage(dst, ctxReader{ctx, pr})
+	pr.CloseWithError(io.ErrClosedPipe) // stops the encoder if the copy failed
+	if encErr := <-encoded; err == nil && encErr != nil {
+		err = encErr
+	}
+	if err != nil {
+		return fmt.Errorf("copy objects: %w", err)
+	}
+	return nil
+}
+
+// syncRefs makes dst's branches and tags exactly want.
+func syncRefs(dst *git.Repository, want map[plumbing.ReferenceName]plumbing.Hash) error {
+	iter, err := dst.References()
+	if err != nil {
+		return err
+	}
+	var stale []plumbing.ReferenceName
+	err = iter.ForEach(func(r *plumbing.Reference) error {
+		if isMirrored(r.Name()) {
+			if _, ok := want[r.Name()]; !ok {
+				stale = append(stale, r.Name())
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, name := range stale {
+		if err := dst.Storer.RemoveReference(name); err != nil {
+			return fmt.Errorf("remove %s: %w", name, err)
+		}
+	}
+	for name, h := range want {
+		cur, err := dst.Storer.Reference(name)
+		if err == nil && cur.Hash() == h {
+			continue
+		}
+		if err := dst.Storer.SetReference(plumbing.NewHashReference(name, h)); err != nil {
+			return fmt.Errorf("set %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+func fetchRemote(ctx context.Context, repo *git.Repository, url string) error {
+	specs := []config.RefSpec{"+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"}
+	if _, err := repo.Remote(remoteName); errors.Is(err, git.ErrRemoteNotFound) {
+		_, err = repo.CreateRemote(&config.RemoteConfig{Name: remoteName, URLs: []string{url}, Fetch: specs})
+		if err != nil {
+			return fmt.Errorf("configure mirror of %s: %w", url, err)
+		}
+	}
+	err := repo.FetchContext(ctx, &git.FetchOptions{
+		RemoteName: remoteName,
+		RemoteURL:  url,
+		RefSpecs:   specs,
+		Tags:       git.NoTags,
+		Force:      true,
+		Prune:      true,
+	})
+	switch {
+	case err == nil, errors.Is(err, git.NoErrAlreadyUpToDate), errors.Is(err, transport.ErrEmptyRemoteRepository):
+	default:
+		return fmt.Errorf("%w %s: %w", ErrUnreadable, url, err)
+	}
+	return nil
+}
+
+// ctxReader fails reads once ctx is done.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (r ctxReader) Read(p []byte) (int, error) {
+	if err := r.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return r.r.Read(p)
+}
+
+// read runs fn on the mirror of repository id, under its read lock.
+func (m *Mirrors) read(id string, fn func(*git.Repository) error) error {
+	l := m.lock(id)
+	l.RLock()
+	defer l.RUnlock()
+	repo, err := git.PlainOpen(m.Dir(id))
+	if err != nil {
+		if errors.Is(err, git.ErrRepositoryNotExists) || errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("mirror of repository %s: %w (fetch it first)", id, ErrNotFound)
+		}
+		return fmt.Errorf("open mirror of repository %s: %w", id, err)
+	}
+	return fn(repo)
+}
+
+// Branches lists the mirror's branches, sorted.
+func (m *Mirrors) Branches(id string) ([]string, error) {
+	var out []string
+	err := m.read(id, func(repo *git.Repository) error {
+		iter, err := repo.Branches()
+		if err != nil {
+			return err
+		}
+		return iter.ForEach(func(r *plumbing.Reference) error {
+			out = append(out, r.Name().Short())
+			return nil
+		})
+	})
+	sort.Strings(out)
+	return out, err
+}
+
+// BranchHead returns the commit at the tip of branch; ErrNotFound when the
+// branch does not exist (or has no commits yet).
+func (m *Mirrors) BranchHead(id, branch string) (string, error) {
+	var sha string
+	err := m.read(id, func(repo *git.Repository) error {
+		ref, err := repo.Storer.Reference(plumbing.NewBranchReferenceName(branch))
+		if errors.Is(err, plumbing.ErrReferenceNotFound) {
+			return fmt.Errorf("branch %q: %w", branch, ErrNotFound)
+		}
+		if err != nil {
+			return fmt.Errorf("read branch %q: %w", branch, err)
+		}
+		sha = ref.Hash().String()
+		return nil
+	})
+	return sha, err
+}
+
+// Resolved is a ref resolved to a commit.
+type Resolved struct {
+	// Commit is the full sha.
+	Commit string
+	// Ref is the full ref name (refs/heads/main, refs/tags/v1) or, for a
+	// sha, the full sha.
+	Ref string
+	// Branch is set when the ref is a branch.
+	Branch string
+}
+
+var hexPrefix = regexp.MustCompile(`^[0-9a-f]{4,40}$`)
+
+// Resolve turns a branch, a tag, a full ref name or a full or abbreviated
+// commit sha (at least 4 hex digits) into a commit, in that order of
+// preference. It returns ErrNotFound when nothing matches.
+func (m *Mirrors) Resolve(id, ref string) (Resolved, error) {
+	var out Resolved
+	err := m.read(id, func(repo *git.Repository) error {
+		var names []plumbing.ReferenceName
+		if strings.HasPrefix(ref, "refs/") {
+			names = append(names, plumbing.ReferenceName(ref))
+		} else {
+			names = append(names, plumbing.NewBranchReferenceName(ref), plumbing.NewTagReferenceName(ref))
+		}
+		for _, name := range names {
+			r, err := repo.Reference(name, true)
+			if errors.Is(err, plumbing.ErrReferenceNotFound) {
+				continue
+			}
+			if err != nil {
+				return fmt.Errorf("read ref %s: %w", name, err)
+			}
+			c, err := peel(repo, r.Hash())
+			if err != nil {
+				return fmt.Errorf("ref %s: %w", name, err)
+			}
+			out = Resolved{Commit: c.Hash.String(), Ref: name.String()}
+			if name.IsBranch() {
+				out.Branch = name.Short()
+			}
+			return nil
+		}
+		if hexPrefix.MatchString(ref) {
+			h, err := repo.ResolveRevision(plumbing.Revision(ref))
+			if err == nil {
+				out = Resolved{Commit: h.String(), Ref: h.String()}
+				return nil
+			}
+		}
+		return fmt.Errorf("ref %q is no branch, tag or commit of the repository: %w", ref, ErrNotFound)
+	})
+	return out, err
+}
+
+// peel follows annotated tags to the commit they name.
+func peel(repo *git.Repository, h plumbing.Hash) (*object.Commit, error) {
+	for range 10 {
+		obj, err := repo.Object(plumbing.AnyObject, h)
+		if err != nil {
+			return nil, err
+		}
+		switch o := obj.(type) {
+		case *object.Commit:
+			return o, nil
+		case *object.Tag:
+			h = o.Target
+		default:
+			return nil, fmt.Errorf("%s is a %s, not a commit", h, obj.Type())
+		}
+	}
+	return nil, fmt.Errorf("%s: tags nested too deep", h)
+}
+
+// Commit returns one commit; ErrNotFound when the mirror lacks it.
+func (m *Mirrors) Commit(id, sha string) (domain.Commit, error) {
+	var out domain.Commit
+	err := m.read(id, func(repo *git.Repository) error {
+		c, err := commitObject(repo, sha)
+		if err != nil {
+			return err
+		}
+		out = toCommit(c)
+		return nil
+	})
+	return out, err
+}
+
+func commitObject(repo *git.Repository, sha string) (*object.Commit, error) {
+	if !plumbing.IsHash(sha) {
+		return nil, fmt.Errorf("commit %q is not a full sha: %w", sha, ErrNotFound)
+	}
+	c, err := repo.CommitObject(plumbing.NewHash(sha))
+	if errors.Is(err, plumbing.ErrObjectNotFound) {
+		return nil, fmt.Errorf("commit %s: %w", sha, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read commit %s: %w", sha, err)
+	}
+	return c, nil
+}
+
+func toCommit(c *object.Commit) domain.Commit {
+	return domain.Commit{
+		SHA:     c.Hash.String(),
+		Message: strings.TrimRight(c.Message, "\n"),
+		Author:  fmt.Sprintf("%s <%s>", c.Author.Name, c.Author.Email),
+		Time:    c.Author.When.UTC(),
+	}
+}
+
+// ReadFile returns the content of path at commit sha. It returns
+// ErrNotFound when the commit has no such file and ErrTooLarge when it is
+// bigger than maxSize bytes.
+func (m *Mirrors) ReadFile(id, sha, path string, maxSize int64) ([]byte, error) {
+	var out []byte
+	err := m.read(id, func(repo *git.Repository) error {
+		c, err := commitObject(repo, sha)
+		if err != nil {
+			return err
+		}
+		f, err := c.File(path)
+		if errors.Is(err, object.ErrFileNotFound) || errors.Is(err, object.ErrDirectoryNotFound) || errors.Is(err, object.ErrEntryNotFound) {
+			return fmt.Errorf("%s at commit %s: %w", path, sha, ErrNotFound)
+		}
+		if err != nil {
+			return fmt.Errorf("read %s at commit %s: %w", path, sha, err)
+		}
+		if f.Size > maxSize {
+			return fmt.Errorf("%s at commit %s is %d bytes, more than %d: %w", path, sha, f.Size, maxSize, ErrTooLarge)
+		}
+		r, err := f.Reader()
+		if err != nil {
+			return fmt.Errorf("read %s at commit %s: %w", path, sha, err)
+		}
+		defer r.Close()
+		out, err = io.ReadAll(io.LimitReader(r, maxSize+1))
+		if err != nil {
+			return fmt.Errorf("read %s at commit %s: %w", path, sha, err)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// Log lists the commits reachable from to and not from from (from may be
+// empty: from the root), newest first by committer time, at most limit
+// (0: no limit).
+func (m *Mirrors) Log(ctx context.Context, id, from, to string, limit int) ([]domain.Commit, error) {
+	var out []domain.Commit
+	err := m.read(id, func(repo *git.Repository) error {
+		toCommit0, err := commitObject(repo, to)
+		if err != nil {
+			return err
+		}
+		exclude := map[plumbing.Hash]bool{}
+		if from != "" {
+			fromCommit, err := commitObject(repo, from)
+			if err != nil {
+				return err
+			}
+			err = object.NewCommitPreorderIter(fromCommit, nil, nil).ForEach(func(c *object.Commit) error {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+				exclude[c.Hash] = true
+				return nil
+			})
+			if err != nil {
+				return fmt.Errorf("walk history of %s: %w", from, err)
+			}
+		}
+		iter := object.NewCommitIterCTime(toCommit0, exclude, nil)
+		defer iter.Close()
+		err = iter.ForEach(func(c *object.Commit) error {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			out = append(out, toCommit(c))
+			if limit > 0 && len(out) >= limit {
+				return storer.ErrStop
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("walk history of %s: %w", to, err)
+		}
+		return nil
+	})
+	return out, err
+}

@@ -1,0 +1,115 @@
+package source
+
+import (
+	"context"
+	"log/slog"
+
+	"connectrpc.com/connect"
+
+	"github.com/sluicehq/sluice/platform/rpcserver"
+	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
+	"github.com/sluicehq/sluice/proto/gen/sluice/source/v1/sourcev1connect"
+	"github.com/sluicehq/sluice/services/source/domain"
+)
+
+// Handler is the SourceService Connect handler: request in, Service call,
+// response out.
+type Handler struct {
+	svc *Service
+}
+
+var _ sourcev1connect.SourceServiceHandler = (*Handler)(nil)
+
+// NewHandler makes the Connect handler.
+func NewHandler(svc *Service) *Handler { return &Handler{svc: svc} }
+
+// NewRoute mounts h with the options every handler gets (validation, error
+// mapping).
+func NewRoute(h *Handler, log *slog.Logger) rpcserver.Route {
+	path, handler := sourcev1connect.NewSourceServiceHandler(h, rpcserver.HandlerOptions(log)...)
+	return rpcserver.Route{Path: path, Handler: handler, Service: sourcev1connect.SourceServiceName}
+}
+
+// CreateRepository registers a repository.
+func (h *Handler) CreateRepository(ctx context.Context, req *sourcev1.CreateRepositoryRequest) (*sourcev1.CreateRepositoryResponse, error) {
+	repo, created, err := h.svc.CreateRepository(ctx, NewRepository{
+		URL: req.GetUrl(), Name: req.GetName(), Branch: req.GetBranch(), WebhookSecret: req.GetWebhookSecret(),
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &sourcev1.CreateRepositoryResponse{Repository: repositoryToProto(repo), Created: created}, nil
+}
+
+// ListRepositories lists the repositories.
+func (h *Handler) ListRepositories(ctx context.Context, _ *sourcev1.ListRepositoriesRequest) (*sourcev1.ListRepositoriesResponse, error) {
+	repos, err := h.svc.ListRepositories(ctx)
+	if err != nil {
+		return nil, err
+	}
+	res := &sourcev1.ListRepositoriesResponse{}
+	for _, r := range repos {
+		res.Repositories = append(res.Repositories, repositoryToProto(r))
+	}
+	return res, nil
+}
+
+// GetRepository reads one repository.
+func (h *Handler) GetRepository(ctx context.Context, req *sourcev1.GetRepositoryRequest) (*sourcev1.GetRepositoryResponse, error) {
+	repo, err := h.svc.GetRepository(ctx, req.GetRepository())
+	if err != nil {
+		return nil, err
+	}
+	return &sourcev1.GetRepositoryResponse{Repository: repositoryToProto(repo)}, nil
+}
+
+// TriggerRun starts a run.
+func (h *Handler) TriggerRun(ctx context.Context, req *sourcev1.TriggerRunRequest) (*sourcev1.TriggerRunResponse, error) {
+	run, err := h.svc.TriggerRun(ctx, req.GetRepository(), req.GetRef())
+	if err != nil {
+		return nil, err
+	}
+	return &sourcev1.TriggerRunResponse{Run: runToProto(run)}, nil
+}
+
+// ListRuns lists runs, newest first.
+func (h *Handler) ListRuns(ctx context.Context, req *sourcev1.ListRunsRequest) (*sourcev1.ListRunsResponse, error) {
+	runs, err := h.svc.ListRuns(ctx, req.GetRepository(), int(req.GetLimit()))
+	if err != nil {
+		return nil, err
+	}
+	res := &sourcev1.ListRunsResponse{}
+	for _, r := range runs {
+		res.Runs = append(res.Runs, runToProto(r))
+	}
+	return res, nil
+}
+
+// GetRun reads one run with its pipeline.
+func (h *Handler) GetRun(ctx context.Context, req *sourcev1.GetRunRequest) (*sourcev1.GetRunResponse, error) {
+	run, err := h.svc.GetRun(ctx, req.GetRunId())
+	if err != nil {
+		return nil, err
+	}
+	return &sourcev1.GetRunResponse{Run: runToProto(run)}, nil
+}
+
+// WatchRun streams the run until it ends.
+func (h *Handler) WatchRun(ctx context.Context, req *sourcev1.WatchRunRequest, stream *connect.ServerStream[sourcev1.WatchRunResponse]) error {
+	return h.svc.WatchRun(ctx, req.GetRunId(), func(run domain.Run) error {
+		return stream.Send(&sourcev1.WatchRunResponse{Run: runToProto(run)})
+	})
+}
+
+// ListCommits lists a range of commits.
+func (h *Handler) ListCommits(ctx context.Context, req *sourcev1.ListCommitsRequest) (*sourcev1.ListCommitsResponse, error) {
+	commits, err := h.svc.ListCommits(ctx, req.GetRepository(), req.GetFrom(), req.GetTo(), int(req.GetLimit()))
+	if err != nil {
+		return nil, err
+	}
+	res := &sourcev1.ListCommitsResponse{}
+	for _, c := range commits {
+		res.Commits = append(res.Commits, commitToProto(c))
+	}
+	return res, nil
+}

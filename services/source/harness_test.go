@@ -1,0 +1,425 @@
+package source_test
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/go-git/go-git/v5"
+	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/object"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/fx"
+	"go.uber.org/fx/fxevent"
+	"go.uber.org/fx/fxtest"
+	"go.uber.org/goleak"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/sluicehq/sluice/deploy"
+	"github.com/sluicehq/sluice/platform/events"
+	"github.com/sluicehq/sluice/platform/fxkit"
+	"github.com/sluicehq/sluice/platform/natsconn"
+	"github.com/sluicehq/sluice/platform/natsprovision"
+	"github.com/sluicehq/sluice/platform/natstest"
+	"github.com/sluicehq/sluice/platform/rpcserver"
+	sourceevents "github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
+	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
+	"github.com/sluicehq/sluice/proto/gen/sluice/source/v1/sourcev1connect"
+	"github.com/sluicehq/sluice/services/source"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// validPipeline is a .sluice.yaml every stage can run.
+const validPipeline = `version: 1
+build:
+  steps:
+    - name: compile
+      run: go build ./...
+test:
+  steps:
+    - name: unit
+      run: go test ./...
+release:
+  branches: [main]
+`
+
+// --- git repositories made in the test ---
+
+type gitRepo struct {
+	dir  string
+	repo *git.Repository
+	// clock is the next commit's time; each commit moves it an hour on.
+	clock time.Time
+}
+
+// newGitRepo makes a working copy in a directory called name whose HEAD is
+// branch, with a first commit holding .sluice.yaml = pipelineFile.
+func newGitRepo(t *testing.T, name, branch, pipelineFile string) (*gitRepo, string) {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), name)
+	repo, err := git.PlainInitWithOptions(dir, &git.PlainInitOptions{
+		InitOptions: git.InitOptions{DefaultBranch: plumbing.NewBranchReferenceName(branch)},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := &gitRepo{dir: dir, repo: repo, clock: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
+	g.write(t, "README", "hello\n")
+	if pipelineFile != "" {
+		g.write(t, ".sluice.yaml", pipelineFile)
+	}
+	return g, g.commit(t, "first commit\n\nwith a body\n")
+}
+
+func (g *gitRepo) write(t *testing.T, name, content string) {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(g.dir, name), []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (g *gitRepo) remove(t *testing.T, name string) {
+	t.Helper()
+	if err := os.Remove(filepath.Join(g.dir, name)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (g *gitRepo) signature() *object.Signature {
+	sig := &object.Signature{Name: "Ada Lovelace", Email: "ada@sluice.invalid", When: g.clock}
+	g.clock = g.clock.Add(time.Hour)
+	return sig
+}
+
+// commit commits everything in the working copy, with parents when given
+// (a merge), and returns the sha.
+func (g *gitRepo) commit(t *testing.T, msg string, parents ...plumbing.Hash) string {
+	t.Helper()
+	wt, err := g.repo.Worktree()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := wt.AddWithOptions(&git.AddOptions{All: true}); err != nil {
+		t.Fatal(err)
+	}
+	sig := g.signature()
+	h, err := wt.Commit(msg, &git.CommitOptions{Author: sig, Committer: sig, Parents: parents, AllowEmptyCommits: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h.String()
+}
+
+// commitFile writes one file and commits it.
+func (g *gitRepo) commitFile(t *testing.T, name, content, msg string) string {
+	t.Helper()
+	g.write(t, name, content)
+	return g.commit(t, msg)
+}
+
+func (g *gitRepo) tag(t *testing.T, name, sha string) {
+	t.Helper()
+	_, err := g.repo.CreateTag(name, plumbing.NewHash(sha), &git.CreateTagOptions{Tagger: g.signature(), Message: "release " + name})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// --- the service under test ---
+
+type harness struct {
+	t      *testing.T
+	url    string
+	client sourcev1connect.SourceServiceClient
+	http   *http.Client
+	js     jetstream.JetStream
+}
+
+// start composes the source service with fx as a binary does, on a real
+// nats-server and a loopback HTTP server, provisions the build, test and
+// release streams (as their services would) and waits until it is ready.
+func start(t *testing.T, pollInterval time.Duration) *harness {
+	t.Helper()
+	ns := natstest.Start(t)
+	nc := ns.Connect(t)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logger := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+	var server *rpcserver.Server
+	app := fxtest.New(t,
+		fx.WithLogger(func() fxevent.Logger { return fxevent.NopLogger }),
+		fx.Supply(logger),
+		fxkit.NATS(natsconn.Config{URL: ns.URL, Name: t.Name()}),
+		fxkit.Server(rpcserver.Config{Addr: "127.0.0.1:0"}),
+		source.Module(source.Config{DataDir: t.TempDir(), PollInterval: pollInterval}),
+		fx.Populate(&server),
+	)
+	app.RequireStart()
+	t.Cleanup(app.RequireStop)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for _, producer := range []string{"build", "test", "release"} {
+		if err := natsprovision.Apply(ctx, js, deploy.NATS(), producer, natsprovision.Options{}); err != nil {
+			t.Fatalf("provision %s: %v", producer, err)
+		}
+	}
+	transport := &http.Transport{}
+	t.Cleanup(transport.CloseIdleConnections)
+	h := &harness{t: t, url: server.URL(), http: &http.Client{Transport: transport}, js: js}
+	h.client = sourcev1connect.NewSourceServiceClient(h.http, h.url)
+	eventually(t, "the service is ready", func() bool {
+		req, err := http.NewRequestWithContext(context.Background(), http.MethodGet, h.url+"/readyz", http.NoBody)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := h.http.Do(req)
+		if err != nil {
+			return false
+		}
+		_ = res.Body.Close()
+		return res.StatusCode == http.StatusOK
+	})
+	return h
+}
+
+// eventually waits up to 15s for cond.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting until %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// register registers the repository at url under its default name.
+func (h *harness) register(url string) *sourcev1.Repository {
+	h.t.Helper()
+	res, err := h.client.CreateRepository(context.Background(), &sourcev1.CreateRepositoryRequest{Url: url})
+	if err != nil {
+		h.t.Fatalf("CreateRepository(%s): %v", url, err)
+	}
+	return res.Repository
+}
+
+func (h *harness) trigger(repo, ref string) *sourcev1.Run {
+	h.t.Helper()
+	res, err := h.client.TriggerRun(context.Background(), &sourcev1.TriggerRunRequest{Repository: repo, Ref: ref})
+	if err != nil {
+		h.t.Fatalf("TriggerRun(%s, %q): %v", repo, ref, err)
+	}
+	return res.Run
+}
+
+func (h *harness) getRun(id string) *sourcev1.Run {
+	h.t.Helper()
+	res, err := h.client.GetRun(context.Background(), &sourcev1.GetRunRequest{RunId: id})
+	if err != nil {
+		h.t.Fatalf("GetRun(%s): %v", id, err)
+	}
+	return res.Run
+}
+
+func (h *harness) listRuns(repo string) []*sourcev1.Run {
+	h.t.Helper()
+	res, err := h.client.ListRuns(context.Background(), &sourcev1.ListRunsRequest{Repository: repo})
+	if err != nil {
+		h.t.Fatalf("ListRuns(%s): %v", repo, err)
+	}
+	return res.Runs
+}
+
+// sourceEvents reads every event on the SOURCE stream with subject.
+func (h *harness) sourceEvents(subject string) []events.Event {
+	h.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	stream, err := h.js.Stream(ctx, "SOURCE")
+	if err != nil {
+		h.t.Fatalf("SOURCE stream: %v", err)
+	}
+	info, err := stream.Info(ctx)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	if info.State.Msgs == 0 {
+		return nil
+	}
+	cons, err := h.js.OrderedConsumer(ctx, "SOURCE", jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject}})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	var out []events.Event
+	for {
+		batch, err := cons.Fetch(100, jetstream.FetchMaxWait(200*time.Millisecond))
+		if err != nil {
+			h.t.Fatal(err)
+		}
+		n := 0
+		var last *jetstream.MsgMetadata
+		for m := range batch.Messages() {
+			n++
+			ev, err := events.Decode(m.Subject(), m.Headers(), m.Data())
+			if err != nil {
+				h.t.Fatalf("decode %s: %v", m.Subject(), err)
+			}
+			out = append(out, ev)
+			last, _ = m.Metadata()
+		}
+		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
+			h.t.Fatal(err)
+		}
+		if n == 0 || (last != nil && last.NumPending == 0) {
+			return out
+		}
+	}
+}
+
+// runEvents are the events of one run with subject.
+func (h *harness) runEvents(subject, runID string) []events.Event {
+	h.t.Helper()
+	var out []events.Event
+	for _, ev := range h.sourceEvents(subject) {
+		if ev.ChainID == runID {
+			out = append(out, ev)
+		}
+	}
+	return out
+}
+
+const (
+	subjectRunRequested = "sluice.source.run.requested"
+	subjectRunFinished  = "sluice.source.run.finished"
+	subjectChange       = "sluice.source.change.received"
+	subjectRepoCreated  = "sluice.source.repository.created"
+)
+
+// waitRunEvent waits for an event of run with subject and returns it.
+func (h *harness) waitRunEvent(subject, runID string) events.Event {
+	h.t.Helper()
+	var got []events.Event
+	eventually(h.t, subject+" of run "+runID+" is published", func() bool {
+		got = h.runEvents(subject, runID)
+		return len(got) > 0
+	})
+	return got[0]
+}
+
+// outboxBarrier triggers a run of repo and waits for its RunRequested:
+// the outbox publishes in order, so every event enqueued before has been
+// published by then.
+func (h *harness) outboxBarrier(repo string) {
+	h.t.Helper()
+	run := h.trigger(repo, "")
+	h.waitRunEvent(subjectRunRequested, run.Id)
+}
+
+// publish publishes an event of another service for run.
+func (h *harness) publish(payload proto.Message, subjectID, runID string, at time.Time) events.Event {
+	h.t.Helper()
+	ev, err := events.New(payload, subjectID, runID)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	if !at.IsZero() {
+		ev.Time = at
+	}
+	h.publishEvent(ev, false)
+	return ev
+}
+
+// publishEvent publishes ev; redeliver publishes it again under a new
+// Nats-Msg-Id, so that JetStream keeps it and the consumer sees the same
+// event id twice.
+func (h *harness) publishEvent(ev events.Event, redeliver bool) {
+	h.t.Helper()
+	m, err := ev.Msg()
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	if redeliver {
+		m.Header.Set(nats.MsgIdHdr, ev.ID+"-again")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := h.js.PublishMsg(ctx, m); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+// waitConsumed waits until the source consumers have acknowledged
+// everything published to them.
+func (h *harness) waitConsumed() {
+	h.t.Helper()
+	eventually(h.t, "the source consumers are idle", func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		for _, c := range []struct{ stream, durable string }{{"BUILD", "source-build"}, {"TEST", "source-test"}, {"RELEASE", "source-release"}} {
+			cons, err := h.js.Consumer(ctx, c.stream, c.durable)
+			if err != nil {
+				return false
+			}
+			info, err := cons.Info(ctx)
+			if err != nil || info.NumPending > 0 || info.NumAckPending > 0 {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+func repoRef(run *sourcev1.Run, url string) *sourceevents.RepositoryRef {
+	return &sourceevents.RepositoryRef{Id: run.RepositoryId, Name: run.Repository, Url: url}
+}
+
+// sign is GitHub's X-Hub-Signature-256 of body.
+func sign(secret string, body []byte) string {
+	mac := hmac.New(sha256.New, []byte(secret))
+	mac.Write(body)
+	return "sha256=" + hex.EncodeToString(mac.Sum(nil))
+}
+
+// payload is ev's payload as a T.
+func payload[T proto.Message](t *testing.T, ev events.Event) T {
+	t.Helper()
+	p, ok := ev.Payload.(T)
+	if !ok {
+		t.Fatalf("event %s carries %T", ev.Kind.Type, ev.Payload)
+	}
+	return p
+}
+
+func connectCode(err error) connect.Code {
+	if ce := new(connect.Error); errors.As(err, &ce) {
+		return ce.Code()
+	}
+	return connect.CodeUnknown
+}
+
+func mustContain(t *testing.T, s string, parts ...string) {
+	t.Helper()
+	for _, p := range parts {
+		if !strings.Contains(s, p) {
+			t.Errorf("%q does not contain %q", s, p)
+		}
+	}
+}

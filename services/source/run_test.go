@@ -1,0 +1,262 @@
+package source_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/go-git/go-git/v5"
+	"github.com/go-git/go-git/v5/plumbing"
+	"google.golang.org/protobuf/proto"
+
+	sourceevents "github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
+	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
+	"github.com/sluicehq/sluice/services/source/pipeline"
+)
+
+// TestTriggerRun triggers runs by every kind of ref and checks the run and
+// the RunRequested event build takes, with the parsed pipeline.
+func TestTriggerRun(t *testing.T) {
+	h := start(t, 0)
+	src, first := newGitRepo(t, "app", "main", validPipeline)
+	src.tag(t, "v1.0.0", first)
+	second := src.commitFile(t, "main.go", "package main\n", "add main\n")
+	repo := h.register(src.dir)
+
+	want, err := pipeline.Parse(".sluice.yaml", []byte(validPipeline))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	run := h.trigger("app", "")
+	if run.Status != sourcev1.RunStatus_RUN_STATUS_QUEUED || run.Commit != second || run.Branch != "main" ||
+		run.Ref != "refs/heads/main" || run.Trigger != sourcev1.Trigger_TRIGGER_MANUAL || run.CommitMessage != "add main" {
+		t.Errorf("run = %v", run)
+	}
+	if len(run.Stages) != 3 {
+		t.Fatalf("stages = %v, want build, test, release", run.Stages)
+	}
+	for i, name := range []string{"build", "test", "release"} {
+		if run.Stages[i].Name != name || run.Stages[i].Status != sourcev1.StageStatus_STAGE_STATUS_PENDING {
+			t.Errorf("stage %d = %v, want %s pending", i, run.Stages[i], name)
+		}
+	}
+	if got := h.getRun(run.Id); !proto.Equal(got.Pipeline, want) {
+		t.Errorf("GetRun pipeline = %v, want %v", got.Pipeline, want)
+	}
+
+	ev := h.waitRunEvent(subjectRunRequested, run.Id)
+	req := payload[*sourceevents.RunRequested](t, ev)
+	if !proto.Equal(req.Pipeline, want) {
+		t.Errorf("RunRequested pipeline = %v, want %v", req.Pipeline, want)
+	}
+	if req.RunId != run.Id || req.Commit != second || req.Branch != "main" || req.Repository.Id != repo.Id ||
+		req.Repository.Url != src.dir || req.Trigger != sourcev1.Trigger_TRIGGER_MANUAL || req.CommitMessage != "add main" {
+		t.Errorf("RunRequested = %v", req)
+	}
+
+	for _, tc := range []struct {
+		ref, commit, wantRef, branch string
+	}{
+		{"main", second, "refs/heads/main", "main"},
+		{"v1.0.0", first, "refs/tags/v1.0.0", ""},
+		{first, first, first, ""},
+		{second[:7], second, second, ""},
+	} {
+		run := h.trigger(repo.Id, tc.ref)
+		if run.Commit != tc.commit || run.Ref != tc.wantRef || run.Branch != tc.branch {
+			t.Errorf("TriggerRun(%q): commit %s ref %s branch %q, want %s %s %q", tc.ref, run.Commit, run.Ref, run.Branch, tc.commit, tc.wantRef, tc.branch)
+		}
+	}
+
+	ctx := context.Background()
+	_, err = h.client.TriggerRun(ctx, &sourcev1.TriggerRunRequest{Repository: "app", Ref: "no-such-branch"})
+	if connectCode(err) != connect.CodeNotFound {
+		t.Errorf("unknown ref: %v, want not_found", err)
+	} else {
+		mustContain(t, err.Error(), `"no-such-branch"`)
+	}
+	_, err = h.client.TriggerRun(ctx, &sourcev1.TriggerRunRequest{Repository: "app", Ref: "main..v1"})
+	if connectCode(err) != connect.CodeInvalidArgument {
+		t.Errorf("malformed ref: %v, want invalid_argument", err)
+	}
+	_, err = h.client.TriggerRun(ctx, &sourcev1.TriggerRunRequest{Repository: "nope"})
+	if connectCode(err) != connect.CodeNotFound {
+		t.Errorf("unknown repository: %v, want not_found", err)
+	}
+
+	runs := h.listRuns("app")
+	if len(runs) != 5 || runs[0].CreateTime.AsTime().Before(runs[4].CreateTime.AsTime()) {
+		t.Errorf("ListRuns: %d runs (want 5), newest first", len(runs))
+	}
+	// A manual trigger leaves what polling saw alone.
+	got, err := h.client.GetRepository(ctx, &sourcev1.GetRepositoryRequest{Repository: "app"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Repository.LastSeenCommit != second {
+		t.Errorf("last seen commit = %s, want %s (the head at registration)", got.Repository.LastSeenCommit, second)
+	}
+}
+
+// TestBadPipelineFailsTheRun: an invalid or missing .sluice.yaml fails the
+// run at once with the parser's message, publishes RunFinished(FAILED) and
+// no RunRequested.
+func TestBadPipelineFailsTheRun(t *testing.T) {
+	h := start(t, 0)
+	const bad = "version: 1\nbuild:\n  steps:\n    - name: compile\n      runn: go build\n"
+	src, badCommit := newGitRepo(t, "app", "main", bad)
+	h.register(src.dir)
+	_, perr := pipeline.Parse(".sluice.yaml", []byte(bad))
+	if perr == nil {
+		t.Fatal("the bad pipeline parses")
+	}
+
+	run := h.trigger("app", "")
+	if run.Status != sourcev1.RunStatus_RUN_STATUS_FAILED || run.FailureReason != perr.Error() || run.EndTime == nil {
+		t.Errorf("run status %v, reason %q; want failed with %q", run.Status, run.FailureReason, perr.Error())
+	}
+	if !strings.HasPrefix(run.FailureReason, ".sluice.yaml:4:7: missing required key \"run\"\n.sluice.yaml:5:7: ") {
+		t.Errorf("failure reason %q does not start with file:line:col", run.FailureReason)
+	}
+	for _, s := range run.Stages {
+		if s.Status != sourcev1.StageStatus_STAGE_STATUS_SKIPPED {
+			t.Errorf("stage %s is %v, want skipped", s.Name, s.Status)
+		}
+	}
+	fin := payload[*sourceevents.RunFinished](t, h.waitRunEvent(subjectRunFinished, run.Id))
+	if fin.Status != sourcev1.RunStatus_RUN_STATUS_FAILED || fin.FailureReason != perr.Error() || fin.Commit != badCommit {
+		t.Errorf("RunFinished = %v", fin)
+	}
+
+	src.remove(t, ".sluice.yaml")
+	noFile := src.commit(t, "remove the pipeline\n")
+	run2 := h.trigger("app", "")
+	if want := ".sluice.yaml: not found at commit " + noFile; run2.Status != sourcev1.RunStatus_RUN_STATUS_FAILED || run2.FailureReason != want {
+		t.Errorf("run without pipeline: %v %q, want failed %q", run2.Status, run2.FailureReason, want)
+	}
+	h.waitRunEvent(subjectRunFinished, run2.Id)
+
+	// Both RunFinished are out, so everything these runs enqueued is too.
+	for _, id := range []string{run.Id, run2.Id} {
+		if got := h.runEvents(subjectRunRequested, id); len(got) != 0 {
+			t.Errorf("run %s: %d RunRequested published, want none", id, len(got))
+		}
+	}
+	if got := h.getRun(run.Id); got.Pipeline != nil || got.FailureReason != perr.Error() {
+		t.Errorf("GetRun = %v", got)
+	}
+}
+
+// TestPollingNoticesNewCommits polls every 50ms: registering starts no run
+// for history; a new commit on the watched branch starts one, a commit on
+// another branch none.
+func TestPollingNoticesNewCommits(t *testing.T) {
+	h := start(t, 50*time.Millisecond)
+	src, head := newGitRepo(t, "app", "main", validPipeline)
+	repo := h.register(src.dir)
+	if repo.LastSeenCommit != head {
+		t.Fatalf("last seen = %s, want %s", repo.LastSeenCommit, head)
+	}
+	time.Sleep(300 * time.Millisecond) // several polls
+	if runs := h.listRuns("app"); len(runs) != 0 {
+		t.Fatalf("%d runs for the history, want none", len(runs))
+	}
+
+	next := src.commitFile(t, "main.go", "package main\n", "add main\n")
+	var runs []*sourcev1.Run
+	eventually(t, "polling starts a run for the new commit", func() bool {
+		runs = h.listRuns("app")
+		return len(runs) > 0
+	})
+	run := runs[0]
+	if run.Commit != next || run.Trigger != sourcev1.Trigger_TRIGGER_POLL || run.Branch != "main" || run.Status != sourcev1.RunStatus_RUN_STATUS_QUEUED {
+		t.Errorf("run = %v", run)
+	}
+	change := payload[*sourceevents.ChangeReceived](t, h.waitRunEvent(subjectChange, run.Id))
+	if change.Commit != next || change.Trigger != sourcev1.Trigger_TRIGGER_POLL || change.Ref != "refs/heads/main" {
+		t.Errorf("ChangeReceived = %v", change)
+	}
+	h.waitRunEvent(subjectRunRequested, run.Id)
+	eventually(t, "the new head is recorded as seen", func() bool {
+		got, err := h.client.GetRepository(context.Background(), &sourcev1.GetRepositoryRequest{Repository: "app"})
+		return err == nil && got.Repository.LastSeenCommit == next
+	})
+
+	// A commit on another branch is not the watched branch's change.
+	wt, err := src.repo.Worktree()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := wt.Checkout(&git.CheckoutOptions{Branch: plumbing.NewBranchReferenceName("feature"), Create: true}); err != nil {
+		t.Fatal(err)
+	}
+	src.commitFile(t, "feature.txt", "x\n", "feature work\n")
+	time.Sleep(300 * time.Millisecond)
+	if runs := h.listRuns("app"); len(runs) != 1 {
+		t.Errorf("%d runs after a commit on another branch, want 1", len(runs))
+	}
+}
+
+// TestListCommits lists ranges of a history with a merge: the commits
+// reachable from `to` and not from `from`, newest first.
+func TestListCommits(t *testing.T) {
+	h := start(t, 0)
+	src, c1 := newGitRepo(t, "app", "main", validPipeline)
+	c2 := src.commitFile(t, "a", "a\n", "second\n")
+	side := src.commit(t, "side work\n", plumbing.NewHash(c1))
+	merge := src.commit(t, "merge side\n", plumbing.NewHash(c2), plumbing.NewHash(side))
+	if err := src.repo.Storer.SetReference(plumbing.NewHashReference("refs/heads/main", plumbing.NewHash(merge))); err != nil {
+		t.Fatal(err)
+	}
+	h.register(src.dir)
+	ctx := context.Background()
+	list := func(from, to string, limit int32) []string {
+		t.Helper()
+		res, err := h.client.ListCommits(ctx, &sourcev1.ListCommitsRequest{Repository: "app", From: from, To: to, Limit: limit})
+		if err != nil {
+			t.Fatalf("ListCommits(%s..%s): %v", from, to, err)
+		}
+		var shas []string
+		for _, c := range res.Commits {
+			shas = append(shas, c.Sha)
+		}
+		return shas
+	}
+	check := func(name string, got []string, want ...string) {
+		t.Helper()
+		if strings.Join(got, ",") != strings.Join(want, ",") {
+			t.Errorf("%s = %v, want %v", name, got, want)
+		}
+	}
+	check("c2..merge", list(c2, merge, 0), merge, side)
+	check("..merge", list("", merge, 0), merge, side, c2, c1)
+	check("..merge limit 2", list("", merge, 2), merge, side)
+	check("c1..c2", list(c1, c2, 0), c2)
+	check("merge..merge", list(merge, merge, 0))
+
+	res, err := h.client.ListCommits(ctx, &sourcev1.ListCommitsRequest{Repository: "app", To: c1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := res.Commits[0]
+	if c.Message != "first commit\n\nwith a body" || c.Author != "Ada Lovelace <ada@sluice.invalid>" ||
+		!c.Time.AsTime().Equal(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)) {
+		t.Errorf("commit = %v", c)
+	}
+
+	// A commit made after registration is fetched on demand.
+	later := src.commitFile(t, "b", "b\n", "later\n")
+	check("merge..later", list(merge, later, 0), later)
+
+	_, err = h.client.ListCommits(ctx, &sourcev1.ListCommitsRequest{Repository: "app", To: strings.Repeat("ab", 20)})
+	if connectCode(err) != connect.CodeNotFound {
+		t.Errorf("unknown commit: %v, want not_found", err)
+	}
+	_, err = h.client.ListCommits(ctx, &sourcev1.ListCommitsRequest{Repository: "app", To: "main"})
+	if connectCode(err) != connect.CodeInvalidArgument {
+		t.Errorf("to is not a sha: %v, want invalid_argument", err)
+	}
+}

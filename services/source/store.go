@@ -1,0 +1,409 @@
+package source
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"strings"
+	"time"
+
+	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/sluicehq/sluice/platform/apierror"
+	"github.com/sluicehq/sluice/platform/events"
+	"github.com/sluicehq/sluice/platform/sqldb"
+	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
+	"github.com/sluicehq/sluice/services/source/domain"
+)
+
+//go:embed migrations/*.sql
+var migrationFiles embed.FS
+
+// Migrations are the source service's own tables.
+func Migrations() sqldb.Migrations {
+	sub, err := fs.Sub(migrationFiles, "migrations")
+	if err != nil {
+		// fs.Sub fails only for an invalid path, and "migrations" is valid.
+		panic(err)
+	}
+	return sqldb.Migrations{Name: "source", FS: sub}
+}
+
+// Store is the source service's database: repositories, runs with their
+// stages, webhook deliveries, and the events outbox.
+type Store struct {
+	db *sqldb.DB
+}
+
+// NewStore opens the database at url and applies the migrations (the
+// events outbox and the source tables).
+func NewStore(ctx context.Context, url string) (*Store, error) {
+	db, err := sqldb.Open(ctx, url, events.Migrations(), Migrations())
+	if err != nil {
+		return nil, fmt.Errorf("open source database: %w", err)
+	}
+	return &Store{db: db}, nil
+}
+
+// DB is the underlying database (the outbox relay reads it).
+func (s *Store) DB() *sqldb.DB { return s.db }
+
+// Close closes the database.
+func (s *Store) Close() error { return s.db.Close() }
+
+// InTx runs fn in a transaction.
+func (s *Store) InTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	return s.db.InTx(ctx, fn)
+}
+
+// querier is what both *sql.DB and *sql.Tx offer.
+type querier interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// --- repositories ---
+
+const repositoryColumns = `id, name, url, branch, webhook_secret, last_seen_commit, created_at`
+
+func scanRepository(row interface{ Scan(...any) error }) (domain.Repository, error) {
+	var r domain.Repository
+	var created int64
+	err := row.Scan(&r.ID, &r.Name, &r.URL, &r.Branch, &r.WebhookSecret, &r.LastSeenCommit, &created)
+	r.CreatedAt = sqldb.Time(created)
+	return r, err
+}
+
+// Repository finds a repository by id or name.
+func (s *Store) Repository(ctx context.Context, idOrName string) (domain.Repository, error) {
+	return repositoryByRef(ctx, s.db, idOrName)
+}
+
+func repositoryByRef(ctx context.Context, q querier, idOrName string) (domain.Repository, error) {
+	r, err := scanRepository(q.QueryRowContext(ctx,
+		`SELECT `+repositoryColumns+` FROM repositories WHERE id = $1 OR name = $1 ORDER BY (CASE WHEN id = $1 THEN 0 ELSE 1 END) LIMIT 1`, idOrName))
+	if errors.Is(err, sql.ErrNoRows) {
+		return r, fmt.Errorf("repository %q: %w", idOrName, apierror.ErrNotFound)
+	}
+	if err != nil {
+		return r, fmt.Errorf("read repository %q: %w", idOrName, err)
+	}
+	return r, nil
+}
+
+// repositoryByName finds a repository by name; found is false when there
+// is none.
+func repositoryByName(ctx context.Context, q querier, name string) (r domain.Repository, found bool, err error) {
+	r, err = scanRepository(q.QueryRowContext(ctx, `SELECT `+repositoryColumns+` FROM repositories WHERE name = $1`, name))
+	if errors.Is(err, sql.ErrNoRows) {
+		return r, false, nil
+	}
+	if err != nil {
+		return r, false, fmt.Errorf("read repository %q: %w", name, err)
+	}
+	return r, true, nil
+}
+
+// Repositories lists every repository by name.
+func (s *Store) Repositories(ctx context.Context) ([]domain.Repository, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT `+repositoryColumns+` FROM repositories ORDER BY name`)
+	if err != nil {
+		return nil, fmt.Errorf("list repositories: %w", err)
+	}
+	defer rows.Close()
+	var out []domain.Repository
+	for rows.Next() {
+		r, err := scanRepository(rows)
+		if err != nil {
+			return nil, fmt.Errorf("list repositories: %w", err)
+		}
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list repositories: %w", err)
+	}
+	return out, nil
+}
+
+// errNameTaken: insertRepository found the name in use.
+var errNameTaken = errors.New("repository name taken")
+
+func insertRepository(ctx context.Context, tx *sql.Tx, r domain.Repository) error {
+	_, err := tx.ExecContext(ctx,
+		`INSERT INTO repositories (`+repositoryColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+		r.ID, r.Name, r.URL, r.Branch, r.WebhookSecret, r.LastSeenCommit, sqldb.Nanos(r.CreatedAt))
+	if sqldb.IsUniqueViolation(err) {
+		return errNameTaken
+	}
+	if err != nil {
+		return fmt.Errorf("insert repository %q: %w", r.Name, err)
+	}
+	return nil
+}
+
+// setLastSeen records the watched branch's head. With ifWas set, it only
+// does so when the stored value is still *ifWas, and reports whether it did.
+func setLastSeen(ctx context.Context, tx *sql.Tx, repoID, commit string, ifWas *string) (bool, error) {
+	var res sql.Result
+	var err error
+	if ifWas == nil {
+		res, err = tx.ExecContext(ctx, `UPDATE repositories SET last_seen_commit = $1 WHERE id = $2`, commit, repoID)
+	} else {
+		res, err = tx.ExecContext(ctx, `UPDATE repositories SET last_seen_commit = $1 WHERE id = $2 AND last_seen_commit = $3`, commit, repoID, *ifWas)
+	}
+	if err != nil {
+		return false, fmt.Errorf("record last seen commit: %w", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, fmt.Errorf("record last seen commit: %w", err)
+	}
+	return n == 1, nil
+}
+
+// --- runs ---
+
+const runColumns = `r.id, r.repository_id, p.name, p.url, r.commit_sha, r.ref, r.branch, r.run_trigger, r.status,
+	r.created_at, r.ended_at, r.failure_reason, r.release_version, r.commit_message, r.pipeline, r.version`
+
+const runFrom = ` FROM runs r JOIN repositories p ON p.id = r.repository_id`
+
+func scanRun(row interface{ Scan(...any) error }) (domain.Run, error) {
+	var r domain.Run
+	var created, ended int64
+	var trigger, status, pipeline string
+	err := row.Scan(&r.ID, &r.RepositoryID, &r.Repository, &r.RepositoryURL, &r.Commit, &r.Ref, &r.Branch, &trigger, &status,
+		&created, &ended, &r.FailureReason, &r.ReleaseVersion, &r.CommitMessage, &pipeline, &r.Version)
+	if err != nil {
+		return r, err
+	}
+	r.Trigger, r.Status = domain.Trigger(trigger), domain.RunStatus(status)
+	r.CreatedAt, r.EndedAt = sqldb.Time(created), sqldb.Time(ended)
+	if pipeline != "" {
+		r.Pipeline = &sourcev1.Pipeline{}
+		if err := protojson.Unmarshal([]byte(pipeline), r.Pipeline); err != nil {
+			return r, fmt.Errorf("run %s: stored pipeline: %w", r.ID, err)
+		}
+	}
+	return r, nil
+}
+
+func insertRun(ctx context.Context, tx *sql.Tx, r domain.Run) error {
+	pipeline := ""
+	if r.Pipeline != nil {
+		b, err := protojson.Marshal(r.Pipeline)
+		if err != nil {
+			return fmt.Errorf("encode pipeline: %w", err)
+		}
+		pipeline = string(b)
+	}
+	_, err := tx.ExecContext(ctx, `INSERT INTO runs (id, repository_id, commit_sha, ref, branch, run_trigger, status,
+		created_at, ended_at, failure_reason, release_version, commit_message, pipeline, version)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 1)`,
+		r.ID, r.RepositoryID, r.Commit, r.Ref, r.Branch, string(r.Trigger), string(r.Status),
+		sqldb.Nanos(r.CreatedAt), sqldb.Nanos(r.EndedAt), r.FailureReason, r.ReleaseVersion, r.CommitMessage, pipeline)
+	if err != nil {
+		return fmt.Errorf("insert run: %w", err)
+	}
+	for i, st := range r.Stages {
+		lines, err := json.Marshal(nonNil(st.LastLogLines))
+		if err != nil {
+			return fmt.Errorf("encode log lines: %w", err)
+		}
+		_, err = tx.ExecContext(ctx, `INSERT INTO run_stages (run_id, name, position, status, started_at, ended_at,
+			reason, failed_step, exit_code, last_log_lines, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
+			r.ID, st.Name, i, string(st.Status), sqldb.Nanos(st.StartedAt), sqldb.Nanos(st.EndedAt),
+			st.Reason, st.FailedStep, st.ExitCode, string(lines), st.Detail)
+		if err != nil {
+			return fmt.Errorf("insert stage %s: %w", st.Name, err)
+		}
+	}
+	return nil
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+// Run reads one run with its stages.
+func (s *Store) Run(ctx context.Context, id string) (domain.Run, error) {
+	return runByID(ctx, s.db, id)
+}
+
+func runByID(ctx context.Context, q querier, id string) (domain.Run, error) {
+	r, err := scanRun(q.QueryRowContext(ctx, `SELECT `+runColumns+runFrom+` WHERE r.id = $1`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return r, fmt.Errorf("run %q: %w", id, apierror.ErrNotFound)
+	}
+	if err != nil {
+		return r, fmt.Errorf("read run %q: %w", id, err)
+	}
+	runs := []*domain.Run{&r}
+	if err := loadStages(ctx, q, runs); err != nil {
+		return r, err
+	}
+	return r, nil
+}
+
+// lockRun reads a run for update: the no-op UPDATE takes the row lock in
+// PostgreSQL (SQLite transactions are serialised anyway), so concurrent
+// folds of one run's events apply one after the other.
+func lockRun(ctx context.Context, tx *sql.Tx, id string) (domain.Run, error) {
+	if _, err := tx.ExecContext(ctx, `UPDATE runs SET version = version WHERE id = $1`, id); err != nil {
+		return domain.Run{}, fmt.Errorf("lock run %q: %w", id, err)
+	}
+	return runByID(ctx, tx, id)
+}
+
+// updateRun stores a folded run and its stages and bumps its version.
+func updateRun(ctx context.Context, tx *sql.Tx, r domain.Run) error {
+	_, err := tx.ExecContext(ctx, `UPDATE runs SET status = $1, ended_at = $2, failure_reason = $3, release_version = $4,
+		version = version + 1 WHERE id = $5`,
+		string(r.Status), sqldb.Nanos(r.EndedAt), r.FailureReason, r.ReleaseVersion, r.ID)
+	if err != nil {
+		return fmt.Errorf("update run %s: %w", r.ID, err)
+	}
+	for _, st := range r.Stages {
+		lines, err := json.Marshal(nonNil(st.LastLogLines))
+		if err != nil {
+			return fmt.Errorf("encode log lines: %w", err)
+		}
+		_, err = tx.ExecContext(ctx, `UPDATE run_stages SET status = $1, started_at = $2, ended_at = $3, reason = $4,
+			failed_step = $5, exit_code = $6, last_log_lines = $7, detail = $8 WHERE run_id = $9 AND name = $10`,
+			string(st.Status), sqldb.Nanos(st.StartedAt), sqldb.Nanos(st.EndedAt), st.Reason,
+			st.FailedStep, st.ExitCode, string(lines), st.Detail, r.ID, st.Name)
+		if err != nil {
+			return fmt.Errorf("update stage %s of run %s: %w", st.Name, r.ID, err)
+		}
+	}
+	return nil
+}
+
+// Runs lists runs newest first, of one repository or (repoID "") of all.
+func (s *Store) Runs(ctx context.Context, repoID string, limit int) ([]domain.Run, error) {
+	query := `SELECT ` + runColumns + runFrom
+	args := []any{}
+	if repoID != "" {
+		query += ` WHERE r.repository_id = $1`
+		args = append(args, repoID)
+	}
+	query += fmt.Sprintf(` ORDER BY r.created_at DESC, r.id DESC LIMIT $%d`, len(args)+1)
+	args = append(args, limit)
+	out, err := scanRuns(ctx, s.db, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	ptrs := make([]*domain.Run, len(out))
+	for i := range out {
+		ptrs[i] = &out[i]
+	}
+	if err := loadStages(ctx, s.db, ptrs); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// scanRuns runs a query for runs (without their stages).
+func scanRuns(ctx context.Context, q querier, query string, args ...any) ([]domain.Run, error) {
+	rows, err := q.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list runs: %w", err)
+	}
+	defer rows.Close()
+	var out []domain.Run
+	for rows.Next() {
+		r, err := scanRun(rows)
+		if err != nil {
+			return nil, fmt.Errorf("list runs: %w", err)
+		}
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list runs: %w", err)
+	}
+	return out, nil
+}
+
+// loadStages fills in the stages of runs.
+func loadStages(ctx context.Context, q querier, runs []*domain.Run) error {
+	if len(runs) == 0 {
+		return nil
+	}
+	byID := map[string]*domain.Run{}
+	placeholders := make([]string, len(runs))
+	args := make([]any, len(runs))
+	for i, r := range runs {
+		byID[r.ID] = r
+		r.Stages = nil
+		placeholders[i] = fmt.Sprintf("$%d", i+1)
+		args[i] = r.ID
+	}
+	rows, err := q.QueryContext(ctx, `SELECT run_id, name, status, started_at, ended_at, reason, failed_step, exit_code,
+		last_log_lines, detail FROM run_stages WHERE run_id IN (`+strings.Join(placeholders, ", ")+`) ORDER BY run_id, position`, args...)
+	if err != nil {
+		return fmt.Errorf("read stages: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var runID, status, lines string
+		var started, ended int64
+		var st domain.Stage
+		if err := rows.Scan(&runID, &st.Name, &status, &started, &ended, &st.Reason, &st.FailedStep, &st.ExitCode, &lines, &st.Detail); err != nil {
+			return fmt.Errorf("read stages: %w", err)
+		}
+		st.Status = domain.StageStatus(status)
+		st.StartedAt, st.EndedAt = sqldb.Time(started), sqldb.Time(ended)
+		if err := json.Unmarshal([]byte(lines), &st.LastLogLines); err != nil {
+			return fmt.Errorf("stage %s of run %s: stored log lines: %w", st.Name, runID, err)
+		}
+		if len(st.LastLogLines) == 0 {
+			st.LastLogLines = nil
+		}
+		if r := byID[runID]; r != nil {
+			r.Stages = append(r.Stages, st)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("read stages: %w", err)
+	}
+	return nil
+}
+
+// --- webhook deliveries ---
+
+// deliveryRun returns the run a delivery made, or "" when it is new.
+func deliveryRun(ctx context.Context, q querier, repoID, deliveryID string) (string, error) {
+	var runID string
+	err := q.QueryRowContext(ctx, `SELECT run_id FROM webhook_deliveries WHERE repository_id = $1 AND delivery_id = $2`,
+		repoID, deliveryID).Scan(&runID)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("read webhook delivery: %w", err)
+	}
+	return runID, nil
+}
+
+// errDuplicateDelivery: insertDelivery found the delivery recorded.
+var errDuplicateDelivery = errors.New("duplicate webhook delivery")
+
+func insertDelivery(ctx context.Context, tx *sql.Tx, repoID, deliveryID, runID string, at time.Time) error {
+	_, err := tx.ExecContext(ctx, `INSERT INTO webhook_deliveries (repository_id, delivery_id, run_id, received_at) VALUES ($1, $2, $3, $4)`,
+		repoID, deliveryID, runID, sqldb.Nanos(at))
+	if sqldb.IsUniqueViolation(err) {
+		return errDuplicateDelivery
+	}
+	if err != nil {
+		return fmt.Errorf("record webhook delivery: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,138 @@
+package source_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+
+	sourceevents "github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
+	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
+)
+
+type webhookAnswer struct {
+	code int
+	body map[string]string
+}
+
+// hook posts a GitHub-style webhook for repository; signature "" sends
+// none.
+func (h *harness) hook(repository, event, delivery, signature string, body []byte) webhookAnswer {
+	h.t.Helper()
+	req, err := http.NewRequestWithContext(context.Background(), http.MethodPost, h.url+"/webhooks/github/"+repository, bytes.NewReader(body))
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-GitHub-Event", event)
+	if delivery != "" {
+		req.Header.Set("X-GitHub-Delivery", delivery)
+	}
+	if signature != "" {
+		req.Header.Set("X-Hub-Signature-256", signature)
+	}
+	res, err := h.http.Do(req)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer res.Body.Close()
+	raw, _ := io.ReadAll(res.Body)
+	a := webhookAnswer{code: res.StatusCode}
+	if err := json.Unmarshal(raw, &a.body); err != nil {
+		h.t.Fatalf("webhook answer %d is not JSON: %s", res.StatusCode, raw)
+	}
+	return a
+}
+
+func pushBody(ref, after string) []byte {
+	b, _ := json.Marshal(map[string]any{"ref": ref, "after": after, "repository": map[string]any{"name": "app"}})
+	return b
+}
+
+// TestWebhook drives the GitHub-style webhook: bad signatures are refused
+// and record nothing, a push to the watched branch makes exactly one run
+// per delivery, and pings, other branches, deletions and unknown
+// repositories get their own answers.
+func TestWebhook(t *testing.T) {
+	h := start(t, 0)
+	src, _ := newGitRepo(t, "app", "main", validPipeline)
+	repo := h.register(src.dir)
+	secret := repo.WebhookSecret
+	next := src.commitFile(t, "main.go", "package main\n", "add main\n")
+	body := pushBody("refs/heads/main", next)
+
+	if a := h.hook("app", "push", "d-1", "", body); a.code != http.StatusUnauthorized {
+		t.Errorf("no signature: %d %v, want 401", a.code, a.body)
+	}
+	if a := h.hook("app", "push", "d-1", sign("wrong secret", body), body); a.code != http.StatusUnauthorized {
+		t.Errorf("wrong signature: %d %v, want 401", a.code, a.body)
+	}
+	tampered := pushBody("refs/heads/main", strings.Repeat("0", 39)+"1")
+	if a := h.hook("app", "push", "d-1", sign(secret, body), tampered); a.code != http.StatusUnauthorized {
+		t.Errorf("signature of another body: %d %v, want 401", a.code, a.body)
+	}
+	if runs := h.listRuns("app"); len(runs) != 0 {
+		t.Fatalf("%d runs after refused webhooks, want none", len(runs))
+	}
+
+	// The same delivery id, now signed: the refused attempts recorded
+	// nothing, so it makes a run.
+	a := h.hook("app", "push", "d-1", sign(secret, body), body)
+	if a.code != http.StatusAccepted || a.body["run_id"] == "" {
+		t.Fatalf("valid push: %d %v, want 202 with a run id", a.code, a.body)
+	}
+	runID := a.body["run_id"]
+	run := h.getRun(runID)
+	if run.Commit != next || run.Trigger != sourcev1.Trigger_TRIGGER_WEBHOOK || run.Branch != "main" || run.Status != sourcev1.RunStatus_RUN_STATUS_QUEUED {
+		t.Errorf("run = %v", run)
+	}
+	change := payload[*sourceevents.ChangeReceived](t, h.waitRunEvent(subjectChange, runID))
+	if change.DeliveryId != "d-1" || change.Trigger != sourcev1.Trigger_TRIGGER_WEBHOOK || change.Commit != next {
+		t.Errorf("ChangeReceived = %v", change)
+	}
+	h.waitRunEvent(subjectRunRequested, runID)
+
+	// GitHub redelivers: still one run.
+	again := h.hook("app", "push", "d-1", sign(secret, body), body)
+	if again.code != http.StatusOK || again.body["status"] != "duplicate delivery" || again.body["run_id"] != runID {
+		t.Errorf("redelivery: %d %v, want 200 duplicate delivery of %s", again.code, again.body, runID)
+	}
+	if runs := h.listRuns("app"); len(runs) != 1 {
+		t.Errorf("%d runs after a redelivery, want 1", len(runs))
+	}
+
+	ping := []byte(`{"zen":"Keep it logically awesome."}`)
+	if a := h.hook("app", "ping", "d-2", sign(secret, ping), ping); a.code != http.StatusOK {
+		t.Errorf("ping: %d %v, want 200", a.code, a.body)
+	}
+	other := pushBody("refs/heads/feature", next)
+	if a := h.hook("app", "push", "d-3", sign(secret, other), other); a.code != http.StatusAccepted || a.body["status"] != "ignored" {
+		t.Errorf("push to another branch: %d %v, want 202 ignored", a.code, a.body)
+	}
+	deleted := pushBody("refs/heads/main", strings.Repeat("0", 40))
+	if a := h.hook("app", "push", "d-4", sign(secret, deleted), deleted); a.code != http.StatusAccepted || a.body["status"] != "ignored" {
+		t.Errorf("deleted branch: %d %v, want 202 ignored", a.code, a.body)
+	}
+	if a := h.hook("nope", "push", "d-5", sign(secret, body), body); a.code != http.StatusNotFound {
+		t.Errorf("unknown repository: %d %v, want 404", a.code, a.body)
+	}
+	huge := bytes.Repeat([]byte("x"), 1<<20+1)
+	if a := h.hook("app", "push", "d-6", sign(secret, huge), huge); a.code != http.StatusRequestEntityTooLarge {
+		t.Errorf("huge body: %d %v, want 413", a.code, a.body)
+	}
+	if runs := h.listRuns("app"); len(runs) != 1 {
+		t.Errorf("%d runs in the end, want 1", len(runs))
+	}
+	// The webhook's commit is now the seen head, so polling does not
+	// start a second run for it.
+	got, err := h.client.GetRepository(context.Background(), &sourcev1.GetRepositoryRequest{Repository: "app"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Repository.LastSeenCommit != next {
+		t.Errorf("last seen commit = %s, want the pushed %s", got.Repository.LastSeenCommit, next)
+	}
+}
