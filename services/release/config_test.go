@@ -1,0 +1,48 @@
+package release
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestConfig(t *testing.T) {
+	valid := Config{DataDir: "/var/lib/sluice/release", SourceURL: "http://127.0.0.1:8081", BuildURL: "https://build.example"}
+	got := valid.WithDefaults()
+	if got.DatabaseURL != "sqlite:/var/lib/sluice/release/release.db" || got.Workers != 2 ||
+		got.DefaultDeployTimeout != 10*time.Minute || got.DefaultVerifyTimeout != time.Minute {
+		t.Fatalf("defaults = %+v", got)
+	}
+	if err := got.Validate(); err != nil {
+		t.Fatalf("valid config: %v", err)
+	}
+
+	tests := []struct {
+		name   string
+		change func(*Config)
+		want   string
+	}{
+		{"no data dir", func(c *Config) { c.DataDir = ""; c.DatabaseURL = "sqlite:x.db" }, "DataDir is required"},
+		{"no source", func(c *Config) { c.SourceURL = "" }, "SourceURL is required"},
+		{"bad source", func(c *Config) { c.SourceURL = "127.0.0.1:8081" }, `SourceURL "127.0.0.1:8081" is not an http:// or https:// URL`},
+		{"no build", func(c *Config) { c.BuildURL = "" }, "BuildURL is required"},
+		{"bad build", func(c *Config) { c.BuildURL = "ftp://x" }, `BuildURL "ftp://x"`},
+		{"workers", func(c *Config) { c.Workers = -1 }, "Workers is -1"},
+		{"deploy timeout", func(c *Config) { c.DefaultDeployTimeout = -time.Second }, "DefaultDeployTimeout is -1s"},
+		{"verify timeout", func(c *Config) { c.DefaultVerifyTimeout = -time.Second }, "DefaultVerifyTimeout is -1s"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := valid
+			tt.change(&c)
+			err := c.WithDefaults().Validate()
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("Validate() = %v, want it to contain %q", err, tt.want)
+			}
+		})
+	}
+	if err := (Config{}).WithDefaults().Validate(); err == nil ||
+		!strings.Contains(err.Error(), "DataDir") || !strings.Contains(err.Error(), "SourceURL") || !strings.Contains(err.Error(), "BuildURL") {
+		t.Fatalf("empty config: %v, want every missing field named", err)
+	}
+}

@@ -1,0 +1,162 @@
+package domain
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Repository identifies a repository as source names it in events.
+type Repository struct {
+	ID   string
+	Name string
+	URL  string
+}
+
+// ReleaseStatus is where a release stands.
+type ReleaseStatus string
+
+// Release statuses.
+const (
+	// ReleasePublished: versioned, artifacts recorded, not verified anywhere yet.
+	ReleasePublished ReleaseStatus = "PUBLISHED"
+	// ReleaseDeployed: verified in at least one environment.
+	ReleaseDeployed ReleaseStatus = "DEPLOYED"
+	// ReleaseBad: a deploy or verification of it failed; it is never a
+	// rollback target.
+	ReleaseBad ReleaseStatus = "BAD"
+)
+
+// Artifact is a build artifact that belongs to a release.
+type Artifact struct {
+	Name   string
+	Object string
+	SHA256 string
+	Size   int64
+}
+
+// Release is one version of a repository.
+type Release struct {
+	ID         string
+	Repository Repository
+	Version    Version
+	Commit     string
+	RunID      string
+	Changelog  string
+	Artifacts  []Artifact
+	// Environments are the pipeline's environments at Commit; a rollback to
+	// this release deploys it the way it was meant to be deployed.
+	Environments []Environment
+	Status       ReleaseStatus
+	CreatedAt    time.Time
+}
+
+// Environment returns the release's own spec of the environment name.
+func (r Release) Environment(name string) (Environment, bool) {
+	i := slices.IndexFunc(r.Environments, func(e Environment) bool { return e.Name == name })
+	if i < 0 {
+		return Environment{}, false
+	}
+	return r.Environments[i], true
+}
+
+// DeploymentStatus is where a deployment stands.
+type DeploymentStatus string
+
+// Deployment statuses.
+const (
+	DeploymentDeploying DeploymentStatus = "DEPLOYING"
+	DeploymentVerifying DeploymentStatus = "VERIFYING"
+	DeploymentVerified  DeploymentStatus = "VERIFIED"
+	DeploymentFailed    DeploymentStatus = "FAILED"
+	// DeploymentRolledBack: it was verified and running, then a manual
+	// rollback replaced it.
+	DeploymentRolledBack DeploymentStatus = "ROLLED_BACK"
+)
+
+// InProgress reports whether the deployment has not ended.
+func (s DeploymentStatus) InProgress() bool {
+	return s == DeploymentDeploying || s == DeploymentVerifying
+}
+
+// InterruptedReason is the reason of a deployment found in progress when
+// its run is handled again: the process stopped while it ran, and since a
+// deploy happens at most once it is never run again.
+const InterruptedReason = "interrupted: the release service stopped during the deploy"
+
+// Deployment is one deploy of a release to an environment.
+type Deployment struct {
+	ID          string
+	ReleaseID   string
+	Repository  string
+	Environment string
+	Version     string
+	// RunID is the run whose release stage made this deployment; empty for
+	// a manual rollback.
+	RunID  string
+	Status DeploymentStatus
+	Reason string
+	// Rollback is true when this deployment put an earlier release back.
+	Rollback bool
+	// Started is true once the deploy command was started: until then the
+	// environment was not touched.
+	Started   bool
+	Log       string
+	CreatedAt time.Time
+	EndedAt   time.Time
+}
+
+// Environment is a deploy target as the pipeline describes it.
+type Environment struct {
+	Name          string
+	Deploy        string
+	DeployTimeout time.Duration
+	Verify        Verify
+	Env           map[string]string
+}
+
+// Verify is the health check after a deploy: an HTTP URL that must answer
+// 2xx or a command that must exit 0, tried until Timeout. Both empty means
+// the deploy succeeding is enough.
+type Verify struct {
+	HTTP    string
+	Command string
+	Timeout time.Duration
+}
+
+// ReleaseSpec is the pipeline's release section.
+type ReleaseSpec struct {
+	// Present is false when the pipeline has no release section.
+	Present      bool
+	Branches     []string
+	Environments []Environment
+}
+
+// SkipReason says why a run on branch is not released, or "" when it is.
+func (s ReleaseSpec) SkipReason(branch string) string {
+	switch {
+	case !s.Present:
+		return "the pipeline has no release section"
+	case len(s.Branches) == 0:
+		return "the pipeline's release section lists no branches"
+	case len(s.Environments) == 0:
+		return "the pipeline's release section has no environments"
+	case branch == "":
+		return fmt.Sprintf("the run is not on a branch; release branches: %s", strings.Join(s.Branches, ", "))
+	case !slices.Contains(s.Branches, branch):
+		return fmt.Sprintf("branch %q is not a release branch (%s)", branch, strings.Join(s.Branches, ", "))
+	}
+	return ""
+}
+
+// FailureSummary turns a deployment's reason ("verification failed: GET
+// ...") into what a release stage reports ("verification failed on
+// staging: GET ...").
+func FailureSummary(environment, reason string) string {
+	what, detail, ok := strings.Cut(reason, ": ")
+	if !ok {
+		return reason + " on " + environment
+	}
+	return what + " on " + environment + ": " + detail
+}

@@ -1,0 +1,584 @@
+package release
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/go-git/go-git/v5"
+	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/object"
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/fx"
+	"go.uber.org/fx/fxevent"
+	"go.uber.org/fx/fxtest"
+	"go.uber.org/goleak"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/sluicehq/sluice/deploy"
+	buildv1 "github.com/sluicehq/sluice/proto/gen/sluice/build/v1"
+	"github.com/sluicehq/sluice/proto/gen/sluice/build/v1/buildv1connect"
+	releaseevents "github.com/sluicehq/sluice/proto/gen/sluice/release/events/v1"
+	"github.com/sluicehq/sluice/proto/gen/sluice/release/v1/releasev1connect"
+	sourceevents "github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
+	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
+	"github.com/sluicehq/sluice/proto/gen/sluice/source/v1/sourcev1connect"
+	testevents "github.com/sluicehq/sluice/proto/gen/sluice/test/events/v1"
+	testv1 "github.com/sluicehq/sluice/proto/gen/sluice/test/v1"
+
+	"github.com/sluicehq/sluice/platform/events"
+	"github.com/sluicehq/sluice/platform/fxkit"
+	"github.com/sluicehq/sluice/platform/natsconn"
+	"github.com/sluicehq/sluice/platform/natsprovision"
+	"github.com/sluicehq/sluice/platform/natstest"
+	"github.com/sluicehq/sluice/platform/rpcserver"
+	"github.com/sluicehq/sluice/services/release/domain"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// waitFor bounds every wait in these tests; a release takes well under a
+// second here, so this only matters when something is broken.
+const waitFor = 15 * time.Second
+
+const repoName = "app"
+
+// deployScript is the repository's deploy command. It records every run in
+// $SLUICE_STATE_DIR/deploys, installs the artifact, copies the commit's
+// health file into the state directory (the test's health server and the
+// command verification read it) and records the version now deployed.
+const deployScript = `set -eu
+echo "$SLUICE_RELEASE_VERSION $SLUICE_ENVIRONMENT $SLUICE_REPOSITORY $GREETING" >> "$SLUICE_STATE_DIR/deploys"
+test -x "$SLUICE_ARTIFACTS_DIR/app"
+cp "$SLUICE_ARTIFACTS_DIR/app" "$SLUICE_STATE_DIR/app"
+cp health "$SLUICE_STATE_DIR/health"
+echo "$SLUICE_RELEASE_VERSION" > "$SLUICE_STATE_DIR/current"
+`
+
+// harness is a release service under test with everything around it: a
+// real nats-server, a real git repository, fakes of source and build, and
+// a health endpoint for verification.
+type harness struct {
+	t       *testing.T
+	nats    *natstest.Server
+	js      jetstream.JetStream
+	repoDir string
+	repo    *git.Repository
+	source  *fakeSource
+	build   *fakeBuild
+	cfg     Config
+	health  *httptest.Server
+	// healthDown makes the health endpoint answer 503 whatever is deployed.
+	healthDown atomic.Bool
+	events     *eventLog
+	app        *fxtest.App
+	client     releasev1connect.ReleaseServiceClient
+}
+
+func newHarness(t *testing.T) *harness {
+	t.Helper()
+	h := &harness{t: t}
+	h.nats = natstest.Start(t)
+	nc := h.nats.Connect(t)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.js = js
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	// What the producers of release's inputs own: build's artifact store,
+	// test's stream. Only those: Apply would also make (and wait for the
+	// streams of) the producers' own consumers.
+	decl, err := natsprovision.Load(deploy.NATS())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, cfg := range decl.Streams {
+		if owner := natsprovision.StreamOwner(cfg.Name); owner == "build" || owner == "test" {
+			if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
+				t.Fatalf("stream %s: %v", cfg.Name, err)
+			}
+		}
+	}
+	for _, o := range decl.ObjectStores {
+		if _, err := js.CreateOrUpdateObjectStore(ctx, o.Config); err != nil {
+			t.Fatalf("object store %s: %v", o.Config.Bucket, err)
+		}
+	}
+
+	h.repoDir = t.TempDir()
+	h.repo, err = git.PlainInit(h.repoDir, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	h.source = &fakeSource{repo: h.repo, runs: map[string]*sourcev1.Run{}}
+	h.build = &fakeBuild{builds: map[string]*buildv1.Build{}}
+	sourceSrv := serve(t)(sourcev1connect.NewSourceServiceHandler(h.source))
+	buildSrv := serve(t)(buildv1connect.NewBuildServiceHandler(h.build))
+
+	h.cfg = Config{DataDir: t.TempDir(), SourceURL: sourceSrv.URL, BuildURL: buildSrv.URL}
+	// The staging health endpoint answers 200 while the deployed health
+	// file says ok, 503 otherwise.
+	h.health = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		env := strings.TrimPrefix(r.URL.Path, "/")
+		data, err := os.ReadFile(filepath.Join(StateDir(h.cfg.DataDir, repoName, env), "health"))
+		if err != nil || strings.TrimSpace(string(data)) != "ok" || h.healthDown.Load() {
+			http.Error(w, "unhealthy", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ok\n"))
+	}))
+	t.Cleanup(h.health.Close)
+
+	h.events = watchEvents(t, js)
+	h.start()
+	return h
+}
+
+// serve serves a Connect handler (path, handler) on a loopback test server.
+func serve(t *testing.T) func(path string, handler http.Handler) *httptest.Server {
+	return func(path string, handler http.Handler) *httptest.Server {
+		mux := http.NewServeMux()
+		mux.Handle(path, handler)
+		srv := httptest.NewServer(mux)
+		t.Cleanup(srv.Close)
+		return srv
+	}
+}
+
+// start composes the release module the way a binary does, with a real
+// loopback server, and a Connect client for it.
+func (h *harness) start() {
+	h.t.Helper()
+	var srv *rpcserver.Server
+	log := slog.New(slog.NewTextHandler(h.t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo}))
+	h.app = fxtest.New(h.t,
+		fx.WithLogger(func() fxevent.Logger { return fxevent.NopLogger }),
+		fx.Supply(log),
+		fxkit.NATS(natsconn.Config{URL: h.nats.URL, Name: "release-test"}),
+		fxkit.Server(rpcserver.Config{Addr: "127.0.0.1:0"}),
+		Module(h.cfg),
+		fx.Populate(&srv),
+	)
+	h.app.RequireStart()
+	app := h.app
+	h.t.Cleanup(func() { stopApp(h.t, app) })
+	transport := &http.Transport{}
+	h.t.Cleanup(transport.CloseIdleConnections)
+	h.client = releasev1connect.NewReleaseServiceClient(&http.Client{Transport: transport}, srv.URL())
+}
+
+// stopApp stops app once (fxtest's RequireStop fails on a second stop).
+func stopApp(t *testing.T, app *fxtest.App) {
+	select {
+	case <-app.Done():
+		return
+	default:
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	if err := app.Stop(ctx); err != nil && !strings.Contains(err.Error(), "already stopped") {
+		t.Errorf("stop release: %v", err)
+	}
+}
+
+// pipeline is the repository's pipeline: staging verified over HTTP,
+// production by a command.
+func (h *harness) pipeline() *sourcev1.Pipeline {
+	return &sourcev1.Pipeline{Release: &sourcev1.ReleaseSpec{
+		Branches: []string{"main"},
+		Environments: []*sourcev1.EnvironmentSpec{
+			{
+				Name:   "staging",
+				Deploy: "sh deploy.sh",
+				Env:    map[string]string{"GREETING": "hello-staging"},
+				Verify: &sourcev1.VerifySpec{
+					Check:   &sourcev1.VerifySpec_Http{Http: h.health.URL + "/staging"},
+					Timeout: durationpb.New(time.Second),
+				},
+			},
+			{
+				Name:   "production",
+				Deploy: "sh deploy.sh",
+				Env:    map[string]string{"GREETING": "hello-production"},
+				Verify: &sourcev1.VerifySpec{
+					Check:   &sourcev1.VerifySpec_Command{Command: `test "$(cat "$SLUICE_STATE_DIR/health")" = ok`},
+					Timeout: durationpb.New(time.Second),
+				},
+			},
+		},
+	}}
+}
+
+// commit writes files into the repository and commits them.
+func (h *harness) commit(message string, files map[string]string) string {
+	h.t.Helper()
+	wt, err := h.repo.Worktree()
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	names := make([]string, 0, len(files))
+	for name := range files {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		if err := os.WriteFile(filepath.Join(h.repoDir, name), []byte(files[name]), 0o644); err != nil {
+			h.t.Fatal(err)
+		}
+		if _, err := wt.Add(name); err != nil {
+			h.t.Fatal(err)
+		}
+	}
+	hash, err := wt.Commit(message, &git.CommitOptions{
+		AllowEmptyCommits: true,
+		Author:            &object.Signature{Name: "Dev", Email: "dev@example.com", When: time.Now()},
+	})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return hash.String()
+}
+
+// initialCommit is a healthy repository.
+func (h *harness) initialCommit() string {
+	return h.commit("chore: initial import", map[string]string{"deploy.sh": deployScript, "health": "ok\n"})
+}
+
+// run makes a run of commit on branch whose build produced an "app"
+// artifact, and publishes its passed TestRunFinished.
+func (h *harness) run(commit, branch string, pipeline *sourcev1.Pipeline) string {
+	h.t.Helper()
+	return h.runWithSHA(commit, branch, pipeline, "")
+}
+
+// runWithSHA is run, with build recording sha as the artifact's sha256
+// when it is not empty.
+func (h *harness) runWithSHA(commit, branch string, pipeline *sourcev1.Pipeline, sha string) string {
+	h.t.Helper()
+	runID := uuid.Must(uuid.NewV7()).String()
+	h.source.addRun(&sourcev1.Run{
+		Id: runID, RepositoryId: "repo-1", Repository: repoName, Commit: commit, Branch: branch, Ref: branch,
+		Pipeline: pipeline,
+	})
+	content := []byte("#!/bin/sh\necho app built from " + commit + "\n")
+	object := runID + "/app"
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	store, err := h.js.ObjectStore(ctx, ArtifactsBucket)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	if _, err := store.PutBytes(ctx, object, content); err != nil {
+		h.t.Fatal(err)
+	}
+	if sha == "" {
+		sum := sha256.Sum256(content)
+		sha = hex.EncodeToString(sum[:])
+	}
+	h.build.add(runID, &buildv1.Artifact{Name: "app", Object: object, Sha256: sha, Size: int64(len(content))})
+	h.publishTestRun(runID, commit, branch, testv1.TestRunStatus_TEST_RUN_STATUS_PASSED)
+	return runID
+}
+
+func (h *harness) publishTestRun(runID, commit, branch string, status testv1.TestRunStatus) {
+	h.t.Helper()
+	ev, err := events.New(&testevents.TestRunFinished{
+		RunId:      runID,
+		TestRunId:  uuid.Must(uuid.NewV7()).String(),
+		Repository: &sourceevents.RepositoryRef{Id: "repo-1", Name: repoName, Url: h.repoDir},
+		Commit:     commit,
+		Branch:     branch,
+		Status:     status,
+	}, "testrun-"+runID, runID)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	msg, err := ev.Msg()
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	if _, err := h.js.PublishMsg(ctx, msg); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+// finished waits for the ReleaseFinished of runID.
+func (h *harness) finished(runID string) *releaseevents.ReleaseFinished {
+	h.t.Helper()
+	return waitEvent(h.t, h.events, func(f *releaseevents.ReleaseFinished) bool { return f.GetRunId() == runID })
+}
+
+// release runs commit on main and requires it to succeed.
+func (h *harness) release(commit string) (runID string, finished *releaseevents.ReleaseFinished) {
+	h.t.Helper()
+	runID = h.run(commit, "main", h.pipeline())
+	finished = h.finished(runID)
+	if finished.GetOutcome() != releaseevents.ReleaseOutcome_RELEASE_OUTCOME_SUCCEEDED {
+		h.t.Fatalf("release of %s: %v (%s), want SUCCEEDED", commit[:7], finished.GetOutcome(), finished.GetReason())
+	}
+	return runID, finished
+}
+
+// state reads a file of an environment's state directory.
+func (h *harness) state(env, name string) string {
+	h.t.Helper()
+	data, err := os.ReadFile(filepath.Join(StateDir(h.cfg.DataDir, repoName, env), name))
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return string(data)
+}
+
+// deploys lists the deploy script's runs in env: "version env repository greeting".
+func (h *harness) deploys(env string) []string {
+	h.t.Helper()
+	return strings.Split(strings.TrimSpace(h.state(env, "deploys")), "\n")
+}
+
+// waitConsumed waits until the release consumer has delivered at least n
+// messages and has none pending or unacknowledged.
+func (h *harness) waitConsumed(n uint64) {
+	h.t.Helper()
+	deadline := time.Now().Add(waitFor)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		cons, err := h.js.Consumer(ctx, consumerStream, consumerDurable)
+		var info *jetstream.ConsumerInfo
+		if err == nil {
+			info, err = cons.Info(ctx)
+		}
+		cancel()
+		if err == nil && info.Delivered.Consumer >= n && info.NumAckPending == 0 && info.NumPending == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			h.t.Fatalf("consumer did not finish %d messages: info %+v, err %v", n, info, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// deployments reads the stored deployments (with their logs) straight
+// from the service's database.
+func (h *harness) deployments() []domain.Deployment {
+	h.t.Helper()
+	ctx := context.Background()
+	db, err := OpenDB(ctx, h.cfg.WithDefaults().DatabaseURL)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer db.Close()
+	ds, err := NewStore(db).ListDeployments(ctx, repoName, "", 100)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return ds
+}
+
+// eventLog collects every event on the RELEASE stream.
+type eventLog struct {
+	mu      sync.Mutex
+	events  []events.Event
+	errs    []error
+	changed chan struct{}
+}
+
+func watchEvents(t *testing.T, js jetstream.JetStream) *eventLog {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	// The RELEASE stream is release's own; make it exist before watching
+	// (provisioning is idempotent, the service applies the same files).
+	if err := natsprovision.Apply(ctx, js, deploy.NATS(), "release", natsprovision.Options{WaitForStreams: waitFor}); err != nil {
+		t.Fatal(err)
+	}
+	cons, err := js.OrderedConsumer(ctx, "RELEASE", jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := &eventLog{changed: make(chan struct{})}
+	cc, err := cons.Consume(func(m jetstream.Msg) {
+		ev, err := events.Decode(m.Subject(), m.Headers(), m.Data())
+		l.mu.Lock()
+		if err != nil {
+			l.errs = append(l.errs, err)
+		} else {
+			l.events = append(l.events, ev)
+		}
+		close(l.changed)
+		l.changed = make(chan struct{})
+		l.mu.Unlock()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cc.Stop)
+	t.Cleanup(func() {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		for _, err := range l.errs {
+			t.Errorf("undecodable release event: %v", err)
+		}
+	})
+	return l
+}
+
+// waitEvent returns the first event payload of type T that matches,
+// waiting for it.
+func waitEvent[T any](t *testing.T, l *eventLog, match func(T) bool) T {
+	t.Helper()
+	timeout := time.After(waitFor)
+	for {
+		l.mu.Lock()
+		for _, e := range l.events {
+			if p, ok := e.Payload.(T); ok && match(p) {
+				l.mu.Unlock()
+				return p
+			}
+		}
+		changed := l.changed
+		l.mu.Unlock()
+		select {
+		case <-changed:
+		case <-timeout:
+			t.Fatalf("no matching release event after %s; have:\n%s", waitFor, l.describe())
+		}
+	}
+}
+
+// of returns the events of runID with payload type T, in order.
+func eventsOf[T any](l *eventLog, runID string) []T {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []T
+	for _, e := range l.events {
+		if p, ok := e.Payload.(T); ok && e.ChainID == runID {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func (l *eventLog) describe() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var b strings.Builder
+	for _, e := range l.events {
+		fmt.Fprintf(&b, "  %s chain=%s %v\n", e.Kind.Subject, e.ChainID, e.Payload)
+	}
+	return b.String()
+}
+
+// fakeSource stands in for the source service: runs set by the test and
+// commits read from the test's git repository.
+type fakeSource struct {
+	sourcev1connect.UnimplementedSourceServiceHandler
+	repo *git.Repository
+
+	mu          sync.Mutex
+	runs        map[string]*sourcev1.Run
+	commitCalls []*sourcev1.ListCommitsRequest
+}
+
+func connectNotFound(what string) error {
+	return connect.NewError(connect.CodeNotFound, errors.New(what+" not found"))
+}
+
+func (f *fakeSource) addRun(r *sourcev1.Run) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.runs[r.GetId()] = r
+}
+
+func (f *fakeSource) GetRun(_ context.Context, req *sourcev1.GetRunRequest) (*sourcev1.GetRunResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	r, ok := f.runs[req.GetRunId()]
+	if !ok {
+		return nil, connectNotFound("run " + req.GetRunId())
+	}
+	return &sourcev1.GetRunResponse{Run: r}, nil
+}
+
+// ListCommits lists the commits reachable from to and not from from,
+// newest first (the test repositories have a linear history).
+func (f *fakeSource) ListCommits(_ context.Context, req *sourcev1.ListCommitsRequest) (*sourcev1.ListCommitsResponse, error) {
+	f.mu.Lock()
+	f.commitCalls = append(f.commitCalls, req)
+	f.mu.Unlock()
+	if req.GetRepository() != repoName {
+		return nil, connectNotFound("repository " + req.GetRepository())
+	}
+	iter, err := f.repo.Log(&git.LogOptions{From: plumbing.NewHash(req.GetTo())})
+	if err != nil {
+		return nil, err
+	}
+	defer iter.Close()
+	res := &sourcev1.ListCommitsResponse{}
+	errStop := errors.New("stop")
+	err = iter.ForEach(func(c *object.Commit) error {
+		if c.Hash.String() == req.GetFrom() {
+			return errStop
+		}
+		res.Commits = append(res.Commits, &sourcev1.Commit{Sha: c.Hash.String(), Message: c.Message, Author: c.Author.Name})
+		return nil
+	})
+	if err != nil && !errors.Is(err, errStop) {
+		return nil, err
+	}
+	return res, nil
+}
+
+func (f *fakeSource) listCommitsCalls() []*sourcev1.ListCommitsRequest {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.commitCalls)
+}
+
+// fakeBuild stands in for the build service: one successful build per run.
+type fakeBuild struct {
+	buildv1connect.UnimplementedBuildServiceHandler
+	mu     sync.Mutex
+	builds map[string]*buildv1.Build
+}
+
+func (f *fakeBuild) add(runID string, artifacts ...*buildv1.Artifact) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.builds[runID] = &buildv1.Build{
+		Id: "build-" + runID, RunId: runID, Repository: repoName,
+		Status: buildv1.BuildStatus_BUILD_STATUS_SUCCEEDED, Artifacts: artifacts,
+	}
+}
+
+func (f *fakeBuild) GetBuild(_ context.Context, req *buildv1.GetBuildRequest) (*buildv1.GetBuildResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	b, ok := f.builds[req.GetId()]
+	if !ok {
+		return nil, connectNotFound("build of run " + req.GetId())
+	}
+	return &buildv1.GetBuildResponse{Build: b}, nil
+}

@@ -1,0 +1,498 @@
+package release
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+
+	releaseevents "github.com/sluicehq/sluice/proto/gen/sluice/release/events/v1"
+	releasev1 "github.com/sluicehq/sluice/proto/gen/sluice/release/v1"
+	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
+	testv1 "github.com/sluicehq/sluice/proto/gen/sluice/test/v1"
+)
+
+func TestFirstReleaseDeploysAndVerifiesEveryEnvironment(t *testing.T) {
+	h := newHarness(t)
+	commit := h.initialCommit()
+	runID, fin := h.release(commit)
+
+	if fin.GetVersion() != "v0.1.0" || fin.GetRolledBack() || fin.GetRepository().GetName() != repoName {
+		t.Fatalf("ReleaseFinished = %v", fin)
+	}
+	published := eventsOf[*releaseevents.ReleasePublished](h.events, runID)
+	if len(published) != 1 {
+		t.Fatalf("%d ReleasePublished, want 1", len(published))
+	}
+	rel := published[0].GetRelease()
+	if rel.GetVersion() != "v0.1.0" || rel.GetCommit() != commit || rel.GetRunId() != runID {
+		t.Fatalf("published release = %v", rel)
+	}
+	if want := "### Other\n\n- chore: initial import (" + commit[:7] + ")\n"; rel.GetChangelog() != want {
+		t.Fatalf("changelog = %q, want %q", rel.GetChangelog(), want)
+	}
+	if len(rel.GetArtifacts()) != 1 || rel.GetArtifacts()[0].GetName() != "app" || rel.GetArtifacts()[0].GetObject() != runID+"/app" {
+		t.Fatalf("artifacts = %v", rel.GetArtifacts())
+	}
+	if calls := h.source.listCommitsCalls(); len(calls) != 1 || calls[0].GetFrom() != "" || calls[0].GetTo() != commit {
+		t.Fatalf("ListCommits calls = %v, want one from the root to %s", calls, commit)
+	}
+
+	// Both environments, in order, each deployed once and verified.
+	deployed := eventsOf[*releaseevents.ServiceDeployed](h.events, runID)
+	var envs []string
+	for _, d := range deployed {
+		dep := d.GetDeployment()
+		if dep.GetStatus() != releasev1.DeploymentStatus_DEPLOYMENT_STATUS_VERIFIED || dep.GetVersion() != "v0.1.0" || dep.GetRollback() {
+			t.Errorf("ServiceDeployed deployment = %v", dep)
+		}
+		envs = append(envs, dep.GetEnvironment())
+	}
+	if !slices.Equal(envs, []string{"staging", "production"}) {
+		t.Fatalf("ServiceDeployed environments = %v, want staging then production", envs)
+	}
+	for _, env := range []string{"staging", "production"} {
+		// The deploy ran with the environment's variables and the artifact,
+		// whose bytes are the build's.
+		if got, want := h.deploys(env), []string{"v0.1.0 " + env + " app hello-" + env}; !slices.Equal(got, want) {
+			t.Errorf("%s deploys = %q, want %q", env, got, want)
+		}
+		if got := h.state(env, "app"); got != "#!/bin/sh\necho app built from "+commit+"\n" {
+			t.Errorf("%s artifact = %q", env, got)
+		}
+		if got := strings.TrimSpace(h.state(env, "current")); got != "v0.1.0" {
+			t.Errorf("%s runs %q, want v0.1.0", env, got)
+		}
+	}
+
+	ctx := context.Background()
+	rels, err := h.client.ListReleases(ctx, &releasev1.ListReleasesRequest{Repository: repoName})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rels.GetReleases()) != 1 || rels.GetReleases()[0].GetStatus() != releasev1.ReleaseStatus_RELEASE_STATUS_DEPLOYED {
+		t.Fatalf("ListReleases = %v, want v0.1.0 DEPLOYED", rels.GetReleases())
+	}
+	deps, err := h.client.ListDeployments(ctx, &releasev1.ListDeploymentsRequest{Repository: repoName})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := deploymentSummary(deps.GetDeployments()); !slices.Equal(got, []string{"production v0.1.0 VERIFIED", "staging v0.1.0 VERIFIED"}) {
+		t.Fatalf("ListDeployments = %q (newest first)", got)
+	}
+	if d := deps.GetDeployments()[0]; d.GetRunId() != runID || d.GetEndTime() == nil || d.GetCreateTime() == nil {
+		t.Fatalf("deployment = %v", d)
+	}
+}
+
+func TestFeatureCommitBumpsMinorWithChangelog(t *testing.T) {
+	h := newHarness(t)
+	first := h.initialCommit()
+	h.release(first)
+	fix := h.commit("fix: greet politely", map[string]string{"greeting": "hello\n"})
+	feat := h.commit("feat(api): greet users\n\nA longer body.", map[string]string{"greeting": "hello users\n"})
+	runID, fin := h.release(feat)
+
+	if fin.GetVersion() != "v0.2.0" {
+		t.Fatalf("version = %s, want v0.2.0", fin.GetVersion())
+	}
+	rel := eventsOf[*releaseevents.ReleasePublished](h.events, runID)[0].GetRelease()
+	want := "### Features\n\n- feat(api): greet users (" + feat[:7] + ")\n\n### Fixes\n\n- fix: greet politely (" + fix[:7] + ")\n"
+	if rel.GetChangelog() != want {
+		t.Fatalf("changelog =\n%s\nwant\n%s", rel.GetChangelog(), want)
+	}
+	calls := h.source.listCommitsCalls()
+	if last := calls[len(calls)-1]; last.GetFrom() != first || last.GetTo() != feat {
+		t.Fatalf("ListCommits from %s to %s, want from the previous release's commit %s to %s", last.GetFrom(), last.GetTo(), first, feat)
+	}
+	if got := strings.TrimSpace(h.state("production", "current")); got != "v0.2.0" {
+		t.Fatalf("production runs %s, want v0.2.0", got)
+	}
+	rels, err := h.client.ListReleases(context.Background(), &releasev1.ListReleasesRequest{Repository: repoName, Limit: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rels.GetReleases()) != 1 || rels.GetReleases()[0].GetVersion() != "v0.2.0" {
+		t.Fatalf("ListReleases(limit 1) = %v, want the newest, v0.2.0", rels.GetReleases())
+	}
+}
+
+func TestFailedVerificationMarksReleaseBadAndRollsBack(t *testing.T) {
+	h := newHarness(t)
+	good := h.initialCommit()
+	h.release(good)
+	bad := h.commit("fix: tune the health check", map[string]string{"health": "broken\n"})
+	runID := h.run(bad, "main", h.pipeline())
+	fin := h.finished(runID)
+
+	wantReason := "verification failed on staging: GET " + h.health.URL + "/staging: 503 Service Unavailable after 1s; rolled back staging to v0.1.0"
+	if fin.GetOutcome() != releaseevents.ReleaseOutcome_RELEASE_OUTCOME_FAILED || !fin.GetRolledBack() ||
+		fin.GetVersion() != "v0.1.1" || fin.GetReason() != wantReason {
+		t.Fatalf("ReleaseFinished = %v\nwant FAILED, v0.1.1, rolled back, reason %q", fin, wantReason)
+	}
+	failed := eventsOf[*releaseevents.DeploymentFailed](h.events, runID)
+	if len(failed) != 1 {
+		t.Fatalf("%d DeploymentFailed, want 1", len(failed))
+	}
+	if d := failed[0].GetDeployment(); d.GetEnvironment() != "staging" || d.GetVersion() != "v0.1.1" ||
+		d.GetStatus() != releasev1.DeploymentStatus_DEPLOYMENT_STATUS_FAILED ||
+		d.GetReason() != "verification failed: GET "+h.health.URL+"/staging: 503 Service Unavailable after 1s" {
+		t.Fatalf("failed deployment = %v", d)
+	}
+	rolled := eventsOf[*releaseevents.ServiceRolledBack](h.events, runID)
+	if len(rolled) != 1 {
+		t.Fatalf("%d ServiceRolledBack, want 1", len(rolled))
+	}
+	if r := rolled[0]; r.GetEnvironment() != "staging" || r.GetFromVersion() != "v0.1.1" || r.GetToVersion() != "v0.1.0" ||
+		!r.GetDeployment().GetRollback() || r.GetDeployment().GetStatus() != releasev1.DeploymentStatus_DEPLOYMENT_STATUS_VERIFIED ||
+		!strings.HasPrefix(r.GetReason(), "verification failed on staging") {
+		t.Fatalf("ServiceRolledBack = %v", r)
+	}
+	if n := len(eventsOf[*releaseevents.ServiceDeployed](h.events, runID)); n != 0 {
+		t.Fatalf("%d ServiceDeployed for the bad release, want 0", n)
+	}
+
+	// The deploy script ran again with v0.1.0 and its own commit (healthy).
+	if got, want := h.deploys("staging"), []string{
+		"v0.1.0 staging app hello-staging", "v0.1.1 staging app hello-staging", "v0.1.0 staging app hello-staging",
+	}; !slices.Equal(got, want) {
+		t.Fatalf("staging deploys = %q, want %q", got, want)
+	}
+	if got := strings.TrimSpace(h.state("staging", "current")); got != "v0.1.0" {
+		t.Fatalf("staging runs %s, want v0.1.0", got)
+	}
+	if got := strings.TrimSpace(h.state("staging", "health")); got != "ok" {
+		t.Fatalf("staging health %q, want ok (v0.1.0's commit)", got)
+	}
+	// Production was not touched.
+	if got := h.deploys("production"); !slices.Equal(got, []string{"v0.1.0 production app hello-production"}) {
+		t.Fatalf("production deploys = %q", got)
+	}
+
+	ctx := context.Background()
+	rels, err := h.client.ListReleases(ctx, &releasev1.ListReleasesRequest{Repository: repoName})
+	if err != nil {
+		t.Fatal(err)
+	}
+	statuses := map[string]releasev1.ReleaseStatus{}
+	for _, r := range rels.GetReleases() {
+		statuses[r.GetVersion()] = r.GetStatus()
+	}
+	if statuses["v0.1.1"] != releasev1.ReleaseStatus_RELEASE_STATUS_BAD || statuses["v0.1.0"] != releasev1.ReleaseStatus_RELEASE_STATUS_DEPLOYED {
+		t.Fatalf("release statuses = %v, want v0.1.1 BAD and v0.1.0 DEPLOYED", statuses)
+	}
+	deps, err := h.client.ListDeployments(ctx, &releasev1.ListDeploymentsRequest{Repository: repoName, Environment: "staging"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := deploymentSummary(deps.GetDeployments()); !slices.Equal(got, []string{
+		"staging v0.1.0 VERIFIED rollback", "staging v0.1.1 FAILED", "staging v0.1.0 VERIFIED",
+	}) {
+		t.Fatalf("staging deployments = %q", got)
+	}
+
+	// A bad release is never a rollback target.
+	_, err = h.client.Rollback(ctx, &releasev1.RollbackRequest{Repository: repoName, Environment: "staging", ToVersion: "v0.1.1"})
+	wantCode(t, err, connect.CodeFailedPrecondition, "release v0.1.1 of \"app\" is bad")
+
+	// The next good release goes on from the bad one's version.
+	fixed := h.commit("fix: restore the health check", map[string]string{"health": "ok\n"})
+	_, fin = h.release(fixed)
+	if fin.GetVersion() != "v0.1.2" {
+		t.Fatalf("version after the bad release = %s, want v0.1.2", fin.GetVersion())
+	}
+}
+
+func TestFailedFirstDeployHasNothingToRollBackTo(t *testing.T) {
+	h := newHarness(t)
+	commit := h.commit("feat: first", map[string]string{"deploy.sh": "echo deploying; exit 3\n", "health": "ok\n"})
+	runID := h.run(commit, "main", h.pipeline())
+	fin := h.finished(runID)
+	want := "deploy exited with code 3 on staging; no earlier verified release of staging to roll back to"
+	if fin.GetOutcome() != releaseevents.ReleaseOutcome_RELEASE_OUTCOME_FAILED || fin.GetRolledBack() || fin.GetReason() != want {
+		t.Fatalf("ReleaseFinished = %v, want FAILED, not rolled back, %q", fin, want)
+	}
+	if n := len(eventsOf[*releaseevents.ServiceRolledBack](h.events, runID)); n != 0 {
+		t.Fatalf("%d ServiceRolledBack, want 0", n)
+	}
+	deps, err := h.client.ListDeployments(context.Background(), &releasev1.ListDeploymentsRequest{Repository: repoName})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := deploymentSummary(deps.GetDeployments()); !slices.Equal(got, []string{"staging v0.1.0 FAILED"}) {
+		t.Fatalf("deployments = %q, want only the failed staging one", got)
+	}
+	// The deploy's output is kept with the deployment.
+	stored := h.deployments()
+	if len(stored) != 1 || !strings.Contains(stored[0].Log, "\ndeploying\n") ||
+		!strings.HasSuffix(stored[0].Log, "sluice: deploy exited with code 3\n") {
+		t.Fatalf("deployment log = %q", stored[0].Log)
+	}
+}
+
+func TestFailedRollbackIsReported(t *testing.T) {
+	h := newHarness(t)
+	h.release(h.initialCommit())
+	h.healthDown.Store(true) // staging is down whatever runs there
+	runID := h.run(h.commit("fix: anything", map[string]string{"greeting": "x\n"}), "main", h.pipeline())
+	fin := h.finished(runID)
+	verifyFailed := "verification failed: GET " + h.health.URL + "/staging: 503 Service Unavailable after 1s"
+	want := "verification failed on staging: GET " + h.health.URL + "/staging: 503 Service Unavailable after 1s" +
+		"; rolling back staging to v0.1.0 failed: " + verifyFailed
+	if fin.GetOutcome() != releaseevents.ReleaseOutcome_RELEASE_OUTCOME_FAILED || fin.GetRolledBack() || fin.GetReason() != want {
+		t.Fatalf("ReleaseFinished = %v\nwant FAILED, not rolled back, %q", fin, want)
+	}
+	if n := len(eventsOf[*releaseevents.ServiceRolledBack](h.events, runID)); n != 0 {
+		t.Fatalf("%d ServiceRolledBack for a failed rollback, want 0", n)
+	}
+	failed := eventsOf[*releaseevents.DeploymentFailed](h.events, runID)
+	if len(failed) != 2 || failed[0].GetDeployment().GetRollback() || !failed[1].GetDeployment().GetRollback() ||
+		failed[1].GetDeployment().GetVersion() != "v0.1.0" {
+		t.Fatalf("DeploymentFailed = %v, want the deploy then the rollback", failed)
+	}
+	if got := h.deploys("staging"); len(got) != 3 {
+		t.Fatalf("staging deploys = %q, want v0.1.0, v0.1.1, v0.1.0", got)
+	}
+}
+
+func TestArtifactChecksumMismatchFailsWithoutTouchingTheEnvironment(t *testing.T) {
+	h := newHarness(t)
+	h.release(h.initialCommit())
+	commit := h.commit("fix: anything", map[string]string{"greeting": "x\n"})
+	runID := h.runWithSHA(commit, "main", h.pipeline(), strings.Repeat("0", 64))
+	fin := h.finished(runID)
+	if fin.GetOutcome() != releaseevents.ReleaseOutcome_RELEASE_OUTCOME_FAILED || fin.GetRolledBack() ||
+		!strings.HasPrefix(fin.GetReason(), "preparing the deploy failed on staging: artifact app: sha256 of "+runID+"/app is ") ||
+		!strings.HasSuffix(fin.GetReason(), "but build recorded "+strings.Repeat("0", 64)+"; staging was not changed") {
+		t.Fatalf("ReleaseFinished = %v", fin)
+	}
+	if got := h.deploys("staging"); len(got) != 1 {
+		t.Fatalf("staging deploys = %q, want only v0.1.0's", got)
+	}
+	// Nothing was deployed, so the release is not known to be bad.
+	rels, err := h.client.ListReleases(context.Background(), &releasev1.ListReleasesRequest{Repository: repoName})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := rels.GetReleases()[0]; s.GetVersion() != "v0.1.1" || s.GetStatus() != releasev1.ReleaseStatus_RELEASE_STATUS_PUBLISHED {
+		t.Fatalf("release = %v, want v0.1.1 PUBLISHED", s)
+	}
+}
+
+func TestNonReleaseBranchIsSkipped(t *testing.T) {
+	h := newHarness(t)
+	commit := h.initialCommit()
+	// A failed test run is not released at all: no event.
+	failedRun := "run-with-failed-tests"
+	h.publishTestRun(failedRun, commit, "main", testv1.TestRunStatus_TEST_RUN_STATUS_FAILED)
+	runID := h.run(commit, "feature", h.pipeline())
+	fin := h.finished(runID)
+	if fin.GetOutcome() != releaseevents.ReleaseOutcome_RELEASE_OUTCOME_SKIPPED ||
+		fin.GetReason() != `branch "feature" is not a release branch (main)` || fin.GetVersion() != "" {
+		t.Fatalf("ReleaseFinished = %v", fin)
+	}
+	// A pipeline without a release section is skipped too.
+	noRelease := h.run(commit, "main", &sourcev1.Pipeline{})
+	if fin := h.finished(noRelease); fin.GetOutcome() != releaseevents.ReleaseOutcome_RELEASE_OUTCOME_SKIPPED ||
+		fin.GetReason() != "the pipeline has no release section" {
+		t.Fatalf("ReleaseFinished = %v", fin)
+	}
+	h.waitConsumed(3)
+	if evs := eventsOf[*releaseevents.ReleaseFinished](h.events, failedRun); len(evs) != 0 {
+		t.Fatalf("release events for a run whose tests failed: %v", evs)
+	}
+	rels, err := h.client.ListReleases(context.Background(), &releasev1.ListReleasesRequest{Repository: repoName})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rels.GetReleases()) != 0 {
+		t.Fatalf("releases = %v, want none", rels.GetReleases())
+	}
+	if _, err := os.Stat(filepath.Join(h.cfg.DataDir, "state")); !os.IsNotExist(err) {
+		t.Fatalf("something was deployed: %v", err)
+	}
+}
+
+func TestDuplicateTestRunFinishedReleasesAndDeploysOnce(t *testing.T) {
+	h := newHarness(t)
+	commit := h.initialCommit()
+	runID := h.run(commit, "main", h.pipeline())
+	// The same run again, as another event: the two are handled at once.
+	h.publishTestRun(runID, commit, "main", testv1.TestRunStatus_TEST_RUN_STATUS_PASSED)
+	if fin := h.finished(runID); fin.GetOutcome() != releaseevents.ReleaseOutcome_RELEASE_OUTCOME_SUCCEEDED {
+		t.Fatalf("ReleaseFinished = %v", fin)
+	}
+	// And once more after the stage finished.
+	h.publishTestRun(runID, commit, "main", testv1.TestRunStatus_TEST_RUN_STATUS_PASSED)
+	h.waitConsumed(3)
+
+	if n := len(eventsOf[*releaseevents.ReleasePublished](h.events, runID)); n != 1 {
+		t.Errorf("%d ReleasePublished, want 1", n)
+	}
+	if n := len(eventsOf[*releaseevents.ServiceDeployed](h.events, runID)); n != 2 {
+		t.Errorf("%d ServiceDeployed, want 2 (staging, production)", n)
+	}
+	if n := len(eventsOf[*releaseevents.ReleaseFinished](h.events, runID)); n != 1 {
+		t.Errorf("%d ReleaseFinished, want 1", n)
+	}
+	for _, env := range []string{"staging", "production"} {
+		if got := h.deploys(env); len(got) != 1 {
+			t.Errorf("%s deploy ran %d times: %q", env, len(got), got)
+		}
+	}
+	rels, err := h.client.ListReleases(context.Background(), &releasev1.ListReleasesRequest{Repository: repoName})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rels.GetReleases()) != 1 {
+		t.Fatalf("%d releases, want 1", len(rels.GetReleases()))
+	}
+
+	// A new run of the same commit deploys the same release again.
+	again, fin := h.release(commit)
+	if fin.GetVersion() != "v0.1.0" {
+		t.Fatalf("re-run of a released commit got %s, want v0.1.0", fin.GetVersion())
+	}
+	if n := len(eventsOf[*releaseevents.ReleasePublished](h.events, again)); n != 0 {
+		t.Fatalf("re-run published the release again")
+	}
+	if got := h.deploys("staging"); len(got) != 2 {
+		t.Fatalf("staging deploys after a re-run = %q, want 2", got)
+	}
+}
+
+func TestInterruptedDeployIsFailedNotRerunAndRolledBack(t *testing.T) {
+	h := newHarness(t)
+	good := h.initialCommit()
+	h.release(good)
+	// This commit's deploy hangs until the service is stopped.
+	slow := h.commit("feat: slow deploy", map[string]string{
+		"deploy.sh": `echo "$SLUICE_RELEASE_VERSION" >> "$SLUICE_STATE_DIR/hung"; sleep 60` + "\n",
+	})
+	runID := h.run(slow, "main", h.pipeline())
+	deadline := time.Now().Add(waitFor)
+	for {
+		if _, err := os.Stat(filepath.Join(StateDir(h.cfg.DataDir, repoName, "staging"), "hung")); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the slow deploy did not start")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	stopApp(t, h.app) // the "crash": the deploy is killed mid-way
+	if n := len(eventsOf[*releaseevents.ReleaseFinished](h.events, runID)); n != 0 {
+		t.Fatalf("release finished although it was interrupted")
+	}
+
+	h.start() // the event is redelivered to the new process
+	fin := h.finished(runID)
+	want := "interrupted on staging: the release service stopped during the deploy; rolled back staging to v0.1.0"
+	if fin.GetOutcome() != releaseevents.ReleaseOutcome_RELEASE_OUTCOME_FAILED || !fin.GetRolledBack() || fin.GetReason() != want {
+		t.Fatalf("ReleaseFinished = %v, want FAILED, rolled back, %q", fin, want)
+	}
+	if got := strings.TrimSpace(h.state("staging", "hung")); got != "v0.2.0" {
+		t.Fatalf("the interrupted deploy ran %q times, want once (v0.2.0)", got)
+	}
+	if got := strings.TrimSpace(h.state("staging", "current")); got != "v0.1.0" {
+		t.Fatalf("staging runs %s, want v0.1.0", got)
+	}
+	failed := eventsOf[*releaseevents.DeploymentFailed](h.events, runID)
+	if len(failed) != 1 || failed[0].GetDeployment().GetReason() != "interrupted: the release service stopped during the deploy" {
+		t.Fatalf("DeploymentFailed = %v", failed)
+	}
+}
+
+func TestRollbackRPC(t *testing.T) {
+	h := newHarness(t)
+	h.release(h.initialCommit())
+	h.release(h.commit("feat: greet", map[string]string{"greeting": "hi\n"}))
+	ctx := context.Background()
+
+	res, err := h.client.Rollback(ctx, &releasev1.RollbackRequest{Repository: repoName, Environment: "staging"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := res.GetDeployment()
+	if d.GetVersion() != "v0.1.0" || !d.GetRollback() || d.GetStatus() != releasev1.DeploymentStatus_DEPLOYMENT_STATUS_VERIFIED || d.GetRunId() != "" {
+		t.Fatalf("rollback deployment = %v", d)
+	}
+	if got := strings.TrimSpace(h.state("staging", "current")); got != "v0.1.0" {
+		t.Fatalf("staging runs %s, want v0.1.0", got)
+	}
+	if got := strings.TrimSpace(h.state("production", "current")); got != "v0.2.0" {
+		t.Fatalf("production runs %s, want v0.2.0 (untouched)", got)
+	}
+	ev := waitEvent(t, h.events, func(r *releaseevents.ServiceRolledBack) bool { return r.GetDeployment().GetId() == d.GetId() })
+	if ev.GetFromVersion() != "v0.2.0" || ev.GetToVersion() != "v0.1.0" || ev.GetEnvironment() != "staging" {
+		t.Fatalf("ServiceRolledBack = %v", ev)
+	}
+	deps, err := h.client.ListDeployments(ctx, &releasev1.ListDeploymentsRequest{Repository: repoName, Environment: "staging"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := deploymentSummary(deps.GetDeployments()); !slices.Equal(got, []string{
+		"staging v0.1.0 VERIFIED rollback", "staging v0.2.0 ROLLED_BACK", "staging v0.1.0 VERIFIED",
+	}) {
+		t.Fatalf("staging deployments = %q", got)
+	}
+
+	// Nothing verified before v0.1.0: no default target left.
+	_, err = h.client.Rollback(ctx, &releasev1.RollbackRequest{Repository: repoName, Environment: "staging"})
+	wantCode(t, err, connect.CodeFailedPrecondition, "nothing to roll back to")
+	// An explicit version may go forward again.
+	res, err = h.client.Rollback(ctx, &releasev1.RollbackRequest{Repository: repoName, Environment: "staging", ToVersion: "v0.2.0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.GetDeployment().GetVersion() != "v0.2.0" || strings.TrimSpace(h.state("staging", "current")) != "v0.2.0" {
+		t.Fatalf("rollback to v0.2.0 = %v", res.GetDeployment())
+	}
+	_, err = h.client.Rollback(ctx, &releasev1.RollbackRequest{Repository: repoName, Environment: "staging", ToVersion: "v0.2.0"})
+	wantCode(t, err, connect.CodeFailedPrecondition, "v0.2.0 already runs")
+
+	for _, tt := range []struct {
+		name string
+		req  *releasev1.RollbackRequest
+		code connect.Code
+		msg  string
+	}{
+		{"bad version", &releasev1.RollbackRequest{Repository: repoName, Environment: "staging", ToVersion: "1.0"}, connect.CodeInvalidArgument, "to_version"},
+		{"no repository", &releasev1.RollbackRequest{Environment: "staging"}, connect.CodeInvalidArgument, "repository"},
+		{"no environment", &releasev1.RollbackRequest{Repository: repoName}, connect.CodeInvalidArgument, "environment"},
+		{"unknown repository", &releasev1.RollbackRequest{Repository: "nope", Environment: "staging"}, connect.CodeNotFound, `repository "nope"`},
+		{"unknown environment", &releasev1.RollbackRequest{Repository: repoName, Environment: "qa"}, connect.CodeNotFound, `environment "qa"`},
+		{"unknown version", &releasev1.RollbackRequest{Repository: repoName, Environment: "staging", ToVersion: "v9.9.9"}, connect.CodeNotFound, "release v9.9.9"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := h.client.Rollback(ctx, tt.req)
+			wantCode(t, err, tt.code, tt.msg)
+		})
+	}
+	_, err = h.client.ListDeployments(ctx, &releasev1.ListDeploymentsRequest{Repository: repoName, Limit: -1})
+	wantCode(t, err, connect.CodeInvalidArgument, "limit")
+}
+
+func wantCode(t *testing.T, err error, code connect.Code, msg string) {
+	t.Helper()
+	if connect.CodeOf(err) != code || !strings.Contains(err.Error(), msg) {
+		t.Fatalf("error = %v, want %v containing %q", err, code, msg)
+	}
+}
+
+func deploymentSummary(ds []*releasev1.Deployment) []string {
+	var out []string
+	for _, d := range ds {
+		s := d.GetEnvironment() + " " + d.GetVersion() + " " + strings.TrimPrefix(d.GetStatus().String(), "DEPLOYMENT_STATUS_")
+		if d.GetRollback() {
+			s += " rollback"
+		}
+		out = append(out, s)
+	}
+	return out
+}

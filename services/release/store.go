@@ -1,0 +1,464 @@
+package release
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"encoding/json"
+	"fmt"
+	"io/fs"
+	"strings"
+	"time"
+
+	"github.com/sluicehq/sluice/platform/events"
+	"github.com/sluicehq/sluice/platform/sqldb"
+	"github.com/sluicehq/sluice/services/release/domain"
+)
+
+//go:embed migrations/*.sql
+var migrationFiles embed.FS
+
+// Migrations are the release service's tables.
+func Migrations() sqldb.Migrations {
+	sub, err := fs.Sub(migrationFiles, "migrations")
+	if err != nil {
+		panic(err) // a literal, valid path
+	}
+	return sqldb.Migrations{Name: "release", FS: sub}
+}
+
+// OpenDB opens the release database at url with every migration it needs
+// (the events outbox and the release tables).
+func OpenDB(ctx context.Context, url string) (*sqldb.DB, error) {
+	db, err := sqldb.Open(ctx, url, events.Migrations(), Migrations())
+	if err != nil {
+		return nil, fmt.Errorf("open release database: %w", err)
+	}
+	return db, nil
+}
+
+// Store is the release service's SQL.
+type Store struct {
+	db *sqldb.DB
+}
+
+// NewStore makes a store over db, which OpenDB opened.
+func NewStore(db *sqldb.DB) *Store { return &Store{db: db} }
+
+// DB is the store's database (for the outbox relay).
+func (s *Store) DB() *sqldb.DB { return s.db }
+
+// InTx runs fn in a transaction.
+func (s *Store) InTx(ctx context.Context, fn func(tx *sql.Tx) error) error { return s.db.InTx(ctx, fn) }
+
+// Release stage states.
+const (
+	runReleasing = "RELEASING"
+	runFinished  = "FINISHED"
+)
+
+// stageRun is the release stage of one run.
+type stageRun struct {
+	RunID      string
+	Repository string
+	ReleaseID  string
+	State      string
+	Outcome    string
+	Reason     string
+}
+
+// beginRun records that the release stage of runID started, unless it is
+// already recorded, and returns the record.
+func (s *Store) beginRun(ctx context.Context, runID, repository string) (stageRun, error) {
+	now := time.Now().UnixNano()
+	if _, err := s.db.ExecContext(ctx,
+		`INSERT INTO release_runs (run_id, repository, release_id, state, outcome, reason, created_at, updated_at)
+		 VALUES ($1, $2, '', $3, '', '', $4, $4) ON CONFLICT (run_id) DO NOTHING`,
+		runID, repository, runReleasing, now); err != nil {
+		return stageRun{}, fmt.Errorf("record release stage of run %s: %w", runID, err)
+	}
+	var r stageRun
+	err := s.db.QueryRowContext(ctx,
+		`SELECT run_id, repository, release_id, state, outcome, reason FROM release_runs WHERE run_id = $1`, runID).
+		Scan(&r.RunID, &r.Repository, &r.ReleaseID, &r.State, &r.Outcome, &r.Reason)
+	if err != nil {
+		return stageRun{}, fmt.Errorf("read release stage of run %s: %w", runID, err)
+	}
+	return r, nil
+}
+
+// setRunRelease links the run's release stage to its release.
+func setRunRelease(ctx context.Context, tx *sql.Tx, runID, releaseID string) error {
+	_, err := tx.ExecContext(ctx, `UPDATE release_runs SET release_id = $1, updated_at = $2 WHERE run_id = $3`,
+		releaseID, time.Now().UnixNano(), runID)
+	if err != nil {
+		return fmt.Errorf("link run %s to release: %w", runID, err)
+	}
+	return nil
+}
+
+// finishRun marks the run's release stage finished; false when it already was.
+func finishRun(ctx context.Context, tx *sql.Tx, runID, outcome, reason string) (bool, error) {
+	res, err := tx.ExecContext(ctx,
+		`UPDATE release_runs SET state = $1, outcome = $2, reason = $3, updated_at = $4 WHERE run_id = $5 AND state <> $1`,
+		runFinished, outcome, reason, time.Now().UnixNano(), runID)
+	if err != nil {
+		return false, fmt.Errorf("finish release stage of run %s: %w", runID, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, fmt.Errorf("finish release stage of run %s: %w", runID, err)
+	}
+	return n == 1, nil
+}
+
+// environmentJSON is how a release's environments are stored.
+type environmentJSON struct {
+	Name          string            `json:"name"`
+	Deploy        string            `json:"deploy"`
+	DeployTimeout time.Duration     `json:"deploy_timeout,omitempty"`
+	VerifyHTTP    string            `json:"verify_http,omitempty"`
+	VerifyCommand string            `json:"verify_command,omitempty"`
+	VerifyTimeout time.Duration     `json:"verify_timeout,omitempty"`
+	Env           map[string]string `json:"env,omitempty"`
+}
+
+func encodeEnvironments(envs []domain.Environment) (string, error) {
+	out := make([]environmentJSON, 0, len(envs))
+	for _, e := range envs {
+		out = append(out, environmentJSON{
+			Name: e.Name, Deploy: e.Deploy, DeployTimeout: e.DeployTimeout,
+			VerifyHTTP: e.Verify.HTTP, VerifyCommand: e.Verify.Command, VerifyTimeout: e.Verify.Timeout,
+			Env: e.Env,
+		})
+	}
+	b, err := json.Marshal(out)
+	return string(b), err
+}
+
+func decodeEnvironments(s string) ([]domain.Environment, error) {
+	var in []environmentJSON
+	if err := json.Unmarshal([]byte(s), &in); err != nil {
+		return nil, err
+	}
+	out := make([]domain.Environment, 0, len(in))
+	for _, e := range in {
+		out = append(out, domain.Environment{
+			Name: e.Name, Deploy: e.Deploy, DeployTimeout: e.DeployTimeout,
+			Verify: domain.Verify{HTTP: e.VerifyHTTP, Command: e.VerifyCommand, Timeout: e.VerifyTimeout},
+			Env:    e.Env,
+		})
+	}
+	return out, nil
+}
+
+// insertRelease records rel with its artifacts.
+func insertRelease(ctx context.Context, tx *sql.Tx, rel domain.Release) error {
+	envs, err := encodeEnvironments(rel.Environments)
+	if err != nil {
+		return fmt.Errorf("encode environments of %s: %w", rel.Version, err)
+	}
+	_, err = tx.ExecContext(ctx,
+		`INSERT INTO releases (id, repository, repository_id, repository_url, version, major, minor, patch,
+		   commit_sha, run_id, changelog, environments, status, created_at)
+		 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`,
+		rel.ID, rel.Repository.Name, rel.Repository.ID, rel.Repository.URL, rel.Version.String(),
+		rel.Version.Major, rel.Version.Minor, rel.Version.Patch,
+		rel.Commit, rel.RunID, rel.Changelog, envs, string(rel.Status), sqldb.Nanos(rel.CreatedAt))
+	if err != nil {
+		return fmt.Errorf("record release %s of %s: %w", rel.Version, rel.Repository.Name, err)
+	}
+	for i, a := range rel.Artifacts {
+		_, err := tx.ExecContext(ctx,
+			`INSERT INTO release_artifacts (release_id, position, name, object, sha256, size) VALUES ($1, $2, $3, $4, $5, $6)`,
+			rel.ID, i, a.Name, a.Object, a.SHA256, a.Size)
+		if err != nil {
+			return fmt.Errorf("record artifact %q of release %s: %w", a.Name, rel.Version, err)
+		}
+	}
+	return nil
+}
+
+// setReleaseStatus sets the release's status.
+func setReleaseStatus(ctx context.Context, tx *sql.Tx, id string, status domain.ReleaseStatus) error {
+	if _, err := tx.ExecContext(ctx, `UPDATE releases SET status = $1 WHERE id = $2`, string(status), id); err != nil {
+		return fmt.Errorf("set release %s %s: %w", id, status, err)
+	}
+	return nil
+}
+
+const releaseColumns = `id, repository, repository_id, repository_url, version, commit_sha, run_id, changelog,
+	environments, status, created_at`
+
+func scanRelease(row interface{ Scan(...any) error }) (domain.Release, error) {
+	var (
+		r         domain.Release
+		version   string
+		envs      string
+		status    string
+		createdAt int64
+	)
+	if err := row.Scan(&r.ID, &r.Repository.Name, &r.Repository.ID, &r.Repository.URL, &version, &r.Commit, &r.RunID,
+		&r.Changelog, &envs, &status, &createdAt); err != nil {
+		return domain.Release{}, err
+	}
+	v, err := domain.ParseVersion(version)
+	if err != nil {
+		return domain.Release{}, fmt.Errorf("stored release %s: %w", r.ID, err)
+	}
+	r.Version = v
+	if r.Environments, err = decodeEnvironments(envs); err != nil {
+		return domain.Release{}, fmt.Errorf("stored release %s environments: %w", r.ID, err)
+	}
+	r.Status = domain.ReleaseStatus(status)
+	r.CreatedAt = sqldb.Time(createdAt)
+	return r, nil
+}
+
+// queryReleases runs a query selecting releaseColumns and loads the artifacts.
+func (s *Store) queryReleases(ctx context.Context, query string, args ...any) ([]domain.Release, error) {
+	out, err := s.scanReleases(ctx, query, args...)
+	if err != nil || len(out) == 0 {
+		return nil, err
+	}
+	ids := make([]any, len(out))
+	marks := make([]string, len(out))
+	byID := make(map[string]int, len(out))
+	for i, r := range out {
+		ids[i] = r.ID
+		marks[i] = fmt.Sprintf("$%d", i+1)
+		byID[r.ID] = i
+	}
+	rows, err := s.db.QueryContext(ctx,
+		`SELECT release_id, name, object, sha256, size FROM release_artifacts
+		 WHERE release_id IN (`+strings.Join(marks, ", ")+`) ORDER BY release_id, position`, ids...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id string
+		var a domain.Artifact
+		if err := rows.Scan(&id, &a.Name, &a.Object, &a.SHA256, &a.Size); err != nil {
+			return nil, err
+		}
+		i := byID[id]
+		out[i].Artifacts = append(out[i].Artifacts, a)
+	}
+	return out, rows.Err()
+}
+
+func (s *Store) scanReleases(ctx context.Context, query string, args ...any) ([]domain.Release, error) {
+	rows, err := s.db.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []domain.Release
+	for rows.Next() {
+		r, err := scanRelease(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+func (s *Store) oneRelease(ctx context.Context, what, query string, args ...any) (domain.Release, bool, error) {
+	rels, err := s.queryReleases(ctx, query, args...)
+	if err != nil {
+		return domain.Release{}, false, fmt.Errorf("read %s: %w", what, err)
+	}
+	if len(rels) == 0 {
+		return domain.Release{}, false, nil
+	}
+	return rels[0], true, nil
+}
+
+// Release returns the release with id.
+func (s *Store) Release(ctx context.Context, id string) (domain.Release, bool, error) {
+	return s.oneRelease(ctx, "release "+id, `SELECT `+releaseColumns+` FROM releases WHERE id = $1`, id)
+}
+
+// LatestRelease returns the repository's release with the highest version.
+func (s *Store) LatestRelease(ctx context.Context, repository string) (domain.Release, bool, error) {
+	return s.oneRelease(ctx, "latest release of "+repository,
+		`SELECT `+releaseColumns+` FROM releases WHERE repository = $1 ORDER BY major DESC, minor DESC, patch DESC LIMIT 1`,
+		repository)
+}
+
+// ReleaseOfCommit returns the repository's release of commit.
+func (s *Store) ReleaseOfCommit(ctx context.Context, repository, commit string) (domain.Release, bool, error) {
+	return s.oneRelease(ctx, "release of commit "+commit,
+		`SELECT `+releaseColumns+` FROM releases WHERE repository = $1 AND commit_sha = $2
+		 ORDER BY major DESC, minor DESC, patch DESC LIMIT 1`, repository, commit)
+}
+
+// ReleaseByVersion returns the repository's release with version.
+func (s *Store) ReleaseByVersion(ctx context.Context, repository string, version domain.Version) (domain.Release, bool, error) {
+	return s.oneRelease(ctx, "release "+version.String(),
+		`SELECT `+releaseColumns+` FROM releases WHERE repository = $1 AND version = $2`, repository, version.String())
+}
+
+// ListReleases returns the repository's releases, newest first.
+func (s *Store) ListReleases(ctx context.Context, repository string, limit int) ([]domain.Release, error) {
+	rels, err := s.queryReleases(ctx,
+		`SELECT `+releaseColumns+` FROM releases WHERE repository = $1 ORDER BY created_at DESC, id DESC LIMIT $2`,
+		repository, limit)
+	if err != nil {
+		return nil, fmt.Errorf("list releases of %s: %w", repository, err)
+	}
+	return rels, nil
+}
+
+const deploymentColumns = `id, release_id, repository, environment, version, run_id, rollback, started, status, reason,
+	log, created_at, ended_at`
+
+func scanDeployment(row interface{ Scan(...any) error }) (domain.Deployment, error) {
+	var (
+		d                  domain.Deployment
+		rollback, started  int
+		status             string
+		createdAt, endedAt int64
+	)
+	if err := row.Scan(&d.ID, &d.ReleaseID, &d.Repository, &d.Environment, &d.Version, &d.RunID, &rollback, &started,
+		&status, &d.Reason, &d.Log, &createdAt, &endedAt); err != nil {
+		return domain.Deployment{}, err
+	}
+	d.Rollback, d.Started = rollback != 0, started != 0
+	d.Status = domain.DeploymentStatus(status)
+	d.CreatedAt, d.EndedAt = sqldb.Time(createdAt), sqldb.Time(endedAt)
+	return d, nil
+}
+
+func (s *Store) queryDeployments(ctx context.Context, query string, args ...any) ([]domain.Deployment, error) {
+	rows, err := s.db.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []domain.Deployment
+	for rows.Next() {
+		d, err := scanDeployment(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, d)
+	}
+	return out, rows.Err()
+}
+
+func (s *Store) oneDeployment(ctx context.Context, what, query string, args ...any) (domain.Deployment, bool, error) {
+	ds, err := s.queryDeployments(ctx, query, args...)
+	if err != nil {
+		return domain.Deployment{}, false, fmt.Errorf("read %s: %w", what, err)
+	}
+	if len(ds) == 0 {
+		return domain.Deployment{}, false, nil
+	}
+	return ds[0], true, nil
+}
+
+// InsertDeployment records d before anything is deployed.
+func (s *Store) InsertDeployment(ctx context.Context, d domain.Deployment) error {
+	_, err := s.db.ExecContext(ctx,
+		`INSERT INTO deployments (`+deploymentColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`,
+		d.ID, d.ReleaseID, d.Repository, d.Environment, d.Version, d.RunID, boolInt(d.Rollback), boolInt(d.Started),
+		string(d.Status), d.Reason, d.Log, sqldb.Nanos(d.CreatedAt), sqldb.Nanos(d.EndedAt))
+	if err != nil {
+		return fmt.Errorf("record deployment of %s to %s: %w", d.Version, d.Environment, err)
+	}
+	return nil
+}
+
+// RunDeployment returns the run's deployment (or rollback) to environment.
+func (s *Store) RunDeployment(ctx context.Context, runID, environment string, rollback bool) (domain.Deployment, bool, error) {
+	return s.oneDeployment(ctx, "deployment of run "+runID,
+		`SELECT `+deploymentColumns+` FROM deployments WHERE run_id = $1 AND environment = $2 AND rollback = $3`,
+		runID, environment, boolInt(rollback))
+}
+
+// MarkStarted records that the deploy command of deployment id is about to run.
+func (s *Store) MarkStarted(ctx context.Context, id string) error {
+	if _, err := s.db.ExecContext(ctx, `UPDATE deployments SET started = 1 WHERE id = $1`, id); err != nil {
+		return fmt.Errorf("mark deployment %s started: %w", id, err)
+	}
+	return nil
+}
+
+// SetDeploymentStatus sets the status of a deployment in progress.
+func (s *Store) SetDeploymentStatus(ctx context.Context, id string, status domain.DeploymentStatus) error {
+	if _, err := s.db.ExecContext(ctx, `UPDATE deployments SET status = $1 WHERE id = $2`, string(status), id); err != nil {
+		return fmt.Errorf("set deployment %s %s: %w", id, status, err)
+	}
+	return nil
+}
+
+// endDeployment stores d's final status, reason, log and end time.
+func endDeployment(ctx context.Context, tx *sql.Tx, d domain.Deployment) error {
+	_, err := tx.ExecContext(ctx,
+		`UPDATE deployments SET status = $1, reason = $2, log = $3, ended_at = $4 WHERE id = $5`,
+		string(d.Status), d.Reason, d.Log, sqldb.Nanos(d.EndedAt), d.ID)
+	if err != nil {
+		return fmt.Errorf("end deployment %s: %w", d.ID, err)
+	}
+	return nil
+}
+
+// LastGoodDeployment returns the newest verified deployment to environment
+// of a release that is not bad, other than of release excludeRelease.
+func (s *Store) LastGoodDeployment(ctx context.Context, repository, environment, excludeRelease string) (domain.Deployment, bool, error) {
+	return s.oneDeployment(ctx, "last good deployment to "+environment,
+		`SELECT `+prefixed("d.", deploymentColumns)+` FROM deployments d JOIN releases r ON r.id = d.release_id
+		 WHERE d.repository = $1 AND d.environment = $2 AND d.status = $3 AND r.status <> $4 AND d.release_id <> $5
+		 ORDER BY d.created_at DESC, d.id DESC LIMIT 1`,
+		repository, environment, string(domain.DeploymentVerified), string(domain.ReleaseBad), excludeRelease)
+}
+
+// CurrentDeployment returns the newest verified deployment to environment:
+// what runs there now.
+func (s *Store) CurrentDeployment(ctx context.Context, repository, environment string) (domain.Deployment, bool, error) {
+	return s.oneDeployment(ctx, "current deployment to "+environment,
+		`SELECT `+deploymentColumns+` FROM deployments WHERE repository = $1 AND environment = $2 AND status = $3
+		 ORDER BY created_at DESC, id DESC LIMIT 1`,
+		repository, environment, string(domain.DeploymentVerified))
+}
+
+// HasDeployments reports whether anything was ever deployed to environment.
+func (s *Store) HasDeployments(ctx context.Context, repository, environment string) (bool, error) {
+	var n int
+	err := s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM deployments WHERE repository = $1 AND environment = $2`,
+		repository, environment).Scan(&n)
+	if err != nil {
+		return false, fmt.Errorf("count deployments to %s: %w", environment, err)
+	}
+	return n > 0, nil
+}
+
+// ListDeployments returns the repository's deployments (to environment,
+// when not empty), newest first.
+func (s *Store) ListDeployments(ctx context.Context, repository, environment string, limit int) ([]domain.Deployment, error) {
+	ds, err := s.queryDeployments(ctx,
+		`SELECT `+deploymentColumns+` FROM deployments WHERE repository = $1 AND ($2 = '' OR environment = $2)
+		 ORDER BY created_at DESC, id DESC LIMIT $3`, repository, environment, limit)
+	if err != nil {
+		return nil, fmt.Errorf("list deployments of %s: %w", repository, err)
+	}
+	return ds, nil
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func prefixed(prefix, columns string) string {
+	parts := strings.Split(columns, ",")
+	for i, p := range parts {
+		parts[i] = prefix + strings.TrimSpace(p)
+	}
+	return strings.Join(parts, ", ")
+}
