@@ -1,0 +1,387 @@
+package test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"regexp"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/google/uuid"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/sluicehq/sluice/platform/events"
+	"github.com/sluicehq/sluice/platform/gitcheckout"
+	"github.com/sluicehq/sluice/platform/steplog"
+	buildeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/build/events/v1"
+	buildv1 "github.com/sluicehq/sluice/proto/gen/sluice/build/v1"
+	sourceeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
+	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
+	testeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/test/events/v1"
+	testv1 "github.com/sluicehq/sluice/proto/gen/sluice/test/v1"
+	"github.com/sluicehq/sluice/services/test/domain"
+)
+
+// The durable consumer test reads BuildFinished events from (declared in
+// deploy/nats/consumers/test/test-builds.json).
+const (
+	consumerStream  = "BUILD"
+	consumerDurable = "test-builds"
+)
+
+const (
+	// heartbeat is how often a worker tells JetStream it still handles a
+	// message and renews its lease on the test run.
+	heartbeat = 10 * time.Second
+	// leaseDuration is how long a test run stays with a worker that stopped
+	// renewing; it matches the consumer's ack wait, after which JetStream
+	// redelivers the message to another worker.
+	leaseDuration = 30 * time.Second
+	// logFlushInterval is how often step output is stored.
+	logFlushInterval = 250 * time.Millisecond
+	// lastLogLines is how many of a failed step's last lines the
+	// TestRunFinished event carries.
+	lastLogLines = 20
+	// heldPollInterval is how often a delivery whose test run another worker
+	// holds looks again.
+	heldPollInterval = time.Second
+	// sourceCallTimeout bounds one call to the source service.
+	sourceCallTimeout = 30 * time.Second
+)
+
+var commitPattern = regexp.MustCompile(`^[0-9a-f]{40}$`)
+
+// Consumer is the BuildFinished consumer; Run it until the process stops.
+func (s *Service) Consumer() *events.Consumer {
+	return events.NewConsumer(s.js, s.log, events.ConsumerConfig{
+		Service:     "test",
+		Stream:      consumerStream,
+		Durable:     consumerDurable,
+		Concurrency: s.cfg.Workers,
+		Heartbeat:   heartbeat,
+	}, s.HandleBuildFinished)
+}
+
+// HandleBuildFinished tests a successful build: it is the consumer's
+// handler. A nil return acknowledges the event; an error has it
+// redelivered (the test run is then taken over by the next delivery).
+func (s *Service) HandleBuildFinished(ctx context.Context, ev events.Event, d events.Delivery) error {
+	bf, ok := ev.Payload.(*buildeventsv1.BuildFinished)
+	if !ok {
+		return fmt.Errorf("%w: %s is not a BuildFinished event", events.ErrPermanent, ev.Kind.Type)
+	}
+	if bf.GetStatus() != buildv1.BuildStatus_BUILD_STATUS_SUCCEEDED {
+		// Source folds the failed build into the run; there is nothing to test.
+		return nil
+	}
+	now := time.Now()
+	candidate := domain.TestRun{
+		ID:      uuid.Must(uuid.NewV7()).String(),
+		RunID:   bf.GetRunId(),
+		BuildID: bf.GetBuildId(),
+		Repository: domain.Repository{
+			ID:   bf.GetRepository().GetId(),
+			Name: bf.GetRepository().GetName(),
+			URL:  bf.GetRepository().GetUrl(),
+		},
+		Commit: bf.GetCommit(),
+		Branch: bf.GetBranch(),
+	}
+	started, err := events.New(&testeventsv1.TestRunStarted{
+		RunId:      candidate.RunID,
+		TestRunId:  candidate.ID,
+		Repository: bf.GetRepository(),
+		Commit:     candidate.Commit,
+	}, candidate.ID, candidate.RunID)
+	if err != nil {
+		return fmt.Errorf("%w: %w", events.ErrPermanent, err)
+	}
+	var run domain.TestRun
+	var outcome ClaimOutcome
+	for {
+		var err error
+		run, outcome, err = s.store.Claim(ctx, candidate, ev.ID, started, now, now.Add(leaseDuration))
+		if err != nil {
+			return err
+		}
+		if outcome != HeldForThisEvent {
+			break
+		}
+		// JetStream redelivered the event while a worker still holds its test
+		// run (that worker's lease on the message lapsed). Keep this delivery
+		// until the worker finishes or stops renewing its lease on the test
+		// run, then take over: the run is never left RUNNING.
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(heldPollInterval):
+		}
+		now = time.Now()
+	}
+	log := s.log.With(slog.String("run_id", run.RunID), slog.String("test_run_id", run.ID), slog.Int("attempt", run.Attempt))
+	switch outcome {
+	case AlreadyEnded:
+		log.Debug("test run already ended; duplicate BuildFinished ignored", slog.String("status", run.Status.String()))
+		return nil
+	case HeldByOther:
+		log.Debug("test run is running for another BuildFinished; duplicate ignored")
+		return nil
+	case Claimed:
+		s.relay.Kick()
+		log.Info("test run started")
+	case TakenOver:
+		log.Info("test run taken over from a worker that stopped")
+	}
+	return s.execute(ctx, log, run, bf, d)
+}
+
+// execute runs one attempt of the test run and records its outcome.
+func (s *Service) execute(parent context.Context, log *slog.Logger, run domain.TestRun, bf *buildeventsv1.BuildFinished, d events.Delivery) error {
+	ctx, cancel := context.WithCancelCause(parent)
+	defer cancel(nil)
+	stopLease := s.keepLease(ctx, cancel, log, run)
+	defer stopLease()
+
+	w, err := s.logs.Writer(ctx, run.RunID, logFlushInterval)
+	if err != nil {
+		s.releaseLease(parent, log, run)
+		return err
+	}
+	a := &attempt{s: s, log: log, run: run, bf: bf, w: w, branch: bf.GetBranch()}
+	outcome, runErr := a.test(ctx)
+	stopLease()
+
+	if runErr != nil {
+		lastDelivery := s.maxDeliver > 0 && d.NumDelivered() >= uint64(s.maxDeliver)
+		switch {
+		case errors.Is(context.Cause(ctx), errLostRun):
+			a.closeLog(parent)
+			log.Warn("another worker took the test run over; this attempt stops", slog.Any("error", runErr))
+			return nil
+		case parent.Err() != nil:
+			a.meta("", fmt.Sprintf("--- attempt %d stopped: the worker is shutting down; another worker will take over", run.Attempt))
+			a.closeLog(parent)
+			s.releaseLease(parent, log, run)
+			return runErr
+		case !lastDelivery:
+			a.meta("", fmt.Sprintf("--- attempt %d failed: %v; trying again", run.Attempt, runErr))
+			a.closeLog(parent)
+			s.releaseLease(parent, log, run)
+			return runErr
+		}
+		log.Error("test run failed on its last delivery; finishing it in ERROR", slog.Any("error", runErr))
+		outcome = domain.Errored(fmt.Sprintf("gave up after %d deliveries: %v", d.NumDelivered(), runErr), a.steps)
+	}
+	return a.finish(parent, outcome)
+}
+
+// keepLease renews the worker's lease on the test run until the returned
+// function is called; when another worker has taken the run over it
+// cancels ctx with errLostRun.
+func (s *Service) keepLease(ctx context.Context, cancel context.CancelCauseFunc, log *slog.Logger, run domain.TestRun) func() {
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(heartbeat)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				err := s.store.RenewLease(ctx, run.ID, run.Attempt, time.Now().Add(leaseDuration))
+				if errors.Is(err, errLostRun) {
+					cancel(errLostRun)
+					return
+				}
+				if err != nil && ctx.Err() == nil {
+					log.Warn("renewing the test run's lease failed; will retry", slog.Any("error", err))
+				}
+			}
+		}
+	}()
+	var stopped bool
+	return func() {
+		if !stopped {
+			stopped = true
+			close(done)
+			<-finished
+		}
+	}
+}
+
+// releaseLease lets the event's next delivery take the test run over at
+// once rather than after the lease runs out.
+func (s *Service) releaseLease(parent context.Context, log *slog.Logger, run domain.TestRun) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(parent), 5*time.Second)
+	defer cancel()
+	if err := s.store.ReleaseLease(ctx, run.ID, run.Attempt); err != nil && !errors.Is(err, errLostRun) {
+		log.Warn("releasing the test run failed; the next worker takes it over when its lease ends", slog.Any("error", err))
+	}
+}
+
+// attempt is one worker's try at a test run.
+type attempt struct {
+	s      *Service
+	log    *slog.Logger
+	run    domain.TestRun
+	bf     *buildeventsv1.BuildFinished
+	w      *steplog.Writer
+	branch string
+	steps  []domain.StepResult
+	closed bool
+}
+
+// meta writes a line of Sluice's own to the log; step is empty for lines
+// about the whole test run.
+func (a *attempt) meta(step, text string) { a.w.Append(step, steplog.Meta, text) }
+
+func (a *attempt) closeLog(parent context.Context) {
+	if a.closed {
+		return
+	}
+	a.closed = true
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(parent), 10*time.Second)
+	defer cancel()
+	if err := a.w.Close(ctx); err != nil {
+		a.log.Warn("storing the last log lines failed", slog.Any("error", err))
+	}
+}
+
+// test does the work: it returns the outcome, or an error when
+// infrastructure failed and a later delivery may do better.
+func (a *attempt) test(ctx context.Context) (domain.Outcome, error) {
+	run := a.run
+	a.meta("", fmt.Sprintf("--- test run %s, attempt %d: build %s of %s at %s", run.ID, run.Attempt, run.BuildID, run.Repository.Name, run.Commit))
+	if run.Attempt > 1 {
+		a.meta("", "--- taking over from a worker that stopped")
+	}
+	res, err := a.getRun(ctx)
+	if connect.CodeOf(err) == connect.CodeNotFound {
+		return domain.Errored(fmt.Sprintf("run %s not found at the source service", run.RunID), nil), nil
+	}
+	if err != nil {
+		return domain.Outcome{}, fmt.Errorf("ask the source service for run %s: %w", run.RunID, err)
+	}
+	if a.branch == "" {
+		a.branch = res.GetBranch()
+	}
+	pipeline := res.GetPipeline()
+	spec := pipeline.GetTest()
+	if len(spec.GetSteps()) == 0 && len(spec.GetReports()) == 0 {
+		a.meta("", "--- the pipeline has no tests: nothing to run")
+		return domain.Decide(nil, nil, nil, nil), nil
+	}
+	if !commitPattern.MatchString(run.Commit) {
+		return domain.Errored(fmt.Sprintf("commit %q is not a full 40-hex SHA-1", run.Commit), nil), nil
+	}
+
+	ws, cleanup, err := a.s.workspace(run)
+	if err != nil {
+		return domain.Outcome{}, err
+	}
+	defer cleanup()
+	a.meta("", fmt.Sprintf("--- checking out %s of %s", run.Commit, run.Repository.URL))
+	if err := gitcheckout.Checkout(ctx, run.Repository.URL, run.Commit, ws); err != nil {
+		if errors.Is(err, gitcheckout.ErrCommitNotFound) {
+			return domain.Errored(err.Error(), nil), nil
+		}
+		return domain.Outcome{}, err
+	}
+	problem, err := a.fetchArtifacts(ctx, ws, pipeline.GetBuild().GetArtifacts())
+	if err != nil {
+		return domain.Outcome{}, err
+	}
+	if problem != "" {
+		return domain.Errored(problem, nil), nil
+	}
+
+	for _, step := range spec.GetSteps() {
+		res, err := a.runStep(ctx, ws, step)
+		if err != nil {
+			return domain.Outcome{}, err
+		}
+		a.steps = append(a.steps, res)
+		if res.Failed() {
+			break
+		}
+	}
+	suites, cases, problems := a.readReports(ws, spec.GetReports())
+	for _, p := range problems {
+		a.meta("", "--- "+p)
+	}
+	return domain.Decide(a.steps, problems, suites, cases), nil
+}
+
+func (a *attempt) getRun(ctx context.Context) (*sourcev1.Run, error) {
+	ctx, cancel := context.WithTimeout(ctx, sourceCallTimeout)
+	defer cancel()
+	res, err := a.s.source.GetRun(ctx, &sourcev1.GetRunRequest{RunId: a.run.RunID})
+	if err != nil {
+		return nil, err
+	}
+	return res.GetRun(), nil
+}
+
+// finish records the outcome and publishes TestRunFinished with it.
+func (a *attempt) finish(parent context.Context, o domain.Outcome) error {
+	run := a.run
+	ended := time.Now()
+	summary := fmt.Sprintf("--- test run %s", o.Status)
+	if o.Reason != "" {
+		summary += ": " + o.Reason
+	}
+	a.meta("", summary)
+	a.closeLog(parent)
+
+	counts := o.Counts()
+	payload := &testeventsv1.TestRunFinished{
+		RunId:     run.RunID,
+		TestRunId: run.ID,
+		Repository: &sourceeventsv1.RepositoryRef{
+			Id: run.Repository.ID, Name: run.Repository.Name, Url: run.Repository.URL,
+		},
+		Commit:        run.Commit,
+		Branch:        a.branch,
+		BuildId:       run.BuildID,
+		Status:        statusToProto(o.Status),
+		Counts:        &testv1.Counts{Passed: int32(counts.Passed), Failed: int32(counts.Failed), Skipped: int32(counts.Skipped)},
+		FailureReason: o.Reason,
+		FailedCases:   o.FailedCaseNames(),
+		Duration:      durationpb.New(ended.Sub(run.CreatedAt)),
+		StepDuration:  durationpb.New(o.StepDuration),
+	}
+	if f := o.FailedStep; f != nil {
+		payload.FailedStep = f.Name
+		payload.ExitCode = int32(f.ExitCode)
+		payload.LastLogLines = f.LastLines
+	}
+	ev, err := events.New(payload, run.ID, run.RunID)
+	if err != nil {
+		return fmt.Errorf("%w: %w", events.ErrPermanent, err)
+	}
+	// The outcome is stored even when the worker is shutting down: the
+	// work is done.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(parent), 30*time.Second)
+	defer cancel()
+	if err := a.s.store.Finish(ctx, run, o, ended, ev); err != nil {
+		if errors.Is(err, errLostRun) {
+			a.log.Warn("another worker took the test run over; this attempt's outcome is dropped", slog.String("status", o.Status.String()))
+			return nil
+		}
+		a.s.releaseLease(parent, a.log, run)
+		return err
+	}
+	a.s.relay.Kick()
+	a.log.Info("test run finished", slog.String("status", o.Status.String()), slog.String("reason", o.Reason),
+		slog.Int("passed", counts.Passed), slog.Int("failed", counts.Failed), slog.Int("skipped", counts.Skipped))
+	if err := a.s.logs.Complete(ctx, run.RunID); err != nil {
+		a.log.Warn("marking the log complete failed", slog.Any("error", err))
+	}
+	return nil
+}

@@ -1,0 +1,397 @@
+package test_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"testing/fstest"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/go-git/go-git/v5"
+	"github.com/go-git/go-git/v5/plumbing/object"
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/goleak"
+
+	"github.com/sluicehq/sluice/deploy"
+	"github.com/sluicehq/sluice/platform/events"
+	"github.com/sluicehq/sluice/platform/natsprovision"
+	"github.com/sluicehq/sluice/platform/natstest"
+	buildeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/build/events/v1"
+	buildv1 "github.com/sluicehq/sluice/proto/gen/sluice/build/v1"
+	sourceeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
+	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
+	"github.com/sluicehq/sluice/proto/gen/sluice/source/v1/sourcev1connect"
+	testeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/test/events/v1"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m,
+		// nats.go v1.55.0: ObjectStore.Put (used here to store an artifact as
+		// build does) makes its own JetStream context and cleans it up with
+		// cleanupReplySub, which sets connStatusCh to nil; the goroutine
+		// newAsyncReply started reads the field only when it gets to run and
+		// then waits on a nil channel forever. The service itself only Gets.
+		goleak.IgnoreTopFunction("github.com/nats-io/nats.go/jetstream.(*jetStream).resetPendingAcksOnReconnect"),
+	)
+}
+
+// syncBuffer collects the service's log; it is printed when a test fails.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func testLogger(t *testing.T) *slog.Logger {
+	t.Helper()
+	buf := &syncBuffer{}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("service log:\n%s", buf.String())
+		}
+	})
+	return slog.New(slog.NewTextHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// fakeSource stands in for the source service: GetRun answers from runs.
+type fakeSource struct {
+	sourcev1connect.UnimplementedSourceServiceHandler
+	mu   sync.Mutex
+	runs map[string]*sourcev1.Run
+	down bool // answer Unavailable
+}
+
+func (f *fakeSource) GetRun(_ context.Context, req *sourcev1.GetRunRequest) (*sourcev1.GetRunResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.down {
+		return nil, connect.NewError(connect.CodeUnavailable, errors.New("source is down for the test"))
+	}
+	run, ok := f.runs[req.GetRunId()]
+	if !ok {
+		return nil, connect.NewError(connect.CodeNotFound, errors.New("run "+req.GetRunId()+" not found"))
+	}
+	return &sourcev1.GetRunResponse{Run: run}, nil
+}
+
+func (f *fakeSource) addRun(run *sourcev1.Run) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.runs[run.GetId()] = run
+}
+
+func (f *fakeSource) setDown(down bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.down = down
+}
+
+// startFakeSource serves f over HTTP and returns its URL.
+func startFakeSource(t *testing.T, f *fakeSource) string {
+	t.Helper()
+	path, h := sourcev1connect.NewSourceServiceHandler(f)
+	mux := http.NewServeMux()
+	mux.Handle(path, h)
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+// world is what every component test needs: a real nats-server with the
+// BUILD stream, the artifact store and test's streams and consumer, a fake
+// source service and a git repository.
+type world struct {
+	t         *testing.T
+	nats      *natstest.Server
+	nc        *nats.Conn
+	js        jetstream.JetStream
+	source    *fakeSource
+	sourceURL string
+	repo      repo
+	events    *collector
+}
+
+func newWorld(t *testing.T) *world {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	srv := natstest.Start(t)
+	nc := srv.Connect(t)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Build's own consumers read the SOURCE stream, which no one provides
+	// here: provision build's streams and object store without them.
+	if err := natsprovision.Apply(ctx, js, withoutConsumers(t, deploy.NATS()), "build", natsprovision.Options{}); err != nil {
+		t.Fatalf("provision build: %v", err)
+	}
+	if err := natsprovision.Apply(ctx, js, deploy.NATS(), "test", natsprovision.Options{}); err != nil {
+		t.Fatalf("provision test: %v", err)
+	}
+	w := &world{t: t, nats: srv, nc: nc, js: js, source: &fakeSource{runs: map[string]*sourcev1.Run{}}}
+	w.sourceURL = startFakeSource(t, w.source)
+	w.repo = newRepo(t)
+	w.events = collect(t, nc, "sluice.test.>")
+	return w
+}
+
+// withoutConsumers is fsys without any consumer declarations.
+func withoutConsumers(t *testing.T, fsys fs.FS) fs.FS {
+	t.Helper()
+	out := fstest.MapFS{}
+	err := fs.WalkDir(fsys, ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || strings.HasPrefix(p, "consumers/") {
+			return err
+		}
+		data, err := fs.ReadFile(fsys, p)
+		out[p] = &fstest.MapFile{Data: data}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// repo is a git repository with a tiny Go module and its tests.
+type repo struct {
+	url    string
+	commit string
+}
+
+const helloTest = `package hello
+
+import (
+	"os"
+	"testing"
+)
+
+func TestGreeting(t *testing.T) {
+	if Greeting() != "hello" {
+		t.Fatalf("Greeting() = %q", Greeting())
+	}
+}
+
+func TestWorld(t *testing.T) {
+	if os.Getenv("HELLO_BREAK") != "" {
+		t.Errorf("broken on purpose: HELLO_BREAK=%s", os.Getenv("HELLO_BREAK"))
+	}
+}
+
+func TestLater(t *testing.T) { t.Skip("not yet") }
+
+func TestTable(t *testing.T) {
+	t.Run("a", func(t *testing.T) {})
+	t.Run("b", func(t *testing.T) {
+		if os.Getenv("HELLO_BREAK") != "" {
+			t.Error("b broke")
+		}
+	})
+}
+`
+
+func newRepo(t *testing.T) repo {
+	t.Helper()
+	dir := t.TempDir()
+	r, err := git.PlainInit(dir, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := map[string]string{
+		"go.mod":        "module example.com/hello\n\ngo 1.26\n",
+		"hello.go":      "package hello\n\n// Greeting greets.\nfunc Greeting() string { return \"hello\" }\n",
+		"hello_test.go": helloTest,
+	}
+	wt, err := r.Worktree()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, content := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := wt.Add(name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hash, err := wt.Commit("hello", &git.CommitOptions{Author: &object.Signature{Name: "Test", Email: "test@example.com", When: time.Now()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return repo{url: dir, commit: hash.String()}
+}
+
+// helloArtifact is the build's artifact: a program the tests run.
+var helloArtifact = []byte("#!/bin/sh\necho hello from the artifact\n")
+
+// putArtifact stores content as the run's artifact name, as build does, and
+// returns its description for BuildFinished.
+func (w *world) putArtifact(runID, name string, content []byte) *buildv1.Artifact {
+	w.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	store, err := w.js.ObjectStore(ctx, "sluice-artifacts")
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	object := runID + "/" + name
+	if _, err := store.Put(ctx, jetstream.ObjectMeta{Name: object}, bytes.NewReader(content)); err != nil {
+		w.t.Fatal(err)
+	}
+	sum := sha256.Sum256(content)
+	return &buildv1.Artifact{Name: name, Object: object, Sha256: hex.EncodeToString(sum[:]), Size: int64(len(content))}
+}
+
+// run registers a run with pipeline at source and returns its id.
+func (w *world) run(pipeline *sourcev1.Pipeline) string {
+	id := uuid.Must(uuid.NewV7()).String()
+	w.source.addRun(&sourcev1.Run{Id: id, Repository: "hello", Commit: w.repo.commit, Branch: "main", Pipeline: pipeline})
+	return id
+}
+
+func (w *world) buildFinished(runID string, status buildv1.BuildStatus, artifacts ...*buildv1.Artifact) *buildeventsv1.BuildFinished {
+	return &buildeventsv1.BuildFinished{
+		RunId:      runID,
+		BuildId:    "build-" + runID,
+		Repository: &sourceeventsv1.RepositoryRef{Id: "repo-1", Name: "hello", Url: w.repo.url},
+		Commit:     w.repo.commit,
+		Branch:     "main",
+		Status:     status,
+		Artifacts:  artifacts,
+	}
+}
+
+// publish publishes a BuildFinished event as build would and returns its
+// stream sequence.
+func (w *world) publish(bf *buildeventsv1.BuildFinished) uint64 {
+	w.t.Helper()
+	ev, err := events.New(bf, bf.GetBuildId(), bf.GetRunId())
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	msg, err := ev.Msg()
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ack, err := w.js.PublishMsg(ctx, msg)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	return ack.Sequence
+}
+
+// waitHandled waits until test's consumer has acknowledged every message
+// up to stream sequence seq.
+func (w *world) waitHandled(seq uint64) {
+	w.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for {
+		c, err := w.js.Consumer(ctx, "BUILD", "test-builds")
+		if err == nil {
+			info, err := c.Info(ctx)
+			if err == nil && info.AckFloor.Stream >= seq && info.NumAckPending == 0 {
+				return
+			}
+		}
+		select {
+		case <-ctx.Done():
+			w.t.Fatalf("test-builds did not acknowledge message %d", seq)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// collector keeps every event published on a subject.
+type collector struct {
+	t      *testing.T
+	mu     sync.Mutex
+	events []events.Event
+	added  chan struct{}
+}
+
+func collect(t *testing.T, nc *nats.Conn, subject string) *collector {
+	t.Helper()
+	c := &collector{t: t, added: make(chan struct{}, 1)}
+	sub, err := nc.Subscribe(subject, func(m *nats.Msg) {
+		ev, err := events.Decode(m.Subject, m.Header, m.Data)
+		if err != nil {
+			t.Errorf("undecodable event on %s: %v", m.Subject, err)
+			return
+		}
+		c.mu.Lock()
+		c.events = append(c.events, ev)
+		c.mu.Unlock()
+		select {
+		case c.added <- struct{}{}:
+		default:
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	return c
+}
+
+// of returns the events of the run so far.
+func (c *collector) of(runID string) []events.Event {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []events.Event
+	for _, ev := range c.events {
+		if ev.ChainID == runID {
+			out = append(out, ev)
+		}
+	}
+	return out
+}
+
+// finished waits for the run's TestRunFinished.
+func (c *collector) finished(runID string) *testeventsv1.TestRunFinished {
+	c.t.Helper()
+	deadline := time.After(20 * time.Second)
+	for {
+		for _, ev := range c.of(runID) {
+			if f, ok := ev.Payload.(*testeventsv1.TestRunFinished); ok {
+				return f
+			}
+		}
+		select {
+		case <-c.added:
+		case <-deadline:
+			c.t.Fatalf("no TestRunFinished for run %s; events: %v", runID, c.of(runID))
+		}
+	}
+}
