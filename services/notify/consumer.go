@@ -1,0 +1,116 @@
+package notify
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/sluicehq/sluice/deploy"
+	"github.com/sluicehq/sluice/platform/events"
+	"github.com/sluicehq/sluice/platform/natsprovision"
+	"github.com/sluicehq/sluice/services/notify/domain"
+)
+
+// service is notify's name in deploy/nats and in dead-letter subjects.
+const service = "notify"
+
+// deliveryHeaders are the NATS headers of an event that a delivery
+// forwards as HTTP headers: the CloudEvents attributes (binary mode names
+// them the same in both bindings), the chainid extension, and the trace.
+func deliveryHeaders() []string {
+	return []string{
+		events.HeaderID, events.HeaderType, events.HeaderSource, events.HeaderSubject, events.HeaderTime,
+		events.HeaderSpecVersion, events.HeaderChainID, events.HeaderTraceparent,
+	}
+}
+
+// Fanout turns each consumed event into one pending delivery per
+// subscription that wants it.
+type Fanout struct {
+	store  *Store
+	worker *Worker
+	log    *slog.Logger
+}
+
+// NewFanout makes the fan-out; its Handler is given to the consumers.
+func NewFanout(store *Store, worker *Worker, log *slog.Logger) *Fanout {
+	return &Fanout{store: store, worker: worker, log: log}
+}
+
+// Handler handles the events of the durable consumer named consumer: in one
+// transaction it marks the event processed and creates its deliveries, so a
+// redelivered or republished event creates none, then wakes the worker.
+func (f *Fanout) Handler(consumer string) events.Handler {
+	return func(ctx context.Context, ev events.Event, _ events.Delivery) error {
+		// The consumer hands over the decoded event, not the message, so the
+		// message is encoded again; for events made by platform/events this
+		// gives the bytes that were on NATS (the tests check it).
+		msg, err := ev.Msg()
+		if err != nil {
+			return fmt.Errorf("%w: encode event %s: %w", events.ErrPermanent, ev.ID, err)
+		}
+		headers := map[string]string{}
+		for _, name := range deliveryHeaders() {
+			if v := msg.Header.Get(name); v != "" {
+				headers[name] = v
+			}
+		}
+		n, err := f.store.FanOut(ctx, consumer, domain.Delivery{
+			EventID:    ev.ID,
+			EventType:  ev.Kind.Type,
+			Subject:    ev.SubjectID,
+			Repository: domain.RepositoryOf(ev.Payload),
+			ChainID:    ev.ChainID,
+			Headers:    headers,
+			Body:       msg.Data,
+		}, time.Now(), newID)
+		if err != nil {
+			return err
+		}
+		if n > 0 {
+			f.worker.Kick()
+		}
+		return nil
+	}
+}
+
+// Consumer is one of notify's durable consumers.
+type Consumer struct {
+	Durable string
+	*events.Consumer
+}
+
+// NewConsumers makes one consumer, with the fan-out handler, per consumer
+// notify declares in deploy/nats/consumers/notify (every event of the
+// source, build, test and release streams; never its own).
+func NewConsumers(js jetstream.JetStream, log *slog.Logger, cfg Config, fanout *Fanout) ([]Consumer, error) {
+	decl, err := natsprovision.Load(deploy.NATS())
+	if err != nil {
+		return nil, fmt.Errorf("read NATS declarations: %w", err)
+	}
+	files := decl.Consumers[service]
+	if len(files) == 0 {
+		return nil, fmt.Errorf("deploy/nats/consumers/%s declares no consumer", service)
+	}
+	concurrency := cfg.WithDefaults().Concurrency
+	consumers := make([]Consumer, 0, len(files))
+	for _, f := range files {
+		durable := f.Config.Durable
+		consumers = append(consumers, Consumer{
+			Durable: durable,
+			Consumer: events.NewConsumer(js, log, events.ConsumerConfig{
+				Service:     service,
+				Stream:      f.Stream,
+				Durable:     durable,
+				Concurrency: concurrency,
+			}, fanout.Handler(durable)),
+		})
+	}
+	return consumers, nil
+}
+
+func newID() string { return uuid.Must(uuid.NewV7()).String() }

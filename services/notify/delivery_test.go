@@ -1,0 +1,334 @@
+package notify_test
+
+import (
+	"bytes"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	buildevents "github.com/sluicehq/sluice/proto/gen/sluice/build/events/v1"
+	notifyevents "github.com/sluicehq/sluice/proto/gen/sluice/notify/events/v1"
+	notifyv1 "github.com/sluicehq/sluice/proto/gen/sluice/notify/v1"
+	sourceevents "github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
+	"github.com/sluicehq/sluice/services/notify"
+)
+
+// A subscriber that fails three times gets the event on the fourth attempt,
+// once; every attempt is listed, and DeliverySucceeded is published.
+func TestDeliveryRetriedUntilAccepted(t *testing.T) {
+	e := newEnv(t)
+	hook := newSubscriber(t, func(n int) int {
+		if n <= 3 {
+			return http.StatusInternalServerError
+		}
+		return http.StatusOK
+	})
+	cfg := testConfig(t)
+	cfg.MaxAttempts = 6
+	n := e.start(t, cfg)
+	sub := n.subscribe(t, &notifyv1.CreateSubscriptionRequest{Url: hook.srv.URL + "/hook", Secret: "retry-secret"})
+
+	p := e.publish(t, buildFinished(), "build-1")
+	d := n.waitDelivery(t, sub.GetId(), notifyv1.DeliveryStatus_DELIVERY_STATUS_SUCCEEDED)
+
+	if got := hook.accepted(); got != 1 {
+		t.Errorf("subscriber accepted %d requests, want exactly 1", got)
+	}
+	if got := len(hook.requests()); got != 4 {
+		t.Errorf("subscriber got %d requests, want 4", got)
+	}
+	if d.GetEventId() != p.ev.ID || d.GetEventType() != "dev.cdevents.build.finished.0.3.0" ||
+		d.GetSubject() != "build-1" || d.GetRepository() != "hello" || d.GetSubscriptionId() != sub.GetId() {
+		t.Errorf("delivery = %v; want event %s (build finished, subject build-1, repository hello)", d, p.ev.ID)
+	}
+	attempts := d.GetAttempts()
+	if len(attempts) != 4 {
+		t.Fatalf("delivery lists %d attempts, want 4: %v", len(attempts), attempts)
+	}
+	for i, a := range attempts {
+		wantStatus := int32(http.StatusInternalServerError)
+		if i == 3 {
+			wantStatus = http.StatusOK
+		}
+		if a.GetNumber() != int32(i+1) || a.GetHttpStatus() != wantStatus || a.GetTime() == nil {
+			t.Errorf("attempt %d = %v, want number %d, status %d, a time", i, a, i+1, wantStatus)
+		}
+		if failed := wantStatus != http.StatusOK; failed != strings.Contains(a.GetError(), "500 Internal Server Error") {
+			t.Errorf("attempt %d error = %q", i+1, a.GetError())
+		}
+		if i > 0 && !a.GetTime().AsTime().After(attempts[i-1].GetTime().AsTime()) {
+			t.Errorf("attempt %d is not after attempt %d", i+1, i)
+		}
+	}
+	if d.GetNextAttemptTime() != nil {
+		t.Errorf("a succeeded delivery has a next attempt time %v", d.GetNextAttemptTime().AsTime())
+	}
+	// Every attempt is the same delivery.
+	for i, r := range hook.requests() {
+		if got := r.header.Get(notify.HeaderDelivery); got != d.GetId() {
+			t.Errorf("request %d: %s = %q, want %q", i+1, notify.HeaderDelivery, got, d.GetId())
+		}
+	}
+
+	ev := e.notifyEvent(t, "sluice.notify.delivery.succeeded")
+	got, ok := ev.Payload.(*notifyevents.DeliverySucceeded)
+	if !ok || got.GetDeliveryId() != d.GetId() || got.GetEventId() != p.ev.ID || got.GetAttempts() != 4 ||
+		got.GetSubscriptionId() != sub.GetId() || ev.ChainID != "run-1" {
+		t.Errorf("DeliverySucceeded = %v (chain %q); want delivery %s of event %s after 4 attempts in chain run-1", got, ev.ChainID, d.GetId(), p.ev.ID)
+	}
+}
+
+// The POST is the event as a CloudEvent in binary mode, with the exact body
+// that was on NATS, signed with the subscription's secret.
+func TestDeliveryIsSignedCloudEvent(t *testing.T) {
+	e := newEnv(t)
+	hook := newSubscriber(t, always(http.StatusNoContent))
+	n := e.start(t, testConfig(t))
+	const secret = "correct horse battery staple"
+	sub := n.subscribe(t, &notifyv1.CreateSubscriptionRequest{Url: hook.srv.URL, Secret: secret})
+
+	p := e.publish(t, buildFinished(), "build-1")
+	d := n.waitDelivery(t, sub.GetId(), notifyv1.DeliveryStatus_DELIVERY_STATUS_SUCCEEDED)
+	reqs := hook.requests()
+	if len(reqs) != 1 {
+		t.Fatalf("subscriber got %d requests, want 1", len(reqs))
+	}
+	r := reqs[0]
+	if !bytes.Equal(r.body, p.msg.Data) {
+		t.Errorf("body differs from the event on NATS:\n got %s\nwant %s", r.body, p.msg.Data)
+	}
+	if got, want := r.header.Get(notify.HeaderSignature), hmacHex(secret, p.msg.Data); got != want {
+		t.Errorf("%s = %q, want %q", notify.HeaderSignature, got, want)
+	}
+	if r.header.Get(notify.HeaderSignature) == hmacHex("another secret", r.body) {
+		t.Error("the signature verifies with another secret")
+	}
+	for _, h := range []string{"ce-id", "ce-type", "ce-source", "ce-subject", "ce-time", "ce-specversion"} {
+		if got, want := r.header.Get(h), p.msg.Header.Get(h); got == "" || got != want {
+			t.Errorf("%s = %q, want %q as on NATS", h, got, want)
+		}
+	}
+	if got := r.header.Get("ce-id"); got != p.ev.ID {
+		t.Errorf("ce-id = %q, want the event id %q", got, p.ev.ID)
+	}
+	if got := r.header.Get("ce-type"); got != "dev.cdevents.build.finished.0.3.0" {
+		t.Errorf("ce-type = %q", got)
+	}
+	if got := r.header.Get("ce-specversion"); got != "1.0" {
+		t.Errorf("ce-specversion = %q, want 1.0", got)
+	}
+	if got, err := time.Parse(time.RFC3339Nano, r.header.Get("ce-time")); err != nil || !got.Equal(p.ev.Time) {
+		t.Errorf("ce-time = %q, want %v", r.header.Get("ce-time"), p.ev.Time)
+	}
+	if got := r.header.Get("Content-Type"); got != "application/json" {
+		t.Errorf("Content-Type = %q, want application/json", got)
+	}
+	if got := r.header.Get(notify.HeaderDelivery); got != d.GetId() {
+		t.Errorf("%s = %q, want %q", notify.HeaderDelivery, got, d.GetId())
+	}
+	if got := r.header.Get("User-Agent"); got != "Sluice-Notify/"+testVersion {
+		t.Errorf("User-Agent = %q, want Sluice-Notify/%s", got, testVersion)
+	}
+}
+
+// Subscriptions get the events whose type (exact or prefix) and repository
+// they ask for; an event without a repository only reaches subscriptions
+// without a repository filter.
+func TestSubscriptionFilters(t *testing.T) {
+	e := newEnv(t)
+	hook := newSubscriber(t, always(http.StatusOK))
+	n := e.start(t, testConfig(t))
+	url := hook.srv.URL
+	exact := n.subscribe(t, &notifyv1.CreateSubscriptionRequest{Url: url, Secret: "secret-exact", EventTypes: []string{"dev.cdevents.build.finished.0.3.0"}})
+	prefix := n.subscribe(t, &notifyv1.CreateSubscriptionRequest{Url: url, Secret: "secret-prefix", EventTypes: []string{"dev.cdevents.build.*"}})
+	other := n.subscribe(t, &notifyv1.CreateSubscriptionRequest{Url: url, Secret: "secret-other", Repository: "other"})
+	hello := n.subscribe(t, &notifyv1.CreateSubscriptionRequest{Url: url, Secret: "secret-hello", Repository: "hello"})
+	all := n.subscribe(t, &notifyv1.CreateSubscriptionRequest{Url: url, Secret: "secret-all"})
+	both := n.subscribe(t, &notifyv1.CreateSubscriptionRequest{Url: url, Secret: "secret-both", Repository: "hello",
+		EventTypes: []string{"dev.cdevents.build.started.0.3.0", "dev.cdevents.pipelinerun.*"}})
+
+	finished := e.publish(t, buildFinished(), "build-1")
+	started := e.publish(t, &buildevents.BuildStarted{RunId: "run-1", BuildId: "build-1", Repository: repo("hello")}, "build-1")
+	step := e.publish(t, &buildevents.StepFinished{RunId: "run-1", BuildId: "build-1", Step: "compile"}, "build-1/compile")
+	runOther := e.publish(t, &sourceevents.RunFinished{RunId: "run-1", Repository: repo("other")}, "run-1")
+	e.waitHandled(t, step)
+	e.waitHandled(t, runOther)
+
+	for _, tc := range []struct {
+		name string
+		sub  *notifyv1.Subscription
+		want []published
+	}{
+		{"exact type", exact, []published{finished}},
+		{"type prefix", prefix, []published{finished, started}},
+		{"repository other", other, []published{runOther}},
+		{"repository hello", hello, []published{finished, started}},
+		{"no filter", all, []published{finished, started, step, runOther}},
+		{"types and repository", both, []published{started}},
+	} {
+		var got, want []string
+		for _, d := range n.deliveries(t, tc.sub.GetId()) {
+			got = append(got, d.GetEventType()+" "+d.GetEventId())
+		}
+		for _, p := range tc.want {
+			want = append(want, p.ev.Kind.Type+" "+p.ev.ID)
+		}
+		slices.Sort(got)
+		slices.Sort(want)
+		if !slices.Equal(got, want) {
+			t.Errorf("%s: deliveries\n%s\nwant\n%s", tc.name, strings.Join(got, "\n"), strings.Join(want, "\n"))
+		}
+	}
+	// Newest first, all of them without a subscription filter.
+	res, err := n.client.ListDeliveries(ctx(t), &notifyv1.ListDeliveriesRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	list := res.GetDeliveries()
+	if len(list) != 11 {
+		t.Fatalf("ListDeliveries() lists %d deliveries, want 11", len(list))
+	}
+	for i := 1; i < len(list); i++ {
+		if list[i].GetCreateTime().AsTime().After(list[i-1].GetCreateTime().AsTime()) {
+			t.Errorf("delivery %d is newer than delivery %d: not newest first", i, i-1)
+		}
+	}
+	res, err = n.client.ListDeliveries(ctx(t), &notifyv1.ListDeliveriesRequest{Limit: 2})
+	if err != nil || len(res.GetDeliveries()) != 2 {
+		t.Errorf("ListDeliveries(limit 2) = %d deliveries, %v; want 2", len(res.GetDeliveries()), err)
+	}
+}
+
+// A subscriber that always fails: the delivery is dead after MaxAttempts
+// and DeliveryFailed is published on NOTIFY.
+func TestDeliveryDeadLettered(t *testing.T) {
+	e := newEnv(t)
+	hook := newSubscriber(t, always(http.StatusServiceUnavailable))
+	cfg := testConfig(t)
+	cfg.MaxAttempts = 3
+	cfg.RetryBase = 20 * time.Millisecond
+	n := e.start(t, cfg)
+	sub := n.subscribe(t, &notifyv1.CreateSubscriptionRequest{Url: hook.srv.URL, Secret: "dead-secret"})
+
+	p := e.publish(t, buildFinished(), "build-1")
+	d := n.waitDelivery(t, sub.GetId(), notifyv1.DeliveryStatus_DELIVERY_STATUS_DEAD)
+	if got := len(d.GetAttempts()); got != 3 {
+		t.Errorf("dead delivery lists %d attempts, want 3", got)
+	}
+	if got := len(hook.requests()); got != 3 {
+		t.Errorf("subscriber got %d requests, want 3", got)
+	}
+	ev := e.notifyEvent(t, "sluice.notify.delivery.failed")
+	failed, ok := ev.Payload.(*notifyevents.DeliveryFailed)
+	if !ok || failed.GetDeliveryId() != d.GetId() || failed.GetEventId() != p.ev.ID || failed.GetAttempts() != 3 ||
+		failed.GetEventType() != p.ev.Kind.Type || !strings.Contains(failed.GetLastError(), "503") {
+		t.Errorf("DeliveryFailed = %v; want delivery %s of event %s, 3 attempts, last error with 503", failed, d.GetId(), p.ev.ID)
+	}
+	if ev.Kind.Type != "dev.cdeventsx.sluice-delivery.failed.0.1.0" || ev.SubjectID != d.GetId() {
+		t.Errorf("DeliveryFailed event = %s about %q", ev.Kind.Type, ev.SubjectID)
+	}
+}
+
+// The same event published twice (another Nats-Msg-Id gets it past
+// JetStream's de-duplication) is delivered once.
+func TestDuplicateEventDeliveredOnce(t *testing.T) {
+	e := newEnv(t)
+	hook := newSubscriber(t, always(http.StatusOK))
+	n := e.start(t, testConfig(t))
+	sub := n.subscribe(t, &notifyv1.CreateSubscriptionRequest{Url: hook.srv.URL, Secret: "dup-secret"})
+
+	first := e.publish(t, buildFinished(), "build-1")
+	again := *first.msg
+	again.Header = nats.Header(http.Header(first.msg.Header).Clone())
+	again.Header.Set("Nats-Msg-Id", first.ev.ID+"-again")
+	second := e.publishMsg(t, first.ev, &again)
+	e.waitHandled(t, second)
+
+	d := n.waitDelivery(t, sub.GetId(), notifyv1.DeliveryStatus_DELIVERY_STATUS_SUCCEEDED)
+	if d.GetEventId() != first.ev.ID {
+		t.Errorf("delivery of event %s, want %s", d.GetEventId(), first.ev.ID)
+	}
+	if got := len(hook.requests()); got != 1 {
+		t.Errorf("subscriber got %d requests, want 1", got)
+	}
+}
+
+// A delivery waiting for its retry survives a restart of the service: the
+// next process, on the same database, finishes it.
+func TestDeliverySurvivesRestart(t *testing.T) {
+	e := newEnv(t)
+	var restarted atomic.Bool
+	hook := newSubscriber(t, func(int) int {
+		if restarted.Load() {
+			return http.StatusOK
+		}
+		return http.StatusBadGateway
+	})
+	cfg := testConfig(t)
+	cfg.RetryBase = 300 * time.Millisecond
+	first := e.start(t, cfg)
+	sub := first.subscribe(t, &notifyv1.CreateSubscriptionRequest{Url: hook.srv.URL, Secret: "restart-secret"})
+	e.publish(t, buildFinished(), "build-1")
+	eventually(t, "a failed first attempt", func() (bool, string) {
+		list := first.deliveries(t, sub.GetId())
+		return len(list) == 1 && len(list[0].GetAttempts()) >= 1, fmt.Sprint(list)
+	})
+	first.stop()
+	before := len(hook.requests())
+	restarted.Store(true)
+
+	second := e.start(t, cfg)
+	d := second.waitDelivery(t, sub.GetId(), notifyv1.DeliveryStatus_DELIVERY_STATUS_SUCCEEDED)
+	attempts := d.GetAttempts()
+	if len(attempts) != before+1 {
+		t.Fatalf("%d attempts listed, want the %d of the first process and 1 more", len(attempts), before)
+	}
+	for i, a := range attempts {
+		if a.GetNumber() != int32(i+1) {
+			t.Errorf("attempt %d is numbered %d", i+1, a.GetNumber())
+		}
+		if ok := a.GetHttpStatus() == http.StatusOK; ok != (i == len(attempts)-1) {
+			t.Errorf("attempt %d: status %d", i+1, a.GetHttpStatus())
+		}
+	}
+	if got := hook.accepted(); got != 1 {
+		t.Errorf("subscriber accepted %d requests, want 1", got)
+	}
+}
+
+// Deleting a subscription drops its pending deliveries.
+func TestDeleteSubscriptionDropsPendingDeliveries(t *testing.T) {
+	e := newEnv(t)
+	hook := newSubscriber(t, always(http.StatusInternalServerError))
+	cfg := testConfig(t)
+	cfg.RetryBase = time.Minute
+	cfg.RetryMax = time.Hour
+	n := e.start(t, cfg)
+	sub := n.subscribe(t, &notifyv1.CreateSubscriptionRequest{Url: hook.srv.URL, Secret: "delete-secret"})
+	e.publish(t, buildFinished(), "build-1")
+	eventually(t, "a failed first attempt", func() (bool, string) {
+		list := n.deliveries(t, sub.GetId())
+		return len(list) == 1 && len(list[0].GetAttempts()) == 1, fmt.Sprint(list)
+	})
+	if _, err := n.client.DeleteSubscription(ctx(t), &notifyv1.DeleteSubscriptionRequest{Id: sub.GetId()}); err != nil {
+		t.Fatalf("DeleteSubscription: %v", err)
+	}
+	d := n.waitDelivery(t, sub.GetId(), notifyv1.DeliveryStatus_DELIVERY_STATUS_DEAD)
+	if len(d.GetAttempts()) != 1 || d.GetNextAttemptTime() != nil {
+		t.Errorf("dropped delivery = %v, want its one attempt and no next attempt", d)
+	}
+	// A dropped delivery is not a failed one: no DeliveryFailed.
+	stream, err := e.js.Stream(ctx(t), "NOTIFY")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stream.GetLastMsgForSubject(ctx(t), "sluice.notify.delivery.failed"); err == nil {
+		t.Error("DeliveryFailed published for a delivery dropped with its subscription")
+	}
+}

@@ -1,0 +1,175 @@
+package domain_test
+
+import (
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/sluicehq/sluice/platform/apierror"
+	buildevents "github.com/sluicehq/sluice/proto/gen/sluice/build/events/v1"
+	sourceevents "github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
+	"github.com/sluicehq/sluice/services/notify/domain"
+)
+
+func TestSubscriptionValidate(t *testing.T) {
+	ok := domain.Subscription{URL: "https://example.com/hook", Secret: "s3cret-s3cret"}
+	for _, tc := range []struct {
+		name  string
+		edit  func(*domain.Subscription)
+		field string // "" when valid
+	}{
+		{"valid", func(*domain.Subscription) {}, ""},
+		{"http loopback", func(s *domain.Subscription) { s.URL = "http://127.0.0.1:9/x" }, ""},
+		{"exact type", func(s *domain.Subscription) { s.EventTypes = []string{"dev.cdevents.build.finished.0.3.0"} }, ""},
+		{"prefix", func(s *domain.Subscription) { s.EventTypes = []string{"dev.cdevents.service.*"} }, ""},
+		{"everything", func(s *domain.Subscription) { s.EventTypes = []string{"*"} }, ""},
+		{"ftp url", func(s *domain.Subscription) { s.URL = "ftp://example.com/x" }, "url"},
+		{"relative url", func(s *domain.Subscription) { s.URL = "/hook" }, "url"},
+		{"url without host", func(s *domain.Subscription) { s.URL = "http:///hook" }, "url"},
+		{"url with credentials", func(s *domain.Subscription) { s.URL = "https://u:p@example.com/" }, "url"},
+		{"short secret", func(s *domain.Subscription) { s.Secret = "short" }, "secret"},
+		{"unknown type", func(s *domain.Subscription) {
+			s.EventTypes = []string{"dev.cdevents.build.finished.0.3.0", "dev.cdevents.build.exploded.0.1.0"}
+		}, `event_types[1] "dev.cdevents.build.exploded.0.1.0"`},
+		{"prefix of nothing", func(s *domain.Subscription) { s.EventTypes = []string{"dev.cdevnts.*"} }, `event_types[0] "dev.cdevnts.*"`},
+		{"star inside", func(s *domain.Subscription) { s.EventTypes = []string{"dev.*.build.*"} }, `event_types[0]`},
+		{"repository spaces", func(s *domain.Subscription) { s.Repository = " hello" }, "repository"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := ok
+			tc.edit(&s)
+			err := s.Validate()
+			if tc.field == "" {
+				if err != nil {
+					t.Fatalf("Validate() = %v, want nil", err)
+				}
+				return
+			}
+			if !errors.Is(err, apierror.ErrInvalidArgument) {
+				t.Fatalf("Validate() = %v, want an invalid argument", err)
+			}
+			if !strings.HasPrefix(err.Error(), tc.field) {
+				t.Errorf("Validate() = %q, want it to start with %q", err, tc.field)
+			}
+		})
+	}
+}
+
+func TestSubscriptionMatches(t *testing.T) {
+	const finished, started, deployed = "dev.cdevents.build.finished.0.3.0", "dev.cdevents.build.started.0.3.0", "dev.cdevents.service.deployed.0.3.0"
+	for _, tc := range []struct {
+		sub       domain.Subscription
+		typ, repo string
+		want      bool
+	}{
+		{domain.Subscription{}, finished, "", true},
+		{domain.Subscription{}, finished, "hello", true},
+		{domain.Subscription{EventTypes: []string{finished}}, finished, "hello", true},
+		{domain.Subscription{EventTypes: []string{finished}}, started, "hello", false},
+		{domain.Subscription{EventTypes: []string{"dev.cdevents.build.*"}}, started, "", true},
+		{domain.Subscription{EventTypes: []string{"dev.cdevents.build.*"}}, deployed, "", false},
+		{domain.Subscription{EventTypes: []string{"dev.cdevents.build.*", deployed}}, deployed, "", true},
+		{domain.Subscription{Repository: "hello"}, finished, "hello", true},
+		{domain.Subscription{Repository: "hello"}, finished, "other", false},
+		{domain.Subscription{Repository: "hello"}, finished, "", false},
+	} {
+		if got := tc.sub.Matches(tc.typ, tc.repo); got != tc.want {
+			t.Errorf("%+v.Matches(%q, %q) = %v, want %v", tc.sub, tc.typ, tc.repo, got, tc.want)
+		}
+	}
+}
+
+func TestRepositoryOf(t *testing.T) {
+	repo := &sourceevents.RepositoryRef{Id: "r1", Name: "hello", Url: "https://example.com/hello.git"}
+	for _, tc := range []struct {
+		name    string
+		payload proto.Message
+		want    string
+	}{
+		{"source event", &sourceevents.RunFinished{RunId: "run", Repository: repo}, "hello"},
+		{"build event", &buildevents.BuildFinished{RunId: "run", BuildId: "b", Repository: repo}, "hello"},
+		{"event without the field", &buildevents.StepFinished{RunId: "run", Step: "compile"}, ""},
+		{"unset field", &buildevents.BuildStarted{RunId: "run"}, ""},
+		{"the ref itself", repo, ""},
+		{"nil", nil, ""},
+	} {
+		if got := domain.RepositoryOf(tc.payload); got != tc.want {
+			t.Errorf("%s: RepositoryOf = %q, want %q", tc.name, got, tc.want)
+		}
+	}
+}
+
+func TestRetryAfter(t *testing.T) {
+	r := domain.Retry{MaxAttempts: 6, Base: time.Second, Max: 5 * time.Second}
+	for n, want := range map[int]time.Duration{1: time.Second, 2: 2 * time.Second, 3: 4 * time.Second, 4: 5 * time.Second, 60: 5 * time.Second} {
+		if got := r.After(n, 0); got != want {
+			t.Errorf("After(%d, 0) = %v, want %v", n, got, want)
+		}
+		// The jitter takes off at most 10%.
+		if got := r.After(n, 0.999); got > want || got < want-want/10 {
+			t.Errorf("After(%d, 0.999) = %v, want within 10%% below %v", n, got, want)
+		}
+	}
+	if r.Exhausted(5) || !r.Exhausted(6) {
+		t.Errorf("Exhausted(5), Exhausted(6) = %v, %v; want false, true", r.Exhausted(5), r.Exhausted(6))
+	}
+}
+
+func TestWatchTargets(t *testing.T) {
+	for _, tc := range []struct {
+		filter string
+		want   []domain.WatchTarget
+	}{
+		{"", []domain.WatchTarget{
+			{"SOURCE", "sluice.source.>"}, {"BUILD", "sluice.build.>"}, {"TEST", "sluice.test.>"},
+			{"RELEASE", "sluice.release.>"}, {"NOTIFY", "sluice.notify.>"},
+		}},
+		{"sluice.>", []domain.WatchTarget{
+			{"SOURCE", "sluice.source.>"}, {"BUILD", "sluice.build.>"}, {"TEST", "sluice.test.>"},
+			{"RELEASE", "sluice.release.>"}, {"NOTIFY", "sluice.notify.>"},
+		}},
+		{"sluice.build.>", []domain.WatchTarget{{"BUILD", "sluice.build.>"}}},
+		{"sluice.build.build.finished", []domain.WatchTarget{{"BUILD", "sluice.build.build.finished"}}},
+		{"sluice.*.run.finished", []domain.WatchTarget{
+			{"SOURCE", "sluice.source.run.finished"}, {"BUILD", "sluice.build.run.finished"}, {"TEST", "sluice.test.run.finished"},
+			{"RELEASE", "sluice.release.run.finished"}, {"NOTIFY", "sluice.notify.run.finished"},
+		}},
+		{"sluice.*.>", []domain.WatchTarget{
+			{"SOURCE", "sluice.source.>"}, {"BUILD", "sluice.build.>"}, {"TEST", "sluice.test.>"},
+			{"RELEASE", "sluice.release.>"}, {"NOTIFY", "sluice.notify.>"},
+		}},
+	} {
+		got, err := domain.WatchTargets(tc.filter)
+		if err != nil {
+			t.Errorf("WatchTargets(%q): %v", tc.filter, err)
+			continue
+		}
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("WatchTargets(%q) = %v, want %v", tc.filter, got, tc.want)
+		}
+	}
+	for _, bad := range []string{"sluice", "sluice.build", "sluice.deadletter.>", "sluice.>.x", "sluice.bu*", "sluice..x"} {
+		_, err := domain.WatchTargets(bad)
+		if !errors.Is(err, apierror.ErrInvalidArgument) || !strings.HasPrefix(err.Error(), "filter ") {
+			t.Errorf("WatchTargets(%q) = %v, want an invalid argument naming the filter", bad, err)
+		}
+	}
+}
+
+func TestSign(t *testing.T) {
+	body := []byte(`{"context":{}}`)
+	sig := domain.Sign(body, "secret-1")
+	if !strings.HasPrefix(sig, "sha256=") || len(sig) != len("sha256=")+64 {
+		t.Fatalf("Sign = %q, want sha256=<64 hex digits>", sig)
+	}
+	if !domain.Verify(body, "secret-1", sig) {
+		t.Error("Verify rejects the signature Sign made")
+	}
+	if domain.Verify(body, "secret-2", sig) || domain.Verify([]byte(`{"context":{} }`), "secret-1", sig) {
+		t.Error("Verify accepts a signature under another secret or over another body")
+	}
+}

@@ -1,0 +1,339 @@
+package notify_test
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/fx"
+	"go.uber.org/fx/fxevent"
+	"go.uber.org/fx/fxtest"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/sluicehq/sluice/deploy"
+	"github.com/sluicehq/sluice/platform/events"
+	"github.com/sluicehq/sluice/platform/fxkit"
+	"github.com/sluicehq/sluice/platform/natsconn"
+	"github.com/sluicehq/sluice/platform/natsprovision"
+	"github.com/sluicehq/sluice/platform/natstest"
+	"github.com/sluicehq/sluice/platform/rpcserver"
+	buildevents "github.com/sluicehq/sluice/proto/gen/sluice/build/events/v1"
+	notifyv1 "github.com/sluicehq/sluice/proto/gen/sluice/notify/v1"
+	"github.com/sluicehq/sluice/proto/gen/sluice/notify/v1/notifyv1connect"
+	sourceevents "github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
+	"github.com/sluicehq/sluice/services/notify"
+)
+
+const testVersion = "1.2.3-test"
+
+// env is one test's NATS server, with the producers' streams provisioned.
+type env struct {
+	nats *natstest.Server
+	js   jetstream.JetStream
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	srv := natstest.Start(t)
+	js, err := jetstream.New(srv.Connect(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The streams of the services notify listens to (their consumers are
+	// not needed: those services do not run here).
+	decl, err := natsprovision.Load(deploy.NATS())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, cfg := range decl.Streams {
+		switch natsprovision.StreamOwner(cfg.Name) {
+		case "source", "build", "test", "release":
+			if _, err := js.CreateOrUpdateStream(ctx(t), cfg); err != nil {
+				t.Fatalf("create stream %s: %v", cfg.Name, err)
+			}
+		}
+	}
+	return &env{nats: srv, js: js}
+}
+
+func ctx(t *testing.T) context.Context {
+	c, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	t.Cleanup(cancel)
+	return c
+}
+
+func testConfig(t *testing.T) notify.Config {
+	return notify.Config{
+		DataDir:        t.TempDir(),
+		RetryBase:      50 * time.Millisecond,
+		RetryMax:       time.Second,
+		AttemptTimeout: 5 * time.Second,
+		Version:        testVersion,
+	}
+}
+
+// instance is one running notify (an fx app like the binary's) with a
+// Connect client over a loopback server.
+type instance struct {
+	app    *fxtest.App
+	url    string
+	client notifyv1connect.NotifyServiceClient
+	http   *http.Client
+	// grpc speaks the gRPC protocol (HTTP/2 without TLS).
+	grpc    notifyv1connect.NotifyServiceClient
+	h2c     *http.Client
+	stopped bool
+}
+
+func (e *env) start(t *testing.T, cfg notify.Config) *instance {
+	t.Helper()
+	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo}))
+	var (
+		server    *rpcserver.Server
+		readiness *rpcserver.Readiness
+	)
+	app := fxtest.New(t,
+		fx.WithLogger(func() fxevent.Logger { return fxevent.NopLogger }),
+		fx.Supply(log),
+		fxkit.NATS(natsconn.Config{URL: e.nats.URL, Name: t.Name()}),
+		fxkit.Server(rpcserver.Config{Addr: "127.0.0.1:0"}),
+		notify.Module(cfg),
+		fx.Populate(&server, &readiness),
+	)
+	app.RequireStart()
+	in := &instance{app: app, url: server.URL(), http: &http.Client{Transport: &http.Transport{}}}
+	in.client = notifyv1connect.NewNotifyServiceClient(in.http, in.url)
+	h2c := &http.Transport{Protocols: new(http.Protocols)}
+	h2c.Protocols.SetUnencryptedHTTP2(true)
+	in.h2c = &http.Client{Transport: h2c}
+	in.grpc = notifyv1connect.NewNotifyServiceClient(in.h2c, in.url, connect.WithGRPC())
+	t.Cleanup(func() {
+		in.stop()
+		in.http.CloseIdleConnections()
+		in.h2c.CloseIdleConnections()
+	})
+	eventually(t, "notify is ready", func() (bool, string) {
+		failed := readiness.Check()
+		return len(failed) == 0, fmt.Sprint(failed)
+	})
+	return in
+}
+
+func (in *instance) stop() {
+	if !in.stopped {
+		in.stopped = true
+		in.app.RequireStop()
+	}
+}
+
+func (in *instance) subscribe(t *testing.T, req *notifyv1.CreateSubscriptionRequest) *notifyv1.Subscription {
+	t.Helper()
+	res, err := in.client.CreateSubscription(ctx(t), req)
+	if err != nil {
+		t.Fatalf("CreateSubscription: %v", err)
+	}
+	return res.GetSubscription()
+}
+
+func (in *instance) deliveries(t *testing.T, subscriptionID string) []*notifyv1.Delivery {
+	t.Helper()
+	res, err := in.client.ListDeliveries(ctx(t), &notifyv1.ListDeliveriesRequest{SubscriptionId: subscriptionID})
+	if err != nil {
+		t.Fatalf("ListDeliveries: %v", err)
+	}
+	return res.GetDeliveries()
+}
+
+// waitDelivery waits until the subscription has exactly one delivery, in
+// status want, and returns it.
+func (in *instance) waitDelivery(t *testing.T, subscriptionID string, want notifyv1.DeliveryStatus) *notifyv1.Delivery {
+	t.Helper()
+	var d *notifyv1.Delivery
+	eventually(t, "delivery "+want.String(), func() (bool, string) {
+		list := in.deliveries(t, subscriptionID)
+		if len(list) != 1 {
+			return false, fmt.Sprintf("%d deliveries", len(list))
+		}
+		d = list[0]
+		return d.GetStatus() == want, fmt.Sprintf("status %v after %d attempts", d.GetStatus(), len(d.GetAttempts()))
+	})
+	return d
+}
+
+// published is an event as it went on NATS.
+type published struct {
+	ev  events.Event
+	msg *nats.Msg
+	seq uint64
+}
+
+// publish publishes payload as an event made by events.New, like its
+// producer would.
+func (e *env) publish(t *testing.T, payload proto.Message, subjectID string) published {
+	t.Helper()
+	ev, err := events.New(payload, subjectID, "run-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, err := ev.Msg()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e.publishMsg(t, ev, msg)
+}
+
+func (e *env) publishMsg(t *testing.T, ev events.Event, msg *nats.Msg) published {
+	t.Helper()
+	ack, err := e.js.PublishMsg(ctx(t), msg)
+	if err != nil {
+		t.Fatalf("publish %s: %v", msg.Subject, err)
+	}
+	if ack.Duplicate {
+		t.Fatalf("publish %s: JetStream dropped it as a duplicate", msg.Subject)
+	}
+	return published{ev: ev, msg: msg, seq: ack.Sequence}
+}
+
+// waitHandled waits until notify's consumer of p's stream acknowledged p
+// (and everything before it): its fan-out is committed.
+func (e *env) waitHandled(t *testing.T, p published) {
+	t.Helper()
+	stream := p.ev.Kind.Stream()
+	durable := "notify-" + p.ev.Kind.Service
+	eventually(t, durable+" acknowledged "+p.ev.Kind.Type, func() (bool, string) {
+		cons, err := e.js.Consumer(ctx(t), stream, durable)
+		if err != nil {
+			return false, err.Error()
+		}
+		info, err := cons.Info(ctx(t))
+		if err != nil {
+			return false, err.Error()
+		}
+		return info.AckFloor.Stream >= p.seq, fmt.Sprintf("ack floor %d, want %d", info.AckFloor.Stream, p.seq)
+	})
+}
+
+// notifyEvent waits for the last event published on subject by notify.
+func (e *env) notifyEvent(t *testing.T, subject string) events.Event {
+	t.Helper()
+	var ev events.Event
+	eventually(t, "an event on "+subject, func() (bool, string) {
+		stream, err := e.js.Stream(ctx(t), "NOTIFY")
+		if err != nil {
+			return false, err.Error()
+		}
+		m, err := stream.GetLastMsgForSubject(ctx(t), subject)
+		if err != nil {
+			return false, err.Error()
+		}
+		ev, err = events.Decode(m.Subject, m.Header, m.Data)
+		if err != nil {
+			t.Fatalf("decode %s: %v", subject, err)
+		}
+		return true, ""
+	})
+	return ev
+}
+
+// eventually polls cond until it holds, failing the test after 15s with
+// cond's last explanation.
+func eventually(t *testing.T, what string, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		ok, why := cond()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s: %s", what, why)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// request is what a subscriber received.
+type request struct {
+	header http.Header
+	body   []byte
+	code   int
+}
+
+// subscriber is a webhook endpoint on loopback that answers with the
+// status its script gives for the n-th request (1-based).
+type subscriber struct {
+	srv    *httptest.Server
+	mu     sync.Mutex
+	got    []request
+	status func(n int) int
+}
+
+func newSubscriber(t *testing.T, status func(n int) int) *subscriber {
+	t.Helper()
+	s := &subscriber{status: status}
+	s.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			w.WriteHeader(http.StatusBadRequest)
+			return
+		}
+		s.mu.Lock()
+		code := s.status(len(s.got) + 1)
+		s.got = append(s.got, request{header: r.Header.Clone(), body: body, code: code})
+		s.mu.Unlock()
+		w.WriteHeader(code)
+		_, _ = fmt.Fprintf(w, "answer %d", code)
+	}))
+	t.Cleanup(s.srv.Close)
+	return s
+}
+
+func (s *subscriber) requests() []request {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]request(nil), s.got...)
+}
+
+// accepted counts the requests answered with a 2xx.
+func (s *subscriber) accepted() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, r := range s.got {
+		if r.code >= 200 && r.code < 300 {
+			n++
+		}
+	}
+	return n
+}
+
+func always(code int) func(int) int { return func(int) int { return code } }
+
+// hmacHex is the expected signature header, computed here independently
+// of the service's code.
+func hmacHex(secret string, body []byte) string {
+	mac := hmac.New(sha256.New, []byte(secret))
+	mac.Write(body)
+	return "sha256=" + hex.EncodeToString(mac.Sum(nil))
+}
+
+func repo(name string) *sourceevents.RepositoryRef {
+	return &sourceevents.RepositoryRef{Id: "repo-" + name, Name: name, Url: "https://git.example.com/" + name + ".git"}
+}
+
+// buildFinished is a build of repository "hello".
+func buildFinished() *buildevents.BuildFinished {
+	return &buildevents.BuildFinished{RunId: "run-1", BuildId: "build-1", Repository: repo("hello"), Commit: "0123456789abcdef0123456789abcdef01234567"}
+}

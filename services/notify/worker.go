@@ -1,0 +1,268 @@
+package notify
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/sluicehq/sluice/platform/events"
+	notifyevents "github.com/sluicehq/sluice/proto/gen/sluice/notify/events/v1"
+	"github.com/sluicehq/sluice/services/notify/domain"
+)
+
+// HTTP headers of a delivery besides the CloudEvents ones.
+const (
+	// HeaderSignature is "sha256=" and the hex HMAC-SHA256 of the body
+	// keyed by the subscription's secret (see domain.Sign).
+	HeaderSignature = "X-Sluice-Signature-256"
+	// HeaderDelivery is the delivery id; it is the same on every attempt,
+	// so a subscriber can drop repeats.
+	HeaderDelivery = "X-Sluice-Delivery"
+)
+
+const (
+	// leaseMargin is how long past its attempt timeout a taken delivery
+	// stays leased; a delivery whose worker died is taken again after it.
+	leaseMargin = 30 * time.Second
+	// idlePoll is how often the worker looks for due deliveries when
+	// nothing wakes it (other replicas may have added some).
+	idlePoll = time.Second
+	// recordTimeout bounds writing an attempt's outcome.
+	recordTimeout = 10 * time.Second
+	// errorBodyLen is how much of a failed response's body an attempt keeps.
+	errorBodyLen = 200
+)
+
+// Worker POSTs due deliveries to their subscribers, records every attempt
+// and schedules retries, and publishes the outcome (DeliverySucceeded or
+// DeliveryFailed) through the outbox.
+//
+// Any http(s) URL is posted to, loopback and private addresses included:
+// there is no SSRF filtering yet.
+type Worker struct {
+	cfg    Config
+	retry  domain.Retry
+	store  *Store
+	relay  *events.Relay
+	log    *slog.Logger
+	client *http.Client
+	kick   chan struct{}
+}
+
+// NewWorker makes a delivery worker; Run starts it.
+func NewWorker(cfg Config, store *Store, relay *events.Relay, log *slog.Logger) (*Worker, error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	transport, ok := http.DefaultTransport.(*http.Transport)
+	if !ok {
+		return nil, errors.New("notify: http.DefaultTransport is not an *http.Transport")
+	}
+	return &Worker{
+		cfg:   cfg,
+		retry: domain.Retry{MaxAttempts: cfg.MaxAttempts, Base: cfg.RetryBase, Max: cfg.RetryMax},
+		store: store,
+		relay: relay,
+		log:   log.With(slog.String("component", "notify-deliveries")),
+		client: &http.Client{
+			Transport: transport.Clone(),
+			// A redirect is an answer like any other non-2xx: following it
+			// would turn the POST into a GET to somewhere else.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		},
+		kick: make(chan struct{}, 1),
+	}, nil
+}
+
+// Kick wakes the worker: new deliveries are due.
+func (w *Worker) Kick() {
+	select {
+	case w.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Run attempts due deliveries, up to Config.Concurrency at once, until ctx
+// ends; attempts under way then finish (each within AttemptTimeout) so
+// their outcome is recorded.
+func (w *Worker) Run(ctx context.Context) error {
+	defer w.client.CloseIdleConnections()
+	slots := make(chan struct{}, w.cfg.Concurrency)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for {
+		wait := idlePoll
+		if free := cap(slots) - len(slots); free > 0 {
+			now := time.Now()
+			claimed, err := w.store.Claim(ctx, now, now.Add(w.cfg.AttemptTimeout+leaseMargin), free)
+			if err != nil && ctx.Err() == nil {
+				w.log.Warn("taking due deliveries failed; retrying", slog.Any("error", err))
+			}
+			for _, c := range claimed {
+				slots <- struct{}{}
+				wg.Go(func() {
+					defer func() {
+						<-slots
+						w.Kick()
+					}()
+					w.attempt(ctx, c)
+				})
+			}
+			if next, ok, err := w.store.NextDue(ctx); err == nil && ok {
+				wait = min(wait, max(time.Until(next), 10*time.Millisecond))
+			} else if err != nil && ctx.Err() == nil {
+				w.log.Warn("finding the next due delivery failed", slog.Any("error", err))
+			}
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-w.kick:
+			t.Stop()
+		case <-t.C:
+		}
+	}
+}
+
+// attempt POSTs c once and records the outcome. It outlives ctx (bounded by
+// the attempt and record timeouts) so that a stop does not lose an attempt
+// the subscriber may have seen.
+func (w *Worker) attempt(ctx context.Context, c Claimed) {
+	d := c.Delivery
+	log := w.log.With(slog.String("delivery_id", d.ID), slog.String("subscription_id", d.SubscriptionID),
+		slog.String("event_id", d.EventID), slog.String("run_id", d.ChainID), slog.Int("attempt", d.AttemptCount+1))
+	detached := context.WithoutCancel(ctx)
+	actx, cancel := context.WithTimeout(detached, w.cfg.AttemptTimeout)
+	a := w.post(actx, c, d.AttemptCount+1)
+	cancel()
+
+	o, err := w.outcome(d, a)
+	if err != nil {
+		log.Error("delivery outcome event invalid; the delivery is tried again when its lease ends", slog.Any("error", err))
+		return
+	}
+	rctx, cancel := context.WithTimeout(detached, recordTimeout)
+	defer cancel()
+	changed, err := w.store.RecordAttempt(rctx, d.ID, a, o)
+	if err != nil {
+		log.Error("recording a delivery attempt failed; the delivery is tried again when its lease ends", slog.Any("error", err))
+		return
+	}
+	if !changed {
+		log.Info("delivery attempt recorded; the delivery had been dropped meanwhile", slog.Int("http_status", a.HTTPStatus))
+		return
+	}
+	if o.Event != nil {
+		w.relay.Kick()
+	}
+	switch o.Status {
+	case domain.StatusSucceeded:
+		log.Info("event delivered", slog.Int("http_status", a.HTTPStatus), slog.Duration("took", a.Duration))
+	case domain.StatusDead:
+		log.Warn("delivery dead-lettered: every attempt failed", slog.String("last_error", a.Error))
+	default:
+		log.Info("delivery attempt failed; will retry", slog.String("error", a.Error),
+			slog.Duration("in", time.Until(o.NextAttemptAt).Round(time.Millisecond)))
+	}
+}
+
+// post sends the delivery as a CloudEvent in HTTP binary mode.
+func (w *Worker) post(ctx context.Context, c Claimed, number int) domain.Attempt {
+	d := c.Delivery
+	start := time.Now()
+	a := domain.Attempt{Number: number, Time: start}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.URL, bytes.NewReader(d.Body))
+	if err != nil {
+		a.Error = fmt.Sprintf("build request: %v", err)
+		return a
+	}
+	for name, value := range d.Headers {
+		req.Header.Set(name, value)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set(HeaderSignature, domain.Sign(d.Body, c.Secret))
+	req.Header.Set(HeaderDelivery, d.ID)
+	req.Header.Set("User-Agent", "Sluice-Notify/"+w.cfg.Version)
+
+	resp, err := w.client.Do(req)
+	if err != nil {
+		a.Duration = time.Since(start)
+		a.Error = describeTransportError(err, w.cfg.AttemptTimeout)
+		return a
+	}
+	defer resp.Body.Close()
+	head, _ := io.ReadAll(io.LimitReader(resp.Body, errorBodyLen))
+	// Read (a bounded amount of) the rest so the connection can be reused.
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	a.Duration = time.Since(start)
+	a.HTTPStatus = resp.StatusCode
+	if !a.Succeeded() {
+		a.Error = "subscriber answered " + resp.Status
+		if text := printable(head); text != "" {
+			a.Error += ": " + text
+		}
+	}
+	return a
+}
+
+func describeTransportError(err error, timeout time.Duration) string {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Sprintf("no response within %v", timeout)
+	}
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err
+	}
+	return err.Error()
+}
+
+// printable trims a response body excerpt to one line of valid text.
+func printable(b []byte) string {
+	for !utf8.Valid(b) && len(b) > 0 {
+		b = b[:len(b)-1]
+	}
+	return strings.Join(strings.Fields(string(b)), " ")
+}
+
+// outcome decides what attempt a of d leads to.
+func (w *Worker) outcome(d domain.Delivery, a domain.Attempt) (Outcome, error) {
+	switch {
+	case a.Succeeded():
+		ev, err := events.New(&notifyevents.DeliverySucceeded{
+			DeliveryId:     d.ID,
+			SubscriptionId: d.SubscriptionID,
+			EventId:        d.EventID,
+			EventType:      d.EventType,
+			Attempts:       int32(a.Number),
+		}, d.ID, d.ChainID)
+		return Outcome{Status: domain.StatusSucceeded, Event: &ev}, err
+	case w.retry.Exhausted(a.Number):
+		ev, err := events.New(&notifyevents.DeliveryFailed{
+			DeliveryId:     d.ID,
+			SubscriptionId: d.SubscriptionID,
+			EventId:        d.EventID,
+			EventType:      d.EventType,
+			Attempts:       int32(a.Number),
+			LastError:      a.Error,
+		}, d.ID, d.ChainID)
+		return Outcome{Status: domain.StatusDead, Event: &ev}, err
+	default:
+		return Outcome{
+			Status:        domain.StatusPending,
+			NextAttemptAt: time.Now().Add(w.retry.After(a.Number, rand.Float64())),
+		}, nil
+	}
+}
