@@ -18,7 +18,8 @@ GO_PKGS := $(addsuffix /...,$(addprefix ./,$(MODULES)))
 # Packages that start goroutines get -race.
 TEST_FLAGS ?= -race -count=1 -timeout 20m
 
-DATA_DIR ?= $(CURDIR)/.data
+# Outside the repository: steps must not find this repository's go.work.
+DATA_DIR ?= $(or $(XDG_DATA_HOME),$(HOME)/.local/share)/sluice
 
 .PHONY: all run build test test-short bench lint vet tools proto-deps generate generate-check proto-lint breaking tidy tidy-check build-gowork-off ci clean
 
@@ -77,7 +78,7 @@ proto-lint: $(BIN)/buf proto-deps
 # gets the same .deps symlink. Skipped when the ref has no protos yet.
 BREAKING_AGAINST ?= HEAD~1
 breaking: $(BIN)/buf proto-deps
-	@tmp=$$(mktemp -d); trap 'git worktree remove --force "'"$$tmp"'/wt" >/dev/null 2>&1; rm -rf "'"$$tmp"'"' EXIT; \
+	@tmp=$$(mktemp -d); trap 'git worktree remove --force "'"$$tmp"'/wt" >/dev/null 2>&1 || true; rm -rf "'"$$tmp"'"' EXIT; \
 	if ! git worktree add --detach "$$tmp/wt" $(BREAKING_AGAINST) >/dev/null 2>&1; then echo "breaking: no $(BREAKING_AGAINST) to compare with"; exit 0; fi; \
 	if [ ! -d "$$tmp/wt/proto/sluice" ]; then echo "breaking: $(BREAKING_AGAINST) has no protos"; exit 0; fi; \
 	mkdir -p "$$tmp/wt/proto/.deps" && ln -sfn "$$(readlink proto/.deps/protovalidate)" "$$tmp/wt/proto/.deps/protovalidate"; \
@@ -101,7 +102,7 @@ build-gowork-off:
 ci: generate-check proto-lint breaking tidy-check build-gowork-off lint test
 
 clean:
-	rm -rf $(BIN) $(DATA_DIR)
+	rm -rf $(BIN)
 
 NATS_SERVER_VERSION := v2.15.2
 $(BIN)/nats-server:

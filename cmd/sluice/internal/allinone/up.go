@@ -1,0 +1,126 @@
+package allinone
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"connectrpc.com/connect"
+	"go.uber.org/fx"
+
+	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
+	"github.com/sluicehq/sluice/proto/gen/sluice/source/v1/sourcev1connect"
+)
+
+// Follower streams a run's progress to w (the CLI's `trigger --follow`).
+type Follower func(ctx context.Context, client sourcev1connect.SourceServiceClient, runID string, w io.Writer) error
+
+// Up is `sluice up`: start, register and run the example when asked, then
+// serve until ctx ends (Ctrl-C) or a component fails.
+func Up(ctx context.Context, args []string, version string, stdout, stderr io.Writer, follow Follower) error {
+	o, example, err := ParseFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	o.Version = version
+	if err := os.MkdirAll(o.DataDir, 0o750); err != nil {
+		return fmt.Errorf("data directory: %w", err)
+	}
+	logPath := filepath.Join(o.DataDir, "sluice.log")
+	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o640)
+	if err != nil {
+		return fmt.Errorf("log file: %w", err)
+	}
+	defer logFile.Close()
+	o.LogWriter = logFile
+
+	fmt.Fprintf(stdout, "sluice %s: starting %v in one process\n", version, o.Services)
+	fmt.Fprintf(stdout, "  data     %s\n  logs     %s\n", o.DataDir, logPath)
+	p, err := Start(ctx, o)
+	if err != nil {
+		return fmt.Errorf("start: %w (the log %s may say more)", err, logPath)
+	}
+	natsWhere := "embedded"
+	if o.NATSURL != "" {
+		natsWhere = o.NATSURL
+	}
+	fmt.Fprintf(stdout, "  api      %s (Connect, gRPC and gRPC-Web; /healthz /readyz /metrics)\n  nats     %s\n", p.URL, natsWhere)
+
+	stopped := make(chan error, 1)
+	if example != "" {
+		go func() { stopped <- runExample(ctx, p, example, o.DataDir, stdout, follow) }()
+	}
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case sig := <-p.Done():
+		runErr = failure(sig, logPath)
+	case err := <-stopped:
+		if err != nil {
+			fmt.Fprintf(stderr, "example: %v\n", err)
+		}
+		if ctx.Err() == nil {
+			fmt.Fprintln(stdout, "\nserving; Ctrl-C stops. Try: sluice runs | sluice show <run> | sluice logs <run> | sluice releases hello | sluice events")
+		}
+		select {
+		case <-ctx.Done():
+		case sig := <-p.Done():
+			runErr = failure(sig, logPath)
+		}
+	}
+	fmt.Fprintln(stdout, "stopping...")
+	stopCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := p.Stop(stopCtx); err != nil && runErr == nil {
+		runErr = err
+	}
+	p.Log.Info("stopped")
+	return runErr
+}
+
+func runExample(ctx context.Context, p *Platform, src, dataDir string, stdout io.Writer, follow Follower) error {
+	dst := filepath.Join(dataDir, "examples", filepath.Base(src))
+	if err := PrepareExample(src, dst); err != nil {
+		return err
+	}
+	client := sourcev1connect.NewSourceServiceClient(http.DefaultClient, p.URL)
+	var repo *sourcev1.Repository
+	// The services may still be provisioning; retry while unavailable.
+	for attempt := 0; ; attempt++ {
+		res, err := client.CreateRepository(ctx, &sourcev1.CreateRepositoryRequest{Url: dst, Name: filepath.Base(src)})
+		if err == nil {
+			repo = res.GetRepository()
+			if res.GetCreated() {
+				fmt.Fprintf(stdout, "\nregistered example repository %s (%s, branch %s)\n", repo.GetName(), dst, repo.GetBranch())
+			} else {
+				fmt.Fprintf(stdout, "\nexample repository %s already registered\n", repo.GetName())
+			}
+			break
+		}
+		if connect.CodeOf(err) != connect.CodeUnavailable || attempt > 50 || ctx.Err() != nil {
+			return fmt.Errorf("register example: %w", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	run, err := client.TriggerRun(ctx, &sourcev1.TriggerRunRequest{Repository: repo.GetName()})
+	if err != nil {
+		return fmt.Errorf("trigger example: %w", err)
+	}
+	fmt.Fprintf(stdout, "triggered run %s; following it:\n\n", run.GetRun().GetId())
+	p.Log.Info("example run triggered", slog.String("run_id", run.GetRun().GetId()))
+	return follow(ctx, client, run.GetRun().GetId(), stdout)
+}
+
+// failure reads why fx asked to stop: a signal (exit code 0) is a normal
+// stop, a non-zero code is a component that failed.
+func failure(sig fx.ShutdownSignal, logPath string) error {
+	if sig.ExitCode == 0 {
+		return nil
+	}
+	return fmt.Errorf("a component failed (exit %d); see %s", sig.ExitCode, logPath)
+}

@@ -1,0 +1,37 @@
+// Command sluice is Sluice's CLI and its all-in-one server (`sluice up`).
+package main
+
+import (
+	"context"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/sluicehq/sluice/proto/gen/sluice/source/v1/sourcev1connect"
+
+	"github.com/sluicehq/sluice/cmd/sluice/internal/allinone"
+	"github.com/sluicehq/sluice/cmd/sluice/internal/cli"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	app := &cli.App{
+		Stdout:  os.Stdout,
+		Stderr:  os.Stderr,
+		Getenv:  os.Getenv,
+		Version: version,
+		Up: func(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+			return allinone.Up(ctx, args, version, stdout, stderr, func(ctx context.Context, c sourcev1connect.SourceServiceClient, runID string, w io.Writer) error {
+				return cli.Follow(ctx, c, runID, w, false)
+			})
+		},
+	}
+	code := app.Run(ctx, os.Args[1:])
+	stop()
+	os.Exit(code)
+}

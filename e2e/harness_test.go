@@ -1,0 +1,310 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/go-git/go-git/v5"
+	"github.com/go-git/go-git/v5/plumbing/object"
+)
+
+// bins holds the binaries built once for the whole suite.
+var bins struct {
+	dir string
+	err error
+}
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "sluice-e2e-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	bins.dir = dir
+	bins.err = buildBinaries(dir)
+	code := m.Run()
+	_ = os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// repoRoot is the repository's top folder (where go.work is).
+func repoRoot() string {
+	dir, _ := os.Getwd()
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.work")); err == nil {
+			return dir
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return ""
+		}
+		dir = parent
+	}
+}
+
+func buildBinaries(dir string) error {
+	root := repoRoot()
+	targets := map[string]string{"sluice": "./cmd/sluice"}
+	for _, s := range []string{"source", "build", "test", "release", "notify"} {
+		targets["sluice-"+s] = "./services/" + s + "/cmd/sluice-" + s
+	}
+	for name, pkg := range targets {
+		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, name), pkg)
+		cmd.Dir = root
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("go build %s: %w\n%s", pkg, err, out)
+		}
+	}
+	// nats-server: the one `make` installs, for the five-process shape.
+	for _, p := range []string{os.Getenv("SLUICE_NATS_SERVER"), filepath.Join(root, "bin", "nats-server")} {
+		if p == "" {
+			continue
+		}
+		if _, err := os.Stat(p); err == nil {
+			return os.Symlink(p, filepath.Join(dir, "nats-server"))
+		}
+	}
+	return nil
+}
+
+func bin(t *testing.T, name string) string {
+	t.Helper()
+	if bins.err != nil {
+		t.Fatal(bins.err)
+	}
+	p := filepath.Join(bins.dir, name)
+	if _, err := os.Stat(p); err != nil {
+		t.Fatalf("%s not built (%v); run `make bin/nats-server` for the NATS server", name, err)
+	}
+	return p
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// proc is a started process whose output is kept for failure messages.
+type proc struct {
+	name string
+	cmd  *exec.Cmd
+	out  *syncBuffer
+	done chan struct{}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func startProc(t *testing.T, name string, env []string, path string, args ...string) *proc {
+	t.Helper()
+	p := &proc{name: name, out: &syncBuffer{}, done: make(chan struct{})}
+	p.cmd = exec.Command(path, args...)
+	p.cmd.Env = append(os.Environ(), env...)
+	p.cmd.Stdout = p.out
+	p.cmd.Stderr = p.out
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", name, err)
+	}
+	go func() { _ = p.cmd.Wait(); close(p.done) }()
+	t.Cleanup(func() {
+		p.stop()
+		if t.Failed() {
+			t.Logf("--- output of %s ---\n%s", name, tail(p.out.String(), 60))
+		}
+	})
+	return p
+}
+
+// stop sends SIGTERM and waits; SIGKILL after 20s.
+func (p *proc) stop() {
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(20 * time.Second):
+		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+		<-p.done
+	}
+}
+
+// kill sends SIGKILL to the process alone (its step children are in their
+// own process groups, as after a real crash).
+func (p *proc) kill() {
+	_ = p.cmd.Process.Signal(syscall.SIGKILL)
+	<-p.done
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// waitHTTP waits until url answers 200.
+func waitHTTP(t *testing.T, url string, within time.Duration, p *proc) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for time.Now().Before(deadline) {
+		if p != nil {
+			select {
+			case <-p.done:
+				t.Fatalf("%s exited while waiting for %s:\n%s", p.name, url, tail(p.out.String(), 40))
+			default:
+			}
+		}
+		resp, err := http.Get(url) //nolint:noctx // a short poll in a test
+		if err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			_ = resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("%s not ready within %s", url, within)
+}
+
+// cli runs the sluice CLI and returns its output and exit code.
+func cli(t *testing.T, env []string, args ...string) (string, int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin(t, "sluice"), args...)
+	cmd.Env = append(os.Environ(), env...)
+	out, err := cmd.CombinedOutput()
+	code := 0
+	if err != nil {
+		ee, ok := err.(*exec.ExitError)
+		if !ok {
+			t.Fatalf("sluice %v: %v", args, err)
+		}
+		code = ee.ExitCode()
+	}
+	return string(out), code
+}
+
+// mustCLI runs the CLI and fails the test unless it exits 0.
+func mustCLI(t *testing.T, env []string, args ...string) string {
+	t.Helper()
+	out, code := cli(t, env, args...)
+	if code != 0 {
+		t.Fatalf("sluice %s: exit %d\n%s", strings.Join(args, " "), code, out)
+	}
+	return out
+}
+
+// gitRepo is a real git repository made by the test.
+type gitRepo struct {
+	t    *testing.T
+	dir  string
+	repo *git.Repository
+}
+
+func newGitRepo(t *testing.T, files map[string]string) *gitRepo {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "repo")
+	repo, err := git.PlainInitWithOptions(dir, &git.PlainInitOptions{InitOptions: git.InitOptions{DefaultBranch: "refs/heads/main"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := &gitRepo{t: t, dir: dir, repo: repo}
+	g.commit("feat: first version", files)
+	return g
+}
+
+// copyExample copies examples/hello into files, for a repo made from it.
+func exampleFiles(t *testing.T) map[string]string {
+	t.Helper()
+	root := filepath.Join(repoRoot(), "examples", "hello")
+	files := map[string]string{}
+	err := filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			if d.Name() == "bin" || d.Name() == "reports" {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		rel, _ := filepath.Rel(root, path)
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		files[rel] = string(data)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return files
+}
+
+func (g *gitRepo) commit(msg string, files map[string]string) string {
+	g.t.Helper()
+	for name, content := range files {
+		p := filepath.Join(g.dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			g.t.Fatal(err)
+		}
+		mode := os.FileMode(0o644)
+		if strings.HasSuffix(name, ".sh") {
+			mode = 0o755
+		}
+		if err := os.WriteFile(p, []byte(content), mode); err != nil {
+			g.t.Fatal(err)
+		}
+	}
+	wt, err := g.repo.Worktree()
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	if err := wt.AddWithOptions(&git.AddOptions{All: true}); err != nil {
+		g.t.Fatal(err)
+	}
+	h, err := wt.Commit(msg, &git.CommitOptions{Author: &object.Signature{Name: "e2e", Email: "e2e@localhost", When: time.Now()}})
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	return h.String()
+}

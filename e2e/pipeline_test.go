@@ -1,0 +1,83 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The bundled example goes from a commit to a verified deploy in staging,
+// in the all-in-one shape, driven only through the CLI.
+func TestAllInOneRunsExampleToStaging(t *testing.T) {
+	p, _ := startAllInOne(t, t.TempDir())
+	repo, port := helloRepo(t)
+	runExample(t, p, repo, port)
+}
+
+// Five service processes and a separate nats-server behave the same.
+func TestFiveProcessesRunExampleToStaging(t *testing.T) {
+	p := startFiveProcesses(t, t.TempDir())
+	repo, port := helloRepo(t)
+	runExample(t, p, repo, port)
+}
+
+func runExample(t *testing.T, p *platform, repo *gitRepo, port int) {
+	t.Helper()
+	out := mustCLI(t, p.env, "repo", "add", repo.dir, "--name", "hello")
+	if !strings.Contains(out, "registered hello") {
+		t.Fatalf("repo add said: %s", out)
+	}
+	// Registering again is harmless.
+	out = mustCLI(t, p.env, "repo", "add", repo.dir, "--name", "hello")
+	if !strings.Contains(out, "already registered") {
+		t.Fatalf("second repo add said: %s", out)
+	}
+	out = mustCLI(t, p.env, "trigger", "hello", "--follow")
+	for _, want := range []string{"build", "test", "release", "succeeded", "v0.1.0"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("trigger --follow output lacks %q:\n%s", want, out)
+		}
+	}
+	// The release is deployed and answers.
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/", port)) //nolint:noctx // test
+	if err != nil {
+		t.Fatalf("deployed service does not answer: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	if !strings.Contains(string(body), "v0.1.0") {
+		t.Fatalf("deployed service says %q, want the release version", body)
+	}
+	out = mustCLI(t, p.env, "releases", "hello")
+	if !strings.Contains(out, "v0.1.0") {
+		t.Fatalf("releases: %s", out)
+	}
+	out = mustCLI(t, p.env, "deployments", "hello")
+	if !strings.Contains(out, "staging") || !strings.Contains(out, "verified") {
+		t.Fatalf("deployments: %s", out)
+	}
+	// JSON output is parseable and has the run.
+	out = mustCLI(t, p.env, "runs", "hello", "--output", "json")
+	var runs struct {
+		Runs []struct {
+			ID     string `json:"id"`
+			Status string `json:"status"`
+		} `json:"runs"`
+	}
+	if err := json.Unmarshal([]byte(out), &runs); err != nil || len(runs.Runs) != 1 || runs.Runs[0].Status != "RUN_STATUS_SUCCEEDED" {
+		t.Fatalf("runs --output json: %v\n%s", err, out)
+	}
+	out = mustCLI(t, p.env, "logs", runs.Runs[0].ID)
+	if !strings.Contains(out, "compile") || !strings.Contains(out, "unit") {
+		t.Fatalf("logs lack the build and test steps:\n%s", out)
+	}
+	out = mustCLI(t, p.env, "show", runs.Runs[0].ID)
+	if !strings.Contains(out, "succeeded") || !strings.Contains(out, "v0.1.0") {
+		t.Fatalf("show: %s", out)
+	}
+	_ = time.Second
+}

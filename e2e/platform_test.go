@@ -1,0 +1,106 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// platform is a running Sluice in one of its shapes, as the CLI sees it.
+type platform struct {
+	env     []string // SLUICE_SERVER or the per-service URLs, for the CLI
+	dataDir string
+	procs   []*proc
+	url     string // the all-in-one URL (or source's)
+}
+
+// startAllInOne starts `sluice up` as a process.
+func startAllInOne(t *testing.T, dataDir string) (*platform, *proc) {
+	t.Helper()
+	port := freePort(t)
+	p := &platform{dataDir: dataDir, url: fmt.Sprintf("http://127.0.0.1:%d", port)}
+	p.env = []string{"SLUICE_SERVER=" + p.url}
+	pr := p.restartAllInOne(t, port)
+	t.Cleanup(func() { killDeployed(t, dataDir) })
+	return p, pr
+}
+
+func (p *platform) restartAllInOne(t *testing.T, port int) *proc {
+	t.Helper()
+	pr := startProc(t, "sluice up", nil, bin(t, "sluice"), "up", "--data-dir", p.dataDir,
+		"--addr", fmt.Sprintf("127.0.0.1:%d", port), "--poll-interval", "0", "--log-level", "debug")
+	p.procs = append(p.procs, pr)
+	waitHTTP(t, p.url+"/readyz", 60*time.Second, pr)
+	return pr
+}
+
+// startFiveProcesses starts nats-server and the five service binaries.
+func startFiveProcesses(t *testing.T, dataDir string) *platform {
+	t.Helper()
+	natsPort := freePort(t)
+	natsURL := fmt.Sprintf("nats://127.0.0.1:%d", natsPort)
+	ns := startProc(t, "nats-server", nil, bin(t, "nats-server"), "-js", "-a", "127.0.0.1", "-p", strconv.Itoa(natsPort), "-sd", filepath.Join(dataDir, "nats"))
+	p := &platform{dataDir: dataDir, procs: []*proc{ns}}
+	urls := map[string]string{}
+	ports := map[string]int{}
+	for _, s := range []string{"source", "build", "test", "release", "notify"} {
+		ports[s] = freePort(t)
+		urls[s] = fmt.Sprintf("http://127.0.0.1:%d", ports[s])
+		p.env = append(p.env, "SLUICE_"+strings.ToUpper(s)+"_URL="+urls[s])
+	}
+	for _, s := range []string{"source", "build", "test", "release", "notify"} {
+		prefix := "SLUICE_" + strings.ToUpper(s) + "_"
+		env := []string{
+			prefix + "ADDR=" + strings.TrimPrefix(urls[s], "http://"),
+			prefix + "NATS_URL=" + natsURL,
+			prefix + "DATA_DIR=" + filepath.Join(dataDir, s),
+			prefix + "SOURCE_URL=" + urls["source"],
+			prefix + "BUILD_URL=" + urls["build"],
+			prefix + "POLL_INTERVAL=0s",
+		}
+		pr := startProc(t, "sluice-"+s, env, bin(t, "sluice-"+s))
+		p.procs = append(p.procs, pr)
+	}
+	for i, s := range []string{"source", "build", "test", "release", "notify"} {
+		waitHTTP(t, urls[s]+"/readyz", 60*time.Second, p.procs[i+1])
+	}
+	p.url = urls["source"]
+	t.Cleanup(func() { killDeployed(t, dataDir) })
+	return p
+}
+
+// killDeployed stops what deploy scripts started (they are daemons by
+// design and outlive the platform).
+func killDeployed(t *testing.T, dataDir string) {
+	_ = filepath.WalkDir(dataDir, func(path string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !strings.HasSuffix(d.Name(), ".pid") {
+			return nil
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return nil
+		}
+		if pid, err := strconv.Atoi(strings.TrimSpace(string(data))); err == nil && pid > 1 {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+		return nil
+	})
+}
+
+// helloRepo is the bundled example with its staging port moved to a free
+// one, so tests never collide with `make run`.
+func helloRepo(t *testing.T) (*gitRepo, int) {
+	t.Helper()
+	files := exampleFiles(t)
+	port := freePort(t)
+	files[".sluice.yaml"] = strings.ReplaceAll(files[".sluice.yaml"], "127.0.0.1:18180", fmt.Sprintf("127.0.0.1:%d", port))
+	if !strings.Contains(files[".sluice.yaml"], strconv.Itoa(port)) {
+		t.Fatal("examples/hello/.sluice.yaml no longer names 127.0.0.1:18180; update the e2e helper")
+	}
+	return newGitRepo(t, files), port
+}
