@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -61,7 +62,7 @@ func buildBinaries(dir string) error {
 		targets["sluice-"+s] = "./services/" + s + "/cmd/sluice-" + s
 	}
 	for name, pkg := range targets {
-		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, name), pkg)
+		cmd := exec.CommandContext(context.Background(), "go", "build", "-o", filepath.Join(dir, name), pkg)
 		cmd.Dir = root
 		if out, err := cmd.CombinedOutput(); err != nil {
 			return fmt.Errorf("go build %s: %w\n%s", pkg, err, out)
@@ -93,12 +94,16 @@ func bin(t *testing.T, name string) string {
 
 func freePort(t *testing.T) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := (&net.ListenConfig{}).Listen(context.Background(), "tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	defer func() { _ = ln.Close() }()
+	addr, ok := ln.Addr().(*net.TCPAddr)
+	if !ok {
+		t.Fatalf("listener address %v", ln.Addr())
+	}
+	return addr.Port
 }
 
 // proc is a started process whose output is kept for failure messages.
@@ -129,7 +134,8 @@ func (s *syncBuffer) String() string {
 func startProc(t *testing.T, name string, env []string, path string, args ...string) *proc {
 	t.Helper()
 	p := &proc{name: name, out: &syncBuffer{}, done: make(chan struct{})}
-	p.cmd = exec.Command(path, args...)
+	// Not CommandContext: the test stops it itself, with SIGTERM first.
+	p.cmd = exec.Command(path, args...) //nolint:noctx // stopped by proc.stop, gracefully
 	p.cmd.Env = append(os.Environ(), env...)
 	p.cmd.Stdout = p.out
 	p.cmd.Stderr = p.out
@@ -213,8 +219,8 @@ func cli(t *testing.T, env []string, args ...string) (string, int) {
 	out, err := cmd.CombinedOutput()
 	code := 0
 	if err != nil {
-		ee, ok := err.(*exec.ExitError)
-		if !ok {
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) {
 			t.Fatalf("sluice %v: %v", args, err)
 		}
 		code = ee.ExitCode()
@@ -280,7 +286,7 @@ func exampleFiles(t *testing.T) map[string]string {
 	return files
 }
 
-func (g *gitRepo) commit(msg string, files map[string]string) string {
+func (g *gitRepo) commit(msg string, files map[string]string) {
 	g.t.Helper()
 	for name, content := range files {
 		p := filepath.Join(g.dir, name)
@@ -302,9 +308,7 @@ func (g *gitRepo) commit(msg string, files map[string]string) string {
 	if err := wt.AddWithOptions(&git.AddOptions{All: true}); err != nil {
 		g.t.Fatal(err)
 	}
-	h, err := wt.Commit(msg, &git.CommitOptions{Author: &object.Signature{Name: "e2e", Email: "e2e@localhost", When: time.Now()}})
-	if err != nil {
+	if _, err := wt.Commit(msg, &git.CommitOptions{Author: &object.Signature{Name: "e2e", Email: "e2e@localhost", When: time.Now()}}); err != nil {
 		g.t.Fatal(err)
 	}
-	return h.String()
 }

@@ -26,7 +26,7 @@ func startAllInOne(t *testing.T, dataDir string) (*platform, *proc) {
 	p := &platform{dataDir: dataDir, url: fmt.Sprintf("http://127.0.0.1:%d", port)}
 	p.env = []string{"SLUICE_SERVER=" + p.url}
 	pr := p.restartAllInOne(t, port)
-	t.Cleanup(func() { killDeployed(t, dataDir) })
+	t.Cleanup(func() { killDeployed(dataDir) })
 	return p, pr
 }
 
@@ -70,23 +70,22 @@ func startFiveProcesses(t *testing.T, dataDir string) *platform {
 		waitHTTP(t, urls[s]+"/readyz", 60*time.Second, p.procs[i+1])
 	}
 	p.url = urls["source"]
-	t.Cleanup(func() { killDeployed(t, dataDir) })
+	t.Cleanup(func() { killDeployed(dataDir) })
 	return p
 }
 
 // killDeployed stops what deploy scripts started (they are daemons by
 // design and outlive the platform).
-func killDeployed(t *testing.T, dataDir string) {
-	_ = filepath.WalkDir(dataDir, func(path string, d os.DirEntry, err error) error {
-		if err != nil || d.IsDir() || !strings.HasSuffix(d.Name(), ".pid") {
-			return nil
+func killDeployed(dataDir string) {
+	// Best effort: a pid file that is gone or unreadable has nothing to stop.
+	_ = filepath.WalkDir(dataDir, func(path string, d os.DirEntry, walkErr error) error {
+		if walkErr != nil || d.IsDir() || !strings.HasSuffix(d.Name(), ".pid") {
+			return nil //nolint:nilerr // keep walking past unreadable entries
 		}
-		data, err := os.ReadFile(path)
-		if err != nil {
-			return nil
-		}
-		if pid, err := strconv.Atoi(strings.TrimSpace(string(data))); err == nil && pid > 1 {
-			_ = syscall.Kill(pid, syscall.SIGKILL)
+		if data, err := os.ReadFile(path); err == nil {
+			if pid, err := strconv.Atoi(strings.TrimSpace(string(data))); err == nil && pid > 1 {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
 		}
 		return nil
 	})

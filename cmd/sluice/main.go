@@ -18,6 +18,10 @@ import (
 var version = "dev"
 
 func main() {
+	os.Exit(run())
+}
+
+func run() int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	app := &cli.App{
@@ -31,7 +35,5 @@ func main() {
 			})
 		},
 	}
-	code := app.Run(ctx, os.Args[1:])
-	stop()
-	os.Exit(code)
+	return app.Run(ctx, os.Args[1:])
 }

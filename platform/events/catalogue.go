@@ -37,7 +37,9 @@ type Kind struct {
 func (k Kind) NewPayload() proto.Message { return k.payload.ProtoReflect().New().Interface() }
 
 // PayloadName is the payload's full protobuf name.
-func (k Kind) PayloadName() protoreflect.FullName { return k.payload.ProtoReflect().Descriptor().FullName() }
+func (k Kind) PayloadName() protoreflect.FullName {
+	return k.payload.ProtoReflect().Descriptor().FullName()
+}
 
 // Stream is the JetStream stream the kind is published on.
 func (k Kind) Stream() string { return streamOf(k.Service) }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"path/filepath"
@@ -22,8 +23,8 @@ import (
 	"github.com/sluicehq/sluice/platform/natsprovision"
 	"github.com/sluicehq/sluice/platform/natstest"
 	"github.com/sluicehq/sluice/platform/sqldb"
-	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
 	sourceevents "github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
+	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -121,7 +122,7 @@ func setup(t *testing.T) env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { db.Close() })
+	t.Cleanup(func() { _ = db.Close() })
 	return env{js: js, db: db, srv: srv}
 }
 
@@ -178,7 +179,11 @@ func TestOutboxPublishesInOrderAndConsumerIsIdempotent(t *testing.T) {
 			}
 			if first {
 				mu.Lock()
-				got = append(got, ev.Payload.(*sourceevents.RunRequested).GetRunId())
+				rr, ok := ev.Payload.(*sourceevents.RunRequested)
+				if !ok {
+					return fmt.Errorf("payload %T", ev.Payload)
+				}
+				got = append(got, rr.GetRunId())
 				mu.Unlock()
 			}
 			handled <- struct{}{}

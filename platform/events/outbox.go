@@ -99,31 +99,38 @@ func (r *Relay) Run(ctx context.Context) {
 	}
 }
 
+// readBatch reads the oldest unpublished events; the rows are closed before
+// publishing, so the single SQLite connection is free for the deletes.
+func (r *Relay) readBatch(ctx context.Context) ([]outboxRow, error) {
+	rows, err := r.db.QueryContext(ctx,
+		`SELECT id, subject, headers, body FROM outbox ORDER BY created_at, id LIMIT $1`, r.batch)
+	if err != nil {
+		return nil, fmt.Errorf("read outbox: %w", err)
+	}
+	defer func() { _ = rows.Close() }()
+	var batch []outboxRow
+	for rows.Next() {
+		var row outboxRow
+		if err := rows.Scan(&row.id, &row.subject, &row.headers, &row.body); err != nil {
+			return nil, fmt.Errorf("read outbox: %w", err)
+		}
+		batch = append(batch, row)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read outbox: %w", err)
+	}
+	return batch, nil
+}
+
 type outboxRow struct {
 	id, subject, headers string
 	body                 []byte
 }
 
 func (r *Relay) publishBatch(ctx context.Context) (int, error) {
-	rows, err := r.db.QueryContext(ctx,
-		`SELECT id, subject, headers, body FROM outbox ORDER BY created_at, id LIMIT $1`, r.batch)
+	batch, err := r.readBatch(ctx)
 	if err != nil {
-		return 0, fmt.Errorf("read outbox: %w", err)
-	}
-	var batch []outboxRow
-	for rows.Next() {
-		var row outboxRow
-		if err := rows.Scan(&row.id, &row.subject, &row.headers, &row.body); err != nil {
-			_ = rows.Close()
-			return 0, fmt.Errorf("read outbox: %w", err)
-		}
-		batch = append(batch, row)
-	}
-	if err := rows.Close(); err != nil {
-		return 0, fmt.Errorf("read outbox: %w", err)
-	}
-	if err := rows.Err(); err != nil {
-		return 0, fmt.Errorf("read outbox: %w", err)
+		return 0, err
 	}
 	if len(batch) == 0 {
 		return 0, nil

@@ -46,8 +46,9 @@ func NATS(cfg natsconn.Config) fx.Option {
 				closed := make(chan struct{})
 				nc.SetClosedHandler(func(*nats.Conn) { close(closed) })
 				if err := nc.Drain(); err != nil {
+					// Already closed or never connected: nothing to drain.
 					nc.Close()
-					return nil
+					return nil //nolint:nilerr // stopping must go on
 				}
 				select {
 				case <-closed:

@@ -41,13 +41,13 @@ func StreamOwner(stream string) string {
 
 // ConsumerFile is the on-disk form of a consumer declaration.
 type ConsumerFile struct {
-	Stream string                  `json:"stream"`
+	Stream string                   `json:"stream"`
 	Config jetstream.ConsumerConfig `json:"config"`
 }
 
 // ObjectStoreFile is the on-disk form of an object store declaration.
 type ObjectStoreFile struct {
-	Owner  string                     `json:"owner"`
+	Owner  string                      `json:"owner"`
 	Config jetstream.ObjectStoreConfig `json:"config"`
 }
 

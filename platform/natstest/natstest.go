@@ -10,6 +10,7 @@ package natstest
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -153,7 +154,8 @@ func (s *Server) start() error {
 	}
 	fmt.Fprintf(s.out, "--- natstest: start %d: %s -p %d\n", s.started, s.bin, port)
 
-	cmd := exec.Command(s.bin,
+	// Not CommandContext: Stop ends it with SIGTERM and waits.
+	cmd := exec.Command(s.bin, //nolint:noctx // stopped gracefully by Stop
 		"-a", "127.0.0.1",
 		"-p", strconv.Itoa(port),
 		"-js",
@@ -197,7 +199,7 @@ func (p *process) waitReady(portsDir string) (string, error) {
 	for {
 		select {
 		case <-p.done:
-			return "", fmt.Errorf("nats-server exited during startup: %v", p.err)
+			return "", fmt.Errorf("nats-server exited during startup: %w", p.err)
 		default:
 		}
 		if url, ok := readPortsFile(portsDir, suffix); ok && greets(url) {
@@ -240,7 +242,9 @@ func readPortsFile(dir, suffix string) (string, bool) {
 // greets reports whether a client connecting to url receives the server's
 // INFO line.
 func greets(url string) bool {
-	conn, err := net.DialTimeout("tcp", strings.TrimPrefix(url, "nats://"), time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	conn, err := (&net.Dialer{}).DialContext(ctx, "tcp", strings.TrimPrefix(url, "nats://"))
 	if err != nil {
 		return false
 	}

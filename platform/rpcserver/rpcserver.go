@@ -173,8 +173,8 @@ func countRequests(c *prometheus.CounterVec, route string, next http.Handler) ht
 func (s *Server) Handler() http.Handler { return s.handler }
 
 // Start listens and serves in the background; it returns once listening.
-func (s *Server) Start(context.Context) error {
-	ln, err := net.Listen("tcp", s.cfg.Addr)
+func (s *Server) Start(ctx context.Context) error {
+	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", s.cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", s.cfg.Addr, err)
 	}

@@ -9,7 +9,6 @@ import (
 	"sync"
 )
 
-
 // Group is a set of background loops.
 type Group struct {
 	log    *slog.Logger

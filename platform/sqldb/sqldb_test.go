@@ -16,7 +16,7 @@ func TestOpenAppliesMigrationsOnce(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "sub", "svc.db")
 	set := sqldb.Migrations{Name: "svc", FS: fstest.MapFS{
-		"001_init.sql":  {Data: []byte("-- first\nCREATE TABLE a (id TEXT PRIMARY KEY, n BIGINT NOT NULL);\nCREATE INDEX a_n ON a (n);\n")},
+		"001_init.sql": {Data: []byte("-- first\nCREATE TABLE a (id TEXT PRIMARY KEY, n BIGINT NOT NULL);\nCREATE INDEX a_n ON a (n);\n")},
 		"002_more.sql": {Data: []byte("ALTER TABLE a ADD COLUMN note TEXT NOT NULL DEFAULT '';")},
 	}}
 	db, err := sqldb.Open(ctx, "sqlite:"+path, set)

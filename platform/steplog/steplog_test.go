@@ -20,7 +20,7 @@ func open(t *testing.T) *steplog.Store {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { db.Close() })
+	t.Cleanup(func() { _ = db.Close() })
 	return steplog.New(db)
 }
 

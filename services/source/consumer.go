@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"google.golang.org/protobuf/types/known/timestamppb"
+
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sluicehq/sluice/platform/apierror"
@@ -131,14 +133,21 @@ func apply(run *domain.Run, ev events.Event) bool {
 		if d.GetRollback() {
 			return false // told by ServiceRolledBack
 		}
-		return run.AddStageDetail(domain.StageRelease, fmt.Sprintf("deployed %s to %s", d.GetVersion(), d.GetEnvironment()))
+		// A commit released before is redeployed without a new
+		// ReleasePublished: the deployment tells when the stage started.
+		started := run.StartStage(domain.StageRelease, timeOf(d.GetCreateTime()))
+		return run.AddStageDetail(domain.StageRelease, fmt.Sprintf("deployed %s to %s", d.GetVersion(), d.GetEnvironment())) || started
 	case *releaseevents.DeploymentFailed:
 		d := p.GetDeployment()
+		started := false
+		if !d.GetRollback() {
+			started = run.StartStage(domain.StageRelease, timeOf(d.GetCreateTime()))
+		}
 		text := fmt.Sprintf("deployment of %s failed on %s", d.GetVersion(), d.GetEnvironment())
 		if d.GetReason() != "" {
 			text += ": " + d.GetReason()
 		}
-		return run.AddStageDetail(domain.StageRelease, text)
+		return run.AddStageDetail(domain.StageRelease, text) || started
 	case *releaseevents.ServiceRolledBack:
 		text := fmt.Sprintf("rolled back %s to %s", p.GetEnvironment(), p.GetToVersion())
 		if p.GetToVersion() == "" {
@@ -240,4 +249,12 @@ func firstOf(s ...string) string {
 		}
 	}
 	return ""
+}
+
+// timeOf is the zero time for an unset timestamp (AsTime would give 1970).
+func timeOf(ts *timestamppb.Timestamp) time.Time {
+	if ts == nil {
+		return time.Time{}
+	}
+	return ts.AsTime()
 }

@@ -49,8 +49,10 @@ release:
 `
 
 type bench struct {
-	client sourcev1connect.SourceServiceClient
-	repo   string
+	client  sourcev1connect.SourceServiceClient
+	repo    string
+	git     *git.Repository
+	commits int
 
 	mu        sync.Mutex
 	stepTimes map[string]time.Duration // run id -> time inside build and test steps
@@ -72,7 +74,7 @@ func setup(b *testing.B) (*bench, func()) {
 	if _, err := wt.Commit("feat: bench", &git.CommitOptions{Author: &object.Signature{Name: "b", Email: "b@localhost", When: time.Now()}}); err != nil {
 		b.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := (&net.ListenConfig{}).Listen(context.Background(), "tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -86,7 +88,7 @@ func setup(b *testing.B) (*bench, func()) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	bn := &bench{client: sourcev1connect.NewSourceServiceClient(http.DefaultClient, p.URL), stepTimes: map[string]time.Duration{}}
+	bn := &bench{client: sourcev1connect.NewSourceServiceClient(http.DefaultClient, p.URL), git: repo, stepTimes: map[string]time.Duration{}}
 	res, err := bn.client.CreateRepository(ctx, &sourcev1.CreateRepositoryRequest{Url: repoDir, Name: "bench"})
 	if err != nil {
 		b.Fatal(err)
@@ -160,7 +162,21 @@ type result struct {
 	run         *sourcev1.Run
 }
 
-// one triggers a run and waits for its end.
+// commit adds a fix commit, so the next run releases a new patch version.
+func (bn *bench) commit() error {
+	wt, err := bn.git.Worktree()
+	if err != nil {
+		return err
+	}
+	bn.commits++
+	_, err = wt.Commit(fmt.Sprintf("fix: change %d", bn.commits), &git.CommitOptions{
+		AllowEmptyCommits: true,
+		Author:            &object.Signature{Name: "b", Email: "b@localhost", When: time.Now()},
+	})
+	return err
+}
+
+// one triggers a run of the branch head and waits for its end.
 func (bn *bench) one(ctx context.Context) (result, error) {
 	start := time.Now()
 	res, err := bn.client.TriggerRun(ctx, &sourcev1.TriggerRunRequest{Repository: bn.repo})
@@ -218,6 +234,13 @@ func BenchmarkRunOverhead(b *testing.B) {
 	stage := map[string][]time.Duration{}
 	b.ResetTimer()
 	for range n {
+		// A new commit each time (outside the timing): every run computes a
+		// version from the commits since the last release and publishes it.
+		b.StopTimer()
+		if err := bn.commit(); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
 		r, err := bn.one(ctx)
 		if err != nil {
 			b.Fatal(err)
@@ -239,7 +262,7 @@ func BenchmarkRunOverhead(b *testing.B) {
 	b.ReportMetric(float64(pct(overheads, 0.50).Microseconds())/1000, "overhead-p50-ms")
 	b.ReportMetric(float64(pct(overheads, 0.95).Microseconds())/1000, "overhead-p95-ms")
 	b.ReportMetric(float64(pct(walls, 0.50).Microseconds())/1000, "wall-p50-ms")
-	fmt.Printf("\n%d runs, one at a time (steps all `true`):\n", n)
+	fmt.Printf("\n%d runs, one at a time, each of a new commit (steps all `true`):\n", n)
 	fmt.Printf("  overhead per run  p50 %v  p95 %v  (wall p50 %v, p95 %v)\n",
 		pct(overheads, 0.5).Round(time.Microsecond*100), pct(overheads, 0.95).Round(time.Microsecond*100),
 		pct(walls, 0.5).Round(time.Microsecond*100), pct(walls, 0.95).Round(time.Microsecond*100))
@@ -291,5 +314,5 @@ func BenchmarkThroughput(b *testing.B) {
 	}
 	rate := float64(total) / elapsed.Seconds()
 	b.ReportMetric(rate, "runs/s")
-	fmt.Printf("\n%d runs with %d in flight: %.1f runs/s (%v)\n", total, inFlight, rate, elapsed.Round(time.Millisecond))
+	fmt.Printf("\n%d runs of one commit with %d in flight: %.1f runs/s (%v)\n", total, inFlight, rate, elapsed.Round(time.Millisecond))
 }
