@@ -98,10 +98,8 @@ func (a *App) Run(ctx context.Context, args []string) int {
 		a.usage(cmds)
 		return 2
 	}
-	c := &call{app: a, name: cmd.name, args: rest, flags: flag.NewFlagSet("sluice "+cmd.name, flag.ContinueOnError)}
-	c.flags.SetOutput(io.Discard)
-	c.server = c.flags.String("server", firstNonEmpty(a.Getenv("SLUICE_SERVER"), DefaultServer), "the platform's URL (or $SLUICE_SERVER)")
-	c.output = c.flags.String("output", "text", "text or json")
+	c := &call{app: a, name: cmd.name, args: rest}
+	c.flags = newFlagSet(c, cmd.name)
 	err := cmd.run(ctx, c)
 	var ee *exitError
 	switch {
@@ -179,6 +177,15 @@ type call struct {
 	server *string
 	output *string
 	pos    []string
+}
+
+// newFlagSet makes a command's flags with the ones every command takes.
+func newFlagSet(c *call, name string) *flag.FlagSet {
+	fs := flag.NewFlagSet("sluice "+name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	c.server = fs.String("server", firstNonEmpty(c.app.Getenv("SLUICE_SERVER"), DefaultServer), "the platform's URL (or $SLUICE_SERVER)")
+	c.output = fs.String("output", "text", "text or json")
+	return fs
 }
 
 // parse parses flags anywhere among the arguments and checks the count of
