@@ -73,7 +73,7 @@ func Catalogue() []Kind {
 		{"source", "sluice.source.run.finished", "dev.cdevents.pipelinerun.finished.0.3.0", "pipelineRun",
 			"A run reached its end state (succeeded or failed, with the reason).", &sourceevents.RunFinished{}},
 		{"build", "sluice.build.build.started", "dev.cdevents.build.started.0.3.0", "build",
-			"A build worker took a run and checked it out.", &buildevents.BuildStarted{}},
+			"A build worker took a run (again, with a higher attempt, when it took a run over).", &buildevents.BuildStarted{}},
 		{"build", "sluice.build.step.finished", "dev.cdeventsx.sluice-step.finished.0.1.0", "step",
 			"A build step ended (succeeded, failed or timed out).", &buildevents.StepFinished{}},
 		{"build", "sluice.build.artifact.published", "dev.cdevents.artifact.published.0.3.0", "artifact",

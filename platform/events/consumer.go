@@ -195,9 +195,14 @@ func (c *Consumer) handle(ctx context.Context, m jetstream.Msg, maxDeliver int) 
 		if err := m.DoubleAck(ctx); err != nil && ctx.Err() == nil {
 			log.Warn("ack failed; the event will be redelivered and skipped as a duplicate", slog.Any("error", err))
 		}
-	case ctx.Err() != nil:
+	case ctx.Err() != nil && (maxDeliver <= 0 || int(meta.NumDelivered) < maxDeliver):
 		// Shutting down: leave it for redelivery.
 		_ = m.Nak()
+	case ctx.Err() != nil:
+		// Shutting down on the last allowed delivery: JetStream would never
+		// deliver it again, so keep it where an operator can see it. A
+		// background context: ctx is already done.
+		c.deadLetter(context.WithoutCancel(ctx), m, log, fmt.Errorf("interrupted by shutdown on delivery %d of %d: %w", meta.NumDelivered, maxDeliver, ctx.Err()))
 	case errors.Is(err, ErrPermanent) || errors.Is(err, ErrInvalidEvent):
 		c.deadLetter(ctx, m, log, err)
 	case maxDeliver > 0 && int(meta.NumDelivered) >= maxDeliver:

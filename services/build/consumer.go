@@ -1,0 +1,366 @@
+package build
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/sluicehq/sluice/platform/apierror"
+	"github.com/sluicehq/sluice/platform/events"
+	"github.com/sluicehq/sluice/platform/steplog"
+	buildevents "github.com/sluicehq/sluice/proto/gen/sluice/build/events/v1"
+	sourceevents "github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
+	"github.com/sluicehq/sluice/services/build/domain"
+)
+
+// detachedTimeout bounds the writes a handler makes after its context
+// ended (flushing the log, releasing the lease, failing the build).
+const detachedTimeout = 10 * time.Second
+
+// handleRunRequested builds one run. The run request comes from a work
+// queue with at-least-once delivery, so: a build is keyed by its run; a
+// delivery for a build that ended is acknowledged without effect; a build
+// held by a live worker is waited for; a build left RUNNING by a worker
+// that stopped or died (its lease lapsed) is taken over and run again from
+// the start; and on the consumer's last delivery a build that cannot
+// complete is ended FAILED, so that none stays RUNNING forever.
+func (s *Service) handleRunRequested(ctx context.Context, ev events.Event, d events.Delivery) error {
+	req, ok := ev.Payload.(*sourceevents.RunRequested)
+	if !ok {
+		return fmt.Errorf("%w: %s carries %T, not a RunRequested", events.ErrPermanent, ev.Kind.Type, ev.Payload)
+	}
+	run, err := runFromEvent(req)
+	if err != nil {
+		return fmt.Errorf("%w: %w", events.ErrPermanent, err)
+	}
+	log := s.log.With(slog.String("run_id", run.ID))
+	last := d.NumDelivered() >= s.maxDeliver
+
+	c, ok, err := s.acquire(ctx, run, log)
+	if err != nil || !ok {
+		return err
+	}
+	b := c.build
+	log = log.With(slog.String("build_id", b.ID), slog.Int("attempt", b.Attempt))
+	lease := Lease{BuildID: b.ID, Attempt: b.Attempt, WorkerID: s.cfg.WorkerID, TTL: s.leaseTTL()}
+
+	workCtx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
+	// The lease is kept until this attempt stopped writing, even while the
+	// process is stopping: a takeover must not start before our last line.
+	stopLease := s.keepLease(context.WithoutCancel(ctx), lease, stop, log)
+	defer stopLease()
+
+	w, err := s.logs.Writer(ctx, run.ID, logFlushInterval)
+	if err != nil {
+		stopLease()
+		return s.abandon(ctx, run, lease, nil, last, d, err, log)
+	}
+	if c.takeover {
+		if err := s.logs.Reopen(ctx, run.ID); err != nil {
+			stopLease()
+			return s.abandon(ctx, run, lease, w, last, d, err, log)
+		}
+		w.Append("", steplog.Meta, fmt.Sprintf("--- worker %s took over (attempt %d)", s.cfg.WorkerID, b.Attempt))
+		log.Info("took over build")
+	} else {
+		w.Append("", steplog.Meta, fmt.Sprintf("--- worker %s started the build (attempt %d)", s.cfg.WorkerID, b.Attempt))
+		log.Info("build started")
+	}
+
+	res, err := s.execute(workCtx, run, b, lease, w)
+	// From here every write renews the lease itself (and abandon releases it).
+	stopLease()
+	if err != nil {
+		return s.abandon(ctx, run, lease, w, last, d, err, log)
+	}
+	if err := s.finish(ctx, run, b, lease, w, res); err != nil {
+		return s.abandon(ctx, run, lease, nil, last, d, err, log)
+	}
+	log.Info("build finished", slog.String("status", string(res.status())), slog.String("failure", res.failure.Reason))
+	return nil
+}
+
+// result is what an attempt that ran to its end produced.
+type result struct {
+	failure      domain.Failure
+	artifacts    []domain.Artifact
+	stepDuration time.Duration
+}
+
+func (r result) status() domain.Status {
+	if r.failure.Failed() {
+		return domain.Failed
+	}
+	return domain.Succeeded
+}
+
+// finish stores the outcome with BuildFinished in one transaction, then
+// marks the log complete. w is closed.
+func (s *Service) finish(ctx context.Context, run domain.Run, b domain.Build, lease Lease, w *steplog.Writer, res result) error {
+	end := time.Now().UTC()
+	if res.failure.Failed() {
+		w.Append("", steplog.Meta, "--- build failed: "+res.failure.Reason)
+	} else {
+		w.Append("", steplog.Meta, fmt.Sprintf("--- build succeeded in %s", domain.Round(end.Sub(b.StartTime))))
+	}
+	// Every line is stored before the build is seen to end.
+	if err := w.Close(context.WithoutCancel(ctx)); err != nil {
+		return err
+	}
+	out := Outcome{Status: res.status(), Failure: res.failure, StepDuration: res.stepDuration, EndTime: end}
+	fin := &buildevents.BuildFinished{
+		RunId:         run.ID,
+		BuildId:       b.ID,
+		Repository:    repositoryRef(run.Repository),
+		Commit:        run.Commit,
+		Branch:        run.Branch,
+		Status:        buildStatusToProto(out.Status),
+		FailureReason: res.failure.Reason,
+		FailedStep:    res.failure.Step,
+		ExitCode:      int32(res.failure.ExitCode),
+		LastLogLines:  res.failure.LastLogLines,
+		Duration:      durationToProto(end.Sub(b.StartTime)),
+		StepDuration:  durationToProto(res.stepDuration),
+	}
+	for _, a := range res.artifacts {
+		fin.Artifacts = append(fin.Artifacts, artifactToProto(a))
+	}
+	ev, err := events.New(fin, b.ID, run.ID)
+	if err != nil {
+		return err
+	}
+	if err := s.store.Finish(ctx, lease, out, ev); err != nil {
+		return err
+	}
+	s.relay.Kick()
+	// If this fails the event is redelivered, finds the build ended and
+	// completes the log then.
+	return s.logs.Complete(ctx, run.ID)
+}
+
+// abandon handles an attempt that could not run to its end: the process is
+// stopping, the database or the object store failed, or another worker took
+// the build over. The build stays RUNNING and the error makes JetStream
+// redeliver the event, so that a worker takes it over, except on the last
+// delivery, where the build is ended FAILED so it never stays RUNNING.
+func (s *Service) abandon(ctx context.Context, run domain.Run, lease Lease, w *steplog.Writer, last bool, d events.Delivery, cause error, log *slog.Logger) error {
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), detachedTimeout)
+	defer cancel()
+	if errors.Is(cause, ErrLeaseLost) {
+		if w != nil {
+			_ = w.Close(dctx) // its lines may collide with the new holder's; they are dropped then
+		}
+		if last {
+			log.Warn("another worker took the build over", slog.Any("error", cause))
+			return nil
+		}
+		// The redelivery waits for the new holder to finish.
+		return cause
+	}
+	if !last {
+		if w != nil {
+			w.Append("", steplog.Meta, fmt.Sprintf("--- worker %s stopped working on the build: %v", s.cfg.WorkerID, cause))
+			if err := w.Close(dctx); err != nil {
+				log.Warn("could not store the last log lines", slog.Any("error", err))
+			}
+		}
+		// Closed the log first, so the next holder numbers after our lines.
+		if err := s.store.ReleaseLease(dctx, lease); err != nil {
+			log.Warn("could not release the build lease; a takeover waits for it to expire", slog.Any("error", err))
+		}
+		return fmt.Errorf("build of run %s (attempt %d) did not finish: %w", run.ID, lease.Attempt, cause)
+	}
+	// The last delivery: no worker will try again.
+	if w == nil {
+		var err error
+		if w, err = s.logs.Writer(dctx, run.ID, logFlushInterval); err != nil {
+			return errors.Join(cause, err)
+		}
+	}
+	b, err := s.store.Get(dctx, lease.BuildID)
+	if err != nil {
+		_ = w.Close(dctx)
+		return errors.Join(cause, err)
+	}
+	if b.Status.Ended() {
+		// Only completing the log failed.
+		_ = w.Close(dctx)
+		return s.logs.Complete(dctx, run.ID)
+	}
+	if err := s.finish(dctx, run, b, lease, w, result{failure: domain.GaveUp(d.NumDelivered(), cause)}); err != nil {
+		return errors.Join(cause, err)
+	}
+	log.Error("build failed on the last delivery of its run request", slog.Any("error", cause))
+	return nil
+}
+
+// claim is a build this worker claimed.
+type claim struct {
+	build domain.Build
+	// takeover is true when another worker had been running it.
+	takeover bool
+}
+
+// acquire returns the run's build claimed by this worker, creating it if
+// needed. It returns false when the build already ended (the delivery is a
+// duplicate). While another live worker holds the build, it waits: the
+// build ends (false) or the holder's lease lapses (a takeover).
+func (s *Service) acquire(ctx context.Context, run domain.Run, log *slog.Logger) (claim, bool, error) {
+	steps := make([]string, len(run.Steps))
+	for i, st := range run.Steps {
+		steps[i] = st.Name
+	}
+	waiting := false
+	for {
+		b, err := s.store.ByRun(ctx, run.ID)
+		if errors.Is(err, apierror.ErrNotFound) {
+			nb := domain.Build{
+				ID:         uuid.Must(uuid.NewV7()).String(),
+				RunID:      run.ID,
+				Repository: run.Repository,
+				Commit:     run.Commit,
+				Branch:     run.Branch,
+				CreateTime: time.Now().UTC(),
+			}
+			if _, err := s.store.Create(ctx, nb, steps); err != nil {
+				return claim{}, false, err
+			}
+			continue // read back ours, or the one a concurrent delivery made
+		}
+		if err != nil {
+			return claim{}, false, err
+		}
+		if b.Status.Ended() {
+			// Its events are in the outbox already; make sure its log is
+			// complete (a crash may have come between the two).
+			if err := s.logs.Complete(ctx, run.ID); err != nil {
+				return claim{}, false, err
+			}
+			log.Info("run already built; delivery acknowledged", slog.String("build_id", b.ID), slog.String("status", string(b.Status)))
+			return claim{}, false, nil
+		}
+		now := time.Now().UTC()
+		if b.Claimable(now) {
+			lease := Lease{BuildID: b.ID, Attempt: b.Attempt + 1, WorkerID: s.cfg.WorkerID, TTL: s.leaseTTL()}
+			ev, err := events.New(&buildevents.BuildStarted{
+				RunId:      run.ID,
+				BuildId:    b.ID,
+				Repository: repositoryRef(run.Repository),
+				Commit:     run.Commit,
+				Attempt:    int32(lease.Attempt),
+			}, b.ID, run.ID)
+			if err != nil {
+				return claim{}, false, err
+			}
+			ok, err := s.store.Claim(ctx, b, lease, now, steps, ev)
+			if err != nil {
+				return claim{}, false, err
+			}
+			if ok {
+				s.relay.Kick()
+				takeover := b.Status == domain.Running
+				b.Status, b.Attempt, b.WorkerID, b.StartTime = domain.Running, lease.Attempt, lease.WorkerID, now
+				b.LeaseExpires = now.Add(lease.TTL)
+				return claim{build: b, takeover: takeover}, true, nil
+			}
+			continue
+		}
+		if !waiting {
+			waiting = true
+			log.Info("build held by another worker; waiting for it to end or for its lease to lapse",
+				slog.String("holder", b.WorkerID), slog.Time("lease_expires", b.LeaseExpires))
+		}
+		t := time.NewTimer(min(time.Second, s.cfg.Heartbeat))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return claim{}, false, fmt.Errorf("waiting for build %s held by %s: %w", b.ID, b.WorkerID, ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+// leaseTTL is how long a renewal keeps the database lease: two heartbeats.
+func (s *Service) leaseTTL() time.Duration { return 2 * s.cfg.Heartbeat }
+
+// keepLease renews the lease every heartbeat until stopped (or ctx ends).
+// When another worker took the build over, it cancels the work with
+// ErrLeaseLost.
+func (s *Service) keepLease(ctx context.Context, l Lease, lost context.CancelCauseFunc, log *slog.Logger) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(s.cfg.Heartbeat)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			err := s.store.RenewLease(ctx, l)
+			switch {
+			case errors.Is(err, ErrLeaseLost):
+				lost(ErrLeaseLost)
+				return
+			case err != nil && ctx.Err() == nil:
+				log.Warn("could not renew the build lease; retrying at the next heartbeat", slog.Any("error", err))
+			}
+		}
+	}()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			close(done)
+			wg.Wait()
+		})
+	}
+}
+
+// runFromEvent turns a RunRequested (validated on decode) into a domain run.
+func runFromEvent(req *sourceevents.RunRequested) (domain.Run, error) {
+	if err := domain.CheckRunID(req.GetRunId()); err != nil {
+		return domain.Run{}, err
+	}
+	run := domain.Run{
+		ID: req.GetRunId(),
+		Repository: domain.Repository{
+			ID:   req.GetRepository().GetId(),
+			Name: req.GetRepository().GetName(),
+			URL:  req.GetRepository().GetUrl(),
+		},
+		Commit: req.GetCommit(),
+		Branch: req.GetBranch(),
+	}
+	for _, st := range req.GetPipeline().GetBuild().GetSteps() {
+		var timeout time.Duration
+		if st.GetTimeout() != nil {
+			timeout = st.GetTimeout().AsDuration()
+		}
+		run.Steps = append(run.Steps, domain.StepSpec{
+			Name:    st.GetName(),
+			Run:     st.GetRun(),
+			Timeout: timeout,
+			Env:     maps.Clone(st.GetEnv()),
+		})
+	}
+	for _, a := range req.GetPipeline().GetBuild().GetArtifacts() {
+		run.Artifacts = append(run.Artifacts, domain.ArtifactSpec{Name: a.GetName(), Path: a.GetPath()})
+	}
+	return run, nil
+}
+
+func repositoryRef(r domain.Repository) *sourceevents.RepositoryRef {
+	return &sourceevents.RepositoryRef{Id: r.ID, Name: r.Name, Url: r.URL}
+}

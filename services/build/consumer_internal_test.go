@@ -1,0 +1,178 @@
+package build
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/sluicehq/sluice/platform/events"
+	"github.com/sluicehq/sluice/platform/executor"
+	"github.com/sluicehq/sluice/platform/steplog"
+	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
+	"github.com/sluicehq/sluice/services/build/domain"
+	"github.com/sluicehq/sluice/services/build/internal/buildtest"
+)
+
+// delivery is the n-th delivery of an event.
+type delivery uint64
+
+func (d delivery) NumDelivered() uint64 { return uint64(d) }
+
+func newTestService(t *testing.T, n *buildtest.NATS) (*Service, *Store) {
+	t.Helper()
+	dir := t.TempDir()
+	store, err := NewStore(t.Context(), "sqlite:"+filepath.Join(dir, "build.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = store.Close() })
+	svc, err := NewService(Config{DataDir: dir, WorkerID: "worker-1"}, store, n.JS, &executor.Local{}, buildtest.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return svc, store
+}
+
+func outboxSubjects(t *testing.T, s *Store) []string {
+	t.Helper()
+	rows, err := s.DB().QueryContext(t.Context(), `SELECT subject FROM outbox ORDER BY created_at, id`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var s string
+		if err := rows.Scan(&s); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, s)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// A build that cannot complete is left RUNNING for a redelivery, except on
+// the consumer's last delivery, where it ends FAILED with the reason: after
+// that no delivery comes, and the build must not stay RUNNING forever.
+func TestLastDeliveryEndsTheBuild(t *testing.T) {
+	n := buildtest.StartNATS(t)
+	svc, store := newTestService(t, n)
+	// The artifact store is gone: storing the artifact fails every time.
+	if err := n.JS.DeleteObjectStore(t.Context(), ArtifactBucket); err != nil {
+		t.Fatal(err)
+	}
+	if svc.maxDeliver != 5 {
+		t.Fatalf("max deliver %d; want the declared 5", svc.maxDeliver)
+	}
+	repo := buildtest.GitRepo(t, map[string]string{"main.go": "package main\n"})
+	req := buildtest.RunRequest(repo, &sourcev1.BuildSpec{
+		Steps:     []*sourcev1.Step{{Name: "compile", Run: "echo hi > out"}},
+		Artifacts: []*sourcev1.ArtifactSpec{{Name: "out", Path: "out"}},
+	})
+	runID := req.GetRunId()
+	ev, err := events.New(req, runID, runID)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	err = svc.handleRunRequested(t.Context(), ev, delivery(4))
+	if err == nil || errors.Is(err, events.ErrPermanent) {
+		t.Fatalf("delivery 4: %v; want a retryable error", err)
+	}
+	b, err := store.ByRun(t.Context(), runID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.Status != domain.Running || b.Attempt != 1 || !b.LeaseExpires.IsZero() {
+		t.Fatalf("after delivery 4: %s attempt %d lease %v; want RUNNING in attempt 1 with the lease released", b.Status, b.Attempt, b.LeaseExpires)
+	}
+
+	if err := svc.handleRunRequested(t.Context(), ev, delivery(5)); err != nil {
+		t.Fatalf("delivery 5: %v; want the build ended and the event acknowledged", err)
+	}
+	b, err = store.ByRun(t.Context(), runID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const reason = "gave up after 5 attempts: open object store sluice-artifacts: "
+	if b.Status != domain.Failed || b.Attempt != 2 || !strings.HasPrefix(b.Failure.Reason, reason) || b.EndTime.IsZero() {
+		t.Fatalf("after delivery 5: %s attempt %d reason %q; want FAILED in attempt 2 with %q...", b.Status, b.Attempt, b.Failure.Reason, reason)
+	}
+	want := []string{
+		"sluice.build.build.started", "sluice.build.step.finished",
+		"sluice.build.build.started", "sluice.build.step.finished", "sluice.build.build.finished",
+	}
+	if got := outboxSubjects(t, store); !slices.Equal(got, want) {
+		t.Errorf("outbox %v; want %v", got, want)
+	}
+	page, err := svc.logs.Read(t.Context(), runID, "", 1, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !page.Complete || !strings.HasPrefix(page.Lines[len(page.Lines)-1].Text, "--- build failed: "+reason) {
+		t.Errorf("log complete %v, last line %q; want complete with the failure", page.Complete, page.Lines[len(page.Lines)-1].Text)
+	}
+
+	// Any later copy of the event has no effect.
+	if err := svc.handleRunRequested(t.Context(), ev, delivery(1)); err != nil {
+		t.Fatal(err)
+	}
+	if got := outboxSubjects(t, store); len(got) != len(want) {
+		t.Errorf("outbox %v after a copy of an ended run's request; want unchanged", got)
+	}
+}
+
+// A process that is stopping leaves the build RUNNING with its lease
+// released, and returns an error so the event is redelivered.
+func TestStoppingLeavesTheBuildForTakeover(t *testing.T) {
+	n := buildtest.StartNATS(t)
+	svc, store := newTestService(t, n)
+	repo := buildtest.GitRepo(t, map[string]string{"main.go": "package main\n"})
+	req := buildtest.RunRequest(repo, &sourcev1.BuildSpec{Steps: []*sourcev1.Step{{Name: "wait", Run: "echo waiting; sleep 60"}}})
+	ev, err := events.New(req, req.GetRunId(), req.GetRunId())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- svc.handleRunRequested(ctx, ev, delivery(1)) }()
+	buildtest.Eventually(t, "the step to run", func() bool {
+		page, err := svc.logs.Read(t.Context(), req.GetRunId(), "wait", 1, 100)
+		return err == nil && slices.ContainsFunc(page.Lines, func(l steplog.Line) bool { return l.Text == "waiting" })
+	})
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("handler returned %v; want the cancellation", err)
+	}
+	b, err := store.ByRun(t.Context(), req.GetRunId())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.Status != domain.Running || !b.LeaseExpires.IsZero() || b.Steps[0].Status != domain.StepCancelled {
+		t.Errorf("build %s lease %v step %s; want RUNNING, lease released, step CANCELLED", b.Status, b.LeaseExpires, b.Steps[0].Status)
+	}
+	if got := outboxSubjects(t, store); !slices.Equal(got, []string{"sluice.build.build.started"}) {
+		t.Errorf("outbox %v; want only BuildStarted (a cancelled step is not finished)", got)
+	}
+}
+
+func TestUnusableRunIDIsDeadLettered(t *testing.T) {
+	n := buildtest.StartNATS(t)
+	svc, _ := newTestService(t, n)
+	req := buildtest.RunRequest(buildtest.Repo{Dir: "/nowhere", Commit: strings.Repeat("a", 40)}, &sourcev1.BuildSpec{})
+	req.RunId = "../../etc"
+	ev, err := events.New(req, "x", "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = svc.handleRunRequested(t.Context(), ev, delivery(1))
+	if !errors.Is(err, events.ErrPermanent) || !strings.Contains(err.Error(), "run_id") {
+		t.Errorf("handler: %v; want a permanent error naming run_id", err)
+	}
+}

@@ -1,0 +1,291 @@
+// Package domain holds the build service's plain types and rules: what a
+// build and its steps are, which states they move through, who may work on a
+// build (the lease), and how failures are worded. It knows nothing of SQL,
+// NATS or Connect.
+package domain
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// Status is a build's state.
+type Status string
+
+// Build states. A build is created QUEUED, becomes RUNNING when a worker
+// claims it and ends SUCCEEDED or FAILED (CANCELLED is reserved for run
+// cancellation).
+const (
+	Queued    Status = "QUEUED"
+	Running   Status = "RUNNING"
+	Succeeded Status = "SUCCEEDED"
+	Failed    Status = "FAILED"
+	Cancelled Status = "CANCELLED"
+)
+
+// Ended reports whether s is a final state.
+func (s Status) Ended() bool { return s == Succeeded || s == Failed || s == Cancelled }
+
+// StepStatus is a step's state.
+type StepStatus string
+
+// Step states.
+const (
+	StepPending   StepStatus = "PENDING"
+	StepRunning   StepStatus = "RUNNING"
+	StepSucceeded StepStatus = "SUCCEEDED"
+	StepFailed    StepStatus = "FAILED"
+	StepTimedOut  StepStatus = "TIMED_OUT"
+	StepCancelled StepStatus = "CANCELLED"
+	StepSkipped   StepStatus = "SKIPPED"
+)
+
+// Repository identifies the repository a build checks out.
+type Repository struct {
+	ID, Name, URL string
+}
+
+// StepSpec is one build step as the pipeline declares it.
+type StepSpec struct {
+	Name string
+	// Run is the shell command.
+	Run string
+	// Timeout is 0 for the service's default.
+	Timeout time.Duration
+	Env     map[string]string
+}
+
+// ArtifactSpec is a file the build keeps once every step succeeded.
+type ArtifactSpec struct {
+	Name string
+	// Path is relative to the workspace.
+	Path string
+}
+
+// Run is what a build is asked to do: one run of a repository's pipeline.
+type Run struct {
+	ID         string
+	Repository Repository
+	Commit     string
+	Branch     string
+	Steps      []StepSpec
+	Artifacts  []ArtifactSpec
+}
+
+// ErrInvalidRun marks a run request that no build can ever be made of.
+var ErrInvalidRun = errors.New("invalid run request")
+
+var runIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+
+// CheckRunID refuses run ids that cannot key a build or name a workspace
+// directory and object-store prefix.
+func CheckRunID(id string) error {
+	if !runIDPattern.MatchString(id) {
+		return fmt.Errorf("%w: run_id %q must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit", ErrInvalidRun, id)
+	}
+	return nil
+}
+
+// CheckPipeline reports the first problem of the run's build spec, naming
+// the field. A run with a bad pipeline still gets a build, which fails with
+// this message.
+func (r Run) CheckPipeline() error {
+	steps := map[string]bool{}
+	for i, s := range r.Steps {
+		field := fmt.Sprintf("pipeline.build.steps[%d]", i)
+		switch {
+		case strings.TrimSpace(s.Name) == "":
+			return fmt.Errorf("%s.name is empty", field)
+		case steps[s.Name]:
+			return fmt.Errorf("%s.name %q is used by an earlier step", field, s.Name)
+		case strings.TrimSpace(s.Run) == "":
+			return fmt.Errorf("%s.run (step %q) is empty", field, s.Name)
+		case s.Timeout < 0:
+			return fmt.Errorf("%s.timeout (step %q) is negative", field, s.Name)
+		}
+		steps[s.Name] = true
+	}
+	artifacts := map[string]bool{}
+	for i, a := range r.Artifacts {
+		field := fmt.Sprintf("pipeline.build.artifacts[%d]", i)
+		switch {
+		case !runIDPattern.MatchString(a.Name):
+			return fmt.Errorf("%s.name %q must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit", field, a.Name)
+		case artifacts[a.Name]:
+			return fmt.Errorf("%s.name %q is used by an earlier artifact", field, a.Name)
+		case a.Path == "" || !filepath.IsLocal(a.Path):
+			return fmt.Errorf("%s.path %q (artifact %q) must be a relative path inside the workspace", field, a.Path, a.Name)
+		}
+		artifacts[a.Name] = true
+	}
+	return nil
+}
+
+// Build is one run's build.
+type Build struct {
+	ID         string
+	RunID      string
+	Repository Repository
+	Commit     string
+	Branch     string
+	Status     Status
+	// Attempt counts the workers that claimed the build (1 for the first).
+	Attempt int
+	// WorkerID holds the build while LeaseExpires is in the future.
+	WorkerID     string
+	LeaseExpires time.Time
+	Failure      Failure
+	// StepDuration is the time spent inside steps in the last attempt.
+	StepDuration time.Duration
+	CreateTime   time.Time
+	// StartTime is when the last attempt started.
+	StartTime time.Time
+	EndTime   time.Time
+	Steps     []Step
+	Artifacts []Artifact
+}
+
+// Claimable reports whether a worker may take the build at now: it was
+// never started, or the worker running it stopped renewing its lease (it
+// died, or it released the lease when it was stopped).
+func (b Build) Claimable(now time.Time) bool {
+	switch b.Status {
+	case Queued:
+		return true
+	case Running:
+		return !b.LeaseExpires.After(now)
+	}
+	return false
+}
+
+// Duration is the last attempt's wall time, once the build ended.
+func (b Build) Duration() time.Duration {
+	if b.EndTime.IsZero() || b.StartTime.IsZero() {
+		return 0
+	}
+	return b.EndTime.Sub(b.StartTime)
+}
+
+// Step is a step's recorded state.
+type Step struct {
+	Name      string
+	Status    StepStatus
+	ExitCode  int
+	StartTime time.Time
+	EndTime   time.Time
+}
+
+// Artifact is a stored build output.
+type Artifact struct {
+	Name string
+	// Object is the object's name in the artifact store.
+	Object string
+	SHA256 string
+	Size   int64
+}
+
+// ObjectName is where a run's artifact is kept in the artifact store.
+func ObjectName(runID, artifact string) string { return runID + "/" + artifact }
+
+// Failure says why a build failed. The zero value means it did not.
+type Failure struct {
+	Reason string
+	// Step, ExitCode and LastLogLines are set when a step failed.
+	Step         string
+	ExitCode     int
+	LastLogLines []string
+}
+
+// Failed reports whether f describes a failure.
+func (f Failure) Failed() bool { return f.Reason != "" }
+
+// StepExited is the failure of a step that exited with a non-zero code.
+func StepExited(step string, code int, last []string) Failure {
+	return Failure{Reason: fmt.Sprintf("step %q exited with code %d", step, code), Step: step, ExitCode: code, LastLogLines: last}
+}
+
+// StepTimeout is the failure of a step killed at its timeout.
+func StepTimeout(step string, timeout time.Duration, last []string) Failure {
+	return Failure{Reason: fmt.Sprintf("step %q timed out after %s", step, timeout), Step: step, ExitCode: -1, LastLogLines: last}
+}
+
+// StepNotStarted is the failure of a step the executor could not start.
+func StepNotStarted(step string, err error) Failure {
+	return Failure{Reason: fmt.Sprintf("step %q could not be started: %v", step, err), Step: step, ExitCode: -1}
+}
+
+// CheckoutFailed is the failure of a build whose commit could not be checked out.
+func CheckoutFailed(err error) Failure {
+	return Failure{Reason: fmt.Sprintf("checkout failed: %v", err)}
+}
+
+// InvalidPipeline is the failure of a build whose pipeline is unusable.
+func InvalidPipeline(err error) Failure {
+	return Failure{Reason: fmt.Sprintf("invalid pipeline: %v", err)}
+}
+
+// ArtifactMissing is the failure of a build whose declared artifact was not
+// produced.
+func ArtifactMissing(a ArtifactSpec) Failure {
+	return Failure{Reason: fmt.Sprintf("artifact %q: %s not found", a.Name, a.Path)}
+}
+
+// ArtifactNotFile is the failure of a build whose artifact path is not a
+// regular file.
+func ArtifactNotFile(a ArtifactSpec, what string) Failure {
+	return Failure{Reason: fmt.Sprintf("artifact %q: %s is %s, not a regular file", a.Name, a.Path, what)}
+}
+
+// GaveUp is the failure of a build that could not be completed within the
+// event's deliveries.
+func GaveUp(deliveries uint64, err error) Failure {
+	return Failure{Reason: fmt.Sprintf("gave up after %d attempts: %v", deliveries, err)}
+}
+
+// CommandSummary is the first line of a command, for log banners.
+func CommandSummary(cmd string) string {
+	first, _, _ := strings.Cut(strings.TrimSpace(cmd), "\n")
+	return strings.TrimSpace(first)
+}
+
+// Round rounds a duration for log lines (1.2s, 250ms).
+func Round(d time.Duration) time.Duration {
+	switch {
+	case d >= time.Second:
+		return d.Round(100 * time.Millisecond)
+	case d >= time.Millisecond:
+		return d.Round(time.Millisecond)
+	}
+	return d
+}
+
+// Tail keeps the last N lines written to it.
+type Tail struct {
+	n     int
+	lines []string
+}
+
+// NewTail keeps the last n lines.
+func NewTail(n int) *Tail { return &Tail{n: n} }
+
+// Add records a line.
+func (t *Tail) Add(line string) {
+	if t.n <= 0 {
+		return
+	}
+	if len(t.lines) == t.n {
+		copy(t.lines, t.lines[1:])
+		t.lines = t.lines[:t.n-1]
+	}
+	t.lines = append(t.lines, line)
+}
+
+// Lines returns the kept lines, oldest first.
+func (t *Tail) Lines() []string { return append([]string(nil), t.lines...) }
+
+// LastLogLines is how many of a failed step's last lines a failure carries.
+const LastLogLines = 20

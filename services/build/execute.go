@@ -1,0 +1,245 @@
+package build
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/sluicehq/sluice/platform/events"
+	"github.com/sluicehq/sluice/platform/executor"
+	"github.com/sluicehq/sluice/platform/gitcheckout"
+	"github.com/sluicehq/sluice/platform/steplog"
+	buildevents "github.com/sluicehq/sluice/proto/gen/sluice/build/events/v1"
+	"github.com/sluicehq/sluice/services/build/domain"
+)
+
+// execute runs one attempt of a claimed build in a fresh workspace: check
+// out, run the steps in order, store the artifacts. A build failure (a step
+// failed, the checkout failed, an artifact is missing) is a result; an error
+// means the attempt could not run to its end (ctx ended, the lease was lost,
+// the database or the object store failed).
+func (s *Service) execute(ctx context.Context, run domain.Run, b domain.Build, lease Lease, w *steplog.Writer) (result, error) {
+	var res result
+	if err := run.CheckPipeline(); err != nil {
+		res.failure = domain.InvalidPipeline(err)
+		return res, nil
+	}
+
+	ws := filepath.Join(s.cfg.DataDir, "workspaces", run.ID+"-"+strconv.Itoa(b.Attempt))
+	if err := os.RemoveAll(ws); err != nil {
+		return res, fmt.Errorf("clear workspace %s: %w", ws, err)
+	}
+	defer func() { _ = os.RemoveAll(ws) }()
+	if err := gitcheckout.Checkout(ctx, run.Repository.URL, run.Commit, ws); err != nil {
+		if ctx.Err() != nil {
+			return res, interrupted(ctx)
+		}
+		res.failure = domain.CheckoutFailed(errors.New(strings.TrimPrefix(err.Error(), "gitcheckout: ")))
+		w.Append("", steplog.Meta, "--- "+res.failure.Reason)
+		return res, nil
+	}
+
+	for i, st := range run.Steps {
+		dur, failure, err := s.runStep(ctx, run, b, lease, w, i, st, ws)
+		res.stepDuration += dur
+		if err != nil {
+			return res, err
+		}
+		if failure.Failed() {
+			res.failure = failure
+			return res, nil
+		}
+	}
+
+	if len(run.Artifacts) == 0 {
+		return res, nil
+	}
+	obs, err := s.js.ObjectStore(ctx, ArtifactBucket)
+	if err != nil {
+		if ctx.Err() != nil {
+			return res, interrupted(ctx)
+		}
+		return res, fmt.Errorf("open object store %s: %w", ArtifactBucket, err)
+	}
+	for _, spec := range run.Artifacts {
+		a, failure, err := s.storeArtifact(ctx, obs, run, ws, spec)
+		if err != nil {
+			return res, err
+		}
+		if failure.Failed() {
+			w.Append("", steplog.Meta, "--- "+failure.Reason)
+			res.failure = failure
+			return res, nil
+		}
+		w.Append("", steplog.Meta, fmt.Sprintf("--- artifact %s: %s, %d bytes, sha256 %s", a.Name, spec.Path, a.Size, a.SHA256))
+		ev, err := events.New(&buildevents.ArtifactPublished{RunId: run.ID, BuildId: b.ID, Artifact: artifactToProto(a)}, b.ID, run.ID)
+		if err != nil {
+			return res, err
+		}
+		if err := s.store.AddArtifact(ctx, lease, a, ev); err != nil {
+			return res, orInterrupted(ctx, err)
+		}
+		s.relay.Kick()
+		res.artifacts = append(res.artifacts, a)
+	}
+	return res, nil
+}
+
+// runStep runs step i and records it. It returns the time spent in the
+// step, the build failure the step caused (if any), and an error when the
+// attempt cannot go on.
+func (s *Service) runStep(ctx context.Context, run domain.Run, b domain.Build, lease Lease, w *steplog.Writer, i int, st domain.StepSpec, ws string) (time.Duration, domain.Failure, error) {
+	timeout := st.Timeout
+	if timeout <= 0 {
+		timeout = s.cfg.DefaultStepTimeout
+	}
+	w.Append(st.Name, steplog.Meta, fmt.Sprintf("--- step %s: %s", st.Name, domain.CommandSummary(st.Run)))
+	start := time.Now().UTC()
+	if err := s.store.StepStarted(ctx, lease, i, start); err != nil {
+		return 0, domain.Failure{}, orInterrupted(ctx, err)
+	}
+
+	tail := domain.NewTail(domain.LastLogLines)
+	r, err := s.exec.Run(ctx, executor.Spec{
+		Name:    st.Name,
+		Command: st.Run,
+		Dir:     ws,
+		Env:     stepEnv(run, st),
+		Timeout: timeout,
+		Output: func(stream, line string) {
+			w.Append(st.Name, stream, line)
+			tail.Add(line)
+		},
+	})
+	end := time.Now().UTC()
+	step := domain.Step{Name: st.Name, ExitCode: r.ExitCode, StartTime: start, EndTime: end}
+	var failure domain.Failure
+	switch {
+	case err != nil && ctx.Err() != nil, err == nil && r.Cancelled:
+		w.Append(st.Name, steplog.Meta, fmt.Sprintf("--- step %s cancelled after %s", st.Name, domain.Round(end.Sub(start))))
+		step.Status, step.ExitCode = domain.StepCancelled, -1
+		// Recorded for readers until a worker takes the build over.
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), detachedTimeout)
+		defer cancel()
+		_ = s.store.StepEnded(dctx, lease, i, step)
+		return end.Sub(start), failure, interrupted(ctx)
+	case err != nil:
+		failure = domain.StepNotStarted(st.Name, err)
+		w.Append(st.Name, steplog.Meta, "--- "+failure.Reason)
+		step.Status, step.ExitCode = domain.StepFailed, -1
+	case r.TimedOut:
+		w.Append(st.Name, steplog.Meta, fmt.Sprintf("--- step %s timed out after %s, killed", st.Name, timeout))
+		failure = domain.StepTimeout(st.Name, timeout, tail.Lines())
+		step.Status = domain.StepTimedOut
+	default:
+		w.Append(st.Name, steplog.Meta, fmt.Sprintf("--- step %s exited with code %d after %s", st.Name, r.ExitCode, domain.Round(r.Duration)))
+		step.Status = domain.StepSucceeded
+		if r.ExitCode != 0 {
+			failure = domain.StepExited(st.Name, r.ExitCode, tail.Lines())
+			step.Status = domain.StepFailed
+		}
+	}
+	ev, err := events.New(&buildevents.StepFinished{
+		RunId:    run.ID,
+		BuildId:  b.ID,
+		Step:     st.Name,
+		Status:   stepStatusToProto(step.Status),
+		ExitCode: int32(step.ExitCode),
+		Duration: durationToProto(end.Sub(start)),
+	}, b.ID, run.ID)
+	if err != nil {
+		return end.Sub(start), failure, err
+	}
+	if err := s.store.StepEnded(ctx, lease, i, step, ev); err != nil {
+		return end.Sub(start), failure, orInterrupted(ctx, err)
+	}
+	s.relay.Kick()
+	return end.Sub(start), failure, nil
+}
+
+// stepEnv is the step's environment on top of the executor's scrubbed base:
+// the step's own variables, then Sluice's (which win).
+func stepEnv(run domain.Run, st domain.StepSpec) map[string]string {
+	env := make(map[string]string, len(st.Env)+5)
+	for k, v := range st.Env {
+		env[k] = v
+	}
+	env["SLUICE_RUN_ID"] = run.ID
+	env["SLUICE_COMMIT"] = run.Commit
+	env["SLUICE_BRANCH"] = run.Branch
+	env["SLUICE_REPOSITORY"] = run.Repository.Name
+	env["SLUICE_STEP"] = st.Name
+	return env
+}
+
+// storeArtifact puts the artifact's file into the object store, hashing it
+// on the way. A file that is missing or not a regular file is a build
+// failure; a store that fails is an error.
+func (s *Service) storeArtifact(ctx context.Context, obs jetstream.ObjectStore, run domain.Run, ws string, spec domain.ArtifactSpec) (domain.Artifact, domain.Failure, error) {
+	root, err := os.OpenRoot(ws)
+	if err != nil {
+		return domain.Artifact{}, domain.Failure{}, fmt.Errorf("open workspace %s: %w", ws, err)
+	}
+	defer root.Close()
+	// OpenRoot keeps the path (and any symlink on it) inside the workspace.
+	f, err := root.Open(spec.Path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return domain.Artifact{}, domain.ArtifactMissing(spec), nil
+	case err != nil:
+		return domain.Artifact{}, domain.Failure{Reason: fmt.Sprintf("artifact %q: %v", spec.Name, err)}, nil
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return domain.Artifact{}, domain.Failure{}, fmt.Errorf("artifact %q: %w", spec.Name, err)
+	}
+	switch {
+	case fi.IsDir():
+		return domain.Artifact{}, domain.ArtifactNotFile(spec, "a directory"), nil
+	case !fi.Mode().IsRegular():
+		return domain.Artifact{}, domain.ArtifactNotFile(spec, "a "+fi.Mode().Type().String()+" file"), nil
+	}
+
+	name := domain.ObjectName(run.ID, spec.Name)
+	h := sha256.New()
+	info, err := obs.Put(ctx, jetstream.ObjectMeta{
+		Name:        name,
+		Description: fmt.Sprintf("%s of run %s (%s at %s)", spec.Path, run.ID, run.Repository.Name, run.Commit),
+	}, io.TeeReader(f, h))
+	if err != nil {
+		return domain.Artifact{}, domain.Failure{}, orInterrupted(ctx, fmt.Errorf("artifact %q: put %s into %s: %w", spec.Name, name, ArtifactBucket, err))
+	}
+	return domain.Artifact{
+		Name:   spec.Name,
+		Object: name,
+		SHA256: hex.EncodeToString(h.Sum(nil)),
+		Size:   int64(info.Size),
+	}, domain.Failure{}, nil
+}
+
+// interrupted is the error of an attempt whose context ended: the process
+// is stopping, or another worker took the build over (ErrLeaseLost).
+func interrupted(ctx context.Context) error {
+	return fmt.Errorf("interrupted: %w", context.Cause(ctx))
+}
+
+// orInterrupted prefers the interruption to err when ctx ended, so the
+// caller sees why.
+func orInterrupted(ctx context.Context, err error) error {
+	if ctx.Err() != nil && !errors.Is(err, ErrLeaseLost) {
+		return interrupted(ctx)
+	}
+	return err
+}
