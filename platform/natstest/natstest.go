@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"go.uber.org/goleak"
 )
 
 // EnvBinary names the environment variable that, when set, is the path of
@@ -336,4 +337,16 @@ func (b *syncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// KnownLeaks are goroutines that nats.go itself leaves behind, for
+// goleak.VerifyTestMain(m, natstest.KnownLeaks()...). In nats.go v1.55.0 an
+// async publish (the outbox relay, ObjectStore.Put) starts
+// resetPendingAcksOnReconnect, which reads connStatusCh only when it gets to
+// run; when cleanupReplySub has set the field to nil by then, it waits on a
+// nil channel for good.
+func KnownLeaks() []goleak.Option {
+	return []goleak.Option{
+		goleak.IgnoreTopFunction("github.com/nats-io/nats.go/jetstream.(*jetStream).resetPendingAcksOnReconnect"),
+	}
 }

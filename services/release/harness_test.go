@@ -51,7 +51,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	goleak.VerifyTestMain(m, natstest.KnownLeaks()...)
 }
 
 // waitFor bounds every wait in these tests; a release takes well under a

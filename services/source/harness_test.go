@@ -40,7 +40,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	goleak.VerifyTestMain(m, natstest.KnownLeaks()...)
 }
 
 // validPipeline is a .sluice.yaml every stage can run.

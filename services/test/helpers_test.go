@@ -39,14 +39,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m,
-		// nats.go v1.55.0: ObjectStore.Put (used here to store an artifact as
-		// build does) makes its own JetStream context and cleans it up with
-		// cleanupReplySub, which sets connStatusCh to nil; the goroutine
-		// newAsyncReply started reads the field only when it gets to run and
-		// then waits on a nil channel forever. The service itself only Gets.
-		goleak.IgnoreTopFunction("github.com/nats-io/nats.go/jetstream.(*jetStream).resetPendingAcksOnReconnect"),
-	)
+	goleak.VerifyTestMain(m, natstest.KnownLeaks()...)
 }
 
 // syncBuffer collects the service's log; it is printed when a test fails.

@@ -1,0 +1,152 @@
+// Package servicecmd is the shared main of the five service binaries
+// (sluice-source, sluice-build, ...): flags with SLUICE_<SERVICE>_*
+// environment fallbacks, --version, a JSON logger, and the fx composition
+// of NATS, the HTTP server and the service's module.
+package servicecmd
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"go.uber.org/fx"
+
+	"github.com/sluicehq/sluice/platform/fxkit"
+	"github.com/sluicehq/sluice/platform/natsconn"
+	"github.com/sluicehq/sluice/platform/rpcserver"
+)
+
+// Flags are a service binary's flags. Every flag --some-name falls back to
+// $SLUICE_<SERVICE>_SOME_NAME, and the flag wins over the variable.
+type Flags struct {
+	service string
+	version string
+	fs      *flag.FlagSet
+
+	addr, natsURL, dataDir, databaseURL *string
+	showVersion                         *bool
+}
+
+// New makes the flags every service has: --addr (default defaultAddr),
+// --nats-url, --data-dir (default ./data/<service>), --database-url and
+// --version.
+func New(service, defaultAddr, version string) *Flags {
+	f := &Flags{service: service, version: version, fs: flag.NewFlagSet("sluice-"+service, flag.ContinueOnError)}
+	f.addr = f.String("addr", defaultAddr, "listen address for the API, health and metrics")
+	f.natsURL = f.String("nats-url", "nats://127.0.0.1:4222", "NATS server URL")
+	f.dataDir = f.String("data-dir", filepath.Join("data", service), "directory for the service's files and its default database")
+	f.databaseURL = f.String("database-url", "", "database URL; default sqlite:<data-dir>/"+service+".db")
+	f.showVersion = f.fs.Bool("version", false, "print the version and exit")
+	return f
+}
+
+// EnvName is the variable that stands in for the flag name.
+func (f *Flags) EnvName(name string) string {
+	return "SLUICE_" + strings.ToUpper(f.service) + "_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
+}
+
+func (f *Flags) usage(name, usage string) string { return usage + " ($" + f.EnvName(name) + ")" }
+
+// String adds a string flag.
+func (f *Flags) String(name, def, usage string) *string {
+	return f.fs.String(name, def, f.usage(name, usage))
+}
+
+// Int adds an integer flag.
+func (f *Flags) Int(name string, def int, usage string) *int {
+	return f.fs.Int(name, def, f.usage(name, usage))
+}
+
+// Duration adds a duration flag (30s, 5m, ...).
+func (f *Flags) Duration(name string, def time.Duration, usage string) *time.Duration {
+	return f.fs.Duration(name, def, f.usage(name, usage))
+}
+
+// DataDir is --data-dir.
+func (f *Flags) DataDir() string { return *f.dataDir }
+
+// DatabaseURL is --database-url.
+func (f *Flags) DatabaseURL() string { return *f.databaseURL }
+
+// Parse applies the environment, then args. It reports whether --version
+// was asked for.
+func (f *Flags) Parse(args []string, getenv func(string) (string, bool)) (bool, error) {
+	var errs []error
+	f.fs.VisitAll(func(fl *flag.Flag) {
+		if fl.Name == "version" {
+			return
+		}
+		v, ok := getenv(f.EnvName(fl.Name))
+		if !ok {
+			return
+		}
+		if err := fl.Value.Set(v); err != nil {
+			errs = append(errs, fmt.Errorf("%s=%q: %w", f.EnvName(fl.Name), v, err))
+		}
+	})
+	if err := errors.Join(errs...); err != nil {
+		return false, err
+	}
+	if err := f.fs.Parse(args); err != nil {
+		return false, err
+	}
+	if f.fs.NArg() > 0 {
+		return false, fmt.Errorf("unexpected argument %q", f.fs.Arg(0))
+	}
+	return *f.showVersion, nil
+}
+
+// App composes the service: the logger, NATS, the HTTP server and module.
+func (f *Flags) App(log *slog.Logger, module fx.Option) *fx.App {
+	return fx.New(
+		fx.WithLogger(fxkit.FxLogger),
+		fx.StartTimeout(fxkit.StartTimeout),
+		fx.Supply(log),
+		fxkit.NATS(natsconn.Config{URL: *f.natsURL, Name: "sluice-" + f.service}),
+		fxkit.Server(rpcserver.Config{Addr: *f.addr}),
+		module,
+	)
+}
+
+// Main parses args and the environment, builds the service's module with
+// configure (which validates the configuration), and runs until SIGINT or
+// SIGTERM. Bad flags or configuration exit 2 with the reason.
+func (f *Flags) Main(args []string, configure func() (fx.Option, error)) {
+	os.Exit(f.run(args, os.Stdout, os.Stderr, configure))
+}
+
+func (f *Flags) run(args []string, stdout, stderr io.Writer, configure func() (fx.Option, error)) int {
+	f.fs.SetOutput(stderr)
+	name := "sluice-" + f.service
+	showVersion, err := f.Parse(args, os.LookupEnv)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n", name, err)
+		return 2
+	}
+	if showVersion {
+		fmt.Fprintln(stdout, name, f.version)
+		return 0
+	}
+	module, err := configure()
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n", name, err)
+		return 2
+	}
+	log := slog.New(slog.NewJSONHandler(stderr, nil)).With(slog.String("service", f.service), slog.String("version", f.version))
+	app := f.App(log, module)
+	if err := app.Err(); err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n", name, err)
+		return 1
+	}
+	app.Run()
+	return 0
+}
