@@ -128,6 +128,10 @@ func TestFailingStepFailsRunAndTellsSubscribers(t *testing.T) {
 	}
 	sub.waitFor("dev.cdevents.build.finished.0.3.0", "BUILD_STATUS_FAILED", runID)
 	sub.waitFor("dev.cdevents.pipelinerun.finished.0.3.0", "RUN_STATUS_FAILED", runID)
+	deliveries := mustCLI(t, p.env, "deliveries")
+	if !strings.Contains(deliveries, "dev.cdevents.build.finished.0.3.0") || !strings.Contains(deliveries, "succeeded") {
+		t.Fatalf("deliveries do not list the delivered events:\n%s", deliveries)
+	}
 	if n := sub.count("dev.cdevents.testsuiterun.started.0.3.0"); n != 0 {
 		t.Fatalf("tests started %d times after a failed build", n)
 	}

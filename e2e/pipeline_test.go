@@ -36,6 +36,9 @@ func runExample(t *testing.T, p *platform, repo *gitRepo, port int) {
 	if !strings.Contains(out, "already registered") {
 		t.Fatalf("second repo add said: %s", out)
 	}
+	// Tail the live build events while the run goes.
+	events := startProc(t, "sluice events", p.env, bin(t, "sluice"), "events", "--filter", "sluice.build.>")
+	time.Sleep(500 * time.Millisecond) // let the tail subscribe before the run starts
 	out = mustCLI(t, p.env, "trigger", "hello", "--follow")
 	for _, want := range []string{"build", "test", "release", "succeeded", "v0.1.0"} {
 		if !strings.Contains(out, want) {
@@ -43,15 +46,7 @@ func runExample(t *testing.T, p *platform, repo *gitRepo, port int) {
 		}
 	}
 	// The release is deployed and answers.
-	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/", port)) //nolint:noctx // test
-	if err != nil {
-		t.Fatalf("deployed service does not answer: %v", err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	_ = resp.Body.Close()
-	if !strings.Contains(string(body), "v0.1.0") {
-		t.Fatalf("deployed service says %q, want the release version", body)
-	}
+	assertServes(t, port, "v0.1.0")
 	out = mustCLI(t, p.env, "releases", "hello")
 	if !strings.Contains(out, "v0.1.0") {
 		t.Fatalf("releases: %s", out)
@@ -79,5 +74,47 @@ func runExample(t *testing.T, p *platform, repo *gitRepo, port int) {
 	if !strings.Contains(out, "succeeded") || !strings.Contains(out, "v0.1.0") {
 		t.Fatalf("show: %s", out)
 	}
-	_ = time.Second
+	waitOutput(t, events, "sluice.build.build.finished")
+	if strings.Contains(events.out.String(), "sluice.source.") {
+		t.Fatalf("events --filter sluice.build.> printed other events:\n%s", events.out.String())
+	}
+
+	// A feature commit releases v0.2.0; a manual rollback brings v0.1.0 back.
+	repo.commit("feat: say hi", map[string]string{"NOTES.md": "hi\n"})
+	out = mustCLI(t, p.env, "trigger", "hello", "--follow")
+	if !strings.Contains(out, "v0.2.0") {
+		t.Fatalf("second run: %s", out)
+	}
+	assertServes(t, port, "v0.2.0")
+	out = mustCLI(t, p.env, "rollback", "hello", "--env", "staging")
+	if !strings.Contains(out, "rolled staging back to v0.1.0: verified") {
+		t.Fatalf("rollback: %s", out)
+	}
+	assertServes(t, port, "v0.1.0")
+}
+
+func assertServes(t *testing.T, port int, version string) {
+	t.Helper()
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/", port)) //nolint:noctx // test
+	if err != nil {
+		t.Fatalf("deployed service does not answer: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	if !strings.Contains(string(body), version) {
+		t.Fatalf("deployed service says %q, want %s", body, version)
+	}
+}
+
+// waitOutput waits until a process has printed want.
+func waitOutput(t *testing.T, p *proc, want string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if strings.Contains(p.out.String(), want) {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("%s never printed %q:\n%s", p.name, want, p.out.String())
 }
