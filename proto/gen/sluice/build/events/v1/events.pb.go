@@ -27,7 +27,9 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
-// BuildStarted: sluice.build.build.started (dev.cdevents.build.started.0.2.0).
+// BuildStarted: sluice.build.build.started (dev.cdevents.build.started.0.3.0).
+// A worker took the run; again, with a higher attempt, when a worker took
+// over the run from one that stopped.
 type BuildStarted struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	RunId         string                 `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
@@ -191,7 +193,7 @@ func (x *StepFinished) GetDuration() *durationpb.Duration {
 }
 
 // ArtifactPublished: sluice.build.artifact.published
-// (dev.cdevents.artifact.published.0.2.0).
+// (dev.cdevents.artifact.published.0.3.0).
 type ArtifactPublished struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	RunId         string                 `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
@@ -253,7 +255,7 @@ func (x *ArtifactPublished) GetArtifact() *v11.Artifact {
 }
 
 // BuildFinished: sluice.build.build.finished
-// (dev.cdevents.build.finished.0.2.0). Test starts on a successful one.
+// (dev.cdevents.build.finished.0.3.0). Test starts on a successful one.
 type BuildFinished struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	RunId         string                 `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`

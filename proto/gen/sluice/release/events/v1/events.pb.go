@@ -144,7 +144,7 @@ func (x *ReleasePublished) GetRelease() *v11.Release {
 }
 
 // ServiceDeployed: sluice.release.service.deployed
-// (dev.cdevents.service.deployed.0.2.0). The deploy command succeeded and the
+// (dev.cdevents.service.deployed.0.3.0). The deploy command succeeded and the
 // deployment was verified.
 type ServiceDeployed struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -270,7 +270,9 @@ func (x *DeploymentFailed) GetDeployment() *v11.Deployment {
 }
 
 // ServiceRolledBack: sluice.release.service.rolledback
-// (dev.cdevents.service.rolledback.0.2.0).
+// (dev.cdevents.service.rolledback.0.3.0). Published once the rollback
+// deployment was verified; a rollback that fails is a DeploymentFailed whose
+// deployment has rollback = true.
 type ServiceRolledBack struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	RunId         string                 `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`

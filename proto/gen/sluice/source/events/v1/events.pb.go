@@ -325,7 +325,7 @@ func (x *RunRequested) GetCommitMessage() string {
 }
 
 // RunFinished: sluice.source.run.finished
-// (dev.cdevents.pipelinerun.finished.0.2.0). The run's summary reached an
+// (dev.cdevents.pipelinerun.finished.0.3.0). The run's summary reached an
 // end state.
 type RunFinished struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`

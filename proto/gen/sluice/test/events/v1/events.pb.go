@@ -28,7 +28,7 @@ const (
 )
 
 // TestRunStarted: sluice.test.testrun.started
-// (dev.cdevents.testsuiterun.started.0.2.0).
+// (dev.cdevents.testsuiterun.started.0.3.0).
 type TestRunStarted struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	RunId         string                 `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
@@ -98,7 +98,7 @@ func (x *TestRunStarted) GetCommit() string {
 }
 
 // TestRunFinished: sluice.test.testrun.finished
-// (dev.cdevents.testsuiterun.finished.0.2.0). Release starts on a passed one.
+// (dev.cdevents.testsuiterun.finished.0.3.0). Release starts on a passed one.
 type TestRunFinished struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	RunId         string                 `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
