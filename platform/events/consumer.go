@@ -17,14 +17,20 @@ import (
 var ErrPermanent = errors.New("permanent failure")
 
 // Handler handles one event. Returning nil acknowledges it; an error makes
-// JetStream redeliver it (after a back-off) until the consumer's MaxDeliver,
-// then the message is dead-lettered.
+// JetStream redeliver it after the consumer's declared back-off, until its
+// MaxDeliver; then the message is dead-lettered.
 type Handler func(ctx context.Context, ev Event, d Delivery) error
 
 // Delivery is what a handler may do with the message it is handling.
 type Delivery interface {
 	// NumDelivered is 1 on the first delivery.
 	NumDelivered() uint64
+	// MaxDeliver is the consumer's limit; 0 means none.
+	MaxDeliver() int
+	// Last is true on the last delivery JetStream will make: a handler
+	// that cannot succeed now must record the failure itself (a run must
+	// never stay "running"), since the message is dead-lettered next.
+	Last() bool
 }
 
 // ConsumerConfig names a durable consumer that the provisioner declared.
@@ -165,9 +171,14 @@ func (c *Consumer) fetch(ctx context.Context, cons jetstream.Consumer, n int) ([
 	return msgs, nil
 }
 
-type delivery struct{ meta *jetstream.MsgMetadata }
+type delivery struct {
+	meta       *jetstream.MsgMetadata
+	maxDeliver int
+}
 
 func (d delivery) NumDelivered() uint64 { return d.meta.NumDelivered }
+func (d delivery) MaxDeliver() int      { return d.maxDeliver }
+func (d delivery) Last() bool           { return d.maxDeliver > 0 && int(d.meta.NumDelivered) >= d.maxDeliver }
 
 func (c *Consumer) handle(ctx context.Context, m jetstream.Msg, maxDeliver int) {
 	meta, err := m.Metadata()
@@ -186,7 +197,7 @@ func (c *Consumer) handle(ctx context.Context, m jetstream.Msg, maxDeliver int) 
 
 	hctx, cancel := context.WithCancel(ctx)
 	stopBeat := c.heartbeat(hctx, m)
-	err = c.handler(hctx, ev, delivery{meta: meta})
+	err = c.handler(hctx, ev, delivery{meta: meta, maxDeliver: maxDeliver})
 	stopBeat()
 	cancel()
 
@@ -208,9 +219,10 @@ func (c *Consumer) handle(ctx context.Context, m jetstream.Msg, maxDeliver int) 
 	case maxDeliver > 0 && int(meta.NumDelivered) >= maxDeliver:
 		c.deadLetter(ctx, m, log, fmt.Errorf("gave up after %d deliveries: %w", meta.NumDelivered, err))
 	default:
-		delay := time.Duration(1<<min(meta.NumDelivered, 6)) * 250 * time.Millisecond
-		log.Warn("handler failed; will retry", slog.Any("error", err), slog.Duration("in", delay))
-		_ = m.NakWithDelay(delay)
+		// A plain Nak: the server redelivers after the consumer's declared
+		// back-off (deploy/nats), not after a delay made up here.
+		log.Warn("handler failed; will retry", slog.Any("error", err))
+		_ = m.Nak()
 	}
 }
 

@@ -39,7 +39,10 @@ func Connect(cfg Config, log *slog.Logger) (*nats.Conn, jetstream.JetStream, err
 	if err != nil {
 		return nil, nil, fmt.Errorf("connect to nats %s: %w", cfg.URL, err)
 	}
-	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
+	// A publish whose acknowledgement never comes (a lost PubAck during a
+	// leader change) fails after the timeout, so the outbox relay retries
+	// instead of waiting for ever.
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096), jetstream.WithPublishAsyncTimeout(30*time.Second))
 	if err != nil {
 		nc.Close()
 		return nil, nil, fmt.Errorf("jetstream: %w", err)

@@ -169,9 +169,14 @@ func (db *DB) InTx(ctx context.Context, fn func(tx *sql.Tx) error) (err error) {
 	return nil
 }
 
-// IsUniqueViolation reports whether err is a unique-constraint failure.
+// IsUniqueViolation reports whether err is a unique-constraint failure, as
+// SQLite words it or as PostgreSQL codes it (SQLSTATE 23505).
 func IsUniqueViolation(err error) bool {
-	return err != nil && strings.Contains(err.Error(), "UNIQUE constraint failed")
+	if err == nil {
+		return false
+	}
+	msg := err.Error()
+	return strings.Contains(msg, "UNIQUE constraint failed") || strings.Contains(msg, "SQLSTATE 23505")
 }
 
 // Nanos is a time as stored: Unix nanoseconds, 0 for the zero time.

@@ -40,7 +40,7 @@ func (s *Service) handleRunRequested(ctx context.Context, ev events.Event, d eve
 		return fmt.Errorf("%w: %w", events.ErrPermanent, err)
 	}
 	log := s.log.With(slog.String("run_id", run.ID))
-	last := d.NumDelivered() >= s.maxDeliver
+	last := d.Last()
 
 	c, ok, err := s.acquire(ctx, run, log)
 	if err != nil || !ok {
@@ -80,7 +80,11 @@ func (s *Service) handleRunRequested(ctx context.Context, ev events.Event, d eve
 	if err != nil {
 		return s.abandon(ctx, run, lease, w, last, d, err, log)
 	}
-	if err := s.finish(ctx, run, b, lease, w, res); err != nil {
+	// The steps ran to their end: record it even if the process is
+	// stopping now, or a takeover would run them all again.
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), detachedTimeout)
+	defer cancel()
+	if err := s.finish(fctx, run, b, lease, w, res); err != nil {
 		return s.abandon(ctx, run, lease, nil, last, d, err, log)
 	}
 	log.Info("build finished", slog.String("status", string(res.status())), slog.String("failure", res.failure.Reason))
@@ -157,11 +161,10 @@ func (s *Service) abandon(ctx context.Context, run domain.Run, lease Lease, w *s
 		if w != nil {
 			_ = w.Close(dctx) // its lines may collide with the new holder's; they are dropped then
 		}
-		if last {
-			log.Warn("another worker took the build over", slog.Any("error", cause))
-			return nil
-		}
-		// The redelivery waits for the new holder to finish.
+		// Not an ack, even on the last delivery: the message is the new
+		// holder's now, and an ack from here would take it from JetStream
+		// under its feet. A redelivery waits for the new holder to finish.
+		log.Warn("another worker took the build over", slog.Any("error", cause))
 		return cause
 	}
 	if !last {

@@ -3,16 +3,13 @@ package build
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/sluicehq/sluice/deploy"
 	"github.com/sluicehq/sluice/platform/events"
 	"github.com/sluicehq/sluice/platform/executor"
-	"github.com/sluicehq/sluice/platform/natsprovision"
 	"github.com/sluicehq/sluice/platform/steplog"
 	"github.com/sluicehq/sluice/services/build/domain"
 )
@@ -38,14 +35,13 @@ const (
 // Service is the build service's application: it runs builds for run
 // requests and answers queries about them.
 type Service struct {
-	cfg        Config
-	store      *Store
-	logs       *steplog.Store
-	relay      *events.Relay
-	js         jetstream.JetStream
-	exec       executor.Executor
-	log        *slog.Logger
-	maxDeliver uint64
+	cfg   Config
+	store *Store
+	logs  *steplog.Store
+	relay *events.Relay
+	js    jetstream.JetStream
+	exec  executor.Executor
+	log   *slog.Logger
 }
 
 // NewService makes the service. cfg gets its defaults and is validated;
@@ -65,40 +61,16 @@ func NewService(cfg Config, store *Store, js jetstream.JetStream, exec executor.
 	case log == nil:
 		return nil, errors.New("build: NewService: logger is nil")
 	}
-	maxDeliver, err := declaredMaxDeliver()
-	if err != nil {
-		return nil, err
-	}
 	log = log.With(slog.String("service", "build"), slog.String("worker", cfg.WorkerID))
 	return &Service{
-		cfg:        cfg,
-		store:      store,
-		logs:       steplog.New(store.DB()),
-		relay:      events.NewRelay(store.DB(), js, log),
-		js:         js,
-		exec:       exec,
-		log:        log,
-		maxDeliver: maxDeliver,
+		cfg:   cfg,
+		store: store,
+		logs:  steplog.New(store.DB()),
+		relay: events.NewRelay(store.DB(), js, log),
+		js:    js,
+		exec:  exec,
+		log:   log,
 	}, nil
-}
-
-// declaredMaxDeliver reads the run consumer's MaxDeliver from its
-// declaration: on that delivery a build that cannot complete is ended
-// FAILED instead of being left for a redelivery that will not come.
-func declaredMaxDeliver() (uint64, error) {
-	d, err := natsprovision.Load(deploy.NATS())
-	if err != nil {
-		return 0, fmt.Errorf("build: read nats declarations: %w", err)
-	}
-	for _, c := range d.Consumers["build"] {
-		if c.Config.Durable == RunsConsumer {
-			if c.Config.MaxDeliver < 1 {
-				return 0, fmt.Errorf("build: consumer %s declares max_deliver %d; it must be at least 1", RunsConsumer, c.Config.MaxDeliver)
-			}
-			return uint64(c.Config.MaxDeliver), nil
-		}
-	}
-	return 0, fmt.Errorf("build: consumer %s is not declared under deploy/nats/consumers/build", RunsConsumer)
 }
 
 // Consume runs builds for the run requests in the work queue until ctx

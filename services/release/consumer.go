@@ -3,6 +3,7 @@ package release
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"log/slog"
 	"regexp"
@@ -59,7 +60,53 @@ var safeName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9._-]*$`)
 // passed: version, release, deploy to each environment, verify, roll back
 // on failure. It is idempotent per run id: a redelivered or duplicated event
 // continues where the stage stopped and never deploys twice.
-func (s *Service) HandleTestRunFinished(ctx context.Context, ev events.Event, _ events.Delivery) error {
+func (s *Service) HandleTestRunFinished(ctx context.Context, ev events.Event, d events.Delivery) error {
+	err := s.releaseStage(ctx, ev)
+	if err == nil || (!d.Last() && !errors.Is(err, events.ErrPermanent)) {
+		return err
+	}
+	// No delivery comes after this one: end the stage FAILED, so that the
+	// run does not stay "running" for ever.
+	return s.giveUp(ctx, ev, d, err)
+}
+
+// giveUp ends a run's release stage FAILED with the reason it could not
+// go on. A deployment left in progress is failed too: whether its command
+// changed the environment is unknown, and the reason says so.
+func (s *Service) giveUp(ctx context.Context, ev events.Event, d events.Delivery, cause error) error {
+	p, ok := ev.Payload.(*testevents.TestRunFinished)
+	if !ok || p.GetRunId() == "" || p.GetRepository() == nil {
+		return cause
+	}
+	st := stage{
+		runID: p.GetRunId(),
+		repo:  domain.Repository{ID: p.GetRepository().GetId(), Name: p.GetRepository().GetName(), URL: p.GetRepository().GetUrl()},
+	}
+	dctx, cancel := detached(ctx)
+	defer cancel()
+	n, err := s.store.FailInProgressDeployments(dctx, st.runID, domain.InterruptedReason)
+	if err != nil {
+		return errors.Join(cause, err)
+	}
+	reason := fmt.Sprintf("gave up after %d deliveries: %v", d.NumDelivered(), cause)
+	if n > 0 {
+		reason += "; a deployment was interrupted and its environment may need `sluice rollback`"
+	}
+	s.log.Error("release stage failed on its last delivery", slog.String("run_id", st.runID), slog.Any("error", cause))
+	if err := s.finish(dctx, st, releaseevents.ReleaseOutcome_RELEASE_OUTCOME_FAILED, "", reason, false); err != nil {
+		return errors.Join(cause, err)
+	}
+	return nil
+}
+
+// detached is a context for a write that must happen even when ctx ended
+// (the process is stopping), bounded by recordTimeout.
+func detached(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
+}
+
+// releaseStage runs the stage; see HandleTestRunFinished.
+func (s *Service) releaseStage(ctx context.Context, ev events.Event) error {
 	p, ok := ev.Payload.(*testevents.TestRunFinished)
 	if !ok {
 		return fmt.Errorf("%w: release-tests got a %s, want a TestRunFinished", events.ErrPermanent, ev.Kind.Type)
@@ -148,6 +195,8 @@ func releaseSpecOf(p *sourcev1.Pipeline) domain.ReleaseSpec {
 
 // finish ends the run's release stage and announces it, once.
 func (s *Service) finish(ctx context.Context, st stage, outcome releaseevents.ReleaseOutcome, version, reason string, rolledBack bool) error {
+	ctx, cancel := detached(ctx)
+	defer cancel()
 	return s.inTx(ctx, func(tx *sql.Tx) error {
 		first, err := finishRun(ctx, tx, st.runID, outcomeName(outcome), reason)
 		if err != nil || !first {
@@ -345,6 +394,10 @@ func (s *Service) releaseTo(ctx context.Context, st stage, rel domain.Release, e
 // verified → the release is deployed; failed after the deploy started →
 // the release is bad.
 func (s *Service) recordDeployment(ctx context.Context, st stage, rel domain.Release, d domain.Deployment) error {
+	// The deploy happened: record it even while the process stops, or the
+	// redelivery would take it for an interrupted one and roll it back.
+	ctx, cancel := detached(ctx)
+	defer cancel()
 	return s.inTx(ctx, func(tx *sql.Tx) error {
 		if err := endDeployment(ctx, tx, d); err != nil {
 			return err
@@ -438,6 +491,8 @@ func (s *Service) releaseOf(ctx context.Context, d domain.Deployment) (domain.Re
 
 // recordRollback stores the end of an automatic rollback with its event.
 func (s *Service) recordRollback(ctx context.Context, st stage, from, to domain.Release, rb domain.Deployment, why string) error {
+	ctx, cancel := detached(ctx) // as in recordDeployment
+	defer cancel()
 	return s.inTx(ctx, func(tx *sql.Tx) error {
 		if err := endDeployment(ctx, tx, rb); err != nil {
 			return err

@@ -372,6 +372,19 @@ func (s *Store) InsertDeployment(ctx context.Context, d domain.Deployment) error
 	return nil
 }
 
+// FailInProgressDeployments fails the run's deployments that are still in
+// progress, with reason, and returns how many there were.
+func (s *Store) FailInProgressDeployments(ctx context.Context, runID, reason string) (int64, error) {
+	res, err := s.db.ExecContext(ctx,
+		`UPDATE deployments SET status = $1, reason = $2, ended_at = $3 WHERE run_id = $4 AND status IN ($5, $6)`,
+		string(domain.DeploymentFailed), reason, time.Now().UnixNano(), runID,
+		string(domain.DeploymentDeploying), string(domain.DeploymentVerifying))
+	if err != nil {
+		return 0, fmt.Errorf("fail in-progress deployments of run %s: %w", runID, err)
+	}
+	return res.RowsAffected()
+}
+
 // RunDeployment returns the run's deployment (or rollback) to environment.
 func (s *Store) RunDeployment(ctx context.Context, runID, environment string, rollback bool) (domain.Deployment, bool, error) {
 	return s.oneDeployment(ctx, "deployment of run "+runID,

@@ -626,12 +626,37 @@ func (s *Service) Push(ctx context.Context, repo domain.Repository, deliveryID, 
 		}
 		return PushResult{}, err
 	}
+	// A push to an ancestor of what was seen (an old delivery arriving
+	// late) still gets its run, but does not move the branch back.
+	older := false
+	if repo.LastSeenCommit != "" {
+		newer, err := s.mirrors.Log(ctx, repo.ID, repo.LastSeenCommit, after, 1)
+		if err != nil {
+			return PushResult{}, err
+		}
+		older = len(newer) == 0
+	}
 	run, err := s.startRun(ctx, repo, branchHead(repo.Branch, after), domain.TriggerWebhook, func(tx *sql.Tx, run domain.Run) error {
 		if err := insertDelivery(ctx, tx, repo.ID, deliveryID, run.ID, run.CreatedAt); err != nil {
 			return err
 		}
-		if _, err := setLastSeen(ctx, tx, repo.ID, after, nil); err != nil {
+		// Compare and set against what was read before the (slow) fetch:
+		// a poll or another delivery that ran this commit meanwhile wins.
+		cur, err := lastSeen(ctx, tx, repo.ID)
+		if err != nil {
 			return err
+		}
+		if cur == after {
+			return errSkipRun
+		}
+		if !older {
+			ok, err := setLastSeen(ctx, tx, repo.ID, after, &cur)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				return fmt.Errorf("repository %q changed while its push was handled; deliver it again: %w", repo.Name, apierror.ErrUnavailable)
+			}
 		}
 		ev, err := changeReceivedEvent(repo, run, domain.TriggerWebhook, deliveryID)
 		if err != nil {
@@ -642,6 +667,9 @@ func (s *Service) Push(ctx context.Context, repo domain.Repository, deliveryID, 
 	if errors.Is(err, errDuplicateDelivery) {
 		runID, err := deliveryRun(ctx, s.store.db, repo.ID, deliveryID)
 		return PushResult{Outcome: "duplicate", RunID: runID, Reason: "duplicate delivery"}, err
+	}
+	if errors.Is(err, errSkipRun) {
+		return PushResult{Outcome: "seen", Reason: fmt.Sprintf("commit %s already has a run", after)}, nil
 	}
 	if err != nil {
 		return PushResult{}, err

@@ -146,6 +146,15 @@ func insertRepository(ctx context.Context, tx *sql.Tx, r domain.Repository) erro
 	return nil
 }
 
+// lastSeen reads the watched branch's head as last recorded.
+func lastSeen(ctx context.Context, tx *sql.Tx, repoID string) (string, error) {
+	var commit string
+	if err := tx.QueryRowContext(ctx, `SELECT last_seen_commit FROM repositories WHERE id = $1`, repoID).Scan(&commit); err != nil {
+		return "", fmt.Errorf("read last seen commit: %w", err)
+	}
+	return commit, nil
+}
+
 // setLastSeen records the watched branch's head. With ifWas set, it only
 // does so when the stored value is still *ifWas, and reports whether it did.
 func setLastSeen(ctx context.Context, tx *sql.Tx, repoID, commit string, ifWas *string) (bool, error) {

@@ -136,3 +136,40 @@ func TestWebhook(t *testing.T) {
 		t.Errorf("last seen commit = %s, want the pushed %s", got.Repository.LastSeenCommit, next)
 	}
 }
+
+// A delivery of an older push that arrives after a newer one still gets
+// its run, but does not move the watched branch back, so polling does not
+// run the newer head again; and a second hook with its own delivery id for
+// the same commit makes no second run.
+func TestWebhookOutOfOrderAndTwoHooks(t *testing.T) {
+	h := start(t, 0)
+	src, _ := newGitRepo(t, "app", "main", validPipeline)
+	repo := h.register(src.dir)
+	secret := repo.WebhookSecret
+	older := src.commitFile(t, "a.go", "package main\n", "add a\n")
+	newer := src.commitFile(t, "b.go", "package main\n", "add b\n")
+
+	push := func(delivery, commit string) webhookAnswer {
+		body := pushBody("refs/heads/main", commit)
+		return h.hook("app", "push", delivery, sign(secret, body), body)
+	}
+	if a := push("d-new", newer); a.code != http.StatusAccepted || a.body["run_id"] == "" {
+		t.Fatalf("newer push: %d %v", a.code, a.body)
+	}
+	if a := push("d-old", older); a.code != http.StatusAccepted || a.body["run_id"] == "" {
+		t.Fatalf("late older push: %d %v, want a run", a.code, a.body)
+	}
+	got, err := h.client.GetRepository(context.Background(), &sourcev1.GetRepositoryRequest{Repository: "app"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Repository.LastSeenCommit != newer {
+		t.Fatalf("last seen commit = %s, want it to stay at the newer %s", got.Repository.LastSeenCommit, newer)
+	}
+	if a := push("d-other-hook", newer); a.code != http.StatusOK && a.code != http.StatusAccepted || a.body["run_id"] != "" {
+		t.Fatalf("second hook for the same commit: %d %v, want no run", a.code, a.body)
+	}
+	if runs := h.listRuns("app"); len(runs) != 2 {
+		t.Fatalf("%d runs, want 2 (newer, older)", len(runs))
+	}
+}

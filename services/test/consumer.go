@@ -154,13 +154,15 @@ func (s *Service) execute(parent context.Context, log *slog.Logger, run domain.T
 	stopLease()
 
 	if runErr != nil {
-		lastDelivery := s.maxDeliver > 0 && d.NumDelivered() >= uint64(s.maxDeliver)
+		lastDelivery := d.Last()
 		switch {
 		case errors.Is(context.Cause(ctx), errLostRun):
 			a.closeLog(parent)
 			log.Warn("another worker took the test run over; this attempt stops", slog.Any("error", runErr))
-			return nil
-		case parent.Err() != nil:
+			// Not an ack: the message is the new holder's now, and an ack
+			// from here would take it from JetStream under its feet.
+			return fmt.Errorf("test run %s was taken over: %w", run.RunID, runErr)
+		case parent.Err() != nil && !lastDelivery:
 			a.meta("", fmt.Sprintf("--- attempt %d stopped: the worker is shutting down; another worker will take over", run.Attempt))
 			a.closeLog(parent)
 			s.releaseLease(parent, log, run)

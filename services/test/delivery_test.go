@@ -25,6 +25,10 @@ type delivery uint64
 
 func (d delivery) NumDelivered() uint64 { return uint64(d) }
 
+// MaxDeliver is what deploy/nats declares for the consumer.
+func (d delivery) MaxDeliver() int { return 5 }
+func (d delivery) Last() bool      { return int(d) >= d.MaxDeliver() }
+
 // newPlainService builds the service with its plain constructors and runs
 // its outbox relay.
 func (w *world) newPlainService() (*test.Service, *test.Store) {
@@ -148,6 +152,21 @@ func TestInfrastructureFailure(t *testing.T) {
 		if f.GetStatus() != testv1.TestRunStatus_TEST_RUN_STATUS_ERROR ||
 			!strings.HasPrefix(f.GetFailureReason(), "gave up after 5 deliveries: ask the source service for run "+runID) {
 			t.Errorf("TestRunFinished %s %q, want ERROR: gave up after 5 deliveries: ...", f.GetStatus(), f.GetFailureReason())
+		}
+	})
+
+	t.Run("stopping during the last delivery ends the test run in ERROR", func(t *testing.T) {
+		slow := &sourcev1.Pipeline{Test: &sourcev1.TestSpec{Steps: []*sourcev1.Step{{Name: "slow", Run: "sleep 30"}}}}
+		runID := w.run(slow)
+		stopping, stop := context.WithCancel(ctx)
+		time.AfterFunc(500*time.Millisecond, stop)
+		if err := svc.HandleBuildFinished(stopping, w.event(runID), delivery(5)); err != nil {
+			t.Fatalf("last delivery: %v, want the event handled", err)
+		}
+		// JetStream delivers it no more: the run must not stay RUNNING.
+		f := w.events.finished(runID)
+		if f.GetStatus() != testv1.TestRunStatus_TEST_RUN_STATUS_ERROR || !strings.HasPrefix(f.GetFailureReason(), "gave up after 5 deliveries") {
+			t.Errorf("TestRunFinished %s %q, want ERROR", f.GetStatus(), f.GetFailureReason())
 		}
 	})
 }

@@ -2,15 +2,12 @@ package test
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/sluicehq/sluice/deploy"
 	"github.com/sluicehq/sluice/platform/events"
 	"github.com/sluicehq/sluice/platform/executor"
-	"github.com/sluicehq/sluice/platform/natsprovision"
 	"github.com/sluicehq/sluice/platform/steplog"
 	"github.com/sluicehq/sluice/proto/gen/sluice/source/v1/sourcev1connect"
 	"github.com/sluicehq/sluice/services/test/domain"
@@ -27,9 +24,6 @@ type Service struct {
 	source sourcev1connect.SourceServiceClient
 	exec   executor.Executor
 	relay  *events.Relay
-	// maxDeliver is the consumer's MaxDeliver: on that delivery an
-	// infrastructure failure ends the test run in ERROR.
-	maxDeliver int
 }
 
 // NewService makes the service. cfg must be valid (defaults applied);
@@ -39,35 +33,16 @@ func NewService(cfg Config, log *slog.Logger, store *Store, js jetstream.JetStre
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	maxDeliver, err := declaredMaxDeliver()
-	if err != nil {
-		return nil, err
-	}
 	return &Service{
-		cfg:        cfg,
-		log:        log,
-		store:      store,
-		logs:       steplog.New(store.DB()),
-		js:         js,
-		source:     source,
-		exec:       &executor.Local{DefaultTimeout: cfg.DefaultStepTimeout},
-		relay:      events.NewRelay(store.DB(), js, log.With(slog.String("component", "outbox"))),
-		maxDeliver: maxDeliver,
+		cfg:    cfg,
+		log:    log,
+		store:  store,
+		logs:   steplog.New(store.DB()),
+		js:     js,
+		source: source,
+		exec:   &executor.Local{DefaultTimeout: cfg.DefaultStepTimeout},
+		relay:  events.NewRelay(store.DB(), js, log.With(slog.String("component", "outbox"))),
 	}, nil
-}
-
-// declaredMaxDeliver reads MaxDeliver of test's consumer from deploy/nats.
-func declaredMaxDeliver() (int, error) {
-	decl, err := natsprovision.Load(deploy.NATS())
-	if err != nil {
-		return 0, fmt.Errorf("read NATS declarations: %w", err)
-	}
-	for _, c := range decl.Consumers["test"] {
-		if c.Stream == consumerStream && c.Config.Durable == consumerDurable {
-			return c.Config.MaxDeliver, nil
-		}
-	}
-	return 0, fmt.Errorf("deploy/nats declares no consumer %s on %s for test", consumerDurable, consumerStream)
 }
 
 // Relay publishes the events the service enqueued; Run it until the
