@@ -51,6 +51,10 @@ type Event struct {
 	Content     map[string]any
 	Payload     proto.Message
 	Traceparent string
+	// Received is the message as it came from NATS; nil for an event made
+	// here. Forward it, not a re-encoding, to keep what a newer producer
+	// put in it.
+	Received *nats.Msg
 }
 
 // New makes an event for payload, with a fresh id, the current time, and
@@ -193,5 +197,6 @@ func Decode(subject string, header nats.Header, data []byte) (Event, error) {
 		Content:     body.Subject.Content,
 		Payload:     payload,
 		Traceparent: header.Get(HeaderTraceparent),
+		Received:    &nats.Msg{Subject: subject, Header: header, Data: data},
 	}, nil
 }

@@ -61,6 +61,9 @@ func TestEnvelopeRoundTrip(t *testing.T) {
 	if got.ID != ev.ID || got.ChainID != "run-1" || !proto.Equal(got.Payload, ev.Payload) || !got.Time.Equal(ev.Time) {
 		t.Fatalf("decoded %+v", got)
 	}
+	if got.Received == nil || string(got.Received.Data) != string(m.Data) || got.Received.Subject != m.Subject {
+		t.Fatalf("the received message is not kept as it came: %+v", got.Received)
+	}
 }
 
 func TestNewRejectsInvalidPayload(t *testing.T) {

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"path"
 	"sort"
 	"strings"
@@ -23,9 +24,13 @@ type Options struct {
 	// Replicas, when > 0, overrides num_replicas of streams and object
 	// stores (3 in a clustered deployment).
 	Replicas int
-	// WaitForStreams is how long to wait for another service's stream that
-	// one of our consumers reads (default 1 minute).
+	// WaitForStreams bounds the wait for another service's stream that one
+	// of our consumers reads, and the retries while NATS is unreachable.
+	// Zero waits until ctx ends: services start in any order, and a
+	// service is not ready until its declarations are applied.
 	WaitForStreams time.Duration
+	// Log, when set, is told about each wait and retry.
+	Log *slog.Logger
 }
 
 // StreamOwner maps a stream file name to the service that owns it; the
@@ -172,8 +177,12 @@ func (d Declarations) applyStores(ctx context.Context, js jetstream.JetStream, s
 		if opts.Replicas > 0 {
 			cfg.Replicas = opts.Replicas
 		}
-		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
-			return fmt.Errorf("apply stream %s: %w", cfg.Name, err)
+		err := retry(ctx, opts, "apply stream "+cfg.Name, func(ctx context.Context) error {
+			_, err := js.CreateOrUpdateStream(ctx, cfg)
+			return err
+		})
+		if err != nil {
+			return err
 		}
 	}
 	for _, o := range d.ObjectStores {
@@ -184,44 +193,62 @@ func (d Declarations) applyStores(ctx context.Context, js jetstream.JetStream, s
 		if opts.Replicas > 0 {
 			cfg.Replicas = opts.Replicas
 		}
-		if _, err := js.CreateOrUpdateObjectStore(ctx, cfg); err != nil {
-			return fmt.Errorf("apply object store %s: %w", cfg.Bucket, err)
+		err := retry(ctx, opts, "apply object store "+cfg.Bucket, func(ctx context.Context) error {
+			_, err := js.CreateOrUpdateObjectStore(ctx, cfg)
+			return err
+		})
+		if err != nil {
+			return err
 		}
 	}
 	return nil
 }
 
 func (d Declarations) applyConsumers(ctx context.Context, js jetstream.JetStream, service string, opts Options) error {
-	wait := opts.WaitForStreams
-	if wait == 0 {
-		wait = time.Minute
-	}
 	for _, c := range d.Consumers[service] {
-		if err := waitForStream(ctx, js, c.Stream, wait); err != nil {
-			return fmt.Errorf("apply consumer %s: %w", c.Config.Durable, err)
-		}
-		if _, err := js.CreateOrUpdateConsumer(ctx, c.Stream, c.Config); err != nil {
-			return fmt.Errorf("apply consumer %s on %s: %w", c.Config.Durable, c.Stream, err)
+		what := fmt.Sprintf("apply consumer %s on %s", c.Config.Durable, c.Stream)
+		err := retry(ctx, opts, what, func(ctx context.Context) error {
+			if _, err := js.Stream(ctx, c.Stream); err != nil {
+				if errors.Is(err, jetstream.ErrStreamNotFound) {
+					return fmt.Errorf("stream %s does not exist yet (its service has not started?): %w", c.Stream, err)
+				}
+				return err
+			}
+			_, err := js.CreateOrUpdateConsumer(ctx, c.Stream, c.Config)
+			return err
+		})
+		if err != nil {
+			return err
 		}
 	}
 	return nil
 }
 
-func waitForStream(ctx context.Context, js jetstream.JetStream, name string, wait time.Duration) error {
-	ctx, cancel := context.WithTimeout(ctx, wait)
-	defer cancel()
-	for {
-		_, err := js.Stream(ctx, name)
+// retry runs op until it succeeds, ctx ends or Options.WaitForStreams
+// passes: the stream it needs may belong to a service that starts later,
+// and NATS itself may not be up yet.
+func retry(ctx context.Context, opts Options, what string, op func(context.Context) error) error {
+	if opts.WaitForStreams > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, opts.WaitForStreams)
+		defer cancel()
+	}
+	delay := 250 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		callCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := op(callCtx)
+		cancel()
 		if err == nil {
 			return nil
 		}
-		if !errors.Is(err, jetstream.ErrStreamNotFound) {
-			return err
+		if opts.Log != nil && (attempt == 1 || attempt%20 == 0) {
+			opts.Log.Warn("nats declarations: waiting", slog.String("for", what), slog.Int("attempt", attempt), slog.Any("error", err))
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("stream %s does not exist (its service has not started?): %w", name, ctx.Err())
-		case <-time.After(250 * time.Millisecond):
+			return fmt.Errorf("%s: %w (gave up: %w)", what, err, ctx.Err())
+		case <-time.After(delay):
 		}
+		delay = min(delay*2, 5*time.Second)
 	}
 }

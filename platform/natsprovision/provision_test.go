@@ -107,3 +107,32 @@ func TestConsumerWaitsForItsStream(t *testing.T) {
 		t.Fatal("Apply succeeded without the BUILD stream")
 	}
 }
+
+// A service that starts before NATS is up applies its declarations once
+// NATS comes.
+func TestApplyWaitsForNATS(t *testing.T) {
+	srv := natstest.Start(t)
+	js, err := jetstream.New(srv.Connect(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Stop()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- natsprovision.Apply(ctx, js, deploy.NATS(), "build", natsprovision.Options{}) }()
+	time.Sleep(time.Second)
+	select {
+	case err := <-done:
+		t.Fatalf("Apply returned while NATS was down: %v", err)
+	default:
+	}
+	srv.Restart(t)
+	// build's consumer reads SOURCE: the other services come too.
+	if err := natsprovision.ApplyAll(ctx, js, deploy.NATS(), natsprovision.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}

@@ -69,7 +69,7 @@ func start(p startParams) {
 	})
 	p.Lifecycle.Append(fx.StartHook(func() {
 		g.Go("provision+consume", func(ctx context.Context) error {
-			if err := natsprovision.Apply(ctx, p.JS, deploy.NATS(), "build", natsprovision.Options{}); err != nil {
+			if err := natsprovision.Apply(ctx, p.JS, deploy.NATS(), "build", natsprovision.Options{Log: p.Log}); err != nil {
 				return fmt.Errorf("provision jetstream for build: %w", err)
 			}
 			provisioned.Store(true)

@@ -46,12 +46,13 @@ func NewFanout(store *Store, worker *Worker, log *slog.Logger) *Fanout {
 // redelivered or republished event creates none, then wakes the worker.
 func (f *Fanout) Handler(consumer string) events.Handler {
 	return func(ctx context.Context, ev events.Event, _ events.Delivery) error {
-		// The consumer hands over the decoded event, not the message, so the
-		// message is encoded again; for events made by platform/events this
-		// gives the bytes that were on NATS (the tests check it).
-		msg, err := ev.Msg()
-		if err != nil {
-			return fmt.Errorf("%w: encode event %s: %w", events.ErrPermanent, ev.ID, err)
+		// Subscribers get the message exactly as it was on NATS.
+		msg := ev.Received
+		if msg == nil {
+			var err error
+			if msg, err = ev.Msg(); err != nil {
+				return fmt.Errorf("%w: encode event %s: %w", events.ErrPermanent, ev.ID, err)
+			}
 		}
 		headers := map[string]string{}
 		for _, name := range deliveryHeaders() {

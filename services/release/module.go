@@ -101,7 +101,7 @@ func start(lc fx.Lifecycle, sd fx.Shutdowner, log *slog.Logger, js jetstream.Jet
 	lc.Append(fx.Hook{
 		OnStart: func(context.Context) error {
 			g.Go("release: provision+consume", func(ctx context.Context) error {
-				if err := natsprovision.Apply(ctx, js, deploy.NATS(), "release", natsprovision.Options{}); err != nil {
+				if err := natsprovision.Apply(ctx, js, deploy.NATS(), "release", natsprovision.Options{Log: log}); err != nil {
 					return fmt.Errorf("provision NATS for release: %w", err)
 				}
 				provisioned.Store(true)
