@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -117,4 +119,42 @@ func waitOutput(t *testing.T, p *proc, want string) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	t.Fatalf("%s never printed %q:\n%s", p.name, want, p.out.String())
+}
+
+// `sluice up --example DIR` (what `make run` does) registers the example,
+// runs it to a verified deploy and keeps serving; started again on the same
+// data directory it registers nothing twice and runs again.
+func TestUpWithExampleTwice(t *testing.T) {
+	dataDir := t.TempDir()
+	t.Cleanup(func() { killDeployed(dataDir) })
+	example := filepath.Join(t.TempDir(), "hello")
+	port := freePort(t)
+	for name, content := range exampleFiles(t) {
+		if name == ".sluice.yaml" {
+			content = strings.ReplaceAll(content, "127.0.0.1:18180", fmt.Sprintf("127.0.0.1:%d", port))
+		}
+		p := filepath.Join(example, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, want := range []string{"registered example repository hello", "example repository hello already registered"} {
+		addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+		up := startProc(t, fmt.Sprintf("sluice up #%d", i+1), nil, bin(t, "sluice"), "up", "--data-dir", dataDir, "--addr", addr, "--example", example, "--poll-interval", "0")
+		waitOutput(t, up, "serving; Ctrl-C stops")
+		out := up.out.String()
+		for _, w := range []string{want, "build    succeeded", "test     succeeded", "release  succeeded", "released v0.1.0"} {
+			if !strings.Contains(out, w) {
+				t.Fatalf("sluice up #%d output lacks %q:\n%s", i+1, w, out)
+			}
+		}
+		assertServes(t, port, "v0.1.0")
+		up.stop()
+		if !strings.Contains(up.out.String(), "stopping...") || strings.Contains(up.out.String(), "component failed") {
+			t.Fatalf("sluice up #%d did not stop cleanly:\n%s", i+1, up.out.String())
+		}
+	}
 }
