@@ -17,6 +17,7 @@ import (
 	notifyv1 "github.com/sluicehq/sluice/proto/gen/sluice/notify/v1"
 	sourceevents "github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
 	"github.com/sluicehq/sluice/services/notify"
+	"github.com/sluicehq/sluice/services/notify/domain"
 )
 
 // A subscriber that fails three times gets the event on the fourth attempt,
@@ -320,8 +321,8 @@ func TestDeleteSubscriptionDropsPendingDeliveries(t *testing.T) {
 		t.Fatalf("DeleteSubscription: %v", err)
 	}
 	d := n.waitDelivery(t, sub.GetId(), notifyv1.DeliveryStatus_DELIVERY_STATUS_DEAD)
-	if len(d.GetAttempts()) != 1 || d.GetNextAttemptTime() != nil {
-		t.Errorf("dropped delivery = %v, want its one attempt and no next attempt", d)
+	if len(d.GetAttempts()) != 1 || d.GetNextAttemptTime() != nil || d.GetLastError() != domain.ReasonSubscriptionDeleted {
+		t.Errorf("dropped delivery = %v, want its one attempt, no next attempt and the reason", d)
 	}
 	// A dropped delivery is not a failed one: no DeliveryFailed.
 	stream, err := e.js.Stream(ctx(t), "NOTIFY")

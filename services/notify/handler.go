@@ -116,6 +116,7 @@ func deliveryToProto(d domain.Delivery) *notifyv1.Delivery {
 		Repository:     d.Repository,
 		Status:         statusToProto(d.Status),
 		CreateTime:     timestamp(d.CreatedAt),
+		LastError:      d.LastError,
 	}
 	if d.Status == domain.StatusPending {
 		p.NextAttemptTime = timestamp(d.NextAttemptAt)
