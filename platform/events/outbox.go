@@ -21,7 +21,7 @@ var migrationFiles embed.FS
 // Migrations creates the outbox and processed_events tables; every service
 // that publishes or consumes events applies it.
 func Migrations() sqldb.Migrations {
-	return sqldb.Migrations{Name: "events", FS: mustSub(migrationFiles, "migrations")}
+	return sqldb.Embedded("events", migrationFiles)
 }
 
 // Enqueue stores e in the outbox inside tx, so the event is published if and

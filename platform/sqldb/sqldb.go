@@ -194,3 +194,14 @@ func Time(n int64) time.Time {
 	}
 	return time.Unix(0, n).UTC()
 }
+
+// Embedded is the migration set name kept in the "migrations" folder of an
+// embedded file system (`//go:embed migrations/*.sql`).
+func Embedded(name string, files fs.FS) Migrations {
+	sub, err := fs.Sub(files, "migrations")
+	if err != nil {
+		// fs.Sub fails only for an invalid path, and "migrations" is valid.
+		panic(err)
+	}
+	return Migrations{Name: name, FS: sub}
+}

@@ -9,7 +9,6 @@ import (
 	"embed"
 	"errors"
 	"fmt"
-	"io/fs"
 	"sync"
 	"time"
 
@@ -21,11 +20,7 @@ var migrationFiles embed.FS
 
 // Migrations creates the step_logs tables.
 func Migrations() sqldb.Migrations {
-	sub, err := fs.Sub(migrationFiles, "migrations")
-	if err != nil {
-		panic(err) // a literal, valid path
-	}
-	return sqldb.Migrations{Name: "steplog", FS: sub}
+	return sqldb.Embedded("steplog", migrationFiles)
 }
 
 // Streams a line can come from.

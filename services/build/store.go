@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"time"
 
 	"github.com/sluicehq/sluice/platform/apierror"
@@ -22,11 +21,7 @@ var migrationFiles embed.FS
 
 // migrations are the build service's own tables.
 func migrations() sqldb.Migrations {
-	sub, err := fs.Sub(migrationFiles, "migrations")
-	if err != nil {
-		panic(err) // a literal, valid path
-	}
-	return sqldb.Migrations{Name: "build", FS: sub}
+	return sqldb.Embedded("build", migrationFiles)
 }
 
 // ErrLeaseLost is returned by a write of a worker that no longer holds the

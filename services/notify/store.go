@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"strconv"
 	"strings"
 	"time"
@@ -23,11 +22,7 @@ var migrationFiles embed.FS
 
 // Migrations are notify's tables.
 func Migrations() sqldb.Migrations {
-	sub, err := fs.Sub(migrationFiles, "migrations")
-	if err != nil {
-		panic(err) // only for an invalid literal path
-	}
-	return sqldb.Migrations{Name: "notify", FS: sub}
+	return sqldb.Embedded("notify", migrationFiles)
 }
 
 // Store is notify's database: subscriptions, deliveries and their

@@ -6,7 +6,6 @@ import (
 	"embed"
 	"encoding/json"
 	"fmt"
-	"io/fs"
 	"strings"
 	"time"
 
@@ -20,11 +19,7 @@ var migrationFiles embed.FS
 
 // Migrations are the release service's tables.
 func Migrations() sqldb.Migrations {
-	sub, err := fs.Sub(migrationFiles, "migrations")
-	if err != nil {
-		panic(err) // a literal, valid path
-	}
-	return sqldb.Migrations{Name: "release", FS: sub}
+	return sqldb.Embedded("release", migrationFiles)
 }
 
 // OpenDB opens the release database at url with every migration it needs

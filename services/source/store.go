@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"strings"
 	"time"
 
@@ -25,12 +24,7 @@ var migrationFiles embed.FS
 
 // Migrations are the source service's own tables.
 func Migrations() sqldb.Migrations {
-	sub, err := fs.Sub(migrationFiles, "migrations")
-	if err != nil {
-		// fs.Sub fails only for an invalid path, and "migrations" is valid.
-		panic(err)
-	}
-	return sqldb.Migrations{Name: "source", FS: sub}
+	return sqldb.Embedded("source", migrationFiles)
 }
 
 // Store is the source service's database: repositories, runs with their

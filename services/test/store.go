@@ -6,7 +6,6 @@ import (
 	"embed"
 	"errors"
 	"fmt"
-	"io/fs"
 	"time"
 
 	"github.com/sluicehq/sluice/platform/apierror"
@@ -21,11 +20,7 @@ var migrationFiles embed.FS
 
 // Migrations creates the test service's tables.
 func Migrations() sqldb.Migrations {
-	sub, err := fs.Sub(migrationFiles, "migrations")
-	if err != nil {
-		panic(err) // a literal, valid path
-	}
-	return sqldb.Migrations{Name: "test", FS: sub}
+	return sqldb.Embedded("test", migrationFiles)
 }
 
 // Store keeps test runs, suites and cases (and, in the same database, the
