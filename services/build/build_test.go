@@ -158,6 +158,9 @@ func TestBuildSucceeds(t *testing.T) {
 	if b.GetStatus() != buildv1.BuildStatus_BUILD_STATUS_SUCCEEDED || b.GetAttempt() != 1 || b.GetEndTime() == nil || b.GetCommit() != repo.Commit {
 		t.Errorf("build %v; want SUCCEEDED, attempt 1, ended, at %s", b, repo.Commit)
 	}
+	if b.GetStepDuration().AsDuration() <= 0 || b.GetStepDuration().AsDuration() != fin.GetStepDuration().AsDuration() || b.GetWorkerId() == "" {
+		t.Errorf("step duration %v (finished says %v), worker %q", b.GetStepDuration().AsDuration(), fin.GetStepDuration().AsDuration(), b.GetWorkerId())
+	}
 	if len(b.GetSteps()) != 2 {
 		t.Fatalf("steps %v; want compile and check", b.GetSteps())
 	}
@@ -279,6 +282,9 @@ func TestBuildFailures(t *testing.T) {
 			b.GetSteps()[0].GetStatus() != buildv1.StepStatus_STEP_STATUS_FAILED || b.GetSteps()[0].GetExitCode() != 2 ||
 			b.GetSteps()[1].GetStatus() != buildv1.StepStatus_STEP_STATUS_SKIPPED || len(b.GetArtifacts()) != 0 {
 			t.Errorf("build %v; want FAILED, compile FAILED(2), package SKIPPED, no artifacts", b)
+		}
+		if b.GetFailedStep() != "compile" || b.GetExitCode() != 2 || !slices.Equal(b.GetLastLogLines(), wantLast) || b.GetStartTime() == nil {
+			t.Errorf("GetBuild failure fields %q %d %q %v; want those of BuildFinished", b.GetFailedStep(), b.GetExitCode(), b.GetLastLogLines(), b.GetStartTime())
 		}
 		lines := inst.logs(t, req.GetRunId()).GetLines()
 		checkGapless(t, lines)

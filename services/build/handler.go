@@ -88,6 +88,12 @@ func buildToProto(b domain.Build) *buildv1.Build {
 		CreateTime:    timeToProto(b.CreateTime),
 		EndTime:       timeToProto(b.EndTime),
 		Attempt:       int32(b.Attempt),
+		FailedStep:    b.Failure.Step,
+		ExitCode:      int32(b.Failure.ExitCode),
+		LastLogLines:  b.Failure.LastLogLines,
+		StartTime:     timeToProto(b.StartTime),
+		StepDuration:  durationToProto(b.StepDuration),
+		WorkerId:      b.WorkerID,
 	}
 	for _, st := range b.Steps {
 		pb.Steps = append(pb.Steps, &buildv1.Step{

@@ -535,6 +535,9 @@ func cmdDeliveries(ctx context.Context, c *call) error {
 			a := d.GetAttempts()[n-1]
 			last = fmt.Sprintf("%d %s", a.GetHttpStatus(), a.GetError())
 		}
+		if d.GetStatus() == notifyv1.DeliveryStatus_DELIVERY_STATUS_DEAD && d.GetLastError() != "" {
+			last = d.GetLastError()
+		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", d.GetId(), d.GetEventType(),
 			strings.ToLower(strings.TrimPrefix(d.GetStatus().String(), "DELIVERY_STATUS_")), len(d.GetAttempts()), truncate(last, 60), ago(d.GetCreateTime().AsTime()))
 	}

@@ -10,6 +10,7 @@ import (
 	_ "buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
@@ -303,7 +304,18 @@ type Build struct {
 	CreateTime    *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
 	EndTime       *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=end_time,json=endTime,proto3" json:"end_time,omitempty"`
 	// How many times a worker has taken this build's job.
-	Attempt       int32 `protobuf:"varint,11,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	Attempt int32 `protobuf:"varint,11,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	// The failing step, its exit code and its last log lines, when a step
+	// failed.
+	FailedStep   string   `protobuf:"bytes,12,opt,name=failed_step,json=failedStep,proto3" json:"failed_step,omitempty"`
+	ExitCode     int32    `protobuf:"varint,13,opt,name=exit_code,json=exitCode,proto3" json:"exit_code,omitempty"`
+	LastLogLines []string `protobuf:"bytes,14,rep,name=last_log_lines,json=lastLogLines,proto3" json:"last_log_lines,omitempty"`
+	// When the last attempt started.
+	StartTime *timestamppb.Timestamp `protobuf:"bytes,15,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
+	// Time spent inside steps in the last attempt.
+	StepDuration *durationpb.Duration `protobuf:"bytes,16,opt,name=step_duration,json=stepDuration,proto3" json:"step_duration,omitempty"`
+	// The worker holding (or last holding) the build.
+	WorkerId      string `protobuf:"bytes,17,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -413,6 +425,48 @@ func (x *Build) GetAttempt() int32 {
 		return x.Attempt
 	}
 	return 0
+}
+
+func (x *Build) GetFailedStep() string {
+	if x != nil {
+		return x.FailedStep
+	}
+	return ""
+}
+
+func (x *Build) GetExitCode() int32 {
+	if x != nil {
+		return x.ExitCode
+	}
+	return 0
+}
+
+func (x *Build) GetLastLogLines() []string {
+	if x != nil {
+		return x.LastLogLines
+	}
+	return nil
+}
+
+func (x *Build) GetStartTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartTime
+	}
+	return nil
+}
+
+func (x *Build) GetStepDuration() *durationpb.Duration {
+	if x != nil {
+		return x.StepDuration
+	}
+	return nil
+}
+
+func (x *Build) GetWorkerId() string {
+	if x != nil {
+		return x.WorkerId
+	}
+	return ""
 }
 
 type GetBuildRequest struct {
@@ -910,7 +964,7 @@ var File_sluice_build_v1_build_proto protoreflect.FileDescriptor
 
 const file_sluice_build_v1_build_proto_rawDesc = "" +
 	"\n" +
-	"\x1bsluice/build/v1/build.proto\x12\x0fsluice.build.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xde\x01\n" +
+	"\x1bsluice/build/v1/build.proto\x12\x0fsluice.build.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xde\x01\n" +
 	"\x04Step\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x123\n" +
 	"\x06status\x18\x02 \x01(\x0e2\x1b.sluice.build.v1.StepStatusR\x06status\x12\x1b\n" +
@@ -922,7 +976,7 @@ const file_sluice_build_v1_build_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06object\x18\x02 \x01(\tR\x06object\x12\x16\n" +
 	"\x06sha256\x18\x03 \x01(\tR\x06sha256\x12\x12\n" +
-	"\x04size\x18\x04 \x01(\x03R\x04size\"\xb7\x03\n" +
+	"\x04size\x18\x04 \x01(\x03R\x04size\"\xb3\x05\n" +
 	"\x05Build\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x15\n" +
 	"\x06run_id\x18\x02 \x01(\tR\x05runId\x12\x1e\n" +
@@ -938,7 +992,15 @@ const file_sluice_build_v1_build_proto_rawDesc = "" +
 	"createTime\x125\n" +
 	"\bend_time\x18\n" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\x12\x18\n" +
-	"\aattempt\x18\v \x01(\x05R\aattempt\",\n" +
+	"\aattempt\x18\v \x01(\x05R\aattempt\x12\x1f\n" +
+	"\vfailed_step\x18\f \x01(\tR\n" +
+	"failedStep\x12\x1b\n" +
+	"\texit_code\x18\r \x01(\x05R\bexitCode\x12$\n" +
+	"\x0elast_log_lines\x18\x0e \x03(\tR\flastLogLines\x129\n" +
+	"\n" +
+	"start_time\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x12>\n" +
+	"\rstep_duration\x18\x10 \x01(\v2\x19.google.protobuf.DurationR\fstepDuration\x12\x1b\n" +
+	"\tworker_id\x18\x11 \x01(\tR\bworkerId\",\n" +
 	"\x0fGetBuildRequest\x12\x19\n" +
 	"\x02id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\x02id\"@\n" +
 	"\x10GetBuildResponse\x12,\n" +
@@ -1026,6 +1088,7 @@ var file_sluice_build_v1_build_proto_goTypes = []any{
 	(*TailLogsRequest)(nil),       // 12: sluice.build.v1.TailLogsRequest
 	(*TailLogsResponse)(nil),      // 13: sluice.build.v1.TailLogsResponse
 	(*timestamppb.Timestamp)(nil), // 14: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 15: google.protobuf.Duration
 }
 var file_sluice_build_v1_build_proto_depIdxs = []int32{
 	1,  // 0: sluice.build.v1.Step.status:type_name -> sluice.build.v1.StepStatus
@@ -1036,24 +1099,26 @@ var file_sluice_build_v1_build_proto_depIdxs = []int32{
 	3,  // 5: sluice.build.v1.Build.artifacts:type_name -> sluice.build.v1.Artifact
 	14, // 6: sluice.build.v1.Build.create_time:type_name -> google.protobuf.Timestamp
 	14, // 7: sluice.build.v1.Build.end_time:type_name -> google.protobuf.Timestamp
-	4,  // 8: sluice.build.v1.GetBuildResponse.build:type_name -> sluice.build.v1.Build
-	4,  // 9: sluice.build.v1.ListBuildsResponse.builds:type_name -> sluice.build.v1.Build
-	14, // 10: sluice.build.v1.LogLine.time:type_name -> google.protobuf.Timestamp
-	9,  // 11: sluice.build.v1.GetLogsResponse.lines:type_name -> sluice.build.v1.LogLine
-	9,  // 12: sluice.build.v1.TailLogsResponse.lines:type_name -> sluice.build.v1.LogLine
-	5,  // 13: sluice.build.v1.BuildService.GetBuild:input_type -> sluice.build.v1.GetBuildRequest
-	7,  // 14: sluice.build.v1.BuildService.ListBuilds:input_type -> sluice.build.v1.ListBuildsRequest
-	10, // 15: sluice.build.v1.BuildService.GetLogs:input_type -> sluice.build.v1.GetLogsRequest
-	12, // 16: sluice.build.v1.BuildService.TailLogs:input_type -> sluice.build.v1.TailLogsRequest
-	6,  // 17: sluice.build.v1.BuildService.GetBuild:output_type -> sluice.build.v1.GetBuildResponse
-	8,  // 18: sluice.build.v1.BuildService.ListBuilds:output_type -> sluice.build.v1.ListBuildsResponse
-	11, // 19: sluice.build.v1.BuildService.GetLogs:output_type -> sluice.build.v1.GetLogsResponse
-	13, // 20: sluice.build.v1.BuildService.TailLogs:output_type -> sluice.build.v1.TailLogsResponse
-	17, // [17:21] is the sub-list for method output_type
-	13, // [13:17] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	14, // 8: sluice.build.v1.Build.start_time:type_name -> google.protobuf.Timestamp
+	15, // 9: sluice.build.v1.Build.step_duration:type_name -> google.protobuf.Duration
+	4,  // 10: sluice.build.v1.GetBuildResponse.build:type_name -> sluice.build.v1.Build
+	4,  // 11: sluice.build.v1.ListBuildsResponse.builds:type_name -> sluice.build.v1.Build
+	14, // 12: sluice.build.v1.LogLine.time:type_name -> google.protobuf.Timestamp
+	9,  // 13: sluice.build.v1.GetLogsResponse.lines:type_name -> sluice.build.v1.LogLine
+	9,  // 14: sluice.build.v1.TailLogsResponse.lines:type_name -> sluice.build.v1.LogLine
+	5,  // 15: sluice.build.v1.BuildService.GetBuild:input_type -> sluice.build.v1.GetBuildRequest
+	7,  // 16: sluice.build.v1.BuildService.ListBuilds:input_type -> sluice.build.v1.ListBuildsRequest
+	10, // 17: sluice.build.v1.BuildService.GetLogs:input_type -> sluice.build.v1.GetLogsRequest
+	12, // 18: sluice.build.v1.BuildService.TailLogs:input_type -> sluice.build.v1.TailLogsRequest
+	6,  // 19: sluice.build.v1.BuildService.GetBuild:output_type -> sluice.build.v1.GetBuildResponse
+	8,  // 20: sluice.build.v1.BuildService.ListBuilds:output_type -> sluice.build.v1.ListBuildsResponse
+	11, // 21: sluice.build.v1.BuildService.GetLogs:output_type -> sluice.build.v1.GetLogsResponse
+	13, // 22: sluice.build.v1.BuildService.TailLogs:output_type -> sluice.build.v1.TailLogsResponse
+	19, // [19:23] is the sub-list for method output_type
+	15, // [15:19] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_sluice_build_v1_build_proto_init() }
