@@ -235,11 +235,16 @@ func runDuration(r *sourcev1.Run) string {
 }
 
 func stageWord(s sourcev1.StageStatus) string {
-	return strings.ToLower(strings.TrimPrefix(s.String(), "STAGE_STATUS_"))
+	return enumWord(s.String(), "STAGE_STATUS_")
 }
 
 func runWord(s sourcev1.RunStatus) string {
-	return strings.ToLower(strings.TrimPrefix(s.String(), "RUN_STATUS_"))
+	return enumWord(s.String(), "RUN_STATUS_")
+}
+
+// enumWord is an enum value as a user reads it: RUN_STATUS_FAILED is "failed".
+func enumWord(name, prefix string) string {
+	return strings.ToLower(strings.TrimPrefix(name, prefix))
 }
 
 func firstLine(s string) string {
@@ -296,7 +301,7 @@ func cmdShow(ctx context.Context, c *call) error {
 	fmt.Fprintf(w, "repository  %s\n", r.GetRepository())
 	fmt.Fprintf(w, "commit      %s %s\n", r.GetCommit(), firstLine(r.GetCommitMessage()))
 	fmt.Fprintf(w, "ref         %s (branch %s)\n", firstNonEmpty(r.GetRef(), "-"), firstNonEmpty(r.GetBranch(), "-"))
-	fmt.Fprintf(w, "trigger     %s\n", strings.ToLower(strings.TrimPrefix(r.GetTrigger().String(), "TRIGGER_")))
+	fmt.Fprintf(w, "trigger     %s\n", enumWord(r.GetTrigger().String(), "TRIGGER_"))
 	fmt.Fprintf(w, "status      %s\n", runWord(r.GetStatus()))
 	fmt.Fprintf(w, "started     %s\n", r.GetCreateTime().AsTime().Local().Format(time.RFC3339))
 	if r.GetEndTime() != nil {
@@ -343,7 +348,7 @@ func cmdLogs(ctx context.Context, c *call) error {
 		}
 		fmt.Fprintf(c.app.Stdout, "[%s] %s\n", step, text)
 	}
-	// Build logs.
+	// Build logs: streamed live with -f, else paged.
 	if *follow {
 		stream, err := c.build().TailLogs(ctx, &buildv1.TailLogsRequest{RunId: runID, Step: *step, FromSeq: 1})
 		if err != nil {
@@ -358,55 +363,60 @@ func cmdLogs(ctx context.Context, c *call) error {
 			return err
 		}
 	} else {
-		found := false
-		for from := int64(1); ; {
+		found, err := pageLogs(ctx, false, func(from int64) (int64, bool, int, error) {
 			res, err := c.build().GetLogs(ctx, &buildv1.GetLogsRequest{RunId: runID, Step: *step, FromSeq: from, Limit: 5000})
-			if connect.CodeOf(err) == connect.CodeNotFound {
-				break
-			}
-			if err != nil {
-				return err
-			}
-			found = true
 			for _, l := range res.GetLines() {
 				printLine("build", l.GetStep(), l.GetStream(), l.GetText(), l.GetSeq())
 			}
-			if len(res.GetLines()) == 0 || res.GetComplete() {
-				break
-			}
-			from = res.GetNextSeq()
+			return res.GetNextSeq(), res.GetComplete(), len(res.GetLines()), err
+		})
+		if err != nil {
+			return err
 		}
 		if !found {
 			return fmt.Errorf("no logs for run %s (has it been built?)", runID)
 		}
 	}
 	// Test logs, when tests ran.
-	for from := int64(1); ; {
+	_, err := pageLogs(ctx, *follow, func(from int64) (int64, bool, int, error) {
 		res, err := c.test().GetLogs(ctx, &testv1.GetLogsRequest{RunId: runID, Step: *step, FromSeq: from, Limit: 5000})
-		if connect.CodeOf(err) == connect.CodeNotFound {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
 		for _, l := range res.GetLines() {
 			printLine("test", l.GetStep(), l.GetStream(), l.GetText(), l.GetSeq())
 		}
-		if res.GetComplete() {
-			return nil
+		return res.GetNextSeq(), res.GetComplete(), len(res.GetLines()), err
+	})
+	return err
+}
+
+// pageLogs reads a log page by page through fetch (which prints the lines
+// and returns the next sequence number, whether the log is complete and how
+// many lines came) until the log is complete, or, without follow, until no
+// more lines come. found is false when the service has no log for the run.
+func pageLogs(ctx context.Context, follow bool, fetch func(from int64) (next int64, complete bool, n int, err error)) (found bool, err error) {
+	for from := int64(1); ; {
+		next, complete, n, err := fetch(from)
+		if connect.CodeOf(err) == connect.CodeNotFound {
+			return found, nil
 		}
-		if len(res.GetLines()) == 0 {
-			if !*follow {
-				return nil
+		if err != nil {
+			return found, err
+		}
+		found = true
+		if complete {
+			return true, nil
+		}
+		if n == 0 {
+			if !follow {
+				return true, nil
 			}
 			select {
 			case <-ctx.Done():
-				return ctx.Err()
+				return true, ctx.Err()
 			case <-time.After(500 * time.Millisecond):
 			}
 			continue
 		}
-		from = res.GetNextSeq()
+		from = next
 	}
 }
 
@@ -429,7 +439,7 @@ func cmdReleases(ctx context.Context, c *call) error {
 		for _, a := range r.GetArtifacts() {
 			names = append(names, a.GetName())
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.GetVersion(), strings.ToLower(strings.TrimPrefix(r.GetStatus().String(), "RELEASE_STATUS_")),
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.GetVersion(), enumWord(r.GetStatus().String(), "RELEASE_STATUS_"),
 			shortSHA(r.GetCommit()), r.GetRunId(), ago(r.GetCreateTime().AsTime()), strings.Join(names, ","))
 	}
 	return tw.Flush()
@@ -456,7 +466,7 @@ func cmdDeployments(ctx context.Context, c *call) error {
 			rb = "yes"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", d.GetEnvironment(), d.GetVersion(),
-			strings.ToLower(strings.TrimPrefix(d.GetStatus().String(), "DEPLOYMENT_STATUS_")), rb, ago(d.GetCreateTime().AsTime()), truncate(d.GetReason(), 80))
+			enumWord(d.GetStatus().String(), "DEPLOYMENT_STATUS_"), rb, ago(d.GetCreateTime().AsTime()), truncate(d.GetReason(), 80))
 	}
 	return tw.Flush()
 }
@@ -479,7 +489,7 @@ func cmdRollback(ctx context.Context, c *call) error {
 	}
 	d := res.GetDeployment()
 	fmt.Fprintf(c.app.Stdout, "rolled %s back to %s: %s\n", d.GetEnvironment(), d.GetVersion(),
-		strings.ToLower(strings.TrimPrefix(d.GetStatus().String(), "DEPLOYMENT_STATUS_")))
+		enumWord(d.GetStatus().String(), "DEPLOYMENT_STATUS_"))
 	if d.GetStatus() != releasev1.DeploymentStatus_DEPLOYMENT_STATUS_VERIFIED {
 		return &exitError{code: 1, msg: "rollback did not verify: " + d.GetReason()}
 	}
@@ -539,7 +549,7 @@ func cmdDeliveries(ctx context.Context, c *call) error {
 			last = d.GetLastError()
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", d.GetId(), d.GetEventType(),
-			strings.ToLower(strings.TrimPrefix(d.GetStatus().String(), "DELIVERY_STATUS_")), len(d.GetAttempts()), truncate(last, 60), ago(d.GetCreateTime().AsTime()))
+			enumWord(d.GetStatus().String(), "DELIVERY_STATUS_"), len(d.GetAttempts()), truncate(last, 60), ago(d.GetCreateTime().AsTime()))
 	}
 	return tw.Flush()
 }
