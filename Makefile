@@ -13,6 +13,7 @@ BIN := $(CURDIR)/bin
 export PATH := $(BIN):$(PATH)
 
 # Every Go module of the workspace, in dependency order.
+SERVICES := source build test release notify
 MODULES := proto deploy platform services/source services/build services/test services/release services/notify cmd/sluice e2e
 GO_PKGS := $(addsuffix /...,$(addprefix ./,$(MODULES)))
 # Packages that start goroutines get -race.
@@ -32,11 +33,25 @@ run: build
 ## build: the all-in-one binary and the five service binaries into ./bin.
 build:
 	go build -o $(BIN)/sluice ./cmd/sluice
-	for s in source build test release notify; do go build -o $(BIN)/sluice-$$s ./services/$$s/cmd/sluice-$$s; done
+	for s in $(SERVICES); do go build -o $(BIN)/sluice-$$s ./services/$$s/cmd/sluice-$$s; done
 
-## test: every test of every module.
+# The packages whose tests touch a database: `make test` runs them a second
+# time with every service on PostgreSQL (SLUICE_TEST_STORE=postgres).
+STORE_PKGS := ./platform/... $(addsuffix /...,$(addprefix ./services/,$(SERVICES)))
+
+## test: every test of every module (SQLite), then the store-dependent ones on PostgreSQL.
+## PostgreSQL comes from $$SLUICE_TEST_POSTGRES_URL, else scripts/test-postgres starts one (as root).
 test: build $(BIN)/nats-server
-	go test $(TEST_FLAGS) $(GO_PKGS)
+	@url="$${SLUICE_TEST_POSTGRES_URL:-$$(scripts/test-postgres || echo)}"; \
+	if [ -z "$$url" ]; then echo "make test: no PostgreSQL; its cases are skipped (set SLUICE_TEST_POSTGRES_URL)"; fi; \
+	set -x; \
+	SLUICE_TEST_POSTGRES_URL="$$url" go test $(TEST_FLAGS) $(GO_PKGS) && \
+	SLUICE_TEST_POSTGRES_URL="$$url" SLUICE_TEST_STORE=postgres go test $(TEST_FLAGS) $(STORE_PKGS)
+
+## test-postgres: only the store-dependent tests, every service on PostgreSQL.
+test-postgres: $(BIN)/nats-server
+	SLUICE_TEST_POSTGRES_URL="$${SLUICE_TEST_POSTGRES_URL:-$$(scripts/test-postgres)}" SLUICE_TEST_STORE=postgres \
+		go test $(TEST_FLAGS) $(STORE_PKGS)
 
 ## bench: the platform overhead benchmark (prints p50/p95 and runs/s).
 bench:

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"embed"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -78,6 +79,13 @@ func (r *Relay) Run(ctx context.Context) {
 		switch {
 		case ctx.Err() != nil:
 			return
+		case errors.Is(err, errRelayBusy):
+			// Another replica is publishing; look again soon, since the
+			// events this replica just enqueued may not be in its batch.
+			if !sleep(ctx, 20*time.Millisecond) {
+				return
+			}
+			continue
 		case err != nil:
 			r.log.Warn("outbox relay: publish failed; retrying", slog.Any("error", err), slog.Duration("in", backoff))
 			if !sleep(ctx, backoff) {
@@ -99,10 +107,25 @@ func (r *Relay) Run(ctx context.Context) {
 	}
 }
 
+// relayLockKey is the PostgreSQL advisory lock a relay holds while it
+// publishes a batch: replicas share one outbox, and one relay at a time keeps
+// the events in order.
+const relayLockKey = 0x736c756963650002
+
+// errRelayBusy means another replica is publishing the shared outbox.
+var errRelayBusy = errors.New("another replica is relaying the outbox")
+
+// sqlRunner is what a batch reads and deletes through: the database, or the
+// transaction holding the relay lock.
+type sqlRunner interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+}
+
 // readBatch reads the oldest unpublished events; the rows are closed before
 // publishing, so the single SQLite connection is free for the deletes.
-func (r *Relay) readBatch(ctx context.Context) ([]outboxRow, error) {
-	rows, err := r.db.QueryContext(ctx,
+func (r *Relay) readBatch(ctx context.Context, q sqlRunner) ([]outboxRow, error) {
+	rows, err := q.QueryContext(ctx,
 		`SELECT id, subject, headers, body FROM outbox ORDER BY created_at, id LIMIT $1`, r.batch)
 	if err != nil {
 		return nil, fmt.Errorf("read outbox: %w", err)
@@ -128,7 +151,43 @@ type outboxRow struct {
 }
 
 func (r *Relay) publishBatch(ctx context.Context) (int, error) {
-	batch, err := r.readBatch(ctx)
+	if !r.db.Postgres() {
+		return r.publishFrom(ctx, r.db, func(batch []outboxRow) error {
+			return r.db.InTx(ctx, func(tx *sql.Tx) error { return deleteRows(ctx, tx, batch) })
+		})
+	}
+	tx, err := r.db.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, fmt.Errorf("relay: begin: %w", err)
+	}
+	defer func() { _ = tx.Rollback() }()
+	var locked bool
+	if err := tx.QueryRowContext(ctx, `SELECT pg_try_advisory_xact_lock($1)`, int64(relayLockKey)).Scan(&locked); err != nil {
+		return 0, fmt.Errorf("relay: take the relay lock: %w", err)
+	}
+	if !locked {
+		return 0, errRelayBusy
+	}
+	n, pubErr := r.publishFrom(ctx, tx, func(batch []outboxRow) error { return deleteRows(ctx, tx, batch) })
+	if err := tx.Commit(); err != nil {
+		return 0, fmt.Errorf("relay: commit: %w", err)
+	}
+	return n, pubErr
+}
+
+func deleteRows(ctx context.Context, q sqlRunner, batch []outboxRow) error {
+	for _, row := range batch {
+		if _, err := q.ExecContext(ctx, `DELETE FROM outbox WHERE id = $1`, row.id); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// publishFrom publishes the oldest batch and deletes, through del, the
+// prefix the server acknowledged.
+func (r *Relay) publishFrom(ctx context.Context, q sqlRunner, del func([]outboxRow) error) (int, error) {
+	batch, err := r.readBatch(ctx, q)
 	if err != nil {
 		return 0, err
 	}
@@ -166,15 +225,7 @@ func (r *Relay) publishBatch(ctx context.Context) (int, error) {
 	}
 	// Delete the acknowledged prefix only, so order is kept on a retry.
 	if done > 0 {
-		err := r.db.InTx(ctx, func(tx *sql.Tx) error {
-			for _, row := range batch[:done] {
-				if _, err := tx.ExecContext(ctx, `DELETE FROM outbox WHERE id = $1`, row.id); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
-		if err != nil {
+		if err := del(batch[:done]); err != nil {
 			return 0, fmt.Errorf("delete published outbox rows: %w", err)
 		}
 	}

@@ -1,6 +1,7 @@
 // Package sqldb opens a service's SQL database and applies its embedded
-// migrations. SQLite (pure Go, modernc.org/sqlite) is the default store; the
-// SQL the services write sticks to what PostgreSQL also accepts ($N
+// migrations. SQLite (pure Go, modernc.org/sqlite) is the single-replica
+// default; PostgreSQL (pgx) serves replicas that share one database. The same
+// migrations and queries serve both: the SQL sticks to what both accept ($N
 // placeholders, INSERT ... ON CONFLICT, BIGINT nanosecond timestamps).
 package sqldb
 
@@ -10,19 +11,32 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math/rand/v2"
+	neturl "net/url"
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"time"
+	"unicode/utf8"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/stdlib"
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 )
 
 // DB is an open service database.
 type DB struct {
 	*sql.DB
-	url string
+	url      string
+	postgres bool
+	// unlock releases the SQLite database's lock file, held while the DB is
+	// open so that a second process cannot use the same file.
+	unlock func()
 }
 
 // Migrations is one named set of migration files (`NNN_what.sql`, applied in
@@ -34,8 +48,107 @@ type Migrations struct {
 }
 
 // Open opens the database at url and applies every migration set in order.
-// url is "sqlite:PATH" or a plain file path; the file's directory is created.
+//
+// url is "postgres://user:password@host:port/db?…" (PostgreSQL, for several
+// replicas of a service), or "sqlite:PATH" or a plain file path (SQLite, the
+// single-replica default; the file's directory is created). A SQLite file is
+// locked for as long as it is open: a second process pointed at it is refused
+// with a message that says to use PostgreSQL for replicas.
 func Open(ctx context.Context, url string, sets ...Migrations) (*DB, error) {
+	var (
+		db  *DB
+		err error
+	)
+	if isPostgresURL(url) {
+		db, err = openPostgres(ctx, url)
+	} else {
+		db, err = openSQLite(ctx, url)
+	}
+	if err != nil {
+		return nil, err
+	}
+	for _, set := range sets {
+		if err := db.migrate(ctx, set); err != nil {
+			_ = db.Close()
+			return nil, err
+		}
+	}
+	return db, nil
+}
+
+// Postgres reports whether the database is PostgreSQL (else SQLite).
+func (db *DB) Postgres() bool { return db.postgres }
+
+// Close closes the database and, for SQLite, releases its lock file.
+func (db *DB) Close() error {
+	err := db.DB.Close()
+	if db.unlock != nil {
+		db.unlock()
+	}
+	return err
+}
+
+func isPostgresURL(url string) bool {
+	return strings.HasPrefix(url, "postgres://") || strings.HasPrefix(url, "postgresql://")
+}
+
+// Redacted is url without its password, for logs and errors; an unparsable
+// URL loses everything between "://" and the last "@".
+func Redacted(url string) string {
+	u, err := neturl.Parse(url)
+	if err == nil {
+		if u.User == nil {
+			return url
+		}
+		return u.Redacted()
+	}
+	scheme, rest, ok := strings.Cut(url, "://")
+	at := strings.LastIndex(rest, "@")
+	if !ok || at < 0 {
+		return url
+	}
+	return scheme + "://xxxxx" + rest[at:]
+}
+
+// PostgresMaxConns bounds each service process's PostgreSQL connections.
+const PostgresMaxConns = 16
+
+func openPostgres(ctx context.Context, url string) (*DB, error) {
+	cfg, err := pgx.ParseConfig(url)
+	if err != nil {
+		// pgx's message quotes the URL with the password masked.
+		return nil, fmt.Errorf("database url: %w", err)
+	}
+	sqlDB := stdlib.OpenDB(*cfg)
+	sqlDB.SetMaxOpenConns(PostgresMaxConns)
+	sqlDB.SetMaxIdleConns(PostgresMaxConns)
+	sqlDB.SetConnMaxIdleTime(5 * time.Minute)
+	db := &DB{DB: sqlDB, url: url, postgres: true}
+	// The server may still be starting (a compose stack, a pod next to its
+	// database): retry a refused connection until ctx ends, but give up at
+	// once on an answer from the server such as a wrong password.
+	for {
+		pingCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err = sqlDB.PingContext(pingCtx)
+		cancel()
+		var pgErr *pgconn.PgError
+		if err == nil {
+			return db, nil
+		}
+		if errors.As(err, &pgErr) || ctx.Err() != nil {
+			_ = sqlDB.Close()
+			return nil, fmt.Errorf("open %s: %w", Redacted(url), err)
+		}
+		select {
+		case <-ctx.Done():
+			_ = sqlDB.Close()
+			return nil, fmt.Errorf("open %s: %w", Redacted(url), err)
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+func openSQLite(ctx context.Context, url string) (*DB, error) {
 	path, err := sqlitePath(url)
 	if err != nil {
 		return nil, err
@@ -43,85 +156,191 @@ func Open(ctx context.Context, url string, sets ...Migrations) (*DB, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
 		return nil, fmt.Errorf("create database directory: %w", err)
 	}
+	unlock, err := lockSQLite(path)
+	if err != nil {
+		return nil, err
+	}
 	dsn := "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)&_txlock=immediate"
 	sqlDB, err := sql.Open("sqlite", dsn)
 	if err != nil {
+		unlock()
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
 	// One connection: SQLite has one writer anyway, and a single connection
 	// makes "database is locked" impossible inside one process.
 	sqlDB.SetMaxOpenConns(1)
 	sqlDB.SetConnMaxIdleTime(0)
-	db := &DB{DB: sqlDB, url: url}
+	db := &DB{DB: sqlDB, url: url, unlock: unlock}
 	if err := sqlDB.PingContext(ctx); err != nil {
-		_ = sqlDB.Close()
+		_ = db.Close()
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
-	for _, set := range sets {
-		if err := db.migrate(ctx, set); err != nil {
-			_ = sqlDB.Close()
+	return db, nil
+}
+
+// ErrInUse is returned when a SQLite database is already open in another
+// process (or another DB in this one).
+var ErrInUse = errors.New("database in use")
+
+// sqliteLocks holds this process's lock files by path, so that several DBs
+// of one process may share a file (tests reopen a service's database) while
+// another process is refused.
+var sqliteLocks = struct {
+	sync.Mutex
+	byPath map[string]*sqliteLock
+}{byPath: map[string]*sqliteLock{}}
+
+type sqliteLock struct {
+	file *os.File
+	refs int
+}
+
+// lockSQLite takes an exclusive lock on PATH.lock for this process. The
+// kernel drops the lock when the process dies, so a crashed process never
+// leaves it stale.
+func lockSQLite(path string) (release func(), err error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("database path %s: %w", path, err)
+	}
+	sqliteLocks.Lock()
+	defer sqliteLocks.Unlock()
+	l := sqliteLocks.byPath[abs]
+	if l == nil {
+		f, err := flockFile(abs + ".lock")
+		if err != nil {
 			return nil, err
 		}
+		l = &sqliteLock{file: f}
+		sqliteLocks.byPath[abs] = l
 	}
-	return db, nil
+	l.refs++
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			sqliteLocks.Lock()
+			defer sqliteLocks.Unlock()
+			l.refs--
+			if l.refs == 0 {
+				delete(sqliteLocks.byPath, abs)
+				_ = syscall.Flock(int(l.file.Fd()), syscall.LOCK_UN)
+				_ = l.file.Close()
+			}
+		})
+	}, nil
+}
+
+func flockFile(lockPath string) (*os.File, error) {
+	dbPath := strings.TrimSuffix(lockPath, ".lock")
+	f, err := os.OpenFile(lockPath, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open lock file: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		holder := "another process"
+		if b, rerr := os.ReadFile(lockPath); rerr == nil && len(strings.TrimSpace(string(b))) > 0 {
+			holder = "process " + strings.TrimSpace(string(b))
+		}
+		_ = f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("sqlite database %s is already open in %s: %w; SQLite serves one replica only, "+
+				"so to run more than one replica of a service point all of them at one PostgreSQL database "+
+				"(--database-url postgres://user:password@host:5432/db)", dbPath, holder, ErrInUse)
+		}
+		return nil, fmt.Errorf("lock %s: %w", lockPath, err)
+	}
+	if err := f.Truncate(0); err == nil {
+		_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	}
+	return f, nil
 }
 
 func sqlitePath(url string) (string, error) {
 	switch {
 	case url == "":
 		return "", errors.New("database url is empty")
-	case strings.HasPrefix(url, "postgres://"), strings.HasPrefix(url, "postgresql://"):
-		return "", fmt.Errorf("database url %q: PostgreSQL is not supported yet; use sqlite:PATH", url)
 	case strings.HasPrefix(url, "sqlite://"):
 		return strings.TrimPrefix(url, "sqlite://"), nil
 	case strings.HasPrefix(url, "sqlite:"):
 		return strings.TrimPrefix(url, "sqlite:"), nil
 	case strings.Contains(url, "://"):
-		return "", fmt.Errorf("database url %q: unknown scheme; use sqlite:PATH", url)
+		return "", fmt.Errorf("database url %q: unknown scheme; use sqlite:PATH or postgres://user:password@host:port/db", Redacted(url))
 	default:
 		return url, nil
 	}
 }
 
+// migrationLockKey is the PostgreSQL advisory lock that serialises the
+// migrations of replicas starting at the same time.
+const migrationLockKey = 0x736c756963650001
+
 func (db *DB) migrate(ctx context.Context, set Migrations) error {
-	if _, err := db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
-		version TEXT PRIMARY KEY,
-		applied_at BIGINT NOT NULL
-	)`); err != nil {
-		return fmt.Errorf("create schema_migrations: %w", err)
-	}
 	names, err := fs.Glob(set.FS, "*.sql")
 	if err != nil {
 		return fmt.Errorf("list %s migrations: %w", set.Name, err)
 	}
 	sort.Strings(names)
+	// One connection for the whole set: on PostgreSQL it holds a session
+	// advisory lock, so replicas starting together migrate one at a time and
+	// each sees what the one before it committed.
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("migrate %s: %w", set.Name, err)
+	}
+	defer func() { _ = conn.Close() }()
+	if db.postgres {
+		if _, err := conn.ExecContext(ctx, `SELECT pg_advisory_lock($1)`, int64(migrationLockKey)); err != nil {
+			return fmt.Errorf("migrate %s: take the migration lock: %w", set.Name, err)
+		}
+		defer func() {
+			_, _ = conn.ExecContext(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock($1)`, int64(migrationLockKey))
+		}()
+	}
+	if _, err := conn.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+		version TEXT PRIMARY KEY,
+		applied_at BIGINT NOT NULL
+	)`); err != nil {
+		return fmt.Errorf("create schema_migrations: %w", err)
+	}
 	for _, name := range names {
 		version := set.Name + "/" + name
 		body, err := fs.ReadFile(set.FS, name)
 		if err != nil {
 			return fmt.Errorf("read migration %s: %w", version, err)
 		}
-		err = db.InTx(ctx, func(tx *sql.Tx) error {
-			var n int
-			if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM schema_migrations WHERE version = $1`, version).Scan(&n); err != nil {
-				return err
-			}
-			if n > 0 {
-				return nil
-			}
-			for _, stmt := range splitStatements(string(body)) {
-				if _, err := tx.ExecContext(ctx, stmt); err != nil {
-					return fmt.Errorf("%w\n%s", err, stmt)
-				}
-			}
-			_, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)`, version, time.Now().UnixNano())
-			return err
-		})
-		if err != nil {
+		if err := applyMigration(ctx, conn, version, string(body)); err != nil {
 			return fmt.Errorf("apply migration %s: %w", version, err)
 		}
 	}
 	return nil
+}
+
+func applyMigration(ctx context.Context, conn *sql.Conn, version, body string) (err error) {
+	tx, err := conn.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			_ = tx.Rollback()
+		}
+	}()
+	var n int
+	if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM schema_migrations WHERE version = $1`, version).Scan(&n); err != nil {
+		return err
+	}
+	if n > 0 {
+		return tx.Rollback()
+	}
+	for _, stmt := range splitStatements(body) {
+		if _, err := tx.ExecContext(ctx, stmt); err != nil {
+			return fmt.Errorf("%w\n%s", err, stmt)
+		}
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)`, version, time.Now().UnixNano()); err != nil {
+		return err
+	}
+	return tx.Commit()
 }
 
 // splitStatements splits a migration file on semicolons that end a line.
@@ -149,9 +368,39 @@ func splitStatements(body string) []string {
 	return out
 }
 
+// MaxTxAttempts bounds how often InTx runs a PostgreSQL transaction that
+// lost a serialization conflict.
+const MaxTxAttempts = 20
+
 // InTx runs fn in a transaction, committing when fn returns nil.
-func (db *DB) InTx(ctx context.Context, fn func(tx *sql.Tx) error) (err error) {
-	tx, err := db.BeginTx(ctx, nil)
+//
+// SQLite transactions are serial (one connection, BEGIN IMMEDIATE). On
+// PostgreSQL they run SERIALIZABLE, so replicas sharing the database see the
+// same guarantees; a transaction that loses a conflict (SQLSTATE 40001 or a
+// deadlock, 40P01) is run again, so fn must only touch the database and
+// variables it sets afresh on each call.
+func (db *DB) InTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	if !db.postgres {
+		return db.inTx(ctx, nil, fn)
+	}
+	opts := &sql.TxOptions{Isolation: sql.LevelSerializable}
+	for attempt := 1; ; attempt++ {
+		err := db.inTx(ctx, opts, fn)
+		if err == nil || !isSerializationFailure(err) || attempt == MaxTxAttempts {
+			return err
+		}
+		// Back off a little, with jitter, so the competing replicas spread out.
+		wait := time.Duration(attempt) * time.Duration(1+rand.IntN(5)) * time.Millisecond
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+	}
+}
+
+func (db *DB) inTx(ctx context.Context, opts *sql.TxOptions, fn func(tx *sql.Tx) error) (err error) {
+	tx, err := db.BeginTx(ctx, opts)
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
 	}
@@ -169,14 +418,36 @@ func (db *DB) InTx(ctx context.Context, fn func(tx *sql.Tx) error) (err error) {
 	return nil
 }
 
+func sqlState(err error) string {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return pgErr.Code
+	}
+	return ""
+}
+
+func isSerializationFailure(err error) bool {
+	code := sqlState(err)
+	return code == "40001" || code == "40P01"
+}
+
 // IsUniqueViolation reports whether err is a unique-constraint failure, as
 // SQLite words it or as PostgreSQL codes it (SQLSTATE 23505).
 func IsUniqueViolation(err error) bool {
 	if err == nil {
 		return false
 	}
-	msg := err.Error()
-	return strings.Contains(msg, "UNIQUE constraint failed") || strings.Contains(msg, "SQLSTATE 23505")
+	return sqlState(err) == "23505" || strings.Contains(err.Error(), "UNIQUE constraint failed")
+}
+
+// Text makes s storable in a TEXT column of both stores: PostgreSQL refuses
+// NUL bytes and invalid UTF-8, which process output may hold. Each is
+// replaced by U+FFFD.
+func Text(s string) string {
+	if utf8.ValidString(s) && !strings.ContainsRune(s, 0) {
+		return s
+	}
+	return strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
 }
 
 // Nanos is a time as stored: Unix nanoseconds, 0 for the zero time.

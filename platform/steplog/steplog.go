@@ -119,7 +119,7 @@ func (w *Writer) Append(step, stream, text string) int64 {
 	defer w.mu.Unlock()
 	seq := w.next
 	w.next++
-	w.pending = append(w.pending, Line{Seq: seq, Step: step, Stream: stream, Text: text, Time: time.Now().UTC()})
+	w.pending = append(w.pending, Line{Seq: seq, Step: step, Stream: stream, Text: sqldb.Text(text), Time: time.Now().UTC()})
 	return seq
 }
 

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/sluicehq/sluice/platform/events"
+	"github.com/sluicehq/sluice/platform/sqldb/sqldbtest"
 
 	buildevents "github.com/sluicehq/sluice/proto/gen/sluice/build/events/v1"
 	buildv1 "github.com/sluicehq/sluice/proto/gen/sluice/build/v1"
@@ -432,7 +433,7 @@ func TestTakeoverOfBuildLeftRunning(t *testing.T) {
 	rec := buildtest.Record(t, n.JS)
 
 	// Two replicas on one database, as replicas on PostgreSQL would be.
-	dbURL := "sqlite:" + filepath.Join(t.TempDir(), "build.db")
+	dbURL := sqldbtest.URL(t)
 	workers := map[string]*instance{}
 	for _, id := range []string{"worker-a", "worker-b"} {
 		workers[id] = startInstance(t, n, build.Config{WorkerID: id, DatabaseURL: dbURL, Heartbeat: 200 * time.Millisecond})

@@ -18,6 +18,7 @@ import (
 	"github.com/sluicehq/sluice/platform/fxkit"
 	"github.com/sluicehq/sluice/platform/rpcserver"
 	"github.com/sluicehq/sluice/platform/sqldb"
+	"github.com/sluicehq/sluice/platform/sqldb/sqldbtest"
 	buildv1 "github.com/sluicehq/sluice/proto/gen/sluice/build/v1"
 	"github.com/sluicehq/sluice/proto/gen/sluice/build/v1/buildv1connect"
 	"github.com/sluicehq/sluice/services/build"
@@ -39,6 +40,9 @@ func startInstance(t *testing.T, n *buildtest.NATS, cfg build.Config) *instance 
 	t.Helper()
 	if cfg.DataDir == "" {
 		cfg.DataDir = t.TempDir()
+	}
+	if cfg.DatabaseURL == "" {
+		cfg.DatabaseURL = sqldbtest.URL(t)
 	}
 	nc := n.Server.Connect(t)
 	js := buildtest.JetStream(t, nc)

@@ -256,7 +256,7 @@ func (s *Store) Finish(ctx context.Context, l Lease, out Outcome, evs ...events.
 		}
 		if _, err := tx.ExecContext(ctx, `UPDATE builds SET status = $1, failure_reason = $2, failed_step = $3,
 			exit_code = $4, last_log_lines = $5, step_duration = $6, ended_at = $7, lease_expires_at = 0 WHERE id = $8`,
-			string(out.Status), out.Failure.Reason, out.Failure.Step, out.Failure.ExitCode, string(last),
+			string(out.Status), sqldb.Text(out.Failure.Reason), out.Failure.Step, out.Failure.ExitCode, sqldb.Text(string(last)),
 			int64(out.StepDuration), out.EndTime.UnixNano(), l.BuildID); err != nil {
 			return err
 		}

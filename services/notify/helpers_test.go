@@ -29,6 +29,7 @@ import (
 	"github.com/sluicehq/sluice/platform/natsprovision"
 	"github.com/sluicehq/sluice/platform/natstest"
 	"github.com/sluicehq/sluice/platform/rpcserver"
+	"github.com/sluicehq/sluice/platform/sqldb/sqldbtest"
 	buildevents "github.com/sluicehq/sluice/proto/gen/sluice/build/events/v1"
 	notifyv1 "github.com/sluicehq/sluice/proto/gen/sluice/notify/v1"
 	"github.com/sluicehq/sluice/proto/gen/sluice/notify/v1/notifyv1connect"
@@ -77,6 +78,7 @@ func ctx(t *testing.T) context.Context {
 func testConfig(t *testing.T) notify.Config {
 	return notify.Config{
 		DataDir:        t.TempDir(),
+		DatabaseURL:    sqldbtest.URL(t),
 		RetryBase:      50 * time.Millisecond,
 		RetryMax:       time.Second,
 		AttemptTimeout: 5 * time.Second,

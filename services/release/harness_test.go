@@ -47,6 +47,7 @@ import (
 	"github.com/sluicehq/sluice/platform/natsprovision"
 	"github.com/sluicehq/sluice/platform/natstest"
 	"github.com/sluicehq/sluice/platform/rpcserver"
+	"github.com/sluicehq/sluice/platform/sqldb/sqldbtest"
 	"github.com/sluicehq/sluice/services/release/domain"
 )
 
@@ -135,7 +136,7 @@ func newHarness(t *testing.T) *harness {
 	sourceSrv := serve(t)(sourcev1connect.NewSourceServiceHandler(h.source))
 	buildSrv := serve(t)(buildv1connect.NewBuildServiceHandler(h.build))
 
-	h.cfg = Config{DataDir: t.TempDir(), SourceURL: sourceSrv.URL, BuildURL: buildSrv.URL}
+	h.cfg = Config{DataDir: t.TempDir(), DatabaseURL: sqldbtest.URL(t), SourceURL: sourceSrv.URL, BuildURL: buildSrv.URL}
 	// The staging health endpoint answers 200 while the deployed health
 	// file says ok, 503 otherwise.
 	h.health = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -377,7 +377,9 @@ func TestInterruptedDeployIsFailedNotRerunAndRolledBack(t *testing.T) {
 	runID := h.run(slow, "main", h.pipeline())
 	deadline := time.Now().Add(waitFor)
 	for {
-		if _, err := os.Stat(filepath.Join(StateDir(h.cfg.DataDir, repoName, "staging"), "hung")); err == nil {
+		// Wait for the line, not the file: the shell creates the file before
+		// echo writes to it.
+		if b, err := os.ReadFile(filepath.Join(StateDir(h.cfg.DataDir, repoName, "staging"), "hung")); err == nil && strings.HasSuffix(string(b), "\n") {
 			break
 		}
 		if time.Now().After(deadline) {

@@ -360,7 +360,7 @@ func (s *Store) InsertDeployment(ctx context.Context, d domain.Deployment) error
 	_, err := s.db.ExecContext(ctx,
 		`INSERT INTO deployments (`+deploymentColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`,
 		d.ID, d.ReleaseID, d.Repository, d.Environment, d.Version, d.RunID, boolInt(d.Rollback), boolInt(d.Started),
-		string(d.Status), d.Reason, d.Log, sqldb.Nanos(d.CreatedAt), sqldb.Nanos(d.EndedAt))
+		string(d.Status), sqldb.Text(d.Reason), sqldb.Text(d.Log), sqldb.Nanos(d.CreatedAt), sqldb.Nanos(d.EndedAt))
 	if err != nil {
 		return fmt.Errorf("record deployment of %s to %s: %w", d.Version, d.Environment, err)
 	}
@@ -407,7 +407,7 @@ func (s *Store) SetDeploymentStatus(ctx context.Context, id string, status domai
 func endDeployment(ctx context.Context, tx *sql.Tx, d domain.Deployment) error {
 	_, err := tx.ExecContext(ctx,
 		`UPDATE deployments SET status = $1, reason = $2, log = $3, ended_at = $4 WHERE id = $5`,
-		string(d.Status), d.Reason, d.Log, sqldb.Nanos(d.EndedAt), d.ID)
+		string(d.Status), sqldb.Text(d.Reason), sqldb.Text(d.Log), sqldb.Nanos(d.EndedAt), d.ID)
 	if err != nil {
 		return fmt.Errorf("end deployment %s: %w", d.ID, err)
 	}

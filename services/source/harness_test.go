@@ -33,6 +33,7 @@ import (
 	"github.com/sluicehq/sluice/platform/natsprovision"
 	"github.com/sluicehq/sluice/platform/natstest"
 	"github.com/sluicehq/sluice/platform/rpcserver"
+	"github.com/sluicehq/sluice/platform/sqldb/sqldbtest"
 	sourceevents "github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
 	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
 	"github.com/sluicehq/sluice/proto/gen/sluice/source/v1/sourcev1connect"
@@ -167,7 +168,7 @@ func start(t *testing.T, pollInterval time.Duration) *harness {
 		fx.Supply(logger),
 		fxkit.NATS(natsconn.Config{URL: ns.URL, Name: t.Name()}),
 		fxkit.Server(rpcserver.Config{Addr: "127.0.0.1:0"}),
-		source.Module(source.Config{DataDir: t.TempDir(), PollInterval: pollInterval}),
+		source.Module(source.Config{DataDir: t.TempDir(), DatabaseURL: sqldbtest.URL(t), PollInterval: pollInterval}),
 		fx.Populate(&server),
 	)
 	app.RequireStart()

@@ -209,7 +209,7 @@ func insertRun(ctx context.Context, tx *sql.Tx, r domain.Run) error {
 		created_at, ended_at, failure_reason, release_version, commit_message, pipeline, version)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 1)`,
 		r.ID, r.RepositoryID, r.Commit, r.Ref, r.Branch, string(r.Trigger), string(r.Status),
-		sqldb.Nanos(r.CreatedAt), sqldb.Nanos(r.EndedAt), r.FailureReason, r.ReleaseVersion, r.CommitMessage, pipeline)
+		sqldb.Nanos(r.CreatedAt), sqldb.Nanos(r.EndedAt), sqldb.Text(r.FailureReason), r.ReleaseVersion, sqldb.Text(r.CommitMessage), pipeline)
 	if err != nil {
 		return fmt.Errorf("insert run: %w", err)
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/sluicehq/sluice/platform/fxkit"
 	"github.com/sluicehq/sluice/platform/natsconn"
 	"github.com/sluicehq/sluice/platform/rpcserver"
+	"github.com/sluicehq/sluice/platform/sqldb/sqldbtest"
 	buildv1 "github.com/sluicehq/sluice/proto/gen/sluice/build/v1"
 	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
 	testeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/test/events/v1"
@@ -72,7 +73,7 @@ func waitReady(t *testing.T, client *http.Client, url string) {
 }
 
 func (w *world) config() test.Config {
-	return test.Config{DataDir: w.t.TempDir(), SourceURL: w.sourceURL, Workers: 2}
+	return test.Config{DataDir: w.t.TempDir(), DatabaseURL: sqldbtest.URL(w.t), SourceURL: w.sourceURL, Workers: 2}
 }
 
 // helloPipeline builds the artifact bin/hello and tests with go test -json;

@@ -207,7 +207,7 @@ func (s *Store) Finish(ctx context.Context, run domain.TestRun, o domain.Outcome
 		res, err := tx.ExecContext(ctx, `UPDATE test_runs SET status = $1, passed = $2, failed = $3, skipped = $4,
 			failure_reason = $5, failed_step = $6, exit_code = $7, ended_at = $8, lease_until = 0
 			WHERE id = $9 AND attempt = $10 AND status = $11`,
-			o.Status, counts.Passed, counts.Failed, counts.Skipped, o.Reason, failedStep, exitCode, sqldb.Nanos(endedAt),
+			o.Status, counts.Passed, counts.Failed, counts.Skipped, sqldb.Text(o.Reason), failedStep, exitCode, sqldb.Nanos(endedAt),
 			run.ID, run.Attempt, domain.StatusRunning)
 		if err != nil {
 			return fmt.Errorf("finish test run %s: %w", run.ID, err)
@@ -227,7 +227,7 @@ func (s *Store) Finish(ctx context.Context, run domain.TestRun, o domain.Outcome
 		for i, c := range o.Cases {
 			if _, err := tx.ExecContext(ctx, `INSERT INTO test_cases (test_run_id, position, suite, name, status, duration_ns, output)
 				VALUES ($1, $2, $3, $4, $5, $6, $7)`,
-				run.ID, i, c.Suite, c.Name, c.Status, int64(c.Duration), c.Output); err != nil {
+				run.ID, i, sqldb.Text(c.Suite), sqldb.Text(c.Name), c.Status, int64(c.Duration), sqldb.Text(c.Output)); err != nil {
 				return fmt.Errorf("store case %q of test run %s: %w", c.Name, run.ID, err)
 			}
 		}
