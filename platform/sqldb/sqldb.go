@@ -8,8 +8,10 @@ package sqldb
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io/fs"
 	"math/rand/v2"
 	neturl "net/url"
@@ -475,4 +477,46 @@ func Embedded(name string, files fs.FS) Migrations {
 		panic(err)
 	}
 	return Migrations{Name: name, FS: sub}
+}
+
+// Lock takes a lock named key that every process sharing the database
+// respects, waiting until it is free or ctx ends; call the returned function
+// to release it. On PostgreSQL it is a session advisory lock on a connection
+// of its own, so a replica that dies releases it with its connection. SQLite
+// serves one process, so there it takes nothing and callers keep their
+// in-process locks.
+func (db *DB) Lock(ctx context.Context, key string) (func(), error) {
+	if !db.postgres {
+		return func() {}, nil
+	}
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("lock %q: %w", key, err)
+	}
+	id := lockID(key)
+	if _, err := conn.ExecContext(ctx, `SELECT pg_advisory_lock($1)`, id); err != nil {
+		_ = conn.Close()
+		return nil, fmt.Errorf("lock %q: %w", key, err)
+	}
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if _, err := conn.ExecContext(ctx, `SELECT pg_advisory_unlock($1)`, id); err != nil {
+				// Closing a connection whose unlock failed would hand a
+				// locked session back to the pool; drop it instead.
+				_ = conn.Raw(func(any) error { return driver.ErrBadConn })
+			}
+			_ = conn.Close()
+		})
+	}, nil
+}
+
+// lockID is the advisory lock number of a key: its FNV-1a hash (keys may
+// hold bytes PostgreSQL text refuses, such as NUL).
+func lockID(key string) int64 {
+	h := fnv.New64a()
+	_, _ = h.Write([]byte(key))
+	return int64(h.Sum64()) //nolint:gosec // a hash; wrapping to negative numbers is fine
 }

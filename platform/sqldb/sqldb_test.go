@@ -228,11 +228,16 @@ func TestOpenPostgresWrongPasswordFailsAtOnce(t *testing.T) {
 	}
 }
 
-const holdEnv = "SQLDB_TEST_HOLD_DB"
+const (
+	holdEnv     = "SQLDB_TEST_HOLD_DB"
+	holdLockEnv = "SQLDB_TEST_HOLD_LOCK"
+)
 
-// TestMain lets the test binary act as "another process" holding a SQLite
-// database: with $SQLDB_TEST_HOLD_DB set it opens that database, says
-// "open" and waits for its stdin to close.
+// TestMain lets the test binary act as "another process": with
+// $SQLDB_TEST_HOLD_DB set it opens that SQLite database, says "open" and
+// waits for its stdin to close; with $SQLDB_TEST_HOLD_LOCK set it takes the
+// lock "env/staging" on that PostgreSQL database, says "locked" and waits to
+// be killed.
 func TestMain(m *testing.M) {
 	if path := os.Getenv(holdEnv); path != "" {
 		db, err := sqldb.Open(context.Background(), path)
@@ -244,6 +249,18 @@ func TestMain(m *testing.M) {
 		_, _ = os.Stdin.Read(make([]byte, 1))
 		_ = db.Close()
 		os.Exit(0)
+	}
+	if url := os.Getenv(holdLockEnv); url != "" {
+		db, err := sqldb.Open(context.Background(), url)
+		if err == nil {
+			_, err = db.Lock(context.Background(), "env/staging")
+		}
+		if err != nil {
+			fmt.Println("error:", err)
+			os.Exit(1)
+		}
+		fmt.Println("locked")
+		select {} // until killed
 	}
 	os.Exit(m.Run())
 }
@@ -304,4 +321,79 @@ func TestTimeRoundTrip(t *testing.T) {
 	if !sqldb.Time(sqldb.Nanos(time.Time{})).IsZero() {
 		t.Fatal("zero time not kept")
 	}
+}
+
+// Lock excludes the holders of a key across processes sharing a PostgreSQL
+// database (two DBs stand for two replicas), and a replica that goes away
+// releases its locks.
+func TestLockAcrossReplicas(t *testing.T) {
+	url := sqldbtest.URLFor(t, sqldbtest.Postgres)
+	ctx := context.Background()
+	a, err := sqldb.Open(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := sqldb.Open(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+
+	unlockA, err := a.Lock(ctx, "env/staging")
+	if err != nil {
+		t.Fatal(err)
+	}
+	short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	_, err = b.Lock(short, "env/staging")
+	cancel()
+	if err == nil {
+		t.Fatal("replica b took a lock replica a holds")
+	}
+	// Another key is free.
+	unlockOther, err := b.Lock(ctx, "env/production")
+	if err != nil {
+		t.Fatal(err)
+	}
+	unlockOther()
+
+	unlockA()
+	unlockA() // a second call does nothing
+	unlockB, err := b.Lock(ctx, "env/staging")
+	if err != nil {
+		t.Fatalf("lock after a released it: %v", err)
+	}
+	unlockB()
+
+	_ = a.Close()
+
+	// Another process takes it and is killed: its connection drops and b
+	// gets the lock.
+	other := exec.CommandContext(t.Context(), os.Args[0], "-test.run=^$")
+	other.Env = append(os.Environ(), holdLockEnv+"="+url)
+	stdout, err := other.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := other.Start(); err != nil {
+		t.Fatal(err)
+	}
+	line := make([]byte, 7)
+	if _, err := stdout.Read(line); err != nil || string(line) != "locked\n" {
+		t.Fatalf("other process said %q, %v", line, err)
+	}
+	short, cancel = context.WithTimeout(ctx, 300*time.Millisecond)
+	_, err = b.Lock(short, "env/staging")
+	cancel()
+	if err == nil {
+		t.Fatal("replica b took a lock the other process holds")
+	}
+	_ = other.Process.Kill()
+	_ = other.Wait()
+	wait, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	unlockB, err = b.Lock(wait, "env/staging")
+	if err != nil {
+		t.Fatalf("lock held by a killed process was not released: %v", err)
+	}
+	unlockB()
 }

@@ -6,12 +6,16 @@ import (
 )
 
 // keyedLocks serializes work per key (a repository, or a repository and an
-// environment). It is in-process only: with more than one replica of the
-// release service, deploys of one environment must be serialized across
-// replicas too (a database or NATS KV lease); until then, run one replica.
+// environment): in this process with a mutex per key, then across the
+// replicas sharing the database with a lock the database holds (a PostgreSQL
+// advisory lock; nothing on SQLite, which serves one process). So old and new
+// replicas side by side during a rolling upgrade never deploy one
+// environment at once.
 type keyedLocks struct {
 	mu    sync.Mutex
 	locks map[string]*keyLock
+	// shared takes the cross-replica lock for a key.
+	shared func(ctx context.Context, key string) (func(), error)
 }
 
 type keyLock struct {
@@ -19,7 +23,9 @@ type keyLock struct {
 	users int           // holders and waiters; the entry is dropped at 0
 }
 
-func newKeyedLocks() *keyedLocks { return &keyedLocks{locks: map[string]*keyLock{}} }
+func newKeyedLocks(shared func(ctx context.Context, key string) (func(), error)) *keyedLocks {
+	return &keyedLocks{locks: map[string]*keyLock{}, shared: shared}
+}
 
 // Lock waits until key is free or ctx ends, and returns the unlock function.
 func (k *keyedLocks) Lock(ctx context.Context, key string) (func(), error) {
@@ -37,11 +43,20 @@ func (k *keyedLocks) Lock(ctx context.Context, key string) (func(), error) {
 		k.leave(key, l)
 		return nil, ctx.Err()
 	}
+	release := func() {
+		<-l.ch
+		k.leave(key, l)
+	}
+	unshare, err := k.shared(ctx, "sluice-release\x00"+key)
+	if err != nil {
+		release()
+		return nil, err
+	}
 	var once sync.Once
 	return func() {
 		once.Do(func() {
-			<-l.ch
-			k.leave(key, l)
+			unshare()
+			release()
 		})
 	}, nil
 }

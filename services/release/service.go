@@ -92,7 +92,7 @@ func NewService(cfg Config, deps Deps) (*Service, error) {
 	base, stop := context.WithCancel(context.Background())
 	return &Service{
 		cfg: cfg, store: deps.Store, js: deps.JetStream, source: deps.Source, build: deps.Build,
-		exec: deps.Executor, outbox: deps.Outbox, log: deps.Log, locks: newKeyedLocks(),
+		exec: deps.Executor, outbox: deps.Outbox, log: deps.Log, locks: newKeyedLocks(deps.Store.DB().Lock),
 		base: base, stopBase: stop,
 	}, nil
 }
