@@ -149,7 +149,7 @@ spec: {name: SOURCE, subjects: ["sluice.source.>"]}
         path: /spec/ports/0/port
         value: eighty
 `,
-			want: "Service notify:",
+			want: "Service notify: json: cannot unmarshal string into Go struct field ServicePort.spec.ports.port of type int32",
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
