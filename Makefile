@@ -22,7 +22,7 @@ TEST_FLAGS ?= -race -count=1 -timeout 20m
 # Outside the repository: steps must not find this repository's go.work.
 DATA_DIR ?= $(or $(XDG_DATA_HOME),$(HOME)/.local/share)/sluice
 
-.PHONY: all run build test test-short bench lint vet tools proto-deps generate generate-check proto-lint breaking tidy tidy-check build-gowork-off ci clean
+.PHONY: all run build test test-short bench lint vet tools proto-deps generate generate-check proto-lint breaking tidy tidy-check build-gowork-off k8s-check k8s-generate ci clean
 
 all: build
 
@@ -112,6 +112,14 @@ tidy-check: tidy
 ## build-gowork-off: every module builds on its own, without the workspace.
 build-gowork-off:
 	for m in $(MODULES); do echo "GOWORK=off build $$m"; (cd $$m && GOWORK=off go build ./... && GOWORK=off go vet ./... >/dev/null); done
+
+## k8s-check: render every kustomize overlay and check it against the Kubernetes API types.
+k8s-check: $(BIN)/nats-server
+	go test -count=1 ./e2e/k8s/
+
+## k8s-generate: rewrite deploy/k8s/base/nats/definitions.yaml from deploy/nats.
+k8s-generate:
+	go test -count=1 -run '^TestNATSDefinitionsFile$$' ./e2e/k8s/ -args -update
 
 ## ci: what .ci/run does after installing the tools.
 ci: generate-check proto-lint breaking tidy-check build-gowork-off lint test

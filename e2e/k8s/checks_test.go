@@ -1,0 +1,894 @@
+package k8s
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"regexp"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/intstr"
+)
+
+// namespace is where everything of Sluice runs.
+const namespace = "sluice"
+
+// service is one of Sluice's five services as its binary sees it.
+type service struct {
+	name string
+	// port is the one port of its image: API, /healthz, /readyz, /metrics.
+	port int32
+	// own are its settings beside commonSettings (SLUICE_<SERVICE>_<NAME>),
+	// and needs those of them the manifests must set.
+	own, needs []string
+}
+
+var services = []service{
+	{name: "source", port: 8081, own: []string{"POLL_INTERVAL"}},
+	{name: "build", port: 8082, own: []string{"WORKERS", "STEP_TIMEOUT", "WORKER_ID"}, needs: []string{"WORKERS"}},
+	{name: "test", port: 8083, own: []string{"SOURCE_URL", "WORKERS", "STEP_TIMEOUT"}, needs: []string{"SOURCE_URL", "WORKERS"}},
+	{name: "release", port: 8084, own: []string{"SOURCE_URL", "BUILD_URL", "WORKERS", "DEPLOY_TIMEOUT", "VERIFY_TIMEOUT"}, needs: []string{"SOURCE_URL", "BUILD_URL"}},
+	{name: "notify", port: 8085, own: []string{"MAX_ATTEMPTS", "RETRY_BASE"}},
+}
+
+// commonSettings every service reads, and the manifests set.
+var commonSettings = []string{"ADDR", "DATA_DIR", "DATABASE_URL", "NATS_URL", "NATS_USER", "NATS_PASSWORD", "NATS_REPLICAS"}
+
+// images are the images Sluice builds locally; no other image may run.
+var images = []string{"sluice-source", "sluice-build", "sluice-test", "sluice-release", "sluice-notify", "sluice-nats", "sluice-postgres"}
+
+// operatorSecret is the Secret that base refers to and does not make: the
+// operator creates it with operatorSecretKeys (docs/operations.md), and
+// overlays/dev generates it.
+const operatorSecret = "sluice-secrets"
+
+func operatorSecretKeys() []string {
+	keys := []string{"nats-admin-password"}
+	for _, s := range services {
+		keys = append(keys, "nats-"+s.name+"-password", s.name+"-database-url")
+	}
+	return keys
+}
+
+// serviceStopSeconds bounds a service's own stop after SIGTERM (fx's default
+// stop timeout, which servicecmd keeps).
+const serviceStopSeconds = 15
+
+// shape is what one kustomization must amount to.
+type shape struct {
+	natsReplicas int32
+	// replicas of each service's Deployment.
+	replicas   map[string]int32
+	pullPolicy corev1.PullPolicy
+	// secretsGenerated: sluice-secrets is part of the render; otherwise the
+	// operator makes it.
+	secretsGenerated bool
+	// persistentNATS: JetStream on a volumeClaimTemplate, not an emptyDir.
+	persistentNATS bool
+	// postgres: a PostgreSQL StatefulSet of its own that the database URLs
+	// point at.
+	postgres bool
+}
+
+var shapes = map[string]shape{
+	"base": {
+		natsReplicas: 1,
+		replicas:     map[string]int32{"source": 1, "build": 1, "test": 1, "release": 1, "notify": 1},
+		pullPolicy:   corev1.PullIfNotPresent,
+	},
+	"overlays/dev": {
+		natsReplicas:     1,
+		replicas:         map[string]int32{"source": 1, "build": 1, "test": 1, "release": 1, "notify": 1},
+		pullPolicy:       corev1.PullNever,
+		secretsGenerated: true,
+		postgres:         true,
+	},
+	"overlays/prod": {
+		natsReplicas:   3,
+		replicas:       map[string]int32{"source": 2, "build": 3, "test": 3, "release": 1, "notify": 2},
+		pullPolicy:     corev1.PullIfNotPresent,
+		persistentNATS: true,
+	},
+}
+
+// report collects the problems of one render.
+type report struct{ problems []string }
+
+func (r *report) add(format string, args ...any) {
+	r.problems = append(r.problems, fmt.Sprintf(format, args...))
+}
+
+// problems checks the render against the properties that matter and against
+// its shape. An empty result means it passed.
+func (m *manifests) problems(s shape) []string {
+	r := &report{}
+	m.checkNamespace(r)
+	for _, w := range m.workloads() {
+		m.checkWorkload(r, s, w)
+	}
+	m.checkServicesSelect(r)
+	for _, svc := range services {
+		m.checkService(r, s, svc)
+	}
+	m.checkNATS(r, s)
+	m.checkDefinitions(r)
+	m.checkPostgres(r, s)
+	m.checkOperatorSecret(r, s)
+	return r.problems
+}
+
+func (m *manifests) checkNamespace(r *report) {
+	if m.namespaces[namespace] == nil {
+		r.add("no Namespace %s", namespace)
+	}
+	for id, ns := range m.namespaced {
+		if ns != namespace {
+			r.add("%s: in namespace %q, not %s", id, ns, namespace)
+		}
+	}
+}
+
+// workload is a Deployment or a StatefulSet.
+type workload struct {
+	id       string
+	replicas int32
+	selector *metav1.LabelSelector
+	template corev1.PodTemplateSpec
+	claims   []corev1.PersistentVolumeClaim
+	strategy appsv1.DeploymentStrategyType
+}
+
+func (m *manifests) workloads() []workload {
+	var ws []workload
+	for _, d := range m.deployments {
+		ws = append(ws, workload{id: "Deployment " + d.Name, replicas: replicas(d.Spec.Replicas), selector: d.Spec.Selector,
+			template: d.Spec.Template, strategy: d.Spec.Strategy.Type})
+	}
+	for _, ss := range m.statefulSets {
+		ws = append(ws, workload{id: "StatefulSet " + ss.Name, replicas: replicas(ss.Spec.Replicas), selector: ss.Spec.Selector,
+			template: ss.Spec.Template, claims: ss.Spec.VolumeClaimTemplates})
+	}
+	sort.Slice(ws, func(i, j int) bool { return ws[i].id < ws[j].id })
+	return ws
+}
+
+// replicas is spec.replicas with the API's default.
+func replicas(n *int32) int32 {
+	if n == nil {
+		return 1
+	}
+	return *n
+}
+
+func (w workload) podLabels() labels.Set { return labels.Set(w.template.Labels) }
+
+func (m *manifests) checkWorkload(r *report, s shape, w workload) {
+	sel, err := metav1.LabelSelectorAsSelector(w.selector)
+	if err != nil || sel.Empty() || !sel.Matches(w.podLabels()) {
+		r.add("%s: its selector %v does not select its own pods %v", w.id, w.selector, w.template.Labels)
+	}
+	pod := w.template.Spec
+	for _, c := range append(slices.Clone(pod.InitContainers), pod.Containers...) {
+		m.checkContainer(r, s, w, c)
+	}
+	for _, v := range pod.Volumes {
+		switch {
+		case v.ConfigMap != nil && m.configMaps[v.ConfigMap.Name] == nil:
+			r.add("%s: volume %s: no ConfigMap %s", w.id, v.Name, v.ConfigMap.Name)
+		case v.Secret != nil:
+			m.checkSecretRef(r, s, w.id, v.Secret.SecretName, "")
+		case v.PersistentVolumeClaim != nil:
+			pvc := m.pvcs[v.PersistentVolumeClaim.ClaimName]
+			if pvc == nil {
+				r.add("%s: volume %s: no PersistentVolumeClaim %s", w.id, v.Name, v.PersistentVolumeClaim.ClaimName)
+			} else if slices.Contains(pvc.Spec.AccessModes, corev1.ReadWriteOnce) && (w.replicas > 1 || w.strategy != appsv1.RecreateDeploymentStrategyType) {
+				r.add("%s: mounts the ReadWriteOnce claim %s, so it needs one replica and the Recreate strategy", w.id, pvc.Name)
+			}
+		case v.EmptyDir != nil && v.EmptyDir.SizeLimit == nil:
+			r.add("%s: emptyDir %s has no sizeLimit", w.id, v.Name)
+		}
+	}
+	m.checkDisruptionBudget(r, w)
+	if w.replicas > 1 && !spreadsOverNodes(w) {
+		r.add("%s: %d replicas but no pod anti-affinity over kubernetes.io/hostname for its own pods", w.id, w.replicas)
+	}
+	if pod.SecurityContext == nil || pod.SecurityContext.RunAsNonRoot == nil || !*pod.SecurityContext.RunAsNonRoot {
+		r.add("%s: the pod's securityContext lacks runAsNonRoot: true", w.id)
+	}
+}
+
+func (m *manifests) checkContainer(r *report, s shape, w workload, c corev1.Container) {
+	id := w.id + " container " + c.Name
+	name, tag, _ := strings.Cut(c.Image, ":")
+	if !slices.Contains(images, name) || tag == "" || tag == "latest" || strings.Contains(c.Image, "@") {
+		r.add("%s: image %q is not one of %v with a version tag", id, c.Image, images)
+	}
+	if c.ImagePullPolicy != s.pullPolicy {
+		r.add("%s: imagePullPolicy %q, want %q (the images are built locally)", id, c.ImagePullPolicy, s.pullPolicy)
+	}
+	for _, p := range []struct {
+		kind  string
+		probe *corev1.Probe
+	}{{"liveness", c.LivenessProbe}, {"readiness", c.ReadinessProbe}, {"startup", c.StartupProbe}} {
+		if p.probe == nil {
+			if p.kind != "startup" {
+				r.add("%s: no %s probe", id, p.kind)
+			}
+			continue
+		}
+		if port, ok := probePort(p.probe.ProbeHandler); ok {
+			if _, found := containerPort(c, port); !found {
+				r.add("%s: %s probe port %s is not a port of the container", id, p.kind, port.String())
+			}
+		}
+	}
+	for _, res := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory} {
+		req, hasReq := c.Resources.Requests[res]
+		limit, hasLimit := c.Resources.Limits[res]
+		switch {
+		case !hasReq || req.IsZero():
+			r.add("%s: no %s request", id, res)
+		case !hasLimit || limit.IsZero():
+			r.add("%s: no %s limit", id, res)
+		case limit.Cmp(req) < 0:
+			r.add("%s: %s limit %s is below its request %s", id, res, limit.String(), req.String())
+		}
+	}
+	sc := c.SecurityContext
+	if sc == nil || sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem {
+		r.add("%s: no readOnlyRootFilesystem: true", id)
+	}
+	if sc == nil || sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation {
+		r.add("%s: no allowPrivilegeEscalation: false", id)
+	}
+	for _, vm := range c.VolumeMounts {
+		if !hasVolume(w, vm.Name) {
+			r.add("%s: mounts %s at %s, which is no volume of the pod", id, vm.Name, vm.MountPath)
+		}
+	}
+	for _, ef := range c.EnvFrom {
+		if ef.ConfigMapRef != nil && m.configMaps[ef.ConfigMapRef.Name] == nil {
+			r.add("%s: envFrom: no ConfigMap %s", id, ef.ConfigMapRef.Name)
+		}
+		if ef.SecretRef != nil {
+			m.checkSecretRef(r, s, id, ef.SecretRef.Name, "")
+		}
+	}
+	for _, e := range c.Env {
+		switch {
+		case e.ValueFrom == nil:
+		case e.ValueFrom.ConfigMapKeyRef != nil:
+			ref := e.ValueFrom.ConfigMapKeyRef
+			if cm := m.configMaps[ref.Name]; cm == nil {
+				r.add("%s: env %s: no ConfigMap %s", id, e.Name, ref.Name)
+			} else if _, ok := cm.Data[ref.Key]; !ok {
+				r.add("%s: env %s: ConfigMap %s has no key %s", id, e.Name, ref.Name, ref.Key)
+			}
+		case e.ValueFrom.SecretKeyRef != nil:
+			m.checkSecretRef(r, s, id+" env "+e.Name, e.ValueFrom.SecretKeyRef.Name, e.ValueFrom.SecretKeyRef.Key)
+		}
+	}
+}
+
+// checkSecretRef: the Secret (and its key, unless "") is in the render, or is
+// the operator's with a documented key where the shape leaves it to them.
+func (m *manifests) checkSecretRef(r *report, s shape, id, name, key string) {
+	if sec, ok := m.secrets[name]; ok {
+		if _, ok := sec.Data[key]; key != "" && !ok {
+			r.add("%s: Secret %s has no key %s", id, name, key)
+		}
+		return
+	}
+	switch {
+	case name != operatorSecret:
+		r.add("%s: no Secret %s, and it is not the operator's %s", id, name, operatorSecret)
+	case s.secretsGenerated:
+		r.add("%s: Secret %s should be generated here but is not", id, name)
+	case key != "" && !slices.Contains(operatorSecretKeys(), key):
+		r.add("%s: key %s is not a documented key of %s %v", id, key, operatorSecret, operatorSecretKeys())
+	}
+}
+
+// checkOperatorSecret: where sluice-secrets is generated, it has every key
+// an operator would have to give it.
+func (m *manifests) checkOperatorSecret(r *report, s shape) {
+	sec, ok := generated(m.secrets, operatorSecret)
+	if !s.secretsGenerated {
+		if ok {
+			r.add("Secret %s is rendered; it should be left to the operator", operatorSecret)
+		}
+		return
+	}
+	if !ok {
+		r.add("no Secret %s", operatorSecret)
+		return
+	}
+	for _, k := range operatorSecretKeys() {
+		if len(sec.Data[k]) == 0 {
+			r.add("Secret %s: no key %s", sec.Name, k)
+		}
+	}
+}
+
+// generated finds an object by the name it had before kustomize appended
+// the content hash of a generated ConfigMap or Secret.
+func generated[T any](objs map[string]T, name string) (T, bool) {
+	if o, ok := objs[name]; ok {
+		return o, true
+	}
+	for n, o := range objs {
+		if i := strings.LastIndexByte(n, '-'); i > 0 && n[:i] == name {
+			return o, true
+		}
+	}
+	var zero T
+	return zero, false
+}
+
+func probePort(h corev1.ProbeHandler) (intstr.IntOrString, bool) {
+	switch {
+	case h.HTTPGet != nil:
+		return h.HTTPGet.Port, true
+	case h.TCPSocket != nil:
+		return h.TCPSocket.Port, true
+	case h.GRPC != nil:
+		return intstr.FromInt32(h.GRPC.Port), true
+	}
+	return intstr.IntOrString{}, false
+}
+
+// containerPort resolves a port by name or number among the container's.
+func containerPort(c corev1.Container, p intstr.IntOrString) (int32, bool) {
+	for _, cp := range c.Ports {
+		if (p.Type == intstr.String && cp.Name == p.StrVal) || (p.Type == intstr.Int && cp.ContainerPort == p.IntVal) {
+			return cp.ContainerPort, true
+		}
+	}
+	return 0, false
+}
+
+func hasVolume(w workload, name string) bool {
+	for _, v := range w.template.Spec.Volumes {
+		if v.Name == name {
+			return true
+		}
+	}
+	for _, c := range w.claims {
+		if c.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// checkDisruptionBudget: exactly one PDB selects the workload's pods, and it
+// lets a node drain go on: a single replica may be evicted (maxUnavailable),
+// several keep some up (minAvailable below replicas); NATS keeps a quorum.
+func (m *manifests) checkDisruptionBudget(r *report, w workload) {
+	var matched []string
+	for name, pdb := range m.pdbs {
+		sel, err := metav1.LabelSelectorAsSelector(pdb.Spec.Selector)
+		if err == nil && !sel.Empty() && sel.Matches(w.podLabels()) {
+			matched = append(matched, name)
+		}
+	}
+	if len(matched) != 1 {
+		r.add("%s: %d PodDisruptionBudgets select its pods %v, want 1: %v", w.id, len(matched), w.template.Labels, matched)
+		return
+	}
+	pdb := m.pdbs[matched[0]]
+	minA, maxU := pdb.Spec.MinAvailable, pdb.Spec.MaxUnavailable
+	id := "PodDisruptionBudget " + pdb.Name
+	switch {
+	case (minA == nil) == (maxU == nil):
+		r.add("%s: needs exactly one of minAvailable and maxUnavailable", id)
+	case (minA != nil && minA.Type != intstr.Int) || (maxU != nil && maxU.Type != intstr.Int):
+		r.add("%s: use a number of pods, not a percentage", id)
+	case w.replicas == 1 && (maxU == nil || maxU.IntVal != 1):
+		r.add("%s: one replica: want maxUnavailable 1 so that a drain can evict it", id)
+	case w.replicas > 1 && minA == nil:
+		r.add("%s: %d replicas: want minAvailable, to keep some up", id, w.replicas)
+	case w.replicas > 1 && (minA.IntVal < 1 || minA.IntVal >= w.replicas):
+		r.add("%s: minAvailable %d of %d replicas: it must keep some up and let one go", id, minA.IntVal, w.replicas)
+	case w.id == "StatefulSet nats" && w.replicas > 1 && minA.IntVal < w.replicas/2+1:
+		r.add("%s: minAvailable %d of %d NATS servers loses the JetStream quorum", id, minA.IntVal, w.replicas)
+	}
+}
+
+// spreadsOverNodes: an anti-affinity term keeps the workload's pods apart by
+// node, required or preferred.
+func spreadsOverNodes(w workload) bool {
+	aff := w.template.Spec.Affinity
+	if aff == nil || aff.PodAntiAffinity == nil {
+		return false
+	}
+	terms := slices.Clone(aff.PodAntiAffinity.RequiredDuringSchedulingIgnoredDuringExecution)
+	for _, p := range aff.PodAntiAffinity.PreferredDuringSchedulingIgnoredDuringExecution {
+		terms = append(terms, p.PodAffinityTerm)
+	}
+	for _, t := range terms {
+		sel, err := metav1.LabelSelectorAsSelector(t.LabelSelector)
+		if err == nil && !sel.Empty() && sel.Matches(w.podLabels()) && t.TopologyKey == corev1.LabelHostname {
+			return true
+		}
+	}
+	return false
+}
+
+// checkServicesSelect: every Service selects a workload and its target ports
+// are ports of that workload's containers; every workload that serves has a
+// Service.
+func (m *manifests) checkServicesSelect(r *report) {
+	selected := map[string]bool{}
+	for _, svc := range m.services {
+		id := "Service " + svc.Name
+		if len(svc.Spec.Selector) == 0 {
+			r.add("%s: no selector", id)
+			continue
+		}
+		sel := labels.SelectorFromSet(svc.Spec.Selector)
+		n := 0
+		for _, w := range m.workloads() {
+			if !sel.Matches(w.podLabels()) {
+				continue
+			}
+			n++
+			selected[w.id] = true
+			for _, p := range svc.Spec.Ports {
+				target := p.TargetPort
+				if target.Type == intstr.Int && target.IntVal == 0 {
+					target = intstr.FromInt32(p.Port)
+				}
+				found := false
+				for _, c := range w.template.Spec.Containers {
+					if _, ok := containerPort(c, target); ok {
+						found = true
+					}
+				}
+				if !found {
+					r.add("%s: port %s targets %s, which %s does not expose", id, p.Name, target.String(), w.id)
+				}
+			}
+		}
+		if n == 0 {
+			r.add("%s: selects no pods (%v)", id, svc.Spec.Selector)
+		}
+	}
+	for _, w := range m.workloads() {
+		if !selected[w.id] {
+			r.add("%s: no Service selects its pods %v", w.id, w.template.Labels)
+		}
+	}
+}
+
+// checkService checks one of the five services: its Deployment, probes,
+// settings, replicas and shutdown against the contract of its image.
+func (m *manifests) checkService(r *report, s shape, svc service) {
+	d := m.deployments[svc.name]
+	if d == nil {
+		r.add("no Deployment %s", svc.name)
+		return
+	}
+	id := "Deployment " + svc.name
+	if got, want := replicas(d.Spec.Replicas), s.replicas[svc.name]; got != want {
+		r.add("%s: %d replicas, want %d", id, got, want)
+	}
+	if svc.name == "release" && (replicas(d.Spec.Replicas) != 1 || d.Spec.Strategy.Type != appsv1.RecreateDeploymentStrategyType) {
+		r.add("%s: release holds its deploy locks in its process: want 1 replica and the Recreate strategy", id)
+	}
+	if k8sSvc := m.services[svc.name]; k8sSvc == nil || len(k8sSvc.Spec.Ports) != 1 || k8sSvc.Spec.Ports[0].Port != svc.port {
+		r.add("Service %s: want one port, %d", svc.name, svc.port)
+	}
+	var c *corev1.Container
+	for i := range d.Spec.Template.Spec.Containers {
+		if d.Spec.Template.Spec.Containers[i].Name == svc.name {
+			c = &d.Spec.Template.Spec.Containers[i]
+		}
+	}
+	if c == nil {
+		r.add("%s: no container %s", id, svc.name)
+		return
+	}
+	if want := "sluice-" + svc.name; !strings.HasPrefix(c.Image, want+":") {
+		r.add("%s: image %s, want %s", id, c.Image, want)
+	}
+	if _, ok := containerPort(*c, intstr.FromInt32(svc.port)); !ok {
+		r.add("%s: does not expose port %d", id, svc.port)
+	}
+	for _, p := range []struct {
+		kind, path string
+		probe      *corev1.Probe
+	}{{"liveness", "/healthz", c.LivenessProbe}, {"readiness", "/readyz", c.ReadinessProbe}} {
+		if p.probe == nil || p.probe.HTTPGet == nil {
+			r.add("%s: want an HTTP %s probe on %s", id, p.kind, p.path)
+			continue
+		}
+		if port, _ := containerPort(*c, p.probe.HTTPGet.Port); p.probe.HTTPGet.Path != p.path || port != svc.port {
+			r.add("%s: %s probe on %s port %s, want %s on %d", id, p.kind, p.probe.HTTPGet.Path, p.probe.HTTPGet.Port.String(), p.path, svc.port)
+		}
+	}
+	pod := d.Spec.Template.Spec
+	preStop := int64(0)
+	if c.Lifecycle != nil && c.Lifecycle.PreStop != nil && c.Lifecycle.PreStop.Sleep != nil {
+		preStop = c.Lifecycle.PreStop.Sleep.Seconds
+	}
+	if g := pod.TerminationGracePeriodSeconds; g == nil || *g < preStop+serviceStopSeconds {
+		r.add("%s: terminationGracePeriodSeconds must cover the preStop (%d s) and the drain (%d s)", id, preStop, serviceStopSeconds)
+	}
+	m.checkSettings(r, s, svc, id, c)
+}
+
+// setting is one environment variable of a container: a value, or a
+// reference to a Secret's key.
+type setting struct {
+	value  string
+	secret string
+}
+
+func (m *manifests) checkSettings(r *report, s shape, svc service, id string, c *corev1.Container) {
+	env := map[string]setting{}
+	for _, ef := range c.EnvFrom {
+		if ef.ConfigMapRef != nil && m.configMaps[ef.ConfigMapRef.Name] != nil {
+			for k, v := range m.configMaps[ef.ConfigMapRef.Name].Data {
+				env[k] = setting{value: v}
+			}
+		}
+	}
+	for _, e := range c.Env {
+		switch {
+		case e.ValueFrom == nil:
+			env[e.Name] = setting{value: e.Value}
+		case e.ValueFrom.SecretKeyRef != nil:
+			env[e.Name] = setting{secret: e.ValueFrom.SecretKeyRef.Name + "/" + e.ValueFrom.SecretKeyRef.Key}
+		default:
+			env[e.Name] = setting{}
+		}
+	}
+	prefix := "SLUICE_" + strings.ToUpper(svc.name) + "_"
+	known := append(slices.Clone(commonSettings), svc.own...)
+	for name := range env {
+		if !strings.HasPrefix(name, prefix) || !slices.Contains(known, strings.TrimPrefix(name, prefix)) {
+			r.add("%s: sets %s, which sluice-%s does not read (it reads %s%v)", id, name, svc.name, prefix, known)
+		}
+	}
+	get := func(name string) (setting, bool) {
+		v, ok := env[prefix+name]
+		if !ok {
+			r.add("%s: %s%s is not set", id, prefix, name)
+		}
+		return v, ok
+	}
+	for _, name := range append(slices.Clone(commonSettings), svc.needs...) {
+		v, ok := get(name)
+		if !ok {
+			continue
+		}
+		secret := name == "DATABASE_URL" || name == "NATS_PASSWORD"
+		if secret != (v.secret != "") {
+			r.add("%s: %s%s: secrets come from a Secret, the rest from the ConfigMap", id, prefix, name)
+			continue
+		}
+		if secret {
+			continue
+		}
+		var want string
+		switch name {
+		case "ADDR":
+			host, port, err := net.SplitHostPort(v.value)
+			if err != nil || host != "0.0.0.0" || port != strconv.Itoa(int(svc.port)) {
+				r.add("%s: %sADDR=%s, want 0.0.0.0:%d (all interfaces, the image's port)", id, prefix, v.value, svc.port)
+			}
+			continue
+		case "DATA_DIR":
+			want = "/data"
+			for _, dir := range []string{"/data", "/tmp"} {
+				if !mounts(c, dir) {
+					r.add("%s: nothing is mounted at %s, and the root file system is read-only", id, dir)
+				}
+			}
+		case "NATS_URL":
+			want = natsURLs(s.natsReplicas)
+		case "NATS_USER":
+			want = svc.name
+		case "NATS_REPLICAS":
+			want = strconv.Itoa(int(s.natsReplicas))
+		case "SOURCE_URL", "BUILD_URL":
+			target := strings.ToLower(strings.TrimSuffix(name, "_URL"))
+			for _, t := range services {
+				if t.name == target {
+					want = fmt.Sprintf("http://%s:%d", t.name, t.port)
+				}
+			}
+		case "WORKERS":
+			if n, err := strconv.Atoi(v.value); err != nil || n < 1 {
+				r.add("%s: %sWORKERS=%q, want a number of at least 1", id, prefix, v.value)
+			}
+			continue
+		}
+		if v.value != want {
+			r.add("%s: %s%s=%q, want %q", id, prefix, name, v.value, want)
+		}
+	}
+}
+
+func mounts(c *corev1.Container, path string) bool {
+	for _, vm := range c.VolumeMounts {
+		if vm.MountPath == path {
+			return true
+		}
+	}
+	return false
+}
+
+// natsURLs lists every server of the NATS StatefulSet by its stable name.
+func natsURLs(n int32) string {
+	urls := make([]string, n)
+	for i := range urls {
+		urls[i] = fmt.Sprintf("nats://nats-%d.nats:4222", i)
+	}
+	return strings.Join(urls, ",")
+}
+
+var (
+	confInclude  = regexp.MustCompile(`(?m)^\s*include\s+"?(?:\./)?([^"\s]+)"?`)
+	confVariable = regexp.MustCompile(`\$([A-Za-z_][A-Za-z0-9_]*)`)
+	confCluster  = regexp.MustCompile(`(?m)^\s*cluster\s*[:{]`)
+	confRoute    = regexp.MustCompile(`nats-route://([a-z0-9-]+)\.([a-z0-9-]+):(\d+)`)
+	confStoreDir = regexp.MustCompile(`(?m)^\s*store_dir\s*[:=]\s*"?([^"\s]+)"?`)
+	confMaxFile  = regexp.MustCompile(`(?m)^\s*max_file_store\s*[:=]\s*(\d+)\s*([A-Za-z]*)`)
+	confComment  = regexp.MustCompile(`(?m)(^|\s)(#|//).*$`)
+)
+
+// natsSizeUnits are nats-server's size suffixes (conf/parse.go).
+var natsSizeUnits = map[string]int64{"": 1, "k": 1e3, "kb": 1 << 10, "m": 1e6, "mb": 1 << 20, "g": 1e9, "gb": 1 << 30, "t": 1e12, "tb": 1 << 40}
+
+// natsConfig returns the NATS container and its config files (the
+// ConfigMap mounted at /etc/nats), without comments.
+func (m *manifests) natsConfig() (*appsv1.StatefulSet, *corev1.Container, map[string]string) {
+	ss := m.statefulSets["nats"]
+	if ss == nil || len(ss.Spec.Template.Spec.Containers) != 1 {
+		return ss, nil, nil
+	}
+	c := &ss.Spec.Template.Spec.Containers[0]
+	files := map[string]string{}
+	for _, vm := range c.VolumeMounts {
+		if vm.MountPath != "/etc/nats" {
+			continue
+		}
+		for _, v := range ss.Spec.Template.Spec.Volumes {
+			if v.Name == vm.Name && v.ConfigMap != nil && m.configMaps[v.ConfigMap.Name] != nil {
+				for k, body := range m.configMaps[v.ConfigMap.Name].Data {
+					files[k] = body
+				}
+			}
+		}
+	}
+	return ss, c, files
+}
+
+// checkNATS: the StatefulSet's size matches the shape, the cluster routes
+// match the size, every variable the config uses is in the environment, and
+// the JetStream store fits its volume.
+func (m *manifests) checkNATS(r *report, s shape) {
+	ss, c, files := m.natsConfig()
+	if c == nil {
+		r.add("no StatefulSet nats with one container")
+		return
+	}
+	id := "StatefulSet nats"
+	n := replicas(ss.Spec.Replicas)
+	if n != s.natsReplicas {
+		r.add("%s: %d servers, want %d", id, n, s.natsReplicas)
+	}
+	if hs := m.services[ss.Spec.ServiceName]; ss.Spec.ServiceName != "nats" || hs == nil || hs.Spec.ClusterIP != corev1.ClusterIPNone || !hs.Spec.PublishNotReadyAddresses {
+		r.add("%s: want the headless Service nats (clusterIP None, publishNotReadyAddresses) for nats-<N>.nats", id)
+	}
+	conf, ok := files["nats.conf"]
+	if !ok {
+		r.add("%s: no nats.conf mounted at /etc/nats", id)
+		return
+	}
+	all := confComment.ReplaceAllString(conf, "")
+	for _, inc := range confInclude.FindAllStringSubmatch(all, -1) {
+		body, ok := files[inc[1]]
+		if !ok {
+			r.add("%s: nats.conf includes %s, which is not in its ConfigMap", id, inc[1])
+		}
+		all += "\n" + confComment.ReplaceAllString(body, "")
+	}
+	env := map[string]bool{}
+	for _, e := range c.Env {
+		env[e.Name] = true
+	}
+	for _, v := range confVariable.FindAllStringSubmatch(all, -1) {
+		if !env[v[1]] {
+			r.add("%s: the config uses $%s, which the container's environment lacks", id, v[1])
+		}
+	}
+	routes := map[string]bool{}
+	for _, rt := range confRoute.FindAllStringSubmatch(all, -1) {
+		if rt[2] != ss.Spec.ServiceName || rt[3] != "6222" {
+			r.add("%s: route %s is not <pod>.%s:6222", id, rt[0], ss.Spec.ServiceName)
+		}
+		routes[rt[1]] = true
+	}
+	clustered := confCluster.MatchString(all)
+	if n == 1 && (clustered || len(routes) > 0) {
+		r.add("%s: one server, but the config has a cluster block or routes", id)
+	}
+	if n > 1 {
+		want := map[string]bool{}
+		for i := range n {
+			want[fmt.Sprintf("nats-%d", i)] = true
+		}
+		if !clustered || !mapsEqual(routes, want) {
+			r.add("%s: %d servers, but the cluster routes go to %v", id, n, sortedKeys(routes))
+		}
+	}
+	m.checkNATSStore(r, s, ss, c, all)
+}
+
+func (m *manifests) checkNATSStore(r *report, s shape, ss *appsv1.StatefulSet, c *corev1.Container, conf string) {
+	id := "StatefulSet nats"
+	dir := confStoreDir.FindStringSubmatch(conf)
+	size := confMaxFile.FindStringSubmatch(conf)
+	if dir == nil || size == nil {
+		r.add("%s: the config needs jetstream store_dir and max_file_store", id)
+		return
+	}
+	unit, ok := natsSizeUnits[strings.ToLower(size[2])]
+	n, err := strconv.ParseInt(size[1], 10, 64)
+	if !ok || err != nil {
+		r.add("%s: max_file_store %s%s does not parse", id, size[1], size[2])
+		return
+	}
+	maxFile := n * unit
+	volume := ""
+	for _, vm := range c.VolumeMounts {
+		if vm.MountPath == dir[1] {
+			volume = vm.Name
+		}
+	}
+	var capacity *resource.Quantity
+	persistent := false
+	for _, claim := range ss.Spec.VolumeClaimTemplates {
+		if claim.Name == volume {
+			q := claim.Spec.Resources.Requests[corev1.ResourceStorage]
+			capacity, persistent = &q, true
+		}
+	}
+	for _, v := range ss.Spec.Template.Spec.Volumes {
+		if v.Name == volume && v.EmptyDir != nil {
+			capacity = v.EmptyDir.SizeLimit
+		}
+	}
+	switch {
+	case volume == "":
+		r.add("%s: nothing is mounted at the store_dir %s", id, dir[1])
+	case persistent != s.persistentNATS:
+		r.add("%s: JetStream on a volumeClaimTemplate: %t, want %t", id, persistent, s.persistentNATS)
+	case capacity == nil || capacity.Value() <= maxFile:
+		r.add("%s: the volume %s (%v) must be larger than max_file_store (%d bytes)", id, volume, capacity, maxFile)
+	}
+}
+
+// checkDefinitions: the ConfigMap sluice-nats-definitions holds exactly the
+// declarations the binaries embed (deploy.NATS()).
+func (m *manifests) checkDefinitions(r *report) {
+	cm := m.configMaps[definitionsName]
+	if cm == nil {
+		r.add("no ConfigMap %s", definitionsName)
+		return
+	}
+	want, err := natsDefinitions()
+	if err != nil {
+		r.add("reading deploy.NATS(): %v", err)
+		return
+	}
+	for k, body := range want {
+		got, ok := cm.Data[k]
+		switch {
+		case !ok:
+			r.add("ConfigMap %s: no %s; run `make k8s-generate`", definitionsName, k)
+		case got != body:
+			r.add("ConfigMap %s: %s differs from deploy/nats; run `make k8s-generate`", definitionsName, k)
+		}
+	}
+	for k := range cm.Data {
+		if _, ok := want[k]; !ok {
+			r.add("ConfigMap %s: %s is not in deploy/nats; run `make k8s-generate`", definitionsName, k)
+		}
+	}
+}
+
+// checkPostgres: where the shape has its own PostgreSQL, each service's
+// database URL reaches it as the service's own role and database, with the
+// password that init.sql gives that role.
+func (m *manifests) checkPostgres(r *report, s shape) {
+	ss := m.statefulSets["postgres"]
+	if !s.postgres {
+		if ss != nil {
+			r.add("StatefulSet postgres: this shape uses an external PostgreSQL")
+		}
+		return
+	}
+	pgSvc := m.services["postgres"]
+	urls, _ := generated(m.secrets, operatorSecret)
+	if ss == nil || len(ss.Spec.Template.Spec.Containers) != 1 || pgSvc == nil || len(pgSvc.Spec.Ports) != 1 || urls == nil {
+		r.add("want a StatefulSet postgres with one container, its Service and the Secret %s", operatorSecret)
+		return
+	}
+	c := ss.Spec.Template.Spec.Containers[0]
+	passwords := map[string]string{}
+	for _, e := range c.Env {
+		if ref := e.ValueFrom; ref != nil && ref.SecretKeyRef != nil && m.secrets[ref.SecretKeyRef.Name] != nil {
+			passwords[e.Name] = string(m.secrets[ref.SecretKeyRef.Name].Data[ref.SecretKeyRef.Key])
+		}
+	}
+	initSQL := ""
+	for _, vm := range c.VolumeMounts {
+		for _, v := range ss.Spec.Template.Spec.Volumes {
+			if vm.MountPath == "/docker-entrypoint-initdb.d" && v.Name == vm.Name && v.ConfigMap != nil && m.configMaps[v.ConfigMap.Name] != nil {
+				for _, body := range m.configMaps[v.ConfigMap.Name].Data {
+					initSQL += body
+				}
+			}
+		}
+	}
+	host := net.JoinHostPort(pgSvc.Name, strconv.Itoa(int(pgSvc.Spec.Ports[0].Port)))
+	for _, svc := range services {
+		key := svc.name + "-database-url"
+		u, err := url.Parse(string(urls.Data[key]))
+		if err != nil || u.User == nil {
+			r.add("Secret %s: %s is not a URL with a user: %v", urls.Name, key, err)
+			continue
+		}
+		pw, _ := u.User.Password()
+		if u.Scheme != "postgres" || u.Host != host || u.User.Username() != svc.name || u.Path != "/"+svc.name {
+			r.add("Secret %s: %s goes to %s://%s@%s%s, want postgres://%s@%s/%s", urls.Name, key, u.Scheme, u.User.Username(), u.Host, u.Path, svc.name, host, svc.name)
+		}
+		envName := strings.ToUpper(svc.name) + "_DB_PASSWORD"
+		if got, ok := passwords[envName]; !ok || got != pw {
+			r.add("StatefulSet postgres: %s (from its Secret) differs from the password in %s", envName, key)
+		}
+		variable := svc.name + "_password"
+		for _, stmt := range []string{
+			`\getenv ` + variable + " " + envName,
+			"CREATE ROLE " + svc.name + " LOGIN PASSWORD :'" + variable + "';",
+			"CREATE DATABASE " + svc.name + " OWNER " + svc.name + ";",
+		} {
+			if !strings.Contains(initSQL, stmt) {
+				r.add("StatefulSet postgres: its init SQL lacks %q", stmt)
+			}
+		}
+	}
+}
+
+func mapsEqual(a, b map[string]bool) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k := range a {
+		if !b[k] {
+			return false
+		}
+	}
+	return true
+}
+
+func sortedKeys(m map[string]bool) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
