@@ -109,7 +109,7 @@ func TestFailingStepFailsRunAndTellsSubscribers(t *testing.T) {
 	repo := newGitRepo(t, map[string]string{".sluice.yaml": strings.Replace(quickPipeline,
 		"run: echo compiling; mkdir -p out; echo binary > out/app",
 		`run: "echo compiling; echo 'main.go:3: undefined: x' >&2; exit 3"`, 1)})
-	mustCLI(t, p.env, "repo", "add", repo.dir, "--name", "broken")
+	mustCLI(t, p.env, "repo", "add", repo.Dir, "--name", "broken")
 	out, code := cli(t, p.env, "trigger", "broken", "--follow")
 	if code != 1 {
 		t.Fatalf("trigger --follow exit %d, want 1:\n%s", code, out)
@@ -141,7 +141,7 @@ func TestFailingStepFailsRunAndTellsSubscribers(t *testing.T) {
 func TestInvalidPipelineFailsAtSource(t *testing.T) {
 	p, _ := startAllInOne(t, t.TempDir())
 	repo := newGitRepo(t, map[string]string{".sluice.yaml": "version: 1\nbuild:\n  steps:\n    - name: compile\n      rn: make\n"})
-	mustCLI(t, p.env, "repo", "add", repo.dir, "--name", "typo")
+	mustCLI(t, p.env, "repo", "add", repo.Dir, "--name", "typo")
 	out, code := cli(t, p.env, "trigger", "typo", "--follow")
 	if code != 1 {
 		t.Fatalf("exit %d, want 1:\n%s", code, out)
@@ -171,12 +171,12 @@ func TestFailedVerificationRollsBack(t *testing.T) {
         timeout: 2s
 `
 	repo := newGitRepo(t, map[string]string{".sluice.yaml": pipeline})
-	mustCLI(t, p.env, "repo", "add", repo.dir, "--name", "svc")
+	mustCLI(t, p.env, "repo", "add", repo.Dir, "--name", "svc")
 	out := mustCLI(t, p.env, "trigger", "svc", "--follow")
 	if !strings.Contains(out, "v0.1.0") {
 		t.Fatalf("first release: %s", out)
 	}
-	repo.commit("feat: a change that breaks staging", map[string]string{"BROKEN": "yes\n"})
+	repo.Commit("feat: a change that breaks staging", map[string]string{"BROKEN": "yes\n"})
 	out, code := cli(t, p.env, "trigger", "svc", "--follow")
 	if code != 1 || !strings.Contains(out, "rolled back") {
 		t.Fatalf("exit %d, want 1 with a rollback:\n%s", code, out)
@@ -203,7 +203,7 @@ func TestKilledPlatformFinishesRunAfterRestart(t *testing.T) {
 	p, pr := startAllInOne(t, dataDir)
 	repo := newGitRepo(t, map[string]string{".sluice.yaml": strings.Replace(quickPipeline,
 		"run: echo compiling;", "run: echo compiling; sleep 3;", 1)})
-	mustCLI(t, p.env, "repo", "add", repo.dir, "--name", "slow")
+	mustCLI(t, p.env, "repo", "add", repo.Dir, "--name", "slow")
 	mustCLI(t, p.env, "trigger", "slow")
 	runID := lastRunID(t, p, "slow")
 	waitForStage(t, p, runID, "build", "running")

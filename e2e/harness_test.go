@@ -17,8 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-git/go-git/v5"
-	"github.com/go-git/go-git/v5/plumbing/object"
+	"github.com/sluicehq/sluice/e2e/internal/e2ekit"
 )
 
 // bins holds the binaries built once for the whole suite.
@@ -40,23 +39,8 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// repoRoot is the repository's top folder (where go.work is).
-func repoRoot() string {
-	dir, _ := os.Getwd()
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.work")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return ""
-		}
-		dir = parent
-	}
-}
-
 func buildBinaries(dir string) error {
-	root := repoRoot()
+	root := e2ekit.RepoRoot()
 	targets := map[string]string{"sluice": "./cmd/sluice"}
 	for _, s := range []string{"source", "build", "test", "release", "notify"} {
 		targets["sluice-"+s] = "./services/" + s + "/cmd/sluice-" + s
@@ -238,77 +222,8 @@ func mustCLI(t *testing.T, env []string, args ...string) string {
 	return out
 }
 
-// gitRepo is a real git repository made by the test.
-type gitRepo struct {
-	t    *testing.T
-	dir  string
-	repo *git.Repository
-}
-
-func newGitRepo(t *testing.T, files map[string]string) *gitRepo {
+// newGitRepo makes a real git repository in the test's temp folder.
+func newGitRepo(t *testing.T, files map[string]string) *e2ekit.GitRepo {
 	t.Helper()
-	dir := filepath.Join(t.TempDir(), "repo")
-	repo, err := git.PlainInitWithOptions(dir, &git.PlainInitOptions{InitOptions: git.InitOptions{DefaultBranch: "refs/heads/main"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := &gitRepo{t: t, dir: dir, repo: repo}
-	g.commit("feat: first version", files)
-	return g
-}
-
-// copyExample copies examples/hello into files, for a repo made from it.
-func exampleFiles(t *testing.T) map[string]string {
-	t.Helper()
-	root := filepath.Join(repoRoot(), "examples", "hello")
-	files := map[string]string{}
-	err := filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if d.IsDir() {
-			if d.Name() == "bin" || d.Name() == "reports" {
-				return filepath.SkipDir
-			}
-			return nil
-		}
-		rel, _ := filepath.Rel(root, path)
-		data, err := os.ReadFile(path)
-		if err != nil {
-			return err
-		}
-		files[rel] = string(data)
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return files
-}
-
-func (g *gitRepo) commit(msg string, files map[string]string) {
-	g.t.Helper()
-	for name, content := range files {
-		p := filepath.Join(g.dir, name)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			g.t.Fatal(err)
-		}
-		mode := os.FileMode(0o644)
-		if strings.HasSuffix(name, ".sh") {
-			mode = 0o755
-		}
-		if err := os.WriteFile(p, []byte(content), mode); err != nil {
-			g.t.Fatal(err)
-		}
-	}
-	wt, err := g.repo.Worktree()
-	if err != nil {
-		g.t.Fatal(err)
-	}
-	if err := wt.AddWithOptions(&git.AddOptions{All: true}); err != nil {
-		g.t.Fatal(err)
-	}
-	if _, err := wt.Commit(msg, &git.CommitOptions{Author: &object.Signature{Name: "e2e", Email: "e2e@localhost", When: time.Now()}}); err != nil {
-		g.t.Fatal(err)
-	}
+	return e2ekit.NewGitRepo(t, filepath.Join(t.TempDir(), "repo"), files)
 }

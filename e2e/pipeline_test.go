@@ -10,14 +10,19 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sluicehq/sluice/e2e/internal/e2ekit"
 )
 
 // The bundled example goes from a commit to a verified deploy in staging,
-// in the all-in-one shape, driven only through the CLI.
+// in the all-in-one shape, driven only through the CLI. This is scenario 1
+// of the container tests (e2e/containers) in the `sluice up` shape, so both
+// shapes stay honest.
 func TestAllInOneRunsExampleToStaging(t *testing.T) {
 	p, _ := startAllInOne(t, t.TempDir())
 	repo, port := helloRepo(t)
 	runExample(t, p, repo, port)
+	printTally(t, p, "hello", 2)
 }
 
 // Five service processes and a separate nats-server behave the same.
@@ -25,16 +30,72 @@ func TestFiveProcessesRunExampleToStaging(t *testing.T) {
 	p := startFiveProcesses(t, t.TempDir())
 	repo, port := helloRepo(t)
 	runExample(t, p, repo, port)
+	printTally(t, p, "hello", 2)
 }
 
-func runExample(t *testing.T, p *platform, repo *gitRepo, port int) {
+// printTally counts the repository's runs through the CLI (started,
+// succeeded, failed, still not finished = lost, and runs deployed more than
+// once to an environment) and logs the line every end-to-end scenario ends
+// with; it fails unless all want runs succeeded exactly once.
+func printTally(t *testing.T, p *platform, repo string, want int) {
 	t.Helper()
-	out := mustCLI(t, p.env, "repo", "add", repo.dir, "--name", "hello")
+	var runs struct {
+		Runs []struct {
+			ID     string `json:"id"`
+			Status string `json:"status"`
+		} `json:"runs"`
+	}
+	if err := json.Unmarshal([]byte(mustCLI(t, p.env, "runs", repo, "--output", "json")), &runs); err != nil {
+		t.Fatal(err)
+	}
+	var deps struct {
+		Deployments []struct {
+			RunID       string `json:"runId"`
+			Environment string `json:"environment"`
+			Rollback    bool   `json:"rollback"`
+		} `json:"deployments"`
+	}
+	if err := json.Unmarshal([]byte(mustCLI(t, p.env, "deployments", repo, "--output", "json")), &deps); err != nil {
+		t.Fatal(err)
+	}
+	perRun := map[string]int{}
+	for _, d := range deps.Deployments {
+		if !d.Rollback {
+			perRun[d.RunID+"/"+d.Environment]++
+		}
+	}
+	twice := map[string]bool{}
+	for key, n := range perRun {
+		if n > 1 {
+			twice[strings.Split(key, "/")[0]] = true
+		}
+	}
+	succeeded, failed, lost := 0, 0, 0
+	for _, r := range runs.Runs {
+		switch r.Status {
+		case "RUN_STATUS_SUCCEEDED":
+			succeeded++
+		case "RUN_STATUS_FAILED", "RUN_STATUS_CANCELLED":
+			failed++
+		default:
+			lost++
+		}
+	}
+	t.Logf("TALLY %s: runs started %d / succeeded %d / failed %d / lost %d / executed twice %d",
+		t.Name(), len(runs.Runs), succeeded, failed, lost, len(twice))
+	if len(runs.Runs) != want || succeeded != want || len(twice) != 0 {
+		t.Fatalf("want %d runs, all succeeded once", want)
+	}
+}
+
+func runExample(t *testing.T, p *platform, repo *e2ekit.GitRepo, port int) {
+	t.Helper()
+	out := mustCLI(t, p.env, "repo", "add", repo.Dir, "--name", "hello")
 	if !strings.Contains(out, "registered hello") {
 		t.Fatalf("repo add said: %s", out)
 	}
 	// Registering again is harmless.
-	out = mustCLI(t, p.env, "repo", "add", repo.dir, "--name", "hello")
+	out = mustCLI(t, p.env, "repo", "add", repo.Dir, "--name", "hello")
 	if !strings.Contains(out, "already registered") {
 		t.Fatalf("second repo add said: %s", out)
 	}
@@ -82,7 +143,7 @@ func runExample(t *testing.T, p *platform, repo *gitRepo, port int) {
 	}
 
 	// A feature commit releases v0.2.0; a manual rollback brings v0.1.0 back.
-	repo.commit("feat: say hi", map[string]string{"NOTES.md": "hi\n"})
+	repo.Commit("feat: say hi", map[string]string{"NOTES.md": "hi\n"})
 	out = mustCLI(t, p.env, "trigger", "hello", "--follow")
 	if !strings.Contains(out, "v0.2.0") {
 		t.Fatalf("second run: %s", out)
@@ -129,7 +190,7 @@ func TestUpWithExampleTwice(t *testing.T) {
 	t.Cleanup(func() { killDeployed(dataDir) })
 	example := filepath.Join(t.TempDir(), "hello")
 	port := freePort(t)
-	for name, content := range exampleFiles(t) {
+	for name, content := range e2ekit.ExampleFiles(t) {
 		if name == ".sluice.yaml" {
 			content = strings.ReplaceAll(content, "127.0.0.1:18180", fmt.Sprintf("127.0.0.1:%d", port))
 		}

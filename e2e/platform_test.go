@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/sluicehq/sluice/e2e/internal/e2ekit"
 )
 
 // platform is a running Sluice in one of its shapes, as the CLI sees it.
@@ -93,9 +95,9 @@ func killDeployed(dataDir string) {
 
 // helloRepo is the bundled example with its staging port moved to a free
 // one, so tests never collide with `make run`.
-func helloRepo(t *testing.T) (*gitRepo, int) {
+func helloRepo(t *testing.T) (*e2ekit.GitRepo, int) {
 	t.Helper()
-	files := exampleFiles(t)
+	files := e2ekit.ExampleFiles(t)
 	port := freePort(t)
 	files[".sluice.yaml"] = strings.ReplaceAll(files[".sluice.yaml"], "127.0.0.1:18180", fmt.Sprintf("127.0.0.1:%d", port))
 	if !strings.Contains(files[".sluice.yaml"], strconv.Itoa(port)) {

@@ -1,0 +1,390 @@
+package containers
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sluicehq/sluice/e2e/internal/e2ekit"
+	buildv1 "github.com/sluicehq/sluice/proto/gen/sluice/build/v1"
+	"github.com/sluicehq/sluice/proto/gen/sluice/build/v1/buildv1connect"
+	notifyv1 "github.com/sluicehq/sluice/proto/gen/sluice/notify/v1"
+	"github.com/sluicehq/sluice/proto/gen/sluice/notify/v1/notifyv1connect"
+	releasev1 "github.com/sluicehq/sluice/proto/gen/sluice/release/v1"
+	"github.com/sluicehq/sluice/proto/gen/sluice/release/v1/releasev1connect"
+	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
+	"github.com/sluicehq/sluice/proto/gen/sluice/source/v1/sourcev1connect"
+)
+
+// The event types a load test's subscriber takes: one of each per run.
+const (
+	typeRunFinished      = "dev.cdevents.pipelinerun.finished.0.3.0"
+	typeReleasePublished = "dev.cdeventsx.sluice-release.published.0.1.0"
+	typeServiceDeployed  = "dev.cdevents.service.deployed.0.3.0"
+)
+
+// shellPipeline is a pipeline that needs only the images' busybox: a build
+// that takes a few seconds (so runs overlap and a build can be caught in
+// flight), a JUnit report, and a deploy that records the version it
+// deployed and is verified by a command.
+const shellPipeline = `version: 1
+build:
+  steps:
+    - name: compile
+      run: mkdir -p out && sleep 3 && cat VERSION > out/app && date -u >> out/app
+      timeout: 2m
+  artifacts:
+    - name: app
+      path: out/app
+test:
+  steps:
+    - name: unit
+      run: >-
+        mkdir -p reports && printf '<testsuite name="unit" tests="2"><testcase classname="unit" name="reads-version"/><testcase classname="unit" name="non-empty"/></testsuite>' > reports/junit.xml && test -s VERSION
+      timeout: 2m
+  reports:
+    - path: reports/junit.xml
+      format: junit
+release:
+  branches: [main]
+  environments:
+    - name: staging
+      deploy: cp "$SLUICE_ARTIFACTS_DIR/app" "$SLUICE_STATE_DIR/current" && echo "$SLUICE_RELEASE_VERSION" >> "$SLUICE_STATE_DIR/deploys.log"
+      verify:
+        command: test -s "$SLUICE_STATE_DIR/current"
+        timeout: 30s
+`
+
+// Repo is a git repository the test makes under the stack's Repos folder,
+// readable by the containers' user.
+type Repo struct {
+	*e2ekit.GitRepo
+	Name string
+	n    int
+}
+
+// NewRepo makes a repository with files and commits them on main.
+func (s *Stack) NewRepo(name string, files map[string]string) *Repo {
+	s.t.Helper()
+	r := &Repo{GitRepo: e2ekit.NewGitRepo(s.t, filepath.Join(s.Repos, name), files), Name: name}
+	if err := makeReadable(r.Dir); err != nil {
+		s.t.Fatal(err)
+	}
+	return r
+}
+
+// InContainer is the repository's path in the containers.
+func (r *Repo) InContainer() string { return "/repos/" + r.Name }
+
+// Commit commits files and keeps the repository readable to the containers.
+func (r *Repo) Commit(t *testing.T, msg string, files map[string]string) string {
+	t.Helper()
+	sha := r.GitRepo.Commit(msg, files)
+	if err := makeReadable(r.Dir); err != nil {
+		t.Fatal(err)
+	}
+	return sha
+}
+
+// API holds Connect clients for the stack's services, on the host.
+type API struct {
+	Source  sourcev1connect.SourceServiceClient
+	Build   buildv1connect.BuildServiceClient
+	Release releasev1connect.ReleaseServiceClient
+	Notify  notifyv1connect.NotifyServiceClient
+}
+
+// API is a client set for the replicas running now.
+func (s *Stack) API() API {
+	hc := &http.Client{Timeout: 30 * time.Second}
+	return API{
+		Source:  sourcev1connect.NewSourceServiceClient(hc, s.URL("source")),
+		Build:   buildv1connect.NewBuildServiceClient(hc, s.URL("build")),
+		Release: releasev1connect.NewReleaseServiceClient(hc, s.URL("release")),
+		Notify:  notifyv1connect.NewNotifyServiceClient(hc, s.URL("notify")),
+	}
+}
+
+// Workload registers a repository with the shell pipeline and a webhook
+// subscription to it, and triggers runs of new commits.
+type Workload struct {
+	s      *Stack
+	Repo   *Repo
+	RunIDs []string
+}
+
+// NewWorkload sets up a repository named name with the shell pipeline, a
+// subscription to it, for load tests.
+func (s *Stack) NewWorkload(name string) *Workload {
+	s.t.Helper()
+	repo := s.NewRepo(name, map[string]string{".sluice.yaml": shellPipeline, "VERSION": "0\n"})
+	if _, err := s.API().Source.CreateRepository(context.Background(), &sourcev1.CreateRepositoryRequest{
+		Url: repo.InContainer(), Name: name,
+	}); err != nil {
+		s.t.Fatalf("register %s: %v", name, err)
+	}
+	return s.Track(repo)
+}
+
+// Track subscribes the receiver to a registered repository's run, release
+// and deploy events, so that Finish can count them.
+func (s *Stack) Track(repo *Repo) *Workload {
+	s.t.Helper()
+	if _, err := s.API().Notify.CreateSubscription(context.Background(), &notifyv1.CreateSubscriptionRequest{
+		Url: s.ReceiverURL(), Secret: receiverSecret, Repository: repo.Name,
+		EventTypes: []string{typeRunFinished, typeReleasePublished, typeServiceDeployed},
+	}); err != nil {
+		s.t.Fatalf("subscribe to %s: %v", repo.Name, err)
+	}
+	return &Workload{s: s, Repo: repo}
+}
+
+// Trigger commits a change and starts a run of it.
+func (w *Workload) Trigger() string {
+	w.s.t.Helper()
+	w.Repo.n++
+	w.Repo.Commit(w.s.t, fmt.Sprintf("fix: change %d", w.Repo.n), map[string]string{"VERSION": fmt.Sprintf("%d\n", w.Repo.n)})
+	var runID string
+	// A replica may be down on purpose: retry the trigger briefly.
+	w.s.eventually("trigger a run", time.Minute, func() error {
+		res, err := w.s.API().Source.TriggerRun(context.Background(), &sourcev1.TriggerRunRequest{Repository: w.Repo.Name, Ref: "main"})
+		if err != nil {
+			return err
+		}
+		runID = res.GetRun().GetId()
+		return nil
+	})
+	w.RunIDs = append(w.RunIDs, runID)
+	return runID
+}
+
+// TriggerEvery triggers n runs, one every gap, calling during(i) before
+// run i (0-based) is triggered.
+func (w *Workload) TriggerEvery(n int, gap time.Duration, during func(i int)) {
+	w.s.t.Helper()
+	for i := range n {
+		if during != nil {
+			during(i)
+		}
+		w.Trigger()
+		time.Sleep(gap)
+	}
+}
+
+// Tally is what a scenario prints at its end.
+type Tally struct {
+	Started, Succeeded, Failed, Lost, Twice int
+	// The duplicates behind Twice, and the events the subscriber missed.
+	DeploysTwice, ReleasesTwice, NotificationsTwice, NotificationsMissing int
+}
+
+func (t Tally) String() string {
+	return fmt.Sprintf("runs started %d / succeeded %d / failed %d / lost %d / executed twice %d "+
+		"(deploys twice %d, releases twice %d, notifications twice %d, notifications missing %d)",
+		t.Started, t.Succeeded, t.Failed, t.Lost, t.Twice, t.DeploysTwice, t.ReleasesTwice, t.NotificationsTwice, t.NotificationsMissing)
+}
+
+// Finish waits for every run to end (within the deadline), counts the
+// outcome and the duplicates, prints the tally and returns it.
+func (w *Workload) Finish(within time.Duration) Tally {
+	s := w.s
+	s.t.Helper()
+	ctx := context.Background()
+	status := map[string]sourcev1.RunStatus{}
+	deadline := time.Now().Add(within)
+	for {
+		pending := 0
+		for _, id := range w.RunIDs {
+			if st := status[id]; st == sourcev1.RunStatus_RUN_STATUS_SUCCEEDED || st == sourcev1.RunStatus_RUN_STATUS_FAILED || st == sourcev1.RunStatus_RUN_STATUS_CANCELLED {
+				continue
+			}
+			res, err := s.API().Source.GetRun(ctx, &sourcev1.GetRunRequest{RunId: id})
+			if err == nil {
+				status[id] = res.GetRun().GetStatus()
+			}
+			if st := status[id]; st != sourcev1.RunStatus_RUN_STATUS_SUCCEEDED && st != sourcev1.RunStatus_RUN_STATUS_FAILED && st != sourcev1.RunStatus_RUN_STATUS_CANCELLED {
+				pending++
+			}
+		}
+		if pending == 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(time.Second)
+	}
+	var t Tally
+	t.Started = len(w.RunIDs)
+	var finished []string
+	for _, id := range w.RunIDs {
+		switch status[id] {
+		case sourcev1.RunStatus_RUN_STATUS_SUCCEEDED:
+			t.Succeeded++
+			finished = append(finished, id)
+		case sourcev1.RunStatus_RUN_STATUS_FAILED, sourcev1.RunStatus_RUN_STATUS_CANCELLED:
+			t.Failed++
+			finished = append(finished, id)
+		default:
+			t.Lost++
+		}
+	}
+
+	twice := map[string]bool{}
+	// Deployments: one per run and environment (rollbacks aside).
+	deps, err := s.API().Release.ListDeployments(ctx, &releasev1.ListDeploymentsRequest{Repository: w.Repo.Name, Limit: 1000})
+	if err != nil {
+		s.t.Fatalf("list deployments: %v", err)
+	}
+	perRun := map[string]int{}
+	for _, d := range deps.GetDeployments() {
+		if !d.GetRollback() && d.GetRunId() != "" {
+			perRun[d.GetRunId()+"/"+d.GetEnvironment()]++
+		}
+	}
+	for key, n := range perRun {
+		if n > 1 {
+			t.DeploysTwice++
+			twice[strings.Split(key, "/")[0]] = true
+		}
+	}
+	// Releases: one per run.
+	rels, err := s.API().Release.ListReleases(ctx, &releasev1.ListReleasesRequest{Repository: w.Repo.Name, Limit: 1000})
+	if err != nil {
+		s.t.Fatalf("list releases: %v", err)
+	}
+	relPerRun := map[string]int{}
+	for _, r := range rels.GetReleases() {
+		relPerRun[r.GetRunId()]++
+	}
+	for run, n := range relPerRun {
+		if n > 1 {
+			t.ReleasesTwice++
+			twice[run] = true
+		}
+	}
+	// Notifications: once the deliveries settle, each run's three events
+	// reached the subscriber exactly once.
+	got := w.awaitNotifications(finished, status, 2*time.Minute)
+	for _, id := range finished {
+		want := []string{typeRunFinished}
+		if status[id] == sourcev1.RunStatus_RUN_STATUS_SUCCEEDED {
+			want = append(want, typeReleasePublished, typeServiceDeployed)
+		}
+		for _, typ := range want {
+			switch n := got[id+" "+typ]; {
+			case n == 0:
+				t.NotificationsMissing++
+			case n > 1:
+				t.NotificationsTwice++
+				twice[id] = true
+			}
+		}
+	}
+	t.Twice = len(twice)
+	s.t.Logf("TALLY %s: %s", s.t.Name(), t)
+	return t
+}
+
+// awaitNotifications waits until the subscriber holds every expected event
+// of the runs (or within passes) and returns the count per "run type".
+func (w *Workload) awaitNotifications(runs []string, status map[string]sourcev1.RunStatus, within time.Duration) map[string]int {
+	expected := 0
+	for _, id := range runs {
+		expected++
+		if status[id] == sourcev1.RunStatus_RUN_STATUS_SUCCEEDED {
+			expected += 2
+		}
+	}
+	deadline := time.Now().Add(within)
+	for {
+		counts, distinct := w.received(runs)
+		if distinct >= expected || time.Now().After(deadline) {
+			// A little longer, so that a late duplicate would show.
+			time.Sleep(2 * time.Second)
+			counts, _ = w.received(runs)
+			return counts
+		}
+		time.Sleep(time.Second)
+	}
+}
+
+// received counts the subscriber's deliveries per "run type" for runs, and
+// how many distinct ones there are; a bad signature fails the test.
+func (w *Workload) received(runs []string) (map[string]int, int) {
+	s := w.s
+	url := "http://" + s.Receiver.GetHostPort("8090/tcp") + "/received"
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		s.t.Fatalf("read the receiver: %v", err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	var all []struct {
+		ID          string `json:"id"`
+		Type        string `json:"type"`
+		ChainID     string `json:"chain_id"`
+		SignatureOK bool   `json:"signature_ok"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&all); err != nil {
+		s.t.Fatalf("read the receiver: %v", err)
+	}
+	ours := map[string]bool{}
+	for _, id := range runs {
+		ours[id] = true
+	}
+	counts := map[string]int{}
+	for _, r := range all {
+		if !r.SignatureOK {
+			s.t.Fatalf("delivery %s (%s) has a bad signature", r.ID, r.Type)
+		}
+		if ours[r.ChainID] {
+			counts[r.ChainID+" "+r.Type]++
+		}
+	}
+	return counts, len(counts)
+}
+
+// RunningBuild waits for a build in progress and returns it.
+func (s *Stack) RunningBuild(within time.Duration) *buildv1.Build {
+	s.t.Helper()
+	var found *buildv1.Build
+	s.eventually("a build in progress", within, func() error {
+		res, err := s.API().Build.ListBuilds(context.Background(), &buildv1.ListBuildsRequest{Limit: 100})
+		if err != nil {
+			return err
+		}
+		var running []*buildv1.Build
+		for _, b := range res.GetBuilds() {
+			if b.GetStatus() == buildv1.BuildStatus_BUILD_STATUS_RUNNING && b.GetWorkerId() != "" {
+				running = append(running, b)
+			}
+		}
+		if len(running) == 0 {
+			return fmt.Errorf("no build is running")
+		}
+		sort.Slice(running, func(i, j int) bool {
+			return running[i].GetStartTime().AsTime().Before(running[j].GetStartTime().AsTime())
+		})
+		found = running[len(running)-1]
+		return nil
+	})
+	return found
+}
+
+// ReplicaOf is the container whose worker id (hostname-pid) is workerID.
+func (s *Stack) ReplicaOf(svc, workerID string) *Container {
+	s.t.Helper()
+	for _, c := range s.Replicas(svc) {
+		if strings.HasPrefix(workerID, c.Res.Container.Config.Hostname+"-") {
+			return c
+		}
+	}
+	s.t.Fatalf("no %s replica has worker id %s", svc, workerID)
+	return nil
+}
