@@ -25,6 +25,7 @@ func TestFiveProcessesRunExampleToStaging(t *testing.T) {
 	p := startFiveProcesses(t, t.TempDir())
 	repo, port := helloRepo(t)
 	runExample(t, p, repo, port)
+	assertNothingRefused(t, p)
 }
 
 func runExample(t *testing.T, p *platform, repo *gitRepo, port int) {
