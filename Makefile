@@ -22,7 +22,11 @@ TEST_FLAGS ?= -race -count=1 -timeout 20m
 # Outside the repository: steps must not find this repository's go.work.
 DATA_DIR ?= $(or $(XDG_DATA_HOME),$(HOME)/.local/share)/sluice
 
+<<<<<<< HEAD
 .PHONY: all run build test test-short bench lint vet tools proto-deps generate generate-check proto-lint breaking tidy tidy-check build-gowork-off k8s-check k8s-generate ci clean
+=======
+.PHONY: all run build test test-short bench lint vet tools proto-deps generate generate-nats generate-check proto-lint breaking tidy tidy-check build-gowork-off ci clean
+>>>>>>> m2-natsauth
 
 all: build
 
@@ -76,14 +80,22 @@ proto-deps:
 	@mkdir -p proto/.deps
 	@ln -sfn "$$(go list -m -f '{{.Dir}}' github.com/bufbuild/protovalidate@$(PROTOVALIDATE_PROTO_VERSION))/proto/protovalidate" proto/.deps/protovalidate
 
-generate: $(BIN)/buf $(BIN)/protoc-gen-go $(BIN)/protoc-gen-connect-go proto-deps
+# The NATS auth config: users and permissions derived from deploy/nats
+# (platform/natsauth). The k8s base gets the same file.
+NATS_AUTH_FILES := deploy/nats/auth.conf deploy/k8s/base/nats/auth.conf
+
+generate: $(BIN)/buf $(BIN)/protoc-gen-go $(BIN)/protoc-gen-connect-go proto-deps generate-nats
 	$(BIN)/buf generate
 	cd proto && go mod tidy
 
+## generate-nats: writes the NATS auth config from the declarations under deploy/nats.
+generate-nats:
+	go run ./platform/natsauth/cmd/natsauth-gen $(NATS_AUTH_FILES)
+
 ## generate-check: fails when the committed generated code differs from what buf makes.
 generate-check: generate
-	git diff --exit-code -- proto/gen proto/go.mod proto/go.sum
-	test -z "$$(git status --porcelain -- proto/gen)"
+	git diff --exit-code -- proto/gen proto/go.mod proto/go.sum $(NATS_AUTH_FILES)
+	test -z "$$(git status --porcelain -- proto/gen $(NATS_AUTH_FILES))"
 
 proto-lint: $(BIN)/buf proto-deps
 	$(BIN)/buf lint
@@ -130,3 +142,5 @@ clean:
 NATS_SERVER_VERSION := v2.15.2
 $(BIN)/nats-server:
 	GOBIN=$(BIN) go install github.com/nats-io/nats-server/v2@$(NATS_SERVER_VERSION)
+# `make bin/nats-server`, the name the test helpers' messages give.
+bin/nats-server: $(BIN)/nats-server

@@ -14,7 +14,8 @@ var natsFiles embed.FS
 
 // NATS returns the declarations under deploy/nats, rooted at that folder:
 // streams/<STREAM>.json, consumers/<service>/<durable>.json and
-// objectstores/<name>.json.
+// objectstores/<name>.json, and auth.conf, the NATS users and permissions
+// generated from them (platform/natsauth).
 func NATS() fs.FS {
 	sub, err := fs.Sub(natsFiles, "nats")
 	if err != nil {

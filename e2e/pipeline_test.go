@@ -30,6 +30,7 @@ func TestFiveProcessesRunExampleToStaging(t *testing.T) {
 	p := startFiveProcesses(t, t.TempDir())
 	repo, port := helloRepo(t)
 	runExample(t, p, repo, port)
+	assertNothingRefused(t, p)
 	printTally(t, p, "hello", 2)
 }
 

@@ -41,12 +41,16 @@ func (p *platform) restartAllInOne(t *testing.T, port int) *proc {
 	return pr
 }
 
-// startFiveProcesses starts nats-server and the five service binaries.
+// startFiveProcesses starts nats-server with the users and permissions of
+// deploy/nats/auth.conf, and the five service binaries, each as its own
+// NATS user: a subject a service's code uses but its user may not stops
+// the run.
 func startFiveProcesses(t *testing.T, dataDir string) *platform {
 	t.Helper()
 	natsPort := freePort(t)
 	natsURL := fmt.Sprintf("nats://127.0.0.1:%d", natsPort)
-	ns := startProc(t, "nats-server", nil, bin(t, "nats-server"), "-js", "-a", "127.0.0.1", "-p", strconv.Itoa(natsPort), "-sd", filepath.Join(dataDir, "nats"))
+	natsConf, natsEnv := natsAuthConfig(t, filepath.Join(dataDir, "nats-config"))
+	ns := startProc(t, "nats-server", natsEnv, bin(t, "nats-server"), "-c", natsConf, "-js", "-a", "127.0.0.1", "-p", strconv.Itoa(natsPort), "-sd", filepath.Join(dataDir, "nats"))
 	p := &platform{dataDir: dataDir, procs: []*proc{ns}}
 	urls := map[string]string{}
 	ports := map[string]int{}
@@ -60,6 +64,8 @@ func startFiveProcesses(t *testing.T, dataDir string) *platform {
 		env := []string{
 			prefix + "ADDR=" + strings.TrimPrefix(urls[s], "http://"),
 			prefix + "NATS_URL=" + natsURL,
+			prefix + "NATS_USER=" + s,
+			prefix + "NATS_PASSWORD=" + natsPassword(s),
 			prefix + "DATA_DIR=" + filepath.Join(dataDir, s),
 			prefix + "SOURCE_URL=" + urls["source"],
 			prefix + "BUILD_URL=" + urls["build"],

@@ -10,6 +10,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/sluicehq/sluice/platform/natsconn"
 )
 
 // ErrPermanent marks a handler error that no redelivery can fix; the event
@@ -80,7 +82,15 @@ func (c *Consumer) Run(ctx context.Context) error {
 			return nil
 		}
 		free := 1 + c.cfg.Concurrency - len(slots)
+		before := c.js.Conn().LastError()
 		msgs, err := c.fetch(ctx, cons, free)
+		if len(msgs) == 0 {
+			// A pull the user may not make gets no answer, only nothing.
+			if err := c.refused(before, "$JS.API.CONSUMER.MSG.NEXT."+c.cfg.Stream+"."+c.cfg.Durable); err != nil {
+				<-slots
+				return err
+			}
+		}
 		if err != nil {
 			<-slots
 			if ctx.Err() != nil {
@@ -119,18 +129,35 @@ func (c *Consumer) Run(ctx context.Context) error {
 
 func (c *Consumer) waitForConsumer(ctx context.Context) (jetstream.Consumer, error) {
 	for {
-		cons, err := c.js.Consumer(ctx, c.cfg.Stream, c.cfg.Durable)
+		before := c.js.Conn().LastError()
+		callCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		cons, err := c.js.Consumer(callCtx, c.cfg.Stream, c.cfg.Durable)
+		cancel()
 		if err == nil {
 			return cons, nil
 		}
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
+		if err := c.refused(before, "$JS.API.CONSUMER.INFO."+c.cfg.Stream+"."+c.cfg.Durable); err != nil {
+			return nil, err
+		}
 		c.log.Warn("consumer not there yet; is it provisioned?", slog.String("stream", c.cfg.Stream), slog.Any("error", err))
 		if !sleep(ctx, time.Second) {
 			return nil, ctx.Err()
 		}
 	}
+}
+
+// refused returns an error when the server refused subject to the
+// connection since before: retrying cannot help, and the process had
+// better stop saying why than wait for ever.
+func (c *Consumer) refused(before error, subject string) error {
+	var r *natsconn.RefusedError
+	if err := natsconn.CheckRefused(c.js.Conn(), before); errors.As(err, &r) && r.Subject == subject {
+		return fmt.Errorf("consumer %s on %s: %w", c.cfg.Durable, c.cfg.Stream, err)
+	}
+	return nil
 }
 
 // fetch takes up to n messages that are there now, or waits a while for one.

@@ -2,8 +2,11 @@
 package natsconn
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
+	"regexp"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -12,16 +15,29 @@ import (
 
 // Config says how to reach NATS.
 type Config struct {
+	// URL is one server URL or a comma-separated list of them (the
+	// members of a cluster); the client picks one and fails over to the
+	// others.
 	URL  string
 	Name string
+	// User and Password authenticate the connection when User is set.
+	// The password is never logged.
+	User, Password string
+	// InboxPrefix replaces _INBOX as the prefix of the reply subjects the
+	// connection subscribes to, so that a user allowed to subscribe to
+	// InboxPrefix.> only cannot read other users' replies. Empty keeps
+	// _INBOX.
+	InboxPrefix string
 	// Options are extra connect options (credentials, in-process server).
 	Options []nats.Option
 }
 
 // Connect dials NATS, retrying while the server is not up yet, and keeps
-// reconnecting forever afterwards.
+// reconnecting forever afterwards. Errors the server reports later (a
+// subject the user may not publish or subscribe to) are logged: a
+// permissions violation at error level with the subject.
 func Connect(cfg Config, log *slog.Logger) (*nats.Conn, jetstream.JetStream, error) {
-	opts := append([]nats.Option{
+	opts := []nats.Option{
 		nats.Name(cfg.Name),
 		nats.RetryOnFailedConnect(true),
 		nats.MaxReconnects(-1),
@@ -34,10 +50,18 @@ func Connect(cfg Config, log *slog.Logger) (*nats.Conn, jetstream.JetStream, err
 		nats.ReconnectHandler(func(c *nats.Conn) {
 			log.Info("nats reconnected", slog.String("url", c.ConnectedUrlRedacted()))
 		}),
-	}, cfg.Options...)
+		nats.ErrorHandler(ErrorHandler(log)),
+	}
+	if cfg.User != "" {
+		opts = append(opts, nats.UserInfo(cfg.User, cfg.Password))
+	}
+	if cfg.InboxPrefix != "" {
+		opts = append(opts, nats.CustomInboxPrefix(cfg.InboxPrefix))
+	}
+	opts = append(opts, cfg.Options...)
 	nc, err := nats.Connect(cfg.URL, opts...)
 	if err != nil {
-		return nil, nil, fmt.Errorf("connect to nats %s: %w", cfg.URL, err)
+		return nil, nil, fmt.Errorf("connect to nats %s: %w", Redact(cfg.URL), err)
 	}
 	// A publish whose acknowledgement never comes (a lost PubAck during a
 	// leader change) fails after the timeout, so the outbox relay retries
@@ -48,4 +72,108 @@ func Connect(cfg Config, log *slog.Logger) (*nats.Conn, jetstream.JetStream, err
 		return nil, nil, fmt.Errorf("jetstream: %w", err)
 	}
 	return nc, js, nil
+}
+
+// ErrorHandler logs the errors the server reports asynchronously. A
+// permissions violation is logged at error level with the refused subject:
+// the server does not answer a request to a subject the user may not
+// publish to, so this log line is often the only trace of it.
+func ErrorHandler(log *slog.Logger) nats.ErrHandler {
+	return func(_ *nats.Conn, sub *nats.Subscription, err error) {
+		attrs := []any{slog.Any("error", err)}
+		if sub != nil {
+			attrs = append(attrs, slog.String("subscription", sub.Subject))
+		}
+		if op, subject, ok := Refused(err); ok {
+			log.Error("nats refused a subject: the NATS user lacks a permission (see deploy/nats/auth.conf)",
+				append(attrs, slog.String("operation", op), slog.String("subject", subject))...)
+			return
+		}
+		log.Warn("nats error", attrs...)
+	}
+}
+
+// violationRe matches the server's text: Permissions Violation for
+// Publish to "SUBJECT" (or Subscription to "SUBJECT" [using queue ...]).
+var violationRe = regexp.MustCompile(`(?i)permissions violation for (\w+) to "([^"]*)"`)
+
+// Refused reports whether err is a permissions violation, and which
+// operation (Publish or Subscription) on which subject was refused.
+func Refused(err error) (op, subject string, ok bool) {
+	if err == nil || !errors.Is(err, nats.ErrPermissionViolation) {
+		return "", "", false
+	}
+	m := violationRe.FindStringSubmatch(err.Error())
+	if m == nil {
+		return "", "", true
+	}
+	return m[1], m[2], true
+}
+
+// ErrRefused is what the error of a call that ran into a subject the NATS
+// user may not use wraps (see CheckRefused).
+var ErrRefused = errors.New("refused by NATS permissions")
+
+// RefusedError is a permissions violation the server reported.
+type RefusedError struct {
+	// Op is Publish or Subscription, as the server says.
+	Op string
+	// Subject is the refused subject.
+	Subject string
+	// Err is the connection's error (nats.ErrPermissionViolation).
+	Err error
+}
+
+func (e *RefusedError) Error() string {
+	verb := "publish to"
+	if strings.EqualFold(e.Op, "subscription") {
+		verb = "subscribe to"
+	}
+	return fmt.Sprintf("%v: the NATS user may not %s %q (%v)", ErrRefused, verb, e.Subject, e.Err)
+}
+
+// Unwrap makes errors.Is find ErrRefused and nats.ErrPermissionViolation.
+func (e *RefusedError) Unwrap() []error { return []error{ErrRefused, e.Err} }
+
+// CheckRefused tells whether nc was refused a subject since before (what
+// nc.LastError() returned before the call): a JetStream request to a
+// subject the user may not publish to gets no answer and only times out,
+// and the server's reason arrives as the connection's last error. It
+// returns nil when there is no new permissions violation, else a
+// *RefusedError naming the subject.
+func CheckRefused(nc *nats.Conn, before error) error {
+	if nc == nil {
+		return nil
+	}
+	last := nc.LastError()
+	if last == nil || last == before { //nolint:errorlint // identity: is it a new error?
+		return nil
+	}
+	op, subject, ok := Refused(last)
+	if !ok {
+		return nil
+	}
+	return &RefusedError{Op: op, Subject: subject, Err: last}
+}
+
+// Redact hides the passwords and tokens in a (comma-separated list of)
+// URL(s): nats://user:xxxxx@host, nats://xxxxx@host.
+func Redact(urls string) string {
+	parts := strings.Split(urls, ",")
+	for i, p := range parts {
+		at := strings.LastIndex(p, "@")
+		if at < 0 {
+			continue
+		}
+		start := 0
+		if s := strings.Index(p, "://"); s >= 0 && s < at {
+			start = s + len("://")
+		}
+		secret := "xxxxx"
+		if user, _, hasPassword := strings.Cut(p[start:at], ":"); hasPassword {
+			secret = user + ":xxxxx"
+		}
+		parts[i] = p[:start] + secret + p[at:]
+	}
+	return strings.Join(parts, ",")
 }

@@ -12,17 +12,33 @@ import (
 	"io/fs"
 	"log/slog"
 	"path"
+	"slices"
 	"sort"
 	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/sluicehq/sluice/platform/natsconn"
 )
+
+// MaxReplicas is the most replicas a JetStream stream may have.
+const MaxReplicas = 5
+
+// CheckReplicas refuses a replica count Options.Replicas cannot take:
+// 0 (keep the declared count) to MaxReplicas.
+func CheckReplicas(n int) error {
+	if n < 0 || n > MaxReplicas {
+		return fmt.Errorf("NATS replicas is %d; it must be 1 to %d (0 keeps the declared count)", n, MaxReplicas)
+	}
+	return nil
+}
 
 // Options tune the applied declarations for a deployment.
 type Options struct {
 	// Replicas, when > 0, overrides num_replicas of streams and object
-	// stores (3 in a clustered deployment).
+	// stores (3 in a clustered deployment); the declared consumers have
+	// num_replicas 0, so they follow their stream.
 	Replicas int
 	// WaitForStreams bounds the wait for another service's stream that one
 	// of our consumers reads, and the retries while NATS is unreachable.
@@ -31,6 +47,11 @@ type Options struct {
 	WaitForStreams time.Duration
 	// Log, when set, is told about each wait and retry.
 	Log *slog.Logger
+	// CallTimeout bounds each JetStream request (default 10s). A request
+	// to a subject the NATS user may not publish to gets no answer: it
+	// fails after CallTimeout with an error naming the subject, and is not
+	// retried.
+	CallTimeout time.Duration
 }
 
 // StreamOwner maps a stream file name to the service that owns it; the
@@ -52,8 +73,12 @@ type ConsumerFile struct {
 
 // ObjectStoreFile is the on-disk form of an object store declaration.
 type ObjectStoreFile struct {
-	Owner  string                      `json:"owner"`
-	Config jetstream.ObjectStoreConfig `json:"config"`
+	// Owner creates the store and writes to it.
+	Owner string `json:"owner"`
+	// Readers are the other services that read objects from it (their
+	// NATS users get the rights to).
+	Readers []string                    `json:"readers,omitempty"`
+	Config  jetstream.ObjectStoreConfig `json:"config"`
 }
 
 // Declarations are the parsed files.
@@ -79,6 +104,9 @@ func Load(fsys fs.FS) (Declarations, error) {
 		if cfg.Name != strings.TrimSuffix(path.Base(name), ".json") {
 			return d, fmt.Errorf("%s: name %q does not match the file name", name, cfg.Name)
 		}
+		if owner := StreamOwner(cfg.Name); owner != "*" && !slices.Contains(Services(), owner) {
+			return d, fmt.Errorf("%s: stream %s belongs to no service (its name must be a service's, upper case)", name, cfg.Name)
+		}
 		d.Streams = append(d.Streams, cfg)
 	}
 	consumers, err := fs.Glob(fsys, "consumers/*/*.json")
@@ -98,6 +126,9 @@ func Load(fsys fs.FS) (Declarations, error) {
 			return d, fmt.Errorf("%s: stream is empty", name)
 		}
 		owner := path.Base(path.Dir(name))
+		if !slices.Contains(Services(), owner) {
+			return d, fmt.Errorf("%s: %q is not a service (%s)", name, owner, strings.Join(Services(), ", "))
+		}
 		d.Consumers[owner] = append(d.Consumers[owner], c)
 	}
 	stores, err := fs.Glob(fsys, "objectstores/*.json")
@@ -112,6 +143,11 @@ func Load(fsys fs.FS) (Declarations, error) {
 		}
 		if o.Owner == "" || o.Config.Bucket == "" {
 			return d, fmt.Errorf("%s: owner and config.bucket are required", name)
+		}
+		for _, r := range o.Readers {
+			if r == o.Owner || !slices.Contains(Services(), r) {
+				return d, fmt.Errorf("%s: reader %q is not another service (%s)", name, r, strings.Join(Services(), ", "))
+			}
 		}
 		d.ObjectStores = append(d.ObjectStores, o)
 	}
@@ -177,7 +213,7 @@ func (d Declarations) applyStores(ctx context.Context, js jetstream.JetStream, s
 		if opts.Replicas > 0 {
 			cfg.Replicas = opts.Replicas
 		}
-		err := retry(ctx, opts, "apply stream "+cfg.Name, func(ctx context.Context) error {
+		err := retry(ctx, js, opts, "apply stream "+cfg.Name, func(ctx context.Context) error {
 			_, err := js.CreateOrUpdateStream(ctx, cfg)
 			return err
 		})
@@ -193,7 +229,7 @@ func (d Declarations) applyStores(ctx context.Context, js jetstream.JetStream, s
 		if opts.Replicas > 0 {
 			cfg.Replicas = opts.Replicas
 		}
-		err := retry(ctx, opts, "apply object store "+cfg.Bucket, func(ctx context.Context) error {
+		err := retry(ctx, js, opts, "apply object store "+cfg.Bucket, func(ctx context.Context) error {
 			_, err := js.CreateOrUpdateObjectStore(ctx, cfg)
 			return err
 		})
@@ -207,7 +243,7 @@ func (d Declarations) applyStores(ctx context.Context, js jetstream.JetStream, s
 func (d Declarations) applyConsumers(ctx context.Context, js jetstream.JetStream, service string, opts Options) error {
 	for _, c := range d.Consumers[service] {
 		what := fmt.Sprintf("apply consumer %s on %s", c.Config.Durable, c.Stream)
-		err := retry(ctx, opts, what, func(ctx context.Context) error {
+		err := retry(ctx, js, opts, what, func(ctx context.Context) error {
 			if _, err := js.Stream(ctx, c.Stream); err != nil {
 				if errors.Is(err, jetstream.ErrStreamNotFound) {
 					return fmt.Errorf("stream %s does not exist yet (its service has not started?): %w", c.Stream, err)
@@ -226,20 +262,30 @@ func (d Declarations) applyConsumers(ctx context.Context, js jetstream.JetStream
 
 // retry runs op until it succeeds, ctx ends or Options.WaitForStreams
 // passes: the stream it needs may belong to a service that starts later,
-// and NATS itself may not be up yet.
-func retry(ctx context.Context, opts Options, what string, op func(context.Context) error) error {
+// and NATS itself may not be up yet. A subject the NATS user may not use
+// ends it at once with an error naming the subject.
+func retry(ctx context.Context, js jetstream.JetStream, opts Options, what string, op func(context.Context) error) error {
 	if opts.WaitForStreams > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, opts.WaitForStreams)
 		defer cancel()
 	}
+	callTimeout := opts.CallTimeout
+	if callTimeout <= 0 {
+		callTimeout = 10 * time.Second
+	}
+	nc := js.Conn()
 	delay := 250 * time.Millisecond
 	for attempt := 1; ; attempt++ {
-		callCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		before := nc.LastError()
+		callCtx, cancel := context.WithTimeout(ctx, callTimeout)
 		err := op(callCtx)
 		cancel()
 		if err == nil {
 			return nil
+		}
+		if refused := natsconn.CheckRefused(nc, before); refused != nil {
+			return fmt.Errorf("%s: %w", what, refused)
 		}
 		if opts.Log != nil && (attempt == 1 || attempt%20 == 0) {
 			opts.Log.Warn("nats declarations: waiting", slog.String("for", what), slog.Int("attempt", attempt), slog.Any("error", err))

@@ -2,6 +2,7 @@ package natsprovision_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"testing/fstest"
 	"time"
@@ -134,5 +135,37 @@ func TestApplyWaitsForNATS(t *testing.T) {
 	}
 	if err := <-done; err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestCheckReplicas(t *testing.T) {
+	for n, ok := range map[int]bool{-1: false, 0: true, 1: true, 3: true, 5: true, 6: false} {
+		if err := natsprovision.CheckReplicas(n); (err == nil) != ok {
+			t.Errorf("CheckReplicas(%d) = %v", n, err)
+		}
+	}
+}
+
+// Options.Replicas reaches the streams: a single server refuses 3.
+func TestReplicasOverrideTheDeclarations(t *testing.T) {
+	srv := natstest.Start(t)
+	js, err := jetstream.New(srv.Connect(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err = natsprovision.Apply(ctx, js, deploy.NATS(), "build", natsprovision.Options{Replicas: 3, WaitForStreams: time.Second})
+	if err == nil || !strings.Contains(strings.ToLower(err.Error()), "replicas") {
+		t.Fatalf("Apply with 3 replicas on one server: %v", err)
+	}
+	if err := natsprovision.Apply(ctx, js, deploy.NATS(), "build", natsprovision.Options{Replicas: 1, WaitForStreams: time.Second}); err == nil || !strings.Contains(err.Error(), "SOURCE") {
+		// build's consumer reads SOURCE, which nobody applied: the streams
+		// and the store were applied with 1 replica.
+		t.Fatalf("Apply with 1 replica: %v", err)
+	}
+	st, err := js.Stream(ctx, "BUILD")
+	if err != nil || st.CachedInfo().Config.Replicas != 1 {
+		t.Fatalf("BUILD: %v", err)
 	}
 }

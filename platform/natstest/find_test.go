@@ -44,12 +44,12 @@ func TestFindBinary(t *testing.T) {
 	writeExecutable(t, fake, "#!/bin/sh\n", 0o755)
 
 	t.Setenv(EnvBinary, fake)
-	if got, err := findBinary(); err != nil || got != fake {
-		t.Errorf("with $%s: findBinary = %q, %v; want %q", EnvBinary, got, err, fake)
+	if got, err := Binary(); err != nil || got != fake {
+		t.Errorf("with $%s: Binary = %q, %v; want %q", EnvBinary, got, err, fake)
 	}
 
 	t.Setenv(EnvBinary, filepath.Join(t.TempDir(), "missing"))
-	if _, err := findBinary(); err == nil || !strings.Contains(err.Error(), EnvBinary) {
+	if _, err := Binary(); err == nil || !strings.Contains(err.Error(), EnvBinary) {
 		t.Errorf("with a missing $%s: err = %v", EnvBinary, err)
 	}
 
@@ -57,13 +57,13 @@ func TestFindBinary(t *testing.T) {
 	onPath := t.TempDir()
 	writeExecutable(t, filepath.Join(onPath, "nats-server"), "#!/bin/sh\n", 0o755)
 	t.Setenv("PATH", onPath)
-	if got, err := findBinary(); err != nil || got != filepath.Join(onPath, "nats-server") {
-		t.Errorf("on PATH: findBinary = %q, %v", got, err)
+	if got, err := Binary(); err != nil || got != filepath.Join(onPath, "nats-server") {
+		t.Errorf("on PATH: Binary = %q, %v", got, err)
 	}
 
 	t.Setenv("PATH", t.TempDir())
 	t.Chdir(t.TempDir())
-	_, err := findBinary()
+	_, err := Binary()
 	if err == nil || !strings.Contains(err.Error(), "make bin/nats-server") {
 		t.Errorf("nothing found: err = %v, want a hint to run make bin/nats-server", err)
 	}

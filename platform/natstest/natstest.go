@@ -46,6 +46,7 @@ type Server struct {
 	URL string
 
 	bin      string
+	opts     options
 	storeDir string
 	baseDir  string
 	port     int
@@ -63,6 +64,27 @@ type process struct {
 	err  error         // from cmd.Wait, valid once done is closed
 }
 
+// Option changes how Start runs the server.
+type Option func(*options)
+
+type options struct {
+	config string   // -c
+	env    []string // added to the server's environment
+}
+
+// WithConfig runs the server with a config file (-c path), for accounts,
+// users and permissions. The command line still sets the address, the
+// port, JetStream and its store directory, which win over the file.
+func WithConfig(path string) Option {
+	return func(o *options) { o.config = path }
+}
+
+// WithEnv adds KEY=VALUE variables to the server's environment, for the
+// $VARIABLE references of its config file (passwords).
+func WithEnv(kv ...string) Option {
+	return func(o *options) { o.env = append(o.env, kv...) }
+}
+
 // Start starts nats-server with JetStream on a random loopback port and a
 // store directory in t.TempDir(), waits until it accepts connections, and
 // stops it in t.Cleanup.
@@ -70,9 +92,9 @@ type process struct {
 // The binary is $SLUICE_NATS_SERVER if set, else nats-server on PATH, else
 // bin/nats-server in the working directory or one of its parents. If none is
 // found, Start calls t.Fatal telling to run `make bin/nats-server`.
-func Start(t testing.TB) *Server {
+func Start(t testing.TB, opts ...Option) *Server {
 	t.Helper()
-	bin, err := findBinary()
+	bin, err := Binary()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,6 +104,9 @@ func Start(t testing.TB) *Server {
 		storeDir: filepath.Join(base, "jetstream"),
 		baseDir:  base,
 		out:      &syncBuffer{},
+	}
+	for _, o := range opts {
+		o(&s.opts)
 	}
 	t.Cleanup(s.Stop)
 	if err := s.start(); err != nil {
@@ -155,14 +180,21 @@ func (s *Server) start() error {
 	}
 	fmt.Fprintf(s.out, "--- natstest: start %d: %s -p %d\n", s.started, s.bin, port)
 
-	// Not CommandContext: Stop ends it with SIGTERM and waits.
-	cmd := exec.Command(s.bin, //nolint:noctx // stopped gracefully by Stop
+	args := []string{
 		"-a", "127.0.0.1",
 		"-p", strconv.Itoa(port),
 		"-js",
 		"-sd", s.storeDir,
 		"--ports_file_dir", portsDir,
-	)
+	}
+	if s.opts.config != "" {
+		args = append(args, "-c", s.opts.config)
+	}
+	// Not CommandContext: Stop ends it with SIGTERM and waits.
+	cmd := exec.Command(s.bin, args...) //nolint:noctx // stopped gracefully by Stop
+	if len(s.opts.env) > 0 {
+		cmd.Env = append(os.Environ(), s.opts.env...)
+	}
 	cmd.Stdout = s.out
 	cmd.Stderr = s.out
 	if err := cmd.Start(); err != nil {
@@ -279,8 +311,8 @@ func (p *process) stop() {
 	}
 }
 
-// findBinary locates nats-server; see Start.
-func findBinary() (string, error) {
+// Binary locates the nats-server binary the way Start does; see Start.
+func Binary() (string, error) {
 	if p := os.Getenv(EnvBinary); p != "" {
 		if !isExecutable(p) {
 			return "", fmt.Errorf("natstest: $%s=%s is not an executable file", EnvBinary, p)

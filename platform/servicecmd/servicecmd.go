@@ -18,7 +18,9 @@ import (
 	"go.uber.org/fx"
 
 	"github.com/sluicehq/sluice/platform/fxkit"
+	"github.com/sluicehq/sluice/platform/natsauth"
 	"github.com/sluicehq/sluice/platform/natsconn"
+	"github.com/sluicehq/sluice/platform/natsprovision"
 	"github.com/sluicehq/sluice/platform/rpcserver"
 )
 
@@ -30,16 +32,21 @@ type Flags struct {
 	fs      *flag.FlagSet
 
 	addr, natsURL, dataDir, databaseURL *string
+	natsUser, natsPassword              *string
+	natsReplicas                        *int
 	showVersion                         *bool
 }
 
 // New makes the flags every service has: --addr (default defaultAddr),
-// --nats-url, --data-dir (default ./data/<service>), --database-url and
-// --version.
+// --nats-url, --nats-user, --nats-password, --nats-replicas, --data-dir
+// (default ./data/<service>), --database-url and --version.
 func New(service, defaultAddr, version string) *Flags {
 	f := &Flags{service: service, version: version, fs: flag.NewFlagSet("sluice-"+service, flag.ContinueOnError)}
 	f.addr = f.String("addr", defaultAddr, "listen address for the API, health and metrics")
-	f.natsURL = f.String("nats-url", "nats://127.0.0.1:4222", "NATS server URL")
+	f.natsURL = f.String("nats-url", "nats://127.0.0.1:4222", "NATS server URL, or a comma-separated list of a cluster's servers")
+	f.natsUser = f.String("nats-user", "", "NATS user (deploy/nats/auth.conf names one per service); empty connects without credentials")
+	f.natsPassword = f.String("nats-password", "", "the NATS user's password; prefer the variable to the flag, which other users can see in the process list")
+	f.natsReplicas = f.Int("nats-replicas", 1, fmt.Sprintf("replicas of the streams and object stores the service creates (1 to %d; 3 on a 3-node cluster)", natsprovision.MaxReplicas))
 	f.dataDir = f.String("data-dir", filepath.Join("data", service), "directory for the service's files and its default database")
 	f.databaseURL = f.String("database-url", "", "database URL; default sqlite:<data-dir>/"+service+".db")
 	f.showVersion = f.fs.Bool("version", false, "print the version and exit")
@@ -74,6 +81,23 @@ func (f *Flags) DataDir() string { return *f.dataDir }
 // DatabaseURL is --database-url.
 func (f *Flags) DatabaseURL() string { return *f.databaseURL }
 
+// NATSReplicas is --nats-replicas: the replicas of the streams and object
+// stores the service creates.
+func (f *Flags) NATSReplicas() int { return *f.natsReplicas }
+
+// NATS is how the service connects to NATS: --nats-url, --nats-user and
+// --nats-password, with the service's own reply subjects
+// (natsauth.InboxPrefix), the only ones its NATS user may subscribe to.
+func (f *Flags) NATS() natsconn.Config {
+	return natsconn.Config{
+		URL:         *f.natsURL,
+		Name:        "sluice-" + f.service,
+		User:        *f.natsUser,
+		Password:    *f.natsPassword,
+		InboxPrefix: natsauth.InboxPrefix(f.service),
+	}
+}
+
 // Parse applies the environment, then args. It reports whether --version
 // was asked for.
 func (f *Flags) Parse(args []string, getenv func(string) (string, bool)) (bool, error) {
@@ -99,6 +123,12 @@ func (f *Flags) Parse(args []string, getenv func(string) (string, bool)) (bool, 
 	if f.fs.NArg() > 0 {
 		return false, fmt.Errorf("unexpected argument %q", f.fs.Arg(0))
 	}
+	if r := *f.natsReplicas; r < 1 || r > natsprovision.MaxReplicas {
+		return false, fmt.Errorf("--nats-replicas (%s) is %d; it must be 1 to %d", f.EnvName("nats-replicas"), r, natsprovision.MaxReplicas)
+	}
+	if *f.natsPassword != "" && *f.natsUser == "" {
+		return false, fmt.Errorf("--nats-password (%s) is set but --nats-user (%s) is not", f.EnvName("nats-password"), f.EnvName("nats-user"))
+	}
 	return *f.showVersion, nil
 }
 
@@ -108,7 +138,7 @@ func (f *Flags) App(log *slog.Logger, module fx.Option) *fx.App {
 		fx.WithLogger(fxkit.FxLogger),
 		fx.StartTimeout(fxkit.StartTimeout),
 		fx.Supply(log),
-		fxkit.NATS(natsconn.Config{URL: *f.natsURL, Name: "sluice-" + f.service}),
+		fxkit.NATS(f.NATS()),
 		fxkit.Server(rpcserver.Config{Addr: *f.addr}),
 		module,
 	)

@@ -56,3 +56,44 @@ func TestRunExitCodes(t *testing.T) {
 		t.Fatalf("stray argument: exit %d", code)
 	}
 }
+
+func TestNATSFlags(t *testing.T) {
+	f := New("build", ":0", "v1")
+	_, err := f.Parse([]string{"--nats-replicas", "3"}, env(map[string]string{
+		"SLUICE_BUILD_NATS_URL":      "nats://nats-1:4222,nats://nats-2:4222",
+		"SLUICE_BUILD_NATS_USER":     "build",
+		"SLUICE_BUILD_NATS_PASSWORD": "s3cret",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := f.NATS()
+	if c.URL != "nats://nats-1:4222,nats://nats-2:4222" || c.User != "build" || c.Password != "s3cret" || c.InboxPrefix != "_INBOX_build" || c.Name != "sluice-build" {
+		t.Fatalf("NATS() = %+v", c)
+	}
+	if f.NATSReplicas() != 3 {
+		t.Fatalf("replicas %d", f.NATSReplicas())
+	}
+	def := New("build", ":0", "v1")
+	if _, err := def.Parse(nil, env(nil)); err != nil || def.NATSReplicas() != 1 || def.NATS().User != "" {
+		t.Fatalf("defaults: %v, replicas %d, %+v", err, def.NATSReplicas(), def.NATS())
+	}
+	for _, bad := range [][]string{{"--nats-replicas", "0"}, {"--nats-replicas", "6"}, {"--nats-password", "x"}} {
+		if _, err := New("build", ":0", "v1").Parse(bad, env(nil)); err == nil {
+			t.Errorf("%v: no error", bad)
+		}
+	}
+}
+
+// The password from the environment shows nowhere in the help.
+func TestHelpHidesThePassword(t *testing.T) {
+	t.Setenv("SLUICE_BUILD_NATS_PASSWORD", "s3cret-value")
+	var out, errOut bytes.Buffer
+	f := New("build", ":0", "v1")
+	if code := f.run([]string{"-h"}, &out, &errOut, nil); code != 0 {
+		t.Fatalf("-h: exit %d", code)
+	}
+	if !strings.Contains(errOut.String(), "SLUICE_BUILD_NATS_PASSWORD") || strings.Contains(out.String()+errOut.String(), "s3cret-value") {
+		t.Fatalf("help:\n%s", errOut.String())
+	}
+}

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"time"
+
+	"github.com/sluicehq/sluice/platform/natsprovision"
 )
 
 // Defaults applied by Config.WithDefaults.
@@ -34,6 +36,10 @@ type Config struct {
 	// renewed for two heartbeats may be taken over. It must stay well under
 	// the build-runs consumer's ack wait (30s). Default 10s.
 	Heartbeat time.Duration
+	// NATSReplicas is the replica count of the streams and object stores
+	// the service creates (3 on a 3-node NATS cluster); 0 keeps the count
+	// declared under deploy/nats.
+	NATSReplicas int
 }
 
 // WithDefaults fills the unset fields.
@@ -81,6 +87,9 @@ func (c Config) Validate() error {
 	}
 	if c.Heartbeat < 0 {
 		errs = append(errs, fmt.Errorf("build config: Heartbeat is %s; it must be positive", c.Heartbeat))
+	}
+	if err := natsprovision.CheckReplicas(c.NATSReplicas); err != nil {
+		errs = append(errs, fmt.Errorf("build config: NATSReplicas: %w", err))
 	}
 	return errors.Join(errs...)
 }

@@ -25,6 +25,7 @@ func TestConfig(t *testing.T) {
 		{build.Config{DataDir: "d", Workers: -1}, "Workers is -1"},
 		{build.Config{DataDir: "d", DefaultStepTimeout: -time.Second}, "DefaultStepTimeout"},
 		{build.Config{DataDir: "d", Heartbeat: -time.Second}, "Heartbeat"},
+		{build.Config{DataDir: "d", NATSReplicas: 7}, "NATSReplicas"},
 	} {
 		if err := tc.cfg.WithDefaults().Validate(); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%+v: %v; want an error with %q", tc.cfg, err, tc.want)

@@ -55,6 +55,7 @@ type startParams struct {
 	Log        *slog.Logger
 	JS         jetstream.JetStream
 	Readiness  *rpcserver.Readiness
+	Config     Config
 	Service    *Service
 }
 
@@ -69,7 +70,7 @@ func start(p startParams) {
 	})
 	p.Lifecycle.Append(fx.StartHook(func() {
 		g.Go("provision+consume", func(ctx context.Context) error {
-			if err := natsprovision.Apply(ctx, p.JS, deploy.NATS(), "build", natsprovision.Options{Log: p.Log}); err != nil {
+			if err := natsprovision.Apply(ctx, p.JS, deploy.NATS(), "build", natsprovision.Options{Log: p.Log, Replicas: p.Config.NATSReplicas}); err != nil {
 				return fmt.Errorf("provision jetstream for build: %w", err)
 			}
 			provisioned.Store(true)

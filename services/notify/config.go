@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"path/filepath"
 	"time"
+
+	"github.com/sluicehq/sluice/platform/natsprovision"
 )
 
 // Config is the notify service's configuration. Zero values take the
@@ -33,6 +35,10 @@ type Config struct {
 	Concurrency int
 	// Version goes into the User-Agent of deliveries (default "dev").
 	Version string
+	// NATSReplicas is the replica count of the streams and object stores
+	// the service creates (3 on a 3-node NATS cluster); 0 keeps the count
+	// declared under deploy/nats.
+	NATSReplicas int
 }
 
 // Defaults.
@@ -94,6 +100,9 @@ func (c Config) Validate() error {
 	}
 	if c.Concurrency < 1 {
 		errs = append(errs, fmt.Errorf("notify: Concurrency is %d; it must be at least 1", c.Concurrency))
+	}
+	if err := natsprovision.CheckReplicas(c.NATSReplicas); err != nil {
+		errs = append(errs, fmt.Errorf("notify: NATSReplicas: %w", err))
 	}
 	return errors.Join(errs...)
 }

@@ -80,7 +80,7 @@ func start(p startParams) error {
 	})
 	p.Lifecycle.Append(fx.StartHook(func() {
 		g.Go("notify provisioning", func(ctx context.Context) error {
-			if err := natsprovision.Apply(ctx, p.JS, deploy.NATS(), service, natsprovision.Options{Log: p.Log}); err != nil {
+			if err := natsprovision.Apply(ctx, p.JS, deploy.NATS(), service, natsprovision.Options{Log: p.Log, Replicas: p.Config.NATSReplicas}); err != nil {
 				return fmt.Errorf("provision notify's JetStream streams and consumers: %w", err)
 			}
 			provisioned.Store(true)

@@ -10,6 +10,8 @@ import (
 	"net/url"
 	"path/filepath"
 	"time"
+
+	"github.com/sluicehq/sluice/platform/natsprovision"
 )
 
 // Defaults for Config fields left zero.
@@ -41,6 +43,10 @@ type Config struct {
 	// DefaultVerifyTimeout bounds a verification whose environment sets no
 	// timeout (default 60s).
 	DefaultVerifyTimeout time.Duration
+	// NATSReplicas is the replica count of the streams and object stores
+	// the service creates (3 on a 3-node NATS cluster); 0 keeps the count
+	// declared under deploy/nats.
+	NATSReplicas int
 }
 
 // WithDefaults returns c with zero fields set to their defaults.
@@ -84,6 +90,9 @@ func (c Config) Validate() error {
 	}
 	if c.DefaultVerifyTimeout < 0 {
 		errs = append(errs, fmt.Errorf("release config: DefaultVerifyTimeout is %s; it must be positive", c.DefaultVerifyTimeout))
+	}
+	if err := natsprovision.CheckReplicas(c.NATSReplicas); err != nil {
+		errs = append(errs, fmt.Errorf("release config: NATSReplicas: %w", err))
 	}
 	return errors.Join(errs...)
 }

@@ -89,7 +89,7 @@ func newComponents(lc fx.Lifecycle, cfg Config, log *slog.Logger, js jetstream.J
 // start provisions NATS, then consumes, and relays the outbox, in the
 // background; readiness is false until provisioning finished. On stop,
 // manual rollbacks are interrupted first, then the loops end.
-func start(lc fx.Lifecycle, sd fx.Shutdowner, log *slog.Logger, js jetstream.JetStream, ready *rpcserver.Readiness, c *components) {
+func start(lc fx.Lifecycle, sd fx.Shutdowner, log *slog.Logger, js jetstream.JetStream, ready *rpcserver.Readiness, cfg Config, c *components) {
 	g := fxkit.Group(lc, log, sd)
 	var provisioned atomic.Bool
 	ready.Add("release", func() error {
@@ -101,7 +101,7 @@ func start(lc fx.Lifecycle, sd fx.Shutdowner, log *slog.Logger, js jetstream.Jet
 	lc.Append(fx.Hook{
 		OnStart: func(context.Context) error {
 			g.Go("release: provision+consume", func(ctx context.Context) error {
-				if err := natsprovision.Apply(ctx, js, deploy.NATS(), "release", natsprovision.Options{Log: log}); err != nil {
+				if err := natsprovision.Apply(ctx, js, deploy.NATS(), "release", natsprovision.Options{Log: log, Replicas: cfg.NATSReplicas}); err != nil {
 					return fmt.Errorf("provision NATS for release: %w", err)
 				}
 				provisioned.Store(true)

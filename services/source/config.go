@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"path/filepath"
 	"time"
+
+	"github.com/sluicehq/sluice/platform/natsprovision"
 )
 
 // DefaultPollInterval is how often repositories are fetched when the
@@ -26,6 +28,10 @@ type Config struct {
 	// commits on its watched branch. Zero disables polling (webhooks and
 	// manual triggers still work); DefaultConfig sets DefaultPollInterval.
 	PollInterval time.Duration
+	// NATSReplicas is the replica count of the streams and object stores
+	// the service creates (3 on a 3-node NATS cluster); 0 keeps the count
+	// declared under deploy/nats.
+	NATSReplicas int
 }
 
 // DefaultConfig is the configuration with every default filled in for
@@ -42,6 +48,9 @@ func (c Config) Validate() error {
 	}
 	if c.PollInterval < 0 {
 		errs = append(errs, fmt.Errorf("source config: PollInterval %s is negative (0 disables polling)", c.PollInterval))
+	}
+	if err := natsprovision.CheckReplicas(c.NATSReplicas); err != nil {
+		errs = append(errs, fmt.Errorf("source config: NATSReplicas: %w", err))
 	}
 	return errors.Join(errs...)
 }

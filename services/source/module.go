@@ -80,7 +80,7 @@ func start(p startParams) {
 	consumers := NewConsumers(p.Service, p.JS, log)
 	p.Lifecycle.Append(fx.StartHook(func() {
 		g.Go("provision+consume", func(ctx context.Context) error {
-			if err := natsprovision.Apply(ctx, p.JS, deploy.NATS(), "source", natsprovision.Options{Log: log}); err != nil {
+			if err := natsprovision.Apply(ctx, p.JS, deploy.NATS(), "source", natsprovision.Options{Log: log, Replicas: p.Config.NATSReplicas}); err != nil {
 				return fmt.Errorf("provision NATS: %w", err)
 			}
 			provisioned.Store(true)

@@ -12,6 +12,8 @@ import (
 	"net/url"
 	"path/filepath"
 	"time"
+
+	"github.com/sluicehq/sluice/platform/natsprovision"
 )
 
 // Defaults for Config fields left zero.
@@ -36,6 +38,10 @@ type Config struct {
 	// DefaultStepTimeout bounds a test step that sets no timeout; default
 	// DefaultStepTimeout.
 	DefaultStepTimeout time.Duration
+	// NATSReplicas is the replica count of the streams and object stores
+	// the service creates (3 on a 3-node NATS cluster); 0 keeps the count
+	// declared under deploy/nats.
+	NATSReplicas int
 }
 
 // WithDefaults returns c with zero fields set to their defaults.
@@ -72,6 +78,9 @@ func (c Config) Validate() error {
 	}
 	if c.DefaultStepTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("test config: DefaultStepTimeout is %s; it must be greater than zero", c.DefaultStepTimeout))
+	}
+	if err := natsprovision.CheckReplicas(c.NATSReplicas); err != nil {
+		errs = append(errs, fmt.Errorf("test config: NATSReplicas: %w", err))
 	}
 	return errors.Join(errs...)
 }

@@ -77,7 +77,7 @@ func start(lc fx.Lifecycle, log *slog.Logger, sd fx.Shutdowner, js jetstream.Jet
 	})
 	lc.Append(fx.StartHook(func() {
 		g.Go("test: provision+consume", func(ctx context.Context) error {
-			if err := natsprovision.Apply(ctx, js, deploy.NATS(), "test", natsprovision.Options{Log: log}); err != nil {
+			if err := natsprovision.Apply(ctx, js, deploy.NATS(), "test", natsprovision.Options{Log: log, Replicas: svc.cfg.NATSReplicas}); err != nil {
 				return err
 			}
 			provisioned.Store(true)

@@ -13,6 +13,7 @@ import (
 	"connectrpc.com/connect"
 	"go.uber.org/fx"
 
+	"github.com/sluicehq/sluice/platform/natsconn"
 	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
 	"github.com/sluicehq/sluice/proto/gen/sluice/source/v1/sourcev1connect"
 )
@@ -47,7 +48,7 @@ func Up(ctx context.Context, args []string, version string, stdout, stderr io.Wr
 	}
 	natsWhere := "embedded"
 	if o.NATSURL != "" {
-		natsWhere = o.NATSURL
+		natsWhere = natsconn.Redact(o.NATSURL)
 	}
 	fmt.Fprintf(stdout, "  api      %s (Connect, gRPC and gRPC-Web; /healthz /readyz /metrics)\n  nats     %s\n", p.URL, natsWhere)
 

@@ -25,6 +25,7 @@ func main() {
 		cfg := build.Config{
 			DataDir:            f.DataDir(),
 			DatabaseURL:        f.DatabaseURL(),
+			NATSReplicas:       f.NATSReplicas(),
 			Workers:            *workers,
 			DefaultStepTimeout: *stepTimeout,
 			WorkerID:           *workerID,

@@ -21,11 +21,12 @@ func main() {
 	retryBase := f.Duration("retry-base", notify.DefaultRetryBase, "delay after the first failed attempt, doubled after each")
 	f.Main(os.Args[1:], func() (fx.Option, error) {
 		cfg := notify.Config{
-			DataDir:     f.DataDir(),
-			DatabaseURL: f.DatabaseURL(),
-			MaxAttempts: *maxAttempts,
-			RetryBase:   *retryBase,
-			Version:     version,
+			DataDir:      f.DataDir(),
+			DatabaseURL:  f.DatabaseURL(),
+			NATSReplicas: f.NATSReplicas(),
+			MaxAttempts:  *maxAttempts,
+			RetryBase:    *retryBase,
+			Version:      version,
 		}.WithDefaults()
 		if err := cfg.Validate(); err != nil {
 			return nil, err

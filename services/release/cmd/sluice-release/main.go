@@ -27,6 +27,7 @@ func main() {
 		cfg := release.Config{
 			DataDir:              f.DataDir(),
 			DatabaseURL:          f.DatabaseURL(),
+			NATSReplicas:         f.NATSReplicas(),
 			SourceURL:            *sourceURL,
 			BuildURL:             *buildURL,
 			Workers:              *workers,

@@ -19,7 +19,7 @@ func main() {
 	f := servicecmd.New("source", "127.0.0.1:8081", version)
 	poll := f.Duration("poll-interval", source.DefaultPollInterval, "how often repositories are fetched for new commits; 0 disables")
 	f.Main(os.Args[1:], func() (fx.Option, error) {
-		cfg := source.Config{DataDir: f.DataDir(), DatabaseURL: f.DatabaseURL(), PollInterval: *poll}
+		cfg := source.Config{DataDir: f.DataDir(), DatabaseURL: f.DatabaseURL(), PollInterval: *poll, NATSReplicas: f.NATSReplicas()}
 		if err := cfg.Validate(); err != nil {
 			return nil, err
 		}

@@ -25,6 +25,7 @@ func main() {
 		cfg := test.Config{
 			DataDir:            f.DataDir(),
 			DatabaseURL:        f.DatabaseURL(),
+			NATSReplicas:       f.NATSReplicas(),
 			SourceURL:          *sourceURL,
 			Workers:            *workers,
 			DefaultStepTimeout: *stepTimeout,
