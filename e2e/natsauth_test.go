@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/sluicehq/sluice/e2e/internal/e2ekit"
 )
 
 // natsUsers are the users of deploy/nats/auth.conf.
@@ -18,7 +20,7 @@ func natsPassword(user string) string { return "e2e-" + user + "-password" }
 // path and the server's environment with every password.
 func natsAuthConfig(t *testing.T, dir string) (string, []string) {
 	t.Helper()
-	auth, err := os.ReadFile(filepath.Join(repoRoot(), "deploy", "nats", "auth.conf"))
+	auth, err := os.ReadFile(filepath.Join(e2ekit.RepoRoot(), "deploy", "nats", "auth.conf"))
 	if err != nil {
 		t.Fatal(err)
 	}
