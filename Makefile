@@ -22,11 +22,7 @@ TEST_FLAGS ?= -race -count=1 -timeout 20m
 # Outside the repository: steps must not find this repository's go.work.
 DATA_DIR ?= $(or $(XDG_DATA_HOME),$(HOME)/.local/share)/sluice
 
-<<<<<<< HEAD
-.PHONY: all run build test test-short bench lint vet tools proto-deps generate generate-check proto-lint breaking tidy tidy-check build-gowork-off k8s-check k8s-generate ci clean
-=======
-.PHONY: all run build test test-short bench lint vet tools proto-deps generate generate-nats generate-check proto-lint breaking tidy tidy-check build-gowork-off ci clean
->>>>>>> m2-natsauth
+.PHONY: all run build test test-short test-postgres bench lint vet tools proto-deps generate generate-nats generate-check proto-lint breaking tidy tidy-check build-gowork-off k8s-check k8s-generate ci clean
 
 all: build
 

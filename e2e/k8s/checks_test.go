@@ -645,6 +645,7 @@ var (
 	confStoreDir = regexp.MustCompile(`(?m)^\s*store_dir\s*[:=]\s*"?([^"\s]+)"?`)
 	confMaxFile  = regexp.MustCompile(`(?m)^\s*max_file_store\s*[:=]\s*(\d+)\s*([A-Za-z]*)`)
 	confComment  = regexp.MustCompile(`(?m)(^|\s)(#|//).*$`)
+	confQuoted   = regexp.MustCompile(`"[^"\n]*"|'[^'\n]*'`)
 )
 
 // natsSizeUnits are nats-server's size suffixes (conf/parse.go).
@@ -708,7 +709,8 @@ func (m *manifests) checkNATS(r *report, s shape) {
 	for _, e := range c.Env {
 		env[e.Name] = true
 	}
-	for _, v := range confVariable.FindAllStringSubmatch(all, -1) {
+	// Quoted strings are not expanded ("$JS.API.>" is a subject).
+	for _, v := range confVariable.FindAllStringSubmatch(confQuoted.ReplaceAllString(all, `""`), -1) {
 		if !env[v[1]] {
 			r.add("%s: the config uses $%s, which the container's environment lacks", id, v[1])
 		}

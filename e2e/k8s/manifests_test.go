@@ -353,12 +353,13 @@ func TestSecretKeysDocumented(t *testing.T) {
 	}
 }
 
-// natsDefinitions reads deploy.NATS() into ConfigMap keys: each file's path
-// with "/" turned into "." (keys may not hold "/").
+// natsDefinitions reads the JSON declarations of deploy.NATS() into
+// ConfigMap keys: each file's path with "/" turned into "." (keys may not
+// hold "/"). The users (auth.conf) are the NATS server's own ConfigMap.
 func natsDefinitions() (map[string]string, error) {
 	defs := map[string]string{}
 	err := fs.WalkDir(deploy.NATS(), ".", func(path string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
+		if err != nil || d.IsDir() || !strings.HasSuffix(path, ".json") {
 			return err
 		}
 		body, err := fs.ReadFile(deploy.NATS(), path)
