@@ -47,7 +47,15 @@ type ConsumerConfig struct {
 	// Heartbeat, when set, extends the lease (InProgress) at this interval
 	// while the handler runs; use it for long handlers.
 	Heartbeat time.Duration
+	// DrainTimeout is how long events in hand may go on after shutdown
+	// began, so that a stop (a rolling upgrade) finishes short work instead
+	// of interrupting it; then their context ends. Default DefaultDrainTimeout.
+	DrainTimeout time.Duration
 }
+
+// DefaultDrainTimeout is ConsumerConfig.DrainTimeout's default; it fits in
+// the 15 s a process gives its stop hooks.
+const DefaultDrainTimeout = 10 * time.Second
 
 // Consumer pulls from a durable JetStream consumer and runs the handler.
 type Consumer struct {
@@ -65,13 +73,34 @@ func NewConsumer(js jetstream.JetStream, log *slog.Logger, cfg ConsumerConfig, h
 	return &Consumer{cfg: cfg, js: js, log: log.With(slog.String("consumer", cfg.Durable)), handler: h}
 }
 
-// Run handles events until ctx ends, then waits for handlers in flight.
+// Run handles events until ctx ends, then waits for the handlers in flight
+// (at most DrainTimeout).
 func (c *Consumer) Run(ctx context.Context) error {
 	cons, err := c.waitForConsumer(ctx)
 	if err != nil {
 		return err
 	}
 	maxDeliver := cons.CachedInfo().Config.MaxDeliver
+	// Handlers run on their own context: when ctx ends no new event is
+	// taken, and the ones in hand get DrainTimeout to finish.
+	handlerCtx, cancelHandlers := context.WithCancel(context.WithoutCancel(ctx))
+	drain := c.cfg.DrainTimeout
+	if drain <= 0 {
+		drain = DefaultDrainTimeout
+	}
+	stopDrain := context.AfterFunc(ctx, func() {
+		t := time.NewTimer(drain)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			cancelHandlers()
+		case <-handlerCtx.Done():
+		}
+	})
+	defer func() {
+		stopDrain()
+		cancelHandlers()
+	}()
 	slots := make(chan struct{}, c.cfg.Concurrency)
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -117,7 +146,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 			go func(m jetstream.Msg) {
 				defer wg.Done()
 				defer func() { <-slots }()
-				c.handle(ctx, m, maxDeliver)
+				c.handle(handlerCtx, m, maxDeliver)
 			}(m)
 		}
 		if first {

@@ -340,3 +340,65 @@ func TestPermanentErrorIsDeadLetteredAtOnce(t *testing.T) {
 		t.Fatalf("attempts %d, subject %s", attempts.Load(), msg.Subject())
 	}
 }
+
+// A stop lets the event in hand finish within DrainTimeout (it is acked, not
+// redelivered), and interrupts one that takes longer (it is redelivered).
+func TestStopDrainsEventsInHand(t *testing.T) {
+	e := setup(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	publish := func(id string) {
+		ev, err := events.New(runRequested(id), id, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, _ := ev.Msg()
+		if _, err := e.js.PublishMsg(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	run := func(durable string, work time.Duration) (finished bool, redelivered bool) {
+		started := make(chan struct{}, 1)
+		var done atomic.Bool
+		cons := events.NewConsumer(e.js, quiet(), events.ConsumerConfig{Service: "build", Stream: "SOURCE", Durable: durable, DrainTimeout: time.Second},
+			func(hctx context.Context, _ events.Event, _ events.Delivery) error {
+				started <- struct{}{}
+				select {
+				case <-time.After(work):
+					done.Store(true)
+					return nil
+				case <-hctx.Done():
+					return hctx.Err()
+				}
+			})
+		consCtx, stop := context.WithCancel(ctx)
+		finishedRun := make(chan struct{})
+		go func() { defer close(finishedRun); _ = cons.Run(consCtx) }()
+		<-started
+		stop() // shutdown begins while the handler works
+		<-finishedRun
+		info, err := e.js.Consumer(ctx, "SOURCE", durable)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ci, err := info.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return done.Load(), ci.NumAckPending+int(ci.NumPending) > 0 || ci.NumRedelivered > 0
+	}
+	for _, durable := range []string{"drain-short", "drain-long"} {
+		if _, err := e.js.CreateOrUpdateConsumer(ctx, "SOURCE", jetstream.ConsumerConfig{
+			Durable: durable, FilterSubject: "sluice.source.run.requested", AckPolicy: jetstream.AckExplicitPolicy, AckWait: 30 * time.Second,
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	publish("drain")
+	if finished, pending := run("drain-short", 200*time.Millisecond); !finished || pending {
+		t.Fatalf("short handler: finished %v, still pending %v; want it finished and acked", finished, pending)
+	}
+	if finished, pending := run("drain-long", 10*time.Second); finished || !pending {
+		t.Fatalf("long handler: finished %v, still pending %v; want it interrupted and left for redelivery", finished, pending)
+	}
+}
