@@ -174,6 +174,10 @@ func TestTagsLabelsAndSize(t *testing.T) {
 				t.Errorf("size %.1f MB, want %d to %d MB", float64(img.Size)/mb, im.min/mb, im.max/mb)
 			}
 			t.Logf("%s:%s %.1f MB", im.name, tag, float64(img.Size)/mb)
+			// nats-server has no probe command; every other image has a healthcheck.
+			if hasHealthcheck := img.Config.Healthcheck != nil && len(img.Config.Healthcheck.Test) > 0; hasHealthcheck != (im.name != "sluice-nats") {
+				t.Errorf("healthcheck %+v", img.Config.Healthcheck)
+			}
 			if _, ok := img.Config.ExposedPorts[im.port+"/tcp"]; !ok {
 				t.Errorf("exposes %v, want %s/tcp among them", keys(img.Config.ExposedPorts), im.port)
 			}
