@@ -175,7 +175,8 @@ $(IMAGE_CACHE)/nats-$(NATS_SERVER_VERSION)/nats-server:
 
 # The images are made of the host's files from Debian packages: install the
 # missing packages as root (only those: apt-get would upgrade the others), or
-# say which to install.
+# say which to install. A dynamic /bin/busybox (Debian's busybox package)
+# would not run FROM scratch: it must be busybox-static's.
 image-host-packages:
 	@pkgs=""; \
 	[ -x /usr/lib/postgresql/15/bin/postgres ] || pkgs="$$pkgs postgresql-15"; \
@@ -184,7 +185,7 @@ image-host-packages:
 	if [ -z "$$pkgs" ]; then exit 0; fi; \
 	if [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then \
 		echo "make images: the images are made of files from the host's Debian packages; missing:$$pkgs"; \
-		echo "make images: install them as root, e.g. sudo apt-get install$$pkgs (busybox-static, not busybox: it must be static)"; \
+		echo "make images: install them as root, e.g. sudo apt-get install$$pkgs"; \
 		exit 1; \
 	fi; \
 	echo "make images: installing$$pkgs"; \
