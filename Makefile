@@ -22,7 +22,12 @@ TEST_FLAGS ?= -race -count=1 -timeout 20m
 # Outside the repository: steps must not find this repository's go.work.
 DATA_DIR ?= $(or $(XDG_DATA_HOME),$(HOME)/.local/share)/sluice
 
-.PHONY: all run build test test-short test-postgres bench lint vet tools proto-deps generate generate-nats generate-check proto-lint breaking tidy tidy-check build-gowork-off k8s-check k8s-generate ci clean
+# What binaries and images say they are: `--version` and the image labels and tags.
+VERSION := $(shell git describe --tags --always --dirty 2>/dev/null || echo 0.0.0-dev)
+COMMIT  := $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+VERSION_LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
+
+.PHONY: all run build test test-short test-postgres test-containers bench lint vet tools proto-deps generate generate-nats generate-check proto-lint breaking tidy tidy-check build-gowork-off k8s-check k8s-generate ci clean images images-clean image-host-packages
 
 all: build
 
@@ -32,26 +37,35 @@ run: build
 
 ## build: the all-in-one binary and the five service binaries into ./bin.
 build:
-	go build -o $(BIN)/sluice ./cmd/sluice
-	for s in $(SERVICES); do go build -o $(BIN)/sluice-$$s ./services/$$s/cmd/sluice-$$s; done
+	go build -ldflags "$(VERSION_LDFLAGS)" -o $(BIN)/sluice ./cmd/sluice
+	for s in $(SERVICES); do go build -ldflags "$(VERSION_LDFLAGS)" -o $(BIN)/sluice-$$s ./services/$$s/cmd/sluice-$$s; done
 
 # The packages whose tests touch a database: `make test` runs them a second
 # time with every service on PostgreSQL (SLUICE_TEST_STORE=postgres).
 STORE_PKGS := ./platform/... $(addsuffix /...,$(addprefix ./services/,$(SERVICES)))
+# The container scenarios run on their own, verbosely: each prints its tally.
+CONTAINER_PKGS := ./e2e/containers/
 
-## test: every test of every module (SQLite), then the store-dependent ones on PostgreSQL.
+## test: every test of every module (SQLite), the store-dependent ones again on PostgreSQL,
+## then the container scenarios. Builds the images first when Docker is reachable.
 ## PostgreSQL comes from $$SLUICE_TEST_POSTGRES_URL, else scripts/test-postgres starts one (as root).
 test: build $(BIN)/nats-server
+	@if timeout 20 docker version >/dev/null 2>&1; then $(MAKE) --no-print-directory images; else echo "test: Docker is not reachable, so the image and container tests will skip"; fi
 	@url="$${SLUICE_TEST_POSTGRES_URL:-$$(scripts/test-postgres || echo)}"; \
 	if [ -z "$$url" ]; then echo "make test: no PostgreSQL; its cases are skipped (set SLUICE_TEST_POSTGRES_URL)"; fi; \
 	set -x; \
-	SLUICE_TEST_POSTGRES_URL="$$url" go test $(TEST_FLAGS) $(GO_PKGS) && \
+	SLUICE_TEST_POSTGRES_URL="$$url" go test $(TEST_FLAGS) $$(go list $(GO_PKGS) | grep -v '/e2e/containers$$') && \
 	SLUICE_TEST_POSTGRES_URL="$$url" SLUICE_TEST_STORE=postgres go test $(TEST_FLAGS) $(STORE_PKGS)
+	$(MAKE) --no-print-directory test-containers
 
 ## test-postgres: only the store-dependent tests, every service on PostgreSQL.
 test-postgres: $(BIN)/nats-server
 	SLUICE_TEST_POSTGRES_URL="$${SLUICE_TEST_POSTGRES_URL:-$$(scripts/test-postgres)}" SLUICE_TEST_STORE=postgres \
 		go test $(TEST_FLAGS) $(STORE_PKGS)
+
+## test-containers: the end-to-end scenarios with every service in its own container (needs `make images`).
+test-containers:
+	go test -v -count=1 -timeout 45m $(CONTAINER_PKGS)
 
 ## bench: the platform overhead benchmark (prints p50/p95 and runs/s).
 bench:
@@ -130,13 +144,96 @@ k8s-generate:
 	go test -count=1 -run '^TestNATSDefinitionsFile$$' ./e2e/k8s/ -args -update
 
 ## ci: what .ci/run does after installing the tools.
-ci: generate-check proto-lint breaking tidy-check build-gowork-off lint test
+ci: generate-check proto-lint breaking tidy-check build-gowork-off lint images test
 
 clean:
-	rm -rf $(BIN)
+	rm -rf $(BIN) .cache
 
 NATS_SERVER_VERSION := v2.15.2
 $(BIN)/nats-server:
 	GOBIN=$(BIN) go install github.com/nats-io/nats-server/v2@$(NATS_SERVER_VERSION)
 # `make bin/nats-server`, the name the test helpers' messages give.
 bin/nats-server: $(BIN)/nats-server
+
+# Images ######################################################################
+# Every image is FROM scratch and built with the legacy builder (this Docker has
+# no BuildKit), from a context under .cache/images/<dir> that holds only what
+# the image needs; nothing is pulled. deploy/images/<dir>/Dockerfile is the
+# recipe; <dir> is the service's name, nats, postgres, or sluice for the
+# all-in-one image.
+# Services that run commands with /bin/sh -c get Debian's static busybox.
+SHELL_SERVICES := build test release
+IMAGE_DIRS     := $(SERVICES) nats postgres sluice
+IMAGE_CACHE    := $(CURDIR)/.cache/images
+IMAGE_SOURCE   := https://github.com/sluicehq/sluice
+# A docker tag allows [A-Za-z0-9_.-] only.
+IMAGE_TAG      := $(subst +,-,$(subst /,-,$(VERSION)))
+
+image_name = $(if $(filter sluice,$(1)),sluice,sluice-$(1))
+# docker_build DIR [EXTRA ARGS]: builds and tags the image of DIR from its context.
+docker_build = DOCKER_BUILDKIT=0 docker build --quiet --force-rm \
+	-t $(call image_name,$(1)):$(IMAGE_TAG) -t $(call image_name,$(1)):dev \
+	--label org.opencontainers.image.title=$(call image_name,$(1)) \
+	--label org.opencontainers.image.version=$(VERSION) \
+	--label org.opencontainers.image.revision=$(COMMIT) \
+	--label org.opencontainers.image.source=$(IMAGE_SOURCE) \
+	$(2) -f deploy/images/$(1)/Dockerfile $(IMAGE_CACHE)/$(1) 2>&1 >/dev/null \
+	| { grep -v -e '^DEPRECATED: The legacy builder' -e '^ *BuildKit is currently disabled' -e '^ *environment-variable\.' -e '^$$' || true; }; \
+	echo "image $(call image_name,$(1)):$(IMAGE_TAG) (and :dev)"
+
+## images: the container images sluice-{source,build,test,release,notify,nats,postgres} and sluice, tagged :<git describe> and :dev (docker, FROM scratch, nothing pulled).
+images: image-host-packages $(IMAGE_CACHE)/nats-$(NATS_SERVER_VERSION)/nats-server
+	@mkdir -p $(IMAGE_CACHE)/bin
+	CGO_ENABLED=0 go build -trimpath -ldflags "-s -w $(VERSION_LDFLAGS)" -o $(IMAGE_CACHE)/bin/ \
+		./cmd/sluice $(foreach s,$(SERVICES),./services/$(s)/cmd/sluice-$(s))
+	@for d in $(SERVICES) sluice; do \
+		ctx=$(IMAGE_CACHE)/$$d; rm -rf $$ctx; \
+		mkdir -p $$ctx/root/etc/ssl/certs $$ctx/root/tmp $$ctx/data; \
+		chmod 1777 $$ctx/root/tmp; \
+		cp deploy/images/files/passwd deploy/images/files/group $$ctx/root/etc/; \
+		cp /etc/ssl/certs/ca-certificates.crt $$ctx/root/etc/ssl/certs/; \
+		case " $(SHELL_SERVICES) sluice " in *" $$d "*) \
+			mkdir -p $$ctx/root/bin $$ctx/root/usr/bin; \
+			cp /bin/busybox $$ctx/root/bin/busybox; ln -s /bin/env $$ctx/root/usr/bin/env;; \
+		esac; \
+		if [ $$d = sluice ]; then cp -p $(IMAGE_CACHE)/bin/sluice $$ctx/; else cp -p $(IMAGE_CACHE)/bin/sluice-$$d $$ctx/; fi; \
+	done
+	@for d in $(SERVICES); do $(call docker_build,$$d); done
+	@$(call docker_build,sluice)
+	@rm -rf $(IMAGE_CACHE)/nats && mkdir -p $(IMAGE_CACHE)/nats
+	@cp -p $(IMAGE_CACHE)/nats-$(NATS_SERVER_VERSION)/nats-server $(IMAGE_CACHE)/nats/
+	@$(call docker_build,nats,--label sluice.nats-server.version=$(NATS_SERVER_VERSION))
+	@deploy/images/postgres/build-rootfs.sh $(IMAGE_CACHE)/postgres >/dev/null
+	@$(call docker_build,postgres,--label sluice.postgresql.version=$$(cat $(IMAGE_CACHE)/postgres/pg-version))
+	@# Earlier builds of ours that lost their tags; one still used by a container stays.
+	@docker images -q --filter dangling=true --filter label=org.opencontainers.image.source=$(IMAGE_SOURCE) \
+		| xargs -r docker rmi >/dev/null 2>&1 || true
+
+# nats-server for the image: static (the one in ./bin may use cgo's resolver).
+$(IMAGE_CACHE)/nats-$(NATS_SERVER_VERSION)/nats-server:
+	GOBIN=$(@D) CGO_ENABLED=0 go install -trimpath -ldflags "-s -w" github.com/nats-io/nats-server/v2@$(NATS_SERVER_VERSION)
+
+# The images are made of the host's files from Debian packages: install the
+# missing packages as root (only those: apt-get would upgrade the others), or
+# say which to install. A dynamic /bin/busybox (Debian's busybox package)
+# would not run FROM scratch: it must be busybox-static's.
+image-host-packages:
+	@pkgs=""; \
+	[ -x /usr/lib/postgresql/15/bin/postgres ] || pkgs="$$pkgs postgresql-15"; \
+	{ [ -x /bin/busybox ] && ! ldd /bin/busybox >/dev/null 2>&1; } || pkgs="$$pkgs busybox-static"; \
+	[ -s /etc/ssl/certs/ca-certificates.crt ] || pkgs="$$pkgs ca-certificates"; \
+	if [ -z "$$pkgs" ]; then exit 0; fi; \
+	if [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then \
+		echo "make images: the images are made of files from the host's Debian packages; missing:$$pkgs"; \
+		echo "make images: install them as root, e.g. sudo apt-get install$$pkgs"; \
+		exit 1; \
+	fi; \
+	echo "make images: installing$$pkgs"; \
+	apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$pkgs
+
+## images-clean: removes every tag of the images `make images` makes, and their build contexts.
+images-clean:
+	for n in $(foreach d,$(IMAGE_DIRS),$(call image_name,$(d))); do docker images --format '{{.Repository}}:{{.Tag}}' $$n; done \
+		| xargs -r docker rmi
+	docker images -q --filter dangling=true --filter label=org.opencontainers.image.source=$(IMAGE_SOURCE) | xargs -r docker rmi
+	rm -rf $(IMAGE_CACHE)

@@ -14,8 +14,12 @@ import (
 	"github.com/sluicehq/sluice/cmd/sluice/internal/cli"
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
+// version and commit are set at build time with
+// -ldflags "-X main.version=... -X main.commit=...".
+var (
+	version = "dev"
+	commit  string
+)
 
 func main() {
 	os.Exit(run())
@@ -29,6 +33,7 @@ func run() int {
 		Stderr:  os.Stderr,
 		Getenv:  os.Getenv,
 		Version: version,
+		Commit:  commit,
 		Up: func(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return allinone.Up(ctx, args, version, stdout, stderr, func(ctx context.Context, c sourcev1connect.SourceServiceClient, runID string, w io.Writer) error {
 				return cli.Follow(ctx, c, runID, w, false)

@@ -1,7 +1,8 @@
 // Package servicecmd is the shared main of the five service binaries
 // (sluice-source, sluice-build, ...): flags with SLUICE_<SERVICE>_*
-// environment fallbacks, --version, a JSON logger, and the fx composition
-// of NATS, the HTTP server and the service's module.
+// environment fallbacks, --version, the healthcheck subcommand, a JSON
+// logger, and the fx composition of NATS, the HTTP server and the service's
+// module.
 package servicecmd
 
 import (
@@ -29,6 +30,7 @@ import (
 type Flags struct {
 	service string
 	version string
+	commit  string
 	fs      *flag.FlagSet
 
 	addr, natsURL, dataDir, databaseURL *string
@@ -154,6 +156,9 @@ func (f *Flags) Main(args []string, configure func() (fx.Option, error)) {
 func (f *Flags) run(args []string, stdout, stderr io.Writer, configure func() (fx.Option, error)) int {
 	f.fs.SetOutput(stderr)
 	name := "sluice-" + f.service
+	if len(args) > 0 && args[0] == HealthcheckCommand {
+		return f.healthcheck(args[1:], stdout, stderr)
+	}
 	showVersion, err := f.Parse(args, os.LookupEnv)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
@@ -163,7 +168,7 @@ func (f *Flags) run(args []string, stdout, stderr io.Writer, configure func() (f
 		return 2
 	}
 	if showVersion {
-		fmt.Fprintln(stdout, name, f.version)
+		fmt.Fprintln(stdout, f.versionLine())
 		return 0
 	}
 	module, err := configure()

@@ -46,6 +46,11 @@ func TestRunExitCodes(t *testing.T) {
 	if code := f.run([]string{"--version"}, &out, &errOut, nil); code != 0 || out.String() != "sluice-notify v1.2.3\n" {
 		t.Fatalf("--version: %d %q", code, out.String())
 	}
+	out.Reset()
+	f = New("notify", ":0", "v1.2.3").WithCommit("0123abc")
+	if code := f.run([]string{"--version"}, &out, &errOut, nil); code != 0 || out.String() != "sluice-notify v1.2.3 (0123abc)\n" {
+		t.Fatalf("--version with commit: %d %q", code, out.String())
+	}
 	f = New("notify", ":0", "v1")
 	code := f.run(nil, &out, &errOut, func() (fx.Option, error) { return nil, errors.New("notify config: DataDir is required") })
 	if code != 2 || !strings.Contains(errOut.String(), "sluice-notify: notify config: DataDir is required") {

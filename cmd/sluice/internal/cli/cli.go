@@ -33,6 +33,7 @@ type App struct {
 	Stdout, Stderr io.Writer
 	Getenv         func(string) string
 	Version        string
+	Commit         string // git commit; `sluice version` shows it when set
 	Up             UpFunc
 }
 
@@ -136,6 +137,10 @@ func (a *App) usage(cmds []command) {
 func (a *App) cmdVersion(_ context.Context, c *call) error {
 	if err := c.parse(0, 0); err != nil {
 		return err
+	}
+	if a.Commit != "" {
+		fmt.Fprintf(a.Stdout, "sluice %s (%s)\n", a.Version, a.Commit)
+		return nil
 	}
 	fmt.Fprintln(a.Stdout, "sluice", a.Version)
 	return nil

@@ -68,6 +68,11 @@ func TestVersionAndHelp(t *testing.T) {
 	if code, out, _ := run(t, nil, "version"); code != 0 || out != "sluice v9.9.9\n" {
 		t.Fatalf("version: %d %q", code, out)
 	}
+	var out2 bytes.Buffer
+	app := &App{Stdout: &out2, Stderr: &out2, Version: "v9.9.9", Commit: "0123abc"}
+	if code := app.Run(context.Background(), []string{"version"}); code != 0 || out2.String() != "sluice v9.9.9 (0123abc)\n" {
+		t.Fatalf("version with commit: %d %q", code, out2.String())
+	}
 	code, out, _ := run(t, nil, "--help")
 	if code != 0 || !strings.Contains(out, "trigger") || !strings.Contains(out, "rollback") {
 		t.Fatalf("help: %d %q", code, out)

@@ -13,11 +13,14 @@ import (
 	"github.com/sluicehq/sluice/services/build"
 )
 
-// version is set with -ldflags "-X main.version=...".
-var version = "dev"
+// version and commit are set with -ldflags "-X main.version=... -X main.commit=...".
+var (
+	version = "dev"
+	commit  string
+)
 
 func main() {
-	f := servicecmd.New("build", "127.0.0.1:8082", version)
+	f := servicecmd.New("build", "127.0.0.1:8082", version).WithCommit(commit)
 	workers := f.Int("workers", build.DefaultWorkers, "builds run at once")
 	stepTimeout := f.Duration("step-timeout", build.DefaultStepTimeout, "timeout of steps that declare none")
 	workerID := f.String("worker-id", "", "this worker's name; default <hostname>-<pid>")

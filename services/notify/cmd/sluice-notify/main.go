@@ -12,11 +12,14 @@ import (
 	"github.com/sluicehq/sluice/services/notify"
 )
 
-// version is set with -ldflags "-X main.version=...".
-var version = "dev"
+// version and commit are set with -ldflags "-X main.version=... -X main.commit=...".
+var (
+	version = "dev"
+	commit  string
+)
 
 func main() {
-	f := servicecmd.New("notify", "127.0.0.1:8085", version)
+	f := servicecmd.New("notify", "127.0.0.1:8085", version).WithCommit(commit)
 	maxAttempts := f.Int("max-attempts", notify.DefaultMaxAttempts, "attempts per delivery before it is dead-lettered")
 	retryBase := f.Duration("retry-base", notify.DefaultRetryBase, "delay after the first failed attempt, doubled after each")
 	f.Main(os.Args[1:], func() (fx.Option, error) {

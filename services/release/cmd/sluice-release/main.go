@@ -13,11 +13,14 @@ import (
 	"github.com/sluicehq/sluice/services/release"
 )
 
-// version is set with -ldflags "-X main.version=...".
-var version = "dev"
+// version and commit are set with -ldflags "-X main.version=... -X main.commit=...".
+var (
+	version = "dev"
+	commit  string
+)
 
 func main() {
-	f := servicecmd.New("release", "127.0.0.1:8084", version)
+	f := servicecmd.New("release", "127.0.0.1:8084", version).WithCommit(commit)
 	sourceURL := f.String("source-url", "http://127.0.0.1:8081", "the source service's URL")
 	buildURL := f.String("build-url", "http://127.0.0.1:8082", "the build service's URL")
 	workers := f.Int("workers", release.DefaultWorkers, "release stages run at once")

@@ -12,11 +12,14 @@ import (
 	"github.com/sluicehq/sluice/services/source"
 )
 
-// version is set with -ldflags "-X main.version=...".
-var version = "dev"
+// version and commit are set with -ldflags "-X main.version=... -X main.commit=...".
+var (
+	version = "dev"
+	commit  string
+)
 
 func main() {
-	f := servicecmd.New("source", "127.0.0.1:8081", version)
+	f := servicecmd.New("source", "127.0.0.1:8081", version).WithCommit(commit)
 	poll := f.Duration("poll-interval", source.DefaultPollInterval, "how often repositories are fetched for new commits; 0 disables")
 	f.Main(os.Args[1:], func() (fx.Option, error) {
 		cfg := source.Config{DataDir: f.DataDir(), DatabaseURL: f.DatabaseURL(), PollInterval: *poll, NATSReplicas: f.NATSReplicas()}

@@ -13,11 +13,14 @@ import (
 	"github.com/sluicehq/sluice/services/test"
 )
 
-// version is set with -ldflags "-X main.version=...".
-var version = "dev"
+// version and commit are set with -ldflags "-X main.version=... -X main.commit=...".
+var (
+	version = "dev"
+	commit  string
+)
 
 func main() {
-	f := servicecmd.New("test", "127.0.0.1:8083", version)
+	f := servicecmd.New("test", "127.0.0.1:8083", version).WithCommit(commit)
 	sourceURL := f.String("source-url", "http://127.0.0.1:8081", "the source service's URL")
 	workers := f.Int("workers", test.DefaultWorkers, "test runs run at once")
 	stepTimeout := f.Duration("step-timeout", test.DefaultStepTimeout, "timeout of steps that declare none")
