@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/ory/dockertest/v3"
+	"github.com/ory/dockertest/v3/docker"
 
 	"github.com/sluicehq/sluice/e2e/internal/e2ekit"
 	buildv1 "github.com/sluicehq/sluice/proto/gen/sluice/build/v1"
@@ -173,18 +174,29 @@ func TestNotifyCutOffDeliversEveryEventOnce(t *testing.T) {
 	w := s.NewWorkload("cutoff")
 	n := s.Replicas("notify")[0]
 	var back sync.WaitGroup
+	var atCut, beforeBack int
+	var cutErr, backErr, connectErr error
 	w.TriggerEvery(20, 500*time.Millisecond, func(i int) {
 		if i == 4 {
 			t.Logf("disconnecting %s for 30s", n.Name)
 			s.Disconnect(n.Res)
+			atCut, cutErr = s.ReceivedCount()
 			back.Go(func() {
 				time.Sleep(30 * time.Second)
+				beforeBack, backErr = s.ReceivedCount()
 				t.Logf("reconnecting %s", n.Name)
-				s.Connect(n.Res)
+				connectErr = s.pool.Client.ConnectNetwork(s.net.Network.ID, docker.NetworkConnectionOptions{Container: n.Res.Container.ID})
 			})
 		}
 	})
 	back.Wait()
+	if err := errors.Join(cutErr, backErr, connectErr); err != nil {
+		t.Fatal(err)
+	}
+	// While cut off, nothing reached the subscriber (so the cut was real).
+	if beforeBack != atCut {
+		t.Fatalf("the subscriber got %d deliveries while notify was cut off", beforeBack-atCut)
+	}
 	tally := w.Finish(5 * time.Minute)
 	assertClean(t, tally, 20)
 }
@@ -255,5 +267,8 @@ func assertClean(t *testing.T, tally Tally, n int) {
 	}
 	if tally.Failed != 0 {
 		t.Fatalf("%d runs failed: %s", tally.Failed, tally)
+	}
+	if tally.DeadLetters != 0 {
+		t.Fatalf("%d events were dead-lettered: %s", tally.DeadLetters, tally)
 	}
 }

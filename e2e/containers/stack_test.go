@@ -137,7 +137,7 @@ func (s *Stack) run(opts *dockertest.RunOptions) *dockertest.Resource {
 	}
 	res, err := s.pool.RunWithOptions(opts, func(hc *docker.HostConfig) {
 		hc.RestartPolicy = docker.RestartPolicy{Name: "no"}
-		hc.Init = false
+		hc.Init = true // reap what steps and deploys leave behind
 	})
 	if err != nil {
 		s.t.Fatalf("start %s: %v", opts.Name, err)
@@ -215,7 +215,7 @@ http: 0.0.0.0:8222
 jetstream {
   store_dir: /data
   max_memory_store: 256MB
-  max_file_store: 2GB
+  max_file_store: 16GB
 }
 cluster {
   name: sluice
@@ -433,23 +433,11 @@ func (s *Stack) Start(res *dockertest.Resource) {
 	res.Container = ct
 }
 
-// Disconnect cuts a container off the stack's network; Connect joins it again.
+// Disconnect cuts a container off the stack's network.
 func (s *Stack) Disconnect(res *dockertest.Resource) {
 	s.t.Helper()
 	if err := s.pool.Client.DisconnectNetwork(s.net.Network.ID, docker.NetworkConnectionOptions{Container: res.Container.ID, Force: true}); err != nil {
 		s.t.Fatalf("disconnect %s: %v", res.Container.Name, err)
-	}
-}
-
-// Connect joins a container to the stack's network again.
-func (s *Stack) Connect(res *dockertest.Resource) {
-	s.t.Helper()
-	if err := s.pool.Client.ConnectNetwork(s.net.Network.ID, docker.NetworkConnectionOptions{Container: res.Container.ID}); err != nil {
-		s.t.Fatalf("connect %s: %v", res.Container.Name, err)
-	}
-	ct, err := s.pool.Client.InspectContainer(res.Container.ID)
-	if err == nil {
-		res.Container = ct
 	}
 }
 

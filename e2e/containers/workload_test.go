@@ -11,6 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/sluicehq/sluice/e2e/internal/e2ekit"
 	buildv1 "github.com/sluicehq/sluice/proto/gen/sluice/build/v1"
 	"github.com/sluicehq/sluice/proto/gen/sluice/build/v1/buildv1connect"
@@ -182,12 +185,14 @@ type Tally struct {
 	Started, Succeeded, Failed, Lost, Twice int
 	// The duplicates behind Twice, and the events the subscriber missed.
 	DeploysTwice, ReleasesTwice, NotificationsTwice, NotificationsMissing int
+	// DeadLetters are events a consumer gave up on (the DEADLETTER stream).
+	DeadLetters uint64
 }
 
 func (t Tally) String() string {
 	return fmt.Sprintf("runs started %d / succeeded %d / failed %d / lost %d / executed twice %d "+
-		"(deploys twice %d, releases twice %d, notifications twice %d, notifications missing %d)",
-		t.Started, t.Succeeded, t.Failed, t.Lost, t.Twice, t.DeploysTwice, t.ReleasesTwice, t.NotificationsTwice, t.NotificationsMissing)
+		"(deploys twice %d, releases twice %d, notifications twice %d, notifications missing %d, dead letters %d)",
+		t.Started, t.Succeeded, t.Failed, t.Lost, t.Twice, t.DeploysTwice, t.ReleasesTwice, t.NotificationsTwice, t.NotificationsMissing, t.DeadLetters)
 }
 
 // Finish waits for every run to end (within the deadline), counts the
@@ -285,6 +290,7 @@ func (w *Workload) Finish(within time.Duration) Tally {
 		}
 	}
 	t.Twice = len(twice)
+	t.DeadLetters = s.DeadLetters()
 	s.t.Logf("TALLY %s: %s", s.t.Name(), t)
 	return t
 }
@@ -387,4 +393,47 @@ func (s *Stack) ReplicaOf(svc, workerID string) *Container {
 	}
 	s.t.Fatalf("no %s replica has worker id %s", svc, workerID)
 	return nil
+}
+
+// DeadLetters counts the messages in the DEADLETTER stream, as admin.
+func (s *Stack) DeadLetters() uint64 {
+	s.t.Helper()
+	nc, err := nats.Connect(s.NATSURL(0), nats.UserInfo("admin", natsAdminPassword))
+	if err != nil {
+		s.t.Fatalf("connect as admin: %v", err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	stream, err := js.Stream(ctx, "DEADLETTER")
+	if err != nil {
+		s.t.Fatalf("DEADLETTER stream: %v", err)
+	}
+	return stream.CachedInfo().State.Msgs
+}
+
+// ReceivedCount is how many deliveries the receiver holds (safe to call
+// from any goroutine).
+func (s *Stack) ReceivedCount() (int, error) {
+	var all []json.RawMessage
+	url := "http://" + s.Receiver.GetHostPort("8090/tcp") + "/received"
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, fmt.Errorf("read the receiver: %w", err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	if err := json.NewDecoder(resp.Body).Decode(&all); err != nil {
+		return 0, fmt.Errorf("read the receiver: %w", err)
+	}
+	return len(all), nil
 }
