@@ -1,0 +1,143 @@
+package containers
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sluicehq/sluice/e2e/internal/e2ekit"
+)
+
+// The Compose stack in deploy/compose, as committed: `docker-compose up`
+// with the images brings up a platform that the CLI drives, and `down -v`
+// removes it. Only the host ports and the repositories folder are set, by
+// environment, so that it cannot collide with anything on this machine.
+func TestComposeStackRunsAPipeline(t *testing.T) {
+	need(t)
+	compose, err := exec.LookPath("docker-compose")
+	if err != nil {
+		t.Fatalf("docker-compose is not installed: %v", err)
+	}
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	project := "sluicee2e" + hex.EncodeToString(b[:])
+	dir := t.TempDir()
+	repos := filepath.Join(dir, "repos")
+	e2ekit.NewGitRepo(t, filepath.Join(repos, "shell"), map[string]string{".sluice.yaml": shellPipeline, "VERSION": "1\n"})
+	if err := makeReadable(dir); err != nil {
+		t.Fatal(err)
+	}
+
+	ports := map[string]int{}
+	env := append(os.Environ(), "SLUICE_REPOS_DIR="+repos, "SLUICE_TAG="+Tag)
+	for _, svc := range append([]string{"nats"}, services...) {
+		ports[svc] = freePort(t)
+		env = append(env, fmt.Sprintf("SLUICE_%s_PORT=%d", strings.ToUpper(svc), ports[svc]))
+	}
+	file := filepath.Join(e2ekit.RepoRoot(), "deploy", "compose", "docker-compose.yml")
+	run := func(timeout time.Duration, args ...string) (string, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, compose, append([]string{"-p", project, "-f", file}, args...)...)
+		cmd.Env = env
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		err := cmd.Run()
+		return out.String(), err
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			out, _ := run(time.Minute, "logs", "--no-color", "--tail", "40")
+			t.Logf("docker-compose logs:\n%s", out)
+		}
+		if out, err := run(2*time.Minute, "down", "-v", "--remove-orphans"); err != nil {
+			t.Errorf("docker-compose down: %v\n%s", err, out)
+		}
+	})
+	start := time.Now()
+	if out, err := run(5*time.Minute, "up", "-d"); err != nil {
+		t.Fatalf("docker-compose up: %v\n%s", err, out)
+	}
+	cliEnv := []string{}
+	for _, svc := range services {
+		url := fmt.Sprintf("http://127.0.0.1:%d", ports[svc])
+		cliEnv = append(cliEnv, "SLUICE_"+strings.ToUpper(svc)+"_URL="+url)
+		deadline := time.Now().Add(2 * time.Minute)
+		for httpOK(url+"/readyz") != nil {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s is not ready after 2m", svc)
+			}
+			time.Sleep(500 * time.Millisecond)
+		}
+	}
+	t.Logf("compose stack %s ready in %s", project, time.Since(start).Round(time.Millisecond))
+
+	sluice := func(args ...string) string {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, filepath.Join(suite.binDir, "sluice"), args...)
+		cmd.Env = append(os.Environ(), cliEnv...)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("sluice %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return string(out)
+	}
+	sluice("repo", "add", "/repos/shell", "--name", "shell")
+	out := sluice("trigger", "shell", "--follow")
+	if !strings.Contains(out, "succeeded") || !strings.Contains(out, "v0.1.0") {
+		t.Fatalf("trigger --follow:\n%s", out)
+	}
+	if out := sluice("deployments", "shell"); !strings.Contains(out, "verified") {
+		t.Fatalf("deployments: %s", out)
+	}
+	var runs struct {
+		Runs []struct {
+			Status string `json:"status"`
+		} `json:"runs"`
+	}
+	if err := json.Unmarshal([]byte(sluice("runs", "shell", "--output", "json")), &runs); err != nil {
+		t.Fatal(err)
+	}
+	var tally Tally
+	for _, r := range runs.Runs {
+		tally.Started++
+		switch r.Status {
+		case "RUN_STATUS_SUCCEEDED":
+			tally.Succeeded++
+		case "RUN_STATUS_FAILED", "RUN_STATUS_CANCELLED":
+			tally.Failed++
+		default:
+			tally.Lost++
+		}
+	}
+	t.Logf("TALLY %s: %s", t.Name(), tally)
+	if tally.Started != 1 || tally.Succeeded != 1 {
+		t.Fatalf("want one run, succeeded: %s", tally)
+	}
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := (&net.ListenConfig{}).Listen(context.Background(), "tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = ln.Close() }()
+	addr, ok := ln.Addr().(*net.TCPAddr)
+	if !ok {
+		t.Fatalf("listener address %v", ln.Addr())
+	}
+	return addr.Port
+}
