@@ -307,11 +307,10 @@ func (w *Workload) awaitNotifications(runs []string, status map[string]sourcev1.
 	}
 	deadline := time.Now().Add(within)
 	for {
-		counts, distinct := w.received(runs)
-		if distinct >= expected || time.Now().After(deadline) {
+		if _, distinct := w.received(runs); distinct >= expected || time.Now().After(deadline) {
 			// A little longer, so that a late duplicate would show.
 			time.Sleep(2 * time.Second)
-			counts, _ = w.received(runs)
+			counts, _ := w.received(runs)
 			return counts
 		}
 		time.Sleep(time.Second)
