@@ -8,6 +8,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -256,4 +258,40 @@ func waitForStage(t *testing.T, p *platform, runID, stage, status string) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	t.Fatalf("stage %s never became %s", stage, status)
+}
+
+// SQLite serves one replica: a second build process pointed at the same
+// database refuses to start and says to use PostgreSQL for replicas, and the
+// first one keeps running.
+func TestSecondProcessOnOneSQLiteDatabaseRefuses(t *testing.T) {
+	dataDir := t.TempDir()
+	natsPort := freePort(t)
+	startProc(t, "nats-server", nil, bin(t, "nats-server"), "-js", "-a", "127.0.0.1", "-p", strconv.Itoa(natsPort), "-sd", filepath.Join(dataDir, "nats"))
+	env := func(port int) []string {
+		return []string{
+			fmt.Sprintf("SLUICE_BUILD_ADDR=127.0.0.1:%d", port),
+			fmt.Sprintf("SLUICE_BUILD_NATS_URL=nats://127.0.0.1:%d", natsPort),
+			"SLUICE_BUILD_DATA_DIR=" + filepath.Join(dataDir, "build"),
+		}
+	}
+	firstPort := freePort(t)
+	first := startProc(t, "sluice-build (first)", env(firstPort), bin(t, "sluice-build"))
+	waitHTTP(t, fmt.Sprintf("http://127.0.0.1:%d/healthz", firstPort), 30*time.Second, first)
+
+	second := startProc(t, "sluice-build (second)", env(freePort(t)), bin(t, "sluice-build"))
+	select {
+	case <-second.done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the second process is still running")
+	}
+	out := second.out.String()
+	if second.cmd.ProcessState.ExitCode() == 0 {
+		t.Fatalf("the second process exited 0:\n%s", out)
+	}
+	for _, want := range []string{"already open in process " + strconv.Itoa(first.cmd.Process.Pid), "PostgreSQL", "replica"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("the second process's output lacks %q:\n%s", want, out)
+		}
+	}
+	waitHTTP(t, fmt.Sprintf("http://127.0.0.1:%d/healthz", firstPort), 5*time.Second, first)
 }
