@@ -119,7 +119,8 @@ func TestKilledBuildReplicaLosesNoRun(t *testing.T) {
 func TestNATSNodeStoppedAndStartedLosesNoEvent(t *testing.T) {
 	s := StartStack(t, haShape)
 	w := s.NewWorkload("natsnode")
-	node := s.NATS[1] // the host's own clients use node 0
+	// The node that leads the SOURCE stream, which every run starts on.
+	node := s.StreamLeader("SOURCE")
 	var restarted sync.WaitGroup
 	w.TriggerEvery(20, 300*time.Millisecond, func(i int) {
 		if i == 8 {
@@ -135,6 +136,9 @@ func TestNATSNodeStoppedAndStartedLosesNoEvent(t *testing.T) {
 	restarted.Wait()
 	tally := w.Finish(5 * time.Minute)
 	assertClean(t, tally, 20)
+	if tally.BuildsRetried != 0 {
+		t.Fatalf("%d builds ran twice: %s", tally.BuildsRetried, tally)
+	}
 }
 
 // Scenario 4: the release service is replaced by a container of a newer
@@ -152,7 +156,9 @@ func TestRollingUpgradeOfReleaseDuringRuns(t *testing.T) {
 			t.Logf("%s (newer build) is up beside %s", next.Name, old.Name)
 		case 16:
 			t.Logf("stopping %s (SIGTERM)", old.Name)
-			s.Stop(old.Res)
+			if code := s.Stop(old.Res); code != 0 {
+				t.Fatalf("%s exited with %d after SIGTERM:\n%s", old.Name, code, s.Logs(old.Res, 30))
+			}
 		}
 	})
 	tally := w.Finish(5 * time.Minute)

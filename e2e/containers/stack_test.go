@@ -127,6 +127,57 @@ func StartStack(t *testing.T, opts StackOptions) *Stack {
 	return s
 }
 
+// runAliased starts a container like run, known on the stack's network by
+// its name and by alias as well, which several containers may share (the
+// replicas of a service, as a Kubernetes Service or a Compose alias would).
+// dockertest has no option for aliases, so the container is made here.
+func (s *Stack) runAliased(opts *dockertest.RunOptions, alias string) *dockertest.Resource {
+	s.t.Helper()
+	exposed := map[docker.Port]struct{}{}
+	for _, p := range opts.ExposedPorts {
+		exposed[docker.Port(p)] = struct{}{}
+	}
+	c, err := s.pool.Client.CreateContainer(docker.CreateContainerOptions{
+		Name: opts.Name,
+		Config: &docker.Config{
+			Hostname: opts.Hostname, Image: opts.Repository + ":" + opts.Tag, Env: opts.Env,
+			ExposedPorts: exposed, Labels: opts.Labels,
+		},
+		HostConfig: &docker.HostConfig{
+			Binds: opts.Mounts, PortBindings: opts.PortBindings, Init: true,
+			RestartPolicy: docker.RestartPolicy{Name: "no"},
+		},
+		NetworkingConfig: &docker.NetworkingConfig{EndpointsConfig: map[string]*docker.EndpointConfig{
+			s.net.Network.ID: {Aliases: []string{alias}},
+		}},
+	})
+	if err != nil {
+		s.t.Fatalf("create %s: %v", opts.Name, err)
+	}
+	if err := s.pool.Client.StartContainer(c.ID, nil); err != nil {
+		_ = s.pool.Client.RemoveContainer(docker.RemoveContainerOptions{ID: c.ID, Force: true, RemoveVolumes: true})
+		s.t.Fatalf("start %s: %v", opts.Name, err)
+	}
+	res, ok := s.pool.ContainerByName("^/" + opts.Name + "$")
+	if !ok {
+		_ = s.pool.Client.RemoveContainer(docker.RemoveContainerOptions{ID: c.ID, Force: true, RemoveVolumes: true})
+		s.t.Fatalf("inspect %s", opts.Name)
+	}
+	s.purgeAtEnd(opts.Name, res)
+	return res
+}
+
+func (s *Stack) purgeAtEnd(name string, res *dockertest.Resource) {
+	s.t.Cleanup(func() {
+		if s.t.Failed() {
+			s.t.Logf("--- last lines of %s ---\n%s", name, s.Logs(res, 60))
+		}
+		if err := s.pool.Purge(res); err != nil {
+			s.t.Logf("remove %s: %v", name, err)
+		}
+	})
+}
+
 // run starts a container on the stack's network and purges it (with its
 // volumes) when the test ends.
 func (s *Stack) run(opts *dockertest.RunOptions) *dockertest.Resource {
@@ -142,14 +193,7 @@ func (s *Stack) run(opts *dockertest.RunOptions) *dockertest.Resource {
 	if err != nil {
 		s.t.Fatalf("start %s: %v", opts.Name, err)
 	}
-	s.t.Cleanup(func() {
-		if s.t.Failed() {
-			s.t.Logf("--- last lines of %s ---\n%s", opts.Name, s.Logs(res, 60))
-		}
-		if err := s.pool.Purge(res); err != nil {
-			s.t.Logf("remove %s: %v", opts.Name, err)
-		}
-	})
+	s.purgeAtEnd(opts.Name, res)
 	return res
 }
 
@@ -183,7 +227,9 @@ func (s *Stack) startPostgres() {
 	s.PG = s.run(&dockertest.RunOptions{
 		Name:       s.name + "-postgres",
 		Repository: "sluice-postgres", Tag: Tag,
-		Env:          []string{"POSTGRES_PASSWORD=" + pgAdminPassword},
+		Env: []string{"POSTGRES_PASSWORD=" + pgAdminPassword},
+		// Seven or eight service processes of up to 16 connections each.
+		Cmd:          []string{"-c", "max_connections=200"},
 		Mounts:       []string{initFile + ":/docker-entrypoint-initdb.d/init.sql:ro"},
 		ExposedPorts: []string{"5432/tcp"},
 	})
@@ -245,7 +291,7 @@ func (s *Stack) startNATS(i int) *dockertest.Resource {
 	})
 }
 
-// waitNATS waits until every node runs JetStream with a meta leader.
+// waitNATS waits until every node answers its JetStream health check.
 func (s *Stack) waitNATS() {
 	s.t.Helper()
 	for _, n := range s.NATS {
@@ -308,9 +354,10 @@ func (s *Stack) ServiceEnv(svc string) []string {
 	return env
 }
 
-// internalURL is a service's URL inside the network: its first replica.
+// internalURL is a service's URL inside the network: an alias that every
+// replica of the service answers to.
 func (s *Stack) internalURL(svc string) string {
-	return fmt.Sprintf("http://%s-%s-1:%s", s.name, svc, servicePorts[svc])
+	return fmt.Sprintf("http://%s-%s:%s", s.name, svc, servicePorts[svc])
 }
 
 // StartService starts replica i of svc from image (repository:tag).
@@ -339,7 +386,7 @@ func (s *Stack) StartService(svc string, i int, image string) *Container {
 		mounts = append(mounts, data+":/data")
 	}
 	c := &Container{Service: svc, Name: name}
-	c.Res = s.run(&dockertest.RunOptions{
+	c.Res = s.runAliased(&dockertest.RunOptions{
 		Name:       name,
 		Hostname:   fmt.Sprintf("%s-%d", svc, i),
 		Repository: repo, Tag: tag,
@@ -347,7 +394,7 @@ func (s *Stack) StartService(svc string, i int, image string) *Container {
 		Mounts:       mounts,
 		ExposedPorts: []string{servicePorts[svc] + "/tcp"},
 		PortBindings: loopback(servicePorts[svc]),
-	})
+	}, s.name+"-"+svc)
 	s.mu.Lock()
 	s.svc[svc] = append(s.svc[svc], c)
 	s.mu.Unlock()
@@ -407,17 +454,22 @@ func (s *Stack) Kill(res *dockertest.Resource) {
 	}
 }
 
-// Stop stops a container gracefully: SIGTERM, then wait for it to exit.
-// (dockertest makes containers with SIGWINCH as their stop signal, so
-// `docker stop` would wait its timeout and kill.)
-func (s *Stack) Stop(res *dockertest.Resource) {
+// Stop stops a container gracefully: SIGTERM, then wait (at most a minute)
+// for it to exit; it returns the exit code. (dockertest makes containers
+// with SIGWINCH as their stop signal, so `docker stop` would wait its
+// timeout and kill.)
+func (s *Stack) Stop(res *dockertest.Resource) int {
 	s.t.Helper()
 	if err := s.pool.Client.KillContainer(docker.KillContainerOptions{ID: res.Container.ID, Signal: docker.SIGTERM}); err != nil {
 		s.t.Fatalf("stop %s: %v", res.Container.Name, err)
 	}
-	if _, err := s.pool.Client.WaitContainer(res.Container.ID); err != nil {
-		s.t.Fatalf("wait for %s: %v", res.Container.Name, err)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	code, err := s.pool.Client.WaitContainerWithContext(res.Container.ID, ctx)
+	if err != nil {
+		s.t.Fatalf("wait for %s to stop: %v", res.Container.Name, err)
 	}
+	return code
 }
 
 // Start starts a stopped container again and refreshes its published ports.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/ory/dockertest/v3"
 
 	"github.com/sluicehq/sluice/e2e/internal/e2ekit"
 	buildv1 "github.com/sluicehq/sluice/proto/gen/sluice/build/v1"
@@ -187,12 +189,15 @@ type Tally struct {
 	DeploysTwice, ReleasesTwice, NotificationsTwice, NotificationsMissing int
 	// DeadLetters are events a consumer gave up on (the DEADLETTER stream).
 	DeadLetters uint64
+	// BuildsRetried are builds that ran more than once (a takeover).
+	BuildsRetried int
 }
 
 func (t Tally) String() string {
 	return fmt.Sprintf("runs started %d / succeeded %d / failed %d / lost %d / executed twice %d "+
-		"(deploys twice %d, releases twice %d, notifications twice %d, notifications missing %d, dead letters %d)",
-		t.Started, t.Succeeded, t.Failed, t.Lost, t.Twice, t.DeploysTwice, t.ReleasesTwice, t.NotificationsTwice, t.NotificationsMissing, t.DeadLetters)
+		"(deploys twice %d, releases twice %d, notifications twice %d, notifications missing %d, dead letters %d, builds retried %d)",
+		t.Started, t.Succeeded, t.Failed, t.Lost, t.Twice, t.DeploysTwice, t.ReleasesTwice, t.NotificationsTwice, t.NotificationsMissing,
+		t.DeadLetters, t.BuildsRetried)
 }
 
 // Finish waits for every run to end (within the deadline), counts the
@@ -254,6 +259,35 @@ func (w *Workload) Finish(within time.Duration) Tally {
 		if n > 1 {
 			t.DeploysTwice++
 			twice[strings.Split(key, "/")[0]] = true
+		}
+	}
+	// The deploy command itself: the shell pipeline's deploy appends the
+	// version to deploys.log in the environment's state folder (the release
+	// data, shared by the release replicas), so a deploy run twice under
+	// one record shows too.
+	if log, err := os.ReadFile(filepath.Join(s.dir, "release-data", "state", w.Repo.Name, "staging", "deploys.log")); err == nil {
+		seen := map[string]int{}
+		for _, v := range strings.Fields(string(log)) {
+			seen[v]++
+		}
+		for _, n := range seen {
+			if n > 1 {
+				t.DeploysTwice++
+			}
+		}
+	}
+	// Builds: a retry is a takeover (the first attempt's worker died).
+	builds, err := s.API().Build.ListBuilds(ctx, &buildv1.ListBuildsRequest{Limit: 1000})
+	if err != nil {
+		s.t.Fatalf("list builds: %v", err)
+	}
+	ours := map[string]bool{}
+	for _, id := range w.RunIDs {
+		ours[id] = true
+	}
+	for _, b := range builds.GetBuilds() {
+		if ours[b.GetRunId()] && b.GetAttempt() > 1 {
+			t.BuildsRetried++
 		}
 	}
 	// Releases: one per run.
@@ -435,4 +469,35 @@ func (s *Stack) ReceivedCount() (int, error) {
 		return 0, fmt.Errorf("read the receiver: %w", err)
 	}
 	return len(all), nil
+}
+
+// StreamLeader is the NATS node that leads stream.
+func (s *Stack) StreamLeader(stream string) *dockertest.Resource {
+	s.t.Helper()
+	nc, err := nats.Connect(s.NATSURL(0), nats.UserInfo("admin", natsAdminPassword))
+	if err != nil {
+		s.t.Fatalf("connect as admin: %v", err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st, err := js.Stream(ctx, stream)
+	if err != nil {
+		s.t.Fatalf("stream %s: %v", stream, err)
+	}
+	info := st.CachedInfo()
+	if info.Cluster == nil || info.Cluster.Leader == "" {
+		s.t.Fatalf("stream %s has no leader", stream)
+	}
+	for i, n := range s.NATS {
+		if info.Cluster.Leader == fmt.Sprintf("nats-%d", i+1) {
+			return n
+		}
+	}
+	s.t.Fatalf("stream %s is led by %q, not a node of this stack", stream, info.Cluster.Leader)
+	return nil
 }

@@ -237,6 +237,8 @@ func (d delivery) MaxDeliver() int      { return d.maxDeliver }
 func (d delivery) Last() bool           { return d.maxDeliver > 0 && int(d.meta.NumDelivered) >= d.maxDeliver }
 
 func (c *Consumer) handle(ctx context.Context, m jetstream.Msg, maxDeliver int) {
+	handlersInFlight.Add(1)
+	defer handlersInFlight.Add(-1)
 	meta, err := m.Metadata()
 	if err != nil {
 		c.log.Error("message without metadata", slog.Any("error", err))

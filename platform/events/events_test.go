@@ -402,3 +402,57 @@ func TestStopDrainsEventsInHand(t *testing.T) {
 		t.Fatalf("long handler: finished %v, still pending %v; want it interrupted and left for redelivery", finished, pending)
 	}
 }
+
+// What a handler enqueues while the process stops (during the drain) is
+// still published: the relay goes on until no handler is in flight.
+func TestStoppingRelayPublishesWhatDrainingHandlersEnqueue(t *testing.T) {
+	e := setup(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	in, err := events.New(runRequested("drain-in"), "drain-in", "drain-in")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, _ := in.Msg()
+	if _, err := e.js.PublishMsg(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	out, err := events.New(runRequested("drain-out"), "drain-out", "drain-out")
+	if err != nil {
+		t.Fatal(err)
+	}
+	relay := events.NewRelay(e.db, e.js, quiet())
+	started := make(chan struct{})
+	cons := events.NewConsumer(e.js, quiet(), events.ConsumerConfig{Service: "build", Stream: "SOURCE", Durable: "build-runs", DrainTimeout: 5 * time.Second},
+		func(hctx context.Context, ev events.Event, _ events.Delivery) error {
+			if ev.ID != in.ID {
+				return nil
+			}
+			close(started)
+			time.Sleep(300 * time.Millisecond) // still working when the stop comes
+			err := e.db.InTx(hctx, func(tx *sql.Tx) error { return events.Enqueue(hctx, tx, out) })
+			relay.Kick()
+			return err
+		})
+	runCtx, stop := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = cons.Run(runCtx) })
+	wg.Go(func() { relay.Run(runCtx) })
+	<-started
+	stop() // both stop together, as a process's loops do
+	wg.Wait()
+	if n, err := events.Pending(ctx, e.db); err != nil || n != 0 {
+		t.Fatalf("outbox still holds %d events (%v) after the relay stopped", n, err)
+	}
+	stream, err := e.js.Stream(ctx, "SOURCE")
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, err := stream.GetLastMsgForSubject(ctx, m.Subject)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if msg.Header.Get("ce-id") != out.ID {
+		t.Fatalf("last %s has ce-id %q (%v); want %s, the event enqueued during the drain", m.Subject, msg.Header.Get("ce-id"), err, out.ID)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -71,8 +72,11 @@ func (r *Relay) Kick() {
 	}
 }
 
-// Run publishes until ctx ends.
+// Run publishes until ctx ends, then goes on while the process's consumers
+// finish the events in hand (they may enqueue more), for at most
+// DefaultDrainTimeout and a little.
 func (r *Relay) Run(ctx context.Context) {
+	defer r.drain(context.WithoutCancel(ctx))
 	backoff := 100 * time.Millisecond
 	for {
 		n, err := r.publishBatch(ctx)
@@ -106,6 +110,44 @@ func (r *Relay) Run(ctx context.Context) {
 		}
 	}
 }
+
+// drain publishes what the outbox holds and what the handlers still in
+// flight enqueue, until none is in flight and the outbox is empty, or the
+// drain time is over (what is left is published at the next start, or by
+// another replica).
+func (r *Relay) drain(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, DefaultDrainTimeout+2*time.Second)
+	defer cancel()
+	for {
+		busy := handlersInFlight.Load() > 0
+		n, err := r.publishBatch(ctx)
+		switch {
+		case errors.Is(err, errRelayBusy):
+			n = 0 // another replica publishes the shared outbox
+		case err != nil:
+			if ctx.Err() == nil {
+				r.log.Warn("outbox relay: publish failed while stopping; the rest waits for the next start", slog.Any("error", err))
+			}
+			return
+		}
+		if n == r.batch {
+			continue
+		}
+		if !busy {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-r.kick:
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// handlersInFlight counts the event handlers running in this process, so
+// that a stopping relay knows whether more events may still be enqueued.
+var handlersInFlight atomic.Int64
 
 // relayLockKey is the PostgreSQL advisory lock a relay holds while it
 // publishes a batch: replicas share one outbox, and one relay at a time keeps

@@ -99,8 +99,9 @@ func isPostgresURL(url string) bool {
 func Redacted(url string) string {
 	u, err := neturl.Parse(url)
 	if err == nil {
-		if u.User == nil {
-			return url
+		if q := u.Query(); q.Has("password") {
+			q.Set("password", "xxxxx")
+			u.RawQuery = q.Encode()
 		}
 		return u.Redacted()
 	}
@@ -115,6 +116,10 @@ func Redacted(url string) string {
 // PostgresMaxConns bounds each service process's PostgreSQL connections.
 const PostgresMaxConns = 16
 
+// PostgresConnectWait is how long Open waits for a PostgreSQL server that
+// refuses connections or cannot be reached before it gives up.
+const PostgresConnectWait = time.Minute
+
 func openPostgres(ctx context.Context, url string) (*DB, error) {
 	cfg, err := pgx.ParseConfig(url)
 	if err != nil {
@@ -127,8 +132,11 @@ func openPostgres(ctx context.Context, url string) (*DB, error) {
 	sqlDB.SetConnMaxIdleTime(5 * time.Minute)
 	db := &DB{DB: sqlDB, url: url, postgres: true}
 	// The server may still be starting (a compose stack, a pod next to its
-	// database): retry a refused connection until ctx ends, but give up at
-	// once on an answer from the server such as a wrong password.
+	// database): retry a refused connection for up to PostgresConnectWait
+	// (or until ctx ends), but give up at once on an answer from the server
+	// such as a wrong password.
+	ctx, cancel := context.WithTimeout(ctx, PostgresConnectWait)
+	defer cancel()
 	for {
 		pingCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		err = sqlDB.PingContext(pingCtx)
@@ -495,6 +503,9 @@ func (db *DB) Lock(ctx context.Context, key string) (func(), error) {
 	}
 	id := lockID(key)
 	if _, err := conn.ExecContext(ctx, `SELECT pg_advisory_lock($1)`, id); err != nil {
+		// The server may have granted the lock as ctx ended: never hand a
+		// session that might hold it back to the pool.
+		_ = conn.Raw(func(any) error { return driver.ErrBadConn })
 		_ = conn.Close()
 		return nil, fmt.Errorf("lock %q: %w", key, err)
 	}

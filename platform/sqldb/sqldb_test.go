@@ -397,3 +397,16 @@ func TestLockAcrossReplicas(t *testing.T) {
 	}
 	unlockB()
 }
+
+func TestRedactedHidesPasswords(t *testing.T) {
+	for in, want := range map[string]string{
+		"postgres://u:secret@db:5432/x?sslmode=disable":  "postgres://u:xxxxx@db:5432/x?sslmode=disable",
+		"postgres://u@db/x?password=secret&sslmode=none": "postgres://u@db/x?password=xxxxx&sslmode=none",
+		"postgres://u:secret@[::1:5432/x":                "postgres://xxxxx@[::1:5432/x",
+		"sqlite:/var/lib/sluice/build.db":                "sqlite:/var/lib/sluice/build.db",
+	} {
+		if got := sqldb.Redacted(in); got != want {
+			t.Errorf("Redacted(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

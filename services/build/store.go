@@ -102,6 +102,7 @@ func insertSteps(ctx context.Context, tx *sql.Tx, buildID string, steps []string
 func (s *Store) Claim(ctx context.Context, seen domain.Build, lease Lease, now time.Time, steps []string, evs ...events.Event) (bool, error) {
 	claimed := false
 	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
+		claimed = false // InTx may run this again after a conflict on PostgreSQL
 		res, err := tx.ExecContext(ctx, `UPDATE builds SET status = $1, attempt = attempt + 1, worker_id = $2,
 			lease_expires_at = $3, started_at = $4, ended_at = 0, failure_reason = '', failed_step = '', exit_code = 0,
 			last_log_lines = '[]', step_duration = 0

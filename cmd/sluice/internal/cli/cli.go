@@ -84,6 +84,10 @@ func (a *App) Run(ctx context.Context, args []string) int {
 		a.usage(cmds)
 		return 0
 	}
+	if args[0] == "--version" || args[0] == "-version" {
+		// As every Sluice binary answers it (and the images' checks ask it).
+		args = append([]string{"version"}, args[1:]...)
+	}
 	var cmd *command
 	var rest []string
 	for i := range cmds {

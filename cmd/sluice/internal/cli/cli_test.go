@@ -65,8 +65,10 @@ func TestServiceURLs(t *testing.T) {
 }
 
 func TestVersionAndHelp(t *testing.T) {
-	if code, out, _ := run(t, nil, "version"); code != 0 || out != "sluice v9.9.9\n" {
-		t.Fatalf("version: %d %q", code, out)
+	for _, arg := range []string{"version", "--version", "-version"} {
+		if code, out, _ := run(t, nil, arg); code != 0 || out != "sluice v9.9.9\n" {
+			t.Fatalf("%s: %d %q", arg, code, out)
+		}
 	}
 	var out2 bytes.Buffer
 	app := &App{Stdout: &out2, Stderr: &out2, Version: "v9.9.9", Commit: "0123abc"}
