@@ -130,6 +130,10 @@ func TestFold(t *testing.T) {
 			run = h.getRun(f.run.Id)
 			return run.Status == sourcev1.RunStatus_RUN_STATUS_SUCCEEDED && stages(run)["test"].StartTime != nil
 		})
+		// The three streams are consumed independently: the build events
+		// may still be on their way.
+		h.waitConsumed()
+		run = h.getRun(f.run.Id)
 		st := stages(run)
 		check := func(name string, status sourcev1.StageStatus, start, end time.Time, detail string) {
 			t.Helper()
