@@ -268,7 +268,8 @@ func TestBuildUserCannotPublishReleaseEvents(t *testing.T) {
 // nothing happened twice or went missing.
 func assertClean(t *testing.T, tally Tally, n int) {
 	t.Helper()
-	if tally.Started != n || tally.Lost != 0 || tally.Succeeded+tally.Failed != n || tally.Twice != 0 || tally.NotificationsMissing != 0 {
+	if tally.Started != n || tally.Lost != 0 || tally.Succeeded+tally.Failed != n || tally.Twice != 0 || tally.NotificationsMissing != 0 ||
+		tally.DeploysTwice != 0 || tally.ReleasesTwice != 0 || tally.NotificationsTwice != 0 {
 		t.Fatalf("not clean: %s", tally)
 	}
 	if tally.Failed != 0 {

@@ -341,6 +341,11 @@ func (s *Stack) ServiceEnv(svc string) []string {
 		p + "NATS_REPLICAS=3",
 	}
 	switch svc {
+	case "source":
+		// Runs start only when a test triggers them: a poll would start a
+		// second run of a commit the test also triggers, and that run would
+		// deploy the same version again.
+		env = append(env, p+"POLL_INTERVAL=0")
 	case "test":
 		env = append(env, p+"SOURCE_URL="+s.internalURL("source"))
 	case "release":

@@ -270,9 +270,10 @@ func (w *Workload) Finish(within time.Duration) Tally {
 		for _, v := range strings.Fields(string(log)) {
 			seen[v]++
 		}
-		for _, n := range seen {
+		for version, n := range seen {
 			if n > 1 {
 				t.DeploysTwice++
+				twice["version "+version] = true
 			}
 		}
 	}
