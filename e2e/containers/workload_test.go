@@ -137,15 +137,22 @@ func (s *Stack) NewWorkload(name string) *Workload {
 	return s.Track(repo)
 }
 
-// Track subscribes the receiver to a registered repository's run, release
-// and deploy events, so that Finish can count them.
+// subscribers are the webhook subscriptions a workload makes: two, so that
+// "every subscriber gets every event" is counted per subscriber. Both go to
+// the receiver, told apart by the URL's path.
+var subscribers = []string{"alpha", "beta"}
+
+// Track subscribes the receiver, as every subscriber, to a registered
+// repository's run, release and deploy events, so that Finish can count them.
 func (s *Stack) Track(repo *Repo) *Workload {
 	s.t.Helper()
-	if _, err := s.API().Notify.CreateSubscription(context.Background(), &notifyv1.CreateSubscriptionRequest{
-		Url: s.ReceiverURL(), Secret: receiverSecret, Repository: repo.Name,
-		EventTypes: []string{typeRunFinished, typeReleasePublished, typeServiceDeployed},
-	}); err != nil {
-		s.t.Fatalf("subscribe to %s: %v", repo.Name, err)
+	for _, sub := range subscribers {
+		if _, err := s.API().Notify.CreateSubscription(context.Background(), &notifyv1.CreateSubscriptionRequest{
+			Url: s.ReceiverURL() + sub, Secret: receiverSecret, Repository: repo.Name,
+			EventTypes: []string{typeRunFinished, typeReleasePublished, typeServiceDeployed},
+		}); err != nil {
+			s.t.Fatalf("subscribe %s to %s: %v", sub, repo.Name, err)
+		}
 	}
 	return &Workload{s: s, Repo: repo}
 }
@@ -191,13 +198,15 @@ type Tally struct {
 	DeadLetters uint64
 	// BuildsRetried are builds that ran more than once (a takeover).
 	BuildsRetried int
+	// Notifications is how many (subscriber, event) deliveries arrived.
+	Notifications int
 }
 
 func (t Tally) String() string {
 	return fmt.Sprintf("runs started %d / succeeded %d / failed %d / lost %d / executed twice %d "+
-		"(deploys twice %d, releases twice %d, notifications twice %d, notifications missing %d, dead letters %d, builds retried %d)",
-		t.Started, t.Succeeded, t.Failed, t.Lost, t.Twice, t.DeploysTwice, t.ReleasesTwice, t.NotificationsTwice, t.NotificationsMissing,
-		t.DeadLetters, t.BuildsRetried)
+		"(deploys twice %d, releases twice %d, notifications %d, twice %d, missing %d, dead letters %d, builds retried %d)",
+		t.Started, t.Succeeded, t.Failed, t.Lost, t.Twice, t.DeploysTwice, t.ReleasesTwice, t.Notifications, t.NotificationsTwice,
+		t.NotificationsMissing, t.DeadLetters, t.BuildsRetried)
 }
 
 // Finish waits for every run to end (within the deadline), counts the
@@ -307,20 +316,26 @@ func (w *Workload) Finish(within time.Duration) Tally {
 		}
 	}
 	// Notifications: once the deliveries settle, each run's three events
-	// reached the subscriber exactly once.
+	// reached every subscriber exactly once.
 	got := w.awaitNotifications(finished, status, 2*time.Minute)
 	for _, id := range finished {
 		want := []string{typeRunFinished}
 		if status[id] == sourcev1.RunStatus_RUN_STATUS_SUCCEEDED {
 			want = append(want, typeReleasePublished, typeServiceDeployed)
 		}
-		for _, typ := range want {
-			switch n := got[id+" "+typ]; {
-			case n == 0:
-				t.NotificationsMissing++
-			case n > 1:
-				t.NotificationsTwice++
-				twice[id] = true
+		for _, sub := range subscribers {
+			for _, typ := range want {
+				n := got[sub+" "+id+" "+typ]
+				if n > 0 {
+					t.Notifications++
+				}
+				switch {
+				case n == 0:
+					t.NotificationsMissing++
+				case n > 1:
+					t.NotificationsTwice++
+					twice[id] = true
+				}
 			}
 		}
 	}
@@ -331,13 +346,13 @@ func (w *Workload) Finish(within time.Duration) Tally {
 }
 
 // awaitNotifications waits until the subscriber holds every expected event
-// of the runs (or within passes) and returns the count per "run type".
+// of the runs (or within passes) and returns the count per "subscriber run type".
 func (w *Workload) awaitNotifications(runs []string, status map[string]sourcev1.RunStatus, within time.Duration) map[string]int {
 	expected := 0
 	for _, id := range runs {
-		expected++
+		expected += len(subscribers)
 		if status[id] == sourcev1.RunStatus_RUN_STATUS_SUCCEEDED {
-			expected += 2
+			expected += 2 * len(subscribers)
 		}
 	}
 	deadline := time.Now().Add(within)
@@ -369,6 +384,7 @@ func (w *Workload) received(runs []string) (map[string]int, int) {
 		ID          string `json:"id"`
 		Type        string `json:"type"`
 		ChainID     string `json:"chain_id"`
+		Path        string `json:"path"`
 		SignatureOK bool   `json:"signature_ok"`
 	}
 	if err := json.NewDecoder(resp.Body).Decode(&all); err != nil {
@@ -384,7 +400,7 @@ func (w *Workload) received(runs []string) (map[string]int, int) {
 			s.t.Fatalf("delivery %s (%s) has a bad signature", r.ID, r.Type)
 		}
 		if ours[r.ChainID] {
-			counts[r.ChainID+" "+r.Type]++
+			counts[strings.TrimPrefix(r.Path, "/")+" "+r.ChainID+" "+r.Type]++
 		}
 	}
 	return counts, len(counts)

@@ -28,6 +28,8 @@ type Received struct {
 	Delivery string `json:"delivery"`
 	Type     string `json:"type"`
 	Subject  string `json:"subject"`
+	// Path is the URL path the delivery came to (one per subscription).
+	Path string `json:"path"`
 	// ChainID is the run the event belongs to (ce-chainid).
 	ChainID string `json:"chain_id"`
 	// SignatureOK is false when a secret is set and the signature is wrong.
@@ -52,7 +54,7 @@ func main() {
 			return
 		}
 		rec := Received{
-			ID: r.Header.Get("Ce-Id"), Delivery: r.Header.Get("X-Sluice-Delivery"), Type: r.Header.Get("Ce-Type"), Subject: r.Header.Get("Ce-Subject"), ChainID: r.Header.Get("Ce-Chainid"),
+			ID: r.Header.Get("Ce-Id"), Delivery: r.Header.Get("X-Sluice-Delivery"), Type: r.Header.Get("Ce-Type"), Subject: r.Header.Get("Ce-Subject"), ChainID: r.Header.Get("Ce-Chainid"), Path: r.URL.Path,
 			SignatureOK: true, At: time.Now().UTC(),
 		}
 		if secret != "" {
