@@ -50,7 +50,7 @@ func New(service, defaultAddr, version string) *Flags {
 	f.natsPassword = f.String("nats-password", "", "the NATS user's password; prefer the variable to the flag, which other users can see in the process list")
 	f.natsReplicas = f.Int("nats-replicas", 1, fmt.Sprintf("replicas of the streams and object stores the service creates (1 to %d; 3 on a 3-node cluster)", natsprovision.MaxReplicas))
 	f.dataDir = f.String("data-dir", filepath.Join("data", service), "directory for the service's files and its default database")
-	f.databaseURL = f.String("database-url", "", "database URL; default sqlite:<data-dir>/"+service+".db")
+	f.databaseURL = f.String("database-url", "", "database URL: postgres://user:password@host:5432/db for replicas, or sqlite:PATH (default sqlite:<data-dir>/"+service+".db, one process only)")
 	f.showVersion = f.fs.Bool("version", false, "print the version and exit")
 	return f
 }

@@ -31,7 +31,7 @@ type Store struct {
 	db *sqldb.DB
 }
 
-// NewStore opens the database at url (sqlite:PATH) and applies the
+// NewStore opens the database at url (sqlite:PATH or postgres://…) and applies the
 // migrations.
 func NewStore(ctx context.Context, url string) (*Store, error) {
 	db, err := sqldb.Open(ctx, url, events.Migrations(), Migrations())
