@@ -14,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/sluicehq/sluice/e2e/internal/e2ekit"
 )
 
 // subscriber is a webhook receiver that checks signatures.
@@ -265,7 +267,7 @@ func waitForStage(t *testing.T, p *platform, runID, stage, status string) {
 // first one keeps running.
 func TestSecondProcessOnOneSQLiteDatabaseRefuses(t *testing.T) {
 	dataDir := t.TempDir()
-	natsPort := freePort(t)
+	natsPort := e2ekit.FreePort(t)
 	startProc(t, "nats-server", nil, bin(t, "nats-server"), "-js", "-a", "127.0.0.1", "-p", strconv.Itoa(natsPort), "-sd", filepath.Join(dataDir, "nats"))
 	env := func(port int) []string {
 		return []string{
@@ -274,11 +276,11 @@ func TestSecondProcessOnOneSQLiteDatabaseRefuses(t *testing.T) {
 			"SLUICE_BUILD_DATA_DIR=" + filepath.Join(dataDir, "build"),
 		}
 	}
-	firstPort := freePort(t)
+	firstPort := e2ekit.FreePort(t)
 	first := startProc(t, "sluice-build (first)", env(firstPort), bin(t, "sluice-build"))
 	waitHTTP(t, fmt.Sprintf("http://127.0.0.1:%d/healthz", firstPort), 30*time.Second, first)
 
-	second := startProc(t, "sluice-build (second)", env(freePort(t)), bin(t, "sluice-build"))
+	second := startProc(t, "sluice-build (second)", env(e2ekit.FreePort(t)), bin(t, "sluice-build"))
 	select {
 	case <-second.done:
 	case <-time.After(30 * time.Second):

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -74,20 +73,6 @@ func bin(t *testing.T, name string) string {
 		t.Fatalf("%s not built (%v); run `make bin/nats-server` for the NATS server", name, err)
 	}
 	return p
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := (&net.ListenConfig{}).Listen(context.Background(), "tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = ln.Close() }()
-	addr, ok := ln.Addr().(*net.TCPAddr)
-	if !ok {
-		t.Fatalf("listener address %v", ln.Addr())
-	}
-	return addr.Port
 }
 
 // proc is a started process whose output is kept for failure messages.

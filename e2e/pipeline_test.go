@@ -190,7 +190,7 @@ func TestUpWithExampleTwice(t *testing.T) {
 	dataDir := t.TempDir()
 	t.Cleanup(func() { killDeployed(dataDir) })
 	example := filepath.Join(t.TempDir(), "hello")
-	port := freePort(t)
+	port := e2ekit.FreePort(t)
 	for name, content := range e2ekit.ExampleFiles(t) {
 		if name == ".sluice.yaml" {
 			content = strings.ReplaceAll(content, "127.0.0.1:18180", fmt.Sprintf("127.0.0.1:%d", port))
@@ -204,7 +204,7 @@ func TestUpWithExampleTwice(t *testing.T) {
 		}
 	}
 	for i, want := range []string{"registered example repository hello", "example repository hello already registered"} {
-		addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+		addr := fmt.Sprintf("127.0.0.1:%d", e2ekit.FreePort(t))
 		up := startProc(t, fmt.Sprintf("sluice up #%d", i+1), nil, bin(t, "sluice"), "up", "--data-dir", dataDir, "--addr", addr, "--example", example, "--poll-interval", "0")
 		waitOutput(t, up, "serving; Ctrl-C stops")
 		out := up.out.String()

@@ -24,7 +24,7 @@ type platform struct {
 // startAllInOne starts `sluice up` as a process.
 func startAllInOne(t *testing.T, dataDir string) (*platform, *proc) {
 	t.Helper()
-	port := freePort(t)
+	port := e2ekit.FreePort(t)
 	p := &platform{dataDir: dataDir, url: fmt.Sprintf("http://127.0.0.1:%d", port)}
 	p.env = []string{"SLUICE_SERVER=" + p.url}
 	pr := p.restartAllInOne(t, port)
@@ -47,7 +47,7 @@ func (p *platform) restartAllInOne(t *testing.T, port int) *proc {
 // the run.
 func startFiveProcesses(t *testing.T, dataDir string) *platform {
 	t.Helper()
-	natsPort := freePort(t)
+	natsPort := e2ekit.FreePort(t)
 	natsURL := fmt.Sprintf("nats://127.0.0.1:%d", natsPort)
 	natsConf, natsEnv := natsAuthConfig(t, filepath.Join(dataDir, "nats-config"))
 	ns := startProc(t, "nats-server", natsEnv, bin(t, "nats-server"), "-c", natsConf, "-js", "-a", "127.0.0.1", "-p", strconv.Itoa(natsPort), "-sd", filepath.Join(dataDir, "nats"))
@@ -55,7 +55,7 @@ func startFiveProcesses(t *testing.T, dataDir string) *platform {
 	urls := map[string]string{}
 	ports := map[string]int{}
 	for _, s := range []string{"source", "build", "test", "release", "notify"} {
-		ports[s] = freePort(t)
+		ports[s] = e2ekit.FreePort(t)
 		urls[s] = fmt.Sprintf("http://127.0.0.1:%d", ports[s])
 		p.env = append(p.env, "SLUICE_"+strings.ToUpper(s)+"_URL="+urls[s])
 	}
@@ -104,7 +104,7 @@ func killDeployed(dataDir string) {
 func helloRepo(t *testing.T) (*e2ekit.GitRepo, int) {
 	t.Helper()
 	files := e2ekit.ExampleFiles(t)
-	port := freePort(t)
+	port := e2ekit.FreePort(t)
 	files[".sluice.yaml"] = strings.ReplaceAll(files[".sluice.yaml"], "127.0.0.1:18180", fmt.Sprintf("127.0.0.1:%d", port))
 	if !strings.Contains(files[".sluice.yaml"], strconv.Itoa(port)) {
 		t.Fatal("examples/hello/.sluice.yaml no longer names 127.0.0.1:18180; update the e2e helper")

@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -41,7 +40,7 @@ func TestComposeStackRunsAPipeline(t *testing.T) {
 	ports := map[string]int{}
 	env := append(os.Environ(), "SLUICE_REPOS_DIR="+repos, "SLUICE_TAG="+Tag)
 	for _, svc := range append([]string{"nats"}, services...) {
-		ports[svc] = freePort(t)
+		ports[svc] = e2ekit.FreePort(t)
 		env = append(env, fmt.Sprintf("SLUICE_%s_PORT=%d", strings.ToUpper(svc), ports[svc]))
 	}
 	file := filepath.Join(e2ekit.RepoRoot(), "deploy", "compose", "docker-compose.yml")
@@ -126,18 +125,4 @@ func TestComposeStackRunsAPipeline(t *testing.T) {
 	if tally.Started != 1 || tally.Succeeded != 1 {
 		t.Fatalf("want one run, succeeded: %s", tally)
 	}
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := (&net.ListenConfig{}).Listen(context.Background(), "tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = ln.Close() }()
-	addr, ok := ln.Addr().(*net.TCPAddr)
-	if !ok {
-		t.Fatalf("listener address %v", ln.Addr())
-	}
-	return addr.Port
 }

@@ -127,12 +127,18 @@ func StartStack(t *testing.T, opts StackOptions) *Stack {
 	return s
 }
 
-// runAliased starts a container like run, known on the stack's network by
-// its name and by alias as well, which several containers may share (the
-// replicas of a service, as a Kubernetes Service or a Compose alias would).
-// dockertest has no option for aliases, so the container is made here.
-func (s *Stack) runAliased(opts *dockertest.RunOptions, alias string) *dockertest.Resource {
+// run starts a container on the stack's network, known there by its name
+// and by aliases (which several containers may share: the replicas of a
+// service answer to one, as they would behind a Kubernetes Service or a
+// Compose alias), with docker-init as PID 1 to reap what steps and deploys
+// leave behind. The container and its volumes are removed when the test
+// ends. (dockertest's RunWithOptions has no aliases, so containers are made
+// here, through its client.)
+func (s *Stack) run(opts *dockertest.RunOptions, aliases ...string) *dockertest.Resource {
 	s.t.Helper()
+	if opts.Hostname == "" {
+		opts.Hostname = strings.TrimPrefix(opts.Name, s.name+"-")
+	}
 	exposed := map[docker.Port]struct{}{}
 	for _, p := range opts.ExposedPorts {
 		exposed[docker.Port(p)] = struct{}{}
@@ -140,7 +146,7 @@ func (s *Stack) runAliased(opts *dockertest.RunOptions, alias string) *dockertes
 	c, err := s.pool.Client.CreateContainer(docker.CreateContainerOptions{
 		Name: opts.Name,
 		Config: &docker.Config{
-			Hostname: opts.Hostname, Image: opts.Repository + ":" + opts.Tag, Env: opts.Env,
+			Hostname: opts.Hostname, Image: opts.Repository + ":" + opts.Tag, Env: opts.Env, Cmd: opts.Cmd,
 			ExposedPorts: exposed, Labels: opts.Labels,
 		},
 		HostConfig: &docker.HostConfig{
@@ -148,7 +154,7 @@ func (s *Stack) runAliased(opts *dockertest.RunOptions, alias string) *dockertes
 			RestartPolicy: docker.RestartPolicy{Name: "no"},
 		},
 		NetworkingConfig: &docker.NetworkingConfig{EndpointsConfig: map[string]*docker.EndpointConfig{
-			s.net.Network.ID: {Aliases: []string{alias}},
+			s.net.Network.ID: {Aliases: aliases},
 		}},
 	})
 	if err != nil {
@@ -163,37 +169,14 @@ func (s *Stack) runAliased(opts *dockertest.RunOptions, alias string) *dockertes
 		_ = s.pool.Client.RemoveContainer(docker.RemoveContainerOptions{ID: c.ID, Force: true, RemoveVolumes: true})
 		s.t.Fatalf("inspect %s", opts.Name)
 	}
-	s.purgeAtEnd(opts.Name, res)
-	return res
-}
-
-func (s *Stack) purgeAtEnd(name string, res *dockertest.Resource) {
 	s.t.Cleanup(func() {
 		if s.t.Failed() {
-			s.t.Logf("--- last lines of %s ---\n%s", name, s.Logs(res, 60))
+			s.t.Logf("--- last lines of %s ---\n%s", opts.Name, s.Logs(res, 60))
 		}
 		if err := s.pool.Purge(res); err != nil {
-			s.t.Logf("remove %s: %v", name, err)
+			s.t.Logf("remove %s: %v", opts.Name, err)
 		}
 	})
-}
-
-// run starts a container on the stack's network and purges it (with its
-// volumes) when the test ends.
-func (s *Stack) run(opts *dockertest.RunOptions) *dockertest.Resource {
-	s.t.Helper()
-	opts.Networks = []*dockertest.Network{s.net}
-	if opts.Hostname == "" {
-		opts.Hostname = strings.TrimPrefix(opts.Name, s.name+"-")
-	}
-	res, err := s.pool.RunWithOptions(opts, func(hc *docker.HostConfig) {
-		hc.RestartPolicy = docker.RestartPolicy{Name: "no"}
-		hc.Init = true // reap what steps and deploys leave behind
-	})
-	if err != nil {
-		s.t.Fatalf("start %s: %v", opts.Name, err)
-	}
-	s.purgeAtEnd(opts.Name, res)
 	return res
 }
 
@@ -391,7 +374,7 @@ func (s *Stack) StartService(svc string, i int, image string) *Container {
 		mounts = append(mounts, data+":/data")
 	}
 	c := &Container{Service: svc, Name: name}
-	c.Res = s.runAliased(&dockertest.RunOptions{
+	c.Res = s.run(&dockertest.RunOptions{
 		Name:       name,
 		Hostname:   fmt.Sprintf("%s-%d", svc, i),
 		Repository: repo, Tag: tag,
@@ -460,9 +443,7 @@ func (s *Stack) Kill(res *dockertest.Resource) {
 }
 
 // Stop stops a container gracefully: SIGTERM, then wait (at most a minute)
-// for it to exit; it returns the exit code. (dockertest makes containers
-// with SIGWINCH as their stop signal, so `docker stop` would wait its
-// timeout and kill.)
+// for it to exit; it returns the exit code.
 func (s *Stack) Stop(res *dockertest.Resource) int {
 	s.t.Helper()
 	if err := s.pool.Client.KillContainer(docker.KillContainerOptions{ID: res.Container.ID, Signal: docker.SIGTERM}); err != nil {

@@ -4,6 +4,8 @@
 package e2ekit
 
 import (
+	"context"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -108,4 +110,19 @@ func (r *GitRepo) Commit(msg string, files map[string]string) string {
 		r.t.Fatal(err)
 	}
 	return h.String()
+}
+
+// FreePort is a TCP port on 127.0.0.1 that nothing listens on just now.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	ln, err := (&net.ListenConfig{}).Listen(context.Background(), "tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = ln.Close() }()
+	addr, ok := ln.Addr().(*net.TCPAddr)
+	if !ok {
+		t.Fatalf("listener address %v", ln.Addr())
+	}
+	return addr.Port
 }
