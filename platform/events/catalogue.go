@@ -9,11 +9,11 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
-	buildevents "github.com/sluicehq/sluice/proto/gen/sluice/build/events/v1"
-	notifyevents "github.com/sluicehq/sluice/proto/gen/sluice/notify/events/v1"
-	releaseevents "github.com/sluicehq/sluice/proto/gen/sluice/release/events/v1"
-	sourceevents "github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
-	testevents "github.com/sluicehq/sluice/proto/gen/sluice/test/events/v1"
+	"github.com/sluicehq/sluice/proto/gen/sluice/build/events/v1"
+	"github.com/sluicehq/sluice/proto/gen/sluice/notify/events/v1"
+	"github.com/sluicehq/sluice/proto/gen/sluice/release/events/v1"
+	"github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
+	"github.com/sluicehq/sluice/proto/gen/sluice/test/events/v1"
 )
 
 // Kind describes one event type: where it is published, what it is called
@@ -65,39 +65,39 @@ func streamOf(service string) string {
 func Catalogue() []Kind {
 	return []Kind{
 		{"source", "sluice.source.repository.created", "dev.cdevents.repository.created.0.3.0", "repository",
-			"A repository was registered.", &sourceevents.RepositoryCreated{}},
+			"A repository was registered.", &sourceeventsv1.RepositoryCreated{}},
 		{"source", "sluice.source.change.received", "dev.cdeventsx.sluice-change.received.0.1.0", "change",
-			"A new commit was noticed on a watched branch (poll or webhook).", &sourceevents.ChangeReceived{}},
+			"A new commit was noticed on a watched branch (poll or webhook).", &sourceeventsv1.ChangeReceived{}},
 		{"source", "sluice.source.run.requested", "dev.cdeventsx.sluice-run.requested.0.1.0", "run",
-			"A run was requested with a valid pipeline; build takes it from its work queue.", &sourceevents.RunRequested{}},
+			"A run was requested with a valid pipeline; build takes it from its work queue.", &sourceeventsv1.RunRequested{}},
 		{"source", "sluice.source.run.finished", "dev.cdevents.pipelinerun.finished.0.3.0", "pipelineRun",
-			"A run reached its end state (succeeded or failed, with the reason).", &sourceevents.RunFinished{}},
+			"A run reached its end state (succeeded or failed, with the reason).", &sourceeventsv1.RunFinished{}},
 		{"build", "sluice.build.build.started", "dev.cdevents.build.started.0.3.0", "build",
-			"A build worker took a run (again, with a higher attempt, when it took a run over).", &buildevents.BuildStarted{}},
+			"A build worker took a run (again, with a higher attempt, when it took a run over).", &buildeventsv1.BuildStarted{}},
 		{"build", "sluice.build.step.finished", "dev.cdeventsx.sluice-step.finished.0.1.0", "step",
-			"A build step ended (succeeded, failed or timed out).", &buildevents.StepFinished{}},
+			"A build step ended (succeeded, failed or timed out).", &buildeventsv1.StepFinished{}},
 		{"build", "sluice.build.artifact.published", "dev.cdevents.artifact.published.0.3.0", "artifact",
-			"An artifact was stored in the artifact object store.", &buildevents.ArtifactPublished{}},
+			"An artifact was stored in the artifact object store.", &buildeventsv1.ArtifactPublished{}},
 		{"build", "sluice.build.build.finished", "dev.cdevents.build.finished.0.3.0", "build",
-			"A build ended; test starts on a successful one.", &buildevents.BuildFinished{}},
+			"A build ended; test starts on a successful one.", &buildeventsv1.BuildFinished{}},
 		{"test", "sluice.test.testrun.started", "dev.cdevents.testsuiterun.started.0.3.0", "testSuiteRun",
-			"Tests started for a successful build.", &testevents.TestRunStarted{}},
+			"Tests started for a successful build.", &testeventsv1.TestRunStarted{}},
 		{"test", "sluice.test.testrun.finished", "dev.cdevents.testsuiterun.finished.0.3.0", "testSuiteRun",
-			"Tests ended, with passed/failed/skipped counts; release starts on a passed one.", &testevents.TestRunFinished{}},
+			"Tests ended, with passed/failed/skipped counts; release starts on a passed one.", &testeventsv1.TestRunFinished{}},
 		{"release", "sluice.release.release.published", "dev.cdeventsx.sluice-release.published.0.1.0", "release",
-			"A new version was released, with its changelog and artifacts.", &releaseevents.ReleasePublished{}},
+			"A new version was released, with its changelog and artifacts.", &releaseeventsv1.ReleasePublished{}},
 		{"release", "sluice.release.service.deployed", "dev.cdevents.service.deployed.0.3.0", "service",
-			"A release was deployed to an environment and verified.", &releaseevents.ServiceDeployed{}},
+			"A release was deployed to an environment and verified.", &releaseeventsv1.ServiceDeployed{}},
 		{"release", "sluice.release.deployment.failed", "dev.cdeventsx.sluice-deployment.failed.0.1.0", "deployment",
-			"A deploy command or its verification failed.", &releaseevents.DeploymentFailed{}},
+			"A deploy command or its verification failed.", &releaseeventsv1.DeploymentFailed{}},
 		{"release", "sluice.release.service.rolledback", "dev.cdevents.service.rolledback.0.3.0", "service",
-			"An environment was rolled back to an earlier verified release.", &releaseevents.ServiceRolledBack{}},
+			"An environment was rolled back to an earlier verified release.", &releaseeventsv1.ServiceRolledBack{}},
 		{"release", "sluice.release.run.finished", "dev.cdeventsx.sluice-release.finished.0.1.0", "release",
-			"The release stage of a run ended: succeeded, failed or skipped.", &releaseevents.ReleaseFinished{}},
+			"The release stage of a run ended: succeeded, failed or skipped.", &releaseeventsv1.ReleaseFinished{}},
 		{"notify", "sluice.notify.delivery.succeeded", "dev.cdeventsx.sluice-delivery.succeeded.0.1.0", "delivery",
-			"An event was delivered to a subscriber.", &notifyevents.DeliverySucceeded{}},
+			"An event was delivered to a subscriber.", &notifyeventsv1.DeliverySucceeded{}},
 		{"notify", "sluice.notify.delivery.failed", "dev.cdeventsx.sluice-delivery.failed.0.1.0", "delivery",
-			"Every attempt to deliver an event to a subscriber failed; it was dead-lettered.", &notifyevents.DeliveryFailed{}},
+			"Every attempt to deliver an event to a subscriber failed; it was dead-lettered.", &notifyeventsv1.DeliveryFailed{}},
 	}
 }
 

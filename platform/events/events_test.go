@@ -23,7 +23,7 @@ import (
 	"github.com/sluicehq/sluice/platform/natsprovision"
 	"github.com/sluicehq/sluice/platform/natstest"
 	"github.com/sluicehq/sluice/platform/sqldb"
-	sourceevents "github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
+	"github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
 	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
 )
 
@@ -31,10 +31,10 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m, natstest.KnownLeaks()...)
 
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
-func runRequested(runID string) *sourceevents.RunRequested {
-	return &sourceevents.RunRequested{
+func runRequested(runID string) *sourceeventsv1.RunRequested {
+	return &sourceeventsv1.RunRequested{
 		RunId:      runID,
-		Repository: &sourceevents.RepositoryRef{Id: "r1", Name: "hello", Url: "/tmp/hello"},
+		Repository: &sourceeventsv1.RepositoryRef{Id: "r1", Name: "hello", Url: "/tmp/hello"},
 		Commit:     "0123456789abcdef0123456789abcdef01234567",
 		Branch:     "main",
 		Pipeline:   &sourcev1.Pipeline{Build: &sourcev1.BuildSpec{Steps: []*sourcev1.Step{{Name: "compile", Run: "true"}}}},
@@ -182,7 +182,7 @@ func TestOutboxPublishesInOrderAndConsumerIsIdempotent(t *testing.T) {
 			}
 			if first {
 				mu.Lock()
-				rr, ok := ev.Payload.(*sourceevents.RunRequested)
+				rr, ok := ev.Payload.(*sourceeventsv1.RunRequested)
 				if !ok {
 					return fmt.Errorf("payload %T", ev.Payload)
 				}

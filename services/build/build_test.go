@@ -18,7 +18,7 @@ import (
 	"github.com/sluicehq/sluice/platform/events"
 	"github.com/sluicehq/sluice/platform/sqldb/sqldbtest"
 
-	buildevents "github.com/sluicehq/sluice/proto/gen/sluice/build/events/v1"
+	"github.com/sluicehq/sluice/proto/gen/sluice/build/events/v1"
 	buildv1 "github.com/sluicehq/sluice/proto/gen/sluice/build/v1"
 	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
 	"github.com/sluicehq/sluice/services/build"
@@ -32,9 +32,9 @@ const (
 	subjFinished = "sluice.build.build.finished"
 )
 
-func finished(t *testing.T, rec *buildtest.Recorder, runID string) *buildevents.BuildFinished {
+func finished(t *testing.T, rec *buildtest.Recorder, runID string) *buildeventsv1.BuildFinished {
 	t.Helper()
-	return payload[*buildevents.BuildFinished](t, rec.WaitFor(t, runID, subjFinished))
+	return payload[*buildeventsv1.BuildFinished](t, rec.WaitFor(t, runID, subjFinished))
 }
 
 // payload is ev's payload as a T.
@@ -132,17 +132,17 @@ func TestBuildSucceeds(t *testing.T) {
 	if got := buildtest.Subjects(evs); !slices.Equal(got, want) {
 		t.Fatalf("events %v; want %v", got, want)
 	}
-	started := payload[*buildevents.BuildStarted](t, evs[0])
+	started := payload[*buildeventsv1.BuildStarted](t, evs[0])
 	if started.GetAttempt() != 1 || started.GetCommit() != repo.Commit {
 		t.Errorf("BuildStarted %v; want attempt 1 at %s", started, repo.Commit)
 	}
 	for i, name := range []string{"compile", "check"} {
-		sf := payload[*buildevents.StepFinished](t, evs[1+i])
+		sf := payload[*buildeventsv1.StepFinished](t, evs[1+i])
 		if sf.GetStep() != name || sf.GetStatus() != buildv1.StepStatus_STEP_STATUS_SUCCEEDED || sf.GetExitCode() != 0 {
 			t.Errorf("StepFinished %d: %v; want %s SUCCEEDED", i, sf, name)
 		}
 	}
-	if ap := payload[*buildevents.ArtifactPublished](t, evs[3]); ap.GetArtifact().GetSha256() != wantSHA {
+	if ap := payload[*buildeventsv1.ArtifactPublished](t, evs[3]); ap.GetArtifact().GetSha256() != wantSHA {
 		t.Errorf("ArtifactPublished %v; want sha256 %s", ap, wantSHA)
 	}
 	for _, ev := range evs {
@@ -490,7 +490,7 @@ func TestTakeoverOfBuildLeftRunning(t *testing.T) {
 	evs := rec.Of(runID)
 	var attempts []int32
 	for _, ev := range evs {
-		if s, ok := ev.Payload.(*buildevents.BuildStarted); ok {
+		if s, ok := ev.Payload.(*buildeventsv1.BuildStarted); ok {
 			attempts = append(attempts, s.GetAttempt())
 		}
 	}

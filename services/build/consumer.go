@@ -14,8 +14,8 @@ import (
 	"github.com/sluicehq/sluice/platform/apierror"
 	"github.com/sluicehq/sluice/platform/events"
 	"github.com/sluicehq/sluice/platform/steplog"
-	buildevents "github.com/sluicehq/sluice/proto/gen/sluice/build/events/v1"
-	sourceevents "github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
+	"github.com/sluicehq/sluice/proto/gen/sluice/build/events/v1"
+	"github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
 	"github.com/sluicehq/sluice/services/build/domain"
 )
 
@@ -31,7 +31,7 @@ const detachedTimeout = 10 * time.Second
 // the start; and on the consumer's last delivery a build that cannot
 // complete is ended FAILED, so that none stays RUNNING forever.
 func (s *Service) handleRunRequested(ctx context.Context, ev events.Event, d events.Delivery) error {
-	req, ok := ev.Payload.(*sourceevents.RunRequested)
+	req, ok := ev.Payload.(*sourceeventsv1.RunRequested)
 	if !ok {
 		return fmt.Errorf("%w: %s carries %T, not a RunRequested", events.ErrPermanent, ev.Kind.Type, ev.Payload)
 	}
@@ -119,7 +119,7 @@ func (s *Service) finish(ctx context.Context, run domain.Run, b domain.Build, le
 		return err
 	}
 	out := Outcome{Status: res.status(), Failure: res.failure, StepDuration: res.stepDuration, EndTime: end}
-	fin := &buildevents.BuildFinished{
+	fin := &buildeventsv1.BuildFinished{
 		RunId:         run.ID,
 		BuildId:       b.ID,
 		Repository:    repositoryRef(run.Repository),
@@ -252,7 +252,7 @@ func (s *Service) acquire(ctx context.Context, run domain.Run, log *slog.Logger)
 		now := time.Now().UTC()
 		if b.Claimable(now) {
 			lease := Lease{BuildID: b.ID, Attempt: b.Attempt + 1, WorkerID: s.cfg.WorkerID, TTL: s.leaseTTL()}
-			ev, err := events.New(&buildevents.BuildStarted{
+			ev, err := events.New(&buildeventsv1.BuildStarted{
 				RunId:      run.ID,
 				BuildId:    b.ID,
 				Repository: repositoryRef(run.Repository),
@@ -332,7 +332,7 @@ func (s *Service) keepLease(ctx context.Context, l Lease, lost context.CancelCau
 }
 
 // runFromEvent turns a RunRequested (validated on decode) into a domain run.
-func runFromEvent(req *sourceevents.RunRequested) (domain.Run, error) {
+func runFromEvent(req *sourceeventsv1.RunRequested) (domain.Run, error) {
 	if err := domain.CheckRunID(req.GetRunId()); err != nil {
 		return domain.Run{}, err
 	}
@@ -364,6 +364,6 @@ func runFromEvent(req *sourceevents.RunRequested) (domain.Run, error) {
 	return run, nil
 }
 
-func repositoryRef(r domain.Repository) *sourceevents.RepositoryRef {
-	return &sourceevents.RepositoryRef{Id: r.ID, Name: r.Name, Url: r.URL}
+func repositoryRef(r domain.Repository) *sourceeventsv1.RepositoryRef {
+	return &sourceeventsv1.RepositoryRef{Id: r.ID, Name: r.Name, Url: r.URL}
 }

@@ -20,7 +20,7 @@ import (
 	"github.com/sluicehq/sluice/platform/executor"
 	"github.com/sluicehq/sluice/platform/gitcheckout"
 	"github.com/sluicehq/sluice/platform/steplog"
-	buildevents "github.com/sluicehq/sluice/proto/gen/sluice/build/events/v1"
+	"github.com/sluicehq/sluice/proto/gen/sluice/build/events/v1"
 	"github.com/sluicehq/sluice/services/build/domain"
 )
 
@@ -83,7 +83,7 @@ func (s *Service) execute(ctx context.Context, run domain.Run, b domain.Build, l
 			return res, nil
 		}
 		w.Append("", steplog.Meta, fmt.Sprintf("--- artifact %s: %s, %d bytes, sha256 %s", a.Name, spec.Path, a.Size, a.SHA256))
-		ev, err := events.New(&buildevents.ArtifactPublished{RunId: run.ID, BuildId: b.ID, Artifact: artifactToProto(a)}, b.ID, run.ID)
+		ev, err := events.New(&buildeventsv1.ArtifactPublished{RunId: run.ID, BuildId: b.ID, Artifact: artifactToProto(a)}, b.ID, run.ID)
 		if err != nil {
 			return res, err
 		}
@@ -150,7 +150,7 @@ func (s *Service) runStep(ctx context.Context, run domain.Run, b domain.Build, l
 			step.Status = domain.StepFailed
 		}
 	}
-	ev, err := events.New(&buildevents.StepFinished{
+	ev, err := events.New(&buildeventsv1.StepFinished{
 		RunId:    run.ID,
 		BuildId:  b.ID,
 		Step:     st.Name,

@@ -12,10 +12,10 @@ import (
 
 	"connectrpc.com/connect"
 
-	buildevents "github.com/sluicehq/sluice/proto/gen/sluice/build/events/v1"
+	"github.com/sluicehq/sluice/proto/gen/sluice/build/events/v1"
 	notifyv1 "github.com/sluicehq/sluice/proto/gen/sluice/notify/v1"
 	"github.com/sluicehq/sluice/proto/gen/sluice/notify/v1/notifyv1connect"
-	sourceevents "github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
+	"github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
 )
 
 func TestSubscriptionsAPI(t *testing.T) {
@@ -227,8 +227,8 @@ func TestWatchEvents(t *testing.T) {
 		t.Errorf("consumers %s, want %s: one more on every stream", toString(got), toString(want))
 	}
 
-	run := e.publish(t, &sourceevents.RunFinished{RunId: "run-1", Repository: repo("hello")}, "run-1")
-	started := e.publish(t, &buildevents.BuildStarted{RunId: "run-1", BuildId: "build-1", Repository: repo("hello")}, "build-1")
+	run := e.publish(t, &sourceeventsv1.RunFinished{RunId: "run-1", Repository: repo("hello")}, "run-1")
+	started := e.publish(t, &buildeventsv1.BuildStarted{RunId: "run-1", BuildId: "build-1", Repository: repo("hello")}, "build-1")
 	finished := e.publish(t, buildFinished(), "build-1")
 
 	// The build watch skips the source event; the narrow one skips the start.

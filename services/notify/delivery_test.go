@@ -12,10 +12,10 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	buildevents "github.com/sluicehq/sluice/proto/gen/sluice/build/events/v1"
-	notifyevents "github.com/sluicehq/sluice/proto/gen/sluice/notify/events/v1"
+	"github.com/sluicehq/sluice/proto/gen/sluice/build/events/v1"
+	"github.com/sluicehq/sluice/proto/gen/sluice/notify/events/v1"
 	notifyv1 "github.com/sluicehq/sluice/proto/gen/sluice/notify/v1"
-	sourceevents "github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
+	"github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
 	"github.com/sluicehq/sluice/services/notify"
 	"github.com/sluicehq/sluice/services/notify/domain"
 )
@@ -78,7 +78,7 @@ func TestDeliveryRetriedUntilAccepted(t *testing.T) {
 	}
 
 	ev := e.notifyEvent(t, "sluice.notify.delivery.succeeded")
-	got, ok := ev.Payload.(*notifyevents.DeliverySucceeded)
+	got, ok := ev.Payload.(*notifyeventsv1.DeliverySucceeded)
 	if !ok || got.GetDeliveryId() != d.GetId() || got.GetEventId() != p.ev.ID || got.GetAttempts() != 4 ||
 		got.GetSubscriptionId() != sub.GetId() || ev.ChainID != "run-1" {
 		t.Errorf("DeliverySucceeded = %v (chain %q); want delivery %s of event %s after 4 attempts in chain run-1", got, ev.ChainID, d.GetId(), p.ev.ID)
@@ -155,9 +155,9 @@ func TestSubscriptionFilters(t *testing.T) {
 		EventTypes: []string{"dev.cdevents.build.started.0.3.0", "dev.cdevents.pipelinerun.*"}})
 
 	finished := e.publish(t, buildFinished(), "build-1")
-	started := e.publish(t, &buildevents.BuildStarted{RunId: "run-1", BuildId: "build-1", Repository: repo("hello")}, "build-1")
-	step := e.publish(t, &buildevents.StepFinished{RunId: "run-1", BuildId: "build-1", Step: "compile"}, "build-1/compile")
-	runOther := e.publish(t, &sourceevents.RunFinished{RunId: "run-1", Repository: repo("other")}, "run-1")
+	started := e.publish(t, &buildeventsv1.BuildStarted{RunId: "run-1", BuildId: "build-1", Repository: repo("hello")}, "build-1")
+	step := e.publish(t, &buildeventsv1.StepFinished{RunId: "run-1", BuildId: "build-1", Step: "compile"}, "build-1/compile")
+	runOther := e.publish(t, &sourceeventsv1.RunFinished{RunId: "run-1", Repository: repo("other")}, "run-1")
 	e.waitHandled(t, step)
 	e.waitHandled(t, runOther)
 
@@ -226,7 +226,7 @@ func TestDeliveryDeadLettered(t *testing.T) {
 		t.Errorf("subscriber got %d requests, want 3", got)
 	}
 	ev := e.notifyEvent(t, "sluice.notify.delivery.failed")
-	failed, ok := ev.Payload.(*notifyevents.DeliveryFailed)
+	failed, ok := ev.Payload.(*notifyeventsv1.DeliveryFailed)
 	if !ok || failed.GetDeliveryId() != d.GetId() || failed.GetEventId() != p.ev.ID || failed.GetAttempts() != 3 ||
 		failed.GetEventType() != p.ev.Kind.Type || !strings.Contains(failed.GetLastError(), "503") {
 		t.Errorf("DeliveryFailed = %v; want delivery %s of event %s, 3 attempts, last error with 503", failed, d.GetId(), p.ev.ID)

@@ -30,10 +30,10 @@ import (
 	"github.com/sluicehq/sluice/platform/natstest"
 	"github.com/sluicehq/sluice/platform/rpcserver"
 	"github.com/sluicehq/sluice/platform/sqldb/sqldbtest"
-	buildevents "github.com/sluicehq/sluice/proto/gen/sluice/build/events/v1"
+	"github.com/sluicehq/sluice/proto/gen/sluice/build/events/v1"
 	notifyv1 "github.com/sluicehq/sluice/proto/gen/sluice/notify/v1"
 	"github.com/sluicehq/sluice/proto/gen/sluice/notify/v1/notifyv1connect"
-	sourceevents "github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
+	"github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
 	"github.com/sluicehq/sluice/services/notify"
 )
 
@@ -331,11 +331,11 @@ func hmacHex(secret string, body []byte) string {
 	return "sha256=" + hex.EncodeToString(mac.Sum(nil))
 }
 
-func repo(name string) *sourceevents.RepositoryRef {
-	return &sourceevents.RepositoryRef{Id: "repo-" + name, Name: name, Url: "https://git.example.com/" + name + ".git"}
+func repo(name string) *sourceeventsv1.RepositoryRef {
+	return &sourceeventsv1.RepositoryRef{Id: "repo-" + name, Name: name, Url: "https://git.example.com/" + name + ".git"}
 }
 
 // buildFinished is a build of repository "hello".
-func buildFinished() *buildevents.BuildFinished {
-	return &buildevents.BuildFinished{RunId: "run-1", BuildId: "build-1", Repository: repo("hello"), Commit: "0123456789abcdef0123456789abcdef01234567"}
+func buildFinished() *buildeventsv1.BuildFinished {
+	return &buildeventsv1.BuildFinished{RunId: "run-1", BuildId: "build-1", Repository: repo("hello"), Commit: "0123456789abcdef0123456789abcdef01234567"}
 }

@@ -16,7 +16,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/sluicehq/sluice/platform/events"
-	notifyevents "github.com/sluicehq/sluice/proto/gen/sluice/notify/events/v1"
+	"github.com/sluicehq/sluice/proto/gen/sluice/notify/events/v1"
 	"github.com/sluicehq/sluice/services/notify/domain"
 )
 
@@ -241,7 +241,7 @@ func printable(b []byte) string {
 func (w *Worker) outcome(d domain.Delivery, a domain.Attempt) (Outcome, error) {
 	switch {
 	case a.Succeeded():
-		ev, err := events.New(&notifyevents.DeliverySucceeded{
+		ev, err := events.New(&notifyeventsv1.DeliverySucceeded{
 			DeliveryId:     d.ID,
 			SubscriptionId: d.SubscriptionID,
 			EventId:        d.EventID,
@@ -250,7 +250,7 @@ func (w *Worker) outcome(d domain.Delivery, a domain.Attempt) (Outcome, error) {
 		}, d.ID, d.ChainID)
 		return Outcome{Status: domain.StatusSucceeded, Event: &ev}, err
 	case w.retry.Exhausted(a.Number):
-		ev, err := events.New(&notifyevents.DeliveryFailed{
+		ev, err := events.New(&notifyeventsv1.DeliveryFailed{
 			DeliveryId:     d.ID,
 			SubscriptionId: d.SubscriptionID,
 			EventId:        d.EventID,

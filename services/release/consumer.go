@@ -13,9 +13,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	buildv1 "github.com/sluicehq/sluice/proto/gen/sluice/build/v1"
-	releaseevents "github.com/sluicehq/sluice/proto/gen/sluice/release/events/v1"
+	"github.com/sluicehq/sluice/proto/gen/sluice/release/events/v1"
 	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
-	testevents "github.com/sluicehq/sluice/proto/gen/sluice/test/events/v1"
+	"github.com/sluicehq/sluice/proto/gen/sluice/test/events/v1"
 	testv1 "github.com/sluicehq/sluice/proto/gen/sluice/test/v1"
 
 	"github.com/sluicehq/sluice/platform/events"
@@ -74,7 +74,7 @@ func (s *Service) HandleTestRunFinished(ctx context.Context, ev events.Event, d 
 // go on. A deployment left in progress is failed too: whether its command
 // changed the environment is unknown, and the reason says so.
 func (s *Service) giveUp(ctx context.Context, ev events.Event, d events.Delivery, cause error) error {
-	p, ok := ev.Payload.(*testevents.TestRunFinished)
+	p, ok := ev.Payload.(*testeventsv1.TestRunFinished)
 	if !ok || p.GetRunId() == "" || p.GetRepository() == nil {
 		return cause
 	}
@@ -93,7 +93,7 @@ func (s *Service) giveUp(ctx context.Context, ev events.Event, d events.Delivery
 		reason += "; a deployment was interrupted and its environment may need `sluice rollback`"
 	}
 	s.log.Error("release stage failed on its last delivery", slog.String("run_id", st.runID), slog.Any("error", cause))
-	if err := s.finish(dctx, st, releaseevents.ReleaseOutcome_RELEASE_OUTCOME_FAILED, "", reason, false); err != nil {
+	if err := s.finish(dctx, st, releaseeventsv1.ReleaseOutcome_RELEASE_OUTCOME_FAILED, "", reason, false); err != nil {
 		return errors.Join(cause, err)
 	}
 	return nil
@@ -107,7 +107,7 @@ func detached(ctx context.Context) (context.Context, context.CancelFunc) {
 
 // releaseStage runs the stage; see HandleTestRunFinished.
 func (s *Service) releaseStage(ctx context.Context, ev events.Event) error {
-	p, ok := ev.Payload.(*testevents.TestRunFinished)
+	p, ok := ev.Payload.(*testeventsv1.TestRunFinished)
 	if !ok {
 		return fmt.Errorf("%w: release-tests got a %s, want a TestRunFinished", events.ErrPermanent, ev.Kind.Type)
 	}
@@ -134,7 +134,7 @@ func (s *Service) releaseStage(ctx context.Context, ev events.Event) error {
 	got, err := s.source.GetRun(ctx, &sourcev1.GetRunRequest{RunId: st.runID})
 	if err != nil {
 		if connect.CodeOf(err) == connect.CodeNotFound {
-			return s.finish(ctx, st, releaseevents.ReleaseOutcome_RELEASE_OUTCOME_FAILED, "",
+			return s.finish(ctx, st, releaseeventsv1.ReleaseOutcome_RELEASE_OUTCOME_FAILED, "",
 				fmt.Sprintf("source does not know run %s", st.runID), false)
 		}
 		return fmt.Errorf("get run %s from source: %w", st.runID, err)
@@ -143,11 +143,11 @@ func (s *Service) releaseStage(ctx context.Context, ev events.Event) error {
 	spec := releaseSpecOf(run.GetPipeline())
 	if reason := spec.SkipReason(run.GetBranch()); reason != "" {
 		st.log.Info("release skipped", slog.String("reason", reason))
-		return s.finish(ctx, st, releaseevents.ReleaseOutcome_RELEASE_OUTCOME_SKIPPED, "", reason, false)
+		return s.finish(ctx, st, releaseeventsv1.ReleaseOutcome_RELEASE_OUTCOME_SKIPPED, "", reason, false)
 	}
 	for _, env := range spec.Environments {
 		if !safeName.MatchString(env.Name) {
-			return s.finish(ctx, st, releaseevents.ReleaseOutcome_RELEASE_OUTCOME_FAILED, "",
+			return s.finish(ctx, st, releaseeventsv1.ReleaseOutcome_RELEASE_OUTCOME_FAILED, "",
 				fmt.Sprintf("environment name %q cannot name a directory", env.Name), false)
 		}
 	}
@@ -164,11 +164,11 @@ func (s *Service) releaseStage(ctx context.Context, ev events.Event) error {
 		if res.failed {
 			st.log.Warn("release failed", slog.String("version", rel.Version.String()),
 				slog.String("environment", env.Name), slog.String("reason", res.reason))
-			return s.finish(ctx, st, releaseevents.ReleaseOutcome_RELEASE_OUTCOME_FAILED, rel.Version.String(), res.reason, res.rolledBack)
+			return s.finish(ctx, st, releaseeventsv1.ReleaseOutcome_RELEASE_OUTCOME_FAILED, rel.Version.String(), res.reason, res.rolledBack)
 		}
 	}
 	st.log.Info("released", slog.String("version", rel.Version.String()))
-	return s.finish(ctx, st, releaseevents.ReleaseOutcome_RELEASE_OUTCOME_SUCCEEDED, rel.Version.String(), "", false)
+	return s.finish(ctx, st, releaseeventsv1.ReleaseOutcome_RELEASE_OUTCOME_SUCCEEDED, rel.Version.String(), "", false)
 }
 
 // releaseSpecOf turns the pipeline's release section into domain terms.
@@ -194,7 +194,7 @@ func releaseSpecOf(p *sourcev1.Pipeline) domain.ReleaseSpec {
 }
 
 // finish ends the run's release stage and announces it, once.
-func (s *Service) finish(ctx context.Context, st stage, outcome releaseevents.ReleaseOutcome, version, reason string, rolledBack bool) error {
+func (s *Service) finish(ctx context.Context, st stage, outcome releaseeventsv1.ReleaseOutcome, version, reason string, rolledBack bool) error {
 	ctx, cancel := detached(ctx)
 	defer cancel()
 	return s.inTx(ctx, func(tx *sql.Tx) error {
@@ -202,7 +202,7 @@ func (s *Service) finish(ctx context.Context, st stage, outcome releaseevents.Re
 		if err != nil || !first {
 			return err
 		}
-		return enqueue(ctx, tx, &releaseevents.ReleaseFinished{
+		return enqueue(ctx, tx, &releaseeventsv1.ReleaseFinished{
 			RunId:      st.runID,
 			Repository: repositoryRef(st.repo),
 			Outcome:    outcome,
@@ -213,13 +213,13 @@ func (s *Service) finish(ctx context.Context, st stage, outcome releaseevents.Re
 	})
 }
 
-func outcomeName(o releaseevents.ReleaseOutcome) string {
+func outcomeName(o releaseeventsv1.ReleaseOutcome) string {
 	switch o {
-	case releaseevents.ReleaseOutcome_RELEASE_OUTCOME_SUCCEEDED:
+	case releaseeventsv1.ReleaseOutcome_RELEASE_OUTCOME_SUCCEEDED:
 		return "SUCCEEDED"
-	case releaseevents.ReleaseOutcome_RELEASE_OUTCOME_FAILED:
+	case releaseeventsv1.ReleaseOutcome_RELEASE_OUTCOME_FAILED:
 		return "FAILED"
-	case releaseevents.ReleaseOutcome_RELEASE_OUTCOME_SKIPPED:
+	case releaseeventsv1.ReleaseOutcome_RELEASE_OUTCOME_SKIPPED:
 		return "SKIPPED"
 	}
 	return ""
@@ -304,7 +304,7 @@ func (s *Service) ensureRelease(ctx context.Context, st stage, rec stageRun, run
 		if err := setRunRelease(ctx, tx, st.runID, rel.ID); err != nil {
 			return err
 		}
-		return enqueue(ctx, tx, &releaseevents.ReleasePublished{
+		return enqueue(ctx, tx, &releaseeventsv1.ReleasePublished{
 			RunId:      st.runID,
 			Repository: repositoryRef(st.repo),
 			Release:    releaseProto(rel),
@@ -406,7 +406,7 @@ func (s *Service) recordDeployment(ctx context.Context, st stage, rel domain.Rel
 			if err := setReleaseStatus(ctx, tx, rel.ID, domain.ReleaseDeployed); err != nil {
 				return err
 			}
-			return enqueue(ctx, tx, &releaseevents.ServiceDeployed{
+			return enqueue(ctx, tx, &releaseeventsv1.ServiceDeployed{
 				RunId: st.runID, Repository: repositoryRef(st.repo), Deployment: deploymentProto(d),
 			}, d.ID, st.runID)
 		}
@@ -415,7 +415,7 @@ func (s *Service) recordDeployment(ctx context.Context, st stage, rel domain.Rel
 				return err
 			}
 		}
-		return enqueue(ctx, tx, &releaseevents.DeploymentFailed{
+		return enqueue(ctx, tx, &releaseeventsv1.DeploymentFailed{
 			RunId: st.runID, Repository: repositoryRef(st.repo), Deployment: deploymentProto(d),
 		}, d.ID, st.runID)
 	})
@@ -498,11 +498,11 @@ func (s *Service) recordRollback(ctx context.Context, st stage, from, to domain.
 			return err
 		}
 		if rb.Status != domain.DeploymentVerified {
-			return enqueue(ctx, tx, &releaseevents.DeploymentFailed{
+			return enqueue(ctx, tx, &releaseeventsv1.DeploymentFailed{
 				RunId: st.runID, Repository: repositoryRef(st.repo), Deployment: deploymentProto(rb),
 			}, rb.ID, st.runID)
 		}
-		return enqueue(ctx, tx, &releaseevents.ServiceRolledBack{
+		return enqueue(ctx, tx, &releaseeventsv1.ServiceRolledBack{
 			RunId:       st.runID,
 			Repository:  repositoryRef(st.repo),
 			Environment: rb.Environment,

@@ -6,13 +6,13 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	releasev1 "github.com/sluicehq/sluice/proto/gen/sluice/release/v1"
-	sourceevents "github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
+	"github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
 
 	"github.com/sluicehq/sluice/services/release/domain"
 )
 
-func repositoryRef(r domain.Repository) *sourceevents.RepositoryRef {
-	return &sourceevents.RepositoryRef{Id: r.ID, Name: r.Name, Url: r.URL}
+func repositoryRef(r domain.Repository) *sourceeventsv1.RepositoryRef {
+	return &sourceeventsv1.RepositoryRef{Id: r.ID, Name: r.Name, Url: r.URL}
 }
 
 func timestampOf(t time.Time) *timestamppb.Timestamp {

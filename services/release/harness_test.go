@@ -33,12 +33,12 @@ import (
 	"github.com/sluicehq/sluice/deploy"
 	buildv1 "github.com/sluicehq/sluice/proto/gen/sluice/build/v1"
 	"github.com/sluicehq/sluice/proto/gen/sluice/build/v1/buildv1connect"
-	releaseevents "github.com/sluicehq/sluice/proto/gen/sluice/release/events/v1"
+	"github.com/sluicehq/sluice/proto/gen/sluice/release/events/v1"
 	"github.com/sluicehq/sluice/proto/gen/sluice/release/v1/releasev1connect"
-	sourceevents "github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
+	"github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
 	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
 	"github.com/sluicehq/sluice/proto/gen/sluice/source/v1/sourcev1connect"
-	testevents "github.com/sluicehq/sluice/proto/gen/sluice/test/events/v1"
+	"github.com/sluicehq/sluice/proto/gen/sluice/test/events/v1"
 	testv1 "github.com/sluicehq/sluice/proto/gen/sluice/test/v1"
 
 	"github.com/sluicehq/sluice/platform/events"
@@ -303,10 +303,10 @@ func (h *harness) runWithSHA(commit, branch string, pipeline *sourcev1.Pipeline,
 
 func (h *harness) publishTestRun(runID, commit, branch string, status testv1.TestRunStatus) {
 	h.t.Helper()
-	ev, err := events.New(&testevents.TestRunFinished{
+	ev, err := events.New(&testeventsv1.TestRunFinished{
 		RunId:      runID,
 		TestRunId:  uuid.Must(uuid.NewV7()).String(),
-		Repository: &sourceevents.RepositoryRef{Id: "repo-1", Name: repoName, Url: h.repoDir},
+		Repository: &sourceeventsv1.RepositoryRef{Id: "repo-1", Name: repoName, Url: h.repoDir},
 		Commit:     commit,
 		Branch:     branch,
 		Status:     status,
@@ -326,17 +326,17 @@ func (h *harness) publishTestRun(runID, commit, branch string, status testv1.Tes
 }
 
 // finished waits for the ReleaseFinished of runID.
-func (h *harness) finished(runID string) *releaseevents.ReleaseFinished {
+func (h *harness) finished(runID string) *releaseeventsv1.ReleaseFinished {
 	h.t.Helper()
-	return waitEvent(h.t, h.events, func(f *releaseevents.ReleaseFinished) bool { return f.GetRunId() == runID })
+	return waitEvent(h.t, h.events, func(f *releaseeventsv1.ReleaseFinished) bool { return f.GetRunId() == runID })
 }
 
 // release runs commit on main and requires it to succeed.
-func (h *harness) release(commit string) (runID string, finished *releaseevents.ReleaseFinished) {
+func (h *harness) release(commit string) (runID string, finished *releaseeventsv1.ReleaseFinished) {
 	h.t.Helper()
 	runID = h.run(commit, "main", h.pipeline())
 	finished = h.finished(runID)
-	if finished.GetOutcome() != releaseevents.ReleaseOutcome_RELEASE_OUTCOME_SUCCEEDED {
+	if finished.GetOutcome() != releaseeventsv1.ReleaseOutcome_RELEASE_OUTCOME_SUCCEEDED {
 		h.t.Fatalf("release of %s: %v (%s), want SUCCEEDED", commit[:7], finished.GetOutcome(), finished.GetReason())
 	}
 	return runID, finished

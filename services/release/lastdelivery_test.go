@@ -12,9 +12,9 @@ import (
 
 	"github.com/sluicehq/sluice/platform/events"
 	"github.com/sluicehq/sluice/platform/executor"
-	sourceevents "github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
+	"github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
 	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
-	testevents "github.com/sluicehq/sluice/proto/gen/sluice/test/events/v1"
+	"github.com/sluicehq/sluice/proto/gen/sluice/test/events/v1"
 	testv1 "github.com/sluicehq/sluice/proto/gen/sluice/test/v1"
 )
 
@@ -58,9 +58,9 @@ func TestLastDeliveryEndsTheStageFailed(t *testing.T) {
 		Id: runID, RepositoryId: "repo-1", Repository: repoName, Commit: commit, Branch: "main", Ref: "main",
 		Pipeline: h.pipeline(),
 	})
-	ev, err := events.New(&testevents.TestRunFinished{
+	ev, err := events.New(&testeventsv1.TestRunFinished{
 		RunId: runID, TestRunId: "t-" + runID, Commit: commit, Branch: "main",
-		Repository: &sourceevents.RepositoryRef{Id: "repo-1", Name: repoName, Url: h.repoDir},
+		Repository: &sourceeventsv1.RepositoryRef{Id: "repo-1", Name: repoName, Url: h.repoDir},
 		Status:     testv1.TestRunStatus_TEST_RUN_STATUS_PASSED,
 	}, "t-"+runID, runID)
 	if err != nil {

@@ -11,7 +11,7 @@ import (
 
 	"connectrpc.com/connect"
 
-	releaseevents "github.com/sluicehq/sluice/proto/gen/sluice/release/events/v1"
+	"github.com/sluicehq/sluice/proto/gen/sluice/release/events/v1"
 	releasev1 "github.com/sluicehq/sluice/proto/gen/sluice/release/v1"
 	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
 	testv1 "github.com/sluicehq/sluice/proto/gen/sluice/test/v1"
@@ -25,7 +25,7 @@ func TestFirstReleaseDeploysAndVerifiesEveryEnvironment(t *testing.T) {
 	if fin.GetVersion() != "v0.1.0" || fin.GetRolledBack() || fin.GetRepository().GetName() != repoName {
 		t.Fatalf("ReleaseFinished = %v", fin)
 	}
-	published := eventsOf[*releaseevents.ReleasePublished](h.events, runID)
+	published := eventsOf[*releaseeventsv1.ReleasePublished](h.events, runID)
 	if len(published) != 1 {
 		t.Fatalf("%d ReleasePublished, want 1", len(published))
 	}
@@ -44,7 +44,7 @@ func TestFirstReleaseDeploysAndVerifiesEveryEnvironment(t *testing.T) {
 	}
 
 	// Both environments, in order, each deployed once and verified.
-	deployed := eventsOf[*releaseevents.ServiceDeployed](h.events, runID)
+	deployed := eventsOf[*releaseeventsv1.ServiceDeployed](h.events, runID)
 	var envs []string
 	for _, d := range deployed {
 		dep := d.GetDeployment()
@@ -101,7 +101,7 @@ func TestFeatureCommitBumpsMinorWithChangelog(t *testing.T) {
 	if fin.GetVersion() != "v0.2.0" {
 		t.Fatalf("version = %s, want v0.2.0", fin.GetVersion())
 	}
-	rel := eventsOf[*releaseevents.ReleasePublished](h.events, runID)[0].GetRelease()
+	rel := eventsOf[*releaseeventsv1.ReleasePublished](h.events, runID)[0].GetRelease()
 	want := "### Features\n\n- feat(api): greet users (" + feat[:7] + ")\n\n### Fixes\n\n- fix: greet politely (" + fix[:7] + ")\n"
 	if rel.GetChangelog() != want {
 		t.Fatalf("changelog =\n%s\nwant\n%s", rel.GetChangelog(), want)
@@ -131,11 +131,11 @@ func TestFailedVerificationMarksReleaseBadAndRollsBack(t *testing.T) {
 	fin := h.finished(runID)
 
 	wantReason := "verification failed on staging: GET " + h.health.URL + "/staging: 503 Service Unavailable after 1s; rolled back staging to v0.1.0"
-	if fin.GetOutcome() != releaseevents.ReleaseOutcome_RELEASE_OUTCOME_FAILED || !fin.GetRolledBack() ||
+	if fin.GetOutcome() != releaseeventsv1.ReleaseOutcome_RELEASE_OUTCOME_FAILED || !fin.GetRolledBack() ||
 		fin.GetVersion() != "v0.1.1" || fin.GetReason() != wantReason {
 		t.Fatalf("ReleaseFinished = %v\nwant FAILED, v0.1.1, rolled back, reason %q", fin, wantReason)
 	}
-	failed := eventsOf[*releaseevents.DeploymentFailed](h.events, runID)
+	failed := eventsOf[*releaseeventsv1.DeploymentFailed](h.events, runID)
 	if len(failed) != 1 {
 		t.Fatalf("%d DeploymentFailed, want 1", len(failed))
 	}
@@ -144,7 +144,7 @@ func TestFailedVerificationMarksReleaseBadAndRollsBack(t *testing.T) {
 		d.GetReason() != "verification failed: GET "+h.health.URL+"/staging: 503 Service Unavailable after 1s" {
 		t.Fatalf("failed deployment = %v", d)
 	}
-	rolled := eventsOf[*releaseevents.ServiceRolledBack](h.events, runID)
+	rolled := eventsOf[*releaseeventsv1.ServiceRolledBack](h.events, runID)
 	if len(rolled) != 1 {
 		t.Fatalf("%d ServiceRolledBack, want 1", len(rolled))
 	}
@@ -153,7 +153,7 @@ func TestFailedVerificationMarksReleaseBadAndRollsBack(t *testing.T) {
 		!strings.HasPrefix(r.GetReason(), "verification failed on staging") {
 		t.Fatalf("ServiceRolledBack = %v", r)
 	}
-	if n := len(eventsOf[*releaseevents.ServiceDeployed](h.events, runID)); n != 0 {
+	if n := len(eventsOf[*releaseeventsv1.ServiceDeployed](h.events, runID)); n != 0 {
 		t.Fatalf("%d ServiceDeployed for the bad release, want 0", n)
 	}
 
@@ -214,10 +214,10 @@ func TestFailedFirstDeployHasNothingToRollBackTo(t *testing.T) {
 	runID := h.run(commit, "main", h.pipeline())
 	fin := h.finished(runID)
 	want := "deploy exited with code 3 on staging; no earlier verified release of staging to roll back to"
-	if fin.GetOutcome() != releaseevents.ReleaseOutcome_RELEASE_OUTCOME_FAILED || fin.GetRolledBack() || fin.GetReason() != want {
+	if fin.GetOutcome() != releaseeventsv1.ReleaseOutcome_RELEASE_OUTCOME_FAILED || fin.GetRolledBack() || fin.GetReason() != want {
 		t.Fatalf("ReleaseFinished = %v, want FAILED, not rolled back, %q", fin, want)
 	}
-	if n := len(eventsOf[*releaseevents.ServiceRolledBack](h.events, runID)); n != 0 {
+	if n := len(eventsOf[*releaseeventsv1.ServiceRolledBack](h.events, runID)); n != 0 {
 		t.Fatalf("%d ServiceRolledBack, want 0", n)
 	}
 	deps, err := h.client.ListDeployments(context.Background(), &releasev1.ListDeploymentsRequest{Repository: repoName})
@@ -244,13 +244,13 @@ func TestFailedRollbackIsReported(t *testing.T) {
 	verifyFailed := "verification failed: GET " + h.health.URL + "/staging: 503 Service Unavailable after 1s"
 	want := "verification failed on staging: GET " + h.health.URL + "/staging: 503 Service Unavailable after 1s" +
 		"; rolling back staging to v0.1.0 failed: " + verifyFailed
-	if fin.GetOutcome() != releaseevents.ReleaseOutcome_RELEASE_OUTCOME_FAILED || fin.GetRolledBack() || fin.GetReason() != want {
+	if fin.GetOutcome() != releaseeventsv1.ReleaseOutcome_RELEASE_OUTCOME_FAILED || fin.GetRolledBack() || fin.GetReason() != want {
 		t.Fatalf("ReleaseFinished = %v\nwant FAILED, not rolled back, %q", fin, want)
 	}
-	if n := len(eventsOf[*releaseevents.ServiceRolledBack](h.events, runID)); n != 0 {
+	if n := len(eventsOf[*releaseeventsv1.ServiceRolledBack](h.events, runID)); n != 0 {
 		t.Fatalf("%d ServiceRolledBack for a failed rollback, want 0", n)
 	}
-	failed := eventsOf[*releaseevents.DeploymentFailed](h.events, runID)
+	failed := eventsOf[*releaseeventsv1.DeploymentFailed](h.events, runID)
 	if len(failed) != 2 || failed[0].GetDeployment().GetRollback() || !failed[1].GetDeployment().GetRollback() ||
 		failed[1].GetDeployment().GetVersion() != "v0.1.0" {
 		t.Fatalf("DeploymentFailed = %v, want the deploy then the rollback", failed)
@@ -266,7 +266,7 @@ func TestArtifactChecksumMismatchFailsWithoutTouchingTheEnvironment(t *testing.T
 	commit := h.commit("fix: anything", map[string]string{"greeting": "x\n"})
 	runID := h.runWithSHA(commit, "main", h.pipeline(), strings.Repeat("0", 64))
 	fin := h.finished(runID)
-	if fin.GetOutcome() != releaseevents.ReleaseOutcome_RELEASE_OUTCOME_FAILED || fin.GetRolledBack() ||
+	if fin.GetOutcome() != releaseeventsv1.ReleaseOutcome_RELEASE_OUTCOME_FAILED || fin.GetRolledBack() ||
 		!strings.HasPrefix(fin.GetReason(), "preparing the deploy failed on staging: artifact app: sha256 of "+runID+"/app is ") ||
 		!strings.HasSuffix(fin.GetReason(), "but build recorded "+strings.Repeat("0", 64)+"; staging was not changed") {
 		t.Fatalf("ReleaseFinished = %v", fin)
@@ -292,18 +292,18 @@ func TestNonReleaseBranchIsSkipped(t *testing.T) {
 	h.publishTestRun(failedRun, commit, "main", testv1.TestRunStatus_TEST_RUN_STATUS_FAILED)
 	runID := h.run(commit, "feature", h.pipeline())
 	fin := h.finished(runID)
-	if fin.GetOutcome() != releaseevents.ReleaseOutcome_RELEASE_OUTCOME_SKIPPED ||
+	if fin.GetOutcome() != releaseeventsv1.ReleaseOutcome_RELEASE_OUTCOME_SKIPPED ||
 		fin.GetReason() != `branch "feature" is not a release branch (main)` || fin.GetVersion() != "" {
 		t.Fatalf("ReleaseFinished = %v", fin)
 	}
 	// A pipeline without a release section is skipped too.
 	noRelease := h.run(commit, "main", &sourcev1.Pipeline{})
-	if fin := h.finished(noRelease); fin.GetOutcome() != releaseevents.ReleaseOutcome_RELEASE_OUTCOME_SKIPPED ||
+	if fin := h.finished(noRelease); fin.GetOutcome() != releaseeventsv1.ReleaseOutcome_RELEASE_OUTCOME_SKIPPED ||
 		fin.GetReason() != "the pipeline has no release section" {
 		t.Fatalf("ReleaseFinished = %v", fin)
 	}
 	h.waitConsumed(3)
-	if evs := eventsOf[*releaseevents.ReleaseFinished](h.events, failedRun); len(evs) != 0 {
+	if evs := eventsOf[*releaseeventsv1.ReleaseFinished](h.events, failedRun); len(evs) != 0 {
 		t.Fatalf("release events for a run whose tests failed: %v", evs)
 	}
 	rels, err := h.client.ListReleases(context.Background(), &releasev1.ListReleasesRequest{Repository: repoName})
@@ -324,20 +324,20 @@ func TestDuplicateTestRunFinishedReleasesAndDeploysOnce(t *testing.T) {
 	runID := h.run(commit, "main", h.pipeline())
 	// The same run again, as another event: the two are handled at once.
 	h.publishTestRun(runID, commit, "main", testv1.TestRunStatus_TEST_RUN_STATUS_PASSED)
-	if fin := h.finished(runID); fin.GetOutcome() != releaseevents.ReleaseOutcome_RELEASE_OUTCOME_SUCCEEDED {
+	if fin := h.finished(runID); fin.GetOutcome() != releaseeventsv1.ReleaseOutcome_RELEASE_OUTCOME_SUCCEEDED {
 		t.Fatalf("ReleaseFinished = %v", fin)
 	}
 	// And once more after the stage finished.
 	h.publishTestRun(runID, commit, "main", testv1.TestRunStatus_TEST_RUN_STATUS_PASSED)
 	h.waitConsumed(3)
 
-	if n := len(eventsOf[*releaseevents.ReleasePublished](h.events, runID)); n != 1 {
+	if n := len(eventsOf[*releaseeventsv1.ReleasePublished](h.events, runID)); n != 1 {
 		t.Errorf("%d ReleasePublished, want 1", n)
 	}
-	if n := len(eventsOf[*releaseevents.ServiceDeployed](h.events, runID)); n != 2 {
+	if n := len(eventsOf[*releaseeventsv1.ServiceDeployed](h.events, runID)); n != 2 {
 		t.Errorf("%d ServiceDeployed, want 2 (staging, production)", n)
 	}
-	if n := len(eventsOf[*releaseevents.ReleaseFinished](h.events, runID)); n != 1 {
+	if n := len(eventsOf[*releaseeventsv1.ReleaseFinished](h.events, runID)); n != 1 {
 		t.Errorf("%d ReleaseFinished, want 1", n)
 	}
 	for _, env := range []string{"staging", "production"} {
@@ -358,7 +358,7 @@ func TestDuplicateTestRunFinishedReleasesAndDeploysOnce(t *testing.T) {
 	if fin.GetVersion() != "v0.1.0" {
 		t.Fatalf("re-run of a released commit got %s, want v0.1.0", fin.GetVersion())
 	}
-	if n := len(eventsOf[*releaseevents.ReleasePublished](h.events, again)); n != 0 {
+	if n := len(eventsOf[*releaseeventsv1.ReleasePublished](h.events, again)); n != 0 {
 		t.Fatalf("re-run published the release again")
 	}
 	if got := h.deploys("staging"); len(got) != 2 {
@@ -388,14 +388,14 @@ func TestInterruptedDeployIsFailedNotRerunAndRolledBack(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	stopApp(t, h.app) // the "crash": the deploy is killed mid-way
-	if n := len(eventsOf[*releaseevents.ReleaseFinished](h.events, runID)); n != 0 {
+	if n := len(eventsOf[*releaseeventsv1.ReleaseFinished](h.events, runID)); n != 0 {
 		t.Fatalf("release finished although it was interrupted")
 	}
 
 	h.start() // the event is redelivered to the new process
 	fin := h.finished(runID)
 	want := "interrupted on staging: the release service stopped during the deploy; rolled back staging to v0.1.0"
-	if fin.GetOutcome() != releaseevents.ReleaseOutcome_RELEASE_OUTCOME_FAILED || !fin.GetRolledBack() || fin.GetReason() != want {
+	if fin.GetOutcome() != releaseeventsv1.ReleaseOutcome_RELEASE_OUTCOME_FAILED || !fin.GetRolledBack() || fin.GetReason() != want {
 		t.Fatalf("ReleaseFinished = %v, want FAILED, rolled back, %q", fin, want)
 	}
 	if got := strings.TrimSpace(h.state("staging", "hung")); got != "v0.2.0" {
@@ -404,7 +404,7 @@ func TestInterruptedDeployIsFailedNotRerunAndRolledBack(t *testing.T) {
 	if got := strings.TrimSpace(h.state("staging", "current")); got != "v0.1.0" {
 		t.Fatalf("staging runs %s, want v0.1.0", got)
 	}
-	failed := eventsOf[*releaseevents.DeploymentFailed](h.events, runID)
+	failed := eventsOf[*releaseeventsv1.DeploymentFailed](h.events, runID)
 	if len(failed) != 1 || failed[0].GetDeployment().GetReason() != "interrupted: the release service stopped during the deploy" {
 		t.Fatalf("DeploymentFailed = %v", failed)
 	}
@@ -430,7 +430,7 @@ func TestRollbackRPC(t *testing.T) {
 	if got := strings.TrimSpace(h.state("production", "current")); got != "v0.2.0" {
 		t.Fatalf("production runs %s, want v0.2.0 (untouched)", got)
 	}
-	ev := waitEvent(t, h.events, func(r *releaseevents.ServiceRolledBack) bool { return r.GetDeployment().GetId() == d.GetId() })
+	ev := waitEvent(t, h.events, func(r *releaseeventsv1.ServiceRolledBack) bool { return r.GetDeployment().GetId() == d.GetId() })
 	if ev.GetFromVersion() != "v0.2.0" || ev.GetToVersion() != "v0.1.0" || ev.GetEnvironment() != "staging" {
 		t.Fatalf("ServiceRolledBack = %v", ev)
 	}

@@ -7,7 +7,7 @@ import (
 	"log/slog"
 	"time"
 
-	releaseevents "github.com/sluicehq/sluice/proto/gen/sluice/release/events/v1"
+	"github.com/sluicehq/sluice/proto/gen/sluice/release/events/v1"
 
 	"github.com/sluicehq/sluice/platform/apierror"
 	"github.com/sluicehq/sluice/services/release/domain"
@@ -156,7 +156,7 @@ func (s *Service) recordManualRollback(ctx context.Context, target domain.Releas
 			return err
 		}
 		if d.Status != domain.DeploymentVerified {
-			return enqueue(ctx, tx, &releaseevents.DeploymentFailed{
+			return enqueue(ctx, tx, &releaseeventsv1.DeploymentFailed{
 				Repository: repositoryRef(target.Repository), Deployment: deploymentProto(d),
 			}, d.ID, "")
 		}
@@ -171,7 +171,7 @@ func (s *Service) recordManualRollback(ctx context.Context, target domain.Releas
 		if err := setReleaseStatus(ctx, tx, target.ID, domain.ReleaseDeployed); err != nil {
 			return err
 		}
-		return enqueue(ctx, tx, &releaseevents.ServiceRolledBack{
+		return enqueue(ctx, tx, &releaseeventsv1.ServiceRolledBack{
 			Repository:  repositoryRef(target.Repository),
 			Environment: d.Environment,
 			FromVersion: from,

@@ -15,10 +15,10 @@ import (
 
 	"github.com/sluicehq/sluice/platform/apierror"
 	"github.com/sluicehq/sluice/platform/events"
-	buildevents "github.com/sluicehq/sluice/proto/gen/sluice/build/events/v1"
+	"github.com/sluicehq/sluice/proto/gen/sluice/build/events/v1"
 	buildv1 "github.com/sluicehq/sluice/proto/gen/sluice/build/v1"
-	releaseevents "github.com/sluicehq/sluice/proto/gen/sluice/release/events/v1"
-	testevents "github.com/sluicehq/sluice/proto/gen/sluice/test/events/v1"
+	"github.com/sluicehq/sluice/proto/gen/sluice/release/events/v1"
+	"github.com/sluicehq/sluice/proto/gen/sluice/test/events/v1"
 	testv1 "github.com/sluicehq/sluice/proto/gen/sluice/test/v1"
 	"github.com/sluicehq/sluice/services/source/domain"
 )
@@ -115,20 +115,20 @@ func (s *Service) Fold(ctx context.Context, consumer string, ev events.Event) er
 func apply(run *domain.Run, ev events.Event) bool {
 	at := ev.Time.UTC()
 	switch p := ev.Payload.(type) {
-	case *buildevents.BuildStarted:
+	case *buildeventsv1.BuildStarted:
 		return run.StartStage(domain.StageBuild, at)
-	case *buildevents.StepFinished:
+	case *buildeventsv1.StepFinished:
 		return run.StartStage(domain.StageBuild, time.Time{})
-	case *buildevents.BuildFinished:
+	case *buildeventsv1.BuildFinished:
 		return applyBuildFinished(run, p, at)
-	case *testevents.TestRunStarted:
+	case *testeventsv1.TestRunStarted:
 		return run.StartStage(domain.StageTest, at)
-	case *testevents.TestRunFinished:
+	case *testeventsv1.TestRunFinished:
 		return applyTestRunFinished(run, p, at)
-	case *releaseevents.ReleasePublished:
+	case *releaseeventsv1.ReleasePublished:
 		started := run.StartStage(domain.StageRelease, at)
 		return run.SetReleaseVersion(p.GetRelease().GetVersion()) || started
-	case *releaseevents.ServiceDeployed:
+	case *releaseeventsv1.ServiceDeployed:
 		d := p.GetDeployment()
 		if d.GetRollback() {
 			return false // told by ServiceRolledBack
@@ -137,7 +137,7 @@ func apply(run *domain.Run, ev events.Event) bool {
 		// ReleasePublished: the deployment tells when the stage started.
 		started := run.StartStage(domain.StageRelease, timeOf(d.GetCreateTime()))
 		return run.AddStageDetail(domain.StageRelease, fmt.Sprintf("deployed %s to %s", d.GetVersion(), d.GetEnvironment())) || started
-	case *releaseevents.DeploymentFailed:
+	case *releaseeventsv1.DeploymentFailed:
 		d := p.GetDeployment()
 		started := false
 		if !d.GetRollback() {
@@ -148,19 +148,19 @@ func apply(run *domain.Run, ev events.Event) bool {
 			text += ": " + d.GetReason()
 		}
 		return run.AddStageDetail(domain.StageRelease, text) || started
-	case *releaseevents.ServiceRolledBack:
+	case *releaseeventsv1.ServiceRolledBack:
 		text := fmt.Sprintf("rolled back %s to %s", p.GetEnvironment(), p.GetToVersion())
 		if p.GetToVersion() == "" {
 			text = "rolled back " + p.GetEnvironment()
 		}
 		return run.AddStageDetail(domain.StageRelease, text)
-	case *releaseevents.ReleaseFinished:
+	case *releaseeventsv1.ReleaseFinished:
 		return applyReleaseFinished(run, p, at)
 	}
 	return false // artifacts and the like add nothing to the summary
 }
 
-func applyBuildFinished(run *domain.Run, p *buildevents.BuildFinished, at time.Time) bool {
+func applyBuildFinished(run *domain.Run, p *buildeventsv1.BuildFinished, at time.Time) bool {
 	switch p.GetStatus() {
 	case buildv1.BuildStatus_BUILD_STATUS_SUCCEEDED:
 		return run.FinishStage(domain.StageBuild, domain.StageOutcome{
@@ -197,7 +197,7 @@ func artifactsDetail(artifacts []*buildv1.Artifact) string {
 	return fmt.Sprintf("%d %s: %s", len(names), noun, strings.Join(names, ", "))
 }
 
-func applyTestRunFinished(run *domain.Run, p *testevents.TestRunFinished, at time.Time) bool {
+func applyTestRunFinished(run *domain.Run, p *testeventsv1.TestRunFinished, at time.Time) bool {
 	c := p.GetCounts()
 	counts := domain.TestCounts(int(c.GetPassed()), int(c.GetFailed()), int(c.GetSkipped()))
 	switch p.GetStatus() {
@@ -222,19 +222,19 @@ func applyTestRunFinished(run *domain.Run, p *testevents.TestRunFinished, at tim
 	return false
 }
 
-func applyReleaseFinished(run *domain.Run, p *releaseevents.ReleaseFinished, at time.Time) bool {
+func applyReleaseFinished(run *domain.Run, p *releaseeventsv1.ReleaseFinished, at time.Time) bool {
 	versioned := run.SetReleaseVersion(p.GetVersion())
 	var o domain.StageOutcome
 	switch p.GetOutcome() {
-	case releaseevents.ReleaseOutcome_RELEASE_OUTCOME_SUCCEEDED:
+	case releaseeventsv1.ReleaseOutcome_RELEASE_OUTCOME_SUCCEEDED:
 		o = domain.StageOutcome{Status: domain.StageSucceeded, At: at}
-	case releaseevents.ReleaseOutcome_RELEASE_OUTCOME_FAILED:
+	case releaseeventsv1.ReleaseOutcome_RELEASE_OUTCOME_FAILED:
 		reason := firstOf(p.GetReason(), "a deployment failed")
 		if p.GetRolledBack() && !strings.Contains(reason, "rolled back") {
 			reason += "; rolled back"
 		}
 		o = domain.StageOutcome{Status: domain.StageFailed, At: at, Reason: reason}
-	case releaseevents.ReleaseOutcome_RELEASE_OUTCOME_SKIPPED:
+	case releaseeventsv1.ReleaseOutcome_RELEASE_OUTCOME_SKIPPED:
 		o = domain.StageOutcome{Status: domain.StageSkipped, At: at, Reason: firstOf(p.GetReason(), "nothing to release")}
 	default:
 		return versioned

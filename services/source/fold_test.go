@@ -7,13 +7,13 @@ import (
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	buildevents "github.com/sluicehq/sluice/proto/gen/sluice/build/events/v1"
+	"github.com/sluicehq/sluice/proto/gen/sluice/build/events/v1"
 	buildv1 "github.com/sluicehq/sluice/proto/gen/sluice/build/v1"
-	releaseevents "github.com/sluicehq/sluice/proto/gen/sluice/release/events/v1"
+	"github.com/sluicehq/sluice/proto/gen/sluice/release/events/v1"
 	releasev1 "github.com/sluicehq/sluice/proto/gen/sluice/release/v1"
-	sourceevents "github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
+	"github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
 	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
-	testevents "github.com/sluicehq/sluice/proto/gen/sluice/test/events/v1"
+	"github.com/sluicehq/sluice/proto/gen/sluice/test/events/v1"
 	testv1 "github.com/sluicehq/sluice/proto/gen/sluice/test/v1"
 )
 
@@ -37,32 +37,32 @@ func at(ts *timestamppb.Timestamp) time.Time {
 type folding struct {
 	h   *harness
 	run *sourcev1.Run
-	ref *sourceevents.RepositoryRef
+	ref *sourceeventsv1.RepositoryRef
 }
 
 func (f *folding) buildStarted(when time.Time) {
-	f.h.publish(&buildevents.BuildStarted{RunId: f.run.Id, BuildId: "b-" + f.run.Id, Repository: f.ref, Commit: f.run.Commit}, "b-"+f.run.Id, f.run.Id, when)
+	f.h.publish(&buildeventsv1.BuildStarted{RunId: f.run.Id, BuildId: "b-" + f.run.Id, Repository: f.ref, Commit: f.run.Commit}, "b-"+f.run.Id, f.run.Id, when)
 }
 
-func (f *folding) buildFinished(p *buildevents.BuildFinished, when time.Time) {
+func (f *folding) buildFinished(p *buildeventsv1.BuildFinished, when time.Time) {
 	p.RunId, p.BuildId, p.Repository, p.Commit = f.run.Id, "b-"+f.run.Id, f.ref, f.run.Commit
 	f.h.publish(p, p.BuildId, f.run.Id, when)
 }
 
 func (f *folding) buildSucceeded(when time.Time) {
-	f.buildFinished(&buildevents.BuildFinished{Status: buildv1.BuildStatus_BUILD_STATUS_SUCCEEDED}, when)
+	f.buildFinished(&buildeventsv1.BuildFinished{Status: buildv1.BuildStatus_BUILD_STATUS_SUCCEEDED}, when)
 }
 
-func (f *folding) testFinished(p *testevents.TestRunFinished, when time.Time) {
+func (f *folding) testFinished(p *testeventsv1.TestRunFinished, when time.Time) {
 	p.RunId, p.TestRunId, p.Repository, p.Commit = f.run.Id, "t-"+f.run.Id, f.ref, f.run.Commit
 	f.h.publish(p, p.TestRunId, f.run.Id, when)
 }
 
 func (f *folding) testPassed(when time.Time) {
-	f.testFinished(&testevents.TestRunFinished{Status: testv1.TestRunStatus_TEST_RUN_STATUS_PASSED, Counts: &testv1.Counts{Passed: 3}}, when)
+	f.testFinished(&testeventsv1.TestRunFinished{Status: testv1.TestRunStatus_TEST_RUN_STATUS_PASSED, Counts: &testv1.Counts{Passed: 3}}, when)
 }
 
-func (f *folding) releaseFinished(p *releaseevents.ReleaseFinished, when time.Time) {
+func (f *folding) releaseFinished(p *releaseeventsv1.ReleaseFinished, when time.Time) {
 	p.RunId, p.Repository = f.run.Id, f.ref
 	f.h.publish(p, "r-"+f.run.Id, f.run.Id, when)
 }
@@ -82,7 +82,7 @@ func (f *folding) waitStatus(status sourcev1.RunStatus) *sourcev1.Run {
 // finishedOnce waits until every published event is folded and the outbox
 // has published what the folds enqueued, then checks that the run's
 // RunFinished went out exactly once, and returns it.
-func (f *folding) finishedOnce() *sourceevents.RunFinished {
+func (f *folding) finishedOnce() *sourceeventsv1.RunFinished {
 	f.h.t.Helper()
 	f.h.waitConsumed()
 	f.h.outboxBarrier(f.run.Repository)
@@ -90,7 +90,7 @@ func (f *folding) finishedOnce() *sourceevents.RunFinished {
 	if len(got) != 1 {
 		f.h.t.Fatalf("run %s: %d RunFinished events, want 1", f.run.Id, len(got))
 	}
-	return payload[*sourceevents.RunFinished](f.h.t, got[0])
+	return payload[*sourceeventsv1.RunFinished](f.h.t, got[0])
 }
 
 // TestFold publishes the build, test and release services' events, out of
@@ -108,22 +108,22 @@ func TestFold(t *testing.T) {
 
 	t.Run("success out of order with redeliveries", func(t *testing.T) {
 		f := newFolding()
-		f.testFinished(&testevents.TestRunFinished{Status: testv1.TestRunStatus_TEST_RUN_STATUS_PASSED,
+		f.testFinished(&testeventsv1.TestRunFinished{Status: testv1.TestRunStatus_TEST_RUN_STATUS_PASSED,
 			Counts: &testv1.Counts{Passed: 12, Failed: 0, Skipped: 1}}, t0.Add(3*time.Minute))
-		started := h.publish(&buildevents.BuildStarted{RunId: f.run.Id, BuildId: "b1", Repository: f.ref}, "b1", f.run.Id, t0)
-		f.buildFinished(&buildevents.BuildFinished{Status: buildv1.BuildStatus_BUILD_STATUS_SUCCEEDED,
+		started := h.publish(&buildeventsv1.BuildStarted{RunId: f.run.Id, BuildId: "b1", Repository: f.ref}, "b1", f.run.Id, t0)
+		f.buildFinished(&buildeventsv1.BuildFinished{Status: buildv1.BuildStatus_BUILD_STATUS_SUCCEEDED,
 			Artifacts: []*buildv1.Artifact{{Name: "hello"}}}, t0.Add(2*time.Minute))
 		h.publishEvent(started, true)
-		h.publish(&releaseevents.ReleasePublished{RunId: f.run.Id, Repository: f.ref,
+		h.publish(&releaseeventsv1.ReleasePublished{RunId: f.run.Id, Repository: f.ref,
 			Release: &releasev1.Release{Version: "v0.2.0"}}, "rel1", f.run.Id, t0.Add(4*time.Minute))
-		h.publish(&releaseevents.ServiceDeployed{RunId: f.run.Id, Repository: f.ref,
+		h.publish(&releaseeventsv1.ServiceDeployed{RunId: f.run.Id, Repository: f.ref,
 			Deployment: &releasev1.Deployment{Environment: "staging", Version: "v0.2.0"}}, "dep1", f.run.Id, t0.Add(4*time.Minute))
-		fin := h.publish(&releaseevents.ReleaseFinished{RunId: f.run.Id, Repository: f.ref,
-			Outcome: releaseevents.ReleaseOutcome_RELEASE_OUTCOME_SUCCEEDED, Version: "v0.2.0"}, "rel1", f.run.Id, t0.Add(5*time.Minute))
+		fin := h.publish(&releaseeventsv1.ReleaseFinished{RunId: f.run.Id, Repository: f.ref,
+			Outcome: releaseeventsv1.ReleaseOutcome_RELEASE_OUTCOME_SUCCEEDED, Version: "v0.2.0"}, "rel1", f.run.Id, t0.Add(5*time.Minute))
 		h.publishEvent(fin, true)
 		// A late testrun.started fills the start time in; the stage stays
 		// succeeded.
-		h.publish(&testevents.TestRunStarted{RunId: f.run.Id, TestRunId: "t1", Repository: f.ref}, "t1", f.run.Id, t0.Add(150*time.Second))
+		h.publish(&testeventsv1.TestRunStarted{RunId: f.run.Id, TestRunId: "t1", Repository: f.ref}, "t1", f.run.Id, t0.Add(150*time.Second))
 
 		var run *sourcev1.Run
 		eventually(t, "the run succeeded and the late start is folded", func() bool {
@@ -157,10 +157,10 @@ func TestFold(t *testing.T) {
 	t.Run("build failure", func(t *testing.T) {
 		f := newFolding()
 		f.buildStarted(t0)
-		f.buildFinished(&buildevents.BuildFinished{Status: buildv1.BuildStatus_BUILD_STATUS_FAILED,
+		f.buildFinished(&buildeventsv1.BuildFinished{Status: buildv1.BuildStatus_BUILD_STATUS_FAILED,
 			FailedStep: "compile", ExitCode: 2, LastLogLines: []string{"./main.go:3:2: undefined: x"}}, t0.Add(time.Minute))
 		// A step event that arrives after the end changes nothing.
-		h.publish(&buildevents.StepFinished{RunId: f.run.Id, BuildId: "b-" + f.run.Id, Step: "compile",
+		h.publish(&buildeventsv1.StepFinished{RunId: f.run.Id, BuildId: "b-" + f.run.Id, Step: "compile",
 			Status: buildv1.StepStatus_STEP_STATUS_FAILED, ExitCode: 2}, "b-"+f.run.Id, f.run.Id, t0.Add(time.Minute))
 		run := f.waitStatus(sourcev1.RunStatus_RUN_STATUS_FAILED)
 		want := `build failed: step "compile" exited with code 2`
@@ -188,7 +188,7 @@ func TestFold(t *testing.T) {
 
 	t.Run("build timeout uses the event's reason", func(t *testing.T) {
 		f := newFolding()
-		f.buildFinished(&buildevents.BuildFinished{Status: buildv1.BuildStatus_BUILD_STATUS_FAILED,
+		f.buildFinished(&buildeventsv1.BuildFinished{Status: buildv1.BuildStatus_BUILD_STATUS_FAILED,
 			FailedStep: "x", ExitCode: -1, FailureReason: `step "x" timed out after 5m0s`}, t0)
 		run := f.waitStatus(sourcev1.RunStatus_RUN_STATUS_FAILED)
 		if want := `build failed: step "x" timed out after 5m0s`; run.FailureReason != want {
@@ -200,8 +200,8 @@ func TestFold(t *testing.T) {
 	t.Run("test failure", func(t *testing.T) {
 		f := newFolding()
 		f.buildSucceeded(t0)
-		h.publish(&testevents.TestRunStarted{RunId: f.run.Id, TestRunId: "t-" + f.run.Id, Repository: f.ref}, "t-"+f.run.Id, f.run.Id, t0.Add(time.Minute))
-		f.testFinished(&testevents.TestRunFinished{Status: testv1.TestRunStatus_TEST_RUN_STATUS_FAILED,
+		h.publish(&testeventsv1.TestRunStarted{RunId: f.run.Id, TestRunId: "t-" + f.run.Id, Repository: f.ref}, "t-"+f.run.Id, f.run.Id, t0.Add(time.Minute))
+		f.testFinished(&testeventsv1.TestRunFinished{Status: testv1.TestRunStatus_TEST_RUN_STATUS_FAILED,
 			Counts: &testv1.Counts{Passed: 10, Failed: 2}, FailedStep: "unit", ExitCode: 1,
 			FailedCases: []string{"TestA", "TestB"}}, t0.Add(2*time.Minute))
 		run := f.waitStatus(sourcev1.RunStatus_RUN_STATUS_FAILED)
@@ -221,13 +221,13 @@ func TestFold(t *testing.T) {
 		f := newFolding()
 		f.buildSucceeded(t0)
 		f.testPassed(t0.Add(time.Minute))
-		h.publish(&releaseevents.ReleasePublished{RunId: f.run.Id, Repository: f.ref,
+		h.publish(&releaseeventsv1.ReleasePublished{RunId: f.run.Id, Repository: f.ref,
 			Release: &releasev1.Release{Version: "v0.3.0"}}, "r", f.run.Id, t0.Add(2*time.Minute))
-		h.publish(&releaseevents.DeploymentFailed{RunId: f.run.Id, Repository: f.ref, Deployment: &releasev1.Deployment{
+		h.publish(&releaseeventsv1.DeploymentFailed{RunId: f.run.Id, Repository: f.ref, Deployment: &releasev1.Deployment{
 			Environment: "staging", Version: "v0.3.0", Reason: "verification failed: GET /healthz answered 500"}}, "d", f.run.Id, t0.Add(3*time.Minute))
-		h.publish(&releaseevents.ServiceRolledBack{RunId: f.run.Id, Repository: f.ref, Environment: "staging",
+		h.publish(&releaseeventsv1.ServiceRolledBack{RunId: f.run.Id, Repository: f.ref, Environment: "staging",
 			FromVersion: "v0.3.0", ToVersion: "v0.2.0"}, "d", f.run.Id, t0.Add(4*time.Minute))
-		f.releaseFinished(&releaseevents.ReleaseFinished{Outcome: releaseevents.ReleaseOutcome_RELEASE_OUTCOME_FAILED,
+		f.releaseFinished(&releaseeventsv1.ReleaseFinished{Outcome: releaseeventsv1.ReleaseOutcome_RELEASE_OUTCOME_FAILED,
 			Version: "v0.3.0", Reason: "verification failed on staging", RolledBack: true}, t0.Add(5*time.Minute))
 		run := f.waitStatus(sourcev1.RunStatus_RUN_STATUS_FAILED)
 		if want := "release failed: verification failed on staging; rolled back"; run.FailureReason != want {
@@ -245,7 +245,7 @@ func TestFold(t *testing.T) {
 		f := newFolding()
 		f.buildSucceeded(t0)
 		f.testPassed(t0.Add(time.Minute))
-		f.releaseFinished(&releaseevents.ReleaseFinished{Outcome: releaseevents.ReleaseOutcome_RELEASE_OUTCOME_SKIPPED,
+		f.releaseFinished(&releaseeventsv1.ReleaseFinished{Outcome: releaseeventsv1.ReleaseOutcome_RELEASE_OUTCOME_SKIPPED,
 			Reason: "branch feature is not a release branch"}, t0.Add(2*time.Minute))
 		run := f.waitStatus(sourcev1.RunStatus_RUN_STATUS_SUCCEEDED)
 		r := stages(run)["release"]
@@ -291,7 +291,7 @@ func TestWatchRun(t *testing.T) {
 	}
 	f.buildSucceeded(time.Now())
 	f.testPassed(time.Now())
-	f.releaseFinished(&releaseevents.ReleaseFinished{Outcome: releaseevents.ReleaseOutcome_RELEASE_OUTCOME_SUCCEEDED, Version: "v1.0.0"}, time.Now())
+	f.releaseFinished(&releaseeventsv1.ReleaseFinished{Outcome: releaseeventsv1.ReleaseOutcome_RELEASE_OUTCOME_SUCCEEDED, Version: "v1.0.0"}, time.Now())
 	for got.Status == sourcev1.RunStatus_RUN_STATUS_RUNNING {
 		got = next()
 	}

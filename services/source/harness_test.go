@@ -34,7 +34,7 @@ import (
 	"github.com/sluicehq/sluice/platform/natstest"
 	"github.com/sluicehq/sluice/platform/rpcserver"
 	"github.com/sluicehq/sluice/platform/sqldb/sqldbtest"
-	sourceevents "github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
+	"github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
 	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
 	"github.com/sluicehq/sluice/proto/gen/sluice/source/v1/sourcev1connect"
 	"github.com/sluicehq/sluice/services/source"
@@ -388,8 +388,8 @@ func (h *harness) waitConsumed() {
 	})
 }
 
-func repoRef(run *sourcev1.Run, url string) *sourceevents.RepositoryRef {
-	return &sourceevents.RepositoryRef{Id: run.RepositoryId, Name: run.Repository, Url: url}
+func repoRef(run *sourcev1.Run, url string) *sourceeventsv1.RepositoryRef {
+	return &sourceeventsv1.RepositoryRef{Id: run.RepositoryId, Name: run.Repository, Url: url}
 }
 
 // sign is GitHub's X-Hub-Signature-256 of body.

@@ -12,7 +12,7 @@ import (
 
 	"connectrpc.com/connect"
 
-	sourceevents "github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
+	"github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
 	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
 )
 
@@ -115,7 +115,7 @@ func TestCreateRepository(t *testing.T) {
 	if len(created) != 1 {
 		t.Fatalf("%d RepositoryCreated events, want 1", len(created))
 	}
-	p := payload[*sourceevents.RepositoryCreated](t, created[0])
+	p := payload[*sourceeventsv1.RepositoryCreated](t, created[0])
 	if p.Repository.Id != repo.Id || p.Repository.Url != src.dir || p.Branch != "trunk" {
 		t.Errorf("RepositoryCreated = %v", p)
 	}

@@ -11,7 +11,7 @@ import (
 	"github.com/go-git/go-git/v5/plumbing"
 	"google.golang.org/protobuf/proto"
 
-	sourceevents "github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
+	"github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
 	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
 	"github.com/sluicehq/sluice/services/source/pipeline"
 )
@@ -48,7 +48,7 @@ func TestTriggerRun(t *testing.T) {
 	}
 
 	ev := h.waitRunEvent(subjectRunRequested, run.Id)
-	req := payload[*sourceevents.RunRequested](t, ev)
+	req := payload[*sourceeventsv1.RunRequested](t, ev)
 	if !proto.Equal(req.Pipeline, want) {
 		t.Errorf("RunRequested pipeline = %v, want %v", req.Pipeline, want)
 	}
@@ -126,7 +126,7 @@ func TestBadPipelineFailsTheRun(t *testing.T) {
 			t.Errorf("stage %s is %v, want skipped", s.Name, s.Status)
 		}
 	}
-	fin := payload[*sourceevents.RunFinished](t, h.waitRunEvent(subjectRunFinished, run.Id))
+	fin := payload[*sourceeventsv1.RunFinished](t, h.waitRunEvent(subjectRunFinished, run.Id))
 	if fin.Status != sourcev1.RunStatus_RUN_STATUS_FAILED || fin.FailureReason != perr.Error() || fin.Commit != badCommit {
 		t.Errorf("RunFinished = %v", fin)
 	}
@@ -175,7 +175,7 @@ func TestPollingNoticesNewCommits(t *testing.T) {
 	if run.Commit != next || run.Trigger != sourcev1.Trigger_TRIGGER_POLL || run.Branch != "main" || run.Status != sourcev1.RunStatus_RUN_STATUS_QUEUED {
 		t.Errorf("run = %v", run)
 	}
-	change := payload[*sourceevents.ChangeReceived](t, h.waitRunEvent(subjectChange, run.Id))
+	change := payload[*sourceeventsv1.ChangeReceived](t, h.waitRunEvent(subjectChange, run.Id))
 	if change.Commit != next || change.Trigger != sourcev1.Trigger_TRIGGER_POLL || change.Ref != "refs/heads/main" {
 		t.Errorf("ChangeReceived = %v", change)
 	}

@@ -17,7 +17,7 @@ import (
 
 	"github.com/sluicehq/sluice/platform/apierror"
 	"github.com/sluicehq/sluice/platform/events"
-	sourceevents "github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
+	"github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
 	"github.com/sluicehq/sluice/services/source/domain"
 	"github.com/sluicehq/sluice/services/source/gitmirror"
 	"github.com/sluicehq/sluice/services/source/pipeline"
@@ -163,7 +163,7 @@ func (s *Service) CreateRepository(ctx context.Context, in NewRepository) (repo 
 		ID: id, Name: name, URL: url, Branch: branch, WebhookSecret: secret,
 		LastSeenCommit: head, CreatedAt: time.Now().UTC(),
 	}
-	ev, err := events.New(&sourceevents.RepositoryCreated{Repository: repositoryRef(repo), Branch: branch}, repo.ID, "")
+	ev, err := events.New(&sourceeventsv1.RepositoryCreated{Repository: repositoryRef(repo), Branch: branch}, repo.ID, "")
 	if err != nil {
 		return repo, false, err
 	}
@@ -391,11 +391,11 @@ func (s *Service) prepareRun(repo domain.Repository, res gitmirror.Resolved, tri
 // runEvent is the event a new run publishes: RunRequested, or RunFinished
 // when it failed at once.
 func runEvent(run domain.Run) (events.Event, error) {
-	ref := &sourceevents.RepositoryRef{Id: run.RepositoryID, Name: run.Repository, Url: run.RepositoryURL}
+	ref := &sourceeventsv1.RepositoryRef{Id: run.RepositoryID, Name: run.Repository, Url: run.RepositoryURL}
 	if run.Status.Final() {
 		return runFinishedEvent(run)
 	}
-	return events.New(&sourceevents.RunRequested{
+	return events.New(&sourceeventsv1.RunRequested{
 		RunId:         run.ID,
 		Repository:    ref,
 		Commit:        run.Commit,
@@ -408,9 +408,9 @@ func runEvent(run domain.Run) (events.Event, error) {
 }
 
 func runFinishedEvent(run domain.Run) (events.Event, error) {
-	return events.New(&sourceevents.RunFinished{
+	return events.New(&sourceeventsv1.RunFinished{
 		RunId:          run.ID,
-		Repository:     &sourceevents.RepositoryRef{Id: run.RepositoryID, Name: run.Repository, Url: run.RepositoryURL},
+		Repository:     &sourceeventsv1.RepositoryRef{Id: run.RepositoryID, Name: run.Repository, Url: run.RepositoryURL},
 		Commit:         run.Commit,
 		Status:         runStatusToProto(run.Status),
 		FailureReason:  run.FailureReason,
@@ -419,7 +419,7 @@ func runFinishedEvent(run domain.Run) (events.Event, error) {
 }
 
 func changeReceivedEvent(repo domain.Repository, run domain.Run, trigger domain.Trigger, deliveryID string) (events.Event, error) {
-	return events.New(&sourceevents.ChangeReceived{
+	return events.New(&sourceeventsv1.ChangeReceived{
 		Repository: repositoryRef(repo),
 		Commit:     run.Commit,
 		Ref:        run.Ref,
@@ -428,8 +428,8 @@ func changeReceivedEvent(repo domain.Repository, run domain.Run, trigger domain.
 	}, run.Commit, run.ID)
 }
 
-func repositoryRef(r domain.Repository) *sourceevents.RepositoryRef {
-	return &sourceevents.RepositoryRef{Id: r.ID, Name: r.Name, Url: r.URL}
+func repositoryRef(r domain.Repository) *sourceeventsv1.RepositoryRef {
+	return &sourceeventsv1.RepositoryRef{Id: r.ID, Name: r.Name, Url: r.URL}
 }
 
 // ListRuns lists runs newest first, of one repository (by name or id) or,

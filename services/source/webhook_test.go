@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	sourceevents "github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
+	"github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
 	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
 )
 
@@ -89,7 +89,7 @@ func TestWebhook(t *testing.T) {
 	if run.Commit != next || run.Trigger != sourcev1.Trigger_TRIGGER_WEBHOOK || run.Branch != "main" || run.Status != sourcev1.RunStatus_RUN_STATUS_QUEUED {
 		t.Errorf("run = %v", run)
 	}
-	change := payload[*sourceevents.ChangeReceived](t, h.waitRunEvent(subjectChange, runID))
+	change := payload[*sourceeventsv1.ChangeReceived](t, h.waitRunEvent(subjectChange, runID))
 	if change.DeliveryId != "d-1" || change.Trigger != sourcev1.Trigger_TRIGGER_WEBHOOK || change.Commit != next {
 		t.Errorf("ChangeReceived = %v", change)
 	}

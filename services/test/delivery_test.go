@@ -11,10 +11,10 @@ import (
 
 	"github.com/sluicehq/sluice/platform/events"
 	buildv1 "github.com/sluicehq/sluice/proto/gen/sluice/build/v1"
-	sourceeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
+	"github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
 	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
 	"github.com/sluicehq/sluice/proto/gen/sluice/source/v1/sourcev1connect"
-	testeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/test/events/v1"
+	"github.com/sluicehq/sluice/proto/gen/sluice/test/events/v1"
 	testv1 "github.com/sluicehq/sluice/proto/gen/sluice/test/v1"
 	test "github.com/sluicehq/sluice/services/test"
 	"github.com/sluicehq/sluice/services/test/domain"

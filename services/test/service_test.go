@@ -19,7 +19,7 @@ import (
 	"github.com/sluicehq/sluice/platform/sqldb/sqldbtest"
 	buildv1 "github.com/sluicehq/sluice/proto/gen/sluice/build/v1"
 	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
-	testeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/test/events/v1"
+	"github.com/sluicehq/sluice/proto/gen/sluice/test/events/v1"
 	testv1 "github.com/sluicehq/sluice/proto/gen/sluice/test/v1"
 	"github.com/sluicehq/sluice/proto/gen/sluice/test/v1/testv1connect"
 	test "github.com/sluicehq/sluice/services/test"

@@ -10,8 +10,8 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/sluicehq/sluice/platform/apierror"
-	buildevents "github.com/sluicehq/sluice/proto/gen/sluice/build/events/v1"
-	sourceevents "github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
+	"github.com/sluicehq/sluice/proto/gen/sluice/build/events/v1"
+	"github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
 	"github.com/sluicehq/sluice/services/notify/domain"
 )
 
@@ -84,16 +84,16 @@ func TestSubscriptionMatches(t *testing.T) {
 }
 
 func TestRepositoryOf(t *testing.T) {
-	repo := &sourceevents.RepositoryRef{Id: "r1", Name: "hello", Url: "https://example.com/hello.git"}
+	repo := &sourceeventsv1.RepositoryRef{Id: "r1", Name: "hello", Url: "https://example.com/hello.git"}
 	for _, tc := range []struct {
 		name    string
 		payload proto.Message
 		want    string
 	}{
-		{"source event", &sourceevents.RunFinished{RunId: "run", Repository: repo}, "hello"},
-		{"build event", &buildevents.BuildFinished{RunId: "run", BuildId: "b", Repository: repo}, "hello"},
-		{"event without the field", &buildevents.StepFinished{RunId: "run", Step: "compile"}, ""},
-		{"unset field", &buildevents.BuildStarted{RunId: "run"}, ""},
+		{"source event", &sourceeventsv1.RunFinished{RunId: "run", Repository: repo}, "hello"},
+		{"build event", &buildeventsv1.BuildFinished{RunId: "run", BuildId: "b", Repository: repo}, "hello"},
+		{"event without the field", &buildeventsv1.StepFinished{RunId: "run", Step: "compile"}, ""},
+		{"unset field", &buildeventsv1.BuildStarted{RunId: "run"}, ""},
 		{"the ref itself", repo, ""},
 		{"nil", nil, ""},
 	} {

@@ -14,7 +14,7 @@ import (
 
 	"github.com/sluicehq/sluice/platform/apierror"
 	"github.com/sluicehq/sluice/platform/events"
-	sourceevents "github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
+	"github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
 )
 
 // Subscription is a webhook endpoint and the events it wants.
@@ -118,7 +118,7 @@ func (s Subscription) Matches(eventType, repository string) bool {
 
 // repositoryRef is the message events use to name their repository.
 func repositoryRef() protoreflect.FullName {
-	return (&sourceevents.RepositoryRef{}).ProtoReflect().Descriptor().FullName()
+	return (&sourceeventsv1.RepositoryRef{}).ProtoReflect().Descriptor().FullName()
 }
 
 // RepositoryOf returns the repository name an event payload carries in its

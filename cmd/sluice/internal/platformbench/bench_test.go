@@ -22,10 +22,10 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sluicehq/sluice/platform/events"
-	buildevents "github.com/sluicehq/sluice/proto/gen/sluice/build/events/v1"
+	"github.com/sluicehq/sluice/proto/gen/sluice/build/events/v1"
 	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
 	"github.com/sluicehq/sluice/proto/gen/sluice/source/v1/sourcev1connect"
-	testevents "github.com/sluicehq/sluice/proto/gen/sluice/test/events/v1"
+	"github.com/sluicehq/sluice/proto/gen/sluice/test/events/v1"
 
 	"github.com/sluicehq/sluice/cmd/sluice/internal/allinone"
 )
@@ -134,9 +134,9 @@ func setup(b *testing.B) (*bench, func()) {
 				}
 				var d time.Duration
 				switch pl := ev.Payload.(type) {
-				case *buildevents.BuildFinished:
+				case *buildeventsv1.BuildFinished:
 					d = pl.GetStepDuration().AsDuration()
-				case *testevents.TestRunFinished:
+				case *testeventsv1.TestRunFinished:
 					d = pl.GetStepDuration().AsDuration()
 				default:
 					continue

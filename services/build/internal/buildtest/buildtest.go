@@ -23,7 +23,7 @@ import (
 	"github.com/sluicehq/sluice/platform/events"
 	"github.com/sluicehq/sluice/platform/natsprovision"
 	"github.com/sluicehq/sluice/platform/natstest"
-	sourceevents "github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
+	"github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
 	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
 )
 
@@ -81,7 +81,7 @@ func JetStream(t testing.TB, nc *nats.Conn) jetstream.JetStream {
 // Publish publishes a run request as source does. msgID, when set,
 // replaces the Nats-Msg-Id (the event id) so that JetStream stores a copy
 // of the same event, as a redelivery or a republished outbox row would.
-func (n *NATS) Publish(t testing.TB, req *sourceevents.RunRequested, msgID string) events.Event {
+func (n *NATS) Publish(t testing.TB, req *sourceeventsv1.RunRequested, msgID string) events.Event {
 	t.Helper()
 	ev, err := events.New(req, req.GetRunId(), req.GetRunId())
 	if err != nil {
@@ -154,10 +154,10 @@ func GitRepo(t testing.TB, files map[string]string) Repo {
 
 // RunRequest is a run request for repo's commit on branch main with the
 // given build spec, under a fresh run id.
-func RunRequest(repo Repo, spec *sourcev1.BuildSpec) *sourceevents.RunRequested {
-	return &sourceevents.RunRequested{
+func RunRequest(repo Repo, spec *sourcev1.BuildSpec) *sourceeventsv1.RunRequested {
+	return &sourceeventsv1.RunRequested{
 		RunId:      uuid.Must(uuid.NewV7()).String(),
-		Repository: &sourceevents.RepositoryRef{Id: "repo-1", Name: "hello", Url: repo.Dir},
+		Repository: &sourceeventsv1.RepositoryRef{Id: "repo-1", Name: "hello", Url: repo.Dir},
 		Commit:     repo.Commit,
 		Ref:        "refs/heads/main",
 		Branch:     "main",

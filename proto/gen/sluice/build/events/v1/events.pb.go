@@ -6,7 +6,7 @@
 
 // Payloads of the events the build service publishes on `sluice.build.>`.
 
-package eventsv1
+package buildeventsv1
 
 import (
 	_ "buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
@@ -438,8 +438,8 @@ const file_sluice_build_events_v1_events_proto_rawDesc = "" +
 	" \x01(\x05R\bexitCode\x12$\n" +
 	"\x0elast_log_lines\x18\v \x03(\tR\flastLogLines\x125\n" +
 	"\bduration\x18\f \x01(\v2\x19.google.protobuf.DurationR\bduration\x12>\n" +
-	"\rstep_duration\x18\r \x01(\v2\x19.google.protobuf.DurationR\fstepDurationB\xea\x01\n" +
-	"\x1acom.sluice.build.events.v1B\vEventsProtoP\x01ZDgithub.com/sluicehq/sluice/proto/gen/sluice/build/events/v1;eventsv1\xa2\x02\x03SBE\xaa\x02\x16Sluice.Build.Events.V1\xca\x02\x16Sluice\\Build\\Events\\V1\xe2\x02\"Sluice\\Build\\Events\\V1\\GPBMetadata\xea\x02\x19Sluice::Build::Events::V1b\x06proto3"
+	"\rstep_duration\x18\r \x01(\v2\x19.google.protobuf.DurationR\fstepDurationB\xef\x01\n" +
+	"\x1acom.sluice.build.events.v1B\vEventsProtoP\x01ZIgithub.com/sluicehq/sluice/proto/gen/sluice/build/events/v1;buildeventsv1\xa2\x02\x03SBE\xaa\x02\x16Sluice.Build.Events.V1\xca\x02\x16Sluice\\Build\\Events\\V1\xe2\x02\"Sluice\\Build\\Events\\V1\\GPBMetadata\xea\x02\x19Sluice::Build::Events::V1b\x06proto3"
 
 var (
 	file_sluice_build_events_v1_events_proto_rawDescOnce sync.Once

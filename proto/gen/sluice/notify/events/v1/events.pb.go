@@ -6,7 +6,7 @@
 
 // Payloads of the events the notify service publishes on `sluice.notify.>`.
 
-package eventsv1
+package notifyeventsv1
 
 import (
 	_ "buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
@@ -211,8 +211,8 @@ const file_sluice_notify_events_v1_events_proto_rawDesc = "" +
 	"event_type\x18\x04 \x01(\tR\teventType\x12\x1a\n" +
 	"\battempts\x18\x05 \x01(\x05R\battempts\x12\x1d\n" +
 	"\n" +
-	"last_error\x18\x06 \x01(\tR\tlastErrorB\xf0\x01\n" +
-	"\x1bcom.sluice.notify.events.v1B\vEventsProtoP\x01ZEgithub.com/sluicehq/sluice/proto/gen/sluice/notify/events/v1;eventsv1\xa2\x02\x03SNE\xaa\x02\x17Sluice.Notify.Events.V1\xca\x02\x17Sluice\\Notify\\Events\\V1\xe2\x02#Sluice\\Notify\\Events\\V1\\GPBMetadata\xea\x02\x1aSluice::Notify::Events::V1b\x06proto3"
+	"last_error\x18\x06 \x01(\tR\tlastErrorB\xf6\x01\n" +
+	"\x1bcom.sluice.notify.events.v1B\vEventsProtoP\x01ZKgithub.com/sluicehq/sluice/proto/gen/sluice/notify/events/v1;notifyeventsv1\xa2\x02\x03SNE\xaa\x02\x17Sluice.Notify.Events.V1\xca\x02\x17Sluice\\Notify\\Events\\V1\xe2\x02#Sluice\\Notify\\Events\\V1\\GPBMetadata\xea\x02\x1aSluice::Notify::Events::V1b\x06proto3"
 
 var (
 	file_sluice_notify_events_v1_events_proto_rawDescOnce sync.Once

@@ -6,7 +6,7 @@
 
 // Payloads of the events the release service publishes on `sluice.release.>`.
 
-package eventsv1
+package releaseeventsv1
 
 import (
 	_ "buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
@@ -507,8 +507,8 @@ const file_sluice_release_events_v1_events_proto_rawDesc = "" +
 	"\x1bRELEASE_OUTCOME_UNSPECIFIED\x10\x00\x12\x1d\n" +
 	"\x19RELEASE_OUTCOME_SUCCEEDED\x10\x01\x12\x1a\n" +
 	"\x16RELEASE_OUTCOME_FAILED\x10\x02\x12\x1b\n" +
-	"\x17RELEASE_OUTCOME_SKIPPED\x10\x03B\xf6\x01\n" +
-	"\x1ccom.sluice.release.events.v1B\vEventsProtoP\x01ZFgithub.com/sluicehq/sluice/proto/gen/sluice/release/events/v1;eventsv1\xa2\x02\x03SRE\xaa\x02\x18Sluice.Release.Events.V1\xca\x02\x18Sluice\\Release\\Events\\V1\xe2\x02$Sluice\\Release\\Events\\V1\\GPBMetadata\xea\x02\x1bSluice::Release::Events::V1b\x06proto3"
+	"\x17RELEASE_OUTCOME_SKIPPED\x10\x03B\xfd\x01\n" +
+	"\x1ccom.sluice.release.events.v1B\vEventsProtoP\x01ZMgithub.com/sluicehq/sluice/proto/gen/sluice/release/events/v1;releaseeventsv1\xa2\x02\x03SRE\xaa\x02\x18Sluice.Release.Events.V1\xca\x02\x18Sluice\\Release\\Events\\V1\xe2\x02$Sluice\\Release\\Events\\V1\\GPBMetadata\xea\x02\x1bSluice::Release::Events::V1b\x06proto3"
 
 var (
 	file_sluice_release_events_v1_events_proto_rawDescOnce sync.Once

@@ -7,7 +7,7 @@
 // Payloads of the events the source service publishes on
 // `sluice.source.>`. Each rides in the `customData` of a CDEvent.
 
-package eventsv1
+package sourceeventsv1
 
 import (
 	_ "buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
@@ -453,8 +453,8 @@ const file_sluice_source_events_v1_events_proto_rawDesc = "" +
 	"\x06commit\x18\x03 \x01(\tR\x06commit\x123\n" +
 	"\x06status\x18\x04 \x01(\x0e2\x1b.sluice.source.v1.RunStatusR\x06status\x12%\n" +
 	"\x0efailure_reason\x18\x05 \x01(\tR\rfailureReason\x12'\n" +
-	"\x0frelease_version\x18\x06 \x01(\tR\x0ereleaseVersionB\xf0\x01\n" +
-	"\x1bcom.sluice.source.events.v1B\vEventsProtoP\x01ZEgithub.com/sluicehq/sluice/proto/gen/sluice/source/events/v1;eventsv1\xa2\x02\x03SSE\xaa\x02\x17Sluice.Source.Events.V1\xca\x02\x17Sluice\\Source\\Events\\V1\xe2\x02#Sluice\\Source\\Events\\V1\\GPBMetadata\xea\x02\x1aSluice::Source::Events::V1b\x06proto3"
+	"\x0frelease_version\x18\x06 \x01(\tR\x0ereleaseVersionB\xf6\x01\n" +
+	"\x1bcom.sluice.source.events.v1B\vEventsProtoP\x01ZKgithub.com/sluicehq/sluice/proto/gen/sluice/source/events/v1;sourceeventsv1\xa2\x02\x03SSE\xaa\x02\x17Sluice.Source.Events.V1\xca\x02\x17Sluice\\Source\\Events\\V1\xe2\x02#Sluice\\Source\\Events\\V1\\GPBMetadata\xea\x02\x1aSluice::Source::Events::V1b\x06proto3"
 
 var (
 	file_sluice_source_events_v1_events_proto_rawDescOnce sync.Once

@@ -6,7 +6,7 @@
 
 // Payloads of the events the test service publishes on `sluice.test.>`.
 
-package eventsv1
+package testeventsv1
 
 import (
 	_ "buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
@@ -287,8 +287,8 @@ const file_sluice_test_events_v1_events_proto_rawDesc = "" +
 	"\x0elast_log_lines\x18\f \x03(\tR\flastLogLines\x12!\n" +
 	"\ffailed_cases\x18\r \x03(\tR\vfailedCases\x125\n" +
 	"\bduration\x18\x0e \x01(\v2\x19.google.protobuf.DurationR\bduration\x12>\n" +
-	"\rstep_duration\x18\x0f \x01(\v2\x19.google.protobuf.DurationR\fstepDurationB\xe4\x01\n" +
-	"\x19com.sluice.test.events.v1B\vEventsProtoP\x01ZCgithub.com/sluicehq/sluice/proto/gen/sluice/test/events/v1;eventsv1\xa2\x02\x03STE\xaa\x02\x15Sluice.Test.Events.V1\xca\x02\x15Sluice\\Test\\Events\\V1\xe2\x02!Sluice\\Test\\Events\\V1\\GPBMetadata\xea\x02\x18Sluice::Test::Events::V1b\x06proto3"
+	"\rstep_duration\x18\x0f \x01(\v2\x19.google.protobuf.DurationR\fstepDurationB\xe8\x01\n" +
+	"\x19com.sluice.test.events.v1B\vEventsProtoP\x01ZGgithub.com/sluicehq/sluice/proto/gen/sluice/test/events/v1;testeventsv1\xa2\x02\x03STE\xaa\x02\x15Sluice.Test.Events.V1\xca\x02\x15Sluice\\Test\\Events\\V1\xe2\x02!Sluice\\Test\\Events\\V1\\GPBMetadata\xea\x02\x18Sluice::Test::Events::V1b\x06proto3"
 
 var (
 	file_sluice_test_events_v1_events_proto_rawDescOnce sync.Once
