@@ -7,10 +7,11 @@ import (
 	"time"
 
 	"buf.build/go/protovalidate"
-	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/sluicehq/sluice/platform/ids"
 )
 
 // CloudEvents binary-mode headers, as the CloudEvents NATS binding names them.
@@ -71,7 +72,7 @@ func New(payload proto.Message, subjectID, chainID string) (Event, error) {
 		return Event{}, fmt.Errorf("%s: %w: empty subject id", kind.Type, ErrInvalidEvent)
 	}
 	return Event{
-		ID:        uuid.Must(uuid.NewV7()).String(),
+		ID:        ids.New(),
 		Kind:      kind,
 		SubjectID: subjectID,
 		ChainID:   chainID,

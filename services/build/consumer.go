@@ -9,10 +9,10 @@ import (
 	"sync"
 	"time"
 
-	"github.com/google/uuid"
-
 	"github.com/sluicehq/sluice/platform/apierror"
 	"github.com/sluicehq/sluice/platform/events"
+	"github.com/sluicehq/sluice/platform/ids"
+	"github.com/sluicehq/sluice/platform/prototime"
 	"github.com/sluicehq/sluice/platform/steplog"
 	"github.com/sluicehq/sluice/proto/gen/sluice/build/events/v1"
 	"github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
@@ -130,8 +130,8 @@ func (s *Service) finish(ctx context.Context, run domain.Run, b domain.Build, le
 		FailedStep:    res.failure.Step,
 		ExitCode:      int32(res.failure.ExitCode),
 		LastLogLines:  res.failure.LastLogLines,
-		Duration:      durationToProto(end.Sub(b.StartTime)),
-		StepDuration:  durationToProto(res.stepDuration),
+		Duration:      prototime.Duration(end.Sub(b.StartTime)),
+		StepDuration:  prototime.Duration(res.stepDuration),
 	}
 	for _, a := range res.artifacts {
 		fin.Artifacts = append(fin.Artifacts, artifactToProto(a))
@@ -225,7 +225,7 @@ func (s *Service) acquire(ctx context.Context, run domain.Run, log *slog.Logger)
 		b, err := s.store.ByRun(ctx, run.ID)
 		if errors.Is(err, apierror.ErrNotFound) {
 			nb := domain.Build{
-				ID:         uuid.Must(uuid.NewV7()).String(),
+				ID:         ids.New(),
 				RunID:      run.ID,
 				Repository: run.Repository,
 				Commit:     run.Commit,

@@ -19,6 +19,7 @@ import (
 	"github.com/sluicehq/sluice/platform/events"
 	"github.com/sluicehq/sluice/platform/executor"
 	"github.com/sluicehq/sluice/platform/gitcheckout"
+	"github.com/sluicehq/sluice/platform/prototime"
 	"github.com/sluicehq/sluice/platform/steplog"
 	"github.com/sluicehq/sluice/proto/gen/sluice/build/events/v1"
 	"github.com/sluicehq/sluice/services/build/domain"
@@ -156,7 +157,7 @@ func (s *Service) runStep(ctx context.Context, run domain.Run, b domain.Build, l
 		Step:     st.Name,
 		Status:   stepStatusToProto(step.Status),
 		ExitCode: int32(step.ExitCode),
-		Duration: durationToProto(end.Sub(start)),
+		Duration: prototime.Duration(end.Sub(start)),
 	}, b.ID, run.ID)
 	if err != nil {
 		return end.Sub(start), failure, err

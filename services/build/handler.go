@@ -3,12 +3,10 @@ package build
 import (
 	"context"
 	"log/slog"
-	"time"
 
 	"connectrpc.com/connect"
-	"google.golang.org/protobuf/types/known/durationpb"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/sluicehq/sluice/platform/prototime"
 	"github.com/sluicehq/sluice/platform/rpcserver"
 	"github.com/sluicehq/sluice/platform/steplog"
 	buildv1 "github.com/sluicehq/sluice/proto/gen/sluice/build/v1"
@@ -85,14 +83,14 @@ func buildToProto(b domain.Build) *buildv1.Build {
 		Commit:        b.Commit,
 		Status:        buildStatusToProto(b.Status),
 		FailureReason: b.Failure.Reason,
-		CreateTime:    timeToProto(b.CreateTime),
-		EndTime:       timeToProto(b.EndTime),
+		CreateTime:    prototime.Timestamp(b.CreateTime),
+		EndTime:       prototime.Timestamp(b.EndTime),
 		Attempt:       int32(b.Attempt),
 		FailedStep:    b.Failure.Step,
 		ExitCode:      int32(b.Failure.ExitCode),
 		LastLogLines:  b.Failure.LastLogLines,
-		StartTime:     timeToProto(b.StartTime),
-		StepDuration:  durationToProto(b.StepDuration),
+		StartTime:     prototime.Timestamp(b.StartTime),
+		StepDuration:  prototime.Duration(b.StepDuration),
 		WorkerId:      b.WorkerID,
 	}
 	for _, st := range b.Steps {
@@ -100,8 +98,8 @@ func buildToProto(b domain.Build) *buildv1.Build {
 			Name:      st.Name,
 			Status:    stepStatusToProto(st.Status),
 			ExitCode:  int32(st.ExitCode),
-			StartTime: timeToProto(st.StartTime),
-			EndTime:   timeToProto(st.EndTime),
+			StartTime: prototime.Timestamp(st.StartTime),
+			EndTime:   prototime.Timestamp(st.EndTime),
 		})
 	}
 	for _, a := range b.Artifacts {
@@ -117,7 +115,7 @@ func artifactToProto(a domain.Artifact) *buildv1.Artifact {
 func linesToProto(lines []steplog.Line) []*buildv1.LogLine {
 	out := make([]*buildv1.LogLine, len(lines))
 	for i, l := range lines {
-		out[i] = &buildv1.LogLine{Seq: l.Seq, Step: l.Step, Text: l.Text, Time: timeToProto(l.Time), Stream: l.Stream}
+		out[i] = &buildv1.LogLine{Seq: l.Seq, Step: l.Step, Text: l.Text, Time: prototime.Timestamp(l.Time), Stream: l.Stream}
 	}
 	return out
 }
@@ -157,12 +155,3 @@ func stepStatusToProto(s domain.StepStatus) buildv1.StepStatus {
 	}
 	return buildv1.StepStatus_STEP_STATUS_UNSPECIFIED
 }
-
-func timeToProto(t time.Time) *timestamppb.Timestamp {
-	if t.IsZero() {
-		return nil
-	}
-	return timestamppb.New(t)
-}
-
-func durationToProto(d time.Duration) *durationpb.Duration { return durationpb.New(d) }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"embed"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -247,17 +246,13 @@ type Outcome struct {
 // Finish ends the build with out, marks the steps that did not run SKIPPED
 // and enqueues evs, in one transaction.
 func (s *Store) Finish(ctx context.Context, l Lease, out Outcome, evs ...events.Event) error {
-	last, err := json.Marshal(nonNil(out.Failure.LastLogLines))
-	if err != nil {
-		return fmt.Errorf("finish build %s: %w", l.BuildID, err)
-	}
-	err = s.db.InTx(ctx, func(tx *sql.Tx) error {
+	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
 		if err := hold(ctx, tx, l); err != nil {
 			return err
 		}
 		if _, err := tx.ExecContext(ctx, `UPDATE builds SET status = $1, failure_reason = $2, failed_step = $3,
 			exit_code = $4, last_log_lines = $5, step_duration = $6, ended_at = $7, lease_expires_at = 0 WHERE id = $8`,
-			string(out.Status), sqldb.Text(out.Failure.Reason), out.Failure.Step, out.Failure.ExitCode, sqldb.Text(string(last)),
+			string(out.Status), sqldb.Text(out.Failure.Reason), out.Failure.Step, out.Failure.ExitCode, sqldb.StringList(out.Failure.LastLogLines),
 			int64(out.StepDuration), out.EndTime.UnixNano(), l.BuildID); err != nil {
 			return err
 		}
@@ -273,13 +268,6 @@ func (s *Store) Finish(ctx context.Context, l Lease, out Outcome, evs ...events.
 	return nil
 }
 
-func nonNil(s []string) []string {
-	if s == nil {
-		return []string{}
-	}
-	return s
-}
-
 const buildColumns = `id, run_id, repository_id, repository_name, repository_url, commit_sha, branch, status, attempt,
 	worker_id, lease_expires_at, failure_reason, failed_step, exit_code, last_log_lines, step_duration,
 	created_at, started_at, ended_at`
@@ -288,16 +276,13 @@ type rowScanner interface{ Scan(dest ...any) error }
 
 func scanBuild(r rowScanner) (domain.Build, error) {
 	var b domain.Build
-	var status, last string
+	var status string
 	var lease, stepDur, created, started, ended int64
 	err := r.Scan(&b.ID, &b.RunID, &b.Repository.ID, &b.Repository.Name, &b.Repository.URL, &b.Commit, &b.Branch,
-		&status, &b.Attempt, &b.WorkerID, &lease, &b.Failure.Reason, &b.Failure.Step, &b.Failure.ExitCode, &last,
-		&stepDur, &created, &started, &ended)
+		&status, &b.Attempt, &b.WorkerID, &lease, &b.Failure.Reason, &b.Failure.Step, &b.Failure.ExitCode,
+		(*sqldb.StringList)(&b.Failure.LastLogLines), &stepDur, &created, &started, &ended)
 	if err != nil {
 		return b, err
-	}
-	if err := json.Unmarshal([]byte(last), &b.Failure.LastLogLines); err != nil {
-		return b, fmt.Errorf("build %s: last_log_lines: %w", b.ID, err)
 	}
 	b.Status = domain.Status(status)
 	b.LeaseExpires = sqldb.Time(lease)

@@ -6,11 +6,11 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sluicehq/sluice/deploy"
 	"github.com/sluicehq/sluice/platform/events"
+	"github.com/sluicehq/sluice/platform/ids"
 	"github.com/sluicehq/sluice/platform/natsprovision"
 	"github.com/sluicehq/sluice/services/notify/domain"
 )
@@ -68,7 +68,7 @@ func (f *Fanout) Handler(consumer string) events.Handler {
 			ChainID:    ev.ChainID,
 			Headers:    headers,
 			Body:       msg.Data,
-		}, time.Now(), newID)
+		}, time.Now(), ids.New)
 		if err != nil {
 			return err
 		}
@@ -113,5 +113,3 @@ func NewConsumers(js jetstream.JetStream, log *slog.Logger, cfg Config, fanout *
 	}
 	return consumers, nil
 }
-
-func newID() string { return uuid.Must(uuid.NewV7()).String() }

@@ -3,11 +3,10 @@ package notify
 import (
 	"context"
 	"log/slog"
-	"time"
 
 	"connectrpc.com/connect"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/sluicehq/sluice/platform/prototime"
 	"github.com/sluicehq/sluice/platform/rpcserver"
 	notifyv1 "github.com/sluicehq/sluice/proto/gen/sluice/notify/v1"
 	"github.com/sluicehq/sluice/proto/gen/sluice/notify/v1/notifyv1connect"
@@ -89,7 +88,7 @@ func (h *Handler) WatchEvents(ctx context.Context, req *notifyv1.WatchEventsRequ
 			Type:        w.Event.Kind.Type,
 			Source:      w.Source,
 			Subject:     w.Event.SubjectID,
-			Time:        timestamp(w.Event.Time),
+			Time:        prototime.Timestamp(w.Event.Time),
 			NatsSubject: w.NATSSubject,
 			Data:        string(w.Data),
 		}})
@@ -102,7 +101,7 @@ func subscriptionToProto(s domain.Subscription) *notifyv1.Subscription {
 		Url:        s.URL,
 		EventTypes: s.EventTypes,
 		Repository: s.Repository,
-		CreateTime: timestamp(s.CreatedAt),
+		CreateTime: prototime.Timestamp(s.CreatedAt),
 	}
 }
 
@@ -115,16 +114,16 @@ func deliveryToProto(d domain.Delivery) *notifyv1.Delivery {
 		Subject:        d.Subject,
 		Repository:     d.Repository,
 		Status:         statusToProto(d.Status),
-		CreateTime:     timestamp(d.CreatedAt),
+		CreateTime:     prototime.Timestamp(d.CreatedAt),
 		LastError:      d.LastError,
 	}
 	if d.Status == domain.StatusPending {
-		p.NextAttemptTime = timestamp(d.NextAttemptAt)
+		p.NextAttemptTime = prototime.Timestamp(d.NextAttemptAt)
 	}
 	for _, a := range d.Attempts {
 		p.Attempts = append(p.Attempts, &notifyv1.Attempt{
 			Number:     int32(a.Number),
-			Time:       timestamp(a.Time),
+			Time:       prototime.Timestamp(a.Time),
 			HttpStatus: int32(a.HTTPStatus),
 			Error:      a.Error,
 			DurationMs: a.Duration.Milliseconds(),
@@ -143,11 +142,4 @@ func statusToProto(s domain.Status) notifyv1.DeliveryStatus {
 		return notifyv1.DeliveryStatus_DELIVERY_STATUS_DEAD
 	}
 	return notifyv1.DeliveryStatus_DELIVERY_STATUS_UNSPECIFIED
-}
-
-func timestamp(t time.Time) *timestamppb.Timestamp {
-	if t.IsZero() {
-		return nil
-	}
-	return timestamppb.New(t)
 }

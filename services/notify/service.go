@@ -13,6 +13,7 @@ import (
 
 	"github.com/sluicehq/sluice/platform/apierror"
 	"github.com/sluicehq/sluice/platform/events"
+	"github.com/sluicehq/sluice/platform/ids"
 	"github.com/sluicehq/sluice/services/notify/domain"
 )
 
@@ -39,7 +40,7 @@ func (s *Service) CreateSubscription(ctx context.Context, sub domain.Subscriptio
 	if err := sub.Validate(); err != nil {
 		return domain.Subscription{}, err
 	}
-	sub.ID = newID()
+	sub.ID = ids.New()
 	sub.CreatedAt = time.Now().UTC()
 	if err := s.store.CreateSubscription(ctx, sub); err != nil {
 		return domain.Subscription{}, err

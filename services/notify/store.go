@@ -49,13 +49,9 @@ func (s *Store) Close() error { return s.db.Close() }
 
 // CreateSubscription stores sub.
 func (s *Store) CreateSubscription(ctx context.Context, sub domain.Subscription) error {
-	types, err := json.Marshal(nonNil(sub.EventTypes))
-	if err != nil {
-		return fmt.Errorf("encode event types: %w", err)
-	}
-	_, err = s.db.ExecContext(ctx,
+	_, err := s.db.ExecContext(ctx,
 		`INSERT INTO subscriptions (id, url, secret, event_types, repository, created_at) VALUES ($1, $2, $3, $4, $5, $6)`,
-		sub.ID, sub.URL, sub.Secret, string(types), sub.Repository, sqldb.Nanos(sub.CreatedAt))
+		sub.ID, sub.URL, sub.Secret, sqldb.StringList(sub.EventTypes), sub.Repository, sqldb.Nanos(sub.CreatedAt))
 	if err != nil {
 		if sqldb.IsUniqueViolation(err) {
 			return fmt.Errorf("subscription %s: %w", sub.ID, apierror.ErrAlreadyExists)
@@ -72,14 +68,10 @@ type scanner interface{ Scan(dest ...any) error }
 func scanSubscription(row scanner) (domain.Subscription, error) {
 	var (
 		sub     domain.Subscription
-		types   string
 		created int64
 	)
-	if err := row.Scan(&sub.ID, &sub.URL, &sub.Secret, &types, &sub.Repository, &created); err != nil {
+	if err := row.Scan(&sub.ID, &sub.URL, &sub.Secret, (*sqldb.StringList)(&sub.EventTypes), &sub.Repository, &created); err != nil {
 		return sub, err
-	}
-	if err := json.Unmarshal([]byte(types), &sub.EventTypes); err != nil {
-		return sub, fmt.Errorf("subscription %s event types: %w", sub.ID, err)
 	}
 	sub.CreatedAt = sqldb.Time(created)
 	return sub, nil
@@ -459,11 +451,4 @@ func (s *Store) attachAttempts(ctx context.Context, list []domain.Delivery, byID
 		return fmt.Errorf("list attempts: %w", err)
 	}
 	return nil
-}
-
-func nonNil(s []string) []string {
-	if s == nil {
-		return []string{}
-	}
-	return s
 }

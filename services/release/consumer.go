@@ -19,6 +19,7 @@ import (
 	testv1 "github.com/sluicehq/sluice/proto/gen/sluice/test/v1"
 
 	"github.com/sluicehq/sluice/platform/events"
+	"github.com/sluicehq/sluice/platform/ids"
 	"github.com/sluicehq/sluice/services/release/domain"
 )
 
@@ -286,7 +287,7 @@ func (s *Service) ensureRelease(ctx context.Context, st stage, rec stageRun, run
 	}
 
 	rel := domain.Release{
-		ID:           newID(),
+		ID:           ids.New(),
 		Repository:   st.repo,
 		Version:      domain.NextVersion(prevVersion, commits),
 		Commit:       commit,

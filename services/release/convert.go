@@ -1,25 +1,14 @@
 package release
 
 import (
-	"time"
-
-	"google.golang.org/protobuf/types/known/timestamppb"
-
+	"github.com/sluicehq/sluice/platform/prototime"
 	releasev1 "github.com/sluicehq/sluice/proto/gen/sluice/release/v1"
 	"github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
-
 	"github.com/sluicehq/sluice/services/release/domain"
 )
 
 func repositoryRef(r domain.Repository) *sourceeventsv1.RepositoryRef {
 	return &sourceeventsv1.RepositoryRef{Id: r.ID, Name: r.Name, Url: r.URL}
-}
-
-func timestampOf(t time.Time) *timestamppb.Timestamp {
-	if t.IsZero() {
-		return nil
-	}
-	return timestamppb.New(t)
 }
 
 func releaseProto(r domain.Release) *releasev1.Release {
@@ -31,7 +20,7 @@ func releaseProto(r domain.Release) *releasev1.Release {
 		RunId:      r.RunID,
 		Changelog:  r.Changelog,
 		Status:     releaseStatusProto(r.Status),
-		CreateTime: timestampOf(r.CreatedAt),
+		CreateTime: prototime.Timestamp(r.CreatedAt),
 	}
 	for _, a := range r.Artifacts {
 		out.Artifacts = append(out.Artifacts, &releasev1.ReleaseArtifact{Name: a.Name, Object: a.Object, Sha256: a.SHA256, Size: a.Size})
@@ -61,8 +50,8 @@ func deploymentProto(d domain.Deployment) *releasev1.Deployment {
 		Status:      deploymentStatusProto(d.Status),
 		Reason:      d.Reason,
 		Rollback:    d.Rollback,
-		CreateTime:  timestampOf(d.CreatedAt),
-		EndTime:     timestampOf(d.EndedAt),
+		CreateTime:  prototime.Timestamp(d.CreatedAt),
+		EndTime:     prototime.Timestamp(d.EndedAt),
 		RunId:       d.RunID,
 	}
 }

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
 
@@ -16,6 +15,7 @@ import (
 
 	"github.com/sluicehq/sluice/platform/events"
 	"github.com/sluicehq/sluice/platform/executor"
+	"github.com/sluicehq/sluice/platform/ids"
 	"github.com/sluicehq/sluice/services/release/domain"
 )
 
@@ -119,12 +119,10 @@ func (s *Service) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	return nil
 }
 
-func newID() string { return uuid.Must(uuid.NewV7()).String() }
-
 // newDeployment is a deployment of rel to environment, not started yet.
 func newDeployment(rel domain.Release, environment, runID string, rollback bool) domain.Deployment {
 	return domain.Deployment{
-		ID:          newID(),
+		ID:          ids.New(),
 		ReleaseID:   rel.ID,
 		Repository:  rel.Repository.Name,
 		Environment: environment,

@@ -9,12 +9,11 @@ import (
 	"strings"
 	"time"
 
-	"google.golang.org/protobuf/types/known/timestamppb"
-
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sluicehq/sluice/platform/apierror"
 	"github.com/sluicehq/sluice/platform/events"
+	"github.com/sluicehq/sluice/platform/prototime"
 	"github.com/sluicehq/sluice/proto/gen/sluice/build/events/v1"
 	buildv1 "github.com/sluicehq/sluice/proto/gen/sluice/build/v1"
 	"github.com/sluicehq/sluice/proto/gen/sluice/release/events/v1"
@@ -135,13 +134,13 @@ func apply(run *domain.Run, ev events.Event) bool {
 		}
 		// A commit released before is redeployed without a new
 		// ReleasePublished: the deployment tells when the stage started.
-		started := run.StartStage(domain.StageRelease, timeOf(d.GetCreateTime()))
+		started := run.StartStage(domain.StageRelease, prototime.Time(d.GetCreateTime()))
 		return run.AddStageDetail(domain.StageRelease, fmt.Sprintf("deployed %s to %s", d.GetVersion(), d.GetEnvironment())) || started
 	case *releaseeventsv1.DeploymentFailed:
 		d := p.GetDeployment()
 		started := false
 		if !d.GetRollback() {
-			started = run.StartStage(domain.StageRelease, timeOf(d.GetCreateTime()))
+			started = run.StartStage(domain.StageRelease, prototime.Time(d.GetCreateTime()))
 		}
 		text := fmt.Sprintf("deployment of %s failed on %s", d.GetVersion(), d.GetEnvironment())
 		if d.GetReason() != "" {
@@ -249,12 +248,4 @@ func firstOf(s ...string) string {
 		}
 	}
 	return ""
-}
-
-// timeOf is the zero time for an unset timestamp (AsTime would give 1970).
-func timeOf(ts *timestamppb.Timestamp) time.Time {
-	if ts == nil {
-		return time.Time{}
-	}
-	return ts.AsTime()
 }

@@ -2,20 +2,11 @@ package source
 
 import (
 	"slices"
-	"time"
 
-	"google.golang.org/protobuf/types/known/timestamppb"
-
+	"github.com/sluicehq/sluice/platform/prototime"
 	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
 	"github.com/sluicehq/sluice/services/source/domain"
 )
-
-func timestamp(t time.Time) *timestamppb.Timestamp {
-	if t.IsZero() {
-		return nil
-	}
-	return timestamppb.New(t)
-}
 
 func repositoryToProto(r domain.Repository) *sourcev1.Repository {
 	return &sourcev1.Repository{
@@ -23,7 +14,7 @@ func repositoryToProto(r domain.Repository) *sourcev1.Repository {
 		Name:           r.Name,
 		Url:            r.URL,
 		Branch:         r.Branch,
-		CreateTime:     timestamp(r.CreatedAt),
+		CreateTime:     prototime.Timestamp(r.CreatedAt),
 		WebhookSecret:  r.WebhookSecret,
 		LastSeenCommit: r.LastSeenCommit,
 	}
@@ -39,8 +30,8 @@ func runToProto(r domain.Run) *sourcev1.Run {
 		Branch:         r.Branch,
 		Trigger:        triggerToProto(r.Trigger),
 		Status:         runStatusToProto(r.Status),
-		CreateTime:     timestamp(r.CreatedAt),
-		EndTime:        timestamp(r.EndedAt),
+		CreateTime:     prototime.Timestamp(r.CreatedAt),
+		EndTime:        prototime.Timestamp(r.EndedAt),
 		FailureReason:  r.FailureReason,
 		ReleaseVersion: r.ReleaseVersion,
 		CommitMessage:  r.CommitMessage,
@@ -50,8 +41,8 @@ func runToProto(r domain.Run) *sourcev1.Run {
 		out.Stages = append(out.Stages, &sourcev1.Stage{
 			Name:         s.Name,
 			Status:       stageStatusToProto(s.Status),
-			StartTime:    timestamp(s.StartedAt),
-			EndTime:      timestamp(s.EndedAt),
+			StartTime:    prototime.Timestamp(s.StartedAt),
+			EndTime:      prototime.Timestamp(s.EndedAt),
 			Reason:       s.Reason,
 			FailedStep:   s.FailedStep,
 			ExitCode:     int32(s.ExitCode),
@@ -63,7 +54,7 @@ func runToProto(r domain.Run) *sourcev1.Run {
 }
 
 func commitToProto(c domain.Commit) *sourcev1.Commit {
-	return &sourcev1.Commit{Sha: c.SHA, Message: c.Message, Author: c.Author, Time: timestamp(c.Time)}
+	return &sourcev1.Commit{Sha: c.SHA, Message: c.Message, Author: c.Author, Time: prototime.Timestamp(c.Time)}
 }
 
 func triggerToProto(t domain.Trigger) sourcev1.Trigger {

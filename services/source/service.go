@@ -13,10 +13,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/google/uuid"
-
 	"github.com/sluicehq/sluice/platform/apierror"
 	"github.com/sluicehq/sluice/platform/events"
+	"github.com/sluicehq/sluice/platform/ids"
 	"github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
 	"github.com/sluicehq/sluice/services/source/domain"
 	"github.com/sluicehq/sluice/services/source/gitmirror"
@@ -92,8 +91,6 @@ func (b *broadcast) notify() {
 	}
 }
 
-func newID() string { return uuid.Must(uuid.NewV7()).String() }
-
 // --- repositories ---
 
 // NewRepository is what CreateRepository needs; only URL is required.
@@ -130,7 +127,7 @@ func (s *Service) CreateRepository(ctx context.Context, in NewRepository) (repo 
 		return sameRepository(existing, url, in.Branch)
 	}
 
-	id := newID()
+	id := ids.New()
 	defer func() {
 		if err != nil || !created {
 			if rmErr := s.mirrors.Remove(id); rmErr != nil {
@@ -365,7 +362,7 @@ func (s *Service) prepareRun(repo domain.Repository, res gitmirror.Resolved, tri
 	if len(commit.Message) > maxCommitMessage {
 		commit.Message = strings.ToValidUTF8(commit.Message[:maxCommitMessage], "")
 	}
-	id := newID()
+	id := ids.New()
 	now := time.Now().UTC()
 	data, err := s.mirrors.ReadFile(repo.ID, res.Commit, domain.PipelineFile, maxPipelineSize)
 	switch {

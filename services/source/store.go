@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"embed"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -214,26 +213,15 @@ func insertRun(ctx context.Context, tx *sql.Tx, r domain.Run) error {
 		return fmt.Errorf("insert run: %w", err)
 	}
 	for i, st := range r.Stages {
-		lines, err := json.Marshal(nonNil(st.LastLogLines))
-		if err != nil {
-			return fmt.Errorf("encode log lines: %w", err)
-		}
-		_, err = tx.ExecContext(ctx, `INSERT INTO run_stages (run_id, name, position, status, started_at, ended_at,
+		_, err := tx.ExecContext(ctx, `INSERT INTO run_stages (run_id, name, position, status, started_at, ended_at,
 			reason, failed_step, exit_code, last_log_lines, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
 			r.ID, st.Name, i, string(st.Status), sqldb.Nanos(st.StartedAt), sqldb.Nanos(st.EndedAt),
-			st.Reason, st.FailedStep, st.ExitCode, string(lines), st.Detail)
+			st.Reason, st.FailedStep, st.ExitCode, sqldb.StringList(st.LastLogLines), st.Detail)
 		if err != nil {
 			return fmt.Errorf("insert stage %s: %w", st.Name, err)
 		}
 	}
 	return nil
-}
-
-func nonNil(s []string) []string {
-	if s == nil {
-		return []string{}
-	}
-	return s
 }
 
 // Run reads one run with its stages.
@@ -275,14 +263,10 @@ func updateRun(ctx context.Context, tx *sql.Tx, r domain.Run) error {
 		return fmt.Errorf("update run %s: %w", r.ID, err)
 	}
 	for _, st := range r.Stages {
-		lines, err := json.Marshal(nonNil(st.LastLogLines))
-		if err != nil {
-			return fmt.Errorf("encode log lines: %w", err)
-		}
-		_, err = tx.ExecContext(ctx, `UPDATE run_stages SET status = $1, started_at = $2, ended_at = $3, reason = $4,
+		_, err := tx.ExecContext(ctx, `UPDATE run_stages SET status = $1, started_at = $2, ended_at = $3, reason = $4,
 			failed_step = $5, exit_code = $6, last_log_lines = $7, detail = $8 WHERE run_id = $9 AND name = $10`,
 			string(st.Status), sqldb.Nanos(st.StartedAt), sqldb.Nanos(st.EndedAt), st.Reason,
-			st.FailedStep, st.ExitCode, string(lines), st.Detail, r.ID, st.Name)
+			st.FailedStep, st.ExitCode, sqldb.StringList(st.LastLogLines), st.Detail, r.ID, st.Name)
 		if err != nil {
 			return fmt.Errorf("update stage %s of run %s: %w", st.Name, r.ID, err)
 		}
@@ -356,17 +340,14 @@ func loadStages(ctx context.Context, q querier, runs []*domain.Run) error {
 	}
 	defer rows.Close()
 	for rows.Next() {
-		var runID, status, lines string
+		var runID, status string
 		var started, ended int64
 		var st domain.Stage
-		if err := rows.Scan(&runID, &st.Name, &status, &started, &ended, &st.Reason, &st.FailedStep, &st.ExitCode, &lines, &st.Detail); err != nil {
+		if err := rows.Scan(&runID, &st.Name, &status, &started, &ended, &st.Reason, &st.FailedStep, &st.ExitCode, (*sqldb.StringList)(&st.LastLogLines), &st.Detail); err != nil {
 			return fmt.Errorf("read stages: %w", err)
 		}
 		st.Status = domain.StageStatus(status)
 		st.StartedAt, st.EndedAt = sqldb.Time(started), sqldb.Time(ended)
-		if err := json.Unmarshal([]byte(lines), &st.LastLogLines); err != nil {
-			return fmt.Errorf("stage %s of run %s: stored log lines: %w", st.Name, runID, err)
-		}
 		if len(st.LastLogLines) == 0 {
 			st.LastLogLines = nil
 		}

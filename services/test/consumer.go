@@ -9,11 +9,11 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
-	"github.com/google/uuid"
-	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/sluicehq/sluice/platform/events"
 	"github.com/sluicehq/sluice/platform/gitcheckout"
+	"github.com/sluicehq/sluice/platform/ids"
+	"github.com/sluicehq/sluice/platform/prototime"
 	"github.com/sluicehq/sluice/platform/steplog"
 	"github.com/sluicehq/sluice/proto/gen/sluice/build/events/v1"
 	buildv1 "github.com/sluicehq/sluice/proto/gen/sluice/build/v1"
@@ -78,7 +78,7 @@ func (s *Service) HandleBuildFinished(ctx context.Context, ev events.Event, d ev
 	}
 	now := time.Now()
 	candidate := domain.TestRun{
-		ID:      uuid.Must(uuid.NewV7()).String(),
+		ID:      ids.New(),
 		RunID:   bf.GetRunId(),
 		BuildID: bf.GetBuildId(),
 		Repository: domain.Repository{
@@ -355,8 +355,8 @@ func (a *attempt) finish(parent context.Context, o domain.Outcome) error {
 		Counts:        &testv1.Counts{Passed: int32(counts.Passed), Failed: int32(counts.Failed), Skipped: int32(counts.Skipped)},
 		FailureReason: o.Reason,
 		FailedCases:   o.FailedCaseNames(),
-		Duration:      durationpb.New(ended.Sub(run.CreatedAt)),
-		StepDuration:  durationpb.New(o.StepDuration),
+		Duration:      prototime.Duration(ended.Sub(run.CreatedAt)),
+		StepDuration:  prototime.Duration(o.StepDuration),
 	}
 	if f := o.FailedStep; f != nil {
 		payload.FailedStep = f.Name

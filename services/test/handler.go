@@ -4,9 +4,7 @@ import (
 	"context"
 	"log/slog"
 
-	"google.golang.org/protobuf/types/known/durationpb"
-	"google.golang.org/protobuf/types/known/timestamppb"
-
+	"github.com/sluicehq/sluice/platform/prototime"
 	"github.com/sluicehq/sluice/platform/rpcserver"
 	testv1 "github.com/sluicehq/sluice/proto/gen/sluice/test/v1"
 	"github.com/sluicehq/sluice/proto/gen/sluice/test/v1/testv1connect"
@@ -51,7 +49,7 @@ func (h *Handler) ListTestCases(ctx context.Context, req *testv1.ListTestCasesRe
 			Suite:    c.Suite,
 			Name:     c.Name,
 			Status:   caseStatusToProto(c.Status),
-			Duration: durationpb.New(c.Duration),
+			Duration: prototime.Duration(c.Duration),
 			Output:   c.Output,
 		})
 	}
@@ -70,7 +68,7 @@ func (h *Handler) GetLogs(ctx context.Context, req *testv1.GetLogsRequest) (*tes
 			Seq:    l.Seq,
 			Step:   l.Step,
 			Text:   l.Text,
-			Time:   timestamppb.New(l.Time),
+			Time:   prototime.Timestamp(l.Time),
 			Stream: l.Stream,
 		})
 	}
@@ -86,13 +84,11 @@ func testRunToProto(r domain.TestRun, suites []domain.Suite) *testv1.TestRun {
 		Status:        statusToProto(r.Status),
 		Counts:        countsToProto(r.Counts),
 		FailureReason: r.FailureReason,
-		CreateTime:    timestamppb.New(r.CreatedAt),
+		CreateTime:    prototime.Timestamp(r.CreatedAt),
 	}
-	if !r.EndedAt.IsZero() {
-		out.EndTime = timestamppb.New(r.EndedAt)
-	}
+	out.EndTime = prototime.Timestamp(r.EndedAt)
 	for _, s := range suites {
-		out.Suites = append(out.Suites, &testv1.Suite{Name: s.Name, Counts: countsToProto(s.Counts), Duration: durationpb.New(s.Duration)})
+		out.Suites = append(out.Suites, &testv1.Suite{Name: s.Name, Counts: countsToProto(s.Counts), Duration: prototime.Duration(s.Duration)})
 	}
 	return out
 }

@@ -15,12 +15,12 @@ import (
 
 	"github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing/object"
-	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sluicehq/sluice/deploy"
 	"github.com/sluicehq/sluice/platform/events"
+	"github.com/sluicehq/sluice/platform/ids"
 	"github.com/sluicehq/sluice/platform/natsprovision"
 	"github.com/sluicehq/sluice/platform/natstest"
 	"github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
@@ -156,7 +156,7 @@ func GitRepo(t testing.TB, files map[string]string) Repo {
 // given build spec, under a fresh run id.
 func RunRequest(repo Repo, spec *sourcev1.BuildSpec) *sourceeventsv1.RunRequested {
 	return &sourceeventsv1.RunRequested{
-		RunId:      uuid.Must(uuid.NewV7()).String(),
+		RunId:      ids.New(),
 		Repository: &sourceeventsv1.RepositoryRef{Id: "repo-1", Name: "hello", Url: repo.Dir},
 		Commit:     repo.Commit,
 		Ref:        "refs/heads/main",
