@@ -20,6 +20,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sluicehq/sluice/platform/natsconn"
+	"github.com/sluicehq/sluice/platform/retry"
 )
 
 // MaxReplicas is the most replicas a JetStream stream may have.
@@ -213,7 +214,7 @@ func (d Declarations) applyStores(ctx context.Context, js jetstream.JetStream, s
 		if opts.Replicas > 0 {
 			cfg.Replicas = opts.Replicas
 		}
-		err := retry(ctx, js, opts, "apply stream "+cfg.Name, func(ctx context.Context) error {
+		err := apply(ctx, js, opts, "apply stream "+cfg.Name, func(ctx context.Context) error {
 			_, err := js.CreateOrUpdateStream(ctx, cfg)
 			return err
 		})
@@ -229,7 +230,7 @@ func (d Declarations) applyStores(ctx context.Context, js jetstream.JetStream, s
 		if opts.Replicas > 0 {
 			cfg.Replicas = opts.Replicas
 		}
-		err := retry(ctx, js, opts, "apply object store "+cfg.Bucket, func(ctx context.Context) error {
+		err := apply(ctx, js, opts, "apply object store "+cfg.Bucket, func(ctx context.Context) error {
 			_, err := js.CreateOrUpdateObjectStore(ctx, cfg)
 			return err
 		})
@@ -243,7 +244,7 @@ func (d Declarations) applyStores(ctx context.Context, js jetstream.JetStream, s
 func (d Declarations) applyConsumers(ctx context.Context, js jetstream.JetStream, service string, opts Options) error {
 	for _, c := range d.Consumers[service] {
 		what := fmt.Sprintf("apply consumer %s on %s", c.Config.Durable, c.Stream)
-		err := retry(ctx, js, opts, what, func(ctx context.Context) error {
+		err := apply(ctx, js, opts, what, func(ctx context.Context) error {
 			if _, err := js.Stream(ctx, c.Stream); err != nil {
 				if errors.Is(err, jetstream.ErrStreamNotFound) {
 					return fmt.Errorf("stream %s does not exist yet (its service has not started?): %w", c.Stream, err)
@@ -260,11 +261,11 @@ func (d Declarations) applyConsumers(ctx context.Context, js jetstream.JetStream
 	return nil
 }
 
-// retry runs op until it succeeds, ctx ends or Options.WaitForStreams
+// apply runs op until it succeeds, ctx ends or Options.WaitForStreams
 // passes: the stream it needs may belong to a service that starts later,
 // and NATS itself may not be up yet. A subject the NATS user may not use
 // ends it at once with an error naming the subject.
-func retry(ctx context.Context, js jetstream.JetStream, opts Options, what string, op func(context.Context) error) error {
+func apply(ctx context.Context, js jetstream.JetStream, opts Options, what string, op func(context.Context) error) error {
 	if opts.WaitForStreams > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, opts.WaitForStreams)
@@ -275,26 +276,26 @@ func retry(ctx context.Context, js jetstream.JetStream, opts Options, what strin
 		callTimeout = 10 * time.Second
 	}
 	nc := js.Conn()
-	delay := 250 * time.Millisecond
-	for attempt := 1; ; attempt++ {
+	wait := retry.Backoff{Initial: 250 * time.Millisecond, Max: 5 * time.Second, Jitter: 0.2}
+	err := retry.Do(ctx, wait, func(ctx context.Context) error {
 		before := nc.LastError()
 		callCtx, cancel := context.WithTimeout(ctx, callTimeout)
+		defer cancel()
 		err := op(callCtx)
-		cancel()
 		if err == nil {
 			return nil
 		}
 		if refused := natsconn.CheckRefused(nc, before); refused != nil {
-			return fmt.Errorf("%s: %w", what, refused)
+			return retry.Permanent(refused)
 		}
-		if opts.Log != nil && (attempt == 1 || attempt%20 == 0) {
-			opts.Log.Warn("nats declarations: waiting", slog.String("for", what), slog.Int("attempt", attempt), slog.Any("error", err))
+		return err
+	}, retry.OnRetry(func(try int, err error, _ time.Duration) {
+		if opts.Log != nil && (try == 1 || try%20 == 0) {
+			opts.Log.Warn("nats declarations: waiting", slog.String("for", what), slog.Int("attempt", try), slog.Any("error", err))
 		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%s: %w (gave up: %w)", what, err, ctx.Err())
-		case <-time.After(delay):
-		}
-		delay = min(delay*2, 5*time.Second)
+	}))
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
 	}
+	return nil
 }

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"strings"
@@ -71,7 +70,7 @@ func NewWorker(cfg Config, store *Store, relay *events.Relay, log *slog.Logger) 
 	}
 	return &Worker{
 		cfg:   cfg,
-		retry: domain.Retry{MaxAttempts: cfg.MaxAttempts, Base: cfg.RetryBase, Max: cfg.RetryMax},
+		retry: domain.NewRetry(cfg.MaxAttempts, cfg.RetryBase, cfg.RetryMax),
 		store: store,
 		relay: relay,
 		log:   log.With(slog.String("component", "notify-deliveries")),
@@ -262,7 +261,7 @@ func (w *Worker) outcome(d domain.Delivery, a domain.Attempt) (Outcome, error) {
 	default:
 		return Outcome{
 			Status:        domain.StatusPending,
-			NextAttemptAt: time.Now().Add(w.retry.After(a.Number, rand.Float64())),
+			NextAttemptAt: time.Now().Add(w.retry.After(a.Number)),
 		}, nil
 	}
 }

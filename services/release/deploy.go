@@ -19,6 +19,7 @@ import (
 
 	"github.com/sluicehq/sluice/platform/executor"
 	"github.com/sluicehq/sluice/platform/gitcheckout"
+	"github.com/sluicehq/sluice/platform/retry"
 	"github.com/sluicehq/sluice/services/release/domain"
 )
 
@@ -206,28 +207,25 @@ func verifyHTTP(ctx context.Context, target string, timeout time.Duration) (stri
 	defer transport.CloseIdleConnections()
 	client := &http.Client{Transport: transport}
 	deadline := time.Now().Add(timeout)
-	var last string
-	for {
+	err := retry.Do(ctx, retry.Backoff{Initial: httpVerifyInterval}, func(ctx context.Context) error {
 		attempt, cancel := context.WithDeadline(ctx, minTime(deadline, time.Now().Add(httpAttemptTimeout)))
+		defer cancel()
 		status, err := getStatus(attempt, client, target)
-		cancel()
 		switch {
-		case ctx.Err() != nil:
-			return "", ctx.Err()
 		case err != nil:
-			last = err.Error()
-		case status >= 200 && status < 300:
-			return "", nil
-		default:
-			last = fmt.Sprintf("%d %s", status, http.StatusText(status))
+			return err
+		case status < 200 || status >= 300:
+			return fmt.Errorf("%d %s", status, http.StatusText(status))
 		}
-		if time.Until(deadline) < httpVerifyInterval {
-			return fmt.Sprintf("verification failed: GET %s: %s after %s", target, last, timeout), nil
-		}
-		if !sleep(ctx, httpVerifyInterval) {
-			return "", ctx.Err()
-		}
+		return nil
+	}, retry.GiveUpAfter(timeout))
+	switch {
+	case err == nil:
+		return "", nil
+	case ctx.Err() != nil:
+		return "", ctx.Err()
 	}
+	return fmt.Sprintf("verification failed: GET %s: %v after %s", target, err, timeout), nil
 }
 
 func getStatus(ctx context.Context, client *http.Client, target string) (int, error) {
@@ -255,31 +253,34 @@ func getStatus(ctx context.Context, client *http.Client, target string) (int, er
 // it exits 0 or timeout has passed.
 func (s *Service) verifyCommand(ctx context.Context, env domain.Environment, dir string, vars map[string]string, timeout time.Duration, out *tailLog) (string, error) {
 	deadline := time.Now().Add(timeout)
-	for {
+	var notStarted error
+	err := retry.Do(ctx, retry.Backoff{Initial: commandVerifyInterval}, func(ctx context.Context) error {
 		res, err := s.exec.Run(ctx, executor.Spec{
 			Name: "verify " + env.Name, Command: env.Verify.Command, Dir: dir, Env: vars,
 			Timeout: time.Until(deadline), Output: out.line,
 		})
-		var last string
 		switch {
 		case err != nil && ctx.Err() != nil, res.Cancelled:
-			return "", ctx.Err()
+			return fmt.Errorf("verification stopped: %w", context.Cause(ctx))
 		case err != nil:
-			return fmt.Sprintf("verification failed: %q could not start: %v", env.Verify.Command, err), nil
+			notStarted = err
+			return retry.Permanent(err)
 		case res.TimedOut:
-			last = "did not finish"
-		case res.ExitCode == 0:
-			return "", nil
-		default:
-			last = fmt.Sprintf("exited with code %d", res.ExitCode)
+			return errors.New("did not finish")
+		case res.ExitCode != 0:
+			return fmt.Errorf("exited with code %d", res.ExitCode)
 		}
-		if time.Until(deadline) < commandVerifyInterval {
-			return fmt.Sprintf("verification failed: %q %s after %s", env.Verify.Command, last, timeout), nil
-		}
-		if !sleep(ctx, commandVerifyInterval) {
-			return "", ctx.Err()
-		}
+		return nil
+	}, retry.GiveUpAfter(timeout))
+	switch {
+	case err == nil:
+		return "", nil
+	case ctx.Err() != nil:
+		return "", ctx.Err()
+	case notStarted != nil:
+		return fmt.Sprintf("verification failed: %q could not start: %v", env.Verify.Command, notStarted), nil
 	}
+	return fmt.Sprintf("verification failed: %q %v after %s", env.Verify.Command, err, timeout), nil
 }
 
 func minTime(a, b time.Time) time.Time {
@@ -287,17 +288,6 @@ func minTime(a, b time.Time) time.Time {
 		return a
 	}
 	return b
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }
 
 // tailLog keeps the last max lines of a deployment's output.

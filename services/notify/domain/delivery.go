@@ -1,6 +1,10 @@
 package domain
 
-import "time"
+import (
+	"time"
+
+	"github.com/sluicehq/sluice/platform/retry"
+)
 
 // Status is where a delivery stands.
 type Status string
@@ -56,29 +60,21 @@ func (a Attempt) Succeeded() bool { return a.HTTPStatus >= 200 && a.HTTPStatus <
 // Retry is the retry schedule of failed attempts.
 type Retry struct {
 	MaxAttempts int
-	Base        time.Duration
-	Max         time.Duration
+	// Wait is the pause after each failed attempt: the base after the
+	// first, doubling up to the max, and up to 10% shorter at random so
+	// that deliveries failing together spread out (NewRetry).
+	Wait retry.Backoff
+}
+
+// NewRetry is the schedule of at most maxAttempts attempts, waiting base
+// after the first failure, doubling up to maxWait.
+func NewRetry(maxAttempts int, base, maxWait time.Duration) Retry {
+	return Retry{MaxAttempts: maxAttempts, Wait: retry.Backoff{Initial: base, Max: maxWait, Jitter: 0.1}}
 }
 
 // After returns the delay before the attempt that follows failed attempt
-// number n (1-based): Base * 2^(n-1), capped at Max, less a jitter of up to
-// 10% so that deliveries failing together spread out. jitter is a number
-// in [0, 1).
-func (r Retry) After(n int, jitter float64) time.Duration {
-	d := r.Max
-	if n < 1 {
-		n = 1
-	}
-	// Double until the cap; the loop stops long before overflowing.
-	if b := r.Base; b < r.Max {
-		d = b
-		for i := 1; i < n && d < r.Max; i++ {
-			d *= 2
-		}
-		d = min(d, r.Max)
-	}
-	return d - time.Duration(float64(d)*0.1*jitter)
-}
+// number n (1-based).
+func (r Retry) After(n int) time.Duration { return r.Wait.Delay(n) }
 
 // Exhausted reports whether a delivery whose attempt number n failed is
 // dead: no attempts are left.
