@@ -19,6 +19,7 @@ import (
 	"github.com/sluicehq/sluice/platform/events"
 	"github.com/sluicehq/sluice/platform/executor"
 	"github.com/sluicehq/sluice/platform/gitcheckout"
+	"github.com/sluicehq/sluice/platform/lastlines"
 	"github.com/sluicehq/sluice/platform/prototime"
 	"github.com/sluicehq/sluice/platform/steplog"
 	"github.com/sluicehq/sluice/proto/gen/sluice/build/events/v1"
@@ -111,7 +112,7 @@ func (s *Service) runStep(ctx context.Context, run domain.Run, b domain.Build, l
 		return 0, domain.Failure{}, orInterrupted(ctx, err)
 	}
 
-	tail := domain.NewTail(domain.LastLogLines)
+	tail := lastlines.New(domain.LastLogLines, 0)
 	r, err := s.exec.Run(ctx, executor.Spec{
 		Name:    st.Name,
 		Command: st.Run,

@@ -12,13 +12,13 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sluicehq/sluice/platform/executor"
 	"github.com/sluicehq/sluice/platform/gitcheckout"
+	"github.com/sluicehq/sluice/platform/lastlines"
 	"github.com/sluicehq/sluice/platform/retry"
 	"github.com/sluicehq/sluice/services/release/domain"
 )
@@ -49,11 +49,11 @@ func StateDir(dataDir, repository, environment string) string {
 // error only when ctx ended (d is then left in progress) or the store
 // failed; a failing deploy is an outcome, not an error.
 func (s *Service) deploy(ctx context.Context, rel domain.Release, env domain.Environment, d *domain.Deployment) error {
-	out := &tailLog{max: logLines}
+	out := newTailLog()
 	defer func() { d.Log = out.String() }()
 	fail := func(reason string) error {
 		d.Status, d.Reason, d.EndedAt = domain.DeploymentFailed, reason, time.Now().UTC()
-		out.add("sluice: " + reason)
+		out.Add("sluice: " + reason)
 		return nil
 	}
 
@@ -62,7 +62,7 @@ func (s *Service) deploy(ctx context.Context, rel domain.Release, env domain.Env
 	src := filepath.Join(workspace, "src")
 	artifactsDir := filepath.Join(workspace, "artifacts")
 
-	out.add(fmt.Sprintf("sluice: checking out %s at %s", rel.Repository.URL, domain.ShortSHA(rel.Commit)))
+	out.Add(fmt.Sprintf("sluice: checking out %s at %s", rel.Repository.URL, domain.ShortSHA(rel.Commit)))
 	if err := gitcheckout.Checkout(ctx, rel.Repository.URL, rel.Commit, src); err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
@@ -101,7 +101,7 @@ func (s *Service) deploy(ctx context.Context, rel domain.Release, env domain.Env
 	if timeout <= 0 {
 		timeout = s.cfg.DefaultDeployTimeout
 	}
-	out.add(fmt.Sprintf("sluice: deploying %s to %s", rel.Version, env.Name))
+	out.Add(fmt.Sprintf("sluice: deploying %s to %s", rel.Version, env.Name))
 	res, err := s.exec.Run(ctx, executor.Spec{
 		Name: "deploy " + env.Name, Command: env.Deploy, Dir: src, Env: vars, Timeout: timeout, Output: out.line,
 	})
@@ -128,13 +128,13 @@ func (s *Service) deploy(ctx context.Context, rel domain.Release, env domain.Env
 		return fail(reason)
 	}
 	d.Status, d.Reason, d.EndedAt = domain.DeploymentVerified, "", time.Now().UTC()
-	out.add("sluice: verified")
+	out.Add("sluice: verified")
 	return nil
 }
 
 // fetchArtifacts downloads the artifacts into dir as executable files named
 // by artifact name, checking each one's sha256 against the recorded one.
-func (s *Service) fetchArtifacts(ctx context.Context, artifacts []domain.Artifact, dir string, out *tailLog) error {
+func (s *Service) fetchArtifacts(ctx context.Context, artifacts []domain.Artifact, dir string, out tailLog) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("create the artifacts directory: %w", err)
 	}
@@ -152,7 +152,7 @@ func (s *Service) fetchArtifacts(ctx context.Context, artifacts []domain.Artifac
 		if err := fetchArtifact(ctx, store, a, filepath.Join(dir, a.Name)); err != nil {
 			return err
 		}
-		out.add(fmt.Sprintf("sluice: artifact %s (%d bytes, sha256 %s)", a.Name, a.Size, a.SHA256))
+		out.Add(fmt.Sprintf("sluice: artifact %s (%d bytes, sha256 %s)", a.Name, a.Size, a.SHA256))
 	}
 	return nil
 }
@@ -184,17 +184,17 @@ func fetchArtifact(ctx context.Context, store jetstream.ObjectStore, a domain.Ar
 
 // verify runs env's verification and returns why it failed ("" when it
 // passed or there is none). The error is ctx's when it ended.
-func (s *Service) verify(ctx context.Context, env domain.Environment, dir string, vars map[string]string, out *tailLog) (string, error) {
+func (s *Service) verify(ctx context.Context, env domain.Environment, dir string, vars map[string]string, out tailLog) (string, error) {
 	timeout := env.Verify.Timeout
 	if timeout <= 0 {
 		timeout = s.cfg.DefaultVerifyTimeout
 	}
 	switch {
 	case env.Verify.HTTP != "":
-		out.add(fmt.Sprintf("sluice: verifying: GET %s (up to %s)", env.Verify.HTTP, timeout))
+		out.Add(fmt.Sprintf("sluice: verifying: GET %s (up to %s)", env.Verify.HTTP, timeout))
 		return verifyHTTP(ctx, env.Verify.HTTP, timeout)
 	case env.Verify.Command != "":
-		out.add(fmt.Sprintf("sluice: verifying: %s (up to %s)", env.Verify.Command, timeout))
+		out.Add(fmt.Sprintf("sluice: verifying: %s (up to %s)", env.Verify.Command, timeout))
 		return s.verifyCommand(ctx, env, dir, vars, timeout, out)
 	}
 	return "", nil
@@ -251,7 +251,7 @@ func getStatus(ctx context.Context, client *http.Client, target string) (int, er
 
 // verifyCommand runs the verify command every commandVerifyInterval until
 // it exits 0 or timeout has passed.
-func (s *Service) verifyCommand(ctx context.Context, env domain.Environment, dir string, vars map[string]string, timeout time.Duration, out *tailLog) (string, error) {
+func (s *Service) verifyCommand(ctx context.Context, env domain.Environment, dir string, vars map[string]string, timeout time.Duration, out tailLog) (string, error) {
 	deadline := time.Now().Add(timeout)
 	var notStarted error
 	err := retry.Do(ctx, retry.Backoff{Initial: commandVerifyInterval}, func(ctx context.Context) error {
@@ -290,41 +290,27 @@ func minTime(a, b time.Time) time.Time {
 	return b
 }
 
-// tailLog keeps the last max lines of a deployment's output.
-type tailLog struct {
-	mu      sync.Mutex
-	max     int
-	lines   []string
-	dropped int
-}
+// tailLog keeps the last logLines lines of a deployment's output.
+type tailLog struct{ *lastlines.Buffer }
 
-func (t *tailLog) add(line string) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.lines = append(t.lines, line)
-	if len(t.lines) > t.max {
-		n := len(t.lines) - t.max
-		t.dropped += n
-		t.lines = append(t.lines[:0], t.lines[n:]...)
-	}
-}
+func newTailLog() tailLog { return tailLog{lastlines.New(logLines, 0)} }
 
 // line is an executor.Spec.Output.
-func (t *tailLog) line(stream, line string) {
+func (t tailLog) line(stream, line string) {
 	if stream == executor.Stderr {
 		line = "stderr: " + line
 	}
-	t.add(line)
+	t.Add(line)
 }
 
-func (t *tailLog) String() string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
+// String is the log as a deployment keeps it: a line per kept line, after
+// one that says how many earlier lines were not kept.
+func (t tailLog) String() string {
 	var b strings.Builder
-	if t.dropped > 0 {
-		fmt.Fprintf(&b, "sluice: %d earlier lines not kept\n", t.dropped)
+	if n := t.Dropped(); n > 0 {
+		fmt.Fprintf(&b, "sluice: %d earlier lines not kept\n", n)
 	}
-	for _, l := range t.lines {
+	for _, l := range t.Lines() {
 		b.WriteString(l)
 		b.WriteString("\n")
 	}

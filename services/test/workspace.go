@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sluicehq/sluice/platform/executor"
+	"github.com/sluicehq/sluice/platform/lastlines"
 	buildv1 "github.com/sluicehq/sluice/proto/gen/sluice/build/v1"
 	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
 	"github.com/sluicehq/sluice/services/test/domain"
@@ -154,7 +155,7 @@ func (a *attempt) runStep(ctx context.Context, ws string, step *sourcev1.Step) (
 	env["SLUICE_REPOSITORY"] = a.run.Repository.Name
 	env["SLUICE_STEP"] = name
 
-	last := make([]string, 0, lastLogLines)
+	last := lastlines.New(lastLogLines, 0)
 	a.meta(name, fmt.Sprintf("--- step %s: %s", name, step.GetRun()))
 	res, err := a.s.exec.Run(ctx, executor.Spec{
 		Name:    name,
@@ -164,10 +165,7 @@ func (a *attempt) runStep(ctx context.Context, ws string, step *sourcev1.Step) (
 		Timeout: timeout,
 		Output: func(stream, line string) {
 			a.w.Append(name, stream, line)
-			if len(last) == lastLogLines {
-				last = append(last[:0], last[1:]...)
-			}
-			last = append(last, line)
+			last.Add(line)
 		},
 	})
 	if err != nil {
@@ -177,7 +175,7 @@ func (a *attempt) runStep(ctx context.Context, ws string, step *sourcev1.Step) (
 		a.meta(name, fmt.Sprintf("--- step %s stopped after %s", name, res.Duration.Round(time.Millisecond)))
 		return domain.StepResult{}, fmt.Errorf("step %q stopped: %w", name, context.Cause(ctx))
 	}
-	sr := domain.StepResult{Name: name, ExitCode: res.ExitCode, TimedOut: res.TimedOut, Timeout: timeout, Duration: res.Duration, LastLines: last}
+	sr := domain.StepResult{Name: name, ExitCode: res.ExitCode, TimedOut: res.TimedOut, Timeout: timeout, Duration: res.Duration, LastLines: last.Lines()}
 	if res.TimedOut {
 		a.meta(name, fmt.Sprintf("--- step %s timed out after %s", name, timeout))
 	} else {

@@ -263,29 +263,5 @@ func Round(d time.Duration) time.Duration {
 	return d
 }
 
-// Tail keeps the last N lines written to it.
-type Tail struct {
-	n     int
-	lines []string
-}
-
-// NewTail keeps the last n lines.
-func NewTail(n int) *Tail { return &Tail{n: n} }
-
-// Add records a line.
-func (t *Tail) Add(line string) {
-	if t.n <= 0 {
-		return
-	}
-	if len(t.lines) == t.n {
-		copy(t.lines, t.lines[1:])
-		t.lines = t.lines[:t.n-1]
-	}
-	t.lines = append(t.lines, line)
-}
-
-// Lines returns the kept lines, oldest first.
-func (t *Tail) Lines() []string { return append([]string(nil), t.lines...) }
-
 // LastLogLines is how many of a failed step's last lines a failure carries.
 const LastLogLines = 20

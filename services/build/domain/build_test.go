@@ -2,7 +2,6 @@ package domain_test
 
 import (
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -88,19 +87,6 @@ func TestClaimable(t *testing.T) {
 		if got := tc.b.Claimable(now); got != tc.want {
 			t.Errorf("%s lease %v: claimable %v; want %v", tc.b.Status, tc.b.LeaseExpires, got, tc.want)
 		}
-	}
-}
-
-func TestTailKeepsTheLastLines(t *testing.T) {
-	tail := domain.NewTail(3)
-	if got := tail.Lines(); len(got) != 0 {
-		t.Errorf("empty tail: %q", got)
-	}
-	for i := 1; i <= 5; i++ {
-		tail.Add(strconv.Itoa(i))
-	}
-	if got := tail.Lines(); !slices.Equal(got, []string{"3", "4", "5"}) {
-		t.Errorf("tail %q; want 3 4 5", got)
 	}
 }
 

@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+
+	"github.com/sluicehq/sluice/platform/lastlines"
 )
 
 // Names of the synthetic cases that stand for a package that failed
@@ -38,14 +40,14 @@ type goTest struct {
 	name    string
 	status  Status // 0 until the test ends
 	elapsed float64
-	output  *tail
+	output  *lastlines.Buffer
 }
 
 type goPackage struct {
 	name        string
 	tests       map[string]*goTest
 	order       []*goTest
-	output      *tail
+	output      *lastlines.Buffer
 	action      string // pass, fail or skip once the package ended
 	elapsed     float64
 	failedBuild string
@@ -54,7 +56,7 @@ type goPackage struct {
 func (p *goPackage) test(name string) *goTest {
 	t, ok := p.tests[name]
 	if !ok {
-		t = &goTest{name: name, output: newTail()}
+		t = &goTest{name: name, output: newOutput()}
 		p.tests[name] = t
 		p.order = append(p.order, t)
 	}
@@ -74,13 +76,13 @@ func ParseGoTestJSON(r io.Reader) (Report, error) {
 	pkg := func(name string) *goPackage {
 		p, ok := pkgs[name]
 		if !ok {
-			p = &goPackage{name: name, tests: map[string]*goTest{}, output: newTail()}
+			p = &goPackage{name: name, tests: map[string]*goTest{}, output: newOutput()}
 			pkgs[name] = p
 			order = append(order, p)
 		}
 		return p
 	}
-	buildOutput := map[string]*tail{}
+	buildOutput := map[string]*lastlines.Buffer{}
 
 	for lineNo := 1; ; lineNo++ {
 		line, err := br.ReadBytes('\n')
@@ -99,10 +101,10 @@ func ParseGoTestJSON(r io.Reader) (Report, error) {
 			case "build-output":
 				t, ok := buildOutput[ev.ImportPath]
 				if !ok {
-					t = newTail()
+					t = newOutput()
 					buildOutput[ev.ImportPath] = t
 				}
-				t.write(ev.Output)
+				t.Append(ev.Output)
 			case "start", "run", "output", "pass", "fail", "skip":
 				if ev.Package == "" {
 					return Report{}, &Error{Line: lineNo, Msg: fmt.Sprintf("%q event without a Package", ev.Action)}
@@ -131,7 +133,7 @@ func applyGoTestEvent(p *goPackage, ev goTestEvent) {
 	if ev.Test == "" {
 		switch ev.Action {
 		case "output":
-			p.output.write(ev.Output)
+			p.output.Append(ev.Output)
 		case "pass", "fail", "skip":
 			p.action, p.elapsed, p.failedBuild = ev.Action, ev.Elapsed, ev.FailedBuild
 		}
@@ -140,7 +142,7 @@ func applyGoTestEvent(p *goPackage, ev goTestEvent) {
 	t := p.test(ev.Test)
 	switch ev.Action {
 	case "output":
-		t.output.write(ev.Output)
+		t.output.Append(ev.Output)
 	case "pass":
 		t.status, t.elapsed = Passed, ev.Elapsed
 	case "fail":
@@ -150,7 +152,7 @@ func applyGoTestEvent(p *goPackage, ev goTestEvent) {
 	}
 }
 
-func (p *goPackage) suite(buildOutput map[string]*tail) (Suite, bool) {
+func (p *goPackage) suite(buildOutput map[string]*lastlines.Buffer) (Suite, bool) {
 	s := Suite{Name: p.name, Duration: seconds(p.elapsed)}
 	failed := false
 	for _, t := range p.order {
@@ -158,7 +160,7 @@ func (p *goPackage) suite(buildOutput map[string]*tail) (Suite, bool) {
 		if c.Status == 0 {
 			// Started but never ended: the package died under it.
 			c.Status = Failed
-			t.output.write("\n(the test did not finish)\n")
+			t.output.Append("\n(the test did not finish)\n")
 		}
 		if c.Status == Failed {
 			failed = true
@@ -169,11 +171,11 @@ func (p *goPackage) suite(buildOutput map[string]*tail) (Suite, bool) {
 	if !failed {
 		switch {
 		case p.action == "fail" && p.failedBuild != "":
-			out := newTail()
+			out := newOutput()
 			if b, ok := buildOutput[p.failedBuild]; ok {
-				out.write(b.String() + "\n")
+				out.Append(b.String() + "\n")
 			}
-			out.write(p.output.String())
+			out.Append(p.output.String())
 			s.Cases = append(s.Cases, Case{Name: BuildFailedCase, Status: Failed, Output: lastLines(out.String())})
 		case p.action == "fail":
 			s.Cases = append(s.Cases, Case{Name: PackageFailedCase, Status: Failed, Output: lastLines(p.output.String())})

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/sluicehq/sluice/platform/lastlines"
 )
 
 // Status is the outcome of one test case.
@@ -32,7 +34,7 @@ func (s Status) String() string {
 }
 
 // MaxOutputLines is how many trailing lines of a failed case's output are
-// kept.
+// kept, each cut to lastlines.DefaultMaxLen bytes.
 const MaxOutputLines = 50
 
 // Case is one test case.
@@ -104,55 +106,15 @@ func (e *Error) Error() string {
 	return e.Msg
 }
 
-// tail keeps the last MaxOutputLines lines of text written to it in
-// pieces.
-type tail struct {
-	max   int
-	lines []string
-	part  string // an unterminated last line
-}
-
-func newTail() *tail { return &tail{max: MaxOutputLines} }
-
-func (t *tail) write(s string) {
-	s = t.part + s
-	t.part = ""
-	for {
-		i := strings.IndexByte(s, '\n')
-		if i < 0 {
-			t.part = s
-			return
-		}
-		t.add(s[:i])
-		s = s[i+1:]
-	}
-}
-
-func (t *tail) add(line string) {
-	t.lines = append(t.lines, strings.TrimSuffix(line, "\r"))
-	if len(t.lines) > 2*t.max {
-		t.lines = append(t.lines[:0], t.lines[len(t.lines)-t.max:]...)
-	}
-}
-
-// String returns the kept lines, at most max, joined by newlines.
-func (t *tail) String() string {
-	lines := t.lines
-	if t.part != "" {
-		lines = append(lines[:len(lines):len(lines)], t.part)
-	}
-	if len(lines) > t.max {
-		lines = lines[len(lines)-t.max:]
-	}
-	return strings.Join(lines, "\n")
-}
+// newOutput keeps the last MaxOutputLines lines of a case's output.
+func newOutput() *lastlines.Buffer { return lastlines.New(MaxOutputLines, 0) }
 
 // lastLines returns the last MaxOutputLines lines of s, without trailing
 // blank lines.
 func lastLines(s string) string {
-	t := newTail()
-	t.write(strings.TrimRight(s, "\n\r\t "))
-	return t.String()
+	out := newOutput()
+	out.Append(strings.TrimRight(s, "\n\r\t "))
+	return out.String()
 }
 
 func seconds(f float64) time.Duration {
