@@ -18,6 +18,7 @@ import (
 	"github.com/sluicehq/sluice/platform/events"
 	"github.com/sluicehq/sluice/platform/sqldb/sqldbtest"
 
+	"github.com/sluicehq/sluice/platform/artifacts"
 	"github.com/sluicehq/sluice/proto/gen/sluice/build/events/v1"
 	buildv1 "github.com/sluicehq/sluice/proto/gen/sluice/build/v1"
 	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
@@ -114,7 +115,7 @@ func TestBuildSucceeds(t *testing.T) {
 	}
 
 	// The artifact is in the object store with that digest.
-	obs, err := n.JS.ObjectStore(t.Context(), build.ArtifactBucket)
+	obs, err := n.JS.ObjectStore(t.Context(), artifacts.Bucket)
 	if err != nil {
 		t.Fatal(err)
 	}

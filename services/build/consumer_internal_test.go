@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/sluicehq/sluice/platform/artifacts"
 	"github.com/sluicehq/sluice/platform/events"
 	"github.com/sluicehq/sluice/platform/executor"
 	"github.com/sluicehq/sluice/platform/steplog"
@@ -68,7 +69,7 @@ func TestLastDeliveryEndsTheBuild(t *testing.T) {
 	n := buildtest.StartNATS(t)
 	svc, store := newTestService(t, n)
 	// The artifact store is gone: storing the artifact fails every time.
-	if err := n.JS.DeleteObjectStore(t.Context(), ArtifactBucket); err != nil {
+	if err := n.JS.DeleteObjectStore(t.Context(), artifacts.Bucket); err != nil {
 		t.Fatal(err)
 	}
 	repo := buildtest.GitRepo(t, map[string]string{"main.go": "package main\n"})

@@ -2,11 +2,8 @@ package build
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -14,8 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
+	"github.com/sluicehq/sluice/platform/artifacts"
 	"github.com/sluicehq/sluice/platform/events"
 	"github.com/sluicehq/sluice/platform/executor"
 	"github.com/sluicehq/sluice/platform/gitcheckout"
@@ -67,15 +63,12 @@ func (s *Service) execute(ctx context.Context, run domain.Run, b domain.Build, l
 	if len(run.Artifacts) == 0 {
 		return res, nil
 	}
-	obs, err := s.js.ObjectStore(ctx, ArtifactBucket)
+	store, err := artifacts.Open(ctx, s.js)
 	if err != nil {
-		if ctx.Err() != nil {
-			return res, interrupted(ctx)
-		}
-		return res, fmt.Errorf("open object store %s: %w", ArtifactBucket, err)
+		return res, orInterrupted(ctx, err)
 	}
 	for _, spec := range run.Artifacts {
-		a, failure, err := s.storeArtifact(ctx, obs, run, ws, spec)
+		a, failure, err := s.storeArtifact(ctx, store, run, ws, spec)
 		if err != nil {
 			return res, err
 		}
@@ -188,7 +181,7 @@ func stepEnv(run domain.Run, st domain.StepSpec) map[string]string {
 // storeArtifact puts the artifact's file into the object store, hashing it
 // on the way. A file that is missing or not a regular file is a build
 // failure; a store that fails is an error.
-func (s *Service) storeArtifact(ctx context.Context, obs jetstream.ObjectStore, run domain.Run, ws string, spec domain.ArtifactSpec) (domain.Artifact, domain.Failure, error) {
+func (s *Service) storeArtifact(ctx context.Context, store *artifacts.Store, run domain.Run, ws string, spec domain.ArtifactSpec) (domain.Artifact, domain.Failure, error) {
 	root, err := os.OpenRoot(ws)
 	if err != nil {
 		return domain.Artifact{}, domain.Failure{}, fmt.Errorf("open workspace %s: %w", ws, err)
@@ -214,21 +207,12 @@ func (s *Service) storeArtifact(ctx context.Context, obs jetstream.ObjectStore, 
 		return domain.Artifact{}, domain.ArtifactNotFile(spec, "a "+fi.Mode().Type().String()+" file"), nil
 	}
 
-	name := domain.ObjectName(run.ID, spec.Name)
-	h := sha256.New()
-	info, err := obs.Put(ctx, jetstream.ObjectMeta{
-		Name:        name,
-		Description: fmt.Sprintf("%s of run %s (%s at %s)", spec.Path, run.ID, run.Repository.Name, run.Commit),
-	}, io.TeeReader(f, h))
+	a, err := store.Put(ctx, artifacts.Artifact{Name: spec.Name, Object: artifacts.ObjectName(run.ID, spec.Name)},
+		fmt.Sprintf("%s of run %s (%s at %s)", spec.Path, run.ID, run.Repository.Name, run.Commit), f)
 	if err != nil {
-		return domain.Artifact{}, domain.Failure{}, orInterrupted(ctx, fmt.Errorf("artifact %q: put %s into %s: %w", spec.Name, name, ArtifactBucket, err))
+		return domain.Artifact{}, domain.Failure{}, orInterrupted(ctx, err)
 	}
-	return domain.Artifact{
-		Name:   spec.Name,
-		Object: name,
-		SHA256: hex.EncodeToString(h.Sum(nil)),
-		Size:   int64(info.Size),
-	}, domain.Failure{}, nil
+	return domain.Artifact(a), domain.Failure{}, nil
 }
 
 // interrupted is the error of an attempt whose context ended: the process

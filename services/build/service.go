@@ -21,8 +21,6 @@ const (
 	RunsStream = "SOURCE"
 	// RunsConsumer is the work-queue consumer every replica pulls from.
 	RunsConsumer = "build-runs"
-	// ArtifactBucket is the object store the artifacts are put in.
-	ArtifactBucket = "sluice-artifacts"
 )
 
 const (

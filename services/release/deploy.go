@@ -2,29 +2,24 @@ package release
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
+	"github.com/sluicehq/sluice/platform/artifacts"
 	"github.com/sluicehq/sluice/platform/executor"
 	"github.com/sluicehq/sluice/platform/gitcheckout"
 	"github.com/sluicehq/sluice/platform/lastlines"
 	"github.com/sluicehq/sluice/platform/retry"
 	"github.com/sluicehq/sluice/services/release/domain"
 )
-
-// ArtifactsBucket is the JetStream object store build keeps artifacts in.
-const ArtifactsBucket = "sluice-artifacts"
 
 const (
 	// logLines is how many of the last output lines a deployment keeps.
@@ -133,53 +128,29 @@ func (s *Service) deploy(ctx context.Context, rel domain.Release, env domain.Env
 }
 
 // fetchArtifacts downloads the artifacts into dir as executable files named
-// by artifact name, checking each one's sha256 against the recorded one.
-func (s *Service) fetchArtifacts(ctx context.Context, artifacts []domain.Artifact, dir string, out tailLog) error {
+// by artifact name, checking each one's size and sha256 against the
+// recorded ones.
+func (s *Service) fetchArtifacts(ctx context.Context, arts []domain.Artifact, dir string, out tailLog) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("create the artifacts directory: %w", err)
 	}
-	if len(artifacts) == 0 {
+	if len(arts) == 0 {
 		return nil
 	}
-	store, err := s.js.ObjectStore(ctx, ArtifactsBucket)
+	store, err := artifacts.Open(ctx, s.js)
 	if err != nil {
-		return fmt.Errorf("open the artifact store %s: %w", ArtifactsBucket, err)
+		return err
 	}
-	for _, a := range artifacts {
-		if a.Name == "" || a.Name != filepath.Base(a.Name) || a.Name == "." || a.Name == ".." {
+	for _, a := range arts {
+		if a.Name != path.Base(a.Name) {
 			return fmt.Errorf("artifact name %q cannot name a file", a.Name)
 		}
-		if err := fetchArtifact(ctx, store, a, filepath.Join(dir, a.Name)); err != nil {
+		if err := store.Fetch(ctx, artifacts.Artifact(a), dir, a.Name); err != nil {
 			return err
 		}
 		out.Add(fmt.Sprintf("sluice: artifact %s (%d bytes, sha256 %s)", a.Name, a.Size, a.SHA256))
 	}
 	return nil
-}
-
-func fetchArtifact(ctx context.Context, store jetstream.ObjectStore, a domain.Artifact, path string) (err error) {
-	obj, err := store.Get(ctx, a.Object)
-	if err != nil {
-		return fmt.Errorf("artifact %s: get %s from %s: %w", a.Name, a.Object, ArtifactsBucket, err)
-	}
-	defer obj.Close()
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o755)
-	if err != nil {
-		return fmt.Errorf("artifact %s: %w", a.Name, err)
-	}
-	defer func() {
-		if cerr := f.Close(); err == nil && cerr != nil {
-			err = fmt.Errorf("artifact %s: %w", a.Name, cerr)
-		}
-	}()
-	h := sha256.New()
-	if _, err := io.Copy(io.MultiWriter(f, h), obj); err != nil {
-		return fmt.Errorf("artifact %s: download %s: %w", a.Name, a.Object, err)
-	}
-	if got := hex.EncodeToString(h.Sum(nil)); !strings.EqualFold(got, a.SHA256) {
-		return fmt.Errorf("artifact %s: sha256 of %s is %s, but build recorded %s", a.Name, a.Object, got, a.SHA256)
-	}
-	return os.Chmod(path, 0o755) // whatever the umask did
 }
 
 // verify runs env's verification and returns why it failed ("" when it

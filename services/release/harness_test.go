@@ -1,9 +1,8 @@
 package release
 
 import (
+	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -41,6 +40,7 @@ import (
 	"github.com/sluicehq/sluice/proto/gen/sluice/test/events/v1"
 	testv1 "github.com/sluicehq/sluice/proto/gen/sluice/test/v1"
 
+	"github.com/sluicehq/sluice/platform/artifacts"
 	"github.com/sluicehq/sluice/platform/events"
 	"github.com/sluicehq/sluice/platform/fxkit"
 	"github.com/sluicehq/sluice/platform/natsconn"
@@ -282,21 +282,20 @@ func (h *harness) runWithSHA(commit, branch string, pipeline *sourcev1.Pipeline,
 		Pipeline: pipeline,
 	})
 	content := []byte("#!/bin/sh\necho app built from " + commit + "\n")
-	object := runID + "/app"
 	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
 	defer cancel()
-	store, err := h.js.ObjectStore(ctx, ArtifactsBucket)
+	store, err := artifacts.Open(ctx, h.js)
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	if _, err := store.PutBytes(ctx, object, content); err != nil {
+	a, err := store.Put(ctx, artifacts.Artifact{Name: "app", Object: artifacts.ObjectName(runID, "app")}, "", bytes.NewReader(content))
+	if err != nil {
 		h.t.Fatal(err)
 	}
 	if sha == "" {
-		sum := sha256.Sum256(content)
-		sha = hex.EncodeToString(sum[:])
+		sha = a.SHA256
 	}
-	h.build.add(runID, &buildv1.Artifact{Name: "app", Object: object, Sha256: sha, Size: int64(len(content))})
+	h.build.add(runID, &buildv1.Artifact{Name: a.Name, Object: a.Object, Sha256: sha, Size: a.Size})
 	h.publishTestRun(runID, commit, branch, testv1.TestRunStatus_TEST_RUN_STATUS_PASSED)
 	return runID
 }

@@ -267,8 +267,8 @@ func TestArtifactChecksumMismatchFailsWithoutTouchingTheEnvironment(t *testing.T
 	runID := h.runWithSHA(commit, "main", h.pipeline(), strings.Repeat("0", 64))
 	fin := h.finished(runID)
 	if fin.GetOutcome() != releaseeventsv1.ReleaseOutcome_RELEASE_OUTCOME_FAILED || fin.GetRolledBack() ||
-		!strings.HasPrefix(fin.GetReason(), "preparing the deploy failed on staging: artifact app: sha256 of "+runID+"/app is ") ||
-		!strings.HasSuffix(fin.GetReason(), "but build recorded "+strings.Repeat("0", 64)+"; staging was not changed") {
+		!strings.HasPrefix(fin.GetReason(), `preparing the deploy failed on staging: artifact "app": content does not match the build's record: sha256 is `) ||
+		!strings.HasSuffix(fin.GetReason(), "the build recorded "+strings.Repeat("0", 64)+"; staging was not changed") {
 		t.Fatalf("ReleaseFinished = %v", fin)
 	}
 	if got := h.deploys("staging"); len(got) != 1 {

@@ -3,8 +3,6 @@ package test_test
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"io/fs"
 	"log/slog"
@@ -27,6 +25,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/sluicehq/sluice/deploy"
+	"github.com/sluicehq/sluice/platform/artifacts"
 	"github.com/sluicehq/sluice/platform/events"
 	"github.com/sluicehq/sluice/platform/natsprovision"
 	"github.com/sluicehq/sluice/platform/natstest"
@@ -249,16 +248,15 @@ func (w *world) putArtifact(runID, name string, content []byte) *buildv1.Artifac
 	w.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	store, err := w.js.ObjectStore(ctx, "sluice-artifacts")
+	store, err := artifacts.Open(ctx, w.js)
 	if err != nil {
 		w.t.Fatal(err)
 	}
-	object := runID + "/" + name
-	if _, err := store.Put(ctx, jetstream.ObjectMeta{Name: object}, bytes.NewReader(content)); err != nil {
+	a, err := store.Put(ctx, artifacts.Artifact{Name: name, Object: artifacts.ObjectName(runID, name)}, "", bytes.NewReader(content))
+	if err != nil {
 		w.t.Fatal(err)
 	}
-	sum := sha256.Sum256(content)
-	return &buildv1.Artifact{Name: name, Object: object, Sha256: hex.EncodeToString(sum[:]), Size: int64(len(content))}
+	return &buildv1.Artifact{Name: a.Name, Object: a.Object, Sha256: a.SHA256, Size: a.Size}
 }
 
 // run registers a run with pipeline at source and returns its id.

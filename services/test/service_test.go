@@ -438,7 +438,7 @@ func TestErrors(t *testing.T) {
 	}{
 		{"missing report", missingReport, `report file "reports/missing.xml" not found`},
 		{"malformed report", brokenReport, `report file "junit.xml": line 3: XML syntax error: element <testcase> closed by </testsuite>`},
-		{"artifact checksum", badChecksum, `artifact "hello": sha256 is ` + realSum + `, the build recorded ` + strings.Repeat("0", 64)},
+		{"artifact checksum", badChecksum, `artifact "hello": content does not match the build's record: sha256 is ` + realSum + `, the build recorded ` + strings.Repeat("0", 64)},
 		{"unknown run", unknownRun, "run " + unknownRun + " not found at the source service"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {

@@ -2,29 +2,20 @@ package test
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
+	"github.com/sluicehq/sluice/platform/artifacts"
 	"github.com/sluicehq/sluice/platform/executor"
 	"github.com/sluicehq/sluice/platform/lastlines"
-	buildv1 "github.com/sluicehq/sluice/proto/gen/sluice/build/v1"
 	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
 	"github.com/sluicehq/sluice/services/test/domain"
 	"github.com/sluicehq/sluice/services/test/report"
 )
-
-// ArtifactBucket is the JetStream object store build puts artifacts in,
-// one object per run and artifact: "<run-id>/<artifact-name>".
-const ArtifactBucket = "sluice-artifacts"
 
 // workspace makes an empty directory for the attempt,
 // <DataDir>/workspaces/<run-id>-<attempt>, removing what earlier attempts
@@ -53,86 +44,39 @@ func (s *Service) workspace(run domain.TestRun) (string, func(), error) {
 
 // fetchArtifacts puts the build's artifacts into the workspace at the
 // paths the pipeline's build section declares for them, checking their
-// sha256. A problem no retry can fix (an undeclared artifact, a missing
-// object, a checksum mismatch) is returned as problem; err is for failures
-// worth another try.
+// size and sha256. A problem no retry can fix (an undeclared artifact, a
+// missing object, a checksum mismatch, a path outside the workspace) is
+// returned as problem; err is for failures worth another try.
 func (a *attempt) fetchArtifacts(ctx context.Context, ws string, declared []*sourcev1.ArtifactSpec) (problem string, err error) {
-	artifacts := a.bf.GetArtifacts()
-	if len(artifacts) == 0 {
+	arts := a.bf.GetArtifacts()
+	if len(arts) == 0 {
 		return "", nil
 	}
 	paths := map[string]string{}
 	for _, d := range declared {
 		paths[d.GetName()] = d.GetPath()
 	}
-	store, err := a.s.js.ObjectStore(ctx, ArtifactBucket)
+	store, err := artifacts.Open(ctx, a.s.js)
 	if err != nil {
-		return "", fmt.Errorf("open object store %s: %w", ArtifactBucket, err)
+		return "", err
 	}
-	for _, art := range artifacts {
+	for _, art := range arts {
 		rel, ok := paths[art.GetName()]
 		if !ok {
 			return fmt.Sprintf("artifact %q is not declared in the pipeline's build.artifacts", art.GetName()), nil
 		}
-		if !filepath.IsLocal(filepath.FromSlash(rel)) {
-			return fmt.Sprintf("artifact %q: path %q is not inside the workspace", art.GetName(), rel), nil
-		}
 		object := art.GetObject()
 		if object == "" {
-			object = a.run.RunID + "/" + art.GetName()
+			object = artifacts.ObjectName(a.run.RunID, art.GetName())
 		}
 		a.meta("", fmt.Sprintf("--- artifact %s: %s -> %s", art.GetName(), object, rel))
-		if problem, err := a.fetchArtifact(ctx, store, art, object, filepath.Join(ws, filepath.FromSlash(rel))); problem != "" || err != nil {
-			return problem, err
+		err := store.Fetch(ctx, artifacts.Artifact{Name: art.GetName(), Object: object, SHA256: art.GetSha256(), Size: art.GetSize()}, ws, rel)
+		if artifacts.Permanent(err) {
+			return err.Error(), nil
 		}
-	}
-	return "", nil
-}
-
-func (a *attempt) fetchArtifact(ctx context.Context, store jetstream.ObjectStore, art *buildv1.Artifact, object, dst string) (string, error) {
-	want := strings.ToLower(art.GetSha256())
-	if want == "" {
-		return fmt.Sprintf("artifact %q has no sha256 to check it against", art.GetName()), nil
-	}
-	obj, err := store.Get(ctx, object)
-	if errors.Is(err, jetstream.ErrObjectNotFound) {
-		return fmt.Sprintf("artifact %q: object %q not found in %s", art.GetName(), object, ArtifactBucket), nil
-	}
-	if err != nil {
-		return "", fmt.Errorf("artifact %q: get %s: %w", art.GetName(), object, err)
-	}
-	defer obj.Close()
-	if err := os.MkdirAll(filepath.Dir(dst), 0o750); err != nil {
-		return "", fmt.Errorf("artifact %q: %w", art.GetName(), err)
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(dst), ".artifact-*")
-	if err != nil {
-		return "", fmt.Errorf("artifact %q: %w", art.GetName(), err)
-	}
-	defer func() { _ = os.Remove(tmp.Name()) }() // fails once renamed
-	h := sha256.New()
-	n, err := io.Copy(io.MultiWriter(tmp, h), obj)
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if errors.Is(err, jetstream.ErrDigestMismatch) {
-		return fmt.Sprintf("artifact %q: object %q is corrupt: %v", art.GetName(), object, err), nil
-	}
-	if err != nil {
-		return "", fmt.Errorf("artifact %q: read %s: %w", art.GetName(), object, err)
-	}
-	if got := hex.EncodeToString(h.Sum(nil)); got != want {
-		return fmt.Sprintf("artifact %q: sha256 is %s, the build recorded %s", art.GetName(), got, want), nil
-	}
-	if size := art.GetSize(); size > 0 && n != size {
-		return fmt.Sprintf("artifact %q: %d bytes, the build recorded %d", art.GetName(), n, size), nil
-	}
-	// The object store keeps no file mode; artifacts are usually programs.
-	if err := os.Chmod(tmp.Name(), 0o755); err != nil {
-		return "", fmt.Errorf("artifact %q: %w", art.GetName(), err)
-	}
-	if err := os.Rename(tmp.Name(), dst); err != nil {
-		return "", fmt.Errorf("artifact %q: %w", art.GetName(), err)
+		if err != nil {
+			return "", err
+		}
 	}
 	return "", nil
 }

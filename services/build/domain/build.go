@@ -188,9 +188,6 @@ type Artifact struct {
 	Size   int64
 }
 
-// ObjectName is where a run's artifact is kept in the artifact store.
-func ObjectName(runID, artifact string) string { return runID + "/" + artifact }
-
 // Failure says why a build failed. The zero value means it did not.
 type Failure struct {
 	Reason string

@@ -1,0 +1,217 @@
+// Package artifacts keeps build artifacts in the JetStream object store
+// and gets them out again intact: build puts each one with its sha256 and
+// size, and test and release fetch it into a workspace, checking both.
+//
+// Everything about an artifact that arrives in an event is hostile: its
+// name, its object name, the digest and size it claims, and the path in a
+// workspace it is to be written to. Fetch refuses a path that leaves its
+// directory (also through a symbolic link in a checked-out repository),
+// reads no more than the recorded size, and puts the file in place only
+// once its digest matched.
+package artifacts
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Bucket is the object store artifacts are kept in, one object per run and
+// artifact (deploy/nats/objectstores/sluice-artifacts.json declares it;
+// build owns it, test and release read it).
+const Bucket = "sluice-artifacts"
+
+// MaxObjectLen bounds an object's name.
+const MaxObjectLen = 255
+
+// Errors that no retry can cure, each wrapped with the artifact's name
+// (Permanent reports any of them).
+var (
+	// ErrNotFound: the object is not in the store (it expired, or the
+	// record names another).
+	ErrNotFound = errors.New("not in the artifact store")
+	// ErrCorrupt: the content does not match the recorded size or sha256.
+	ErrCorrupt = errors.New("content does not match the build's record")
+	// ErrRefused: the record (name, object, digest, size) or the
+	// destination cannot be used: a path that leaves its directory, a
+	// directory or a file in the way.
+	ErrRefused = errors.New("refused")
+)
+
+// Permanent reports whether err is one of the errors a retry cannot cure:
+// ErrNotFound, ErrCorrupt or ErrRefused.
+func Permanent(err error) bool {
+	return errors.Is(err, ErrNotFound) || errors.Is(err, ErrCorrupt) || errors.Is(err, ErrRefused)
+}
+
+// Artifact is one stored artifact, as build records it and events carry it.
+type Artifact struct {
+	// Name is the pipeline's name for it.
+	Name string
+	// Object is the object's name in Bucket.
+	Object string
+	// SHA256 is the content's digest, in hex.
+	SHA256 string
+	// Size is the content's length in bytes.
+	Size int64
+}
+
+// ObjectName is where the artifact name of run runID is kept.
+func ObjectName(runID, name string) string { return runID + "/" + name }
+
+var sha256Hex = regexp.MustCompile(`^[0-9a-fA-F]{64}$`)
+
+// check refuses a record that cannot name or describe an object.
+func (a Artifact) check(needDigest bool) error {
+	switch {
+	case a.Name == "":
+		return fmt.Errorf("artifact with object %q: %w: the name is empty", a.Object, ErrRefused)
+	case a.Object == "" || len(a.Object) > MaxObjectLen:
+		return fmt.Errorf("artifact %q: %w: object name %q must be 1 to %d bytes", a.Name, ErrRefused, a.Object, MaxObjectLen)
+	case !needDigest:
+		return nil
+	case !sha256Hex.MatchString(a.SHA256):
+		return fmt.Errorf("artifact %q: %w: sha256 %q is not 64 hex digits", a.Name, ErrRefused, a.SHA256)
+	case a.Size < 0:
+		return fmt.Errorf("artifact %q: %w: size %d is negative", a.Name, ErrRefused, a.Size)
+	}
+	return nil
+}
+
+// Store reads and writes artifacts in Bucket.
+type Store struct {
+	obs jetstream.ObjectStore
+}
+
+// Open binds the artifact store; it fails when the bucket does not exist
+// (it is provisioned, never created here).
+func Open(ctx context.Context, js jetstream.JetStream) (*Store, error) {
+	obs, err := js.ObjectStore(ctx, Bucket)
+	if err != nil {
+		return nil, fmt.Errorf("open object store %s: %w", Bucket, err)
+	}
+	return &Store{obs: obs}, nil
+}
+
+// Put stores what r yields as a.Object, described by description, and
+// returns a with the content's SHA256 and Size.
+func (s *Store) Put(ctx context.Context, a Artifact, description string, r io.Reader) (Artifact, error) {
+	if err := a.check(false); err != nil {
+		return a, err
+	}
+	h := sha256.New()
+	info, err := s.obs.Put(ctx, jetstream.ObjectMeta{Name: a.Object, Description: description}, io.TeeReader(r, h))
+	if err != nil {
+		return a, fmt.Errorf("artifact %q: put %s into %s: %w", a.Name, a.Object, Bucket, err)
+	}
+	a.SHA256 = hex.EncodeToString(h.Sum(nil))
+	a.Size = int64(info.Size)
+	return a, nil
+}
+
+// Fetch writes artifact a to the file at rel (slash-separated, relative)
+// inside dir, executable, creating the directories it needs inside dir.
+// It streams the object to a temporary file next to the destination,
+// reading no more than a.Size bytes and one, checks its size and sha256,
+// and only then renames it into place (replacing a file there). The error
+// names the artifact, and wraps ErrNotFound, ErrCorrupt or ErrRefused
+// when no retry can cure it.
+func (s *Store) Fetch(ctx context.Context, a Artifact, dir, rel string) (err error) {
+	if err := a.check(true); err != nil {
+		return err
+	}
+	if rel == "" || strings.Contains(rel, `\`) || !filepath.IsLocal(filepath.FromSlash(rel)) {
+		return fmt.Errorf("artifact %q: %w: path %q is not a relative path inside the workspace", a.Name, ErrRefused, rel)
+	}
+	rel = path.Clean(rel)
+
+	obj, err := s.obs.Get(ctx, a.Object)
+	if errors.Is(err, jetstream.ErrObjectNotFound) {
+		return fmt.Errorf("artifact %q: object %s: %w", a.Name, a.Object, ErrNotFound)
+	}
+	if err != nil {
+		return fmt.Errorf("artifact %q: get %s from %s: %w", a.Name, a.Object, Bucket, err)
+	}
+	defer obj.Close()
+	if info, err := obj.Info(); err == nil && int64(info.Size) != a.Size {
+		return fmt.Errorf("artifact %q: %w: object %s holds %d bytes, the build recorded %d", a.Name, ErrCorrupt, a.Object, info.Size, a.Size)
+	}
+
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return fmt.Errorf("artifact %q: %w", a.Name, err)
+	}
+	defer root.Close()
+	// os.Root keeps every step inside dir, symbolic links included.
+	if parent := path.Dir(rel); parent != "." {
+		if err := root.MkdirAll(parent, 0o755); err != nil {
+			return fmt.Errorf("artifact %q: %w: create the directory of %s: %w", a.Name, ErrRefused, rel, err)
+		}
+	}
+	tmp, f, err := createTemp(root, path.Dir(rel))
+	if err != nil {
+		return fmt.Errorf("artifact %q: %w: create a file next to %s: %w", a.Name, ErrRefused, rel, err)
+	}
+	defer func() {
+		if err != nil {
+			_ = root.Remove(tmp)
+		}
+	}()
+	h := sha256.New()
+	n, err := io.Copy(io.MultiWriter(f, h), io.LimitReader(obj, a.Size+1))
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	switch {
+	case errors.Is(err, jetstream.ErrDigestMismatch):
+		return fmt.Errorf("artifact %q: %w: object %s fails the store's own digest check: %w", a.Name, ErrCorrupt, a.Object, err)
+	case err != nil:
+		return fmt.Errorf("artifact %q: read %s: %w", a.Name, a.Object, err)
+	case n != a.Size:
+		return fmt.Errorf("artifact %q: %w: object %s holds %s bytes, the build recorded %d", a.Name, ErrCorrupt, a.Object, sizeRead(n, a.Size), a.Size)
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != strings.ToLower(a.SHA256) {
+		return fmt.Errorf("artifact %q: %w: sha256 is %s, the build recorded %s", a.Name, ErrCorrupt, got, strings.ToLower(a.SHA256))
+	}
+	// The object store keeps no file mode; artifacts are usually programs.
+	if err := root.Chmod(tmp, 0o755); err != nil {
+		return fmt.Errorf("artifact %q: %w", a.Name, err)
+	}
+	if err := root.Rename(tmp, rel); err != nil {
+		return fmt.Errorf("artifact %q: %w: put it at %s: %w", a.Name, ErrRefused, rel, err)
+	}
+	return nil
+}
+
+// sizeRead says how much was read when at most limit+1 bytes were.
+func sizeRead(n, limit int64) string {
+	if n > limit {
+		return "more than " + strconv.FormatInt(limit, 10)
+	}
+	return strconv.FormatInt(n, 10)
+}
+
+// createTemp makes a new file with a random name in dir inside root.
+func createTemp(root *os.Root, dir string) (string, *os.File, error) {
+	for range 10 {
+		name := path.Join(dir, ".artifact-"+rand.Text())
+		f, err := root.OpenFile(name, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+		if errors.Is(err, os.ErrExist) {
+			continue
+		}
+		return name, f, err
+	}
+	return "", nil, errors.New("no unused temporary name")
+}

@@ -1,0 +1,240 @@
+package artifacts_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/goleak"
+
+	"github.com/sluicehq/sluice/deploy"
+	"github.com/sluicehq/sluice/platform/artifacts"
+	"github.com/sluicehq/sluice/platform/natsprovision"
+	"github.com/sluicehq/sluice/platform/natstest"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m, natstest.KnownLeaks()...) }
+
+// openStore starts a nats-server with the declarations applied (build's
+// hold the artifact bucket) and opens the store.
+func openStore(t *testing.T) (*artifacts.Store, jetstream.JetStream) {
+	t.Helper()
+	srv := natstest.Start(t)
+	js, err := jetstream.New(srv.Connect(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	if err := natsprovision.ApplyAll(ctx, js, deploy.NATS(), natsprovision.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	s, err := artifacts.Open(ctx, js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, js
+}
+
+var program = []byte("#!/bin/sh\necho hello from the artifact\n")
+
+func put(t *testing.T, s *artifacts.Store, name string, content []byte) artifacts.Artifact {
+	t.Helper()
+	a, err := s.Put(t.Context(), artifacts.Artifact{Name: name, Object: artifacts.ObjectName("run-1", name)}, "a test artifact", bytes.NewReader(content))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+func TestPutThenFetch(t *testing.T) {
+	s, _ := openStore(t)
+	a := put(t, s, "hello", program)
+	sum := sha256.Sum256(program)
+	if a.Name != "hello" || a.Object != "run-1/hello" || a.SHA256 != hex.EncodeToString(sum[:]) || a.Size != int64(len(program)) {
+		t.Fatalf("Put = %+v", a)
+	}
+
+	ws := t.TempDir()
+	if err := s.Fetch(t.Context(), a, ws, "bin/hello"); err != nil {
+		t.Fatal(err)
+	}
+	dst := filepath.Join(ws, "bin", "hello")
+	got, err := os.ReadFile(dst)
+	if err != nil || !bytes.Equal(got, program) {
+		t.Fatalf("fetched %q, %v", got, err)
+	}
+	if fi, _ := os.Stat(dst); fi.Mode().Perm() != 0o755 {
+		t.Errorf("mode %v; want an executable 0755", fi.Mode().Perm())
+	}
+	assertOnly(t, ws, "bin", "bin/hello")
+
+	// A second fetch replaces the file; the recorded digest may be in
+	// upper case.
+	if err := os.WriteFile(dst, []byte("stale"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	a.SHA256 = strings.ToUpper(a.SHA256)
+	if err := s.Fetch(t.Context(), a, ws, "bin/./hello"); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(dst); !bytes.Equal(got, program) {
+		t.Errorf("after a second fetch: %q", got)
+	}
+
+	empty := put(t, s, "empty", nil)
+	if empty.Size != 0 {
+		t.Errorf("empty artifact: size %d", empty.Size)
+	}
+	if err := s.Fetch(t.Context(), empty, ws, "empty"); err != nil {
+		t.Errorf("fetch of an empty artifact: %v", err)
+	}
+}
+
+// assertOnly checks that dir holds exactly the paths given: no temporary
+// file is left behind.
+func assertOnly(t *testing.T, dir string, want ...string) {
+	t.Helper()
+	var got []string
+	_ = filepath.WalkDir(dir, func(p string, _ os.DirEntry, _ error) error {
+		if rel, _ := filepath.Rel(dir, p); rel != "." {
+			got = append(got, filepath.ToSlash(rel))
+		}
+		return nil
+	})
+	if strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Errorf("%s holds %q; want %q", dir, got, want)
+	}
+}
+
+func TestFetchRefusesWhatDoesNotMatchTheRecord(t *testing.T) {
+	s, _ := openStore(t)
+	a := put(t, s, "hello", program)
+	for name, tc := range map[string]struct {
+		change func(*artifacts.Artifact)
+		want   error
+		says   string
+	}{
+		"wrong sha256":    {func(a *artifacts.Artifact) { a.SHA256 = strings.Repeat("0", 64) }, artifacts.ErrCorrupt, "sha256 is " + a.SHA256 + ", the build recorded " + strings.Repeat("0", 64)},
+		"smaller size":    {func(a *artifacts.Artifact) { a.Size-- }, artifacts.ErrCorrupt, "the build recorded"},
+		"larger size":     {func(a *artifacts.Artifact) { a.Size += 100 }, artifacts.ErrCorrupt, "the build recorded"},
+		"missing object":  {func(a *artifacts.Artifact) { a.Object = "run-2/hello" }, artifacts.ErrNotFound, "object run-2/hello"},
+		"no sha256":       {func(a *artifacts.Artifact) { a.SHA256 = "" }, artifacts.ErrRefused, "sha256"},
+		"short sha256":    {func(a *artifacts.Artifact) { a.SHA256 = "abc" }, artifacts.ErrRefused, "sha256"},
+		"negative size":   {func(a *artifacts.Artifact) { a.Size = -1 }, artifacts.ErrRefused, "size"},
+		"no object":       {func(a *artifacts.Artifact) { a.Object = "" }, artifacts.ErrRefused, "object name"},
+		"too long object": {func(a *artifacts.Artifact) { a.Object = strings.Repeat("o", 256) }, artifacts.ErrRefused, "object name"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			bad := a
+			tc.change(&bad)
+			ws := t.TempDir()
+			err := s.Fetch(t.Context(), bad, ws, "bin/hello")
+			if !errors.Is(err, tc.want) || !artifacts.Permanent(err) {
+				t.Fatalf("Fetch = %v; want %v", err, tc.want)
+			}
+			if !strings.Contains(err.Error(), `artifact "hello"`) || !strings.Contains(err.Error(), tc.says) {
+				t.Errorf("error %q does not name the artifact and say %q", err, tc.says)
+			}
+			// Nothing is left in the workspace but the directory made for it.
+			var left []string
+			_ = filepath.WalkDir(ws, func(p string, d os.DirEntry, _ error) error {
+				if !d.IsDir() {
+					left = append(left, p)
+				}
+				return nil
+			})
+			if len(left) != 0 {
+				t.Errorf("files left: %q", left)
+			}
+		})
+	}
+	unnamed := a
+	unnamed.Name = ""
+	if err := s.Fetch(t.Context(), unnamed, t.TempDir(), "x"); !errors.Is(err, artifacts.ErrRefused) {
+		t.Errorf("no name: %v; want ErrRefused", err)
+	}
+}
+
+// The destination path comes from a pipeline file and the workspace from a
+// checked-out repository: neither may put the artifact outside the
+// workspace.
+func TestFetchRefusesPathsOutsideTheDirectory(t *testing.T) {
+	s, _ := openStore(t)
+	a := put(t, s, "hello", program)
+	outside := t.TempDir()
+	ws := t.TempDir()
+	if err := os.Symlink(outside, filepath.Join(ws, "escape")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join(outside, "target"), filepath.Join(ws, "dangling")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(ws, "file"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(ws, "dir"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, rel := range []string{
+		"", ".", "..", "../hello", "a/../../hello", "/etc/hello", `bin\hello`,
+		"escape/hello", "escape/deeper/hello", // through a symbolic link
+		"file/hello", // a file in the way
+		"dir",        // a directory in the way
+	} {
+		err := s.Fetch(t.Context(), a, ws, rel)
+		if !errors.Is(err, artifacts.ErrRefused) || !strings.Contains(err.Error(), `artifact "hello"`) {
+			t.Errorf("Fetch to %q = %v; want ErrRefused naming the artifact", rel, err)
+		}
+	}
+	entries, _ := os.ReadDir(outside)
+	if len(entries) != 0 {
+		t.Errorf("the fetch wrote outside the workspace: %v", entries)
+	}
+	// A symbolic link at the destination itself is replaced, not followed.
+	if err := s.Fetch(t.Context(), a, ws, "dangling"); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Lstat(filepath.Join(ws, "dangling")); err != nil || !fi.Mode().IsRegular() {
+		t.Errorf("dangling is %v, %v; want the artifact's file", fi, err)
+	}
+	if _, err := os.Stat(filepath.Join(outside, "target")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the link's target was written: %v", err)
+	}
+}
+
+func TestTransientErrorsAreNotPermanent(t *testing.T) {
+	s, _ := openStore(t)
+	a := put(t, s, "hello", program)
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	err := s.Fetch(ctx, a, t.TempDir(), "hello")
+	if err == nil || artifacts.Permanent(err) || !strings.Contains(err.Error(), `artifact "hello"`) {
+		t.Errorf("Fetch with an ended context = %v; want a retryable error naming the artifact", err)
+	}
+	if _, err := s.Put(ctx, artifacts.Artifact{Name: "x", Object: "run-1/x"}, "", bytes.NewReader(program)); err == nil || artifacts.Permanent(err) {
+		t.Errorf("Put with an ended context = %v; want a retryable error", err)
+	}
+	if _, err := s.Put(t.Context(), artifacts.Artifact{Name: "x"}, "", bytes.NewReader(program)); !errors.Is(err, artifacts.ErrRefused) {
+		t.Errorf("Put without an object name = %v; want ErrRefused", err)
+	}
+}
+
+func TestOpenNeedsTheBucket(t *testing.T) {
+	srv := natstest.Start(t)
+	js, err := jetstream.New(srv.Connect(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := artifacts.Open(t.Context(), js); err == nil || !strings.Contains(err.Error(), artifacts.Bucket) {
+		t.Errorf("Open without the bucket = %v; want an error naming %s", err, artifacts.Bucket)
+	}
+}
