@@ -6,12 +6,12 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"sync"
 	"time"
 
 	"github.com/sluicehq/sluice/platform/apierror"
 	"github.com/sluicehq/sluice/platform/events"
 	"github.com/sluicehq/sluice/platform/ids"
+	"github.com/sluicehq/sluice/platform/lease"
 	"github.com/sluicehq/sluice/platform/prototime"
 	"github.com/sluicehq/sluice/platform/steplog"
 	"github.com/sluicehq/sluice/proto/gen/sluice/build/events/v1"
@@ -40,7 +40,6 @@ func (s *Service) handleRunRequested(ctx context.Context, ev events.Event, d eve
 		return fmt.Errorf("%w: %w", events.ErrPermanent, err)
 	}
 	log := s.log.With(slog.String("run_id", run.ID))
-	last := d.Last()
 
 	c, ok, err := s.acquire(ctx, run, log)
 	if err != nil || !ok {
@@ -48,24 +47,21 @@ func (s *Service) handleRunRequested(ctx context.Context, ev events.Event, d eve
 	}
 	b := c.build
 	log = log.With(slog.String("build_id", b.ID), slog.Int("attempt", b.Attempt))
-	lease := Lease{BuildID: b.ID, Attempt: b.Attempt, WorkerID: s.cfg.WorkerID, TTL: s.leaseTTL()}
+	l := Lease{BuildID: b.ID, Attempt: b.Attempt, WorkerID: s.cfg.WorkerID, TTL: s.leaseTTL()}
 
-	workCtx, stop := context.WithCancelCause(ctx)
-	defer stop(nil)
 	// The lease is kept until this attempt stopped writing, even while the
 	// process is stopping: a takeover must not start before our last line.
-	stopLease := s.keepLease(context.WithoutCancel(ctx), lease, stop, log)
-	defer stopLease()
+	workCtx, kept := lease.Keep(ctx, buildLease{store: s.store, l: l},
+		lease.Options{Every: s.cfg.Heartbeat, ReleaseTimeout: detachedTimeout, Log: log})
+	defer kept.Stop()
 
 	w, err := s.logs.Writer(ctx, run.ID, logFlushInterval)
 	if err != nil {
-		stopLease()
-		return s.abandon(ctx, run, lease, nil, last, d, err, log)
+		return s.abandon(ctx, run, l, kept, nil, d, err, log)
 	}
 	if c.takeover {
 		if err := s.logs.Reopen(ctx, run.ID); err != nil {
-			stopLease()
-			return s.abandon(ctx, run, lease, w, last, d, err, log)
+			return s.abandon(ctx, run, l, kept, w, d, err, log)
 		}
 		w.Append("", steplog.Meta, fmt.Sprintf("--- worker %s took over (attempt %d)", s.cfg.WorkerID, b.Attempt))
 		log.Info("took over build")
@@ -74,18 +70,18 @@ func (s *Service) handleRunRequested(ctx context.Context, ev events.Event, d eve
 		log.Info("build started")
 	}
 
-	res, err := s.execute(workCtx, run, b, lease, w)
+	res, err := s.execute(workCtx, run, b, l, w)
 	// From here every write renews the lease itself (and abandon releases it).
-	stopLease()
+	kept.Stop()
 	if err != nil {
-		return s.abandon(ctx, run, lease, w, last, d, err, log)
+		return s.abandon(ctx, run, l, kept, w, d, err, log)
 	}
 	// The steps ran to their end: record it even if the process is
 	// stopping now, or a takeover would run them all again.
 	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), detachedTimeout)
 	defer cancel()
-	if err := s.finish(fctx, run, b, lease, w, res); err != nil {
-		return s.abandon(ctx, run, lease, nil, last, d, err, log)
+	if err := s.finish(fctx, run, b, l, w, res); err != nil {
+		return s.abandon(ctx, run, l, kept, nil, d, err, log)
 	}
 	log.Info("build finished", slog.String("status", string(res.status())), slog.String("failure", res.failure.Reason))
 	return nil
@@ -107,7 +103,7 @@ func (r result) status() domain.Status {
 
 // finish stores the outcome with BuildFinished in one transaction, then
 // marks the log complete. w is closed.
-func (s *Service) finish(ctx context.Context, run domain.Run, b domain.Build, lease Lease, w *steplog.Writer, res result) error {
+func (s *Service) finish(ctx context.Context, run domain.Run, b domain.Build, l Lease, w *steplog.Writer, res result) error {
 	end := time.Now().UTC()
 	if res.failure.Failed() {
 		w.Append("", steplog.Meta, "--- build failed: "+res.failure.Reason)
@@ -140,7 +136,7 @@ func (s *Service) finish(ctx context.Context, run domain.Run, b domain.Build, le
 	if err != nil {
 		return err
 	}
-	if err := s.store.Finish(ctx, lease, out, ev); err != nil {
+	if err := s.store.Finish(ctx, l, out, ev); err != nil {
 		return err
 	}
 	s.relay.Kick()
@@ -154,10 +150,11 @@ func (s *Service) finish(ctx context.Context, run domain.Run, b domain.Build, le
 // the build over. The build stays RUNNING and the error makes JetStream
 // redeliver the event, so that a worker takes it over, except on the last
 // delivery, where the build is ended FAILED so it never stays RUNNING.
-func (s *Service) abandon(ctx context.Context, run domain.Run, lease Lease, w *steplog.Writer, last bool, d events.Delivery, cause error, log *slog.Logger) error {
+func (s *Service) abandon(ctx context.Context, run domain.Run, l Lease, kept *lease.Keeper, w *steplog.Writer, d events.Delivery, cause error, log *slog.Logger) error {
+	kept.Stop()
 	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), detachedTimeout)
 	defer cancel()
-	if errors.Is(cause, ErrLeaseLost) {
+	if errors.Is(cause, lease.ErrLost) {
 		if w != nil {
 			_ = w.Close(dctx) // its lines may collide with the new holder's; they are dropped then
 		}
@@ -167,7 +164,7 @@ func (s *Service) abandon(ctx context.Context, run domain.Run, lease Lease, w *s
 		log.Warn("another worker took the build over", slog.Any("error", cause))
 		return cause
 	}
-	if !last {
+	if !d.Last() {
 		if w != nil {
 			w.Append("", steplog.Meta, fmt.Sprintf("--- worker %s stopped working on the build: %v", s.cfg.WorkerID, cause))
 			if err := w.Close(dctx); err != nil {
@@ -175,10 +172,8 @@ func (s *Service) abandon(ctx context.Context, run domain.Run, lease Lease, w *s
 			}
 		}
 		// Closed the log first, so the next holder numbers after our lines.
-		if err := s.store.ReleaseLease(dctx, lease); err != nil {
-			log.Warn("could not release the build lease; a takeover waits for it to expire", slog.Any("error", err))
-		}
-		return fmt.Errorf("build of run %s (attempt %d) did not finish: %w", run.ID, lease.Attempt, cause)
+		kept.Release()
+		return fmt.Errorf("build of run %s (attempt %d) did not finish: %w", run.ID, l.Attempt, cause)
 	}
 	// The last delivery: no worker will try again.
 	if w == nil {
@@ -187,7 +182,7 @@ func (s *Service) abandon(ctx context.Context, run domain.Run, lease Lease, w *s
 			return errors.Join(cause, err)
 		}
 	}
-	b, err := s.store.Get(dctx, lease.BuildID)
+	b, err := s.store.Get(dctx, l.BuildID)
 	if err != nil {
 		_ = w.Close(dctx)
 		return errors.Join(cause, err)
@@ -197,7 +192,7 @@ func (s *Service) abandon(ctx context.Context, run domain.Run, lease Lease, w *s
 		_ = w.Close(dctx)
 		return s.logs.Complete(dctx, run.ID)
 	}
-	if err := s.finish(dctx, run, b, lease, w, result{failure: domain.GaveUp(d.NumDelivered(), cause)}); err != nil {
+	if err := s.finish(dctx, run, b, l, w, result{failure: domain.GaveUp(d.NumDelivered(), cause)}); err != nil {
 		return errors.Join(cause, err)
 	}
 	log.Error("build failed on the last delivery of its run request", slog.Any("error", cause))
@@ -221,7 +216,7 @@ func (s *Service) acquire(ctx context.Context, run domain.Run, log *slog.Logger)
 		steps[i] = st.Name
 	}
 	waiting := false
-	for {
+	c, err := lease.Acquire(ctx, min(time.Second, s.cfg.Heartbeat), func(ctx context.Context) (claim, lease.Try, error) {
 		b, err := s.store.ByRun(ctx, run.ID)
 		if errors.Is(err, apierror.ErrNotFound) {
 			nb := domain.Build{
@@ -233,103 +228,75 @@ func (s *Service) acquire(ctx context.Context, run domain.Run, log *slog.Logger)
 				CreateTime: time.Now().UTC(),
 			}
 			if _, err := s.store.Create(ctx, nb, steps); err != nil {
-				return claim{}, false, err
+				return claim{}, lease.Settled, err
 			}
-			continue // read back ours, or the one a concurrent delivery made
+			return claim{}, lease.Raced, nil // read back ours, or the one a concurrent delivery made
 		}
 		if err != nil {
-			return claim{}, false, err
+			return claim{}, lease.Settled, err
 		}
 		if b.Status.Ended() {
 			// Its events are in the outbox already; make sure its log is
 			// complete (a crash may have come between the two).
 			if err := s.logs.Complete(ctx, run.ID); err != nil {
-				return claim{}, false, err
+				return claim{}, lease.Settled, err
 			}
 			log.Info("run already built; delivery acknowledged", slog.String("build_id", b.ID), slog.String("status", string(b.Status)))
-			return claim{}, false, nil
+			return claim{build: b}, lease.Settled, nil
 		}
 		now := time.Now().UTC()
-		if b.Claimable(now) {
-			lease := Lease{BuildID: b.ID, Attempt: b.Attempt + 1, WorkerID: s.cfg.WorkerID, TTL: s.leaseTTL()}
-			ev, err := events.New(&buildeventsv1.BuildStarted{
-				RunId:      run.ID,
-				BuildId:    b.ID,
-				Repository: repositoryRef(run.Repository),
-				Commit:     run.Commit,
-				Attempt:    int32(lease.Attempt),
-			}, b.ID, run.ID)
-			if err != nil {
-				return claim{}, false, err
+		if !b.Claimable(now) {
+			if !waiting {
+				waiting = true
+				log.Info("build held by another worker; waiting for it to end or for its lease to lapse",
+					slog.String("holder", b.WorkerID), slog.Time("lease_expires", b.LeaseExpires))
 			}
-			ok, err := s.store.Claim(ctx, b, lease, now, steps, ev)
-			if err != nil {
-				return claim{}, false, err
-			}
-			if ok {
-				s.relay.Kick()
-				takeover := b.Status == domain.Running
-				b.Status, b.Attempt, b.WorkerID, b.StartTime = domain.Running, lease.Attempt, lease.WorkerID, now
-				b.LeaseExpires = now.Add(lease.TTL)
-				return claim{build: b, takeover: takeover}, true, nil
-			}
-			continue
+			return claim{build: b}, lease.Held, nil
 		}
-		if !waiting {
-			waiting = true
-			log.Info("build held by another worker; waiting for it to end or for its lease to lapse",
-				slog.String("holder", b.WorkerID), slog.Time("lease_expires", b.LeaseExpires))
+		l := Lease{BuildID: b.ID, Attempt: b.Attempt + 1, WorkerID: s.cfg.WorkerID, TTL: s.leaseTTL()}
+		ev, err := events.New(&buildeventsv1.BuildStarted{
+			RunId:      run.ID,
+			BuildId:    b.ID,
+			Repository: repositoryRef(run.Repository),
+			Commit:     run.Commit,
+			Attempt:    int32(l.Attempt),
+		}, b.ID, run.ID)
+		if err != nil {
+			return claim{}, lease.Settled, err
 		}
-		t := time.NewTimer(min(time.Second, s.cfg.Heartbeat))
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return claim{}, false, fmt.Errorf("waiting for build %s held by %s: %w", b.ID, b.WorkerID, ctx.Err())
-		case <-t.C:
+		ok, err := s.store.Claim(ctx, b, l, now, steps, ev)
+		if err != nil {
+			return claim{}, lease.Settled, err
 		}
+		if !ok {
+			return claim{}, lease.Raced, nil // another worker claimed it first
+		}
+		s.relay.Kick()
+		takeover := b.Status == domain.Running
+		b.Status, b.Attempt, b.WorkerID, b.StartTime = domain.Running, l.Attempt, l.WorkerID, now
+		b.LeaseExpires = now.Add(l.TTL)
+		return claim{build: b, takeover: takeover}, lease.Settled, nil
+	})
+	if err != nil {
+		if waiting && ctx.Err() != nil {
+			return claim{}, false, fmt.Errorf("waiting for build %s held by %s: %w", c.build.ID, c.build.WorkerID, err)
+		}
+		return claim{}, false, err
 	}
+	return c, !c.build.Status.Ended(), nil
 }
 
 // leaseTTL is how long a renewal keeps the database lease: two heartbeats.
 func (s *Service) leaseTTL() time.Duration { return 2 * s.cfg.Heartbeat }
 
-// keepLease renews the lease every heartbeat until stopped (or ctx ends).
-// When another worker took the build over, it cancels the work with
-// ErrLeaseLost.
-func (s *Service) keepLease(ctx context.Context, l Lease, lost context.CancelCauseFunc, log *slog.Logger) (stop func()) {
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		t := time.NewTicker(s.cfg.Heartbeat)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-ctx.Done():
-				return
-			case <-t.C:
-			}
-			err := s.store.RenewLease(ctx, l)
-			switch {
-			case errors.Is(err, ErrLeaseLost):
-				lost(ErrLeaseLost)
-				return
-			case err != nil && ctx.Err() == nil:
-				log.Warn("could not renew the build lease; retrying at the next heartbeat", slog.Any("error", err))
-			}
-		}
-	}()
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			close(done)
-			wg.Wait()
-		})
-	}
+// buildLease is a build's lease, kept in its row of the builds table.
+type buildLease struct {
+	store *Store
+	l     Lease
 }
+
+func (b buildLease) Renew(ctx context.Context) error   { return b.store.RenewLease(ctx, b.l) }
+func (b buildLease) Release(ctx context.Context) error { return b.store.ReleaseLease(ctx, b.l) }
 
 // runFromEvent turns a RunRequested (validated on decode) into a domain run.
 func runFromEvent(req *sourceeventsv1.RunRequested) (domain.Run, error) {

@@ -16,6 +16,7 @@ import (
 	"github.com/sluicehq/sluice/platform/executor"
 	"github.com/sluicehq/sluice/platform/gitcheckout"
 	"github.com/sluicehq/sluice/platform/lastlines"
+	"github.com/sluicehq/sluice/platform/lease"
 	"github.com/sluicehq/sluice/platform/prototime"
 	"github.com/sluicehq/sluice/platform/steplog"
 	"github.com/sluicehq/sluice/proto/gen/sluice/build/events/v1"
@@ -216,7 +217,7 @@ func (s *Service) storeArtifact(ctx context.Context, store *artifacts.Store, run
 }
 
 // interrupted is the error of an attempt whose context ended: the process
-// is stopping, or another worker took the build over (ErrLeaseLost).
+// is stopping, or another worker took the build over (lease.ErrLost).
 func interrupted(ctx context.Context) error {
 	return fmt.Errorf("interrupted: %w", context.Cause(ctx))
 }
@@ -224,7 +225,7 @@ func interrupted(ctx context.Context) error {
 // orInterrupted prefers the interruption to err when ctx ended, so the
 // caller sees why.
 func orInterrupted(ctx context.Context, err error) error {
-	if ctx.Err() != nil && !errors.Is(err, ErrLeaseLost) {
+	if ctx.Err() != nil && !errors.Is(err, lease.ErrLost) {
 		return interrupted(ctx)
 	}
 	return err

@@ -10,6 +10,7 @@ import (
 
 	"github.com/sluicehq/sluice/platform/apierror"
 	"github.com/sluicehq/sluice/platform/events"
+	"github.com/sluicehq/sluice/platform/lease"
 	"github.com/sluicehq/sluice/platform/sqldb"
 	"github.com/sluicehq/sluice/platform/steplog"
 	"github.com/sluicehq/sluice/services/build/domain"
@@ -22,10 +23,6 @@ var migrationFiles embed.FS
 func migrations() sqldb.Migrations {
 	return sqldb.Embedded("build", migrationFiles)
 }
-
-// ErrLeaseLost is returned by a write of a worker that no longer holds the
-// build: another worker took it over after the lease expired.
-var ErrLeaseLost = errors.New("build lease lost: another worker took the build over")
 
 // Store keeps builds, their steps and artifacts, the step logs and the
 // event outbox in the service's database.
@@ -141,7 +138,7 @@ func enqueue(ctx context.Context, tx *sql.Tx, evs []events.Event) error {
 	return nil
 }
 
-// hold renews the lease inside tx and fails with ErrLeaseLost when the
+// hold renews the lease inside tx and fails with lease.ErrLost when the
 // worker no longer holds the build, so that no write of a worker that was
 // taken over lands.
 func hold(ctx context.Context, tx *sql.Tx, l Lease) error {
@@ -156,7 +153,7 @@ func hold(ctx context.Context, tx *sql.Tx, l Lease) error {
 		return err
 	}
 	if n == 0 {
-		return ErrLeaseLost
+		return fmt.Errorf("build %s attempt %d is not %s's: %w", l.BuildID, l.Attempt, l.WorkerID, lease.ErrLost)
 	}
 	return nil
 }

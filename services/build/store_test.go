@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/platform/apierror"
+	"github.com/sluicehq/sluice/platform/lease"
 	"github.com/sluicehq/sluice/services/build"
 	"github.com/sluicehq/sluice/services/build/domain"
 )
@@ -82,8 +83,8 @@ func TestStoreLease(t *testing.T) {
 		"RenewLease":  func() error { return store.RenewLease(ctx, a) },
 		"Finish":      func() error { return store.Finish(ctx, a, build.Outcome{Status: domain.Succeeded, EndTime: now}) },
 	} {
-		if err := write(); !errors.Is(err, build.ErrLeaseLost) {
-			t.Errorf("a's %s after the takeover: %v; want ErrLeaseLost", name, err)
+		if err := write(); !errors.Is(err, lease.ErrLost) {
+			t.Errorf("a's %s after the takeover: %v; want lease.ErrLost", name, err)
 		}
 	}
 
