@@ -13,6 +13,7 @@ import (
 	"github.com/sluicehq/sluice/platform/events"
 	"github.com/sluicehq/sluice/platform/gitcheckout"
 	"github.com/sluicehq/sluice/platform/ids"
+	"github.com/sluicehq/sluice/platform/lease"
 	"github.com/sluicehq/sluice/platform/prototime"
 	"github.com/sluicehq/sluice/platform/steplog"
 	"github.com/sluicehq/sluice/proto/gen/sluice/build/events/v1"
@@ -47,6 +48,8 @@ const (
 	// heldPollInterval is how often a delivery whose test run another worker
 	// holds looks again.
 	heldPollInterval = time.Second
+	// releaseTimeout bounds giving a test run up when an attempt stops.
+	releaseTimeout = 5 * time.Second
 	// sourceCallTimeout bounds one call to the source service.
 	sourceCallTimeout = 30 * time.Second
 )
@@ -76,7 +79,6 @@ func (s *Service) HandleBuildFinished(ctx context.Context, ev events.Event, d ev
 		// Source folds the failed build into the run; there is nothing to test.
 		return nil
 	}
-	now := time.Now()
 	candidate := domain.TestRun{
 		ID:      ids.New(),
 		RunID:   bf.GetRunId(),
@@ -98,28 +100,26 @@ func (s *Service) HandleBuildFinished(ctx context.Context, ev events.Event, d ev
 	if err != nil {
 		return fmt.Errorf("%w: %w", events.ErrPermanent, err)
 	}
-	var run domain.TestRun
-	var outcome ClaimOutcome
-	for {
-		var err error
-		run, outcome, err = s.store.Claim(ctx, candidate, ev.ID, started, now, now.Add(leaseDuration))
-		if err != nil {
-			return err
-		}
-		if outcome != HeldForThisEvent {
-			break
-		}
-		// JetStream redelivered the event while a worker still holds its test
-		// run (that worker's lease on the message lapsed). Keep this delivery
-		// until the worker finishes or stops renewing its lease on the test
-		// run, then take over: the run is never left RUNNING.
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(heldPollInterval):
-		}
-		now = time.Now()
+	type claimed struct {
+		run     domain.TestRun
+		outcome ClaimOutcome
 	}
+	c, err := lease.Acquire(ctx, heldPollInterval, func(ctx context.Context) (claimed, lease.Try, error) {
+		now := time.Now()
+		run, outcome, err := s.store.Claim(ctx, candidate, ev.ID, started, now, now.Add(leaseDuration))
+		if outcome == HeldForThisEvent {
+			// JetStream redelivered the event while a worker still holds its
+			// test run (that worker's lease on the message lapsed). Keep this
+			// delivery until the worker finishes or stops renewing its lease
+			// on the test run, then take over: the run is never left RUNNING.
+			return claimed{run, outcome}, lease.Held, err
+		}
+		return claimed{run, outcome}, lease.Settled, err
+	})
+	if err != nil {
+		return err
+	}
+	run, outcome := c.run, c.outcome
 	log := s.log.With(slog.String("run_id", run.RunID), slog.String("test_run_id", run.ID), slog.Int("attempt", run.Attempt))
 	switch outcome {
 	case AlreadyEnded:
@@ -139,24 +139,23 @@ func (s *Service) HandleBuildFinished(ctx context.Context, ev events.Event, d ev
 
 // execute runs one attempt of the test run and records its outcome.
 func (s *Service) execute(parent context.Context, log *slog.Logger, run domain.TestRun, bf *buildeventsv1.BuildFinished, d events.Delivery) error {
-	ctx, cancel := context.WithCancelCause(parent)
-	defer cancel(nil)
-	stopLease := s.keepLease(ctx, cancel, log, run)
-	defer stopLease()
+	ctx, kept := lease.Keep(parent, testRunLease{store: s.store, run: run},
+		lease.Options{Every: heartbeat, ReleaseTimeout: releaseTimeout, Log: log})
+	defer kept.Stop()
 
 	w, err := s.logs.Writer(ctx, run.RunID, logFlushInterval)
 	if err != nil {
-		s.releaseLease(parent, log, run)
+		kept.Release()
 		return err
 	}
-	a := &attempt{s: s, log: log, run: run, bf: bf, w: w, branch: bf.GetBranch()}
+	a := &attempt{s: s, log: log, run: run, bf: bf, w: w, branch: bf.GetBranch(), kept: kept}
 	outcome, runErr := a.test(ctx)
-	stopLease()
+	kept.Stop()
 
 	if runErr != nil {
 		lastDelivery := d.Last()
 		switch {
-		case errors.Is(context.Cause(ctx), errLostRun):
+		case errors.Is(context.Cause(ctx), lease.ErrLost):
 			a.closeLog(parent)
 			log.Warn("another worker took the test run over; this attempt stops", slog.Any("error", runErr))
 			// Not an ack: the message is the new holder's now, and an ack
@@ -165,12 +164,12 @@ func (s *Service) execute(parent context.Context, log *slog.Logger, run domain.T
 		case parent.Err() != nil && !lastDelivery:
 			a.meta("", fmt.Sprintf("--- attempt %d stopped: the worker is shutting down; another worker will take over", run.Attempt))
 			a.closeLog(parent)
-			s.releaseLease(parent, log, run)
+			kept.Release()
 			return runErr
 		case !lastDelivery:
 			a.meta("", fmt.Sprintf("--- attempt %d failed: %v; trying again", run.Attempt, runErr))
 			a.closeLog(parent)
-			s.releaseLease(parent, log, run)
+			kept.Release()
 			return runErr
 		}
 		log.Error("test run failed on its last delivery; finishing it in ERROR", slog.Any("error", runErr))
@@ -179,52 +178,20 @@ func (s *Service) execute(parent context.Context, log *slog.Logger, run domain.T
 	return a.finish(parent, outcome)
 }
 
-// keepLease renews the worker's lease on the test run until the returned
-// function is called; when another worker has taken the run over it
-// cancels ctx with errLostRun.
-func (s *Service) keepLease(ctx context.Context, cancel context.CancelCauseFunc, log *slog.Logger, run domain.TestRun) func() {
-	done := make(chan struct{})
-	finished := make(chan struct{})
-	go func() {
-		defer close(finished)
-		t := time.NewTicker(heartbeat)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				err := s.store.RenewLease(ctx, run.ID, run.Attempt, time.Now().Add(leaseDuration))
-				if errors.Is(err, errLostRun) {
-					cancel(errLostRun)
-					return
-				}
-				if err != nil && ctx.Err() == nil {
-					log.Warn("renewing the test run's lease failed; will retry", slog.Any("error", err))
-				}
-			}
-		}
-	}()
-	var stopped bool
-	return func() {
-		if !stopped {
-			stopped = true
-			close(done)
-			<-finished
-		}
-	}
+// testRunLease is a worker's lease on a test run, kept in its row of the
+// test_runs table: the event's next delivery takes the run over once it
+// lapsed or was released.
+type testRunLease struct {
+	store *Store
+	run   domain.TestRun
 }
 
-// releaseLease lets the event's next delivery take the test run over at
-// once rather than after the lease runs out.
-func (s *Service) releaseLease(parent context.Context, log *slog.Logger, run domain.TestRun) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(parent), 5*time.Second)
-	defer cancel()
-	if err := s.store.ReleaseLease(ctx, run.ID, run.Attempt); err != nil && !errors.Is(err, errLostRun) {
-		log.Warn("releasing the test run failed; the next worker takes it over when its lease ends", slog.Any("error", err))
-	}
+func (t testRunLease) Renew(ctx context.Context) error {
+	return t.store.RenewLease(ctx, t.run.ID, t.run.Attempt, time.Now().Add(leaseDuration))
+}
+
+func (t testRunLease) Release(ctx context.Context) error {
+	return t.store.ReleaseLease(ctx, t.run.ID, t.run.Attempt)
 }
 
 // attempt is one worker's try at a test run.
@@ -237,6 +204,7 @@ type attempt struct {
 	branch string
 	steps  []domain.StepResult
 	closed bool
+	kept   *lease.Keeper
 }
 
 // meta writes a line of Sluice's own to the log; step is empty for lines
@@ -372,11 +340,11 @@ func (a *attempt) finish(parent context.Context, o domain.Outcome) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(parent), 30*time.Second)
 	defer cancel()
 	if err := a.s.store.Finish(ctx, run, o, ended, ev); err != nil {
-		if errors.Is(err, errLostRun) {
+		if errors.Is(err, lease.ErrLost) {
 			a.log.Warn("another worker took the test run over; this attempt's outcome is dropped", slog.String("status", o.Status.String()))
 			return nil
 		}
-		a.s.releaseLease(parent, a.log, run)
+		a.kept.Release()
 		return err
 	}
 	a.s.relay.Kick()

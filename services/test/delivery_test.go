@@ -2,6 +2,7 @@ package test_test
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"strings"
 	"testing"
@@ -10,6 +11,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/sluicehq/sluice/platform/events"
+	"github.com/sluicehq/sluice/platform/lease"
 	buildv1 "github.com/sluicehq/sluice/proto/gen/sluice/build/v1"
 	"github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
 	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
@@ -220,8 +222,8 @@ func TestClaim(t *testing.T) {
 	if outcome != test.TakenOver || second.Attempt != 2 || second.ID != first.ID {
 		t.Fatalf("claim after the lease ended: %v attempt %d id %s, want TakenOver attempt 2 of %s", outcome, second.Attempt, second.ID, first.ID)
 	}
-	if err := store.RenewLease(ctx, first.ID, 1, t0.Add(time.Minute)); err == nil {
-		t.Error("the first worker renewed its lease after it was taken over")
+	if err := store.RenewLease(ctx, first.ID, 1, t0.Add(time.Minute)); !errors.Is(err, lease.ErrLost) {
+		t.Errorf("the first worker's renewal after the takeover: %v; want lease.ErrLost", err)
 	}
 	if pending, _ := events.Pending(ctx, store.DB()); pending != 1 {
 		t.Errorf("outbox holds %d events after a takeover, want still 1", pending)

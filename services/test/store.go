@@ -10,6 +10,7 @@ import (
 
 	"github.com/sluicehq/sluice/platform/apierror"
 	"github.com/sluicehq/sluice/platform/events"
+	"github.com/sluicehq/sluice/platform/lease"
 	"github.com/sluicehq/sluice/platform/sqldb"
 	"github.com/sluicehq/sluice/platform/steplog"
 	"github.com/sluicehq/sluice/services/test/domain"
@@ -79,10 +80,6 @@ func (o ClaimOutcome) String() string {
 	}
 	return fmt.Sprintf("ClaimOutcome(%d)", int(o))
 }
-
-// errLostRun is returned when a worker's attempt is no longer the test run's
-// current one (another worker took it over).
-var errLostRun = errors.New("the test run was taken over by another worker")
 
 const runColumns = `id, run_id, build_id, repository_id, repository_name, repository_url, commit_sha, branch,
 	status, attempt, passed, failed, skipped, failure_reason, failed_step, exit_code, created_at, started_at, ended_at`
@@ -167,7 +164,7 @@ func (s *Store) Claim(ctx context.Context, candidate domain.TestRun, eventID str
 }
 
 // RenewLease extends the lease of the worker running attempt of the test
-// run; errLostRun when that attempt is no longer current.
+// run; lease.ErrLost when that attempt is no longer current.
 func (s *Store) RenewLease(ctx context.Context, id string, attempt int, until time.Time) error {
 	return s.updateLease(ctx, id, attempt, sqldb.Nanos(until))
 }
@@ -189,13 +186,13 @@ func (s *Store) updateLease(ctx context.Context, id string, attempt int, until i
 		return fmt.Errorf("update lease of test run %s: %w", id, err)
 	}
 	if n != 1 {
-		return fmt.Errorf("test run %s attempt %d: %w", id, attempt, errLostRun)
+		return fmt.Errorf("test run %s attempt %d: %w", id, attempt, lease.ErrLost)
 	}
 	return nil
 }
 
 // Finish records the outcome of attempt, its suites and cases, and
-// enqueues finished, in one transaction. It fails with errLostRun when the
+// enqueues finished, in one transaction. It fails with lease.ErrLost when the
 // attempt is no longer the current one.
 func (s *Store) Finish(ctx context.Context, run domain.TestRun, o domain.Outcome, endedAt time.Time, finished events.Event) error {
 	return s.db.InTx(ctx, func(tx *sql.Tx) error {
@@ -215,7 +212,7 @@ func (s *Store) Finish(ctx context.Context, run domain.TestRun, o domain.Outcome
 		if n, err := res.RowsAffected(); err != nil {
 			return fmt.Errorf("finish test run %s: %w", run.ID, err)
 		} else if n != 1 {
-			return fmt.Errorf("finish test run %s attempt %d: %w", run.ID, run.Attempt, errLostRun)
+			return fmt.Errorf("finish test run %s attempt %d: %w", run.ID, run.Attempt, lease.ErrLost)
 		}
 		for i, su := range o.Suites {
 			if _, err := tx.ExecContext(ctx, `INSERT INTO test_suites (test_run_id, position, name, passed, failed, skipped, duration_ns)
