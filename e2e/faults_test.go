@@ -180,7 +180,7 @@ func TestFailedVerificationRollsBack(t *testing.T) {
 	if !strings.Contains(out, "v0.1.0") {
 		t.Fatalf("first release: %s", out)
 	}
-	repo.Commit("feat: a change that breaks staging", map[string]string{"BROKEN": "yes\n"})
+	repo.CommitFiles("feat: a change that breaks staging", map[string]string{"BROKEN": "yes\n"})
 	out, code := cli(t, p.env, "trigger", "svc", "--follow")
 	if code != 1 || !strings.Contains(out, "rolled back") {
 		t.Fatalf("exit %d, want 1 with a rollback:\n%s", code, out)

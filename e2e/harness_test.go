@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/e2e/internal/e2ekit"
+	"github.com/sluicehq/sluice/platform/gittest"
 )
 
 // bins holds the binaries built once for the whole suite.
@@ -208,7 +209,7 @@ func mustCLI(t *testing.T, env []string, args ...string) string {
 }
 
 // newGitRepo makes a real git repository in the test's temp folder.
-func newGitRepo(t *testing.T, files map[string]string) *e2ekit.GitRepo {
+func newGitRepo(t *testing.T, files map[string]string) *gittest.Repo {
 	t.Helper()
 	return e2ekit.NewGitRepo(t, filepath.Join(t.TempDir(), "repo"), files)
 }

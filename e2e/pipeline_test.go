@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/e2e/internal/e2ekit"
+	"github.com/sluicehq/sluice/platform/gittest"
 )
 
 // The bundled example goes from a commit to a verified deploy in staging,
@@ -89,7 +90,7 @@ func printTally(t *testing.T, p *platform, repo string, want int) {
 	}
 }
 
-func runExample(t *testing.T, p *platform, repo *e2ekit.GitRepo, port int) {
+func runExample(t *testing.T, p *platform, repo *gittest.Repo, port int) {
 	t.Helper()
 	out := mustCLI(t, p.env, "repo", "add", repo.Dir, "--name", "hello")
 	if !strings.Contains(out, "registered hello") {
@@ -144,7 +145,7 @@ func runExample(t *testing.T, p *platform, repo *e2ekit.GitRepo, port int) {
 	}
 
 	// A feature commit releases v0.2.0; a manual rollback brings v0.1.0 back.
-	repo.Commit("feat: say hi", map[string]string{"NOTES.md": "hi\n"})
+	repo.CommitFiles("feat: say hi", map[string]string{"NOTES.md": "hi\n"})
 	out = mustCLI(t, p.env, "trigger", "hello", "--follow")
 	if !strings.Contains(out, "v0.2.0") {
 		t.Fatalf("second run: %s", out)

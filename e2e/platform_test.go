@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/e2e/internal/e2ekit"
+	"github.com/sluicehq/sluice/platform/gittest"
 )
 
 // platform is a running Sluice in one of its shapes, as the CLI sees it.
@@ -101,7 +102,7 @@ func killDeployed(dataDir string) {
 
 // helloRepo is the bundled example with its staging port moved to a free
 // one, so tests never collide with `make run`.
-func helloRepo(t *testing.T) (*e2ekit.GitRepo, int) {
+func helloRepo(t *testing.T) (*gittest.Repo, int) {
 	t.Helper()
 	files := e2ekit.ExampleFiles(t)
 	port := e2ekit.FreePort(t)

@@ -17,6 +17,7 @@ import (
 	"github.com/ory/dockertest/v3"
 
 	"github.com/sluicehq/sluice/e2e/internal/e2ekit"
+	"github.com/sluicehq/sluice/platform/gittest"
 	buildv1 "github.com/sluicehq/sluice/proto/gen/sluice/build/v1"
 	"github.com/sluicehq/sluice/proto/gen/sluice/build/v1/buildv1connect"
 	notifyv1 "github.com/sluicehq/sluice/proto/gen/sluice/notify/v1"
@@ -69,7 +70,7 @@ release:
 // Repo is a git repository the test makes under the stack's Repos folder,
 // readable by the containers' user.
 type Repo struct {
-	*e2ekit.GitRepo
+	*gittest.Repo
 	Name string
 	n    int
 }
@@ -77,7 +78,7 @@ type Repo struct {
 // NewRepo makes a repository with files and commits them on main.
 func (s *Stack) NewRepo(name string, files map[string]string) *Repo {
 	s.t.Helper()
-	r := &Repo{GitRepo: e2ekit.NewGitRepo(s.t, filepath.Join(s.Repos, name), files), Name: name}
+	r := &Repo{Repo: e2ekit.NewGitRepo(s.t, filepath.Join(s.Repos, name), files), Name: name}
 	if err := makeReadable(r.Dir); err != nil {
 		s.t.Fatal(err)
 	}
@@ -90,7 +91,7 @@ func (r *Repo) InContainer() string { return "/repos/" + r.Name }
 // Commit commits files and keeps the repository readable to the containers.
 func (r *Repo) Commit(t *testing.T, msg string, files map[string]string) string {
 	t.Helper()
-	sha := r.GitRepo.Commit(msg, files)
+	sha := r.Repo.CommitFiles(msg, files)
 	if err := makeReadable(r.Dir); err != nil {
 		t.Fatal(err)
 	}

@@ -10,13 +10,12 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing"
-	"github.com/go-git/go-git/v5/plumbing/object"
 
 	"github.com/sluicehq/sluice/platform/gitcheckout"
+	"github.com/sluicehq/sluice/platform/gittest"
 )
 
 // fixture is a repository with two commits:
@@ -24,53 +23,21 @@ import (
 //	first:  README = "v1", run.sh (executable)
 //	second: README = "v2", NEW added, run.sh removed
 type fixture struct {
-	dir           string
-	repo          *git.Repository
+	*gittest.Repo
 	first, second plumbing.Hash
 }
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	dir := filepath.Join(t.TempDir(), "src")
-	repo, err := git.PlainInit(dir, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := &fixture{dir: dir, repo: repo}
-	f.write(t, "README", "v1\n", 0o644)
-	f.write(t, "run.sh", "#!/bin/sh\necho hi\n", 0o755)
-	f.first = f.commit(t, "first")
-	f.write(t, "README", "v2\n", 0o644)
-	f.write(t, "NEW", "new\n", 0o644)
-	if err := os.Remove(filepath.Join(dir, "run.sh")); err != nil {
-		t.Fatal(err)
-	}
-	f.second = f.commit(t, "second")
+	f := &fixture{Repo: gittest.Init(t, filepath.Join(t.TempDir(), "src"), "master")}
+	f.Write("README", "v1\n")
+	f.Write("run.sh", "#!/bin/sh\necho hi\n")
+	f.first = plumbing.NewHash(f.Commit("first"))
+	f.Write("README", "v2\n")
+	f.Write("NEW", "new\n")
+	f.Remove("run.sh")
+	f.second = plumbing.NewHash(f.Commit("second"))
 	return f
-}
-
-func (f *fixture) write(t *testing.T, name, content string, mode os.FileMode) {
-	t.Helper()
-	if err := os.WriteFile(filepath.Join(f.dir, name), []byte(content), mode); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func (f *fixture) commit(t *testing.T, msg string) plumbing.Hash {
-	t.Helper()
-	wt, err := f.repo.Worktree()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := wt.AddWithOptions(&git.AddOptions{All: true}); err != nil {
-		t.Fatal(err)
-	}
-	sig := &object.Signature{Name: "Sluice Test", Email: "test@sluice.invalid", When: time.Unix(1700000000, 0)}
-	h, err := wt.Commit(msg, &git.CommitOptions{Author: sig, Committer: sig})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return h
 }
 
 // assertFirstCommit checks that dir holds the first commit of the fixture.
@@ -113,7 +80,7 @@ func assertFirstCommit(t *testing.T, f *fixture, dir string) {
 func TestCheckoutLocalPath(t *testing.T) {
 	f := newFixture(t)
 	dst := filepath.Join(t.TempDir(), "checkout")
-	if err := gitcheckout.Checkout(context.Background(), f.dir, f.first.String(), dst); err != nil {
+	if err := gitcheckout.Checkout(context.Background(), f.Dir, f.first.String(), dst); err != nil {
 		t.Fatal(err)
 	}
 	assertFirstCommit(t, f, dst)
@@ -122,7 +89,7 @@ func TestCheckoutLocalPath(t *testing.T) {
 func TestCheckoutFileURL(t *testing.T) {
 	f := newFixture(t)
 	dst := filepath.Join(t.TempDir(), "checkout")
-	if err := gitcheckout.Checkout(context.Background(), "file://"+f.dir, f.first.String(), dst); err != nil {
+	if err := gitcheckout.Checkout(context.Background(), "file://"+f.Dir, f.first.String(), dst); err != nil {
 		t.Fatal(err)
 	}
 	assertFirstCommit(t, f, dst)
@@ -132,7 +99,7 @@ func TestCheckoutLocalNeedsNoGitBinary(t *testing.T) {
 	f := newFixture(t)
 	t.Setenv("PATH", t.TempDir())
 	dst := filepath.Join(t.TempDir(), "checkout")
-	if err := gitcheckout.Checkout(context.Background(), "file://"+f.dir, f.first.String(), dst); err != nil {
+	if err := gitcheckout.Checkout(context.Background(), "file://"+f.Dir, f.first.String(), dst); err != nil {
 		t.Fatal(err)
 	}
 	assertFirstCommit(t, f, dst)
@@ -142,7 +109,7 @@ func TestCheckoutIntoExistingEmptyDir(t *testing.T) {
 	f := newFixture(t)
 	dst := t.TempDir()
 	// Upper-case hex is accepted too.
-	if err := gitcheckout.Checkout(context.Background(), f.dir, strings.ToUpper(f.first.String()), dst); err != nil {
+	if err := gitcheckout.Checkout(context.Background(), f.Dir, strings.ToUpper(f.first.String()), dst); err != nil {
 		t.Fatal(err)
 	}
 	assertFirstCommit(t, f, dst)
@@ -151,7 +118,7 @@ func TestCheckoutIntoExistingEmptyDir(t *testing.T) {
 func TestCheckoutHasHistory(t *testing.T) {
 	f := newFixture(t)
 	dst := t.TempDir()
-	if err := gitcheckout.Checkout(context.Background(), f.dir, f.second.String(), dst); err != nil {
+	if err := gitcheckout.Checkout(context.Background(), f.Dir, f.second.String(), dst); err != nil {
 		t.Fatal(err)
 	}
 	repo, err := git.PlainOpen(dst)
@@ -176,7 +143,7 @@ func TestCheckoutHasHistory(t *testing.T) {
 func TestCommitNotFound(t *testing.T) {
 	f := newFixture(t)
 	const missing = "0123456789abcdef0123456789abcdef01234567"
-	for _, url := range []string{f.dir, "file://" + f.dir} {
+	for _, url := range []string{f.Dir, "file://" + f.Dir} {
 		t.Run(url, func(t *testing.T) {
 			dst := filepath.Join(t.TempDir(), "checkout")
 			err := gitcheckout.Checkout(context.Background(), url, missing, dst)
@@ -196,7 +163,7 @@ func TestCommitNotFound(t *testing.T) {
 func TestFailedCheckoutEmptiesExistingDir(t *testing.T) {
 	f := newFixture(t)
 	dst := t.TempDir()
-	err := gitcheckout.Checkout(context.Background(), f.dir, strings.Repeat("ab", 20), dst)
+	err := gitcheckout.Checkout(context.Background(), f.Dir, strings.Repeat("ab", 20), dst)
 	if !errors.Is(err, gitcheckout.ErrCommitNotFound) {
 		t.Fatalf("err = %v, want ErrCommitNotFound", err)
 	}
@@ -218,11 +185,11 @@ func TestInvalidArguments(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct{ name, url, commit, dir string }{
-		{"short sha", f.dir, f.first.String()[:12], filepath.Join(t.TempDir(), "d")},
-		{"branch name", f.dir, "master", filepath.Join(t.TempDir(), "d")},
-		{"non-hex", f.dir, strings.Repeat("z", 40), filepath.Join(t.TempDir(), "d")},
-		{"dir not empty", f.dir, f.first.String(), nonEmpty},
-		{"dir is a file", f.dir, f.first.String(), file},
+		{"short sha", f.Dir, f.first.String()[:12], filepath.Join(t.TempDir(), "d")},
+		{"branch name", f.Dir, "master", filepath.Join(t.TempDir(), "d")},
+		{"non-hex", f.Dir, strings.Repeat("z", 40), filepath.Join(t.TempDir(), "d")},
+		{"dir not empty", f.Dir, f.first.String(), nonEmpty},
+		{"dir is a file", f.Dir, f.first.String(), file},
 		{"not a repository", t.TempDir(), f.first.String(), filepath.Join(t.TempDir(), "d")},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -240,7 +207,7 @@ func TestCancelledContext(t *testing.T) {
 	f := newFixture(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	err := gitcheckout.Checkout(ctx, f.dir, f.first.String(), filepath.Join(t.TempDir(), "d"))
+	err := gitcheckout.Checkout(ctx, f.Dir, f.first.String(), filepath.Join(t.TempDir(), "d"))
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("err = %v, want context.Canceled", err)
 	}
@@ -258,14 +225,14 @@ func serveHTTP(t *testing.T, f *fixture) string {
 		Path: gitBin,
 		Args: []string{"http-backend"},
 		Env: []string{
-			"GIT_PROJECT_ROOT=" + filepath.Dir(f.dir),
+			"GIT_PROJECT_ROOT=" + filepath.Dir(f.Dir),
 			"GIT_HTTP_EXPORT_ALL=1",
 			"GIT_CONFIG_NOSYSTEM=1",
 			"HOME=" + t.TempDir(),
 		},
 	})
 	t.Cleanup(srv.Close)
-	return srv.URL + "/" + filepath.Base(f.dir)
+	return srv.URL + "/" + filepath.Base(f.Dir)
 }
 
 func TestCheckoutOverHTTP(t *testing.T) {
@@ -287,22 +254,21 @@ func TestCheckoutOverHTTP(t *testing.T) {
 func TestCheckoutOverHTTPCommitOnlyOnPullRef(t *testing.T) {
 	f := newFixture(t)
 	// Third commit only reachable from refs/pull/1/head, like a GitHub PR.
-	f.write(t, "README", "pr\n", 0o644)
-	pr := f.commit(t, "pull request")
+	pr := plumbing.NewHash(f.CommitFile("README", "pr\n", "pull request"))
 	for _, ref := range []*plumbing.Reference{
 		plumbing.NewHashReference("refs/pull/1/head", pr),
 		plumbing.NewHashReference(plumbing.Master, f.second),
 	} {
-		if err := f.repo.Storer.SetReference(ref); err != nil {
+		if err := f.Git().Storer.SetReference(ref); err != nil {
 			t.Fatal(err)
 		}
 	}
-	cfg, err := f.repo.Config()
+	cfg, err := f.Git().Config()
 	if err != nil {
 		t.Fatal(err)
 	}
 	cfg.Raw.Section("uploadpack").SetOption("allowReachableSHA1InWant", "true")
-	if err := f.repo.SetConfig(cfg); err != nil {
+	if err := f.Git().SetConfig(cfg); err != nil {
 		t.Fatal(err)
 	}
 	url := serveHTTP(t, f)

@@ -43,6 +43,7 @@ import (
 	"github.com/sluicehq/sluice/platform/artifacts"
 	"github.com/sluicehq/sluice/platform/events"
 	"github.com/sluicehq/sluice/platform/fxkit"
+	"github.com/sluicehq/sluice/platform/gittest"
 	"github.com/sluicehq/sluice/platform/natsconn"
 	"github.com/sluicehq/sluice/platform/natsprovision"
 	"github.com/sluicehq/sluice/platform/natstest"
@@ -77,15 +78,14 @@ echo "$SLUICE_RELEASE_VERSION" > "$SLUICE_STATE_DIR/current"
 // real nats-server, a real git repository, fakes of source and build, and
 // a health endpoint for verification.
 type harness struct {
-	t       *testing.T
-	nats    *natstest.Server
-	js      jetstream.JetStream
-	repoDir string
-	repo    *git.Repository
-	source  *fakeSource
-	build   *fakeBuild
-	cfg     Config
-	health  *httptest.Server
+	t      *testing.T
+	nats   *natstest.Server
+	js     jetstream.JetStream
+	repo   *gittest.Repo
+	source *fakeSource
+	build  *fakeBuild
+	cfg    Config
+	health *httptest.Server
 	// healthDown makes the health endpoint answer 503 whatever is deployed.
 	healthDown atomic.Bool
 	events     *eventLog
@@ -125,13 +125,8 @@ func newHarness(t *testing.T) *harness {
 		}
 	}
 
-	h.repoDir = t.TempDir()
-	h.repo, err = git.PlainInit(h.repoDir, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	h.source = &fakeSource{repo: h.repo, runs: map[string]*sourcev1.Run{}}
+	h.repo = gittest.New(t)
+	h.source = &fakeSource{repo: h.repo.Git(), runs: map[string]*sourcev1.Run{}}
 	h.build = &fakeBuild{builds: map[string]*buildv1.Build{}}
 	sourceSrv := serve(t)(sourcev1connect.NewSourceServiceHandler(h.source))
 	buildSrv := serve(t)(buildv1connect.NewBuildServiceHandler(h.build))
@@ -230,39 +225,9 @@ func (h *harness) pipeline() *sourcev1.Pipeline {
 	}}
 }
 
-// commit writes files into the repository and commits them.
-func (h *harness) commit(message string, files map[string]string) string {
-	h.t.Helper()
-	wt, err := h.repo.Worktree()
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	names := make([]string, 0, len(files))
-	for name := range files {
-		names = append(names, name)
-	}
-	slices.Sort(names)
-	for _, name := range names {
-		if err := os.WriteFile(filepath.Join(h.repoDir, name), []byte(files[name]), 0o644); err != nil {
-			h.t.Fatal(err)
-		}
-		if _, err := wt.Add(name); err != nil {
-			h.t.Fatal(err)
-		}
-	}
-	hash, err := wt.Commit(message, &git.CommitOptions{
-		AllowEmptyCommits: true,
-		Author:            &object.Signature{Name: "Dev", Email: "dev@example.com", When: time.Now()},
-	})
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	return hash.String()
-}
-
 // initialCommit is a healthy repository.
 func (h *harness) initialCommit() string {
-	return h.commit("chore: initial import", map[string]string{"deploy.sh": deployScript, "health": "ok\n"})
+	return h.repo.CommitFiles("chore: initial import", map[string]string{"deploy.sh": deployScript, "health": "ok\n"})
 }
 
 // run makes a run of commit on branch whose build produced an "app"
@@ -305,7 +270,7 @@ func (h *harness) publishTestRun(runID, commit, branch string, status testv1.Tes
 	ev, err := events.New(&testeventsv1.TestRunFinished{
 		RunId:      runID,
 		TestRunId:  uuid.Must(uuid.NewV7()).String(),
-		Repository: &sourceeventsv1.RepositoryRef{Id: "repo-1", Name: repoName, Url: h.repoDir},
+		Repository: &sourceeventsv1.RepositoryRef{Id: "repo-1", Name: repoName, Url: h.repo.Dir},
 		Commit:     commit,
 		Branch:     branch,
 		Status:     status,

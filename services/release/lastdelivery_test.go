@@ -60,7 +60,7 @@ func TestLastDeliveryEndsTheStageFailed(t *testing.T) {
 	})
 	ev, err := events.New(&testeventsv1.TestRunFinished{
 		RunId: runID, TestRunId: "t-" + runID, Commit: commit, Branch: "main",
-		Repository: &sourceeventsv1.RepositoryRef{Id: "repo-1", Name: repoName, Url: h.repoDir},
+		Repository: &sourceeventsv1.RepositoryRef{Id: "repo-1", Name: repoName, Url: h.repo.Dir},
 		Status:     testv1.TestRunStatus_TEST_RUN_STATUS_PASSED,
 	}, "t-"+runID, runID)
 	if err != nil {

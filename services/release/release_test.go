@@ -94,8 +94,8 @@ func TestFeatureCommitBumpsMinorWithChangelog(t *testing.T) {
 	h := newHarness(t)
 	first := h.initialCommit()
 	h.release(first)
-	fix := h.commit("fix: greet politely", map[string]string{"greeting": "hello\n"})
-	feat := h.commit("feat(api): greet users\n\nA longer body.", map[string]string{"greeting": "hello users\n"})
+	fix := h.repo.CommitFiles("fix: greet politely", map[string]string{"greeting": "hello\n"})
+	feat := h.repo.CommitFiles("feat(api): greet users\n\nA longer body.", map[string]string{"greeting": "hello users\n"})
 	runID, fin := h.release(feat)
 
 	if fin.GetVersion() != "v0.2.0" {
@@ -126,7 +126,7 @@ func TestFailedVerificationMarksReleaseBadAndRollsBack(t *testing.T) {
 	h := newHarness(t)
 	good := h.initialCommit()
 	h.release(good)
-	bad := h.commit("fix: tune the health check", map[string]string{"health": "broken\n"})
+	bad := h.repo.CommitFiles("fix: tune the health check", map[string]string{"health": "broken\n"})
 	runID := h.run(bad, "main", h.pipeline())
 	fin := h.finished(runID)
 
@@ -201,7 +201,7 @@ func TestFailedVerificationMarksReleaseBadAndRollsBack(t *testing.T) {
 	wantCode(t, err, connect.CodeFailedPrecondition, "release v0.1.1 of \"app\" is bad")
 
 	// The next good release goes on from the bad one's version.
-	fixed := h.commit("fix: restore the health check", map[string]string{"health": "ok\n"})
+	fixed := h.repo.CommitFiles("fix: restore the health check", map[string]string{"health": "ok\n"})
 	_, fin = h.release(fixed)
 	if fin.GetVersion() != "v0.1.2" {
 		t.Fatalf("version after the bad release = %s, want v0.1.2", fin.GetVersion())
@@ -210,7 +210,7 @@ func TestFailedVerificationMarksReleaseBadAndRollsBack(t *testing.T) {
 
 func TestFailedFirstDeployHasNothingToRollBackTo(t *testing.T) {
 	h := newHarness(t)
-	commit := h.commit("feat: first", map[string]string{"deploy.sh": "echo deploying; exit 3\n", "health": "ok\n"})
+	commit := h.repo.CommitFiles("feat: first", map[string]string{"deploy.sh": "echo deploying; exit 3\n", "health": "ok\n"})
 	runID := h.run(commit, "main", h.pipeline())
 	fin := h.finished(runID)
 	want := "deploy exited with code 3 on staging; no earlier verified release of staging to roll back to"
@@ -239,7 +239,7 @@ func TestFailedRollbackIsReported(t *testing.T) {
 	h := newHarness(t)
 	h.release(h.initialCommit())
 	h.healthDown.Store(true) // staging is down whatever runs there
-	runID := h.run(h.commit("fix: anything", map[string]string{"greeting": "x\n"}), "main", h.pipeline())
+	runID := h.run(h.repo.CommitFiles("fix: anything", map[string]string{"greeting": "x\n"}), "main", h.pipeline())
 	fin := h.finished(runID)
 	verifyFailed := "verification failed: GET " + h.health.URL + "/staging: 503 Service Unavailable after 1s"
 	want := "verification failed on staging: GET " + h.health.URL + "/staging: 503 Service Unavailable after 1s" +
@@ -263,7 +263,7 @@ func TestFailedRollbackIsReported(t *testing.T) {
 func TestArtifactChecksumMismatchFailsWithoutTouchingTheEnvironment(t *testing.T) {
 	h := newHarness(t)
 	h.release(h.initialCommit())
-	commit := h.commit("fix: anything", map[string]string{"greeting": "x\n"})
+	commit := h.repo.CommitFiles("fix: anything", map[string]string{"greeting": "x\n"})
 	runID := h.runWithSHA(commit, "main", h.pipeline(), strings.Repeat("0", 64))
 	fin := h.finished(runID)
 	if fin.GetOutcome() != releaseeventsv1.ReleaseOutcome_RELEASE_OUTCOME_FAILED || fin.GetRolledBack() ||
@@ -371,7 +371,7 @@ func TestInterruptedDeployIsFailedNotRerunAndRolledBack(t *testing.T) {
 	good := h.initialCommit()
 	h.release(good)
 	// This commit's deploy hangs until the service is stopped.
-	slow := h.commit("feat: slow deploy", map[string]string{
+	slow := h.repo.CommitFiles("feat: slow deploy", map[string]string{
 		"deploy.sh": `echo "$SLUICE_RELEASE_VERSION" >> "$SLUICE_STATE_DIR/hung"; sleep 60` + "\n",
 	})
 	runID := h.run(slow, "main", h.pipeline())
@@ -413,7 +413,7 @@ func TestInterruptedDeployIsFailedNotRerunAndRolledBack(t *testing.T) {
 func TestRollbackRPC(t *testing.T) {
 	h := newHarness(t)
 	h.release(h.initialCommit())
-	h.release(h.commit("feat: greet", map[string]string{"greeting": "hi\n"}))
+	h.release(h.repo.CommitFiles("feat: greet", map[string]string{"greeting": "hi\n"}))
 	ctx := context.Background()
 
 	res, err := h.client.Rollback(ctx, &releasev1.RollbackRequest{Repository: repoName, Environment: "staging"})

@@ -99,7 +99,7 @@ func (f *folding) finishedOnce() *sourceeventsv1.RunFinished {
 func TestFold(t *testing.T) {
 	h := start(t, 0)
 	src, _ := newGitRepo(t, "app", "main", validPipeline)
-	repo := h.register(src.dir)
+	repo := h.register(src.Dir)
 	newFolding := func() *folding {
 		run := h.trigger("app", "")
 		return &folding{h: h, run: run, ref: repoRef(run, repo.Url)}
@@ -263,7 +263,7 @@ func TestFold(t *testing.T) {
 func TestWatchRun(t *testing.T) {
 	h := start(t, 0)
 	src, _ := newGitRepo(t, "app", "main", validPipeline)
-	repo := h.register(src.dir)
+	repo := h.register(src.Dir)
 	run := h.trigger("app", "")
 	f := &folding{h: h, run: run, ref: repoRef(run, repo.Url)}
 

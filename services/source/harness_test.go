@@ -8,16 +8,12 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"connectrpc.com/connect"
-	"github.com/go-git/go-git/v5"
-	"github.com/go-git/go-git/v5/plumbing"
-	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/fx"
@@ -29,6 +25,7 @@ import (
 	"github.com/sluicehq/sluice/deploy"
 	"github.com/sluicehq/sluice/platform/events"
 	"github.com/sluicehq/sluice/platform/fxkit"
+	"github.com/sluicehq/sluice/platform/gittest"
 	"github.com/sluicehq/sluice/platform/natsconn"
 	"github.com/sluicehq/sluice/platform/natsprovision"
 	"github.com/sluicehq/sluice/platform/natstest"
@@ -60,84 +57,16 @@ release:
 
 // --- git repositories made in the test ---
 
-type gitRepo struct {
-	dir  string
-	repo *git.Repository
-	// clock is the next commit's time; each commit moves it an hour on.
-	clock time.Time
-}
-
 // newGitRepo makes a working copy in a directory called name whose HEAD is
 // branch, with a first commit holding .sluice.yaml = pipelineFile.
-func newGitRepo(t *testing.T, name, branch, pipelineFile string) (*gitRepo, string) {
+func newGitRepo(t *testing.T, name, branch, pipelineFile string) (*gittest.Repo, string) {
 	t.Helper()
-	dir := filepath.Join(t.TempDir(), name)
-	repo, err := git.PlainInitWithOptions(dir, &git.PlainInitOptions{
-		InitOptions: git.InitOptions{DefaultBranch: plumbing.NewBranchReferenceName(branch)},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := &gitRepo{dir: dir, repo: repo, clock: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
-	g.write(t, "README", "hello\n")
+	g := gittest.Init(t, filepath.Join(t.TempDir(), name), branch)
+	g.Write("README", "hello\n")
 	if pipelineFile != "" {
-		g.write(t, ".sluice.yaml", pipelineFile)
+		g.Write(".sluice.yaml", pipelineFile)
 	}
-	return g, g.commit(t, "first commit\n\nwith a body\n")
-}
-
-func (g *gitRepo) write(t *testing.T, name, content string) {
-	t.Helper()
-	if err := os.WriteFile(filepath.Join(g.dir, name), []byte(content), 0o644); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func (g *gitRepo) remove(t *testing.T, name string) {
-	t.Helper()
-	if err := os.Remove(filepath.Join(g.dir, name)); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func (g *gitRepo) signature() *object.Signature {
-	sig := &object.Signature{Name: "Ada Lovelace", Email: "ada@sluice.invalid", When: g.clock}
-	g.clock = g.clock.Add(time.Hour)
-	return sig
-}
-
-// commit commits everything in the working copy, with parents when given
-// (a merge), and returns the sha.
-func (g *gitRepo) commit(t *testing.T, msg string, parents ...plumbing.Hash) string {
-	t.Helper()
-	wt, err := g.repo.Worktree()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := wt.AddWithOptions(&git.AddOptions{All: true}); err != nil {
-		t.Fatal(err)
-	}
-	sig := g.signature()
-	h, err := wt.Commit(msg, &git.CommitOptions{Author: sig, Committer: sig, Parents: parents, AllowEmptyCommits: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return h.String()
-}
-
-// commitFile writes one file and commits it.
-func (g *gitRepo) commitFile(t *testing.T, name, content, msg string) string {
-	t.Helper()
-	g.write(t, name, content)
-	return g.commit(t, msg)
-}
-
-func (g *gitRepo) tag(t *testing.T, name, sha string) {
-	t.Helper()
-	_, err := g.repo.CreateTag(name, plumbing.NewHash(sha), &git.CreateTagOptions{Tagger: g.signature(), Message: "release " + name})
-	if err != nil {
-		t.Fatal(err)
-	}
+	return g, g.Commit("first commit\n\nwith a body\n")
 }
 
 // --- the service under test ---

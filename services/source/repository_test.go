@@ -29,7 +29,7 @@ func TestCreateRepository(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rel, err := filepath.Rel(wd, src.dir)
+	rel, err := filepath.Rel(wd, src.Dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,8 +41,8 @@ func TestCreateRepository(t *testing.T) {
 	if !res.Created {
 		t.Error("created = false for a new repository")
 	}
-	if repo.Url != src.dir {
-		t.Errorf("url = %q, want the absolute path %q", repo.Url, src.dir)
+	if repo.Url != src.Dir {
+		t.Errorf("url = %q, want the absolute path %q", repo.Url, src.Dir)
 	}
 	if repo.Name != "hello-world" {
 		t.Errorf("name = %q, want hello-world", repo.Name)
@@ -61,7 +61,7 @@ func TestCreateRepository(t *testing.T) {
 	}
 
 	// `sluice up` registers the same repository at every start.
-	again, err := h.client.CreateRepository(ctx, &sourcev1.CreateRepositoryRequest{Url: src.dir, Name: "hello-world"})
+	again, err := h.client.CreateRepository(ctx, &sourcev1.CreateRepositoryRequest{Url: src.Dir, Name: "hello-world"})
 	if err != nil {
 		t.Fatalf("registering again: %v", err)
 	}
@@ -73,11 +73,11 @@ func TestCreateRepository(t *testing.T) {
 	}
 
 	other, _ := newGitRepo(t, "other", "main", validPipeline)
-	_, err = h.client.CreateRepository(ctx, &sourcev1.CreateRepositoryRequest{Url: other.dir, Name: "hello-world"})
+	_, err = h.client.CreateRepository(ctx, &sourcev1.CreateRepositoryRequest{Url: other.Dir, Name: "hello-world"})
 	if connectCode(err) != connect.CodeAlreadyExists {
 		t.Errorf("same name, other url: got %v, want already_exists", err)
 	}
-	_, err = h.client.CreateRepository(ctx, &sourcev1.CreateRepositoryRequest{Url: other.dir, Branch: "nope"})
+	_, err = h.client.CreateRepository(ctx, &sourcev1.CreateRepositoryRequest{Url: other.Dir, Branch: "nope"})
 	if connectCode(err) != connect.CodeInvalidArgument {
 		t.Errorf("missing branch: got %v, want invalid_argument", err)
 	} else {
@@ -116,7 +116,7 @@ func TestCreateRepository(t *testing.T) {
 		t.Fatalf("%d RepositoryCreated events, want 1", len(created))
 	}
 	p := payload[*sourceeventsv1.RepositoryCreated](t, created[0])
-	if p.Repository.Id != repo.Id || p.Repository.Url != src.dir || p.Branch != "trunk" {
+	if p.Repository.Id != repo.Id || p.Repository.Url != src.Dir || p.Branch != "trunk" {
 		t.Errorf("RepositoryCreated = %v", p)
 	}
 	// No run for the history.

@@ -7,10 +7,9 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
-	"github.com/go-git/go-git/v5"
-	"github.com/go-git/go-git/v5/plumbing"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/sluicehq/sluice/platform/gittest"
 	"github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
 	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
 	"github.com/sluicehq/sluice/services/source/pipeline"
@@ -21,9 +20,9 @@ import (
 func TestTriggerRun(t *testing.T) {
 	h := start(t, 0)
 	src, first := newGitRepo(t, "app", "main", validPipeline)
-	src.tag(t, "v1.0.0", first)
-	second := src.commitFile(t, "main.go", "package main\n", "add main\n")
-	repo := h.register(src.dir)
+	src.Tag("v1.0.0", first)
+	second := src.CommitFile("main.go", "package main\n", "add main\n")
+	repo := h.register(src.Dir)
 
 	want, err := pipeline.Parse(".sluice.yaml", []byte(validPipeline))
 	if err != nil {
@@ -53,7 +52,7 @@ func TestTriggerRun(t *testing.T) {
 		t.Errorf("RunRequested pipeline = %v, want %v", req.Pipeline, want)
 	}
 	if req.RunId != run.Id || req.Commit != second || req.Branch != "main" || req.Repository.Id != repo.Id ||
-		req.Repository.Url != src.dir || req.Trigger != sourcev1.Trigger_TRIGGER_MANUAL || req.CommitMessage != "add main" {
+		req.Repository.Url != src.Dir || req.Trigger != sourcev1.Trigger_TRIGGER_MANUAL || req.CommitMessage != "add main" {
 		t.Errorf("RunRequested = %v", req)
 	}
 
@@ -108,7 +107,7 @@ func TestBadPipelineFailsTheRun(t *testing.T) {
 	h := start(t, 0)
 	const bad = "version: 1\nbuild:\n  steps:\n    - name: compile\n      runn: go build\n"
 	src, badCommit := newGitRepo(t, "app", "main", bad)
-	h.register(src.dir)
+	h.register(src.Dir)
 	_, perr := pipeline.Parse(".sluice.yaml", []byte(bad))
 	if perr == nil {
 		t.Fatal("the bad pipeline parses")
@@ -131,8 +130,8 @@ func TestBadPipelineFailsTheRun(t *testing.T) {
 		t.Errorf("RunFinished = %v", fin)
 	}
 
-	src.remove(t, ".sluice.yaml")
-	noFile := src.commit(t, "remove the pipeline\n")
+	src.Remove(".sluice.yaml")
+	noFile := src.Commit("remove the pipeline\n")
 	run2 := h.trigger("app", "")
 	if want := ".sluice.yaml: not found at commit " + noFile; run2.Status != sourcev1.RunStatus_RUN_STATUS_FAILED || run2.FailureReason != want {
 		t.Errorf("run without pipeline: %v %q, want failed %q", run2.Status, run2.FailureReason, want)
@@ -156,7 +155,7 @@ func TestBadPipelineFailsTheRun(t *testing.T) {
 func TestPollingNoticesNewCommits(t *testing.T) {
 	h := start(t, 50*time.Millisecond)
 	src, head := newGitRepo(t, "app", "main", validPipeline)
-	repo := h.register(src.dir)
+	repo := h.register(src.Dir)
 	if repo.LastSeenCommit != head {
 		t.Fatalf("last seen = %s, want %s", repo.LastSeenCommit, head)
 	}
@@ -165,7 +164,7 @@ func TestPollingNoticesNewCommits(t *testing.T) {
 		t.Fatalf("%d runs for the history, want none", len(runs))
 	}
 
-	next := src.commitFile(t, "main.go", "package main\n", "add main\n")
+	next := src.CommitFile("main.go", "package main\n", "add main\n")
 	var runs []*sourcev1.Run
 	eventually(t, "polling starts a run for the new commit", func() bool {
 		runs = h.listRuns("app")
@@ -186,14 +185,9 @@ func TestPollingNoticesNewCommits(t *testing.T) {
 	})
 
 	// A commit on another branch is not the watched branch's change.
-	wt, err := src.repo.Worktree()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := wt.Checkout(&git.CheckoutOptions{Branch: plumbing.NewBranchReferenceName("feature"), Create: true}); err != nil {
-		t.Fatal(err)
-	}
-	src.commitFile(t, "feature.txt", "x\n", "feature work\n")
+	src.SetRef("refs/heads/feature", next)
+	src.Checkout("feature")
+	src.CommitFile("feature.txt", "x\n", "feature work\n")
 	time.Sleep(300 * time.Millisecond)
 	if runs := h.listRuns("app"); len(runs) != 1 {
 		t.Errorf("%d runs after a commit on another branch, want 1", len(runs))
@@ -205,13 +199,11 @@ func TestPollingNoticesNewCommits(t *testing.T) {
 func TestListCommits(t *testing.T) {
 	h := start(t, 0)
 	src, c1 := newGitRepo(t, "app", "main", validPipeline)
-	c2 := src.commitFile(t, "a", "a\n", "second\n")
-	side := src.commit(t, "side work\n", plumbing.NewHash(c1))
-	merge := src.commit(t, "merge side\n", plumbing.NewHash(c2), plumbing.NewHash(side))
-	if err := src.repo.Storer.SetReference(plumbing.NewHashReference("refs/heads/main", plumbing.NewHash(merge))); err != nil {
-		t.Fatal(err)
-	}
-	h.register(src.dir)
+	c2 := src.CommitFile("a", "a\n", "second\n")
+	side := src.Commit("side work\n", c1)
+	merge := src.Commit("merge side\n", c2, side)
+	src.SetRef("refs/heads/main", merge)
+	h.register(src.Dir)
 	ctx := context.Background()
 	list := func(from, to string, limit int32) []string {
 		t.Helper()
@@ -242,13 +234,13 @@ func TestListCommits(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := res.Commits[0]
-	if c.Message != "first commit\n\nwith a body" || c.Author != "Ada Lovelace <ada@sluice.invalid>" ||
-		!c.Time.AsTime().Equal(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)) {
+	if c.Message != "first commit\n\nwith a body" || c.Author != gittest.AuthorName+" <"+gittest.AuthorEmail+">" ||
+		!c.Time.AsTime().Equal(gittest.FirstCommitTime()) {
 		t.Errorf("commit = %v", c)
 	}
 
 	// A commit made after registration is fetched on demand.
-	later := src.commitFile(t, "b", "b\n", "later\n")
+	later := src.CommitFile("b", "b\n", "later\n")
 	check("merge..later", list(merge, later, 0), later)
 
 	_, err = h.client.ListCommits(ctx, &sourcev1.ListCommitsRequest{Repository: "app", To: strings.Repeat("ab", 20)})

@@ -59,9 +59,9 @@ func pushBody(ref, after string) []byte {
 func TestWebhook(t *testing.T) {
 	h := start(t, 0)
 	src, _ := newGitRepo(t, "app", "main", validPipeline)
-	repo := h.register(src.dir)
+	repo := h.register(src.Dir)
 	secret := repo.WebhookSecret
-	next := src.commitFile(t, "main.go", "package main\n", "add main\n")
+	next := src.CommitFile("main.go", "package main\n", "add main\n")
 	body := pushBody("refs/heads/main", next)
 
 	if a := h.hook("app", "push", "d-1", "", body); a.code != http.StatusUnauthorized {
@@ -144,10 +144,10 @@ func TestWebhook(t *testing.T) {
 func TestWebhookOutOfOrderAndTwoHooks(t *testing.T) {
 	h := start(t, 0)
 	src, _ := newGitRepo(t, "app", "main", validPipeline)
-	repo := h.register(src.dir)
+	repo := h.register(src.Dir)
 	secret := repo.WebhookSecret
-	older := src.commitFile(t, "a.go", "package main\n", "add a\n")
-	newer := src.commitFile(t, "b.go", "package main\n", "add b\n")
+	older := src.CommitFile("a.go", "package main\n", "add a\n")
+	newer := src.CommitFile("b.go", "package main\n", "add b\n")
 
 	push := func(delivery, commit string) webhookAnswer {
 		body := pushBody("refs/heads/main", commit)

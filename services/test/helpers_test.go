@@ -8,8 +8,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -17,8 +15,6 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
-	"github.com/go-git/go-git/v5"
-	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -27,6 +23,7 @@ import (
 	"github.com/sluicehq/sluice/deploy"
 	"github.com/sluicehq/sluice/platform/artifacts"
 	"github.com/sluicehq/sluice/platform/events"
+	"github.com/sluicehq/sluice/platform/gittest"
 	"github.com/sluicehq/sluice/platform/natsprovision"
 	"github.com/sluicehq/sluice/platform/natstest"
 	"github.com/sluicehq/sluice/proto/gen/sluice/build/events/v1"
@@ -210,33 +207,13 @@ func TestTable(t *testing.T) {
 
 func newRepo(t *testing.T) repo {
 	t.Helper()
-	dir := t.TempDir()
-	r, err := git.PlainInit(dir, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	files := map[string]string{
+	r := gittest.New(t)
+	sha := r.CommitFiles("hello", map[string]string{
 		"go.mod":        "module example.com/hello\n\ngo 1.26\n",
 		"hello.go":      "package hello\n\n// Greeting greets.\nfunc Greeting() string { return \"hello\" }\n",
 		"hello_test.go": helloTest,
-	}
-	wt, err := r.Worktree()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for name, content := range files {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := wt.Add(name); err != nil {
-			t.Fatal(err)
-		}
-	}
-	hash, err := wt.Commit("hello", &git.CommitOptions{Author: &object.Signature{Name: "Test", Email: "test@example.com", When: time.Now()}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return repo{url: dir, commit: hash.String()}
+	})
+	return repo{url: r.Dir, commit: sha}
 }
 
 // helloArtifact is the build's artifact: a program the tests run.

@@ -8,12 +8,9 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
-	"time"
 
-	"github.com/go-git/go-git/v5"
-	"github.com/go-git/go-git/v5/plumbing/object"
+	"github.com/sluicehq/sluice/platform/gittest"
 )
 
 // RepoRoot is the repository's top folder (where go.work is), or "".
@@ -60,56 +57,14 @@ func ExampleFiles(t testing.TB) map[string]string {
 	return files
 }
 
-// GitRepo is a git repository on disk whose default branch is main.
-type GitRepo struct {
-	t   testing.TB
-	Dir string
-	git *git.Repository
-}
-
-// NewGitRepo makes a repository in dir and commits files as its first
-// commit ("feat: first version").
-func NewGitRepo(t testing.TB, dir string, files map[string]string) *GitRepo {
+// NewGitRepo makes a repository in dir whose default branch is main and
+// commits files as its first commit ("feat: first version"). Scripts
+// (names ending in .sh) are executable.
+func NewGitRepo(t testing.TB, dir string, files map[string]string) *gittest.Repo {
 	t.Helper()
-	g, err := git.PlainInitWithOptions(dir, &git.PlainInitOptions{InitOptions: git.InitOptions{DefaultBranch: "refs/heads/main"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := &GitRepo{t: t, Dir: dir, git: g}
-	r.Commit("feat: first version", files)
+	r := gittest.Init(t, dir, "main")
+	r.CommitFiles("feat: first version", files)
 	return r
-}
-
-// Commit writes files (scripts ending in .sh are executable), commits every
-// change with message msg and returns the commit's sha.
-func (r *GitRepo) Commit(msg string, files map[string]string) string {
-	r.t.Helper()
-	for name, content := range files {
-		p := filepath.Join(r.Dir, name)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			r.t.Fatal(err)
-		}
-		mode := os.FileMode(0o644)
-		if strings.HasSuffix(name, ".sh") {
-			mode = 0o755
-		}
-		if err := os.WriteFile(p, []byte(content), mode); err != nil {
-			r.t.Fatal(err)
-		}
-	}
-	wt, err := r.git.Worktree()
-	if err != nil {
-		r.t.Fatal(err)
-	}
-	if err := wt.AddWithOptions(&git.AddOptions{All: true}); err != nil {
-		r.t.Fatal(err)
-	}
-	sig := &object.Signature{Name: "e2e", Email: "e2e@localhost", When: time.Now()}
-	h, err := wt.Commit(msg, &git.CommitOptions{Author: sig, Committer: sig})
-	if err != nil {
-		r.t.Fatal(err)
-	}
-	return h.String()
 }
 
 // FreePort is a TCP port on 127.0.0.1 that nothing listens on just now.

@@ -5,18 +5,14 @@ import (
 	"errors"
 	"net/http/cgi"
 	"net/http/httptest"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/go-git/go-git/v5"
-	"github.com/go-git/go-git/v5/plumbing"
-	"github.com/go-git/go-git/v5/plumbing/object"
 	"go.uber.org/goleak"
 
+	"github.com/sluicehq/sluice/platform/gittest"
 	"github.com/sluicehq/sluice/services/source/gitmirror"
 )
 
@@ -24,50 +20,11 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-type source struct {
-	dir   string
-	repo  *git.Repository
-	clock time.Time
-}
-
-func newSource(t *testing.T) *source {
+// newSource is an empty repository with main checked out, in a directory
+// called src.
+func newSource(t *testing.T) *gittest.Repo {
 	t.Helper()
-	dir := filepath.Join(t.TempDir(), "src")
-	repo, err := git.PlainInitWithOptions(dir, &git.PlainInitOptions{
-		InitOptions: git.InitOptions{DefaultBranch: plumbing.NewBranchReferenceName("main")},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &source{dir: dir, repo: repo, clock: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
-}
-
-func (s *source) commit(t *testing.T, file, content, msg string) string {
-	t.Helper()
-	if err := os.WriteFile(filepath.Join(s.dir, file), []byte(content), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	wt, err := s.repo.Worktree()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := wt.AddWithOptions(&git.AddOptions{All: true}); err != nil {
-		t.Fatal(err)
-	}
-	sig := &object.Signature{Name: "T", Email: "t@sluice.invalid", When: s.clock}
-	s.clock = s.clock.Add(time.Minute)
-	h, err := wt.Commit(msg, &git.CommitOptions{Author: sig, Committer: sig})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return h.String()
-}
-
-func (s *source) setRef(t *testing.T, name, sha string) {
-	t.Helper()
-	if err := s.repo.Storer.SetReference(plumbing.NewHashReference(plumbing.ReferenceName(name), plumbing.NewHash(sha))); err != nil {
-		t.Fatal(err)
-	}
+	return gittest.Init(t, filepath.Join(t.TempDir(), "src"), "main")
 }
 
 func head(t *testing.T, m *gitmirror.Mirrors, branch string) string {
@@ -84,33 +41,26 @@ func head(t *testing.T, m *gitmirror.Mirrors, branch string) string {
 func TestFetchLocal(t *testing.T) {
 	ctx := context.Background()
 	src := newSource(t)
-	c1 := src.commit(t, ".sluice.yaml", "version: 1\n", "first")
-	src.setRef(t, "refs/heads/feature", c1)
+	c1 := src.CommitFile(".sluice.yaml", "version: 1\n", "first")
+	src.SetRef("refs/heads/feature", c1)
 	m := gitmirror.New(filepath.Join(t.TempDir(), "mirrors"))
-	if err := m.Fetch(ctx, "r1", src.dir); err != nil {
+	if err := m.Fetch(ctx, "r1", src.Dir); err != nil {
 		t.Fatal(err)
 	}
 	if got := head(t, m, "main"); got != c1 {
 		t.Fatalf("main = %s, want %s", got, c1)
 	}
-	if b, err := gitmirror.DefaultBranch(ctx, src.dir); err != nil || b != "main" {
+	if b, err := gitmirror.DefaultBranch(ctx, src.Dir); err != nil || b != "main" {
 		t.Errorf("DefaultBranch = %q, %v; want main", b, err)
 	}
 
-	c2 := src.commit(t, "a.txt", "a\n", "second")
+	c2 := src.CommitFile("a.txt", "a\n", "second")
 	// Rewrite feature to a commit of its own and tag it.
-	wt, _ := src.repo.Worktree()
-	if err := wt.Checkout(&git.CheckoutOptions{Branch: plumbing.NewBranchReferenceName("feature")}); err != nil {
-		t.Fatal(err)
-	}
-	f1 := src.commit(t, "f.txt", "f\n", "feature")
-	if _, err := src.repo.CreateTag("v1", plumbing.NewHash(f1), &git.CreateTagOptions{
-		Tagger: &object.Signature{Name: "T", Email: "t@sluice.invalid", When: src.clock}, Message: "v1",
-	}); err != nil {
-		t.Fatal(err)
-	}
-	src.setRef(t, "refs/heads/old", c1)
-	if err := m.Fetch(ctx, "r1", "file://"+src.dir); err != nil {
+	src.Checkout("feature")
+	f1 := src.CommitFile("f.txt", "f\n", "feature")
+	src.Tag("v1", f1)
+	src.SetRef("refs/heads/old", c1)
+	if err := m.Fetch(ctx, "r1", "file://"+src.Dir); err != nil {
 		t.Fatal(err)
 	}
 	if got := head(t, m, "main"); got != c2 {
@@ -124,10 +74,8 @@ func TestFetchLocal(t *testing.T) {
 		t.Errorf("Resolve(v1) = %+v, %v; want the annotated tag's commit %s", res, err, f1)
 	}
 
-	if err := src.repo.Storer.RemoveReference("refs/heads/old"); err != nil {
-		t.Fatal(err)
-	}
-	if err := m.Fetch(ctx, "r1", src.dir); err != nil {
+	src.RemoveRef("refs/heads/old")
+	if err := m.Fetch(ctx, "r1", src.Dir); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := m.BranchHead("r1", "old"); !errors.Is(err, gitmirror.ErrNotFound) {
@@ -175,12 +123,12 @@ func TestFetchOverHTTP(t *testing.T) {
 	}
 	ctx := context.Background()
 	src := newSource(t)
-	c1 := src.commit(t, "a.txt", "a\n", "first")
-	src.setRef(t, "refs/heads/gone", c1)
+	c1 := src.CommitFile("a.txt", "a\n", "first")
+	src.SetRef("refs/heads/gone", c1)
 	srv := httptest.NewServer(&cgi.Handler{
 		Path: gitBin,
 		Args: []string{"http-backend"},
-		Env:  []string{"GIT_PROJECT_ROOT=" + filepath.Dir(src.dir), "GIT_HTTP_EXPORT_ALL=1", "GIT_CONFIG_NOSYSTEM=1", "HOME=" + t.TempDir()},
+		Env:  []string{"GIT_PROJECT_ROOT=" + filepath.Dir(src.Dir), "GIT_HTTP_EXPORT_ALL=1", "GIT_CONFIG_NOSYSTEM=1", "HOME=" + t.TempDir()},
 	})
 	defer srv.Close()
 	url := srv.URL + "/src"
@@ -195,10 +143,8 @@ func TestFetchOverHTTP(t *testing.T) {
 	if b, err := gitmirror.DefaultBranch(ctx, url); err != nil || b != "main" {
 		t.Errorf("DefaultBranch = %q, %v; want main", b, err)
 	}
-	c2 := src.commit(t, "b.txt", "b\n", "second")
-	if err := src.repo.Storer.RemoveReference("refs/heads/gone"); err != nil {
-		t.Fatal(err)
-	}
+	c2 := src.CommitFile("b.txt", "b\n", "second")
+	src.RemoveRef("refs/heads/gone")
 	if err := m.Fetch(ctx, "r1", url); err != nil {
 		t.Fatal(err)
 	}

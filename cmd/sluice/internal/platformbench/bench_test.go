@@ -9,15 +9,12 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"slices"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/go-git/go-git/v5"
-	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -28,6 +25,7 @@ import (
 	"github.com/sluicehq/sluice/proto/gen/sluice/test/events/v1"
 
 	"github.com/sluicehq/sluice/cmd/sluice/internal/allinone"
+	"github.com/sluicehq/sluice/platform/gittest"
 )
 
 const pipeline = `version: 1
@@ -51,7 +49,7 @@ release:
 type bench struct {
 	client  sourcev1connect.SourceServiceClient
 	repo    string
-	git     *git.Repository
+	git     *gittest.Repo
 	commits int
 
 	mu        sync.Mutex
@@ -61,19 +59,8 @@ type bench struct {
 func setup(b *testing.B) (*bench, func()) {
 	b.Helper()
 	dir := b.TempDir()
-	repoDir := filepath.Join(dir, "repo")
-	repo, err := git.PlainInitWithOptions(repoDir, &git.PlainInitOptions{InitOptions: git.InitOptions{DefaultBranch: "refs/heads/main"}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(repoDir, ".sluice.yaml"), []byte(pipeline), 0o644); err != nil {
-		b.Fatal(err)
-	}
-	wt, _ := repo.Worktree()
-	_, _ = wt.Add(".sluice.yaml")
-	if _, err := wt.Commit("feat: bench", &git.CommitOptions{Author: &object.Signature{Name: "b", Email: "b@localhost", When: time.Now()}}); err != nil {
-		b.Fatal(err)
-	}
+	repo := gittest.Init(b, filepath.Join(dir, "repo"), "main")
+	repo.CommitFile(".sluice.yaml", pipeline, "feat: bench")
 	ln, err := (&net.ListenConfig{}).Listen(context.Background(), "tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
@@ -89,7 +76,7 @@ func setup(b *testing.B) (*bench, func()) {
 		b.Fatal(err)
 	}
 	bn := &bench{client: sourcev1connect.NewSourceServiceClient(http.DefaultClient, p.URL), git: repo, stepTimes: map[string]time.Duration{}}
-	res, err := bn.client.CreateRepository(ctx, &sourcev1.CreateRepositoryRequest{Url: repoDir, Name: "bench"})
+	res, err := bn.client.CreateRepository(ctx, &sourcev1.CreateRepositoryRequest{Url: repo.Dir, Name: "bench"})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -163,17 +150,9 @@ type result struct {
 }
 
 // commit adds a fix commit, so the next run releases a new patch version.
-func (bn *bench) commit() error {
-	wt, err := bn.git.Worktree()
-	if err != nil {
-		return err
-	}
+func (bn *bench) commit() {
 	bn.commits++
-	_, err = wt.Commit(fmt.Sprintf("fix: change %d", bn.commits), &git.CommitOptions{
-		AllowEmptyCommits: true,
-		Author:            &object.Signature{Name: "b", Email: "b@localhost", When: time.Now()},
-	})
-	return err
+	bn.git.Commit(fmt.Sprintf("fix: change %d", bn.commits))
 }
 
 // one triggers a run of the branch head and waits for its end.
@@ -237,9 +216,7 @@ func BenchmarkRunOverhead(b *testing.B) {
 		// A new commit each time (outside the timing): every run computes a
 		// version from the commits since the last release and publishes it.
 		b.StopTimer()
-		if err := bn.commit(); err != nil {
-			b.Fatal(err)
-		}
+		bn.commit()
 		b.StartTimer()
 		r, err := bn.one(ctx)
 		if err != nil {
