@@ -91,7 +91,7 @@ func (r *Repo) InContainer() string { return "/repos/" + r.Name }
 // Commit commits files and keeps the repository readable to the containers.
 func (r *Repo) Commit(t *testing.T, msg string, files map[string]string) string {
 	t.Helper()
-	sha := r.Repo.CommitFiles(msg, files)
+	sha := r.CommitFiles(msg, files)
 	if err := makeReadable(r.Dir); err != nil {
 		t.Fatal(err)
 	}

@@ -25,7 +25,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m, natstest.KnownLeaks()...)
 
 // openStore starts a nats-server with the declarations applied (build's
 // hold the artifact bucket) and opens the store.
-func openStore(t *testing.T) (*artifacts.Store, jetstream.JetStream) {
+func openStore(t *testing.T) *artifacts.Store {
 	t.Helper()
 	srv := natstest.Start(t)
 	js, err := jetstream.New(srv.Connect(t))
@@ -41,7 +41,7 @@ func openStore(t *testing.T) (*artifacts.Store, jetstream.JetStream) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return s, js
+	return s
 }
 
 var program = []byte("#!/bin/sh\necho hello from the artifact\n")
@@ -56,7 +56,7 @@ func put(t *testing.T, s *artifacts.Store, name string, content []byte) artifact
 }
 
 func TestPutThenFetch(t *testing.T) {
-	s, _ := openStore(t)
+	s := openStore(t)
 	a := put(t, s, "hello", program)
 	sum := sha256.Sum256(program)
 	if a.Name != "hello" || a.Object != "run-1/hello" || a.SHA256 != hex.EncodeToString(sum[:]) || a.Size != int64(len(program)) {
@@ -116,7 +116,7 @@ func assertOnly(t *testing.T, dir string, want ...string) {
 }
 
 func TestFetchRefusesWhatDoesNotMatchTheRecord(t *testing.T) {
-	s, _ := openStore(t)
+	s := openStore(t)
 	a := put(t, s, "hello", program)
 	for name, tc := range map[string]struct {
 		change func(*artifacts.Artifact)
@@ -168,7 +168,7 @@ func TestFetchRefusesWhatDoesNotMatchTheRecord(t *testing.T) {
 // checked-out repository: neither may put the artifact outside the
 // workspace.
 func TestFetchRefusesPathsOutsideTheDirectory(t *testing.T) {
-	s, _ := openStore(t)
+	s := openStore(t)
 	a := put(t, s, "hello", program)
 	outside := t.TempDir()
 	ws := t.TempDir()
@@ -212,7 +212,7 @@ func TestFetchRefusesPathsOutsideTheDirectory(t *testing.T) {
 }
 
 func TestTransientErrorsAreNotPermanent(t *testing.T) {
-	s, _ := openStore(t)
+	s := openStore(t)
 	a := put(t, s, "hello", program)
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()

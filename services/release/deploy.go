@@ -220,11 +220,14 @@ func getStatus(ctx context.Context, client *http.Client, target string) (int, er
 	return res.StatusCode, nil
 }
 
+// errNotStarted marks a verify command that could not start: no retry
+// helps.
+var errNotStarted = errors.New("could not start")
+
 // verifyCommand runs the verify command every commandVerifyInterval until
 // it exits 0 or timeout has passed.
 func (s *Service) verifyCommand(ctx context.Context, env domain.Environment, dir string, vars map[string]string, timeout time.Duration, out tailLog) (string, error) {
 	deadline := time.Now().Add(timeout)
-	var notStarted error
 	err := retry.Do(ctx, retry.Backoff{Initial: commandVerifyInterval}, func(ctx context.Context) error {
 		res, err := s.exec.Run(ctx, executor.Spec{
 			Name: "verify " + env.Name, Command: env.Verify.Command, Dir: dir, Env: vars,
@@ -234,8 +237,7 @@ func (s *Service) verifyCommand(ctx context.Context, env domain.Environment, dir
 		case err != nil && ctx.Err() != nil, res.Cancelled:
 			return fmt.Errorf("verification stopped: %w", context.Cause(ctx))
 		case err != nil:
-			notStarted = err
-			return retry.Permanent(err)
+			return retry.Permanent(fmt.Errorf("%w: %w", errNotStarted, err))
 		case res.TimedOut:
 			return errors.New("did not finish")
 		case res.ExitCode != 0:
@@ -248,8 +250,8 @@ func (s *Service) verifyCommand(ctx context.Context, env domain.Environment, dir
 		return "", nil
 	case ctx.Err() != nil:
 		return "", ctx.Err()
-	case notStarted != nil:
-		return fmt.Sprintf("verification failed: %q could not start: %v", env.Verify.Command, notStarted), nil
+	case errors.Is(err, errNotStarted):
+		return fmt.Sprintf("verification failed: %q %v", env.Verify.Command, err), nil
 	}
 	return fmt.Sprintf("verification failed: %q %v after %s", env.Verify.Command, err, timeout), nil
 }

@@ -19,13 +19,13 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sluicehq/sluice/platform/events"
+	"github.com/sluicehq/sluice/platform/gittest"
 	"github.com/sluicehq/sluice/proto/gen/sluice/build/events/v1"
 	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
 	"github.com/sluicehq/sluice/proto/gen/sluice/source/v1/sourcev1connect"
 	"github.com/sluicehq/sluice/proto/gen/sluice/test/events/v1"
 
 	"github.com/sluicehq/sluice/cmd/sluice/internal/allinone"
-	"github.com/sluicehq/sluice/platform/gittest"
 )
 
 const pipeline = `version: 1
