@@ -44,25 +44,9 @@ func (s *scripted) Release(ctx context.Context) error {
 	return s.release(ctx)
 }
 
-// logTo is a logger that writes to a buffer the test reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
-func logTo(b *syncBuffer) *slog.Logger { return slog.New(slog.NewTextHandler(b, nil)) }
+// logTo is a logger that writes to b. The tests read b only once the
+// renewals stopped (Stop waits for them), so it needs no lock.
+func logTo(b *bytes.Buffer) *slog.Logger { return slog.New(slog.NewTextHandler(b, nil)) }
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
@@ -105,7 +89,7 @@ func TestALostLeaseCancelsTheWorkWithItsCause(t *testing.T) {
 		}
 		return nil
 	}}
-	var log syncBuffer
+	var log bytes.Buffer
 	work, k := lease.Keep(t.Context(), l, lease.Options{Every: 5 * time.Millisecond, Log: logTo(&log)})
 	defer k.Stop()
 	select {
@@ -132,7 +116,7 @@ func TestALostLeaseCancelsTheWorkWithItsCause(t *testing.T) {
 
 func TestAFailedRenewalIsTriedAgain(t *testing.T) {
 	t.Parallel()
-	var log syncBuffer
+	var log bytes.Buffer
 	l := &scripted{renew: func(_ context.Context, n int) error {
 		if n <= 2 {
 			return errors.New("database is locked")
@@ -261,7 +245,7 @@ func TestReleaseLogsOnlyRealFailures(t *testing.T) {
 		{fmt.Errorf("test run t-1: %w", lease.ErrLost), false}, // already someone else's: nothing to give up
 		{errors.New("connection refused"), true},
 	} {
-		var log syncBuffer
+		var log bytes.Buffer
 		l := &scripted{release: func(context.Context) error { return tc.err }}
 		_, k := lease.Keep(t.Context(), l, lease.Options{Every: time.Hour, Log: logTo(&log)})
 		k.Release()

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -160,25 +161,39 @@ func (s *Service) verify(ctx context.Context, env domain.Environment, dir string
 	if timeout <= 0 {
 		timeout = s.cfg.DefaultVerifyTimeout
 	}
+	var what string
+	var err error
 	switch {
 	case env.Verify.HTTP != "":
 		out.Add(fmt.Sprintf("sluice: verifying: GET %s (up to %s)", env.Verify.HTTP, timeout))
-		return verifyHTTP(ctx, env.Verify.HTTP, timeout)
+		what = "GET " + env.Verify.HTTP + ":"
+		err = verifyHTTP(ctx, env.Verify.HTTP, timeout)
 	case env.Verify.Command != "":
 		out.Add(fmt.Sprintf("sluice: verifying: %s (up to %s)", env.Verify.Command, timeout))
-		return s.verifyCommand(ctx, env, dir, vars, timeout, out)
+		what = strconv.Quote(env.Verify.Command)
+		err = s.verifyCommand(ctx, env, dir, vars, timeout, out)
+	default:
+		return "", nil
 	}
-	return "", nil
+	switch {
+	case err == nil:
+		return "", nil
+	case ctx.Err() != nil:
+		return "", ctx.Err()
+	case errors.Is(err, errNotStarted):
+		return fmt.Sprintf("verification failed: %s %v", what, err), nil
+	}
+	return fmt.Sprintf("verification failed: %s %v after %s", what, err, timeout), nil
 }
 
 // verifyHTTP GETs url every httpVerifyInterval until it answers 2xx or
-// timeout has passed.
-func verifyHTTP(ctx context.Context, target string, timeout time.Duration) (string, error) {
+// timeout has passed; the error is the last answer's.
+func verifyHTTP(ctx context.Context, target string, timeout time.Duration) error {
 	transport := &http.Transport{Proxy: nil, DisableKeepAlives: true}
 	defer transport.CloseIdleConnections()
 	client := &http.Client{Transport: transport}
 	deadline := time.Now().Add(timeout)
-	err := retry.Do(ctx, retry.Backoff{Initial: httpVerifyInterval}, func(ctx context.Context) error {
+	return retry.Do(ctx, retry.Backoff{Initial: httpVerifyInterval}, func(ctx context.Context) error {
 		attempt, cancel := context.WithDeadline(ctx, minTime(deadline, time.Now().Add(httpAttemptTimeout)))
 		defer cancel()
 		status, err := getStatus(attempt, client, target)
@@ -190,13 +205,6 @@ func verifyHTTP(ctx context.Context, target string, timeout time.Duration) (stri
 		}
 		return nil
 	}, retry.GiveUpAfter(timeout))
-	switch {
-	case err == nil:
-		return "", nil
-	case ctx.Err() != nil:
-		return "", ctx.Err()
-	}
-	return fmt.Sprintf("verification failed: GET %s: %v after %s", target, err, timeout), nil
 }
 
 func getStatus(ctx context.Context, client *http.Client, target string) (int, error) {
@@ -225,10 +233,10 @@ func getStatus(ctx context.Context, client *http.Client, target string) (int, er
 var errNotStarted = errors.New("could not start")
 
 // verifyCommand runs the verify command every commandVerifyInterval until
-// it exits 0 or timeout has passed.
-func (s *Service) verifyCommand(ctx context.Context, env domain.Environment, dir string, vars map[string]string, timeout time.Duration, out tailLog) (string, error) {
+// it exits 0 or timeout has passed; the error is the last run's.
+func (s *Service) verifyCommand(ctx context.Context, env domain.Environment, dir string, vars map[string]string, timeout time.Duration, out tailLog) error {
 	deadline := time.Now().Add(timeout)
-	err := retry.Do(ctx, retry.Backoff{Initial: commandVerifyInterval}, func(ctx context.Context) error {
+	return retry.Do(ctx, retry.Backoff{Initial: commandVerifyInterval}, func(ctx context.Context) error {
 		res, err := s.exec.Run(ctx, executor.Spec{
 			Name: "verify " + env.Name, Command: env.Verify.Command, Dir: dir, Env: vars,
 			Timeout: time.Until(deadline), Output: out.line,
@@ -245,15 +253,6 @@ func (s *Service) verifyCommand(ctx context.Context, env domain.Environment, dir
 		}
 		return nil
 	}, retry.GiveUpAfter(timeout))
-	switch {
-	case err == nil:
-		return "", nil
-	case ctx.Err() != nil:
-		return "", ctx.Err()
-	case errors.Is(err, errNotStarted):
-		return fmt.Sprintf("verification failed: %q %v", env.Verify.Command, err), nil
-	}
-	return fmt.Sprintf("verification failed: %q %v after %s", env.Verify.Command, err, timeout), nil
 }
 
 func minTime(a, b time.Time) time.Time {
