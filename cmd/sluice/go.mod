@@ -13,7 +13,7 @@ require (
 	github.com/sluicehq/sluice/services/notify v0.0.0
 	github.com/sluicehq/sluice/services/release v0.0.0
 	github.com/sluicehq/sluice/services/source v0.0.0
-	github.com/sluicehq/sluice/services/test v0.0.0
+	github.com/sluicehq/sluice/services/tests v0.0.0
 	go.uber.org/fx v1.24.0
 	google.golang.org/protobuf v1.36.12
 )
@@ -95,5 +95,5 @@ replace (
 	github.com/sluicehq/sluice/services/notify => ../../services/notify
 	github.com/sluicehq/sluice/services/release => ../../services/release
 	github.com/sluicehq/sluice/services/source => ../../services/source
-	github.com/sluicehq/sluice/services/test => ../../services/test
+	github.com/sluicehq/sluice/services/tests => ../../services/tests
 )

@@ -16,9 +16,10 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/sluicehq/sluice/platform/events"
+	"github.com/sluicehq/sluice/platform/servicekit"
 	"github.com/sluicehq/sluice/platform/sqldb/sqldbtest"
 
-	"github.com/sluicehq/sluice/proto/gen/sluice/build/events/v1"
+	buildeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/build/events/v1"
 	buildv1 "github.com/sluicehq/sluice/proto/gen/sluice/build/v1"
 	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
 	"github.com/sluicehq/sluice/services/build"
@@ -436,7 +437,7 @@ func TestTakeoverOfBuildLeftRunning(t *testing.T) {
 	dbURL := sqldbtest.URL(t)
 	workers := map[string]*instance{}
 	for _, id := range []string{"worker-a", "worker-b"} {
-		workers[id] = startInstance(t, n, build.Config{WorkerID: id, DatabaseURL: dbURL, Heartbeat: 200 * time.Millisecond})
+		workers[id] = startInstance(t, n, build.Config{Settings: servicekit.Settings{DatabaseURL: dbURL}, WorkerID: id, Heartbeat: 200 * time.Millisecond})
 	}
 	// Redeliver an unacknowledged run request after 2s instead of 30s
 	// (after the replicas provisioned the declared consumer).
@@ -531,13 +532,13 @@ func TestTakeoverOfBuildLeftRunning(t *testing.T) {
 // after d, so a takeover test need not wait the declared 30s.
 func shortAckWait(t *testing.T, n *buildtest.NATS, d time.Duration) {
 	t.Helper()
-	c, err := n.JS.Consumer(t.Context(), build.RunsStream, build.RunsConsumer)
+	c, err := n.JS.Consumer(t.Context(), "SOURCE", build.RunsConsumer)
 	if err != nil {
 		t.Fatal(err)
 	}
 	cfg := c.CachedInfo().Config
 	cfg.AckWait, cfg.BackOff = d, nil
-	if _, err := n.JS.CreateOrUpdateConsumer(t.Context(), build.RunsStream, cfg); err != nil {
+	if _, err := n.JS.CreateOrUpdateConsumer(t.Context(), "SOURCE", cfg); err != nil {
 		t.Fatal(err)
 	}
 }

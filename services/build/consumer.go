@@ -13,11 +13,24 @@ import (
 
 	"github.com/sluicehq/sluice/platform/apierror"
 	"github.com/sluicehq/sluice/platform/events"
+	"github.com/sluicehq/sluice/platform/servicekit"
 	"github.com/sluicehq/sluice/platform/steplog"
-	"github.com/sluicehq/sluice/proto/gen/sluice/build/events/v1"
-	"github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
+	buildeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/build/events/v1"
+	sourceeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
+	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
 	"github.com/sluicehq/sluice/services/build/domain"
 )
+
+// Consumers are the service's event ports: every replica takes run
+// requests from the build-runs work queue.
+func (s *Service) Consumers() []servicekit.Consumer {
+	return []servicekit.Consumer{{
+		Durable:   RunsConsumer,
+		Handler:   s.handleRunRequested,
+		Workers:   s.cfg.Workers,
+		Heartbeat: s.cfg.Heartbeat,
+	}}
+}
 
 // detachedTimeout bounds the writes a handler makes after its context
 // ended (flushing the log, releasing the lease, failing the build).
@@ -60,12 +73,12 @@ func (s *Service) handleRunRequested(ctx context.Context, ev events.Event, d eve
 	w, err := s.logs.Writer(ctx, run.ID, logFlushInterval)
 	if err != nil {
 		stopLease()
-		return s.abandon(ctx, run, lease, nil, last, d, err, log)
+		return s.abandon(ctx, run, req.GetPipeline(), lease, nil, last, d, err, log)
 	}
 	if c.takeover {
 		if err := s.logs.Reopen(ctx, run.ID); err != nil {
 			stopLease()
-			return s.abandon(ctx, run, lease, w, last, d, err, log)
+			return s.abandon(ctx, run, req.GetPipeline(), lease, w, last, d, err, log)
 		}
 		w.Append("", steplog.Meta, fmt.Sprintf("--- worker %s took over (attempt %d)", s.cfg.WorkerID, b.Attempt))
 		log.Info("took over build")
@@ -78,14 +91,14 @@ func (s *Service) handleRunRequested(ctx context.Context, ev events.Event, d eve
 	// From here every write renews the lease itself (and abandon releases it).
 	stopLease()
 	if err != nil {
-		return s.abandon(ctx, run, lease, w, last, d, err, log)
+		return s.abandon(ctx, run, req.GetPipeline(), lease, w, last, d, err, log)
 	}
 	// The steps ran to their end: record it even if the process is
 	// stopping now, or a takeover would run them all again.
 	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), detachedTimeout)
 	defer cancel()
-	if err := s.finish(fctx, run, b, lease, w, res); err != nil {
-		return s.abandon(ctx, run, lease, nil, last, d, err, log)
+	if err := s.finish(fctx, run, req.GetPipeline(), b, lease, w, res); err != nil {
+		return s.abandon(ctx, run, req.GetPipeline(), lease, nil, last, d, err, log)
 	}
 	log.Info("build finished", slog.String("status", string(res.status())), slog.String("failure", res.failure.Reason))
 	return nil
@@ -107,7 +120,7 @@ func (r result) status() domain.Status {
 
 // finish stores the outcome with BuildFinished in one transaction, then
 // marks the log complete. w is closed.
-func (s *Service) finish(ctx context.Context, run domain.Run, b domain.Build, lease Lease, w *steplog.Writer, res result) error {
+func (s *Service) finish(ctx context.Context, run domain.Run, pipeline *sourcev1.Pipeline, b domain.Build, lease Lease, w *steplog.Writer, res result) error {
 	end := time.Now().UTC()
 	if res.failure.Failed() {
 		w.Append("", steplog.Meta, "--- build failed: "+res.failure.Reason)
@@ -132,6 +145,7 @@ func (s *Service) finish(ctx context.Context, run domain.Run, b domain.Build, le
 		LastLogLines:  res.failure.LastLogLines,
 		Duration:      durationToProto(end.Sub(b.StartTime)),
 		StepDuration:  durationToProto(res.stepDuration),
+		Pipeline:      pipeline,
 	}
 	for _, a := range res.artifacts {
 		fin.Artifacts = append(fin.Artifacts, artifactToProto(a))
@@ -154,7 +168,7 @@ func (s *Service) finish(ctx context.Context, run domain.Run, b domain.Build, le
 // the build over. The build stays RUNNING and the error makes JetStream
 // redeliver the event, so that a worker takes it over, except on the last
 // delivery, where the build is ended FAILED so it never stays RUNNING.
-func (s *Service) abandon(ctx context.Context, run domain.Run, lease Lease, w *steplog.Writer, last bool, d events.Delivery, cause error, log *slog.Logger) error {
+func (s *Service) abandon(ctx context.Context, run domain.Run, pipeline *sourcev1.Pipeline, lease Lease, w *steplog.Writer, last bool, d events.Delivery, cause error, log *slog.Logger) error {
 	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), detachedTimeout)
 	defer cancel()
 	if errors.Is(cause, ErrLeaseLost) {
@@ -197,7 +211,7 @@ func (s *Service) abandon(ctx context.Context, run domain.Run, lease Lease, w *s
 		_ = w.Close(dctx)
 		return s.logs.Complete(dctx, run.ID)
 	}
-	if err := s.finish(dctx, run, b, lease, w, result{failure: domain.GaveUp(d.NumDelivered(), cause)}); err != nil {
+	if err := s.finish(dctx, run, pipeline, b, lease, w, result{failure: domain.GaveUp(d.NumDelivered(), cause)}); err != nil {
 		return errors.Join(cause, err)
 	}
 	log.Error("build failed on the last delivery of its run request", slog.Any("error", cause))

@@ -3,13 +3,14 @@ package build
 import (
 	"context"
 	"errors"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/sluicehq/sluice/platform/events"
 	"github.com/sluicehq/sluice/platform/executor"
+	"github.com/sluicehq/sluice/platform/servicekit"
+	"github.com/sluicehq/sluice/platform/servicekit/servicekittest"
 	"github.com/sluicehq/sluice/platform/steplog"
 	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
 	"github.com/sluicehq/sluice/services/build/domain"
@@ -27,13 +28,13 @@ func (d delivery) Last() bool      { return int(d) >= d.MaxDeliver() }
 
 func newTestService(t *testing.T, n *buildtest.NATS) (*Service, *Store) {
 	t.Helper()
-	dir := t.TempDir()
-	store, err := NewStore(t.Context(), "sqlite:"+filepath.Join(dir, "build.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = store.Close() })
-	svc, err := NewService(Config{DataDir: dir, WorkerID: "worker-1"}, store, n.JS, &executor.Local{}, buildtest.Logger(t))
+	db := servicekittest.OpenDB(t, Migrations(), steplog.Migrations())
+	store := NewStore(db)
+	cfg := Config{Settings: servicekit.Settings{DataDir: t.TempDir()}, WorkerID: "worker-1"}.WithDefaults()
+	svc, err := NewService(cfg, Deps{
+		Store: store, DB: db, Outbox: events.NewRelay(db, n.JS, buildtest.Logger(t)), JetStream: n.JS,
+		Executor: &executor.Local{}, Log: buildtest.Logger(t),
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,7 +43,7 @@ func newTestService(t *testing.T, n *buildtest.NATS) (*Service, *Store) {
 
 func outboxSubjects(t *testing.T, s *Store) []string {
 	t.Helper()
-	rows, err := s.DB().QueryContext(t.Context(), `SELECT subject FROM outbox ORDER BY created_at, id`)
+	rows, err := s.db.QueryContext(t.Context(), `SELECT subject FROM outbox ORDER BY created_at, id`)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,7 +6,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	releasev1 "github.com/sluicehq/sluice/proto/gen/sluice/release/v1"
-	"github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
+	sourceeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
 
 	"github.com/sluicehq/sluice/services/release/domain"
 )

@@ -22,8 +22,8 @@ import (
 	"github.com/sluicehq/sluice/services/release/domain"
 )
 
-// ArtifactsBucket is the JetStream object store build keeps artifacts in.
-const ArtifactsBucket = "sluice-artifacts"
+// ArtifactBucket is the JetStream object store build keeps artifacts in.
+const ArtifactBucket = "sluice-artifacts"
 
 const (
 	// logLines is how many of the last output lines a deployment keeps.
@@ -140,9 +140,9 @@ func (s *Service) fetchArtifacts(ctx context.Context, artifacts []domain.Artifac
 	if len(artifacts) == 0 {
 		return nil
 	}
-	store, err := s.js.ObjectStore(ctx, ArtifactsBucket)
+	store, err := s.js.ObjectStore(ctx, ArtifactBucket)
 	if err != nil {
-		return fmt.Errorf("open the artifact store %s: %w", ArtifactsBucket, err)
+		return fmt.Errorf("open the artifact store %s: %w", ArtifactBucket, err)
 	}
 	for _, a := range artifacts {
 		if a.Name == "" || a.Name != filepath.Base(a.Name) || a.Name == "." || a.Name == ".." {
@@ -159,7 +159,7 @@ func (s *Service) fetchArtifacts(ctx context.Context, artifacts []domain.Artifac
 func fetchArtifact(ctx context.Context, store jetstream.ObjectStore, a domain.Artifact, path string) (err error) {
 	obj, err := store.Get(ctx, a.Object)
 	if err != nil {
-		return fmt.Errorf("artifact %s: get %s from %s: %w", a.Name, a.Object, ArtifactsBucket, err)
+		return fmt.Errorf("artifact %s: get %s from %s: %w", a.Name, a.Object, ArtifactBucket, err)
 	}
 	defer obj.Close()
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o755)

@@ -11,39 +11,29 @@ import (
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/sluicehq/sluice/platform/apierror"
 	"github.com/sluicehq/sluice/platform/events"
-	"github.com/sluicehq/sluice/proto/gen/sluice/build/events/v1"
+	"github.com/sluicehq/sluice/platform/servicekit"
+	buildeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/build/events/v1"
 	buildv1 "github.com/sluicehq/sluice/proto/gen/sluice/build/v1"
-	"github.com/sluicehq/sluice/proto/gen/sluice/release/events/v1"
-	"github.com/sluicehq/sluice/proto/gen/sluice/test/events/v1"
+	releaseeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/release/events/v1"
+	testeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/test/events/v1"
 	testv1 "github.com/sluicehq/sluice/proto/gen/sluice/test/v1"
 	"github.com/sluicehq/sluice/services/source/domain"
 )
 
-// consumerStreams are the durable consumers the source service owns
-// (deploy/nats/consumers/source) and the streams they read.
-func consumerStreams() []struct{ durable, stream string } {
-	return []struct{ durable, stream string }{
-		{"source-build", "BUILD"},
-		{"source-test", "TEST"},
-		{"source-release", "RELEASE"},
-	}
-}
-
-// NewConsumers makes the consumers that fold the build, test and release
-// services' events into run summaries.
-func NewConsumers(svc *Service, js jetstream.JetStream, log *slog.Logger) []*events.Consumer {
-	out := make([]*events.Consumer, 0, len(consumerStreams()))
-	for _, c := range consumerStreams() {
-		durable := c.durable
-		out = append(out, events.NewConsumer(js, log, events.ConsumerConfig{
-			Service: "source", Stream: c.stream, Durable: durable,
-		}, func(ctx context.Context, ev events.Event, _ events.Delivery) error {
-			return svc.Fold(ctx, durable, ev)
-		}))
+// Consumers are the service's event ports: one consumer per stream of
+// the stages that follow (deploy/nats/consumers/source), each folding the
+// stage's events into the run summaries.
+func (s *Service) Consumers() []servicekit.Consumer {
+	var out []servicekit.Consumer
+	for _, durable := range []string{"source-build", "source-test", "source-release"} {
+		out = append(out, servicekit.Consumer{
+			Durable: durable,
+			Handler: func(ctx context.Context, ev events.Event, _ events.Delivery) error {
+				return s.Fold(ctx, durable, ev)
+			},
+		})
 	}
 	return out
 }

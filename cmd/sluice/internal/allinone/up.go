@@ -24,7 +24,7 @@ type Follower func(ctx context.Context, client sourcev1connect.SourceServiceClie
 // Up is `sluice up`: start, register and run the example when asked, then
 // serve until ctx ends (Ctrl-C) or a component fails.
 func Up(ctx context.Context, args []string, version string, stdout, stderr io.Writer, follow Follower) error {
-	o, example, err := ParseFlags(args, stderr)
+	o, example, err := ParseFlags(args, stderr, os.LookupEnv)
 	if err != nil {
 		return err
 	}
@@ -47,8 +47,8 @@ func Up(ctx context.Context, args []string, version string, stdout, stderr io.Wr
 		return fmt.Errorf("start: %w (the log %s may say more)", err, logPath)
 	}
 	natsWhere := "embedded"
-	if o.NATSURL != "" {
-		natsWhere = natsconn.Redact(o.NATSURL)
+	if o.Process.NATSURL != "" {
+		natsWhere = natsconn.Redact(o.Process.NATSURL)
 	}
 	fmt.Fprintf(stdout, "  api      %s (Connect, gRPC and gRPC-Web; /healthz /readyz /metrics)\n  nats     %s\n", p.URL, natsWhere)
 

@@ -81,10 +81,10 @@ func setup(b *testing.B) (*bench, func()) {
 	addr := ln.Addr().String()
 	_ = ln.Close()
 	ctx := context.Background()
-	p, err := allinone.Start(ctx, allinone.Options{
-		DataDir: filepath.Join(dir, "data"), Addr: addr,
-		Services: []string{"source", "build", "test", "release", "notify"},
-	})
+	o := allinone.DefaultOptions()
+	o.DataDir, o.Process.Addr = filepath.Join(dir, "data"), addr
+	o.Source.PollInterval = 0 // runs are triggered; a poll would start a second run of a commit
+	p, err := allinone.Start(ctx, o)
 	if err != nil {
 		b.Fatal(err)
 	}

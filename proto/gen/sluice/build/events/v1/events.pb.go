@@ -12,6 +12,7 @@ import (
 	_ "buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
 	v11 "github.com/sluicehq/sluice/proto/gen/sluice/build/v1"
 	v1 "github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
+	v12 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	durationpb "google.golang.org/protobuf/types/known/durationpb"
@@ -271,7 +272,10 @@ type BuildFinished struct {
 	LastLogLines  []string               `protobuf:"bytes,11,rep,name=last_log_lines,json=lastLogLines,proto3" json:"last_log_lines,omitempty"`
 	Duration      *durationpb.Duration   `protobuf:"bytes,12,opt,name=duration,proto3" json:"duration,omitempty"`
 	// Time spent inside steps, for overhead accounting.
-	StepDuration  *durationpb.Duration `protobuf:"bytes,13,opt,name=step_duration,json=stepDuration,proto3" json:"step_duration,omitempty"`
+	StepDuration *durationpb.Duration `protobuf:"bytes,13,opt,name=step_duration,json=stepDuration,proto3" json:"step_duration,omitempty"`
+	// The run's pipeline as source requested it (RunRequested.pipeline): the
+	// stages after build read their specs from it, so none asks source.
+	Pipeline      *v12.Pipeline `protobuf:"bytes,14,opt,name=pipeline,proto3" json:"pipeline,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -397,11 +401,18 @@ func (x *BuildFinished) GetStepDuration() *durationpb.Duration {
 	return nil
 }
 
+func (x *BuildFinished) GetPipeline() *v12.Pipeline {
+	if x != nil {
+		return x.Pipeline
+	}
+	return nil
+}
+
 var File_sluice_build_events_v1_events_proto protoreflect.FileDescriptor
 
 const file_sluice_build_events_v1_events_proto_rawDesc = "" +
 	"\n" +
-	"#sluice/build/events/v1/events.proto\x12\x16sluice.build.events.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1bsluice/build/v1/build.proto\x1a$sluice/source/events/v1/events.proto\"\xd4\x01\n" +
+	"#sluice/build/events/v1/events.proto\x12\x16sluice.build.events.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1bsluice/build/v1/build.proto\x1a$sluice/source/events/v1/events.proto\x1a\x1fsluice/source/v1/pipeline.proto\"\xd4\x01\n" +
 	"\fBuildStarted\x12\x1e\n" +
 	"\x06run_id\x18\x01 \x01(\tB\a\xbaH\x04r\x02\x10\x01R\x05runId\x12\"\n" +
 	"\bbuild_id\x18\x02 \x01(\tB\a\xbaH\x04r\x02\x10\x01R\abuildId\x12N\n" +
@@ -420,7 +431,7 @@ const file_sluice_build_events_v1_events_proto_rawDesc = "" +
 	"\x11ArtifactPublished\x12\x1e\n" +
 	"\x06run_id\x18\x01 \x01(\tB\a\xbaH\x04r\x02\x10\x01R\x05runId\x12\x19\n" +
 	"\bbuild_id\x18\x02 \x01(\tR\abuildId\x12=\n" +
-	"\bartifact\x18\x03 \x01(\v2\x19.sluice.build.v1.ArtifactB\x06\xbaH\x03\xc8\x01\x01R\bartifact\"\xc4\x04\n" +
+	"\bartifact\x18\x03 \x01(\v2\x19.sluice.build.v1.ArtifactB\x06\xbaH\x03\xc8\x01\x01R\bartifact\"\xfc\x04\n" +
 	"\rBuildFinished\x12\x1e\n" +
 	"\x06run_id\x18\x01 \x01(\tB\a\xbaH\x04r\x02\x10\x01R\x05runId\x12\"\n" +
 	"\bbuild_id\x18\x02 \x01(\tB\a\xbaH\x04r\x02\x10\x01R\abuildId\x12N\n" +
@@ -438,7 +449,8 @@ const file_sluice_build_events_v1_events_proto_rawDesc = "" +
 	" \x01(\x05R\bexitCode\x12$\n" +
 	"\x0elast_log_lines\x18\v \x03(\tR\flastLogLines\x125\n" +
 	"\bduration\x18\f \x01(\v2\x19.google.protobuf.DurationR\bduration\x12>\n" +
-	"\rstep_duration\x18\r \x01(\v2\x19.google.protobuf.DurationR\fstepDurationB\xef\x01\n" +
+	"\rstep_duration\x18\r \x01(\v2\x19.google.protobuf.DurationR\fstepDuration\x126\n" +
+	"\bpipeline\x18\x0e \x01(\v2\x1a.sluice.source.v1.PipelineR\bpipelineB\xef\x01\n" +
 	"\x1acom.sluice.build.events.v1B\vEventsProtoP\x01ZIgithub.com/sluicehq/sluice/proto/gen/sluice/build/events/v1;buildeventsv1\xa2\x02\x03SBE\xaa\x02\x16Sluice.Build.Events.V1\xca\x02\x16Sluice\\Build\\Events\\V1\xe2\x02\"Sluice\\Build\\Events\\V1\\GPBMetadata\xea\x02\x19Sluice::Build::Events::V1b\x06proto3"
 
 var (
@@ -464,22 +476,24 @@ var file_sluice_build_events_v1_events_proto_goTypes = []any{
 	(*durationpb.Duration)(nil), // 6: google.protobuf.Duration
 	(*v11.Artifact)(nil),        // 7: sluice.build.v1.Artifact
 	(v11.BuildStatus)(0),        // 8: sluice.build.v1.BuildStatus
+	(*v12.Pipeline)(nil),        // 9: sluice.source.v1.Pipeline
 }
 var file_sluice_build_events_v1_events_proto_depIdxs = []int32{
-	4, // 0: sluice.build.events.v1.BuildStarted.repository:type_name -> sluice.source.events.v1.RepositoryRef
-	5, // 1: sluice.build.events.v1.StepFinished.status:type_name -> sluice.build.v1.StepStatus
-	6, // 2: sluice.build.events.v1.StepFinished.duration:type_name -> google.protobuf.Duration
-	7, // 3: sluice.build.events.v1.ArtifactPublished.artifact:type_name -> sluice.build.v1.Artifact
-	4, // 4: sluice.build.events.v1.BuildFinished.repository:type_name -> sluice.source.events.v1.RepositoryRef
-	8, // 5: sluice.build.events.v1.BuildFinished.status:type_name -> sluice.build.v1.BuildStatus
-	7, // 6: sluice.build.events.v1.BuildFinished.artifacts:type_name -> sluice.build.v1.Artifact
-	6, // 7: sluice.build.events.v1.BuildFinished.duration:type_name -> google.protobuf.Duration
-	6, // 8: sluice.build.events.v1.BuildFinished.step_duration:type_name -> google.protobuf.Duration
-	9, // [9:9] is the sub-list for method output_type
-	9, // [9:9] is the sub-list for method input_type
-	9, // [9:9] is the sub-list for extension type_name
-	9, // [9:9] is the sub-list for extension extendee
-	0, // [0:9] is the sub-list for field type_name
+	4,  // 0: sluice.build.events.v1.BuildStarted.repository:type_name -> sluice.source.events.v1.RepositoryRef
+	5,  // 1: sluice.build.events.v1.StepFinished.status:type_name -> sluice.build.v1.StepStatus
+	6,  // 2: sluice.build.events.v1.StepFinished.duration:type_name -> google.protobuf.Duration
+	7,  // 3: sluice.build.events.v1.ArtifactPublished.artifact:type_name -> sluice.build.v1.Artifact
+	4,  // 4: sluice.build.events.v1.BuildFinished.repository:type_name -> sluice.source.events.v1.RepositoryRef
+	8,  // 5: sluice.build.events.v1.BuildFinished.status:type_name -> sluice.build.v1.BuildStatus
+	7,  // 6: sluice.build.events.v1.BuildFinished.artifacts:type_name -> sluice.build.v1.Artifact
+	6,  // 7: sluice.build.events.v1.BuildFinished.duration:type_name -> google.protobuf.Duration
+	6,  // 8: sluice.build.events.v1.BuildFinished.step_duration:type_name -> google.protobuf.Duration
+	9,  // 9: sluice.build.events.v1.BuildFinished.pipeline:type_name -> sluice.source.v1.Pipeline
+	10, // [10:10] is the sub-list for method output_type
+	10, // [10:10] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_sluice_build_events_v1_events_proto_init() }

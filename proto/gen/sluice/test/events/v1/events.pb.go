@@ -10,7 +10,9 @@ package testeventsv1
 
 import (
 	_ "buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
+	v13 "github.com/sluicehq/sluice/proto/gen/sluice/build/v1"
 	v1 "github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
+	v12 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
 	v11 "github.com/sluicehq/sluice/proto/gen/sluice/test/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
@@ -114,9 +116,15 @@ type TestRunFinished struct {
 	ExitCode      int32                  `protobuf:"varint,11,opt,name=exit_code,json=exitCode,proto3" json:"exit_code,omitempty"`
 	LastLogLines  []string               `protobuf:"bytes,12,rep,name=last_log_lines,json=lastLogLines,proto3" json:"last_log_lines,omitempty"`
 	// Names of failed cases, at most 20.
-	FailedCases   []string             `protobuf:"bytes,13,rep,name=failed_cases,json=failedCases,proto3" json:"failed_cases,omitempty"`
-	Duration      *durationpb.Duration `protobuf:"bytes,14,opt,name=duration,proto3" json:"duration,omitempty"`
-	StepDuration  *durationpb.Duration `protobuf:"bytes,15,opt,name=step_duration,json=stepDuration,proto3" json:"step_duration,omitempty"`
+	FailedCases  []string             `protobuf:"bytes,13,rep,name=failed_cases,json=failedCases,proto3" json:"failed_cases,omitempty"`
+	Duration     *durationpb.Duration `protobuf:"bytes,14,opt,name=duration,proto3" json:"duration,omitempty"`
+	StepDuration *durationpb.Duration `protobuf:"bytes,15,opt,name=step_duration,json=stepDuration,proto3" json:"step_duration,omitempty"`
+	// The run's pipeline, passed on from BuildFinished: release reads its
+	// release spec from it.
+	Pipeline *v12.Pipeline `protobuf:"bytes,16,opt,name=pipeline,proto3" json:"pipeline,omitempty"`
+	// The build's artifacts with their digests, passed on from BuildFinished:
+	// release releases exactly these.
+	Artifacts     []*v13.Artifact `protobuf:"bytes,17,rep,name=artifacts,proto3" json:"artifacts,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -256,18 +264,32 @@ func (x *TestRunFinished) GetStepDuration() *durationpb.Duration {
 	return nil
 }
 
+func (x *TestRunFinished) GetPipeline() *v12.Pipeline {
+	if x != nil {
+		return x.Pipeline
+	}
+	return nil
+}
+
+func (x *TestRunFinished) GetArtifacts() []*v13.Artifact {
+	if x != nil {
+		return x.Artifacts
+	}
+	return nil
+}
+
 var File_sluice_test_events_v1_events_proto protoreflect.FileDescriptor
 
 const file_sluice_test_events_v1_events_proto_rawDesc = "" +
 	"\n" +
-	"\"sluice/test/events/v1/events.proto\x12\x15sluice.test.events.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1egoogle/protobuf/duration.proto\x1a$sluice/source/events/v1/events.proto\x1a\x19sluice/test/v1/test.proto\"\xc1\x01\n" +
+	"\"sluice/test/events/v1/events.proto\x12\x15sluice.test.events.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1bsluice/build/v1/build.proto\x1a$sluice/source/events/v1/events.proto\x1a\x1fsluice/source/v1/pipeline.proto\x1a\x19sluice/test/v1/test.proto\"\xc1\x01\n" +
 	"\x0eTestRunStarted\x12\x1e\n" +
 	"\x06run_id\x18\x01 \x01(\tB\a\xbaH\x04r\x02\x10\x01R\x05runId\x12'\n" +
 	"\vtest_run_id\x18\x02 \x01(\tB\a\xbaH\x04r\x02\x10\x01R\ttestRunId\x12N\n" +
 	"\n" +
 	"repository\x18\x03 \x01(\v2&.sluice.source.events.v1.RepositoryRefB\x06\xbaH\x03\xc8\x01\x01R\n" +
 	"repository\x12\x16\n" +
-	"\x06commit\x18\x04 \x01(\tR\x06commit\"\x81\x05\n" +
+	"\x06commit\x18\x04 \x01(\tR\x06commit\"\xf2\x05\n" +
 	"\x0fTestRunFinished\x12\x1e\n" +
 	"\x06run_id\x18\x01 \x01(\tB\a\xbaH\x04r\x02\x10\x01R\x05runId\x12'\n" +
 	"\vtest_run_id\x18\x02 \x01(\tB\a\xbaH\x04r\x02\x10\x01R\ttestRunId\x12N\n" +
@@ -287,7 +309,9 @@ const file_sluice_test_events_v1_events_proto_rawDesc = "" +
 	"\x0elast_log_lines\x18\f \x03(\tR\flastLogLines\x12!\n" +
 	"\ffailed_cases\x18\r \x03(\tR\vfailedCases\x125\n" +
 	"\bduration\x18\x0e \x01(\v2\x19.google.protobuf.DurationR\bduration\x12>\n" +
-	"\rstep_duration\x18\x0f \x01(\v2\x19.google.protobuf.DurationR\fstepDurationB\xe8\x01\n" +
+	"\rstep_duration\x18\x0f \x01(\v2\x19.google.protobuf.DurationR\fstepDuration\x126\n" +
+	"\bpipeline\x18\x10 \x01(\v2\x1a.sluice.source.v1.PipelineR\bpipeline\x127\n" +
+	"\tartifacts\x18\x11 \x03(\v2\x19.sluice.build.v1.ArtifactR\tartifactsB\xe8\x01\n" +
 	"\x19com.sluice.test.events.v1B\vEventsProtoP\x01ZGgithub.com/sluicehq/sluice/proto/gen/sluice/test/events/v1;testeventsv1\xa2\x02\x03STE\xaa\x02\x15Sluice.Test.Events.V1\xca\x02\x15Sluice\\Test\\Events\\V1\xe2\x02!Sluice\\Test\\Events\\V1\\GPBMetadata\xea\x02\x18Sluice::Test::Events::V1b\x06proto3"
 
 var (
@@ -310,6 +334,8 @@ var file_sluice_test_events_v1_events_proto_goTypes = []any{
 	(v11.TestRunStatus)(0),      // 3: sluice.test.v1.TestRunStatus
 	(*v11.Counts)(nil),          // 4: sluice.test.v1.Counts
 	(*durationpb.Duration)(nil), // 5: google.protobuf.Duration
+	(*v12.Pipeline)(nil),        // 6: sluice.source.v1.Pipeline
+	(*v13.Artifact)(nil),        // 7: sluice.build.v1.Artifact
 }
 var file_sluice_test_events_v1_events_proto_depIdxs = []int32{
 	2, // 0: sluice.test.events.v1.TestRunStarted.repository:type_name -> sluice.source.events.v1.RepositoryRef
@@ -318,11 +344,13 @@ var file_sluice_test_events_v1_events_proto_depIdxs = []int32{
 	4, // 3: sluice.test.events.v1.TestRunFinished.counts:type_name -> sluice.test.v1.Counts
 	5, // 4: sluice.test.events.v1.TestRunFinished.duration:type_name -> google.protobuf.Duration
 	5, // 5: sluice.test.events.v1.TestRunFinished.step_duration:type_name -> google.protobuf.Duration
-	6, // [6:6] is the sub-list for method output_type
-	6, // [6:6] is the sub-list for method input_type
-	6, // [6:6] is the sub-list for extension type_name
-	6, // [6:6] is the sub-list for extension extendee
-	0, // [0:6] is the sub-list for field type_name
+	6, // 6: sluice.test.events.v1.TestRunFinished.pipeline:type_name -> sluice.source.v1.Pipeline
+	7, // 7: sluice.test.events.v1.TestRunFinished.artifacts:type_name -> sluice.build.v1.Artifact
+	8, // [8:8] is the sub-list for method output_type
+	8, // [8:8] is the sub-list for method input_type
+	8, // [8:8] is the sub-list for extension type_name
+	8, // [8:8] is the sub-list for extension extendee
+	0, // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_sluice_test_events_v1_events_proto_init() }

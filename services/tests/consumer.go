@@ -1,4 +1,4 @@
-package test
+package tests
 
 import (
 	"context"
@@ -8,28 +8,24 @@ import (
 	"regexp"
 	"time"
 
-	"connectrpc.com/connect"
 	"github.com/google/uuid"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/sluicehq/sluice/platform/events"
 	"github.com/sluicehq/sluice/platform/gitcheckout"
+	"github.com/sluicehq/sluice/platform/servicekit"
 	"github.com/sluicehq/sluice/platform/steplog"
-	"github.com/sluicehq/sluice/proto/gen/sluice/build/events/v1"
+	buildeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/build/events/v1"
 	buildv1 "github.com/sluicehq/sluice/proto/gen/sluice/build/v1"
-	"github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
-	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
-	"github.com/sluicehq/sluice/proto/gen/sluice/test/events/v1"
+	sourceeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
+	testeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/test/events/v1"
 	testv1 "github.com/sluicehq/sluice/proto/gen/sluice/test/v1"
-	"github.com/sluicehq/sluice/services/test/domain"
+	"github.com/sluicehq/sluice/services/tests/domain"
 )
 
-// The durable consumer test reads BuildFinished events from (declared in
-// deploy/nats/consumers/test/test-builds.json).
-const (
-	consumerStream  = "BUILD"
-	consumerDurable = "test-builds"
-)
+// consumerDurable is the consumer of BuildFinished events every replica
+// shares (deploy/nats/consumers/test/test-builds.json).
+const consumerDurable = "test-builds"
 
 const (
 	// heartbeat is how often a worker tells JetStream it still handles a
@@ -47,21 +43,19 @@ const (
 	// heldPollInterval is how often a delivery whose test run another worker
 	// holds looks again.
 	heldPollInterval = time.Second
-	// sourceCallTimeout bounds one call to the source service.
-	sourceCallTimeout = 30 * time.Second
 )
 
 var commitPattern = regexp.MustCompile(`^[0-9a-f]{40}$`)
 
-// Consumer is the BuildFinished consumer; Run it until the process stops.
-func (s *Service) Consumer() *events.Consumer {
-	return events.NewConsumer(s.js, s.log, events.ConsumerConfig{
-		Service:     "test",
-		Stream:      consumerStream,
-		Durable:     consumerDurable,
-		Concurrency: s.cfg.Workers,
-		Heartbeat:   heartbeat,
-	}, s.HandleBuildFinished)
+// Consumers are the service's event ports: finished builds, from the
+// test-builds consumer every replica shares.
+func (s *Service) Consumers() []servicekit.Consumer {
+	return []servicekit.Consumer{{
+		Durable:   consumerDurable,
+		Handler:   s.HandleBuildFinished,
+		Workers:   s.cfg.Workers,
+		Heartbeat: heartbeat,
+	}}
 }
 
 // HandleBuildFinished tests a successful build: it is the consumer's
@@ -263,17 +257,10 @@ func (a *attempt) test(ctx context.Context) (domain.Outcome, error) {
 	if run.Attempt > 1 {
 		a.meta("", "--- taking over from a worker that stopped")
 	}
-	res, err := a.getRun(ctx)
-	if connect.CodeOf(err) == connect.CodeNotFound {
-		return domain.Errored(fmt.Sprintf("run %s not found at the source service", run.RunID), nil), nil
+	pipeline := a.bf.GetPipeline()
+	if pipeline == nil {
+		return domain.Errored("the BuildFinished event carries no pipeline (a build service older than this test service published it); trigger the run again", nil), nil
 	}
-	if err != nil {
-		return domain.Outcome{}, fmt.Errorf("ask the source service for run %s: %w", run.RunID, err)
-	}
-	if a.branch == "" {
-		a.branch = res.GetBranch()
-	}
-	pipeline := res.GetPipeline()
 	spec := pipeline.GetTest()
 	if len(spec.GetSteps()) == 0 && len(spec.GetReports()) == 0 {
 		a.meta("", "--- the pipeline has no tests: nothing to run")
@@ -320,16 +307,6 @@ func (a *attempt) test(ctx context.Context) (domain.Outcome, error) {
 	return domain.Decide(a.steps, problems, suites, cases), nil
 }
 
-func (a *attempt) getRun(ctx context.Context) (*sourcev1.Run, error) {
-	ctx, cancel := context.WithTimeout(ctx, sourceCallTimeout)
-	defer cancel()
-	res, err := a.s.source.GetRun(ctx, &sourcev1.GetRunRequest{RunId: a.run.RunID})
-	if err != nil {
-		return nil, err
-	}
-	return res.GetRun(), nil
-}
-
 // finish records the outcome and publishes TestRunFinished with it.
 func (a *attempt) finish(parent context.Context, o domain.Outcome) error {
 	run := a.run
@@ -357,6 +334,9 @@ func (a *attempt) finish(parent context.Context, o domain.Outcome) error {
 		FailedCases:   o.FailedCaseNames(),
 		Duration:      durationpb.New(ended.Sub(run.CreatedAt)),
 		StepDuration:  durationpb.New(o.StepDuration),
+		// Passed on for release, which asks no one for them.
+		Pipeline:  a.bf.GetPipeline(),
+		Artifacts: a.bf.GetArtifacts(),
 	}
 	if f := o.FailedStep; f != nil {
 		payload.FailedStep = f.Name

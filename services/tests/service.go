@@ -1,53 +1,66 @@
-package test
+package tests
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/fx"
 
 	"github.com/sluicehq/sluice/platform/events"
 	"github.com/sluicehq/sluice/platform/executor"
+	"github.com/sluicehq/sluice/platform/sqldb"
 	"github.com/sluicehq/sluice/platform/steplog"
-	"github.com/sluicehq/sluice/proto/gen/sluice/source/v1/sourcev1connect"
-	"github.com/sluicehq/sluice/services/test/domain"
+	"github.com/sluicehq/sluice/services/tests/domain"
 )
+
+// Deps are the service's collaborators; fx provides them (servicekit).
+type Deps struct {
+	fx.In
+	Store *Store
+	// DB holds the step logs beside the test runs.
+	DB *sqldb.DB
+	// Outbox publishes what the service enqueued.
+	Outbox *events.Relay
+	// JetStream holds the artifact object store.
+	JetStream jetstream.JetStream
+	// Executor runs the steps (executor.Local in production).
+	Executor executor.Executor
+	Log      *slog.Logger
+}
 
 // Service is the test service's application: it runs test runs for
 // successful builds and answers questions about them.
 type Service struct {
-	cfg    Config
-	log    *slog.Logger
-	store  *Store
-	logs   *steplog.Store
-	js     jetstream.JetStream
-	source sourcev1connect.SourceServiceClient
-	exec   executor.Executor
-	relay  *events.Relay
+	cfg   Config
+	log   *slog.Logger
+	store *Store
+	logs  *steplog.Store
+	js    jetstream.JetStream
+	exec  executor.Executor
+	relay *events.Relay
 }
 
-// NewService makes the service. cfg must be valid (defaults applied);
-// source is the source service's client, asked for each run's pipeline.
-func NewService(cfg Config, log *slog.Logger, store *Store, js jetstream.JetStream, source sourcev1connect.SourceServiceClient) (*Service, error) {
-	cfg = cfg.WithDefaults()
+// NewService makes the service; cfg must be valid (Config.WithDefaults,
+// Config.Validate).
+func NewService(cfg Config, d Deps) (*Service, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	if d.Store == nil || d.DB == nil || d.Outbox == nil || d.JetStream == nil || d.Executor == nil || d.Log == nil {
+		return nil, errors.New("test: NewService: every dependency is required")
+	}
 	return &Service{
-		cfg:    cfg,
-		log:    log,
-		store:  store,
-		logs:   steplog.New(store.DB()),
-		js:     js,
-		source: source,
-		exec:   &executor.Local{DefaultTimeout: cfg.DefaultStepTimeout},
-		relay:  events.NewRelay(store.DB(), js, log.With(slog.String("component", "outbox"))),
+		cfg:   cfg,
+		log:   d.Log,
+		store: d.Store,
+		logs:  steplog.New(d.DB),
+		js:    d.JetStream,
+		exec:  d.Executor,
+		relay: d.Outbox,
 	}, nil
 }
-
-// Relay publishes the events the service enqueued; Run it until the
-// process stops.
-func (s *Service) Relay() *events.Relay { return s.relay }
 
 // TestRun returns the test run (by test run id or run id) and its suites.
 func (s *Service) TestRun(ctx context.Context, id string) (domain.TestRun, []domain.Suite, error) {

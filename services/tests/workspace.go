@@ -1,4 +1,4 @@
-package test
+package tests
 
 import (
 	"context"
@@ -17,8 +17,8 @@ import (
 	"github.com/sluicehq/sluice/platform/executor"
 	buildv1 "github.com/sluicehq/sluice/proto/gen/sluice/build/v1"
 	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
-	"github.com/sluicehq/sluice/services/test/domain"
-	"github.com/sluicehq/sluice/services/test/report"
+	"github.com/sluicehq/sluice/services/tests/domain"
+	"github.com/sluicehq/sluice/services/tests/report"
 )
 
 // ArtifactBucket is the JetStream object store build puts artifacts in,

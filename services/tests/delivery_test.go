@@ -1,8 +1,7 @@
-package test_test
+package tests_test
 
 import (
 	"context"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -10,14 +9,16 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/sluicehq/sluice/platform/events"
+	"github.com/sluicehq/sluice/platform/executor"
+	"github.com/sluicehq/sluice/platform/servicekit/servicekittest"
+	"github.com/sluicehq/sluice/platform/steplog"
 	buildv1 "github.com/sluicehq/sluice/proto/gen/sluice/build/v1"
-	"github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
+	sourceeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
 	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
-	"github.com/sluicehq/sluice/proto/gen/sluice/source/v1/sourcev1connect"
-	"github.com/sluicehq/sluice/proto/gen/sluice/test/events/v1"
+	testeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/test/events/v1"
 	testv1 "github.com/sluicehq/sluice/proto/gen/sluice/test/v1"
-	test "github.com/sluicehq/sluice/services/test"
-	"github.com/sluicehq/sluice/services/test/domain"
+	"github.com/sluicehq/sluice/services/tests"
+	"github.com/sluicehq/sluice/services/tests/domain"
 )
 
 // delivery is a message's delivery count, as the consumer passes it.
@@ -31,19 +32,18 @@ func (d delivery) Last() bool      { return int(d) >= d.MaxDeliver() }
 
 // newPlainService builds the service with its plain constructors and runs
 // its outbox relay.
-func (w *world) newPlainService() (*test.Service, *test.Store) {
+func (w *world) newPlainService() (*tests.Service, *tests.Store) {
 	w.t.Helper()
 	ctx := context.Background()
 	cfg := w.config().WithDefaults()
-	store, err := test.NewStore(ctx, cfg.DatabaseURL)
-	if err != nil {
-		w.t.Fatal(err)
-	}
-	w.t.Cleanup(func() { _ = store.Close() })
-	transport := &http.Transport{}
-	w.t.Cleanup(transport.CloseIdleConnections)
-	source := sourcev1connect.NewSourceServiceClient(&http.Client{Transport: transport}, w.sourceURL)
-	svc, err := test.NewService(cfg, testLogger(w.t), store, w.js, source)
+	db := servicekittest.OpenDBAt(w.t, cfg.DatabaseURL, tests.Migrations(), steplog.Migrations())
+	store := tests.NewStore(db)
+	log := testLogger(w.t)
+	relay := events.NewRelay(db, w.js, log)
+	svc, err := tests.NewService(cfg, tests.Deps{
+		Store: store, DB: db, Outbox: relay, JetStream: w.js,
+		Executor: &executor.Local{DefaultTimeout: cfg.DefaultStepTimeout}, Log: log,
+	})
 	if err != nil {
 		w.t.Fatal(err)
 	}
@@ -51,7 +51,7 @@ func (w *world) newPlainService() (*test.Service, *test.Store) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		svc.Relay().Run(rctx)
+		relay.Run(rctx)
 	}()
 	w.t.Cleanup(func() { cancel(); <-done })
 	return svc, store
@@ -70,17 +70,17 @@ func (w *world) event(runID string) events.Event {
 func TestInfrastructureFailure(t *testing.T) {
 	w := newWorld(t)
 	svc, store := w.newPlainService()
-	h := test.NewHandler(svc)
+	h := tests.NewHandler(svc)
 	ctx := context.Background()
 	quick := &sourcev1.Pipeline{Test: &sourcev1.TestSpec{Steps: []*sourcev1.Step{{Name: "quick", Run: "echo quick"}}}}
 
 	t.Run("retried, then taken over by the next delivery", func(t *testing.T) {
 		runID := w.run(quick)
 		ev := w.event(runID)
-		w.source.setDown(true)
+		w.repoDown(true)
 		err := svc.HandleBuildFinished(ctx, ev, delivery(1))
-		if err == nil || !strings.Contains(err.Error(), "ask the source service for run "+runID) {
-			t.Fatalf("first delivery with source down: %v, want an error to retry", err)
+		if err == nil || !strings.Contains(err.Error(), "gitcheckout: ") {
+			t.Fatalf("first delivery with the repository unreachable: %v, want an error to retry", err)
 		}
 		res, err := h.GetTestRun(ctx, &testv1.GetTestRunRequest{Id: runID})
 		if err != nil {
@@ -90,7 +90,7 @@ func TestInfrastructureFailure(t *testing.T) {
 			t.Fatalf("status after a failed attempt = %s, want RUNNING", s)
 		}
 
-		w.source.setDown(false)
+		w.repoDown(false)
 		if err := svc.HandleBuildFinished(ctx, ev, delivery(2)); err != nil {
 			t.Fatalf("second delivery: %v", err)
 		}
@@ -107,7 +107,7 @@ func TestInfrastructureFailure(t *testing.T) {
 			text = append(text, l.GetText())
 		}
 		joined := strings.Join(text, "\n")
-		for _, want := range []string{"attempt 1 failed: ask the source service", ", attempt 2: build ", "--- taking over from a worker that stopped", "quick"} {
+		for _, want := range []string{"attempt 1 failed: gitcheckout: ", ", attempt 2: build ", "--- taking over from a worker that stopped", "quick"} {
 			if !strings.Contains(joined, want) {
 				t.Errorf("log lacks %q:\n%s", want, joined)
 			}
@@ -126,7 +126,7 @@ func TestInfrastructureFailure(t *testing.T) {
 			t.Fatal(err)
 		}
 		leaseEnd := time.Now().Add(2 * time.Second)
-		if _, outcome, err := store.Claim(ctx, holder, ev.ID, started, leaseEnd.Add(-30*time.Second), leaseEnd); err != nil || outcome != test.Claimed {
+		if _, outcome, err := store.Claim(ctx, holder, ev.ID, started, leaseEnd.Add(-30*time.Second), leaseEnd); err != nil || outcome != tests.Claimed {
 			t.Fatalf("claim: %v %v", outcome, err)
 		}
 		if err := svc.HandleBuildFinished(ctx, ev, delivery(2)); err != nil {
@@ -143,14 +143,14 @@ func TestInfrastructureFailure(t *testing.T) {
 
 	t.Run("the last delivery ends the test run in ERROR", func(t *testing.T) {
 		runID := w.run(quick)
-		w.source.setDown(true)
-		defer w.source.setDown(false)
+		w.repoDown(true)
+		defer w.repoDown(false)
 		if err := svc.HandleBuildFinished(ctx, w.event(runID), delivery(5)); err != nil {
 			t.Fatalf("last delivery: %v, want the event handled", err)
 		}
 		f := w.events.finished(runID)
 		if f.GetStatus() != testv1.TestRunStatus_TEST_RUN_STATUS_ERROR ||
-			!strings.HasPrefix(f.GetFailureReason(), "gave up after 5 deliveries: ask the source service for run "+runID) {
+			!strings.HasPrefix(f.GetFailureReason(), "gave up after 5 deliveries: gitcheckout: ") {
 			t.Errorf("TestRunFinished %s %q, want ERROR: gave up after 5 deliveries: ...", f.GetStatus(), f.GetFailureReason())
 		}
 	})
@@ -173,11 +173,8 @@ func TestInfrastructureFailure(t *testing.T) {
 
 func TestClaim(t *testing.T) {
 	ctx := context.Background()
-	store, err := test.NewStore(ctx, "sqlite:"+t.TempDir()+"/test.db")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
+	db := servicekittest.OpenDB(t, tests.Migrations(), steplog.Migrations())
+	store := tests.NewStore(db)
 
 	runID := uuid.Must(uuid.NewV7()).String()
 	candidate := func() domain.TestRun {
@@ -193,7 +190,7 @@ func TestClaim(t *testing.T) {
 		return ev
 	}
 	t0 := time.Now()
-	claim := func(eventID string, now time.Time) (domain.TestRun, test.ClaimOutcome) {
+	claim := func(eventID string, now time.Time) (domain.TestRun, tests.ClaimOutcome) {
 		t.Helper()
 		c := candidate()
 		run, outcome, err := store.Claim(ctx, c, eventID, started(c), now, now.Add(30*time.Second))
@@ -204,26 +201,26 @@ func TestClaim(t *testing.T) {
 	}
 
 	first, outcome := claim("event-1", t0)
-	if outcome != test.Claimed || first.Attempt != 1 {
+	if outcome != tests.Claimed || first.Attempt != 1 {
 		t.Fatalf("first claim: %v attempt %d, want Claimed attempt 1", outcome, first.Attempt)
 	}
-	if pending, err := events.Pending(ctx, store.DB()); err != nil || pending != 1 {
+	if pending, err := events.Pending(ctx, db); err != nil || pending != 1 {
 		t.Errorf("outbox holds %d events (%v), want the TestRunStarted", pending, err)
 	}
-	if _, outcome := claim("event-2", t0.Add(time.Second)); outcome != test.HeldByOther {
+	if _, outcome := claim("event-2", t0.Add(time.Second)); outcome != tests.HeldByOther {
 		t.Errorf("another event while the lease holds: %v, want HeldByOther", outcome)
 	}
-	if _, outcome := claim("event-1", t0.Add(time.Second)); outcome != test.HeldForThisEvent {
+	if _, outcome := claim("event-1", t0.Add(time.Second)); outcome != tests.HeldForThisEvent {
 		t.Errorf("the same event while the lease holds: %v, want HeldForThisEvent", outcome)
 	}
 	second, outcome := claim("event-2", t0.Add(31*time.Second))
-	if outcome != test.TakenOver || second.Attempt != 2 || second.ID != first.ID {
+	if outcome != tests.TakenOver || second.Attempt != 2 || second.ID != first.ID {
 		t.Fatalf("claim after the lease ended: %v attempt %d id %s, want TakenOver attempt 2 of %s", outcome, second.Attempt, second.ID, first.ID)
 	}
 	if err := store.RenewLease(ctx, first.ID, 1, t0.Add(time.Minute)); err == nil {
 		t.Error("the first worker renewed its lease after it was taken over")
 	}
-	if pending, _ := events.Pending(ctx, store.DB()); pending != 1 {
+	if pending, _ := events.Pending(ctx, db); pending != 1 {
 		t.Errorf("outbox holds %d events after a takeover, want still 1", pending)
 	}
 }

@@ -1,15 +1,12 @@
-package test_test
+package tests_test
 
 import (
 	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"io/fs"
 	"log/slog"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,7 +15,6 @@ import (
 	"testing/fstest"
 	"time"
 
-	"connectrpc.com/connect"
 	"github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/google/uuid"
@@ -30,12 +26,11 @@ import (
 	"github.com/sluicehq/sluice/platform/events"
 	"github.com/sluicehq/sluice/platform/natsprovision"
 	"github.com/sluicehq/sluice/platform/natstest"
-	"github.com/sluicehq/sluice/proto/gen/sluice/build/events/v1"
+	buildeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/build/events/v1"
 	buildv1 "github.com/sluicehq/sluice/proto/gen/sluice/build/v1"
-	"github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
+	sourceeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
 	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
-	"github.com/sluicehq/sluice/proto/gen/sluice/source/v1/sourcev1connect"
-	"github.com/sluicehq/sluice/proto/gen/sluice/test/events/v1"
+	testeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/test/events/v1"
 )
 
 func TestMain(m *testing.M) {
@@ -71,60 +66,16 @@ func testLogger(t *testing.T) *slog.Logger {
 	return slog.New(slog.NewTextHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
-// fakeSource stands in for the source service: GetRun answers from runs.
-type fakeSource struct {
-	sourcev1connect.UnimplementedSourceServiceHandler
-	mu   sync.Mutex
-	runs map[string]*sourcev1.Run
-	down bool // answer Unavailable
-}
-
-func (f *fakeSource) GetRun(_ context.Context, req *sourcev1.GetRunRequest) (*sourcev1.GetRunResponse, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.down {
-		return nil, connect.NewError(connect.CodeUnavailable, errors.New("source is down for the test"))
-	}
-	run, ok := f.runs[req.GetRunId()]
-	if !ok {
-		return nil, connect.NewError(connect.CodeNotFound, errors.New("run "+req.GetRunId()+" not found"))
-	}
-	return &sourcev1.GetRunResponse{Run: run}, nil
-}
-
-func (f *fakeSource) addRun(run *sourcev1.Run) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.runs[run.GetId()] = run
-}
-
-func (f *fakeSource) setDown(down bool) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.down = down
-}
-
-// startFakeSource serves f over HTTP and returns its URL.
-func startFakeSource(t *testing.T, f *fakeSource) string {
-	t.Helper()
-	path, h := sourcev1connect.NewSourceServiceHandler(f)
-	mux := http.NewServeMux()
-	mux.Handle(path, h)
-	srv := httptest.NewServer(mux)
-	t.Cleanup(srv.Close)
-	return srv.URL
-}
-
 // world is what every component test needs: a real nats-server with the
-// BUILD stream, the artifact store and test's streams and consumer, a fake
-// source service and a git repository.
+// BUILD stream, the artifact store and test's streams and consumer, and a
+// git repository. The test service asks no other service for anything: the
+// BuildFinished events the tests publish carry every run's pipeline.
 type world struct {
 	t         *testing.T
 	nats      *natstest.Server
 	nc        *nats.Conn
 	js        jetstream.JetStream
-	source    *fakeSource
-	sourceURL string
+	pipelines map[string]*sourcev1.Pipeline // by run id
 	repo      repo
 	events    *collector
 }
@@ -147,8 +98,7 @@ func newWorld(t *testing.T) *world {
 	if err := natsprovision.Apply(ctx, js, deploy.NATS(), "test", natsprovision.Options{}); err != nil {
 		t.Fatalf("provision test: %v", err)
 	}
-	w := &world{t: t, nats: srv, nc: nc, js: js, source: &fakeSource{runs: map[string]*sourcev1.Run{}}}
-	w.sourceURL = startFakeSource(t, w.source)
+	w := &world{t: t, nats: srv, nc: nc, js: js, pipelines: map[string]*sourcev1.Pipeline{}}
 	w.repo = newRepo(t)
 	w.events = collect(t, nc, "sluice.test.>")
 	return w
@@ -264,8 +214,21 @@ func (w *world) putArtifact(runID, name string, content []byte) *buildv1.Artifac
 // run registers a run with pipeline at source and returns its id.
 func (w *world) run(pipeline *sourcev1.Pipeline) string {
 	id := uuid.Must(uuid.NewV7()).String()
-	w.source.addRun(&sourcev1.Run{Id: id, Repository: "hello", Commit: w.repo.commit, Branch: "main", Pipeline: pipeline})
+	w.pipelines[id] = pipeline
 	return id
+}
+
+// repoDown makes the repository unreachable (a transient infrastructure
+// failure: checkouts fail and are retried) or reachable again.
+func (w *world) repoDown(down bool) {
+	w.t.Helper()
+	from, to := w.repo.url, w.repo.url+".away"
+	if !down {
+		from, to = to, from
+	}
+	if err := os.Rename(from, to); err != nil {
+		w.t.Fatal(err)
+	}
 }
 
 func (w *world) buildFinished(runID string, status buildv1.BuildStatus, artifacts ...*buildv1.Artifact) *buildeventsv1.BuildFinished {
@@ -277,6 +240,7 @@ func (w *world) buildFinished(runID string, status buildv1.BuildStatus, artifact
 		Branch:     "main",
 		Status:     status,
 		Artifacts:  artifacts,
+		Pipeline:   w.pipelines[runID],
 	}
 }
 

@@ -1,4 +1,4 @@
-package test
+package tests
 
 import (
 	"context"
@@ -11,8 +11,7 @@ import (
 	"github.com/sluicehq/sluice/platform/apierror"
 	"github.com/sluicehq/sluice/platform/events"
 	"github.com/sluicehq/sluice/platform/sqldb"
-	"github.com/sluicehq/sluice/platform/steplog"
-	"github.com/sluicehq/sluice/services/test/domain"
+	"github.com/sluicehq/sluice/services/tests/domain"
 )
 
 //go:embed migrations/*.sql
@@ -29,20 +28,9 @@ type Store struct {
 	db *sqldb.DB
 }
 
-// NewStore opens the database at url and applies the migrations.
-func NewStore(ctx context.Context, url string) (*Store, error) {
-	db, err := sqldb.Open(ctx, url, events.Migrations(), steplog.Migrations(), Migrations())
-	if err != nil {
-		return nil, fmt.Errorf("test store: %w", err)
-	}
-	return &Store{db: db}, nil
-}
-
-// DB is the underlying database (for the outbox relay and step logs).
-func (s *Store) DB() *sqldb.DB { return s.db }
-
-// Close closes the database.
-func (s *Store) Close() error { return s.db.Close() }
+// NewStore keeps the service's records in db, which has the Migrations
+// (servicekit opens and migrates it on start).
+func NewStore(db *sqldb.DB) *Store { return &Store{db: db} }
 
 // ClaimOutcome says what a worker may do with a BuildFinished event.
 type ClaimOutcome int

@@ -1,4 +1,4 @@
-module github.com/sluicehq/sluice/services/test
+module github.com/sluicehq/sluice/services/tests
 
 go 1.26.8
 

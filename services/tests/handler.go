@@ -1,4 +1,4 @@
-package test
+package tests
 
 import (
 	"context"
@@ -10,7 +10,7 @@ import (
 	"github.com/sluicehq/sluice/platform/rpcserver"
 	testv1 "github.com/sluicehq/sluice/proto/gen/sluice/test/v1"
 	"github.com/sluicehq/sluice/proto/gen/sluice/test/v1/testv1connect"
-	"github.com/sluicehq/sluice/services/test/domain"
+	"github.com/sluicehq/sluice/services/tests/domain"
 )
 
 // Handler serves the TestService Connect API.

@@ -1,79 +1,35 @@
-package test_test
+package tests_test
 
 import (
 	"context"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	"connectrpc.com/connect"
-	"go.uber.org/fx"
-	"go.uber.org/fx/fxevent"
-	"go.uber.org/fx/fxtest"
 	"google.golang.org/protobuf/types/known/durationpb"
 
-	"github.com/sluicehq/sluice/platform/fxkit"
-	"github.com/sluicehq/sluice/platform/natsconn"
-	"github.com/sluicehq/sluice/platform/rpcserver"
+	"github.com/sluicehq/sluice/platform/servicekit"
+	"github.com/sluicehq/sluice/platform/servicekit/servicekittest"
 	"github.com/sluicehq/sluice/platform/sqldb/sqldbtest"
 	buildv1 "github.com/sluicehq/sluice/proto/gen/sluice/build/v1"
 	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
-	"github.com/sluicehq/sluice/proto/gen/sluice/test/events/v1"
+	testeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/test/events/v1"
 	testv1 "github.com/sluicehq/sluice/proto/gen/sluice/test/v1"
 	"github.com/sluicehq/sluice/proto/gen/sluice/test/v1/testv1connect"
-	test "github.com/sluicehq/sluice/services/test"
+	"github.com/sluicehq/sluice/services/tests"
 )
 
 // startService composes the test service as the binaries do, with its
 // Connect API on a loopback port, and returns a client of it.
-func (w *world) startService(cfg test.Config) testv1connect.TestServiceClient {
+func (w *world) startService(cfg tests.Config) testv1connect.TestServiceClient {
 	w.t.Helper()
-	var server *rpcserver.Server
-	app := fxtest.New(w.t,
-		fx.WithLogger(func() fxevent.Logger { return fxevent.NopLogger }),
-		fx.Supply(testLogger(w.t)),
-		fxkit.NATS(natsconn.Config{URL: w.nats.URL, Name: w.t.Name()}),
-		fxkit.Server(rpcserver.Config{Addr: "127.0.0.1:0"}),
-		test.Module(cfg),
-		fx.Populate(&server),
-	)
-	app.RequireStart()
-	w.t.Cleanup(app.RequireStop)
-	transport := &http.Transport{}
-	w.t.Cleanup(transport.CloseIdleConnections)
-	waitReady(w.t, &http.Client{Transport: transport}, server.URL())
-	return testv1connect.NewTestServiceClient(&http.Client{Transport: transport}, server.URL())
+	p := servicekittest.Start(w.t, w.nats.URL, servicekittest.Options{Log: testLogger(w.t)}, tests.Module(cfg))
+	return testv1connect.NewTestServiceClient(p.Client, p.URL)
 }
 
-// waitReady waits until the server's /readyz answers 200: provisioning is
-// done and the consumer runs.
-func waitReady(t *testing.T, client *http.Client, url string) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	for {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url+"/readyz", nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		res, err := client.Do(req)
-		if err == nil {
-			_ = res.Body.Close()
-			if res.StatusCode == http.StatusOK {
-				return
-			}
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("service not ready: %v", err)
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-}
-
-func (w *world) config() test.Config {
-	return test.Config{DataDir: w.t.TempDir(), DatabaseURL: sqldbtest.URL(w.t), SourceURL: w.sourceURL, Workers: 2}
+func (w *world) config() tests.Config {
+	return tests.Config{Settings: servicekit.Settings{DataDir: w.t.TempDir(), DatabaseURL: sqldbtest.URL(w.t)}, Workers: 2}
 }
 
 // helloPipeline builds the artifact bin/hello and tests with go test -json;
@@ -426,12 +382,13 @@ func TestErrors(t *testing.T) {
 	corrupt := w.putArtifact(badChecksum, "hello", helloArtifact)
 	realSum := corrupt.GetSha256()
 	corrupt.Sha256 = strings.Repeat("0", 64)
-	unknownRun := "run-source-never-heard-of"
+	// An event from a build service that predates pipelines in BuildFinished.
+	noPipeline := "run-without-pipeline"
 
 	w.publish(w.buildFinished(missingReport, buildv1.BuildStatus_BUILD_STATUS_SUCCEEDED))
 	w.publish(w.buildFinished(brokenReport, buildv1.BuildStatus_BUILD_STATUS_SUCCEEDED))
 	w.publish(w.buildFinished(badChecksum, buildv1.BuildStatus_BUILD_STATUS_SUCCEEDED, corrupt))
-	w.publish(w.buildFinished(unknownRun, buildv1.BuildStatus_BUILD_STATUS_SUCCEEDED))
+	w.publish(w.buildFinished(noPipeline, buildv1.BuildStatus_BUILD_STATUS_SUCCEEDED))
 
 	for _, tt := range []struct {
 		name, runID, reason string
@@ -439,7 +396,7 @@ func TestErrors(t *testing.T) {
 		{"missing report", missingReport, `report file "reports/missing.xml" not found`},
 		{"malformed report", brokenReport, `report file "junit.xml": line 3: XML syntax error: element <testcase> closed by </testsuite>`},
 		{"artifact checksum", badChecksum, `artifact "hello": sha256 is ` + realSum + `, the build recorded ` + strings.Repeat("0", 64)},
-		{"unknown run", unknownRun, "run " + unknownRun + " not found at the source service"},
+		{"no pipeline", noPipeline, "the BuildFinished event carries no pipeline (a build service older than this test service published it); trigger the run again"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			f := w.events.finished(tt.runID)
