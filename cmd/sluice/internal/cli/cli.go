@@ -192,7 +192,7 @@ talks to it over its API.`,
 		&cobra.Group{ID: groupPlatform, Title: "PLATFORM COMMANDS"},
 	)
 	root.SetCompletionCommandGroupID(groupPlatform)
-	root.SetHelpCommandGroupID(groupPlatform)
+	root.SetHelpCommand(helpCmd())
 
 	pf := root.PersistentFlags()
 	pf.BoolP("help", "h", false, "Show help for a command")
@@ -208,6 +208,13 @@ talks to it over its API.`,
 	cmds = append(cmds, inGroup(groupEvents, s.subscribeCmd(), s.deliveriesCmd(), s.eventsCmd())...)
 	cmds = append(cmds, inGroup(groupPlatform, s.upCmd(), s.versionCmd())...)
 	root.AddCommand(cmds...)
+	// cobra's completion command, made now so that it behaves as repo does:
+	// alone it shows its help, with a shell it does not know it says so.
+	root.InitDefaultCompletionCmd()
+	if c, _, err := root.Find([]string{"completion"}); err == nil && c != root {
+		c.Args, c.RunE, c.SuggestionsMinimumDistance = cobra.ArbitraryArgs, groupRun, 2
+		c.Example = "  $ sluice completion bash > /etc/bash_completion.d/sluice\n  $ sluice completion zsh > \"${fpath[1]}/_sluice\"\n  $ sluice completion fish > ~/.config/fish/completions/sluice.fish"
+	}
 	return root
 }
 
@@ -217,6 +224,39 @@ func inGroup(id string, cmds ...*cobra.Command) []*cobra.Command {
 		c.GroupID = id
 	}
 	return cmds
+}
+
+// helpCmd is `sluice help [command]`; unlike cobra's it fails on a command
+// that does not exist, with a suggestion.
+func helpCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:     "help [command]",
+		Short:   "Help about any command",
+		Example: "  $ sluice help trigger\n  $ sluice help repo add",
+		GroupID: groupPlatform,
+		Args:    cobra.ArbitraryArgs,
+		ValidArgsFunction: func(c *cobra.Command, args []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
+			var out []cobra.Completion
+			if cmd, rest, err := c.Root().Find(args); err == nil && len(rest) == 0 {
+				for _, sub := range cmd.Commands() {
+					if sub.IsAvailableCommand() && strings.HasPrefix(sub.Name(), toComplete) {
+						out = append(out, cobra.CompletionWithDesc(sub.Name(), sub.Short))
+					}
+				}
+			}
+			return out, cobra.ShellCompDirectiveNoFileComp
+		},
+		RunE: func(c *cobra.Command, args []string) error {
+			cmd, rest, err := c.Root().Find(args)
+			if err != nil {
+				return err
+			}
+			if len(rest) > 0 {
+				return unknownCommand(cmd, rest[0])
+			}
+			return cmd.Help()
+		},
+	}
 }
 
 // groupRun is what a command that only holds subcommands does when run:

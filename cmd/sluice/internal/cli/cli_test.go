@@ -81,6 +81,8 @@ func TestTyposGetSuggestions(t *testing.T) {
 		{[]string{"trigger", "hello", "--folow"}, "unknown flag --folow; did you mean --follow?"},
 		{[]string{"runs", "-limit", "5"}, "did you mean --limit?"},
 		{[]string{"logs", "r1", "--stpe", "x"}, "did you mean --step?"},
+		{[]string{"help", "trigge"}, `sluice: unknown command "trigge"; did you mean "trigger"?`},
+		{[]string{"completion", "bsh"}, `unknown command "bsh" for "sluice completion"; did you mean "bash", "zsh" or "fish"?`},
 	}
 	for _, tt := range tests {
 		r := run(t, nil, tt.args...)
@@ -99,9 +101,15 @@ func TestGroupAloneShowsItsHelp(t *testing.T) {
 			t.Errorf("sluice %v: exit %d\nstdout:\n%s\nstderr:\n%s", args, r.code, r.stdout, r.stderr)
 		}
 	}
-	r := run(t, nil)
-	if r.code != 0 || !strings.Contains(r.stdout, "USAGE\n  sluice <command> [flags]") {
-		t.Errorf("sluice alone: exit %d\n%s", r.code, r.stdout)
+	for _, args := range [][]string{nil, {"help"}} {
+		r := run(t, nil, args...)
+		if r.code != 0 || !strings.Contains(r.stdout, "USAGE\n  sluice <command> [flags]") {
+			t.Errorf("sluice %v: exit %d\n%s", args, r.code, r.stdout)
+		}
+	}
+	r := run(t, nil, "completion")
+	if r.code != 0 || !strings.Contains(r.stdout, "USAGE\n  sluice completion <command> [flags]") || !strings.Contains(r.stdout, "fish  ") {
+		t.Errorf("sluice completion: exit %d\n%s", r.code, r.stdout)
 	}
 }
 
@@ -123,7 +131,6 @@ func TestHelpOfEveryCommand(t *testing.T) {
 	app := newApp(nil, io.Discard, io.Discard)
 	app.Up = fakeUp(nil)
 	root := (&session{app: app}).rootCmd()
-	root.InitDefaultCompletionCmd()
 	paths := append([][]string{{}}, commandPaths(root)...)
 	if len(paths) < 20 {
 		t.Fatalf("only %d commands: %v", len(paths), paths)

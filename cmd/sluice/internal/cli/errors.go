@@ -83,7 +83,10 @@ func didYouMean(names []string) string {
 			q[i] = fmt.Sprintf("%q", n)
 		}
 	}
-	return "; did you mean " + strings.Join(q, " or ") + "?"
+	if len(q) == 1 {
+		return "; did you mean " + q[0] + "?"
+	}
+	return "; did you mean " + strings.Join(q[:len(q)-1], ", ") + " or " + q[len(q)-1] + "?"
 }
 
 // levenshtein is the edit distance between a and b.
