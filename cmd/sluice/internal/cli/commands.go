@@ -13,11 +13,23 @@ import (
 
 	"connectrpc.com/connect"
 	"github.com/spf13/cobra"
+	"google.golang.org/protobuf/proto"
 
 	notifyv1 "github.com/sluicehq/sluice/proto/gen/sluice/notify/v1"
 	releasev1 "github.com/sluicehq/sluice/proto/gen/sluice/release/v1"
 	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
 )
+
+// render prints res as JSON with --output json, else as text prints it.
+func (s *session) render(res proto.Message, err error, text func() error) error {
+	if err != nil {
+		return err
+	}
+	if s.json() {
+		return printJSON(s.app.Stdout, res)
+	}
+	return text()
+}
 
 // needArgs checks the positional arguments against their names in the
 // usage line; a name in brackets is optional.
@@ -119,21 +131,17 @@ webhook at them, or let Sluice poll.`,
 				}
 			}
 			res, err := s.source().CreateRepository(cmd.Context(), &sourcev1.CreateRepositoryRequest{Url: url, Name: name, Branch: branch})
-			if err != nil {
-				return err
-			}
-			if s.json() {
-				return printJSON(s.app.Stdout, res)
-			}
-			r := res.GetRepository()
-			w := s.app.Stdout
-			if !res.GetCreated() {
-				fmt.Fprintf(w, "repository %s already registered (%s, branch %s)\n", sanitizeLine(r.GetName()), sanitizeLine(r.GetUrl()), sanitizeLine(r.GetBranch()))
+			return s.render(res, err, func() error {
+				r := res.GetRepository()
+				w := s.app.Stdout
+				if !res.GetCreated() {
+					fmt.Fprintf(w, "repository %s already registered (%s, branch %s)\n", sanitizeLine(r.GetName()), sanitizeLine(r.GetUrl()), sanitizeLine(r.GetBranch()))
+					return nil
+				}
+				fmt.Fprintf(w, "registered %s (%s), watching branch %s\n", sanitizeLine(r.GetName()), sanitizeLine(r.GetUrl()), sanitizeLine(r.GetBranch()))
+				fmt.Fprintf(w, "webhook: POST %s/webhooks/github/%s with secret %s\n", s.serviceURL("source"), sanitizeLine(r.GetName()), sanitizeLine(r.GetWebhookSecret()))
 				return nil
-			}
-			fmt.Fprintf(w, "registered %s (%s), watching branch %s\n", sanitizeLine(r.GetName()), sanitizeLine(r.GetUrl()), sanitizeLine(r.GetBranch()))
-			fmt.Fprintf(w, "webhook: POST %s/webhooks/github/%s with secret %s\n", s.serviceURL("source"), sanitizeLine(r.GetName()), sanitizeLine(r.GetWebhookSecret()))
-			return nil
+			})
 		},
 	}
 	cmd.Flags().StringVar(&name, "name", "", "repository name (default: from the URL)")
@@ -151,18 +159,14 @@ func (s *session) repoListCmd() *cobra.Command {
 		Args: needArgs(),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			res, err := s.source().ListRepositories(cmd.Context(), &sourcev1.ListRepositoriesRequest{})
-			if err != nil {
-				return err
-			}
-			if s.json() {
-				return printJSON(s.app.Stdout, res)
-			}
-			t := &table{}
-			t.add("NAME", "BRANCH", "LAST COMMIT", "URL")
-			for _, r := range res.GetRepositories() {
-				t.add(sanitizeLine(r.GetName()), sanitizeLine(r.GetBranch()), sanitizeLine(shortSHA(r.GetLastSeenCommit())), sanitizeLine(r.GetUrl()))
-			}
-			return t.write(s.app.Stdout)
+			return s.render(res, err, func() error {
+				t := &table{}
+				t.add("NAME", "BRANCH", "LAST COMMIT", "URL")
+				for _, r := range res.GetRepositories() {
+					t.add(sanitizeLine(r.GetName()), sanitizeLine(r.GetBranch()), sanitizeLine(shortSHA(r.GetLastSeenCommit())), sanitizeLine(r.GetUrl()))
+				}
+				return t.write(s.app.Stdout)
+			})
 		},
 	}
 }
@@ -221,20 +225,16 @@ func (s *session) runsCmd() *cobra.Command {
 				req.Repository = args[0]
 			}
 			res, err := s.source().ListRuns(cmd.Context(), req)
-			if err != nil {
-				return err
-			}
-			if s.json() {
-				return printJSON(s.app.Stdout, res)
-			}
-			t := &table{}
-			t.add("RUN", "REPOSITORY", "COMMIT", "STATUS", "RELEASE", "STARTED", "DURATION", "MESSAGE")
-			for _, r := range res.GetRuns() {
-				t.add(sanitizeLine(r.GetId()), sanitizeLine(r.GetRepository()), sanitizeLine(shortSHA(r.GetCommit())), s.style.status(runWord(r.GetStatus()), 0),
-					sanitizeLine(firstNonEmpty(r.GetReleaseVersion(), "-")), ago(r.GetCreateTime().AsTime()), runDuration(r),
-					truncate(sanitizeLine(firstLine(r.GetCommitMessage())), 50))
-			}
-			return t.write(s.app.Stdout)
+			return s.render(res, err, func() error {
+				t := &table{}
+				t.add("RUN", "REPOSITORY", "COMMIT", "STATUS", "RELEASE", "STARTED", "DURATION", "MESSAGE")
+				for _, r := range res.GetRuns() {
+					t.add(sanitizeLine(r.GetId()), sanitizeLine(r.GetRepository()), sanitizeLine(shortSHA(r.GetCommit())), s.style.status(runWord(r.GetStatus()), 0),
+						sanitizeLine(firstNonEmpty(r.GetReleaseVersion(), "-")), ago(r.GetCreateTime().AsTime()), runDuration(r),
+						truncate(sanitizeLine(firstLine(r.GetCommitMessage())), 50))
+				}
+				return t.write(s.app.Stdout)
+			})
 		},
 	}
 	cmd.Flags().Int32Var(&limit, "limit", 20, "how many runs (at most 1000)")
@@ -253,14 +253,10 @@ a failed stage with its failing step, exit code and last log lines.`,
 		ValidArgsFunction: s.completeRuns,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			res, err := s.source().GetRun(cmd.Context(), &sourcev1.GetRunRequest{RunId: args[0]})
-			if err != nil {
-				return err
-			}
-			if s.json() {
-				return printJSON(s.app.Stdout, res)
-			}
-			s.printRun(res.GetRun())
-			return nil
+			return s.render(res, err, func() error {
+				s.printRun(res.GetRun())
+				return nil
+			})
 		},
 	}
 	return withFields(cmd, "run_id", "<run-id>")
@@ -328,23 +324,19 @@ marked bad.`,
 				return err
 			}
 			res, err := s.release().ListReleases(cmd.Context(), &releasev1.ListReleasesRequest{Repository: repo.GetName(), Limit: limit})
-			if err != nil {
-				return err
-			}
-			if s.json() {
-				return printJSON(s.app.Stdout, res)
-			}
-			t := &table{}
-			t.add("VERSION", "STATUS", "COMMIT", "RUN", "CREATED", "ARTIFACTS")
-			for _, r := range res.GetReleases() {
-				var names []string
-				for _, a := range r.GetArtifacts() {
-					names = append(names, sanitizeLine(a.GetName()))
+			return s.render(res, err, func() error {
+				t := &table{}
+				t.add("VERSION", "STATUS", "COMMIT", "RUN", "CREATED", "ARTIFACTS")
+				for _, r := range res.GetReleases() {
+					var names []string
+					for _, a := range r.GetArtifacts() {
+						names = append(names, sanitizeLine(a.GetName()))
+					}
+					t.add(sanitizeLine(r.GetVersion()), s.style.status(enumWord(r.GetStatus().String(), "RELEASE_STATUS_"), 0),
+						sanitizeLine(shortSHA(r.GetCommit())), sanitizeLine(r.GetRunId()), ago(r.GetCreateTime().AsTime()), strings.Join(names, ","))
 				}
-				t.add(sanitizeLine(r.GetVersion()), s.style.status(enumWord(r.GetStatus().String(), "RELEASE_STATUS_"), 0),
-					sanitizeLine(shortSHA(r.GetCommit())), sanitizeLine(r.GetRunId()), ago(r.GetCreateTime().AsTime()), strings.Join(names, ","))
-			}
-			return t.write(s.app.Stdout)
+				return t.write(s.app.Stdout)
+			})
 		},
 	}
 	cmd.Flags().Int32Var(&limit, "limit", 20, "how many releases (at most 1000)")
@@ -369,23 +361,19 @@ version and status, and whether it was a rollback.`,
 				return err
 			}
 			res, err := s.release().ListDeployments(cmd.Context(), &releasev1.ListDeploymentsRequest{Repository: repo.GetName(), Environment: env, Limit: limit})
-			if err != nil {
-				return err
-			}
-			if s.json() {
-				return printJSON(s.app.Stdout, res)
-			}
-			t := &table{}
-			t.add("ENVIRONMENT", "VERSION", "STATUS", "ROLLBACK", "STARTED", "REASON")
-			for _, d := range res.GetDeployments() {
-				rb := ""
-				if d.GetRollback() {
-					rb = "yes"
+			return s.render(res, err, func() error {
+				t := &table{}
+				t.add("ENVIRONMENT", "VERSION", "STATUS", "ROLLBACK", "STARTED", "REASON")
+				for _, d := range res.GetDeployments() {
+					rb := ""
+					if d.GetRollback() {
+						rb = "yes"
+					}
+					t.add(sanitizeLine(d.GetEnvironment()), sanitizeLine(d.GetVersion()), s.style.status(enumWord(d.GetStatus().String(), "DEPLOYMENT_STATUS_"), 0),
+						rb, ago(d.GetCreateTime().AsTime()), truncate(sanitizeLine(d.GetReason()), 80))
 				}
-				t.add(sanitizeLine(d.GetEnvironment()), sanitizeLine(d.GetVersion()), s.style.status(enumWord(d.GetStatus().String(), "DEPLOYMENT_STATUS_"), 0),
-					rb, ago(d.GetCreateTime().AsTime()), truncate(sanitizeLine(d.GetReason()), 80))
-			}
-			return t.write(s.app.Stdout)
+				return t.write(s.app.Stdout)
+			})
 		},
 	}
 	cmd.Flags().StringVar(&env, "env", "", "only this environment")
@@ -472,14 +460,10 @@ until it is delivered or given up ('sluice deliveries' shows each attempt).`,
 				}
 			}
 			res, err := s.notify().CreateSubscription(cmd.Context(), &notifyv1.CreateSubscriptionRequest{Url: url, Secret: secret, EventTypes: list, Repository: repo})
-			if err != nil {
-				return err
-			}
-			if s.json() {
-				return printJSON(s.app.Stdout, res)
-			}
-			fmt.Fprintf(s.app.Stdout, "subscription %s: events go to %s\n", sanitizeLine(res.GetSubscription().GetId()), sanitizeLine(res.GetSubscription().GetUrl()))
-			return nil
+			return s.render(res, err, func() error {
+				fmt.Fprintf(s.app.Stdout, "subscription %s: events go to %s\n", sanitizeLine(res.GetSubscription().GetId()), sanitizeLine(res.GetSubscription().GetUrl()))
+				return nil
+			})
 		},
 	}
 	cmd.Flags().StringVar(&url, "url", "", "where to POST events (required)")
@@ -502,27 +486,23 @@ many attempts it took and how the last one went.`,
 		Args: needArgs(),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			res, err := s.notify().ListDeliveries(cmd.Context(), &notifyv1.ListDeliveriesRequest{SubscriptionId: sub, Limit: limit})
-			if err != nil {
-				return err
-			}
-			if s.json() {
-				return printJSON(s.app.Stdout, res)
-			}
-			t := &table{}
-			t.add("DELIVERY", "EVENT", "STATUS", "ATTEMPTS", "LAST", "CREATED")
-			for _, d := range res.GetDeliveries() {
-				last := "-"
-				if n := len(d.GetAttempts()); n > 0 {
-					a := d.GetAttempts()[n-1]
-					last = fmt.Sprintf("%d %s", a.GetHttpStatus(), a.GetError())
+			return s.render(res, err, func() error {
+				t := &table{}
+				t.add("DELIVERY", "EVENT", "STATUS", "ATTEMPTS", "LAST", "CREATED")
+				for _, d := range res.GetDeliveries() {
+					last := "-"
+					if n := len(d.GetAttempts()); n > 0 {
+						a := d.GetAttempts()[n-1]
+						last = fmt.Sprintf("%d %s", a.GetHttpStatus(), a.GetError())
+					}
+					if d.GetStatus() == notifyv1.DeliveryStatus_DELIVERY_STATUS_DEAD && d.GetLastError() != "" {
+						last = d.GetLastError()
+					}
+					t.add(sanitizeLine(d.GetId()), sanitizeLine(d.GetEventType()), s.style.status(enumWord(d.GetStatus().String(), "DELIVERY_STATUS_"), 0),
+						fmt.Sprint(len(d.GetAttempts())), truncate(sanitizeLine(last), 60), ago(d.GetCreateTime().AsTime()))
 				}
-				if d.GetStatus() == notifyv1.DeliveryStatus_DELIVERY_STATUS_DEAD && d.GetLastError() != "" {
-					last = d.GetLastError()
-				}
-				t.add(sanitizeLine(d.GetId()), sanitizeLine(d.GetEventType()), s.style.status(enumWord(d.GetStatus().String(), "DELIVERY_STATUS_"), 0),
-					fmt.Sprint(len(d.GetAttempts())), truncate(sanitizeLine(last), 60), ago(d.GetCreateTime().AsTime()))
-			}
-			return t.write(s.app.Stdout)
+				return t.write(s.app.Stdout)
+			})
 		},
 	}
 	cmd.Flags().StringVar(&sub, "subscription", "", "only this subscription's deliveries")

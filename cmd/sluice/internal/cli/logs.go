@@ -56,14 +56,7 @@ func logSources() []logSource {
 			stage: "build",
 			page: func(ctx context.Context, s *session, runID, step string, from int64) (logPage, error) {
 				res, err := s.build().GetLogs(ctx, &buildv1.GetLogsRequest{RunId: runID, Step: step, FromSeq: from, Limit: logPageSize})
-				if err != nil {
-					return logPage{}, err
-				}
-				p := logPage{next: res.GetNextSeq(), complete: res.GetComplete()}
-				for _, l := range res.GetLines() {
-					p.lines = append(p.lines, logLine{"build", l.GetSeq(), l.GetStep(), l.GetStream(), l.GetText()})
-				}
-				return p, nil
+				return logPage{lines: logLines("build", res.GetLines()), next: res.GetNextSeq(), complete: res.GetComplete()}, err
 			},
 			tail: func(ctx context.Context, s *session, runID, step string, emit func(logLine)) error {
 				stream, err := s.build().TailLogs(ctx, &buildv1.TailLogsRequest{RunId: runID, Step: step, FromSeq: 1})
@@ -72,8 +65,8 @@ func logSources() []logSource {
 				}
 				defer stream.Close()
 				for stream.Receive() {
-					for _, l := range stream.Msg().GetLines() {
-						emit(logLine{"build", l.GetSeq(), l.GetStep(), l.GetStream(), l.GetText()})
+					for _, l := range logLines("build", stream.Msg().GetLines()) {
+						emit(l)
 					}
 				}
 				return stream.Err()
@@ -86,20 +79,30 @@ func logSources() []logSource {
 			stage: "test",
 			page: func(ctx context.Context, s *session, runID, step string, from int64) (logPage, error) {
 				res, err := s.test().GetLogs(ctx, &testv1.GetLogsRequest{RunId: runID, Step: step, FromSeq: from, Limit: logPageSize})
-				if err != nil {
-					return logPage{}, err
-				}
-				p := logPage{next: res.GetNextSeq(), complete: res.GetComplete()}
-				for _, l := range res.GetLines() {
-					p.lines = append(p.lines, logLine{"test", l.GetSeq(), l.GetStep(), l.GetStream(), l.GetText()})
-				}
-				return p, nil
+				return logPage{lines: logLines("test", res.GetLines()), next: res.GetNextSeq(), complete: res.GetComplete()}, err
 			},
 			steps: func(_ context.Context, _ *session, run *sourcev1.Run) ([]string, error) {
 				return stepNames(run.GetPipeline().GetTest().GetSteps()), nil
 			},
 		},
 	}
+}
+
+// serviceLogLine is the log line message every service's logs API has.
+type serviceLogLine interface {
+	GetSeq() int64
+	GetStep() string
+	GetStream() string
+	GetText() string
+}
+
+// logLines converts a service's log lines to one stage's logLines.
+func logLines[L serviceLogLine](stage string, lines []L) []logLine {
+	out := make([]logLine, len(lines))
+	for i, l := range lines {
+		out[i] = logLine{stage, l.GetSeq(), l.GetStep(), l.GetStream(), l.GetText()}
+	}
+	return out
 }
 
 func stepNames(steps []*sourcev1.Step) []string {
