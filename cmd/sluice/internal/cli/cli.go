@@ -12,6 +12,7 @@ import (
 	"os"
 	"strings"
 
+	"connectrpc.com/connect"
 	"github.com/spf13/cobra"
 
 	"github.com/sluicehq/sluice/proto/gen/sluice/build/v1/buildv1connect"
@@ -101,6 +102,8 @@ func (s *session) exit(cmd *cobra.Command, err error) int {
 		return ee.code
 	case errors.Is(err, flag.ErrHelp):
 		return 0 // `sluice up --help` printed its flags
+	case errors.Is(err, context.Canceled) || connect.CodeOf(err) == connect.CodeCanceled:
+		return 130 // interrupted (Ctrl-C): the shell says so
 	default:
 		fmt.Fprintf(s.app.Stderr, "%s: %s\n", name, s.describe(cmd, err))
 		return 1

@@ -560,3 +560,14 @@ func TestRollbackThatDoesNotVerifyExitsOne(t *testing.T) {
 		t.Fatalf("--output json: exit %d, %q", r.code, r.stdout)
 	}
 }
+
+func TestInterruptedExits130Quietly(t *testing.T) {
+	t.Parallel()
+	f := startFake(t, true)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	var out, errOut bytes.Buffer
+	if code := newApp(f.env(), &out, &errOut).Run(ctx, []string{"runs"}); code != 130 || errOut.Len() != 0 {
+		t.Fatalf("exit %d, stderr %q", code, errOut.String())
+	}
+}

@@ -63,7 +63,8 @@ func flagError(cmd *cobra.Command, err error) error {
 	}
 	var names []string
 	cmd.Flags().VisitAll(func(f *pflag.Flag) {
-		if !f.Hidden && (f.Name == typed || levenshtein(strings.ToLower(typed), f.Name) <= 2 || (len(typed) > 2 && strings.HasPrefix(f.Name, typed))) {
+		near := len(typed) > 2 && (levenshtein(strings.ToLower(typed), f.Name) <= 2 || strings.HasPrefix(f.Name, typed))
+		if !f.Hidden && (f.Name == typed || near) {
 			names = append(names, "--"+f.Name)
 		}
 	})
