@@ -96,12 +96,16 @@ func (f *Flags) Names() []string {
 	return names
 }
 
-// ApplyEnv sets every registered setting whose variable lookup finds, so
-// call it after registering and before parsing the command line (which then
-// wins). A value the setting refuses is an error naming the variable.
+// ApplyEnv sets every registered setting whose variable lookup finds and
+// that the command line did not set (the flag wins), so it may run before
+// or after the command line is parsed. A value the setting refuses is an
+// error naming the variable.
 func (f *Flags) ApplyEnv(lookup func(string) (string, bool)) error {
 	var errs []error
 	for _, name := range f.names {
+		if fl := f.fs.Lookup(f.FlagName(name)); fl != nil && fl.Changed {
+			continue
+		}
 		env := EnvName(f.service, name)
 		v, ok := lookup(env)
 		if !ok {

@@ -171,18 +171,25 @@ func (u *UpFlags) ServiceFlags() map[string][]string {
 	return out
 }
 
-// Parse applies the variables, then args; it returns the --example folder.
+// Parse parses args, then Complete; it returns the --example folder.
 func (u *UpFlags) Parse(args []string, lookup func(string) (string, bool)) (string, error) {
-	for _, f := range append([]*servicekit.Flags{u.process}, u.each...) {
-		if err := f.ApplyEnv(lookup); err != nil {
-			return "", err
-		}
-	}
 	if err := u.FlagSet.Parse(args); err != nil {
 		return "", err
 	}
 	if u.FlagSet.NArg() > 0 {
 		return "", fmt.Errorf("unexpected argument %q", u.FlagSet.Arg(0))
+	}
+	return u.Complete(lookup)
+}
+
+// Complete finishes the options once the command line is parsed (by Parse,
+// or by the CLI): the variables fill what the flags did not set, and the
+// services are checked. It returns the --example folder.
+func (u *UpFlags) Complete(lookup func(string) (string, bool)) (string, error) {
+	for _, f := range append([]*servicekit.Flags{u.process}, u.each...) {
+		if err := f.ApplyEnv(lookup); err != nil {
+			return "", err
+		}
 	}
 	o := u.options
 	o.Services = nil

@@ -14,6 +14,7 @@ import (
 
 	"connectrpc.com/connect"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/sluicehq/sluice/proto/gen/sluice/build/v1/buildv1connect"
 	"github.com/sluicehq/sluice/proto/gen/sluice/notify/v1/notifyv1connect"
@@ -25,8 +26,14 @@ import (
 // DefaultServer is where the CLI looks for the platform.
 const DefaultServer = "http://127.0.0.1:8080"
 
-// UpFunc runs the platform (`sluice up`); main wires it in.
-type UpFunc func(ctx context.Context, args []string, stdout, stderr io.Writer) error
+// Up is `sluice up`, the platform in one process; main wires it in. The
+// CLI parses its flags like any command's, then runs it.
+type Up interface {
+	// Flags are its flags.
+	Flags() *pflag.FlagSet
+	// Run runs the platform once the flags are parsed.
+	Run(ctx context.Context, stdout, stderr io.Writer) error
+}
 
 // App is the CLI with its inputs and outputs.
 type App struct {
@@ -37,7 +44,8 @@ type App struct {
 	IsTerminal func(io.Writer) bool
 	Version    string
 	Commit     string // git commit; `sluice version` shows it when set
-	Up         UpFunc
+	// NewUp makes `sluice up`; nil in a build without the platform.
+	NewUp func() Up
 	// HTTPClient carries the API calls; nil is http.DefaultClient.
 	HTTPClient *http.Client
 }

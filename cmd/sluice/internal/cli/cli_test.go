@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"strings"
@@ -14,6 +13,7 @@ import (
 
 	"connectrpc.com/connect"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	buildv1 "github.com/sluicehq/sluice/proto/gen/sluice/build/v1"
 	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
@@ -129,7 +129,7 @@ func commandPaths(c *cobra.Command) [][]string {
 func TestHelpOfEveryCommand(t *testing.T) {
 	t.Parallel()
 	app := newApp(nil, io.Discard, io.Discard)
-	app.Up = fakeUp(nil)
+	app.NewUp = newFakeUp(nil)
 	root := (&session{app: app}).rootCmd()
 	paths := append([][]string{{}}, commandPaths(root)...)
 	if len(paths) < 20 {
@@ -138,7 +138,7 @@ func TestHelpOfEveryCommand(t *testing.T) {
 	for _, path := range paths {
 		var out, errOut bytes.Buffer
 		app := newApp(nil, &out, &errOut)
-		app.Up = fakeUp(nil)
+		app.NewUp = newFakeUp(nil)
 		code := app.Run(context.Background(), append(append([]string{}, path...), "--help"))
 		name := strings.Join(append([]string{"sluice"}, path...), " ")
 		if code != 0 || !strings.Contains(out.String(), "USAGE\n  "+name) || errOut.Len() != 0 {
@@ -198,38 +198,61 @@ func TestVersion(t *testing.T) {
 	}
 }
 
-func fakeUp(got *[]string) UpFunc {
-	return func(_ context.Context, args []string, _, stderr io.Writer) error {
-		if got != nil {
-			*got = args
-		}
-		if len(args) == 1 && args[0] == "--help" {
-			fmt.Fprint(stderr, "Usage of sluice up:\n  -data-dir string\n    \twhere the data lives\n")
-			return flag.ErrHelp
-		}
-		return nil
+// fakeUp stands in for the all-in-one server: a flag and a recorded run.
+type fakeUp struct {
+	fs      *pflag.FlagSet
+	dataDir string
+	ran     *string
+	err     error
+}
+
+func newFakeUp(ran *string) func() Up {
+	return func() Up {
+		u := &fakeUp{fs: pflag.NewFlagSet("up", pflag.ContinueOnError), ran: ran}
+		u.fs.StringVar(&u.dataDir, "data-dir", "", "where the data lives")
+		return u
 	}
 }
 
-func TestUpGetsItsArgumentsRaw(t *testing.T) {
+func (u *fakeUp) Flags() *pflag.FlagSet { return u.fs }
+
+func (u *fakeUp) Run(context.Context, io.Writer, io.Writer) error {
+	if u.ran != nil {
+		*u.ran = u.dataDir
+	}
+	return u.err
+}
+
+// `sluice up`'s flags are parsed by the CLI like any command's: help lists
+// them, a typo is a usage error with a suggestion.
+func TestUpFlags(t *testing.T) {
 	t.Parallel()
-	var got []string
+	var ran string
 	var out bytes.Buffer
 	app := newApp(nil, &out, &out)
-	app.Up = fakeUp(&got)
-	args := []string{"up", "--data-dir", "/tmp/x", "--output", "nonsense", "-poll-interval=0", "extra"}
-	if code := app.Run(context.Background(), args); code != 0 || strings.Join(got, " ") != strings.Join(args[1:], " ") {
-		t.Fatalf("exit %d, Up got %q, output %q", code, got, out.String())
+	app.NewUp = newFakeUp(&ran)
+	if code := app.Run(context.Background(), []string{"up", "--data-dir", "/tmp/x"}); code != 0 || ran != "/tmp/x" {
+		t.Fatalf("exit %d, ran with %q, output %q", code, ran, out.String())
 	}
 	out.Reset()
-	got = nil
 	if code := app.Run(context.Background(), []string{"up", "--help"}); code != 0 ||
-		!strings.Contains(out.String(), "USAGE\n  sluice up [flags]") || !strings.Contains(out.String(), "UP FLAGS\n  -data-dir string") ||
+		!strings.Contains(out.String(), "USAGE\n  sluice up [flags]") || !strings.Contains(out.String(), "--data-dir string") ||
 		strings.Contains(out.String(), "--server") {
 		t.Fatalf("up --help: exit %d\n%s", code, out.String())
 	}
-	upErr := errors.New("start: address in use")
-	app.Up = func(context.Context, []string, io.Writer, io.Writer) error { return upErr }
+	out.Reset()
+	if code := app.Run(context.Background(), []string{"up", "--data-dri", "x"}); code != 2 || !strings.Contains(out.String(), "did you mean --data-dir?") {
+		t.Fatalf("up --data-dri: exit %d %q", code, out.String())
+	}
+	out.Reset()
+	if code := app.Run(context.Background(), []string{"up", "extra"}); code != 2 {
+		t.Fatalf("up extra: exit %d %q", code, out.String())
+	}
+	app.NewUp = func() Up {
+		u := newFakeUp(nil)().(*fakeUp)
+		u.err = errors.New("start: address in use")
+		return u
+	}
 	out.Reset()
 	if code := app.Run(context.Background(), []string{"up"}); code != 1 || out.String() != "sluice up: start: address in use\n" {
 		t.Fatalf("failed up: exit %d %q", code, out.String())

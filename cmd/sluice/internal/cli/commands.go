@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -568,8 +567,8 @@ func (s *session) versionCmd() *cobra.Command {
 	}
 }
 
-// upCmd hands its arguments, flags and all, to the all-in-one server, which
-// parses them itself.
+// upCmd runs the whole platform in one process; its flags are the
+// all-in-one server's (every service's settings among them).
 func (s *session) upCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "up [flags]",
@@ -577,25 +576,28 @@ func (s *session) upCmd() *cobra.Command {
 		Long: `Run the five services and an embedded NATS server with JetStream in one
 process, with a SQLite database per service under the data directory, until
 interrupted. With --example it registers an example repository, runs it and
-follows the run.`,
+follows the run.
+
+Every setting of a service's own binary is a flag here, prefixed with the
+service's name (sluice-build --workers is --build-workers), and is read from
+the same SLUICE_<SERVICE>_* variable; a flag wins over its variable.`,
 		Example: `  $ sluice up
   $ sluice up --data-dir /tmp/sluice --addr 127.0.0.1:9090
-  $ sluice up --example examples/hello`,
-		DisableFlagParsing: true,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			for _, a := range args {
-				if a == "--" {
-					break
-				}
-				if a == "-h" || a == "--help" || a == "-help" {
-					return cmd.Help()
-				}
-			}
-			if s.app.Up == nil {
-				return errors.New("this build has no platform in it")
-			}
-			return s.app.Up(cmd.Context(), args, s.app.Stdout, s.app.Stderr)
+  $ sluice up --example examples/hello
+  $ sluice up --build-workers 8 --source-poll-interval 0`,
+		Args: needArgs(),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return errors.New("this build has no platform in it")
 		},
+	}
+	if s.app.NewUp != nil {
+		up := s.app.NewUp()
+		cmd.Flags().AddFlagSet(up.Flags())
+		// Old names the server still takes (--poll-interval).
+		cmd.Flags().SetNormalizeFunc(up.Flags().GetNormalizeFunc())
+		cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+			return up.Run(cmd.Context(), s.app.Stdout, s.app.Stderr)
+		}
 	}
 	defaultHelp := cmd.HelpFunc()
 	cmd.SetHelpFunc(func(cmd *cobra.Command, args []string) {
@@ -605,28 +607,6 @@ follows the run.`,
 			}
 		}
 		defaultHelp(cmd, args)
-		s.upFlags(cmd)
 	})
 	return cmd
-}
-
-// upFlags prints `sluice up`'s own flags, which the all-in-one server
-// declares and prints when asked for help.
-func (s *session) upFlags(cmd *cobra.Command) {
-	if s.app.Up == nil {
-		return
-	}
-	ctx := cmd.Context()
-	if ctx == nil { // `sluice help up` runs the help command, not up
-		ctx = context.Background()
-	}
-	var buf bytes.Buffer
-	_ = s.app.Up(ctx, []string{"--help"}, &buf, &buf)
-	text := strings.TrimRight(buf.String(), "\n")
-	if first, rest, ok := strings.Cut(text, "\n"); ok && strings.HasPrefix(first, "Usage of") {
-		text = rest
-	}
-	if text != "" {
-		fmt.Fprintf(cmd.OutOrStdout(), "\nUP FLAGS\n%s\n", text)
-	}
 }
