@@ -71,10 +71,10 @@ func samples() []proto.Message {
 		&notifyeventsv1.DeliverySucceeded{DeliveryId: "del1", SubscriptionId: "s1", EventId: "e1", EventType: "dev.cdevents.build.finished.0.3.0", Attempts: 1},
 		&notifyeventsv1.DeliveryFailed{DeliveryId: "del1", SubscriptionId: "s1", EventId: "e1", EventType: "dev.cdevents.build.finished.0.3.0", Attempts: 6, LastError: "500"},
 	}
-	for _, s := range []sourcev1.RunStatus{sourcev1.RunStatus_RUN_STATUS_SUCCEEDED, sourcev1.RunStatus_RUN_STATUS_FAILED, sourcev1.RunStatus_RUN_STATUS_CANCELLED} {
+	for _, s := range []sourcev1.RunStatus{sourcev1.RunStatus_RUN_STATUS_UNSPECIFIED, sourcev1.RunStatus_RUN_STATUS_SUCCEEDED, sourcev1.RunStatus_RUN_STATUS_FAILED, sourcev1.RunStatus_RUN_STATUS_CANCELLED} {
 		out = append(out, &sourceeventsv1.RunFinished{RunId: run, Repository: repo, Commit: sha, Status: s, FailureReason: "build failed"})
 	}
-	for _, s := range []buildv1.StepStatus{buildv1.StepStatus_STEP_STATUS_SUCCEEDED, buildv1.StepStatus_STEP_STATUS_FAILED,
+	for _, s := range []buildv1.StepStatus{buildv1.StepStatus_STEP_STATUS_UNSPECIFIED, buildv1.StepStatus_STEP_STATUS_SUCCEEDED, buildv1.StepStatus_STEP_STATUS_FAILED,
 		buildv1.StepStatus_STEP_STATUS_TIMED_OUT, buildv1.StepStatus_STEP_STATUS_CANCELLED} {
 		out = append(out, &buildeventsv1.StepFinished{RunId: run, BuildId: build, Step: "compile", Status: s, ExitCode: 2, Repository: repo})
 	}
@@ -177,11 +177,9 @@ func TestNewRefusesIncompleteContent(t *testing.T) {
 	t.Parallel()
 	for _, payload := range []proto.Message{
 		&releaseeventsv1.ServiceDeployed{Repository: repo, Deployment: &releasev1.Deployment{Version: "v1.0.0"}},
-		&sourceeventsv1.RunFinished{RunId: run, Repository: repo, Status: sourcev1.RunStatus_RUN_STATUS_RUNNING},
 		&testeventsv1.TestRunFinished{RunId: run, TestRunId: testID, Repository: repo},
 		&testeventsv1.TestCaseFinished{RunId: run, TestRunId: testID, Repository: repo, TestCase: &testv1.TestCase{Name: "T", Status: testv1.CaseStatus_CASE_STATUS_SKIPPED}},
 		&testeventsv1.TestCaseSkipped{RunId: run, TestRunId: testID, Repository: repo, TestCase: &testv1.TestCase{}},
-		&buildeventsv1.StepFinished{RunId: run, Step: "compile", Status: buildv1.StepStatus_STEP_STATUS_RUNNING},
 		&sourceeventsv1.RepositoryCreated{Repository: &sourceeventsv1.RepositoryRef{Id: "r", Name: "a", Url: "relative/path"}},
 	} {
 		if _, err := events.New(payload, "s", run); !errors.Is(err, events.ErrInvalidEvent) {

@@ -32,7 +32,7 @@ const (
 	// (context.specversion); each standard type validates against the JSON
 	// schema of this version.
 	CDEventsVersion = "0.5.1"
-	jsonContentType    = "application/json"
+	jsonContentType = "application/json"
 )
 
 // ErrInvalidEvent marks an event that can never be handled: it does not
