@@ -194,36 +194,9 @@ func TestNewRefusesIncompleteContent(t *testing.T) {
 func TestValidatorRefusesInvalidEvents(t *testing.T) {
 	t.Parallel()
 	v := validator(t)
-	ev, err := events.New(&releaseeventsv1.ServiceDeployed{Repository: repo, Deployment: &releasev1.Deployment{Environment: "prod", Version: "v2.0.0"}}, "d1", run)
-	if err != nil {
-		t.Fatal(err)
-	}
-	good, err := ev.Body()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := v.Validate(good); err != nil {
-		t.Fatalf("the good event: %v", err)
-	}
-	custom, err := events.New(&releaseeventsv1.ReleaseFinished{RunId: run, Repository: repo}, run, run)
-	if err != nil {
-		t.Fatal(err)
-	}
-	goodCustom, err := custom.Body()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := v.Validate(goodCustom); err != nil {
-		t.Fatalf("the good custom event: %v", err)
-	}
-	queued, err := events.New(runRequested(run), run, run)
-	if err != nil {
-		t.Fatal(err)
-	}
-	goodQueued, err := queued.Body()
-	if err != nil {
-		t.Fatal(err)
-	}
+	good := validBody(t, v, &releaseeventsv1.ServiceDeployed{Repository: repo, Deployment: &releasev1.Deployment{Environment: "prod", Version: "v2.0.0"}})
+	goodCustom := validBody(t, v, &releaseeventsv1.ReleaseFinished{RunId: run, Repository: repo})
+	goodQueued := validBody(t, v, runRequested(run))
 	for name, tc := range map[string]struct {
 		body []byte
 		edit func(map[string]any)
@@ -252,7 +225,27 @@ func TestValidatorRefusesInvalidEvents(t *testing.T) {
 	}
 }
 
-func sub(m map[string]any, key string) map[string]any { return m[key].(map[string]any) }
+// validBody is the body of an event of payload, which must be valid.
+func validBody(t *testing.T, v *cdeventstest.Validator, payload proto.Message) []byte {
+	t.Helper()
+	ev, err := events.New(payload, "s1", run)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := ev.Body()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := v.Validate(body); err != nil {
+		t.Fatalf("%s: %v", ev.Kind.Type, err)
+	}
+	return body
+}
+
+func sub(m map[string]any, key string) map[string]any {
+	v, _ := m[key].(map[string]any)
+	return v
+}
 
 // Events published under a kind's former type (before an upgrade) still
 // decode, as the kind they are now.
