@@ -50,7 +50,7 @@ func TestEnvelopeRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m.Subject != "sluice.source.run.requested" || m.Header.Get("ce-type") != "dev.cdeventsx.sluice-run.requested.0.1.0" ||
+	if m.Subject != "sluice.source.run.requested" || m.Header.Get("ce-type") != "dev.cdevents.pipelinerun.queued.0.3.0" ||
 		m.Header.Get(nats.MsgIdHdr) != ev.ID || m.Header.Get("ce-specversion") != "1.0" || m.Header.Get("ce-source") != "/sluice/source" {
 		t.Fatalf("headers: %s %v", m.Subject, m.Header)
 	}
@@ -76,7 +76,7 @@ func TestNewRejectsInvalidPayload(t *testing.T) {
 
 func TestDecodeRejectsGarbage(t *testing.T) {
 	h := nats.Header{}
-	h.Set("ce-type", "dev.cdeventsx.sluice-run.requested.0.1.0")
+	h.Set("ce-type", "dev.cdevents.pipelinerun.queued.0.3.0")
 	if _, err := events.Decode("x", h, []byte("{")); !errors.Is(err, events.ErrInvalidEvent) {
 		t.Fatalf("err = %v", err)
 	}

@@ -107,8 +107,8 @@ func TestLastDeliveryEndsTheBuild(t *testing.T) {
 		t.Fatalf("after delivery 5: %s attempt %d reason %q; want FAILED in attempt 2 with %q...", b.Status, b.Attempt, b.Failure.Reason, reason)
 	}
 	want := []string{
-		"sluice.build.build.started", "sluice.build.step.finished",
-		"sluice.build.build.started", "sluice.build.step.finished", "sluice.build.build.finished",
+		"sluice.build.build.started", "sluice.build.step.started", "sluice.build.step.finished",
+		"sluice.build.build.started", "sluice.build.step.started", "sluice.build.step.finished", "sluice.build.build.finished",
 	}
 	if got := outboxSubjects(t, store); !slices.Equal(got, want) {
 		t.Errorf("outbox %v; want %v", got, want)
@@ -159,8 +159,8 @@ func TestStoppingLeavesTheBuildForTakeover(t *testing.T) {
 	if b.Status != domain.Running || !b.LeaseExpires.IsZero() || b.Steps[0].Status != domain.StepCancelled {
 		t.Errorf("build %s lease %v step %s; want RUNNING, lease released, step CANCELLED", b.Status, b.LeaseExpires, b.Steps[0].Status)
 	}
-	if got := outboxSubjects(t, store); !slices.Equal(got, []string{"sluice.build.build.started"}) {
-		t.Errorf("outbox %v; want only BuildStarted (a cancelled step is not finished)", got)
+	if got := outboxSubjects(t, store); !slices.Equal(got, []string{"sluice.build.build.started", "sluice.build.step.started"}) {
+		t.Errorf("outbox %v; want BuildStarted and StepStarted only (a cancelled step is not finished)", got)
 	}
 }
 

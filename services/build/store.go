@@ -169,15 +169,17 @@ func (s *Store) ReleaseLease(ctx context.Context, l Lease) error {
 	return nil
 }
 
-// StepStarted marks step idx RUNNING.
-func (s *Store) StepStarted(ctx context.Context, l Lease, idx int, at time.Time) error {
+// StepStarted marks step idx RUNNING and enqueues evs with it.
+func (s *Store) StepStarted(ctx context.Context, l Lease, idx int, at time.Time, evs ...events.Event) error {
 	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
 		if err := hold(ctx, tx, l); err != nil {
 			return err
 		}
-		_, err := tx.ExecContext(ctx, `UPDATE build_steps SET status = $1, started_at = $2 WHERE build_id = $3 AND idx = $4`,
-			string(domain.StepRunning), at.UnixNano(), l.BuildID, idx)
-		return err
+		if _, err := tx.ExecContext(ctx, `UPDATE build_steps SET status = $1, started_at = $2 WHERE build_id = $3 AND idx = $4`,
+			string(domain.StepRunning), at.UnixNano(), l.BuildID, idx); err != nil {
+			return err
+		}
+		return enqueue(ctx, tx, evs)
 	})
 	if err != nil {
 		return fmt.Errorf("record start of step %d of build %s: %w", idx, l.BuildID, err)

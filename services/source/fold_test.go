@@ -305,3 +305,48 @@ func TestWatchRun(t *testing.T) {
 		t.Errorf("the stream ended with %v, want a clean end", err)
 	}
 }
+
+// A run that leaves the queue is announced once (RunStarted, a CDEvents
+// pipelinerun.started), however its build's events arrive: redelivered,
+// a step before the build's start, the build's end before both.
+func TestRunStartedOnce(t *testing.T) {
+	h := start(t, 0)
+	src, _ := newGitRepo(t, "app", "main", validPipeline)
+	repo := h.register(src.dir)
+	t0 := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
+	for name, publish := range map[string]func(f *folding){
+		"in order, redelivered": func(f *folding) {
+			started := h.publish(&buildeventsv1.BuildStarted{RunId: f.run.Id, BuildId: "b-" + f.run.Id, Repository: f.ref}, "b-"+f.run.Id, f.run.Id, t0)
+			h.publishEvent(started, true)
+			f.buildSucceeded(t0.Add(time.Minute))
+		},
+		"a step first": func(f *folding) {
+			h.publish(&buildeventsv1.StepStarted{RunId: f.run.Id, BuildId: "b-" + f.run.Id, Step: "compile", Repository: f.ref}, "b-"+f.run.Id+"/compile", f.run.Id, t0)
+			f.buildStarted(t0)
+			f.buildSucceeded(t0.Add(time.Minute))
+		},
+		"the end first": func(f *folding) {
+			f.buildFinished(&buildeventsv1.BuildFinished{Status: buildv1.BuildStatus_BUILD_STATUS_FAILED, FailedStep: "compile", ExitCode: 1}, t0.Add(time.Minute))
+			f.buildStarted(t0)
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			run := h.trigger("app", "")
+			f := &folding{h: h, run: run, ref: repoRef(run, repo.Url)}
+			publish(f)
+			f.h.waitConsumed()
+			h.outboxBarrier("app")
+			got := h.runEvents(subjectRunStarted, run.Id)
+			if len(got) != 1 {
+				t.Fatalf("%d RunStarted events, want 1", len(got))
+			}
+			rs := payload[*sourceeventsv1.RunStarted](t, got[0])
+			if rs.GetRunId() != run.Id || rs.GetCommit() != run.Commit || rs.GetRepository().GetName() != "app" || got[0].SubjectID != run.Id {
+				t.Errorf("RunStarted %v about %s", rs, got[0].SubjectID)
+			}
+			if got[0].Kind.Type != "dev.cdevents.pipelinerun.started.0.3.0" || got[0].Content["pipelineName"] != "app" {
+				t.Errorf("RunStarted is a %s with content %v", got[0].Kind.Type, got[0].Content)
+			}
+		})
+	}
+}

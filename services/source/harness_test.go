@@ -283,6 +283,7 @@ func (h *harness) runEvents(subject, runID string) []events.Event {
 
 const (
 	subjectRunRequested = "sluice.source.run.requested"
+	subjectRunStarted   = "sluice.source.run.started"
 	subjectRunFinished  = "sluice.source.run.finished"
 	subjectChange       = "sluice.source.change.received"
 	subjectRepoCreated  = "sluice.source.repository.created"

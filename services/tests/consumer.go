@@ -84,10 +84,11 @@ func (s *Service) HandleBuildFinished(ctx context.Context, ev events.Event, d ev
 		Branch: bf.GetBranch(),
 	}
 	started, err := events.New(&testeventsv1.TestRunStarted{
-		RunId:      candidate.RunID,
-		TestRunId:  candidate.ID,
-		Repository: bf.GetRepository(),
-		Commit:     candidate.Commit,
+		RunId:       candidate.RunID,
+		TestRunId:   candidate.ID,
+		Repository:  bf.GetRepository(),
+		Commit:      candidate.Commit,
+		Environment: events.CIEnvironment(candidate.Repository.Name),
 	}, candidate.ID, candidate.RunID)
 	if err != nil {
 		return fmt.Errorf("%w: %w", events.ErrPermanent, err)
@@ -319,21 +320,30 @@ func (a *attempt) finish(parent context.Context, o domain.Outcome) error {
 	a.closeLog(parent)
 
 	counts := o.Counts()
+	env := events.CIEnvironment(run.Repository.Name)
+	positions, omitted := o.PublishedCases()
+	cases, err := caseEvents(run, o, env, positions)
+	if err != nil {
+		return fmt.Errorf("%w: %w", events.ErrPermanent, err)
+	}
 	payload := &testeventsv1.TestRunFinished{
 		RunId:     run.RunID,
 		TestRunId: run.ID,
 		Repository: &sourceeventsv1.RepositoryRef{
 			Id: run.Repository.ID, Name: run.Repository.Name, Url: run.Repository.URL,
 		},
-		Commit:        run.Commit,
-		Branch:        a.branch,
-		BuildId:       run.BuildID,
-		Status:        statusToProto(o.Status),
-		Counts:        &testv1.Counts{Passed: int32(counts.Passed), Failed: int32(counts.Failed), Skipped: int32(counts.Skipped)},
-		FailureReason: o.Reason,
-		FailedCases:   o.FailedCaseNames(),
-		Duration:      durationpb.New(ended.Sub(run.CreatedAt)),
-		StepDuration:  durationpb.New(o.StepDuration),
+		Commit:            run.Commit,
+		Branch:            a.branch,
+		BuildId:           run.BuildID,
+		Status:            statusToProto(o.Status),
+		Counts:            &testv1.Counts{Passed: int32(counts.Passed), Failed: int32(counts.Failed), Skipped: int32(counts.Skipped)},
+		FailureReason:     o.Reason,
+		FailedCases:       o.FailedCaseNames(),
+		Duration:          durationpb.New(ended.Sub(run.CreatedAt)),
+		StepDuration:      durationpb.New(o.StepDuration),
+		Environment:       env,
+		CaseEvents:        int32(len(positions)),
+		CaseEventsOmitted: int32(omitted),
 		// Passed on for release, which asks no one for them.
 		Pipeline:  a.bf.GetPipeline(),
 		Artifacts: a.bf.GetArtifacts(),
@@ -351,7 +361,7 @@ func (a *attempt) finish(parent context.Context, o domain.Outcome) error {
 	// work is done.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(parent), 30*time.Second)
 	defer cancel()
-	if err := a.s.store.Finish(ctx, run, o, ended, ev); err != nil {
+	if err := a.s.store.Finish(ctx, run, o, ended, ev, cases...); err != nil {
 		if errors.Is(err, errLostRun) {
 			a.log.Warn("another worker took the test run over; this attempt's outcome is dropped", slog.String("status", o.Status.String()))
 			return nil

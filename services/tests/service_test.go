@@ -9,6 +9,7 @@ import (
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/sluicehq/sluice/platform/events"
 	"github.com/sluicehq/sluice/platform/servicekit"
 	"github.com/sluicehq/sluice/platform/servicekit/servicekittest"
 	"github.com/sluicehq/sluice/platform/sqldb/sqldbtest"
@@ -82,13 +83,32 @@ func TestPassingTests(t *testing.T) {
 	if f.GetDuration().AsDuration() <= 0 || f.GetStepDuration().AsDuration() <= 0 || f.GetStepDuration().AsDuration() > f.GetDuration().AsDuration() {
 		t.Errorf("duration %v, step duration %v", f.GetDuration().AsDuration(), f.GetStepDuration().AsDuration())
 	}
+	env := events.CIEnvironment(f.GetRepository().GetName())
+	if f.GetEnvironment() != env || f.GetCaseEvents() != 6 || f.GetCaseEventsOmitted() != 0 {
+		t.Errorf("TestRunFinished in %q with %d case events, %d omitted; want %q, 6, 0", f.GetEnvironment(), f.GetCaseEvents(), f.GetCaseEventsOmitted(), env)
+	}
 	evs := w.events.of(runID)
-	if len(evs) != 2 {
-		t.Fatalf("%d events for the run, want TestRunStarted and TestRunFinished: %v", len(evs), evs)
+	if len(evs) != 8 {
+		t.Fatalf("%d events for the run, want TestRunStarted, 6 test case events and TestRunFinished: %v", len(evs), evs)
 	}
 	started, ok := evs[0].Payload.(*testeventsv1.TestRunStarted)
-	if !ok || started.GetTestRunId() != f.GetTestRunId() || started.GetCommit() != w.repo.commit || evs[0].SubjectID != f.GetTestRunId() {
-		t.Errorf("first event = %v, want TestRunStarted of test run %s", evs[0].Payload, f.GetTestRunId())
+	if !ok || started.GetTestRunId() != f.GetTestRunId() || started.GetCommit() != w.repo.commit || evs[0].SubjectID != f.GetTestRunId() ||
+		started.GetEnvironment() != env {
+		t.Errorf("first event = %v, want TestRunStarted of test run %s in %s", evs[0].Payload, f.GetTestRunId(), env)
+	}
+	// The case events come before TestRunFinished, the skipped case first.
+	if sk, ok := evs[1].Payload.(*testeventsv1.TestCaseSkipped); !ok || sk.GetTestRunId() != f.GetTestRunId() ||
+		sk.GetTestCase().GetName() != "TestLater" || sk.GetPosition() != 2 || evs[1].SubjectID != events.TestCaseRunID(f.GetTestRunId(), int(sk.GetPosition())) {
+		t.Errorf("second event = %v about %s, want the skipped case", evs[1].Payload, evs[1].SubjectID)
+	}
+	for _, ev := range evs[2:7] {
+		if c, ok := ev.Payload.(*testeventsv1.TestCaseFinished); !ok || c.GetTestCase().GetStatus() != testv1.CaseStatus_CASE_STATUS_PASSED ||
+			c.GetEnvironment() != env || c.GetTestCase().GetName() == "" || c.GetTestCase().GetOutput() != "" {
+			t.Errorf("event %v, want a passed TestCaseFinished without output", ev.Payload)
+		}
+	}
+	if _, ok := evs[7].Payload.(*testeventsv1.TestRunFinished); !ok {
+		t.Errorf("last event = %v, want TestRunFinished", evs[7].Payload)
 	}
 
 	// The API answers by run id and by test run id.
@@ -196,6 +216,19 @@ func TestFailingTests(t *testing.T) {
 	}
 	if lines := f.GetLastLogLines(); len(lines) == 0 || lines[len(lines)-1] != "go test exited with 1" {
 		t.Errorf("last log lines = %q", lines)
+	}
+	// The case events: the failed cases first, in report order.
+	var published []string
+	for _, ev := range w.events.of(runID) {
+		switch c := ev.Payload.(type) {
+		case *testeventsv1.TestCaseFinished:
+			published = append(published, c.GetTestCase().GetName()+":"+strings.TrimPrefix(c.GetTestCase().GetStatus().String(), "CASE_STATUS_"))
+		case *testeventsv1.TestCaseSkipped:
+			published = append(published, c.GetTestCase().GetName()+":skipped")
+		}
+	}
+	if got, want := strings.Join(published, " "), "TestWorld:FAILED TestTable:FAILED TestTable/b:FAILED TestLater:skipped TestGreeting:PASSED TestTable/a:PASSED"; got != want {
+		t.Errorf("case events %s\nwant        %s", got, want)
 	}
 
 	failed, err := client.ListTestCases(ctx, &testv1.ListTestCasesRequest{Id: f.GetTestRunId(), Status: testv1.CaseStatus_CASE_STATUS_FAILED})

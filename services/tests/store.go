@@ -183,9 +183,9 @@ func (s *Store) updateLease(ctx context.Context, id string, attempt int, until i
 }
 
 // Finish records the outcome of attempt, its suites and cases, and
-// enqueues finished, in one transaction. It fails with errLostRun when the
+// enqueues the case events, then finished, in one transaction. It fails with errLostRun when the
 // attempt is no longer the current one.
-func (s *Store) Finish(ctx context.Context, run domain.TestRun, o domain.Outcome, endedAt time.Time, finished events.Event) error {
+func (s *Store) Finish(ctx context.Context, run domain.TestRun, o domain.Outcome, endedAt time.Time, finished events.Event, cases ...events.Event) error {
 	return s.db.InTx(ctx, func(tx *sql.Tx) error {
 		counts := o.Counts()
 		failedStep, exitCode := "", 0
@@ -217,6 +217,11 @@ func (s *Store) Finish(ctx context.Context, run domain.TestRun, o domain.Outcome
 				VALUES ($1, $2, $3, $4, $5, $6, $7)`,
 				run.ID, i, sqldb.Text(c.Suite), sqldb.Text(c.Name), c.Status, int64(c.Duration), sqldb.Text(c.Output)); err != nil {
 				return fmt.Errorf("store case %q of test run %s: %w", c.Name, run.ID, err)
+			}
+		}
+		for _, ev := range cases {
+			if err := events.Enqueue(ctx, tx, ev); err != nil {
+				return err
 			}
 		}
 		return events.Enqueue(ctx, tx, finished)

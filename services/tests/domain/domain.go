@@ -172,6 +172,29 @@ func (o Outcome) Counts() Counts {
 	return c
 }
 
+// MaxCaseEvents is how many cases of one test run are published as test
+// case events (CDEvents testcaserun): a run may have thousands of cases.
+const MaxCaseEvents = 100
+
+// PublishedCases are the positions in Cases of the cases published as test
+// case events, at most MaxCaseEvents: the failed ones first, then the
+// skipped, then the passed, each in report order. omitted counts the rest.
+func (o Outcome) PublishedCases() (positions []int, omitted int) {
+	for _, status := range []CaseStatus{CaseFailed, CaseSkipped, CasePassed} {
+		for i, c := range o.Cases {
+			if c.Status != status {
+				continue
+			}
+			if len(positions) == MaxCaseEvents {
+				omitted++
+				continue
+			}
+			positions = append(positions, i)
+		}
+	}
+	return positions, omitted
+}
+
 // FailedCaseNames are the display names of the first MaxFailedCases
 // failed cases.
 func (o Outcome) FailedCaseNames() []string {

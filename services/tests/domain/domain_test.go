@@ -1,6 +1,8 @@
 package domain
 
 import (
+	"fmt"
+	"slices"
 	"testing"
 	"time"
 )
@@ -66,5 +68,32 @@ func TestFailedCaseNamesAreCapped(t *testing.T) {
 	o := Outcome{Cases: cases}
 	if n := len(o.FailedCaseNames()); n != MaxFailedCases {
 		t.Errorf("%d failed case names, want %d", n, MaxFailedCases)
+	}
+}
+
+func TestPublishedCasesAreBoundedFailedFirst(t *testing.T) {
+	var cases []Case
+	for i := 0; i < 200; i++ {
+		cases = append(cases, Case{Suite: "p", Name: fmt.Sprintf("Pass%d", i), Status: CasePassed})
+		if i%50 == 49 {
+			cases = append(cases, Case{Suite: "p", Name: fmt.Sprintf("Skip%d", i), Status: CaseSkipped},
+				Case{Suite: "p", Name: fmt.Sprintf("Fail%d", i), Status: CaseFailed})
+		}
+	}
+	o := Outcome{Cases: cases}
+	positions, omitted := o.PublishedCases()
+	if len(positions) != MaxCaseEvents || omitted != len(cases)-MaxCaseEvents {
+		t.Fatalf("%d published, %d omitted; want %d and %d", len(positions), omitted, MaxCaseEvents, len(cases)-MaxCaseEvents)
+	}
+	var names []string
+	for _, p := range positions[:10] {
+		names = append(names, cases[p].Name)
+	}
+	want := []string{"Fail49", "Fail99", "Fail149", "Fail199", "Skip49", "Skip99", "Skip149", "Skip199", "Pass0", "Pass1"}
+	if !slices.Equal(names, want) {
+		t.Errorf("first published %v; want %v", names, want)
+	}
+	if p, n := (Outcome{Cases: cases[:3]}).PublishedCases(); len(p) != 3 || n != 0 {
+		t.Errorf("3 cases: %d published, %d omitted; want all", len(p), n)
 	}
 }
