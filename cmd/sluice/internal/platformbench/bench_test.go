@@ -312,18 +312,13 @@ func (bn *bench) startFloor(b *testing.B, commit string) *floor {
 	return f
 }
 
-// floorBlock is how many of the platform's runs go one after another
-// before the floor does the same commits.
-const floorBlock = 10
-
 // runTimeout bounds one run, the platform's or the floor's.
 const runTimeout = time.Minute
 
 // BenchmarkRunOverhead runs at least 50 runs one after the other and
-// reports the platform's overhead per run at p50 and p95. After every
-// floorBlock of them (once the platform is quiet) the floor does the same
-// commits one after the other; the overhead is also reported as a ratio of
-// the floor's time per run.
+// reports the platform's overhead per run at p50 and p95. After each, once
+// the platform is quiet, the floor does the same commit; the overhead is
+// also reported as a ratio of the floor's time per run.
 func BenchmarkRunOverhead(b *testing.B) {
 	bn, stop := setup(b)
 	defer stop()
@@ -334,12 +329,11 @@ func BenchmarkRunOverhead(b *testing.B) {
 	}
 	n := max(b.N, 50)
 	var overheads, walls []time.Duration
-	var commits []string
 	var floors []floorTimes
 	stage := map[string][]time.Duration{}
 	f := bn.startFloor(b, warm.run.GetCommit())
 	b.ResetTimer()
-	for i := range n {
+	for range n {
 		// A new commit each time (outside the timing): every run computes a
 		// version from the commits since the last release and publishes it.
 		b.StopTimer()
@@ -355,7 +349,6 @@ func BenchmarkRunOverhead(b *testing.B) {
 		}
 		walls = append(walls, r.wall)
 		overheads = append(overheads, r.wall-r.steps)
-		commits = append(commits, r.run.GetCommit())
 		prev := r.run.GetCreateTime().AsTime()
 		stage["trigger to run record"] = append(stage["trigger to run record"], prev.Sub(r.start))
 		for _, s := range r.run.GetStages() {
@@ -369,24 +362,19 @@ func BenchmarkRunOverhead(b *testing.B) {
 		stage["wait after release"] = append(stage["wait after release"], r.run.GetEndTime().AsTime().Sub(prev))
 		stage["run end to watcher"] = append(stage["run end to watcher"], r.end.Sub(r.run.GetEndTime().AsTime()))
 
-		// After each block of runs, the floor does the same commits, so
-		// both see the same load on a shared machine.
-		if (i+1)%floorBlock != 0 && i+1 != n {
-			continue
-		}
+		// Then, once the platform is quiet, the floor does the same commit,
+		// so that the two see the same load on a shared machine.
 		b.StopTimer()
 		if err := bn.waitQuiet(ctx); err != nil {
 			b.Fatal(err)
 		}
-		for _, commit := range commits[len(floors):] {
-			rctx, cancel := context.WithTimeout(ctx, runTimeout)
-			t, err := f.run(rctx, commit)
-			cancel()
-			if err != nil {
-				b.Fatal(err)
-			}
-			floors = append(floors, t)
+		rctx, cancel = context.WithTimeout(ctx, runTimeout)
+		t, err := f.run(rctx, r.run.GetCommit())
+		cancel()
+		if err != nil {
+			b.Fatal(err)
 		}
+		floors = append(floors, t)
 		b.StartTimer()
 	}
 	b.StopTimer()
@@ -420,7 +408,7 @@ func BenchmarkRunOverhead(b *testing.B) {
 		}
 	}
 	c := countPath(runPath)
-	fmt.Printf("  the floor: the same commits, one at a time, with no Sluice logic: %d hops, %d transactions, %d checkouts, %d commands\n",
+	fmt.Printf("  the floor: the same commits, each after its run, with no Sluice logic: %d hops, %d transactions, %d checkouts, %d commands\n",
 		c.hops, c.transactions, c.checkouts, c.commands)
 	fmt.Printf("    (p50: hops %v, transactions %v, checkouts %v, commands %v)\n",
 		round(pct(part(floorTimes.Hops), 0.5)), round(pct(part(func(t floorTimes) time.Duration { return t.Transactions }), 0.5)),
@@ -464,8 +452,8 @@ func inFlight(ctx context.Context, total, n int, fn func(context.Context) error)
 	return elapsed, errors.Join(all...)
 }
 
-// BenchmarkThroughput keeps 10 runs in flight and reports runs/s; then the
-// floor's, the same way.
+// BenchmarkThroughput keeps 10 runs in flight and reports runs/s, and the
+// floor's, measured the same way before and after.
 func BenchmarkThroughput(b *testing.B) {
 	bn, stop := setup(b)
 	defer stop()
@@ -476,6 +464,21 @@ func BenchmarkThroughput(b *testing.B) {
 	}
 	const n = 10
 	total := max(b.N, 50)
+	commit := warm.run.GetCommit()
+	f := bn.startFloor(b, commit)
+	floor := func() time.Duration {
+		elapsed, err := inFlight(ctx, total, n, func(ctx context.Context) error {
+			_, err := f.run(ctx, commit)
+			return err
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		return elapsed
+	}
+	// The floor before and after the platform, so that a load that grows
+	// or shrinks meanwhile weighs on both alike.
+	floorElapsed := floor()
 	b.ResetTimer()
 	elapsed, err := inFlight(ctx, total, n, func(ctx context.Context) error {
 		_, err := bn.one(ctx)
@@ -485,24 +488,16 @@ func BenchmarkThroughput(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	commit := warm.run.GetCommit()
-	f := bn.startFloor(b, commit)
 	if err := bn.waitQuiet(ctx); err != nil {
 		b.Fatal(err)
 	}
-	floorElapsed, err := inFlight(ctx, total, n, func(ctx context.Context) error {
-		_, err := f.run(ctx, commit)
-		return err
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
+	floorElapsed += floor()
 	rate := float64(total) / elapsed.Seconds()
-	floorRate := float64(total) / floorElapsed.Seconds()
+	floorRate := float64(2*total) / floorElapsed.Seconds()
 	b.ReportMetric(rate, "runs/s")
 	b.ReportMetric(floorRate, "floor-runs/s")
 	b.ReportMetric(floorRate/rate, "time-per-run/floor")
 	fmt.Printf("\n%d runs of one commit with %d in flight: %.1f runs/s (%v)\n", total, n, rate, elapsed.Round(time.Millisecond))
-	fmt.Printf("  floor: %.1f runs/s (%v); Sluice takes %.1f× the floor's time per run\n",
-		floorRate, floorElapsed.Round(time.Millisecond), floorRate/rate)
+	fmt.Printf("  floor: %.1f runs/s (%d before and %d after); Sluice takes %.1f× the floor's time per run\n",
+		floorRate, total, total, floorRate/rate)
 }
