@@ -61,7 +61,8 @@ type bench struct {
 	stepTimes map[string]time.Duration // run id -> time inside build and test steps
 }
 
-func setup(b *testing.B) (*bench, func()) {
+// setup starts the platform and makes its warm-up run.
+func setup(b *testing.B) (*bench, result, func()) {
 	b.Helper()
 	dir := b.TempDir()
 	repoDir := filepath.Join(dir, "repo")
@@ -152,7 +153,7 @@ func setup(b *testing.B) (*bench, func()) {
 			}
 		}()
 	}
-	return bn, func() {
+	stop := func() {
 		cancel()
 		wg.Wait()
 		nc.Close()
@@ -160,6 +161,12 @@ func setup(b *testing.B) (*bench, func()) {
 		defer c()
 		_ = p.Stop(sctx)
 	}
+	warm, err := bn.warmUp(ctx)
+	if err != nil {
+		stop()
+		b.Fatal(err)
+	}
+	return bn, warm, stop
 }
 
 type result struct {
@@ -320,13 +327,9 @@ const runTimeout = time.Minute
 // the platform is quiet, the floor does the same commit; the overhead is
 // also reported as a ratio of the floor's time per run.
 func BenchmarkRunOverhead(b *testing.B) {
-	bn, stop := setup(b)
+	bn, warm, stop := setup(b)
 	defer stop()
 	ctx := context.Background()
-	warm, err := bn.warmUp(ctx)
-	if err != nil {
-		b.Fatal(err)
-	}
 	n := max(b.N, 50)
 	var overheads, walls []time.Duration
 	var floors []floorTimes
@@ -455,13 +458,9 @@ func inFlight(ctx context.Context, total, n int, fn func(context.Context) error)
 // BenchmarkThroughput keeps 10 runs in flight and reports runs/s, and the
 // floor's, measured the same way before and after.
 func BenchmarkThroughput(b *testing.B) {
-	bn, stop := setup(b)
+	bn, warm, stop := setup(b)
 	defer stop()
 	ctx := context.Background()
-	warm, err := bn.warmUp(ctx)
-	if err != nil {
-		b.Fatal(err)
-	}
 	const n = 10
 	total := max(b.N, 50)
 	commit := warm.run.GetCommit()
