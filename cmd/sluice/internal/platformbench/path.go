@@ -71,9 +71,11 @@ type stage struct {
 //     release with ReleasePublished, then under the environment's lock:
 //     InsertDeployment, the checkout, MarkStarted, the deploy command,
 //     SetDeploymentStatus VERIFYING, the verify command, recordDeployment
-//     (ServiceDeployed); then finish (ReleaseFinished). Three of these
-//     writes are single statements outside BEGIN; the floor commits each
-//     as a transaction, which costs the same to within microseconds.
+//     (ServiceDeployed); then finish (ReleaseFinished). Four of these
+//     writes (beginRun, InsertDeployment, MarkStarted and
+//     SetDeploymentStatus) are single statements outside BEGIN; the floor
+//     commits each as a transaction, which costs the same to within
+//     microseconds.
 //   - hop 4, release.finished (sluice.release.run.finished), RELEASE →
 //     source-release.
 //   - source: the fold of ReleaseFinished (processed mark, run summary,
