@@ -73,7 +73,7 @@ test-postgres: $(BIN)/nats-server
 test-containers:
 	go test -v -count=1 -timeout 45m $(CONTAINER_PKGS)
 
-## bench: the platform overhead benchmark (prints p50/p95 and runs/s).
+## bench: the platform overhead benchmark (prints p50/p95 and runs/s, and each against a floor measured in the same run).
 bench:
 	go test -run '^$$' -bench . -benchtime 1x -timeout 30m ./cmd/sluice/internal/platformbench/
 
