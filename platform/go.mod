@@ -3,6 +3,7 @@ module github.com/sluicehq/sluice/platform
 go 1.26.8
 
 require (
+	connectrpc.com/grpcreflect v1.3.1
 	github.com/jackc/pgx/v5 v5.12.0
 	github.com/package-url/packageurl-go v0.1.7
 	github.com/santhosh-tekuri/jsonschema/v6 v6.0.3
