@@ -14,7 +14,13 @@ export PATH := $(BIN):$(PATH)
 
 # Every Go module of the workspace, in dependency order.
 SERVICES := source build test release notify
-MODULES := proto deploy platform services/source services/build services/test services/release services/notify cmd/sluice e2e
+# Where each service's module is: services/<name>, but the test service's
+# Go package is `tests` (a package named test needs an alias wherever it is
+# imported), so its module is services/tests.
+service_dir = services/$(if $(filter test,$(1)),tests,$(1))
+SERVICE_DIRS := $(foreach s,$(SERVICES),$(call service_dir,$(s)))
+SERVICE_CMDS := $(foreach s,$(SERVICES),./$(call service_dir,$(s))/cmd/sluice-$(s))
+MODULES := proto deploy platform $(SERVICE_DIRS) cmd/sluice e2e
 GO_PKGS := $(addsuffix /...,$(addprefix ./,$(MODULES)))
 # Packages that start goroutines get -race.
 TEST_FLAGS ?= -race -count=1 -timeout 20m
@@ -38,11 +44,11 @@ run: build
 ## build: the all-in-one binary and the five service binaries into ./bin.
 build:
 	go build -ldflags "$(VERSION_LDFLAGS)" -o $(BIN)/sluice ./cmd/sluice
-	for s in $(SERVICES); do go build -ldflags "$(VERSION_LDFLAGS)" -o $(BIN)/sluice-$$s ./services/$$s/cmd/sluice-$$s; done
+	go build -ldflags "$(VERSION_LDFLAGS)" -o $(BIN)/ $(SERVICE_CMDS)
 
 # The packages whose tests touch a database: `make test` runs them a second
 # time with every service on PostgreSQL (SLUICE_TEST_STORE=postgres).
-STORE_PKGS := ./platform/... $(addsuffix /...,$(addprefix ./services/,$(SERVICES)))
+STORE_PKGS := ./platform/... $(addsuffix /...,$(addprefix ./,$(SERVICE_DIRS)))
 # The container scenarios run on their own, verbosely: each prints its tally.
 CONTAINER_PKGS := ./e2e/containers/
 
@@ -67,7 +73,7 @@ test-postgres: $(BIN)/nats-server
 test-containers:
 	go test -v -count=1 -timeout 45m $(CONTAINER_PKGS)
 
-## bench: the platform overhead benchmark (prints p50/p95 and runs/s).
+## bench: the platform overhead benchmark (prints p50/p95 and runs/s, and each against a floor measured in the same run).
 bench:
 	go test -run '^$$' -bench . -benchtime 1x -timeout 30m ./cmd/sluice/internal/platformbench/
 
@@ -185,7 +191,7 @@ docker_build = DOCKER_BUILDKIT=0 docker build --quiet --force-rm \
 images: image-host-packages $(IMAGE_CACHE)/nats-$(NATS_SERVER_VERSION)/nats-server
 	@mkdir -p $(IMAGE_CACHE)/bin
 	CGO_ENABLED=0 go build -trimpath -ldflags "-s -w $(VERSION_LDFLAGS)" -o $(IMAGE_CACHE)/bin/ \
-		./cmd/sluice $(foreach s,$(SERVICES),./services/$(s)/cmd/sluice-$(s))
+		./cmd/sluice $(SERVICE_CMDS)
 	@for d in $(SERVICES) sluice; do \
 		ctx=$(IMAGE_CACHE)/$$d; rm -rf $$ctx; \
 		mkdir -p $$ctx/root/etc/ssl/certs $$ctx/root/tmp $$ctx/data; \

@@ -43,7 +43,7 @@ func buildBinaries(dir string) error {
 	root := e2ekit.RepoRoot()
 	targets := map[string]string{"sluice": "./cmd/sluice"}
 	for _, s := range []string{"source", "build", "test", "release", "notify"} {
-		targets["sluice-"+s] = "./services/" + s + "/cmd/sluice-" + s
+		targets["sluice-"+s] = e2ekit.ServiceCmd(s)
 	}
 	for name, pkg := range targets {
 		cmd := exec.CommandContext(context.Background(), "go", "build", "-o", filepath.Join(dir, name), pkg)

@@ -68,8 +68,9 @@ func startFiveProcesses(t *testing.T, dataDir string) *platform {
 			prefix + "NATS_USER=" + s,
 			prefix + "NATS_PASSWORD=" + natsPassword(s),
 			prefix + "DATA_DIR=" + filepath.Join(dataDir, s),
-			prefix + "SOURCE_URL=" + urls["source"],
-			prefix + "BUILD_URL=" + urls["build"],
+			// The one question a stage asks another service: release asks
+			// source for a changelog's commits.
+			"SLUICE_RELEASE_SOURCE_URL=" + urls["source"],
 			prefix + "POLL_INTERVAL=0s",
 		}
 		pr := startProc(t, "sluice-"+s, env, bin(t, "sluice-"+s))

@@ -3,10 +3,14 @@ module github.com/sluicehq/sluice/platform
 go 1.26.8
 
 require (
+	connectrpc.com/grpcreflect v1.3.1
 	github.com/cenkalti/backoff/v5 v5.0.3
 	github.com/jackc/pgx/v5 v5.12.0
+	github.com/package-url/packageurl-go v0.1.7
+	github.com/santhosh-tekuri/jsonschema/v6 v6.0.3
 	github.com/sluicehq/sluice/deploy v0.0.0
 	github.com/sluicehq/sluice/proto v0.0.0
+	github.com/spf13/pflag v1.0.10
 )
 
 require (

@@ -34,8 +34,8 @@ func run() int {
 		Getenv:  os.Getenv,
 		Version: version,
 		Commit:  commit,
-		Up: func(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-			return allinone.Up(ctx, args, version, stdout, stderr, func(ctx context.Context, c sourcev1connect.SourceServiceClient, runID string, w io.Writer) error {
+		NewUp: func() cli.Up {
+			return allinone.NewCommand(version, func(ctx context.Context, c sourcev1connect.SourceServiceClient, runID string, w io.Writer) error {
 				return cli.Follow(ctx, c, runID, w, false)
 			})
 		},

@@ -329,10 +329,8 @@ func (s *Stack) ServiceEnv(svc string) []string {
 		// second run of a commit the test also triggers, and that run would
 		// deploy the same version again.
 		env = append(env, p+"POLL_INTERVAL=0")
-	case "test":
-		env = append(env, p+"SOURCE_URL="+s.internalURL("source"))
 	case "release":
-		env = append(env, p+"SOURCE_URL="+s.internalURL("source"), p+"BUILD_URL="+s.internalURL("build"))
+		env = append(env, p+"SOURCE_URL="+s.internalURL("source"))
 	case "build":
 		env = append(env, p+"WORKERS=2")
 	}

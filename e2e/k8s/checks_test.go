@@ -10,12 +10,22 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/spf13/pflag"
+
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/sluicehq/sluice/platform/servicecmd"
+	"github.com/sluicehq/sluice/platform/servicekit"
+	"github.com/sluicehq/sluice/services/build"
+	"github.com/sluicehq/sluice/services/notify"
+	"github.com/sluicehq/sluice/services/release"
+	"github.com/sluicehq/sluice/services/source"
+	"github.com/sluicehq/sluice/services/tests"
 )
 
 // namespace is where everything of Sluice runs.
@@ -26,17 +36,43 @@ type service struct {
 	name string
 	// port is the one port of its image: API, /healthz, /readyz, /metrics.
 	port int32
-	// own are its settings beside commonSettings (SLUICE_<SERVICE>_<NAME>),
-	// and needs those of them the manifests must set.
-	own, needs []string
+	// reads are every setting its binary reads (SLUICE_<SERVICE>_<NAME>),
+	// taken from the binary's own flags, and needs those the manifests
+	// must set beside commonSettings.
+	reads, needs []string
 }
 
 var services = []service{
-	{name: "source", port: 8081, own: []string{"POLL_INTERVAL"}},
-	{name: "build", port: 8082, own: []string{"WORKERS", "STEP_TIMEOUT", "WORKER_ID"}, needs: []string{"WORKERS"}},
-	{name: "test", port: 8083, own: []string{"SOURCE_URL", "WORKERS", "STEP_TIMEOUT"}, needs: []string{"SOURCE_URL", "WORKERS"}},
-	{name: "release", port: 8084, own: []string{"SOURCE_URL", "BUILD_URL", "WORKERS", "DEPLOY_TIMEOUT", "VERIFY_TIMEOUT"}, needs: []string{"SOURCE_URL", "BUILD_URL"}},
-	{name: "notify", port: 8085, own: []string{"MAX_ATTEMPTS", "RETRY_BASE"}},
+	{name: "source", port: 8081, reads: settingsOf(source.Name)},
+	{name: "build", port: 8082, reads: settingsOf(build.Name), needs: []string{"WORKERS"}},
+	{name: "test", port: 8083, reads: settingsOf(tests.Name), needs: []string{"WORKERS"}},
+	{name: "release", port: 8084, reads: settingsOf(release.Name), needs: []string{"SOURCE_URL"}},
+	{name: "notify", port: 8085, reads: settingsOf(notify.Name)},
+}
+
+// settingsOf are the variables' suffixes (WORKERS, DATA_DIR, ...) of
+// every flag of the service's binary but --version.
+func settingsOf(service string) []string {
+	var fs *pflag.FlagSet
+	switch service {
+	case source.Name:
+		fs = servicecmd.FlagSet(servicecmd.Command[source.Config]{Service: service, Addr: ":0", Config: source.DefaultConfig()})
+	case build.Name:
+		fs = servicecmd.FlagSet(servicecmd.Command[build.Config]{Service: service, Addr: ":0", Config: build.DefaultConfig()})
+	case tests.Name:
+		fs = servicecmd.FlagSet(servicecmd.Command[tests.Config]{Service: service, Addr: ":0", Config: tests.DefaultConfig()})
+	case release.Name:
+		fs = servicecmd.FlagSet(servicecmd.Command[release.Config]{Service: service, Addr: ":0", Config: release.DefaultConfig()})
+	case notify.Name:
+		fs = servicecmd.FlagSet(servicecmd.Command[notify.Config]{Service: service, Addr: ":0", Config: notify.DefaultConfig()})
+	}
+	var out []string
+	fs.VisitAll(func(f *pflag.Flag) {
+		if f.Name != "version" {
+			out = append(out, strings.TrimPrefix(servicekit.EnvName(service, f.Name), "SLUICE_"+strings.ToUpper(service)+"_"))
+		}
+	})
+	return out
 }
 
 // commonSettings every service reads, and the manifests set.
@@ -553,7 +589,7 @@ func (m *manifests) checkSettings(r *report, s shape, svc service, id string, c 
 		}
 	}
 	prefix := "SLUICE_" + strings.ToUpper(svc.name) + "_"
-	known := append(slices.Clone(commonSettings), svc.own...)
+	known := svc.reads
 	for name := range env {
 		if !strings.HasPrefix(name, prefix) || !slices.Contains(known, strings.TrimPrefix(name, prefix)) {
 			r.add("%s: sets %s, which sluice-%s does not read (it reads %s%v)", id, name, svc.name, prefix, known)
@@ -600,7 +636,7 @@ func (m *manifests) checkSettings(r *report, s shape, svc service, id string, c 
 			want = svc.name
 		case "NATS_REPLICAS":
 			want = strconv.Itoa(int(s.natsReplicas))
-		case "SOURCE_URL", "BUILD_URL":
+		case "SOURCE_URL":
 			target := strings.ToLower(strings.TrimSuffix(name, "_URL"))
 			for _, t := range services {
 				if t.name == target {

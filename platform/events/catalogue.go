@@ -5,6 +5,8 @@ package events
 
 import (
 	"fmt"
+	"slices"
+	"strings"
 
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -17,20 +19,27 @@ import (
 )
 
 // Kind describes one event type: where it is published, what it is called
-// in CloudEvents and CDEvents terms, and which payload rides in customData.
+// in CloudEvents and CDEvents terms, which payload rides in customData, and
+// how the CDEvents subject content is derived from that payload.
 type Kind struct {
 	// Service is the producing service; it owns the stream.
 	Service string
 	// Subject is the NATS subject, sluice.<service>.<subject>.<predicate>.
 	Subject string
-	// Type is the CloudEvents type, which is also the CDEvents type.
+	// Type is the CloudEvents type, which is also the CDEvents type: a
+	// standard dev.cdevents.* type of CDEvents v0.5.1 where CDEvents has one,
+	// else a custom dev.cdeventsx.sluice-<subject>.<predicate>.<version>.
 	Type string
-	// SubjectType is the CDEvents subject type (build, service, ...).
-	SubjectType string
+	// Former are types this kind was published under before; Decode still
+	// accepts them, so events published before an upgrade are handled.
+	Former []string
 	// Doc says when the event is published.
 	Doc string
 	// payload is a zero value of the payload message.
 	payload proto.Message
+	// content derives the CDEvents subject content from a payload; nil for
+	// an empty content.
+	content func(proto.Message) (map[string]any, error)
 }
 
 // NewPayload returns a new, empty payload message of this kind.
@@ -43,6 +52,24 @@ func (k Kind) PayloadName() protoreflect.FullName {
 
 // Stream is the JetStream stream the kind is published on.
 func (k Kind) Stream() string { return streamOf(k.Service) }
+
+// Standard reports whether the type is a standard CDEvents type (not a
+// custom dev.cdeventsx one).
+func (k Kind) Standard() bool { return strings.HasPrefix(k.Type, "dev.cdevents.") }
+
+// Content is the CDEvents subject content of an event of this kind whose
+// payload is payload. It fails when the payload lacks what the CDEvents
+// schema of the type requires.
+func (k Kind) Content(payload proto.Message) (map[string]any, error) {
+	if k.content == nil {
+		return map[string]any{}, nil
+	}
+	c, err := k.content(payload)
+	if err != nil {
+		return nil, fmt.Errorf("%s subject content: %w", k.Type, err)
+	}
+	return c, nil
+}
 
 func streamOf(service string) string {
 	switch service {
@@ -61,43 +88,61 @@ func streamOf(service string) string {
 }
 
 // Catalogue lists every event Sluice publishes. docs/events.md is checked
-// against it by a test.
+// against it by a test, and every kind's CDEvent against the CDEvents
+// schema of its type.
 func Catalogue() []Kind {
 	return []Kind{
-		{"source", "sluice.source.repository.created", "dev.cdevents.repository.created.0.3.0", "repository",
-			"A repository was registered.", &sourceeventsv1.RepositoryCreated{}},
-		{"source", "sluice.source.change.received", "dev.cdeventsx.sluice-change.received.0.1.0", "change",
-			"A new commit was noticed on a watched branch (poll or webhook).", &sourceeventsv1.ChangeReceived{}},
-		{"source", "sluice.source.run.requested", "dev.cdeventsx.sluice-run.requested.0.1.0", "run",
-			"A run was requested with a valid pipeline; build takes it from its work queue.", &sourceeventsv1.RunRequested{}},
-		{"source", "sluice.source.run.finished", "dev.cdevents.pipelinerun.finished.0.3.0", "pipelineRun",
-			"A run reached its end state (succeeded or failed, with the reason).", &sourceeventsv1.RunFinished{}},
-		{"build", "sluice.build.build.started", "dev.cdevents.build.started.0.3.0", "build",
-			"A build worker took a run (again, with a higher attempt, when it took a run over).", &buildeventsv1.BuildStarted{}},
-		{"build", "sluice.build.step.finished", "dev.cdeventsx.sluice-step.finished.0.1.0", "step",
-			"A build step ended (succeeded, failed or timed out).", &buildeventsv1.StepFinished{}},
-		{"build", "sluice.build.artifact.published", "dev.cdevents.artifact.published.0.3.0", "artifact",
-			"An artifact was stored in the artifact object store.", &buildeventsv1.ArtifactPublished{}},
-		{"build", "sluice.build.build.finished", "dev.cdevents.build.finished.0.3.0", "build",
-			"A build ended; test starts on a successful one.", &buildeventsv1.BuildFinished{}},
-		{"test", "sluice.test.testrun.started", "dev.cdevents.testsuiterun.started.0.3.0", "testSuiteRun",
-			"Tests started for a successful build.", &testeventsv1.TestRunStarted{}},
-		{"test", "sluice.test.testrun.finished", "dev.cdevents.testsuiterun.finished.0.3.0", "testSuiteRun",
-			"Tests ended, with passed/failed/skipped counts; release starts on a passed one.", &testeventsv1.TestRunFinished{}},
-		{"release", "sluice.release.release.published", "dev.cdeventsx.sluice-release.published.0.1.0", "release",
-			"A new version was released, with its changelog and artifacts.", &releaseeventsv1.ReleasePublished{}},
-		{"release", "sluice.release.service.deployed", "dev.cdevents.service.deployed.0.3.0", "service",
-			"A release was deployed to an environment and verified.", &releaseeventsv1.ServiceDeployed{}},
-		{"release", "sluice.release.deployment.failed", "dev.cdeventsx.sluice-deployment.failed.0.1.0", "deployment",
-			"A deploy command or its verification failed.", &releaseeventsv1.DeploymentFailed{}},
-		{"release", "sluice.release.service.rolledback", "dev.cdevents.service.rolledback.0.3.0", "service",
-			"An environment was rolled back to an earlier verified release.", &releaseeventsv1.ServiceRolledBack{}},
-		{"release", "sluice.release.run.finished", "dev.cdeventsx.sluice-release.finished.0.1.0", "release",
-			"The release stage of a run ended: succeeded, failed or skipped.", &releaseeventsv1.ReleaseFinished{}},
-		{"notify", "sluice.notify.delivery.succeeded", "dev.cdeventsx.sluice-delivery.succeeded.0.1.0", "delivery",
-			"An event was delivered to a subscriber.", &notifyeventsv1.DeliverySucceeded{}},
-		{"notify", "sluice.notify.delivery.failed", "dev.cdeventsx.sluice-delivery.failed.0.1.0", "delivery",
-			"Every attempt to deliver an event to a subscriber failed; it was dead-lettered.", &notifyeventsv1.DeliveryFailed{}},
+		{Service: "source", Subject: "sluice.source.repository.created", Type: "dev.cdevents.repository.created.0.3.0",
+			Doc: "A repository was registered.", payload: &sourceeventsv1.RepositoryCreated{}, content: contentOf(repositoryCreated)},
+		{Service: "source", Subject: "sluice.source.change.received", Type: "dev.cdeventsx.sluice-change.received.0.1.0",
+			Doc: "A new commit was noticed on a watched branch (poll or webhook).", payload: &sourceeventsv1.ChangeReceived{}},
+		{Service: "source", Subject: "sluice.source.run.requested", Type: "dev.cdevents.pipelinerun.queued.0.3.0",
+			Former: []string{"dev.cdeventsx.sluice-run.requested.0.1.0"},
+			Doc:    "A run was requested with a valid pipeline; build takes it from its work queue.", payload: &sourceeventsv1.RunRequested{},
+			content: contentOf(runRequested)},
+		{Service: "source", Subject: "sluice.source.run.started", Type: "dev.cdevents.pipelinerun.started.0.3.0",
+			Doc: "A run left the queue: its build started.", payload: &sourceeventsv1.RunStarted{}, content: contentOf(runStarted)},
+		{Service: "source", Subject: "sluice.source.run.finished", Type: "dev.cdevents.pipelinerun.finished.0.3.0",
+			Doc: "A run reached its end state (succeeded or failed, with the reason).", payload: &sourceeventsv1.RunFinished{},
+			content: contentOf(runFinished)},
+		{Service: "build", Subject: "sluice.build.build.started", Type: "dev.cdevents.build.started.0.3.0",
+			Doc: "A build worker took a run (again, with a higher attempt, when it took a run over).", payload: &buildeventsv1.BuildStarted{}},
+		{Service: "build", Subject: "sluice.build.step.started", Type: "dev.cdevents.taskrun.started.0.3.0",
+			Doc: "A build step started.", payload: &buildeventsv1.StepStarted{}, content: contentOf(stepStarted)},
+		{Service: "build", Subject: "sluice.build.step.finished", Type: "dev.cdevents.taskrun.finished.0.3.0",
+			Former: []string{"dev.cdeventsx.sluice-step.finished.0.1.0"},
+			Doc:    "A build step ended (succeeded, failed or timed out).", payload: &buildeventsv1.StepFinished{}, content: contentOf(stepFinished)},
+		{Service: "build", Subject: "sluice.build.artifact.published", Type: "dev.cdevents.artifact.published.0.3.0",
+			Doc: "An artifact was stored in the artifact object store.", payload: &buildeventsv1.ArtifactPublished{}},
+		{Service: "build", Subject: "sluice.build.build.finished", Type: "dev.cdevents.build.finished.0.3.0",
+			Doc: "A build ended; test starts on a successful one.", payload: &buildeventsv1.BuildFinished{}},
+		{Service: "test", Subject: "sluice.test.testrun.started", Type: "dev.cdevents.testsuiterun.started.0.3.0",
+			Doc: "Tests started for a successful build.", payload: &testeventsv1.TestRunStarted{}, content: contentOf(testRunStarted)},
+		{Service: "test", Subject: "sluice.test.testcase.finished", Type: "dev.cdevents.testcaserun.finished.0.3.0",
+			Doc: "A test case passed or failed (published when its test run ends, for a bounded number of cases).", payload: &testeventsv1.TestCaseFinished{},
+			content: contentOf(testCaseFinished)},
+		{Service: "test", Subject: "sluice.test.testcase.skipped", Type: "dev.cdevents.testcaserun.skipped.0.2.0",
+			Doc: "A test case was skipped (published when its test run ends, for a bounded number of cases).", payload: &testeventsv1.TestCaseSkipped{},
+			content: contentOf(testCaseSkipped)},
+		{Service: "test", Subject: "sluice.test.testrun.finished", Type: "dev.cdevents.testsuiterun.finished.0.3.0",
+			Doc: "Tests ended, with passed/failed/skipped counts; release starts on a passed one.", payload: &testeventsv1.TestRunFinished{},
+			content: contentOf(testRunFinished)},
+		{Service: "release", Subject: "sluice.release.release.published", Type: "dev.cdeventsx.sluice-release.published.0.1.0",
+			Doc: "A new version was released, with its changelog and artifacts.", payload: &releaseeventsv1.ReleasePublished{}},
+		{Service: "release", Subject: "sluice.release.service.deployed", Type: "dev.cdevents.service.deployed.0.3.0",
+			Doc: "A release was deployed to an environment and verified.", payload: &releaseeventsv1.ServiceDeployed{},
+			content: contentOf(serviceDeployed)},
+		{Service: "release", Subject: "sluice.release.deployment.failed", Type: "dev.cdeventsx.sluice-deployment.failed.0.1.0",
+			Doc: "A deploy command or its verification failed.", payload: &releaseeventsv1.DeploymentFailed{}},
+		{Service: "release", Subject: "sluice.release.service.rolledback", Type: "dev.cdevents.service.rolledback.0.3.0",
+			Doc: "An environment was rolled back to an earlier verified release.", payload: &releaseeventsv1.ServiceRolledBack{},
+			content: contentOf(serviceRolledBack)},
+		{Service: "release", Subject: "sluice.release.run.finished", Type: "dev.cdeventsx.sluice-release.finished.0.1.0",
+			Doc: "The release stage of a run ended: succeeded, failed or skipped.", payload: &releaseeventsv1.ReleaseFinished{}},
+		{Service: "notify", Subject: "sluice.notify.delivery.succeeded", Type: "dev.cdeventsx.sluice-delivery.succeeded.0.1.0",
+			Doc: "An event was delivered to a subscriber.", payload: &notifyeventsv1.DeliverySucceeded{}},
+		{Service: "notify", Subject: "sluice.notify.delivery.failed", Type: "dev.cdeventsx.sluice-delivery.failed.0.1.0",
+			Doc: "Every attempt to deliver an event to a subscriber failed; it was dead-lettered.", payload: &notifyeventsv1.DeliveryFailed{}},
 	}
 }
 
@@ -116,6 +161,19 @@ func KindOf(msg proto.Message) (Kind, error) {
 func KindByType(t string) (Kind, bool) {
 	for _, k := range Catalogue() {
 		if k.Type == t {
+			return k, true
+		}
+	}
+	return Kind{}, false
+}
+
+// kindByAnyType is KindByType that also knows the kinds' former types.
+func kindByAnyType(t string) (Kind, bool) {
+	if k, ok := KindByType(t); ok {
+		return k, true
+	}
+	for _, k := range Catalogue() {
+		if slices.Contains(k.Former, t) {
 			return k, true
 		}
 	}

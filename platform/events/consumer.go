@@ -42,8 +42,8 @@ type ConsumerConfig struct {
 	Service string
 	Stream  string
 	Durable string
-	// Concurrency is how many events are handled at once (default 1).
-	Concurrency int
+	// Workers is how many events are handled at once (default 1).
+	Workers int
 	// Heartbeat, when set, extends the lease (InProgress) at this interval
 	// while the handler runs; use it for long handlers.
 	Heartbeat time.Duration
@@ -67,8 +67,8 @@ type Consumer struct {
 
 // NewConsumer makes a consumer; Run starts it.
 func NewConsumer(js jetstream.JetStream, log *slog.Logger, cfg ConsumerConfig, h Handler) *Consumer {
-	if cfg.Concurrency < 1 {
-		cfg.Concurrency = 1
+	if cfg.Workers < 1 {
+		cfg.Workers = 1
 	}
 	return &Consumer{cfg: cfg, js: js, log: log.With(slog.String("consumer", cfg.Durable)), handler: h}
 }
@@ -101,7 +101,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 		stopDrain()
 		cancelHandlers()
 	}()
-	slots := make(chan struct{}, c.cfg.Concurrency)
+	slots := make(chan struct{}, c.cfg.Workers)
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	for ctx.Err() == nil {
@@ -110,7 +110,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		}
-		free := 1 + c.cfg.Concurrency - len(slots)
+		free := 1 + c.cfg.Workers - len(slots)
 		before := c.js.Conn().LastError()
 		msgs, err := c.fetch(ctx, cons, free)
 		if len(msgs) == 0 {
@@ -237,8 +237,6 @@ func (d delivery) MaxDeliver() int      { return d.maxDeliver }
 func (d delivery) Last() bool           { return d.maxDeliver > 0 && int(d.meta.NumDelivered) >= d.maxDeliver }
 
 func (c *Consumer) handle(ctx context.Context, m jetstream.Msg, maxDeliver int) {
-	handlersInFlight.Add(1)
-	defer handlersInFlight.Add(-1)
 	meta, err := m.Metadata()
 	if err != nil {
 		c.log.Error("message without metadata", slog.Any("error", err))

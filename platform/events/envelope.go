@@ -29,8 +29,11 @@ const (
 	HeaderChainID = "ce-chainid"
 
 	cloudEventsVersion = "1.0"
-	cdEventsVersion    = "0.5.0"
-	jsonContentType    = "application/json"
+	// CDEventsVersion is the CDEvents specification every body follows
+	// (context.specversion); each standard type validates against the JSON
+	// schema of this version.
+	CDEventsVersion = "0.5.1"
+	jsonContentType = "application/json"
 )
 
 // ErrInvalidEvent marks an event that can never be handled: it does not
@@ -48,7 +51,8 @@ type Event struct {
 	// ChainID links every event of one run.
 	ChainID string
 	Time    time.Time
-	// Content is the CDEvents subject content; optional.
+	// Content is the CDEvents subject content: derived from the payload by
+	// New (Kind.Content), as received by Decode.
 	Content     map[string]any
 	Payload     proto.Message
 	Traceparent string
@@ -58,8 +62,9 @@ type Event struct {
 	Received *nats.Msg
 }
 
-// New makes an event for payload, with a fresh id, the current time, and
-// the kind the payload belongs to. The payload must validate.
+// New makes an event for payload, with a fresh id, the current time, the
+// kind the payload belongs to, and the CDEvents subject content derived from
+// the payload. The payload must validate and carry what the content needs.
 func New(payload proto.Message, subjectID, chainID string) (Event, error) {
 	kind, err := KindOf(payload)
 	if err != nil {
@@ -71,12 +76,17 @@ func New(payload proto.Message, subjectID, chainID string) (Event, error) {
 	if subjectID == "" {
 		return Event{}, fmt.Errorf("%s: %w: empty subject id", kind.Type, ErrInvalidEvent)
 	}
+	content, err := kind.Content(payload)
+	if err != nil {
+		return Event{}, fmt.Errorf("%w: %w", ErrInvalidEvent, err)
+	}
 	return Event{
 		ID:        ids.New(),
 		Kind:      kind,
 		SubjectID: subjectID,
 		ChainID:   chainID,
 		Time:      time.Now().UTC(),
+		Content:   content,
 		Payload:   payload,
 	}, nil
 }
@@ -100,10 +110,11 @@ type cdContext struct {
 	ChainID     string    `json:"chainId,omitempty"`
 }
 
+// cdSubject has no type: CDEvents v0.5 schemas forbid one (the event type
+// names the subject).
 type cdSubject struct {
 	ID      string         `json:"id"`
 	Source  string         `json:"source"`
-	Type    string         `json:"type"`
 	Content map[string]any `json:"content"`
 }
 
@@ -119,7 +130,7 @@ func (e Event) Body() ([]byte, error) {
 	}
 	return json.Marshal(cdEvent{
 		Context: cdContext{
-			SpecVersion: cdEventsVersion,
+			SpecVersion: CDEventsVersion,
 			ID:          e.ID,
 			Source:      Source(e.Kind.Service),
 			Type:        e.Kind.Type,
@@ -129,7 +140,6 @@ func (e Event) Body() ([]byte, error) {
 		Subject: cdSubject{
 			ID:      e.SubjectID,
 			Source:  Source(e.Kind.Service),
-			Type:    e.Kind.SubjectType,
 			Content: content,
 		},
 		CustomData:            custom,
@@ -167,7 +177,7 @@ func (e Event) Msg() (*nats.Msg, error) {
 // validated payload. Errors wrap ErrInvalidEvent.
 func Decode(subject string, header nats.Header, data []byte) (Event, error) {
 	typ := header.Get(HeaderType)
-	kind, ok := KindByType(typ)
+	kind, ok := kindByAnyType(typ)
 	if !ok {
 		return Event{}, fmt.Errorf("%w: unknown ce-type %q on %s", ErrInvalidEvent, typ, subject)
 	}

@@ -50,7 +50,7 @@ func TestEnvelopeRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m.Subject != "sluice.source.run.requested" || m.Header.Get("ce-type") != "dev.cdeventsx.sluice-run.requested.0.1.0" ||
+	if m.Subject != "sluice.source.run.requested" || m.Header.Get("ce-type") != "dev.cdevents.pipelinerun.queued.0.3.0" ||
 		m.Header.Get(nats.MsgIdHdr) != ev.ID || m.Header.Get("ce-specversion") != "1.0" || m.Header.Get("ce-source") != "/sluice/source" {
 		t.Fatalf("headers: %s %v", m.Subject, m.Header)
 	}
@@ -76,7 +76,7 @@ func TestNewRejectsInvalidPayload(t *testing.T) {
 
 func TestDecodeRejectsGarbage(t *testing.T) {
 	h := nats.Header{}
-	h.Set("ce-type", "dev.cdeventsx.sluice-run.requested.0.1.0")
+	h.Set("ce-type", "dev.cdevents.pipelinerun.queued.0.3.0")
 	if _, err := events.Decode("x", h, []byte("{")); !errors.Is(err, events.ErrInvalidEvent) {
 		t.Fatalf("err = %v", err)
 	}
@@ -424,7 +424,7 @@ func TestStoppingRelayPublishesWhatDrainingHandlersEnqueue(t *testing.T) {
 	relay := events.NewRelay(e.db, e.js, quiet())
 	started := make(chan struct{})
 	cons := events.NewConsumer(e.js, quiet(), events.ConsumerConfig{Service: "build", Stream: "SOURCE", Durable: "build-runs", DrainTimeout: 5 * time.Second},
-		func(hctx context.Context, ev events.Event, _ events.Delivery) error {
+		relay.Track(func(hctx context.Context, ev events.Event, _ events.Delivery) error {
 			if ev.ID != in.ID {
 				return nil
 			}
@@ -433,7 +433,7 @@ func TestStoppingRelayPublishesWhatDrainingHandlersEnqueue(t *testing.T) {
 			err := e.db.InTx(hctx, func(tx *sql.Tx) error { return events.Enqueue(hctx, tx, out) })
 			relay.Kick()
 			return err
-		})
+		}))
 	runCtx, stop := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Go(func() { _ = cons.Run(runCtx) })
@@ -454,5 +454,33 @@ func TestStoppingRelayPublishesWhatDrainingHandlersEnqueue(t *testing.T) {
 	}
 	if msg.Header.Get("ce-id") != out.ID {
 		t.Fatalf("last %s has ce-id %q (%v); want %s, the event enqueued during the drain", m.Subject, msg.Header.Get("ce-id"), err, out.ID)
+	}
+}
+
+// A relay waits only for its own service's handlers: in `sluice up`, one
+// service's stop does not wait on another service's long handler.
+func TestStoppingRelayWaitsOnlyForItsOwnHandlers(t *testing.T) {
+	e := setup(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	busy := events.NewRelay(e.db, e.js, quiet())
+	idle := events.NewRelay(e.db, e.js, quiet())
+	started, release := make(chan struct{}), make(chan struct{})
+	handler := busy.Track(func(context.Context, events.Event, events.Delivery) error {
+		close(started)
+		<-release
+		return nil
+	})
+	go func() { _ = handler(ctx, events.Event{}, nil) }()
+	<-started
+	defer close(release)
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { idle.Run(runCtx); close(done) }()
+	stop()
+	select {
+	case <-done:
+	case <-time.After(events.DefaultDrainTimeout):
+		t.Fatal("a relay with no handler in flight waited for another relay's handler")
 	}
 }

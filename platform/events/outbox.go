@@ -57,11 +57,27 @@ type Relay struct {
 	kick  chan struct{}
 	batch int
 	idle  time.Duration
+	// inFlight counts the service's event handlers running now (see
+	// Track), so that a stopping relay knows whether more events may still
+	// be enqueued. It is the service's own: in `sluice up` one service's
+	// drain never waits on another's handlers.
+	inFlight atomic.Int64
 }
 
 // NewRelay makes a relay for db's outbox.
 func NewRelay(db *sqldb.DB, js jetstream.JetStream, log *slog.Logger) *Relay {
 	return &Relay{db: db, js: js, log: log, kick: make(chan struct{}, 1), batch: 256, idle: time.Second}
+}
+
+// Track wraps a handler of the relay's service so that the relay, when it
+// stops, waits for the events it is handling: a handler may enqueue events
+// until it returns.
+func (r *Relay) Track(h Handler) Handler {
+	return func(ctx context.Context, ev Event, d Delivery) error {
+		r.inFlight.Add(1)
+		defer r.inFlight.Add(-1)
+		return h(ctx, ev, d)
+	}
 }
 
 // Kick wakes the relay after a transaction that enqueued events committed.
@@ -72,8 +88,8 @@ func (r *Relay) Kick() {
 	}
 }
 
-// Run publishes until ctx ends, then goes on while the process's consumers
-// finish the events in hand (they may enqueue more), for at most
+// Run publishes until ctx ends, then goes on while the service's tracked
+// handlers finish the events in hand (they may enqueue more), for at most
 // DefaultDrainTimeout and a little.
 func (r *Relay) Run(ctx context.Context) {
 	defer r.drain(context.WithoutCancel(ctx))
@@ -119,7 +135,7 @@ func (r *Relay) drain(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, DefaultDrainTimeout+2*time.Second)
 	defer cancel()
 	for {
-		busy := handlersInFlight.Load() > 0
+		busy := r.inFlight.Load() > 0
 		n, err := r.publishBatch(ctx)
 		switch {
 		case errors.Is(err, errRelayBusy):
@@ -144,10 +160,6 @@ func (r *Relay) drain(ctx context.Context) {
 		}
 	}
 }
-
-// handlersInFlight counts the event handlers running in this process, so
-// that a stopping relay knows whether more events may still be enqueued.
-var handlersInFlight atomic.Int64
 
 // relayLockKey is the PostgreSQL advisory lock a relay holds while it
 // publishes a batch: replicas share one outbox, and one relay at a time keeps

@@ -15,16 +15,7 @@ import (
 
 	"github.com/sluicehq/sluice/platform/natsconn"
 	"github.com/sluicehq/sluice/platform/rpcserver"
-	"github.com/sluicehq/sluice/platform/runner"
 )
-
-// RoutesGroup is the fx value group services put their rpcserver.Route in.
-const RoutesGroup = `group:"routes"`
-
-// AsRoute annotates a constructor returning rpcserver.Route for the group.
-func AsRoute(f any) any {
-	return fx.Annotate(f, fx.ResultTags(RoutesGroup))
-}
 
 // FxLogger logs fx's own events at debug level only (failures at error).
 func FxLogger(log *slog.Logger) fxevent.Logger {
@@ -71,7 +62,10 @@ type ServerParams struct {
 }
 
 // Server provides the readiness checks and the HTTP server with every
-// route in the group; it listens on start and drains on stop.
+// route services put in the routes group (servicekit.Route); it listens on
+// start and drains on stop. List it after the services' modules, so that it
+// starts after them (their databases are open before the first request)
+// and stops first (requests drain before the services stop).
 func Server(cfg rpcserver.Config) fx.Option {
 	return fx.Module("server",
 		fx.Provide(rpcserver.NewReadiness),
@@ -86,14 +80,6 @@ func Server(cfg rpcserver.Config) fx.Option {
 		// The server is always started, even when nothing else asks for it.
 		fx.Invoke(func(*rpcserver.Server) {}),
 	)
-}
-
-// Group makes a runner.Group whose failing loop shuts the process down,
-// stopped on fx stop. Each service makes its own.
-func Group(lc fx.Lifecycle, log *slog.Logger, sd fx.Shutdowner) *runner.Group {
-	g := runner.New(log, func(error) { _ = sd.Shutdown(fx.ExitCode(1)) })
-	lc.Append(fx.StopHook(g.Stop))
-	return g
 }
 
 // StartTimeout is how long a process waits for every OnStart hook.

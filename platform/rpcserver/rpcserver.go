@@ -1,6 +1,7 @@
 // Package rpcserver is the HTTP server every Sluice process runs: Connect
 // (and gRPC, gRPC-Web) handlers with validation and error mapping, plain HTTP
-// routes such as webhooks, /healthz, /readyz, /metrics and gRPC health.
+// routes such as webhooks, /healthz, /readyz, /metrics, gRPC health and
+// gRPC server reflection.
 package rpcserver
 
 import (
@@ -10,12 +11,14 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"sort"
 	"sync"
 	"time"
 
 	"connectrpc.com/connect"
 	"connectrpc.com/grpchealth"
+	"connectrpc.com/grpcreflect"
 	"connectrpc.com/validate"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -120,6 +123,12 @@ func New(cfg Config, log *slog.Logger, readiness *Readiness, routes []Route) (*S
 	}
 	checker := grpchealth.NewStaticChecker(services...)
 	mux.Handle(grpchealth.NewHandler(checker))
+	// Server reflection, so that grpcurl and `buf curl --reflect` list and
+	// call the services without their protos (the generated code
+	// registered them).
+	reflector := grpcreflect.NewStaticReflector(append(slices.Clone(services), grpchealth.HealthV1ServiceName)...)
+	mux.Handle(grpcreflect.NewHandlerV1(reflector))
+	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = w.Write([]byte("ok\n"))
 	})

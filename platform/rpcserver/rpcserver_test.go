@@ -6,13 +6,18 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"connectrpc.com/connect"
+	"connectrpc.com/grpcreflect"
 	"go.uber.org/goleak"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/sluicehq/sluice/platform/rpcserver"
+	"github.com/sluicehq/sluice/proto/gen/sluice/build/v1/buildv1connect"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -81,5 +86,36 @@ func TestRejectsDuplicateRoutesAndEmptyAddr(t *testing.T) {
 	}
 	if _, err := rpcserver.New(rpcserver.Config{}, log, nil, nil); err == nil {
 		t.Fatal("empty address accepted")
+	}
+}
+
+// Server reflection lists the services and serves their descriptors, so
+// grpcurl and `buf curl --reflect` need no protos.
+func TestReflection(t *testing.T) {
+	path, handler := buildv1connect.NewBuildServiceHandler(buildv1connect.UnimplementedBuildServiceHandler{})
+	route := rpcserver.Route{Path: path, Handler: handler, Service: buildv1connect.BuildServiceName}
+	s, err := rpcserver.New(rpcserver.Config{Addr: "127.0.0.1:0"}, slog.New(slog.NewTextHandler(io.Discard, nil)), rpcserver.NewReadiness(), []rpcserver.Route{route})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = s.Stop(context.Background()) }()
+	h2c := &http.Transport{Protocols: new(http.Protocols)}
+	h2c.Protocols.SetUnencryptedHTTP2(true)
+	defer h2c.CloseIdleConnections()
+	stream := grpcreflect.NewClient(&http.Client{Transport: h2c}, s.URL(), connect.WithGRPC()).NewStream(t.Context())
+	defer func() { _, _ = stream.Close() }()
+	names, err := stream.ListServices()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(names, protoreflect.FullName(buildv1connect.BuildServiceName)) || !slices.Contains(names, "grpc.health.v1.Health") {
+		t.Fatalf("reflection lists %v", names)
+	}
+	files, err := stream.FileContainingSymbol(buildv1connect.BuildServiceName + ".GetBuild")
+	if err != nil || len(files) == 0 || files[0].GetName() != "sluice/build/v1/build.proto" {
+		t.Fatalf("descriptor of GetBuild: %v, %v", files, err)
 	}
 }

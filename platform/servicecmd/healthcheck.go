@@ -3,14 +3,14 @@ package servicecmd
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"strings"
 	"time"
+
+	"github.com/spf13/pflag"
 )
 
 // HealthcheckCommand is the subcommand that asks a running service whether
@@ -29,16 +29,17 @@ const maxReason = 300
 // healthcheck exits 0 when GET http://<addr>/readyz answers 200, and 1
 // otherwise with a one-line reason on stderr. Docker reserves exit code 2,
 // so bad flags exit 1 as well.
-func (f *Flags) healthcheck(args []string, stdout, stderr io.Writer) int {
-	name := "sluice-" + f.service + " " + HealthcheckCommand
-	if _, err := f.Parse(args, os.LookupEnv); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
+func healthcheck[C Config[C], P Registrar[C]](c Command[C], args []string, stdout, stderr io.Writer, lookup func(string) (string, bool)) int {
+	name := "sluice-" + c.Service + " " + HealthcheckCommand
+	s, err := parse[C, P](c, args, stderr, lookup)
+	if errors.Is(err, pflag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
 		fmt.Fprintf(stderr, "%s: %v\n", name, err)
 		return 1
 	}
-	url, err := readyzURL(*f.addr)
+	url, err := readyzURL(s.process.Addr)
 	if err != nil {
 		fmt.Fprintf(stderr, "%s: %v\n", name, err)
 		return 1

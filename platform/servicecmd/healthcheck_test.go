@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -31,14 +32,12 @@ func TestReadyzURL(t *testing.T) {
 	}
 }
 
-// healthcheck runs `sluice-build healthcheck` with args and returns its
+// runHealthcheck runs `sluice-build healthcheck` with args and returns its
 // exit code, stdout and stderr.
-func healthcheck(t *testing.T, args ...string) (int, string, string) {
+func runHealthcheck(t *testing.T, args ...string) (int, string, string) {
 	t.Helper()
 	var out, errOut bytes.Buffer
-	f := New("build", "127.0.0.1:8082", "v1")
-	f.Int("workers", 4, "builds at once")
-	code := f.run(append([]string{HealthcheckCommand}, args...), &out, &errOut, nil)
+	code := Run[fakeConfig](command("v1", ""), append([]string{HealthcheckCommand}, args...), &out, &errOut, os.LookupEnv)
 	return code, out.String(), errOut.String()
 }
 
@@ -60,13 +59,13 @@ func TestHealthcheck(t *testing.T) {
 	defer srv.Close()
 	addr := srv.Listener.Addr().String()
 
-	code, out, stderr := healthcheck(t, "--addr", addr, "--workers", "2")
+	code, out, stderr := runHealthcheck(t, "--addr", addr, "--workers", "2")
 	if code != 0 || !strings.Contains(out, "/readyz ready") || stderr != "" {
 		t.Fatalf("ready: exit %d, stdout %q, stderr %q", code, out, stderr)
 	}
 
 	ready.Store(false)
-	code, _, stderr = healthcheck(t, "--addr", addr)
+	code, _, stderr = runHealthcheck(t, "--addr", addr)
 	want := "sluice-build healthcheck: not ready: 503 Service Unavailable: nats: streams not applied yet; db: migrating\n"
 	if code != 1 || stderr != want {
 		t.Fatalf("not ready: exit %d, stderr %q; want 1 and %q", code, stderr, want)
@@ -76,7 +75,7 @@ func TestHealthcheck(t *testing.T) {
 	ready.Store(true)
 	_, port, _ := net.SplitHostPort(addr)
 	t.Setenv("SLUICE_BUILD_ADDR", "0.0.0.0:"+port)
-	if code, out, stderr := healthcheck(t); code != 0 {
+	if code, out, stderr := runHealthcheck(t); code != 0 {
 		t.Fatalf("from $SLUICE_BUILD_ADDR: exit %d, stdout %q, stderr %q", code, out, stderr)
 	}
 }
@@ -88,15 +87,15 @@ func TestHealthcheckFailures(t *testing.T) {
 	}
 	closed := ln.Addr().String()
 	_ = ln.Close()
-	code, _, stderr := healthcheck(t, "--addr", closed)
+	code, _, stderr := runHealthcheck(t, "--addr", closed)
 	if code != 1 || !strings.HasPrefix(stderr, "sluice-build healthcheck: not reachable: ") || strings.Count(stderr, "\n") != 1 {
 		t.Fatalf("nothing listening: exit %d, stderr %q", code, stderr)
 	}
 	// Docker reserves exit code 2: a bad flag is unhealthy too.
-	if code, _, stderr := healthcheck(t, "--workers", "lots"); code != 1 || !strings.Contains(stderr, "sluice-build healthcheck: ") {
+	if code, _, stderr := runHealthcheck(t, "--workers", "lots"); code != 1 || !strings.Contains(stderr, "sluice-build healthcheck: ") {
 		t.Fatalf("bad flag: exit %d, stderr %q", code, stderr)
 	}
-	if code, _, stderr := healthcheck(t, "--addr", "127.0.0.1:0"); code != 1 || !strings.Contains(stderr, "no fixed port") {
+	if code, _, stderr := runHealthcheck(t, "--addr", "127.0.0.1:0"); code != 1 || !strings.Contains(stderr, "no fixed port") {
 		t.Fatalf("port 0: exit %d, stderr %q", code, stderr)
 	}
 }

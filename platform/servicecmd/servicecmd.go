@@ -1,187 +1,240 @@
-// Package servicecmd is the shared main of the five service binaries
-// (sluice-source, sluice-build, ...): flags with SLUICE_<SERVICE>_*
-// environment fallbacks, --version, the healthcheck subcommand, a JSON
-// logger, and the fx composition of NATS, the HTTP server and the service's
-// module.
+// Package servicecmd composes Sluice processes: the shared main of the five
+// service binaries (sluice-source, sluice-build, ...) and the fx
+// application that `sluice up` also uses. A process has its own settings
+// (Process: where it listens, how it reaches NATS, how it logs); each
+// service it runs registers its own (servicekit.Flags).
 package servicecmd
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"strings"
-	"time"
 
+	"github.com/spf13/pflag"
 	"go.uber.org/fx"
 
 	"github.com/sluicehq/sluice/platform/fxkit"
 	"github.com/sluicehq/sluice/platform/natsauth"
 	"github.com/sluicehq/sluice/platform/natsconn"
-	"github.com/sluicehq/sluice/platform/natsprovision"
 	"github.com/sluicehq/sluice/platform/rpcserver"
+	"github.com/sluicehq/sluice/platform/servicekit"
 )
 
-// Flags are a service binary's flags. Every flag --some-name falls back to
-// $SLUICE_<SERVICE>_SOME_NAME, and the flag wins over the variable.
-type Flags struct {
-	service string
-	version string
-	commit  string
-	fs      *flag.FlagSet
-
-	addr, natsURL, dataDir, databaseURL *string
-	natsUser, natsPassword              *string
-	natsReplicas                        *int
-	showVersion                         *bool
+// Process are a process's own settings, as opposed to its services'.
+type Process struct {
+	// Addr is the listen address of the API, health and metrics.
+	Addr string
+	// NATSURL is a NATS server URL, or a comma-separated list of a cluster's.
+	NATSURL string
+	// NATSUser and NATSPassword are the process's NATS credentials
+	// (deploy/nats/auth.conf names a user per service); empty connects
+	// without.
+	NATSUser     string
+	NATSPassword string
+	// LogLevel is debug, info, warn or error.
+	LogLevel string
 }
 
-// New makes the flags every service has: --addr (default defaultAddr),
-// --nats-url, --nats-user, --nats-password, --nats-replicas, --data-dir
-// (default ./data/<service>), --database-url and --version.
-func New(service, defaultAddr, version string) *Flags {
-	f := &Flags{service: service, version: version, fs: flag.NewFlagSet("sluice-"+service, flag.ContinueOnError)}
-	f.addr = f.String("addr", defaultAddr, "listen address for the API, health and metrics")
-	f.natsURL = f.String("nats-url", "nats://127.0.0.1:4222", "NATS server URL, or a comma-separated list of a cluster's servers")
-	f.natsUser = f.String("nats-user", "", "NATS user (deploy/nats/auth.conf names one per service); empty connects without credentials")
-	f.natsPassword = f.String("nats-password", "", "the NATS user's password; prefer the variable to the flag, which other users can see in the process list")
-	f.natsReplicas = f.Int("nats-replicas", 1, fmt.Sprintf("replicas of the streams and object stores the service creates (1 to %d; 3 on a 3-node cluster)", natsprovision.MaxReplicas))
-	f.dataDir = f.String("data-dir", filepath.Join("data", service), "directory for the service's files and its default database")
-	f.databaseURL = f.String("database-url", "", "database URL: postgres://user:password@host:5432/db for replicas, or sqlite:PATH (default sqlite:<data-dir>/"+service+".db, one process only)")
-	f.showVersion = f.fs.Bool("version", false, "print the version and exit")
-	return f
-}
+// DefaultNATSURL is where a service binary looks for NATS by default.
+const DefaultNATSURL = "nats://127.0.0.1:4222"
 
-// EnvName is the variable that stands in for the flag name.
-func (f *Flags) EnvName(name string) string {
-	return "SLUICE_" + strings.ToUpper(f.service) + "_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
-}
-
-func (f *Flags) usage(name, usage string) string { return usage + " ($" + f.EnvName(name) + ")" }
-
-// String adds a string flag.
-func (f *Flags) String(name, def, usage string) *string {
-	return f.fs.String(name, def, f.usage(name, usage))
-}
-
-// Int adds an integer flag.
-func (f *Flags) Int(name string, def int, usage string) *int {
-	return f.fs.Int(name, def, f.usage(name, usage))
-}
-
-// Duration adds a duration flag (30s, 5m, ...).
-func (f *Flags) Duration(name string, def time.Duration, usage string) *time.Duration {
-	return f.fs.Duration(name, def, f.usage(name, usage))
-}
-
-// DataDir is --data-dir.
-func (f *Flags) DataDir() string { return *f.dataDir }
-
-// DatabaseURL is --database-url.
-func (f *Flags) DatabaseURL() string { return *f.databaseURL }
-
-// NATSReplicas is --nats-replicas: the replicas of the streams and object
-// stores the service creates.
-func (f *Flags) NATSReplicas() int { return *f.natsReplicas }
-
-// NATS is how the service connects to NATS: --nats-url, --nats-user and
-// --nats-password, with the service's own reply subjects
-// (natsauth.InboxPrefix), the only ones its NATS user may subscribe to.
-func (f *Flags) NATS() natsconn.Config {
-	return natsconn.Config{
-		URL:         *f.natsURL,
-		Name:        "sluice-" + f.service,
-		User:        *f.natsUser,
-		Password:    *f.natsPassword,
-		InboxPrefix: natsauth.InboxPrefix(f.service),
+// RegisterFlags registers the process settings: --addr, --nats-url,
+// --nats-user, --nats-password and --log-level, with variables named after
+// f's service (SLUICE_BUILD_ADDR in sluice-build, SLUICE_ADDR in `sluice up`).
+func (p *Process) RegisterFlags(f *servicekit.Flags) {
+	if p.LogLevel == "" {
+		p.LogLevel = "info"
 	}
+	f.StringVar(&p.Addr, "addr", "listen address for the API, health and metrics")
+	f.StringVar(&p.NATSURL, "nats-url", "NATS server URL, or a comma-separated list of a cluster's servers")
+	f.StringVar(&p.NATSUser, "nats-user", "NATS user (deploy/nats/auth.conf names one per service); empty connects without credentials")
+	f.StringVar(&p.NATSPassword, "nats-password", "the NATS user's password; prefer the variable to the flag, which other users can see in the process list")
+	f.StringVar(&p.LogLevel, "log-level", "log level: debug, info, warn or error")
 }
 
-// Parse applies the environment, then args. It reports whether --version
-// was asked for.
-func (f *Flags) Parse(args []string, getenv func(string) (string, bool)) (bool, error) {
+// Validate refuses settings the process cannot run with.
+func (p Process) Validate() error {
 	var errs []error
-	f.fs.VisitAll(func(fl *flag.Flag) {
-		if fl.Name == "version" {
-			return
-		}
-		v, ok := getenv(f.EnvName(fl.Name))
-		if !ok {
-			return
-		}
-		if err := fl.Value.Set(v); err != nil {
-			errs = append(errs, fmt.Errorf("%s=%q: %w", f.EnvName(fl.Name), v, err))
-		}
-	})
-	if err := errors.Join(errs...); err != nil {
-		return false, err
+	if p.Addr == "" {
+		errs = append(errs, errors.New("addr is empty"))
 	}
-	if err := f.fs.Parse(args); err != nil {
-		return false, err
+	if p.NATSPassword != "" && p.NATSUser == "" {
+		errs = append(errs, errors.New("nats-password is set but nats-user is not"))
 	}
-	if f.fs.NArg() > 0 {
-		return false, fmt.Errorf("unexpected argument %q", f.fs.Arg(0))
+	if _, err := p.Level(); err != nil {
+		errs = append(errs, err)
 	}
-	if r := *f.natsReplicas; r < 1 || r > natsprovision.MaxReplicas {
-		return false, fmt.Errorf("--nats-replicas (%s) is %d; it must be 1 to %d", f.EnvName("nats-replicas"), r, natsprovision.MaxReplicas)
-	}
-	if *f.natsPassword != "" && *f.natsUser == "" {
-		return false, fmt.Errorf("--nats-password (%s) is set but --nats-user (%s) is not", f.EnvName("nats-password"), f.EnvName("nats-user"))
-	}
-	return *f.showVersion, nil
+	return errors.Join(errs...)
 }
 
-// App composes the service: the logger, NATS, the HTTP server and module.
-func (f *Flags) App(log *slog.Logger, module fx.Option) *fx.App {
-	return fx.New(
-		fx.WithLogger(fxkit.FxLogger),
-		fx.StartTimeout(fxkit.StartTimeout),
-		fx.Supply(log),
-		fxkit.NATS(f.NATS()),
-		fxkit.Server(rpcserver.Config{Addr: *f.addr}),
-		module,
+// Level is LogLevel parsed.
+func (p Process) Level() (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(p.LogLevel)); err != nil {
+		return 0, fmt.Errorf("log-level %q: want debug, info, warn or error", p.LogLevel)
+	}
+	return l, nil
+}
+
+// NATS is how a process named name connects to NATS. A service binary
+// passes its service, whose NATS user may subscribe only to its own reply
+// subjects (natsauth.InboxPrefix); `sluice up` passes "".
+func (p Process) NATS(service string) natsconn.Config {
+	c := natsconn.Config{URL: p.NATSURL, Name: "sluice", User: p.NATSUser, Password: p.NATSPassword}
+	if service != "" {
+		c.Name = "sluice-" + service
+		c.InboxPrefix = natsauth.InboxPrefix(service)
+	}
+	return c
+}
+
+// Compose is a process's composition: the logger, NATS, the services'
+// modules and, last, the HTTP server (it starts after the services and
+// stops first). Service binaries, `sluice up` and the services' tests all
+// compose a process with it.
+func Compose(log *slog.Logger, info servicekit.BuildInfo, nats natsconn.Config, addr string, modules ...fx.Option) fx.Option {
+	return fx.Options(
+		fx.Supply(log, info),
+		fxkit.NATS(nats),
+		fx.Options(modules...),
+		fxkit.Server(rpcserver.Config{Addr: addr}),
 	)
 }
 
-// Main parses args and the environment, builds the service's module with
-// configure (which validates the configuration), and runs until SIGINT or
-// SIGTERM. Bad flags or configuration exit 2 with the reason.
-func (f *Flags) Main(args []string, configure func() (fx.Option, error)) {
-	os.Exit(f.run(args, os.Stdout, os.Stderr, configure))
+// App is the fx application of a composed process, logging fx's own
+// events at debug level.
+func App(log *slog.Logger, info servicekit.BuildInfo, nats natsconn.Config, addr string, modules ...fx.Option) *fx.App {
+	return fx.New(
+		fx.WithLogger(fxkit.FxLogger),
+		fx.StartTimeout(fxkit.StartTimeout),
+		Compose(log, info, nats, addr, modules...),
+	)
 }
 
-func (f *Flags) run(args []string, stdout, stderr io.Writer, configure func() (fx.Option, error)) int {
-	f.fs.SetOutput(stderr)
-	name := "sluice-" + f.service
+// Config is what a service's Config offers a binary.
+type Config[C any] interface {
+	WithDefaults() C
+	Validate() error
+}
+
+// Registrar is a pointer to a service's Config: it registers the settings.
+type Registrar[C any] interface {
+	*C
+	RegisterFlags(f *servicekit.Flags)
+}
+
+// Command is a service binary.
+type Command[C Config[C]] struct {
+	// Service is the service's name ("build").
+	Service string
+	// Addr is the default listen address.
+	Addr string
+	// Version and Commit are what --version prints.
+	Version, Commit string
+	// Config is the service's configuration with its defaults.
+	Config C
+	// Module makes the service's fx module.
+	Module func(C) fx.Option
+}
+
+// Main runs a service binary: flags and SLUICE_<SERVICE>_* variables,
+// --version, the healthcheck subcommand, then the service until SIGINT or
+// SIGTERM. Bad settings exit 2 with the reason.
+func Main[C Config[C], P Registrar[C]](c Command[C]) {
+	os.Exit(Run[C, P](c, os.Args[1:], os.Stdout, os.Stderr, os.LookupEnv))
+}
+
+// settings are a binary's parsed flags.
+type settings[C any] struct {
+	process     Process
+	config      C
+	showVersion bool
+}
+
+// FlagSet is the binary's flags, registered and not parsed (what `sluice
+// up` is compared with).
+func FlagSet[C Config[C], P Registrar[C]](c Command[C]) *pflag.FlagSet {
+	fs, _, _ := register[C, P](c, &settings[C]{})
+	return fs
+}
+
+// register registers the process's and the service's settings into s.
+func register[C Config[C], P Registrar[C]](c Command[C], s *settings[C]) (*pflag.FlagSet, *servicekit.Flags, string) {
+	name := "sluice-" + c.Service
+	fs := pflag.NewFlagSet(name, pflag.ContinueOnError)
+	fs.SortFlags = true
+	*s = settings[C]{process: Process{Addr: c.Addr, NATSURL: DefaultNATSURL}, config: c.Config}
+	f := servicekit.NewFlags(fs, c.Service, false)
+	s.process.RegisterFlags(f)
+	P(&s.config).RegisterFlags(f)
+	fs.BoolVar(&s.showVersion, "version", false, "print the version and exit")
+	return fs, f, name
+}
+
+// parse registers and parses the process's and the service's settings:
+// variables first, then args, which win.
+func parse[C Config[C], P Registrar[C]](c Command[C], args []string, stderr io.Writer, lookup func(string) (string, bool)) (settings[C], error) {
+	var s settings[C]
+	fs, f, name := register[C, P](c, &s)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: %s [flags]\n       %s %s [flags]   (asks a running service whether it is ready)\n\nEvery flag --some-name falls back to $%s; the flag wins.\n\nFlags:\n%s",
+			name, name, HealthcheckCommand, servicekit.EnvName(c.Service, "SOME_NAME"), fs.FlagUsages())
+	}
+	if err := f.ApplyEnv(lookup); err != nil {
+		return s, err
+	}
+	if err := fs.Parse(args); err != nil {
+		return s, err
+	}
+	if fs.NArg() > 0 {
+		return s, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	return s, nil
+}
+
+// Run is Main with its inputs and outputs given; it returns the exit code.
+func Run[C Config[C], P Registrar[C]](c Command[C], args []string, stdout, stderr io.Writer, lookup func(string) (string, bool)) int {
+	name := "sluice-" + c.Service
 	if len(args) > 0 && args[0] == HealthcheckCommand {
-		return f.healthcheck(args[1:], stdout, stderr)
+		return healthcheck[C, P](c, args[1:], stdout, stderr, lookup)
 	}
-	showVersion, err := f.Parse(args, os.LookupEnv)
-	if errors.Is(err, flag.ErrHelp) {
+	s, err := parse[C, P](c, args, stderr, lookup)
+	if errors.Is(err, pflag.ErrHelp) {
 		return 0
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "%s: %v\n", name, err)
 		return 2
 	}
-	if showVersion {
-		fmt.Fprintln(stdout, f.versionLine())
+	if s.showVersion {
+		fmt.Fprintln(stdout, VersionLine(name, c.Version, c.Commit))
 		return 0
 	}
-	module, err := configure()
-	if err != nil {
-		fmt.Fprintf(stderr, "%s: %v\n", name, err)
+	cfg := s.config.WithDefaults()
+	if err := errors.Join(s.process.Validate(), cfg.Validate()); err != nil {
+		fmt.Fprintf(stderr, "%s: %s\n", name, strings.ReplaceAll(err.Error(), "\n", "; "))
 		return 2
 	}
-	log := slog.New(slog.NewJSONHandler(stderr, nil)).With(slog.String("service", f.service), slog.String("version", f.version))
-	app := f.App(log, module)
+	level, _ := s.process.Level()
+	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level})).With(slog.String("version", c.Version))
+	app := App(log, servicekit.BuildInfo{Version: c.Version, Commit: c.Commit}, s.process.NATS(c.Service), s.process.Addr, c.Module(cfg))
 	if err := app.Err(); err != nil {
 		fmt.Fprintf(stderr, "%s: %v\n", name, err)
 		return 1
 	}
 	app.Run()
 	return 0
+}
+
+// VersionLine is what --version prints: "<name> <version> (<commit>)".
+func VersionLine(name, version, commit string) string {
+	line := name + " " + version
+	if commit != "" {
+		line += " (" + commit + ")"
+	}
+	return line
 }

@@ -8,83 +8,129 @@ import (
 	"time"
 
 	"go.uber.org/fx"
+
+	"github.com/sluicehq/sluice/platform/servicekit"
 )
+
+// fakeConfig stands in for a service's Config.
+type fakeConfig struct {
+	servicekit.Settings
+	Workers     int
+	StepTimeout time.Duration
+}
+
+func (c *fakeConfig) RegisterFlags(f *servicekit.Flags) {
+	c.Settings.RegisterFlags(f)
+	f.IntVar(&c.Workers, "workers", "builds at once")
+	f.DurationVar(&c.StepTimeout, "step-timeout", "step timeout")
+}
+
+func (c fakeConfig) WithDefaults() fakeConfig {
+	c.Settings = c.Settings.WithDefaults("build")
+	return c
+}
+
+func (c fakeConfig) Validate() error {
+	if c.Workers < 1 {
+		return errors.Join(c.Settings.Validate(), errors.New("workers must be at least 1"))
+	}
+	return c.Settings.Validate()
+}
+
+func command(version, commit string) Command[fakeConfig] {
+	return Command[fakeConfig]{
+		Service: "build", Addr: "127.0.0.1:8082", Version: version, Commit: commit,
+		Config: fakeConfig{Settings: servicekit.Settings{DataDir: "data/build"}, Workers: 4, StepTimeout: time.Minute},
+		Module: func(fakeConfig) fx.Option { return fx.Options() },
+	}
+}
 
 func env(m map[string]string) func(string) (string, bool) {
 	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
 }
 
+func parseArgs(t *testing.T, args []string, vars map[string]string) (settings[fakeConfig], error) {
+	t.Helper()
+	var errOut bytes.Buffer
+	return parse[fakeConfig](command("v1", ""), args, &errOut, env(vars))
+}
+
 func TestEnvironmentThenFlags(t *testing.T) {
-	f := New("build", "127.0.0.1:8082", "v1")
-	workers := f.Int("workers", 4, "builds at once")
-	timeout := f.Duration("step-timeout", time.Minute, "step timeout")
-	_, err := f.Parse([]string{"--workers", "8"}, env(map[string]string{
+	t.Parallel()
+	s, err := parseArgs(t, []string{"--workers", "8"}, map[string]string{
 		"SLUICE_BUILD_WORKERS":      "2",
 		"SLUICE_BUILD_STEP_TIMEOUT": "5m",
 		"SLUICE_BUILD_DATA_DIR":     "/var/lib/build",
-	}))
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if *workers != 8 || *timeout != 5*time.Minute || f.DataDir() != "/var/lib/build" || *f.addr != "127.0.0.1:8082" {
-		t.Fatalf("workers %d timeout %v dir %q addr %q", *workers, *timeout, f.DataDir(), *f.addr)
+	c := s.config
+	if c.Workers != 8 || c.StepTimeout != 5*time.Minute || c.DataDir != "/var/lib/build" || s.process.Addr != "127.0.0.1:8082" {
+		t.Fatalf("config %+v, process %+v", c, s.process)
 	}
 }
 
 func TestBadEnvironmentNamesTheVariable(t *testing.T) {
-	f := New("test", ":0", "v1")
-	f.Int("workers", 4, "")
-	_, err := f.Parse(nil, env(map[string]string{"SLUICE_TEST_WORKERS": "lots"}))
-	if err == nil || !strings.Contains(err.Error(), `SLUICE_TEST_WORKERS="lots"`) {
+	t.Parallel()
+	_, err := parseArgs(t, nil, map[string]string{"SLUICE_BUILD_WORKERS": "lots"})
+	if err == nil || !strings.Contains(err.Error(), `$SLUICE_BUILD_WORKERS="lots"`) {
 		t.Fatalf("err = %v", err)
 	}
 }
 
 func TestRunExitCodes(t *testing.T) {
+	t.Parallel()
 	var out, errOut bytes.Buffer
-	f := New("notify", ":0", "v1.2.3")
-	if code := f.run([]string{"--version"}, &out, &errOut, nil); code != 0 || out.String() != "sluice-notify v1.2.3\n" {
+	if code := Run[fakeConfig](command("v1.2.3", ""), []string{"--version"}, &out, &errOut, env(nil)); code != 0 || out.String() != "sluice-build v1.2.3\n" {
 		t.Fatalf("--version: %d %q", code, out.String())
 	}
 	out.Reset()
-	f = New("notify", ":0", "v1.2.3").WithCommit("0123abc")
-	if code := f.run([]string{"--version"}, &out, &errOut, nil); code != 0 || out.String() != "sluice-notify v1.2.3 (0123abc)\n" {
+	if code := Run[fakeConfig](command("v1.2.3", "0123abc"), []string{"--version"}, &out, &errOut, env(nil)); code != 0 || out.String() != "sluice-build v1.2.3 (0123abc)\n" {
 		t.Fatalf("--version with commit: %d %q", code, out.String())
 	}
-	f = New("notify", ":0", "v1")
-	code := f.run(nil, &out, &errOut, func() (fx.Option, error) { return nil, errors.New("notify config: DataDir is required") })
-	if code != 2 || !strings.Contains(errOut.String(), "sluice-notify: notify config: DataDir is required") {
+	errOut.Reset()
+	if code := Run[fakeConfig](command("v1", ""), []string{"--workers", "0"}, &out, &errOut, env(nil)); code != 2 || !strings.Contains(errOut.String(), "sluice-build: workers must be at least 1") {
 		t.Fatalf("bad config: %d %q", code, errOut.String())
 	}
-	f = New("notify", ":0", "v1")
-	if code := f.run([]string{"stray"}, &out, &errOut, nil); code != 2 {
+	if code := Run[fakeConfig](command("v1", ""), []string{"stray"}, &out, &errOut, env(nil)); code != 2 {
 		t.Fatalf("stray argument: exit %d", code)
+	}
+	if code := Run[fakeConfig](command("v1", ""), []string{"--nope"}, &out, &errOut, env(nil)); code != 2 {
+		t.Fatalf("unknown flag: exit %d", code)
+	}
+	if code := Run[fakeConfig](command("v1", ""), []string{"--log-level", "loud"}, &out, &errOut, env(nil)); code != 2 {
+		t.Fatalf("bad log level: exit %d", code)
 	}
 }
 
 func TestNATSFlags(t *testing.T) {
-	f := New("build", ":0", "v1")
-	_, err := f.Parse([]string{"--nats-replicas", "3"}, env(map[string]string{
+	t.Parallel()
+	s, err := parseArgs(t, []string{"--nats-replicas", "3"}, map[string]string{
 		"SLUICE_BUILD_NATS_URL":      "nats://nats-1:4222,nats://nats-2:4222",
 		"SLUICE_BUILD_NATS_USER":     "build",
 		"SLUICE_BUILD_NATS_PASSWORD": "s3cret",
-	}))
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := f.NATS()
+	c := s.process.NATS("build")
 	if c.URL != "nats://nats-1:4222,nats://nats-2:4222" || c.User != "build" || c.Password != "s3cret" || c.InboxPrefix != "_INBOX_build" || c.Name != "sluice-build" {
 		t.Fatalf("NATS() = %+v", c)
 	}
-	if f.NATSReplicas() != 3 {
-		t.Fatalf("replicas %d", f.NATSReplicas())
+	if s.config.NATSReplicas != 3 {
+		t.Fatalf("replicas %d", s.config.NATSReplicas)
 	}
-	def := New("build", ":0", "v1")
-	if _, err := def.Parse(nil, env(nil)); err != nil || def.NATSReplicas() != 1 || def.NATS().User != "" {
-		t.Fatalf("defaults: %v, replicas %d, %+v", err, def.NATSReplicas(), def.NATS())
+	def, err := parseArgs(t, nil, nil)
+	if err != nil || def.config.NATSReplicas != 0 || def.process.NATS("build").User != "" || def.process.NATSURL != DefaultNATSURL {
+		t.Fatalf("defaults: %v, %+v %+v", err, def.config, def.process)
 	}
-	for _, bad := range [][]string{{"--nats-replicas", "0"}, {"--nats-replicas", "6"}, {"--nats-password", "x"}} {
-		if _, err := New("build", ":0", "v1").Parse(bad, env(nil)); err == nil {
+	for _, bad := range [][]string{{"--nats-replicas", "6"}, {"--nats-replicas", "-1"}, {"--nats-password", "x"}} {
+		s, err := parseArgs(t, bad, nil)
+		if err == nil {
+			err = errors.Join(s.process.Validate(), s.config.WithDefaults().Validate())
+		}
+		if err == nil {
 			t.Errorf("%v: no error", bad)
 		}
 	}
@@ -92,10 +138,9 @@ func TestNATSFlags(t *testing.T) {
 
 // The password from the environment shows nowhere in the help.
 func TestHelpHidesThePassword(t *testing.T) {
-	t.Setenv("SLUICE_BUILD_NATS_PASSWORD", "s3cret-value")
 	var out, errOut bytes.Buffer
-	f := New("build", ":0", "v1")
-	if code := f.run([]string{"-h"}, &out, &errOut, nil); code != 0 {
+	vars := env(map[string]string{"SLUICE_BUILD_NATS_PASSWORD": "s3cret-value"})
+	if code := Run[fakeConfig](command("v1", ""), []string{"-h"}, &out, &errOut, vars); code != 0 {
 		t.Fatalf("-h: exit %d", code)
 	}
 	if !strings.Contains(errOut.String(), "SLUICE_BUILD_NATS_PASSWORD") || strings.Contains(out.String()+errOut.String(), "s3cret-value") {

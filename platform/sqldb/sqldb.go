@@ -31,10 +31,12 @@ import (
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 )
 
-// DB is an open service database.
+// DB is a service database. New makes one that Open connects and migrates
+// later (from a start hook); the package-level Open does both at once.
 type DB struct {
 	*sql.DB
 	url      string
+	sets     []Migrations
 	postgres bool
 	// unlock releases the SQLite database's lock file, held while the DB is
 	// open so that a second process cannot use the same file.
@@ -49,6 +51,14 @@ type Migrations struct {
 	FS   fs.FS
 }
 
+// New makes the handle of the database at url with its migration sets,
+// without touching it: Open connects and migrates. A service constructs it
+// when it is composed and opens it in its start hook, so that composing a
+// process has no side effects.
+func New(url string, sets ...Migrations) *DB {
+	return &DB{url: url, sets: sets, postgres: isPostgresURL(url)}
+}
+
 // Open opens the database at url and applies every migration set in order.
 //
 // url is "postgres://user:password@host:port/db?…" (PostgreSQL, for several
@@ -57,35 +67,51 @@ type Migrations struct {
 // locked for as long as it is open: a second process pointed at it is refused
 // with a message that says to use PostgreSQL for replicas.
 func Open(ctx context.Context, url string, sets ...Migrations) (*DB, error) {
-	var (
-		db  *DB
-		err error
-	)
-	if isPostgresURL(url) {
-		db, err = openPostgres(ctx, url)
-	} else {
-		db, err = openSQLite(ctx, url)
-	}
-	if err != nil {
+	db := New(url, sets...)
+	if err := db.Open(ctx); err != nil {
 		return nil, err
 	}
-	for _, set := range sets {
+	return db, nil
+}
+
+// Open connects to the database and applies the migration sets in order.
+// Nothing else may use db before Open returned nil.
+func (db *DB) Open(ctx context.Context) error {
+	if db.DB != nil {
+		return fmt.Errorf("database %s is already open", Redacted(db.url))
+	}
+	var err error
+	if db.postgres {
+		err = db.openPostgres(ctx)
+	} else {
+		err = db.openSQLite(ctx)
+	}
+	if err != nil {
+		return err
+	}
+	for _, set := range db.sets {
 		if err := db.migrate(ctx, set); err != nil {
 			_ = db.Close()
-			return nil, err
+			return err
 		}
 	}
-	return db, nil
+	return nil
 }
 
 // Postgres reports whether the database is PostgreSQL (else SQLite).
 func (db *DB) Postgres() bool { return db.postgres }
 
-// Close closes the database and, for SQLite, releases its lock file.
+// Close closes the database and, for SQLite, releases its lock file. A
+// database that was never opened closes without error.
 func (db *DB) Close() error {
+	if db.DB == nil {
+		return nil
+	}
 	err := db.DB.Close()
+	db.DB = nil
 	if db.unlock != nil {
 		db.unlock()
+		db.unlock = nil
 	}
 	return err
 }
@@ -120,17 +146,17 @@ const PostgresMaxConns = 16
 // refuses connections or cannot be reached before it gives up.
 const PostgresConnectWait = time.Minute
 
-func openPostgres(ctx context.Context, url string) (*DB, error) {
+func (db *DB) openPostgres(ctx context.Context) error {
+	url := db.url
 	cfg, err := pgx.ParseConfig(url)
 	if err != nil {
 		// pgx's message quotes the URL with the password masked.
-		return nil, fmt.Errorf("database url: %w", err)
+		return fmt.Errorf("database url: %w", err)
 	}
 	sqlDB := stdlib.OpenDB(*cfg)
 	sqlDB.SetMaxOpenConns(PostgresMaxConns)
 	sqlDB.SetMaxIdleConns(PostgresMaxConns)
 	sqlDB.SetConnMaxIdleTime(5 * time.Minute)
-	db := &DB{DB: sqlDB, url: url, postgres: true}
 	// The server may still be starting (a compose stack, a pod next to its
 	// database): retry a refused connection for up to PostgresConnectWait
 	// (or until ctx ends), but give up at once on an answer from the server
@@ -143,49 +169,50 @@ func openPostgres(ctx context.Context, url string) (*DB, error) {
 		cancel()
 		var pgErr *pgconn.PgError
 		if err == nil {
-			return db, nil
+			db.DB = sqlDB
+			return nil
 		}
 		if errors.As(err, &pgErr) || ctx.Err() != nil {
 			_ = sqlDB.Close()
-			return nil, fmt.Errorf("open %s: %w", Redacted(url), err)
+			return fmt.Errorf("open %s: %w", Redacted(url), err)
 		}
 		select {
 		case <-ctx.Done():
 			_ = sqlDB.Close()
-			return nil, fmt.Errorf("open %s: %w", Redacted(url), err)
+			return fmt.Errorf("open %s: %w", Redacted(url), err)
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
 }
 
-func openSQLite(ctx context.Context, url string) (*DB, error) {
-	path, err := sqlitePath(url)
+func (db *DB) openSQLite(ctx context.Context) error {
+	path, err := sqlitePath(db.url)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
-		return nil, fmt.Errorf("create database directory: %w", err)
+		return fmt.Errorf("create database directory: %w", err)
 	}
 	unlock, err := lockSQLite(path)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	dsn := "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)&_txlock=immediate"
 	sqlDB, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		unlock()
-		return nil, fmt.Errorf("open %s: %w", path, err)
+		return fmt.Errorf("open %s: %w", path, err)
 	}
 	// One connection: SQLite has one writer anyway, and a single connection
 	// makes "database is locked" impossible inside one process.
 	sqlDB.SetMaxOpenConns(1)
 	sqlDB.SetConnMaxIdleTime(0)
-	db := &DB{DB: sqlDB, url: url, unlock: unlock}
+	db.DB, db.unlock = sqlDB, unlock
 	if err := sqlDB.PingContext(ctx); err != nil {
 		_ = db.Close()
-		return nil, fmt.Errorf("open %s: %w", path, err)
+		return fmt.Errorf("open %s: %w", path, err)
 	}
-	return db, nil
+	return nil
 }
 
 // ErrInUse is returned when a SQLite database is already open in another

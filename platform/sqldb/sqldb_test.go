@@ -410,3 +410,28 @@ func TestRedactedHidesPasswords(t *testing.T) {
 		}
 	}
 }
+
+// New touches nothing: the database is created, locked and migrated only
+// by Open, which runs once; Close is safe before Open.
+func TestNewThenOpen(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "later.db")
+	set := sqldb.Migrations{Name: "x", FS: fstest.MapFS{"001_t.sql": {Data: []byte("CREATE TABLE t (id TEXT PRIMARY KEY);")}}}
+	db := sqldb.New("sqlite:"+path, set)
+	if err := db.Close(); err != nil {
+		t.Fatalf("Close before Open: %v", err)
+	}
+	if _, err := os.Stat(path); !os.IsNotExist(err) {
+		t.Fatalf("New created %s (%v)", path, err)
+	}
+	if err := db.Open(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.ExecContext(t.Context(), `INSERT INTO t (id) VALUES ('a')`); err != nil {
+		t.Fatalf("the migration did not run: %v", err)
+	}
+	if err := db.Open(t.Context()); err == nil {
+		t.Fatal("a second Open succeeded")
+	}
+}

@@ -8,10 +8,14 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/sluicehq/sluice/platform/natsprovision"
+	"github.com/sluicehq/sluice/platform/servicekit"
 )
 
-// Defaults applied by Config.WithDefaults.
+// Name is the service's name: its NATS user and declarations, its
+// variables (SLUICE_BUILD_*), its logs.
+const Name = "build"
+
+// Defaults of DefaultConfig.
 const (
 	DefaultWorkers     = 4
 	DefaultStepTimeout = 30 * time.Minute
@@ -20,13 +24,11 @@ const (
 
 // Config configures the build service.
 type Config struct {
-	// DataDir holds the workspaces (and the database by default). Required.
-	DataDir string
-	// DatabaseURL is the service's database; default sqlite:<DataDir>/build.db.
-	DatabaseURL string
-	// Workers is how many builds run at once in this process; default 4.
+	// Settings: DataDir holds the workspaces (and the database by default).
+	servicekit.Settings
+	// Workers is how many builds run at once in this process.
 	Workers int
-	// DefaultStepTimeout bounds a step that declares no timeout; default 30m.
+	// DefaultStepTimeout bounds a step that declares no timeout.
 	DefaultStepTimeout time.Duration
 	// WorkerID names this worker in the builds it holds and in takeover log
 	// lines; default <hostname>-<pid>.
@@ -34,19 +36,33 @@ type Config struct {
 	// Heartbeat is how often a running build renews its JetStream lease
 	// (InProgress) and its lease in the database; a build whose lease was not
 	// renewed for two heartbeats may be taken over. It must stay well under
-	// the build-runs consumer's ack wait (30s). Default 10s.
+	// the build-runs consumer's ack wait (30s).
 	Heartbeat time.Duration
-	// NATSReplicas is the replica count of the streams and object stores
-	// the service creates (3 on a 3-node NATS cluster); 0 keeps the count
-	// declared under deploy/nats.
-	NATSReplicas int
 }
 
-// WithDefaults fills the unset fields.
-func (c Config) WithDefaults() Config {
-	if c.DatabaseURL == "" && c.DataDir != "" {
-		c.DatabaseURL = "sqlite:" + filepath.Join(c.DataDir, "build.db")
+// DefaultConfig is the configuration a binary starts from.
+func DefaultConfig() Config {
+	return Config{
+		Settings:           servicekit.Settings{DataDir: filepath.Join("data", Name)},
+		Workers:            DefaultWorkers,
+		DefaultStepTimeout: DefaultStepTimeout,
+		Heartbeat:          DefaultHeartbeat,
 	}
+}
+
+// RegisterFlags registers the settings with the flags of the process that
+// runs the service.
+func (c *Config) RegisterFlags(f *servicekit.Flags) {
+	c.Settings.RegisterFlags(f)
+	f.IntVar(&c.Workers, "workers", "builds run at once")
+	f.DurationVar(&c.DefaultStepTimeout, "step-timeout", "timeout of steps that declare none")
+	f.StringVar(&c.WorkerID, "worker-id", "this worker's name in the builds it holds; default <hostname>-<pid>")
+	f.DurationVar(&c.Heartbeat, "heartbeat", "how often a running build renews its lease; a build is taken over after two missed heartbeats")
+}
+
+// WithDefaults fills the fields left zero.
+func (c Config) WithDefaults() Config {
+	c.Settings = c.Settings.WithDefaults(Name)
 	if c.Workers == 0 {
 		c.Workers = DefaultWorkers
 	}
@@ -56,7 +72,7 @@ func (c Config) WithDefaults() Config {
 	if c.WorkerID == "" {
 		host, err := os.Hostname()
 		if err != nil || host == "" {
-			host = "build"
+			host = Name
 		}
 		c.WorkerID = host + "-" + strconv.Itoa(os.Getpid())
 	}
@@ -67,29 +83,23 @@ func (c Config) WithDefaults() Config {
 }
 
 // Validate refuses a configuration the service cannot run with, naming the
-// field. Call it on WithDefaults' result.
+// setting. Call it on WithDefaults' result.
 func (c Config) Validate() error {
-	var errs []error
-	if c.DataDir == "" {
-		errs = append(errs, errors.New("build config: DataDir is required"))
-	}
-	if c.DatabaseURL == "" {
-		errs = append(errs, errors.New("build config: DatabaseURL is empty"))
-	}
+	errs := []error{c.Settings.Validate()}
 	if c.Workers < 1 {
-		errs = append(errs, fmt.Errorf("build config: Workers is %d; it must be at least 1", c.Workers))
+		errs = append(errs, fmt.Errorf("workers is %d; it must be at least 1", c.Workers))
 	}
-	if c.DefaultStepTimeout < 0 {
-		errs = append(errs, fmt.Errorf("build config: DefaultStepTimeout is %s; it must be positive", c.DefaultStepTimeout))
+	if c.DefaultStepTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("step-timeout is %s; it must be positive", c.DefaultStepTimeout))
 	}
 	if c.WorkerID == "" {
-		errs = append(errs, errors.New("build config: WorkerID is empty"))
+		errs = append(errs, errors.New("worker-id is empty"))
 	}
-	if c.Heartbeat < 0 {
-		errs = append(errs, fmt.Errorf("build config: Heartbeat is %s; it must be positive", c.Heartbeat))
+	if c.Heartbeat <= 0 || c.Heartbeat > 15*time.Second {
+		errs = append(errs, fmt.Errorf("heartbeat is %s; it must be positive and at most 15s (half the work queue's ack wait)", c.Heartbeat))
 	}
-	if err := natsprovision.CheckReplicas(c.NATSReplicas); err != nil {
-		errs = append(errs, fmt.Errorf("build config: NATSReplicas: %w", err))
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("%s: %w", Name, err)
 	}
-	return errors.Join(errs...)
+	return nil
 }

@@ -5,11 +5,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluicehq/sluice/platform/servicekit"
 	"github.com/sluicehq/sluice/services/build"
 )
 
 func TestConfig(t *testing.T) {
-	cfg := build.Config{DataDir: "/var/lib/sluice"}.WithDefaults()
+	t.Parallel()
+	cfg := build.Config{Settings: servicekit.Settings{DataDir: "/var/lib/sluice"}}.WithDefaults()
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -17,15 +19,19 @@ func TestConfig(t *testing.T) {
 		cfg.Heartbeat != 10*time.Second || cfg.WorkerID == "" {
 		t.Errorf("defaults %+v", cfg)
 	}
+	if def := build.DefaultConfig().WithDefaults(); def.Validate() != nil || !strings.HasSuffix(def.DatabaseURL, "data/build/build.db") {
+		t.Errorf("DefaultConfig: %+v, %v", def, def.Validate())
+	}
+	dir := servicekit.Settings{DataDir: "d"}
 	for _, tc := range []struct {
 		cfg  build.Config
 		want string
 	}{
-		{build.Config{}, "DataDir is required"},
-		{build.Config{DataDir: "d", Workers: -1}, "Workers is -1"},
-		{build.Config{DataDir: "d", DefaultStepTimeout: -time.Second}, "DefaultStepTimeout"},
-		{build.Config{DataDir: "d", Heartbeat: -time.Second}, "Heartbeat"},
-		{build.Config{DataDir: "d", NATSReplicas: 7}, "NATSReplicas"},
+		{build.Config{}, "data-dir is required"},
+		{build.Config{Settings: dir, Workers: -1}, "workers is -1"},
+		{build.Config{Settings: dir, DefaultStepTimeout: -time.Second}, "step-timeout"},
+		{build.Config{Settings: dir, Heartbeat: -time.Second}, "heartbeat"},
+		{build.Config{Settings: servicekit.Settings{DataDir: "d", NATSReplicas: 7}}, "nats-replicas"},
 	} {
 		if err := tc.cfg.WithDefaults().Validate(); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%+v: %v; want an error with %q", tc.cfg, err, tc.want)

@@ -13,11 +13,24 @@ import (
 	"github.com/sluicehq/sluice/platform/ids"
 	"github.com/sluicehq/sluice/platform/lease"
 	"github.com/sluicehq/sluice/platform/prototime"
+	"github.com/sluicehq/sluice/platform/servicekit"
 	"github.com/sluicehq/sluice/platform/steplog"
-	"github.com/sluicehq/sluice/proto/gen/sluice/build/events/v1"
-	"github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
+	buildeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/build/events/v1"
+	sourceeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
+	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
 	"github.com/sluicehq/sluice/services/build/domain"
 )
+
+// Consumers are the service's event ports: every replica takes run
+// requests from the build-runs work queue.
+func (s *Service) Consumers() []servicekit.Consumer {
+	return []servicekit.Consumer{{
+		Durable:   RunsConsumer,
+		Handler:   s.handleRunRequested,
+		Workers:   s.cfg.Workers,
+		Heartbeat: s.cfg.Heartbeat,
+	}}
+}
 
 // detachedTimeout bounds the writes a handler makes after its context
 // ended (flushing the log, releasing the lease, failing the build).
@@ -57,11 +70,11 @@ func (s *Service) handleRunRequested(ctx context.Context, ev events.Event, d eve
 
 	w, err := s.logs.Writer(ctx, run.ID, logFlushInterval)
 	if err != nil {
-		return s.abandon(ctx, run, l, kept, nil, d, err, log)
+		return s.abandon(ctx, run, req.GetPipeline(), l, kept, nil, d, err, log)
 	}
 	if c.takeover {
 		if err := s.logs.Reopen(ctx, run.ID); err != nil {
-			return s.abandon(ctx, run, l, kept, w, d, err, log)
+			return s.abandon(ctx, run, req.GetPipeline(), l, kept, w, d, err, log)
 		}
 		w.Append("", steplog.Meta, fmt.Sprintf("--- worker %s took over (attempt %d)", s.cfg.WorkerID, b.Attempt))
 		log.Info("took over build")
@@ -74,14 +87,14 @@ func (s *Service) handleRunRequested(ctx context.Context, ev events.Event, d eve
 	// From here every write renews the lease itself (and abandon releases it).
 	kept.Stop()
 	if err != nil {
-		return s.abandon(ctx, run, l, kept, w, d, err, log)
+		return s.abandon(ctx, run, req.GetPipeline(), l, kept, w, d, err, log)
 	}
 	// The steps ran to their end: record it even if the process is
 	// stopping now, or a takeover would run them all again.
 	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), detachedTimeout)
 	defer cancel()
-	if err := s.finish(fctx, run, b, l, w, res); err != nil {
-		return s.abandon(ctx, run, l, kept, nil, d, err, log)
+	if err := s.finish(fctx, run, req.GetPipeline(), b, l, w, res); err != nil {
+		return s.abandon(ctx, run, req.GetPipeline(), l, kept, nil, d, err, log)
 	}
 	log.Info("build finished", slog.String("status", string(res.status())), slog.String("failure", res.failure.Reason))
 	return nil
@@ -103,7 +116,7 @@ func (r result) status() domain.Status {
 
 // finish stores the outcome with BuildFinished in one transaction, then
 // marks the log complete. w is closed.
-func (s *Service) finish(ctx context.Context, run domain.Run, b domain.Build, l Lease, w *steplog.Writer, res result) error {
+func (s *Service) finish(ctx context.Context, run domain.Run, pipeline *sourcev1.Pipeline, b domain.Build, l Lease, w *steplog.Writer, res result) error {
 	end := time.Now().UTC()
 	if res.failure.Failed() {
 		w.Append("", steplog.Meta, "--- build failed: "+res.failure.Reason)
@@ -128,6 +141,7 @@ func (s *Service) finish(ctx context.Context, run domain.Run, b domain.Build, l 
 		LastLogLines:  res.failure.LastLogLines,
 		Duration:      prototime.Duration(end.Sub(b.StartTime)),
 		StepDuration:  prototime.Duration(res.stepDuration),
+		Pipeline:      pipeline,
 	}
 	for _, a := range res.artifacts {
 		fin.Artifacts = append(fin.Artifacts, artifactToProto(a))
@@ -150,7 +164,7 @@ func (s *Service) finish(ctx context.Context, run domain.Run, b domain.Build, l 
 // the build over. The build stays RUNNING and the error makes JetStream
 // redeliver the event, so that a worker takes it over, except on the last
 // delivery, where the build is ended FAILED so it never stays RUNNING.
-func (s *Service) abandon(ctx context.Context, run domain.Run, l Lease, kept *lease.Keeper, w *steplog.Writer, d events.Delivery, cause error, log *slog.Logger) error {
+func (s *Service) abandon(ctx context.Context, run domain.Run, pipeline *sourcev1.Pipeline, l Lease, kept *lease.Keeper, w *steplog.Writer, d events.Delivery, cause error, log *slog.Logger) error {
 	kept.Stop()
 	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), detachedTimeout)
 	defer cancel()
@@ -192,7 +206,7 @@ func (s *Service) abandon(ctx context.Context, run domain.Run, l Lease, kept *le
 		_ = w.Close(dctx)
 		return s.logs.Complete(dctx, run.ID)
 	}
-	if err := s.finish(dctx, run, b, l, w, result{failure: domain.GaveUp(d.NumDelivered(), cause)}); err != nil {
+	if err := s.finish(dctx, run, pipeline, b, l, w, result{failure: domain.GaveUp(d.NumDelivered(), cause)}); err != nil {
 		return errors.Join(cause, err)
 	}
 	log.Error("build failed on the last delivery of its run request", slog.Any("error", cause))

@@ -3,7 +3,6 @@ package build
 import (
 	"context"
 	"errors"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -11,6 +10,8 @@ import (
 	"github.com/sluicehq/sluice/platform/artifacts"
 	"github.com/sluicehq/sluice/platform/events"
 	"github.com/sluicehq/sluice/platform/executor"
+	"github.com/sluicehq/sluice/platform/servicekit"
+	"github.com/sluicehq/sluice/platform/servicekit/servicekittest"
 	"github.com/sluicehq/sluice/platform/steplog"
 	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
 	"github.com/sluicehq/sluice/services/build/domain"
@@ -28,13 +29,13 @@ func (d delivery) Last() bool      { return int(d) >= d.MaxDeliver() }
 
 func newTestService(t *testing.T, n *buildtest.NATS) (*Service, *Store) {
 	t.Helper()
-	dir := t.TempDir()
-	store, err := NewStore(t.Context(), "sqlite:"+filepath.Join(dir, "build.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = store.Close() })
-	svc, err := NewService(Config{DataDir: dir, WorkerID: "worker-1"}, store, n.JS, &executor.Local{}, buildtest.Logger(t))
+	db := servicekittest.OpenDB(t, Migrations(), steplog.Migrations())
+	store := NewStore(db)
+	cfg := Config{Settings: servicekit.Settings{DataDir: t.TempDir()}, WorkerID: "worker-1"}.WithDefaults()
+	svc, err := NewService(cfg, Deps{
+		Store: store, DB: db, Outbox: events.NewRelay(db, n.JS, buildtest.Logger(t)), JetStream: n.JS,
+		Executor: &executor.Local{}, Log: buildtest.Logger(t),
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,7 +44,7 @@ func newTestService(t *testing.T, n *buildtest.NATS) (*Service, *Store) {
 
 func outboxSubjects(t *testing.T, s *Store) []string {
 	t.Helper()
-	rows, err := s.DB().QueryContext(t.Context(), `SELECT subject FROM outbox ORDER BY created_at, id`)
+	rows, err := s.db.QueryContext(t.Context(), `SELECT subject FROM outbox ORDER BY created_at, id`)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,8 +108,8 @@ func TestLastDeliveryEndsTheBuild(t *testing.T) {
 		t.Fatalf("after delivery 5: %s attempt %d reason %q; want FAILED in attempt 2 with %q...", b.Status, b.Attempt, b.Failure.Reason, reason)
 	}
 	want := []string{
-		"sluice.build.build.started", "sluice.build.step.finished",
-		"sluice.build.build.started", "sluice.build.step.finished", "sluice.build.build.finished",
+		"sluice.build.build.started", "sluice.build.step.started", "sluice.build.step.finished",
+		"sluice.build.build.started", "sluice.build.step.started", "sluice.build.step.finished", "sluice.build.build.finished",
 	}
 	if got := outboxSubjects(t, store); !slices.Equal(got, want) {
 		t.Errorf("outbox %v; want %v", got, want)
@@ -159,8 +160,8 @@ func TestStoppingLeavesTheBuildForTakeover(t *testing.T) {
 	if b.Status != domain.Running || !b.LeaseExpires.IsZero() || b.Steps[0].Status != domain.StepCancelled {
 		t.Errorf("build %s lease %v step %s; want RUNNING, lease released, step CANCELLED", b.Status, b.LeaseExpires, b.Steps[0].Status)
 	}
-	if got := outboxSubjects(t, store); !slices.Equal(got, []string{"sluice.build.build.started"}) {
-		t.Errorf("outbox %v; want only BuildStarted (a cancelled step is not finished)", got)
+	if got := outboxSubjects(t, store); !slices.Equal(got, []string{"sluice.build.build.started", "sluice.build.step.started"}) {
+		t.Errorf("outbox %v; want BuildStarted and StepStarted only (a cancelled step is not finished)", got)
 	}
 }
 

@@ -102,9 +102,14 @@ func (s *Service) runStep(ctx context.Context, run domain.Run, b domain.Build, l
 	}
 	w.Append(st.Name, steplog.Meta, fmt.Sprintf("--- step %s: %s", st.Name, domain.CommandSummary(st.Run)))
 	start := time.Now().UTC()
-	if err := s.store.StepStarted(ctx, lease, i, start); err != nil {
+	started, err := stepStartedEvent(run, b, st)
+	if err != nil {
+		return 0, domain.Failure{}, err
+	}
+	if err := s.store.StepStarted(ctx, lease, i, start, started); err != nil {
 		return 0, domain.Failure{}, orInterrupted(ctx, err)
 	}
+	s.relay.Kick()
 
 	tail := lastlines.New(domain.LastLogLines, 0)
 	r, err := s.exec.Run(ctx, executor.Spec{
@@ -147,13 +152,15 @@ func (s *Service) runStep(ctx context.Context, run domain.Run, b domain.Build, l
 		}
 	}
 	ev, err := events.New(&buildeventsv1.StepFinished{
-		RunId:    run.ID,
-		BuildId:  b.ID,
-		Step:     st.Name,
-		Status:   stepStatusToProto(step.Status),
-		ExitCode: int32(step.ExitCode),
-		Duration: prototime.Duration(end.Sub(start)),
-	}, b.ID, run.ID)
+		RunId:      run.ID,
+		BuildId:    b.ID,
+		Step:       st.Name,
+		Status:     stepStatusToProto(step.Status),
+		ExitCode:   int32(step.ExitCode),
+		Duration:   prototime.Duration(end.Sub(start)),
+		Repository: repositoryRef(run.Repository),
+		Attempt:    int32(b.Attempt),
+	}, events.TaskRunID(b.ID, st.Name), run.ID)
 	if err != nil {
 		return end.Sub(start), failure, err
 	}
@@ -162,6 +169,18 @@ func (s *Service) runStep(ctx context.Context, run domain.Run, b domain.Build, l
 	}
 	s.relay.Kick()
 	return end.Sub(start), failure, nil
+}
+
+// stepStartedEvent announces that step st of build b starts (a CDEvents
+// taskrun.started, whose task run is "<build id>/<step>").
+func stepStartedEvent(run domain.Run, b domain.Build, st domain.StepSpec) (events.Event, error) {
+	return events.New(&buildeventsv1.StepStarted{
+		RunId:      run.ID,
+		BuildId:    b.ID,
+		Step:       st.Name,
+		Repository: repositoryRef(run.Repository),
+		Attempt:    int32(b.Attempt),
+	}, events.TaskRunID(b.ID, st.Name), run.ID)
 }
 
 // stepEnv is the step's environment on top of the executor's scrubbed base:

@@ -1,22 +1,14 @@
 package build_test
 
 import (
-	"context"
-	"net/http"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-	"go.uber.org/fx"
-	"go.uber.org/fx/fxevent"
-	"go.uber.org/fx/fxtest"
 
 	"github.com/sluicehq/sluice/platform/events"
-	"github.com/sluicehq/sluice/platform/fxkit"
-	"github.com/sluicehq/sluice/platform/rpcserver"
+	"github.com/sluicehq/sluice/platform/servicekit/servicekittest"
 	"github.com/sluicehq/sluice/platform/sqldb"
 	"github.com/sluicehq/sluice/platform/sqldb/sqldbtest"
 	buildv1 "github.com/sluicehq/sluice/proto/gen/sluice/build/v1"
@@ -25,9 +17,8 @@ import (
 	"github.com/sluicehq/sluice/services/build/internal/buildtest"
 )
 
-// instance is one build service process: the fx module composed with a
-// loopback Connect server and its own NATS connection, as sluice-build
-// composes it.
+// instance is one build service process, composed as sluice-build
+// composes it (servicekittest).
 type instance struct {
 	cfg    build.Config
 	nc     *nats.Conn
@@ -44,48 +35,15 @@ func startInstance(t *testing.T, n *buildtest.NATS, cfg build.Config) *instance 
 	if cfg.DatabaseURL == "" {
 		cfg.DatabaseURL = sqldbtest.URL(t)
 	}
-	nc := n.Server.Connect(t)
-	js := buildtest.JetStream(t, nc)
-	var srv *rpcserver.Server
-	app := fxtest.New(t,
-		fx.WithLogger(func() fxevent.Logger { return fxevent.NopLogger }),
-		fx.Supply(buildtest.Logger(t)),
-		fx.Supply(nc),
-		fx.Provide(func() jetstream.JetStream { return js }),
-		fxkit.Server(rpcserver.Config{Addr: "127.0.0.1:0"}),
-		build.Module(cfg),
-		fx.Populate(&srv),
-	)
-	app.RequireStart()
-	var once sync.Once
-	inst := &instance{cfg: cfg.WithDefaults(), nc: nc, stop: func() { once.Do(app.RequireStop) }}
-	t.Cleanup(inst.stop)
-
-	tr := &http.Transport{}
-	t.Cleanup(tr.CloseIdleConnections)
-	inst.client = buildv1connect.NewBuildServiceClient(&http.Client{Transport: tr}, srv.URL())
-
-	db, err := sqldb.Open(context.Background(), inst.cfg.DatabaseURL)
-	if err != nil {
-		t.Fatal(err)
+	cfg = cfg.WithDefaults()
+	p := servicekittest.Start(t, n.Server.URL, servicekittest.Options{Log: buildtest.Logger(t)}, build.Module(cfg))
+	return &instance{
+		cfg:    cfg,
+		nc:     p.NATS,
+		client: buildv1connect.NewBuildServiceClient(p.Client, p.URL),
+		db:     servicekittest.OpenDBAt(t, cfg.DatabaseURL),
+		stop:   p.Stop,
 	}
-	t.Cleanup(func() { _ = db.Close() })
-	inst.db = db
-
-	// Ready once its streams and consumer are provisioned.
-	buildtest.Eventually(t, "readiness", func() bool {
-		req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, srv.URL()+"/readyz", nil)
-		if err != nil {
-			return false
-		}
-		res, err := (&http.Client{Transport: tr}).Do(req)
-		if err != nil {
-			return false
-		}
-		_ = res.Body.Close()
-		return res.StatusCode == http.StatusOK
-	})
-	return inst
 }
 
 // settle waits until every run request was acknowledged and every event the
@@ -95,7 +53,7 @@ func settle(t *testing.T, n *buildtest.NATS, insts ...*instance) {
 	t.Helper()
 	ctx := t.Context()
 	buildtest.Eventually(t, "run requests acknowledged and outboxes empty", func() bool {
-		c, err := n.JS.Consumer(ctx, build.RunsStream, build.RunsConsumer)
+		c, err := n.JS.Consumer(ctx, "SOURCE", build.RunsConsumer)
 		if err != nil {
 			return false
 		}

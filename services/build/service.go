@@ -7,19 +7,19 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/fx"
 
 	"github.com/sluicehq/sluice/platform/events"
 	"github.com/sluicehq/sluice/platform/executor"
+	"github.com/sluicehq/sluice/platform/sqldb"
 	"github.com/sluicehq/sluice/platform/steplog"
 	"github.com/sluicehq/sluice/services/build/domain"
 )
 
-// Names of the JetStream resources the service uses; they are declared
-// under deploy/nats.
+// The JetStream resources the service uses, declared under deploy/nats.
 const (
-	// RunsStream is the stream the run requests come from.
-	RunsStream = "SOURCE"
-	// RunsConsumer is the work-queue consumer every replica pulls from.
+	// RunsConsumer is the work-queue consumer every replica pulls run
+	// requests from.
 	RunsConsumer = "build-runs"
 )
 
@@ -29,6 +29,21 @@ const (
 	// defaultListLimit is ListBuilds' page size when none is asked for.
 	defaultListLimit = 100
 )
+
+// Deps are the service's collaborators; fx provides them (servicekit).
+type Deps struct {
+	fx.In
+	Store *Store
+	// DB holds the step logs beside the builds.
+	DB *sqldb.DB
+	// Outbox publishes what the service enqueued.
+	Outbox *events.Relay
+	// JetStream holds the artifact object store.
+	JetStream jetstream.JetStream
+	// Executor runs the steps (executor.Local in production).
+	Executor executor.Executor
+	Log      *slog.Logger
+}
 
 // Service is the build service's application: it runs builds for run
 // requests and answers queries about them.
@@ -42,52 +57,25 @@ type Service struct {
 	log   *slog.Logger
 }
 
-// NewService makes the service. cfg gets its defaults and is validated;
-// exec runs the steps (executor.Local in production).
-func NewService(cfg Config, store *Store, js jetstream.JetStream, exec executor.Executor, log *slog.Logger) (*Service, error) {
-	cfg = cfg.WithDefaults()
+// NewService makes the service; cfg must be valid (Config.WithDefaults,
+// Config.Validate).
+func NewService(cfg Config, d Deps) (*Service, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	switch {
-	case store == nil:
-		return nil, errors.New("build: NewService: store is nil")
-	case js == nil:
-		return nil, errors.New("build: NewService: jetstream is nil")
-	case exec == nil:
-		return nil, errors.New("build: NewService: executor is nil")
-	case log == nil:
-		return nil, errors.New("build: NewService: logger is nil")
+	case d.Store == nil, d.DB == nil, d.Outbox == nil, d.JetStream == nil, d.Executor == nil, d.Log == nil:
+		return nil, errors.New("build: NewService: every dependency is required")
 	}
-	log = log.With(slog.String("service", "build"), slog.String("worker", cfg.WorkerID))
 	return &Service{
 		cfg:   cfg,
-		store: store,
-		logs:  steplog.New(store.DB()),
-		relay: events.NewRelay(store.DB(), js, log),
-		js:    js,
-		exec:  exec,
-		log:   log,
+		store: d.Store,
+		logs:  steplog.New(d.DB),
+		relay: d.Outbox,
+		js:    d.JetStream,
+		exec:  d.Executor,
+		log:   d.Log.With(slog.String("worker", cfg.WorkerID)),
 	}, nil
-}
-
-// Consume runs builds for the run requests in the work queue until ctx
-// ends (the consumer must be provisioned).
-func (s *Service) Consume(ctx context.Context) error {
-	c := events.NewConsumer(s.js, s.log, events.ConsumerConfig{
-		Service:     "build",
-		Stream:      RunsStream,
-		Durable:     RunsConsumer,
-		Concurrency: s.cfg.Workers,
-		Heartbeat:   s.cfg.Heartbeat,
-	}, s.handleRunRequested)
-	return c.Run(ctx)
-}
-
-// RelayOutbox publishes the service's events until ctx ends.
-func (s *Service) RelayOutbox(ctx context.Context) error {
-	s.relay.Run(ctx)
-	return nil
 }
 
 // Build returns a build by its id or its run's id.

@@ -12,15 +12,14 @@ import (
 	"github.com/sluicehq/sluice/platform/events"
 	"github.com/sluicehq/sluice/platform/lease"
 	"github.com/sluicehq/sluice/platform/sqldb"
-	"github.com/sluicehq/sluice/platform/steplog"
 	"github.com/sluicehq/sluice/services/build/domain"
 )
 
 //go:embed migrations/*.sql
 var migrationFiles embed.FS
 
-// migrations are the build service's own tables.
-func migrations() sqldb.Migrations {
+// Migrations are the build service's own tables.
+func Migrations() sqldb.Migrations {
 	return sqldb.Embedded("build", migrationFiles)
 }
 
@@ -30,21 +29,9 @@ type Store struct {
 	db *sqldb.DB
 }
 
-// NewStore opens the database at url and applies the build, events and
-// steplog migrations.
-func NewStore(ctx context.Context, url string) (*Store, error) {
-	db, err := sqldb.Open(ctx, url, migrations(), events.Migrations(), steplog.Migrations())
-	if err != nil {
-		return nil, fmt.Errorf("open build database: %w", err)
-	}
-	return &Store{db: db}, nil
-}
-
-// DB is the underlying database (for the outbox relay and the step logs).
-func (s *Store) DB() *sqldb.DB { return s.db }
-
-// Close closes the database.
-func (s *Store) Close() error { return s.db.Close() }
+// NewStore keeps the service's records in db, which has the Migrations
+// (servicekit opens and migrates it on start).
+func NewStore(db *sqldb.DB) *Store { return &Store{db: db} }
 
 // Lease identifies the worker holding one attempt of a build.
 type Lease struct {
@@ -178,15 +165,17 @@ func (s *Store) ReleaseLease(ctx context.Context, l Lease) error {
 	return nil
 }
 
-// StepStarted marks step idx RUNNING.
-func (s *Store) StepStarted(ctx context.Context, l Lease, idx int, at time.Time) error {
+// StepStarted marks step idx RUNNING and enqueues evs with it.
+func (s *Store) StepStarted(ctx context.Context, l Lease, idx int, at time.Time, evs ...events.Event) error {
 	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
 		if err := hold(ctx, tx, l); err != nil {
 			return err
 		}
-		_, err := tx.ExecContext(ctx, `UPDATE build_steps SET status = $1, started_at = $2 WHERE build_id = $3 AND idx = $4`,
-			string(domain.StepRunning), at.UnixNano(), l.BuildID, idx)
-		return err
+		if _, err := tx.ExecContext(ctx, `UPDATE build_steps SET status = $1, started_at = $2 WHERE build_id = $3 AND idx = $4`,
+			string(domain.StepRunning), at.UnixNano(), l.BuildID, idx); err != nil {
+			return err
+		}
+		return enqueue(ctx, tx, evs)
 	})
 	if err != nil {
 		return fmt.Errorf("record start of step %d of build %s: %w", idx, l.BuildID, err)

@@ -2,12 +2,13 @@ package build_test
 
 import (
 	"errors"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/sluicehq/sluice/platform/apierror"
 	"github.com/sluicehq/sluice/platform/lease"
+	"github.com/sluicehq/sluice/platform/servicekit/servicekittest"
+	"github.com/sluicehq/sluice/platform/steplog"
 	"github.com/sluicehq/sluice/services/build"
 	"github.com/sluicehq/sluice/services/build/domain"
 )
@@ -17,11 +18,7 @@ import (
 // and a worker that was taken over cannot write any more.
 func TestStoreLease(t *testing.T) {
 	ctx := t.Context()
-	store, err := build.NewStore(ctx, "sqlite:"+filepath.Join(t.TempDir(), "build.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = store.Close() })
+	store := build.NewStore(servicekittest.OpenDB(t, build.Migrations(), steplog.Migrations()))
 
 	steps := []string{"compile", "test"}
 	b := domain.Build{ID: "b1", RunID: "r1", Repository: domain.Repository{ID: "1", Name: "hello", URL: "/tmp/hello"},

@@ -1,7 +1,3 @@
-// Package notify is the notify service: webhook subscriptions to Sluice's
-// events, their fan-out into durable deliveries, a delivery worker that
-// POSTs each event as a signed CloudEvent with retries and dead-lettering,
-// and a live stream of every event.
 package notify
 
 import (
@@ -10,51 +6,67 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/sluicehq/sluice/platform/natsprovision"
+	"github.com/sluicehq/sluice/platform/servicekit"
 )
 
-// Config is the notify service's configuration. Zero values take the
-// defaults (see WithDefaults).
-type Config struct {
-	// DataDir holds the SQLite database by default. Required.
-	DataDir string
-	// DatabaseURL defaults to sqlite:<DataDir>/notify.db.
-	DatabaseURL string
-	// MaxAttempts is how many attempts a delivery gets before it is dead
-	// (default 6).
-	MaxAttempts int
-	// RetryBase is the delay after the first failed attempt; each later one
-	// doubles it (default 1s).
-	RetryBase time.Duration
-	// RetryMax caps the delay between attempts (default 5m).
-	RetryMax time.Duration
-	// AttemptTimeout bounds one POST, response included (default 10s).
-	AttemptTimeout time.Duration
-	// Concurrency is how many events are fanned out, and how many
-	// deliveries are attempted, at once (default 8).
-	Concurrency int
-	// Version goes into the User-Agent of deliveries (default "dev").
-	Version string
-	// NATSReplicas is the replica count of the streams and object stores
-	// the service creates (3 on a 3-node NATS cluster); 0 keeps the count
-	// declared under deploy/nats.
-	NATSReplicas int
-}
+// Name is the service's name: its NATS user and declarations, its
+// variables (SLUICE_NOTIFY_*), its logs.
+const Name = "notify"
 
-// Defaults.
+// Defaults of DefaultConfig.
 const (
 	DefaultMaxAttempts    = 6
 	DefaultRetryBase      = time.Second
 	DefaultRetryMax       = 5 * time.Minute
 	DefaultAttemptTimeout = 10 * time.Second
-	DefaultConcurrency    = 8
+	DefaultWorkers        = 8
 )
+
+// Config is the notify service's configuration. Zero values take the
+// defaults (see WithDefaults).
+type Config struct {
+	// Settings: DataDir holds the SQLite database by default.
+	servicekit.Settings
+	// MaxAttempts is how many attempts a delivery gets before it is dead.
+	MaxAttempts int
+	// RetryBase is the delay after the first failed attempt; each later one
+	// doubles it.
+	RetryBase time.Duration
+	// RetryMax caps the delay between attempts.
+	RetryMax time.Duration
+	// AttemptTimeout bounds one POST, response included.
+	AttemptTimeout time.Duration
+	// Workers is how many events are fanned out, and how many deliveries
+	// are attempted, at once.
+	Workers int
+}
+
+// DefaultConfig is the configuration a binary starts from.
+func DefaultConfig() Config {
+	return Config{
+		Settings:       servicekit.Settings{DataDir: filepath.Join("data", Name)},
+		MaxAttempts:    DefaultMaxAttempts,
+		RetryBase:      DefaultRetryBase,
+		RetryMax:       DefaultRetryMax,
+		AttemptTimeout: DefaultAttemptTimeout,
+		Workers:        DefaultWorkers,
+	}
+}
+
+// RegisterFlags registers the settings with the flags of the process that
+// runs the service.
+func (c *Config) RegisterFlags(f *servicekit.Flags) {
+	c.Settings.RegisterFlags(f)
+	f.IntVar(&c.MaxAttempts, "max-attempts", "attempts per delivery before it is dead-lettered")
+	f.DurationVar(&c.RetryBase, "retry-base", "delay after the first failed attempt, doubled after each")
+	f.DurationVar(&c.RetryMax, "retry-max", "the longest delay between two attempts")
+	f.DurationVar(&c.AttemptTimeout, "attempt-timeout", "how long one delivery attempt may take, response included")
+	f.IntVar(&c.Workers, "workers", "events fanned out, and deliveries attempted, at once")
+}
 
 // WithDefaults fills in the zero fields.
 func (c Config) WithDefaults() Config {
-	if c.DatabaseURL == "" && c.DataDir != "" {
-		c.DatabaseURL = "sqlite:" + filepath.Join(c.DataDir, "notify.db")
-	}
+	c.Settings = c.Settings.WithDefaults(Name)
 	if c.MaxAttempts == 0 {
 		c.MaxAttempts = DefaultMaxAttempts
 	}
@@ -67,42 +79,33 @@ func (c Config) WithDefaults() Config {
 	if c.AttemptTimeout == 0 {
 		c.AttemptTimeout = DefaultAttemptTimeout
 	}
-	if c.Concurrency == 0 {
-		c.Concurrency = DefaultConcurrency
-	}
-	if c.Version == "" {
-		c.Version = "dev"
+	if c.Workers == 0 {
+		c.Workers = DefaultWorkers
 	}
 	return c
 }
 
 // Validate refuses a configuration notify cannot run with, naming the
-// field. Call it on WithDefaults' result.
+// setting. Call it on WithDefaults' result.
 func (c Config) Validate() error {
-	var errs []error
-	if c.DataDir == "" {
-		errs = append(errs, errors.New("notify: DataDir is required"))
-	}
-	if c.DatabaseURL == "" {
-		errs = append(errs, errors.New("notify: DatabaseURL is required"))
-	}
+	errs := []error{c.Settings.Validate()}
 	if c.MaxAttempts < 1 {
-		errs = append(errs, fmt.Errorf("notify: MaxAttempts is %d; it must be at least 1", c.MaxAttempts))
+		errs = append(errs, fmt.Errorf("max-attempts is %d; it must be at least 1", c.MaxAttempts))
 	}
 	if c.RetryBase <= 0 {
-		errs = append(errs, fmt.Errorf("notify: RetryBase is %v; it must be positive", c.RetryBase))
+		errs = append(errs, fmt.Errorf("retry-base is %v; it must be positive", c.RetryBase))
 	}
 	if c.RetryMax < c.RetryBase {
-		errs = append(errs, fmt.Errorf("notify: RetryMax (%v) is less than RetryBase (%v)", c.RetryMax, c.RetryBase))
+		errs = append(errs, fmt.Errorf("retry-max (%v) is less than retry-base (%v)", c.RetryMax, c.RetryBase))
 	}
 	if c.AttemptTimeout <= 0 {
-		errs = append(errs, fmt.Errorf("notify: AttemptTimeout is %v; it must be positive", c.AttemptTimeout))
+		errs = append(errs, fmt.Errorf("attempt-timeout is %v; it must be positive", c.AttemptTimeout))
 	}
-	if c.Concurrency < 1 {
-		errs = append(errs, fmt.Errorf("notify: Concurrency is %d; it must be at least 1", c.Concurrency))
+	if c.Workers < 1 {
+		errs = append(errs, fmt.Errorf("workers is %d; it must be at least 1", c.Workers))
 	}
-	if err := natsprovision.CheckReplicas(c.NATSReplicas); err != nil {
-		errs = append(errs, fmt.Errorf("notify: NATSReplicas: %w", err))
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("%s: %w", Name, err)
 	}
-	return errors.Join(errs...)
+	return nil
 }

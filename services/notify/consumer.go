@@ -6,17 +6,13 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/sluicehq/sluice/deploy"
 	"github.com/sluicehq/sluice/platform/events"
 	"github.com/sluicehq/sluice/platform/ids"
 	"github.com/sluicehq/sluice/platform/natsprovision"
+	"github.com/sluicehq/sluice/platform/servicekit"
 	"github.com/sluicehq/sluice/services/notify/domain"
 )
-
-// service is notify's name in deploy/nats and in dead-letter subjects.
-const service = "notify"
 
 // deliveryHeaders are the NATS headers of an event that a delivery
 // forwards as HTTP headers: the CloudEvents attributes (binary mode names
@@ -79,37 +75,23 @@ func (f *Fanout) Handler(consumer string) events.Handler {
 	}
 }
 
-// Consumer is one of notify's durable consumers.
-type Consumer struct {
-	Durable string
-	*events.Consumer
-}
-
-// NewConsumers makes one consumer, with the fan-out handler, per consumer
-// notify declares in deploy/nats/consumers/notify (every event of the
-// source, build, test and release streams; never its own).
-func NewConsumers(js jetstream.JetStream, log *slog.Logger, cfg Config, fanout *Fanout) ([]Consumer, error) {
+// Consumers are the service's event ports: one consumer per stream it
+// listens to, each declared in deploy/nats/consumers/notify (every event
+// of the source, build, test and release streams; never its own), all
+// fanning out with the same handler.
+func (f *Fanout) Consumers(workers int) ([]servicekit.Consumer, error) {
 	decl, err := natsprovision.Load(deploy.NATS())
 	if err != nil {
 		return nil, fmt.Errorf("read NATS declarations: %w", err)
 	}
-	files := decl.Consumers[service]
+	files := decl.Consumers[Name]
 	if len(files) == 0 {
-		return nil, fmt.Errorf("deploy/nats/consumers/%s declares no consumer", service)
+		return nil, fmt.Errorf("deploy/nats/consumers/%s declares no consumer", Name)
 	}
-	concurrency := cfg.WithDefaults().Concurrency
-	consumers := make([]Consumer, 0, len(files))
-	for _, f := range files {
-		durable := f.Config.Durable
-		consumers = append(consumers, Consumer{
-			Durable: durable,
-			Consumer: events.NewConsumer(js, log, events.ConsumerConfig{
-				Service:     service,
-				Stream:      f.Stream,
-				Durable:     durable,
-				Concurrency: concurrency,
-			}, fanout.Handler(durable)),
-		})
+	consumers := make([]servicekit.Consumer, 0, len(files))
+	for _, file := range files {
+		durable := file.Config.Durable
+		consumers = append(consumers, servicekit.Consumer{Durable: durable, Handler: f.Handler(durable), Workers: workers})
 	}
 	return consumers, nil
 }

@@ -12,10 +12,10 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/sluicehq/sluice/proto/gen/sluice/build/events/v1"
-	"github.com/sluicehq/sluice/proto/gen/sluice/notify/events/v1"
+	buildeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/build/events/v1"
+	notifyeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/notify/events/v1"
 	notifyv1 "github.com/sluicehq/sluice/proto/gen/sluice/notify/v1"
-	"github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
+	sourceeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
 	"github.com/sluicehq/sluice/services/notify"
 	"github.com/sluicehq/sluice/services/notify/domain"
 )

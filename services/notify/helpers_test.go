@@ -17,23 +17,19 @@ import (
 	"connectrpc.com/connect"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"go.uber.org/fx"
-	"go.uber.org/fx/fxevent"
-	"go.uber.org/fx/fxtest"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/sluicehq/sluice/deploy"
 	"github.com/sluicehq/sluice/platform/events"
-	"github.com/sluicehq/sluice/platform/fxkit"
-	"github.com/sluicehq/sluice/platform/natsconn"
 	"github.com/sluicehq/sluice/platform/natsprovision"
 	"github.com/sluicehq/sluice/platform/natstest"
-	"github.com/sluicehq/sluice/platform/rpcserver"
+	"github.com/sluicehq/sluice/platform/servicekit"
+	"github.com/sluicehq/sluice/platform/servicekit/servicekittest"
 	"github.com/sluicehq/sluice/platform/sqldb/sqldbtest"
-	"github.com/sluicehq/sluice/proto/gen/sluice/build/events/v1"
+	buildeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/build/events/v1"
 	notifyv1 "github.com/sluicehq/sluice/proto/gen/sluice/notify/v1"
 	"github.com/sluicehq/sluice/proto/gen/sluice/notify/v1/notifyv1connect"
-	"github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
+	sourceeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
 	"github.com/sluicehq/sluice/services/notify"
 )
 
@@ -77,68 +73,40 @@ func ctx(t *testing.T) context.Context {
 
 func testConfig(t *testing.T) notify.Config {
 	return notify.Config{
-		DataDir:        t.TempDir(),
-		DatabaseURL:    sqldbtest.URL(t),
+		Settings:       servicekit.Settings{DataDir: t.TempDir(), DatabaseURL: sqldbtest.URL(t)},
 		RetryBase:      50 * time.Millisecond,
 		RetryMax:       time.Second,
 		AttemptTimeout: 5 * time.Second,
-		Version:        testVersion,
 	}
 }
 
-// instance is one running notify (an fx app like the binary's) with a
-// Connect client over a loopback server.
+// instance is one running notify (composed like the binary) with Connect
+// clients over a loopback server.
 type instance struct {
-	app    *fxtest.App
+	proc   *servicekittest.Process
 	url    string
 	client notifyv1connect.NotifyServiceClient
 	http   *http.Client
 	// grpc speaks the gRPC protocol (HTTP/2 without TLS).
-	grpc    notifyv1connect.NotifyServiceClient
-	h2c     *http.Client
-	stopped bool
+	grpc notifyv1connect.NotifyServiceClient
+	h2c  *http.Client
 }
 
 func (e *env) start(t *testing.T, cfg notify.Config) *instance {
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo}))
-	var (
-		server    *rpcserver.Server
-		readiness *rpcserver.Readiness
-	)
-	app := fxtest.New(t,
-		fx.WithLogger(func() fxevent.Logger { return fxevent.NopLogger }),
-		fx.Supply(log),
-		fxkit.NATS(natsconn.Config{URL: e.nats.URL, Name: t.Name()}),
-		fxkit.Server(rpcserver.Config{Addr: "127.0.0.1:0"}),
-		notify.Module(cfg),
-		fx.Populate(&server, &readiness),
-	)
-	app.RequireStart()
-	in := &instance{app: app, url: server.URL(), http: &http.Client{Transport: &http.Transport{}}}
+	p := servicekittest.Start(t, e.nats.URL, servicekittest.Options{Log: log, Version: testVersion}, notify.Module(cfg))
+	in := &instance{proc: p, url: p.URL, http: p.Client}
 	in.client = notifyv1connect.NewNotifyServiceClient(in.http, in.url)
 	h2c := &http.Transport{Protocols: new(http.Protocols)}
 	h2c.Protocols.SetUnencryptedHTTP2(true)
 	in.h2c = &http.Client{Transport: h2c}
 	in.grpc = notifyv1connect.NewNotifyServiceClient(in.h2c, in.url, connect.WithGRPC())
-	t.Cleanup(func() {
-		in.stop()
-		in.http.CloseIdleConnections()
-		in.h2c.CloseIdleConnections()
-	})
-	eventually(t, "notify is ready", func() (bool, string) {
-		failed := readiness.Check()
-		return len(failed) == 0, fmt.Sprint(failed)
-	})
+	t.Cleanup(in.h2c.CloseIdleConnections)
 	return in
 }
 
-func (in *instance) stop() {
-	if !in.stopped {
-		in.stopped = true
-		in.app.RequireStop()
-	}
-}
+func (in *instance) stop() { in.proc.Stop() }
 
 func (in *instance) subscribe(t *testing.T, req *notifyv1.CreateSubscriptionRequest) *notifyv1.Subscription {
 	t.Helper()

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/fx"
 
 	"github.com/sluicehq/sluice/platform/apierror"
 	"github.com/sluicehq/sluice/platform/events"
@@ -22,6 +23,15 @@ import (
 // error the client can retry on.
 const watchResetAttempts = 10
 
+// Deps are the service's collaborators; fx provides them (servicekit).
+type Deps struct {
+	fx.In
+	Store *Store
+	// JetStream is read by live watches.
+	JetStream jetstream.JetStream
+	Log       *slog.Logger
+}
+
 // Service is notify's application layer: what the Connect handler calls.
 type Service struct {
 	store *Store
@@ -29,9 +39,16 @@ type Service struct {
 	log   *slog.Logger
 }
 
-// NewService makes the service.
-func NewService(store *Store, js jetstream.JetStream, log *slog.Logger) *Service {
-	return &Service{store: store, js: js, log: log}
+// NewService makes the service; cfg must be valid (Config.WithDefaults,
+// Config.Validate).
+func NewService(cfg Config, d Deps) (*Service, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if d.Store == nil || d.JetStream == nil || d.Log == nil {
+		return nil, errors.New("notify: NewService: every dependency is required")
+	}
+	return &Service{store: d.Store, js: d.JetStream, log: d.Log}, nil
 }
 
 // CreateSubscription validates and stores a new subscription (its ID and

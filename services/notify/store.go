@@ -31,21 +31,9 @@ type Store struct {
 	db *sqldb.DB
 }
 
-// NewStore opens the database at url (sqlite:PATH or postgres://…) and applies the
-// migrations.
-func NewStore(ctx context.Context, url string) (*Store, error) {
-	db, err := sqldb.Open(ctx, url, events.Migrations(), Migrations())
-	if err != nil {
-		return nil, fmt.Errorf("open notify database: %w", err)
-	}
-	return &Store{db: db}, nil
-}
-
-// DB is the underlying database (for the outbox relay).
-func (s *Store) DB() *sqldb.DB { return s.db }
-
-// Close closes the database.
-func (s *Store) Close() error { return s.db.Close() }
+// NewStore keeps the service's records in db, which has the Migrations
+// (servicekit opens and migrates it on start).
+func NewStore(db *sqldb.DB) *Store { return &Store{db: db} }
 
 // CreateSubscription stores sub.
 func (s *Store) CreateSubscription(ctx context.Context, sub domain.Subscription) error {

@@ -15,7 +15,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/sluicehq/sluice/platform/events"
-	"github.com/sluicehq/sluice/proto/gen/sluice/notify/events/v1"
+	"github.com/sluicehq/sluice/platform/servicekit"
+	notifyeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/notify/events/v1"
 	"github.com/sluicehq/sluice/services/notify/domain"
 )
 
@@ -49,31 +50,38 @@ const (
 // Any http(s) URL is posted to, loopback and private addresses included:
 // there is no SSRF filtering yet.
 type Worker struct {
-	cfg    Config
-	retry  domain.Retry
-	store  *Store
-	relay  *events.Relay
-	log    *slog.Logger
-	client *http.Client
-	kick   chan struct{}
+	cfg     Config
+	version string
+	retry   domain.Retry
+	store   *Store
+	relay   *events.Relay
+	log     *slog.Logger
+	client  *http.Client
+	kick    chan struct{}
 }
 
-// NewWorker makes a delivery worker; Run starts it.
-func NewWorker(cfg Config, store *Store, relay *events.Relay, log *slog.Logger) (*Worker, error) {
-	cfg = cfg.WithDefaults()
+// NewWorker makes a delivery worker; Run starts it. cfg must be valid
+// (Config.WithDefaults, Config.Validate); info names the version in the
+// deliveries' User-Agent.
+func NewWorker(cfg Config, info servicekit.BuildInfo, store *Store, relay *events.Relay, log *slog.Logger) (*Worker, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
+	}
+	version := info.Version
+	if version == "" {
+		version = "dev"
 	}
 	transport, ok := http.DefaultTransport.(*http.Transport)
 	if !ok {
 		return nil, errors.New("notify: http.DefaultTransport is not an *http.Transport")
 	}
 	return &Worker{
-		cfg:   cfg,
-		retry: domain.NewRetry(cfg.MaxAttempts, cfg.RetryBase, cfg.RetryMax),
-		store: store,
-		relay: relay,
-		log:   log.With(slog.String("component", "notify-deliveries")),
+		cfg:     cfg,
+		version: version,
+		retry:   domain.NewRetry(cfg.MaxAttempts, cfg.RetryBase, cfg.RetryMax),
+		store:   store,
+		relay:   relay,
+		log:     log.With(slog.String("component", "deliveries")),
 		client: &http.Client{
 			Transport: transport.Clone(),
 			// A redirect is an answer like any other non-2xx: following it
@@ -92,12 +100,12 @@ func (w *Worker) Kick() {
 	}
 }
 
-// Run attempts due deliveries, up to Config.Concurrency at once, until ctx
+// Run attempts due deliveries, up to Config.Workers at once, until ctx
 // ends; attempts under way then finish (each within AttemptTimeout) so
 // their outcome is recorded.
 func (w *Worker) Run(ctx context.Context) error {
 	defer w.client.CloseIdleConnections()
-	slots := make(chan struct{}, w.cfg.Concurrency)
+	slots := make(chan struct{}, w.cfg.Workers)
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	for {
@@ -194,7 +202,7 @@ func (w *Worker) post(ctx context.Context, c Claimed, number int) domain.Attempt
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set(HeaderSignature, domain.Sign(d.Body, c.Secret))
 	req.Header.Set(HeaderDelivery, d.ID)
-	req.Header.Set("User-Agent", "Sluice-Notify/"+w.cfg.Version)
+	req.Header.Set("User-Agent", "Sluice-Notify/"+w.version)
 
 	resp, err := w.client.Do(req)
 	if err != nil {

@@ -1,7 +1,3 @@
-// Package release is the release service: it versions the runs whose tests
-// passed, deploys them to the pipeline's environments one after the other,
-// verifies each deploy and rolls an environment back to its last good
-// release when a deploy or its verification fails.
 package release
 
 import (
@@ -11,11 +7,16 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/sluicehq/sluice/platform/natsprovision"
+	"github.com/sluicehq/sluice/platform/servicekit"
 )
 
-// Defaults for Config fields left zero.
+// Name is the service's name: its NATS user and declarations, its
+// variables (SLUICE_RELEASE_*), its logs.
+const Name = "release"
+
+// Defaults of DefaultConfig.
 const (
+	DefaultSourceURL     = "http://127.0.0.1:8081"
 	DefaultWorkers       = 2
 	DefaultDeployTimeout = 10 * time.Minute
 	DefaultVerifyTimeout = 60 * time.Second
@@ -23,37 +24,48 @@ const (
 
 // Config configures the release service.
 type Config struct {
-	// DataDir holds the database (by default), the deploy workspaces and
-	// the state directories deploy commands keep between deploys
-	// (<DataDir>/state/<repository>/<environment>). Required.
-	DataDir string
-	// DatabaseURL defaults to sqlite:<DataDir>/release.db.
-	DatabaseURL string
-	// SourceURL is the source service's base URL (GetRun, ListCommits).
-	// Required.
+	// Settings: DataDir holds the database (by default), the deploy
+	// workspaces and the state directories deploy commands keep between
+	// deploys (<DataDir>/state/<repository>/<environment>).
+	servicekit.Settings
+	// SourceURL is the source service's base URL: release asks it for the
+	// commits since the last release (ListCommits, a read-only query).
 	SourceURL string
-	// BuildURL is the build service's base URL (GetBuild). Required.
-	BuildURL string
-	// Workers is how many release stages run at once (default 2). Deploys
-	// of one repository and environment never overlap whatever the number.
+	// Workers is how many release stages run at once. Deploys of one
+	// repository and environment never overlap whatever the number.
 	Workers int
 	// DefaultDeployTimeout bounds a deploy command whose environment sets
-	// no deploy_timeout (default 10m).
+	// no deploy_timeout.
 	DefaultDeployTimeout time.Duration
 	// DefaultVerifyTimeout bounds a verification whose environment sets no
-	// timeout (default 60s).
+	// timeout.
 	DefaultVerifyTimeout time.Duration
-	// NATSReplicas is the replica count of the streams and object stores
-	// the service creates (3 on a 3-node NATS cluster); 0 keeps the count
-	// declared under deploy/nats.
-	NATSReplicas int
+}
+
+// DefaultConfig is the configuration a binary starts from.
+func DefaultConfig() Config {
+	return Config{
+		Settings:             servicekit.Settings{DataDir: filepath.Join("data", Name)},
+		SourceURL:            DefaultSourceURL,
+		Workers:              DefaultWorkers,
+		DefaultDeployTimeout: DefaultDeployTimeout,
+		DefaultVerifyTimeout: DefaultVerifyTimeout,
+	}
+}
+
+// RegisterFlags registers the settings with the flags of the process that
+// runs the service.
+func (c *Config) RegisterFlags(f *servicekit.Flags) {
+	c.Settings.RegisterFlags(f)
+	f.StringVar(&c.SourceURL, "source-url", "the source service's URL (asked for the commits of a changelog)")
+	f.IntVar(&c.Workers, "workers", "release stages run at once")
+	f.DurationVar(&c.DefaultDeployTimeout, "deploy-timeout", "timeout of deploy commands whose environment sets none")
+	f.DurationVar(&c.DefaultVerifyTimeout, "verify-timeout", "how long a verification may keep trying when its environment sets no timeout")
 }
 
 // WithDefaults returns c with zero fields set to their defaults.
 func (c Config) WithDefaults() Config {
-	if c.DatabaseURL == "" && c.DataDir != "" {
-		c.DatabaseURL = "sqlite:" + filepath.Join(c.DataDir, "release.db")
-	}
+	c.Settings = c.Settings.WithDefaults(Name)
 	if c.Workers == 0 {
 		c.Workers = DefaultWorkers
 	}
@@ -66,44 +78,26 @@ func (c Config) WithDefaults() Config {
 	return c
 }
 
-// Validate refuses a config the service cannot run with, naming the field.
-// Call it on WithDefaults' result.
+// Validate refuses a config the service cannot run with, naming the
+// setting. Call it on WithDefaults' result.
 func (c Config) Validate() error {
-	var errs []error
-	if c.DataDir == "" {
-		errs = append(errs, errors.New("release config: DataDir is required"))
-	}
-	if c.DatabaseURL == "" {
-		errs = append(errs, errors.New("release config: DatabaseURL is required"))
-	}
-	if err := checkURL("SourceURL", c.SourceURL); err != nil {
-		errs = append(errs, err)
-	}
-	if err := checkURL("BuildURL", c.BuildURL); err != nil {
-		errs = append(errs, err)
+	errs := []error{c.Settings.Validate()}
+	if c.SourceURL == "" {
+		errs = append(errs, errors.New("source-url is required"))
+	} else if u, err := url.Parse(c.SourceURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		errs = append(errs, fmt.Errorf("source-url %q is not an http:// or https:// URL", c.SourceURL))
 	}
 	if c.Workers < 1 {
-		errs = append(errs, fmt.Errorf("release config: Workers is %d; it must be at least 1", c.Workers))
+		errs = append(errs, fmt.Errorf("workers is %d; it must be at least 1", c.Workers))
 	}
-	if c.DefaultDeployTimeout < 0 {
-		errs = append(errs, fmt.Errorf("release config: DefaultDeployTimeout is %s; it must be positive", c.DefaultDeployTimeout))
+	if c.DefaultDeployTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("deploy-timeout is %s; it must be positive", c.DefaultDeployTimeout))
 	}
-	if c.DefaultVerifyTimeout < 0 {
-		errs = append(errs, fmt.Errorf("release config: DefaultVerifyTimeout is %s; it must be positive", c.DefaultVerifyTimeout))
+	if c.DefaultVerifyTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("verify-timeout is %s; it must be positive", c.DefaultVerifyTimeout))
 	}
-	if err := natsprovision.CheckReplicas(c.NATSReplicas); err != nil {
-		errs = append(errs, fmt.Errorf("release config: NATSReplicas: %w", err))
-	}
-	return errors.Join(errs...)
-}
-
-func checkURL(field, s string) error {
-	if s == "" {
-		return fmt.Errorf("release config: %s is required", field)
-	}
-	u, err := url.Parse(s)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return fmt.Errorf("release config: %s %q is not an http:// or https:// URL", field, s)
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("%s: %w", Name, err)
 	}
 	return nil
 }

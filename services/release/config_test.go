@@ -4,10 +4,13 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sluicehq/sluice/platform/servicekit"
 )
 
 func TestConfig(t *testing.T) {
-	valid := Config{DataDir: "/var/lib/sluice/release", SourceURL: "http://127.0.0.1:8081", BuildURL: "https://build.example"}
+	t.Parallel()
+	valid := Config{Settings: servicekit.Settings{DataDir: "/var/lib/sluice/release"}, SourceURL: "http://127.0.0.1:8081"}
 	got := valid.WithDefaults()
 	if got.DatabaseURL != "sqlite:/var/lib/sluice/release/release.db" || got.Workers != 2 ||
 		got.DefaultDeployTimeout != 10*time.Minute || got.DefaultVerifyTimeout != time.Minute {
@@ -22,17 +25,16 @@ func TestConfig(t *testing.T) {
 		change func(*Config)
 		want   string
 	}{
-		{"no data dir", func(c *Config) { c.DataDir = ""; c.DatabaseURL = "sqlite:x.db" }, "DataDir is required"},
-		{"no source", func(c *Config) { c.SourceURL = "" }, "SourceURL is required"},
-		{"bad source", func(c *Config) { c.SourceURL = "127.0.0.1:8081" }, `SourceURL "127.0.0.1:8081" is not an http:// or https:// URL`},
-		{"no build", func(c *Config) { c.BuildURL = "" }, "BuildURL is required"},
-		{"bad build", func(c *Config) { c.BuildURL = "ftp://x" }, `BuildURL "ftp://x"`},
-		{"workers", func(c *Config) { c.Workers = -1 }, "Workers is -1"},
-		{"deploy timeout", func(c *Config) { c.DefaultDeployTimeout = -time.Second }, "DefaultDeployTimeout is -1s"},
-		{"verify timeout", func(c *Config) { c.DefaultVerifyTimeout = -time.Second }, "DefaultVerifyTimeout is -1s"},
+		{"no data dir", func(c *Config) { c.DataDir = ""; c.DatabaseURL = "sqlite:x.db" }, "data-dir is required"},
+		{"no source", func(c *Config) { c.SourceURL = "" }, "source-url is required"},
+		{"bad source", func(c *Config) { c.SourceURL = "127.0.0.1:8081" }, `source-url "127.0.0.1:8081" is not an http:// or https:// URL`},
+		{"workers", func(c *Config) { c.Workers = -1 }, "workers is -1"},
+		{"deploy timeout", func(c *Config) { c.DefaultDeployTimeout = -time.Second }, "deploy-timeout is -1s"},
+		{"verify timeout", func(c *Config) { c.DefaultVerifyTimeout = -time.Second }, "verify-timeout is -1s"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
 			c := valid
 			tt.change(&c)
 			err := c.WithDefaults().Validate()
@@ -42,7 +44,7 @@ func TestConfig(t *testing.T) {
 		})
 	}
 	if err := (Config{}).WithDefaults().Validate(); err == nil ||
-		!strings.Contains(err.Error(), "DataDir") || !strings.Contains(err.Error(), "SourceURL") || !strings.Contains(err.Error(), "BuildURL") {
+		!strings.Contains(err.Error(), "data-dir") || !strings.Contains(err.Error(), "source-url") {
 		t.Fatalf("empty config: %v, want every missing field named", err)
 	}
 }

@@ -9,23 +9,19 @@ import (
 	"regexp"
 	"time"
 
-	"connectrpc.com/connect"
-	"github.com/nats-io/nats.go/jetstream"
-
-	buildv1 "github.com/sluicehq/sluice/proto/gen/sluice/build/v1"
-	"github.com/sluicehq/sluice/proto/gen/sluice/release/events/v1"
+	releaseeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/release/events/v1"
 	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
-	"github.com/sluicehq/sluice/proto/gen/sluice/test/events/v1"
+	testeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/test/events/v1"
 	testv1 "github.com/sluicehq/sluice/proto/gen/sluice/test/v1"
 
 	"github.com/sluicehq/sluice/platform/events"
 	"github.com/sluicehq/sluice/platform/ids"
+	"github.com/sluicehq/sluice/platform/servicekit"
 	"github.com/sluicehq/sluice/services/release/domain"
 )
 
 // The consumer release runs (declared in deploy/nats/consumers/release).
 const (
-	consumerStream  = "TEST"
 	consumerDurable = "release-tests"
 	// heartbeat extends the message's lease while a release stage runs
 	// (deploys take minutes; the consumer's AckWait is one).
@@ -34,16 +30,15 @@ const (
 	maxCommits = 10000
 )
 
-// NewConsumer makes the consumer of TestRunFinished events that runs the
-// release stage of every passed run.
-func NewConsumer(js jetstream.JetStream, log *slog.Logger, svc *Service) *events.Consumer {
-	return events.NewConsumer(js, log, events.ConsumerConfig{
-		Service:     "release",
-		Stream:      consumerStream,
-		Durable:     consumerDurable,
-		Concurrency: svc.cfg.Workers,
-		Heartbeat:   heartbeat,
-	}, svc.HandleTestRunFinished)
+// Consumers are the service's event ports: passed test runs, from the
+// release-tests consumer.
+func (s *Service) Consumers() []servicekit.Consumer {
+	return []servicekit.Consumer{{
+		Durable:   consumerDurable,
+		Handler:   s.HandleTestRunFinished,
+		Workers:   s.cfg.Workers,
+		Heartbeat: heartbeat,
+	}}
 }
 
 // stage is one run's release stage in progress.
@@ -132,17 +127,14 @@ func (s *Service) releaseStage(ctx context.Context, ev events.Event) error {
 		return nil
 	}
 
-	got, err := s.source.GetRun(ctx, &sourcev1.GetRunRequest{RunId: st.runID})
-	if err != nil {
-		if connect.CodeOf(err) == connect.CodeNotFound {
-			return s.finish(ctx, st, releaseeventsv1.ReleaseOutcome_RELEASE_OUTCOME_FAILED, "",
-				fmt.Sprintf("source does not know run %s", st.runID), false)
-		}
-		return fmt.Errorf("get run %s from source: %w", st.runID, err)
+	// Everything the stage needs came with the event: the pipeline and the
+	// build's artifacts, passed on by build and test.
+	if p.GetPipeline() == nil {
+		return s.finish(ctx, st, releaseeventsv1.ReleaseOutcome_RELEASE_OUTCOME_FAILED, "",
+			"the TestRunFinished event carries no pipeline (a test service older than this release service published it); trigger the run again", false)
 	}
-	run := got.GetRun()
-	spec := releaseSpecOf(run.GetPipeline())
-	if reason := spec.SkipReason(run.GetBranch()); reason != "" {
+	spec := releaseSpecOf(p.GetPipeline())
+	if reason := spec.SkipReason(p.GetBranch()); reason != "" {
 		st.log.Info("release skipped", slog.String("reason", reason))
 		return s.finish(ctx, st, releaseeventsv1.ReleaseOutcome_RELEASE_OUTCOME_SKIPPED, "", reason, false)
 	}
@@ -153,7 +145,7 @@ func (s *Service) releaseStage(ctx context.Context, ev events.Event) error {
 		}
 	}
 
-	rel, err := s.ensureRelease(ctx, st, rec, run, spec)
+	rel, err := s.ensureRelease(ctx, st, rec, p, spec)
 	if err != nil {
 		return err
 	}
@@ -230,7 +222,7 @@ func outcomeName(o releaseeventsv1.ReleaseOutcome) string {
 // time the run gets here: the next version after the repository's highest,
 // its changelog from the commits since that release, and the build's
 // artifacts. A commit released before is released again under its version.
-func (s *Service) ensureRelease(ctx context.Context, st stage, rec stageRun, run *sourcev1.Run, spec domain.ReleaseSpec) (domain.Release, error) {
+func (s *Service) ensureRelease(ctx context.Context, st stage, rec stageRun, run *testeventsv1.TestRunFinished, spec domain.ReleaseSpec) (domain.Release, error) {
 	if rel, ok, err := s.runRelease(ctx, rec); err != nil || ok {
 		return rel, err
 	}
@@ -277,12 +269,8 @@ func (s *Service) ensureRelease(ctx context.Context, st stage, rec stageRun, run
 		commits = append(commits, domain.Commit{SHA: c.GetSha(), Message: c.GetMessage()})
 	}
 
-	built, err := s.build.GetBuild(ctx, &buildv1.GetBuildRequest{Id: st.runID})
-	if err != nil {
-		return domain.Release{}, fmt.Errorf("get the build of run %s: %w", st.runID, err)
-	}
 	var artifacts []domain.Artifact
-	for _, a := range built.GetBuild().GetArtifacts() {
+	for _, a := range run.GetArtifacts() {
 		artifacts = append(artifacts, domain.Artifact{Name: a.GetName(), Object: a.GetObject(), SHA256: a.GetSha256(), Size: a.GetSize()})
 	}
 

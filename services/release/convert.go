@@ -3,7 +3,8 @@ package release
 import (
 	"github.com/sluicehq/sluice/platform/prototime"
 	releasev1 "github.com/sluicehq/sluice/proto/gen/sluice/release/v1"
-	"github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
+	sourceeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
+
 	"github.com/sluicehq/sluice/services/release/domain"
 )
 

@@ -23,31 +23,27 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go/jetstream"
-	"go.uber.org/fx"
-	"go.uber.org/fx/fxevent"
-	"go.uber.org/fx/fxtest"
 	"go.uber.org/goleak"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/sluicehq/sluice/deploy"
 	buildv1 "github.com/sluicehq/sluice/proto/gen/sluice/build/v1"
-	"github.com/sluicehq/sluice/proto/gen/sluice/build/v1/buildv1connect"
-	"github.com/sluicehq/sluice/proto/gen/sluice/release/events/v1"
+	releaseeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/release/events/v1"
 	"github.com/sluicehq/sluice/proto/gen/sluice/release/v1/releasev1connect"
-	"github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
+	sourceeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
 	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
 	"github.com/sluicehq/sluice/proto/gen/sluice/source/v1/sourcev1connect"
-	"github.com/sluicehq/sluice/proto/gen/sluice/test/events/v1"
+	testeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/test/events/v1"
 	testv1 "github.com/sluicehq/sluice/proto/gen/sluice/test/v1"
 
 	"github.com/sluicehq/sluice/platform/artifacts"
 	"github.com/sluicehq/sluice/platform/events"
-	"github.com/sluicehq/sluice/platform/fxkit"
 	"github.com/sluicehq/sluice/platform/gittest"
-	"github.com/sluicehq/sluice/platform/natsconn"
 	"github.com/sluicehq/sluice/platform/natsprovision"
 	"github.com/sluicehq/sluice/platform/natstest"
-	"github.com/sluicehq/sluice/platform/rpcserver"
+	"github.com/sluicehq/sluice/platform/servicekit"
+	"github.com/sluicehq/sluice/platform/servicekit/servicekittest"
+	"github.com/sluicehq/sluice/platform/sqldb"
 	"github.com/sluicehq/sluice/platform/sqldb/sqldbtest"
 	"github.com/sluicehq/sluice/services/release/domain"
 )
@@ -83,13 +79,15 @@ type harness struct {
 	js     jetstream.JetStream
 	repo   *gittest.Repo
 	source *fakeSource
-	build  *fakeBuild
+	// runs are what the test service would pass on in each run's
+	// TestRunFinished: its pipeline and its build's artifacts.
+	runs   map[string]passedOn
 	cfg    Config
 	health *httptest.Server
 	// healthDown makes the health endpoint answer 503 whatever is deployed.
 	healthDown atomic.Bool
 	events     *eventLog
-	app        *fxtest.App
+	proc       *servicekittest.Process
 	client     releasev1connect.ReleaseServiceClient
 }
 
@@ -126,12 +124,11 @@ func newHarness(t *testing.T) *harness {
 	}
 
 	h.repo = gittest.New(t)
-	h.source = &fakeSource{repo: h.repo.Git(), runs: map[string]*sourcev1.Run{}}
-	h.build = &fakeBuild{builds: map[string]*buildv1.Build{}}
+	h.source = &fakeSource{repo: h.repo.Git()}
+	h.runs = map[string]passedOn{}
 	sourceSrv := serve(t)(sourcev1connect.NewSourceServiceHandler(h.source))
-	buildSrv := serve(t)(buildv1connect.NewBuildServiceHandler(h.build))
 
-	h.cfg = Config{DataDir: t.TempDir(), DatabaseURL: sqldbtest.URL(t), SourceURL: sourceSrv.URL, BuildURL: buildSrv.URL}
+	h.cfg = Config{Settings: servicekit.Settings{DataDir: t.TempDir(), DatabaseURL: sqldbtest.URL(t)}, SourceURL: sourceSrv.URL}
 	// The staging health endpoint answers 200 while the deployed health
 	// file says ok, 503 otherwise.
 	h.health = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -165,36 +162,16 @@ func serve(t *testing.T) func(path string, handler http.Handler) *httptest.Serve
 // loopback server, and a Connect client for it.
 func (h *harness) start() {
 	h.t.Helper()
-	var srv *rpcserver.Server
 	log := slog.New(slog.NewTextHandler(h.t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo}))
-	h.app = fxtest.New(h.t,
-		fx.WithLogger(func() fxevent.Logger { return fxevent.NopLogger }),
-		fx.Supply(log),
-		fxkit.NATS(natsconn.Config{URL: h.nats.URL, Name: "release-test"}),
-		fxkit.Server(rpcserver.Config{Addr: "127.0.0.1:0"}),
-		Module(h.cfg),
-		fx.Populate(&srv),
-	)
-	h.app.RequireStart()
-	app := h.app
-	h.t.Cleanup(func() { stopApp(h.t, app) })
-	transport := &http.Transport{}
-	h.t.Cleanup(transport.CloseIdleConnections)
-	h.client = releasev1connect.NewReleaseServiceClient(&http.Client{Transport: transport}, srv.URL())
+	h.proc = servicekittest.Start(h.t, h.nats.URL, servicekittest.Options{Log: log, NATSName: "release-test", NoWait: true}, Module(h.cfg))
+	h.client = releasev1connect.NewReleaseServiceClient(h.proc.Client, h.proc.URL)
 }
 
-// stopApp stops app once (fxtest's RequireStop fails on a second stop).
-func stopApp(t *testing.T, app *fxtest.App) {
-	select {
-	case <-app.Done():
-		return
-	default:
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
-	defer cancel()
-	if err := app.Stop(ctx); err != nil && !strings.Contains(err.Error(), "already stopped") {
-		t.Errorf("stop release: %v", err)
-	}
+// passedOn is what the test service passes on to release in a
+// TestRunFinished.
+type passedOn struct {
+	pipeline  *sourcev1.Pipeline
+	artifacts []*buildv1.Artifact
 }
 
 // pipeline is the repository's pipeline: staging verified over HTTP,
@@ -242,10 +219,6 @@ func (h *harness) run(commit, branch string, pipeline *sourcev1.Pipeline) string
 func (h *harness) runWithSHA(commit, branch string, pipeline *sourcev1.Pipeline, sha string) string {
 	h.t.Helper()
 	runID := uuid.Must(uuid.NewV7()).String()
-	h.source.addRun(&sourcev1.Run{
-		Id: runID, RepositoryId: "repo-1", Repository: repoName, Commit: commit, Branch: branch, Ref: branch,
-		Pipeline: pipeline,
-	})
 	content := []byte("#!/bin/sh\necho app built from " + commit + "\n")
 	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
 	defer cancel()
@@ -260,7 +233,10 @@ func (h *harness) runWithSHA(commit, branch string, pipeline *sourcev1.Pipeline,
 	if sha == "" {
 		sha = a.SHA256
 	}
-	h.build.add(runID, &buildv1.Artifact{Name: a.Name, Object: a.Object, Sha256: sha, Size: a.Size})
+	h.runs[runID] = passedOn{
+		pipeline:  pipeline,
+		artifacts: []*buildv1.Artifact{{Name: a.Name, Object: a.Object, Sha256: sha, Size: a.Size}},
+	}
 	h.publishTestRun(runID, commit, branch, testv1.TestRunStatus_TEST_RUN_STATUS_PASSED)
 	return runID
 }
@@ -274,6 +250,8 @@ func (h *harness) publishTestRun(runID, commit, branch string, status testv1.Tes
 		Commit:     commit,
 		Branch:     branch,
 		Status:     status,
+		Pipeline:   h.runs[runID].pipeline,
+		Artifacts:  h.runs[runID].artifacts,
 	}, "testrun-"+runID, runID)
 	if err != nil {
 		h.t.Fatal(err)
@@ -329,7 +307,7 @@ func (h *harness) waitConsumed(n uint64) {
 	deadline := time.Now().Add(waitFor)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		cons, err := h.js.Consumer(ctx, consumerStream, consumerDurable)
+		cons, err := h.js.Consumer(ctx, "TEST", consumerDurable)
 		var info *jetstream.ConsumerInfo
 		if err == nil {
 			info, err = cons.Info(ctx)
@@ -350,7 +328,7 @@ func (h *harness) waitConsumed(n uint64) {
 func (h *harness) deployments() []domain.Deployment {
 	h.t.Helper()
 	ctx := context.Background()
-	db, err := OpenDB(ctx, h.cfg.WithDefaults().DatabaseURL)
+	db, err := sqldb.Open(ctx, h.cfg.WithDefaults().DatabaseURL)
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -456,35 +434,18 @@ func (l *eventLog) describe() string {
 	return b.String()
 }
 
-// fakeSource stands in for the source service: runs set by the test and
-// commits read from the test's git repository.
+// fakeSource stands in for the source service, which release asks one
+// thing: the commits, read from the test's git repository.
 type fakeSource struct {
 	sourcev1connect.UnimplementedSourceServiceHandler
 	repo *git.Repository
 
 	mu          sync.Mutex
-	runs        map[string]*sourcev1.Run
 	commitCalls []*sourcev1.ListCommitsRequest
 }
 
 func connectNotFound(what string) error {
 	return connect.NewError(connect.CodeNotFound, errors.New(what+" not found"))
-}
-
-func (f *fakeSource) addRun(r *sourcev1.Run) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.runs[r.GetId()] = r
-}
-
-func (f *fakeSource) GetRun(_ context.Context, req *sourcev1.GetRunRequest) (*sourcev1.GetRunResponse, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	r, ok := f.runs[req.GetRunId()]
-	if !ok {
-		return nil, connectNotFound("run " + req.GetRunId())
-	}
-	return &sourcev1.GetRunResponse{Run: r}, nil
 }
 
 // ListCommits lists the commits reachable from to and not from from,
@@ -520,30 +481,4 @@ func (f *fakeSource) listCommitsCalls() []*sourcev1.ListCommitsRequest {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return slices.Clone(f.commitCalls)
-}
-
-// fakeBuild stands in for the build service: one successful build per run.
-type fakeBuild struct {
-	buildv1connect.UnimplementedBuildServiceHandler
-	mu     sync.Mutex
-	builds map[string]*buildv1.Build
-}
-
-func (f *fakeBuild) add(runID string, artifacts ...*buildv1.Artifact) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.builds[runID] = &buildv1.Build{
-		Id: "build-" + runID, RunId: runID, Repository: repoName,
-		Status: buildv1.BuildStatus_BUILD_STATUS_SUCCEEDED, Artifacts: artifacts,
-	}
-}
-
-func (f *fakeBuild) GetBuild(_ context.Context, req *buildv1.GetBuildRequest) (*buildv1.GetBuildResponse, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	b, ok := f.builds[req.GetId()]
-	if !ok {
-		return nil, connectNotFound("build of run " + req.GetId())
-	}
-	return &buildv1.GetBuildResponse{Build: b}, nil
 }

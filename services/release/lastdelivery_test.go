@@ -4,7 +4,6 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -12,9 +11,10 @@ import (
 
 	"github.com/sluicehq/sluice/platform/events"
 	"github.com/sluicehq/sluice/platform/executor"
-	"github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
-	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
-	"github.com/sluicehq/sluice/proto/gen/sluice/test/events/v1"
+	"github.com/sluicehq/sluice/platform/servicekit/servicekittest"
+	sourceeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
+	"github.com/sluicehq/sluice/proto/gen/sluice/source/v1/sourcev1connect"
+	testeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/test/events/v1"
 	testv1 "github.com/sluicehq/sluice/proto/gen/sluice/test/v1"
 )
 
@@ -25,28 +25,20 @@ func (d delivery) NumDelivered() uint64 { return uint64(d) }
 func (d delivery) MaxDeliver() int      { return 5 }
 func (d delivery) Last() bool           { return int(d) >= d.MaxDeliver() }
 
-type noKick struct{}
-
-func (noKick) Kick() {}
-
-// On the last delivery a release stage that cannot go on (here: build is
-// unreachable) is ended FAILED, with ReleaseFinished in the outbox, so the
+// On the last delivery a release stage that cannot go on (here: source,
+// asked for the commits, is unreachable) is ended FAILED, with ReleaseFinished in the outbox, so the
 // run does not stay "running" after JetStream gives the event up.
 func TestLastDeliveryEndsTheStageFailed(t *testing.T) {
 	h := newHarness(t)
 	ctx := context.Background()
-	db, err := OpenDB(ctx, "sqlite:"+filepath.Join(t.TempDir(), "release.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
+	db := servicekittest.OpenDB(t, Migrations())
 	cfg := h.cfg
-	cfg.BuildURL = "http://127.0.0.1:1" // nothing listens there
+	cfg.SourceURL = "http://127.0.0.1:1" // nothing listens there
 	cfg = cfg.WithDefaults()
-	src, build := NewClients(cfg, http.DefaultClient)
+	log := slog.New(slog.NewTextHandler(t.Output(), nil))
 	svc, err := NewService(cfg, Deps{
-		Store: NewStore(db), JetStream: h.js, Source: src, Build: build,
-		Executor: &executor.Local{}, Outbox: noKick{}, Log: slog.New(slog.NewTextHandler(t.Output(), nil)),
+		Store: NewStore(db), JetStream: h.js, Source: sourcev1connect.NewSourceServiceClient(http.DefaultClient, cfg.SourceURL),
+		Executor: &executor.Local{}, Outbox: events.NewRelay(db, h.js, log), Log: log,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -54,20 +46,17 @@ func TestLastDeliveryEndsTheStageFailed(t *testing.T) {
 	t.Cleanup(func() { svc.Close() })
 	commit := h.initialCommit()
 	runID := uuid.Must(uuid.NewV7()).String()
-	h.source.addRun(&sourcev1.Run{
-		Id: runID, RepositoryId: "repo-1", Repository: repoName, Commit: commit, Branch: "main", Ref: "main",
-		Pipeline: h.pipeline(),
-	})
 	ev, err := events.New(&testeventsv1.TestRunFinished{
 		RunId: runID, TestRunId: "t-" + runID, Commit: commit, Branch: "main",
 		Repository: &sourceeventsv1.RepositoryRef{Id: "repo-1", Name: repoName, Url: h.repo.Dir},
 		Status:     testv1.TestRunStatus_TEST_RUN_STATUS_PASSED,
+		Pipeline:   h.pipeline(),
 	}, "t-"+runID, runID)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := svc.HandleTestRunFinished(ctx, ev, delivery(1)); err == nil {
-		t.Fatal("first delivery succeeded with build unreachable; want an error to retry")
+		t.Fatal("first delivery succeeded with source unreachable; want an error to retry")
 	}
 	if err := svc.HandleTestRunFinished(ctx, ev, delivery(5)); err != nil {
 		t.Fatalf("last delivery: %v; want the stage ended", err)
@@ -76,7 +65,7 @@ func TestLastDeliveryEndsTheStageFailed(t *testing.T) {
 	if err := db.QueryRowContext(ctx, `SELECT headers, body FROM outbox WHERE subject = $1`, "sluice.release.run.finished").Scan(&headers, &body); err != nil {
 		t.Fatalf("no ReleaseFinished in the outbox: %v", err)
 	}
-	if !strings.Contains(body, `"RELEASE_OUTCOME_FAILED"`) || !strings.Contains(body, "gave up after 5 deliveries: get the build of run "+runID) {
+	if !strings.Contains(body, `"RELEASE_OUTCOME_FAILED"`) || !strings.Contains(body, "gave up after 5 deliveries: list commits of "+repoName) {
 		t.Fatalf("ReleaseFinished body: %s", body)
 	}
 }

@@ -11,7 +11,7 @@ import (
 
 	"connectrpc.com/connect"
 
-	"github.com/sluicehq/sluice/proto/gen/sluice/release/events/v1"
+	releaseeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/release/events/v1"
 	releasev1 "github.com/sluicehq/sluice/proto/gen/sluice/release/v1"
 	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
 	testv1 "github.com/sluicehq/sluice/proto/gen/sluice/test/v1"
@@ -387,7 +387,7 @@ func TestInterruptedDeployIsFailedNotRerunAndRolledBack(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	stopApp(t, h.app) // the "crash": the deploy is killed mid-way
+	h.proc.Stop() // the "crash": the deploy is killed mid-way
 	if n := len(eventsOf[*releaseeventsv1.ReleaseFinished](h.events, runID)); n != 0 {
 		t.Fatalf("release finished although it was interrupted")
 	}

@@ -8,9 +8,9 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/fx"
 	"google.golang.org/protobuf/proto"
 
-	buildv1 "github.com/sluicehq/sluice/proto/gen/sluice/build/v1"
 	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
 
 	"github.com/sluicehq/sluice/platform/events"
@@ -19,32 +19,24 @@ import (
 	"github.com/sluicehq/sluice/services/release/domain"
 )
 
-// SourceClient is what release asks the source service (its generated
-// Connect client satisfies it).
+// SourceClient is what release asks the source service, the one read-only
+// query of its stage: the commits since the last release, for the version
+// and the changelog (its generated Connect client satisfies it).
 type SourceClient interface {
-	GetRun(context.Context, *sourcev1.GetRunRequest) (*sourcev1.GetRunResponse, error)
 	ListCommits(context.Context, *sourcev1.ListCommitsRequest) (*sourcev1.ListCommitsResponse, error)
 }
 
-// BuildClient is what release asks the build service.
-type BuildClient interface {
-	GetBuild(context.Context, *buildv1.GetBuildRequest) (*buildv1.GetBuildResponse, error)
-}
-
-// Kicker wakes the outbox relay after a transaction that enqueued events
-// (*events.Relay).
-type Kicker interface{ Kick() }
-
-// Deps are the service's collaborators.
+// Deps are the service's collaborators; fx provides them (servicekit).
 type Deps struct {
+	fx.In
 	Store *Store
+	// Outbox publishes what the service enqueued.
+	Outbox *events.Relay
 	// JetStream reads artifacts from the object store.
 	JetStream jetstream.JetStream
 	Source    SourceClient
-	Build     BuildClient
 	// Executor runs deploy and verify commands (executor.Local in production).
 	Executor executor.Executor
-	Outbox   Kicker
 	Log      *slog.Logger
 }
 
@@ -55,9 +47,8 @@ type Service struct {
 	store  *Store
 	js     jetstream.JetStream
 	source SourceClient
-	build  BuildClient
 	exec   executor.Executor
-	outbox Kicker
+	outbox *events.Relay
 	log    *slog.Logger
 	locks  *keyedLocks
 
@@ -67,32 +58,19 @@ type Service struct {
 	stopBase context.CancelFunc
 }
 
-// NewService makes the service. cfg gets its defaults and must validate.
-func NewService(cfg Config, deps Deps) (*Service, error) {
-	cfg = cfg.WithDefaults()
+// NewService makes the service; cfg must be valid (Config.WithDefaults,
+// Config.Validate).
+func NewService(cfg Config, d Deps) (*Service, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	switch {
-	case deps.Store == nil:
-		return nil, errors.New("release: Deps.Store is nil")
-	case deps.JetStream == nil:
-		return nil, errors.New("release: Deps.JetStream is nil")
-	case deps.Source == nil:
-		return nil, errors.New("release: Deps.Source is nil")
-	case deps.Build == nil:
-		return nil, errors.New("release: Deps.Build is nil")
-	case deps.Executor == nil:
-		return nil, errors.New("release: Deps.Executor is nil")
-	case deps.Outbox == nil:
-		return nil, errors.New("release: Deps.Outbox is nil")
-	case deps.Log == nil:
-		return nil, errors.New("release: Deps.Log is nil")
+	if d.Store == nil || d.Outbox == nil || d.JetStream == nil || d.Source == nil || d.Executor == nil || d.Log == nil {
+		return nil, errors.New("release: NewService: every dependency is required")
 	}
 	base, stop := context.WithCancel(context.Background())
 	return &Service{
-		cfg: cfg, store: deps.Store, js: deps.JetStream, source: deps.Source, build: deps.Build,
-		exec: deps.Executor, outbox: deps.Outbox, log: deps.Log, locks: newKeyedLocks(deps.Store.DB().Lock),
+		cfg: cfg, store: d.Store, js: d.JetStream, source: d.Source,
+		exec: d.Executor, outbox: d.Outbox, log: d.Log, locks: newKeyedLocks(d.Store.db.Lock),
 		base: base, stopBase: stop,
 	}, nil
 }

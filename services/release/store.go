@@ -9,7 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/sluicehq/sluice/platform/events"
 	"github.com/sluicehq/sluice/platform/sqldb"
 	"github.com/sluicehq/sluice/services/release/domain"
 )
@@ -22,22 +21,13 @@ func Migrations() sqldb.Migrations {
 	return sqldb.Embedded("release", migrationFiles)
 }
 
-// OpenDB opens the release database at url with every migration it needs
-// (the events outbox and the release tables).
-func OpenDB(ctx context.Context, url string) (*sqldb.DB, error) {
-	db, err := sqldb.Open(ctx, url, events.Migrations(), Migrations())
-	if err != nil {
-		return nil, fmt.Errorf("open release database: %w", err)
-	}
-	return db, nil
-}
-
 // Store is the release service's SQL.
 type Store struct {
 	db *sqldb.DB
 }
 
-// NewStore makes a store over db, which OpenDB opened.
+// NewStore keeps the service's records in db, which has the Migrations
+// (servicekit opens and migrates it on start).
 func NewStore(db *sqldb.DB) *Store { return &Store{db: db} }
 
 // DB is the store's database (for the outbox relay).

@@ -1,7 +1,3 @@
-// Package source is Sluice's source service: it registers git repositories,
-// notices their changes (polling, GitHub-style webhooks, manual triggers),
-// reads each commit's pipeline file, requests runs, and folds the other
-// services' events into each run's summary.
 package source
 
 import (
@@ -10,62 +6,59 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/sluicehq/sluice/platform/natsprovision"
+	"github.com/sluicehq/sluice/platform/servicekit"
 )
 
-// DefaultPollInterval is how often repositories are fetched when the
-// binary is not told otherwise.
+// Name is the service's name: its NATS user and declarations, its
+// variables (SLUICE_SOURCE_*), its logs.
+const Name = "source"
+
+// DefaultPollInterval is how often repositories are fetched by default.
 const DefaultPollInterval = 30 * time.Second
 
 // Config is the source service's configuration.
 type Config struct {
-	// DataDir holds the repository mirrors (DataDir/mirrors/<repository
-	// id>) and, by default, the database. Required.
-	DataDir string
-	// DatabaseURL defaults to sqlite:<DataDir>/source.db.
-	DatabaseURL string
+	// Settings: DataDir holds the repository mirrors
+	// (DataDir/mirrors/<repository id>) and, by default, the database.
+	servicekit.Settings
 	// PollInterval is how often every repository is fetched to notice new
 	// commits on its watched branch. Zero disables polling (webhooks and
-	// manual triggers still work); DefaultConfig sets DefaultPollInterval.
+	// manual triggers still work).
 	PollInterval time.Duration
-	// NATSReplicas is the replica count of the streams and object stores
-	// the service creates (3 on a 3-node NATS cluster); 0 keeps the count
-	// declared under deploy/nats.
-	NATSReplicas int
 }
 
-// DefaultConfig is the configuration with every default filled in for
-// dataDir, polling included.
-func DefaultConfig(dataDir string) Config {
-	return Config{DataDir: dataDir, PollInterval: DefaultPollInterval}.withDefaults()
+// DefaultConfig is the configuration a binary starts from.
+func DefaultConfig() Config {
+	return Config{
+		Settings:     servicekit.Settings{DataDir: filepath.Join("data", Name)},
+		PollInterval: DefaultPollInterval,
+	}
 }
 
-// Validate refuses a configuration the service cannot run with.
-func (c Config) Validate() error {
-	var errs []error
-	if c.DataDir == "" {
-		errs = append(errs, errors.New("source config: DataDir is required"))
-	}
-	if c.PollInterval < 0 {
-		errs = append(errs, fmt.Errorf("source config: PollInterval %s is negative (0 disables polling)", c.PollInterval))
-	}
-	if err := natsprovision.CheckReplicas(c.NATSReplicas); err != nil {
-		errs = append(errs, fmt.Errorf("source config: NATSReplicas: %w", err))
-	}
-	return errors.Join(errs...)
+// RegisterFlags registers the settings with the flags of the process that
+// runs the service.
+func (c *Config) RegisterFlags(f *servicekit.Flags) {
+	c.Settings.RegisterFlags(f)
+	f.DurationVar(&c.PollInterval, "poll-interval", "how often repositories are fetched for new commits; 0 disables")
 }
 
-// withDefaults fills in the defaults that derive from other fields.
-func (c Config) withDefaults() Config {
-	if c.DataDir != "" {
-		if abs, err := filepath.Abs(c.DataDir); err == nil {
-			c.DataDir = abs
-		}
-	}
-	if c.DatabaseURL == "" && c.DataDir != "" {
-		c.DatabaseURL = "sqlite:" + filepath.Join(c.DataDir, "source.db")
-	}
+// WithDefaults fills in the defaults that derive from other fields.
+func (c Config) WithDefaults() Config {
+	c.Settings = c.Settings.WithDefaults(Name)
 	return c
+}
+
+// Validate refuses a configuration the service cannot run with, naming the
+// setting. Call it on WithDefaults' result.
+func (c Config) Validate() error {
+	errs := []error{c.Settings.Validate()}
+	if c.PollInterval < 0 {
+		errs = append(errs, fmt.Errorf("poll-interval is %s; it must not be negative (0 disables polling)", c.PollInterval))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("%s: %w", Name, err)
+	}
+	return nil
 }
 
 func (c Config) mirrorsDir() string { return filepath.Join(c.DataDir, "mirrors") }

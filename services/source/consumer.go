@@ -9,40 +9,31 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/sluicehq/sluice/platform/apierror"
 	"github.com/sluicehq/sluice/platform/events"
 	"github.com/sluicehq/sluice/platform/prototime"
-	"github.com/sluicehq/sluice/proto/gen/sluice/build/events/v1"
+	"github.com/sluicehq/sluice/platform/servicekit"
+	buildeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/build/events/v1"
 	buildv1 "github.com/sluicehq/sluice/proto/gen/sluice/build/v1"
-	"github.com/sluicehq/sluice/proto/gen/sluice/release/events/v1"
-	"github.com/sluicehq/sluice/proto/gen/sluice/test/events/v1"
+	releaseeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/release/events/v1"
+	sourceeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
+	testeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/test/events/v1"
 	testv1 "github.com/sluicehq/sluice/proto/gen/sluice/test/v1"
 	"github.com/sluicehq/sluice/services/source/domain"
 )
 
-// consumerStreams are the durable consumers the source service owns
-// (deploy/nats/consumers/source) and the streams they read.
-func consumerStreams() []struct{ durable, stream string } {
-	return []struct{ durable, stream string }{
-		{"source-build", "BUILD"},
-		{"source-test", "TEST"},
-		{"source-release", "RELEASE"},
-	}
-}
-
-// NewConsumers makes the consumers that fold the build, test and release
-// services' events into run summaries.
-func NewConsumers(svc *Service, js jetstream.JetStream, log *slog.Logger) []*events.Consumer {
-	out := make([]*events.Consumer, 0, len(consumerStreams()))
-	for _, c := range consumerStreams() {
-		durable := c.durable
-		out = append(out, events.NewConsumer(js, log, events.ConsumerConfig{
-			Service: "source", Stream: c.stream, Durable: durable,
-		}, func(ctx context.Context, ev events.Event, _ events.Delivery) error {
-			return svc.Fold(ctx, durable, ev)
-		}))
+// Consumers are the service's event ports: one consumer per stream of
+// the stages that follow (deploy/nats/consumers/source), each folding the
+// stage's events into the run summaries.
+func (s *Service) Consumers() []servicekit.Consumer {
+	var out []servicekit.Consumer
+	for _, durable := range []string{"source-build", "source-test", "source-release"} {
+		out = append(out, servicekit.Consumer{
+			Durable: durable,
+			Handler: func(ctx context.Context, ev events.Event, _ events.Delivery) error {
+				return s.Fold(ctx, durable, ev)
+			},
+		})
 	}
 	return out
 }
@@ -64,9 +55,9 @@ func (s *Service) Fold(ctx context.Context, consumer string, ev events.Event) er
 	if runID == "" {
 		return nil
 	}
-	var changed, ended bool
+	var changed, published bool
 	err := s.store.InTx(ctx, func(tx *sql.Tx) error {
-		changed, ended = false, false
+		changed, published = false, false
 		first, err := events.MarkProcessed(ctx, tx, consumer, ev.ID)
 		if err != nil || !first {
 			return err
@@ -80,7 +71,7 @@ func (s *Service) Fold(ctx context.Context, consumer string, ev events.Event) er
 		if err != nil {
 			return err
 		}
-		wasFinal := run.Status.Final()
+		wasQueued, wasFinal := run.Status == domain.RunQueued, run.Status.Final()
 		if !apply(&run, ev) {
 			return nil
 		}
@@ -88,6 +79,12 @@ func (s *Service) Fold(ctx context.Context, consumer string, ev events.Event) er
 			return err
 		}
 		changed = true
+		if wasQueued && run.Status != domain.RunQueued {
+			if err := enqueueRunStarted(ctx, tx, run, ev); err != nil {
+				return err
+			}
+			published = true
+		}
 		if wasFinal || !run.Status.Final() {
 			return nil
 		}
@@ -95,7 +92,7 @@ func (s *Service) Fold(ctx context.Context, consumer string, ev events.Event) er
 		if err != nil {
 			return err
 		}
-		ended = true
+		published = true
 		return events.Enqueue(ctx, tx, fin)
 	})
 	if err != nil {
@@ -104,10 +101,31 @@ func (s *Service) Fold(ctx context.Context, consumer string, ev events.Event) er
 	if changed {
 		s.changes.notify()
 	}
-	if ended {
+	if published {
 		s.outbox.Kick()
 	}
 	return nil
+}
+
+// enqueueRunStarted announces that run left the queue (RunStarted, a
+// CDEvents pipelinerun.started): source owns runs, so it says when one
+// starts, once, as it folds the first event of the run's build.
+func enqueueRunStarted(ctx context.Context, tx *sql.Tx, run domain.Run, cause events.Event) error {
+	var buildID string
+	if p, ok := cause.Payload.(interface{ GetBuildId() string }); ok {
+		buildID = p.GetBuildId()
+	}
+	ev, err := events.New(&sourceeventsv1.RunStarted{
+		RunId:      run.ID,
+		Repository: &sourceeventsv1.RepositoryRef{Id: run.RepositoryID, Name: run.Repository, Url: run.RepositoryURL},
+		Commit:     run.Commit,
+		Branch:     run.Branch,
+		BuildId:    buildID,
+	}, run.ID, run.ID)
+	if err != nil {
+		return err
+	}
+	return events.Enqueue(ctx, tx, ev)
 }
 
 // apply folds one event into run and reports whether it changed.
@@ -116,7 +134,7 @@ func apply(run *domain.Run, ev events.Event) bool {
 	switch p := ev.Payload.(type) {
 	case *buildeventsv1.BuildStarted:
 		return run.StartStage(domain.StageBuild, at)
-	case *buildeventsv1.StepFinished:
+	case *buildeventsv1.StepStarted, *buildeventsv1.StepFinished:
 		return run.StartStage(domain.StageBuild, time.Time{})
 	case *buildeventsv1.BuildFinished:
 		return applyBuildFinished(run, p, at)

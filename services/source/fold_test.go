@@ -2,18 +2,19 @@ package source_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/sluicehq/sluice/proto/gen/sluice/build/events/v1"
+	buildeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/build/events/v1"
 	buildv1 "github.com/sluicehq/sluice/proto/gen/sluice/build/v1"
-	"github.com/sluicehq/sluice/proto/gen/sluice/release/events/v1"
+	releaseeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/release/events/v1"
 	releasev1 "github.com/sluicehq/sluice/proto/gen/sluice/release/v1"
-	"github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
+	sourceeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
 	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
-	"github.com/sluicehq/sluice/proto/gen/sluice/test/events/v1"
+	testeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/test/events/v1"
 	testv1 "github.com/sluicehq/sluice/proto/gen/sluice/test/v1"
 )
 
@@ -112,7 +113,7 @@ func TestFold(t *testing.T) {
 			Counts: &testv1.Counts{Passed: 12, Failed: 0, Skipped: 1}}, t0.Add(3*time.Minute))
 		started := h.publish(&buildeventsv1.BuildStarted{RunId: f.run.Id, BuildId: "b1", Repository: f.ref}, "b1", f.run.Id, t0)
 		f.buildFinished(&buildeventsv1.BuildFinished{Status: buildv1.BuildStatus_BUILD_STATUS_SUCCEEDED,
-			Artifacts: []*buildv1.Artifact{{Name: "hello"}}}, t0.Add(2*time.Minute))
+			Artifacts: []*buildv1.Artifact{{Name: "hello", Object: f.run.Id + "/hello", Sha256: strings.Repeat("0", 64), Size: 1}}}, t0.Add(2*time.Minute))
 		h.publishEvent(started, true)
 		h.publish(&releaseeventsv1.ReleasePublished{RunId: f.run.Id, Repository: f.ref,
 			Release: &releasev1.Release{Version: "v0.2.0"}}, "rel1", f.run.Id, t0.Add(4*time.Minute))
@@ -303,5 +304,50 @@ func TestWatchRun(t *testing.T) {
 	}
 	if err := stream.Err(); err != nil {
 		t.Errorf("the stream ended with %v, want a clean end", err)
+	}
+}
+
+// A run that leaves the queue is announced once (RunStarted, a CDEvents
+// pipelinerun.started), however its build's events arrive: redelivered,
+// a step before the build's start, the build's end before both.
+func TestRunStartedOnce(t *testing.T) {
+	h := start(t, 0)
+	src, _ := newGitRepo(t, "app", "main", validPipeline)
+	repo := h.register(src.Dir)
+	t0 := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
+	for name, publish := range map[string]func(f *folding){
+		"in order, redelivered": func(f *folding) {
+			started := h.publish(&buildeventsv1.BuildStarted{RunId: f.run.Id, BuildId: "b-" + f.run.Id, Repository: f.ref}, "b-"+f.run.Id, f.run.Id, t0)
+			h.publishEvent(started, true)
+			f.buildSucceeded(t0.Add(time.Minute))
+		},
+		"a step first": func(f *folding) {
+			h.publish(&buildeventsv1.StepStarted{RunId: f.run.Id, BuildId: "b-" + f.run.Id, Step: "compile", Repository: f.ref}, "b-"+f.run.Id+"/compile", f.run.Id, t0)
+			f.buildStarted(t0)
+			f.buildSucceeded(t0.Add(time.Minute))
+		},
+		"the end first": func(f *folding) {
+			f.buildFinished(&buildeventsv1.BuildFinished{Status: buildv1.BuildStatus_BUILD_STATUS_FAILED, FailedStep: "compile", ExitCode: 1}, t0.Add(time.Minute))
+			f.buildStarted(t0)
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			run := h.trigger("app", "")
+			f := &folding{h: h, run: run, ref: repoRef(run, repo.Url)}
+			publish(f)
+			f.h.waitConsumed()
+			h.outboxBarrier("app")
+			got := h.runEvents(subjectRunStarted, run.Id)
+			if len(got) != 1 {
+				t.Fatalf("%d RunStarted events, want 1", len(got))
+			}
+			rs := payload[*sourceeventsv1.RunStarted](t, got[0])
+			if rs.GetRunId() != run.Id || rs.GetCommit() != run.Commit || rs.GetRepository().GetName() != "app" || got[0].SubjectID != run.Id {
+				t.Errorf("RunStarted %v about %s", rs, got[0].SubjectID)
+			}
+			if got[0].Kind.Type != "dev.cdevents.pipelinerun.started.0.3.0" || got[0].Content["pipelineName"] != "app" {
+				t.Errorf("RunStarted is a %s with content %v", got[0].Kind.Type, got[0].Content)
+			}
+		})
 	}
 }

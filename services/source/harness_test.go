@@ -16,22 +16,18 @@ import (
 	"connectrpc.com/connect"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"go.uber.org/fx"
-	"go.uber.org/fx/fxevent"
-	"go.uber.org/fx/fxtest"
 	"go.uber.org/goleak"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/sluicehq/sluice/deploy"
 	"github.com/sluicehq/sluice/platform/events"
-	"github.com/sluicehq/sluice/platform/fxkit"
 	"github.com/sluicehq/sluice/platform/gittest"
-	"github.com/sluicehq/sluice/platform/natsconn"
 	"github.com/sluicehq/sluice/platform/natsprovision"
 	"github.com/sluicehq/sluice/platform/natstest"
-	"github.com/sluicehq/sluice/platform/rpcserver"
+	"github.com/sluicehq/sluice/platform/servicekit"
+	"github.com/sluicehq/sluice/platform/servicekit/servicekittest"
 	"github.com/sluicehq/sluice/platform/sqldb/sqldbtest"
-	"github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
+	sourceeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
 	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
 	"github.com/sluicehq/sluice/proto/gen/sluice/source/v1/sourcev1connect"
 	"github.com/sluicehq/sluice/services/source"
@@ -91,17 +87,8 @@ func start(t *testing.T, pollInterval time.Duration) *harness {
 		t.Fatal(err)
 	}
 	logger := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
-	var server *rpcserver.Server
-	app := fxtest.New(t,
-		fx.WithLogger(func() fxevent.Logger { return fxevent.NopLogger }),
-		fx.Supply(logger),
-		fxkit.NATS(natsconn.Config{URL: ns.URL, Name: t.Name()}),
-		fxkit.Server(rpcserver.Config{Addr: "127.0.0.1:0"}),
-		source.Module(source.Config{DataDir: t.TempDir(), DatabaseURL: sqldbtest.URL(t), PollInterval: pollInterval}),
-		fx.Populate(&server),
-	)
-	app.RequireStart()
-	t.Cleanup(app.RequireStop)
+	cfg := source.Config{Settings: servicekit.Settings{DataDir: t.TempDir(), DatabaseURL: sqldbtest.URL(t)}, PollInterval: pollInterval}
+	p := servicekittest.Start(t, ns.URL, servicekittest.Options{Log: logger, NoWait: true}, source.Module(cfg))
 
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -110,22 +97,9 @@ func start(t *testing.T, pollInterval time.Duration) *harness {
 			t.Fatalf("provision %s: %v", producer, err)
 		}
 	}
-	transport := &http.Transport{}
-	t.Cleanup(transport.CloseIdleConnections)
-	h := &harness{t: t, url: server.URL(), http: &http.Client{Transport: transport}, js: js}
+	h := &harness{t: t, url: p.URL, http: p.Client, js: js}
 	h.client = sourcev1connect.NewSourceServiceClient(h.http, h.url)
-	eventually(t, "the service is ready", func() bool {
-		req, err := http.NewRequestWithContext(context.Background(), http.MethodGet, h.url+"/readyz", http.NoBody)
-		if err != nil {
-			t.Fatal(err)
-		}
-		res, err := h.http.Do(req)
-		if err != nil {
-			return false
-		}
-		_ = res.Body.Close()
-		return res.StatusCode == http.StatusOK
-	})
+	p.WaitReady(t)
 	return h
 }
 
@@ -238,6 +212,7 @@ func (h *harness) runEvents(subject, runID string) []events.Event {
 
 const (
 	subjectRunRequested = "sluice.source.run.requested"
+	subjectRunStarted   = "sluice.source.run.started"
 	subjectRunFinished  = "sluice.source.run.finished"
 	subjectChange       = "sluice.source.change.received"
 	subjectRepoCreated  = "sluice.source.repository.created"

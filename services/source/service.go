@@ -13,10 +13,12 @@ import (
 	"sync"
 	"time"
 
+	"go.uber.org/fx"
+
 	"github.com/sluicehq/sluice/platform/apierror"
 	"github.com/sluicehq/sluice/platform/events"
 	"github.com/sluicehq/sluice/platform/ids"
-	"github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
+	sourceeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
 	"github.com/sluicehq/sluice/services/source/domain"
 	"github.com/sluicehq/sluice/services/source/gitmirror"
 	"github.com/sluicehq/sluice/services/source/pipeline"
@@ -34,34 +36,42 @@ const (
 	maxCommitMessage = 4096
 )
 
-// Kicker wakes the outbox relay after a transaction that enqueued events
-// committed (*events.Relay is one).
-type Kicker interface{ Kick() }
-
 // Service is the source service's application layer: what the Connect
 // handler, the webhook, the poller and the event consumers call.
 type Service struct {
 	cfg     Config
 	store   *Store
 	mirrors *gitmirror.Mirrors
-	outbox  Kicker
+	outbox  *events.Relay
 	log     *slog.Logger
 	changes *broadcast
 }
 
-// NewService makes the service. outbox is woken after every commit that
-// enqueued events.
-func NewService(cfg Config, store *Store, outbox Kicker, log *slog.Logger) (*Service, error) {
+// Deps are the service's collaborators; fx provides them (servicekit).
+type Deps struct {
+	fx.In
+	Store *Store
+	// Outbox publishes what the service enqueued; it is woken after every
+	// commit that enqueued events.
+	Outbox *events.Relay
+	Log    *slog.Logger
+}
+
+// NewService makes the service; cfg must be valid (Config.WithDefaults,
+// Config.Validate).
+func NewService(cfg Config, d Deps) (*Service, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	cfg = cfg.withDefaults()
+	if d.Store == nil || d.Outbox == nil || d.Log == nil {
+		return nil, errors.New("source: NewService: every dependency is required")
+	}
 	return &Service{
 		cfg:     cfg,
-		store:   store,
+		store:   d.Store,
 		mirrors: gitmirror.New(cfg.mirrorsDir()),
-		outbox:  outbox,
-		log:     log,
+		outbox:  d.Outbox,
+		log:     d.Log,
 		changes: &broadcast{},
 	}, nil
 }

@@ -12,7 +12,6 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/sluicehq/sluice/platform/apierror"
-	"github.com/sluicehq/sluice/platform/events"
 	"github.com/sluicehq/sluice/platform/sqldb"
 	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
 	"github.com/sluicehq/sluice/services/source/domain"
@@ -32,21 +31,9 @@ type Store struct {
 	db *sqldb.DB
 }
 
-// NewStore opens the database at url and applies the migrations (the
-// events outbox and the source tables).
-func NewStore(ctx context.Context, url string) (*Store, error) {
-	db, err := sqldb.Open(ctx, url, events.Migrations(), Migrations())
-	if err != nil {
-		return nil, fmt.Errorf("open source database: %w", err)
-	}
-	return &Store{db: db}, nil
-}
-
-// DB is the underlying database (the outbox relay reads it).
-func (s *Store) DB() *sqldb.DB { return s.db }
-
-// Close closes the database.
-func (s *Store) Close() error { return s.db.Close() }
+// NewStore keeps the service's records in db, which has the Migrations
+// (servicekit opens and migrates it on start).
+func NewStore(db *sqldb.DB) *Store { return &Store{db: db} }
 
 // InTx runs fn in a transaction.
 func (s *Store) InTx(ctx context.Context, fn func(tx *sql.Tx) error) error {

@@ -81,3 +81,14 @@ func FreePort(t testing.TB) int {
 	}
 	return addr.Port
 }
+
+// ServiceCmd is the package of a service's binary, relative to the
+// repository root: ./services/<dir>/cmd/sluice-<service>. The test
+// service's module is services/tests (its Go package is tests).
+func ServiceCmd(service string) string {
+	dir := service
+	if service == "test" {
+		dir = "tests"
+	}
+	return "./services/" + dir + "/cmd/sluice-" + service
+}

@@ -6,23 +6,46 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing/object"
 )
 
+func noEnv(string) (string, bool) { return "", false }
+
 func TestParseFlags(t *testing.T) {
-	o, example, err := ParseFlags([]string{"--services", "source, build,source", "--addr", "127.0.0.1:9", "--example", "x"}, io.Discard)
+	t.Parallel()
+	o, example, err := ParseFlags([]string{"--services", "source, build,source", "--addr", "127.0.0.1:9", "--example", "x"}, io.Discard, noEnv)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if strings.Join(o.Services, ",") != "source,build" || o.Addr != "127.0.0.1:9" || example != "x" {
+	if strings.Join(o.Services, ",") != "source,build" || o.Process.Addr != "127.0.0.1:9" || example != "x" {
 		t.Fatalf("got %+v %q", o, example)
 	}
-	for _, bad := range [][]string{{"--services", "source,deploy"}, {"--services", ","}, {"--log-level", "loud"}, {"extra"}} {
-		if _, _, err := ParseFlags(bad, io.Discard); err == nil {
+	if o.Source.PollInterval != DefaultPollInterval {
+		t.Errorf("poll interval %s, want %s", o.Source.PollInterval, DefaultPollInterval)
+	}
+	for _, bad := range [][]string{{"--services", "source,deploy"}, {"--services", ","}, {"--log-level", "loud"}, {"extra"}, {"--build-workers", "many"}} {
+		if _, _, err := ParseFlags(bad, io.Discard, noEnv); err == nil {
 			t.Errorf("ParseFlags(%v) accepted", bad)
 		}
+	}
+}
+
+// A service's settings reach it from `sluice up`'s prefixed flags and from
+// the same variables its own binary reads; --poll-interval still works.
+func TestParseFlagsSetsEveryServicesSettings(t *testing.T) {
+	t.Parallel()
+	env := map[string]string{"SLUICE_BUILD_WORKERS": "7", "SLUICE_NOTIFY_MAX_ATTEMPTS": "3", "SLUICE_ADDR": "127.0.0.1:7"}
+	o, _, err := ParseFlags([]string{"--release-workers", "5", "--poll-interval", "1m", "--test-step-timeout", "2m", "--build-workers", "9"}, io.Discard,
+		func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.Build.Workers != 9 || o.Release.Workers != 5 || o.Source.PollInterval != time.Minute || o.Test.DefaultStepTimeout != 2*time.Minute ||
+		o.Notify.MaxAttempts != 3 || o.Process.Addr != "127.0.0.1:7" {
+		t.Fatalf("options %+v", o)
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"github.com/spf13/pflag"
 	"go.uber.org/fx"
 
 	"github.com/sluicehq/sluice/platform/natsconn"
@@ -21,13 +22,39 @@ import (
 // Follower streams a run's progress to w (the CLI's `trigger --follow`).
 type Follower func(ctx context.Context, client sourcev1connect.SourceServiceClient, runID string, w io.Writer) error
 
-// Up is `sluice up`: start, register and run the example when asked, then
-// serve until ctx ends (Ctrl-C) or a component fails.
-func Up(ctx context.Context, args []string, version string, stdout, stderr io.Writer, follow Follower) error {
-	o, example, err := ParseFlags(args, stderr)
+// Command is `sluice up` for the CLI: its flags, which the CLI parses, and
+// what runs once they are.
+type Command struct {
+	options Options
+	flags   *UpFlags
+	version string
+	follow  Follower
+}
+
+// NewCommand makes `sluice up` for a binary of version; follow shows the
+// example's run.
+func NewCommand(version string, follow Follower) *Command {
+	c := &Command{options: DefaultOptions(), version: version, follow: follow}
+	c.flags = NewUpFlags(&c.options)
+	return c
+}
+
+// Flags are the command's flags, for the CLI to parse.
+func (c *Command) Flags() *pflag.FlagSet { return c.flags.FlagSet }
+
+// Run runs the platform with the parsed flags (and the SLUICE_* variables
+// for what they did not set).
+func (c *Command) Run(ctx context.Context, stdout, stderr io.Writer) error {
+	example, err := c.flags.Complete(os.LookupEnv)
 	if err != nil {
 		return err
 	}
+	return up(ctx, c.options, example, c.version, stdout, stderr, c.follow)
+}
+
+// up starts, registers and runs the example when asked, then serves until
+// ctx ends (Ctrl-C) or a component fails.
+func up(ctx context.Context, o Options, example, version string, stdout, stderr io.Writer, follow Follower) error {
 	o.Version = version
 	if err := os.MkdirAll(o.DataDir, 0o750); err != nil {
 		return fmt.Errorf("data directory: %w", err)
@@ -47,8 +74,8 @@ func Up(ctx context.Context, args []string, version string, stdout, stderr io.Wr
 		return fmt.Errorf("start: %w (the log %s may say more)", err, logPath)
 	}
 	natsWhere := "embedded"
-	if o.NATSURL != "" {
-		natsWhere = natsconn.Redact(o.NATSURL)
+	if o.Process.NATSURL != "" {
+		natsWhere = natsconn.Redact(o.Process.NATSURL)
 	}
 	fmt.Fprintf(stdout, "  api      %s (Connect, gRPC and gRPC-Web; /healthz /readyz /metrics)\n  nats     %s\n", p.URL, natsWhere)
 

@@ -11,9 +11,10 @@ import (
 	"net/http"
 	"os"
 	"strings"
-	"time"
 
 	"connectrpc.com/connect"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/sluicehq/sluice/proto/gen/sluice/build/v1/buildv1connect"
 	"github.com/sluicehq/sluice/proto/gen/sluice/notify/v1/notifyv1connect"
@@ -25,53 +26,37 @@ import (
 // DefaultServer is where the CLI looks for the platform.
 const DefaultServer = "http://127.0.0.1:8080"
 
-// UpFunc runs the platform (`sluice up`); main wires it in.
-type UpFunc func(ctx context.Context, args []string, stdout, stderr io.Writer) error
+// Up is `sluice up`, the platform in one process; main wires it in. The
+// CLI parses its flags like any command's, then runs it.
+type Up interface {
+	// Flags are its flags.
+	Flags() *pflag.FlagSet
+	// Run runs the platform once the flags are parsed.
+	Run(ctx context.Context, stdout, stderr io.Writer) error
+}
 
 // App is the CLI with its inputs and outputs.
 type App struct {
 	Stdout, Stderr io.Writer
 	Getenv         func(string) string
-	Version        string
-	Commit         string // git commit; `sluice version` shows it when set
-	Up             UpFunc
+	// IsTerminal says whether a writer is a terminal (then status words get
+	// symbols and colour). Nil asks the operating system about Stdout.
+	IsTerminal func(io.Writer) bool
+	Version    string
+	Commit     string // git commit; `sluice version` shows it when set
+	// NewUp makes `sluice up`; nil in a build without the platform.
+	NewUp func() Up
+	// HTTPClient carries the API calls; nil is http.DefaultClient.
+	HTTPClient *http.Client
 }
 
-// ErrUsage marks a command line mistake; the command prints its usage.
-var ErrUsage = errors.New("usage")
-
-// exitError carries a specific exit code (e.g. a followed run that failed).
-type exitError struct {
-	code int
-	msg  string
-}
-
-func (e *exitError) Error() string { return e.msg }
-
-type command struct {
-	name    string
-	args    string
-	summary string
-	run     func(ctx context.Context, c *call) error
-}
-
-func (a *App) commands() []command {
-	return []command{
-		{"up", "[--data-dir DIR] [--addr HOST:PORT] [--nats-url URL] [--services LIST] [--example DIR]", "run the platform in one process", a.cmdUp},
-		{"repo add", "<git-url-or-path> [--name NAME] [--branch BRANCH]", "register a repository", cmdRepoAdd},
-		{"repo ls", "", "list repositories", cmdRepoList},
-		{"trigger", "<repo> [--ref REF] [--follow]", "start a run; --follow streams it and exits 0 only if it succeeded", cmdTrigger},
-		{"runs", "[<repo>] [--limit N]", "list runs, newest first", cmdRuns},
-		{"show", "<run-id>", "show a run stage by stage", cmdShow},
-		{"logs", "<run-id> [--step NAME] [-f]", "print a run's step logs (build, then test); -f follows", cmdLogs},
-		{"releases", "<repo>", "list a repository's releases", cmdReleases},
-		{"deployments", "<repo> [--env NAME]", "list a repository's deployments", cmdDeployments},
-		{"rollback", "<repo> --env NAME [--to VERSION]", "redeploy an earlier verified release", cmdRollback},
-		{"subscribe", "--url URL --secret SECRET [--events TYPES] [--repo REPO]", "send events to a webhook", cmdSubscribe},
-		{"deliveries", "[--subscription ID] [--limit N]", "list webhook deliveries and their attempts", cmdDeliveries},
-		{"events", "[--filter SUBJECT]", "tail the live event stream", cmdEvents},
-		{"version", "", "print the version", a.cmdVersion},
-	}
+// session is one Run: the global flags and how output looks.
+type session struct {
+	app    *App
+	server string
+	output outputFormat
+	style  style
+	http   *http.Client
 }
 
 // Run runs the command line and returns the process exit code.
@@ -79,204 +64,251 @@ func (a *App) Run(ctx context.Context, args []string) int {
 	if a.Getenv == nil {
 		a.Getenv = os.Getenv
 	}
-	cmds := a.commands()
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		a.usage(cmds)
-		return 0
+	if a.IsTerminal == nil {
+		a.IsTerminal = isTerminal
 	}
-	if args[0] == "--version" || args[0] == "-version" {
-		// As every Sluice binary answers it (and the images' checks ask it).
+	s := &session{app: a, output: "text", http: a.HTTPClient, style: terminalStyle(a.IsTerminal(a.Stdout), a.Getenv)}
+	if s.http == nil {
+		s.http = http.DefaultClient
+	}
+	if len(args) > 0 && args[0] == "-version" {
+		// As every Sluice binary answers it (the service binaries take Go's
+		// single-dash flags).
 		args = append([]string{"version"}, args[1:]...)
 	}
-	var cmd *command
-	var rest []string
-	for i := range cmds {
-		words := strings.Fields(cmds[i].name)
-		if len(args) >= len(words) && strings.Join(args[:len(words)], " ") == cmds[i].name {
-			if cmd == nil || len(words) > len(strings.Fields(cmd.name)) {
-				cmd, rest = &cmds[i], args[len(words):]
-			}
-		}
+	root := s.rootCmd()
+	root.SetArgs(append([]string{}, args...))
+	cmd, err := root.ExecuteContextC(ctx)
+	return s.exit(cmd, err)
+}
+
+// exit prints err for the user and picks the exit code: 0 done, 1 failed,
+// 2 a command line mistake, or the code an exitError carries.
+func (s *session) exit(cmd *cobra.Command, err error) int {
+	if err == nil {
+		return 0
 	}
-	if cmd == nil {
-		fmt.Fprintf(a.Stderr, "sluice: unknown command %q\n\n", strings.Join(args, " "))
-		a.usage(cmds)
-		return 2
+	name := "sluice"
+	if cmd != nil {
+		name = cmd.CommandPath()
 	}
-	c := &call{app: a, name: cmd.name, args: rest}
-	c.flags = newFlagSet(c, cmd.name)
-	err := cmd.run(ctx, c)
+	var ue *usageError
 	var ee *exitError
 	switch {
-	case err == nil:
-		return 0
+	case errors.As(err, &ue):
+		path := "sluice"
+		if ue.cmd != nil {
+			path = ue.cmd.CommandPath()
+		}
+		fmt.Fprintf(s.app.Stderr, "%s: %s\n", path, ue.msg)
+		fmt.Fprintf(s.app.Stderr, "Run '%s --help' for usage.\n", path)
+		return 2
 	case errors.As(err, &ee):
 		if ee.msg != "" {
-			fmt.Fprintln(a.Stderr, "sluice:", ee.msg)
+			fmt.Fprintf(s.app.Stderr, "%s: %s\n", name, ee.msg)
 		}
 		return ee.code
-	case errors.Is(err, ErrUsage) || errors.Is(err, flag.ErrHelp):
-		if !errors.Is(err, flag.ErrHelp) && err.Error() != ErrUsage.Error() {
-			fmt.Fprintf(a.Stderr, "sluice %s: %s\n", cmd.name, strings.TrimSuffix(err.Error(), ": usage"))
-		}
-		fmt.Fprintf(a.Stderr, "usage: sluice %s %s\n", cmd.name, cmd.args)
-		c.flags.SetOutput(a.Stderr)
-		c.flags.PrintDefaults()
-		return 2
+	case errors.Is(err, flag.ErrHelp):
+		return 0 // `sluice up --help` printed its flags
+	case errors.Is(err, context.Canceled) || connect.CodeOf(err) == connect.CodeCanceled:
+		return 130 // interrupted (Ctrl-C): the shell says so
 	default:
-		fmt.Fprintf(a.Stderr, "sluice %s: %s\n", cmd.name, describe(err))
+		fmt.Fprintf(s.app.Stderr, "%s: %s\n", name, s.describe(cmd, err))
 		return 1
 	}
 }
 
-func (a *App) usage(cmds []command) {
-	fmt.Fprintln(a.Stdout, "sluice: a self-hosted CI/CD platform.")
-	fmt.Fprintln(a.Stdout, "\nusage: sluice <command> [flags]   (every command takes --server URL and --output text|json)")
-	fmt.Fprintln(a.Stdout, "\ncommands:")
-	for _, c := range cmds {
-		fmt.Fprintf(a.Stdout, "  %-12s %-60s %s\n", c.name, c.args, c.summary)
-	}
-}
+// outputFormat is the --output flag's value: text or json.
+type outputFormat string
 
-func (a *App) cmdVersion(_ context.Context, c *call) error {
-	if err := c.parse(0, 0); err != nil {
-		return err
+func (o *outputFormat) String() string { return string(*o) }
+func (o *outputFormat) Type() string   { return "format" }
+func (o *outputFormat) Set(v string) error {
+	if v != "text" && v != "json" {
+		return errors.New("must be text or json")
 	}
-	if a.Commit != "" {
-		fmt.Fprintf(a.Stdout, "sluice %s (%s)\n", a.Version, a.Commit)
-		return nil
-	}
-	fmt.Fprintln(a.Stdout, "sluice", a.Version)
+	*o = outputFormat(v)
 	return nil
 }
 
-func (a *App) cmdUp(ctx context.Context, c *call) error {
-	if a.Up == nil {
-		return errors.New("this build has no platform in it")
-	}
-	return a.Up(ctx, c.args, a.Stdout, a.Stderr)
-}
-
-// describe turns an RPC error into what a user should read.
-func describe(err error) string {
-	var ce *connect.Error
-	if errors.As(err, &ce) {
-		msg := ce.Message()
-		switch ce.Code() {
-		case connect.CodeUnavailable:
-			return "cannot reach the platform: " + msg + " (is `sluice up` running? --server or $SLUICE_SERVER say where)"
-		case connect.CodeInvalidArgument:
-			return "invalid request: " + msg
-		case connect.CodeNotFound:
-			return msg
-		case connect.CodeUnimplemented:
-			return "the server does not serve this (is that service running?): " + msg
-		}
-		return fmt.Sprintf("%s (%s)", msg, ce.Code())
-	}
-	return err.Error()
-}
-
-// call is one command invocation: its flags, arguments and clients.
-type call struct {
-	app    *App
-	name   string
-	args   []string
-	flags  *flag.FlagSet
-	server *string
-	output *string
-	pos    []string
-}
-
-// newFlagSet makes a command's flags with the ones every command takes.
-func newFlagSet(c *call, name string) *flag.FlagSet {
-	fs := flag.NewFlagSet("sluice "+name, flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	c.server = fs.String("server", firstNonEmpty(c.app.Getenv("SLUICE_SERVER"), DefaultServer), "the platform's URL (or $SLUICE_SERVER)")
-	c.output = fs.String("output", "text", "text or json")
-	return fs
-}
-
-// parse parses flags anywhere among the arguments and checks the count of
-// positional arguments.
-func (c *call) parse(minPos, maxPos int) error {
-	args := c.args
-	for {
-		if err := c.flags.Parse(args); err != nil {
-			return fmt.Errorf("%w: %w", ErrUsage, err)
-		}
-		if c.flags.NArg() == 0 {
-			break
-		}
-		c.pos = append(c.pos, c.flags.Arg(0))
-		args = c.flags.Args()[1:]
-	}
-	if len(c.pos) < minPos || (maxPos >= 0 && len(c.pos) > maxPos) {
-		return fmt.Errorf("%w: wrong number of arguments", ErrUsage)
-	}
-	if *c.output != "text" && *c.output != "json" {
-		return fmt.Errorf("%w: --output must be text or json", ErrUsage)
-	}
-	return nil
-}
-
-func (c *call) json() bool { return *c.output == "json" }
+func (s *session) json() bool { return s.output == "json" }
 
 // serviceURL is the URL for one service: $SLUICE_<SERVICE>_URL when the
 // services run apart, else --server.
-func (c *call) serviceURL(service string) string {
-	if u := c.app.Getenv("SLUICE_" + strings.ToUpper(service) + "_URL"); u != "" {
+func (s *session) serviceURL(service string) string {
+	if u := s.app.Getenv("SLUICE_" + strings.ToUpper(service) + "_URL"); u != "" {
 		return strings.TrimRight(u, "/")
 	}
-	return strings.TrimRight(*c.server, "/")
+	return strings.TrimRight(s.server, "/")
 }
 
-var httpClient = &http.Client{Timeout: 0}
-
-func (c *call) source() sourcev1connect.SourceServiceClient {
-	return sourcev1connect.NewSourceServiceClient(httpClient, c.serviceURL("source"))
-}
-func (c *call) build() buildv1connect.BuildServiceClient {
-	return buildv1connect.NewBuildServiceClient(httpClient, c.serviceURL("build"))
-}
-func (c *call) test() testv1connect.TestServiceClient {
-	return testv1connect.NewTestServiceClient(httpClient, c.serviceURL("test"))
-}
-func (c *call) release() releasev1connect.ReleaseServiceClient {
-	return releasev1connect.NewReleaseServiceClient(httpClient, c.serviceURL("release"))
-}
-func (c *call) notify() notifyv1connect.NotifyServiceClient {
-	return notifyv1connect.NewNotifyServiceClient(httpClient, c.serviceURL("notify"))
+func (s *session) source() sourcev1connect.SourceServiceClient {
+	return sourcev1connect.NewSourceServiceClient(s.http, s.serviceURL("source"))
 }
 
-func firstNonEmpty(s ...string) string {
-	for _, v := range s {
-		if v != "" {
-			return v
-		}
+func (s *session) build() buildv1connect.BuildServiceClient {
+	return buildv1connect.NewBuildServiceClient(s.http, s.serviceURL("build"))
+}
+
+func (s *session) test() testv1connect.TestServiceClient {
+	return testv1connect.NewTestServiceClient(s.http, s.serviceURL("test"))
+}
+
+func (s *session) release() releasev1connect.ReleaseServiceClient {
+	return releasev1connect.NewReleaseServiceClient(s.http, s.serviceURL("release"))
+}
+
+func (s *session) notify() notifyv1connect.NotifyServiceClient {
+	return notifyv1connect.NewNotifyServiceClient(s.http, s.serviceURL("notify"))
+}
+
+// The command groups of `sluice --help`.
+const (
+	groupPipeline = "pipeline"
+	groupRelease  = "release"
+	groupEvents   = "events"
+	groupPlatform = "platform"
+)
+
+func (s *session) rootCmd() *cobra.Command {
+	a := s.app
+	root := &cobra.Command{
+		Use:   "sluice <command>",
+		Short: "Sluice: a self-hosted CI/CD platform",
+		Long: `Sluice builds, tests, releases, deploys and verifies every change pushed to a
+registered git repository. 'sluice up' runs the platform; every other command
+talks to it over its API.`,
+		Example: `  $ sluice up --example examples/hello
+  $ sluice repo add ../my-service --name my-service
+  $ sluice trigger my-service --follow
+  $ sluice runs my-service
+  $ sluice logs <run-id> --step compile`,
+		Version:                    versionString(a.Version, a.Commit),
+		Args:                       cobra.ArbitraryArgs,
+		RunE:                       groupRun,
+		SilenceErrors:              true,
+		SilenceUsage:               true,
+		SuggestionsMinimumDistance: 2,
+		CompletionOptions:          cobra.CompletionOptions{HiddenDefaultCmd: false},
 	}
-	return ""
+	root.SetOut(a.Stdout)
+	root.SetErr(a.Stderr)
+	root.SetVersionTemplate("sluice {{.Version}}\n")
+	root.SetUsageTemplate(usageTemplate)
+	root.SetFlagErrorFunc(flagError)
+	root.AddGroup(
+		&cobra.Group{ID: groupPipeline, Title: "PIPELINE COMMANDS"},
+		&cobra.Group{ID: groupRelease, Title: "RELEASE COMMANDS"},
+		&cobra.Group{ID: groupEvents, Title: "EVENT COMMANDS"},
+		&cobra.Group{ID: groupPlatform, Title: "PLATFORM COMMANDS"},
+	)
+	root.SetCompletionCommandGroupID(groupPlatform)
+	root.SetHelpCommand(helpCmd())
+
+	pf := root.PersistentFlags()
+	pf.BoolP("help", "h", false, "Show help for a command")
+	pf.StringVar(&s.server, "server", firstNonEmpty(a.Getenv("SLUICE_SERVER"), DefaultServer),
+		"the platform's URL ($SLUICE_SERVER); $SLUICE_<SERVICE>_URL points at one service run apart")
+	pf.VarP(&s.output, "output", "o", "text or json")
+	_ = root.RegisterFlagCompletionFunc("output", cobra.FixedCompletions([]string{"text", "json"}, cobra.ShellCompDirectiveNoFileComp))
+	root.Flags().BoolP("version", "v", false, "Show sluice's version")
+
+	var cmds []*cobra.Command
+	cmds = append(cmds, inGroup(groupPipeline, s.repoCmd(), s.triggerCmd(), s.runsCmd(), s.showCmd(), s.logsCmd())...)
+	cmds = append(cmds, inGroup(groupRelease, s.releasesCmd(), s.deploymentsCmd(), s.rollbackCmd())...)
+	cmds = append(cmds, inGroup(groupEvents, s.subscribeCmd(), s.deliveriesCmd(), s.eventsCmd())...)
+	cmds = append(cmds, inGroup(groupPlatform, s.upCmd(), s.versionCmd())...)
+	root.AddCommand(cmds...)
+	// cobra's completion command, made now so that it behaves as repo does:
+	// alone it shows its help, with a shell it does not know it says so.
+	root.InitDefaultCompletionCmd()
+	if c, _, err := root.Find([]string{"completion"}); err == nil && c != root {
+		c.Args, c.RunE, c.SuggestionsMinimumDistance = cobra.ArbitraryArgs, groupRun, 2
+		c.Example = "  $ sluice completion bash > /etc/bash_completion.d/sluice\n  $ sluice completion zsh > \"${fpath[1]}/_sluice\"\n  $ sluice completion fish > ~/.config/fish/completions/sluice.fish"
+	}
+	return root
 }
 
-func ago(t time.Time) string {
-	if t.IsZero() {
-		return "-"
+// inGroup puts commands in a help group.
+func inGroup(id string, cmds ...*cobra.Command) []*cobra.Command {
+	for _, c := range cmds {
+		c.GroupID = id
 	}
-	d := time.Since(t).Round(time.Second)
-	switch {
-	case d < time.Minute:
-		return fmt.Sprintf("%ds ago", int(d.Seconds()))
-	case d < time.Hour:
-		return fmt.Sprintf("%dm ago", int(d.Minutes()))
-	case d < 48*time.Hour:
-		return fmt.Sprintf("%dh ago", int(d.Hours()))
-	}
-	return t.Local().Format("2006-01-02")
+	return cmds
 }
 
-func shortSHA(s string) string {
-	if len(s) > 10 {
-		return s[:10]
+// helpCmd is `sluice help [command]`; unlike cobra's it fails on a command
+// that does not exist, with a suggestion.
+func helpCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:     "help [command]",
+		Short:   "Help about any command",
+		Example: "  $ sluice help trigger\n  $ sluice help repo add",
+		GroupID: groupPlatform,
+		Args:    cobra.ArbitraryArgs,
+		ValidArgsFunction: func(c *cobra.Command, args []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
+			var out []cobra.Completion
+			if cmd, rest, err := c.Root().Find(args); err == nil && len(rest) == 0 {
+				for _, sub := range cmd.Commands() {
+					if sub.IsAvailableCommand() && strings.HasPrefix(sub.Name(), toComplete) {
+						out = append(out, cobra.CompletionWithDesc(sub.Name(), sub.Short))
+					}
+				}
+			}
+			return out, cobra.ShellCompDirectiveNoFileComp
+		},
+		RunE: func(c *cobra.Command, args []string) error {
+			cmd, rest, err := c.Root().Find(args)
+			if err != nil {
+				return err
+			}
+			if len(rest) > 0 {
+				return unknownCommand(cmd, rest[0])
+			}
+			return cmd.Help()
+		},
 	}
-	return s
 }
+
+// groupRun is what a command that only holds subcommands does when run:
+// alone it shows its help; with a word that is no subcommand it says so.
+func groupRun(cmd *cobra.Command, args []string) error {
+	if len(args) == 0 {
+		return cmd.Help()
+	}
+	return unknownCommand(cmd, args[0])
+}
+
+func versionString(version, commit string) string {
+	if commit != "" {
+		return fmt.Sprintf("%s (%s)", version, commit)
+	}
+	return version
+}
+
+// usageTemplate lays out help as gh does: usage line, commands, flags,
+// examples.
+const usageTemplate = `USAGE
+  {{if .HasAvailableSubCommands}}{{.CommandPath}} <command> [flags]{{else}}{{.UseLine}}{{end}}{{if gt (len .Aliases) 0}}
+
+ALIASES
+  {{.NameAndAliases}}{{end}}{{if .HasAvailableSubCommands}}{{$cmds := .Commands}}{{if eq (len .Groups) 0}}
+
+COMMANDS{{range $cmds}}{{if .IsAvailableCommand}}
+  {{rpad .Name .NamePadding}}  {{.Short}}{{end}}{{end}}{{else}}{{range $group := .Groups}}
+
+{{.Title}}{{range $cmds}}{{if (and (eq .GroupID $group.ID) (or .IsAvailableCommand (eq .Name "help")))}}
+  {{rpad .Name .NamePadding}}  {{.Short}}{{end}}{{end}}{{end}}{{end}}{{end}}{{if .HasAvailableLocalFlags}}
+
+FLAGS
+{{.LocalFlags.FlagUsages | trimTrailingWhitespaces}}{{end}}{{if .HasAvailableInheritedFlags}}
+
+INHERITED FLAGS
+{{.InheritedFlags.FlagUsages | trimTrailingWhitespaces}}{{end}}{{if .HasExample}}
+
+EXAMPLES
+{{.Example}}{{end}}{{if .HasAvailableSubCommands}}
+
+LEARN MORE
+  Use '{{.CommandPath}} <command> --help' for more about a command.{{end}}
+`

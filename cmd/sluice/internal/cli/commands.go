@@ -4,578 +4,609 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"connectrpc.com/connect"
-	"google.golang.org/protobuf/encoding/protojson"
+	"github.com/spf13/cobra"
 	"google.golang.org/protobuf/proto"
 
-	buildv1 "github.com/sluicehq/sluice/proto/gen/sluice/build/v1"
 	notifyv1 "github.com/sluicehq/sluice/proto/gen/sluice/notify/v1"
 	releasev1 "github.com/sluicehq/sluice/proto/gen/sluice/release/v1"
 	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
-	testv1 "github.com/sluicehq/sluice/proto/gen/sluice/test/v1"
 )
 
-func printJSON(w io.Writer, m proto.Message) error {
-	b, err := protojson.MarshalOptions{Multiline: true, Indent: "  ", EmitUnpopulated: false}.Marshal(m)
+// render prints res as JSON with --output json, else as text prints it.
+func (s *session) render(res proto.Message, err error, text func() error) error {
 	if err != nil {
 		return err
 	}
-	_, err = fmt.Fprintln(w, string(b))
-	return err
+	if s.json() {
+		return printJSON(s.app.Stdout, res)
+	}
+	return text()
 }
 
-func table(w io.Writer) *tabwriter.Writer { return tabwriter.NewWriter(w, 0, 4, 2, ' ', 0) }
-
-func cmdRepoAdd(ctx context.Context, c *call) error {
-	name := c.flags.String("name", "", "repository name (default: from the URL)")
-	branch := c.flags.String("branch", "", "branch to watch and release (default: the repository's HEAD branch)")
-	if err := c.parse(1, 1); err != nil {
-		return err
-	}
-	url := c.pos[0]
-	// A local path is sent absolute: the server resolves nothing relative.
-	if !strings.Contains(url, "://") && !strings.Contains(url, "@") {
-		if abs, err := filepath.Abs(url); err == nil {
-			if _, statErr := os.Stat(abs); statErr == nil {
-				url = abs
+// needArgs checks the positional arguments against their names in the
+// usage line; a name in brackets is optional.
+func needArgs(names ...string) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		required := 0
+		for _, n := range names {
+			if !strings.HasPrefix(n, "[") {
+				required++
 			}
 		}
-	}
-	res, err := c.source().CreateRepository(ctx, &sourcev1.CreateRepositoryRequest{Url: url, Name: *name, Branch: *branch})
-	if err != nil {
-		return err
-	}
-	if c.json() {
-		return printJSON(c.app.Stdout, res)
-	}
-	r := res.GetRepository()
-	if !res.GetCreated() {
-		fmt.Fprintf(c.app.Stdout, "repository %s already registered (%s, branch %s)\n", r.GetName(), r.GetUrl(), r.GetBranch())
+		switch {
+		case len(args) < required:
+			return usagef(cmd, "missing %s (usage: %s)", strings.Join(names[len(args):required], " "), cmd.UseLine())
+		case len(args) > len(names):
+			return usagef(cmd, "unexpected argument %q (usage: %s)", sanitizeLine(args[len(names)]), cmd.UseLine())
+		}
 		return nil
 	}
-	fmt.Fprintf(c.app.Stdout, "registered %s (%s), watching branch %s\n", r.GetName(), r.GetUrl(), r.GetBranch())
-	fmt.Fprintf(c.app.Stdout, "webhook: POST %s/webhooks/github/%s with secret %s\n", c.serviceURL("source"), r.GetName(), r.GetWebhookSecret())
-	return nil
 }
 
-func cmdRepoList(ctx context.Context, c *call) error {
-	if err := c.parse(0, 0); err != nil {
-		return err
+// completionTimeout bounds the API calls that shell completion makes.
+const completionTimeout = 3 * time.Second
+
+// completeRepos completes a first argument with the registered
+// repositories' names.
+func (s *session) completeRepos(cmd *cobra.Command, args []string, _ string) ([]cobra.Completion, cobra.ShellCompDirective) {
+	if len(args) > 0 {
+		return nil, cobra.ShellCompDirectiveNoFileComp
 	}
-	res, err := c.source().ListRepositories(ctx, &sourcev1.ListRepositoriesRequest{})
+	ctx, cancel := context.WithTimeout(cmd.Context(), completionTimeout)
+	defer cancel()
+	res, err := s.source().ListRepositories(ctx, &sourcev1.ListRepositoriesRequest{})
 	if err != nil {
-		return err
+		return nil, cobra.ShellCompDirectiveNoFileComp
 	}
-	if c.json() {
-		return printJSON(c.app.Stdout, res)
-	}
-	tw := table(c.app.Stdout)
-	fmt.Fprintln(tw, "NAME\tBRANCH\tLAST COMMIT\tURL")
+	var out []cobra.Completion
 	for _, r := range res.GetRepositories() {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.GetName(), r.GetBranch(), shortSHA(r.GetLastSeenCommit()), r.GetUrl())
+		out = append(out, cobra.CompletionWithDesc(sanitizeLine(r.GetName()), sanitizeLine(r.GetUrl())))
 	}
-	return tw.Flush()
+	return out, cobra.ShellCompDirectiveNoFileComp
 }
 
-func cmdTrigger(ctx context.Context, c *call) error {
-	ref := c.flags.String("ref", "", "branch, tag or commit (default: the watched branch)")
-	follow := c.flags.Bool("follow", false, "stream the run's progress; exit 0 only if it succeeded")
-	if err := c.parse(1, 1); err != nil {
-		return err
+// completeRuns completes a first argument with the newest runs' ids.
+func (s *session) completeRuns(cmd *cobra.Command, args []string, _ string) ([]cobra.Completion, cobra.ShellCompDirective) {
+	if len(args) > 0 {
+		return nil, cobra.ShellCompDirectiveNoFileComp
 	}
-	res, err := c.source().TriggerRun(ctx, &sourcev1.TriggerRunRequest{Repository: c.pos[0], Ref: *ref})
+	ctx, cancel := context.WithTimeout(cmd.Context(), completionTimeout)
+	defer cancel()
+	res, err := s.source().ListRuns(ctx, &sourcev1.ListRunsRequest{Limit: 20})
 	if err != nil {
-		return err
+		return nil, cobra.ShellCompDirectiveNoFileComp
 	}
-	run := res.GetRun()
-	if !*follow {
-		if c.json() {
-			return printJSON(c.app.Stdout, res)
-		}
-		fmt.Fprintf(c.app.Stdout, "run %s started for %s at %s (%s)\n", run.GetId(), run.GetRepository(), shortSHA(run.GetCommit()), run.GetBranch())
-		return nil
-	}
-	return Follow(ctx, c.source(), run.GetId(), c.app.Stdout, c.json())
-}
-
-// Follow streams a run's progress until it ends. It returns an error with
-// exit code 1 when the run did not succeed.
-func Follow(ctx context.Context, client sourceWatcher, runID string, w io.Writer, asJSON bool) error {
-	var last *sourcev1.Run
-	for attempt := 0; ; attempt++ {
-		stream, err := client.WatchRun(ctx, &sourcev1.WatchRunRequest{RunId: runID})
-		if err != nil {
-			return err
-		}
-		p := &progress{w: w, json: asJSON}
-		if last != nil {
-			p.seen = stageStates(last)
-		}
-		for stream.Receive() {
-			last = stream.Msg().GetRun()
-			p.update(last)
-		}
-		err = stream.Err()
-		_ = stream.Close()
-		if last != nil && isFinal(last.GetStatus()) {
-			break
-		}
-		// The server went away mid-stream (a restart): reconnect.
-		if err != nil && connect.CodeOf(err) != connect.CodeUnavailable && connect.CodeOf(err) != connect.CodeUnknown {
-			return err
-		}
-		if attempt > 120 || ctx.Err() != nil {
-			return fmt.Errorf("lost the run's progress: %w", err)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(time.Second):
-		}
-	}
-	if last.GetStatus() != sourcev1.RunStatus_RUN_STATUS_SUCCEEDED {
-		return &exitError{code: 1}
-	}
-	return nil
-}
-
-type sourceWatcher interface {
-	WatchRun(context.Context, *sourcev1.WatchRunRequest) (*connect.ServerStreamForClient[sourcev1.WatchRunResponse], error)
-}
-
-func isFinal(s sourcev1.RunStatus) bool {
-	return s == sourcev1.RunStatus_RUN_STATUS_SUCCEEDED || s == sourcev1.RunStatus_RUN_STATUS_FAILED || s == sourcev1.RunStatus_RUN_STATUS_CANCELLED
-}
-
-type progress struct {
-	w       io.Writer
-	json    bool
-	seen    map[string]sourcev1.StageStatus
-	started bool
-}
-
-func stageStates(r *sourcev1.Run) map[string]sourcev1.StageStatus {
-	m := map[string]sourcev1.StageStatus{}
-	for _, s := range r.GetStages() {
-		m[s.GetName()] = s.GetStatus()
-	}
-	return m
-}
-
-func (p *progress) update(r *sourcev1.Run) {
-	if p.json {
-		_ = printJSON(p.w, r)
-		return
-	}
-	if p.seen == nil {
-		p.seen = map[string]sourcev1.StageStatus{}
-	}
-	if !p.started {
-		p.started = true
-		fmt.Fprintf(p.w, "run %s: %s at %s (%s)\n", r.GetId(), r.GetRepository(), shortSHA(r.GetCommit()), firstLine(r.GetCommitMessage()))
-	}
-	for _, s := range r.GetStages() {
-		if p.seen[s.GetName()] == s.GetStatus() {
-			continue
-		}
-		p.seen[s.GetName()] = s.GetStatus()
-		if s.GetStatus() == sourcev1.StageStatus_STAGE_STATUS_PENDING {
-			continue
-		}
-		fmt.Fprintf(p.w, "  %-8s %-10s%s\n", s.GetName(), stageWord(s.GetStatus()), stageNote(s))
-		if s.GetStatus() == sourcev1.StageStatus_STAGE_STATUS_FAILED {
-			for _, l := range s.GetLastLogLines() {
-				fmt.Fprintf(p.w, "           | %s\n", l)
-			}
-		}
-	}
-	if isFinal(r.GetStatus()) {
-		switch r.GetStatus() {
-		case sourcev1.RunStatus_RUN_STATUS_SUCCEEDED:
-			v := ""
-			if r.GetReleaseVersion() != "" {
-				v = ", released " + r.GetReleaseVersion()
-			}
-			fmt.Fprintf(p.w, "run %s succeeded in %s%s\n", r.GetId(), runDuration(r), v)
-		default:
-			fmt.Fprintf(p.w, "run %s %s: %s\n", r.GetId(), runWord(r.GetStatus()), r.GetFailureReason())
-		}
-	}
-}
-
-func stageNote(s *sourcev1.Stage) string {
-	var parts []string
-	if s.GetStartTime() != nil && s.GetEndTime() != nil {
-		parts = append(parts, s.GetEndTime().AsTime().Sub(s.GetStartTime().AsTime()).Round(10*time.Millisecond).String())
-	}
-	if s.GetDetail() != "" {
-		parts = append(parts, s.GetDetail())
-	}
-	if s.GetReason() != "" {
-		parts = append(parts, s.GetReason())
-	}
-	if len(parts) == 0 {
-		return ""
-	}
-	return " " + strings.Join(parts, "; ")
-}
-
-func runDuration(r *sourcev1.Run) string {
-	if r.GetCreateTime() == nil || r.GetEndTime() == nil {
-		return "-"
-	}
-	return r.GetEndTime().AsTime().Sub(r.GetCreateTime().AsTime()).Round(10 * time.Millisecond).String()
-}
-
-func stageWord(s sourcev1.StageStatus) string {
-	return enumWord(s.String(), "STAGE_STATUS_")
-}
-
-func runWord(s sourcev1.RunStatus) string {
-	return enumWord(s.String(), "RUN_STATUS_")
-}
-
-// enumWord is an enum value as a user reads it: RUN_STATUS_FAILED is "failed".
-func enumWord(name, prefix string) string {
-	return strings.ToLower(strings.TrimPrefix(name, prefix))
-}
-
-func firstLine(s string) string {
-	s, _, _ = strings.Cut(strings.TrimSpace(s), "\n")
-	return s
-}
-
-func cmdRuns(ctx context.Context, c *call) error {
-	limit := c.flags.Int("limit", 20, "how many runs")
-	if err := c.parse(0, 1); err != nil {
-		return err
-	}
-	req := &sourcev1.ListRunsRequest{Limit: int32(*limit)}
-	if len(c.pos) == 1 {
-		req.Repository = c.pos[0]
-	}
-	res, err := c.source().ListRuns(ctx, req)
-	if err != nil {
-		return err
-	}
-	if c.json() {
-		return printJSON(c.app.Stdout, res)
-	}
-	tw := table(c.app.Stdout)
-	fmt.Fprintln(tw, "RUN\tREPOSITORY\tCOMMIT\tSTATUS\tRELEASE\tSTARTED\tDURATION\tMESSAGE")
+	var out []cobra.Completion
 	for _, r := range res.GetRuns() {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.GetId(), r.GetRepository(), shortSHA(r.GetCommit()), runWord(r.GetStatus()),
-			firstNonEmpty(r.GetReleaseVersion(), "-"), ago(r.GetCreateTime().AsTime()), runDuration(r), truncate(firstLine(r.GetCommitMessage()), 50))
+		out = append(out, cobra.CompletionWithDesc(sanitizeLine(r.GetId()),
+			sanitizeLine(fmt.Sprintf("%s %s %s", r.GetRepository(), runWord(r.GetStatus()), firstLine(r.GetCommitMessage())))))
 	}
-	return tw.Flush()
+	return out, cobra.ShellCompDirectiveNoFileComp
 }
 
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
+func (s *session) repoCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "repo",
+		Short: "Register and list repositories",
+		Long:  "Register git repositories for Sluice to watch, and list them.",
+		Example: `  $ sluice repo add https://github.com/acme/shop.git --branch main
+  $ sluice repo ls`,
+		Args:                       cobra.ArbitraryArgs,
+		RunE:                       groupRun,
+		SuggestionsMinimumDistance: 2,
 	}
-	return s[:n-1] + "…"
+	cmd.AddCommand(s.repoAddCmd(), s.repoListCmd())
+	return cmd
 }
 
-func cmdShow(ctx context.Context, c *call) error {
-	if err := c.parse(1, 1); err != nil {
-		return err
+func (s *session) repoAddCmd() *cobra.Command {
+	var name, branch string
+	cmd := &cobra.Command{
+		Use:   "add <git-url-or-path>",
+		Short: "Register a repository",
+		Long: `Register a git repository by URL or local path. Sluice then runs every change
+pushed to its branch. Registering the same repository again changes nothing.
+
+It prints the repository's webhook URL and secret: point a GitHub-style push
+webhook at them, or let Sluice poll.`,
+		Example: `  $ sluice repo add https://github.com/acme/shop.git
+  $ sluice repo add ./shop --name shop --branch main`,
+		Args: needArgs("<git-url-or-path>"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			url := args[0]
+			// A local path is sent absolute: the server resolves nothing relative.
+			if !strings.Contains(url, "://") && !strings.Contains(url, "@") {
+				if abs, err := filepath.Abs(url); err == nil {
+					if _, statErr := os.Stat(abs); statErr == nil {
+						url = abs
+					}
+				}
+			}
+			res, err := s.source().CreateRepository(cmd.Context(), &sourcev1.CreateRepositoryRequest{Url: url, Name: name, Branch: branch})
+			return s.render(res, err, func() error {
+				r := res.GetRepository()
+				w := s.app.Stdout
+				if !res.GetCreated() {
+					fmt.Fprintf(w, "repository %s already registered (%s, branch %s)\n", sanitizeLine(r.GetName()), sanitizeLine(r.GetUrl()), sanitizeLine(r.GetBranch()))
+					return nil
+				}
+				fmt.Fprintf(w, "registered %s (%s), watching branch %s\n", sanitizeLine(r.GetName()), sanitizeLine(r.GetUrl()), sanitizeLine(r.GetBranch()))
+				fmt.Fprintf(w, "webhook: POST %s/webhooks/github/%s with secret %s\n", s.serviceURL("source"), sanitizeLine(r.GetName()), sanitizeLine(r.GetWebhookSecret()))
+				return nil
+			})
+		},
 	}
-	res, err := c.source().GetRun(ctx, &sourcev1.GetRunRequest{RunId: c.pos[0]})
-	if err != nil {
-		return err
+	cmd.Flags().StringVar(&name, "name", "", "repository name (default: from the URL)")
+	cmd.Flags().StringVar(&branch, "branch", "", "branch to watch and release (default: the repository's HEAD branch)")
+	return withFields(cmd, "url", "<git-url-or-path>", "name", "--name", "branch", "--branch")
+}
+
+func (s *session) repoListCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:     "ls",
+		Aliases: []string{"list"},
+		Short:   "List repositories",
+		Example: `  $ sluice repo ls
+  $ sluice repo ls --output json`,
+		Args: needArgs(),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			res, err := s.source().ListRepositories(cmd.Context(), &sourcev1.ListRepositoriesRequest{})
+			return s.render(res, err, func() error {
+				t := &table{}
+				t.add("NAME", "BRANCH", "LAST COMMIT", "URL")
+				for _, r := range res.GetRepositories() {
+					t.add(sanitizeLine(r.GetName()), sanitizeLine(r.GetBranch()), sanitizeLine(shortSHA(r.GetLastSeenCommit())), sanitizeLine(r.GetUrl()))
+				}
+				return t.write(s.app.Stdout)
+			})
+		},
 	}
-	if c.json() {
-		return printJSON(c.app.Stdout, res)
+}
+
+func (s *session) triggerCmd() *cobra.Command {
+	var ref string
+	var follow bool
+	cmd := &cobra.Command{
+		Use:   "trigger <repo>",
+		Short: "Start a run",
+		Long: `Start a run of a repository at the head of its watched branch, or of another
+branch, tag or commit.
+
+With --follow it shows the run stage by stage until it ends, and exits 0 only
+if the run succeeded.`,
+		Example: `  $ sluice trigger hello --follow
+  $ sluice trigger hello --ref v1.2.0`,
+		Args:              needArgs("<repo>"),
+		ValidArgsFunction: s.completeRepos,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			res, err := s.source().TriggerRun(cmd.Context(), &sourcev1.TriggerRunRequest{Repository: args[0], Ref: ref})
+			if err != nil {
+				return err
+			}
+			run := res.GetRun()
+			if follow {
+				return followRun(cmd.Context(), s.source(), run.GetId(), s.app.Stdout, s.json(), s.style)
+			}
+			if s.json() {
+				return printJSON(s.app.Stdout, res)
+			}
+			fmt.Fprintf(s.app.Stdout, "run %s started for %s at %s (%s)\n", sanitizeLine(run.GetId()), sanitizeLine(run.GetRepository()),
+				sanitizeLine(shortSHA(run.GetCommit())), sanitizeLine(run.GetBranch()))
+			return nil
+		},
 	}
-	r := res.GetRun()
-	w := c.app.Stdout
-	fmt.Fprintf(w, "run         %s\n", r.GetId())
-	fmt.Fprintf(w, "repository  %s\n", r.GetRepository())
-	fmt.Fprintf(w, "commit      %s %s\n", r.GetCommit(), firstLine(r.GetCommitMessage()))
-	fmt.Fprintf(w, "ref         %s (branch %s)\n", firstNonEmpty(r.GetRef(), "-"), firstNonEmpty(r.GetBranch(), "-"))
+	cmd.Flags().StringVar(&ref, "ref", "", "branch, tag or commit (default: the watched branch)")
+	cmd.Flags().BoolVar(&follow, "follow", false, "show the run's progress; exit 0 only if it succeeded")
+	return withFields(cmd, "repository", "<repo>", "ref", "--ref")
+}
+
+func (s *session) runsCmd() *cobra.Command {
+	var limit int32
+	cmd := &cobra.Command{
+		Use:   "runs [<repo>]",
+		Short: "List runs, newest first",
+		Long:  "List the runs of every repository, or of one, newest first.",
+		Example: `  $ sluice runs
+  $ sluice runs hello --limit 5
+  $ sluice runs hello --output json`,
+		Args:              needArgs("[<repo>]"),
+		ValidArgsFunction: s.completeRepos,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			req := &sourcev1.ListRunsRequest{Limit: limit}
+			if len(args) == 1 {
+				req.Repository = args[0]
+			}
+			res, err := s.source().ListRuns(cmd.Context(), req)
+			return s.render(res, err, func() error {
+				t := &table{}
+				t.add("RUN", "REPOSITORY", "COMMIT", "STATUS", "RELEASE", "STARTED", "DURATION", "MESSAGE")
+				for _, r := range res.GetRuns() {
+					t.add(sanitizeLine(r.GetId()), sanitizeLine(r.GetRepository()), sanitizeLine(shortSHA(r.GetCommit())), s.style.status(runWord(r.GetStatus()), 0),
+						sanitizeLine(firstNonEmpty(r.GetReleaseVersion(), "-")), ago(r.GetCreateTime().AsTime()), runDuration(r),
+						truncate(sanitizeLine(firstLine(r.GetCommitMessage())), 50))
+				}
+				return t.write(s.app.Stdout)
+			})
+		},
+	}
+	cmd.Flags().Int32Var(&limit, "limit", 20, "how many runs (at most 1000)")
+	return withFields(cmd, "repository", "<repo>", "limit", "--limit")
+}
+
+func (s *session) showCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "show <run-id>",
+		Short: "Show a run stage by stage",
+		Long: `Show a run: its commit, status and release, and each stage with its outcome;
+a failed stage with its failing step, exit code and last log lines.`,
+		Example: `  $ sluice show 01a241d7-6533-7754-8392-2fcf9d8b3f73
+  $ sluice show 01a241d7-6533-7754-8392-2fcf9d8b3f73 --output json`,
+		Args:              needArgs("<run-id>"),
+		ValidArgsFunction: s.completeRuns,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			res, err := s.source().GetRun(cmd.Context(), &sourcev1.GetRunRequest{RunId: args[0]})
+			return s.render(res, err, func() error {
+				s.printRun(res.GetRun())
+				return nil
+			})
+		},
+	}
+	return withFields(cmd, "run_id", "<run-id>")
+}
+
+func (s *session) printRun(r *sourcev1.Run) {
+	w := s.app.Stdout
+	fmt.Fprintf(w, "run         %s\n", sanitizeLine(r.GetId()))
+	fmt.Fprintf(w, "repository  %s\n", sanitizeLine(r.GetRepository()))
+	fmt.Fprintf(w, "commit      %s %s\n", sanitizeLine(r.GetCommit()), sanitizeLine(firstLine(r.GetCommitMessage())))
+	fmt.Fprintf(w, "ref         %s (branch %s)\n", sanitizeLine(firstNonEmpty(r.GetRef(), "-")), sanitizeLine(firstNonEmpty(r.GetBranch(), "-")))
 	fmt.Fprintf(w, "trigger     %s\n", enumWord(r.GetTrigger().String(), "TRIGGER_"))
-	fmt.Fprintf(w, "status      %s\n", runWord(r.GetStatus()))
+	fmt.Fprintf(w, "status      %s\n", s.style.status(runWord(r.GetStatus()), 0))
 	fmt.Fprintf(w, "started     %s\n", r.GetCreateTime().AsTime().Local().Format(time.RFC3339))
 	if r.GetEndTime() != nil {
 		fmt.Fprintf(w, "duration    %s\n", runDuration(r))
 	}
 	if r.GetReleaseVersion() != "" {
-		fmt.Fprintf(w, "release     %s\n", r.GetReleaseVersion())
+		fmt.Fprintf(w, "release     %s\n", sanitizeLine(r.GetReleaseVersion()))
 	}
 	if r.GetFailureReason() != "" {
-		fmt.Fprintf(w, "failure     %s\n", indentLines(r.GetFailureReason(), "            "))
+		fmt.Fprintf(w, "failure     %s\n", indentLines(Sanitize(r.GetFailureReason()), "            "))
 	}
 	fmt.Fprintln(w, "stages:")
-	for _, s := range r.GetStages() {
-		fmt.Fprintf(w, "  %-8s %-10s%s\n", s.GetName(), stageWord(s.GetStatus()), stageNote(s))
-		if s.GetFailedStep() != "" {
-			fmt.Fprintf(w, "           step %q exited with code %d\n", s.GetFailedStep(), s.GetExitCode())
+	for _, st := range r.GetStages() {
+		fmt.Fprintln(w, stageLine(st, s.style))
+		if st.GetFailedStep() != "" {
+			fmt.Fprintf(w, "           step %q exited with code %d\n", sanitizeLine(st.GetFailedStep()), st.GetExitCode())
 		}
-		for _, l := range s.GetLastLogLines() {
-			fmt.Fprintf(w, "           | %s\n", l)
+		for _, l := range st.GetLastLogLines() {
+			fmt.Fprintf(w, "           | %s\n", sanitizeLine(l))
 		}
-	}
-	return nil
-}
-
-func indentLines(s, indent string) string {
-	return strings.ReplaceAll(strings.TrimRight(s, "\n"), "\n", "\n"+indent)
-}
-
-func cmdLogs(ctx context.Context, c *call) error {
-	step := c.flags.String("step", "", "only this step")
-	follow := c.flags.Bool("f", false, "follow: keep printing until the run's steps end")
-	if err := c.parse(1, 1); err != nil {
-		return err
-	}
-	runID := c.pos[0]
-	printLine := func(stage, step, stream, text string, seq int64) {
-		if c.json() {
-			fmt.Fprintf(c.app.Stdout, "{\"stage\":%q,\"seq\":%d,\"step\":%q,\"stream\":%q,\"text\":%q}\n", stage, seq, step, stream, text)
-			return
-		}
-		if stream == "meta" {
-			fmt.Fprintf(c.app.Stdout, "%s\n", text)
-			return
-		}
-		fmt.Fprintf(c.app.Stdout, "[%s] %s\n", step, text)
-	}
-	// Build logs: streamed live with -f, else paged.
-	if *follow {
-		stream, err := c.build().TailLogs(ctx, &buildv1.TailLogsRequest{RunId: runID, Step: *step, FromSeq: 1})
-		if err != nil {
-			return err
-		}
-		for stream.Receive() {
-			for _, l := range stream.Msg().GetLines() {
-				printLine("build", l.GetStep(), l.GetStream(), l.GetText(), l.GetSeq())
-			}
-		}
-		if err := stream.Err(); err != nil {
-			return err
-		}
-	} else {
-		found, err := pageLogs(ctx, false, func(from int64) (int64, bool, int, error) {
-			res, err := c.build().GetLogs(ctx, &buildv1.GetLogsRequest{RunId: runID, Step: *step, FromSeq: from, Limit: 5000})
-			for _, l := range res.GetLines() {
-				printLine("build", l.GetStep(), l.GetStream(), l.GetText(), l.GetSeq())
-			}
-			return res.GetNextSeq(), res.GetComplete(), len(res.GetLines()), err
-		})
-		if err != nil {
-			return err
-		}
-		if !found {
-			return fmt.Errorf("no logs for run %s (has it been built?)", runID)
-		}
-	}
-	// Test logs, when tests ran.
-	_, err := pageLogs(ctx, *follow, func(from int64) (int64, bool, int, error) {
-		res, err := c.test().GetLogs(ctx, &testv1.GetLogsRequest{RunId: runID, Step: *step, FromSeq: from, Limit: 5000})
-		for _, l := range res.GetLines() {
-			printLine("test", l.GetStep(), l.GetStream(), l.GetText(), l.GetSeq())
-		}
-		return res.GetNextSeq(), res.GetComplete(), len(res.GetLines()), err
-	})
-	return err
-}
-
-// pageLogs reads a log page by page through fetch (which prints the lines
-// and returns the next sequence number, whether the log is complete and how
-// many lines came) until the log is complete, or, without follow, until no
-// more lines come. found is false when the service has no log for the run.
-func pageLogs(ctx context.Context, follow bool, fetch func(from int64) (next int64, complete bool, n int, err error)) (found bool, err error) {
-	for from := int64(1); ; {
-		next, complete, n, err := fetch(from)
-		if connect.CodeOf(err) == connect.CodeNotFound {
-			return found, nil
-		}
-		if err != nil {
-			return found, err
-		}
-		found = true
-		if complete {
-			return true, nil
-		}
-		if n == 0 {
-			if !follow {
-				return true, nil
-			}
-			select {
-			case <-ctx.Done():
-				return true, ctx.Err()
-			case <-time.After(500 * time.Millisecond):
-			}
-			continue
-		}
-		from = next
 	}
 }
 
-func cmdReleases(ctx context.Context, c *call) error {
-	limit := c.flags.Int("limit", 20, "how many releases")
-	if err := c.parse(1, 1); err != nil {
-		return err
+// repository asks source for a repository, so that commands served by
+// other services can say that it does not exist (they would list nothing)
+// and can send its canonical name.
+func (s *session) repository(ctx context.Context, nameOrID string) (*sourcev1.Repository, error) {
+	res, err := s.source().GetRepository(ctx, &sourcev1.GetRepositoryRequest{Repository: nameOrID})
+	if connect.CodeOf(err) == connect.CodeNotFound {
+		return nil, &exitError{code: 1, msg: fmt.Sprintf("repository %q not found", sanitizeLine(nameOrID))}
 	}
-	res, err := c.release().ListReleases(ctx, &releasev1.ListReleasesRequest{Repository: c.pos[0], Limit: int32(*limit)})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	if c.json() {
-		return printJSON(c.app.Stdout, res)
-	}
-	tw := table(c.app.Stdout)
-	fmt.Fprintln(tw, "VERSION\tSTATUS\tCOMMIT\tRUN\tCREATED\tARTIFACTS")
-	for _, r := range res.GetReleases() {
-		var names []string
-		for _, a := range r.GetArtifacts() {
-			names = append(names, a.GetName())
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.GetVersion(), enumWord(r.GetStatus().String(), "RELEASE_STATUS_"),
-			shortSHA(r.GetCommit()), r.GetRunId(), ago(r.GetCreateTime().AsTime()), strings.Join(names, ","))
-	}
-	return tw.Flush()
+	return res.GetRepository(), nil
 }
 
-func cmdDeployments(ctx context.Context, c *call) error {
-	env := c.flags.String("env", "", "only this environment")
-	limit := c.flags.Int("limit", 20, "how many deployments")
-	if err := c.parse(1, 1); err != nil {
-		return err
-	}
-	res, err := c.release().ListDeployments(ctx, &releasev1.ListDeploymentsRequest{Repository: c.pos[0], Environment: *env, Limit: int32(*limit)})
-	if err != nil {
-		return err
-	}
-	if c.json() {
-		return printJSON(c.app.Stdout, res)
-	}
-	tw := table(c.app.Stdout)
-	fmt.Fprintln(tw, "ENVIRONMENT\tVERSION\tSTATUS\tROLLBACK\tSTARTED\tREASON")
-	for _, d := range res.GetDeployments() {
-		rb := ""
-		if d.GetRollback() {
-			rb = "yes"
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", d.GetEnvironment(), d.GetVersion(),
-			enumWord(d.GetStatus().String(), "DEPLOYMENT_STATUS_"), rb, ago(d.GetCreateTime().AsTime()), truncate(d.GetReason(), 80))
-	}
-	return tw.Flush()
-}
-
-func cmdRollback(ctx context.Context, c *call) error {
-	env := c.flags.String("env", "", "environment to roll back (required)")
-	to := c.flags.String("to", "", "version to roll back to (default: the last verified release before the current one)")
-	if err := c.parse(1, 1); err != nil {
-		return err
-	}
-	if *env == "" {
-		return fmt.Errorf("%w: --env is required", ErrUsage)
-	}
-	res, err := c.release().Rollback(ctx, &releasev1.RollbackRequest{Repository: c.pos[0], Environment: *env, ToVersion: *to})
-	if err != nil {
-		return err
-	}
-	if c.json() {
-		return printJSON(c.app.Stdout, res)
-	}
-	d := res.GetDeployment()
-	fmt.Fprintf(c.app.Stdout, "rolled %s back to %s: %s\n", d.GetEnvironment(), d.GetVersion(),
-		enumWord(d.GetStatus().String(), "DEPLOYMENT_STATUS_"))
-	if d.GetStatus() != releasev1.DeploymentStatus_DEPLOYMENT_STATUS_VERIFIED {
-		return &exitError{code: 1, msg: "rollback did not verify: " + d.GetReason()}
-	}
-	return nil
-}
-
-func cmdSubscribe(ctx context.Context, c *call) error {
-	url := c.flags.String("url", "", "where to POST events (required)")
-	secret := c.flags.String("secret", "", "HMAC-SHA256 signing secret, at least 8 characters (required)")
-	types := c.flags.String("events", "", "comma-separated CloudEvents types or prefixes ending in * (default: all)")
-	repo := c.flags.String("repo", "", "only this repository's events")
-	if err := c.parse(0, 0); err != nil {
-		return err
-	}
-	if *url == "" || *secret == "" {
-		return fmt.Errorf("%w: --url and --secret are required", ErrUsage)
-	}
-	var list []string
-	for _, t := range strings.Split(*types, ",") {
-		if t = strings.TrimSpace(t); t != "" {
-			list = append(list, t)
-		}
-	}
-	res, err := c.notify().CreateSubscription(ctx, &notifyv1.CreateSubscriptionRequest{Url: *url, Secret: *secret, EventTypes: list, Repository: *repo})
-	if err != nil {
-		return err
-	}
-	if c.json() {
-		return printJSON(c.app.Stdout, res)
-	}
-	fmt.Fprintf(c.app.Stdout, "subscription %s: events go to %s\n", res.GetSubscription().GetId(), res.GetSubscription().GetUrl())
-	return nil
-}
-
-func cmdDeliveries(ctx context.Context, c *call) error {
-	sub := c.flags.String("subscription", "", "only this subscription's deliveries")
-	limit := c.flags.Int("limit", 50, "how many deliveries")
-	if err := c.parse(0, 0); err != nil {
-		return err
-	}
-	res, err := c.notify().ListDeliveries(ctx, &notifyv1.ListDeliveriesRequest{SubscriptionId: *sub, Limit: int32(*limit)})
-	if err != nil {
-		return err
-	}
-	if c.json() {
-		return printJSON(c.app.Stdout, res)
-	}
-	tw := table(c.app.Stdout)
-	fmt.Fprintln(tw, "DELIVERY\tEVENT\tSTATUS\tATTEMPTS\tLAST\tCREATED")
-	for _, d := range res.GetDeliveries() {
-		last := "-"
-		if n := len(d.GetAttempts()); n > 0 {
-			a := d.GetAttempts()[n-1]
-			last = fmt.Sprintf("%d %s", a.GetHttpStatus(), a.GetError())
-		}
-		if d.GetStatus() == notifyv1.DeliveryStatus_DELIVERY_STATUS_DEAD && d.GetLastError() != "" {
-			last = d.GetLastError()
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", d.GetId(), d.GetEventType(),
-			enumWord(d.GetStatus().String(), "DELIVERY_STATUS_"), len(d.GetAttempts()), truncate(last, 60), ago(d.GetCreateTime().AsTime()))
-	}
-	return tw.Flush()
-}
-
-func cmdEvents(ctx context.Context, c *call) error {
-	filter := c.flags.String("filter", "", "NATS subject filter, e.g. sluice.build.> (default: everything)")
-	if err := c.parse(0, 0); err != nil {
-		return err
-	}
-	stream, err := c.notify().WatchEvents(ctx, &notifyv1.WatchEventsRequest{Filter: *filter})
-	if err != nil {
-		return err
-	}
-	defer stream.Close()
-	for stream.Receive() {
-		ev := stream.Msg().GetEvent()
-		if c.json() {
-			if err := printJSON(c.app.Stdout, ev); err != nil {
+func (s *session) releasesCmd() *cobra.Command {
+	var limit int32
+	cmd := &cobra.Command{
+		Use:   "releases <repo>",
+		Short: "List a repository's releases",
+		Long: `List a repository's releases, newest first: each version with its commit, the
+run that made it and its artifacts. A release whose verification failed is
+marked bad.`,
+		Example: `  $ sluice releases hello
+  $ sluice releases hello --output json`,
+		Args:              needArgs("<repo>"),
+		ValidArgsFunction: s.completeRepos,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			repo, err := s.repository(cmd.Context(), args[0])
+			if err != nil {
 				return err
 			}
-			continue
+			res, err := s.release().ListReleases(cmd.Context(), &releasev1.ListReleasesRequest{Repository: repo.GetName(), Limit: limit})
+			return s.render(res, err, func() error {
+				t := &table{}
+				t.add("VERSION", "STATUS", "COMMIT", "RUN", "CREATED", "ARTIFACTS")
+				for _, r := range res.GetReleases() {
+					var names []string
+					for _, a := range r.GetArtifacts() {
+						names = append(names, sanitizeLine(a.GetName()))
+					}
+					t.add(sanitizeLine(r.GetVersion()), s.style.status(enumWord(r.GetStatus().String(), "RELEASE_STATUS_"), 0),
+						sanitizeLine(shortSHA(r.GetCommit())), sanitizeLine(r.GetRunId()), ago(r.GetCreateTime().AsTime()), strings.Join(names, ","))
+				}
+				return t.write(s.app.Stdout)
+			})
+		},
+	}
+	cmd.Flags().Int32Var(&limit, "limit", 20, "how many releases (at most 1000)")
+	return withFields(cmd, "repository", "<repo>", "limit", "--limit")
+}
+
+func (s *session) deploymentsCmd() *cobra.Command {
+	var env string
+	var limit int32
+	cmd := &cobra.Command{
+		Use:   "deployments <repo>",
+		Short: "List a repository's deployments",
+		Long: `List what was deployed where, newest first: each deployment's environment,
+version and status, and whether it was a rollback.`,
+		Example: `  $ sluice deployments hello
+  $ sluice deployments hello --env staging`,
+		Args:              needArgs("<repo>"),
+		ValidArgsFunction: s.completeRepos,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			repo, err := s.repository(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			res, err := s.release().ListDeployments(cmd.Context(), &releasev1.ListDeploymentsRequest{Repository: repo.GetName(), Environment: env, Limit: limit})
+			return s.render(res, err, func() error {
+				t := &table{}
+				t.add("ENVIRONMENT", "VERSION", "STATUS", "ROLLBACK", "STARTED", "REASON")
+				for _, d := range res.GetDeployments() {
+					rb := ""
+					if d.GetRollback() {
+						rb = "yes"
+					}
+					t.add(sanitizeLine(d.GetEnvironment()), sanitizeLine(d.GetVersion()), s.style.status(enumWord(d.GetStatus().String(), "DEPLOYMENT_STATUS_"), 0),
+						rb, ago(d.GetCreateTime().AsTime()), truncate(sanitizeLine(d.GetReason()), 80))
+				}
+				return t.write(s.app.Stdout)
+			})
+		},
+	}
+	cmd.Flags().StringVar(&env, "env", "", "only this environment")
+	cmd.Flags().Int32Var(&limit, "limit", 20, "how many deployments (at most 1000)")
+	return withFields(cmd, "repository", "<repo>", "environment", "--env", "limit", "--limit")
+}
+
+// versionPattern is a semantic version as --to takes it, v optional.
+var versionPattern = regexp.MustCompile(`^v?(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)$`)
+
+func (s *session) rollbackCmd() *cobra.Command {
+	var env, to string
+	cmd := &cobra.Command{
+		Use:   "rollback <repo> --env NAME [--to VERSION]",
+		Short: "Redeploy an earlier verified release",
+		Long: `Redeploy an earlier release of a repository to an environment, and verify it.
+
+Without --to, rollback picks the newest verified release older than the one
+deployed now. With --to it redeploys that version, which must have been
+verified in the environment before. It exits 1 if the redeployed release
+does not verify.`,
+		Example: `  $ sluice rollback hello --env staging
+  $ sluice rollback hello --env staging --to v0.1.0`,
+		Args:              needArgs("<repo>"),
+		ValidArgsFunction: s.completeRepos,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if env == "" {
+				return usagef(cmd, "--env is required")
+			}
+			if to != "" {
+				if !versionPattern.MatchString(to) {
+					return usagef(cmd, "--to %q is not a version; a version looks like v1.2.3", sanitizeLine(to))
+				}
+				to = "v" + strings.TrimPrefix(to, "v")
+			}
+			repo, err := s.repository(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			res, err := s.release().Rollback(cmd.Context(), &releasev1.RollbackRequest{Repository: repo.GetName(), Environment: env, ToVersion: to})
+			if err != nil {
+				return err
+			}
+			d := res.GetDeployment()
+			if s.json() {
+				if err := printJSON(s.app.Stdout, res); err != nil {
+					return err
+				}
+			} else {
+				word := enumWord(d.GetStatus().String(), "DEPLOYMENT_STATUS_")
+				fmt.Fprintf(s.app.Stdout, "rolled %s back to %s: %s\n", sanitizeLine(d.GetEnvironment()), sanitizeLine(d.GetVersion()), s.style.paint(toneOf(word), word))
+			}
+			if d.GetStatus() != releasev1.DeploymentStatus_DEPLOYMENT_STATUS_VERIFIED {
+				return &exitError{code: 1, msg: "rollback did not verify: " + sanitizeLine(d.GetReason())}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&env, "env", "", "environment to roll back (required)")
+	cmd.Flags().StringVar(&to, "to", "", "version to roll back to, e.g. v0.1.0 (default: the newest verified release older than the one deployed now)")
+	return withFields(cmd, "repository", "<repo>", "environment", "--env", "to_version", "--to")
+}
+
+func (s *session) subscribeCmd() *cobra.Command {
+	var url, secret, repo string
+	var types []string
+	cmd := &cobra.Command{
+		Use:   "subscribe --url URL --secret SECRET",
+		Short: "Send events to a webhook",
+		Long: `Subscribe a webhook to Sluice's events. Each event is POSTed to the URL as a
+CloudEvent, signed with HMAC-SHA256 over the secret, and retried with back-off
+until it is delivered or given up ('sluice deliveries' shows each attempt).`,
+		Example: `  $ sluice subscribe --url http://127.0.0.1:9000/hook --secret s3cr3t-value
+  $ sluice subscribe --url https://chat.example/hook --secret s3cr3t-value --events 'dev.cdevents.service.*' --repo hello`,
+		Args: needArgs(),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if url == "" || secret == "" {
+				return usagef(cmd, "--url and --secret are required")
+			}
+			var list []string
+			for _, t := range types {
+				if t = strings.TrimSpace(t); t != "" {
+					list = append(list, t)
+				}
+			}
+			res, err := s.notify().CreateSubscription(cmd.Context(), &notifyv1.CreateSubscriptionRequest{Url: url, Secret: secret, EventTypes: list, Repository: repo})
+			return s.render(res, err, func() error {
+				fmt.Fprintf(s.app.Stdout, "subscription %s: events go to %s\n", sanitizeLine(res.GetSubscription().GetId()), sanitizeLine(res.GetSubscription().GetUrl()))
+				return nil
+			})
+		},
+	}
+	cmd.Flags().StringVar(&url, "url", "", "where to POST events (required)")
+	cmd.Flags().StringVar(&secret, "secret", "", "HMAC-SHA256 signing secret, at least 8 characters (required)")
+	cmd.Flags().StringSliceVar(&types, "events", nil, "CloudEvents types or prefixes ending in *, comma-separated (default: all)")
+	cmd.Flags().StringVar(&repo, "repo", "", "only this repository's events")
+	return withFields(cmd, "url", "--url", "secret", "--secret", "event_types", "--events", "repository", "--repo")
+}
+
+func (s *session) deliveriesCmd() *cobra.Command {
+	var sub string
+	var limit int32
+	cmd := &cobra.Command{
+		Use:   "deliveries",
+		Short: "List webhook deliveries and their attempts",
+		Long: `List the events sent to webhooks, newest first: each delivery's status, how
+many attempts it took and how the last one went.`,
+		Example: `  $ sluice deliveries
+  $ sluice deliveries --subscription 01a2b3c4 --limit 10`,
+		Args: needArgs(),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			res, err := s.notify().ListDeliveries(cmd.Context(), &notifyv1.ListDeliveriesRequest{SubscriptionId: sub, Limit: limit})
+			return s.render(res, err, func() error {
+				t := &table{}
+				t.add("DELIVERY", "EVENT", "STATUS", "ATTEMPTS", "LAST", "CREATED")
+				for _, d := range res.GetDeliveries() {
+					last := "-"
+					if n := len(d.GetAttempts()); n > 0 {
+						a := d.GetAttempts()[n-1]
+						last = fmt.Sprintf("%d %s", a.GetHttpStatus(), a.GetError())
+					}
+					if d.GetStatus() == notifyv1.DeliveryStatus_DELIVERY_STATUS_DEAD && d.GetLastError() != "" {
+						last = d.GetLastError()
+					}
+					t.add(sanitizeLine(d.GetId()), sanitizeLine(d.GetEventType()), s.style.status(enumWord(d.GetStatus().String(), "DELIVERY_STATUS_"), 0),
+						fmt.Sprint(len(d.GetAttempts())), truncate(sanitizeLine(last), 60), ago(d.GetCreateTime().AsTime()))
+				}
+				return t.write(s.app.Stdout)
+			})
+		},
+	}
+	cmd.Flags().StringVar(&sub, "subscription", "", "only this subscription's deliveries")
+	cmd.Flags().Int32Var(&limit, "limit", 50, "how many deliveries (at most 1000)")
+	return withFields(cmd, "subscription_id", "--subscription", "limit", "--limit")
+}
+
+func (s *session) eventsCmd() *cobra.Command {
+	var filter string
+	cmd := &cobra.Command{
+		Use:   "events",
+		Short: "Tail the live event stream",
+		Long: `Print the platform's events as they happen (CloudEvents carrying CDEvents)
+until interrupted.`,
+		Example: `  $ sluice events
+  $ sluice events --filter 'sluice.build.>'
+  $ sluice events --output json`,
+		Args: needArgs(),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			stream, err := s.notify().WatchEvents(ctx, &notifyv1.WatchEventsRequest{Filter: filter})
+			if err != nil {
+				return err
+			}
+			defer stream.Close()
+			for stream.Receive() {
+				ev := stream.Msg().GetEvent()
+				if s.json() {
+					if err := printJSON(s.app.Stdout, ev); err != nil {
+						return err
+					}
+					continue
+				}
+				fmt.Fprintf(s.app.Stdout, "%s  %-34s %-48s %s\n", ev.GetTime().AsTime().Local().Format("15:04:05.000"),
+					sanitizeLine(ev.GetNatsSubject()), sanitizeLine(ev.GetType()), sanitizeLine(ev.GetSubject()))
+			}
+			if err := stream.Err(); err != nil && !errors.Is(err, context.Canceled) && ctx.Err() == nil {
+				return err
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&filter, "filter", "", "NATS subject filter, e.g. 'sluice.build.>' (default: everything)")
+	return withFields(cmd, "filter", "--filter")
+}
+
+func (s *session) versionCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:     "version",
+		Short:   "Print the version",
+		Example: `  $ sluice version`,
+		Args:    needArgs(),
+		RunE: func(_ *cobra.Command, _ []string) error {
+			if s.json() {
+				return printJSONLine(s.app.Stdout, struct {
+					Version string `json:"version"`
+					Commit  string `json:"commit,omitempty"`
+				}{s.app.Version, s.app.Commit})
+			}
+			fmt.Fprintln(s.app.Stdout, "sluice", versionString(s.app.Version, s.app.Commit))
+			return nil
+		},
+	}
+}
+
+// upCmd runs the whole platform in one process; its flags are the
+// all-in-one server's (every service's settings among them).
+func (s *session) upCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "up [flags]",
+		Short: "Run the whole platform in one process",
+		Long: `Run the five services and an embedded NATS server with JetStream in one
+process, with a SQLite database per service under the data directory, until
+interrupted. With --example it registers an example repository, runs it and
+follows the run.
+
+Every setting of a service's own binary is a flag here, prefixed with the
+service's name (sluice-build --workers is --build-workers), and is read from
+the same SLUICE_<SERVICE>_* variable; a flag wins over its variable.`,
+		Example: `  $ sluice up
+  $ sluice up --data-dir /tmp/sluice --addr 127.0.0.1:9090
+  $ sluice up --example examples/hello
+  $ sluice up --build-workers 8 --source-poll-interval 0`,
+		Args: needArgs(),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return errors.New("this build has no platform in it")
+		},
+	}
+	if s.app.NewUp != nil {
+		up := s.app.NewUp()
+		cmd.Flags().AddFlagSet(up.Flags())
+		// Old names the server still takes (--poll-interval).
+		cmd.Flags().SetNormalizeFunc(up.Flags().GetNormalizeFunc())
+		cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+			return up.Run(cmd.Context(), s.app.Stdout, s.app.Stderr)
 		}
-		fmt.Fprintf(c.app.Stdout, "%s  %-34s %-48s %s\n", ev.GetTime().AsTime().Local().Format("15:04:05.000"), ev.GetNatsSubject(), ev.GetType(), ev.GetSubject())
 	}
-	if err := stream.Err(); err != nil && !errors.Is(err, context.Canceled) && ctx.Err() == nil {
-		return err
-	}
-	return nil
+	defaultHelp := cmd.HelpFunc()
+	cmd.SetHelpFunc(func(cmd *cobra.Command, args []string) {
+		for _, name := range []string{"output", "server"} { // up takes neither
+			if f := cmd.Root().PersistentFlags().Lookup(name); f != nil {
+				f.Hidden = true
+			}
+		}
+		defaultHelp(cmd, args)
+	})
+	return cmd
 }

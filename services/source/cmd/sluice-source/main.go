@@ -1,13 +1,9 @@
 // Command sluice-source runs Sluice's source service on its own:
 // repositories, webhooks, polling, runs and their summaries. Every flag
-// falls back to $SLUICE_SOURCE_<FLAG> (see -h).
+// falls back to $SLUICE_SOURCE_<FLAG> (see --help).
 package main
 
 import (
-	"os"
-
-	"go.uber.org/fx"
-
 	"github.com/sluicehq/sluice/platform/servicecmd"
 	"github.com/sluicehq/sluice/services/source"
 )
@@ -19,13 +15,12 @@ var (
 )
 
 func main() {
-	f := servicecmd.New("source", "127.0.0.1:8081", version).WithCommit(commit)
-	poll := f.Duration("poll-interval", source.DefaultPollInterval, "how often repositories are fetched for new commits; 0 disables")
-	f.Main(os.Args[1:], func() (fx.Option, error) {
-		cfg := source.Config{DataDir: f.DataDir(), DatabaseURL: f.DatabaseURL(), PollInterval: *poll, NATSReplicas: f.NATSReplicas()}
-		if err := cfg.Validate(); err != nil {
-			return nil, err
-		}
-		return source.Module(cfg), nil
+	servicecmd.Main(servicecmd.Command[source.Config]{
+		Service: source.Name,
+		Addr:    "127.0.0.1:8081",
+		Version: version,
+		Commit:  commit,
+		Config:  source.DefaultConfig(),
+		Module:  source.Module,
 	})
 }

@@ -7,6 +7,7 @@
 package sourcev1
 
 import (
+	_ "buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	durationpb "google.golang.org/protobuf/types/known/durationpb"
@@ -73,7 +74,10 @@ func (ReportFormat) EnumDescriptor() ([]byte, []int) {
 
 // Pipeline is the validated form of a repository's `.sluice.yaml` at one
 // commit. Source parses and validates the file and carries the result in the
-// run request, so later stages never parse YAML themselves.
+// run request; every later stage finds the part it runs in the event that
+// starts it, so no stage parses YAML or asks source for it. The rules below
+// are checked when an event carrying a pipeline is published and again when
+// it is received.
 type Pipeline struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Build         *BuildSpec             `protobuf:"bytes,1,opt,name=build,proto3" json:"build,omitempty"`
@@ -137,7 +141,8 @@ func (x *Pipeline) GetRelease() *ReleaseSpec {
 // Step is one shell command run in the workspace.
 type Step struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Lowercase letters, digits, "-" and "_", starting with a letter or digit.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	// The command, run with `/bin/sh -c`.
 	Run string `protobuf:"bytes,2,opt,name=run,proto3" json:"run,omitempty"`
 	// Zero means the executor's default.
@@ -261,7 +266,7 @@ func (x *BuildSpec) GetArtifacts() []*ArtifactSpec {
 type ArtifactSpec struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	// Path relative to the workspace.
+	// Path relative to the workspace, without "..".
 	Path          string `protobuf:"bytes,2,opt,name=path,proto3" json:"path,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -365,7 +370,7 @@ func (x *TestSpec) GetReports() []*ReportSpec {
 
 type ReportSpec struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Path or glob relative to the workspace.
+	// Path or glob relative to the workspace, without "..".
 	Path          string       `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
 	Format        ReportFormat `protobuf:"varint,2,opt,name=format,proto3,enum=sluice.source.v1.ReportFormat" json:"format,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -628,7 +633,7 @@ type isVerifySpec_Check interface {
 }
 
 type VerifySpec_Http struct {
-	// An HTTP URL that must answer 2xx.
+	// An absolute http:// or https:// URL that must answer 2xx.
 	Http string `protobuf:"bytes,1,opt,name=http,proto3,oneof"`
 }
 
@@ -645,50 +650,58 @@ var File_sluice_source_v1_pipeline_proto protoreflect.FileDescriptor
 
 const file_sluice_source_v1_pipeline_proto_rawDesc = "" +
 	"\n" +
-	"\x1fsluice/source/v1/pipeline.proto\x12\x10sluice.source.v1\x1a\x1egoogle/protobuf/duration.proto\"\xa6\x01\n" +
+	"\x1fsluice/source/v1/pipeline.proto\x12\x10sluice.source.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1egoogle/protobuf/duration.proto\"\xa6\x01\n" +
 	"\bPipeline\x121\n" +
 	"\x05build\x18\x01 \x01(\v2\x1b.sluice.source.v1.BuildSpecR\x05build\x12.\n" +
 	"\x04test\x18\x02 \x01(\v2\x1a.sluice.source.v1.TestSpecR\x04test\x127\n" +
-	"\arelease\x18\x03 \x01(\v2\x1d.sluice.source.v1.ReleaseSpecR\arelease\"\xcc\x01\n" +
-	"\x04Step\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
-	"\x03run\x18\x02 \x01(\tR\x03run\x123\n" +
-	"\atimeout\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\atimeout\x121\n" +
-	"\x03env\x18\x04 \x03(\v2\x1f.sluice.source.v1.Step.EnvEntryR\x03env\x1a6\n" +
+	"\arelease\x18\x03 \x01(\v2\x1d.sluice.source.v1.ReleaseSpecR\arelease\"\xbd\x02\n" +
+	"\x04Step\x124\n" +
+	"\x04name\x18\x01 \x01(\tB \xbaH\x1dr\x1b\x10\x01\x18?2\x15^[a-z0-9][a-z0-9_-]*$R\x04name\x12\x1d\n" +
+	"\x03run\x18\x02 \x01(\tB\v\xbaH\br\x06\x10\x01(\x80\x80\x04R\x03run\x12C\n" +
+	"\atimeout\x18\x03 \x01(\v2\x19.google.protobuf.DurationB\x0e\xbaH\v\xaa\x01\b\"\x04\b\x80\xa3\x052\x00R\atimeout\x12c\n" +
+	"\x03env\x18\x04 \x03(\v2\x1f.sluice.source.v1.Step.EnvEntryB0\xbaH-\x9a\x01*\x10d\"\x1fr\x1d\x18\x80\x012\x18^[A-Za-z_][A-Za-z0-9_]*$*\x05r\x03(\x80@R\x03env\x1a6\n" +
 	"\bEnvEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"w\n" +
-	"\tBuildSpec\x12,\n" +
-	"\x05steps\x18\x01 \x03(\v2\x16.sluice.source.v1.StepR\x05steps\x12<\n" +
-	"\tartifacts\x18\x02 \x03(\v2\x1e.sluice.source.v1.ArtifactSpecR\tartifacts\"6\n" +
-	"\fArtifactSpec\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
-	"\x04path\x18\x02 \x01(\tR\x04path\"p\n" +
-	"\bTestSpec\x12,\n" +
-	"\x05steps\x18\x01 \x03(\v2\x16.sluice.source.v1.StepR\x05steps\x126\n" +
-	"\areports\x18\x02 \x03(\v2\x1c.sluice.source.v1.ReportSpecR\areports\"X\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xd2\x02\n" +
+	"\tBuildSpec\x126\n" +
+	"\x05steps\x18\x01 \x03(\v2\x16.sluice.source.v1.StepB\b\xbaH\x05\x92\x01\x02\x10dR\x05steps\x12F\n" +
+	"\tartifacts\x18\x02 \x03(\v2\x1e.sluice.source.v1.ArtifactSpecB\b\xbaH\x05\x92\x01\x02\x10dR\tartifacts:\xc4\x01\xbaH\xc0\x01\x1aX\n" +
+	"\x17build.unique_step_names\x12\x19step names must be unique\x1a\"this.steps.map(s, s.name).unique()\x1ad\n" +
+	"\x1bbuild.unique_artifact_names\x12\x1dartifact names must be unique\x1a&this.artifacts.map(a, a.name).unique()\"\xf3\x01\n" +
+	"\fArtifactSpec\x124\n" +
+	"\x04name\x18\x01 \x01(\tB \xbaH\x1dr\x1b\x10\x01\x18?2\x15^[a-z0-9][a-z0-9_-]*$R\x04name\x12\xac\x01\n" +
+	"\x04path\x18\x02 \x01(\tB\x97\x01\xbaH\x93\x01\xba\x01\x88\x01\n" +
+	"\rpath.relative\x12;must be relative to the workspace and must not contain \"..\"\x1a:!this.startsWith('/') && !this.matches('(^|/)\\\\.\\\\.(/|$)')r\x05\x10\x01\x18\x80\bR\x04path\"\xe2\x01\n" +
+	"\bTestSpec\x126\n" +
+	"\x05steps\x18\x01 \x03(\v2\x16.sluice.source.v1.StepB\b\xbaH\x05\x92\x01\x02\x10dR\x05steps\x12@\n" +
+	"\areports\x18\x02 \x03(\v2\x1c.sluice.source.v1.ReportSpecB\b\xbaH\x05\x92\x01\x02\x102R\areports:\\\xbaHY\x1aW\n" +
+	"\x16test.unique_step_names\x12\x19step names must be unique\x1a\"this.steps.map(s, s.name).unique()\"\xff\x01\n" +
 	"\n" +
-	"ReportSpec\x12\x12\n" +
-	"\x04path\x18\x01 \x01(\tR\x04path\x126\n" +
-	"\x06format\x18\x02 \x01(\x0e2\x1e.sluice.source.v1.ReportFormatR\x06format\"p\n" +
-	"\vReleaseSpec\x12\x1a\n" +
-	"\bbranches\x18\x01 \x03(\tR\bbranches\x12E\n" +
-	"\fenvironments\x18\x02 \x03(\v2!.sluice.source.v1.EnvironmentSpecR\fenvironments\"\xab\x02\n" +
-	"\x0fEnvironmentSpec\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
-	"\x06deploy\x18\x02 \x01(\tR\x06deploy\x12@\n" +
-	"\x0edeploy_timeout\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\rdeployTimeout\x124\n" +
-	"\x06verify\x18\x04 \x01(\v2\x1c.sluice.source.v1.VerifySpecR\x06verify\x12<\n" +
-	"\x03env\x18\x05 \x03(\v2*.sluice.source.v1.EnvironmentSpec.EnvEntryR\x03env\x1a6\n" +
+	"ReportSpec\x12\xac\x01\n" +
+	"\x04path\x18\x01 \x01(\tB\x97\x01\xbaH\x93\x01\xba\x01\x88\x01\n" +
+	"\rpath.relative\x12;must be relative to the workspace and must not contain \"..\"\x1a:!this.startsWith('/') && !this.matches('(^|/)\\\\.\\\\.(/|$)')r\x05\x10\x01\x18\x80\bR\x04path\x12B\n" +
+	"\x06format\x18\x02 \x01(\x0e2\x1e.sluice.source.v1.ReportFormatB\n" +
+	"\xbaH\a\x82\x01\x04\x10\x01 \x00R\x06format\"\x83\x02\n" +
+	"\vReleaseSpec\x12-\n" +
+	"\bbranches\x18\x01 \x03(\tB\x11\xbaH\x0e\x92\x01\v\x102\"\ar\x05\x10\x01\x18\xff\x01R\bbranches\x12O\n" +
+	"\fenvironments\x18\x02 \x03(\v2!.sluice.source.v1.EnvironmentSpecB\b\xbaH\x05\x92\x01\x02\x10\x14R\fenvironments:t\xbaHq\x1ao\n" +
+	" release.unique_environment_names\x12 environment names must be unique\x1a)this.environments.map(e, e.name).unique()\"\x9c\x03\n" +
+	"\x0fEnvironmentSpec\x124\n" +
+	"\x04name\x18\x01 \x01(\tB \xbaH\x1dr\x1b\x10\x01\x18?2\x15^[a-z0-9][a-z0-9_-]*$R\x04name\x12#\n" +
+	"\x06deploy\x18\x02 \x01(\tB\v\xbaH\br\x06\x10\x01(\x80\x80\x04R\x06deploy\x12P\n" +
+	"\x0edeploy_timeout\x18\x03 \x01(\v2\x19.google.protobuf.DurationB\x0e\xbaH\v\xaa\x01\b\"\x04\b\x80\xa3\x052\x00R\rdeployTimeout\x124\n" +
+	"\x06verify\x18\x04 \x01(\v2\x1c.sluice.source.v1.VerifySpecR\x06verify\x12n\n" +
+	"\x03env\x18\x05 \x03(\v2*.sluice.source.v1.EnvironmentSpec.EnvEntryB0\xbaH-\x9a\x01*\x10d\"\x1fr\x1d\x18\x80\x012\x18^[A-Za-z_][A-Za-z0-9_]*$*\x05r\x03(\x80@R\x03env\x1a6\n" +
 	"\bEnvEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"|\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x9d\x02\n" +
 	"\n" +
-	"VerifySpec\x12\x14\n" +
-	"\x04http\x18\x01 \x01(\tH\x00R\x04http\x12\x1a\n" +
-	"\acommand\x18\x02 \x01(\tH\x00R\acommand\x123\n" +
-	"\atimeout\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\atimeoutB\a\n" +
-	"\x05check*j\n" +
+	"VerifySpec\x12\x90\x01\n" +
+	"\x04http\x18\x01 \x01(\tBz\xbaHw\xba\x01l\n" +
+	"\vhttp.scheme\x12\"must be an http:// or https:// URL\x1a9this.startsWith('http://') || this.startsWith('https://')r\x06\x18\x80\x10\x88\x01\x01H\x00R\x04http\x12'\n" +
+	"\acommand\x18\x02 \x01(\tB\v\xbaH\br\x06\x10\x01(\x80\x80\x04H\x00R\acommand\x12C\n" +
+	"\atimeout\x18\x03 \x01(\v2\x19.google.protobuf.DurationB\x0e\xbaH\v\xaa\x01\b\"\x04\b\x80\xa3\x052\x00R\atimeoutB\x0e\n" +
+	"\x05check\x12\x05\xbaH\x02\b\x01*j\n" +
 	"\fReportFormat\x12\x1d\n" +
 	"\x19REPORT_FORMAT_UNSPECIFIED\x10\x00\x12\x1e\n" +
 	"\x1aREPORT_FORMAT_GO_TEST_JSON\x10\x01\x12\x1b\n" +

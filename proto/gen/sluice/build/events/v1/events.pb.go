@@ -12,6 +12,7 @@ import (
 	_ "buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
 	v11 "github.com/sluicehq/sluice/proto/gen/sluice/build/v1"
 	v1 "github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
+	v12 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	durationpb "google.golang.org/protobuf/types/known/durationpb"
@@ -106,23 +107,108 @@ func (x *BuildStarted) GetAttempt() int32 {
 	return 0
 }
 
+// StepStarted: sluice.build.step.started
+// (dev.cdevents.taskrun.started.0.3.0). A build step started; its task run
+// id (the CloudEvents subject) is "<build id>/<step>".
+type StepStarted struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	RunId      string                 `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	BuildId    string                 `protobuf:"bytes,2,opt,name=build_id,json=buildId,proto3" json:"build_id,omitempty"`
+	Step       string                 `protobuf:"bytes,3,opt,name=step,proto3" json:"step,omitempty"`
+	Repository *v1.RepositoryRef      `protobuf:"bytes,4,opt,name=repository,proto3" json:"repository,omitempty"`
+	// The build attempt; a worker that took the build over runs the step again.
+	Attempt       int32 `protobuf:"varint,5,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StepStarted) Reset() {
+	*x = StepStarted{}
+	mi := &file_sluice_build_events_v1_events_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StepStarted) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StepStarted) ProtoMessage() {}
+
+func (x *StepStarted) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_build_events_v1_events_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StepStarted.ProtoReflect.Descriptor instead.
+func (*StepStarted) Descriptor() ([]byte, []int) {
+	return file_sluice_build_events_v1_events_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *StepStarted) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+func (x *StepStarted) GetBuildId() string {
+	if x != nil {
+		return x.BuildId
+	}
+	return ""
+}
+
+func (x *StepStarted) GetStep() string {
+	if x != nil {
+		return x.Step
+	}
+	return ""
+}
+
+func (x *StepStarted) GetRepository() *v1.RepositoryRef {
+	if x != nil {
+		return x.Repository
+	}
+	return nil
+}
+
+func (x *StepStarted) GetAttempt() int32 {
+	if x != nil {
+		return x.Attempt
+	}
+	return 0
+}
+
 // StepFinished: sluice.build.step.finished
-// (dev.cdeventsx.sluice-step.finished.0.1.0).
+// (dev.cdevents.taskrun.finished.0.3.0; before, the custom
+// dev.cdeventsx.sluice-step.finished.0.1.0). Its task run id (the
+// CloudEvents subject) is "<build id>/<step>".
 type StepFinished struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	RunId         string                 `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
-	BuildId       string                 `protobuf:"bytes,2,opt,name=build_id,json=buildId,proto3" json:"build_id,omitempty"`
-	Step          string                 `protobuf:"bytes,3,opt,name=step,proto3" json:"step,omitempty"`
-	Status        v11.StepStatus         `protobuf:"varint,4,opt,name=status,proto3,enum=sluice.build.v1.StepStatus" json:"status,omitempty"`
-	ExitCode      int32                  `protobuf:"varint,5,opt,name=exit_code,json=exitCode,proto3" json:"exit_code,omitempty"`
-	Duration      *durationpb.Duration   `protobuf:"bytes,6,opt,name=duration,proto3" json:"duration,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	RunId    string                 `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	BuildId  string                 `protobuf:"bytes,2,opt,name=build_id,json=buildId,proto3" json:"build_id,omitempty"`
+	Step     string                 `protobuf:"bytes,3,opt,name=step,proto3" json:"step,omitempty"`
+	Status   v11.StepStatus         `protobuf:"varint,4,opt,name=status,proto3,enum=sluice.build.v1.StepStatus" json:"status,omitempty"`
+	ExitCode int32                  `protobuf:"varint,5,opt,name=exit_code,json=exitCode,proto3" json:"exit_code,omitempty"`
+	Duration *durationpb.Duration   `protobuf:"bytes,6,opt,name=duration,proto3" json:"duration,omitempty"`
+	// Set by producers since the event became a CDEvents taskrun.
+	Repository    *v1.RepositoryRef `protobuf:"bytes,7,opt,name=repository,proto3" json:"repository,omitempty"`
+	Attempt       int32             `protobuf:"varint,8,opt,name=attempt,proto3" json:"attempt,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *StepFinished) Reset() {
 	*x = StepFinished{}
-	mi := &file_sluice_build_events_v1_events_proto_msgTypes[1]
+	mi := &file_sluice_build_events_v1_events_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -134,7 +220,7 @@ func (x *StepFinished) String() string {
 func (*StepFinished) ProtoMessage() {}
 
 func (x *StepFinished) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_build_events_v1_events_proto_msgTypes[1]
+	mi := &file_sluice_build_events_v1_events_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -147,7 +233,7 @@ func (x *StepFinished) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StepFinished.ProtoReflect.Descriptor instead.
 func (*StepFinished) Descriptor() ([]byte, []int) {
-	return file_sluice_build_events_v1_events_proto_rawDescGZIP(), []int{1}
+	return file_sluice_build_events_v1_events_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *StepFinished) GetRunId() string {
@@ -192,6 +278,20 @@ func (x *StepFinished) GetDuration() *durationpb.Duration {
 	return nil
 }
 
+func (x *StepFinished) GetRepository() *v1.RepositoryRef {
+	if x != nil {
+		return x.Repository
+	}
+	return nil
+}
+
+func (x *StepFinished) GetAttempt() int32 {
+	if x != nil {
+		return x.Attempt
+	}
+	return 0
+}
+
 // ArtifactPublished: sluice.build.artifact.published
 // (dev.cdevents.artifact.published.0.3.0).
 type ArtifactPublished struct {
@@ -205,7 +305,7 @@ type ArtifactPublished struct {
 
 func (x *ArtifactPublished) Reset() {
 	*x = ArtifactPublished{}
-	mi := &file_sluice_build_events_v1_events_proto_msgTypes[2]
+	mi := &file_sluice_build_events_v1_events_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -217,7 +317,7 @@ func (x *ArtifactPublished) String() string {
 func (*ArtifactPublished) ProtoMessage() {}
 
 func (x *ArtifactPublished) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_build_events_v1_events_proto_msgTypes[2]
+	mi := &file_sluice_build_events_v1_events_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -230,7 +330,7 @@ func (x *ArtifactPublished) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ArtifactPublished.ProtoReflect.Descriptor instead.
 func (*ArtifactPublished) Descriptor() ([]byte, []int) {
-	return file_sluice_build_events_v1_events_proto_rawDescGZIP(), []int{2}
+	return file_sluice_build_events_v1_events_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ArtifactPublished) GetRunId() string {
@@ -271,14 +371,17 @@ type BuildFinished struct {
 	LastLogLines  []string               `protobuf:"bytes,11,rep,name=last_log_lines,json=lastLogLines,proto3" json:"last_log_lines,omitempty"`
 	Duration      *durationpb.Duration   `protobuf:"bytes,12,opt,name=duration,proto3" json:"duration,omitempty"`
 	// Time spent inside steps, for overhead accounting.
-	StepDuration  *durationpb.Duration `protobuf:"bytes,13,opt,name=step_duration,json=stepDuration,proto3" json:"step_duration,omitempty"`
+	StepDuration *durationpb.Duration `protobuf:"bytes,13,opt,name=step_duration,json=stepDuration,proto3" json:"step_duration,omitempty"`
+	// The run's pipeline as source requested it (RunRequested.pipeline): the
+	// stages after build read their specs from it, so none asks source.
+	Pipeline      *v12.Pipeline `protobuf:"bytes,14,opt,name=pipeline,proto3" json:"pipeline,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *BuildFinished) Reset() {
 	*x = BuildFinished{}
-	mi := &file_sluice_build_events_v1_events_proto_msgTypes[3]
+	mi := &file_sluice_build_events_v1_events_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -290,7 +393,7 @@ func (x *BuildFinished) String() string {
 func (*BuildFinished) ProtoMessage() {}
 
 func (x *BuildFinished) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_build_events_v1_events_proto_msgTypes[3]
+	mi := &file_sluice_build_events_v1_events_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -303,7 +406,7 @@ func (x *BuildFinished) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BuildFinished.ProtoReflect.Descriptor instead.
 func (*BuildFinished) Descriptor() ([]byte, []int) {
-	return file_sluice_build_events_v1_events_proto_rawDescGZIP(), []int{3}
+	return file_sluice_build_events_v1_events_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *BuildFinished) GetRunId() string {
@@ -397,11 +500,18 @@ func (x *BuildFinished) GetStepDuration() *durationpb.Duration {
 	return nil
 }
 
+func (x *BuildFinished) GetPipeline() *v12.Pipeline {
+	if x != nil {
+		return x.Pipeline
+	}
+	return nil
+}
+
 var File_sluice_build_events_v1_events_proto protoreflect.FileDescriptor
 
 const file_sluice_build_events_v1_events_proto_rawDesc = "" +
 	"\n" +
-	"#sluice/build/events/v1/events.proto\x12\x16sluice.build.events.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1bsluice/build/v1/build.proto\x1a$sluice/source/events/v1/events.proto\"\xd4\x01\n" +
+	"#sluice/build/events/v1/events.proto\x12\x16sluice.build.events.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1bsluice/build/v1/build.proto\x1a$sluice/source/events/v1/events.proto\x1a\x1fsluice/source/v1/pipeline.proto\"\xd4\x01\n" +
 	"\fBuildStarted\x12\x1e\n" +
 	"\x06run_id\x18\x01 \x01(\tB\a\xbaH\x04r\x02\x10\x01R\x05runId\x12\"\n" +
 	"\bbuild_id\x18\x02 \x01(\tB\a\xbaH\x04r\x02\x10\x01R\abuildId\x12N\n" +
@@ -409,18 +519,30 @@ const file_sluice_build_events_v1_events_proto_rawDesc = "" +
 	"repository\x18\x03 \x01(\v2&.sluice.source.events.v1.RepositoryRefB\x06\xbaH\x03\xc8\x01\x01R\n" +
 	"repository\x12\x16\n" +
 	"\x06commit\x18\x04 \x01(\tR\x06commit\x12\x18\n" +
-	"\aattempt\x18\x05 \x01(\x05R\aattempt\"\xef\x01\n" +
+	"\aattempt\x18\x05 \x01(\x05R\aattempt\"\xd8\x01\n" +
+	"\vStepStarted\x12\x1e\n" +
+	"\x06run_id\x18\x01 \x01(\tB\a\xbaH\x04r\x02\x10\x01R\x05runId\x12\"\n" +
+	"\bbuild_id\x18\x02 \x01(\tB\a\xbaH\x04r\x02\x10\x01R\abuildId\x12\x1b\n" +
+	"\x04step\x18\x03 \x01(\tB\a\xbaH\x04r\x02\x10\x01R\x04step\x12N\n" +
+	"\n" +
+	"repository\x18\x04 \x01(\v2&.sluice.source.events.v1.RepositoryRefB\x06\xbaH\x03\xc8\x01\x01R\n" +
+	"repository\x12\x18\n" +
+	"\aattempt\x18\x05 \x01(\x05R\aattempt\"\xd1\x02\n" +
 	"\fStepFinished\x12\x1e\n" +
 	"\x06run_id\x18\x01 \x01(\tB\a\xbaH\x04r\x02\x10\x01R\x05runId\x12\x19\n" +
 	"\bbuild_id\x18\x02 \x01(\tR\abuildId\x12\x1b\n" +
 	"\x04step\x18\x03 \x01(\tB\a\xbaH\x04r\x02\x10\x01R\x04step\x123\n" +
 	"\x06status\x18\x04 \x01(\x0e2\x1b.sluice.build.v1.StepStatusR\x06status\x12\x1b\n" +
 	"\texit_code\x18\x05 \x01(\x05R\bexitCode\x125\n" +
-	"\bduration\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\bduration\"\x8d\x01\n" +
+	"\bduration\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\bduration\x12F\n" +
+	"\n" +
+	"repository\x18\a \x01(\v2&.sluice.source.events.v1.RepositoryRefR\n" +
+	"repository\x12\x18\n" +
+	"\aattempt\x18\b \x01(\x05R\aattempt\"\x8d\x01\n" +
 	"\x11ArtifactPublished\x12\x1e\n" +
 	"\x06run_id\x18\x01 \x01(\tB\a\xbaH\x04r\x02\x10\x01R\x05runId\x12\x19\n" +
 	"\bbuild_id\x18\x02 \x01(\tR\abuildId\x12=\n" +
-	"\bartifact\x18\x03 \x01(\v2\x19.sluice.build.v1.ArtifactB\x06\xbaH\x03\xc8\x01\x01R\bartifact\"\xc4\x04\n" +
+	"\bartifact\x18\x03 \x01(\v2\x19.sluice.build.v1.ArtifactB\x06\xbaH\x03\xc8\x01\x01R\bartifact\"\xfc\x04\n" +
 	"\rBuildFinished\x12\x1e\n" +
 	"\x06run_id\x18\x01 \x01(\tB\a\xbaH\x04r\x02\x10\x01R\x05runId\x12\"\n" +
 	"\bbuild_id\x18\x02 \x01(\tB\a\xbaH\x04r\x02\x10\x01R\abuildId\x12N\n" +
@@ -438,7 +560,8 @@ const file_sluice_build_events_v1_events_proto_rawDesc = "" +
 	" \x01(\x05R\bexitCode\x12$\n" +
 	"\x0elast_log_lines\x18\v \x03(\tR\flastLogLines\x125\n" +
 	"\bduration\x18\f \x01(\v2\x19.google.protobuf.DurationR\bduration\x12>\n" +
-	"\rstep_duration\x18\r \x01(\v2\x19.google.protobuf.DurationR\fstepDurationB\xef\x01\n" +
+	"\rstep_duration\x18\r \x01(\v2\x19.google.protobuf.DurationR\fstepDuration\x126\n" +
+	"\bpipeline\x18\x0e \x01(\v2\x1a.sluice.source.v1.PipelineR\bpipelineB\xef\x01\n" +
 	"\x1acom.sluice.build.events.v1B\vEventsProtoP\x01ZIgithub.com/sluicehq/sluice/proto/gen/sluice/build/events/v1;buildeventsv1\xa2\x02\x03SBE\xaa\x02\x16Sluice.Build.Events.V1\xca\x02\x16Sluice\\Build\\Events\\V1\xe2\x02\"Sluice\\Build\\Events\\V1\\GPBMetadata\xea\x02\x19Sluice::Build::Events::V1b\x06proto3"
 
 var (
@@ -453,33 +576,38 @@ func file_sluice_build_events_v1_events_proto_rawDescGZIP() []byte {
 	return file_sluice_build_events_v1_events_proto_rawDescData
 }
 
-var file_sluice_build_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
+var file_sluice_build_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
 var file_sluice_build_events_v1_events_proto_goTypes = []any{
 	(*BuildStarted)(nil),        // 0: sluice.build.events.v1.BuildStarted
-	(*StepFinished)(nil),        // 1: sluice.build.events.v1.StepFinished
-	(*ArtifactPublished)(nil),   // 2: sluice.build.events.v1.ArtifactPublished
-	(*BuildFinished)(nil),       // 3: sluice.build.events.v1.BuildFinished
-	(*v1.RepositoryRef)(nil),    // 4: sluice.source.events.v1.RepositoryRef
-	(v11.StepStatus)(0),         // 5: sluice.build.v1.StepStatus
-	(*durationpb.Duration)(nil), // 6: google.protobuf.Duration
-	(*v11.Artifact)(nil),        // 7: sluice.build.v1.Artifact
-	(v11.BuildStatus)(0),        // 8: sluice.build.v1.BuildStatus
+	(*StepStarted)(nil),         // 1: sluice.build.events.v1.StepStarted
+	(*StepFinished)(nil),        // 2: sluice.build.events.v1.StepFinished
+	(*ArtifactPublished)(nil),   // 3: sluice.build.events.v1.ArtifactPublished
+	(*BuildFinished)(nil),       // 4: sluice.build.events.v1.BuildFinished
+	(*v1.RepositoryRef)(nil),    // 5: sluice.source.events.v1.RepositoryRef
+	(v11.StepStatus)(0),         // 6: sluice.build.v1.StepStatus
+	(*durationpb.Duration)(nil), // 7: google.protobuf.Duration
+	(*v11.Artifact)(nil),        // 8: sluice.build.v1.Artifact
+	(v11.BuildStatus)(0),        // 9: sluice.build.v1.BuildStatus
+	(*v12.Pipeline)(nil),        // 10: sluice.source.v1.Pipeline
 }
 var file_sluice_build_events_v1_events_proto_depIdxs = []int32{
-	4, // 0: sluice.build.events.v1.BuildStarted.repository:type_name -> sluice.source.events.v1.RepositoryRef
-	5, // 1: sluice.build.events.v1.StepFinished.status:type_name -> sluice.build.v1.StepStatus
-	6, // 2: sluice.build.events.v1.StepFinished.duration:type_name -> google.protobuf.Duration
-	7, // 3: sluice.build.events.v1.ArtifactPublished.artifact:type_name -> sluice.build.v1.Artifact
-	4, // 4: sluice.build.events.v1.BuildFinished.repository:type_name -> sluice.source.events.v1.RepositoryRef
-	8, // 5: sluice.build.events.v1.BuildFinished.status:type_name -> sluice.build.v1.BuildStatus
-	7, // 6: sluice.build.events.v1.BuildFinished.artifacts:type_name -> sluice.build.v1.Artifact
-	6, // 7: sluice.build.events.v1.BuildFinished.duration:type_name -> google.protobuf.Duration
-	6, // 8: sluice.build.events.v1.BuildFinished.step_duration:type_name -> google.protobuf.Duration
-	9, // [9:9] is the sub-list for method output_type
-	9, // [9:9] is the sub-list for method input_type
-	9, // [9:9] is the sub-list for extension type_name
-	9, // [9:9] is the sub-list for extension extendee
-	0, // [0:9] is the sub-list for field type_name
+	5,  // 0: sluice.build.events.v1.BuildStarted.repository:type_name -> sluice.source.events.v1.RepositoryRef
+	5,  // 1: sluice.build.events.v1.StepStarted.repository:type_name -> sluice.source.events.v1.RepositoryRef
+	6,  // 2: sluice.build.events.v1.StepFinished.status:type_name -> sluice.build.v1.StepStatus
+	7,  // 3: sluice.build.events.v1.StepFinished.duration:type_name -> google.protobuf.Duration
+	5,  // 4: sluice.build.events.v1.StepFinished.repository:type_name -> sluice.source.events.v1.RepositoryRef
+	8,  // 5: sluice.build.events.v1.ArtifactPublished.artifact:type_name -> sluice.build.v1.Artifact
+	5,  // 6: sluice.build.events.v1.BuildFinished.repository:type_name -> sluice.source.events.v1.RepositoryRef
+	9,  // 7: sluice.build.events.v1.BuildFinished.status:type_name -> sluice.build.v1.BuildStatus
+	8,  // 8: sluice.build.events.v1.BuildFinished.artifacts:type_name -> sluice.build.v1.Artifact
+	7,  // 9: sluice.build.events.v1.BuildFinished.duration:type_name -> google.protobuf.Duration
+	7,  // 10: sluice.build.events.v1.BuildFinished.step_duration:type_name -> google.protobuf.Duration
+	10, // 11: sluice.build.events.v1.BuildFinished.pipeline:type_name -> sluice.source.v1.Pipeline
+	12, // [12:12] is the sub-list for method output_type
+	12, // [12:12] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_sluice_build_events_v1_events_proto_init() }
@@ -493,7 +621,7 @@ func file_sluice_build_events_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sluice_build_events_v1_events_proto_rawDesc), len(file_sluice_build_events_v1_events_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   4,
+			NumMessages:   5,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -222,7 +222,8 @@ func (x *ChangeReceived) GetDeliveryId() string {
 }
 
 // RunRequested: sluice.source.run.requested
-// (dev.cdeventsx.sluice-run.requested.0.1.0). Build takes it from its work
+// (dev.cdevents.pipelinerun.queued.0.3.0; before, the custom
+// dev.cdeventsx.sluice-run.requested.0.1.0). Build takes it from its work
 // queue.
 type RunRequested struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -324,6 +325,86 @@ func (x *RunRequested) GetCommitMessage() string {
 	return ""
 }
 
+// RunStarted: sluice.source.run.started
+// (dev.cdevents.pipelinerun.started.0.3.0). The run left the queue: source
+// publishes it, once, when it folds the first event of the run's build.
+type RunStarted struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	RunId      string                 `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	Repository *RepositoryRef         `protobuf:"bytes,2,opt,name=repository,proto3" json:"repository,omitempty"`
+	Commit     string                 `protobuf:"bytes,3,opt,name=commit,proto3" json:"commit,omitempty"`
+	Branch     string                 `protobuf:"bytes,4,opt,name=branch,proto3" json:"branch,omitempty"`
+	// The build that started the run.
+	BuildId       string `protobuf:"bytes,5,opt,name=build_id,json=buildId,proto3" json:"build_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RunStarted) Reset() {
+	*x = RunStarted{}
+	mi := &file_sluice_source_events_v1_events_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RunStarted) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RunStarted) ProtoMessage() {}
+
+func (x *RunStarted) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_source_events_v1_events_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RunStarted.ProtoReflect.Descriptor instead.
+func (*RunStarted) Descriptor() ([]byte, []int) {
+	return file_sluice_source_events_v1_events_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *RunStarted) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+func (x *RunStarted) GetRepository() *RepositoryRef {
+	if x != nil {
+		return x.Repository
+	}
+	return nil
+}
+
+func (x *RunStarted) GetCommit() string {
+	if x != nil {
+		return x.Commit
+	}
+	return ""
+}
+
+func (x *RunStarted) GetBranch() string {
+	if x != nil {
+		return x.Branch
+	}
+	return ""
+}
+
+func (x *RunStarted) GetBuildId() string {
+	if x != nil {
+		return x.BuildId
+	}
+	return ""
+}
+
 // RunFinished: sluice.source.run.finished
 // (dev.cdevents.pipelinerun.finished.0.3.0). The run's summary reached an
 // end state.
@@ -341,7 +422,7 @@ type RunFinished struct {
 
 func (x *RunFinished) Reset() {
 	*x = RunFinished{}
-	mi := &file_sluice_source_events_v1_events_proto_msgTypes[4]
+	mi := &file_sluice_source_events_v1_events_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -353,7 +434,7 @@ func (x *RunFinished) String() string {
 func (*RunFinished) ProtoMessage() {}
 
 func (x *RunFinished) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_source_events_v1_events_proto_msgTypes[4]
+	mi := &file_sluice_source_events_v1_events_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -366,7 +447,7 @@ func (x *RunFinished) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunFinished.ProtoReflect.Descriptor instead.
 func (*RunFinished) Descriptor() ([]byte, []int) {
-	return file_sluice_source_events_v1_events_proto_rawDescGZIP(), []int{4}
+	return file_sluice_source_events_v1_events_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *RunFinished) GetRunId() string {
@@ -444,7 +525,16 @@ const file_sluice_source_events_v1_events_proto_rawDesc = "" +
 	"\x06branch\x18\x05 \x01(\tR\x06branch\x123\n" +
 	"\atrigger\x18\x06 \x01(\x0e2\x19.sluice.source.v1.TriggerR\atrigger\x12>\n" +
 	"\bpipeline\x18\a \x01(\v2\x1a.sluice.source.v1.PipelineB\x06\xbaH\x03\xc8\x01\x01R\bpipeline\x12%\n" +
-	"\x0ecommit_message\x18\b \x01(\tR\rcommitMessage\"\x9a\x02\n" +
+	"\x0ecommit_message\x18\b \x01(\tR\rcommitMessage\"\xc7\x01\n" +
+	"\n" +
+	"RunStarted\x12\x1e\n" +
+	"\x06run_id\x18\x01 \x01(\tB\a\xbaH\x04r\x02\x10\x01R\x05runId\x12N\n" +
+	"\n" +
+	"repository\x18\x02 \x01(\v2&.sluice.source.events.v1.RepositoryRefB\x06\xbaH\x03\xc8\x01\x01R\n" +
+	"repository\x12\x16\n" +
+	"\x06commit\x18\x03 \x01(\tR\x06commit\x12\x16\n" +
+	"\x06branch\x18\x04 \x01(\tR\x06branch\x12\x19\n" +
+	"\bbuild_id\x18\x05 \x01(\tR\abuildId\"\x9a\x02\n" +
 	"\vRunFinished\x12\x1e\n" +
 	"\x06run_id\x18\x01 \x01(\tB\a\xbaH\x04r\x02\x10\x01R\x05runId\x12N\n" +
 	"\n" +
@@ -468,31 +558,33 @@ func file_sluice_source_events_v1_events_proto_rawDescGZIP() []byte {
 	return file_sluice_source_events_v1_events_proto_rawDescData
 }
 
-var file_sluice_source_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_sluice_source_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
 var file_sluice_source_events_v1_events_proto_goTypes = []any{
 	(*RepositoryRef)(nil),     // 0: sluice.source.events.v1.RepositoryRef
 	(*RepositoryCreated)(nil), // 1: sluice.source.events.v1.RepositoryCreated
 	(*ChangeReceived)(nil),    // 2: sluice.source.events.v1.ChangeReceived
 	(*RunRequested)(nil),      // 3: sluice.source.events.v1.RunRequested
-	(*RunFinished)(nil),       // 4: sluice.source.events.v1.RunFinished
-	(v1.Trigger)(0),           // 5: sluice.source.v1.Trigger
-	(*v1.Pipeline)(nil),       // 6: sluice.source.v1.Pipeline
-	(v1.RunStatus)(0),         // 7: sluice.source.v1.RunStatus
+	(*RunStarted)(nil),        // 4: sluice.source.events.v1.RunStarted
+	(*RunFinished)(nil),       // 5: sluice.source.events.v1.RunFinished
+	(v1.Trigger)(0),           // 6: sluice.source.v1.Trigger
+	(*v1.Pipeline)(nil),       // 7: sluice.source.v1.Pipeline
+	(v1.RunStatus)(0),         // 8: sluice.source.v1.RunStatus
 }
 var file_sluice_source_events_v1_events_proto_depIdxs = []int32{
 	0, // 0: sluice.source.events.v1.RepositoryCreated.repository:type_name -> sluice.source.events.v1.RepositoryRef
 	0, // 1: sluice.source.events.v1.ChangeReceived.repository:type_name -> sluice.source.events.v1.RepositoryRef
-	5, // 2: sluice.source.events.v1.ChangeReceived.trigger:type_name -> sluice.source.v1.Trigger
+	6, // 2: sluice.source.events.v1.ChangeReceived.trigger:type_name -> sluice.source.v1.Trigger
 	0, // 3: sluice.source.events.v1.RunRequested.repository:type_name -> sluice.source.events.v1.RepositoryRef
-	5, // 4: sluice.source.events.v1.RunRequested.trigger:type_name -> sluice.source.v1.Trigger
-	6, // 5: sluice.source.events.v1.RunRequested.pipeline:type_name -> sluice.source.v1.Pipeline
-	0, // 6: sluice.source.events.v1.RunFinished.repository:type_name -> sluice.source.events.v1.RepositoryRef
-	7, // 7: sluice.source.events.v1.RunFinished.status:type_name -> sluice.source.v1.RunStatus
-	8, // [8:8] is the sub-list for method output_type
-	8, // [8:8] is the sub-list for method input_type
-	8, // [8:8] is the sub-list for extension type_name
-	8, // [8:8] is the sub-list for extension extendee
-	0, // [0:8] is the sub-list for field type_name
+	6, // 4: sluice.source.events.v1.RunRequested.trigger:type_name -> sluice.source.v1.Trigger
+	7, // 5: sluice.source.events.v1.RunRequested.pipeline:type_name -> sluice.source.v1.Pipeline
+	0, // 6: sluice.source.events.v1.RunStarted.repository:type_name -> sluice.source.events.v1.RepositoryRef
+	0, // 7: sluice.source.events.v1.RunFinished.repository:type_name -> sluice.source.events.v1.RepositoryRef
+	8, // 8: sluice.source.events.v1.RunFinished.status:type_name -> sluice.source.v1.RunStatus
+	9, // [9:9] is the sub-list for method output_type
+	9, // [9:9] is the sub-list for method input_type
+	9, // [9:9] is the sub-list for extension type_name
+	9, // [9:9] is the sub-list for extension extendee
+	0, // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_sluice_source_events_v1_events_proto_init() }
@@ -506,7 +598,7 @@ func file_sluice_source_events_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sluice_source_events_v1_events_proto_rawDesc), len(file_sluice_source_events_v1_events_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   5,
+			NumMessages:   6,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -10,7 +10,9 @@ package testeventsv1
 
 import (
 	_ "buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
+	v13 "github.com/sluicehq/sluice/proto/gen/sluice/build/v1"
 	v1 "github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
+	v12 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
 	v11 "github.com/sluicehq/sluice/proto/gen/sluice/test/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
@@ -30,11 +32,14 @@ const (
 // TestRunStarted: sluice.test.testrun.started
 // (dev.cdevents.testsuiterun.started.0.3.0).
 type TestRunStarted struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	RunId         string                 `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
-	TestRunId     string                 `protobuf:"bytes,2,opt,name=test_run_id,json=testRunId,proto3" json:"test_run_id,omitempty"`
-	Repository    *v1.RepositoryRef      `protobuf:"bytes,3,opt,name=repository,proto3" json:"repository,omitempty"`
-	Commit        string                 `protobuf:"bytes,4,opt,name=commit,proto3" json:"commit,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	RunId      string                 `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	TestRunId  string                 `protobuf:"bytes,2,opt,name=test_run_id,json=testRunId,proto3" json:"test_run_id,omitempty"`
+	Repository *v1.RepositoryRef      `protobuf:"bytes,3,opt,name=repository,proto3" json:"repository,omitempty"`
+	Commit     string                 `protobuf:"bytes,4,opt,name=commit,proto3" json:"commit,omitempty"`
+	// The CDEvents environment the tests ran in: "sluice-ci/<repository>"
+	// (the release environment is not known at test time).
+	Environment   string `protobuf:"bytes,5,opt,name=environment,proto3" json:"environment,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -97,6 +102,13 @@ func (x *TestRunStarted) GetCommit() string {
 	return ""
 }
 
+func (x *TestRunStarted) GetEnvironment() string {
+	if x != nil {
+		return x.Environment
+	}
+	return ""
+}
+
 // TestRunFinished: sluice.test.testrun.finished
 // (dev.cdevents.testsuiterun.finished.0.3.0). Release starts on a passed one.
 type TestRunFinished struct {
@@ -114,9 +126,22 @@ type TestRunFinished struct {
 	ExitCode      int32                  `protobuf:"varint,11,opt,name=exit_code,json=exitCode,proto3" json:"exit_code,omitempty"`
 	LastLogLines  []string               `protobuf:"bytes,12,rep,name=last_log_lines,json=lastLogLines,proto3" json:"last_log_lines,omitempty"`
 	// Names of failed cases, at most 20.
-	FailedCases   []string             `protobuf:"bytes,13,rep,name=failed_cases,json=failedCases,proto3" json:"failed_cases,omitempty"`
-	Duration      *durationpb.Duration `protobuf:"bytes,14,opt,name=duration,proto3" json:"duration,omitempty"`
-	StepDuration  *durationpb.Duration `protobuf:"bytes,15,opt,name=step_duration,json=stepDuration,proto3" json:"step_duration,omitempty"`
+	FailedCases  []string             `protobuf:"bytes,13,rep,name=failed_cases,json=failedCases,proto3" json:"failed_cases,omitempty"`
+	Duration     *durationpb.Duration `protobuf:"bytes,14,opt,name=duration,proto3" json:"duration,omitempty"`
+	StepDuration *durationpb.Duration `protobuf:"bytes,15,opt,name=step_duration,json=stepDuration,proto3" json:"step_duration,omitempty"`
+	// As in TestRunStarted.
+	Environment string `protobuf:"bytes,16,opt,name=environment,proto3" json:"environment,omitempty"`
+	// Cases published as TestCaseFinished or TestCaseSkipped events, and
+	// cases left out because a test run publishes at most 100 (failed cases
+	// first, then skipped, then passed, each in report order).
+	CaseEvents        int32 `protobuf:"varint,17,opt,name=case_events,json=caseEvents,proto3" json:"case_events,omitempty"`
+	CaseEventsOmitted int32 `protobuf:"varint,18,opt,name=case_events_omitted,json=caseEventsOmitted,proto3" json:"case_events_omitted,omitempty"`
+	// The run's pipeline, passed on from BuildFinished: release reads its
+	// release spec from it.
+	Pipeline *v12.Pipeline `protobuf:"bytes,19,opt,name=pipeline,proto3" json:"pipeline,omitempty"`
+	// The build's artifacts with their digests, passed on from BuildFinished:
+	// release releases exactly these.
+	Artifacts     []*v13.Artifact `protobuf:"bytes,20,rep,name=artifacts,proto3" json:"artifacts,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -256,18 +281,235 @@ func (x *TestRunFinished) GetStepDuration() *durationpb.Duration {
 	return nil
 }
 
+func (x *TestRunFinished) GetEnvironment() string {
+	if x != nil {
+		return x.Environment
+	}
+	return ""
+}
+
+func (x *TestRunFinished) GetCaseEvents() int32 {
+	if x != nil {
+		return x.CaseEvents
+	}
+	return 0
+}
+
+func (x *TestRunFinished) GetCaseEventsOmitted() int32 {
+	if x != nil {
+		return x.CaseEventsOmitted
+	}
+	return 0
+}
+
+func (x *TestRunFinished) GetPipeline() *v12.Pipeline {
+	if x != nil {
+		return x.Pipeline
+	}
+	return nil
+}
+
+func (x *TestRunFinished) GetArtifacts() []*v13.Artifact {
+	if x != nil {
+		return x.Artifacts
+	}
+	return nil
+}
+
+// TestCaseFinished: sluice.test.testcase.finished
+// (dev.cdevents.testcaserun.finished.0.3.0). A test case passed or failed;
+// published when its test run ends, in the same transaction as
+// TestRunFinished and before it, for a bounded number of cases (see
+// TestRunFinished.case_events). The case's output is not carried; GetTestRun
+// has it.
+type TestCaseFinished struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	RunId      string                 `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	TestRunId  string                 `protobuf:"bytes,2,opt,name=test_run_id,json=testRunId,proto3" json:"test_run_id,omitempty"`
+	Repository *v1.RepositoryRef      `protobuf:"bytes,3,opt,name=repository,proto3" json:"repository,omitempty"`
+	// As in TestRunStarted.
+	Environment string        `protobuf:"bytes,4,opt,name=environment,proto3" json:"environment,omitempty"`
+	TestCase    *v11.TestCase `protobuf:"bytes,5,opt,name=test_case,json=testCase,proto3" json:"test_case,omitempty"`
+	// The case's position among the test run's cases (as GetTestRun lists
+	// them); its test case run id (the CloudEvents subject) is
+	// "<test run id>/<position>".
+	Position      int32 `protobuf:"varint,6,opt,name=position,proto3" json:"position,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TestCaseFinished) Reset() {
+	*x = TestCaseFinished{}
+	mi := &file_sluice_test_events_v1_events_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TestCaseFinished) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TestCaseFinished) ProtoMessage() {}
+
+func (x *TestCaseFinished) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_test_events_v1_events_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TestCaseFinished.ProtoReflect.Descriptor instead.
+func (*TestCaseFinished) Descriptor() ([]byte, []int) {
+	return file_sluice_test_events_v1_events_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *TestCaseFinished) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+func (x *TestCaseFinished) GetTestRunId() string {
+	if x != nil {
+		return x.TestRunId
+	}
+	return ""
+}
+
+func (x *TestCaseFinished) GetRepository() *v1.RepositoryRef {
+	if x != nil {
+		return x.Repository
+	}
+	return nil
+}
+
+func (x *TestCaseFinished) GetEnvironment() string {
+	if x != nil {
+		return x.Environment
+	}
+	return ""
+}
+
+func (x *TestCaseFinished) GetTestCase() *v11.TestCase {
+	if x != nil {
+		return x.TestCase
+	}
+	return nil
+}
+
+func (x *TestCaseFinished) GetPosition() int32 {
+	if x != nil {
+		return x.Position
+	}
+	return 0
+}
+
+// TestCaseSkipped: sluice.test.testcase.skipped
+// (dev.cdevents.testcaserun.skipped.0.2.0). As TestCaseFinished, for a
+// skipped case.
+type TestCaseSkipped struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RunId         string                 `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	TestRunId     string                 `protobuf:"bytes,2,opt,name=test_run_id,json=testRunId,proto3" json:"test_run_id,omitempty"`
+	Repository    *v1.RepositoryRef      `protobuf:"bytes,3,opt,name=repository,proto3" json:"repository,omitempty"`
+	Environment   string                 `protobuf:"bytes,4,opt,name=environment,proto3" json:"environment,omitempty"`
+	TestCase      *v11.TestCase          `protobuf:"bytes,5,opt,name=test_case,json=testCase,proto3" json:"test_case,omitempty"`
+	Position      int32                  `protobuf:"varint,6,opt,name=position,proto3" json:"position,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TestCaseSkipped) Reset() {
+	*x = TestCaseSkipped{}
+	mi := &file_sluice_test_events_v1_events_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TestCaseSkipped) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TestCaseSkipped) ProtoMessage() {}
+
+func (x *TestCaseSkipped) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_test_events_v1_events_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TestCaseSkipped.ProtoReflect.Descriptor instead.
+func (*TestCaseSkipped) Descriptor() ([]byte, []int) {
+	return file_sluice_test_events_v1_events_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *TestCaseSkipped) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+func (x *TestCaseSkipped) GetTestRunId() string {
+	if x != nil {
+		return x.TestRunId
+	}
+	return ""
+}
+
+func (x *TestCaseSkipped) GetRepository() *v1.RepositoryRef {
+	if x != nil {
+		return x.Repository
+	}
+	return nil
+}
+
+func (x *TestCaseSkipped) GetEnvironment() string {
+	if x != nil {
+		return x.Environment
+	}
+	return ""
+}
+
+func (x *TestCaseSkipped) GetTestCase() *v11.TestCase {
+	if x != nil {
+		return x.TestCase
+	}
+	return nil
+}
+
+func (x *TestCaseSkipped) GetPosition() int32 {
+	if x != nil {
+		return x.Position
+	}
+	return 0
+}
+
 var File_sluice_test_events_v1_events_proto protoreflect.FileDescriptor
 
 const file_sluice_test_events_v1_events_proto_rawDesc = "" +
 	"\n" +
-	"\"sluice/test/events/v1/events.proto\x12\x15sluice.test.events.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1egoogle/protobuf/duration.proto\x1a$sluice/source/events/v1/events.proto\x1a\x19sluice/test/v1/test.proto\"\xc1\x01\n" +
+	"\"sluice/test/events/v1/events.proto\x12\x15sluice.test.events.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1bsluice/build/v1/build.proto\x1a$sluice/source/events/v1/events.proto\x1a\x1fsluice/source/v1/pipeline.proto\x1a\x19sluice/test/v1/test.proto\"\xe3\x01\n" +
 	"\x0eTestRunStarted\x12\x1e\n" +
 	"\x06run_id\x18\x01 \x01(\tB\a\xbaH\x04r\x02\x10\x01R\x05runId\x12'\n" +
 	"\vtest_run_id\x18\x02 \x01(\tB\a\xbaH\x04r\x02\x10\x01R\ttestRunId\x12N\n" +
 	"\n" +
 	"repository\x18\x03 \x01(\v2&.sluice.source.events.v1.RepositoryRefB\x06\xbaH\x03\xc8\x01\x01R\n" +
 	"repository\x12\x16\n" +
-	"\x06commit\x18\x04 \x01(\tR\x06commit\"\x81\x05\n" +
+	"\x06commit\x18\x04 \x01(\tR\x06commit\x12 \n" +
+	"\venvironment\x18\x05 \x01(\tR\venvironment\"\xe5\x06\n" +
 	"\x0fTestRunFinished\x12\x1e\n" +
 	"\x06run_id\x18\x01 \x01(\tB\a\xbaH\x04r\x02\x10\x01R\x05runId\x12'\n" +
 	"\vtest_run_id\x18\x02 \x01(\tB\a\xbaH\x04r\x02\x10\x01R\ttestRunId\x12N\n" +
@@ -287,7 +529,31 @@ const file_sluice_test_events_v1_events_proto_rawDesc = "" +
 	"\x0elast_log_lines\x18\f \x03(\tR\flastLogLines\x12!\n" +
 	"\ffailed_cases\x18\r \x03(\tR\vfailedCases\x125\n" +
 	"\bduration\x18\x0e \x01(\v2\x19.google.protobuf.DurationR\bduration\x12>\n" +
-	"\rstep_duration\x18\x0f \x01(\v2\x19.google.protobuf.DurationR\fstepDurationB\xe8\x01\n" +
+	"\rstep_duration\x18\x0f \x01(\v2\x19.google.protobuf.DurationR\fstepDuration\x12 \n" +
+	"\venvironment\x18\x10 \x01(\tR\venvironment\x12\x1f\n" +
+	"\vcase_events\x18\x11 \x01(\x05R\n" +
+	"caseEvents\x12.\n" +
+	"\x13case_events_omitted\x18\x12 \x01(\x05R\x11caseEventsOmitted\x126\n" +
+	"\bpipeline\x18\x13 \x01(\v2\x1a.sluice.source.v1.PipelineR\bpipeline\x127\n" +
+	"\tartifacts\x18\x14 \x03(\v2\x19.sluice.build.v1.ArtifactR\tartifacts\"\xa8\x02\n" +
+	"\x10TestCaseFinished\x12\x1e\n" +
+	"\x06run_id\x18\x01 \x01(\tB\a\xbaH\x04r\x02\x10\x01R\x05runId\x12'\n" +
+	"\vtest_run_id\x18\x02 \x01(\tB\a\xbaH\x04r\x02\x10\x01R\ttestRunId\x12N\n" +
+	"\n" +
+	"repository\x18\x03 \x01(\v2&.sluice.source.events.v1.RepositoryRefB\x06\xbaH\x03\xc8\x01\x01R\n" +
+	"repository\x12 \n" +
+	"\venvironment\x18\x04 \x01(\tR\venvironment\x12=\n" +
+	"\ttest_case\x18\x05 \x01(\v2\x18.sluice.test.v1.TestCaseB\x06\xbaH\x03\xc8\x01\x01R\btestCase\x12\x1a\n" +
+	"\bposition\x18\x06 \x01(\x05R\bposition\"\xa7\x02\n" +
+	"\x0fTestCaseSkipped\x12\x1e\n" +
+	"\x06run_id\x18\x01 \x01(\tB\a\xbaH\x04r\x02\x10\x01R\x05runId\x12'\n" +
+	"\vtest_run_id\x18\x02 \x01(\tB\a\xbaH\x04r\x02\x10\x01R\ttestRunId\x12N\n" +
+	"\n" +
+	"repository\x18\x03 \x01(\v2&.sluice.source.events.v1.RepositoryRefB\x06\xbaH\x03\xc8\x01\x01R\n" +
+	"repository\x12 \n" +
+	"\venvironment\x18\x04 \x01(\tR\venvironment\x12=\n" +
+	"\ttest_case\x18\x05 \x01(\v2\x18.sluice.test.v1.TestCaseB\x06\xbaH\x03\xc8\x01\x01R\btestCase\x12\x1a\n" +
+	"\bposition\x18\x06 \x01(\x05R\bpositionB\xe8\x01\n" +
 	"\x19com.sluice.test.events.v1B\vEventsProtoP\x01ZGgithub.com/sluicehq/sluice/proto/gen/sluice/test/events/v1;testeventsv1\xa2\x02\x03STE\xaa\x02\x15Sluice.Test.Events.V1\xca\x02\x15Sluice\\Test\\Events\\V1\xe2\x02!Sluice\\Test\\Events\\V1\\GPBMetadata\xea\x02\x18Sluice::Test::Events::V1b\x06proto3"
 
 var (
@@ -302,27 +568,38 @@ func file_sluice_test_events_v1_events_proto_rawDescGZIP() []byte {
 	return file_sluice_test_events_v1_events_proto_rawDescData
 }
 
-var file_sluice_test_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 2)
+var file_sluice_test_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
 var file_sluice_test_events_v1_events_proto_goTypes = []any{
 	(*TestRunStarted)(nil),      // 0: sluice.test.events.v1.TestRunStarted
 	(*TestRunFinished)(nil),     // 1: sluice.test.events.v1.TestRunFinished
-	(*v1.RepositoryRef)(nil),    // 2: sluice.source.events.v1.RepositoryRef
-	(v11.TestRunStatus)(0),      // 3: sluice.test.v1.TestRunStatus
-	(*v11.Counts)(nil),          // 4: sluice.test.v1.Counts
-	(*durationpb.Duration)(nil), // 5: google.protobuf.Duration
+	(*TestCaseFinished)(nil),    // 2: sluice.test.events.v1.TestCaseFinished
+	(*TestCaseSkipped)(nil),     // 3: sluice.test.events.v1.TestCaseSkipped
+	(*v1.RepositoryRef)(nil),    // 4: sluice.source.events.v1.RepositoryRef
+	(v11.TestRunStatus)(0),      // 5: sluice.test.v1.TestRunStatus
+	(*v11.Counts)(nil),          // 6: sluice.test.v1.Counts
+	(*durationpb.Duration)(nil), // 7: google.protobuf.Duration
+	(*v12.Pipeline)(nil),        // 8: sluice.source.v1.Pipeline
+	(*v13.Artifact)(nil),        // 9: sluice.build.v1.Artifact
+	(*v11.TestCase)(nil),        // 10: sluice.test.v1.TestCase
 }
 var file_sluice_test_events_v1_events_proto_depIdxs = []int32{
-	2, // 0: sluice.test.events.v1.TestRunStarted.repository:type_name -> sluice.source.events.v1.RepositoryRef
-	2, // 1: sluice.test.events.v1.TestRunFinished.repository:type_name -> sluice.source.events.v1.RepositoryRef
-	3, // 2: sluice.test.events.v1.TestRunFinished.status:type_name -> sluice.test.v1.TestRunStatus
-	4, // 3: sluice.test.events.v1.TestRunFinished.counts:type_name -> sluice.test.v1.Counts
-	5, // 4: sluice.test.events.v1.TestRunFinished.duration:type_name -> google.protobuf.Duration
-	5, // 5: sluice.test.events.v1.TestRunFinished.step_duration:type_name -> google.protobuf.Duration
-	6, // [6:6] is the sub-list for method output_type
-	6, // [6:6] is the sub-list for method input_type
-	6, // [6:6] is the sub-list for extension type_name
-	6, // [6:6] is the sub-list for extension extendee
-	0, // [0:6] is the sub-list for field type_name
+	4,  // 0: sluice.test.events.v1.TestRunStarted.repository:type_name -> sluice.source.events.v1.RepositoryRef
+	4,  // 1: sluice.test.events.v1.TestRunFinished.repository:type_name -> sluice.source.events.v1.RepositoryRef
+	5,  // 2: sluice.test.events.v1.TestRunFinished.status:type_name -> sluice.test.v1.TestRunStatus
+	6,  // 3: sluice.test.events.v1.TestRunFinished.counts:type_name -> sluice.test.v1.Counts
+	7,  // 4: sluice.test.events.v1.TestRunFinished.duration:type_name -> google.protobuf.Duration
+	7,  // 5: sluice.test.events.v1.TestRunFinished.step_duration:type_name -> google.protobuf.Duration
+	8,  // 6: sluice.test.events.v1.TestRunFinished.pipeline:type_name -> sluice.source.v1.Pipeline
+	9,  // 7: sluice.test.events.v1.TestRunFinished.artifacts:type_name -> sluice.build.v1.Artifact
+	4,  // 8: sluice.test.events.v1.TestCaseFinished.repository:type_name -> sluice.source.events.v1.RepositoryRef
+	10, // 9: sluice.test.events.v1.TestCaseFinished.test_case:type_name -> sluice.test.v1.TestCase
+	4,  // 10: sluice.test.events.v1.TestCaseSkipped.repository:type_name -> sluice.source.events.v1.RepositoryRef
+	10, // 11: sluice.test.events.v1.TestCaseSkipped.test_case:type_name -> sluice.test.v1.TestCase
+	12, // [12:12] is the sub-list for method output_type
+	12, // [12:12] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_sluice_test_events_v1_events_proto_init() }
@@ -336,7 +613,7 @@ func file_sluice_test_events_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sluice_test_events_v1_events_proto_rawDesc), len(file_sluice_test_events_v1_events_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   2,
+			NumMessages:   4,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -1,0 +1,261 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+	"connectrpc.com/validate"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	buildv1 "github.com/sluicehq/sluice/proto/gen/sluice/build/v1"
+	"github.com/sluicehq/sluice/proto/gen/sluice/build/v1/buildv1connect"
+	notifyv1 "github.com/sluicehq/sluice/proto/gen/sluice/notify/v1"
+	"github.com/sluicehq/sluice/proto/gen/sluice/notify/v1/notifyv1connect"
+	releasev1 "github.com/sluicehq/sluice/proto/gen/sluice/release/v1"
+	"github.com/sluicehq/sluice/proto/gen/sluice/release/v1/releasev1connect"
+	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
+	"github.com/sluicehq/sluice/proto/gen/sluice/source/v1/sourcev1connect"
+	testv1 "github.com/sluicehq/sluice/proto/gen/sluice/test/v1"
+	"github.com/sluicehq/sluice/proto/gen/sluice/test/v1/testv1connect"
+)
+
+// fakePlatform stands in for the five services over real Connect HTTP, with
+// the same request validation the services have. Each fake serves what a
+// test puts in it and records what it was asked.
+type fakePlatform struct {
+	url     string
+	source  *fakeSource
+	build   *fakeBuild
+	test    *fakeTest
+	release *fakeRelease
+	notify  *fakeNotify
+}
+
+// startFake serves a fake platform until the test ends. withDetails false
+// validates without error details, as a server that elides them does.
+func startFake(t *testing.T, withDetails bool) *fakePlatform {
+	t.Helper()
+	opts := []validate.Option{}
+	if !withDetails {
+		opts = append(opts, validate.WithoutErrorDetails())
+	}
+	h := connect.WithInterceptors(validate.NewInterceptor(opts...))
+	f := &fakePlatform{
+		source:  &fakeSource{repos: map[string]*sourcev1.Repository{}, runs: map[string]*sourcev1.Run{}},
+		build:   &fakeBuild{logs: map[string][]*buildv1.LogLine{}},
+		test:    &fakeTest{logs: map[string][]*testv1.LogLine{}},
+		release: &fakeRelease{},
+		notify:  &fakeNotify{},
+	}
+	mux := http.NewServeMux()
+	mux.Handle(sourcev1connect.NewSourceServiceHandler(f.source, h))
+	mux.Handle(buildv1connect.NewBuildServiceHandler(f.build, h))
+	mux.Handle(testv1connect.NewTestServiceHandler(f.test, h))
+	mux.Handle(releasev1connect.NewReleaseServiceHandler(f.release, h))
+	mux.Handle(notifyv1connect.NewNotifyServiceHandler(f.notify, h))
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	f.url = srv.URL
+	return f
+}
+
+// env points the CLI at the fake.
+func (f *fakePlatform) env() map[string]string { return map[string]string{"SLUICE_SERVER": f.url} }
+
+type fakeSource struct {
+	sourcev1connect.UnimplementedSourceServiceHandler
+	mu    sync.Mutex
+	repos map[string]*sourcev1.Repository
+	runs  map[string]*sourcev1.Run
+	added []*sourcev1.CreateRepositoryRequest
+}
+
+func (f *fakeSource) addRepo(r *sourcev1.Repository) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.repos[r.GetName()] = r
+	f.repos[r.GetId()] = r
+}
+
+func (f *fakeSource) addRun(r *sourcev1.Run) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.runs[r.GetId()] = r
+}
+
+func (f *fakeSource) CreateRepository(_ context.Context, req *sourcev1.CreateRepositoryRequest) (*sourcev1.CreateRepositoryResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.added = append(f.added, req)
+	return &sourcev1.CreateRepositoryResponse{Created: true, Repository: &sourcev1.Repository{Name: req.GetName(), Url: req.GetUrl(), Branch: "main"}}, nil
+}
+
+func (f *fakeSource) ListRepositories(context.Context, *sourcev1.ListRepositoriesRequest) (*sourcev1.ListRepositoriesResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	res := &sourcev1.ListRepositoriesResponse{}
+	for key, r := range f.repos {
+		if key == r.GetName() {
+			res.Repositories = append(res.Repositories, r)
+		}
+	}
+	return res, nil
+}
+
+func (f *fakeSource) GetRepository(_ context.Context, req *sourcev1.GetRepositoryRequest) (*sourcev1.GetRepositoryResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	r, ok := f.repos[req.GetRepository()]
+	if !ok {
+		return nil, connect.NewError(connect.CodeNotFound, fmt.Errorf("repository %q: not found", req.GetRepository()))
+	}
+	return &sourcev1.GetRepositoryResponse{Repository: r}, nil
+}
+
+func (f *fakeSource) ListRuns(_ context.Context, req *sourcev1.ListRunsRequest) (*sourcev1.ListRunsResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, ok := f.repos[req.GetRepository()]; !ok && req.GetRepository() != "" {
+		return nil, connect.NewError(connect.CodeNotFound, fmt.Errorf("repository %q: not found", req.GetRepository()))
+	}
+	res := &sourcev1.ListRunsResponse{}
+	for _, r := range f.runs {
+		if req.GetRepository() == "" || req.GetRepository() == r.GetRepository() {
+			res.Runs = append(res.Runs, r)
+		}
+	}
+	return res, nil
+}
+
+func (f *fakeSource) GetRun(_ context.Context, req *sourcev1.GetRunRequest) (*sourcev1.GetRunResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	r, ok := f.runs[req.GetRunId()]
+	if !ok {
+		return nil, connect.NewError(connect.CodeNotFound, fmt.Errorf("run %q: not found", req.GetRunId()))
+	}
+	return &sourcev1.GetRunResponse{Run: r}, nil
+}
+
+type fakeBuild struct {
+	buildv1connect.UnimplementedBuildServiceHandler
+	mu   sync.Mutex
+	logs map[string][]*buildv1.LogLine
+}
+
+func (f *fakeBuild) GetLogs(_ context.Context, req *buildv1.GetLogsRequest) (*buildv1.GetLogsResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	lines, ok := f.logs[req.GetRunId()]
+	if !ok {
+		return nil, connect.NewError(connect.CodeNotFound, errors.New("build: not found"))
+	}
+	res := &buildv1.GetLogsResponse{Complete: true}
+	for _, l := range lines {
+		if l.GetSeq() >= req.GetFromSeq() && (req.GetStep() == "" || req.GetStep() == l.GetStep()) {
+			res.Lines = append(res.Lines, l)
+		}
+	}
+	return res, nil
+}
+
+type fakeTest struct {
+	testv1connect.UnimplementedTestServiceHandler
+	mu   sync.Mutex
+	logs map[string][]*testv1.LogLine
+}
+
+func (f *fakeTest) GetLogs(_ context.Context, req *testv1.GetLogsRequest) (*testv1.GetLogsResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	lines, ok := f.logs[req.GetRunId()]
+	if !ok {
+		return nil, connect.NewError(connect.CodeNotFound, errors.New("test run: not found"))
+	}
+	res := &testv1.GetLogsResponse{Complete: true}
+	for _, l := range lines {
+		if l.GetSeq() >= req.GetFromSeq() && (req.GetStep() == "" || req.GetStep() == l.GetStep()) {
+			res.Lines = append(res.Lines, l)
+		}
+	}
+	return res, nil
+}
+
+type fakeRelease struct {
+	releasev1connect.UnimplementedReleaseServiceHandler
+	mu          sync.Mutex
+	asked       []string // the repositories asked about
+	rollbacks   []*releasev1.RollbackRequest
+	rollbackErr error
+	// rollbackFails, when set, is why the redeployed release did not verify.
+	rollbackFails string
+	releases      []*releasev1.Release
+}
+
+func (f *fakeRelease) ListReleases(_ context.Context, req *releasev1.ListReleasesRequest) (*releasev1.ListReleasesResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.asked = append(f.asked, req.GetRepository())
+	return &releasev1.ListReleasesResponse{Releases: f.releases}, nil
+}
+
+func (f *fakeRelease) ListDeployments(_ context.Context, req *releasev1.ListDeploymentsRequest) (*releasev1.ListDeploymentsResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.asked = append(f.asked, req.GetRepository())
+	return &releasev1.ListDeploymentsResponse{}, nil
+}
+
+func (f *fakeRelease) Rollback(_ context.Context, req *releasev1.RollbackRequest) (*releasev1.RollbackResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.rollbacks = append(f.rollbacks, req)
+	if f.rollbackErr != nil {
+		return nil, f.rollbackErr
+	}
+	d := &releasev1.Deployment{Environment: req.GetEnvironment(), Version: req.GetToVersion(), Status: releasev1.DeploymentStatus_DEPLOYMENT_STATUS_VERIFIED}
+	if f.rollbackFails != "" {
+		d.Status, d.Reason = releasev1.DeploymentStatus_DEPLOYMENT_STATUS_FAILED, f.rollbackFails
+	}
+	return &releasev1.RollbackResponse{Deployment: d}, nil
+}
+
+func (f *fakeRelease) calls() ([]string, []*releasev1.RollbackRequest) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string{}, f.asked...), append([]*releasev1.RollbackRequest{}, f.rollbacks...)
+}
+
+type fakeNotify struct {
+	notifyv1connect.UnimplementedNotifyServiceHandler
+}
+
+func (f *fakeNotify) CreateSubscription(_ context.Context, req *notifyv1.CreateSubscriptionRequest) (*notifyv1.CreateSubscriptionResponse, error) {
+	return &notifyv1.CreateSubscriptionResponse{Subscription: &notifyv1.Subscription{Id: "sub-1", Url: req.GetUrl()}}, nil
+}
+
+func (f *fakeNotify) WatchEvents(context.Context, *notifyv1.WatchEventsRequest, *connect.ServerStream[notifyv1.WatchEventsResponse]) error {
+	return nil
+}
+
+// helloRun is a finished run of repository hello with a build step and a
+// test step.
+func helloRun(id string, status sourcev1.RunStatus) *sourcev1.Run {
+	now := time.Now()
+	return &sourcev1.Run{
+		Id: id, Repository: "hello", Commit: "0c01456670710cc2bc28ab7d05b5146f7dcfd7e0", Status: status,
+		CreateTime: timestamppb.New(now.Add(-time.Minute)), EndTime: timestamppb.New(now), ReleaseVersion: "v0.1.0",
+		CommitMessage: "feat: hello",
+		Pipeline: &sourcev1.Pipeline{
+			Build: &sourcev1.BuildSpec{Steps: []*sourcev1.Step{{Name: "compile", Run: "go build"}}},
+			Test:  &sourcev1.TestSpec{Steps: []*sourcev1.Step{{Name: "unit", Run: "go test"}}},
+		},
+	}
+}

@@ -1,0 +1,64 @@
+package paging_test
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/sluicehq/sluice/platform/apierror"
+	"github.com/sluicehq/sluice/platform/paging"
+)
+
+func TestRequest(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		size, limit int32
+		want        int
+	}{{0, 0, paging.DefaultSize}, {10, 0, 10}, {0, 7, 7}, {5, 9, 5}, {5000, 0, paging.MaxSize}} {
+		p, err := paging.Request(tc.size, tc.limit, "")
+		if err != nil || p.Size != tc.want || p.After != nil || p.Limit() != tc.want+1 {
+			t.Errorf("Request(%d, %d) = %+v, %v; want size %d", tc.size, tc.limit, p, err, tc.want)
+		}
+	}
+	if _, err := paging.Request(-1, 0, ""); !errors.Is(err, apierror.ErrInvalidArgument) {
+		t.Errorf("negative size: %v", err)
+	}
+}
+
+func TestTokensRoundTripAndHostileOnesAreRefused(t *testing.T) {
+	t.Parallel()
+	c := paging.Cursor{Time: 1733300000000000000, ID: "01a2-x"}
+	p, err := paging.Request(2, 0, paging.Encode(c))
+	if err != nil || p.After == nil || *p.After != c {
+		t.Fatalf("round trip: %+v, %v", p, err)
+	}
+	for _, bad := range []string{"x", "!!!", paging.Encode(c)[:5], strings.Repeat("A", 5000), "eyJ2IjoyfQ"} {
+		_, err := paging.Request(0, 0, bad)
+		if !errors.Is(err, apierror.ErrInvalidArgument) || !strings.Contains(err.Error(), "page_token") {
+			t.Errorf("token %.20q: %v; want invalid page_token", bad, err)
+		}
+	}
+}
+
+func TestTrimNextAndWhere(t *testing.T) {
+	t.Parallel()
+	p := paging.Page{Size: 2}
+	items, more := paging.Trim(p, []int{1, 2, 3})
+	if len(items) != 2 || !more {
+		t.Fatalf("Trim = %v, %v", items, more)
+	}
+	if _, more := paging.Trim(p, []int{1, 2}); more {
+		t.Fatal("a page that is not over full says more")
+	}
+	if paging.Next(false, paging.Cursor{}) != "" || paging.Next(true, paging.Cursor{ID: "a"}) == "" {
+		t.Fatal("Next")
+	}
+	if w, args := p.Where("created_at", "id", true, 3); w != "1=1" || args != nil {
+		t.Fatalf("Where from the start: %q %v", w, args)
+	}
+	p.After = &paging.Cursor{Time: 5, ID: "b"}
+	w, args := p.Where("created_at", "id", true, 3)
+	if w != "(created_at < $3 OR (created_at = $3 AND id < $4))" || len(args) != 2 {
+		t.Fatalf("Where: %q %v", w, args)
+	}
+}

@@ -1,0 +1,268 @@
+// Package servicekit is the shape every Sluice service shares: how its
+// settings become flags and variables (Flags, Settings), and the fx wiring
+// around its own code (Module): the logger that names the service, its
+// database opened and migrated on start, its outbox relay, the provisioning
+// of its NATS streams and consumers, its readiness, its event consumers and
+// its other background loops, all started and stopped the same way.
+//
+// A service module is servicekit.Module(spec, its own constructors); its
+// constructors get *slog.Logger (with service=<name>), *sqldb.DB and
+// *events.Relay from here, jetstream.JetStream and *rpcserver.Readiness
+// from the process, and provide one Parts value that says what to run.
+package servicekit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sort"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/fx"
+
+	"github.com/sluicehq/sluice/deploy"
+	"github.com/sluicehq/sluice/platform/events"
+	"github.com/sluicehq/sluice/platform/natsprovision"
+	"github.com/sluicehq/sluice/platform/rpcserver"
+	"github.com/sluicehq/sluice/platform/runner"
+	"github.com/sluicehq/sluice/platform/sqldb"
+)
+
+// Spec is what a service tells the shared wiring about itself.
+type Spec struct {
+	// Name is the service's name: its NATS declarations
+	// (deploy/nats/consumers/<name>), its NATS user, its readiness check, its
+	// dead letters and the logger's service attribute.
+	Name string
+	// Settings, with defaults applied (Settings.WithDefaults).
+	Settings Settings
+	// Migrations are the service's own migration sets, in order; the
+	// outbox's (events.Migrations) are applied first.
+	Migrations []sqldb.Migrations
+}
+
+// Parts are what the wiring runs for a service. Each service module
+// provides exactly one.
+type Parts struct {
+	// Consumers are started once the service's NATS declarations are
+	// applied; every consumer the service declares under deploy/nats must
+	// have one, and each must be declared.
+	Consumers []Consumer
+	// Loops are the service's other background loops (a poller, a delivery
+	// worker), started with the process. A loop that returns an error
+	// stops the process.
+	Loops []Loop
+	// Stop, when set, is called first when the service stops, before its
+	// consumers drain: it interrupts work that must not hold the stop up
+	// (release's manual rollbacks).
+	Stop func()
+}
+
+// Consumer is one of the service's durable JetStream consumers.
+type Consumer struct {
+	// Durable names the consumer as declared in
+	// deploy/nats/consumers/<service>/<durable>.json, which also says the
+	// stream it reads.
+	Durable string
+	Handler events.Handler
+	// Workers is how many events are handled at once (default 1).
+	Workers int
+	// Heartbeat, when set, extends a long handler's lease (InProgress).
+	Heartbeat time.Duration
+}
+
+// Loop is a named background loop; Run returns when its context ends.
+type Loop struct {
+	Name string
+	Run  func(ctx context.Context) error
+}
+
+// BuildInfo is what the process says it is; the root supplies it.
+type BuildInfo struct {
+	Version string
+	Commit  string
+}
+
+// Module is a service's fx module: the shared wiring plus opts, the
+// service's own constructors (which must provide Parts). Invalid settings
+// fail the composition.
+func Module(spec Spec, opts ...fx.Option) fx.Option {
+	if spec.Name == "" {
+		return fx.Error(errors.New("servicekit: Spec.Name is empty"))
+	}
+	if err := spec.Settings.Validate(); err != nil {
+		return fx.Error(fmt.Errorf("%s: %w", spec.Name, err))
+	}
+	return fx.Module(spec.Name,
+		fx.Decorate(func(log *slog.Logger) *slog.Logger {
+			return log.With(slog.String("service", spec.Name))
+		}),
+		fx.Provide(
+			fx.Private,
+			func(lc fx.Lifecycle) *sqldb.DB { return newDB(lc, spec) },
+			newRelay,
+		),
+		fx.Options(opts...),
+		fx.Invoke(func(p runParams) error { return run(spec, p) }),
+	)
+}
+
+// newDB makes the service's database handle; it is opened and migrated on
+// start, before anything else of the service starts, and closed last.
+func newDB(lc fx.Lifecycle, spec Spec) *sqldb.DB {
+	sets := append([]sqldb.Migrations{events.Migrations()}, spec.Migrations...)
+	db := sqldb.New(spec.Settings.DatabaseURL, sets...)
+	lc.Append(fx.Hook{
+		OnStart: func(ctx context.Context) error {
+			if err := db.Open(ctx); err != nil {
+				return fmt.Errorf("%s database: %w", spec.Name, err)
+			}
+			return nil
+		},
+		OnStop: func(context.Context) error { return db.Close() },
+	})
+	return db
+}
+
+func newRelay(db *sqldb.DB, js jetstream.JetStream, log *slog.Logger) *events.Relay {
+	return events.NewRelay(db, js, log.With(slog.String("component", "outbox")))
+}
+
+type runParams struct {
+	fx.In
+	Lifecycle  fx.Lifecycle
+	Shutdowner fx.Shutdowner
+	Log        *slog.Logger
+	JS         jetstream.JetStream
+	Readiness  *rpcserver.Readiness
+	Relay      *events.Relay
+	Parts      Parts
+}
+
+// run starts the service's loops on start: the outbox relay and the loops
+// at once, the consumers once provisioning is done; the service is ready
+// from then on. On stop, Parts.Stop first, then every loop ends (consumers
+// finish the events in hand, the relay publishes what they enqueue).
+func run(spec Spec, p runParams) error {
+	decl, err := natsprovision.Load(deploy.NATS())
+	if err != nil {
+		return fmt.Errorf("%s: read the NATS declarations: %w", spec.Name, err)
+	}
+	consumers, err := bind(spec.Name, decl, p.Parts.Consumers, p.JS, p.Log, p.Relay)
+	if err != nil {
+		return err
+	}
+	g := runner.New(p.Log, func(error) { _ = p.Shutdowner.Shutdown(fx.ExitCode(1)) })
+	var provisioned atomic.Bool
+	p.Readiness.Add(spec.Name, func() error {
+		if !provisioned.Load() {
+			return errors.New("its NATS streams and consumers are not provisioned yet")
+		}
+		return nil
+	})
+	p.Lifecycle.Append(fx.Hook{
+		OnStart: func(context.Context) error {
+			g.Go("provision", func(ctx context.Context) error {
+				opts := natsprovision.Options{Log: p.Log, Replicas: spec.Settings.NATSReplicas}
+				if err := natsprovision.Apply(ctx, p.JS, deploy.NATS(), spec.Name, opts); err != nil {
+					return fmt.Errorf("provision NATS: %w", err)
+				}
+				provisioned.Store(true)
+				for _, c := range consumers {
+					g.Go("consumer "+c.name, c.Run)
+				}
+				return nil
+			})
+			g.Go("outbox", func(ctx context.Context) error {
+				p.Relay.Run(ctx)
+				return nil
+			})
+			for _, l := range p.Parts.Loops {
+				g.Go(l.Name, l.Run)
+			}
+			return nil
+		},
+		OnStop: func(ctx context.Context) error {
+			if p.Parts.Stop != nil {
+				p.Parts.Stop()
+			}
+			return g.Stop(ctx)
+		},
+	})
+	return nil
+}
+
+type boundConsumer struct {
+	name string
+	*events.Consumer
+}
+
+// bind makes the service's consumers from its Parts and its declarations:
+// the stream comes from the declaration, and the handlers are tracked by
+// the relay. A declared consumer without a handler, or a handler for an
+// undeclared consumer, is an error: code and deploy/nats must agree.
+func bind(service string, decl natsprovision.Declarations, parts []Consumer, js jetstream.JetStream, log *slog.Logger, relay *events.Relay) ([]boundConsumer, error) {
+	declared := map[string]string{}
+	for _, f := range decl.Consumers[service] {
+		declared[f.Config.Durable] = f.Stream
+	}
+	var errs []error
+	var out []boundConsumer
+	handled := map[string]bool{}
+	for _, c := range parts {
+		stream, ok := declared[c.Durable]
+		switch {
+		case !ok:
+			errs = append(errs, fmt.Errorf("consumer %q is not declared in deploy/nats/consumers/%s", c.Durable, service))
+			continue
+		case handled[c.Durable]:
+			errs = append(errs, fmt.Errorf("consumer %q has two handlers", c.Durable))
+			continue
+		case c.Handler == nil:
+			errs = append(errs, fmt.Errorf("consumer %q has no handler", c.Durable))
+			continue
+		}
+		handled[c.Durable] = true
+		out = append(out, boundConsumer{name: c.Durable, Consumer: events.NewConsumer(js, log, events.ConsumerConfig{
+			Service:   service,
+			Stream:    stream,
+			Durable:   c.Durable,
+			Workers:   c.Workers,
+			Heartbeat: c.Heartbeat,
+		}, relay.Track(c.Handler))})
+	}
+	var missing []string
+	for durable := range declared {
+		if !handled[durable] {
+			missing = append(missing, durable)
+		}
+	}
+	sort.Strings(missing)
+	if len(missing) > 0 {
+		errs = append(errs, fmt.Errorf("deploy/nats/consumers/%s declares %s, which the service does not consume", service, strings.Join(missing, ", ")))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("%s: %w", service, err)
+	}
+	return out, nil
+}
+
+// Services are the names of Sluice's services, in pipeline order.
+func Services() []string {
+	return slices.Clone(natsprovision.Services())
+}
+
+// RoutesGroup is the fx value group of the process's HTTP routes
+// (fxkit.Server serves them).
+const RoutesGroup = `group:"routes"`
+
+// Route annotates a constructor that returns an rpcserver.Route (a
+// service's Connect handler, its webhooks) so that the process serves it.
+func Route(constructor any) any {
+	return fx.Annotate(constructor, fx.ResultTags(RoutesGroup))
+}

@@ -1,0 +1,237 @@
+package servicekit_test
+
+import (
+	"context"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/spf13/pflag"
+	"go.uber.org/fx"
+	"go.uber.org/goleak"
+
+	"github.com/sluicehq/sluice/deploy"
+	"github.com/sluicehq/sluice/platform/events"
+	"github.com/sluicehq/sluice/platform/fxkit"
+	"github.com/sluicehq/sluice/platform/natsprovision"
+	"github.com/sluicehq/sluice/platform/natstest"
+	"github.com/sluicehq/sluice/platform/rpcserver"
+	"github.com/sluicehq/sluice/platform/servicekit"
+	"github.com/sluicehq/sluice/platform/servicekit/servicekittest"
+	"github.com/sluicehq/sluice/platform/sqldb"
+	"github.com/sluicehq/sluice/platform/sqldb/sqldbtest"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m, natstest.KnownLeaks()...)
+}
+
+type settings struct {
+	servicekit.Settings
+	Workers int
+	Every   time.Duration
+	Name    string
+	On      bool
+}
+
+func (s *settings) register(f *servicekit.Flags) {
+	s.Settings.RegisterFlags(f)
+	f.IntVar(&s.Workers, "workers", "jobs at once")
+	f.DurationVar(&s.Every, "every", "how often")
+	f.StringVar(&s.Name, "worker-id", "who")
+	f.BoolVar(&s.On, "on", "whether")
+}
+
+func lookup(m map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
+}
+
+// A setting has one variable, whatever the flag is called, and the flag
+// wins over it.
+func TestFlagsNamesAndPrecedence(t *testing.T) {
+	t.Parallel()
+	for _, prefixed := range []bool{false, true} {
+		fs := pflag.NewFlagSet("x", pflag.ContinueOnError)
+		s := settings{Workers: 4, Every: time.Second}
+		f := servicekit.NewFlags(fs, "build", prefixed)
+		s.register(f)
+		flag := func(name string) string {
+			if prefixed {
+				return "--build-" + name
+			}
+			return "--" + name
+		}
+		env := map[string]string{"SLUICE_BUILD_WORKERS": "2", "SLUICE_BUILD_EVERY": "5m", "SLUICE_BUILD_WORKER_ID": "w", "SLUICE_BUILD_ON": "true"}
+		if err := f.ApplyEnv(lookup(env)); err != nil {
+			t.Fatal(err)
+		}
+		if err := fs.Parse([]string{flag("workers"), "8"}); err != nil {
+			t.Fatal(err)
+		}
+		if s.Workers != 8 || s.Every != 5*time.Minute || s.Name != "w" || !s.On {
+			t.Errorf("prefixed %v: %+v", prefixed, s)
+		}
+		if want := flag("workers") + " ($SLUICE_BUILD_WORKERS)"; f.Describe("workers") != want {
+			t.Errorf("Describe = %q, want %q", f.Describe("workers"), want)
+		}
+		if u := fs.Lookup(strings.TrimPrefix(flag("workers"), "--")).Usage; !strings.Contains(u, "$SLUICE_BUILD_WORKERS") {
+			t.Errorf("usage %q does not name the variable", u)
+		}
+	}
+	if got := strings.Join(servicekit.NewFlags(pflag.NewFlagSet("y", pflag.ContinueOnError), "", false).Names(), ","); got != "" {
+		t.Errorf("fresh Names = %q", got)
+	}
+	if servicekit.EnvName("", "log-level") != "SLUICE_LOG_LEVEL" || servicekit.EnvName("test", "step-timeout") != "SLUICE_TEST_STEP_TIMEOUT" {
+		t.Error("EnvName")
+	}
+}
+
+func TestFlagsRefuseBadVariables(t *testing.T) {
+	t.Parallel()
+	fs := pflag.NewFlagSet("x", pflag.ContinueOnError)
+	var s settings
+	f := servicekit.NewFlags(fs, "build", false)
+	s.register(f)
+	err := f.ApplyEnv(lookup(map[string]string{"SLUICE_BUILD_WORKERS": "many", "SLUICE_BUILD_EVERY": "soon"}))
+	if err == nil || !strings.Contains(err.Error(), `$SLUICE_BUILD_WORKERS="many"`) || !strings.Contains(err.Error(), `$SLUICE_BUILD_EVERY="soon"`) {
+		t.Fatalf("err = %v, want both variables named", err)
+	}
+}
+
+func TestSettings(t *testing.T) {
+	t.Parallel()
+	s := servicekit.Settings{DataDir: "/var/lib/x"}.WithDefaults("build")
+	if s.DatabaseURL != "sqlite:/var/lib/x/build.db" || s.Validate() != nil {
+		t.Errorf("%+v: %v", s, s.Validate())
+	}
+	if err := (servicekit.Settings{NATSReplicas: 9}).Validate(); err == nil ||
+		!strings.Contains(err.Error(), "data-dir is required") || !strings.Contains(err.Error(), "nats-replicas") {
+		t.Errorf("Validate = %v", err)
+	}
+}
+
+// fakeService is a service as the wiring sees it, with one consumer of the
+// declared consumers of "build" (build-runs) and a loop.
+type fakeService struct {
+	handled atomic.Int64
+	looped  atomic.Bool
+	stopped atomic.Bool
+	db      *sqldb.DB
+}
+
+func (f *fakeService) module(t *testing.T, spec servicekit.Spec, consumers func(*fakeService) []servicekit.Consumer) fx.Option {
+	t.Helper()
+	return servicekit.Module(spec,
+		fx.Provide(fx.Private, func(db *sqldb.DB) servicekit.Parts {
+			f.db = db
+			return servicekit.Parts{
+				Consumers: consumers(f),
+				Loops: []servicekit.Loop{{Name: "loop", Run: func(ctx context.Context) error {
+					f.looped.Store(true)
+					<-ctx.Done()
+					return nil
+				}}},
+				Stop: func() { f.stopped.Store(true) },
+			}
+		}),
+	)
+}
+
+func buildRuns(f *fakeService) []servicekit.Consumer {
+	return []servicekit.Consumer{{Durable: "build-runs", Handler: func(context.Context, events.Event, events.Delivery) error {
+		f.handled.Add(1)
+		return nil
+	}}}
+}
+
+// The wiring opens the service's database on start, runs its loops and its
+// consumers once provisioned, reports ready, and stops them (Stop first).
+func TestModuleRunsAService(t *testing.T) {
+	t.Parallel()
+	ns := natstest.Start(t)
+	streams(t, ns)
+	svc := &fakeService{}
+	p := servicekittest.Start(t, ns.URL, servicekittest.Options{}, svc.module(t, servicekit.Spec{
+		Name: "build", Settings: servicekit.Settings{DataDir: t.TempDir(), DatabaseURL: sqldbtest.URL(t)},
+	}, buildRuns))
+	if !svc.looped.Load() {
+		t.Error("the loop did not run")
+	}
+	// The database was opened and migrated with the outbox's tables.
+	if _, err := events.Pending(t.Context(), svc.db); err != nil {
+		t.Fatalf("the outbox table is not there: %v", err)
+	}
+	p.Stop()
+	if !svc.stopped.Load() {
+		t.Error("Parts.Stop was not called")
+	}
+}
+
+// streams creates every declared stream, as their services would.
+func streams(t *testing.T, ns *natstest.Server) {
+	t.Helper()
+	js, err := jetstream.New(ns.Connect(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	decl, err := natsprovision.Load(deploy.NATS())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, cfg := range decl.Streams {
+		if _, err := js.CreateOrUpdateStream(t.Context(), cfg); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// The service's consumers and deploy/nats must agree.
+func TestModuleRefusesConsumersDeployDoesNotDeclare(t *testing.T) {
+	t.Parallel()
+	ns := natstest.Start(t)
+	// The test's own connection, closed when it ends: a composition that
+	// fails never starts, so nothing it opened would be stopped.
+	js, err := jetstream.New(ns.Connect(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, consumers := range map[string]func(*fakeService) []servicekit.Consumer{
+		"undeclared": func(f *fakeService) []servicekit.Consumer {
+			return append(buildRuns(f), servicekit.Consumer{Durable: "build-extra", Handler: buildRuns(f)[0].Handler})
+		},
+		"missing": func(*fakeService) []servicekit.Consumer { return nil },
+		"twice":   func(f *fakeService) []servicekit.Consumer { return append(buildRuns(f), buildRuns(f)...) },
+	} {
+		svc := &fakeService{}
+		app := fx.New(fx.NopLogger,
+			fx.Supply(servicekittest.Logger(t)),
+			fx.Provide(func() jetstream.JetStream { return js }),
+			fxkit.Server(rpcserver.Config{Addr: "127.0.0.1:0"}),
+			svc.module(t, servicekit.Spec{
+				Name: "build", Settings: servicekit.Settings{DataDir: t.TempDir(), DatabaseURL: sqldbtest.URL(t)},
+			}, consumers),
+		)
+		err := app.Err()
+		if err == nil {
+			_ = app.Stop(context.Background())
+			t.Errorf("%s: composed", name)
+			continue
+		}
+		want := map[string]string{
+			"undeclared": `consumer "build-extra" is not declared in deploy/nats/consumers/build`,
+			"missing":    "deploy/nats/consumers/build declares build-runs, which the service does not consume",
+			"twice":      `consumer "build-runs" has two handlers`,
+		}[name]
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v; want it to say %q", name, err, want)
+		}
+	}
+	if err := fx.New(fx.NopLogger, servicekit.Module(servicekit.Spec{Name: "build"})).Err(); err == nil || !strings.Contains(err.Error(), "data-dir is required") {
+		t.Errorf("no data dir: %v", err)
+	}
+	if err := fx.New(fx.NopLogger, servicekit.Module(servicekit.Spec{})).Err(); err == nil || !strings.Contains(err.Error(), "Spec.Name is empty") {
+		t.Errorf("no name: %v", err)
+	}
+}

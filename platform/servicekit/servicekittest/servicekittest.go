@@ -1,0 +1,165 @@
+// Package servicekittest starts services in tests the way their binaries
+// do: composed by servicecmd.Compose with their own NATS connection and a
+// loopback HTTP server, ready (streams and consumers provisioned) before
+// the test goes on, and stopped when it ends. Every service's component
+// tests use it, so their harnesses have one shape.
+package servicekittest
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"go.uber.org/fx"
+	"go.uber.org/fx/fxevent"
+	"go.uber.org/fx/fxtest"
+
+	"github.com/sluicehq/sluice/platform/events"
+	"github.com/sluicehq/sluice/platform/natsconn"
+	"github.com/sluicehq/sluice/platform/rpcserver"
+	"github.com/sluicehq/sluice/platform/servicecmd"
+	"github.com/sluicehq/sluice/platform/servicekit"
+	"github.com/sluicehq/sluice/platform/sqldb"
+	"github.com/sluicehq/sluice/platform/sqldb/sqldbtest"
+)
+
+// Process is a started process running one or more services.
+type Process struct {
+	// URL is the process's HTTP server (Connect APIs, webhooks, health).
+	URL string
+	// Client talks to it; its idle connections close at cleanup.
+	Client *http.Client
+	// NATS is the process's connection (a test closes it to cut the
+	// process off).
+	NATS *nats.Conn
+	stop func()
+}
+
+// Stop stops the process (drains it); it is safe to call more than once,
+// and cleanup calls it.
+func (p *Process) Stop() { p.stop() }
+
+// Options tune Start.
+type Options struct {
+	// Log receives the services' logs; default: discarded unless the test
+	// runs verbosely, where they go to t.Log.
+	Log *slog.Logger
+	// NATSName names the connection; default the test's name.
+	NATSName string
+	// Version is the process's version (servicekit.BuildInfo); default "test".
+	Version string
+	// Extra fx options (fx.Populate, fx.Replace, a decorator, ...).
+	Extra []fx.Option
+	// NoWait starts without waiting for readiness.
+	NoWait bool
+}
+
+// Start composes modules into a process connected to the NATS server at
+// natsURL, starts it and waits until /readyz answers 200.
+func Start(t testing.TB, natsURL string, o Options, modules ...fx.Option) *Process {
+	t.Helper()
+	log := o.Log
+	if log == nil {
+		log = Logger(t)
+	}
+	name := o.NATSName
+	if name == "" {
+		name = t.Name()
+	}
+	version := o.Version
+	if version == "" {
+		version = "test"
+	}
+	var (
+		srv *rpcserver.Server
+		nc  *nats.Conn
+	)
+	opts := []fx.Option{
+		fx.WithLogger(func() fxevent.Logger { return fxevent.NopLogger }),
+		servicecmd.Compose(log, servicekit.BuildInfo{Version: version}, natsconn.Config{URL: natsURL, Name: name}, "127.0.0.1:0", modules...),
+		fx.Populate(&srv, &nc),
+	}
+	app := fxtest.New(t, append(opts, o.Extra...)...)
+	app.RequireStart()
+	var once sync.Once
+	tr := &http.Transport{}
+	p := &Process{
+		URL:    srv.URL(),
+		Client: &http.Client{Transport: tr},
+		NATS:   nc,
+		stop: func() {
+			once.Do(func() {
+				app.RequireStop()
+				tr.CloseIdleConnections()
+			})
+		},
+	}
+	t.Cleanup(p.stop)
+	if !o.NoWait {
+		p.WaitReady(t)
+	}
+	return p
+}
+
+// WaitReady waits until the process's /readyz answers 200.
+func (p *Process) WaitReady(t testing.TB) {
+	t.Helper()
+	Eventually(t, "the process is ready", func() bool {
+		req, err := http.NewRequestWithContext(context.Background(), http.MethodGet, p.URL+"/readyz", nil)
+		if err != nil {
+			return false
+		}
+		res, err := p.Client.Do(req)
+		if err != nil {
+			return false
+		}
+		_ = res.Body.Close()
+		return res.StatusCode == http.StatusOK
+	})
+}
+
+// EventuallyTimeout bounds Eventually.
+const EventuallyTimeout = 30 * time.Second
+
+// Eventually polls cond every 20 ms until it holds, and fails the test
+// naming what after EventuallyTimeout.
+func Eventually(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(EventuallyTimeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", EventuallyTimeout, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Logger is a logger for a test: its lines show with the test's output
+// (when it fails, or with -v).
+func Logger(t testing.TB) *slog.Logger {
+	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// OpenDB opens a fresh database of the store the test run selects
+// (sqldbtest.URL) with the outbox's migrations and sets, as servicekit
+// opens a service's, and closes it when the test ends.
+func OpenDB(t testing.TB, sets ...sqldb.Migrations) *sqldb.DB {
+	t.Helper()
+	return OpenDBAt(t, sqldbtest.URL(t), sets...)
+}
+
+// OpenDBAt is OpenDB on the database at url (several processes of a test
+// may share one).
+func OpenDBAt(t testing.TB, url string, sets ...sqldb.Migrations) *sqldb.DB {
+	t.Helper()
+	db, err := sqldb.Open(context.Background(), url, append([]sqldb.Migrations{events.Migrations()}, sets...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	return db
+}

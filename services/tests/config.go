@@ -1,0 +1,75 @@
+package tests
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"github.com/sluicehq/sluice/platform/servicekit"
+)
+
+// Name is the service's name: its NATS user and declarations, its
+// variables (SLUICE_TEST_*), its logs.
+const Name = "test"
+
+// Defaults of DefaultConfig.
+const (
+	DefaultWorkers     = 4
+	DefaultStepTimeout = 30 * time.Minute
+)
+
+// Config is the test service's configuration.
+type Config struct {
+	// Settings: DataDir holds the workspaces (and the database by default).
+	servicekit.Settings
+	// Workers is how many test runs this process runs at once.
+	Workers int
+	// DefaultStepTimeout bounds a test step that sets no timeout.
+	DefaultStepTimeout time.Duration
+}
+
+// DefaultConfig is the configuration a binary starts from.
+func DefaultConfig() Config {
+	return Config{
+		Settings:           servicekit.Settings{DataDir: filepath.Join("data", Name)},
+		Workers:            DefaultWorkers,
+		DefaultStepTimeout: DefaultStepTimeout,
+	}
+}
+
+// RegisterFlags registers the settings with the flags of the process that
+// runs the service.
+func (c *Config) RegisterFlags(f *servicekit.Flags) {
+	c.Settings.RegisterFlags(f)
+	f.IntVar(&c.Workers, "workers", "test runs run at once")
+	f.DurationVar(&c.DefaultStepTimeout, "step-timeout", "timeout of test steps that declare none")
+}
+
+// WithDefaults returns c with zero fields set to their defaults.
+func (c Config) WithDefaults() Config {
+	c.Settings = c.Settings.WithDefaults(Name)
+	if c.Workers == 0 {
+		c.Workers = DefaultWorkers
+	}
+	if c.DefaultStepTimeout == 0 {
+		c.DefaultStepTimeout = DefaultStepTimeout
+	}
+	return c
+}
+
+// Validate refuses a configuration the service cannot run with, naming the
+// setting. Call it on WithDefaults' result.
+func (c Config) Validate() error {
+	errs := []error{c.Settings.Validate()}
+	if c.Workers < 1 {
+		errs = append(errs, fmt.Errorf("workers is %d; it must be at least 1", c.Workers))
+	}
+	if c.DefaultStepTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("step-timeout is %s; it must be positive", c.DefaultStepTimeout))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("%s: %w", Name, err)
+	}
+	return nil
+}

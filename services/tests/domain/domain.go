@@ -1,0 +1,288 @@
+// Package domain holds the test service's plain types and rules: what a
+// test run is, how its outcome is decided and described. No SQL, no
+// transport.
+package domain
+
+import (
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Status is a test run's state.
+type Status int
+
+// Test run states. Running is the only state that is not an end state.
+const (
+	StatusRunning Status = iota + 1
+	StatusPassed
+	StatusFailed
+	StatusError
+)
+
+func (s Status) String() string {
+	switch s {
+	case StatusRunning:
+		return "RUNNING"
+	case StatusPassed:
+		return "PASSED"
+	case StatusFailed:
+		return "FAILED"
+	case StatusError:
+		return "ERROR"
+	}
+	return fmt.Sprintf("Status(%d)", int(s))
+}
+
+// Ended reports whether s is an end state.
+func (s Status) Ended() bool { return s == StatusPassed || s == StatusFailed || s == StatusError }
+
+// CaseStatus is a test case's outcome.
+type CaseStatus int
+
+// Case outcomes.
+const (
+	CasePassed CaseStatus = iota + 1
+	CaseFailed
+	CaseSkipped
+)
+
+func (s CaseStatus) String() string {
+	switch s {
+	case CasePassed:
+		return "passed"
+	case CaseFailed:
+		return "failed"
+	case CaseSkipped:
+		return "skipped"
+	}
+	return fmt.Sprintf("CaseStatus(%d)", int(s))
+}
+
+// Repository identifies the repository under test.
+type Repository struct {
+	ID, Name, URL string
+}
+
+// Counts are case counts by outcome.
+type Counts struct {
+	Passed, Failed, Skipped int
+}
+
+// Add returns the sum of c and o.
+func (c Counts) Add(o Counts) Counts {
+	return Counts{Passed: c.Passed + o.Passed, Failed: c.Failed + o.Failed, Skipped: c.Skipped + o.Skipped}
+}
+
+// TestRun is the testing of one run's successful build.
+type TestRun struct {
+	ID         string
+	RunID      string
+	BuildID    string
+	Repository Repository
+	Commit     string
+	Branch     string
+	Status     Status
+	// Attempt counts the workers that took the test run (1 for the first).
+	Attempt int
+	Counts  Counts
+	// FailureReason says why a run FAILED or is in ERROR.
+	FailureReason string
+	FailedStep    string
+	ExitCode      int
+	CreatedAt     time.Time
+	// StartedAt is when the current attempt started.
+	StartedAt time.Time
+	EndedAt   time.Time
+}
+
+// Suite is one suite's counts, as stored.
+type Suite struct {
+	Name     string
+	Counts   Counts
+	Duration time.Duration
+}
+
+// Case is one test case, as stored.
+type Case struct {
+	Suite    string
+	Name     string
+	Status   CaseStatus
+	Duration time.Duration
+	// Output is the end of a failed case's output.
+	Output string
+}
+
+// DisplayName is how a case is named to people: its name, or for the
+// synthetic cases that stand for a whole package ("[build failed]"), the
+// suite followed by that name.
+func (c Case) DisplayName() string {
+	if strings.HasPrefix(c.Name, "[") {
+		return c.Suite + " " + c.Name
+	}
+	return c.Name
+}
+
+// StepResult is how one step ended.
+type StepResult struct {
+	Name     string
+	ExitCode int
+	TimedOut bool
+	Timeout  time.Duration
+	Duration time.Duration
+	// LastLines are the step's last output lines.
+	LastLines []string
+}
+
+// Failed reports whether the step failed.
+func (s StepResult) Failed() bool { return s.ExitCode != 0 || s.TimedOut }
+
+// Reason describes a failed step: `step "unit" exited with code 1`.
+func (s StepResult) Reason() string {
+	if s.TimedOut {
+		return fmt.Sprintf("step %q timed out after %s", s.Name, s.Timeout)
+	}
+	return fmt.Sprintf("step %q exited with code %d", s.Name, s.ExitCode)
+}
+
+// MaxFailedCases is how many failed case names a TestRunFinished carries.
+const MaxFailedCases = 20
+
+// maxReasonCases is how many failed case names the failure reason lists.
+const maxReasonCases = 5
+
+// Outcome is what a finished attempt found.
+type Outcome struct {
+	Status Status
+	Reason string
+	// FailedStep is the step that failed, if one did.
+	FailedStep *StepResult
+	Suites     []Suite
+	Cases      []Case
+	// StepDuration is the time spent in steps.
+	StepDuration time.Duration
+}
+
+// Counts sums the cases.
+func (o Outcome) Counts() Counts {
+	var c Counts
+	for _, s := range o.Suites {
+		c = c.Add(s.Counts)
+	}
+	return c
+}
+
+// MaxCaseEvents is how many cases of one test run are published as test
+// case events (CDEvents testcaserun): a run may have thousands of cases.
+const MaxCaseEvents = 100
+
+// PublishedCases are the positions in Cases of the cases published as test
+// case events, at most MaxCaseEvents: the failed ones first, then the
+// skipped, then the passed, each in report order. omitted counts the rest.
+func (o Outcome) PublishedCases() (positions []int, omitted int) {
+	for _, status := range []CaseStatus{CaseFailed, CaseSkipped, CasePassed} {
+		for i, c := range o.Cases {
+			if c.Status != status {
+				continue
+			}
+			if len(positions) == MaxCaseEvents {
+				omitted++
+				continue
+			}
+			positions = append(positions, i)
+		}
+	}
+	return positions, omitted
+}
+
+// FailedCaseNames are the display names of the first MaxFailedCases
+// failed cases.
+func (o Outcome) FailedCaseNames() []string {
+	var names []string
+	for _, c := range o.Cases {
+		if c.Status == CaseFailed {
+			if len(names) == MaxFailedCases {
+				break
+			}
+			names = append(names, c.DisplayName())
+		}
+	}
+	return names
+}
+
+// Decide is the rule for a test run's end state, given the steps that ran
+// (stopping at the first failure), the problems found reading the
+// reports, and the cases the reports held:
+//
+//   - a failed case or a failed step makes the run FAILED; the reason names
+//     the failed cases ("2 tests failed: TestA, TestB"), else the step;
+//   - otherwise a report problem (missing, malformed) makes it ERROR, with
+//     the problems as the reason;
+//   - otherwise it PASSED.
+//
+// Report problems after a failed step are a consequence of that failure (the
+// step did not get to write its report), so they are added to the reason of
+// a FAILED run rather than making it ERROR.
+func Decide(steps []StepResult, reportProblems []string, suites []Suite, cases []Case) Outcome {
+	o := Outcome{Suites: suites, Cases: cases}
+	for i := range steps {
+		o.StepDuration += steps[i].Duration
+		if steps[i].Failed() && o.FailedStep == nil {
+			o.FailedStep = &steps[i]
+		}
+	}
+	var failedNames []string
+	failed := 0
+	for _, c := range cases {
+		if c.Status == CaseFailed {
+			failed++
+			if len(failedNames) < maxReasonCases {
+				failedNames = append(failedNames, c.DisplayName())
+			}
+		}
+	}
+	var parts []string
+	switch {
+	case failed > 0:
+		o.Status = StatusFailed
+		parts = append(parts, failedCasesReason(failed, failedNames))
+		if o.FailedStep != nil {
+			parts = append(parts, o.FailedStep.Reason())
+		}
+	case o.FailedStep != nil:
+		o.Status = StatusFailed
+		parts = append(parts, o.FailedStep.Reason())
+	case len(reportProblems) > 0:
+		o.Status = StatusError
+	default:
+		o.Status = StatusPassed
+	}
+	parts = append(parts, reportProblems...)
+	if o.Status != StatusPassed {
+		o.Reason = strings.Join(parts, "; ")
+	}
+	return o
+}
+
+func failedCasesReason(n int, names []string) string {
+	noun := "tests"
+	if n == 1 {
+		noun = "test"
+	}
+	s := fmt.Sprintf("%d %s failed: %s", n, noun, strings.Join(names, ", "))
+	if more := n - len(names); more > 0 {
+		s += fmt.Sprintf(" and %d more", more)
+	}
+	return s
+}
+
+// Errored is the outcome of an attempt that could not test the build: a
+// missing run, a commit that cannot be checked out, an artifact that
+// does not match its checksum, infrastructure that kept failing.
+func Errored(reason string, steps []StepResult) Outcome {
+	o := Outcome{Status: StatusError, Reason: reason}
+	for _, s := range steps {
+		o.StepDuration += s.Duration
+	}
+	return o
+}

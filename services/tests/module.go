@@ -1,0 +1,39 @@
+package tests
+
+import (
+	"go.uber.org/fx"
+
+	"github.com/sluicehq/sluice/platform/executor"
+	"github.com/sluicehq/sluice/platform/servicekit"
+	"github.com/sluicehq/sluice/platform/sqldb"
+	"github.com/sluicehq/sluice/platform/steplog"
+)
+
+// Module is the test service as an fx module (servicekit.Module): the
+// process provides *slog.Logger, jetstream.JetStream and
+// *rpcserver.Readiness, and serves the route the module adds.
+func Module(cfg Config) fx.Option {
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return fx.Error(err)
+	}
+	return servicekit.Module(servicekit.Spec{
+		Name:       Name,
+		Settings:   cfg.Settings,
+		Migrations: []sqldb.Migrations{Migrations(), steplog.Migrations()},
+	},
+		fx.Supply(fx.Private, cfg),
+		fx.Provide(fx.Private, NewStore, newExecutor, NewService, NewHandler, parts),
+		fx.Provide(servicekit.Route(NewRoute)),
+	)
+}
+
+// newExecutor runs the test steps as local processes.
+func newExecutor(cfg Config) executor.Executor {
+	return &executor.Local{DefaultTimeout: cfg.DefaultStepTimeout}
+}
+
+// parts are what runs beside the API: the consumer of finished builds.
+func parts(s *Service) servicekit.Parts {
+	return servicekit.Parts{Consumers: s.Consumers()}
+}

@@ -1,0 +1,230 @@
+package tests
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/sluicehq/sluice/platform/artifacts"
+	"github.com/sluicehq/sluice/platform/executor"
+	"github.com/sluicehq/sluice/platform/lastlines"
+	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
+	"github.com/sluicehq/sluice/services/tests/domain"
+	"github.com/sluicehq/sluice/services/tests/report"
+)
+
+// workspace makes an empty directory for the attempt,
+// <DataDir>/workspaces/<run-id>-<attempt>, removing what earlier attempts
+// of the run left on this machine. cleanup removes it.
+func (s *Service) workspace(run domain.TestRun) (string, func(), error) {
+	root := filepath.Join(s.cfg.DataDir, "workspaces")
+	old, err := filepath.Glob(filepath.Join(root, run.RunID+"-*"))
+	if err != nil {
+		return "", nil, fmt.Errorf("workspace of run %s: %w", run.RunID, err)
+	}
+	for _, dir := range old {
+		if err := os.RemoveAll(dir); err != nil {
+			return "", nil, fmt.Errorf("remove old workspace: %w", err)
+		}
+	}
+	dir := filepath.Join(root, fmt.Sprintf("%s-%d", run.RunID, run.Attempt))
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return "", nil, fmt.Errorf("create workspace: %w", err)
+	}
+	return dir, func() {
+		if err := os.RemoveAll(dir); err != nil {
+			s.log.Warn("removing the workspace failed", "dir", dir, "error", err)
+		}
+	}, nil
+}
+
+// fetchArtifacts puts the build's artifacts into the workspace at the
+// paths the pipeline's build section declares for them, checking their
+// size and sha256. A problem no retry can fix (an undeclared artifact, a
+// missing object, a checksum mismatch, a path outside the workspace) is
+// returned as problem; err is for failures worth another try.
+func (a *attempt) fetchArtifacts(ctx context.Context, ws string, declared []*sourcev1.ArtifactSpec) (problem string, err error) {
+	arts := a.bf.GetArtifacts()
+	if len(arts) == 0 {
+		return "", nil
+	}
+	paths := map[string]string{}
+	for _, d := range declared {
+		paths[d.GetName()] = d.GetPath()
+	}
+	store, err := artifacts.Open(ctx, a.s.js)
+	if err != nil {
+		return "", err
+	}
+	for _, art := range arts {
+		rel, ok := paths[art.GetName()]
+		if !ok {
+			return fmt.Sprintf("artifact %q is not declared in the pipeline's build.artifacts", art.GetName()), nil
+		}
+		object := art.GetObject()
+		if object == "" {
+			object = artifacts.ObjectName(a.run.RunID, art.GetName())
+		}
+		a.meta("", fmt.Sprintf("--- artifact %s: %s -> %s", art.GetName(), object, rel))
+		err := store.Fetch(ctx, artifacts.Artifact{Name: art.GetName(), Object: object, SHA256: art.GetSha256(), Size: art.GetSize()}, ws, rel)
+		if artifacts.Permanent(err) {
+			return err.Error(), nil
+		}
+		if err != nil {
+			return "", err
+		}
+	}
+	return "", nil
+}
+
+// runStep runs one test step with its output in the step log. err is
+// returned only when the step could not run (or the worker stops).
+func (a *attempt) runStep(ctx context.Context, ws string, step *sourcev1.Step) (domain.StepResult, error) {
+	name := step.GetName()
+	timeout := step.GetTimeout().AsDuration()
+	if timeout <= 0 {
+		timeout = a.s.cfg.DefaultStepTimeout
+	}
+	env := make(map[string]string, len(step.GetEnv())+5)
+	for k, v := range step.GetEnv() {
+		env[k] = v
+	}
+	env["SLUICE_RUN_ID"] = a.run.RunID
+	env["SLUICE_COMMIT"] = a.run.Commit
+	env["SLUICE_BRANCH"] = a.branch
+	env["SLUICE_REPOSITORY"] = a.run.Repository.Name
+	env["SLUICE_STEP"] = name
+
+	last := lastlines.New(lastLogLines, 0)
+	a.meta(name, fmt.Sprintf("--- step %s: %s", name, step.GetRun()))
+	res, err := a.s.exec.Run(ctx, executor.Spec{
+		Name:    name,
+		Command: step.GetRun(),
+		Dir:     ws,
+		Env:     env,
+		Timeout: timeout,
+		Output: func(stream, line string) {
+			a.w.Append(name, stream, line)
+			last.Add(line)
+		},
+	})
+	if err != nil {
+		return domain.StepResult{}, fmt.Errorf("step %q: %w", name, err)
+	}
+	if res.Cancelled {
+		a.meta(name, fmt.Sprintf("--- step %s stopped after %s", name, res.Duration.Round(time.Millisecond)))
+		return domain.StepResult{}, fmt.Errorf("step %q stopped: %w", name, context.Cause(ctx))
+	}
+	sr := domain.StepResult{Name: name, ExitCode: res.ExitCode, TimedOut: res.TimedOut, Timeout: timeout, Duration: res.Duration, LastLines: last.Lines()}
+	if res.TimedOut {
+		a.meta(name, fmt.Sprintf("--- step %s timed out after %s", name, timeout))
+	} else {
+		a.meta(name, fmt.Sprintf("--- step %s exited with code %d after %s", name, res.ExitCode, res.Duration.Round(time.Millisecond)))
+	}
+	return sr, nil
+}
+
+// readReports parses every report the pipeline names. Each problem (no
+// file, unreadable, malformed) names the file.
+func (a *attempt) readReports(ws string, specs []*sourcev1.ReportSpec) ([]domain.Suite, []domain.Case, []string) {
+	var suites []domain.Suite
+	var cases []domain.Case
+	var problems []string
+	for _, spec := range specs {
+		pattern := spec.GetPath()
+		if !filepath.IsLocal(filepath.FromSlash(pattern)) {
+			problems = append(problems, fmt.Sprintf("report %q: the path must be relative to the workspace", pattern))
+			continue
+		}
+		matches, err := filepath.Glob(filepath.Join(ws, filepath.FromSlash(pattern)))
+		if err != nil {
+			problems = append(problems, fmt.Sprintf("report %q: %v", pattern, err))
+			continue
+		}
+		if len(matches) == 0 {
+			if strings.ContainsAny(pattern, `*?[\`) {
+				problems = append(problems, fmt.Sprintf("report %q: no file matches", pattern))
+			} else {
+				problems = append(problems, fmt.Sprintf("report file %q not found", pattern))
+			}
+			continue
+		}
+		for _, file := range matches {
+			rel, _ := filepath.Rel(ws, file)
+			rel = filepath.ToSlash(rel)
+			rep, err := parseReportFile(ws, file, spec.GetFormat())
+			if err != nil {
+				problems = append(problems, fmt.Sprintf("report file %q: %v", rel, err))
+				continue
+			}
+			a.meta("", fmt.Sprintf("--- report %s: %d passed, %d failed, %d skipped", rel, rep.Counts().Passed, rep.Counts().Failed, rep.Counts().Skipped))
+			for _, su := range rep.Suites {
+				c := su.Counts()
+				suites = append(suites, domain.Suite{
+					Name:     su.Name,
+					Counts:   domain.Counts{Passed: c.Passed, Failed: c.Failed, Skipped: c.Skipped},
+					Duration: su.Duration,
+				})
+				for _, tc := range su.Cases {
+					cases = append(cases, domain.Case{
+						Suite:    su.Name,
+						Name:     tc.Name,
+						Status:   caseStatus(tc.Status),
+						Duration: tc.Duration,
+						Output:   tc.Output,
+					})
+				}
+			}
+		}
+	}
+	return suites, cases, problems
+}
+
+func caseStatus(s report.Status) domain.CaseStatus {
+	switch s {
+	case report.Passed:
+		return domain.CasePassed
+	case report.Failed:
+		return domain.CaseFailed
+	case report.Skipped:
+		return domain.CaseSkipped
+	}
+	return domain.CaseFailed
+}
+
+// parseReportFile reads one report file, refusing files outside the
+// workspace (a symbolic link in the repository could point anywhere).
+func parseReportFile(ws, file string, format sourcev1.ReportFormat) (report.Report, error) {
+	real, err := filepath.EvalSymlinks(file)
+	if err != nil {
+		return report.Report{}, err
+	}
+	realWS, err := filepath.EvalSymlinks(ws)
+	if err != nil {
+		return report.Report{}, err
+	}
+	if rel, err := filepath.Rel(realWS, real); err != nil || !filepath.IsLocal(rel) {
+		return report.Report{}, errors.New("the file is outside the workspace")
+	}
+	f, err := os.Open(real)
+	if err != nil {
+		return report.Report{}, err
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err != nil {
+		return report.Report{}, err
+	} else if fi.IsDir() {
+		return report.Report{}, errors.New("it is a directory")
+	}
+	switch format {
+	case sourcev1.ReportFormat_REPORT_FORMAT_GO_TEST_JSON:
+		return report.ParseGoTestJSON(f)
+	case sourcev1.ReportFormat_REPORT_FORMAT_JUNIT_XML:
+		return report.ParseJUnitXML(f)
+	}
+	return report.Report{}, fmt.Errorf("unknown report format %s", format)
+}
