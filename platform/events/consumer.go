@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sluicehq/sluice/platform/natsconn"
+	"github.com/sluicehq/sluice/platform/retry"
 )
 
 // ErrPermanent marks a handler error that no redelivery can fix; the event
@@ -126,7 +127,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 				return nil
 			}
 			c.log.Warn("fetch failed", slog.Any("error", err))
-			sleep(ctx, time.Second)
+			retry.Sleep(ctx, time.Second)
 			continue
 		}
 		first := true
@@ -157,26 +158,30 @@ func (c *Consumer) Run(ctx context.Context) error {
 }
 
 func (c *Consumer) waitForConsumer(ctx context.Context) (jetstream.Consumer, error) {
-	for {
+	var cons jetstream.Consumer
+	err := retry.Do(ctx, waitBackoff, func(ctx context.Context) error {
 		before := c.js.Conn().LastError()
 		callCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		cons, err := c.js.Consumer(callCtx, c.cfg.Stream, c.cfg.Durable)
-		cancel()
-		if err == nil {
-			return cons, nil
+		defer cancel()
+		var err error
+		if cons, err = c.js.Consumer(callCtx, c.cfg.Stream, c.cfg.Durable); err == nil || ctx.Err() != nil {
+			return err
 		}
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
+		if refused := c.refused(before, "$JS.API.CONSUMER.INFO."+c.cfg.Stream+"."+c.cfg.Durable); refused != nil {
+			return retry.Permanent(refused) // no retry can get past a permission
 		}
-		if err := c.refused(before, "$JS.API.CONSUMER.INFO."+c.cfg.Stream+"."+c.cfg.Durable); err != nil {
-			return nil, err
-		}
+		return err
+	}, retry.OnRetry(func(_ int, err error, _ time.Duration) {
 		c.log.Warn("consumer not there yet; is it provisioned?", slog.String("stream", c.cfg.Stream), slog.Any("error", err))
-		if !sleep(ctx, time.Second) {
-			return nil, ctx.Err()
-		}
+	}))
+	if err != nil {
+		return nil, err
 	}
+	return cons, nil
 }
+
+// waitBackoff paces the wait for a consumer that is not provisioned yet.
+var waitBackoff = retry.Backoff{Initial: 250 * time.Millisecond, Max: 2 * time.Second, Jitter: 0.2}
 
 // refused returns an error when the server refused subject to the
 // connection since before: retrying cannot help, and the process had

@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/sluicehq/sluice/platform/retry"
 	"github.com/sluicehq/sluice/platform/sqldb"
 )
 
@@ -93,7 +94,7 @@ func (r *Relay) Kick() {
 // DefaultDrainTimeout and a little.
 func (r *Relay) Run(ctx context.Context) {
 	defer r.drain(context.WithoutCancel(ctx))
-	backoff := 100 * time.Millisecond
+	failures := 0
 	for {
 		n, err := r.publishBatch(ctx)
 		switch {
@@ -102,19 +103,20 @@ func (r *Relay) Run(ctx context.Context) {
 		case errors.Is(err, errRelayBusy):
 			// Another replica is publishing; look again soon, since the
 			// events this replica just enqueued may not be in its batch.
-			if !sleep(ctx, 20*time.Millisecond) {
+			if !retry.Sleep(ctx, 20*time.Millisecond) {
 				return
 			}
 			continue
 		case err != nil:
-			r.log.Warn("outbox relay: publish failed; retrying", slog.Any("error", err), slog.Duration("in", backoff))
-			if !sleep(ctx, backoff) {
+			failures++
+			wait := relayBackoff.Delay(failures)
+			r.log.Warn("outbox relay: publish failed; retrying", slog.Any("error", err), slog.Duration("in", wait))
+			if !retry.Sleep(ctx, wait) {
 				return
 			}
-			backoff = min(backoff*2, 5*time.Second)
 			continue
 		}
-		backoff = 100 * time.Millisecond
+		failures = 0
 		if n == r.batch {
 			continue
 		}
@@ -160,6 +162,10 @@ func (r *Relay) drain(ctx context.Context) {
 		}
 	}
 }
+
+// relayBackoff is how long the relay waits after consecutive publish
+// failures (NATS away, a stream leader moving).
+var relayBackoff = retry.Backoff{Initial: 100 * time.Millisecond, Max: 5 * time.Second, Jitter: 0.2}
 
 // relayLockKey is the PostgreSQL advisory lock a relay holds while it
 // publishes a batch: replicas share one outbox, and one relay at a time keeps
@@ -308,15 +314,4 @@ func MarkProcessed(ctx context.Context, tx *sql.Tx, consumer, eventID string) (b
 		return false, fmt.Errorf("record processed event: %w", err)
 	}
 	return n == 1, nil
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }

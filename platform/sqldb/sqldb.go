@@ -13,7 +13,6 @@ import (
 	"fmt"
 	"hash/fnv"
 	"io/fs"
-	"math/rand/v2"
 	neturl "net/url"
 	"os"
 	"path/filepath"
@@ -29,6 +28,8 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/stdlib"
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
+
+	"github.com/sluicehq/sluice/platform/retry"
 )
 
 // DB is a service database. New makes one that Open connects and migrates
@@ -161,29 +162,29 @@ func (db *DB) openPostgres(ctx context.Context) error {
 	// database): retry a refused connection for up to PostgresConnectWait
 	// (or until ctx ends), but give up at once on an answer from the server
 	// such as a wrong password.
-	ctx, cancel := context.WithTimeout(ctx, PostgresConnectWait)
-	defer cancel()
-	for {
+	err = retry.Do(ctx, connectBackoff, func(ctx context.Context) error {
 		pingCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		err = sqlDB.PingContext(pingCtx)
-		cancel()
-		var pgErr *pgconn.PgError
-		if err == nil {
-			db.DB = sqlDB
-			return nil
+		defer cancel()
+		err := sqlDB.PingContext(pingCtx)
+		if pgErr := (*pgconn.PgError)(nil); errors.As(err, &pgErr) {
+			return retry.Permanent(err)
 		}
-		if errors.As(err, &pgErr) || ctx.Err() != nil {
-			_ = sqlDB.Close()
-			return fmt.Errorf("open %s: %w", Redacted(url), err)
-		}
-		select {
-		case <-ctx.Done():
-			_ = sqlDB.Close()
-			return fmt.Errorf("open %s: %w", Redacted(url), err)
-		case <-time.After(500 * time.Millisecond):
-		}
+		return err
+	}, retry.GiveUpAfter(PostgresConnectWait))
+	if err != nil {
+		_ = sqlDB.Close()
+		return fmt.Errorf("open %s: %w", Redacted(url), err)
 	}
+	db.DB = sqlDB
+	return nil
 }
+
+// connectBackoff paces the tries to reach a PostgreSQL server that is not
+// up yet.
+var connectBackoff = retry.Backoff{Initial: 250 * time.Millisecond, Max: 2 * time.Second, Jitter: 0.2}
+
+// conflictBackoff spreads out replicas whose transactions conflicted.
+var conflictBackoff = retry.Backoff{Initial: 2 * time.Millisecond, Max: 100 * time.Millisecond, Jitter: 0.8}
 
 func (db *DB) openSQLite(ctx context.Context) error {
 	path, err := sqlitePath(db.url)
@@ -427,11 +428,8 @@ func (db *DB) InTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 			return err
 		}
 		// Back off a little, with jitter, so the competing replicas spread out.
-		wait := time.Duration(attempt) * time.Duration(1+rand.IntN(5)) * time.Millisecond
-		select {
-		case <-ctx.Done():
+		if !retry.Sleep(ctx, conflictBackoff.Delay(attempt)) {
 			return err
-		case <-time.After(wait):
 		}
 	}
 }
