@@ -11,7 +11,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -19,13 +18,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-git/go-git/v5"
-	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/nats-io/nats.go"
 
 	"github.com/sluicehq/sluice/cmd/sluice/internal/allinone"
 	"github.com/sluicehq/sluice/platform/events"
 	"github.com/sluicehq/sluice/platform/events/cdeventstest"
+	"github.com/sluicehq/sluice/platform/gittest"
 	notifyv1 "github.com/sluicehq/sluice/proto/gen/sluice/notify/v1"
 	"github.com/sluicehq/sluice/proto/gen/sluice/notify/v1/notifyv1connect"
 	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
@@ -95,7 +93,7 @@ func TestEveryPublishedEventIsAValidCDEvent(t *testing.T) {
 	repo := newScenarioRepo(t, filepath.Join(dir, "app"))
 	source := sourcev1connect.NewSourceServiceClient(http.DefaultClient, p.URL)
 	const secret = "cdevents-e2e-webhook"
-	if _, err := source.CreateRepository(ctx, &sourcev1.CreateRepositoryRequest{Url: repo.dir, Name: "app", WebhookSecret: secret}); err != nil {
+	if _, err := source.CreateRepository(ctx, &sourcev1.CreateRepositoryRequest{Url: repo.Dir, Name: "app", WebhookSecret: secret}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -241,24 +239,18 @@ func (c *collector) settle(t *testing.T, typ string, n int) []*nats.Msg {
 	return nil
 }
 
+// scenarioRepo is the scenarios' repository and its newest commit.
 type scenarioRepo struct {
-	dir  string
-	git  *git.Repository
+	*gittest.Repo
 	head string
 }
 
 func newScenarioRepo(t *testing.T, dir string) *scenarioRepo {
 	t.Helper()
-	r, err := git.PlainInitWithOptions(dir, &git.PlainInitOptions{InitOptions: git.InitOptions{DefaultBranch: "refs/heads/main"}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	repo := &scenarioRepo{Repo: gittest.Init(t, dir, "main")}
 	for name, content := range map[string]string{".sluice.yaml": cdeventsPipeline, "junit-pass.xml": junitPass, "junit-fail.xml": junitFail} {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
+		repo.Write(name, content)
 	}
-	repo := &scenarioRepo{dir: dir, git: r}
 	repo.commit(t, "chore: start", "", "")
 	return repo
 }
@@ -268,27 +260,12 @@ func newScenarioRepo(t *testing.T, dir string) *scenarioRepo {
 func (r *scenarioRepo) commit(t *testing.T, msg, add, remove string) {
 	t.Helper()
 	if add != "" {
-		if err := os.WriteFile(filepath.Join(r.dir, add), []byte("x\n"), 0o644); err != nil {
-			t.Fatal(err)
-		}
+		r.Write(add, "x\n")
 	}
 	if remove != "" {
-		if err := os.Remove(filepath.Join(r.dir, remove)); err != nil {
-			t.Fatal(err)
-		}
+		r.Remove(remove)
 	}
-	wt, err := r.git.Worktree()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := wt.AddWithOptions(&git.AddOptions{All: true}); err != nil {
-		t.Fatal(err)
-	}
-	h, err := wt.Commit(msg, &git.CommitOptions{AllowEmptyCommits: true, Author: &object.Signature{Name: "e2e", Email: "e2e@localhost", When: time.Now()}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.head = h.String()
+	r.head = r.Commit(msg)
 }
 
 // pushWebhook tells source about head as a signed GitHub push and returns
