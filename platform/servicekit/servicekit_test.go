@@ -37,7 +37,7 @@ type settings struct {
 }
 
 func (s *settings) register(f *servicekit.Flags) {
-	s.Settings.RegisterFlags(f)
+	s.RegisterFlags(f)
 	f.IntVar(&s.Workers, "workers", "jobs at once")
 	f.DurationVar(&s.Every, "every", "how often")
 	f.StringVar(&s.Name, "worker-id", "who")

@@ -249,9 +249,7 @@ func TestUpFlags(t *testing.T) {
 		t.Fatalf("up extra: exit %d %q", code, out.String())
 	}
 	app.NewUp = func() Up {
-		u := newFakeUp(nil)().(*fakeUp)
-		u.err = errors.New("start: address in use")
-		return u
+		return &fakeUp{fs: pflag.NewFlagSet("up", pflag.ContinueOnError), err: errors.New("start: address in use")}
 	}
 	out.Reset()
 	if code := app.Run(context.Background(), []string{"up"}); code != 1 || out.String() != "sluice up: start: address in use\n" {
