@@ -98,7 +98,8 @@ func (f *folding) finishedOnce() *sourceeventsv1.RunFinished {
 // order and twice, and checks the summary GetRun shows and that
 // RunFinished is published once per run.
 func TestFold(t *testing.T) {
-	h := start(t, 0)
+	t.Parallel()
+	h := newHarness(t, 0)
 	src, _ := newGitRepo(t, "app", "main", validPipeline)
 	repo := h.register(src.Dir)
 	newFolding := func() *folding {
@@ -262,7 +263,8 @@ func TestFold(t *testing.T) {
 // TestWatchRun follows a run from queued to its end; the stream ends after
 // the final state.
 func TestWatchRun(t *testing.T) {
-	h := start(t, 0)
+	t.Parallel()
+	h := newHarness(t, 0)
 	src, _ := newGitRepo(t, "app", "main", validPipeline)
 	repo := h.register(src.Dir)
 	run := h.trigger("app", "")
@@ -311,7 +313,8 @@ func TestWatchRun(t *testing.T) {
 // pipelinerun.started), however its build's events arrive: redelivered,
 // a step before the build's start, the build's end before both.
 func TestRunStartedOnce(t *testing.T) {
-	h := start(t, 0)
+	t.Parallel()
+	h := newHarness(t, 0)
 	src, _ := newGitRepo(t, "app", "main", validPipeline)
 	repo := h.register(src.Dir)
 	t0 := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)

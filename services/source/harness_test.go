@@ -75,10 +75,11 @@ type harness struct {
 	js     jetstream.JetStream
 }
 
-// start composes the source service with fx as a binary does, on a real
-// nats-server and a loopback HTTP server, provisions the build, test and
-// release streams (as their services would) and waits until it is ready.
-func start(t *testing.T, pollInterval time.Duration) *harness {
+// newHarness composes the source service with fx as a binary does
+// (servicekittest.Start), on a real nats-server and a loopback HTTP server,
+// provisions the build, test and release streams (as their services would)
+// and waits until it is ready. pollInterval 0 disables polling.
+func newHarness(t *testing.T, pollInterval time.Duration) *harness {
 	t.Helper()
 	ns := natstest.Start(t)
 	nc := ns.Connect(t)
