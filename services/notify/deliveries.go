@@ -231,11 +231,8 @@ func (s *Service) ListDeliveries(ctx context.Context, filter DeliveryFilter, pag
 	if err != nil {
 		return nil, "", err
 	}
-	list, more := paging.Trim(page, list)
-	next := ""
-	if len(list) > 0 {
-		last := list[len(list)-1]
-		next = paging.Next(more, paging.Cursor{Time: last.CreatedAt.UnixNano(), ID: last.ID})
-	}
+	list, next := paging.Cut(page, list, func(d domain.Delivery) paging.Cursor {
+		return paging.Cursor{Time: d.CreatedAt.UnixNano(), ID: d.ID}
+	})
 	return list, next, nil
 }

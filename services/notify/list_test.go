@@ -9,39 +9,10 @@ import (
 
 	"connectrpc.com/connect"
 
+	"github.com/sluicehq/sluice/platform/paging/pagingtest"
 	buildeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/build/events/v1"
 	notifyv1 "github.com/sluicehq/sluice/proto/gen/sluice/notify/v1"
 )
-
-// pageThrough calls list with each next_page_token until the last page and
-// returns every item's key in order; it fails when a page is larger than
-// size or a key comes twice.
-func pageThrough(t *testing.T, size int, list func(token string) (keys []string, next string)) []string {
-	t.Helper()
-	var all []string
-	seen := map[string]bool{}
-	token := ""
-	for pages := 0; ; pages++ {
-		if pages > 100 {
-			t.Fatal("more than 100 pages: the tokens go round in circles")
-		}
-		keys, next := list(token)
-		if len(keys) > size {
-			t.Fatalf("a page of %d, want at most %d", len(keys), size)
-		}
-		for _, k := range keys {
-			if seen[k] {
-				t.Fatalf("%s listed twice", k)
-			}
-			seen[k] = true
-		}
-		all = append(all, keys...)
-		if next == "" {
-			return all
-		}
-		token = next
-	}
-}
 
 // TestListsPage pages through the subscriptions (oldest first) and the
 // deliveries (newest first, of every run or of one) with page_size and
@@ -61,7 +32,7 @@ func TestListsPage(t *testing.T) {
 		}
 		subs = append(subs, h.subscribe(req).GetId())
 	}
-	got := pageThrough(t, 2, func(token string) ([]string, string) {
+	got := pagingtest.All(t, 2, func(token string) ([]string, string) {
 		res, err := h.client.ListSubscriptions(ctx(t), &notifyv1.ListSubscriptionsRequest{PageSize: 2, PageToken: token})
 		if err != nil {
 			t.Fatalf("ListSubscriptions: %v", err)
@@ -90,7 +61,7 @@ func TestListsPage(t *testing.T) {
 	})
 	listDeliveries := func(req *notifyv1.ListDeliveriesRequest) []string {
 		t.Helper()
-		return pageThrough(t, int(req.PageSize), func(token string) ([]string, string) {
+		return pagingtest.All(t, int(req.PageSize), func(token string) ([]string, string) {
 			req.PageToken = token
 			res, err := h.client.ListDeliveries(ctx(t), req)
 			if err != nil {

@@ -30,12 +30,9 @@ func (s *Service) ListSubscriptions(ctx context.Context, page paging.Page) ([]do
 	if err != nil {
 		return nil, "", err
 	}
-	subs, more := paging.Trim(page, subs)
-	next := ""
-	if len(subs) > 0 {
-		last := subs[len(subs)-1]
-		next = paging.Next(more, paging.Cursor{Time: last.CreatedAt.UnixNano(), ID: last.ID})
-	}
+	subs, next := paging.Cut(page, subs, func(sub domain.Subscription) paging.Cursor {
+		return paging.Cursor{Time: sub.CreatedAt.UnixNano(), ID: sub.ID}
+	})
 	return subs, next, nil
 }
 

@@ -8,38 +8,9 @@ import (
 
 	"connectrpc.com/connect"
 
+	"github.com/sluicehq/sluice/platform/paging/pagingtest"
 	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
 )
-
-// pageThrough calls list with each next_page_token until the last page and
-// returns every item's key in order; it fails when a page is larger than
-// size or a key comes twice.
-func pageThrough(t *testing.T, size int, list func(token string) (keys []string, next string)) []string {
-	t.Helper()
-	var all []string
-	seen := map[string]bool{}
-	token := ""
-	for pages := 0; ; pages++ {
-		if pages > 100 {
-			t.Fatal("more than 100 pages: the tokens go round in circles")
-		}
-		keys, next := list(token)
-		if len(keys) > size {
-			t.Fatalf("a page of %d, want at most %d", len(keys), size)
-		}
-		for _, k := range keys {
-			if seen[k] {
-				t.Fatalf("%s listed twice", k)
-			}
-			seen[k] = true
-		}
-		all = append(all, keys...)
-		if next == "" {
-			return all
-		}
-		token = next
-	}
-}
 
 // TestListsPage pages through every list of the API with page_size and
 // page_token: each item comes exactly once, in the list's order, and the
@@ -60,7 +31,7 @@ func TestListsPage(t *testing.T) {
 			app = repo.Name
 		}
 	}
-	gotRepos := pageThrough(t, 2, func(token string) ([]string, string) {
+	gotRepos := pagingtest.All(t, 2, func(token string) ([]string, string) {
 		res, err := h.client.ListRepositories(ctx, &sourcev1.ListRepositoriesRequest{PageSize: 2, PageToken: token})
 		if err != nil {
 			t.Fatalf("ListRepositories: %v", err)
@@ -88,7 +59,7 @@ func TestListsPage(t *testing.T) {
 		runs = append([]string{h.trigger(repo, "").Id}, runs...)
 	}
 	listRuns := func(repository string, size int32) []string {
-		return pageThrough(t, int(size), func(token string) ([]string, string) {
+		return pagingtest.All(t, int(size), func(token string) ([]string, string) {
 			res, err := h.client.ListRuns(ctx, &sourcev1.ListRunsRequest{Repository: repository, PageSize: size, PageToken: token})
 			if err != nil {
 				t.Fatalf("ListRuns: %v", err)
@@ -137,10 +108,10 @@ func TestListsPage(t *testing.T) {
 			return keys, res.NextPageToken
 		}
 	}
-	if got := pageThrough(t, 2, listCommits("")); strings.Join(got, ",") != strings.Join(commits, ",") {
+	if got := pagingtest.All(t, 2, listCommits("")); strings.Join(got, ",") != strings.Join(commits, ",") {
 		t.Errorf("commits %v, want %v", got, commits)
 	}
-	if got := pageThrough(t, 2, listCommits(commits[4])); strings.Join(got, ",") != strings.Join(commits[:4], ",") {
+	if got := pagingtest.All(t, 2, listCommits(commits[4])); strings.Join(got, ",") != strings.Join(commits[:4], ",") {
 		t.Errorf("commits after %s: %v, want %v", commits[4], got, commits[:4])
 	}
 	// The older limit may still ask for more than a page_size can.

@@ -178,13 +178,9 @@ func (s *Service) ListRepositories(ctx context.Context, page paging.Page) ([]dom
 	if err != nil {
 		return nil, "", err
 	}
-	repos, more := paging.Trim(page, repos)
+	repos, next := paging.Cut(page, repos, func(r domain.Repository) paging.Cursor { return paging.Cursor{ID: r.Name} })
 	for i := range repos {
 		repos[i].WebhookSecret = ""
-	}
-	next := ""
-	if len(repos) > 0 {
-		next = paging.Next(more, paging.Cursor{ID: repos[len(repos)-1].Name})
 	}
 	return repos, next, nil
 }

@@ -172,12 +172,9 @@ func (s *Service) ListRuns(ctx context.Context, repository string, page paging.P
 	if err != nil {
 		return nil, "", err
 	}
-	runs, more := paging.Trim(page, runs)
-	next := ""
-	if len(runs) > 0 {
-		last := runs[len(runs)-1]
-		next = paging.Next(more, paging.Cursor{Time: last.CreatedAt.UnixNano(), ID: last.ID})
-	}
+	runs, next := paging.Cut(page, runs, func(r domain.Run) paging.Cursor {
+		return paging.Cursor{Time: r.CreatedAt.UnixNano(), ID: r.ID}
+	})
 	return runs, next, nil
 }
 
@@ -254,11 +251,10 @@ func (s *Service) ListCommits(ctx context.Context, repository, from, to string, 
 		}
 		commits = commits[skip:]
 	}
-	commits, more := paging.Trim(page, commits)
-	next := ""
-	if len(commits) > 0 {
-		next = paging.Next(more, paging.Cursor{Time: int64(skip + len(commits)), ID: commits[len(commits)-1].SHA})
-	}
+	// A next page follows only a full one: page.Size commits more are listed.
+	commits, next := paging.Cut(page, commits, func(c domain.Commit) paging.Cursor {
+		return paging.Cursor{Time: int64(skip + page.Size), ID: c.SHA}
+	})
 	return commits, next, nil
 }
 
