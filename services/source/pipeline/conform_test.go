@@ -21,14 +21,19 @@ type limitCase struct {
 	want string
 }
 
-// stepsYAML is a build section of n steps named s0, s1, ...
-func stepsYAML(n int) string {
+// lines is head followed by n lines, line(i) each.
+func lines(head string, n int, line func(i int) string) string {
 	var b strings.Builder
-	b.WriteString("version: 1\nbuild:\n  steps:\n")
+	b.WriteString(head)
 	for i := range n {
-		fmt.Fprintf(&b, "    - {name: s%d, run: make}\n", i)
+		b.WriteString(line(i) + "\n")
 	}
 	return b.String()
+}
+
+// stepsYAML is a build section of n steps named s0, s1, ...
+func stepsYAML(n int) string {
+	return lines("version: 1\nbuild:\n  steps:\n", n, func(i int) string { return fmt.Sprintf("    - {name: s%d, run: make}", i) })
 }
 
 // listYAML is "version: 1" and section: {key: [item(0), item(1), ...]}.
@@ -42,12 +47,8 @@ func listYAML(section, key string, n int, item func(i int) string) string {
 
 // envYAML is one step with n variables V0, V1, ...
 func envYAML(n int) string {
-	var b strings.Builder
-	b.WriteString("version: 1\nbuild:\n  steps:\n    - name: a\n      run: make\n      env:\n")
-	for i := range n {
-		fmt.Fprintf(&b, "        V%d: x\n", i)
-	}
-	return b.String()
+	return lines("version: 1\nbuild:\n  steps:\n    - name: a\n      run: make\n      env:\n", n,
+		func(i int) string { return fmt.Sprintf("        V%d: x", i) })
 }
 
 func stepYAML(field, value string) string {
