@@ -25,6 +25,10 @@ import (
 
 // --- the API ---
 
+func newRepositoryFromProto(req *sourcev1.CreateRepositoryRequest) NewRepository {
+	return NewRepository{URL: req.GetUrl(), Name: req.GetName(), Branch: req.GetBranch(), WebhookSecret: req.GetWebhookSecret()}
+}
+
 func repositoryToProto(r domain.Repository) *sourcev1.Repository {
 	return &sourcev1.Repository{
 		Id:             r.ID,

@@ -14,7 +14,7 @@ import (
 )
 
 // Handler is the SourceService Connect handler: request in, Service call,
-// response out.
+// response out (converted by convert.go).
 type Handler struct {
 	svc *Service
 }
@@ -33,9 +33,7 @@ func NewRoute(h *Handler, log *slog.Logger) rpcserver.Route {
 
 // CreateRepository registers a repository.
 func (h *Handler) CreateRepository(ctx context.Context, req *sourcev1.CreateRepositoryRequest) (*sourcev1.CreateRepositoryResponse, error) {
-	repo, created, err := h.svc.CreateRepository(ctx, NewRepository{
-		URL: req.GetUrl(), Name: req.GetName(), Branch: req.GetBranch(), WebhookSecret: req.GetWebhookSecret(),
-	})
+	repo, created, err := h.svc.CreateRepository(ctx, newRepositoryFromProto(req))
 	if err != nil {
 		return nil, err
 	}

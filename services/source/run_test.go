@@ -10,6 +10,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/sluicehq/sluice/platform/gittest"
+	"github.com/sluicehq/sluice/platform/servicekit/servicekittest"
 	sourceeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
 	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
 	"github.com/sluicehq/sluice/services/source/pipeline"
@@ -169,7 +170,7 @@ func TestPollingNoticesNewCommits(t *testing.T) {
 
 	next := src.CommitFile("main.go", "package main\n", "add main\n")
 	var runs []*sourcev1.Run
-	eventually(t, "polling starts a run for the new commit", func() bool {
+	servicekittest.Eventually(t, "polling starts a run for the new commit", func() bool {
 		runs = h.listRuns("app")
 		return len(runs) > 0
 	})
@@ -182,7 +183,7 @@ func TestPollingNoticesNewCommits(t *testing.T) {
 		t.Errorf("ChangeReceived = %v", change)
 	}
 	h.waitRunEvent(subjectRunRequested, run.Id)
-	eventually(t, "the new head is recorded as seen", func() bool {
+	servicekittest.Eventually(t, "the new head is recorded as seen", func() bool {
 		got, err := h.client.GetRepository(context.Background(), &sourcev1.GetRepositoryRequest{Repository: "app"})
 		return err == nil && got.Repository.LastSeenCommit == next
 	})
