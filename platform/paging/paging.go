@@ -143,3 +143,14 @@ func Trim[T any](p Page, items []T) ([]T, bool) {
 	}
 	return items, false
 }
+
+// Cut trims items fetched with p.Limit() to the page and returns them with
+// the next_page_token: the position of the last item kept (cursor says
+// what it is) when more follow, else "".
+func Cut[T any](p Page, items []T, cursor func(T) Cursor) ([]T, string) {
+	items, more := Trim(p, items)
+	if !more || len(items) == 0 {
+		return items, ""
+	}
+	return items, Encode(cursor(items[len(items)-1]))
+}

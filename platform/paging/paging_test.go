@@ -62,3 +62,22 @@ func TestTrimNextAndWhere(t *testing.T) {
 		t.Fatalf("Where: %q %v", w, args)
 	}
 }
+
+func TestCut(t *testing.T) {
+	t.Parallel()
+	p := paging.Page{Size: 2}
+	cursor := func(i int) paging.Cursor { return paging.Cursor{Time: int64(i), ID: "x"} }
+	items, next := paging.Cut(p, []int{7, 8, 9}, cursor)
+	if len(items) != 2 || next == "" {
+		t.Fatalf("Cut of a full page = %v, %q; want 2 items and a token", items, next)
+	}
+	if c, err := paging.Decode(next); err != nil || c != cursor(8) {
+		t.Fatalf("the token is %+v, %v; want the last item kept", c, err)
+	}
+	if items, next := paging.Cut(p, []int{7, 8}, cursor); len(items) != 2 || next != "" {
+		t.Fatalf("Cut of the last page = %v, %q; want no token", items, next)
+	}
+	if items, next := paging.Cut(p, nil, cursor); len(items) != 0 || next != "" {
+		t.Fatalf("Cut of nothing = %v, %q", items, next)
+	}
+}

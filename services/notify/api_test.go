@@ -19,9 +19,9 @@ import (
 )
 
 func TestSubscriptionsAPI(t *testing.T) {
-	e := newEnv(t)
-	n := e.start(t, testConfig(t))
-	created := n.subscribe(t, &notifyv1.CreateSubscriptionRequest{
+	t.Parallel()
+	h := newHarness(t)
+	created := h.subscribe(&notifyv1.CreateSubscriptionRequest{
 		Url: "https://hooks.example.com/sluice", Secret: "api-secret-1",
 		EventTypes: []string{"dev.cdevents.build.finished.0.3.0", "dev.cdevents.service.*"}, Repository: "hello",
 	})
@@ -29,7 +29,7 @@ func TestSubscriptionsAPI(t *testing.T) {
 		len(created.GetEventTypes()) != 2 || created.GetRepository() != "hello" {
 		t.Errorf("created %v", created)
 	}
-	list, err := n.client.ListSubscriptions(ctx(t), &notifyv1.ListSubscriptionsRequest{})
+	list, err := h.client.ListSubscriptions(ctx(t), &notifyv1.ListSubscriptionsRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,19 +37,19 @@ func TestSubscriptionsAPI(t *testing.T) {
 		t.Fatalf("ListSubscriptions = %v, want the created one", list)
 	}
 	// The secret is stored but never shown, not even in the JSON form.
-	raw := postJSON(t, n.url+"/sluice.notify.v1.NotifyService/ListSubscriptions", `{}`)
+	raw := postJSON(t, h.url+"/sluice.notify.v1.NotifyService/ListSubscriptions", `{}`)
 	if strings.Contains(raw.body, "api-secret-1") {
 		t.Errorf("ListSubscriptions shows the secret: %s", raw.body)
 	}
 
-	if _, err := n.client.DeleteSubscription(ctx(t), &notifyv1.DeleteSubscriptionRequest{Id: created.GetId()}); err != nil {
+	if _, err := h.client.DeleteSubscription(ctx(t), &notifyv1.DeleteSubscriptionRequest{Id: created.GetId()}); err != nil {
 		t.Fatalf("DeleteSubscription: %v", err)
 	}
-	list, err = n.client.ListSubscriptions(ctx(t), &notifyv1.ListSubscriptionsRequest{})
+	list, err = h.client.ListSubscriptions(ctx(t), &notifyv1.ListSubscriptionsRequest{})
 	if err != nil || len(list.GetSubscriptions()) != 0 {
 		t.Errorf("ListSubscriptions after delete = %v, %v; want none", list, err)
 	}
-	_, err = n.client.DeleteSubscription(ctx(t), &notifyv1.DeleteSubscriptionRequest{Id: created.GetId()})
+	_, err = h.client.DeleteSubscription(ctx(t), &notifyv1.DeleteSubscriptionRequest{Id: created.GetId()})
 	if connect.CodeOf(err) != connect.CodeNotFound {
 		t.Errorf("deleting it again: %v, want not_found", err)
 	}
@@ -84,33 +84,37 @@ func postJSON(t *testing.T, url, body string) httpResult {
 // Bad input is refused with invalid_argument naming what was wrong, over
 // plain HTTP JSON as curl would send it.
 func TestCreateSubscriptionInvalidArgument(t *testing.T) {
-	e := newEnv(t)
-	n := e.start(t, testConfig(t))
-	for _, tc := range []struct {
-		name, body, mention string
-	}{
-		{"not http", `{"url": "ftp://example.com/hook", "secret": "0123456789"}`, "url"},
-		{"not a url", `{"url": "hook", "secret": "0123456789"}`, "url"},
-		{"unknown event type", `{"url": "http://127.0.0.1:1/", "secret": "0123456789", "event_types": ["dev.cdevents.build.exploded.0.1.0"]}`,
-			"dev.cdevents.build.exploded.0.1.0"},
-		{"prefix of nothing", `{"url": "http://127.0.0.1:1/", "secret": "0123456789", "event_types": ["dev.nothing.*"]}`, "dev.nothing.*"},
-		{"short secret", `{"url": "http://127.0.0.1:1/", "secret": "short"}`, "secret"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			res := postJSON(t, n.url+"/sluice.notify.v1.NotifyService/CreateSubscription", tc.body)
-			var answer struct {
-				Code    string `json:"code"`
-				Message string `json:"message"`
-			}
-			if err := json.Unmarshal([]byte(res.body), &answer); err != nil {
-				t.Fatalf("HTTP %d, body %q: %v", res.status, res.body, err)
-			}
-			if res.status != http.StatusBadRequest || answer.Code != "invalid_argument" || !strings.Contains(answer.Message, tc.mention) {
-				t.Errorf("HTTP %d %s %q; want 400 invalid_argument mentioning %q", res.status, answer.Code, answer.Message, tc.mention)
-			}
-		})
-	}
-	list, err := n.client.ListSubscriptions(ctx(t), &notifyv1.ListSubscriptionsRequest{})
+	t.Parallel()
+	h := newHarness(t)
+	// The requests run in parallel; the group ends when they all have.
+	t.Run("requests", func(t *testing.T) {
+		for _, tc := range []struct {
+			name, body, mention string
+		}{
+			{"not http", `{"url": "ftp://example.com/hook", "secret": "0123456789"}`, "url"},
+			{"not a url", `{"url": "hook", "secret": "0123456789"}`, "url"},
+			{"unknown event type", `{"url": "http://127.0.0.1:1/", "secret": "0123456789", "event_types": ["dev.cdevents.build.exploded.0.1.0"]}`,
+				"dev.cdevents.build.exploded.0.1.0"},
+			{"prefix of nothing", `{"url": "http://127.0.0.1:1/", "secret": "0123456789", "event_types": ["dev.nothing.*"]}`, "dev.nothing.*"},
+			{"short secret", `{"url": "http://127.0.0.1:1/", "secret": "short"}`, "secret"},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				t.Parallel()
+				res := postJSON(t, h.url+"/sluice.notify.v1.NotifyService/CreateSubscription", tc.body)
+				var answer struct {
+					Code    string `json:"code"`
+					Message string `json:"message"`
+				}
+				if err := json.Unmarshal([]byte(res.body), &answer); err != nil {
+					t.Fatalf("HTTP %d, body %q: %v", res.status, res.body, err)
+				}
+				if res.status != http.StatusBadRequest || answer.Code != "invalid_argument" || !strings.Contains(answer.Message, tc.mention) {
+					t.Errorf("HTTP %d %s %q; want 400 invalid_argument mentioning %q", res.status, answer.Code, answer.Message, tc.mention)
+				}
+			})
+		}
+	})
+	list, err := h.client.ListSubscriptions(ctx(t), &notifyv1.ListSubscriptionsRequest{})
 	if err != nil || len(list.GetSubscriptions()) != 0 {
 		t.Errorf("ListSubscriptions = %v, %v; want none created", list, err)
 	}
@@ -123,7 +127,8 @@ type watch struct {
 	cancel context.CancelFunc
 }
 
-func (n *instance) watch(t *testing.T, client notifyv1connect.NotifyServiceClient, filter string) *watch {
+func (h *harness) watch(client notifyv1connect.NotifyServiceClient, filter string) *watch {
+	t := h.t
 	t.Helper()
 	c, cancel := context.WithCancel(t.Context())
 	// The call returns once the server watches: events published from then
@@ -166,11 +171,12 @@ func (w *watch) next(t *testing.T) *notifyv1.Event {
 
 // consumers counts the consumers of each stream (a watch adds one ordered
 // consumer per stream it reads).
-func (e *env) consumers(t *testing.T) map[string]int {
+func (h *harness) consumers() map[string]int {
+	t := h.t
 	t.Helper()
 	counts := map[string]int{}
 	for _, name := range []string{"SOURCE", "BUILD", "TEST", "RELEASE", "NOTIFY"} {
-		s, err := e.js.Stream(ctx(t), name)
+		s, err := h.js.Stream(ctx(t), name)
 		if err != nil {
 			t.Fatalf("stream %s: %v", name, err)
 		}
@@ -183,10 +189,10 @@ func (e *env) consumers(t *testing.T) map[string]int {
 	return counts
 }
 
-func (e *env) waitConsumers(t *testing.T, want map[string]int) {
-	t.Helper()
-	eventually(t, "stream consumers", func() (bool, string) {
-		got := e.consumers(t)
+func (h *harness) waitConsumers(want map[string]int) {
+	h.t.Helper()
+	eventually(h.t, "stream consumers", func() (bool, string) {
+		got := h.consumers()
 		for k, v := range want {
 			if got[k] != v {
 				return false, "have " + toString(got)
@@ -213,23 +219,23 @@ func plus(base map[string]int, streams ...string) map[string]int {
 }
 
 func TestWatchEvents(t *testing.T) {
-	e := newEnv(t)
-	n := e.start(t, testConfig(t))
-	base := e.consumers(t)
+	t.Parallel()
+	h := newHarness(t)
+	base := h.consumers()
 
-	builds := n.watch(t, n.client, "sluice.build.>")
-	finishedOnly := n.watch(t, n.grpc, "sluice.build.build.finished")
-	if got, want := e.consumers(t), plus(base, "BUILD", "BUILD"); toString(got) != toString(want) {
+	builds := h.watch(h.client, "sluice.build.>")
+	finishedOnly := h.watch(h.grpc, "sluice.build.build.finished")
+	if got, want := h.consumers(), plus(base, "BUILD", "BUILD"); toString(got) != toString(want) {
 		t.Errorf("consumers %s, want %s: one per watch on BUILD only", toString(got), toString(want))
 	}
-	everything := n.watch(t, n.client, "")
-	if got, want := e.consumers(t), plus(base, "BUILD", "BUILD", "SOURCE", "BUILD", "TEST", "RELEASE", "NOTIFY"); toString(got) != toString(want) {
+	everything := h.watch(h.client, "")
+	if got, want := h.consumers(), plus(base, "BUILD", "BUILD", "SOURCE", "BUILD", "TEST", "RELEASE", "NOTIFY"); toString(got) != toString(want) {
 		t.Errorf("consumers %s, want %s: one more on every stream", toString(got), toString(want))
 	}
 
-	run := e.publish(t, &sourceeventsv1.RunFinished{RunId: "run-1", Repository: repo("hello")}, "run-1")
-	started := e.publish(t, &buildeventsv1.BuildStarted{RunId: "run-1", BuildId: "build-1", Repository: repo("hello")}, "build-1")
-	finished := e.publish(t, buildFinished(), "build-1")
+	run := h.publish(&sourceeventsv1.RunFinished{RunId: "run-1", Repository: repo("hello")}, "run-1")
+	started := h.publish(&buildeventsv1.BuildStarted{RunId: "run-1", BuildId: "build-1", Repository: repo("hello")}, "build-1")
+	finished := h.publish(buildFinished(), "build-1")
 
 	// The build watch skips the source event; the narrow one skips the start.
 	for _, want := range []published{started, finished} {
@@ -255,7 +261,7 @@ func TestWatchEvents(t *testing.T) {
 	builds.cancel()
 	finishedOnly.cancel()
 	everything.cancel()
-	e.waitConsumers(t, base)
+	h.waitConsumers(base)
 	for _, w := range []*watch{builds, finishedOnly, everything} {
 		for range w.events {
 		}
@@ -275,10 +281,10 @@ func checkWatched(t *testing.T, filter string, got *notifyv1.Event, want publish
 }
 
 func TestWatchEventsInvalidFilter(t *testing.T) {
-	e := newEnv(t)
-	n := e.start(t, testConfig(t))
+	t.Parallel()
+	h := newHarness(t)
 	for _, filter := range []string{"sluice.deadletter.>", "sluice.>.build", "other.>"} {
-		stream, err := n.client.WatchEvents(ctx(t), &notifyv1.WatchEventsRequest{Filter: filter})
+		stream, err := h.client.WatchEvents(ctx(t), &notifyv1.WatchEventsRequest{Filter: filter})
 		if err == nil {
 			for stream.Receive() {
 				t.Errorf("watch %q streamed an event", filter)

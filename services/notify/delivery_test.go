@@ -23,20 +23,18 @@ import (
 // A subscriber that fails three times gets the event on the fourth attempt,
 // once; every attempt is listed, and DeliverySucceeded is published.
 func TestDeliveryRetriedUntilAccepted(t *testing.T) {
-	e := newEnv(t)
+	t.Parallel()
 	hook := newSubscriber(t, func(n int) int {
 		if n <= 3 {
 			return http.StatusInternalServerError
 		}
 		return http.StatusOK
 	})
-	cfg := testConfig(t)
-	cfg.MaxAttempts = 6
-	n := e.start(t, cfg)
-	sub := n.subscribe(t, &notifyv1.CreateSubscriptionRequest{Url: hook.srv.URL + "/hook", Secret: "retry-secret"})
+	h := newHarness(t, func(cfg *notify.Config) { cfg.MaxAttempts = 6 })
+	sub := h.subscribe(&notifyv1.CreateSubscriptionRequest{Url: hook.srv.URL + "/hook", Secret: "retry-secret"})
 
-	p := e.publish(t, buildFinished(), "build-1")
-	d := n.waitDelivery(t, sub.GetId(), notifyv1.DeliveryStatus_DELIVERY_STATUS_SUCCEEDED)
+	p := h.publish(buildFinished(), "build-1")
+	d := h.waitDelivery(sub.GetId(), notifyv1.DeliveryStatus_DELIVERY_STATUS_SUCCEEDED)
 
 	if got := hook.accepted(); got != 1 {
 		t.Errorf("subscriber accepted %d requests, want exactly 1", got)
@@ -77,7 +75,7 @@ func TestDeliveryRetriedUntilAccepted(t *testing.T) {
 		}
 	}
 
-	ev := e.notifyEvent(t, "sluice.notify.delivery.succeeded")
+	ev := h.notifyEvent("sluice.notify.delivery.succeeded")
 	got, ok := ev.Payload.(*notifyeventsv1.DeliverySucceeded)
 	if !ok || got.GetDeliveryId() != d.GetId() || got.GetEventId() != p.ev.ID || got.GetAttempts() != 4 ||
 		got.GetSubscriptionId() != sub.GetId() || ev.ChainID != "run-1" {
@@ -88,14 +86,14 @@ func TestDeliveryRetriedUntilAccepted(t *testing.T) {
 // The POST is the event as a CloudEvent in binary mode, with the exact body
 // that was on NATS, signed with the subscription's secret.
 func TestDeliveryIsSignedCloudEvent(t *testing.T) {
-	e := newEnv(t)
+	t.Parallel()
 	hook := newSubscriber(t, always(http.StatusNoContent))
-	n := e.start(t, testConfig(t))
+	h := newHarness(t)
 	const secret = "correct horse battery staple"
-	sub := n.subscribe(t, &notifyv1.CreateSubscriptionRequest{Url: hook.srv.URL, Secret: secret})
+	sub := h.subscribe(&notifyv1.CreateSubscriptionRequest{Url: hook.srv.URL, Secret: secret})
 
-	p := e.publish(t, buildFinished(), "build-1")
-	d := n.waitDelivery(t, sub.GetId(), notifyv1.DeliveryStatus_DELIVERY_STATUS_SUCCEEDED)
+	p := h.publish(buildFinished(), "build-1")
+	d := h.waitDelivery(sub.GetId(), notifyv1.DeliveryStatus_DELIVERY_STATUS_SUCCEEDED)
 	reqs := hook.requests()
 	if len(reqs) != 1 {
 		t.Fatalf("subscriber got %d requests, want 1", len(reqs))
@@ -142,24 +140,24 @@ func TestDeliveryIsSignedCloudEvent(t *testing.T) {
 // they ask for; an event without a repository only reaches subscriptions
 // without a repository filter.
 func TestSubscriptionFilters(t *testing.T) {
-	e := newEnv(t)
+	t.Parallel()
 	hook := newSubscriber(t, always(http.StatusOK))
-	n := e.start(t, testConfig(t))
+	h := newHarness(t)
 	url := hook.srv.URL
-	exact := n.subscribe(t, &notifyv1.CreateSubscriptionRequest{Url: url, Secret: "secret-exact", EventTypes: []string{"dev.cdevents.build.finished.0.3.0"}})
-	prefix := n.subscribe(t, &notifyv1.CreateSubscriptionRequest{Url: url, Secret: "secret-prefix", EventTypes: []string{"dev.cdevents.build.*"}})
-	other := n.subscribe(t, &notifyv1.CreateSubscriptionRequest{Url: url, Secret: "secret-other", Repository: "other"})
-	hello := n.subscribe(t, &notifyv1.CreateSubscriptionRequest{Url: url, Secret: "secret-hello", Repository: "hello"})
-	all := n.subscribe(t, &notifyv1.CreateSubscriptionRequest{Url: url, Secret: "secret-all"})
-	both := n.subscribe(t, &notifyv1.CreateSubscriptionRequest{Url: url, Secret: "secret-both", Repository: "hello",
+	exact := h.subscribe(&notifyv1.CreateSubscriptionRequest{Url: url, Secret: "secret-exact", EventTypes: []string{"dev.cdevents.build.finished.0.3.0"}})
+	prefix := h.subscribe(&notifyv1.CreateSubscriptionRequest{Url: url, Secret: "secret-prefix", EventTypes: []string{"dev.cdevents.build.*"}})
+	other := h.subscribe(&notifyv1.CreateSubscriptionRequest{Url: url, Secret: "secret-other", Repository: "other"})
+	hello := h.subscribe(&notifyv1.CreateSubscriptionRequest{Url: url, Secret: "secret-hello", Repository: "hello"})
+	all := h.subscribe(&notifyv1.CreateSubscriptionRequest{Url: url, Secret: "secret-all"})
+	both := h.subscribe(&notifyv1.CreateSubscriptionRequest{Url: url, Secret: "secret-both", Repository: "hello",
 		EventTypes: []string{"dev.cdevents.build.started.0.3.0", "dev.cdevents.pipelinerun.*"}})
 
-	finished := e.publish(t, buildFinished(), "build-1")
-	started := e.publish(t, &buildeventsv1.BuildStarted{RunId: "run-1", BuildId: "build-1", Repository: repo("hello")}, "build-1")
-	step := e.publish(t, &buildeventsv1.StepFinished{RunId: "run-1", BuildId: "build-1", Step: "compile"}, "build-1/compile")
-	runOther := e.publish(t, &sourceeventsv1.RunFinished{RunId: "run-1", Repository: repo("other")}, "run-1")
-	e.waitHandled(t, step)
-	e.waitHandled(t, runOther)
+	finished := h.publish(buildFinished(), "build-1")
+	started := h.publish(&buildeventsv1.BuildStarted{RunId: "run-1", BuildId: "build-1", Repository: repo("hello")}, "build-1")
+	step := h.publish(&buildeventsv1.StepFinished{RunId: "run-1", BuildId: "build-1", Step: "compile"}, "build-1/compile")
+	runOther := h.publish(&sourceeventsv1.RunFinished{RunId: "run-1", Repository: repo("other")}, "run-1")
+	h.waitHandled(step)
+	h.waitHandled(runOther)
 
 	for _, tc := range []struct {
 		name string
@@ -174,7 +172,7 @@ func TestSubscriptionFilters(t *testing.T) {
 		{"types and repository", both, []published{started}},
 	} {
 		var got, want []string
-		for _, d := range n.deliveries(t, tc.sub.GetId()) {
+		for _, d := range h.deliveries(tc.sub.GetId()) {
 			got = append(got, d.GetEventType()+" "+d.GetEventId())
 		}
 		for _, p := range tc.want {
@@ -187,7 +185,7 @@ func TestSubscriptionFilters(t *testing.T) {
 		}
 	}
 	// Newest first, all of them without a subscription filter.
-	res, err := n.client.ListDeliveries(ctx(t), &notifyv1.ListDeliveriesRequest{})
+	res, err := h.client.ListDeliveries(ctx(t), &notifyv1.ListDeliveriesRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -200,7 +198,7 @@ func TestSubscriptionFilters(t *testing.T) {
 			t.Errorf("delivery %d is newer than delivery %d: not newest first", i, i-1)
 		}
 	}
-	res, err = n.client.ListDeliveries(ctx(t), &notifyv1.ListDeliveriesRequest{Limit: 2})
+	res, err = h.client.ListDeliveries(ctx(t), &notifyv1.ListDeliveriesRequest{Limit: 2})
 	if err != nil || len(res.GetDeliveries()) != 2 {
 		t.Errorf("ListDeliveries(limit 2) = %d deliveries, %v; want 2", len(res.GetDeliveries()), err)
 	}
@@ -209,23 +207,23 @@ func TestSubscriptionFilters(t *testing.T) {
 // A subscriber that always fails: the delivery is dead after MaxAttempts
 // and DeliveryFailed is published on NOTIFY.
 func TestDeliveryDeadLettered(t *testing.T) {
-	e := newEnv(t)
+	t.Parallel()
 	hook := newSubscriber(t, always(http.StatusServiceUnavailable))
-	cfg := testConfig(t)
-	cfg.MaxAttempts = 3
-	cfg.RetryBase = 20 * time.Millisecond
-	n := e.start(t, cfg)
-	sub := n.subscribe(t, &notifyv1.CreateSubscriptionRequest{Url: hook.srv.URL, Secret: "dead-secret"})
+	h := newHarness(t, func(cfg *notify.Config) {
+		cfg.MaxAttempts = 3
+		cfg.RetryBase = 20 * time.Millisecond
+	})
+	sub := h.subscribe(&notifyv1.CreateSubscriptionRequest{Url: hook.srv.URL, Secret: "dead-secret"})
 
-	p := e.publish(t, buildFinished(), "build-1")
-	d := n.waitDelivery(t, sub.GetId(), notifyv1.DeliveryStatus_DELIVERY_STATUS_DEAD)
+	p := h.publish(buildFinished(), "build-1")
+	d := h.waitDelivery(sub.GetId(), notifyv1.DeliveryStatus_DELIVERY_STATUS_DEAD)
 	if got := len(d.GetAttempts()); got != 3 {
 		t.Errorf("dead delivery lists %d attempts, want 3", got)
 	}
 	if got := len(hook.requests()); got != 3 {
 		t.Errorf("subscriber got %d requests, want 3", got)
 	}
-	ev := e.notifyEvent(t, "sluice.notify.delivery.failed")
+	ev := h.notifyEvent("sluice.notify.delivery.failed")
 	failed, ok := ev.Payload.(*notifyeventsv1.DeliveryFailed)
 	if !ok || failed.GetDeliveryId() != d.GetId() || failed.GetEventId() != p.ev.ID || failed.GetAttempts() != 3 ||
 		failed.GetEventType() != p.ev.Kind.Type || !strings.Contains(failed.GetLastError(), "503") {
@@ -239,19 +237,19 @@ func TestDeliveryDeadLettered(t *testing.T) {
 // The same event published twice (another Nats-Msg-Id gets it past
 // JetStream's de-duplication) is delivered once.
 func TestDuplicateEventDeliveredOnce(t *testing.T) {
-	e := newEnv(t)
+	t.Parallel()
 	hook := newSubscriber(t, always(http.StatusOK))
-	n := e.start(t, testConfig(t))
-	sub := n.subscribe(t, &notifyv1.CreateSubscriptionRequest{Url: hook.srv.URL, Secret: "dup-secret"})
+	h := newHarness(t)
+	sub := h.subscribe(&notifyv1.CreateSubscriptionRequest{Url: hook.srv.URL, Secret: "dup-secret"})
 
-	first := e.publish(t, buildFinished(), "build-1")
+	first := h.publish(buildFinished(), "build-1")
 	again := *first.msg
 	again.Header = nats.Header(http.Header(first.msg.Header).Clone())
 	again.Header.Set("Nats-Msg-Id", first.ev.ID+"-again")
-	second := e.publishMsg(t, first.ev, &again)
-	e.waitHandled(t, second)
+	second := h.publishMsg(first.ev, &again)
+	h.waitHandled(second)
 
-	d := n.waitDelivery(t, sub.GetId(), notifyv1.DeliveryStatus_DELIVERY_STATUS_SUCCEEDED)
+	d := h.waitDelivery(sub.GetId(), notifyv1.DeliveryStatus_DELIVERY_STATUS_SUCCEEDED)
 	if d.GetEventId() != first.ev.ID {
 		t.Errorf("delivery of event %s, want %s", d.GetEventId(), first.ev.ID)
 	}
@@ -263,7 +261,7 @@ func TestDuplicateEventDeliveredOnce(t *testing.T) {
 // A delivery waiting for its retry survives a restart of the service: the
 // next process, on the same database, finishes it.
 func TestDeliverySurvivesRestart(t *testing.T) {
-	e := newEnv(t)
+	t.Parallel()
 	var restarted atomic.Bool
 	hook := newSubscriber(t, func(int) int {
 		if restarted.Load() {
@@ -271,21 +269,19 @@ func TestDeliverySurvivesRestart(t *testing.T) {
 		}
 		return http.StatusBadGateway
 	})
-	cfg := testConfig(t)
-	cfg.RetryBase = 300 * time.Millisecond
-	first := e.start(t, cfg)
-	sub := first.subscribe(t, &notifyv1.CreateSubscriptionRequest{Url: hook.srv.URL, Secret: "restart-secret"})
-	e.publish(t, buildFinished(), "build-1")
+	h := newHarness(t, func(cfg *notify.Config) { cfg.RetryBase = 300 * time.Millisecond })
+	sub := h.subscribe(&notifyv1.CreateSubscriptionRequest{Url: hook.srv.URL, Secret: "restart-secret"})
+	h.publish(buildFinished(), "build-1")
 	eventually(t, "a failed first attempt", func() (bool, string) {
-		list := first.deliveries(t, sub.GetId())
+		list := h.deliveries(sub.GetId())
 		return len(list) == 1 && len(list[0].GetAttempts()) >= 1, fmt.Sprint(list)
 	})
-	first.stop()
+	h.stop()
 	before := len(hook.requests())
 	restarted.Store(true)
 
-	second := e.start(t, cfg)
-	d := second.waitDelivery(t, sub.GetId(), notifyv1.DeliveryStatus_DELIVERY_STATUS_SUCCEEDED)
+	h.start()
+	d := h.waitDelivery(sub.GetId(), notifyv1.DeliveryStatus_DELIVERY_STATUS_SUCCEEDED)
 	attempts := d.GetAttempts()
 	if len(attempts) != before+1 {
 		t.Fatalf("%d attempts listed, want the %d of the first process and 1 more", len(attempts), before)
@@ -305,27 +301,27 @@ func TestDeliverySurvivesRestart(t *testing.T) {
 
 // Deleting a subscription drops its pending deliveries.
 func TestDeleteSubscriptionDropsPendingDeliveries(t *testing.T) {
-	e := newEnv(t)
+	t.Parallel()
 	hook := newSubscriber(t, always(http.StatusInternalServerError))
-	cfg := testConfig(t)
-	cfg.RetryBase = time.Minute
-	cfg.RetryMax = time.Hour
-	n := e.start(t, cfg)
-	sub := n.subscribe(t, &notifyv1.CreateSubscriptionRequest{Url: hook.srv.URL, Secret: "delete-secret"})
-	e.publish(t, buildFinished(), "build-1")
+	h := newHarness(t, func(cfg *notify.Config) {
+		cfg.RetryBase = time.Minute
+		cfg.RetryMax = time.Hour
+	})
+	sub := h.subscribe(&notifyv1.CreateSubscriptionRequest{Url: hook.srv.URL, Secret: "delete-secret"})
+	h.publish(buildFinished(), "build-1")
 	eventually(t, "a failed first attempt", func() (bool, string) {
-		list := n.deliveries(t, sub.GetId())
+		list := h.deliveries(sub.GetId())
 		return len(list) == 1 && len(list[0].GetAttempts()) == 1, fmt.Sprint(list)
 	})
-	if _, err := n.client.DeleteSubscription(ctx(t), &notifyv1.DeleteSubscriptionRequest{Id: sub.GetId()}); err != nil {
+	if _, err := h.client.DeleteSubscription(ctx(t), &notifyv1.DeleteSubscriptionRequest{Id: sub.GetId()}); err != nil {
 		t.Fatalf("DeleteSubscription: %v", err)
 	}
-	d := n.waitDelivery(t, sub.GetId(), notifyv1.DeliveryStatus_DELIVERY_STATUS_DEAD)
+	d := h.waitDelivery(sub.GetId(), notifyv1.DeliveryStatus_DELIVERY_STATUS_DEAD)
 	if len(d.GetAttempts()) != 1 || d.GetNextAttemptTime() != nil || d.GetLastError() != domain.ReasonSubscriptionDeleted {
 		t.Errorf("dropped delivery = %v, want its one attempt, no next attempt and the reason", d)
 	}
 	// A dropped delivery is not a failed one: no DeliveryFailed.
-	stream, err := e.js.Stream(ctx(t), "NOTIFY")
+	stream, err := h.js.Stream(ctx(t), "NOTIFY")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,14 +6,14 @@ import (
 
 	"connectrpc.com/connect"
 
-	"github.com/sluicehq/sluice/platform/prototime"
+	"github.com/sluicehq/sluice/platform/paging"
 	"github.com/sluicehq/sluice/platform/rpcserver"
 	notifyv1 "github.com/sluicehq/sluice/proto/gen/sluice/notify/v1"
 	"github.com/sluicehq/sluice/proto/gen/sluice/notify/v1/notifyv1connect"
-	"github.com/sluicehq/sluice/services/notify/domain"
 )
 
-// Handler is the NotifyService Connect handler.
+// Handler is the NotifyService Connect handler: request in, Service call,
+// response out (converted by convert.go).
 type Handler struct {
 	svc *Service
 }
@@ -31,12 +31,7 @@ func NewRoute(h *Handler, log *slog.Logger) rpcserver.Route {
 
 // CreateSubscription implements NotifyService.
 func (h *Handler) CreateSubscription(ctx context.Context, req *notifyv1.CreateSubscriptionRequest) (*notifyv1.CreateSubscriptionResponse, error) {
-	sub, err := h.svc.CreateSubscription(ctx, domain.Subscription{
-		URL:        req.GetUrl(),
-		Secret:     req.GetSecret(),
-		EventTypes: req.GetEventTypes(),
-		Repository: req.GetRepository(),
-	})
+	sub, err := h.svc.CreateSubscription(ctx, subscriptionFromProto(req))
 	if err != nil {
 		return nil, err
 	}
@@ -44,12 +39,16 @@ func (h *Handler) CreateSubscription(ctx context.Context, req *notifyv1.CreateSu
 }
 
 // ListSubscriptions implements NotifyService.
-func (h *Handler) ListSubscriptions(ctx context.Context, _ *notifyv1.ListSubscriptionsRequest) (*notifyv1.ListSubscriptionsResponse, error) {
-	subs, err := h.svc.ListSubscriptions(ctx)
+func (h *Handler) ListSubscriptions(ctx context.Context, req *notifyv1.ListSubscriptionsRequest) (*notifyv1.ListSubscriptionsResponse, error) {
+	page, err := paging.Request(req.GetPageSize(), 0, req.GetPageToken())
 	if err != nil {
 		return nil, err
 	}
-	res := &notifyv1.ListSubscriptionsResponse{}
+	subs, next, err := h.svc.ListSubscriptions(ctx, page)
+	if err != nil {
+		return nil, err
+	}
+	res := &notifyv1.ListSubscriptionsResponse{NextPageToken: next}
 	for _, sub := range subs {
 		res.Subscriptions = append(res.Subscriptions, subscriptionToProto(sub))
 	}
@@ -66,11 +65,15 @@ func (h *Handler) DeleteSubscription(ctx context.Context, req *notifyv1.DeleteSu
 
 // ListDeliveries implements NotifyService.
 func (h *Handler) ListDeliveries(ctx context.Context, req *notifyv1.ListDeliveriesRequest) (*notifyv1.ListDeliveriesResponse, error) {
-	list, err := h.svc.ListDeliveries(ctx, req.GetSubscriptionId(), int(req.GetLimit()))
+	filter, page, err := deliveriesQuery(req)
 	if err != nil {
 		return nil, err
 	}
-	res := &notifyv1.ListDeliveriesResponse{}
+	list, next, err := h.svc.ListDeliveries(ctx, filter, page)
+	if err != nil {
+		return nil, err
+	}
+	res := &notifyv1.ListDeliveriesResponse{NextPageToken: next}
 	for _, d := range list {
 		res.Deliveries = append(res.Deliveries, deliveryToProto(d))
 	}
@@ -83,63 +86,6 @@ func (h *Handler) WatchEvents(ctx context.Context, req *notifyv1.WatchEventsRequ
 	// once the watch is in place.
 	watching := func() error { return stream.Send(nil) }
 	return h.svc.Watch(ctx, req.GetFilter(), watching, func(w WatchedEvent) error {
-		return stream.Send(&notifyv1.WatchEventsResponse{Event: &notifyv1.Event{
-			Id:          w.Event.ID,
-			Type:        w.Event.Kind.Type,
-			Source:      w.Source,
-			Subject:     w.Event.SubjectID,
-			Time:        prototime.Timestamp(w.Event.Time),
-			NatsSubject: w.NATSSubject,
-			Data:        string(w.Data),
-		}})
+		return stream.Send(&notifyv1.WatchEventsResponse{Event: watchedEventToProto(w)})
 	})
-}
-
-func subscriptionToProto(s domain.Subscription) *notifyv1.Subscription {
-	return &notifyv1.Subscription{
-		Id:         s.ID,
-		Url:        s.URL,
-		EventTypes: s.EventTypes,
-		Repository: s.Repository,
-		CreateTime: prototime.Timestamp(s.CreatedAt),
-	}
-}
-
-func deliveryToProto(d domain.Delivery) *notifyv1.Delivery {
-	p := &notifyv1.Delivery{
-		Id:             d.ID,
-		SubscriptionId: d.SubscriptionID,
-		EventId:        d.EventID,
-		EventType:      d.EventType,
-		Subject:        d.Subject,
-		Repository:     d.Repository,
-		Status:         statusToProto(d.Status),
-		CreateTime:     prototime.Timestamp(d.CreatedAt),
-		LastError:      d.LastError,
-	}
-	if d.Status == domain.StatusPending {
-		p.NextAttemptTime = prototime.Timestamp(d.NextAttemptAt)
-	}
-	for _, a := range d.Attempts {
-		p.Attempts = append(p.Attempts, &notifyv1.Attempt{
-			Number:     int32(a.Number),
-			Time:       prototime.Timestamp(a.Time),
-			HttpStatus: int32(a.HTTPStatus),
-			Error:      a.Error,
-			DurationMs: a.Duration.Milliseconds(),
-		})
-	}
-	return p
-}
-
-func statusToProto(s domain.Status) notifyv1.DeliveryStatus {
-	switch s {
-	case domain.StatusPending:
-		return notifyv1.DeliveryStatus_DELIVERY_STATUS_PENDING
-	case domain.StatusSucceeded:
-		return notifyv1.DeliveryStatus_DELIVERY_STATUS_SUCCEEDED
-	case domain.StatusDead:
-		return notifyv1.DeliveryStatus_DELIVERY_STATUS_DEAD
-	}
-	return notifyv1.DeliveryStatus_DELIVERY_STATUS_UNSPECIFIED
 }

@@ -22,20 +22,16 @@ func Module(cfg Config) fx.Option {
 		Migrations: []sqldb.Migrations{Migrations()},
 	},
 		fx.Supply(fx.Private, cfg),
-		fx.Provide(fx.Private, NewStore, NewWorker, NewFanout, NewService, NewHandler, parts),
+		fx.Provide(fx.Private, NewStore, NewService, NewHandler, parts),
 		fx.Provide(servicekit.Route(NewRoute)),
 	)
 }
 
 // parts are what runs beside the API: the consumers that fan every event
-// out into deliveries, and the worker that delivers them.
-func parts(cfg Config, fanout *Fanout, worker *Worker) (servicekit.Parts, error) {
-	consumers, err := fanout.Consumers(cfg.Workers)
-	if err != nil {
-		return servicekit.Parts{}, err
-	}
+// out into deliveries, and the loop that delivers them.
+func parts(s *Service) servicekit.Parts {
 	return servicekit.Parts{
-		Consumers: consumers,
-		Loops:     []servicekit.Loop{{Name: "deliveries", Run: worker.Run}},
-	}, nil
+		Consumers: s.Consumers(),
+		Loops:     []servicekit.Loop{{Name: "deliveries", Run: s.Deliver}},
+	}
 }

@@ -1,42 +1,48 @@
 package notify
 
 import (
-	"context"
 	"errors"
-	"fmt"
 	"log/slog"
-	"strings"
-	"sync"
-	"time"
+	"net/http"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/fx"
 
-	"github.com/sluicehq/sluice/platform/apierror"
 	"github.com/sluicehq/sluice/platform/events"
-	"github.com/sluicehq/sluice/platform/ids"
+	"github.com/sluicehq/sluice/platform/servicekit"
 	"github.com/sluicehq/sluice/services/notify/domain"
 )
 
-// watchResetAttempts is how often a watch's ordered consumer may be
-// recreated in a row (NATS restarting, say) before the watch ends with an
-// error the client can retry on.
-const watchResetAttempts = 10
+// Service is notify's application layer: what the Connect handler, the
+// event consumers and the delivery loop call. Its use cases live one to a
+// file: subscriptions.go, fanout.go (events into deliveries), deliveries.go
+// (POSTing them, and listing them) and watch.go (the live stream).
+type Service struct {
+	cfg     Config
+	store   *Store
+	js      jetstream.JetStream
+	outbox  *events.Relay
+	log     *slog.Logger
+	version string
+	retry   domain.Retry
+	// client POSTs deliveries; it follows no redirect.
+	client *http.Client
+	// due wakes the delivery loop: new deliveries are due.
+	due chan struct{}
+}
 
 // Deps are the service's collaborators; fx provides them (servicekit).
 type Deps struct {
 	fx.In
 	Store *Store
+	// Outbox publishes what the service enqueued (the deliveries'
+	// outcomes); it is woken after every commit that enqueued events.
+	Outbox *events.Relay
 	// JetStream is read by live watches.
 	JetStream jetstream.JetStream
-	Log       *slog.Logger
-}
-
-// Service is notify's application layer: what the Connect handler calls.
-type Service struct {
-	store *Store
-	js    jetstream.JetStream
-	log   *slog.Logger
+	// Info names the version in the deliveries' User-Agent.
+	Info servicekit.BuildInfo
+	Log  *slog.Logger
 }
 
 // NewService makes the service; cfg must be valid (Config.WithDefaults,
@@ -45,171 +51,31 @@ func NewService(cfg Config, d Deps) (*Service, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if d.Store == nil || d.JetStream == nil || d.Log == nil {
+	if d.Store == nil || d.Outbox == nil || d.JetStream == nil || d.Log == nil {
 		return nil, errors.New("notify: NewService: every dependency is required")
 	}
-	return &Service{store: d.Store, js: d.JetStream, log: d.Log}, nil
-}
-
-// CreateSubscription validates and stores a new subscription (its ID and
-// CreatedAt are set here).
-func (s *Service) CreateSubscription(ctx context.Context, sub domain.Subscription) (domain.Subscription, error) {
-	if err := sub.Validate(); err != nil {
-		return domain.Subscription{}, err
+	version := d.Info.Version
+	if version == "" {
+		version = "dev"
 	}
-	sub.ID = ids.New()
-	sub.CreatedAt = time.Now().UTC()
-	if err := s.store.CreateSubscription(ctx, sub); err != nil {
-		return domain.Subscription{}, err
+	transport, ok := http.DefaultTransport.(*http.Transport)
+	if !ok {
+		return nil, errors.New("notify: http.DefaultTransport is not an *http.Transport")
 	}
-	return sub, nil
-}
-
-// ListSubscriptions returns every subscription, oldest first.
-func (s *Service) ListSubscriptions(ctx context.Context) ([]domain.Subscription, error) {
-	return s.store.ListSubscriptions(ctx)
-}
-
-// DeleteSubscription deletes a subscription; its pending deliveries are
-// dropped.
-func (s *Service) DeleteSubscription(ctx context.Context, id string) error {
-	return s.store.DeleteSubscription(ctx, id)
-}
-
-// ListDeliveries returns the newest deliveries with their attempts, of one
-// subscription when subscriptionID is set; limit 0 means
-// DefaultDeliveriesLimit.
-func (s *Service) ListDeliveries(ctx context.Context, subscriptionID string, limit int) ([]domain.Delivery, error) {
-	return s.store.ListDeliveries(ctx, subscriptionID, limit)
-}
-
-// WatchedEvent is an event as Watch sees it.
-type WatchedEvent struct {
-	Event events.Event
-	// Source is the CloudEvents source.
-	Source string
-	// NATSSubject is the subject it was published on.
-	NATSSubject string
-	// Data is the CDEvent JSON as published.
-	Data []byte
-}
-
-// Watch calls send with every event published from now on whose subject
-// matches filter (a NATS subject filter; "" is every event), until ctx
-// ends (it then returns nil) or send fails. It reads each stream the
-// filter can match with an ordered consumer, which it deletes at the end.
-// It calls watching once the consumers exist: from then on no event is
-// missed.
-func (s *Service) Watch(ctx context.Context, filter string, watching func() error, send func(WatchedEvent) error) error {
-	targets, err := domain.WatchTargets(filter)
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-
-	msgs := make(chan jetstream.Msg)
-	failed := make(chan error, len(targets))
-	var (
-		wg      sync.WaitGroup
-		readers []watchReader
-	)
-	defer func() {
-		cancel()
-		for _, r := range readers {
-			r.iter.Stop()
-		}
-		wg.Wait()
-		s.deleteConsumers(context.WithoutCancel(ctx), readers)
-	}()
-	for _, t := range targets {
-		cons, err := s.js.OrderedConsumer(ctx, t.Stream, jetstream.OrderedConsumerConfig{
-			FilterSubjects:   []string{t.Filter},
-			DeliverPolicy:    jetstream.DeliverNewPolicy,
-			MaxResetAttempts: watchResetAttempts,
-		})
-		if err != nil {
-			if errors.Is(err, jetstream.ErrStreamNotFound) {
-				return fmt.Errorf("stream %s is not provisioned yet; retry shortly: %w", t.Stream, apierror.ErrUnavailable)
-			}
-			return fmt.Errorf("watch stream %s: %w", t.Stream, err)
-		}
-		iter, err := cons.Messages()
-		if err != nil {
-			return fmt.Errorf("watch stream %s: %w", t.Stream, err)
-		}
-		readers = append(readers, watchReader{stream: t.Stream, cons: cons, iter: iter})
-		wg.Go(func() {
-			for {
-				m, err := iter.Next()
-				if err != nil {
-					if !errors.Is(err, jetstream.ErrMsgIteratorClosed) {
-						failed <- fmt.Errorf("watch stream %s: %w", t.Stream, err)
-					}
-					return
-				}
-				select {
-				case msgs <- m:
-				case <-ctx.Done():
-					return
-				}
-			}
-		})
-	}
-	if err := watching(); err != nil {
-		if ctx.Err() != nil {
-			return nil
-		}
-		return err
-	}
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case err := <-failed:
-			return err
-		case m := <-msgs:
-			ev, err := events.Decode(m.Subject(), m.Headers(), m.Data())
-			if err != nil {
-				s.log.Warn("watch: skipping an event that does not decode", slog.String("subject", m.Subject()), slog.Any("error", err))
-				continue
-			}
-			source := m.Headers().Get(events.HeaderSource)
-			if source == "" {
-				source = events.Source(ev.Kind.Service)
-			}
-			if err := send(WatchedEvent{Event: ev, Source: source, NATSSubject: m.Subject(), Data: m.Data()}); err != nil {
-				if ctx.Err() != nil {
-					return nil
-				}
-				return err
-			}
-		}
-	}
-}
-
-type watchReader struct {
-	stream string
-	cons   jetstream.Consumer
-	iter   jetstream.MessagesContext
-}
-
-// deleteConsumers removes the watch's ordered consumers now rather than
-// leaving them to the server's inactivity threshold.
-func (s *Service) deleteConsumers(ctx context.Context, readers []watchReader) {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	var names []string
-	for _, r := range readers {
-		info := r.cons.CachedInfo()
-		if info == nil {
-			continue
-		}
-		if err := s.js.DeleteConsumer(ctx, r.stream, info.Name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
-			names = append(names, r.stream+"/"+info.Name)
-		}
-	}
-	if len(names) > 0 {
-		s.log.Debug("watch: ordered consumers left to expire", slog.String("consumers", strings.Join(names, ", ")))
-	}
+	return &Service{
+		cfg:     cfg,
+		store:   d.Store,
+		js:      d.JetStream,
+		outbox:  d.Outbox,
+		log:     d.Log,
+		version: version,
+		retry:   domain.NewRetry(cfg.MaxAttempts, cfg.RetryBase, cfg.RetryMax),
+		client: &http.Client{
+			Transport: transport.Clone(),
+			// A redirect is an answer like any other non-2xx: following it
+			// would turn the POST into a GET to somewhere else.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		},
+		due: make(chan struct{}, 1),
+	}, nil
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/sluicehq/sluice/platform/apierror"
 	"github.com/sluicehq/sluice/platform/events"
+	"github.com/sluicehq/sluice/platform/paging"
 	"github.com/sluicehq/sluice/platform/sqldb"
 	"github.com/sluicehq/sluice/services/notify/domain"
 )
@@ -89,10 +90,13 @@ func querySubscriptions(ctx context.Context, q querier, query string, args ...an
 	return subs, nil
 }
 
-// ListSubscriptions returns every subscription, oldest first.
-func (s *Store) ListSubscriptions(ctx context.Context) ([]domain.Subscription, error) {
+// ListSubscriptions lists a page of subscriptions, oldest first:
+// page.Limit() of them at most, after page.After.
+func (s *Store) ListSubscriptions(ctx context.Context, page paging.Page) ([]domain.Subscription, error) {
+	after, args := page.Where("created_at", "id", false, 1)
 	return querySubscriptions(ctx, s.db,
-		`SELECT `+subscriptionColumns+` FROM subscriptions ORDER BY created_at, id`)
+		`SELECT `+subscriptionColumns+` FROM subscriptions WHERE `+after+` ORDER BY created_at, id LIMIT $`+strconv.Itoa(len(args)+1),
+		append(args, page.Limit())...)
 }
 
 // DeleteSubscription deletes a subscription and drops its pending
@@ -207,15 +211,16 @@ func (s *Store) Claim(ctx context.Context, now, leaseUntil time.Time, limit int)
 			} else if n == 0 {
 				continue // another worker took it
 			}
-			c, found, err := loadClaimed(ctx, tx, d.id)
-			if err != nil {
-				return err
-			}
-			if !found {
+			c, err := loadClaimed(ctx, tx, d.id)
+			if errors.Is(err, apierror.ErrNotFound) {
+				// Its subscription is gone.
 				if err := dropPending(ctx, tx, `id = $2`, d.id); err != nil {
 					return err
 				}
 				continue
+			}
+			if err != nil {
+				return err
 			}
 			claimed = append(claimed, c)
 		}
@@ -252,7 +257,9 @@ func dueDeliveries(ctx context.Context, tx *sql.Tx, now time.Time, limit int) ([
 	return list, nil
 }
 
-func loadClaimed(ctx context.Context, tx *sql.Tx, id string) (Claimed, bool, error) {
+// loadClaimed reads a delivery with its subscription's URL and secret; a
+// delivery whose subscription is gone is not found.
+func loadClaimed(ctx context.Context, tx *sql.Tx, id string) (Claimed, error) {
 	var (
 		c              Claimed
 		headers, body  string
@@ -268,35 +275,35 @@ func loadClaimed(ctx context.Context, tx *sql.Tx, id string) (Claimed, bool, err
 		Scan(&d.ID, &subscriptionID, &d.EventID, &d.EventType, &d.Subject, &d.Repository, &d.ChainID, &headers, &body,
 			&status, &d.AttemptCount, &d.LastError, &created, &next, &url, &secret)
 	if err != nil {
-		return c, false, fmt.Errorf("load delivery %s: %w", id, err)
+		return c, fmt.Errorf("load delivery %s: %w", id, err)
 	}
 	d.SubscriptionID = subscriptionID
 	d.Status = domain.Status(status)
 	d.CreatedAt, d.NextAttemptAt = sqldb.Time(created), sqldb.Time(next)
 	d.Body = []byte(body)
 	if err := json.Unmarshal([]byte(headers), &d.Headers); err != nil {
-		return c, false, fmt.Errorf("delivery %s headers: %w", id, err)
+		return c, fmt.Errorf("delivery %s headers: %w", id, err)
 	}
 	if !url.Valid {
-		return c, false, nil
+		return c, fmt.Errorf("subscription %s of delivery %s: %w", subscriptionID, id, apierror.ErrNotFound)
 	}
 	c.URL, c.Secret = url.String, secret.String
-	return c, true, nil
+	return c, nil
 }
 
 // NextDue is when the earliest pending delivery is due (or its lease
-// ends); false when none is pending.
-func (s *Store) NextDue(ctx context.Context) (time.Time, bool, error) {
+// ends); with none pending, it is not found.
+func (s *Store) NextDue(ctx context.Context) (time.Time, error) {
 	var next sql.NullInt64
 	err := s.db.QueryRowContext(ctx, `SELECT MIN(next_attempt_at) FROM deliveries WHERE status = $1`,
 		string(domain.StatusPending)).Scan(&next)
 	if err != nil {
-		return time.Time{}, false, fmt.Errorf("find next due delivery: %w", err)
+		return time.Time{}, fmt.Errorf("find next due delivery: %w", err)
 	}
 	if !next.Valid {
-		return time.Time{}, false, nil
+		return time.Time{}, fmt.Errorf("pending delivery: %w", apierror.ErrNotFound)
 	}
-	return sqldb.Time(next.Int64), true, nil
+	return sqldb.Time(next.Int64), nil
 }
 
 // Outcome is what an attempt led to.
@@ -344,25 +351,34 @@ func (s *Store) RecordAttempt(ctx context.Context, id string, a domain.Attempt, 
 	return changed, err
 }
 
-// DefaultDeliveriesLimit is how many deliveries ListDeliveries returns when
-// no limit is given.
-const DefaultDeliveriesLimit = 100
+// DeliveryFilter selects deliveries; an empty field selects all.
+type DeliveryFilter struct {
+	SubscriptionID string
+	// RunID is the chain id of the delivered events.
+	RunID string
+}
 
-// ListDeliveries returns the newest deliveries (of one subscription when
-// subscriptionID is set) with their attempts.
-func (s *Store) ListDeliveries(ctx context.Context, subscriptionID string, limit int) ([]domain.Delivery, error) {
-	if limit <= 0 {
-		limit = DefaultDeliveriesLimit
+// ListDeliveries lists a page of the deliveries filter selects, newest
+// first, with their attempts: page.Limit() of them at most, after
+// page.After.
+func (s *Store) ListDeliveries(ctx context.Context, filter DeliveryFilter, page paging.Page) ([]domain.Delivery, error) {
+	var where []string
+	var args []any
+	if filter.SubscriptionID != "" {
+		args = append(args, filter.SubscriptionID)
+		where = append(where, `subscription_id = $`+strconv.Itoa(len(args)))
 	}
+	if filter.RunID != "" {
+		args = append(args, filter.RunID)
+		where = append(where, `chain_id = $`+strconv.Itoa(len(args)))
+	}
+	after, afterArgs := page.Where("created_at", "id", true, len(args)+1)
+	where = append(where, after)
+	args = append(args, afterArgs...)
+	args = append(args, page.Limit())
 	query := `SELECT id, subscription_id, event_id, event_type, event_subject, repository, chain_id, status,
-		attempt_count, last_error, created_at, next_attempt_at FROM deliveries`
-	args := []any{}
-	if subscriptionID != "" {
-		query += ` WHERE subscription_id = $1`
-		args = append(args, subscriptionID)
-	}
-	args = append(args, limit)
-	query += ` ORDER BY created_at DESC, id DESC LIMIT $` + strconv.Itoa(len(args))
+		attempt_count, last_error, created_at, next_attempt_at FROM deliveries WHERE ` + strings.Join(where, " AND ") +
+		` ORDER BY created_at DESC, id DESC LIMIT $` + strconv.Itoa(len(args))
 	list, byID, err := s.queryDeliveries(ctx, query, args...)
 	if err != nil {
 		return nil, err

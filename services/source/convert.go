@@ -1,12 +1,33 @@
 package source
 
 import (
+	"cmp"
+	"fmt"
 	"slices"
+	"strings"
+	"time"
 
+	"github.com/sluicehq/sluice/platform/paging"
 	"github.com/sluicehq/sluice/platform/prototime"
+	buildeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/build/events/v1"
+	buildv1 "github.com/sluicehq/sluice/proto/gen/sluice/build/v1"
+	releaseeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/release/events/v1"
+	sourceeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
 	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
+	testeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/test/events/v1"
+	testv1 "github.com/sluicehq/sluice/proto/gen/sluice/test/v1"
 	"github.com/sluicehq/sluice/services/source/domain"
 )
+
+// Conversions between the domain and the protos: the API's messages, the
+// events source publishes, and the outcomes the other stages' events
+// report.
+
+// --- the API ---
+
+func newRepositoryFromProto(req *sourcev1.CreateRepositoryRequest) NewRepository {
+	return NewRepository{URL: req.GetUrl(), Name: req.GetName(), Branch: req.GetBranch(), WebhookSecret: req.GetWebhookSecret()}
+}
 
 func repositoryToProto(r domain.Repository) *sourcev1.Repository {
 	return &sourcev1.Repository{
@@ -99,4 +120,170 @@ func stageStatusToProto(s domain.StageStatus) sourcev1.StageStatus {
 		return sourcev1.StageStatus_STAGE_STATUS_SKIPPED
 	}
 	return sourcev1.StageStatus_STAGE_STATUS_UNSPECIFIED
+}
+
+// defaultCommitsLimit is ListCommits' page when neither page_size nor
+// limit is set (as it was before page_size).
+const defaultCommitsLimit = 1000
+
+// commitsPage is the page a ListCommits request asks for: page_size, else
+// the older limit (which may ask for up to 10000 commits, and still can),
+// else 1000.
+func commitsPage(req *sourcev1.ListCommitsRequest) (paging.Page, error) {
+	page, err := paging.Request(req.GetPageSize(), 0, req.GetPageToken())
+	if err != nil {
+		return page, err
+	}
+	if req.GetPageSize() == 0 {
+		page.Size = defaultCommitsLimit
+		if req.GetLimit() > 0 {
+			page.Size = int(req.GetLimit())
+		}
+	}
+	return page, nil
+}
+
+// --- the events source publishes ---
+
+func repositoryRefToProto(r domain.Repository) *sourceeventsv1.RepositoryRef {
+	return &sourceeventsv1.RepositoryRef{Id: r.ID, Name: r.Name, Url: r.URL}
+}
+
+// runRepositoryRef is the reference to a run's repository.
+func runRepositoryRef(run domain.Run) *sourceeventsv1.RepositoryRef {
+	return &sourceeventsv1.RepositoryRef{Id: run.RepositoryID, Name: run.Repository, Url: run.RepositoryURL}
+}
+
+func repositoryCreatedToProto(r domain.Repository) *sourceeventsv1.RepositoryCreated {
+	return &sourceeventsv1.RepositoryCreated{Repository: repositoryRefToProto(r), Branch: r.Branch}
+}
+
+func runRequestedToProto(run domain.Run) *sourceeventsv1.RunRequested {
+	return &sourceeventsv1.RunRequested{
+		RunId:         run.ID,
+		Repository:    runRepositoryRef(run),
+		Commit:        run.Commit,
+		Ref:           run.Ref,
+		Branch:        run.Branch,
+		Trigger:       triggerToProto(run.Trigger),
+		Pipeline:      run.Pipeline,
+		CommitMessage: run.CommitMessage,
+	}
+}
+
+func runStartedToProto(run domain.Run, buildID string) *sourceeventsv1.RunStarted {
+	return &sourceeventsv1.RunStarted{
+		RunId:      run.ID,
+		Repository: runRepositoryRef(run),
+		Commit:     run.Commit,
+		Branch:     run.Branch,
+		BuildId:    buildID,
+	}
+}
+
+func runFinishedToProto(run domain.Run) *sourceeventsv1.RunFinished {
+	return &sourceeventsv1.RunFinished{
+		RunId:          run.ID,
+		Repository:     runRepositoryRef(run),
+		Commit:         run.Commit,
+		Status:         runStatusToProto(run.Status),
+		FailureReason:  run.FailureReason,
+		ReleaseVersion: run.ReleaseVersion,
+	}
+}
+
+func changeReceivedToProto(repo domain.Repository, run domain.Run, trigger domain.Trigger, deliveryID string) *sourceeventsv1.ChangeReceived {
+	return &sourceeventsv1.ChangeReceived{
+		Repository: repositoryRefToProto(repo),
+		Commit:     run.Commit,
+		Ref:        run.Ref,
+		Trigger:    triggerToProto(trigger),
+		DeliveryId: deliveryID,
+	}
+}
+
+// --- the outcomes of the other stages' events ---
+//
+// Each is the stage's outcome as the run summary records it (summary.go's
+// applyOutcome): succeeded, failed or skipped with the reason and detail;
+// running for a stage that reports it still runs; an empty status for one
+// this service does not know.
+
+// buildOutcome is what a BuildFinished says of the build stage.
+func buildOutcome(p *buildeventsv1.BuildFinished, at time.Time) domain.StageOutcome {
+	switch p.GetStatus() {
+	case buildv1.BuildStatus_BUILD_STATUS_SUCCEEDED:
+		return domain.StageOutcome{Status: domain.StageSucceeded, At: at, Detail: artifactsDetail(p.GetArtifacts())}
+	case buildv1.BuildStatus_BUILD_STATUS_FAILED, buildv1.BuildStatus_BUILD_STATUS_CANCELLED:
+		cancelled := p.GetStatus() == buildv1.BuildStatus_BUILD_STATUS_CANCELLED
+		reason := cmp.Or(p.GetFailureReason(), domain.StepFailure(p.GetFailedStep(), int(p.GetExitCode())))
+		if reason == "" && !cancelled {
+			reason = "the build failed"
+		}
+		return domain.StageOutcome{
+			Status: domain.StageFailed, At: at, Reason: reason, FailedStep: p.GetFailedStep(),
+			ExitCode: int(p.GetExitCode()), LastLogLines: p.GetLastLogLines(), Cancelled: cancelled,
+		}
+	case buildv1.BuildStatus_BUILD_STATUS_QUEUED, buildv1.BuildStatus_BUILD_STATUS_RUNNING:
+		return domain.StageOutcome{Status: domain.StageRunning}
+	}
+	return domain.StageOutcome{}
+}
+
+func artifactsDetail(artifacts []*buildv1.Artifact) string {
+	if len(artifacts) == 0 {
+		return ""
+	}
+	names := make([]string, len(artifacts))
+	for i, a := range artifacts {
+		names[i] = a.GetName()
+	}
+	noun := "artifacts"
+	if len(names) == 1 {
+		noun = "artifact"
+	}
+	return fmt.Sprintf("%d %s: %s", len(names), noun, strings.Join(names, ", "))
+}
+
+// testOutcome is what a TestRunFinished says of the test stage.
+func testOutcome(p *testeventsv1.TestRunFinished, at time.Time) domain.StageOutcome {
+	c := p.GetCounts()
+	counts := domain.TestCounts(int(c.GetPassed()), int(c.GetFailed()), int(c.GetSkipped()))
+	switch p.GetStatus() {
+	case testv1.TestRunStatus_TEST_RUN_STATUS_PASSED:
+		return domain.StageOutcome{Status: domain.StageSucceeded, At: at, Detail: counts}
+	case testv1.TestRunStatus_TEST_RUN_STATUS_FAILED, testv1.TestRunStatus_TEST_RUN_STATUS_ERROR:
+		var parts []string
+		if r := cmp.Or(p.GetFailureReason(), domain.StepFailure(p.GetFailedStep(), int(p.GetExitCode()))); r != "" {
+			parts = append(parts, r)
+		}
+		parts = append(parts, counts)
+		if cases := p.GetFailedCases(); len(cases) > 0 {
+			parts = append(parts, "failing: "+strings.Join(cases, ", "))
+		}
+		return domain.StageOutcome{
+			Status: domain.StageFailed, At: at, Reason: strings.Join(parts, "; "), FailedStep: p.GetFailedStep(),
+			ExitCode: int(p.GetExitCode()), LastLogLines: p.GetLastLogLines(), Detail: counts,
+		}
+	case testv1.TestRunStatus_TEST_RUN_STATUS_RUNNING:
+		return domain.StageOutcome{Status: domain.StageRunning}
+	}
+	return domain.StageOutcome{}
+}
+
+// releaseOutcome is what a ReleaseFinished says of the release stage.
+func releaseOutcome(p *releaseeventsv1.ReleaseFinished, at time.Time) domain.StageOutcome {
+	switch p.GetOutcome() {
+	case releaseeventsv1.ReleaseOutcome_RELEASE_OUTCOME_SUCCEEDED:
+		return domain.StageOutcome{Status: domain.StageSucceeded, At: at}
+	case releaseeventsv1.ReleaseOutcome_RELEASE_OUTCOME_FAILED:
+		reason := cmp.Or(p.GetReason(), "a deployment failed")
+		if p.GetRolledBack() && !strings.Contains(reason, "rolled back") {
+			reason += "; rolled back"
+		}
+		return domain.StageOutcome{Status: domain.StageFailed, At: at, Reason: reason}
+	case releaseeventsv1.ReleaseOutcome_RELEASE_OUTCOME_SKIPPED:
+		return domain.StageOutcome{Status: domain.StageSkipped, At: at, Reason: cmp.Or(p.GetReason(), "nothing to release")}
+	}
+	return domain.StageOutcome{}
 }

@@ -8,6 +8,7 @@ import (
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/sluicehq/sluice/platform/servicekit/servicekittest"
 	buildeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/build/events/v1"
 	buildv1 "github.com/sluicehq/sluice/proto/gen/sluice/build/v1"
 	releaseeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/release/events/v1"
@@ -71,7 +72,7 @@ func (f *folding) releaseFinished(p *releaseeventsv1.ReleaseFinished, when time.
 func (f *folding) waitStatus(status sourcev1.RunStatus) *sourcev1.Run {
 	f.h.t.Helper()
 	var run *sourcev1.Run
-	eventually(f.h.t, "run "+f.run.Id+" is "+status.String(), func() bool {
+	servicekittest.Eventually(f.h.t, "run "+f.run.Id+" is "+status.String(), func() bool {
 		run = f.h.getRun(f.run.Id)
 		return run.Status == status
 	})
@@ -98,7 +99,8 @@ func (f *folding) finishedOnce() *sourceeventsv1.RunFinished {
 // order and twice, and checks the summary GetRun shows and that
 // RunFinished is published once per run.
 func TestFold(t *testing.T) {
-	h := start(t, 0)
+	t.Parallel()
+	h := newHarness(t, 0)
 	src, _ := newGitRepo(t, "app", "main", validPipeline)
 	repo := h.register(src.Dir)
 	newFolding := func() *folding {
@@ -127,7 +129,7 @@ func TestFold(t *testing.T) {
 		h.publish(&testeventsv1.TestRunStarted{RunId: f.run.Id, TestRunId: "t1", Repository: f.ref}, "t1", f.run.Id, t0.Add(150*time.Second))
 
 		var run *sourcev1.Run
-		eventually(t, "the run succeeded and the late start is folded", func() bool {
+		servicekittest.Eventually(t, "the run succeeded and the late start is folded", func() bool {
 			run = h.getRun(f.run.Id)
 			return run.Status == sourcev1.RunStatus_RUN_STATUS_SUCCEEDED && stages(run)["test"].StartTime != nil
 		})
@@ -262,7 +264,8 @@ func TestFold(t *testing.T) {
 // TestWatchRun follows a run from queued to its end; the stream ends after
 // the final state.
 func TestWatchRun(t *testing.T) {
-	h := start(t, 0)
+	t.Parallel()
+	h := newHarness(t, 0)
 	src, _ := newGitRepo(t, "app", "main", validPipeline)
 	repo := h.register(src.Dir)
 	run := h.trigger("app", "")
@@ -311,7 +314,8 @@ func TestWatchRun(t *testing.T) {
 // pipelinerun.started), however its build's events arrive: redelivered,
 // a step before the build's start, the build's end before both.
 func TestRunStartedOnce(t *testing.T) {
-	h := start(t, 0)
+	t.Parallel()
+	h := newHarness(t, 0)
 	src, _ := newGitRepo(t, "app", "main", validPipeline)
 	repo := h.register(src.Dir)
 	t0 := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)

@@ -6,6 +6,7 @@ import (
 
 	"connectrpc.com/connect"
 
+	"github.com/sluicehq/sluice/platform/paging"
 	"github.com/sluicehq/sluice/platform/rpcserver"
 	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
 	"github.com/sluicehq/sluice/proto/gen/sluice/source/v1/sourcev1connect"
@@ -13,7 +14,7 @@ import (
 )
 
 // Handler is the SourceService Connect handler: request in, Service call,
-// response out.
+// response out (converted by convert.go).
 type Handler struct {
 	svc *Service
 }
@@ -32,22 +33,24 @@ func NewRoute(h *Handler, log *slog.Logger) rpcserver.Route {
 
 // CreateRepository registers a repository.
 func (h *Handler) CreateRepository(ctx context.Context, req *sourcev1.CreateRepositoryRequest) (*sourcev1.CreateRepositoryResponse, error) {
-	repo, created, err := h.svc.CreateRepository(ctx, NewRepository{
-		URL: req.GetUrl(), Name: req.GetName(), Branch: req.GetBranch(), WebhookSecret: req.GetWebhookSecret(),
-	})
+	repo, created, err := h.svc.CreateRepository(ctx, newRepositoryFromProto(req))
 	if err != nil {
 		return nil, err
 	}
 	return &sourcev1.CreateRepositoryResponse{Repository: repositoryToProto(repo), Created: created}, nil
 }
 
-// ListRepositories lists the repositories.
-func (h *Handler) ListRepositories(ctx context.Context, _ *sourcev1.ListRepositoriesRequest) (*sourcev1.ListRepositoriesResponse, error) {
-	repos, err := h.svc.ListRepositories(ctx)
+// ListRepositories lists the repositories, a page at a time.
+func (h *Handler) ListRepositories(ctx context.Context, req *sourcev1.ListRepositoriesRequest) (*sourcev1.ListRepositoriesResponse, error) {
+	page, err := paging.Request(req.GetPageSize(), 0, req.GetPageToken())
 	if err != nil {
 		return nil, err
 	}
-	res := &sourcev1.ListRepositoriesResponse{}
+	repos, next, err := h.svc.ListRepositories(ctx, page)
+	if err != nil {
+		return nil, err
+	}
+	res := &sourcev1.ListRepositoriesResponse{NextPageToken: next}
 	for _, r := range repos {
 		res.Repositories = append(res.Repositories, repositoryToProto(r))
 	}
@@ -72,13 +75,17 @@ func (h *Handler) TriggerRun(ctx context.Context, req *sourcev1.TriggerRunReques
 	return &sourcev1.TriggerRunResponse{Run: runToProto(run)}, nil
 }
 
-// ListRuns lists runs, newest first.
+// ListRuns lists runs, newest first, a page at a time.
 func (h *Handler) ListRuns(ctx context.Context, req *sourcev1.ListRunsRequest) (*sourcev1.ListRunsResponse, error) {
-	runs, err := h.svc.ListRuns(ctx, req.GetRepository(), int(req.GetLimit()))
+	page, err := paging.Request(req.GetPageSize(), req.GetLimit(), req.GetPageToken())
 	if err != nil {
 		return nil, err
 	}
-	res := &sourcev1.ListRunsResponse{}
+	runs, next, err := h.svc.ListRuns(ctx, req.GetRepository(), page)
+	if err != nil {
+		return nil, err
+	}
+	res := &sourcev1.ListRunsResponse{NextPageToken: next}
 	for _, r := range runs {
 		res.Runs = append(res.Runs, runToProto(r))
 	}
@@ -101,13 +108,17 @@ func (h *Handler) WatchRun(ctx context.Context, req *sourcev1.WatchRunRequest, s
 	})
 }
 
-// ListCommits lists a range of commits.
+// ListCommits lists a range of commits, a page at a time.
 func (h *Handler) ListCommits(ctx context.Context, req *sourcev1.ListCommitsRequest) (*sourcev1.ListCommitsResponse, error) {
-	commits, err := h.svc.ListCommits(ctx, req.GetRepository(), req.GetFrom(), req.GetTo(), int(req.GetLimit()))
+	page, err := commitsPage(req)
 	if err != nil {
 		return nil, err
 	}
-	res := &sourcev1.ListCommitsResponse{}
+	commits, next, err := h.svc.ListCommits(ctx, req.GetRepository(), req.GetFrom(), req.GetTo(), page)
+	if err != nil {
+		return nil, err
+	}
+	res := &sourcev1.ListCommitsResponse{NextPageToken: next}
 	for _, c := range commits {
 		res.Commits = append(res.Commits, commitToProto(c))
 	}

@@ -75,10 +75,11 @@ type harness struct {
 	js     jetstream.JetStream
 }
 
-// start composes the source service with fx as a binary does, on a real
-// nats-server and a loopback HTTP server, provisions the build, test and
-// release streams (as their services would) and waits until it is ready.
-func start(t *testing.T, pollInterval time.Duration) *harness {
+// newHarness composes the source service with fx as a binary does
+// (servicekittest.Start), on a real nats-server and a loopback HTTP server,
+// provisions the build, test and release streams (as their services would)
+// and waits until it is ready. pollInterval 0 disables polling.
+func newHarness(t *testing.T, pollInterval time.Duration) *harness {
 	t.Helper()
 	ns := natstest.Start(t)
 	nc := ns.Connect(t)
@@ -101,18 +102,6 @@ func start(t *testing.T, pollInterval time.Duration) *harness {
 	h.client = sourcev1connect.NewSourceServiceClient(h.http, h.url)
 	p.WaitReady(t)
 	return h
-}
-
-// eventually waits up to 15s for cond.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting until %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // register registers the repository at url under its default name.
@@ -222,7 +211,7 @@ const (
 func (h *harness) waitRunEvent(subject, runID string) events.Event {
 	h.t.Helper()
 	var got []events.Event
-	eventually(h.t, subject+" of run "+runID+" is published", func() bool {
+	servicekittest.Eventually(h.t, subject+" of run "+runID+" is published", func() bool {
 		got = h.runEvents(subject, runID)
 		return len(got) > 0
 	})
@@ -275,7 +264,7 @@ func (h *harness) publishEvent(ev events.Event, redeliver bool) {
 // everything published to them.
 func (h *harness) waitConsumed() {
 	h.t.Helper()
-	eventually(h.t, "the source consumers are idle", func() bool {
+	servicekittest.Eventually(h.t, "the source consumers are idle", func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		for _, c := range []struct{ stream, durable string }{{"BUILD", "source-build"}, {"TEST", "source-test"}, {"RELEASE", "source-release"}} {

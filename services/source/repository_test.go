@@ -21,7 +21,8 @@ import (
 // HEAD, generated secret, head recorded as seen), the idempotent second
 // registration, the conflicting one, and the lookups.
 func TestCreateRepository(t *testing.T) {
-	h := start(t, 0)
+	t.Parallel()
+	h := newHarness(t, 0)
 	ctx := context.Background()
 	src, head := newGitRepo(t, "Hello World.git", "trunk", validPipeline)
 
@@ -128,7 +129,8 @@ func TestCreateRepository(t *testing.T) {
 // TestInvalidRequestOverHTTPJSON sends what curl would: a JSON body with an
 // empty url. The validation interceptor answers 400 naming the field.
 func TestInvalidRequestOverHTTPJSON(t *testing.T) {
-	h := start(t, 0)
+	t.Parallel()
+	h := newHarness(t, 0)
 	req, err := http.NewRequestWithContext(context.Background(), http.MethodPost, h.url+"/sluice.source.v1.SourceService/CreateRepository", bytes.NewBufferString(`{"url":""}`))
 	if err != nil {
 		t.Fatal(err)

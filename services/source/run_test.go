@@ -10,6 +10,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/sluicehq/sluice/platform/gittest"
+	"github.com/sluicehq/sluice/platform/servicekit/servicekittest"
 	sourceeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
 	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
 	"github.com/sluicehq/sluice/services/source/pipeline"
@@ -18,7 +19,8 @@ import (
 // TestTriggerRun triggers runs by every kind of ref and checks the run and
 // the RunRequested event build takes, with the parsed pipeline.
 func TestTriggerRun(t *testing.T) {
-	h := start(t, 0)
+	t.Parallel()
+	h := newHarness(t, 0)
 	src, first := newGitRepo(t, "app", "main", validPipeline)
 	src.Tag("v1.0.0", first)
 	second := src.CommitFile("main.go", "package main\n", "add main\n")
@@ -104,7 +106,8 @@ func TestTriggerRun(t *testing.T) {
 // run at once with the parser's message, publishes RunFinished(FAILED) and
 // no RunRequested.
 func TestBadPipelineFailsTheRun(t *testing.T) {
-	h := start(t, 0)
+	t.Parallel()
+	h := newHarness(t, 0)
 	const bad = "version: 1\nbuild:\n  steps:\n    - name: compile\n      runn: go build\n"
 	src, badCommit := newGitRepo(t, "app", "main", bad)
 	h.register(src.Dir)
@@ -153,7 +156,8 @@ func TestBadPipelineFailsTheRun(t *testing.T) {
 // for history; a new commit on the watched branch starts one, a commit on
 // another branch none.
 func TestPollingNoticesNewCommits(t *testing.T) {
-	h := start(t, 50*time.Millisecond)
+	t.Parallel()
+	h := newHarness(t, 50*time.Millisecond)
 	src, head := newGitRepo(t, "app", "main", validPipeline)
 	repo := h.register(src.Dir)
 	if repo.LastSeenCommit != head {
@@ -166,7 +170,7 @@ func TestPollingNoticesNewCommits(t *testing.T) {
 
 	next := src.CommitFile("main.go", "package main\n", "add main\n")
 	var runs []*sourcev1.Run
-	eventually(t, "polling starts a run for the new commit", func() bool {
+	servicekittest.Eventually(t, "polling starts a run for the new commit", func() bool {
 		runs = h.listRuns("app")
 		return len(runs) > 0
 	})
@@ -179,7 +183,7 @@ func TestPollingNoticesNewCommits(t *testing.T) {
 		t.Errorf("ChangeReceived = %v", change)
 	}
 	h.waitRunEvent(subjectRunRequested, run.Id)
-	eventually(t, "the new head is recorded as seen", func() bool {
+	servicekittest.Eventually(t, "the new head is recorded as seen", func() bool {
 		got, err := h.client.GetRepository(context.Background(), &sourcev1.GetRepositoryRequest{Repository: "app"})
 		return err == nil && got.Repository.LastSeenCommit == next
 	})
@@ -197,7 +201,8 @@ func TestPollingNoticesNewCommits(t *testing.T) {
 // TestListCommits lists ranges of a history with a merge: the commits
 // reachable from `to` and not from `from`, newest first.
 func TestListCommits(t *testing.T) {
-	h := start(t, 0)
+	t.Parallel()
+	h := newHarness(t, 0)
 	src, c1 := newGitRepo(t, "app", "main", validPipeline)
 	c2 := src.CommitFile("a", "a\n", "second\n")
 	side := src.Commit("side work\n", c1)

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/sluicehq/sluice/platform/apierror"
+	"github.com/sluicehq/sluice/platform/paging"
 	"github.com/sluicehq/sluice/platform/sqldb"
 	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
 	"github.com/sluicehq/sluice/services/source/domain"
@@ -76,22 +77,35 @@ func repositoryByRef(ctx context.Context, q querier, idOrName string) (domain.Re
 	return r, nil
 }
 
-// repositoryByName finds a repository by name; found is false when there
-// is none.
-func repositoryByName(ctx context.Context, q querier, name string) (r domain.Repository, found bool, err error) {
-	r, err = scanRepository(q.QueryRowContext(ctx, `SELECT `+repositoryColumns+` FROM repositories WHERE name = $1`, name))
+// RepositoryByName finds a repository by name (only).
+func (s *Store) RepositoryByName(ctx context.Context, name string) (domain.Repository, error) {
+	r, err := scanRepository(s.db.QueryRowContext(ctx, `SELECT `+repositoryColumns+` FROM repositories WHERE name = $1`, name))
 	if errors.Is(err, sql.ErrNoRows) {
-		return r, false, nil
+		return r, fmt.Errorf("repository %q: %w", name, apierror.ErrNotFound)
 	}
 	if err != nil {
-		return r, false, fmt.Errorf("read repository %q: %w", name, err)
+		return r, fmt.Errorf("read repository %q: %w", name, err)
 	}
-	return r, true, nil
+	return r, nil
 }
 
 // Repositories lists every repository by name.
 func (s *Store) Repositories(ctx context.Context) ([]domain.Repository, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT `+repositoryColumns+` FROM repositories ORDER BY name`)
+	return s.queryRepositories(ctx, `SELECT `+repositoryColumns+` FROM repositories ORDER BY name`)
+}
+
+// ListRepositories lists a page of repositories by name: page.Limit() of
+// them at most, after the name page.After names.
+func (s *Store) ListRepositories(ctx context.Context, page paging.Page) ([]domain.Repository, error) {
+	if page.After == nil {
+		return s.queryRepositories(ctx, `SELECT `+repositoryColumns+` FROM repositories ORDER BY name LIMIT $1`, page.Limit())
+	}
+	return s.queryRepositories(ctx, `SELECT `+repositoryColumns+` FROM repositories WHERE name > $1 ORDER BY name LIMIT $2`,
+		page.After.ID, page.Limit())
+}
+
+func (s *Store) queryRepositories(ctx context.Context, query string, args ...any) ([]domain.Repository, error) {
+	rows, err := s.db.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list repositories: %w", err)
 	}
@@ -261,16 +275,19 @@ func updateRun(ctx context.Context, tx *sql.Tx, r domain.Run) error {
 	return nil
 }
 
-// Runs lists runs newest first, of one repository or (repoID "") of all.
-func (s *Store) Runs(ctx context.Context, repoID string, limit int) ([]domain.Run, error) {
-	query := `SELECT ` + runColumns + runFrom
+// Runs lists a page of runs newest first, of one repository or (repoID "")
+// of all: page.Limit() of them at most, after page.After.
+func (s *Store) Runs(ctx context.Context, repoID string, page paging.Page) ([]domain.Run, error) {
+	query := `SELECT ` + runColumns + runFrom + ` WHERE `
 	args := []any{}
 	if repoID != "" {
-		query += ` WHERE r.repository_id = $1`
+		query += `r.repository_id = $1 AND `
 		args = append(args, repoID)
 	}
-	query += fmt.Sprintf(` ORDER BY r.created_at DESC, r.id DESC LIMIT $%d`, len(args)+1)
-	args = append(args, limit)
+	after, afterArgs := page.Where("r.created_at", "r.id", true, len(args)+1)
+	args = append(args, afterArgs...)
+	query += after + fmt.Sprintf(` ORDER BY r.created_at DESC, r.id DESC LIMIT $%d`, len(args)+1)
+	args = append(args, page.Limit())
 	out, err := scanRuns(ctx, s.db, query, args...)
 	if err != nil {
 		return nil, err
@@ -350,13 +367,14 @@ func loadStages(ctx context.Context, q querier, runs []*domain.Run) error {
 
 // --- webhook deliveries ---
 
-// deliveryRun returns the run a delivery made, or "" when it is new.
-func deliveryRun(ctx context.Context, q querier, repoID, deliveryID string) (string, error) {
+// DeliveryRun returns the run a webhook delivery made; a delivery not
+// seen before is not found.
+func (s *Store) DeliveryRun(ctx context.Context, repoID, deliveryID string) (string, error) {
 	var runID string
-	err := q.QueryRowContext(ctx, `SELECT run_id FROM webhook_deliveries WHERE repository_id = $1 AND delivery_id = $2`,
+	err := s.db.QueryRowContext(ctx, `SELECT run_id FROM webhook_deliveries WHERE repository_id = $1 AND delivery_id = $2`,
 		repoID, deliveryID).Scan(&runID)
 	if errors.Is(err, sql.ErrNoRows) {
-		return "", nil
+		return "", fmt.Errorf("webhook delivery %q: %w", deliveryID, apierror.ErrNotFound)
 	}
 	if err != nil {
 		return "", fmt.Errorf("read webhook delivery: %w", err)

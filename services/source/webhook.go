@@ -1,8 +1,10 @@
 package source
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
+	"database/sql"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -14,8 +16,112 @@ import (
 	"strings"
 
 	"github.com/sluicehq/sluice/platform/apierror"
+	"github.com/sluicehq/sluice/platform/events"
 	"github.com/sluicehq/sluice/platform/rpcserver"
+	"github.com/sluicehq/sluice/services/source/domain"
+	"github.com/sluicehq/sluice/services/source/gitmirror"
 )
+
+// The webhook use case: a GitHub-style push to a watched branch starts a
+// run, once per delivery id (Push). Below it, the HTTP route that receives
+// the webhooks, checks their signatures and calls Push.
+
+// PushResult says what a webhook push did.
+type PushResult struct {
+	// Outcome is "queued" (a run was made), "duplicate" (this delivery
+	// made a run before), "ignored" or "seen" (the commit already has a
+	// run).
+	Outcome string
+	RunID   string
+	Reason  string
+}
+
+// zeroSHA is the "after" of a push that deleted a branch.
+const zeroSHA = "0000000000000000000000000000000000000000"
+
+// Push handles a push a webhook announced: to the watched branch, it
+// fetches the mirror and starts a run (once per delivery id).
+func (s *Service) Push(ctx context.Context, repo domain.Repository, deliveryID, ref, after string) (PushResult, error) {
+	runID, err := s.store.DeliveryRun(ctx, repo.ID, deliveryID)
+	switch {
+	case err == nil:
+		return PushResult{Outcome: "duplicate", RunID: runID, Reason: "duplicate delivery"}, nil
+	case !errors.Is(err, apierror.ErrNotFound):
+		return PushResult{}, err
+	}
+	switch {
+	case ref != "refs/heads/"+repo.Branch:
+		return PushResult{Outcome: "ignored", Reason: fmt.Sprintf("push to %s, not to the watched branch %s", ref, repo.Branch)}, nil
+	case after == zeroSHA:
+		return PushResult{Outcome: "ignored", Reason: fmt.Sprintf("branch %s was deleted", repo.Branch)}, nil
+	case after == repo.LastSeenCommit:
+		return PushResult{Outcome: "seen", Reason: fmt.Sprintf("commit %s already has a run", after)}, nil
+	}
+	if err := s.fetch(ctx, repo); err != nil {
+		return PushResult{}, err
+	}
+	if _, err := s.mirrors.Commit(repo.ID, after); err != nil {
+		if errors.Is(err, gitmirror.ErrNotFound) {
+			return PushResult{}, fmt.Errorf("after: commit %s is not in repository %q after fetching it: %w", after, repo.Name, apierror.ErrFailedPrecondition)
+		}
+		return PushResult{}, err
+	}
+	// A push to an ancestor of what was seen (an old delivery arriving
+	// late) still gets its run, but does not move the branch back.
+	older := false
+	if repo.LastSeenCommit != "" {
+		newer, err := s.mirrors.Log(ctx, repo.ID, repo.LastSeenCommit, after, 1)
+		if err != nil {
+			return PushResult{}, err
+		}
+		older = len(newer) == 0
+	}
+	run, err := s.startRun(ctx, repo, branchHead(repo.Branch, after), domain.TriggerWebhook, func(tx *sql.Tx, run domain.Run) error {
+		if err := insertDelivery(ctx, tx, repo.ID, deliveryID, run.ID, run.CreatedAt); err != nil {
+			return err
+		}
+		// Compare and set against what was read before the (slow) fetch:
+		// a poll or another delivery that ran this commit meanwhile wins.
+		cur, err := lastSeen(ctx, tx, repo.ID)
+		if err != nil {
+			return err
+		}
+		if cur == after {
+			return errSkipRun
+		}
+		if !older {
+			ok, err := setLastSeen(ctx, tx, repo.ID, after, &cur)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				return fmt.Errorf("repository %q changed while its push was handled; deliver it again: %w", repo.Name, apierror.ErrUnavailable)
+			}
+		}
+		ev, err := events.New(changeReceivedToProto(repo, run, domain.TriggerWebhook, deliveryID), run.Commit, run.ID)
+		if err != nil {
+			return err
+		}
+		return events.Enqueue(ctx, tx, ev)
+	})
+	if errors.Is(err, errDuplicateDelivery) {
+		runID, err := s.store.DeliveryRun(ctx, repo.ID, deliveryID)
+		return PushResult{Outcome: "duplicate", RunID: runID, Reason: "duplicate delivery"}, err
+	}
+	if errors.Is(err, errSkipRun) {
+		return PushResult{Outcome: "seen", Reason: fmt.Sprintf("commit %s already has a run", after)}, nil
+	}
+	if err != nil {
+		return PushResult{}, err
+	}
+	return PushResult{Outcome: "queued", RunID: run.ID}, nil
+}
+
+// webhookRepository finds the repository a webhook URL names, with the
+// secret that signs its webhooks.
+func (s *Service) webhookRepository(ctx context.Context, idOrName string) (domain.Repository, error) {
+	return s.store.Repository(ctx, idOrName)
+}
 
 // WebhookPath is where GitHub-style webhooks are received:
 // POST /webhooks/github/<repository name or id>.

@@ -57,7 +57,8 @@ func pushBody(ref, after string) []byte {
 // per delivery, and pings, other branches, deletions and unknown
 // repositories get their own answers.
 func TestWebhook(t *testing.T) {
-	h := start(t, 0)
+	t.Parallel()
+	h := newHarness(t, 0)
 	src, _ := newGitRepo(t, "app", "main", validPipeline)
 	repo := h.register(src.Dir)
 	secret := repo.WebhookSecret
@@ -142,7 +143,8 @@ func TestWebhook(t *testing.T) {
 // run the newer head again; and a second hook with its own delivery id for
 // the same commit makes no second run.
 func TestWebhookOutOfOrderAndTwoHooks(t *testing.T) {
-	h := start(t, 0)
+	t.Parallel()
+	h := newHarness(t, 0)
 	src, _ := newGitRepo(t, "app", "main", validPipeline)
 	repo := h.register(src.Dir)
 	secret := repo.WebhookSecret

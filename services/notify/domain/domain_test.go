@@ -10,12 +10,13 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/sluicehq/sluice/platform/apierror"
-	"github.com/sluicehq/sluice/proto/gen/sluice/build/events/v1"
-	"github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
+	buildeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/build/events/v1"
+	sourceeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
 	"github.com/sluicehq/sluice/services/notify/domain"
 )
 
 func TestSubscriptionValidate(t *testing.T) {
+	t.Parallel()
 	ok := domain.Subscription{URL: "https://example.com/hook", Secret: "s3cret-s3cret"}
 	for _, tc := range []struct {
 		name  string
@@ -40,6 +41,7 @@ func TestSubscriptionValidate(t *testing.T) {
 		{"repository spaces", func(s *domain.Subscription) { s.Repository = " hello" }, "repository"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			s := ok
 			tc.edit(&s)
 			err := s.Validate()
@@ -60,6 +62,7 @@ func TestSubscriptionValidate(t *testing.T) {
 }
 
 func TestSubscriptionMatches(t *testing.T) {
+	t.Parallel()
 	const finished, started, deployed = "dev.cdevents.build.finished.0.3.0", "dev.cdevents.build.started.0.3.0", "dev.cdevents.service.deployed.0.3.0"
 	for _, tc := range []struct {
 		sub       domain.Subscription
@@ -84,6 +87,7 @@ func TestSubscriptionMatches(t *testing.T) {
 }
 
 func TestRepositoryOf(t *testing.T) {
+	t.Parallel()
 	repo := &sourceeventsv1.RepositoryRef{Id: "r1", Name: "hello", Url: "https://example.com/hello.git"}
 	for _, tc := range []struct {
 		name    string
@@ -104,6 +108,7 @@ func TestRepositoryOf(t *testing.T) {
 }
 
 func TestRetryAfter(t *testing.T) {
+	t.Parallel()
 	r := domain.NewRetry(6, time.Second, 5*time.Second)
 	for range 50 {
 		for n, want := range map[int]time.Duration{1: time.Second, 2: 2 * time.Second, 3: 4 * time.Second, 4: 5 * time.Second, 60: 5 * time.Second} {
@@ -119,6 +124,7 @@ func TestRetryAfter(t *testing.T) {
 }
 
 func TestWatchTargets(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		filter string
 		want   []domain.WatchTarget
@@ -160,6 +166,7 @@ func TestWatchTargets(t *testing.T) {
 }
 
 func TestSign(t *testing.T) {
+	t.Parallel()
 	body := []byte(`{"context":{}}`)
 	sig := domain.Sign(body, "secret-1")
 	if !strings.HasPrefix(sig, "sha256=") || len(sig) != len("sha256=")+64 {

@@ -14,7 +14,7 @@ import (
 
 	"github.com/sluicehq/sluice/platform/apierror"
 	"github.com/sluicehq/sluice/platform/events"
-	"github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
+	sourceeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
 )
 
 // Subscription is a webhook endpoint and the events it wants.
@@ -38,7 +38,7 @@ const MinSecretLen = 8
 // apierror.ErrInvalidArgument and name the field.
 //
 // Any http(s) URL is accepted, loopback and private addresses included:
-// there is no SSRF filtering yet (see the service README).
+// there is no SSRF filtering yet (see the package doc of notify).
 func (s Subscription) Validate() error {
 	if err := validateURL(s.URL); err != nil {
 		return err

@@ -8,6 +8,7 @@ import (
 )
 
 func TestNameFromURL(t *testing.T) {
+	t.Parallel()
 	for url, want := range map[string]string{
 		"https://github.com/sluicehq/Sluice.git": "sluice",
 		"git@github.com:org/my_repo.git":         "my_repo",
@@ -28,6 +29,7 @@ func newRun() domain.Run {
 
 // A stage never moves back, and a run's end state never changes.
 func TestFoldIsMonotonic(t *testing.T) {
+	t.Parallel()
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	r := newRun()
 	if !r.FinishStage(domain.StageBuild, domain.StageOutcome{Status: domain.StageSucceeded, At: t0.Add(time.Minute)}) {
@@ -68,6 +70,7 @@ func TestFoldIsMonotonic(t *testing.T) {
 }
 
 func TestFoldReasons(t *testing.T) {
+	t.Parallel()
 	r := newRun()
 	r.FinishStage(domain.StageBuild, domain.StageOutcome{Status: domain.StageFailed, Reason: "build failed: step \"x\" timed out after 5m0s"})
 	if want := `build failed: step "x" timed out after 5m0s`; r.FailureReason != want {
@@ -94,6 +97,7 @@ func TestFoldReasons(t *testing.T) {
 }
 
 func TestFailedRunSkipsEveryStage(t *testing.T) {
+	t.Parallel()
 	r := domain.NewFailedRun("r1", domain.Repository{ID: "p1"}, domain.Commit{SHA: "abc"}, "", "", domain.TriggerPoll, domain.MissingPipelineReason("abc"), time.Unix(1, 0))
 	if r.Status != domain.RunFailed || r.FailureReason != ".sluice.yaml: not found at commit abc" {
 		t.Errorf("run = %s %q", r.Status, r.FailureReason)

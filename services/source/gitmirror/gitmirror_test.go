@@ -39,6 +39,7 @@ func head(t *testing.T, m *gitmirror.Mirrors, branch string) string {
 // TestFetchLocal mirrors a local repository, then follows it through new
 // commits, a rewritten branch, a deleted branch and new tags.
 func TestFetchLocal(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	src := newSource(t)
 	c1 := src.CommitFile(".sluice.yaml", "version: 1\n", "first")
@@ -106,6 +107,7 @@ func TestFetchLocal(t *testing.T) {
 }
 
 func TestFetchUnreadable(t *testing.T) {
+	t.Parallel()
 	m := gitmirror.New(t.TempDir())
 	err := m.Fetch(context.Background(), "r1", filepath.Join(t.TempDir(), "missing"))
 	if !errors.Is(err, gitmirror.ErrUnreadable) {
@@ -117,6 +119,7 @@ func TestFetchUnreadable(t *testing.T) {
 // (the git binary is needed only by this test server) and follows a
 // deleted branch.
 func TestFetchOverHTTP(t *testing.T) {
+	t.Parallel()
 	gitBin, err := exec.LookPath("git")
 	if err != nil {
 		t.Skip("git binary not found; needed to serve a repository over HTTP")

@@ -111,12 +111,17 @@ func (p *parser) mapping(n *yaml.Node) ([]pair, bool) {
 	return pairs, true
 }
 
-// sequence returns the items of the list n.
-func (p *parser) sequence(n *yaml.Node) []*yaml.Node {
+// list returns the items of the list n, which may hold at most limit of
+// them; beyond that it reports the list and returns only the first limit.
+func (p *parser) list(n *yaml.Node, what string, limit int) []*yaml.Node {
 	n = resolve(n)
 	if n.Kind != yaml.SequenceNode {
 		p.errorAt(n, "", "expected a list, got %s", describe(n))
 		return nil
+	}
+	if len(n.Content) > limit {
+		p.errorAt(n, "", "too many %s: %d, at most %d are allowed", what, len(n.Content), limit)
+		return n.Content[:limit]
 	}
 	return n.Content
 }
@@ -138,8 +143,15 @@ func (p *parser) str(n *yaml.Node) (string, bool) {
 // command returns the shell command in n, which must not be blank.
 func (p *parser) command(n *yaml.Node) string {
 	s, ok := p.str(n)
-	if ok && strings.TrimSpace(s) == "" {
+	switch {
+	case !ok:
+	case strings.TrimSpace(s) == "":
 		p.errorAt(resolve(n), "", "command must not be empty")
+	case len(s) > maxCommandSize:
+		p.errorAt(resolve(n), "put the commands in a script in the repository and run that",
+			"command is %d bytes long; at most %d are allowed", len(s), maxCommandSize)
+	case strings.ContainsRune(s, 0):
+		p.errorAt(resolve(n), "", "command must not contain a NUL character")
 	}
 	return s
 }
@@ -173,6 +185,10 @@ func (p *parser) env(n *yaml.Node) map[string]string {
 	if !ok {
 		return nil
 	}
+	if len(pairs) > maxEnvVars {
+		p.errorAt(resolve(n), "", "too many environment variables: %d, at most %d are allowed", len(pairs), maxEnvVars)
+		pairs = pairs[:maxEnvVars]
+	}
 	env := make(map[string]string, len(pairs))
 	for _, kv := range pairs {
 		name := kv.key.Value
@@ -180,6 +196,8 @@ func (p *parser) env(n *yaml.Node) map[string]string {
 		case !validEnvName(name):
 			p.errorAt(kv.key, `use letters, digits and "_", not starting with a digit`,
 				"invalid environment variable name %q", name)
+		case len(name) > maxEnvNameLength:
+			p.errorAt(kv.key, "", "environment variable name %q is longer than %d characters", name, maxEnvNameLength)
 		case strings.HasPrefix(name, "SLUICE_"):
 			p.errorAt(kv.key, "Sluice sets the SLUICE_ variables itself; choose another name",
 				"environment variable name %q is reserved", name)
@@ -188,6 +206,13 @@ func (p *parser) env(n *yaml.Node) map[string]string {
 		if value.Kind == yaml.ScalarNode {
 			switch value.ShortTag() {
 			case "!!str", "!!int", "!!float", "!!bool":
+				switch {
+				case len(value.Value) > maxEnvValueSize:
+					p.errorAt(value, "keep a long value in a file in the repository",
+						"the value of %s is %d bytes long; at most %d are allowed", name, len(value.Value), maxEnvValueSize)
+				case strings.ContainsRune(value.Value, 0):
+					p.errorAt(value, "", "the value of %s must not contain a NUL character", name)
+				}
 				env[name] = value.Value
 				continue
 			}

@@ -14,21 +14,49 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
+	"buf.build/go/protovalidate"
 	"gopkg.in/yaml.v3"
 
 	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
 )
 
-// maxNameLength bounds step, artifact and environment names.
-const maxNameLength = 63
+// The limits of a pipeline: the same as the rules of sluice.source.v1.Pipeline
+// (proto/sluice/source/v1/pipeline.proto), which every stage checks when
+// the pipeline reaches it in an event. docs/pipeline.md lists them. Lengths
+// in characters, sizes in bytes.
+const (
+	maxNameLength    = 63    // step, artifact and environment names
+	maxSteps         = 100   // per section
+	maxArtifacts     = 100   // build.artifacts
+	maxReports       = 50    // test.reports
+	maxBranches      = 50    // release.branches
+	maxBranchLength  = 255   // one branch name
+	maxEnvironments  = 20    // release.environments
+	maxCommandSize   = 65536 // run, deploy and verify.command
+	maxEnvVars       = 100   // one env mapping
+	maxEnvNameLength = 128   // one variable's name
+	maxEnvValueSize  = 8192  // one variable's value
+	maxPathLength    = 1024  // artifact and report paths
+	maxURLLength     = 2048  // verify.http
+)
 
 // Parse parses and validates a pipeline file. file is the name used in
 // messages (e.g. ".sluice.yaml"). On bad input the error is an *Errors
-// holding every problem found, sorted by position.
+// holding every problem found, sorted by position. A pipeline Parse
+// returns passes the rules of its proto (protovalidate): Parse checks them
+// last, as a line of defence behind its own checks.
 func Parse(file string, data []byte) (*sourcev1.Pipeline, error) {
 	p := &parser{file: file}
 	pipeline := p.parse(data)
+	if len(p.errs) == 0 {
+		errs, err := conform(file, pipeline)
+		if err != nil {
+			return nil, err
+		}
+		p.errs = errs
+	}
 	if len(p.errs) > 0 {
 		errs := p.errs
 		slices.SortStableFunc(errs, func(a, b Error) int {
@@ -37,6 +65,29 @@ func Parse(file string, data []byte) (*sourcev1.Pipeline, error) {
 		return nil, &errs
 	}
 	return pipeline, nil
+}
+
+// conform checks pipeline against the rules of its proto. The parser's own
+// checks refuse everything these rules refuse, with a position and a hint
+// (FuzzParse holds them to it); should one ever miss something, the
+// pipeline is still refused here, the message naming the field (as
+// "build.steps[0].run: ..."), rather than accepted and then refused when
+// its run is published. An error that is not a violation is returned as
+// it is: it is a bug, not a problem of the file.
+func conform(file string, pipeline *sourcev1.Pipeline) (Errors, error) {
+	err := protovalidate.Validate(pipeline)
+	if err == nil {
+		return nil, nil
+	}
+	var invalid *protovalidate.ValidationError
+	if !errors.As(err, &invalid) {
+		return nil, fmt.Errorf("check the pipeline against its rules: %w", err)
+	}
+	errs := make(Errors, 0, len(invalid.Violations))
+	for _, v := range invalid.Violations {
+		errs = append(errs, Error{File: file, Message: v.String()})
+	}
+	return errs, nil
 }
 
 func (p *parser) parse(data []byte) *sourcev1.Pipeline {
@@ -146,7 +197,7 @@ func (p *parser) test(n *yaml.Node) *sourcev1.TestSpec {
 func (p *parser) steps(n *yaml.Node) []*sourcev1.Step {
 	var steps []*sourcev1.Step
 	names := make(map[string]int)
-	for _, item := range p.sequence(n) {
+	for _, item := range p.list(n, "steps", maxSteps) {
 		step := &sourcev1.Step{}
 		p.fields(item,
 			field{key: "name", required: true, decode: func(n *yaml.Node) { step.Name = p.name(n, "step", names) }},
@@ -162,7 +213,7 @@ func (p *parser) steps(n *yaml.Node) []*sourcev1.Step {
 func (p *parser) artifacts(n *yaml.Node) []*sourcev1.ArtifactSpec {
 	var artifacts []*sourcev1.ArtifactSpec
 	names := make(map[string]int)
-	for _, item := range p.sequence(n) {
+	for _, item := range p.list(n, "artifacts", maxArtifacts) {
 		artifact := &sourcev1.ArtifactSpec{}
 		p.fields(item,
 			field{key: "name", required: true, decode: func(n *yaml.Node) { artifact.Name = p.name(n, "artifact", names) }},
@@ -175,7 +226,7 @@ func (p *parser) artifacts(n *yaml.Node) []*sourcev1.ArtifactSpec {
 
 func (p *parser) reports(n *yaml.Node) []*sourcev1.ReportSpec {
 	var reports []*sourcev1.ReportSpec
-	for _, item := range p.sequence(n) {
+	for _, item := range p.list(n, "reports", maxReports) {
 		report := &sourcev1.ReportSpec{}
 		p.fields(item,
 			field{key: "path", required: true, decode: func(n *yaml.Node) { report.Path = p.relativePath(n, true) }},
@@ -227,10 +278,14 @@ func (p *parser) release(n *yaml.Node) *sourcev1.ReleaseSpec {
 
 func (p *parser) branches(n *yaml.Node) []string {
 	var branches []string
-	for _, item := range p.sequence(n) {
+	for _, item := range p.list(n, "branches", maxBranches) {
 		branch, ok := p.str(item)
-		if ok && branch == "" {
+		switch {
+		case !ok:
+		case branch == "":
 			p.errorAt(resolve(item), "", "branch name must not be empty")
+		case utf8.RuneCountInString(branch) > maxBranchLength:
+			p.errorAt(resolve(item), "", "branch name %q is longer than %d characters", branch, maxBranchLength)
 		}
 		branches = append(branches, branch)
 	}
@@ -240,7 +295,7 @@ func (p *parser) branches(n *yaml.Node) []string {
 func (p *parser) environments(n *yaml.Node) []*sourcev1.EnvironmentSpec {
 	var environments []*sourcev1.EnvironmentSpec
 	names := make(map[string]int)
-	for _, item := range p.sequence(n) {
+	for _, item := range p.list(n, "environments", maxEnvironments) {
 		env := &sourcev1.EnvironmentSpec{}
 		p.fields(item,
 			field{key: "name", required: true, decode: func(n *yaml.Node) { env.Name = p.name(n, "environment", names) }},
@@ -276,12 +331,32 @@ func (p *parser) httpURL(n *yaml.Node) string {
 	if !ok {
 		return ""
 	}
+	n = resolve(n)
 	u, err := url.Parse(s)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		p.errorAt(resolve(n), "e.g. http://127.0.0.1:8080/healthz",
+	switch {
+	case utf8.RuneCountInString(s) > maxURLLength:
+		p.errorAt(n, "", "URL is longer than %d characters", maxURLLength)
+	case err != nil || !strings.HasPrefix(s, u.Scheme+"://") || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
+		p.errorAt(n, "e.g. http://127.0.0.1:8080/healthz",
 			"invalid URL %q: expected an absolute http:// or https:// URL", s)
+	default:
+		if problem := uriProblem(s); problem != "" {
+			p.errorAt(n, `percent-encode what a URL cannot hold as it is (a space is "%20")`, "invalid URL %q: %s", s, problem)
+		}
 	}
 	return s
+}
+
+// uriProblem says why s is not a URI as RFC 3986 defines it ("" when it
+// is one), by the same rule as verify.http's in pipeline.proto: net/url
+// takes more than the RFC allows (a space, a second "#", ...).
+func uriProblem(s string) string {
+	err := protovalidate.Validate(&sourcev1.VerifySpec{Check: &sourcev1.VerifySpec_Http{Http: s}})
+	var invalid *protovalidate.ValidationError
+	if !errors.As(err, &invalid) || len(invalid.Violations) == 0 {
+		return ""
+	}
+	return invalid.Violations[0].Proto.GetMessage()
 }
 
 // name decodes a step, artifact or environment name and reports it if it
@@ -330,6 +405,8 @@ func (p *parser) relativePath(n *yaml.Node, glob bool) string {
 	switch {
 	case s == "":
 		p.errorAt(n, "", "path must not be empty")
+	case utf8.RuneCountInString(s) > maxPathLength:
+		p.errorAt(n, "", "path is longer than %d characters", maxPathLength)
 	case path.IsAbs(s):
 		p.errorAt(n, "", "path %q must be relative to the workspace", s)
 	case slices.Contains(strings.Split(s, "/"), ".."):

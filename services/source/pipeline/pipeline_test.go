@@ -15,15 +15,15 @@ import (
 
 const file = ".sluice.yaml"
 
-func TestParseValid(t *testing.T) {
-	tests := []struct {
-		name string
-		yaml string
-		want *sourcev1.Pipeline
-	}{
-		{
-			name: "full",
-			yaml: `
+// validCases are files Parse accepts, with what it makes of them.
+var validCases = []struct {
+	name string
+	yaml string
+	want *sourcev1.Pipeline
+}{
+	{
+		name: "full",
+		yaml: `
 version: 1
 build:
   steps:
@@ -69,75 +69,75 @@ release:
       verify:
         command: curl -f https://example.com/healthz
 `,
-			want: &sourcev1.Pipeline{
-				Build: &sourcev1.BuildSpec{
-					Steps: []*sourcev1.Step{
-						{
-							Name:    "compile",
-							Run:     "go build -o bin/hello .",
-							Timeout: durationpb.New(5 * time.Minute),
-							Env:     map[string]string{"CGO_ENABLED": "0", "GOFLAGS": "-trimpath", "VERBOSE": "true", "RATIO": "0.5"},
-						},
-						{Name: "package", Run: "tar czf bin/hello.tgz bin/hello\necho done\n"},
+		want: &sourcev1.Pipeline{
+			Build: &sourcev1.BuildSpec{
+				Steps: []*sourcev1.Step{
+					{
+						Name:    "compile",
+						Run:     "go build -o bin/hello .",
+						Timeout: durationpb.New(5 * time.Minute),
+						Env:     map[string]string{"CGO_ENABLED": "0", "GOFLAGS": "-trimpath", "VERBOSE": "true", "RATIO": "0.5"},
 					},
-					Artifacts: []*sourcev1.ArtifactSpec{
-						{Name: "hello", Path: "bin/hello"},
-						{Name: "hello-tgz", Path: "./bin/hello.tgz"},
-					},
+					{Name: "package", Run: "tar czf bin/hello.tgz bin/hello\necho done\n"},
 				},
-				Test: &sourcev1.TestSpec{
-					Steps: []*sourcev1.Step{{
-						Name:    "unit",
-						Run:     "go test -json ./... > reports/go-test.json",
-						Timeout: durationpb.New(90 * time.Minute),
-					}},
-					Reports: []*sourcev1.ReportSpec{
-						{Path: "reports/go-test.json", Format: sourcev1.ReportFormat_REPORT_FORMAT_GO_TEST_JSON},
-						{Path: "reports/*.xml", Format: sourcev1.ReportFormat_REPORT_FORMAT_JUNIT_XML},
-					},
+				Artifacts: []*sourcev1.ArtifactSpec{
+					{Name: "hello", Path: "bin/hello"},
+					{Name: "hello-tgz", Path: "./bin/hello.tgz"},
 				},
-				Release: &sourcev1.ReleaseSpec{
-					Branches: []string{"main", "release-1.x"},
-					Environments: []*sourcev1.EnvironmentSpec{
-						{
-							Name:          "staging",
-							Deploy:        "./deploy.sh staging",
-							DeployTimeout: durationpb.New(2 * time.Minute),
-							Env:           map[string]string{"PORT": "18080", "DEBUG": "false"},
-							Verify: &sourcev1.VerifySpec{
-								Check:   &sourcev1.VerifySpec_Http{Http: "http://127.0.0.1:18080/healthz"},
-								Timeout: durationpb.New(30 * time.Second),
-							},
+			},
+			Test: &sourcev1.TestSpec{
+				Steps: []*sourcev1.Step{{
+					Name:    "unit",
+					Run:     "go test -json ./... > reports/go-test.json",
+					Timeout: durationpb.New(90 * time.Minute),
+				}},
+				Reports: []*sourcev1.ReportSpec{
+					{Path: "reports/go-test.json", Format: sourcev1.ReportFormat_REPORT_FORMAT_GO_TEST_JSON},
+					{Path: "reports/*.xml", Format: sourcev1.ReportFormat_REPORT_FORMAT_JUNIT_XML},
+				},
+			},
+			Release: &sourcev1.ReleaseSpec{
+				Branches: []string{"main", "release-1.x"},
+				Environments: []*sourcev1.EnvironmentSpec{
+					{
+						Name:          "staging",
+						Deploy:        "./deploy.sh staging",
+						DeployTimeout: durationpb.New(2 * time.Minute),
+						Env:           map[string]string{"PORT": "18080", "DEBUG": "false"},
+						Verify: &sourcev1.VerifySpec{
+							Check:   &sourcev1.VerifySpec_Http{Http: "http://127.0.0.1:18080/healthz"},
+							Timeout: durationpb.New(30 * time.Second),
 						},
-						{
-							Name:   "production",
-							Deploy: "./deploy.sh production",
-							Verify: &sourcev1.VerifySpec{
-								Check: &sourcev1.VerifySpec_Command{Command: "curl -f https://example.com/healthz"},
-							},
+					},
+					{
+						Name:   "production",
+						Deploy: "./deploy.sh production",
+						Verify: &sourcev1.VerifySpec{
+							Check: &sourcev1.VerifySpec_Command{Command: "curl -f https://example.com/healthz"},
 						},
 					},
 				},
 			},
 		},
-		{
-			name: "build only",
-			yaml: "version: 1\nbuild:\n  steps:\n    - {name: a, run: make}\n",
-			want: &sourcev1.Pipeline{Build: &sourcev1.BuildSpec{
-				Steps: []*sourcev1.Step{{Name: "a", Run: "make"}},
-			}},
+	},
+	{
+		name: "build only",
+		yaml: "version: 1\nbuild:\n  steps:\n    - {name: a, run: make}\n",
+		want: &sourcev1.Pipeline{Build: &sourcev1.BuildSpec{
+			Steps: []*sourcev1.Step{{Name: "a", Run: "make"}},
+		}},
+	},
+	{
+		name: "empty sections",
+		yaml: "version: 1\ntest: {}\nrelease:\n  branches: [main]\n",
+		want: &sourcev1.Pipeline{
+			Test:    &sourcev1.TestSpec{},
+			Release: &sourcev1.ReleaseSpec{Branches: []string{"main"}},
 		},
-		{
-			name: "empty sections",
-			yaml: "version: 1\ntest: {}\nrelease:\n  branches: [main]\n",
-			want: &sourcev1.Pipeline{
-				Test:    &sourcev1.TestSpec{},
-				Release: &sourcev1.ReleaseSpec{Branches: []string{"main"}},
-			},
-		},
-		{
-			name: "aliases",
-			yaml: `
+	},
+	{
+		name: "aliases",
+		yaml: `
 version: 1
 build:
   steps:
@@ -148,16 +148,20 @@ build:
       run: make b
       env: *common
 `,
-			want: &sourcev1.Pipeline{Build: &sourcev1.BuildSpec{
-				Steps: []*sourcev1.Step{
-					{Name: "a", Run: "make a", Env: map[string]string{"GOOS": "linux"}},
-					{Name: "b", Run: "make b", Env: map[string]string{"GOOS": "linux"}},
-				},
-			}},
-		},
-	}
-	for _, tt := range tests {
+		want: &sourcev1.Pipeline{Build: &sourcev1.BuildSpec{
+			Steps: []*sourcev1.Step{
+				{Name: "a", Run: "make a", Env: map[string]string{"GOOS": "linux"}},
+				{Name: "b", Run: "make b", Env: map[string]string{"GOOS": "linux"}},
+			},
+		}},
+	},
+}
+
+func TestParseValid(t *testing.T) {
+	t.Parallel()
+	for _, tt := range validCases {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
 			got, err := Parse(file, []byte(tt.yaml))
 			if err != nil {
 				t.Fatalf("Parse: unexpected error:\n%v", err)
@@ -169,94 +173,94 @@ build:
 	}
 }
 
-func TestParseErrors(t *testing.T) {
-	tests := []struct {
-		name string
-		yaml string
-		want []string
-	}{
-		// The file as a whole.
-		{
-			name: "empty file",
-			yaml: "",
-			want: []string{`.sluice.yaml:1:1: the pipeline file is empty (hint: start with "version: 1" and add a build, test or release section)`},
+// errorCases are files Parse refuses, with every problem it reports.
+var errorCases = []struct {
+	name string
+	yaml string
+	want []string
+}{
+	// The file as a whole.
+	{
+		name: "empty file",
+		yaml: "",
+		want: []string{`.sluice.yaml:1:1: the pipeline file is empty (hint: start with "version: 1" and add a build, test or release section)`},
+	},
+	{
+		name: "only comments",
+		yaml: "# nothing yet\n",
+		want: []string{`.sluice.yaml:1:1: the pipeline file is empty (hint: start with "version: 1" and add a build, test or release section)`},
+	},
+	{
+		name: "syntax error with line",
+		yaml: "version: 1\nbuild: a: b\n",
+		want: []string{`.sluice.yaml:2: invalid YAML: mapping values are not allowed in this context`},
+	},
+	{
+		name: "syntax error without line",
+		yaml: "version: 1: 2\n",
+		want: []string{`.sluice.yaml: invalid YAML: mapping values are not allowed in this context`},
+	},
+	{
+		name: "two documents",
+		yaml: "version: 1\nbuild: {}\n---\nversion: 1\n",
+		want: []string{`.sluice.yaml:3:1: only one YAML document is allowed`},
+	},
+	{
+		name: "top level is a list",
+		yaml: "- version: 1\n",
+		want: []string{`.sluice.yaml:1:1: expected a mapping, got a list`},
+	},
+	{
+		name: "nothing to do and no version",
+		yaml: "# a comment\nbiuld: {}\n",
+		want: []string{
+			`.sluice.yaml:2:1: unknown key "biuld" (hint: did you mean "build"?)`,
+			`.sluice.yaml:2:1: missing required key "version" (hint: start the file with "version: 1")`,
+			`.sluice.yaml:2:1: the pipeline has nothing to do (hint: add a build, test or release section)`,
 		},
-		{
-			name: "only comments",
-			yaml: "# nothing yet\n",
-			want: []string{`.sluice.yaml:1:1: the pipeline file is empty (hint: start with "version: 1" and add a build, test or release section)`},
-		},
-		{
-			name: "syntax error with line",
-			yaml: "version: 1\nbuild: a: b\n",
-			want: []string{`.sluice.yaml:2: invalid YAML: mapping values are not allowed in this context`},
-		},
-		{
-			name: "syntax error without line",
-			yaml: "version: 1: 2\n",
-			want: []string{`.sluice.yaml: invalid YAML: mapping values are not allowed in this context`},
-		},
-		{
-			name: "two documents",
-			yaml: "version: 1\nbuild: {}\n---\nversion: 1\n",
-			want: []string{`.sluice.yaml:3:1: only one YAML document is allowed`},
-		},
-		{
-			name: "top level is a list",
-			yaml: "- version: 1\n",
-			want: []string{`.sluice.yaml:1:1: expected a mapping, got a list`},
-		},
-		{
-			name: "nothing to do and no version",
-			yaml: "# a comment\nbiuld: {}\n",
-			want: []string{
-				`.sluice.yaml:2:1: unknown key "biuld" (hint: did you mean "build"?)`,
-				`.sluice.yaml:2:1: missing required key "version" (hint: start the file with "version: 1")`,
-				`.sluice.yaml:2:1: the pipeline has nothing to do (hint: add a build, test or release section)`,
-			},
-		},
-		{
-			name: "null document",
-			yaml: "~\n",
-			want: []string{`.sluice.yaml:1:1: the pipeline file is empty (hint: start with "version: 1" and add a build, test or release section)`},
-		},
-		{
-			name: "unsupported version",
-			yaml: "version: 2\nbuild: {}\n",
-			want: []string{`.sluice.yaml:1:10: unsupported version 2; the only supported version is 1`},
-		},
-		{
-			name: "version is a string",
-			yaml: "version: \"1\"\nbuild: {}\n",
-			want: []string{`.sluice.yaml:1:10: expected a number, got a string (hint: write version: 1)`},
-		},
-		{
-			name: "duplicate key",
-			yaml: "version: 1\nbuild: {}\nversion: 1\n",
-			want: []string{`.sluice.yaml:3:1: mapping key "version" already defined at line 1`},
-		},
+	},
+	{
+		name: "null document",
+		yaml: "~\n",
+		want: []string{`.sluice.yaml:1:1: the pipeline file is empty (hint: start with "version: 1" and add a build, test or release section)`},
+	},
+	{
+		name: "unsupported version",
+		yaml: "version: 2\nbuild: {}\n",
+		want: []string{`.sluice.yaml:1:10: unsupported version 2; the only supported version is 1`},
+	},
+	{
+		name: "version is a string",
+		yaml: "version: \"1\"\nbuild: {}\n",
+		want: []string{`.sluice.yaml:1:10: expected a number, got a string (hint: write version: 1)`},
+	},
+	{
+		name: "duplicate key",
+		yaml: "version: 1\nbuild: {}\nversion: 1\n",
+		want: []string{`.sluice.yaml:3:1: mapping key "version" already defined at line 1`},
+	},
 
-		{
-			name: "merge key",
-			yaml: "version: 1\nbuild:\n  steps:\n    - &a {name: a, run: make}\n    - <<: *a\n      name: b\n",
-			want: []string{
-				`.sluice.yaml:5:7: unknown key "<<"`,
-				`.sluice.yaml:5:7: missing required key "run"`,
-			},
+	{
+		name: "merge key",
+		yaml: "version: 1\nbuild:\n  steps:\n    - &a {name: a, run: make}\n    - <<: *a\n      name: b\n",
+		want: []string{
+			`.sluice.yaml:5:7: unknown key "<<"`,
+			`.sluice.yaml:5:7: missing required key "run"`,
 		},
+	},
 
-		// Keys and types.
-		{
-			name: "unknown keys",
-			yaml: "version: 1\nbuild:\n  stpes: []\n  cache: true\n",
-			want: []string{
-				`.sluice.yaml:3:3: unknown key "stpes" (hint: did you mean "steps"?)`,
-				`.sluice.yaml:4:3: unknown key "cache"`,
-			},
+	// Keys and types.
+	{
+		name: "unknown keys",
+		yaml: "version: 1\nbuild:\n  stpes: []\n  cache: true\n",
+		want: []string{
+			`.sluice.yaml:3:3: unknown key "stpes" (hint: did you mean "steps"?)`,
+			`.sluice.yaml:4:3: unknown key "cache"`,
 		},
-		{
-			name: "wrong types",
-			yaml: `version: 1
+	},
+	{
+		name: "wrong types",
+		yaml: `version: 1
 build:
 test: []
 release:
@@ -266,29 +270,29 @@ release:
       deploy: [./deploy.sh]
       verify: http://localhost/
 `,
-			want: []string{
-				`.sluice.yaml:2:7: expected a mapping, got nothing`,
-				`.sluice.yaml:3:7: expected a mapping, got a list`,
-				`.sluice.yaml:5:13: expected a list, got a string`,
-				`.sluice.yaml:7:13: expected a string, got a number (hint: quote it: "42")`,
-				`.sluice.yaml:8:15: expected a string, got a list`,
-				`.sluice.yaml:9:15: expected a mapping, got a string`,
-			},
+		want: []string{
+			`.sluice.yaml:2:7: expected a mapping, got nothing`,
+			`.sluice.yaml:3:7: expected a mapping, got a list`,
+			`.sluice.yaml:5:13: expected a list, got a string`,
+			`.sluice.yaml:7:13: expected a string, got a number (hint: quote it: "42")`,
+			`.sluice.yaml:8:15: expected a string, got a list`,
+			`.sluice.yaml:9:15: expected a mapping, got a string`,
 		},
+	},
 
-		// Steps.
-		{
-			name: "step missing keys",
-			yaml: "version: 1\nbuild:\n  steps:\n    - timeout: 5 minutes\n",
-			want: []string{
-				`.sluice.yaml:4:7: missing required key "name"`,
-				`.sluice.yaml:4:7: missing required key "run"`,
-				`.sluice.yaml:4:16: invalid duration "5 minutes" (hint: use a Go duration such as "90s", "5m" or "1h30m")`,
-			},
+	// Steps.
+	{
+		name: "step missing keys",
+		yaml: "version: 1\nbuild:\n  steps:\n    - timeout: 5 minutes\n",
+		want: []string{
+			`.sluice.yaml:4:7: missing required key "name"`,
+			`.sluice.yaml:4:7: missing required key "run"`,
+			`.sluice.yaml:4:16: invalid duration "5 minutes" (hint: use a Go duration such as "90s", "5m" or "1h30m")`,
 		},
-		{
-			name: "step names",
-			yaml: `version: 1
+	},
+	{
+		name: "step names",
+		yaml: `version: 1
 build:
   steps:
     - {name: compile, run: make}
@@ -300,16 +304,16 @@ test:
   steps:
     - {name: compile, run: make}
 `,
-			want: []string{
-				`.sluice.yaml:5:14: invalid step name "Compile" (hint: use lowercase letters, digits, "-" and "_", starting with a letter or digit)`,
-				`.sluice.yaml:6:14: invalid step name "-x" (hint: use lowercase letters, digits, "-" and "_", starting with a letter or digit)`,
-				`.sluice.yaml:7:14: duplicate step name "compile" (first defined at line 4)`,
-				`.sluice.yaml:8:14: step name "` + strings.Repeat("a", 64) + `" is longer than 63 characters`,
-			},
+		want: []string{
+			`.sluice.yaml:5:14: invalid step name "Compile" (hint: use lowercase letters, digits, "-" and "_", starting with a letter or digit)`,
+			`.sluice.yaml:6:14: invalid step name "-x" (hint: use lowercase letters, digits, "-" and "_", starting with a letter or digit)`,
+			`.sluice.yaml:7:14: duplicate step name "compile" (first defined at line 4)`,
+			`.sluice.yaml:8:14: step name "` + strings.Repeat("a", 64) + `" is longer than 63 characters`,
 		},
-		{
-			name: "step run and timeouts",
-			yaml: `version: 1
+	},
+	{
+		name: "step run and timeouts",
+		yaml: `version: 1
 test:
   steps:
     - name: a
@@ -328,19 +332,19 @@ test:
       run:
       timeout: {}
 `,
-			want: []string{
-				`.sluice.yaml:5:12: command must not be empty`,
-				`.sluice.yaml:6:16: invalid duration "5 minutes" (hint: use a Go duration such as "90s", "5m" or "1h30m")`,
-				`.sluice.yaml:9:16: duration "0s" must be greater than zero`,
-				`.sluice.yaml:12:16: duration "25h" must be at most 24h`,
-				`.sluice.yaml:15:16: invalid duration "30" (hint: use a Go duration such as "90s", "5m" or "1h30m")`,
-				`.sluice.yaml:17:11: expected a string, got nothing`,
-				`.sluice.yaml:18:16: expected a duration, got a mapping`,
-			},
+		want: []string{
+			`.sluice.yaml:5:12: command must not be empty`,
+			`.sluice.yaml:6:16: invalid duration "5 minutes" (hint: use a Go duration such as "90s", "5m" or "1h30m")`,
+			`.sluice.yaml:9:16: duration "0s" must be greater than zero`,
+			`.sluice.yaml:12:16: duration "25h" must be at most 24h`,
+			`.sluice.yaml:15:16: invalid duration "30" (hint: use a Go duration such as "90s", "5m" or "1h30m")`,
+			`.sluice.yaml:17:11: expected a string, got nothing`,
+			`.sluice.yaml:18:16: expected a duration, got a mapping`,
 		},
-		{
-			name: "step env",
-			yaml: `version: 1
+	},
+	{
+		name: "step env",
+		yaml: `version: 1
 build:
   steps:
     - name: a
@@ -354,20 +358,20 @@ build:
         OK: x
         OK: y
 `,
-			want: []string{
-				`.sluice.yaml:7:9: invalid environment variable name "MY-VAR" (hint: use letters, digits and "_", not starting with a digit)`,
-				`.sluice.yaml:8:9: invalid environment variable name "1ST" (hint: use letters, digits and "_", not starting with a digit)`,
-				`.sluice.yaml:9:9: environment variable name "SLUICE_COMMIT" is reserved (hint: Sluice sets the SLUICE_ variables itself; choose another name)`,
-				`.sluice.yaml:10:15: expected a string, got nothing (hint: write "" for an empty value)`,
-				`.sluice.yaml:11:15: expected a string, got a list`,
-				`.sluice.yaml:13:9: mapping key "OK" already defined at line 12`,
-			},
+		want: []string{
+			`.sluice.yaml:7:9: invalid environment variable name "MY-VAR" (hint: use letters, digits and "_", not starting with a digit)`,
+			`.sluice.yaml:8:9: invalid environment variable name "1ST" (hint: use letters, digits and "_", not starting with a digit)`,
+			`.sluice.yaml:9:9: environment variable name "SLUICE_COMMIT" is reserved (hint: Sluice sets the SLUICE_ variables itself; choose another name)`,
+			`.sluice.yaml:10:15: expected a string, got nothing (hint: write "" for an empty value)`,
+			`.sluice.yaml:11:15: expected a string, got a list`,
+			`.sluice.yaml:13:9: mapping key "OK" already defined at line 12`,
 		},
+	},
 
-		// Artifacts and reports.
-		{
-			name: "artifacts",
-			yaml: `version: 1
+	// Artifacts and reports.
+	{
+		name: "artifacts",
+		yaml: `version: 1
 build:
   artifacts:
     - name: a
@@ -377,18 +381,18 @@ build:
     - {name: e, path: ""}
     - {name: a, path: a}
 `,
-			want: []string{
-				`.sluice.yaml:4:7: missing required key "path"`,
-				`.sluice.yaml:5:23: path "/usr/bin/b" must be relative to the workspace`,
-				`.sluice.yaml:6:23: path "../c" must not contain ".."`,
-				`.sluice.yaml:7:23: path "out/../../d" must not contain ".."`,
-				`.sluice.yaml:8:23: path must not be empty`,
-				`.sluice.yaml:9:14: duplicate artifact name "a" (first defined at line 4)`,
-			},
+		want: []string{
+			`.sluice.yaml:4:7: missing required key "path"`,
+			`.sluice.yaml:5:23: path "/usr/bin/b" must be relative to the workspace`,
+			`.sluice.yaml:6:23: path "../c" must not contain ".."`,
+			`.sluice.yaml:7:23: path "out/../../d" must not contain ".."`,
+			`.sluice.yaml:8:23: path must not be empty`,
+			`.sluice.yaml:9:14: duplicate artifact name "a" (first defined at line 4)`,
 		},
-		{
-			name: "reports",
-			yaml: `version: 1
+	},
+	{
+		name: "reports",
+		yaml: `version: 1
 test:
   reports:
     - {path: a.json, format: gotest-json}
@@ -396,32 +400,32 @@ test:
     - {path: "reports/[.xml", format: junit}
     - {path: a.json}
 `,
-			want: []string{
-				`.sluice.yaml:4:30: unknown report format "gotest-json" (hint: did you mean "go-test-json"?)`,
-				`.sluice.yaml:5:29: unknown report format "xml" (hint: the formats are "go-test-json" and "junit")`,
-				`.sluice.yaml:6:14: invalid glob pattern "reports/[.xml"`,
-				`.sluice.yaml:7:7: missing required key "format"`,
-			},
+		want: []string{
+			`.sluice.yaml:4:30: unknown report format "gotest-json" (hint: did you mean "go-test-json"?)`,
+			`.sluice.yaml:5:29: unknown report format "xml" (hint: the formats are "go-test-json" and "junit")`,
+			`.sluice.yaml:6:14: invalid glob pattern "reports/[.xml"`,
+			`.sluice.yaml:7:7: missing required key "format"`,
 		},
+	},
 
-		// Release.
-		{
-			name: "environments without branches",
-			yaml: "version: 1\nrelease:\n  environments:\n    - {name: staging, deploy: ./deploy.sh}\n",
-			want: []string{
-				`.sluice.yaml:3:3: release has environments but no branches (hint: list the branches to release, e.g. branches: [main])`,
-			},
+	// Release.
+	{
+		name: "environments without branches",
+		yaml: "version: 1\nrelease:\n  environments:\n    - {name: staging, deploy: ./deploy.sh}\n",
+		want: []string{
+			`.sluice.yaml:3:3: release has environments but no branches (hint: list the branches to release, e.g. branches: [main])`,
 		},
-		{
-			name: "empty branch list",
-			yaml: "version: 1\nrelease:\n  branches: []\n  environments:\n    - {name: staging, deploy: ./deploy.sh}\n",
-			want: []string{
-				`.sluice.yaml:3:3: release has environments but no branches (hint: list the branches to release, e.g. branches: [main])`,
-			},
+	},
+	{
+		name: "empty branch list",
+		yaml: "version: 1\nrelease:\n  branches: []\n  environments:\n    - {name: staging, deploy: ./deploy.sh}\n",
+		want: []string{
+			`.sluice.yaml:3:3: release has environments but no branches (hint: list the branches to release, e.g. branches: [main])`,
 		},
-		{
-			name: "environments",
-			yaml: `version: 1
+	},
+	{
+		name: "environments",
+		yaml: `version: 1
 release:
   branches: [main, ""]
   environments:
@@ -444,21 +448,25 @@ release:
       deploy: ./deploy.sh
       verify: {http: /healthz}
 `,
-			want: []string{
-				`.sluice.yaml:3:20: branch name must not be empty`,
-				`.sluice.yaml:5:7: missing required key "deploy"`,
-				`.sluice.yaml:6:7: unknown key "deploy_timout" (hint: did you mean "deploy_timeout"?)`,
-				`.sluice.yaml:7:13: duplicate environment name "staging" (first defined at line 5)`,
-				`.sluice.yaml:9:23: duration "-1s" must be greater than zero`,
-				`.sluice.yaml:11:9: verify takes only one of "http" and "command"`,
-				`.sluice.yaml:16:9: verify needs one of "http" or "command"`,
-				`.sluice.yaml:19:22: invalid URL "ftp://example.com/": expected an absolute http:// or https:// URL (hint: e.g. http://127.0.0.1:8080/healthz)`,
-				`.sluice.yaml:22:22: invalid URL "/healthz": expected an absolute http:// or https:// URL (hint: e.g. http://127.0.0.1:8080/healthz)`,
-			},
+		want: []string{
+			`.sluice.yaml:3:20: branch name must not be empty`,
+			`.sluice.yaml:5:7: missing required key "deploy"`,
+			`.sluice.yaml:6:7: unknown key "deploy_timout" (hint: did you mean "deploy_timeout"?)`,
+			`.sluice.yaml:7:13: duplicate environment name "staging" (first defined at line 5)`,
+			`.sluice.yaml:9:23: duration "-1s" must be greater than zero`,
+			`.sluice.yaml:11:9: verify takes only one of "http" and "command"`,
+			`.sluice.yaml:16:9: verify needs one of "http" or "command"`,
+			`.sluice.yaml:19:22: invalid URL "ftp://example.com/": expected an absolute http:// or https:// URL (hint: e.g. http://127.0.0.1:8080/healthz)`,
+			`.sluice.yaml:22:22: invalid URL "/healthz": expected an absolute http:// or https:// URL (hint: e.g. http://127.0.0.1:8080/healthz)`,
 		},
-	}
-	for _, tt := range tests {
+	},
+}
+
+func TestParseErrors(t *testing.T) {
+	t.Parallel()
+	for _, tt := range errorCases {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
 			got, err := Parse(file, []byte(tt.yaml))
 			if got != nil {
 				t.Errorf("Parse returned a pipeline with an error: %v", got)
@@ -478,6 +486,7 @@ release:
 }
 
 func TestErrorString(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		err  Error
 		want string
@@ -499,6 +508,7 @@ func TestErrorString(t *testing.T) {
 }
 
 func TestClosest(t *testing.T) {
+	t.Parallel()
 	known := []string{"name", "run", "timeout", "env"}
 	tests := map[string]string{
 		"nmae":    "name", //nolint:misspell // a deliberate typo, the input under test

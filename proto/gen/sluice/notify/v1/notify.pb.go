@@ -267,8 +267,13 @@ func (x *CreateSubscriptionResponse) GetSubscription() *Subscription {
 	return nil
 }
 
+// ListSubscriptionsRequest pages through the subscriptions, oldest first.
 type ListSubscriptionsRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// How many subscriptions to return: 0 means 50, at most 1000.
+	PageSize int32 `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// The next_page_token of the page before; empty for the first page.
+	PageToken     string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -303,9 +308,25 @@ func (*ListSubscriptionsRequest) Descriptor() ([]byte, []int) {
 	return file_sluice_notify_v1_notify_proto_rawDescGZIP(), []int{3}
 }
 
+func (x *ListSubscriptionsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListSubscriptionsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
 type ListSubscriptionsResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Subscriptions []*Subscription        `protobuf:"bytes,1,rep,name=subscriptions,proto3" json:"subscriptions,omitempty"`
+	// The page_token of the next page; empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -345,6 +366,13 @@ func (x *ListSubscriptionsResponse) GetSubscriptions() []*Subscription {
 		return x.Subscriptions
 	}
 	return nil
+}
+
+func (x *ListSubscriptionsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
 }
 
 type DeleteSubscriptionRequest struct {
@@ -629,13 +657,23 @@ func (x *Delivery) GetLastError() string {
 	return ""
 }
 
+// ListDeliveriesRequest pages through deliveries, newest first.
 type ListDeliveriesRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Only this subscription's deliveries; empty means all.
 	SubscriptionId string `protobuf:"bytes,1,opt,name=subscription_id,json=subscriptionId,proto3" json:"subscription_id,omitempty"`
-	Limit          int32  `protobuf:"varint,2,opt,name=limit,proto3" json:"limit,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Superseded by page_size: the page's size when page_size is 0 (0 means
+	// 100).
+	Limit int32 `protobuf:"varint,2,opt,name=limit,proto3" json:"limit,omitempty"`
+	// Only the deliveries of this run's events (their chain id); empty means
+	// every run's.
+	RunId string `protobuf:"bytes,3,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	// How many deliveries to return: 0 means limit, at most 1000.
+	PageSize int32 `protobuf:"varint,4,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// The next_page_token of the page before; empty for the first page.
+	PageToken     string `protobuf:"bytes,5,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ListDeliveriesRequest) Reset() {
@@ -682,9 +720,32 @@ func (x *ListDeliveriesRequest) GetLimit() int32 {
 	return 0
 }
 
+func (x *ListDeliveriesRequest) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+func (x *ListDeliveriesRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListDeliveriesRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
 type ListDeliveriesResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Deliveries    []*Delivery            `protobuf:"bytes,1,rep,name=deliveries,proto3" json:"deliveries,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Deliveries []*Delivery            `protobuf:"bytes,1,rep,name=deliveries,proto3" json:"deliveries,omitempty"`
+	// The page_token of the next page; empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -724,6 +785,13 @@ func (x *ListDeliveriesResponse) GetDeliveries() []*Delivery {
 		return x.Deliveries
 	}
 	return nil
+}
+
+func (x *ListDeliveriesResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
 }
 
 type WatchEventsRequest struct {
@@ -934,10 +1002,15 @@ const file_sluice_notify_v1_notify_proto_rawDesc = "" +
 	"repository\x18\x04 \x01(\tB\a\xbaH\x04r\x02\x18dR\n" +
 	"repository\"`\n" +
 	"\x1aCreateSubscriptionResponse\x12B\n" +
-	"\fsubscription\x18\x01 \x01(\v2\x1e.sluice.notify.v1.SubscriptionR\fsubscription\"\x1a\n" +
-	"\x18ListSubscriptionsRequest\"a\n" +
+	"\fsubscription\x18\x01 \x01(\v2\x1e.sluice.notify.v1.SubscriptionR\fsubscription\"l\n" +
+	"\x18ListSubscriptionsRequest\x12'\n" +
+	"\tpage_size\x18\x01 \x01(\x05B\n" +
+	"\xbaH\a\x1a\x05\x18\xe8\a(\x00R\bpageSize\x12'\n" +
+	"\n" +
+	"page_token\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\x80\bR\tpageToken\"\x89\x01\n" +
 	"\x19ListSubscriptionsResponse\x12D\n" +
-	"\rsubscriptions\x18\x01 \x03(\v2\x1e.sluice.notify.v1.SubscriptionR\rsubscriptions\"6\n" +
+	"\rsubscriptions\x18\x01 \x03(\v2\x1e.sluice.notify.v1.SubscriptionR\rsubscriptions\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"6\n" +
 	"\x19DeleteSubscriptionRequest\x12\x19\n" +
 	"\x02id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\x02id\"\x1c\n" +
 	"\x1aDeleteSubscriptionResponse\"\xa9\x01\n" +
@@ -966,15 +1039,21 @@ const file_sluice_notify_v1_notify_proto_rawDesc = "" +
 	" \x01(\tR\n" +
 	"repository\x12\x1d\n" +
 	"\n" +
-	"last_error\x18\v \x01(\tR\tlastError\"k\n" +
+	"last_error\x18\v \x01(\tR\tlastError\"\xdd\x01\n" +
 	"\x15ListDeliveriesRequest\x120\n" +
 	"\x0fsubscription_id\x18\x01 \x01(\tB\a\xbaH\x04r\x02\x18@R\x0esubscriptionId\x12 \n" +
 	"\x05limit\x18\x02 \x01(\x05B\n" +
-	"\xbaH\a\x1a\x05\x18\xe8\a(\x00R\x05limit\"T\n" +
+	"\xbaH\a\x1a\x05\x18\xe8\a(\x00R\x05limit\x12\x1e\n" +
+	"\x06run_id\x18\x03 \x01(\tB\a\xbaH\x04r\x02\x18@R\x05runId\x12'\n" +
+	"\tpage_size\x18\x04 \x01(\x05B\n" +
+	"\xbaH\a\x1a\x05\x18\xe8\a(\x00R\bpageSize\x12'\n" +
+	"\n" +
+	"page_token\x18\x05 \x01(\tB\b\xbaH\x05r\x03\x18\x80\bR\tpageToken\"|\n" +
 	"\x16ListDeliveriesResponse\x12:\n" +
 	"\n" +
 	"deliveries\x18\x01 \x03(\v2\x1a.sluice.notify.v1.DeliveryR\n" +
-	"deliveries\"X\n" +
+	"deliveries\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"X\n" +
 	"\x12WatchEventsRequest\x12B\n" +
 	"\x06filter\x18\x01 \x01(\tB*\xbaH'r%\x18\xc8\x012 ^(sluice(\\.[A-Za-z0-9_*>-]+)*)?$R\x06filter\"\xc4\x01\n" +
 	"\x05Event\x12\x0e\n" +

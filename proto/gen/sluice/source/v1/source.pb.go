@@ -409,8 +409,13 @@ func (x *CreateRepositoryResponse) GetCreated() bool {
 	return false
 }
 
+// ListRepositoriesRequest pages through the repositories in name order.
 type ListRepositoriesRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// How many repositories to return: 0 means 50, at most 1000.
+	PageSize int32 `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// The next_page_token of the page before; empty for the first page.
+	PageToken     string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -445,9 +450,25 @@ func (*ListRepositoriesRequest) Descriptor() ([]byte, []int) {
 	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{3}
 }
 
+func (x *ListRepositoriesRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListRepositoriesRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
 type ListRepositoriesResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Repositories  []*Repository          `protobuf:"bytes,1,rep,name=repositories,proto3" json:"repositories,omitempty"`
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	Repositories []*Repository          `protobuf:"bytes,1,rep,name=repositories,proto3" json:"repositories,omitempty"`
+	// The page_token of the next page; empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -487,6 +508,13 @@ func (x *ListRepositoriesResponse) GetRepositories() []*Repository {
 		return x.Repositories
 	}
 	return nil
+}
+
+func (x *ListRepositoriesResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
 }
 
 type GetRepositoryRequest struct {
@@ -948,11 +976,17 @@ func (x *Run) GetPipeline() *Pipeline {
 	return nil
 }
 
+// ListRunsRequest pages through runs, newest first.
 type ListRunsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// A repository name or id; empty lists all.
-	Repository    string `protobuf:"bytes,1,opt,name=repository,proto3" json:"repository,omitempty"`
-	Limit         int32  `protobuf:"varint,2,opt,name=limit,proto3" json:"limit,omitempty"`
+	Repository string `protobuf:"bytes,1,opt,name=repository,proto3" json:"repository,omitempty"`
+	// Superseded by page_size: the page's size when page_size is 0.
+	Limit int32 `protobuf:"varint,2,opt,name=limit,proto3" json:"limit,omitempty"`
+	// How many runs to return: 0 means limit, or 50, at most 1000.
+	PageSize int32 `protobuf:"varint,3,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// The next_page_token of the page before; empty for the first page.
+	PageToken     string `protobuf:"bytes,4,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1001,9 +1035,25 @@ func (x *ListRunsRequest) GetLimit() int32 {
 	return 0
 }
 
+func (x *ListRunsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListRunsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
 type ListRunsResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Runs          []*Run                 `protobuf:"bytes,1,rep,name=runs,proto3" json:"runs,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Runs  []*Run                 `protobuf:"bytes,1,rep,name=runs,proto3" json:"runs,omitempty"`
+	// The page_token of the next page; empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1045,9 +1095,17 @@ func (x *ListRunsResponse) GetRuns() []*Run {
 	return nil
 }
 
+func (x *ListRunsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
 type GetRunRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	RunId         string                 `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The run's id.
+	RunId         string `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1134,8 +1192,9 @@ func (x *GetRunResponse) GetRun() *Run {
 }
 
 type WatchRunRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	RunId         string                 `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The run's id.
+	RunId         string `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1293,9 +1352,15 @@ type ListCommitsRequest struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
 	Repository string                 `protobuf:"bytes,1,opt,name=repository,proto3" json:"repository,omitempty"`
 	// Exclusive; empty means from the root.
-	From          string `protobuf:"bytes,2,opt,name=from,proto3" json:"from,omitempty"`
-	To            string `protobuf:"bytes,3,opt,name=to,proto3" json:"to,omitempty"`
-	Limit         int32  `protobuf:"varint,4,opt,name=limit,proto3" json:"limit,omitempty"`
+	From string `protobuf:"bytes,2,opt,name=from,proto3" json:"from,omitempty"`
+	To   string `protobuf:"bytes,3,opt,name=to,proto3" json:"to,omitempty"`
+	// Superseded by page_size: when page_size is 0, the most commits to
+	// return (at most 10000); 0 means 1000.
+	Limit int32 `protobuf:"varint,4,opt,name=limit,proto3" json:"limit,omitempty"`
+	// How many commits to return, at most 1000; 0 means limit.
+	PageSize int32 `protobuf:"varint,5,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// The next_page_token of the page before; empty for the first page.
+	PageToken     string `protobuf:"bytes,6,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1358,9 +1423,25 @@ func (x *ListCommitsRequest) GetLimit() int32 {
 	return 0
 }
 
+func (x *ListCommitsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListCommitsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
 type ListCommitsResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Commits       []*Commit              `protobuf:"bytes,1,rep,name=commits,proto3" json:"commits,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Commits []*Commit              `protobuf:"bytes,1,rep,name=commits,proto3" json:"commits,omitempty"`
+	// The page_token of the next page; empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1402,6 +1483,13 @@ func (x *ListCommitsResponse) GetCommits() []*Commit {
 	return nil
 }
 
+func (x *ListCommitsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
 var File_sluice_source_v1_source_proto protoreflect.FileDescriptor
 
 const file_sluice_source_v1_source_proto_rawDesc = "" +
@@ -1427,10 +1515,15 @@ const file_sluice_source_v1_source_proto_rawDesc = "" +
 	"\n" +
 	"repository\x18\x01 \x01(\v2\x1c.sluice.source.v1.RepositoryR\n" +
 	"repository\x12\x18\n" +
-	"\acreated\x18\x02 \x01(\bR\acreated\"\x19\n" +
-	"\x17ListRepositoriesRequest\"\\\n" +
+	"\acreated\x18\x02 \x01(\bR\acreated\"k\n" +
+	"\x17ListRepositoriesRequest\x12'\n" +
+	"\tpage_size\x18\x01 \x01(\x05B\n" +
+	"\xbaH\a\x1a\x05\x18\xe8\a(\x00R\bpageSize\x12'\n" +
+	"\n" +
+	"page_token\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\x80\bR\tpageToken\"\x84\x01\n" +
 	"\x18ListRepositoriesResponse\x12@\n" +
-	"\frepositories\x18\x01 \x03(\v2\x1c.sluice.source.v1.RepositoryR\frepositories\"A\n" +
+	"\frepositories\x18\x01 \x03(\v2\x1c.sluice.source.v1.RepositoryR\frepositories\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"A\n" +
 	"\x14GetRepositoryRequest\x12)\n" +
 	"\n" +
 	"repository\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18dR\n" +
@@ -1477,15 +1570,20 @@ const file_sluice_source_v1_source_proto_rawDesc = "" +
 	"\x06stages\x18\f \x03(\v2\x17.sluice.source.v1.StageR\x06stages\x12'\n" +
 	"\x0frelease_version\x18\r \x01(\tR\x0ereleaseVersion\x12%\n" +
 	"\x0ecommit_message\x18\x0e \x01(\tR\rcommitMessage\x126\n" +
-	"\bpipeline\x18\x0f \x01(\v2\x1a.sluice.source.v1.PipelineR\bpipeline\"\\\n" +
+	"\bpipeline\x18\x0f \x01(\v2\x1a.sluice.source.v1.PipelineR\bpipeline\"\xae\x01\n" +
 	"\x0fListRunsRequest\x12'\n" +
 	"\n" +
 	"repository\x18\x01 \x01(\tB\a\xbaH\x04r\x02\x18dR\n" +
 	"repository\x12 \n" +
 	"\x05limit\x18\x02 \x01(\x05B\n" +
-	"\xbaH\a\x1a\x05\x18\xe8\a(\x00R\x05limit\"=\n" +
+	"\xbaH\a\x1a\x05\x18\xe8\a(\x00R\x05limit\x12'\n" +
+	"\tpage_size\x18\x03 \x01(\x05B\n" +
+	"\xbaH\a\x1a\x05\x18\xe8\a(\x00R\bpageSize\x12'\n" +
+	"\n" +
+	"page_token\x18\x04 \x01(\tB\b\xbaH\x05r\x03\x18\x80\bR\tpageToken\"e\n" +
 	"\x10ListRunsResponse\x12)\n" +
-	"\x04runs\x18\x01 \x03(\v2\x15.sluice.source.v1.RunR\x04runs\"1\n" +
+	"\x04runs\x18\x01 \x03(\v2\x15.sluice.source.v1.RunR\x04runs\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"1\n" +
 	"\rGetRunRequest\x12 \n" +
 	"\x06run_id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\x05runId\"9\n" +
 	"\x0eGetRunResponse\x12'\n" +
@@ -1498,7 +1596,7 @@ const file_sluice_source_v1_source_proto_rawDesc = "" +
 	"\x03sha\x18\x01 \x01(\tR\x03sha\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12\x16\n" +
 	"\x06author\x18\x03 \x01(\tR\x06author\x12.\n" +
-	"\x04time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"\xb6\x01\n" +
+	"\x04time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"\x88\x02\n" +
 	"\x12ListCommitsRequest\x12)\n" +
 	"\n" +
 	"repository\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18dR\n" +
@@ -1506,9 +1604,14 @@ const file_sluice_source_v1_source_proto_rawDesc = "" +
 	"\x04from\x18\x02 \x01(\tB\x18\xbaH\x15r\x132\x11^([0-9a-f]{40})?$R\x04from\x12%\n" +
 	"\x02to\x18\x03 \x01(\tB\x15\xbaH\x12r\x102\x0e^[0-9a-f]{40}$R\x02to\x12 \n" +
 	"\x05limit\x18\x04 \x01(\x05B\n" +
-	"\xbaH\a\x1a\x05\x18\x90N(\x00R\x05limit\"I\n" +
+	"\xbaH\a\x1a\x05\x18\x90N(\x00R\x05limit\x12'\n" +
+	"\tpage_size\x18\x05 \x01(\x05B\n" +
+	"\xbaH\a\x1a\x05\x18\xe8\a(\x00R\bpageSize\x12'\n" +
+	"\n" +
+	"page_token\x18\x06 \x01(\tB\b\xbaH\x05r\x03\x18\x80\bR\tpageToken\"q\n" +
 	"\x13ListCommitsResponse\x122\n" +
-	"\acommits\x18\x01 \x03(\v2\x18.sluice.source.v1.CommitR\acommits*\xa1\x01\n" +
+	"\acommits\x18\x01 \x03(\v2\x18.sluice.source.v1.CommitR\acommits\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken*\xa1\x01\n" +
 	"\tRunStatus\x12\x1a\n" +
 	"\x16RUN_STATUS_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11RUN_STATUS_QUEUED\x10\x01\x12\x16\n" +

@@ -14,11 +14,19 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/sluicehq/sluice/platform/apierror"
 	"github.com/sluicehq/sluice/platform/events"
-	"github.com/sluicehq/sluice/platform/servicekit"
-	notifyeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/notify/events/v1"
+	"github.com/sluicehq/sluice/platform/paging"
 	"github.com/sluicehq/sluice/services/notify/domain"
 )
+
+// The deliveries: the loop that POSTs due deliveries to their subscribers,
+// records every attempt, schedules retries and publishes the outcome
+// (DeliverySucceeded or DeliveryFailed) through the outbox; and the query
+// that lists them.
+//
+// Any http(s) URL is posted to, loopback and private addresses included:
+// there is no SSRF filtering yet.
 
 // HTTP headers of a delivery besides the CloudEvents ones.
 const (
@@ -34,8 +42,8 @@ const (
 	// leaseMargin is how long past its attempt timeout a taken delivery
 	// stays leased; a delivery whose worker died is taken again after it.
 	leaseMargin = 30 * time.Second
-	// idlePoll is how often the worker looks for due deliveries when
-	// nothing wakes it (other replicas may have added some).
+	// idlePoll is how often the loop looks for due deliveries when nothing
+	// wakes it (other replicas may have added some).
 	idlePoll = time.Second
 	// recordTimeout bounds writing an attempt's outcome.
 	recordTimeout = 10 * time.Second
@@ -43,93 +51,47 @@ const (
 	errorBodyLen = 200
 )
 
-// Worker POSTs due deliveries to their subscribers, records every attempt
-// and schedules retries, and publishes the outcome (DeliverySucceeded or
-// DeliveryFailed) through the outbox.
-//
-// Any http(s) URL is posted to, loopback and private addresses included:
-// there is no SSRF filtering yet.
-type Worker struct {
-	cfg     Config
-	version string
-	retry   domain.Retry
-	store   *Store
-	relay   *events.Relay
-	log     *slog.Logger
-	client  *http.Client
-	kick    chan struct{}
-}
-
-// NewWorker makes a delivery worker; Run starts it. cfg must be valid
-// (Config.WithDefaults, Config.Validate); info names the version in the
-// deliveries' User-Agent.
-func NewWorker(cfg Config, info servicekit.BuildInfo, store *Store, relay *events.Relay, log *slog.Logger) (*Worker, error) {
-	if err := cfg.Validate(); err != nil {
-		return nil, err
-	}
-	version := info.Version
-	if version == "" {
-		version = "dev"
-	}
-	transport, ok := http.DefaultTransport.(*http.Transport)
-	if !ok {
-		return nil, errors.New("notify: http.DefaultTransport is not an *http.Transport")
-	}
-	return &Worker{
-		cfg:     cfg,
-		version: version,
-		retry:   domain.NewRetry(cfg.MaxAttempts, cfg.RetryBase, cfg.RetryMax),
-		store:   store,
-		relay:   relay,
-		log:     log.With(slog.String("component", "deliveries")),
-		client: &http.Client{
-			Transport: transport.Clone(),
-			// A redirect is an answer like any other non-2xx: following it
-			// would turn the POST into a GET to somewhere else.
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		},
-		kick: make(chan struct{}, 1),
-	}, nil
-}
-
-// Kick wakes the worker: new deliveries are due.
-func (w *Worker) Kick() {
+// wake wakes the delivery loop: new deliveries are due.
+func (s *Service) wake() {
 	select {
-	case w.kick <- struct{}{}:
+	case s.due <- struct{}{}:
 	default:
 	}
 }
 
-// Run attempts due deliveries, up to Config.Workers at once, until ctx
+// Deliver attempts due deliveries, up to Config.Workers at once, until ctx
 // ends; attempts under way then finish (each within AttemptTimeout) so
 // their outcome is recorded.
-func (w *Worker) Run(ctx context.Context) error {
-	defer w.client.CloseIdleConnections()
-	slots := make(chan struct{}, w.cfg.Workers)
+func (s *Service) Deliver(ctx context.Context) error {
+	defer s.client.CloseIdleConnections()
+	log := s.log.With(slog.String("component", "deliveries"))
+	slots := make(chan struct{}, s.cfg.Workers)
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	for {
 		wait := idlePoll
 		if free := cap(slots) - len(slots); free > 0 {
 			now := time.Now()
-			claimed, err := w.store.Claim(ctx, now, now.Add(w.cfg.AttemptTimeout+leaseMargin), free)
+			claimed, err := s.store.Claim(ctx, now, now.Add(s.cfg.AttemptTimeout+leaseMargin), free)
 			if err != nil && ctx.Err() == nil {
-				w.log.Warn("taking due deliveries failed; retrying", slog.Any("error", err))
+				log.Warn("taking due deliveries failed; retrying", slog.Any("error", err))
 			}
 			for _, c := range claimed {
 				slots <- struct{}{}
 				wg.Go(func() {
 					defer func() {
 						<-slots
-						w.Kick()
+						s.wake()
 					}()
-					w.attempt(ctx, c)
+					s.attempt(ctx, log, c)
 				})
 			}
-			if next, ok, err := w.store.NextDue(ctx); err == nil && ok {
+			next, err := s.store.NextDue(ctx)
+			switch {
+			case err == nil:
 				wait = min(wait, max(time.Until(next), 10*time.Millisecond))
-			} else if err != nil && ctx.Err() == nil {
-				w.log.Warn("finding the next due delivery failed", slog.Any("error", err))
+			case !errors.Is(err, apierror.ErrNotFound) && ctx.Err() == nil:
+				log.Warn("finding the next due delivery failed", slog.Any("error", err))
 			}
 		}
 		t := time.NewTimer(wait)
@@ -137,7 +99,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			t.Stop()
 			return nil
-		case <-w.kick:
+		case <-s.due:
 			t.Stop()
 		case <-t.C:
 		}
@@ -147,23 +109,23 @@ func (w *Worker) Run(ctx context.Context) error {
 // attempt POSTs c once and records the outcome. It outlives ctx (bounded by
 // the attempt and record timeouts) so that a stop does not lose an attempt
 // the subscriber may have seen.
-func (w *Worker) attempt(ctx context.Context, c Claimed) {
+func (s *Service) attempt(ctx context.Context, log *slog.Logger, c Claimed) {
 	d := c.Delivery
-	log := w.log.With(slog.String("delivery_id", d.ID), slog.String("subscription_id", d.SubscriptionID),
+	log = log.With(slog.String("delivery_id", d.ID), slog.String("subscription_id", d.SubscriptionID),
 		slog.String("event_id", d.EventID), slog.String("run_id", d.ChainID), slog.Int("attempt", d.AttemptCount+1))
 	detached := context.WithoutCancel(ctx)
-	actx, cancel := context.WithTimeout(detached, w.cfg.AttemptTimeout)
-	a := w.post(actx, c, d.AttemptCount+1)
+	actx, cancel := context.WithTimeout(detached, s.cfg.AttemptTimeout)
+	a := s.post(actx, c, d.AttemptCount+1)
 	cancel()
 
-	o, err := w.outcome(d, a)
+	o, err := s.outcome(d, a)
 	if err != nil {
 		log.Error("delivery outcome event invalid; the delivery is tried again when its lease ends", slog.Any("error", err))
 		return
 	}
 	rctx, cancel := context.WithTimeout(detached, recordTimeout)
 	defer cancel()
-	changed, err := w.store.RecordAttempt(rctx, d.ID, a, o)
+	changed, err := s.store.RecordAttempt(rctx, d.ID, a, o)
 	if err != nil {
 		log.Error("recording a delivery attempt failed; the delivery is tried again when its lease ends", slog.Any("error", err))
 		return
@@ -173,7 +135,7 @@ func (w *Worker) attempt(ctx context.Context, c Claimed) {
 		return
 	}
 	if o.Event != nil {
-		w.relay.Kick()
+		s.outbox.Kick()
 	}
 	switch o.Status {
 	case domain.StatusSucceeded:
@@ -187,7 +149,7 @@ func (w *Worker) attempt(ctx context.Context, c Claimed) {
 }
 
 // post sends the delivery as a CloudEvent in HTTP binary mode.
-func (w *Worker) post(ctx context.Context, c Claimed, number int) domain.Attempt {
+func (s *Service) post(ctx context.Context, c Claimed, number int) domain.Attempt {
 	d := c.Delivery
 	start := time.Now()
 	a := domain.Attempt{Number: number, Time: start}
@@ -202,12 +164,12 @@ func (w *Worker) post(ctx context.Context, c Claimed, number int) domain.Attempt
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set(HeaderSignature, domain.Sign(d.Body, c.Secret))
 	req.Header.Set(HeaderDelivery, d.ID)
-	req.Header.Set("User-Agent", "Sluice-Notify/"+w.version)
+	req.Header.Set("User-Agent", "Sluice-Notify/"+s.version)
 
-	resp, err := w.client.Do(req)
+	resp, err := s.client.Do(req)
 	if err != nil {
 		a.Duration = time.Since(start)
-		a.Error = describeTransportError(err, w.cfg.AttemptTimeout)
+		a.Error = describeTransportError(err, s.cfg.AttemptTimeout)
 		return a
 	}
 	defer resp.Body.Close()
@@ -245,31 +207,32 @@ func printable(b []byte) string {
 }
 
 // outcome decides what attempt a of d leads to.
-func (w *Worker) outcome(d domain.Delivery, a domain.Attempt) (Outcome, error) {
+func (s *Service) outcome(d domain.Delivery, a domain.Attempt) (Outcome, error) {
 	switch {
 	case a.Succeeded():
-		ev, err := events.New(&notifyeventsv1.DeliverySucceeded{
-			DeliveryId:     d.ID,
-			SubscriptionId: d.SubscriptionID,
-			EventId:        d.EventID,
-			EventType:      d.EventType,
-			Attempts:       int32(a.Number),
-		}, d.ID, d.ChainID)
+		ev, err := events.New(deliverySucceededToProto(d, a), d.ID, d.ChainID)
 		return Outcome{Status: domain.StatusSucceeded, Event: &ev}, err
-	case w.retry.Exhausted(a.Number):
-		ev, err := events.New(&notifyeventsv1.DeliveryFailed{
-			DeliveryId:     d.ID,
-			SubscriptionId: d.SubscriptionID,
-			EventId:        d.EventID,
-			EventType:      d.EventType,
-			Attempts:       int32(a.Number),
-			LastError:      a.Error,
-		}, d.ID, d.ChainID)
+	case s.retry.Exhausted(a.Number):
+		ev, err := events.New(deliveryFailedToProto(d, a), d.ID, d.ChainID)
 		return Outcome{Status: domain.StatusDead, Event: &ev}, err
 	default:
 		return Outcome{
 			Status:        domain.StatusPending,
-			NextAttemptAt: time.Now().Add(w.retry.After(a.Number)),
+			NextAttemptAt: time.Now().Add(s.retry.After(a.Number)),
 		}, nil
 	}
+}
+
+// ListDeliveries lists one page of deliveries with their attempts, newest
+// first (of one subscription, of one run's events, or both, as filter
+// says), and the token of the page after ("" on the last).
+func (s *Service) ListDeliveries(ctx context.Context, filter DeliveryFilter, page paging.Page) ([]domain.Delivery, string, error) {
+	list, err := s.store.ListDeliveries(ctx, filter, page)
+	if err != nil {
+		return nil, "", err
+	}
+	list, next := paging.Cut(page, list, func(d domain.Delivery) paging.Cursor {
+		return paging.Cursor{Time: d.CreatedAt.UnixNano(), ID: d.ID}
+	})
+	return list, next, nil
 }

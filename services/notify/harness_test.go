@@ -17,6 +17,7 @@ import (
 	"connectrpc.com/connect"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/goleak"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/sluicehq/sluice/deploy"
@@ -33,21 +34,38 @@ import (
 	"github.com/sluicehq/sluice/services/notify"
 )
 
-const testVersion = "1.2.3-test"
-
-// env is one test's NATS server, with the producers' streams provisioned.
-type env struct {
-	nats *natstest.Server
-	js   jetstream.JetStream
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m, natstest.KnownLeaks()...)
 }
 
-func newEnv(t *testing.T) *env {
+const testVersion = "1.2.3-test"
+
+// harness is notify under test: a NATS server of its own with the
+// producers' streams, and notify composed as its binary composes it
+// (servicekittest.Start), with Connect clients over a loopback server.
+type harness struct {
+	t    *testing.T
+	nats *natstest.Server
+	js   jetstream.JetStream
+	cfg  notify.Config
+	proc *servicekittest.Process
+	url  string
+	// client speaks Connect; grpc speaks the gRPC protocol (HTTP/2
+	// without TLS).
+	client notifyv1connect.NotifyServiceClient
+	grpc   notifyv1connect.NotifyServiceClient
+}
+
+// newHarness starts notify with the test configuration, which tune may
+// change first.
+func newHarness(t *testing.T, tune ...func(*notify.Config)) *harness {
 	t.Helper()
-	srv := natstest.Start(t)
-	js, err := jetstream.New(srv.Connect(t))
+	h := &harness{t: t, nats: natstest.Start(t)}
+	js, err := jetstream.New(h.nats.Connect(t))
 	if err != nil {
 		t.Fatal(err)
 	}
+	h.js = js
 	// The streams of the services notify listens to (their consumers are
 	// not needed: those services do not run here).
 	decl, err := natsprovision.Load(deploy.NATS())
@@ -62,8 +80,35 @@ func newEnv(t *testing.T) *env {
 			}
 		}
 	}
-	return &env{nats: srv, js: js}
+	h.cfg = notify.Config{
+		Settings:       servicekit.Settings{DataDir: t.TempDir(), DatabaseURL: sqldbtest.URL(t)},
+		RetryBase:      50 * time.Millisecond,
+		RetryMax:       time.Second,
+		AttemptTimeout: 5 * time.Second,
+	}
+	for _, f := range tune {
+		f(&h.cfg)
+	}
+	h.start()
+	return h
 }
+
+// start starts a notify process with h.cfg (on the same database as the
+// one before, if any).
+func (h *harness) start() {
+	h.t.Helper()
+	log := slog.New(slog.NewTextHandler(h.t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo}))
+	h.proc = servicekittest.Start(h.t, h.nats.URL, servicekittest.Options{Log: log, Version: testVersion}, notify.Module(h.cfg))
+	h.url = h.proc.URL
+	h.client = notifyv1connect.NewNotifyServiceClient(h.proc.Client, h.url)
+	h2c := &http.Transport{Protocols: new(http.Protocols)}
+	h2c.Protocols.SetUnencryptedHTTP2(true)
+	h.t.Cleanup(h2c.CloseIdleConnections)
+	h.grpc = notifyv1connect.NewNotifyServiceClient(&http.Client{Transport: h2c}, h.url, connect.WithGRPC())
+}
+
+// stop stops the notify process (drains it).
+func (h *harness) stop() { h.proc.Stop() }
 
 func ctx(t *testing.T) context.Context {
 	c, cancel := context.WithTimeout(t.Context(), 20*time.Second)
@@ -71,68 +116,31 @@ func ctx(t *testing.T) context.Context {
 	return c
 }
 
-func testConfig(t *testing.T) notify.Config {
-	return notify.Config{
-		Settings:       servicekit.Settings{DataDir: t.TempDir(), DatabaseURL: sqldbtest.URL(t)},
-		RetryBase:      50 * time.Millisecond,
-		RetryMax:       time.Second,
-		AttemptTimeout: 5 * time.Second,
-	}
-}
-
-// instance is one running notify (composed like the binary) with Connect
-// clients over a loopback server.
-type instance struct {
-	proc   *servicekittest.Process
-	url    string
-	client notifyv1connect.NotifyServiceClient
-	http   *http.Client
-	// grpc speaks the gRPC protocol (HTTP/2 without TLS).
-	grpc notifyv1connect.NotifyServiceClient
-	h2c  *http.Client
-}
-
-func (e *env) start(t *testing.T, cfg notify.Config) *instance {
-	t.Helper()
-	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo}))
-	p := servicekittest.Start(t, e.nats.URL, servicekittest.Options{Log: log, Version: testVersion}, notify.Module(cfg))
-	in := &instance{proc: p, url: p.URL, http: p.Client}
-	in.client = notifyv1connect.NewNotifyServiceClient(in.http, in.url)
-	h2c := &http.Transport{Protocols: new(http.Protocols)}
-	h2c.Protocols.SetUnencryptedHTTP2(true)
-	in.h2c = &http.Client{Transport: h2c}
-	in.grpc = notifyv1connect.NewNotifyServiceClient(in.h2c, in.url, connect.WithGRPC())
-	t.Cleanup(in.h2c.CloseIdleConnections)
-	return in
-}
-
-func (in *instance) stop() { in.proc.Stop() }
-
-func (in *instance) subscribe(t *testing.T, req *notifyv1.CreateSubscriptionRequest) *notifyv1.Subscription {
-	t.Helper()
-	res, err := in.client.CreateSubscription(ctx(t), req)
+func (h *harness) subscribe(req *notifyv1.CreateSubscriptionRequest) *notifyv1.Subscription {
+	h.t.Helper()
+	res, err := h.client.CreateSubscription(ctx(h.t), req)
 	if err != nil {
-		t.Fatalf("CreateSubscription: %v", err)
+		h.t.Fatalf("CreateSubscription: %v", err)
 	}
 	return res.GetSubscription()
 }
 
-func (in *instance) deliveries(t *testing.T, subscriptionID string) []*notifyv1.Delivery {
-	t.Helper()
-	res, err := in.client.ListDeliveries(ctx(t), &notifyv1.ListDeliveriesRequest{SubscriptionId: subscriptionID})
+func (h *harness) deliveries(subscriptionID string) []*notifyv1.Delivery {
+	h.t.Helper()
+	res, err := h.client.ListDeliveries(ctx(h.t), &notifyv1.ListDeliveriesRequest{SubscriptionId: subscriptionID})
 	if err != nil {
-		t.Fatalf("ListDeliveries: %v", err)
+		h.t.Fatalf("ListDeliveries: %v", err)
 	}
 	return res.GetDeliveries()
 }
 
 // waitDelivery waits until the subscription has exactly one delivery, in
 // status want, and returns it.
-func (in *instance) waitDelivery(t *testing.T, subscriptionID string, want notifyv1.DeliveryStatus) *notifyv1.Delivery {
-	t.Helper()
+func (h *harness) waitDelivery(subscriptionID string, want notifyv1.DeliveryStatus) *notifyv1.Delivery {
+	h.t.Helper()
 	var d *notifyv1.Delivery
-	eventually(t, "delivery "+want.String(), func() (bool, string) {
-		list := in.deliveries(t, subscriptionID)
+	eventually(h.t, "delivery "+want.String(), func() (bool, string) {
+		list := h.deliveries(subscriptionID)
 		if len(list) != 1 {
 			return false, fmt.Sprintf("%d deliveries", len(list))
 		}
@@ -150,44 +158,50 @@ type published struct {
 }
 
 // publish publishes payload as an event made by events.New, like its
-// producer would.
-func (e *env) publish(t *testing.T, payload proto.Message, subjectID string) published {
-	t.Helper()
-	ev, err := events.New(payload, subjectID, "run-1")
+// producer would, in the chain run-1.
+func (h *harness) publish(payload proto.Message, subjectID string) published {
+	h.t.Helper()
+	return h.publishInRun(payload, subjectID, "run-1")
+}
+
+// publishInRun publishes payload as an event of the run runID.
+func (h *harness) publishInRun(payload proto.Message, subjectID, runID string) published {
+	h.t.Helper()
+	ev, err := events.New(payload, subjectID, runID)
 	if err != nil {
-		t.Fatal(err)
+		h.t.Fatal(err)
 	}
 	msg, err := ev.Msg()
 	if err != nil {
-		t.Fatal(err)
+		h.t.Fatal(err)
 	}
-	return e.publishMsg(t, ev, msg)
+	return h.publishMsg(ev, msg)
 }
 
-func (e *env) publishMsg(t *testing.T, ev events.Event, msg *nats.Msg) published {
-	t.Helper()
-	ack, err := e.js.PublishMsg(ctx(t), msg)
+func (h *harness) publishMsg(ev events.Event, msg *nats.Msg) published {
+	h.t.Helper()
+	ack, err := h.js.PublishMsg(ctx(h.t), msg)
 	if err != nil {
-		t.Fatalf("publish %s: %v", msg.Subject, err)
+		h.t.Fatalf("publish %s: %v", msg.Subject, err)
 	}
 	if ack.Duplicate {
-		t.Fatalf("publish %s: JetStream dropped it as a duplicate", msg.Subject)
+		h.t.Fatalf("publish %s: JetStream dropped it as a duplicate", msg.Subject)
 	}
 	return published{ev: ev, msg: msg, seq: ack.Sequence}
 }
 
 // waitHandled waits until notify's consumer of p's stream acknowledged p
 // (and everything before it): its fan-out is committed.
-func (e *env) waitHandled(t *testing.T, p published) {
-	t.Helper()
+func (h *harness) waitHandled(p published) {
+	h.t.Helper()
 	stream := p.ev.Kind.Stream()
 	durable := "notify-" + p.ev.Kind.Service
-	eventually(t, durable+" acknowledged "+p.ev.Kind.Type, func() (bool, string) {
-		cons, err := e.js.Consumer(ctx(t), stream, durable)
+	eventually(h.t, durable+" acknowledged "+p.ev.Kind.Type, func() (bool, string) {
+		cons, err := h.js.Consumer(ctx(h.t), stream, durable)
 		if err != nil {
 			return false, err.Error()
 		}
-		info, err := cons.Info(ctx(t))
+		info, err := cons.Info(ctx(h.t))
 		if err != nil {
 			return false, err.Error()
 		}
@@ -196,21 +210,21 @@ func (e *env) waitHandled(t *testing.T, p published) {
 }
 
 // notifyEvent waits for the last event published on subject by notify.
-func (e *env) notifyEvent(t *testing.T, subject string) events.Event {
-	t.Helper()
+func (h *harness) notifyEvent(subject string) events.Event {
+	h.t.Helper()
 	var ev events.Event
-	eventually(t, "an event on "+subject, func() (bool, string) {
-		stream, err := e.js.Stream(ctx(t), "NOTIFY")
+	eventually(h.t, "an event on "+subject, func() (bool, string) {
+		stream, err := h.js.Stream(ctx(h.t), "NOTIFY")
 		if err != nil {
 			return false, err.Error()
 		}
-		m, err := stream.GetLastMsgForSubject(ctx(t), subject)
+		m, err := stream.GetLastMsgForSubject(ctx(h.t), subject)
 		if err != nil {
 			return false, err.Error()
 		}
 		ev, err = events.Decode(m.Subject, m.Header, m.Data)
 		if err != nil {
-			t.Fatalf("decode %s: %v", subject, err)
+			h.t.Fatalf("decode %s: %v", subject, err)
 		}
 		return true, ""
 	})

@@ -1,0 +1,122 @@
+package notify
+
+import (
+	"github.com/sluicehq/sluice/platform/paging"
+	"github.com/sluicehq/sluice/platform/prototime"
+	notifyeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/notify/events/v1"
+	notifyv1 "github.com/sluicehq/sluice/proto/gen/sluice/notify/v1"
+	"github.com/sluicehq/sluice/services/notify/domain"
+)
+
+// Conversions between the domain and the protos: the API's messages and
+// the events notify publishes.
+
+// --- the API ---
+
+func subscriptionFromProto(req *notifyv1.CreateSubscriptionRequest) domain.Subscription {
+	return domain.Subscription{
+		URL:        req.GetUrl(),
+		Secret:     req.GetSecret(),
+		EventTypes: req.GetEventTypes(),
+		Repository: req.GetRepository(),
+	}
+}
+
+func subscriptionToProto(s domain.Subscription) *notifyv1.Subscription {
+	return &notifyv1.Subscription{
+		Id:         s.ID,
+		Url:        s.URL,
+		EventTypes: s.EventTypes,
+		Repository: s.Repository,
+		CreateTime: prototime.Timestamp(s.CreatedAt),
+	}
+}
+
+func deliveryToProto(d domain.Delivery) *notifyv1.Delivery {
+	p := &notifyv1.Delivery{
+		Id:             d.ID,
+		SubscriptionId: d.SubscriptionID,
+		EventId:        d.EventID,
+		EventType:      d.EventType,
+		Subject:        d.Subject,
+		Repository:     d.Repository,
+		Status:         statusToProto(d.Status),
+		CreateTime:     prototime.Timestamp(d.CreatedAt),
+		LastError:      d.LastError,
+	}
+	if d.Status == domain.StatusPending {
+		p.NextAttemptTime = prototime.Timestamp(d.NextAttemptAt)
+	}
+	for _, a := range d.Attempts {
+		p.Attempts = append(p.Attempts, &notifyv1.Attempt{
+			Number:     int32(a.Number),
+			Time:       prototime.Timestamp(a.Time),
+			HttpStatus: int32(a.HTTPStatus),
+			Error:      a.Error,
+			DurationMs: a.Duration.Milliseconds(),
+		})
+	}
+	return p
+}
+
+func statusToProto(s domain.Status) notifyv1.DeliveryStatus {
+	switch s {
+	case domain.StatusPending:
+		return notifyv1.DeliveryStatus_DELIVERY_STATUS_PENDING
+	case domain.StatusSucceeded:
+		return notifyv1.DeliveryStatus_DELIVERY_STATUS_SUCCEEDED
+	case domain.StatusDead:
+		return notifyv1.DeliveryStatus_DELIVERY_STATUS_DEAD
+	}
+	return notifyv1.DeliveryStatus_DELIVERY_STATUS_UNSPECIFIED
+}
+
+func watchedEventToProto(w WatchedEvent) *notifyv1.Event {
+	return &notifyv1.Event{
+		Id:          w.Event.ID,
+		Type:        w.Event.Kind.Type,
+		Source:      w.Source,
+		Subject:     w.Event.SubjectID,
+		Time:        prototime.Timestamp(w.Event.Time),
+		NatsSubject: w.NATSSubject,
+		Data:        string(w.Data),
+	}
+}
+
+// DefaultDeliveriesLimit is how many deliveries ListDeliveries returns
+// when neither page_size nor limit is set.
+const DefaultDeliveriesLimit = 100
+
+// deliveriesQuery is what a ListDeliveries request asks for: its filter
+// and its page (page_size, else the older limit, else 100).
+func deliveriesQuery(req *notifyv1.ListDeliveriesRequest) (DeliveryFilter, paging.Page, error) {
+	limit := req.GetLimit()
+	if limit == 0 {
+		limit = DefaultDeliveriesLimit
+	}
+	page, err := paging.Request(req.GetPageSize(), limit, req.GetPageToken())
+	return DeliveryFilter{SubscriptionID: req.GetSubscriptionId(), RunID: req.GetRunId()}, page, err
+}
+
+// --- the events notify publishes ---
+
+func deliverySucceededToProto(d domain.Delivery, a domain.Attempt) *notifyeventsv1.DeliverySucceeded {
+	return &notifyeventsv1.DeliverySucceeded{
+		DeliveryId:     d.ID,
+		SubscriptionId: d.SubscriptionID,
+		EventId:        d.EventID,
+		EventType:      d.EventType,
+		Attempts:       int32(a.Number),
+	}
+}
+
+func deliveryFailedToProto(d domain.Delivery, a domain.Attempt) *notifyeventsv1.DeliveryFailed {
+	return &notifyeventsv1.DeliveryFailed{
+		DeliveryId:     d.ID,
+		SubscriptionId: d.SubscriptionID,
+		EventId:        d.EventID,
+		EventType:      d.EventType,
+		Attempts:       int32(a.Number),
+		LastError:      a.Error,
+	}
+}

@@ -1,0 +1,193 @@
+package source
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/sluicehq/sluice/platform/apierror"
+	"github.com/sluicehq/sluice/platform/events"
+	"github.com/sluicehq/sluice/platform/ids"
+	"github.com/sluicehq/sluice/platform/paging"
+	"github.com/sluicehq/sluice/services/source/domain"
+	"github.com/sluicehq/sluice/services/source/gitmirror"
+)
+
+// NewRepository is what CreateRepository needs; only URL is required.
+type NewRepository struct {
+	URL           string
+	Name          string
+	Branch        string
+	WebhookSecret string
+}
+
+// CreateRepository registers a repository: it mirrors it, picks its name
+// and branch, records its current head as seen (so history starts no run)
+// and publishes RepositoryCreated. Registering the same URL under the same
+// name again returns the existing repository with created false; the
+// webhook secret is returned only when created.
+func (s *Service) CreateRepository(ctx context.Context, in NewRepository) (repo domain.Repository, created bool, err error) {
+	url, err := normalizeURL(in.URL)
+	if err != nil {
+		return repo, false, err
+	}
+	name := in.Name
+	if name == "" {
+		name = domain.NameFromURL(url)
+		if name == "" {
+			return repo, false, fmt.Errorf("name: cannot derive a repository name from url %q; set name: %w", url, apierror.ErrInvalidArgument)
+		}
+	}
+	if !domain.ValidName(name) {
+		return repo, false, fmt.Errorf("name %q: use lower-case letters, digits, '.', '_' and '-', starting with a letter or digit: %w", name, apierror.ErrInvalidArgument)
+	}
+	existing, err := s.store.RepositoryByName(ctx, name)
+	switch {
+	case err == nil:
+		return sameRepository(existing, url, in.Branch)
+	case !errors.Is(err, apierror.ErrNotFound):
+		return repo, false, err
+	}
+
+	id := ids.New()
+	defer func() {
+		if err != nil || !created {
+			if rmErr := s.mirrors.Remove(id); rmErr != nil {
+				s.log.Warn("could not remove the mirror of a repository that was not registered", slog.String("dir", s.mirrors.Dir(id)), slog.Any("error", rmErr))
+			}
+		}
+	}()
+	fctx, cancel := context.WithTimeout(ctx, fetchTimeout)
+	defer cancel()
+	if err := s.mirrors.Fetch(fctx, id, url); err != nil {
+		return repo, false, fmt.Errorf("url: %w: %w", err, apierror.ErrInvalidArgument)
+	}
+	branch := in.Branch
+	if branch == "" {
+		if branch, err = gitmirror.DefaultBranch(fctx, url); err != nil {
+			return repo, false, fmt.Errorf("branch: %w: %w", err, apierror.ErrInvalidArgument)
+		}
+	} else if err := s.checkBranch(id, url, branch); err != nil {
+		return repo, false, err
+	}
+	head, err := s.mirrors.BranchHead(id, branch)
+	if err != nil && !errors.Is(err, gitmirror.ErrNotFound) {
+		return repo, false, err
+	}
+	secret := in.WebhookSecret
+	if secret == "" {
+		secret = newSecret()
+	}
+	repo = domain.Repository{
+		ID: id, Name: name, URL: url, Branch: branch, WebhookSecret: secret,
+		LastSeenCommit: head, CreatedAt: time.Now().UTC(),
+	}
+	ev, err := events.New(repositoryCreatedToProto(repo), repo.ID, "")
+	if err != nil {
+		return repo, false, err
+	}
+	err = s.store.InTx(ctx, func(tx *sql.Tx) error {
+		if err := insertRepository(ctx, tx, repo); err != nil {
+			return err
+		}
+		return events.Enqueue(ctx, tx, ev)
+	})
+	if errors.Is(err, errNameTaken) {
+		// Registered concurrently under the same name.
+		existing, err := s.store.RepositoryByName(ctx, name)
+		if err != nil {
+			return repo, false, fmt.Errorf("repository %q: registered concurrently and then not readable: %w", name, err)
+		}
+		return sameRepository(existing, url, in.Branch)
+	}
+	if err != nil {
+		return repo, false, err
+	}
+	s.outbox.Kick()
+	s.log.Info("repository registered", slog.String("repository", name), slog.String("url", url), slog.String("branch", branch))
+	return repo, true, nil
+}
+
+// sameRepository answers a registration of a name that exists: the
+// existing repository when it is the same, else ErrAlreadyExists.
+func sameRepository(existing domain.Repository, url, branch string) (domain.Repository, bool, error) {
+	switch {
+	case existing.URL != url:
+		return domain.Repository{}, false, fmt.Errorf("repository %q is already registered with url %q: %w", existing.Name, existing.URL, apierror.ErrAlreadyExists)
+	case branch != "" && branch != existing.Branch:
+		return domain.Repository{}, false, fmt.Errorf("repository %q is already registered watching branch %q: %w", existing.Name, existing.Branch, apierror.ErrAlreadyExists)
+	}
+	existing.WebhookSecret = ""
+	return existing, false, nil
+}
+
+func (s *Service) checkBranch(id, url, branch string) error {
+	branches, err := s.mirrors.Branches(id)
+	if err != nil {
+		return err
+	}
+	if len(branches) == 0 {
+		return nil // an empty repository: the branch may come
+	}
+	for _, b := range branches {
+		if b == branch {
+			return nil
+		}
+	}
+	return fmt.Errorf("branch %q does not exist in %s (it has %s): %w", branch, url, strings.Join(branches, ", "), apierror.ErrInvalidArgument)
+}
+
+// normalizeURL makes a local path absolute and checks that url parses.
+func normalizeURL(url string) (string, error) {
+	url = strings.TrimSpace(url)
+	if url == "" {
+		return "", fmt.Errorf("url: a repository path or URL is required: %w", apierror.ErrInvalidArgument)
+	}
+	path, local, err := gitmirror.IsLocal(url)
+	if err != nil {
+		return "", fmt.Errorf("url %q: %w: %w", url, err, apierror.ErrInvalidArgument)
+	}
+	if !local || strings.HasPrefix(url, "file://") {
+		return url, nil
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return "", fmt.Errorf("url %q: %w: %w", url, err, apierror.ErrInvalidArgument)
+	}
+	return abs, nil
+}
+
+func newSecret() string {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails
+	return hex.EncodeToString(b)
+}
+
+// ListRepositories lists one page of the repositories in name order,
+// without their webhook secrets, and the token of the page after ("" on
+// the last).
+func (s *Service) ListRepositories(ctx context.Context, page paging.Page) ([]domain.Repository, string, error) {
+	repos, err := s.store.ListRepositories(ctx, page)
+	if err != nil {
+		return nil, "", err
+	}
+	repos, next := paging.Cut(page, repos, func(r domain.Repository) paging.Cursor { return paging.Cursor{ID: r.Name} })
+	for i := range repos {
+		repos[i].WebhookSecret = ""
+	}
+	return repos, next, nil
+}
+
+// GetRepository finds a repository by name or id, without its secret.
+func (s *Service) GetRepository(ctx context.Context, idOrName string) (domain.Repository, error) {
+	repo, err := s.store.Repository(ctx, idOrName)
+	repo.WebhookSecret = ""
+	return repo, err
+}

@@ -1,0 +1,263 @@
+package source
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"strings"
+	"time"
+
+	"github.com/sluicehq/sluice/platform/apierror"
+	"github.com/sluicehq/sluice/platform/events"
+	"github.com/sluicehq/sluice/platform/ids"
+	"github.com/sluicehq/sluice/platform/paging"
+	"github.com/sluicehq/sluice/services/source/domain"
+	"github.com/sluicehq/sluice/services/source/gitmirror"
+	"github.com/sluicehq/sluice/services/source/pipeline"
+)
+
+const (
+	// maxPipelineSize bounds the pipeline file.
+	maxPipelineSize = 1 << 20
+	// maxCommitMessage bounds the commit message kept with a run.
+	maxCommitMessage = 4096
+	// maxCommitsSkipped bounds how far into a range of commits a
+	// ListCommits page token may point.
+	maxCommitsSkipped = math.MaxInt32
+)
+
+// TriggerRun starts a run for ref of a repository: a branch, a tag, a
+// full or abbreviated commit sha, or (empty) the watched branch's head.
+func (s *Service) TriggerRun(ctx context.Context, repository, ref string) (domain.Run, error) {
+	if strings.ContainsAny(ref, " \t\n~^:?*[\\") || strings.Contains(ref, "..") {
+		return domain.Run{}, fmt.Errorf("ref %q is not a valid branch, tag or commit name: %w", ref, apierror.ErrInvalidArgument)
+	}
+	repo, err := s.store.Repository(ctx, repository)
+	if err != nil {
+		return domain.Run{}, err
+	}
+	if err := s.fetch(ctx, repo); err != nil {
+		return domain.Run{}, err
+	}
+	var res gitmirror.Resolved
+	if ref == "" {
+		head, err := s.mirrors.BranchHead(repo.ID, repo.Branch)
+		if errors.Is(err, gitmirror.ErrNotFound) {
+			return domain.Run{}, fmt.Errorf("ref: branch %q of repository %q has no commits: %w", repo.Branch, repo.Name, apierror.ErrNotFound)
+		}
+		if err != nil {
+			return domain.Run{}, err
+		}
+		res = branchHead(repo.Branch, head)
+	} else {
+		res, err = s.mirrors.Resolve(repo.ID, ref)
+		if errors.Is(err, gitmirror.ErrNotFound) {
+			return domain.Run{}, fmt.Errorf("ref %q: no branch, tag or commit of repository %q has that name: %w", ref, repo.Name, apierror.ErrNotFound)
+		}
+		if err != nil {
+			return domain.Run{}, err
+		}
+	}
+	return s.startRun(ctx, repo, res, domain.TriggerManual, nil)
+}
+
+func branchHead(branch, commit string) gitmirror.Resolved {
+	return gitmirror.Resolved{Commit: commit, Ref: "refs/heads/" + branch, Branch: branch}
+}
+
+// errSkipRun rolls back a run's transaction on purpose.
+var errSkipRun = errors.New("run not needed")
+
+// startRun creates a run of a resolved commit: it reads the pipeline file
+// at the commit and records the run, queued with RunRequested when the file
+// is valid, failed with RunFinished when it is missing or invalid. before
+// runs first in the same transaction (to record how the change was
+// noticed); returning errSkipRun from it makes no run.
+func (s *Service) startRun(ctx context.Context, repo domain.Repository, res gitmirror.Resolved, trigger domain.Trigger,
+	before func(tx *sql.Tx, run domain.Run) error,
+) (domain.Run, error) {
+	run, err := s.prepareRun(repo, res, trigger)
+	if err != nil {
+		return run, err
+	}
+	ev, err := runEvent(run)
+	if err != nil {
+		return run, err
+	}
+	err = s.store.InTx(ctx, func(tx *sql.Tx) error {
+		if before != nil {
+			if err := before(tx, run); err != nil {
+				return err
+			}
+		}
+		if err := insertRun(ctx, tx, run); err != nil {
+			return err
+		}
+		return events.Enqueue(ctx, tx, ev)
+	})
+	if err != nil {
+		return run, err
+	}
+	s.outbox.Kick()
+	s.changes.notify()
+	log := s.log.With(slog.String("run_id", run.ID), slog.String("repository", repo.Name), slog.String("commit", run.Commit), slog.String("trigger", string(trigger)))
+	if run.Status == domain.RunFailed {
+		log.Info("run failed at once: bad pipeline file", slog.String("reason", run.FailureReason))
+	} else {
+		log.Info("run requested")
+	}
+	run.Version = 1
+	return run, nil
+}
+
+// prepareRun builds the run of a commit from its pipeline file. A file
+// that is missing, too large or invalid (pipeline.Parse: its own checks,
+// then the rules of pipeline.proto) makes a failed run saying why.
+func (s *Service) prepareRun(repo domain.Repository, res gitmirror.Resolved, trigger domain.Trigger) (domain.Run, error) {
+	commit, err := s.mirrors.Commit(repo.ID, res.Commit)
+	if err != nil {
+		return domain.Run{}, err
+	}
+	if len(commit.Message) > maxCommitMessage {
+		commit.Message = strings.ToValidUTF8(commit.Message[:maxCommitMessage], "")
+	}
+	id := ids.New()
+	now := time.Now().UTC()
+	data, err := s.mirrors.ReadFile(repo.ID, res.Commit, domain.PipelineFile, maxPipelineSize)
+	switch {
+	case errors.Is(err, gitmirror.ErrNotFound):
+		return domain.NewFailedRun(id, repo, commit, res.Ref, res.Branch, trigger, domain.MissingPipelineReason(res.Commit), now), nil
+	case errors.Is(err, gitmirror.ErrTooLarge):
+		reason := fmt.Sprintf("%s: the file is larger than %d bytes", domain.PipelineFile, maxPipelineSize)
+		return domain.NewFailedRun(id, repo, commit, res.Ref, res.Branch, trigger, reason, now), nil
+	case err != nil:
+		return domain.Run{}, err
+	}
+	p, err := pipeline.Parse(domain.PipelineFile, data)
+	var bad *pipeline.Errors
+	switch {
+	case errors.As(err, &bad):
+		return domain.NewFailedRun(id, repo, commit, res.Ref, res.Branch, trigger, bad.Error(), now), nil
+	case err != nil:
+		return domain.Run{}, fmt.Errorf("parse %s: %w", domain.PipelineFile, err)
+	}
+	return domain.NewRun(id, repo, commit, res.Ref, res.Branch, trigger, p, now), nil
+}
+
+// runEvent is the event a new run publishes: RunRequested, or RunFinished
+// when it failed at once.
+func runEvent(run domain.Run) (events.Event, error) {
+	if run.Status.Final() {
+		return events.New(runFinishedToProto(run), run.ID, run.ID)
+	}
+	return events.New(runRequestedToProto(run), run.ID, run.ID)
+}
+
+// ListRuns lists one page of runs, newest first, of one repository (by
+// name or id) or, when repository is empty, of all, and the token of the
+// page after ("" on the last).
+func (s *Service) ListRuns(ctx context.Context, repository string, page paging.Page) ([]domain.Run, string, error) {
+	repoID := ""
+	if repository != "" {
+		repo, err := s.store.Repository(ctx, repository)
+		if err != nil {
+			return nil, "", err
+		}
+		repoID = repo.ID
+	}
+	runs, err := s.store.Runs(ctx, repoID, page)
+	if err != nil {
+		return nil, "", err
+	}
+	runs, next := paging.Cut(page, runs, func(r domain.Run) paging.Cursor {
+		return paging.Cursor{Time: r.CreatedAt.UnixNano(), ID: r.ID}
+	})
+	return runs, next, nil
+}
+
+// GetRun reads one run.
+func (s *Service) GetRun(ctx context.Context, runID string) (domain.Run, error) {
+	return s.store.Run(ctx, runID)
+}
+
+// WatchRun sends the run now and again after every change until it ends,
+// then returns. It wakes on every fold in this process and checks every
+// second too (for changes made by another replica).
+func (s *Service) WatchRun(ctx context.Context, runID string, send func(domain.Run) error) error {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	sent := int64(-1)
+	for {
+		wake := s.changes.wait()
+		run, err := s.store.Run(ctx, runID)
+		if err != nil {
+			return err
+		}
+		if run.Version != sent {
+			if err := send(run); err != nil {
+				return err
+			}
+			sent = run.Version
+		}
+		if run.Status.Final() {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-wake:
+		case <-tick.C:
+		}
+	}
+}
+
+// ListCommits lists one page of the commits reachable from to and not from
+// from (empty: from the root), newest first, and the token of the page
+// after ("" on the last). The range never changes (commits are immutable),
+// so a token is the number of commits listed before and the last of them,
+// which the next page checks.
+func (s *Service) ListCommits(ctx context.Context, repository, from, to string, page paging.Page) ([]domain.Commit, string, error) {
+	skip := 0
+	if page.After != nil {
+		if page.After.Time < 1 || page.After.Time > maxCommitsSkipped {
+			return nil, "", errBadCommitsToken
+		}
+		skip = int(page.After.Time)
+	}
+	repo, err := s.store.Repository(ctx, repository)
+	if err != nil {
+		return nil, "", err
+	}
+	commits, err := s.mirrors.Log(ctx, repo.ID, from, to, skip+page.Limit())
+	if errors.Is(err, gitmirror.ErrNotFound) {
+		// Perhaps newer than the mirror: fetch and look again.
+		if err := s.fetch(ctx, repo); err != nil {
+			return nil, "", err
+		}
+		commits, err = s.mirrors.Log(ctx, repo.ID, from, to, skip+page.Limit())
+	}
+	if errors.Is(err, gitmirror.ErrNotFound) {
+		return nil, "", fmt.Errorf("repository %q: %w: %w", repo.Name, err, apierror.ErrNotFound)
+	}
+	if err != nil {
+		return nil, "", err
+	}
+	if skip > 0 {
+		if len(commits) < skip || commits[skip-1].SHA != page.After.ID {
+			return nil, "", errBadCommitsToken
+		}
+		commits = commits[skip:]
+	}
+	// A next page follows only a full one: page.Size commits more are listed.
+	commits, next := paging.Cut(page, commits, func(c domain.Commit) paging.Cursor {
+		return paging.Cursor{Time: int64(skip + page.Size), ID: c.SHA}
+	})
+	return commits, next, nil
+}
+
+// errBadCommitsToken refuses a ListCommits page token that is not one of
+// the same range.
+var errBadCommitsToken = fmt.Errorf("%w: page_token is not a token of this range of commits (pass the next_page_token of the page before, with the same repository, from and to)", apierror.ErrInvalidArgument)
