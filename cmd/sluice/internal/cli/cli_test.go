@@ -592,3 +592,18 @@ func TestInterruptedExits130Quietly(t *testing.T) {
 		t.Fatalf("exit %d, stderr %q", code, errOut.String())
 	}
 }
+
+// repo ls lists every repository, however many pages the API cuts them in.
+func TestRepoListFollowsPages(t *testing.T) {
+	t.Parallel()
+	f := startFake(t, true)
+	for _, name := range []string{"alpha", "beta", "gamma"} {
+		f.source.addRepo(&sourcev1.Repository{Id: "id-" + name, Name: name, Url: "/srv/" + name, Branch: "main"})
+	}
+	r := run(t, f.env(), "repo", "ls")
+	for _, name := range []string{"alpha", "beta", "gamma"} {
+		if r.code != 0 || !strings.Contains(r.stdout, "/srv/"+name) {
+			t.Fatalf("repo ls: exit %d, %q lacks %s", r.code, r.stdout, name)
+		}
+	}
+}

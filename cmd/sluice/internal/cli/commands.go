@@ -72,6 +72,22 @@ func (s *session) completeRepos(cmd *cobra.Command, args []string, _ string) ([]
 	return out, cobra.ShellCompDirectiveNoFileComp
 }
 
+// allRepositories lists every repository, page after page.
+func (s *session) allRepositories(ctx context.Context) (*sourcev1.ListRepositoriesResponse, error) {
+	all := &sourcev1.ListRepositoriesResponse{}
+	token := ""
+	for {
+		res, err := s.source().ListRepositories(ctx, &sourcev1.ListRepositoriesRequest{PageSize: 1000, PageToken: token})
+		if err != nil {
+			return nil, err
+		}
+		all.Repositories = append(all.Repositories, res.GetRepositories()...)
+		if token = res.GetNextPageToken(); token == "" {
+			return all, nil
+		}
+	}
+}
+
 // completeRuns completes a first argument with the newest runs' ids.
 func (s *session) completeRuns(cmd *cobra.Command, args []string, _ string) ([]cobra.Completion, cobra.ShellCompDirective) {
 	if len(args) > 0 {
@@ -157,7 +173,7 @@ func (s *session) repoListCmd() *cobra.Command {
   $ sluice repo ls --output json`,
 		Args: needArgs(),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			res, err := s.source().ListRepositories(cmd.Context(), &sourcev1.ListRepositoriesRequest{})
+			res, err := s.allRepositories(cmd.Context())
 			return s.render(res, err, func() error {
 				t := &table{}
 				t.add("NAME", "BRANCH", "LAST COMMIT", "URL")

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -97,14 +98,24 @@ func (f *fakeSource) CreateRepository(_ context.Context, req *sourcev1.CreateRep
 	return &sourcev1.CreateRepositoryResponse{Created: true, Repository: &sourcev1.Repository{Name: req.GetName(), Url: req.GetUrl(), Branch: "main"}}, nil
 }
 
-func (f *fakeSource) ListRepositories(context.Context, *sourcev1.ListRepositoriesRequest) (*sourcev1.ListRepositoriesResponse, error) {
+// ListRepositories pages one repository at a time, in name order, so a
+// caller that does not follow next_page_token sees only the first.
+func (f *fakeSource) ListRepositories(_ context.Context, req *sourcev1.ListRepositoriesRequest) (*sourcev1.ListRepositoriesResponse, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	res := &sourcev1.ListRepositoriesResponse{}
+	var names []string
 	for key, r := range f.repos {
-		if key == r.GetName() {
-			res.Repositories = append(res.Repositories, r)
+		if key == r.GetName() && key > req.GetPageToken() {
+			names = append(names, key)
 		}
+	}
+	slices.Sort(names)
+	res := &sourcev1.ListRepositoriesResponse{}
+	if len(names) > 0 {
+		res.Repositories = append(res.Repositories, f.repos[names[0]])
+	}
+	if len(names) > 1 {
+		res.NextPageToken = names[0]
 	}
 	return res, nil
 }
