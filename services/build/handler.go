@@ -11,7 +11,6 @@ import (
 	"github.com/sluicehq/sluice/platform/steplog"
 	buildv1 "github.com/sluicehq/sluice/proto/gen/sluice/build/v1"
 	"github.com/sluicehq/sluice/proto/gen/sluice/build/v1/buildv1connect"
-	"github.com/sluicehq/sluice/services/build/domain"
 )
 
 // Handler serves sluice.build.v1.BuildService.
@@ -34,13 +33,7 @@ func NewRoute(h *Handler, log *slog.Logger) rpcserver.Route {
 // GetBuild returns a build by its run id, or by id (a build id or a run
 // id).
 func (h *Handler) GetBuild(ctx context.Context, req *buildv1.GetBuildRequest) (*buildv1.GetBuildResponse, error) {
-	var b domain.Build
-	var err error
-	if req.GetRunId() != "" {
-		b, err = h.svc.BuildOfRun(ctx, req.GetRunId())
-	} else {
-		b, err = h.svc.Build(ctx, req.GetId())
-	}
+	b, err := h.svc.Build(ctx, req.GetId(), req.GetRunId())
 	if err != nil {
 		return nil, err
 	}

@@ -218,22 +218,7 @@ func (h *harness) publishEvent(t *testing.T, ev events.Event, msgID string) {
 // run chainID and returns the reason it gives.
 func (h *harness) deadLetter(t *testing.T, chainID string) string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), wait)
-	defer cancel()
-	subject := events.DeadLetterSubject(build.Name, build.RunsConsumer)
-	cons, err := h.js.OrderedConsumer(ctx, "DEADLETTER", jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		msg, err := cons.Next(jetstream.FetchContext(ctx))
-		if err != nil {
-			t.Fatalf("no dead letter on %s for run %s: %v", subject, chainID, err)
-		}
-		if msg.Headers().Get(events.HeaderChainID) == chainID {
-			return msg.Headers().Get(events.HeaderDeadLetterReason)
-		}
-	}
+	return servicekittest.DeadLetter(t, h.js, build.Name, build.RunsConsumer, chainID)
 }
 
 // settle waits until every run request was acknowledged and every event the

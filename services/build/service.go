@@ -64,14 +64,13 @@ func NewService(cfg Config, d Deps) (*Service, error) {
 	}, nil
 }
 
-// Build returns a build by its id or its run's id.
-func (s *Service) Build(ctx context.Context, id string) (domain.Build, error) {
+// Build returns a build: the run runID's when runID is set, else the one
+// id names (a build id or a run id).
+func (s *Service) Build(ctx context.Context, id, runID string) (domain.Build, error) {
+	if runID != "" {
+		return s.store.ByRun(ctx, runID)
+	}
 	return s.store.Get(ctx, id)
-}
-
-// BuildOfRun returns the run's build.
-func (s *Service) BuildOfRun(ctx context.Context, runID string) (domain.Build, error) {
-	return s.store.ByRun(ctx, runID)
 }
 
 // Builds returns a page of builds, newest first, and the token of the next
