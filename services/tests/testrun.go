@@ -5,27 +5,20 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"regexp"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/sluicehq/sluice/platform/events"
-	"github.com/sluicehq/sluice/platform/gitcheckout"
 	"github.com/sluicehq/sluice/platform/ids"
 	"github.com/sluicehq/sluice/platform/lease"
 	"github.com/sluicehq/sluice/platform/prototime"
-	"github.com/sluicehq/sluice/platform/servicekit"
-	"github.com/sluicehq/sluice/platform/steplog"
 	buildeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/build/events/v1"
 	buildv1 "github.com/sluicehq/sluice/proto/gen/sluice/build/v1"
-	sourceeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
 	testeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/test/events/v1"
 	testv1 "github.com/sluicehq/sluice/proto/gen/sluice/test/v1"
 	"github.com/sluicehq/sluice/services/tests/domain"
 )
-
-// consumerDurable is the consumer of BuildFinished events every replica
-// shares (deploy/nats/consumers/test/test-builds.json).
-const consumerDurable = "test-builds"
 
 const (
 	// heartbeat is how often a worker tells JetStream it still handles a
@@ -47,43 +40,21 @@ const (
 	releaseTimeout = 5 * time.Second
 )
 
-var commitPattern = regexp.MustCompile(`^[0-9a-f]{40}$`)
-
-// Consumers are the service's event ports: finished builds, from the
-// test-builds consumer every replica shares.
-func (s *Service) Consumers() []servicekit.Consumer {
-	return []servicekit.Consumer{{
-		Durable:   consumerDurable,
-		Handler:   s.HandleBuildFinished,
-		Workers:   s.cfg.Workers,
-		Heartbeat: heartbeat,
-	}}
-}
-
-// HandleBuildFinished tests a successful build: it is the consumer's
-// handler. A nil return acknowledges the event; an error has it
-// redelivered (the test run is then taken over by the next delivery).
-func (s *Service) HandleBuildFinished(ctx context.Context, ev events.Event, d events.Delivery) error {
-	bf, ok := ev.Payload.(*buildeventsv1.BuildFinished)
-	if !ok {
-		return fmt.Errorf("%w: %s is not a BuildFinished event", events.ErrPermanent, ev.Kind.Type)
-	}
+// testBuild tests a build: the test stage. A build that did not succeed
+// has nothing to test. The test run is keyed by its run: a delivery for
+// a test run that ended, or that a live worker runs for another event, is
+// acknowledged without effect; one whose worker stopped renewing its lease
+// is taken over (attempt + 1). A nil return acknowledges the event; an
+// error has it redelivered (and the test run taken over by the next
+// delivery).
+func (s *Service) testBuild(ctx context.Context, eventID string, bf *buildeventsv1.BuildFinished, d events.Delivery) error {
 	if bf.GetStatus() != buildv1.BuildStatus_BUILD_STATUS_SUCCEEDED {
 		// Source folds the failed build into the run; there is nothing to test.
 		return nil
 	}
-	candidate := domain.TestRun{
-		ID:      ids.New(),
-		RunID:   bf.GetRunId(),
-		BuildID: bf.GetBuildId(),
-		Repository: domain.Repository{
-			ID:   bf.GetRepository().GetId(),
-			Name: bf.GetRepository().GetName(),
-			URL:  bf.GetRepository().GetUrl(),
-		},
-		Commit: bf.GetCommit(),
-		Branch: bf.GetBranch(),
-	}
+	candidate := testRunFromEvent(bf)
+	candidate.ID = ids.New()
+	candidate.Steps = domain.PendingSteps(stepNames(bf))
 	started, err := events.New(&testeventsv1.TestRunStarted{
 		RunId:       candidate.RunID,
 		TestRunId:   candidate.ID,
@@ -100,7 +71,7 @@ func (s *Service) HandleBuildFinished(ctx context.Context, ev events.Event, d ev
 	}
 	c, err := lease.Acquire(ctx, heldPollInterval, func(ctx context.Context) (claimed, lease.Try, error) {
 		now := time.Now()
-		run, outcome, err := s.store.Claim(ctx, candidate, ev.ID, started, now, now.Add(leaseDuration))
+		run, outcome, err := s.store.Claim(ctx, candidate, eventID, started, now, now.Add(leaseDuration))
 		if outcome == HeldForThisEvent {
 			// JetStream redelivered the event while a worker still holds its
 			// test run (that worker's lease on the message lapsed). Keep this
@@ -188,93 +159,6 @@ func (t testRunLease) Release(ctx context.Context) error {
 	return t.store.ReleaseLease(ctx, t.run.ID, t.run.Attempt)
 }
 
-// attempt is one worker's try at a test run.
-type attempt struct {
-	s      *Service
-	log    *slog.Logger
-	run    domain.TestRun
-	bf     *buildeventsv1.BuildFinished
-	w      *steplog.Writer
-	branch string
-	steps  []domain.StepResult
-	closed bool
-	kept   *lease.Keeper
-}
-
-// meta writes a line of Sluice's own to the log; step is empty for lines
-// about the whole test run.
-func (a *attempt) meta(step, text string) { a.w.Append(step, steplog.Meta, text) }
-
-func (a *attempt) closeLog(parent context.Context) {
-	if a.closed {
-		return
-	}
-	a.closed = true
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(parent), 10*time.Second)
-	defer cancel()
-	if err := a.w.Close(ctx); err != nil {
-		a.log.Warn("storing the last log lines failed", slog.Any("error", err))
-	}
-}
-
-// test does the work: it returns the outcome, or an error when
-// infrastructure failed and a later delivery may do better.
-func (a *attempt) test(ctx context.Context) (domain.Outcome, error) {
-	run := a.run
-	a.meta("", fmt.Sprintf("--- test run %s, attempt %d: build %s of %s at %s", run.ID, run.Attempt, run.BuildID, run.Repository.Name, run.Commit))
-	if run.Attempt > 1 {
-		a.meta("", "--- taking over from a worker that stopped")
-	}
-	pipeline := a.bf.GetPipeline()
-	if pipeline == nil {
-		return domain.Errored("the BuildFinished event carries no pipeline (a build service older than this test service published it); trigger the run again", nil), nil
-	}
-	spec := pipeline.GetTest()
-	if len(spec.GetSteps()) == 0 && len(spec.GetReports()) == 0 {
-		a.meta("", "--- the pipeline has no tests: nothing to run")
-		return domain.Decide(nil, nil, nil, nil), nil
-	}
-	if !commitPattern.MatchString(run.Commit) {
-		return domain.Errored(fmt.Sprintf("commit %q is not a full 40-hex SHA-1", run.Commit), nil), nil
-	}
-
-	ws, cleanup, err := a.s.workspace(run)
-	if err != nil {
-		return domain.Outcome{}, err
-	}
-	defer cleanup()
-	a.meta("", fmt.Sprintf("--- checking out %s of %s", run.Commit, run.Repository.URL))
-	if err := gitcheckout.Checkout(ctx, run.Repository.URL, run.Commit, ws); err != nil {
-		if errors.Is(err, gitcheckout.ErrCommitNotFound) {
-			return domain.Errored(err.Error(), nil), nil
-		}
-		return domain.Outcome{}, err
-	}
-	problem, err := a.fetchArtifacts(ctx, ws, pipeline.GetBuild().GetArtifacts())
-	if err != nil {
-		return domain.Outcome{}, err
-	}
-	if problem != "" {
-		return domain.Errored(problem, nil), nil
-	}
-
-	for _, step := range spec.GetSteps() {
-		res, err := a.runStep(ctx, ws, step)
-		if err != nil {
-			return domain.Outcome{}, err
-		}
-		a.steps = append(a.steps, res)
-		if res.Failed() {
-			break
-		}
-	}
-	suites, cases, problems := a.readReports(ws, spec.GetReports())
-	for _, p := range problems {
-		a.meta("", "--- "+p)
-	}
-	return domain.Decide(a.steps, problems, suites, cases), nil
-}
-
 // finish records the outcome and publishes TestRunFinished with it.
 func (a *attempt) finish(parent context.Context, o domain.Outcome) error {
 	run := a.run
@@ -294,16 +178,14 @@ func (a *attempt) finish(parent context.Context, o domain.Outcome) error {
 		return fmt.Errorf("%w: %w", events.ErrPermanent, err)
 	}
 	payload := &testeventsv1.TestRunFinished{
-		RunId:     run.RunID,
-		TestRunId: run.ID,
-		Repository: &sourceeventsv1.RepositoryRef{
-			Id: run.Repository.ID, Name: run.Repository.Name, Url: run.Repository.URL,
-		},
+		RunId:             run.RunID,
+		TestRunId:         run.ID,
+		Repository:        repositoryRef(run.Repository),
 		Commit:            run.Commit,
 		Branch:            a.branch,
 		BuildId:           run.BuildID,
 		Status:            statusToProto(o.Status),
-		Counts:            &testv1.Counts{Passed: int32(counts.Passed), Failed: int32(counts.Failed), Skipped: int32(counts.Skipped)},
+		Counts:            countsToProto(counts),
 		FailureReason:     o.Reason,
 		FailedCases:       o.FailedCaseNames(),
 		Duration:          prototime.Duration(ended.Sub(run.CreatedAt)),
@@ -328,7 +210,8 @@ func (a *attempt) finish(parent context.Context, o domain.Outcome) error {
 	// work is done.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(parent), 30*time.Second)
 	defer cancel()
-	if err := a.s.store.Finish(ctx, run, o, ended, ev, cases...); err != nil {
+	steps := domain.EndedSteps(stepNames(a.bf), o.Steps)
+	if err := a.s.store.Finish(ctx, run, o, steps, ended, ev, cases...); err != nil {
 		if errors.Is(err, lease.ErrLost) {
 			a.log.Warn("another worker took the test run over; this attempt's outcome is dropped", slog.String("status", o.Status.String()))
 			return nil
@@ -343,4 +226,31 @@ func (a *attempt) finish(parent context.Context, o domain.Outcome) error {
 		a.log.Warn("marking the log complete failed", slog.Any("error", err))
 	}
 	return nil
+}
+
+// caseEvents are the test case events (CDEvents testcaserun) of a finished
+// test run: one per case at positions (domain.Outcome.PublishedCases), a
+// TestCaseSkipped for a skipped case, else a TestCaseFinished. They carry
+// no output; GetTestRun has it.
+func caseEvents(run domain.TestRun, o domain.Outcome, environment string, positions []int) ([]events.Event, error) {
+	repo := repositoryRef(run.Repository)
+	out := make([]events.Event, 0, len(positions))
+	for _, i := range positions {
+		c := o.Cases[i]
+		tc := &testv1.TestCase{Suite: c.Suite, Name: c.Name, Status: caseStatusToProto(c.Status), Duration: prototime.Duration(c.Duration)}
+		var payload proto.Message = &testeventsv1.TestCaseFinished{
+			RunId: run.RunID, TestRunId: run.ID, Repository: repo, Environment: environment, TestCase: tc, Position: int32(i),
+		}
+		if c.Status == domain.CaseSkipped {
+			payload = &testeventsv1.TestCaseSkipped{
+				RunId: run.RunID, TestRunId: run.ID, Repository: repo, Environment: environment, TestCase: tc, Position: int32(i),
+			}
+		}
+		ev, err := events.New(payload, events.TestCaseRunID(run.ID, i), run.RunID)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ev)
+	}
+	return out, nil
 }
