@@ -384,16 +384,8 @@ func TestFailedBuildStartsNoTests(t *testing.T) {
 	if connect.CodeOf(err) != connect.CodeNotFound {
 		t.Errorf("GetTestRun after a failed build: %v, want NotFound", err)
 	}
-	stream, err := h.js.Stream(context.Background(), "TEST")
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := stream.Info(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if info.State.Msgs != 0 {
-		t.Errorf("TEST stream has %d events after a failed build, want none", info.State.Msgs)
+	if n := h.testStreamMsgs(); n != 0 {
+		t.Errorf("TEST stream has %d events after a failed build, want none", n)
 	}
 }
 
@@ -413,16 +405,8 @@ func TestDuplicateBuildFinished(t *testing.T) {
 
 	// Every event the service published has reached the TEST stream.
 	ctx := context.Background()
-	stream, err := h.js.Stream(ctx, "TEST")
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := stream.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if info.State.Msgs != 2 {
-		t.Errorf("TEST stream holds %d events, want one TestRunStarted and one TestRunFinished", info.State.Msgs)
+	if n := h.testStreamMsgs(); n != 2 {
+		t.Errorf("TEST stream holds %d events, want one TestRunStarted and one TestRunFinished", n)
 	}
 	var started, finished int
 	for _, ev := range h.events.of(runID) {
@@ -498,6 +482,7 @@ func TestErrors(t *testing.T) {
 		{"no pipeline", noPipeline, "the BuildFinished event carries no pipeline (a build service older than this test service published it); trigger the run again"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
 			f := h.events.finished(t, tt.runID)
 			if f.GetStatus() != testv1.TestRunStatus_TEST_RUN_STATUS_ERROR || f.GetFailureReason() != tt.reason {
 				t.Errorf("TestRunFinished %s %q, want ERROR %q", f.GetStatus(), f.GetFailureReason(), tt.reason)
