@@ -16,7 +16,6 @@ import (
 	buildeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/build/events/v1"
 	buildv1 "github.com/sluicehq/sluice/proto/gen/sluice/build/v1"
 	testeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/test/events/v1"
-	testv1 "github.com/sluicehq/sluice/proto/gen/sluice/test/v1"
 	"github.com/sluicehq/sluice/services/tests/domain"
 )
 
@@ -237,7 +236,8 @@ func caseEvents(run domain.TestRun, o domain.Outcome, environment string, positi
 	out := make([]events.Event, 0, len(positions))
 	for _, i := range positions {
 		c := o.Cases[i]
-		tc := &testv1.TestCase{Suite: c.Suite, Name: c.Name, Status: caseStatusToProto(c.Status), Duration: prototime.Duration(c.Duration)}
+		tc := caseToProto(c)
+		tc.Output = ""
 		var payload proto.Message = &testeventsv1.TestCaseFinished{
 			RunId: run.RunID, TestRunId: run.ID, Repository: repo, Environment: environment, TestCase: tc, Position: int32(i),
 		}
