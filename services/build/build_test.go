@@ -16,16 +16,17 @@ import (
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/sluicehq/sluice/platform/artifacts"
 	"github.com/sluicehq/sluice/platform/events"
 	"github.com/sluicehq/sluice/platform/servicekit"
+	"github.com/sluicehq/sluice/platform/servicekit/servicekittest"
 	"github.com/sluicehq/sluice/platform/sqldb/sqldbtest"
-
-	"github.com/sluicehq/sluice/platform/artifacts"
 	buildeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/build/events/v1"
 	buildv1 "github.com/sluicehq/sluice/proto/gen/sluice/build/v1"
+	sourceeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
 	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
 	"github.com/sluicehq/sluice/services/build"
-	"github.com/sluicehq/sluice/services/build/internal/buildtest"
+	"github.com/sluicehq/sluice/services/build/domain"
 )
 
 const (
@@ -35,11 +36,6 @@ const (
 	subjArtifact = "sluice.build.artifact.published"
 	subjFinished = "sluice.build.build.finished"
 )
-
-func finished(t *testing.T, rec *buildtest.Recorder, runID string) *buildeventsv1.BuildFinished {
-	t.Helper()
-	return payload[*buildeventsv1.BuildFinished](t, rec.WaitFor(t, runID, subjFinished))
-}
 
 // payload is ev's payload as a T.
 func payload[T any](t *testing.T, ev events.Event) T {
@@ -74,20 +70,36 @@ func find(lines []*buildv1.LogLine, prefix string) int {
 	return slices.IndexFunc(lines, func(l *buildv1.LogLine) bool { return strings.HasPrefix(l.GetText(), prefix) })
 }
 
-func TestBuildSucceeds(t *testing.T) {
-	n := buildtest.StartNATS(t)
-	rec := buildtest.Record(t, n.JS)
-	inst := startInstance(t, n, build.Config{WorkerID: "worker-1"})
+// A step's environment is the executor's scrubbed base, the step's own
+// variables and Sluice's: nothing else of the worker's. (Not parallel: it
+// sets a variable of the test process.)
+func TestStepsDoNotSeeTheWorkersEnvironment(t *testing.T) {
+	h := newHarness(t)
 	t.Setenv("SLUICE_TEST_SECRET", "from the worker's environment")
+	req := runRequest(gitRepo(t, map[string]string{"main.go": "package main\n"}), &sourcev1.BuildSpec{
+		Steps: []*sourcev1.Step{{Name: "env", Run: `echo "secret=[$SLUICE_TEST_SECRET]"`}},
+	})
+	h.publish(t, req)
+	if fin := h.finished(t, req.GetRunId()); fin.GetStatus() != buildv1.BuildStatus_BUILD_STATUS_SUCCEEDED {
+		t.Fatalf("BuildFinished %v", fin)
+	}
+	if lines := h.logs(t, req.GetRunId()).GetLines(); find(lines, "secret=[]") < 0 || find(lines, "secret=[from") >= 0 {
+		t.Errorf("the step saw the worker's variable:\n%s", strings.Join(texts(lines), "\n"))
+	}
+}
+
+func TestBuildSucceeds(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
 
 	content := "hello, artifact\n"
-	repo := buildtest.GitRepo(t, map[string]string{"hello.txt": content, "README.md": "# hello\n"})
-	req := buildtest.RunRequest(repo, &sourcev1.BuildSpec{
+	repo := gitRepo(t, map[string]string{"hello.txt": content, "README.md": "# hello\n"})
+	req := runRequest(repo, &sourcev1.BuildSpec{
 		Steps: []*sourcev1.Step{
 			{Name: "compile", Run: "mkdir -p bin\ncp hello.txt bin/hello\necho \"compiled $SLUICE_COMMIT\"\necho warning >&2"},
 			{
 				Name:    "check",
-				Run:     `test -f bin/hello && echo "step=$SLUICE_STEP run=$SLUICE_RUN_ID branch=$SLUICE_BRANCH repo=$SLUICE_REPOSITORY greeting=$GREETING secret=[$SLUICE_TEST_SECRET]"`,
+				Run:     `test -f bin/hello && echo "step=$SLUICE_STEP run=$SLUICE_RUN_ID branch=$SLUICE_BRANCH repo=$SLUICE_REPOSITORY greeting=$GREETING"`,
 				Env:     map[string]string{"GREETING": "hi"},
 				Timeout: durationpb.New(time.Minute),
 			},
@@ -95,10 +107,10 @@ func TestBuildSucceeds(t *testing.T) {
 		Artifacts: []*sourcev1.ArtifactSpec{{Name: "hello", Path: "bin/hello"}},
 	})
 	runID := req.GetRunId()
-	n.Publish(t, req, "")
+	h.publish(t, req)
 
-	fin := finished(t, rec, runID)
-	settle(t, n, inst)
+	fin := h.finished(t, runID)
+	h.settle(t)
 	sum := sha256.Sum256([]byte(content))
 	wantSHA := hex.EncodeToString(sum[:])
 
@@ -106,8 +118,8 @@ func TestBuildSucceeds(t *testing.T) {
 	if fin.GetStatus() != buildv1.BuildStatus_BUILD_STATUS_SUCCEEDED || fin.GetFailureReason() != "" {
 		t.Fatalf("BuildFinished status %v, reason %q; want SUCCEEDED", fin.GetStatus(), fin.GetFailureReason())
 	}
-	if fin.GetCommit() != repo.Commit || fin.GetBranch() != "main" || fin.GetRepository().GetUrl() != repo.Dir {
-		t.Errorf("BuildFinished commit %s branch %s repository %v; want %s main %s", fin.GetCommit(), fin.GetBranch(), fin.GetRepository(), repo.Commit, repo.Dir)
+	if fin.GetCommit() != repo.commit || fin.GetBranch() != "main" || fin.GetRepository().GetUrl() != repo.dir {
+		t.Errorf("BuildFinished commit %s branch %s repository %v; want %s main %s", fin.GetCommit(), fin.GetBranch(), fin.GetRepository(), repo.commit, repo.dir)
 	}
 	if len(fin.GetArtifacts()) != 1 || fin.GetArtifacts()[0].GetSha256() != wantSHA ||
 		fin.GetArtifacts()[0].GetSize() != int64(len(content)) || fin.GetArtifacts()[0].GetObject() != runID+"/hello" {
@@ -118,7 +130,7 @@ func TestBuildSucceeds(t *testing.T) {
 	}
 
 	// The artifact is in the object store with that digest.
-	obs, err := n.JS.ObjectStore(t.Context(), artifacts.Bucket)
+	obs, err := h.js.ObjectStore(t.Context(), artifacts.Bucket)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,14 +143,14 @@ func TestBuildSucceeds(t *testing.T) {
 	}
 
 	// Every event once, in order.
-	evs := rec.Of(runID)
+	evs := h.rec.of(runID)
 	want := []string{subjStarted, subjStepGo, subjStep, subjStepGo, subjStep, subjArtifact, subjFinished}
-	if got := buildtest.Subjects(evs); !slices.Equal(got, want) {
+	if got := subjects(evs); !slices.Equal(got, want) {
 		t.Fatalf("events %v; want %v", got, want)
 	}
 	started := payload[*buildeventsv1.BuildStarted](t, evs[0])
-	if started.GetAttempt() != 1 || started.GetCommit() != repo.Commit {
-		t.Errorf("BuildStarted %v; want attempt 1 at %s", started, repo.Commit)
+	if started.GetAttempt() != 1 || started.GetCommit() != repo.commit {
+		t.Errorf("BuildStarted %v; want attempt 1 at %s", started, repo.commit)
 	}
 	for i, name := range []string{"compile", "check"} {
 		ss := payload[*buildeventsv1.StepStarted](t, evs[1+2*i])
@@ -164,13 +176,19 @@ func TestBuildSucceeds(t *testing.T) {
 		}
 	}
 
-	// GetBuild by run id and by build id.
-	b := inst.build(t, runID)
-	if b.GetId() != fin.GetBuildId() || inst.build(t, b.GetId()).GetRunId() != runID {
-		t.Errorf("GetBuild by run and build id disagree: %v", b)
+	// GetBuild by run_id, and by id: the build's or the run's.
+	b := h.build(t, runID)
+	if b.GetId() != fin.GetBuildId() {
+		t.Errorf("GetBuild(run_id) = build %s; want %s", b.GetId(), fin.GetBuildId())
 	}
-	if b.GetStatus() != buildv1.BuildStatus_BUILD_STATUS_SUCCEEDED || b.GetAttempt() != 1 || b.GetEndTime() == nil || b.GetCommit() != repo.Commit {
-		t.Errorf("build %v; want SUCCEEDED, attempt 1, ended, at %s", b, repo.Commit)
+	for _, id := range []string{b.GetId(), runID} {
+		res, err := h.client.GetBuild(t.Context(), &buildv1.GetBuildRequest{Id: id})
+		if err != nil || res.GetBuild().GetId() != b.GetId() || res.GetBuild().GetRunId() != runID {
+			t.Errorf("GetBuild(id %s) = %v, %v; want build %s of run %s", id, res.GetBuild(), err, b.GetId(), runID)
+		}
+	}
+	if b.GetStatus() != buildv1.BuildStatus_BUILD_STATUS_SUCCEEDED || b.GetAttempt() != 1 || b.GetEndTime() == nil || b.GetCommit() != repo.commit {
+		t.Errorf("build %v; want SUCCEEDED, attempt 1, ended, at %s", b, repo.commit)
 	}
 	if b.GetStepDuration().AsDuration() <= 0 || b.GetStepDuration().AsDuration() != fin.GetStepDuration().AsDuration() || b.GetWorkerId() == "" {
 		t.Errorf("step duration %v (finished says %v), worker %q", b.GetStepDuration().AsDuration(), fin.GetStepDuration().AsDuration(), b.GetWorkerId())
@@ -186,13 +204,13 @@ func TestBuildSucceeds(t *testing.T) {
 	if len(b.GetArtifacts()) != 1 || b.GetArtifacts()[0].GetSha256() != wantSHA {
 		t.Errorf("artifacts %v; want hello with %s", b.GetArtifacts(), wantSHA)
 	}
-	list, err := inst.client.ListBuilds(t.Context(), &buildv1.ListBuildsRequest{})
-	if err != nil || len(list.GetBuilds()) != 1 || list.GetBuilds()[0].GetId() != b.GetId() {
-		t.Errorf("ListBuilds: %v, %v; want the one build", list.GetBuilds(), err)
+	list, err := h.client.ListBuilds(t.Context(), &buildv1.ListBuildsRequest{})
+	if err != nil || len(list.GetBuilds()) != 1 || list.GetBuilds()[0].GetId() != b.GetId() || list.GetNextPageToken() != "" {
+		t.Errorf("ListBuilds: %v, %v; want the one build and no next page", list, err)
 	}
 
 	// The log: gapless, complete, stdout/stderr/meta lines of each step.
-	logs := inst.logs(t, runID)
+	logs := h.logs(t, runID)
 	lines := logs.GetLines()
 	checkGapless(t, lines)
 	if !logs.GetComplete() || logs.GetNextSeq() != int64(len(lines)+1) {
@@ -200,10 +218,10 @@ func TestBuildSucceeds(t *testing.T) {
 	}
 	wantLines := []string{
 		"meta|compile|--- step compile: mkdir -p bin",
-		"stdout|compile|compiled " + repo.Commit,
+		"stdout|compile|compiled " + repo.commit,
 		"stderr|compile|warning",
 		"meta|check|--- step check: test -f bin/hello",
-		"stdout|check|step=check run=" + runID + " branch=main repo=hello greeting=hi secret=[]",
+		"stdout|check|step=check run=" + runID + " branch=main repo=hello greeting=hi",
 	}
 	got := texts(lines)
 	for _, w := range wantLines {
@@ -219,14 +237,14 @@ func TestBuildSucceeds(t *testing.T) {
 	}
 
 	// Paging and the step filter.
-	page, err := inst.client.GetLogs(t.Context(), &buildv1.GetLogsRequest{RunId: runID, FromSeq: 3, Limit: 2})
+	page, err := h.client.GetLogs(t.Context(), &buildv1.GetLogsRequest{RunId: runID, FromSeq: 3, Limit: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(page.GetLines()) != 2 || page.GetLines()[0].GetSeq() != 3 || page.GetNextSeq() != 5 || page.GetComplete() {
 		t.Errorf("page from 3 limit 2: %v next %d complete %v; want seqs 3,4 next 5 incomplete", texts(page.GetLines()), page.GetNextSeq(), page.GetComplete())
 	}
-	check, err := inst.client.GetLogs(t.Context(), &buildv1.GetLogsRequest{RunId: runID, Step: "check"})
+	check, err := h.client.GetLogs(t.Context(), &buildv1.GetLogsRequest{RunId: runID, Step: "check"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -235,154 +253,163 @@ func TestBuildSucceeds(t *testing.T) {
 	}
 
 	// The workspace is gone.
-	if entries, err := os.ReadDir(workspaces(inst.cfg)); err != nil || len(entries) != 0 {
+	if entries, err := os.ReadDir(h.workspaces()); err != nil || len(entries) != 0 {
 		t.Errorf("workspaces left: %v (%v)", entries, err)
 	}
 
 	// Unknown ids and bad requests.
-	_, err = inst.client.GetBuild(t.Context(), &buildv1.GetBuildRequest{Id: "no-such-build"})
+	_, err = h.client.GetBuild(t.Context(), &buildv1.GetBuildRequest{Id: "no-such-build"})
 	if connect.CodeOf(err) != connect.CodeNotFound || !strings.Contains(err.Error(), "no-such-build") {
 		t.Errorf("GetBuild(unknown): %v; want NotFound naming it", err)
 	}
-	_, err = inst.client.GetLogs(t.Context(), &buildv1.GetLogsRequest{RunId: "no-such-run"})
+	_, err = h.client.GetBuild(t.Context(), &buildv1.GetBuildRequest{RunId: b.GetId()})
+	if connect.CodeOf(err) != connect.CodeNotFound || !strings.Contains(err.Error(), "no build for run "+b.GetId()) {
+		t.Errorf("GetBuild(run_id: a build id): %v; want NotFound: run_id names a run only", err)
+	}
+	_, err = h.client.GetLogs(t.Context(), &buildv1.GetLogsRequest{RunId: "no-such-run"})
 	if connect.CodeOf(err) != connect.CodeNotFound || !strings.Contains(err.Error(), "no build for run no-such-run") {
 		t.Errorf("GetLogs(unknown): %v; want NotFound \"no build for run no-such-run\"", err)
 	}
-	_, err = inst.client.GetBuild(t.Context(), &buildv1.GetBuildRequest{})
-	if connect.CodeOf(err) != connect.CodeInvalidArgument {
-		t.Errorf("GetBuild(empty id): %v; want InvalidArgument", err)
+	for _, req := range []*buildv1.GetBuildRequest{{}, {Id: b.GetId(), RunId: runID}} {
+		_, err = h.client.GetBuild(t.Context(), req)
+		if connect.CodeOf(err) != connect.CodeInvalidArgument {
+			t.Errorf("GetBuild(%v): %v; want InvalidArgument: exactly one of id and run_id", req, err)
+		}
 	}
 }
 
 func TestBuildFailures(t *testing.T) {
-	n := buildtest.StartNATS(t)
-	rec := buildtest.Record(t, n.JS)
-	inst := startInstance(t, n, build.Config{WorkerID: "worker-1"})
-	repo := buildtest.GitRepo(t, map[string]string{"main.go": "package main\n"})
+	t.Parallel()
+	h := newHarness(t)
+	repo := gitRepo(t, map[string]string{"main.go": "package main\n"})
 
-	t.Run("failing step", func(t *testing.T) {
-		marker := filepath.Join(t.TempDir(), "package-ran")
-		req := buildtest.RunRequest(repo, &sourcev1.BuildSpec{
-			Steps: []*sourcev1.Step{
-				{Name: "compile", Run: `i=1; while [ $i -le 25 ]; do echo "line $i"; i=$((i+1)); done; exit 2`},
-				{Name: "package", Run: `touch "$MARKER"`, Env: map[string]string{"MARKER": marker}},
-			},
-			Artifacts: []*sourcev1.ArtifactSpec{{Name: "hello", Path: "main.go"}},
+	// The builds run side by side; the group ends when all have.
+	t.Run("runs", func(t *testing.T) {
+		t.Run("failing step", func(t *testing.T) {
+			t.Parallel()
+			marker := filepath.Join(t.TempDir(), "package-ran")
+			req := runRequest(repo, &sourcev1.BuildSpec{
+				Steps: []*sourcev1.Step{
+					{Name: "compile", Run: `i=1; while [ $i -le 25 ]; do echo "line $i"; i=$((i+1)); done; exit 2`},
+					{Name: "package", Run: `touch "$MARKER"`, Env: map[string]string{"MARKER": marker}},
+				},
+				Artifacts: []*sourcev1.ArtifactSpec{{Name: "hello", Path: "main.go"}},
+			})
+			h.publish(t, req)
+			fin := h.finished(t, req.GetRunId())
+
+			if fin.GetStatus() != buildv1.BuildStatus_BUILD_STATUS_FAILED ||
+				fin.GetFailureReason() != `step "compile" exited with code 2` ||
+				fin.GetFailedStep() != "compile" || fin.GetExitCode() != 2 {
+				t.Errorf("BuildFinished %v; want FAILED by compile with code 2", fin)
+			}
+			var wantLast []string
+			for i := 6; i <= 25; i++ {
+				wantLast = append(wantLast, "line "+strconv.Itoa(i))
+			}
+			if !slices.Equal(fin.GetLastLogLines(), wantLast) {
+				t.Errorf("last_log_lines %q; want %q", fin.GetLastLogLines(), wantLast)
+			}
+			if _, err := os.Stat(marker); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("the step after the failing one ran (stat %s: %v)", marker, err)
+			}
+			h.settle(t)
+			if got := subjects(h.rec.of(req.GetRunId())); !slices.Equal(got, []string{subjStarted, subjStepGo, subjStep, subjFinished}) {
+				t.Errorf("events %v; want started, one step, finished (no artifact)", got)
+			}
+			b := h.build(t, req.GetRunId())
+			if b.GetStatus() != buildv1.BuildStatus_BUILD_STATUS_FAILED || b.GetFailureReason() != fin.GetFailureReason() || len(b.GetSteps()) != 2 ||
+				b.GetSteps()[0].GetStatus() != buildv1.StepStatus_STEP_STATUS_FAILED || b.GetSteps()[0].GetExitCode() != 2 ||
+				b.GetSteps()[1].GetStatus() != buildv1.StepStatus_STEP_STATUS_SKIPPED || len(b.GetArtifacts()) != 0 {
+				t.Errorf("build %v; want FAILED, compile FAILED(2), package SKIPPED, no artifacts", b)
+			}
+			if b.GetFailedStep() != "compile" || b.GetExitCode() != 2 || !slices.Equal(b.GetLastLogLines(), wantLast) || b.GetStartTime() == nil {
+				t.Errorf("GetBuild failure fields %q %d %q %v; want those of BuildFinished", b.GetFailedStep(), b.GetExitCode(), b.GetLastLogLines(), b.GetStartTime())
+			}
+			lines := h.logs(t, req.GetRunId()).GetLines()
+			checkGapless(t, lines)
+			if find(lines, "--- step compile exited with code 2 after ") < 0 || find(lines, `--- build failed: step "compile" exited with code 2`) < 0 {
+				t.Errorf("log lacks the exit and failure lines:\n%s", strings.Join(texts(lines), "\n"))
+			}
 		})
-		n.Publish(t, req, "")
-		fin := finished(t, rec, req.GetRunId())
 
-		if fin.GetStatus() != buildv1.BuildStatus_BUILD_STATUS_FAILED ||
-			fin.GetFailureReason() != `step "compile" exited with code 2` ||
-			fin.GetFailedStep() != "compile" || fin.GetExitCode() != 2 {
-			t.Errorf("BuildFinished %v; want FAILED by compile with code 2", fin)
-		}
-		var wantLast []string
-		for i := 6; i <= 25; i++ {
-			wantLast = append(wantLast, "line "+strconv.Itoa(i))
-		}
-		if !slices.Equal(fin.GetLastLogLines(), wantLast) {
-			t.Errorf("last_log_lines %q; want %q", fin.GetLastLogLines(), wantLast)
-		}
-		if _, err := os.Stat(marker); !errors.Is(err, os.ErrNotExist) {
-			t.Errorf("the step after the failing one ran (stat %s: %v)", marker, err)
-		}
-		settle(t, n, inst)
-		if got := buildtest.Subjects(rec.Of(req.GetRunId())); !slices.Equal(got, []string{subjStarted, subjStepGo, subjStep, subjFinished}) {
-			t.Errorf("events %v; want started, one step, finished (no artifact)", got)
-		}
-		b := inst.build(t, req.GetRunId())
-		if b.GetStatus() != buildv1.BuildStatus_BUILD_STATUS_FAILED || b.GetFailureReason() != fin.GetFailureReason() || len(b.GetSteps()) != 2 ||
-			b.GetSteps()[0].GetStatus() != buildv1.StepStatus_STEP_STATUS_FAILED || b.GetSteps()[0].GetExitCode() != 2 ||
-			b.GetSteps()[1].GetStatus() != buildv1.StepStatus_STEP_STATUS_SKIPPED || len(b.GetArtifacts()) != 0 {
-			t.Errorf("build %v; want FAILED, compile FAILED(2), package SKIPPED, no artifacts", b)
-		}
-		if b.GetFailedStep() != "compile" || b.GetExitCode() != 2 || !slices.Equal(b.GetLastLogLines(), wantLast) || b.GetStartTime() == nil {
-			t.Errorf("GetBuild failure fields %q %d %q %v; want those of BuildFinished", b.GetFailedStep(), b.GetExitCode(), b.GetLastLogLines(), b.GetStartTime())
-		}
-		lines := inst.logs(t, req.GetRunId()).GetLines()
-		checkGapless(t, lines)
-		if find(lines, "--- step compile exited with code 2 after ") < 0 || find(lines, `--- build failed: step "compile" exited with code 2`) < 0 {
-			t.Errorf("log lacks the exit and failure lines:\n%s", strings.Join(texts(lines), "\n"))
+		for _, tc := range []struct {
+			name   string
+			commit string
+			spec   *sourcev1.BuildSpec
+			reason string
+		}{
+			{
+				name:   "commit not in repository",
+				commit: strings.Repeat("ab", 20),
+				spec:   &sourcev1.BuildSpec{Steps: []*sourcev1.Step{{Name: "compile", Run: "true"}}},
+				reason: "checkout failed: ",
+			},
+			{
+				name: "missing artifact",
+				spec: &sourcev1.BuildSpec{
+					Steps:     []*sourcev1.Step{{Name: "compile", Run: "mkdir -p bin"}},
+					Artifacts: []*sourcev1.ArtifactSpec{{Name: "hello", Path: "bin/hello"}},
+				},
+				reason: `artifact "hello": bin/hello not found`,
+			},
+			{
+				name: "artifact outside the workspace",
+				spec: &sourcev1.BuildSpec{
+					Steps:     []*sourcev1.Step{{Name: "compile", Run: "ln -s /etc/hostname escape"}},
+					Artifacts: []*sourcev1.ArtifactSpec{{Name: "escape", Path: "escape"}},
+				},
+				reason: `artifact "escape": `,
+			},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				t.Parallel()
+				req := runRequest(repo, tc.spec)
+				if tc.commit != "" {
+					req.Commit = tc.commit
+				}
+				h.publish(t, req)
+				fin := h.finished(t, req.GetRunId())
+				if fin.GetStatus() != buildv1.BuildStatus_BUILD_STATUS_FAILED || !strings.HasPrefix(fin.GetFailureReason(), tc.reason) {
+					t.Errorf("BuildFinished %v, %q; want FAILED with %q", fin.GetStatus(), fin.GetFailureReason(), tc.reason)
+				}
+				if b := h.build(t, req.GetRunId()); b.GetStatus() != buildv1.BuildStatus_BUILD_STATUS_FAILED || len(b.GetArtifacts()) != 0 {
+					t.Errorf("build %v; want FAILED without artifacts", b)
+				}
+				t.Log(fin.GetFailureReason())
+			})
 		}
 	})
-
-	for _, tc := range []struct {
-		name   string
-		commit string
-		spec   *sourcev1.BuildSpec
-		reason string
-	}{
-		{
-			name:   "commit not in repository",
-			commit: strings.Repeat("ab", 20),
-			spec:   &sourcev1.BuildSpec{Steps: []*sourcev1.Step{{Name: "compile", Run: "true"}}},
-			reason: "checkout failed: ",
-		},
-		{
-			name: "missing artifact",
-			spec: &sourcev1.BuildSpec{
-				Steps:     []*sourcev1.Step{{Name: "compile", Run: "mkdir -p bin"}},
-				Artifacts: []*sourcev1.ArtifactSpec{{Name: "hello", Path: "bin/hello"}},
-			},
-			reason: `artifact "hello": bin/hello not found`,
-		},
-		{
-			name: "artifact outside the workspace",
-			spec: &sourcev1.BuildSpec{
-				Steps:     []*sourcev1.Step{{Name: "compile", Run: "ln -s /etc/hostname escape"}},
-				Artifacts: []*sourcev1.ArtifactSpec{{Name: "escape", Path: "escape"}},
-			},
-			reason: `artifact "escape": `,
-		},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			req := buildtest.RunRequest(repo, tc.spec)
-			if tc.commit != "" {
-				req.Commit = tc.commit
-			}
-			n.Publish(t, req, "")
-			fin := finished(t, rec, req.GetRunId())
-			if fin.GetStatus() != buildv1.BuildStatus_BUILD_STATUS_FAILED || !strings.HasPrefix(fin.GetFailureReason(), tc.reason) {
-				t.Errorf("BuildFinished %v, %q; want FAILED with %q", fin.GetStatus(), fin.GetFailureReason(), tc.reason)
-			}
-			if b := inst.build(t, req.GetRunId()); b.GetStatus() != buildv1.BuildStatus_BUILD_STATUS_FAILED || len(b.GetArtifacts()) != 0 {
-				t.Errorf("build %v; want FAILED without artifacts", b)
-			}
-			t.Log(fin.GetFailureReason())
-		})
-	}
-	settle(t, n, inst)
-	if entries, err := os.ReadDir(workspaces(inst.cfg)); err != nil || len(entries) != 0 {
+	h.settle(t)
+	if entries, err := os.ReadDir(h.workspaces()); err != nil || len(entries) != 0 {
 		t.Errorf("workspaces left: %v (%v)", entries, err)
 	}
 }
 
 func TestStepTimeoutKillsProcessGroup(t *testing.T) {
-	n := buildtest.StartNATS(t)
-	rec := buildtest.Record(t, n.JS)
-	inst := startInstance(t, n, build.Config{WorkerID: "worker-1"})
-	repo := buildtest.GitRepo(t, map[string]string{"main.go": "package main\n"})
+	t.Parallel()
+	h := newHarness(t)
+	repo := gitRepo(t, map[string]string{"main.go": "package main\n"})
 	pidFile := filepath.Join(t.TempDir(), "background.pid")
 
-	req := buildtest.RunRequest(repo, &sourcev1.BuildSpec{Steps: []*sourcev1.Step{{
+	req := runRequest(repo, &sourcev1.BuildSpec{Steps: []*sourcev1.Step{{
 		Name:    "slow",
 		Run:     `sleep 60 & echo $! > "$PIDFILE"; echo started; sleep 60; wait`,
 		Env:     map[string]string{"PIDFILE": pidFile},
 		Timeout: durationpb.New(time.Second),
 	}}})
-	n.Publish(t, req, "")
-	fin := finished(t, rec, req.GetRunId())
+	h.publish(t, req)
+	fin := h.finished(t, req.GetRunId())
 
 	if fin.GetStatus() != buildv1.BuildStatus_BUILD_STATUS_FAILED || fin.GetFailureReason() != `step "slow" timed out after 1s` ||
 		fin.GetFailedStep() != "slow" || fin.GetExitCode() != -1 || !slices.Equal(fin.GetLastLogLines(), []string{"started"}) {
 		t.Errorf("BuildFinished %v; want FAILED, slow timed out after 1s", fin)
 	}
-	b := inst.build(t, req.GetRunId())
+	b := h.build(t, req.GetRunId())
 	if st := b.GetSteps()[0]; st.GetStatus() != buildv1.StepStatus_STEP_STATUS_TIMED_OUT || st.GetExitCode() != -1 {
 		t.Errorf("step %v; want TIMED_OUT", st)
 	}
-	lines := inst.logs(t, req.GetRunId()).GetLines()
+	lines := h.logs(t, req.GetRunId()).GetLines()
 	if find(lines, "--- step slow timed out after 1s, killed") < 0 {
 		t.Errorf("log lacks the timeout line:\n%s", strings.Join(texts(lines), "\n"))
 	}
@@ -400,59 +427,57 @@ func TestStepTimeoutKillsProcessGroup(t *testing.T) {
 			t.Errorf("background process %s still alive: %s", pid, stat)
 		}
 	}
-	settle(t, n, inst)
+	h.settle(t)
 }
 
 func TestDuplicateRunRequestMakesOneBuild(t *testing.T) {
-	n := buildtest.StartNATS(t)
-	rec := buildtest.Record(t, n.JS)
-	inst := startInstance(t, n, build.Config{WorkerID: "worker-1"})
-	repo := buildtest.GitRepo(t, map[string]string{"main.go": "package main\n"})
+	t.Parallel()
+	h := newHarness(t)
+	repo := gitRepo(t, map[string]string{"main.go": "package main\n"})
 
-	req := buildtest.RunRequest(repo, &sourcev1.BuildSpec{Steps: []*sourcev1.Step{{Name: "compile", Run: "sleep 0.5; echo built"}}})
-	ev := n.Publish(t, req, "")
+	req := runRequest(repo, &sourcev1.BuildSpec{Steps: []*sourcev1.Step{{Name: "compile", Run: "sleep 0.5; echo built"}}})
+	ev := h.publish(t, req)
 	// The same event stored again under another message id, while the first
 	// is being built (four workers take both at once)...
-	n.PublishEvent(t, ev, "copy-1-"+ev.ID)
-	finished(t, rec, req.GetRunId())
-	settle(t, n, inst)
+	h.publishEvent(t, ev, "copy-1-"+ev.ID)
+	h.finished(t, req.GetRunId())
+	h.settle(t)
 	// ...and once more after it ended.
-	n.PublishEvent(t, ev, "copy-2-"+ev.ID)
-	settle(t, n, inst)
+	h.publishEvent(t, ev, "copy-2-"+ev.ID)
+	h.settle(t)
 
-	if got := buildtest.Subjects(rec.Of(req.GetRunId())); !slices.Equal(got, []string{subjStarted, subjStepGo, subjStep, subjFinished}) {
+	if got := subjects(h.rec.of(req.GetRunId())); !slices.Equal(got, []string{subjStarted, subjStepGo, subjStep, subjFinished}) {
 		t.Errorf("events %v; want one build's", got)
 	}
-	list, err := inst.client.ListBuilds(t.Context(), &buildv1.ListBuildsRequest{Limit: 10})
+	list, err := h.client.ListBuilds(t.Context(), &buildv1.ListBuildsRequest{Limit: 10})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(list.GetBuilds()) != 1 || list.GetBuilds()[0].GetAttempt() != 1 || list.GetBuilds()[0].GetStatus() != buildv1.BuildStatus_BUILD_STATUS_SUCCEEDED {
 		t.Errorf("builds %v; want one SUCCEEDED in attempt 1", list.GetBuilds())
 	}
-	lines := inst.logs(t, req.GetRunId()).GetLines()
+	lines := h.logs(t, req.GetRunId()).GetLines()
 	if n := len(slices.DeleteFunc(slices.Clone(lines), func(l *buildv1.LogLine) bool { return l.GetText() != "built" })); n != 1 {
 		t.Errorf("the step ran %d times; want once:\n%s", n, strings.Join(texts(lines), "\n"))
 	}
 }
 
 func TestTakeoverOfBuildLeftRunning(t *testing.T) {
-	n := buildtest.StartNATS(t)
-	rec := buildtest.Record(t, n.JS)
-
+	t.Parallel()
 	// Two replicas on one database, as replicas on PostgreSQL would be.
 	dbURL := sqldbtest.URL(t)
-	workers := map[string]*instance{}
-	for _, id := range []string{"worker-a", "worker-b"} {
-		workers[id] = startInstance(t, n, build.Config{Settings: servicekit.Settings{DatabaseURL: dbURL}, WorkerID: id, Heartbeat: 200 * time.Millisecond})
+	replica := func(id string) build.Config {
+		return build.Config{Settings: servicekit.Settings{DatabaseURL: dbURL}, WorkerID: id, Heartbeat: 200 * time.Millisecond}
 	}
+	h := newHarness(t, replica("worker-a"), replica("worker-b"))
+	workers := map[string]*instance{"worker-a": h.replicas[0], "worker-b": h.replicas[1]}
 	// Redeliver an unacknowledged run request after 2s instead of 30s
 	// (after the replicas provisioned the declared consumer).
-	shortAckWait(t, n, 2*time.Second)
+	h.shortAckWait(t, 2*time.Second)
 
 	marker := filepath.Join(t.TempDir(), "first-attempt")
-	repo := buildtest.GitRepo(t, map[string]string{"main.go": "package main\n"})
-	req := buildtest.RunRequest(repo, &sourcev1.BuildSpec{Steps: []*sourcev1.Step{
+	repo := gitRepo(t, map[string]string{"main.go": "package main\n"})
+	req := runRequest(repo, &sourcev1.BuildSpec{Steps: []*sourcev1.Step{
 		{
 			Name: "work",
 			Run:  `if [ -f "$MARKER" ]; then echo "second attempt"; else touch "$MARKER"; echo "first attempt"; sleep 60; fi`,
@@ -461,11 +486,11 @@ func TestTakeoverOfBuildLeftRunning(t *testing.T) {
 		{Name: "after", Run: "echo after"},
 	}})
 	runID := req.GetRunId()
-	n.Publish(t, req, "")
+	h.publish(t, req)
 
 	// One replica took the run and is inside the step.
 	var holder, other string
-	buildtest.Eventually(t, "the first attempt to run", func() bool {
+	servicekittest.Eventually(t, "the first attempt to run", func() bool {
 		res, err := workers["worker-a"].client.GetLogs(t.Context(), &buildv1.GetLogsRequest{RunId: runID})
 		if err != nil || find(res.GetLines(), "first attempt") < 0 {
 			return false
@@ -484,8 +509,8 @@ func TestTakeoverOfBuildLeftRunning(t *testing.T) {
 	dead.nc.Close()
 	dead.stop()
 
-	fin := finished(t, rec, runID)
-	settle(t, n, survivor)
+	fin := h.finished(t, runID)
+	h.settle(t, survivor)
 	if fin.GetStatus() != buildv1.BuildStatus_BUILD_STATUS_SUCCEEDED {
 		t.Fatalf("BuildFinished %v; want SUCCEEDED after the takeover", fin)
 	}
@@ -495,7 +520,7 @@ func TestTakeoverOfBuildLeftRunning(t *testing.T) {
 		t.Errorf("build %v; want SUCCEEDED in attempt 2 with both steps", got)
 	}
 
-	evs := rec.Of(runID)
+	evs := h.rec.of(runID)
 	var attempts []int32
 	for _, ev := range evs {
 		if s, ok := ev.Payload.(*buildeventsv1.BuildStarted); ok {
@@ -515,7 +540,7 @@ func TestTakeoverOfBuildLeftRunning(t *testing.T) {
 		}
 		return ok
 	})
-	if got := buildtest.Subjects(others); !slices.Equal(got, []string{subjStarted, subjStarted, subjStep, subjStep, subjFinished}) {
+	if got := subjects(others); !slices.Equal(got, []string{subjStarted, subjStarted, subjStep, subjStep, subjFinished}) {
 		t.Errorf("events %v; want both starts, the second attempt's steps, one finish", got)
 	}
 	if slices.Sort(stepStarts); !slices.Equal(stepStarts, []string{"after#2", "work#1", "work#2"}) {
@@ -550,37 +575,37 @@ func TestTakeoverOfBuildLeftRunning(t *testing.T) {
 
 // shortAckWait makes JetStream redeliver an unacknowledged run request
 // after d, so a takeover test need not wait the declared 30s.
-func shortAckWait(t *testing.T, n *buildtest.NATS, d time.Duration) {
+func (h *harness) shortAckWait(t *testing.T, d time.Duration) {
 	t.Helper()
-	c, err := n.JS.Consumer(t.Context(), "SOURCE", build.RunsConsumer)
+	c, err := h.js.Consumer(t.Context(), "SOURCE", build.RunsConsumer)
 	if err != nil {
 		t.Fatal(err)
 	}
 	cfg := c.CachedInfo().Config
 	cfg.AckWait, cfg.BackOff = d, nil
-	if _, err := n.JS.CreateOrUpdateConsumer(t.Context(), "SOURCE", cfg); err != nil {
+	if _, err := h.js.CreateOrUpdateConsumer(t.Context(), "SOURCE", cfg); err != nil {
 		t.Fatal(err)
 	}
 }
 
 func TestTailLogsFollowsTheBuild(t *testing.T) {
-	n := buildtest.StartNATS(t)
-	inst := startInstance(t, n, build.Config{WorkerID: "worker-1"})
-	repo := buildtest.GitRepo(t, map[string]string{"main.go": "package main\n"})
+	t.Parallel()
+	h := newHarness(t)
+	repo := gitRepo(t, map[string]string{"main.go": "package main\n"})
 	gate := filepath.Join(t.TempDir(), "gate")
-	req := buildtest.RunRequest(repo, &sourcev1.BuildSpec{Steps: []*sourcev1.Step{
+	req := runRequest(repo, &sourcev1.BuildSpec{Steps: []*sourcev1.Step{
 		{Name: "wait", Run: `echo ready; while [ ! -f "$GATE" ]; do sleep 0.05; done; echo "gate open"`, Env: map[string]string{"GATE": gate}},
 		{Name: "after", Run: "echo after"},
 	}})
 	runID := req.GetRunId()
 
 	// Tail before the run is even requested: it waits for the build.
-	stream, err := inst.client.TailLogs(t.Context(), &buildv1.TailLogsRequest{RunId: runID})
+	stream, err := h.client.TailLogs(t.Context(), &buildv1.TailLogsRequest{RunId: runID})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer stream.Close()
-	n.Publish(t, req, "")
+	h.publish(t, req)
 
 	var tailed []*buildv1.LogLine
 	opened := false
@@ -589,7 +614,7 @@ func TestTailLogsFollowsTheBuild(t *testing.T) {
 			tailed = append(tailed, l)
 			if l.GetText() == "ready" && !opened {
 				// The line arrived while the step is still blocked.
-				if b := inst.build(t, runID); b.GetStatus() != buildv1.BuildStatus_BUILD_STATUS_RUNNING {
+				if b := h.build(t, runID); b.GetStatus() != buildv1.BuildStatus_BUILD_STATUS_RUNNING {
 					t.Errorf("build %v when its first line was tailed; want RUNNING", b.GetStatus())
 				}
 				if err := os.WriteFile(gate, nil, 0o644); err != nil {
@@ -606,11 +631,131 @@ func TestTailLogsFollowsTheBuild(t *testing.T) {
 		t.Fatal("never saw the step's first line")
 	}
 	checkGapless(t, tailed)
-	stored := inst.logs(t, runID)
+	stored := h.logs(t, runID)
 	if !stored.GetComplete() || !slices.Equal(texts(tailed), texts(stored.GetLines())) {
 		t.Errorf("tailed:\n%s\nstored (complete %v):\n%s", strings.Join(texts(tailed), "\n"), stored.GetComplete(), strings.Join(texts(stored.GetLines()), "\n"))
 	}
-	if b := inst.build(t, runID); b.GetStatus() != buildv1.BuildStatus_BUILD_STATUS_SUCCEEDED {
+	if b := h.build(t, runID); b.GetStatus() != buildv1.BuildStatus_BUILD_STATUS_SUCCEEDED {
 		t.Errorf("build %v; want SUCCEEDED", b.GetStatus())
+	}
+}
+
+// A run request its proto's rules refuse (a run id that cannot name a
+// workspace or an artifact object, a commit or a pipeline source would
+// never have sent) is dead-lettered on its first delivery: no build, no
+// event, no workspace. The rules are checked when the event is decoded;
+// the service does not check again.
+func TestInvalidRunRequestsAreDeadLettered(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	repo := gitRepo(t, map[string]string{"main.go": "package main\n"})
+	t.Run("requests", func(t *testing.T) {
+		for _, tc := range []struct {
+			name string
+			edit func(*sourceeventsv1.RunRequested, *sourcev1.BuildSpec)
+			// want is what the reason names.
+			want string
+		}{
+			{"run id leaving the workspaces", func(r *sourceeventsv1.RunRequested, _ *sourcev1.BuildSpec) { r.RunId = "../../etc" }, "run_id"},
+			{"run id with a slash", func(r *sourceeventsv1.RunRequested, _ *sourcev1.BuildSpec) { r.RunId = "a/b" }, "run_id"},
+			{"hidden run id", func(r *sourceeventsv1.RunRequested, _ *sourcev1.BuildSpec) { r.RunId = ".hidden" }, "run_id"},
+			{"run id too long", func(r *sourceeventsv1.RunRequested, _ *sourcev1.BuildSpec) { r.RunId = strings.Repeat("a", 65) }, "run_id"},
+			{"no run id", func(r *sourceeventsv1.RunRequested, _ *sourcev1.BuildSpec) { r.RunId = "" }, "run_id"},
+			{"short commit", func(r *sourceeventsv1.RunRequested, _ *sourcev1.BuildSpec) { r.Commit = "abc123" }, "commit"},
+			{"no pipeline", func(r *sourceeventsv1.RunRequested, _ *sourcev1.BuildSpec) { r.Pipeline = nil }, "pipeline"},
+			{"empty step name", func(_ *sourceeventsv1.RunRequested, b *sourcev1.BuildSpec) { b.Steps[1].Name = "" }, "pipeline.build.steps[1].name"},
+			{"two steps of one name", func(_ *sourceeventsv1.RunRequested, b *sourcev1.BuildSpec) { b.Steps[1].Name = "compile" }, "step names must be unique"},
+			{"empty command", func(_ *sourceeventsv1.RunRequested, b *sourcev1.BuildSpec) { b.Steps[0].Run = "" }, "pipeline.build.steps[0].run"},
+			{"negative timeout", func(_ *sourceeventsv1.RunRequested, b *sourcev1.BuildSpec) {
+				b.Steps[0].Timeout = durationpb.New(-time.Second)
+			}, "pipeline.build.steps[0].timeout"},
+			{"artifact name with a slash", func(_ *sourceeventsv1.RunRequested, b *sourcev1.BuildSpec) { b.Artifacts[0].Name = "a/b" }, "pipeline.build.artifacts[0].name"},
+			{"absolute artifact path", func(_ *sourceeventsv1.RunRequested, b *sourcev1.BuildSpec) { b.Artifacts[0].Path = "/etc/passwd" }, "pipeline.build.artifacts[0].path"},
+			{"artifact path leaving the workspace", func(_ *sourceeventsv1.RunRequested, b *sourcev1.BuildSpec) { b.Artifacts[0].Path = "bin/../../x" }, "pipeline.build.artifacts[0].path"},
+			{"two artifacts of one name", func(_ *sourceeventsv1.RunRequested, b *sourcev1.BuildSpec) {
+				b.Artifacts = append(b.Artifacts, b.Artifacts[0])
+			}, "artifact names must be unique"},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				t.Parallel()
+				spec := &sourcev1.BuildSpec{
+					Steps:     []*sourcev1.Step{{Name: "compile", Run: "mkdir -p bin && touch bin/hello"}, {Name: "vet", Run: "true"}},
+					Artifacts: []*sourcev1.ArtifactSpec{{Name: "hello", Path: "bin/hello"}},
+				}
+				req := runRequest(repo, spec)
+				tc.edit(req, spec)
+				reason := h.deadLetter(t, h.publishUnchecked(t, req))
+				if !strings.Contains(reason, events.ErrInvalidEvent.Error()) || !strings.Contains(reason, tc.want) {
+					t.Errorf("dead-lettered because %q; want an invalid event naming %q", reason, tc.want)
+				}
+			})
+		}
+	})
+	h.settle(t)
+	list, err := h.client.ListBuilds(t.Context(), &buildv1.ListBuildsRequest{})
+	if err != nil || len(list.GetBuilds()) != 0 {
+		t.Errorf("ListBuilds: %v, %v; want no build", list.GetBuilds(), err)
+	}
+	if n := h.rec.count(); n != 0 {
+		t.Errorf("%d events published; want none", n)
+	}
+	if entries, err := os.ReadDir(h.workspaces()); err == nil && len(entries) != 0 {
+		t.Errorf("workspaces made: %v", entries)
+	}
+}
+
+// ListBuilds pages newest first by (create time, id): every build once,
+// builds made at the same moment ordered by id; the superseded limit
+// still sizes a page.
+func TestListBuildsPages(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	store := build.NewStore(h.db)
+	t0 := time.Now().UTC().Truncate(time.Second)
+	for i := range 7 {
+		b := domain.Build{
+			ID: fmt.Sprintf("b%02d", i), RunID: fmt.Sprintf("r%02d", i), Commit: strings.Repeat("a", 40), Branch: "main",
+			Repository: domain.Repository{ID: "repo-1", Name: "hello", URL: "/nowhere"},
+			// Two builds a second.
+			CreateTime: t0.Add(time.Duration(i/2) * time.Second),
+		}
+		if created, err := store.Create(t.Context(), b, nil); err != nil || !created {
+			t.Fatalf("create %s: %v, %v", b.ID, created, err)
+		}
+	}
+	ids := func(res *buildv1.ListBuildsResponse) []string {
+		var out []string
+		for _, b := range res.GetBuilds() {
+			out = append(out, b.GetId())
+		}
+		return out
+	}
+	var got []string
+	token := ""
+	for pages := 0; ; pages++ {
+		if pages == 3 {
+			t.Fatalf("a fourth page after %v; want 7 builds in 3 pages", got)
+		}
+		res, err := h.client.ListBuilds(t.Context(), &buildv1.ListBuildsRequest{PageSize: 3, PageToken: token})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, ids(res)...)
+		if token = res.GetNextPageToken(); token == "" {
+			break
+		}
+	}
+	if want := []string{"b06", "b05", "b04", "b03", "b02", "b01", "b00"}; !slices.Equal(got, want) {
+		t.Errorf("pages of 3 list %v; want %v", got, want)
+	}
+	legacy, err := h.client.ListBuilds(t.Context(), &buildv1.ListBuildsRequest{Limit: 2})
+	if err != nil || !slices.Equal(ids(legacy), []string{"b06", "b05"}) || legacy.GetNextPageToken() == "" {
+		t.Errorf("ListBuilds(limit 2) = %v, %v; want b06, b05 and a next page", legacy, err)
+	}
+	for _, req := range []*buildv1.ListBuildsRequest{{PageToken: "not-a-token"}, {PageSize: 1001}, {PageToken: strings.Repeat("a", 1025)}} {
+		_, err := h.client.ListBuilds(t.Context(), req)
+		if connect.CodeOf(err) != connect.CodeInvalidArgument || !strings.Contains(err.Error(), "page_") {
+			t.Errorf("ListBuilds(%v): %v; want InvalidArgument naming the field", req, err)
+		}
 	}
 }

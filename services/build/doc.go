@@ -27,7 +27,16 @@
 // last delivery, a build that cannot complete is ended FAILED, so that no
 // build stays RUNNING forever.
 //
+// A run request is validated by the rules of its proto when it is
+// received: one that breaks them (a run id that cannot name a workspace or
+// an artifact object, a pipeline source would have refused) is
+// dead-lettered (sluice.deadletter.build.build-runs) and gets no build.
+//
 // State changes and the events announcing them are written in one
 // transaction (the outbox); the log is marked complete right after the
 // build ends.
+//
+// The build stage is build.go (claim, lease, finish, give up) and
+// attempt.go (one attempt in a fresh workspace: checkout, steps,
+// artifacts); consumer.go is its port on the work queue.
 package build

@@ -4,30 +4,16 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/fx"
 
 	"github.com/sluicehq/sluice/platform/events"
 	"github.com/sluicehq/sluice/platform/executor"
+	"github.com/sluicehq/sluice/platform/paging"
 	"github.com/sluicehq/sluice/platform/sqldb"
 	"github.com/sluicehq/sluice/platform/steplog"
 	"github.com/sluicehq/sluice/services/build/domain"
-)
-
-// The JetStream resources the service uses, declared under deploy/nats.
-const (
-	// RunsConsumer is the work-queue consumer every replica pulls run
-	// requests from.
-	RunsConsumer = "build-runs"
-)
-
-const (
-	// logFlushInterval is how often buffered step output is stored.
-	logFlushInterval = 100 * time.Millisecond
-	// defaultListLimit is ListBuilds' page size when none is asked for.
-	defaultListLimit = 100
 )
 
 // Deps are the service's collaborators; fx provides them (servicekit).
@@ -78,17 +64,28 @@ func NewService(cfg Config, d Deps) (*Service, error) {
 	}, nil
 }
 
-// Build returns a build by its id or its run's id.
-func (s *Service) Build(ctx context.Context, id string) (domain.Build, error) {
+// Build returns a build: the run runID's when runID is set, else the one
+// id names (a build id or a run id).
+func (s *Service) Build(ctx context.Context, id, runID string) (domain.Build, error) {
+	if runID != "" {
+		return s.store.ByRun(ctx, runID)
+	}
 	return s.store.Get(ctx, id)
 }
 
-// Builds returns up to limit builds (default 100), newest first.
-func (s *Service) Builds(ctx context.Context, limit int) ([]domain.Build, error) {
-	if limit <= 0 {
-		limit = defaultListLimit
+// Builds returns a page of builds, newest first, and the token of the next
+// page ("" after the last).
+func (s *Service) Builds(ctx context.Context, page paging.Page) ([]domain.Build, string, error) {
+	builds, err := s.store.List(ctx, page)
+	if err != nil {
+		return nil, "", err
 	}
-	return s.store.List(ctx, limit)
+	builds, more := paging.Trim(page, builds)
+	var last paging.Cursor
+	if n := len(builds); n > 0 {
+		last = paging.Cursor{Time: sqldb.Nanos(builds[n-1].CreateTime), ID: builds[n-1].ID}
+	}
+	return builds, paging.Next(more, last), nil
 }
 
 // Logs returns the run's stored log lines from fromSeq on (only step's when

@@ -11,6 +11,7 @@ import (
 	"github.com/sluicehq/sluice/platform/apierror"
 	"github.com/sluicehq/sluice/platform/events"
 	"github.com/sluicehq/sluice/platform/lease"
+	"github.com/sluicehq/sluice/platform/paging"
 	"github.com/sluicehq/sluice/platform/sqldb"
 	"github.com/sluicehq/sluice/services/build/domain"
 )
@@ -303,9 +304,10 @@ func (s *Store) one(ctx context.Context, query, arg, notFound string) (domain.Bu
 	return b, nil
 }
 
-// List returns up to limit builds, newest first.
-func (s *Store) List(ctx context.Context, limit int) ([]domain.Build, error) {
-	builds, err := s.listBuilds(ctx, limit)
+// List returns the builds of page, newest first: page.Limit() of them at
+// most, so that the caller sees whether more follow (paging.Trim).
+func (s *Store) List(ctx context.Context, page paging.Page) ([]domain.Build, error) {
+	builds, err := s.listBuilds(ctx, page)
 	if err != nil {
 		return nil, fmt.Errorf("list builds: %w", err)
 	}
@@ -318,8 +320,10 @@ func (s *Store) List(ctx context.Context, limit int) ([]domain.Build, error) {
 	return builds, nil
 }
 
-func (s *Store) listBuilds(ctx context.Context, limit int) ([]domain.Build, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT `+buildColumns+` FROM builds ORDER BY created_at DESC, id DESC LIMIT $1`, limit)
+func (s *Store) listBuilds(ctx context.Context, page paging.Page) ([]domain.Build, error) {
+	after, args := page.Where("created_at", "id", true, 2)
+	rows, err := s.db.QueryContext(ctx, `SELECT `+buildColumns+` FROM builds WHERE `+after+`
+		ORDER BY created_at DESC, id DESC LIMIT $1`, append([]any{page.Limit()}, args...)...)
 	if err != nil {
 		return nil, err
 	}

@@ -17,6 +17,7 @@ import (
 // others out, an expired or released one lets the next worker take over,
 // and a worker that was taken over cannot write any more.
 func TestStoreLease(t *testing.T) {
+	t.Parallel()
 	ctx := t.Context()
 	store := build.NewStore(servicekittest.OpenDB(t, build.Migrations(), steplog.Migrations()))
 

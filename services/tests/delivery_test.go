@@ -10,11 +10,9 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/sluicehq/sluice/platform/events"
-	"github.com/sluicehq/sluice/platform/executor"
 	"github.com/sluicehq/sluice/platform/lease"
 	"github.com/sluicehq/sluice/platform/servicekit/servicekittest"
 	"github.com/sluicehq/sluice/platform/steplog"
-	buildv1 "github.com/sluicehq/sluice/proto/gen/sluice/build/v1"
 	sourceeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
 	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
 	testeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/test/events/v1"
@@ -32,75 +30,44 @@ func (d delivery) NumDelivered() uint64 { return uint64(d) }
 func (d delivery) MaxDeliver() int { return 5 }
 func (d delivery) Last() bool      { return int(d) >= d.MaxDeliver() }
 
-// newPlainService builds the service with its plain constructors and runs
-// its outbox relay.
-func (w *world) newPlainService() (*tests.Service, *tests.Store) {
-	w.t.Helper()
-	ctx := context.Background()
-	cfg := w.config().WithDefaults()
-	db := servicekittest.OpenDBAt(w.t, cfg.DatabaseURL, tests.Migrations(), steplog.Migrations())
-	store := tests.NewStore(db)
-	log := testLogger(w.t)
-	relay := events.NewRelay(db, w.js, log)
-	svc, err := tests.NewService(cfg, tests.Deps{
-		Store: store, DB: db, Outbox: relay, JetStream: w.js,
-		Executor: &executor.Local{DefaultTimeout: cfg.DefaultStepTimeout}, Log: log,
-	})
-	if err != nil {
-		w.t.Fatal(err)
-	}
-	rctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		relay.Run(rctx)
-	}()
-	w.t.Cleanup(func() { cancel(); <-done })
-	return svc, store
-}
-
-func (w *world) event(runID string) events.Event {
-	w.t.Helper()
-	bf := w.buildFinished(runID, buildv1.BuildStatus_BUILD_STATUS_SUCCEEDED)
-	ev, err := events.New(bf, bf.GetBuildId(), runID)
-	if err != nil {
-		w.t.Fatal(err)
-	}
-	return ev
-}
-
 func TestInfrastructureFailure(t *testing.T) {
-	w := newWorld(t)
-	svc, store := w.newPlainService()
-	h := tests.NewHandler(svc)
+	t.Parallel()
+	h := newHarness(t)
+	svc, store := h.plainService()
+	api := tests.NewHandler(svc)
 	ctx := context.Background()
 	quick := &sourcev1.Pipeline{Test: &sourcev1.TestSpec{Steps: []*sourcev1.Step{{Name: "quick", Run: "echo quick"}}}}
 
 	t.Run("retried, then taken over by the next delivery", func(t *testing.T) {
-		runID := w.run(quick)
-		ev := w.event(runID)
-		w.repoDown(true)
+		t.Parallel()
+		repo := newRepo(t)
+		runID := h.runOf(repo, quick)
+		ev := h.event(t, runID)
+		repo.down(t, true)
 		err := svc.HandleBuildFinished(ctx, ev, delivery(1))
 		if err == nil || !strings.Contains(err.Error(), "gitcheckout: ") {
 			t.Fatalf("first delivery with the repository unreachable: %v, want an error to retry", err)
 		}
-		res, err := h.GetTestRun(ctx, &testv1.GetTestRunRequest{Id: runID})
+		res, err := api.GetTestRun(ctx, &testv1.GetTestRunRequest{RunId: runID})
 		if err != nil {
 			t.Fatal(err)
 		}
 		if s := res.GetTestRun().GetStatus(); s != testv1.TestRunStatus_TEST_RUN_STATUS_RUNNING {
 			t.Fatalf("status after a failed attempt = %s, want RUNNING", s)
 		}
+		if st := res.GetTestRun().GetSteps(); len(st) != 1 || st[0].GetName() != "quick" || st[0].GetStatus() != testv1.StepStatus_STEP_STATUS_PENDING {
+			t.Errorf("steps of the running test run = %v, want quick PENDING", st)
+		}
 
-		w.repoDown(false)
+		repo.down(t, false)
 		if err := svc.HandleBuildFinished(ctx, ev, delivery(2)); err != nil {
 			t.Fatalf("second delivery: %v", err)
 		}
-		f := w.events.finished(runID)
+		f := h.events.finished(t, runID)
 		if f.GetStatus() != testv1.TestRunStatus_TEST_RUN_STATUS_PASSED {
 			t.Errorf("status = %s (%s), want PASSED", f.GetStatus(), f.GetFailureReason())
 		}
-		logs, err := h.GetLogs(ctx, &testv1.GetLogsRequest{RunId: runID})
+		logs, err := api.GetLogs(ctx, &testv1.GetLogsRequest{RunId: runID})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -117,12 +84,13 @@ func TestInfrastructureFailure(t *testing.T) {
 	})
 
 	t.Run("a redelivery waits for the worker still holding the test run", func(t *testing.T) {
-		runID := w.run(quick)
-		ev := w.event(runID)
+		t.Parallel()
+		runID := h.run(quick)
+		ev := h.event(t, runID)
 		// A worker took the event and holds the test run for two more
 		// seconds, then stops renewing (it died).
-		holder := domain.TestRun{ID: uuid.Must(uuid.NewV7()).String(), RunID: runID, BuildID: "build-" + runID, Commit: w.repo.commit,
-			Repository: domain.Repository{ID: "repo-1", Name: "hello", URL: w.repo.url}}
+		holder := domain.TestRun{ID: uuid.Must(uuid.NewV7()).String(), RunID: runID, BuildID: "build-" + runID, Commit: h.repo.commit,
+			Repository: domain.Repository{ID: "repo-1", Name: "hello", URL: h.repo.url}}
 		started, err := events.New(&testeventsv1.TestRunStarted{RunId: runID, TestRunId: holder.ID, Repository: repoRef()}, holder.ID, runID)
 		if err != nil {
 			t.Fatal(err)
@@ -137,20 +105,22 @@ func TestInfrastructureFailure(t *testing.T) {
 		if time.Now().Before(leaseEnd) {
 			t.Errorf("the redelivery took the test run over before the holder's lease ended")
 		}
-		f := w.events.finished(runID)
+		f := h.events.finished(t, runID)
 		if f.GetStatus() != testv1.TestRunStatus_TEST_RUN_STATUS_PASSED || f.GetTestRunId() != holder.ID {
 			t.Errorf("TestRunFinished %s of %s, want PASSED of %s", f.GetStatus(), f.GetTestRunId(), holder.ID)
 		}
 	})
 
 	t.Run("the last delivery ends the test run in ERROR", func(t *testing.T) {
-		runID := w.run(quick)
-		w.repoDown(true)
-		defer w.repoDown(false)
-		if err := svc.HandleBuildFinished(ctx, w.event(runID), delivery(5)); err != nil {
+		t.Parallel()
+		repo := newRepo(t)
+		runID := h.runOf(repo, quick)
+		ev := h.event(t, runID)
+		repo.down(t, true)
+		if err := svc.HandleBuildFinished(ctx, ev, delivery(5)); err != nil {
 			t.Fatalf("last delivery: %v, want the event handled", err)
 		}
-		f := w.events.finished(runID)
+		f := h.events.finished(t, runID)
 		if f.GetStatus() != testv1.TestRunStatus_TEST_RUN_STATUS_ERROR ||
 			!strings.HasPrefix(f.GetFailureReason(), "gave up after 5 deliveries: gitcheckout: ") {
 			t.Errorf("TestRunFinished %s %q, want ERROR: gave up after 5 deliveries: ...", f.GetStatus(), f.GetFailureReason())
@@ -158,22 +128,31 @@ func TestInfrastructureFailure(t *testing.T) {
 	})
 
 	t.Run("stopping during the last delivery ends the test run in ERROR", func(t *testing.T) {
+		t.Parallel()
 		slow := &sourcev1.Pipeline{Test: &sourcev1.TestSpec{Steps: []*sourcev1.Step{{Name: "slow", Run: "sleep 30"}}}}
-		runID := w.run(slow)
+		runID := h.run(slow)
 		stopping, stop := context.WithCancel(ctx)
 		time.AfterFunc(500*time.Millisecond, stop)
-		if err := svc.HandleBuildFinished(stopping, w.event(runID), delivery(5)); err != nil {
+		if err := svc.HandleBuildFinished(stopping, h.event(t, runID), delivery(5)); err != nil {
 			t.Fatalf("last delivery: %v, want the event handled", err)
 		}
 		// JetStream delivers it no more: the run must not stay RUNNING.
-		f := w.events.finished(runID)
+		f := h.events.finished(t, runID)
 		if f.GetStatus() != testv1.TestRunStatus_TEST_RUN_STATUS_ERROR || !strings.HasPrefix(f.GetFailureReason(), "gave up after 5 deliveries") {
 			t.Errorf("TestRunFinished %s %q, want ERROR", f.GetStatus(), f.GetFailureReason())
+		}
+		res, err := api.GetTestRun(ctx, &testv1.GetTestRunRequest{RunId: runID})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := steps(res.GetTestRun()); got != "slow:CANCELLED:-1" {
+			t.Errorf("steps = %s, want slow CANCELLED", got)
 		}
 	})
 }
 
 func TestClaim(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	db := servicekittest.OpenDB(t, tests.Migrations(), steplog.Migrations())
 	store := tests.NewStore(db)

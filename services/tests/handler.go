@@ -4,11 +4,10 @@ import (
 	"context"
 	"log/slog"
 
-	"github.com/sluicehq/sluice/platform/prototime"
+	"github.com/sluicehq/sluice/platform/paging"
 	"github.com/sluicehq/sluice/platform/rpcserver"
 	testv1 "github.com/sluicehq/sluice/proto/gen/sluice/test/v1"
 	"github.com/sluicehq/sluice/proto/gen/sluice/test/v1/testv1connect"
-	"github.com/sluicehq/sluice/services/tests/domain"
 )
 
 // Handler serves the TestService Connect API.
@@ -28,30 +27,29 @@ func NewRoute(h *Handler, log *slog.Logger) rpcserver.Route {
 	return rpcserver.Route{Path: path, Handler: handler, Service: testv1connect.TestServiceName}
 }
 
-// GetTestRun returns a test run with its suites and counts.
+// GetTestRun returns a test run with its steps, suites and counts.
 func (h *Handler) GetTestRun(ctx context.Context, req *testv1.GetTestRunRequest) (*testv1.GetTestRunResponse, error) {
-	run, suites, err := h.svc.TestRun(ctx, req.GetId())
+	run, err := h.svc.TestRun(ctx, req.GetId(), req.GetRunId())
 	if err != nil {
 		return nil, err
 	}
-	return &testv1.GetTestRunResponse{TestRun: testRunToProto(run, suites)}, nil
+	return &testv1.GetTestRunResponse{TestRun: testRunToProto(run)}, nil
 }
 
-// ListTestCases returns a test run's cases, optionally of one status.
+// ListTestCases returns a page of a test run's cases, optionally of one
+// status.
 func (h *Handler) ListTestCases(ctx context.Context, req *testv1.ListTestCasesRequest) (*testv1.ListTestCasesResponse, error) {
-	cases, err := h.svc.Cases(ctx, req.GetId(), caseStatusFromProto(req.GetStatus()))
+	page, err := paging.Request(req.GetPageSize(), 0, req.GetPageToken())
 	if err != nil {
 		return nil, err
 	}
-	res := &testv1.ListTestCasesResponse{Cases: make([]*testv1.TestCase, 0, len(cases))}
+	cases, next, err := h.svc.Cases(ctx, req.GetId(), req.GetRunId(), caseStatusFromProto(req.GetStatus()), page)
+	if err != nil {
+		return nil, err
+	}
+	res := &testv1.ListTestCasesResponse{Cases: make([]*testv1.TestCase, 0, len(cases)), NextPageToken: next}
 	for _, c := range cases {
-		res.Cases = append(res.Cases, &testv1.TestCase{
-			Suite:    c.Suite,
-			Name:     c.Name,
-			Status:   caseStatusToProto(c.Status),
-			Duration: prototime.Duration(c.Duration),
-			Output:   c.Output,
-		})
+		res.Cases = append(res.Cases, caseToProto(c))
 	}
 	return res, nil
 }
@@ -62,76 +60,5 @@ func (h *Handler) GetLogs(ctx context.Context, req *testv1.GetLogsRequest) (*tes
 	if err != nil {
 		return nil, err
 	}
-	res := &testv1.GetLogsResponse{NextSeq: page.Next, Complete: page.Complete, Lines: make([]*testv1.LogLine, 0, len(page.Lines))}
-	for _, l := range page.Lines {
-		res.Lines = append(res.Lines, &testv1.LogLine{
-			Seq:    l.Seq,
-			Step:   l.Step,
-			Text:   l.Text,
-			Time:   prototime.Timestamp(l.Time),
-			Stream: l.Stream,
-		})
-	}
-	return res, nil
-}
-
-func testRunToProto(r domain.TestRun, suites []domain.Suite) *testv1.TestRun {
-	out := &testv1.TestRun{
-		Id:            r.ID,
-		RunId:         r.RunID,
-		Repository:    r.Repository.Name,
-		Commit:        r.Commit,
-		Status:        statusToProto(r.Status),
-		Counts:        countsToProto(r.Counts),
-		FailureReason: r.FailureReason,
-		CreateTime:    prototime.Timestamp(r.CreatedAt),
-	}
-	out.EndTime = prototime.Timestamp(r.EndedAt)
-	for _, s := range suites {
-		out.Suites = append(out.Suites, &testv1.Suite{Name: s.Name, Counts: countsToProto(s.Counts), Duration: prototime.Duration(s.Duration)})
-	}
-	return out
-}
-
-func countsToProto(c domain.Counts) *testv1.Counts {
-	return &testv1.Counts{Passed: int32(c.Passed), Failed: int32(c.Failed), Skipped: int32(c.Skipped)}
-}
-
-func statusToProto(s domain.Status) testv1.TestRunStatus {
-	switch s {
-	case domain.StatusRunning:
-		return testv1.TestRunStatus_TEST_RUN_STATUS_RUNNING
-	case domain.StatusPassed:
-		return testv1.TestRunStatus_TEST_RUN_STATUS_PASSED
-	case domain.StatusFailed:
-		return testv1.TestRunStatus_TEST_RUN_STATUS_FAILED
-	case domain.StatusError:
-		return testv1.TestRunStatus_TEST_RUN_STATUS_ERROR
-	}
-	return testv1.TestRunStatus_TEST_RUN_STATUS_UNSPECIFIED
-}
-
-func caseStatusToProto(s domain.CaseStatus) testv1.CaseStatus {
-	switch s {
-	case domain.CasePassed:
-		return testv1.CaseStatus_CASE_STATUS_PASSED
-	case domain.CaseFailed:
-		return testv1.CaseStatus_CASE_STATUS_FAILED
-	case domain.CaseSkipped:
-		return testv1.CaseStatus_CASE_STATUS_SKIPPED
-	}
-	return testv1.CaseStatus_CASE_STATUS_UNSPECIFIED
-}
-
-// caseStatusFromProto maps a filter; unspecified is 0, meaning all.
-func caseStatusFromProto(s testv1.CaseStatus) domain.CaseStatus {
-	switch s {
-	case testv1.CaseStatus_CASE_STATUS_PASSED:
-		return domain.CasePassed
-	case testv1.CaseStatus_CASE_STATUS_FAILED:
-		return domain.CaseFailed
-	case testv1.CaseStatus_CASE_STATUS_SKIPPED:
-		return domain.CaseSkipped
-	}
-	return 0
+	return &testv1.GetLogsResponse{NextSeq: page.Next, Complete: page.Complete, Lines: linesToProto(page.Lines)}, nil
 }

@@ -3,13 +3,16 @@ package tests
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/fx"
 
+	"github.com/sluicehq/sluice/platform/apierror"
 	"github.com/sluicehq/sluice/platform/events"
 	"github.com/sluicehq/sluice/platform/executor"
+	"github.com/sluicehq/sluice/platform/paging"
 	"github.com/sluicehq/sluice/platform/sqldb"
 	"github.com/sluicehq/sluice/platform/steplog"
 	"github.com/sluicehq/sluice/services/tests/domain"
@@ -62,27 +65,52 @@ func NewService(cfg Config, d Deps) (*Service, error) {
 	}, nil
 }
 
-// TestRun returns the test run (by test run id or run id) and its suites.
-func (s *Service) TestRun(ctx context.Context, id string) (domain.TestRun, []domain.Suite, error) {
-	run, err := s.store.TestRun(ctx, id)
+// TestRun returns a test run with its steps and suites: the run runID's
+// when runID is set, else the one id names (a test run id or a run id).
+func (s *Service) TestRun(ctx context.Context, id, runID string) (domain.TestRun, error) {
+	run, err := s.find(ctx, id, runID)
 	if err != nil {
-		return domain.TestRun{}, nil, err
+		return domain.TestRun{}, err
 	}
-	suites, err := s.store.Suites(ctx, run.ID)
-	if err != nil {
-		return domain.TestRun{}, nil, err
+	if run.Steps, err = s.store.Steps(ctx, run.ID); err != nil {
+		return domain.TestRun{}, err
 	}
-	return run, suites, nil
+	if run.Suites, err = s.store.Suites(ctx, run.ID); err != nil {
+		return domain.TestRun{}, err
+	}
+	return run, nil
 }
 
-// Cases returns the cases of the test run (by test run id or run id), only
-// those with status unless it is 0.
-func (s *Service) Cases(ctx context.Context, id string, status domain.CaseStatus) ([]domain.Case, error) {
-	run, err := s.store.TestRun(ctx, id)
+// Cases returns a page of the cases of a test run (named as for TestRun)
+// in report order, only those with status unless it is 0, and the token of
+// the next page ("" after the last).
+func (s *Service) Cases(ctx context.Context, id, runID string, status domain.CaseStatus, page paging.Page) ([]domain.Case, string, error) {
+	run, err := s.find(ctx, id, runID)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
-	return s.store.Cases(ctx, run.ID, status)
+	if page.After != nil && page.After.ID != run.ID {
+		return nil, "", fmt.Errorf("%w: page_token is a token of another test run's cases", apierror.ErrInvalidArgument)
+	}
+	cases, err := s.store.Cases(ctx, run.ID, status, page)
+	if err != nil {
+		return nil, "", err
+	}
+	cases, more := paging.Trim(page, cases)
+	var last paging.Cursor
+	if n := len(cases); n > 0 {
+		last = paging.Cursor{Time: int64(cases[n-1].Position), ID: run.ID}
+	}
+	return cases, paging.Next(more, last), nil
+}
+
+// find returns the test run of runID when it is set, else the one id
+// names.
+func (s *Service) find(ctx context.Context, id, runID string) (domain.TestRun, error) {
+	if runID != "" {
+		return s.store.TestRunOfRun(ctx, runID)
+	}
+	return s.store.TestRun(ctx, id)
 }
 
 // Logs returns the test steps' log lines of the run (by run id or test run

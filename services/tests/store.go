@@ -11,6 +11,7 @@ import (
 	"github.com/sluicehq/sluice/platform/apierror"
 	"github.com/sluicehq/sluice/platform/events"
 	"github.com/sluicehq/sluice/platform/lease"
+	"github.com/sluicehq/sluice/platform/paging"
 	"github.com/sluicehq/sluice/platform/sqldb"
 	"github.com/sluicehq/sluice/services/tests/domain"
 )
@@ -85,8 +86,9 @@ func scanRun(row rowScanner, extra ...any) (domain.TestRun, error) {
 	return r, err
 }
 
-// Claim records candidate as RUNNING for eventID and enqueues started in
-// the same transaction, unless the run already has a test run: then it
+// Claim records candidate as RUNNING for eventID, with its steps, and
+// enqueues started in the same transaction, unless the run already has a
+// test run: then it
 // takes over one whose worker's lease ended before now (attempt+1), or
 // reports why not. leaseUntil is the new lease's end.
 func (s *Store) Claim(ctx context.Context, candidate domain.TestRun, eventID string, started events.Event, now, leaseUntil time.Time) (domain.TestRun, ClaimOutcome, error) {
@@ -106,6 +108,9 @@ func (s *Store) Claim(ctx context.Context, candidate domain.TestRun, eventID str
 		} else if n == 1 {
 			run, outcome = candidate, Claimed
 			run.Status, run.Attempt, run.CreatedAt, run.StartedAt = domain.StatusRunning, 1, now.UTC(), now.UTC()
+			if err := insertSteps(ctx, tx, candidate.ID, candidate.Steps); err != nil {
+				return err
+			}
 			return events.Enqueue(ctx, tx, started)
 		}
 
@@ -151,6 +156,16 @@ func (s *Store) Claim(ctx context.Context, candidate domain.TestRun, eventID str
 	return run, outcome, nil
 }
 
+func insertSteps(ctx context.Context, tx *sql.Tx, testRunID string, steps []domain.Step) error {
+	for i, st := range steps {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO test_steps (test_run_id, position, name, status, exit_code, duration_ns)
+			VALUES ($1, $2, $3, $4, $5, $6)`, testRunID, i, st.Name, st.Status, st.ExitCode, int64(st.Duration)); err != nil {
+			return fmt.Errorf("store step %q of test run %s: %w", st.Name, testRunID, err)
+		}
+	}
+	return nil
+}
+
 // RenewLease extends the lease of the worker running attempt of the test
 // run; lease.ErrLost when that attempt is no longer current.
 func (s *Store) RenewLease(ctx context.Context, id string, attempt int, until time.Time) error {
@@ -179,10 +194,11 @@ func (s *Store) updateLease(ctx context.Context, id string, attempt int, until i
 	return nil
 }
 
-// Finish records the outcome of attempt, its suites and cases, and
-// enqueues the case events, then finished, in one transaction. It fails
-// with lease.ErrLost when the attempt is no longer the current one.
-func (s *Store) Finish(ctx context.Context, run domain.TestRun, o domain.Outcome, endedAt time.Time, finished events.Event, cases ...events.Event) error {
+// Finish records the outcome of attempt, its steps (as they ended), suites
+// and cases, and enqueues the case events, then finished, in one
+// transaction. It fails with lease.ErrLost when the attempt is no longer
+// the current one.
+func (s *Store) Finish(ctx context.Context, run domain.TestRun, o domain.Outcome, steps []domain.Step, endedAt time.Time, finished events.Event, cases ...events.Event) error {
 	return s.db.InTx(ctx, func(tx *sql.Tx) error {
 		counts := o.Counts()
 		failedStep, exitCode := "", 0
@@ -201,6 +217,12 @@ func (s *Store) Finish(ctx context.Context, run domain.TestRun, o domain.Outcome
 			return fmt.Errorf("finish test run %s: %w", run.ID, err)
 		} else if n != 1 {
 			return fmt.Errorf("finish test run %s attempt %d: %w", run.ID, run.Attempt, lease.ErrLost)
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM test_steps WHERE test_run_id = $1`, run.ID); err != nil {
+			return fmt.Errorf("store steps of test run %s: %w", run.ID, err)
+		}
+		if err := insertSteps(ctx, tx, run.ID, steps); err != nil {
+			return err
 		}
 		for i, su := range o.Suites {
 			if _, err := tx.ExecContext(ctx, `INSERT INTO test_suites (test_run_id, position, name, passed, failed, skipped, duration_ns)
@@ -228,15 +250,48 @@ func (s *Store) Finish(ctx context.Context, run domain.TestRun, o domain.Outcome
 // TestRun returns the test run with the given id, or the test run of the
 // run with that id.
 func (s *Store) TestRun(ctx context.Context, id string) (domain.TestRun, error) {
-	row := s.db.QueryRowContext(ctx, `SELECT `+runColumns+` FROM test_runs WHERE id = $1 OR run_id = $1 ORDER BY CASE WHEN id = $1 THEN 0 ELSE 1 END LIMIT 1`, id)
-	r, err := scanRun(row)
+	return s.oneRun(ctx, `SELECT `+runColumns+` FROM test_runs WHERE id = $1 OR run_id = $1
+		ORDER BY CASE WHEN id = $1 THEN 0 ELSE 1 END LIMIT 1`, id, "no test run with id or run id "+id)
+}
+
+// TestRunOfRun returns the test run of the run runID.
+func (s *Store) TestRunOfRun(ctx context.Context, runID string) (domain.TestRun, error) {
+	return s.oneRun(ctx, `SELECT `+runColumns+` FROM test_runs WHERE run_id = $1`, runID, "no test run for run "+runID)
+}
+
+func (s *Store) oneRun(ctx context.Context, query, id, notFound string) (domain.TestRun, error) {
+	r, err := scanRun(s.db.QueryRowContext(ctx, query, id))
 	if errors.Is(err, sql.ErrNoRows) {
-		return domain.TestRun{}, fmt.Errorf("test run %q (a test run id or a run id): %w", id, apierror.ErrNotFound)
+		return domain.TestRun{}, fmt.Errorf("%s: %w", notFound, apierror.ErrNotFound)
 	}
 	if err != nil {
 		return domain.TestRun{}, fmt.Errorf("read test run %q: %w", id, err)
 	}
 	return r, nil
+}
+
+// Steps returns the test run's steps in pipeline order.
+func (s *Store) Steps(ctx context.Context, testRunID string) ([]domain.Step, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT name, status, exit_code, duration_ns FROM test_steps
+		WHERE test_run_id = $1 ORDER BY position`, testRunID)
+	if err != nil {
+		return nil, fmt.Errorf("read steps of test run %s: %w", testRunID, err)
+	}
+	defer rows.Close()
+	var out []domain.Step
+	for rows.Next() {
+		var st domain.Step
+		var d int64
+		if err := rows.Scan(&st.Name, &st.Status, &st.ExitCode, &d); err != nil {
+			return nil, fmt.Errorf("read steps of test run %s: %w", testRunID, err)
+		}
+		st.Duration = time.Duration(d)
+		out = append(out, st)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read steps of test run %s: %w", testRunID, err)
+	}
+	return out, nil
 }
 
 // Suites returns the test run's suites in report order.
@@ -263,11 +318,15 @@ func (s *Store) Suites(ctx context.Context, testRunID string) ([]domain.Suite, e
 	return out, nil
 }
 
-// Cases returns the test run's cases in report order, only those with
-// status when status is not 0.
-func (s *Store) Cases(ctx context.Context, testRunID string, status domain.CaseStatus) ([]domain.Case, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT suite, name, status, duration_ns, output FROM test_cases
-		WHERE test_run_id = $1 AND ($2 = 0 OR status = $2) ORDER BY position`, testRunID, status)
+// Cases returns the test run's cases of page in report order, only those
+// with status when status is not 0: page.Limit() of them at most, so that
+// the caller sees whether more follow (paging.Trim). The page's cursor is
+// (position, testRunID).
+func (s *Store) Cases(ctx context.Context, testRunID string, status domain.CaseStatus, page paging.Page) ([]domain.Case, error) {
+	after, args := page.Where("position", "test_run_id", false, 4)
+	rows, err := s.db.QueryContext(ctx, `SELECT position, suite, name, status, duration_ns, output FROM test_cases
+		WHERE test_run_id = $1 AND ($2 = 0 OR status = $2) AND `+after+` ORDER BY position LIMIT $3`,
+		append([]any{testRunID, status, page.Limit()}, args...)...)
 	if err != nil {
 		return nil, fmt.Errorf("read cases of test run %s: %w", testRunID, err)
 	}
@@ -276,7 +335,7 @@ func (s *Store) Cases(ctx context.Context, testRunID string, status domain.CaseS
 	for rows.Next() {
 		var c domain.Case
 		var d int64
-		if err := rows.Scan(&c.Suite, &c.Name, &c.Status, &d, &c.Output); err != nil {
+		if err := rows.Scan(&c.Position, &c.Suite, &c.Name, &c.Status, &d, &c.Output); err != nil {
 			return nil, fmt.Errorf("read cases of test run %s: %w", testRunID, err)
 		}
 		c.Duration = time.Duration(d)

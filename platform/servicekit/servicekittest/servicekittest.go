@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/fx"
 	"go.uber.org/fx/fxevent"
 	"go.uber.org/fx/fxtest"
@@ -135,6 +136,30 @@ func Eventually(t testing.TB, what string, cond func() bool) {
 			t.Fatalf("timed out after %s waiting for %s", EventuallyTimeout, what)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// DeadLetter waits until the service's consumer has dead-lettered the
+// message of the run chainID (its ce-chainid header) and returns the reason
+// the consumer gave (events.HeaderDeadLetterReason); it fails the test
+// after EventuallyTimeout.
+func DeadLetter(t testing.TB, js jetstream.JetStream, service, consumer, chainID string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), EventuallyTimeout)
+	defer cancel()
+	subject := events.DeadLetterSubject(service, consumer)
+	cons, err := js.OrderedConsumer(ctx, "DEADLETTER", jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject}})
+	if err != nil {
+		t.Fatalf("read %s: %v", subject, err)
+	}
+	for {
+		msg, err := cons.Next(jetstream.FetchContext(ctx))
+		if err != nil {
+			t.Fatalf("no dead letter on %s for run %s: %v", subject, chainID, err)
+		}
+		if msg.Headers().Get(events.HeaderChainID) == chainID {
+			return msg.Headers().Get(events.HeaderDeadLetterReason)
+		}
 	}
 }
 

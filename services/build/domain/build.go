@@ -5,10 +5,7 @@
 package domain
 
 import (
-	"errors"
 	"fmt"
-	"path/filepath"
-	"regexp"
 	"strings"
 	"time"
 )
@@ -74,55 +71,6 @@ type Run struct {
 	Branch     string
 	Steps      []StepSpec
 	Artifacts  []ArtifactSpec
-}
-
-// ErrInvalidRun marks a run request that no build can ever be made of.
-var ErrInvalidRun = errors.New("invalid run request")
-
-var runIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
-
-// CheckRunID refuses run ids that cannot key a build or name a workspace
-// directory and object-store prefix.
-func CheckRunID(id string) error {
-	if !runIDPattern.MatchString(id) {
-		return fmt.Errorf("%w: run_id %q must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit", ErrInvalidRun, id)
-	}
-	return nil
-}
-
-// CheckPipeline reports the first problem of the run's build spec, naming
-// the field. A run with a bad pipeline still gets a build, which fails with
-// this message.
-func (r Run) CheckPipeline() error {
-	steps := map[string]bool{}
-	for i, s := range r.Steps {
-		field := fmt.Sprintf("pipeline.build.steps[%d]", i)
-		switch {
-		case strings.TrimSpace(s.Name) == "":
-			return fmt.Errorf("%s.name is empty", field)
-		case steps[s.Name]:
-			return fmt.Errorf("%s.name %q is used by an earlier step", field, s.Name)
-		case strings.TrimSpace(s.Run) == "":
-			return fmt.Errorf("%s.run (step %q) is empty", field, s.Name)
-		case s.Timeout < 0:
-			return fmt.Errorf("%s.timeout (step %q) is negative", field, s.Name)
-		}
-		steps[s.Name] = true
-	}
-	artifacts := map[string]bool{}
-	for i, a := range r.Artifacts {
-		field := fmt.Sprintf("pipeline.build.artifacts[%d]", i)
-		switch {
-		case !runIDPattern.MatchString(a.Name):
-			return fmt.Errorf("%s.name %q must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit", field, a.Name)
-		case artifacts[a.Name]:
-			return fmt.Errorf("%s.name %q is used by an earlier artifact", field, a.Name)
-		case a.Path == "" || !filepath.IsLocal(a.Path):
-			return fmt.Errorf("%s.path %q (artifact %q) must be a relative path inside the workspace", field, a.Path, a.Name)
-		}
-		artifacts[a.Name] = true
-	}
-	return nil
 }
 
 // Build is one run's build.
@@ -218,11 +166,6 @@ func StepNotStarted(step string, err error) Failure {
 // CheckoutFailed is the failure of a build whose commit could not be checked out.
 func CheckoutFailed(err error) Failure {
 	return Failure{Reason: fmt.Sprintf("checkout failed: %v", err)}
-}
-
-// InvalidPipeline is the failure of a build whose pipeline is unusable.
-func InvalidPipeline(err error) Failure {
-	return Failure{Reason: fmt.Sprintf("invalid pipeline: %v", err)}
 }
 
 // ArtifactMissing is the failure of a build whose declared artifact was not

@@ -94,6 +94,10 @@ type TestRun struct {
 	// StartedAt is when the current attempt started.
 	StartedAt time.Time
 	EndedAt   time.Time
+	// Steps are the pipeline's test steps, in order; queries fill them.
+	Steps []Step
+	// Suites are the suites the reports held; queries fill them.
+	Suites []Suite
 }
 
 // Suite is one suite's counts, as stored.
@@ -105,6 +109,9 @@ type Suite struct {
 
 // Case is one test case, as stored.
 type Case struct {
+	// Position is the case's place among the test run's cases (report
+	// order), from 0.
+	Position int
 	Suite    string
 	Name     string
 	Status   CaseStatus
@@ -123,19 +130,97 @@ func (c Case) DisplayName() string {
 	return c.Name
 }
 
+// StepStatus is a test step's state.
+type StepStatus int
+
+// Step states. A test run's steps are PENDING until it ends; then each
+// says how it ended (CANCELLED: the worker stopped it), or SKIPPED when it
+// did not run.
+const (
+	StepPending StepStatus = iota + 1
+	StepSucceeded
+	StepFailed
+	StepTimedOut
+	StepSkipped
+	StepCancelled
+)
+
+func (s StepStatus) String() string {
+	switch s {
+	case StepPending:
+		return "PENDING"
+	case StepSucceeded:
+		return "SUCCEEDED"
+	case StepFailed:
+		return "FAILED"
+	case StepTimedOut:
+		return "TIMED_OUT"
+	case StepSkipped:
+		return "SKIPPED"
+	case StepCancelled:
+		return "CANCELLED"
+	}
+	return fmt.Sprintf("StepStatus(%d)", int(s))
+}
+
+// Step is one of the pipeline's test steps in a test run, as stored.
+type Step struct {
+	Name     string
+	Status   StepStatus
+	ExitCode int
+	Duration time.Duration
+}
+
+// PendingSteps are the named steps before they run.
+func PendingSteps(names []string) []Step {
+	steps := make([]Step, len(names))
+	for i, name := range names {
+		steps[i] = Step{Name: name, Status: StepPending}
+	}
+	return steps
+}
+
+// EndedSteps are the named steps once the test run ended: those that ran
+// (ran, in order, the first ones) with how they ended, the others SKIPPED.
+func EndedSteps(names []string, ran []StepResult) []Step {
+	steps := make([]Step, len(names))
+	for i, name := range names {
+		steps[i] = Step{Name: name, Status: StepSkipped}
+		if i < len(ran) {
+			steps[i] = Step{Name: name, Status: ran[i].Status(), ExitCode: ran[i].ExitCode, Duration: ran[i].Duration}
+		}
+	}
+	return steps
+}
+
 // StepResult is how one step ended.
 type StepResult struct {
 	Name     string
 	ExitCode int
 	TimedOut bool
-	Timeout  time.Duration
-	Duration time.Duration
+	// Cancelled is true when the worker stopped the step.
+	Cancelled bool
+	Timeout   time.Duration
+	Duration  time.Duration
 	// LastLines are the step's last output lines.
 	LastLines []string
 }
 
 // Failed reports whether the step failed.
 func (s StepResult) Failed() bool { return s.ExitCode != 0 || s.TimedOut }
+
+// Status is the step's end state.
+func (s StepResult) Status() StepStatus {
+	switch {
+	case s.Cancelled:
+		return StepCancelled
+	case s.TimedOut:
+		return StepTimedOut
+	case s.ExitCode != 0:
+		return StepFailed
+	}
+	return StepSucceeded
+}
 
 // Reason describes a failed step: `step "unit" exited with code 1`.
 func (s StepResult) Reason() string {
@@ -155,6 +240,8 @@ const maxReasonCases = 5
 type Outcome struct {
 	Status Status
 	Reason string
+	// Steps are the steps that ran, in order.
+	Steps []StepResult
 	// FailedStep is the step that failed, if one did.
 	FailedStep *StepResult
 	Suites     []Suite
@@ -224,7 +311,7 @@ func (o Outcome) FailedCaseNames() []string {
 // step did not get to write its report), so they are added to the reason of
 // a FAILED run rather than making it ERROR.
 func Decide(steps []StepResult, reportProblems []string, suites []Suite, cases []Case) Outcome {
-	o := Outcome{Suites: suites, Cases: cases}
+	o := Outcome{Steps: steps, Suites: suites, Cases: cases}
 	for i := range steps {
 		o.StepDuration += steps[i].Duration
 		if steps[i].Failed() && o.FailedStep == nil {
@@ -280,7 +367,7 @@ func failedCasesReason(n int, names []string) string {
 // missing run, a commit that cannot be checked out, an artifact that
 // does not match its checksum, infrastructure that kept failing.
 func Errored(reason string, steps []StepResult) Outcome {
-	o := Outcome{Status: StatusError, Reason: reason}
+	o := Outcome{Status: StatusError, Reason: reason, Steps: steps}
 	for _, s := range steps {
 		o.StepDuration += s.Duration
 	}

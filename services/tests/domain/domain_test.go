@@ -8,6 +8,7 @@ import (
 )
 
 func TestDecide(t *testing.T) {
+	t.Parallel()
 	pass := StepResult{Name: "unit", Duration: time.Second}
 	fail := StepResult{Name: "unit", ExitCode: 1, Duration: 2 * time.Second}
 	timeout := StepResult{Name: "slow", ExitCode: -1, TimedOut: true, Timeout: 5 * time.Minute}
@@ -45,6 +46,7 @@ func TestDecide(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
 			o := Decide(tt.steps, tt.problems, nil, tt.cases)
 			if o.Status != tt.wantStatus || o.Reason != tt.wantReason {
 				t.Errorf("Decide = %s %q, want %s %q", o.Status, o.Reason, tt.wantStatus, tt.wantReason)
@@ -61,6 +63,7 @@ func TestDecide(t *testing.T) {
 }
 
 func TestFailedCaseNamesAreCapped(t *testing.T) {
+	t.Parallel()
 	var cases []Case
 	for i := 0; i < 30; i++ {
 		cases = append(cases, Case{Suite: "p", Name: "T", Status: CaseFailed}, Case{Suite: "p", Name: "ok", Status: CasePassed})
@@ -72,6 +75,7 @@ func TestFailedCaseNamesAreCapped(t *testing.T) {
 }
 
 func TestPublishedCasesAreBoundedFailedFirst(t *testing.T) {
+	t.Parallel()
 	var cases []Case
 	for i := 0; i < 200; i++ {
 		cases = append(cases, Case{Suite: "p", Name: fmt.Sprintf("Pass%d", i), Status: CasePassed})
@@ -95,5 +99,38 @@ func TestPublishedCasesAreBoundedFailedFirst(t *testing.T) {
 	}
 	if p, n := (Outcome{Cases: cases[:3]}).PublishedCases(); len(p) != 3 || n != 0 {
 		t.Errorf("3 cases: %d published, %d omitted; want all", len(p), n)
+	}
+}
+
+func TestEndedSteps(t *testing.T) {
+	t.Parallel()
+	ran := []StepResult{
+		{Name: "lint", Duration: time.Second},
+		{Name: "unit", ExitCode: 2, Duration: 2 * time.Second},
+	}
+	got := EndedSteps([]string{"lint", "unit", "e2e"}, ran)
+	want := []Step{
+		{Name: "lint", Status: StepSucceeded, Duration: time.Second},
+		{Name: "unit", Status: StepFailed, ExitCode: 2, Duration: 2 * time.Second},
+		{Name: "e2e", Status: StepSkipped},
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("EndedSteps = %+v, want %+v", got, want)
+	}
+	for _, tc := range []struct {
+		r    StepResult
+		want StepStatus
+	}{
+		{StepResult{}, StepSucceeded},
+		{StepResult{ExitCode: 1}, StepFailed},
+		{StepResult{ExitCode: -1, TimedOut: true}, StepTimedOut},
+		{StepResult{ExitCode: -1, Cancelled: true}, StepCancelled},
+	} {
+		if got := tc.r.Status(); got != tc.want {
+			t.Errorf("%+v.Status() = %s, want %s", tc.r, got, tc.want)
+		}
+	}
+	if got := PendingSteps([]string{"a", "b"}); !slices.Equal(got, []Step{{Name: "a", Status: StepPending}, {Name: "b", Status: StepPending}}) {
+		t.Errorf("PendingSteps = %+v", got)
 	}
 }

@@ -128,6 +128,7 @@ func checkReport(t *testing.T, rep Report, want []wantCase) {
 }
 
 func TestParseGoTestJSONRealSample(t *testing.T) {
+	t.Parallel()
 	rep, err := ParseGoTestJSON(strings.NewReader(string(goTestJSON(t))))
 	if err != nil {
 		t.Fatal(err)
@@ -152,6 +153,7 @@ func TestParseGoTestJSONRealSample(t *testing.T) {
 }
 
 func TestParseGoTestJSON(t *testing.T) {
+	t.Parallel()
 	var sixty strings.Builder
 	sixty.WriteString(`{"Action":"run","Package":"p","Test":"TestLoud"}` + "\n")
 	for i := 1; i <= 60; i++ {
@@ -265,6 +267,7 @@ FAIL	p [build failed]
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
 			rep, err := ParseGoTestJSON(strings.NewReader(tt.in))
 			if tt.errSubstr != "" {
 				var perr *Error

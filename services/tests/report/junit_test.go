@@ -8,6 +8,7 @@ import (
 )
 
 func TestParseJUnitXML(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name      string
 		in        string
@@ -152,6 +153,7 @@ E       assert 1 == 2</failure></testcase></testsuite>`,
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
 			rep, err := ParseJUnitXML(strings.NewReader(tt.in))
 			if tt.errSubstr != "" {
 				var perr *Error

@@ -473,10 +473,13 @@ func (x *Build) GetWorkerId() string {
 	return ""
 }
 
+// GetBuildRequest names the build by exactly one of id and run_id.
 type GetBuildRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// A build id or a run id.
-	Id            string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// The run whose build this is.
+	RunId         string `protobuf:"bytes,2,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -514,6 +517,13 @@ func (*GetBuildRequest) Descriptor() ([]byte, []int) {
 func (x *GetBuildRequest) GetId() string {
 	if x != nil {
 		return x.Id
+	}
+	return ""
+}
+
+func (x *GetBuildRequest) GetRunId() string {
+	if x != nil {
+		return x.RunId
 	}
 	return ""
 }
@@ -562,9 +572,15 @@ func (x *GetBuildResponse) GetBuild() *Build {
 	return nil
 }
 
+// ListBuildsRequest pages through the builds, newest first.
 type ListBuildsRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Limit         int32                  `protobuf:"varint,1,opt,name=limit,proto3" json:"limit,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Superseded by page_size: the page's size when page_size is 0.
+	Limit int32 `protobuf:"varint,1,opt,name=limit,proto3" json:"limit,omitempty"`
+	// How many builds to return (default 50).
+	PageSize int32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// The next_page_token of the page before; empty for the first page.
+	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -606,9 +622,25 @@ func (x *ListBuildsRequest) GetLimit() int32 {
 	return 0
 }
 
+func (x *ListBuildsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListBuildsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
 type ListBuildsResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Builds        []*Build               `protobuf:"bytes,1,rep,name=builds,proto3" json:"builds,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Builds []*Build               `protobuf:"bytes,1,rep,name=builds,proto3" json:"builds,omitempty"`
+	// The page_token of the next page; empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -648,6 +680,13 @@ func (x *ListBuildsResponse) GetBuilds() []*Build {
 		return x.Builds
 	}
 	return nil
+}
+
+func (x *ListBuildsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
 }
 
 type LogLine struct {
@@ -1005,16 +1044,24 @@ const file_sluice_build_v1_build_proto_rawDesc = "" +
 	"\n" +
 	"start_time\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x12>\n" +
 	"\rstep_duration\x18\x10 \x01(\v2\x19.google.protobuf.DurationR\fstepDuration\x12\x1b\n" +
-	"\tworker_id\x18\x11 \x01(\tR\bworkerId\",\n" +
-	"\x0fGetBuildRequest\x12\x19\n" +
-	"\x02id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\x02id\"@\n" +
+	"\tworker_id\x18\x11 \x01(\tR\bworkerId\"_\n" +
+	"\x0fGetBuildRequest\x12\x17\n" +
+	"\x02id\x18\x01 \x01(\tB\a\xbaH\x04r\x02\x18@R\x02id\x12\x1e\n" +
+	"\x06run_id\x18\x02 \x01(\tB\a\xbaH\x04r\x02\x18@R\x05runId:\x13\xbaH\x10\"\x0e\n" +
+	"\x02id\n" +
+	"\x06run_id\x10\x01\"@\n" +
 	"\x10GetBuildResponse\x12,\n" +
-	"\x05build\x18\x01 \x01(\v2\x16.sluice.build.v1.BuildR\x05build\"5\n" +
+	"\x05build\x18\x01 \x01(\v2\x16.sluice.build.v1.BuildR\x05build\"\x87\x01\n" +
 	"\x11ListBuildsRequest\x12 \n" +
 	"\x05limit\x18\x01 \x01(\x05B\n" +
-	"\xbaH\a\x1a\x05\x18\xe8\a(\x00R\x05limit\"D\n" +
+	"\xbaH\a\x1a\x05\x18\xe8\a(\x00R\x05limit\x12'\n" +
+	"\tpage_size\x18\x02 \x01(\x05B\n" +
+	"\xbaH\a\x1a\x05\x18\xe8\a(\x00R\bpageSize\x12'\n" +
+	"\n" +
+	"page_token\x18\x03 \x01(\tB\b\xbaH\x05r\x03\x18\x80\bR\tpageToken\"l\n" +
 	"\x12ListBuildsResponse\x12.\n" +
-	"\x06builds\x18\x01 \x03(\v2\x16.sluice.build.v1.BuildR\x06builds\"\x8b\x01\n" +
+	"\x06builds\x18\x01 \x03(\v2\x16.sluice.build.v1.BuildR\x06builds\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x8b\x01\n" +
 	"\aLogLine\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x03R\x03seq\x12\x12\n" +
 	"\x04step\x18\x02 \x01(\tR\x04step\x12\x12\n" +

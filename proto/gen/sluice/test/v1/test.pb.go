@@ -79,6 +79,74 @@ func (TestRunStatus) EnumDescriptor() ([]byte, []int) {
 	return file_sluice_test_v1_test_proto_rawDescGZIP(), []int{0}
 }
 
+// StepStatus is how a test step ended; the values are those of
+// sluice.build.v1.StepStatus.
+type StepStatus int32
+
+const (
+	StepStatus_STEP_STATUS_UNSPECIFIED StepStatus = 0
+	// Not run yet: the test run records its steps' outcomes when it ends.
+	StepStatus_STEP_STATUS_PENDING   StepStatus = 1
+	StepStatus_STEP_STATUS_RUNNING   StepStatus = 2
+	StepStatus_STEP_STATUS_SUCCEEDED StepStatus = 3
+	StepStatus_STEP_STATUS_FAILED    StepStatus = 4
+	StepStatus_STEP_STATUS_TIMED_OUT StepStatus = 5
+	StepStatus_STEP_STATUS_CANCELLED StepStatus = 6
+	// Not run: a step before it failed, or the test run ended before it.
+	StepStatus_STEP_STATUS_SKIPPED StepStatus = 7
+)
+
+// Enum value maps for StepStatus.
+var (
+	StepStatus_name = map[int32]string{
+		0: "STEP_STATUS_UNSPECIFIED",
+		1: "STEP_STATUS_PENDING",
+		2: "STEP_STATUS_RUNNING",
+		3: "STEP_STATUS_SUCCEEDED",
+		4: "STEP_STATUS_FAILED",
+		5: "STEP_STATUS_TIMED_OUT",
+		6: "STEP_STATUS_CANCELLED",
+		7: "STEP_STATUS_SKIPPED",
+	}
+	StepStatus_value = map[string]int32{
+		"STEP_STATUS_UNSPECIFIED": 0,
+		"STEP_STATUS_PENDING":     1,
+		"STEP_STATUS_RUNNING":     2,
+		"STEP_STATUS_SUCCEEDED":   3,
+		"STEP_STATUS_FAILED":      4,
+		"STEP_STATUS_TIMED_OUT":   5,
+		"STEP_STATUS_CANCELLED":   6,
+		"STEP_STATUS_SKIPPED":     7,
+	}
+)
+
+func (x StepStatus) Enum() *StepStatus {
+	p := new(StepStatus)
+	*p = x
+	return p
+}
+
+func (x StepStatus) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (StepStatus) Descriptor() protoreflect.EnumDescriptor {
+	return file_sluice_test_v1_test_proto_enumTypes[1].Descriptor()
+}
+
+func (StepStatus) Type() protoreflect.EnumType {
+	return &file_sluice_test_v1_test_proto_enumTypes[1]
+}
+
+func (x StepStatus) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use StepStatus.Descriptor instead.
+func (StepStatus) EnumDescriptor() ([]byte, []int) {
+	return file_sluice_test_v1_test_proto_rawDescGZIP(), []int{1}
+}
+
 type CaseStatus int32
 
 const (
@@ -115,11 +183,11 @@ func (x CaseStatus) String() string {
 }
 
 func (CaseStatus) Descriptor() protoreflect.EnumDescriptor {
-	return file_sluice_test_v1_test_proto_enumTypes[1].Descriptor()
+	return file_sluice_test_v1_test_proto_enumTypes[2].Descriptor()
 }
 
 func (CaseStatus) Type() protoreflect.EnumType {
-	return &file_sluice_test_v1_test_proto_enumTypes[1]
+	return &file_sluice_test_v1_test_proto_enumTypes[2]
 }
 
 func (x CaseStatus) Number() protoreflect.EnumNumber {
@@ -128,7 +196,7 @@ func (x CaseStatus) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use CaseStatus.Descriptor instead.
 func (CaseStatus) EnumDescriptor() ([]byte, []int) {
-	return file_sluice_test_v1_test_proto_rawDescGZIP(), []int{1}
+	return file_sluice_test_v1_test_proto_rawDescGZIP(), []int{2}
 }
 
 type Counts struct {
@@ -251,6 +319,75 @@ func (x *Suite) GetDuration() *durationpb.Duration {
 	return nil
 }
 
+// Step is one of the pipeline's test steps in a test run.
+type Step struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Status        StepStatus             `protobuf:"varint,2,opt,name=status,proto3,enum=sluice.test.v1.StepStatus" json:"status,omitempty"`
+	ExitCode      int32                  `protobuf:"varint,3,opt,name=exit_code,json=exitCode,proto3" json:"exit_code,omitempty"`
+	Duration      *durationpb.Duration   `protobuf:"bytes,4,opt,name=duration,proto3" json:"duration,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Step) Reset() {
+	*x = Step{}
+	mi := &file_sluice_test_v1_test_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Step) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Step) ProtoMessage() {}
+
+func (x *Step) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_test_v1_test_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Step.ProtoReflect.Descriptor instead.
+func (*Step) Descriptor() ([]byte, []int) {
+	return file_sluice_test_v1_test_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *Step) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Step) GetStatus() StepStatus {
+	if x != nil {
+		return x.Status
+	}
+	return StepStatus_STEP_STATUS_UNSPECIFIED
+}
+
+func (x *Step) GetExitCode() int32 {
+	if x != nil {
+		return x.ExitCode
+	}
+	return 0
+}
+
+func (x *Step) GetDuration() *durationpb.Duration {
+	if x != nil {
+		return x.Duration
+	}
+	return nil
+}
+
 type TestRun struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -263,13 +400,15 @@ type TestRun struct {
 	FailureReason string                 `protobuf:"bytes,8,opt,name=failure_reason,json=failureReason,proto3" json:"failure_reason,omitempty"`
 	CreateTime    *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
 	EndTime       *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=end_time,json=endTime,proto3" json:"end_time,omitempty"`
+	// The pipeline's test steps, in order.
+	Steps         []*Step `protobuf:"bytes,11,rep,name=steps,proto3" json:"steps,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *TestRun) Reset() {
 	*x = TestRun{}
-	mi := &file_sluice_test_v1_test_proto_msgTypes[2]
+	mi := &file_sluice_test_v1_test_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -281,7 +420,7 @@ func (x *TestRun) String() string {
 func (*TestRun) ProtoMessage() {}
 
 func (x *TestRun) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_test_v1_test_proto_msgTypes[2]
+	mi := &file_sluice_test_v1_test_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -294,7 +433,7 @@ func (x *TestRun) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TestRun.ProtoReflect.Descriptor instead.
 func (*TestRun) Descriptor() ([]byte, []int) {
-	return file_sluice_test_v1_test_proto_rawDescGZIP(), []int{2}
+	return file_sluice_test_v1_test_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *TestRun) GetId() string {
@@ -367,6 +506,13 @@ func (x *TestRun) GetEndTime() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *TestRun) GetSteps() []*Step {
+	if x != nil {
+		return x.Steps
+	}
+	return nil
+}
+
 type TestCase struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	Suite    string                 `protobuf:"bytes,1,opt,name=suite,proto3" json:"suite,omitempty"`
@@ -381,7 +527,7 @@ type TestCase struct {
 
 func (x *TestCase) Reset() {
 	*x = TestCase{}
-	mi := &file_sluice_test_v1_test_proto_msgTypes[3]
+	mi := &file_sluice_test_v1_test_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -393,7 +539,7 @@ func (x *TestCase) String() string {
 func (*TestCase) ProtoMessage() {}
 
 func (x *TestCase) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_test_v1_test_proto_msgTypes[3]
+	mi := &file_sluice_test_v1_test_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -406,7 +552,7 @@ func (x *TestCase) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TestCase.ProtoReflect.Descriptor instead.
 func (*TestCase) Descriptor() ([]byte, []int) {
-	return file_sluice_test_v1_test_proto_rawDescGZIP(), []int{3}
+	return file_sluice_test_v1_test_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *TestCase) GetSuite() string {
@@ -444,17 +590,20 @@ func (x *TestCase) GetOutput() string {
 	return ""
 }
 
+// GetTestRunRequest names the test run by exactly one of id and run_id.
 type GetTestRunRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// A test run id or a run id.
-	Id            string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// The run whose test run this is.
+	RunId         string `protobuf:"bytes,2,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *GetTestRunRequest) Reset() {
 	*x = GetTestRunRequest{}
-	mi := &file_sluice_test_v1_test_proto_msgTypes[4]
+	mi := &file_sluice_test_v1_test_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -466,7 +615,7 @@ func (x *GetTestRunRequest) String() string {
 func (*GetTestRunRequest) ProtoMessage() {}
 
 func (x *GetTestRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_test_v1_test_proto_msgTypes[4]
+	mi := &file_sluice_test_v1_test_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -479,12 +628,19 @@ func (x *GetTestRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTestRunRequest.ProtoReflect.Descriptor instead.
 func (*GetTestRunRequest) Descriptor() ([]byte, []int) {
-	return file_sluice_test_v1_test_proto_rawDescGZIP(), []int{4}
+	return file_sluice_test_v1_test_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *GetTestRunRequest) GetId() string {
 	if x != nil {
 		return x.Id
+	}
+	return ""
+}
+
+func (x *GetTestRunRequest) GetRunId() string {
+	if x != nil {
+		return x.RunId
 	}
 	return ""
 }
@@ -498,7 +654,7 @@ type GetTestRunResponse struct {
 
 func (x *GetTestRunResponse) Reset() {
 	*x = GetTestRunResponse{}
-	mi := &file_sluice_test_v1_test_proto_msgTypes[5]
+	mi := &file_sluice_test_v1_test_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -510,7 +666,7 @@ func (x *GetTestRunResponse) String() string {
 func (*GetTestRunResponse) ProtoMessage() {}
 
 func (x *GetTestRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_test_v1_test_proto_msgTypes[5]
+	mi := &file_sluice_test_v1_test_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -523,7 +679,7 @@ func (x *GetTestRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTestRunResponse.ProtoReflect.Descriptor instead.
 func (*GetTestRunResponse) Descriptor() ([]byte, []int) {
-	return file_sluice_test_v1_test_proto_rawDescGZIP(), []int{5}
+	return file_sluice_test_v1_test_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *GetTestRunResponse) GetTestRun() *TestRun {
@@ -533,19 +689,27 @@ func (x *GetTestRunResponse) GetTestRun() *TestRun {
 	return nil
 }
 
+// ListTestCasesRequest pages through a test run's cases, in report order.
+// The test run is named by exactly one of id and run_id.
 type ListTestCasesRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// A test run id or a run id.
 	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
 	// Only cases with this status; unspecified means all.
-	Status        CaseStatus `protobuf:"varint,2,opt,name=status,proto3,enum=sluice.test.v1.CaseStatus" json:"status,omitempty"`
+	Status CaseStatus `protobuf:"varint,2,opt,name=status,proto3,enum=sluice.test.v1.CaseStatus" json:"status,omitempty"`
+	// The run whose test run's cases these are.
+	RunId string `protobuf:"bytes,3,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	// How many cases to return (default 50).
+	PageSize int32 `protobuf:"varint,4,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// The next_page_token of the page before; empty for the first page.
+	PageToken     string `protobuf:"bytes,5,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ListTestCasesRequest) Reset() {
 	*x = ListTestCasesRequest{}
-	mi := &file_sluice_test_v1_test_proto_msgTypes[6]
+	mi := &file_sluice_test_v1_test_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -557,7 +721,7 @@ func (x *ListTestCasesRequest) String() string {
 func (*ListTestCasesRequest) ProtoMessage() {}
 
 func (x *ListTestCasesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_test_v1_test_proto_msgTypes[6]
+	mi := &file_sluice_test_v1_test_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -570,7 +734,7 @@ func (x *ListTestCasesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTestCasesRequest.ProtoReflect.Descriptor instead.
 func (*ListTestCasesRequest) Descriptor() ([]byte, []int) {
-	return file_sluice_test_v1_test_proto_rawDescGZIP(), []int{6}
+	return file_sluice_test_v1_test_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ListTestCasesRequest) GetId() string {
@@ -587,16 +751,39 @@ func (x *ListTestCasesRequest) GetStatus() CaseStatus {
 	return CaseStatus_CASE_STATUS_UNSPECIFIED
 }
 
+func (x *ListTestCasesRequest) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+func (x *ListTestCasesRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListTestCasesRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
 type ListTestCasesResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Cases         []*TestCase            `protobuf:"bytes,1,rep,name=cases,proto3" json:"cases,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Cases []*TestCase            `protobuf:"bytes,1,rep,name=cases,proto3" json:"cases,omitempty"`
+	// The page_token of the next page; empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ListTestCasesResponse) Reset() {
 	*x = ListTestCasesResponse{}
-	mi := &file_sluice_test_v1_test_proto_msgTypes[7]
+	mi := &file_sluice_test_v1_test_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -608,7 +795,7 @@ func (x *ListTestCasesResponse) String() string {
 func (*ListTestCasesResponse) ProtoMessage() {}
 
 func (x *ListTestCasesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_test_v1_test_proto_msgTypes[7]
+	mi := &file_sluice_test_v1_test_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -621,7 +808,7 @@ func (x *ListTestCasesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTestCasesResponse.ProtoReflect.Descriptor instead.
 func (*ListTestCasesResponse) Descriptor() ([]byte, []int) {
-	return file_sluice_test_v1_test_proto_rawDescGZIP(), []int{7}
+	return file_sluice_test_v1_test_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ListTestCasesResponse) GetCases() []*TestCase {
@@ -629,6 +816,13 @@ func (x *ListTestCasesResponse) GetCases() []*TestCase {
 		return x.Cases
 	}
 	return nil
+}
+
+func (x *ListTestCasesResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
 }
 
 type LogLine struct {
@@ -644,7 +838,7 @@ type LogLine struct {
 
 func (x *LogLine) Reset() {
 	*x = LogLine{}
-	mi := &file_sluice_test_v1_test_proto_msgTypes[8]
+	mi := &file_sluice_test_v1_test_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -656,7 +850,7 @@ func (x *LogLine) String() string {
 func (*LogLine) ProtoMessage() {}
 
 func (x *LogLine) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_test_v1_test_proto_msgTypes[8]
+	mi := &file_sluice_test_v1_test_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -669,7 +863,7 @@ func (x *LogLine) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogLine.ProtoReflect.Descriptor instead.
 func (*LogLine) Descriptor() ([]byte, []int) {
-	return file_sluice_test_v1_test_proto_rawDescGZIP(), []int{8}
+	return file_sluice_test_v1_test_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *LogLine) GetSeq() int64 {
@@ -719,7 +913,7 @@ type GetLogsRequest struct {
 
 func (x *GetLogsRequest) Reset() {
 	*x = GetLogsRequest{}
-	mi := &file_sluice_test_v1_test_proto_msgTypes[9]
+	mi := &file_sluice_test_v1_test_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -731,7 +925,7 @@ func (x *GetLogsRequest) String() string {
 func (*GetLogsRequest) ProtoMessage() {}
 
 func (x *GetLogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_test_v1_test_proto_msgTypes[9]
+	mi := &file_sluice_test_v1_test_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -744,7 +938,7 @@ func (x *GetLogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetLogsRequest.ProtoReflect.Descriptor instead.
 func (*GetLogsRequest) Descriptor() ([]byte, []int) {
-	return file_sluice_test_v1_test_proto_rawDescGZIP(), []int{9}
+	return file_sluice_test_v1_test_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *GetLogsRequest) GetRunId() string {
@@ -786,7 +980,7 @@ type GetLogsResponse struct {
 
 func (x *GetLogsResponse) Reset() {
 	*x = GetLogsResponse{}
-	mi := &file_sluice_test_v1_test_proto_msgTypes[10]
+	mi := &file_sluice_test_v1_test_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -798,7 +992,7 @@ func (x *GetLogsResponse) String() string {
 func (*GetLogsResponse) ProtoMessage() {}
 
 func (x *GetLogsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_test_v1_test_proto_msgTypes[10]
+	mi := &file_sluice_test_v1_test_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -811,7 +1005,7 @@ func (x *GetLogsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetLogsResponse.ProtoReflect.Descriptor instead.
 func (*GetLogsResponse) Descriptor() ([]byte, []int) {
-	return file_sluice_test_v1_test_proto_rawDescGZIP(), []int{10}
+	return file_sluice_test_v1_test_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *GetLogsResponse) GetLines() []*LogLine {
@@ -847,7 +1041,12 @@ const file_sluice_test_v1_test_proto_rawDesc = "" +
 	"\x05Suite\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12.\n" +
 	"\x06counts\x18\x02 \x01(\v2\x16.sluice.test.v1.CountsR\x06counts\x125\n" +
-	"\bduration\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\bduration\"\x99\x03\n" +
+	"\bduration\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\bduration\"\xa2\x01\n" +
+	"\x04Step\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x122\n" +
+	"\x06status\x18\x02 \x01(\x0e2\x1a.sluice.test.v1.StepStatusR\x06status\x12\x1b\n" +
+	"\texit_code\x18\x03 \x01(\x05R\bexitCode\x125\n" +
+	"\bduration\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\bduration\"\xc5\x03\n" +
 	"\aTestRun\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x15\n" +
 	"\x06run_id\x18\x02 \x01(\tR\x05runId\x12\x1e\n" +
@@ -862,22 +1061,34 @@ const file_sluice_test_v1_test_proto_rawDesc = "" +
 	"\vcreate_time\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"createTime\x125\n" +
 	"\bend_time\x18\n" +
-	" \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\"\xb7\x01\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\x12*\n" +
+	"\x05steps\x18\v \x03(\v2\x14.sluice.test.v1.StepR\x05steps\"\xb7\x01\n" +
 	"\bTestCase\x12\x14\n" +
 	"\x05suite\x18\x01 \x01(\tR\x05suite\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x122\n" +
 	"\x06status\x18\x03 \x01(\x0e2\x1a.sluice.test.v1.CaseStatusR\x06status\x125\n" +
 	"\bduration\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\bduration\x12\x16\n" +
-	"\x06output\x18\x05 \x01(\tR\x06output\".\n" +
-	"\x11GetTestRunRequest\x12\x19\n" +
-	"\x02id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\x02id\"H\n" +
+	"\x06output\x18\x05 \x01(\tR\x06output\"a\n" +
+	"\x11GetTestRunRequest\x12\x17\n" +
+	"\x02id\x18\x01 \x01(\tB\a\xbaH\x04r\x02\x18@R\x02id\x12\x1e\n" +
+	"\x06run_id\x18\x02 \x01(\tB\a\xbaH\x04r\x02\x18@R\x05runId:\x13\xbaH\x10\"\x0e\n" +
+	"\x02id\n" +
+	"\x06run_id\x10\x01\"H\n" +
 	"\x12GetTestRunResponse\x122\n" +
-	"\btest_run\x18\x01 \x01(\v2\x17.sluice.test.v1.TestRunR\atestRun\"o\n" +
-	"\x14ListTestCasesRequest\x12\x19\n" +
-	"\x02id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\x02id\x12<\n" +
-	"\x06status\x18\x02 \x01(\x0e2\x1a.sluice.test.v1.CaseStatusB\b\xbaH\x05\x82\x01\x02\x10\x01R\x06status\"G\n" +
+	"\btest_run\x18\x01 \x01(\v2\x17.sluice.test.v1.TestRunR\atestRun\"\xf4\x01\n" +
+	"\x14ListTestCasesRequest\x12\x17\n" +
+	"\x02id\x18\x01 \x01(\tB\a\xbaH\x04r\x02\x18@R\x02id\x12<\n" +
+	"\x06status\x18\x02 \x01(\x0e2\x1a.sluice.test.v1.CaseStatusB\b\xbaH\x05\x82\x01\x02\x10\x01R\x06status\x12\x1e\n" +
+	"\x06run_id\x18\x03 \x01(\tB\a\xbaH\x04r\x02\x18@R\x05runId\x12'\n" +
+	"\tpage_size\x18\x04 \x01(\x05B\n" +
+	"\xbaH\a\x1a\x05\x18\xe8\a(\x00R\bpageSize\x12'\n" +
+	"\n" +
+	"page_token\x18\x05 \x01(\tB\b\xbaH\x05r\x03\x18\x80\bR\tpageToken:\x13\xbaH\x10\"\x0e\n" +
+	"\x02id\n" +
+	"\x06run_id\x10\x01\"o\n" +
 	"\x15ListTestCasesResponse\x12.\n" +
-	"\x05cases\x18\x01 \x03(\v2\x18.sluice.test.v1.TestCaseR\x05cases\"\x8b\x01\n" +
+	"\x05cases\x18\x01 \x03(\v2\x18.sluice.test.v1.TestCaseR\x05cases\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x8b\x01\n" +
 	"\aLogLine\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x03R\x03seq\x12\x12\n" +
 	"\x04step\x18\x02 \x01(\tR\x04step\x12\x12\n" +
@@ -899,7 +1110,17 @@ const file_sluice_test_v1_test_proto_rawDesc = "" +
 	"\x17TEST_RUN_STATUS_RUNNING\x10\x01\x12\x1a\n" +
 	"\x16TEST_RUN_STATUS_PASSED\x10\x02\x12\x1a\n" +
 	"\x16TEST_RUN_STATUS_FAILED\x10\x03\x12\x19\n" +
-	"\x15TEST_RUN_STATUS_ERROR\x10\x04*r\n" +
+	"\x15TEST_RUN_STATUS_ERROR\x10\x04*\xdd\x01\n" +
+	"\n" +
+	"StepStatus\x12\x1b\n" +
+	"\x17STEP_STATUS_UNSPECIFIED\x10\x00\x12\x17\n" +
+	"\x13STEP_STATUS_PENDING\x10\x01\x12\x17\n" +
+	"\x13STEP_STATUS_RUNNING\x10\x02\x12\x19\n" +
+	"\x15STEP_STATUS_SUCCEEDED\x10\x03\x12\x16\n" +
+	"\x12STEP_STATUS_FAILED\x10\x04\x12\x19\n" +
+	"\x15STEP_STATUS_TIMED_OUT\x10\x05\x12\x19\n" +
+	"\x15STEP_STATUS_CANCELLED\x10\x06\x12\x17\n" +
+	"\x13STEP_STATUS_SKIPPED\x10\a*r\n" +
 	"\n" +
 	"CaseStatus\x12\x1b\n" +
 	"\x17CASE_STATUS_UNSPECIFIED\x10\x00\x12\x16\n" +
@@ -925,51 +1146,56 @@ func file_sluice_test_v1_test_proto_rawDescGZIP() []byte {
 	return file_sluice_test_v1_test_proto_rawDescData
 }
 
-var file_sluice_test_v1_test_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_sluice_test_v1_test_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_sluice_test_v1_test_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_sluice_test_v1_test_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_sluice_test_v1_test_proto_goTypes = []any{
 	(TestRunStatus)(0),            // 0: sluice.test.v1.TestRunStatus
-	(CaseStatus)(0),               // 1: sluice.test.v1.CaseStatus
-	(*Counts)(nil),                // 2: sluice.test.v1.Counts
-	(*Suite)(nil),                 // 3: sluice.test.v1.Suite
-	(*TestRun)(nil),               // 4: sluice.test.v1.TestRun
-	(*TestCase)(nil),              // 5: sluice.test.v1.TestCase
-	(*GetTestRunRequest)(nil),     // 6: sluice.test.v1.GetTestRunRequest
-	(*GetTestRunResponse)(nil),    // 7: sluice.test.v1.GetTestRunResponse
-	(*ListTestCasesRequest)(nil),  // 8: sluice.test.v1.ListTestCasesRequest
-	(*ListTestCasesResponse)(nil), // 9: sluice.test.v1.ListTestCasesResponse
-	(*LogLine)(nil),               // 10: sluice.test.v1.LogLine
-	(*GetLogsRequest)(nil),        // 11: sluice.test.v1.GetLogsRequest
-	(*GetLogsResponse)(nil),       // 12: sluice.test.v1.GetLogsResponse
-	(*durationpb.Duration)(nil),   // 13: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil), // 14: google.protobuf.Timestamp
+	(StepStatus)(0),               // 1: sluice.test.v1.StepStatus
+	(CaseStatus)(0),               // 2: sluice.test.v1.CaseStatus
+	(*Counts)(nil),                // 3: sluice.test.v1.Counts
+	(*Suite)(nil),                 // 4: sluice.test.v1.Suite
+	(*Step)(nil),                  // 5: sluice.test.v1.Step
+	(*TestRun)(nil),               // 6: sluice.test.v1.TestRun
+	(*TestCase)(nil),              // 7: sluice.test.v1.TestCase
+	(*GetTestRunRequest)(nil),     // 8: sluice.test.v1.GetTestRunRequest
+	(*GetTestRunResponse)(nil),    // 9: sluice.test.v1.GetTestRunResponse
+	(*ListTestCasesRequest)(nil),  // 10: sluice.test.v1.ListTestCasesRequest
+	(*ListTestCasesResponse)(nil), // 11: sluice.test.v1.ListTestCasesResponse
+	(*LogLine)(nil),               // 12: sluice.test.v1.LogLine
+	(*GetLogsRequest)(nil),        // 13: sluice.test.v1.GetLogsRequest
+	(*GetLogsResponse)(nil),       // 14: sluice.test.v1.GetLogsResponse
+	(*durationpb.Duration)(nil),   // 15: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil), // 16: google.protobuf.Timestamp
 }
 var file_sluice_test_v1_test_proto_depIdxs = []int32{
-	2,  // 0: sluice.test.v1.Suite.counts:type_name -> sluice.test.v1.Counts
-	13, // 1: sluice.test.v1.Suite.duration:type_name -> google.protobuf.Duration
-	0,  // 2: sluice.test.v1.TestRun.status:type_name -> sluice.test.v1.TestRunStatus
-	2,  // 3: sluice.test.v1.TestRun.counts:type_name -> sluice.test.v1.Counts
-	3,  // 4: sluice.test.v1.TestRun.suites:type_name -> sluice.test.v1.Suite
-	14, // 5: sluice.test.v1.TestRun.create_time:type_name -> google.protobuf.Timestamp
-	14, // 6: sluice.test.v1.TestRun.end_time:type_name -> google.protobuf.Timestamp
-	1,  // 7: sluice.test.v1.TestCase.status:type_name -> sluice.test.v1.CaseStatus
-	13, // 8: sluice.test.v1.TestCase.duration:type_name -> google.protobuf.Duration
-	4,  // 9: sluice.test.v1.GetTestRunResponse.test_run:type_name -> sluice.test.v1.TestRun
-	1,  // 10: sluice.test.v1.ListTestCasesRequest.status:type_name -> sluice.test.v1.CaseStatus
-	5,  // 11: sluice.test.v1.ListTestCasesResponse.cases:type_name -> sluice.test.v1.TestCase
-	14, // 12: sluice.test.v1.LogLine.time:type_name -> google.protobuf.Timestamp
-	10, // 13: sluice.test.v1.GetLogsResponse.lines:type_name -> sluice.test.v1.LogLine
-	6,  // 14: sluice.test.v1.TestService.GetTestRun:input_type -> sluice.test.v1.GetTestRunRequest
-	8,  // 15: sluice.test.v1.TestService.ListTestCases:input_type -> sluice.test.v1.ListTestCasesRequest
-	11, // 16: sluice.test.v1.TestService.GetLogs:input_type -> sluice.test.v1.GetLogsRequest
-	7,  // 17: sluice.test.v1.TestService.GetTestRun:output_type -> sluice.test.v1.GetTestRunResponse
-	9,  // 18: sluice.test.v1.TestService.ListTestCases:output_type -> sluice.test.v1.ListTestCasesResponse
-	12, // 19: sluice.test.v1.TestService.GetLogs:output_type -> sluice.test.v1.GetLogsResponse
-	17, // [17:20] is the sub-list for method output_type
-	14, // [14:17] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	3,  // 0: sluice.test.v1.Suite.counts:type_name -> sluice.test.v1.Counts
+	15, // 1: sluice.test.v1.Suite.duration:type_name -> google.protobuf.Duration
+	1,  // 2: sluice.test.v1.Step.status:type_name -> sluice.test.v1.StepStatus
+	15, // 3: sluice.test.v1.Step.duration:type_name -> google.protobuf.Duration
+	0,  // 4: sluice.test.v1.TestRun.status:type_name -> sluice.test.v1.TestRunStatus
+	3,  // 5: sluice.test.v1.TestRun.counts:type_name -> sluice.test.v1.Counts
+	4,  // 6: sluice.test.v1.TestRun.suites:type_name -> sluice.test.v1.Suite
+	16, // 7: sluice.test.v1.TestRun.create_time:type_name -> google.protobuf.Timestamp
+	16, // 8: sluice.test.v1.TestRun.end_time:type_name -> google.protobuf.Timestamp
+	5,  // 9: sluice.test.v1.TestRun.steps:type_name -> sluice.test.v1.Step
+	2,  // 10: sluice.test.v1.TestCase.status:type_name -> sluice.test.v1.CaseStatus
+	15, // 11: sluice.test.v1.TestCase.duration:type_name -> google.protobuf.Duration
+	6,  // 12: sluice.test.v1.GetTestRunResponse.test_run:type_name -> sluice.test.v1.TestRun
+	2,  // 13: sluice.test.v1.ListTestCasesRequest.status:type_name -> sluice.test.v1.CaseStatus
+	7,  // 14: sluice.test.v1.ListTestCasesResponse.cases:type_name -> sluice.test.v1.TestCase
+	16, // 15: sluice.test.v1.LogLine.time:type_name -> google.protobuf.Timestamp
+	12, // 16: sluice.test.v1.GetLogsResponse.lines:type_name -> sluice.test.v1.LogLine
+	8,  // 17: sluice.test.v1.TestService.GetTestRun:input_type -> sluice.test.v1.GetTestRunRequest
+	10, // 18: sluice.test.v1.TestService.ListTestCases:input_type -> sluice.test.v1.ListTestCasesRequest
+	13, // 19: sluice.test.v1.TestService.GetLogs:input_type -> sluice.test.v1.GetLogsRequest
+	9,  // 20: sluice.test.v1.TestService.GetTestRun:output_type -> sluice.test.v1.GetTestRunResponse
+	11, // 21: sluice.test.v1.TestService.ListTestCases:output_type -> sluice.test.v1.ListTestCasesResponse
+	14, // 22: sluice.test.v1.TestService.GetLogs:output_type -> sluice.test.v1.GetLogsResponse
+	20, // [20:23] is the sub-list for method output_type
+	17, // [17:20] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_sluice_test_v1_test_proto_init() }
@@ -982,8 +1208,8 @@ func file_sluice_test_v1_test_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sluice_test_v1_test_proto_rawDesc), len(file_sluice_test_v1_test_proto_rawDesc)),
-			NumEnums:      2,
-			NumMessages:   11,
+			NumEnums:      3,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -357,19 +357,21 @@ func (x *ArtifactPublished) GetArtifact() *v11.Artifact {
 // BuildFinished: sluice.build.build.finished
 // (dev.cdevents.build.finished.0.3.0). Test starts on a successful one.
 type BuildFinished struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	RunId         string                 `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
-	BuildId       string                 `protobuf:"bytes,2,opt,name=build_id,json=buildId,proto3" json:"build_id,omitempty"`
-	Repository    *v1.RepositoryRef      `protobuf:"bytes,3,opt,name=repository,proto3" json:"repository,omitempty"`
-	Commit        string                 `protobuf:"bytes,4,opt,name=commit,proto3" json:"commit,omitempty"`
-	Branch        string                 `protobuf:"bytes,5,opt,name=branch,proto3" json:"branch,omitempty"`
-	Status        v11.BuildStatus        `protobuf:"varint,6,opt,name=status,proto3,enum=sluice.build.v1.BuildStatus" json:"status,omitempty"`
-	Artifacts     []*v11.Artifact        `protobuf:"bytes,7,rep,name=artifacts,proto3" json:"artifacts,omitempty"`
-	FailureReason string                 `protobuf:"bytes,8,opt,name=failure_reason,json=failureReason,proto3" json:"failure_reason,omitempty"`
-	FailedStep    string                 `protobuf:"bytes,9,opt,name=failed_step,json=failedStep,proto3" json:"failed_step,omitempty"`
-	ExitCode      int32                  `protobuf:"varint,10,opt,name=exit_code,json=exitCode,proto3" json:"exit_code,omitempty"`
-	LastLogLines  []string               `protobuf:"bytes,11,rep,name=last_log_lines,json=lastLogLines,proto3" json:"last_log_lines,omitempty"`
-	Duration      *durationpb.Duration   `protobuf:"bytes,12,opt,name=duration,proto3" json:"duration,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// As RunRequested.run_id: test names the run's workspace after it.
+	RunId      string            `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	BuildId    string            `protobuf:"bytes,2,opt,name=build_id,json=buildId,proto3" json:"build_id,omitempty"`
+	Repository *v1.RepositoryRef `protobuf:"bytes,3,opt,name=repository,proto3" json:"repository,omitempty"`
+	// The commit built, as RunRequested.commit.
+	Commit        string               `protobuf:"bytes,4,opt,name=commit,proto3" json:"commit,omitempty"`
+	Branch        string               `protobuf:"bytes,5,opt,name=branch,proto3" json:"branch,omitempty"`
+	Status        v11.BuildStatus      `protobuf:"varint,6,opt,name=status,proto3,enum=sluice.build.v1.BuildStatus" json:"status,omitempty"`
+	Artifacts     []*v11.Artifact      `protobuf:"bytes,7,rep,name=artifacts,proto3" json:"artifacts,omitempty"`
+	FailureReason string               `protobuf:"bytes,8,opt,name=failure_reason,json=failureReason,proto3" json:"failure_reason,omitempty"`
+	FailedStep    string               `protobuf:"bytes,9,opt,name=failed_step,json=failedStep,proto3" json:"failed_step,omitempty"`
+	ExitCode      int32                `protobuf:"varint,10,opt,name=exit_code,json=exitCode,proto3" json:"exit_code,omitempty"`
+	LastLogLines  []string             `protobuf:"bytes,11,rep,name=last_log_lines,json=lastLogLines,proto3" json:"last_log_lines,omitempty"`
+	Duration      *durationpb.Duration `protobuf:"bytes,12,opt,name=duration,proto3" json:"duration,omitempty"`
 	// Time spent inside steps, for overhead accounting.
 	StepDuration *durationpb.Duration `protobuf:"bytes,13,opt,name=step_duration,json=stepDuration,proto3" json:"step_duration,omitempty"`
 	// The run's pipeline as source requested it (RunRequested.pipeline): the
@@ -542,14 +544,14 @@ const file_sluice_build_events_v1_events_proto_rawDesc = "" +
 	"\x11ArtifactPublished\x12\x1e\n" +
 	"\x06run_id\x18\x01 \x01(\tB\a\xbaH\x04r\x02\x10\x01R\x05runId\x12\x19\n" +
 	"\bbuild_id\x18\x02 \x01(\tR\abuildId\x12=\n" +
-	"\bartifact\x18\x03 \x01(\v2\x19.sluice.build.v1.ArtifactB\x06\xbaH\x03\xc8\x01\x01R\bartifact\"\xfc\x04\n" +
-	"\rBuildFinished\x12\x1e\n" +
-	"\x06run_id\x18\x01 \x01(\tB\a\xbaH\x04r\x02\x10\x01R\x05runId\x12\"\n" +
+	"\bartifact\x18\x03 \x01(\v2\x19.sluice.build.v1.ArtifactB\x06\xbaH\x03\xc8\x01\x01R\bartifact\"\xb1\x05\n" +
+	"\rBuildFinished\x12<\n" +
+	"\x06run_id\x18\x01 \x01(\tB%\xbaH\"r \x18@2\x1c^[A-Za-z0-9][A-Za-z0-9._-]*$R\x05runId\x12\"\n" +
 	"\bbuild_id\x18\x02 \x01(\tB\a\xbaH\x04r\x02\x10\x01R\abuildId\x12N\n" +
 	"\n" +
 	"repository\x18\x03 \x01(\v2&.sluice.source.events.v1.RepositoryRefB\x06\xbaH\x03\xc8\x01\x01R\n" +
-	"repository\x12\x16\n" +
-	"\x06commit\x18\x04 \x01(\tR\x06commit\x12\x16\n" +
+	"repository\x12-\n" +
+	"\x06commit\x18\x04 \x01(\tB\x15\xbaH\x12r\x102\x0e^[0-9a-f]{40}$R\x06commit\x12\x16\n" +
 	"\x06branch\x18\x05 \x01(\tR\x06branch\x124\n" +
 	"\x06status\x18\x06 \x01(\x0e2\x1c.sluice.build.v1.BuildStatusR\x06status\x127\n" +
 	"\tartifacts\x18\a \x03(\v2\x19.sluice.build.v1.ArtifactR\tartifacts\x12%\n" +

@@ -226,15 +226,17 @@ func (x *ChangeReceived) GetDeliveryId() string {
 // dev.cdeventsx.sluice-run.requested.0.1.0). Build takes it from its work
 // queue.
 type RunRequested struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	RunId         string                 `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
-	Repository    *RepositoryRef         `protobuf:"bytes,2,opt,name=repository,proto3" json:"repository,omitempty"`
-	Commit        string                 `protobuf:"bytes,3,opt,name=commit,proto3" json:"commit,omitempty"`
-	Ref           string                 `protobuf:"bytes,4,opt,name=ref,proto3" json:"ref,omitempty"`
-	Branch        string                 `protobuf:"bytes,5,opt,name=branch,proto3" json:"branch,omitempty"`
-	Trigger       v1.Trigger             `protobuf:"varint,6,opt,name=trigger,proto3,enum=sluice.source.v1.Trigger" json:"trigger,omitempty"`
-	Pipeline      *v1.Pipeline           `protobuf:"bytes,7,opt,name=pipeline,proto3" json:"pipeline,omitempty"`
-	CommitMessage string                 `protobuf:"bytes,8,opt,name=commit_message,json=commitMessage,proto3" json:"commit_message,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Build names the run's workspace and artifact objects after it: 1-64
+	// letters, digits, ".", "_" or "-", starting with a letter or digit.
+	RunId         string         `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	Repository    *RepositoryRef `protobuf:"bytes,2,opt,name=repository,proto3" json:"repository,omitempty"`
+	Commit        string         `protobuf:"bytes,3,opt,name=commit,proto3" json:"commit,omitempty"`
+	Ref           string         `protobuf:"bytes,4,opt,name=ref,proto3" json:"ref,omitempty"`
+	Branch        string         `protobuf:"bytes,5,opt,name=branch,proto3" json:"branch,omitempty"`
+	Trigger       v1.Trigger     `protobuf:"varint,6,opt,name=trigger,proto3,enum=sluice.source.v1.Trigger" json:"trigger,omitempty"`
+	Pipeline      *v1.Pipeline   `protobuf:"bytes,7,opt,name=pipeline,proto3" json:"pipeline,omitempty"`
+	CommitMessage string         `protobuf:"bytes,8,opt,name=commit_message,json=commitMessage,proto3" json:"commit_message,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -514,9 +516,9 @@ const file_sluice_source_events_v1_events_proto_rawDesc = "" +
 	"\x03ref\x18\x03 \x01(\tR\x03ref\x123\n" +
 	"\atrigger\x18\x04 \x01(\x0e2\x19.sluice.source.v1.TriggerR\atrigger\x12\x1f\n" +
 	"\vdelivery_id\x18\x05 \x01(\tR\n" +
-	"deliveryId\"\xf3\x02\n" +
-	"\fRunRequested\x12\x1e\n" +
-	"\x06run_id\x18\x01 \x01(\tB\a\xbaH\x04r\x02\x10\x01R\x05runId\x12N\n" +
+	"deliveryId\"\x91\x03\n" +
+	"\fRunRequested\x12<\n" +
+	"\x06run_id\x18\x01 \x01(\tB%\xbaH\"r \x18@2\x1c^[A-Za-z0-9][A-Za-z0-9._-]*$R\x05runId\x12N\n" +
 	"\n" +
 	"repository\x18\x02 \x01(\v2&.sluice.source.events.v1.RepositoryRefB\x06\xbaH\x03\xc8\x01\x01R\n" +
 	"repository\x12-\n" +

@@ -1,4 +1,4 @@
-package build
+package build_test
 
 import (
 	"context"
@@ -9,13 +9,11 @@ import (
 
 	"github.com/sluicehq/sluice/platform/artifacts"
 	"github.com/sluicehq/sluice/platform/events"
-	"github.com/sluicehq/sluice/platform/executor"
-	"github.com/sluicehq/sluice/platform/servicekit"
 	"github.com/sluicehq/sluice/platform/servicekit/servicekittest"
+	"github.com/sluicehq/sluice/platform/sqldb"
 	"github.com/sluicehq/sluice/platform/steplog"
 	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
 	"github.com/sluicehq/sluice/services/build/domain"
-	"github.com/sluicehq/sluice/services/build/internal/buildtest"
 )
 
 // delivery is the n-th delivery of an event.
@@ -27,24 +25,10 @@ func (d delivery) NumDelivered() uint64 { return uint64(d) }
 func (d delivery) MaxDeliver() int { return 5 }
 func (d delivery) Last() bool      { return int(d) >= d.MaxDeliver() }
 
-func newTestService(t *testing.T, n *buildtest.NATS) (*Service, *Store) {
+// outboxSubjects are the subjects of the events in db's outbox, in order.
+func outboxSubjects(t *testing.T, db *sqldb.DB) []string {
 	t.Helper()
-	db := servicekittest.OpenDB(t, Migrations(), steplog.Migrations())
-	store := NewStore(db)
-	cfg := Config{Settings: servicekit.Settings{DataDir: t.TempDir()}, WorkerID: "worker-1"}.WithDefaults()
-	svc, err := NewService(cfg, Deps{
-		Store: store, DB: db, Outbox: events.NewRelay(db, n.JS, buildtest.Logger(t)), JetStream: n.JS,
-		Executor: &executor.Local{}, Log: buildtest.Logger(t),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return svc, store
-}
-
-func outboxSubjects(t *testing.T, s *Store) []string {
-	t.Helper()
-	rows, err := s.db.QueryContext(t.Context(), `SELECT subject FROM outbox ORDER BY created_at, id`)
+	rows, err := db.QueryContext(t.Context(), `SELECT subject FROM outbox ORDER BY created_at, id`)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,14 +51,15 @@ func outboxSubjects(t *testing.T, s *Store) []string {
 // the consumer's last delivery, where it ends FAILED with the reason: after
 // that no delivery comes, and the build must not stay RUNNING forever.
 func TestLastDeliveryEndsTheBuild(t *testing.T) {
-	n := buildtest.StartNATS(t)
-	svc, store := newTestService(t, n)
+	t.Parallel()
+	h := newHarness(t)
+	svc, store, db := h.plainService()
 	// The artifact store is gone: storing the artifact fails every time.
-	if err := n.JS.DeleteObjectStore(t.Context(), artifacts.Bucket); err != nil {
+	if err := h.js.DeleteObjectStore(t.Context(), artifacts.Bucket); err != nil {
 		t.Fatal(err)
 	}
-	repo := buildtest.GitRepo(t, map[string]string{"main.go": "package main\n"})
-	req := buildtest.RunRequest(repo, &sourcev1.BuildSpec{
+	repo := gitRepo(t, map[string]string{"main.go": "package main\n"})
+	req := runRequest(repo, &sourcev1.BuildSpec{
 		Steps:     []*sourcev1.Step{{Name: "compile", Run: "echo hi > out"}},
 		Artifacts: []*sourcev1.ArtifactSpec{{Name: "out", Path: "out"}},
 	})
@@ -84,7 +69,7 @@ func TestLastDeliveryEndsTheBuild(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	err = svc.handleRunRequested(t.Context(), ev, delivery(4))
+	err = svc.HandleRunRequested(t.Context(), ev, delivery(4))
 	if err == nil || errors.Is(err, events.ErrPermanent) {
 		t.Fatalf("delivery 4: %v; want a retryable error", err)
 	}
@@ -96,7 +81,7 @@ func TestLastDeliveryEndsTheBuild(t *testing.T) {
 		t.Fatalf("after delivery 4: %s attempt %d lease %v; want RUNNING in attempt 1 with the lease released", b.Status, b.Attempt, b.LeaseExpires)
 	}
 
-	if err := svc.handleRunRequested(t.Context(), ev, delivery(5)); err != nil {
+	if err := svc.HandleRunRequested(t.Context(), ev, delivery(5)); err != nil {
 		t.Fatalf("delivery 5: %v; want the build ended and the event acknowledged", err)
 	}
 	b, err = store.ByRun(t.Context(), runID)
@@ -111,10 +96,10 @@ func TestLastDeliveryEndsTheBuild(t *testing.T) {
 		"sluice.build.build.started", "sluice.build.step.started", "sluice.build.step.finished",
 		"sluice.build.build.started", "sluice.build.step.started", "sluice.build.step.finished", "sluice.build.build.finished",
 	}
-	if got := outboxSubjects(t, store); !slices.Equal(got, want) {
+	if got := outboxSubjects(t, db); !slices.Equal(got, want) {
 		t.Errorf("outbox %v; want %v", got, want)
 	}
-	page, err := svc.logs.Read(t.Context(), runID, "", 1, 1000)
+	page, err := svc.Logs(t.Context(), runID, "", 1, 1000)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,10 +108,10 @@ func TestLastDeliveryEndsTheBuild(t *testing.T) {
 	}
 
 	// Any later copy of the event has no effect.
-	if err := svc.handleRunRequested(t.Context(), ev, delivery(1)); err != nil {
+	if err := svc.HandleRunRequested(t.Context(), ev, delivery(1)); err != nil {
 		t.Fatal(err)
 	}
-	if got := outboxSubjects(t, store); len(got) != len(want) {
+	if got := outboxSubjects(t, db); len(got) != len(want) {
 		t.Errorf("outbox %v after a copy of an ended run's request; want unchanged", got)
 	}
 }
@@ -134,19 +119,20 @@ func TestLastDeliveryEndsTheBuild(t *testing.T) {
 // A process that is stopping leaves the build RUNNING with its lease
 // released, and returns an error so the event is redelivered.
 func TestStoppingLeavesTheBuildForTakeover(t *testing.T) {
-	n := buildtest.StartNATS(t)
-	svc, store := newTestService(t, n)
-	repo := buildtest.GitRepo(t, map[string]string{"main.go": "package main\n"})
-	req := buildtest.RunRequest(repo, &sourcev1.BuildSpec{Steps: []*sourcev1.Step{{Name: "wait", Run: "echo waiting; sleep 60"}}})
+	t.Parallel()
+	h := newHarness(t)
+	svc, store, db := h.plainService()
+	repo := gitRepo(t, map[string]string{"main.go": "package main\n"})
+	req := runRequest(repo, &sourcev1.BuildSpec{Steps: []*sourcev1.Step{{Name: "wait", Run: "echo waiting; sleep 60"}}})
 	ev, err := events.New(req, req.GetRunId(), req.GetRunId())
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
-	go func() { done <- svc.handleRunRequested(ctx, ev, delivery(1)) }()
-	buildtest.Eventually(t, "the step to run", func() bool {
-		page, err := svc.logs.Read(t.Context(), req.GetRunId(), "wait", 1, 100)
+	go func() { done <- svc.HandleRunRequested(ctx, ev, delivery(1)) }()
+	servicekittest.Eventually(t, "the step to run", func() bool {
+		page, err := svc.Logs(t.Context(), req.GetRunId(), "wait", 1, 100)
 		return err == nil && slices.ContainsFunc(page.Lines, func(l steplog.Line) bool { return l.Text == "waiting" })
 	})
 	cancel()
@@ -160,22 +146,7 @@ func TestStoppingLeavesTheBuildForTakeover(t *testing.T) {
 	if b.Status != domain.Running || !b.LeaseExpires.IsZero() || b.Steps[0].Status != domain.StepCancelled {
 		t.Errorf("build %s lease %v step %s; want RUNNING, lease released, step CANCELLED", b.Status, b.LeaseExpires, b.Steps[0].Status)
 	}
-	if got := outboxSubjects(t, store); !slices.Equal(got, []string{"sluice.build.build.started", "sluice.build.step.started"}) {
+	if got := outboxSubjects(t, db); !slices.Equal(got, []string{"sluice.build.build.started", "sluice.build.step.started"}) {
 		t.Errorf("outbox %v; want BuildStarted and StepStarted only (a cancelled step is not finished)", got)
-	}
-}
-
-func TestUnusableRunIDIsDeadLettered(t *testing.T) {
-	n := buildtest.StartNATS(t)
-	svc, _ := newTestService(t, n)
-	req := buildtest.RunRequest(buildtest.Repo{Dir: "/nowhere", Commit: strings.Repeat("a", 40)}, &sourcev1.BuildSpec{})
-	req.RunId = "../../etc"
-	ev, err := events.New(req, "x", "x")
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = svc.handleRunRequested(t.Context(), ev, delivery(1))
-	if !errors.Is(err, events.ErrPermanent) || !strings.Contains(err.Error(), "run_id") {
-		t.Errorf("handler: %v; want a permanent error naming run_id", err)
 	}
 }

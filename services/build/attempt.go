@@ -19,7 +19,7 @@ import (
 	"github.com/sluicehq/sluice/platform/lease"
 	"github.com/sluicehq/sluice/platform/prototime"
 	"github.com/sluicehq/sluice/platform/steplog"
-	"github.com/sluicehq/sluice/proto/gen/sluice/build/events/v1"
+	buildeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/build/events/v1"
 	"github.com/sluicehq/sluice/services/build/domain"
 )
 
@@ -30,11 +30,6 @@ import (
 // the database or the object store failed).
 func (s *Service) execute(ctx context.Context, run domain.Run, b domain.Build, lease Lease, w *steplog.Writer) (result, error) {
 	var res result
-	if err := run.CheckPipeline(); err != nil {
-		res.failure = domain.InvalidPipeline(err)
-		return res, nil
-	}
-
 	ws := filepath.Join(s.cfg.DataDir, "workspaces", run.ID+"-"+strconv.Itoa(b.Attempt))
 	if err := os.RemoveAll(ws); err != nil {
 		return res, fmt.Errorf("clear workspace %s: %w", ws, err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,11 +12,102 @@ import (
 
 	"github.com/sluicehq/sluice/platform/artifacts"
 	"github.com/sluicehq/sluice/platform/executor"
+	"github.com/sluicehq/sluice/platform/gitcheckout"
 	"github.com/sluicehq/sluice/platform/lastlines"
+	"github.com/sluicehq/sluice/platform/lease"
+	"github.com/sluicehq/sluice/platform/steplog"
+	buildeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/build/events/v1"
 	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
 	"github.com/sluicehq/sluice/services/tests/domain"
 	"github.com/sluicehq/sluice/services/tests/report"
 )
+
+// attempt is one worker's try at a test run.
+type attempt struct {
+	s      *Service
+	log    *slog.Logger
+	run    domain.TestRun
+	bf     *buildeventsv1.BuildFinished
+	w      *steplog.Writer
+	branch string
+	steps  []domain.StepResult
+	closed bool
+	kept   *lease.Keeper
+}
+
+// meta writes a line of Sluice's own to the log; step is empty for lines
+// about the whole test run.
+func (a *attempt) meta(step, text string) { a.w.Append(step, steplog.Meta, text) }
+
+func (a *attempt) closeLog(parent context.Context) {
+	if a.closed {
+		return
+	}
+	a.closed = true
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(parent), 10*time.Second)
+	defer cancel()
+	if err := a.w.Close(ctx); err != nil {
+		a.log.Warn("storing the last log lines failed", slog.Any("error", err))
+	}
+}
+
+// test does the work: it returns the outcome, or an error when
+// infrastructure failed and a later delivery may do better.
+func (a *attempt) test(ctx context.Context) (domain.Outcome, error) {
+	run := a.run
+	a.meta("", fmt.Sprintf("--- test run %s, attempt %d: build %s of %s at %s", run.ID, run.Attempt, run.BuildID, run.Repository.Name, run.Commit))
+	if run.Attempt > 1 {
+		a.meta("", "--- taking over from a worker that stopped")
+	}
+	pipeline := a.bf.GetPipeline()
+	if pipeline == nil {
+		return domain.Errored("the BuildFinished event carries no pipeline (a build service older than this test service published it); trigger the run again", nil), nil
+	}
+	spec := pipeline.GetTest()
+	if len(spec.GetSteps()) == 0 && len(spec.GetReports()) == 0 {
+		a.meta("", "--- the pipeline has no tests: nothing to run")
+		return domain.Decide(nil, nil, nil, nil), nil
+	}
+
+	ws, cleanup, err := a.s.workspace(run)
+	if err != nil {
+		return domain.Outcome{}, err
+	}
+	defer cleanup()
+	a.meta("", fmt.Sprintf("--- checking out %s of %s", run.Commit, run.Repository.URL))
+	if err := gitcheckout.Checkout(ctx, run.Repository.URL, run.Commit, ws); err != nil {
+		if errors.Is(err, gitcheckout.ErrCommitNotFound) {
+			return domain.Errored(err.Error(), nil), nil
+		}
+		return domain.Outcome{}, err
+	}
+	problem, err := a.fetchArtifacts(ctx, ws, pipeline.GetBuild().GetArtifacts())
+	if err != nil {
+		return domain.Outcome{}, err
+	}
+	if problem != "" {
+		return domain.Errored(problem, nil), nil
+	}
+
+	for _, step := range spec.GetSteps() {
+		res, err := a.runStep(ctx, ws, step)
+		if res.Cancelled {
+			a.steps = append(a.steps, res)
+		}
+		if err != nil {
+			return domain.Outcome{}, err
+		}
+		a.steps = append(a.steps, res)
+		if res.Failed() {
+			break
+		}
+	}
+	suites, cases, problems := a.readReports(ws, spec.GetReports())
+	for _, p := range problems {
+		a.meta("", "--- "+p)
+	}
+	return domain.Decide(a.steps, problems, suites, cases), nil
+}
 
 // workspace makes an empty directory for the attempt,
 // <DataDir>/workspaces/<run-id>-<attempt>, removing what earlier attempts
@@ -65,12 +157,8 @@ func (a *attempt) fetchArtifacts(ctx context.Context, ws string, declared []*sou
 		if !ok {
 			return fmt.Sprintf("artifact %q is not declared in the pipeline's build.artifacts", art.GetName()), nil
 		}
-		object := art.GetObject()
-		if object == "" {
-			object = artifacts.ObjectName(a.run.RunID, art.GetName())
-		}
-		a.meta("", fmt.Sprintf("--- artifact %s: %s -> %s", art.GetName(), object, rel))
-		err := store.Fetch(ctx, artifacts.Artifact{Name: art.GetName(), Object: object, SHA256: art.GetSha256(), Size: art.GetSize()}, ws, rel)
+		a.meta("", fmt.Sprintf("--- artifact %s: %s -> %s", art.GetName(), art.GetObject(), rel))
+		err := store.Fetch(ctx, artifacts.Artifact{Name: art.GetName(), Object: art.GetObject(), SHA256: art.GetSha256(), Size: art.GetSize()}, ws, rel)
 		if artifacts.Permanent(err) {
 			return err.Error(), nil
 		}
@@ -82,7 +170,8 @@ func (a *attempt) fetchArtifacts(ctx context.Context, ws string, declared []*sou
 }
 
 // runStep runs one test step with its output in the step log. err is
-// returned only when the step could not run (or the worker stops).
+// returned only when the step could not run, or was stopped (the worker
+// stops: the result says Cancelled).
 func (a *attempt) runStep(ctx context.Context, ws string, step *sourcev1.Step) (domain.StepResult, error) {
 	name := step.GetName()
 	timeout := step.GetTimeout().AsDuration()
@@ -117,7 +206,7 @@ func (a *attempt) runStep(ctx context.Context, ws string, step *sourcev1.Step) (
 	}
 	if res.Cancelled {
 		a.meta(name, fmt.Sprintf("--- step %s stopped after %s", name, res.Duration.Round(time.Millisecond)))
-		return domain.StepResult{}, fmt.Errorf("step %q stopped: %w", name, context.Cause(ctx))
+		return domain.StepResult{Name: name, ExitCode: -1, Cancelled: true, Duration: res.Duration}, fmt.Errorf("step %q stopped: %w", name, context.Cause(ctx))
 	}
 	sr := domain.StepResult{Name: name, ExitCode: res.ExitCode, TimedOut: res.TimedOut, Timeout: timeout, Duration: res.Duration, LastLines: last.Lines()}
 	if res.TimedOut {
@@ -136,10 +225,6 @@ func (a *attempt) readReports(ws string, specs []*sourcev1.ReportSpec) ([]domain
 	var problems []string
 	for _, spec := range specs {
 		pattern := spec.GetPath()
-		if !filepath.IsLocal(filepath.FromSlash(pattern)) {
-			problems = append(problems, fmt.Sprintf("report %q: the path must be relative to the workspace", pattern))
-			continue
-		}
 		matches, err := filepath.Glob(filepath.Join(ws, filepath.FromSlash(pattern)))
 		if err != nil {
 			problems = append(problems, fmt.Sprintf("report %q: %v", pattern, err))

@@ -2,6 +2,7 @@ package tests_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -10,28 +11,13 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/sluicehq/sluice/platform/events"
-	"github.com/sluicehq/sluice/platform/servicekit"
-	"github.com/sluicehq/sluice/platform/servicekit/servicekittest"
-	"github.com/sluicehq/sluice/platform/sqldb/sqldbtest"
+	"github.com/sluicehq/sluice/platform/paging"
+	buildeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/build/events/v1"
 	buildv1 "github.com/sluicehq/sluice/proto/gen/sluice/build/v1"
 	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
 	testeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/test/events/v1"
 	testv1 "github.com/sluicehq/sluice/proto/gen/sluice/test/v1"
-	"github.com/sluicehq/sluice/proto/gen/sluice/test/v1/testv1connect"
-	"github.com/sluicehq/sluice/services/tests"
 )
-
-// startService composes the test service as the binaries do, with its
-// Connect API on a loopback port, and returns a client of it.
-func (w *world) startService(cfg tests.Config) testv1connect.TestServiceClient {
-	w.t.Helper()
-	p := servicekittest.Start(w.t, w.nats.URL, servicekittest.Options{Log: testLogger(w.t)}, tests.Module(cfg))
-	return testv1connect.NewTestServiceClient(p.Client, p.URL)
-}
-
-func (w *world) config() tests.Config {
-	return tests.Config{Settings: servicekit.Settings{DataDir: w.t.TempDir(), DatabaseURL: sqldbtest.URL(w.t)}, Workers: 2}
-}
 
 // helloPipeline builds the artifact bin/hello and tests with go test -json;
 // breakEnv, when set, makes three of the module's tests fail.
@@ -61,22 +47,23 @@ func helloPipeline(breakEnv string) *sourcev1.Pipeline {
 }
 
 func TestPassingTests(t *testing.T) {
-	w := newWorld(t)
-	client := w.startService(w.config())
+	t.Parallel()
+	h := newHarness(t)
+	client := h.client
 	ctx := context.Background()
 
-	runID := w.run(helloPipeline(""))
-	art := w.putArtifact(runID, "hello", helloArtifact)
-	w.publish(w.buildFinished(runID, buildv1.BuildStatus_BUILD_STATUS_SUCCEEDED, art))
+	runID := h.run(helloPipeline(""))
+	art := h.putArtifact(runID, "hello", helloArtifact)
+	h.publish(h.buildFinished(runID, buildv1.BuildStatus_BUILD_STATUS_SUCCEEDED, art))
 
-	f := w.events.finished(runID)
+	f := h.events.finished(t, runID)
 	if f.GetStatus() != testv1.TestRunStatus_TEST_RUN_STATUS_PASSED {
 		t.Fatalf("status = %s (%s), want PASSED", f.GetStatus(), f.GetFailureReason())
 	}
 	if c := f.GetCounts(); c.GetPassed() != 5 || c.GetFailed() != 0 || c.GetSkipped() != 1 {
 		t.Errorf("counts = %v, want 5 passed, 0 failed, 1 skipped", c)
 	}
-	if f.GetBuildId() != "build-"+runID || f.GetBranch() != "main" || f.GetCommit() != w.repo.commit || f.GetFailureReason() != "" ||
+	if f.GetBuildId() != "build-"+runID || f.GetBranch() != "main" || f.GetCommit() != h.repo.commit || f.GetFailureReason() != "" ||
 		len(f.GetFailedCases()) != 0 || f.GetFailedStep() != "" {
 		t.Errorf("TestRunFinished = %v", f)
 	}
@@ -87,12 +74,12 @@ func TestPassingTests(t *testing.T) {
 	if f.GetEnvironment() != env || f.GetCaseEvents() != 6 || f.GetCaseEventsOmitted() != 0 {
 		t.Errorf("TestRunFinished in %q with %d case events, %d omitted; want %q, 6, 0", f.GetEnvironment(), f.GetCaseEvents(), f.GetCaseEventsOmitted(), env)
 	}
-	evs := w.events.of(runID)
+	evs := h.events.of(runID)
 	if len(evs) != 8 {
 		t.Fatalf("%d events for the run, want TestRunStarted, 6 test case events and TestRunFinished: %v", len(evs), evs)
 	}
 	started, ok := evs[0].Payload.(*testeventsv1.TestRunStarted)
-	if !ok || started.GetTestRunId() != f.GetTestRunId() || started.GetCommit() != w.repo.commit || evs[0].SubjectID != f.GetTestRunId() ||
+	if !ok || started.GetTestRunId() != f.GetTestRunId() || started.GetCommit() != h.repo.commit || evs[0].SubjectID != f.GetTestRunId() ||
 		started.GetEnvironment() != env {
 		t.Errorf("first event = %v, want TestRunStarted of test run %s in %s", evs[0].Payload, f.GetTestRunId(), env)
 	}
@@ -111,33 +98,84 @@ func TestPassingTests(t *testing.T) {
 		t.Errorf("last event = %v, want TestRunFinished", evs[7].Payload)
 	}
 
-	// The API answers by run id and by test run id.
-	for _, id := range []string{runID, f.GetTestRunId()} {
-		res, err := client.GetTestRun(ctx, &testv1.GetTestRunRequest{Id: id})
+	// The API answers by run_id, and by id: the run's or the test run's.
+	for _, req := range []*testv1.GetTestRunRequest{{RunId: runID}, {Id: runID}, {Id: f.GetTestRunId()}} {
+		res, err := client.GetTestRun(ctx, req)
 		if err != nil {
-			t.Fatalf("GetTestRun(%s): %v", id, err)
+			t.Fatalf("GetTestRun(%v): %v", req, err)
 		}
 		tr := res.GetTestRun()
 		if tr.GetId() != f.GetTestRunId() || tr.GetRunId() != runID || tr.GetStatus() != testv1.TestRunStatus_TEST_RUN_STATUS_PASSED ||
-			tr.GetRepository() != "hello" || tr.GetCommit() != w.repo.commit || tr.GetEndTime() == nil || tr.GetCounts().GetPassed() != 5 {
-			t.Errorf("GetTestRun(%s) = %v", id, tr)
+			tr.GetRepository() != "hello" || tr.GetCommit() != h.repo.commit || tr.GetEndTime() == nil || tr.GetCounts().GetPassed() != 5 {
+			t.Errorf("GetTestRun(%v) = %v", req, tr)
 		}
 		if len(tr.GetSuites()) != 1 || tr.GetSuites()[0].GetName() != "example.com/hello" ||
 			tr.GetSuites()[0].GetCounts().GetPassed() != 5 || tr.GetSuites()[0].GetCounts().GetSkipped() != 1 {
 			t.Errorf("suites = %v", tr.GetSuites())
 		}
+		if got := steps(tr); got != "artifact:SUCCEEDED:0 unit:SUCCEEDED:0" {
+			t.Errorf("steps = %s, want artifact and unit SUCCEEDED", got)
+		}
+		for _, st := range tr.GetSteps() {
+			if st.GetDuration().AsDuration() <= 0 {
+				t.Errorf("step %s took %v", st.GetName(), st.GetDuration().AsDuration())
+			}
+		}
 	}
-	cases, err := client.ListTestCases(ctx, &testv1.ListTestCasesRequest{Id: runID})
+	want := "TestGreeting:PASSED TestWorld:PASSED TestLater:SKIPPED TestTable:PASSED TestTable/a:PASSED TestTable/b:PASSED"
+	for _, req := range []*testv1.ListTestCasesRequest{{Id: runID}, {RunId: runID}, {Id: f.GetTestRunId()}} {
+		cases, err := client.ListTestCases(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := caseNames(cases.GetCases()); got != want || cases.GetNextPageToken() != "" {
+			t.Errorf("ListTestCases(%v) = %s (next page %q)\nwant    %s", req, got, cases.GetNextPageToken(), want)
+		}
+	}
+	// Pages of 4: each case once, in report order.
+	var paged []*testv1.TestCase
+	token := ""
+	for pages := 0; ; pages++ {
+		if pages == 2 {
+			t.Fatalf("a third page after %s; want 6 cases in 2 pages", caseNames(paged))
+		}
+		res, err := client.ListTestCases(ctx, &testv1.ListTestCasesRequest{RunId: runID, PageSize: 4, PageToken: token})
+		if err != nil {
+			t.Fatal(err)
+		}
+		paged = append(paged, res.GetCases()...)
+		if token = res.GetNextPageToken(); token == "" {
+			break
+		}
+	}
+	if got := caseNames(paged); got != want {
+		t.Errorf("cases in pages of 4 = %s\nwant                 %s", got, want)
+	}
+	passed, err := client.ListTestCases(ctx, &testv1.ListTestCasesRequest{RunId: runID, Status: testv1.CaseStatus_CASE_STATUS_PASSED, PageSize: 3})
 	if err != nil {
 		t.Fatal(err)
 	}
-	var names []string
-	for _, c := range cases.GetCases() {
-		names = append(names, c.GetName()+":"+strings.TrimPrefix(c.GetStatus().String(), "CASE_STATUS_"))
+	if got := caseNames(passed.GetCases()); got != "TestGreeting:PASSED TestWorld:PASSED TestTable:PASSED" || passed.GetNextPageToken() == "" {
+		t.Errorf("first page of 3 passed cases = %s (next %q)", got, passed.GetNextPageToken())
 	}
-	want := "TestGreeting:PASSED TestWorld:PASSED TestLater:SKIPPED TestTable:PASSED TestTable/a:PASSED TestTable/b:PASSED"
-	if got := strings.Join(names, " "); got != want {
-		t.Errorf("cases = %s\nwant    %s", got, want)
+	rest, err := client.ListTestCases(ctx, &testv1.ListTestCasesRequest{RunId: runID, Status: testv1.CaseStatus_CASE_STATUS_PASSED, PageSize: 3, PageToken: passed.GetNextPageToken()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := caseNames(rest.GetCases()); got != "TestTable/a:PASSED TestTable/b:PASSED" || rest.GetNextPageToken() != "" {
+		t.Errorf("second page of passed cases = %s (next %q)", got, rest.GetNextPageToken())
+	}
+	for _, req := range []*testv1.ListTestCasesRequest{
+		{RunId: runID, PageToken: "not-a-token"},
+		{RunId: runID, PageToken: paging.Encode(paging.Cursor{Time: 1, ID: "another-test-run"})},
+		{RunId: runID, PageSize: 1001},
+		{},
+		{Id: runID, RunId: runID},
+	} {
+		_, err := client.ListTestCases(ctx, req)
+		if connect.CodeOf(err) != connect.CodeInvalidArgument {
+			t.Errorf("ListTestCases(%v): %v, want InvalidArgument", req, err)
+		}
 	}
 	skipped, err := client.ListTestCases(ctx, &testv1.ListTestCasesRequest{Id: runID, Status: testv1.CaseStatus_CASE_STATUS_SKIPPED})
 	if err != nil {
@@ -161,7 +199,7 @@ func TestPassingTests(t *testing.T) {
 	for _, line := range []string{
 		`meta --- step artifact: test -x bin/hello`,
 		"stdout hello from the artifact",
-		"stdout run=" + runID + " step=artifact branch=main repo=hello commit=" + w.repo.commit + " greeting=hi",
+		"stdout run=" + runID + " step=artifact branch=main repo=hello commit=" + h.repo.commit + " greeting=hi",
 		"meta --- step artifact exited with code 0 after ",
 	} {
 		if !strings.Contains(joined, line) {
@@ -180,25 +218,50 @@ func TestPassingTests(t *testing.T) {
 	}
 
 	_, err = client.GetTestRun(ctx, &testv1.GetTestRunRequest{Id: "no-such-run"})
-	if connect.CodeOf(err) != connect.CodeNotFound {
+	if connect.CodeOf(err) != connect.CodeNotFound || !strings.Contains(err.Error(), "no test run with id or run id no-such-run") {
 		t.Errorf("GetTestRun of an unknown id: %v, want NotFound", err)
 	}
-	_, err = client.GetTestRun(ctx, &testv1.GetTestRunRequest{})
-	if connect.CodeOf(err) != connect.CodeInvalidArgument {
-		t.Errorf("GetTestRun without an id: %v, want InvalidArgument", err)
+	_, err = client.GetTestRun(ctx, &testv1.GetTestRunRequest{RunId: f.GetTestRunId()})
+	if connect.CodeOf(err) != connect.CodeNotFound || !strings.Contains(err.Error(), "no test run for run "+f.GetTestRunId()) {
+		t.Errorf("GetTestRun(run_id: a test run id): %v, want NotFound: run_id names a run only", err)
+	}
+	for _, req := range []*testv1.GetTestRunRequest{{}, {Id: runID, RunId: runID}} {
+		_, err = client.GetTestRun(ctx, req)
+		if connect.CodeOf(err) != connect.CodeInvalidArgument {
+			t.Errorf("GetTestRun(%v): %v, want InvalidArgument: exactly one of id and run_id", req, err)
+		}
 	}
 }
 
+// steps says a test run's steps as name:STATUS:exit code.
+func steps(tr *testv1.TestRun) string {
+	var out []string
+	for _, st := range tr.GetSteps() {
+		out = append(out, fmt.Sprintf("%s:%s:%d", st.GetName(), strings.TrimPrefix(st.GetStatus().String(), "STEP_STATUS_"), st.GetExitCode()))
+	}
+	return strings.Join(out, " ")
+}
+
+// caseNames says cases as name:STATUS.
+func caseNames(cases []*testv1.TestCase) string {
+	var names []string
+	for _, c := range cases {
+		names = append(names, c.GetName()+":"+strings.TrimPrefix(c.GetStatus().String(), "CASE_STATUS_"))
+	}
+	return strings.Join(names, " ")
+}
+
 func TestFailingTests(t *testing.T) {
-	w := newWorld(t)
-	client := w.startService(w.config())
+	t.Parallel()
+	h := newHarness(t)
+	client := h.client
 	ctx := context.Background()
 
-	runID := w.run(helloPipeline("yes"))
-	art := w.putArtifact(runID, "hello", helloArtifact)
-	w.publish(w.buildFinished(runID, buildv1.BuildStatus_BUILD_STATUS_SUCCEEDED, art))
+	runID := h.run(helloPipeline("yes"))
+	art := h.putArtifact(runID, "hello", helloArtifact)
+	h.publish(h.buildFinished(runID, buildv1.BuildStatus_BUILD_STATUS_SUCCEEDED, art))
 
-	f := w.events.finished(runID)
+	f := h.events.finished(t, runID)
 	if f.GetStatus() != testv1.TestRunStatus_TEST_RUN_STATUS_FAILED {
 		t.Fatalf("status = %s (%s), want FAILED", f.GetStatus(), f.GetFailureReason())
 	}
@@ -219,7 +282,7 @@ func TestFailingTests(t *testing.T) {
 	}
 	// The case events: the failed cases first, in report order.
 	var published []string
-	for _, ev := range w.events.of(runID) {
+	for _, ev := range h.events.of(runID) {
 		switch c := ev.Payload.(type) {
 		case *testeventsv1.TestCaseFinished:
 			published = append(published, c.GetTestCase().GetName()+":"+strings.TrimPrefix(c.GetTestCase().GetStatus().String(), "CASE_STATUS_"))
@@ -247,7 +310,7 @@ func TestFailingTests(t *testing.T) {
 		t.Fatal(err)
 	}
 	if tr := res.GetTestRun(); tr.GetStatus() != testv1.TestRunStatus_TEST_RUN_STATUS_FAILED || tr.GetFailureReason() != f.GetFailureReason() ||
-		tr.GetCounts().GetFailed() != 3 {
+		tr.GetCounts().GetFailed() != 3 || steps(tr) != "artifact:SUCCEEDED:0 unit:FAILED:1" {
 		t.Errorf("GetTestRun = %v", tr)
 	}
 }
@@ -267,17 +330,18 @@ const junitReport = `<?xml version="1.0" encoding="UTF-8"?>
 </testsuites>`
 
 func TestJUnitReport(t *testing.T) {
-	w := newWorld(t)
-	client := w.startService(w.config())
+	t.Parallel()
+	h := newHarness(t)
+	client := h.client
 	ctx := context.Background()
 
-	runID := w.run(&sourcev1.Pipeline{Test: &sourcev1.TestSpec{
+	runID := h.run(&sourcev1.Pipeline{Test: &sourcev1.TestSpec{
 		Steps:   []*sourcev1.Step{{Name: "e2e", Run: "mkdir -p out && cat > out/junit.xml <<'EOF'\n" + junitReport + "\nEOF"}},
 		Reports: []*sourcev1.ReportSpec{{Path: "out/junit.xml", Format: sourcev1.ReportFormat_REPORT_FORMAT_JUNIT_XML}},
 	}})
-	w.publish(w.buildFinished(runID, buildv1.BuildStatus_BUILD_STATUS_SUCCEEDED))
+	h.publish(h.buildFinished(runID, buildv1.BuildStatus_BUILD_STATUS_SUCCEEDED))
 
-	f := w.events.finished(runID)
+	f := h.events.finished(t, runID)
 	if f.GetStatus() != testv1.TestRunStatus_TEST_RUN_STATUS_FAILED || f.GetFailureReason() != "1 test failed: creates users" {
 		t.Fatalf("status = %s (%s), want FAILED: 1 test failed: creates users", f.GetStatus(), f.GetFailureReason())
 	}
@@ -308,58 +372,44 @@ func TestJUnitReport(t *testing.T) {
 }
 
 func TestFailedBuildStartsNoTests(t *testing.T) {
-	w := newWorld(t)
-	client := w.startService(w.config())
+	t.Parallel()
+	h := newHarness(t)
+	client := h.client
 
-	runID := w.run(helloPipeline(""))
-	seq := w.publish(w.buildFinished(runID, buildv1.BuildStatus_BUILD_STATUS_FAILED))
-	w.waitHandled(seq)
+	runID := h.run(helloPipeline(""))
+	seq := h.publish(h.buildFinished(runID, buildv1.BuildStatus_BUILD_STATUS_FAILED))
+	h.waitHandled(seq)
 
 	_, err := client.GetTestRun(context.Background(), &testv1.GetTestRunRequest{Id: runID})
 	if connect.CodeOf(err) != connect.CodeNotFound {
 		t.Errorf("GetTestRun after a failed build: %v, want NotFound", err)
 	}
-	stream, err := w.js.Stream(context.Background(), "TEST")
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := stream.Info(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if info.State.Msgs != 0 {
-		t.Errorf("TEST stream has %d events after a failed build, want none", info.State.Msgs)
+	if n := h.testStreamMsgs(); n != 0 {
+		t.Errorf("TEST stream has %d events after a failed build, want none", n)
 	}
 }
 
 func TestDuplicateBuildFinished(t *testing.T) {
-	w := newWorld(t)
-	client := w.startService(w.config())
+	t.Parallel()
+	h := newHarness(t)
+	client := h.client
 
-	runID := w.run(&sourcev1.Pipeline{Test: &sourcev1.TestSpec{Steps: []*sourcev1.Step{{Name: "quick", Run: "sleep 0.2"}}}})
-	bf := w.buildFinished(runID, buildv1.BuildStatus_BUILD_STATUS_SUCCEEDED)
+	runID := h.run(&sourcev1.Pipeline{Test: &sourcev1.TestSpec{Steps: []*sourcev1.Step{{Name: "quick", Run: "sleep 0.2"}}}})
+	bf := h.buildFinished(runID, buildv1.BuildStatus_BUILD_STATUS_SUCCEEDED)
 	// Two events (different ids, so JetStream does not drop the second):
 	// build published its result twice.
-	w.publish(bf)
-	seq := w.publish(bf)
-	w.events.finished(runID)
-	w.waitHandled(seq)
+	h.publish(bf)
+	seq := h.publish(bf)
+	h.events.finished(t, runID)
+	h.waitHandled(seq)
 
 	// Every event the service published has reached the TEST stream.
 	ctx := context.Background()
-	stream, err := w.js.Stream(ctx, "TEST")
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := stream.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if info.State.Msgs != 2 {
-		t.Errorf("TEST stream holds %d events, want one TestRunStarted and one TestRunFinished", info.State.Msgs)
+	if n := h.testStreamMsgs(); n != 2 {
+		t.Errorf("TEST stream holds %d events, want one TestRunStarted and one TestRunFinished", n)
 	}
 	var started, finished int
-	for _, ev := range w.events.of(runID) {
+	for _, ev := range h.events.of(runID) {
 		switch ev.Payload.(type) {
 		case *testeventsv1.TestRunStarted:
 			started++
@@ -386,13 +436,13 @@ func TestDuplicateBuildFinished(t *testing.T) {
 }
 
 func TestNoTestSection(t *testing.T) {
-	w := newWorld(t)
-	w.startService(w.config())
+	t.Parallel()
+	h := newHarness(t)
 
-	runID := w.run(&sourcev1.Pipeline{Build: &sourcev1.BuildSpec{Steps: []*sourcev1.Step{{Name: "compile", Run: "true"}}}})
-	w.publish(w.buildFinished(runID, buildv1.BuildStatus_BUILD_STATUS_SUCCEEDED))
+	runID := h.run(&sourcev1.Pipeline{Build: &sourcev1.BuildSpec{Steps: []*sourcev1.Step{{Name: "compile", Run: "true"}}}})
+	h.publish(h.buildFinished(runID, buildv1.BuildStatus_BUILD_STATUS_SUCCEEDED))
 
-	f := w.events.finished(runID)
+	f := h.events.finished(t, runID)
 	if f.GetStatus() != testv1.TestRunStatus_TEST_RUN_STATUS_PASSED || f.GetCounts().GetPassed() != 0 ||
 		f.GetCounts().GetFailed() != 0 || f.GetCounts().GetSkipped() != 0 {
 		t.Errorf("TestRunFinished = %v, want PASSED with zero counts", f)
@@ -400,28 +450,28 @@ func TestNoTestSection(t *testing.T) {
 }
 
 func TestErrors(t *testing.T) {
-	w := newWorld(t)
-	w.startService(w.config())
+	t.Parallel()
+	h := newHarness(t)
 
-	missingReport := w.run(&sourcev1.Pipeline{Test: &sourcev1.TestSpec{
+	missingReport := h.run(&sourcev1.Pipeline{Test: &sourcev1.TestSpec{
 		Steps:   []*sourcev1.Step{{Name: "unit", Run: "echo no report written"}},
 		Reports: []*sourcev1.ReportSpec{{Path: "reports/missing.xml", Format: sourcev1.ReportFormat_REPORT_FORMAT_JUNIT_XML}},
 	}})
-	brokenReport := w.run(&sourcev1.Pipeline{Test: &sourcev1.TestSpec{
+	brokenReport := h.run(&sourcev1.Pipeline{Test: &sourcev1.TestSpec{
 		Steps:   []*sourcev1.Step{{Name: "unit", Run: "printf '<testsuite name=\"s\">\\n<testcase name=\"a\">\\n</testsuite>\\n' > junit.xml"}},
 		Reports: []*sourcev1.ReportSpec{{Path: "junit.xml", Format: sourcev1.ReportFormat_REPORT_FORMAT_JUNIT_XML}},
 	}})
-	badChecksum := w.run(helloPipeline(""))
-	corrupt := w.putArtifact(badChecksum, "hello", helloArtifact)
+	badChecksum := h.run(helloPipeline(""))
+	corrupt := h.putArtifact(badChecksum, "hello", helloArtifact)
 	realSum := corrupt.GetSha256()
 	corrupt.Sha256 = strings.Repeat("0", 64)
 	// An event from a build service that predates pipelines in BuildFinished.
 	noPipeline := "run-without-pipeline"
 
-	w.publish(w.buildFinished(missingReport, buildv1.BuildStatus_BUILD_STATUS_SUCCEEDED))
-	w.publish(w.buildFinished(brokenReport, buildv1.BuildStatus_BUILD_STATUS_SUCCEEDED))
-	w.publish(w.buildFinished(badChecksum, buildv1.BuildStatus_BUILD_STATUS_SUCCEEDED, corrupt))
-	w.publish(w.buildFinished(noPipeline, buildv1.BuildStatus_BUILD_STATUS_SUCCEEDED))
+	h.publish(h.buildFinished(missingReport, buildv1.BuildStatus_BUILD_STATUS_SUCCEEDED))
+	h.publish(h.buildFinished(brokenReport, buildv1.BuildStatus_BUILD_STATUS_SUCCEEDED))
+	h.publish(h.buildFinished(badChecksum, buildv1.BuildStatus_BUILD_STATUS_SUCCEEDED, corrupt))
+	h.publish(h.buildFinished(noPipeline, buildv1.BuildStatus_BUILD_STATUS_SUCCEEDED))
 
 	for _, tt := range []struct {
 		name, runID, reason string
@@ -432,10 +482,81 @@ func TestErrors(t *testing.T) {
 		{"no pipeline", noPipeline, "the BuildFinished event carries no pipeline (a build service older than this test service published it); trigger the run again"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			f := w.events.finished(tt.runID)
+			t.Parallel()
+			f := h.events.finished(t, tt.runID)
 			if f.GetStatus() != testv1.TestRunStatus_TEST_RUN_STATUS_ERROR || f.GetFailureReason() != tt.reason {
 				t.Errorf("TestRunFinished %s %q, want ERROR %q", f.GetStatus(), f.GetFailureReason(), tt.reason)
 			}
 		})
+	}
+}
+
+// A test run lists the pipeline's test steps: how those that ran ended,
+// and the rest SKIPPED after a failure. (A step the worker stopped is
+// CANCELLED: TestInfrastructureFailure.)
+func TestStepsOfATestRun(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	runID := h.run(&sourcev1.Pipeline{Test: &sourcev1.TestSpec{Steps: []*sourcev1.Step{
+		{Name: "first", Run: "true"},
+		{Name: "second", Run: "exit 3"},
+		{Name: "third", Run: "true"},
+	}}})
+	h.publish(h.buildFinished(runID, buildv1.BuildStatus_BUILD_STATUS_SUCCEEDED))
+	if f := h.events.finished(t, runID); f.GetFailedStep() != "second" || f.GetExitCode() != 3 {
+		t.Fatalf("TestRunFinished = %v, want second failed with 3", f)
+	}
+	res, err := h.client.GetTestRun(t.Context(), &testv1.GetTestRunRequest{RunId: runID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := steps(res.GetTestRun()); got != "first:SUCCEEDED:0 second:FAILED:3 third:SKIPPED:0" {
+		t.Errorf("steps = %s, want first SUCCEEDED, second FAILED (3), third SKIPPED", got)
+	}
+}
+
+// A BuildFinished its proto's rules refuse (a run id that cannot name a
+// workspace, a commit that is not a full SHA-1) is dead-lettered on its
+// first delivery: no test run, no event. The rules are checked when the
+// event is decoded; the service does not check again.
+func TestInvalidBuildFinishedIsDeadLettered(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	pipeline := &sourcev1.Pipeline{Test: &sourcev1.TestSpec{Steps: []*sourcev1.Step{{Name: "quick", Run: "true"}}}}
+	t.Run("events", func(t *testing.T) {
+		for _, tc := range []struct {
+			name string
+			edit func(*buildeventsv1.BuildFinished)
+			// want is what the reason names.
+			want string
+		}{
+			{"run id leaving the workspaces", func(bf *buildeventsv1.BuildFinished) { bf.RunId = "../../etc" }, "run_id"},
+			{"run id too long", func(bf *buildeventsv1.BuildFinished) { bf.RunId = strings.Repeat("a", 65) }, "run_id"},
+			{"short commit", func(bf *buildeventsv1.BuildFinished) { bf.Commit = "abc123" }, "commit"},
+			{"commit that is an option", func(bf *buildeventsv1.BuildFinished) { bf.Commit = "--upload-pack=touch /tmp/x" }, "commit"},
+			{"artifact without an object", func(bf *buildeventsv1.BuildFinished) {
+				bf.Artifacts = []*buildv1.Artifact{{Name: "hello", Sha256: strings.Repeat("a", 64), Size: 1}}
+			}, "artifacts[0].object"},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				t.Parallel()
+				bf := h.buildFinished(h.run(pipeline), buildv1.BuildStatus_BUILD_STATUS_SUCCEEDED)
+				tc.edit(bf)
+				reason := h.deadLetter(t, h.publishUnchecked(t, bf))
+				if !strings.Contains(reason, events.ErrInvalidEvent.Error()) || !strings.Contains(reason, tc.want) {
+					t.Errorf("dead-lettered because %q; want an invalid event naming %q", reason, tc.want)
+				}
+				if len(bf.GetRunId()) > 64 {
+					return // GetTestRun refuses it; the TEST stream says no test run started
+				}
+				if _, err := h.client.GetTestRun(t.Context(), &testv1.GetTestRunRequest{Id: bf.GetRunId()}); connect.CodeOf(err) != connect.CodeNotFound {
+					t.Errorf("GetTestRun(%s): %v, want NotFound", bf.GetRunId(), err)
+				}
+			})
+		}
+	})
+	// A test run is recorded with its TestRunStarted, in one transaction.
+	if n := h.testStreamMsgs(); n != 0 {
+		t.Errorf("TEST stream has %d events, want none (no test run)", n)
 	}
 }
