@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -327,7 +329,7 @@ func (c *Consumer) deadLetter(ctx context.Context, m jetstream.Msg, log *slog.Lo
 		}
 		dl.Header[k] = v
 	}
-	dl.Header.Set(HeaderDeadLetterReason, reason.Error())
+	dl.Header.Set(HeaderDeadLetterReason, headerValue(reason.Error()))
 	dl.Header.Set(HeaderDeadLetterSubject, m.Subject())
 	dl.Header.Set(HeaderDeadLetterStream, c.cfg.Stream)
 	dl.Data = m.Data()
@@ -338,4 +340,30 @@ func (c *Consumer) deadLetter(ctx context.Context, m jetstream.Msg, log *slog.Lo
 	}
 	log.Error("event dead-lettered", slog.Any("reason", reason), slog.String("to", dl.Subject))
 	_ = m.Term()
+}
+
+// maxReasonHeader bounds the dead-letter reason header: a validation error
+// may list many violations.
+const maxReasonHeader = 2048
+
+// headerValue makes text one header line: a line break would end the
+// header (NATS headers are MIME-like), so breaks become "; ", other
+// control characters spaces, and the value is cut to maxReasonHeader bytes
+// at a character boundary.
+func headerValue(text string) string {
+	text = strings.ReplaceAll(strings.ReplaceAll(text, "\r\n", "\n"), "\n", "; ")
+	text = strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return ' '
+		}
+		return r
+	}, strings.ToValidUTF8(text, "\uFFFD"))
+	if len(text) <= maxReasonHeader {
+		return text
+	}
+	cut := maxReasonHeader
+	for cut > 0 && !utf8.RuneStart(text[cut]) {
+		cut--
+	}
+	return text[:cut] + "…"
 }

@@ -8,10 +8,12 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -23,7 +25,7 @@ import (
 	"github.com/sluicehq/sluice/platform/natsprovision"
 	"github.com/sluicehq/sluice/platform/natstest"
 	"github.com/sluicehq/sluice/platform/sqldb"
-	"github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
+	sourceeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
 	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
 )
 
@@ -482,5 +484,43 @@ func TestStoppingRelayWaitsOnlyForItsOwnHandlers(t *testing.T) {
 	case <-done:
 	case <-time.After(events.DefaultDrainTimeout):
 		t.Fatal("a relay with no handler in flight waited for another relay's handler")
+	}
+}
+
+// A dead letter's reason is one header line, however many lines the error
+// had, and bounded.
+func TestDeadLetterReasonIsOneBoundedHeaderLine(t *testing.T) {
+	e := setup(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	in, err := events.New(runRequested("dl-reason"), "dl-reason", "dl-reason")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, _ := in.Msg()
+	if _, err := e.js.PublishMsg(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	reason := "first violation\r\nsecond violation\n\x1b[2J" + strings.Repeat("é", 3000)
+	cons := events.NewConsumer(e.js, quiet(), events.ConsumerConfig{Service: "build", Stream: "SOURCE", Durable: "build-runs"},
+		func(context.Context, events.Event, events.Delivery) error {
+			return fmt.Errorf("%w: %s", events.ErrPermanent, reason)
+		})
+	sub, err := e.js.Conn().SubscribeSync(events.DeadLetterSubject("build", "build-runs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { _ = cons.Run(runCtx); close(done) }()
+	defer func() { stop(); <-done }()
+	dl, err := sub.NextMsg(15 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := dl.Header.Get(events.HeaderDeadLetterReason)
+	if strings.ContainsAny(got, "\r\n\x1b") || len(got) > 2100 || !strings.Contains(got, "first violation; second violation") || !utf8.ValidString(got) {
+		t.Fatalf("reason header %q (%d bytes)", got[:min(len(got), 200)], len(got))
 	}
 }
