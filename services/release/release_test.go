@@ -213,7 +213,8 @@ func TestFailedFirstDeployHasNothingToRollBackTo(t *testing.T) {
 	commit := h.repo.CommitFiles("feat: first", map[string]string{"deploy.sh": "echo deploying; exit 3\n", "health": "ok\n"})
 	runID := h.run(commit, "main", h.pipeline())
 	fin := h.finished(runID)
-	want := "deploy exited with code 3 on staging; no earlier verified release of staging to roll back to"
+	want := "deploy exited with code 3 on staging; no earlier verified release of staging to roll back to\n" +
+		"last lines of deploy:staging:\n| deploying"
 	if fin.GetOutcome() != releaseeventsv1.ReleaseOutcome_RELEASE_OUTCOME_FAILED || fin.GetRolledBack() || fin.GetReason() != want {
 		t.Fatalf("ReleaseFinished = %v, want FAILED, not rolled back, %q", fin, want)
 	}
@@ -227,11 +228,15 @@ func TestFailedFirstDeployHasNothingToRollBackTo(t *testing.T) {
 	if got := deploymentSummary(deps.GetDeployments()); !slices.Equal(got, []string{"staging v0.1.0 FAILED"}) {
 		t.Fatalf("deployments = %q, want only the failed staging one", got)
 	}
-	// The deploy's output is kept with the deployment.
-	stored := h.deployments()
-	if len(stored) != 1 || !strings.Contains(stored[0].Log, "\ndeploying\n") ||
-		!strings.HasSuffix(stored[0].Log, "sluice: deploy exited with code 3\n") {
-		t.Fatalf("deployment log = %q", stored[0].Log)
+	// The deployment keeps the failing step and its last lines; the whole
+	// output is the run's release log.
+	if d := deps.GetDeployments()[0]; d.GetReason() != "deploy exited with code 3" || d.GetFailedStep() != "deploy:staging" ||
+		!slices.Equal(d.GetLastLogLines(), []string{"deploying"}) {
+		t.Fatalf("failed deployment = %v", d)
+	}
+	lines, _ := h.logs(runID, "deploy")
+	if len(lines) < 3 || lines[len(lines)-2] != "[deploy:staging] deploying" || lines[len(lines)-1] != "--- deploy exited with code 3" {
+		t.Fatalf("deploy log:\n%s", strings.Join(lines, "\n"))
 	}
 }
 
@@ -464,7 +469,7 @@ func TestRollbackRPC(t *testing.T) {
 		code connect.Code
 		msg  string
 	}{
-		{"bad version", &releasev1.RollbackRequest{Repository: repoName, Environment: "staging", ToVersion: "1.0"}, connect.CodeInvalidArgument, "to_version"},
+		{"bad version", &releasev1.RollbackRequest{Repository: repoName, Environment: "staging", ToVersion: "1.0"}, connect.CodeInvalidArgument, "must be a version like v1.2.3"},
 		{"no repository", &releasev1.RollbackRequest{Environment: "staging"}, connect.CodeInvalidArgument, "repository"},
 		{"no environment", &releasev1.RollbackRequest{Repository: repoName}, connect.CodeInvalidArgument, "environment"},
 		{"unknown repository", &releasev1.RollbackRequest{Repository: "nope", Environment: "staging"}, connect.CodeNotFound, `repository "nope"`},
