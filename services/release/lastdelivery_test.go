@@ -30,6 +30,7 @@ func (d delivery) Last() bool           { return int(d) >= d.MaxDeliver() }
 // asked for the commits, is unreachable) is ended FAILED, with ReleaseFinished in the outbox, so the
 // run does not stay "running" after JetStream gives the event up.
 func TestLastDeliveryEndsTheStageFailed(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t)
 	ctx := context.Background()
 	db := servicekittest.OpenDB(t, Migrations(), steplog.Migrations())

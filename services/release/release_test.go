@@ -18,6 +18,7 @@ import (
 )
 
 func TestFirstReleaseDeploysAndVerifiesEveryEnvironment(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t)
 	commit := h.initialCommit()
 	runID, fin := h.release(commit)
@@ -91,6 +92,7 @@ func TestFirstReleaseDeploysAndVerifiesEveryEnvironment(t *testing.T) {
 }
 
 func TestFeatureCommitBumpsMinorWithChangelog(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t)
 	first := h.initialCommit()
 	h.release(first)
@@ -123,6 +125,7 @@ func TestFeatureCommitBumpsMinorWithChangelog(t *testing.T) {
 }
 
 func TestFailedVerificationMarksReleaseBadAndRollsBack(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t)
 	good := h.initialCommit()
 	h.release(good)
@@ -209,6 +212,7 @@ func TestFailedVerificationMarksReleaseBadAndRollsBack(t *testing.T) {
 }
 
 func TestFailedFirstDeployHasNothingToRollBackTo(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t)
 	commit := h.repo.CommitFiles("feat: first", map[string]string{"deploy.sh": "echo deploying; exit 3\n", "health": "ok\n"})
 	runID := h.run(commit, "main", h.pipeline())
@@ -241,6 +245,7 @@ func TestFailedFirstDeployHasNothingToRollBackTo(t *testing.T) {
 }
 
 func TestFailedRollbackIsReported(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t)
 	h.release(h.initialCommit())
 	h.healthDown.Store(true) // staging is down whatever runs there
@@ -266,6 +271,7 @@ func TestFailedRollbackIsReported(t *testing.T) {
 }
 
 func TestArtifactChecksumMismatchFailsWithoutTouchingTheEnvironment(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t)
 	h.release(h.initialCommit())
 	commit := h.repo.CommitFiles("fix: anything", map[string]string{"greeting": "x\n"})
@@ -290,6 +296,7 @@ func TestArtifactChecksumMismatchFailsWithoutTouchingTheEnvironment(t *testing.T
 }
 
 func TestNonReleaseBranchIsSkipped(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t)
 	commit := h.initialCommit()
 	// A failed test run is not released at all: no event.
@@ -324,6 +331,7 @@ func TestNonReleaseBranchIsSkipped(t *testing.T) {
 }
 
 func TestDuplicateTestRunFinishedReleasesAndDeploysOnce(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t)
 	commit := h.initialCommit()
 	runID := h.run(commit, "main", h.pipeline())
@@ -372,6 +380,7 @@ func TestDuplicateTestRunFinishedReleasesAndDeploysOnce(t *testing.T) {
 }
 
 func TestInterruptedDeployIsFailedNotRerunAndRolledBack(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t)
 	good := h.initialCommit()
 	h.release(good)
@@ -416,6 +425,7 @@ func TestInterruptedDeployIsFailedNotRerunAndRolledBack(t *testing.T) {
 }
 
 func TestRollbackRPC(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t)
 	h.release(h.initialCommit())
 	h.release(h.repo.CommitFiles("feat: greet", map[string]string{"greeting": "hi\n"}))
@@ -477,6 +487,7 @@ func TestRollbackRPC(t *testing.T) {
 		{"unknown version", &releasev1.RollbackRequest{Repository: repoName, Environment: "staging", ToVersion: "v9.9.9"}, connect.CodeNotFound, "release v9.9.9"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
 			_, err := h.client.Rollback(ctx, tt.req)
 			wantCode(t, err, tt.code, tt.msg)
 		})
