@@ -188,12 +188,12 @@ new_pid=$(cat "$pidfile")
 sleep 0.5
 if ! alive "$new_pid"; then
   rm -f "$pidfile"
+  echo "deploy: hello $version (pid $new_pid) exited right after starting; its log:" >&2
+  tail -n "+$((log_start + 1))" "$logfile" | tail -n 15 >&2 || true
   if tail -n "+$((log_start + 1))" "$logfile" | grep -q 'address already in use'; then
     echo "deploy: $addr is taken by a process that is not a hello this script deployed, so it was left alone;" >&2
     echo "deploy: stop that process, or give the environment another HELLO_ADDR (and verify URL) in .sluice.yaml" >&2
   fi
-  echo "deploy: $bin (pid $new_pid) exited right after starting; log:" >&2
-  tail -n "+$((log_start + 1))" "$logfile" | tail -n 20 >&2 || true
   exit 1
 fi
 # 6. Record the address's new owner (pid, then state directory).
