@@ -96,23 +96,24 @@ hello_on_addr() {
   return 1
 }
 
-# stop PID WHAT: TERM, then KILL after 5s; fails if PID is still running.
-stop() {
-  log "stopping $2 $1 (TERM)"
-  kill -TERM "$1" 2>/dev/null || true
+# signal_and_wait SIGNAL PID TENTHS: sends SIGNAL to PID and waits up to
+# TENTHS tenths of a second for it to end.
+signal_and_wait() {
+  kill "-$1" "$2" 2>/dev/null || true
   i=0
-  while alive "$1" && [ "$i" -lt 50 ]; do
+  while alive "$2" && [ "$i" -lt "$3" ]; do
     sleep 0.1
     i=$((i + 1))
   done
+}
+
+# stop PID WHAT: TERM, then KILL after 5s; fails if PID is still running.
+stop() {
+  log "stopping $2 $1 (TERM)"
+  signal_and_wait TERM "$1" 50
   if alive "$1"; then
     log "process $1 still running after 5s; sending KILL"
-    kill -KILL "$1" 2>/dev/null || true
-    i=0
-    while alive "$1" && [ "$i" -lt 20 ]; do
-      sleep 0.1
-      i=$((i + 1))
-    done
+    signal_and_wait KILL "$1" 20
   fi
   if alive "$1"; then
     echo "deploy: could not stop process $1" >&2

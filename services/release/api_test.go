@@ -117,45 +117,21 @@ func TestListsPageAndTakeARun(t *testing.T) {
 	ctx := context.Background()
 
 	var versions []string
-	token := ""
-	for pages := 0; ; pages++ {
-		if pages > 3 {
-			t.Fatal("ListReleases does not stop paging")
-		}
+	for _, r := range pageAll(t, func(token string) ([]*releasev1.Release, string, error) {
 		res, err := h.client.ListReleases(ctx, &releasev1.ListReleasesRequest{Repository: repoName, PageSize: 2, PageToken: token})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(res.GetReleases()) > 2 {
-			t.Fatalf("page of %d releases, want at most 2", len(res.GetReleases()))
-		}
-		for _, r := range res.GetReleases() {
-			versions = append(versions, r.GetVersion())
-		}
-		if token = res.GetNextPageToken(); token == "" {
-			break
-		}
+		return res.GetReleases(), res.GetNextPageToken(), err
+	}, 2) {
+		versions = append(versions, r.GetVersion())
 	}
 	if want := []string{"v0.1.2", "v0.1.1", "v0.1.0"}; !slices.Equal(versions, want) {
 		t.Fatalf("paged releases = %q, want %q", versions, want)
 	}
-
 	var deployments []string
-	token = ""
-	for pages := 0; ; pages++ {
-		if pages > 3 {
-			t.Fatal("ListDeployments does not stop paging")
-		}
+	for _, d := range pageAll(t, func(token string) ([]*releasev1.Deployment, string, error) {
 		res, err := h.client.ListDeployments(ctx, &releasev1.ListDeploymentsRequest{Repository: repoName, PageSize: 4, PageToken: token})
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, d := range res.GetDeployments() {
-			deployments = append(deployments, d.GetId())
-		}
-		if token = res.GetNextPageToken(); token == "" {
-			break
-		}
+		return res.GetDeployments(), res.GetNextPageToken(), err
+	}, 4) {
+		deployments = append(deployments, d.GetId())
 	}
 	if slices.Sort(deployments); len(slices.Compact(slices.Clone(deployments))) != 6 || len(deployments) != 6 {
 		t.Fatalf("paged deployments = %q, want 6 different ones", deployments)
@@ -184,6 +160,30 @@ func TestListsPageAndTakeARun(t *testing.T) {
 	}
 	if got := deploymentSummary(deps.GetDeployments()); !slices.Equal(got, []string{"production v0.1.1 VERIFIED", "staging v0.1.1 VERIFIED"}) {
 		t.Fatalf("run's deployments = %q", got)
+	}
+}
+
+// pageAll reads a list page by page (page is one call with a page token)
+// and returns every item; each page has at most size items.
+func pageAll[T any](t *testing.T, page func(token string) ([]T, string, error), size int) []T {
+	t.Helper()
+	var all []T
+	token := ""
+	for pages := 0; ; pages++ {
+		if pages > 10 {
+			t.Fatal("the list does not stop paging")
+		}
+		items, next, err := page(token)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(items) > size {
+			t.Fatalf("a page of %d items, want at most %d", len(items), size)
+		}
+		all = append(all, items...)
+		if token = next; token == "" {
+			return all
+		}
 	}
 }
 
