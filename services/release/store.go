@@ -187,7 +187,7 @@ func setReleaseStatus(ctx context.Context, tx *sql.Tx, id string, status domain.
 const releaseColumns = `id, repository, repository_id, repository_url, version, commit_sha, run_id, changelog,
 	environments, status, created_at`
 
-func scanRelease(row interface{ Scan(...any) error }) (domain.Release, error) {
+func scanRelease(src row) (domain.Release, error) {
 	var (
 		r         domain.Release
 		version   string
@@ -195,7 +195,7 @@ func scanRelease(row interface{ Scan(...any) error }) (domain.Release, error) {
 		status    string
 		createdAt int64
 	)
-	if err := row.Scan(&r.ID, &r.Repository.Name, &r.Repository.ID, &r.Repository.URL, &version, &r.Commit, &r.RunID,
+	if err := src.Scan(&r.ID, &r.Repository.Name, &r.Repository.ID, &r.Repository.URL, &version, &r.Commit, &r.RunID,
 		&r.Changelog, &envs, &status, &createdAt); err != nil {
 		return domain.Release{}, err
 	}
@@ -214,7 +214,7 @@ func scanRelease(row interface{ Scan(...any) error }) (domain.Release, error) {
 
 // queryReleases runs a query selecting releaseColumns and loads the artifacts.
 func (s *Store) queryReleases(ctx context.Context, query string, args ...any) ([]domain.Release, error) {
-	out, err := s.scanReleases(ctx, query, args...)
+	out, err := queryAll(ctx, s.db, scanRelease, query, args...)
 	if err != nil || len(out) == 0 {
 		return nil, err
 	}
@@ -245,19 +245,23 @@ func (s *Store) queryReleases(ctx context.Context, query string, args ...any) ([
 	return out, rows.Err()
 }
 
-func (s *Store) scanReleases(ctx context.Context, query string, args ...any) ([]domain.Release, error) {
-	rows, err := s.db.QueryContext(ctx, query, args...)
+// row is what a scan function reads from: *sql.Row or *sql.Rows.
+type row interface{ Scan(...any) error }
+
+// queryAll runs query and scans each row it returns with scan.
+func queryAll[T any](ctx context.Context, db *sqldb.DB, scan func(row) (T, error), query string, args ...any) ([]T, error) {
+	rows, err := db.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	var out []domain.Release
+	var out []T
 	for rows.Next() {
-		r, err := scanRelease(rows)
+		item, err := scan(rows)
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, r)
+		out = append(out, item)
 	}
 	return out, rows.Err()
 }
@@ -340,14 +344,14 @@ func (s *Store) ListReleases(ctx context.Context, f ListFilter, page paging.Page
 const deploymentColumns = `id, release_id, repository, environment, version, run_id, rollback, started, status, reason,
 	failed_step, last_log_lines, created_at, ended_at`
 
-func scanDeployment(row interface{ Scan(...any) error }) (domain.Deployment, error) {
+func scanDeployment(src row) (domain.Deployment, error) {
 	var (
 		d                  domain.Deployment
 		rollback, started  int
 		status             string
 		createdAt, endedAt int64
 	)
-	if err := row.Scan(&d.ID, &d.ReleaseID, &d.Repository, &d.Environment, &d.Version, &d.RunID, &rollback, &started,
+	if err := src.Scan(&d.ID, &d.ReleaseID, &d.Repository, &d.Environment, &d.Version, &d.RunID, &rollback, &started,
 		&status, &d.Reason, &d.FailedStep, (*sqldb.StringList)(&d.LastLogLines), &createdAt, &endedAt); err != nil {
 		return domain.Deployment{}, err
 	}
@@ -361,20 +365,7 @@ func scanDeployment(row interface{ Scan(...any) error }) (domain.Deployment, err
 }
 
 func (s *Store) queryDeployments(ctx context.Context, query string, args ...any) ([]domain.Deployment, error) {
-	rows, err := s.db.QueryContext(ctx, query, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []domain.Deployment
-	for rows.Next() {
-		d, err := scanDeployment(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, d)
-	}
-	return out, rows.Err()
+	return queryAll(ctx, s.db, scanDeployment, query, args...)
 }
 
 // oneDeployment is the first deployment query selects; what says what was
