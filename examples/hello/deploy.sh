@@ -12,6 +12,14 @@
 # installs the binary under $SLUICE_STATE_DIR/releases/<version>/, starts it
 # detached from the caller (its output goes to $SLUICE_STATE_DIR/hello.log)
 # and records its pid in $SLUICE_STATE_DIR/hello.pid.
+#
+# A hello deployed from another state directory (an earlier `make run` with
+# another data directory, left running after Ctrl-C) may still hold the
+# address. Each deploy also records its pid in a file named after the
+# address, outside any data directory: ${TMPDIR:-/tmp}/sluice-hello-<addr>.pid.
+# The next deploy to that address stops the process it names, if that is
+# still a deployed hello listening there. Anything else on the address is
+# left alone, and the deploy fails saying so.
 set -eu
 
 : "${SLUICE_ARTIFACTS_DIR:?SLUICE_ARTIFACTS_DIR is not set}"
@@ -40,6 +48,9 @@ pidfile=$state_dir/hello.pid
 logfile=$state_dir/hello.log
 release_dir=$state_dir/releases/$version
 bin=$release_dir/hello
+# The address's pid file: which deployed hello listens on $addr, whatever
+# state directory it was deployed from.
+addr_pidfile=${TMPDIR:-/tmp}/sluice-hello-$(printf '%s' "$addr" | tr -c 'A-Za-z0-9._-' '_').pid
 
 log() { echo "deploy[$env_name]: $*"; }
 
@@ -54,20 +65,69 @@ alive() {
   return 0
 }
 
-# ours PID: true unless /proc shows PID runs something other than a deployed
-# hello (the pid may have been reused since the pid file was written).
+# command_of PID: PID's command line, arguments separated by spaces; empty
+# when it cannot be read.
+command_of() {
+  if [ -r "/proc/$1/cmdline" ]; then
+    tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null || true
+  else
+    ps -o args= -p "$1" 2>/dev/null || true
+  fi
+}
+
+# ours PID: true when PID runs a hello deployed from this state directory
+# (the pid may have been reused since the pid file was written). Where the
+# command line cannot be read, the pid file is trusted.
 ours() {
   [ -r "/proc/$1/cmdline" ] || return 0
-  cmd=$(tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null) || return 0
-  case $cmd in
+  case $(command_of "$1") in
     "$state_dir"/releases/*/hello\ *) return 0 ;;
   esac
   return 1
 }
 
+# hello_on_addr PID: true when PID runs a hello deployed by this script,
+# from any state directory, listening on $addr. Unlike ours, it needs to
+# read the command line.
+hello_on_addr() {
+  case $(command_of "$1") in
+    */releases/*/hello\ -addr\ "$addr"\ -version\ *) return 0 ;;
+  esac
+  return 1
+}
+
+# signal_and_wait SIGNAL PID TENTHS: sends SIGNAL to PID and waits up to
+# TENTHS tenths of a second for it to end.
+signal_and_wait() {
+  kill "-$1" "$2" 2>/dev/null || true
+  i=0
+  while alive "$2" && [ "$i" -lt "$3" ]; do
+    sleep 0.1
+    i=$((i + 1))
+  done
+}
+
+# stop PID WHAT: TERM, then KILL after 5s; fails if PID is still running.
+stop() {
+  log "stopping $2 $1 (TERM)"
+  signal_and_wait TERM "$1" 50
+  if alive "$1"; then
+    log "process $1 still running after 5s; sending KILL"
+    signal_and_wait KILL "$1" 20
+  fi
+  if alive "$1"; then
+    echo "deploy: could not stop process $1" >&2
+    exit 1
+  fi
+  log "$2 $1 stopped"
+}
+
+# read_pid FILE: the pid in FILE's first line, digits only.
+read_pid() { head -n 1 "$1" 2>/dev/null | tr -cd '0-9'; }
+
 # 1. Stop the previous deploy.
 if [ -f "$pidfile" ]; then
-  old_pid=$(tr -cd '0-9' <"$pidfile")
+  old_pid=$(read_pid "$pidfile")
   if [ -z "$old_pid" ]; then
     log "ignoring pid file $pidfile without a pid"
   elif ! alive "$old_pid"; then
@@ -75,39 +135,29 @@ if [ -f "$pidfile" ]; then
   elif ! ours "$old_pid"; then
     log "pid $old_pid is not a deployed hello any more; leaving it alone"
   else
-    log "stopping previous process $old_pid (TERM)"
-    kill -TERM "$old_pid" 2>/dev/null || true
-    i=0
-    while alive "$old_pid" && [ "$i" -lt 50 ]; do
-      sleep 0.1
-      i=$((i + 1))
-    done
-    if alive "$old_pid"; then
-      log "process $old_pid still running after 5s; sending KILL"
-      kill -KILL "$old_pid" 2>/dev/null || true
-      i=0
-      while alive "$old_pid" && [ "$i" -lt 20 ]; do
-        sleep 0.1
-        i=$((i + 1))
-      done
-    fi
-    if alive "$old_pid"; then
-      echo "deploy: could not stop process $old_pid" >&2
-      exit 1
-    fi
-    log "previous process $old_pid stopped"
+    stop "$old_pid" "previous process"
   fi
   rm -f "$pidfile"
 fi
 
-# 2. Install the binary (copy then rename, so a half-written file never runs).
+# 2. Stop a hello an earlier deploy from another state directory left on
+# the address.
+if [ -f "$addr_pidfile" ]; then
+  other_pid=$(read_pid "$addr_pidfile")
+  other_dir=$(sed -n 2p "$addr_pidfile" 2>/dev/null || true)
+  if [ -n "$other_pid" ] && alive "$other_pid" && hello_on_addr "$other_pid"; then
+    stop "$other_pid" "the hello deployed from ${other_dir:-another state directory}, still on $addr: process"
+  fi
+fi
+
+# 3. Install the binary (copy then rename, so a half-written file never runs).
 mkdir -p "$release_dir"
 cp "$artifact" "$bin.tmp.$$"
 chmod +x "$bin.tmp.$$"
 mv -f "$bin.tmp.$$" "$bin"
 log "installed $artifact as $bin"
 
-# 3. Start it fully detached: its own session when setsid exists, stdin from
+# 4. Start it fully detached: its own session when setsid exists, stdin from
 # /dev/null and stdout/stderr to the log, so that it keeps none of the
 # caller's pipes. The wrapper shell writes its own pid, then execs the binary,
 # so the pid file names the service whatever setsid does.
@@ -117,13 +167,14 @@ else
   detach="nohup"
 fi
 echo "=== $(date -u +%Y-%m-%dT%H:%M:%SZ) deploy $version to $env_name on $addr" >>"$logfile"
+log_start=$(wc -l <"$logfile")
 cd "$state_dir"
 # shellcheck disable=SC2016 # the wrapper expands $$, $0 and $@ itself
 $detach sh -c 'echo "$$" >"$0.tmp" && mv -f "$0.tmp" "$0" && exec "$@"' \
   "$pidfile" "$bin" -addr "$addr" -version "$version" \
   </dev/null >>"$logfile" 2>&1 &
 
-# 4. Wait for the pid file, then check the process is still up.
+# 5. Wait for the pid file, then check the process is still up.
 i=0
 while [ ! -s "$pidfile" ] && [ "$i" -lt 50 ]; do
   sleep 0.1
@@ -137,10 +188,22 @@ fi
 new_pid=$(cat "$pidfile")
 sleep 0.5
 if ! alive "$new_pid"; then
-  echo "deploy: $bin (pid $new_pid) exited right after starting; log:" >&2
-  tail -n 20 "$logfile" >&2 || true
   rm -f "$pidfile"
+  echo "deploy: hello $version (pid $new_pid) exited right after starting; its log:" >&2
+  tail -n "+$((log_start + 1))" "$logfile" | tail -n 15 >&2 || true
+  if tail -n "+$((log_start + 1))" "$logfile" | grep -q 'address already in use'; then
+    echo "deploy: $addr is taken by a process that is not a hello this script deployed, so it was left alone;" >&2
+    echo "deploy: stop that process, or give the environment another HELLO_ADDR (and verify URL) in .sluice.yaml" >&2
+  fi
   exit 1
+fi
+# 6. Record the address's new owner (pid, then state directory).
+if printf '%s\n%s\n' "$new_pid" "$state_dir" >"$addr_pidfile.tmp.$$" 2>/dev/null &&
+  mv -f "$addr_pidfile.tmp.$$" "$addr_pidfile" 2>/dev/null; then
+  :
+else
+  rm -f "$addr_pidfile.tmp.$$"
+  log "could not write $addr_pidfile; the next deploy from another state directory will not find this one"
 fi
 log "started hello $version on $addr with pid $new_pid (using $detach)"
 log "pid file $pidfile, log $logfile"

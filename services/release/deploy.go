@@ -2,29 +2,34 @@ package release
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"os"
-	"path"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"time"
 
+	releaseeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/release/events/v1"
+
+	"github.com/sluicehq/sluice/platform/apierror"
 	"github.com/sluicehq/sluice/platform/artifacts"
 	"github.com/sluicehq/sluice/platform/executor"
 	"github.com/sluicehq/sluice/platform/gitcheckout"
 	"github.com/sluicehq/sluice/platform/lastlines"
 	"github.com/sluicehq/sluice/platform/retry"
+	"github.com/sluicehq/sluice/platform/steplog"
 	"github.com/sluicehq/sluice/services/release/domain"
 )
 
 const (
-	// logLines is how many of the last output lines a deployment keeps.
-	logLines = 200
+	// logFlushInterval is how often a release log's buffered lines are
+	// stored while a deploy runs (readers tail them).
+	logFlushInterval = 250 * time.Millisecond
 	// httpVerifyInterval and commandVerifyInterval are the pauses between
 	// verification attempts.
 	httpVerifyInterval    = 250 * time.Millisecond
@@ -39,17 +44,154 @@ func StateDir(dataDir, repository, environment string) string {
 	return filepath.Join(dataDir, "state", repository, environment)
 }
 
+// envResult is how the release of a run went in one environment.
+type envResult struct {
+	failed     bool
+	reason     string
+	rolledBack bool
+}
+
+// releaseTo deploys rel to env for the run, at most once: a deployment of
+// the run found in progress was interrupted by a crash and is failed, not
+// run again. On failure, the environment is rolled back. The output goes to
+// the run's release log, under deploy:<env>, verify:<env> and
+// rollback:<env>.
+func (s *Service) releaseTo(ctx context.Context, st stage, rel domain.Release, env domain.Environment) (envResult, error) {
+	unlock, err := s.locks.Lock(ctx, environmentKey(st.repo.Name, env.Name))
+	if err != nil {
+		return envResult{}, err
+	}
+	defer unlock()
+	log := st.log.With(slog.String("environment", env.Name), slog.String("version", rel.Version.String()))
+	// Opened under the environment's lock: the run's lines are written by
+	// one writer at a time, whatever the duplicates of its event do.
+	w, err := s.logs.Writer(ctx, st.runID, logFlushInterval)
+	if err != nil {
+		return envResult{}, err
+	}
+	defer closeLog(ctx, w, log)
+
+	d, err := s.store.RunDeployment(ctx, st.runID, env.Name, false)
+	switch {
+	case errors.Is(err, apierror.ErrNotFound):
+		d = newDeployment(rel, env.Name, st.runID, false)
+		if err := s.store.InsertDeployment(ctx, d); err != nil {
+			return envResult{}, err
+		}
+		log.Info("deploying", slog.String("deployment_id", d.ID))
+		out := logTo{w: w, deploy: domain.LogStep(domain.StepDeploy, env.Name), verify: domain.LogStep(domain.StepVerify, env.Name)}
+		if err := s.deploy(ctx, rel, env, &d, out); err != nil {
+			// Stopping: the deployment stays in progress and the redelivered
+			// event fails it as interrupted.
+			return envResult{}, err
+		}
+		if err := s.recordDeployment(ctx, st, rel, d); err != nil {
+			return envResult{}, err
+		}
+	case err != nil:
+		return envResult{}, err
+	case d.Status.InProgress():
+		log.Warn("found an interrupted deployment; failing it", slog.String("deployment_id", d.ID))
+		// d.Started says whether the deploy command had been started: if
+		// not, the environment was not touched.
+		d.Status, d.Reason, d.EndedAt = domain.DeploymentFailed, domain.InterruptedReason, time.Now().UTC()
+		note(w, domain.LogStep(domain.StepDeploy, env.Name), "the deploy of %s to %s was %s", rel.Version, env.Name, d.Reason)
+		if err := s.recordDeployment(ctx, st, rel, d); err != nil {
+			return envResult{}, err
+		}
+	}
+	if d.Status != domain.DeploymentFailed {
+		return envResult{}, nil // verified (and perhaps rolled back by hand since)
+	}
+
+	summary := domain.FailureSummary(env.Name, d.Reason)
+	reason := summary + "; " + env.Name + " was not changed"
+	rolledBack := false
+	if d.Started {
+		var text string
+		if text, rolledBack, err = s.rollbackAfterFailure(ctx, st, rel, env, summary, w); err != nil {
+			return envResult{}, err
+		}
+		reason = summary + "; " + text
+	}
+	return envResult{failed: true, reason: domain.WithLastLines(reason, d.FailedStep, d.LastLogLines), rolledBack: rolledBack}, nil
+}
+
+// closeLog stores what is left of a release log's lines, even while the
+// service stops.
+func closeLog(ctx context.Context, w *steplog.Writer, log *slog.Logger) {
+	ctx, cancel := detached(ctx)
+	defer cancel()
+	if err := w.Close(ctx); err != nil {
+		log.Error("storing the release log failed", slog.Any("error", err))
+	}
+}
+
+// recordDeployment stores the end of a run's deployment with its event:
+// verified → the release is deployed; failed after the deploy started →
+// the release is bad.
+func (s *Service) recordDeployment(ctx context.Context, st stage, rel domain.Release, d domain.Deployment) error {
+	// The deploy happened: record it even while the process stops, or the
+	// redelivery would take it for an interrupted one and roll it back.
+	ctx, cancel := detached(ctx)
+	defer cancel()
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		if err := endDeployment(ctx, tx, d); err != nil {
+			return err
+		}
+		if d.Status == domain.DeploymentVerified {
+			if err := setReleaseStatus(ctx, tx, rel.ID, domain.ReleaseDeployed); err != nil {
+				return err
+			}
+			return enqueue(ctx, tx, &releaseeventsv1.ServiceDeployed{
+				RunId: st.runID, Repository: repositoryRef(st.repo), Deployment: deploymentProto(d),
+			}, d.ID, st.runID)
+		}
+		if d.Started {
+			if err := setReleaseStatus(ctx, tx, rel.ID, domain.ReleaseBad); err != nil {
+				return err
+			}
+		}
+		return enqueue(ctx, tx, &releaseeventsv1.DeploymentFailed{
+			RunId: st.runID, Repository: repositoryRef(st.repo), Deployment: deploymentProto(d),
+		}, d.ID, st.runID)
+	})
+}
+
+// logTo is where a deployment's output goes: a release log, under the step
+// of the deploy (the checkout, the artifacts, the deploy command) and the
+// step of the verification. A rollback's are both rollback:<env>.
+type logTo struct {
+	w      *steplog.Writer
+	deploy string
+	verify string
+}
+
+// note writes one of Sluice's own lines ("--- ...") under step.
+func note(w *steplog.Writer, step, format string, args ...any) {
+	w.Append(step, steplog.Meta, "--- "+fmt.Sprintf(format, args...))
+}
+
+// command is an executor.Spec.Output that writes a command's lines under
+// step and keeps its last ones in tail.
+func (l logTo) command(step string, tail *lastlines.Buffer) func(stream, line string) {
+	return func(stream, line string) {
+		l.w.Append(step, stream, line)
+		tail.Add(line)
+	}
+}
+
 // deploy runs deployment d of rel to env: check out the release's commit,
 // fetch its artifacts, run the deploy command, verify. It sets d's status
-// (VERIFIED or FAILED), reason, log, Started and end time. It returns an
-// error only when ctx ended (d is then left in progress) or the store
-// failed; a failing deploy is an outcome, not an error.
-func (s *Service) deploy(ctx context.Context, rel domain.Release, env domain.Environment, d *domain.Deployment) error {
-	out := newTailLog()
-	defer func() { d.Log = out.String() }()
-	fail := func(reason string) error {
+// (VERIFIED or FAILED), reason, failed step, last lines, Started and end
+// time. It returns an error only when ctx ended (d is then left in
+// progress) or the store failed; a failing deploy is an outcome, not an
+// error.
+func (s *Service) deploy(ctx context.Context, rel domain.Release, env domain.Environment, d *domain.Deployment, out logTo) error {
+	fail := func(step, reason string, last []string) error {
 		d.Status, d.Reason, d.EndedAt = domain.DeploymentFailed, reason, time.Now().UTC()
-		out.Add("sluice: " + reason)
+		d.FailedStep, d.LastLogLines = step, last
+		note(out.w, step, "%s", reason)
 		return nil
 	}
 
@@ -58,22 +200,23 @@ func (s *Service) deploy(ctx context.Context, rel domain.Release, env domain.Env
 	src := filepath.Join(workspace, "src")
 	artifactsDir := filepath.Join(workspace, "artifacts")
 
-	out.Add(fmt.Sprintf("sluice: checking out %s at %s", rel.Repository.URL, domain.ShortSHA(rel.Commit)))
+	note(out.w, out.deploy, "deploying %s of %s to %s (deployment %s)", rel.Version, rel.Repository.Name, env.Name, d.ID)
+	note(out.w, out.deploy, "checking out %s at %s", rel.Repository.URL, domain.ShortSHA(rel.Commit))
 	if err := gitcheckout.Checkout(ctx, rel.Repository.URL, rel.Commit, src); err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		return fail(fmt.Sprintf("preparing the deploy failed: check out %s: %v", domain.ShortSHA(rel.Commit), err))
+		return fail(out.deploy, fmt.Sprintf("preparing the deploy failed: check out %s: %v", domain.ShortSHA(rel.Commit), err), nil)
 	}
 	if err := s.fetchArtifacts(ctx, rel.Artifacts, artifactsDir, out); err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		return fail("preparing the deploy failed: " + err.Error())
+		return fail(out.deploy, "preparing the deploy failed: "+err.Error(), nil)
 	}
 	stateDir := StateDir(s.cfg.DataDir, rel.Repository.Name, env.Name)
 	if err := os.MkdirAll(stateDir, 0o755); err != nil {
-		return fail(fmt.Sprintf("preparing the deploy failed: create the state directory: %v", err))
+		return fail(out.deploy, fmt.Sprintf("preparing the deploy failed: create the state directory: %v", err), nil)
 	}
 
 	vars := make(map[string]string, len(env.Env)+7)
@@ -97,41 +240,45 @@ func (s *Service) deploy(ctx context.Context, rel domain.Release, env domain.Env
 	if timeout <= 0 {
 		timeout = s.cfg.DefaultDeployTimeout
 	}
-	out.Add(fmt.Sprintf("sluice: deploying %s to %s", rel.Version, env.Name))
+	note(out.w, out.deploy, "deploy: %s", env.Deploy)
+	tail := lastlines.New(domain.LastLogLines, 0)
 	res, err := s.exec.Run(ctx, executor.Spec{
-		Name: "deploy " + env.Name, Command: env.Deploy, Dir: src, Env: vars, Timeout: timeout, Output: out.line,
+		Name: "deploy " + env.Name, Command: env.Deploy, Dir: src, Env: vars, Timeout: timeout,
+		Output: out.command(out.deploy, tail),
 	})
 	switch {
 	case err != nil && ctx.Err() != nil, res.Cancelled:
+		note(out.w, out.deploy, "deploy stopped: the release service is stopping")
 		return ctx.Err()
 	case err != nil:
-		return fail(fmt.Sprintf("deploy could not start: %v", err))
+		return fail(out.deploy, fmt.Sprintf("deploy could not start: %v", err), nil)
 	case res.TimedOut:
-		return fail(fmt.Sprintf("deploy timed out after %s", timeout))
+		return fail(out.deploy, fmt.Sprintf("deploy timed out after %s", timeout), tail.Lines())
 	case res.ExitCode != 0:
-		return fail(fmt.Sprintf("deploy exited with code %d", res.ExitCode))
+		return fail(out.deploy, fmt.Sprintf("deploy exited with code %d", res.ExitCode), tail.Lines())
 	}
+	note(out.w, out.deploy, "deploy exited with code 0 after %s", res.Duration.Round(time.Millisecond))
 
 	d.Status = domain.DeploymentVerifying
 	if err := s.store.SetDeploymentStatus(ctx, d.ID, domain.DeploymentVerifying); err != nil {
 		return err
 	}
-	reason, err := s.verify(ctx, env, src, vars, out)
+	reason, last, err := s.verify(ctx, env, src, vars, out)
 	if err != nil {
 		return err
 	}
 	if reason != "" {
-		return fail(reason)
+		return fail(out.verify, reason, last)
 	}
 	d.Status, d.Reason, d.EndedAt = domain.DeploymentVerified, "", time.Now().UTC()
-	out.Add("sluice: verified")
+	note(out.w, out.verify, "verified %s in %s", rel.Version, env.Name)
 	return nil
 }
 
 // fetchArtifacts downloads the artifacts into dir as executable files named
 // by artifact name, checking each one's size and sha256 against the
 // recorded ones.
-func (s *Service) fetchArtifacts(ctx context.Context, arts []domain.Artifact, dir string, out tailLog) error {
+func (s *Service) fetchArtifacts(ctx context.Context, arts []domain.Artifact, dir string, out logTo) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("create the artifacts directory: %w", err)
 	}
@@ -142,68 +289,73 @@ func (s *Service) fetchArtifacts(ctx context.Context, arts []domain.Artifact, di
 	if err != nil {
 		return err
 	}
+	// An artifact's name is a file name (build.v1.Artifact's rule, checked
+	// on the event that brought it); Fetch keeps the file inside dir.
 	for _, a := range arts {
-		if a.Name != path.Base(a.Name) {
-			return fmt.Errorf("artifact name %q cannot name a file", a.Name)
-		}
 		if err := store.Fetch(ctx, artifacts.Artifact(a), dir, a.Name); err != nil {
 			return err
 		}
-		out.Add(fmt.Sprintf("sluice: artifact %s (%d bytes, sha256 %s)", a.Name, a.Size, a.SHA256))
+		note(out.w, out.deploy, "artifact %s (%d bytes, sha256 %s)", a.Name, a.Size, a.SHA256)
 	}
 	return nil
 }
 
 // verify runs env's verification and returns why it failed ("" when it
-// passed or there is none). The error is ctx's when it ended.
-func (s *Service) verify(ctx context.Context, env domain.Environment, dir string, vars map[string]string, out tailLog) (string, error) {
+// passed or there is none) with the last output lines of a failing verify
+// command. The error is ctx's when it ended.
+func (s *Service) verify(ctx context.Context, env domain.Environment, dir string, vars map[string]string, out logTo) (string, []string, error) {
 	timeout := env.Verify.Timeout
 	if timeout <= 0 {
 		timeout = s.cfg.DefaultVerifyTimeout
 	}
 	var what string
+	var last []string
 	var err error
 	switch {
 	case env.Verify.HTTP != "":
-		out.Add(fmt.Sprintf("sluice: verifying: GET %s (up to %s)", env.Verify.HTTP, timeout))
+		note(out.w, out.verify, "verifying: GET %s (up to %s)", env.Verify.HTTP, timeout)
 		what = "GET " + env.Verify.HTTP + ":"
-		err = verifyHTTP(ctx, env.Verify.HTTP, timeout)
+		err = verifyHTTP(ctx, env.Verify.HTTP, timeout, func(err error) { note(out.w, out.verify, "GET %s: %v", env.Verify.HTTP, err) })
 	case env.Verify.Command != "":
-		out.Add(fmt.Sprintf("sluice: verifying: %s (up to %s)", env.Verify.Command, timeout))
+		note(out.w, out.verify, "verifying: %s (up to %s)", env.Verify.Command, timeout)
 		what = strconv.Quote(env.Verify.Command)
-		err = s.verifyCommand(ctx, env, dir, vars, timeout, out)
+		last, err = s.verifyCommand(ctx, env, dir, vars, timeout, out)
 	default:
-		return "", nil
+		note(out.w, out.verify, "no verification: the deploy succeeding is enough")
+		return "", nil, nil
 	}
 	switch {
 	case err == nil:
-		return "", nil
+		return "", nil, nil
 	case ctx.Err() != nil:
-		return "", ctx.Err()
+		return "", nil, ctx.Err()
 	case errors.Is(err, errNotStarted):
-		return fmt.Sprintf("verification failed: %s %v", what, err), nil
+		return fmt.Sprintf("verification failed: %s %v", what, err), nil, nil
 	}
-	return fmt.Sprintf("verification failed: %s %v after %s", what, err, timeout), nil
+	return fmt.Sprintf("verification failed: %s %v after %s", what, err, timeout), last, nil
 }
 
 // verifyHTTP GETs url every httpVerifyInterval until it answers 2xx or
-// timeout has passed; the error is the last answer's.
-func verifyHTTP(ctx context.Context, target string, timeout time.Duration) error {
+// timeout has passed; the error is the last answer's. changed is told each
+// failed answer that differs from the one before.
+func verifyHTTP(ctx context.Context, target string, timeout time.Duration, changed func(error)) error {
 	transport := &http.Transport{Proxy: nil, DisableKeepAlives: true}
 	defer transport.CloseIdleConnections()
 	client := &http.Client{Transport: transport}
 	deadline := time.Now().Add(timeout)
+	var previous string
 	return retry.Do(ctx, retry.Backoff{Initial: httpVerifyInterval}, func(ctx context.Context) error {
 		attempt, cancel := context.WithDeadline(ctx, minTime(deadline, time.Now().Add(httpAttemptTimeout)))
 		defer cancel()
 		status, err := getStatus(attempt, client, target)
-		switch {
-		case err != nil:
-			return err
-		case status < 200 || status >= 300:
-			return fmt.Errorf("%d %s", status, http.StatusText(status))
+		if err == nil && (status < 200 || status >= 300) {
+			err = fmt.Errorf("%d %s", status, http.StatusText(status))
 		}
-		return nil
+		if err != nil && err.Error() != previous && ctx.Err() == nil {
+			previous = err.Error()
+			changed(err)
+		}
+		return err
 	}, retry.GiveUpAfter(timeout))
 }
 
@@ -233,13 +385,17 @@ func getStatus(ctx context.Context, client *http.Client, target string) (int, er
 var errNotStarted = errors.New("could not start")
 
 // verifyCommand runs the verify command every commandVerifyInterval until
-// it exits 0 or timeout has passed; the error is the last run's.
-func (s *Service) verifyCommand(ctx context.Context, env domain.Environment, dir string, vars map[string]string, timeout time.Duration, out tailLog) error {
+// it exits 0 or timeout has passed; the error is the last run's, and the
+// lines are the last run's last output lines.
+func (s *Service) verifyCommand(ctx context.Context, env domain.Environment, dir string, vars map[string]string, timeout time.Duration, out logTo) ([]string, error) {
 	deadline := time.Now().Add(timeout)
-	return retry.Do(ctx, retry.Backoff{Initial: commandVerifyInterval}, func(ctx context.Context) error {
+	var last []string
+	err := retry.Do(ctx, retry.Backoff{Initial: commandVerifyInterval}, func(ctx context.Context) error {
+		tail := lastlines.New(domain.LastLogLines, 0)
+		defer func() { last = tail.Lines() }()
 		res, err := s.exec.Run(ctx, executor.Spec{
 			Name: "verify " + env.Name, Command: env.Verify.Command, Dir: dir, Env: vars,
-			Timeout: time.Until(deadline), Output: out.line,
+			Timeout: time.Until(deadline), Output: out.command(out.verify, tail),
 		})
 		switch {
 		case err != nil && ctx.Err() != nil, res.Cancelled:
@@ -247,12 +403,15 @@ func (s *Service) verifyCommand(ctx context.Context, env domain.Environment, dir
 		case err != nil:
 			return retry.Permanent(fmt.Errorf("%w: %w", errNotStarted, err))
 		case res.TimedOut:
+			note(out.w, out.verify, "the verify command did not finish in time")
 			return errors.New("did not finish")
 		case res.ExitCode != 0:
+			note(out.w, out.verify, "the verify command exited with code %d", res.ExitCode)
 			return fmt.Errorf("exited with code %d", res.ExitCode)
 		}
 		return nil
 	}, retry.GiveUpAfter(timeout))
+	return last, err
 }
 
 func minTime(a, b time.Time) time.Time {
@@ -260,31 +419,4 @@ func minTime(a, b time.Time) time.Time {
 		return a
 	}
 	return b
-}
-
-// tailLog keeps the last logLines lines of a deployment's output.
-type tailLog struct{ *lastlines.Buffer }
-
-func newTailLog() tailLog { return tailLog{lastlines.New(logLines, 0)} }
-
-// line is an executor.Spec.Output.
-func (t tailLog) line(stream, line string) {
-	if stream == executor.Stderr {
-		line = "stderr: " + line
-	}
-	t.Add(line)
-}
-
-// String is the log as a deployment keeps it: a line per kept line, after
-// one that says how many earlier lines were not kept.
-func (t tailLog) String() string {
-	var b strings.Builder
-	if n := t.Dropped(); n > 0 {
-		fmt.Fprintf(&b, "sluice: %d earlier lines not kept\n", n)
-	}
-	for _, l := range t.Lines() {
-		b.WriteString(l)
-		b.WriteString("\n")
-	}
-	return b.String()
 }

@@ -2,4 +2,24 @@
 // passed, deploys them to the pipeline's environments one after the other,
 // verifies each deploy and rolls an environment back to its last good
 // release when a deploy or its verification fails.
+//
+// It owns releases (version, changelog, the build's artifacts), deployments
+// and each run's release log: the output of the deploy and verify commands,
+// sequence-numbered (platform/steplog) under the steps deploy:<environment>,
+// verify:<environment> and rollback:<environment>.
+//
+// It consumes testrun.finished (the release-tests consumer), which carries
+// the run's pipeline and the build's artifacts. It publishes
+// release.published, service.deployed, deployment.failed,
+// service.rolledback and run.finished (ReleaseFinished). The one thing it
+// asks another service is source's ListCommits, a read-only query, for the
+// commits since the last release.
+//
+// The files follow the one service shape (docs/architecture.md):
+// release.go is the stage (version, release record, environments in
+// order), deploy.go deploys and verifies one environment, rollback.go rolls
+// back (after a failure, or on request), consumer.go is the event port,
+// handler.go the Connect API, convert.go the conversions, store.go the SQL
+// and locks.go the per-environment locks that keep deploys from
+// overlapping across replicas.
 package release

@@ -29,6 +29,7 @@ import (
 	"github.com/sluicehq/sluice/deploy"
 	buildv1 "github.com/sluicehq/sluice/proto/gen/sluice/build/v1"
 	releaseeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/release/events/v1"
+	releasev1 "github.com/sluicehq/sluice/proto/gen/sluice/release/v1"
 	"github.com/sluicehq/sluice/proto/gen/sluice/release/v1/releasev1connect"
 	sourceeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
 	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
@@ -43,9 +44,7 @@ import (
 	"github.com/sluicehq/sluice/platform/natstest"
 	"github.com/sluicehq/sluice/platform/servicekit"
 	"github.com/sluicehq/sluice/platform/servicekit/servicekittest"
-	"github.com/sluicehq/sluice/platform/sqldb"
 	"github.com/sluicehq/sluice/platform/sqldb/sqldbtest"
-	"github.com/sluicehq/sluice/services/release/domain"
 )
 
 func TestMain(m *testing.M) {
@@ -323,21 +322,26 @@ func (h *harness) waitConsumed(n uint64) {
 	}
 }
 
-// deployments reads the stored deployments (with their logs) straight
-// from the service's database.
-func (h *harness) deployments() []domain.Deployment {
+// logs reads the release log of id (a run, or a manual rollback's
+// deployment), only step's lines when step is set, through the API: each
+// line as "[step] text", Sluice's own as they are ("--- ...").
+func (h *harness) logs(id, step string) (lines []string, steps []string) {
 	h.t.Helper()
-	ctx := context.Background()
-	db, err := sqldb.Open(ctx, h.cfg.WithDefaults().DatabaseURL)
+	res, err := h.client.GetLogs(context.Background(), &releasev1.GetLogsRequest{RunId: id, Step: step})
 	if err != nil {
-		h.t.Fatal(err)
+		h.t.Fatalf("GetLogs(%s, %q): %v", id, step, err)
 	}
-	defer db.Close()
-	ds, err := NewStore(db).ListDeployments(ctx, repoName, "", 100)
-	if err != nil {
-		h.t.Fatal(err)
+	if !res.GetComplete() {
+		h.t.Fatalf("GetLogs(%s, %q) is not complete after the stage ended", id, step)
 	}
-	return ds
+	for _, l := range res.GetLines() {
+		if l.GetStream() == "meta" {
+			lines = append(lines, l.GetText())
+			continue
+		}
+		lines = append(lines, "["+l.GetStep()+"] "+l.GetText())
+	}
+	return lines, res.GetSteps()
 }
 
 // eventLog collects every event on the RELEASE stream.
@@ -435,7 +439,11 @@ func (l *eventLog) describe() string {
 }
 
 // fakeSource stands in for the source service, which release asks one
-// thing: the commits, read from the test's git repository.
+// thing: the commits, read from the test's git repository. It answers
+// ListCommits and nothing else: any other call gets the embedded handler's
+// Unimplemented error, which fails the release stage and so the test. That
+// every test here passes is the proof that release needs no other API of
+// source (the pipeline and the artifacts come in the TestRunFinished).
 type fakeSource struct {
 	sourcev1connect.UnimplementedSourceServiceHandler
 	repo *git.Repository

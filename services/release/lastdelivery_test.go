@@ -12,6 +12,7 @@ import (
 	"github.com/sluicehq/sluice/platform/events"
 	"github.com/sluicehq/sluice/platform/executor"
 	"github.com/sluicehq/sluice/platform/servicekit/servicekittest"
+	"github.com/sluicehq/sluice/platform/steplog"
 	sourceeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
 	"github.com/sluicehq/sluice/proto/gen/sluice/source/v1/sourcev1connect"
 	testeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/test/events/v1"
@@ -29,9 +30,10 @@ func (d delivery) Last() bool           { return int(d) >= d.MaxDeliver() }
 // asked for the commits, is unreachable) is ended FAILED, with ReleaseFinished in the outbox, so the
 // run does not stay "running" after JetStream gives the event up.
 func TestLastDeliveryEndsTheStageFailed(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t)
 	ctx := context.Background()
-	db := servicekittest.OpenDB(t, Migrations())
+	db := servicekittest.OpenDB(t, Migrations(), steplog.Migrations())
 	cfg := h.cfg
 	cfg.SourceURL = "http://127.0.0.1:1" // nothing listens there
 	cfg = cfg.WithDefaults()

@@ -9,6 +9,7 @@ import (
 	"github.com/sluicehq/sluice/platform/executor"
 	"github.com/sluicehq/sluice/platform/servicekit"
 	"github.com/sluicehq/sluice/platform/sqldb"
+	"github.com/sluicehq/sluice/platform/steplog"
 	"github.com/sluicehq/sluice/proto/gen/sluice/source/v1/sourcev1connect"
 )
 
@@ -23,7 +24,7 @@ func Module(cfg Config) fx.Option {
 	return servicekit.Module(servicekit.Spec{
 		Name:       Name,
 		Settings:   cfg.Settings,
-		Migrations: []sqldb.Migrations{Migrations()},
+		Migrations: []sqldb.Migrations{Migrations(), steplog.Migrations()},
 	},
 		fx.Supply(fx.Private, cfg),
 		fx.Provide(fx.Private, NewStore, newSourceClient, newExecutor, NewService, NewHandler, parts),

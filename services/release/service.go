@@ -4,7 +4,10 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"log/slog"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -13,9 +16,12 @@ import (
 
 	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
 
+	"github.com/sluicehq/sluice/platform/apierror"
 	"github.com/sluicehq/sluice/platform/events"
 	"github.com/sluicehq/sluice/platform/executor"
 	"github.com/sluicehq/sluice/platform/ids"
+	"github.com/sluicehq/sluice/platform/paging"
+	"github.com/sluicehq/sluice/platform/steplog"
 	"github.com/sluicehq/sluice/services/release/domain"
 )
 
@@ -40,11 +46,13 @@ type Deps struct {
 	Log      *slog.Logger
 }
 
-// Service is the release application: the release stage of runs, manual
-// rollbacks and the queries behind the API.
+// Service is the release application: the release stage of runs
+// (release.go, deploy.go, rollback.go), manual rollbacks and the queries
+// behind the API.
 type Service struct {
 	cfg    Config
 	store  *Store
+	logs   *steplog.Store
 	js     jetstream.JetStream
 	source SourceClient
 	exec   executor.Executor
@@ -69,7 +77,7 @@ func NewService(cfg Config, d Deps) (*Service, error) {
 	}
 	base, stop := context.WithCancel(context.Background())
 	return &Service{
-		cfg: cfg, store: d.Store, js: d.JetStream, source: d.Source,
+		cfg: cfg, store: d.Store, logs: steplog.New(d.Store.DB()), js: d.JetStream, source: d.Source,
 		exec: d.Executor, outbox: d.Outbox, log: d.Log, locks: newKeyedLocks(d.Store.db.Lock),
 		base: base, stopBase: stop,
 	}, nil
@@ -112,13 +120,130 @@ func newDeployment(rel domain.Release, environment, runID string, rollback bool)
 	}
 }
 
-// ListReleases returns the repository's releases, newest first.
-func (s *Service) ListReleases(ctx context.Context, repository string, limit int) ([]domain.Release, error) {
-	return s.store.ListReleases(ctx, repository, limit)
+// ListReleases returns a page of releases (a repository's, or a run's),
+// newest first, and the next page's token.
+func (s *Service) ListReleases(ctx context.Context, f ListFilter, page paging.Page) ([]domain.Release, string, error) {
+	rels, err := s.store.ListReleases(ctx, f, page)
+	if err != nil {
+		return nil, "", err
+	}
+	rels, more := paging.Trim(page, rels)
+	return rels, nextToken(more, rels, func(r domain.Release) (time.Time, string) { return r.CreatedAt, r.ID }), nil
 }
 
-// ListDeployments returns the repository's deployments (to environment when
-// not empty), newest first.
-func (s *Service) ListDeployments(ctx context.Context, repository, environment string, limit int) ([]domain.Deployment, error) {
-	return s.store.ListDeployments(ctx, repository, environment, limit)
+// ListDeployments returns a page of deployments (a repository's, a run's,
+// to one environment or all), newest first, and the next page's token.
+func (s *Service) ListDeployments(ctx context.Context, f ListFilter, page paging.Page) ([]domain.Deployment, string, error) {
+	ds, err := s.store.ListDeployments(ctx, f, page)
+	if err != nil {
+		return nil, "", err
+	}
+	ds, more := paging.Trim(page, ds)
+	return ds, nextToken(more, ds, func(d domain.Deployment) (time.Time, string) { return d.CreatedAt, d.ID }), nil
+}
+
+// nextToken is the token of the page after items, ordered by key.
+func nextToken[T any](more bool, items []T, key func(T) (time.Time, string)) string {
+	if !more || len(items) == 0 {
+		return ""
+	}
+	at, id := key(items[len(items)-1])
+	return paging.Next(true, paging.Cursor{Time: at.UnixNano(), ID: id})
+}
+
+// Logs returns the lines of a release log from fromSeq on, only step's
+// when step is set (a kind, "deploy", selects that kind in every
+// environment), and the steps the log can be filtered by. id is a run's
+// (its release stage's log) or a manual rollback's deployment id; anything
+// else is not found.
+func (s *Service) Logs(ctx context.Context, id, step string, fromSeq int64, limit int) (steplog.Page, []string, error) {
+	steps, err := s.logSteps(ctx, id)
+	if err != nil {
+		return steplog.Page{}, nil, err
+	}
+	if !isKind(step) {
+		page, err := s.logs.Read(ctx, id, step, fromSeq, limit)
+		return page, steps, err
+	}
+	for {
+		page, err := s.logs.Read(ctx, id, "", fromSeq, limit)
+		if err != nil {
+			return steplog.Page{}, nil, err
+		}
+		all := len(page.Lines)
+		page.Lines = slices.DeleteFunc(page.Lines, func(l steplog.Line) bool { return !domain.StepMatches(step, l.Step) })
+		// A page whose lines were all of other steps is skipped, so that an
+		// empty page still means "nothing more yet".
+		if len(page.Lines) > 0 || page.Complete || all == 0 {
+			return page, steps, nil
+		}
+		fromSeq = page.Next
+	}
+}
+
+// TailLogs calls fn with a release log's lines from fromSeq on (only
+// step's, as in Logs) as they are stored, until the log is complete or ctx
+// ends. The first call has no lines: it says that the log exists (a
+// streaming caller answers then). A run without a release stage is not
+// found: the stage starts only once the run's tests passed.
+func (s *Service) TailLogs(ctx context.Context, id, step string, fromSeq int64, fn func([]steplog.Line) error) error {
+	if _, err := s.logSteps(ctx, id); err != nil {
+		return err
+	}
+	if err := fn(nil); err != nil {
+		return err
+	}
+	if !isKind(step) {
+		return s.logs.Tail(ctx, id, step, fromSeq, fn)
+	}
+	return s.logs.Tail(ctx, id, "", fromSeq, func(lines []steplog.Line) error {
+		lines = slices.DeleteFunc(lines, func(l steplog.Line) bool { return !domain.StepMatches(step, l.Step) })
+		if len(lines) == 0 {
+			return nil
+		}
+		return fn(lines)
+	})
+}
+
+// isKind reports whether a step filter names a kind of step (every
+// environment's).
+func isKind(step string) bool { return step != "" && !strings.Contains(step, ":") }
+
+// logSteps returns the step names the release log of id (a run, or a
+// manual rollback's deployment) can be filtered by: the kinds, and the
+// steps of each environment id deployed to or rolled back.
+func (s *Service) logSteps(ctx context.Context, id string) ([]string, error) {
+	var ds []domain.Deployment
+	_, err := s.store.stageRun(ctx, id)
+	switch {
+	case err == nil:
+		if ds, err = s.store.ListDeployments(ctx, ListFilter{RunID: id}, paging.Page{Size: paging.MaxSize}); err != nil {
+			return nil, err
+		}
+		slices.Reverse(ds) // oldest first: the order they happened in
+	case !errors.Is(err, apierror.ErrNotFound):
+		return nil, err
+	default:
+		d, err := s.store.Deployment(ctx, id)
+		switch {
+		case errors.Is(err, apierror.ErrNotFound) || (err == nil && d.RunID != ""):
+			return nil, fmt.Errorf("run %q has no release stage (it starts once the run's tests passed): %w", id, apierror.ErrNotFound)
+		case err != nil:
+			return nil, err
+		}
+		ds = []domain.Deployment{d}
+	}
+	steps := slices.Clone(domain.StepKinds)
+	for _, d := range ds {
+		kinds := []string{domain.StepDeploy, domain.StepVerify}
+		if d.Rollback {
+			kinds = []string{domain.StepRollback}
+		}
+		for _, k := range kinds {
+			if step := domain.LogStep(k, d.Environment); !slices.Contains(steps, step) {
+				steps = append(steps, step)
+			}
+		}
+	}
+	return steps, nil
 }

@@ -5,10 +5,13 @@ import (
 	"database/sql"
 	"embed"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
 
+	"github.com/sluicehq/sluice/platform/apierror"
+	"github.com/sluicehq/sluice/platform/paging"
 	"github.com/sluicehq/sluice/platform/sqldb"
 	"github.com/sluicehq/sluice/services/release/domain"
 )
@@ -21,7 +24,8 @@ func Migrations() sqldb.Migrations {
 	return sqldb.Embedded("release", migrationFiles)
 }
 
-// Store is the release service's SQL.
+// Store is the release service's SQL. A row that is not there is
+// apierror.ErrNotFound.
 type Store struct {
 	db *sqldb.DB
 }
@@ -30,7 +34,7 @@ type Store struct {
 // (servicekit opens and migrates it on start).
 func NewStore(db *sqldb.DB) *Store { return &Store{db: db} }
 
-// DB is the store's database (for the outbox relay).
+// DB is the store's database (for the outbox relay and the step logs).
 func (s *Store) DB() *sqldb.DB { return s.db }
 
 // InTx runs fn in a transaction.
@@ -62,10 +66,18 @@ func (s *Store) beginRun(ctx context.Context, runID, repository string) (stageRu
 		runID, repository, runReleasing, now); err != nil {
 		return stageRun{}, fmt.Errorf("record release stage of run %s: %w", runID, err)
 	}
+	return s.stageRun(ctx, runID)
+}
+
+// stageRun returns the release stage of runID.
+func (s *Store) stageRun(ctx context.Context, runID string) (stageRun, error) {
 	var r stageRun
 	err := s.db.QueryRowContext(ctx,
 		`SELECT run_id, repository, release_id, state, outcome, reason FROM release_runs WHERE run_id = $1`, runID).
 		Scan(&r.RunID, &r.Repository, &r.ReleaseID, &r.State, &r.Outcome, &r.Reason)
+	if errors.Is(err, sql.ErrNoRows) {
+		return stageRun{}, fmt.Errorf("run %q has no release stage: %w", runID, apierror.ErrNotFound)
+	}
 	if err != nil {
 		return stageRun{}, fmt.Errorf("read release stage of run %s: %w", runID, err)
 	}
@@ -86,7 +98,7 @@ func setRunRelease(ctx context.Context, tx *sql.Tx, runID, releaseID string) err
 func finishRun(ctx context.Context, tx *sql.Tx, runID, outcome, reason string) (bool, error) {
 	res, err := tx.ExecContext(ctx,
 		`UPDATE release_runs SET state = $1, outcome = $2, reason = $3, updated_at = $4 WHERE run_id = $5 AND state <> $1`,
-		runFinished, outcome, reason, time.Now().UnixNano(), runID)
+		runFinished, outcome, sqldb.Text(reason), time.Now().UnixNano(), runID)
 	if err != nil {
 		return false, fmt.Errorf("finish release stage of run %s: %w", runID, err)
 	}
@@ -175,7 +187,7 @@ func setReleaseStatus(ctx context.Context, tx *sql.Tx, id string, status domain.
 const releaseColumns = `id, repository, repository_id, repository_url, version, commit_sha, run_id, changelog,
 	environments, status, created_at`
 
-func scanRelease(row interface{ Scan(...any) error }) (domain.Release, error) {
+func scanRelease(src row) (domain.Release, error) {
 	var (
 		r         domain.Release
 		version   string
@@ -183,7 +195,7 @@ func scanRelease(row interface{ Scan(...any) error }) (domain.Release, error) {
 		status    string
 		createdAt int64
 	)
-	if err := row.Scan(&r.ID, &r.Repository.Name, &r.Repository.ID, &r.Repository.URL, &version, &r.Commit, &r.RunID,
+	if err := src.Scan(&r.ID, &r.Repository.Name, &r.Repository.ID, &r.Repository.URL, &version, &r.Commit, &r.RunID,
 		&r.Changelog, &envs, &status, &createdAt); err != nil {
 		return domain.Release{}, err
 	}
@@ -202,7 +214,7 @@ func scanRelease(row interface{ Scan(...any) error }) (domain.Release, error) {
 
 // queryReleases runs a query selecting releaseColumns and loads the artifacts.
 func (s *Store) queryReleases(ctx context.Context, query string, args ...any) ([]domain.Release, error) {
-	out, err := s.scanReleases(ctx, query, args...)
+	out, err := queryAll(ctx, s.db, scanRelease, query, args...)
 	if err != nil || len(out) == 0 {
 		return nil, err
 	}
@@ -233,83 +245,118 @@ func (s *Store) queryReleases(ctx context.Context, query string, args ...any) ([
 	return out, rows.Err()
 }
 
-func (s *Store) scanReleases(ctx context.Context, query string, args ...any) ([]domain.Release, error) {
-	rows, err := s.db.QueryContext(ctx, query, args...)
+// row is what a scan function reads from: *sql.Row or *sql.Rows.
+type row interface{ Scan(...any) error }
+
+// queryAll runs query and scans each row it returns with scan.
+func queryAll[T any](ctx context.Context, db *sqldb.DB, scan func(row) (T, error), query string, args ...any) ([]T, error) {
+	rows, err := db.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	var out []domain.Release
+	var out []T
 	for rows.Next() {
-		r, err := scanRelease(rows)
+		item, err := scan(rows)
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, r)
+		out = append(out, item)
 	}
 	return out, rows.Err()
 }
 
-func (s *Store) oneRelease(ctx context.Context, what, query string, args ...any) (domain.Release, bool, error) {
+// oneRelease is the first release query selects; what says what was
+// looked for, in the not-found error too.
+func (s *Store) oneRelease(ctx context.Context, what, query string, args ...any) (domain.Release, error) {
 	rels, err := s.queryReleases(ctx, query, args...)
 	if err != nil {
-		return domain.Release{}, false, fmt.Errorf("read %s: %w", what, err)
+		return domain.Release{}, fmt.Errorf("read %s: %w", what, err)
 	}
 	if len(rels) == 0 {
-		return domain.Release{}, false, nil
+		return domain.Release{}, fmt.Errorf("%s: %w", what, apierror.ErrNotFound)
 	}
-	return rels[0], true, nil
+	return rels[0], nil
 }
 
 // Release returns the release with id.
-func (s *Store) Release(ctx context.Context, id string) (domain.Release, bool, error) {
+func (s *Store) Release(ctx context.Context, id string) (domain.Release, error) {
 	return s.oneRelease(ctx, "release "+id, `SELECT `+releaseColumns+` FROM releases WHERE id = $1`, id)
 }
 
 // LatestRelease returns the repository's release with the highest version.
-func (s *Store) LatestRelease(ctx context.Context, repository string) (domain.Release, bool, error) {
-	return s.oneRelease(ctx, "latest release of "+repository,
+func (s *Store) LatestRelease(ctx context.Context, repository string) (domain.Release, error) {
+	return s.oneRelease(ctx, fmt.Sprintf("a release of %q", repository),
 		`SELECT `+releaseColumns+` FROM releases WHERE repository = $1 ORDER BY major DESC, minor DESC, patch DESC LIMIT 1`,
 		repository)
 }
 
 // ReleaseOfCommit returns the repository's release of commit.
-func (s *Store) ReleaseOfCommit(ctx context.Context, repository, commit string) (domain.Release, bool, error) {
+func (s *Store) ReleaseOfCommit(ctx context.Context, repository, commit string) (domain.Release, error) {
 	return s.oneRelease(ctx, "release of commit "+commit,
 		`SELECT `+releaseColumns+` FROM releases WHERE repository = $1 AND commit_sha = $2
 		 ORDER BY major DESC, minor DESC, patch DESC LIMIT 1`, repository, commit)
 }
 
 // ReleaseByVersion returns the repository's release with version.
-func (s *Store) ReleaseByVersion(ctx context.Context, repository string, version domain.Version) (domain.Release, bool, error) {
-	return s.oneRelease(ctx, "release "+version.String(),
+func (s *Store) ReleaseByVersion(ctx context.Context, repository string, version domain.Version) (domain.Release, error) {
+	return s.oneRelease(ctx, fmt.Sprintf("release %s of %q", version, repository),
 		`SELECT `+releaseColumns+` FROM releases WHERE repository = $1 AND version = $2`, repository, version.String())
 }
 
-// ListReleases returns the repository's releases, newest first.
-func (s *Store) ListReleases(ctx context.Context, repository string, limit int) ([]domain.Release, error) {
+// OlderVerifiedRelease returns the repository's release with the highest
+// version below than, among the releases that are not bad and were
+// verified in environment (running there now or replaced since).
+func (s *Store) OlderVerifiedRelease(ctx context.Context, repository, environment string, than domain.Version) (domain.Release, error) {
+	return s.oneRelease(ctx, fmt.Sprintf("a release of %q older than %s verified in %q", repository, than, environment),
+		`SELECT `+releaseColumns+` FROM releases r WHERE r.repository = $1 AND r.status <> $2
+		   AND (r.major < $3 OR (r.major = $3 AND (r.minor < $4 OR (r.minor = $4 AND r.patch < $5))))
+		   AND EXISTS (SELECT 1 FROM deployments d WHERE d.release_id = r.id AND d.environment = $6 AND d.status IN ($7, $8))
+		 ORDER BY r.major DESC, r.minor DESC, r.patch DESC LIMIT 1`,
+		repository, string(domain.ReleaseBad), than.Major, than.Minor, than.Patch, environment,
+		string(domain.DeploymentVerified), string(domain.DeploymentRolledBack))
+}
+
+// ListFilter says which releases or deployments a list holds: those of a
+// repository, of a run, or both; Environment narrows deployments.
+type ListFilter struct {
+	Repository  string
+	RunID       string
+	Environment string
+}
+
+// ListReleases returns a page of releases, newest first, fetching
+// page.Limit() rows (paging.Trim cuts them). A run's release is the one
+// its release stage released or released again.
+func (s *Store) ListReleases(ctx context.Context, f ListFilter, page paging.Page) ([]domain.Release, error) {
+	after, args := page.Where("created_at", "id", true, 4)
 	rels, err := s.queryReleases(ctx,
-		`SELECT `+releaseColumns+` FROM releases WHERE repository = $1 ORDER BY created_at DESC, id DESC LIMIT $2`,
-		repository, limit)
+		`SELECT `+releaseColumns+` FROM releases
+		 WHERE ($1 = '' OR repository = $1) AND ($2 = '' OR id IN (SELECT release_id FROM release_runs WHERE run_id = $2))
+		   AND `+after+` ORDER BY created_at DESC, id DESC LIMIT $3`,
+		append([]any{f.Repository, f.RunID, page.Limit()}, args...)...)
 	if err != nil {
-		return nil, fmt.Errorf("list releases of %s: %w", repository, err)
+		return nil, fmt.Errorf("list releases: %w", err)
 	}
 	return rels, nil
 }
 
 const deploymentColumns = `id, release_id, repository, environment, version, run_id, rollback, started, status, reason,
-	log, created_at, ended_at`
+	failed_step, last_log_lines, created_at, ended_at`
 
-func scanDeployment(row interface{ Scan(...any) error }) (domain.Deployment, error) {
+func scanDeployment(src row) (domain.Deployment, error) {
 	var (
 		d                  domain.Deployment
 		rollback, started  int
 		status             string
 		createdAt, endedAt int64
 	)
-	if err := row.Scan(&d.ID, &d.ReleaseID, &d.Repository, &d.Environment, &d.Version, &d.RunID, &rollback, &started,
-		&status, &d.Reason, &d.Log, &createdAt, &endedAt); err != nil {
+	if err := src.Scan(&d.ID, &d.ReleaseID, &d.Repository, &d.Environment, &d.Version, &d.RunID, &rollback, &started,
+		&status, &d.Reason, &d.FailedStep, (*sqldb.StringList)(&d.LastLogLines), &createdAt, &endedAt); err != nil {
 		return domain.Deployment{}, err
+	}
+	if len(d.LastLogLines) == 0 {
+		d.LastLogLines = nil
 	}
 	d.Rollback, d.Started = rollback != 0, started != 0
 	d.Status = domain.DeploymentStatus(status)
@@ -318,39 +365,31 @@ func scanDeployment(row interface{ Scan(...any) error }) (domain.Deployment, err
 }
 
 func (s *Store) queryDeployments(ctx context.Context, query string, args ...any) ([]domain.Deployment, error) {
-	rows, err := s.db.QueryContext(ctx, query, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []domain.Deployment
-	for rows.Next() {
-		d, err := scanDeployment(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, d)
-	}
-	return out, rows.Err()
+	return queryAll(ctx, s.db, scanDeployment, query, args...)
 }
 
-func (s *Store) oneDeployment(ctx context.Context, what, query string, args ...any) (domain.Deployment, bool, error) {
+// oneDeployment is the first deployment query selects; what says what was
+// looked for, in the not-found error too.
+func (s *Store) oneDeployment(ctx context.Context, what, query string, args ...any) (domain.Deployment, error) {
 	ds, err := s.queryDeployments(ctx, query, args...)
 	if err != nil {
-		return domain.Deployment{}, false, fmt.Errorf("read %s: %w", what, err)
+		return domain.Deployment{}, fmt.Errorf("read %s: %w", what, err)
 	}
 	if len(ds) == 0 {
-		return domain.Deployment{}, false, nil
+		return domain.Deployment{}, fmt.Errorf("%s: %w", what, apierror.ErrNotFound)
 	}
-	return ds[0], true, nil
+	return ds[0], nil
 }
 
 // InsertDeployment records d before anything is deployed.
 func (s *Store) InsertDeployment(ctx context.Context, d domain.Deployment) error {
 	_, err := s.db.ExecContext(ctx,
-		`INSERT INTO deployments (`+deploymentColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`,
+		`INSERT INTO deployments (id, release_id, repository, environment, version, run_id, rollback, started, status, reason,
+		   log, failed_step, last_log_lines, created_at, ended_at)
+		 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, '', $11, $12, $13, $14)`,
 		d.ID, d.ReleaseID, d.Repository, d.Environment, d.Version, d.RunID, boolInt(d.Rollback), boolInt(d.Started),
-		string(d.Status), sqldb.Text(d.Reason), sqldb.Text(d.Log), sqldb.Nanos(d.CreatedAt), sqldb.Nanos(d.EndedAt))
+		string(d.Status), sqldb.Text(d.Reason), d.FailedStep, sqldb.StringList(d.LastLogLines),
+		sqldb.Nanos(d.CreatedAt), sqldb.Nanos(d.EndedAt))
 	if err != nil {
 		return fmt.Errorf("record deployment of %s to %s: %w", d.Version, d.Environment, err)
 	}
@@ -370,9 +409,14 @@ func (s *Store) FailInProgressDeployments(ctx context.Context, runID, reason str
 	return res.RowsAffected()
 }
 
+// Deployment returns the deployment with id.
+func (s *Store) Deployment(ctx context.Context, id string) (domain.Deployment, error) {
+	return s.oneDeployment(ctx, "deployment "+id, `SELECT `+deploymentColumns+` FROM deployments WHERE id = $1`, id)
+}
+
 // RunDeployment returns the run's deployment (or rollback) to environment.
-func (s *Store) RunDeployment(ctx context.Context, runID, environment string, rollback bool) (domain.Deployment, bool, error) {
-	return s.oneDeployment(ctx, "deployment of run "+runID,
+func (s *Store) RunDeployment(ctx context.Context, runID, environment string, rollback bool) (domain.Deployment, error) {
+	return s.oneDeployment(ctx, fmt.Sprintf("deployment of run %s to %s", runID, environment),
 		`SELECT `+deploymentColumns+` FROM deployments WHERE run_id = $1 AND environment = $2 AND rollback = $3`,
 		runID, environment, boolInt(rollback))
 }
@@ -393,21 +437,31 @@ func (s *Store) SetDeploymentStatus(ctx context.Context, id string, status domai
 	return nil
 }
 
-// endDeployment stores d's final status, reason, log and end time.
+// endDeployment stores d's final status, reason, failed step, last lines
+// and end time.
 func endDeployment(ctx context.Context, tx *sql.Tx, d domain.Deployment) error {
 	_, err := tx.ExecContext(ctx,
-		`UPDATE deployments SET status = $1, reason = $2, log = $3, ended_at = $4 WHERE id = $5`,
-		string(d.Status), sqldb.Text(d.Reason), sqldb.Text(d.Log), sqldb.Nanos(d.EndedAt), d.ID)
+		`UPDATE deployments SET status = $1, reason = $2, failed_step = $3, last_log_lines = $4, ended_at = $5 WHERE id = $6`,
+		string(d.Status), sqldb.Text(d.Reason), d.FailedStep, sqldb.StringList(d.LastLogLines), sqldb.Nanos(d.EndedAt), d.ID)
 	if err != nil {
 		return fmt.Errorf("end deployment %s: %w", d.ID, err)
 	}
 	return nil
 }
 
+// markRolledBack records that a manual rollback replaced deployment id.
+func markRolledBack(ctx context.Context, tx *sql.Tx, id string) error {
+	if _, err := tx.ExecContext(ctx, `UPDATE deployments SET status = $1 WHERE id = $2`,
+		string(domain.DeploymentRolledBack), id); err != nil {
+		return fmt.Errorf("mark deployment %s rolled back: %w", id, err)
+	}
+	return nil
+}
+
 // LastGoodDeployment returns the newest verified deployment to environment
 // of a release that is not bad, other than of release excludeRelease.
-func (s *Store) LastGoodDeployment(ctx context.Context, repository, environment, excludeRelease string) (domain.Deployment, bool, error) {
-	return s.oneDeployment(ctx, "last good deployment to "+environment,
+func (s *Store) LastGoodDeployment(ctx context.Context, repository, environment, excludeRelease string) (domain.Deployment, error) {
+	return s.oneDeployment(ctx, "an earlier verified deployment to "+environment,
 		`SELECT `+prefixed("d.", deploymentColumns)+` FROM deployments d JOIN releases r ON r.id = d.release_id
 		 WHERE d.repository = $1 AND d.environment = $2 AND d.status = $3 AND r.status <> $4 AND d.release_id <> $5
 		 ORDER BY d.created_at DESC, d.id DESC LIMIT 1`,
@@ -416,8 +470,8 @@ func (s *Store) LastGoodDeployment(ctx context.Context, repository, environment,
 
 // CurrentDeployment returns the newest verified deployment to environment:
 // what runs there now.
-func (s *Store) CurrentDeployment(ctx context.Context, repository, environment string) (domain.Deployment, bool, error) {
-	return s.oneDeployment(ctx, "current deployment to "+environment,
+func (s *Store) CurrentDeployment(ctx context.Context, repository, environment string) (domain.Deployment, error) {
+	return s.oneDeployment(ctx, "a verified deployment to "+environment,
 		`SELECT `+deploymentColumns+` FROM deployments WHERE repository = $1 AND environment = $2 AND status = $3
 		 ORDER BY created_at DESC, id DESC LIMIT 1`,
 		repository, environment, string(domain.DeploymentVerified))
@@ -434,14 +488,17 @@ func (s *Store) HasDeployments(ctx context.Context, repository, environment stri
 	return n > 0, nil
 }
 
-// ListDeployments returns the repository's deployments (to environment,
-// when not empty), newest first.
-func (s *Store) ListDeployments(ctx context.Context, repository, environment string, limit int) ([]domain.Deployment, error) {
+// ListDeployments returns a page of deployments, newest first, fetching
+// page.Limit() rows (paging.Trim cuts them).
+func (s *Store) ListDeployments(ctx context.Context, f ListFilter, page paging.Page) ([]domain.Deployment, error) {
+	after, args := page.Where("created_at", "id", true, 5)
 	ds, err := s.queryDeployments(ctx,
-		`SELECT `+deploymentColumns+` FROM deployments WHERE repository = $1 AND ($2 = '' OR environment = $2)
-		 ORDER BY created_at DESC, id DESC LIMIT $3`, repository, environment, limit)
+		`SELECT `+deploymentColumns+` FROM deployments
+		 WHERE ($1 = '' OR repository = $1) AND ($2 = '' OR run_id = $2) AND ($3 = '' OR environment = $3)
+		   AND `+after+` ORDER BY created_at DESC, id DESC LIMIT $4`,
+		append([]any{f.Repository, f.RunID, f.Environment, page.Limit()}, args...)...)
 	if err != nil {
-		return nil, fmt.Errorf("list deployments of %s: %w", repository, err)
+		return nil, fmt.Errorf("list deployments: %w", err)
 	}
 	return ds, nil
 }

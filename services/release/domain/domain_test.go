@@ -218,3 +218,35 @@ func mustParse(t *testing.T, s string) Version {
 	}
 	return v
 }
+
+func TestStepMatches(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		filter, step string
+		want         bool
+	}{
+		{"", "deploy:staging", true},
+		{"deploy", "deploy:staging", true},
+		{"deploy", "deploy:production", true},
+		{"deploy", "verify:staging", false},
+		{"deploy:staging", "deploy:staging", true},
+		{"deploy:staging", "deploy:production", false},
+		{"deploy", "", false},
+		{"deploy", "deployment:staging", false},
+	} {
+		if got := StepMatches(tt.filter, tt.step); got != tt.want {
+			t.Errorf("StepMatches(%q, %q) = %v, want %v", tt.filter, tt.step, got, tt.want)
+		}
+	}
+}
+
+func TestWithLastLines(t *testing.T) {
+	t.Parallel()
+	if got := WithLastLines("deploy exited with code 1 on staging", "deploy:staging", nil); got != "deploy exited with code 1 on staging" {
+		t.Errorf("without lines: %q", got)
+	}
+	got := WithLastLines("deploy exited with code 1 on staging", "deploy:staging", []string{"one", "two"})
+	if want := "deploy exited with code 1 on staging\nlast lines of deploy:staging:\n| one\n| two"; got != want {
+		t.Errorf("with lines: %q, want %q", got, want)
+	}
+}

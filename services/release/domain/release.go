@@ -101,10 +101,14 @@ type Deployment struct {
 	Rollback bool
 	// Started is true once the deploy command was started: until then the
 	// environment was not touched.
-	Started   bool
-	Log       string
-	CreatedAt time.Time
-	EndedAt   time.Time
+	Started bool
+	// FailedStep and LastLogLines are set when the deployment failed in a
+	// command: the step of the release log it failed in (LogStep) and the
+	// last lines of that command's output.
+	FailedStep   string
+	LastLogLines []string
+	CreatedAt    time.Time
+	EndedAt      time.Time
 }
 
 // Environment is a deploy target as the pipeline describes it.

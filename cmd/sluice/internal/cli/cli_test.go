@@ -9,6 +9,7 @@ import (
 	"io"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 
 	"connectrpc.com/connect"
@@ -16,6 +17,7 @@ import (
 	"github.com/spf13/pflag"
 
 	buildv1 "github.com/sluicehq/sluice/proto/gen/sluice/build/v1"
+	releasev1 "github.com/sluicehq/sluice/proto/gen/sluice/release/v1"
 	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
 	testv1 "github.com/sluicehq/sluice/proto/gen/sluice/test/v1"
 )
@@ -271,7 +273,8 @@ func TestServiceURLs(t *testing.T) {
 	// $SLUICE_BUILD_URL does.
 	f := startFake(t, true)
 	f.build.logs["r1"] = []*buildv1.LogLine{{Seq: 1, Step: "compile", Stream: "stdout", Text: "from the build fake"}}
-	r := run(t, map[string]string{"SLUICE_BUILD_URL": f.url + "/", "SLUICE_TEST_URL": f.url}, "logs", "r1", "--server", "http://127.0.0.1:1")
+	r := run(t, map[string]string{"SLUICE_BUILD_URL": f.url + "/", "SLUICE_TEST_URL": f.url, "SLUICE_RELEASE_URL": f.url},
+		"logs", "r1", "--server", "http://127.0.0.1:1")
 	if r.code != 0 || r.stdout != "[compile] from the build fake\n" {
 		t.Fatalf("exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
 	}
@@ -570,7 +573,10 @@ func TestRollbackThatDoesNotVerifyExitsOne(t *testing.T) {
 	f.source.addRepo(&sourcev1.Repository{Id: "01abc", Name: "hello"})
 	f.release.rollbackFails = "verify: GET /healthz: 503\x1b]0;x\x07"
 	r := run(t, f.env(), "rollback", "hello", "--env", "staging")
-	if r.code != 1 || r.stdout != "rolled staging back to : failed\n" || r.stderr != "sluice rollback: rollback did not verify: verify: GET /healthz: 503\n" {
+	// The reason, then the failing command's last lines and where its
+	// whole output is.
+	wantErr := "sluice rollback: rollback did not verify: verify: GET /healthz: 503\n| health: down\n(sluice logs rb-1 prints all of its output)\n"
+	if r.code != 1 || r.stdout != "rolled staging back to : failed\n" || r.stderr != wantErr {
 		t.Fatalf("exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
 	}
 	r = run(t, f.env(), "rollback", "hello", "--env", "staging", "--output", "json")
@@ -605,5 +611,110 @@ func TestRepoListFollowsPages(t *testing.T) {
 		if r.code != 0 || !strings.Contains(r.stdout, "/srv/"+name) {
 			t.Fatalf("repo ls: exit %d, %q lacks %s", r.code, r.stdout, name)
 		}
+	}
+}
+
+// The release service's log is the third log source: after the build's
+// and the tests', by step, a kind of step being every environment's.
+func TestReleaseLogsFollowTheTests(t *testing.T) {
+	t.Parallel()
+	f := startFake(t, true)
+	f.source.addRun(helloRun("r1", sourcev1.RunStatus_RUN_STATUS_FAILED))
+	f.build.logs["r1"] = []*buildv1.LogLine{{Seq: 1, Step: "compile", Stream: "stdout", Text: "compiling"}}
+	f.test.logs["r1"] = []*testv1.LogLine{{Seq: 1, Step: "unit", Stream: "stdout", Text: "ok hello"}}
+	f.release.logs["r1"] = []*releasev1.LogLine{
+		{Seq: 1, Step: "deploy:staging", Stream: "meta", Text: "--- deploy: sh deploy.sh"},
+		{Seq: 2, Step: "deploy:staging", Stream: "stdout", Text: "started"},
+		{Seq: 3, Step: "verify:staging", Stream: "meta", Text: "--- verified v0.1.0 in staging"},
+		{Seq: 4, Step: "deploy:production", Stream: "stderr", Text: "port in use"},
+		{Seq: 5, Step: "deploy:production", Stream: "meta", Text: "--- deploy exited with code 1"},
+	}
+	all := "[compile] compiling\n[unit] ok hello\n--- deploy: sh deploy.sh\n[deploy:staging] started\n--- verified v0.1.0 in staging\n" +
+		"[deploy:production] port in use\n--- deploy exited with code 1\n"
+	for _, args := range [][]string{{"logs", "r1"}, {"logs", "r1", "-f"}} {
+		if r := run(t, f.env(), args...); r.code != 0 || r.stdout != all {
+			t.Errorf("sluice %v: exit %d, stdout\n%s\nstderr %q", args, r.code, r.stdout, r.stderr)
+		}
+	}
+	r := run(t, f.env(), "logs", "r1", "--step", "deploy")
+	if want := "--- deploy: sh deploy.sh\n[deploy:staging] started\n[deploy:production] port in use\n--- deploy exited with code 1\n"; r.code != 0 || r.stdout != want {
+		t.Errorf("--step deploy: exit %d, stdout\n%s\nstderr %q", r.code, r.stdout, r.stderr)
+	}
+	r = run(t, f.env(), "logs", "r1", "--step", "deploy:production", "--output", "json")
+	if r.code != 0 || strings.Count(r.stdout, "\n") != 2 || !strings.Contains(r.stdout, `"stage":"release"`) {
+		t.Errorf("--step deploy:production: exit %d, stdout\n%s", r.code, r.stdout)
+	}
+	// The release's steps come from the release service.
+	r = run(t, f.env(), "logs", "r1", "--step", "deploy:qa")
+	if want := `its steps are compile (build), unit (test), deploy (release), verify (release), rollback (release), deploy:staging (release), verify:staging (release), deploy:production (release)`; r.code != 1 || !strings.Contains(r.stderr, want) {
+		t.Errorf("--step deploy:qa: exit %d, stderr %q", r.code, r.stderr)
+	}
+
+	// A run without a release stage: no release lines, no error; -f does
+	// not wait for a stage that will not come.
+	run2 := helloRun("r2", sourcev1.RunStatus_RUN_STATUS_FAILED)
+	run2.Stages = []*sourcev1.Stage{{Name: "release", Status: sourcev1.StageStatus_STAGE_STATUS_SKIPPED}}
+	f.source.addRun(run2)
+	f.build.logs["r2"] = []*buildv1.LogLine{{Seq: 1, Step: "compile", Stream: "stdout", Text: "compiling"}}
+	for _, args := range [][]string{{"logs", "r2"}, {"logs", "r2", "-f"}} {
+		if r := run(t, f.env(), args...); r.code != 0 || r.stdout != "[compile] compiling\n" {
+			t.Errorf("sluice %v: exit %d, stdout %q, stderr %q", args, r.code, r.stdout, r.stderr)
+		}
+	}
+	// A run still going whose release has not started: -f waits for it.
+	run3 := helloRun("r3", sourcev1.RunStatus_RUN_STATUS_RUNNING)
+	run3.Stages = []*sourcev1.Stage{{Name: "release", Status: sourcev1.StageStatus_STAGE_STATUS_PENDING}}
+	f.source.addRun(run3)
+	f.build.logs["r3"] = []*buildv1.LogLine{{Seq: 1, Step: "compile", Stream: "stdout", Text: "compiling"}}
+	go func() {
+		time.Sleep(700 * time.Millisecond)
+		f.release.mu.Lock()
+		defer f.release.mu.Unlock()
+		f.release.logs["r3"] = []*releasev1.LogLine{{Seq: 1, Step: "deploy:staging", Stream: "stdout", Text: "late"}}
+	}()
+	if r := run(t, f.env(), "logs", "r3", "-f"); r.code != 0 || r.stdout != "[compile] compiling\n[deploy:staging] late\n" {
+		t.Errorf("logs r3 -f: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+	}
+	// A rollback made with `sluice rollback` has a release log and nothing else.
+	f.release.logs["rb-1"] = []*releasev1.LogLine{{Seq: 1, Step: "rollback:staging", Stream: "stdout", Text: "restarted"}}
+	if r := run(t, f.env(), "logs", "rb-1"); r.code != 0 || r.stdout != "[rollback:staging] restarted\n" {
+		t.Errorf("logs rb-1: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+	}
+}
+
+// A failed stage says why once: its reason, not the detail that told the
+// same as it happened; the reason's last lines once, with the run's
+// failure.
+func TestFailedStageSaysWhyOnce(t *testing.T) {
+	t.Parallel()
+	f := startFake(t, true)
+	r1 := helloRun("r1", sourcev1.RunStatus_RUN_STATUS_FAILED)
+	reason := "deploy exited with code 1 on staging; no earlier verified release of staging to roll back to\nlast lines of deploy:staging:\n| port in use"
+	r1.FailureReason = "release failed: " + reason
+	r1.Stages = []*sourcev1.Stage{
+		{Name: "build", Status: sourcev1.StageStatus_STAGE_STATUS_SUCCEEDED, Detail: "1 artifact: hello"},
+		{Name: "release", Status: sourcev1.StageStatus_STAGE_STATUS_FAILED, Reason: reason,
+			Detail: "deployment of v0.1.0 failed on staging: deploy exited with code 1"},
+	}
+	f.source.addRun(r1)
+	r := run(t, f.env(), "show", "r1")
+	if r.code != 0 {
+		t.Fatalf("exit %d, stderr %q", r.code, r.stderr)
+	}
+	for _, want := range []string{
+		"failure     release failed: deploy exited with code 1 on staging; no earlier verified release of staging to roll back to\n" +
+			"            last lines of deploy:staging:\n            | port in use\n",
+		"  build    succeeded  1 artifact: hello\n",
+		"  release  failed     deploy exited with code 1 on staging; no earlier verified release of staging to roll back to\n",
+	} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("show has no\n%s\nin\n%s", want, r.stdout)
+		}
+	}
+	if n := strings.Count(r.stdout, "exited with code 1"); n != 2 {
+		t.Errorf("show says the exit code %d times (want the run's failure and the stage's):\n%s", n, r.stdout)
+	}
+	if n := strings.Count(r.stdout, "port in use"); n != 1 {
+		t.Errorf("show prints the last line %d times:\n%s", n, r.stdout)
 	}
 }

@@ -442,7 +442,14 @@ does not verify.`,
 				fmt.Fprintf(s.app.Stdout, "rolled %s back to %s: %s\n", sanitizeLine(d.GetEnvironment()), sanitizeLine(d.GetVersion()), s.style.paint(toneOf(word), word))
 			}
 			if d.GetStatus() != releasev1.DeploymentStatus_DEPLOYMENT_STATUS_VERIFIED {
-				return &exitError{code: 1, msg: "rollback did not verify: " + sanitizeLine(d.GetReason())}
+				msg := "rollback did not verify: " + sanitizeLine(d.GetReason())
+				for _, l := range d.GetLastLogLines() {
+					msg += "\n| " + sanitizeLine(l)
+				}
+				if d.GetId() != "" {
+					msg += "\n(sluice logs " + sanitizeLine(d.GetId()) + " prints all of its output)"
+				}
+				return &exitError{code: 1, msg: msg}
 			}
 			return nil
 		},

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -52,7 +53,7 @@ func startFake(t *testing.T, withDetails bool) *fakePlatform {
 		source:  &fakeSource{repos: map[string]*sourcev1.Repository{}, runs: map[string]*sourcev1.Run{}},
 		build:   &fakeBuild{logs: map[string][]*buildv1.LogLine{}},
 		test:    &fakeTest{logs: map[string][]*testv1.LogLine{}},
-		release: &fakeRelease{},
+		release: &fakeRelease{logs: map[string][]*releasev1.LogLine{}},
 		notify:  &fakeNotify{},
 	}
 	mux := http.NewServeMux()
@@ -177,6 +178,14 @@ func (f *fakeBuild) GetLogs(_ context.Context, req *buildv1.GetLogsRequest) (*bu
 	return res, nil
 }
 
+func (f *fakeBuild) TailLogs(ctx context.Context, req *buildv1.TailLogsRequest, stream *connect.ServerStream[buildv1.TailLogsResponse]) error {
+	res, err := f.GetLogs(ctx, &buildv1.GetLogsRequest{RunId: req.GetRunId(), Step: req.GetStep(), FromSeq: req.GetFromSeq()})
+	if err != nil {
+		return err
+	}
+	return stream.Send(&buildv1.TailLogsResponse{Lines: res.GetLines()})
+}
+
 type fakeTest struct {
 	testv1connect.UnimplementedTestServiceHandler
 	mu   sync.Mutex
@@ -208,6 +217,42 @@ type fakeRelease struct {
 	// rollbackFails, when set, is why the redeployed release did not verify.
 	rollbackFails string
 	releases      []*releasev1.Release
+	// logs are the release logs by run id.
+	logs map[string][]*releasev1.LogLine
+}
+
+// releaseStepMatches is the release service's step filter: a kind
+// ("deploy") selects it in every environment ("deploy:staging").
+func releaseStepMatches(filter, step string) bool {
+	kind, _, _ := strings.Cut(step, ":")
+	return filter == "" || filter == step || filter == kind
+}
+
+func (f *fakeRelease) GetLogs(_ context.Context, req *releasev1.GetLogsRequest) (*releasev1.GetLogsResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	lines, ok := f.logs[req.GetRunId()]
+	if !ok {
+		return nil, connect.NewError(connect.CodeNotFound, fmt.Errorf("run %q has no release stage: not found", req.GetRunId()))
+	}
+	res := &releasev1.GetLogsResponse{Complete: true, Steps: []string{"deploy", "verify", "rollback"}}
+	for _, l := range lines {
+		if !slices.Contains(res.Steps, l.GetStep()) {
+			res.Steps = append(res.Steps, l.GetStep())
+		}
+		if l.GetSeq() >= req.GetFromSeq() && releaseStepMatches(req.GetStep(), l.GetStep()) {
+			res.Lines = append(res.Lines, l)
+		}
+	}
+	return res, nil
+}
+
+func (f *fakeRelease) TailLogs(ctx context.Context, req *releasev1.TailLogsRequest, stream *connect.ServerStream[releasev1.TailLogsResponse]) error {
+	res, err := f.GetLogs(ctx, &releasev1.GetLogsRequest{RunId: req.GetRunId(), Step: req.GetStep(), FromSeq: req.GetFromSeq()})
+	if err != nil {
+		return err
+	}
+	return stream.Send(&releasev1.TailLogsResponse{Lines: res.GetLines()})
 }
 
 func (f *fakeRelease) ListReleases(_ context.Context, req *releasev1.ListReleasesRequest) (*releasev1.ListReleasesResponse, error) {
@@ -234,6 +279,7 @@ func (f *fakeRelease) Rollback(_ context.Context, req *releasev1.RollbackRequest
 	d := &releasev1.Deployment{Environment: req.GetEnvironment(), Version: req.GetToVersion(), Status: releasev1.DeploymentStatus_DEPLOYMENT_STATUS_VERIFIED}
 	if f.rollbackFails != "" {
 		d.Status, d.Reason = releasev1.DeploymentStatus_DEPLOYMENT_STATUS_FAILED, f.rollbackFails
+		d.Id, d.FailedStep, d.LastLogLines = "rb-1", "rollback:"+req.GetEnvironment(), []string{"health: down\x1b[2J"}
 	}
 	return &releasev1.RollbackResponse{Deployment: d}, nil
 }

@@ -132,16 +132,21 @@ func stageLine(s *sourcev1.Stage, st style) string {
 	return fmt.Sprintf("  %-8s %s%s", sanitizeLine(s.GetName()), st.status(stageWord(s.GetStatus()), 10), stageNote(s))
 }
 
+// stageNote is what a stage line says after the status: the time taken,
+// the detail, the reason. A failed stage says why once: its reason, whose
+// first line is the run's failure (printed in full, last lines and all,
+// with the run), and not the detail, which told the same as it happened.
 func stageNote(s *sourcev1.Stage) string {
 	var parts []string
 	if s.GetStartTime() != nil && s.GetEndTime() != nil {
 		parts = append(parts, s.GetEndTime().AsTime().Sub(s.GetStartTime().AsTime()).Round(10*time.Millisecond).String())
 	}
-	if s.GetDetail() != "" {
+	failed := s.GetStatus() == sourcev1.StageStatus_STAGE_STATUS_FAILED && s.GetReason() != ""
+	if s.GetDetail() != "" && !failed {
 		parts = append(parts, sanitizeLine(s.GetDetail()))
 	}
 	if s.GetReason() != "" {
-		parts = append(parts, sanitizeLine(s.GetReason()))
+		parts = append(parts, sanitizeLine(firstLine(s.GetReason())))
 	}
 	if len(parts) == 0 {
 		return ""

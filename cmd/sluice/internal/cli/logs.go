@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	buildv1 "github.com/sluicehq/sluice/proto/gen/sluice/build/v1"
+	releasev1 "github.com/sluicehq/sluice/proto/gen/sluice/release/v1"
 	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
 	testv1 "github.com/sluicehq/sluice/proto/gen/sluice/test/v1"
 )
@@ -85,7 +86,72 @@ func logSources() []logSource {
 				return stepNames(run.GetPipeline().GetTest().GetSteps()), nil
 			},
 		},
+		{
+			// The release log's steps are deploy:<env>, verify:<env> and
+			// rollback:<env>; --step deploy is every environment's deploy.
+			stage: "release",
+			page: func(ctx context.Context, s *session, runID, step string, from int64) (logPage, error) {
+				res, err := s.release().GetLogs(ctx, &releasev1.GetLogsRequest{RunId: runID, Step: step, FromSeq: from, Limit: logPageSize})
+				return logPage{lines: logLines("release", res.GetLines()), next: res.GetNextSeq(), complete: res.GetComplete()}, err
+			},
+			tail: tailRelease,
+			steps: func(ctx context.Context, s *session, run *sourcev1.Run) ([]string, error) {
+				res, err := s.release().GetLogs(ctx, &releasev1.GetLogsRequest{RunId: run.GetId(), Limit: 1})
+				if connect.CodeOf(err) == connect.CodeNotFound {
+					return nil, nil // the run has no release stage (yet)
+				}
+				return res.GetSteps(), err
+			},
+		},
 	}
+}
+
+// tailRelease follows a run's release log. The release stage starts only
+// after the tests passed, so while the run goes on and its release has not
+// started, it waits; a run that ends without one has no release log
+// (connect NotFound).
+func tailRelease(ctx context.Context, s *session, runID, step string, emit func(logLine)) error {
+	for {
+		stream, err := s.release().TailLogs(ctx, &releasev1.TailLogsRequest{RunId: runID, Step: step, FromSeq: 1})
+		if err != nil {
+			return err
+		}
+		for stream.Receive() {
+			for _, l := range logLines("release", stream.Msg().GetLines()) {
+				emit(l)
+			}
+		}
+		err = stream.Err()
+		_ = stream.Close()
+		if connect.CodeOf(err) != connect.CodeNotFound {
+			return err
+		}
+		res, rerr := s.source().GetRun(ctx, &sourcev1.GetRunRequest{RunId: runID})
+		if rerr != nil || isFinal(res.GetRun().GetStatus()) || releaseSettled(res.GetRun()) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+// releaseSettled reports whether the run's release stage can no longer
+// start: it ended (skipped, say, after a failed test) without a log.
+func releaseSettled(run *sourcev1.Run) bool {
+	for _, st := range run.GetStages() {
+		if st.GetName() == "release" {
+			switch st.GetStatus() {
+			case sourcev1.StageStatus_STAGE_STATUS_PENDING, sourcev1.StageStatus_STAGE_STATUS_RUNNING:
+				return false
+			default:
+				return true
+			}
+		}
+	}
+	return true
 }
 
 // serviceLogLine is the log line message every service's logs API has.
@@ -119,12 +185,18 @@ func (s *session) logsCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "logs <run-id>",
 		Short: "Print a run's step logs",
-		Long: `Print a run's step logs: the build's, then the tests'. Each line is prefixed
-with its step's name; lines starting with --- are Sluice's own notes.
+		Long: `Print a run's step logs: the build's, the tests', then the release's. Each
+line is prefixed with its step's name; lines starting with --- are Sluice's
+own notes.
+
+The release's steps are deploy:<environment>, verify:<environment> and
+rollback:<environment>; --step deploy prints every environment's deploy. The
+id of a rollback made with 'sluice rollback' prints that rollback's output.
 
 With -f it keeps printing while the run's steps write.`,
 		Example: `  $ sluice logs 01a241d7-6533-7754-8392-2fcf9d8b3f73
-  $ sluice logs 01a241d7-6533-7754-8392-2fcf9d8b3f73 --step compile -f`,
+  $ sluice logs 01a241d7-6533-7754-8392-2fcf9d8b3f73 --step compile -f
+  $ sluice logs 01a241d7-6533-7754-8392-2fcf9d8b3f73 --step deploy`,
 		Args:              needArgs("<run-id>"),
 		ValidArgsFunction: s.completeRuns,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -154,12 +226,17 @@ func (s *session) logs(ctx context.Context, runID, step string, follow bool) err
 		}
 	}
 	anyFound := false
-	for i, src := range sources {
+	for _, src := range sources {
 		if follow && src.tail != nil {
-			if err := src.tail(ctx, s, runID, step, emit); err != nil {
+			err := src.tail(ctx, s, runID, step, emit)
+			switch {
+			case connect.CodeOf(err) == connect.CodeNotFound:
+				// The service has no log for the run.
+			case err != nil:
 				return err
+			default:
+				anyFound = true
 			}
-			anyFound = true
 			continue
 		}
 		found, err := pageLogs(ctx, follow, func(from int64) (logPage, error) {
@@ -172,10 +249,9 @@ func (s *session) logs(ctx context.Context, runID, step string, follow bool) err
 		if err != nil {
 			return err
 		}
+		// A stage may have a log without the one before: a rollback made
+		// with `sluice rollback` has a release log of its own.
 		anyFound = anyFound || found
-		if i == 0 && !found {
-			break // no stage after the first ran without it
-		}
 	}
 	if !anyFound {
 		return fmt.Errorf("no logs for run %s (has it been built?)", sanitizeLine(runID))

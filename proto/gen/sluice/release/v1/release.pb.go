@@ -320,10 +320,15 @@ type Deployment struct {
 	Status      DeploymentStatus       `protobuf:"varint,6,opt,name=status,proto3,enum=sluice.release.v1.DeploymentStatus" json:"status,omitempty"`
 	Reason      string                 `protobuf:"bytes,7,opt,name=reason,proto3" json:"reason,omitempty"`
 	// True when this deployment is a rollback.
-	Rollback      bool                   `protobuf:"varint,8,opt,name=rollback,proto3" json:"rollback,omitempty"`
-	CreateTime    *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
-	EndTime       *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=end_time,json=endTime,proto3" json:"end_time,omitempty"`
-	RunId         string                 `protobuf:"bytes,11,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	Rollback   bool                   `protobuf:"varint,8,opt,name=rollback,proto3" json:"rollback,omitempty"`
+	CreateTime *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	EndTime    *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=end_time,json=endTime,proto3" json:"end_time,omitempty"`
+	RunId      string                 `protobuf:"bytes,11,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	// When the deployment failed in a command: the step of the release log
+	// it failed in (deploy:<environment>, verify:<environment> or
+	// rollback:<environment>) and that command's last output lines.
+	FailedStep    string   `protobuf:"bytes,12,opt,name=failed_step,json=failedStep,proto3" json:"failed_step,omitempty"`
+	LastLogLines  []string `protobuf:"bytes,13,rep,name=last_log_lines,json=lastLogLines,proto3" json:"last_log_lines,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -435,10 +440,34 @@ func (x *Deployment) GetRunId() string {
 	return ""
 }
 
+func (x *Deployment) GetFailedStep() string {
+	if x != nil {
+		return x.FailedStep
+	}
+	return ""
+}
+
+func (x *Deployment) GetLastLogLines() []string {
+	if x != nil {
+		return x.LastLogLines
+	}
+	return nil
+}
+
+// ListReleasesRequest lists the releases of a repository, or the release
+// of a run, newest first.
 type ListReleasesRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Repository    string                 `protobuf:"bytes,1,opt,name=repository,proto3" json:"repository,omitempty"`
-	Limit         int32                  `protobuf:"varint,2,opt,name=limit,proto3" json:"limit,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The repository's releases; empty with run_id.
+	Repository string `protobuf:"bytes,1,opt,name=repository,proto3" json:"repository,omitempty"`
+	// Superseded by page_size; used when page_size is 0.
+	Limit int32 `protobuf:"varint,2,opt,name=limit,proto3" json:"limit,omitempty"`
+	// Only the release a run released (or released again).
+	RunId string `protobuf:"bytes,3,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	// At most this many releases (50 when 0 and limit is 0).
+	PageSize int32 `protobuf:"varint,4,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// The next_page_token of the page before; empty for the first page.
+	PageToken     string `protobuf:"bytes,5,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -487,9 +516,32 @@ func (x *ListReleasesRequest) GetLimit() int32 {
 	return 0
 }
 
+func (x *ListReleasesRequest) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+func (x *ListReleasesRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListReleasesRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
 type ListReleasesResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Releases      []*Release             `protobuf:"bytes,1,rep,name=releases,proto3" json:"releases,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Releases []*Release             `protobuf:"bytes,1,rep,name=releases,proto3" json:"releases,omitempty"`
+	// The page_token of the next page; empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -531,12 +583,29 @@ func (x *ListReleasesResponse) GetReleases() []*Release {
 	return nil
 }
 
+func (x *ListReleasesResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+// ListDeploymentsRequest lists the deployments of a repository, or of a
+// run, newest first.
 type ListDeploymentsRequest struct {
-	state      protoimpl.MessageState `protogen:"open.v1"`
-	Repository string                 `protobuf:"bytes,1,opt,name=repository,proto3" json:"repository,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The repository's deployments; empty with run_id.
+	Repository string `protobuf:"bytes,1,opt,name=repository,proto3" json:"repository,omitempty"`
 	// Only this environment; empty means all.
-	Environment   string `protobuf:"bytes,2,opt,name=environment,proto3" json:"environment,omitempty"`
-	Limit         int32  `protobuf:"varint,3,opt,name=limit,proto3" json:"limit,omitempty"`
+	Environment string `protobuf:"bytes,2,opt,name=environment,proto3" json:"environment,omitempty"`
+	// Superseded by page_size; used when page_size is 0.
+	Limit int32 `protobuf:"varint,3,opt,name=limit,proto3" json:"limit,omitempty"`
+	// Only the deployments a run's release stage made (rollbacks included).
+	RunId string `protobuf:"bytes,4,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	// At most this many deployments (50 when 0 and limit is 0).
+	PageSize int32 `protobuf:"varint,5,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// The next_page_token of the page before; empty for the first page.
+	PageToken     string `protobuf:"bytes,6,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -592,9 +661,32 @@ func (x *ListDeploymentsRequest) GetLimit() int32 {
 	return 0
 }
 
+func (x *ListDeploymentsRequest) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+func (x *ListDeploymentsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListDeploymentsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
 type ListDeploymentsResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Deployments   []*Deployment          `protobuf:"bytes,1,rep,name=deployments,proto3" json:"deployments,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Deployments []*Deployment          `protobuf:"bytes,1,rep,name=deployments,proto3" json:"deployments,omitempty"`
+	// The page_token of the next page; empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -636,11 +728,19 @@ func (x *ListDeploymentsResponse) GetDeployments() []*Deployment {
 	return nil
 }
 
+func (x *ListDeploymentsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
 type RollbackRequest struct {
 	state       protoimpl.MessageState `protogen:"open.v1"`
 	Repository  string                 `protobuf:"bytes,1,opt,name=repository,proto3" json:"repository,omitempty"`
 	Environment string                 `protobuf:"bytes,2,opt,name=environment,proto3" json:"environment,omitempty"`
-	// Defaults to the last verified release before the current one.
+	// The version to deploy. Empty picks the newest release verified in the
+	// environment whose version is older than the one deployed there now.
 	ToVersion     string `protobuf:"bytes,3,opt,name=to_version,json=toVersion,proto3" json:"to_version,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -741,6 +841,340 @@ func (x *RollbackResponse) GetDeployment() *Deployment {
 	return nil
 }
 
+// LogLine is one line of a release log.
+type LogLine struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Sequence number within the log, from 1, without gaps.
+	Seq int64 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	// deploy:<environment>, verify:<environment> or rollback:<environment>;
+	// empty for Sluice's notes about the stage as a whole.
+	Step string                 `protobuf:"bytes,2,opt,name=step,proto3" json:"step,omitempty"`
+	Text string                 `protobuf:"bytes,3,opt,name=text,proto3" json:"text,omitempty"`
+	Time *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=time,proto3" json:"time,omitempty"`
+	// stdout or stderr; meta for lines Sluice writes itself.
+	Stream        string `protobuf:"bytes,5,opt,name=stream,proto3" json:"stream,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LogLine) Reset() {
+	*x = LogLine{}
+	mi := &file_sluice_release_v1_release_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LogLine) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LogLine) ProtoMessage() {}
+
+func (x *LogLine) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_release_v1_release_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LogLine.ProtoReflect.Descriptor instead.
+func (*LogLine) Descriptor() ([]byte, []int) {
+	return file_sluice_release_v1_release_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *LogLine) GetSeq() int64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *LogLine) GetStep() string {
+	if x != nil {
+		return x.Step
+	}
+	return ""
+}
+
+func (x *LogLine) GetText() string {
+	if x != nil {
+		return x.Text
+	}
+	return ""
+}
+
+func (x *LogLine) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+func (x *LogLine) GetStream() string {
+	if x != nil {
+		return x.Stream
+	}
+	return ""
+}
+
+type GetLogsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The run whose release log to read; or the deployment id of a rollback
+	// made through Rollback, which belongs to no run.
+	RunId string `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	// Only this step's lines; empty means all. deploy, verify and rollback
+	// select that step of every environment (deploy:staging,
+	// deploy:production, ...); deploy:<environment> one environment's.
+	Step string `protobuf:"bytes,2,opt,name=step,proto3" json:"step,omitempty"`
+	// First sequence number to return.
+	FromSeq       int64 `protobuf:"varint,3,opt,name=from_seq,json=fromSeq,proto3" json:"from_seq,omitempty"`
+	Limit         int32 `protobuf:"varint,4,opt,name=limit,proto3" json:"limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetLogsRequest) Reset() {
+	*x = GetLogsRequest{}
+	mi := &file_sluice_release_v1_release_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetLogsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetLogsRequest) ProtoMessage() {}
+
+func (x *GetLogsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_release_v1_release_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetLogsRequest.ProtoReflect.Descriptor instead.
+func (*GetLogsRequest) Descriptor() ([]byte, []int) {
+	return file_sluice_release_v1_release_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *GetLogsRequest) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+func (x *GetLogsRequest) GetStep() string {
+	if x != nil {
+		return x.Step
+	}
+	return ""
+}
+
+func (x *GetLogsRequest) GetFromSeq() int64 {
+	if x != nil {
+		return x.FromSeq
+	}
+	return 0
+}
+
+func (x *GetLogsRequest) GetLimit() int32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+type GetLogsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Lines []*LogLine             `protobuf:"bytes,1,rep,name=lines,proto3" json:"lines,omitempty"`
+	// The sequence number to ask for next.
+	NextSeq int64 `protobuf:"varint,2,opt,name=next_seq,json=nextSeq,proto3" json:"next_seq,omitempty"`
+	// True once the release stage has ended and every line has been returned.
+	Complete bool `protobuf:"varint,3,opt,name=complete,proto3" json:"complete,omitempty"`
+	// The names step may take for this run: deploy, verify and rollback, and
+	// deploy:<environment>, verify:<environment> and rollback:<environment>
+	// for each environment the run deployed to (or rolled back).
+	Steps         []string `protobuf:"bytes,4,rep,name=steps,proto3" json:"steps,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetLogsResponse) Reset() {
+	*x = GetLogsResponse{}
+	mi := &file_sluice_release_v1_release_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetLogsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetLogsResponse) ProtoMessage() {}
+
+func (x *GetLogsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_release_v1_release_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetLogsResponse.ProtoReflect.Descriptor instead.
+func (*GetLogsResponse) Descriptor() ([]byte, []int) {
+	return file_sluice_release_v1_release_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *GetLogsResponse) GetLines() []*LogLine {
+	if x != nil {
+		return x.Lines
+	}
+	return nil
+}
+
+func (x *GetLogsResponse) GetNextSeq() int64 {
+	if x != nil {
+		return x.NextSeq
+	}
+	return 0
+}
+
+func (x *GetLogsResponse) GetComplete() bool {
+	if x != nil {
+		return x.Complete
+	}
+	return false
+}
+
+func (x *GetLogsResponse) GetSteps() []string {
+	if x != nil {
+		return x.Steps
+	}
+	return nil
+}
+
+type TailLogsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// As GetLogsRequest.run_id.
+	RunId string `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	// As GetLogsRequest.step.
+	Step          string `protobuf:"bytes,2,opt,name=step,proto3" json:"step,omitempty"`
+	FromSeq       int64  `protobuf:"varint,3,opt,name=from_seq,json=fromSeq,proto3" json:"from_seq,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TailLogsRequest) Reset() {
+	*x = TailLogsRequest{}
+	mi := &file_sluice_release_v1_release_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TailLogsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TailLogsRequest) ProtoMessage() {}
+
+func (x *TailLogsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_release_v1_release_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TailLogsRequest.ProtoReflect.Descriptor instead.
+func (*TailLogsRequest) Descriptor() ([]byte, []int) {
+	return file_sluice_release_v1_release_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *TailLogsRequest) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+func (x *TailLogsRequest) GetStep() string {
+	if x != nil {
+		return x.Step
+	}
+	return ""
+}
+
+func (x *TailLogsRequest) GetFromSeq() int64 {
+	if x != nil {
+		return x.FromSeq
+	}
+	return 0
+}
+
+type TailLogsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Lines         []*LogLine             `protobuf:"bytes,1,rep,name=lines,proto3" json:"lines,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TailLogsResponse) Reset() {
+	*x = TailLogsResponse{}
+	mi := &file_sluice_release_v1_release_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TailLogsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TailLogsResponse) ProtoMessage() {}
+
+func (x *TailLogsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_release_v1_release_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TailLogsResponse.ProtoReflect.Descriptor instead.
+func (*TailLogsResponse) Descriptor() ([]byte, []int) {
+	return file_sluice_release_v1_release_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *TailLogsResponse) GetLines() []*LogLine {
+	if x != nil {
+		return x.Lines
+	}
+	return nil
+}
+
 var File_sluice_release_v1_release_proto protoreflect.FileDescriptor
 
 const file_sluice_release_v1_release_proto_rawDesc = "" +
@@ -763,7 +1197,7 @@ const file_sluice_release_v1_release_proto_rawDesc = "" +
 	"\tartifacts\x18\a \x03(\v2\".sluice.release.v1.ReleaseArtifactR\tartifacts\x128\n" +
 	"\x06status\x18\b \x01(\x0e2 .sluice.release.v1.ReleaseStatusR\x06status\x12;\n" +
 	"\vcreate_time\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"createTime\"\x93\x03\n" +
+	"createTime\"\xda\x03\n" +
 	"\n" +
 	"Deployment\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1e\n" +
@@ -781,35 +1215,81 @@ const file_sluice_release_v1_release_proto_rawDesc = "" +
 	"createTime\x125\n" +
 	"\bend_time\x18\n" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\x12\x15\n" +
-	"\x06run_id\x18\v \x01(\tR\x05runId\"b\n" +
-	"\x13ListReleasesRequest\x12)\n" +
+	"\x06run_id\x18\v \x01(\tR\x05runId\x12\x1f\n" +
+	"\vfailed_step\x18\f \x01(\tR\n" +
+	"failedStep\x12$\n" +
+	"\x0elast_log_lines\x18\r \x03(\tR\flastLogLines\"\xa7\x04\n" +
+	"\x13ListReleasesRequest\x12\x8b\x02\n" +
 	"\n" +
-	"repository\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18dR\n" +
+	"repository\x18\x01 \x01(\tB\xea\x01\xbaH\xe6\x01\xba\x01\xe2\x01\n" +
+	"\x0frepository.name\x12\x80\x01must be a repository name: lower-case letters, digits, '.', '_' and '-', starting with a letter or digit, at most 100 characters\x1aLthis == '' || (this.size() <= 100 && this.matches('^[a-z0-9][a-z0-9._-]*$'))R\n" +
 	"repository\x12 \n" +
 	"\x05limit\x18\x02 \x01(\x05B\n" +
-	"\xbaH\a\x1a\x05\x18\xe8\a(\x00R\x05limit\"N\n" +
+	"\xbaH\a\x1a\x05\x18\xe8\a(\x00R\x05limit\x12\x1e\n" +
+	"\x06run_id\x18\x03 \x01(\tB\a\xbaH\x04r\x02\x18@R\x05runId\x12'\n" +
+	"\tpage_size\x18\x04 \x01(\x05B\n" +
+	"\xbaH\a\x1a\x05\x18\xe8\a(\x00R\bpageSize\x12'\n" +
+	"\n" +
+	"page_token\x18\x05 \x01(\tB\b\xbaH\x05r\x03\x18\x80\bR\tpageToken:n\xbaHk\x1ai\n" +
+	"\x1flist_releases.repository_or_run\x12\x1aname a repository or a run\x1a*this.repository != '' || this.run_id != ''\"v\n" +
 	"\x14ListReleasesResponse\x126\n" +
-	"\breleases\x18\x01 \x03(\v2\x1a.sluice.release.v1.ReleaseR\breleases\"\x90\x01\n" +
-	"\x16ListDeploymentsRequest\x12)\n" +
+	"\breleases\x18\x01 \x03(\v2\x1a.sluice.release.v1.ReleaseR\breleases\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xb7\x06\n" +
+	"\x16ListDeploymentsRequest\x12\x8b\x02\n" +
 	"\n" +
-	"repository\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18dR\n" +
-	"repository\x12)\n" +
-	"\venvironment\x18\x02 \x01(\tB\a\xbaH\x04r\x02\x18?R\venvironment\x12 \n" +
+	"repository\x18\x01 \x01(\tB\xea\x01\xbaH\xe6\x01\xba\x01\xe2\x01\n" +
+	"\x0frepository.name\x12\x80\x01must be a repository name: lower-case letters, digits, '.', '_' and '-', starting with a letter or digit, at most 100 characters\x1aLthis == '' || (this.size() <= 100 && this.matches('^[a-z0-9][a-z0-9._-]*$'))R\n" +
+	"repository\x12\x87\x02\n" +
+	"\venvironment\x18\x02 \x01(\tB\xe4\x01\xbaH\xe0\x01\xba\x01\xdc\x01\n" +
+	"\x10environment.name\x12|must be an environment name: lower-case letters, digits, '_' and '-', starting with a letter or digit, at most 63 characters\x1aJthis == '' || (this.size() <= 63 && this.matches('^[a-z0-9][a-z0-9_-]*$'))R\venvironment\x12 \n" +
 	"\x05limit\x18\x03 \x01(\x05B\n" +
-	"\xbaH\a\x1a\x05\x18\xe8\a(\x00R\x05limit\"Z\n" +
+	"\xbaH\a\x1a\x05\x18\xe8\a(\x00R\x05limit\x12\x1e\n" +
+	"\x06run_id\x18\x04 \x01(\tB\a\xbaH\x04r\x02\x18@R\x05runId\x12'\n" +
+	"\tpage_size\x18\x05 \x01(\x05B\n" +
+	"\xbaH\a\x1a\x05\x18\xe8\a(\x00R\bpageSize\x12'\n" +
+	"\n" +
+	"page_token\x18\x06 \x01(\tB\b\xbaH\x05r\x03\x18\x80\bR\tpageToken:q\xbaHn\x1al\n" +
+	"\"list_deployments.repository_or_run\x12\x1aname a repository or a run\x1a*this.repository != '' || this.run_id != ''\"\x82\x01\n" +
 	"\x17ListDeploymentsResponse\x12?\n" +
-	"\vdeployments\x18\x01 \x03(\v2\x1d.sluice.release.v1.DeploymentR\vdeployments\"\xad\x01\n" +
-	"\x0fRollbackRequest\x12)\n" +
+	"\vdeployments\x18\x01 \x03(\v2\x1d.sluice.release.v1.DeploymentR\vdeployments\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xdc\x05\n" +
+	"\x0fRollbackRequest\x12\xff\x01\n" +
 	"\n" +
-	"repository\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18dR\n" +
-	"repository\x12+\n" +
-	"\venvironment\x18\x02 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18?R\venvironment\x12B\n" +
+	"repository\x18\x01 \x01(\tB\xde\x01\xbaH\xda\x01\xba\x01\xd2\x01\n" +
+	"\x0frepository.name\x12\x80\x01must be a repository name: lower-case letters, digits, '.', '_' and '-', starting with a letter or digit, at most 100 characters\x1a<this.size() <= 100 && this.matches('^[a-z0-9][a-z0-9._-]*$')r\x02\x10\x01R\n" +
+	"repository\x12\xfb\x01\n" +
+	"\venvironment\x18\x02 \x01(\tB\xd8\x01\xbaH\xd4\x01\xba\x01\xcc\x01\n" +
+	"\x10environment.name\x12|must be an environment name: lower-case letters, digits, '_' and '-', starting with a letter or digit, at most 63 characters\x1a:this.size() <= 63 && this.matches('^[a-z0-9][a-z0-9_-]*$')r\x02\x10\x01R\venvironment\x12\xc8\x01\n" +
 	"\n" +
-	"to_version\x18\x03 \x01(\tB#\xbaH r\x1e2\x1c^(v[0-9]+\\.[0-9]+\\.[0-9]+)?$R\ttoVersion\"Q\n" +
+	"to_version\x18\x03 \x01(\tB\xa8\x01\xbaH\xa4\x01\xba\x01\xa0\x01\n" +
+	"\x12to_version.version\x12\x1dmust be a version like v1.2.3\x1akthis == '' || (this.size() <= 64 && this.matches('^v(0|[1-9][0-9]*)[.](0|[1-9][0-9]*)[.](0|[1-9][0-9]*)$'))R\ttoVersion\"Q\n" +
 	"\x10RollbackResponse\x12=\n" +
 	"\n" +
 	"deployment\x18\x01 \x01(\v2\x1d.sluice.release.v1.DeploymentR\n" +
-	"deployment*\x82\x01\n" +
+	"deployment\"\x8b\x01\n" +
+	"\aLogLine\x12\x10\n" +
+	"\x03seq\x18\x01 \x01(\x03R\x03seq\x12\x12\n" +
+	"\x04step\x18\x02 \x01(\tR\x04step\x12\x12\n" +
+	"\x04text\x18\x03 \x01(\tR\x04text\x12.\n" +
+	"\x04time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x16\n" +
+	"\x06stream\x18\x05 \x01(\tR\x06stream\"\x95\x01\n" +
+	"\x0eGetLogsRequest\x12 \n" +
+	"\x06run_id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\x05runId\x12\x1b\n" +
+	"\x04step\x18\x02 \x01(\tB\a\xbaH\x04r\x02\x18dR\x04step\x12\"\n" +
+	"\bfrom_seq\x18\x03 \x01(\x03B\a\xbaH\x04\"\x02(\x00R\afromSeq\x12 \n" +
+	"\x05limit\x18\x04 \x01(\x05B\n" +
+	"\xbaH\a\x1a\x05\x18\x90N(\x00R\x05limit\"\x90\x01\n" +
+	"\x0fGetLogsResponse\x120\n" +
+	"\x05lines\x18\x01 \x03(\v2\x1a.sluice.release.v1.LogLineR\x05lines\x12\x19\n" +
+	"\bnext_seq\x18\x02 \x01(\x03R\anextSeq\x12\x1a\n" +
+	"\bcomplete\x18\x03 \x01(\bR\bcomplete\x12\x14\n" +
+	"\x05steps\x18\x04 \x03(\tR\x05steps\"t\n" +
+	"\x0fTailLogsRequest\x12 \n" +
+	"\x06run_id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\x05runId\x12\x1b\n" +
+	"\x04step\x18\x02 \x01(\tB\a\xbaH\x04r\x02\x18dR\x04step\x12\"\n" +
+	"\bfrom_seq\x18\x03 \x01(\x03B\a\xbaH\x04\"\x02(\x00R\afromSeq\"D\n" +
+	"\x10TailLogsResponse\x120\n" +
+	"\x05lines\x18\x01 \x03(\v2\x1a.sluice.release.v1.LogLineR\x05lines*\x82\x01\n" +
 	"\rReleaseStatus\x12\x1e\n" +
 	"\x1aRELEASE_STATUS_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18RELEASE_STATUS_PUBLISHED\x10\x01\x12\x1b\n" +
@@ -821,11 +1301,13 @@ const file_sluice_release_v1_release_proto_rawDesc = "" +
 	"\x1bDEPLOYMENT_STATUS_VERIFYING\x10\x02\x12\x1e\n" +
 	"\x1aDEPLOYMENT_STATUS_VERIFIED\x10\x03\x12\x1c\n" +
 	"\x18DEPLOYMENT_STATUS_FAILED\x10\x04\x12!\n" +
-	"\x1dDEPLOYMENT_STATUS_ROLLED_BACK\x10\x052\xb0\x02\n" +
+	"\x1dDEPLOYMENT_STATUS_ROLLED_BACK\x10\x052\xd9\x03\n" +
 	"\x0eReleaseService\x12_\n" +
 	"\fListReleases\x12&.sluice.release.v1.ListReleasesRequest\x1a'.sluice.release.v1.ListReleasesResponse\x12h\n" +
 	"\x0fListDeployments\x12).sluice.release.v1.ListDeploymentsRequest\x1a*.sluice.release.v1.ListDeploymentsResponse\x12S\n" +
-	"\bRollback\x12\".sluice.release.v1.RollbackRequest\x1a#.sluice.release.v1.RollbackResponseB\xcd\x01\n" +
+	"\bRollback\x12\".sluice.release.v1.RollbackRequest\x1a#.sluice.release.v1.RollbackResponse\x12P\n" +
+	"\aGetLogs\x12!.sluice.release.v1.GetLogsRequest\x1a\".sluice.release.v1.GetLogsResponse\x12U\n" +
+	"\bTailLogs\x12\".sluice.release.v1.TailLogsRequest\x1a#.sluice.release.v1.TailLogsResponse0\x01B\xcd\x01\n" +
 	"\x15com.sluice.release.v1B\fReleaseProtoP\x01Z@github.com/sluicehq/sluice/proto/gen/sluice/release/v1;releasev1\xa2\x02\x03SRX\xaa\x02\x11Sluice.Release.V1\xca\x02\x11Sluice\\Release\\V1\xe2\x02\x1dSluice\\Release\\V1\\GPBMetadata\xea\x02\x13Sluice::Release::V1b\x06proto3"
 
 var (
@@ -841,7 +1323,7 @@ func file_sluice_release_v1_release_proto_rawDescGZIP() []byte {
 }
 
 var file_sluice_release_v1_release_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_sluice_release_v1_release_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_sluice_release_v1_release_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_sluice_release_v1_release_proto_goTypes = []any{
 	(ReleaseStatus)(0),              // 0: sluice.release.v1.ReleaseStatus
 	(DeploymentStatus)(0),           // 1: sluice.release.v1.DeploymentStatus
@@ -854,29 +1336,41 @@ var file_sluice_release_v1_release_proto_goTypes = []any{
 	(*ListDeploymentsResponse)(nil), // 8: sluice.release.v1.ListDeploymentsResponse
 	(*RollbackRequest)(nil),         // 9: sluice.release.v1.RollbackRequest
 	(*RollbackResponse)(nil),        // 10: sluice.release.v1.RollbackResponse
-	(*timestamppb.Timestamp)(nil),   // 11: google.protobuf.Timestamp
+	(*LogLine)(nil),                 // 11: sluice.release.v1.LogLine
+	(*GetLogsRequest)(nil),          // 12: sluice.release.v1.GetLogsRequest
+	(*GetLogsResponse)(nil),         // 13: sluice.release.v1.GetLogsResponse
+	(*TailLogsRequest)(nil),         // 14: sluice.release.v1.TailLogsRequest
+	(*TailLogsResponse)(nil),        // 15: sluice.release.v1.TailLogsResponse
+	(*timestamppb.Timestamp)(nil),   // 16: google.protobuf.Timestamp
 }
 var file_sluice_release_v1_release_proto_depIdxs = []int32{
 	2,  // 0: sluice.release.v1.Release.artifacts:type_name -> sluice.release.v1.ReleaseArtifact
 	0,  // 1: sluice.release.v1.Release.status:type_name -> sluice.release.v1.ReleaseStatus
-	11, // 2: sluice.release.v1.Release.create_time:type_name -> google.protobuf.Timestamp
+	16, // 2: sluice.release.v1.Release.create_time:type_name -> google.protobuf.Timestamp
 	1,  // 3: sluice.release.v1.Deployment.status:type_name -> sluice.release.v1.DeploymentStatus
-	11, // 4: sluice.release.v1.Deployment.create_time:type_name -> google.protobuf.Timestamp
-	11, // 5: sluice.release.v1.Deployment.end_time:type_name -> google.protobuf.Timestamp
+	16, // 4: sluice.release.v1.Deployment.create_time:type_name -> google.protobuf.Timestamp
+	16, // 5: sluice.release.v1.Deployment.end_time:type_name -> google.protobuf.Timestamp
 	3,  // 6: sluice.release.v1.ListReleasesResponse.releases:type_name -> sluice.release.v1.Release
 	4,  // 7: sluice.release.v1.ListDeploymentsResponse.deployments:type_name -> sluice.release.v1.Deployment
 	4,  // 8: sluice.release.v1.RollbackResponse.deployment:type_name -> sluice.release.v1.Deployment
-	5,  // 9: sluice.release.v1.ReleaseService.ListReleases:input_type -> sluice.release.v1.ListReleasesRequest
-	7,  // 10: sluice.release.v1.ReleaseService.ListDeployments:input_type -> sluice.release.v1.ListDeploymentsRequest
-	9,  // 11: sluice.release.v1.ReleaseService.Rollback:input_type -> sluice.release.v1.RollbackRequest
-	6,  // 12: sluice.release.v1.ReleaseService.ListReleases:output_type -> sluice.release.v1.ListReleasesResponse
-	8,  // 13: sluice.release.v1.ReleaseService.ListDeployments:output_type -> sluice.release.v1.ListDeploymentsResponse
-	10, // 14: sluice.release.v1.ReleaseService.Rollback:output_type -> sluice.release.v1.RollbackResponse
-	12, // [12:15] is the sub-list for method output_type
-	9,  // [9:12] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	16, // 9: sluice.release.v1.LogLine.time:type_name -> google.protobuf.Timestamp
+	11, // 10: sluice.release.v1.GetLogsResponse.lines:type_name -> sluice.release.v1.LogLine
+	11, // 11: sluice.release.v1.TailLogsResponse.lines:type_name -> sluice.release.v1.LogLine
+	5,  // 12: sluice.release.v1.ReleaseService.ListReleases:input_type -> sluice.release.v1.ListReleasesRequest
+	7,  // 13: sluice.release.v1.ReleaseService.ListDeployments:input_type -> sluice.release.v1.ListDeploymentsRequest
+	9,  // 14: sluice.release.v1.ReleaseService.Rollback:input_type -> sluice.release.v1.RollbackRequest
+	12, // 15: sluice.release.v1.ReleaseService.GetLogs:input_type -> sluice.release.v1.GetLogsRequest
+	14, // 16: sluice.release.v1.ReleaseService.TailLogs:input_type -> sluice.release.v1.TailLogsRequest
+	6,  // 17: sluice.release.v1.ReleaseService.ListReleases:output_type -> sluice.release.v1.ListReleasesResponse
+	8,  // 18: sluice.release.v1.ReleaseService.ListDeployments:output_type -> sluice.release.v1.ListDeploymentsResponse
+	10, // 19: sluice.release.v1.ReleaseService.Rollback:output_type -> sluice.release.v1.RollbackResponse
+	13, // 20: sluice.release.v1.ReleaseService.GetLogs:output_type -> sluice.release.v1.GetLogsResponse
+	15, // 21: sluice.release.v1.ReleaseService.TailLogs:output_type -> sluice.release.v1.TailLogsResponse
+	17, // [17:22] is the sub-list for method output_type
+	12, // [12:17] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_sluice_release_v1_release_proto_init() }
@@ -890,7 +1384,7 @@ func file_sluice_release_v1_release_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sluice_release_v1_release_proto_rawDesc), len(file_sluice_release_v1_release_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   9,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

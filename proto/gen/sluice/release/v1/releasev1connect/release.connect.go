@@ -41,6 +41,10 @@ const (
 	ReleaseServiceListDeploymentsProcedure = "/sluice.release.v1.ReleaseService/ListDeployments"
 	// ReleaseServiceRollbackProcedure is the fully-qualified name of the ReleaseService's Rollback RPC.
 	ReleaseServiceRollbackProcedure = "/sluice.release.v1.ReleaseService/Rollback"
+	// ReleaseServiceGetLogsProcedure is the fully-qualified name of the ReleaseService's GetLogs RPC.
+	ReleaseServiceGetLogsProcedure = "/sluice.release.v1.ReleaseService/GetLogs"
+	// ReleaseServiceTailLogsProcedure is the fully-qualified name of the ReleaseService's TailLogs RPC.
+	ReleaseServiceTailLogsProcedure = "/sluice.release.v1.ReleaseService/TailLogs"
 )
 
 // ReleaseServiceClient is a client for the sluice.release.v1.ReleaseService service.
@@ -49,6 +53,12 @@ type ReleaseServiceClient interface {
 	ListDeployments(context.Context, *v1.ListDeploymentsRequest) (*v1.ListDeploymentsResponse, error)
 	// Rollback redeploys an earlier verified release to an environment.
 	Rollback(context.Context, *v1.RollbackRequest) (*v1.RollbackResponse, error)
+	// GetLogs returns stored lines of a run's release log (its deploy,
+	// verify and rollback output) from a sequence number on.
+	GetLogs(context.Context, *v1.GetLogsRequest) (*v1.GetLogsResponse, error)
+	// TailLogs streams a run's release log lines from a sequence number on,
+	// live, until the run's release stage ends.
+	TailLogs(context.Context, *v1.TailLogsRequest) (*connect.ServerStreamForClient[v1.TailLogsResponse], error)
 }
 
 // NewReleaseServiceClient constructs a client for the sluice.release.v1.ReleaseService service. By
@@ -80,6 +90,18 @@ func NewReleaseServiceClient(httpClient connect.HTTPClient, baseURL string, opts
 			connect.WithSchema(releaseServiceMethods.ByName("Rollback")),
 			connect.WithClientOptions(opts...),
 		),
+		getLogs: connect.NewClient[v1.GetLogsRequest, v1.GetLogsResponse](
+			httpClient,
+			baseURL+ReleaseServiceGetLogsProcedure,
+			connect.WithSchema(releaseServiceMethods.ByName("GetLogs")),
+			connect.WithClientOptions(opts...),
+		),
+		tailLogs: connect.NewClient[v1.TailLogsRequest, v1.TailLogsResponse](
+			httpClient,
+			baseURL+ReleaseServiceTailLogsProcedure,
+			connect.WithSchema(releaseServiceMethods.ByName("TailLogs")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -88,6 +110,8 @@ type releaseServiceClient struct {
 	listReleases    *connect.Client[v1.ListReleasesRequest, v1.ListReleasesResponse]
 	listDeployments *connect.Client[v1.ListDeploymentsRequest, v1.ListDeploymentsResponse]
 	rollback        *connect.Client[v1.RollbackRequest, v1.RollbackResponse]
+	getLogs         *connect.Client[v1.GetLogsRequest, v1.GetLogsResponse]
+	tailLogs        *connect.Client[v1.TailLogsRequest, v1.TailLogsResponse]
 }
 
 // ListReleases calls sluice.release.v1.ReleaseService.ListReleases.
@@ -117,12 +141,32 @@ func (c *releaseServiceClient) Rollback(ctx context.Context, req *v1.RollbackReq
 	return nil, err
 }
 
+// GetLogs calls sluice.release.v1.ReleaseService.GetLogs.
+func (c *releaseServiceClient) GetLogs(ctx context.Context, req *v1.GetLogsRequest) (*v1.GetLogsResponse, error) {
+	response, err := c.getLogs.CallUnary(ctx, connect.NewRequest(req))
+	if response != nil {
+		return response.Msg, err
+	}
+	return nil, err
+}
+
+// TailLogs calls sluice.release.v1.ReleaseService.TailLogs.
+func (c *releaseServiceClient) TailLogs(ctx context.Context, req *v1.TailLogsRequest) (*connect.ServerStreamForClient[v1.TailLogsResponse], error) {
+	return c.tailLogs.CallServerStream(ctx, connect.NewRequest(req))
+}
+
 // ReleaseServiceHandler is an implementation of the sluice.release.v1.ReleaseService service.
 type ReleaseServiceHandler interface {
 	ListReleases(context.Context, *v1.ListReleasesRequest) (*v1.ListReleasesResponse, error)
 	ListDeployments(context.Context, *v1.ListDeploymentsRequest) (*v1.ListDeploymentsResponse, error)
 	// Rollback redeploys an earlier verified release to an environment.
 	Rollback(context.Context, *v1.RollbackRequest) (*v1.RollbackResponse, error)
+	// GetLogs returns stored lines of a run's release log (its deploy,
+	// verify and rollback output) from a sequence number on.
+	GetLogs(context.Context, *v1.GetLogsRequest) (*v1.GetLogsResponse, error)
+	// TailLogs streams a run's release log lines from a sequence number on,
+	// live, until the run's release stage ends.
+	TailLogs(context.Context, *v1.TailLogsRequest, *connect.ServerStream[v1.TailLogsResponse]) error
 }
 
 // NewReleaseServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -150,6 +194,18 @@ func NewReleaseServiceHandler(svc ReleaseServiceHandler, opts ...connect.Handler
 		connect.WithSchema(releaseServiceMethods.ByName("Rollback")),
 		connect.WithHandlerOptions(opts...),
 	)
+	releaseServiceGetLogsHandler := connect.NewUnaryHandlerSimple(
+		ReleaseServiceGetLogsProcedure,
+		svc.GetLogs,
+		connect.WithSchema(releaseServiceMethods.ByName("GetLogs")),
+		connect.WithHandlerOptions(opts...),
+	)
+	releaseServiceTailLogsHandler := connect.NewServerStreamHandlerSimple(
+		ReleaseServiceTailLogsProcedure,
+		svc.TailLogs,
+		connect.WithSchema(releaseServiceMethods.ByName("TailLogs")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/sluice.release.v1.ReleaseService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case ReleaseServiceListReleasesProcedure:
@@ -158,6 +214,10 @@ func NewReleaseServiceHandler(svc ReleaseServiceHandler, opts ...connect.Handler
 			releaseServiceListDeploymentsHandler.ServeHTTP(w, r)
 		case ReleaseServiceRollbackProcedure:
 			releaseServiceRollbackHandler.ServeHTTP(w, r)
+		case ReleaseServiceGetLogsProcedure:
+			releaseServiceGetLogsHandler.ServeHTTP(w, r)
+		case ReleaseServiceTailLogsProcedure:
+			releaseServiceTailLogsHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -177,4 +237,12 @@ func (UnimplementedReleaseServiceHandler) ListDeployments(context.Context, *v1.L
 
 func (UnimplementedReleaseServiceHandler) Rollback(context.Context, *v1.RollbackRequest) (*v1.RollbackResponse, error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("sluice.release.v1.ReleaseService.Rollback is not implemented"))
+}
+
+func (UnimplementedReleaseServiceHandler) GetLogs(context.Context, *v1.GetLogsRequest) (*v1.GetLogsResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("sluice.release.v1.ReleaseService.GetLogs is not implemented"))
+}
+
+func (UnimplementedReleaseServiceHandler) TailLogs(context.Context, *v1.TailLogsRequest, *connect.ServerStream[v1.TailLogsResponse]) error {
+	return connect.NewError(connect.CodeUnimplemented, errors.New("sluice.release.v1.ReleaseService.TailLogs is not implemented"))
 }

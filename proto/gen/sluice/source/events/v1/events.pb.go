@@ -28,10 +28,12 @@ const (
 
 // RepositoryRef identifies a repository in other services' events.
 type RepositoryRef struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
-	Url           string                 `protobuf:"bytes,3,opt,name=url,proto3" json:"url,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// The repository's name (CreateRepositoryRequest.name's rule): it names
+	// directories, e.g. release's deploy state.
+	Name          string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Url           string `protobuf:"bytes,3,opt,name=url,proto3" json:"url,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -498,10 +500,10 @@ var File_sluice_source_events_v1_events_proto protoreflect.FileDescriptor
 
 const file_sluice_source_events_v1_events_proto_rawDesc = "" +
 	"\n" +
-	"$sluice/source/events/v1/events.proto\x12\x17sluice.source.events.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fsluice/source/v1/pipeline.proto\x1a\x1dsluice/source/v1/source.proto\"`\n" +
+	"$sluice/source/events/v1/events.proto\x12\x17sluice.source.events.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fsluice/source/v1/pipeline.proto\x1a\x1dsluice/source/v1/source.proto\"z\n" +
 	"\rRepositoryRef\x12\x17\n" +
-	"\x02id\x18\x01 \x01(\tB\a\xbaH\x04r\x02\x10\x01R\x02id\x12\x1b\n" +
-	"\x04name\x18\x02 \x01(\tB\a\xbaH\x04r\x02\x10\x01R\x04name\x12\x19\n" +
+	"\x02id\x18\x01 \x01(\tB\a\xbaH\x04r\x02\x10\x01R\x02id\x125\n" +
+	"\x04name\x18\x02 \x01(\tB!\xbaH\x1er\x1c\x10\x01\x18d2\x16^[a-z0-9][a-z0-9._-]*$R\x04name\x12\x19\n" +
 	"\x03url\x18\x03 \x01(\tB\a\xbaH\x04r\x02\x10\x01R\x03url\"{\n" +
 	"\x11RepositoryCreated\x12N\n" +
 	"\n" +
