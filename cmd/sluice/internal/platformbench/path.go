@@ -70,7 +70,9 @@ type stage struct {
 //     release with ReleasePublished, then under the environment's lock:
 //     InsertDeployment, the checkout, MarkStarted, the deploy command,
 //     SetDeploymentStatus VERIFYING, the verify command, recordDeployment
-//     (ServiceDeployed); then finish (ReleaseFinished). Four of these
+//     (ServiceDeployed), the release log's lines (one flush at Close); then
+//     finish (ReleaseFinished). Marking the log complete comes after the
+//     event is enqueued, beside the path. Four of these
 //     writes (beginRun, InsertDeployment, MarkStarted and
 //     SetDeploymentStatus) are single statements outside BEGIN; the floor
 //     commits each as a transaction, which costs the same to within
@@ -108,7 +110,7 @@ var runPath = []stage{
 		service: "release", stream: "TEST", durable: "release-tests", workers: release.DefaultWorkers,
 		ops: []op{
 			tx, tx,
-			lockEnvironment, tx, checkout, tx, command, tx, command, tx, unlockEnvironment,
+			lockEnvironment, tx, checkout, tx, command, tx, command, tx, tx, unlockEnvironment,
 			tx,
 		},
 		publish: "sluice.release.run.finished",
