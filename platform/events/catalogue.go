@@ -11,11 +11,11 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
-	"github.com/sluicehq/sluice/proto/gen/sluice/build/events/v1"
-	"github.com/sluicehq/sluice/proto/gen/sluice/notify/events/v1"
-	"github.com/sluicehq/sluice/proto/gen/sluice/release/events/v1"
-	"github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
-	"github.com/sluicehq/sluice/proto/gen/sluice/test/events/v1"
+	buildeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/build/events/v1"
+	notifyeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/notify/events/v1"
+	releaseeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/release/events/v1"
+	sourceeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
+	testeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/test/events/v1"
 )
 
 // Kind describes one event type: where it is published, what it is called

@@ -13,14 +13,14 @@ import (
 
 	"github.com/sluicehq/sluice/platform/events"
 	"github.com/sluicehq/sluice/platform/events/cdeventstest"
-	"github.com/sluicehq/sluice/proto/gen/sluice/build/events/v1"
+	buildeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/build/events/v1"
 	buildv1 "github.com/sluicehq/sluice/proto/gen/sluice/build/v1"
-	"github.com/sluicehq/sluice/proto/gen/sluice/notify/events/v1"
-	"github.com/sluicehq/sluice/proto/gen/sluice/release/events/v1"
+	notifyeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/notify/events/v1"
+	releaseeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/release/events/v1"
 	releasev1 "github.com/sluicehq/sluice/proto/gen/sluice/release/v1"
-	"github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
+	sourceeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
 	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
-	"github.com/sluicehq/sluice/proto/gen/sluice/test/events/v1"
+	testeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/test/events/v1"
 	testv1 "github.com/sluicehq/sluice/proto/gen/sluice/test/v1"
 )
 

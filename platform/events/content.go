@@ -11,12 +11,12 @@ import (
 	"github.com/package-url/packageurl-go"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/sluicehq/sluice/proto/gen/sluice/build/events/v1"
+	buildeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/build/events/v1"
 	buildv1 "github.com/sluicehq/sluice/proto/gen/sluice/build/v1"
-	"github.com/sluicehq/sluice/proto/gen/sluice/release/events/v1"
-	"github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
+	releaseeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/release/events/v1"
+	sourceeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
 	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
-	"github.com/sluicehq/sluice/proto/gen/sluice/test/events/v1"
+	testeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/test/events/v1"
 	testv1 "github.com/sluicehq/sluice/proto/gen/sluice/test/v1"
 )
 
