@@ -89,7 +89,8 @@ func up(ctx context.Context, o Options, example, version string, stdout, stderr 
 	case sig := <-p.Done():
 		runErr = failure(sig, logPath)
 	case err := <-stopped:
-		if err != nil {
+		// A run that failed has said so already (its error has no text).
+		if err != nil && err.Error() != "" {
 			fmt.Fprintf(stderr, "example: %v\n", err)
 		}
 		if ctx.Err() == nil {

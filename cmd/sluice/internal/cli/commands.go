@@ -407,9 +407,9 @@ func (s *session) rollbackCmd() *cobra.Command {
 		Long: `Redeploy an earlier release of a repository to an environment, and verify it.
 
 Without --to, rollback picks the newest verified release older than the one
-deployed now. With --to it redeploys that version, which must have been
-verified in the environment before. It exits 1 if the redeployed release
-does not verify.`,
+deployed now. With --to it redeploys that version, unless it is marked bad
+(one of its deploys or verifications failed). It exits 1 if the redeployed
+release does not verify.`,
 		Example: `  $ sluice rollback hello --env staging
   $ sluice rollback hello --env staging --to v0.1.0`,
 		Args:              needArgs("<repo>"),
