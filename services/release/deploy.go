@@ -20,6 +20,7 @@ import (
 	"github.com/sluicehq/sluice/platform/artifacts"
 	"github.com/sluicehq/sluice/platform/executor"
 	"github.com/sluicehq/sluice/platform/gitcheckout"
+	"github.com/sluicehq/sluice/platform/ids"
 	"github.com/sluicehq/sluice/platform/lastlines"
 	"github.com/sluicehq/sluice/platform/retry"
 	"github.com/sluicehq/sluice/platform/steplog"
@@ -57,6 +58,17 @@ type envResult struct {
 // the run's release log, under deploy:<env>, verify:<env> and
 // rollback:<env>.
 func (s *Service) releaseTo(ctx context.Context, st stage, rel domain.Release, env domain.Environment) (envResult, error) {
+	// The checkout and the artifacts touch no environment: prepare them
+	// before taking the environment's lock, so that the runs waiting to
+	// deploy there wait only for each other's commands. (A deployment of
+	// the run that exists already needs none.)
+	var ws *workspace
+	if _, err := s.store.RunDeployment(ctx, st.runID, env.Name, false); errors.Is(err, apierror.ErrNotFound) {
+		if ws, err = s.prepare(ctx, rel); err != nil {
+			return envResult{}, err
+		}
+		defer ws.remove()
+	}
 	unlock, err := s.locks.Lock(ctx, environmentKey(st.repo.Name, env.Name))
 	if err != nil {
 		return envResult{}, err
@@ -80,7 +92,7 @@ func (s *Service) releaseTo(ctx context.Context, st stage, rel domain.Release, e
 		}
 		log.Info("deploying", slog.String("deployment_id", d.ID))
 		out := logTo{w: w, deploy: domain.LogStep(domain.StepDeploy, env.Name), verify: domain.LogStep(domain.StepVerify, env.Name)}
-		if err := s.deploy(ctx, rel, env, &d, out); err != nil {
+		if err := s.deploy(ctx, rel, env, &d, out, ws); err != nil {
 			// Stopping: the deployment stays in progress and the redelivered
 			// event fails it as interrupted.
 			return envResult{}, err
@@ -181,13 +193,49 @@ func (l logTo) command(step string, tail *lastlines.Buffer) func(stream, line st
 	}
 }
 
-// deploy runs deployment d of rel to env: check out the release's commit,
-// fetch its artifacts, run the deploy command, verify. It sets d's status
+// workspace is what a deploy runs in: the release's commit checked out
+// (src) and its artifacts fetched (artifacts), or why they could not be
+// (problem). notes are the lines that say so, for the deploy's log.
+type workspace struct {
+	dir, src, artifacts string
+	notes               []string
+	problem             string
+}
+
+func (w *workspace) remove() { _ = os.RemoveAll(w.dir) }
+
+// prepare checks rel out and fetches its artifacts into a new workspace.
+// A failure that a retry cannot fix is the workspace's problem; the error
+// is ctx's when it ended.
+func (s *Service) prepare(ctx context.Context, rel domain.Release) (*workspace, error) {
+	dir := filepath.Join(s.cfg.DataDir, "workspaces", ids.New())
+	w := &workspace{dir: dir, src: filepath.Join(dir, "src"), artifacts: filepath.Join(dir, "artifacts")}
+	w.notes = append(w.notes, fmt.Sprintf("checking out %s at %s", rel.Repository.URL, domain.ShortSHA(rel.Commit)))
+	if err := gitcheckout.Checkout(ctx, rel.Repository.URL, rel.Commit, w.src); err != nil {
+		if ctx.Err() != nil {
+			w.remove()
+			return nil, ctx.Err()
+		}
+		w.problem = fmt.Sprintf("preparing the deploy failed: check out %s: %v", domain.ShortSHA(rel.Commit), err)
+		return w, nil
+	}
+	if err := s.fetchArtifacts(ctx, rel.Artifacts, w); err != nil {
+		if ctx.Err() != nil {
+			w.remove()
+			return nil, ctx.Err()
+		}
+		w.problem = "preparing the deploy failed: " + err.Error()
+	}
+	return w, nil
+}
+
+// deploy runs deployment d of rel to env in ws (prepared by prepare; nil
+// prepares one): run the deploy command, verify. It sets d's status
 // (VERIFIED or FAILED), reason, failed step, last lines, Started and end
 // time. It returns an error only when ctx ended (d is then left in
 // progress) or the store failed; a failing deploy is an outcome, not an
 // error.
-func (s *Service) deploy(ctx context.Context, rel domain.Release, env domain.Environment, d *domain.Deployment, out logTo) error {
+func (s *Service) deploy(ctx context.Context, rel domain.Release, env domain.Environment, d *domain.Deployment, out logTo, ws *workspace) error {
 	fail := func(step, reason string, last []string) error {
 		d.Status, d.Reason, d.EndedAt = domain.DeploymentFailed, reason, time.Now().UTC()
 		d.FailedStep, d.LastLogLines = step, last
@@ -195,25 +243,21 @@ func (s *Service) deploy(ctx context.Context, rel domain.Release, env domain.Env
 		return nil
 	}
 
-	workspace := filepath.Join(s.cfg.DataDir, "workspaces", d.ID)
-	defer func() { _ = os.RemoveAll(workspace) }()
-	src := filepath.Join(workspace, "src")
-	artifactsDir := filepath.Join(workspace, "artifacts")
-
 	note(out.w, out.deploy, "deploying %s of %s to %s (deployment %s)", rel.Version, rel.Repository.Name, env.Name, d.ID)
-	note(out.w, out.deploy, "checking out %s at %s", rel.Repository.URL, domain.ShortSHA(rel.Commit))
-	if err := gitcheckout.Checkout(ctx, rel.Repository.URL, rel.Commit, src); err != nil {
-		if ctx.Err() != nil {
-			return ctx.Err()
+	if ws == nil {
+		var err error
+		if ws, err = s.prepare(ctx, rel); err != nil {
+			return err
 		}
-		return fail(out.deploy, fmt.Sprintf("preparing the deploy failed: check out %s: %v", domain.ShortSHA(rel.Commit), err), nil)
+		defer ws.remove()
 	}
-	if err := s.fetchArtifacts(ctx, rel.Artifacts, artifactsDir, out); err != nil {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		return fail(out.deploy, "preparing the deploy failed: "+err.Error(), nil)
+	for _, line := range ws.notes {
+		note(out.w, out.deploy, "%s", line)
 	}
+	if ws.problem != "" {
+		return fail(out.deploy, ws.problem, nil)
+	}
+	src, artifactsDir := ws.src, ws.artifacts
 	stateDir := StateDir(s.cfg.DataDir, rel.Repository.Name, env.Name)
 	if err := os.MkdirAll(stateDir, 0o755); err != nil {
 		return fail(out.deploy, fmt.Sprintf("preparing the deploy failed: create the state directory: %v", err), nil)
@@ -278,7 +322,8 @@ func (s *Service) deploy(ctx context.Context, rel domain.Release, env domain.Env
 // fetchArtifacts downloads the artifacts into dir as executable files named
 // by artifact name, checking each one's size and sha256 against the
 // recorded ones.
-func (s *Service) fetchArtifacts(ctx context.Context, arts []domain.Artifact, dir string, out logTo) error {
+func (s *Service) fetchArtifacts(ctx context.Context, arts []domain.Artifact, w *workspace) error {
+	dir := w.artifacts
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("create the artifacts directory: %w", err)
 	}
@@ -295,7 +340,7 @@ func (s *Service) fetchArtifacts(ctx context.Context, arts []domain.Artifact, di
 		if err := store.Fetch(ctx, artifacts.Artifact(a), dir, a.Name); err != nil {
 			return err
 		}
-		note(out.w, out.deploy, "artifact %s (%d bytes, sha256 %s)", a.Name, a.Size, a.SHA256)
+		w.notes = append(w.notes, fmt.Sprintf("artifact %s (%d bytes, sha256 %s)", a.Name, a.Size, a.SHA256))
 	}
 	return nil
 }

@@ -44,7 +44,7 @@ func (s *Service) rollbackAfterFailure(ctx context.Context, st stage, failed dom
 		}
 		log.Info("rolling back", slog.String("to_version", target.Version.String()), slog.String("deployment_id", rb.ID))
 		note(w, step, "rolling %s back to %s", env.Name, target.Version)
-		if err := s.deploy(ctx, target, rollbackSpec(target, env), &rb, logTo{w: w, deploy: step, verify: step}); err != nil {
+		if err := s.deploy(ctx, target, rollbackSpec(target, env), &rb, logTo{w: w, deploy: step, verify: step}, nil); err != nil {
 			return "", false, err
 		}
 		if err := s.recordRollback(ctx, st, failed, target, rb, why); err != nil {
@@ -191,7 +191,7 @@ func (s *Service) Rollback(ctx context.Context, repository, environment, toVersi
 	}
 	step := domain.LogStep(domain.StepRollback, environment)
 	note(w, step, "rolling %s back to %s on request", environment, target.Version)
-	err = s.deploy(runCtx, target, env, &d, logTo{w: w, deploy: step, verify: step})
+	err = s.deploy(runCtx, target, env, &d, logTo{w: w, deploy: step, verify: step}, nil)
 	closeLog(runCtx, w, log)
 	writeCtx, cancelWrite := detached(ctx)
 	defer cancelWrite()

@@ -171,9 +171,40 @@ func (m *Mirrors) Fetch(ctx context.Context, id, url string) error {
 		return err
 	}
 	if local {
-		return fetchLocal(ctx, repo, path, url)
+		err = fetchLocal(ctx, repo, path, url)
+	} else {
+		err = fetchRemote(ctx, repo, url)
 	}
-	return fetchRemote(ctx, repo, url)
+	if err != nil {
+		return err
+	}
+	return repackIfFragmented(repo, dir)
+}
+
+// MaxPacks is how many pack files a mirror may have before a fetch repacks
+// it into one. Every fetch that brings objects adds a pack, and every read
+// of an object looks through the index of each pack, so a mirror that is
+// polled for months would get slower with every fetch.
+const MaxPacks = 16
+
+// repackIfFragmented repacks the mirror into one pack when it has more
+// than MaxPacks (under the mirror's write lock, like the fetch).
+func repackIfFragmented(repo *git.Repository, dir string) error {
+	packed, ok := repo.Storer.(storer.PackedObjectStorer)
+	if !ok {
+		return nil
+	}
+	packs, err := packed.ObjectPacks()
+	if err != nil {
+		return fmt.Errorf("list packs of mirror %s: %w", dir, err)
+	}
+	if len(packs) <= MaxPacks {
+		return nil
+	}
+	if err := repo.RepackObjects(&git.RepackConfig{}); err != nil {
+		return fmt.Errorf("repack mirror %s: %w", dir, err)
+	}
+	return nil
 }
 
 func openSource(path, url string) (*git.Repository, error) {

@@ -158,3 +158,36 @@ func TestFetchOverHTTP(t *testing.T) {
 		t.Errorf("deleted branch: %v, want ErrNotFound", err)
 	}
 }
+
+// A mirror fetched many times is repacked, so reading it does not get
+// slower with every fetch; every commit stays readable.
+func TestManyFetchesKeepFewPacks(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	src := newSource(t)
+	m := gitmirror.New(filepath.Join(t.TempDir(), "mirrors"))
+	var shas []string
+	for i := range 2*gitmirror.MaxPacks + 3 {
+		shas = append(shas, src.CommitFile("n.txt", strings.Repeat("x", i+1)+"\n", "commit"))
+		if err := m.Fetch(ctx, "r1", src.Dir); err != nil {
+			t.Fatal(err)
+		}
+	}
+	packs, err := filepath.Glob(filepath.Join(m.Dir("r1"), "objects", "pack", "*.pack"))
+	if err != nil || len(packs) == 0 || len(packs) > gitmirror.MaxPacks {
+		t.Fatalf("%d packs after %d fetches (%v); want at most %d", len(packs), len(shas), err, gitmirror.MaxPacks)
+	}
+	if got := head(t, m, "main"); got != shas[len(shas)-1] {
+		t.Fatalf("main = %s, want %s", got, shas[len(shas)-1])
+	}
+	for i, sha := range shas {
+		data, err := m.ReadFile("r1", sha, "n.txt", 1000)
+		if err != nil || len(data) != i+2 {
+			t.Fatalf("ReadFile at commit %d: %q, %v", i, data, err)
+		}
+	}
+	log, err := m.Log(ctx, "r1", "", shas[len(shas)-1], 0)
+	if err != nil || len(log) != len(shas) {
+		t.Fatalf("Log = %d commits, %v; want %d", len(log), err, len(shas))
+	}
+}
