@@ -219,6 +219,15 @@ func TestEventWithAnUnusableRepositoryNameIsDeadLettered(t *testing.T) {
 	if _, err := events.New(p, "t-"+runID, runID); err == nil {
 		t.Fatal("events.New made a TestRunFinished whose repository name is a path")
 	}
+	// Release checks the commit out and asks source for the commits before
+	// it: anything but a full sha is refused too.
+	p.Repository.Name = "placeholder"
+	for _, bad := range []string{"HEAD", "--upload-pack=touch /tmp/x", commit[:12]} {
+		p.Commit = bad
+		if _, err := events.New(p, "t-"+runID, runID); err == nil {
+			t.Fatalf("events.New made a TestRunFinished whose commit is %q", bad)
+		}
+	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
 	defer cancel()

@@ -112,19 +112,20 @@ func (x *TestRunStarted) GetEnvironment() string {
 // TestRunFinished: sluice.test.testrun.finished
 // (dev.cdevents.testsuiterun.finished.0.3.0). Release starts on a passed one.
 type TestRunFinished struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	RunId         string                 `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
-	TestRunId     string                 `protobuf:"bytes,2,opt,name=test_run_id,json=testRunId,proto3" json:"test_run_id,omitempty"`
-	Repository    *v1.RepositoryRef      `protobuf:"bytes,3,opt,name=repository,proto3" json:"repository,omitempty"`
-	Commit        string                 `protobuf:"bytes,4,opt,name=commit,proto3" json:"commit,omitempty"`
-	Branch        string                 `protobuf:"bytes,5,opt,name=branch,proto3" json:"branch,omitempty"`
-	BuildId       string                 `protobuf:"bytes,6,opt,name=build_id,json=buildId,proto3" json:"build_id,omitempty"`
-	Status        v11.TestRunStatus      `protobuf:"varint,7,opt,name=status,proto3,enum=sluice.test.v1.TestRunStatus" json:"status,omitempty"`
-	Counts        *v11.Counts            `protobuf:"bytes,8,opt,name=counts,proto3" json:"counts,omitempty"`
-	FailureReason string                 `protobuf:"bytes,9,opt,name=failure_reason,json=failureReason,proto3" json:"failure_reason,omitempty"`
-	FailedStep    string                 `protobuf:"bytes,10,opt,name=failed_step,json=failedStep,proto3" json:"failed_step,omitempty"`
-	ExitCode      int32                  `protobuf:"varint,11,opt,name=exit_code,json=exitCode,proto3" json:"exit_code,omitempty"`
-	LastLogLines  []string               `protobuf:"bytes,12,rep,name=last_log_lines,json=lastLogLines,proto3" json:"last_log_lines,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	RunId      string                 `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	TestRunId  string                 `protobuf:"bytes,2,opt,name=test_run_id,json=testRunId,proto3" json:"test_run_id,omitempty"`
+	Repository *v1.RepositoryRef      `protobuf:"bytes,3,opt,name=repository,proto3" json:"repository,omitempty"`
+	// Release checks it out and asks source for the commits before it.
+	Commit        string            `protobuf:"bytes,4,opt,name=commit,proto3" json:"commit,omitempty"`
+	Branch        string            `protobuf:"bytes,5,opt,name=branch,proto3" json:"branch,omitempty"`
+	BuildId       string            `protobuf:"bytes,6,opt,name=build_id,json=buildId,proto3" json:"build_id,omitempty"`
+	Status        v11.TestRunStatus `protobuf:"varint,7,opt,name=status,proto3,enum=sluice.test.v1.TestRunStatus" json:"status,omitempty"`
+	Counts        *v11.Counts       `protobuf:"bytes,8,opt,name=counts,proto3" json:"counts,omitempty"`
+	FailureReason string            `protobuf:"bytes,9,opt,name=failure_reason,json=failureReason,proto3" json:"failure_reason,omitempty"`
+	FailedStep    string            `protobuf:"bytes,10,opt,name=failed_step,json=failedStep,proto3" json:"failed_step,omitempty"`
+	ExitCode      int32             `protobuf:"varint,11,opt,name=exit_code,json=exitCode,proto3" json:"exit_code,omitempty"`
+	LastLogLines  []string          `protobuf:"bytes,12,rep,name=last_log_lines,json=lastLogLines,proto3" json:"last_log_lines,omitempty"`
 	// Names of failed cases, at most 20.
 	FailedCases  []string             `protobuf:"bytes,13,rep,name=failed_cases,json=failedCases,proto3" json:"failed_cases,omitempty"`
 	Duration     *durationpb.Duration `protobuf:"bytes,14,opt,name=duration,proto3" json:"duration,omitempty"`
@@ -509,14 +510,14 @@ const file_sluice_test_events_v1_events_proto_rawDesc = "" +
 	"repository\x18\x03 \x01(\v2&.sluice.source.events.v1.RepositoryRefB\x06\xbaH\x03\xc8\x01\x01R\n" +
 	"repository\x12\x16\n" +
 	"\x06commit\x18\x04 \x01(\tR\x06commit\x12 \n" +
-	"\venvironment\x18\x05 \x01(\tR\venvironment\"\xe5\x06\n" +
+	"\venvironment\x18\x05 \x01(\tR\venvironment\"\xfc\x06\n" +
 	"\x0fTestRunFinished\x12\x1e\n" +
 	"\x06run_id\x18\x01 \x01(\tB\a\xbaH\x04r\x02\x10\x01R\x05runId\x12'\n" +
 	"\vtest_run_id\x18\x02 \x01(\tB\a\xbaH\x04r\x02\x10\x01R\ttestRunId\x12N\n" +
 	"\n" +
 	"repository\x18\x03 \x01(\v2&.sluice.source.events.v1.RepositoryRefB\x06\xbaH\x03\xc8\x01\x01R\n" +
-	"repository\x12\x16\n" +
-	"\x06commit\x18\x04 \x01(\tR\x06commit\x12\x16\n" +
+	"repository\x12-\n" +
+	"\x06commit\x18\x04 \x01(\tB\x15\xbaH\x12r\x102\x0e^[0-9a-f]{40}$R\x06commit\x12\x16\n" +
 	"\x06branch\x18\x05 \x01(\tR\x06branch\x12\x19\n" +
 	"\bbuild_id\x18\x06 \x01(\tR\abuildId\x125\n" +
 	"\x06status\x18\a \x01(\x0e2\x1d.sluice.test.v1.TestRunStatusR\x06status\x12.\n" +
