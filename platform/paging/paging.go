@@ -106,17 +106,8 @@ func Decode(s string) (Cursor, error) {
 	return t.Cursor, nil
 }
 
-// Next is the next_page_token after a page whose last item is at last:
-// empty when no item follows (more is false).
-func Next(more bool, last Cursor) string {
-	if !more {
-		return ""
-	}
-	return Encode(last)
-}
-
 // Limit is the number of rows a list query fetches: one more than the
-// page, so that Trim knows whether another page follows.
+// page, so that Cut knows whether another page follows.
 func (p Page) Limit() int { return p.Size + 1 }
 
 // Where is the SQL condition that keeps the rows after p.After in a list
@@ -135,21 +126,15 @@ func (p Page) Where(timeCol, idCol string, desc bool, n int) (string, []any) {
 		[]any{p.After.Time, p.After.ID}
 }
 
-// Trim cuts items fetched with Size+1 to the page and says whether more
-// follow.
-func Trim[T any](p Page, items []T) ([]T, bool) {
-	if len(items) > p.Size {
-		return items[:p.Size], true
-	}
-	return items, false
-}
-
 // Cut trims items fetched with p.Limit() to the page and returns them with
 // the next_page_token: the position of the last item kept (cursor says
 // what it is) when more follow, else "".
 func Cut[T any](p Page, items []T, cursor func(T) Cursor) ([]T, string) {
-	items, more := Trim(p, items)
-	if !more || len(items) == 0 {
+	if len(items) <= p.Size {
+		return items, ""
+	}
+	items = items[:p.Size]
+	if len(items) == 0 {
 		return items, ""
 	}
 	return items, Encode(cursor(items[len(items)-1]))

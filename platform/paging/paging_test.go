@@ -40,18 +40,19 @@ func TestTokensRoundTripAndHostileOnesAreRefused(t *testing.T) {
 	}
 }
 
-func TestTrimNextAndWhere(t *testing.T) {
+func TestCutAndWhere(t *testing.T) {
 	t.Parallel()
 	p := paging.Page{Size: 2}
-	items, more := paging.Trim(p, []int{1, 2, 3})
-	if len(items) != 2 || !more {
-		t.Fatalf("Trim = %v, %v", items, more)
+	cursor := func(i int) paging.Cursor { return paging.Cursor{Time: int64(i), ID: "x"} }
+	items, next := paging.Cut(p, []int{1, 2, 3}, cursor)
+	if len(items) != 2 || next == "" {
+		t.Fatalf("Cut = %v, %q", items, next)
 	}
-	if _, more := paging.Trim(p, []int{1, 2}); more {
-		t.Fatal("a page that is not over full says more")
+	if c, err := paging.Decode(next); err != nil || c != cursor(2) {
+		t.Fatalf("next token is %+v, %v; want the last item kept", c, err)
 	}
-	if paging.Next(false, paging.Cursor{}) != "" || paging.Next(true, paging.Cursor{ID: "a"}) == "" {
-		t.Fatal("Next")
+	if _, next := paging.Cut(p, []int{1, 2}, cursor); next != "" {
+		t.Fatal("a page that is not over full has a next token")
 	}
 	if w, args := p.Where("created_at", "id", true, 3); w != "1=1" || args != nil {
 		t.Fatalf("Where from the start: %q %v", w, args)

@@ -80,12 +80,10 @@ func (s *Service) Builds(ctx context.Context, page paging.Page) ([]domain.Build,
 	if err != nil {
 		return nil, "", err
 	}
-	builds, more := paging.Trim(page, builds)
-	var last paging.Cursor
-	if n := len(builds); n > 0 {
-		last = paging.Cursor{Time: sqldb.Nanos(builds[n-1].CreateTime), ID: builds[n-1].ID}
-	}
-	return builds, paging.Next(more, last), nil
+	builds, next := paging.Cut(page, builds, func(b domain.Build) paging.Cursor {
+		return paging.Cursor{Time: sqldb.Nanos(b.CreateTime), ID: b.ID}
+	})
+	return builds, next, nil
 }
 
 // Logs returns the run's stored log lines from fromSeq on (only step's when

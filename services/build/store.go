@@ -305,7 +305,7 @@ func (s *Store) one(ctx context.Context, query, arg, notFound string) (domain.Bu
 }
 
 // List returns the builds of page, newest first: page.Limit() of them at
-// most, so that the caller sees whether more follow (paging.Trim).
+// most, so that the caller sees whether more follow (paging.Cut).
 func (s *Store) List(ctx context.Context, page paging.Page) ([]domain.Build, error) {
 	builds, err := s.listBuilds(ctx, page)
 	if err != nil {

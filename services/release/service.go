@@ -21,6 +21,7 @@ import (
 	"github.com/sluicehq/sluice/platform/executor"
 	"github.com/sluicehq/sluice/platform/ids"
 	"github.com/sluicehq/sluice/platform/paging"
+	"github.com/sluicehq/sluice/platform/sqldb"
 	"github.com/sluicehq/sluice/platform/steplog"
 	"github.com/sluicehq/sluice/services/release/domain"
 )
@@ -127,8 +128,10 @@ func (s *Service) ListReleases(ctx context.Context, f ListFilter, page paging.Pa
 	if err != nil {
 		return nil, "", err
 	}
-	rels, more := paging.Trim(page, rels)
-	return rels, nextToken(more, rels, func(r domain.Release) (time.Time, string) { return r.CreatedAt, r.ID }), nil
+	rels, next := paging.Cut(page, rels, func(r domain.Release) paging.Cursor {
+		return paging.Cursor{Time: sqldb.Nanos(r.CreatedAt), ID: r.ID}
+	})
+	return rels, next, nil
 }
 
 // ListDeployments returns a page of deployments (a repository's, a run's,
@@ -138,17 +141,10 @@ func (s *Service) ListDeployments(ctx context.Context, f ListFilter, page paging
 	if err != nil {
 		return nil, "", err
 	}
-	ds, more := paging.Trim(page, ds)
-	return ds, nextToken(more, ds, func(d domain.Deployment) (time.Time, string) { return d.CreatedAt, d.ID }), nil
-}
-
-// nextToken is the token of the page after items, ordered by key.
-func nextToken[T any](more bool, items []T, key func(T) (time.Time, string)) string {
-	if !more || len(items) == 0 {
-		return ""
-	}
-	at, id := key(items[len(items)-1])
-	return paging.Next(true, paging.Cursor{Time: at.UnixNano(), ID: id})
+	ds, next := paging.Cut(page, ds, func(d domain.Deployment) paging.Cursor {
+		return paging.Cursor{Time: sqldb.Nanos(d.CreatedAt), ID: d.ID}
+	})
+	return ds, next, nil
 }
 
 // Logs returns the lines of a release log from fromSeq on, only step's

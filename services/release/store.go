@@ -326,7 +326,7 @@ type ListFilter struct {
 }
 
 // ListReleases returns a page of releases, newest first, fetching
-// page.Limit() rows (paging.Trim cuts them). A run's release is the one
+// page.Limit() rows (paging.Cut cuts them). A run's release is the one
 // its release stage released or released again.
 func (s *Store) ListReleases(ctx context.Context, f ListFilter, page paging.Page) ([]domain.Release, error) {
 	after, args := page.Where("created_at", "id", true, 4)
@@ -489,7 +489,7 @@ func (s *Store) HasDeployments(ctx context.Context, repository, environment stri
 }
 
 // ListDeployments returns a page of deployments, newest first, fetching
-// page.Limit() rows (paging.Trim cuts them).
+// page.Limit() rows (paging.Cut cuts them).
 func (s *Store) ListDeployments(ctx context.Context, f ListFilter, page paging.Page) ([]domain.Deployment, error) {
 	after, args := page.Where("created_at", "id", true, 5)
 	ds, err := s.queryDeployments(ctx,

@@ -96,12 +96,10 @@ func (s *Service) Cases(ctx context.Context, id, runID string, status domain.Cas
 	if err != nil {
 		return nil, "", err
 	}
-	cases, more := paging.Trim(page, cases)
-	var last paging.Cursor
-	if n := len(cases); n > 0 {
-		last = paging.Cursor{Time: int64(cases[n-1].Position), ID: run.ID}
-	}
-	return cases, paging.Next(more, last), nil
+	cases, next := paging.Cut(page, cases, func(c domain.Case) paging.Cursor {
+		return paging.Cursor{Time: int64(c.Position), ID: run.ID}
+	})
+	return cases, next, nil
 }
 
 // find returns the test run of runID when it is set, else the one id

@@ -320,7 +320,7 @@ func (s *Store) Suites(ctx context.Context, testRunID string) ([]domain.Suite, e
 
 // Cases returns the test run's cases of page in report order, only those
 // with status when status is not 0: page.Limit() of them at most, so that
-// the caller sees whether more follow (paging.Trim). The page's cursor is
+// the caller sees whether more follow (paging.Cut). The page's cursor is
 // (position, testRunID).
 func (s *Store) Cases(ctx context.Context, testRunID string, status domain.CaseStatus, page paging.Page) ([]domain.Case, error) {
 	after, args := page.Where("position", "test_run_id", false, 4)
