@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -90,7 +91,30 @@ func streamOf(service string) string {
 // Catalogue lists every event Sluice publishes. docs/events.md is checked
 // against it by a test, and every kind's CDEvent against the CDEvents
 // schema of its type.
-func Catalogue() []Kind {
+func Catalogue() []Kind { return slices.Clone(catalogue().kinds) }
+
+// index is the catalogue with its lookups, built once: New and Decode look
+// a kind up for every event.
+type index struct {
+	kinds     []Kind
+	byPayload map[protoreflect.FullName]Kind
+	byType    map[string]Kind // current types
+	byFormer  map[string]Kind // types a kind had before
+}
+
+var catalogue = sync.OnceValue(func() index {
+	ix := index{kinds: kinds(), byPayload: map[protoreflect.FullName]Kind{}, byType: map[string]Kind{}, byFormer: map[string]Kind{}}
+	for _, k := range ix.kinds {
+		ix.byPayload[k.PayloadName()] = k
+		ix.byType[k.Type] = k
+		for _, f := range k.Former {
+			ix.byFormer[f] = k
+		}
+	}
+	return ix
+})
+
+func kinds() []Kind {
 	return []Kind{
 		{Service: "source", Subject: "sluice.source.repository.created", Type: "dev.cdevents.repository.created.0.3.0",
 			Doc: "A repository was registered.", payload: &sourceeventsv1.RepositoryCreated{}, content: contentOf(repositoryCreated)},
@@ -149,22 +173,16 @@ func Catalogue() []Kind {
 // KindOf returns the kind whose payload is msg's type.
 func KindOf(msg proto.Message) (Kind, error) {
 	name := msg.ProtoReflect().Descriptor().FullName()
-	for _, k := range Catalogue() {
-		if k.PayloadName() == name {
-			return k, nil
-		}
+	if k, ok := catalogue().byPayload[name]; ok {
+		return k, nil
 	}
 	return Kind{}, fmt.Errorf("no event kind has payload %s", name)
 }
 
 // KindByType returns the kind with the CloudEvents type t.
 func KindByType(t string) (Kind, bool) {
-	for _, k := range Catalogue() {
-		if k.Type == t {
-			return k, true
-		}
-	}
-	return Kind{}, false
+	k, ok := catalogue().byType[t]
+	return k, ok
 }
 
 // kindByAnyType is KindByType that also knows the kinds' former types.
@@ -172,12 +190,8 @@ func kindByAnyType(t string) (Kind, bool) {
 	if k, ok := KindByType(t); ok {
 		return k, true
 	}
-	for _, k := range Catalogue() {
-		if slices.Contains(k.Former, t) {
-			return k, true
-		}
-	}
-	return Kind{}, false
+	k, ok := catalogue().byFormer[t]
+	return k, ok
 }
 
 // DeadLetterSubject is where a service's consumer puts messages it gave up on.

@@ -36,6 +36,12 @@ const (
 	jsonContentType = "application/json"
 )
 
+// MaxBody bounds an event's body: NATS refuses a message over its
+// max_payload (1 MiB by default), and an outbox row NATS refuses would hold
+// up every event enqueued after it. Enqueue refuses a larger event, so the
+// transaction that made it fails instead.
+const MaxBody = 768 << 10
+
 // ErrInvalidEvent marks an event that can never be handled: it does not
 // decode or does not validate. Consumers dead-letter such events at once.
 var ErrInvalidEvent = errors.New("invalid event")
@@ -153,6 +159,9 @@ func (e Event) Msg() (*nats.Msg, error) {
 	body, err := e.Body()
 	if err != nil {
 		return nil, err
+	}
+	if len(body) > MaxBody {
+		return nil, fmt.Errorf("%s: %w: the event is %d bytes; at most %d", e.Kind.Type, ErrInvalidEvent, len(body), MaxBody)
 	}
 	m := nats.NewMsg(e.Kind.Subject)
 	m.Data = body

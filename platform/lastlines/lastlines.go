@@ -56,7 +56,9 @@ func (b *Buffer) add(line string) {
 	if b.n == 0 {
 		return
 	}
-	line = cut(line, b.maxLen)
+	// Process output may be any bytes; what is kept goes into events and
+	// API answers, which carry UTF-8 only.
+	line = cut(strings.ToValidUTF8(line, "\uFFFD"), b.maxLen)
 	if len(b.ring) < b.n {
 		b.ring = append(b.ring, line)
 		return

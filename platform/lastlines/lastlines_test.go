@@ -147,3 +147,20 @@ func TestConcurrentUse(t *testing.T) {
 		t.Errorf("Dropped = %d; want %d", got, 4*500*2-10)
 	}
 }
+
+// Output that is not UTF-8 is kept as valid UTF-8: the lines travel in
+// events and API answers.
+func TestInvalidUTF8IsReplaced(t *testing.T) {
+	t.Parallel()
+	b := lastlines.New(2, 0)
+	b.Add("ok \xff\xfe bytes")
+	b.Append("more \x80\n")
+	for _, l := range b.Lines() {
+		if !utf8.ValidString(l) {
+			t.Fatalf("line %q is not valid UTF-8", l)
+		}
+	}
+	if got := b.Lines(); got[0] != "ok \uFFFD bytes" {
+		t.Fatalf("Lines = %q", got)
+	}
+}

@@ -75,8 +75,9 @@ func Open(ctx context.Context, url string, sets ...Migrations) (*DB, error) {
 	return db, nil
 }
 
-// Open connects to the database and applies the migration sets in order.
-// Nothing else may use db before Open returned nil.
+// Open connects to the database and applies the migration sets in order,
+// once: a DB is not reopened. Nothing else may use db before Open returned
+// nil.
 func (db *DB) Open(ctx context.Context) error {
 	if db.DB != nil {
 		return fmt.Errorf("database %s is already open", Redacted(db.url))
@@ -103,16 +104,17 @@ func (db *DB) Open(ctx context.Context) error {
 func (db *DB) Postgres() bool { return db.postgres }
 
 // Close closes the database and, for SQLite, releases its lock file. A
-// database that was never opened closes without error.
+// database that was never opened closes without error, and closing twice
+// is harmless. A use after Close fails with sql.ErrConnDone's kind of
+// error rather than a nil dereference: work that outlives a stop (a
+// handler past its drain time) sees an error, never a crash.
 func (db *DB) Close() error {
 	if db.DB == nil {
 		return nil
 	}
 	err := db.DB.Close()
-	db.DB = nil
 	if db.unlock != nil {
-		db.unlock()
-		db.unlock = nil
+		db.unlock() // once only (lockSQLite)
 	}
 	return err
 }

@@ -435,3 +435,22 @@ func TestNewThenOpen(t *testing.T) {
 		t.Fatal("a second Open succeeded")
 	}
 }
+
+// Work that outlives a stop gets an error from a closed database, not a
+// crash, and closing twice is harmless.
+func TestUseAfterCloseIsAnError(t *testing.T) {
+	t.Parallel()
+	db, err := sqldb.Open(t.Context(), "sqlite:"+filepath.Join(t.TempDir(), "closed.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	if _, err := db.ExecContext(t.Context(), `SELECT 1`); err == nil {
+		t.Fatal("a closed database ran a statement")
+	}
+}

@@ -46,8 +46,8 @@ func (p *Process) Stop() { p.stop() }
 
 // Options tune Start.
 type Options struct {
-	// Log receives the services' logs; default: discarded unless the test
-	// runs verbosely, where they go to t.Log.
+	// Log receives the services' logs; default Logger(t), which shows them
+	// with the test's output.
 	Log *slog.Logger
 	// NATSName names the connection; default the test's name.
 	NATSName string

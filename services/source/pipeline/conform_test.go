@@ -234,3 +234,25 @@ func TestConformNamesTheField(t *testing.T) {
 		t.Fatalf("Parse: %v", err)
 	}
 }
+
+// A file whose every field is within its limit may still make events too
+// large for NATS: the pipeline's encoded size is bounded too, so such a
+// file fails its run at source like any invalid file (as 12 commands of
+// 65000 quotes would: each quote is two bytes in JSON).
+func TestEncodedSizeIsBounded(t *testing.T) {
+	t.Parallel()
+	var b strings.Builder
+	b.WriteString("version: 1\nbuild:\n  steps:\n")
+	for i := range 12 {
+		fmt.Fprintf(&b, "    - name: s%d\n      run: '%s'\n", i, strings.Repeat(`"`, 65000))
+	}
+	_, err := Parse(".sluice.yaml", []byte(b.String()))
+	if err == nil || !strings.Contains(err.Error(), "bytes once encoded; at most") {
+		t.Fatalf("Parse: %v; want the encoded size refused", err)
+	}
+	// Within the bound it parses.
+	small := "version: 1\nbuild:\n  steps:\n    - name: s\n      run: '" + strings.Repeat(`"`, 65000) + "'\n"
+	if _, err := Parse(".sluice.yaml", []byte(small)); err != nil {
+		t.Fatalf("one long command: %v", err)
+	}
+}

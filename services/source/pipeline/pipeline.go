@@ -16,6 +16,8 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"google.golang.org/protobuf/encoding/protojson"
+
 	"buf.build/go/protovalidate"
 	"gopkg.in/yaml.v3"
 
@@ -57,6 +59,13 @@ func Parse(file string, data []byte) (*sourcev1.Pipeline, error) {
 		}
 		p.errs = errs
 	}
+	if len(p.errs) == 0 {
+		if n := encodedSize(pipeline); n > MaxEncodedSize {
+			p.errs = append(p.errs, Error{File: file, Line: 1, Column: 1,
+				Message: fmt.Sprintf("the pipeline is %d bytes once encoded; at most %d", n, MaxEncodedSize),
+				Hint:    "the run's events carry the whole pipeline: move long commands into scripts in the repository"})
+		}
+	}
 	if len(p.errs) > 0 {
 		errs := p.errs
 		slices.SortStableFunc(errs, func(a, b Error) int {
@@ -65,6 +74,21 @@ func Parse(file string, data []byte) (*sourcev1.Pipeline, error) {
 		return nil, &errs
 	}
 	return pipeline, nil
+}
+
+// MaxEncodedSize bounds a pipeline as the run's events carry it (JSON, in
+// run.requested, build.finished and testrun.finished). Every field is
+// within its own limit, but a file of many long commands would still make
+// events larger than NATS takes (1 MiB by default), and an event NATS
+// refuses would hold up the publisher's outbox.
+const MaxEncodedSize = 256 << 10
+
+func encodedSize(p *sourcev1.Pipeline) int {
+	b, err := protojson.Marshal(p)
+	if err != nil {
+		return 0 // conform has accepted p: it marshals
+	}
+	return len(b)
 }
 
 // conform checks pipeline against the rules of its proto. The parser's own

@@ -80,34 +80,30 @@ func DefaultOptions() Options {
 	o.Source.PollInterval = DefaultPollInterval
 	o.Release.SourceURL = ""
 	// Every service's directory and database follow --data-dir unless set.
-	for _, s := range o.settings() {
-		*s = servicekit.Settings{NATSReplicas: s.NATSReplicas}
+	for _, u := range o.units() {
+		*u.settings = servicekit.Settings{NATSReplicas: u.settings.NATSReplicas}
 	}
 	return o
 }
 
-// settings are each service's common settings, by service name.
-func (o *Options) settings() map[string]*servicekit.Settings {
-	return map[string]*servicekit.Settings{
-		source.Name: &o.Source.Settings, build.Name: &o.Build.Settings, tests.Name: &o.Test.Settings,
-		release.Name: &o.Release.Settings, notify.Name: &o.Notify.Settings,
-	}
-}
-
-// registrars are each service's settings registration, in pipeline order.
-func (o *Options) registrars() []registrar {
-	return []registrar{
-		{source.Name, o.Source.RegisterFlags},
-		{build.Name, o.Build.RegisterFlags},
-		{tests.Name, o.Test.RegisterFlags},
-		{release.Name, o.Release.RegisterFlags},
-		{notify.Name, o.Notify.RegisterFlags},
-	}
-}
-
-type registrar struct {
-	service  string
+// unit is one service as `sluice up` runs it: its common settings, how it
+// registers its flags, and its fx module. units is the one table of them.
+type unit struct {
+	name     string
+	settings *servicekit.Settings
 	register func(*servicekit.Flags)
+	module   func() fx.Option
+}
+
+// units are the five services over o's configurations, in pipeline order.
+func (o *Options) units() []unit {
+	return []unit{
+		{source.Name, &o.Source.Settings, o.Source.RegisterFlags, func() fx.Option { return source.Module(o.Source) }},
+		{build.Name, &o.Build.Settings, o.Build.RegisterFlags, func() fx.Option { return build.Module(o.Build) }},
+		{tests.Name, &o.Test.Settings, o.Test.RegisterFlags, func() fx.Option { return tests.Module(o.Test) }},
+		{release.Name, &o.Release.Settings, o.Release.RegisterFlags, func() fx.Option { return release.Module(o.Release) }},
+		{notify.Name, &o.Notify.Settings, o.Notify.RegisterFlags, func() fx.Option { return notify.Module(o.Notify) }},
+	}
 }
 
 // DefaultDataDir is $XDG_DATA_HOME/sluice or ~/.local/share/sluice.
@@ -144,9 +140,9 @@ func NewUpFlags(o *Options) *UpFlags {
 	o.Process.RegisterFlags(u.process)
 	u.process.StringVar(&u.services, "services", "comma-separated services to run: "+strings.Join(servicekit.Services(), ", "))
 	fs.StringVar(&u.example, "example", "", "register this example folder as a repository, run it and follow the run")
-	for _, r := range o.registrars() {
-		f := servicekit.NewFlags(fs, r.service, true)
-		r.register(f)
+	for _, unit := range o.units() {
+		f := servicekit.NewFlags(fs, unit.name, true)
+		unit.register(f)
 		u.each = append(u.each, f)
 	}
 	// --poll-interval was `sluice up`'s before every setting had one.
@@ -159,9 +155,9 @@ func NewUpFlags(o *Options) *UpFlags {
 	return u
 }
 
-// ServiceFlags are the flag names a service's settings have here
+// serviceFlags are the flag names a service's settings have here
 // (--build-workers), by service.
-func (u *UpFlags) ServiceFlags() map[string][]string {
+func (u *UpFlags) serviceFlags() map[string][]string {
 	out := map[string][]string{}
 	for _, f := range u.each {
 		for _, n := range f.Names() {
@@ -171,20 +167,10 @@ func (u *UpFlags) ServiceFlags() map[string][]string {
 	return out
 }
 
-// Parse parses args, then Complete; it returns the --example folder.
-func (u *UpFlags) Parse(args []string, lookup func(string) (string, bool)) (string, error) {
-	if err := u.FlagSet.Parse(args); err != nil {
-		return "", err
-	}
-	if u.FlagSet.NArg() > 0 {
-		return "", fmt.Errorf("unexpected argument %q", u.FlagSet.Arg(0))
-	}
-	return u.Complete(lookup)
-}
-
-// Complete finishes the options once the command line is parsed (by Parse,
-// or by the CLI): the variables fill what the flags did not set, and the
-// services are checked. It returns the --example folder.
+// Complete finishes the options once the command line is parsed (the
+// CLI parses FlagSet): the variables fill what the flags did not set, and
+// the process's settings and the services are checked. It returns the
+// --example folder.
 func (u *UpFlags) Complete(lookup func(string) (string, bool)) (string, error) {
 	for _, f := range append([]*servicekit.Flags{u.process}, u.each...) {
 		if err := f.ApplyEnv(lookup); err != nil {
@@ -208,19 +194,10 @@ func (u *UpFlags) Complete(lookup func(string) (string, bool)) (string, error) {
 	if len(o.Services) == 0 {
 		return "", errors.New("--services: no service named")
 	}
-	if _, err := o.Process.Level(); err != nil {
-		return "", fmt.Errorf("--%w", err)
+	if err := o.Process.Validate(); err != nil {
+		return "", fmt.Errorf("%s", strings.ReplaceAll(err.Error(), "\n", "; "))
 	}
 	return u.example, nil
-}
-
-// ParseFlags reads `sluice up`'s flags and variables over DefaultOptions.
-func ParseFlags(args []string, stderr io.Writer, lookup func(string) (string, bool)) (Options, string, error) {
-	o := DefaultOptions()
-	u := NewUpFlags(&o)
-	u.FlagSet.SetOutput(stderr)
-	example, err := u.Parse(args, lookup)
-	return o, example, err
 }
 
 // Platform is a started all-in-one process.
@@ -236,41 +213,26 @@ type Platform struct {
 func (p *Platform) NATSURL() string { return p.natsURL }
 
 // modules are the chosen services' fx modules, their settings completed.
+// A service's invalid settings fail the composition (its Module says why).
 func (o Options) modules(url string) ([]fx.Option, error) {
-	for name, s := range o.settings() {
-		if s.DataDir == "" {
-			s.DataDir = filepath.Join(o.DataDir, name)
-		}
-	}
 	if o.Release.SourceURL == "" {
 		o.Release.SourceURL = url
 	}
-	byName := map[string]struct {
-		validate func() error
-		module   func() fx.Option
-	}{
-		source.Name:  {func() error { return o.Source.WithDefaults().Validate() }, func() fx.Option { return source.Module(o.Source) }},
-		build.Name:   {func() error { return o.Build.WithDefaults().Validate() }, func() fx.Option { return build.Module(o.Build) }},
-		tests.Name:   {func() error { return o.Test.WithDefaults().Validate() }, func() fx.Option { return tests.Module(o.Test) }},
-		release.Name: {func() error { return o.Release.WithDefaults().Validate() }, func() fx.Option { return release.Module(o.Release) }},
-		notify.Name:  {func() error { return o.Notify.WithDefaults().Validate() }, func() fx.Option { return notify.Module(o.Notify) }},
+	var modules []fx.Option
+	for _, u := range o.units() {
+		if u.settings.DataDir == "" {
+			u.settings.DataDir = filepath.Join(o.DataDir, u.name)
+		}
+		if slices.Contains(o.Services, u.name) {
+			modules = append(modules, u.module())
+		}
 	}
-	var (
-		modules []fx.Option
-		errs    []error
-	)
 	for _, s := range o.Services {
-		m, ok := byName[s]
-		if !ok {
+		if !slices.Contains(servicekit.Services(), s) {
 			return nil, fmt.Errorf("unknown service %q", s)
 		}
-		if err := m.validate(); err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		modules = append(modules, m.module())
 	}
-	return modules, errors.Join(errs...)
+	return modules, nil
 }
 
 // Start starts NATS (unless external) and the chosen services, and returns
@@ -282,13 +244,10 @@ func Start(ctx context.Context, o Options) (*Platform, error) {
 	if o.LogWriter == nil {
 		o.LogWriter = io.Discard
 	}
-	level, err := o.Process.Level()
-	if err != nil {
+	if err := o.Process.Validate(); err != nil {
 		return nil, err
 	}
-	if o.Process.Addr == "" {
-		return nil, errors.New("the listen address is empty")
-	}
+	level, _ := o.Process.Level()
 	log := slog.New(slog.NewJSONHandler(o.LogWriter, &slog.HandlerOptions{Level: level}))
 	p := &Platform{URL: "http://" + o.Process.Addr, Log: log}
 	modules, err := o.modules(p.URL)

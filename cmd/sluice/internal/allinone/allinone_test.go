@@ -1,6 +1,7 @@
 package allinone
 
 import (
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -14,9 +15,24 @@ import (
 
 func noEnv(string) (string, bool) { return "", false }
 
-func TestParseFlags(t *testing.T) {
+// parse parses args as the CLI does (its command takes Flags()), then
+// completes the options as Run does.
+func parse(args []string, lookup func(string) (string, bool)) (Options, string, error) {
+	c := NewCommand("test", nil)
+	c.Flags().SetOutput(io.Discard)
+	if err := c.Flags().Parse(args); err != nil {
+		return Options{}, "", err
+	}
+	if c.Flags().NArg() > 0 {
+		return Options{}, "", fmt.Errorf("unexpected argument %q", c.Flags().Arg(0))
+	}
+	example, err := c.flags.Complete(lookup)
+	return c.options, example, err
+}
+
+func TestFlags(t *testing.T) {
 	t.Parallel()
-	o, example, err := ParseFlags([]string{"--services", "source, build,source", "--addr", "127.0.0.1:9", "--example", "x"}, io.Discard, noEnv)
+	o, example, err := parse([]string{"--services", "source, build,source", "--addr", "127.0.0.1:9", "--example", "x"}, noEnv)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -26,19 +42,19 @@ func TestParseFlags(t *testing.T) {
 	if o.Source.PollInterval != DefaultPollInterval {
 		t.Errorf("poll interval %s, want %s", o.Source.PollInterval, DefaultPollInterval)
 	}
-	for _, bad := range [][]string{{"--services", "source,deploy"}, {"--services", ","}, {"--log-level", "loud"}, {"extra"}, {"--build-workers", "many"}} {
-		if _, _, err := ParseFlags(bad, io.Discard, noEnv); err == nil {
-			t.Errorf("ParseFlags(%v) accepted", bad)
+	for _, bad := range [][]string{{"--services", "source,deploy"}, {"--services", ","}, {"--log-level", "loud"}, {"extra"}, {"--build-workers", "many"}, {"--nats-password", "x"}} {
+		if _, _, err := parse(bad, noEnv); err == nil {
+			t.Errorf("parse(%v) accepted", bad)
 		}
 	}
 }
 
 // A service's settings reach it from `sluice up`'s prefixed flags and from
 // the same variables its own binary reads; --poll-interval still works.
-func TestParseFlagsSetsEveryServicesSettings(t *testing.T) {
+func TestFlagsSetEveryServicesSettings(t *testing.T) {
 	t.Parallel()
 	env := map[string]string{"SLUICE_BUILD_WORKERS": "7", "SLUICE_NOTIFY_MAX_ATTEMPTS": "3", "SLUICE_ADDR": "127.0.0.1:7"}
-	o, _, err := ParseFlags([]string{"--release-workers", "5", "--poll-interval", "1m", "--test-step-timeout", "2m", "--build-workers", "9"}, io.Discard,
+	o, _, err := parse([]string{"--release-workers", "5", "--poll-interval", "1m", "--test-step-timeout", "2m", "--build-workers", "9"},
 		func(k string) (string, bool) { v, ok := env[k]; return v, ok })
 	if err != nil {
 		t.Fatal(err)

@@ -38,7 +38,7 @@ func TestUpAcceptsEverySettingOfEveryBinary(t *testing.T) {
 	t.Parallel()
 	o := DefaultOptions()
 	up := NewUpFlags(&o)
-	upService := up.ServiceFlags()
+	upService := up.serviceFlags()
 	for service, fs := range binaryFlags() {
 		var n int
 		fs.VisitAll(func(f *pflag.Flag) {

@@ -15,6 +15,7 @@ import (
 	"go.uber.org/fx"
 
 	"github.com/sluicehq/sluice/platform/natsconn"
+	"github.com/sluicehq/sluice/platform/retry"
 	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
 	"github.com/sluicehq/sluice/proto/gen/sluice/source/v1/sourcev1connect"
 )
@@ -118,23 +119,24 @@ func runExample(ctx context.Context, p *Platform, src, dataDir string, stdout io
 		return err
 	}
 	client := sourcev1connect.NewSourceServiceClient(http.DefaultClient, p.URL)
-	var repo *sourcev1.Repository
 	// The services may still be provisioning; retry while unavailable.
-	for attempt := 0; ; attempt++ {
-		res, err := client.CreateRepository(ctx, &sourcev1.CreateRepositoryRequest{Url: dst, Name: filepath.Base(src)})
-		if err == nil {
-			repo = res.GetRepository()
-			if res.GetCreated() {
-				fmt.Fprintf(stdout, "\nregistered example repository %s (%s, branch %s)\n", repo.GetName(), dst, repo.GetBranch())
-			} else {
-				fmt.Fprintf(stdout, "\nexample repository %s already registered\n", repo.GetName())
-			}
-			break
+	var res *sourcev1.CreateRepositoryResponse
+	err := retry.Do(ctx, retry.Backoff{Initial: 200 * time.Millisecond, Max: time.Second}, func(ctx context.Context) error {
+		var err error
+		res, err = client.CreateRepository(ctx, &sourcev1.CreateRepositoryRequest{Url: dst, Name: filepath.Base(src)})
+		if err != nil && connect.CodeOf(err) != connect.CodeUnavailable {
+			return retry.Permanent(err)
 		}
-		if connect.CodeOf(err) != connect.CodeUnavailable || attempt > 50 || ctx.Err() != nil {
-			return fmt.Errorf("register example: %w", err)
-		}
-		time.Sleep(200 * time.Millisecond)
+		return err
+	}, retry.GiveUpAfter(time.Minute))
+	if err != nil {
+		return fmt.Errorf("register example: %w", err)
+	}
+	repo := res.GetRepository()
+	if res.GetCreated() {
+		fmt.Fprintf(stdout, "\nregistered example repository %s (%s, branch %s)\n", repo.GetName(), dst, repo.GetBranch())
+	} else {
+		fmt.Fprintf(stdout, "\nexample repository %s already registered\n", repo.GetName())
 	}
 	run, err := client.TriggerRun(ctx, &sourcev1.TriggerRunRequest{Repository: repo.GetName()})
 	if err != nil {

@@ -5,7 +5,6 @@ package cli
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -72,8 +71,7 @@ func (a *App) Run(ctx context.Context, args []string) int {
 		s.http = http.DefaultClient
 	}
 	if len(args) > 0 && args[0] == "-version" {
-		// As every Sluice binary answers it (the service binaries take Go's
-		// single-dash flags).
+		// Older Sluice binaries answered it (Go's single-dash flags).
 		args = append([]string{"version"}, args[1:]...)
 	}
 	root := s.rootCmd()
@@ -108,8 +106,6 @@ func (s *session) exit(cmd *cobra.Command, err error) int {
 			fmt.Fprintf(s.app.Stderr, "%s: %s\n", name, ee.msg)
 		}
 		return ee.code
-	case errors.Is(err, flag.ErrHelp):
-		return 0 // `sluice up --help` printed its flags
 	case errors.Is(err, context.Canceled) || connect.CodeOf(err) == connect.CodeCanceled:
 		return 130 // interrupted (Ctrl-C): the shell says so
 	default:

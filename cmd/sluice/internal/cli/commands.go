@@ -95,7 +95,7 @@ func (s *session) completeRuns(cmd *cobra.Command, args []string, _ string) ([]c
 	}
 	ctx, cancel := context.WithTimeout(cmd.Context(), completionTimeout)
 	defer cancel()
-	res, err := s.source().ListRuns(ctx, &sourcev1.ListRunsRequest{Limit: 20})
+	res, err := s.source().ListRuns(ctx, &sourcev1.ListRunsRequest{PageSize: 20})
 	if err != nil {
 		return nil, cobra.ShellCompDirectiveNoFileComp
 	}
@@ -235,7 +235,7 @@ func (s *session) runsCmd() *cobra.Command {
 		Args:              needArgs("[<repo>]"),
 		ValidArgsFunction: s.completeRepos,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			req := &sourcev1.ListRunsRequest{Limit: limit}
+			req := &sourcev1.ListRunsRequest{PageSize: limit}
 			if len(args) == 1 {
 				req.Repository = args[0]
 			}
@@ -253,7 +253,7 @@ func (s *session) runsCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().Int32Var(&limit, "limit", 20, "how many runs (at most 1000)")
-	return withFields(cmd, "repository", "<repo>", "limit", "--limit")
+	return withFields(cmd, "repository", "<repo>", "limit", "--limit", "page_size", "--limit")
 }
 
 func (s *session) showCmd() *cobra.Command {
@@ -338,7 +338,7 @@ marked bad.`,
 			if err != nil {
 				return err
 			}
-			res, err := s.release().ListReleases(cmd.Context(), &releasev1.ListReleasesRequest{Repository: repo.GetName(), Limit: limit})
+			res, err := s.release().ListReleases(cmd.Context(), &releasev1.ListReleasesRequest{Repository: repo.GetName(), PageSize: limit})
 			return s.render(res, err, func() error {
 				t := &table{}
 				t.add("VERSION", "STATUS", "COMMIT", "RUN", "CREATED", "ARTIFACTS")
@@ -355,7 +355,7 @@ marked bad.`,
 		},
 	}
 	cmd.Flags().Int32Var(&limit, "limit", 20, "how many releases (at most 1000)")
-	return withFields(cmd, "repository", "<repo>", "limit", "--limit")
+	return withFields(cmd, "repository", "<repo>", "limit", "--limit", "page_size", "--limit")
 }
 
 func (s *session) deploymentsCmd() *cobra.Command {
@@ -375,7 +375,7 @@ version and status, and whether it was a rollback.`,
 			if err != nil {
 				return err
 			}
-			res, err := s.release().ListDeployments(cmd.Context(), &releasev1.ListDeploymentsRequest{Repository: repo.GetName(), Environment: env, Limit: limit})
+			res, err := s.release().ListDeployments(cmd.Context(), &releasev1.ListDeploymentsRequest{Repository: repo.GetName(), Environment: env, PageSize: limit})
 			return s.render(res, err, func() error {
 				t := &table{}
 				t.add("ENVIRONMENT", "VERSION", "STATUS", "ROLLBACK", "STARTED", "REASON")
@@ -393,7 +393,7 @@ version and status, and whether it was a rollback.`,
 	}
 	cmd.Flags().StringVar(&env, "env", "", "only this environment")
 	cmd.Flags().Int32Var(&limit, "limit", 20, "how many deployments (at most 1000)")
-	return withFields(cmd, "repository", "<repo>", "environment", "--env", "limit", "--limit")
+	return withFields(cmd, "repository", "<repo>", "environment", "--env", "limit", "--limit", "page_size", "--limit")
 }
 
 // versionPattern is a semantic version as --to takes it, v optional.
@@ -507,7 +507,7 @@ many attempts it took and how the last one went.`,
   $ sluice deliveries --subscription 01a2b3c4 --limit 10`,
 		Args: needArgs(),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			res, err := s.notify().ListDeliveries(cmd.Context(), &notifyv1.ListDeliveriesRequest{SubscriptionId: sub, Limit: limit})
+			res, err := s.notify().ListDeliveries(cmd.Context(), &notifyv1.ListDeliveriesRequest{SubscriptionId: sub, PageSize: limit})
 			return s.render(res, err, func() error {
 				t := &table{}
 				t.add("DELIVERY", "EVENT", "STATUS", "ATTEMPTS", "LAST", "CREATED")
@@ -529,7 +529,7 @@ many attempts it took and how the last one went.`,
 	}
 	cmd.Flags().StringVar(&sub, "subscription", "", "only this subscription's deliveries")
 	cmd.Flags().Int32Var(&limit, "limit", 50, "how many deliveries (at most 1000)")
-	return withFields(cmd, "subscription_id", "--subscription", "limit", "--limit")
+	return withFields(cmd, "subscription_id", "--subscription", "limit", "--limit", "page_size", "--limit")
 }
 
 func (s *session) eventsCmd() *cobra.Command {

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -48,6 +49,9 @@ func followRun(ctx context.Context, client sourceWatcher, runID string, w io.Wri
 			return err
 		}
 		if attempt > 120 || ctx.Err() != nil {
+			if err == nil {
+				err = errors.New("the stream kept ending before the run did")
+			}
 			return fmt.Errorf("lost the run's progress: %w", err)
 		}
 		select {

@@ -434,13 +434,13 @@ func inFlight(ctx context.Context, total, n int, fn func(context.Context) error)
 	return elapsed, errors.Join(all...)
 }
 
-// BenchmarkThroughput keeps 10 runs in flight and reports runs/s, and the
-// floor's, measured the same way before and after.
 // writeBack has the kernel write what the last measured part left in the
 // page cache, so that its writes are not paid for inside the next part's
 // time (on this machine they weighed several milliseconds on the next run).
 func writeBack() { syscall.Sync() }
 
+// BenchmarkThroughput keeps 10 runs in flight and reports runs/s, and the
+// floor's, measured the same way before and after.
 func BenchmarkThroughput(b *testing.B) {
 	bn, warm, stop := setup(b)
 	defer stop()

@@ -8,38 +8,20 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-git/go-git/v5"
-	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
 	"github.com/sluicehq/sluice/deploy"
+	"github.com/sluicehq/sluice/platform/gittest"
 	"github.com/sluicehq/sluice/platform/natsprovision"
 )
 
 // floorRepo makes a repository with a file and returns its path and head.
 func floorRepo(t *testing.T) (string, string) {
 	t.Helper()
-	dir := filepath.Join(t.TempDir(), "repo")
-	repo, err := git.PlainInit(dir, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, ".sluice.yaml"), []byte(pipeline), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	wt, err := repo.Worktree()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := wt.Add(".sluice.yaml"); err != nil {
-		t.Fatal(err)
-	}
-	head, err := wt.Commit("feat: floor", &git.CommitOptions{Author: &object.Signature{Name: "f", Email: "f@localhost", When: time.Now()}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return dir, head.String()
+	repo := gittest.New(t)
+	head := repo.CommitFile(".sluice.yaml", pipeline, "feat: floor")
+	return repo.Dir, head
 }
 
 // hopMessages are stand-ins for the platform's events: a CloudEvents-sized

@@ -63,12 +63,13 @@ type stage struct {
 //     flush at Close), Finish (BuildFinished). Marking the log complete and
 //     the ack come after the event is out, beside the path.
 //   - hop 2, build.finished, BUILD → test-builds.
-//   - test: Claim (TestRunStarted), the checkout, [the step, subtracted], the log lines, Finish
-//     (TestRunFinished).
+//   - test: Claim (TestRunStarted), the checkout, [the step, subtracted],
+//     the log lines, Finish (TestRunFinished).
 //   - hop 3, testrun.finished, TEST → release-tests.
 //   - release: beginRun, [ListCommits from source, Sluice's] the
-//     release with ReleasePublished, then under the environment's lock:
-//     InsertDeployment, the checkout, MarkStarted, the deploy command,
+//     release with ReleasePublished, the checkout (before the lock: it
+//     touches no environment), then under the environment's lock:
+//     InsertDeployment, MarkStarted, the deploy command,
 //     SetDeploymentStatus VERIFYING, the verify command, recordDeployment
 //     (ServiceDeployed), the release log's lines (one flush at Close); then
 //     finish (ReleaseFinished). Marking the log complete comes after the
@@ -110,7 +111,8 @@ var runPath = []stage{
 		service: "release", stream: "TEST", durable: "release-tests", workers: release.DefaultWorkers,
 		ops: []op{
 			tx, tx,
-			lockEnvironment, tx, checkout, tx, command, tx, command, tx, tx, unlockEnvironment,
+			checkout,
+			lockEnvironment, tx, tx, command, tx, command, tx, tx, unlockEnvironment,
 			tx,
 		},
 		publish: "sluice.release.run.finished",
