@@ -22,6 +22,8 @@ import (
 	"github.com/sluicehq/sluice/platform/servicekit/servicekittest"
 	"github.com/sluicehq/sluice/platform/sqldb"
 	"github.com/sluicehq/sluice/platform/sqldb/sqldbtest"
+	sourceeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
+	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
 )
 
 func TestMain(m *testing.M) {
@@ -163,6 +165,28 @@ func TestModuleRunsAService(t *testing.T) {
 	if _, err := events.Pending(t.Context(), svc.db); err != nil {
 		t.Fatalf("the outbox table is not there: %v", err)
 	}
+	// The consumer runs: a run request published on SOURCE reaches its
+	// handler through build-runs, the stream taken from deploy/nats.
+	js, err := jetstream.New(ns.Connect(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev, err := events.New(&sourceeventsv1.RunRequested{
+		RunId: "r1", Commit: strings.Repeat("a", 40),
+		Repository: &sourceeventsv1.RepositoryRef{Id: "1", Name: "hello", Url: "/srv/hello"},
+		Pipeline:   &sourcev1.Pipeline{},
+	}, "r1", "r1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, err := ev.Msg()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.PublishMsg(t.Context(), msg); err != nil {
+		t.Fatal(err)
+	}
+	servicekittest.Eventually(t, "the consumer to handle the run request", func() bool { return svc.handled.Load() == 1 })
 	p.Stop()
 	if !svc.stopped.Load() {
 		t.Error("Parts.Stop was not called")
