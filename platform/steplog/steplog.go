@@ -1,6 +1,7 @@
 // Package steplog stores step output as sequence-numbered lines per run,
 // serves it from any sequence number, and lets readers wait for more. The
-// build and test services keep their logs with it.
+// build and test services keep their steps' logs with it, and release
+// its deploy, verify and rollback logs.
 package steplog
 
 import (

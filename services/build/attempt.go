@@ -28,7 +28,7 @@ import (
 // failed, the checkout failed, an artifact is missing) is a result; an error
 // means the attempt could not run to its end (ctx ended, the lease was lost,
 // the database or the object store failed).
-func (s *Service) execute(ctx context.Context, run domain.Run, b domain.Build, lease Lease, w *steplog.Writer) (result, error) {
+func (s *Service) execute(ctx context.Context, run domain.Run, b domain.Build, l Lease, w *steplog.Writer) (result, error) {
 	var res result
 	ws := filepath.Join(s.cfg.DataDir, "workspaces", run.ID+"-"+strconv.Itoa(b.Attempt))
 	if err := os.RemoveAll(ws); err != nil {
@@ -45,7 +45,7 @@ func (s *Service) execute(ctx context.Context, run domain.Run, b domain.Build, l
 	}
 
 	for i, st := range run.Steps {
-		dur, failure, err := s.runStep(ctx, run, b, lease, w, i, st, ws)
+		dur, failure, err := s.runStep(ctx, run, b, l, w, i, st, ws)
 		res.stepDuration += dur
 		if err != nil {
 			return res, err
@@ -78,7 +78,7 @@ func (s *Service) execute(ctx context.Context, run domain.Run, b domain.Build, l
 		if err != nil {
 			return res, err
 		}
-		if err := s.store.AddArtifact(ctx, lease, a, ev); err != nil {
+		if err := s.store.AddArtifact(ctx, l, a, ev); err != nil {
 			return res, orInterrupted(ctx, err)
 		}
 		s.relay.Kick()
@@ -90,7 +90,7 @@ func (s *Service) execute(ctx context.Context, run domain.Run, b domain.Build, l
 // runStep runs step i and records it. It returns the time spent in the
 // step, the build failure the step caused (if any), and an error when the
 // attempt cannot go on.
-func (s *Service) runStep(ctx context.Context, run domain.Run, b domain.Build, lease Lease, w *steplog.Writer, i int, st domain.StepSpec, ws string) (time.Duration, domain.Failure, error) {
+func (s *Service) runStep(ctx context.Context, run domain.Run, b domain.Build, l Lease, w *steplog.Writer, i int, st domain.StepSpec, ws string) (time.Duration, domain.Failure, error) {
 	timeout := st.Timeout
 	if timeout <= 0 {
 		timeout = s.cfg.DefaultStepTimeout
@@ -101,7 +101,7 @@ func (s *Service) runStep(ctx context.Context, run domain.Run, b domain.Build, l
 	if err != nil {
 		return 0, domain.Failure{}, err
 	}
-	if err := s.store.StepStarted(ctx, lease, i, start, started); err != nil {
+	if err := s.store.StepStarted(ctx, l, i, start, started); err != nil {
 		return 0, domain.Failure{}, orInterrupted(ctx, err)
 	}
 	s.relay.Kick()
@@ -128,7 +128,7 @@ func (s *Service) runStep(ctx context.Context, run domain.Run, b domain.Build, l
 		// Recorded for readers until a worker takes the build over.
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), detachedTimeout)
 		defer cancel()
-		_ = s.store.StepEnded(dctx, lease, i, step)
+		_ = s.store.StepEnded(dctx, l, i, step)
 		return end.Sub(start), failure, interrupted(ctx)
 	case err != nil:
 		failure = domain.StepNotStarted(st.Name, err)
@@ -159,7 +159,7 @@ func (s *Service) runStep(ctx context.Context, run domain.Run, b domain.Build, l
 	if err != nil {
 		return end.Sub(start), failure, err
 	}
-	if err := s.store.StepEnded(ctx, lease, i, step, ev); err != nil {
+	if err := s.store.StepEnded(ctx, l, i, step, ev); err != nil {
 		return end.Sub(start), failure, orInterrupted(ctx, err)
 	}
 	s.relay.Kick()

@@ -12,12 +12,10 @@ import (
 	"go.uber.org/goleak"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/sluicehq/sluice/deploy"
 	"github.com/sluicehq/sluice/platform/events"
 	"github.com/sluicehq/sluice/platform/executor"
 	"github.com/sluicehq/sluice/platform/gittest"
 	"github.com/sluicehq/sluice/platform/ids"
-	"github.com/sluicehq/sluice/platform/natsprovision"
 	"github.com/sluicehq/sluice/platform/natstest"
 	"github.com/sluicehq/sluice/platform/servicekit"
 	"github.com/sluicehq/sluice/platform/servicekit/servicekittest"
@@ -73,19 +71,7 @@ func newHarness(t *testing.T, replicas ...build.Config) *harness {
 		t.Fatal(err)
 	}
 	h.js = js
-	ctx, cancel := context.WithTimeout(t.Context(), wait)
-	defer cancel()
-	decl, err := natsprovision.Load(deploy.NATS())
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, cfg := range decl.Streams {
-		if natsprovision.StreamOwner(cfg.Name) == "source" {
-			if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
-				t.Fatalf("stream %s: %v", cfg.Name, err)
-			}
-		}
-	}
+	servicekittest.Producers(t, js, "source")
 	if len(replicas) == 0 {
 		replicas = []build.Config{{WorkerID: "worker-1"}}
 	}

@@ -83,7 +83,7 @@ func insertSteps(ctx context.Context, tx *sql.Tx, buildID string, steps []string
 // are reset to PENDING, earlier artifacts are forgotten and evs are enqueued.
 // It reports false when another worker claimed it first or the build is
 // held by a live lease.
-func (s *Store) Claim(ctx context.Context, seen domain.Build, lease Lease, now time.Time, steps []string, evs ...events.Event) (bool, error) {
+func (s *Store) Claim(ctx context.Context, seen domain.Build, l Lease, now time.Time, steps []string, evs ...events.Event) (bool, error) {
 	claimed := false
 	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
 		claimed = false // InTx may run this again after a conflict on PostgreSQL
@@ -91,7 +91,7 @@ func (s *Store) Claim(ctx context.Context, seen domain.Build, lease Lease, now t
 			lease_expires_at = $3, started_at = $4, ended_at = 0, failure_reason = '', failed_step = '', exit_code = 0,
 			last_log_lines = '[]', step_duration = 0
 			WHERE id = $5 AND attempt = $6 AND (status = $7 OR (status = $1 AND lease_expires_at <= $4))`,
-			string(domain.Running), lease.WorkerID, now.Add(lease.TTL).UnixNano(), now.UnixNano(),
+			string(domain.Running), l.WorkerID, now.Add(l.TTL).UnixNano(), now.UnixNano(),
 			seen.ID, seen.Attempt, string(domain.Queued))
 		if err != nil {
 			return err
@@ -264,15 +264,15 @@ type rowScanner interface{ Scan(dest ...any) error }
 func scanBuild(r rowScanner) (domain.Build, error) {
 	var b domain.Build
 	var status string
-	var lease, stepDur, created, started, ended int64
+	var leaseUntil, stepDur, created, started, ended int64
 	err := r.Scan(&b.ID, &b.RunID, &b.Repository.ID, &b.Repository.Name, &b.Repository.URL, &b.Commit, &b.Branch,
-		&status, &b.Attempt, &b.WorkerID, &lease, &b.Failure.Reason, &b.Failure.Step, &b.Failure.ExitCode,
+		&status, &b.Attempt, &b.WorkerID, &leaseUntil, &b.Failure.Reason, &b.Failure.Step, &b.Failure.ExitCode,
 		(*sqldb.StringList)(&b.Failure.LastLogLines), &stepDur, &created, &started, &ended)
 	if err != nil {
 		return b, err
 	}
 	b.Status = domain.Status(status)
-	b.LeaseExpires = sqldb.Time(lease)
+	b.LeaseExpires = sqldb.Time(leaseUntil)
 	b.StepDuration = time.Duration(stepDur)
 	b.CreateTime, b.StartTime, b.EndTime = sqldb.Time(created), sqldb.Time(started), sqldb.Time(ended)
 	return b, nil
@@ -312,7 +312,8 @@ func (s *Store) List(ctx context.Context, page paging.Page) ([]domain.Build, err
 		return nil, fmt.Errorf("list builds: %w", err)
 	}
 	// Details after the rows are closed: the database has one connection.
-	for i := range builds {
+	// The row past the page only says that more follow: it needs none.
+	for i := range builds[:min(len(builds), page.Size)] {
 		if err := s.details(ctx, &builds[i]); err != nil {
 			return nil, err
 		}

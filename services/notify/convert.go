@@ -1,10 +1,14 @@
 package notify
 
 import (
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+
 	"github.com/sluicehq/sluice/platform/paging"
 	"github.com/sluicehq/sluice/platform/prototime"
 	notifyeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/notify/events/v1"
 	notifyv1 "github.com/sluicehq/sluice/proto/gen/sluice/notify/v1"
+	sourceeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
 	"github.com/sluicehq/sluice/services/notify/domain"
 )
 
@@ -119,4 +123,30 @@ func deliveryFailedToProto(d domain.Delivery, a domain.Attempt) *notifyeventsv1.
 		Attempts:       int32(a.Number),
 		LastError:      a.Error,
 	}
+}
+
+// repositoryRefName is the message events use to name their repository.
+func repositoryRefName() protoreflect.FullName {
+	return (&sourceeventsv1.RepositoryRef{}).ProtoReflect().Descriptor().FullName()
+}
+
+// repositoryOf returns the repository name an event payload carries in its
+// top-level `repository` field of type RepositoryRef, or "" when it has
+// none. It works on any payload, so new event types need no change here.
+func repositoryOf(payload proto.Message) string {
+	if payload == nil {
+		return ""
+	}
+	m := payload.ProtoReflect()
+	fd := m.Descriptor().Fields().ByName("repository")
+	if fd == nil || fd.Cardinality() == protoreflect.Repeated || fd.Message() == nil ||
+		fd.Message().FullName() != repositoryRefName() || !m.Has(fd) {
+		return ""
+	}
+	ref := m.Get(fd).Message()
+	name := ref.Descriptor().Fields().ByName("name")
+	if name == nil || name.Kind() != protoreflect.StringKind {
+		return ""
+	}
+	return ref.Get(name).String()
 }

@@ -43,7 +43,7 @@ func (s *Service) FanOut(ctx context.Context, consumer string, ev events.Event) 
 		EventID:    ev.ID,
 		EventType:  ev.Kind.Type,
 		Subject:    ev.SubjectID,
-		Repository: domain.RepositoryOf(ev.Payload),
+		Repository: repositoryOf(ev.Payload),
 		ChainID:    ev.ChainID,
 		Headers:    headers,
 		Body:       msg.Data,

@@ -20,9 +20,7 @@ import (
 	"go.uber.org/goleak"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/sluicehq/sluice/deploy"
 	"github.com/sluicehq/sluice/platform/events"
-	"github.com/sluicehq/sluice/platform/natsprovision"
 	"github.com/sluicehq/sluice/platform/natstest"
 	"github.com/sluicehq/sluice/platform/servicekit"
 	"github.com/sluicehq/sluice/platform/servicekit/servicekittest"
@@ -68,18 +66,7 @@ func newHarness(t *testing.T, tune ...func(*notify.Config)) *harness {
 	h.js = js
 	// The streams of the services notify listens to (their consumers are
 	// not needed: those services do not run here).
-	decl, err := natsprovision.Load(deploy.NATS())
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, cfg := range decl.Streams {
-		switch natsprovision.StreamOwner(cfg.Name) {
-		case "source", "build", "test", "release":
-			if _, err := js.CreateOrUpdateStream(ctx(t), cfg); err != nil {
-				t.Fatalf("create stream %s: %v", cfg.Name, err)
-			}
-		}
-	}
+	servicekittest.Producers(t, js, "source", "build", "test", "release")
 	h.cfg = notify.Config{
 		Settings:       servicekit.Settings{DataDir: t.TempDir(), DatabaseURL: sqldbtest.URL(t)},
 		RetryBase:      50 * time.Millisecond,

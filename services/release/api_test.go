@@ -5,7 +5,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"connectrpc.com/connect"
 	"github.com/google/uuid"
@@ -17,6 +16,7 @@ import (
 	testv1 "github.com/sluicehq/sluice/proto/gen/sluice/test/v1"
 
 	"github.com/sluicehq/sluice/platform/events"
+	"github.com/sluicehq/sluice/platform/servicekit/servicekittest"
 )
 
 // Without a version, a rollback goes to the newest release verified in the
@@ -234,21 +234,7 @@ func TestEventWithAnUnusableRepositoryNameIsDeadLettered(t *testing.T) {
 	if _, err := h.js.PublishMsg(ctx, msg); err != nil {
 		t.Fatal(err)
 	}
-	dead, err := h.js.Stream(ctx, "DEADLETTER")
-	if err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(waitFor)
-	for {
-		m, err := dead.GetLastMsgForSubject(ctx, "sluice.deadletter.release."+consumerDurable)
-		if err == nil && m.Header.Get(events.HeaderID) == ev.ID {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the event was not dead-lettered: %v", err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	servicekittest.DeadLetter(t, h.js, Name, consumerDurable, runID)
 	if n := len(eventsOf[*releaseeventsv1.ReleaseFinished](h.events, runID)); n != 0 {
 		t.Fatalf("the event was handled: %d ReleaseFinished", n)
 	}

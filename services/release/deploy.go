@@ -389,7 +389,13 @@ func verifyHTTP(ctx context.Context, target string, timeout time.Duration, chang
 	client := &http.Client{Transport: transport}
 	deadline := time.Now().Add(timeout)
 	var previous string
+	var lastErr error
 	return retry.Do(ctx, retry.Backoff{Initial: httpVerifyInterval}, func(ctx context.Context) error {
+		// A try needs a whole interval: one cut short would only report
+		// "no answer" in place of the last real one.
+		if lastErr != nil && time.Until(deadline) < httpVerifyInterval {
+			return retry.Permanent(lastErr)
+		}
 		attempt, cancel := context.WithDeadline(ctx, minTime(deadline, time.Now().Add(httpAttemptTimeout)))
 		defer cancel()
 		status, err := getStatus(attempt, client, target)
@@ -400,6 +406,7 @@ func verifyHTTP(ctx context.Context, target string, timeout time.Duration, chang
 			previous = err.Error()
 			changed(err)
 		}
+		lastErr = err
 		return err
 	}, retry.GiveUpAfter(timeout))
 }
@@ -435,28 +442,41 @@ var errNotStarted = errors.New("could not start")
 func (s *Service) verifyCommand(ctx context.Context, env domain.Environment, dir string, vars map[string]string, timeout time.Duration, out logTo) ([]string, error) {
 	deadline := time.Now().Add(timeout)
 	var last []string
+	var lastErr error
 	err := retry.Do(ctx, retry.Backoff{Initial: commandVerifyInterval}, func(ctx context.Context) error {
+		left := time.Until(deadline)
+		// A try needs a whole interval: one cut short would report "did not
+		// finish" and its lines in place of the last real run's.
+		if lastErr != nil && left < commandVerifyInterval {
+			return retry.Permanent(lastErr)
+		}
 		tail := lastlines.New(domain.LastLogLines, 0)
-		defer func() { last = tail.Lines() }()
 		res, err := s.exec.Run(ctx, executor.Spec{
 			Name: "verify " + env.Name, Command: env.Verify.Command, Dir: dir, Env: vars,
-			Timeout: time.Until(deadline), Output: out.command(out.verify, tail),
+			Timeout: max(left, time.Millisecond), Output: out.command(out.verify, tail),
 		})
-		switch {
-		case err != nil && ctx.Err() != nil, res.Cancelled:
-			return fmt.Errorf("verification stopped: %w", context.Cause(ctx))
-		case err != nil:
-			return retry.Permanent(fmt.Errorf("%w: %w", errNotStarted, err))
-		case res.TimedOut:
-			note(out.w, out.verify, "the verify command did not finish in time")
-			return errors.New("did not finish")
-		case res.ExitCode != 0:
-			note(out.w, out.verify, "the verify command exited with code %d", res.ExitCode)
-			return fmt.Errorf("exited with code %d", res.ExitCode)
-		}
-		return nil
+		last = tail.Lines()
+		lastErr = verdict(ctx, out, res, err)
+		return lastErr
 	}, retry.GiveUpAfter(timeout))
 	return last, err
+}
+
+// verdict is one verify command's run as verifyCommand's loop sees it.
+func verdict(ctx context.Context, out logTo, res executor.Result, err error) error {
+	switch {
+	case err != nil && ctx.Err() != nil, res.Cancelled:
+		return fmt.Errorf("verification stopped: %w", context.Cause(ctx))
+	case err != nil:
+		return retry.Permanent(fmt.Errorf("%w: %w", errNotStarted, err))
+	case res.TimedOut:
+		note(out.w, out.verify, "the verify command did not finish in time")
+		return errors.New("did not finish")
+	case res.ExitCode != 0:
+		note(out.w, out.verify, "the verify command exited with code %d", res.ExitCode)
+		return fmt.Errorf("exited with code %d", res.ExitCode)
+	}
+	return nil
 }
 
 func minTime(a, b time.Time) time.Time {

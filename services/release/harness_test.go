@@ -70,8 +70,8 @@ echo "$SLUICE_RELEASE_VERSION" > "$SLUICE_STATE_DIR/current"
 `
 
 // harness is a release service under test with everything around it: a
-// real nats-server, a real git repository, fakes of source and build, and
-// a health endpoint for verification.
+// real nats-server, a real git repository, a fake of source (it answers
+// ListCommits only), and a health endpoint for verification.
 type harness struct {
 	t      *testing.T
 	nats   *natstest.Server
@@ -100,27 +100,9 @@ func newHarness(t *testing.T) *harness {
 		t.Fatal(err)
 	}
 	h.js = js
-	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
-	defer cancel()
 	// What the producers of release's inputs own: build's artifact store,
-	// test's stream. Only those: Apply would also make (and wait for the
-	// streams of) the producers' own consumers.
-	decl, err := natsprovision.Load(deploy.NATS())
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, cfg := range decl.Streams {
-		if owner := natsprovision.StreamOwner(cfg.Name); owner == "build" || owner == "test" {
-			if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
-				t.Fatalf("stream %s: %v", cfg.Name, err)
-			}
-		}
-	}
-	for _, o := range decl.ObjectStores {
-		if _, err := js.CreateOrUpdateObjectStore(ctx, o.Config); err != nil {
-			t.Fatalf("object store %s: %v", o.Config.Bucket, err)
-		}
-	}
+	// test's stream.
+	servicekittest.Producers(t, js, "build", "test")
 
 	h.repo = gittest.New(t)
 	h.source = &fakeSource{repo: h.repo.Git()}
@@ -303,23 +285,16 @@ func (h *harness) deploys(env string) []string {
 // messages and has none pending or unacknowledged.
 func (h *harness) waitConsumed(n uint64) {
 	h.t.Helper()
-	deadline := time.Now().Add(waitFor)
-	for {
+	servicekittest.Eventually(h.t, fmt.Sprintf("the consumer to finish %d messages", n), func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
 		cons, err := h.js.Consumer(ctx, "TEST", consumerDurable)
-		var info *jetstream.ConsumerInfo
-		if err == nil {
-			info, err = cons.Info(ctx)
+		if err != nil {
+			return false
 		}
-		cancel()
-		if err == nil && info.Delivered.Consumer >= n && info.NumAckPending == 0 && info.NumPending == 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			h.t.Fatalf("consumer did not finish %d messages: info %+v, err %v", n, info, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		info, err := cons.Info(ctx)
+		return err == nil && info.Delivered.Consumer >= n && info.NumAckPending == 0 && info.NumPending == 0
+	})
 }
 
 // logs reads the release log of id (a run, or a manual rollback's

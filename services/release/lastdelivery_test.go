@@ -39,7 +39,7 @@ func TestLastDeliveryEndsTheStageFailed(t *testing.T) {
 	cfg = cfg.WithDefaults()
 	log := slog.New(slog.NewTextHandler(t.Output(), nil))
 	svc, err := NewService(cfg, Deps{
-		Store: NewStore(db), JetStream: h.js, Source: sourcev1connect.NewSourceServiceClient(http.DefaultClient, cfg.SourceURL),
+		Store: NewStore(db), DB: db, JetStream: h.js, Source: sourcev1connect.NewSourceServiceClient(http.DefaultClient, cfg.SourceURL),
 		Executor: &executor.Local{}, Outbox: events.NewRelay(db, h.js, log), Log: log,
 	})
 	if err != nil {

@@ -37,6 +37,9 @@ type SourceClient interface {
 type Deps struct {
 	fx.In
 	Store *Store
+	// DB holds the release logs beside the releases, and the locks that
+	// keep replicas' deploys of one environment apart.
+	DB *sqldb.DB
 	// Outbox publishes what the service enqueued.
 	Outbox *events.Relay
 	// JetStream reads artifacts from the object store.
@@ -73,13 +76,13 @@ func NewService(cfg Config, d Deps) (*Service, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if d.Store == nil || d.Outbox == nil || d.JetStream == nil || d.Source == nil || d.Executor == nil || d.Log == nil {
+	if d.Store == nil || d.DB == nil || d.Outbox == nil || d.JetStream == nil || d.Source == nil || d.Executor == nil || d.Log == nil {
 		return nil, errors.New("release: NewService: every dependency is required")
 	}
 	base, stop := context.WithCancel(context.Background())
 	return &Service{
-		cfg: cfg, store: d.Store, logs: steplog.New(d.Store.DB()), js: d.JetStream, source: d.Source,
-		exec: d.Executor, outbox: d.Outbox, log: d.Log, locks: newKeyedLocks(d.Store.db.Lock),
+		cfg: cfg, store: d.Store, logs: steplog.New(d.DB), js: d.JetStream, source: d.Source,
+		exec: d.Executor, outbox: d.Outbox, log: d.Log, locks: newKeyedLocks(d.DB.Lock),
 		base: base, stopBase: stop,
 	}, nil
 }

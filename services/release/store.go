@@ -34,9 +34,6 @@ type Store struct {
 // (servicekit opens and migrates it on start).
 func NewStore(db *sqldb.DB) *Store { return &Store{db: db} }
 
-// DB is the store's database (for the outbox relay and the step logs).
-func (s *Store) DB() *sqldb.DB { return s.db }
-
 // InTx runs fn in a transaction.
 func (s *Store) InTx(ctx context.Context, fn func(tx *sql.Tx) error) error { return s.db.InTx(ctx, fn) }
 

@@ -19,10 +19,8 @@ import (
 	"go.uber.org/goleak"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/sluicehq/sluice/deploy"
 	"github.com/sluicehq/sluice/platform/events"
 	"github.com/sluicehq/sluice/platform/gittest"
-	"github.com/sluicehq/sluice/platform/natsprovision"
 	"github.com/sluicehq/sluice/platform/natstest"
 	"github.com/sluicehq/sluice/platform/servicekit"
 	"github.com/sluicehq/sluice/platform/servicekit/servicekittest"
@@ -91,13 +89,7 @@ func newHarness(t *testing.T, pollInterval time.Duration) *harness {
 	cfg := source.Config{Settings: servicekit.Settings{DataDir: t.TempDir(), DatabaseURL: sqldbtest.URL(t)}, PollInterval: pollInterval}
 	p := servicekittest.Start(t, ns.URL, servicekittest.Options{Log: logger, NoWait: true}, source.Module(cfg))
 
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	for _, producer := range []string{"build", "test", "release"} {
-		if err := natsprovision.Apply(ctx, js, deploy.NATS(), producer, natsprovision.Options{}); err != nil {
-			t.Fatalf("provision %s: %v", producer, err)
-		}
-	}
+	servicekittest.Producers(t, js, "build", "test", "release")
 	h := &harness{t: t, url: p.URL, http: p.Client, js: js}
 	h.client = sourcev1connect.NewSourceServiceClient(h.http, h.url)
 	p.WaitReady(t)

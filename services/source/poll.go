@@ -14,16 +14,12 @@ import (
 
 // Poll fetches every repository now and then every Config.PollInterval
 // until ctx ends, starting a run for each new head of a watched branch.
-// With polling disabled it only waits for ctx.
+// The module runs it only when PollInterval is positive.
 func (s *Service) Poll(ctx context.Context) error {
-	if s.cfg.PollInterval <= 0 {
-		<-ctx.Done()
-		return nil
-	}
 	t := time.NewTicker(s.cfg.PollInterval)
 	defer t.Stop()
 	for {
-		s.PollOnce(ctx)
+		s.pollOnce(ctx)
 		select {
 		case <-ctx.Done():
 			return nil
@@ -32,9 +28,9 @@ func (s *Service) Poll(ctx context.Context) error {
 	}
 }
 
-// PollOnce fetches every repository once. Failures are logged and the
+// pollOnce fetches every repository once. Failures are logged and the
 // next repository is polled.
-func (s *Service) PollOnce(ctx context.Context) {
+func (s *Service) pollOnce(ctx context.Context) {
 	repos, err := s.store.Repositories(ctx)
 	if err != nil {
 		if ctx.Err() == nil {

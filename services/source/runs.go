@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"strings"
 	"time"
 
@@ -25,8 +24,9 @@ const (
 	// maxCommitMessage bounds the commit message kept with a run.
 	maxCommitMessage = 4096
 	// maxCommitsSkipped bounds how far into a range of commits a
-	// ListCommits page token may point.
-	maxCommitsSkipped = math.MaxInt32
+	// ListCommits page token may point: every page walks the history up to
+	// its start, so a forged token must not make one walk the whole of it.
+	maxCommitsSkipped = 100_000
 )
 
 // TriggerRun starts a run for ref of a repository: a branch, a tag, a

@@ -29,7 +29,6 @@ type attempt struct {
 	run    domain.TestRun
 	bf     *buildeventsv1.BuildFinished
 	w      *steplog.Writer
-	branch string
 	steps  []domain.StepResult
 	closed bool
 	kept   *lease.Keeper
@@ -184,7 +183,7 @@ func (a *attempt) runStep(ctx context.Context, ws string, step *sourcev1.Step) (
 	}
 	env["SLUICE_RUN_ID"] = a.run.RunID
 	env["SLUICE_COMMIT"] = a.run.Commit
-	env["SLUICE_BRANCH"] = a.branch
+	env["SLUICE_BRANCH"] = a.run.Branch
 	env["SLUICE_REPOSITORY"] = a.run.Repository.Name
 	env["SLUICE_STEP"] = name
 

@@ -3,12 +3,9 @@ package tests_test
 import (
 	"bytes"
 	"context"
-	"io/fs"
 	"os"
-	"strings"
 	"sync"
 	"testing"
-	"testing/fstest"
 	"time"
 
 	"github.com/google/uuid"
@@ -17,12 +14,10 @@ import (
 	"go.uber.org/goleak"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/sluicehq/sluice/deploy"
 	"github.com/sluicehq/sluice/platform/artifacts"
 	"github.com/sluicehq/sluice/platform/events"
 	"github.com/sluicehq/sluice/platform/executor"
 	"github.com/sluicehq/sluice/platform/gittest"
-	"github.com/sluicehq/sluice/platform/natsprovision"
 	"github.com/sluicehq/sluice/platform/natstest"
 	"github.com/sluicehq/sluice/platform/servicekit"
 	"github.com/sluicehq/sluice/platform/servicekit/servicekittest"
@@ -70,19 +65,13 @@ type run struct {
 
 func newHarness(t *testing.T) *harness {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), wait)
-	defer cancel()
 	srv := natstest.Start(t)
 	nc := srv.Connect(t)
 	js, err := jetstream.New(nc)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Build's own consumers read the SOURCE stream, which no one provides
-	// here: provision build's streams and object store without them.
-	if err := natsprovision.Apply(ctx, js, withoutConsumers(t, deploy.NATS()), "build", natsprovision.Options{}); err != nil {
-		t.Fatalf("provision build: %v", err)
-	}
+	servicekittest.Producers(t, js, "build")
 	h := &harness{t: t, nats: srv, js: js, runs: map[string]run{}}
 	h.repo = newRepo(t)
 	h.events = collect(t, nc, "sluice.test.>")
@@ -122,24 +111,6 @@ func (h *harness) plainService() (*tests.Service, *tests.Store) {
 	}()
 	h.t.Cleanup(func() { cancel(); <-done })
 	return svc, store
-}
-
-// withoutConsumers is fsys without any consumer declarations.
-func withoutConsumers(t *testing.T, fsys fs.FS) fs.FS {
-	t.Helper()
-	out := fstest.MapFS{}
-	err := fs.WalkDir(fsys, ".", func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() || strings.HasPrefix(p, "consumers/") {
-			return err
-		}
-		data, err := fs.ReadFile(fsys, p)
-		out[p] = &fstest.MapFile{Data: data}
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
 }
 
 // repo is a git repository with a tiny Go module and its tests.

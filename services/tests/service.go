@@ -111,8 +111,9 @@ func (s *Service) find(ctx context.Context, id, runID string) (domain.TestRun, e
 	return s.store.TestRun(ctx, id)
 }
 
-// Logs returns the test steps' log lines of the run (by run id or test run
-// id) from fromSeq on.
+// Logs returns the test steps' log lines of the run from fromSeq on. id is
+// the run's id (GetLogs' run_id) or, as before run_id was the one name,
+// its test run's id.
 func (s *Service) Logs(ctx context.Context, id, step string, fromSeq int64, limit int) (steplog.Page, error) {
 	run, err := s.store.TestRun(ctx, id)
 	if err != nil {

@@ -112,7 +112,7 @@ func (s *Service) execute(parent context.Context, log *slog.Logger, run domain.T
 		kept.Release()
 		return err
 	}
-	a := &attempt{s: s, log: log, run: run, bf: bf, w: w, branch: bf.GetBranch(), kept: kept}
+	a := &attempt{s: s, log: log, run: run, bf: bf, w: w, kept: kept}
 	outcome, runErr := a.test(ctx)
 	kept.Stop()
 
@@ -181,7 +181,7 @@ func (a *attempt) finish(parent context.Context, o domain.Outcome) error {
 		TestRunId:         run.ID,
 		Repository:        repositoryRef(run.Repository),
 		Commit:            run.Commit,
-		Branch:            a.branch,
+		Branch:            a.run.Branch,
 		BuildId:           run.BuildID,
 		Status:            statusToProto(o.Status),
 		Counts:            countsToProto(counts),
@@ -230,7 +230,7 @@ func (a *attempt) finish(parent context.Context, o domain.Outcome) error {
 // caseEvents are the test case events (CDEvents testcaserun) of a finished
 // test run: one per case at positions (domain.Outcome.PublishedCases), a
 // TestCaseSkipped for a skipped case, else a TestCaseFinished. They carry
-// no output; GetTestRun has it.
+// no output; ListTestCases has it.
 func caseEvents(run domain.TestRun, o domain.Outcome, environment string, positions []int) ([]events.Event, error) {
 	repo := repositoryRef(run.Repository)
 	out := make([]events.Event, 0, len(positions))

@@ -9,6 +9,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -19,8 +20,10 @@ import (
 	"go.uber.org/fx/fxevent"
 	"go.uber.org/fx/fxtest"
 
+	"github.com/sluicehq/sluice/deploy"
 	"github.com/sluicehq/sluice/platform/events"
 	"github.com/sluicehq/sluice/platform/natsconn"
+	"github.com/sluicehq/sluice/platform/natsprovision"
 	"github.com/sluicehq/sluice/platform/rpcserver"
 	"github.com/sluicehq/sluice/platform/servicecmd"
 	"github.com/sluicehq/sluice/platform/servicekit"
@@ -187,4 +190,31 @@ func OpenDBAt(t testing.TB, url string, sets ...sqldb.Migrations) *sqldb.DB {
 	}
 	t.Cleanup(func() { _ = db.Close() })
 	return db
+}
+
+// Producers creates the streams and object stores that the services
+// owners declare under deploy/nats, without their consumers: what a
+// service under test reads from services that do not run in the test.
+func Producers(t testing.TB, js jetstream.JetStream, owners ...string) {
+	t.Helper()
+	decl, err := natsprovision.Load(deploy.NATS())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), EventuallyTimeout)
+	defer cancel()
+	for _, cfg := range decl.Streams {
+		if slices.Contains(owners, natsprovision.StreamOwner(cfg.Name)) {
+			if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
+				t.Fatalf("stream %s: %v", cfg.Name, err)
+			}
+		}
+	}
+	for _, o := range decl.ObjectStores {
+		if slices.Contains(owners, o.Owner) {
+			if _, err := js.CreateOrUpdateObjectStore(ctx, o.Config); err != nil {
+				t.Fatalf("object store %s: %v", o.Config.Bucket, err)
+			}
+		}
+	}
 }

@@ -7,11 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/protobuf/proto"
-
 	"github.com/sluicehq/sluice/platform/apierror"
-	buildeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/build/events/v1"
-	sourceeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
 	"github.com/sluicehq/sluice/services/notify/domain"
 )
 
@@ -82,27 +78,6 @@ func TestSubscriptionMatches(t *testing.T) {
 	} {
 		if got := tc.sub.Matches(tc.typ, tc.repo); got != tc.want {
 			t.Errorf("%+v.Matches(%q, %q) = %v, want %v", tc.sub, tc.typ, tc.repo, got, tc.want)
-		}
-	}
-}
-
-func TestRepositoryOf(t *testing.T) {
-	t.Parallel()
-	repo := &sourceeventsv1.RepositoryRef{Id: "r1", Name: "hello", Url: "https://example.com/hello.git"}
-	for _, tc := range []struct {
-		name    string
-		payload proto.Message
-		want    string
-	}{
-		{"source event", &sourceeventsv1.RunFinished{RunId: "run", Repository: repo}, "hello"},
-		{"build event", &buildeventsv1.BuildFinished{RunId: "run", BuildId: "b", Repository: repo}, "hello"},
-		{"event without the field", &buildeventsv1.StepFinished{RunId: "run", Step: "compile"}, ""},
-		{"unset field", &buildeventsv1.BuildStarted{RunId: "run"}, ""},
-		{"the ref itself", repo, ""},
-		{"nil", nil, ""},
-	} {
-		if got := domain.RepositoryOf(tc.payload); got != tc.want {
-			t.Errorf("%s: RepositoryOf = %q, want %q", tc.name, got, tc.want)
 		}
 	}
 }

@@ -9,12 +9,8 @@ import (
 	"strings"
 	"time"
 
-	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/reflect/protoreflect"
-
 	"github.com/sluicehq/sluice/platform/apierror"
 	"github.com/sluicehq/sluice/platform/events"
-	sourceeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
 )
 
 // Subscription is a webhook endpoint and the events it wants.
@@ -114,30 +110,4 @@ func (s Subscription) Matches(eventType, repository string) bool {
 		}
 	}
 	return false
-}
-
-// repositoryRef is the message events use to name their repository.
-func repositoryRef() protoreflect.FullName {
-	return (&sourceeventsv1.RepositoryRef{}).ProtoReflect().Descriptor().FullName()
-}
-
-// RepositoryOf returns the repository name an event payload carries in its
-// top-level `repository` field of type RepositoryRef, or "" when it has
-// none. It works on any payload, so new event types need no change here.
-func RepositoryOf(payload proto.Message) string {
-	if payload == nil {
-		return ""
-	}
-	m := payload.ProtoReflect()
-	fd := m.Descriptor().Fields().ByName("repository")
-	if fd == nil || fd.Cardinality() == protoreflect.Repeated || fd.Message() == nil ||
-		fd.Message().FullName() != repositoryRef() || !m.Has(fd) {
-		return ""
-	}
-	ref := m.Get(fd).Message()
-	name := ref.Descriptor().Fields().ByName("name")
-	if name == nil || name.Kind() != protoreflect.StringKind {
-		return ""
-	}
-	return ref.Get(name).String()
 }

@@ -6,6 +6,7 @@ import (
 )
 
 func TestParseVersion(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		in      string
 		want    Version
@@ -48,6 +49,7 @@ func TestParseVersion(t *testing.T) {
 }
 
 func TestVersionCompare(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		a, b string
 		want int
@@ -71,6 +73,7 @@ func TestVersionCompare(t *testing.T) {
 }
 
 func TestClassify(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		msg  string
 		want Change
@@ -102,6 +105,7 @@ func TestClassify(t *testing.T) {
 }
 
 func TestNextVersion(t *testing.T) {
+	t.Parallel()
 	prev := func(s string) *Version { v := mustParse(t, s); return &v }
 	commits := func(msgs ...string) []Commit {
 		var cs []Commit
@@ -135,6 +139,7 @@ func TestNextVersion(t *testing.T) {
 }
 
 func TestChangelog(t *testing.T) {
+	t.Parallel()
 	commits := []Commit{
 		{SHA: "aaaaaaa111111111111111111111111111111111", Message: "docs: explain deploys"},
 		{SHA: "bbbbbbb222222222222222222222222222222222", Message: "fix(api): nil pointer\n\nbody text"},
@@ -171,6 +176,7 @@ func TestChangelog(t *testing.T) {
 }
 
 func TestSkipReason(t *testing.T) {
+	t.Parallel()
 	env := []Environment{{Name: "staging", Deploy: "./deploy.sh"}}
 	tests := []struct {
 		name   string
@@ -198,6 +204,7 @@ func TestSkipReason(t *testing.T) {
 }
 
 func TestFailureSummary(t *testing.T) {
+	t.Parallel()
 	tests := []struct{ reason, want string }{
 		{"verification failed: GET http://x/: 503 after 30s", "verification failed on staging: GET http://x/: 503 after 30s"},
 		{"deploy exited with code 3", "deploy exited with code 3 on staging"},

@@ -178,7 +178,10 @@ func (m *Mirrors) Fetch(ctx context.Context, id, url string) error {
 	if err != nil {
 		return err
 	}
-	return repackIfFragmented(repo, dir)
+	// The fetch worked: a repack that fails is not its failure (the next
+	// fetch tries again).
+	_ = repackIfFragmented(repo, dir)
+	return nil
 }
 
 // MaxPacks is how many pack files a mirror may have before a fetch repacks

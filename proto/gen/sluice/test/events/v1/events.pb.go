@@ -321,7 +321,7 @@ func (x *TestRunFinished) GetArtifacts() []*v13.Artifact {
 // (dev.cdevents.testcaserun.finished.0.3.0). A test case passed or failed;
 // published when its test run ends, in the same transaction as
 // TestRunFinished and before it, for a bounded number of cases (see
-// TestRunFinished.case_events). The case's output is not carried; GetTestRun
+// TestRunFinished.case_events). The case's output is not carried; ListTestCases
 // has it.
 type TestCaseFinished struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
@@ -331,7 +331,7 @@ type TestCaseFinished struct {
 	// As in TestRunStarted.
 	Environment string        `protobuf:"bytes,4,opt,name=environment,proto3" json:"environment,omitempty"`
 	TestCase    *v11.TestCase `protobuf:"bytes,5,opt,name=test_case,json=testCase,proto3" json:"test_case,omitempty"`
-	// The case's position among the test run's cases (as GetTestRun lists
+	// The case's position among the test run's cases (as ListTestCases lists
 	// them); its test case run id (the CloudEvents subject) is
 	// "<test run id>/<position>".
 	Position      int32 `protobuf:"varint,6,opt,name=position,proto3" json:"position,omitempty"`
