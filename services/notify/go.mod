@@ -5,7 +5,6 @@ go 1.26.8
 require (
 	connectrpc.com/connect v1.21.1
 	github.com/nats-io/nats.go v1.55.0
-	github.com/sluicehq/sluice/deploy v0.0.0
 	github.com/sluicehq/sluice/platform v0.0.0
 	github.com/sluicehq/sluice/proto v0.0.0
 	go.uber.org/fx v1.24.0
@@ -44,6 +43,7 @@ require (
 	github.com/prometheus/common v0.72.0 // indirect
 	github.com/prometheus/procfs v0.22.0 // indirect
 	github.com/remyoudompheng/bigfft v0.0.0-20230129092748-24d4a6f8daec // indirect
+	github.com/sluicehq/sluice/deploy v0.0.0 // indirect
 	github.com/spf13/pflag v1.0.10 // indirect
 	go.uber.org/dig v1.19.0 // indirect
 	go.uber.org/multierr v1.10.0 // indirect

@@ -6,7 +6,6 @@ require (
 	connectrpc.com/connect v1.21.1
 	github.com/google/uuid v1.6.0
 	github.com/nats-io/nats.go v1.55.0
-	github.com/sluicehq/sluice/deploy v0.0.0
 	github.com/sluicehq/sluice/platform v0.0.0
 	github.com/sluicehq/sluice/proto v0.0.0
 	go.uber.org/fx v1.24.0
@@ -59,6 +58,7 @@ require (
 	github.com/remyoudompheng/bigfft v0.0.0-20230129092748-24d4a6f8daec // indirect
 	github.com/sergi/go-diff v1.3.2-0.20230802210424-5b0b94c5c0d3 // indirect
 	github.com/skeema/knownhosts v1.3.1 // indirect
+	github.com/sluicehq/sluice/deploy v0.0.0 // indirect
 	github.com/spf13/pflag v1.0.10 // indirect
 	github.com/xanzy/ssh-agent v0.3.3 // indirect
 	go.uber.org/dig v1.19.0 // indirect
