@@ -179,6 +179,22 @@ func waitHTTP(t *testing.T, url string, within time.Duration, p *proc) {
 	t.Fatalf("%s not ready within %s", url, within)
 }
 
+// waitAuthenticated waits until the service svc at url accepts token.
+func waitAuthenticated(t *testing.T, url, svc, token string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		err := e2ekit.AcceptsToken(url, svc, token)
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s did not accept the admin token within 30s: %v", url, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // cli runs the sluice CLI and returns its output and exit code.
 func cli(t *testing.T, env []string, args ...string) (string, int) {
 	t.Helper()

@@ -206,9 +206,14 @@ func TestUpWithExampleTwice(t *testing.T) {
 	}
 	for i, want := range []string{"registered example repository hello", "example repository hello already registered"} {
 		addr := fmt.Sprintf("127.0.0.1:%d", e2ekit.FreePort(t))
-		up := startProc(t, fmt.Sprintf("sluice up #%d", i+1), nil, bin(t, "sluice"), "up", "--data-dir", dataDir, "--addr", addr, "--example", example, "--poll-interval", "0")
+		env := []string{"XDG_CONFIG_HOME=" + filepath.Join(dataDir, "config")}
+		up := startProc(t, fmt.Sprintf("sluice up #%d", i+1), env, bin(t, "sluice"), "up", "--data-dir", dataDir, "--addr", addr, "--example", example, "--poll-interval", "0")
 		waitOutput(t, up, "serving; Ctrl-C stops")
 		out := up.out.String()
+		// The first start makes the admin token and shows it once.
+		if shown := strings.Contains(out, "  admin    sluice_"); shown != (i == 0) {
+			t.Fatalf("sluice up #%d: admin token shown = %v, want %v:\n%s", i+1, shown, i == 0, out)
+		}
 		for _, w := range []string{want, "build    succeeded", "test     succeeded", "release  succeeded", "released v0.1.0"} {
 			if !strings.Contains(out, w) {
 				t.Fatalf("sluice up #%d output lacks %q:\n%s", i+1, w, out)

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/e2e/internal/e2ekit"
+	"github.com/sluicehq/sluice/platform/auth"
 	"github.com/sluicehq/sluice/platform/gittest"
 )
 
@@ -27,7 +28,9 @@ func startAllInOne(t *testing.T, dataDir string) (*platform, *proc) {
 	t.Helper()
 	port := e2ekit.FreePort(t)
 	p := &platform{dataDir: dataDir, url: fmt.Sprintf("http://127.0.0.1:%d", port)}
-	p.env = []string{"SLUICE_SERVER=" + p.url}
+	// `sluice up` saves its admin token where the CLI finds it: in the
+	// test's own config folder, never the user's.
+	p.env = []string{"SLUICE_SERVER=" + p.url, "XDG_CONFIG_HOME=" + filepath.Join(dataDir, "config")}
 	pr := p.restartAllInOne(t, port)
 	t.Cleanup(func() { killDeployed(dataDir) })
 	return p, pr
@@ -35,10 +38,12 @@ func startAllInOne(t *testing.T, dataDir string) (*platform, *proc) {
 
 func (p *platform) restartAllInOne(t *testing.T, port int) *proc {
 	t.Helper()
-	pr := startProc(t, "sluice up", nil, bin(t, "sluice"), "up", "--data-dir", p.dataDir,
+	pr := startProc(t, "sluice up", p.env, bin(t, "sluice"), "up", "--data-dir", p.dataDir,
 		"--addr", fmt.Sprintf("127.0.0.1:%d", port), "--poll-interval", "0", "--log-level", "debug")
 	p.procs = append(p.procs, pr)
 	waitHTTP(t, p.url+"/readyz", 60*time.Second, pr)
+	// It prints the API's address once the platform accepts its token.
+	waitOutput(t, pr, "  api ")
 	return pr
 }
 
@@ -53,6 +58,14 @@ func startFiveProcesses(t *testing.T, dataDir string) *platform {
 	natsConf, natsEnv := natsAuthConfig(t, filepath.Join(dataDir, "nats-config"))
 	ns := startProc(t, "nats-server", natsEnv, bin(t, "nats-server"), "-c", natsConf, "-js", "-a", "127.0.0.1", "-p", strconv.Itoa(natsPort), "-sd", filepath.Join(dataDir, "nats"))
 	p := &platform{dataDir: dataDir, procs: []*proc{ns}}
+	// The first admin token, as an operator would provision it: a file
+	// source registers on start; the CLI gets it in SLUICE_TOKEN.
+	_, admin := auth.NewUserToken()
+	tokenFile := filepath.Join(dataDir, "admin-token")
+	if err := os.WriteFile(tokenFile, []byte(admin+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p.env = append(p.env, "SLUICE_TOKEN="+admin)
 	urls := map[string]string{}
 	ports := map[string]int{}
 	for _, s := range []string{"source", "build", "test", "release", "notify"} {
@@ -72,12 +85,18 @@ func startFiveProcesses(t *testing.T, dataDir string) *platform {
 			// source for a changelog's commits.
 			"SLUICE_RELEASE_SOURCE_URL=" + urls["source"],
 			prefix + "POLL_INTERVAL=0s",
+			"SLUICE_SOURCE_ADMIN_TOKEN_FILE=" + tokenFile,
 		}
 		pr := startProc(t, "sluice-"+s, env, bin(t, "sluice-"+s))
 		p.procs = append(p.procs, pr)
 	}
 	for i, s := range []string{"source", "build", "test", "release", "notify"} {
 		waitHTTP(t, urls[s]+"/readyz", 60*time.Second, p.procs[i+1])
+	}
+	// Every service learns the token from NATS a moment after source
+	// registers it.
+	for _, s := range []string{"source", "build", "test", "release", "notify"} {
+		waitAuthenticated(t, urls[s], s, admin)
 	}
 	p.url = urls["source"]
 	t.Cleanup(func() { killDeployed(dataDir) })

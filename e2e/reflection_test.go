@@ -54,8 +54,13 @@ func TestServerReflection(t *testing.T) {
 	if !strings.Contains(methods, "sluice.source.v1.SourceService/TriggerRun") {
 		t.Errorf("reflection does not list TriggerRun:\n%s", methods)
 	}
+	admin, err := os.ReadFile(filepath.Join(p.dataDir, "admin-token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	auth := "Authorization: Bearer " + strings.TrimSpace(string(admin))
 	for _, protocol := range []string{"connect", "grpc"} {
-		out := runBuf(t, "curl", "--reflect", "--protocol", protocol, "--data", "{}", p.url+"/sluice.source.v1.SourceService/ListRepositories")
+		out := runBuf(t, "curl", "--reflect", "--protocol", protocol, "--header", auth, "--data", "{}", p.url+"/sluice.source.v1.SourceService/ListRepositories")
 		if strings.TrimSpace(out) != "{}" {
 			t.Errorf("ListRepositories over %s: %q, want {} (no repositories yet)", protocol, out)
 		}

@@ -81,6 +81,21 @@ func TestComposeStackRunsAPipeline(t *testing.T) {
 	}
 	t.Logf("compose stack %s ready in %s", project, time.Since(start).Round(time.Millisecond))
 
+	// The admin token source made on its first start, copied out of its
+	// volume as docs/operations.md says.
+	id, err := run(time.Minute, "ps", "-q", "source")
+	if err != nil {
+		t.Fatalf("docker-compose ps: %v\n%s", err, id)
+	}
+	if out, err := exec.CommandContext(t.Context(), "docker", "cp", strings.TrimSpace(id)+":/data/admin-token", dir).CombinedOutput(); err != nil {
+		t.Fatalf("docker cp the admin token: %v\n%s", err, out)
+	}
+	admin, err := os.ReadFile(filepath.Join(dir, "admin-token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cliEnv = append(cliEnv, "SLUICE_TOKEN="+strings.TrimSpace(string(admin)))
+
 	sluice := func(args ...string) string {
 		t.Helper()
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
@@ -92,6 +107,16 @@ func TestComposeStackRunsAPipeline(t *testing.T) {
 			t.Fatalf("sluice %s: %v\n%s", strings.Join(args, " "), err, out)
 		}
 		return string(out)
+	}
+	// Every service learns the token a moment after source registers it.
+	for _, svc := range services {
+		deadline := time.Now().Add(time.Minute)
+		for e2ekit.AcceptsToken(fmt.Sprintf("http://127.0.0.1:%d", ports[svc]), svc, strings.TrimSpace(string(admin))) != nil {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s does not accept the admin token after 1m", svc)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
 	}
 	sluice("repo", "add", "/repos/shell", "--name", "shell")
 	out := sluice("trigger", "shell", "--follow")

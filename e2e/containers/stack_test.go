@@ -20,6 +20,7 @@ import (
 	"github.com/ory/dockertest/v3/docker"
 
 	"github.com/sluicehq/sluice/e2e/internal/e2ekit"
+	"github.com/sluicehq/sluice/platform/auth"
 )
 
 // Ports of the services inside their containers.
@@ -59,6 +60,8 @@ type Stack struct {
 
 	mu  sync.Mutex
 	svc map[string][]*Container
+	// Admin is the admin token's secret the API and the CLI call with.
+	Admin string
 }
 
 // Container is one service replica.
@@ -88,6 +91,11 @@ func StartStack(t *testing.T, opts StackOptions) *Stack {
 		t.Fatal(err)
 	}
 	s.dir = dir
+	// The first admin token, provisioned as an operator would: a file that
+	// source registers on start (readable by the image's user: a test
+	// folder only).
+	_, s.Admin = auth.NewUserToken()
+	s.writeFile(filepath.Join("secrets", "admin-token"), s.Admin+"\n")
 	s.Repos = filepath.Join(dir, "repos")
 	if err := os.MkdirAll(s.Repos, 0o755); err != nil {
 		t.Fatal(err)
@@ -328,7 +336,7 @@ func (s *Stack) ServiceEnv(svc string) []string {
 		// Runs start only when a test triggers them: a poll would start a
 		// second run of a commit the test also triggers, and that run would
 		// deploy the same version again.
-		env = append(env, p+"POLL_INTERVAL=0")
+		env = append(env, p+"POLL_INTERVAL=0", p+"ADMIN_TOKEN_FILE=/secrets/admin-token")
 	case "release":
 		env = append(env, p+"SOURCE_URL="+s.internalURL("source"))
 	case "build":
@@ -357,6 +365,9 @@ func (s *Stack) StartService(svc string, i int, image string) *Container {
 	mounts := []string{}
 	if svc != "notify" {
 		mounts = append(mounts, s.Repos+":/repos:ro")
+	}
+	if svc == "source" {
+		mounts = append(mounts, filepath.Join(s.dir, "secrets")+":/secrets:ro")
 	}
 	if s.opts.GoToolchain && (svc == "build" || svc == "test") {
 		mounts = append(mounts, "/usr/local/go:/usr/local/go:ro")
@@ -419,13 +430,27 @@ func (s *Stack) WaitReady(c *Container) {
 		if !c.Running(s) {
 			return fmt.Errorf("%w: container exited:\n%s", errStopped, s.Logs(c.Res, 40))
 		}
-		return httpOK(url)
+		if err := httpOK(url); err != nil {
+			return err
+		}
+		// Every service learns the admin token from NATS a moment after
+		// source registers it.
+		return s.authenticated(c)
 	})
+}
+
+// authenticated is nil once the replica accepts the admin token.
+func (s *Stack) authenticated(c *Container) error {
+	err := e2ekit.AcceptsToken("http://"+c.Res.GetHostPort(servicePorts[c.Service]+"/tcp"), c.Service, s.Admin)
+	if errors.Is(err, e2ekit.ErrTokenNotAccepted) {
+		return fmt.Errorf("%w: %w", errNotReady, err)
+	}
+	return err
 }
 
 // CLIEnv points the sluice CLI at the stack's services.
 func (s *Stack) CLIEnv() []string {
-	var env []string
+	env := []string{"SLUICE_TOKEN=" + s.Admin}
 	for _, svc := range services {
 		env = append(env, "SLUICE_"+strings.ToUpper(svc)+"_URL="+s.URL(svc))
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/ory/dockertest/v3"
 
 	"github.com/sluicehq/sluice/e2e/internal/e2ekit"
+	"github.com/sluicehq/sluice/platform/auth"
 	"github.com/sluicehq/sluice/platform/gittest"
 	buildv1 "github.com/sluicehq/sluice/proto/gen/sluice/build/v1"
 	"github.com/sluicehq/sluice/proto/gen/sluice/build/v1/buildv1connect"
@@ -108,7 +109,7 @@ type API struct {
 
 // API is a client set for the replicas running now.
 func (s *Stack) API() API {
-	hc := &http.Client{Timeout: 30 * time.Second}
+	hc := &http.Client{Timeout: 30 * time.Second, Transport: auth.WithSecret(nil, func() string { return s.Admin })}
 	return API{
 		Source:  sourcev1connect.NewSourceServiceClient(hc, s.URL("source")),
 		Build:   buildv1connect.NewBuildServiceClient(hc, s.URL("build")),

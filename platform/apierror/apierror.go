@@ -19,6 +19,10 @@ var (
 	ErrAlreadyExists      = errors.New("already exists")
 	ErrFailedPrecondition = errors.New("failed precondition")
 	ErrUnavailable        = errors.New("unavailable")
+	// ErrUnauthenticated: the caller sent no credential Sluice knows.
+	ErrUnauthenticated = errors.New("unauthenticated")
+	// ErrPermissionDenied: the caller's credential does not allow the call.
+	ErrPermissionDenied = errors.New("permission denied")
 )
 
 var codes = []struct {
@@ -30,6 +34,8 @@ var codes = []struct {
 	{ErrAlreadyExists, connect.CodeAlreadyExists},
 	{ErrFailedPrecondition, connect.CodeFailedPrecondition},
 	{ErrUnavailable, connect.CodeUnavailable},
+	{ErrUnauthenticated, connect.CodeUnauthenticated},
+	{ErrPermissionDenied, connect.CodePermissionDenied},
 }
 
 // ToConnect maps err to a Connect error. Errors of a known kind keep their

@@ -160,6 +160,31 @@ func serviceUser(d natsprovision.Declarations, svc string) (User, error) {
 		}
 	}
 
+	for _, k := range d.KeyValues {
+		stream := "KV_" + k.Config.Bucket
+		switch {
+		case k.Owner == svc:
+			pub.add("key-value bucket "+k.Config.Bucket+" (its own): create or update it (nats.go reads the account's info first), put and delete keys",
+				api+"INFO", api+"STREAM.UPDATE."+stream, api+"STREAM.CREATE."+stream, api+"STREAM.INFO."+stream,
+				"$KV."+k.Config.Bucket+".>",
+			)
+		case k.Owner == "*":
+			pub.add("key-value bucket "+k.Config.Bucket+" (every service applies it): create or update it (nats.go reads the account's info first), put and delete its own keys",
+				api+"INFO", api+"STREAM.UPDATE."+stream, api+"STREAM.CREATE."+stream, api+"STREAM.INFO."+stream,
+				"$KV."+k.Config.Bucket+"."+svc+".>",
+			)
+		}
+		if k.ReadBy(svc) {
+			pub.add("key-value bucket "+k.Config.Bucket+" (a reader): open it, watch it with an ordered consumer and flow control",
+				api+"STREAM.INFO."+stream,
+				api+"CONSUMER.CREATE."+stream,
+				api+"CONSUMER.CREATE."+stream+".>",
+				api+"CONSUMER.DELETE."+stream+".*",
+				"$JS.FC."+stream+".>",
+			)
+		}
+	}
+
 	if extras[svc].watchesEvents {
 		for _, s := range d.Streams {
 			owner := natsprovision.StreamOwner(s.Name)

@@ -82,11 +82,27 @@ type ObjectStoreFile struct {
 	Config  jetstream.ObjectStoreConfig `json:"config"`
 }
 
+// KeyValueFile is the on-disk form of a key-value bucket declaration.
+type KeyValueFile struct {
+	// Owner creates the bucket and writes to it; "*": every service
+	// applies it and writes only keys under its own name (<service>.>).
+	Owner string `json:"owner"`
+	// Readers are the other services that watch it; "*": all of them.
+	Readers []string                 `json:"readers,omitempty"`
+	Config  jetstream.KeyValueConfig `json:"config"`
+}
+
+// ReadBy reports whether service may read the bucket.
+func (k KeyValueFile) ReadBy(service string) bool {
+	return k.Owner == service || k.Owner == "*" || slices.Contains(k.Readers, service) || slices.Contains(k.Readers, "*")
+}
+
 // Declarations are the parsed files.
 type Declarations struct {
 	Streams      []jetstream.StreamConfig
 	Consumers    map[string][]ConsumerFile // by owning service
 	ObjectStores []ObjectStoreFile
+	KeyValues    []KeyValueFile
 }
 
 // Load reads and checks every declaration in fsys.
@@ -152,6 +168,29 @@ func Load(fsys fs.FS) (Declarations, error) {
 		}
 		d.ObjectStores = append(d.ObjectStores, o)
 	}
+	keyValues, err := fs.Glob(fsys, "keyvalues/*.json")
+	if err != nil {
+		return d, err
+	}
+	sort.Strings(keyValues)
+	for _, name := range keyValues {
+		var k KeyValueFile
+		if err := readJSON(fsys, name, &k); err != nil {
+			return d, err
+		}
+		if k.Config.Bucket != strings.TrimSuffix(path.Base(name), ".json") {
+			return d, fmt.Errorf("%s: bucket %q does not match the file name", name, k.Config.Bucket)
+		}
+		if k.Owner != "*" && !slices.Contains(Services(), k.Owner) {
+			return d, fmt.Errorf("%s: owner %q is not a service or *", name, k.Owner)
+		}
+		for _, r := range k.Readers {
+			if r != "*" && (r == k.Owner || !slices.Contains(Services(), r)) {
+				return d, fmt.Errorf("%s: reader %q is not another service or *", name, r)
+			}
+		}
+		d.KeyValues = append(d.KeyValues, k)
+	}
 	return d, nil
 }
 
@@ -169,7 +208,8 @@ func readJSON(fsys fs.FS, name string, v any) error {
 }
 
 // Apply creates or updates what service owns: its streams, the shared
-// dead-letter stream, its object stores and its consumers. It waits (up to
+// dead-letter stream, its object stores and key-value buckets (and those
+// every service applies) and its consumers. It waits (up to
 // Options.WaitForStreams) for streams of other services its consumers read.
 func Apply(ctx context.Context, js jetstream.JetStream, fsys fs.FS, service string, opts Options) error {
 	d, err := Load(fsys)
@@ -232,6 +272,22 @@ func (d Declarations) applyStores(ctx context.Context, js jetstream.JetStream, s
 		}
 		err := apply(ctx, js, opts, "apply object store "+cfg.Bucket, func(ctx context.Context) error {
 			_, err := js.CreateOrUpdateObjectStore(ctx, cfg)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+	}
+	for _, k := range d.KeyValues {
+		if k.Owner != service && k.Owner != "*" {
+			continue
+		}
+		cfg := k.Config
+		if opts.Replicas > 0 {
+			cfg.Replicas = opts.Replicas
+		}
+		err := apply(ctx, js, opts, "apply key-value bucket "+cfg.Bucket, func(ctx context.Context) error {
+			_, err := js.CreateOrUpdateKeyValue(ctx, cfg)
 			return err
 		})
 		if err != nil {

@@ -24,7 +24,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
+
 	"github.com/sluicehq/sluice/platform/apierror"
+	"github.com/sluicehq/sluice/platform/auth"
 )
 
 // Route is one handler mounted on the server: a Connect service (from a
@@ -73,9 +77,12 @@ func (r *Readiness) Check() map[string]error {
 }
 
 // HandlerOptions are the options every Connect handler is built with:
-// protovalidate on every request, errors mapped to codes once.
-func HandlerOptions(log *slog.Logger) []connect.HandlerOption {
-	return []connect.HandlerOption{connect.WithInterceptors(validate.NewInterceptor(), apierror.Interceptor(log))}
+// the guard that enforces each procedure's authorization policy, then
+// protovalidate on every request (so that a caller who may not call a
+// procedure learns nothing from its validation), and errors mapped to
+// codes once, outside both.
+func HandlerOptions(log *slog.Logger, guard *auth.Guard) []connect.HandlerOption {
+	return []connect.HandlerOption{connect.WithInterceptors(apierror.Interceptor(log), guard, validate.NewInterceptor())}
 }
 
 // Server is the process's HTTP server.
@@ -118,6 +125,9 @@ func New(cfg Config, log *slog.Logger, readiness *Readiness, routes []Route) (*S
 		seen[r.Path] = true
 		mux.Handle(r.Path, countRequests(requests, r.Path, r.Handler))
 		if r.Service != "" {
+			if err := checkPolicies(r.Service); err != nil {
+				return nil, err
+			}
 			services = append(services, r.Service)
 		}
 	}
@@ -155,6 +165,23 @@ func (s *Server) serveReady(w http.ResponseWriter, _ *http.Request) {
 		}
 	}
 	_, _ = w.Write([]byte("ready\n"))
+}
+
+// checkPolicies refuses to serve a Connect service with a procedure that
+// has no authorization policy.
+func checkPolicies(service string) error {
+	d, err := protoregistry.GlobalFiles.FindDescriptorByName(protoreflect.FullName(service))
+	if err != nil {
+		return fmt.Errorf("rpcserver: service %s: %w", service, err)
+	}
+	sd, ok := d.(protoreflect.ServiceDescriptor)
+	if !ok {
+		return fmt.Errorf("rpcserver: %s is not a service", service)
+	}
+	if err := auth.CheckPolicies(sd); err != nil {
+		return fmt.Errorf("rpcserver: service %s: %w", service, err)
+	}
+	return nil
 }
 
 type statusRecorder struct {

@@ -26,8 +26,10 @@ import (
 	"go.uber.org/fx"
 
 	"github.com/sluicehq/sluice/deploy"
+	"github.com/sluicehq/sluice/platform/auth"
 	"github.com/sluicehq/sluice/platform/events"
 	"github.com/sluicehq/sluice/platform/natsprovision"
+	"github.com/sluicehq/sluice/platform/retry"
 	"github.com/sluicehq/sluice/platform/rpcserver"
 	"github.com/sluicehq/sluice/platform/runner"
 	"github.com/sluicehq/sluice/platform/sqldb"
@@ -106,6 +108,9 @@ func Module(spec Spec, opts ...fx.Option) fx.Option {
 			fx.Private,
 			func(lc fx.Lifecycle) *sqldb.DB { return newDB(lc, spec) },
 			newRelay,
+			auth.NewVerifier,
+			func() *auth.ServiceIdentity { return auth.NewServiceIdentity(spec.Name) },
+			func(v *auth.Verifier, log *slog.Logger) *auth.Guard { return auth.NewGuard(v, log) },
 		),
 		fx.Options(opts...),
 		fx.Invoke(func(p runParams) error { return run(spec, p) }),
@@ -141,6 +146,8 @@ type runParams struct {
 	JS         jetstream.JetStream
 	Readiness  *rpcserver.Readiness
 	Relay      *events.Relay
+	Verifier   *auth.Verifier
+	Identity   *auth.ServiceIdentity
 	Parts      Parts
 }
 
@@ -163,7 +170,7 @@ func run(spec Spec, p runParams) error {
 		if !provisioned.Load() {
 			return errors.New("its NATS streams and consumers are not provisioned yet")
 		}
-		return nil
+		return p.Verifier.Ready()
 	})
 	p.Lifecycle.Append(fx.Hook{
 		OnStart: func(context.Context) error {
@@ -172,12 +179,17 @@ func run(spec Spec, p runParams) error {
 				if err := natsprovision.Apply(ctx, p.JS, deploy.NATS(), spec.Name, opts); err != nil {
 					return fmt.Errorf("provision NATS: %w", err)
 				}
+				if err := publishIdentity(ctx, p.JS, p.Identity); err != nil {
+					return err
+				}
+				g.Go("identity", func(ctx context.Context) error { return refreshIdentity(ctx, p.JS, p.Identity, p.Log) })
 				provisioned.Store(true)
 				for _, c := range consumers {
 					g.Go("consumer "+c.name, c.Run)
 				}
 				return nil
 			})
+			g.Go("credentials", func(ctx context.Context) error { return p.Verifier.Run(ctx, p.JS) })
 			g.Go("outbox", func(ctx context.Context) error {
 				p.Relay.Run(ctx)
 				return nil
@@ -195,6 +207,37 @@ func run(spec Spec, p runParams) error {
 		},
 	})
 	return nil
+}
+
+// publishIdentity puts the process's identity where the other services
+// learn it, trying until it succeeds or ctx ends.
+func publishIdentity(ctx context.Context, js jetstream.JetStream, id *auth.ServiceIdentity) error {
+	err := retry.Do(ctx, retry.Backoff{Initial: 100 * time.Millisecond, Max: 5 * time.Second, Jitter: 0.2}, func(ctx context.Context) error {
+		return id.Publish(ctx, js)
+	})
+	if err != nil {
+		return fmt.Errorf("publish the service identity: %w", err)
+	}
+	return nil
+}
+
+// refreshIdentity puts the identity again every auth.RefreshEvery: its
+// bucket forgets keys after an hour, so the keys of processes that are gone
+// age out (their secrets went with them). A stopping process leaves its key
+// so that the calls it makes while it drains still work.
+func refreshIdentity(ctx context.Context, js jetstream.JetStream, id *auth.ServiceIdentity, log *slog.Logger) error {
+	t := time.NewTicker(auth.RefreshEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			if err := id.Publish(ctx, js); err != nil && ctx.Err() == nil {
+				log.Warn("refreshing the service identity failed; trying again later", slog.Any("error", err))
+			}
+		}
+	}
 }
 
 type boundConsumer struct {

@@ -8,13 +8,22 @@ import (
 	"testing"
 
 	"github.com/sluicehq/sluice/platform/artifacts"
+	"github.com/sluicehq/sluice/platform/auth"
 	"github.com/sluicehq/sluice/platform/events"
 	"github.com/sluicehq/sluice/platform/servicekit/servicekittest"
 	"github.com/sluicehq/sluice/platform/sqldb"
 	"github.com/sluicehq/sluice/platform/steplog"
 	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
+	"github.com/sluicehq/sluice/services/build"
 	"github.com/sluicehq/sluice/services/build/domain"
 )
+
+// asService is ctx carrying the build service's own identity, as a call
+// through the API would carry its caller's: the service's queries check
+// the caller's repositories (auth.CheckRepository).
+func asService(ctx context.Context) context.Context {
+	return auth.WithIdentity(ctx, auth.Identity{Kind: auth.KindService, Name: build.Name})
+}
 
 // delivery is the n-th delivery of an event.
 type delivery uint64
@@ -99,7 +108,7 @@ func TestLastDeliveryEndsTheBuild(t *testing.T) {
 	if got := outboxSubjects(t, db); !slices.Equal(got, want) {
 		t.Errorf("outbox %v; want %v", got, want)
 	}
-	page, err := svc.Logs(t.Context(), runID, "", 1, 1000)
+	page, err := svc.Logs(asService(t.Context()), runID, "", 1, 1000)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,7 +141,7 @@ func TestStoppingLeavesTheBuildForTakeover(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- svc.HandleRunRequested(ctx, ev, delivery(1)) }()
 	servicekittest.Eventually(t, "the step to run", func() bool {
-		page, err := svc.Logs(t.Context(), req.GetRunId(), "wait", 1, 100)
+		page, err := svc.Logs(asService(t.Context()), req.GetRunId(), "wait", 1, 100)
 		return err == nil && slices.ContainsFunc(page.Lines, func(l steplog.Line) bool { return l.Text == "waiting" })
 	})
 	cancel()

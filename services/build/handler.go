@@ -6,6 +6,7 @@ import (
 
 	"connectrpc.com/connect"
 
+	"github.com/sluicehq/sluice/platform/auth"
 	"github.com/sluicehq/sluice/platform/paging"
 	"github.com/sluicehq/sluice/platform/rpcserver"
 	"github.com/sluicehq/sluice/platform/steplog"
@@ -25,8 +26,8 @@ func NewHandler(svc *Service) *Handler { return &Handler{svc: svc} }
 
 // NewRoute mounts h with the options every Sluice handler gets
 // (validation, error mapping).
-func NewRoute(h *Handler, log *slog.Logger) rpcserver.Route {
-	path, handler := buildv1connect.NewBuildServiceHandler(h, rpcserver.HandlerOptions(log)...)
+func NewRoute(h *Handler, log *slog.Logger, guard *auth.Guard) rpcserver.Route {
+	path, handler := buildv1connect.NewBuildServiceHandler(h, rpcserver.HandlerOptions(log, guard)...)
 	return rpcserver.Route{Path: path, Handler: handler, Service: buildv1connect.BuildServiceName}
 }
 
@@ -69,12 +70,13 @@ func (h *Handler) GetLogs(ctx context.Context, req *buildv1.GetLogsRequest) (*bu
 // TailLogs streams a run's log lines as they are stored, until the build
 // ends. A run whose build has not started yet is waited for.
 func (h *Handler) TailLogs(ctx context.Context, req *buildv1.TailLogsRequest, stream *connect.ServerStream[buildv1.TailLogsResponse]) error {
-	// Send the response headers now: the first lines may be a long way off
-	// (the run may still be queued) and clients wait for the headers.
-	if err := stream.Send(nil); err != nil {
-		return err
-	}
 	return h.svc.TailLogs(ctx, req.GetRunId(), req.GetStep(), req.GetFromSeq(), func(lines []steplog.Line) error {
+		if len(lines) == 0 {
+			// The caller may read the log: send the response headers now,
+			// as the first lines may be a long way off (the run may still
+			// be queued) and clients wait for them.
+			return stream.Send(nil)
+		}
 		return stream.Send(&buildv1.TailLogsResponse{Lines: linesToProto(lines)})
 	})
 }

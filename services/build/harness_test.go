@@ -56,8 +56,15 @@ type instance struct {
 	cfg    build.Config
 	nc     *nats.Conn
 	client buildv1connect.BuildServiceClient
+	proc   *servicekittest.Process
 	db     *sqldb.DB // the service's database, opened by the test to watch the outbox
 	stop   func()
+}
+
+// clientWith is a client of the replica that sends secret as its
+// credential (servicekittest.IssueToken makes one).
+func (i *instance) clientWith(secret string) buildv1connect.BuildServiceClient {
+	return buildv1connect.NewBuildServiceClient(i.proc.ClientWith(secret), i.proc.URL)
 }
 
 // newHarness starts the NATS server and a replica for each configuration
@@ -98,6 +105,7 @@ func (h *harness) start(cfg build.Config) *instance {
 		cfg:    cfg,
 		nc:     p.NATS,
 		client: buildv1connect.NewBuildServiceClient(p.Client, p.URL),
+		proc:   p,
 		db:     servicekittest.OpenDBAt(h.t, cfg.DatabaseURL),
 		stop:   p.Stop,
 	}

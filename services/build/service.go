@@ -4,10 +4,13 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/fx"
 
+	"github.com/sluicehq/sluice/platform/apierror"
+	"github.com/sluicehq/sluice/platform/auth"
 	"github.com/sluicehq/sluice/platform/events"
 	"github.com/sluicehq/sluice/platform/executor"
 	"github.com/sluicehq/sluice/platform/paging"
@@ -65,12 +68,23 @@ func NewService(cfg Config, d Deps) (*Service, error) {
 }
 
 // Build returns a build: the run runID's when runID is set, else the one
-// id names (a build id or a run id).
+// id names (a build id or a run id). A caller whose token is limited to
+// other repositories is refused (auth.CheckRepository).
 func (s *Service) Build(ctx context.Context, id, runID string) (domain.Build, error) {
+	var b domain.Build
+	var err error
 	if runID != "" {
-		return s.store.ByRun(ctx, runID)
+		b, err = s.store.ByRun(ctx, runID)
+	} else {
+		b, err = s.store.Get(ctx, id)
 	}
-	return s.store.Get(ctx, id)
+	if err != nil {
+		return domain.Build{}, err
+	}
+	if err := auth.CheckRepository(ctx, b.Repository.Name); err != nil {
+		return domain.Build{}, err
+	}
+	return b, nil
 }
 
 // Builds returns a page of builds, newest first, and the token of the next
@@ -87,17 +101,62 @@ func (s *Service) Builds(ctx context.Context, page paging.Page) ([]domain.Build,
 }
 
 // Logs returns the run's stored log lines from fromSeq on (only step's when
-// step is set); a run without a build is not found.
+// step is set); a run without a build is not found, and a caller whose
+// token is limited to other repositories than the build's is refused.
 func (s *Service) Logs(ctx context.Context, runID, step string, fromSeq int64, limit int) (steplog.Page, error) {
-	if _, err := s.store.ByRun(ctx, runID); err != nil {
+	b, err := s.store.ByRun(ctx, runID)
+	if err != nil {
+		return steplog.Page{}, err
+	}
+	if err := auth.CheckRepository(ctx, b.Repository.Name); err != nil {
 		return steplog.Page{}, err
 	}
 	return s.logs.Read(ctx, runID, step, fromSeq, limit)
 }
 
 // TailLogs calls fn with the run's log lines from fromSeq on as they are
-// stored, until the log is complete or ctx ends. A run whose build has not
-// started yet is waited for.
+// stored, until the log is complete or ctx ends. The first call has no
+// lines: it says that the caller may read the log (a streaming caller
+// answers then), and comes after the check of the build's repository
+// against the caller's token. A run whose build has not started yet is
+// waited for: a caller that may read every repository is answered at once;
+// one whose token is limited to some repositories only once the build
+// exists, as its repository is not known before.
 func (s *Service) TailLogs(ctx context.Context, runID, step string, fromSeq int64, fn func([]steplog.Line) error) error {
+	if err := s.checkRunLog(ctx, runID); err != nil {
+		return err
+	}
+	if err := fn(nil); err != nil {
+		return err
+	}
 	return s.logs.Tail(ctx, runID, step, fromSeq, fn)
+}
+
+// buildPoll is how often checkRunLog looks for a build that does not exist
+// yet (steplog.Store.Tail polls at the same pace).
+const buildPoll = 500 * time.Millisecond
+
+// checkRunLog refuses a caller whose token may not read the repository of
+// the run's build. When the run has no build yet, a caller who may read
+// every repository passes; one limited to some repositories waits for the
+// build (until ctx ends) to learn its repository (so does a context
+// without an identity, which auth.CheckRepository then refuses).
+func (s *Service) checkRunLog(ctx context.Context, runID string) error {
+	for {
+		b, err := s.store.ByRun(ctx, runID)
+		switch {
+		case err == nil:
+			return auth.CheckRepository(ctx, b.Repository.Name)
+		case !errors.Is(err, apierror.ErrNotFound):
+			return err
+		}
+		if _, limited := auth.Repositories(ctx); !limited {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(buildPoll):
+		}
+	}
 }

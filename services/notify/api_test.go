@@ -37,7 +37,7 @@ func TestSubscriptionsAPI(t *testing.T) {
 		t.Fatalf("ListSubscriptions = %v, want the created one", list)
 	}
 	// The secret is stored but never shown, not even in the JSON form.
-	raw := postJSON(t, h.url+"/sluice.notify.v1.NotifyService/ListSubscriptions", `{}`)
+	raw := postJSON(t, h.url+"/sluice.notify.v1.NotifyService/ListSubscriptions", h.proc.AdminToken, `{}`)
 	if strings.Contains(raw.body, "api-secret-1") {
 		t.Errorf("ListSubscriptions shows the secret: %s", raw.body)
 	}
@@ -60,13 +60,14 @@ type httpResult struct {
 	body   string
 }
 
-func postJSON(t *testing.T, url, body string) httpResult {
+func postJSON(t *testing.T, url, token, body string) httpResult {
 	t.Helper()
 	req, err := http.NewRequestWithContext(ctx(t), http.MethodPost, url, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
 	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+token)
 	client := &http.Client{Transport: &http.Transport{}}
 	defer client.CloseIdleConnections()
 	res, err := client.Do(req)
@@ -100,7 +101,7 @@ func TestCreateSubscriptionInvalidArgument(t *testing.T) {
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				t.Parallel()
-				res := postJSON(t, h.url+"/sluice.notify.v1.NotifyService/CreateSubscription", tc.body)
+				res := postJSON(t, h.url+"/sluice.notify.v1.NotifyService/CreateSubscription", h.proc.AdminToken, tc.body)
 				var answer struct {
 					Code    string `json:"code"`
 					Message string `json:"message"`

@@ -6,6 +6,7 @@ import (
 
 	"connectrpc.com/connect"
 
+	"github.com/sluicehq/sluice/platform/auth"
 	"github.com/sluicehq/sluice/platform/paging"
 	"github.com/sluicehq/sluice/platform/rpcserver"
 	notifyv1 "github.com/sluicehq/sluice/proto/gen/sluice/notify/v1"
@@ -24,8 +25,8 @@ var _ notifyv1connect.NotifyServiceHandler = (*Handler)(nil)
 func NewHandler(svc *Service) *Handler { return &Handler{svc: svc} }
 
 // NewRoute mounts h on the server with validation and error mapping.
-func NewRoute(h *Handler, log *slog.Logger) rpcserver.Route {
-	path, handler := notifyv1connect.NewNotifyServiceHandler(h, rpcserver.HandlerOptions(log)...)
+func NewRoute(h *Handler, log *slog.Logger, guard *auth.Guard) rpcserver.Route {
+	path, handler := notifyv1connect.NewNotifyServiceHandler(h, rpcserver.HandlerOptions(log, guard)...)
 	return rpcserver.Route{Path: path, Handler: handler, Service: notifyv1connect.NotifyServiceName}
 }
 

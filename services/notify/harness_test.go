@@ -20,6 +20,7 @@ import (
 	"go.uber.org/goleak"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/sluicehq/sluice/platform/auth"
 	"github.com/sluicehq/sluice/platform/events"
 	"github.com/sluicehq/sluice/platform/natstest"
 	"github.com/sluicehq/sluice/platform/servicekit"
@@ -91,7 +92,8 @@ func (h *harness) start() {
 	h2c := &http.Transport{Protocols: new(http.Protocols)}
 	h2c.Protocols.SetUnencryptedHTTP2(true)
 	h.t.Cleanup(h2c.CloseIdleConnections)
-	h.grpc = notifyv1connect.NewNotifyServiceClient(&http.Client{Transport: h2c}, h.url, connect.WithGRPC())
+	admin := h.proc.AdminToken
+	h.grpc = notifyv1connect.NewNotifyServiceClient(&http.Client{Transport: auth.WithSecret(h2c, func() string { return admin })}, h.url, connect.WithGRPC())
 }
 
 // stop stops the notify process (drains it).

@@ -6,6 +6,7 @@ import (
 
 	"go.uber.org/fx"
 
+	"github.com/sluicehq/sluice/platform/auth"
 	"github.com/sluicehq/sluice/platform/executor"
 	"github.com/sluicehq/sluice/platform/servicekit"
 	"github.com/sluicehq/sluice/platform/sqldb"
@@ -33,15 +34,16 @@ func Module(cfg Config) fx.Option {
 }
 
 // newSourceClient is source's Connect client, on a transport of its own
-// whose idle connections close with the module.
-func newSourceClient(lc fx.Lifecycle, cfg Config) SourceClient {
+// whose idle connections close with the module, calling as the release
+// service (source's ListCommits policy allows it).
+func newSourceClient(lc fx.Lifecycle, cfg Config, id *auth.ServiceIdentity) SourceClient {
 	transport := &http.Transport{
 		Proxy:               http.ProxyFromEnvironment,
 		MaxIdleConnsPerHost: 8,
 		IdleConnTimeout:     90 * time.Second,
 	}
 	lc.Append(fx.StopHook(transport.CloseIdleConnections))
-	return sourcev1connect.NewSourceServiceClient(&http.Client{Transport: transport}, cfg.SourceURL)
+	return sourcev1connect.NewSourceServiceClient(&http.Client{Transport: id.Transport(transport)}, cfg.SourceURL)
 }
 
 // newExecutor runs deploy and verify commands as local processes.

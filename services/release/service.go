@@ -17,6 +17,7 @@ import (
 	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
 
 	"github.com/sluicehq/sluice/platform/apierror"
+	"github.com/sluicehq/sluice/platform/auth"
 	"github.com/sluicehq/sluice/platform/events"
 	"github.com/sluicehq/sluice/platform/executor"
 	"github.com/sluicehq/sluice/platform/ids"
@@ -125,8 +126,12 @@ func newDeployment(rel domain.Release, environment, runID string, rollback bool)
 }
 
 // ListReleases returns a page of releases (a repository's, or a run's),
-// newest first, and the next page's token.
+// newest first, and the next page's token; a caller whose token may not
+// read them is refused (checkList).
 func (s *Service) ListReleases(ctx context.Context, f ListFilter, page paging.Page) ([]domain.Release, string, error) {
+	if err := s.checkList(ctx, f); err != nil {
+		return nil, "", err
+	}
 	rels, err := s.store.ListReleases(ctx, f, page)
 	if err != nil {
 		return nil, "", err
@@ -138,8 +143,12 @@ func (s *Service) ListReleases(ctx context.Context, f ListFilter, page paging.Pa
 }
 
 // ListDeployments returns a page of deployments (a repository's, a run's,
-// to one environment or all), newest first, and the next page's token.
+// to one environment or all), newest first, and the next page's token; a
+// caller whose token may not read them is refused (checkList).
 func (s *Service) ListDeployments(ctx context.Context, f ListFilter, page paging.Page) ([]domain.Deployment, string, error) {
+	if err := s.checkList(ctx, f); err != nil {
+		return nil, "", err
+	}
 	ds, err := s.store.ListDeployments(ctx, f, page)
 	if err != nil {
 		return nil, "", err
@@ -150,11 +159,45 @@ func (s *Service) ListDeployments(ctx context.Context, f ListFilter, page paging
 	return ds, next, nil
 }
 
+// checkList refuses a list a caller's token may not read: the list of a
+// repository the token is not limited to, or a run's list when the run's
+// release stage is of such a repository (release_runs holds the
+// repository; a run's release and deployments are that repository's). A
+// run without a release stage passes: it has no releases and no
+// deployments, so its lists are empty. A list naming neither (the
+// request's rules refuse it before) would be every repository's: only a
+// token for every repository may read it.
+func (s *Service) checkList(ctx context.Context, f ListFilter) error {
+	if f.Repository == "" && f.RunID == "" {
+		if _, limited := auth.Repositories(ctx); limited {
+			return fmt.Errorf("a token limited to repositories must name a repository or a run: %w", apierror.ErrPermissionDenied)
+		}
+		return nil
+	}
+	if f.Repository != "" {
+		if err := auth.CheckRepository(ctx, f.Repository); err != nil {
+			return err
+		}
+	}
+	if f.RunID == "" {
+		return nil
+	}
+	run, err := s.store.stageRun(ctx, f.RunID)
+	switch {
+	case errors.Is(err, apierror.ErrNotFound):
+		return nil
+	case err != nil:
+		return err
+	}
+	return auth.CheckRepository(ctx, run.Repository)
+}
+
 // Logs returns the lines of a release log from fromSeq on, only step's
 // when step is set (a kind, "deploy", selects that kind in every
 // environment), and the steps the log can be filtered by. id is a run's
 // (its release stage's log) or a manual rollback's deployment id; anything
-// else is not found.
+// else is not found. A caller whose token is limited to other
+// repositories than the run's or the deployment's is refused (logSteps).
 func (s *Service) Logs(ctx context.Context, id, step string, fromSeq int64, limit int) (steplog.Page, []string, error) {
 	steps, err := s.logSteps(ctx, id)
 	if err != nil {
@@ -182,9 +225,10 @@ func (s *Service) Logs(ctx context.Context, id, step string, fromSeq int64, limi
 
 // TailLogs calls fn with a release log's lines from fromSeq on (only
 // step's, as in Logs) as they are stored, until the log is complete or ctx
-// ends. The first call has no lines: it says that the log exists (a
-// streaming caller answers then). A run without a release stage is not
-// found: the stage starts only once the run's tests passed.
+// ends. The first call has no lines: it says that the log exists and the
+// caller may read it (a streaming caller answers then). A run without a
+// release stage is not found: the stage starts only once the run's tests
+// passed.
 func (s *Service) TailLogs(ctx context.Context, id, step string, fromSeq int64, fn func([]steplog.Line) error) error {
 	if _, err := s.logSteps(ctx, id); err != nil {
 		return err
@@ -210,12 +254,18 @@ func isKind(step string) bool { return step != "" && !strings.Contains(step, ":"
 
 // logSteps returns the step names the release log of id (a run, or a
 // manual rollback's deployment) can be filtered by: the kinds, and the
-// steps of each environment id deployed to or rolled back.
+// steps of each environment id deployed to or rolled back. It refuses a
+// caller whose token may not read the repository of the run's release
+// stage or of the deployment (auth.CheckRepository), before reading
+// anything else.
 func (s *Service) logSteps(ctx context.Context, id string) ([]string, error) {
 	var ds []domain.Deployment
-	_, err := s.store.stageRun(ctx, id)
+	run, err := s.store.stageRun(ctx, id)
 	switch {
 	case err == nil:
+		if err := auth.CheckRepository(ctx, run.Repository); err != nil {
+			return nil, err
+		}
 		if ds, err = s.store.ListDeployments(ctx, ListFilter{RunID: id}, paging.Page{Size: paging.MaxSize}); err != nil {
 			return nil, err
 		}
@@ -228,6 +278,9 @@ func (s *Service) logSteps(ctx context.Context, id string) ([]string, error) {
 		case errors.Is(err, apierror.ErrNotFound) || (err == nil && d.RunID != ""):
 			return nil, fmt.Errorf("run %q has no release stage (it starts once the run's tests passed): %w", id, apierror.ErrNotFound)
 		case err != nil:
+			return nil, err
+		}
+		if err := auth.CheckRepository(ctx, d.Repository); err != nil {
 			return nil, err
 		}
 		ds = []domain.Deployment{d}

@@ -25,6 +25,12 @@ type Config struct {
 	// commits on its watched branch. Zero disables polling (webhooks and
 	// manual triggers still work).
 	PollInterval time.Duration
+	// AdminTokenFile, when set, holds an admin token's secret that source
+	// registers on start if it does not know it; when the file does not
+	// exist, source makes a token and writes it there (0600) first. It is
+	// how a new installation gets its first token (`sluice up` uses
+	// <data-dir>/admin-token).
+	AdminTokenFile string
 }
 
 // DefaultConfig is the configuration a binary starts from.
@@ -40,6 +46,7 @@ func DefaultConfig() Config {
 func (c *Config) RegisterFlags(f *servicekit.Flags) {
 	c.Settings.RegisterFlags(f)
 	f.DurationVar(&c.PollInterval, "poll-interval", "how often repositories are fetched for new commits; 0 disables")
+	f.StringVar(&c.AdminTokenFile, "admin-token-file", "file with the first admin token's secret, registered on start; made (0600) when missing")
 }
 
 // WithDefaults fills in the defaults that derive from other fields.

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sluicehq/sluice/platform/auth"
 	"github.com/sluicehq/sluice/platform/paging"
 	"github.com/sluicehq/sluice/platform/prototime"
 	buildeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/build/events/v1"
@@ -286,4 +287,23 @@ func releaseOutcome(p *releaseeventsv1.ReleaseFinished, at time.Time) domain.Sta
 		return domain.StageOutcome{Status: domain.StageSkipped, At: at, Reason: cmp.Or(p.GetReason(), "nothing to release")}
 	}
 	return domain.StageOutcome{}
+}
+
+func tokenToProto(t domain.Token) *sourcev1.Token {
+	role, _ := auth.ParseRole(t.Role)
+	out := &sourcev1.Token{
+		Id:           t.ID,
+		Name:         t.Name,
+		Role:         role,
+		Repositories: t.Repositories,
+		CreatedAt:    prototime.Timestamp(t.CreatedAt),
+		CreatedBy:    t.CreatedBy,
+	}
+	if !t.ExpiresAt.IsZero() {
+		out.ExpiresAt = prototime.Timestamp(t.ExpiresAt)
+	}
+	if !t.RevokedAt.IsZero() {
+		out.RevokedAt = prototime.Timestamp(t.RevokedAt)
+	}
+	return out
 }

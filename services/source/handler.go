@@ -6,7 +6,9 @@ import (
 
 	"connectrpc.com/connect"
 
+	"github.com/sluicehq/sluice/platform/auth"
 	"github.com/sluicehq/sluice/platform/paging"
+	"github.com/sluicehq/sluice/platform/prototime"
 	"github.com/sluicehq/sluice/platform/rpcserver"
 	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
 	"github.com/sluicehq/sluice/proto/gen/sluice/source/v1/sourcev1connect"
@@ -26,8 +28,8 @@ func NewHandler(svc *Service) *Handler { return &Handler{svc: svc} }
 
 // NewRoute mounts h with the options every handler gets (validation, error
 // mapping).
-func NewRoute(h *Handler, log *slog.Logger) rpcserver.Route {
-	path, handler := sourcev1connect.NewSourceServiceHandler(h, rpcserver.HandlerOptions(log)...)
+func NewRoute(h *Handler, log *slog.Logger, guard *auth.Guard) rpcserver.Route {
+	path, handler := sourcev1connect.NewSourceServiceHandler(h, rpcserver.HandlerOptions(log, guard)...)
 	return rpcserver.Route{Path: path, Handler: handler, Service: sourcev1connect.SourceServiceName}
 }
 
@@ -121,6 +123,70 @@ func (h *Handler) ListCommits(ctx context.Context, req *sourcev1.ListCommitsRequ
 	res := &sourcev1.ListCommitsResponse{NextPageToken: next}
 	for _, c := range commits {
 		res.Commits = append(res.Commits, commitToProto(c))
+	}
+	return res, nil
+}
+
+// AccessHandler is the AccessService Connect handler.
+type AccessHandler struct {
+	svc *Service
+}
+
+var _ sourcev1connect.AccessServiceHandler = (*AccessHandler)(nil)
+
+// NewAccessHandler makes the AccessService handler.
+func NewAccessHandler(svc *Service) *AccessHandler { return &AccessHandler{svc: svc} }
+
+// NewAccessRoute mounts h with the options every handler gets.
+func NewAccessRoute(h *AccessHandler, log *slog.Logger, guard *auth.Guard) rpcserver.Route {
+	path, handler := sourcev1connect.NewAccessServiceHandler(h, rpcserver.HandlerOptions(log, guard)...)
+	return rpcserver.Route{Path: path, Handler: handler, Service: sourcev1connect.AccessServiceName}
+}
+
+// CreateToken makes a token and returns its secret once.
+func (h *AccessHandler) CreateToken(ctx context.Context, req *sourcev1.CreateTokenRequest) (*sourcev1.CreateTokenResponse, error) {
+	t, secret, err := h.svc.CreateToken(ctx, NewToken{
+		Name: req.GetName(), Role: auth.RoleName(req.GetRole()), Repositories: req.GetRepositories(),
+		ExpiresIn: req.GetExpiresIn().AsDuration(),
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &sourcev1.CreateTokenResponse{Token: tokenToProto(t), Secret: secret}, nil
+}
+
+// ListTokens lists the tokens, a page at a time.
+func (h *AccessHandler) ListTokens(ctx context.Context, req *sourcev1.ListTokensRequest) (*sourcev1.ListTokensResponse, error) {
+	page, err := paging.Request(req.GetPageSize(), 0, req.GetPageToken())
+	if err != nil {
+		return nil, err
+	}
+	tokens, next, err := h.svc.ListTokens(ctx, req.GetIncludeRevoked(), page)
+	if err != nil {
+		return nil, err
+	}
+	res := &sourcev1.ListTokensResponse{NextPageToken: next}
+	for _, t := range tokens {
+		res.Tokens = append(res.Tokens, tokenToProto(t))
+	}
+	return res, nil
+}
+
+// RevokeToken revokes a token.
+func (h *AccessHandler) RevokeToken(ctx context.Context, req *sourcev1.RevokeTokenRequest) (*sourcev1.RevokeTokenResponse, error) {
+	t, err := h.svc.RevokeToken(ctx, req.GetId())
+	if err != nil {
+		return nil, err
+	}
+	return &sourcev1.RevokeTokenResponse{Token: tokenToProto(t)}, nil
+}
+
+// WhoAmI describes the caller's identity.
+func (h *AccessHandler) WhoAmI(ctx context.Context, _ *sourcev1.WhoAmIRequest) (*sourcev1.WhoAmIResponse, error) {
+	id, _ := auth.FromContext(ctx)
+	res := &sourcev1.WhoAmIResponse{Kind: string(id.Kind), Name: id.Name, Role: id.Role, Repositories: id.Repositories, TokenId: id.TokenID}
+	if !id.ExpiresAt.IsZero() {
+		res.ExpiresAt = prototime.Timestamp(id.ExpiresAt)
 	}
 	return res, nil
 }

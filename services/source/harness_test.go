@@ -67,6 +67,7 @@ func newGitRepo(t *testing.T, name, branch, pipelineFile string) (*gittest.Repo,
 
 type harness struct {
 	t      *testing.T
+	proc   *servicekittest.Process
 	url    string
 	client sourcev1connect.SourceServiceClient
 	http   *http.Client
@@ -90,7 +91,7 @@ func newHarness(t *testing.T, pollInterval time.Duration) *harness {
 	p := servicekittest.Start(t, ns.URL, servicekittest.Options{Log: logger, NoWait: true}, source.Module(cfg))
 
 	servicekittest.Producers(t, js, "build", "test", "release")
-	h := &harness{t: t, url: p.URL, http: p.Client, js: js}
+	h := &harness{t: t, proc: p, url: p.URL, http: p.Client, js: js}
 	h.client = sourcev1connect.NewSourceServiceClient(h.http, h.url)
 	p.WaitReady(t)
 	return h

@@ -22,15 +22,16 @@ func Module(cfg Config) fx.Option {
 		Migrations: []sqldb.Migrations{Migrations()},
 	},
 		fx.Supply(fx.Private, cfg),
-		fx.Provide(fx.Private, NewStore, NewService, NewHandler, parts),
-		fx.Provide(servicekit.Route(NewRoute), servicekit.Route(NewWebhookRoute)),
+		fx.Provide(fx.Private, NewStore, NewService, NewHandler, NewAccessHandler, parts),
+		fx.Provide(servicekit.Route(NewRoute), servicekit.Route(NewAccessRoute), servicekit.Route(NewWebhookRoute)),
 	)
 }
 
 // parts are what runs beside the API: the consumers that fold the other
-// stages' events into run summaries, and the poller.
+// stages' events into run summaries, the publisher of tokens and the
+// poller.
 func parts(s *Service, cfg Config) servicekit.Parts {
-	p := servicekit.Parts{Consumers: s.Consumers()}
+	p := servicekit.Parts{Consumers: s.Consumers(), Loops: []servicekit.Loop{{Name: "tokens", Run: s.SyncTokens}}}
 	if cfg.PollInterval > 0 {
 		p.Loops = append(p.Loops, servicekit.Loop{Name: "poll", Run: s.Poll})
 	}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/platform/apierror"
+	"github.com/sluicehq/sluice/platform/auth"
 	"github.com/sluicehq/sluice/platform/events"
 	"github.com/sluicehq/sluice/platform/ids"
 	"github.com/sluicehq/sluice/platform/paging"
@@ -174,7 +175,11 @@ func newSecret() string {
 // without their webhook secrets, and the token of the page after ("" on
 // the last).
 func (s *Service) ListRepositories(ctx context.Context, page paging.Page) ([]domain.Repository, string, error) {
-	repos, err := s.store.ListRepositories(ctx, page)
+	only, limited := auth.Repositories(ctx)
+	if !limited {
+		only = nil
+	}
+	repos, err := s.store.ListRepositories(ctx, only, page)
 	if err != nil {
 		return nil, "", err
 	}
@@ -187,7 +192,21 @@ func (s *Service) ListRepositories(ctx context.Context, page paging.Page) ([]dom
 
 // GetRepository finds a repository by name or id, without its secret.
 func (s *Service) GetRepository(ctx context.Context, idOrName string) (domain.Repository, error) {
-	repo, err := s.store.Repository(ctx, idOrName)
+	repo, err := s.callersRepository(ctx, idOrName)
 	repo.WebhookSecret = ""
 	return repo, err
+}
+
+// callersRepository finds a repository by name or id for an API call and
+// refuses it when the caller's token is limited to other repositories
+// (the Guard checked the name the request gave; an id is checked here).
+func (s *Service) callersRepository(ctx context.Context, idOrName string) (domain.Repository, error) {
+	repo, err := s.store.Repository(ctx, idOrName)
+	if err != nil {
+		return domain.Repository{}, err
+	}
+	if err := auth.CheckRepository(ctx, repo.Name); err != nil {
+		return domain.Repository{}, err
+	}
+	return repo, nil
 }

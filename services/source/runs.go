@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/platform/apierror"
+	"github.com/sluicehq/sluice/platform/auth"
 	"github.com/sluicehq/sluice/platform/events"
 	"github.com/sluicehq/sluice/platform/ids"
 	"github.com/sluicehq/sluice/platform/paging"
@@ -35,7 +36,7 @@ func (s *Service) TriggerRun(ctx context.Context, repository, ref string) (domai
 	if strings.ContainsAny(ref, " \t\n~^:?*[\\") || strings.Contains(ref, "..") {
 		return domain.Run{}, fmt.Errorf("ref %q is not a valid branch, tag or commit name: %w", ref, apierror.ErrInvalidArgument)
 	}
-	repo, err := s.store.Repository(ctx, repository)
+	repo, err := s.callersRepository(ctx, repository)
 	if err != nil {
 		return domain.Run{}, err
 	}
@@ -162,7 +163,7 @@ func runEvent(run domain.Run) (events.Event, error) {
 func (s *Service) ListRuns(ctx context.Context, repository string, page paging.Page) ([]domain.Run, string, error) {
 	repoID := ""
 	if repository != "" {
-		repo, err := s.store.Repository(ctx, repository)
+		repo, err := s.callersRepository(ctx, repository)
 		if err != nil {
 			return nil, "", err
 		}
@@ -180,7 +181,14 @@ func (s *Service) ListRuns(ctx context.Context, repository string, page paging.P
 
 // GetRun reads one run.
 func (s *Service) GetRun(ctx context.Context, runID string) (domain.Run, error) {
-	return s.store.Run(ctx, runID)
+	run, err := s.store.Run(ctx, runID)
+	if err != nil {
+		return domain.Run{}, err
+	}
+	if err := auth.CheckRepository(ctx, run.Repository); err != nil {
+		return domain.Run{}, err
+	}
+	return run, nil
 }
 
 // WatchRun sends the run now and again after every change until it ends,
@@ -194,6 +202,9 @@ func (s *Service) WatchRun(ctx context.Context, runID string, send func(domain.R
 		wake := s.changes.wait()
 		run, err := s.store.Run(ctx, runID)
 		if err != nil {
+			return err
+		}
+		if err := auth.CheckRepository(ctx, run.Repository); err != nil {
 			return err
 		}
 		if run.Version != sent {
@@ -227,7 +238,7 @@ func (s *Service) ListCommits(ctx context.Context, repository, from, to string, 
 		}
 		skip = int(page.After.Time)
 	}
-	repo, err := s.store.Repository(ctx, repository)
+	repo, err := s.callersRepository(ctx, repository)
 	if err != nil {
 		return nil, "", err
 	}

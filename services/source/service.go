@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/fx"
 
 	"github.com/sluicehq/sluice/platform/apierror"
@@ -30,6 +31,7 @@ type Service struct {
 	outbox  *events.Relay
 	log     *slog.Logger
 	changes *broadcast
+	tokens  *tokenPublisher
 }
 
 // Deps are the service's collaborators; fx provides them (servicekit).
@@ -39,7 +41,9 @@ type Deps struct {
 	// Outbox publishes what the service enqueued; it is woken after every
 	// commit that enqueued events.
 	Outbox *events.Relay
-	Log    *slog.Logger
+	// JetStream holds the tokens bucket source publishes tokens in.
+	JetStream jetstream.JetStream
+	Log       *slog.Logger
 }
 
 // NewService makes the service; cfg must be valid (Config.WithDefaults,
@@ -48,7 +52,7 @@ func NewService(cfg Config, d Deps) (*Service, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if d.Store == nil || d.Outbox == nil || d.Log == nil {
+	if d.Store == nil || d.Outbox == nil || d.JetStream == nil || d.Log == nil {
 		return nil, errors.New("source: NewService: every dependency is required")
 	}
 	return &Service{
@@ -58,6 +62,7 @@ func NewService(cfg Config, d Deps) (*Service, error) {
 		outbox:  d.Outbox,
 		log:     d.Log,
 		changes: &broadcast{},
+		tokens:  newTokenPublisher(d.Store, d.JetStream),
 	}, nil
 }
 

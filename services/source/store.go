@@ -95,13 +95,28 @@ func (s *Store) Repositories(ctx context.Context) ([]domain.Repository, error) {
 }
 
 // ListRepositories lists a page of repositories by name: page.Limit() of
-// them at most, after the name page.After names.
-func (s *Store) ListRepositories(ctx context.Context, page paging.Page) ([]domain.Repository, error) {
-	if page.After == nil {
-		return s.queryRepositories(ctx, `SELECT `+repositoryColumns+` FROM repositories ORDER BY name LIMIT $1`, page.Limit())
+// them at most, after the name page.After names, only those named in only
+// when it is not nil.
+func (s *Store) ListRepositories(ctx context.Context, only []string, page paging.Page) ([]domain.Repository, error) {
+	after := ""
+	if page.After != nil {
+		after = page.After.ID
 	}
-	return s.queryRepositories(ctx, `SELECT `+repositoryColumns+` FROM repositories WHERE name > $1 ORDER BY name LIMIT $2`,
-		page.After.ID, page.Limit())
+	query := `SELECT ` + repositoryColumns + ` FROM repositories WHERE name > $1`
+	args := []any{after}
+	if only != nil {
+		if len(only) == 0 {
+			return nil, nil
+		}
+		marks := make([]string, len(only))
+		for i, name := range only {
+			args = append(args, name)
+			marks[i] = fmt.Sprintf("$%d", len(args))
+		}
+		query += ` AND name IN (` + strings.Join(marks, ", ") + `)`
+	}
+	args = append(args, page.Limit())
+	return s.queryRepositories(ctx, query+fmt.Sprintf(` ORDER BY name LIMIT $%d`, len(args)), args...)
 }
 
 func (s *Store) queryRepositories(ctx context.Context, query string, args ...any) ([]domain.Repository, error) {
@@ -395,4 +410,116 @@ func insertDelivery(ctx context.Context, tx *sql.Tx, repoID, deliveryID, runID s
 		return fmt.Errorf("record webhook delivery: %w", err)
 	}
 	return nil
+}
+
+// --- tokens ---
+
+const tokenColumns = `id, name, role, repositories, hash, created_at, created_by, expires_at, revoked_at`
+
+func scanToken(row interface{ Scan(...any) error }) (domain.Token, error) {
+	var t domain.Token
+	var created, expires, revoked int64
+	err := row.Scan(&t.ID, &t.Name, &t.Role, (*sqldb.StringList)(&t.Repositories), &t.Hash, &created, &t.CreatedBy, &expires, &revoked)
+	t.CreatedAt = sqldb.Time(created)
+	if expires != 0 {
+		t.ExpiresAt = sqldb.Time(expires)
+	}
+	if revoked != 0 {
+		t.RevokedAt = sqldb.Time(revoked)
+	}
+	return t, err
+}
+
+func optionalNanos(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return sqldb.Nanos(t)
+}
+
+// errTokenExists: InsertToken found the id or the hash in use.
+var errTokenExists = errors.New("token exists")
+
+// InsertToken stores a new token.
+func (s *Store) InsertToken(ctx context.Context, t domain.Token) error {
+	_, err := s.db.ExecContext(ctx, `INSERT INTO tokens (`+tokenColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+		t.ID, t.Name, t.Role, sqldb.StringList(t.Repositories), t.Hash, sqldb.Nanos(t.CreatedAt), t.CreatedBy,
+		optionalNanos(t.ExpiresAt), optionalNanos(t.RevokedAt))
+	if sqldb.IsUniqueViolation(err) {
+		return errTokenExists
+	}
+	if err != nil {
+		return fmt.Errorf("insert token %s: %w", t.ID, err)
+	}
+	return nil
+}
+
+// Token finds a token by id.
+func (s *Store) Token(ctx context.Context, id string) (domain.Token, error) {
+	t, err := scanToken(s.db.QueryRowContext(ctx, `SELECT `+tokenColumns+` FROM tokens WHERE id = $1`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return t, fmt.Errorf("token %q: %w", id, apierror.ErrNotFound)
+	}
+	if err != nil {
+		return t, fmt.Errorf("read token %q: %w", id, err)
+	}
+	return t, nil
+}
+
+// TokenByHash finds a token by its secret's hash.
+func (s *Store) TokenByHash(ctx context.Context, hash string) (domain.Token, bool, error) {
+	t, err := scanToken(s.db.QueryRowContext(ctx, `SELECT `+tokenColumns+` FROM tokens WHERE hash = $1`, hash))
+	if errors.Is(err, sql.ErrNoRows) {
+		return t, false, nil
+	}
+	if err != nil {
+		return t, false, fmt.Errorf("read token: %w", err)
+	}
+	return t, true, nil
+}
+
+// RevokeToken marks a token revoked at now, unless it already is.
+func (s *Store) RevokeToken(ctx context.Context, id string, now time.Time) error {
+	_, err := s.db.ExecContext(ctx, `UPDATE tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at = 0`, sqldb.Nanos(now), id)
+	if err != nil {
+		return fmt.Errorf("revoke token %s: %w", id, err)
+	}
+	return nil
+}
+
+// ListTokens lists a page of tokens newest first: page.Limit() at most,
+// revoked ones only when asked.
+func (s *Store) ListTokens(ctx context.Context, includeRevoked bool, page paging.Page) ([]domain.Token, error) {
+	query := `SELECT ` + tokenColumns + ` FROM tokens WHERE `
+	if !includeRevoked {
+		query += `revoked_at = 0 AND `
+	}
+	after, args := page.Where("created_at", "id", true, 1)
+	query += after + fmt.Sprintf(` ORDER BY created_at DESC, id DESC LIMIT $%d`, len(args)+1)
+	return s.queryTokens(ctx, query, append(args, page.Limit())...)
+}
+
+// UnrevokedTokens are the tokens not revoked (some may have expired).
+func (s *Store) UnrevokedTokens(ctx context.Context) ([]domain.Token, error) {
+	return s.queryTokens(ctx, `SELECT `+tokenColumns+` FROM tokens WHERE revoked_at = 0 ORDER BY id`)
+}
+
+func (s *Store) queryTokens(ctx context.Context, query string, args ...any) ([]domain.Token, error) {
+	rows, err := s.db.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list tokens: %w", err)
+	}
+	defer rows.Close()
+	var out []domain.Token
+	for rows.Next() {
+		t, err := scanToken(rows)
+		if err != nil {
+			return nil, fmt.Errorf("list tokens: %w", err)
+		}
+		out = append(out, t)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list tokens: %w", err)
+	}
+	return out, nil
 }

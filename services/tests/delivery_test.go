@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/sluicehq/sluice/platform/auth"
 	"github.com/sluicehq/sluice/platform/events"
 	"github.com/sluicehq/sluice/platform/lease"
 	"github.com/sluicehq/sluice/platform/servicekit/servicekittest"
@@ -36,6 +37,9 @@ func TestInfrastructureFailure(t *testing.T) {
 	svc, store := h.plainService()
 	api := tests.NewHandler(svc)
 	ctx := context.Background()
+	// The handler is called directly, not through the auth interceptor:
+	// its calls carry an identity as the interceptor would give them.
+	apiCtx := auth.WithIdentity(ctx, auth.Identity{Kind: auth.KindService, Name: tests.Name})
 	quick := &sourcev1.Pipeline{Test: &sourcev1.TestSpec{Steps: []*sourcev1.Step{{Name: "quick", Run: "echo quick"}}}}
 
 	t.Run("retried, then taken over by the next delivery", func(t *testing.T) {
@@ -48,7 +52,7 @@ func TestInfrastructureFailure(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "gitcheckout: ") {
 			t.Fatalf("first delivery with the repository unreachable: %v, want an error to retry", err)
 		}
-		res, err := api.GetTestRun(ctx, &testv1.GetTestRunRequest{RunId: runID})
+		res, err := api.GetTestRun(apiCtx, &testv1.GetTestRunRequest{RunId: runID})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -67,7 +71,7 @@ func TestInfrastructureFailure(t *testing.T) {
 		if f.GetStatus() != testv1.TestRunStatus_TEST_RUN_STATUS_PASSED {
 			t.Errorf("status = %s (%s), want PASSED", f.GetStatus(), f.GetFailureReason())
 		}
-		logs, err := api.GetLogs(ctx, &testv1.GetLogsRequest{RunId: runID})
+		logs, err := api.GetLogs(apiCtx, &testv1.GetLogsRequest{RunId: runID})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -141,7 +145,7 @@ func TestInfrastructureFailure(t *testing.T) {
 		if f.GetStatus() != testv1.TestRunStatus_TEST_RUN_STATUS_ERROR || !strings.HasPrefix(f.GetFailureReason(), "gave up after 5 deliveries") {
 			t.Errorf("TestRunFinished %s %q, want ERROR", f.GetStatus(), f.GetFailureReason())
 		}
-		res, err := api.GetTestRun(ctx, &testv1.GetTestRunRequest{RunId: runID})
+		res, err := api.GetTestRun(apiCtx, &testv1.GetTestRunRequest{RunId: runID})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -52,6 +52,7 @@ type harness struct {
 	repo   repo
 	events *collector
 	client testv1connect.TestServiceClient
+	proc   *servicekittest.Process
 
 	mu   sync.Mutex
 	runs map[string]run // by run id
@@ -77,7 +78,14 @@ func newHarness(t *testing.T) *harness {
 	h.events = collect(t, nc, "sluice.test.>")
 	p := servicekittest.Start(t, srv.URL, servicekittest.Options{}, tests.Module(h.config()))
 	h.client = testv1connect.NewTestServiceClient(p.Client, p.URL)
+	h.proc = p
 	return h
+}
+
+// clientWith is a client of the service that sends secret as its
+// credential (servicekittest.IssueToken makes one).
+func (h *harness) clientWith(secret string) testv1connect.TestServiceClient {
+	return testv1connect.NewTestServiceClient(h.proc.ClientWith(secret), h.proc.URL)
 }
 
 // config is a configuration with a data directory and a database of its

@@ -10,6 +10,7 @@ import (
 	"go.uber.org/fx"
 
 	"github.com/sluicehq/sluice/platform/apierror"
+	"github.com/sluicehq/sluice/platform/auth"
 	"github.com/sluicehq/sluice/platform/events"
 	"github.com/sluicehq/sluice/platform/executor"
 	"github.com/sluicehq/sluice/platform/paging"
@@ -66,10 +67,15 @@ func NewService(cfg Config, d Deps) (*Service, error) {
 }
 
 // TestRun returns a test run with its steps and suites: the run runID's
-// when runID is set, else the one id names (a test run id or a run id).
+// when runID is set, else the one id names (a test run id or a run id). A
+// caller whose token is limited to other repositories is refused
+// (auth.CheckRepository).
 func (s *Service) TestRun(ctx context.Context, id, runID string) (domain.TestRun, error) {
 	run, err := s.find(ctx, id, runID)
 	if err != nil {
+		return domain.TestRun{}, err
+	}
+	if err := auth.CheckRepository(ctx, run.Repository.Name); err != nil {
 		return domain.TestRun{}, err
 	}
 	if run.Steps, err = s.store.Steps(ctx, run.ID); err != nil {
@@ -81,12 +87,15 @@ func (s *Service) TestRun(ctx context.Context, id, runID string) (domain.TestRun
 	return run, nil
 }
 
-// Cases returns a page of the cases of a test run (named as for TestRun)
-// in report order, only those with status unless it is 0, and the token of
-// the next page ("" after the last).
+// Cases returns a page of the cases of a test run (named as for TestRun,
+// and refused as TestRun refuses) in report order, only those with status
+// unless it is 0, and the token of the next page ("" after the last).
 func (s *Service) Cases(ctx context.Context, id, runID string, status domain.CaseStatus, page paging.Page) ([]domain.Case, string, error) {
 	run, err := s.find(ctx, id, runID)
 	if err != nil {
+		return nil, "", err
+	}
+	if err := auth.CheckRepository(ctx, run.Repository.Name); err != nil {
 		return nil, "", err
 	}
 	if page.After != nil && page.After.ID != run.ID {
@@ -113,10 +122,14 @@ func (s *Service) find(ctx context.Context, id, runID string) (domain.TestRun, e
 
 // Logs returns the test steps' log lines of the run from fromSeq on. id is
 // the run's id (GetLogs' run_id) or, as before run_id was the one name,
-// its test run's id.
+// its test run's id. A caller whose token is limited to other repositories
+// than the test run's is refused.
 func (s *Service) Logs(ctx context.Context, id, step string, fromSeq int64, limit int) (steplog.Page, error) {
 	run, err := s.store.TestRun(ctx, id)
 	if err != nil {
+		return steplog.Page{}, err
+	}
+	if err := auth.CheckRepository(ctx, run.Repository.Name); err != nil {
 		return steplog.Page{}, err
 	}
 	return s.logs.Read(ctx, run.RunID, step, fromSeq, limit)

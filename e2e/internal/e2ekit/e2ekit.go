@@ -1,14 +1,20 @@
 // Package e2ekit holds what the end-to-end test packages share: finding the
-// repository, the bundled example's files, and real git repositories made
-// by a test.
+// repository, the bundled example's files, real git repositories made by a
+// test, and waiting until a service accepts a token.
 package e2ekit
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/sluicehq/sluice/platform/gittest"
 )
@@ -91,4 +97,41 @@ func ServiceCmd(service string) string {
 		dir = "tests"
 	}
 	return "./services/" + dir + "/cmd/sluice-" + service
+}
+
+// probes are a procedure of each service that any role may call.
+var probes = map[string]string{
+	"source":  "/sluice.source.v1.AccessService/WhoAmI",
+	"build":   "/sluice.build.v1.BuildService/ListBuilds",
+	"test":    "/sluice.test.v1.TestService/GetTestRun",
+	"release": "/sluice.release.v1.ReleaseService/ListReleases",
+	"notify":  "/sluice.notify.v1.NotifyService/ListSubscriptions",
+}
+
+// ErrTokenNotAccepted: the service does not accept the token (yet).
+var ErrTokenNotAccepted = errors.New("token not accepted")
+
+// AcceptsToken is nil once the service svc at baseURL accepts token: it
+// answers a call with anything but unauthenticated (401) or unavailable
+// (503: it has not loaded the credentials yet). Services learn a token
+// from NATS a moment after source registers it.
+func AcceptsToken(baseURL, svc, token string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, baseURL+probes[svc], strings.NewReader("{}"))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	_ = resp.Body.Close()
+	if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusServiceUnavailable {
+		return fmt.Errorf("%w: %s answered %s", ErrTokenNotAccepted, svc, resp.Status)
+	}
+	return nil
 }

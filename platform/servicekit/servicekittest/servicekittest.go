@@ -7,6 +7,7 @@ package servicekittest
 
 import (
 	"context"
+	"encoding/json"
 	"log/slog"
 	"net/http"
 	"slices"
@@ -21,6 +22,7 @@ import (
 	"go.uber.org/fx/fxtest"
 
 	"github.com/sluicehq/sluice/deploy"
+	"github.com/sluicehq/sluice/platform/auth"
 	"github.com/sluicehq/sluice/platform/events"
 	"github.com/sluicehq/sluice/platform/natsconn"
 	"github.com/sluicehq/sluice/platform/natsprovision"
@@ -29,6 +31,7 @@ import (
 	"github.com/sluicehq/sluice/platform/servicekit"
 	"github.com/sluicehq/sluice/platform/sqldb"
 	"github.com/sluicehq/sluice/platform/sqldb/sqldbtest"
+	authv1 "github.com/sluicehq/sluice/proto/gen/sluice/auth/v1"
 )
 
 // Process is a started process running one or more services.
@@ -40,7 +43,16 @@ type Process struct {
 	// NATS is the process's connection (a test closes it to cut the
 	// process off).
 	NATS *nats.Conn
-	stop func()
+	// AdminToken is the secret of the admin token Client sends.
+	AdminToken string
+	tr         *http.Transport
+	stop       func()
+}
+
+// ClientWith is a client of the process that sends secret as its
+// credential ("" sends none).
+func (p *Process) ClientWith(secret string) *http.Client {
+	return &http.Client{Transport: auth.WithSecret(p.tr, func() string { return secret })}
 }
 
 // Stop stops the process (drains it); it is safe to call more than once,
@@ -87,14 +99,17 @@ func Start(t testing.TB, natsURL string, o Options, modules ...fx.Option) *Proce
 		servicecmd.Compose(log, servicekit.BuildInfo{Version: version}, natsconn.Config{URL: natsURL, Name: name}, "127.0.0.1:0", modules...),
 		fx.Populate(&srv, &nc),
 	}
+	admin := IssueToken(t, natsURL, authv1.Role_ROLE_ADMIN)
 	app := fxtest.New(t, append(opts, o.Extra...)...)
 	app.RequireStart()
 	var once sync.Once
 	tr := &http.Transport{}
 	p := &Process{
-		URL:    srv.URL(),
-		Client: &http.Client{Transport: tr},
-		NATS:   nc,
+		URL:        srv.URL(),
+		Client:     &http.Client{Transport: auth.WithSecret(tr, func() string { return admin })},
+		NATS:       nc,
+		AdminToken: admin,
+		tr:         tr,
 		stop: func() {
 			once.Do(func() {
 				app.RequireStop()
@@ -107,6 +122,68 @@ func Start(t testing.TB, natsURL string, o Options, modules ...fx.Option) *Proce
 		p.WaitReady(t)
 	}
 	return p
+}
+
+// IssueToken puts a user token with role, limited to repositories when
+// some are named, straight into the tokens bucket (making the bucket as
+// source would), the way source publishes the tokens it issues, and
+// returns its secret. Services in the test accept it once they have seen
+// it.
+func IssueToken(t testing.TB, natsURL string, role authv1.Role, repositories ...string) string {
+	t.Helper()
+	id, secret := auth.NewUserToken()
+	PutToken(t, natsURL, auth.TokenRecord{ID: id, Name: "test-" + auth.RoleName(role), Role: auth.RoleName(role), Repositories: repositories, Hash: auth.Hash(secret)})
+	return secret
+}
+
+// PutToken puts rec in the tokens bucket (DeleteToken takes it out).
+func PutToken(t testing.TB, natsURL string, rec auth.TokenRecord) {
+	t.Helper()
+	kv := tokensBucket(t, natsURL)
+	b, err := json.Marshal(rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Put(t.Context(), rec.ID, b); err != nil {
+		t.Fatalf("put token %s: %v", rec.ID, err)
+	}
+}
+
+// DeleteToken deletes a token from the tokens bucket, as source does when
+// it is revoked.
+func DeleteToken(t testing.TB, natsURL, id string) {
+	t.Helper()
+	if err := tokensBucket(t, natsURL).Delete(t.Context(), id); err != nil {
+		t.Fatalf("delete token %s: %v", id, err)
+	}
+}
+
+func tokensBucket(t testing.TB, natsURL string) jetstream.KeyValue {
+	t.Helper()
+	nc, err := nats.Connect(natsURL)
+	if err != nil {
+		t.Fatalf("connect to NATS: %v", err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	decl, err := natsprovision.Load(deploy.NATS())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range decl.KeyValues {
+		if k.Config.Bucket == auth.TokensBucket {
+			kv, err := js.CreateOrUpdateKeyValue(t.Context(), k.Config)
+			if err != nil {
+				t.Fatalf("key-value bucket %s: %v", k.Config.Bucket, err)
+			}
+			return kv
+		}
+	}
+	t.Fatalf("deploy/nats declares no key-value bucket %s", auth.TokensBucket)
+	return nil
 }
 
 // WaitReady waits until the process's /readyz answers 200.

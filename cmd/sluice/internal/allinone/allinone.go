@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -25,9 +26,13 @@ import (
 	"github.com/spf13/pflag"
 	"go.uber.org/fx"
 
+	"github.com/sluicehq/sluice/platform/auth"
 	"github.com/sluicehq/sluice/platform/fxkit"
+	"github.com/sluicehq/sluice/platform/retry"
 	"github.com/sluicehq/sluice/platform/servicecmd"
 	"github.com/sluicehq/sluice/platform/servicekit"
+	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
+	"github.com/sluicehq/sluice/proto/gen/sluice/source/v1/sourcev1connect"
 	"github.com/sluicehq/sluice/services/build"
 	"github.com/sluicehq/sluice/services/notify"
 	"github.com/sluicehq/sluice/services/release"
@@ -207,6 +212,16 @@ type Platform struct {
 	natsURL string
 	URL     string
 	Log     *slog.Logger
+	// AdminToken is the secret of the admin token in the source service's
+	// admin-token-file (default <data-dir>/admin-token), "" when source
+	// does not run here; AdminTokenCreated says whether this start made it.
+	AdminToken        string
+	AdminTokenCreated bool
+}
+
+// Client is a client of the platform that calls with the admin token.
+func (p *Platform) Client() *http.Client {
+	return &http.Client{Transport: auth.WithSecret(nil, func() string { return p.AdminToken })}
 }
 
 // NATSURL is the NATS server the platform uses.
@@ -250,6 +265,16 @@ func Start(ctx context.Context, o Options) (*Platform, error) {
 	level, _ := o.Process.Level()
 	log := slog.New(slog.NewJSONHandler(o.LogWriter, &slog.HandlerOptions{Level: level}))
 	p := &Platform{URL: "http://" + o.Process.Addr, Log: log}
+	if slices.Contains(o.Services, source.Name) {
+		if o.Source.AdminTokenFile == "" {
+			o.Source.AdminTokenFile = filepath.Join(o.DataDir, "admin-token")
+		}
+		var err error
+		p.AdminToken, p.AdminTokenCreated, err = source.EnsureAdminTokenFile(o.Source.AdminTokenFile)
+		if err != nil {
+			return nil, err
+		}
+	}
 	modules, err := o.modules(p.URL)
 	if err != nil {
 		return nil, err
@@ -275,7 +300,27 @@ func Start(ctx context.Context, o Options) (*Platform, error) {
 		p.stopNATS()
 		return nil, err
 	}
+	if p.AdminToken != "" {
+		if err := p.waitForAdmin(startCtx); err != nil {
+			_ = p.Stop(context.WithoutCancel(ctx))
+			return nil, err
+		}
+	}
 	return p, nil
+}
+
+// waitForAdmin waits until the platform accepts the admin token: source
+// registers it and every service learns it a moment after they start.
+func (p *Platform) waitForAdmin(ctx context.Context) error {
+	client := sourcev1connect.NewAccessServiceClient(p.Client(), p.URL)
+	err := retry.Do(ctx, retry.Backoff{Initial: 20 * time.Millisecond, Max: 500 * time.Millisecond}, func(ctx context.Context) error {
+		_, err := client.WhoAmI(ctx, &sourcev1.WhoAmIRequest{})
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("the platform did not accept its admin token: %w", err)
+	}
+	return nil
 }
 
 // Done is closed when the platform asks to stop (a failed component).

@@ -85,13 +85,13 @@ func TestEveryPublishedEventIsAValidCDEvent(t *testing.T) {
 	defer cancel()
 	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) }))
 	t.Cleanup(hook.Close)
-	if _, err := notifyv1connect.NewNotifyServiceClient(http.DefaultClient, p.URL).CreateSubscription(ctx,
+	if _, err := notifyv1connect.NewNotifyServiceClient(p.Client(), p.URL).CreateSubscription(ctx,
 		&notifyv1.CreateSubscriptionRequest{Url: hook.URL, Secret: "cdevents-e2e"}); err != nil {
 		t.Fatal(err)
 	}
 
 	repo := newScenarioRepo(t, filepath.Join(dir, "app"))
-	source := sourcev1connect.NewSourceServiceClient(http.DefaultClient, p.URL)
+	source := sourcev1connect.NewSourceServiceClient(p.Client(), p.URL)
 	const secret = "cdevents-e2e-webhook"
 	if _, err := source.CreateRepository(ctx, &sourcev1.CreateRepositoryRequest{Url: repo.Dir, Name: "app", WebhookSecret: secret}); err != nil {
 		t.Fatal(err)

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
 	"os"
 	"path/filepath"
 	"time"
@@ -14,6 +13,7 @@ import (
 	"github.com/spf13/pflag"
 	"go.uber.org/fx"
 
+	"github.com/sluicehq/sluice/cmd/sluice/internal/credentials"
 	"github.com/sluicehq/sluice/platform/natsconn"
 	"github.com/sluicehq/sluice/platform/retry"
 	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
@@ -78,6 +78,9 @@ func up(ctx context.Context, o Options, example, version string, stdout, stderr 
 	if o.Process.NATSURL != "" {
 		natsWhere = natsconn.Redact(o.Process.NATSURL)
 	}
+	if p.AdminToken != "" {
+		saveAdminToken(p, stdout, stderr)
+	}
 	fmt.Fprintf(stdout, "  api      %s (Connect, gRPC and gRPC-Web; /healthz /readyz /metrics)\n  nats     %s\n", p.URL, natsWhere)
 
 	stopped := make(chan error, 1)
@@ -118,7 +121,7 @@ func runExample(ctx context.Context, p *Platform, src, dataDir string, stdout io
 	if err := PrepareExample(src, dst); err != nil {
 		return err
 	}
-	client := sourcev1connect.NewSourceServiceClient(http.DefaultClient, p.URL)
+	client := sourcev1connect.NewSourceServiceClient(p.Client(), p.URL)
 	// The services may still be provisioning; retry while unavailable.
 	var res *sourcev1.CreateRepositoryResponse
 	err := retry.Do(ctx, retry.Backoff{Initial: 200 * time.Millisecond, Max: time.Second}, func(ctx context.Context) error {
@@ -145,6 +148,28 @@ func runExample(ctx context.Context, p *Platform, src, dataDir string, stdout io
 	fmt.Fprintf(stdout, "triggered run %s; following it:\n\n", run.GetRun().GetId())
 	p.Log.Info("example run triggered", slog.String("run_id", run.GetRun().GetId()))
 	return follow(ctx, client, run.GetRun().GetId(), stdout)
+}
+
+// saveAdminToken shows the admin token the first time (it is in the data
+// directory's admin-token file) and saves it where the CLI finds it for
+// this server, unless the CLI has that token already.
+func saveAdminToken(p *Platform, stdout, stderr io.Writer) {
+	if p.AdminTokenCreated {
+		fmt.Fprintf(stdout, "  admin    %s (made now and shown once; the data directory's admin-token file keeps it)\n", p.AdminToken)
+	}
+	path, err := credentials.Path(os.Getenv)
+	if err != nil {
+		fmt.Fprintf(stderr, "cannot save the admin token for the CLI: %v\n", err)
+		return
+	}
+	if saved, err := credentials.Token(path, p.URL); err == nil && saved == p.AdminToken {
+		return
+	}
+	if err := credentials.Save(path, p.URL, p.AdminToken); err != nil {
+		fmt.Fprintf(stderr, "cannot save the admin token for the CLI: %v\n", err)
+		return
+	}
+	fmt.Fprintf(stdout, "  cli      the admin token is saved for %s in %s\n", p.URL, path)
 }
 
 // failure reads why fx asked to stop: a signal (exit code 0) is a normal

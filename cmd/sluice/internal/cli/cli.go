@@ -10,11 +10,13 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync"
 
 	"connectrpc.com/connect"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/sluicehq/sluice/platform/auth"
 	"github.com/sluicehq/sluice/proto/gen/sluice/build/v1/buildv1connect"
 	"github.com/sluicehq/sluice/proto/gen/sluice/notify/v1/notifyv1connect"
 	"github.com/sluicehq/sluice/proto/gen/sluice/release/v1/releasev1connect"
@@ -55,7 +57,17 @@ type session struct {
 	server string
 	output outputFormat
 	style  style
-	http   *http.Client
+	// base carries calls as the App gave it; http is base sending the
+	// session's token.
+	base *http.Client
+	http *http.Client
+}
+
+// clientWith is the session's client sending secret instead.
+func (s *session) clientWith(secret string) *http.Client {
+	c := *s.base
+	c.Transport = auth.WithSecret(s.base.Transport, func() string { return secret })
+	return &c
 }
 
 // Run runs the command line and returns the process exit code.
@@ -66,10 +78,13 @@ func (a *App) Run(ctx context.Context, args []string) int {
 	if a.IsTerminal == nil {
 		a.IsTerminal = isTerminal
 	}
-	s := &session{app: a, output: "text", http: a.HTTPClient, style: terminalStyle(a.IsTerminal(a.Stdout), a.Getenv)}
-	if s.http == nil {
-		s.http = http.DefaultClient
+	s := &session{app: a, output: "text", base: a.HTTPClient, style: terminalStyle(a.IsTerminal(a.Stdout), a.Getenv)}
+	if s.base == nil {
+		s.base = http.DefaultClient
 	}
+	authed := *s.base
+	authed.Transport = auth.WithSecret(s.base.Transport, sync.OnceValue(s.secret))
+	s.http = &authed
 	if len(args) > 0 && args[0] == "-version" {
 		// Older Sluice binaries answered it (Go's single-dash flags).
 		args = append([]string{"version"}, args[1:]...)
@@ -213,7 +228,7 @@ talks to it over its API.`,
 	cmds = append(cmds, inGroup(groupPipeline, s.repoCmd(), s.triggerCmd(), s.runsCmd(), s.showCmd(), s.logsCmd())...)
 	cmds = append(cmds, inGroup(groupRelease, s.releasesCmd(), s.deploymentsCmd(), s.rollbackCmd())...)
 	cmds = append(cmds, inGroup(groupEvents, s.subscribeCmd(), s.deliveriesCmd(), s.eventsCmd())...)
-	cmds = append(cmds, inGroup(groupPlatform, s.upCmd(), s.versionCmd())...)
+	cmds = append(cmds, inGroup(groupPlatform, s.upCmd(), s.loginCmd(), s.logoutCmd(), s.whoamiCmd(), s.tokenCmd(), s.versionCmd())...)
 	root.AddCommand(cmds...)
 	// cobra's completion command, made now so that it behaves as repo does:
 	// alone it shows its help, with a shell it does not know it says so.

@@ -188,6 +188,13 @@ func (s *session) describe(cmd *cobra.Command, err error) string {
 		return "the server does not serve this (is that service running?): " + msg
 	case connect.CodeDeadlineExceeded:
 		return "the platform took too long to answer: " + msg
+	case connect.CodeUnauthenticated:
+		if strings.Contains(msg, "sluice login") {
+			return msg
+		}
+		return msg + " (set $SLUICE_TOKEN, or run `sluice login`)"
+	case connect.CodePermissionDenied:
+		return "not allowed: " + msg + " (`sluice whoami` shows your token; an admin can make one with more rights)"
 	}
 	return msg
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -79,7 +78,7 @@ func setup(b *testing.B) (*bench, result, func()) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	bn := &bench{client: sourcev1connect.NewSourceServiceClient(http.DefaultClient, p.URL), git: repo, stepTimes: map[string]time.Duration{}}
+	bn := &bench{client: sourcev1connect.NewSourceServiceClient(p.Client(), p.URL), git: repo, stepTimes: map[string]time.Duration{}}
 	res, err := bn.client.CreateRepository(ctx, &sourcev1.CreateRepositoryRequest{Url: repo.Dir, Name: "bench"})
 	if err != nil {
 		b.Fatal(err)

@@ -8,6 +8,7 @@ package buildv1
 
 import (
 	_ "buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
+	_ "github.com/sluicehq/sluice/proto/gen/sluice/auth/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	durationpb "google.golang.org/protobuf/types/known/durationpb"
@@ -1007,7 +1008,7 @@ var File_sluice_build_v1_build_proto protoreflect.FileDescriptor
 
 const file_sluice_build_v1_build_proto_rawDesc = "" +
 	"\n" +
-	"\x1bsluice/build/v1/build.proto\x12\x0fsluice.build.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xde\x01\n" +
+	"\x1bsluice/build/v1/build.proto\x12\x0fsluice.build.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bsluice/auth/v1/policy.proto\"\xde\x01\n" +
 	"\x04Step\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x123\n" +
 	"\x06status\x18\x02 \x01(\x0e2\x1b.sluice.build.v1.StepStatusR\x06status\x12\x1b\n" +
@@ -1100,13 +1101,13 @@ const file_sluice_build_v1_build_proto_rawDesc = "" +
 	"\x12STEP_STATUS_FAILED\x10\x04\x12\x19\n" +
 	"\x15STEP_STATUS_TIMED_OUT\x10\x05\x12\x19\n" +
 	"\x15STEP_STATUS_CANCELLED\x10\x06\x12\x17\n" +
-	"\x13STEP_STATUS_SKIPPED\x10\a2\xd7\x02\n" +
-	"\fBuildService\x12O\n" +
-	"\bGetBuild\x12 .sluice.build.v1.GetBuildRequest\x1a!.sluice.build.v1.GetBuildResponse\x12U\n" +
+	"\x13STEP_STATUS_SKIPPED\x10\a2\xfd\x02\n" +
+	"\fBuildService\x12Y\n" +
+	"\bGetBuild\x12 .sluice.build.v1.GetBuildRequest\x1a!.sluice.build.v1.GetBuildResponse\"\b\x8a\xe7\x18\x04\b\x01\x18\x01\x12]\n" +
 	"\n" +
-	"ListBuilds\x12\".sluice.build.v1.ListBuildsRequest\x1a#.sluice.build.v1.ListBuildsResponse\x12L\n" +
-	"\aGetLogs\x12\x1f.sluice.build.v1.GetLogsRequest\x1a .sluice.build.v1.GetLogsResponse\x12Q\n" +
-	"\bTailLogs\x12 .sluice.build.v1.TailLogsRequest\x1a!.sluice.build.v1.TailLogsResponse0\x01B\xbd\x01\n" +
+	"ListBuilds\x12\".sluice.build.v1.ListBuildsRequest\x1a#.sluice.build.v1.ListBuildsResponse\"\x06\x8a\xe7\x18\x02\b\x01\x12V\n" +
+	"\aGetLogs\x12\x1f.sluice.build.v1.GetLogsRequest\x1a .sluice.build.v1.GetLogsResponse\"\b\x8a\xe7\x18\x04\b\x01\x18\x01\x12[\n" +
+	"\bTailLogs\x12 .sluice.build.v1.TailLogsRequest\x1a!.sluice.build.v1.TailLogsResponse\"\b\x8a\xe7\x18\x04\b\x01\x18\x010\x01B\xbd\x01\n" +
 	"\x13com.sluice.build.v1B\n" +
 	"BuildProtoP\x01Z<github.com/sluicehq/sluice/proto/gen/sluice/build/v1;buildv1\xa2\x02\x03SBX\xaa\x02\x0fSluice.Build.V1\xca\x02\x0fSluice\\Build\\V1\xe2\x02\x1bSluice\\Build\\V1\\GPBMetadata\xea\x02\x11Sluice::Build::V1b\x06proto3"
 

@@ -8,6 +8,7 @@ package notifyv1
 
 import (
 	_ "buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
+	_ "github.com/sluicehq/sluice/proto/gen/sluice/auth/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
@@ -981,7 +982,7 @@ var File_sluice_notify_v1_notify_proto protoreflect.FileDescriptor
 
 const file_sluice_notify_v1_notify_proto_rawDesc = "" +
 	"\n" +
-	"\x1dsluice/notify/v1/notify.proto\x12\x10sluice.notify.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xae\x01\n" +
+	"\x1dsluice/notify/v1/notify.proto\x12\x10sluice.notify.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bsluice/auth/v1/policy.proto\"\xae\x01\n" +
 	"\fSubscription\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x10\n" +
 	"\x03url\x18\x02 \x01(\tR\x03url\x12\x1f\n" +
@@ -1070,13 +1071,13 @@ const file_sluice_notify_v1_notify_proto_rawDesc = "" +
 	"\x1bDELIVERY_STATUS_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17DELIVERY_STATUS_PENDING\x10\x01\x12\x1d\n" +
 	"\x19DELIVERY_STATUS_SUCCEEDED\x10\x02\x12\x18\n" +
-	"\x14DELIVERY_STATUS_DEAD\x10\x032\xa2\x04\n" +
-	"\rNotifyService\x12o\n" +
-	"\x12CreateSubscription\x12+.sluice.notify.v1.CreateSubscriptionRequest\x1a,.sluice.notify.v1.CreateSubscriptionResponse\x12l\n" +
-	"\x11ListSubscriptions\x12*.sluice.notify.v1.ListSubscriptionsRequest\x1a+.sluice.notify.v1.ListSubscriptionsResponse\x12o\n" +
-	"\x12DeleteSubscription\x12+.sluice.notify.v1.DeleteSubscriptionRequest\x1a,.sluice.notify.v1.DeleteSubscriptionResponse\x12c\n" +
-	"\x0eListDeliveries\x12'.sluice.notify.v1.ListDeliveriesRequest\x1a(.sluice.notify.v1.ListDeliveriesResponse\x12\\\n" +
-	"\vWatchEvents\x12$.sluice.notify.v1.WatchEventsRequest\x1a%.sluice.notify.v1.WatchEventsResponse0\x01B\xc5\x01\n" +
+	"\x14DELIVERY_STATUS_DEAD\x10\x032\xca\x04\n" +
+	"\rNotifyService\x12w\n" +
+	"\x12CreateSubscription\x12+.sluice.notify.v1.CreateSubscriptionRequest\x1a,.sluice.notify.v1.CreateSubscriptionResponse\"\x06\x8a\xe7\x18\x02\b\x02\x12t\n" +
+	"\x11ListSubscriptions\x12*.sluice.notify.v1.ListSubscriptionsRequest\x1a+.sluice.notify.v1.ListSubscriptionsResponse\"\x06\x8a\xe7\x18\x02\b\x01\x12w\n" +
+	"\x12DeleteSubscription\x12+.sluice.notify.v1.DeleteSubscriptionRequest\x1a,.sluice.notify.v1.DeleteSubscriptionResponse\"\x06\x8a\xe7\x18\x02\b\x02\x12k\n" +
+	"\x0eListDeliveries\x12'.sluice.notify.v1.ListDeliveriesRequest\x1a(.sluice.notify.v1.ListDeliveriesResponse\"\x06\x8a\xe7\x18\x02\b\x01\x12d\n" +
+	"\vWatchEvents\x12$.sluice.notify.v1.WatchEventsRequest\x1a%.sluice.notify.v1.WatchEventsResponse\"\x06\x8a\xe7\x18\x02\b\x010\x01B\xc5\x01\n" +
 	"\x14com.sluice.notify.v1B\vNotifyProtoP\x01Z>github.com/sluicehq/sluice/proto/gen/sluice/notify/v1;notifyv1\xa2\x02\x03SNX\xaa\x02\x10Sluice.Notify.V1\xca\x02\x10Sluice\\Notify\\V1\xe2\x02\x1cSluice\\Notify\\V1\\GPBMetadata\xea\x02\x12Sluice::Notify::V1b\x06proto3"
 
 var (

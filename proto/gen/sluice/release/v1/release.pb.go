@@ -8,6 +8,7 @@ package releasev1
 
 import (
 	_ "buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
+	_ "github.com/sluicehq/sluice/proto/gen/sluice/auth/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
@@ -1179,7 +1180,7 @@ var File_sluice_release_v1_release_proto protoreflect.FileDescriptor
 
 const file_sluice_release_v1_release_proto_rawDesc = "" +
 	"\n" +
-	"\x1fsluice/release/v1/release.proto\x12\x11sluice.release.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"i\n" +
+	"\x1fsluice/release/v1/release.proto\x12\x11sluice.release.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bsluice/auth/v1/policy.proto\"i\n" +
 	"\x0fReleaseArtifact\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06object\x18\x02 \x01(\tR\x06object\x12\x16\n" +
@@ -1301,13 +1302,14 @@ const file_sluice_release_v1_release_proto_rawDesc = "" +
 	"\x1bDEPLOYMENT_STATUS_VERIFYING\x10\x02\x12\x1e\n" +
 	"\x1aDEPLOYMENT_STATUS_VERIFIED\x10\x03\x12\x1c\n" +
 	"\x18DEPLOYMENT_STATUS_FAILED\x10\x04\x12!\n" +
-	"\x1dDEPLOYMENT_STATUS_ROLLED_BACK\x10\x052\xd9\x03\n" +
-	"\x0eReleaseService\x12_\n" +
-	"\fListReleases\x12&.sluice.release.v1.ListReleasesRequest\x1a'.sluice.release.v1.ListReleasesResponse\x12h\n" +
-	"\x0fListDeployments\x12).sluice.release.v1.ListDeploymentsRequest\x1a*.sluice.release.v1.ListDeploymentsResponse\x12S\n" +
-	"\bRollback\x12\".sluice.release.v1.RollbackRequest\x1a#.sluice.release.v1.RollbackResponse\x12P\n" +
-	"\aGetLogs\x12!.sluice.release.v1.GetLogsRequest\x1a\".sluice.release.v1.GetLogsResponse\x12U\n" +
-	"\bTailLogs\x12\".sluice.release.v1.TailLogsRequest\x1a#.sluice.release.v1.TailLogsResponse0\x01B\xcd\x01\n" +
+	"\x1dDEPLOYMENT_STATUS_ROLLED_BACK\x10\x052\x95\x04\n" +
+	"\x0eReleaseService\x12i\n" +
+	"\fListReleases\x12&.sluice.release.v1.ListReleasesRequest\x1a'.sluice.release.v1.ListReleasesResponse\"\b\x8a\xe7\x18\x04\b\x01\x18\x01\x12r\n" +
+	"\x0fListDeployments\x12).sluice.release.v1.ListDeploymentsRequest\x1a*.sluice.release.v1.ListDeploymentsResponse\"\b\x8a\xe7\x18\x04\b\x01\x18\x01\x12g\n" +
+	"\bRollback\x12\".sluice.release.v1.RollbackRequest\x1a#.sluice.release.v1.RollbackResponse\"\x12\x8a\xe7\x18\x0e\b\x02\x12\n" +
+	"repository\x12Z\n" +
+	"\aGetLogs\x12!.sluice.release.v1.GetLogsRequest\x1a\".sluice.release.v1.GetLogsResponse\"\b\x8a\xe7\x18\x04\b\x01\x18\x01\x12_\n" +
+	"\bTailLogs\x12\".sluice.release.v1.TailLogsRequest\x1a#.sluice.release.v1.TailLogsResponse\"\b\x8a\xe7\x18\x04\b\x01\x18\x010\x01B\xcd\x01\n" +
 	"\x15com.sluice.release.v1B\fReleaseProtoP\x01Z@github.com/sluicehq/sluice/proto/gen/sluice/release/v1;releasev1\xa2\x02\x03SRX\xaa\x02\x11Sluice.Release.V1\xca\x02\x11Sluice\\Release\\V1\xe2\x02\x1dSluice\\Release\\V1\\GPBMetadata\xea\x02\x13Sluice::Release::V1b\x06proto3"
 
 var (

@@ -8,6 +8,7 @@ package sourcev1
 
 import (
 	_ "buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
+	_ "github.com/sluicehq/sluice/proto/gen/sluice/auth/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
@@ -1494,7 +1495,7 @@ var File_sluice_source_v1_source_proto protoreflect.FileDescriptor
 
 const file_sluice_source_v1_source_proto_rawDesc = "" +
 	"\n" +
-	"\x1dsluice/source/v1/source.proto\x12\x10sluice.source.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1fsluice/source/v1/pipeline.proto\"\xe8\x01\n" +
+	"\x1dsluice/source/v1/source.proto\x12\x10sluice.source.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bsluice/auth/v1/policy.proto\x1a\x1fsluice/source/v1/pipeline.proto\"\xe8\x01\n" +
 	"\n" +
 	"Repository\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
@@ -1630,17 +1631,21 @@ const file_sluice_source_v1_source_proto_rawDesc = "" +
 	"\x13TRIGGER_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eTRIGGER_MANUAL\x10\x01\x12\x10\n" +
 	"\fTRIGGER_POLL\x10\x02\x12\x13\n" +
-	"\x0fTRIGGER_WEBHOOK\x10\x032\xf1\x05\n" +
-	"\rSourceService\x12i\n" +
-	"\x10CreateRepository\x12).sluice.source.v1.CreateRepositoryRequest\x1a*.sluice.source.v1.CreateRepositoryResponse\x12i\n" +
-	"\x10ListRepositories\x12).sluice.source.v1.ListRepositoriesRequest\x1a*.sluice.source.v1.ListRepositoriesResponse\x12`\n" +
-	"\rGetRepository\x12&.sluice.source.v1.GetRepositoryRequest\x1a'.sluice.source.v1.GetRepositoryResponse\x12W\n" +
+	"\x0fTRIGGER_WEBHOOK\x10\x032\xf0\x06\n" +
+	"\rSourceService\x12q\n" +
+	"\x10CreateRepository\x12).sluice.source.v1.CreateRepositoryRequest\x1a*.sluice.source.v1.CreateRepositoryResponse\"\x06\x8a\xe7\x18\x02\b\x03\x12s\n" +
+	"\x10ListRepositories\x12).sluice.source.v1.ListRepositoriesRequest\x1a*.sluice.source.v1.ListRepositoriesResponse\"\b\x8a\xe7\x18\x04\b\x01\x18\x01\x12t\n" +
+	"\rGetRepository\x12&.sluice.source.v1.GetRepositoryRequest\x1a'.sluice.source.v1.GetRepositoryResponse\"\x12\x8a\xe7\x18\x0e\b\x01\x12\n" +
+	"repository\x12k\n" +
 	"\n" +
-	"TriggerRun\x12#.sluice.source.v1.TriggerRunRequest\x1a$.sluice.source.v1.TriggerRunResponse\x12Q\n" +
-	"\bListRuns\x12!.sluice.source.v1.ListRunsRequest\x1a\".sluice.source.v1.ListRunsResponse\x12K\n" +
-	"\x06GetRun\x12\x1f.sluice.source.v1.GetRunRequest\x1a .sluice.source.v1.GetRunResponse\x12S\n" +
-	"\bWatchRun\x12!.sluice.source.v1.WatchRunRequest\x1a\".sluice.source.v1.WatchRunResponse0\x01\x12Z\n" +
-	"\vListCommits\x12$.sluice.source.v1.ListCommitsRequest\x1a%.sluice.source.v1.ListCommitsResponseB\xc5\x01\n" +
+	"TriggerRun\x12#.sluice.source.v1.TriggerRunRequest\x1a$.sluice.source.v1.TriggerRunResponse\"\x12\x8a\xe7\x18\x0e\b\x02\x12\n" +
+	"repository\x12e\n" +
+	"\bListRuns\x12!.sluice.source.v1.ListRunsRequest\x1a\".sluice.source.v1.ListRunsResponse\"\x12\x8a\xe7\x18\x0e\b\x01\x12\n" +
+	"repository\x12U\n" +
+	"\x06GetRun\x12\x1f.sluice.source.v1.GetRunRequest\x1a .sluice.source.v1.GetRunResponse\"\b\x8a\xe7\x18\x04\b\x01\x18\x01\x12]\n" +
+	"\bWatchRun\x12!.sluice.source.v1.WatchRunRequest\x1a\".sluice.source.v1.WatchRunResponse\"\b\x8a\xe7\x18\x04\b\x01\x18\x010\x01\x12w\n" +
+	"\vListCommits\x12$.sluice.source.v1.ListCommitsRequest\x1a%.sluice.source.v1.ListCommitsResponse\"\x1b\x8a\xe7\x18\x17\b\x01\x12\n" +
+	"repository\"\areleaseB\xc5\x01\n" +
 	"\x14com.sluice.source.v1B\vSourceProtoP\x01Z>github.com/sluicehq/sluice/proto/gen/sluice/source/v1;sourcev1\xa2\x02\x03SSX\xaa\x02\x10Sluice.Source.V1\xca\x02\x10Sluice\\Source\\V1\xe2\x02\x1cSluice\\Source\\V1\\GPBMetadata\xea\x02\x12Sluice::Source::V1b\x06proto3"
 
 var (

@@ -8,6 +8,7 @@ package testv1
 
 import (
 	_ "buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
+	_ "github.com/sluicehq/sluice/proto/gen/sluice/auth/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	durationpb "google.golang.org/protobuf/types/known/durationpb"
@@ -1033,7 +1034,7 @@ var File_sluice_test_v1_test_proto protoreflect.FileDescriptor
 
 const file_sluice_test_v1_test_proto_rawDesc = "" +
 	"\n" +
-	"\x19sluice/test/v1/test.proto\x12\x0esluice.test.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"R\n" +
+	"\x19sluice/test/v1/test.proto\x12\x0esluice.test.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bsluice/auth/v1/policy.proto\"R\n" +
 	"\x06Counts\x12\x16\n" +
 	"\x06passed\x18\x01 \x01(\x05R\x06passed\x12\x16\n" +
 	"\x06failed\x18\x02 \x01(\x05R\x06failed\x12\x18\n" +
@@ -1126,12 +1127,12 @@ const file_sluice_test_v1_test_proto_rawDesc = "" +
 	"\x17CASE_STATUS_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12CASE_STATUS_PASSED\x10\x01\x12\x16\n" +
 	"\x12CASE_STATUS_FAILED\x10\x02\x12\x17\n" +
-	"\x13CASE_STATUS_SKIPPED\x10\x032\x8c\x02\n" +
-	"\vTestService\x12S\n" +
+	"\x13CASE_STATUS_SKIPPED\x10\x032\xaa\x02\n" +
+	"\vTestService\x12]\n" +
 	"\n" +
-	"GetTestRun\x12!.sluice.test.v1.GetTestRunRequest\x1a\".sluice.test.v1.GetTestRunResponse\x12\\\n" +
-	"\rListTestCases\x12$.sluice.test.v1.ListTestCasesRequest\x1a%.sluice.test.v1.ListTestCasesResponse\x12J\n" +
-	"\aGetLogs\x12\x1e.sluice.test.v1.GetLogsRequest\x1a\x1f.sluice.test.v1.GetLogsResponseB\xb5\x01\n" +
+	"GetTestRun\x12!.sluice.test.v1.GetTestRunRequest\x1a\".sluice.test.v1.GetTestRunResponse\"\b\x8a\xe7\x18\x04\b\x01\x18\x01\x12f\n" +
+	"\rListTestCases\x12$.sluice.test.v1.ListTestCasesRequest\x1a%.sluice.test.v1.ListTestCasesResponse\"\b\x8a\xe7\x18\x04\b\x01\x18\x01\x12T\n" +
+	"\aGetLogs\x12\x1e.sluice.test.v1.GetLogsRequest\x1a\x1f.sluice.test.v1.GetLogsResponse\"\b\x8a\xe7\x18\x04\b\x01\x18\x01B\xb5\x01\n" +
 	"\x12com.sluice.test.v1B\tTestProtoP\x01Z:github.com/sluicehq/sluice/proto/gen/sluice/test/v1;testv1\xa2\x02\x03STX\xaa\x02\x0eSluice.Test.V1\xca\x02\x0eSluice\\Test\\V1\xe2\x02\x1aSluice\\Test\\V1\\GPBMetadata\xea\x02\x10Sluice::Test::V1b\x06proto3"
 
 var (
