@@ -6,9 +6,10 @@
 // its other background loops, all started and stopped the same way.
 //
 // A service module is servicekit.Module(spec, its own constructors); its
-// constructors get *slog.Logger (with service=<name>), *sqldb.DB and
-// *events.Relay from here, jetstream.JetStream and *rpcserver.Readiness
-// from the process, and provide one Parts value that says what to run.
+// constructors get *slog.Logger (with service=<name>), *sqldb.DB,
+// *events.Relay and *egress.Policy (from Settings.AllowEgress) from here,
+// jetstream.JetStream and *rpcserver.Readiness from the process, and
+// provide one Parts value that says what to run.
 package servicekit
 
 import (
@@ -26,6 +27,7 @@ import (
 	"go.uber.org/fx"
 
 	"github.com/sluicehq/sluice/deploy"
+	"github.com/sluicehq/sluice/platform/egress"
 	"github.com/sluicehq/sluice/platform/events"
 	"github.com/sluicehq/sluice/platform/natsprovision"
 	"github.com/sluicehq/sluice/platform/rpcserver"
@@ -106,6 +108,7 @@ func Module(spec Spec, opts ...fx.Option) fx.Option {
 			fx.Private,
 			func(lc fx.Lifecycle) *sqldb.DB { return newDB(lc, spec) },
 			newRelay,
+			func() (*egress.Policy, error) { return spec.Settings.Egress(spec.Name) },
 		),
 		fx.Options(opts...),
 		fx.Invoke(func(p runParams) error { return run(spec, p) }),

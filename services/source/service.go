@@ -11,6 +11,7 @@ import (
 	"go.uber.org/fx"
 
 	"github.com/sluicehq/sluice/platform/apierror"
+	"github.com/sluicehq/sluice/platform/egress"
 	"github.com/sluicehq/sluice/platform/events"
 	"github.com/sluicehq/sluice/services/source/domain"
 	"github.com/sluicehq/sluice/services/source/gitmirror"
@@ -40,6 +41,8 @@ type Deps struct {
 	// commit that enqueued events.
 	Outbox *events.Relay
 	Log    *slog.Logger
+	// Egress is what repository URLs may reach (the allow-egress setting).
+	Egress *egress.Policy
 }
 
 // NewService makes the service; cfg must be valid (Config.WithDefaults,
@@ -48,25 +51,26 @@ func NewService(cfg Config, d Deps) (*Service, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if d.Store == nil || d.Outbox == nil || d.Log == nil {
+	if d.Store == nil || d.Outbox == nil || d.Egress == nil || d.Log == nil {
 		return nil, errors.New("source: NewService: every dependency is required")
 	}
 	return &Service{
 		cfg:     cfg,
 		store:   d.Store,
-		mirrors: gitmirror.New(cfg.mirrorsDir()),
+		mirrors: gitmirror.New(cfg.mirrorsDir(), d.Egress),
 		outbox:  d.Outbox,
 		log:     d.Log,
 		changes: &broadcast{},
 	}, nil
 }
 
-// fetch brings a repository's mirror up to date.
+// fetch brings a repository's mirror up to date. Its error, told to the
+// user, is brief (egress.Brief).
 func (s *Service) fetch(ctx context.Context, repo domain.Repository) error {
 	ctx, cancel := context.WithTimeout(ctx, fetchTimeout)
 	defer cancel()
 	if err := s.mirrors.Fetch(ctx, repo.ID, repo.URL); err != nil {
-		return fmt.Errorf("repository %q: %w: %w", repo.Name, err, apierror.ErrUnavailable)
+		return fmt.Errorf("repository %q: %w: %w", repo.Name, egress.Brief(err), apierror.ErrUnavailable)
 	}
 	return nil
 }
