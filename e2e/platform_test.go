@@ -86,6 +86,10 @@ func startFiveProcesses(t *testing.T, dataDir string) *platform {
 			"SLUICE_RELEASE_SOURCE_URL=" + urls["source"],
 			prefix + "POLL_INTERVAL=0s",
 			"SLUICE_SOURCE_ADMIN_TOKEN_FILE=" + tokenFile,
+			// The repositories are local, and the deploys' verify.http and
+			// the webhook receivers are on loopback (`sluice up` allows the
+			// same by default; a service binary does not).
+			prefix + "ALLOW_EGRESS=loopback,local",
 		}
 		pr := startProc(t, "sluice-"+s, env, bin(t, "sluice-"+s))
 		p.procs = append(p.procs, pr)

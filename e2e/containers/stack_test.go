@@ -331,6 +331,18 @@ func (s *Stack) ServiceEnv(svc string) []string {
 		p + "NATS_PASSWORD=" + natsPassword(svc),
 		p + "NATS_REPLICAS=3",
 	}
+	// The repositories are local (mounted at /repos); the hello example's
+	// deploy runs in the release container and is verified on its
+	// loopback; the webhook receiver is another container on the network,
+	// at a private address.
+	switch svc {
+	case "notify":
+		env = append(env, p+"ALLOW_EGRESS=private")
+	case "release":
+		env = append(env, p+"ALLOW_EGRESS=local,loopback")
+	default:
+		env = append(env, p+"ALLOW_EGRESS=local")
+	}
 	switch svc {
 	case "source":
 		// Runs start only when a test triggers them: a poll would start a

@@ -19,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
+	"github.com/sluicehq/sluice/platform/egress"
 	"github.com/sluicehq/sluice/platform/servicecmd"
 	"github.com/sluicehq/sluice/platform/servicekit"
 	"github.com/sluicehq/sluice/services/build"
@@ -76,7 +77,7 @@ func settingsOf(service string) []string {
 }
 
 // commonSettings every service reads, and the manifests set.
-var commonSettings = []string{"ADDR", "DATA_DIR", "DATABASE_URL", "NATS_URL", "NATS_USER", "NATS_PASSWORD", "NATS_REPLICAS"}
+var commonSettings = []string{"ADDR", "DATA_DIR", "DATABASE_URL", "NATS_URL", "NATS_USER", "NATS_PASSWORD", "NATS_REPLICAS", "ALLOW_EGRESS"}
 
 // images are the images Sluice builds locally; no other image may run.
 var images = []string{"sluice-source", "sluice-build", "sluice-test", "sluice-release", "sluice-notify", "sluice-nats", "sluice-postgres"}
@@ -643,6 +644,12 @@ func (m *manifests) checkSettings(r *report, s shape, svc service, id string, c 
 					want = fmt.Sprintf("http://%s:%d", t.name, t.port)
 				}
 			}
+		case "ALLOW_EGRESS":
+			// Set on purpose, even when empty (public addresses only).
+			if _, err := egress.New("", strings.Split(v.value, ",")); err != nil {
+				r.add("%s: %sALLOW_EGRESS=%q: %v", id, prefix, v.value, err)
+			}
+			continue
 		case "WORKERS":
 			if n, err := strconv.Atoi(v.value); err != nil || n < 1 {
 				r.add("%s: %sWORKERS=%q, want a number of at least 1", id, prefix, v.value)

@@ -266,6 +266,16 @@ func TestCheckerFindsProblems(t *testing.T) {
 			want: "Deployment build: sets SLUICE_BUILD_WORKER, which sluice-build does not read",
 		},
 		{
+			name: "allow-list the service would refuse",
+			kustomization: `configMapGenerator:
+  - name: notify-config
+    behavior: merge
+    literals:
+      - SLUICE_NOTIFY_ALLOW_EGRESS=private,intranet
+`,
+			want: `Deployment notify: SLUICE_NOTIFY_ALLOW_EGRESS="private,intranet": "intranet" is neither`,
+		},
+		{
 			name: "JetStream store larger than its volume",
 			kustomization: `patches:
   - target: {kind: StatefulSet, name: nats}

@@ -19,6 +19,9 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/format/packfile"
 	"github.com/go-git/go-git/v5/plumbing/revlist"
 	"github.com/go-git/go-git/v5/plumbing/transport"
+
+	"github.com/sluicehq/sluice/platform/egress"
+	"github.com/sluicehq/sluice/platform/gitremote"
 )
 
 // ErrCommitNotFound is returned (wrapped) by Checkout when the repository
@@ -28,7 +31,9 @@ var ErrCommitNotFound = errors.New("commit not found in repository")
 // Checkout clones url into dir and checks out commit with a detached HEAD.
 //
 // url is a local path (a working copy or a bare repository), a file:// URL,
-// or any URL go-git can fetch (https://, ssh://, git://). commit must be a
+// or any URL go-git can fetch (https://, ssh://, git://), as far as policy
+// allows (gitremote.Guard): every connection to an http(s) URL is checked
+// against it, and a refusal is an *egress.RefusedError. commit must be a
 // full 40-hex SHA-1. dir must not exist or be an empty directory; it is
 // created if needed, and on failure Checkout removes what it put there.
 //
@@ -36,10 +41,14 @@ var ErrCommitNotFound = errors.New("commit not found in repository")
 // at url. For remote URLs, commits that are not reachable from a branch or a
 // tag are fetched by hash, which the server must allow. Submodules are not
 // checked out.
-func Checkout(ctx context.Context, url, commit, dir string) (err error) {
+func Checkout(ctx context.Context, policy *egress.Policy, url, commit, dir string) (err error) {
 	hash, err := parseCommit(commit)
 	if err != nil {
 		return err
+	}
+	gctx, err := gitremote.Guard(ctx, policy, url)
+	if err != nil {
+		return fmt.Errorf("gitcheckout: %w", err)
 	}
 	created, err := prepareDir(dir)
 	if err != nil {
@@ -59,7 +68,7 @@ func Checkout(ctx context.Context, url, commit, dir string) (err error) {
 	if ep.Protocol == "file" {
 		repo, err = cloneLocal(ctx, ep.Path, url, hash, dir)
 	} else {
-		repo, err = cloneRemote(ctx, url, hash, dir)
+		repo, err = cloneRemote(gctx, url, hash, dir)
 	}
 	if err != nil {
 		return err

@@ -3,17 +3,21 @@ package gitcheckout_test
 import (
 	"context"
 	"errors"
+	"net/http"
 	"net/http/cgi"
 	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing"
 
+	"github.com/sluicehq/sluice/platform/egress"
+	"github.com/sluicehq/sluice/platform/egress/egresstest"
 	"github.com/sluicehq/sluice/platform/gitcheckout"
 	"github.com/sluicehq/sluice/platform/gittest"
 )
@@ -80,7 +84,7 @@ func assertFirstCommit(t *testing.T, f *fixture, dir string) {
 func TestCheckoutLocalPath(t *testing.T) {
 	f := newFixture(t)
 	dst := filepath.Join(t.TempDir(), "checkout")
-	if err := gitcheckout.Checkout(context.Background(), f.Dir, f.first.String(), dst); err != nil {
+	if err := gitcheckout.Checkout(context.Background(), egresstest.Policy(t, egress.Local, egress.Loopback), f.Dir, f.first.String(), dst); err != nil {
 		t.Fatal(err)
 	}
 	assertFirstCommit(t, f, dst)
@@ -89,7 +93,7 @@ func TestCheckoutLocalPath(t *testing.T) {
 func TestCheckoutFileURL(t *testing.T) {
 	f := newFixture(t)
 	dst := filepath.Join(t.TempDir(), "checkout")
-	if err := gitcheckout.Checkout(context.Background(), "file://"+f.Dir, f.first.String(), dst); err != nil {
+	if err := gitcheckout.Checkout(context.Background(), egresstest.Policy(t, egress.Local, egress.Loopback), "file://"+f.Dir, f.first.String(), dst); err != nil {
 		t.Fatal(err)
 	}
 	assertFirstCommit(t, f, dst)
@@ -99,7 +103,7 @@ func TestCheckoutLocalNeedsNoGitBinary(t *testing.T) {
 	f := newFixture(t)
 	t.Setenv("PATH", t.TempDir())
 	dst := filepath.Join(t.TempDir(), "checkout")
-	if err := gitcheckout.Checkout(context.Background(), "file://"+f.Dir, f.first.String(), dst); err != nil {
+	if err := gitcheckout.Checkout(context.Background(), egresstest.Policy(t, egress.Local, egress.Loopback), "file://"+f.Dir, f.first.String(), dst); err != nil {
 		t.Fatal(err)
 	}
 	assertFirstCommit(t, f, dst)
@@ -109,7 +113,7 @@ func TestCheckoutIntoExistingEmptyDir(t *testing.T) {
 	f := newFixture(t)
 	dst := t.TempDir()
 	// Upper-case hex is accepted too.
-	if err := gitcheckout.Checkout(context.Background(), f.Dir, strings.ToUpper(f.first.String()), dst); err != nil {
+	if err := gitcheckout.Checkout(context.Background(), egresstest.Policy(t, egress.Local, egress.Loopback), f.Dir, strings.ToUpper(f.first.String()), dst); err != nil {
 		t.Fatal(err)
 	}
 	assertFirstCommit(t, f, dst)
@@ -118,7 +122,7 @@ func TestCheckoutIntoExistingEmptyDir(t *testing.T) {
 func TestCheckoutHasHistory(t *testing.T) {
 	f := newFixture(t)
 	dst := t.TempDir()
-	if err := gitcheckout.Checkout(context.Background(), f.Dir, f.second.String(), dst); err != nil {
+	if err := gitcheckout.Checkout(context.Background(), egresstest.Policy(t, egress.Local, egress.Loopback), f.Dir, f.second.String(), dst); err != nil {
 		t.Fatal(err)
 	}
 	repo, err := git.PlainOpen(dst)
@@ -146,7 +150,7 @@ func TestCommitNotFound(t *testing.T) {
 	for _, url := range []string{f.Dir, "file://" + f.Dir} {
 		t.Run(url, func(t *testing.T) {
 			dst := filepath.Join(t.TempDir(), "checkout")
-			err := gitcheckout.Checkout(context.Background(), url, missing, dst)
+			err := gitcheckout.Checkout(context.Background(), egresstest.Policy(t, egress.Local, egress.Loopback), url, missing, dst)
 			if !errors.Is(err, gitcheckout.ErrCommitNotFound) {
 				t.Fatalf("err = %v, want ErrCommitNotFound", err)
 			}
@@ -163,7 +167,7 @@ func TestCommitNotFound(t *testing.T) {
 func TestFailedCheckoutEmptiesExistingDir(t *testing.T) {
 	f := newFixture(t)
 	dst := t.TempDir()
-	err := gitcheckout.Checkout(context.Background(), f.Dir, strings.Repeat("ab", 20), dst)
+	err := gitcheckout.Checkout(context.Background(), egresstest.Policy(t, egress.Local, egress.Loopback), f.Dir, strings.Repeat("ab", 20), dst)
 	if !errors.Is(err, gitcheckout.ErrCommitNotFound) {
 		t.Fatalf("err = %v, want ErrCommitNotFound", err)
 	}
@@ -193,7 +197,7 @@ func TestInvalidArguments(t *testing.T) {
 		{"not a repository", t.TempDir(), f.first.String(), filepath.Join(t.TempDir(), "d")},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if err := gitcheckout.Checkout(context.Background(), tc.url, tc.commit, tc.dir); err == nil {
+			if err := gitcheckout.Checkout(context.Background(), egresstest.Policy(t, egress.Local, egress.Loopback), tc.url, tc.commit, tc.dir); err == nil {
 				t.Fatal("Checkout succeeded, want error")
 			}
 		})
@@ -207,7 +211,7 @@ func TestCancelledContext(t *testing.T) {
 	f := newFixture(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	err := gitcheckout.Checkout(ctx, f.Dir, f.first.String(), filepath.Join(t.TempDir(), "d"))
+	err := gitcheckout.Checkout(ctx, egresstest.Policy(t, egress.Local, egress.Loopback), f.Dir, f.first.String(), filepath.Join(t.TempDir(), "d"))
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("err = %v, want context.Canceled", err)
 	}
@@ -239,13 +243,13 @@ func TestCheckoutOverHTTP(t *testing.T) {
 	f := newFixture(t)
 	url := serveHTTP(t, f)
 	dst := filepath.Join(t.TempDir(), "checkout")
-	if err := gitcheckout.Checkout(context.Background(), url, f.first.String(), dst); err != nil {
+	if err := gitcheckout.Checkout(context.Background(), egresstest.Policy(t, egress.Local, egress.Loopback), url, f.first.String(), dst); err != nil {
 		t.Fatal(err)
 	}
 	assertFirstCommit(t, f, dst)
 
 	missing := filepath.Join(t.TempDir(), "missing")
-	err := gitcheckout.Checkout(context.Background(), url, strings.Repeat("ab", 20), missing)
+	err := gitcheckout.Checkout(context.Background(), egresstest.Policy(t, egress.Local, egress.Loopback), url, strings.Repeat("ab", 20), missing)
 	if !errors.Is(err, gitcheckout.ErrCommitNotFound) {
 		t.Fatalf("err = %v, want ErrCommitNotFound", err)
 	}
@@ -274,10 +278,51 @@ func TestCheckoutOverHTTPCommitOnlyOnPullRef(t *testing.T) {
 	url := serveHTTP(t, f)
 
 	dst := filepath.Join(t.TempDir(), "checkout")
-	if err := gitcheckout.Checkout(context.Background(), url, pr.String(), dst); err != nil {
+	if err := gitcheckout.Checkout(context.Background(), egresstest.Policy(t, egress.Local, egress.Loopback), url, pr.String(), dst); err != nil {
 		t.Fatal(err)
 	}
 	if b, err := os.ReadFile(filepath.Join(dst, "README")); err != nil || string(b) != "pr\n" {
 		t.Errorf("README = %q, %v; want pr", b, err)
+	}
+}
+
+// Without the allowance, a local repository is not read, a repository
+// served on loopback is not connected to (the server sees no request), and
+// ssh:// and git:// URLs are refused; nothing is left behind.
+func TestCheckoutRefusedByPolicy(t *testing.T) {
+	f := newFixture(t)
+	var hits atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		hits.Add(1)
+		w.WriteHeader(http.StatusNotFound)
+	}))
+	t.Cleanup(srv.Close)
+	only := func(entries ...string) *egress.Policy { return egresstest.Policy(t, entries...) }
+	for _, tc := range []struct {
+		name, url string
+		policy    *egress.Policy
+	}{
+		{"local path", f.Dir, only(egress.Loopback)},
+		{"file URL", "file://" + f.Dir, only(egress.Loopback)},
+		{"loopback over http", srv.URL + "/src", only(egress.Local)},
+		{"localhost over http", strings.Replace(srv.URL, "127.0.0.1", "localhost", 1) + "/src", only(egress.Local)},
+		{"ssh", "ssh://git@127.0.0.1/src.git", only(egress.Local, egress.Loopback)},
+		{"scp-like ssh", "git@127.0.0.1:src.git", only(egress.Local, egress.Loopback)},
+		{"git protocol", "git://127.0.0.1/src.git", only(egress.Local, egress.Loopback)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dst := filepath.Join(t.TempDir(), "checkout")
+			err := gitcheckout.Checkout(context.Background(), tc.policy, tc.url, f.first.String(), dst)
+			var refused *egress.RefusedError
+			if !errors.As(err, &refused) || !strings.Contains(err.Error(), "allow-egress") {
+				t.Fatalf("err = %v, want a refusal naming allow-egress", err)
+			}
+			if _, err := os.Stat(dst); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("refused checkout left %s behind: %v", dst, err)
+			}
+		})
+	}
+	if n := hits.Load(); n != 0 {
+		t.Errorf("the loopback server got %d requests", n)
 	}
 }

@@ -89,6 +89,14 @@ func (f *Flags) BoolVar(p *bool, name, usage string) {
 	f.fs.BoolVar(p, fl, *p, help)
 }
 
+// StringsVar registers a list setting: comma-separated values
+// (--allow-egress loopback,10.0.0.0/8, or the flag given again); *p's
+// current value is the default.
+func (f *Flags) StringsVar(p *[]string, name, usage string) {
+	fl, help := f.add(name, usage)
+	f.fs.StringSliceVar(p, fl, *p, help)
+}
+
 // Names are the settings registered so far, unprefixed, sorted.
 func (f *Flags) Names() []string {
 	names := append([]string(nil), f.names...)

@@ -6,9 +6,10 @@
 // its other background loops, all started and stopped the same way.
 //
 // A service module is servicekit.Module(spec, its own constructors); its
-// constructors get *slog.Logger (with service=<name>), *sqldb.DB and
-// *events.Relay from here, jetstream.JetStream and *rpcserver.Readiness
-// from the process, and provide one Parts value that says what to run.
+// constructors get *slog.Logger (with service=<name>), *sqldb.DB,
+// *events.Relay and *egress.Policy (from Settings.AllowEgress) from here,
+// jetstream.JetStream and *rpcserver.Readiness from the process, and
+// provide one Parts value that says what to run.
 package servicekit
 
 import (
@@ -27,6 +28,7 @@ import (
 
 	"github.com/sluicehq/sluice/deploy"
 	"github.com/sluicehq/sluice/platform/auth"
+	"github.com/sluicehq/sluice/platform/egress"
 	"github.com/sluicehq/sluice/platform/events"
 	"github.com/sluicehq/sluice/platform/natsprovision"
 	"github.com/sluicehq/sluice/platform/retry"
@@ -111,6 +113,7 @@ func Module(spec Spec, opts ...fx.Option) fx.Option {
 			auth.NewVerifier,
 			func() *auth.ServiceIdentity { return auth.NewServiceIdentity(spec.Name) },
 			func(v *auth.Verifier, log *slog.Logger) *auth.Guard { return auth.NewGuard(v, log) },
+			func() (*egress.Policy, error) { return spec.Settings.Egress(spec.Name) },
 		),
 		fx.Options(opts...),
 		fx.Invoke(func(p runParams) error { return run(spec, p) }),

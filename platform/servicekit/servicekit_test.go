@@ -2,6 +2,7 @@ package servicekit_test
 
 import (
 	"context"
+	"net/netip"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -111,6 +112,51 @@ func TestSettings(t *testing.T) {
 	if err := (servicekit.Settings{NATSReplicas: 9}).Validate(); err == nil ||
 		!strings.Contains(err.Error(), "data-dir is required") || !strings.Contains(err.Error(), "nats-replicas") {
 		t.Errorf("Validate = %v", err)
+	}
+}
+
+// --allow-egress is a list, from the flag or its variable, and becomes the
+// policy the module provides; a bad entry fails validation naming it.
+func TestAllowEgress(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{nil, nil, ""},
+		{nil, map[string]string{"SLUICE_NOTIFY_ALLOW_EGRESS": ""}, ""},
+		{nil, map[string]string{"SLUICE_NOTIFY_ALLOW_EGRESS": "loopback,10.0.0.0/8"}, "loopback,10.0.0.0/8"},
+		{[]string{"--allow-egress", "local", "--allow-egress", "private"}, map[string]string{"SLUICE_NOTIFY_ALLOW_EGRESS": "loopback"}, "local,private"},
+	} {
+		fs := pflag.NewFlagSet("x", pflag.ContinueOnError)
+		var s servicekit.Settings
+		f := servicekit.NewFlags(fs, "notify", false)
+		s.RegisterFlags(f)
+		if err := fs.Parse(tc.args); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.ApplyEnv(lookup(tc.env)); err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Join(s.AllowEgress, ","); got != tc.want {
+			t.Errorf("%v %v: AllowEgress = %q, want %q", tc.args, tc.env, got, tc.want)
+		}
+	}
+	s := servicekit.Settings{DataDir: "/d", AllowEgress: []string{"loopback", "nowhere"}}
+	if err := s.Validate(); err == nil || !strings.Contains(err.Error(), "allow-egress") || !strings.Contains(err.Error(), "nowhere") {
+		t.Errorf("Validate = %v, want allow-egress and the bad entry named", err)
+	}
+	s.AllowEgress = []string{"loopback"}
+	p, err := s.Egress("notify")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Check(netip.MustParseAddr("127.0.0.1")); err != nil {
+		t.Errorf("loopback allowed: %v", err)
+	}
+	if err := p.Check(netip.MustParseAddr("10.0.0.1")); err == nil || !strings.Contains(err.Error(), "$SLUICE_NOTIFY_ALLOW_EGRESS") {
+		t.Errorf("refusal %v does not name $SLUICE_NOTIFY_ALLOW_EGRESS", err)
 	}
 }
 

@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
 
+	"github.com/sluicehq/sluice/platform/egress"
 	"github.com/sluicehq/sluice/platform/natsprovision"
 )
 
@@ -22,6 +24,13 @@ type Settings struct {
 	// the service creates (3 on a 3-node NATS cluster); 0 keeps the count
 	// declared under deploy/nats.
 	NATSReplicas int
+	// AllowEgress is what the service may connect to, beside public
+	// addresses, when a user chose the target (a webhook subscription, a
+	// verify.http probe, a repository URL): CIDR prefixes, addresses, and
+	// the shortcuts of egress.New (loopback, private, link-local; local for
+	// local repositories; ssh and git for those protocols). Empty, the
+	// default, allows none of them.
+	AllowEgress []string
 }
 
 // RegisterFlags registers the settings as --data-dir, --database-url and
@@ -30,6 +39,8 @@ func (s *Settings) RegisterFlags(f *Flags) {
 	f.StringVar(&s.DataDir, "data-dir", "directory for the service's files and its default database")
 	f.StringVar(&s.DatabaseURL, "database-url", "database URL: postgres://user:password@host:5432/db for replicas, or sqlite:PATH (default sqlite:<data-dir>/"+f.Service()+".db, one process only)")
 	f.IntVar(&s.NATSReplicas, "nats-replicas", fmt.Sprintf("replicas of the streams and object stores the service creates (1 to %d; 3 on a 3-node cluster; 0 keeps the declared count)", natsprovision.MaxReplicas))
+	f.StringsVar(&s.AllowEgress, "allow-egress", "comma-separated addresses a webhook, verify.http or repository URL may reach beside public ones: CIDR prefixes, addresses, "+
+		strings.Join([]string{egress.Loopback, egress.Private, egress.LinkLocal}, ", ")+"; "+egress.Local+" for local repositories; "+egress.SSH+" and "+egress.Git+" for those protocols (unchecked)")
 }
 
 // WithDefaults returns s with DataDir made absolute and DatabaseURL
@@ -56,5 +67,19 @@ func (s Settings) Validate() error {
 	if err := natsprovision.CheckReplicas(s.NATSReplicas); err != nil {
 		errs = append(errs, fmt.Errorf("nats-replicas: %w", err))
 	}
+	if _, err := egress.New("", s.AllowEgress); err != nil {
+		errs = append(errs, fmt.Errorf("allow-egress: %w", err))
+	}
 	return errors.Join(errs...)
+}
+
+// Egress is the policy that AllowEgress makes for service; its refusals
+// name the setting by its variable, which is the same in every process
+// that runs the service. Call it on valid settings.
+func (s Settings) Egress(service string) (*egress.Policy, error) {
+	p, err := egress.New("allow-egress ($"+EnvName(service, "allow-egress")+")", s.AllowEgress)
+	if err != nil {
+		return nil, fmt.Errorf("allow-egress: %w", err)
+	}
+	return p, nil
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/platform/artifacts"
+	"github.com/sluicehq/sluice/platform/egress"
 	"github.com/sluicehq/sluice/platform/events"
 	"github.com/sluicehq/sluice/platform/executor"
 	"github.com/sluicehq/sluice/platform/gitcheckout"
@@ -35,11 +36,11 @@ func (s *Service) execute(ctx context.Context, run domain.Run, b domain.Build, l
 		return res, fmt.Errorf("clear workspace %s: %w", ws, err)
 	}
 	defer func() { _ = os.RemoveAll(ws) }()
-	if err := gitcheckout.Checkout(ctx, run.Repository.URL, run.Commit, ws); err != nil {
+	if err := gitcheckout.Checkout(ctx, s.egress, run.Repository.URL, run.Commit, ws); err != nil {
 		if ctx.Err() != nil {
 			return res, interrupted(ctx)
 		}
-		res.failure = domain.CheckoutFailed(errors.New(strings.TrimPrefix(err.Error(), "gitcheckout: ")))
+		res.failure = domain.CheckoutFailed(errors.New(strings.TrimPrefix(egress.Brief(err).Error(), "gitcheckout: ")))
 		w.Append("", steplog.Meta, "--- "+res.failure.Reason)
 		return res, nil
 	}

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/sluicehq/sluice/platform/artifacts"
+	"github.com/sluicehq/sluice/platform/egress"
 	"github.com/sluicehq/sluice/platform/events"
 	"github.com/sluicehq/sluice/platform/servicekit"
 	"github.com/sluicehq/sluice/platform/servicekit/servicekittest"
@@ -757,5 +758,24 @@ func TestListBuildsPages(t *testing.T) {
 		if connect.CodeOf(err) != connect.CodeInvalidArgument || !strings.Contains(err.Error(), "page_") {
 			t.Errorf("ListBuilds(%v): %v; want InvalidArgument naming the field", req, err)
 		}
+	}
+}
+
+// Without allow-egress local, a build of a local repository fails its
+// checkout with the refusal, which names the setting; no step runs.
+func TestLocalRepositoryRefusedWithoutAllowEgress(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, build.Config{Settings: servicekit.Settings{AllowEgress: []string{egress.Loopback}}, WorkerID: "worker-1"})
+	marker := filepath.Join(t.TempDir(), "ran")
+	req := runRequest(gitRepo(t, map[string]string{"main.go": "package main\n"}),
+		&sourcev1.BuildSpec{Steps: []*sourcev1.Step{{Name: "compile", Run: "touch " + marker}}})
+	h.publish(t, req)
+	fin := h.finished(t, req.GetRunId())
+	if fin.GetStatus() != buildv1.BuildStatus_BUILD_STATUS_FAILED || !strings.HasPrefix(fin.GetFailureReason(), "checkout failed: egress refused: ") ||
+		!strings.Contains(fin.GetFailureReason(), `add "local" to the allow-egress ($SLUICE_BUILD_ALLOW_EGRESS) setting`) {
+		t.Fatalf("BuildFinished %v, %q; want FAILED with the refusal of the local repository", fin.GetStatus(), fin.GetFailureReason())
+	}
+	if _, err := os.Stat(marker); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a step ran (stat %s: %v)", marker, err)
 	}
 }

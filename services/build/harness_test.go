@@ -12,6 +12,7 @@ import (
 	"go.uber.org/goleak"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/sluicehq/sluice/platform/egress"
 	"github.com/sluicehq/sluice/platform/events"
 	"github.com/sluicehq/sluice/platform/executor"
 	"github.com/sluicehq/sluice/platform/gittest"
@@ -99,6 +100,9 @@ func (h *harness) start(cfg build.Config) *instance {
 	if cfg.DatabaseURL == "" {
 		cfg.DatabaseURL = sqldbtest.URL(h.t)
 	}
+	if cfg.AllowEgress == nil {
+		cfg.AllowEgress = []string{egress.Local} // the repositories are local
+	}
 	cfg = cfg.WithDefaults()
 	p := servicekittest.Start(h.t, h.nats.URL, servicekittest.Options{NATSName: cfg.WorkerID}, build.Module(cfg))
 	return &instance{
@@ -119,11 +123,15 @@ func (h *harness) plainService() (*build.Service, *build.Store, *sqldb.DB) {
 	h.t.Helper()
 	db := servicekittest.OpenDB(h.t, build.Migrations(), steplog.Migrations())
 	store := build.NewStore(db)
-	cfg := build.Config{Settings: servicekit.Settings{DataDir: h.t.TempDir()}, WorkerID: "worker-1"}.WithDefaults()
+	cfg := build.Config{Settings: servicekit.Settings{DataDir: h.t.TempDir(), AllowEgress: []string{egress.Local}}, WorkerID: "worker-1"}.WithDefaults()
 	log := servicekittest.Logger(h.t)
+	policy, err := cfg.Egress(build.Name)
+	if err != nil {
+		h.t.Fatal(err)
+	}
 	svc, err := build.NewService(cfg, build.Deps{
 		Store: store, DB: db, Outbox: events.NewRelay(db, h.js, log), JetStream: h.js,
-		Executor: &executor.Local{}, Log: log,
+		Executor: &executor.Local{}, Log: log, Egress: policy,
 	})
 	if err != nil {
 		h.t.Fatal(err)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/sluicehq/sluice/platform/apierror"
 	"github.com/sluicehq/sluice/platform/auth"
+	"github.com/sluicehq/sluice/platform/egress"
 	"github.com/sluicehq/sluice/platform/events"
 	"github.com/sluicehq/sluice/platform/executor"
 	"github.com/sluicehq/sluice/platform/paging"
@@ -32,6 +33,8 @@ type Deps struct {
 	// Executor runs the steps (executor.Local in production).
 	Executor executor.Executor
 	Log      *slog.Logger
+	// Egress is what repository URLs may reach (the allow-egress setting).
+	Egress *egress.Policy
 }
 
 // Service is the build service's application: it runs builds for run
@@ -44,6 +47,8 @@ type Service struct {
 	js    jetstream.JetStream
 	exec  executor.Executor
 	log   *slog.Logger
+	// egress is what checkouts may reach.
+	egress *egress.Policy
 }
 
 // NewService makes the service; cfg must be valid (Config.WithDefaults,
@@ -53,7 +58,7 @@ func NewService(cfg Config, d Deps) (*Service, error) {
 		return nil, err
 	}
 	switch {
-	case d.Store == nil, d.DB == nil, d.Outbox == nil, d.JetStream == nil, d.Executor == nil, d.Log == nil:
+	case d.Store == nil, d.DB == nil, d.Outbox == nil, d.JetStream == nil, d.Executor == nil, d.Log == nil, d.Egress == nil:
 		return nil, errors.New("build: NewService: every dependency is required")
 	}
 	return &Service{
@@ -64,6 +69,8 @@ func NewService(cfg Config, d Deps) (*Service, error) {
 		js:    d.JetStream,
 		exec:  d.Executor,
 		log:   d.Log.With(slog.String("worker", cfg.WorkerID)),
+		// Checkouts go through the egress policy.
+		egress: d.Egress,
 	}, nil
 }
 

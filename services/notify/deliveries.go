@@ -8,13 +8,11 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/url"
-	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/sluicehq/sluice/platform/apierror"
+	"github.com/sluicehq/sluice/platform/egress"
 	"github.com/sluicehq/sluice/platform/events"
 	"github.com/sluicehq/sluice/platform/paging"
 	"github.com/sluicehq/sluice/services/notify/domain"
@@ -25,8 +23,12 @@ import (
 // (DeliverySucceeded or DeliveryFailed) through the outbox; and the query
 // that lists them.
 //
-// Any http(s) URL is posted to, loopback and private addresses included:
-// there is no SSRF filtering yet.
+// A subscription's URL is posted to through the service's egress policy
+// (the allow-egress setting): an address it refuses (loopback, private,
+// link-local, ... unless allowed) fails the attempt with the refusal as
+// its error, checked on every attempt at dial time. An attempt's error is
+// what ListDeliveries tells the subscriber's owner: brief (egress.Brief),
+// and never the response's body.
 
 // HTTP headers of a delivery besides the CloudEvents ones.
 const (
@@ -47,8 +49,6 @@ const (
 	idlePoll = time.Second
 	// recordTimeout bounds writing an attempt's outcome.
 	recordTimeout = 10 * time.Second
-	// errorBodyLen is how much of a failed response's body an attempt keeps.
-	errorBodyLen = 200
 )
 
 // wake wakes the delivery loop: new deliveries are due.
@@ -155,7 +155,7 @@ func (s *Service) post(ctx context.Context, c Claimed, number int) domain.Attemp
 	a := domain.Attempt{Number: number, Time: start}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.URL, bytes.NewReader(d.Body))
 	if err != nil {
-		a.Error = fmt.Sprintf("build request: %v", err)
+		a.Error = fmt.Sprintf("build request: %v", egress.Brief(err))
 		return a
 	}
 	for name, value := range d.Headers {
@@ -173,16 +173,13 @@ func (s *Service) post(ctx context.Context, c Claimed, number int) domain.Attemp
 		return a
 	}
 	defer resp.Body.Close()
-	head, _ := io.ReadAll(io.LimitReader(resp.Body, errorBodyLen))
-	// Read (a bounded amount of) the rest so the connection can be reused.
+	// Read (a bounded amount of) the body so the connection can be reused;
+	// none of it is kept.
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	a.Duration = time.Since(start)
 	a.HTTPStatus = resp.StatusCode
 	if !a.Succeeded() {
-		a.Error = "subscriber answered " + resp.Status
-		if text := printable(head); text != "" {
-			a.Error += ": " + text
-		}
+		a.Error = fmt.Sprintf("subscriber answered %d %s", resp.StatusCode, http.StatusText(resp.StatusCode))
 	}
 	return a
 }
@@ -191,19 +188,7 @@ func describeTransportError(err error, timeout time.Duration) string {
 	if errors.Is(err, context.DeadlineExceeded) {
 		return fmt.Sprintf("no response within %v", timeout)
 	}
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		err = ue.Err
-	}
-	return err.Error()
-}
-
-// printable trims a response body excerpt to one line of valid text.
-func printable(b []byte) string {
-	for !utf8.Valid(b) && len(b) > 0 {
-		b = b[:len(b)-1]
-	}
-	return strings.Join(strings.Fields(string(b)), " ")
+	return egress.Brief(err).Error()
 }
 
 // outcome decides what attempt a of d leads to.

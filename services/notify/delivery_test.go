@@ -21,7 +21,8 @@ import (
 )
 
 // A subscriber that fails three times gets the event on the fourth attempt,
-// once; every attempt is listed, and DeliverySucceeded is published.
+// once; every attempt is listed (with the status, not the body, of each
+// failed answer), and DeliverySucceeded is published.
 func TestDeliveryRetriedUntilAccepted(t *testing.T) {
 	t.Parallel()
 	hook := newSubscriber(t, func(n int) int {
@@ -60,6 +61,9 @@ func TestDeliveryRetriedUntilAccepted(t *testing.T) {
 		}
 		if failed := wantStatus != http.StatusOK; failed != strings.Contains(a.GetError(), "500 Internal Server Error") {
 			t.Errorf("attempt %d error = %q", i+1, a.GetError())
+		}
+		if strings.Contains(a.GetError(), "answer 500") {
+			t.Errorf("attempt %d error %q holds the response's body", i+1, a.GetError())
 		}
 		if i > 0 && !a.GetTime().AsTime().After(attempts[i-1].GetTime().AsTime()) {
 			t.Errorf("attempt %d is not after attempt %d", i+1, i)
@@ -327,5 +331,36 @@ func TestDeleteSubscriptionDropsPendingDeliveries(t *testing.T) {
 	}
 	if _, err := stream.GetLastMsgForSubject(ctx(t), "sluice.notify.delivery.failed"); err == nil {
 		t.Error("DeliveryFailed published for a delivery dropped with its subscription")
+	}
+}
+
+// Without allow-egress, a subscriber on loopback is never connected to:
+// every attempt fails with the refusal, which names the address and the
+// setting, and the delivery dies.
+func TestDeliveryRefusedByEgress(t *testing.T) {
+	t.Parallel()
+	hook := newSubscriber(t, always(http.StatusOK))
+	h := newHarness(t, func(cfg *notify.Config) {
+		cfg.AllowEgress = nil
+		cfg.MaxAttempts = 2
+	})
+	sub := h.subscribe(&notifyv1.CreateSubscriptionRequest{Url: hook.srv.URL + "/hook", Secret: "egress-secret"})
+	h.publish(buildFinished(), "build-1")
+	d := h.waitDelivery(sub.GetId(), notifyv1.DeliveryStatus_DELIVERY_STATUS_DEAD)
+
+	if got := len(hook.requests()); got != 0 {
+		t.Errorf("subscriber got %d requests, want none", got)
+	}
+	if len(d.GetAttempts()) != 2 {
+		t.Fatalf("delivery lists %d attempts, want 2: %v", len(d.GetAttempts()), d.GetAttempts())
+	}
+	for _, a := range d.GetAttempts() {
+		if a.GetHttpStatus() != 0 || !strings.Contains(a.GetError(), "egress refused: 127.0.0.1 is a loopback address") ||
+			!strings.Contains(a.GetError(), "$SLUICE_NOTIFY_ALLOW_EGRESS") {
+			t.Errorf("attempt %d = %v; want the refusal of 127.0.0.1 naming $SLUICE_NOTIFY_ALLOW_EGRESS", a.GetNumber(), a)
+		}
+	}
+	if !strings.Contains(d.GetLastError(), "egress refused") {
+		t.Errorf("last error = %q, want the refusal", d.GetLastError())
 	}
 }

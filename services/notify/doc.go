@@ -65,7 +65,10 @@
 //
 // A 2xx answer is success. Anything else (redirects included: they are not
 // followed), a connection error, or no answer within the attempt timeout
-// is a failed attempt.
+// is a failed attempt. So is an address the egress policy refuses
+// (--allow-egress; loopback, private, link-local and the like by default):
+// every connection is checked when it is dialed, after the URL's host is
+// resolved (platform/egress).
 //
 // Delivery is at least once: an attempt whose answer was lost (or a process
 // that died mid-attempt) is retried. Drop repeats by X-Sluice-Delivery (or
@@ -74,7 +77,8 @@
 // # Retries and dead letters
 //
 // Every attempt is recorded (number, time, HTTP status, error, duration)
-// and listed by ListDeliveries. After failed attempt n the next one is due
+// and listed by ListDeliveries; the error is brief (egress.Brief) and never
+// holds the answer's body. After failed attempt n the next one is due
 // RetryBase * 2^(n-1), capped at RetryMax, less up to 10% jitter (by
 // default 1s and 5m: 1s, 2s, 4s, 8s, 16s). After MaxAttempts (6) failed
 // attempts the delivery is DEAD and DeliveryFailed is published with the
@@ -107,8 +111,8 @@
 // # Configuration
 //
 // Besides the settings every service has (--data-dir, --database-url,
-// --nats-replicas; and the process's --addr, default 127.0.0.1:8085, and
-// --nats-url), each read from SLUICE_NOTIFY_<FLAG>:
+// --nats-replicas, --allow-egress; and the process's --addr, default
+// 127.0.0.1:8085, and --nats-url), each read from SLUICE_NOTIFY_<FLAG>:
 //
 //   - --max-attempts (MaxAttempts, 6): attempts before a delivery is dead;
 //   - --retry-base (RetryBase, 1s) and --retry-max (RetryMax, 5m): the
@@ -123,12 +127,9 @@
 //
 // # Known limits
 //
-//   - No SSRF filtering yet. Any http(s) URL is accepted and posted to,
-//     including loopback, link-local (cloud metadata) and private
-//     addresses. Before notify runs where subscription creators are not
-//     trusted as much as the network it sits in, add an opt-in allow/deny
-//     list checked at dial time (a net.Dialer.Control that refuses private
-//     ranges, so DNS rebinding cannot get around it).
+//   - A subscription's URL is checked when it is posted to, not when the
+//     subscription is created: a refused address shows in the delivery's
+//     attempts.
 //   - The secret is stored in plain text in notify's database (encryption
 //     at rest is a platform concern not built yet).
 //   - The body is the message as it was received on NATS (events.Event's

@@ -21,6 +21,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/sluicehq/sluice/platform/auth"
+	"github.com/sluicehq/sluice/platform/egress"
 	"github.com/sluicehq/sluice/platform/events"
 	"github.com/sluicehq/sluice/platform/natstest"
 	"github.com/sluicehq/sluice/platform/servicekit"
@@ -69,7 +70,8 @@ func newHarness(t *testing.T, tune ...func(*notify.Config)) *harness {
 	// not needed: those services do not run here).
 	servicekittest.Producers(t, js, "source", "build", "test", "release")
 	h.cfg = notify.Config{
-		Settings:       servicekit.Settings{DataDir: t.TempDir(), DatabaseURL: sqldbtest.URL(t)},
+		// The subscribers are on loopback.
+		Settings:       servicekit.Settings{DataDir: t.TempDir(), DatabaseURL: sqldbtest.URL(t), AllowEgress: []string{egress.Loopback}},
 		RetryBase:      50 * time.Millisecond,
 		RetryMax:       time.Second,
 		AttemptTimeout: 5 * time.Second,

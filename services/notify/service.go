@@ -8,6 +8,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/fx"
 
+	"github.com/sluicehq/sluice/platform/egress"
 	"github.com/sluicehq/sluice/platform/events"
 	"github.com/sluicehq/sluice/platform/servicekit"
 	"github.com/sluicehq/sluice/services/notify/domain"
@@ -25,7 +26,8 @@ type Service struct {
 	log     *slog.Logger
 	version string
 	retry   domain.Retry
-	// client POSTs deliveries; it follows no redirect.
+	// client POSTs deliveries through the egress policy; it follows no
+	// redirect.
 	client *http.Client
 	// due wakes the delivery loop: new deliveries are due.
 	due chan struct{}
@@ -43,6 +45,9 @@ type Deps struct {
 	// Info names the version in the deliveries' User-Agent.
 	Info servicekit.BuildInfo
 	Log  *slog.Logger
+	// Egress is what subscription URLs may reach (the allow-egress
+	// setting).
+	Egress *egress.Policy
 }
 
 // NewService makes the service; cfg must be valid (Config.WithDefaults,
@@ -51,17 +56,19 @@ func NewService(cfg Config, d Deps) (*Service, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if d.Store == nil || d.Outbox == nil || d.JetStream == nil || d.Log == nil {
+	if d.Store == nil || d.Outbox == nil || d.JetStream == nil || d.Egress == nil || d.Log == nil {
 		return nil, errors.New("notify: NewService: every dependency is required")
 	}
 	version := d.Info.Version
 	if version == "" {
 		version = "dev"
 	}
-	transport, ok := http.DefaultTransport.(*http.Transport)
-	if !ok {
-		return nil, errors.New("notify: http.DefaultTransport is not an *http.Transport")
-	}
+	// Every connection, to each address a URL's host resolves to, is
+	// checked against the egress policy when it is dialed.
+	client := d.Egress.Client()
+	// A redirect is an answer like any other non-2xx: following it would
+	// turn the POST into a GET to somewhere else.
+	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	return &Service{
 		cfg:     cfg,
 		store:   d.Store,
@@ -70,12 +77,7 @@ func NewService(cfg Config, d Deps) (*Service, error) {
 		log:     d.Log,
 		version: version,
 		retry:   domain.NewRetry(cfg.MaxAttempts, cfg.RetryBase, cfg.RetryMax),
-		client: &http.Client{
-			Transport: transport.Clone(),
-			// A redirect is an answer like any other non-2xx: following it
-			// would turn the POST into a GET to somewhere else.
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		},
-		due: make(chan struct{}, 1),
+		client:  client,
+		due:     make(chan struct{}, 1),
 	}, nil
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/sluicehq/sluice/platform/apierror"
 	"github.com/sluicehq/sluice/platform/artifacts"
+	"github.com/sluicehq/sluice/platform/egress"
 	"github.com/sluicehq/sluice/platform/executor"
 	"github.com/sluicehq/sluice/platform/gitcheckout"
 	"github.com/sluicehq/sluice/platform/ids"
@@ -211,12 +212,12 @@ func (s *Service) prepare(ctx context.Context, rel domain.Release) (*workspace, 
 	dir := filepath.Join(s.cfg.DataDir, "workspaces", ids.New())
 	w := &workspace{dir: dir, src: filepath.Join(dir, "src"), artifacts: filepath.Join(dir, "artifacts")}
 	w.notes = append(w.notes, fmt.Sprintf("checking out %s at %s", rel.Repository.URL, domain.ShortSHA(rel.Commit)))
-	if err := gitcheckout.Checkout(ctx, rel.Repository.URL, rel.Commit, w.src); err != nil {
+	if err := gitcheckout.Checkout(ctx, s.egress, rel.Repository.URL, rel.Commit, w.src); err != nil {
 		if ctx.Err() != nil {
 			w.remove()
 			return nil, ctx.Err()
 		}
-		w.problem = fmt.Sprintf("preparing the deploy failed: check out %s: %v", domain.ShortSHA(rel.Commit), err)
+		w.problem = fmt.Sprintf("preparing the deploy failed: check out %s: %v", domain.ShortSHA(rel.Commit), egress.Brief(err))
 		return w, nil
 	}
 	if err := s.fetchArtifacts(ctx, rel.Artifacts, w); err != nil {
@@ -360,7 +361,7 @@ func (s *Service) verify(ctx context.Context, env domain.Environment, dir string
 	case env.Verify.HTTP != "":
 		note(out.w, out.verify, "verifying: GET %s (up to %s)", env.Verify.HTTP, timeout)
 		what = "GET " + env.Verify.HTTP + ":"
-		err = verifyHTTP(ctx, env.Verify.HTTP, timeout, func(err error) { note(out.w, out.verify, "GET %s: %v", env.Verify.HTTP, err) })
+		err = verifyHTTP(ctx, s.egress, env.Verify.HTTP, timeout, func(err error) { note(out.w, out.verify, "GET %s: %v", env.Verify.HTTP, err) })
 	case env.Verify.Command != "":
 		note(out.w, out.verify, "verifying: %s (up to %s)", env.Verify.Command, timeout)
 		what = strconv.Quote(env.Verify.Command)
@@ -374,19 +375,23 @@ func (s *Service) verify(ctx context.Context, env domain.Environment, dir string
 		return "", nil, nil
 	case ctx.Err() != nil:
 		return "", nil, ctx.Err()
-	case errors.Is(err, errNotStarted):
+	case errors.Is(err, errNotStarted), errors.As(err, new(*egress.RefusedError)):
 		return fmt.Sprintf("verification failed: %s %v", what, err), nil, nil
 	}
 	return fmt.Sprintf("verification failed: %s %v after %s", what, err, timeout), last, nil
 }
 
 // verifyHTTP GETs url every httpVerifyInterval until it answers 2xx or
-// timeout has passed; the error is the last answer's. changed is told each
-// failed answer that differs from the one before.
-func verifyHTTP(ctx context.Context, target string, timeout time.Duration, changed func(error)) error {
-	transport := &http.Transport{Proxy: nil, DisableKeepAlives: true}
+// timeout has passed; the error is the last answer's, brief
+// (egress.Brief), as the release log and the deployment tell it. changed is
+// told each failed answer that differs from the one before. Every
+// connection, redirects' included, is checked against policy; a refusal
+// ends the verification at once.
+func verifyHTTP(ctx context.Context, policy *egress.Policy, target string, timeout time.Duration, changed func(error)) error {
+	transport := policy.Transport()
+	transport.DisableKeepAlives = true
 	defer transport.CloseIdleConnections()
-	client := &http.Client{Transport: transport}
+	client := &http.Client{Transport: transport, CheckRedirect: egress.LimitRedirects}
 	deadline := time.Now().Add(timeout)
 	var previous string
 	var lastErr error
@@ -402,11 +407,15 @@ func verifyHTTP(ctx context.Context, target string, timeout time.Duration, chang
 		if err == nil && (status < 200 || status >= 300) {
 			err = fmt.Errorf("%d %s", status, http.StatusText(status))
 		}
+		err = egress.Brief(err)
 		if err != nil && err.Error() != previous && ctx.Err() == nil {
 			previous = err.Error()
 			changed(err)
 		}
 		lastErr = err
+		if errors.As(err, new(*egress.RefusedError)) {
+			return retry.Permanent(err)
+		}
 		return err
 	}, retry.GiveUpAfter(timeout))
 }

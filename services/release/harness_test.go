@@ -38,6 +38,7 @@ import (
 	testv1 "github.com/sluicehq/sluice/proto/gen/sluice/test/v1"
 
 	"github.com/sluicehq/sluice/platform/artifacts"
+	"github.com/sluicehq/sluice/platform/egress"
 	"github.com/sluicehq/sluice/platform/events"
 	"github.com/sluicehq/sluice/platform/gittest"
 	"github.com/sluicehq/sluice/platform/natsprovision"
@@ -90,7 +91,9 @@ type harness struct {
 	client     releasev1connect.ReleaseServiceClient
 }
 
-func newHarness(t *testing.T) *harness {
+// newHarness starts release with the test configuration, which tune may
+// change first.
+func newHarness(t *testing.T, tune ...func(*Config)) *harness {
 	t.Helper()
 	h := &harness{t: t}
 	h.nats = natstest.Start(t)
@@ -109,7 +112,11 @@ func newHarness(t *testing.T) *harness {
 	h.runs = map[string]passedOn{}
 	sourceSrv := serve(t)(sourcev1connect.NewSourceServiceHandler(h.source))
 
-	h.cfg = Config{Settings: servicekit.Settings{DataDir: t.TempDir(), DatabaseURL: sqldbtest.URL(t)}, SourceURL: sourceSrv.URL}
+	// The repository is local and the health endpoint is on loopback.
+	h.cfg = Config{
+		Settings:  servicekit.Settings{DataDir: t.TempDir(), DatabaseURL: sqldbtest.URL(t), AllowEgress: []string{egress.Local, egress.Loopback}},
+		SourceURL: sourceSrv.URL,
+	}
 	// The staging health endpoint answers 200 while the deployed health
 	// file says ok, 503 otherwise.
 	h.health = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -123,6 +130,9 @@ func newHarness(t *testing.T) *harness {
 	}))
 	t.Cleanup(h.health.Close)
 
+	for _, f := range tune {
+		f(&h.cfg)
+	}
 	h.events = watchEvents(t, js)
 	h.start()
 	return h

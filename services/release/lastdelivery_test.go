@@ -9,6 +9,8 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/sluicehq/sluice/platform/egress"
+	"github.com/sluicehq/sluice/platform/egress/egresstest"
 	"github.com/sluicehq/sluice/platform/events"
 	"github.com/sluicehq/sluice/platform/executor"
 	"github.com/sluicehq/sluice/platform/servicekit/servicekittest"
@@ -40,7 +42,7 @@ func TestLastDeliveryEndsTheStageFailed(t *testing.T) {
 	log := slog.New(slog.NewTextHandler(t.Output(), nil))
 	svc, err := NewService(cfg, Deps{
 		Store: NewStore(db), DB: db, JetStream: h.js, Source: sourcev1connect.NewSourceServiceClient(http.DefaultClient, cfg.SourceURL),
-		Executor: &executor.Local{}, Outbox: events.NewRelay(db, h.js, log), Log: log,
+		Executor: &executor.Local{}, Outbox: events.NewRelay(db, h.js, log), Egress: egresstest.Policy(t, egress.Local, egress.Loopback), Log: log,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -2,6 +2,7 @@ package release
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"slices"
@@ -11,6 +12,7 @@ import (
 
 	"connectrpc.com/connect"
 
+	"github.com/sluicehq/sluice/platform/egress"
 	releaseeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/release/events/v1"
 	releasev1 "github.com/sluicehq/sluice/proto/gen/sluice/release/v1"
 	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
@@ -513,4 +515,44 @@ func deploymentSummary(ds []*releasev1.Deployment) []string {
 		out = append(out, s)
 	}
 	return out
+}
+
+// Without allow-egress loopback, verify.http against the loopback health
+// endpoint fails the verification at once with the refusal, which names
+// the setting; without allow-egress local, the local repository is not
+// checked out and the environment is not touched.
+func TestEgressRefusalsFailTheDeploy(t *testing.T) {
+	t.Parallel()
+	t.Run("verify.http on loopback", func(t *testing.T) {
+		t.Parallel()
+		h := newHarness(t, func(c *Config) { c.AllowEgress = []string{egress.Local} })
+		runID := h.run(h.initialCommit(), "main", h.pipeline())
+		fin := h.finished(runID)
+		want := "verification failed on staging: GET " + h.health.URL + "/staging: egress refused: 127.0.0.1 is a loopback address; " +
+			`to allow it, add "loopback" or "127.0.0.1/32" to the allow-egress ($SLUICE_RELEASE_ALLOW_EGRESS) setting`
+		if fin.GetOutcome() != releaseeventsv1.ReleaseOutcome_RELEASE_OUTCOME_FAILED || !strings.HasPrefix(fin.GetReason(), want) {
+			t.Fatalf("ReleaseFinished = %v\nwant FAILED, reason starting %q", fin, want)
+		}
+		if got := h.deploys("staging"); len(got) != 1 {
+			t.Fatalf("staging deploys = %q, want the one deploy", got)
+		}
+		lines, _ := h.logs(runID, "verify")
+		if !slices.ContainsFunc(lines, func(l string) bool { return strings.Contains(l, "egress refused: 127.0.0.1") }) {
+			t.Fatalf("verify log does not tell the refusal:\n%s", strings.Join(lines, "\n"))
+		}
+	})
+	t.Run("local repository", func(t *testing.T) {
+		t.Parallel()
+		h := newHarness(t, func(c *Config) { c.AllowEgress = []string{egress.Loopback} })
+		runID := h.run(h.initialCommit(), "main", h.pipeline())
+		fin := h.finished(runID)
+		if fin.GetOutcome() != releaseeventsv1.ReleaseOutcome_RELEASE_OUTCOME_FAILED ||
+			!strings.Contains(fin.GetReason(), "preparing the deploy failed on staging: check out") ||
+			!strings.Contains(fin.GetReason(), "is a local repository; to allow it, add \"local\" to the allow-egress ($SLUICE_RELEASE_ALLOW_EGRESS) setting") {
+			t.Fatalf("ReleaseFinished = %v, want FAILED with the local repository refused", fin)
+		}
+		if _, err := os.Stat(filepath.Join(StateDir(h.cfg.DataDir, repoName, "staging"), "deploys")); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("staging was deployed to: %v", err)
+		}
+	})
 }

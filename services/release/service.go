@@ -18,6 +18,7 @@ import (
 
 	"github.com/sluicehq/sluice/platform/apierror"
 	"github.com/sluicehq/sluice/platform/auth"
+	"github.com/sluicehq/sluice/platform/egress"
 	"github.com/sluicehq/sluice/platform/events"
 	"github.com/sluicehq/sluice/platform/executor"
 	"github.com/sluicehq/sluice/platform/ids"
@@ -49,6 +50,9 @@ type Deps struct {
 	// Executor runs deploy and verify commands (executor.Local in production).
 	Executor executor.Executor
 	Log      *slog.Logger
+	// Egress is what verify.http probes and repository URLs may reach (the
+	// allow-egress setting).
+	Egress *egress.Policy
 }
 
 // Service is the release application: the release stage of runs
@@ -61,6 +65,7 @@ type Service struct {
 	js     jetstream.JetStream
 	source SourceClient
 	exec   executor.Executor
+	egress *egress.Policy
 	outbox *events.Relay
 	log    *slog.Logger
 	locks  *keyedLocks
@@ -77,13 +82,13 @@ func NewService(cfg Config, d Deps) (*Service, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if d.Store == nil || d.DB == nil || d.Outbox == nil || d.JetStream == nil || d.Source == nil || d.Executor == nil || d.Log == nil {
+	if d.Store == nil || d.DB == nil || d.Outbox == nil || d.JetStream == nil || d.Source == nil || d.Executor == nil || d.Egress == nil || d.Log == nil {
 		return nil, errors.New("release: NewService: every dependency is required")
 	}
 	base, stop := context.WithCancel(context.Background())
 	return &Service{
 		cfg: cfg, store: d.Store, logs: steplog.New(d.DB), js: d.JetStream, source: d.Source,
-		exec: d.Executor, outbox: d.Outbox, log: d.Log, locks: newKeyedLocks(d.DB.Lock),
+		exec: d.Executor, egress: d.Egress, outbox: d.Outbox, log: d.Log, locks: newKeyedLocks(d.DB.Lock),
 		base: base, stopBase: stop,
 	}, nil
 }

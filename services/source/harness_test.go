@@ -19,6 +19,7 @@ import (
 	"go.uber.org/goleak"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/sluicehq/sluice/platform/egress"
 	"github.com/sluicehq/sluice/platform/events"
 	"github.com/sluicehq/sluice/platform/gittest"
 	"github.com/sluicehq/sluice/platform/natstest"
@@ -77,8 +78,9 @@ type harness struct {
 // newHarness composes the source service with fx as a binary does
 // (servicekittest.Start), on a real nats-server and a loopback HTTP server,
 // provisions the build, test and release streams (as their services would)
-// and waits until it is ready. pollInterval 0 disables polling.
-func newHarness(t *testing.T, pollInterval time.Duration) *harness {
+// and waits until it is ready. pollInterval 0 disables polling. The
+// repositories are local (allow-egress local) unless tune says otherwise.
+func newHarness(t *testing.T, pollInterval time.Duration, tune ...func(*source.Config)) *harness {
 	t.Helper()
 	ns := natstest.Start(t)
 	nc := ns.Connect(t)
@@ -87,7 +89,13 @@ func newHarness(t *testing.T, pollInterval time.Duration) *harness {
 		t.Fatal(err)
 	}
 	logger := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
-	cfg := source.Config{Settings: servicekit.Settings{DataDir: t.TempDir(), DatabaseURL: sqldbtest.URL(t)}, PollInterval: pollInterval}
+	cfg := source.Config{
+		Settings:     servicekit.Settings{DataDir: t.TempDir(), DatabaseURL: sqldbtest.URL(t), AllowEgress: []string{egress.Local}},
+		PollInterval: pollInterval,
+	}
+	for _, f := range tune {
+		f(&cfg)
+	}
 	p := servicekittest.Start(t, ns.URL, servicekittest.Options{Log: logger, NoWait: true}, source.Module(cfg))
 
 	servicekittest.Producers(t, js, "build", "test", "release")

@@ -14,6 +14,7 @@ import (
 
 	"github.com/sluicehq/sluice/platform/apierror"
 	"github.com/sluicehq/sluice/platform/auth"
+	"github.com/sluicehq/sluice/platform/egress"
 	"github.com/sluicehq/sluice/platform/events"
 	"github.com/sluicehq/sluice/platform/ids"
 	"github.com/sluicehq/sluice/platform/paging"
@@ -68,12 +69,12 @@ func (s *Service) CreateRepository(ctx context.Context, in NewRepository) (repo 
 	fctx, cancel := context.WithTimeout(ctx, fetchTimeout)
 	defer cancel()
 	if err := s.mirrors.Fetch(fctx, id, url); err != nil {
-		return repo, false, fmt.Errorf("url: %w: %w", err, apierror.ErrInvalidArgument)
+		return repo, false, fmt.Errorf("url: %w: %w", egress.Brief(err), apierror.ErrInvalidArgument)
 	}
 	branch := in.Branch
 	if branch == "" {
-		if branch, err = gitmirror.DefaultBranch(fctx, url); err != nil {
-			return repo, false, fmt.Errorf("branch: %w: %w", err, apierror.ErrInvalidArgument)
+		if branch, err = s.mirrors.DefaultBranch(fctx, url); err != nil {
+			return repo, false, fmt.Errorf("branch: %w: %w", egress.Brief(err), apierror.ErrInvalidArgument)
 		}
 	} else if err := s.checkBranch(id, url, branch); err != nil {
 		return repo, false, err

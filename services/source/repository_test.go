@@ -3,17 +3,22 @@ package source_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
+	"sync/atomic"
 	"testing"
 
 	"connectrpc.com/connect"
 
 	sourceeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
 	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
+	"github.com/sluicehq/sluice/services/source"
 )
 
 // TestCreateRepository registers a local repository by a relative path and
@@ -146,4 +151,41 @@ func TestInvalidRequestOverHTTPJSON(t *testing.T) {
 		t.Errorf("status %d, want 400; body %s", res.StatusCode, body)
 	}
 	mustContain(t, string(body), "invalid_argument", "url")
+}
+
+// Without allow-egress, CreateRepository reads no local repository and
+// connects to no loopback address: the request fails with the refusal,
+// which names the setting, and the loopback server sees no request.
+func TestCreateRepositoryRefusedByEgress(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, 0, func(c *source.Config) { c.AllowEgress = nil })
+	src, _ := newGitRepo(t, "local", "main", validPipeline)
+	var hits atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		hits.Add(1)
+		w.WriteHeader(http.StatusNotFound)
+	}))
+	t.Cleanup(srv.Close)
+	for _, tc := range []struct{ url, allow string }{
+		{src.Dir, `"local"`},
+		{"file://" + src.Dir, `"local"`},
+		{srv.URL + "/repo.git", `"loopback" or "127.0.0.1/32"`},
+	} {
+		_, err := h.client.CreateRepository(context.Background(), &sourcev1.CreateRepositoryRequest{Url: tc.url})
+		var msg string
+		if ce := new(connect.Error); errors.As(err, &ce) {
+			msg = ce.Message()
+		}
+		if connect.CodeOf(err) != connect.CodeInvalidArgument || !strings.Contains(msg, "egress refused") ||
+			!strings.Contains(msg, tc.allow) || !strings.Contains(msg, "$SLUICE_SOURCE_ALLOW_EGRESS") {
+			t.Errorf("CreateRepository(%s): %v; want invalid_argument refusing it and naming %s and $SLUICE_SOURCE_ALLOW_EGRESS", tc.url, err, tc.allow)
+		}
+	}
+	if n := hits.Load(); n != 0 {
+		t.Errorf("the loopback server got %d requests", n)
+	}
+	list, err := h.client.ListRepositories(context.Background(), &sourcev1.ListRepositoriesRequest{})
+	if err != nil || len(list.GetRepositories()) != 0 {
+		t.Errorf("ListRepositories = %v, %v; want none registered", list.GetRepositories(), err)
+	}
 }

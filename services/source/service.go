@@ -12,6 +12,7 @@ import (
 	"go.uber.org/fx"
 
 	"github.com/sluicehq/sluice/platform/apierror"
+	"github.com/sluicehq/sluice/platform/egress"
 	"github.com/sluicehq/sluice/platform/events"
 	"github.com/sluicehq/sluice/services/source/domain"
 	"github.com/sluicehq/sluice/services/source/gitmirror"
@@ -44,6 +45,8 @@ type Deps struct {
 	// JetStream holds the tokens bucket source publishes tokens in.
 	JetStream jetstream.JetStream
 	Log       *slog.Logger
+	// Egress is what repository URLs may reach (the allow-egress setting).
+	Egress *egress.Policy
 }
 
 // NewService makes the service; cfg must be valid (Config.WithDefaults,
@@ -52,13 +55,13 @@ func NewService(cfg Config, d Deps) (*Service, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if d.Store == nil || d.Outbox == nil || d.JetStream == nil || d.Log == nil {
+	if d.Store == nil || d.Outbox == nil || d.JetStream == nil || d.Egress == nil || d.Log == nil {
 		return nil, errors.New("source: NewService: every dependency is required")
 	}
 	return &Service{
 		cfg:     cfg,
 		store:   d.Store,
-		mirrors: gitmirror.New(cfg.mirrorsDir()),
+		mirrors: gitmirror.New(cfg.mirrorsDir(), d.Egress),
 		outbox:  d.Outbox,
 		log:     d.Log,
 		changes: &broadcast{},
@@ -66,12 +69,13 @@ func NewService(cfg Config, d Deps) (*Service, error) {
 	}, nil
 }
 
-// fetch brings a repository's mirror up to date.
+// fetch brings a repository's mirror up to date. Its error, told to the
+// user, is brief (egress.Brief).
 func (s *Service) fetch(ctx context.Context, repo domain.Repository) error {
 	ctx, cancel := context.WithTimeout(ctx, fetchTimeout)
 	defer cancel()
 	if err := s.mirrors.Fetch(ctx, repo.ID, repo.URL); err != nil {
-		return fmt.Errorf("repository %q: %w: %w", repo.Name, err, apierror.ErrUnavailable)
+		return fmt.Errorf("repository %q: %w: %w", repo.Name, egress.Brief(err), apierror.ErrUnavailable)
 	}
 	return nil
 }

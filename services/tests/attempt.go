@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/platform/artifacts"
+	"github.com/sluicehq/sluice/platform/egress"
 	"github.com/sluicehq/sluice/platform/executor"
 	"github.com/sluicehq/sluice/platform/gitcheckout"
 	"github.com/sluicehq/sluice/platform/lastlines"
@@ -74,9 +75,12 @@ func (a *attempt) test(ctx context.Context) (domain.Outcome, error) {
 	}
 	defer cleanup()
 	a.meta("", fmt.Sprintf("--- checking out %s of %s", run.Commit, run.Repository.URL))
-	if err := gitcheckout.Checkout(ctx, run.Repository.URL, run.Commit, ws); err != nil {
+	if err := gitcheckout.Checkout(ctx, a.s.egress, run.Repository.URL, run.Commit, ws); err != nil {
 		if errors.Is(err, gitcheckout.ErrCommitNotFound) {
 			return domain.Errored(err.Error(), nil), nil
+		}
+		if errors.As(err, new(*egress.RefusedError)) {
+			return domain.Errored(egress.Brief(err).Error(), nil), nil
 		}
 		return domain.Outcome{}, err
 	}

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/sluicehq/sluice/platform/artifacts"
+	"github.com/sluicehq/sluice/platform/egress"
 	"github.com/sluicehq/sluice/platform/events"
 	"github.com/sluicehq/sluice/platform/executor"
 	"github.com/sluicehq/sluice/platform/gittest"
@@ -89,9 +90,12 @@ func (h *harness) clientWith(secret string) testv1connect.TestServiceClient {
 }
 
 // config is a configuration with a data directory and a database of its
-// own.
+// own; the repositories are local (allow-egress local).
 func (h *harness) config() tests.Config {
-	return tests.Config{Settings: servicekit.Settings{DataDir: h.t.TempDir(), DatabaseURL: sqldbtest.URL(h.t)}, Workers: 2}
+	return tests.Config{
+		Settings: servicekit.Settings{DataDir: h.t.TempDir(), DatabaseURL: sqldbtest.URL(h.t), AllowEgress: []string{egress.Local}},
+		Workers:  2,
+	}
 }
 
 // plainService is a test service made with its plain constructors, beside
@@ -104,9 +108,13 @@ func (h *harness) plainService() (*tests.Service, *tests.Store) {
 	store := tests.NewStore(db)
 	log := servicekittest.Logger(h.t)
 	relay := events.NewRelay(db, h.js, log)
+	policy, err := cfg.Egress(tests.Name)
+	if err != nil {
+		h.t.Fatal(err)
+	}
 	svc, err := tests.NewService(cfg, tests.Deps{
 		Store: store, DB: db, Outbox: relay, JetStream: h.js,
-		Executor: &executor.Local{DefaultTimeout: cfg.DefaultStepTimeout}, Log: log,
+		Executor: &executor.Local{DefaultTimeout: cfg.DefaultStepTimeout}, Log: log, Egress: policy,
 	})
 	if err != nil {
 		h.t.Fatal(err)

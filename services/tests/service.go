@@ -11,6 +11,7 @@ import (
 
 	"github.com/sluicehq/sluice/platform/apierror"
 	"github.com/sluicehq/sluice/platform/auth"
+	"github.com/sluicehq/sluice/platform/egress"
 	"github.com/sluicehq/sluice/platform/events"
 	"github.com/sluicehq/sluice/platform/executor"
 	"github.com/sluicehq/sluice/platform/paging"
@@ -32,6 +33,8 @@ type Deps struct {
 	// Executor runs the steps (executor.Local in production).
 	Executor executor.Executor
 	Log      *slog.Logger
+	// Egress is what repository URLs may reach (the allow-egress setting).
+	Egress *egress.Policy
 }
 
 // Service is the test service's application: it runs test runs for
@@ -44,6 +47,8 @@ type Service struct {
 	js    jetstream.JetStream
 	exec  executor.Executor
 	relay *events.Relay
+	// egress is what checkouts may reach.
+	egress *egress.Policy
 }
 
 // NewService makes the service; cfg must be valid (Config.WithDefaults,
@@ -52,7 +57,7 @@ func NewService(cfg Config, d Deps) (*Service, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if d.Store == nil || d.DB == nil || d.Outbox == nil || d.JetStream == nil || d.Executor == nil || d.Log == nil {
+	if d.Store == nil || d.DB == nil || d.Outbox == nil || d.JetStream == nil || d.Executor == nil || d.Log == nil || d.Egress == nil {
 		return nil, errors.New("test: NewService: every dependency is required")
 	}
 	return &Service{
@@ -63,6 +68,8 @@ func NewService(cfg Config, d Deps) (*Service, error) {
 		js:    d.JetStream,
 		exec:  d.Executor,
 		relay: d.Outbox,
+		// Checkouts go through the egress policy.
+		egress: d.Egress,
 	}, nil
 }
 

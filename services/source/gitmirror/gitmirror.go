@@ -2,7 +2,9 @@
 // one directory and answers every read from it: refs, commits, files at a
 // commit, commit ranges. It is pure Go (go-git): a local repository is
 // mirrored by copying objects in-process, so no git binary is needed;
-// remote URLs are fetched with go-git's transports.
+// remote URLs are fetched with go-git's transports. What it may read is the
+// egress policy's to say (gitremote.Guard): a refusal is an
+// *egress.RefusedError.
 package gitmirror
 
 import (
@@ -28,6 +30,8 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/transport"
 	"github.com/go-git/go-git/v5/storage/memory"
 
+	"github.com/sluicehq/sluice/platform/egress"
+	"github.com/sluicehq/sluice/platform/gitremote"
 	"github.com/sluicehq/sluice/services/source/domain"
 )
 
@@ -48,14 +52,16 @@ const remoteName = "origin"
 // It serialises fetches of one mirror against each other and against its
 // readers; different mirrors do not wait for each other.
 type Mirrors struct {
-	root  string
-	mu    sync.Mutex
-	locks map[string]*sync.RWMutex
+	root   string
+	policy *egress.Policy
+	mu     sync.Mutex
+	locks  map[string]*sync.RWMutex
 }
 
-// New manages mirrors under root (created on the first fetch).
-func New(root string) *Mirrors {
-	return &Mirrors{root: root, locks: map[string]*sync.RWMutex{}}
+// New manages mirrors under root (created on the first fetch) of the
+// repositories policy lets it read.
+func New(root string, policy *egress.Policy) *Mirrors {
+	return &Mirrors{root: root, policy: policy, locks: map[string]*sync.RWMutex{}}
 }
 
 func (m *Mirrors) lock(id string) *sync.RWMutex {
@@ -96,8 +102,12 @@ func (m *Mirrors) Remove(id string) error {
 // DefaultBranch returns the branch that url's HEAD names (it may have no
 // commits yet). When HEAD is detached it falls back to main, then master,
 // then the only branch.
-func DefaultBranch(ctx context.Context, url string) (string, error) {
+func (m *Mirrors) DefaultBranch(ctx context.Context, url string) (string, error) {
 	path, local, err := IsLocal(url)
+	if err != nil {
+		return "", err
+	}
+	ctx, err = gitremote.Guard(ctx, m.policy, url)
 	if err != nil {
 		return "", err
 	}
@@ -152,6 +162,14 @@ func DefaultBranch(ctx context.Context, url string) (string, error) {
 // it when it does not exist: every branch and tag of url, and no ref that
 // url no longer has.
 func (m *Mirrors) Fetch(ctx context.Context, id, url string) error {
+	path, local, err := IsLocal(url)
+	if err != nil {
+		return err
+	}
+	ctx, err = gitremote.Guard(ctx, m.policy, url)
+	if err != nil {
+		return err
+	}
 	l := m.lock(id)
 	l.Lock()
 	defer l.Unlock()
@@ -165,10 +183,6 @@ func (m *Mirrors) Fetch(ctx context.Context, id, url string) error {
 	}
 	if err != nil {
 		return fmt.Errorf("open mirror %s: %w", dir, err)
-	}
-	path, local, err := IsLocal(url)
-	if err != nil {
-		return err
 	}
 	if local {
 		err = fetchLocal(ctx, repo, path, url)

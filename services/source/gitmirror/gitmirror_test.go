@@ -3,8 +3,10 @@ package gitmirror_test
 import (
 	"context"
 	"errors"
+	"net/http"
 	"net/http/cgi"
 	"net/http/httptest"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -12,6 +14,8 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/sluicehq/sluice/platform/egress"
+	"github.com/sluicehq/sluice/platform/egress/egresstest"
 	"github.com/sluicehq/sluice/platform/gittest"
 	"github.com/sluicehq/sluice/services/source/gitmirror"
 )
@@ -44,14 +48,14 @@ func TestFetchLocal(t *testing.T) {
 	src := newSource(t)
 	c1 := src.CommitFile(".sluice.yaml", "version: 1\n", "first")
 	src.SetRef("refs/heads/feature", c1)
-	m := gitmirror.New(filepath.Join(t.TempDir(), "mirrors"))
+	m := gitmirror.New(filepath.Join(t.TempDir(), "mirrors"), egresstest.Policy(t, egress.Local, egress.Loopback))
 	if err := m.Fetch(ctx, "r1", src.Dir); err != nil {
 		t.Fatal(err)
 	}
 	if got := head(t, m, "main"); got != c1 {
 		t.Fatalf("main = %s, want %s", got, c1)
 	}
-	if b, err := gitmirror.DefaultBranch(ctx, src.Dir); err != nil || b != "main" {
+	if b, err := m.DefaultBranch(ctx, src.Dir); err != nil || b != "main" {
 		t.Errorf("DefaultBranch = %q, %v; want main", b, err)
 	}
 
@@ -108,7 +112,7 @@ func TestFetchLocal(t *testing.T) {
 
 func TestFetchUnreadable(t *testing.T) {
 	t.Parallel()
-	m := gitmirror.New(t.TempDir())
+	m := gitmirror.New(t.TempDir(), egresstest.Policy(t, egress.Local, egress.Loopback))
 	err := m.Fetch(context.Background(), "r1", filepath.Join(t.TempDir(), "missing"))
 	if !errors.Is(err, gitmirror.ErrUnreadable) {
 		t.Errorf("err = %v, want ErrUnreadable", err)
@@ -136,14 +140,14 @@ func TestFetchOverHTTP(t *testing.T) {
 	defer srv.Close()
 	url := srv.URL + "/src"
 
-	m := gitmirror.New(t.TempDir())
+	m := gitmirror.New(t.TempDir(), egresstest.Policy(t, egress.Local, egress.Loopback))
 	if err := m.Fetch(ctx, "r1", url); err != nil {
 		t.Fatal(err)
 	}
 	if got := head(t, m, "main"); got != c1 {
 		t.Errorf("main = %s, want %s", got, c1)
 	}
-	if b, err := gitmirror.DefaultBranch(ctx, url); err != nil || b != "main" {
+	if b, err := m.DefaultBranch(ctx, url); err != nil || b != "main" {
 		t.Errorf("DefaultBranch = %q, %v; want main", b, err)
 	}
 	c2 := src.CommitFile("b.txt", "b\n", "second")
@@ -165,7 +169,7 @@ func TestManyFetchesKeepFewPacks(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	src := newSource(t)
-	m := gitmirror.New(filepath.Join(t.TempDir(), "mirrors"))
+	m := gitmirror.New(filepath.Join(t.TempDir(), "mirrors"), egresstest.Policy(t, egress.Local, egress.Loopback))
 	var shas []string
 	for i := range 2*gitmirror.MaxPacks + 3 {
 		shas = append(shas, src.CommitFile("n.txt", strings.Repeat("x", i+1)+"\n", "commit"))
@@ -189,5 +193,44 @@ func TestManyFetchesKeepFewPacks(t *testing.T) {
 	log, err := m.Log(ctx, "r1", "", shas[len(shas)-1], 0)
 	if err != nil || len(log) != len(shas) {
 		t.Fatalf("Log = %d commits, %v; want %d", len(log), err, len(shas))
+	}
+}
+
+// Without the allowance, neither a local repository (no mirror is made)
+// nor one served on loopback (the server sees no request) is read.
+func TestFetchRefusedByPolicy(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	src := newSource(t)
+	src.CommitFile("a.txt", "a\n", "first")
+	hits := make(chan struct{}, 10)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		hits <- struct{}{}
+		w.WriteHeader(http.StatusNotFound)
+	}))
+	defer srv.Close()
+	for _, tc := range []struct {
+		url   string
+		allow string
+	}{
+		{src.Dir, egress.Loopback},
+		{"file://" + src.Dir, egress.Loopback},
+		{srv.URL + "/src", egress.Local},
+	} {
+		m := gitmirror.New(filepath.Join(t.TempDir(), "mirrors"), egresstest.Policy(t, tc.allow))
+		err := m.Fetch(ctx, "r1", tc.url)
+		var refused *egress.RefusedError
+		if !errors.As(err, &refused) {
+			t.Errorf("Fetch(%s) with only %s allowed: %v, want refused", tc.url, tc.allow, err)
+		}
+		if _, err := os.Stat(m.Dir("r1")); tc.allow != egress.Local && !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("a refused fetch of %s made a mirror: %v", tc.url, err)
+		}
+		if _, err := m.DefaultBranch(ctx, tc.url); !errors.As(err, &refused) {
+			t.Errorf("DefaultBranch(%s) with only %s allowed: %v, want refused", tc.url, tc.allow, err)
+		}
+	}
+	if len(hits) != 0 {
+		t.Errorf("the loopback server got %d requests", len(hits))
 	}
 }

@@ -27,6 +27,7 @@ import (
 	"go.uber.org/fx"
 
 	"github.com/sluicehq/sluice/platform/auth"
+	"github.com/sluicehq/sluice/platform/egress"
 	"github.com/sluicehq/sluice/platform/fxkit"
 	"github.com/sluicehq/sluice/platform/retry"
 	"github.com/sluicehq/sluice/platform/servicecmd"
@@ -45,6 +46,13 @@ import (
 // DefaultPollInterval is how often `sluice up` fetches repositories:
 // sooner than a source binary's default, for a first look.
 const DefaultPollInterval = 10 * time.Second
+
+// DemoAllowEgress is every service's allow-egress in `sluice up`: loopback
+// and local repositories, which a first look on one machine needs (the
+// bundled example is a local repository whose deploy is verified on
+// 127.0.0.1, and a webhook receiver is likely on the same machine). A
+// service binary allows neither unless told.
+func DemoAllowEgress() []string { return []string{egress.Loopback, egress.Local} }
 
 // Options configure the platform.
 type Options struct {
@@ -84,9 +92,10 @@ func DefaultOptions() Options {
 	}
 	o.Source.PollInterval = DefaultPollInterval
 	o.Release.SourceURL = ""
-	// Every service's directory and database follow --data-dir unless set.
+	// Every service's directory and database follow --data-dir unless set;
+	// every service allows the demo's egress.
 	for _, u := range o.units() {
-		*u.settings = servicekit.Settings{NATSReplicas: u.settings.NATSReplicas}
+		*u.settings = servicekit.Settings{NATSReplicas: u.settings.NATSReplicas, AllowEgress: DemoAllowEgress()}
 	}
 	return o
 }

@@ -65,6 +65,26 @@ func TestFlagsSetEveryServicesSettings(t *testing.T) {
 	}
 }
 
+// Every service of `sluice up` allows loopback and local repositories
+// (the demo's egress: `make run` and the tests of this package need both),
+// unless its flag or variable says otherwise.
+func TestDemoAllowEgress(t *testing.T) {
+	t.Parallel()
+	env := map[string]string{"SLUICE_SOURCE_ALLOW_EGRESS": "local,10.0.0.0/8"}
+	o, _, err := parse([]string{"--notify-allow-egress", "private"}, func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{
+		"source": "local,10.0.0.0/8", "build": "loopback,local", "test": "loopback,local", "release": "loopback,local", "notify": "private",
+	}
+	for _, u := range o.units() {
+		if got := strings.Join(u.settings.AllowEgress, ","); got != want[u.name] {
+			t.Errorf("%s: allow-egress %q, want %q", u.name, got, want[u.name])
+		}
+	}
+}
+
 func TestPrepareExampleIsIdempotent(t *testing.T) {
 	src := t.TempDir()
 	if err := os.WriteFile(filepath.Join(src, "main.go"), []byte("package main\n"), 0o644); err != nil {

@@ -166,6 +166,8 @@ func startPlatform(t *testing.T, dataDir string) *allinone.Platform {
 	}
 	addr := ln.Addr().String()
 	_ = ln.Close()
+	// The demo's allow-egress (loopback, local) lets the services read the
+	// local repositories and notify reach the loopback receivers.
 	o := allinone.DefaultOptions()
 	o.DataDir, o.Process.Addr = dataDir, addr
 	o.Source.PollInterval = 0 // runs are triggered

@@ -28,11 +28,13 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sluicehq/sluice/deploy"
+	"github.com/sluicehq/sluice/platform/egress"
 	"github.com/sluicehq/sluice/platform/gitcheckout"
 	"github.com/sluicehq/sluice/platform/natsconn"
 	"github.com/sluicehq/sluice/platform/natsprovision"
 	"github.com/sluicehq/sluice/platform/sqldb"
 
+	"github.com/sluicehq/sluice/cmd/sluice/internal/allinone"
 	"github.com/sluicehq/sluice/cmd/sluice/internal/embeddednats"
 )
 
@@ -61,6 +63,9 @@ type floor struct {
 	dbs  map[string]*sqldb.DB
 	// environment is the one environment's deploy lock.
 	environment sync.Mutex
+	// egress is what the checkouts may read: `sluice up`'s policy, as the
+	// platform's stages check out under it.
+	egress *egress.Policy
 
 	seq    atomic.Int64
 	mu     sync.Mutex
@@ -125,6 +130,9 @@ func startFloor(ctx context.Context, cfg floorConfig, path []stage) (_ *floor, e
 		}
 	}
 	f := &floor{cfg: cfg, path: path, dbs: map[string]*sqldb.DB{}, runs: map[string]*floorRun{}}
+	if f.egress, err = egress.New("allow-egress", allinone.DemoAllowEgress()); err != nil {
+		return nil, fmt.Errorf("floor: %w", err)
+	}
 	defer func() {
 		if err != nil {
 			_ = f.stop(context.WithoutCancel(ctx))
@@ -306,7 +314,7 @@ func (f *floor) commit(ctx context.Context, i int, r *floorRun, n int) error {
 func (f *floor) checkout(ctx context.Context, i int, r *floorRun) error {
 	ws := filepath.Join(f.cfg.Dir, "workspaces", r.id+"-"+strconv.Itoa(i))
 	defer func() { _ = os.RemoveAll(ws) }()
-	if err := gitcheckout.Checkout(ctx, f.cfg.RepoURL, r.commit, ws); err != nil {
+	if err := gitcheckout.Checkout(ctx, f.egress, f.cfg.RepoURL, r.commit, ws); err != nil {
 		return fmt.Errorf("floor: %s checkout: %w", f.path[i].service, err)
 	}
 	return nil
