@@ -186,7 +186,8 @@ func waitOutput(t *testing.T, p *proc, want string) {
 
 // `sluice up --example DIR` (what `make run` does) registers the example,
 // runs it to a verified deploy and keeps serving; started again on the same
-// data directory it registers nothing twice and runs again.
+// data directory it registers nothing twice and runs again, and that run
+// deploys nothing: staging runs its commit already.
 func TestUpWithExampleTwice(t *testing.T) {
 	dataDir := t.TempDir()
 	t.Cleanup(func() { killDeployed(dataDir) })
@@ -204,12 +205,15 @@ func TestUpWithExampleTwice(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	for i, want := range []string{"registered example repository hello", "example repository hello already registered"} {
+	for i, want := range [][]string{
+		{"registered example repository hello", "release  succeeded"},
+		{"example repository hello already registered", "release  skipped", "staging already runs v0.1.0"},
+	} {
 		addr := fmt.Sprintf("127.0.0.1:%d", e2ekit.FreePort(t))
 		up := startProc(t, fmt.Sprintf("sluice up #%d", i+1), nil, bin(t, "sluice"), "up", "--data-dir", dataDir, "--addr", addr, "--example", example, "--poll-interval", "0")
 		waitOutput(t, up, "serving; Ctrl-C stops")
 		out := up.out.String()
-		for _, w := range []string{want, "build    succeeded", "test     succeeded", "release  succeeded", "released v0.1.0"} {
+		for _, w := range append(want, "build    succeeded", "test     succeeded", "released v0.1.0") {
 			if !strings.Contains(out, w) {
 				t.Fatalf("sluice up #%d output lacks %q:\n%s", i+1, w, out)
 			}

@@ -71,12 +71,15 @@ type harness struct {
 	client sourcev1connect.SourceServiceClient
 	http   *http.Client
 	js     jetstream.JetStream
+	// svc is the service, for what no API offers (PollOnce).
+	svc *source.Service
 }
 
 // newHarness composes the source service with fx as a binary does
 // (servicekittest.Start), on a real nats-server and a loopback HTTP server,
 // provisions the build, test and release streams (as their services would)
-// and waits until it is ready. pollInterval 0 disables polling.
+// and waits until it is ready. pollInterval 0 disables polling (a test may
+// still poll with h.svc.PollOnce).
 func newHarness(t *testing.T, pollInterval time.Duration) *harness {
 	t.Helper()
 	ns := natstest.Start(t)
@@ -87,10 +90,11 @@ func newHarness(t *testing.T, pollInterval time.Duration) *harness {
 	}
 	logger := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
 	cfg := source.Config{Settings: servicekit.Settings{DataDir: t.TempDir(), DatabaseURL: sqldbtest.URL(t)}, PollInterval: pollInterval}
-	p := servicekittest.Start(t, ns.URL, servicekittest.Options{Log: logger, NoWait: true}, source.Module(cfg))
+	var svc *source.Service
+	p := servicekittest.Start(t, ns.URL, servicekittest.Options{Log: logger, NoWait: true}, source.ModuleWithService(cfg, &svc))
 
 	servicekittest.Producers(t, js, "build", "test", "release")
-	h := &harness{t: t, url: p.URL, http: p.Client, js: js}
+	h := &harness{t: t, url: p.URL, http: p.Client, js: js, svc: svc}
 	h.client = sourcev1connect.NewSourceServiceClient(h.http, h.url)
 	p.WaitReady(t)
 	return h
