@@ -218,6 +218,10 @@ func (w *Workload) Finish(within time.Duration) Tally {
 	s.t.Helper()
 	ctx := context.Background()
 	status := map[string]sourcev1.RunStatus{}
+	// deployed: the run's release stage succeeded. A run of an older commit
+	// that finished after a newer one was released is skipped there: no
+	// version, no deploy.
+	deployed := map[string]bool{}
 	deadline := time.Now().Add(within)
 	for {
 		pending := 0
@@ -228,6 +232,11 @@ func (w *Workload) Finish(within time.Duration) Tally {
 			res, err := s.API().Source.GetRun(ctx, &sourcev1.GetRunRequest{RunId: id})
 			if err == nil {
 				status[id] = res.GetRun().GetStatus()
+				for _, st := range res.GetRun().GetStages() {
+					if st.GetName() == "release" {
+						deployed[id] = st.GetStatus() == sourcev1.StageStatus_STAGE_STATUS_SUCCEEDED
+					}
+				}
 			}
 			if st := status[id]; st != sourcev1.RunStatus_RUN_STATUS_SUCCEEDED && st != sourcev1.RunStatus_RUN_STATUS_FAILED && st != sourcev1.RunStatus_RUN_STATUS_CANCELLED {
 				pending++
@@ -322,7 +331,7 @@ func (w *Workload) Finish(within time.Duration) Tally {
 	got := w.awaitNotifications(finished, status, 2*time.Minute)
 	for _, id := range finished {
 		want := []string{typeRunFinished}
-		if status[id] == sourcev1.RunStatus_RUN_STATUS_SUCCEEDED {
+		if status[id] == sourcev1.RunStatus_RUN_STATUS_SUCCEEDED && deployed[id] {
 			want = append(want, typeReleasePublished, typeServiceDeployed)
 		}
 		for _, sub := range subscribers {

@@ -29,12 +29,16 @@ func TestRollbackWithoutVersionGoesToAnOlderVersionOnly(t *testing.T) {
 	fix := h.repo.CommitFiles("fix: one", map[string]string{"greeting": "a\n"})      // v0.1.1
 	h.release(fix)                                                                   //
 	h.release(h.repo.CommitFiles("feat: two", map[string]string{"greeting": "b\n"})) // v0.2.0
-	// A new run of v0.1.1's commit deploys v0.1.1 again: the newest
-	// deployment is now of an older version than v0.2.0's.
-	if _, fin := h.release(fix); fin.GetVersion() != "v0.1.1" {
-		t.Fatalf("re-run released %s, want v0.1.1 again", fin.GetVersion())
+	// A new run of v0.1.1's commit deploys nothing (v0.2.0 contains it);
+	// a rollback to v0.1.1 by hand puts it back: the newest deployment is
+	// now of an older version than v0.2.0's.
+	if fin := h.finished(h.run(fix, "main", h.pipeline())); fin.GetOutcome() != releaseeventsv1.ReleaseOutcome_RELEASE_OUTCOME_SKIPPED {
+		t.Fatalf("re-run of v0.1.1's commit: %v, want SKIPPED", fin)
 	}
 	ctx := context.Background()
+	if _, err := h.client.Rollback(ctx, &releasev1.RollbackRequest{Repository: repoName, Environment: "staging", ToVersion: "v0.1.1"}); err != nil {
+		t.Fatal(err)
+	}
 	res, err := h.client.Rollback(ctx, &releasev1.RollbackRequest{Repository: repoName, Environment: "staging"})
 	if err != nil {
 		t.Fatal(err)

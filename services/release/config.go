@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/platform/servicekit"
+	"github.com/sluicehq/sluice/services/release/domain"
 )
 
 // Name is the service's name: its NATS user and declarations, its
@@ -40,6 +41,14 @@ type Config struct {
 	// DefaultVerifyTimeout bounds a verification whose environment sets no
 	// timeout.
 	DefaultVerifyTimeout time.Duration
+	// EnvironmentBranches says which branches may deploy automatically to
+	// which environment, in domain.ParseEnvironmentBranches's format
+	// ("production=main,staging=main|release/*"; "*" names every other
+	// environment). It is the platform's rule: a pipeline's release
+	// branches narrow it, never widen it. Empty, or for an environment it
+	// does not name without a "*" entry: main and master
+	// (domain.DefaultBranches).
+	EnvironmentBranches string
 }
 
 // DefaultConfig is the configuration a binary starts from.
@@ -61,6 +70,8 @@ func (c *Config) RegisterFlags(f *servicekit.Flags) {
 	f.IntVar(&c.Workers, "workers", "release stages run at once")
 	f.DurationVar(&c.DefaultDeployTimeout, "deploy-timeout", "timeout of deploy commands whose environment sets none")
 	f.DurationVar(&c.DefaultVerifyTimeout, "verify-timeout", "how long a verification may keep trying when its environment sets no timeout")
+	f.StringVar(&c.EnvironmentBranches, "environment-branches",
+		"the branches that may deploy automatically to each environment: ENV=BRANCH|BRANCH,... (globs; * for every other environment; ENV= for none); an environment not named takes main|master")
 }
 
 // WithDefaults returns c with zero fields set to their defaults.
@@ -95,6 +106,9 @@ func (c Config) Validate() error {
 	}
 	if c.DefaultVerifyTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("verify-timeout is %s; it must be positive", c.DefaultVerifyTimeout))
+	}
+	if _, err := domain.ParseEnvironmentBranches(c.EnvironmentBranches); err != nil {
+		errs = append(errs, fmt.Errorf("environment-branches: %w", err))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("%s: %w", Name, err)

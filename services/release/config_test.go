@@ -31,6 +31,8 @@ func TestConfig(t *testing.T) {
 		{"workers", func(c *Config) { c.Workers = -1 }, "workers is -1"},
 		{"deploy timeout", func(c *Config) { c.DefaultDeployTimeout = -time.Second }, "deploy-timeout is -1s"},
 		{"verify timeout", func(c *Config) { c.DefaultVerifyTimeout = -time.Second }, "verify-timeout is -1s"},
+		{"environment branches", func(c *Config) { c.EnvironmentBranches = "production=main,staging" },
+			`environment-branches: entry "staging": want ENVIRONMENT=BRANCHES`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -51,11 +51,17 @@ type envResult struct {
 	failed     bool
 	reason     string
 	rolledBack bool
+	// left says why the release was not deployed there: the environment
+	// runs it already, or a newer release (newer).
+	left  string
+	newer bool
 }
 
 // releaseTo deploys rel to env for the run, at most once: a deployment of
 // the run found in progress was interrupted by a crash and is failed, not
-// run again. On failure, the environment is rolled back. The output goes to
+// run again. It does not deploy where rel's commit or a newer one runs
+// already, checked under the environment's lock since runs finish out of
+// order. On failure, the environment is rolled back. The output goes to
 // the run's release log, under deploy:<env>, verify:<env> and
 // rollback:<env>.
 func (s *Service) releaseTo(ctx context.Context, st stage, rel domain.Release, env domain.Environment) (envResult, error) {
@@ -87,6 +93,14 @@ func (s *Service) releaseTo(ctx context.Context, st stage, rel domain.Release, e
 	d, err := s.store.RunDeployment(ctx, st.runID, env.Name, false)
 	switch {
 	case errors.Is(err, apierror.ErrNotFound):
+		left, newer, err := s.alreadyThere(ctx, st, rel, env.Name)
+		if err != nil {
+			return envResult{}, err
+		}
+		if left != "" {
+			note(w, domain.LogStep(domain.StepDeploy, env.Name), "not deploying %s to %s: %s", rel.Version, env.Name, left)
+			return envResult{left: left, newer: newer}, nil
+		}
 		d = newDeployment(rel, env.Name, st.runID, false)
 		if err := s.store.InsertDeployment(ctx, d); err != nil {
 			return envResult{}, err

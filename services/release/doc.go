@@ -13,11 +13,15 @@
 // release.published, service.deployed, deployment.failed,
 // service.rolledback and run.finished (ReleaseFinished). The one thing it
 // asks another service is source's ListCommits, a read-only query, for the
-// commits since the last release.
+// commits since the last release and for commit ancestry (ancestry.go):
+// versions follow ancestry, and nothing older is deployed over something
+// newer automatically. Which branches deploy where is the platform's
+// setting (Config.EnvironmentBranches), which a pipeline only narrows.
 //
 // The files follow the one service shape (docs/architecture.md):
 // release.go is the stage (version, release record, environments in
-// order), deploy.go deploys and verifies one environment, rollback.go rolls
+// order), ancestry.go places a commit among the releases, deploy.go deploys
+// and verifies one environment, rollback.go rolls
 // back (after a failure, or on request), consumer.go is the event port,
 // handler.go the Connect API, convert.go the conversions, store.go the SQL
 // and locks.go the per-environment locks that keep deploys from

@@ -2,6 +2,7 @@ package release
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -442,7 +443,9 @@ func connectNotFound(what string) error {
 }
 
 // ListCommits lists the commits reachable from to and not from from,
-// newest first (the test repositories have a linear history).
+// newest first, at most page_size (else limit) of them, as source does
+// (release asks it for a changelog, and with a page of one whether a
+// commit is an ancestor of another).
 func (f *fakeSource) ListCommits(_ context.Context, req *sourcev1.ListCommitsRequest) (*sourcev1.ListCommitsResponse, error) {
 	f.mu.Lock()
 	f.commitCalls = append(f.commitCalls, req)
@@ -450,15 +453,20 @@ func (f *fakeSource) ListCommits(_ context.Context, req *sourcev1.ListCommitsReq
 	if req.GetRepository() != repoName {
 		return nil, connectNotFound("repository " + req.GetRepository())
 	}
-	iter, err := f.repo.Log(&git.LogOptions{From: plumbing.NewHash(req.GetTo())})
-	if err != nil {
-		return nil, err
+	exclude := map[plumbing.Hash]bool{}
+	if req.GetFrom() != "" {
+		if err := f.walk(req.GetFrom(), func(c *object.Commit) error { exclude[c.Hash] = true; return nil }); err != nil {
+			return nil, err
+		}
 	}
-	defer iter.Close()
+	limit := int(cmp.Or(req.GetPageSize(), req.GetLimit(), 1000))
 	res := &sourcev1.ListCommitsResponse{}
 	errStop := errors.New("stop")
-	err = iter.ForEach(func(c *object.Commit) error {
-		if c.Hash.String() == req.GetFrom() {
+	err := f.walk(req.GetTo(), func(c *object.Commit) error {
+		if exclude[c.Hash] {
+			return nil
+		}
+		if len(res.Commits) == limit {
 			return errStop
 		}
 		res.Commits = append(res.Commits, &sourcev1.Commit{Sha: c.Hash.String(), Message: c.Message, Author: c.Author.Name})
@@ -468,6 +476,19 @@ func (f *fakeSource) ListCommits(_ context.Context, req *sourcev1.ListCommitsReq
 		return nil, err
 	}
 	return res, nil
+}
+
+// walk calls fn with every commit reachable from sha, newest first.
+func (f *fakeSource) walk(sha string, fn func(*object.Commit) error) error {
+	iter, err := f.repo.Log(&git.LogOptions{From: plumbing.NewHash(sha)})
+	if err != nil {
+		if errors.Is(err, plumbing.ErrObjectNotFound) {
+			return connectNotFound("commit " + sha)
+		}
+		return err
+	}
+	defer iter.Close()
+	return iter.ForEach(fn)
 }
 
 func (f *fakeSource) listCommitsCalls() []*sourcev1.ListCommitsRequest {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	releaseeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/release/events/v1"
@@ -39,7 +40,10 @@ type stage struct {
 // TestRunFinished; runs whose tests did not pass are not released): the
 // next version and its changelog, the release record, then each of the
 // pipeline's environments in order, deployed, verified and rolled back on
-// failure (deploy.go, rollback.go). It is idempotent per run: a redelivered
+// failure (deploy.go, rollback.go). A run deploys only to the environments
+// the platform lets its branch deploy to (Config.EnvironmentBranches), and
+// never over its own commit or a newer one (ancestry.go): an older commit
+// gets no version and is skipped. It is idempotent per run: a redelivered
 // or duplicated event continues where the stage stopped and never deploys
 // twice. On the event's last delivery (d) a stage that cannot go on ends
 // FAILED with the reason, so that the run does not stay "running" for ever.
@@ -108,11 +112,30 @@ func (s *Service) releaseStage(ctx context.Context, eventID string, run *testeve
 		return s.finish(ctx, st, releaseeventsv1.ReleaseOutcome_RELEASE_OUTCOME_SKIPPED, "", reason, false)
 	}
 
-	rel, err := s.ensureRelease(ctx, st, rec, run, spec)
+	// The platform says where the branch may deploy; the pipeline only
+	// narrows that (its branches), never widens it.
+	envs, refused := spec.Deployable(run.GetBranch(), s.branches)
+	var left []string // why environments were left alone
+	if len(refused) > 0 {
+		reason := s.refusedReason(run.GetBranch(), refused)
+		if len(envs) == 0 {
+			st.log.Info("release skipped", slog.String("reason", reason))
+			return s.finish(ctx, st, releaseeventsv1.ReleaseOutcome_RELEASE_OUTCOME_SKIPPED, "", reason, false)
+		}
+		st.log.Info("environments refused to the branch", slog.String("reason", reason))
+		left = append(left, reason)
+	}
+
+	rel, older, err := s.ensureRelease(ctx, st, rec, run, spec)
 	if err != nil {
 		return err
 	}
-	for _, env := range spec.Environments {
+	if older != "" {
+		st.log.Info("release skipped", slog.String("reason", older))
+		return s.finish(ctx, st, releaseeventsv1.ReleaseOutcome_RELEASE_OUTCOME_SKIPPED, "", older, false)
+	}
+	deployed := 0
+	for i, env := range envs {
 		res, err := s.releaseTo(ctx, st, rel, env)
 		if err != nil {
 			return err
@@ -122,9 +145,42 @@ func (s *Service) releaseStage(ctx context.Context, eventID string, run *testeve
 				slog.String("environment", env.Name), slog.String("reason", res.reason))
 			return s.finish(ctx, st, releaseeventsv1.ReleaseOutcome_RELEASE_OUTCOME_FAILED, rel.Version.String(), res.reason, res.rolledBack)
 		}
+		if res.left == "" {
+			deployed++
+			continue
+		}
+		st.log.Info("environment left alone", slog.String("version", rel.Version.String()),
+			slog.String("environment", env.Name), slog.String("reason", res.left))
+		left = append(left, res.left)
+		if res.newer && i+1 < len(envs) {
+			// The environments after this one are the newer release's run's
+			// to deploy, once it verified here: this one was not.
+			var rest []string
+			for _, e := range envs[i+1:] {
+				rest = append(rest, e.Name)
+			}
+			left = append(left, fmt.Sprintf("%s not deployed either: they come after %s, where a newer release runs", strings.Join(rest, ", "), env.Name))
+			break
+		}
+	}
+	reason := strings.Join(left, "; ")
+	if deployed == 0 {
+		st.log.Info("release skipped: nothing to deploy", slog.String("version", rel.Version.String()), slog.String("reason", reason))
+		return s.finish(ctx, st, releaseeventsv1.ReleaseOutcome_RELEASE_OUTCOME_SKIPPED, rel.Version.String(), reason, false)
 	}
 	st.log.Info("released", slog.String("version", rel.Version.String()))
-	return s.finish(ctx, st, releaseeventsv1.ReleaseOutcome_RELEASE_OUTCOME_SUCCEEDED, rel.Version.String(), "", false)
+	return s.finish(ctx, st, releaseeventsv1.ReleaseOutcome_RELEASE_OUTCOME_SUCCEEDED, rel.Version.String(), reason, false)
+}
+
+// refusedReason says which environments the platform does not let branch
+// deploy to, and which branches it lets deploy there.
+func (s *Service) refusedReason(branch string, refused []string) string {
+	parts := make([]string, len(refused))
+	for i, env := range refused {
+		parts[i] = fmt.Sprintf("%s (allowed there: %s)", env, s.branches.Describe(env))
+	}
+	return fmt.Sprintf("the platform's environment-branches setting does not let branch %q deploy automatically to %s",
+		branch, strings.Join(parts, ", "))
 }
 
 // finish ends the run's release stage and announces it, once, and marks
@@ -153,57 +209,66 @@ func (s *Service) finish(ctx context.Context, st stage, outcome releaseeventsv1.
 }
 
 // ensureRelease returns the run's release, making it if this is the first
-// time the run gets here: the next version after the repository's highest,
-// its changelog from the commits since that release, and the build's
-// artifacts. A commit released before is released again under its version.
-func (s *Service) ensureRelease(ctx context.Context, st stage, rec stageRun, run *testeventsv1.TestRunFinished, spec domain.ReleaseSpec) (domain.Release, error) {
+// time the run gets here: the version after the newest release whose
+// commit is an ancestor of the run's (versions follow ancestry), its
+// changelog from the commits since that release, and the build's
+// artifacts. A commit released before keeps its version: the run deploys
+// that release again where it does not run yet. A commit that is an
+// ancestor of a release's commit (older code than a released version) gets
+// no version: older says why, and the stage is skipped.
+func (s *Service) ensureRelease(ctx context.Context, st stage, rec stageRun, run *testeventsv1.TestRunFinished, spec domain.ReleaseSpec) (rel domain.Release, older string, err error) {
 	if rel, ok, err := s.runRelease(ctx, rec); err != nil || ok {
-		return rel, err
+		return rel, "", err
 	}
 	// One version at a time per repository.
 	unlock, err := s.locks.Lock(ctx, repositoryKey(st.repo.Name))
 	if err != nil {
-		return domain.Release{}, err
+		return domain.Release{}, "", err
 	}
 	defer unlock()
 	// A duplicate of this event may have made the release while we waited.
 	if rec, err = s.store.beginRun(ctx, st.runID, st.repo.Name); err != nil {
-		return domain.Release{}, err
+		return domain.Release{}, "", err
 	}
 	if rel, ok, err := s.runRelease(ctx, rec); err != nil || ok {
-		return rel, err
+		return rel, "", err
 	}
 
 	commit := run.GetCommit()
 	existing, err := s.store.ReleaseOfCommit(ctx, st.repo.Name, commit)
 	switch {
 	case err == nil:
-		st.log.Info("commit already released; deploying that release again", slog.String("version", existing.Version.String()))
+		st.log.Info("commit already released; deploying that release where it does not run yet", slog.String("version", existing.Version.String()))
 		err := s.store.InTx(ctx, func(tx *sql.Tx) error { return setRunRelease(ctx, tx, st.runID, existing.ID) })
-		return existing, err
+		return existing, "", err
 	case !errors.Is(err, apierror.ErrNotFound):
-		return domain.Release{}, err
+		return domain.Release{}, "", err
 	}
 
+	base, older, err := s.placeCommit(ctx, st.repo.Name, commit)
+	if err != nil || older != "" {
+		return domain.Release{}, older, err
+	}
 	var from string
 	var prevVersion *domain.Version
-	switch prev, err := s.store.LatestRelease(ctx, st.repo.Name); {
-	case err == nil:
-		from, prevVersion = prev.Commit, &prev.Version
-	case !errors.Is(err, apierror.ErrNotFound):
-		return domain.Release{}, err
+	if base != nil {
+		from, prevVersion = base.Commit, &base.Version
 	}
 	listed, err := s.source.ListCommits(ctx, &sourcev1.ListCommitsRequest{
 		Repository: st.repo.Name, From: from, To: commit, Limit: maxCommits,
 	})
 	if err != nil {
-		return domain.Release{}, fmt.Errorf("list commits of %s from %q to %s: %w", st.repo.Name, from, commit, err)
+		return domain.Release{}, "", fmt.Errorf("list commits of %s from %q to %s: %w", st.repo.Name, from, commit, err)
 	}
 	commits := commitsOf(listed.GetCommits())
-	rel := domain.Release{
+	version, err := s.freeVersion(ctx, st.repo.Name, domain.NextVersion(prevVersion, commits), commits)
+	if err != nil {
+		return domain.Release{}, "", err
+	}
+	rel = domain.Release{
 		ID:           ids.New(),
 		Repository:   st.repo,
-		Version:      domain.NextVersion(prevVersion, commits),
+		Version:      version,
 		Commit:       commit,
 		RunID:        st.runID,
 		Changelog:    domain.Changelog(commits),
@@ -226,11 +291,11 @@ func (s *Service) ensureRelease(ctx context.Context, st stage, rec stageRun, run
 		}, rel.ID, st.runID)
 	})
 	if err != nil {
-		return domain.Release{}, err
+		return domain.Release{}, "", err
 	}
 	st.log.Info("release published", slog.String("version", rel.Version.String()), slog.Int("commits", len(commits)),
 		slog.Int("artifacts", len(rel.Artifacts)))
-	return rel, nil
+	return rel, "", nil
 }
 
 // runRelease is the release rec's run made, if it made one yet.

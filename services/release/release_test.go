@@ -368,16 +368,152 @@ func TestDuplicateTestRunFinishedReleasesAndDeploysOnce(t *testing.T) {
 		t.Fatalf("%d releases, want 1", len(rels.GetReleases()))
 	}
 
-	// A new run of the same commit deploys the same release again.
-	again, fin := h.release(commit)
-	if fin.GetVersion() != "v0.1.0" {
-		t.Fatalf("re-run of a released commit got %s, want v0.1.0", fin.GetVersion())
+	// A new run of the same commit keeps its version and deploys nothing:
+	// every environment runs that commit already.
+	again := h.run(commit, "main", h.pipeline())
+	fin := h.finished(again)
+	if fin.GetOutcome() != releaseeventsv1.ReleaseOutcome_RELEASE_OUTCOME_SKIPPED || fin.GetVersion() != "v0.1.0" ||
+		fin.GetReason() != "staging already runs v0.1.0; production already runs v0.1.0" {
+		t.Fatalf("re-run of a released commit: %v, want SKIPPED, v0.1.0, already running", fin)
 	}
 	if n := len(eventsOf[*releaseeventsv1.ReleasePublished](h.events, again)); n != 0 {
 		t.Fatalf("re-run published the release again")
 	}
-	if got := h.deploys("staging"); len(got) != 2 {
-		t.Fatalf("staging deploys after a re-run = %q, want 2", got)
+	if got := h.deploys("staging"); len(got) != 1 {
+		t.Fatalf("staging deploys after a re-run = %q, want 1", got)
+	}
+}
+
+// Runs finish out of order: an older commit whose tests pass after a newer
+// commit was released gets no version (none higher than the newer's, as
+// the demo's first commit once got) and deploys nothing; versions follow
+// ancestry after it.
+func TestOlderCommitFinishingLateIsNotReleased(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.release(h.initialCommit()) // v0.1.0
+	older := h.repo.CommitFiles("fix: one", map[string]string{"greeting": "a\n"})
+	newer := h.repo.CommitFiles("feat: two", map[string]string{"greeting": "b\n"})
+	if _, fin := h.release(newer); fin.GetVersion() != "v0.2.0" {
+		t.Fatalf("newer released as %s, want v0.2.0", fin.GetVersion())
+	}
+
+	late := h.run(older, "main", h.pipeline())
+	fin := h.finished(late)
+	want := "commit " + older[:7] + " is older than release v0.2.0 (commit " + newer[:7] + "), which contains it: no version is made for it and nothing is deployed"
+	if fin.GetOutcome() != releaseeventsv1.ReleaseOutcome_RELEASE_OUTCOME_SKIPPED || fin.GetVersion() != "" || fin.GetReason() != want {
+		t.Fatalf("late older run: %v, want SKIPPED without a version: %q", fin, want)
+	}
+	if n := len(eventsOf[*releaseeventsv1.ReleasePublished](h.events, late)); n != 0 {
+		t.Fatalf("the older commit was released")
+	}
+	for _, env := range []string{"staging", "production"} {
+		if got := strings.TrimSpace(h.state(env, "current")); got != "v0.2.0" {
+			t.Errorf("%s runs %s, want v0.2.0", env, got)
+		}
+		if got := h.deploys(env); len(got) != 2 {
+			t.Errorf("%s deploys = %q, want v0.1.0 and v0.2.0 only", env, got)
+		}
+	}
+
+	// The next commit's version follows v0.2.0, its ancestor.
+	next := h.repo.CommitFiles("fix: three", map[string]string{"greeting": "c\n"})
+	if _, fin := h.release(next); fin.GetVersion() != "v0.2.1" {
+		t.Fatalf("next release = %s, want v0.2.1", fin.GetVersion())
+	}
+}
+
+// The same, when the older commit's release was made before the newer's
+// but reaches an environment after the newer was verified there: checked
+// under the environment's lock, it is not deployed over the newer.
+func TestOlderReleaseReachingAnEnvironmentLateIsNotDeployedThere(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.release(h.initialCommit()) // v0.1.0
+	older := h.repo.CommitFiles("fix: one", map[string]string{"greeting": "a\n"})
+	newer := h.repo.CommitFiles("feat: two", map[string]string{"greeting": "b\n"})
+
+	// The older run deploys to "gate" first, which waits for the test.
+	gated := h.pipeline()
+	gated.Release.Environments = append([]*sourcev1.EnvironmentSpec{{
+		Name:   "gate",
+		Deploy: `i=0; while [ ! -e "$SLUICE_STATE_DIR/proceed" ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done; sh deploy.sh`,
+		Env:    map[string]string{"GREETING": "hello-gate"},
+	}}, gated.Release.Environments[1]) // gate, production
+	lateRun := h.run(older, "main", gated)
+	published := waitEvent(t, h.events, func(p *releaseeventsv1.ReleasePublished) bool { return p.GetRunId() == lateRun })
+	if v := published.GetRelease().GetVersion(); v != "v0.1.1" {
+		t.Fatalf("older released as %s, want v0.1.1", v)
+	}
+
+	// Meanwhile the newer commit is released (after v0.1.1, its ancestor)
+	// and verified in production.
+	newerRun := h.run(newer, "main", &sourcev1.Pipeline{Release: &sourcev1.ReleaseSpec{
+		Branches: []string{"main"}, Environments: h.pipeline().Release.Environments[1:],
+	}})
+	if fin := h.finished(newerRun); fin.GetOutcome() != releaseeventsv1.ReleaseOutcome_RELEASE_OUTCOME_SUCCEEDED || fin.GetVersion() != "v0.2.0" {
+		t.Fatalf("newer: %v, want SUCCEEDED v0.2.0", fin)
+	}
+
+	if err := os.WriteFile(filepath.Join(StateDir(h.cfg.DataDir, repoName, "gate"), "proceed"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fin := h.finished(lateRun)
+	want := "production runs v0.2.0 (commit " + newer[:7] + "), which contains v0.1.1 (commit " + older[:7] + ")"
+	if fin.GetOutcome() != releaseeventsv1.ReleaseOutcome_RELEASE_OUTCOME_SUCCEEDED || fin.GetVersion() != "v0.1.1" || fin.GetReason() != want {
+		t.Fatalf("older run: %v, want SUCCEEDED (gate) with %q", fin, want)
+	}
+	if got := strings.TrimSpace(h.state("production", "current")); got != "v0.2.0" {
+		t.Fatalf("production runs %s, want v0.2.0", got)
+	}
+	if got := h.deploys("production"); !slices.Equal(got, []string{"v0.1.0 production app hello-production", "v0.2.0 production app hello-production"}) {
+		t.Fatalf("production deploys = %q, want v0.1.0 then v0.2.0 only", got)
+	}
+	lines, _ := h.logs(lateRun, "deploy:production")
+	if len(lines) != 1 || lines[0] != "--- not deploying v0.1.1 to production: "+want {
+		t.Fatalf("production log of the older run = %q", lines)
+	}
+}
+
+// Which branches deploy where is the platform's to say: a branch whose
+// .sluice.yaml lists itself as a release branch deploys only where the
+// environment-branches setting lets it, so it cannot add itself to
+// production.
+func TestBranchListingItselfIsNotDeployedWhereThePlatformForbids(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, func(c *Config) { c.EnvironmentBranches = "staging=main|feature/*" }) // production: main|master
+	h.release(h.initialCommit())                                                             // v0.1.0 everywhere
+
+	pipeline := h.pipeline()
+	pipeline.Release.Branches = []string{"main", "feature/x"}
+	feature := h.repo.CommitFiles("fix: on a branch", map[string]string{"greeting": "x\n"})
+	runID := h.run(feature, "feature/x", pipeline)
+	fin := h.finished(runID)
+	want := `the platform's environment-branches setting does not let branch "feature/x" deploy automatically to production (allowed there: main|master)`
+	if fin.GetOutcome() != releaseeventsv1.ReleaseOutcome_RELEASE_OUTCOME_SUCCEEDED || fin.GetVersion() != "v0.1.1" || fin.GetReason() != want {
+		t.Fatalf("feature run: %v, want SUCCEEDED v0.1.1 in staging only: %q", fin, want)
+	}
+	if got := strings.TrimSpace(h.state("staging", "current")); got != "v0.1.1" {
+		t.Errorf("staging runs %s, want v0.1.1", got)
+	}
+	if got := h.deploys("production"); len(got) != 1 {
+		t.Errorf("production deploys = %q, want only v0.1.0's", got)
+	}
+
+	// A branch that no environment allows: nothing is released.
+	pipeline.Release.Branches = []string{"hack"}
+	hack := h.repo.CommitFiles("feat: mine", map[string]string{"greeting": "y\n"})
+	runID = h.run(hack, "hack", pipeline)
+	fin = h.finished(runID)
+	want = `the platform's environment-branches setting does not let branch "hack" deploy automatically to staging (allowed there: main|feature/*), production (allowed there: main|master)`
+	if fin.GetOutcome() != releaseeventsv1.ReleaseOutcome_RELEASE_OUTCOME_SKIPPED || fin.GetVersion() != "" || fin.GetReason() != want {
+		t.Fatalf("hack run: %v, want SKIPPED: %q", fin, want)
+	}
+	if n := len(eventsOf[*releaseeventsv1.ReleasePublished](h.events, runID)); n != 0 {
+		t.Fatalf("a branch no environment allows was released")
+	}
+	if got := strings.TrimSpace(h.state("production", "current")); got != "v0.1.0" {
+		t.Fatalf("production runs %s, want v0.1.0", got)
 	}
 }
 

@@ -30,7 +30,9 @@ import (
 
 // SourceClient is what release asks the source service, the one read-only
 // query of its stage: the commits since the last release, for the version
-// and the changelog (its generated Connect client satisfies it).
+// and the changelog, and, a page of one commit at a time, whether a commit
+// is an ancestor of another (ancestry.go). Its generated Connect client
+// satisfies it.
 type SourceClient interface {
 	ListCommits(context.Context, *sourcev1.ListCommitsRequest) (*sourcev1.ListCommitsResponse, error)
 }
@@ -69,6 +71,9 @@ type Service struct {
 	outbox *events.Relay
 	log    *slog.Logger
 	locks  *keyedLocks
+	// branches is the platform's rule of which branches deploy
+	// automatically where (Config.EnvironmentBranches).
+	branches domain.EnvironmentBranches
 
 	// base outlives requests: manual rollbacks run on it, so a client that
 	// hangs up does not cut a deploy in half. Close cancels it.
@@ -85,11 +90,15 @@ func NewService(cfg Config, d Deps) (*Service, error) {
 	if d.Store == nil || d.DB == nil || d.Outbox == nil || d.JetStream == nil || d.Source == nil || d.Executor == nil || d.Egress == nil || d.Log == nil {
 		return nil, errors.New("release: NewService: every dependency is required")
 	}
+	branches, err := domain.ParseEnvironmentBranches(cfg.EnvironmentBranches)
+	if err != nil {
+		return nil, fmt.Errorf("%s: environment-branches: %w", Name, err)
+	}
 	base, stop := context.WithCancel(context.Background())
 	return &Service{
 		cfg: cfg, store: d.Store, logs: steplog.New(d.DB), js: d.JetStream, source: d.Source,
 		exec: d.Executor, egress: d.Egress, outbox: d.Outbox, log: d.Log, locks: newKeyedLocks(d.DB.Lock),
-		base: base, stopBase: stop,
+		branches: branches, base: base, stopBase: stop,
 	}, nil
 }
 

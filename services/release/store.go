@@ -295,6 +295,32 @@ func (s *Store) ReleaseOfCommit(ctx context.Context, repository, commit string) 
 		 ORDER BY major DESC, minor DESC, patch DESC LIMIT 1`, repository, commit)
 }
 
+// ReleasedCommit is a release's version and commit.
+type ReleasedCommit struct {
+	Version domain.Version
+	Commit  string
+}
+
+// ReleasedCommits returns the repository's releases, the highest version
+// first, at most limit of them.
+func (s *Store) ReleasedCommits(ctx context.Context, repository string, limit int) ([]ReleasedCommit, error) {
+	out, err := queryAll(ctx, s.db, func(src row) (ReleasedCommit, error) {
+		var r ReleasedCommit
+		var version string
+		if err := src.Scan(&version, &r.Commit); err != nil {
+			return r, err
+		}
+		v, err := domain.ParseVersion(version)
+		r.Version = v
+		return r, err
+	}, `SELECT version, commit_sha FROM releases WHERE repository = $1 ORDER BY major DESC, minor DESC, patch DESC LIMIT $2`,
+		repository, limit)
+	if err != nil {
+		return nil, fmt.Errorf("list the releases of %q: %w", repository, err)
+	}
+	return out, nil
+}
+
 // ReleaseByVersion returns the repository's release with version.
 func (s *Store) ReleaseByVersion(ctx context.Context, repository string, version domain.Version) (domain.Release, error) {
 	return s.oneRelease(ctx, fmt.Sprintf("release %s of %q", version, repository),

@@ -276,7 +276,8 @@ func testOutcome(p *testeventsv1.TestRunFinished, at time.Time) domain.StageOutc
 func releaseOutcome(p *releaseeventsv1.ReleaseFinished, at time.Time) domain.StageOutcome {
 	switch p.GetOutcome() {
 	case releaseeventsv1.ReleaseOutcome_RELEASE_OUTCOME_SUCCEEDED:
-		return domain.StageOutcome{Status: domain.StageSucceeded, At: at}
+		// The reason, if any, says which environments were left alone.
+		return domain.StageOutcome{Status: domain.StageSucceeded, At: at, Reason: p.GetReason()}
 	case releaseeventsv1.ReleaseOutcome_RELEASE_OUTCOME_FAILED:
 		reason := cmp.Or(p.GetReason(), "a deployment failed")
 		if p.GetRolledBack() && !strings.Contains(reason, "rolled back") {

@@ -9,7 +9,9 @@
 //
 // Its database holds the repositories (with their webhook secrets and the
 // head of the watched branch last seen), the webhook deliveries that made a
-// run (so a redelivery makes none), and the runs with their stages. Each
+// run (so a redelivery makes none), the commits that have a run per branch
+// (so a replayed push or the poll makes no second one), and the runs with
+// their stages. Each
 // repository's mirror lives under <data-dir>/mirrors/<repository id>.
 //
 // # What it publishes and consumes

@@ -73,6 +73,8 @@ type harness struct {
 	client sourcev1connect.SourceServiceClient
 	http   *http.Client
 	js     jetstream.JetStream
+	// svc is the service, for what no API offers (PollOnce).
+	svc *source.Service
 }
 
 // newHarness composes the source service with fx as a binary does
@@ -96,10 +98,11 @@ func newHarness(t *testing.T, pollInterval time.Duration, tune ...func(*source.C
 	for _, f := range tune {
 		f(&cfg)
 	}
-	p := servicekittest.Start(t, ns.URL, servicekittest.Options{Log: logger, NoWait: true}, source.Module(cfg))
+	var svc *source.Service
+	p := servicekittest.Start(t, ns.URL, servicekittest.Options{Log: logger, NoWait: true}, source.ModuleWithService(cfg, &svc))
 
 	servicekittest.Producers(t, js, "build", "test", "release")
-	h := &harness{t: t, proc: p, url: p.URL, http: p.Client, js: js}
+	h := &harness{t: t, proc: p, url: p.URL, http: p.Client, js: js, svc: svc}
 	h.client = sourcev1connect.NewSourceServiceClient(h.http, h.url)
 	p.WaitReady(t)
 	return h

@@ -11,7 +11,11 @@ import (
 // process provides *slog.Logger, jetstream.JetStream and
 // *rpcserver.Readiness, and serves the routes the module adds (the Connect
 // API and the webhooks).
-func Module(cfg Config) fx.Option {
+func Module(cfg Config) fx.Option { return module(cfg) }
+
+// module is Module with extra options inside it (a test's fx.Invoke that
+// takes the *Service).
+func module(cfg Config, extra ...fx.Option) fx.Option {
 	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
 		return fx.Error(err)
@@ -24,6 +28,7 @@ func Module(cfg Config) fx.Option {
 		fx.Supply(fx.Private, cfg),
 		fx.Provide(fx.Private, NewStore, NewService, NewHandler, NewAccessHandler, parts),
 		fx.Provide(servicekit.Route(NewRoute), servicekit.Route(NewAccessRoute), servicekit.Route(NewWebhookRoute)),
+		fx.Options(extra...),
 	)
 }
 

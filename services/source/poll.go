@@ -13,8 +13,9 @@ import (
 )
 
 // Poll fetches every repository now and then every Config.PollInterval
-// until ctx ends, starting a run for each new head of a watched branch.
-// The module runs it only when PollInterval is positive.
+// until ctx ends, starting a run for each new head of a watched branch
+// that has no run yet (a head run by hand or by a push is only recorded as
+// seen). The module runs it only when PollInterval is positive.
 func (s *Service) Poll(ctx context.Context) error {
 	t := time.NewTicker(s.cfg.PollInterval)
 	defer t.Stop()
@@ -79,6 +80,17 @@ func (s *Service) pollRepository(ctx context.Context, repo domain.Repository) er
 	})
 	if errors.Is(err, errSkipRun) {
 		return nil
+	}
+	if existing := new(existingRun); errors.As(err, &existing) {
+		// The head has a run already (a manual trigger or a push made it):
+		// record it as seen, so that the next polls do not look again.
+		s.log.Debug("poll: the branch head already has a run", slog.String("repository", repo.Name),
+			slog.String("commit", head), slog.String("run_id", existing.RunID))
+		return s.store.InTx(ctx, func(tx *sql.Tx) error {
+			was := repo.LastSeenCommit
+			_, err := setLastSeen(ctx, tx, repo.ID, head, &was)
+			return err
+		})
 	}
 	return err
 }

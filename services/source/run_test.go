@@ -257,3 +257,40 @@ func TestListCommits(t *testing.T) {
 		t.Errorf("to is not a sha: %v, want invalid_argument", err)
 	}
 }
+
+// A commit run by hand before the poll saw it is not run again by the
+// poll, which records it as seen; running it again by hand makes a new run,
+// and the poll still adds none.
+func TestTriggerRunThenPollMakesOneRun(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, 0) // the test polls (PollOnce)
+	src, _ := newGitRepo(t, "app", "main", validPipeline)
+	h.register(src.Dir)
+	next := src.CommitFile("main.go", "package main\n", "add main\n")
+	ctx := context.Background()
+
+	run := h.trigger("app", "")
+	if run.Commit != next {
+		t.Fatalf("manual run of %s, want the new head %s", run.Commit, next)
+	}
+	h.svc.PollOnce(ctx)
+	if runs := h.listRuns("app"); len(runs) != 1 || runs[0].Id != run.Id {
+		t.Fatalf("%d runs after the poll, want only the manual one", len(runs))
+	}
+	got, err := h.client.GetRepository(ctx, &sourcev1.GetRepositoryRequest{Repository: "app"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Repository.LastSeenCommit != next {
+		t.Errorf("last seen commit = %s, want the polled head %s", got.Repository.LastSeenCommit, next)
+	}
+
+	again := h.trigger("app", "")
+	if again.Id == run.Id || again.Commit != next {
+		t.Fatalf("second manual run = %v, want a new run of %s", again, next)
+	}
+	h.svc.PollOnce(ctx)
+	if runs := h.listRuns("app"); len(runs) != 2 {
+		t.Fatalf("%d runs, want 2 (both by hand)", len(runs))
+	}
+}

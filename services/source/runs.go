@@ -32,6 +32,9 @@ const (
 
 // TriggerRun starts a run for ref of a repository: a branch, a tag, a
 // full or abbreviated commit sha, or (empty) the watched branch's head.
+// It always makes a new run, also of a commit that has one: running a
+// commit again by hand is what it is for. The run is recorded as the
+// commit's on its branch, so neither the poll nor a push makes another.
 func (s *Service) TriggerRun(ctx context.Context, repository, ref string) (domain.Run, error) {
 	if strings.ContainsAny(ref, " \t\n~^:?*[\\") || strings.Contains(ref, "..") {
 		return domain.Run{}, fmt.Errorf("ref %q is not a valid branch, tag or commit name: %w", ref, apierror.ErrInvalidArgument)
@@ -72,14 +75,36 @@ func branchHead(branch, commit string) gitmirror.Resolved {
 // errSkipRun rolls back a run's transaction on purpose.
 var errSkipRun = errors.New("run not needed")
 
+// existingRun is startRun's error when a push or the poll brought a commit
+// that already has a run on its branch: no run was made, RunID is that one.
+type existingRun struct{ RunID string }
+
+func (e *existingRun) Error() string { return "the commit already has run " + e.RunID }
+
 // startRun creates a run of a resolved commit: it reads the pipeline file
 // at the commit and records the run, queued with RunRequested when the file
-// is valid, failed with RunFinished when it is missing or invalid. before
-// runs first in the same transaction (to record how the change was
-// noticed); returning errSkipRun from it makes no run.
+// is valid, failed with RunFinished when it is missing or invalid.
+//
+// One rule holds for every trigger: a commit has at most one run per
+// branch made by a push or the poll. For those triggers a commit that has
+// a run (made by any trigger) gets none, and the error is an *existingRun
+// naming it; the database decides, in the transaction that records the
+// run (recordBranchCommit), so replicas and racing triggers make one. A
+// manual trigger always makes a run. before runs next in the same
+// transaction (to record how the change was noticed); returning errSkipRun
+// from it makes no run.
 func (s *Service) startRun(ctx context.Context, repo domain.Repository, res gitmirror.Resolved, trigger domain.Trigger,
 	before func(tx *sql.Tx, run domain.Run) error,
 ) (domain.Run, error) {
+	again := trigger == domain.TriggerManual
+	if !again {
+		// Most duplicates end here, before the pipeline file is read.
+		if runID, err := s.store.CommitRun(ctx, repo.ID, res.Branch, res.Commit); err == nil {
+			return domain.Run{}, &existingRun{RunID: runID}
+		} else if !errors.Is(err, apierror.ErrNotFound) {
+			return domain.Run{}, err
+		}
+	}
 	run, err := s.prepareRun(repo, res, trigger)
 	if err != nil {
 		return run, err
@@ -89,6 +114,9 @@ func (s *Service) startRun(ctx context.Context, repo domain.Repository, res gitm
 		return run, err
 	}
 	err = s.store.InTx(ctx, func(tx *sql.Tx) error {
+		if err := recordBranchCommit(ctx, tx, run, again); err != nil {
+			return err
+		}
 		if before != nil {
 			if err := before(tx, run); err != nil {
 				return err
@@ -99,6 +127,13 @@ func (s *Service) startRun(ctx context.Context, repo domain.Repository, res gitm
 		}
 		return events.Enqueue(ctx, tx, ev)
 	})
+	if errors.Is(err, errAlreadyRun) {
+		runID, err := s.store.CommitRun(ctx, repo.ID, res.Branch, res.Commit)
+		if err != nil {
+			return domain.Run{}, fmt.Errorf("commit %s had a run and then none: %w", res.Commit, err)
+		}
+		return domain.Run{}, &existingRun{RunID: runID}
+	}
 	if err != nil {
 		return run, err
 	}

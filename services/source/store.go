@@ -380,6 +380,53 @@ func loadStages(ctx context.Context, q querier, runs []*domain.Run) error {
 	return nil
 }
 
+// --- the commits that have a run ---
+
+// errAlreadyRun: recordBranchCommit found that the commit has a run on the
+// branch, and the caller's transaction made none.
+var errAlreadyRun = errors.New("the commit already has a run on the branch")
+
+// recordBranchCommit records, in the transaction that makes run r, that
+// its commit has a run on its branch. A push or the poll (again false)
+// makes no second run of a commit: when the row is there it returns
+// errAlreadyRun. A manual trigger (again true) may run a commit again; its
+// run becomes the one recorded.
+func recordBranchCommit(ctx context.Context, tx *sql.Tx, r domain.Run, again bool) error {
+	query := `INSERT INTO branch_commits (repository_id, branch, commit_sha, run_id) VALUES ($1, $2, $3, $4)
+		ON CONFLICT (repository_id, branch, commit_sha) DO NOTHING`
+	if again {
+		query = `INSERT INTO branch_commits (repository_id, branch, commit_sha, run_id) VALUES ($1, $2, $3, $4)
+		ON CONFLICT (repository_id, branch, commit_sha) DO UPDATE SET run_id = excluded.run_id`
+	}
+	res, err := tx.ExecContext(ctx, query, r.RepositoryID, r.Branch, r.Commit, r.ID)
+	if err != nil {
+		return fmt.Errorf("record the run of commit %s: %w", r.Commit, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return fmt.Errorf("record the run of commit %s: %w", r.Commit, err)
+	}
+	if n == 0 {
+		return errAlreadyRun
+	}
+	return nil
+}
+
+// CommitRun returns the latest run of commit on branch of a repository; a
+// commit without one is not found.
+func (s *Store) CommitRun(ctx context.Context, repoID, branch, commit string) (string, error) {
+	var runID string
+	err := s.db.QueryRowContext(ctx, `SELECT run_id FROM branch_commits WHERE repository_id = $1 AND branch = $2 AND commit_sha = $3`,
+		repoID, branch, commit).Scan(&runID)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", fmt.Errorf("run of commit %s on %q: %w", commit, branch, apierror.ErrNotFound)
+	}
+	if err != nil {
+		return "", fmt.Errorf("read the run of commit %s: %w", commit, err)
+	}
+	return runID, nil
+}
+
 // --- webhook deliveries ---
 
 // DeliveryRun returns the run a webhook delivery made; a delivery not

@@ -29,8 +29,11 @@ import (
 // PushResult says what a webhook push did.
 type PushResult struct {
 	// Outcome is "queued" (a run was made), "duplicate" (this delivery
-	// made a run before), "ignored" or "seen" (the commit already has a
-	// run).
+	// made a run before), "duplicate commit" (the commit has a run on the
+	// branch already, made by another delivery, the poll or by hand: a
+	// replayed or second webhook makes none), "ignored" or "seen" (the
+	// branch's head when the repository was registered: history starts no
+	// run). RunID is the run made, or the existing one.
 	Outcome string
 	RunID   string
 	Reason  string
@@ -54,8 +57,14 @@ func (s *Service) Push(ctx context.Context, repo domain.Repository, deliveryID, 
 		return PushResult{Outcome: "ignored", Reason: fmt.Sprintf("push to %s, not to the watched branch %s", ref, repo.Branch)}, nil
 	case after == zeroSHA:
 		return PushResult{Outcome: "ignored", Reason: fmt.Sprintf("branch %s was deleted", repo.Branch)}, nil
-	case after == repo.LastSeenCommit:
-		return PushResult{Outcome: "seen", Reason: fmt.Sprintf("commit %s already has a run", after)}, nil
+	}
+	if runID, err := s.store.CommitRun(ctx, repo.ID, repo.Branch, after); err == nil {
+		return duplicateCommit(repo, after, runID), nil
+	} else if !errors.Is(err, apierror.ErrNotFound) {
+		return PushResult{}, err
+	}
+	if after == repo.LastSeenCommit {
+		return PushResult{Outcome: "seen", Reason: fmt.Sprintf("commit %s was the head of %s when the repository was registered", after, repo.Branch)}, nil
 	}
 	if err := s.fetch(ctx, repo); err != nil {
 		return PushResult{}, err
@@ -80,8 +89,10 @@ func (s *Service) Push(ctx context.Context, repo domain.Repository, deliveryID, 
 		if err := insertDelivery(ctx, tx, repo.ID, deliveryID, run.ID, run.CreatedAt); err != nil {
 			return err
 		}
-		// Compare and set against what was read before the (slow) fetch:
-		// a poll or another delivery that ran this commit meanwhile wins.
+		// Compare and set against what was read before the (slow) fetch. A
+		// poll or another delivery that ran this commit meanwhile won
+		// already (startRun found its run); one that moved the branch on
+		// makes this delivery's CAS fail.
 		cur, err := lastSeen(ctx, tx, repo.ID)
 		if err != nil {
 			return err
@@ -109,12 +120,21 @@ func (s *Service) Push(ctx context.Context, repo domain.Repository, deliveryID, 
 		return PushResult{Outcome: "duplicate", RunID: runID, Reason: "duplicate delivery"}, err
 	}
 	if errors.Is(err, errSkipRun) {
-		return PushResult{Outcome: "seen", Reason: fmt.Sprintf("commit %s already has a run", after)}, nil
+		return PushResult{Outcome: "seen", Reason: fmt.Sprintf("commit %s was the head of %s when the repository was registered", after, repo.Branch)}, nil
+	}
+	if existing := new(existingRun); errors.As(err, &existing) {
+		return duplicateCommit(repo, after, existing.RunID), nil
 	}
 	if err != nil {
 		return PushResult{}, err
 	}
 	return PushResult{Outcome: "queued", RunID: run.ID}, nil
+}
+
+// duplicateCommit is the answer to a push of a commit that has a run.
+func duplicateCommit(repo domain.Repository, commit, runID string) PushResult {
+	return PushResult{Outcome: "duplicate commit", RunID: runID,
+		Reason: fmt.Sprintf("commit %s already has run %s on %s", commit, runID, repo.Branch)}
 }
 
 // webhookRepository finds the repository a webhook URL names, with the
@@ -233,6 +253,8 @@ func (h *webhook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		reply(w, http.StatusAccepted, webhookReply{Status: "queued", RunID: res.RunID})
 	case "duplicate":
 		reply(w, http.StatusOK, webhookReply{Status: "duplicate delivery", RunID: res.RunID})
+	case "duplicate commit":
+		reply(w, http.StatusOK, webhookReply{Status: "duplicate commit", RunID: res.RunID, Reason: res.Reason})
 	case "seen":
 		reply(w, http.StatusOK, webhookReply{Status: "seen", Reason: res.Reason})
 	default:

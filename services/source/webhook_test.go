@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 
 	sourceeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
@@ -22,9 +24,18 @@ type webhookAnswer struct {
 // none.
 func (h *harness) hook(repository, event, delivery, signature string, body []byte) webhookAnswer {
 	h.t.Helper()
-	req, err := http.NewRequestWithContext(context.Background(), http.MethodPost, h.url+"/webhooks/github/"+repository, bytes.NewReader(body))
+	a, err := h.tryHook(repository, event, delivery, signature, body)
 	if err != nil {
 		h.t.Fatal(err)
+	}
+	return a
+}
+
+// tryHook is hook for any goroutine: it returns what went wrong.
+func (h *harness) tryHook(repository, event, delivery, signature string, body []byte) (webhookAnswer, error) {
+	req, err := http.NewRequestWithContext(context.Background(), http.MethodPost, h.url+"/webhooks/github/"+repository, bytes.NewReader(body))
+	if err != nil {
+		return webhookAnswer{}, err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("X-GitHub-Event", event)
@@ -36,15 +47,15 @@ func (h *harness) hook(repository, event, delivery, signature string, body []byt
 	}
 	res, err := h.http.Do(req)
 	if err != nil {
-		h.t.Fatal(err)
+		return webhookAnswer{}, err
 	}
 	defer res.Body.Close()
 	raw, _ := io.ReadAll(res.Body)
 	a := webhookAnswer{code: res.StatusCode}
 	if err := json.Unmarshal(raw, &a.body); err != nil {
-		h.t.Fatalf("webhook answer %d is not JSON: %s", res.StatusCode, raw)
+		return a, fmt.Errorf("webhook answer %d is not JSON: %s", res.StatusCode, raw)
 	}
-	return a
+	return a, nil
 }
 
 func pushBody(ref, after string) []byte {
@@ -155,8 +166,9 @@ func TestWebhookOutOfOrderAndTwoHooks(t *testing.T) {
 		body := pushBody("refs/heads/main", commit)
 		return h.hook("app", "push", delivery, sign(secret, body), body)
 	}
-	if a := push("d-new", newer); a.code != http.StatusAccepted || a.body["run_id"] == "" {
-		t.Fatalf("newer push: %d %v", a.code, a.body)
+	newerPush := push("d-new", newer)
+	if newerPush.code != http.StatusAccepted || newerPush.body["run_id"] == "" {
+		t.Fatalf("newer push: %d %v", newerPush.code, newerPush.body)
 	}
 	if a := push("d-old", older); a.code != http.StatusAccepted || a.body["run_id"] == "" {
 		t.Fatalf("late older push: %d %v, want a run", a.code, a.body)
@@ -168,10 +180,97 @@ func TestWebhookOutOfOrderAndTwoHooks(t *testing.T) {
 	if got.Repository.LastSeenCommit != newer {
 		t.Fatalf("last seen commit = %s, want it to stay at the newer %s", got.Repository.LastSeenCommit, newer)
 	}
-	if a := push("d-other-hook", newer); a.code != http.StatusOK && a.code != http.StatusAccepted || a.body["run_id"] != "" {
-		t.Fatalf("second hook for the same commit: %d %v, want no run", a.code, a.body)
+	newerRun := newerPush.body["run_id"]
+	if a := push("d-other-hook", newer); a.code != http.StatusOK || a.body["status"] != "duplicate commit" || a.body["run_id"] != newerRun {
+		t.Fatalf("second hook for the same commit: %d %v, want 200 duplicate commit naming %s", a.code, a.body, newerRun)
 	}
 	if runs := h.listRuns("app"); len(runs) != 2 {
 		t.Fatalf("%d runs, want 2 (newer, older)", len(runs))
+	}
+}
+
+// A signed push replayed under a new delivery id (GitHub's "redeliver" of
+// an old push, a second hook on the repository, or anyone who kept a
+// signed body) makes no run when its commit has one, older or newest: the
+// answer is 200 "duplicate commit" naming the commit's latest run.
+func TestWebhookReplayWithNewDeliveryIDMakesNoRun(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, 0)
+	src, _ := newGitRepo(t, "app", "main", validPipeline)
+	secret := h.register(src.Dir).WebhookSecret
+	older := src.CommitFile("a.go", "package main\n", "add a\n")
+	newer := src.CommitFile("b.go", "package main\n", "add b\n")
+	push := func(delivery, commit string) webhookAnswer {
+		body := pushBody("refs/heads/main", commit)
+		return h.hook("app", "push", delivery, sign(secret, body), body)
+	}
+	runOf := map[string]string{}
+	for i, commit := range []string{older, newer} {
+		a := push(fmt.Sprintf("d-%d", i), commit)
+		if a.code != http.StatusAccepted || a.body["run_id"] == "" {
+			t.Fatalf("push of %s: %d %v, want 202 with a run", commit[:7], a.code, a.body)
+		}
+		runOf[commit] = a.body["run_id"]
+	}
+	for i, commit := range []string{older, newer} {
+		a := push(fmt.Sprintf("replay-%d", i), commit)
+		if a.code != http.StatusOK || a.body["status"] != "duplicate commit" || a.body["run_id"] != runOf[commit] {
+			t.Errorf("replay of the push of %s: %d %v, want 200 duplicate commit naming %s", commit[:7], a.code, a.body, runOf[commit])
+		}
+	}
+	if runs := h.listRuns("app"); len(runs) != 2 {
+		t.Fatalf("%d runs after the replays, want 2", len(runs))
+	}
+	// A run by hand is a run again; a replay then names it.
+	manual := h.trigger("app", "main")
+	if a := push("replay-after-manual", newer); a.code != http.StatusOK || a.body["run_id"] != manual.Id {
+		t.Errorf("replay after a manual run: %d %v, want 200 naming the manual run %s", a.code, a.body, manual.Id)
+	}
+	if runs := h.listRuns("app"); len(runs) != 3 {
+		t.Fatalf("%d runs, want 3 (two pushes, one by hand)", len(runs))
+	}
+}
+
+// A webhook and the poll that notice a commit at the same moment make one
+// run of it, as do two deliveries of it: the database decides, in the
+// transaction that records the run. Every webhook answer names that run.
+func TestWebhookRacingThePollMakesOneRun(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, 0) // the test polls (PollOnce) while the webhooks arrive
+	src, _ := newGitRepo(t, "app", "main", validPipeline)
+	secret := h.register(src.Dir).WebhookSecret
+	for i := range 5 {
+		commit := src.CommitFile(fmt.Sprintf("f%d.go", i), "package main\n", fmt.Sprintf("add f%d\n", i))
+		body := pushBody("refs/heads/main", commit)
+		var (
+			wg      sync.WaitGroup
+			answers [2]webhookAnswer
+			errs    [2]error
+		)
+		for j := range answers {
+			wg.Go(func() {
+				answers[j], errs[j] = h.tryHook("app", "push", fmt.Sprintf("d-%d-%d", i, j), sign(secret, body), body)
+			})
+		}
+		wg.Go(func() { h.svc.PollOnce(context.Background()) })
+		wg.Wait()
+
+		var ofCommit []*sourcev1.Run
+		for _, r := range h.listRuns("app") {
+			if r.Commit == commit {
+				ofCommit = append(ofCommit, r)
+			}
+		}
+		if len(ofCommit) != 1 {
+			t.Fatalf("commit %d: %d runs, want 1", i, len(ofCommit))
+		}
+		for j, a := range answers {
+			if errs[j] != nil {
+				t.Fatalf("commit %d, webhook %d: %v", i, j, errs[j])
+			}
+			if (a.code != http.StatusAccepted && a.code != http.StatusOK) || a.body["run_id"] != ofCommit[0].Id {
+				t.Errorf("commit %d, webhook %d: %d %v, want 2xx naming run %s", i, j, a.code, a.body, ofCommit[0].Id)
+			}
+		}
 	}
 }

@@ -30,11 +30,16 @@ type ReleaseOutcome int32
 
 const (
 	ReleaseOutcome_RELEASE_OUTCOME_UNSPECIFIED ReleaseOutcome = 0
-	// Released and every environment verified.
+	// Released and verified in every environment it was deployed to (the
+	// reason names the environments left alone, if any).
 	ReleaseOutcome_RELEASE_OUTCOME_SUCCEEDED ReleaseOutcome = 1
 	// A deploy or verification failed (and was rolled back where possible).
 	ReleaseOutcome_RELEASE_OUTCOME_FAILED ReleaseOutcome = 2
-	// The branch is not a release branch, or the pipeline has no release.
+	// Nothing was deployed: the branch is not a release branch, or the
+	// pipeline has no release; the platform's environment-branches setting
+	// lets the branch deploy to none of the environments; the commit is an
+	// ancestor of a released commit (it gets no version); or every
+	// environment runs the commit or a newer one already.
 	ReleaseOutcome_RELEASE_OUTCOME_SKIPPED ReleaseOutcome = 3
 )
 
@@ -373,8 +378,9 @@ type ReleaseFinished struct {
 	RunId      string                 `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
 	Repository *v1.RepositoryRef      `protobuf:"bytes,2,opt,name=repository,proto3" json:"repository,omitempty"`
 	Outcome    ReleaseOutcome         `protobuf:"varint,3,opt,name=outcome,proto3,enum=sluice.release.events.v1.ReleaseOutcome" json:"outcome,omitempty"`
-	Version    string                 `protobuf:"bytes,4,opt,name=version,proto3" json:"version,omitempty"`
-	Reason     string                 `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
+	// The release of the run's commit, whenever it has one (skipped or not).
+	Version string `protobuf:"bytes,4,opt,name=version,proto3" json:"version,omitempty"`
+	Reason  string `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
 	// True when an environment was rolled back.
 	RolledBack    bool `protobuf:"varint,6,opt,name=rolled_back,json=rolledBack,proto3" json:"rolled_back,omitempty"`
 	unknownFields protoimpl.UnknownFields
