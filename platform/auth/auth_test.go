@@ -136,7 +136,7 @@ func TestVerifierFollowsTheBuckets(t *testing.T) {
 	}
 }
 
-func bucket(t *testing.T, js jetstream.JetStream, name string) jetstream.KeyValue {
+func bucket(t testing.TB, js jetstream.JetStream, name string) jetstream.KeyValue {
 	t.Helper()
 	kv, err := js.CreateKeyValue(t.Context(), jetstream.KeyValueConfig{Bucket: name})
 	if err != nil {
@@ -145,7 +145,7 @@ func bucket(t *testing.T, js jetstream.JetStream, name string) jetstream.KeyValu
 	return kv
 }
 
-func put(t *testing.T, kv jetstream.KeyValue, key string, rec any) {
+func put(t testing.TB, kv jetstream.KeyValue, key string, rec any) {
 	t.Helper()
 	b, err := json.Marshal(rec)
 	if err != nil {
@@ -156,7 +156,7 @@ func put(t *testing.T, kv jetstream.KeyValue, key string, rec any) {
 	}
 }
 
-func eventually(t *testing.T, what string, cond func() bool) {
+func eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for !cond() {

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"sync"
 
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/proto"
@@ -29,6 +30,9 @@ type Authenticator interface {
 type Guard struct {
 	authn Authenticator
 	log   *slog.Logger
+	// policies caches each procedure's policy (its descriptor's options
+	// are read once).
+	policies sync.Map // protoreflect.MethodDescriptor -> *authv1.Policy
 }
 
 var _ connect.Interceptor = (*Guard)(nil)
@@ -80,7 +84,12 @@ func methodOf(spec connect.Spec) protoreflect.MethodDescriptor {
 // service; the repository comes later, with the request message.
 func (g *Guard) admit(spec connect.Spec, authorization string) (Identity, *authv1.Policy, error) {
 	md := methodOf(spec)
-	policy := PolicyOf(md)
+	var policy *authv1.Policy
+	if cached, ok := g.policies.Load(md); ok {
+		policy, _ = cached.(*authv1.Policy)
+	} else if policy = PolicyOf(md); policy != nil {
+		g.policies.Store(md, policy)
+	}
 	if policy == nil {
 		// CheckPolicies keeps this from happening in a started server.
 		return Identity{}, nil, fmt.Errorf("%s has no authorization policy, so nobody may call it: %w", spec.Procedure, apierror.ErrPermissionDenied)
