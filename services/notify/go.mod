@@ -1,6 +1,6 @@
 module github.com/sluicehq/sluice/services/notify
 
-go 1.26.8
+go 1.27.3
 
 require (
 	connectrpc.com/connect v1.21.1

@@ -1,6 +1,6 @@
 module github.com/sluicehq/sluice/services/source
 
-go 1.26.8
+go 1.27.3
 
 require (
 	buf.build/go/protovalidate v1.4.0
