@@ -25,7 +25,7 @@ VULNDB_VERSION                := v0.0.0-20261105234957-e22db6528018
 # validate.proto source; keep in step with buf.build/go/protovalidate (v1.4.0 <-> v1.2.x)
 PROTOVALIDATE_PROTO_VERSION   := v1.2.2
 # The nats-server of the tests and the nats image: the release that cmd/sluice embeds (its go.mod).
-NATS_SERVER_VERSION           := v2.15.2
+NATS_SERVER_VERSION           := v2.15.3
 
 BIN := $(CURDIR)/bin
 export PATH := $(BIN):$(if $(GO_TOOLCHAIN_ROOT),$(GO_TOOLCHAIN_ROOT)/bin:)$(PATH)
