@@ -2,15 +2,37 @@
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 
+# The Go that builds, tests and lints Sluice, and builds its tools. A machine
+# starts on its own Go and ignores go.mod's go line, so every go command here
+# runs with this exported: the go command fetches that toolchain from the
+# module proxy once (about 10 s) and uses it. Keep it in step with the go line
+# of go.work and of every go.mod, and with .ci/run and README.md.
+export GOTOOLCHAIN := go1.27.3
+# That toolchain's own go goes first on PATH: tools that run `go` with
+# GO111MODULE=off (go/packages asks `go list` for the Go version that way, in
+# golangci-lint and govulncheck) would otherwise get the machine's Go, which
+# does not switch then, and check the standard library as an older Go.
+GO_TOOLCHAIN_ROOT := $(shell GOTOOLCHAIN=$(GOTOOLCHAIN) go env GOROOT 2>/dev/null)
+
 BUF_VERSION                   := v1.75.0
 PROTOC_GEN_GO_VERSION         := v1.36.12
 PROTOC_GEN_CONNECT_GO_VERSION := v1.21.1
 GOLANGCI_LINT_VERSION         := v2.15.0
+GOVULNCHECK_VERSION           := v1.10.0
+# The vulnerability database govulncheck reads: built offline from this
+# golang.org/x/vulndb module's OSV files (its indexdb command).
+VULNDB_VERSION                := v0.0.0-20261105234957-e22db6528018
 # validate.proto source; keep in step with buf.build/go/protovalidate (v1.4.0 <-> v1.2.x)
 PROTOVALIDATE_PROTO_VERSION   := v1.2.2
+# The nats-server of the tests and the nats image: the release that cmd/sluice embeds (its go.mod).
+NATS_SERVER_VERSION           := v2.15.3
 
 BIN := $(CURDIR)/bin
-export PATH := $(BIN):$(PATH)
+export PATH := $(BIN):$(if $(GO_TOOLCHAIN_ROOT),$(GO_TOOLCHAIN_ROOT)/bin:)$(PATH)
+# Each tool is installed as bin/.tools/<name>-<version>-<Go> and bin/<name>
+# links to it, so a new pin or a new GOTOOLCHAIN installs it anew (a linter
+# built by an older Go than the code's go line cannot load the code).
+TOOLS := $(BIN)/.tools
 
 # Every Go module of the workspace, in dependency order.
 SERVICES := source build test release notify
@@ -33,7 +55,7 @@ VERSION := $(shell git describe --tags --always --dirty 2>/dev/null || echo 0.0.
 COMMIT  := $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 VERSION_LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
-.PHONY: all run build test test-short test-postgres test-containers bench lint vet tools proto-deps generate generate-nats generate-check proto-lint breaking tidy tidy-check build-gowork-off k8s-check k8s-generate ci clean images images-clean image-host-packages
+.PHONY: all run build test test-short test-postgres test-containers bench lint vet tools proto-deps generate generate-nats generate-check proto-lint breaking tidy tidy-check build-gowork-off k8s-check k8s-generate vulncheck ci clean images images-clean image-host-packages
 
 all: build
 
@@ -81,15 +103,27 @@ bench:
 vet:
 	go vet $(GO_PKGS)
 
-$(BIN)/buf:
-	GOBIN=$(BIN) go install github.com/bufbuild/buf/cmd/buf@$(BUF_VERSION)
-$(BIN)/protoc-gen-go:
-	GOBIN=$(BIN) go install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
-$(BIN)/protoc-gen-connect-go:
-	GOBIN=$(BIN) go install connectrpc.com/connect/cmd/protoc-gen-connect-go@$(PROTOC_GEN_CONNECT_GO_VERSION)
-$(BIN)/golangci-lint:
-	GOBIN=$(BIN) go install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
-tools: $(BIN)/buf $(BIN)/protoc-gen-go $(BIN)/protoc-gen-connect-go $(BIN)/golangci-lint $(BIN)/nats-server
+# go_tool NAME PACKAGE VERSION: the rules that install bin/NAME (go install
+# PACKAGE@VERSION) by way of its versioned file under bin/.tools. The link is
+# checked on every run, so a bin/NAME that an older Makefile installed is
+# replaced whatever its age.
+define go_tool
+$(TOOLS)/$(1)-$(3)-$(GOTOOLCHAIN):
+	@rm -rf $$@.tmp && mkdir -p $$@.tmp
+	GOBIN=$$@.tmp go install $(2)@$(3)
+	@mv $$@.tmp/$(1) $$@ && rm -rf $$@.tmp
+$(BIN)/$(1): $(TOOLS)/$(1)-$(3)-$(GOTOOLCHAIN) FORCE
+	@[ "$$$$(readlink $$@)" = .tools/$(1)-$(3)-$(GOTOOLCHAIN) ] || ln -sfn .tools/$(1)-$(3)-$(GOTOOLCHAIN) $$@
+endef
+FORCE:
+$(eval $(call go_tool,buf,github.com/bufbuild/buf/cmd/buf,$(BUF_VERSION)))
+$(eval $(call go_tool,protoc-gen-go,google.golang.org/protobuf/cmd/protoc-gen-go,$(PROTOC_GEN_GO_VERSION)))
+$(eval $(call go_tool,protoc-gen-connect-go,connectrpc.com/connect/cmd/protoc-gen-connect-go,$(PROTOC_GEN_CONNECT_GO_VERSION)))
+$(eval $(call go_tool,golangci-lint,github.com/golangci/golangci-lint/v2/cmd/golangci-lint,$(GOLANGCI_LINT_VERSION)))
+$(eval $(call go_tool,govulncheck,golang.org/x/vuln/cmd/govulncheck,$(GOVULNCHECK_VERSION)))
+$(eval $(call go_tool,indexdb,golang.org/x/vulndb/cmd/indexdb,$(VULNDB_VERSION)))
+$(eval $(call go_tool,nats-server,github.com/nats-io/nats-server/v2,$(NATS_SERVER_VERSION)))
+tools: $(BIN)/buf $(BIN)/protoc-gen-go $(BIN)/protoc-gen-connect-go $(BIN)/golangci-lint $(BIN)/govulncheck $(BIN)/nats-server
 
 # A gitignored symlink proto/.deps/protovalidate -> the module cache (read-only; buf follows symlinks).
 proto-deps:
@@ -131,6 +165,23 @@ breaking: $(BIN)/buf proto-deps
 lint: $(BIN)/golangci-lint vet
 	$(BIN)/golangci-lint run $(GO_PKGS)
 
+# The vulnerability database, built once per vulndb version (gitignored, as
+# all of ./bin): govulncheck reads it offline through a file:// URL.
+VULN_DB := $(BIN)/.vulndb/$(VULNDB_VERSION)
+$(VULN_DB)/index/db.json: | $(BIN)/indexdb
+	go mod download golang.org/x/vulndb@$(VULNDB_VERSION)
+	rm -rf $(VULN_DB) $(VULN_DB).tmp && mkdir -p $(VULN_DB).tmp
+	$(BIN)/indexdb -vulns "$$(go list -m -f '{{.Dir}}' golang.org/x/vulndb@$(VULNDB_VERSION))/data/osv" -out $(VULN_DB).tmp
+	mv $(VULN_DB).tmp $(VULN_DB)
+
+## vulncheck: govulncheck on every module, offline, against the vulndb pinned above; any reachable vulnerability fails.
+vulncheck: $(BIN)/govulncheck $(VULN_DB)/index/db.json
+	@echo "vulncheck: $$($(BIN)/govulncheck -version | sed -n 's/^Scanner: //p') with the database of golang.org/x/vulndb@$(VULNDB_VERSION) on $$(go env GOVERSION)"
+	@# One run over every module (from any module's folder: govulncheck wants a
+	@# go.mod there; go.work puts the rest in): the same packages and versions as
+	@# one run per module, in a quarter of the time.
+	cd proto && $(BIN)/govulncheck -db file://$(VULN_DB) $(addsuffix /...,$(addprefix ../,$(MODULES)))
+
 tidy:
 	for m in $(MODULES); do (cd $$m && go mod tidy); done
 
@@ -151,14 +202,11 @@ k8s-generate:
 	go test -count=1 -run '^TestNATSDefinitionsFile$$' ./e2e/k8s/ -args -update
 
 ## ci: what .ci/run does after installing the tools.
-ci: generate-check proto-lint breaking tidy-check build-gowork-off lint images test
+ci: generate-check proto-lint breaking tidy-check build-gowork-off lint vulncheck images test
 
 clean:
 	rm -rf $(BIN) .cache
 
-NATS_SERVER_VERSION := v2.15.2
-$(BIN)/nats-server:
-	GOBIN=$(BIN) go install github.com/nats-io/nats-server/v2@$(NATS_SERVER_VERSION)
 # `make bin/nats-server`, the name the test helpers' messages give.
 bin/nats-server: $(BIN)/nats-server
 
@@ -189,7 +237,7 @@ docker_build = DOCKER_BUILDKIT=0 docker build --quiet --force-rm \
 	echo "image $(call image_name,$(1)):$(IMAGE_TAG) (and :dev)"
 
 ## images: the container images sluice-{source,build,test,release,notify,nats,postgres} and sluice, tagged :<git describe> and :dev (docker, FROM scratch, nothing pulled).
-images: image-host-packages $(IMAGE_CACHE)/nats-$(NATS_SERVER_VERSION)/nats-server
+images: image-host-packages $(IMAGE_CACHE)/nats-$(NATS_SERVER_VERSION)-$(GOTOOLCHAIN)/nats-server
 	@mkdir -p $(IMAGE_CACHE)/bin
 	CGO_ENABLED=0 go build -trimpath -ldflags "-s -w $(VERSION_LDFLAGS)" -o $(IMAGE_CACHE)/bin/ \
 		./cmd/sluice $(SERVICE_CMDS)
@@ -208,7 +256,7 @@ images: image-host-packages $(IMAGE_CACHE)/nats-$(NATS_SERVER_VERSION)/nats-serv
 	@for d in $(SERVICES); do $(call docker_build,$$d); done
 	@$(call docker_build,sluice)
 	@rm -rf $(IMAGE_CACHE)/nats && mkdir -p $(IMAGE_CACHE)/nats
-	@cp -p $(IMAGE_CACHE)/nats-$(NATS_SERVER_VERSION)/nats-server $(IMAGE_CACHE)/nats/
+	@cp -p $(IMAGE_CACHE)/nats-$(NATS_SERVER_VERSION)-$(GOTOOLCHAIN)/nats-server $(IMAGE_CACHE)/nats/
 	@$(call docker_build,nats,--label sluice.nats-server.version=$(NATS_SERVER_VERSION))
 	@deploy/images/postgres/build-rootfs.sh $(IMAGE_CACHE)/postgres >/dev/null
 	@$(call docker_build,postgres,--label sluice.postgresql.version=$$(cat $(IMAGE_CACHE)/postgres/pg-version))
@@ -217,7 +265,7 @@ images: image-host-packages $(IMAGE_CACHE)/nats-$(NATS_SERVER_VERSION)/nats-serv
 		| xargs -r docker rmi >/dev/null 2>&1 || true
 
 # nats-server for the image: static (the one in ./bin may use cgo's resolver).
-$(IMAGE_CACHE)/nats-$(NATS_SERVER_VERSION)/nats-server:
+$(IMAGE_CACHE)/nats-$(NATS_SERVER_VERSION)-$(GOTOOLCHAIN)/nats-server:
 	GOBIN=$(@D) CGO_ENABLED=0 go install -trimpath -ldflags "-s -w" github.com/nats-io/nats-server/v2@$(NATS_SERVER_VERSION)
 
 # The images are made of the host's files from Debian packages: install the

@@ -19,7 +19,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"buf.build/go/protovalidate"
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 
 	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
 )
