@@ -162,13 +162,13 @@ func serviceUser(d natsprovision.Declarations, svc string) (User, error) {
 
 	for _, k := range d.KeyValues {
 		stream := "KV_" + k.Config.Bucket
-		switch {
-		case k.Owner == svc:
+		switch k.Owner {
+		case svc:
 			pub.add("key-value bucket "+k.Config.Bucket+" (its own): create or update it (nats.go reads the account's info first), put and delete keys",
 				api+"INFO", api+"STREAM.UPDATE."+stream, api+"STREAM.CREATE."+stream, api+"STREAM.INFO."+stream,
 				"$KV."+k.Config.Bucket+".>",
 			)
-		case k.Owner == "*":
+		case "*":
 			pub.add("key-value bucket "+k.Config.Bucket+" (every service applies it): create or update it (nats.go reads the account's info first), put and delete its own keys",
 				api+"INFO", api+"STREAM.UPDATE."+stream, api+"STREAM.CREATE."+stream, api+"STREAM.INFO."+stream,
 				"$KV."+k.Config.Bucket+"."+svc+".>",

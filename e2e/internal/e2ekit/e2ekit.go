@@ -108,7 +108,8 @@ var probes = map[string]string{
 	"notify":  "/sluice.notify.v1.NotifyService/ListSubscriptions",
 }
 
-// ErrTokenNotAccepted: the service does not accept the token (yet).
+// ErrTokenNotAccepted is AcceptsToken's error while the service does not
+// accept the token (yet).
 var ErrTokenNotAccepted = errors.New("token not accepted")
 
 // AcceptsToken is nil once the service svc at baseURL accepts token: it

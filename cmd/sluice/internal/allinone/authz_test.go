@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"path/filepath"
 	"slices"
@@ -221,7 +222,11 @@ func call(ctx context.Context, baseURL string, md protoreflect.MethodDescriptor,
 	client := connect.NewClient[dynamicpb.Message, dynamicpb.Message](httpClient, baseURL+procedure,
 		connect.WithSchema(md),
 		connect.WithResponseInitializer(func(_ connect.Spec, message any) error {
-			*message.(*dynamicpb.Message) = *dynamicpb.NewMessage(md.Output())
+			m, ok := message.(*dynamicpb.Message)
+			if !ok {
+				return fmt.Errorf("response is a %T", message)
+			}
+			*m = *dynamicpb.NewMessage(md.Output())
 			return nil
 		}))
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)

@@ -214,7 +214,7 @@ when set, wins over a saved token.`,
   $ sluice login --server https://sluice.example.com --token-file ~/sluice-token`,
 		Args: needArgs(),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var in io.Reader = cmd.InOrStdin()
+			in := cmd.InOrStdin()
 			if tokenFile != "" {
 				f, err := os.Open(tokenFile)
 				if err != nil {
