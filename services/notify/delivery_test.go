@@ -273,7 +273,11 @@ func TestDeliverySurvivesRestart(t *testing.T) {
 		}
 		return http.StatusBadGateway
 	})
-	h := newHarness(t, func(cfg *notify.Config) { cfg.RetryBase = 300 * time.Millisecond })
+	// Attempts enough that the first process cannot use them all up however
+	// long the stop takes on a loaded machine.
+	h := newHarness(t, func(cfg *notify.Config) {
+		cfg.RetryBase, cfg.RetryMax, cfg.MaxAttempts = 300*time.Millisecond, time.Second, 100
+	})
 	sub := h.subscribe(&notifyv1.CreateSubscriptionRequest{Url: hook.srv.URL, Secret: "restart-secret"})
 	h.publish(buildFinished(), "build-1")
 	eventually(t, "a failed first attempt", func() (bool, string) {
