@@ -56,8 +56,23 @@ func TestListsPage(t *testing.T) {
 		h.waitHandled(p)
 		events[run] = append(events[run], p.ev.ID)
 	}
+	// The hook counts a request before notify records its attempt: wait for
+	// the records too.
 	eventually(t, "every delivery succeeded", func() (bool, string) {
-		return hook.accepted() == 5, fmt.Sprintf("%d accepted", hook.accepted())
+		if n := hook.accepted(); n != 5 {
+			return false, fmt.Sprintf("%d accepted", n)
+		}
+		res, err := h.client.ListDeliveries(ctx(t), &notifyv1.ListDeliveriesRequest{PageSize: 10})
+		if err != nil {
+			return false, err.Error()
+		}
+		succeeded := 0
+		for _, d := range res.GetDeliveries() {
+			if d.GetStatus() == notifyv1.DeliveryStatus_DELIVERY_STATUS_SUCCEEDED {
+				succeeded++
+			}
+		}
+		return succeeded == 5, fmt.Sprintf("%d of %d deliveries recorded as succeeded", succeeded, len(res.GetDeliveries()))
 	})
 	listDeliveries := func(req *notifyv1.ListDeliveriesRequest) []string {
 		t.Helper()
