@@ -131,7 +131,7 @@ func CheckRepository(ctx context.Context, repository string) error {
 func Repositories(ctx context.Context) ([]string, bool) {
 	id, ok := FromContext(ctx)
 	if !ok {
-		return nil, true // refused by CheckRepository for anything; lists show nothing
+		return []string{}, true // no identity: limited to nothing, so lists show nothing
 	}
 	return id.Repositories, id.Limited()
 }

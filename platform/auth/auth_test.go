@@ -73,6 +73,10 @@ func TestRepositoryChecks(t *testing.T) {
 	if repos, ok := auth.Repositories(limited); !ok || len(repos) != 1 {
 		t.Errorf("Repositories(limited) = %v %v", repos, ok)
 	}
+	// Without an identity a list shows nothing (an empty list, not "all").
+	if repos, ok := auth.Repositories(context.Background()); !ok || repos == nil || len(repos) != 0 {
+		t.Errorf("Repositories(no identity) = %#v %v, want an empty list, limited", repos, ok)
+	}
 }
 
 // The verifier learns tokens and service identities from the buckets, and

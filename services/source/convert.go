@@ -292,19 +292,14 @@ func releaseOutcome(p *releaseeventsv1.ReleaseFinished, at time.Time) domain.Sta
 
 func tokenToProto(t domain.Token) *sourcev1.Token {
 	role, _ := auth.ParseRole(t.Role)
-	out := &sourcev1.Token{
+	return &sourcev1.Token{
 		Id:           t.ID,
 		Name:         t.Name,
 		Role:         role,
 		Repositories: t.Repositories,
 		CreatedAt:    prototime.Timestamp(t.CreatedAt),
 		CreatedBy:    t.CreatedBy,
+		ExpiresAt:    prototime.Timestamp(t.ExpiresAt), // nil when zero
+		RevokedAt:    prototime.Timestamp(t.RevokedAt),
 	}
-	if !t.ExpiresAt.IsZero() {
-		out.ExpiresAt = prototime.Timestamp(t.ExpiresAt)
-	}
-	if !t.RevokedAt.IsZero() {
-		out.RevokedAt = prototime.Timestamp(t.RevokedAt)
-	}
-	return out
 }

@@ -184,9 +184,8 @@ func (h *AccessHandler) RevokeToken(ctx context.Context, req *sourcev1.RevokeTok
 // WhoAmI describes the caller's identity.
 func (h *AccessHandler) WhoAmI(ctx context.Context, _ *sourcev1.WhoAmIRequest) (*sourcev1.WhoAmIResponse, error) {
 	id, _ := auth.FromContext(ctx)
-	res := &sourcev1.WhoAmIResponse{Kind: string(id.Kind), Name: id.Name, Role: id.Role, Repositories: id.Repositories, TokenId: id.TokenID}
-	if !id.ExpiresAt.IsZero() {
-		res.ExpiresAt = prototime.Timestamp(id.ExpiresAt)
-	}
-	return res, nil
+	return &sourcev1.WhoAmIResponse{
+		Kind: string(id.Kind), Name: id.Name, Role: id.Role, Repositories: id.Repositories, TokenId: id.TokenID,
+		ExpiresAt: prototime.Timestamp(id.ExpiresAt), // nil when zero
+	}, nil
 }
