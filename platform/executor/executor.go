@@ -34,6 +34,13 @@ type Spec struct {
 	// order of lines within one stream is preserved. Output must not block
 	// for long: the command blocks on writing while Output runs.
 	Output func(stream string, line string)
+	// Secrets are values masked out of Output, in every form package
+	// secretmask knows (as they are, base64, hex, URL and JSON escaped,
+	// line by line), before the output is split into lines, so a value
+	// that spans lines or arrives in pieces is masked too. Masking holds
+	// back output that could be the start of a secret until the next bytes
+	// show it is not (or the step ends). Secrets are never logged.
+	Secrets []string
 }
 
 // Result is the outcome of a step that was started.

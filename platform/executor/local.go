@@ -4,11 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"sort"
 	"syscall"
 	"time"
+
+	"github.com/sluicehq/sluice/platform/secretmask"
 )
 
 // Defaults used by Local when the corresponding field is zero.
@@ -103,11 +106,19 @@ func (l *Local) Run(ctx context.Context, spec Spec) (Result, error) {
 	}
 
 	var stdout, stderr *lineWriter
+	var masked []io.Closer // the maskers in front of stdout and stderr
 	if spec.Output != nil {
 		sink := &outputSink{fn: spec.Output}
 		stdout = newLineWriter(Stdout, sink, MaxLineLen)
 		stderr = newLineWriter(Stderr, sink, MaxLineLen)
 		cmd.Stdout, cmd.Stderr = stdout, stderr
+		if m := secretmask.New(spec.Secrets); !m.Empty() {
+			// Masking comes before the split into lines, so a secret
+			// that spans lines is masked too.
+			mo, me := m.Writer(stdout), m.Writer(stderr)
+			cmd.Stdout, cmd.Stderr = mo, me
+			masked = []io.Closer{mo, me}
+		}
 	}
 
 	start := time.Now()
@@ -116,7 +127,12 @@ func (l *Local) Run(ctx context.Context, spec Spec) (Result, error) {
 	}
 	_ = cmd.Wait() // the outcome is read from cmd.ProcessState and the contexts
 	if stdout != nil {
-		// Wait has returned, so the copying goroutines are done.
+		// Wait has returned, so the copying goroutines are done. What the
+		// maskers hold back goes to the line writers (which never fail),
+		// then their last lines to Output.
+		for _, c := range masked {
+			_ = c.Close()
+		}
 		stdout.flush()
 		stderr.flush()
 	}

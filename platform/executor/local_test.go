@@ -47,15 +47,18 @@ func (o *output) add(stream, line string) {
 // run runs command in a temporary directory and returns its result and output.
 func run(t *testing.T, l *executor.Local, command string) (executor.Result, *output) {
 	t.Helper()
+	return runSpec(t, l, executor.Spec{Command: command})
+}
+
+// runSpec runs spec, named after the test, in a temporary directory and
+// returns its result and output.
+func runSpec(t *testing.T, l *executor.Local, spec executor.Spec) (executor.Result, *output) {
+	t.Helper()
 	out := &output{}
-	res, err := l.Run(context.Background(), executor.Spec{
-		Name:    t.Name(),
-		Command: command,
-		Dir:     t.TempDir(),
-		Output:  out.add,
-	})
+	spec.Name, spec.Dir, spec.Output = t.Name(), t.TempDir(), out.add
+	res, err := l.Run(context.Background(), spec)
 	if err != nil {
-		t.Fatalf("Run(%q): %v", command, err)
+		t.Fatalf("Run(%q): %v", spec.Command, err)
 	}
 	return res, out
 }
