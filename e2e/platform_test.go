@@ -81,9 +81,12 @@ func startFiveProcesses(t *testing.T, dataDir string) *platform {
 			prefix + "NATS_USER=" + s,
 			prefix + "NATS_PASSWORD=" + natsPassword(s),
 			prefix + "DATA_DIR=" + filepath.Join(dataDir, s),
-			// The one question a stage asks another service: release asks
-			// source for a changelog's commits.
+			// The questions a stage asks another service: release asks
+			// source for a changelog's commits, and build, test and release
+			// ask it for the values of the secrets their commands ask for.
 			"SLUICE_RELEASE_SOURCE_URL=" + urls["source"],
+			"SLUICE_BUILD_SOURCE_URL=" + urls["source"],
+			"SLUICE_TEST_SOURCE_URL=" + urls["source"],
 			prefix + "POLL_INTERVAL=0s",
 			"SLUICE_SOURCE_ADMIN_TOKEN_FILE=" + tokenFile,
 			// The repositories are local, and the deploys' verify.http and

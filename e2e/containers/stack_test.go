@@ -349,10 +349,10 @@ func (s *Stack) ServiceEnv(svc string) []string {
 		// second run of a commit the test also triggers, and that run would
 		// deploy the same version again.
 		env = append(env, p+"POLL_INTERVAL=0", p+"ADMIN_TOKEN_FILE=/secrets/admin-token")
-	case "release":
+	case "release", "test":
 		env = append(env, p+"SOURCE_URL="+s.internalURL("source"))
 	case "build":
-		env = append(env, p+"WORKERS=2")
+		env = append(env, p+"WORKERS=2", p+"SOURCE_URL="+s.internalURL("source"))
 	}
 	if s.opts.GoToolchain && (svc == "build" || svc == "test") {
 		env = append(env, "GOFLAGS=-mod=mod", "GOTOOLCHAIN=local", "CGO_ENABLED=0")

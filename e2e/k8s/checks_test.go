@@ -45,8 +45,8 @@ type service struct {
 
 var services = []service{
 	{name: "source", port: 8081, reads: settingsOf(source.Name)},
-	{name: "build", port: 8082, reads: settingsOf(build.Name), needs: []string{"WORKERS"}},
-	{name: "test", port: 8083, reads: settingsOf(tests.Name), needs: []string{"WORKERS"}},
+	{name: "build", port: 8082, reads: settingsOf(build.Name), needs: []string{"WORKERS", "SOURCE_URL"}},
+	{name: "test", port: 8083, reads: settingsOf(tests.Name), needs: []string{"WORKERS", "SOURCE_URL"}},
 	{name: "release", port: 8084, reads: settingsOf(release.Name), needs: []string{"SOURCE_URL"}},
 	{name: "notify", port: 8085, reads: settingsOf(notify.Name)},
 }

@@ -62,7 +62,12 @@ func CheckPolicies(sd protoreflect.ServiceDescriptor) error {
 			errs = append(errs, fmt.Errorf("%s has no (sluice.auth.v1.policy) option", md.FullName()))
 			continue
 		}
-		if p.GetRole() == authv1.Role_ROLE_UNSPECIFIED {
+		switch {
+		case p.GetServicesOnly() && len(p.GetServices()) == 0:
+			errs = append(errs, fmt.Errorf("%s: its policy is services_only but names no service", md.FullName()))
+		case p.GetServicesOnly() && p.GetRole() != authv1.Role_ROLE_UNSPECIFIED:
+			errs = append(errs, fmt.Errorf("%s: its policy is services_only, so it must name no role", md.FullName()))
+		case !p.GetServicesOnly() && p.GetRole() == authv1.Role_ROLE_UNSPECIFIED:
 			errs = append(errs, fmt.Errorf("%s: its policy names no role", md.FullName()))
 		}
 		if f := p.GetRepositoryField(); f != "" {
@@ -111,6 +116,9 @@ func (g *Guard) admit(spec connect.Spec, authorization string) (Identity, *authv
 			return Identity{}, nil, fmt.Errorf("%s may not call %s: %w", id, spec.Procedure, apierror.ErrPermissionDenied)
 		}
 	default:
+		if policy.GetServicesOnly() {
+			return Identity{}, nil, fmt.Errorf("%s is called only by Sluice services (%s), not with a user's token: %w", spec.Procedure, strings.Join(policy.GetServices(), ", "), apierror.ErrPermissionDenied)
+		}
 		if id.Role < policy.GetRole() {
 			return Identity{}, nil, fmt.Errorf("%s needs the %s role; %s is %s: %w", spec.Procedure, RoleName(policy.GetRole()), id, RoleName(id.Role), apierror.ErrPermissionDenied)
 		}

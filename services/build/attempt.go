@@ -20,6 +20,7 @@ import (
 	"github.com/sluicehq/sluice/platform/lease"
 	"github.com/sluicehq/sluice/platform/prototime"
 	"github.com/sluicehq/sluice/platform/steplog"
+	"github.com/sluicehq/sluice/platform/stepsecrets"
 	buildeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/build/events/v1"
 	"github.com/sluicehq/sluice/services/build/domain"
 )
@@ -36,6 +37,15 @@ func (s *Service) execute(ctx context.Context, run domain.Run, b domain.Build, l
 		return res, fmt.Errorf("clear workspace %s: %w", ws, err)
 	}
 	defer func() { _ = os.RemoveAll(ws) }()
+	secrets, err := s.secrets.Resolve(ctx, run.ID, stepsecrets.Names(stepSecrets(run.Steps)...))
+	switch {
+	case errors.Is(err, stepsecrets.ErrUnresolvable):
+		res.failure = domain.SecretsUnresolved(err)
+		w.Append("", steplog.Meta, "--- "+res.failure.Reason)
+		return res, nil
+	case err != nil:
+		return res, orInterrupted(ctx, err)
+	}
 	if err := gitcheckout.Checkout(ctx, s.egress, run.Repository.URL, run.Commit, ws); err != nil {
 		if ctx.Err() != nil {
 			return res, interrupted(ctx)
@@ -46,7 +56,7 @@ func (s *Service) execute(ctx context.Context, run domain.Run, b domain.Build, l
 	}
 
 	for i, st := range run.Steps {
-		dur, failure, err := s.runStep(ctx, run, b, l, w, i, st, ws)
+		dur, failure, err := s.runStep(ctx, run, b, l, w, i, st, ws, secrets)
 		res.stepDuration += dur
 		if err != nil {
 			return res, err
@@ -91,7 +101,7 @@ func (s *Service) execute(ctx context.Context, run domain.Run, b domain.Build, l
 // runStep runs step i and records it. It returns the time spent in the
 // step, the build failure the step caused (if any), and an error when the
 // attempt cannot go on.
-func (s *Service) runStep(ctx context.Context, run domain.Run, b domain.Build, l Lease, w *steplog.Writer, i int, st domain.StepSpec, ws string) (time.Duration, domain.Failure, error) {
+func (s *Service) runStep(ctx context.Context, run domain.Run, b domain.Build, l Lease, w *steplog.Writer, i int, st domain.StepSpec, ws string, secrets stepsecrets.Set) (time.Duration, domain.Failure, error) {
 	timeout := st.Timeout
 	if timeout <= 0 {
 		timeout = s.cfg.DefaultStepTimeout
@@ -112,7 +122,8 @@ func (s *Service) runStep(ctx context.Context, run domain.Run, b domain.Build, l
 		Name:    st.Name,
 		Command: st.Run,
 		Dir:     ws,
-		Env:     stepEnv(run, st),
+		Env:     secrets.Env(stepEnv(run, st), st.Secrets),
+		Secrets: secrets.Values(),
 		Timeout: timeout,
 		Output: func(stream, line string) {
 			w.Append(st.Name, stream, line)
@@ -177,6 +188,15 @@ func stepStartedEvent(run domain.Run, b domain.Build, st domain.StepSpec) (event
 		Repository: repositoryRef(run.Repository),
 		Attempt:    int32(b.Attempt),
 	}, events.TaskRunID(b.ID, st.Name), run.ID)
+}
+
+// stepSecrets are the secret references of steps.
+func stepSecrets(steps []domain.StepSpec) []map[string]string {
+	refs := make([]map[string]string, len(steps))
+	for i, st := range steps {
+		refs[i] = st.Secrets
+	}
+	return refs
 }
 
 // stepEnv is the step's environment on top of the executor's scrubbed base:

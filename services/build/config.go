@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/platform/servicekit"
+	"github.com/sluicehq/sluice/platform/stepsecrets"
 )
 
 // Name is the service's name: its NATS user and declarations, its
@@ -26,6 +27,10 @@ const (
 type Config struct {
 	// Settings: DataDir holds the workspaces (and the database by default).
 	servicekit.Settings
+	// SourceURL is the source service's base URL, asked for the values of
+	// the secrets steps ask for (stepsecrets); empty: runs whose steps ask
+	// for secrets fail.
+	SourceURL string
 	// Workers is how many builds run at once in this process.
 	Workers int
 	// DefaultStepTimeout bounds a step that declares no timeout.
@@ -44,6 +49,7 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{
 		Settings:           servicekit.Settings{DataDir: filepath.Join("data", Name)},
+		SourceURL:          stepsecrets.DefaultSourceURL,
 		Workers:            DefaultWorkers,
 		DefaultStepTimeout: DefaultStepTimeout,
 		Heartbeat:          DefaultHeartbeat,
@@ -54,6 +60,7 @@ func DefaultConfig() Config {
 // runs the service.
 func (c *Config) RegisterFlags(f *servicekit.Flags) {
 	c.Settings.RegisterFlags(f)
+	f.StringVar(&c.SourceURL, "source-url", "the source service's URL (asked for the secrets steps ask for)")
 	f.IntVar(&c.Workers, "workers", "builds run at once")
 	f.DurationVar(&c.DefaultStepTimeout, "step-timeout", "timeout of steps that declare none")
 	f.StringVar(&c.WorkerID, "worker-id", "this worker's name in the builds it holds; default <hostname>-<pid>")
@@ -85,7 +92,7 @@ func (c Config) WithDefaults() Config {
 // Validate refuses a configuration the service cannot run with, naming the
 // setting. Call it on WithDefaults' result.
 func (c Config) Validate() error {
-	errs := []error{c.Settings.Validate()}
+	errs := []error{c.Settings.Validate(), stepsecrets.CheckSourceURL(c.SourceURL, false)}
 	if c.Workers < 1 {
 		errs = append(errs, fmt.Errorf("workers is %d; it must be at least 1", c.Workers))
 	}

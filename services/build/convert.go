@@ -34,6 +34,7 @@ func runFromEvent(req *sourceeventsv1.RunRequested) domain.Run {
 			Run:     st.GetRun(),
 			Timeout: timeout,
 			Env:     maps.Clone(st.GetEnv()),
+			Secrets: maps.Clone(st.GetSecrets()),
 		})
 	}
 	for _, a := range req.GetPipeline().GetBuild().GetArtifacts() {

@@ -3,10 +3,12 @@ package build
 import (
 	"go.uber.org/fx"
 
+	"github.com/sluicehq/sluice/platform/auth"
 	"github.com/sluicehq/sluice/platform/executor"
 	"github.com/sluicehq/sluice/platform/servicekit"
 	"github.com/sluicehq/sluice/platform/sqldb"
 	"github.com/sluicehq/sluice/platform/steplog"
+	"github.com/sluicehq/sluice/platform/stepsecrets"
 )
 
 // Module is the build service as an fx module (servicekit.Module): the
@@ -23,7 +25,7 @@ func Module(cfg Config) fx.Option {
 		Migrations: []sqldb.Migrations{Migrations(), steplog.Migrations()},
 	},
 		fx.Supply(fx.Private, cfg),
-		fx.Provide(fx.Private, NewStore, newExecutor, NewService, NewHandler, parts),
+		fx.Provide(fx.Private, NewStore, newExecutor, newSecrets, NewService, NewHandler, parts),
 		fx.Provide(servicekit.Route(NewRoute)),
 	)
 }
@@ -31,6 +33,12 @@ func Module(cfg Config) fx.Option {
 // newExecutor runs the build steps as local processes.
 func newExecutor(cfg Config) executor.Executor {
 	return &executor.Local{DefaultTimeout: cfg.DefaultStepTimeout}
+}
+
+// newSecrets asks source for the values of the secrets steps ask for, as
+// the build service.
+func newSecrets(cfg Config, id *auth.ServiceIdentity) *stepsecrets.Resolver {
+	return stepsecrets.NewResolver(Name, cfg.SourceURL, id, nil)
 }
 
 // parts are what runs beside the API: the work-queue consumer.

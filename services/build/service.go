@@ -17,6 +17,7 @@ import (
 	"github.com/sluicehq/sluice/platform/paging"
 	"github.com/sluicehq/sluice/platform/sqldb"
 	"github.com/sluicehq/sluice/platform/steplog"
+	"github.com/sluicehq/sluice/platform/stepsecrets"
 	"github.com/sluicehq/sluice/services/build/domain"
 )
 
@@ -35,18 +36,21 @@ type Deps struct {
 	Log      *slog.Logger
 	// Egress is what repository URLs may reach (the allow-egress setting).
 	Egress *egress.Policy
+	// Secrets gets the values of the secrets steps ask for.
+	Secrets *stepsecrets.Resolver
 }
 
 // Service is the build service's application: it runs builds for run
 // requests and answers queries about them.
 type Service struct {
-	cfg   Config
-	store *Store
-	logs  *steplog.Store
-	relay *events.Relay
-	js    jetstream.JetStream
-	exec  executor.Executor
-	log   *slog.Logger
+	cfg     Config
+	store   *Store
+	logs    *steplog.Store
+	relay   *events.Relay
+	js      jetstream.JetStream
+	exec    executor.Executor
+	secrets *stepsecrets.Resolver
+	log     *slog.Logger
 	// egress is what checkouts may reach.
 	egress *egress.Policy
 }
@@ -62,13 +66,14 @@ func NewService(cfg Config, d Deps) (*Service, error) {
 		return nil, errors.New("build: NewService: every dependency is required")
 	}
 	return &Service{
-		cfg:   cfg,
-		store: d.Store,
-		logs:  steplog.New(d.DB),
-		relay: d.Outbox,
-		js:    d.JetStream,
-		exec:  d.Executor,
-		log:   d.Log.With(slog.String("worker", cfg.WorkerID)),
+		cfg:     cfg,
+		store:   d.Store,
+		logs:    steplog.New(d.DB),
+		relay:   d.Outbox,
+		js:      d.JetStream,
+		exec:    d.Executor,
+		secrets: d.Secrets,
+		log:     d.Log.With(slog.String("worker", cfg.WorkerID)),
 		// Checkouts go through the egress policy.
 		egress: d.Egress,
 	}, nil

@@ -3,11 +3,11 @@ package release
 import (
 	"errors"
 	"fmt"
-	"net/url"
 	"path/filepath"
 	"time"
 
 	"github.com/sluicehq/sluice/platform/servicekit"
+	"github.com/sluicehq/sluice/platform/stepsecrets"
 	"github.com/sluicehq/sluice/services/release/domain"
 )
 
@@ -17,7 +17,7 @@ const Name = "release"
 
 // Defaults of DefaultConfig.
 const (
-	DefaultSourceURL     = "http://127.0.0.1:8081"
+	DefaultSourceURL     = stepsecrets.DefaultSourceURL
 	DefaultWorkers       = 2
 	DefaultDeployTimeout = 10 * time.Minute
 	DefaultVerifyTimeout = 60 * time.Second
@@ -66,7 +66,7 @@ func DefaultConfig() Config {
 // runs the service.
 func (c *Config) RegisterFlags(f *servicekit.Flags) {
 	c.Settings.RegisterFlags(f)
-	f.StringVar(&c.SourceURL, "source-url", "the source service's URL (asked for the commits of a changelog)")
+	f.StringVar(&c.SourceURL, "source-url", "the source service's URL (asked for the commits of a changelog and the secrets of deploys)")
 	f.IntVar(&c.Workers, "workers", "release stages run at once")
 	f.DurationVar(&c.DefaultDeployTimeout, "deploy-timeout", "timeout of deploy commands whose environment sets none")
 	f.DurationVar(&c.DefaultVerifyTimeout, "verify-timeout", "how long a verification may keep trying when its environment sets no timeout")
@@ -93,10 +93,8 @@ func (c Config) WithDefaults() Config {
 // setting. Call it on WithDefaults' result.
 func (c Config) Validate() error {
 	errs := []error{c.Settings.Validate()}
-	if c.SourceURL == "" {
-		errs = append(errs, errors.New("source-url is required"))
-	} else if u, err := url.Parse(c.SourceURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		errs = append(errs, fmt.Errorf("source-url %q is not an http:// or https:// URL", c.SourceURL))
+	if err := stepsecrets.CheckSourceURL(c.SourceURL, true); err != nil {
+		errs = append(errs, err)
 	}
 	if c.Workers < 1 {
 		errs = append(errs, fmt.Errorf("workers is %d; it must be at least 1", c.Workers))

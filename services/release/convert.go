@@ -37,6 +37,7 @@ func releaseSpecOf(p *sourcev1.Pipeline) domain.ReleaseSpec {
 			Deploy:        e.GetDeploy(),
 			DeployTimeout: e.GetDeployTimeout().AsDuration(),
 			Env:           e.GetEnv(),
+			Secrets:       e.GetSecrets(),
 		}
 		if v := e.GetVerify(); v != nil {
 			env.Verify = domain.Verify{HTTP: v.GetHttp(), Command: v.GetCommand(), Timeout: v.GetTimeout().AsDuration()}

@@ -25,6 +25,7 @@ import (
 	"github.com/sluicehq/sluice/platform/lastlines"
 	"github.com/sluicehq/sluice/platform/retry"
 	"github.com/sluicehq/sluice/platform/steplog"
+	"github.com/sluicehq/sluice/platform/stepsecrets"
 	"github.com/sluicehq/sluice/services/release/domain"
 )
 
@@ -289,6 +290,14 @@ func (s *Service) deploy(ctx context.Context, rel domain.Release, env domain.Env
 	vars["SLUICE_RUN_ID"] = rel.RunID
 	vars["SLUICE_COMMIT"] = rel.Commit
 	vars["SLUICE_REPOSITORY"] = rel.Repository.Name
+	secrets, err := s.secrets.Resolve(ctx, rel.RunID, stepsecrets.Names(env.Secrets))
+	if errors.Is(err, stepsecrets.ErrUnresolvable) {
+		return fail(out.deploy, "secrets: "+err.Error(), nil)
+	}
+	if err != nil {
+		return err
+	}
+	cmd := commandEnv{vars: secrets.Env(vars, env.Secrets), secrets: secrets.Values()}
 
 	// From here on the environment may change: record it before running.
 	if err := s.store.MarkStarted(ctx, d.ID); err != nil {
@@ -302,7 +311,7 @@ func (s *Service) deploy(ctx context.Context, rel domain.Release, env domain.Env
 	note(out.w, out.deploy, "deploy: %s", env.Deploy)
 	tail := lastlines.New(domain.LastLogLines, 0)
 	res, err := s.exec.Run(ctx, executor.Spec{
-		Name: "deploy " + env.Name, Command: env.Deploy, Dir: src, Env: vars, Timeout: timeout,
+		Name: "deploy " + env.Name, Command: env.Deploy, Dir: src, Env: cmd.vars, Secrets: cmd.secrets, Timeout: timeout,
 		Output: out.command(out.deploy, tail),
 	})
 	switch {
@@ -322,7 +331,7 @@ func (s *Service) deploy(ctx context.Context, rel domain.Release, env domain.Env
 	if err := s.store.SetDeploymentStatus(ctx, d.ID, domain.DeploymentVerifying); err != nil {
 		return err
 	}
-	reason, last, err := s.verify(ctx, env, src, vars, out)
+	reason, last, err := s.verify(ctx, env, src, cmd, out)
 	if err != nil {
 		return err
 	}
@@ -363,7 +372,14 @@ func (s *Service) fetchArtifacts(ctx context.Context, arts []domain.Artifact, w 
 // verify runs env's verification and returns why it failed ("" when it
 // passed or there is none) with the last output lines of a failing verify
 // command. The error is ctx's when it ended.
-func (s *Service) verify(ctx context.Context, env domain.Environment, dir string, vars map[string]string, out logTo) (string, []string, error) {
+// commandEnv is the environment of an environment's deploy and verify
+// commands, and the secret values to mask in their output.
+type commandEnv struct {
+	vars    map[string]string
+	secrets []string
+}
+
+func (s *Service) verify(ctx context.Context, env domain.Environment, dir string, cmd commandEnv, out logTo) (string, []string, error) {
 	timeout := env.Verify.Timeout
 	if timeout <= 0 {
 		timeout = s.cfg.DefaultVerifyTimeout
@@ -379,7 +395,7 @@ func (s *Service) verify(ctx context.Context, env domain.Environment, dir string
 	case env.Verify.Command != "":
 		note(out.w, out.verify, "verifying: %s (up to %s)", env.Verify.Command, timeout)
 		what = strconv.Quote(env.Verify.Command)
-		last, err = s.verifyCommand(ctx, env, dir, vars, timeout, out)
+		last, err = s.verifyCommand(ctx, env, dir, cmd, timeout, out)
 	default:
 		note(out.w, out.verify, "no verification: the deploy succeeding is enough")
 		return "", nil, nil
@@ -462,7 +478,7 @@ var errNotStarted = errors.New("could not start")
 // verifyCommand runs the verify command every commandVerifyInterval until
 // it exits 0 or timeout has passed; the error is the last run's, and the
 // lines are the last run's last output lines.
-func (s *Service) verifyCommand(ctx context.Context, env domain.Environment, dir string, vars map[string]string, timeout time.Duration, out logTo) ([]string, error) {
+func (s *Service) verifyCommand(ctx context.Context, env domain.Environment, dir string, cmd commandEnv, timeout time.Duration, out logTo) ([]string, error) {
 	deadline := time.Now().Add(timeout)
 	var last []string
 	var lastErr error
@@ -475,7 +491,7 @@ func (s *Service) verifyCommand(ctx context.Context, env domain.Environment, dir
 		}
 		tail := lastlines.New(domain.LastLogLines, 0)
 		res, err := s.exec.Run(ctx, executor.Spec{
-			Name: "verify " + env.Name, Command: env.Verify.Command, Dir: dir, Env: vars,
+			Name: "verify " + env.Name, Command: env.Verify.Command, Dir: dir, Env: cmd.vars, Secrets: cmd.secrets,
 			Timeout: max(left, time.Millisecond), Output: out.command(out.verify, tail),
 		})
 		last = tail.Lines()

@@ -11,6 +11,7 @@ import (
 	"github.com/sluicehq/sluice/platform/servicekit"
 	"github.com/sluicehq/sluice/platform/sqldb"
 	"github.com/sluicehq/sluice/platform/steplog"
+	"github.com/sluicehq/sluice/platform/stepsecrets"
 	"github.com/sluicehq/sluice/proto/gen/sluice/source/v1/sourcev1connect"
 )
 
@@ -28,7 +29,7 @@ func Module(cfg Config) fx.Option {
 		Migrations: []sqldb.Migrations{Migrations(), steplog.Migrations()},
 	},
 		fx.Supply(fx.Private, cfg),
-		fx.Provide(fx.Private, NewStore, newSourceClient, newExecutor, NewService, NewHandler, parts),
+		fx.Provide(fx.Private, NewStore, newSourceClient, newSecrets, newExecutor, NewService, NewHandler, parts),
 		fx.Provide(servicekit.Route(NewRoute)),
 	)
 }
@@ -44,6 +45,12 @@ func newSourceClient(lc fx.Lifecycle, cfg Config, id *auth.ServiceIdentity) Sour
 	}
 	lc.Append(fx.StopHook(transport.CloseIdleConnections))
 	return sourcev1connect.NewSourceServiceClient(&http.Client{Transport: id.Transport(transport)}, cfg.SourceURL)
+}
+
+// newSecrets asks source for the values of the secrets deploy commands ask
+// for, as the release service.
+func newSecrets(cfg Config, id *auth.ServiceIdentity) *stepsecrets.Resolver {
+	return stepsecrets.NewResolver(Name, cfg.SourceURL, id, nil)
 }
 
 // newExecutor runs deploy and verify commands as local processes.

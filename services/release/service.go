@@ -25,6 +25,7 @@ import (
 	"github.com/sluicehq/sluice/platform/paging"
 	"github.com/sluicehq/sluice/platform/sqldb"
 	"github.com/sluicehq/sluice/platform/steplog"
+	"github.com/sluicehq/sluice/platform/stepsecrets"
 	"github.com/sluicehq/sluice/services/release/domain"
 )
 
@@ -55,6 +56,8 @@ type Deps struct {
 	// Egress is what verify.http probes and repository URLs may reach (the
 	// allow-egress setting).
 	Egress *egress.Policy
+	// Secrets gets the values of the secrets deploy commands ask for.
+	Secrets *stepsecrets.Resolver
 }
 
 // Service is the release application: the release stage of runs
@@ -68,9 +71,11 @@ type Service struct {
 	source SourceClient
 	exec   executor.Executor
 	egress *egress.Policy
-	outbox *events.Relay
-	log    *slog.Logger
-	locks  *keyedLocks
+	// secrets gets the values of the secrets deploy commands ask for.
+	secrets *stepsecrets.Resolver
+	outbox  *events.Relay
+	log     *slog.Logger
+	locks   *keyedLocks
 	// branches is the platform's rule of which branches deploy
 	// automatically where (Config.EnvironmentBranches).
 	branches domain.EnvironmentBranches
@@ -97,7 +102,7 @@ func NewService(cfg Config, d Deps) (*Service, error) {
 	base, stop := context.WithCancel(context.Background())
 	return &Service{
 		cfg: cfg, store: d.Store, logs: steplog.New(d.DB), js: d.JetStream, source: d.Source,
-		exec: d.Executor, egress: d.Egress, outbox: d.Outbox, log: d.Log, locks: newKeyedLocks(d.DB.Lock),
+		exec: d.Executor, egress: d.Egress, secrets: d.Secrets, outbox: d.Outbox, log: d.Log, locks: newKeyedLocks(d.DB.Lock),
 		branches: branches, base: base, stopBase: stop,
 	}, nil
 }

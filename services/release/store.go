@@ -115,6 +115,7 @@ type environmentJSON struct {
 	VerifyCommand string            `json:"verify_command,omitempty"`
 	VerifyTimeout time.Duration     `json:"verify_timeout,omitempty"`
 	Env           map[string]string `json:"env,omitempty"`
+	Secrets       map[string]string `json:"secrets,omitempty"`
 }
 
 func encodeEnvironments(envs []domain.Environment) (string, error) {
@@ -123,7 +124,7 @@ func encodeEnvironments(envs []domain.Environment) (string, error) {
 		out = append(out, environmentJSON{
 			Name: e.Name, Deploy: e.Deploy, DeployTimeout: e.DeployTimeout,
 			VerifyHTTP: e.Verify.HTTP, VerifyCommand: e.Verify.Command, VerifyTimeout: e.Verify.Timeout,
-			Env: e.Env,
+			Env: e.Env, Secrets: e.Secrets,
 		})
 	}
 	b, err := json.Marshal(out)
@@ -140,7 +141,7 @@ func decodeEnvironments(s string) ([]domain.Environment, error) {
 		out = append(out, domain.Environment{
 			Name: e.Name, Deploy: e.Deploy, DeployTimeout: e.DeployTimeout,
 			Verify: domain.Verify{HTTP: e.VerifyHTTP, Command: e.VerifyCommand, Timeout: e.VerifyTimeout},
-			Env:    e.Env,
+			Env:    e.Env, Secrets: e.Secrets,
 		})
 	}
 	return out, nil

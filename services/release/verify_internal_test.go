@@ -49,7 +49,7 @@ func TestVerifyStartsNoRunItCannotFinish(t *testing.T) {
 	env := domain.Environment{Name: "staging", Verify: domain.Verify{Command: "check"}}
 	// First run 0–0.6 s, the next after the 1 s interval at 1.6 s, with
 	// 0.4 s of the 2 s left: not enough.
-	_, err = s.verifyCommand(t.Context(), env, t.TempDir(), nil, 2*time.Second, logTo{w: w, deploy: "deploy:staging", verify: "verify:staging"})
+	_, err = s.verifyCommand(t.Context(), env, t.TempDir(), commandEnv{}, 2*time.Second, logTo{w: w, deploy: "deploy:staging", verify: "verify:staging"})
 	if err == nil || !strings.Contains(err.Error(), "exited with code 1") {
 		t.Fatalf("verify: %v; want the last real run's failure", err)
 	}

@@ -303,3 +303,10 @@ func tokenToProto(t domain.Token) *sourcev1.Token {
 		RevokedAt:    prototime.Timestamp(t.RevokedAt),
 	}
 }
+
+func secretToProto(s domain.Secret) *sourcev1.Secret {
+	return &sourcev1.Secret{
+		Repository: s.Repository, Name: s.Name, UpdatedBy: s.UpdatedBy,
+		CreatedAt: prototime.Timestamp(s.CreatedAt), UpdatedAt: prototime.Timestamp(s.UpdatedAt),
+	}
+}

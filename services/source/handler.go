@@ -189,3 +189,59 @@ func (h *AccessHandler) WhoAmI(ctx context.Context, _ *sourcev1.WhoAmIRequest) (
 		ExpiresAt: prototime.Timestamp(id.ExpiresAt), // nil when zero
 	}, nil
 }
+
+// SecretHandler is the SecretService Connect handler.
+type SecretHandler struct {
+	svc *Service
+}
+
+var _ sourcev1connect.SecretServiceHandler = (*SecretHandler)(nil)
+
+// NewSecretHandler makes the SecretService handler.
+func NewSecretHandler(svc *Service) *SecretHandler { return &SecretHandler{svc: svc} }
+
+// NewSecretRoute mounts h with the options every handler gets.
+func NewSecretRoute(h *SecretHandler, log *slog.Logger, guard *auth.Guard) rpcserver.Route {
+	path, handler := sourcev1connect.NewSecretServiceHandler(h, rpcserver.HandlerOptions(log, guard)...)
+	return rpcserver.Route{Path: path, Handler: handler, Service: sourcev1connect.SecretServiceName}
+}
+
+// SetSecret stores a secret.
+func (h *SecretHandler) SetSecret(ctx context.Context, req *sourcev1.SetSecretRequest) (*sourcev1.SetSecretResponse, error) {
+	sec, err := h.svc.SetSecret(ctx, req.GetRepository(), req.GetName(), req.GetValue())
+	if err != nil {
+		return nil, err
+	}
+	return &sourcev1.SetSecretResponse{Secret: secretToProto(sec)}, nil
+}
+
+// ListSecrets lists secrets without their values.
+func (h *SecretHandler) ListSecrets(ctx context.Context, req *sourcev1.ListSecretsRequest) (*sourcev1.ListSecretsResponse, error) {
+	secrets, err := h.svc.ListSecrets(ctx, req.GetRepository())
+	if err != nil {
+		return nil, err
+	}
+	res := &sourcev1.ListSecretsResponse{}
+	for _, sec := range secrets {
+		res.Secrets = append(res.Secrets, secretToProto(sec))
+	}
+	return res, nil
+}
+
+// DeleteSecret removes a secret.
+func (h *SecretHandler) DeleteSecret(ctx context.Context, req *sourcev1.DeleteSecretRequest) (*sourcev1.DeleteSecretResponse, error) {
+	sec, err := h.svc.DeleteSecret(ctx, req.GetRepository(), req.GetName())
+	if err != nil {
+		return nil, err
+	}
+	return &sourcev1.DeleteSecretResponse{Secret: secretToProto(sec)}, nil
+}
+
+// ResolveSecrets hands a service the values a run's pipeline asks for.
+func (h *SecretHandler) ResolveSecrets(ctx context.Context, req *sourcev1.ResolveSecretsRequest) (*sourcev1.ResolveSecretsResponse, error) {
+	values, err := h.svc.ResolveSecrets(ctx, req.GetRunId(), req.GetNames())
+	if err != nil {
+		return nil, err
+	}
+	return &sourcev1.ResolveSecretsResponse{Values: values}, nil
+}

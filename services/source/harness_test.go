@@ -73,6 +73,8 @@ type harness struct {
 	client sourcev1connect.SourceServiceClient
 	http   *http.Client
 	js     jetstream.JetStream
+	// natsURL is the nats-server's.
+	natsURL string
 	// svc is the service, for what no API offers (PollOnce).
 	svc *source.Service
 }
@@ -102,7 +104,7 @@ func newHarness(t *testing.T, pollInterval time.Duration, tune ...func(*source.C
 	p := servicekittest.Start(t, ns.URL, servicekittest.Options{Log: logger, NoWait: true}, source.ModuleWithService(cfg, &svc))
 
 	servicekittest.Producers(t, js, "build", "test", "release")
-	h := &harness{t: t, proc: p, url: p.URL, http: p.Client, js: js, svc: svc}
+	h := &harness{t: t, proc: p, url: p.URL, http: p.Client, js: js, natsURL: ns.URL, svc: svc}
 	h.client = sourcev1connect.NewSourceServiceClient(h.http, h.url)
 	p.WaitReady(t)
 	return h

@@ -26,8 +26,8 @@ func module(cfg Config, extra ...fx.Option) fx.Option {
 		Migrations: []sqldb.Migrations{Migrations()},
 	},
 		fx.Supply(fx.Private, cfg),
-		fx.Provide(fx.Private, NewStore, NewService, NewHandler, NewAccessHandler, parts),
-		fx.Provide(servicekit.Route(NewRoute), servicekit.Route(NewAccessRoute), servicekit.Route(NewWebhookRoute)),
+		fx.Provide(fx.Private, NewStore, NewService, NewHandler, NewAccessHandler, NewSecretHandler, parts),
+		fx.Provide(servicekit.Route(NewRoute), servicekit.Route(NewAccessRoute), servicekit.Route(NewSecretRoute), servicekit.Route(NewWebhookRoute)),
 		fx.Options(extra...),
 	)
 }
@@ -36,7 +36,7 @@ func module(cfg Config, extra ...fx.Option) fx.Option {
 // stages' events into run summaries, the publisher of tokens and the
 // poller.
 func parts(s *Service, cfg Config) servicekit.Parts {
-	p := servicekit.Parts{Consumers: s.Consumers(), Loops: []servicekit.Loop{{Name: "tokens", Run: s.SyncTokens}}}
+	p := servicekit.Parts{Consumers: s.Consumers(), Loops: []servicekit.Loop{{Name: "tokens", Run: s.SyncTokens}, {Name: "secret-keys", Run: s.ReencryptSecrets}}}
 	if cfg.PollInterval > 0 {
 		p.Loops = append(p.Loops, servicekit.Loop{Name: "poll", Run: s.Poll})
 	}

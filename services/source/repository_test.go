@@ -189,3 +189,29 @@ func TestCreateRepositoryRefusedByEgress(t *testing.T) {
 		t.Errorf("ListRepositories = %v, %v; want none registered", list.GetRepositories(), err)
 	}
 }
+
+// A URL that carries credentials is refused before anything is stored or
+// fetched, and the refusal does not repeat the credential.
+func TestCreateRepositoryRefusesCredentialsInURL(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, 0)
+	for _, u := range []string{
+		"https://alice:ghp_canary1234@github.example.com/org/app.git",
+		"https://ghp_canary1234@github.example.com/org/app.git",
+		"HTTP://x-access-token:canary1234@example.com/app",
+		"ssh://git:canary1234@example.com/app.git",
+	} {
+		_, err := h.client.CreateRepository(context.Background(), &sourcev1.CreateRepositoryRequest{Url: u, Name: "app"})
+		if connect.CodeOf(err) != connect.CodeInvalidArgument || !strings.Contains(err.Error(), "must not contain credentials") {
+			t.Errorf("CreateRepository(%s) = %v, want invalid_argument about credentials", u, err)
+		}
+		if err != nil && strings.Contains(err.Error(), "canary1234") {
+			t.Errorf("the refusal repeats the credential: %v", err)
+		}
+	}
+	// A user name without a secret is an SSH login, not a credential.
+	_, err := h.client.CreateRepository(context.Background(), &sourcev1.CreateRepositoryRequest{Url: "ssh://git@127.0.0.1:1/app.git", Name: "app"})
+	if err != nil && strings.Contains(err.Error(), "must not contain credentials") {
+		t.Errorf("an SSH user was taken for a credential: %v", err)
+	}
+}

@@ -33,6 +33,8 @@ type Service struct {
 	log     *slog.Logger
 	changes *broadcast
 	tokens  *tokenPublisher
+	// keys encrypt secrets; nil when the operator gave none.
+	keys *secretKeys
 }
 
 // Deps are the service's collaborators; fx provides them (servicekit).
@@ -58,7 +60,15 @@ func NewService(cfg Config, d Deps) (*Service, error) {
 	if d.Store == nil || d.Outbox == nil || d.JetStream == nil || d.Egress == nil || d.Log == nil {
 		return nil, errors.New("source: NewService: every dependency is required")
 	}
+	keys, err := loadSecretKeys(cfg.SecretKeyFile, cfg.SecretKey)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", Name, err)
+	}
+	if keys == nil {
+		d.Log.Warn("no secret key (secret-key-file or $SLUICE_SOURCE_SECRET_KEY): secrets cannot be stored, and runs whose steps ask for one fail")
+	}
 	return &Service{
+		keys:    keys,
 		cfg:     cfg,
 		store:   d.Store,
 		mirrors: gitmirror.New(cfg.mirrorsDir(), d.Egress),

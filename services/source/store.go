@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"embed"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"strings"
@@ -569,4 +570,126 @@ func (s *Store) queryTokens(ctx context.Context, query string, args ...any) ([]d
 		return nil, fmt.Errorf("list tokens: %w", err)
 	}
 	return out, nil
+}
+
+// --- secrets ---
+
+const secretColumns = `s.repository_id, COALESCE(r.name, ''), s.name, s.ciphertext, s.key_id, s.created_at, s.updated_at, s.updated_by`
+
+const secretFrom = ` FROM secrets s LEFT JOIN repositories r ON r.id = s.repository_id `
+
+func scanSecret(row interface{ Scan(...any) error }) (domain.Secret, error) {
+	var sec domain.Secret
+	var ciphertext string
+	var created, updated int64
+	err := row.Scan(&sec.RepositoryID, &sec.Repository, &sec.Name, &ciphertext, &sec.KeyID, &created, &updated, &sec.UpdatedBy)
+	if err != nil {
+		return sec, err
+	}
+	sec.CreatedAt, sec.UpdatedAt = sqldb.Time(created), sqldb.Time(updated)
+	sec.Ciphertext, err = base64.StdEncoding.DecodeString(ciphertext)
+	if err != nil {
+		return sec, fmt.Errorf("secret %s: stored ciphertext: %w", sec.Name, err)
+	}
+	return sec, nil
+}
+
+// PutSecret creates or replaces a secret, keeping its creation time. It
+// refuses a new secret beyond domain.MaxSecretsPerScope in its scope.
+func (s *Store) PutSecret(ctx context.Context, sec domain.Secret) (domain.Secret, error) {
+	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
+		var count int
+		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM secrets WHERE repository_id = $1 AND name <> $2`, sec.RepositoryID, sec.Name).Scan(&count); err != nil {
+			return fmt.Errorf("count secrets: %w", err)
+		}
+		if count >= domain.MaxSecretsPerScope {
+			return fmt.Errorf("%s has %d secrets, the most it may have: %w", scopeName(sec), count, apierror.ErrFailedPrecondition)
+		}
+		_, err := tx.ExecContext(ctx, `INSERT INTO secrets (repository_id, name, ciphertext, key_id, created_at, updated_at, updated_by)
+			VALUES ($1, $2, $3, $4, $5, $5, $6)
+			ON CONFLICT (repository_id, name) DO UPDATE SET ciphertext = excluded.ciphertext, key_id = excluded.key_id,
+				updated_at = excluded.updated_at, updated_by = excluded.updated_by`,
+			sec.RepositoryID, sec.Name, base64.StdEncoding.EncodeToString(sec.Ciphertext), sec.KeyID, sqldb.Nanos(sec.UpdatedAt), sec.UpdatedBy)
+		if err != nil {
+			return fmt.Errorf("store secret %s: %w", sec.Name, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return domain.Secret{}, err
+	}
+	return s.Secret(ctx, sec.RepositoryID, sec.Name)
+}
+
+func scopeName(sec domain.Secret) string {
+	if sec.RepositoryID == "" {
+		return "the platform"
+	}
+	return fmt.Sprintf("repository %q", sec.Repository)
+}
+
+// Secret finds one secret.
+func (s *Store) Secret(ctx context.Context, repositoryID, name string) (domain.Secret, error) {
+	sec, err := scanSecret(s.db.QueryRowContext(ctx, `SELECT `+secretColumns+secretFrom+`WHERE s.repository_id = $1 AND s.name = $2`, repositoryID, name))
+	if errors.Is(err, sql.ErrNoRows) {
+		return sec, fmt.Errorf("secret %q: %w", name, apierror.ErrNotFound)
+	}
+	if err != nil {
+		return sec, fmt.Errorf("read secret %q: %w", name, err)
+	}
+	return sec, nil
+}
+
+// Secrets lists a scope's secrets by name.
+func (s *Store) Secrets(ctx context.Context, repositoryID string) ([]domain.Secret, error) {
+	return s.querySecrets(ctx, `SELECT `+secretColumns+secretFrom+`WHERE s.repository_id = $1 ORDER BY s.name`, repositoryID)
+}
+
+// SecretsNotUnder lists every secret encrypted with another key than keyID.
+func (s *Store) SecretsNotUnder(ctx context.Context, keyID string) ([]domain.Secret, error) {
+	return s.querySecrets(ctx, `SELECT `+secretColumns+secretFrom+`WHERE s.key_id <> $1 ORDER BY s.repository_id, s.name`, keyID)
+}
+
+func (s *Store) querySecrets(ctx context.Context, query string, args ...any) ([]domain.Secret, error) {
+	rows, err := s.db.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list secrets: %w", err)
+	}
+	defer rows.Close()
+	var out []domain.Secret
+	for rows.Next() {
+		sec, err := scanSecret(rows)
+		if err != nil {
+			return nil, fmt.Errorf("list secrets: %w", err)
+		}
+		out = append(out, sec)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list secrets: %w", err)
+	}
+	return out, nil
+}
+
+// Rekey replaces a secret's ciphertext if it is still the one encrypted
+// with oldKeyID (so a concurrent SetSecret wins); it reports whether it did.
+func (s *Store) Rekey(ctx context.Context, sec domain.Secret, oldKeyID string) (bool, error) {
+	res, err := s.db.ExecContext(ctx, `UPDATE secrets SET ciphertext = $1, key_id = $2 WHERE repository_id = $3 AND name = $4 AND key_id = $5`,
+		base64.StdEncoding.EncodeToString(sec.Ciphertext), sec.KeyID, sec.RepositoryID, sec.Name, oldKeyID)
+	if err != nil {
+		return false, fmt.Errorf("re-encrypt secret %s: %w", sec.Name, err)
+	}
+	n, err := res.RowsAffected()
+	return n == 1, err
+}
+
+// DeleteSecret removes a secret.
+func (s *Store) DeleteSecret(ctx context.Context, repositoryID, name string) error {
+	res, err := s.db.ExecContext(ctx, `DELETE FROM secrets WHERE repository_id = $1 AND name = $2`, repositoryID, name)
+	if err != nil {
+		return fmt.Errorf("delete secret %s: %w", name, err)
+	}
+	if n, err := res.RowsAffected(); err == nil && n == 0 {
+		return fmt.Errorf("secret %q: %w", name, apierror.ErrNotFound)
+	}
+	return nil
 }

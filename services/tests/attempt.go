@@ -17,6 +17,7 @@ import (
 	"github.com/sluicehq/sluice/platform/lastlines"
 	"github.com/sluicehq/sluice/platform/lease"
 	"github.com/sluicehq/sluice/platform/steplog"
+	"github.com/sluicehq/sluice/platform/stepsecrets"
 	buildeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/build/events/v1"
 	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
 	"github.com/sluicehq/sluice/services/tests/domain"
@@ -33,6 +34,8 @@ type attempt struct {
 	steps  []domain.StepResult
 	closed bool
 	kept   *lease.Keeper
+	// secrets are the values of the secrets the steps ask for.
+	secrets stepsecrets.Set
 }
 
 // meta writes a line of Sluice's own to the log; step is empty for lines
@@ -59,6 +62,7 @@ func (a *attempt) test(ctx context.Context) (domain.Outcome, error) {
 	if run.Attempt > 1 {
 		a.meta("", "--- taking over from a worker that stopped")
 	}
+	var err error
 	pipeline := a.bf.GetPipeline()
 	if pipeline == nil {
 		return domain.Errored("the BuildFinished event carries no pipeline (a build service older than this test service published it); trigger the run again", nil), nil
@@ -67,6 +71,18 @@ func (a *attempt) test(ctx context.Context) (domain.Outcome, error) {
 	if len(spec.GetSteps()) == 0 && len(spec.GetReports()) == 0 {
 		a.meta("", "--- the pipeline has no tests: nothing to run")
 		return domain.Decide(nil, nil, nil, nil), nil
+	}
+
+	var refs []map[string]string
+	for _, step := range spec.GetSteps() {
+		refs = append(refs, step.GetSecrets())
+	}
+	a.secrets, err = a.s.secrets.Resolve(ctx, run.RunID, stepsecrets.Names(refs...))
+	if errors.Is(err, stepsecrets.ErrUnresolvable) {
+		return domain.Errored("secrets: "+err.Error(), nil), nil
+	}
+	if err != nil {
+		return domain.Outcome{}, err
 	}
 
 	ws, cleanup, err := a.s.workspace(run)
@@ -197,7 +213,8 @@ func (a *attempt) runStep(ctx context.Context, ws string, step *sourcev1.Step) (
 		Name:    name,
 		Command: step.GetRun(),
 		Dir:     ws,
-		Env:     env,
+		Env:     a.secrets.Env(env, step.GetSecrets()),
+		Secrets: a.secrets.Values(),
 		Timeout: timeout,
 		Output: func(stream, line string) {
 			a.w.Append(name, stream, line)

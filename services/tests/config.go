@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/platform/servicekit"
+	"github.com/sluicehq/sluice/platform/stepsecrets"
 )
 
 // Name is the service's name: its NATS user and declarations, its
@@ -23,6 +24,10 @@ const (
 type Config struct {
 	// Settings: DataDir holds the workspaces (and the database by default).
 	servicekit.Settings
+	// SourceURL is the source service's base URL, asked for the values of
+	// the secrets steps ask for (stepsecrets); empty: runs whose steps ask
+	// for secrets fail.
+	SourceURL string
 	// Workers is how many test runs this process runs at once.
 	Workers int
 	// DefaultStepTimeout bounds a test step that sets no timeout.
@@ -33,6 +38,7 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{
 		Settings:           servicekit.Settings{DataDir: filepath.Join("data", Name)},
+		SourceURL:          stepsecrets.DefaultSourceURL,
 		Workers:            DefaultWorkers,
 		DefaultStepTimeout: DefaultStepTimeout,
 	}
@@ -42,6 +48,7 @@ func DefaultConfig() Config {
 // runs the service.
 func (c *Config) RegisterFlags(f *servicekit.Flags) {
 	c.Settings.RegisterFlags(f)
+	f.StringVar(&c.SourceURL, "source-url", "the source service's URL (asked for the secrets steps ask for)")
 	f.IntVar(&c.Workers, "workers", "test runs run at once")
 	f.DurationVar(&c.DefaultStepTimeout, "step-timeout", "timeout of test steps that declare none")
 }
@@ -61,7 +68,7 @@ func (c Config) WithDefaults() Config {
 // Validate refuses a configuration the service cannot run with, naming the
 // setting. Call it on WithDefaults' result.
 func (c Config) Validate() error {
-	errs := []error{c.Settings.Validate()}
+	errs := []error{c.Settings.Validate(), stepsecrets.CheckSourceURL(c.SourceURL, false)}
 	if c.Workers < 1 {
 		errs = append(errs, fmt.Errorf("workers is %d; it must be at least 1", c.Workers))
 	}

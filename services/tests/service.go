@@ -17,6 +17,7 @@ import (
 	"github.com/sluicehq/sluice/platform/paging"
 	"github.com/sluicehq/sluice/platform/sqldb"
 	"github.com/sluicehq/sluice/platform/steplog"
+	"github.com/sluicehq/sluice/platform/stepsecrets"
 	"github.com/sluicehq/sluice/services/tests/domain"
 )
 
@@ -35,6 +36,8 @@ type Deps struct {
 	Log      *slog.Logger
 	// Egress is what repository URLs may reach (the allow-egress setting).
 	Egress *egress.Policy
+	// Secrets gets the values of the secrets steps ask for.
+	Secrets *stepsecrets.Resolver
 }
 
 // Service is the test service's application: it runs test runs for
@@ -49,6 +52,8 @@ type Service struct {
 	relay *events.Relay
 	// egress is what checkouts may reach.
 	egress *egress.Policy
+	// secrets gets the values of the secrets steps ask for.
+	secrets *stepsecrets.Resolver
 }
 
 // NewService makes the service; cfg must be valid (Config.WithDefaults,
@@ -61,13 +66,14 @@ func NewService(cfg Config, d Deps) (*Service, error) {
 		return nil, errors.New("test: NewService: every dependency is required")
 	}
 	return &Service{
-		cfg:   cfg,
-		log:   d.Log,
-		store: d.Store,
-		logs:  steplog.New(d.DB),
-		js:    d.JetStream,
-		exec:  d.Executor,
-		relay: d.Outbox,
+		cfg:     cfg,
+		log:     d.Log,
+		store:   d.Store,
+		logs:    steplog.New(d.DB),
+		js:      d.JetStream,
+		exec:    d.Executor,
+		secrets: d.Secrets,
+		relay:   d.Outbox,
 		// Checkouts go through the egress policy.
 		egress: d.Egress,
 	}, nil

@@ -139,7 +139,7 @@ func IssueToken(t testing.TB, natsURL string, role authv1.Role, repositories ...
 // PutToken puts rec in the tokens bucket (DeleteToken takes it out).
 func PutToken(t testing.TB, natsURL string, rec auth.TokenRecord) {
 	t.Helper()
-	kv := tokensBucket(t, natsURL)
+	kv := bucket(t, natsURL, auth.TokensBucket)
 	b, err := json.Marshal(rec)
 	if err != nil {
 		t.Fatal(err)
@@ -153,12 +153,27 @@ func PutToken(t testing.TB, natsURL string, rec auth.TokenRecord) {
 // it is revoked.
 func DeleteToken(t testing.TB, natsURL, id string) {
 	t.Helper()
-	if err := tokensBucket(t, natsURL).Delete(t.Context(), id); err != nil {
+	if err := bucket(t, natsURL, auth.TokensBucket).Delete(t.Context(), id); err != nil {
 		t.Fatalf("delete token %s: %v", id, err)
 	}
 }
 
-func tokensBucket(t testing.TB, natsURL string) jetstream.KeyValue {
+// ServiceSecret publishes an identity of service in the service
+// identities bucket, as a process of that service does at start, and
+// returns the secret that process would send.
+func ServiceSecret(t testing.TB, natsURL, service string) string {
+	t.Helper()
+	js := connectJetStream(t, natsURL)
+	bucket(t, natsURL, auth.ServicesBucket)
+	id := auth.NewServiceIdentity(service)
+	if err := id.Publish(t.Context(), js); err != nil {
+		t.Fatal(err)
+	}
+	return id.Secret()
+}
+
+// connectJetStream connects to NATS for the rest of the test.
+func connectJetStream(t testing.TB, natsURL string) jetstream.JetStream {
 	t.Helper()
 	nc, err := nats.Connect(natsURL)
 	if err != nil {
@@ -169,12 +184,20 @@ func tokensBucket(t testing.TB, natsURL string) jetstream.KeyValue {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return js
+}
+
+// bucket opens (making it as its owner would) the key-value bucket name
+// that deploy/nats declares.
+func bucket(t testing.TB, natsURL, name string) jetstream.KeyValue {
+	t.Helper()
+	js := connectJetStream(t, natsURL)
 	decl, err := natsprovision.Load(deploy.NATS())
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, k := range decl.KeyValues {
-		if k.Config.Bucket == auth.TokensBucket {
+		if k.Config.Bucket == name {
 			kv, err := js.CreateOrUpdateKeyValue(t.Context(), k.Config)
 			if err != nil {
 				t.Fatalf("key-value bucket %s: %v", k.Config.Bucket, err)
@@ -182,7 +205,7 @@ func tokensBucket(t testing.TB, natsURL string) jetstream.KeyValue {
 			return kv
 		}
 	}
-	t.Fatalf("deploy/nats declares no key-value bucket %s", auth.TokensBucket)
+	t.Fatalf("deploy/nats declares no key-value bucket %s", name)
 	return nil
 }
 

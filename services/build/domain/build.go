@@ -54,6 +54,8 @@ type StepSpec struct {
 	// Timeout is 0 for the service's default.
 	Timeout time.Duration
 	Env     map[string]string
+	// Secrets maps variables to the secrets whose values they receive.
+	Secrets map[string]string
 }
 
 // ArtifactSpec is a file the build keeps once every step succeeded.
@@ -163,7 +165,14 @@ func StepNotStarted(step string, err error) Failure {
 	return Failure{Reason: fmt.Sprintf("step %q could not be started: %v", step, err), Step: step, ExitCode: -1}
 }
 
-// CheckoutFailed is the failure of a build whose commit could not be checked out.
+// SecretsUnresolved is the failure of a build whose steps ask for secrets
+// source cannot give (not set, or no source to ask).
+func SecretsUnresolved(err error) Failure {
+	return Failure{Reason: fmt.Sprintf("secrets: %v", err)}
+}
+
+// CheckoutFailed is the failure of a build whose commit could not be
+// checked out.
 func CheckoutFailed(err error) Failure {
 	return Failure{Reason: fmt.Sprintf("checkout failed: %v", err)}
 }

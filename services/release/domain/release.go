@@ -118,6 +118,8 @@ type Environment struct {
 	DeployTimeout time.Duration
 	Verify        Verify
 	Env           map[string]string
+	// Secrets maps variables to the secrets whose values they receive.
+	Secrets map[string]string
 }
 
 // Verify is the health check after a deploy: an HTTP URL that must answer

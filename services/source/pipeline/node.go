@@ -180,16 +180,18 @@ func (p *parser) duration(n *yaml.Node) *durationpb.Duration {
 
 // env decodes a mapping of environment variables. Values may be strings,
 // numbers or booleans; they keep their text as written.
-func (p *parser) env(n *yaml.Node) map[string]string {
+// env decodes an env mapping: a variable's value is a string, or
+// {secret: NAME} for the value of a secret, which goes into secrets.
+func (p *parser) env(n *yaml.Node) (env, secrets map[string]string) {
 	pairs, ok := p.mapping(n)
 	if !ok {
-		return nil
+		return nil, nil
 	}
 	if len(pairs) > maxEnvVars {
 		p.errorAt(resolve(n), "", "too many environment variables: %d, at most %d are allowed", len(pairs), maxEnvVars)
 		pairs = pairs[:maxEnvVars]
 	}
-	env := make(map[string]string, len(pairs))
+	env = make(map[string]string, len(pairs))
 	for _, kv := range pairs {
 		name := kv.key.Value
 		switch {
@@ -217,13 +219,39 @@ func (p *parser) env(n *yaml.Node) map[string]string {
 				continue
 			}
 		}
-		hint := ""
+		if value.Kind == yaml.MappingNode {
+			if secret := p.secretRef(value, name); secret != "" {
+				if secrets == nil {
+					secrets = make(map[string]string)
+				}
+				secrets[name] = secret
+			}
+			continue
+		}
+		hint := `or {secret: NAME} for a secret's value`
 		if value.ShortTag() == "!!null" {
 			hint = `write "" for an empty value`
 		}
 		p.errorAt(value, hint, "expected a string, got %s", describe(value))
 	}
-	return env
+	return env, secrets
+}
+
+// secretRef decodes {secret: NAME}, the value of variable.
+func (p *parser) secretRef(n *yaml.Node, variable string) string {
+	var secret string
+	p.fields(n, field{key: "secret", required: true, decode: func(v *yaml.Node) {
+		s, ok := p.str(v)
+		switch {
+		case !ok:
+		case !validEnvName(s) || len(s) > maxEnvNameLength:
+			p.errorAt(resolve(v), "`sluice secret ls` lists the names; they use letters, digits and \"_\", not starting with a digit",
+				"invalid secret name %q for %s", s, variable)
+		default:
+			secret = s
+		}
+	}})
+	return secret
 }
 
 // validEnvName reports whether s matches ^[A-Za-z_][A-Za-z0-9_]*$.

@@ -227,7 +227,7 @@ func (p *parser) steps(n *yaml.Node) []*sourcev1.Step {
 			field{key: "name", required: true, decode: func(n *yaml.Node) { step.Name = p.name(n, "step", names) }},
 			field{key: "run", required: true, decode: func(n *yaml.Node) { step.Run = p.command(n) }},
 			field{key: "timeout", decode: func(n *yaml.Node) { step.Timeout = p.duration(n) }},
-			field{key: "env", decode: func(n *yaml.Node) { step.Env = p.env(n) }},
+			field{key: "env", decode: func(n *yaml.Node) { step.Env, step.Secrets = p.env(n) }},
 		)
 		steps = append(steps, step)
 	}
@@ -325,7 +325,7 @@ func (p *parser) environments(n *yaml.Node) []*sourcev1.EnvironmentSpec {
 			field{key: "name", required: true, decode: func(n *yaml.Node) { env.Name = p.name(n, "environment", names) }},
 			field{key: "deploy", required: true, decode: func(n *yaml.Node) { env.Deploy = p.command(n) }},
 			field{key: "deploy_timeout", decode: func(n *yaml.Node) { env.DeployTimeout = p.duration(n) }},
-			field{key: "env", decode: func(n *yaml.Node) { env.Env = p.env(n) }},
+			field{key: "env", decode: func(n *yaml.Node) { env.Env, env.Secrets = p.env(n) }},
 			field{key: "verify", decode: func(n *yaml.Node) { env.Verify = p.verify(n) }},
 		)
 		environments = append(environments, env)

@@ -136,6 +136,38 @@ release:
 		},
 	},
 	{
+		name: "secrets",
+		yaml: `
+version: 1
+build:
+  steps:
+    - name: publish
+      run: ./publish.sh
+      env:
+        REGISTRY: registry.example.com
+        TOKEN: {secret: REGISTRY_TOKEN}
+release:
+  branches: [main]
+  environments:
+    - name: prod
+      deploy: ./deploy.sh
+      env:
+        KUBECONFIG_DATA: {secret: PROD_KUBECONFIG}
+`,
+		want: &sourcev1.Pipeline{
+			Build: &sourcev1.BuildSpec{Steps: []*sourcev1.Step{{
+				Name: "publish", Run: "./publish.sh",
+				Env:     map[string]string{"REGISTRY": "registry.example.com"},
+				Secrets: map[string]string{"TOKEN": "REGISTRY_TOKEN"},
+			}}},
+			Release: &sourcev1.ReleaseSpec{Branches: []string{"main"}, Environments: []*sourcev1.EnvironmentSpec{{
+				Name: "prod", Deploy: "./deploy.sh",
+				Env:     map[string]string{},
+				Secrets: map[string]string{"KUBECONFIG_DATA": "PROD_KUBECONFIG"},
+			}}},
+		},
+	},
+	{
 		name: "aliases",
 		yaml: `
 version: 1
@@ -363,8 +395,37 @@ build:
 			`.sluice.yaml:8:9: invalid environment variable name "1ST" (hint: use letters, digits and "_", not starting with a digit)`,
 			`.sluice.yaml:9:9: environment variable name "SLUICE_COMMIT" is reserved (hint: Sluice sets the SLUICE_ variables itself; choose another name)`,
 			`.sluice.yaml:10:15: expected a string, got nothing (hint: write "" for an empty value)`,
-			`.sluice.yaml:11:15: expected a string, got a list`,
+			`.sluice.yaml:11:15: expected a string, got a list (hint: or {secret: NAME} for a secret's value)`,
 			`.sluice.yaml:13:9: mapping key "OK" already defined at line 12`,
+		},
+	},
+	{
+		name: "secret references",
+		yaml: `version: 1
+build:
+  steps:
+    - name: a
+      run: make
+      env:
+        A: {secret: 1BAD}
+        B: {secret: [x]}
+        C: {secrt: X}
+        D: {}
+release:
+  branches: [main]
+  environments:
+    - name: prod
+      deploy: ./deploy.sh
+      env:
+        E: {secret: "has space"}
+`,
+		want: []string{
+			`.sluice.yaml:7:21: invalid secret name "1BAD" for A (hint: ` + "`sluice secret ls`" + ` lists the names; they use letters, digits and "_", not starting with a digit)`,
+			`.sluice.yaml:8:21: expected a string, got a list`,
+			`.sluice.yaml:9:12: missing required key "secret"`,
+			`.sluice.yaml:9:13: unknown key "secrt" (hint: did you mean "secret"?)`,
+			`.sluice.yaml:10:12: missing required key "secret"`,
+			`.sluice.yaml:17:21: invalid secret name "has space" for E (hint: ` + "`sluice secret ls`" + ` lists the names; they use letters, digits and "_", not starting with a digit)`,
 		},
 	},
 

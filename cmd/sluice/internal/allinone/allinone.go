@@ -65,8 +65,8 @@ type Options struct {
 	// Services are the services to run, in pipeline order.
 	Services []string
 	// Each service's configuration; a DataDir left empty is
-	// <DataDir>/<service>, and release's SourceURL left empty is this
-	// process's own URL.
+	// <DataDir>/<service>, and the SourceURL of release, build and test
+	// left empty is this process's own URL.
 	Source  source.Config
 	Build   build.Config
 	Test    tests.Config
@@ -91,7 +91,7 @@ func DefaultOptions() Options {
 		Notify:   notify.DefaultConfig(),
 	}
 	o.Source.PollInterval = DefaultPollInterval
-	o.Release.SourceURL = ""
+	o.Release.SourceURL, o.Build.SourceURL, o.Test.SourceURL = "", "", ""
 	// Every service's directory and database follow --data-dir unless set;
 	// every service allows the demo's egress.
 	for _, u := range o.units() {
@@ -239,8 +239,10 @@ func (p *Platform) NATSURL() string { return p.natsURL }
 // modules are the chosen services' fx modules, their settings completed.
 // A service's invalid settings fail the composition (its Module says why).
 func (o Options) modules(url string) ([]fx.Option, error) {
-	if o.Release.SourceURL == "" {
-		o.Release.SourceURL = url
+	for _, sourceURL := range []*string{&o.Release.SourceURL, &o.Build.SourceURL, &o.Test.SourceURL} {
+		if *sourceURL == "" {
+			*sourceURL = url
+		}
 	}
 	var modules []fx.Option
 	for _, u := range o.units() {
@@ -282,6 +284,16 @@ func Start(ctx context.Context, o Options) (*Platform, error) {
 		p.AdminToken, p.AdminTokenCreated, err = source.EnsureAdminTokenFile(o.Source.AdminTokenFile)
 		if err != nil {
 			return nil, err
+		}
+		if o.Source.SecretKeyFile == "" && o.Source.SecretKey == "" {
+			o.Source.SecretKeyFile = filepath.Join(o.DataDir, "secret-key")
+			created, err := source.EnsureSecretKeyFile(o.Source.SecretKeyFile)
+			if err != nil {
+				return nil, err
+			}
+			if created {
+				log.Info("made the key secrets are encrypted with; keep it safe", slog.String("file", o.Source.SecretKeyFile))
+			}
 		}
 	}
 	modules, err := o.modules(p.URL)

@@ -46,7 +46,7 @@ type caller struct {
 
 func byRole(role authv1.Role) func(*authv1.Policy, protoreflect.Message) outcome {
 	return func(p *authv1.Policy, _ protoreflect.Message) outcome {
-		if role >= p.GetRole() {
+		if !p.GetServicesOnly() && role >= p.GetRole() {
 			return admitted
 		}
 		return denied
@@ -57,6 +57,9 @@ func byRole(role authv1.Role) func(*authv1.Policy, protoreflect.Message) outcome
 // names that repository, and what its handler checks against it.
 func limitedTo(repository, mine string) func(*authv1.Policy, protoreflect.Message) outcome {
 	return func(p *authv1.Policy, req protoreflect.Message) outcome {
+		if p.GetServicesOnly() {
+			return denied
+		}
 		named := ""
 		if f := p.GetRepositoryField(); f != "" {
 			named = req.Get(req.Descriptor().Fields().ByName(protoreflect.Name(f))).String()

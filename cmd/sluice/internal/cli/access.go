@@ -198,6 +198,25 @@ func (s *session) tokenRevokeCmd() *cobra.Command {
 	return withFields(cmd, "id", "<token-id>")
 }
 
+// input is what a command reads a secret from: file when set, else
+// standard input, with prompt when that is a terminal. Secrets never come
+// from flags or arguments, which shell history and ps keep. done closes
+// the file.
+func (s *session) input(cmd *cobra.Command, file, prompt string) (in io.Reader, done func(), err error) {
+	if file != "" {
+		f, err := os.Open(file)
+		if err != nil {
+			return nil, nil, err
+		}
+		return f, func() { _ = f.Close() }, nil
+	}
+	in = cmd.InOrStdin()
+	if f, ok := in.(*os.File); ok && s.app.IsTerminal(f) {
+		fmt.Fprint(s.app.Stderr, prompt)
+	}
+	return in, func() {}, nil
+}
+
 // maxTokenInput bounds what login reads.
 const maxTokenInput = 4096
 
@@ -214,17 +233,11 @@ when set, wins over a saved token.`,
   $ sluice login --server https://sluice.example.com --token-file ~/sluice-token`,
 		Args: needArgs(),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			in := cmd.InOrStdin()
-			if tokenFile != "" {
-				f, err := os.Open(tokenFile)
-				if err != nil {
-					return err
-				}
-				defer func() { _ = f.Close() }()
-				in = f
-			} else if f, ok := in.(*os.File); ok && s.app.IsTerminal(f) {
-				fmt.Fprint(s.app.Stderr, "Token: ")
+			in, done, err := s.input(cmd, tokenFile, "Token: ")
+			if err != nil {
+				return err
 			}
+			defer done()
 			line, err := bufio.NewReaderSize(io.LimitReader(in, maxTokenInput), maxTokenInput).ReadString('\n')
 			if err != nil && !errors.Is(err, io.EOF) {
 				return err

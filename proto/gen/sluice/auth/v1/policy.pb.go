@@ -99,7 +99,11 @@ type Policy struct {
 	RepositoryChecked bool `protobuf:"varint,3,opt,name=repository_checked,json=repositoryChecked,proto3" json:"repository_checked,omitempty"`
 	// services are the Sluice services that may call the procedure with
 	// their own identity (for example release reading commits from source).
-	Services      []string `protobuf:"bytes,4,rep,name=services,proto3" json:"services,omitempty"`
+	Services []string `protobuf:"bytes,4,rep,name=services,proto3" json:"services,omitempty"`
+	// services_only: no user's token may call the procedure, whatever its
+	// role; only the services listed in services may (for example build
+	// asking source for the values of a step's secrets).
+	ServicesOnly  bool `protobuf:"varint,5,opt,name=services_only,json=servicesOnly,proto3" json:"services_only,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -162,6 +166,13 @@ func (x *Policy) GetServices() []string {
 	return nil
 }
 
+func (x *Policy) GetServicesOnly() bool {
+	if x != nil {
+		return x.ServicesOnly
+	}
+	return false
+}
+
 var file_sluice_auth_v1_policy_proto_extTypes = []protoimpl.ExtensionInfo{
 	{
 		ExtendedType:  (*descriptorpb.MethodOptions)(nil),
@@ -185,12 +196,13 @@ var File_sluice_auth_v1_policy_proto protoreflect.FileDescriptor
 
 const file_sluice_auth_v1_policy_proto_rawDesc = "" +
 	"\n" +
-	"\x1bsluice/auth/v1/policy.proto\x12\x0esluice.auth.v1\x1a google/protobuf/descriptor.proto\"\xa8\x01\n" +
+	"\x1bsluice/auth/v1/policy.proto\x12\x0esluice.auth.v1\x1a google/protobuf/descriptor.proto\"\xcd\x01\n" +
 	"\x06Policy\x12(\n" +
 	"\x04role\x18\x01 \x01(\x0e2\x14.sluice.auth.v1.RoleR\x04role\x12)\n" +
 	"\x10repository_field\x18\x02 \x01(\tR\x0frepositoryField\x12-\n" +
 	"\x12repository_checked\x18\x03 \x01(\bR\x11repositoryChecked\x12\x1a\n" +
-	"\bservices\x18\x04 \x03(\tR\bservices*P\n" +
+	"\bservices\x18\x04 \x03(\tR\bservices\x12#\n" +
+	"\rservices_only\x18\x05 \x01(\bR\fservicesOnly*P\n" +
 	"\x04Role\x12\x14\n" +
 	"\x10ROLE_UNSPECIFIED\x10\x00\x12\x0f\n" +
 	"\vROLE_VIEWER\x10\x01\x12\x11\n" +

@@ -146,8 +146,14 @@ type Step struct {
 	// The command, run with `/bin/sh -c`.
 	Run string `protobuf:"bytes,2,opt,name=run,proto3" json:"run,omitempty"`
 	// Zero means the executor's default.
-	Timeout       *durationpb.Duration `protobuf:"bytes,3,opt,name=timeout,proto3" json:"timeout,omitempty"`
-	Env           map[string]string    `protobuf:"bytes,4,rep,name=env,proto3" json:"env,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Timeout *durationpb.Duration `protobuf:"bytes,3,opt,name=timeout,proto3" json:"timeout,omitempty"`
+	Env     map[string]string    `protobuf:"bytes,4,rep,name=env,proto3" json:"env,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// secrets maps an environment variable to the name of a secret of the
+	// repository (or a platform-wide one) whose value it receives when the
+	// command runs. Values never travel in events: the service that runs the
+	// command asks source for them (SecretService.ResolveSecrets) and masks
+	// them in the log. A variable is either in env or in secrets.
+	Secrets       map[string]string `protobuf:"bytes,5,rep,name=secrets,proto3" json:"secrets,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -206,6 +212,13 @@ func (x *Step) GetTimeout() *durationpb.Duration {
 func (x *Step) GetEnv() map[string]string {
 	if x != nil {
 		return x.Env
+	}
+	return nil
+}
+
+func (x *Step) GetSecrets() map[string]string {
+	if x != nil {
+		return x.Secrets
 	}
 	return nil
 }
@@ -483,6 +496,12 @@ type EnvironmentSpec struct {
 	DeployTimeout *durationpb.Duration `protobuf:"bytes,3,opt,name=deploy_timeout,json=deployTimeout,proto3" json:"deploy_timeout,omitempty"`
 	Verify        *VerifySpec          `protobuf:"bytes,4,opt,name=verify,proto3" json:"verify,omitempty"`
 	Env           map[string]string    `protobuf:"bytes,5,rep,name=env,proto3" json:"env,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// secrets maps an environment variable to the name of a secret of the
+	// repository (or a platform-wide one) whose value it receives when the
+	// command runs. Values never travel in events: the service that runs the
+	// command asks source for them (SecretService.ResolveSecrets) and masks
+	// them in the log. A variable is either in env or in secrets.
+	Secrets       map[string]string `protobuf:"bytes,6,rep,name=secrets,proto3" json:"secrets,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -548,6 +567,13 @@ func (x *EnvironmentSpec) GetVerify() *VerifySpec {
 func (x *EnvironmentSpec) GetEnv() map[string]string {
 	if x != nil {
 		return x.Env
+	}
+	return nil
+}
+
+func (x *EnvironmentSpec) GetSecrets() map[string]string {
+	if x != nil {
+		return x.Secrets
 	}
 	return nil
 }
@@ -654,15 +680,20 @@ const file_sluice_source_v1_pipeline_proto_rawDesc = "" +
 	"\bPipeline\x121\n" +
 	"\x05build\x18\x01 \x01(\v2\x1b.sluice.source.v1.BuildSpecR\x05build\x12.\n" +
 	"\x04test\x18\x02 \x01(\v2\x1a.sluice.source.v1.TestSpecR\x04test\x127\n" +
-	"\arelease\x18\x03 \x01(\v2\x1d.sluice.source.v1.ReleaseSpecR\arelease\"\xbd\x02\n" +
+	"\arelease\x18\x03 \x01(\v2\x1d.sluice.source.v1.ReleaseSpecR\arelease\"\xfa\x04\n" +
 	"\x04Step\x124\n" +
 	"\x04name\x18\x01 \x01(\tB \xbaH\x1dr\x1b\x10\x01\x18?2\x15^[a-z0-9][a-z0-9_-]*$R\x04name\x12\x1d\n" +
 	"\x03run\x18\x02 \x01(\tB\v\xbaH\br\x06\x10\x01(\x80\x80\x04R\x03run\x12C\n" +
 	"\atimeout\x18\x03 \x01(\v2\x19.google.protobuf.DurationB\x0e\xbaH\v\xaa\x01\b\"\x04\b\x80\xa3\x052\x00R\atimeout\x12c\n" +
-	"\x03env\x18\x04 \x03(\v2\x1f.sluice.source.v1.Step.EnvEntryB0\xbaH-\x9a\x01*\x10d\"\x1fr\x1d\x18\x80\x012\x18^[A-Za-z_][A-Za-z0-9_]*$*\x05r\x03(\x80@R\x03env\x1a6\n" +
+	"\x03env\x18\x04 \x03(\v2\x1f.sluice.source.v1.Step.EnvEntryB0\xbaH-\x9a\x01*\x10d\"\x1fr\x1d\x18\x80\x012\x18^[A-Za-z_][A-Za-z0-9_]*$*\x05r\x03(\x80@R\x03env\x12\x89\x01\n" +
+	"\asecrets\x18\x05 \x03(\v2#.sluice.source.v1.Step.SecretsEntryBJ\xbaHG\x9a\x01D\x10d\"\x1fr\x1d\x18\x80\x012\x18^[A-Za-z_][A-Za-z0-9_]*$*\x1fr\x1d\x18\x80\x012\x18^[A-Za-z_][A-Za-z0-9_]*$R\asecrets\x1a6\n" +
 	"\bEnvEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xd2\x02\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a:\n" +
+	"\fSecretsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01:s\xbaHp\x1an\n" +
+	"\x12step.env_or_secret\x121a variable must not be both in env and in secrets\x1a%this.secrets.all(k, !(k in this.env))\"\xd2\x02\n" +
 	"\tBuildSpec\x126\n" +
 	"\x05steps\x18\x01 \x03(\v2\x16.sluice.source.v1.StepB\b\xbaH\x05\x92\x01\x02\x10dR\x05steps\x12F\n" +
 	"\tartifacts\x18\x02 \x03(\v2\x1e.sluice.source.v1.ArtifactSpecB\b\xbaH\x05\x92\x01\x02\x10dR\tartifacts:\xc4\x01\xbaH\xc0\x01\x1aX\n" +
@@ -685,16 +716,21 @@ const file_sluice_source_v1_pipeline_proto_rawDesc = "" +
 	"\vReleaseSpec\x12-\n" +
 	"\bbranches\x18\x01 \x03(\tB\x11\xbaH\x0e\x92\x01\v\x102\"\ar\x05\x10\x01\x18\xff\x01R\bbranches\x12O\n" +
 	"\fenvironments\x18\x02 \x03(\v2!.sluice.source.v1.EnvironmentSpecB\b\xbaH\x05\x92\x01\x02\x10\x14R\fenvironments:t\xbaHq\x1ao\n" +
-	" release.unique_environment_names\x12 environment names must be unique\x1a)this.environments.map(e, e.name).unique()\"\x9c\x03\n" +
+	" release.unique_environment_names\x12 environment names must be unique\x1a)this.environments.map(e, e.name).unique()\"\xeb\x05\n" +
 	"\x0fEnvironmentSpec\x124\n" +
 	"\x04name\x18\x01 \x01(\tB \xbaH\x1dr\x1b\x10\x01\x18?2\x15^[a-z0-9][a-z0-9_-]*$R\x04name\x12#\n" +
 	"\x06deploy\x18\x02 \x01(\tB\v\xbaH\br\x06\x10\x01(\x80\x80\x04R\x06deploy\x12P\n" +
 	"\x0edeploy_timeout\x18\x03 \x01(\v2\x19.google.protobuf.DurationB\x0e\xbaH\v\xaa\x01\b\"\x04\b\x80\xa3\x052\x00R\rdeployTimeout\x124\n" +
 	"\x06verify\x18\x04 \x01(\v2\x1c.sluice.source.v1.VerifySpecR\x06verify\x12n\n" +
-	"\x03env\x18\x05 \x03(\v2*.sluice.source.v1.EnvironmentSpec.EnvEntryB0\xbaH-\x9a\x01*\x10d\"\x1fr\x1d\x18\x80\x012\x18^[A-Za-z_][A-Za-z0-9_]*$*\x05r\x03(\x80@R\x03env\x1a6\n" +
+	"\x03env\x18\x05 \x03(\v2*.sluice.source.v1.EnvironmentSpec.EnvEntryB0\xbaH-\x9a\x01*\x10d\"\x1fr\x1d\x18\x80\x012\x18^[A-Za-z_][A-Za-z0-9_]*$*\x05r\x03(\x80@R\x03env\x12\x94\x01\n" +
+	"\asecrets\x18\x06 \x03(\v2..sluice.source.v1.EnvironmentSpec.SecretsEntryBJ\xbaHG\x9a\x01D\x10d\"\x1fr\x1d\x18\x80\x012\x18^[A-Za-z_][A-Za-z0-9_]*$*\x1fr\x1d\x18\x80\x012\x18^[A-Za-z_][A-Za-z0-9_]*$R\asecrets\x1a6\n" +
 	"\bEnvEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x9d\x02\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a:\n" +
+	"\fSecretsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01:z\xbaHw\x1au\n" +
+	"\x19environment.env_or_secret\x121a variable must not be both in env and in secrets\x1a%this.secrets.all(k, !(k in this.env))\"\x9d\x02\n" +
 	"\n" +
 	"VerifySpec\x12\x90\x01\n" +
 	"\x04http\x18\x01 \x01(\tBz\xbaHw\xba\x01l\n" +
@@ -721,7 +757,7 @@ func file_sluice_source_v1_pipeline_proto_rawDescGZIP() []byte {
 }
 
 var file_sluice_source_v1_pipeline_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_sluice_source_v1_pipeline_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_sluice_source_v1_pipeline_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_sluice_source_v1_pipeline_proto_goTypes = []any{
 	(ReportFormat)(0),           // 0: sluice.source.v1.ReportFormat
 	(*Pipeline)(nil),            // 1: sluice.source.v1.Pipeline
@@ -734,30 +770,34 @@ var file_sluice_source_v1_pipeline_proto_goTypes = []any{
 	(*EnvironmentSpec)(nil),     // 8: sluice.source.v1.EnvironmentSpec
 	(*VerifySpec)(nil),          // 9: sluice.source.v1.VerifySpec
 	nil,                         // 10: sluice.source.v1.Step.EnvEntry
-	nil,                         // 11: sluice.source.v1.EnvironmentSpec.EnvEntry
-	(*durationpb.Duration)(nil), // 12: google.protobuf.Duration
+	nil,                         // 11: sluice.source.v1.Step.SecretsEntry
+	nil,                         // 12: sluice.source.v1.EnvironmentSpec.EnvEntry
+	nil,                         // 13: sluice.source.v1.EnvironmentSpec.SecretsEntry
+	(*durationpb.Duration)(nil), // 14: google.protobuf.Duration
 }
 var file_sluice_source_v1_pipeline_proto_depIdxs = []int32{
 	3,  // 0: sluice.source.v1.Pipeline.build:type_name -> sluice.source.v1.BuildSpec
 	5,  // 1: sluice.source.v1.Pipeline.test:type_name -> sluice.source.v1.TestSpec
 	7,  // 2: sluice.source.v1.Pipeline.release:type_name -> sluice.source.v1.ReleaseSpec
-	12, // 3: sluice.source.v1.Step.timeout:type_name -> google.protobuf.Duration
+	14, // 3: sluice.source.v1.Step.timeout:type_name -> google.protobuf.Duration
 	10, // 4: sluice.source.v1.Step.env:type_name -> sluice.source.v1.Step.EnvEntry
-	2,  // 5: sluice.source.v1.BuildSpec.steps:type_name -> sluice.source.v1.Step
-	4,  // 6: sluice.source.v1.BuildSpec.artifacts:type_name -> sluice.source.v1.ArtifactSpec
-	2,  // 7: sluice.source.v1.TestSpec.steps:type_name -> sluice.source.v1.Step
-	6,  // 8: sluice.source.v1.TestSpec.reports:type_name -> sluice.source.v1.ReportSpec
-	0,  // 9: sluice.source.v1.ReportSpec.format:type_name -> sluice.source.v1.ReportFormat
-	8,  // 10: sluice.source.v1.ReleaseSpec.environments:type_name -> sluice.source.v1.EnvironmentSpec
-	12, // 11: sluice.source.v1.EnvironmentSpec.deploy_timeout:type_name -> google.protobuf.Duration
-	9,  // 12: sluice.source.v1.EnvironmentSpec.verify:type_name -> sluice.source.v1.VerifySpec
-	11, // 13: sluice.source.v1.EnvironmentSpec.env:type_name -> sluice.source.v1.EnvironmentSpec.EnvEntry
-	12, // 14: sluice.source.v1.VerifySpec.timeout:type_name -> google.protobuf.Duration
-	15, // [15:15] is the sub-list for method output_type
-	15, // [15:15] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	11, // 5: sluice.source.v1.Step.secrets:type_name -> sluice.source.v1.Step.SecretsEntry
+	2,  // 6: sluice.source.v1.BuildSpec.steps:type_name -> sluice.source.v1.Step
+	4,  // 7: sluice.source.v1.BuildSpec.artifacts:type_name -> sluice.source.v1.ArtifactSpec
+	2,  // 8: sluice.source.v1.TestSpec.steps:type_name -> sluice.source.v1.Step
+	6,  // 9: sluice.source.v1.TestSpec.reports:type_name -> sluice.source.v1.ReportSpec
+	0,  // 10: sluice.source.v1.ReportSpec.format:type_name -> sluice.source.v1.ReportFormat
+	8,  // 11: sluice.source.v1.ReleaseSpec.environments:type_name -> sluice.source.v1.EnvironmentSpec
+	14, // 12: sluice.source.v1.EnvironmentSpec.deploy_timeout:type_name -> google.protobuf.Duration
+	9,  // 13: sluice.source.v1.EnvironmentSpec.verify:type_name -> sluice.source.v1.VerifySpec
+	12, // 14: sluice.source.v1.EnvironmentSpec.env:type_name -> sluice.source.v1.EnvironmentSpec.EnvEntry
+	13, // 15: sluice.source.v1.EnvironmentSpec.secrets:type_name -> sluice.source.v1.EnvironmentSpec.SecretsEntry
+	14, // 16: sluice.source.v1.VerifySpec.timeout:type_name -> google.protobuf.Duration
+	17, // [17:17] is the sub-list for method output_type
+	17, // [17:17] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_sluice_source_v1_pipeline_proto_init() }
@@ -775,7 +815,7 @@ func file_sluice_source_v1_pipeline_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sluice_source_v1_pipeline_proto_rawDesc), len(file_sluice_source_v1_pipeline_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   11,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -287,7 +287,9 @@ func (x *Repository) GetLastSeenCommit() string {
 
 type CreateRepositoryRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// A local path or any git URL.
+	// A local path or any git URL, without credentials: Sluice stores the
+	// URL and shows it in responses, events and logs, so a password or token
+	// in it would leak (docs/security.md, "Repository credentials").
 	Url string `protobuf:"bytes,1,opt,name=url,proto3" json:"url,omitempty"`
 	// Defaults to the last element of the URL.
 	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
@@ -1505,10 +1507,10 @@ const file_sluice_source_v1_source_proto_rawDesc = "" +
 	"\vcreate_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"createTime\x12%\n" +
 	"\x0ewebhook_secret\x18\x06 \x01(\tR\rwebhookSecret\x12(\n" +
-	"\x10last_seen_commit\x18\a \x01(\tR\x0elastSeenCommit\"\xc2\x01\n" +
-	"\x17CreateRepositoryRequest\x12\x1c\n" +
-	"\x03url\x18\x01 \x01(\tB\n" +
-	"\xbaH\ar\x05\x10\x01\x18\x80\x10R\x03url\x126\n" +
+	"\x10last_seen_commit\x18\a \x01(\tR\x0elastSeenCommit\"\xdd\x03\n" +
+	"\x17CreateRepositoryRequest\x12\xb6\x02\n" +
+	"\x03url\x18\x01 \x01(\tB\xa3\x02\xbaH\x9f\x02\xba\x01\x94\x02\n" +
+	"\x12url.no_credentials\x12\x96\x01must not contain credentials (user:password@ or token@): Sluice would store and show them with the URL; see docs/security.md, \"Repository credentials\"\x1ae!this.matches('^[A-Za-z][A-Za-z0-9+.-]*://[^/@]*:[^/@]*@') && !this.matches('^(?i:https?)://[^/@]+@')r\x05\x10\x01\x18\x80\x10R\x03url\x126\n" +
 	"\x04name\x18\x02 \x01(\tB\"\xbaH\x1fr\x1d\x18d2\x19^([a-z0-9][a-z0-9._-]*)?$R\x04name\x12 \n" +
 	"\x06branch\x18\x03 \x01(\tB\b\xbaH\x05r\x03\x18\xff\x01R\x06branch\x12/\n" +
 	"\x0ewebhook_secret\x18\x04 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x02R\rwebhookSecret\"r\n" +

@@ -1,0 +1,198 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// leakyPipeline hands a step two secrets and has it print them in every
+// form it can make (the file names no value: values live in the secret
+// store), try the platform's files and other processes' environments, and
+// prove it got the value by printing its hash.
+const leakyPipeline = `version: 1
+build:
+  steps:
+    - name: leak
+      env:
+        TOKEN: {secret: CANARY_TOKEN}
+        SHARED: {secret: CANARY_SHARED}
+      run: |
+        printf 'sha:%s\n' "$(printf '%s' "$TOKEN" | sha256sum | cut -c1-64)"
+        echo "plain: $TOKEN and $SHARED"
+        printf '%s' "$TOKEN" | base64 -w0; echo
+        printf 'user:%s' "$TOKEN" | base64 -w0; echo
+        printf '%s' "$TOKEN" | od -An -tx1 | tr -d ' \n'; echo
+        printf '%s\n' "$TOKEN" | sed 's/"/\\"/g'
+        printf '%s\n' "$TOKEN" | sed -e 's/+/%2B/g' -e 's/ /+/g' -e 's/"/%22/g' -e 's/&/%26/g' -e 's#/#%2F#g'
+        printf '%s' "${TOKEN%??????????}"; sleep 0.3; printf '%s\n' "${TOKEN#"${TOKEN%??????????}"}"
+        echo "$SHARED" >&2
+        cat /proc/*/environ 2>/dev/null | tr '\0' '\n' | wc -l
+        ls ../.. ../../.. 2>&1 | head -40
+        cat ../../../*/*.db 2>/dev/null | wc -c
+test:
+  steps:
+    - name: unit
+      env:
+        SHARED: {secret: CANARY_SHARED}
+      run: echo "testing with $SHARED"
+release:
+  branches: [main]
+  environments:
+    - name: staging
+      deploy: echo "deploying with $KEY"
+      env:
+        KEY: {secret: CANARY_SHARED}
+`
+
+// canary is a secret value with the characters that make its JSON and URL
+// forms differ from it.
+func canary(t *testing.T, kind string) string {
+	t.Helper()
+	b := make([]byte, 12)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return "canary-" + kind + "-" + hex.EncodeToString(b) + ` "q" & a/b+c`
+}
+
+// forms are the encodings of v a step printed, which must appear nowhere.
+func forms(v string) []string {
+	js, _ := json.Marshal(v)
+	return []string{
+		v,
+		base64.StdEncoding.EncodeToString([]byte(v)),
+		hex.EncodeToString([]byte(v)),
+		url.QueryEscape(v),
+		strings.Trim(string(js), `"`),
+		strings.ReplaceAll(v, `"`, `\"`),
+	}
+}
+
+// TestSecretLeakHunt sets secrets with the CLI, runs a pipeline whose step
+// prints them in every encoding, and searches the CLI's output, the
+// platform's log, every delivered webhook and every file of the data
+// directory (databases, the NATS store with every event) for any form of
+// any canary.
+func TestSecretLeakHunt(t *testing.T) {
+	dataDir := t.TempDir()
+	p, pr := startAllInOne(t, dataDir)
+	sub := newSubscriber(t, "leak-hunt-subscription")
+	mustCLI(t, p.env, "subscribe", "--url", sub.srv.URL, "--secret", "leak-hunt-subscription")
+
+	token, shared := canary(t, "token"), canary(t, "shared")
+	repo := newGitRepo(t, map[string]string{".sluice.yaml": leakyPipeline})
+	mustCLI(t, p.env, "repo", "add", repo.Dir, "--name", "leaky")
+	var outputs []string
+	outputs = append(outputs, cliStdin(t, p.env, token+"\n", "secret", "set", "leaky", "CANARY_TOKEN"))
+	outputs = append(outputs, cliStdin(t, p.env, shared, "secret", "set", "--platform", "CANARY_SHARED"))
+	ls := mustCLI(t, p.env, "secret", "ls", "leaky")
+	if !strings.Contains(ls, "CANARY_TOKEN") {
+		t.Fatalf("secret ls:\n%s", ls)
+	}
+	outputs = append(outputs, ls, mustCLI(t, p.env, "secret", "ls", "--platform"))
+
+	follow, code := cli(t, p.env, "trigger", "leaky", "--follow")
+	if code != 0 {
+		t.Fatalf("trigger --follow exit %d:\n%s", code, follow)
+	}
+	runID := lastRunID(t, p, "leaky")
+	logs := mustCLI(t, p.env, "logs", runID)
+	outputs = append(outputs, follow, logs, mustCLI(t, p.env, "show", runID), mustCLI(t, p.env, "show", runID, "--output", "json"),
+		mustCLI(t, p.env, "logs", runID, "--output", "json"), mustCLI(t, p.env, "deliveries"))
+
+	// The step had the value: its hash is right.
+	sum := sha256.Sum256([]byte(token))
+	if !strings.Contains(logs, "sha:"+hex.EncodeToString(sum[:])) {
+		t.Fatalf("the step did not get the secret's value; its log:\n%s", logs)
+	}
+	// And every form it printed was masked.
+	if n := strings.Count(logs, "***"); n < 10 {
+		t.Errorf("%d masks in the log, want at least 10:\n%s", n, logs)
+	}
+	for _, want := range []string{"testing with ***", "deploying with ***"} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("the log lacks %q: a secret of the test step or the deploy is not masked:\n%s", want, logs)
+		}
+	}
+	sub.waitFor("dev.cdevents.pipelinerun.finished.0.3.0", runID)
+
+	hunt := func(where, text string) {
+		t.Helper()
+		for _, v := range []string{token, shared} {
+			for _, f := range forms(v) {
+				if strings.Contains(text, f) {
+					t.Errorf("%s holds a secret (%q)", where, f)
+				}
+			}
+		}
+	}
+	for i, out := range outputs {
+		hunt("CLI output "+string(rune('a'+i)), out)
+	}
+	hunt("the platform's log", pr.out.String())
+	sub.mu.Lock()
+	for i, body := range sub.bodies {
+		hunt("delivery "+sub.types[i], body)
+	}
+	if len(sub.bodies) == 0 {
+		t.Error("no deliveries to search")
+	}
+	sub.mu.Unlock()
+
+	// Stop the platform so its databases and the NATS store are complete
+	// on disk, then read every file.
+	pr.stop()
+	files := 0
+	err := filepath.WalkDir(dataDir, func(path string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		files++
+		for _, v := range []string{token, shared} {
+			for _, f := range forms(v) {
+				if bytes.Contains(b, []byte(f)) {
+					t.Errorf("%s holds a secret (%q)", path, f)
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if files < 5 {
+		t.Fatalf("only %d files in the data directory", files)
+	}
+	t.Logf("searched %d CLI outputs, %d bytes of log, %d deliveries and %d files", len(outputs), len(pr.out.String()), len(sub.bodies), files)
+}
+
+// cliStdin runs the CLI with stdin and fails the test unless it exits 0.
+func cliStdin(t *testing.T, env []string, stdin string, args ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin(t, "sluice"), args...)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stdin = strings.NewReader(stdin)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("sluice %v: %v\n%s", args, err, out)
+	}
+	return string(out)
+}

@@ -1,0 +1,142 @@
+// Package stepsecrets gets the values of the secrets a pipeline's commands
+// ask for (`env: {TOKEN: {secret: NAME}}`), for the services that run them
+// (build, test, release). Events carry only the names; just before a stage
+// runs its commands, its service asks source (SecretService.ResolveSecrets,
+// a documented read-only query, with the service's own identity) for the
+// values of that run's secrets, puts them in the commands' environment and
+// hands them to the executor to mask in the log (executor.Spec.Secrets).
+package stepsecrets
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+
+	"connectrpc.com/connect"
+
+	"github.com/sluicehq/sluice/platform/auth"
+	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
+	"github.com/sluicehq/sluice/proto/gen/sluice/source/v1/sourcev1connect"
+)
+
+// ErrUnresolvable marks an error that retrying does not mend: a secret
+// not set, a name the run does not ask for, no source to ask. The stage
+// fails with it; other errors (source unreachable) are retried.
+var ErrUnresolvable = errors.New("secrets cannot be resolved")
+
+// Resolver asks source for secret values.
+type Resolver struct {
+	service string
+	client  sourcev1connect.SecretServiceClient
+}
+
+// NewResolver makes the resolver of service, which calls source at
+// sourceURL with id. With an empty sourceURL, every run that asks for a
+// secret fails, saying the setting is missing.
+func NewResolver(service, sourceURL string, id *auth.ServiceIdentity, base http.RoundTripper) *Resolver {
+	r := &Resolver{service: service}
+	if sourceURL != "" {
+		r.client = sourcev1connect.NewSecretServiceClient(&http.Client{Transport: id.Transport(base)}, sourceURL)
+	}
+	return r
+}
+
+// Names lists the secret names the refs (variable → secret name) ask for,
+// sorted, without repeats.
+func Names(refs ...map[string]string) []string {
+	var names []string
+	for _, m := range refs {
+		for _, name := range m {
+			names = append(names, name)
+		}
+	}
+	slices.Sort(names)
+	return slices.Compact(names)
+}
+
+// Set is the values of a run's secrets, by secret name.
+type Set struct {
+	values map[string]string
+}
+
+// Resolve gets the values of names for runID. No names, no call.
+func (r *Resolver) Resolve(ctx context.Context, runID string, names []string) (Set, error) {
+	if len(names) == 0 {
+		return Set{}, nil
+	}
+	if r == nil || r.client == nil {
+		return Set{}, fmt.Errorf("the %s service has no source-url, so it cannot get the secrets the run asks for: %w", r.serviceName(), ErrUnresolvable)
+	}
+	res, err := r.client.ResolveSecrets(ctx, &sourcev1.ResolveSecretsRequest{RunId: runID, Names: names})
+	if err != nil {
+		switch connect.CodeOf(err) {
+		case connect.CodeFailedPrecondition, connect.CodePermissionDenied, connect.CodeNotFound, connect.CodeInvalidArgument:
+			var cerr *connect.Error
+			msg := err.Error()
+			if errors.As(err, &cerr) {
+				msg = cerr.Message()
+			}
+			return Set{}, fmt.Errorf("%s: %w", msg, ErrUnresolvable)
+		}
+		return Set{}, fmt.Errorf("ask source for the run's secrets: %w", err)
+	}
+	values := res.GetValues()
+	for _, name := range names {
+		if _, ok := values[name]; !ok {
+			return Set{}, fmt.Errorf("source gave no value for the secret %q: %w", name, ErrUnresolvable)
+		}
+	}
+	return Set{values: values}, nil
+}
+
+func (r *Resolver) serviceName() string {
+	if r == nil {
+		return "calling"
+	}
+	return r.service
+}
+
+// Env returns env with each variable of refs set to its secret's value:
+// the environment of one command. env is not changed.
+func (s Set) Env(env, refs map[string]string) map[string]string {
+	out := make(map[string]string, len(env)+len(refs))
+	for k, v := range env {
+		out[k] = v
+	}
+	for variable, name := range refs {
+		out[variable] = s.values[name]
+	}
+	return out
+}
+
+// Values are the secret values, for the executor to mask.
+func (s Set) Values() []string {
+	out := make([]string, 0, len(s.values))
+	for _, v := range s.values {
+		out = append(out, v)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// DefaultSourceURL is where a service finds source by default: the
+// all-in-one process's, or source's own default address.
+const DefaultSourceURL = "http://127.0.0.1:8081"
+
+// CheckSourceURL refuses a source-url setting that is not an http:// or
+// https:// URL; empty is allowed only when required is false.
+func CheckSourceURL(sourceURL string, required bool) error {
+	if sourceURL == "" {
+		if required {
+			return errors.New("source-url is required")
+		}
+		return nil
+	}
+	if u, err := url.Parse(sourceURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("source-url %q is not an http:// or https:// URL", sourceURL)
+	}
+	return nil
+}

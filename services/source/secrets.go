@@ -1,0 +1,189 @@
+package source
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"time"
+
+	"github.com/sluicehq/sluice/platform/apierror"
+	"github.com/sluicehq/sluice/platform/auth"
+	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
+	"github.com/sluicehq/sluice/services/source/domain"
+)
+
+// errNoSecretKey: source was started without a key.
+var errNoSecretKey = fmt.Errorf("source has no secret key, so it keeps no secrets: start it with secret-key-file or $SLUICE_SOURCE_SECRET_KEY (docs/security.md): %w", apierror.ErrFailedPrecondition)
+
+// secretScope is the repository id a secret request names: "" for the
+// platform.
+func (s *Service) secretScope(ctx context.Context, repository string) (domain.Repository, error) {
+	if repository == "" {
+		return domain.Repository{}, nil
+	}
+	return s.store.RepositoryByName(ctx, repository)
+}
+
+// SetSecret stores value as the secret name of repository ("" for the
+// platform), encrypted. Its log names the secret, never the value.
+func (s *Service) SetSecret(ctx context.Context, repository, name, value string) (domain.Secret, error) {
+	if s.keys == nil {
+		return domain.Secret{}, errNoSecretKey
+	}
+	repo, err := s.secretScope(ctx, repository)
+	if err != nil {
+		return domain.Secret{}, err
+	}
+	ciphertext, err := s.keys.seal(repo.ID, name, value)
+	if err != nil {
+		return domain.Secret{}, err
+	}
+	caller, _ := auth.FromContext(ctx)
+	sec, err := s.store.PutSecret(ctx, domain.Secret{
+		RepositoryID: repo.ID, Repository: repo.Name, Name: name, Ciphertext: ciphertext, KeyID: s.keys.primaryID,
+		UpdatedAt: time.Now(), UpdatedBy: caller.String(),
+	})
+	if err != nil {
+		return domain.Secret{}, err
+	}
+	s.log.InfoContext(ctx, "secret set", slog.String("repository", repository), slog.String("secret", name), slog.String("by", caller.String()))
+	return sec, nil
+}
+
+// ListSecrets lists the secrets of repository ("" for the platform).
+func (s *Service) ListSecrets(ctx context.Context, repository string) ([]domain.Secret, error) {
+	repo, err := s.secretScope(ctx, repository)
+	if err != nil {
+		return nil, err
+	}
+	return s.store.Secrets(ctx, repo.ID)
+}
+
+// DeleteSecret removes a secret; runs that ask for it afterwards fail.
+func (s *Service) DeleteSecret(ctx context.Context, repository, name string) (domain.Secret, error) {
+	repo, err := s.secretScope(ctx, repository)
+	if err != nil {
+		return domain.Secret{}, err
+	}
+	sec, err := s.store.Secret(ctx, repo.ID, name)
+	if err != nil {
+		return domain.Secret{}, err
+	}
+	if err := s.store.DeleteSecret(ctx, repo.ID, name); err != nil {
+		return domain.Secret{}, err
+	}
+	caller, _ := auth.FromContext(ctx)
+	s.log.InfoContext(ctx, "secret deleted", slog.String("repository", repository), slog.String("secret", name), slog.String("by", caller.String()))
+	return sec, nil
+}
+
+// ResolveSecrets returns the values of the secrets names, for a service
+// running a command of runID: each name must be one the run's pipeline asks
+// for. A repository's secret hides a platform-wide one of the same name.
+func (s *Service) ResolveSecrets(ctx context.Context, runID string, names []string) (map[string]string, error) {
+	if s.keys == nil {
+		return nil, errNoSecretKey
+	}
+	run, err := s.store.Run(ctx, runID)
+	if err != nil {
+		return nil, err
+	}
+	asked := PipelineSecrets(run.Pipeline)
+	values := make(map[string]string, len(names))
+	var errs []error
+	for _, name := range names {
+		if !slices.Contains(asked, name) {
+			errs = append(errs, fmt.Errorf("run %s's pipeline does not ask for the secret %q: %w", runID, name, apierror.ErrPermissionDenied))
+			continue
+		}
+		value, err := s.secretValue(ctx, run, name)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		values[name] = value
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	caller, _ := auth.FromContext(ctx)
+	s.log.InfoContext(ctx, "secrets handed out", slog.String("run", runID), slog.Any("secrets", names), slog.String("to", caller.String()))
+	return values, nil
+}
+
+func (s *Service) secretValue(ctx context.Context, run domain.Run, name string) (string, error) {
+	for _, scope := range []string{run.RepositoryID, ""} {
+		sec, err := s.store.Secret(ctx, scope, name)
+		if errors.Is(err, apierror.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return "", err
+		}
+		return s.keys.open(scope, name, sec.Ciphertext)
+	}
+	return "", fmt.Errorf("the secret %q is set neither for repository %q nor platform-wide: `sluice secret set %s %s`: %w",
+		name, run.Repository, run.Repository, name, apierror.ErrFailedPrecondition)
+}
+
+// PipelineSecrets lists the secret names a pipeline's commands ask for,
+// sorted, without repeats.
+func PipelineSecrets(p *sourcev1.Pipeline) []string {
+	var names []string
+	add := func(m map[string]string) {
+		for _, name := range m {
+			names = append(names, name)
+		}
+	}
+	for _, st := range p.GetBuild().GetSteps() {
+		add(st.GetSecrets())
+	}
+	for _, st := range p.GetTest().GetSteps() {
+		add(st.GetSecrets())
+	}
+	for _, env := range p.GetRelease().GetEnvironments() {
+		add(env.GetSecrets())
+	}
+	slices.Sort(names)
+	return slices.Compact(names)
+}
+
+// ReencryptSecrets re-encrypts, once at start, every secret an older key
+// of the ring encrypted, with the first key: the second half of a key
+// rotation (docs/security.md). A secret no key of the ring can read is
+// logged and left as it is.
+func (s *Service) ReencryptSecrets(ctx context.Context) error {
+	if s.keys == nil {
+		return nil
+	}
+	old, err := s.store.SecretsNotUnder(ctx, s.keys.primaryID)
+	if err != nil {
+		return err
+	}
+	done := 0
+	for _, sec := range old {
+		value, err := s.keys.open(sec.RepositoryID, sec.Name, sec.Ciphertext)
+		if err != nil {
+			s.log.ErrorContext(ctx, "cannot re-encrypt a secret", slog.String("repository", sec.Repository), slog.String("secret", sec.Name), slog.Any("error", err))
+			continue
+		}
+		oldKey := sec.KeyID
+		if sec.Ciphertext, err = s.keys.seal(sec.RepositoryID, sec.Name, value); err != nil {
+			return err
+		}
+		sec.KeyID = s.keys.primaryID
+		ok, err := s.store.Rekey(ctx, sec, oldKey)
+		if err != nil {
+			return err
+		}
+		if ok {
+			done++
+		}
+	}
+	if len(old) > 0 {
+		s.log.InfoContext(ctx, "secrets re-encrypted with the first key", slog.Int("secrets", done), slog.Int("unreadable", len(old)-done), slog.String("key", s.keys.primaryID))
+	}
+	return nil
+}
