@@ -46,7 +46,14 @@ test:
     - name: unit
       env:
         SHARED: {secret: CANARY_SHARED}
-      run: echo "testing with $SHARED"
+      run: |
+        echo "testing with $SHARED"
+        mkdir -p reports
+        name=$(printf '%s' "$SHARED" | sed -e 's/&/\&amp;/g' -e 's/"/\&quot;/g')
+        printf '<testsuite name="s"><testcase classname="c" name="uses %s"/></testsuite>\n' "$name" > reports/junit.xml
+  reports:
+    - path: reports/junit.xml
+      format: junit
 release:
   branches: [main]
   environments:
@@ -81,10 +88,10 @@ func forms(v string) []string {
 }
 
 // TestSecretLeakHunt sets secrets with the CLI, runs a pipeline whose step
-// prints them in every encoding, and searches the CLI's output, the
-// platform's log, every delivered webhook and every file of the data
-// directory (databases, the NATS store with every event) for any form of
-// any canary.
+// prints them in every encoding (and whose test report names one), and
+// searches the CLI's output, the platform's terminal output, every
+// delivered webhook and every file of the data directory (its log, the
+// databases, the NATS store with every event) for any form of any canary.
 func TestSecretLeakHunt(t *testing.T) {
 	dataDir := t.TempDir()
 	p, pr := startAllInOne(t, dataDir)
@@ -141,7 +148,8 @@ func TestSecretLeakHunt(t *testing.T) {
 	for i, out := range outputs {
 		hunt("CLI output "+string(rune('a'+i)), out)
 	}
-	hunt("the platform's log", pr.out.String())
+	// Its JSON log is <data-dir>/sluice.log, searched with the other files.
+	hunt("the platform's terminal output", pr.out.String())
 	sub.mu.Lock()
 	for i, body := range sub.bodies {
 		hunt("delivery "+sub.types[i], body)

@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"time"
 
 	"connectrpc.com/connect"
 
@@ -26,6 +27,10 @@ import (
 // not set, a name the run does not ask for, no source to ask. The stage
 // fails with it; other errors (source unreachable) are retried.
 var ErrUnresolvable = errors.New("secrets cannot be resolved")
+
+// resolveTimeout bounds one question to source; a source that does not
+// answer in time is an error the stage retries.
+const resolveTimeout = 30 * time.Second
 
 // Resolver asks source for secret values.
 type Resolver struct {
@@ -70,6 +75,8 @@ func (r *Resolver) Resolve(ctx context.Context, runID string, names []string) (S
 	if r == nil || r.client == nil {
 		return Set{}, fmt.Errorf("the %s service has no source-url, so it cannot get the secrets the run asks for: %w", r.serviceName(), ErrUnresolvable)
 	}
+	ctx, cancel := context.WithTimeout(ctx, resolveTimeout)
+	defer cancel()
 	res, err := r.client.ResolveSecrets(ctx, &sourcev1.ResolveSecretsRequest{RunId: runID, Names: names})
 	if err != nil {
 		switch connect.CodeOf(err) {

@@ -290,12 +290,22 @@ func (s *Service) deploy(ctx context.Context, rel domain.Release, env domain.Env
 	vars["SLUICE_RUN_ID"] = rel.RunID
 	vars["SLUICE_COMMIT"] = rel.Commit
 	vars["SLUICE_REPOSITORY"] = rel.Repository.Name
-	secrets, err := s.secrets.Resolve(ctx, rel.RunID, stepsecrets.Names(env.Secrets))
-	if errors.Is(err, stepsecrets.ErrUnresolvable) {
-		return fail(out.deploy, "secrets: "+err.Error(), nil)
-	}
-	if err != nil {
+	// deploy returns an error only when ctx ends: a source that does not
+	// answer is asked again for a while, then fails the deployment.
+	var secrets stepsecrets.Set
+	err := retry.Do(ctx, retry.Backoff{Initial: time.Second, Max: 10 * time.Second}, func(ctx context.Context) error {
+		var err error
+		secrets, err = s.secrets.Resolve(ctx, rel.RunID, stepsecrets.Names(env.Secrets))
+		if errors.Is(err, stepsecrets.ErrUnresolvable) {
+			return retry.Permanent(err)
+		}
 		return err
+	}, retry.GiveUpAfter(secretsPatience))
+	switch {
+	case ctx.Err() != nil:
+		return ctx.Err()
+	case err != nil:
+		return fail(out.deploy, "secrets: "+err.Error(), nil)
 	}
 	cmd := commandEnv{vars: secrets.Env(vars, env.Secrets), secrets: secrets.Values()}
 
@@ -372,6 +382,10 @@ func (s *Service) fetchArtifacts(ctx context.Context, arts []domain.Artifact, w 
 // verify runs env's verification and returns why it failed ("" when it
 // passed or there is none) with the last output lines of a failing verify
 // command. The error is ctx's when it ended.
+// secretsPatience is how long a deploy waits for source to give the
+// secrets its commands ask for.
+const secretsPatience = 2 * time.Minute
+
 // commandEnv is the environment of an environment's deploy and verify
 // commands, and the secret values to mask in their output.
 type commandEnv struct {

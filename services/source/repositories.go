@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	neturl "net/url"
 	"path/filepath"
 	"strings"
 	"time"
@@ -152,6 +153,11 @@ func normalizeURL(url string) (string, error) {
 	if url == "" {
 		return "", fmt.Errorf("url: a repository path or URL is required: %w", apierror.ErrInvalidArgument)
 	}
+	if hasCredentials(url) {
+		// The proto's rule says the same of the URL as sent; this is the
+		// URL as it will be stored. The message does not repeat it.
+		return "", fmt.Errorf("url: must not contain credentials (user:password@ or token@): Sluice would store and show them with the URL; see docs/security.md, \"Repository credentials\": %w", apierror.ErrInvalidArgument)
+	}
 	path, local, err := gitmirror.IsLocal(url)
 	if err != nil {
 		return "", fmt.Errorf("url %q: %w: %w", url, err, apierror.ErrInvalidArgument)
@@ -164,6 +170,20 @@ func normalizeURL(url string) (string, error) {
 		return "", fmt.Errorf("url %q: %w: %w", url, err, apierror.ErrInvalidArgument)
 	}
 	return abs, nil
+}
+
+// hasCredentials reports whether a URL carries a password, or any user
+// information over HTTP(S) (where a token is often sent as the user).
+func hasCredentials(raw string) bool {
+	u, err := neturl.Parse(raw)
+	if err != nil || u.User == nil {
+		return false
+	}
+	if _, ok := u.User.Password(); ok {
+		return true
+	}
+	scheme := strings.ToLower(u.Scheme)
+	return scheme == "http" || scheme == "https"
 }
 
 func newSecret() string {

@@ -200,6 +200,7 @@ func TestCreateRepositoryRefusesCredentialsInURL(t *testing.T) {
 		"https://ghp_canary1234@github.example.com/org/app.git",
 		"HTTP://x-access-token:canary1234@example.com/app",
 		"ssh://git:canary1234@example.com/app.git",
+		" https://alice:canary1234@github.example.com/org/app.git",
 	} {
 		_, err := h.client.CreateRepository(context.Background(), &sourcev1.CreateRepositoryRequest{Url: u, Name: "app"})
 		if connect.CodeOf(err) != connect.CodeInvalidArgument || !strings.Contains(err.Error(), "must not contain credentials") {

@@ -158,10 +158,10 @@ func (k *secretKeys) open(repositoryID, name string, ciphertext []byte) (string,
 	}
 	var s sealedSecret
 	if err := json.Unmarshal(plain, &s); err != nil {
-		return "", fmt.Errorf("decrypt secret %s: %w", name, err)
+		return "", fmt.Errorf("decrypt secret %s: not a sealed secret: %w", name, apierror.ErrFailedPrecondition)
 	}
 	if s.Repository != repositoryID || s.Name != name {
-		return "", fmt.Errorf("decrypt secret %s: the stored value belongs to another secret", name)
+		return "", fmt.Errorf("decrypt secret %s: the stored value belongs to another secret (was the table altered?): %w", name, apierror.ErrFailedPrecondition)
 	}
 	return s.Value, nil
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/sluicehq/sluice/platform/apierror"
 	"github.com/sluicehq/sluice/platform/auth"
+	"github.com/sluicehq/sluice/platform/stepsecrets"
 	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
 	"github.com/sluicehq/sluice/services/source/domain"
 )
@@ -90,12 +91,13 @@ func (s *Service) ResolveSecrets(ctx context.Context, runID string, names []stri
 	if err != nil {
 		return nil, err
 	}
-	asked := PipelineSecrets(run.Pipeline)
+	caller, _ := auth.FromContext(ctx)
+	asked := StageSecrets(run.Pipeline, caller.Name)
 	values := make(map[string]string, len(names))
 	var errs []error
 	for _, name := range names {
 		if !slices.Contains(asked, name) {
-			errs = append(errs, fmt.Errorf("run %s's pipeline does not ask for the secret %q: %w", runID, name, apierror.ErrPermissionDenied))
+			errs = append(errs, fmt.Errorf("run %s's pipeline does not ask for the secret %q in the commands the %s service runs: %w", runID, name, caller.Name, apierror.ErrPermissionDenied))
 			continue
 		}
 		value, err := s.secretValue(ctx, run, name)
@@ -108,7 +110,6 @@ func (s *Service) ResolveSecrets(ctx context.Context, runID string, names []stri
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	caller, _ := auth.FromContext(ctx)
 	s.log.InfoContext(ctx, "secrets handed out", slog.String("run", runID), slog.Any("secrets", names), slog.String("to", caller.String()))
 	return values, nil
 }
@@ -128,26 +129,27 @@ func (s *Service) secretValue(ctx context.Context, run domain.Run, name string) 
 		name, run.Repository, run.Repository, name, apierror.ErrFailedPrecondition)
 }
 
-// PipelineSecrets lists the secret names a pipeline's commands ask for,
-// sorted, without repeats.
-func PipelineSecrets(p *sourcev1.Pipeline) []string {
-	var names []string
-	add := func(m map[string]string) {
-		for _, name := range m {
-			names = append(names, name)
+// StageSecrets lists the secret names the commands a service runs ask
+// for, sorted, without repeats: build's steps for build, the test steps for
+// test, the environments' deploy and verify commands for release. A service
+// gets no secret another stage's commands ask for.
+func StageSecrets(p *sourcev1.Pipeline, service string) []string {
+	var refs []map[string]string
+	switch service {
+	case "build":
+		for _, st := range p.GetBuild().GetSteps() {
+			refs = append(refs, st.GetSecrets())
+		}
+	case "test":
+		for _, st := range p.GetTest().GetSteps() {
+			refs = append(refs, st.GetSecrets())
+		}
+	case "release":
+		for _, env := range p.GetRelease().GetEnvironments() {
+			refs = append(refs, env.GetSecrets())
 		}
 	}
-	for _, st := range p.GetBuild().GetSteps() {
-		add(st.GetSecrets())
-	}
-	for _, st := range p.GetTest().GetSteps() {
-		add(st.GetSecrets())
-	}
-	for _, env := range p.GetRelease().GetEnvironments() {
-		add(env.GetSecrets())
-	}
-	slices.Sort(names)
-	return slices.Compact(names)
+	return stepsecrets.Names(refs...)
 }
 
 // ReencryptSecrets re-encrypts, once at start, every secret an older key
@@ -160,30 +162,39 @@ func (s *Service) ReencryptSecrets(ctx context.Context) error {
 	}
 	old, err := s.store.SecretsNotUnder(ctx, s.keys.primaryID)
 	if err != nil {
-		return err
+		// Secrets stay readable under the older keys; the next start tries
+		// again. A failure here must not stop source.
+		s.log.ErrorContext(ctx, "cannot list the secrets to re-encrypt", slog.Any("error", err))
+		return nil
 	}
-	done := 0
+	done, failed := 0, 0
 	for _, sec := range old {
-		value, err := s.keys.open(sec.RepositoryID, sec.Name, sec.Ciphertext)
-		if err != nil {
+		ok, err := s.reencrypt(ctx, sec)
+		switch {
+		case err != nil:
+			failed++
 			s.log.ErrorContext(ctx, "cannot re-encrypt a secret", slog.String("repository", sec.Repository), slog.String("secret", sec.Name), slog.Any("error", err))
-			continue
-		}
-		oldKey := sec.KeyID
-		if sec.Ciphertext, err = s.keys.seal(sec.RepositoryID, sec.Name, value); err != nil {
-			return err
-		}
-		sec.KeyID = s.keys.primaryID
-		ok, err := s.store.Rekey(ctx, sec, oldKey)
-		if err != nil {
-			return err
-		}
-		if ok {
+		case ok:
 			done++
 		}
 	}
 	if len(old) > 0 {
-		s.log.InfoContext(ctx, "secrets re-encrypted with the first key", slog.Int("secrets", done), slog.Int("unreadable", len(old)-done), slog.String("key", s.keys.primaryID))
+		s.log.InfoContext(ctx, "secrets re-encrypted with the first key", slog.Int("secrets", done), slog.Int("failed", failed), slog.String("key", s.keys.primaryID))
 	}
 	return nil
+}
+
+// reencrypt encrypts sec again with the first key, unless it changed since
+// it was read (it was set again meanwhile, maybe by another replica).
+func (s *Service) reencrypt(ctx context.Context, sec domain.Secret) (bool, error) {
+	value, err := s.keys.open(sec.RepositoryID, sec.Name, sec.Ciphertext)
+	if err != nil {
+		return false, err
+	}
+	renewed := sec
+	if renewed.Ciphertext, err = s.keys.seal(sec.RepositoryID, sec.Name, value); err != nil {
+		return false, err
+	}
+	renewed.KeyID = s.keys.primaryID
+	return s.store.Rekey(ctx, renewed, sec)
 }

@@ -142,10 +142,16 @@ func TestSecrets(t *testing.T) {
 
 	run := h.trigger("app", "main")
 	build := h.asService("build")
-	values, err := h.resolve(build, run.GetId(), "REGISTRY_TOKEN", "SHARED_KEY", "PROD_KUBECONFIG")
+	values, err := h.resolve(build, run.GetId(), "REGISTRY_TOKEN", "SHARED_KEY")
 	if err != nil {
 		t.Fatalf("ResolveSecrets: %v", err)
 	}
+	release := h.asService("release")
+	deploy, err := h.resolve(release, run.GetId(), "PROD_KUBECONFIG")
+	if err != nil {
+		t.Fatalf("ResolveSecrets as release: %v", err)
+	}
+	values["PROD_KUBECONFIG"] = deploy["PROD_KUBECONFIG"]
 	want := map[string]string{"REGISTRY_TOKEN": token, "SHARED_KEY": shared, "PROD_KUBECONFIG": kube}
 	for name, v := range want {
 		if values[name] != v {
@@ -153,6 +159,13 @@ func TestSecrets(t *testing.T) {
 		}
 	}
 
+	// Each stage gets only what its own commands ask for.
+	if _, err := h.resolve(build, run.GetId(), "PROD_KUBECONFIG"); connect.CodeOf(err) != connect.CodePermissionDenied {
+		t.Errorf("build resolving a deploy's secret = %v, want permission_denied", err)
+	}
+	if _, err := h.resolve(release, run.GetId(), "REGISTRY_TOKEN"); connect.CodeOf(err) != connect.CodePermissionDenied {
+		t.Errorf("release resolving a build step's secret = %v, want permission_denied", err)
+	}
 	// Only what the run's pipeline asks for.
 	h.setSecret("app", "UNASKED", "canary-unasked")
 	if _, err := h.resolve(build, run.GetId(), "UNASKED"); connect.CodeOf(err) != connect.CodePermissionDenied || !strings.Contains(err.Error(), "does not ask for") {
@@ -240,7 +253,7 @@ func TestSecretKeyRotation(t *testing.T) {
 	h.proc.Stop()
 
 	h = start(newKey)
-	values, err := h.resolve(h.asService("release"), runID, "REGISTRY_TOKEN", "SHARED_KEY")
+	values, err := h.resolve(h.asService("build"), runID, "REGISTRY_TOKEN", "SHARED_KEY")
 	if err != nil || values["REGISTRY_TOKEN"] != "value-under-the-old-key" || values["SHARED_KEY"] != "platform-value-old-key" {
 		t.Fatalf("after rotation: %v, %v", values, err)
 	}

@@ -670,13 +670,14 @@ func (s *Store) querySecrets(ctx context.Context, query string, args ...any) ([]
 	return out, nil
 }
 
-// Rekey replaces a secret's ciphertext if it is still the one encrypted
-// with oldKeyID (so a concurrent SetSecret wins); it reports whether it did.
-func (s *Store) Rekey(ctx context.Context, sec domain.Secret, oldKeyID string) (bool, error) {
-	res, err := s.db.ExecContext(ctx, `UPDATE secrets SET ciphertext = $1, key_id = $2 WHERE repository_id = $3 AND name = $4 AND key_id = $5`,
-		base64.StdEncoding.EncodeToString(sec.Ciphertext), sec.KeyID, sec.RepositoryID, sec.Name, oldKeyID)
+// Rekey replaces old's ciphertext and key with renewed's if the row still
+// holds old's ciphertext (so a SetSecret in between, on any replica, wins);
+// it reports whether it did.
+func (s *Store) Rekey(ctx context.Context, renewed, old domain.Secret) (bool, error) {
+	res, err := s.db.ExecContext(ctx, `UPDATE secrets SET ciphertext = $1, key_id = $2 WHERE repository_id = $3 AND name = $4 AND ciphertext = $5`,
+		base64.StdEncoding.EncodeToString(renewed.Ciphertext), renewed.KeyID, old.RepositoryID, old.Name, base64.StdEncoding.EncodeToString(old.Ciphertext))
 	if err != nil {
-		return false, fmt.Errorf("re-encrypt secret %s: %w", sec.Name, err)
+		return false, fmt.Errorf("re-encrypt secret %s: %w", old.Name, err)
 	}
 	n, err := res.RowsAffected()
 	return n == 1, err

@@ -16,6 +16,7 @@ import (
 	"github.com/sluicehq/sluice/platform/gitcheckout"
 	"github.com/sluicehq/sluice/platform/lastlines"
 	"github.com/sluicehq/sluice/platform/lease"
+	"github.com/sluicehq/sluice/platform/secretmask"
 	"github.com/sluicehq/sluice/platform/steplog"
 	"github.com/sluicehq/sluice/platform/stepsecrets"
 	buildeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/build/events/v1"
@@ -243,6 +244,9 @@ func (a *attempt) readReports(ws string, specs []*sourcev1.ReportSpec) ([]domain
 	var suites []domain.Suite
 	var cases []domain.Case
 	var problems []string
+	// Reports hold what tests printed: the secrets are masked out of them
+	// as out of the steps' logs.
+	mask := secretmask.New(a.secrets.Values())
 	for _, spec := range specs {
 		pattern := spec.GetPath()
 		matches, err := filepath.Glob(filepath.Join(ws, filepath.FromSlash(pattern)))
@@ -263,24 +267,24 @@ func (a *attempt) readReports(ws string, specs []*sourcev1.ReportSpec) ([]domain
 			rel = filepath.ToSlash(rel)
 			rep, err := parseReportFile(ws, file, spec.GetFormat())
 			if err != nil {
-				problems = append(problems, fmt.Sprintf("report file %q: %v", rel, err))
+				problems = append(problems, mask.String(fmt.Sprintf("report file %q: %v", rel, err)))
 				continue
 			}
 			a.meta("", fmt.Sprintf("--- report %s: %d passed, %d failed, %d skipped", rel, rep.Counts().Passed, rep.Counts().Failed, rep.Counts().Skipped))
 			for _, su := range rep.Suites {
 				c := su.Counts()
 				suites = append(suites, domain.Suite{
-					Name:     su.Name,
+					Name:     mask.String(su.Name),
 					Counts:   domain.Counts{Passed: c.Passed, Failed: c.Failed, Skipped: c.Skipped},
 					Duration: su.Duration,
 				})
 				for _, tc := range su.Cases {
 					cases = append(cases, domain.Case{
-						Suite:    su.Name,
-						Name:     tc.Name,
+						Suite:    mask.String(su.Name),
+						Name:     mask.String(tc.Name),
 						Status:   caseStatus(tc.Status),
 						Duration: tc.Duration,
-						Output:   tc.Output,
+						Output:   mask.String(tc.Output),
 					})
 				}
 			}

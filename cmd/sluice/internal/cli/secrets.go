@@ -83,7 +83,8 @@ func (s *session) secretSetCmd() *cobra.Command {
 		Short: "Create or replace a secret; the value comes from stdin or a file",
 		Long: `Create or replace a secret. The value is read from standard input or
 --from-file, never from a flag or an argument (which shell history and ps
-keep). One trailing newline is dropped. A value has 4 to 65536 bytes.`,
+keep). From standard input one trailing newline is dropped; a file is taken
+exactly as it is. A value has 4 to 65536 bytes.`,
 		Example: `  $ sluice secret set my-service REGISTRY_TOKEN < token.txt
   $ printf %s "$TOKEN" | sluice secret set my-service REGISTRY_TOKEN
   $ sluice secret set --platform DEPLOY_KEY --from-file id_ed25519`,
@@ -102,7 +103,13 @@ keep). One trailing newline is dropped. A value has 4 to 65536 bytes.`,
 			if err != nil {
 				return fmt.Errorf("read the value: %w", err)
 			}
-			value := strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r")
+			value := string(b)
+			if fromFile == "" {
+				// What echo or a terminal adds; a file is taken exactly
+				// (an SSH key needs its last newline).
+				value = strings.TrimSuffix(value, "\n")
+				value = strings.TrimSuffix(value, "\r")
+			}
 			res, err := s.secrets().SetSecret(cmd.Context(), &sourcev1.SetSecretRequest{Repository: repo, Name: name, Value: value})
 			return s.render(res, err, func() error {
 				fmt.Fprintf(s.app.Stdout, "secret %s set for %s\n", sanitizeLine(res.GetSecret().GetName()), scopeLabel(repo))
