@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -67,11 +68,16 @@ release:
 // forms differ from it.
 func canary(t *testing.T, kind string) string {
 	t.Helper()
+	return "canary-" + kind + "-" + randomHex(t) + ` "q" & a/b+c`
+}
+
+func randomHex(t *testing.T) string {
+	t.Helper()
 	b := make([]byte, 12)
 	if _, err := rand.Read(b); err != nil {
 		t.Fatal(err)
 	}
-	return "canary-" + kind + "-" + hex.EncodeToString(b) + ` "q" & a/b+c`
+	return hex.EncodeToString(b)
 }
 
 // forms are the encodings of v a step printed, which must appear nowhere.
@@ -89,18 +95,28 @@ func forms(v string) []string {
 
 // TestSecretLeakHunt sets secrets with the CLI, runs a pipeline whose step
 // prints them in every encoding (and whose test report names one), and
-// searches the CLI's output, the platform's terminal output, every
-// delivered webhook and every file of the data directory (its log, the
-// databases, the NATS store with every event) for any form of any canary.
+// searches for every form of them, of the repository's webhook secret and
+// of the subscription's secret in the CLI's output, the platform's
+// terminal output, every delivered webhook and every file of the data
+// directory (its log, the databases, the NATS store with every event).
 func TestSecretLeakHunt(t *testing.T) {
 	dataDir := t.TempDir()
 	p, pr := startAllInOne(t, dataDir)
-	sub := newSubscriber(t, "leak-hunt-subscription")
-	mustCLI(t, p.env, "subscribe", "--url", sub.srv.URL, "--secret", "leak-hunt-subscription")
+	// The subscription's signing secret: given once (a flag of subscribe),
+	// never shown again, kept encrypted.
+	subscription := "canary-subscription-" + randomHex(t)
+	sub := newSubscriber(t, subscription)
+	mustCLI(t, p.env, "subscribe", "--url", sub.srv.URL, "--secret", subscription)
 
 	token, shared := canary(t, "token"), canary(t, "shared")
 	repo := newGitRepo(t, map[string]string{".sluice.yaml": leakyPipeline})
-	mustCLI(t, p.env, "repo", "add", repo.Dir, "--name", "leaky")
+	// The webhook secret is shown once, when the repository is added, and
+	// never again.
+	added := mustCLI(t, p.env, "repo", "add", repo.Dir, "--name", "leaky")
+	webhook := regexp.MustCompile(`with secret ([0-9a-f]{64})`).FindStringSubmatch(added)
+	if webhook == nil {
+		t.Fatalf("repo add shows no webhook secret:\n%s", added)
+	}
 	var outputs []string
 	outputs = append(outputs, cliStdin(t, p.env, token+"\n", "secret", "set", "leaky", "CANARY_TOKEN"))
 	outputs = append(outputs, cliStdin(t, p.env, shared, "secret", "set", "--platform", "CANARY_SHARED"))
@@ -117,7 +133,8 @@ func TestSecretLeakHunt(t *testing.T) {
 	runID := lastRunID(t, p, "leaky")
 	logs := mustCLI(t, p.env, "logs", runID)
 	outputs = append(outputs, follow, logs, mustCLI(t, p.env, "show", runID), mustCLI(t, p.env, "show", runID, "--output", "json"),
-		mustCLI(t, p.env, "logs", runID, "--output", "json"), mustCLI(t, p.env, "deliveries"))
+		mustCLI(t, p.env, "logs", runID, "--output", "json"), mustCLI(t, p.env, "deliveries"),
+		mustCLI(t, p.env, "repo", "ls"), mustCLI(t, p.env, "repo", "ls", "--output", "json"))
 
 	// The step had the value: its hash is right.
 	sum := sha256.Sum256([]byte(token))
@@ -135,9 +152,10 @@ func TestSecretLeakHunt(t *testing.T) {
 	}
 	sub.waitFor("dev.cdevents.pipelinerun.finished.0.3.0", runID)
 
+	canaries := []string{token, shared, subscription, webhook[1]}
 	hunt := func(where, text string) {
 		t.Helper()
-		for _, v := range []string{token, shared} {
+		for _, v := range canaries {
 			for _, f := range forms(v) {
 				if strings.Contains(text, f) {
 					t.Errorf("%s holds a secret (%q)", where, f)
@@ -172,7 +190,7 @@ func TestSecretLeakHunt(t *testing.T) {
 			return err
 		}
 		files++
-		for _, v := range []string{token, shared} {
+		for _, v := range canaries {
 			for _, f := range forms(v) {
 				if bytes.Contains(b, []byte(f)) {
 					t.Errorf("%s holds a secret (%q)", path, f)

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/sluicehq/sluice/platform/keyring"
 	"github.com/sluicehq/sluice/platform/servicekit"
 )
 
@@ -39,6 +40,9 @@ type Config struct {
 	// Workers is how many events are fanned out, and how many deliveries
 	// are attempted, at once.
 	Workers int
+	// Keys encrypt the subscriptions' signing secrets at rest
+	// (docs/security.md); without them notify keeps them as given.
+	Keys keyring.Settings
 }
 
 // DefaultConfig is the configuration a binary starts from.
@@ -62,6 +66,7 @@ func (c *Config) RegisterFlags(f *servicekit.Flags) {
 	f.DurationVar(&c.RetryMax, "retry-max", "the longest delay between two attempts")
 	f.DurationVar(&c.AttemptTimeout, "attempt-timeout", "how long one delivery attempt may take, response included")
 	f.IntVar(&c.Workers, "workers", "events fanned out, and deliveries attempted, at once")
+	c.Keys.RegisterFlags(f)
 }
 
 // WithDefaults fills in the zero fields.

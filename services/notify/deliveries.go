@@ -162,7 +162,12 @@ func (s *Service) post(ctx context.Context, c Claimed, number int) domain.Attemp
 		req.Header.Set(name, value)
 	}
 	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set(HeaderSignature, domain.Sign(d.Body, c.Secret))
+	secret, err := s.keys.OpenText(c.Secret, subscriptionSecrets.Binding, d.SubscriptionID)
+	if err != nil {
+		a.Error = fmt.Sprintf("signing secret: %v", err)
+		return a
+	}
+	req.Header.Set(HeaderSignature, domain.Sign(d.Body, secret))
 	req.Header.Set(HeaderDelivery, d.ID)
 	req.Header.Set("User-Agent", "Sluice-Notify/"+s.version)
 

@@ -12,6 +12,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/sluicehq/sluice/platform/keyring"
+	"github.com/sluicehq/sluice/platform/servicekit/servicekittest"
 	buildeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/build/events/v1"
 	notifyeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/notify/events/v1"
 	notifyv1 "github.com/sluicehq/sluice/proto/gen/sluice/notify/v1"
@@ -366,5 +368,55 @@ func TestDeliveryRefusedByEgress(t *testing.T) {
 	}
 	if !strings.Contains(d.GetLastError(), "egress refused") {
 		t.Errorf("last error = %q, want the refusal", d.GetLastError())
+	}
+}
+
+// Subscription secrets are HMAC keys notify must read back: without a key
+// they are kept as given; once notify has a key they are stored encrypted
+// (what was kept plainly is encrypted at start) and deliveries are still
+// signed with them.
+func TestSubscriptionSecretsAreEncryptedAtRest(t *testing.T) {
+	t.Parallel()
+	oldHook := newSubscriber(t, always(http.StatusNoContent))
+	newHook := newSubscriber(t, always(http.StatusNoContent))
+	h := newHarness(t)
+	const oldSecret, newSecret = "kept-before-there-was-a-key", "set-once-there-is-a-key"
+	oldSub := h.subscribe(&notifyv1.CreateSubscriptionRequest{Url: oldHook.srv.URL, Secret: oldSecret})
+	stored := func(id string) string {
+		var v string
+		if err := servicekittest.OpenDBAt(t, h.cfg.DatabaseURL).QueryRowContext(t.Context(), `SELECT secret FROM subscriptions WHERE id = $1`, id).Scan(&v); err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	if stored(oldSub.GetId()) != oldSecret {
+		t.Fatal("without a key the secret is not kept as given")
+	}
+	h.stop()
+
+	key, err := keyring.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.cfg.Keys.Text = key
+	h.start()
+	servicekittest.Eventually(t, "notify encrypts the secret kept plainly", func() bool {
+		return strings.HasPrefix(stored(oldSub.GetId()), "age:")
+	})
+	newSub := h.subscribe(&notifyv1.CreateSubscriptionRequest{Url: newHook.srv.URL, Secret: newSecret})
+	for id, secret := range map[string]string{oldSub.GetId(): oldSecret, newSub.GetId(): newSecret} {
+		if v := stored(id); !strings.HasPrefix(v, "age:") || strings.Contains(v, secret) {
+			t.Errorf("subscription %s's secret is stored as %q", id, v)
+		}
+	}
+
+	p := h.publish(buildFinished(), "build-1")
+	h.waitDelivery(oldSub.GetId(), notifyv1.DeliveryStatus_DELIVERY_STATUS_SUCCEEDED)
+	h.waitDelivery(newSub.GetId(), notifyv1.DeliveryStatus_DELIVERY_STATUS_SUCCEEDED)
+	for hook, secret := range map[*subscriber]string{oldHook: oldSecret, newHook: newSecret} {
+		reqs := hook.requests()
+		if len(reqs) != 1 || reqs[0].header.Get(notify.HeaderSignature) != hmacHex(secret, p.msg.Data) {
+			t.Errorf("the delivery is not signed with the subscription's secret: %d requests", len(reqs))
+		}
 	}
 }

@@ -32,6 +32,6 @@ func Module(cfg Config) fx.Option {
 func parts(s *Service) servicekit.Parts {
 	return servicekit.Parts{
 		Consumers: s.Consumers(),
-		Loops:     []servicekit.Loop{{Name: "deliveries", Run: s.Deliver}},
+		Loops:     []servicekit.Loop{{Name: "deliveries", Run: s.Deliver}, {Name: "secret-keys", Run: s.ReencryptSecrets}},
 	}
 }

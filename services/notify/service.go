@@ -2,6 +2,7 @@ package notify
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 
@@ -10,6 +11,7 @@ import (
 
 	"github.com/sluicehq/sluice/platform/egress"
 	"github.com/sluicehq/sluice/platform/events"
+	"github.com/sluicehq/sluice/platform/keyring"
 	"github.com/sluicehq/sluice/platform/servicekit"
 	"github.com/sluicehq/sluice/services/notify/domain"
 )
@@ -31,6 +33,8 @@ type Service struct {
 	client *http.Client
 	// due wakes the delivery loop: new deliveries are due.
 	due chan struct{}
+	// keys encrypt the subscriptions' secrets; nil: kept as given.
+	keys *keyring.Ring
 }
 
 // Deps are the service's collaborators; fx provides them (servicekit).
@@ -59,6 +63,13 @@ func NewService(cfg Config, d Deps) (*Service, error) {
 	if d.Store == nil || d.Outbox == nil || d.JetStream == nil || d.Egress == nil || d.Log == nil {
 		return nil, errors.New("notify: NewService: every dependency is required")
 	}
+	keys, err := keyring.Load(cfg.Keys)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", Name, err)
+	}
+	if keys == nil {
+		d.Log.Warn("no secret key (secret-key-file or $SLUICE_NOTIFY_SECRET_KEY): subscription secrets are stored as given")
+	}
 	version := d.Info.Version
 	if version == "" {
 		version = "dev"
@@ -70,6 +81,7 @@ func NewService(cfg Config, d Deps) (*Service, error) {
 	// turn the POST into a GET to somewhere else.
 	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	return &Service{
+		keys:    keys,
 		cfg:     cfg,
 		store:   d.Store,
 		js:      d.JetStream,

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/platform/ids"
+	"github.com/sluicehq/sluice/platform/keyring"
 	"github.com/sluicehq/sluice/platform/paging"
 	"github.com/sluicehq/sluice/services/notify/domain"
 )
@@ -17,10 +18,26 @@ func (s *Service) CreateSubscription(ctx context.Context, sub domain.Subscriptio
 	}
 	sub.ID = ids.New()
 	sub.CreatedAt = time.Now().UTC()
-	if err := s.store.CreateSubscription(ctx, sub); err != nil {
+	row := sub
+	var err error
+	if row.Secret, err = s.keys.SealText(sub.Secret, subscriptionSecrets.Binding, sub.ID); err != nil {
+		return domain.Subscription{}, err
+	}
+	if err := s.store.CreateSubscription(ctx, row); err != nil {
 		return domain.Subscription{}, err
 	}
 	return sub, nil
+}
+
+// subscriptionSecrets are where notify keeps the signing secrets, sealed
+// when it has a key ring.
+var subscriptionSecrets = keyring.Column{Table: "subscriptions", ID: "id", Value: "secret", Binding: "subscription-secret", What: "subscription secrets"}
+
+// ReencryptSecrets encrypts with the first key, once at start, every
+// subscription secret kept as given or under an older key.
+func (s *Service) ReencryptSecrets(ctx context.Context) error {
+	s.keys.RenewColumn(ctx, s.store.db, subscriptionSecrets, s.log)
+	return nil
 }
 
 // ListSubscriptions lists one page of the subscriptions, oldest first, and

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/sluicehq/sluice/platform/keyring"
 	"github.com/sluicehq/sluice/platform/servicekit"
 )
 
@@ -31,13 +32,10 @@ type Config struct {
 	// how a new installation gets its first token (`sluice up` uses
 	// <data-dir>/admin-token).
 	AdminTokenFile string
-	// SecretKeyFile holds the age secret keys secrets are encrypted with,
-	// one per line, the first encrypting (docs/security.md: rotation).
-	// SecretKey is the same text given directly, best through
-	// $SLUICE_SOURCE_SECRET_KEY; it wins over the file. Without either,
-	// source refuses to store or hand out secrets.
-	SecretKeyFile string
-	SecretKey     string
+	// Keys encrypt the secrets steps ask for and the webhook secrets
+	// (docs/security.md: rotation). Without them source refuses to store
+	// or hand out secrets, and keeps webhook secrets as given.
+	Keys keyring.Settings
 }
 
 // DefaultConfig is the configuration a binary starts from.
@@ -54,8 +52,7 @@ func (c *Config) RegisterFlags(f *servicekit.Flags) {
 	c.Settings.RegisterFlags(f)
 	f.DurationVar(&c.PollInterval, "poll-interval", "how often repositories are fetched for new commits; 0 disables")
 	f.StringVar(&c.AdminTokenFile, "admin-token-file", "file with the first admin token's secret, registered on start; made (0600) when missing")
-	f.StringVar(&c.SecretKeyFile, "secret-key-file", "file with the age keys secrets are encrypted with, one per line, the first encrypting")
-	f.StringVar(&c.SecretKey, "secret-key", "the age keys themselves (set the variable rather than the flag, which ps shows); wins over secret-key-file")
+	c.Keys.RegisterFlags(f)
 }
 
 // WithDefaults fills in the defaults that derive from other fields.

@@ -5,7 +5,6 @@ go 1.27.3
 require (
 	buf.build/go/protovalidate v1.4.1
 	connectrpc.com/connect v1.21.1
-	filippo.io/age v1.3.2
 	github.com/go-git/go-git/v5 v5.19.3
 	github.com/nats-io/nats.go v1.56.0
 	github.com/sluicehq/sluice/platform v0.0.0
@@ -25,6 +24,7 @@ require (
 	connectrpc.com/grpcreflect v1.3.1 // indirect
 	connectrpc.com/validate v0.9.0 // indirect
 	dario.cat/mergo v1.0.0 // indirect
+	filippo.io/age v1.3.2 // indirect
 	filippo.io/hpke v0.4.0 // indirect
 	github.com/Microsoft/go-winio v0.6.2 // indirect
 	github.com/ProtonMail/go-crypto v1.1.6 // indirect

@@ -88,6 +88,10 @@ func (s *Service) CreateRepository(ctx context.Context, in NewRepository) (repo 
 	if secret == "" {
 		secret = newSecret()
 	}
+	stored, err := s.keys.SealText(secret, webhookSecrets.Binding, id)
+	if err != nil {
+		return repo, false, err
+	}
 	repo = domain.Repository{
 		ID: id, Name: name, URL: url, Branch: branch, WebhookSecret: secret,
 		LastSeenCommit: head, CreatedAt: time.Now().UTC(),
@@ -97,7 +101,9 @@ func (s *Service) CreateRepository(ctx context.Context, in NewRepository) (repo 
 		return repo, false, err
 	}
 	err = s.store.InTx(ctx, func(tx *sql.Tx) error {
-		if err := insertRepository(ctx, tx, repo); err != nil {
+		row := repo
+		row.WebhookSecret = stored
+		if err := insertRepository(ctx, tx, row); err != nil {
 			return err
 		}
 		return events.Enqueue(ctx, tx, ev)

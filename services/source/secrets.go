@@ -37,13 +37,13 @@ func (s *Service) SetSecret(ctx context.Context, repository, name, value string)
 	if err != nil {
 		return domain.Secret{}, err
 	}
-	ciphertext, err := s.keys.seal(repo.ID, name, value)
+	ciphertext, err := s.keys.Seal(value, repo.ID, name)
 	if err != nil {
 		return domain.Secret{}, err
 	}
 	caller, _ := auth.FromContext(ctx)
 	sec, err := s.store.PutSecret(ctx, domain.Secret{
-		RepositoryID: repo.ID, Repository: repo.Name, Name: name, Ciphertext: ciphertext, KeyID: s.keys.primaryID,
+		RepositoryID: repo.ID, Repository: repo.Name, Name: name, Ciphertext: ciphertext, KeyID: s.keys.KeyID(),
 		UpdatedAt: time.Now(), UpdatedBy: caller.String(),
 	})
 	if err != nil {
@@ -123,7 +123,11 @@ func (s *Service) secretValue(ctx context.Context, run domain.Run, name string) 
 		if err != nil {
 			return "", err
 		}
-		return s.keys.open(scope, name, sec.Ciphertext)
+		value, err := s.keys.Open(sec.Ciphertext, scope, name)
+		if err != nil {
+			return "", fmt.Errorf("secret %s: %w", name, err)
+		}
+		return value, nil
 	}
 	return "", fmt.Errorf("the secret %q is set neither for repository %q nor platform-wide: `sluice secret set %s %s`: %w",
 		name, run.Repository, run.Repository, name, apierror.ErrFailedPrecondition)
@@ -152,15 +156,17 @@ func StageSecrets(p *sourcev1.Pipeline, service string) []string {
 	return stepsecrets.Names(refs...)
 }
 
-// ReencryptSecrets re-encrypts, once at start, every secret an older key
-// of the ring encrypted, with the first key: the second half of a key
+// ReencryptSecrets re-encrypts, once at start, every secret (and webhook
+// secret) an older key of the ring encrypted, or that was kept before
+// there was a key, with the first key: the second half of a key
 // rotation (docs/security.md). A secret no key of the ring can read is
 // logged and left as it is.
 func (s *Service) ReencryptSecrets(ctx context.Context) error {
 	if s.keys == nil {
 		return nil
 	}
-	old, err := s.store.SecretsNotUnder(ctx, s.keys.primaryID)
+	s.reencryptWebhookSecrets(ctx)
+	old, err := s.store.SecretsNotUnder(ctx, s.keys.KeyID())
 	if err != nil {
 		// Secrets stay readable under the older keys; the next start tries
 		// again. A failure here must not stop source.
@@ -179,7 +185,7 @@ func (s *Service) ReencryptSecrets(ctx context.Context) error {
 		}
 	}
 	if len(old) > 0 {
-		s.log.InfoContext(ctx, "secrets re-encrypted with the first key", slog.Int("secrets", done), slog.Int("failed", failed), slog.String("key", s.keys.primaryID))
+		s.log.InfoContext(ctx, "secrets re-encrypted with the first key", slog.Int("secrets", done), slog.Int("failed", failed), slog.String("key", s.keys.KeyID()))
 	}
 	return nil
 }
@@ -187,14 +193,14 @@ func (s *Service) ReencryptSecrets(ctx context.Context) error {
 // reencrypt encrypts sec again with the first key, unless it changed since
 // it was read (it was set again meanwhile, maybe by another replica).
 func (s *Service) reencrypt(ctx context.Context, sec domain.Secret) (bool, error) {
-	value, err := s.keys.open(sec.RepositoryID, sec.Name, sec.Ciphertext)
+	value, err := s.keys.Open(sec.Ciphertext, sec.RepositoryID, sec.Name)
 	if err != nil {
 		return false, err
 	}
 	renewed := sec
-	if renewed.Ciphertext, err = s.keys.seal(sec.RepositoryID, sec.Name, value); err != nil {
+	if renewed.Ciphertext, err = s.keys.Seal(value, sec.RepositoryID, sec.Name); err != nil {
 		return false, err
 	}
-	renewed.KeyID = s.keys.primaryID
+	renewed.KeyID = s.keys.KeyID()
 	return s.store.Rekey(ctx, renewed, sec)
 }

@@ -9,6 +9,7 @@ import (
 
 	"connectrpc.com/connect"
 
+	"github.com/sluicehq/sluice/platform/keyring"
 	"github.com/sluicehq/sluice/platform/servicekit/servicekittest"
 	"github.com/sluicehq/sluice/platform/sqldb/sqldbtest"
 	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
@@ -37,7 +38,7 @@ release:
 
 func newSecretKey(t *testing.T) string {
 	t.Helper()
-	key, err := source.GenerateSecretKey()
+	key, err := keyring.Generate()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +77,7 @@ func TestSecrets(t *testing.T) {
 	t.Parallel()
 	key := newSecretKey(t)
 	dbURL := sqldbtest.URL(t)
-	h := newHarness(t, 0, func(c *source.Config) { c.SecretKey = key; c.DatabaseURL = dbURL })
+	h := newHarness(t, 0, func(c *source.Config) { c.Keys.Text = key; c.DatabaseURL = dbURL })
 	ctx := context.Background()
 	src, _ := newGitRepo(t, "app", "main", secretsPipeline)
 	h.register(src.Dir)
@@ -216,7 +217,7 @@ func TestSecretKeyRotation(t *testing.T) {
 	oldKey, newKey := newSecretKey(t), newSecretKey(t)
 	dbURL, dataDir := sqldbtest.URL(t), t.TempDir()
 	start := func(keys string) *harness {
-		return newHarness(t, 0, func(c *source.Config) { c.SecretKey = keys; c.DatabaseURL = dbURL; c.DataDir = dataDir })
+		return newHarness(t, 0, func(c *source.Config) { c.Keys.Text = keys; c.DatabaseURL = dbURL; c.DataDir = dataDir })
 	}
 	keyIDs := func() []string {
 		db := servicekittest.OpenDBAt(t, dbURL)
@@ -277,5 +278,55 @@ func TestSecretsNeedAKey(t *testing.T) {
 	var cerr *connect.Error
 	if !errors.As(err, &cerr) || cerr.Code() != connect.CodeFailedPrecondition || !strings.Contains(cerr.Message(), "secret-key-file") {
 		t.Fatalf("SetSecret without a key = %v, want failed_precondition saying how to give one", err)
+	}
+}
+
+// A webhook secret is an HMAC key source must read back: without a key it
+// is kept as given; once source has a key it is stored encrypted (what was
+// kept plainly is encrypted at start), and webhooks still verify.
+func TestWebhookSecretsAreEncryptedAtRest(t *testing.T) {
+	t.Parallel()
+	dbURL, dataDir := sqldbtest.URL(t), t.TempDir()
+	start := func(key string) *harness {
+		return newHarness(t, 0, func(c *source.Config) { c.Keys.Text = key; c.DatabaseURL = dbURL; c.DataDir = dataDir })
+	}
+	stored := func(name string) string {
+		var v string
+		db := servicekittest.OpenDBAt(t, dbURL)
+		if err := db.QueryRowContext(context.Background(), `SELECT webhook_secret FROM repositories WHERE name = $1`, name).Scan(&v); err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	pushAccepted := func(h *harness, repo, secret, delivery string) {
+		t.Helper()
+		body := pushBody("refs/heads/main", strings.Repeat("0", 40))
+		if a := h.hook(repo, "push", delivery, sign(secret, body), body); a.code == 401 || a.code >= 500 {
+			t.Fatalf("%s: the webhook was refused: %d %v", repo, a.code, a.body)
+		}
+	}
+
+	h := start("")
+	old, _ := newGitRepo(t, "old", "main", validPipeline)
+	oldSecret := h.register(old.Dir).GetWebhookSecret()
+	if stored("old") != oldSecret {
+		t.Fatal("without a key the webhook secret is not kept as given")
+	}
+	h.proc.Stop()
+
+	h = start(newSecretKey(t))
+	servicekittest.Eventually(t, "source encrypts the webhook secret kept plainly", func() bool {
+		return strings.HasPrefix(stored("old"), "age:")
+	})
+	fresh, _ := newGitRepo(t, "fresh", "main", validPipeline)
+	freshSecret := h.register(fresh.Dir).GetWebhookSecret()
+	for name, secret := range map[string]string{"old": oldSecret, "fresh": freshSecret} {
+		if v := stored(name); !strings.HasPrefix(v, "age:") || strings.Contains(v, secret) {
+			t.Errorf("%s's webhook secret is stored as %q", name, v)
+		}
+		pushAccepted(h, name, secret, "d-"+name)
+	}
+	if got, _ := h.client.GetRepository(context.Background(), &sourcev1.GetRepositoryRequest{Repository: "fresh"}); got.GetRepository().GetWebhookSecret() != "" {
+		t.Error("GetRepository shows the webhook secret")
 	}
 }

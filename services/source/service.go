@@ -14,6 +14,7 @@ import (
 	"github.com/sluicehq/sluice/platform/apierror"
 	"github.com/sluicehq/sluice/platform/egress"
 	"github.com/sluicehq/sluice/platform/events"
+	"github.com/sluicehq/sluice/platform/keyring"
 	"github.com/sluicehq/sluice/services/source/domain"
 	"github.com/sluicehq/sluice/services/source/gitmirror"
 )
@@ -34,7 +35,7 @@ type Service struct {
 	changes *broadcast
 	tokens  *tokenPublisher
 	// keys encrypt secrets; nil when the operator gave none.
-	keys *secretKeys
+	keys *keyring.Ring
 }
 
 // Deps are the service's collaborators; fx provides them (servicekit).
@@ -60,7 +61,7 @@ func NewService(cfg Config, d Deps) (*Service, error) {
 	if d.Store == nil || d.Outbox == nil || d.JetStream == nil || d.Egress == nil || d.Log == nil {
 		return nil, errors.New("source: NewService: every dependency is required")
 	}
-	keys, err := loadSecretKeys(cfg.SecretKeyFile, cfg.SecretKey)
+	keys, err := keyring.Load(cfg.Keys)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", Name, err)
 	}

@@ -140,7 +140,11 @@ func duplicateCommit(repo domain.Repository, commit, runID string) PushResult {
 // webhookRepository finds the repository a webhook URL names, with the
 // secret that signs its webhooks.
 func (s *Service) webhookRepository(ctx context.Context, idOrName string) (domain.Repository, error) {
-	return s.store.Repository(ctx, idOrName)
+	repo, err := s.store.Repository(ctx, idOrName)
+	if err != nil {
+		return repo, err
+	}
+	return s.withWebhookSecret(repo)
 }
 
 // WebhookPath is where GitHub-style webhooks are received:

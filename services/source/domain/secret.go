@@ -7,7 +7,7 @@ import "time"
 const MaxSecretsPerScope = 1000
 
 // Secret is a stored secret without its value, which only the key ring
-// can read (source's secretKeys).
+// can read (platform/keyring).
 type Secret struct {
 	// RepositoryID is "" for a platform-wide secret; Repository is the
 	// repository's name.

@@ -29,6 +29,7 @@ import (
 	"github.com/sluicehq/sluice/platform/auth"
 	"github.com/sluicehq/sluice/platform/egress"
 	"github.com/sluicehq/sluice/platform/fxkit"
+	"github.com/sluicehq/sluice/platform/keyring"
 	"github.com/sluicehq/sluice/platform/retry"
 	"github.com/sluicehq/sluice/platform/servicecmd"
 	"github.com/sluicehq/sluice/platform/servicekit"
@@ -285,15 +286,21 @@ func Start(ctx context.Context, o Options) (*Platform, error) {
 		if err != nil {
 			return nil, err
 		}
-		if o.Source.SecretKeyFile == "" && o.Source.SecretKey == "" {
-			o.Source.SecretKeyFile = filepath.Join(o.DataDir, "secret-key")
-			created, err := source.EnsureSecretKeyFile(o.Source.SecretKeyFile)
-			if err != nil {
-				return nil, err
-			}
-			if created {
-				log.Info("made the key secrets are encrypted with; keep it safe", slog.String("file", o.Source.SecretKeyFile))
-			}
+	}
+	// Source and notify keep secrets at rest with one key of the data
+	// directory unless they are given keys.
+	keyFile := filepath.Join(o.DataDir, "secret-key")
+	for _, keys := range []*keyring.Settings{&o.Source.Keys, &o.Notify.Keys} {
+		if keys.Set() {
+			continue
+		}
+		keys.File = keyFile
+		created, err := keyring.EnsureFile(keyFile)
+		if err != nil {
+			return nil, err
+		}
+		if created {
+			log.Info("made the key secrets are encrypted with at rest; keep it safe", slog.String("file", keyFile))
 		}
 	}
 	modules, err := o.modules(p.URL)

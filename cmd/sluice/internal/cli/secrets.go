@@ -7,10 +7,10 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/sluicehq/sluice/platform/keyring"
 	"github.com/sluicehq/sluice/platform/prototime"
 	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
 	"github.com/sluicehq/sluice/proto/gen/sluice/source/v1/sourcev1connect"
-	"github.com/sluicehq/sluice/services/source"
 )
 
 // maxSecretInput bounds what secret set reads: one byte more than a value
@@ -185,15 +185,16 @@ func (s *session) secretRemoveCmd() *cobra.Command {
 func (s *session) secretKeygenCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "keygen",
-		Short: "Print a new key for source's secret-key-file (age format)",
-		Long: `Print a new age key (post-quantum hybrid) for source's secret-key-file or
-$SLUICE_SOURCE_SECRET_KEY. To rotate, put the new key on the first line of the
-file above the old one, restart source (it re-encrypts every secret with the
-first key and logs how many), then remove the old key (docs/security.md).`,
+		Short: "Print a new key for the services' secret-key-file (age format)",
+		Long: `Print a new age key (post-quantum hybrid) for the secret-key-file of source
+and notify, or their $SLUICE_<SERVICE>_SECRET_KEY. To rotate, put the new key
+on the first line of the file above the old one, restart the service (it
+re-encrypts every secret with the first key and logs how many), then remove
+the old key (docs/security.md).`,
 		Example: `  $ sluice secret keygen > secret-key && chmod 600 secret-key`,
 		Args:    needArgs(),
 		RunE: func(_ *cobra.Command, _ []string) error {
-			key, err := source.GenerateSecretKey()
+			key, err := keyring.Generate()
 			if err != nil {
 				return err
 			}
