@@ -1,6 +1,8 @@
 package notify
 
 import (
+	"context"
+
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
@@ -93,13 +95,13 @@ const DefaultDeliveriesLimit = 100
 
 // deliveriesQuery is what a ListDeliveries request asks for: its filter
 // and its page (page_size, else the older limit, else 100).
-func deliveriesQuery(req *notifyv1.ListDeliveriesRequest) (DeliveryFilter, paging.Page, error) {
+func deliveriesQuery(ctx context.Context, req *notifyv1.ListDeliveriesRequest) (DeliveryFilter, paging.Page, error) {
 	limit := req.GetLimit()
 	if limit == 0 {
 		limit = DefaultDeliveriesLimit
 	}
 	page, err := paging.Request(req.GetPageSize(), limit, req.GetPageToken())
-	return DeliveryFilter{SubscriptionID: req.GetSubscriptionId(), RunID: req.GetRunId()}, page, err
+	return DeliveryFilter{SubscriptionID: req.GetSubscriptionId(), RunID: req.GetRunId(), Scope: ScopeOf(ctx)}, page, err
 }
 
 // --- the events notify publishes ---

@@ -66,7 +66,7 @@ func (h *Handler) DeleteSubscription(ctx context.Context, req *notifyv1.DeleteSu
 
 // ListDeliveries implements NotifyService.
 func (h *Handler) ListDeliveries(ctx context.Context, req *notifyv1.ListDeliveriesRequest) (*notifyv1.ListDeliveriesResponse, error) {
-	filter, page, err := deliveriesQuery(req)
+	filter, page, err := deliveriesQuery(ctx, req)
 	if err != nil {
 		return nil, err
 	}
@@ -86,7 +86,11 @@ func (h *Handler) WatchEvents(ctx context.Context, req *notifyv1.WatchEventsRequ
 	// Sending nothing sends the response headers: the client's call returns
 	// once the watch is in place.
 	watching := func() error { return stream.Send(nil) }
+	scope := ScopeOf(ctx)
 	return h.svc.Watch(ctx, req.GetFilter(), watching, func(w WatchedEvent) error {
+		if !scope.Allows(repositoryOf(w.Event.Payload)) {
+			return nil
+		}
 		return stream.Send(&notifyv1.WatchEventsResponse{Event: watchedEventToProto(w)})
 	})
 }

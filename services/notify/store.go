@@ -92,11 +92,26 @@ func querySubscriptions(ctx context.Context, q querier, query string, args ...an
 
 // ListSubscriptions lists a page of subscriptions, oldest first:
 // page.Limit() of them at most, after page.After.
-func (s *Store) ListSubscriptions(ctx context.Context, page paging.Page) ([]domain.Subscription, error) {
-	after, args := page.Where("created_at", "id", false, 1)
+func (s *Store) ListSubscriptions(ctx context.Context, scope Scope, page paging.Page) ([]domain.Subscription, error) {
+	where, args := scope.where("repository", nil, nil)
+	after, afterArgs := page.Where("created_at", "id", false, len(args)+1)
+	where = append(where, after)
+	args = append(append(args, afterArgs...), page.Limit())
 	return querySubscriptions(ctx, s.db,
-		`SELECT `+subscriptionColumns+` FROM subscriptions WHERE `+after+` ORDER BY created_at, id LIMIT $`+strconv.Itoa(len(args)+1),
-		append(args, page.Limit())...)
+		`SELECT `+subscriptionColumns+` FROM subscriptions WHERE `+strings.Join(where, " AND ")+` ORDER BY created_at, id LIMIT $`+strconv.Itoa(len(args)),
+		args...)
+}
+
+// Subscription finds a subscription by id.
+func (s *Store) Subscription(ctx context.Context, id string) (domain.Subscription, error) {
+	sub, err := scanSubscription(s.db.QueryRowContext(ctx, `SELECT `+subscriptionColumns+` FROM subscriptions WHERE id = $1`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return sub, fmt.Errorf("subscription %q: %w", id, apierror.ErrNotFound)
+	}
+	if err != nil {
+		return sub, fmt.Errorf("read subscription %q: %w", id, err)
+	}
+	return sub, nil
 }
 
 // DeleteSubscription deletes a subscription and drops its pending
@@ -356,6 +371,8 @@ type DeliveryFilter struct {
 	SubscriptionID string
 	// RunID is the chain id of the delivered events.
 	RunID string
+	// Scope keeps the list to the caller's repositories.
+	Scope Scope
 }
 
 // ListDeliveries lists a page of the deliveries filter selects, newest
@@ -372,6 +389,7 @@ func (s *Store) ListDeliveries(ctx context.Context, filter DeliveryFilter, page 
 		args = append(args, filter.RunID)
 		where = append(where, `chain_id = $`+strconv.Itoa(len(args)))
 	}
+	where, args = filter.Scope.where("repository", where, args)
 	after, afterArgs := page.Where("created_at", "id", true, len(args)+1)
 	where = append(where, after)
 	args = append(args, afterArgs...)

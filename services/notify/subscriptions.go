@@ -2,8 +2,10 @@ package notify
 
 import (
 	"context"
+	"fmt"
 	"time"
 
+	"github.com/sluicehq/sluice/platform/auth"
 	"github.com/sluicehq/sluice/platform/ids"
 	"github.com/sluicehq/sluice/platform/keyring"
 	"github.com/sluicehq/sluice/platform/paging"
@@ -43,7 +45,7 @@ func (s *Service) ReencryptSecrets(ctx context.Context) error {
 // ListSubscriptions lists one page of the subscriptions, oldest first, and
 // the token of the page after ("" on the last).
 func (s *Service) ListSubscriptions(ctx context.Context, page paging.Page) ([]domain.Subscription, string, error) {
-	subs, err := s.store.ListSubscriptions(ctx, page)
+	subs, err := s.store.ListSubscriptions(ctx, ScopeOf(ctx), page)
 	if err != nil {
 		return nil, "", err
 	}
@@ -56,5 +58,21 @@ func (s *Service) ListSubscriptions(ctx context.Context, page paging.Page) ([]do
 // DeleteSubscription deletes a subscription; its pending deliveries are
 // dropped.
 func (s *Service) DeleteSubscription(ctx context.Context, id string) error {
+	if scope := ScopeOf(ctx); scope.Limited {
+		sub, err := s.store.Subscription(ctx, id)
+		if err != nil {
+			return err
+		}
+		if err := auth.CheckRepository(ctx, sub.Repository); err != nil {
+			return fmt.Errorf("subscription %s is of %s: %w", id, describeRepository(sub.Repository), err)
+		}
+	}
 	return s.store.DeleteSubscription(ctx, id)
+}
+
+func describeRepository(name string) string {
+	if name == "" {
+		return "every repository"
+	}
+	return "repository " + name
 }

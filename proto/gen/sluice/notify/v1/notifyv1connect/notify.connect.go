@@ -52,11 +52,21 @@ const (
 
 // NotifyServiceClient is a client for the sluice.notify.v1.NotifyService service.
 type NotifyServiceClient interface {
+	// CreateSubscription subscribes a URL. A token limited to repositories
+	// must name one of them.
 	CreateSubscription(context.Context, *v1.CreateSubscriptionRequest) (*v1.CreateSubscriptionResponse, error)
+	// ListSubscriptions lists the subscriptions; a token limited to
+	// repositories sees those of its repositories.
 	ListSubscriptions(context.Context, *v1.ListSubscriptionsRequest) (*v1.ListSubscriptionsResponse, error)
+	// DeleteSubscription deletes a subscription; a token limited to
+	// repositories may delete those of its repositories.
 	DeleteSubscription(context.Context, *v1.DeleteSubscriptionRequest) (*v1.DeleteSubscriptionResponse, error)
+	// ListDeliveries lists deliveries; a token limited to repositories sees
+	// those of its repositories' events.
 	ListDeliveries(context.Context, *v1.ListDeliveriesRequest) (*v1.ListDeliveriesResponse, error)
-	// WatchEvents streams every Sluice event as it is published.
+	// WatchEvents streams every Sluice event as it is published; a token
+	// limited to repositories gets its repositories' events only (none of
+	// the events that belong to no repository).
 	WatchEvents(context.Context, *v1.WatchEventsRequest) (*connect.ServerStreamForClient[v1.WatchEventsResponse], error)
 }
 
@@ -156,11 +166,21 @@ func (c *notifyServiceClient) WatchEvents(ctx context.Context, req *v1.WatchEven
 
 // NotifyServiceHandler is an implementation of the sluice.notify.v1.NotifyService service.
 type NotifyServiceHandler interface {
+	// CreateSubscription subscribes a URL. A token limited to repositories
+	// must name one of them.
 	CreateSubscription(context.Context, *v1.CreateSubscriptionRequest) (*v1.CreateSubscriptionResponse, error)
+	// ListSubscriptions lists the subscriptions; a token limited to
+	// repositories sees those of its repositories.
 	ListSubscriptions(context.Context, *v1.ListSubscriptionsRequest) (*v1.ListSubscriptionsResponse, error)
+	// DeleteSubscription deletes a subscription; a token limited to
+	// repositories may delete those of its repositories.
 	DeleteSubscription(context.Context, *v1.DeleteSubscriptionRequest) (*v1.DeleteSubscriptionResponse, error)
+	// ListDeliveries lists deliveries; a token limited to repositories sees
+	// those of its repositories' events.
 	ListDeliveries(context.Context, *v1.ListDeliveriesRequest) (*v1.ListDeliveriesResponse, error)
-	// WatchEvents streams every Sluice event as it is published.
+	// WatchEvents streams every Sluice event as it is published; a token
+	// limited to repositories gets its repositories' events only (none of
+	// the events that belong to no repository).
 	WatchEvents(context.Context, *v1.WatchEventsRequest, *connect.ServerStream[v1.WatchEventsResponse]) error
 }
 
