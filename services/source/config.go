@@ -3,6 +3,7 @@ package source
 import (
 	"errors"
 	"fmt"
+	"net"
 	"path/filepath"
 	"time"
 
@@ -32,6 +33,10 @@ type Config struct {
 	// how a new installation gets its first token (`sluice up` uses
 	// <data-dir>/admin-token).
 	AdminTokenFile string
+	// WebhookAddr, when set, is a listen address that serves the webhook
+	// receiver (and /healthz) only, for exposing to a forge without
+	// exposing the API; the API's address serves webhooks too.
+	WebhookAddr string
 	// Keys encrypt the secrets steps ask for and the webhook secrets
 	// (docs/security.md: rotation). Without them source refuses to store
 	// or hand out secrets, and keeps webhook secrets as given.
@@ -52,6 +57,7 @@ func (c *Config) RegisterFlags(f *servicekit.Flags) {
 	c.Settings.RegisterFlags(f)
 	f.DurationVar(&c.PollInterval, "poll-interval", "how often repositories are fetched for new commits; 0 disables")
 	f.StringVar(&c.AdminTokenFile, "admin-token-file", "file with the first admin token's secret, registered on start; made (0600) when missing")
+	f.StringVar(&c.WebhookAddr, "webhook-addr", "a listen address that serves only the webhook receiver, to expose to a forge without exposing the API")
 	c.Keys.RegisterFlags(f)
 }
 
@@ -65,6 +71,11 @@ func (c Config) WithDefaults() Config {
 // setting. Call it on WithDefaults' result.
 func (c Config) Validate() error {
 	errs := []error{c.Settings.Validate()}
+	if c.WebhookAddr != "" {
+		if _, _, err := net.SplitHostPort(c.WebhookAddr); err != nil {
+			errs = append(errs, fmt.Errorf("webhook-addr %q is not host:port: %w", c.WebhookAddr, err))
+		}
+	}
 	if c.PollInterval < 0 {
 		errs = append(errs, fmt.Errorf("poll-interval is %s; it must not be negative (0 disables polling)", c.PollInterval))
 	}

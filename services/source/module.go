@@ -28,6 +28,7 @@ func module(cfg Config, extra ...fx.Option) fx.Option {
 		fx.Supply(fx.Private, cfg),
 		fx.Provide(fx.Private, NewStore, NewService, NewHandler, NewAccessHandler, NewSecretHandler, parts),
 		fx.Provide(servicekit.Route(NewRoute), servicekit.Route(NewAccessRoute), servicekit.Route(NewSecretRoute), servicekit.Route(NewWebhookRoute)),
+		fx.Invoke(startWebhookListener),
 		fx.Options(extra...),
 	)
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -13,6 +14,7 @@ import (
 
 	sourceeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
 	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
+	"github.com/sluicehq/sluice/services/source"
 )
 
 type webhookAnswer struct {
@@ -273,4 +275,42 @@ func TestWebhookRacingThePollMakesOneRun(t *testing.T) {
 			}
 		}
 	}
+}
+
+// With webhook-addr, the webhook receiver is served on an address of its
+// own that serves nothing of the API.
+func TestWebhookListenerServesWebhooksOnly(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	_ = ln.Close()
+	h := newHarness(t, 0, func(c *source.Config) { c.WebhookAddr = addr })
+	src, _ := newGitRepo(t, "app", "main", validPipeline)
+	secret := h.register(src.Dir).GetWebhookSecret()
+	src.Write("README", "pushed\n")
+	head := src.Commit("a push")
+
+	hooks := &harness{t: t, url: "http://" + addr, http: http.DefaultClient}
+	body := pushBody("refs/heads/main", head)
+	if a := hooks.hook("app", "push", "d-1", sign(secret, body), body); a.code != http.StatusAccepted || a.body["status"] != "queued" {
+		t.Fatalf("a push on the webhook address: %d %v", a.code, a.body)
+	}
+	for _, path := range []string{"/sluice.source.v1.SourceService/ListRepositories", "/sluice.source.v1.AccessService/WhoAmI", "/metrics", "/readyz"} {
+		res, err := http.Post("http://"+addr+path, "application/json", strings.NewReader("{}")) //nolint:noctx // a test's one request
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = res.Body.Close()
+		if res.StatusCode != http.StatusNotFound && res.StatusCode != http.StatusMethodNotAllowed {
+			t.Errorf("POST %s on the webhook address: %d, want 404", path, res.StatusCode)
+		}
+	}
+	res, err := http.Get("http://" + addr + "/healthz") //nolint:noctx // a test's one request
+	if err != nil || res.StatusCode != http.StatusOK {
+		t.Fatalf("healthz on the webhook address: %v %v", res, err)
+	}
+	_ = res.Body.Close()
 }

@@ -1,0 +1,58 @@
+package source
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"go.uber.org/fx"
+)
+
+// webhookListener serves the webhook receiver, and nothing else but
+// /healthz, on an address of its own (the webhook-addr setting), so that
+// exposing it to a forge does not expose the API. The API's address keeps
+// serving webhooks too.
+type webhookListener struct {
+	srv *http.Server
+	ln  net.Listener
+	log *slog.Logger
+}
+
+// startWebhookListener serves on cfg.WebhookAddr for the module's life;
+// with no address it does nothing.
+func startWebhookListener(lc fx.Lifecycle, cfg Config, svc *Service, log *slog.Logger) {
+	if cfg.WebhookAddr == "" {
+		return
+	}
+	mux := http.NewServeMux()
+	mux.Handle(WebhookPath, NewWebhookHandler(svc, log))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	l := &webhookListener{log: log, srv: &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+	}}
+	lc.Append(fx.Hook{
+		OnStart: func(ctx context.Context) error {
+			ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", cfg.WebhookAddr)
+			if err != nil {
+				return fmt.Errorf("webhook-addr: listen on %s: %w", cfg.WebhookAddr, err)
+			}
+			l.ln = ln
+			go func() {
+				if err := l.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+					log.Error("webhook listener stopped", slog.Any("error", err))
+				}
+			}()
+			log.Info("webhooks listening", slog.String("addr", ln.Addr().String()))
+			return nil
+		},
+		OnStop: func(ctx context.Context) error { return l.srv.Shutdown(ctx) },
+	})
+}
