@@ -281,7 +281,7 @@ func TestWebhookRacingThePollMakesOneRun(t *testing.T) {
 // own that serves nothing of the API.
 func TestWebhookListenerServesWebhooksOnly(t *testing.T) {
 	t.Parallel()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := (&net.ListenConfig{}).Listen(t.Context(), "tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
