@@ -13,6 +13,7 @@ import (
 	"github.com/sluicehq/sluice/e2e/internal/e2ekit"
 	"github.com/sluicehq/sluice/platform/auth"
 	"github.com/sluicehq/sluice/platform/gittest"
+	"github.com/sluicehq/sluice/platform/keyring"
 )
 
 // platform is a running Sluice in one of its shapes, as the CLI sees it.
@@ -66,6 +67,16 @@ func startFiveProcesses(t *testing.T, dataDir string) *platform {
 		t.Fatal(err)
 	}
 	p.env = append(p.env, "SLUICE_TOKEN="+admin)
+	// Source's and notify's age keys, a file (0600) each, as an operator
+	// would give them (`sluice up` gives both one): source keeps the step
+	// secrets and the webhook secrets encrypted, notify the subscriptions'.
+	keyFiles := map[string]string{}
+	for _, s := range []string{"source", "notify"} {
+		keyFiles[s] = filepath.Join(dataDir, s+"-secret-key")
+		if _, err := keyring.EnsureFile(keyFiles[s]); err != nil {
+			t.Fatal(err)
+		}
+	}
 	urls := map[string]string{}
 	ports := map[string]int{}
 	for _, s := range []string{"source", "build", "test", "release", "notify"} {
@@ -89,6 +100,8 @@ func startFiveProcesses(t *testing.T, dataDir string) *platform {
 			"SLUICE_TEST_SOURCE_URL=" + urls["source"],
 			prefix + "POLL_INTERVAL=0s",
 			"SLUICE_SOURCE_ADMIN_TOKEN_FILE=" + tokenFile,
+			"SLUICE_SOURCE_SECRET_KEY_FILE=" + keyFiles["source"],
+			"SLUICE_NOTIFY_SECRET_KEY_FILE=" + keyFiles["notify"],
 			// The repositories are local, and the deploys' verify.http and
 			// the webhook receivers are on loopback (`sluice up` allows the
 			// same by default; a service binary does not).

@@ -21,6 +21,7 @@ import (
 
 	"github.com/sluicehq/sluice/e2e/internal/e2ekit"
 	"github.com/sluicehq/sluice/platform/auth"
+	"github.com/sluicehq/sluice/platform/keyring"
 )
 
 // Ports of the services inside their containers.
@@ -62,6 +63,10 @@ type Stack struct {
 	svc map[string][]*Container
 	// Admin is the admin token's secret the API and the CLI call with.
 	Admin string
+	// secretKeys are source's and notify's age keys, made once so that
+	// every replica, and a newer one in a rolling upgrade, reads what the
+	// others encrypted.
+	secretKeys map[string]string
 }
 
 // Container is one service replica.
@@ -96,6 +101,12 @@ func StartStack(t *testing.T, opts StackOptions) *Stack {
 	// folder only).
 	_, s.Admin = auth.NewUserToken()
 	s.writeFile(filepath.Join("secrets", "admin-token"), s.Admin+"\n")
+	s.secretKeys = map[string]string{}
+	for _, svc := range []string{"source", "notify"} {
+		if s.secretKeys[svc], err = keyring.Generate(); err != nil {
+			t.Fatal(err)
+		}
+	}
 	s.Repos = filepath.Join(dir, "repos")
 	if err := os.MkdirAll(s.Repos, 0o755); err != nil {
 		t.Fatal(err)
@@ -330,6 +341,11 @@ func (s *Stack) ServiceEnv(svc string) []string {
 		p + "NATS_USER=" + svc,
 		p + "NATS_PASSWORD=" + natsPassword(svc),
 		p + "NATS_REPLICAS=3",
+	}
+	// In the variable, as the Compose stack and the Kubernetes manifests
+	// give them.
+	if key, ok := s.secretKeys[svc]; ok {
+		env = append(env, p+"SECRET_KEY="+key)
 	}
 	// The repositories are local (mounted at /repos); the hello example's
 	// deploy runs in the release container and is verified on its

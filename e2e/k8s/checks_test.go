@@ -20,6 +20,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/sluicehq/sluice/platform/egress"
+	"github.com/sluicehq/sluice/platform/keyring"
 	"github.com/sluicehq/sluice/platform/servicecmd"
 	"github.com/sluicehq/sluice/platform/servicekit"
 	"github.com/sluicehq/sluice/services/build"
@@ -44,11 +45,11 @@ type service struct {
 }
 
 var services = []service{
-	{name: "source", port: 8081, reads: settingsOf(source.Name)},
+	{name: "source", port: 8081, reads: settingsOf(source.Name), needs: []string{"SECRET_KEY"}},
 	{name: "build", port: 8082, reads: settingsOf(build.Name), needs: []string{"WORKERS", "SOURCE_URL"}},
 	{name: "test", port: 8083, reads: settingsOf(tests.Name), needs: []string{"WORKERS", "SOURCE_URL"}},
 	{name: "release", port: 8084, reads: settingsOf(release.Name), needs: []string{"SOURCE_URL"}},
-	{name: "notify", port: 8085, reads: settingsOf(notify.Name)},
+	{name: "notify", port: 8085, reads: settingsOf(notify.Name), needs: []string{"SECRET_KEY"}},
 }
 
 // settingsOf are the variables' suffixes (WORKERS, DATA_DIR, ...) of
@@ -79,6 +80,10 @@ func settingsOf(service string) []string {
 // commonSettings every service reads, and the manifests set.
 var commonSettings = []string{"ADDR", "DATA_DIR", "DATABASE_URL", "NATS_URL", "NATS_USER", "NATS_PASSWORD", "NATS_REPLICAS", "ALLOW_EGRESS"}
 
+// secretSettings come from a Secret, never from a ConfigMap: credentials,
+// and the age keys that source and notify encrypt secrets at rest with.
+var secretSettings = []string{"DATABASE_URL", "NATS_PASSWORD", "SECRET_KEY"}
+
 // images are the images Sluice builds locally; no other image may run.
 var images = []string{"sluice-source", "sluice-build", "sluice-test", "sluice-release", "sluice-notify", "sluice-nats", "sluice-postgres"}
 
@@ -91,9 +96,15 @@ func operatorSecretKeys() []string {
 	keys := []string{"nats-admin-password"}
 	for _, s := range services {
 		keys = append(keys, "nats-"+s.name+"-password", s.name+"-database-url")
+		if slices.Contains(s.needs, "SECRET_KEY") {
+			keys = append(keys, secretKeyKey(s.name))
+		}
 	}
 	return keys
 }
+
+// secretKeyKey is the key of sluice-secrets that holds a service's age keys.
+func secretKeyKey(service string) string { return service + "-secret-key" }
 
 // serviceStopSeconds bounds a service's own stop after SIGTERM (fx's default
 // stop timeout, which servicecmd keeps).
@@ -351,6 +362,13 @@ func (m *manifests) checkOperatorSecret(r *report, s shape) {
 	for _, k := range operatorSecretKeys() {
 		if len(sec.Data[k]) == 0 {
 			r.add("Secret %s: no key %s", sec.Name, k)
+			continue
+		}
+		// Keys that do not parse would stop source or notify at start.
+		if strings.HasSuffix(k, secretKeyKey("")) {
+			if _, err := keyring.Load(keyring.Settings{Text: string(sec.Data[k])}); err != nil {
+				r.add("Secret %s: %s: %v", sec.Name, k, err)
+			}
 		}
 	}
 }
@@ -608,7 +626,7 @@ func (m *manifests) checkSettings(r *report, s shape, svc service, id string, c 
 		if !ok {
 			continue
 		}
-		secret := name == "DATABASE_URL" || name == "NATS_PASSWORD"
+		secret := slices.Contains(secretSettings, name)
 		if secret != (v.secret != "") {
 			r.add("%s: %s%s: secrets come from a Secret, the rest from the ConfigMap", id, prefix, name)
 			continue

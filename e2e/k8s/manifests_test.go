@@ -191,6 +191,16 @@ func TestCheckerFindsProblems(t *testing.T) {
 			want: "env SLUICE_TEST_NATS_PASSWORD: key nats-password is not a documented key of sluice-secrets",
 		},
 		{
+			name: "source without its age keys",
+			kustomization: `patches:
+  - target: {kind: Deployment, name: source}
+    patch: |-
+      - op: remove
+        path: /spec/template/spec/containers/0/env/2
+`,
+			want: "SLUICE_SOURCE_SECRET_KEY is not set",
+		},
+		{
 			name: "reference to a ConfigMap that is not rendered",
 			kustomization: `patches:
   - target: {kind: Deployment, name: source}
