@@ -7,6 +7,7 @@ package sqldb
 
 import (
 	"context"
+	"crypto/tls"
 	"database/sql"
 	"database/sql/driver"
 	"errors"
@@ -169,6 +170,11 @@ func (db *DB) openPostgres(ctx context.Context) error {
 		defer cancel()
 		err := sqlDB.PingContext(pingCtx)
 		if pgErr := (*pgconn.PgError)(nil); errors.As(err, &pgErr) {
+			return retry.Permanent(err)
+		}
+		// A certificate that does not verify (sslmode verify-ca or
+		// verify-full) is a setting to mend, not a server still starting.
+		if tlsErr := (*tls.CertificateVerificationError)(nil); errors.As(err, &tlsErr) {
 			return retry.Permanent(err)
 		}
 		return err
