@@ -2,7 +2,9 @@ package k8s
 
 import (
 	"fmt"
+	"maps"
 	"net"
+	"net/netip"
 	"net/url"
 	"regexp"
 	"slices"
@@ -14,6 +16,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -170,6 +173,7 @@ func (m *manifests) problems(s shape) []string {
 	m.checkDefinitions(r)
 	m.checkPostgres(r, s)
 	m.checkOperatorSecret(r, s)
+	m.checkNetworkPolicies(r, s)
 	return r.problems
 }
 
@@ -931,6 +935,525 @@ func (m *manifests) checkPostgres(r *report, s shape) {
 			if !strings.Contains(initSQL, stmt) {
 				r.add("StatefulSet postgres: its init SQL lacks %q", stmt)
 			}
+		}
+	}
+}
+
+// Network policies. The checker asks them, as a network plugin would, who
+// may connect to whom: the pods of the render, pods it does not know (of
+// its namespace and of others, some labelled like Sluice's), the cluster
+// DNS, addresses on the internet and on the operator's network, and the
+// cloud metadata endpoint. Pod addresses are unknown, so a pod may be
+// anywhere in clusterRanges, which an ipBlock must leave out (except) not
+// to reach pods.
+var (
+	// clusterRanges are where pods, Services and nodes may have their
+	// addresses: the defaults of base/networkpolicies.yaml's except lists
+	// but link-local.
+	clusterRanges = prefixes("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "fc00::/7")
+	// linkLocal holds the cloud metadata endpoint (169.254.169.254).
+	linkLocal = prefixes("169.254.0.0/16", "fe80::/10")
+	// privateRanges are where the operator's own hosts (an external
+	// PostgreSQL) may be.
+	privateRanges = prefixes("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7")
+	everywhere    = prefixes("0.0.0.0/0", "::/0")
+)
+
+func prefixes(cidrs ...string) []netip.Prefix {
+	ps := make([]netip.Prefix, len(cidrs))
+	for i, c := range cidrs {
+		ps[i] = netip.MustParsePrefix(c)
+	}
+	return ps
+}
+
+// endpointKind tells the ends of a connection apart.
+type endpointKind int
+
+const (
+	rendered endpointKind = iota // a pod of a workload of the render
+	stranger                     // a pod the render does not make
+	clusterDNS
+	internet
+	operatorNetwork // an address of the operator's network, outside the cluster
+	metadataService
+)
+
+// endpoint is one end of a connection the checker asks the policies about.
+type endpoint struct {
+	name string
+	kind endpointKind
+	// Pods only: where they run, their labels and their containers' ports
+	// (for named ports).
+	namespace string
+	labels    labels.Set
+	ports     []corev1.ContainerPort
+	// Where its address may be: in addrs but none of notAddrs.
+	addrs, notAddrs []netip.Prefix
+}
+
+func (e endpoint) pod() bool { return e.kind == rendered || e.kind == stranger || e.kind == clusterDNS }
+
+// otherNamespace is a namespace that is not Sluice's.
+const otherNamespace = "elsewhere"
+
+// endpoints are the pods of the render's workloads and everything else the
+// checker asks about.
+func (m *manifests) endpoints() (pods, others []endpoint) {
+	for _, w := range m.workloads() {
+		e := endpoint{name: w.id, kind: rendered, namespace: m.namespaced[w.id], labels: w.podLabels(), addrs: clusterRanges}
+		for _, c := range w.template.Spec.Containers {
+			e.ports = append(e.ports, c.Ports...)
+		}
+		pods = append(pods, e)
+		twin := e
+		twin.name, twin.kind, twin.namespace = "a pod of another namespace labelled like "+w.id, stranger, otherNamespace
+		others = append(others, twin)
+	}
+	unknown := labels.Set{"app.kubernetes.io/name": "someone-else"}
+	others = append(others,
+		endpoint{name: "another pod of the namespace " + namespace, kind: stranger, namespace: namespace, labels: unknown, addrs: clusterRanges},
+		endpoint{name: "a pod of another namespace", kind: stranger, namespace: otherNamespace, labels: unknown, addrs: clusterRanges},
+		endpoint{name: "the cluster DNS", kind: clusterDNS, namespace: "kube-system", labels: labels.Set{"k8s-app": "kube-dns"}, addrs: clusterRanges,
+			ports: []corev1.ContainerPort{{Name: "dns", ContainerPort: 53, Protocol: corev1.ProtocolUDP}, {Name: "dns-tcp", ContainerPort: 53, Protocol: corev1.ProtocolTCP}}},
+		endpoint{name: "an address on the internet", kind: internet, addrs: everywhere, notAddrs: append(slices.Clone(clusterRanges), linkLocal...)},
+		endpoint{name: "an address of the operator's network", kind: operatorNetwork, addrs: privateRanges},
+		endpoint{name: "the cloud metadata address 169.254.169.254", kind: metadataService, addrs: prefixes("169.254.169.254/32")},
+	)
+	return pods, others
+}
+
+// portRange is ports first to last of a protocol ("" for every protocol).
+type portRange struct {
+	protocol    corev1.Protocol
+	first, last int32
+}
+
+var everyPort = portRange{first: 1, last: 65535}
+
+func (p portRange) String() string {
+	proto := string(p.protocol)
+	switch {
+	case proto == "" && p.first <= 1 && p.last >= 65535:
+		return "every port"
+	case p.first <= 1 && p.last >= 65535:
+		return "every " + proto + " port"
+	case proto == "":
+		proto = "every protocol,"
+	}
+	if p.first == p.last {
+		return fmt.Sprintf("%s %d", proto, p.first)
+	}
+	return fmt.Sprintf("%s ports %d-%d", proto, p.first, p.last)
+}
+
+func (p portRange) has(proto corev1.Protocol, port int32) bool {
+	return (p.protocol == "" || p.protocol == proto) && p.first <= port && port <= p.last
+}
+
+func (p portRange) single() bool { return p.protocol != "" && p.first == p.last }
+
+func anyHas(ps []portRange, proto corev1.Protocol, port int32) bool {
+	return slices.ContainsFunc(ps, func(p portRange) bool { return p.has(proto, port) })
+}
+
+func protocolOf(cp corev1.ContainerPort) corev1.Protocol {
+	if cp.Protocol == "" {
+		return corev1.ProtocolTCP
+	}
+	return cp.Protocol
+}
+
+// rulePorts are the ports a rule opens on target, whose container ports
+// resolve named ports.
+func rulePorts(ports []networkingv1.NetworkPolicyPort, target endpoint) []portRange {
+	if len(ports) == 0 {
+		return []portRange{everyPort}
+	}
+	var out []portRange
+	for _, p := range ports {
+		proto := corev1.ProtocolTCP
+		if p.Protocol != nil {
+			proto = *p.Protocol
+		}
+		switch {
+		case p.Port == nil:
+			out = append(out, portRange{protocol: proto, first: 1, last: 65535})
+		case p.Port.Type == intstr.String:
+			for _, cp := range target.ports {
+				if cp.Name == p.Port.StrVal && protocolOf(cp) == proto {
+					out = append(out, portRange{protocol: proto, first: cp.ContainerPort, last: cp.ContainerPort})
+				}
+			}
+		default:
+			last := p.Port.IntVal
+			if p.EndPort != nil {
+				last = *p.EndPort
+			}
+			out = append(out, portRange{protocol: proto, first: p.Port.IntVal, last: last})
+		}
+	}
+	return out
+}
+
+// policyTypes with the API's default: Ingress always, Egress when the
+// policy has egress rules.
+func policyTypes(np *networkingv1.NetworkPolicy) (in, out bool) {
+	if len(np.Spec.PolicyTypes) == 0 {
+		return true, len(np.Spec.Egress) > 0
+	}
+	return slices.Contains(np.Spec.PolicyTypes, networkingv1.PolicyTypeIngress), slices.Contains(np.Spec.PolicyTypes, networkingv1.PolicyTypeEgress)
+}
+
+func selectorMatches(s *metav1.LabelSelector, set labels.Set) bool {
+	sel, err := metav1.LabelSelectorAsSelector(s)
+	return err == nil && sel.Matches(set)
+}
+
+// namespaceLabels are a namespace's labels, with the one the API server
+// gives every namespace.
+func (m *manifests) namespaceLabels(ns string) labels.Set {
+	set := labels.Set{}
+	if n := m.namespaces[ns]; n != nil {
+		maps.Copy(set, n.Labels)
+	}
+	set[corev1.LabelMetadataName] = ns
+	return set
+}
+
+// peerMatches: a peer of a rule of a policy in policyNS is e.
+func (m *manifests) peerMatches(p networkingv1.NetworkPolicyPeer, policyNS string, e endpoint) bool {
+	if p.IPBlock != nil {
+		return ipBlockReaches(p.IPBlock, e.addrs, e.notAddrs)
+	}
+	if !e.pod() {
+		return false
+	}
+	if p.NamespaceSelector == nil && e.namespace != policyNS {
+		return false
+	}
+	if p.NamespaceSelector != nil && !selectorMatches(p.NamespaceSelector, m.namespaceLabels(e.namespace)) {
+		return false
+	}
+	return p.PodSelector == nil || selectorMatches(p.PodSelector, e.labels)
+}
+
+// ipBlockReaches: some address of the block but its excepts is in addrs
+// and in none of notAddrs.
+func ipBlockReaches(b *networkingv1.IPBlock, addrs, notAddrs []netip.Prefix) bool {
+	cidr, err := netip.ParsePrefix(b.CIDR)
+	if err != nil {
+		return false
+	}
+	minus := slices.Clone(notAddrs)
+	for _, e := range b.Except {
+		if p, err := netip.ParsePrefix(e); err == nil {
+			minus = append(minus, p)
+		}
+	}
+	for _, a := range addrs {
+		if a.Addr().Is4() != cidr.Addr().Is4() || !a.Overlaps(cidr) {
+			continue
+		}
+		both := a // the narrower of two overlapping prefixes is their intersection
+		if cidr.Bits() > a.Bits() {
+			both = cidr
+		}
+		if remains(both.Masked(), minus) {
+			return true
+		}
+	}
+	return false
+}
+
+// remains: some address of p is in none of minus.
+func remains(p netip.Prefix, minus []netip.Prefix) bool {
+	split := false
+	for _, m := range minus {
+		if m.Addr().Is4() != p.Addr().Is4() || !m.Overlaps(p) {
+			continue
+		}
+		if m.Bits() <= p.Bits() {
+			return false
+		}
+		split = true
+	}
+	if !split {
+		return true
+	}
+	// Some of minus cover part of p: ask about each half.
+	b := p.Bits()
+	lo := netip.PrefixFrom(p.Addr(), b+1)
+	hiAddr := p.Addr().AsSlice()
+	hiAddr[b/8] |= 0x80 >> (b % 8)
+	hi, _ := netip.AddrFromSlice(hiAddr)
+	return remains(lo, minus) || remains(netip.PrefixFrom(hi, b+1), minus)
+}
+
+type direction string
+
+const (
+	inbound  direction = "ingress"
+	outbound direction = "egress"
+)
+
+// opened are the ports on which the policies let from connect to to: the
+// egress policies of from, or the ingress policies of to. Named ports are
+// to's. limited is false when no policy of the direction selects the pod,
+// which is then open.
+func (m *manifests) opened(dir direction, from, to endpoint) (ports []portRange, limited bool) {
+	self, peer := from, to
+	if dir == inbound {
+		self, peer = to, from
+	}
+	if !self.pod() {
+		return []portRange{everyPort}, false
+	}
+	for _, name := range slices.Sorted(maps.Keys(m.policies)) {
+		np := m.policies[name]
+		in, out := policyTypes(np)
+		if np.Namespace != self.namespace || !selectorMatches(&np.Spec.PodSelector, self.labels) || (dir == inbound && !in) || (dir == outbound && !out) {
+			continue
+		}
+		limited = true
+		type rule struct {
+			peers []networkingv1.NetworkPolicyPeer
+			ports []networkingv1.NetworkPolicyPort
+		}
+		var rules []rule
+		if dir == inbound {
+			for _, r := range np.Spec.Ingress {
+				rules = append(rules, rule{r.From, r.Ports})
+			}
+		} else {
+			for _, r := range np.Spec.Egress {
+				rules = append(rules, rule{r.To, r.Ports})
+			}
+		}
+		for _, r := range rules {
+			if len(r.peers) == 0 || slices.ContainsFunc(r.peers, func(p networkingv1.NetworkPolicyPeer) bool { return m.peerMatches(p, np.Namespace, peer) }) {
+				ports = append(ports, rulePorts(r.ports, to)...)
+			}
+		}
+	}
+	if !limited {
+		return []portRange{everyPort}, false
+	}
+	return ports, true
+}
+
+// allows: both from's egress and to's ingress let from connect to port.
+func (m *manifests) allows(from, to endpoint, proto corev1.Protocol, port int32) bool {
+	out, _ := m.opened(outbound, from, to)
+	in, _ := m.opened(inbound, from, to)
+	return anyHas(out, proto, port) && anyHas(in, proto, port)
+}
+
+// checkNetworkPolicies: the services can reach what they need; NATS admits
+// clients from the services only and routes and monitoring from its own
+// servers only; build and test, which run users' code, reach nothing of the
+// cluster but DNS, NATS's client port, source and their database, and the
+// internet without the private ranges; PostgreSQL admits the services only.
+func (m *manifests) checkNetworkPolicies(r *report, s shape) {
+	for _, name := range slices.Sorted(maps.Keys(m.policies)) {
+		m.checkPolicySyntax(r, m.policies[name])
+	}
+	pods, others := m.endpoints()
+	byName := map[string]endpoint{}
+	for _, e := range slices.Concat(pods, others) {
+		byName[e.name] = e
+	}
+	isService := func(e endpoint) bool {
+		return e.kind == rendered && slices.ContainsFunc(services, func(svc service) bool { return e.name == "Deployment "+svc.name })
+	}
+	isNATS := func(e endpoint) bool { return e.kind == rendered && e.name == "StatefulSet nats" }
+	m.checkIngress(r, byName["StatefulSet nats"], slices.Concat(pods, others), func(port int32, from endpoint) bool {
+		switch port {
+		case 4222:
+			return isService(from)
+		case 6222, 8222:
+			return isNATS(from)
+		}
+		return false
+	})
+	if s.postgres {
+		m.checkIngress(r, byName["StatefulSet postgres"], slices.Concat(pods, others), func(port int32, from endpoint) bool {
+			return port == 5432 && isService(from)
+		})
+	}
+	for _, name := range []string{"build", "test"} {
+		m.checkUntrustedEgress(r, byName["Deployment "+name], pods, others)
+	}
+	m.checkBuildTestIPBlocks(r)
+	m.checkNeeds(r, s, byName)
+}
+
+// checkPolicySyntax: what the API server would refuse, and the checker
+// could not evaluate.
+func (m *manifests) checkPolicySyntax(r *report, np *networkingv1.NetworkPolicy) {
+	id := "NetworkPolicy " + np.Name
+	var peers []networkingv1.NetworkPolicyPeer
+	for _, rule := range np.Spec.Ingress {
+		peers = append(peers, rule.From...)
+	}
+	for _, rule := range np.Spec.Egress {
+		peers = append(peers, rule.To...)
+	}
+	selectors := []*metav1.LabelSelector{&np.Spec.PodSelector}
+	for _, p := range peers {
+		selectors = append(selectors, p.PodSelector, p.NamespaceSelector)
+		if p.IPBlock == nil {
+			continue
+		}
+		cidr, err := netip.ParsePrefix(p.IPBlock.CIDR)
+		if err != nil || cidr != cidr.Masked() {
+			r.add("%s: ipBlock cidr %q is not a network address with a prefix length", id, p.IPBlock.CIDR)
+			continue
+		}
+		for _, e := range p.IPBlock.Except {
+			ex, err := netip.ParsePrefix(e)
+			if err != nil || ex != ex.Masked() || ex.Addr().Is4() != cidr.Addr().Is4() || ex.Bits() <= cidr.Bits() || !cidr.Overlaps(ex) {
+				r.add("%s: ipBlock %s: except %q is not a network strictly inside it", id, cidr, e)
+			}
+		}
+	}
+	for _, sel := range selectors {
+		if _, err := metav1.LabelSelectorAsSelector(sel); sel != nil && err != nil {
+			r.add("%s: %v", id, err)
+		}
+	}
+}
+
+// checkIngress: some policy limits who connects to target's pods, and on
+// each port of its containers it admits only the origins may allows.
+func (m *manifests) checkIngress(r *report, target endpoint, origins []endpoint, may func(port int32, from endpoint) bool) {
+	if target.name == "" {
+		return // checkNATS and checkPostgres report a missing workload
+	}
+	if _, limited := m.opened(inbound, endpoint{kind: internet}, target); !limited {
+		r.add("%s: no NetworkPolicy limits who connects to its pods", target.name)
+		return
+	}
+	for _, from := range origins {
+		if from.kind == metadataService {
+			continue // nothing connects from there
+		}
+		in, _ := m.opened(inbound, from, target)
+		for _, cp := range target.ports {
+			if anyHas(in, protocolOf(cp), cp.ContainerPort) && !may(cp.ContainerPort, from) {
+				r.add("%s: admits %s on %s %d", target.name, from.name, protocolOf(cp), cp.ContainerPort)
+			}
+		}
+	}
+}
+
+// checkUntrustedEgress: build's or test's pods, which run users' pipeline
+// commands, are held to DNS, NATS's client port, source's API, their
+// database and the internet.
+func (m *manifests) checkUntrustedEgress(r *report, from endpoint, pods, others []endpoint) {
+	if from.name == "" {
+		return // checkService reports a missing Deployment
+	}
+	if _, limited := m.opened(outbound, from, endpoint{kind: internet}); !limited {
+		r.add("%s: no NetworkPolicy limits where its pods connect: they run users' pipeline commands", from.name)
+		return
+	}
+	// The one port each may reach, where it may reach one.
+	allowed := map[string]portRange{
+		"StatefulSet nats":     {corev1.ProtocolTCP, 4222, 4222},
+		"Deployment source":    {corev1.ProtocolTCP, 8081, 8081},
+		"StatefulSet postgres": {corev1.ProtocolTCP, 5432, 5432},
+	}
+	for _, to := range slices.Concat(pods, others) {
+		if to.kind == internet {
+			continue
+		}
+		out, _ := m.opened(outbound, from, to)
+		for _, p := range out {
+			var ok bool
+			switch to.kind {
+			case rendered:
+				// A single port the pod does not listen on reaches nothing.
+				ok = p.single() && (p == allowed[to.name] || !slices.ContainsFunc(to.ports, func(cp corev1.ContainerPort) bool { return p.has(protocolOf(cp), cp.ContainerPort) }))
+			case clusterDNS:
+				ok = (p.single() && p.first == 53) || p == allowed["StatefulSet postgres"]
+			case stranger, operatorNetwork:
+				// The external database's port (base/networkpolicies.yaml,
+				// build-test-database).
+				ok = p == allowed["StatefulSet postgres"]
+			}
+			if !ok {
+				r.add("%s: may reach %s on %s", from.name, to.name, p)
+			}
+		}
+	}
+}
+
+// checkBuildTestIPBlocks: every ipBlock that lets build and test reach more
+// than their database's port excepts the cluster's and private ranges and
+// link-local.
+func (m *manifests) checkBuildTestIPBlocks(r *report) {
+	var untrusted []labels.Set
+	for _, name := range []string{"build", "test"} {
+		if d := m.deployments[name]; d != nil {
+			untrusted = append(untrusted, d.Spec.Template.Labels)
+		}
+	}
+	dbPort := []portRange{{corev1.ProtocolTCP, 5432, 5432}}
+	for _, name := range slices.Sorted(maps.Keys(m.policies)) {
+		np := m.policies[name]
+		if _, out := policyTypes(np); !out || !slices.ContainsFunc(untrusted, func(l labels.Set) bool { return selectorMatches(&np.Spec.PodSelector, l) }) {
+			continue
+		}
+		for _, rule := range np.Spec.Egress {
+			if slices.Equal(rulePorts(rule.Ports, endpoint{}), dbPort) {
+				continue
+			}
+			for _, p := range rule.To {
+				if p.IPBlock == nil {
+					continue
+				}
+				for _, private := range slices.Concat(clusterRanges, linkLocal) {
+					if ipBlockReaches(p.IPBlock, []netip.Prefix{private}, nil) {
+						r.add("NetworkPolicy %s: ipBlock %s lets build and test reach %s, which it must except", np.Name, p.IPBlock.CIDR, private)
+					}
+				}
+			}
+		}
+	}
+}
+
+// checkNeeds: the policies let through what the platform needs.
+func (m *manifests) checkNeeds(r *report, s shape, byName map[string]endpoint) {
+	type need struct {
+		from, to string
+		proto    corev1.Protocol
+		port     int32
+	}
+	var needs []need
+	tcp := corev1.ProtocolTCP
+	for _, svc := range services {
+		id := "Deployment " + svc.name
+		needs = append(needs, need{id, "StatefulSet nats", tcp, 4222}, need{"an address on the internet", id, tcp, svc.port})
+		if slices.Contains(svc.needs, "SOURCE_URL") {
+			needs = append(needs, need{id, "Deployment source", tcp, 8081})
+		}
+		if s.postgres {
+			needs = append(needs, need{id, "StatefulSet postgres", tcp, 5432})
+		} else {
+			needs = append(needs, need{id, "an address of the operator's network", tcp, 5432}, need{id, "an address on the internet", tcp, 5432})
+		}
+		needs = append(needs, need{id, "the cluster DNS", corev1.ProtocolUDP, 53}, need{id, "the cluster DNS", tcp, 53}, need{id, "an address on the internet", tcp, 443})
+	}
+	if s.natsReplicas > 1 {
+		// The routes between the servers (one endpoint stands for them all).
+		needs = append(needs, need{"StatefulSet nats", "StatefulSet nats", tcp, 6222})
+	}
+	for _, n := range needs {
+		from, okFrom := byName[n.from]
+		to, okTo := byName[n.to]
+		if okFrom && okTo && !m.allows(from, to, n.proto, n.port) {
+			r.add("%s cannot reach %s on %s %d", n.from, n.to, n.proto, n.port)
 		}
 	}
 }

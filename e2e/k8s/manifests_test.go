@@ -4,11 +4,13 @@
 // strictly against the Kubernetes API types, and checks the properties the
 // platform relies on (probes, resources, disruption budgets, Services,
 // references to ConfigMaps and Secrets, images, the services' settings, the
-// NATS cluster's size and config, the PostgreSQL of the dev overlay).
+// NATS cluster's size and config, the PostgreSQL of the dev overlay, and who
+// the NetworkPolicies let reach whom).
 package k8s
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"flag"
 	"fmt"
@@ -153,7 +155,7 @@ spec: {name: SOURCE, subjects: ["sluice.source.>"]}
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := render(tempOverlay(t, tc.kustomization, tc.files))
+			_, err := render(tempOverlay(t, "base", tc.kustomization, tc.files))
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("render: %v, want an error with %q", err, tc.want)
 			}
@@ -166,7 +168,10 @@ spec: {name: SOURCE, subjects: ["sluice.source.>"]}
 func TestCheckerFindsProblems(t *testing.T) {
 	for _, tc := range []struct {
 		name, kustomization string
-		want                string
+		// on is what the overlay builds on: base unless said.
+		on    string
+		files map[string]string
+		want  string
 	}{
 		{
 			name: "readiness probe on a port the container lacks",
@@ -296,13 +301,85 @@ func TestCheckerFindsProblems(t *testing.T) {
 `,
 			want: "StatefulSet nats: the volume data (1Gi) must be larger than max_file_store",
 		},
+		{
+			name:          "build let through to notify",
+			kustomization: "  - policy.yaml\n",
+			files:         egressPolicy("build", "{to: [{podSelector: {matchLabels: {app.kubernetes.io/name: notify}}}], ports: [{port: 8085}]}"),
+			want:          "Deployment build: may reach Deployment notify on TCP 8085",
+		},
+		{
+			name:          "test let through to its whole namespace",
+			kustomization: "  - policy.yaml\n",
+			files:         egressPolicy("test", "{to: [{namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: sluice}}}]}"),
+			want:          "Deployment test: may reach Deployment release on every port",
+		},
+		{
+			name:          "build let through to every port of NATS",
+			kustomization: policyPatch("build-test-egress", "{op: remove, path: /spec/egress/1/ports}"),
+			want:          "Deployment build: may reach StatefulSet nats on every port",
+		},
+		{
+			name:          "internet rule that keeps a private range",
+			kustomization: policyPatch("build-test-internet", "{op: remove, path: /spec/egress/0/to/0/ipBlock/except/1}"),
+			want:          "NetworkPolicy build-test-internet: ipBlock 0.0.0.0/0 lets build and test reach 172.16.0.0/12",
+		},
+		{
+			name:          "internet rule that keeps link-local",
+			kustomization: policyPatch("build-test-internet", "{op: remove, path: /spec/egress/0/to/0/ipBlock/except/4}"),
+			want:          "Deployment test: may reach the cloud metadata address 169.254.169.254 on every port",
+		},
+		{
+			name:          "NATS monitoring open to every pod",
+			kustomization: policyPatch("nats", "{op: add, path: /spec/ingress/-, value: {ports: [{port: 8222}]}}"),
+			want:          "StatefulSet nats: admits Deployment build on TCP 8222",
+		},
+		{
+			name:          "NATS clients from other namespaces",
+			kustomization: policyPatch("nats", "{op: add, path: /spec/ingress/0/from/0/namespaceSelector, value: {}}"),
+			want:          "StatefulSet nats: admits a pod of another namespace labelled like Deployment source on TCP 4222",
+		},
+		{
+			name:          "NATS routes open to test",
+			kustomization: policyPatch("nats", "{op: replace, path: /spec/ingress/1/from/0/podSelector, value: {matchExpressions: [{key: app.kubernetes.io/name, operator: In, values: [nats, test]}]}}"),
+			want:          "StatefulSet nats: admits Deployment test on TCP 6222",
+		},
+		{
+			name: "NATS without a policy",
+			kustomization: `patches:
+  - patch: |-
+      $patch: delete
+      apiVersion: networking.k8s.io/v1
+      kind: NetworkPolicy
+      metadata: {name: nats}
+`,
+			want: "StatefulSet nats: no NetworkPolicy limits who connects to its pods",
+		},
+		{
+			name:          "NATS policy that leaves a service out",
+			kustomization: policyPatch("nats", "{op: replace, path: /spec/ingress/0/from/0/podSelector/matchExpressions/0/values, value: [source, build, test, notify]}"),
+			want:          "Deployment release cannot reach StatefulSet nats on TCP 4222",
+		},
+		{
+			name:          "PostgreSQL open to every pod",
+			on:            "overlays/dev",
+			kustomization: policyPatch("postgres", "{op: remove, path: /spec/ingress/0/from}"),
+			want:          "StatefulSet postgres: admits a pod of another namespace on TCP 5432",
+		},
+		{
+			name:          "build let through to every port of PostgreSQL",
+			on:            "overlays/dev",
+			kustomization: "  - policy.yaml\n",
+			files:         egressPolicy("build", "{to: [{podSelector: {matchLabels: {app.kubernetes.io/name: postgres}}}]}"),
+			want:          "Deployment build: may reach StatefulSet postgres on every port",
+		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			m, err := render(tempOverlay(t, tc.kustomization, nil))
+			on := cmp.Or(tc.on, "base")
+			m, err := render(tempOverlay(t, on, tc.kustomization, tc.files))
 			if err != nil {
 				t.Fatal(err)
 			}
-			problems := m.problems(shapes["base"])
+			problems := m.problems(shapes[on])
 			for _, p := range problems {
 				if strings.Contains(p, tc.want) {
 					return
@@ -311,6 +388,25 @@ func TestCheckerFindsProblems(t *testing.T) {
 			t.Errorf("no problem with %q among:\n%s", tc.want, strings.Join(problems, "\n"))
 		})
 	}
+}
+
+// egressPolicy is policy.yaml: one more NetworkPolicy, which gives the pods
+// of the workload app one egress rule (YAML's flow style).
+func egressPolicy(app, rule string) map[string]string {
+	return map[string]string{"policy.yaml": `apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: extra, namespace: sluice}
+spec:
+  podSelector: {matchLabels: {app.kubernetes.io/name: ` + app + `}}
+  policyTypes: [Egress]
+  egress: [` + rule + `]
+`}
+}
+
+// policyPatch is a kustomization that applies one JSON patch operation, in
+// YAML's flow style, to the NetworkPolicy name.
+func policyPatch(name, op string) string {
+	return "patches:\n  - target: {kind: NetworkPolicy, name: " + name + "}\n    patch: |-\n      - " + op + "\n"
 }
 
 // TestDefinitionsDrift: a ConfigMap sluice-nats-definitions that differs

@@ -10,6 +10,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -27,7 +28,7 @@ const k8sDir = "../../deploy/k8s"
 // and to manifests.add, where the checks can see it.
 var decoder = func() runtime.Decoder {
 	scheme := runtime.NewScheme()
-	for _, add := range []func(*runtime.Scheme) error{appsv1.AddToScheme, corev1.AddToScheme, policyv1.AddToScheme} {
+	for _, add := range []func(*runtime.Scheme) error{appsv1.AddToScheme, corev1.AddToScheme, networkingv1.AddToScheme, policyv1.AddToScheme} {
 		if err := add(scheme); err != nil {
 			panic(err)
 		}
@@ -46,6 +47,7 @@ type manifests struct {
 	configMaps   map[string]*corev1.ConfigMap
 	secrets      map[string]*corev1.Secret
 	pvcs         map[string]*corev1.PersistentVolumeClaim
+	policies     map[string]*networkingv1.NetworkPolicy
 	// namespaced holds every object but the Namespaces, as "Kind name" and
 	// its namespace.
 	namespaced map[string]string
@@ -69,6 +71,7 @@ func render(dir string) (*manifests, error) {
 		configMaps:   map[string]*corev1.ConfigMap{},
 		secrets:      map[string]*corev1.Secret{},
 		pvcs:         map[string]*corev1.PersistentVolumeClaim{},
+		policies:     map[string]*networkingv1.NetworkPolicy{},
 		namespaced:   map[string]string{},
 	}
 	var errs []error
@@ -113,6 +116,8 @@ func (m *manifests) add(id string, obj runtime.Object) error {
 		m.secrets[o.Name] = o
 	case *corev1.PersistentVolumeClaim:
 		m.pvcs[o.Name] = o
+	case *networkingv1.NetworkPolicy:
+		m.policies[o.Name] = o
 	default:
 		return fmt.Errorf("%s: %T decodes but the checker does not look at it; add it to manifests", id, obj)
 	}
@@ -145,11 +150,12 @@ func overlays(t *testing.T) []string {
 	return dirs
 }
 
-// tempOverlay writes a kustomization on top of base into a new folder and
-// returns it. files holds more files for it, by name.
-func tempOverlay(t *testing.T, kustomization string, files map[string]string) string {
+// tempOverlay writes a kustomization on top of from (base or an overlay,
+// under deploy/k8s) into a new folder and returns it. files holds more files
+// for it, by name.
+func tempOverlay(t *testing.T, from, kustomization string, files map[string]string) string {
 	t.Helper()
-	base, err := filepath.Abs(filepath.Join(k8sDir, "base"))
+	base, err := filepath.Abs(filepath.Join(k8sDir, from))
 	if err != nil {
 		t.Fatal(err)
 	}
