@@ -272,14 +272,24 @@ type Column struct {
 // column kept as given or sealed with an older key, unless it changed
 // meanwhile (set again, maybe by another replica). Failures are logged:
 // the values stay readable as they are, and the service keeps running. A
-// nil ring does nothing.
+// nil ring changes nothing, but says at start when values are sealed that
+// it cannot read (the service lost its key setting).
 func (r *Ring) RenewColumn(ctx context.Context, db *sqldb.DB, c Column, log *slog.Logger) {
-	if r == nil {
-		return
-	}
 	stored, err := readColumn(ctx, db, c)
 	if err != nil {
 		log.ErrorContext(ctx, "cannot read the values to encrypt", slog.String("what", c.What), slog.Any("error", err))
+		return
+	}
+	if r == nil {
+		sealed := 0
+		for _, v := range stored {
+			if strings.HasPrefix(v, textPrefix) {
+				sealed++
+			}
+		}
+		if sealed > 0 {
+			log.ErrorContext(ctx, c.What+" are encrypted and the service has no secret key: they cannot be used until it has its key again", slog.Int("values", sealed))
+		}
 		return
 	}
 	done, failed := 0, 0

@@ -8,6 +8,7 @@ package sqldb
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"database/sql"
 	"database/sql/driver"
 	"errors"
@@ -174,7 +175,7 @@ func (db *DB) openPostgres(ctx context.Context) error {
 		}
 		// A certificate that does not verify (sslmode verify-ca or
 		// verify-full) is a setting to mend, not a server still starting.
-		if tlsErr := (*tls.CertificateVerificationError)(nil); errors.As(err, &tlsErr) {
+		if certificateRefused(err) {
 			return retry.Permanent(err)
 		}
 		return err
@@ -185,6 +186,19 @@ func (db *DB) openPostgres(ctx context.Context) error {
 	}
 	db.DB = sqlDB
 	return nil
+}
+
+// certificateRefused reports whether err is a server certificate that did
+// not verify: by crypto/tls (verify-full) or by pgx itself (verify-ca, and
+// require with a root certificate), which returns x509's errors bare.
+func certificateRefused(err error) bool {
+	var (
+		tlsErr      *tls.CertificateVerificationError
+		unknownRoot x509.UnknownAuthorityError
+		invalid     x509.CertificateInvalidError
+		wrongName   x509.HostnameError
+	)
+	return errors.As(err, &tlsErr) || errors.As(err, &unknownRoot) || errors.As(err, &invalid) || errors.As(err, &wrongName)
 }
 
 // connectBackoff paces the tries to reach a PostgreSQL server that is not

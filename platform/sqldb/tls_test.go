@@ -78,8 +78,17 @@ func TestPostgresVerifyFull(t *testing.T) {
 	if err := open(with("localhost", map[string]string{"sslmode": "verify-full", "sslrootcert": certFile})); err != nil {
 		t.Fatalf("verify-full with the server's root: %v", err)
 	}
-	if err := open(with("localhost", map[string]string{"sslmode": "verify-full", "sslrootcert": otherRoot(t)})); err == nil {
-		t.Error("verify-full accepted a server no trusted root signed")
+	// A root that signed nothing is refused, at once (a setting to mend,
+	// not a server still starting: no minute of retries).
+	other := otherRoot(t)
+	for _, mode := range []string{"verify-full", "verify-ca"} {
+		start := time.Now()
+		if err := open(with("localhost", map[string]string{"sslmode": mode, "sslrootcert": other})); err == nil {
+			t.Errorf("%s accepted a server no trusted root signed", mode)
+		}
+		if took := time.Since(start); took > 20*time.Second {
+			t.Errorf("%s took %s to refuse a certificate: it was retried", mode, took)
+		}
 	}
 	// The certificate names localhost, not the address 127.0.0.1.
 	if err := open(with("127.0.0.1", map[string]string{"sslmode": "verify-full", "sslrootcert": certFile})); err == nil || !strings.Contains(err.Error(), "certificate") {

@@ -2,6 +2,7 @@ package notify_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"testing"
 
@@ -41,12 +42,13 @@ func TestLimitedTokenSeesItsRepositoryOnly(t *testing.T) {
 			t.Errorf("CreateSubscription(%q) as a token of mine = %v, want permission_denied", repo, err)
 		}
 	}
-	if _, err := limited.CreateSubscription(context.Background(), &notifyv1.CreateSubscriptionRequest{Url: hook.srv.URL, Secret: "12345678", Repository: "mine"}); err != nil {
-		t.Errorf("CreateSubscription(mine) as a token of mine: %v", err)
+	own, err := limited.CreateSubscription(context.Background(), &notifyv1.CreateSubscriptionRequest{Url: hook.srv.URL, Secret: "12345678", Repository: "mine"})
+	if err != nil {
+		t.Fatalf("CreateSubscription(mine) as a token of mine: %v", err)
 	}
 	for _, id := range []string{other.GetId(), all.GetId()} {
-		if _, err := limited.DeleteSubscription(context.Background(), &notifyv1.DeleteSubscriptionRequest{Id: id}); connect.CodeOf(err) != connect.CodePermissionDenied {
-			t.Errorf("DeleteSubscription(%s) as a token of mine = %v, want permission_denied", id, err)
+		if _, err := limited.DeleteSubscription(context.Background(), &notifyv1.DeleteSubscriptionRequest{Id: id}); connect.CodeOf(err) != connect.CodeNotFound {
+			t.Errorf("DeleteSubscription(%s) as a token of mine = %v, want not_found (it does not see it)", id, err)
 		}
 	}
 
@@ -61,13 +63,24 @@ func TestLimitedTokenSeesItsRepositoryOnly(t *testing.T) {
 
 	h.waitDelivery(other.GetId(), notifyv1.DeliveryStatus_DELIVERY_STATUS_SUCCEEDED)
 	h.waitDelivery(mine.GetId(), notifyv1.DeliveryStatus_DELIVERY_STATUS_SUCCEEDED)
+	// The every-repository subscription got mine's event too; a token of
+	// mine does not see that subscription, nor its deliveries.
+	eventually(t, "the every-repository subscription's two deliveries", func() (bool, string) {
+		n := 0
+		for _, d := range h.deliveries(all.GetId()) {
+			if d.GetStatus() == notifyv1.DeliveryStatus_DELIVERY_STATUS_SUCCEEDED {
+				n++
+			}
+		}
+		return n == 2, fmt.Sprintf("%d delivered", n)
+	})
 	deliveries, err := limited.ListDeliveries(context.Background(), &notifyv1.ListDeliveriesRequest{})
 	if err != nil || len(deliveries.GetDeliveries()) == 0 {
 		t.Fatalf("ListDeliveries as a token of mine = %v, %v", deliveries.GetDeliveries(), err)
 	}
 	for _, d := range deliveries.GetDeliveries() {
-		if d.GetRepository() != "mine" {
-			t.Errorf("a token of mine lists a delivery of %q", d.GetRepository())
+		if d.GetRepository() != "mine" || (d.GetSubscriptionId() != mine.GetId() && d.GetSubscriptionId() != own.GetSubscription().GetId()) {
+			t.Errorf("a token of mine lists a delivery of %q to subscription %s", d.GetRepository(), d.GetSubscriptionId())
 		}
 	}
 	if _, err := limited.DeleteSubscription(context.Background(), &notifyv1.DeleteSubscriptionRequest{Id: mine.GetId()}); err != nil {

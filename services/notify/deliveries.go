@@ -113,6 +113,15 @@ func (s *Service) attempt(ctx context.Context, log *slog.Logger, c Claimed) {
 	d := c.Delivery
 	log = log.With(slog.String("delivery_id", d.ID), slog.String("subscription_id", d.SubscriptionID),
 		slog.String("event_id", d.EventID), slog.String("run_id", d.ChainID), slog.Int("attempt", d.AttemptCount+1))
+	secret, err := s.keys.OpenText(c.Secret, subscriptionSecrets.Binding, d.SubscriptionID)
+	if err != nil {
+		// The operator must mend the key ring: no attempt is counted, and
+		// the delivery is offered again when its lease ends, so no event is
+		// lost meanwhile.
+		log.Error("cannot read the subscription's signing secret; the delivery waits", slog.Any("error", err))
+		return
+	}
+	c.Secret = secret
 	detached := context.WithoutCancel(ctx)
 	actx, cancel := context.WithTimeout(detached, s.cfg.AttemptTimeout)
 	a := s.post(actx, c, d.AttemptCount+1)
@@ -162,12 +171,7 @@ func (s *Service) post(ctx context.Context, c Claimed, number int) domain.Attemp
 		req.Header.Set(name, value)
 	}
 	req.Header.Set("Content-Type", "application/json")
-	secret, err := s.keys.OpenText(c.Secret, subscriptionSecrets.Binding, d.SubscriptionID)
-	if err != nil {
-		a.Error = fmt.Sprintf("signing secret: %v", err)
-		return a
-	}
-	req.Header.Set(HeaderSignature, domain.Sign(d.Body, secret))
+	req.Header.Set(HeaderSignature, domain.Sign(d.Body, c.Secret))
 	req.Header.Set(HeaderDelivery, d.ID)
 	req.Header.Set("User-Agent", "Sluice-Notify/"+s.version)
 

@@ -389,7 +389,14 @@ func (s *Store) ListDeliveries(ctx context.Context, filter DeliveryFilter, page 
 		args = append(args, filter.RunID)
 		where = append(where, `chain_id = $`+strconv.Itoa(len(args)))
 	}
+	// A limited caller sees the deliveries of its repositories' events to
+	// the subscriptions it may see (those of its repositories).
 	where, args = filter.Scope.where("repository", where, args)
+	if filter.Scope.Limited {
+		var sub []string
+		sub, args = filter.Scope.where("repository", nil, args)
+		where = append(where, `subscription_id IN (SELECT id FROM subscriptions WHERE `+strings.Join(sub, " AND ")+`)`)
+	}
 	after, afterArgs := page.Where("created_at", "id", true, len(args)+1)
 	where = append(where, after)
 	args = append(args, afterArgs...)

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/sluicehq/sluice/platform/auth"
+	"github.com/sluicehq/sluice/platform/apierror"
 	"github.com/sluicehq/sluice/platform/ids"
 	"github.com/sluicehq/sluice/platform/keyring"
 	"github.com/sluicehq/sluice/platform/paging"
@@ -63,16 +63,10 @@ func (s *Service) DeleteSubscription(ctx context.Context, id string) error {
 		if err != nil {
 			return err
 		}
-		if err := auth.CheckRepository(ctx, sub.Repository); err != nil {
-			return fmt.Errorf("subscription %s is of %s: %w", id, describeRepository(sub.Repository), err)
+		if !scope.Allows(sub.Repository) {
+			// As if it did not exist: a limited caller does not see it.
+			return fmt.Errorf("subscription %q: %w", id, apierror.ErrNotFound)
 		}
 	}
 	return s.store.DeleteSubscription(ctx, id)
-}
-
-func describeRepository(name string) string {
-	if name == "" {
-		return "every repository"
-	}
-	return "repository " + name
 }

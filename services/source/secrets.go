@@ -162,10 +162,10 @@ func StageSecrets(p *sourcev1.Pipeline, service string) []string {
 // rotation (docs/security.md). A secret no key of the ring can read is
 // logged and left as it is.
 func (s *Service) ReencryptSecrets(ctx context.Context) error {
+	s.reencryptWebhookSecrets(ctx)
 	if s.keys == nil {
 		return nil
 	}
-	s.reencryptWebhookSecrets(ctx)
 	old, err := s.store.SecretsNotUnder(ctx, s.keys.KeyID())
 	if err != nil {
 		// Secrets stay readable under the older keys; the next start tries

@@ -329,4 +329,14 @@ func TestWebhookSecretsAreEncryptedAtRest(t *testing.T) {
 	if got, _ := h.client.GetRepository(context.Background(), &sourcev1.GetRepositoryRequest{Repository: "fresh"}); got.GetRepository().GetWebhookSecret() != "" {
 		t.Error("GetRepository shows the webhook secret")
 	}
+	h.proc.Stop()
+
+	// With a key that never sealed them, the webhooks cannot be checked:
+	// the forge is told to try again later, and learns nothing more.
+	h = start(newSecretKey(t))
+	body := pushBody("refs/heads/main", strings.Repeat("0", 40))
+	a := h.hook("fresh", "push", "d-x", sign(freshSecret, body), body)
+	if a.code != 503 || strings.Contains(a.body["error"], "key") {
+		t.Errorf("a webhook whose secret cannot be read: %d %v; want 503 without the reason", a.code, a.body)
+	}
 }

@@ -66,7 +66,7 @@ func NewService(cfg Config, d Deps) (*Service, error) {
 		return nil, fmt.Errorf("%s: %w", Name, err)
 	}
 	if keys == nil {
-		d.Log.Warn("no secret key (secret-key-file or $SLUICE_SOURCE_SECRET_KEY): secrets cannot be stored, and runs whose steps ask for one fail")
+		d.Log.Warn("no secret key (secret-key-file or $SLUICE_SOURCE_SECRET_KEY): secrets cannot be stored, runs whose steps ask for one fail, and webhook secrets are stored as given")
 	}
 	return &Service{
 		keys:    keys,

@@ -35,8 +35,9 @@ func startWebhookListener(lc fx.Lifecycle, cfg Config, svc *Service, log *slog.L
 		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       2 * time.Minute,
+		// A push fetches the repository first (fetchTimeout).
+		WriteTimeout: fetchTimeout + 30*time.Second,
+		IdleTimeout:  2 * time.Minute,
 	}}
 	lc.Append(fx.Hook{
 		OnStart: func(ctx context.Context) error {

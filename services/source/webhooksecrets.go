@@ -3,7 +3,9 @@ package source
 import (
 	"context"
 	"fmt"
+	"log/slog"
 
+	"github.com/sluicehq/sluice/platform/apierror"
 	"github.com/sluicehq/sluice/platform/keyring"
 	"github.com/sluicehq/sluice/services/source/domain"
 )
@@ -25,7 +27,11 @@ func (s *Service) reencryptWebhookSecrets(ctx context.Context) {
 func (s *Service) withWebhookSecret(repo domain.Repository) (domain.Repository, error) {
 	secret, err := s.keys.OpenText(repo.WebhookSecret, webhookSecrets.Binding, repo.ID)
 	if err != nil {
-		return domain.Repository{}, fmt.Errorf("repository %q: webhook secret: %w", repo.Name, err)
+		// The caller is not authenticated yet: it learns only that the
+		// webhook could not be handled; the operator reads why in the log.
+		s.log.Error("cannot read a repository's webhook secret; its webhooks are refused until the key ring is mended",
+			slog.String("repository", repo.Name), slog.Any("error", err))
+		return domain.Repository{}, fmt.Errorf("repository %q: its webhooks cannot be checked now: %w", repo.Name, apierror.ErrUnavailable)
 	}
 	repo.WebhookSecret = secret
 	return repo, nil

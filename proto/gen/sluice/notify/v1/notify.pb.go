@@ -992,11 +992,11 @@ const file_sluice_notify_v1_notify_proto_rawDesc = "" +
 	"repository\x18\x04 \x01(\tR\n" +
 	"repository\x12;\n" +
 	"\vcreate_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"createTime\"\xbb\x01\n" +
+	"createTime\"\xae\x02\n" +
 	"\x19CreateSubscriptionRequest\x12\x1d\n" +
-	"\x03url\x18\x01 \x01(\tB\v\xbaH\br\x06\x18\x80\x10\x88\x01\x01R\x03url\x12\"\n" +
-	"\x06secret\x18\x02 \x01(\tB\n" +
-	"\xbaH\ar\x05\x10\b\x18\x80\x02R\x06secret\x122\n" +
+	"\x03url\x18\x01 \x01(\tB\v\xbaH\br\x06\x18\x80\x10\x88\x01\x01R\x03url\x12\x94\x01\n" +
+	"\x06secret\x18\x02 \x01(\tB|\xbaHy\xba\x01o\n" +
+	"\x11secret.not_sealed\x12@must not start with \"age:\", the mark of a value Sluice encrypted\x1a\x18!this.startsWith('age:')r\x05\x10\b\x18\x80\x02R\x06secret\x122\n" +
 	"\vevent_types\x18\x03 \x03(\tB\x11\xbaH\x0e\x92\x01\v\x102\"\ar\x05\x10\x01\x18\xc8\x01R\n" +
 	"eventTypes\x12'\n" +
 	"\n" +

@@ -1507,13 +1507,14 @@ const file_sluice_source_v1_source_proto_rawDesc = "" +
 	"\vcreate_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"createTime\x12%\n" +
 	"\x0ewebhook_secret\x18\x06 \x01(\tR\rwebhookSecret\x12(\n" +
-	"\x10last_seen_commit\x18\a \x01(\tR\x0elastSeenCommit\"\xdd\x03\n" +
+	"\x10last_seen_commit\x18\a \x01(\tR\x0elastSeenCommit\"\xd9\x04\n" +
 	"\x17CreateRepositoryRequest\x12\xb6\x02\n" +
 	"\x03url\x18\x01 \x01(\tB\xa3\x02\xbaH\x9f\x02\xba\x01\x94\x02\n" +
 	"\x12url.no_credentials\x12\x96\x01must not contain credentials (user:password@ or token@): Sluice would store and show them with the URL; see docs/security.md, \"Repository credentials\"\x1ae!this.matches('^[A-Za-z][A-Za-z0-9+.-]*://[^/@]*:[^/@]*@') && !this.matches('^(?i:https?)://[^/@]+@')r\x05\x10\x01\x18\x80\x10R\x03url\x126\n" +
 	"\x04name\x18\x02 \x01(\tB\"\xbaH\x1fr\x1d\x18d2\x19^([a-z0-9][a-z0-9._-]*)?$R\x04name\x12 \n" +
-	"\x06branch\x18\x03 \x01(\tB\b\xbaH\x05r\x03\x18\xff\x01R\x06branch\x12/\n" +
-	"\x0ewebhook_secret\x18\x04 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x02R\rwebhookSecret\"r\n" +
+	"\x06branch\x18\x03 \x01(\tB\b\xbaH\x05r\x03\x18\xff\x01R\x06branch\x12\xaa\x01\n" +
+	"\x0ewebhook_secret\x18\x04 \x01(\tB\x82\x01\xbaH\x7f\xba\x01w\n" +
+	"\x19webhook_secret.not_sealed\x12@must not start with \"age:\", the mark of a value Sluice encrypted\x1a\x18!this.startsWith('age:')r\x03\x18\x80\x02R\rwebhookSecret\"r\n" +
 	"\x18CreateRepositoryResponse\x12<\n" +
 	"\n" +
 	"repository\x18\x01 \x01(\v2\x1c.sluice.source.v1.RepositoryR\n" +
