@@ -18,26 +18,7 @@ import (
 // carried lines and how it ended.
 func tail(ctx context.Context, c buildv1connect.BuildServiceClient, runID string) (int, error) {
 	stream, err := c.TailLogs(ctx, &buildv1.TailLogsRequest{RunId: runID})
-	if err != nil {
-		return 0, err
-	}
-	defer stream.Close()
-	n := 0
-	for stream.Receive() {
-		if len(stream.Msg().GetLines()) > 0 {
-			n++
-		}
-	}
-	return n, stream.Err()
-}
-
-// seen waits until the service knows the token client sends: until call
-// answers anything but unauthenticated.
-func seen(t *testing.T, call func() error) {
-	t.Helper()
-	servicekittest.Eventually(t, "the service to know the token", func() bool {
-		return connect.CodeOf(call()) != connect.CodeUnauthenticated
-	})
+	return servicekittest.CountMessages(stream, err, func(m *buildv1.TailLogsResponse) bool { return len(m.GetLines()) > 0 })
 }
 
 // A token limited to repositories reads the builds and logs of those
@@ -63,8 +44,8 @@ func TestRepositoryLimitedTokens(t *testing.T) {
 		_, err := c.GetBuild(ctx, req)
 		return err
 	}
-	seen(t, func() error { return getBuild(own, &buildv1.GetBuildRequest{RunId: runID}) })
-	seen(t, func() error { return getBuild(other, &buildv1.GetBuildRequest{RunId: runID}) })
+	servicekittest.WaitKnown(t, func() error { return getBuild(own, &buildv1.GetBuildRequest{RunId: runID}) })
+	servicekittest.WaitKnown(t, func() error { return getBuild(other, &buildv1.GetBuildRequest{RunId: runID}) })
 
 	for name, c := range map[string]buildv1connect.BuildServiceClient{"token of hello": own, "admin": h.client} {
 		for _, req := range []*buildv1.GetBuildRequest{{RunId: runID}, {Id: b.GetId()}, {Id: runID}} {

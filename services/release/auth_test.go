@@ -26,17 +26,7 @@ func (h *harness) clientWith(secret string) releasev1connect.ReleaseServiceClien
 // messages carried lines and how it ended.
 func tailLogs(ctx context.Context, c releasev1connect.ReleaseServiceClient, id string) (int, error) {
 	stream, err := c.TailLogs(ctx, &releasev1.TailLogsRequest{RunId: id})
-	if err != nil {
-		return 0, err
-	}
-	defer stream.Close()
-	n := 0
-	for stream.Receive() {
-		if len(stream.Msg().GetLines()) > 0 {
-			n++
-		}
-	}
-	return n, stream.Err()
+	return servicekittest.CountMessages(stream, err, func(m *releasev1.TailLogsResponse) bool { return len(m.GetLines()) > 0 })
 }
 
 // A token limited to repositories reads the releases, deployments and
@@ -60,9 +50,9 @@ func TestRepositoryLimitedTokens(t *testing.T) {
 	own := h.clientWith(servicekittest.IssueToken(t, h.nats.URL, authv1.Role_ROLE_VIEWER, repoName))
 	other := h.clientWith(servicekittest.IssueToken(t, h.nats.URL, authv1.Role_ROLE_VIEWER, "other", "more"))
 	for _, c := range []releasev1connect.ReleaseServiceClient{own, other} {
-		servicekittest.Eventually(t, "the service to know the token", func() bool {
+		servicekittest.WaitKnown(t, func() error {
 			_, err := c.ListReleases(ctx, &releasev1.ListReleasesRequest{Repository: "other"})
-			return connect.CodeOf(err) != connect.CodeUnauthenticated
+			return err
 		})
 	}
 

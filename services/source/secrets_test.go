@@ -66,9 +66,9 @@ func (h *harness) setSecret(repo, name, value string) {
 func (h *harness) resolve(client sourcev1connect.SecretServiceClient, runID string, names ...string) (map[string]string, error) {
 	var res *sourcev1.ResolveSecretsResponse
 	var err error
-	servicekittest.Eventually(h.t, "source accepts the service identity", func() bool {
+	servicekittest.WaitKnown(h.t, func() error {
 		res, err = client.ResolveSecrets(context.Background(), &sourcev1.ResolveSecretsRequest{RunId: runID, Names: names})
-		return connect.CodeOf(err) != connect.CodeUnauthenticated
+		return err
 	})
 	return res.GetValues(), err
 }

@@ -29,9 +29,9 @@ func TestRepositoryLimitedTokens(t *testing.T) {
 	other := h.clientWith(servicekittest.IssueToken(t, h.nats.URL, authv1.Role_ROLE_VIEWER, "other", "more"))
 	ctx := t.Context()
 	for _, c := range []testv1connect.TestServiceClient{own, other} {
-		servicekittest.Eventually(t, "the service to know the token", func() bool {
+		servicekittest.WaitKnown(t, func() error {
 			_, err := c.GetTestRun(ctx, &testv1.GetTestRunRequest{RunId: runID})
-			return connect.CodeOf(err) != connect.CodeUnauthenticated
+			return err
 		})
 	}
 

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"connectrpc.com/connect"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/fx"
@@ -228,6 +229,35 @@ func (p *Process) WaitReady(t testing.TB) {
 
 // EventuallyTimeout bounds Eventually.
 const EventuallyTimeout = 30 * time.Second
+
+// WaitKnown waits until call answers anything but unauthenticated: until
+// the service has seen the token or service identity call sends (services
+// learn credentials from the key-value buckets, a moment after they are
+// put there).
+func WaitKnown(t testing.TB, call func() error) {
+	t.Helper()
+	Eventually(t, "the service to know the credential", func() bool {
+		return connect.CodeOf(call()) != connect.CodeUnauthenticated
+	})
+}
+
+// CountMessages reads a server stream to its end and returns how many of
+// its messages counts says to count, and how the stream ended (a TailLogs
+// stream of another repository's run must end in permission_denied before
+// any message).
+func CountMessages[Res any](stream *connect.ServerStreamForClient[Res], err error, counts func(*Res) bool) (int, error) {
+	if err != nil {
+		return 0, err
+	}
+	defer stream.Close()
+	n := 0
+	for stream.Receive() {
+		if counts(stream.Msg()) {
+			n++
+		}
+	}
+	return n, stream.Err()
+}
 
 // Eventually polls cond every 20 ms until it holds, and fails the test
 // naming what after EventuallyTimeout.
