@@ -83,7 +83,10 @@ func TestFailedVerifyCommandsLastLinesAreInTheReason(t *testing.T) {
 	pipeline := h.pipeline()
 	prod := pipeline.GetRelease().GetEnvironments()[1]
 	prod.Verify = &sourcev1.VerifySpec{
-		Check:   &sourcev1.VerifySpec_Command{Command: `echo "checking $SLUICE_RELEASE_VERSION"; echo "not healthy: $(cat "$SLUICE_STATE_DIR/current")" >&2; test "$SLUICE_RELEASE_VERSION" = v0.1.0`},
+		// Both lines on stderr: lines keep their order within a stream, but
+		// stdout and stderr are two pipes read apart, so a line on each
+		// could come in either order (this test failed now and then so).
+		Check:   &sourcev1.VerifySpec_Command{Command: `echo "checking $SLUICE_RELEASE_VERSION" >&2; echo "not healthy: $(cat "$SLUICE_STATE_DIR/current")" >&2; test "$SLUICE_RELEASE_VERSION" = v0.1.0`},
 		Timeout: durationpb.New(time.Second),
 	}
 	runID := h.run(h.repo.CommitFiles("fix: anything", map[string]string{"greeting": "x\n"}), "main", pipeline)
