@@ -210,7 +210,7 @@ func TestUpWithExampleTwice(t *testing.T) {
 		{"example repository hello already registered", "release  skipped", "staging already runs v0.1.0"},
 	} {
 		addr := fmt.Sprintf("127.0.0.1:%d", e2ekit.FreePort(t))
-		env := []string{"XDG_CONFIG_HOME=" + filepath.Join(dataDir, "config")}
+		env := append([]string{"XDG_CONFIG_HOME=" + filepath.Join(dataDir, "config")}, stepSandboxEnv(t)...)
 		up := startProc(t, fmt.Sprintf("sluice up #%d", i+1), env, bin(t, "sluice"), "up", "--data-dir", dataDir, "--addr", addr, "--example", example, "--poll-interval", "0")
 		waitOutput(t, up, "serving; Ctrl-C stops")
 		out := up.out.String()

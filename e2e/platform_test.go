@@ -12,6 +12,7 @@ import (
 
 	"github.com/sluicehq/sluice/e2e/internal/e2ekit"
 	"github.com/sluicehq/sluice/platform/auth"
+	"github.com/sluicehq/sluice/platform/executor/executortest"
 	"github.com/sluicehq/sluice/platform/gittest"
 	"github.com/sluicehq/sluice/platform/keyring"
 )
@@ -32,6 +33,7 @@ func startAllInOne(t *testing.T, dataDir string) (*platform, *proc) {
 	// `sluice up` saves its admin token where the CLI finds it: in the
 	// test's own config folder, never the user's.
 	p.env = []string{"SLUICE_SERVER=" + p.url, "XDG_CONFIG_HOME=" + filepath.Join(dataDir, "config")}
+	p.env = append(p.env, stepSandboxEnv(t)...)
 	pr := p.restartAllInOne(t, port)
 	t.Cleanup(func() { killDeployed(dataDir) })
 	return p, pr
@@ -106,7 +108,11 @@ func startFiveProcesses(t *testing.T, dataDir string) *platform {
 			// the webhook receivers are on loopback (`sluice up` allows the
 			// same by default; a service binary does not).
 			prefix + "ALLOW_EGRESS=loopback,local",
+			// The example's deploy starts the service it deploys on this
+			// machine (`sluice up` allows it by default).
+			"SLUICE_RELEASE_KEEP_PROCESSES=*",
 		}
+		env = append(env, stepSandboxEnv(t)...)
 		pr := startProc(t, "sluice-"+s, env, bin(t, "sluice-"+s))
 		p.procs = append(p.procs, pr)
 	}
@@ -121,6 +127,24 @@ func startFiveProcesses(t *testing.T, dataDir string) *platform {
 	p.url = urls["source"]
 	t.Cleanup(func() { killDeployed(dataDir) })
 	return p
+}
+
+// stepSandboxEnv lets the steps of build, test and release use the Go
+// toolchain the tests run with and share the tests' Go build cache, as the
+// operator settings step-read-paths, step-write-paths and step-env would;
+// each run's module cache and home stay its own.
+func stepSandboxEnv(t *testing.T) []string {
+	t.Helper()
+	iso := executortest.GoIsolation(t)
+	var env []string
+	for _, s := range []string{"BUILD", "TEST", "RELEASE"} {
+		prefix := "SLUICE_" + s + "_STEP_"
+		env = append(env,
+			prefix+"READ_PATHS="+strings.Join(iso.ReadPaths, ","),
+			prefix+"WRITE_PATHS="+strings.Join(iso.WritePaths, ","),
+			prefix+"ENV="+strings.Join(iso.Env, ","))
+	}
+	return env
 }
 
 // killDeployed stops what deploy scripts started (they are daemons by

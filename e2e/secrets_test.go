@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -39,9 +40,11 @@ build:
         printf '%s\n' "$TOKEN" | sed -e 's/+/%2B/g' -e 's/ /+/g' -e 's/"/%22/g' -e 's/&/%26/g' -e 's#/#%2F#g'
         printf '%s' "${TOKEN%??????????}"; sleep 0.3; printf '%s\n' "${TOKEN#"${TOKEN%??????????}"}"
         echo "$SHARED" >&2
-        cat /proc/*/environ 2>/dev/null | tr '\0' '\n' | wc -l
+        cat /proc/[0-9]*/environ 2>/dev/null | tr '\0' '\n' | grep -v -e '^TOKEN=' -e '^SHARED='
         ls ../.. ../../.. 2>&1 | head -40
-        cat ../../../*/*.db 2>/dev/null | wc -c
+        cat ../../../admin-token ../../../secret-key 2>&1
+        for db in ../../build.db ../../../source/source.db ../../../notify/notify.db; do head -c 200000 "$db" 2>&1 | tr -c '[:print:]\n' ' ' | head -50; done
+        for f in /proc/[0-9]*/cmdline; do tr '\0' ' ' < "$f"; echo; done 2>/dev/null | grep -i -e password -e secret -e token || true
 test:
   steps:
     - name: unit
@@ -101,7 +104,24 @@ func forms(v string) []string {
 // directory (its log, the databases, the NATS store with every event).
 func TestSecretLeakHunt(t *testing.T) {
 	dataDir := t.TempDir()
+	// A credential in the platform's own environment, as the NATS and
+	// database passwords are in a service's: a step must not read it.
+	processCanary := "canary-process-" + randomHex(t)
+	t.Setenv("SLUICE_E2E_PROCESS_CANARY", processCanary)
 	p, pr := startAllInOne(t, dataDir)
+	// The platform's own credentials, which live in its data directory.
+	var ownFiles []string
+	for _, name := range []string{"admin-token", "secret-key"} {
+		b, err := os.ReadFile(filepath.Join(dataDir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if line = strings.TrimSpace(line); line != "" && !strings.HasPrefix(line, "#") {
+				ownFiles = append(ownFiles, line)
+			}
+		}
+	}
 	// The subscription's signing secret: given once (a flag of subscribe),
 	// never shown again, kept encrypted.
 	subscription := "canary-subscription-" + randomHex(t)
@@ -150,12 +170,18 @@ func TestSecretLeakHunt(t *testing.T) {
 			t.Errorf("the log lacks %q: a secret of the test step or the deploy is not masked:\n%s", want, logs)
 		}
 	}
+	// The step tried the platform's files and was refused (the sandbox).
+	for _, want := range []string{"admin-token: Permission denied", "secret-key: Permission denied", "build.db' for reading: Permission denied", "source.db' for reading: Permission denied"} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("the log lacks %q:\n%s", want, logs)
+		}
+	}
 	sub.waitFor("dev.cdevents.pipelinerun.finished.0.3.0", runID)
 
-	canaries := []string{token, shared, subscription, webhook[1]}
-	hunt := func(where, text string) {
+	canaries := []string{token, shared, subscription, webhook[1], processCanary}
+	huntFor := func(where, text string, values []string) {
 		t.Helper()
-		for _, v := range canaries {
+		for _, v := range values {
 			for _, f := range forms(v) {
 				if strings.Contains(text, f) {
 					t.Errorf("%s holds a secret (%q)", where, f)
@@ -163,11 +189,18 @@ func TestSecretLeakHunt(t *testing.T) {
 			}
 		}
 	}
+	// The platform's own credentials are what a step must not get: they
+	// must not be in its log, or anything made from it.
+	hunt := func(where, text string) {
+		t.Helper()
+		huntFor(where, text, append(slices.Clone(canaries), ownFiles...))
+	}
 	for i, out := range outputs {
 		hunt("CLI output "+string(rune('a'+i)), out)
 	}
 	// Its JSON log is <data-dir>/sluice.log, searched with the other files.
-	hunt("the platform's terminal output", pr.out.String())
+	// `sluice up` shows the admin token it made once, there.
+	huntFor("the platform's terminal output", pr.out.String(), canaries)
 	sub.mu.Lock()
 	for i, body := range sub.bodies {
 		hunt("delivery "+sub.types[i], body)

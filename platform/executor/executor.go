@@ -21,8 +21,27 @@ type Spec struct {
 	Name string
 	// Command is run with the executor's shell as `Shell -c Command`.
 	Command string
-	// Dir is the working directory. It is required and must exist.
+	// Dir is the working directory. It is required and must exist. A
+	// sandboxed step may write in it.
 	Dir string
+	// Home is the step's HOME, private to its run: steps of one run share
+	// it, no other run sees it. TMPDIR is Home/tmp and XDG_CACHE_HOME
+	// Home/.cache, so the caches of tools that follow them (Go's build
+	// and module caches among them) are the run's own. It is made if
+	// missing and the caller removes it with the run's workspace; empty
+	// gives the step a home of its own that is removed when it ends.
+	Home string
+	// Writable are more directories a sandboxed step may write (a deploy's
+	// state directory); they must exist.
+	Writable []string
+	// KeepProcesses leaves running what the step started in the background
+	// when its main process ends (a deploy that starts a service on this
+	// host), and lets the step signal processes outside its sandbox of
+	// the same user (so such a deploy can stop what the previous one
+	// started). Otherwise everything the step started is killed when it
+	// ends, setsid daemons included. On timeout or cancellation
+	// everything is killed either way.
+	KeepProcesses bool
 	// Env is added on top of the scrubbed base environment (see Local.PassEnv).
 	Env map[string]string
 	// Timeout bounds the run; 0 means the executor's default.
@@ -42,6 +61,10 @@ type Spec struct {
 	// show it is not (or the step ends). Secrets are never logged.
 	Secrets []string
 }
+
+// HomeOf is the home of the run whose workspace is ws: next to it, so a
+// checkout into ws never sees it. The caller removes it with ws.
+func HomeOf(ws string) string { return ws + ".home" }
 
 // Result is the outcome of a step that was started.
 type Result struct {

@@ -2,12 +2,17 @@ package executor
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"sort"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -27,12 +32,12 @@ const groupPollInterval = 20 * time.Millisecond
 
 // DefaultPassEnv returns the names of the worker environment variables that
 // Local passes to steps when Local.PassEnv is nil. It returns a new slice on
-// every call.
+// every call. HOME, TMPDIR and the caches are the run's own (see
+// Spec.Home), never the worker's.
 func DefaultPassEnv() []string {
 	return []string{
-		"PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "USER",
-		"GOPATH", "GOCACHE", "GOMODCACHE", "GOPROXY", "GOFLAGS", "GOTOOLCHAIN",
-		"GONOSUMDB", "GOPRIVATE", "GOSUMDB",
+		"PATH", "LANG", "LC_ALL", "TZ", "USER",
+		"GOPROXY", "GOFLAGS", "GOTOOLCHAIN", "GONOSUMDB", "GOPRIVATE", "GOSUMDB",
 	}
 }
 
@@ -66,6 +71,31 @@ type Local struct {
 	// group, and how long Run waits for output to close after the step's
 	// main process exits; default DefaultKillGrace.
 	KillGrace time.Duration
+	// Isolation keeps steps from the platform; the zero value is the
+	// sandbox (see Isolation).
+	Isolation Isolation
+}
+
+// NewLocal is the executor a service runs its steps with: it checks that
+// the sandbox can run here (see Probe), logs how steps are isolated and
+// protects this process (Protect).
+func NewLocal(iso Isolation, defaultTimeout time.Duration, log *slog.Logger) (*Local, error) {
+	if err := iso.Validate(); err != nil {
+		return nil, err
+	}
+	if iso.Sandboxed() {
+		r, err := Probe()
+		if err != nil {
+			return nil, err
+		}
+		log.Info("steps run in the step sandbox", slog.String("sandbox", r.String()), slog.Any("read_paths", iso.ReadPaths), slog.Any("write_paths", iso.WritePaths))
+	} else {
+		log.Warn("step isolation is off: steps run as this service's user and can read what it can read")
+	}
+	if err := Protect(); err != nil {
+		return nil, err
+	}
+	return &Local{DefaultTimeout: defaultTimeout, Isolation: iso}, nil
 }
 
 var _ Executor = (*Local)(nil)
@@ -88,20 +118,45 @@ func (l *Local) Run(ctx context.Context, spec Spec) (Result, error) {
 	runCtx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 
-	cmd := exec.CommandContext(runCtx, l.shell(), "-c", spec.Command)
-	cmd.Dir = spec.Dir
-	cmd.Env = l.environ(spec.Env)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	// When the step's main process exits, stop waiting for its output after
-	// grace; when the context is done, exec kills the main process after
-	// grace (we kill the rest of the group below).
-	cmd.WaitDelay = grace
+	home, cleanup, err := prepareHome(spec.Home)
+	if err != nil {
+		return Result{}, fmt.Errorf("executor: step %s: %w", name, err)
+	}
+	defer cleanup()
+	env := l.environ(spec.Env, home)
+	var cmd *exec.Cmd
+	var status *supervisorStatus
+	if l.Isolation.Sandboxed() {
+		// The supervisor starts the shell; find it here, so a missing one
+		// is an error the caller can tell apart.
+		if _, err := os.Stat(l.shell()); err != nil {
+			return Result{}, fmt.Errorf("executor: start step %s: shell: %w", name, err)
+		}
+		cmd, status, err = l.supervised(runCtx, spec, env, home, grace)
+		if err != nil {
+			return Result{}, fmt.Errorf("executor: step %s: %w", name, err)
+		}
+		defer status.close()
+	} else {
+		cmd = exec.CommandContext(runCtx, l.shell(), "-c", spec.Command)
+		cmd.Dir = spec.Dir
+		cmd.Env = env
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		// When the step's main process exits, stop waiting for its output
+		// after grace; when the context is done, exec kills the main
+		// process after grace (we kill the rest of the group below).
+		cmd.WaitDelay = grace
+	}
 
 	// Cancel is only called by exec while the main process is still
 	// running, so a step that exits normally never has its group signalled.
+	// A supervised step's supervisor stops everything the step started.
 	terminated := make(chan time.Time, 1)
 	cmd.Cancel = func() error {
 		terminated <- time.Now()
+		if status != nil {
+			return cmd.Process.Signal(syscall.SIGTERM)
+		}
 		return signalGroup(cmd.Process.Pid, syscall.SIGTERM)
 	}
 
@@ -125,6 +180,7 @@ func (l *Local) Run(ctx context.Context, spec Spec) (Result, error) {
 	if err := cmd.Start(); err != nil {
 		return Result{}, fmt.Errorf("executor: start step %s: %w", name, err)
 	}
+	status.started()
 	_ = cmd.Wait() // the outcome is read from cmd.ProcessState and the contexts
 	if stdout != nil {
 		// Wait has returned, so the copying goroutines are done. What the
@@ -138,7 +194,14 @@ func (l *Local) Run(ctx context.Context, spec Spec) (Result, error) {
 	}
 
 	res := Result{ExitCode: -1}
-	if cmd.ProcessState != nil {
+	switch {
+	case status != nil:
+		code, err := status.outcome()
+		if err != nil {
+			return Result{}, fmt.Errorf("executor: start step %s: %w", name, err)
+		}
+		res.ExitCode = code
+	case cmd.ProcessState != nil:
 		res.ExitCode = cmd.ProcessState.ExitCode()
 	}
 	select {
@@ -200,15 +263,25 @@ func checkDir(dir string) error {
 }
 
 // environ builds the step's environment: the passed-through variables that
-// are set in the worker's environment, then extra (which wins on conflicts).
-func (l *Local) environ(extra map[string]string) []string {
+// are set in the worker's environment, then the run's home (HOME, TMPDIR,
+// XDG_CACHE_HOME), then Isolation.Env, then extra (which wins on
+// conflicts).
+func (l *Local) environ(extra map[string]string, home string) []string {
 	pass := l.PassEnv
 	if pass == nil {
 		pass = DefaultPassEnv()
 	}
-	vars := make(map[string]string, len(pass)+len(extra))
+	vars := make(map[string]string, len(pass)+len(extra)+3)
 	for _, k := range pass {
 		if v, ok := os.LookupEnv(k); ok {
+			vars[k] = v
+		}
+	}
+	vars["HOME"] = home
+	vars["TMPDIR"] = filepath.Join(home, "tmp")
+	vars["XDG_CACHE_HOME"] = filepath.Join(home, ".cache")
+	for _, kv := range l.Isolation.Env {
+		if k, v, ok := strings.Cut(kv, "="); ok {
 			vars[k] = v
 		}
 	}
@@ -221,6 +294,128 @@ func (l *Local) environ(extra map[string]string) []string {
 	}
 	sort.Strings(env)
 	return env
+}
+
+// prepareHome makes the step's home and its tmp directory (0700). An empty
+// dir gets a temporary home that cleanup removes; a given one is the
+// caller's to remove.
+func prepareHome(dir string) (home string, cleanup func(), err error) {
+	cleanup = func() {}
+	if dir == "" {
+		if dir, err = os.MkdirTemp("", "sluice-step-home-"); err != nil {
+			return "", nil, fmt.Errorf("home: %w", err)
+		}
+		cleanup = func() { _ = os.RemoveAll(dir) }
+	}
+	if !filepath.IsAbs(dir) {
+		return "", nil, fmt.Errorf("home %q is not an absolute path", dir)
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "tmp"), 0o700); err != nil {
+		cleanup()
+		return "", nil, fmt.Errorf("home: %w", err)
+	}
+	return dir, cleanup, nil
+}
+
+// supervised is the command that runs spec under the supervisor (see
+// Isolation), and the pipe the supervisor reports on.
+func (l *Local) supervised(ctx context.Context, spec Spec, env []string, home string, grace time.Duration) (*exec.Cmd, *supervisorStatus, error) {
+	sup := supervisorSpec{
+		Shell: l.shell(), Command: spec.Command, Dir: spec.Dir, Env: env,
+		Read:  l.Isolation.readPaths(),
+		Write: l.Isolation.writePaths(spec, home),
+		Keep:  spec.KeepProcesses, Grace: grace,
+	}
+	body, err := json.Marshal(sup)
+	if err != nil {
+		return nil, nil, fmt.Errorf("step sandbox: %w", err)
+	}
+	specR, specW, err := os.Pipe()
+	if err != nil {
+		return nil, nil, fmt.Errorf("step sandbox: %w", err)
+	}
+	statusR, statusW, err := os.Pipe()
+	if err != nil {
+		_, _ = specR.Close(), specW.Close()
+		return nil, nil, fmt.Errorf("step sandbox: %w", err)
+	}
+	st := &supervisorStatus{spec: specW, body: body, r: statusR, w: statusW, specR: specR, done: make(chan struct{})}
+	// /proc/self/exe is this very binary even if its file was replaced
+	// since the service started.
+	cmd := exec.CommandContext(ctx, "/proc/self/exe")
+	cmd.Args = []string{supervisorArg0}
+	cmd.Env = []string{supervisorEnv + "=" + supervisorMagic}
+	cmd.Dir = spec.Dir
+	cmd.ExtraFiles = []*os.File{specR, statusW}
+	// Its own session, so a terminal's signals do not reach the step; if
+	// the service dies, the supervisor stops the step.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Pdeathsig: syscall.SIGTERM}
+	// The supervisor takes up to grace to stop a step; exec kills it after
+	// that and a second more.
+	cmd.WaitDelay = grace + time.Second
+	return cmd, st, nil
+}
+
+// supervisorStatus is the service's end of the supervisor's pipes.
+type supervisorStatus struct {
+	spec, specR, w *os.File
+	body           []byte
+	r              *os.File
+	done           chan struct{}
+	report         []byte
+}
+
+// started hands the supervisor its step and starts reading its report;
+// call it once the supervisor has started.
+func (s *supervisorStatus) started() {
+	if s == nil {
+		return
+	}
+	// The supervisor has its copies now.
+	_, _ = s.specR.Close(), s.w.Close()
+	go func() {
+		_, _ = s.spec.Write(s.body)
+		_ = s.spec.Close()
+	}()
+	go func() {
+		defer close(s.done)
+		s.report, _ = io.ReadAll(io.LimitReader(s.r, 64<<10))
+	}()
+}
+
+// outcome is the step's exit code (-1 when a signal ended it), or why the
+// step did not start. Call it after the supervisor has exited.
+func (s *supervisorStatus) outcome() (int, error) {
+	select {
+	case <-s.done:
+	case <-time.After(5 * time.Second):
+		// A process the step left with the pipe open: impossible, the
+		// supervisor closes it on exec; do not hang on it anyway.
+		return -1, nil
+	}
+	line := strings.TrimSpace(string(s.report))
+	switch {
+	case strings.HasPrefix(line, "exit "):
+		code, err := strconv.Atoi(strings.TrimPrefix(line, "exit "))
+		if err != nil {
+			return -1, fmt.Errorf("step sandbox: report %q", line)
+		}
+		return code, nil
+	case strings.HasPrefix(line, "signal "):
+		return -1, nil
+	case strings.HasPrefix(line, "error: "):
+		return -1, errors.New(strings.TrimPrefix(line, "error: "))
+	case line == "":
+		// Killed before it could say anything (after a stop, exec kills a
+		// supervisor that does not end in time).
+		return -1, nil
+	default:
+		return -1, fmt.Errorf("step sandbox: report %q", line)
+	}
+}
+
+func (s *supervisorStatus) close() {
+	_, _, _, _ = s.spec.Close(), s.specR.Close(), s.w.Close(), s.r.Close()
 }
 
 func (l *Local) shell() string {

@@ -241,7 +241,7 @@ func TestPassEnvOverridesDefault(t *testing.T) {
 
 func TestDefaultPassEnvReturnsFreshSlice(t *testing.T) {
 	a := executor.DefaultPassEnv()
-	if !slices.Contains(a, "PATH") || !slices.Contains(a, "GOMODCACHE") {
+	if !slices.Contains(a, "PATH") || slices.Contains(a, "HOME") || slices.Contains(a, "GOCACHE") {
 		t.Fatalf("DefaultPassEnv() = %q", a)
 	}
 	a[0] = "MUTATED"
@@ -367,8 +367,8 @@ func TestCancelKillsProcessGroup(t *testing.T) {
 	waitGone(t, grandchildPID(t, out))
 }
 
-func TestNormalExitLeavesDaemonRunning(t *testing.T) {
-	res, out := run(t, &executor.Local{}, `sleep 1000 >/dev/null 2>&1 & echo $!`)
+func TestKeepProcessesLeavesDaemonRunning(t *testing.T) {
+	res, out := runSpec(t, &executor.Local{}, executor.Spec{Command: `sleep 1000 >/dev/null 2>&1 & echo $!`, KeepProcesses: true})
 	pid := grandchildPID(t, out)
 	t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGKILL) })
 	if res.ExitCode != 0 || res.TimedOut || res.Cancelled {
@@ -381,7 +381,7 @@ func TestNormalExitLeavesDaemonRunning(t *testing.T) {
 
 func TestDaemonHoldingOutputDoesNotHangRun(t *testing.T) {
 	// The background sleep inherits the step's stdout and never closes it.
-	res, out := run(t, &executor.Local{KillGrace: 200 * time.Millisecond}, `sleep 1000 & echo $!`)
+	res, out := runSpec(t, &executor.Local{KillGrace: 200 * time.Millisecond}, executor.Spec{Command: `sleep 1000 & echo $!`, KeepProcesses: true})
 	pid := grandchildPID(t, out)
 	t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGKILL) })
 	if res.ExitCode != 0 || res.TimedOut || res.Cancelled {

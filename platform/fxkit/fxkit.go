@@ -24,33 +24,42 @@ func FxLogger(log *slog.Logger) fxevent.Logger {
 	return l
 }
 
-// NATS provides *nats.Conn and jetstream.JetStream; the connection drains
-// on stop.
+// NATS provides *nats.Conn and jetstream.JetStream to the whole process;
+// the connection drains on stop.
 func NATS(cfg natsconn.Config) fx.Option {
-	return fx.Module("nats",
-		fx.Provide(func(lc fx.Lifecycle, log *slog.Logger) (*nats.Conn, jetstream.JetStream, error) {
-			nc, js, err := natsconn.Connect(cfg, log)
-			if err != nil {
-				return nil, nil, err
+	return fx.Module("nats", fx.Provide(natsProvider(cfg)))
+}
+
+// ServiceNATS provides a connection of the module it is in, and of that
+// module's children, only: in `sluice up`, each service connects as its
+// own NATS user.
+func ServiceNATS(cfg natsconn.Config) fx.Option {
+	return fx.Provide(fx.Private, natsProvider(cfg))
+}
+
+func natsProvider(cfg natsconn.Config) func(fx.Lifecycle, *slog.Logger) (*nats.Conn, jetstream.JetStream, error) {
+	return func(lc fx.Lifecycle, log *slog.Logger) (*nats.Conn, jetstream.JetStream, error) {
+		nc, js, err := natsconn.Connect(cfg, log)
+		if err != nil {
+			return nil, nil, err
+		}
+		lc.Append(fx.StopHook(func(ctx context.Context) error {
+			closed := make(chan struct{})
+			nc.SetClosedHandler(func(*nats.Conn) { close(closed) })
+			if err := nc.Drain(); err != nil {
+				// Already closed or never connected: nothing to drain.
+				nc.Close()
+				return nil //nolint:nilerr // stopping must go on
 			}
-			lc.Append(fx.StopHook(func(ctx context.Context) error {
-				closed := make(chan struct{})
-				nc.SetClosedHandler(func(*nats.Conn) { close(closed) })
-				if err := nc.Drain(); err != nil {
-					// Already closed or never connected: nothing to drain.
-					nc.Close()
-					return nil //nolint:nilerr // stopping must go on
-				}
-				select {
-				case <-closed:
-				case <-ctx.Done():
-					nc.Close()
-				}
-				return nil
-			}))
-			return nc, js, nil
-		}),
-	)
+			select {
+			case <-closed:
+			case <-ctx.Done():
+				nc.Close()
+			}
+			return nil
+		}))
+		return nc, js, nil
+	}
 }
 
 // ServerParams are the server's inputs.

@@ -95,10 +95,18 @@ func (p Process) NATS(service string) natsconn.Config {
 // modules and, last, the HTTP server (it starts after the services and
 // stops first). Service binaries, `sluice up` and the services' tests all
 // compose a process with it.
+//
+// A nats without a URL provides no connection to the process: each module
+// then brings its own (fxkit.ServiceNATS), as `sluice up` does to connect
+// every service as its own NATS user.
 func Compose(log *slog.Logger, info servicekit.BuildInfo, nats natsconn.Config, addr string, modules ...fx.Option) fx.Option {
+	shared := fx.Options()
+	if nats.URL != "" {
+		shared = fxkit.NATS(nats)
+	}
 	return fx.Options(
 		fx.Supply(log, info),
-		fxkit.NATS(nats),
+		shared,
 		fx.Options(modules...),
 		fxkit.Server(rpcserver.Config{Addr: addr}),
 	)

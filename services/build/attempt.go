@@ -33,10 +33,12 @@ import (
 func (s *Service) execute(ctx context.Context, run domain.Run, b domain.Build, l Lease, w *steplog.Writer) (result, error) {
 	var res result
 	ws := filepath.Join(s.cfg.DataDir, "workspaces", run.ID+"-"+strconv.Itoa(b.Attempt))
-	if err := os.RemoveAll(ws); err != nil {
-		return res, fmt.Errorf("clear workspace %s: %w", ws, err)
+	for _, dir := range []string{ws, executor.HomeOf(ws)} {
+		if err := os.RemoveAll(dir); err != nil {
+			return res, fmt.Errorf("clear workspace %s: %w", dir, err)
+		}
+		defer func() { _ = os.RemoveAll(dir) }()
 	}
-	defer func() { _ = os.RemoveAll(ws) }()
 	secrets, err := s.secrets.Resolve(ctx, run.ID, stepsecrets.Names(stepSecrets(run.Steps)...))
 	switch {
 	case errors.Is(err, stepsecrets.ErrUnresolvable):
@@ -122,6 +124,7 @@ func (s *Service) runStep(ctx context.Context, run domain.Run, b domain.Build, l
 		Name:    st.Name,
 		Command: st.Run,
 		Dir:     ws,
+		Home:    executor.HomeOf(ws),
 		Env:     secrets.Env(stepEnv(run, st), st.Secrets),
 		Secrets: secrets.Values(),
 		Timeout: timeout,

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -288,7 +287,7 @@ func TestBuildFailures(t *testing.T) {
 	t.Run("runs", func(t *testing.T) {
 		t.Run("failing step", func(t *testing.T) {
 			t.Parallel()
-			marker := filepath.Join(t.TempDir(), "package-ran")
+			marker := h.file(t, "package-ran")
 			req := runRequest(repo, &sourcev1.BuildSpec{
 				Steps: []*sourcev1.Step{
 					{Name: "compile", Run: `i=1; while [ $i -le 25 ]; do echo "line $i"; i=$((i+1)); done; exit 2`},
@@ -391,7 +390,7 @@ func TestStepTimeoutKillsProcessGroup(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
 	repo := gitRepo(t, map[string]string{"main.go": "package main\n"})
-	pidFile := filepath.Join(t.TempDir(), "background.pid")
+	pidFile := h.file(t, "background.pid")
 
 	req := runRequest(repo, &sourcev1.BuildSpec{Steps: []*sourcev1.Step{{
 		Name:    "slow",
@@ -476,7 +475,7 @@ func TestTakeoverOfBuildLeftRunning(t *testing.T) {
 	// (after the replicas provisioned the declared consumer).
 	h.shortAckWait(t, 2*time.Second)
 
-	marker := filepath.Join(t.TempDir(), "first-attempt")
+	marker := h.file(t, "first-attempt")
 	repo := gitRepo(t, map[string]string{"main.go": "package main\n"})
 	req := runRequest(repo, &sourcev1.BuildSpec{Steps: []*sourcev1.Step{
 		{
@@ -593,7 +592,7 @@ func TestTailLogsFollowsTheBuild(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
 	repo := gitRepo(t, map[string]string{"main.go": "package main\n"})
-	gate := filepath.Join(t.TempDir(), "gate")
+	gate := h.file(t, "gate")
 	req := runRequest(repo, &sourcev1.BuildSpec{Steps: []*sourcev1.Step{
 		{Name: "wait", Run: `echo ready; while [ ! -f "$GATE" ]; do sleep 0.05; done; echo "gate open"`, Env: map[string]string{"GATE": gate}},
 		{Name: "after", Run: "echo after"},
@@ -766,7 +765,7 @@ func TestListBuildsPages(t *testing.T) {
 func TestLocalRepositoryRefusedWithoutAllowEgress(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, build.Config{Settings: servicekit.Settings{AllowEgress: []string{egress.Loopback}}, WorkerID: "worker-1"})
-	marker := filepath.Join(t.TempDir(), "ran")
+	marker := h.file(t, "ran")
 	req := runRequest(gitRepo(t, map[string]string{"main.go": "package main\n"}),
 		&sourcev1.BuildSpec{Steps: []*sourcev1.Step{{Name: "compile", Run: "touch " + marker}}})
 	h.publish(t, req)

@@ -2,6 +2,7 @@ package build_test
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -50,6 +51,19 @@ type harness struct {
 	rec  *recorder
 	*instance
 	replicas []*instance
+	// shared is a directory the replicas' steps may write (step-write-paths).
+	shared string
+}
+
+// file is a path, unique to t, in the directory the steps may write: a
+// file a step leaves for the test to see.
+func (h *harness) file(t *testing.T, name string) string {
+	t.Helper()
+	dir, err := os.MkdirTemp(h.shared, "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return filepath.Join(dir, name)
 }
 
 // instance is one replica of the build service.
@@ -73,7 +87,7 @@ func (i *instance) clientWith(secret string) buildv1connect.BuildServiceClient {
 // a data directory or database gets its own.
 func newHarness(t *testing.T, replicas ...build.Config) *harness {
 	t.Helper()
-	h := &harness{t: t, nats: natstest.Start(t)}
+	h := &harness{t: t, nats: natstest.Start(t), shared: t.TempDir()}
 	js, err := jetstream.New(h.nats.Connect(t))
 	if err != nil {
 		t.Fatal(err)
@@ -103,6 +117,8 @@ func (h *harness) start(cfg build.Config) *instance {
 	if cfg.AllowEgress == nil {
 		cfg.AllowEgress = []string{egress.Local} // the repositories are local
 	}
+	// Steps may write the files tests watch them with (h.file).
+	cfg.Isolation.WritePaths = append(cfg.Isolation.WritePaths, h.shared)
 	cfg = cfg.WithDefaults()
 	p := servicekittest.Start(h.t, h.nats.URL, servicekittest.Options{NATSName: cfg.WorkerID}, build.Module(cfg))
 	return &instance{

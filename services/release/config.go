@@ -3,9 +3,11 @@ package release
 import (
 	"errors"
 	"fmt"
+	"path"
 	"path/filepath"
 	"time"
 
+	"github.com/sluicehq/sluice/platform/executor"
 	"github.com/sluicehq/sluice/platform/servicekit"
 	"github.com/sluicehq/sluice/platform/stepsecrets"
 	"github.com/sluicehq/sluice/services/release/domain"
@@ -29,6 +31,8 @@ type Config struct {
 	// workspaces and the state directories deploy commands keep between
 	// deploys (<DataDir>/state/<repository>/<environment>).
 	servicekit.Settings
+	// Isolation keeps the steps from the platform (executor.Isolation).
+	Isolation executor.Isolation
 	// SourceURL is the source service's base URL: release asks it for the
 	// commits since the last release (ListCommits, a read-only query).
 	SourceURL string
@@ -49,6 +53,23 @@ type Config struct {
 	// does not name without a "*" entry: main and master
 	// (domain.DefaultBranches).
 	EnvironmentBranches string
+	// KeepProcesses are the environments (path.Match globs, "*" for
+	// every one) whose deploy commands may leave processes running on
+	// this host: a deploy that starts the service it deploys here. Other
+	// deploys, and every verify command, leave nothing behind
+	// (executor.Spec.KeepProcesses).
+	KeepProcesses []string
+}
+
+// keepsProcesses reports whether environment's deploy commands may leave
+// processes running.
+func (c Config) keepsProcesses(environment string) bool {
+	for _, pattern := range c.KeepProcesses {
+		if ok, err := path.Match(pattern, environment); err == nil && ok {
+			return true
+		}
+	}
+	return false
 }
 
 // DefaultConfig is the configuration a binary starts from.
@@ -66,10 +87,12 @@ func DefaultConfig() Config {
 // runs the service.
 func (c *Config) RegisterFlags(f *servicekit.Flags) {
 	c.Settings.RegisterFlags(f)
+	c.Isolation.RegisterFlags(f)
 	f.StringVar(&c.SourceURL, "source-url", "the source service's URL (asked for the commits of a changelog and the secrets of deploys)")
 	f.IntVar(&c.Workers, "workers", "release stages run at once")
 	f.DurationVar(&c.DefaultDeployTimeout, "deploy-timeout", "timeout of deploy commands whose environment sets none")
 	f.DurationVar(&c.DefaultVerifyTimeout, "verify-timeout", "how long a verification may keep trying when its environment sets no timeout")
+	f.StringsVar(&c.KeepProcesses, "keep-processes", "environments (globs; * for all) whose deploy commands may leave processes running on this host, such as a deploy that starts the service here; other deploys and verify commands leave nothing behind")
 	f.StringVar(&c.EnvironmentBranches, "environment-branches",
 		"the branches that may deploy automatically to each environment: ENV=BRANCH|BRANCH,... (globs; * for every other environment; ENV= for none); an environment not named takes main|master")
 }
@@ -92,7 +115,7 @@ func (c Config) WithDefaults() Config {
 // Validate refuses a config the service cannot run with, naming the
 // setting. Call it on WithDefaults' result.
 func (c Config) Validate() error {
-	errs := []error{c.Settings.Validate()}
+	errs := []error{c.Settings.Validate(), c.Isolation.Validate()}
 	if err := stepsecrets.CheckSourceURL(c.SourceURL, true); err != nil {
 		errs = append(errs, err)
 	}
@@ -101,6 +124,11 @@ func (c Config) Validate() error {
 	}
 	if c.DefaultDeployTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("deploy-timeout is %s; it must be positive", c.DefaultDeployTimeout))
+	}
+	for _, pattern := range c.KeepProcesses {
+		if _, err := path.Match(pattern, ""); err != nil {
+			errs = append(errs, fmt.Errorf("keep-processes: %q: %w", pattern, err))
+		}
 	}
 	if c.DefaultVerifyTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("verify-timeout is %s; it must be positive", c.DefaultVerifyTimeout))

@@ -307,7 +307,10 @@ func (s *Service) deploy(ctx context.Context, rel domain.Release, env domain.Env
 	case err != nil:
 		return fail(out.deploy, "secrets: "+err.Error(), nil)
 	}
-	cmd := commandEnv{vars: secrets.Env(vars, env.Secrets), secrets: secrets.Values()}
+	cmd := commandEnv{
+		vars: secrets.Env(vars, env.Secrets), secrets: secrets.Values(),
+		home: executor.HomeOf(src), writable: []string{ws.dir, stateDir},
+	}
 
 	// From here on the environment may change: record it before running.
 	if err := s.store.MarkStarted(ctx, d.ID); err != nil {
@@ -322,6 +325,7 @@ func (s *Service) deploy(ctx context.Context, rel domain.Release, env domain.Env
 	tail := lastlines.New(domain.LastLogLines, 0)
 	res, err := s.exec.Run(ctx, executor.Spec{
 		Name: "deploy " + env.Name, Command: env.Deploy, Dir: src, Env: cmd.vars, Secrets: cmd.secrets, Timeout: timeout,
+		Home: cmd.home, Writable: cmd.writable, KeepProcesses: s.cfg.keepsProcesses(env.Name),
 		Output: out.command(out.deploy, tail),
 	})
 	switch {
@@ -391,6 +395,10 @@ const secretsPatience = 2 * time.Minute
 type commandEnv struct {
 	vars    map[string]string
 	secrets []string
+	// home is the deploy's HOME; writable are the workspace and the state
+	// directory, which a sandboxed command may write.
+	home     string
+	writable []string
 }
 
 func (s *Service) verify(ctx context.Context, env domain.Environment, dir string, cmd commandEnv, out logTo) (string, []string, error) {
@@ -506,6 +514,7 @@ func (s *Service) verifyCommand(ctx context.Context, env domain.Environment, dir
 		tail := lastlines.New(domain.LastLogLines, 0)
 		res, err := s.exec.Run(ctx, executor.Spec{
 			Name: "verify " + env.Name, Command: env.Verify.Command, Dir: dir, Env: cmd.vars, Secrets: cmd.secrets,
+			Home: cmd.home, Writable: cmd.writable,
 			Timeout: max(left, time.Millisecond), Output: out.command(out.verify, tail),
 		})
 		last = tail.Lines()

@@ -1,6 +1,7 @@
 package release
 
 import (
+	"log/slog"
 	"net/http"
 	"time"
 
@@ -53,8 +54,11 @@ func newSecrets(cfg Config, id *auth.ServiceIdentity) *stepsecrets.Resolver {
 	return stepsecrets.NewResolver(Name, cfg.SourceURL, id, nil)
 }
 
-// newExecutor runs deploy and verify commands as local processes.
-func newExecutor() executor.Executor { return &executor.Local{} }
+// newExecutor runs deploy and verify commands as local processes, in the
+// step sandbox unless the operator turned it off.
+func newExecutor(cfg Config, log *slog.Logger) (executor.Executor, error) {
+	return executor.NewLocal(cfg.Isolation, 0, log)
+}
 
 // parts are what runs beside the API: the consumer of finished test runs;
 // manual rollbacks in progress are interrupted first when the service stops.

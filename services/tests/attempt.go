@@ -131,7 +131,8 @@ func (a *attempt) test(ctx context.Context) (domain.Outcome, error) {
 
 // workspace makes an empty directory for the attempt,
 // <DataDir>/workspaces/<run-id>-<attempt>, removing what earlier attempts
-// of the run left on this machine. cleanup removes it.
+// of the run left on this machine. cleanup removes it and the run's home
+// next to it (executor.HomeOf).
 func (s *Service) workspace(run domain.TestRun) (string, func(), error) {
 	root := filepath.Join(s.cfg.DataDir, "workspaces")
 	old, err := filepath.Glob(filepath.Join(root, run.RunID+"-*"))
@@ -148,8 +149,10 @@ func (s *Service) workspace(run domain.TestRun) (string, func(), error) {
 		return "", nil, fmt.Errorf("create workspace: %w", err)
 	}
 	return dir, func() {
-		if err := os.RemoveAll(dir); err != nil {
-			s.log.Warn("removing the workspace failed", "dir", dir, "error", err)
+		for _, d := range []string{dir, executor.HomeOf(dir)} {
+			if err := os.RemoveAll(d); err != nil {
+				s.log.Warn("removing the workspace failed", "dir", d, "error", err)
+			}
 		}
 	}, nil
 }
@@ -214,6 +217,7 @@ func (a *attempt) runStep(ctx context.Context, ws string, step *sourcev1.Step) (
 		Name:    name,
 		Command: step.GetRun(),
 		Dir:     ws,
+		Home:    executor.HomeOf(ws),
 		Env:     a.secrets.Env(env, step.GetSecrets()),
 		Secrets: a.secrets.Values(),
 		Timeout: timeout,

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/sluicehq/sluice/platform/executor"
 	"github.com/sluicehq/sluice/platform/servicekit"
 	"github.com/sluicehq/sluice/platform/stepsecrets"
 )
@@ -24,6 +25,8 @@ const (
 type Config struct {
 	// Settings: DataDir holds the workspaces (and the database by default).
 	servicekit.Settings
+	// Isolation keeps the steps from the platform (executor.Isolation).
+	Isolation executor.Isolation
 	// SourceURL is the source service's base URL, asked for the values of
 	// the secrets steps ask for (stepsecrets); empty: runs whose steps ask
 	// for secrets fail.
@@ -48,6 +51,7 @@ func DefaultConfig() Config {
 // runs the service.
 func (c *Config) RegisterFlags(f *servicekit.Flags) {
 	c.Settings.RegisterFlags(f)
+	c.Isolation.RegisterFlags(f)
 	f.StringVar(&c.SourceURL, "source-url", "the source service's URL (asked for the secrets steps ask for)")
 	f.IntVar(&c.Workers, "workers", "test runs run at once")
 	f.DurationVar(&c.DefaultStepTimeout, "step-timeout", "timeout of test steps that declare none")
@@ -68,7 +72,7 @@ func (c Config) WithDefaults() Config {
 // Validate refuses a configuration the service cannot run with, naming the
 // setting. Call it on WithDefaults' result.
 func (c Config) Validate() error {
-	errs := []error{c.Settings.Validate(), stepsecrets.CheckSourceURL(c.SourceURL, false)}
+	errs := []error{c.Settings.Validate(), c.Isolation.Validate(), stepsecrets.CheckSourceURL(c.SourceURL, false)}
 	if c.Workers < 1 {
 		errs = append(errs, fmt.Errorf("workers is %d; it must be at least 1", c.Workers))
 	}

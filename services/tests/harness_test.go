@@ -18,6 +18,7 @@ import (
 	"github.com/sluicehq/sluice/platform/egress"
 	"github.com/sluicehq/sluice/platform/events"
 	"github.com/sluicehq/sluice/platform/executor"
+	"github.com/sluicehq/sluice/platform/executor/executortest"
 	"github.com/sluicehq/sluice/platform/gittest"
 	"github.com/sluicehq/sluice/platform/natstest"
 	"github.com/sluicehq/sluice/platform/servicekit"
@@ -94,7 +95,9 @@ func (h *harness) clientWith(secret string) testv1connect.TestServiceClient {
 func (h *harness) config() tests.Config {
 	return tests.Config{
 		Settings: servicekit.Settings{DataDir: h.t.TempDir(), DatabaseURL: sqldbtest.URL(h.t), AllowEgress: []string{egress.Local}},
-		Workers:  2,
+		// The steps build and test Go with the tests' toolchain and cache.
+		Isolation: executortest.GoIsolation(h.t),
+		Workers:   2,
 	}
 }
 

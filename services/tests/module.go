@@ -1,6 +1,8 @@
 package tests
 
 import (
+	"log/slog"
+
 	"go.uber.org/fx"
 
 	"github.com/sluicehq/sluice/platform/auth"
@@ -30,9 +32,10 @@ func Module(cfg Config) fx.Option {
 	)
 }
 
-// newExecutor runs the test steps as local processes.
-func newExecutor(cfg Config) executor.Executor {
-	return &executor.Local{DefaultTimeout: cfg.DefaultStepTimeout}
+// newExecutor runs the test steps as local processes, in the step
+// sandbox unless the operator turned it off.
+func newExecutor(cfg Config, log *slog.Logger) (executor.Executor, error) {
+	return executor.NewLocal(cfg.Isolation, cfg.DefaultStepTimeout, log)
 }
 
 // newSecrets asks source for the values of the secrets steps ask for, as

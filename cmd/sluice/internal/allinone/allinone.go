@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -26,10 +27,15 @@ import (
 	"github.com/spf13/pflag"
 	"go.uber.org/fx"
 
+	"github.com/sluicehq/sluice/deploy"
 	"github.com/sluicehq/sluice/platform/auth"
 	"github.com/sluicehq/sluice/platform/egress"
+	"github.com/sluicehq/sluice/platform/executor"
 	"github.com/sluicehq/sluice/platform/fxkit"
 	"github.com/sluicehq/sluice/platform/keyring"
+	"github.com/sluicehq/sluice/platform/natsauth"
+	"github.com/sluicehq/sluice/platform/natsconn"
+	"github.com/sluicehq/sluice/platform/natsprovision"
 	"github.com/sluicehq/sluice/platform/retry"
 	"github.com/sluicehq/sluice/platform/servicecmd"
 	"github.com/sluicehq/sluice/platform/servicekit"
@@ -54,6 +60,22 @@ const DefaultPollInterval = 10 * time.Second
 // 127.0.0.1, and a webhook receiver is likely on the same machine). A
 // service binary allows neither unless told.
 func DemoAllowEgress() []string { return []string{egress.Loopback, egress.Local} }
+
+// DemoReadPaths are the paths `sluice up`'s steps may read besides the
+// system's directories: the Go toolchain the go command on PATH belongs
+// to, which the bundled example builds and tests with. A service binary
+// allows none unless told (step-read-paths).
+func DemoReadPaths() []string {
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		return nil
+	}
+	real, err := filepath.EvalSymlinks(goBin)
+	if err != nil || !filepath.IsAbs(real) {
+		return nil
+	}
+	return []string{filepath.Dir(filepath.Dir(real))}
+}
 
 // Options configure the platform.
 type Options struct {
@@ -98,6 +120,12 @@ func DefaultOptions() Options {
 	for _, u := range o.units() {
 		*u.settings = servicekit.Settings{NATSReplicas: u.settings.NATSReplicas, AllowEgress: DemoAllowEgress()}
 	}
+	// Steps may use the Go toolchain on PATH, and the demo's deploys start
+	// the service they deploy on this machine.
+	for _, iso := range []*executor.Isolation{&o.Build.Isolation, &o.Test.Isolation, &o.Release.Isolation} {
+		iso.ReadPaths = DemoReadPaths()
+	}
+	o.Release.KeepProcesses = []string{"*"}
 	return o
 }
 
@@ -234,12 +262,13 @@ func (p *Platform) Client() *http.Client {
 	return &http.Client{Transport: auth.WithSecret(nil, func() string { return p.AdminToken })}
 }
 
-// NATSURL is the NATS server the platform uses.
+// NATSURL is the NATS server the platform uses; the embedded one's with
+// the admin's credentials in it.
 func (p *Platform) NATSURL() string { return p.natsURL }
 
 // modules are the chosen services' fx modules, their settings completed.
 // A service's invalid settings fail the composition (its Module says why).
-func (o Options) modules(url string) ([]fx.Option, error) {
+func (o Options) modules(url string, natsOf func(service string) natsconn.Config) ([]fx.Option, error) {
 	for _, sourceURL := range []*string{&o.Release.SourceURL, &o.Build.SourceURL, &o.Test.SourceURL} {
 		if *sourceURL == "" {
 			*sourceURL = url
@@ -250,9 +279,14 @@ func (o Options) modules(url string) ([]fx.Option, error) {
 		if u.settings.DataDir == "" {
 			u.settings.DataDir = filepath.Join(o.DataDir, u.name)
 		}
-		if slices.Contains(o.Services, u.name) {
-			modules = append(modules, u.module())
+		if !slices.Contains(o.Services, u.name) {
+			continue
 		}
+		if natsOf == nil {
+			modules = append(modules, u.module())
+			continue
+		}
+		modules = append(modules, fx.Module(u.name+"-nats", fxkit.ServiceNATS(natsOf(u.name)), u.module()))
 	}
 	for _, s := range o.Services {
 		if !slices.Contains(servicekit.Services(), s) {
@@ -260,6 +294,20 @@ func (o Options) modules(url string) ([]fx.Option, error) {
 		}
 	}
 	return modules, nil
+}
+
+// startEmbeddedNATS starts the embedded server with the services' users
+// and the admin, derived from the declarations (natsauth).
+func startEmbeddedNATS(dataDir string) (*embeddednats.Server, error) {
+	decl, err := natsprovision.Load(deploy.NATS())
+	if err != nil {
+		return nil, err
+	}
+	users, err := natsauth.Users(decl)
+	if err != nil {
+		return nil, err
+	}
+	return embeddednats.Start(embeddednats.Config{StoreDir: filepath.Join(dataDir, "nats"), Users: users})
 }
 
 // Start starts NATS (unless external) and the chosen services, and returns
@@ -303,21 +351,34 @@ func Start(ctx context.Context, o Options) (*Platform, error) {
 			log.Info("made the key secrets are encrypted with at rest; keep it safe", slog.String("file", keyFile))
 		}
 	}
-	modules, err := o.modules(p.URL)
-	if err != nil {
-		return nil, err
-	}
+	shared := o.Process.NATS("")
+	var own func(service string) natsconn.Config
 	if o.Process.NATSURL == "" {
-		ns, err := embeddednats.Start(embeddednats.Config{StoreDir: filepath.Join(o.DataDir, "nats")})
+		ns, err := startEmbeddedNATS(o.DataDir)
 		if err != nil {
 			return nil, err
 		}
 		p.nats = ns
-		o.Process.NATSURL = ns.ClientURL()
+		p.natsURL = ns.AdminURL()
+		// Every service connects as its own user; the process shares no
+		// connection.
+		shared = natsconn.Config{}
+		own = func(service string) natsconn.Config {
+			return natsconn.Config{
+				URL: ns.ClientURL(), Name: "sluice-" + service, User: service, Password: ns.Password(service),
+				InboxPrefix: natsauth.InboxPrefix(service),
+			}
+		}
+	} else {
+		p.natsURL = o.Process.NATSURL
 	}
-	p.natsURL = o.Process.NATSURL
+	modules, err := o.modules(p.URL, own)
+	if err != nil {
+		p.stopNATS()
+		return nil, err
+	}
 	info := servicekit.BuildInfo{Version: o.Version, Commit: o.Commit}
-	p.app = servicecmd.App(log, info, o.Process.NATS(""), o.Process.Addr, modules...)
+	p.app = servicecmd.App(log, info, shared, o.Process.Addr, modules...)
 	if err := p.app.Err(); err != nil {
 		p.stopNATS()
 		return nil, err

@@ -1,16 +1,23 @@
 // Package embeddednats runs a NATS server with JetStream inside the sluice
-// process, for the all-in-one mode. Services still reach it as clients.
+// process, for the all-in-one mode. Services still reach it as clients,
+// each as its own user with its own permissions (platform/natsauth), with
+// passwords made afresh on every start and never written anywhere: a step
+// that reaches the port has no credential to use it.
 package embeddednats
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"strconv"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/sluicehq/sluice/platform/natsauth"
 )
 
 // Config says where the server keeps its data and listens.
@@ -20,11 +27,15 @@ type Config struct {
 	// Addr is host:port for clients; port 0 picks a free port, "" listens
 	// on 127.0.0.1 with a free port.
 	Addr string
+	// Users are the server's users (natsauth.Users); it accepts no one
+	// else. Each gets a random password (Password).
+	Users []natsauth.User
 }
 
 // Server is a running embedded server.
 type Server struct {
-	ns *server.Server
+	ns        *server.Server
+	passwords map[string]string
 }
 
 // Start starts the server and waits until it accepts connections.
@@ -47,7 +58,12 @@ func Start(cfg Config) (*Server, error) {
 			port = -1 // nats-server's "random port"; 0 would mean 4222
 		}
 	}
+	if len(cfg.Users) == 0 {
+		return nil, errors.New("embedded nats: no users")
+	}
+	users, passwords := serverUsers(cfg.Users)
 	ns, err := server.NewServer(&server.Options{
+		Users:      users,
 		ServerName: "sluice-embedded",
 		Host:       host,
 		Port:       port,
@@ -66,11 +82,53 @@ func Start(cfg Config) (*Server, error) {
 		ns.Shutdown()
 		return nil, errors.New("embedded nats: not ready after 30s")
 	}
-	return &Server{ns: ns}, nil
+	return &Server{ns: ns, passwords: passwords}, nil
 }
 
-// ClientURL is the URL clients connect to.
+// serverUsers are users as the server takes them, in the global account
+// (where the JetStream data of earlier versions is), and their passwords.
+func serverUsers(in []natsauth.User) ([]*server.User, map[string]string) {
+	users := make([]*server.User, 0, len(in))
+	passwords := make(map[string]string, len(in))
+	for _, u := range in {
+		pw := rand.Text()
+		passwords[u.Name] = pw
+		su := &server.User{Username: u.Name, Password: pw}
+		if !u.All {
+			su.Permissions = &server.Permissions{
+				Publish:   &server.SubjectPermission{Allow: subjects(u.Publish)},
+				Subscribe: &server.SubjectPermission{Allow: subjects(u.Subscribe)},
+			}
+		}
+		users = append(users, su)
+	}
+	return users, passwords
+}
+
+func subjects(rules []natsauth.Rule) []string {
+	out := make([]string, 0, len(rules))
+	for _, r := range rules {
+		out = append(out, r.Subject)
+	}
+	return out
+}
+
+// ClientURL is the URL clients connect to, without credentials.
 func (s *Server) ClientURL() string { return s.ns.ClientURL() }
+
+// Password is user's password; "" for a user the server does not have.
+func (s *Server) Password(user string) string { return s.passwords[user] }
+
+// AdminURL is ClientURL with the admin's credentials in it, for tools and
+// tests.
+func (s *Server) AdminURL() string {
+	u, err := url.Parse(s.ClientURL())
+	if err != nil {
+		return s.ClientURL()
+	}
+	u.User = url.UserPassword(natsauth.Admin, s.Password(natsauth.Admin))
+	return u.String()
+}
 
 // Stop shuts the server down and waits, or gives up when ctx ends.
 func (s *Server) Stop(ctx context.Context) error {

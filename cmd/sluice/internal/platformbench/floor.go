@@ -30,6 +30,7 @@ import (
 	"github.com/sluicehq/sluice/deploy"
 	"github.com/sluicehq/sluice/platform/egress"
 	"github.com/sluicehq/sluice/platform/gitcheckout"
+	"github.com/sluicehq/sluice/platform/natsauth"
 	"github.com/sluicehq/sluice/platform/natsconn"
 	"github.com/sluicehq/sluice/platform/natsprovision"
 	"github.com/sluicehq/sluice/platform/sqldb"
@@ -138,10 +139,13 @@ func startFloor(ctx context.Context, cfg floorConfig, path []stage) (_ *floor, e
 			_ = f.stop(context.WithoutCancel(ctx))
 		}
 	}()
-	if f.ns, err = embeddednats.Start(embeddednats.Config{StoreDir: filepath.Join(cfg.Dir, "nats")}); err != nil {
+	if f.ns, err = embeddednats.Start(embeddednats.Config{
+		StoreDir: filepath.Join(cfg.Dir, "nats"),
+		Users:    []natsauth.User{{Name: natsauth.Admin, All: true}},
+	}); err != nil {
 		return nil, fmt.Errorf("floor: %w", err)
 	}
-	if f.nc, f.js, err = natsconn.Connect(natsconn.Config{URL: f.ns.ClientURL(), Name: "sluice-floor"}, cfg.Log); err != nil {
+	if f.nc, f.js, err = natsconn.Connect(natsconn.Config{URL: f.ns.ClientURL(), Name: "sluice-floor", User: natsauth.Admin, Password: f.ns.Password(natsauth.Admin)}, cfg.Log); err != nil {
 		return nil, fmt.Errorf("floor: %w", err)
 	}
 	if err := natsprovision.ApplyAll(ctx, f.js, deploy.NATS(), natsprovision.Options{Log: cfg.Log, WaitForStreams: 30 * time.Second}); err != nil {

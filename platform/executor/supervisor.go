@@ -1,0 +1,279 @@
+package executor
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/landlock-lsm/go-landlock/landlock"
+	"golang.org/x/sys/unix"
+	"kernel.org/pub/linux/libs/security/libcap/cap"
+)
+
+// The supervisor is the service's own binary started again with argv
+// [supervisorArg0] and only supervisorEnv in its environment; the init
+// below recognises it before anything else of the program runs. It reads
+// a supervisorSpec from fd 3 and reports on fd 4: "error: <why>" when the
+// step could not start, else "exit <code>" or "signal <number>" when the
+// step's main process has ended and everything it left is gone.
+const (
+	supervisorArg0  = "sluice-step-supervisor"
+	supervisorEnv   = "SLUICE_STEP_SUPERVISOR"
+	supervisorMagic = "v1"
+	specFD          = 3
+	statusFD        = 4
+	// maxSpec bounds what the supervisor reads from fd 3.
+	maxSpec = 64 << 20
+	// sweepFor bounds how long the supervisor keeps killing what a step
+	// left; a step forking faster than it kills is reported.
+	sweepFor = 10 * time.Second
+)
+
+// supervisorSpec is what the supervisor needs to run one step.
+type supervisorSpec struct {
+	Shell   string        `json:"shell"`
+	Command string        `json:"command"`
+	Dir     string        `json:"dir"`
+	Env     []string      `json:"env"`
+	Read    []string      `json:"read"`
+	Write   []string      `json:"write"`
+	Keep    bool          `json:"keep"`
+	Grace   time.Duration `json:"grace"`
+}
+
+func init() {
+	if len(os.Args) == 1 && os.Args[0] == supervisorArg0 && os.Getenv(supervisorEnv) == supervisorMagic {
+		os.Exit(supervise())
+	}
+}
+
+// supervise runs the supervisor and returns its exit code; the service
+// reads the outcome from the status pipe, not from the code.
+func supervise() int {
+	unix.CloseOnExec(specFD)
+	unix.CloseOnExec(statusFD)
+	status := os.NewFile(statusFD, "status")
+	defer status.Close()
+	report := func(format string, args ...any) int {
+		fmt.Fprintf(status, format+"\n", args...)
+		return 0
+	}
+	var spec supervisorSpec
+	specFile := os.NewFile(specFD, "spec")
+	err := json.NewDecoder(io.LimitReader(specFile, maxSpec)).Decode(&spec)
+	_ = specFile.Close()
+	if err != nil {
+		return report("error: step sandbox: read the step: %v", err)
+	}
+	// Signals first: a stop that arrives while the sandbox is being set up
+	// is handled once the step runs (it is then stopped at once).
+	stop := make(chan os.Signal, 1)
+	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	if err := confine(spec); err != nil {
+		return report("error: step sandbox: %v", err)
+	}
+	devNull, err := os.Open(os.DevNull)
+	if err != nil {
+		return report("error: step sandbox: %v", err)
+	}
+	proc, err := os.StartProcess(spec.Shell, []string{spec.Shell, "-c", spec.Command}, &os.ProcAttr{
+		Dir:   spec.Dir,
+		Env:   spec.Env,
+		Files: []*os.File{devNull, os.Stdout, os.Stderr},
+	})
+	_ = devNull.Close()
+	if err != nil {
+		return report("error: %v", err)
+	}
+	ended := reap(proc.Pid)
+	select {
+	case ws := <-ended:
+		if !spec.Keep {
+			sweep(syscall.SIGKILL, time.Now().Add(sweepFor))
+		}
+		return report("%s", outcome(ws))
+	case <-stop:
+		// The service stops the step: TERM to everything, KILL to what is
+		// left after the grace.
+		sweep(syscall.SIGTERM, time.Now().Add(spec.Grace))
+		sweep(syscall.SIGKILL, time.Now().Add(sweepFor))
+		select {
+		case ws := <-ended:
+			return report("%s", outcome(ws))
+		case <-time.After(time.Second):
+			return report("signal %d", syscall.SIGKILL)
+		}
+	}
+}
+
+// confine makes this process the reaper of what the step starts, drops
+// its capabilities when it runs as root and applies the Landlock rules
+// the step inherits.
+func confine(spec supervisorSpec) error {
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		return fmt.Errorf("become the step's reaper: %w", err)
+	}
+	if unix.Geteuid() == 0 {
+		if err := dropCapabilities(); err != nil {
+			return err
+		}
+	}
+	rules := []landlock.Rule{
+		landlock.RODirs(spec.Read...).IgnoreIfMissing(),
+		landlock.RWDirs(spec.Write...),
+		landlock.RWFiles(devWrite...).IgnoreIfMissing(),
+		landlock.ROFiles(devRead...).IgnoreIfMissing(),
+	}
+	if err := landlock.V11.BestEffort().RestrictPaths(rules...); err != nil {
+		return fmt.Errorf("landlock: %w", err)
+	}
+	if !spec.Keep {
+		// A step whose processes may stay (a deploy that starts a service
+		// on this host) must be able to stop the ones an earlier deploy
+		// left, which run in another sandbox: only other steps keep
+		// signal scoping.
+		if err := landlock.V11.BestEffort().RestrictScoped(); err != nil {
+			return fmt.Errorf("landlock scoping: %w", err)
+		}
+	}
+	return nil
+}
+
+// dropCapabilities leaves root without any capability, in every thread and
+// for everything it starts.
+func dropCapabilities() error {
+	if err := cap.ResetAmbient(); err != nil {
+		return fmt.Errorf("drop ambient capabilities: %w", err)
+	}
+	var all []cap.Value
+	for v := range cap.MaxBits() {
+		all = append(all, v)
+	}
+	if err := cap.DropBound(all...); err != nil {
+		return fmt.Errorf("drop the capability bounding set: %w", err)
+	}
+	if err := cap.NewSet().SetProc(); err != nil {
+		return fmt.Errorf("drop capabilities: %w", err)
+	}
+	return nil
+}
+
+// reap waits for every child (the step's main process and whatever is
+// left to this reaper) and sends the main process's status once.
+func reap(main int) <-chan unix.WaitStatus {
+	ended := make(chan unix.WaitStatus, 1)
+	go func() {
+		for {
+			var ws unix.WaitStatus
+			pid, err := unix.Wait4(-1, &ws, 0, nil)
+			switch {
+			case errors.Is(err, unix.EINTR):
+				continue
+			case err != nil:
+				// ECHILD: nothing left to wait for until the next child.
+				time.Sleep(10 * time.Millisecond)
+				continue
+			case pid == main:
+				ended <- ws
+			}
+		}
+	}()
+	return ended
+}
+
+func outcome(ws unix.WaitStatus) string {
+	if ws.Signaled() {
+		return "signal " + strconv.Itoa(int(ws.Signal()))
+	}
+	return "exit " + strconv.Itoa(ws.ExitStatus())
+}
+
+// sweep sends sig to every process descended from this one until none is
+// left (zombies the reaper has not collected yet do not count) or deadline
+// passes. The supervisor reaps orphans, so whatever the step started, even
+// a daemon in a session of its own, is a descendant.
+func sweep(sig syscall.Signal, deadline time.Time) {
+	self := os.Getpid()
+	for {
+		left := descendants(self)
+		if len(left) == 0 {
+			return
+		}
+		if sig == syscall.SIGKILL || time.Now().Before(deadline) {
+			for _, pid := range left {
+				_ = unix.Kill(pid, sig)
+			}
+		}
+		if !time.Now().Before(deadline) {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// descendants are the live processes below root, from /proc.
+func descendants(root int) []int {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	children := map[int][]int{}
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		ppid, state, ok := statOf(pid)
+		if !ok || state == 'Z' {
+			continue
+		}
+		children[ppid] = append(children[ppid], pid)
+	}
+	var out []int
+	queue := []int{root}
+	for len(queue) > 0 {
+		p := queue[0]
+		queue = queue[1:]
+		for _, c := range children[p] {
+			out = append(out, c)
+			queue = append(queue, c)
+		}
+	}
+	return out
+}
+
+// statOf reads a process's parent and state from /proc/<pid>/stat.
+func statOf(pid int) (ppid int, state byte, ok bool) {
+	f, err := os.Open("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, 0, false
+	}
+	defer f.Close()
+	line, err := bufio.NewReader(io.LimitReader(f, 4096)).ReadString('\n')
+	if err != nil && line == "" {
+		return 0, 0, false
+	}
+	// The command name is in parentheses and may contain anything; the
+	// fields after the last ')' are "state ppid ...".
+	i := strings.LastIndexByte(line, ')')
+	if i < 0 {
+		return 0, 0, false
+	}
+	fields := strings.Fields(line[i+1:])
+	if len(fields) < 2 || len(fields[0]) != 1 {
+		return 0, 0, false
+	}
+	ppid, err = strconv.Atoi(fields[1])
+	if err != nil {
+		return 0, 0, false
+	}
+	return ppid, fields[0][0], true
+}
