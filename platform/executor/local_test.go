@@ -319,7 +319,7 @@ func TestTimeoutKillsProcessGroup(t *testing.T) {
 	out := &output{}
 	l := &executor.Local{KillGrace: 5 * time.Second}
 	res, err := l.Run(context.Background(), executor.Spec{
-		Command: backgroundSleep, Dir: t.TempDir(), Timeout: 500 * time.Millisecond, Output: out.add,
+		Command: backgroundSleep, Dir: t.TempDir(), Timeout: 2 * time.Second, Output: out.add,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -335,7 +335,7 @@ func TestTimeoutEscalatesToSIGKILL(t *testing.T) {
 	l := &executor.Local{KillGrace: 200 * time.Millisecond}
 	res, err := l.Run(context.Background(), executor.Spec{
 		// Both the shell and its child ignore SIGTERM.
-		Command: `trap '' TERM; ` + backgroundSleep, Dir: t.TempDir(), Timeout: 500 * time.Millisecond, Output: out.add,
+		Command: `trap '' TERM; ` + backgroundSleep, Dir: t.TempDir(), Timeout: 2 * time.Second, Output: out.add,
 	})
 	if err != nil {
 		t.Fatal(err)

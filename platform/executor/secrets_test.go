@@ -119,7 +119,7 @@ func TestSecretsDoNotChangeTheResult(t *testing.T) {
 	t.Run("timeout", func(t *testing.T) {
 		t.Parallel()
 		res, out := runWithSecrets(t, &executor.Local{KillGrace: 200 * time.Millisecond},
-			`echo "$TOKEN"; printf 'tok-3f9'; sleep 1000`, 300*time.Millisecond)
+			`echo "$TOKEN"; printf 'tok-3f9'; sleep 1000`, 2*time.Second)
 		if !res.TimedOut || res.ExitCode != -1 {
 			t.Errorf("result = %+v, want TimedOut, ExitCode -1", res)
 		}

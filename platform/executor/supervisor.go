@@ -1,13 +1,13 @@
 package executor
 
 import (
-	"bufio"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -15,7 +15,6 @@ import (
 
 	"github.com/landlock-lsm/go-landlock/landlock"
 	"golang.org/x/sys/unix"
-	"kernel.org/pub/linux/libs/security/libcap/cap"
 )
 
 // The supervisor is the service's own binary started again with argv
@@ -58,6 +57,9 @@ func init() {
 // supervise runs the supervisor and returns its exit code; the service
 // reads the outcome from the status pipe, not from the code.
 func supervise() int {
+	// The step is started from this thread, whose credentials it inherits:
+	// the capabilities are dropped here (see dropCapabilities).
+	runtime.LockOSThread()
 	unix.CloseOnExec(specFD)
 	unix.CloseOnExec(statusFD)
 	status := os.NewFile(statusFD, "status")
@@ -147,20 +149,26 @@ func confine(spec supervisorSpec) error {
 	return nil
 }
 
-// dropCapabilities leaves root without any capability, in every thread and
-// for everything it starts.
+// dropCapabilities leaves this thread, and so the step it starts, without
+// any capability: an empty bounding set (execve cannot grant any back) and
+// empty effective, permitted, inheritable and ambient sets. The
+// supervisor's other threads keep theirs; they run only the supervisor.
 func dropCapabilities() error {
-	if err := cap.ResetAmbient(); err != nil {
+	if err := unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0); err != nil {
 		return fmt.Errorf("drop ambient capabilities: %w", err)
 	}
-	var all []cap.Value
-	for v := range cap.MaxBits() {
-		all = append(all, v)
+	for c := 0; ; c++ {
+		err := unix.Prctl(unix.PR_CAPBSET_DROP, uintptr(c), 0, 0, 0)
+		if errors.Is(err, unix.EINVAL) {
+			break // past the kernel's last capability
+		}
+		if err != nil {
+			return fmt.Errorf("drop capability %d from the bounding set: %w", c, err)
+		}
 	}
-	if err := cap.DropBound(all...); err != nil {
-		return fmt.Errorf("drop the capability bounding set: %w", err)
-	}
-	if err := cap.NewSet().SetProc(); err != nil {
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if err := unix.Capset(&hdr, &data[0]); err != nil {
 		return fmt.Errorf("drop capabilities: %w", err)
 	}
 	return nil
@@ -199,10 +207,14 @@ func outcome(ws unix.WaitStatus) string {
 // sweep sends sig to every process descended from this one until none is
 // left (zombies the reaper has not collected yet do not count) or deadline
 // passes. The supervisor reaps orphans, so whatever the step started, even
-// a daemon in a session of its own, is a descendant.
+// a daemon in a session of its own, is a descendant, and a supervisor
+// without children has no descendants at all.
 func sweep(sig syscall.Signal, deadline time.Time) {
 	self := os.Getpid()
 	for {
+		if !hasChildren() {
+			return
+		}
 		left := descendants(self)
 		if len(left) == 0 {
 			return
@@ -217,6 +229,14 @@ func sweep(sig syscall.Signal, deadline time.Time) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// hasChildren reports whether this process has a child, running or not yet
+// reaped.
+func hasChildren() bool {
+	var info unix.Siginfo
+	err := unix.Waitid(unix.P_ALL, 0, &info, unix.WEXITED|unix.WNOHANG|unix.WNOWAIT, nil)
+	return !errors.Is(err, unix.ECHILD)
 }
 
 // descendants are the live processes below root, from /proc.
@@ -252,15 +272,19 @@ func descendants(root int) []int {
 
 // statOf reads a process's parent and state from /proc/<pid>/stat.
 func statOf(pid int) (ppid int, state byte, ok bool) {
-	f, err := os.Open("/proc/" + strconv.Itoa(pid) + "/stat")
+	// Plain system calls: os.Open would register each file with the
+	// poller, which costs more than the read.
+	fd, err := unix.Open("/proc/"+strconv.Itoa(pid)+"/stat", unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return 0, 0, false
 	}
-	defer f.Close()
-	line, err := bufio.NewReader(io.LimitReader(f, 4096)).ReadString('\n')
-	if err != nil && line == "" {
+	defer unix.Close(fd)
+	var buf [1024]byte
+	n, err := unix.Read(fd, buf[:])
+	if err != nil || n <= 0 {
 		return 0, 0, false
 	}
+	line := string(buf[:n])
 	// The command name is in parentheses and may contain anything; the
 	// fields after the last ')' are "state ppid ...".
 	i := strings.LastIndexByte(line, ')')
