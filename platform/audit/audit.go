@@ -38,6 +38,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
@@ -85,13 +86,23 @@ type Recorder struct {
 	db      *sqldb.DB
 	relay   *events.Relay
 	log     *slog.Logger
+	// anonymous bounds the entries of calls without a valid credential:
+	// anyone who reaches the API can make those, and each is a row.
+	anonymous *bucket
 }
+
+// Anonymous calls recorded: AnonymousBurst at once, then AnonymousRate a
+// second; the ones over are counted and logged, not recorded.
+const (
+	AnonymousRate  = 10
+	AnonymousBurst = 100
+)
 
 var _ connect.Interceptor = (*Recorder)(nil)
 
 // NewRecorder makes the interceptor of service, writing to db's outbox.
 func NewRecorder(service string, db *sqldb.DB, relay *events.Relay, log *slog.Logger) *Recorder {
-	return &Recorder{service: service, db: db, relay: relay, log: log}
+	return &Recorder{service: service, db: db, relay: relay, log: log, anonymous: newBucket(AnonymousRate, AnonymousBurst, time.Now)}
 }
 
 type callKey struct{}
@@ -148,6 +159,13 @@ func (r *Recorder) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 		}
 		entry := c.finish(id, known, named, outcome)
 		if !known {
+			if dropped, ok := r.anonymous.take(); !ok {
+				if dropped > 0 {
+					r.log.WarnContext(ctx, "calls without a valid credential come too fast to record them all; some were not recorded",
+						slog.Int64("not_recorded", dropped), slog.Int("per_second", AnonymousRate))
+				}
+				return res, err
+			}
 			// The id the credential claims, unverified: who tried.
 			entry.ActorId = auth.TokenID(bearer(req.Header().Get("Authorization")))
 		}
@@ -283,4 +301,44 @@ func bound(s string, n int) string {
 		n--
 	}
 	return s[:n]
+}
+
+// bucket is a token bucket: take succeeds while it holds a token, and it
+// gains rate tokens a second, up to burst.
+type bucket struct {
+	rate, burst float64
+	now         func() time.Time
+
+	mu     sync.Mutex
+	tokens float64
+	last   time.Time
+	// dropped counts refusals since the last one reported; reported is
+	// when that was.
+	dropped  int64
+	reported time.Time
+}
+
+func newBucket(rate, burst float64, now func() time.Time) *bucket {
+	return &bucket{rate: rate, burst: burst, now: now, tokens: burst, last: now()}
+}
+
+// take takes a token. Without one it returns false and, at most once a
+// minute, the number of refusals to report (else 0).
+func (b *bucket) take() (int64, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	now := b.now()
+	b.tokens = min(b.burst, b.tokens+now.Sub(b.last).Seconds()*b.rate)
+	b.last = now
+	if b.tokens >= 1 {
+		b.tokens--
+		return 0, true
+	}
+	b.dropped++
+	if now.Sub(b.reported) < time.Minute {
+		return 0, false
+	}
+	n := b.dropped
+	b.dropped, b.reported = 0, now
+	return n, false
 }
