@@ -174,7 +174,7 @@ func TestOneEntryPerCall(t *testing.T) {
 	if byRequest["req-unchanged"] != nil && byRequest["req-unchanged"][0].GetRepository() != "app" {
 		t.Errorf("an unchanged call keeps what its handler named: %v", byRequest["req-unchanged"][0])
 	}
-	if n := strings.Count(logs.String(), "did not record its audit entry"); n != 1 {
+	if n := strings.Count(logs.String(), audit.MsgNotRecorded); n != 1 {
 		t.Errorf("%d errors logged for a handler that forgot its entry, want 1:\n%s", n, logs.String())
 	}
 }
