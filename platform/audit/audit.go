@@ -53,6 +53,7 @@ import (
 	"github.com/sluicehq/sluice/platform/ids"
 	"github.com/sluicehq/sluice/platform/sqldb"
 	auditv1 "github.com/sluicehq/sluice/proto/gen/sluice/audit/v1"
+	authv1 "github.com/sluicehq/sluice/proto/gen/sluice/auth/v1"
 )
 
 // OutcomeOK is the outcome of a call that succeeded; any other outcome is
@@ -94,6 +95,9 @@ type Recorder struct {
 	// anonymous bounds the entries of calls without a valid credential:
 	// anyone who reaches the API can make those, and each is a row.
 	anonymous *bucket
+	// policies caches each procedure's policy: its descriptor's options
+	// are read once.
+	policies sync.Map // protoreflect.MethodDescriptor -> *authv1.Policy
 }
 
 // Anonymous calls recorded: AnonymousBurst at once, then AnonymousRate a
@@ -130,8 +134,7 @@ func (r *Recorder) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 		if req.Spec().IsClient {
 			return next(ctx, req)
 		}
-		md, _ := req.Spec().Schema.(protoreflect.MethodDescriptor)
-		policy := auth.PolicyOf(md)
+		policy := r.policyOf(req.Spec())
 		if policy.GetAuditAction() == "" {
 			return next(ctx, req)
 		}
@@ -179,6 +182,21 @@ func (r *Recorder) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 		}
 		return res, err
 	}
+}
+
+// policyOf is the policy of spec's procedure, nil when it has none.
+func (r *Recorder) policyOf(spec connect.Spec) *authv1.Policy {
+	md, _ := spec.Schema.(protoreflect.MethodDescriptor)
+	if md == nil {
+		return nil
+	}
+	if cached, ok := r.policies.Load(md); ok {
+		p, _ := cached.(*authv1.Policy)
+		return p
+	}
+	p := auth.PolicyOf(md)
+	r.policies.Store(md, p)
+	return p
 }
 
 // WrapStreamingClient leaves clients alone.

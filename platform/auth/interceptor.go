@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -49,6 +50,10 @@ func PolicyOf(md protoreflect.MethodDescriptor) *authv1.Policy {
 	return p
 }
 
+// auditAction is what an audit_action looks like (sluice.audit.v1.AuditEntry
+// says the same).
+var auditAction = regexp.MustCompile(`^[a-z]+(\.[a-z]+)+$`)
+
 // CheckPolicies refuses a service whose procedures lack a policy or name a
 // repository field their request does not have; servers call it for each
 // service they mount, so such a mistake stops the process at start.
@@ -79,6 +84,9 @@ func CheckPolicies(sd protoreflect.ServiceDescriptor) error {
 			if fd == nil || fd.Kind() != protoreflect.StringKind || fd.IsList() {
 				errs = append(errs, fmt.Errorf("%s: %s %q is not a string field of %s", md.FullName(), what, f, md.Input().FullName()))
 			}
+		}
+		if a := p.GetAuditAction(); a != "" && !auditAction.MatchString(a) {
+			errs = append(errs, fmt.Errorf("%s: audit_action %q is not a dotted lower-case name like run.trigger", md.FullName(), a))
 		}
 		if p.GetAuditAction() != "" && (md.IsStreamingClient() || md.IsStreamingServer()) {
 			errs = append(errs, fmt.Errorf("%s: only unary procedures are audited; a streaming one must not change state", md.FullName()))

@@ -58,6 +58,7 @@ func TestCheckPolicies(t *testing.T) {
 		{"audit target not a field", &authv1.Policy{Role: admin, AuditAction: "thing.do", AuditTargetField: "nope"}, false, `audit_target_field "nope" is not a string field`},
 		{"audit target a list", &authv1.Policy{Role: admin, AuditAction: "thing.do", AuditTargetField: "names"}, false, `audit_target_field "names" is not a string field`},
 		{"repository a list", &authv1.Policy{Role: admin, RepositoryField: "names"}, false, `repository_field "names" is not a string field`},
+		{"audit action not dotted", &authv1.Policy{Role: admin, AuditAction: "Delete"}, false, `audit_action "Delete" is not a dotted lower-case name`},
 		{"audited stream", &authv1.Policy{Role: admin, AuditAction: "thing.do"}, true, "only unary procedures are audited"},
 		{"read stream", &authv1.Policy{Role: admin}, true, ""},
 	} {
