@@ -110,6 +110,22 @@ func FromContext(ctx context.Context) (Identity, bool) {
 	return id, ok
 }
 
+type observerKey struct{}
+
+type observer struct {
+	id Identity
+	ok bool
+}
+
+// ObserveIdentity returns ctx on which the Guard notes the identity it
+// authenticates, and a function that returns it after the call, also
+// when the Guard then refused the call (the audit log records who was
+// refused). It is false when the call had no valid credential.
+func ObserveIdentity(ctx context.Context) (context.Context, func() (Identity, bool)) {
+	o := &observer{}
+	return context.WithValue(ctx, observerKey{}, o), func() (Identity, bool) { return o.id, o.ok }
+}
+
 // CheckRepository refuses a request whose identity may not act on
 // repository; handlers call it for what they found by id (a run, a build).
 // A context without an identity is refused: handlers run only behind the

@@ -11,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/sluicehq/sluice/platform/audit"
 	"github.com/sluicehq/sluice/platform/auth"
 	"github.com/sluicehq/sluice/platform/natstest"
 	"github.com/sluicehq/sluice/platform/rpcserver"
@@ -72,7 +73,7 @@ func BenchmarkAuthorization(b *testing.B) {
 		authn auth.Authenticator
 	}{{"without-auth", openGuard{}}, {"with-auth", v}} {
 		b.Run(tc.name, func(b *testing.B) {
-			path, h := sourcev1connect.NewAccessServiceHandler(whoami{}, rpcserver.HandlerOptions(log, auth.NewGuard(tc.authn, log))...)
+			path, h := sourcev1connect.NewAccessServiceHandler(whoami{}, rpcserver.HandlerOptions(log, auth.NewGuard(tc.authn, log), audit.NewRecorder("source", nil, nil, log))...)
 			mux := http.NewServeMux()
 			mux.Handle(path, h)
 			srv := httptest.NewServer(mux)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -49,6 +50,10 @@ func PolicyOf(md protoreflect.MethodDescriptor) *authv1.Policy {
 	return p
 }
 
+// auditAction is what an audit_action looks like (sluice.audit.v1.AuditEntry
+// says the same).
+var auditAction = regexp.MustCompile(`^[a-z]+(\.[a-z]+)+$`)
+
 // CheckPolicies refuses a service whose procedures lack a policy or name a
 // repository field their request does not have; servers call it for each
 // service they mount, so such a mistake stops the process at start.
@@ -70,11 +75,21 @@ func CheckPolicies(sd protoreflect.ServiceDescriptor) error {
 		case !p.GetServicesOnly() && p.GetRole() == authv1.Role_ROLE_UNSPECIFIED:
 			errs = append(errs, fmt.Errorf("%s: its policy names no role", md.FullName()))
 		}
-		if f := p.GetRepositoryField(); f != "" {
+		for _, field := range [][2]string{{"repository_field", p.GetRepositoryField()}, {"audit_target_field", p.GetAuditTargetField()}} {
+			what, f := field[0], field[1]
+			if f == "" {
+				continue
+			}
 			fd := md.Input().Fields().ByName(protoreflect.Name(f))
 			if fd == nil || fd.Kind() != protoreflect.StringKind || fd.IsList() {
-				errs = append(errs, fmt.Errorf("%s: repository_field %q is not a string field of %s", md.FullName(), f, md.Input().FullName()))
+				errs = append(errs, fmt.Errorf("%s: %s %q is not a string field of %s", md.FullName(), what, f, md.Input().FullName()))
 			}
+		}
+		if a := p.GetAuditAction(); a != "" && !auditAction.MatchString(a) {
+			errs = append(errs, fmt.Errorf("%s: audit_action %q is not a dotted lower-case name like run.trigger", md.FullName(), a))
+		}
+		if p.GetAuditAction() != "" && (md.IsStreamingClient() || md.IsStreamingServer()) {
+			errs = append(errs, fmt.Errorf("%s: only unary procedures are audited; a streaming one must not change state", md.FullName()))
 		}
 	}
 	return errors.Join(errs...)
@@ -86,8 +101,10 @@ func methodOf(spec connect.Spec) protoreflect.MethodDescriptor {
 }
 
 // admit authenticates header's credential and checks the policy's role or
-// service; the repository comes later, with the request message.
-func (g *Guard) admit(spec connect.Spec, authorization string) (Identity, *authv1.Policy, error) {
+// service; the repository comes later, with the request message. It tells
+// an observer on ctx (ObserveIdentity) whom the credential is, even when
+// it then refuses the call.
+func (g *Guard) admit(ctx context.Context, spec connect.Spec, authorization string) (Identity, *authv1.Policy, error) {
 	md := methodOf(spec)
 	var policy *authv1.Policy
 	if cached, ok := g.policies.Load(md); ok {
@@ -109,6 +126,9 @@ func (g *Guard) admit(spec connect.Spec, authorization string) (Identity, *authv
 	id, err := g.authn.Authenticate(strings.TrimSpace(secret))
 	if err != nil {
 		return Identity{}, nil, err
+	}
+	if o, ok := ctx.Value(observerKey{}).(*observer); ok {
+		o.id, o.ok = id, true
 	}
 	switch id.Kind {
 	case KindService:
@@ -163,7 +183,7 @@ func (g *Guard) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 		if req.Spec().IsClient {
 			return next(ctx, req)
 		}
-		id, policy, err := g.admit(req.Spec(), req.Header().Get("Authorization"))
+		id, policy, err := g.admit(ctx, req.Spec(), req.Header().Get("Authorization"))
 		if err != nil {
 			return nil, err
 		}
@@ -183,7 +203,7 @@ func (g *Guard) WrapStreamingClient(next connect.StreamingClientFunc) connect.St
 // handler runs, the repository as the request message arrives.
 func (g *Guard) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
 	return func(ctx context.Context, conn connect.StreamingHandlerConn) error {
-		id, policy, err := g.admit(conn.Spec(), conn.RequestHeader().Get("Authorization"))
+		id, policy, err := g.admit(ctx, conn.Spec(), conn.RequestHeader().Get("Authorization"))
 		if err != nil {
 			return err
 		}

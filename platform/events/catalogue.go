@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
+	auditv1 "github.com/sluicehq/sluice/proto/gen/sluice/audit/v1"
 	buildeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/build/events/v1"
 	notifyeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/notify/events/v1"
 	releaseeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/release/events/v1"
@@ -41,6 +42,9 @@ type Kind struct {
 	// content derives the CDEvents subject content from a payload; nil for
 	// an empty content.
 	content func(proto.Message) (map[string]any, error)
+	// stream, when set, is the stream the kind is published on instead of
+	// its service's (audit entries).
+	stream string
 }
 
 // NewPayload returns a new, empty payload message of this kind.
@@ -52,7 +56,12 @@ func (k Kind) PayloadName() protoreflect.FullName {
 }
 
 // Stream is the JetStream stream the kind is published on.
-func (k Kind) Stream() string { return streamOf(k.Service) }
+func (k Kind) Stream() string {
+	if k.stream != "" {
+		return k.stream
+	}
+	return streamOf(k.Service)
+}
 
 // Standard reports whether the type is a standard CDEvents type (not a
 // custom dev.cdeventsx one).
@@ -192,6 +201,38 @@ func kindByAnyType(t string) (Kind, bool) {
 	}
 	k, ok := catalogue().byFormer[t]
 	return k, ok
+}
+
+// AuditType is the CloudEvents type of audit entries.
+const AuditType = "dev.cdeventsx.sluice-audit.recorded.0.1.0"
+
+// AuditSubjectPrefix starts the subject of every audit entry:
+// sluice.audit.<service>, in the AUDIT stream every service shares. NATS
+// lets each service publish only under its own name.
+const AuditSubjectPrefix = "sluice.audit."
+
+// AuditKind is the kind of the audit entries service publishes
+// (platform/audit). It is not in the Catalogue: an audit entry is not a
+// pipeline event, and only source's audit log reads them; WatchEvents and
+// subscriptions never see them.
+func AuditKind(service string) Kind {
+	return Kind{
+		Service: service, Subject: AuditSubjectPrefix + service, Type: AuditType,
+		Doc:     "A call of a procedure that changes state was handled or refused (the audit log).",
+		payload: &auditv1.AuditEntry{}, stream: "AUDIT",
+	}
+}
+
+// NewAudit makes the event of service's audit entry; its id is the
+// entry's, so an entry enqueued twice is one event.
+func NewAudit(service string, entry *auditv1.AuditEntry) (Event, error) {
+	ev, err := newOfKind(AuditKind(service), entry, entry.GetAction(), "")
+	if err != nil {
+		return Event{}, err
+	}
+	ev.ID = entry.GetId()
+	ev.Time = entry.GetTime().AsTime()
+	return ev, nil
 }
 
 // DeadLetterSubject is where a service's consumer puts messages it gave up on.

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"buf.build/go/protovalidate"
@@ -76,6 +77,10 @@ func New(payload proto.Message, subjectID, chainID string) (Event, error) {
 	if err != nil {
 		return Event{}, err
 	}
+	return newOfKind(kind, payload, subjectID, chainID)
+}
+
+func newOfKind(kind Kind, payload proto.Message, subjectID, chainID string) (Event, error) {
 	if err := protovalidate.Validate(payload); err != nil {
 		return Event{}, fmt.Errorf("%s: %w: %w", kind.Type, ErrInvalidEvent, err)
 	}
@@ -187,6 +192,9 @@ func (e Event) Msg() (*nats.Msg, error) {
 func Decode(subject string, header nats.Header, data []byte) (Event, error) {
 	typ := header.Get(HeaderType)
 	kind, ok := kindByAnyType(typ)
+	if typ == AuditType {
+		kind, ok = AuditKind(strings.TrimPrefix(subject, AuditSubjectPrefix)), strings.HasPrefix(subject, AuditSubjectPrefix)
+	}
 	if !ok {
 		return Event{}, fmt.Errorf("%w: unknown ce-type %q on %s", ErrInvalidEvent, typ, subject)
 	}

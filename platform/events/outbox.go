@@ -30,6 +30,16 @@ func Migrations() sqldb.Migrations {
 // Enqueue stores e in the outbox inside tx, so the event is published if and
 // only if the transaction commits. Call Relay.Kick after the commit.
 func Enqueue(ctx context.Context, tx *sql.Tx, e Event) error {
+	return enqueue(ctx, tx, e, `INSERT INTO outbox (id, subject, headers, body, created_at) VALUES ($1, $2, $3, $4, $5)`)
+}
+
+// EnqueueOnce is Enqueue that leaves the outbox as it is when it already
+// holds an event with e's id (an audit entry its handler enqueued).
+func EnqueueOnce(ctx context.Context, tx *sql.Tx, e Event) error {
+	return enqueue(ctx, tx, e, `INSERT INTO outbox (id, subject, headers, body, created_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING`)
+}
+
+func enqueue(ctx context.Context, tx *sql.Tx, e Event, insert string) error {
 	m, err := e.Msg()
 	if err != nil {
 		return err
@@ -38,9 +48,7 @@ func Enqueue(ctx context.Context, tx *sql.Tx, e Event) error {
 	if err != nil {
 		return fmt.Errorf("marshal headers: %w", err)
 	}
-	_, err = tx.ExecContext(ctx,
-		`INSERT INTO outbox (id, subject, headers, body, created_at) VALUES ($1, $2, $3, $4, $5)`,
-		e.ID, m.Subject, string(headers), string(m.Data), time.Now().UnixNano())
+	_, err = tx.ExecContext(ctx, insert, e.ID, m.Subject, string(headers), string(m.Data), time.Now().UnixNano())
 	if err != nil {
 		return fmt.Errorf("enqueue %s: %w", e.Kind.Type, err)
 	}

@@ -7,7 +7,8 @@
 // writes and a test keeps in step.
 //
 // Each service user may publish its own events (sluice.<service>.>), its
-// own dead letters (sluice.deadletter.<service>.>), and exactly the
+// own dead letters (sluice.deadletter.<service>.>), its own audit entries
+// (sluice.audit.<service>), and exactly the
 // JetStream API, ack and object store subjects its code uses; it may
 // subscribe to its own reply subjects only (_INBOX_<service>.>, see
 // InboxPrefix). The admin user may do anything in the account.
@@ -109,6 +110,7 @@ func serviceUser(d natsprovision.Declarations, svc string) (User, error) {
 	var pub rules
 	pub.add("its events", "sluice."+svc+".>")
 	pub.add("its dead letters", "sluice.deadletter."+svc+".>")
+	pub.add("its audit entries", "sluice.audit."+svc)
 
 	for _, s := range d.Streams {
 		owner := natsprovision.StreamOwner(s.Name)

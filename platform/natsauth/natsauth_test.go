@@ -232,7 +232,7 @@ func TestDeclarationErrors(t *testing.T) {
 			"streams/BUILD.json":      stream("BUILD"),
 			"consumers/deploy/d.json": {Data: []byte(`{"stream":"BUILD","config":{"durable_name":"d"}}`)},
 		}, `"deploy" is not a service`},
-		"stream of no service": {fstest.MapFS{"streams/AUDIT.json": stream("AUDIT")}, "stream AUDIT belongs to no service"},
+		"stream of no service": {fstest.MapFS{"streams/METRICS.json": stream("METRICS")}, "stream METRICS belongs to no service"},
 	} {
 		if _, err := natsauth.Generate(c.fsys); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: Generate: %v, want %q", name, err, c.want)

@@ -168,6 +168,10 @@ func TestServicesWorkAsTheirUsers(t *testing.T) {
 		if err != nil || ack.Stream != "DEADLETTER" {
 			t.Fatalf("%s publishing a dead letter: %v %+v", name, err, ack)
 		}
+		ack, err = s.js.Publish(ctx, events.AuditSubjectPrefix+name, []byte("x"))
+		if err != nil || ack.Stream != "AUDIT" {
+			t.Fatalf("%s publishing an audit entry: %v %+v", name, err, ack)
+		}
 	}
 
 	// A refused request hangs until its context ends: keep them short.
@@ -343,9 +347,9 @@ func waitRefused(t *testing.T, s *service, subject string) {
 	}
 }
 
-// The build user may not publish release events: the server drops the
-// message, the violation reaches the ErrorHandler and LastError, and
-// RELEASE holds nothing.
+// The build user may not publish release events, nor source's audit
+// entries: the server drops the message, the violation reaches the
+// ErrorHandler and LastError, and RELEASE holds nothing.
 func TestBuildMayNotPublishReleaseEvents(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -388,6 +392,19 @@ func TestBuildMayNotPublishReleaseEvents(t *testing.T) {
 	}
 	if info.State.Msgs != 0 {
 		t.Fatalf("RELEASE holds %d messages", info.State.Msgs)
+	}
+	// Nor audit entries under another service's name, which source would
+	// believe.
+	const forgedAudit = "sluice.audit.source"
+	before = build.nc.LastError()
+	pctx, pcancel = context.WithTimeout(ctx, 2*time.Second)
+	_, err = build.js.Publish(pctx, forgedAudit, []byte("forged"))
+	pcancel()
+	if err == nil {
+		t.Fatal("js.Publish of source's audit entry as build succeeded")
+	}
+	if err := natsconn.CheckRefused(build.nc, before); !errors.Is(err, natsconn.ErrRefused) || !strings.Contains(err.Error(), forgedAudit) {
+		t.Fatalf("CheckRefused = %v", err)
 	}
 	// And its own events go through.
 	if _, err := build.js.Publish(ctx, "sluice.build.build.started", []byte("x")); err != nil {

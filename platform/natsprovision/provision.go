@@ -56,10 +56,10 @@ type Options struct {
 }
 
 // StreamOwner maps a stream file name to the service that owns it; the
-// DEADLETTER stream is shared and applied by every service.
+// DEADLETTER and AUDIT streams are shared and applied by every service.
 func StreamOwner(stream string) string {
 	switch stream {
-	case "DEADLETTER":
+	case "DEADLETTER", "AUDIT":
 		return "*"
 	default:
 		return strings.ToLower(stream)

@@ -28,6 +28,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoregistry"
 
 	"github.com/sluicehq/sluice/platform/apierror"
+	"github.com/sluicehq/sluice/platform/audit"
 	"github.com/sluicehq/sluice/platform/auth"
 )
 
@@ -79,10 +80,11 @@ func (r *Readiness) Check() map[string]error {
 // HandlerOptions are the options every Connect handler is built with:
 // the guard that enforces each procedure's authorization policy, then
 // protovalidate on every request (so that a caller who may not call a
-// procedure learns nothing from its validation), and errors mapped to
-// codes once, outside both.
-func HandlerOptions(log *slog.Logger, guard *auth.Guard) []connect.HandlerOption {
-	return []connect.HandlerOption{connect.WithInterceptors(apierror.Interceptor(log), guard, validate.NewInterceptor())}
+// procedure learns nothing from its validation), errors mapped to codes
+// once, outside both, and outermost the audit recorder, which sees every
+// call of a procedure that changes state and the code it ended with.
+func HandlerOptions(log *slog.Logger, guard *auth.Guard, recorder *audit.Recorder) []connect.HandlerOption {
+	return []connect.HandlerOption{connect.WithInterceptors(recorder, apierror.Interceptor(log), guard, validate.NewInterceptor())}
 }
 
 // Server is the process's HTTP server.

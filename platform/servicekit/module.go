@@ -27,6 +27,7 @@ import (
 	"go.uber.org/fx"
 
 	"github.com/sluicehq/sluice/deploy"
+	"github.com/sluicehq/sluice/platform/audit"
 	"github.com/sluicehq/sluice/platform/auth"
 	"github.com/sluicehq/sluice/platform/egress"
 	"github.com/sluicehq/sluice/platform/events"
@@ -113,6 +114,9 @@ func Module(spec Spec, opts ...fx.Option) fx.Option {
 			auth.NewVerifier,
 			func() *auth.ServiceIdentity { return auth.NewServiceIdentity(spec.Name) },
 			func(v *auth.Verifier, log *slog.Logger) *auth.Guard { return auth.NewGuard(v, log) },
+			func(db *sqldb.DB, relay *events.Relay, log *slog.Logger) *audit.Recorder {
+				return audit.NewRecorder(spec.Name, db, relay, log)
+			},
 			func() (*egress.Policy, error) { return spec.Settings.Egress(spec.Name) },
 		),
 		fx.Options(opts...),

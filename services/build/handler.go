@@ -6,6 +6,7 @@ import (
 
 	"connectrpc.com/connect"
 
+	"github.com/sluicehq/sluice/platform/audit"
 	"github.com/sluicehq/sluice/platform/auth"
 	"github.com/sluicehq/sluice/platform/paging"
 	"github.com/sluicehq/sluice/platform/rpcserver"
@@ -26,8 +27,8 @@ func NewHandler(svc *Service) *Handler { return &Handler{svc: svc} }
 
 // NewRoute mounts h with the options every Sluice handler gets
 // (validation, error mapping).
-func NewRoute(h *Handler, log *slog.Logger, guard *auth.Guard) rpcserver.Route {
-	path, handler := buildv1connect.NewBuildServiceHandler(h, rpcserver.HandlerOptions(log, guard)...)
+func NewRoute(h *Handler, log *slog.Logger, guard *auth.Guard, recorder *audit.Recorder) rpcserver.Route {
+	path, handler := buildv1connect.NewBuildServiceHandler(h, rpcserver.HandlerOptions(log, guard, recorder)...)
 	return rpcserver.Route{Path: path, Handler: handler, Service: buildv1connect.BuildServiceName}
 }
 

@@ -6,12 +6,15 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"connectrpc.com/connect"
 
+	"github.com/sluicehq/sluice/platform/auth"
+	"github.com/sluicehq/sluice/platform/servicekit/servicekittest"
 	buildeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/build/events/v1"
 	notifyv1 "github.com/sluicehq/sluice/proto/gen/sluice/notify/v1"
 	"github.com/sluicehq/sluice/proto/gen/sluice/notify/v1/notifyv1connect"
@@ -52,6 +55,19 @@ func TestSubscriptionsAPI(t *testing.T) {
 	_, err = h.client.DeleteSubscription(ctx(t), &notifyv1.DeleteSubscriptionRequest{Id: created.GetId()})
 	if connect.CodeOf(err) != connect.CodeNotFound {
 		t.Errorf("deleting it again: %v, want not_found", err)
+	}
+
+	// The audit log has the three calls, by the caller, without the secret.
+	var got []string
+	for _, e := range servicekittest.AuditEntries(t, h.js, 3) {
+		if e.GetActorId() != auth.TokenID(h.proc.AdminToken) || e.GetService() != "notify" || e.GetTarget() != created.GetId() ||
+			strings.Contains(e.String(), "api-secret-1") {
+			t.Errorf("audit entry %v", e)
+		}
+		got = append(got, e.GetAction()+" "+e.GetRepository()+" "+e.GetOutcome())
+	}
+	if want := []string{"subscription.create hello ok", "subscription.delete hello ok", "subscription.delete  not_found"}; !slices.Equal(got, want) {
+		t.Errorf("audit entries %q, want %q", got, want)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 
 	"connectrpc.com/connect"
 
+	"github.com/sluicehq/sluice/platform/audit"
 	"github.com/sluicehq/sluice/platform/auth"
 	"github.com/sluicehq/sluice/platform/paging"
 	"github.com/sluicehq/sluice/platform/rpcserver"
@@ -25,8 +26,8 @@ var _ notifyv1connect.NotifyServiceHandler = (*Handler)(nil)
 func NewHandler(svc *Service) *Handler { return &Handler{svc: svc} }
 
 // NewRoute mounts h on the server with validation and error mapping.
-func NewRoute(h *Handler, log *slog.Logger, guard *auth.Guard) rpcserver.Route {
-	path, handler := notifyv1connect.NewNotifyServiceHandler(h, rpcserver.HandlerOptions(log, guard)...)
+func NewRoute(h *Handler, log *slog.Logger, guard *auth.Guard, recorder *audit.Recorder) rpcserver.Route {
+	path, handler := notifyv1connect.NewNotifyServiceHandler(h, rpcserver.HandlerOptions(log, guard, recorder)...)
 	return rpcserver.Route{Path: path, Handler: handler, Service: notifyv1connect.NotifyServiceName}
 }
 

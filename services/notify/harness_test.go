@@ -87,7 +87,7 @@ func newHarness(t *testing.T, tune ...func(*notify.Config)) *harness {
 // one before, if any).
 func (h *harness) start() {
 	h.t.Helper()
-	log := slog.New(slog.NewTextHandler(h.t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo}))
+	log := slog.New(servicekittest.StrictAudit(h.t, slog.NewTextHandler(h.t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo})))
 	h.proc = servicekittest.Start(h.t, h.nats.URL, servicekittest.Options{Log: log, Version: testVersion}, notify.Module(h.cfg))
 	h.url = h.proc.URL
 	h.client = notifyv1connect.NewNotifyServiceClient(h.proc.Client, h.url)

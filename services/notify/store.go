@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/platform/apierror"
+	"github.com/sluicehq/sluice/platform/audit"
 	"github.com/sluicehq/sluice/platform/events"
 	"github.com/sluicehq/sluice/platform/paging"
 	"github.com/sluicehq/sluice/platform/sqldb"
@@ -38,9 +39,15 @@ func NewStore(db *sqldb.DB) *Store { return &Store{db: db} }
 
 // CreateSubscription stores sub.
 func (s *Store) CreateSubscription(ctx context.Context, sub domain.Subscription) error {
-	_, err := s.db.ExecContext(ctx,
-		`INSERT INTO subscriptions (id, url, secret, event_types, repository, created_at) VALUES ($1, $2, $3, $4, $5, $6)`,
-		sub.ID, sub.URL, sub.Secret, sqldb.StringList(sub.EventTypes), sub.Repository, sqldb.Nanos(sub.CreatedAt))
+	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx,
+			`INSERT INTO subscriptions (id, url, secret, event_types, repository, created_at) VALUES ($1, $2, $3, $4, $5, $6)`,
+			sub.ID, sub.URL, sub.Secret, sqldb.StringList(sub.EventTypes), sub.Repository, sqldb.Nanos(sub.CreatedAt))
+		if err != nil {
+			return err
+		}
+		return audit.Record(ctx, tx, audit.Target{Repository: sub.Repository, ID: sub.ID})
+	})
 	if err != nil {
 		if sqldb.IsUniqueViolation(err) {
 			return fmt.Errorf("subscription %s: %w", sub.ID, apierror.ErrAlreadyExists)
@@ -119,14 +126,16 @@ func (s *Store) Subscription(ctx context.Context, id string) (domain.Subscriptio
 // dead deliveries stay listed.
 func (s *Store) DeleteSubscription(ctx context.Context, id string) error {
 	return s.db.InTx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `DELETE FROM subscriptions WHERE id = $1`, id)
+		var repository string
+		err := tx.QueryRowContext(ctx, `DELETE FROM subscriptions WHERE id = $1 RETURNING repository`, id).Scan(&repository)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("subscription %q: %w", id, apierror.ErrNotFound)
+		}
 		if err != nil {
 			return fmt.Errorf("delete subscription: %w", err)
 		}
-		if n, err := res.RowsAffected(); err != nil {
-			return fmt.Errorf("delete subscription: %w", err)
-		} else if n == 0 {
-			return fmt.Errorf("subscription %q: %w", id, apierror.ErrNotFound)
+		if err := audit.Record(ctx, tx, audit.Target{Repository: repository, ID: id}); err != nil {
+			return err
 		}
 		return dropPending(ctx, tx, `subscription_id = $2`, id)
 	})

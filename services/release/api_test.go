@@ -11,10 +11,12 @@ import (
 
 	releaseeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/release/events/v1"
 	releasev1 "github.com/sluicehq/sluice/proto/gen/sluice/release/v1"
+	"github.com/sluicehq/sluice/proto/gen/sluice/release/v1/releasev1connect"
 	sourceeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
 	testeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/test/events/v1"
 	testv1 "github.com/sluicehq/sluice/proto/gen/sluice/test/v1"
 
+	"github.com/sluicehq/sluice/platform/auth"
 	"github.com/sluicehq/sluice/platform/events"
 	"github.com/sluicehq/sluice/platform/servicekit/servicekittest"
 )
@@ -54,6 +56,20 @@ func TestRollbackWithoutVersionGoesToAnOlderVersionOnly(t *testing.T) {
 	}
 	if got := strings.TrimSpace(h.state("staging", "current")); got != "v0.1.0" {
 		t.Fatalf("staging runs %s, want v0.1.0", got)
+	}
+
+	// Each rollback asked for is in the audit log, by its caller; the
+	// deploys of runs are not (no one asked for them).
+	var got []string
+	for _, e := range servicekittest.AuditEntries(t, h.js, 3) {
+		if e.GetActorId() != auth.TokenID(h.proc.AdminToken) || e.GetActorRole() != "admin" || e.GetService() != "release" ||
+			e.GetRepository() != repoName || e.GetAction() != "deployment.rollback" || e.GetProcedure() != releasev1connect.ReleaseServiceRollbackProcedure {
+			t.Errorf("audit entry %v", e)
+		}
+		got = append(got, e.GetTarget()+" "+e.GetOutcome())
+	}
+	if want := []string{"staging v0.1.1 ok", "staging v0.1.0 ok", "staging failed_precondition"}; !slices.Equal(got, want) {
+		t.Errorf("audit entries %q, want %q", got, want)
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	releasev1 "github.com/sluicehq/sluice/proto/gen/sluice/release/v1"
 	"github.com/sluicehq/sluice/proto/gen/sluice/release/v1/releasev1connect"
 
+	"github.com/sluicehq/sluice/platform/audit"
 	"github.com/sluicehq/sluice/platform/auth"
 	"github.com/sluicehq/sluice/platform/paging"
 	"github.com/sluicehq/sluice/platform/rpcserver"
@@ -27,8 +28,8 @@ func NewHandler(svc *Service) *Handler { return &Handler{svc: svc} }
 
 // NewRoute mounts h with the platform's handler options (validation, error
 // mapping).
-func NewRoute(h *Handler, log *slog.Logger, guard *auth.Guard) rpcserver.Route {
-	path, handler := releasev1connect.NewReleaseServiceHandler(h, rpcserver.HandlerOptions(log, guard)...)
+func NewRoute(h *Handler, log *slog.Logger, guard *auth.Guard, recorder *audit.Recorder) rpcserver.Route {
+	path, handler := releasev1connect.NewReleaseServiceHandler(h, rpcserver.HandlerOptions(log, guard, recorder)...)
 	return rpcserver.Route{Path: path, Handler: handler, Service: releasev1connect.ReleaseServiceName}
 }
 

@@ -154,7 +154,7 @@ func serve(t *testing.T) func(path string, handler http.Handler) *httptest.Serve
 // loopback server, and a Connect client for it.
 func (h *harness) start() {
 	h.t.Helper()
-	log := slog.New(slog.NewTextHandler(h.t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo}))
+	log := slog.New(servicekittest.StrictAudit(h.t, slog.NewTextHandler(h.t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo})))
 	h.proc = servicekittest.Start(h.t, h.nats.URL, servicekittest.Options{Log: log, NATSName: "release-test", NoWait: true}, Module(h.cfg))
 	h.client = releasev1connect.NewReleaseServiceClient(h.proc.Client, h.proc.URL)
 }

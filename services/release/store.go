@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/platform/apierror"
+	"github.com/sluicehq/sluice/platform/audit"
 	"github.com/sluicehq/sluice/platform/paging"
 	"github.com/sluicehq/sluice/platform/sqldb"
 	"github.com/sluicehq/sluice/services/release/domain"
@@ -407,13 +408,22 @@ func (s *Store) oneDeployment(ctx context.Context, what, query string, args ...a
 
 // InsertDeployment records d before anything is deployed.
 func (s *Store) InsertDeployment(ctx context.Context, d domain.Deployment) error {
-	_, err := s.db.ExecContext(ctx,
-		`INSERT INTO deployments (id, release_id, repository, environment, version, run_id, rollback, started, status, reason,
-		   log, failed_step, last_log_lines, created_at, ended_at)
-		 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, '', $11, $12, $13, $14)`,
-		d.ID, d.ReleaseID, d.Repository, d.Environment, d.Version, d.RunID, boolInt(d.Rollback), boolInt(d.Started),
-		string(d.Status), sqldb.Text(d.Reason), d.FailedStep, sqldb.StringList(d.LastLogLines),
-		sqldb.Nanos(d.CreatedAt), sqldb.Nanos(d.EndedAt))
+	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx,
+			`INSERT INTO deployments (id, release_id, repository, environment, version, run_id, rollback, started, status, reason,
+			   log, failed_step, last_log_lines, created_at, ended_at)
+			 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, '', $11, $12, $13, $14)`,
+			d.ID, d.ReleaseID, d.Repository, d.Environment, d.Version, d.RunID, boolInt(d.Rollback), boolInt(d.Started),
+			string(d.Status), sqldb.Text(d.Reason), d.FailedStep, sqldb.StringList(d.LastLogLines),
+			sqldb.Nanos(d.CreatedAt), sqldb.Nanos(d.EndedAt))
+		if err != nil {
+			return err
+		}
+		// A rollback asked for through the API is recorded with the
+		// deployment it starts; a deploy of a run is no call (Record does
+		// nothing).
+		return audit.Record(ctx, tx, audit.Target{Repository: d.Repository, ID: d.Environment + " " + d.Version})
+	})
 	if err != nil {
 		return fmt.Errorf("record deployment of %s to %s: %w", d.Version, d.Environment, err)
 	}

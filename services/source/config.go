@@ -18,6 +18,10 @@ const Name = "source"
 // DefaultPollInterval is how often repositories are fetched by default.
 const DefaultPollInterval = 30 * time.Second
 
+// DefaultAuditRetention is how long the audit log keeps entries by
+// default: a year.
+const DefaultAuditRetention = 365 * 24 * time.Hour
+
 // Config is the source service's configuration.
 type Config struct {
 	// Settings: DataDir holds the repository mirrors
@@ -37,6 +41,9 @@ type Config struct {
 	// receiver (and /healthz) only, for exposing to a forge without
 	// exposing the API; the API's address serves webhooks too.
 	WebhookAddr string
+	// AuditRetention is how long the audit log keeps an entry (0: the
+	// default, a year); older entries are pruned every hour.
+	AuditRetention time.Duration
 	// Keys encrypt the secrets steps ask for and the webhook secrets
 	// (docs/security.md: rotation). Without them source refuses to store
 	// or hand out secrets, and keeps webhook secrets as given.
@@ -46,8 +53,9 @@ type Config struct {
 // DefaultConfig is the configuration a binary starts from.
 func DefaultConfig() Config {
 	return Config{
-		Settings:     servicekit.Settings{DataDir: filepath.Join("data", Name)},
-		PollInterval: DefaultPollInterval,
+		Settings:       servicekit.Settings{DataDir: filepath.Join("data", Name)},
+		PollInterval:   DefaultPollInterval,
+		AuditRetention: DefaultAuditRetention,
 	}
 }
 
@@ -57,6 +65,7 @@ func (c *Config) RegisterFlags(f *servicekit.Flags) {
 	c.Settings.RegisterFlags(f)
 	f.DurationVar(&c.PollInterval, "poll-interval", "how often repositories are fetched for new commits; 0 disables")
 	f.StringVar(&c.AdminTokenFile, "admin-token-file", "file with the first admin token's secret, registered on start; made (0600) when missing")
+	f.DurationVar(&c.AuditRetention, "audit-retention", "how long the audit log keeps an entry (8760h: a year); older ones are pruned hourly")
 	f.StringVar(&c.WebhookAddr, "webhook-addr", "a listen address that serves only the webhook receiver, to expose to a forge without exposing the API")
 	c.Keys.RegisterFlags(f)
 }
@@ -64,6 +73,9 @@ func (c *Config) RegisterFlags(f *servicekit.Flags) {
 // WithDefaults fills in the defaults that derive from other fields.
 func (c Config) WithDefaults() Config {
 	c.Settings = c.Settings.WithDefaults(Name)
+	if c.AuditRetention == 0 {
+		c.AuditRetention = DefaultAuditRetention
+	}
 	return c
 }
 
@@ -75,6 +87,9 @@ func (c Config) Validate() error {
 		if _, _, err := net.SplitHostPort(c.WebhookAddr); err != nil {
 			errs = append(errs, fmt.Errorf("webhook-addr %q is not host:port: %w", c.WebhookAddr, err))
 		}
+	}
+	if c.AuditRetention < time.Hour {
+		errs = append(errs, fmt.Errorf("audit-retention is %s; it must be at least 1h", c.AuditRetention))
 	}
 	if c.PollInterval < 0 {
 		errs = append(errs, fmt.Errorf("poll-interval is %s; it must not be negative (0 disables polling)", c.PollInterval))

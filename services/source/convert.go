@@ -10,6 +10,7 @@ import (
 	"github.com/sluicehq/sluice/platform/auth"
 	"github.com/sluicehq/sluice/platform/paging"
 	"github.com/sluicehq/sluice/platform/prototime"
+	auditv1 "github.com/sluicehq/sluice/proto/gen/sluice/audit/v1"
 	buildeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/build/events/v1"
 	buildv1 "github.com/sluicehq/sluice/proto/gen/sluice/build/v1"
 	releaseeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/release/events/v1"
@@ -308,5 +309,28 @@ func secretToProto(s domain.Secret) *sourcev1.Secret {
 	return &sourcev1.Secret{
 		Repository: s.Repository, Name: s.Name, UpdatedBy: s.UpdatedBy,
 		CreatedAt: prototime.Timestamp(s.CreatedAt), UpdatedAt: prototime.Timestamp(s.UpdatedAt),
+	}
+}
+
+func auditEntryFromProto(e *auditv1.AuditEntry) domain.AuditEntry {
+	return domain.AuditEntry{
+		ID: e.GetId(), Time: prototime.Time(e.GetTime()), Service: e.GetService(), Procedure: e.GetProcedure(), Action: e.GetAction(),
+		ActorKind: e.GetActorKind(), ActorID: e.GetActorId(), ActorName: e.GetActorName(), ActorRole: e.GetActorRole(),
+		Repository: e.GetRepository(), Target: e.GetTarget(), Outcome: e.GetOutcome(), RequestID: e.GetRequestId(),
+	}
+}
+
+func auditEntryToProto(e domain.AuditEntry) *auditv1.AuditEntry {
+	return &auditv1.AuditEntry{
+		Id: e.ID, Time: prototime.Timestamp(e.Time), Service: e.Service, Procedure: e.Procedure, Action: e.Action,
+		ActorKind: e.ActorKind, ActorId: e.ActorID, ActorName: e.ActorName, ActorRole: e.ActorRole,
+		Repository: e.Repository, Target: e.Target, Outcome: e.Outcome, RequestId: e.RequestID,
+	}
+}
+
+func auditFilterFromProto(req *sourcev1.ListAuditEntriesRequest) domain.AuditFilter {
+	return domain.AuditFilter{
+		Repository: req.GetRepository(), Actor: req.GetActor(), Action: req.GetAction(),
+		Since: prototime.Time(req.GetSince()), Until: prototime.Time(req.GetUntil()),
 	}
 }

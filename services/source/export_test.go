@@ -14,3 +14,7 @@ func ModuleWithService(cfg Config, svc **Service) fx.Option {
 
 // PollOnce polls every repository once, as each tick of Poll does.
 func (s *Service) PollOnce(ctx context.Context) { s.pollOnce(ctx) }
+
+// PruneAuditLogOnce prunes the audit log once, as each round of
+// PruneAuditLog does.
+func (s *Service) PruneAuditLogOnce(ctx context.Context) { s.pruneAuditLog(ctx) }

@@ -6,6 +6,7 @@ import (
 
 	"connectrpc.com/connect"
 
+	"github.com/sluicehq/sluice/platform/audit"
 	"github.com/sluicehq/sluice/platform/auth"
 	"github.com/sluicehq/sluice/platform/paging"
 	"github.com/sluicehq/sluice/platform/prototime"
@@ -28,8 +29,8 @@ func NewHandler(svc *Service) *Handler { return &Handler{svc: svc} }
 
 // NewRoute mounts h with the options every handler gets (validation, error
 // mapping).
-func NewRoute(h *Handler, log *slog.Logger, guard *auth.Guard) rpcserver.Route {
-	path, handler := sourcev1connect.NewSourceServiceHandler(h, rpcserver.HandlerOptions(log, guard)...)
+func NewRoute(h *Handler, log *slog.Logger, guard *auth.Guard, recorder *audit.Recorder) rpcserver.Route {
+	path, handler := sourcev1connect.NewSourceServiceHandler(h, rpcserver.HandlerOptions(log, guard, recorder)...)
 	return rpcserver.Route{Path: path, Handler: handler, Service: sourcev1connect.SourceServiceName}
 }
 
@@ -38,6 +39,9 @@ func (h *Handler) CreateRepository(ctx context.Context, req *sourcev1.CreateRepo
 	repo, created, err := h.svc.CreateRepository(ctx, newRepositoryFromProto(req))
 	if err != nil {
 		return nil, err
+	}
+	if !created {
+		audit.Unchanged(ctx, audit.Target{Repository: repo.Name, ID: repo.ID})
 	}
 	return &sourcev1.CreateRepositoryResponse{Repository: repositoryToProto(repo), Created: created}, nil
 }
@@ -138,8 +142,8 @@ var _ sourcev1connect.AccessServiceHandler = (*AccessHandler)(nil)
 func NewAccessHandler(svc *Service) *AccessHandler { return &AccessHandler{svc: svc} }
 
 // NewAccessRoute mounts h with the options every handler gets.
-func NewAccessRoute(h *AccessHandler, log *slog.Logger, guard *auth.Guard) rpcserver.Route {
-	path, handler := sourcev1connect.NewAccessServiceHandler(h, rpcserver.HandlerOptions(log, guard)...)
+func NewAccessRoute(h *AccessHandler, log *slog.Logger, guard *auth.Guard, recorder *audit.Recorder) rpcserver.Route {
+	path, handler := sourcev1connect.NewAccessServiceHandler(h, rpcserver.HandlerOptions(log, guard, recorder)...)
 	return rpcserver.Route{Path: path, Handler: handler, Service: sourcev1connect.AccessServiceName}
 }
 
@@ -201,8 +205,8 @@ var _ sourcev1connect.SecretServiceHandler = (*SecretHandler)(nil)
 func NewSecretHandler(svc *Service) *SecretHandler { return &SecretHandler{svc: svc} }
 
 // NewSecretRoute mounts h with the options every handler gets.
-func NewSecretRoute(h *SecretHandler, log *slog.Logger, guard *auth.Guard) rpcserver.Route {
-	path, handler := sourcev1connect.NewSecretServiceHandler(h, rpcserver.HandlerOptions(log, guard)...)
+func NewSecretRoute(h *SecretHandler, log *slog.Logger, guard *auth.Guard, recorder *audit.Recorder) rpcserver.Route {
+	path, handler := sourcev1connect.NewSecretServiceHandler(h, rpcserver.HandlerOptions(log, guard, recorder)...)
 	return rpcserver.Route{Path: path, Handler: handler, Service: sourcev1connect.SecretServiceName}
 }
 
@@ -244,4 +248,37 @@ func (h *SecretHandler) ResolveSecrets(ctx context.Context, req *sourcev1.Resolv
 		return nil, err
 	}
 	return &sourcev1.ResolveSecretsResponse{Values: values}, nil
+}
+
+// AuditHandler is the AuditService Connect handler.
+type AuditHandler struct {
+	svc *Service
+}
+
+var _ sourcev1connect.AuditServiceHandler = (*AuditHandler)(nil)
+
+// NewAuditHandler makes the AuditService handler.
+func NewAuditHandler(svc *Service) *AuditHandler { return &AuditHandler{svc: svc} }
+
+// NewAuditRoute mounts h with the options every handler gets.
+func NewAuditRoute(h *AuditHandler, log *slog.Logger, guard *auth.Guard, recorder *audit.Recorder) rpcserver.Route {
+	path, handler := sourcev1connect.NewAuditServiceHandler(h, rpcserver.HandlerOptions(log, guard, recorder)...)
+	return rpcserver.Route{Path: path, Handler: handler, Service: sourcev1connect.AuditServiceName}
+}
+
+// ListAuditEntries lists the audit log, a page at a time.
+func (h *AuditHandler) ListAuditEntries(ctx context.Context, req *sourcev1.ListAuditEntriesRequest) (*sourcev1.ListAuditEntriesResponse, error) {
+	page, err := paging.Request(req.GetPageSize(), 0, req.GetPageToken())
+	if err != nil {
+		return nil, err
+	}
+	entries, next, err := h.svc.ListAuditEntries(ctx, auditFilterFromProto(req), page)
+	if err != nil {
+		return nil, err
+	}
+	res := &sourcev1.ListAuditEntriesResponse{NextPageToken: next}
+	for _, e := range entries {
+		res.Entries = append(res.Entries, auditEntryToProto(e))
+	}
+	return res, nil
 }

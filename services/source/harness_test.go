@@ -92,7 +92,7 @@ func newHarness(t *testing.T, pollInterval time.Duration, tune ...func(*source.C
 	if err != nil {
 		t.Fatal(err)
 	}
-	logger := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+	logger := slog.New(servicekittest.StrictAudit(t, slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})))
 	cfg := source.Config{
 		Settings:     servicekit.Settings{DataDir: t.TempDir(), DatabaseURL: sqldbtest.URL(t), AllowEgress: []string{egress.Local}},
 		PollInterval: pollInterval,

@@ -26,18 +26,20 @@ func module(cfg Config, extra ...fx.Option) fx.Option {
 		Migrations: []sqldb.Migrations{Migrations()},
 	},
 		fx.Supply(fx.Private, cfg),
-		fx.Provide(fx.Private, NewStore, NewService, NewHandler, NewAccessHandler, NewSecretHandler, parts),
-		fx.Provide(servicekit.Route(NewRoute), servicekit.Route(NewAccessRoute), servicekit.Route(NewSecretRoute), servicekit.Route(NewWebhookRoute)),
+		fx.Provide(fx.Private, NewStore, NewService, NewHandler, NewAccessHandler, NewSecretHandler, NewAuditHandler, parts),
+		fx.Provide(servicekit.Route(NewRoute), servicekit.Route(NewAccessRoute), servicekit.Route(NewSecretRoute), servicekit.Route(NewAuditRoute), servicekit.Route(NewWebhookRoute)),
 		fx.Invoke(startWebhookListener),
 		fx.Options(extra...),
 	)
 }
 
 // parts are what runs beside the API: the consumers that fold the other
-// stages' events into run summaries, the publisher of tokens and the
-// poller.
+// stages' events into run summaries and keep the audit log, the publisher
+// of tokens, the audit log's pruning and the poller.
 func parts(s *Service, cfg Config) servicekit.Parts {
-	p := servicekit.Parts{Consumers: s.Consumers(), Loops: []servicekit.Loop{{Name: "tokens", Run: s.SyncTokens}, {Name: "secret-keys", Run: s.ReencryptSecrets}}}
+	p := servicekit.Parts{Consumers: s.Consumers(), Loops: []servicekit.Loop{
+		{Name: "tokens", Run: s.SyncTokens}, {Name: "secret-keys", Run: s.ReencryptSecrets}, {Name: "audit-retention", Run: s.PruneAuditLog},
+	}}
 	if cfg.PollInterval > 0 {
 		p.Loops = append(p.Loops, servicekit.Loop{Name: "poll", Run: s.Poll})
 	}

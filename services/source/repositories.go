@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/platform/apierror"
+	"github.com/sluicehq/sluice/platform/audit"
 	"github.com/sluicehq/sluice/platform/auth"
 	"github.com/sluicehq/sluice/platform/egress"
 	"github.com/sluicehq/sluice/platform/events"
@@ -104,6 +105,9 @@ func (s *Service) CreateRepository(ctx context.Context, in NewRepository) (repo 
 		row := repo
 		row.WebhookSecret = stored
 		if err := insertRepository(ctx, tx, row); err != nil {
+			return err
+		}
+		if err := audit.Record(ctx, tx, audit.Target{Repository: repo.Name, ID: repo.ID}); err != nil {
 			return err
 		}
 		return events.Enqueue(ctx, tx, ev)

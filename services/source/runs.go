@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/platform/apierror"
+	"github.com/sluicehq/sluice/platform/audit"
 	"github.com/sluicehq/sluice/platform/auth"
 	"github.com/sluicehq/sluice/platform/events"
 	"github.com/sluicehq/sluice/platform/ids"
@@ -123,6 +124,11 @@ func (s *Service) startRun(ctx context.Context, repo domain.Repository, res gitm
 			}
 		}
 		if err := insertRun(ctx, tx, run); err != nil {
+			return err
+		}
+		// A manual trigger's call is recorded with its run; the poller and
+		// webhooks are no call (Record does nothing for them).
+		if err := audit.Record(ctx, tx, audit.Target{Repository: repo.Name, ID: run.ID}); err != nil {
 			return err
 		}
 		return events.Enqueue(ctx, tx, ev)

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/sluicehq/sluice/platform/apierror"
+	"github.com/sluicehq/sluice/platform/audit"
 	"github.com/sluicehq/sluice/platform/paging"
 	"github.com/sluicehq/sluice/platform/sqldb"
 	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
@@ -488,11 +489,18 @@ func optionalNanos(t time.Time) int64 {
 // errTokenExists: InsertToken found the id or the hash in use.
 var errTokenExists = errors.New("token exists")
 
-// InsertToken stores a new token.
+// InsertToken stores a new token, with the audit entry of the call that
+// made it.
 func (s *Store) InsertToken(ctx context.Context, t domain.Token) error {
-	_, err := s.db.ExecContext(ctx, `INSERT INTO tokens (`+tokenColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
-		t.ID, t.Name, t.Role, sqldb.StringList(t.Repositories), t.Hash, sqldb.Nanos(t.CreatedAt), t.CreatedBy,
-		optionalNanos(t.ExpiresAt), optionalNanos(t.RevokedAt))
+	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO tokens (`+tokenColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+			t.ID, t.Name, t.Role, sqldb.StringList(t.Repositories), t.Hash, sqldb.Nanos(t.CreatedAt), t.CreatedBy,
+			optionalNanos(t.ExpiresAt), optionalNanos(t.RevokedAt))
+		if err != nil {
+			return err
+		}
+		return audit.Record(ctx, tx, audit.Target{ID: t.ID})
+	})
 	if sqldb.IsUniqueViolation(err) {
 		return errTokenExists
 	}
@@ -526,9 +534,15 @@ func (s *Store) TokenByHash(ctx context.Context, hash string) (domain.Token, boo
 	return t, true, nil
 }
 
-// RevokeToken marks a token revoked at now, unless it already is.
+// RevokeToken marks a token revoked at now, unless it already is, with the
+// audit entry of the call.
 func (s *Store) RevokeToken(ctx context.Context, id string, now time.Time) error {
-	_, err := s.db.ExecContext(ctx, `UPDATE tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at = 0`, sqldb.Nanos(now), id)
+	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `UPDATE tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at = 0`, sqldb.Nanos(now), id); err != nil {
+			return err
+		}
+		return audit.Record(ctx, tx, audit.Target{ID: id})
+	})
 	if err != nil {
 		return fmt.Errorf("revoke token %s: %w", id, err)
 	}
@@ -613,7 +627,8 @@ func (s *Store) PutSecret(ctx context.Context, sec domain.Secret) (domain.Secret
 		if err != nil {
 			return fmt.Errorf("store secret %s: %w", sec.Name, err)
 		}
-		return nil
+		// The entry names the secret, never its value.
+		return audit.Record(ctx, tx, audit.Target{Repository: sec.Repository, ID: sec.Name})
 	})
 	if err != nil {
 		return domain.Secret{}, err
@@ -683,14 +698,107 @@ func (s *Store) Rekey(ctx context.Context, renewed, old domain.Secret) (bool, er
 	return n == 1, err
 }
 
-// DeleteSecret removes a secret.
+// DeleteSecret removes a secret, with the audit entry of the call.
 func (s *Store) DeleteSecret(ctx context.Context, repositoryID, name string) error {
-	res, err := s.db.ExecContext(ctx, `DELETE FROM secrets WHERE repository_id = $1 AND name = $2`, repositoryID, name)
+	return s.db.InTx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `DELETE FROM secrets WHERE repository_id = $1 AND name = $2`, repositoryID, name)
+		if err != nil {
+			return fmt.Errorf("delete secret %s: %w", name, err)
+		}
+		if n, err := res.RowsAffected(); err == nil && n == 0 {
+			return fmt.Errorf("secret %q: %w", name, apierror.ErrNotFound)
+		}
+		return audit.Record(ctx, tx, audit.Target{ID: name})
+	})
+}
+
+const auditColumns = `id, time, service, procedure, action, actor_kind, actor_id, actor_name, actor_role, repository, target, outcome, request_id`
+
+// InsertAuditEntry keeps an audit entry, once per id.
+func (s *Store) InsertAuditEntry(ctx context.Context, e domain.AuditEntry) error {
+	_, err := s.db.ExecContext(ctx, `INSERT INTO audit_log (`+auditColumns+`)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) ON CONFLICT (id) DO NOTHING`,
+		e.ID, sqldb.Nanos(e.Time), e.Service, e.Procedure, e.Action, e.ActorKind, e.ActorID, e.ActorName, e.ActorRole,
+		e.Repository, e.Target, e.Outcome, e.RequestID)
 	if err != nil {
-		return fmt.Errorf("delete secret %s: %w", name, err)
-	}
-	if n, err := res.RowsAffected(); err == nil && n == 0 {
-		return fmt.Errorf("secret %q: %w", name, apierror.ErrNotFound)
+		return fmt.Errorf("keep audit entry %s: %w", e.ID, err)
 	}
 	return nil
+}
+
+// ListAuditEntries lists a page of the entries f keeps, newest first:
+// page.Limit() at most, after page.After.
+func (s *Store) ListAuditEntries(ctx context.Context, f domain.AuditFilter, page paging.Page) ([]domain.AuditEntry, error) {
+	var conds []string
+	var args []any
+	arg := func(v any) string {
+		args = append(args, v)
+		return fmt.Sprintf("$%d", len(args))
+	}
+	if f.Repository != "" {
+		conds = append(conds, `repository = `+arg(f.Repository))
+	}
+	if f.Only != nil {
+		if len(f.Only) == 0 {
+			return nil, nil
+		}
+		in := make([]string, len(f.Only))
+		for i, r := range f.Only {
+			in[i] = arg(r)
+		}
+		conds = append(conds, `repository IN (`+strings.Join(in, ", ")+`)`)
+	}
+	if f.Actor != "" {
+		a := arg(f.Actor)
+		conds = append(conds, `(actor_id = `+a+` OR actor_name = `+a+`)`)
+	}
+	switch {
+	case strings.HasSuffix(f.Action, "."):
+		// A prefix: the column starts with it (no LIKE, so no wildcard in
+		// the filter means anything).
+		conds = append(conds, `SUBSTR(action, 1, `+arg(len(f.Action))+`) = `+arg(f.Action))
+	case f.Action != "":
+		conds = append(conds, `action = `+arg(f.Action))
+	}
+	if !f.Since.IsZero() {
+		conds = append(conds, `time >= `+arg(sqldb.Nanos(f.Since)))
+	}
+	if !f.Until.IsZero() {
+		conds = append(conds, `time < `+arg(sqldb.Nanos(f.Until)))
+	}
+	after, afterArgs := page.Where("time", "id", true, len(args)+1)
+	args = append(args, afterArgs...)
+	conds = append(conds, after)
+	query := `SELECT ` + auditColumns + ` FROM audit_log WHERE ` + strings.Join(conds, ` AND `) +
+		` ORDER BY time DESC, id DESC LIMIT ` + arg(page.Limit())
+	rows, err := s.db.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list audit entries: %w", err)
+	}
+	defer rows.Close()
+	var out []domain.AuditEntry
+	for rows.Next() {
+		var e domain.AuditEntry
+		var at int64
+		if err := rows.Scan(&e.ID, &at, &e.Service, &e.Procedure, &e.Action, &e.ActorKind, &e.ActorID, &e.ActorName, &e.ActorRole,
+			&e.Repository, &e.Target, &e.Outcome, &e.RequestID); err != nil {
+			return nil, fmt.Errorf("list audit entries: %w", err)
+		}
+		e.Time = sqldb.Time(at)
+		out = append(out, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list audit entries: %w", err)
+	}
+	return out, nil
+}
+
+// DeleteAuditEntriesBefore deletes the entries older than t and counts
+// them.
+func (s *Store) DeleteAuditEntriesBefore(ctx context.Context, t time.Time) (int64, error) {
+	res, err := s.db.ExecContext(ctx, `DELETE FROM audit_log WHERE time < $1`, sqldb.Nanos(t))
+	if err != nil {
+		return 0, fmt.Errorf("prune the audit log: %w", err)
+	}
+	return res.RowsAffected()
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 
+	"github.com/sluicehq/sluice/platform/audit"
 	"github.com/sluicehq/sluice/platform/auth"
 	"github.com/sluicehq/sluice/platform/paging"
 	"github.com/sluicehq/sluice/platform/rpcserver"
@@ -23,8 +24,8 @@ func NewHandler(svc *Service) *Handler { return &Handler{svc: svc} }
 
 // NewRoute mounts the handler with the options every handler gets
 // (validation, error mapping).
-func NewRoute(h *Handler, log *slog.Logger, guard *auth.Guard) rpcserver.Route {
-	path, handler := testv1connect.NewTestServiceHandler(h, rpcserver.HandlerOptions(log, guard)...)
+func NewRoute(h *Handler, log *slog.Logger, guard *auth.Guard, recorder *audit.Recorder) rpcserver.Route {
+	path, handler := testv1connect.NewTestServiceHandler(h, rpcserver.HandlerOptions(log, guard, recorder)...)
 	return rpcserver.Route{Path: path, Handler: handler, Service: testv1connect.TestServiceName}
 }
 

@@ -8,6 +8,7 @@ package servicekittest
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"slices"
@@ -23,6 +24,7 @@ import (
 	"go.uber.org/fx/fxtest"
 
 	"github.com/sluicehq/sluice/deploy"
+	"github.com/sluicehq/sluice/platform/audit"
 	"github.com/sluicehq/sluice/platform/auth"
 	"github.com/sluicehq/sluice/platform/events"
 	"github.com/sluicehq/sluice/platform/natsconn"
@@ -32,6 +34,7 @@ import (
 	"github.com/sluicehq/sluice/platform/servicekit"
 	"github.com/sluicehq/sluice/platform/sqldb"
 	"github.com/sluicehq/sluice/platform/sqldb/sqldbtest"
+	auditv1 "github.com/sluicehq/sluice/proto/gen/sluice/audit/v1"
 	authv1 "github.com/sluicehq/sluice/proto/gen/sluice/auth/v1"
 )
 
@@ -297,9 +300,50 @@ func DeadLetter(t testing.TB, js jetstream.JetStream, service, consumer, chainID
 }
 
 // Logger is a logger for a test: its lines show with the test's output
-// (when it fails, or with -v).
+// (when it fails, or with -v). It fails the test when a handler forgets
+// its audit entry (StrictAudit).
 func Logger(t testing.TB) *slog.Logger {
-	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
+	return slog.New(StrictAudit(t, slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug})))
+}
+
+// StrictAudit wraps h so that the test fails when a procedure that changes
+// state succeeds without recording its audit entry in its transaction
+// (audit.MsgNotRecorded): its entry would still be written, but apart from
+// its change.
+func StrictAudit(t testing.TB, h slog.Handler) slog.Handler { return strictAudit{t: t, Handler: h} }
+
+type strictAudit struct {
+	t testing.TB
+	slog.Handler
+}
+
+func (s strictAudit) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= slog.LevelError || s.Handler.Enabled(ctx, l)
+}
+
+func (s strictAudit) Handle(ctx context.Context, r slog.Record) error {
+	if r.Message == audit.MsgNotRecorded {
+		var procedure string
+		r.Attrs(func(a slog.Attr) bool {
+			if a.Key == "procedure" {
+				procedure = a.Value.String()
+			}
+			return true
+		})
+		s.t.Errorf("%s succeeded without audit.Record in the transaction of its change", procedure)
+	}
+	if !s.Handler.Enabled(ctx, r.Level) {
+		return nil
+	}
+	return s.Handler.Handle(ctx, r)
+}
+
+func (s strictAudit) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return strictAudit{t: s.t, Handler: s.Handler.WithAttrs(attrs)}
+}
+
+func (s strictAudit) WithGroup(name string) slog.Handler {
+	return strictAudit{t: s.t, Handler: s.Handler.WithGroup(name)}
 }
 
 // OpenDB opens a fresh database of the store the test run selects
@@ -347,4 +391,42 @@ func Producers(t testing.TB, js jetstream.JetStream, owners ...string) {
 			}
 		}
 	}
+}
+
+// AuditEntries waits until the AUDIT stream holds at least n audit
+// entries and returns them all, oldest first (the services publish them
+// through their outboxes, a moment after the call).
+func AuditEntries(t testing.TB, js jetstream.JetStream, n int) []*auditv1.AuditEntry {
+	t.Helper()
+	var out []*auditv1.AuditEntry
+	Eventually(t, fmt.Sprintf("the AUDIT stream has %d entries", n), func() bool {
+		out = out[:0]
+		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+		defer cancel()
+		cons, err := js.OrderedConsumer(ctx, "AUDIT", jetstream.OrderedConsumerConfig{})
+		if err != nil {
+			return false
+		}
+		for {
+			batch, err := cons.FetchNoWait(100)
+			if err != nil {
+				return false
+			}
+			got := 0
+			for m := range batch.Messages() {
+				got++
+				ev, err := events.Decode(m.Subject(), m.Headers(), m.Data())
+				if err != nil {
+					t.Fatalf("decode %s: %v", m.Subject(), err)
+				}
+				if e, ok := ev.Payload.(*auditv1.AuditEntry); ok {
+					out = append(out, e)
+				}
+			}
+			if got == 0 {
+				return len(out) >= n
+			}
+		}
+	})
+	return out
 }

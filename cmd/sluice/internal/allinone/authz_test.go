@@ -20,6 +20,7 @@ import (
 	"google.golang.org/protobuf/types/dynamicpb"
 
 	"github.com/sluicehq/sluice/platform/auth"
+	auditv1 "github.com/sluicehq/sluice/proto/gen/sluice/audit/v1"
 	authv1 "github.com/sluicehq/sluice/proto/gen/sluice/auth/v1"
 	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
 	"github.com/sluicehq/sluice/proto/gen/sluice/source/v1/sourcev1connect"
@@ -158,6 +159,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 	}
 
 	procedures := 0
+	var audited []protoreflect.MethodDescriptor
 	protoregistry.GlobalFiles.RangeFiles(func(fd protoreflect.FileDescriptor) bool {
 		if !strings.HasPrefix(string(fd.Package()), "sluice.") {
 			return true
@@ -171,6 +173,14 @@ func TestAuthorizationMatrix(t *testing.T) {
 				if policy == nil {
 					t.Errorf("%s has no (sluice.auth.v1.policy)", md.FullName())
 					continue
+				}
+				switch {
+				case policy.GetAuditAction() == "" && changesState(md):
+					t.Errorf("%s looks like it changes state, and its policy has no audit_action: give it one and call audit.Record where it commits (platform/audit)", md.FullName())
+				case policy.GetAuditAction() != "" && !changesState(md):
+					t.Errorf("%s only reads, and its policy has an audit_action", md.FullName())
+				case policy.GetAuditAction() != "":
+					audited = append(audited, md)
 				}
 				req := requestFor(md, runID)
 				for _, c := range callers {
@@ -188,6 +198,89 @@ func TestAuthorizationMatrix(t *testing.T) {
 		t.Fatalf("only %d procedures found in the descriptors", procedures)
 	}
 	t.Logf("%d procedures x %d callers", procedures, len(callers))
+
+	// Every call of a procedure that changes state is in the audit log:
+	// sluice up's admin triggering the run above, and each audited
+	// procedure as called by the matrix (refused as anonymous and as a
+	// viewer, and as the admin token however it ended).
+	if len(audited) < 9 {
+		t.Fatalf("only %d audited procedures in the descriptors", len(audited))
+	}
+	log := sourcev1connect.NewAuditServiceClient(p.Client(), p.URL)
+	upAdmin := auth.TokenID(p.AdminToken)
+	tokenOf := func(name string) string {
+		i := slices.IndexFunc(callers, func(c caller) bool { return c.name == name })
+		return auth.TokenID(callers[i].secret)
+	}
+	viewer, matrixAdmin := tokenOf("viewer"), tokenOf("admin")
+	type want struct {
+		what  string
+		match func(*auditv1.AuditEntry) bool
+	}
+	wants := []want{{"sluice up's admin triggering run " + runID, func(e *auditv1.AuditEntry) bool {
+		return e.GetAction() == "run.trigger" && e.GetOutcome() == "ok" && e.GetTarget() == runID && e.GetRepository() == "mine" &&
+			e.GetActorId() == upAdmin && e.GetActorName() == "admin" && e.GetActorRole() == "admin" && e.GetService() == "source"
+	}}}
+	for _, md := range audited {
+		procedure := "/" + string(md.Parent().FullName()) + "/" + string(md.Name())
+		action := auth.PolicyOf(md).GetAuditAction()
+		of := func(e *auditv1.AuditEntry) bool { return e.GetProcedure() == procedure && e.GetAction() == action }
+		wants = append(wants,
+			want{procedure + " refused as anonymous", func(e *auditv1.AuditEntry) bool {
+				return of(e) && e.GetOutcome() == "unauthenticated" && e.GetActorKind() == "anonymous"
+			}},
+			want{procedure + " refused to the viewer", func(e *auditv1.AuditEntry) bool {
+				return of(e) && e.GetOutcome() == "permission_denied" && e.GetActorId() == viewer && e.GetActorRole() == "viewer"
+			}},
+			want{procedure + " called by the admin", func(e *auditv1.AuditEntry) bool { return of(e) && e.GetActorId() == matrixAdmin }},
+		)
+	}
+	var missing []string
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		entries := auditEntries(ctx, t, log)
+		missing = missing[:0]
+		for _, w := range wants {
+			if !slices.ContainsFunc(entries, w.match) {
+				missing = append(missing, w.what)
+			}
+		}
+		if len(missing) == 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	for _, m := range missing {
+		t.Errorf("the audit log has no entry of %s", m)
+	}
+}
+
+// changesState says whether md's name is not one of a procedure that only
+// reads: a new procedure that changes state (CancelRun) must be audited.
+func changesState(md protoreflect.MethodDescriptor) bool {
+	for _, verb := range []string{"Get", "List", "Watch", "Tail", "WhoAmI", "Resolve"} {
+		if strings.HasPrefix(string(md.Name()), verb) {
+			return false
+		}
+	}
+	return true
+}
+
+// auditEntries reads the whole audit log, page after page.
+func auditEntries(ctx context.Context, t *testing.T, log sourcev1connect.AuditServiceClient) []*auditv1.AuditEntry {
+	t.Helper()
+	var out []*auditv1.AuditEntry
+	req := &sourcev1.ListAuditEntriesRequest{PageSize: 1000}
+	for {
+		res, err := log.ListAuditEntries(ctx, req)
+		if err != nil {
+			t.Fatalf("ListAuditEntries: %v", err)
+		}
+		out = append(out, res.GetEntries()...)
+		if req.PageToken = res.GetNextPageToken(); req.PageToken == "" {
+			return out
+		}
+	}
 }
 
 // requestFor is a request to md that names the repository "mine" where its

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -14,8 +15,10 @@ import (
 
 	"connectrpc.com/connect"
 	"connectrpc.com/validate"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	auditv1 "github.com/sluicehq/sluice/proto/gen/sluice/audit/v1"
 	buildv1 "github.com/sluicehq/sluice/proto/gen/sluice/build/v1"
 	"github.com/sluicehq/sluice/proto/gen/sluice/build/v1/buildv1connect"
 	notifyv1 "github.com/sluicehq/sluice/proto/gen/sluice/notify/v1"
@@ -38,6 +41,7 @@ type fakePlatform struct {
 	test    *fakeTest
 	release *fakeRelease
 	notify  *fakeNotify
+	audit   *fakeAudit
 }
 
 // startFake serves a fake platform until the test ends. withDetails false
@@ -55,6 +59,7 @@ func startFake(t *testing.T, withDetails bool) *fakePlatform {
 		test:    &fakeTest{logs: map[string][]*testv1.LogLine{}},
 		release: &fakeRelease{logs: map[string][]*releasev1.LogLine{}},
 		notify:  &fakeNotify{},
+		audit:   &fakeAudit{},
 	}
 	mux := http.NewServeMux()
 	mux.Handle(sourcev1connect.NewSourceServiceHandler(f.source, h))
@@ -62,6 +67,7 @@ func startFake(t *testing.T, withDetails bool) *fakePlatform {
 	mux.Handle(testv1connect.NewTestServiceHandler(f.test, h))
 	mux.Handle(releasev1connect.NewReleaseServiceHandler(f.release, h))
 	mux.Handle(notifyv1connect.NewNotifyServiceHandler(f.notify, h))
+	mux.Handle(sourcev1connect.NewAuditServiceHandler(f.audit, h))
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 	f.url = srv.URL
@@ -315,4 +321,40 @@ func helloRun(id string, status sourcev1.RunStatus) *sourcev1.Run {
 			Test:  &sourcev1.TestSpec{Steps: []*sourcev1.Step{{Name: "unit", Run: "go test"}}},
 		},
 	}
+}
+
+// fakeAudit serves entries, newest first, page_size at a time (its page
+// token is the index of the page's first entry), and records the requests.
+type fakeAudit struct {
+	sourcev1connect.UnimplementedAuditServiceHandler
+	mu       sync.Mutex
+	entries  []*auditv1.AuditEntry
+	requests []*sourcev1.ListAuditEntriesRequest
+}
+
+func (f *fakeAudit) ListAuditEntries(_ context.Context, req *sourcev1.ListAuditEntriesRequest) (*sourcev1.ListAuditEntriesResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.requests = append(f.requests, proto.CloneOf(req))
+	from := 0
+	if req.GetPageToken() != "" {
+		from, _ = strconv.Atoi(req.GetPageToken())
+	}
+	size := int(req.GetPageSize())
+	if size == 0 {
+		size = 50
+	}
+	to := min(from+size, len(f.entries))
+	res := &sourcev1.ListAuditEntriesResponse{Entries: f.entries[from:to]}
+	if to < len(f.entries) {
+		res.NextPageToken = strconv.Itoa(to)
+	}
+	return res, nil
+}
+
+// asked is the requests the fake was sent, in order.
+func (f *fakeAudit) asked() []*sourcev1.ListAuditEntriesRequest {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.requests)
 }

@@ -103,9 +103,19 @@ type Policy struct {
 	// services_only: no user's token may call the procedure, whatever its
 	// role; only the services listed in services may (for example build
 	// asking source for the values of a step's secrets).
-	ServicesOnly  bool `protobuf:"varint,5,opt,name=services_only,json=servicesOnly,proto3" json:"services_only,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	ServicesOnly bool `protobuf:"varint,5,opt,name=services_only,json=servicesOnly,proto3" json:"services_only,omitempty"`
+	// audit_action names what a call does in the audit log
+	// (sluice.audit.v1.AuditEntry.action), such as "repository.create".
+	// Every procedure that changes state has one: each call of it, allowed or
+	// refused, is recorded (platform/audit, docs/security.md). Procedures
+	// that only read have none.
+	AuditAction string `protobuf:"bytes,6,opt,name=audit_action,json=auditAction,proto3" json:"audit_action,omitempty"`
+	// audit_target_field names the request's string field that says what the
+	// call acts on (a token id, a secret name), recorded as the entry's target
+	// when the handler does not name a better one (the id of what it made).
+	AuditTargetField string `protobuf:"bytes,7,opt,name=audit_target_field,json=auditTargetField,proto3" json:"audit_target_field,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *Policy) Reset() {
@@ -173,6 +183,20 @@ func (x *Policy) GetServicesOnly() bool {
 	return false
 }
 
+func (x *Policy) GetAuditAction() string {
+	if x != nil {
+		return x.AuditAction
+	}
+	return ""
+}
+
+func (x *Policy) GetAuditTargetField() string {
+	if x != nil {
+		return x.AuditTargetField
+	}
+	return ""
+}
+
 var file_sluice_auth_v1_policy_proto_extTypes = []protoimpl.ExtensionInfo{
 	{
 		ExtendedType:  (*descriptorpb.MethodOptions)(nil),
@@ -196,13 +220,15 @@ var File_sluice_auth_v1_policy_proto protoreflect.FileDescriptor
 
 const file_sluice_auth_v1_policy_proto_rawDesc = "" +
 	"\n" +
-	"\x1bsluice/auth/v1/policy.proto\x12\x0esluice.auth.v1\x1a google/protobuf/descriptor.proto\"\xcd\x01\n" +
+	"\x1bsluice/auth/v1/policy.proto\x12\x0esluice.auth.v1\x1a google/protobuf/descriptor.proto\"\x9e\x02\n" +
 	"\x06Policy\x12(\n" +
 	"\x04role\x18\x01 \x01(\x0e2\x14.sluice.auth.v1.RoleR\x04role\x12)\n" +
 	"\x10repository_field\x18\x02 \x01(\tR\x0frepositoryField\x12-\n" +
 	"\x12repository_checked\x18\x03 \x01(\bR\x11repositoryChecked\x12\x1a\n" +
 	"\bservices\x18\x04 \x03(\tR\bservices\x12#\n" +
-	"\rservices_only\x18\x05 \x01(\bR\fservicesOnly*P\n" +
+	"\rservices_only\x18\x05 \x01(\bR\fservicesOnly\x12!\n" +
+	"\faudit_action\x18\x06 \x01(\tR\vauditAction\x12,\n" +
+	"\x12audit_target_field\x18\a \x01(\tR\x10auditTargetField*P\n" +
 	"\x04Role\x12\x14\n" +
 	"\x10ROLE_UNSPECIFIED\x10\x00\x12\x0f\n" +
 	"\vROLE_VIEWER\x10\x01\x12\x11\n" +

@@ -1071,12 +1071,12 @@ const file_sluice_notify_v1_notify_proto_rawDesc = "" +
 	"\x1bDELIVERY_STATUS_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17DELIVERY_STATUS_PENDING\x10\x01\x12\x1d\n" +
 	"\x19DELIVERY_STATUS_SUCCEEDED\x10\x02\x12\x18\n" +
-	"\x14DELIVERY_STATUS_DEAD\x10\x032\xdf\x04\n" +
-	"\rNotifyService\x12\x83\x01\n" +
-	"\x12CreateSubscription\x12+.sluice.notify.v1.CreateSubscriptionRequest\x1a,.sluice.notify.v1.CreateSubscriptionResponse\"\x12\x8a\xe7\x18\x0e\b\x02\x12\n" +
-	"repository\x12v\n" +
-	"\x11ListSubscriptions\x12*.sluice.notify.v1.ListSubscriptionsRequest\x1a+.sluice.notify.v1.ListSubscriptionsResponse\"\b\x8a\xe7\x18\x04\b\x01\x18\x01\x12y\n" +
-	"\x12DeleteSubscription\x12+.sluice.notify.v1.DeleteSubscriptionRequest\x1a,.sluice.notify.v1.DeleteSubscriptionResponse\"\b\x8a\xe7\x18\x04\b\x02\x18\x01\x12m\n" +
+	"\x14DELIVERY_STATUS_DEAD\x10\x032\x8e\x05\n" +
+	"\rNotifyService\x12\x98\x01\n" +
+	"\x12CreateSubscription\x12+.sluice.notify.v1.CreateSubscriptionRequest\x1a,.sluice.notify.v1.CreateSubscriptionResponse\"'\x8a\xe7\x18#\b\x02\x12\n" +
+	"repository2\x13subscription.create\x12v\n" +
+	"\x11ListSubscriptions\x12*.sluice.notify.v1.ListSubscriptionsRequest\x1a+.sluice.notify.v1.ListSubscriptionsResponse\"\b\x8a\xe7\x18\x04\b\x01\x18\x01\x12\x92\x01\n" +
+	"\x12DeleteSubscription\x12+.sluice.notify.v1.DeleteSubscriptionRequest\x1a,.sluice.notify.v1.DeleteSubscriptionResponse\"!\x8a\xe7\x18\x1d\b\x02\x18\x012\x13subscription.delete:\x02id\x12m\n" +
 	"\x0eListDeliveries\x12'.sluice.notify.v1.ListDeliveriesRequest\x1a(.sluice.notify.v1.ListDeliveriesResponse\"\b\x8a\xe7\x18\x04\b\x01\x18\x01\x12f\n" +
 	"\vWatchEvents\x12$.sluice.notify.v1.WatchEventsRequest\x1a%.sluice.notify.v1.WatchEventsResponse\"\b\x8a\xe7\x18\x04\b\x01\x18\x010\x01B\xc5\x01\n" +
 	"\x14com.sluice.notify.v1B\vNotifyProtoP\x01Z>github.com/sluicehq/sluice/proto/gen/sluice/notify/v1;notifyv1\xa2\x02\x03SNX\xaa\x02\x10Sluice.Notify.V1\xca\x02\x10Sluice\\Notify\\V1\xe2\x02\x1cSluice\\Notify\\V1\\GPBMetadata\xea\x02\x12Sluice::Notify::V1b\x06proto3"

@@ -1302,12 +1302,12 @@ const file_sluice_release_v1_release_proto_rawDesc = "" +
 	"\x1bDEPLOYMENT_STATUS_VERIFYING\x10\x02\x12\x1e\n" +
 	"\x1aDEPLOYMENT_STATUS_VERIFIED\x10\x03\x12\x1c\n" +
 	"\x18DEPLOYMENT_STATUS_FAILED\x10\x04\x12!\n" +
-	"\x1dDEPLOYMENT_STATUS_ROLLED_BACK\x10\x052\x95\x04\n" +
+	"\x1dDEPLOYMENT_STATUS_ROLLED_BACK\x10\x052\xb8\x04\n" +
 	"\x0eReleaseService\x12i\n" +
 	"\fListReleases\x12&.sluice.release.v1.ListReleasesRequest\x1a'.sluice.release.v1.ListReleasesResponse\"\b\x8a\xe7\x18\x04\b\x01\x18\x01\x12r\n" +
-	"\x0fListDeployments\x12).sluice.release.v1.ListDeploymentsRequest\x1a*.sluice.release.v1.ListDeploymentsResponse\"\b\x8a\xe7\x18\x04\b\x01\x18\x01\x12g\n" +
-	"\bRollback\x12\".sluice.release.v1.RollbackRequest\x1a#.sluice.release.v1.RollbackResponse\"\x12\x8a\xe7\x18\x0e\b\x02\x12\n" +
-	"repository\x12Z\n" +
+	"\x0fListDeployments\x12).sluice.release.v1.ListDeploymentsRequest\x1a*.sluice.release.v1.ListDeploymentsResponse\"\b\x8a\xe7\x18\x04\b\x01\x18\x01\x12\x89\x01\n" +
+	"\bRollback\x12\".sluice.release.v1.RollbackRequest\x1a#.sluice.release.v1.RollbackResponse\"4\x8a\xe7\x180\b\x02\x12\n" +
+	"repository2\x13deployment.rollback:\venvironment\x12Z\n" +
 	"\aGetLogs\x12!.sluice.release.v1.GetLogsRequest\x1a\".sluice.release.v1.GetLogsResponse\"\b\x8a\xe7\x18\x04\b\x01\x18\x01\x12_\n" +
 	"\bTailLogs\x12\".sluice.release.v1.TailLogsRequest\x1a#.sluice.release.v1.TailLogsResponse\"\b\x8a\xe7\x18\x04\b\x01\x18\x010\x01B\xcd\x01\n" +
 	"\x15com.sluice.release.v1B\fReleaseProtoP\x01Z@github.com/sluicehq/sluice/proto/gen/sluice/release/v1;releasev1\xa2\x02\x03SRX\xaa\x02\x11Sluice.Release.V1\xca\x02\x11Sluice\\Release\\V1\xe2\x02\x1dSluice\\Release\\V1\\GPBMetadata\xea\x02\x13Sluice::Release::V1b\x06proto3"

@@ -630,12 +630,12 @@ const file_sluice_source_v1_access_proto_rawDesc = "" +
 	"\frepositories\x18\x04 \x03(\tR\frepositories\x12\x19\n" +
 	"\btoken_id\x18\x05 \x01(\tR\atokenId\x129\n" +
 	"\n" +
-	"expires_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt2\x8f\x03\n" +
-	"\rAccessService\x12b\n" +
-	"\vCreateToken\x12$.sluice.source.v1.CreateTokenRequest\x1a%.sluice.source.v1.CreateTokenResponse\"\x06\x8a\xe7\x18\x02\b\x03\x12_\n" +
+	"expires_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt2\xb5\x03\n" +
+	"\rAccessService\x12v\n" +
+	"\vCreateToken\x12$.sluice.source.v1.CreateTokenRequest\x1a%.sluice.source.v1.CreateTokenResponse\"\x1a\x8a\xe7\x18\x16\b\x032\ftoken.create:\x04name\x12_\n" +
 	"\n" +
-	"ListTokens\x12#.sluice.source.v1.ListTokensRequest\x1a$.sluice.source.v1.ListTokensResponse\"\x06\x8a\xe7\x18\x02\b\x03\x12b\n" +
-	"\vRevokeToken\x12$.sluice.source.v1.RevokeTokenRequest\x1a%.sluice.source.v1.RevokeTokenResponse\"\x06\x8a\xe7\x18\x02\b\x03\x12U\n" +
+	"ListTokens\x12#.sluice.source.v1.ListTokensRequest\x1a$.sluice.source.v1.ListTokensResponse\"\x06\x8a\xe7\x18\x02\b\x03\x12t\n" +
+	"\vRevokeToken\x12$.sluice.source.v1.RevokeTokenRequest\x1a%.sluice.source.v1.RevokeTokenResponse\"\x18\x8a\xe7\x18\x14\b\x032\ftoken.revoke:\x02id\x12U\n" +
 	"\x06WhoAmI\x12\x1f.sluice.source.v1.WhoAmIRequest\x1a .sluice.source.v1.WhoAmIResponse\"\b\x8a\xe7\x18\x04\b\x01\x18\x01B\xc5\x01\n" +
 	"\x14com.sluice.source.v1B\vAccessProtoP\x01Z>github.com/sluicehq/sluice/proto/gen/sluice/source/v1;sourcev1\xa2\x02\x03SSX\xaa\x02\x10Sluice.Source.V1\xca\x02\x10Sluice\\Source\\V1\xe2\x02\x1cSluice\\Source\\V1\\GPBMetadata\xea\x02\x12Sluice::Source::V1b\x06proto3"
 

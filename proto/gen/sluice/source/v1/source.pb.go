@@ -1634,15 +1634,15 @@ const file_sluice_source_v1_source_proto_rawDesc = "" +
 	"\x13TRIGGER_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eTRIGGER_MANUAL\x10\x01\x12\x10\n" +
 	"\fTRIGGER_POLL\x10\x02\x12\x13\n" +
-	"\x0fTRIGGER_WEBHOOK\x10\x032\xf0\x06\n" +
-	"\rSourceService\x12q\n" +
-	"\x10CreateRepository\x12).sluice.source.v1.CreateRepositoryRequest\x1a*.sluice.source.v1.CreateRepositoryResponse\"\x06\x8a\xe7\x18\x02\b\x03\x12s\n" +
+	"\x0fTRIGGER_WEBHOOK\x10\x032\x9c\a\n" +
+	"\rSourceService\x12\x8a\x01\n" +
+	"\x10CreateRepository\x12).sluice.source.v1.CreateRepositoryRequest\x1a*.sluice.source.v1.CreateRepositoryResponse\"\x1f\x8a\xe7\x18\x1b\b\x032\x11repository.create:\x04name\x12s\n" +
 	"\x10ListRepositories\x12).sluice.source.v1.ListRepositoriesRequest\x1a*.sluice.source.v1.ListRepositoriesResponse\"\b\x8a\xe7\x18\x04\b\x01\x18\x01\x12t\n" +
 	"\rGetRepository\x12&.sluice.source.v1.GetRepositoryRequest\x1a'.sluice.source.v1.GetRepositoryResponse\"\x12\x8a\xe7\x18\x0e\b\x01\x12\n" +
-	"repository\x12k\n" +
+	"repository\x12}\n" +
 	"\n" +
-	"TriggerRun\x12#.sluice.source.v1.TriggerRunRequest\x1a$.sluice.source.v1.TriggerRunResponse\"\x12\x8a\xe7\x18\x0e\b\x02\x12\n" +
-	"repository\x12e\n" +
+	"TriggerRun\x12#.sluice.source.v1.TriggerRunRequest\x1a$.sluice.source.v1.TriggerRunResponse\"$\x8a\xe7\x18 \b\x02\x12\n" +
+	"repository2\vrun.trigger:\x03ref\x12e\n" +
 	"\bListRuns\x12!.sluice.source.v1.ListRunsRequest\x1a\".sluice.source.v1.ListRunsResponse\"\x12\x8a\xe7\x18\x0e\b\x01\x12\n" +
 	"repository\x12U\n" +
 	"\x06GetRun\x12\x1f.sluice.source.v1.GetRunRequest\x1a .sluice.source.v1.GetRunResponse\"\b\x8a\xe7\x18\x04\b\x01\x18\x01\x12]\n" +
