@@ -3,7 +3,6 @@ package build
 import (
 	"go.uber.org/fx"
 
-	"github.com/sluicehq/sluice/platform/auth"
 	"github.com/sluicehq/sluice/platform/executor"
 	"github.com/sluicehq/sluice/platform/servicekit"
 	"github.com/sluicehq/sluice/platform/sqldb"
@@ -37,8 +36,8 @@ func newExecutor(cfg Config) executor.Executor {
 
 // newSecrets asks source for the values of the secrets steps ask for, as
 // the build service.
-func newSecrets(cfg Config, id *auth.ServiceIdentity) *stepsecrets.Resolver {
-	return stepsecrets.NewResolver(Name, cfg.SourceURL, id, nil)
+func newSecrets(cfg Config, calls servicekit.CallTransport) *stepsecrets.Resolver {
+	return stepsecrets.NewResolver(Name, cfg.SourceURL, calls)
 }
 
 // parts are what runs beside the API: the work-queue consumer.

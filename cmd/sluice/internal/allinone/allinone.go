@@ -33,6 +33,7 @@ import (
 	"github.com/sluicehq/sluice/platform/retry"
 	"github.com/sluicehq/sluice/platform/servicecmd"
 	"github.com/sluicehq/sluice/platform/servicekit"
+	"github.com/sluicehq/sluice/platform/tlsconfig"
 	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
 	"github.com/sluicehq/sluice/proto/gen/sluice/source/v1/sourcev1connect"
 	"github.com/sluicehq/sluice/services/build"
@@ -220,8 +221,12 @@ type Platform struct {
 	app     *fx.App
 	nats    *embeddednats.Server
 	natsURL string
-	URL     string
-	Log     *slog.Logger
+	// URL is the platform's API: https:// when it serves TLS.
+	URL string
+	Log *slog.Logger
+	// trust is what its clients trust: its own certificate, and the
+	// tls-ca-file's CAs or the system's roots.
+	trust *tlsconfig.Client
 	// AdminToken is the secret of the admin token in the source service's
 	// admin-token-file (default <data-dir>/admin-token), "" when source
 	// does not run here; AdminTokenCreated says whether this start made it.
@@ -229,10 +234,15 @@ type Platform struct {
 	AdminTokenCreated bool
 }
 
-// Client is a client of the platform that calls with the admin token.
+// Client is a client of the platform that calls with the admin token
+// (over TLS, it trusts the platform's own certificate).
 func (p *Platform) Client() *http.Client {
-	return &http.Client{Transport: auth.WithSecret(nil, func() string { return p.AdminToken })}
+	return &http.Client{Transport: auth.WithSecret(p.trust.Transport(), func() string { return p.AdminToken })}
 }
+
+// Transport is a transport to the platform's API: over TLS, it trusts the
+// platform's own certificate (the CLI's calls of `sluice up`).
+func (p *Platform) Transport() *http.Transport { return p.trust.Transport() }
 
 // NATSURL is the NATS server the platform uses.
 func (p *Platform) NATSURL() string { return p.natsURL }
@@ -276,7 +286,14 @@ func Start(ctx context.Context, o Options) (*Platform, error) {
 	}
 	level, _ := o.Process.Level()
 	log := slog.New(slog.NewJSONHandler(o.LogWriter, &slog.HandlerOptions{Level: level}))
-	p := &Platform{URL: "http://" + o.Process.Addr, Log: log}
+	network, err := o.Process.Network("", log)
+	if err != nil {
+		return nil, err
+	}
+	p := &Platform{URL: "http://" + o.Process.Addr, Log: log, trust: network.Client}
+	if network.Server.TLS != nil {
+		p.URL = "https://" + o.Process.Addr
+	}
 	if slices.Contains(o.Services, source.Name) {
 		if o.Source.AdminTokenFile == "" {
 			o.Source.AdminTokenFile = filepath.Join(o.DataDir, "admin-token")
@@ -317,7 +334,8 @@ func Start(ctx context.Context, o Options) (*Platform, error) {
 	}
 	p.natsURL = o.Process.NATSURL
 	info := servicekit.BuildInfo{Version: o.Version, Commit: o.Commit}
-	p.app = servicecmd.App(log, info, o.Process.NATS(""), o.Process.Addr, modules...)
+	network.NATS = o.Process.NATS("")
+	p.app = servicecmd.App(log, info, network, modules...)
 	if err := p.app.Err(); err != nil {
 		p.stopNATS()
 		return nil, err
