@@ -55,7 +55,7 @@ VERSION := $(shell git describe --tags --always --dirty 2>/dev/null || echo 0.0.
 COMMIT  := $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 VERSION_LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
-.PHONY: dev-certs all run build test test-short test-postgres test-containers bench lint vet tools proto-deps generate generate-nats generate-check proto-lint breaking tidy tidy-check build-gowork-off k8s-check k8s-generate vulncheck ci clean images images-clean image-host-packages
+.PHONY: dev-certs k8s-dev-certs all run build test test-short test-postgres test-containers bench lint vet tools proto-deps generate generate-nats generate-check proto-lint breaking tidy tidy-check build-gowork-off k8s-check k8s-generate vulncheck ci clean images images-clean image-host-packages
 
 all: build
 
@@ -207,6 +207,15 @@ dev-certs:
 		test=test,test-1,test-2,localhost,127.0.0.1 \
 		release=release,localhost,127.0.0.1 \
 		notify=notify,localhost,127.0.0.1
+
+## k8s-dev-certs: a development CA and certificates for the Kubernetes Secret sluice-tls (bin/k8s-dev-certs), and the kubectl command that makes it.
+K8S_CERTS_DIR ?= $(BIN)/k8s-dev-certs
+k8s-dev-certs:
+	go run ./platform/devcerts/cmd/sluice-devcerts -dir $(K8S_CERTS_DIR) \
+		nats=nats,nats-0.nats,nats-1.nats,nats-2.nats,nats.sluice.svc,localhost,127.0.0.1 \
+		$(foreach s,$(SERVICES),$(s)=$(s),$(s).sluice,$(s).sluice.svc,localhost,127.0.0.1)
+	@echo "kubectl -n sluice create secret generic sluice-tls --from-file=ca.crt=$(K8S_CERTS_DIR)/ca.pem \\"
+	@echo "  $(foreach s,nats $(SERVICES),--from-file=$(s).crt=$(K8S_CERTS_DIR)/$(s).pem --from-file=$(s).key=$(K8S_CERTS_DIR)/$(s)-key.pem)"
 
 ## k8s-check: render every kustomize overlay and check it against the Kubernetes API types.
 k8s-check: $(BIN)/nats-server
