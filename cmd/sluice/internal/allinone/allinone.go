@@ -240,10 +240,6 @@ func (p *Platform) Client() *http.Client {
 	return &http.Client{Transport: auth.WithSecret(p.trust.Transport(), func() string { return p.AdminToken })}
 }
 
-// Transport is a transport to the platform's API: over TLS, it trusts the
-// platform's own certificate (the CLI's calls of `sluice up`).
-func (p *Platform) Transport() *http.Transport { return p.trust.Transport() }
-
 // NATSURL is the NATS server the platform uses.
 func (p *Platform) NATSURL() string { return p.natsURL }
 

@@ -1,11 +1,9 @@
 package allinone_test
 
 import (
-	"context"
-	"net"
 	"net/http"
+	"strings"
 	"testing"
-	"time"
 
 	"github.com/sluicehq/sluice/cmd/sluice/internal/allinone"
 	"github.com/sluicehq/sluice/platform/devcerts"
@@ -22,28 +20,11 @@ func TestUpServesTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := (&net.ListenConfig{}).Listen(t.Context(), "tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	_ = ln.Close()
-	o := allinone.DefaultOptions()
-	o.DataDir, o.Process.Addr = dataDir, addr
-	o.Process.TLSCertFile, o.Process.TLSKeyFile = certs.CertFile, certs.KeyFile
-	o.Source.PollInterval = 0
-	p, err := allinone.Start(t.Context(), o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if err := p.Stop(ctx); err != nil {
-			t.Errorf("stop: %v", err)
-		}
+	p := startPlatform(t, dataDir, func(o *allinone.Options) {
+		o.Process.TLSCertFile, o.Process.TLSKeyFile = certs.CertFile, certs.KeyFile
 	})
-	if p.URL != "https://"+addr {
+	addr := strings.TrimPrefix(p.URL, "https://")
+	if !strings.HasPrefix(p.URL, "https://127.0.0.1:") {
 		t.Fatalf("URL %s", p.URL)
 	}
 	// Start waited for the admin token over https; the same client lists.
