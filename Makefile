@@ -55,7 +55,7 @@ VERSION := $(shell git describe --tags --always --dirty 2>/dev/null || echo 0.0.
 COMMIT  := $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 VERSION_LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
-.PHONY: all run build test test-short test-postgres test-containers bench lint vet tools proto-deps generate generate-nats generate-check proto-lint breaking tidy tidy-check build-gowork-off k8s-check k8s-generate vulncheck ci clean images images-clean image-host-packages
+.PHONY: dev-certs k8s-dev-certs all run build test test-short test-postgres test-containers bench lint vet tools proto-deps generate generate-nats generate-check proto-lint breaking tidy tidy-check build-gowork-off k8s-check k8s-generate vulncheck ci clean images images-clean image-host-packages
 
 all: build
 
@@ -193,6 +193,29 @@ tidy-check: tidy
 ## build-gowork-off: every module builds on its own, without the workspace.
 build-gowork-off:
 	for m in $(MODULES); do echo "GOWORK=off build $$m"; (cd $$m && GOWORK=off go build ./... && GOWORK=off go vet ./... >/dev/null); done
+
+## dev-certs: a development CA and the certificates of the Compose stack (deploy/compose/certs, gitignored).
+# Every name a service or NATS server is reached by inside the stack, and
+# localhost and 127.0.0.1 for the published ports. COMPOSE_CERTS_DIR moves
+# them (the end-to-end test makes its own).
+COMPOSE_CERTS_DIR ?= deploy/compose/certs
+dev-certs:
+	go run ./platform/devcerts/cmd/sluice-devcerts -dir $(COMPOSE_CERTS_DIR) \
+		nats=nats-1,nats-2,nats-3,localhost,127.0.0.1 \
+		source=source,localhost,127.0.0.1 \
+		build=build,build-1,build-2,localhost,127.0.0.1 \
+		test=test,test-1,test-2,localhost,127.0.0.1 \
+		release=release,localhost,127.0.0.1 \
+		notify=notify,localhost,127.0.0.1
+
+## k8s-dev-certs: a development CA and certificates for the Kubernetes Secret sluice-tls (bin/k8s-dev-certs), and the kubectl command that makes it.
+K8S_CERTS_DIR ?= $(BIN)/k8s-dev-certs
+k8s-dev-certs:
+	go run ./platform/devcerts/cmd/sluice-devcerts -dir $(K8S_CERTS_DIR) \
+		nats=nats,nats-0.nats,nats-1.nats,nats-2.nats,nats.sluice.svc,localhost,127.0.0.1 \
+		$(foreach s,$(SERVICES),$(s)=$(s),$(s).sluice,$(s).sluice.svc,localhost,127.0.0.1)
+	@echo "kubectl -n sluice create secret generic sluice-tls --from-file=ca.crt=$(K8S_CERTS_DIR)/ca.pem \\"
+	@echo "  $(foreach s,nats $(SERVICES),--from-file=$(s).crt=$(K8S_CERTS_DIR)/$(s).pem --from-file=$(s).key=$(K8S_CERTS_DIR)/$(s)-key.pem)"
 
 ## k8s-check: render every kustomize overlay and check it against the Kubernetes API types.
 k8s-check: $(BIN)/nats-server

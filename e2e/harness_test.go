@@ -79,6 +79,8 @@ func bin(t *testing.T, name string) string {
 // proc is a started process whose output is kept for failure messages.
 type proc struct {
 	name string
+	// env is the process's own variables, beside the test's environment.
+	env  []string
 	cmd  *exec.Cmd
 	out  *syncBuffer
 	done chan struct{}
@@ -103,7 +105,7 @@ func (s *syncBuffer) String() string {
 
 func startProc(t *testing.T, name string, env []string, path string, args ...string) *proc {
 	t.Helper()
-	p := &proc{name: name, out: &syncBuffer{}, done: make(chan struct{})}
+	p := &proc{name: name, env: env, out: &syncBuffer{}, done: make(chan struct{})}
 	// Not CommandContext: the test stops it itself, with SIGTERM first.
 	p.cmd = exec.Command(path, args...) //nolint:noctx // stopped by proc.stop, gracefully
 	p.cmd.Env = append(os.Environ(), env...)
@@ -157,6 +159,13 @@ func tail(s string, n int) string {
 // waitHTTP waits until url answers 200.
 func waitHTTP(t *testing.T, url string, within time.Duration, p *proc) {
 	t.Helper()
+	waitHTTPVia(t, http.DefaultClient, url, within, p)
+}
+
+// waitHTTPVia is waitHTTP through client (over https, one that trusts the
+// platform's CA).
+func waitHTTPVia(t *testing.T, client *http.Client, url string, within time.Duration, p *proc) {
+	t.Helper()
 	deadline := time.Now().Add(within)
 	for time.Now().Before(deadline) {
 		if p != nil {
@@ -166,7 +175,7 @@ func waitHTTP(t *testing.T, url string, within time.Duration, p *proc) {
 			default:
 			}
 		}
-		resp, err := http.Get(url) //nolint:noctx // a short poll in a test
+		resp, err := client.Get(url) //nolint:noctx // a short poll in a test
 		if err == nil {
 			_, _ = io.Copy(io.Discard, resp.Body)
 			_ = resp.Body.Close()
@@ -180,11 +189,11 @@ func waitHTTP(t *testing.T, url string, within time.Duration, p *proc) {
 }
 
 // waitAuthenticated waits until the service svc at url accepts token.
-func waitAuthenticated(t *testing.T, url, svc, token string) {
+func waitAuthenticated(t *testing.T, client *http.Client, url, svc, token string) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		err := e2ekit.AcceptsToken(url, svc, token)
+		err := e2ekit.AcceptsTokenVia(client, url, svc, token)
 		if err == nil {
 			return
 		}

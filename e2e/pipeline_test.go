@@ -1,11 +1,13 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -26,9 +28,22 @@ func TestAllInOneRunsExampleToStaging(t *testing.T) {
 	printTally(t, p, "hello", 2)
 }
 
-// Five service processes and a separate nats-server behave the same.
+// Five service processes and a separate nats-server behave the same, with
+// TLS everywhere (startFiveProcesses).
 func TestFiveProcessesRunExampleToStaging(t *testing.T) {
 	p := startFiveProcesses(t, t.TempDir())
+	// The healthcheck subcommand, configured as its service is, asks it
+	// over https.
+	for _, pr := range p.procs[1:] {
+		ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+		cmd := exec.CommandContext(ctx, bin(t, pr.name), "healthcheck")
+		cmd.Env = append(os.Environ(), pr.env...)
+		out, err := cmd.CombinedOutput()
+		cancel()
+		if err != nil || !strings.Contains(string(out), "https://127.0.0.1:") || !strings.Contains(string(out), "ready") {
+			t.Fatalf("%s healthcheck: %v\n%s", pr.name, err, out)
+		}
+	}
 	repo, port := helloRepo(t)
 	runExample(t, p, repo, port)
 	assertNothingRefused(t, p)

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -12,9 +13,11 @@ import (
 
 	"github.com/sluicehq/sluice/e2e/internal/e2ekit"
 	"github.com/sluicehq/sluice/platform/auth"
+	"github.com/sluicehq/sluice/platform/devcerts"
 	"github.com/sluicehq/sluice/platform/executor/executortest"
 	"github.com/sluicehq/sluice/platform/gittest"
 	"github.com/sluicehq/sluice/platform/keyring"
+	"github.com/sluicehq/sluice/platform/tlsconfig"
 )
 
 // platform is a running Sluice in one of its shapes, as the CLI sees it.
@@ -23,13 +26,61 @@ type platform struct {
 	dataDir string
 	procs   []*proc
 	url     string // the all-in-one URL (or source's)
+	// client calls the platform (over https, trusting its CA).
+	client *http.Client
+}
+
+// testCerts is a CA of a test's own and the certificates it issues for
+// 127.0.0.1, as files.
+type testCerts struct {
+	ca     *devcerts.CA
+	dir    string
+	caFile string
+}
+
+func newTestCerts(t *testing.T, dir string) *testCerts {
+	t.Helper()
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	set, err := devcerts.WriteSet(dir, "127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &testCerts{ca: set.CA, dir: dir, caFile: set.CAFile}
+}
+
+// issue writes <name>.pem and <name>-key.pem for 127.0.0.1.
+func (c *testCerts) issue(t *testing.T, name string) (certFile, keyFile string) {
+	t.Helper()
+	pair, err := c.ca.Issue("127.0.0.1", name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile, err = pair.WriteFiles(c.dir, name, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return certFile, keyFile
+}
+
+// client trusts the CA; its idle connections close when the test ends.
+func (c *testCerts) client(t *testing.T) *http.Client {
+	t.Helper()
+	trust, err := tlsconfig.NewClient(tlsconfig.ClientOptions{CAFile: c.caFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := trust.Transport()
+	t.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Transport: tr, Timeout: 10 * time.Second}
 }
 
 // startAllInOne starts `sluice up` as a process.
 func startAllInOne(t *testing.T, dataDir string) (*platform, *proc) {
 	t.Helper()
 	port := e2ekit.FreePort(t)
-	p := &platform{dataDir: dataDir, url: fmt.Sprintf("http://127.0.0.1:%d", port)}
+	p := &platform{dataDir: dataDir, url: fmt.Sprintf("http://127.0.0.1:%d", port), client: http.DefaultClient}
 	// `sluice up` saves its admin token where the CLI finds it: in the
 	// test's own config folder, never the user's.
 	p.env = []string{"SLUICE_SERVER=" + p.url, "XDG_CONFIG_HOME=" + filepath.Join(dataDir, "config")}
@@ -53,14 +104,24 @@ func (p *platform) restartAllInOne(t *testing.T, port int) *proc {
 // startFiveProcesses starts nats-server with the users and permissions of
 // deploy/nats/auth.conf, and the five service binaries, each as its own
 // NATS user: a subject a service's code uses but its user may not stops
-// the run.
+// the run. Every connection is TLS, with certificates of a CA of the
+// test's own: NATS requires TLS and a client certificate, each service
+// serves its API with a certificate of its own, and calls source, and the
+// CLI calls them, trusting the CA.
 func startFiveProcesses(t *testing.T, dataDir string) *platform {
 	t.Helper()
+	certs := newTestCerts(t, filepath.Join(dataDir, "certs"))
 	natsPort := e2ekit.FreePort(t)
-	natsURL := fmt.Sprintf("nats://127.0.0.1:%d", natsPort)
+	natsURL := fmt.Sprintf("tls://127.0.0.1:%d", natsPort)
 	natsConf, natsEnv := natsAuthConfig(t, filepath.Join(dataDir, "nats-config"))
+	natsCert, natsKey := certs.issue(t, "nats")
+	tlsBlock := fmt.Sprintf("tls {\n  cert_file: %q\n  key_file: %q\n  ca_file: %q\n  verify: true\n}\n", natsCert, natsKey, certs.caFile)
+	if err := os.WriteFile(natsConf, []byte("include ./auth.conf\n"+tlsBlock), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	ns := startProc(t, "nats-server", natsEnv, bin(t, "nats-server"), "-c", natsConf, "-js", "-a", "127.0.0.1", "-p", strconv.Itoa(natsPort), "-sd", filepath.Join(dataDir, "nats"))
-	p := &platform{dataDir: dataDir, procs: []*proc{ns}}
+	p := &platform{dataDir: dataDir, procs: []*proc{ns}, client: certs.client(t)}
+	p.env = append(p.env, "SLUICE_CA_FILE="+certs.caFile)
 	// The first admin token, as an operator would provision it: a file
 	// source registers on start; the CLI gets it in SLUICE_TOKEN.
 	_, admin := auth.NewUserToken()
@@ -83,13 +144,21 @@ func startFiveProcesses(t *testing.T, dataDir string) *platform {
 	ports := map[string]int{}
 	for _, s := range []string{"source", "build", "test", "release", "notify"} {
 		ports[s] = e2ekit.FreePort(t)
-		urls[s] = fmt.Sprintf("http://127.0.0.1:%d", ports[s])
+		urls[s] = fmt.Sprintf("https://127.0.0.1:%d", ports[s])
 		p.env = append(p.env, "SLUICE_"+strings.ToUpper(s)+"_URL="+urls[s])
 	}
 	for _, s := range []string{"source", "build", "test", "release", "notify"} {
 		prefix := "SLUICE_" + strings.ToUpper(s) + "_"
+		cert, key := certs.issue(t, s)
 		env := []string{
-			prefix + "ADDR=" + strings.TrimPrefix(urls[s], "http://"),
+			prefix + "ADDR=" + strings.TrimPrefix(urls[s], "https://"),
+			prefix + "TLS_CERT_FILE=" + cert,
+			prefix + "TLS_KEY_FILE=" + key,
+			prefix + "TLS_CA_FILE=" + certs.caFile,
+			// The service's certificate is its NATS client certificate too.
+			prefix + "NATS_CA_FILE=" + certs.caFile,
+			prefix + "NATS_CERT_FILE=" + cert,
+			prefix + "NATS_KEY_FILE=" + key,
 			prefix + "NATS_URL=" + natsURL,
 			prefix + "NATS_USER=" + s,
 			prefix + "NATS_PASSWORD=" + natsPassword(s),
@@ -117,12 +186,12 @@ func startFiveProcesses(t *testing.T, dataDir string) *platform {
 		p.procs = append(p.procs, pr)
 	}
 	for i, s := range []string{"source", "build", "test", "release", "notify"} {
-		waitHTTP(t, urls[s]+"/readyz", 60*time.Second, p.procs[i+1])
+		waitHTTPVia(t, p.client, urls[s]+"/readyz", 60*time.Second, p.procs[i+1])
 	}
 	// Every service learns the token from NATS a moment after source
 	// registers it.
 	for _, s := range []string{"source", "build", "test", "release", "notify"} {
-		waitAuthenticated(t, urls[s], s, admin)
+		waitAuthenticated(t, p.client, urls[s], s, admin)
 	}
 	p.url = urls["source"]
 	t.Cleanup(func() { killDeployed(dataDir) })

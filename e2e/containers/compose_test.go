@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/e2e/internal/e2ekit"
+	"github.com/sluicehq/sluice/platform/tlsconfig"
 )
 
 // The Compose stack in deploy/compose, as committed: `docker-compose up`
@@ -37,8 +39,27 @@ func TestComposeStackRunsAPipeline(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// The stack's certificates, made as `make dev-certs` makes them, into
+	// the test's folder (SLUICE_CERTS_DIR).
+	certs := filepath.Join(dir, "certs")
+	mk := exec.CommandContext(t.Context(), "make", "-C", e2ekit.RepoRoot(), "dev-certs", "COMPOSE_CERTS_DIR="+certs)
+	if out, err := mk.CombinedOutput(); err != nil {
+		t.Fatalf("make dev-certs: %v\n%s", err, out)
+	}
+	if err := makeReadable(dir); err != nil {
+		t.Fatal(err)
+	}
+	caFile := filepath.Join(certs, "ca.pem")
+	trust, err := tlsconfig.NewClient(tlsconfig.ClientOptions{CAFile: caFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := trust.Transport()
+	t.Cleanup(tr.CloseIdleConnections)
+	client := &http.Client{Transport: tr, Timeout: 3 * time.Second}
+
 	ports := map[string]int{}
-	env := append(os.Environ(), "SLUICE_REPOS_DIR="+repos, "SLUICE_TAG="+Tag)
+	env := append(os.Environ(), "SLUICE_REPOS_DIR="+repos, "SLUICE_TAG="+Tag, "SLUICE_CERTS_DIR="+certs)
 	for _, svc := range append([]string{"nats"}, services...) {
 		ports[svc] = e2ekit.FreePort(t)
 		env = append(env, fmt.Sprintf("SLUICE_%s_PORT=%d", strings.ToUpper(svc), ports[svc]))
@@ -67,12 +88,13 @@ func TestComposeStackRunsAPipeline(t *testing.T) {
 	if out, err := run(5*time.Minute, "up", "-d"); err != nil {
 		t.Fatalf("docker-compose up: %v\n%s", err, out)
 	}
-	cliEnv := []string{}
+	// Every API serves https only, with the development CA's certificates.
+	cliEnv := []string{"SLUICE_CA_FILE=" + caFile}
 	for _, svc := range services {
-		url := fmt.Sprintf("http://127.0.0.1:%d", ports[svc])
+		url := fmt.Sprintf("https://127.0.0.1:%d", ports[svc])
 		cliEnv = append(cliEnv, "SLUICE_"+strings.ToUpper(svc)+"_URL="+url)
 		deadline := time.Now().Add(2 * time.Minute)
-		for httpOK(url+"/readyz") != nil {
+		for clientOK(client, url+"/readyz") != nil {
 			if time.Now().After(deadline) {
 				t.Fatalf("%s is not ready after 2m", svc)
 			}
@@ -80,6 +102,10 @@ func TestComposeStackRunsAPipeline(t *testing.T) {
 		}
 	}
 	t.Logf("compose stack %s ready in %s", project, time.Since(start).Round(time.Millisecond))
+	// Plain HTTP is not served.
+	if err := clientOK(&http.Client{Timeout: 3 * time.Second}, fmt.Sprintf("http://127.0.0.1:%d/readyz", ports["source"])); err == nil {
+		t.Fatal("source answers plain http")
+	}
 
 	// The admin token source made on its first start, copied out of its
 	// volume as docs/operations.md says.
@@ -111,7 +137,7 @@ func TestComposeStackRunsAPipeline(t *testing.T) {
 	// Every service learns the token a moment after source registers it.
 	for _, svc := range services {
 		deadline := time.Now().Add(time.Minute)
-		for e2ekit.AcceptsToken(fmt.Sprintf("http://127.0.0.1:%d", ports[svc]), svc, strings.TrimSpace(string(admin))) != nil {
+		for e2ekit.AcceptsTokenVia(client, fmt.Sprintf("https://127.0.0.1:%d", ports[svc]), svc, strings.TrimSpace(string(admin))) != nil {
 			if time.Now().After(deadline) {
 				t.Fatalf("%s does not accept the admin token after 1m", svc)
 			}

@@ -561,14 +561,17 @@ func (s *Stack) eventually(what string, within time.Duration, check func() error
 	}
 }
 
-func httpOK(url string) error {
+func httpOK(url string) error { return clientOK(http.DefaultClient, url) }
+
+// clientOK is httpOK through client (one that trusts a stack's CA).
+func clientOK(client *http.Client, url string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return err
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		return err
 	}

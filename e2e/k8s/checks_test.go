@@ -81,7 +81,25 @@ func settingsOf(service string) []string {
 }
 
 // commonSettings every service reads, and the manifests set.
-var commonSettings = []string{"ADDR", "DATA_DIR", "DATABASE_URL", "NATS_URL", "NATS_USER", "NATS_PASSWORD", "NATS_REPLICAS", "ALLOW_EGRESS"}
+var commonSettings = []string{"ADDR", "DATA_DIR", "DATABASE_URL", "NATS_URL", "NATS_USER", "NATS_PASSWORD", "NATS_REPLICAS", "ALLOW_EGRESS",
+	"NATS_CA_FILE", "TLS_CERT_FILE", "TLS_KEY_FILE", "TLS_CA_FILE"}
+
+// tlsDir is where a service's pod mounts the Secret tlsSecret: ca.crt, and
+// its own certificate and key as tls.crt and tls.key.
+const tlsDir = "/etc/sluice/tls"
+
+// tlsSecret is the operator's Secret of certificates, in every shape (the
+// keys are never committed): ca.crt, and <name>.crt and <name>.key for
+// nats and each service.
+const tlsSecret = "sluice-tls"
+
+func tlsSecretKeys() []string {
+	keys := []string{"ca.crt", "nats.crt", "nats.key"}
+	for _, s := range services {
+		keys = append(keys, s.name+".crt", s.name+".key")
+	}
+	return keys
+}
 
 // secretSettings come from a Secret, never from a ConfigMap: credentials,
 // and the age keys that source and notify encrypt secrets at rest with.
@@ -96,7 +114,7 @@ var images = []string{"sluice-source", "sluice-build", "sluice-test", "sluice-re
 const operatorSecret = "sluice-secrets"
 
 func operatorSecretKeys() []string {
-	keys := []string{"nats-admin-password"}
+	keys := []string{"nats-admin-password", "nats-route-password"}
 	for _, s := range services {
 		keys = append(keys, "nats-"+s.name+"-password", s.name+"-database-url")
 		if slices.Contains(s.needs, "SECRET_KEY") {
@@ -237,6 +255,9 @@ func (m *manifests) checkWorkload(r *report, s shape, w workload) {
 			r.add("%s: volume %s: no ConfigMap %s", w.id, v.Name, v.ConfigMap.Name)
 		case v.Secret != nil:
 			m.checkSecretRef(r, s, w.id, v.Secret.SecretName, "")
+			for _, item := range v.Secret.Items {
+				m.checkSecretRef(r, s, w.id+" volume "+v.Name, v.Secret.SecretName, item.Key)
+			}
 		case v.PersistentVolumeClaim != nil:
 			pvc := m.pvcs[v.PersistentVolumeClaim.ClaimName]
 			if pvc == nil {
@@ -340,8 +361,12 @@ func (m *manifests) checkSecretRef(r *report, s shape, id, name, key string) {
 		return
 	}
 	switch {
+	case name == tlsSecret:
+		if key != "" && !slices.Contains(tlsSecretKeys(), key) {
+			r.add("%s: key %s is not a documented key of %s %v", id, key, tlsSecret, tlsSecretKeys())
+		}
 	case name != operatorSecret:
-		r.add("%s: no Secret %s, and it is not the operator's %s", id, name, operatorSecret)
+		r.add("%s: no Secret %s, and it is not the operator's %s or %s", id, name, operatorSecret, tlsSecret)
 	case s.secretsGenerated:
 		r.add("%s: Secret %s should be generated here but is not", id, name)
 	case key != "" && !slices.Contains(operatorSecretKeys(), key):
@@ -573,6 +598,10 @@ func (m *manifests) checkService(r *report, s shape, svc service) {
 		if port, _ := containerPort(*c, p.probe.HTTPGet.Port); p.probe.HTTPGet.Path != p.path || port != svc.port {
 			r.add("%s: %s probe on %s port %s, want %s on %d", id, p.kind, p.probe.HTTPGet.Path, p.probe.HTTPGet.Port.String(), p.path, svc.port)
 		}
+		// The API serves TLS only.
+		if p.probe.HTTPGet.Scheme != corev1.URISchemeHTTPS {
+			r.add("%s: %s probe scheme %q, want HTTPS (the API serves TLS only)", id, p.kind, p.probe.HTTPGet.Scheme)
+		}
 	}
 	pod := d.Spec.Template.Spec
 	preStop := int64(0)
@@ -655,6 +684,13 @@ func (m *manifests) checkSettings(r *report, s shape, svc service, id string, c 
 			}
 		case "NATS_URL":
 			want = natsURLs(s.natsReplicas)
+		case "NATS_CA_FILE", "TLS_CA_FILE":
+			want = tlsDir + "/ca.crt"
+		case "TLS_CERT_FILE", "TLS_KEY_FILE":
+			want = tlsDir + "/tls." + map[string]string{"TLS_CERT_FILE": "crt", "TLS_KEY_FILE": "key"}[name]
+			if !m.mountsTLS(m.deployments[svc.name].Spec.Template.Spec, c, svc.name) {
+				r.add("%s: %s is not the Secret %s with ca.crt, %s.crt as tls.crt and %s.key as tls.key", id, tlsDir, tlsSecret, svc.name, svc.name)
+			}
 		case "NATS_USER":
 			want = svc.name
 		case "NATS_REPLICAS":
@@ -663,7 +699,7 @@ func (m *manifests) checkSettings(r *report, s shape, svc service, id string, c 
 			target := strings.ToLower(strings.TrimSuffix(name, "_URL"))
 			for _, t := range services {
 				if t.name == target {
-					want = fmt.Sprintf("http://%s:%d", t.name, t.port)
+					want = fmt.Sprintf("https://%s:%d", t.name, t.port)
 				}
 			}
 		case "ALLOW_EGRESS":
@@ -684,6 +720,33 @@ func (m *manifests) checkSettings(r *report, s shape, svc service, id string, c 
 	}
 }
 
+// mountsTLS: the container mounts the Secret tlsSecret at tlsDir with the
+// CA and name's certificate and key.
+func (m *manifests) mountsTLS(pod corev1.PodSpec, c *corev1.Container, name string) bool {
+	return mountsSecretItems(pod, c, tlsDir, tlsSecret, map[string]string{"ca.crt": "ca.crt", name + ".crt": "tls.crt", name + ".key": "tls.key"})
+}
+
+// mountsSecretItems: c mounts, at path, a volume of the Secret secret that
+// has exactly items (key: path).
+func mountsSecretItems(pod corev1.PodSpec, c *corev1.Container, path, secret string, items map[string]string) bool {
+	for _, vm := range c.VolumeMounts {
+		if vm.MountPath != path {
+			continue
+		}
+		for _, v := range pod.Volumes {
+			if v.Name != vm.Name || v.Secret == nil || v.Secret.SecretName != secret || len(v.Secret.Items) != len(items) {
+				continue
+			}
+			ok := true
+			for _, it := range v.Secret.Items {
+				ok = ok && items[it.Key] == it.Path
+			}
+			return ok
+		}
+	}
+	return false
+}
+
 func mounts(c *corev1.Container, path string) bool {
 	for _, vm := range c.VolumeMounts {
 		if vm.MountPath == path {
@@ -697,7 +760,7 @@ func mounts(c *corev1.Container, path string) bool {
 func natsURLs(n int32) string {
 	urls := make([]string, n)
 	for i := range urls {
-		urls[i] = fmt.Sprintf("nats://nats-%d.nats:4222", i)
+		urls[i] = fmt.Sprintf("tls://nats-%d.nats:4222", i)
 	}
 	return strings.Join(urls, ",")
 }
@@ -706,7 +769,17 @@ var (
 	confInclude  = regexp.MustCompile(`(?m)^\s*include\s+"?(?:\./)?([^"\s]+)"?`)
 	confVariable = regexp.MustCompile(`\$([A-Za-z_][A-Za-z0-9_]*)`)
 	confCluster  = regexp.MustCompile(`(?m)^\s*cluster\s*[:{]`)
-	confRoute    = regexp.MustCompile(`nats-route://([a-z0-9-]+)\.([a-z0-9-]+):(\d+)`)
+	confRoute    = regexp.MustCompile(`nats-route://(?:([^:@\s]+):([^@\s]+)@)?([a-z0-9-]+)\.([a-z0-9-]+):(\d+)`)
+	// A block's body (no nested blocks in the ones checked).
+	confTLS         = regexp.MustCompile(`(?s)\btls\s*[:=]?\s*\{([^}]*)\}`)
+	confAuth        = regexp.MustCompile(`(?s)\bauthorization\s*[:=]?\s*\{([^}]*)\}`)
+	confClusterBody = regexp.MustCompile(`(?s)\bcluster\s*[:=]?\s*\{(.*)\}`)
+	confVerify      = regexp.MustCompile(`(?m)^\s*verify\s*[:=]\s*true\b`)
+	confCertFile    = regexp.MustCompile(`(?m)^\s*cert_file\s*[:=]`)
+	confUser        = regexp.MustCompile(`(?m)^\s*user\s*[:=]\s*"?([^"\s]+)"?`)
+	confPassword    = regexp.MustCompile(`(?m)^\s*password\s*[:=]\s*\$([A-Za-z_][A-Za-z0-9_]*)`)
+	// A Kubernetes dependent variable in an env value: $(NAME).
+	envReference = regexp.MustCompile(`\$\(([A-Za-z_][A-Za-z0-9_]*)\)`)
 	confStoreDir = regexp.MustCompile(`(?m)^\s*store_dir\s*[:=]\s*"?([^"\s]+)"?`)
 	confMaxFile  = regexp.MustCompile(`(?m)^\s*max_file_store\s*[:=]\s*(\d+)\s*([A-Za-z]*)`)
 	confComment  = regexp.MustCompile(`(?m)(^|\s)(#|//).*$`)
@@ -780,14 +853,24 @@ func (m *manifests) checkNATS(r *report, s shape) {
 			r.add("%s: the config uses $%s, which the container's environment lacks", id, v[1])
 		}
 	}
+	// A variable whose value is a literal of the container's environment
+	// stands for that value ($NATS_ROUTES, the routes with the route
+	// user's password).
+	expanded := all
+	for name, value := range literalEnv(c) {
+		expanded = strings.ReplaceAll(expanded, "$"+name+"\n", value+"\n")
+	}
 	routes := map[string]bool{}
-	for _, rt := range confRoute.FindAllStringSubmatch(all, -1) {
-		if rt[2] != ss.Spec.ServiceName || rt[3] != "6222" {
+	var routeUsers []string
+	for _, rt := range confRoute.FindAllStringSubmatch(expanded, -1) {
+		if rt[4] != ss.Spec.ServiceName || rt[5] != "6222" {
 			r.add("%s: route %s is not <pod>.%s:6222", id, rt[0], ss.Spec.ServiceName)
 		}
-		routes[rt[1]] = true
+		routes[rt[3]] = true
+		routeUsers = append(routeUsers, rt[1]+":"+rt[2])
 	}
 	clustered := confCluster.MatchString(all)
+	m.checkNATSTLS(r, id, c, all, clustered, routeUsers)
 	if n == 1 && (clustered || len(routes) > 0) {
 		r.add("%s: one server, but the config has a cluster block or routes", id)
 	}
@@ -801,6 +884,70 @@ func (m *manifests) checkNATS(r *report, s shape) {
 		}
 	}
 	m.checkNATSStore(r, s, ss, c, all)
+}
+
+// literalEnv is the container's variables that have a value of their own,
+// with the Kubernetes references $(NAME) to earlier variables kept as they
+// are.
+func literalEnv(c *corev1.Container) map[string]string {
+	env := map[string]string{}
+	for _, e := range c.Env {
+		if e.ValueFrom == nil {
+			env[e.Name] = e.Value
+		}
+	}
+	return env
+}
+
+// checkNATSTLS: clients must use TLS (a tls block with a certificate
+// outside the cluster block), and where there are routes, the cluster
+// requires TLS with verify and a route user whose password is a variable
+// from a Secret, and every route logs in as that user with that password.
+func (m *manifests) checkNATSTLS(r *report, id string, c *corev1.Container, all string, clustered bool, routeUsers []string) {
+	cluster := confClusterBody.FindStringSubmatch(all)
+	outside := all
+	if cluster != nil {
+		outside = strings.Replace(all, cluster[0], "", 1)
+	}
+	if t := confTLS.FindStringSubmatch(outside); t == nil || !confCertFile.MatchString(t[1]) {
+		r.add("%s: clients are not required to use TLS (no tls block with a cert_file)", id)
+	}
+	if !mountsSecretItems(m.statefulSets["nats"].Spec.Template.Spec, c, "/etc/nats/tls", tlsSecret, map[string]string{"ca.crt": "ca.crt", "nats.crt": "tls.crt", "nats.key": "tls.key"}) {
+		r.add("%s: /etc/nats/tls is not the Secret %s with ca.crt, nats.crt as tls.crt and nats.key as tls.key", id, tlsSecret)
+	}
+	if !clustered {
+		return
+	}
+	if cluster == nil {
+		r.add("%s: a cluster block that the checker cannot read", id)
+		return
+	}
+	if t := confTLS.FindStringSubmatch(cluster[1]); t == nil || !confVerify.MatchString(t[1]) || !confCertFile.MatchString(t[1]) {
+		r.add("%s: the routes are not TLS with verify: true", id)
+	}
+	auth := confAuth.FindStringSubmatch(cluster[1])
+	if auth == nil {
+		r.add("%s: the routes need no route user (no authorization block in the cluster)", id)
+		return
+	}
+	user, password := confUser.FindStringSubmatch(auth[1]), confPassword.FindStringSubmatch(auth[1])
+	if user == nil || password == nil {
+		r.add("%s: the cluster's authorization needs a user and a password from a variable", id)
+		return
+	}
+	secretEnv := false
+	for _, e := range c.Env {
+		secretEnv = secretEnv || (e.Name == password[1] && e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil)
+	}
+	if !secretEnv {
+		r.add("%s: the route password $%s does not come from a Secret", id, password[1])
+	}
+	want := user[1] + ":$(" + password[1] + ")"
+	for _, got := range routeUsers {
+		if got != want {
+			r.add("%s: a route logs in as %q, want %q", id, got, want)
+		}
+	}
 }
 
 func (m *manifests) checkNATSStore(r *report, s shape, ss *appsv1.StatefulSet, c *corev1.Container, conf string) {

@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -26,6 +27,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/sluicehq/sluice/deploy"
+	"github.com/sluicehq/sluice/platform/devcerts"
 )
 
 var update = flag.Bool("update", false, "rewrite "+definitionsFile+" from deploy/nats")
@@ -74,14 +76,33 @@ func checkNATSServerAccepts(t *testing.T, m *manifests) {
 		return // checkNATS reports it
 	}
 	dir := t.TempDir()
+	// The certificates of the Secret, made here: the config names their
+	// mount, /etc/nats/tls.
+	certs, err := devcerts.WriteSet(t.TempDir(), "nats-0.nats")
+	if err != nil {
+		t.Fatal(err)
+	}
+	paths := strings.NewReplacer("/etc/nats/tls/tls.crt", certs.CertFile, "/etc/nats/tls/tls.key", certs.KeyFile, "/etc/nats/tls/ca.crt", certs.CAFile)
 	for name, body := range files {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o600); err != nil {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(paths.Replace(body)), 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}
 	var env []string
+	literal := map[string]string{}
 	for _, e := range c.Env {
-		env = append(env, e.Name+"=nats-0") // SERVER_NAME is a pod name; any password will do
+		value := "nats-0" // SERVER_NAME is a pod name; any password will do
+		if e.ValueFrom == nil {
+			// $(NAME) is an earlier variable, as the kubelet expands it.
+			value = envReference.ReplaceAllStringFunc(e.Value, func(ref string) string {
+				if v, ok := literal[envReference.FindStringSubmatch(ref)[1]]; ok {
+					return v
+				}
+				return "nats-0"
+			})
+		}
+		literal[e.Name] = value
+		env = append(env, e.Name+"="+value)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -372,6 +393,73 @@ func TestCheckerFindsProblems(t *testing.T) {
 			files:         egressPolicy("build", "{to: [{podSelector: {matchLabels: {app.kubernetes.io/name: postgres}}}]}"),
 			want:          "Deployment build: may reach StatefulSet postgres on every port",
 		},
+		{
+			name:          "NATS routes without verify",
+			on:            "overlays/prod",
+			kustomization: clusterConfMerge,
+			files:         map[string]string{"cluster.conf": prodClusterConf(t, func(c string) string { return strings.Replace(c, "verify: true", "verify: false", 1) })},
+			want:          "StatefulSet nats: the routes are not TLS with verify: true",
+		},
+		{
+			name:          "NATS routes without TLS",
+			on:            "overlays/prod",
+			kustomization: clusterConfMerge,
+			files: map[string]string{"cluster.conf": prodClusterConf(t, func(c string) string {
+				return regexp.MustCompile(`(?s)tls \{[^}]*\}`).ReplaceAllString(c, "")
+			})},
+			want: "StatefulSet nats: the routes are not TLS with verify: true",
+		},
+		{
+			name:          "NATS routes without a route user",
+			on:            "overlays/prod",
+			kustomization: clusterConfMerge,
+			files: map[string]string{"cluster.conf": prodClusterConf(t, func(c string) string {
+				return regexp.MustCompile(`(?s)authorization \{[^}]*\}`).ReplaceAllString(c, "")
+			})},
+			want: "StatefulSet nats: the routes need no route user",
+		},
+		{
+			name:          "NATS routes that do not log in",
+			on:            "overlays/prod",
+			kustomization: clusterConfMerge,
+			files: map[string]string{"cluster.conf": prodClusterConf(t, func(c string) string {
+				return strings.Replace(c, "routes: $NATS_ROUTES", "routes: [nats-route://nats-0.nats:6222, nats-route://nats-1.nats:6222, nats-route://nats-2.nats:6222]", 1)
+			})},
+			want: `StatefulSet nats: a route logs in as ":", want "route:$(NATS_ROUTE_PASSWORD)"`,
+		},
+		{
+			name: "NATS clients without TLS",
+			kustomization: `configMapGenerator:
+  - name: nats-config
+    behavior: merge
+    files: [nats.conf]
+`,
+			files: map[string]string{"nats.conf": baseNATSConf(t, func(c string) string {
+				return regexp.MustCompile(`(?s)\ntls \{[^}]*\}`).ReplaceAllString(c, "")
+			})},
+			want: "StatefulSet nats: clients are not required to use TLS",
+		},
+		{
+			name: "a service probed over plain HTTP",
+			kustomization: `patches:
+  - target: {kind: Deployment, name: notify}
+    patch: |-
+      - op: remove
+        path: /spec/template/spec/containers/0/readinessProbe/httpGet/scheme
+`,
+			want: `Deployment notify: readiness probe scheme "", want HTTPS`,
+		},
+		{
+			name: "a service with another's certificate",
+			kustomization: `patches:
+  - target: {kind: Deployment, name: build}
+    patch: |-
+      - op: replace
+        path: /spec/template/spec/volumes/0/secret/items/1/key
+        value: test.crt
+`,
+			want: "Deployment build: /etc/sluice/tls is not the Secret sluice-tls",
+		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			on := cmp.Or(tc.on, "base")
@@ -388,6 +476,39 @@ func TestCheckerFindsProblems(t *testing.T) {
 			t.Errorf("no problem with %q among:\n%s", tc.want, strings.Join(problems, "\n"))
 		})
 	}
+}
+
+// clusterConfMerge replaces the prod overlay's cluster.conf with the
+// test's.
+const clusterConfMerge = `configMapGenerator:
+  - name: nats-config
+    behavior: merge
+    files: [cluster.conf]
+`
+
+// prodClusterConf is the prod overlay's cluster.conf, changed by edit.
+func prodClusterConf(t *testing.T, edit func(string) string) string {
+	t.Helper()
+	return editedFile(t, filepath.Join("..", "..", "deploy", "k8s", "overlays", "prod", "nats", "cluster.conf"), edit)
+}
+
+// baseNATSConf is the base's nats.conf, changed by edit.
+func baseNATSConf(t *testing.T, edit func(string) string) string {
+	t.Helper()
+	return editedFile(t, filepath.Join("..", "..", "deploy", "k8s", "base", "nats", "nats.conf"), edit)
+}
+
+func editedFile(t *testing.T, path string, edit func(string) string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := edit(string(b))
+	if out == string(b) {
+		t.Fatalf("the edit changed nothing in %s", path)
+	}
+	return out
 }
 
 // egressPolicy is policy.yaml: one more NetworkPolicy, which gives the pods

@@ -221,3 +221,48 @@ func syscallKill(pid int) error {
 	}
 	return p.Kill()
 }
+
+// Two runs' steps at once: neither reads the other's environment, where
+// its secrets are.
+func TestSandboxKeepsRunsApart(t *testing.T) {
+	l := sandboxed(t, executor.Isolation{})
+	pidFile := filepath.Join(t.TempDir(), "pid")
+	ready := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_, _ = l.Run(context.Background(), executor.Spec{
+			Name: "victim", Dir: t.TempDir(), Timeout: 20 * time.Second,
+			Env:      map[string]string{"RUN_SECRET": "canary-other-run-0452"},
+			Writable: []string{filepath.Dir(pidFile)},
+			Command:  `echo $$ > ` + pidFile + `; exec sleep 30`,
+			Output:   func(string, string) {},
+		})
+	}()
+	go func() {
+		defer close(ready)
+		for range 200 {
+			if b, err := os.ReadFile(pidFile); err == nil && len(b) > 0 {
+				return
+			}
+			time.Sleep(25 * time.Millisecond)
+		}
+	}()
+	<-ready
+	b, err := os.ReadFile(pidFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid := strings.TrimSpace(string(b))
+	_, out := tryStep(t, l, executor.Spec{Command: `cat /proc/` + pid + `/environ; kill -0 ` + pid + ` && echo "signalled the other run"; true`})
+	if strings.Contains(out, "canary-other-run-0452") || strings.Contains(out, "signalled the other run") {
+		t.Errorf("a step reached another run's step:\n%s", out)
+	}
+	if !strings.Contains(out, "Permission denied") {
+		t.Errorf("the read was not refused:\n%s", out)
+	}
+	if p, err := strconv.Atoi(pid); err == nil {
+		_ = syscallKill(p)
+	}
+	<-done
+}

@@ -11,6 +11,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/sluicehq/sluice/platform/tlsconfig"
 )
 
 // Config says how to reach NATS.
@@ -28,6 +30,13 @@ type Config struct {
 	// InboxPrefix.> only cannot read other users' replies. Empty keeps
 	// _INBOX.
 	InboxPrefix string
+	// CAFile is a CA bundle (PEM) the servers' certificates are checked
+	// against instead of the system's roots; setting it requires TLS
+	// (tls:// URLs).
+	CAFile string
+	// CertFile and KeyFile are a client certificate, presented to servers
+	// that verify clients (re-read when the files change).
+	CertFile, KeyFile string
 	// Options are extra connect options (credentials, in-process server).
 	Options []nats.Option
 }
@@ -55,6 +64,11 @@ func Connect(cfg Config, log *slog.Logger) (*nats.Conn, jetstream.JetStream, err
 	if cfg.User != "" {
 		opts = append(opts, nats.UserInfo(cfg.User, cfg.Password))
 	}
+	tlsOpts, err := cfg.tls()
+	if err != nil {
+		return nil, nil, err
+	}
+	opts = append(opts, tlsOpts...)
 	if cfg.InboxPrefix != "" {
 		opts = append(opts, nats.CustomInboxPrefix(cfg.InboxPrefix))
 	}
@@ -72,6 +86,28 @@ func Connect(cfg Config, log *slog.Logger) (*nats.Conn, jetstream.JetStream, err
 		return nil, nil, fmt.Errorf("jetstream: %w", err)
 	}
 	return nc, js, nil
+}
+
+// tls is the connection's TLS: none unless a CA file or a client
+// certificate is given (a tls:// URL alone uses the system's roots).
+func (cfg Config) tls() ([]nats.Option, error) {
+	if cfg.CAFile == "" && cfg.CertFile == "" {
+		return nil, nil
+	}
+	var o tlsconfig.ClientOptions
+	o.CAFile = cfg.CAFile
+	if cfg.CertFile != "" {
+		keys, err := tlsconfig.LoadKeyPair(cfg.CertFile, cfg.KeyFile, nil)
+		if err != nil {
+			return nil, fmt.Errorf("nats client certificate: %w", err)
+		}
+		o.Certificate = keys
+	}
+	client, err := tlsconfig.NewClient(o)
+	if err != nil {
+		return nil, fmt.Errorf("nats: %w", err)
+	}
+	return []nats.Option{nats.Secure(client.Config())}, nil
 }
 
 // ErrorHandler logs the errors the server reports asynchronously. A

@@ -7,12 +7,16 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"go.uber.org/goleak"
 
+	"github.com/sluicehq/sluice/platform/devcerts"
 	"github.com/sluicehq/sluice/platform/natsconn"
 	"github.com/sluicehq/sluice/platform/natstest"
 )
@@ -115,5 +119,60 @@ func TestConnectToAListOfServers(t *testing.T) {
 	// JetStream answers on the custom inbox prefix.
 	if _, err := js.AccountInfo(t.Context()); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A server that requires TLS and verifies clients' certificates: a client
+// with the CA and a certificate connects (tls:// URL), one without the
+// certificate, or without the CA, does not.
+func TestConnectWithTLS(t *testing.T) {
+	dir := t.TempDir()
+	ca, err := devcerts.NewCA("nats test CA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	write := func(name string, hosts ...string) (string, string) {
+		pair, err := ca.Issue(hosts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		certFile, keyFile, err := pair.WriteFiles(dir, name, 0o600)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return certFile, keyFile
+	}
+	serverCert, serverKey := write("server", "127.0.0.1")
+	clientCert, clientKey := write("client", "build")
+	caFile, _, err := devcerts.Pair{CertPEM: ca.PEM}.WriteFiles(dir, "ca", 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf := filepath.Join(dir, "nats.conf")
+	if err := os.WriteFile(conf, fmt.Appendf(nil, "tls {\n  cert_file: %q\n  key_file: %q\n  ca_file: %q\n  verify: true\n}\n", serverCert, serverKey, caFile), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	srv := natstest.Start(t, natstest.WithConfig(conf))
+	url := strings.Replace(srv.URL, "nats://", "tls://", 1)
+	connect := func(cfg natsconn.Config) error {
+		cfg.URL, cfg.Name = url, t.Name()
+		nc, _, err := natsconn.Connect(cfg, slog.New(slog.DiscardHandler))
+		if err != nil {
+			return err
+		}
+		defer nc.Close()
+		return nc.FlushTimeout(3 * time.Second)
+	}
+	if err := connect(natsconn.Config{CAFile: caFile, CertFile: clientCert, KeyFile: clientKey}); err != nil {
+		t.Fatalf("with the CA and a client certificate: %v\n%s", err, srv.Output())
+	}
+	if err := connect(natsconn.Config{CAFile: caFile}); err == nil {
+		t.Fatal("connected without a client certificate")
+	}
+	if err := connect(natsconn.Config{CertFile: clientCert, KeyFile: clientKey}); err == nil {
+		t.Fatal("connected without the CA (the system's roots do not know it)")
+	}
+	if _, _, err := natsconn.Connect(natsconn.Config{URL: url, CAFile: filepath.Join(dir, "missing.pem")}, slog.New(slog.DiscardHandler)); err == nil {
+		t.Fatal("a missing CA file was accepted")
 	}
 }

@@ -41,7 +41,8 @@ const (
 
 // Server is a nats-server process started by Start.
 type Server struct {
-	// URL is the client URL, nats://127.0.0.1:PORT. It does not change on
+	// URL is the client URL, nats://127.0.0.1:PORT (tls:// when the config
+	// requires TLS). It does not change on
 	// Restart.
 	URL string
 
@@ -277,7 +278,7 @@ func readPortsFile(dir, suffix string) (string, bool) {
 func greets(url string) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	conn, err := (&net.Dialer{}).DialContext(ctx, "tcp", strings.TrimPrefix(url, "nats://"))
+	conn, err := (&net.Dialer{}).DialContext(ctx, "tcp", hostPort(url))
 	if err != nil {
 		return false
 	}
@@ -287,8 +288,17 @@ func greets(url string) bool {
 	return err == nil && strings.HasPrefix(line, "INFO ")
 }
 
+// hostPort is a client URL's address: nats://, or tls:// when the
+// server's config requires TLS.
+func hostPort(url string) string {
+	if _, rest, ok := strings.Cut(url, "://"); ok {
+		return rest
+	}
+	return url
+}
+
 func portOf(url string) (int, error) {
-	_, portStr, err := net.SplitHostPort(strings.TrimPrefix(url, "nats://"))
+	_, portStr, err := net.SplitHostPort(hostPort(url))
 	if err != nil {
 		return 0, fmt.Errorf("client url %q: %w", url, err)
 	}

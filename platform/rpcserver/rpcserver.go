@@ -6,6 +6,7 @@ package rpcserver
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -30,6 +31,7 @@ import (
 	"github.com/sluicehq/sluice/platform/apierror"
 	"github.com/sluicehq/sluice/platform/audit"
 	"github.com/sluicehq/sluice/platform/auth"
+	"github.com/sluicehq/sluice/platform/tlsconfig"
 )
 
 // Route is one handler mounted on the server: a Connect service (from a
@@ -42,10 +44,12 @@ type Route struct {
 	Service string
 }
 
-// Config is the server's listen address.
+// Config is the server's listen address and TLS.
 type Config struct {
 	// Addr is host:port; port 0 picks a free port (see Server.Addr).
 	Addr string
+	// TLS is the operator's certificate; nil serves plain HTTP (and h2c).
+	TLS *tlsconfig.KeyPair
 }
 
 // Readiness collects named checks; /readyz is 200 only when all pass.
@@ -212,14 +216,18 @@ func (s *Server) Handler() http.Handler { return s.handler }
 
 // Start listens and serves in the background; it returns once listening.
 func (s *Server) Start(ctx context.Context) error {
-	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", s.cfg.Addr)
+	ln, err := Listen(ctx, s.log, s.cfg.Addr, s.cfg.TLS)
 	if err != nil {
-		return fmt.Errorf("listen on %s: %w", s.cfg.Addr, err)
+		return err
 	}
 	s.ln = ln
 	protocols := new(http.Protocols)
 	protocols.SetHTTP1(true)
-	protocols.SetUnencryptedHTTP2(true)
+	if s.cfg.TLS != nil {
+		protocols.SetHTTP2(true)
+	} else {
+		protocols.SetUnencryptedHTTP2(true)
+	}
 	s.srv = &http.Server{
 		Handler:           s.handler,
 		Protocols:         protocols,
@@ -231,8 +239,27 @@ func (s *Server) Start(ctx context.Context) error {
 			s.log.Error("http server stopped", slog.Any("error", err))
 		}
 	}()
-	s.log.Info("listening", slog.String("addr", ln.Addr().String()))
+	s.log.Info("listening", slog.String("addr", ln.Addr().String()), slog.Bool("tls", s.cfg.TLS != nil))
 	return nil
+}
+
+// Listen listens on addr, with TLS from keys when they are given. Without
+// TLS on an address other than loopback it warns: tokens and secrets
+// would cross the network in plain text. Every listener of a Sluice
+// process listens through it.
+func Listen(ctx context.Context, log *slog.Logger, addr string, keys *tlsconfig.KeyPair) (net.Listener, error) {
+	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", addr, err)
+	}
+	if keys != nil {
+		return tls.NewListener(ln, tlsconfig.ServerConfig(keys)), nil
+	}
+	if tcp, ok := ln.Addr().(*net.TCPAddr); ok && !tcp.IP.IsLoopback() {
+		log.Warn("listening without TLS on an address other than loopback: tokens and secrets cross the network in plain text; set tls-cert-file and tls-key-file (docs/security.md)",
+			slog.String("addr", ln.Addr().String()))
+	}
+	return ln, nil
 }
 
 // Addr is the address the server listens on, once started.
@@ -243,8 +270,13 @@ func (s *Server) Addr() string {
 	return s.ln.Addr().String()
 }
 
-// URL is http://Addr.
-func (s *Server) URL() string { return "http://" + s.Addr() }
+// URL is http://Addr, or https://Addr with TLS.
+func (s *Server) URL() string {
+	if s.cfg.TLS != nil {
+		return "https://" + s.Addr()
+	}
+	return "http://" + s.Addr()
+}
 
 // Stop turns readiness off, then drains in-flight requests until ctx ends.
 // Streaming requests end when their handlers see the cancelled context.

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
+
+	"github.com/sluicehq/sluice/platform/tlsconfig"
 )
 
 // HealthcheckCommand is the subcommand that asks a running service whether
@@ -39,14 +41,23 @@ func healthcheck[C Config[C], P Registrar[C]](c Command[C], args []string, stdou
 		fmt.Fprintf(stderr, "%s: %v\n", name, err)
 		return 1
 	}
-	url, err := readyzURL(s.process.Addr)
+	if err := s.process.Validate(); err != nil {
+		fmt.Fprintf(stderr, "%s: %s\n", name, strings.ReplaceAll(err.Error(), "\n", "; "))
+		return 1
+	}
+	network, err := s.process.Network(c.Service, nil)
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n", name, err)
+		return 1
+	}
+	url, err := readyzURL(s.process.Addr, network.Server.TLS != nil)
 	if err != nil {
 		fmt.Fprintf(stderr, "%s: %v\n", name, err)
 		return 1
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), HealthcheckTimeout)
 	defer cancel()
-	if err := checkReady(ctx, url); err != nil {
+	if err := checkReady(ctx, url, network.Client); err != nil {
 		fmt.Fprintf(stderr, "%s: %v\n", name, err)
 		return 1
 	}
@@ -54,9 +65,10 @@ func healthcheck[C Config[C], P Registrar[C]](c Command[C], args []string, stdou
 	return 0
 }
 
-// readyzURL is the /readyz URL of a server listening on addr. A wildcard
-// host (empty, 0.0.0.0 or ::) is asked on 127.0.0.1.
-func readyzURL(addr string) (string, error) {
+// readyzURL is the /readyz URL of a server listening on addr, https://
+// when it serves TLS. A wildcard host (empty, 0.0.0.0 or ::) is asked on
+// 127.0.0.1.
+func readyzURL(addr string, secure bool) (string, error) {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return "", fmt.Errorf("listen address %q: %w", addr, err)
@@ -68,18 +80,25 @@ func readyzURL(addr string) (string, error) {
 	case "", "0.0.0.0", "::":
 		host = "127.0.0.1"
 	}
-	return "http://" + net.JoinHostPort(host, port) + "/readyz", nil
+	scheme := "http://"
+	if secure {
+		scheme = "https://"
+	}
+	return scheme + net.JoinHostPort(host, port) + "/readyz", nil
 }
 
-// checkReady GETs url, never through a proxy, and returns nil only on 200.
-// A not-ready answer's body (one reason a line) is folded into the error.
-func checkReady(ctx context.Context, url string) error {
+// checkReady GETs url, never through a proxy, trusting what client
+// trusts (the process's own certificate among it), and returns nil only
+// on 200. A not-ready answer's body (one reason a line) is folded into the
+// error.
+func checkReady(ctx context.Context, url string, client *tlsconfig.Client) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return fmt.Errorf("request %s: %w", url, err)
 	}
-	client := &http.Client{Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}}
-	resp, err := client.Do(req)
+	tr := client.Transport()
+	tr.Proxy, tr.DisableKeepAlives = nil, true
+	resp, err := (&http.Client{Transport: tr}).Do(req)
 	if err != nil {
 		return fmt.Errorf("not reachable: %w", err)
 	}

@@ -3,13 +3,19 @@ package servicecmd
 import (
 	"bytes"
 	"context"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
+
+	"github.com/sluicehq/sluice/platform/devcerts"
+	"github.com/sluicehq/sluice/platform/rpcserver"
+	"github.com/sluicehq/sluice/platform/tlsconfig"
 )
 
 func TestReadyzURL(t *testing.T) {
@@ -21,12 +27,15 @@ func TestReadyzURL(t *testing.T) {
 		"[::1]:8081":     "http://[::1]:8081/readyz",
 		"build:8082":     "http://build:8082/readyz",
 	} {
-		if got, err := readyzURL(addr); err != nil || got != want {
+		if got, err := readyzURL(addr, false); err != nil || got != want {
 			t.Errorf("readyzURL(%q) = %q, %v; want %q", addr, got, err, want)
 		}
 	}
+	if got, _ := readyzURL("0.0.0.0:8082", true); got != "https://127.0.0.1:8082/readyz" {
+		t.Errorf("readyzURL with TLS = %q", got)
+	}
 	for _, addr := range []string{"8082", "127.0.0.1:0", "127.0.0.1:"} {
-		if got, err := readyzURL(addr); err == nil {
+		if got, err := readyzURL(addr, false); err == nil {
 			t.Errorf("readyzURL(%q) = %q, want an error", addr, got)
 		}
 	}
@@ -97,5 +106,69 @@ func TestHealthcheckFailures(t *testing.T) {
 	}
 	if code, _, stderr := runHealthcheck(t, "--addr", "127.0.0.1:0"); code != 1 || !strings.Contains(stderr, "no fixed port") {
 		t.Fatalf("port 0: exit %d, stderr %q", code, stderr)
+	}
+}
+
+// A service that serves TLS is asked over https, with the same settings:
+// its own certificate is trusted whatever names it has (the healthcheck
+// asks 127.0.0.1), and a server with another certificate is not.
+func TestHealthcheckOverTLS(t *testing.T) {
+	dir := t.TempDir()
+	ca, err := devcerts.NewCA("test CA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	serve := func(name string) (addr, certFile, keyFile string) {
+		pair, err := ca.Issue(name + ".sluice.example")
+		if err != nil {
+			t.Fatal(err)
+		}
+		certFile, keyFile, err = pair.WriteFiles(dir, name, 0o600)
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys, err := tlsconfig.LoadKeyPair(certFile, keyFile, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv := rpcserver.Config{Addr: "127.0.0.1:0", TLS: keys}
+		s, err := rpcserver.New(srv, slog.New(slog.DiscardHandler), rpcserver.NewReadiness(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Start(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = s.Stop(context.Background()) })
+		return s.Addr(), certFile, keyFile
+	}
+	addr, certFile, keyFile := serve("build")
+	code, out, stderr := runHealthcheck(t, "--addr", addr, "--tls-cert-file", certFile, "--tls-key-file", keyFile)
+	if code != 0 || !strings.Contains(out, "https://"+addr+"/readyz ready") {
+		t.Fatalf("over TLS: exit %d, stdout %q, stderr %q", code, out, stderr)
+	}
+	// Plain HTTP to it is not ready.
+	if code, _, _ := runHealthcheck(t, "--addr", addr); code != 1 {
+		t.Fatalf("plain http to a TLS listener: exit %d", code)
+	}
+	// Another server's certificate, from a CA not trusted, is refused.
+	other, _, _ := serve("other")
+	code, _, stderr = runHealthcheck(t, "--addr", other, "--tls-cert-file", certFile, "--tls-key-file", keyFile)
+	if code != 1 || !strings.Contains(stderr, "certificate") {
+		t.Fatalf("another certificate: exit %d, stderr %q", code, stderr)
+	}
+	// With the CA trusted, it is the CA's to vouch for the name, and it
+	// does not name 127.0.0.1.
+	caFile := filepath.Join(dir, "ca.pem")
+	if err := os.WriteFile(caFile, ca.PEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, _, stderr = runHealthcheck(t, "--addr", other, "--tls-cert-file", certFile, "--tls-key-file", keyFile, "--tls-ca-file", caFile)
+	if code != 1 || !strings.Contains(stderr, "127.0.0.1") {
+		t.Fatalf("a name the certificate lacks: exit %d, stderr %q", code, stderr)
+	}
+	// One setting of the pair alone is refused.
+	if code, _, stderr := runHealthcheck(t, "--addr", addr, "--tls-cert-file", certFile); code != 1 || !strings.Contains(stderr, "tls-key-file") {
+		t.Fatalf("cert without key: exit %d, stderr %q", code, stderr)
 	}
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/sluicehq/sluice/platform/natsconn"
 	"github.com/sluicehq/sluice/platform/rpcserver"
 	"github.com/sluicehq/sluice/platform/servicekit"
+	"github.com/sluicehq/sluice/platform/tlsconfig"
 )
 
 // Process are a process's own settings, as opposed to its services'.
@@ -34,6 +35,17 @@ type Process struct {
 	// without.
 	NATSUser     string
 	NATSPassword string
+	// NATSCAFile is the CA bundle the NATS servers' certificates are
+	// checked against (tls:// URLs); NATSCertFile and NATSKeyFile are a
+	// client certificate for servers that require one.
+	NATSCAFile, NATSCertFile, NATSKeyFile string
+	// TLSCertFile and TLSKeyFile are the certificate and key the listeners
+	// serve TLS with; empty serves plain HTTP.
+	TLSCertFile, TLSKeyFile string
+	// TLSCAFile is the CA bundle trusted when the process calls Sluice
+	// services over https (source-url, the healthcheck); empty trusts the
+	// system's roots.
+	TLSCAFile string
 	// LogLevel is debug, info, warn or error.
 	LogLevel string
 }
@@ -42,7 +54,9 @@ type Process struct {
 const DefaultNATSURL = "nats://127.0.0.1:4222"
 
 // RegisterFlags registers the process settings: --addr, --nats-url,
-// --nats-user, --nats-password and --log-level, with variables named after
+// --nats-user, --nats-password, the NATS client's TLS (--nats-ca-file,
+// --nats-cert-file, --nats-key-file), the API's TLS (--tls-cert-file,
+// --tls-key-file) and its clients' (--tls-ca-file) and --log-level, with variables named after
 // f's service (SLUICE_BUILD_ADDR in sluice-build, SLUICE_ADDR in `sluice up`).
 func (p *Process) RegisterFlags(f *servicekit.Flags) {
 	if p.LogLevel == "" {
@@ -52,6 +66,12 @@ func (p *Process) RegisterFlags(f *servicekit.Flags) {
 	f.StringVar(&p.NATSURL, "nats-url", "NATS server URL, or a comma-separated list of a cluster's servers")
 	f.StringVar(&p.NATSUser, "nats-user", "NATS user (deploy/nats/auth.conf names one per service); empty connects without credentials")
 	f.StringVar(&p.NATSPassword, "nats-password", "the NATS user's password; prefer the variable to the flag, which other users can see in the process list")
+	f.StringVar(&p.NATSCAFile, "nats-ca-file", "CA bundle (PEM) the NATS servers' certificates are checked against (tls:// URLs); default the system's roots")
+	f.StringVar(&p.NATSCertFile, "nats-cert-file", "client certificate (PEM) for NATS servers that verify clients' certificates; with nats-key-file")
+	f.StringVar(&p.NATSKeyFile, "nats-key-file", "the key (PEM) of nats-cert-file")
+	f.StringVar(&p.TLSCertFile, "tls-cert-file", "certificate (PEM, with its chain) the API serves TLS with, re-read when it changes; empty serves plain HTTP")
+	f.StringVar(&p.TLSKeyFile, "tls-key-file", "the key (PEM) of tls-cert-file")
+	f.StringVar(&p.TLSCAFile, "tls-ca-file", "CA bundle (PEM) trusted when calling Sluice services over https (source-url, healthcheck); default the system's roots")
 	f.StringVar(&p.LogLevel, "log-level", "log level: debug, info, warn or error")
 }
 
@@ -64,10 +84,46 @@ func (p Process) Validate() error {
 	if p.NATSPassword != "" && p.NATSUser == "" {
 		errs = append(errs, errors.New("nats-password is set but nats-user is not"))
 	}
+	if (p.TLSCertFile == "") != (p.TLSKeyFile == "") {
+		errs = append(errs, errors.New("tls-cert-file and tls-key-file go together: set both or neither"))
+	}
+	if (p.NATSCertFile == "") != (p.NATSKeyFile == "") {
+		errs = append(errs, errors.New("nats-cert-file and nats-key-file go together: set both or neither"))
+	}
 	if _, err := p.Level(); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// Network is how a composed process reaches NATS, where it listens, and
+// whom it trusts when it calls Sluice services.
+type Network struct {
+	NATS   natsconn.Config
+	Server rpcserver.Config
+	// Client is the trust of calls to Sluice services (source-url); nil
+	// trusts the system's roots.
+	Client *tlsconfig.Client
+}
+
+// Network reads the process's certificates: its listeners' (reloaded
+// when they change; log hears of it) and the CA bundle its clients trust,
+// with its own certificate, so that calls it makes to itself succeed.
+func (p Process) Network(service string, log *slog.Logger) (Network, error) {
+	n := Network{NATS: p.NATS(service), Server: rpcserver.Config{Addr: p.Addr}}
+	if p.TLSCertFile != "" {
+		keys, err := tlsconfig.LoadKeyPair(p.TLSCertFile, p.TLSKeyFile, log)
+		if err != nil {
+			return Network{}, fmt.Errorf("tls-cert-file: %w", err)
+		}
+		n.Server.TLS = keys
+	}
+	client, err := tlsconfig.NewClient(tlsconfig.ClientOptions{CAFile: p.TLSCAFile, Own: n.Server.TLS})
+	if err != nil {
+		return Network{}, fmt.Errorf("tls-ca-file: %w", err)
+	}
+	n.Client = client
+	return n, nil
 }
 
 // Level is LogLevel parsed.
@@ -83,7 +139,10 @@ func (p Process) Level() (slog.Level, error) {
 // passes its service, whose NATS user may subscribe only to its own reply
 // subjects (natsauth.InboxPrefix); `sluice up` passes "".
 func (p Process) NATS(service string) natsconn.Config {
-	c := natsconn.Config{URL: p.NATSURL, Name: "sluice", User: p.NATSUser, Password: p.NATSPassword}
+	c := natsconn.Config{
+		URL: p.NATSURL, Name: "sluice", User: p.NATSUser, Password: p.NATSPassword,
+		CAFile: p.NATSCAFile, CertFile: p.NATSCertFile, KeyFile: p.NATSKeyFile,
+	}
 	if service != "" {
 		c.Name = "sluice-" + service
 		c.InboxPrefix = natsauth.InboxPrefix(service)
@@ -94,31 +153,37 @@ func (p Process) NATS(service string) natsconn.Config {
 // Compose is a process's composition: the logger, NATS, the services'
 // modules and, last, the HTTP server (it starts after the services and
 // stops first). Service binaries, `sluice up` and the services' tests all
-// compose a process with it.
+// compose a process with it. The services find the server's
+// rpcserver.Config (a listener of their own serves the same TLS) and the
+// *tlsconfig.Client their calls to other services trust.
 //
-// A nats without a URL provides no connection to the process: each module
-// then brings its own (fxkit.ServiceNATS), as `sluice up` does to connect
-// every service as its own NATS user.
-func Compose(log *slog.Logger, info servicekit.BuildInfo, nats natsconn.Config, addr string, modules ...fx.Option) fx.Option {
+// A Network whose NATS has no URL provides no connection to the process:
+// each module then brings its own (fxkit.ServiceNATS), as `sluice up` does
+// to connect every service as its own NATS user.
+func Compose(log *slog.Logger, info servicekit.BuildInfo, n Network, modules ...fx.Option) fx.Option {
+	client := n.Client
+	if client == nil {
+		client = &tlsconfig.Client{}
+	}
 	shared := fx.Options()
-	if nats.URL != "" {
-		shared = fxkit.NATS(nats)
+	if n.NATS.URL != "" {
+		shared = fxkit.NATS(n.NATS)
 	}
 	return fx.Options(
-		fx.Supply(log, info),
+		fx.Supply(log, info, n.Server, client),
 		shared,
 		fx.Options(modules...),
-		fxkit.Server(rpcserver.Config{Addr: addr}),
+		fxkit.Server(n.Server),
 	)
 }
 
 // App is the fx application of a composed process, logging fx's own
 // events at debug level.
-func App(log *slog.Logger, info servicekit.BuildInfo, nats natsconn.Config, addr string, modules ...fx.Option) *fx.App {
+func App(log *slog.Logger, info servicekit.BuildInfo, n Network, modules ...fx.Option) *fx.App {
 	return fx.New(
 		fx.WithLogger(fxkit.FxLogger),
 		fx.StartTimeout(fxkit.StartTimeout),
-		Compose(log, info, nats, addr, modules...),
+		Compose(log, info, n, modules...),
 	)
 }
 
@@ -229,7 +294,12 @@ func Run[C Config[C], P Registrar[C]](c Command[C], args []string, stdout, stder
 	}
 	level, _ := s.process.Level()
 	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level})).With(slog.String("version", c.Version))
-	app := App(log, servicekit.BuildInfo{Version: c.Version, Commit: c.Commit}, s.process.NATS(c.Service), s.process.Addr, c.Module(cfg))
+	network, err := s.process.Network(c.Service, log)
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n", name, err)
+		return 2
+	}
+	app := App(log, servicekit.BuildInfo{Version: c.Version, Commit: c.Commit}, network, c.Module(cfg))
 	if err := app.Err(); err != nil {
 		fmt.Fprintf(stderr, "%s: %v\n", name, err)
 		return 1

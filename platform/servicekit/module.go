@@ -7,7 +7,9 @@
 //
 // A service module is servicekit.Module(spec, its own constructors); its
 // constructors get *slog.Logger (with service=<name>), *sqldb.DB,
-// *events.Relay and *egress.Policy (from Settings.AllowEgress) from here,
+// *events.Relay, *egress.Policy (from Settings.AllowEgress) and
+// CallTransport (calls to other services, with the process's TLS trust
+// and the service's identity) from here,
 // jetstream.JetStream and *rpcserver.Readiness from the process, and
 // provide one Parts value that says what to run.
 package servicekit
@@ -17,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"slices"
 	"sort"
 	"strings"
@@ -36,6 +39,7 @@ import (
 	"github.com/sluicehq/sluice/platform/rpcserver"
 	"github.com/sluicehq/sluice/platform/runner"
 	"github.com/sluicehq/sluice/platform/sqldb"
+	"github.com/sluicehq/sluice/platform/tlsconfig"
 )
 
 // Spec is what a service tells the shared wiring about itself.
@@ -118,10 +122,24 @@ func Module(spec Spec, opts ...fx.Option) fx.Option {
 				return audit.NewRecorder(spec.Name, db, relay, log)
 			},
 			func() (*egress.Policy, error) { return spec.Settings.Egress(spec.Name) },
+			newCallTransport,
 		),
 		fx.Options(opts...),
 		fx.Invoke(func(p runParams) error { return run(spec, p) }),
 	)
+}
+
+// CallTransport is the transport of a service's calls to other Sluice
+// services (its source-url): over https it trusts what the process trusts
+// (its tls-ca-file, or the system's roots), and each call carries the
+// service's own identity. Its idle connections close when the service
+// stops.
+type CallTransport http.RoundTripper
+
+func newCallTransport(lc fx.Lifecycle, id *auth.ServiceIdentity, trust *tlsconfig.Client) CallTransport {
+	t := trust.Transport()
+	lc.Append(fx.StopHook(t.CloseIdleConnections))
+	return id.Transport(t)
 }
 
 // newDB makes the service's database handle; it is opened and migrated on

@@ -18,7 +18,6 @@ import (
 
 	"connectrpc.com/connect"
 
-	"github.com/sluicehq/sluice/platform/auth"
 	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
 	"github.com/sluicehq/sluice/proto/gen/sluice/source/v1/sourcev1connect"
 )
@@ -39,12 +38,13 @@ type Resolver struct {
 }
 
 // NewResolver makes the resolver of service, which calls source at
-// sourceURL with id. With an empty sourceURL, every run that asks for a
-// secret fails, saying the setting is missing.
-func NewResolver(service, sourceURL string, id *auth.ServiceIdentity, base http.RoundTripper) *Resolver {
+// sourceURL (http:// or https://) through transport, which sends the
+// service's identity (servicekit.CallTransport). With an empty sourceURL,
+// every run that asks for a secret fails, saying the setting is missing.
+func NewResolver(service, sourceURL string, transport http.RoundTripper) *Resolver {
 	r := &Resolver{service: service}
 	if sourceURL != "" {
-		r.client = sourcev1connect.NewSecretServiceClient(&http.Client{Transport: id.Transport(base)}, sourceURL)
+		r.client = sourcev1connect.NewSecretServiceClient(&http.Client{Transport: transport}, sourceURL)
 	}
 	return r
 }

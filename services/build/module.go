@@ -5,7 +5,6 @@ import (
 
 	"go.uber.org/fx"
 
-	"github.com/sluicehq/sluice/platform/auth"
 	"github.com/sluicehq/sluice/platform/executor"
 	"github.com/sluicehq/sluice/platform/servicekit"
 	"github.com/sluicehq/sluice/platform/sqldb"
@@ -40,8 +39,8 @@ func newExecutor(cfg Config, log *slog.Logger) (executor.Executor, error) {
 
 // newSecrets asks source for the values of the secrets steps ask for, as
 // the build service.
-func newSecrets(cfg Config, id *auth.ServiceIdentity) *stepsecrets.Resolver {
-	return stepsecrets.NewResolver(Name, cfg.SourceURL, id, nil)
+func newSecrets(cfg Config, calls servicekit.CallTransport) *stepsecrets.Resolver {
+	return stepsecrets.NewResolver(Name, cfg.SourceURL, calls)
 }
 
 // parts are what runs beside the API: the work-queue consumer.

@@ -3,11 +3,9 @@ package release
 import (
 	"log/slog"
 	"net/http"
-	"time"
 
 	"go.uber.org/fx"
 
-	"github.com/sluicehq/sluice/platform/auth"
 	"github.com/sluicehq/sluice/platform/executor"
 	"github.com/sluicehq/sluice/platform/servicekit"
 	"github.com/sluicehq/sluice/platform/sqldb"
@@ -35,23 +33,16 @@ func Module(cfg Config) fx.Option {
 	)
 }
 
-// newSourceClient is source's Connect client, on a transport of its own
-// whose idle connections close with the module, calling as the release
+// newSourceClient is source's Connect client, calling as the release
 // service (source's ListCommits policy allows it).
-func newSourceClient(lc fx.Lifecycle, cfg Config, id *auth.ServiceIdentity) SourceClient {
-	transport := &http.Transport{
-		Proxy:               http.ProxyFromEnvironment,
-		MaxIdleConnsPerHost: 8,
-		IdleConnTimeout:     90 * time.Second,
-	}
-	lc.Append(fx.StopHook(transport.CloseIdleConnections))
-	return sourcev1connect.NewSourceServiceClient(&http.Client{Transport: id.Transport(transport)}, cfg.SourceURL)
+func newSourceClient(cfg Config, calls servicekit.CallTransport) SourceClient {
+	return sourcev1connect.NewSourceServiceClient(&http.Client{Transport: calls}, cfg.SourceURL)
 }
 
 // newSecrets asks source for the values of the secrets deploy commands ask
 // for, as the release service.
-func newSecrets(cfg Config, id *auth.ServiceIdentity) *stepsecrets.Resolver {
-	return stepsecrets.NewResolver(Name, cfg.SourceURL, id, nil)
+func newSecrets(cfg Config, calls servicekit.CallTransport) *stepsecrets.Resolver {
+	return stepsecrets.NewResolver(Name, cfg.SourceURL, calls)
 }
 
 // newExecutor runs deploy and verify commands as local processes, in the

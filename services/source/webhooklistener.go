@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"go.uber.org/fx"
+
+	"github.com/sluicehq/sluice/platform/rpcserver"
 )
 
 // webhookListener serves the webhook receiver, and nothing else but
@@ -22,9 +24,10 @@ type webhookListener struct {
 	log *slog.Logger
 }
 
-// startWebhookListener serves on cfg.WebhookAddr for the module's life;
-// with no address it does nothing.
-func startWebhookListener(lc fx.Lifecycle, cfg Config, svc *Service, log *slog.Logger) {
+// startWebhookListener serves on cfg.WebhookAddr for the module's life,
+// with the TLS of the process's API server; with no address it does
+// nothing.
+func startWebhookListener(lc fx.Lifecycle, cfg Config, server rpcserver.Config, svc *Service, log *slog.Logger) {
 	if cfg.WebhookAddr == "" {
 		return
 	}
@@ -41,9 +44,9 @@ func startWebhookListener(lc fx.Lifecycle, cfg Config, svc *Service, log *slog.L
 	}}
 	lc.Append(fx.Hook{
 		OnStart: func(ctx context.Context) error {
-			ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", cfg.WebhookAddr)
+			ln, err := rpcserver.Listen(ctx, log, cfg.WebhookAddr, server.TLS)
 			if err != nil {
-				return fmt.Errorf("webhook-addr: listen on %s: %w", cfg.WebhookAddr, err)
+				return fmt.Errorf("webhook-addr: %w", err)
 			}
 			l.ln = ln
 			go func() {
@@ -51,7 +54,7 @@ func startWebhookListener(lc fx.Lifecycle, cfg Config, svc *Service, log *slog.L
 					log.Error("webhook listener stopped", slog.Any("error", err))
 				}
 			}()
-			log.Info("webhooks listening", slog.String("addr", ln.Addr().String()))
+			log.Info("webhooks listening", slog.String("addr", ln.Addr().String()), slog.Bool("tls", server.TLS != nil))
 			return nil
 		},
 		OnStop: func(ctx context.Context) error { return l.srv.Shutdown(ctx) },

@@ -117,6 +117,12 @@ var ErrTokenNotAccepted = errors.New("token not accepted")
 // (503: it has not loaded the credentials yet). Services learn a token
 // from NATS a moment after source registers it.
 func AcceptsToken(baseURL, svc, token string) error {
+	return AcceptsTokenVia(http.DefaultClient, baseURL, svc, token)
+}
+
+// AcceptsTokenVia is AcceptsToken through client (over https, one that
+// trusts the platform's CA).
+func AcceptsTokenVia(client *http.Client, baseURL, svc, token string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, baseURL+probes[svc], strings.NewReader("{}"))
@@ -125,7 +131,7 @@ func AcceptsToken(baseURL, svc, token string) error {
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		return err
 	}

@@ -100,7 +100,10 @@ func Start(t testing.TB, natsURL string, o Options, modules ...fx.Option) *Proce
 	)
 	opts := []fx.Option{
 		fx.WithLogger(func() fxevent.Logger { return fxevent.NopLogger }),
-		servicecmd.Compose(log, servicekit.BuildInfo{Version: version}, natsconn.Config{URL: natsURL, Name: name}, "127.0.0.1:0", modules...),
+		servicecmd.Compose(log, servicekit.BuildInfo{Version: version}, servicecmd.Network{
+			NATS:   natsconn.Config{URL: natsURL, Name: name},
+			Server: rpcserver.Config{Addr: "127.0.0.1:0"},
+		}, modules...),
 		fx.Populate(&srv, &nc),
 	}
 	admin := IssueToken(t, natsURL, authv1.Role_ROLE_ADMIN)

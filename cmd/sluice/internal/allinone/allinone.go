@@ -39,6 +39,7 @@ import (
 	"github.com/sluicehq/sluice/platform/retry"
 	"github.com/sluicehq/sluice/platform/servicecmd"
 	"github.com/sluicehq/sluice/platform/servicekit"
+	"github.com/sluicehq/sluice/platform/tlsconfig"
 	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
 	"github.com/sluicehq/sluice/proto/gen/sluice/source/v1/sourcev1connect"
 	"github.com/sluicehq/sluice/services/build"
@@ -248,8 +249,12 @@ type Platform struct {
 	app     *fx.App
 	nats    *embeddednats.Server
 	natsURL string
-	URL     string
-	Log     *slog.Logger
+	// URL is the platform's API: https:// when it serves TLS.
+	URL string
+	Log *slog.Logger
+	// trust is what its clients trust: its own certificate, and the
+	// tls-ca-file's CAs or the system's roots.
+	trust *tlsconfig.Client
 	// AdminToken is the secret of the admin token in the source service's
 	// admin-token-file (default <data-dir>/admin-token), "" when source
 	// does not run here; AdminTokenCreated says whether this start made it.
@@ -257,9 +262,10 @@ type Platform struct {
 	AdminTokenCreated bool
 }
 
-// Client is a client of the platform that calls with the admin token.
+// Client is a client of the platform that calls with the admin token
+// (over TLS, it trusts the platform's own certificate).
 func (p *Platform) Client() *http.Client {
-	return &http.Client{Transport: auth.WithSecret(nil, func() string { return p.AdminToken })}
+	return &http.Client{Transport: auth.WithSecret(p.trust.Transport(), func() string { return p.AdminToken })}
 }
 
 // NATSURL is the NATS server the platform uses; the embedded one's with
@@ -324,7 +330,14 @@ func Start(ctx context.Context, o Options) (*Platform, error) {
 	}
 	level, _ := o.Process.Level()
 	log := slog.New(slog.NewJSONHandler(o.LogWriter, &slog.HandlerOptions{Level: level}))
-	p := &Platform{URL: "http://" + o.Process.Addr, Log: log}
+	network, err := o.Process.Network("", log)
+	if err != nil {
+		return nil, err
+	}
+	p := &Platform{URL: "http://" + o.Process.Addr, Log: log, trust: network.Client}
+	if network.Server.TLS != nil {
+		p.URL = "https://" + o.Process.Addr
+	}
 	if slices.Contains(o.Services, source.Name) {
 		if o.Source.AdminTokenFile == "" {
 			o.Source.AdminTokenFile = filepath.Join(o.DataDir, "admin-token")
@@ -351,7 +364,7 @@ func Start(ctx context.Context, o Options) (*Platform, error) {
 			log.Info("made the key secrets are encrypted with at rest; keep it safe", slog.String("file", keyFile))
 		}
 	}
-	shared := o.Process.NATS("")
+	shared := network.NATS
 	var own func(service string) natsconn.Config
 	if o.Process.NATSURL == "" {
 		ns, err := startEmbeddedNATS(o.DataDir)
@@ -378,7 +391,8 @@ func Start(ctx context.Context, o Options) (*Platform, error) {
 		return nil, err
 	}
 	info := servicekit.BuildInfo{Version: o.Version, Commit: o.Commit}
-	p.app = servicecmd.App(log, info, shared, o.Process.Addr, modules...)
+	network.NATS = shared
+	p.app = servicecmd.App(log, info, network, modules...)
 	if err := p.app.Err(); err != nil {
 		p.stopNATS()
 		return nil, err

@@ -158,7 +158,9 @@ func TestEveryPublishedEventIsAValidCDEvent(t *testing.T) {
 	t.Logf("%d messages checked: %v", len(msgs), seen)
 }
 
-func startPlatform(t *testing.T, dataDir string) *allinone.Platform {
+// startPlatform starts `sluice up` on a free loopback port, with edits
+// applied to its options, and stops it when the test ends.
+func startPlatform(t *testing.T, dataDir string, edits ...func(*allinone.Options)) *allinone.Platform {
 	t.Helper()
 	ln, err := (&net.ListenConfig{}).Listen(t.Context(), "tcp", "127.0.0.1:0")
 	if err != nil {
@@ -171,6 +173,9 @@ func startPlatform(t *testing.T, dataDir string) *allinone.Platform {
 	o := allinone.DefaultOptions()
 	o.DataDir, o.Process.Addr = dataDir, addr
 	o.Source.PollInterval = 0 // runs are triggered
+	for _, edit := range edits {
+		edit(&o)
+	}
 	p, err := allinone.Start(t.Context(), o)
 	if err != nil {
 		t.Fatal(err)

@@ -29,7 +29,8 @@ func binaryFlags() map[string]*pflag.FlagSet {
 // processFlags are a binary's flags that are the process's, not the
 // service's: `sluice up` has them once, unprefixed. --version is the CLI's
 // own (`sluice --version`).
-var processFlags = []string{"addr", "nats-url", "nats-user", "nats-password", "log-level", "version"}
+var processFlags = []string{"addr", "nats-url", "nats-user", "nats-password", "nats-ca-file", "nats-cert-file", "nats-key-file",
+	"tls-cert-file", "tls-key-file", "tls-ca-file", "log-level", "version"}
 
 // Every setting of every service binary can be set in `sluice up`, as
 // --<service>-<flag> of the same type, or, for the process's own settings,

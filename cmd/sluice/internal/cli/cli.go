@@ -47,7 +47,8 @@ type App struct {
 	Commit     string // git commit; `sluice version` shows it when set
 	// NewUp makes `sluice up`; nil in a build without the platform.
 	NewUp func() Up
-	// HTTPClient carries the API calls; nil is http.DefaultClient.
+	// HTTPClient carries the API calls; nil is a client that trusts
+	// --ca-file's CAs (or the system's roots) over https.
 	HTTPClient *http.Client
 }
 
@@ -55,8 +56,12 @@ type App struct {
 type session struct {
 	app    *App
 	server string
-	output outputFormat
-	style  style
+	// caFile is the CA bundle trusted over https (--ca-file); plainHTTP
+	// allows a token over http:// to a host that is not loopback.
+	caFile    string
+	plainHTTP bool
+	output    outputFormat
+	style     style
 	// base carries calls as the App gave it; http is base sending the
 	// session's token.
 	base *http.Client
@@ -80,8 +85,17 @@ func (a *App) Run(ctx context.Context, args []string) int {
 	}
 	s := &session{app: a, output: "text", base: a.HTTPClient, style: terminalStyle(a.IsTerminal(a.Stdout), a.Getenv)}
 	if s.base == nil {
-		s.base = http.DefaultClient
+		s.base = &http.Client{Transport: &tlsTransport{caFile: func() string { return s.caFile }}}
 	}
+	// Whatever carries the calls, a token never goes over plain HTTP
+	// across the network unless the user allows it.
+	guarded := *s.base
+	next := guarded.Transport
+	if next == nil {
+		next = http.DefaultTransport
+	}
+	guarded.Transport = guardedTransport{next: next, allowed: func() bool { return s.plainHTTP }}
+	s.base = &guarded
 	authed := *s.base
 	authed.Transport = auth.WithSecret(s.base.Transport, sync.OnceValue(s.secret))
 	s.http = &authed
@@ -220,6 +234,10 @@ talks to it over its API.`,
 	pf.BoolP("help", "h", false, "Show help for a command")
 	pf.StringVar(&s.server, "server", firstNonEmpty(a.Getenv("SLUICE_SERVER"), DefaultServer),
 		"the platform's URL ($SLUICE_SERVER); $SLUICE_<SERVICE>_URL points at one service run apart")
+	pf.StringVar(&s.caFile, "ca-file", a.Getenv("SLUICE_CA_FILE"),
+		"CA bundle (PEM) that the platform's https:// certificate is checked against ($SLUICE_CA_FILE); default the system's roots")
+	pf.BoolVar(&s.plainHTTP, "allow-plain-http", a.Getenv("SLUICE_ALLOW_PLAIN_HTTP") == "1",
+		"send the token over plain http:// to a host other than this machine ($SLUICE_ALLOW_PLAIN_HTTP=1); anyone on the network path can read it")
 	pf.VarP(&s.output, "output", "o", "text or json")
 	_ = root.RegisterFlagCompletionFunc("output", cobra.FixedCompletions([]string{"text", "json"}, cobra.ShellCompDirectiveNoFileComp))
 	root.Flags().BoolP("version", "v", false, "Show sluice's version")

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"regexp"
@@ -172,6 +173,14 @@ var (
 // no proto field names, no regular expressions, nothing from the server
 // that a terminal would act on.
 func (s *session) describe(cmd *cobra.Command, err error) string {
+	var plain *plainHTTPError
+	if errors.As(err, &plain) {
+		return plain.Error()
+	}
+	var untrusted *tls.CertificateVerificationError
+	if errors.As(err, &untrusted) {
+		return fmt.Sprintf("the certificate of the platform at %s is not trusted: %v (give its CA with --ca-file or $SLUICE_CA_FILE)", s.server, untrusted.Err)
+	}
 	var ce *connect.Error
 	if !errors.As(err, &ce) {
 		return sanitizeLine(err.Error())
