@@ -355,7 +355,9 @@ func (s *Stack) ServiceEnv(svc string) []string {
 	case "notify":
 		env = append(env, p+"ALLOW_EGRESS=private")
 	case "release":
-		env = append(env, p+"ALLOW_EGRESS=local,loopback")
+		// Its processes stay when the deploy ends (the step sandbox kills
+		// what other steps leave).
+		env = append(env, p+"ALLOW_EGRESS=local,loopback", p+"KEEP_PROCESSES=*")
 	default:
 		env = append(env, p+"ALLOW_EGRESS=local")
 	}
