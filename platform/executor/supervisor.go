@@ -278,7 +278,7 @@ func statOf(pid int) (ppid int, state byte, ok bool) {
 	if err != nil {
 		return 0, 0, false
 	}
-	defer unix.Close(fd)
+	defer func() { _ = unix.Close(fd) }()
 	var buf [1024]byte
 	n, err := unix.Read(fd, buf[:])
 	if err != nil || n <= 0 {
