@@ -19,26 +19,8 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/sluicehq/sluice/platform/gitauth"
+	"github.com/sluicehq/sluice/platform/gittest"
 )
-
-// newKey returns a new ed25519 private key in OpenSSH format and its
-// public key.
-func newKey(t *testing.T) (string, ssh.PublicKey) {
-	t.Helper()
-	pub, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	block, err := ssh.MarshalPrivateKey(priv, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	sshPub, err := ssh.NewPublicKey(pub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(pem.EncodeToMemory(block)), sshPub
-}
 
 func TestHTTPSTokenIsBasicAuthWithTheDefaultUsername(t *testing.T) {
 	c := gitauth.Credential{Token: "s3cr3t-token"}
@@ -64,7 +46,7 @@ func TestHTTPSTokenIsBasicAuthWithTheDefaultUsername(t *testing.T) {
 }
 
 func TestCredentialMustFitTheURL(t *testing.T) {
-	key, _ := newKey(t)
+	key, _ := gittest.NewSSHKey(t)
 	for _, tc := range []struct {
 		c   gitauth.Credential
 		url string
@@ -115,7 +97,7 @@ func TestFromSecretsNamesWhatIsMissing(t *testing.T) {
 }
 
 func TestSSHKeyParsing(t *testing.T) {
-	key, _ := newKey(t)
+	key, _ := gittest.NewSSHKey(t)
 	if _, err := gitauth.ParseSSHKey(key); err != nil {
 		t.Fatalf("a valid key: %v", err)
 	}
@@ -138,7 +120,7 @@ func TestSSHKeyParsing(t *testing.T) {
 }
 
 func TestKnownHostsParsing(t *testing.T) {
-	_, pub := newKey(t)
+	_, pub := gittest.NewSSHKey(t)
 	line := knownhosts.Line([]string{"[git.example]:2222"}, pub)
 	if _, err := gitauth.KnownHosts("# a comment\n\n" + line + "\n"); err != nil {
 		t.Fatalf("a valid line: %v", err)
@@ -173,9 +155,9 @@ func hostKeyCheck(t *testing.T, c gitauth.Credential, url string, addr string, k
 }
 
 func TestUnknownHostKeysAreRefused(t *testing.T) {
-	key, _ := newKey(t)
-	_, hostKey := newKey(t)
-	_, otherKey := newKey(t)
+	key, _ := gittest.NewSSHKey(t)
+	_, hostKey := gittest.NewSSHKey(t)
+	_, otherKey := gittest.NewSSHKey(t)
 	c := gitauth.Credential{SSHKey: key, KnownHosts: knownhosts.Line([]string{"[git.example]:2222"}, hostKey)}
 	url := "ssh://deploy@git.example:2222/repo.git"
 	algorithms, err := hostKeyCheck(t, c, url, "git.example:2222", hostKey)

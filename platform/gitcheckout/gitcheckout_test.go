@@ -13,6 +13,7 @@ import (
 
 	"github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/skeema/knownhosts"
 
 	"github.com/sluicehq/sluice/platform/egress"
 	"github.com/sluicehq/sluice/platform/egress/egresstest"
@@ -357,5 +358,51 @@ func TestCheckoutRefusedByPolicy(t *testing.T) {
 	}
 	if n := hits.Load(); n != 0 {
 		t.Errorf("the loopback server got %d requests", n)
+	}
+}
+
+// A repository served over SSH is checked out with its deploy key when the
+// server shows the host key known_hosts lists; another host key, or
+// another deploy key, is refused, and no error quotes the key.
+func TestCheckoutOverSSH(t *testing.T) {
+	f := newFixture(t)
+	key, pub := gittest.NewSSHKey(t)
+	srv := gittest.ServeSSH(t, filepath.Dir(f.Dir), pub)
+	url := srv.URL(filepath.Base(f.Dir))
+	policy := egresstest.Policy(t, egress.SSH)
+	cred := gitauth.Credential{SSHKey: key, KnownHosts: srv.KnownHosts()}
+
+	dst := filepath.Join(t.TempDir(), "checkout")
+	if err := gitcheckout.Checkout(context.Background(), policy, url, f.first.String(), dst, cred); err != nil {
+		t.Fatal(err)
+	}
+	assertFirstCommit(t, f, dst)
+
+	_, otherHostKey := gittest.NewSSHKey(t)
+	otherKey, _ := gittest.NewSSHKey(t)
+	for _, tc := range []struct {
+		name string
+		cred gitauth.Credential
+		want string
+	}{
+		{"changed host key", gitauth.Credential{SSHKey: key, KnownHosts: knownhosts.Line([]string{srv.Addr}, otherHostKey)}, "host key differs"},
+		{"unknown host", gitauth.Credential{SSHKey: key, KnownHosts: knownhosts.Line([]string{"git.example"}, srv.HostKey)}, "host key is not in SLUICE_GIT_KNOWN_HOSTS"},
+		{"another deploy key", gitauth.Credential{SSHKey: otherKey, KnownHosts: srv.KnownHosts()}, "unable to authenticate"},
+	} {
+		dst := filepath.Join(t.TempDir(), "checkout")
+		err := gitcheckout.Checkout(context.Background(), policy, url, f.first.String(), dst, tc.cred)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want %q", tc.name, err, tc.want)
+			continue
+		}
+		if strings.Contains(err.Error(), "PRIVATE KEY") {
+			t.Errorf("%s: the error quotes the key: %v", tc.name, err)
+		}
+		if _, err := os.Stat(dst); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s: the failed checkout left %s", tc.name, dst)
+		}
+	}
+	if srv.Refused() == 0 {
+		t.Error("the server refused no login")
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"connectrpc.com/connect"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/skeema/knownhosts"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/sluicehq/sluice/platform/egress"
@@ -166,5 +167,47 @@ func TestPrivateRepositoryWithToken(t *testing.T) {
 	}
 	if !strings.Contains(shown[0], "HTTPS_TOKEN") && !strings.Contains(shown[0], "git_credential") && !strings.Contains(shown[0], "gitCredential") {
 		t.Errorf("the events do not say the repository has a token:\n%.2000s", shown[0])
+	}
+}
+
+// A private repository served over SSH: registered with its deploy key and
+// its server's known_hosts line; a host key the line does not list is
+// refused, saying so.
+func TestPrivateRepositoryWithSSHKey(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, 0, func(c *source.Config) {
+		c.Keys.Text = newSecretKey(t)
+		c.AllowEgress = []string{egress.SSH}
+	})
+	ctx := context.Background()
+	g, _ := newGitRepo(t, "private", "trunk", validPipeline)
+	key, pub := gittest.NewSSHKey(t)
+	srv := gittest.ServeSSH(t, filepath.Dir(g.Dir), pub)
+	withKey := func(knownHosts string) *sourcev1.GitCredential {
+		return &sourcev1.GitCredential{Kind: &sourcev1.GitCredential_SshKey{SshKey: &sourcev1.SSHKey{PrivateKey: key, KnownHosts: knownHosts}}}
+	}
+	_, otherHost := gittest.NewSSHKey(t)
+	_, err := h.client.CreateRepository(ctx, &sourcev1.CreateRepositoryRequest{Url: srv.URL("private"), GitCredential: withKey(knownhosts.Line([]string{srv.Addr}, otherHost))})
+	if msg := connectMessage(err); connect.CodeOf(err) != connect.CodeInvalidArgument || !strings.Contains(msg, "host key differs") || strings.Contains(msg, "PRIVATE KEY") {
+		t.Errorf("registered with a wrong known_hosts line: %v; want invalid_argument saying the host key differs", err)
+	}
+	_, err = h.client.CreateRepository(ctx, &sourcev1.CreateRepositoryRequest{Url: srv.URL("private"), GitCredential: withKey("not a line")})
+	if connect.CodeOf(err) != connect.CodeInvalidArgument || !strings.Contains(err.Error(), "known_hosts") {
+		t.Errorf("registered with a bad known_hosts: %v", err)
+	}
+	res, err := h.client.CreateRepository(ctx, &sourcev1.CreateRepositoryRequest{Url: srv.URL("private"), GitCredential: withKey(srv.KnownHosts())})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := res.GetRepository(); r.GetBranch() != "trunk" || r.GetGitCredential() != sourcev1.GitCredentialKind_GIT_CREDENTIAL_KIND_SSH_KEY {
+		t.Errorf("registered %v", r)
+	}
+	list, _ := h.secrets().ListSecrets(ctx, &sourcev1.ListSecretsRequest{Repository: "private"})
+	if len(list.GetSecrets()) != 2 || list.GetSecrets()[0].GetName() != gitauth.KnownHostsSecret || list.GetSecrets()[1].GetName() != gitauth.SSHKeySecret {
+		t.Errorf("the repository's secrets: %v", list.GetSecrets())
+	}
+	g.CommitFile("b.txt", "b\n", "second")
+	if _, err := h.client.TriggerRun(ctx, &sourcev1.TriggerRunRequest{Repository: "private"}); err != nil {
+		t.Errorf("a run fetched with the key: %v", err)
 	}
 }
