@@ -129,7 +129,7 @@ func TestPrivateRepositoryWithToken(t *testing.T) {
 	if err != nil || values[gitauth.TokenSecret] != token || values[gitauth.UsernameSecret] != gitauth.DefaultUsername {
 		t.Errorf("build resolving the credential: %v, %v", values, err)
 	}
-	if _, err := h.asService("test").ResolveSecrets(ctx, &sourcev1.ResolveSecretsRequest{RunId: run.GetId(), Names: []string{gitauth.SSHKeySecret}}); connect.CodeOf(err) != connect.CodeFailedPrecondition {
+	if _, err := h.resolve(h.asService("test"), run.GetId(), gitauth.SSHKeySecret); connect.CodeOf(err) != connect.CodeFailedPrecondition {
 		t.Errorf("resolving an SSH key the repository does not have: %v; want failed_precondition", err)
 	}
 
