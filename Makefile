@@ -163,8 +163,10 @@ breaking: $(BIN)/buf proto-deps
 	mkdir -p "$$tmp/wt/proto/.deps" && ln -sfn "$$(readlink proto/.deps/protovalidate)" "$$tmp/wt/proto/.deps/protovalidate"; \
 	$(BIN)/buf breaking --against "$$tmp/wt"
 
+# --allow-parallel-runners: another checkout's lint on this machine waits
+# for its lock instead of failing this one.
 lint: $(BIN)/golangci-lint vet
-	$(BIN)/golangci-lint run $(GO_PKGS)
+	$(BIN)/golangci-lint run --allow-parallel-runners $(GO_PKGS)
 
 # The vulnerability database, built once per vulndb version (gitignored, as
 # all of ./bin): govulncheck reads it offline through a file:// URL.

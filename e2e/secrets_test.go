@@ -17,6 +17,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sluicehq/sluice/platform/gitauth"
+	"github.com/sluicehq/sluice/platform/gittest"
 )
 
 // leakyPipeline hands a step two secrets and has it print them in every
@@ -98,8 +101,9 @@ func forms(v string) []string {
 
 // TestSecretLeakHunt sets secrets with the CLI, runs a pipeline whose step
 // prints them in every encoding (and whose test report names one), and
-// searches for every form of them, of the repository's webhook secret and
-// of the subscription's secret in the CLI's output, the platform's
+// searches for every form of them, of the repository's webhook secret, of
+// its credential (a token its git server wants) and of the subscription's
+// secret in the CLI's output, the platform's
 // terminal output, every delivered webhook and every file of the data
 // directory (its log, the databases, the NATS store with every event).
 func TestSecretLeakHunt(t *testing.T) {
@@ -130,14 +134,29 @@ func TestSecretLeakHunt(t *testing.T) {
 
 	token, shared := canary(t, "token"), canary(t, "shared")
 	repo := newGitRepo(t, map[string]string{".sluice.yaml": leakyPipeline})
+	// The repository is private: served over HTTP only with a token (its
+	// repository credential, without spaces, which a token cannot have).
+	// Source reads it, and build, test and release check it out, with the
+	// token; without it, it cannot be registered.
+	gitToken := "canary-gittoken-" + randomHex(t) + `-"q"&a/b+c`
+	server := gittest.ServeHTTP(t, filepath.Dir(repo.Dir), gitauth.DefaultUsername, gitToken)
+	repoURL := server.URL + "/" + filepath.Base(repo.Dir)
+	refused, code := cli(t, p.env, "repo", "add", repoURL, "--name", "leaky")
+	if code == 0 || !strings.Contains(refused, "needs a credential") || !strings.Contains(refused, "--git-token-file") {
+		t.Fatalf("repo add of a private repository without its token: exit %d:\n%s\nwant a refusal saying how to give it", code, refused)
+	}
+	tokenFile := filepath.Join(t.TempDir(), "git-token")
+	if err := os.WriteFile(tokenFile, []byte(gitToken+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	// The webhook secret is shown once, when the repository is added, and
 	// never again.
-	added := mustCLI(t, p.env, "repo", "add", repo.Dir, "--name", "leaky")
+	added := mustCLI(t, p.env, "repo", "add", repoURL, "--name", "leaky", "--git-token-file", tokenFile)
 	webhook := regexp.MustCompile(`with secret ([0-9a-f]{64})`).FindStringSubmatch(added)
 	if webhook == nil {
 		t.Fatalf("repo add shows no webhook secret:\n%s", added)
 	}
-	var outputs []string
+	outputs := []string{refused}
 	outputs = append(outputs, cliStdin(t, p.env, token+"\n", "secret", "set", "leaky", "CANARY_TOKEN"))
 	outputs = append(outputs, cliStdin(t, p.env, shared, "secret", "set", "--platform", "CANARY_SHARED"))
 	ls := mustCLI(t, p.env, "secret", "ls", "leaky")
@@ -178,7 +197,10 @@ func TestSecretLeakHunt(t *testing.T) {
 	}
 	sub.waitFor("dev.cdevents.pipelinerun.finished.0.3.0", runID)
 
-	canaries := []string{token, shared, subscription, webhook[1], processCanary}
+	if n := server.Refused(); n == 0 {
+		t.Error("the git server refused no request: the repository did not need its token")
+	}
+	canaries := []string{token, shared, subscription, webhook[1], processCanary, gitToken}
 	huntFor := func(where, text string, values []string) {
 		t.Helper()
 		for _, v := range values {
@@ -198,6 +220,7 @@ func TestSecretLeakHunt(t *testing.T) {
 	for i, out := range outputs {
 		hunt("CLI output "+string(rune('a'+i)), out)
 	}
+	huntFor("repo add's output", added, []string{gitToken}) // it shows the webhook secret, once
 	// Its JSON log is <data-dir>/sluice.log, searched with the other files.
 	// `sluice up` shows the admin token it made once, there.
 	huntFor("the platform's terminal output", pr.out.String(), canaries)

@@ -21,6 +21,7 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/transport"
 
 	"github.com/sluicehq/sluice/platform/egress"
+	"github.com/sluicehq/sluice/platform/gitauth"
 	"github.com/sluicehq/sluice/platform/gitremote"
 )
 
@@ -41,7 +42,11 @@ var ErrCommitNotFound = errors.New("commit not found in repository")
 // at url. For remote URLs, commits that are not reachable from a branch or a
 // tag are fetched by hash, which the server must allow. Submodules are not
 // checked out.
-func Checkout(ctx context.Context, policy *egress.Policy, url, commit, dir string) (err error) {
+//
+// cred is the repository's credential (gitauth: a token for an https URL,
+// an SSH key and known_hosts for an ssh one), the zero Credential for
+// none; a local repository needs none. No error quotes it.
+func Checkout(ctx context.Context, policy *egress.Policy, url, commit, dir string, cred gitauth.Credential) (err error) {
 	hash, err := parseCommit(commit)
 	if err != nil {
 		return err
@@ -68,7 +73,12 @@ func Checkout(ctx context.Context, policy *egress.Policy, url, commit, dir strin
 	if ep.Protocol == "file" {
 		repo, err = cloneLocal(ctx, ep.Path, url, hash, dir)
 	} else {
-		repo, err = cloneRemote(gctx, url, hash, dir)
+		auth, aerr := cred.Auth(url)
+		if aerr != nil {
+			return fmt.Errorf("gitcheckout: %w", aerr)
+		}
+		repo, err = cloneRemote(gctx, url, hash, dir, auth)
+		err = cred.Explain(err)
 	}
 	if err != nil {
 		return err
@@ -128,9 +138,10 @@ func cleanDir(dir string, created bool) {
 
 // cloneRemote clones url and makes sure hash is present, fetching it by
 // hash if no branch or tag leads to it (a pull request head, for example).
-func cloneRemote(ctx context.Context, url string, hash plumbing.Hash, dir string) (*git.Repository, error) {
+func cloneRemote(ctx context.Context, url string, hash plumbing.Hash, dir string, auth transport.AuthMethod) (*git.Repository, error) {
 	repo, err := git.PlainCloneContext(ctx, dir, false, &git.CloneOptions{
 		URL:        url,
+		Auth:       auth,
 		NoCheckout: true,
 		Tags:       git.AllTags,
 	})
@@ -144,7 +155,7 @@ func cloneRemote(ctx context.Context, url string, hash plumbing.Hash, dir string
 	}
 
 	spec := config.RefSpec(hash.String() + ":refs/sluice/checkout")
-	err = repo.FetchContext(ctx, &git.FetchOptions{RefSpecs: []config.RefSpec{spec}, Tags: git.NoTags})
+	err = repo.FetchContext(ctx, &git.FetchOptions{RefSpecs: []config.RefSpec{spec}, Tags: git.NoTags, Auth: auth})
 	if err != nil && !errors.Is(err, git.NoErrAlreadyUpToDate) {
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("gitcheckout: fetch %s from %s: %w", hash, url, err)

@@ -4,10 +4,8 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"net/http/cgi"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -15,9 +13,11 @@ import (
 
 	"github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/skeema/knownhosts"
 
 	"github.com/sluicehq/sluice/platform/egress"
 	"github.com/sluicehq/sluice/platform/egress/egresstest"
+	"github.com/sluicehq/sluice/platform/gitauth"
 	"github.com/sluicehq/sluice/platform/gitcheckout"
 	"github.com/sluicehq/sluice/platform/gittest"
 )
@@ -84,7 +84,7 @@ func assertFirstCommit(t *testing.T, f *fixture, dir string) {
 func TestCheckoutLocalPath(t *testing.T) {
 	f := newFixture(t)
 	dst := filepath.Join(t.TempDir(), "checkout")
-	if err := gitcheckout.Checkout(context.Background(), egresstest.Policy(t, egress.Local, egress.Loopback), f.Dir, f.first.String(), dst); err != nil {
+	if err := gitcheckout.Checkout(context.Background(), egresstest.Policy(t, egress.Local, egress.Loopback), f.Dir, f.first.String(), dst, gitauth.Credential{}); err != nil {
 		t.Fatal(err)
 	}
 	assertFirstCommit(t, f, dst)
@@ -93,7 +93,7 @@ func TestCheckoutLocalPath(t *testing.T) {
 func TestCheckoutFileURL(t *testing.T) {
 	f := newFixture(t)
 	dst := filepath.Join(t.TempDir(), "checkout")
-	if err := gitcheckout.Checkout(context.Background(), egresstest.Policy(t, egress.Local, egress.Loopback), "file://"+f.Dir, f.first.String(), dst); err != nil {
+	if err := gitcheckout.Checkout(context.Background(), egresstest.Policy(t, egress.Local, egress.Loopback), "file://"+f.Dir, f.first.String(), dst, gitauth.Credential{}); err != nil {
 		t.Fatal(err)
 	}
 	assertFirstCommit(t, f, dst)
@@ -103,7 +103,7 @@ func TestCheckoutLocalNeedsNoGitBinary(t *testing.T) {
 	f := newFixture(t)
 	t.Setenv("PATH", t.TempDir())
 	dst := filepath.Join(t.TempDir(), "checkout")
-	if err := gitcheckout.Checkout(context.Background(), egresstest.Policy(t, egress.Local, egress.Loopback), "file://"+f.Dir, f.first.String(), dst); err != nil {
+	if err := gitcheckout.Checkout(context.Background(), egresstest.Policy(t, egress.Local, egress.Loopback), "file://"+f.Dir, f.first.String(), dst, gitauth.Credential{}); err != nil {
 		t.Fatal(err)
 	}
 	assertFirstCommit(t, f, dst)
@@ -113,7 +113,7 @@ func TestCheckoutIntoExistingEmptyDir(t *testing.T) {
 	f := newFixture(t)
 	dst := t.TempDir()
 	// Upper-case hex is accepted too.
-	if err := gitcheckout.Checkout(context.Background(), egresstest.Policy(t, egress.Local, egress.Loopback), f.Dir, strings.ToUpper(f.first.String()), dst); err != nil {
+	if err := gitcheckout.Checkout(context.Background(), egresstest.Policy(t, egress.Local, egress.Loopback), f.Dir, strings.ToUpper(f.first.String()), dst, gitauth.Credential{}); err != nil {
 		t.Fatal(err)
 	}
 	assertFirstCommit(t, f, dst)
@@ -122,7 +122,7 @@ func TestCheckoutIntoExistingEmptyDir(t *testing.T) {
 func TestCheckoutHasHistory(t *testing.T) {
 	f := newFixture(t)
 	dst := t.TempDir()
-	if err := gitcheckout.Checkout(context.Background(), egresstest.Policy(t, egress.Local, egress.Loopback), f.Dir, f.second.String(), dst); err != nil {
+	if err := gitcheckout.Checkout(context.Background(), egresstest.Policy(t, egress.Local, egress.Loopback), f.Dir, f.second.String(), dst, gitauth.Credential{}); err != nil {
 		t.Fatal(err)
 	}
 	repo, err := git.PlainOpen(dst)
@@ -150,7 +150,7 @@ func TestCommitNotFound(t *testing.T) {
 	for _, url := range []string{f.Dir, "file://" + f.Dir} {
 		t.Run(url, func(t *testing.T) {
 			dst := filepath.Join(t.TempDir(), "checkout")
-			err := gitcheckout.Checkout(context.Background(), egresstest.Policy(t, egress.Local, egress.Loopback), url, missing, dst)
+			err := gitcheckout.Checkout(context.Background(), egresstest.Policy(t, egress.Local, egress.Loopback), url, missing, dst, gitauth.Credential{})
 			if !errors.Is(err, gitcheckout.ErrCommitNotFound) {
 				t.Fatalf("err = %v, want ErrCommitNotFound", err)
 			}
@@ -167,7 +167,7 @@ func TestCommitNotFound(t *testing.T) {
 func TestFailedCheckoutEmptiesExistingDir(t *testing.T) {
 	f := newFixture(t)
 	dst := t.TempDir()
-	err := gitcheckout.Checkout(context.Background(), egresstest.Policy(t, egress.Local, egress.Loopback), f.Dir, strings.Repeat("ab", 20), dst)
+	err := gitcheckout.Checkout(context.Background(), egresstest.Policy(t, egress.Local, egress.Loopback), f.Dir, strings.Repeat("ab", 20), dst, gitauth.Credential{})
 	if !errors.Is(err, gitcheckout.ErrCommitNotFound) {
 		t.Fatalf("err = %v, want ErrCommitNotFound", err)
 	}
@@ -197,7 +197,7 @@ func TestInvalidArguments(t *testing.T) {
 		{"not a repository", t.TempDir(), f.first.String(), filepath.Join(t.TempDir(), "d")},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if err := gitcheckout.Checkout(context.Background(), egresstest.Policy(t, egress.Local, egress.Loopback), tc.url, tc.commit, tc.dir); err == nil {
+			if err := gitcheckout.Checkout(context.Background(), egresstest.Policy(t, egress.Local, egress.Loopback), tc.url, tc.commit, tc.dir, gitauth.Credential{}); err == nil {
 				t.Fatal("Checkout succeeded, want error")
 			}
 		})
@@ -211,45 +211,79 @@ func TestCancelledContext(t *testing.T) {
 	f := newFixture(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	err := gitcheckout.Checkout(ctx, egresstest.Policy(t, egress.Local, egress.Loopback), f.Dir, f.first.String(), filepath.Join(t.TempDir(), "d"))
+	err := gitcheckout.Checkout(ctx, egresstest.Policy(t, egress.Local, egress.Loopback), f.Dir, f.first.String(), filepath.Join(t.TempDir(), "d"), gitauth.Credential{})
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("err = %v, want context.Canceled", err)
 	}
 }
 
-// serveHTTP serves the fixture over git's smart HTTP protocol with
-// `git http-backend`. The git binary is needed only by this test server.
+// serveHTTP serves the fixture over git's smart HTTP protocol (the git
+// binary's http-backend), with no credential needed.
 func serveHTTP(t *testing.T, f *fixture) string {
 	t.Helper()
-	gitBin, err := exec.LookPath("git")
-	if err != nil {
-		t.Skip("git binary not found; needed to serve a repository over HTTP")
+	return gittest.ServeHTTP(t, filepath.Dir(f.Dir), "", "").URL + "/" + filepath.Base(f.Dir)
+}
+
+// A repository served only with a token is checked out with it; without
+// it, or with another, the checkout fails saying why, and no error shows
+// the token.
+func TestCheckoutOverHTTPWithToken(t *testing.T) {
+	f := newFixture(t)
+	const token = "tok-0123456789-canary"
+	srv := gittest.ServeHTTP(t, filepath.Dir(f.Dir), gitauth.DefaultUsername, token)
+	url := srv.URL + "/" + filepath.Base(f.Dir)
+	policy := egresstest.Policy(t, egress.Loopback)
+	for _, tc := range []struct {
+		name string
+		cred gitauth.Credential
+	}{
+		{"no credential", gitauth.Credential{}},
+		{"wrong token", gitauth.Credential{Token: "tok-wrong-" + token}},
+		{"wrong username", gitauth.Credential{Token: token, Username: "someone"}},
+	} {
+		dst := filepath.Join(t.TempDir(), "checkout")
+		err := gitcheckout.Checkout(context.Background(), policy, url, f.first.String(), dst, tc.cred)
+		if err == nil || !strings.Contains(err.Error(), "authentication required") {
+			t.Errorf("%s: err = %v, want authentication required", tc.name, err)
+		} else if strings.Contains(err.Error(), token) {
+			t.Errorf("%s: the error shows the token: %v", tc.name, err)
+		}
 	}
-	srv := httptest.NewServer(&cgi.Handler{
-		Path: gitBin,
-		Args: []string{"http-backend"},
-		Env: []string{
-			"GIT_PROJECT_ROOT=" + filepath.Dir(f.Dir),
-			"GIT_HTTP_EXPORT_ALL=1",
-			"GIT_CONFIG_NOSYSTEM=1",
-			"HOME=" + t.TempDir(),
-		},
-	})
-	t.Cleanup(srv.Close)
-	return srv.URL + "/" + filepath.Base(f.Dir)
+	refused := srv.Refused()
+	if refused == 0 {
+		t.Fatal("the server refused no request")
+	}
+	dst := filepath.Join(t.TempDir(), "checkout")
+	if err := gitcheckout.Checkout(context.Background(), policy, url, f.first.String(), dst, gitauth.Credential{Token: token}); err != nil {
+		t.Fatal(err)
+	}
+	assertFirstCommit(t, f, dst)
+	if srv.Accepted() == 0 {
+		t.Error("the server served nothing")
+	}
+	if _, err := os.Stat(filepath.Join(dst, ".git", "config")); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(dst, ".git", "config")); strings.Contains(string(b), token) {
+		t.Error("the checkout's .git/config holds the token")
+	}
+	err := gitcheckout.Checkout(context.Background(), policy, "ssh://git@127.0.0.1/src.git", f.first.String(), filepath.Join(t.TempDir(), "ssh"), gitauth.Credential{Token: token})
+	if err == nil || strings.Contains(err.Error(), token) {
+		t.Errorf("a token for an ssh URL: %v, want a refusal without the token", err)
+	}
 }
 
 func TestCheckoutOverHTTP(t *testing.T) {
 	f := newFixture(t)
 	url := serveHTTP(t, f)
 	dst := filepath.Join(t.TempDir(), "checkout")
-	if err := gitcheckout.Checkout(context.Background(), egresstest.Policy(t, egress.Local, egress.Loopback), url, f.first.String(), dst); err != nil {
+	if err := gitcheckout.Checkout(context.Background(), egresstest.Policy(t, egress.Local, egress.Loopback), url, f.first.String(), dst, gitauth.Credential{}); err != nil {
 		t.Fatal(err)
 	}
 	assertFirstCommit(t, f, dst)
 
 	missing := filepath.Join(t.TempDir(), "missing")
-	err := gitcheckout.Checkout(context.Background(), egresstest.Policy(t, egress.Local, egress.Loopback), url, strings.Repeat("ab", 20), missing)
+	err := gitcheckout.Checkout(context.Background(), egresstest.Policy(t, egress.Local, egress.Loopback), url, strings.Repeat("ab", 20), missing, gitauth.Credential{})
 	if !errors.Is(err, gitcheckout.ErrCommitNotFound) {
 		t.Fatalf("err = %v, want ErrCommitNotFound", err)
 	}
@@ -278,7 +312,7 @@ func TestCheckoutOverHTTPCommitOnlyOnPullRef(t *testing.T) {
 	url := serveHTTP(t, f)
 
 	dst := filepath.Join(t.TempDir(), "checkout")
-	if err := gitcheckout.Checkout(context.Background(), egresstest.Policy(t, egress.Local, egress.Loopback), url, pr.String(), dst); err != nil {
+	if err := gitcheckout.Checkout(context.Background(), egresstest.Policy(t, egress.Local, egress.Loopback), url, pr.String(), dst, gitauth.Credential{}); err != nil {
 		t.Fatal(err)
 	}
 	if b, err := os.ReadFile(filepath.Join(dst, "README")); err != nil || string(b) != "pr\n" {
@@ -312,7 +346,7 @@ func TestCheckoutRefusedByPolicy(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dst := filepath.Join(t.TempDir(), "checkout")
-			err := gitcheckout.Checkout(context.Background(), tc.policy, tc.url, f.first.String(), dst)
+			err := gitcheckout.Checkout(context.Background(), tc.policy, tc.url, f.first.String(), dst, gitauth.Credential{})
 			var refused *egress.RefusedError
 			if !errors.As(err, &refused) || !strings.Contains(err.Error(), "allow-egress") {
 				t.Fatalf("err = %v, want a refusal naming allow-egress", err)
@@ -324,5 +358,51 @@ func TestCheckoutRefusedByPolicy(t *testing.T) {
 	}
 	if n := hits.Load(); n != 0 {
 		t.Errorf("the loopback server got %d requests", n)
+	}
+}
+
+// A repository served over SSH is checked out with its deploy key when the
+// server shows the host key known_hosts lists; another host key, or
+// another deploy key, is refused, and no error quotes the key.
+func TestCheckoutOverSSH(t *testing.T) {
+	f := newFixture(t)
+	key, pub := gittest.NewSSHKey(t)
+	srv := gittest.ServeSSH(t, filepath.Dir(f.Dir), pub)
+	url := srv.URL(filepath.Base(f.Dir))
+	policy := egresstest.Policy(t, egress.SSH)
+	cred := gitauth.Credential{SSHKey: key, KnownHosts: srv.KnownHosts()}
+
+	dst := filepath.Join(t.TempDir(), "checkout")
+	if err := gitcheckout.Checkout(context.Background(), policy, url, f.first.String(), dst, cred); err != nil {
+		t.Fatal(err)
+	}
+	assertFirstCommit(t, f, dst)
+
+	_, otherHostKey := gittest.NewSSHKey(t)
+	otherKey, _ := gittest.NewSSHKey(t)
+	for _, tc := range []struct {
+		name string
+		cred gitauth.Credential
+		want string
+	}{
+		{"changed host key", gitauth.Credential{SSHKey: key, KnownHosts: knownhosts.Line([]string{srv.Addr}, otherHostKey)}, "host key differs"},
+		{"unknown host", gitauth.Credential{SSHKey: key, KnownHosts: knownhosts.Line([]string{"git.example"}, srv.HostKey)}, "host key is not in SLUICE_GIT_KNOWN_HOSTS"},
+		{"another deploy key", gitauth.Credential{SSHKey: otherKey, KnownHosts: srv.KnownHosts()}, "unable to authenticate"},
+	} {
+		dst := filepath.Join(t.TempDir(), "checkout")
+		err := gitcheckout.Checkout(context.Background(), policy, url, f.first.String(), dst, tc.cred)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want %q", tc.name, err, tc.want)
+			continue
+		}
+		if strings.Contains(err.Error(), "PRIVATE KEY") {
+			t.Errorf("%s: the error quotes the key: %v", tc.name, err)
+		}
+		if _, err := os.Stat(dst); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s: the failed checkout left %s", tc.name, dst)
+		}
+	}
+	if srv.Refused() == 0 {
+		t.Error("the server refused no login")
 	}
 }

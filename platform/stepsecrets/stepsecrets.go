@@ -18,6 +18,7 @@ import (
 
 	"connectrpc.com/connect"
 
+	"github.com/sluicehq/sluice/platform/gitauth"
 	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
 	"github.com/sluicehq/sluice/proto/gen/sluice/source/v1/sourcev1connect"
 )
@@ -65,6 +66,16 @@ func Names(refs ...map[string]string) []string {
 // Set is the values of a run's secrets, by secret name.
 type Set struct {
 	values map[string]string
+	// masked are more values to mask that no variable receives (the
+	// repository's credential).
+	masked []string
+}
+
+// Masking returns s with values added to what Values returns for the
+// masker, and to no command's environment.
+func (s Set) Masking(values ...string) Set {
+	s.masked = append(slices.Clone(s.masked), values...)
+	return s
 }
 
 // Resolve gets the values of names for runID. No names, no call.
@@ -99,6 +110,22 @@ func (r *Resolver) Resolve(ctx context.Context, runID string, names []string) (S
 	return Set{values: values}, nil
 }
 
+// Credential gets the credential of run runID's repository, whose kind the
+// run's events say (RepositoryRef.git_credential), to check its commit out
+// with: the repository's reserved secrets (gitauth). A repository without
+// one costs no call. The caller masks Credential.Secrets in the run's logs.
+func (r *Resolver) Credential(ctx context.Context, runID string, kind gitauth.Kind) (gitauth.Credential, error) {
+	set, err := r.Resolve(ctx, runID, kind.Names())
+	if err != nil {
+		return gitauth.Credential{}, err
+	}
+	cred, err := gitauth.FromSecrets(kind, set.values)
+	if err != nil {
+		return gitauth.Credential{}, fmt.Errorf("%w: %w", err, ErrUnresolvable)
+	}
+	return cred, nil
+}
+
 func (r *Resolver) serviceName() string {
 	if r == nil {
 		return "calling"
@@ -121,12 +148,13 @@ func (s Set) Env(env, refs map[string]string) map[string]string {
 
 // Values are the secret values, for the executor to mask.
 func (s Set) Values() []string {
-	out := make([]string, 0, len(s.values))
+	out := make([]string, 0, len(s.values)+len(s.masked))
 	for _, v := range s.values {
 		out = append(out, v)
 	}
+	out = append(out, s.masked...)
 	slices.Sort(out)
-	return out
+	return slices.Compact(out)
 }
 
 // DefaultSourceURL is where a service finds source by default: the

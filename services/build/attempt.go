@@ -15,6 +15,7 @@ import (
 	"github.com/sluicehq/sluice/platform/egress"
 	"github.com/sluicehq/sluice/platform/events"
 	"github.com/sluicehq/sluice/platform/executor"
+	"github.com/sluicehq/sluice/platform/gitauth"
 	"github.com/sluicehq/sluice/platform/gitcheckout"
 	"github.com/sluicehq/sluice/platform/lastlines"
 	"github.com/sluicehq/sluice/platform/lease"
@@ -40,6 +41,10 @@ func (s *Service) execute(ctx context.Context, run domain.Run, b domain.Build, l
 		defer func() { _ = os.RemoveAll(dir) }()
 	}
 	secrets, err := s.secrets.Resolve(ctx, run.ID, stepsecrets.Names(stepSecrets(run.Steps)...))
+	var cred gitauth.Credential
+	if err == nil {
+		cred, err = s.secrets.Credential(ctx, run.ID, run.Repository.GitCredential)
+	}
 	switch {
 	case errors.Is(err, stepsecrets.ErrUnresolvable):
 		res.failure = domain.SecretsUnresolved(err)
@@ -48,7 +53,8 @@ func (s *Service) execute(ctx context.Context, run domain.Run, b domain.Build, l
 	case err != nil:
 		return res, orInterrupted(ctx, err)
 	}
-	if err := gitcheckout.Checkout(ctx, s.egress, run.Repository.URL, run.Commit, ws); err != nil {
+	secrets = secrets.Masking(cred.Secrets()...)
+	if err := gitcheckout.Checkout(ctx, s.egress, run.Repository.URL, run.Commit, ws, cred); err != nil {
 		if ctx.Err() != nil {
 			return res, interrupted(ctx)
 		}

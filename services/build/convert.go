@@ -4,6 +4,7 @@ import (
 	"maps"
 	"time"
 
+	"github.com/sluicehq/sluice/platform/gitauth"
 	"github.com/sluicehq/sluice/platform/prototime"
 	"github.com/sluicehq/sluice/platform/steplog"
 	buildv1 "github.com/sluicehq/sluice/proto/gen/sluice/build/v1"
@@ -20,6 +21,8 @@ func runFromEvent(req *sourceeventsv1.RunRequested) domain.Run {
 			ID:   req.GetRepository().GetId(),
 			Name: req.GetRepository().GetName(),
 			URL:  req.GetRepository().GetUrl(),
+
+			GitCredential: gitauth.KindFromProto(req.GetRepository().GetGitCredential()),
 		},
 		Commit: req.GetCommit(),
 		Branch: req.GetBranch(),
@@ -44,7 +47,7 @@ func runFromEvent(req *sourceeventsv1.RunRequested) domain.Run {
 }
 
 func repositoryRef(r domain.Repository) *sourceeventsv1.RepositoryRef {
-	return &sourceeventsv1.RepositoryRef{Id: r.ID, Name: r.Name, Url: r.URL}
+	return &sourceeventsv1.RepositoryRef{Id: r.ID, Name: r.Name, Url: r.URL, GitCredential: r.GitCredential.Proto()}
 }
 
 func buildToProto(b domain.Build) *buildv1.Build {

@@ -7,6 +7,7 @@ import (
 	sourceeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
 	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
 
+	"github.com/sluicehq/sluice/platform/gitauth"
 	"github.com/sluicehq/sluice/platform/prototime"
 	"github.com/sluicehq/sluice/platform/steplog"
 	"github.com/sluicehq/sluice/services/release/domain"
@@ -17,11 +18,11 @@ import (
 // it reads).
 
 func repositoryOf(r *sourceeventsv1.RepositoryRef) domain.Repository {
-	return domain.Repository{ID: r.GetId(), Name: r.GetName(), URL: r.GetUrl()}
+	return domain.Repository{ID: r.GetId(), Name: r.GetName(), URL: r.GetUrl(), GitCredential: gitauth.KindFromProto(r.GetGitCredential())}
 }
 
 func repositoryRef(r domain.Repository) *sourceeventsv1.RepositoryRef {
-	return &sourceeventsv1.RepositoryRef{Id: r.ID, Name: r.Name, Url: r.URL}
+	return &sourceeventsv1.RepositoryRef{Id: r.ID, Name: r.Name, Url: r.URL, GitCredential: r.GitCredential.Proto()}
 }
 
 // releaseSpecOf turns the pipeline's release section into domain terms.

@@ -20,6 +20,7 @@ import (
 	"github.com/sluicehq/sluice/platform/artifacts"
 	"github.com/sluicehq/sluice/platform/egress"
 	"github.com/sluicehq/sluice/platform/executor"
+	"github.com/sluicehq/sluice/platform/gitauth"
 	"github.com/sluicehq/sluice/platform/gitcheckout"
 	"github.com/sluicehq/sluice/platform/ids"
 	"github.com/sluicehq/sluice/platform/lastlines"
@@ -216,6 +217,9 @@ type workspace struct {
 	dir, src, artifacts string
 	notes               []string
 	problem             string
+	// masked are the repository credential's secrets, for the masker of
+	// the deploy's log.
+	masked []string
 }
 
 func (w *workspace) remove() { _ = os.RemoveAll(w.dir) }
@@ -227,7 +231,20 @@ func (s *Service) prepare(ctx context.Context, rel domain.Release) (*workspace, 
 	dir := filepath.Join(s.cfg.DataDir, "workspaces", ids.New())
 	w := &workspace{dir: dir, src: filepath.Join(dir, "src"), artifacts: filepath.Join(dir, "artifacts")}
 	w.notes = append(w.notes, fmt.Sprintf("checking out %s at %s", rel.Repository.URL, domain.ShortSHA(rel.Commit)))
-	if err := gitcheckout.Checkout(ctx, s.egress, rel.Repository.URL, rel.Commit, w.src); err != nil {
+	var cred gitauth.Credential
+	if err := s.askSource(ctx, func(ctx context.Context) (err error) {
+		cred, err = s.secrets.Credential(ctx, rel.RunID, rel.Repository.GitCredential)
+		return err
+	}); err != nil {
+		if ctx.Err() != nil {
+			w.remove()
+			return nil, ctx.Err()
+		}
+		w.problem = fmt.Sprintf("preparing the deploy failed: the repository's credential: %v", err)
+		return w, nil
+	}
+	w.masked = cred.Secrets()
+	if err := gitcheckout.Checkout(ctx, s.egress, rel.Repository.URL, rel.Commit, w.src, cred); err != nil {
 		if ctx.Err() != nil {
 			w.remove()
 			return nil, ctx.Err()
@@ -293,14 +310,11 @@ func (s *Service) deploy(ctx context.Context, rel domain.Release, env domain.Env
 	// deploy returns an error only when ctx ends: a source that does not
 	// answer is asked again for a while, then fails the deployment.
 	var secrets stepsecrets.Set
-	err := retry.Do(ctx, retry.Backoff{Initial: time.Second, Max: 10 * time.Second}, func(ctx context.Context) error {
-		var err error
+	err := s.askSource(ctx, func(ctx context.Context) (err error) {
 		secrets, err = s.secrets.Resolve(ctx, rel.RunID, stepsecrets.Names(env.Secrets))
-		if errors.Is(err, stepsecrets.ErrUnresolvable) {
-			return retry.Permanent(err)
-		}
 		return err
-	}, retry.GiveUpAfter(secretsPatience))
+	})
+	secrets = secrets.Masking(ws.masked...)
 	switch {
 	case ctx.Err() != nil:
 		return ctx.Err()
@@ -386,6 +400,19 @@ func (s *Service) fetchArtifacts(ctx context.Context, arts []domain.Artifact, w 
 // verify runs env's verification and returns why it failed ("" when it
 // passed or there is none) with the last output lines of a failing verify
 // command. The error is ctx's when it ended.
+// askSource runs fn, a question to source for secrets, again while source
+// does not answer, for secretsPatience at most; an unresolvable secret
+// ends it at once.
+func (s *Service) askSource(ctx context.Context, fn func(ctx context.Context) error) error {
+	return retry.Do(ctx, retry.Backoff{Initial: time.Second, Max: 10 * time.Second}, func(ctx context.Context) error {
+		err := fn(ctx)
+		if errors.Is(err, stepsecrets.ErrUnresolvable) {
+			return retry.Permanent(err)
+		}
+		return err
+	}, retry.GiveUpAfter(secretsPatience))
+}
+
 // secretsPatience is how long a deploy waits for source to give the
 // secrets its commands ask for.
 const secretsPatience = 2 * time.Minute

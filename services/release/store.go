@@ -156,11 +156,11 @@ func insertRelease(ctx context.Context, tx *sql.Tx, rel domain.Release) error {
 	}
 	_, err = tx.ExecContext(ctx,
 		`INSERT INTO releases (id, repository, repository_id, repository_url, version, major, minor, patch,
-		   commit_sha, run_id, changelog, environments, status, created_at)
-		 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`,
+		   commit_sha, run_id, changelog, environments, status, created_at, repository_git_credential)
+		 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`,
 		rel.ID, rel.Repository.Name, rel.Repository.ID, rel.Repository.URL, rel.Version.String(),
 		rel.Version.Major, rel.Version.Minor, rel.Version.Patch,
-		rel.Commit, rel.RunID, rel.Changelog, envs, string(rel.Status), sqldb.Nanos(rel.CreatedAt))
+		rel.Commit, rel.RunID, rel.Changelog, envs, string(rel.Status), sqldb.Nanos(rel.CreatedAt), int(rel.Repository.GitCredential))
 	if err != nil {
 		return fmt.Errorf("record release %s of %s: %w", rel.Version, rel.Repository.Name, err)
 	}
@@ -184,7 +184,7 @@ func setReleaseStatus(ctx context.Context, tx *sql.Tx, id string, status domain.
 }
 
 const releaseColumns = `id, repository, repository_id, repository_url, version, commit_sha, run_id, changelog,
-	environments, status, created_at`
+	environments, status, created_at, repository_git_credential`
 
 func scanRelease(src row) (domain.Release, error) {
 	var (
@@ -195,7 +195,7 @@ func scanRelease(src row) (domain.Release, error) {
 		createdAt int64
 	)
 	if err := src.Scan(&r.ID, &r.Repository.Name, &r.Repository.ID, &r.Repository.URL, &version, &r.Commit, &r.RunID,
-		&r.Changelog, &envs, &status, &createdAt); err != nil {
+		&r.Changelog, &envs, &status, &createdAt, &r.Repository.GitCredential); err != nil {
 		return domain.Release{}, err
 	}
 	v, err := domain.ParseVersion(version)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/platform/auth"
+	"github.com/sluicehq/sluice/platform/gitauth"
 	"github.com/sluicehq/sluice/platform/paging"
 	"github.com/sluicehq/sluice/platform/prototime"
 	auditv1 "github.com/sluicehq/sluice/proto/gen/sluice/audit/v1"
@@ -28,7 +29,18 @@ import (
 // --- the API ---
 
 func newRepositoryFromProto(req *sourcev1.CreateRepositoryRequest) NewRepository {
-	return NewRepository{URL: req.GetUrl(), Name: req.GetName(), Branch: req.GetBranch(), WebhookSecret: req.GetWebhookSecret()}
+	return NewRepository{URL: req.GetUrl(), Name: req.GetName(), Branch: req.GetBranch(), WebhookSecret: req.GetWebhookSecret(),
+		Credential: gitCredentialFromProto(req.GetGitCredential())}
+}
+
+func gitCredentialFromProto(c *sourcev1.GitCredential) gitauth.Credential {
+	if t := c.GetHttpsToken(); t != nil {
+		return gitauth.Credential{Token: t.GetToken(), Username: t.GetUsername()}
+	}
+	if k := c.GetSshKey(); k != nil {
+		return gitauth.Credential{SSHKey: k.GetPrivateKey(), KnownHosts: k.GetKnownHosts()}
+	}
+	return gitauth.Credential{}
 }
 
 func repositoryToProto(r domain.Repository) *sourcev1.Repository {
@@ -40,6 +52,7 @@ func repositoryToProto(r domain.Repository) *sourcev1.Repository {
 		CreateTime:     prototime.Timestamp(r.CreatedAt),
 		WebhookSecret:  r.WebhookSecret,
 		LastSeenCommit: r.LastSeenCommit,
+		GitCredential:  r.GitCredential.Proto(),
 	}
 }
 
@@ -148,12 +161,12 @@ func commitsPage(req *sourcev1.ListCommitsRequest) (paging.Page, error) {
 // --- the events source publishes ---
 
 func repositoryRefToProto(r domain.Repository) *sourceeventsv1.RepositoryRef {
-	return &sourceeventsv1.RepositoryRef{Id: r.ID, Name: r.Name, Url: r.URL}
+	return &sourceeventsv1.RepositoryRef{Id: r.ID, Name: r.Name, Url: r.URL, GitCredential: r.GitCredential.Proto()}
 }
 
 // runRepositoryRef is the reference to a run's repository.
 func runRepositoryRef(run domain.Run) *sourceeventsv1.RepositoryRef {
-	return &sourceeventsv1.RepositoryRef{Id: run.RepositoryID, Name: run.Repository, Url: run.RepositoryURL}
+	return &sourceeventsv1.RepositoryRef{Id: run.RepositoryID, Name: run.Repository, Url: run.RepositoryURL, GitCredential: run.GitCredential.Proto()}
 }
 
 func repositoryCreatedToProto(r domain.Repository) *sourceeventsv1.RepositoryCreated {

@@ -18,6 +18,7 @@ import (
 	"github.com/sluicehq/sluice/platform/auth"
 	"github.com/sluicehq/sluice/platform/egress"
 	"github.com/sluicehq/sluice/platform/events"
+	"github.com/sluicehq/sluice/platform/gitauth"
 	"github.com/sluicehq/sluice/platform/ids"
 	"github.com/sluicehq/sluice/platform/paging"
 	"github.com/sluicehq/sluice/services/source/domain"
@@ -30,6 +31,9 @@ type NewRepository struct {
 	Name          string
 	Branch        string
 	WebhookSecret string
+	// Credential is the repository's (none: the zero value). It is used
+	// to read the repository and kept as its secrets.
+	Credential gitauth.Credential
 }
 
 // CreateRepository registers a repository: it mirrors it, picks its name
@@ -41,6 +45,12 @@ func (s *Service) CreateRepository(ctx context.Context, in NewRepository) (repo 
 	url, err := normalizeURL(in.URL)
 	if err != nil {
 		return repo, false, err
+	}
+	if err := checkNewCredential(url, in.Credential); err != nil {
+		return repo, false, err
+	}
+	if in.Credential.Kind() != gitauth.None && s.keys == nil {
+		return repo, false, errNoSecretKey
 	}
 	name := in.Name
 	if name == "" {
@@ -70,12 +80,12 @@ func (s *Service) CreateRepository(ctx context.Context, in NewRepository) (repo 
 	}()
 	fctx, cancel := context.WithTimeout(ctx, fetchTimeout)
 	defer cancel()
-	if err := s.mirrors.Fetch(fctx, id, url); err != nil {
+	if err := s.mirrors.Fetch(fctx, id, url, in.Credential); err != nil {
 		return repo, false, fmt.Errorf("url: %w: %w", egress.Brief(err), apierror.ErrInvalidArgument)
 	}
 	branch := in.Branch
 	if branch == "" {
-		if branch, err = s.mirrors.DefaultBranch(fctx, url); err != nil {
+		if branch, err = s.mirrors.DefaultBranch(fctx, url, in.Credential); err != nil {
 			return repo, false, fmt.Errorf("branch: %w: %w", egress.Brief(err), apierror.ErrInvalidArgument)
 		}
 	} else if err := s.checkBranch(id, url, branch); err != nil {
@@ -95,7 +105,11 @@ func (s *Service) CreateRepository(ctx context.Context, in NewRepository) (repo 
 	}
 	repo = domain.Repository{
 		ID: id, Name: name, URL: url, Branch: branch, WebhookSecret: secret,
-		LastSeenCommit: head, CreatedAt: time.Now().UTC(),
+		LastSeenCommit: head, CreatedAt: time.Now().UTC(), GitCredential: in.Credential.Kind(),
+	}
+	credential, err := s.sealCredential(ctx, id, in.Credential)
+	if err != nil {
+		return repo, false, err
 	}
 	ev, err := events.New(repositoryCreatedToProto(repo), repo.ID, "")
 	if err != nil {
@@ -106,6 +120,11 @@ func (s *Service) CreateRepository(ctx context.Context, in NewRepository) (repo 
 		row.WebhookSecret = stored
 		if err := insertRepository(ctx, tx, row); err != nil {
 			return err
+		}
+		for _, sec := range credential {
+			if err := s.store.PutSecretTx(ctx, tx, sec); err != nil {
+				return err
+			}
 		}
 		if err := audit.Record(ctx, tx, audit.Target{Repository: repo.Name, ID: repo.ID}); err != nil {
 			return err
@@ -124,7 +143,7 @@ func (s *Service) CreateRepository(ctx context.Context, in NewRepository) (repo 
 		return repo, false, err
 	}
 	s.outbox.Kick()
-	s.log.Info("repository registered", slog.String("repository", name), slog.String("url", url), slog.String("branch", branch))
+	s.log.Info("repository registered", slog.String("repository", name), slog.String("url", url), slog.String("branch", branch), slog.String("git_credential", repo.GitCredential.String()))
 	return repo, true, nil
 }
 
@@ -157,6 +176,11 @@ func (s *Service) checkBranch(id, url, branch string) error {
 	return fmt.Errorf("branch %q does not exist in %s (it has %s): %w", branch, url, strings.Join(branches, ", "), apierror.ErrInvalidArgument)
 }
 
+// urlCredentialsRefusal is why a URL with credentials is refused and what
+// to do instead (the proto's rule says the same of the URL as sent).
+const urlCredentialsRefusal = "must not contain credentials (user:password@ or token@): Sluice would store and show them with the URL; " +
+	"register the URL without them and give the token in a file: sluice repo add URL --git-token-file FILE (docs/security.md, \"Repository credentials\")"
+
 // normalizeURL makes a local path absolute and checks that url parses.
 func normalizeURL(url string) (string, error) {
 	url = strings.TrimSpace(url)
@@ -166,7 +190,7 @@ func normalizeURL(url string) (string, error) {
 	if hasCredentials(url) {
 		// The proto's rule says the same of the URL as sent; this is the
 		// URL as it will be stored. The message does not repeat it.
-		return "", fmt.Errorf("url: must not contain credentials (user:password@ or token@): Sluice would store and show them with the URL; see docs/security.md, \"Repository credentials\": %w", apierror.ErrInvalidArgument)
+		return "", fmt.Errorf("url: %s: %w", urlCredentialsRefusal, apierror.ErrInvalidArgument)
 	}
 	path, local, err := gitmirror.IsLocal(url)
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/sluicehq/sluice/platform/apierror"
 	"github.com/sluicehq/sluice/platform/auth"
+	"github.com/sluicehq/sluice/platform/gitauth"
 	"github.com/sluicehq/sluice/platform/stepsecrets"
 	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
 	"github.com/sluicehq/sluice/services/source/domain"
@@ -32,6 +33,9 @@ func (s *Service) secretScope(ctx context.Context, repository string) (domain.Re
 func (s *Service) SetSecret(ctx context.Context, repository, name, value string) (domain.Secret, error) {
 	if s.keys == nil {
 		return domain.Secret{}, errNoSecretKey
+	}
+	if err := checkCredentialSecret(repository, name, value); err != nil {
+		return domain.Secret{}, err
 	}
 	repo, err := s.secretScope(ctx, repository)
 	if err != nil {
@@ -82,7 +86,10 @@ func (s *Service) DeleteSecret(ctx context.Context, repository, name string) (do
 
 // ResolveSecrets returns the values of the secrets names, for a service
 // running a command of runID: each name must be one the run's pipeline asks
-// for. A repository's secret hides a platform-wide one of the same name.
+// for, or a reserved name of the run's repository's credential (gitauth),
+// which the service checks the commit out with. A repository's secret
+// hides a platform-wide one of the same name; a credential is the
+// repository's own.
 func (s *Service) ResolveSecrets(ctx context.Context, runID string, names []string) (map[string]string, error) {
 	if s.keys == nil {
 		return nil, errNoSecretKey
@@ -96,6 +103,15 @@ func (s *Service) ResolveSecrets(ctx context.Context, runID string, names []stri
 	values := make(map[string]string, len(names))
 	var errs []error
 	for _, name := range names {
+		if gitauth.Reserved(name) {
+			value, err := s.resolveCredentialSecret(ctx, run, name)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			values[name] = value
+			continue
+		}
 		if !slices.Contains(asked, name) {
 			errs = append(errs, fmt.Errorf("run %s's pipeline does not ask for the secret %q in the commands the %s service runs: %w", runID, name, caller.Name, apierror.ErrPermissionDenied))
 			continue

@@ -85,7 +85,11 @@ func NewService(cfg Config, d Deps) (*Service, error) {
 func (s *Service) fetch(ctx context.Context, repo domain.Repository) error {
 	ctx, cancel := context.WithTimeout(ctx, fetchTimeout)
 	defer cancel()
-	if err := s.mirrors.Fetch(ctx, repo.ID, repo.URL); err != nil {
+	cred, err := s.repositoryCredential(ctx, repo)
+	if err != nil {
+		return err
+	}
+	if err := s.mirrors.Fetch(ctx, repo.ID, repo.URL, cred); err != nil {
 		return fmt.Errorf("repository %q: %w: %w", repo.Name, egress.Brief(err), apierror.ErrUnavailable)
 	}
 	return nil

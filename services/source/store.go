@@ -14,6 +14,7 @@ import (
 
 	"github.com/sluicehq/sluice/platform/apierror"
 	"github.com/sluicehq/sluice/platform/audit"
+	"github.com/sluicehq/sluice/platform/gitauth"
 	"github.com/sluicehq/sluice/platform/paging"
 	"github.com/sluicehq/sluice/platform/sqldb"
 	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
@@ -54,11 +55,25 @@ type querier interface {
 
 const repositoryColumns = `id, name, url, branch, webhook_secret, last_seen_commit, created_at`
 
+// credentialColumns say whether the repository table names has the
+// secrets of an HTTPS token and of an SSH key.
+func credentialColumns(table string) string {
+	has := func(name string) string {
+		return `EXISTS (SELECT 1 FROM secrets c WHERE c.repository_id = ` + table + `.id AND c.name = '` + name + `')`
+	}
+	return `, ` + has(gitauth.TokenSecret) + `, ` + has(gitauth.SSHKeySecret)
+}
+
+// repositorySelect is what a query of repositories selects.
+var repositorySelect = repositoryColumns + credentialColumns("repositories")
+
 func scanRepository(row interface{ Scan(...any) error }) (domain.Repository, error) {
 	var r domain.Repository
 	var created int64
-	err := row.Scan(&r.ID, &r.Name, &r.URL, &r.Branch, &r.WebhookSecret, &r.LastSeenCommit, &created)
+	var hasToken, hasKey bool
+	err := row.Scan(&r.ID, &r.Name, &r.URL, &r.Branch, &r.WebhookSecret, &r.LastSeenCommit, &created, &hasToken, &hasKey)
 	r.CreatedAt = sqldb.Time(created)
+	r.GitCredential = gitauth.KindFor(r.URL, hasToken, hasKey)
 	return r, err
 }
 
@@ -69,7 +84,7 @@ func (s *Store) Repository(ctx context.Context, idOrName string) (domain.Reposit
 
 func repositoryByRef(ctx context.Context, q querier, idOrName string) (domain.Repository, error) {
 	r, err := scanRepository(q.QueryRowContext(ctx,
-		`SELECT `+repositoryColumns+` FROM repositories WHERE id = $1 OR name = $1 ORDER BY (CASE WHEN id = $1 THEN 0 ELSE 1 END) LIMIT 1`, idOrName))
+		`SELECT `+repositorySelect+` FROM repositories WHERE id = $1 OR name = $1 ORDER BY (CASE WHEN id = $1 THEN 0 ELSE 1 END) LIMIT 1`, idOrName))
 	if errors.Is(err, sql.ErrNoRows) {
 		return r, fmt.Errorf("repository %q: %w", idOrName, apierror.ErrNotFound)
 	}
@@ -81,7 +96,7 @@ func repositoryByRef(ctx context.Context, q querier, idOrName string) (domain.Re
 
 // RepositoryByName finds a repository by name (only).
 func (s *Store) RepositoryByName(ctx context.Context, name string) (domain.Repository, error) {
-	r, err := scanRepository(s.db.QueryRowContext(ctx, `SELECT `+repositoryColumns+` FROM repositories WHERE name = $1`, name))
+	r, err := scanRepository(s.db.QueryRowContext(ctx, `SELECT `+repositorySelect+` FROM repositories WHERE name = $1`, name))
 	if errors.Is(err, sql.ErrNoRows) {
 		return r, fmt.Errorf("repository %q: %w", name, apierror.ErrNotFound)
 	}
@@ -93,7 +108,7 @@ func (s *Store) RepositoryByName(ctx context.Context, name string) (domain.Repos
 
 // Repositories lists every repository by name.
 func (s *Store) Repositories(ctx context.Context) ([]domain.Repository, error) {
-	return s.queryRepositories(ctx, `SELECT `+repositoryColumns+` FROM repositories ORDER BY name`)
+	return s.queryRepositories(ctx, `SELECT `+repositorySelect+` FROM repositories ORDER BY name`)
 }
 
 // ListRepositories lists a page of repositories by name: page.Limit() of
@@ -104,7 +119,7 @@ func (s *Store) ListRepositories(ctx context.Context, only []string, page paging
 	if page.After != nil {
 		after = page.After.ID
 	}
-	query := `SELECT ` + repositoryColumns + ` FROM repositories WHERE name > $1`
+	query := `SELECT ` + repositorySelect + ` FROM repositories WHERE name > $1`
 	args := []any{after}
 	if only != nil {
 		if len(only) == 0 {
@@ -188,8 +203,8 @@ func setLastSeen(ctx context.Context, tx *sql.Tx, repoID, commit string, ifWas *
 
 // --- runs ---
 
-const runColumns = `r.id, r.repository_id, p.name, p.url, r.commit_sha, r.ref, r.branch, r.run_trigger, r.status,
-	r.created_at, r.ended_at, r.failure_reason, r.release_version, r.commit_message, r.pipeline, r.version`
+var runColumns = `r.id, r.repository_id, p.name, p.url, r.commit_sha, r.ref, r.branch, r.run_trigger, r.status,
+	r.created_at, r.ended_at, r.failure_reason, r.release_version, r.commit_message, r.pipeline, r.version` + credentialColumns("p")
 
 const runFrom = ` FROM runs r JOIN repositories p ON p.id = r.repository_id`
 
@@ -197,11 +212,13 @@ func scanRun(row interface{ Scan(...any) error }) (domain.Run, error) {
 	var r domain.Run
 	var created, ended int64
 	var trigger, status, pipeline string
+	var hasToken, hasKey bool
 	err := row.Scan(&r.ID, &r.RepositoryID, &r.Repository, &r.RepositoryURL, &r.Commit, &r.Ref, &r.Branch, &trigger, &status,
-		&created, &ended, &r.FailureReason, &r.ReleaseVersion, &r.CommitMessage, &pipeline, &r.Version)
+		&created, &ended, &r.FailureReason, &r.ReleaseVersion, &r.CommitMessage, &pipeline, &r.Version, &hasToken, &hasKey)
 	if err != nil {
 		return r, err
 	}
+	r.GitCredential = gitauth.KindFor(r.RepositoryURL, hasToken, hasKey)
 	r.Trigger, r.Status = domain.Trigger(trigger), domain.RunStatus(status)
 	r.CreatedAt, r.EndedAt = sqldb.Time(created), sqldb.Time(ended)
 	if pipeline != "" {
@@ -612,20 +629,8 @@ func scanSecret(row interface{ Scan(...any) error }) (domain.Secret, error) {
 // refuses a new secret beyond domain.MaxSecretsPerScope in its scope.
 func (s *Store) PutSecret(ctx context.Context, sec domain.Secret) (domain.Secret, error) {
 	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
-		var count int
-		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM secrets WHERE repository_id = $1 AND name <> $2`, sec.RepositoryID, sec.Name).Scan(&count); err != nil {
-			return fmt.Errorf("count secrets: %w", err)
-		}
-		if count >= domain.MaxSecretsPerScope {
-			return fmt.Errorf("%s has %d secrets, the most it may have: %w", scopeName(sec), count, apierror.ErrFailedPrecondition)
-		}
-		_, err := tx.ExecContext(ctx, `INSERT INTO secrets (repository_id, name, ciphertext, key_id, created_at, updated_at, updated_by)
-			VALUES ($1, $2, $3, $4, $5, $5, $6)
-			ON CONFLICT (repository_id, name) DO UPDATE SET ciphertext = excluded.ciphertext, key_id = excluded.key_id,
-				updated_at = excluded.updated_at, updated_by = excluded.updated_by`,
-			sec.RepositoryID, sec.Name, base64.StdEncoding.EncodeToString(sec.Ciphertext), sec.KeyID, sqldb.Nanos(sec.UpdatedAt), sec.UpdatedBy)
-		if err != nil {
-			return fmt.Errorf("store secret %s: %w", sec.Name, err)
+		if err := putSecret(ctx, tx, sec); err != nil {
+			return err
 		}
 		// The entry names the secret, never its value.
 		return audit.Record(ctx, tx, audit.Target{Repository: sec.Repository, ID: sec.Name})
@@ -634,6 +639,31 @@ func (s *Store) PutSecret(ctx context.Context, sec domain.Secret) (domain.Secret
 		return domain.Secret{}, err
 	}
 	return s.Secret(ctx, sec.RepositoryID, sec.Name)
+}
+
+func putSecret(ctx context.Context, tx *sql.Tx, sec domain.Secret) error {
+	var count int
+	if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM secrets WHERE repository_id = $1 AND name <> $2`, sec.RepositoryID, sec.Name).Scan(&count); err != nil {
+		return fmt.Errorf("count secrets: %w", err)
+	}
+	if count >= domain.MaxSecretsPerScope {
+		return fmt.Errorf("%s has %d secrets, the most it may have: %w", scopeName(sec), count, apierror.ErrFailedPrecondition)
+	}
+	_, err := tx.ExecContext(ctx, `INSERT INTO secrets (repository_id, name, ciphertext, key_id, created_at, updated_at, updated_by)
+		VALUES ($1, $2, $3, $4, $5, $5, $6)
+		ON CONFLICT (repository_id, name) DO UPDATE SET ciphertext = excluded.ciphertext, key_id = excluded.key_id,
+			updated_at = excluded.updated_at, updated_by = excluded.updated_by`,
+		sec.RepositoryID, sec.Name, base64.StdEncoding.EncodeToString(sec.Ciphertext), sec.KeyID, sqldb.Nanos(sec.UpdatedAt), sec.UpdatedBy)
+	if err != nil {
+		return fmt.Errorf("store secret %s: %w", sec.Name, err)
+	}
+	return nil
+}
+
+// PutSecretTx is PutSecret in tx (a repository registered with its
+// credential).
+func (s *Store) PutSecretTx(ctx context.Context, tx *sql.Tx, sec domain.Secret) error {
+	return putSecret(ctx, tx, sec)
 }
 
 func scopeName(sec domain.Secret) string {

@@ -13,6 +13,7 @@ import (
 	"github.com/sluicehq/sluice/platform/artifacts"
 	"github.com/sluicehq/sluice/platform/egress"
 	"github.com/sluicehq/sluice/platform/executor"
+	"github.com/sluicehq/sluice/platform/gitauth"
 	"github.com/sluicehq/sluice/platform/gitcheckout"
 	"github.com/sluicehq/sluice/platform/lastlines"
 	"github.com/sluicehq/sluice/platform/lease"
@@ -79,6 +80,11 @@ func (a *attempt) test(ctx context.Context) (domain.Outcome, error) {
 		refs = append(refs, step.GetSecrets())
 	}
 	a.secrets, err = a.s.secrets.Resolve(ctx, run.RunID, stepsecrets.Names(refs...))
+	var cred gitauth.Credential
+	if err == nil {
+		cred, err = a.s.secrets.Credential(ctx, run.RunID, run.Repository.GitCredential)
+		a.secrets = a.secrets.Masking(cred.Secrets()...)
+	}
 	if errors.Is(err, stepsecrets.ErrUnresolvable) {
 		return domain.Errored("secrets: "+err.Error(), nil), nil
 	}
@@ -92,9 +98,9 @@ func (a *attempt) test(ctx context.Context) (domain.Outcome, error) {
 	}
 	defer cleanup()
 	a.meta("", fmt.Sprintf("--- checking out %s of %s", run.Commit, run.Repository.URL))
-	if err := gitcheckout.Checkout(ctx, a.s.egress, run.Repository.URL, run.Commit, ws); err != nil {
-		if errors.Is(err, gitcheckout.ErrCommitNotFound) {
-			return domain.Errored(err.Error(), nil), nil
+	if err := gitcheckout.Checkout(ctx, a.s.egress, run.Repository.URL, run.Commit, ws, cred); err != nil {
+		if errors.Is(err, gitcheckout.ErrCommitNotFound) || gitauth.Refused(err) {
+			return domain.Errored(egress.Brief(err).Error(), nil), nil
 		}
 		if errors.As(err, new(*egress.RefusedError)) {
 			return domain.Errored(egress.Brief(err).Error(), nil), nil

@@ -1,6 +1,7 @@
 package tests
 
 import (
+	"github.com/sluicehq/sluice/platform/gitauth"
 	"github.com/sluicehq/sluice/platform/prototime"
 	"github.com/sluicehq/sluice/platform/steplog"
 	buildeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/build/events/v1"
@@ -19,6 +20,8 @@ func testRunFromEvent(bf *buildeventsv1.BuildFinished) domain.TestRun {
 			ID:   bf.GetRepository().GetId(),
 			Name: bf.GetRepository().GetName(),
 			URL:  bf.GetRepository().GetUrl(),
+
+			GitCredential: gitauth.KindFromProto(bf.GetRepository().GetGitCredential()),
 		},
 		Commit: bf.GetCommit(),
 		Branch: bf.GetBranch(),
@@ -35,7 +38,7 @@ func stepNames(bf *buildeventsv1.BuildFinished) []string {
 }
 
 func repositoryRef(r domain.Repository) *sourceeventsv1.RepositoryRef {
-	return &sourceeventsv1.RepositoryRef{Id: r.ID, Name: r.Name, Url: r.URL}
+	return &sourceeventsv1.RepositoryRef{Id: r.ID, Name: r.Name, Url: r.URL, GitCredential: r.GitCredential.Proto()}
 }
 
 func testRunToProto(r domain.TestRun) *testv1.TestRun {

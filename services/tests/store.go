@@ -71,7 +71,8 @@ func (o ClaimOutcome) String() string {
 }
 
 const runColumns = `id, run_id, build_id, repository_id, repository_name, repository_url, commit_sha, branch,
-	status, attempt, passed, failed, skipped, failure_reason, failed_step, exit_code, created_at, started_at, ended_at`
+	status, attempt, passed, failed, skipped, failure_reason, failed_step, exit_code, created_at, started_at, ended_at,
+	repository_git_credential`
 
 type rowScanner interface{ Scan(dest ...any) error }
 
@@ -80,7 +81,7 @@ func scanRun(row rowScanner, extra ...any) (domain.TestRun, error) {
 	var created, started, ended int64
 	dest := []any{&r.ID, &r.RunID, &r.BuildID, &r.Repository.ID, &r.Repository.Name, &r.Repository.URL, &r.Commit, &r.Branch,
 		&r.Status, &r.Attempt, &r.Counts.Passed, &r.Counts.Failed, &r.Counts.Skipped, &r.FailureReason, &r.FailedStep, &r.ExitCode,
-		&created, &started, &ended}
+		&created, &started, &ended, &r.Repository.GitCredential}
 	err := row.Scan(append(dest, extra...)...)
 	r.CreatedAt, r.StartedAt, r.EndedAt = sqldb.Time(created), sqldb.Time(started), sqldb.Time(ended)
 	return r, err
@@ -96,10 +97,10 @@ func (s *Store) Claim(ctx context.Context, candidate domain.TestRun, eventID str
 	var outcome ClaimOutcome
 	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `INSERT INTO test_runs (id, run_id, build_id, repository_id, repository_name, repository_url,
-			commit_sha, branch, status, attempt, owner_event, lease_until, created_at, started_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1, $10, $11, $12, $12) ON CONFLICT (run_id) DO NOTHING`,
+			commit_sha, branch, status, attempt, owner_event, lease_until, created_at, started_at, repository_git_credential)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1, $10, $11, $12, $12, $13) ON CONFLICT (run_id) DO NOTHING`,
 			candidate.ID, candidate.RunID, candidate.BuildID, candidate.Repository.ID, candidate.Repository.Name, candidate.Repository.URL,
-			candidate.Commit, candidate.Branch, domain.StatusRunning, eventID, sqldb.Nanos(leaseUntil), sqldb.Nanos(now))
+			candidate.Commit, candidate.Branch, domain.StatusRunning, eventID, sqldb.Nanos(leaseUntil), sqldb.Nanos(now), int(candidate.Repository.GitCredential))
 		if err != nil {
 			return fmt.Errorf("insert test run of run %s: %w", candidate.RunID, err)
 		}

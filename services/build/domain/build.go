@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/sluicehq/sluice/platform/gitauth"
 )
 
 // Status is a build's state.
@@ -44,6 +46,9 @@ const (
 // Repository identifies the repository a build checks out.
 type Repository struct {
 	ID, Name, URL string
+	// GitCredential is the kind of credential the repository is read with
+	// (from the run's event; not stored).
+	GitCredential gitauth.Kind
 }
 
 // StepSpec is one build step as the pipeline declares it.

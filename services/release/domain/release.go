@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/sluicehq/sluice/platform/gitauth"
 )
 
 // Repository identifies a repository as source names it in events.
@@ -12,6 +14,9 @@ type Repository struct {
 	ID   string
 	Name string
 	URL  string
+	// GitCredential is the kind of credential the repository is read with,
+	// as the release's event said.
+	GitCredential gitauth.Kind
 }
 
 // ReleaseStatus is where a release stands.

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sluicehq/sluice/platform/gitauth"
 	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
 )
 
@@ -29,6 +30,9 @@ type Repository struct {
 	// webhook looked; "" when the branch had no commits.
 	LastSeenCommit string
 	CreatedAt      time.Time
+	// GitCredential is the kind of credential the repository is read
+	// with, by which of its reserved secrets it has (gitauth).
+	GitCredential gitauth.Kind
 }
 
 // Trigger is what started a run.
@@ -115,8 +119,10 @@ type Run struct {
 	ID           string
 	RepositoryID string
 	// Repository is the repository's name.
-	Repository     string
-	RepositoryURL  string
+	Repository    string
+	RepositoryURL string
+	// GitCredential is the repository's (Repository.GitCredential).
+	GitCredential  gitauth.Kind
 	Commit         string
 	Ref            string
 	Branch         string
@@ -141,6 +147,7 @@ func NewRun(id string, repo Repository, commit Commit, ref, branch string, trigg
 		RepositoryID:  repo.ID,
 		Repository:    repo.Name,
 		RepositoryURL: repo.URL,
+		GitCredential: repo.GitCredential,
 		Commit:        commit.SHA,
 		Ref:           ref,
 		Branch:        branch,

@@ -31,6 +31,7 @@ import (
 	"github.com/go-git/go-git/v5/storage/memory"
 
 	"github.com/sluicehq/sluice/platform/egress"
+	"github.com/sluicehq/sluice/platform/gitauth"
 	"github.com/sluicehq/sluice/platform/gitremote"
 	"github.com/sluicehq/sluice/services/source/domain"
 )
@@ -101,8 +102,9 @@ func (m *Mirrors) Remove(id string) error {
 
 // DefaultBranch returns the branch that url's HEAD names (it may have no
 // commits yet). When HEAD is detached it falls back to main, then master,
-// then the only branch.
-func (m *Mirrors) DefaultBranch(ctx context.Context, url string) (string, error) {
+// then the only branch. cred is the repository's credential (none: the
+// zero Credential), used for a remote URL.
+func (m *Mirrors) DefaultBranch(ctx context.Context, url string, cred gitauth.Credential) (string, error) {
 	path, local, err := IsLocal(url)
 	if err != nil {
 		return "", err
@@ -125,10 +127,14 @@ func (m *Mirrors) DefaultBranch(ctx context.Context, url string) (string, error)
 		}
 		_ = iter.ForEach(func(r *plumbing.Reference) error { refs = append(refs, r); return nil })
 	} else {
+		auth, err := cred.Auth(url)
+		if err != nil {
+			return "", err
+		}
 		remote := git.NewRemote(memory.NewStorage(), &config.RemoteConfig{Name: remoteName, URLs: []string{url}})
-		refs, err = remote.ListContext(ctx, &git.ListOptions{})
+		refs, err = remote.ListContext(ctx, &git.ListOptions{Auth: auth})
 		if err != nil && !errors.Is(err, transport.ErrEmptyRemoteRepository) {
-			return "", fmt.Errorf("%w %s: %w", ErrUnreadable, url, err)
+			return "", cred.Explain(fmt.Errorf("%w %s: %w", ErrUnreadable, url, err))
 		}
 		for _, r := range refs {
 			if r.Name() == plumbing.HEAD {
@@ -160,8 +166,9 @@ func (m *Mirrors) DefaultBranch(ctx context.Context, url string) (string, error)
 
 // Fetch brings the mirror of repository id up to date with url, creating
 // it when it does not exist: every branch and tag of url, and no ref that
-// url no longer has.
-func (m *Mirrors) Fetch(ctx context.Context, id, url string) error {
+// url no longer has. cred is the repository's credential (none: the zero
+// Credential), used for a remote URL; the mirror's config does not keep it.
+func (m *Mirrors) Fetch(ctx context.Context, id, url string, cred gitauth.Credential) error {
 	path, local, err := IsLocal(url)
 	if err != nil {
 		return err
@@ -169,6 +176,12 @@ func (m *Mirrors) Fetch(ctx context.Context, id, url string) error {
 	ctx, err = gitremote.Guard(ctx, m.policy, url)
 	if err != nil {
 		return err
+	}
+	var auth transport.AuthMethod
+	if !local {
+		if auth, err = cred.Auth(url); err != nil {
+			return err
+		}
 	}
 	l := m.lock(id)
 	l.Lock()
@@ -187,7 +200,7 @@ func (m *Mirrors) Fetch(ctx context.Context, id, url string) error {
 	if local {
 		err = fetchLocal(ctx, repo, path, url)
 	} else {
-		err = fetchRemote(ctx, repo, url)
+		err = cred.Explain(fetchRemote(ctx, repo, url, auth))
 	}
 	if err != nil {
 		return err
@@ -389,7 +402,7 @@ func syncRefs(dst *git.Repository, want map[plumbing.ReferenceName]plumbing.Hash
 	return nil
 }
 
-func fetchRemote(ctx context.Context, repo *git.Repository, url string) error {
+func fetchRemote(ctx context.Context, repo *git.Repository, url string, auth transport.AuthMethod) error {
 	specs := []config.RefSpec{"+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"}
 	if _, err := repo.Remote(remoteName); errors.Is(err, git.ErrRemoteNotFound) {
 		_, err = repo.CreateRemote(&config.RemoteConfig{Name: remoteName, URLs: []string{url}, Fetch: specs})
@@ -400,6 +413,7 @@ func fetchRemote(ctx context.Context, repo *git.Repository, url string) error {
 	err := repo.FetchContext(ctx, &git.FetchOptions{
 		RemoteName: remoteName,
 		RemoteURL:  url,
+		Auth:       auth,
 		RefSpecs:   specs,
 		Tags:       git.NoTags,
 		Force:      true,

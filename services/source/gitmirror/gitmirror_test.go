@@ -4,10 +4,8 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"net/http/cgi"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -16,6 +14,7 @@ import (
 
 	"github.com/sluicehq/sluice/platform/egress"
 	"github.com/sluicehq/sluice/platform/egress/egresstest"
+	"github.com/sluicehq/sluice/platform/gitauth"
 	"github.com/sluicehq/sluice/platform/gittest"
 	"github.com/sluicehq/sluice/services/source/gitmirror"
 )
@@ -49,13 +48,13 @@ func TestFetchLocal(t *testing.T) {
 	c1 := src.CommitFile(".sluice.yaml", "version: 1\n", "first")
 	src.SetRef("refs/heads/feature", c1)
 	m := gitmirror.New(filepath.Join(t.TempDir(), "mirrors"), egresstest.Policy(t, egress.Local, egress.Loopback))
-	if err := m.Fetch(ctx, "r1", src.Dir); err != nil {
+	if err := m.Fetch(ctx, "r1", src.Dir, gitauth.Credential{}); err != nil {
 		t.Fatal(err)
 	}
 	if got := head(t, m, "main"); got != c1 {
 		t.Fatalf("main = %s, want %s", got, c1)
 	}
-	if b, err := m.DefaultBranch(ctx, src.Dir); err != nil || b != "main" {
+	if b, err := m.DefaultBranch(ctx, src.Dir, gitauth.Credential{}); err != nil || b != "main" {
 		t.Errorf("DefaultBranch = %q, %v; want main", b, err)
 	}
 
@@ -65,7 +64,7 @@ func TestFetchLocal(t *testing.T) {
 	f1 := src.CommitFile("f.txt", "f\n", "feature")
 	src.Tag("v1", f1)
 	src.SetRef("refs/heads/old", c1)
-	if err := m.Fetch(ctx, "r1", "file://"+src.Dir); err != nil {
+	if err := m.Fetch(ctx, "r1", "file://"+src.Dir, gitauth.Credential{}); err != nil {
 		t.Fatal(err)
 	}
 	if got := head(t, m, "main"); got != c2 {
@@ -80,7 +79,7 @@ func TestFetchLocal(t *testing.T) {
 	}
 
 	src.RemoveRef("refs/heads/old")
-	if err := m.Fetch(ctx, "r1", src.Dir); err != nil {
+	if err := m.Fetch(ctx, "r1", src.Dir, gitauth.Credential{}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := m.BranchHead("r1", "old"); !errors.Is(err, gitmirror.ErrNotFound) {
@@ -113,46 +112,52 @@ func TestFetchLocal(t *testing.T) {
 func TestFetchUnreadable(t *testing.T) {
 	t.Parallel()
 	m := gitmirror.New(t.TempDir(), egresstest.Policy(t, egress.Local, egress.Loopback))
-	err := m.Fetch(context.Background(), "r1", filepath.Join(t.TempDir(), "missing"))
+	err := m.Fetch(context.Background(), "r1", filepath.Join(t.TempDir(), "missing"), gitauth.Credential{})
 	if !errors.Is(err, gitmirror.ErrUnreadable) {
 		t.Errorf("err = %v, want ErrUnreadable", err)
 	}
 }
 
 // TestFetchOverHTTP mirrors a repository served by `git http-backend`
-// (the git binary is needed only by this test server) and follows a
-// deleted branch.
+// (the git binary is needed only by this test server) that needs a token,
+// and follows a deleted branch. Without the token, nothing is read; the
+// token stays out of errors and of the mirror's config.
 func TestFetchOverHTTP(t *testing.T) {
 	t.Parallel()
-	gitBin, err := exec.LookPath("git")
-	if err != nil {
-		t.Skip("git binary not found; needed to serve a repository over HTTP")
-	}
 	ctx := context.Background()
 	src := newSource(t)
 	c1 := src.CommitFile("a.txt", "a\n", "first")
 	src.SetRef("refs/heads/gone", c1)
-	srv := httptest.NewServer(&cgi.Handler{
-		Path: gitBin,
-		Args: []string{"http-backend"},
-		Env:  []string{"GIT_PROJECT_ROOT=" + filepath.Dir(src.Dir), "GIT_HTTP_EXPORT_ALL=1", "GIT_CONFIG_NOSYSTEM=1", "HOME=" + t.TempDir()},
-	})
-	defer srv.Close()
+	const token = "tok-mirror-canary-0123"
+	srv := gittest.ServeHTTP(t, filepath.Dir(src.Dir), "oauth2", token)
 	url := srv.URL + "/src"
+	cred := gitauth.Credential{Username: "oauth2", Token: token}
 
 	m := gitmirror.New(t.TempDir(), egresstest.Policy(t, egress.Local, egress.Loopback))
-	if err := m.Fetch(ctx, "r1", url); err != nil {
+	for _, wrong := range []gitauth.Credential{{}, {Username: "oauth2", Token: "tok-wrong"}} {
+		err := m.Fetch(ctx, "r1", url, wrong)
+		if !errors.Is(err, gitmirror.ErrUnreadable) || !strings.Contains(err.Error(), "authentication required") {
+			t.Errorf("fetch with %q: %v, want unreadable: authentication required", wrong.Token, err)
+		}
+		if _, err := m.DefaultBranch(ctx, url, wrong); err == nil || !strings.Contains(err.Error(), "authentication required") {
+			t.Errorf("default branch with %q: %v, want authentication required", wrong.Token, err)
+		}
+	}
+	if err := m.Fetch(ctx, "r1", url, cred); err != nil {
 		t.Fatal(err)
 	}
 	if got := head(t, m, "main"); got != c1 {
 		t.Errorf("main = %s, want %s", got, c1)
 	}
-	if b, err := m.DefaultBranch(ctx, url); err != nil || b != "main" {
+	if b, err := m.DefaultBranch(ctx, url, cred); err != nil || b != "main" {
 		t.Errorf("DefaultBranch = %q, %v; want main", b, err)
+	}
+	if b, err := os.ReadFile(filepath.Join(m.Dir("r1"), "config")); err != nil || strings.Contains(string(b), token) {
+		t.Errorf("the mirror's config: %v, or it holds the token:\n%s", err, b)
 	}
 	c2 := src.CommitFile("b.txt", "b\n", "second")
 	src.RemoveRef("refs/heads/gone")
-	if err := m.Fetch(ctx, "r1", url); err != nil {
+	if err := m.Fetch(ctx, "r1", url, cred); err != nil {
 		t.Fatal(err)
 	}
 	if got := head(t, m, "main"); got != c2 {
@@ -173,7 +178,7 @@ func TestManyFetchesKeepFewPacks(t *testing.T) {
 	var shas []string
 	for i := range 2*gitmirror.MaxPacks + 3 {
 		shas = append(shas, src.CommitFile("n.txt", strings.Repeat("x", i+1)+"\n", "commit"))
-		if err := m.Fetch(ctx, "r1", src.Dir); err != nil {
+		if err := m.Fetch(ctx, "r1", src.Dir, gitauth.Credential{}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -218,7 +223,7 @@ func TestFetchRefusedByPolicy(t *testing.T) {
 		{srv.URL + "/src", egress.Local},
 	} {
 		m := gitmirror.New(filepath.Join(t.TempDir(), "mirrors"), egresstest.Policy(t, tc.allow))
-		err := m.Fetch(ctx, "r1", tc.url)
+		err := m.Fetch(ctx, "r1", tc.url, gitauth.Credential{})
 		var refused *egress.RefusedError
 		if !errors.As(err, &refused) {
 			t.Errorf("Fetch(%s) with only %s allowed: %v, want refused", tc.url, tc.allow, err)
@@ -226,7 +231,7 @@ func TestFetchRefusedByPolicy(t *testing.T) {
 		if _, err := os.Stat(m.Dir("r1")); tc.allow != egress.Local && !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("a refused fetch of %s made a mirror: %v", tc.url, err)
 		}
-		if _, err := m.DefaultBranch(ctx, tc.url); !errors.As(err, &refused) {
+		if _, err := m.DefaultBranch(ctx, tc.url, gitauth.Credential{}); !errors.As(err, &refused) {
 			t.Errorf("DefaultBranch(%s) with only %s allowed: %v, want refused", tc.url, tc.allow, err)
 		}
 	}

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/sluicehq/sluice/platform/gitauth"
 )
 
 // Status is a test run's state.
@@ -62,6 +64,8 @@ func (s CaseStatus) String() string {
 // Repository identifies the repository under test.
 type Repository struct {
 	ID, Name, URL string
+	// GitCredential is the kind of credential the repository is read with.
+	GitCredential gitauth.Kind
 }
 
 // Counts are case counts by outcome.

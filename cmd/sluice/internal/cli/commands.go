@@ -124,6 +124,7 @@ func (s *session) repoCmd() *cobra.Command {
 
 func (s *session) repoAddCmd() *cobra.Command {
 	var name, branch string
+	var cred gitCredentialFlags
 	cmd := &cobra.Command{
 		Use:   "add <git-url-or-path>",
 		Short: "Register a repository",
@@ -131,9 +132,18 @@ func (s *session) repoAddCmd() *cobra.Command {
 pushed to its branch. Registering the same repository again changes nothing.
 
 It prints the repository's webhook URL and secret: point a GitHub-style push
-webhook at them, or let Sluice poll.`,
+webhook at them, or let Sluice poll.
+
+A private repository's credential is never part of its URL: give an HTTPS
+token with --git-token-file, or an SSH deploy key with --ssh-key-file and the
+server's host keys with --known-hosts-file (an unknown host key is refused).
+Sluice keeps it as the repository's secrets, encrypted, and never shows it;
+rotate it with sluice secret set (docs/security.md, "Repository credentials").`,
 		Example: `  $ sluice repo add https://github.com/acme/shop.git
-  $ sluice repo add ./shop --name shop --branch main`,
+  $ sluice repo add ./shop --name shop --branch main
+  $ sluice repo add https://github.com/acme/private.git --git-token-file token.txt
+  $ ssh-keyscan github.com > known_hosts
+  $ sluice repo add git@github.com:acme/private.git --ssh-key-file deploy_key --known-hosts-file known_hosts`,
 		Args: needArgs("<git-url-or-path>"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			url := args[0]
@@ -145,12 +155,19 @@ webhook at them, or let Sluice poll.`,
 					}
 				}
 			}
-			res, err := s.source().CreateRepository(cmd.Context(), &sourcev1.CreateRepositoryRequest{Url: url, Name: name, Branch: branch})
+			credential, err := cred.credential(s, cmd)
+			if err != nil {
+				return err
+			}
+			res, err := s.source().CreateRepository(cmd.Context(), &sourcev1.CreateRepositoryRequest{Url: url, Name: name, Branch: branch, GitCredential: credential})
 			return s.render(res, err, func() error {
 				r := res.GetRepository()
 				w := s.app.Stdout
 				if !res.GetCreated() {
 					fmt.Fprintf(w, "repository %s already registered (%s, branch %s)\n", sanitizeLine(r.GetName()), sanitizeLine(r.GetUrl()), sanitizeLine(r.GetBranch()))
+					if credential != nil {
+						fmt.Fprintf(w, "the credential given was not stored; to replace the repository's: sluice secret set %s SLUICE_GIT_TOKEN (docs/security.md)\n", sanitizeLine(r.GetName()))
+					}
 					return nil
 				}
 				fmt.Fprintf(w, "registered %s (%s), watching branch %s\n", sanitizeLine(r.GetName()), sanitizeLine(r.GetUrl()), sanitizeLine(r.GetBranch()))
@@ -161,6 +178,7 @@ webhook at them, or let Sluice poll.`,
 	}
 	cmd.Flags().StringVar(&name, "name", "", "repository name (default: from the URL)")
 	cmd.Flags().StringVar(&branch, "branch", "", "branch to watch and release (default: the repository's HEAD branch)")
+	cred.add(cmd)
 	return withFields(cmd, "url", "<git-url-or-path>", "name", "--name", "branch", "--branch")
 }
 

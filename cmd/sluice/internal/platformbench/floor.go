@@ -29,6 +29,7 @@ import (
 
 	"github.com/sluicehq/sluice/deploy"
 	"github.com/sluicehq/sluice/platform/egress"
+	"github.com/sluicehq/sluice/platform/gitauth"
 	"github.com/sluicehq/sluice/platform/gitcheckout"
 	"github.com/sluicehq/sluice/platform/natsauth"
 	"github.com/sluicehq/sluice/platform/natsconn"
@@ -318,7 +319,7 @@ func (f *floor) commit(ctx context.Context, i int, r *floorRun, n int) error {
 func (f *floor) checkout(ctx context.Context, i int, r *floorRun) error {
 	ws := filepath.Join(f.cfg.Dir, "workspaces", r.id+"-"+strconv.Itoa(i))
 	defer func() { _ = os.RemoveAll(ws) }()
-	if err := gitcheckout.Checkout(ctx, f.egress, f.cfg.RepoURL, r.commit, ws); err != nil {
+	if err := gitcheckout.Checkout(ctx, f.egress, f.cfg.RepoURL, r.commit, ws, gitauth.Credential{}); err != nil {
 		return fmt.Errorf("floor: %s checkout: %w", f.path[i].service, err)
 	}
 	return nil

@@ -24,6 +24,61 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// GitCredentialKind is the kind of credential a repository is read with.
+type GitCredentialKind int32
+
+const (
+	// None: a public repository, or a local one.
+	GitCredentialKind_GIT_CREDENTIAL_KIND_UNSPECIFIED GitCredentialKind = 0
+	// An HTTPS token (the secrets SLUICE_GIT_TOKEN and SLUICE_GIT_USERNAME)
+	// for an http(s) URL.
+	GitCredentialKind_GIT_CREDENTIAL_KIND_HTTPS_TOKEN GitCredentialKind = 1
+	// An SSH deploy key and its server's host keys (the secrets
+	// SLUICE_GIT_SSH_KEY and SLUICE_GIT_KNOWN_HOSTS) for an ssh URL.
+	GitCredentialKind_GIT_CREDENTIAL_KIND_SSH_KEY GitCredentialKind = 2
+)
+
+// Enum value maps for GitCredentialKind.
+var (
+	GitCredentialKind_name = map[int32]string{
+		0: "GIT_CREDENTIAL_KIND_UNSPECIFIED",
+		1: "GIT_CREDENTIAL_KIND_HTTPS_TOKEN",
+		2: "GIT_CREDENTIAL_KIND_SSH_KEY",
+	}
+	GitCredentialKind_value = map[string]int32{
+		"GIT_CREDENTIAL_KIND_UNSPECIFIED": 0,
+		"GIT_CREDENTIAL_KIND_HTTPS_TOKEN": 1,
+		"GIT_CREDENTIAL_KIND_SSH_KEY":     2,
+	}
+)
+
+func (x GitCredentialKind) Enum() *GitCredentialKind {
+	p := new(GitCredentialKind)
+	*p = x
+	return p
+}
+
+func (x GitCredentialKind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (GitCredentialKind) Descriptor() protoreflect.EnumDescriptor {
+	return file_sluice_source_v1_source_proto_enumTypes[0].Descriptor()
+}
+
+func (GitCredentialKind) Type() protoreflect.EnumType {
+	return &file_sluice_source_v1_source_proto_enumTypes[0]
+}
+
+func (x GitCredentialKind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use GitCredentialKind.Descriptor instead.
+func (GitCredentialKind) EnumDescriptor() ([]byte, []int) {
+	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{0}
+}
+
 type RunStatus int32
 
 const (
@@ -66,11 +121,11 @@ func (x RunStatus) String() string {
 }
 
 func (RunStatus) Descriptor() protoreflect.EnumDescriptor {
-	return file_sluice_source_v1_source_proto_enumTypes[0].Descriptor()
+	return file_sluice_source_v1_source_proto_enumTypes[1].Descriptor()
 }
 
 func (RunStatus) Type() protoreflect.EnumType {
-	return &file_sluice_source_v1_source_proto_enumTypes[0]
+	return &file_sluice_source_v1_source_proto_enumTypes[1]
 }
 
 func (x RunStatus) Number() protoreflect.EnumNumber {
@@ -79,7 +134,7 @@ func (x RunStatus) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use RunStatus.Descriptor instead.
 func (RunStatus) EnumDescriptor() ([]byte, []int) {
-	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{0}
+	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{1}
 }
 
 type StageStatus int32
@@ -124,11 +179,11 @@ func (x StageStatus) String() string {
 }
 
 func (StageStatus) Descriptor() protoreflect.EnumDescriptor {
-	return file_sluice_source_v1_source_proto_enumTypes[1].Descriptor()
+	return file_sluice_source_v1_source_proto_enumTypes[2].Descriptor()
 }
 
 func (StageStatus) Type() protoreflect.EnumType {
-	return &file_sluice_source_v1_source_proto_enumTypes[1]
+	return &file_sluice_source_v1_source_proto_enumTypes[2]
 }
 
 func (x StageStatus) Number() protoreflect.EnumNumber {
@@ -137,7 +192,7 @@ func (x StageStatus) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use StageStatus.Descriptor instead.
 func (StageStatus) EnumDescriptor() ([]byte, []int) {
-	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{1}
+	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{2}
 }
 
 type Trigger int32
@@ -176,11 +231,11 @@ func (x Trigger) String() string {
 }
 
 func (Trigger) Descriptor() protoreflect.EnumDescriptor {
-	return file_sluice_source_v1_source_proto_enumTypes[2].Descriptor()
+	return file_sluice_source_v1_source_proto_enumTypes[3].Descriptor()
 }
 
 func (Trigger) Type() protoreflect.EnumType {
-	return &file_sluice_source_v1_source_proto_enumTypes[2]
+	return &file_sluice_source_v1_source_proto_enumTypes[3]
 }
 
 func (x Trigger) Number() protoreflect.EnumNumber {
@@ -189,7 +244,7 @@ func (x Trigger) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Trigger.Descriptor instead.
 func (Trigger) EnumDescriptor() ([]byte, []int) {
-	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{2}
+	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{3}
 }
 
 type Repository struct {
@@ -202,8 +257,11 @@ type Repository struct {
 	// Set on creation only: the secret that signs this repository's webhooks.
 	WebhookSecret  string `protobuf:"bytes,6,opt,name=webhook_secret,json=webhookSecret,proto3" json:"webhook_secret,omitempty"`
 	LastSeenCommit string `protobuf:"bytes,7,opt,name=last_seen_commit,json=lastSeenCommit,proto3" json:"last_seen_commit,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// The kind of credential the repository is read with (its reserved
+	// secrets, docs/security.md "Repository credentials"); never its value.
+	GitCredential GitCredentialKind `protobuf:"varint,8,opt,name=git_credential,json=gitCredential,proto3,enum=sluice.source.v1.GitCredentialKind" json:"git_credential,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Repository) Reset() {
@@ -285,6 +343,209 @@ func (x *Repository) GetLastSeenCommit() string {
 	return ""
 }
 
+func (x *Repository) GetGitCredential() GitCredentialKind {
+	if x != nil {
+		return x.GitCredential
+	}
+	return GitCredentialKind_GIT_CREDENTIAL_KIND_UNSPECIFIED
+}
+
+// GitCredential is a repository's credential, given when it is
+// registered. Source keeps it as the repository's secrets, encrypted; no
+// response returns it.
+type GitCredential struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Kind:
+	//
+	//	*GitCredential_HttpsToken
+	//	*GitCredential_SshKey
+	Kind          isGitCredential_Kind `protobuf_oneof:"kind"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GitCredential) Reset() {
+	*x = GitCredential{}
+	mi := &file_sluice_source_v1_source_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GitCredential) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GitCredential) ProtoMessage() {}
+
+func (x *GitCredential) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_source_v1_source_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GitCredential.ProtoReflect.Descriptor instead.
+func (*GitCredential) Descriptor() ([]byte, []int) {
+	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *GitCredential) GetKind() isGitCredential_Kind {
+	if x != nil {
+		return x.Kind
+	}
+	return nil
+}
+
+func (x *GitCredential) GetHttpsToken() *HTTPSToken {
+	if x != nil {
+		if x, ok := x.Kind.(*GitCredential_HttpsToken); ok {
+			return x.HttpsToken
+		}
+	}
+	return nil
+}
+
+func (x *GitCredential) GetSshKey() *SSHKey {
+	if x != nil {
+		if x, ok := x.Kind.(*GitCredential_SshKey); ok {
+			return x.SshKey
+		}
+	}
+	return nil
+}
+
+type isGitCredential_Kind interface {
+	isGitCredential_Kind()
+}
+
+type GitCredential_HttpsToken struct {
+	HttpsToken *HTTPSToken `protobuf:"bytes,1,opt,name=https_token,json=httpsToken,proto3,oneof"`
+}
+
+type GitCredential_SshKey struct {
+	SshKey *SSHKey `protobuf:"bytes,2,opt,name=ssh_key,json=sshKey,proto3,oneof"`
+}
+
+func (*GitCredential_HttpsToken) isGitCredential_Kind() {}
+
+func (*GitCredential_SshKey) isGitCredential_Kind() {}
+
+// HTTPSToken is sent with HTTP basic authentication, as the password.
+type HTTPSToken struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Token string                 `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	// Defaults to x-access-token (GitHub; GitLab, Gitea and Bitbucket take
+	// any user name with a token).
+	Username      string `protobuf:"bytes,2,opt,name=username,proto3" json:"username,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HTTPSToken) Reset() {
+	*x = HTTPSToken{}
+	mi := &file_sluice_source_v1_source_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HTTPSToken) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HTTPSToken) ProtoMessage() {}
+
+func (x *HTTPSToken) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_source_v1_source_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HTTPSToken.ProtoReflect.Descriptor instead.
+func (*HTTPSToken) Descriptor() ([]byte, []int) {
+	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *HTTPSToken) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
+func (x *HTTPSToken) GetUsername() string {
+	if x != nil {
+		return x.Username
+	}
+	return ""
+}
+
+// SSHKey is a deploy key and the host keys its server may show.
+type SSHKey struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A private key in PEM or OpenSSH format, without a passphrase.
+	PrivateKey string `protobuf:"bytes,1,opt,name=private_key,json=privateKey,proto3" json:"private_key,omitempty"`
+	// known_hosts lines (ssh-keyscan HOST) the server's host key must match;
+	// a host key they do not list is refused.
+	KnownHosts    string `protobuf:"bytes,2,opt,name=known_hosts,json=knownHosts,proto3" json:"known_hosts,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SSHKey) Reset() {
+	*x = SSHKey{}
+	mi := &file_sluice_source_v1_source_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SSHKey) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SSHKey) ProtoMessage() {}
+
+func (x *SSHKey) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_source_v1_source_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SSHKey.ProtoReflect.Descriptor instead.
+func (*SSHKey) Descriptor() ([]byte, []int) {
+	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *SSHKey) GetPrivateKey() string {
+	if x != nil {
+		return x.PrivateKey
+	}
+	return ""
+}
+
+func (x *SSHKey) GetKnownHosts() string {
+	if x != nil {
+		return x.KnownHosts
+	}
+	return ""
+}
+
 type CreateRepositoryRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// A local path or any git URL, without credentials: Sluice stores the
@@ -297,13 +558,16 @@ type CreateRepositoryRequest struct {
 	Branch string `protobuf:"bytes,3,opt,name=branch,proto3" json:"branch,omitempty"`
 	// Defaults to a generated secret.
 	WebhookSecret string `protobuf:"bytes,4,opt,name=webhook_secret,json=webhookSecret,proto3" json:"webhook_secret,omitempty"`
+	// The credential of a private repository: source reads the repository
+	// with it from the start, then keeps it as the repository's secrets.
+	GitCredential *GitCredential `protobuf:"bytes,5,opt,name=git_credential,json=gitCredential,proto3" json:"git_credential,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CreateRepositoryRequest) Reset() {
 	*x = CreateRepositoryRequest{}
-	mi := &file_sluice_source_v1_source_proto_msgTypes[1]
+	mi := &file_sluice_source_v1_source_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -315,7 +579,7 @@ func (x *CreateRepositoryRequest) String() string {
 func (*CreateRepositoryRequest) ProtoMessage() {}
 
 func (x *CreateRepositoryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_source_v1_source_proto_msgTypes[1]
+	mi := &file_sluice_source_v1_source_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -328,7 +592,7 @@ func (x *CreateRepositoryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateRepositoryRequest.ProtoReflect.Descriptor instead.
 func (*CreateRepositoryRequest) Descriptor() ([]byte, []int) {
-	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{1}
+	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *CreateRepositoryRequest) GetUrl() string {
@@ -359,6 +623,13 @@ func (x *CreateRepositoryRequest) GetWebhookSecret() string {
 	return ""
 }
 
+func (x *CreateRepositoryRequest) GetGitCredential() *GitCredential {
+	if x != nil {
+		return x.GitCredential
+	}
+	return nil
+}
+
 type CreateRepositoryResponse struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
 	Repository *Repository            `protobuf:"bytes,1,opt,name=repository,proto3" json:"repository,omitempty"`
@@ -370,7 +641,7 @@ type CreateRepositoryResponse struct {
 
 func (x *CreateRepositoryResponse) Reset() {
 	*x = CreateRepositoryResponse{}
-	mi := &file_sluice_source_v1_source_proto_msgTypes[2]
+	mi := &file_sluice_source_v1_source_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -382,7 +653,7 @@ func (x *CreateRepositoryResponse) String() string {
 func (*CreateRepositoryResponse) ProtoMessage() {}
 
 func (x *CreateRepositoryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_source_v1_source_proto_msgTypes[2]
+	mi := &file_sluice_source_v1_source_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -395,7 +666,7 @@ func (x *CreateRepositoryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateRepositoryResponse.ProtoReflect.Descriptor instead.
 func (*CreateRepositoryResponse) Descriptor() ([]byte, []int) {
-	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{2}
+	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *CreateRepositoryResponse) GetRepository() *Repository {
@@ -425,7 +696,7 @@ type ListRepositoriesRequest struct {
 
 func (x *ListRepositoriesRequest) Reset() {
 	*x = ListRepositoriesRequest{}
-	mi := &file_sluice_source_v1_source_proto_msgTypes[3]
+	mi := &file_sluice_source_v1_source_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -437,7 +708,7 @@ func (x *ListRepositoriesRequest) String() string {
 func (*ListRepositoriesRequest) ProtoMessage() {}
 
 func (x *ListRepositoriesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_source_v1_source_proto_msgTypes[3]
+	mi := &file_sluice_source_v1_source_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -450,7 +721,7 @@ func (x *ListRepositoriesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRepositoriesRequest.ProtoReflect.Descriptor instead.
 func (*ListRepositoriesRequest) Descriptor() ([]byte, []int) {
-	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{3}
+	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ListRepositoriesRequest) GetPageSize() int32 {
@@ -478,7 +749,7 @@ type ListRepositoriesResponse struct {
 
 func (x *ListRepositoriesResponse) Reset() {
 	*x = ListRepositoriesResponse{}
-	mi := &file_sluice_source_v1_source_proto_msgTypes[4]
+	mi := &file_sluice_source_v1_source_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -490,7 +761,7 @@ func (x *ListRepositoriesResponse) String() string {
 func (*ListRepositoriesResponse) ProtoMessage() {}
 
 func (x *ListRepositoriesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_source_v1_source_proto_msgTypes[4]
+	mi := &file_sluice_source_v1_source_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -503,7 +774,7 @@ func (x *ListRepositoriesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRepositoriesResponse.ProtoReflect.Descriptor instead.
 func (*ListRepositoriesResponse) Descriptor() ([]byte, []int) {
-	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{4}
+	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ListRepositoriesResponse) GetRepositories() []*Repository {
@@ -530,7 +801,7 @@ type GetRepositoryRequest struct {
 
 func (x *GetRepositoryRequest) Reset() {
 	*x = GetRepositoryRequest{}
-	mi := &file_sluice_source_v1_source_proto_msgTypes[5]
+	mi := &file_sluice_source_v1_source_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -542,7 +813,7 @@ func (x *GetRepositoryRequest) String() string {
 func (*GetRepositoryRequest) ProtoMessage() {}
 
 func (x *GetRepositoryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_source_v1_source_proto_msgTypes[5]
+	mi := &file_sluice_source_v1_source_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -555,7 +826,7 @@ func (x *GetRepositoryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRepositoryRequest.ProtoReflect.Descriptor instead.
 func (*GetRepositoryRequest) Descriptor() ([]byte, []int) {
-	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{5}
+	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *GetRepositoryRequest) GetRepository() string {
@@ -574,7 +845,7 @@ type GetRepositoryResponse struct {
 
 func (x *GetRepositoryResponse) Reset() {
 	*x = GetRepositoryResponse{}
-	mi := &file_sluice_source_v1_source_proto_msgTypes[6]
+	mi := &file_sluice_source_v1_source_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -586,7 +857,7 @@ func (x *GetRepositoryResponse) String() string {
 func (*GetRepositoryResponse) ProtoMessage() {}
 
 func (x *GetRepositoryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_source_v1_source_proto_msgTypes[6]
+	mi := &file_sluice_source_v1_source_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -599,7 +870,7 @@ func (x *GetRepositoryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRepositoryResponse.ProtoReflect.Descriptor instead.
 func (*GetRepositoryResponse) Descriptor() ([]byte, []int) {
-	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{6}
+	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *GetRepositoryResponse) GetRepository() *Repository {
@@ -621,7 +892,7 @@ type TriggerRunRequest struct {
 
 func (x *TriggerRunRequest) Reset() {
 	*x = TriggerRunRequest{}
-	mi := &file_sluice_source_v1_source_proto_msgTypes[7]
+	mi := &file_sluice_source_v1_source_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -633,7 +904,7 @@ func (x *TriggerRunRequest) String() string {
 func (*TriggerRunRequest) ProtoMessage() {}
 
 func (x *TriggerRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_source_v1_source_proto_msgTypes[7]
+	mi := &file_sluice_source_v1_source_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -646,7 +917,7 @@ func (x *TriggerRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TriggerRunRequest.ProtoReflect.Descriptor instead.
 func (*TriggerRunRequest) Descriptor() ([]byte, []int) {
-	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{7}
+	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *TriggerRunRequest) GetRepository() string {
@@ -672,7 +943,7 @@ type TriggerRunResponse struct {
 
 func (x *TriggerRunResponse) Reset() {
 	*x = TriggerRunResponse{}
-	mi := &file_sluice_source_v1_source_proto_msgTypes[8]
+	mi := &file_sluice_source_v1_source_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -684,7 +955,7 @@ func (x *TriggerRunResponse) String() string {
 func (*TriggerRunResponse) ProtoMessage() {}
 
 func (x *TriggerRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_source_v1_source_proto_msgTypes[8]
+	mi := &file_sluice_source_v1_source_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -697,7 +968,7 @@ func (x *TriggerRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TriggerRunResponse.ProtoReflect.Descriptor instead.
 func (*TriggerRunResponse) Descriptor() ([]byte, []int) {
-	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{8}
+	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *TriggerRunResponse) GetRun() *Run {
@@ -730,7 +1001,7 @@ type Stage struct {
 
 func (x *Stage) Reset() {
 	*x = Stage{}
-	mi := &file_sluice_source_v1_source_proto_msgTypes[9]
+	mi := &file_sluice_source_v1_source_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -742,7 +1013,7 @@ func (x *Stage) String() string {
 func (*Stage) ProtoMessage() {}
 
 func (x *Stage) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_source_v1_source_proto_msgTypes[9]
+	mi := &file_sluice_source_v1_source_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -755,7 +1026,7 @@ func (x *Stage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Stage.ProtoReflect.Descriptor instead.
 func (*Stage) Descriptor() ([]byte, []int) {
-	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{9}
+	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Stage) GetName() string {
@@ -846,7 +1117,7 @@ type Run struct {
 
 func (x *Run) Reset() {
 	*x = Run{}
-	mi := &file_sluice_source_v1_source_proto_msgTypes[10]
+	mi := &file_sluice_source_v1_source_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -858,7 +1129,7 @@ func (x *Run) String() string {
 func (*Run) ProtoMessage() {}
 
 func (x *Run) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_source_v1_source_proto_msgTypes[10]
+	mi := &file_sluice_source_v1_source_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -871,7 +1142,7 @@ func (x *Run) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Run.ProtoReflect.Descriptor instead.
 func (*Run) Descriptor() ([]byte, []int) {
-	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{10}
+	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Run) GetId() string {
@@ -996,7 +1267,7 @@ type ListRunsRequest struct {
 
 func (x *ListRunsRequest) Reset() {
 	*x = ListRunsRequest{}
-	mi := &file_sluice_source_v1_source_proto_msgTypes[11]
+	mi := &file_sluice_source_v1_source_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1008,7 +1279,7 @@ func (x *ListRunsRequest) String() string {
 func (*ListRunsRequest) ProtoMessage() {}
 
 func (x *ListRunsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_source_v1_source_proto_msgTypes[11]
+	mi := &file_sluice_source_v1_source_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1021,7 +1292,7 @@ func (x *ListRunsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRunsRequest.ProtoReflect.Descriptor instead.
 func (*ListRunsRequest) Descriptor() ([]byte, []int) {
-	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{11}
+	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ListRunsRequest) GetRepository() string {
@@ -1063,7 +1334,7 @@ type ListRunsResponse struct {
 
 func (x *ListRunsResponse) Reset() {
 	*x = ListRunsResponse{}
-	mi := &file_sluice_source_v1_source_proto_msgTypes[12]
+	mi := &file_sluice_source_v1_source_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1075,7 +1346,7 @@ func (x *ListRunsResponse) String() string {
 func (*ListRunsResponse) ProtoMessage() {}
 
 func (x *ListRunsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_source_v1_source_proto_msgTypes[12]
+	mi := &file_sluice_source_v1_source_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1088,7 +1359,7 @@ func (x *ListRunsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRunsResponse.ProtoReflect.Descriptor instead.
 func (*ListRunsResponse) Descriptor() ([]byte, []int) {
-	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{12}
+	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ListRunsResponse) GetRuns() []*Run {
@@ -1115,7 +1386,7 @@ type GetRunRequest struct {
 
 func (x *GetRunRequest) Reset() {
 	*x = GetRunRequest{}
-	mi := &file_sluice_source_v1_source_proto_msgTypes[13]
+	mi := &file_sluice_source_v1_source_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1127,7 +1398,7 @@ func (x *GetRunRequest) String() string {
 func (*GetRunRequest) ProtoMessage() {}
 
 func (x *GetRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_source_v1_source_proto_msgTypes[13]
+	mi := &file_sluice_source_v1_source_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1140,7 +1411,7 @@ func (x *GetRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRunRequest.ProtoReflect.Descriptor instead.
 func (*GetRunRequest) Descriptor() ([]byte, []int) {
-	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{13}
+	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *GetRunRequest) GetRunId() string {
@@ -1159,7 +1430,7 @@ type GetRunResponse struct {
 
 func (x *GetRunResponse) Reset() {
 	*x = GetRunResponse{}
-	mi := &file_sluice_source_v1_source_proto_msgTypes[14]
+	mi := &file_sluice_source_v1_source_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1171,7 +1442,7 @@ func (x *GetRunResponse) String() string {
 func (*GetRunResponse) ProtoMessage() {}
 
 func (x *GetRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_source_v1_source_proto_msgTypes[14]
+	mi := &file_sluice_source_v1_source_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1184,7 +1455,7 @@ func (x *GetRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRunResponse.ProtoReflect.Descriptor instead.
 func (*GetRunResponse) Descriptor() ([]byte, []int) {
-	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{14}
+	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *GetRunResponse) GetRun() *Run {
@@ -1204,7 +1475,7 @@ type WatchRunRequest struct {
 
 func (x *WatchRunRequest) Reset() {
 	*x = WatchRunRequest{}
-	mi := &file_sluice_source_v1_source_proto_msgTypes[15]
+	mi := &file_sluice_source_v1_source_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1216,7 +1487,7 @@ func (x *WatchRunRequest) String() string {
 func (*WatchRunRequest) ProtoMessage() {}
 
 func (x *WatchRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_source_v1_source_proto_msgTypes[15]
+	mi := &file_sluice_source_v1_source_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1229,7 +1500,7 @@ func (x *WatchRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRunRequest.ProtoReflect.Descriptor instead.
 func (*WatchRunRequest) Descriptor() ([]byte, []int) {
-	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{15}
+	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *WatchRunRequest) GetRunId() string {
@@ -1248,7 +1519,7 @@ type WatchRunResponse struct {
 
 func (x *WatchRunResponse) Reset() {
 	*x = WatchRunResponse{}
-	mi := &file_sluice_source_v1_source_proto_msgTypes[16]
+	mi := &file_sluice_source_v1_source_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1260,7 +1531,7 @@ func (x *WatchRunResponse) String() string {
 func (*WatchRunResponse) ProtoMessage() {}
 
 func (x *WatchRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_source_v1_source_proto_msgTypes[16]
+	mi := &file_sluice_source_v1_source_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1273,7 +1544,7 @@ func (x *WatchRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRunResponse.ProtoReflect.Descriptor instead.
 func (*WatchRunResponse) Descriptor() ([]byte, []int) {
-	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{16}
+	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *WatchRunResponse) GetRun() *Run {
@@ -1295,7 +1566,7 @@ type Commit struct {
 
 func (x *Commit) Reset() {
 	*x = Commit{}
-	mi := &file_sluice_source_v1_source_proto_msgTypes[17]
+	mi := &file_sluice_source_v1_source_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1307,7 +1578,7 @@ func (x *Commit) String() string {
 func (*Commit) ProtoMessage() {}
 
 func (x *Commit) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_source_v1_source_proto_msgTypes[17]
+	mi := &file_sluice_source_v1_source_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1320,7 +1591,7 @@ func (x *Commit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Commit.ProtoReflect.Descriptor instead.
 func (*Commit) Descriptor() ([]byte, []int) {
-	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{17}
+	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Commit) GetSha() string {
@@ -1370,7 +1641,7 @@ type ListCommitsRequest struct {
 
 func (x *ListCommitsRequest) Reset() {
 	*x = ListCommitsRequest{}
-	mi := &file_sluice_source_v1_source_proto_msgTypes[18]
+	mi := &file_sluice_source_v1_source_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1382,7 +1653,7 @@ func (x *ListCommitsRequest) String() string {
 func (*ListCommitsRequest) ProtoMessage() {}
 
 func (x *ListCommitsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_source_v1_source_proto_msgTypes[18]
+	mi := &file_sluice_source_v1_source_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1395,7 +1666,7 @@ func (x *ListCommitsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCommitsRequest.ProtoReflect.Descriptor instead.
 func (*ListCommitsRequest) Descriptor() ([]byte, []int) {
-	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{18}
+	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ListCommitsRequest) GetRepository() string {
@@ -1451,7 +1722,7 @@ type ListCommitsResponse struct {
 
 func (x *ListCommitsResponse) Reset() {
 	*x = ListCommitsResponse{}
-	mi := &file_sluice_source_v1_source_proto_msgTypes[19]
+	mi := &file_sluice_source_v1_source_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1463,7 +1734,7 @@ func (x *ListCommitsResponse) String() string {
 func (*ListCommitsResponse) ProtoMessage() {}
 
 func (x *ListCommitsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_source_v1_source_proto_msgTypes[19]
+	mi := &file_sluice_source_v1_source_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1476,7 +1747,7 @@ func (x *ListCommitsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCommitsResponse.ProtoReflect.Descriptor instead.
 func (*ListCommitsResponse) Descriptor() ([]byte, []int) {
-	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{19}
+	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ListCommitsResponse) GetCommits() []*Commit {
@@ -1497,7 +1768,7 @@ var File_sluice_source_v1_source_proto protoreflect.FileDescriptor
 
 const file_sluice_source_v1_source_proto_rawDesc = "" +
 	"\n" +
-	"\x1dsluice/source/v1/source.proto\x12\x10sluice.source.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bsluice/auth/v1/policy.proto\x1a\x1fsluice/source/v1/pipeline.proto\"\xe8\x01\n" +
+	"\x1dsluice/source/v1/source.proto\x12\x10sluice.source.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bsluice/auth/v1/policy.proto\x1a\x1fsluice/source/v1/pipeline.proto\"\xb4\x02\n" +
 	"\n" +
 	"Repository\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
@@ -1507,14 +1778,32 @@ const file_sluice_source_v1_source_proto_rawDesc = "" +
 	"\vcreate_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"createTime\x12%\n" +
 	"\x0ewebhook_secret\x18\x06 \x01(\tR\rwebhookSecret\x12(\n" +
-	"\x10last_seen_commit\x18\a \x01(\tR\x0elastSeenCommit\"\xd9\x04\n" +
-	"\x17CreateRepositoryRequest\x12\xb6\x02\n" +
-	"\x03url\x18\x01 \x01(\tB\xa3\x02\xbaH\x9f\x02\xba\x01\x94\x02\n" +
-	"\x12url.no_credentials\x12\x96\x01must not contain credentials (user:password@ or token@): Sluice would store and show them with the URL; see docs/security.md, \"Repository credentials\"\x1ae!this.matches('^[A-Za-z][A-Za-z0-9+.-]*://[^/@]*:[^/@]*@') && !this.matches('^(?i:https?)://[^/@]+@')r\x05\x10\x01\x18\x80\x10R\x03url\x126\n" +
+	"\x10last_seen_commit\x18\a \x01(\tR\x0elastSeenCommit\x12J\n" +
+	"\x0egit_credential\x18\b \x01(\x0e2#.sluice.source.v1.GitCredentialKindR\rgitCredential\"\x94\x01\n" +
+	"\rGitCredential\x12?\n" +
+	"\vhttps_token\x18\x01 \x01(\v2\x1c.sluice.source.v1.HTTPSTokenH\x00R\n" +
+	"httpsToken\x123\n" +
+	"\assh_key\x18\x02 \x01(\v2\x18.sluice.source.v1.SSHKeyH\x00R\x06sshKeyB\r\n" +
+	"\x04kind\x12\x05\xbaH\x02\b\x01\"\x9f\x02\n" +
+	"\n" +
+	"HTTPSToken\x12{\n" +
+	"\x05token\x18\x01 \x01(\tBe\xbaHb\xba\x01X\n" +
+	"\x0etoken.one_line\x12\x1fmust be one line without spaces\x1a%!this.matches('[[:space:][:cntrl:]]')r\x05 \x04(\x80 R\x05token\x12\x93\x01\n" +
+	"\busername\x18\x02 \x01(\tBw\xbaHt\xba\x01l\n" +
+	"\x0eusername.plain\x122must not contain ':', spaces or control characters\x1a&!this.matches('[:[:space:][:cntrl:]]')r\x03\x18\x80\x02R\busername\"d\n" +
+	"\x06SSHKey\x12,\n" +
+	"\vprivate_key\x18\x01 \x01(\tB\v\xbaH\br\x06 \x01(\x80\x80\x01R\n" +
+	"privateKey\x12,\n" +
+	"\vknown_hosts\x18\x02 \x01(\tB\v\xbaH\br\x06 \x01(\x80\x80\x04R\n" +
+	"knownHosts\"\x85\x06\n" +
+	"\x17CreateRepositoryRequest\x12\x9a\x03\n" +
+	"\x03url\x18\x01 \x01(\tB\x87\x03\xbaH\x83\x03\xba\x01\xf8\x02\n" +
+	"\x12url.no_credentials\x12\xfa\x01must not contain credentials (user:password@ or token@): Sluice would store and show them with the URL; register the URL without them and give the token in a file: sluice repo add URL --git-token-file FILE (docs/security.md, \"Repository credentials\")\x1ae!this.matches('^[A-Za-z][A-Za-z0-9+.-]*://[^/@]*:[^/@]*@') && !this.matches('^(?i:https?)://[^/@]+@')r\x05\x10\x01\x18\x80\x10R\x03url\x126\n" +
 	"\x04name\x18\x02 \x01(\tB\"\xbaH\x1fr\x1d\x18d2\x19^([a-z0-9][a-z0-9._-]*)?$R\x04name\x12 \n" +
 	"\x06branch\x18\x03 \x01(\tB\b\xbaH\x05r\x03\x18\xff\x01R\x06branch\x12\xaa\x01\n" +
 	"\x0ewebhook_secret\x18\x04 \x01(\tB\x82\x01\xbaH\x7f\xba\x01w\n" +
-	"\x19webhook_secret.not_sealed\x12@must not start with \"age:\", the mark of a value Sluice encrypted\x1a\x18!this.startsWith('age:')r\x03\x18\x80\x02R\rwebhookSecret\"r\n" +
+	"\x19webhook_secret.not_sealed\x12@must not start with \"age:\", the mark of a value Sluice encrypted\x1a\x18!this.startsWith('age:')r\x03\x18\x80\x02R\rwebhookSecret\x12F\n" +
+	"\x0egit_credential\x18\x05 \x01(\v2\x1f.sluice.source.v1.GitCredentialR\rgitCredential\"r\n" +
 	"\x18CreateRepositoryResponse\x12<\n" +
 	"\n" +
 	"repository\x18\x01 \x01(\v2\x1c.sluice.source.v1.RepositoryR\n" +
@@ -1615,7 +1904,11 @@ const file_sluice_source_v1_source_proto_rawDesc = "" +
 	"page_token\x18\x06 \x01(\tB\b\xbaH\x05r\x03\x18\x80\bR\tpageToken\"q\n" +
 	"\x13ListCommitsResponse\x122\n" +
 	"\acommits\x18\x01 \x03(\v2\x18.sluice.source.v1.CommitR\acommits\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken*\xa1\x01\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken*~\n" +
+	"\x11GitCredentialKind\x12#\n" +
+	"\x1fGIT_CREDENTIAL_KIND_UNSPECIFIED\x10\x00\x12#\n" +
+	"\x1fGIT_CREDENTIAL_KIND_HTTPS_TOKEN\x10\x01\x12\x1f\n" +
+	"\x1bGIT_CREDENTIAL_KIND_SSH_KEY\x10\x02*\xa1\x01\n" +
 	"\tRunStatus\x12\x1a\n" +
 	"\x16RUN_STATUS_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11RUN_STATUS_QUEUED\x10\x01\x12\x16\n" +
@@ -1663,76 +1956,84 @@ func file_sluice_source_v1_source_proto_rawDescGZIP() []byte {
 	return file_sluice_source_v1_source_proto_rawDescData
 }
 
-var file_sluice_source_v1_source_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_sluice_source_v1_source_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_sluice_source_v1_source_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
+var file_sluice_source_v1_source_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_sluice_source_v1_source_proto_goTypes = []any{
-	(RunStatus)(0),                   // 0: sluice.source.v1.RunStatus
-	(StageStatus)(0),                 // 1: sluice.source.v1.StageStatus
-	(Trigger)(0),                     // 2: sluice.source.v1.Trigger
-	(*Repository)(nil),               // 3: sluice.source.v1.Repository
-	(*CreateRepositoryRequest)(nil),  // 4: sluice.source.v1.CreateRepositoryRequest
-	(*CreateRepositoryResponse)(nil), // 5: sluice.source.v1.CreateRepositoryResponse
-	(*ListRepositoriesRequest)(nil),  // 6: sluice.source.v1.ListRepositoriesRequest
-	(*ListRepositoriesResponse)(nil), // 7: sluice.source.v1.ListRepositoriesResponse
-	(*GetRepositoryRequest)(nil),     // 8: sluice.source.v1.GetRepositoryRequest
-	(*GetRepositoryResponse)(nil),    // 9: sluice.source.v1.GetRepositoryResponse
-	(*TriggerRunRequest)(nil),        // 10: sluice.source.v1.TriggerRunRequest
-	(*TriggerRunResponse)(nil),       // 11: sluice.source.v1.TriggerRunResponse
-	(*Stage)(nil),                    // 12: sluice.source.v1.Stage
-	(*Run)(nil),                      // 13: sluice.source.v1.Run
-	(*ListRunsRequest)(nil),          // 14: sluice.source.v1.ListRunsRequest
-	(*ListRunsResponse)(nil),         // 15: sluice.source.v1.ListRunsResponse
-	(*GetRunRequest)(nil),            // 16: sluice.source.v1.GetRunRequest
-	(*GetRunResponse)(nil),           // 17: sluice.source.v1.GetRunResponse
-	(*WatchRunRequest)(nil),          // 18: sluice.source.v1.WatchRunRequest
-	(*WatchRunResponse)(nil),         // 19: sluice.source.v1.WatchRunResponse
-	(*Commit)(nil),                   // 20: sluice.source.v1.Commit
-	(*ListCommitsRequest)(nil),       // 21: sluice.source.v1.ListCommitsRequest
-	(*ListCommitsResponse)(nil),      // 22: sluice.source.v1.ListCommitsResponse
-	(*timestamppb.Timestamp)(nil),    // 23: google.protobuf.Timestamp
-	(*Pipeline)(nil),                 // 24: sluice.source.v1.Pipeline
+	(GitCredentialKind)(0),           // 0: sluice.source.v1.GitCredentialKind
+	(RunStatus)(0),                   // 1: sluice.source.v1.RunStatus
+	(StageStatus)(0),                 // 2: sluice.source.v1.StageStatus
+	(Trigger)(0),                     // 3: sluice.source.v1.Trigger
+	(*Repository)(nil),               // 4: sluice.source.v1.Repository
+	(*GitCredential)(nil),            // 5: sluice.source.v1.GitCredential
+	(*HTTPSToken)(nil),               // 6: sluice.source.v1.HTTPSToken
+	(*SSHKey)(nil),                   // 7: sluice.source.v1.SSHKey
+	(*CreateRepositoryRequest)(nil),  // 8: sluice.source.v1.CreateRepositoryRequest
+	(*CreateRepositoryResponse)(nil), // 9: sluice.source.v1.CreateRepositoryResponse
+	(*ListRepositoriesRequest)(nil),  // 10: sluice.source.v1.ListRepositoriesRequest
+	(*ListRepositoriesResponse)(nil), // 11: sluice.source.v1.ListRepositoriesResponse
+	(*GetRepositoryRequest)(nil),     // 12: sluice.source.v1.GetRepositoryRequest
+	(*GetRepositoryResponse)(nil),    // 13: sluice.source.v1.GetRepositoryResponse
+	(*TriggerRunRequest)(nil),        // 14: sluice.source.v1.TriggerRunRequest
+	(*TriggerRunResponse)(nil),       // 15: sluice.source.v1.TriggerRunResponse
+	(*Stage)(nil),                    // 16: sluice.source.v1.Stage
+	(*Run)(nil),                      // 17: sluice.source.v1.Run
+	(*ListRunsRequest)(nil),          // 18: sluice.source.v1.ListRunsRequest
+	(*ListRunsResponse)(nil),         // 19: sluice.source.v1.ListRunsResponse
+	(*GetRunRequest)(nil),            // 20: sluice.source.v1.GetRunRequest
+	(*GetRunResponse)(nil),           // 21: sluice.source.v1.GetRunResponse
+	(*WatchRunRequest)(nil),          // 22: sluice.source.v1.WatchRunRequest
+	(*WatchRunResponse)(nil),         // 23: sluice.source.v1.WatchRunResponse
+	(*Commit)(nil),                   // 24: sluice.source.v1.Commit
+	(*ListCommitsRequest)(nil),       // 25: sluice.source.v1.ListCommitsRequest
+	(*ListCommitsResponse)(nil),      // 26: sluice.source.v1.ListCommitsResponse
+	(*timestamppb.Timestamp)(nil),    // 27: google.protobuf.Timestamp
+	(*Pipeline)(nil),                 // 28: sluice.source.v1.Pipeline
 }
 var file_sluice_source_v1_source_proto_depIdxs = []int32{
-	23, // 0: sluice.source.v1.Repository.create_time:type_name -> google.protobuf.Timestamp
-	3,  // 1: sluice.source.v1.CreateRepositoryResponse.repository:type_name -> sluice.source.v1.Repository
-	3,  // 2: sluice.source.v1.ListRepositoriesResponse.repositories:type_name -> sluice.source.v1.Repository
-	3,  // 3: sluice.source.v1.GetRepositoryResponse.repository:type_name -> sluice.source.v1.Repository
-	13, // 4: sluice.source.v1.TriggerRunResponse.run:type_name -> sluice.source.v1.Run
-	1,  // 5: sluice.source.v1.Stage.status:type_name -> sluice.source.v1.StageStatus
-	23, // 6: sluice.source.v1.Stage.start_time:type_name -> google.protobuf.Timestamp
-	23, // 7: sluice.source.v1.Stage.end_time:type_name -> google.protobuf.Timestamp
-	2,  // 8: sluice.source.v1.Run.trigger:type_name -> sluice.source.v1.Trigger
-	0,  // 9: sluice.source.v1.Run.status:type_name -> sluice.source.v1.RunStatus
-	23, // 10: sluice.source.v1.Run.create_time:type_name -> google.protobuf.Timestamp
-	23, // 11: sluice.source.v1.Run.end_time:type_name -> google.protobuf.Timestamp
-	12, // 12: sluice.source.v1.Run.stages:type_name -> sluice.source.v1.Stage
-	24, // 13: sluice.source.v1.Run.pipeline:type_name -> sluice.source.v1.Pipeline
-	13, // 14: sluice.source.v1.ListRunsResponse.runs:type_name -> sluice.source.v1.Run
-	13, // 15: sluice.source.v1.GetRunResponse.run:type_name -> sluice.source.v1.Run
-	13, // 16: sluice.source.v1.WatchRunResponse.run:type_name -> sluice.source.v1.Run
-	23, // 17: sluice.source.v1.Commit.time:type_name -> google.protobuf.Timestamp
-	20, // 18: sluice.source.v1.ListCommitsResponse.commits:type_name -> sluice.source.v1.Commit
-	4,  // 19: sluice.source.v1.SourceService.CreateRepository:input_type -> sluice.source.v1.CreateRepositoryRequest
-	6,  // 20: sluice.source.v1.SourceService.ListRepositories:input_type -> sluice.source.v1.ListRepositoriesRequest
-	8,  // 21: sluice.source.v1.SourceService.GetRepository:input_type -> sluice.source.v1.GetRepositoryRequest
-	10, // 22: sluice.source.v1.SourceService.TriggerRun:input_type -> sluice.source.v1.TriggerRunRequest
-	14, // 23: sluice.source.v1.SourceService.ListRuns:input_type -> sluice.source.v1.ListRunsRequest
-	16, // 24: sluice.source.v1.SourceService.GetRun:input_type -> sluice.source.v1.GetRunRequest
-	18, // 25: sluice.source.v1.SourceService.WatchRun:input_type -> sluice.source.v1.WatchRunRequest
-	21, // 26: sluice.source.v1.SourceService.ListCommits:input_type -> sluice.source.v1.ListCommitsRequest
-	5,  // 27: sluice.source.v1.SourceService.CreateRepository:output_type -> sluice.source.v1.CreateRepositoryResponse
-	7,  // 28: sluice.source.v1.SourceService.ListRepositories:output_type -> sluice.source.v1.ListRepositoriesResponse
-	9,  // 29: sluice.source.v1.SourceService.GetRepository:output_type -> sluice.source.v1.GetRepositoryResponse
-	11, // 30: sluice.source.v1.SourceService.TriggerRun:output_type -> sluice.source.v1.TriggerRunResponse
-	15, // 31: sluice.source.v1.SourceService.ListRuns:output_type -> sluice.source.v1.ListRunsResponse
-	17, // 32: sluice.source.v1.SourceService.GetRun:output_type -> sluice.source.v1.GetRunResponse
-	19, // 33: sluice.source.v1.SourceService.WatchRun:output_type -> sluice.source.v1.WatchRunResponse
-	22, // 34: sluice.source.v1.SourceService.ListCommits:output_type -> sluice.source.v1.ListCommitsResponse
-	27, // [27:35] is the sub-list for method output_type
-	19, // [19:27] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	27, // 0: sluice.source.v1.Repository.create_time:type_name -> google.protobuf.Timestamp
+	0,  // 1: sluice.source.v1.Repository.git_credential:type_name -> sluice.source.v1.GitCredentialKind
+	6,  // 2: sluice.source.v1.GitCredential.https_token:type_name -> sluice.source.v1.HTTPSToken
+	7,  // 3: sluice.source.v1.GitCredential.ssh_key:type_name -> sluice.source.v1.SSHKey
+	5,  // 4: sluice.source.v1.CreateRepositoryRequest.git_credential:type_name -> sluice.source.v1.GitCredential
+	4,  // 5: sluice.source.v1.CreateRepositoryResponse.repository:type_name -> sluice.source.v1.Repository
+	4,  // 6: sluice.source.v1.ListRepositoriesResponse.repositories:type_name -> sluice.source.v1.Repository
+	4,  // 7: sluice.source.v1.GetRepositoryResponse.repository:type_name -> sluice.source.v1.Repository
+	17, // 8: sluice.source.v1.TriggerRunResponse.run:type_name -> sluice.source.v1.Run
+	2,  // 9: sluice.source.v1.Stage.status:type_name -> sluice.source.v1.StageStatus
+	27, // 10: sluice.source.v1.Stage.start_time:type_name -> google.protobuf.Timestamp
+	27, // 11: sluice.source.v1.Stage.end_time:type_name -> google.protobuf.Timestamp
+	3,  // 12: sluice.source.v1.Run.trigger:type_name -> sluice.source.v1.Trigger
+	1,  // 13: sluice.source.v1.Run.status:type_name -> sluice.source.v1.RunStatus
+	27, // 14: sluice.source.v1.Run.create_time:type_name -> google.protobuf.Timestamp
+	27, // 15: sluice.source.v1.Run.end_time:type_name -> google.protobuf.Timestamp
+	16, // 16: sluice.source.v1.Run.stages:type_name -> sluice.source.v1.Stage
+	28, // 17: sluice.source.v1.Run.pipeline:type_name -> sluice.source.v1.Pipeline
+	17, // 18: sluice.source.v1.ListRunsResponse.runs:type_name -> sluice.source.v1.Run
+	17, // 19: sluice.source.v1.GetRunResponse.run:type_name -> sluice.source.v1.Run
+	17, // 20: sluice.source.v1.WatchRunResponse.run:type_name -> sluice.source.v1.Run
+	27, // 21: sluice.source.v1.Commit.time:type_name -> google.protobuf.Timestamp
+	24, // 22: sluice.source.v1.ListCommitsResponse.commits:type_name -> sluice.source.v1.Commit
+	8,  // 23: sluice.source.v1.SourceService.CreateRepository:input_type -> sluice.source.v1.CreateRepositoryRequest
+	10, // 24: sluice.source.v1.SourceService.ListRepositories:input_type -> sluice.source.v1.ListRepositoriesRequest
+	12, // 25: sluice.source.v1.SourceService.GetRepository:input_type -> sluice.source.v1.GetRepositoryRequest
+	14, // 26: sluice.source.v1.SourceService.TriggerRun:input_type -> sluice.source.v1.TriggerRunRequest
+	18, // 27: sluice.source.v1.SourceService.ListRuns:input_type -> sluice.source.v1.ListRunsRequest
+	20, // 28: sluice.source.v1.SourceService.GetRun:input_type -> sluice.source.v1.GetRunRequest
+	22, // 29: sluice.source.v1.SourceService.WatchRun:input_type -> sluice.source.v1.WatchRunRequest
+	25, // 30: sluice.source.v1.SourceService.ListCommits:input_type -> sluice.source.v1.ListCommitsRequest
+	9,  // 31: sluice.source.v1.SourceService.CreateRepository:output_type -> sluice.source.v1.CreateRepositoryResponse
+	11, // 32: sluice.source.v1.SourceService.ListRepositories:output_type -> sluice.source.v1.ListRepositoriesResponse
+	13, // 33: sluice.source.v1.SourceService.GetRepository:output_type -> sluice.source.v1.GetRepositoryResponse
+	15, // 34: sluice.source.v1.SourceService.TriggerRun:output_type -> sluice.source.v1.TriggerRunResponse
+	19, // 35: sluice.source.v1.SourceService.ListRuns:output_type -> sluice.source.v1.ListRunsResponse
+	21, // 36: sluice.source.v1.SourceService.GetRun:output_type -> sluice.source.v1.GetRunResponse
+	23, // 37: sluice.source.v1.SourceService.WatchRun:output_type -> sluice.source.v1.WatchRunResponse
+	26, // 38: sluice.source.v1.SourceService.ListCommits:output_type -> sluice.source.v1.ListCommitsResponse
+	31, // [31:39] is the sub-list for method output_type
+	23, // [23:31] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_sluice_source_v1_source_proto_init() }
@@ -1741,13 +2042,17 @@ func file_sluice_source_v1_source_proto_init() {
 		return
 	}
 	file_sluice_source_v1_pipeline_proto_init()
+	file_sluice_source_v1_source_proto_msgTypes[1].OneofWrappers = []any{
+		(*GitCredential_HttpsToken)(nil),
+		(*GitCredential_SshKey)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sluice_source_v1_source_proto_rawDesc), len(file_sluice_source_v1_source_proto_rawDesc)),
-			NumEnums:      3,
-			NumMessages:   20,
+			NumEnums:      4,
+			NumMessages:   23,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

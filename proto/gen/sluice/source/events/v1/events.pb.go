@@ -32,8 +32,12 @@ type RepositoryRef struct {
 	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
 	// The repository's name (CreateRepositoryRequest.name's rule): it names
 	// directories, e.g. release's deploy state.
-	Name          string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
-	Url           string `protobuf:"bytes,3,opt,name=url,proto3" json:"url,omitempty"`
+	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Url  string `protobuf:"bytes,3,opt,name=url,proto3" json:"url,omitempty"`
+	// The kind of credential the repository is read with: build, test and
+	// release ask source for it (ResolveSecrets, the reserved SLUICE_GIT_*
+	// names) only when it is set. Never the value.
+	GitCredential v1.GitCredentialKind `protobuf:"varint,4,opt,name=git_credential,json=gitCredential,proto3,enum=sluice.source.v1.GitCredentialKind" json:"git_credential,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -87,6 +91,13 @@ func (x *RepositoryRef) GetUrl() string {
 		return x.Url
 	}
 	return ""
+}
+
+func (x *RepositoryRef) GetGitCredential() v1.GitCredentialKind {
+	if x != nil {
+		return x.GitCredential
+	}
+	return v1.GitCredentialKind(0)
 }
 
 // RepositoryCreated: sluice.source.repository.created
@@ -500,11 +511,12 @@ var File_sluice_source_events_v1_events_proto protoreflect.FileDescriptor
 
 const file_sluice_source_events_v1_events_proto_rawDesc = "" +
 	"\n" +
-	"$sluice/source/events/v1/events.proto\x12\x17sluice.source.events.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fsluice/source/v1/pipeline.proto\x1a\x1dsluice/source/v1/source.proto\"z\n" +
+	"$sluice/source/events/v1/events.proto\x12\x17sluice.source.events.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fsluice/source/v1/pipeline.proto\x1a\x1dsluice/source/v1/source.proto\"\xd0\x01\n" +
 	"\rRepositoryRef\x12\x17\n" +
 	"\x02id\x18\x01 \x01(\tB\a\xbaH\x04r\x02\x10\x01R\x02id\x125\n" +
 	"\x04name\x18\x02 \x01(\tB!\xbaH\x1er\x1c\x10\x01\x18d2\x16^[a-z0-9][a-z0-9._-]*$R\x04name\x12\x19\n" +
-	"\x03url\x18\x03 \x01(\tB\a\xbaH\x04r\x02\x10\x01R\x03url\"{\n" +
+	"\x03url\x18\x03 \x01(\tB\a\xbaH\x04r\x02\x10\x01R\x03url\x12T\n" +
+	"\x0egit_credential\x18\x04 \x01(\x0e2#.sluice.source.v1.GitCredentialKindB\b\xbaH\x05\x82\x01\x02\x10\x01R\rgitCredential\"{\n" +
 	"\x11RepositoryCreated\x12N\n" +
 	"\n" +
 	"repository\x18\x01 \x01(\v2&.sluice.source.events.v1.RepositoryRefB\x06\xbaH\x03\xc8\x01\x01R\n" +
@@ -570,25 +582,27 @@ var file_sluice_source_events_v1_events_proto_goTypes = []any{
 	(*RunRequested)(nil),      // 3: sluice.source.events.v1.RunRequested
 	(*RunStarted)(nil),        // 4: sluice.source.events.v1.RunStarted
 	(*RunFinished)(nil),       // 5: sluice.source.events.v1.RunFinished
-	(v1.Trigger)(0),           // 6: sluice.source.v1.Trigger
-	(*v1.Pipeline)(nil),       // 7: sluice.source.v1.Pipeline
-	(v1.RunStatus)(0),         // 8: sluice.source.v1.RunStatus
+	(v1.GitCredentialKind)(0), // 6: sluice.source.v1.GitCredentialKind
+	(v1.Trigger)(0),           // 7: sluice.source.v1.Trigger
+	(*v1.Pipeline)(nil),       // 8: sluice.source.v1.Pipeline
+	(v1.RunStatus)(0),         // 9: sluice.source.v1.RunStatus
 }
 var file_sluice_source_events_v1_events_proto_depIdxs = []int32{
-	0, // 0: sluice.source.events.v1.RepositoryCreated.repository:type_name -> sluice.source.events.v1.RepositoryRef
-	0, // 1: sluice.source.events.v1.ChangeReceived.repository:type_name -> sluice.source.events.v1.RepositoryRef
-	6, // 2: sluice.source.events.v1.ChangeReceived.trigger:type_name -> sluice.source.v1.Trigger
-	0, // 3: sluice.source.events.v1.RunRequested.repository:type_name -> sluice.source.events.v1.RepositoryRef
-	6, // 4: sluice.source.events.v1.RunRequested.trigger:type_name -> sluice.source.v1.Trigger
-	7, // 5: sluice.source.events.v1.RunRequested.pipeline:type_name -> sluice.source.v1.Pipeline
-	0, // 6: sluice.source.events.v1.RunStarted.repository:type_name -> sluice.source.events.v1.RepositoryRef
-	0, // 7: sluice.source.events.v1.RunFinished.repository:type_name -> sluice.source.events.v1.RepositoryRef
-	8, // 8: sluice.source.events.v1.RunFinished.status:type_name -> sluice.source.v1.RunStatus
-	9, // [9:9] is the sub-list for method output_type
-	9, // [9:9] is the sub-list for method input_type
-	9, // [9:9] is the sub-list for extension type_name
-	9, // [9:9] is the sub-list for extension extendee
-	0, // [0:9] is the sub-list for field type_name
+	6,  // 0: sluice.source.events.v1.RepositoryRef.git_credential:type_name -> sluice.source.v1.GitCredentialKind
+	0,  // 1: sluice.source.events.v1.RepositoryCreated.repository:type_name -> sluice.source.events.v1.RepositoryRef
+	0,  // 2: sluice.source.events.v1.ChangeReceived.repository:type_name -> sluice.source.events.v1.RepositoryRef
+	7,  // 3: sluice.source.events.v1.ChangeReceived.trigger:type_name -> sluice.source.v1.Trigger
+	0,  // 4: sluice.source.events.v1.RunRequested.repository:type_name -> sluice.source.events.v1.RepositoryRef
+	7,  // 5: sluice.source.events.v1.RunRequested.trigger:type_name -> sluice.source.v1.Trigger
+	8,  // 6: sluice.source.events.v1.RunRequested.pipeline:type_name -> sluice.source.v1.Pipeline
+	0,  // 7: sluice.source.events.v1.RunStarted.repository:type_name -> sluice.source.events.v1.RepositoryRef
+	0,  // 8: sluice.source.events.v1.RunFinished.repository:type_name -> sluice.source.events.v1.RepositoryRef
+	9,  // 9: sluice.source.events.v1.RunFinished.status:type_name -> sluice.source.v1.RunStatus
+	10, // [10:10] is the sub-list for method output_type
+	10, // [10:10] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_sluice_source_events_v1_events_proto_init() }

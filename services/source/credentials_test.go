@@ -1,0 +1,213 @@
+package source_test
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/skeema/knownhosts"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/sluicehq/sluice/platform/egress"
+	"github.com/sluicehq/sluice/platform/gitauth"
+	"github.com/sluicehq/sluice/platform/gittest"
+	sourceeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
+	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
+	"github.com/sluicehq/sluice/services/source"
+)
+
+// rawMessages is the text of every message on stream, headers and data.
+func rawMessages(t *testing.T, js jetstream.JetStream, stream string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cons, err := js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	for {
+		batch, err := cons.Fetch(100, jetstream.FetchMaxWait(200*time.Millisecond))
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for m := range batch.Messages() {
+			n++
+			b.WriteString(m.Subject() + "\n")
+			for k, v := range m.Headers() {
+				b.WriteString(k + ": " + strings.Join(v, ",") + "\n")
+			}
+			b.Write(m.Data())
+			b.WriteString("\n")
+		}
+		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			return b.String()
+		}
+	}
+}
+
+func connectMessage(err error) string {
+	if ce := new(connect.Error); errors.As(err, &ce) {
+		return ce.Message()
+	}
+	return ""
+}
+
+// A private repository served over HTTPS with basic authentication: it is
+// registered with its token in one step and read with it afterwards; a
+// missing or wrong token fails saying what to do; build gets the token
+// for its checkout; the token shows in no response or event.
+func TestPrivateRepositoryWithToken(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, 0, func(c *source.Config) {
+		c.Keys.Text = newSecretKey(t)
+		c.AllowEgress = []string{egress.Local, egress.Loopback}
+	})
+	ctx := context.Background()
+	const token = "tok-source-canary-5e1f0c"
+	g, _ := newGitRepo(t, "private", "trunk", validPipeline)
+	srv := gittest.ServeHTTP(t, filepath.Dir(g.Dir), gitauth.DefaultUsername, token)
+	url := srv.URL + "/private"
+	withToken := func(tok string) *sourcev1.GitCredential {
+		return &sourcev1.GitCredential{Kind: &sourcev1.GitCredential_HttpsToken{HttpsToken: &sourcev1.HTTPSToken{Token: tok}}}
+	}
+
+	_, err := h.client.CreateRepository(ctx, &sourcev1.CreateRepositoryRequest{Url: url})
+	if msg := connectMessage(err); connect.CodeOf(err) != connect.CodeInvalidArgument ||
+		!strings.Contains(msg, "needs a credential") || !strings.Contains(msg, "--git-token-file") {
+		t.Errorf("registered without the token: %v; want invalid_argument saying how to give it", err)
+	}
+	_, err = h.client.CreateRepository(ctx, &sourcev1.CreateRepositoryRequest{Url: url, GitCredential: withToken("tok-wrong-one")})
+	if msg := connectMessage(err); connect.CodeOf(err) != connect.CodeInvalidArgument || !strings.Contains(msg, "refused the repository's https-token") {
+		t.Errorf("registered with a wrong token: %v; want invalid_argument saying it was refused", err)
+	}
+	_, err = h.client.CreateRepository(ctx, &sourcev1.CreateRepositoryRequest{Url: g.Dir, Name: "local", GitCredential: withToken(token)})
+	if connect.CodeOf(err) != connect.CodeInvalidArgument || !strings.Contains(err.Error(), "needs no credential") {
+		t.Errorf("a local repository with a token: %v; want invalid_argument", err)
+	}
+	_, err = h.client.CreateRepository(ctx, &sourcev1.CreateRepositoryRequest{Url: url, GitCredential: withToken("tok with space")})
+	if connect.CodeOf(err) != connect.CodeInvalidArgument {
+		t.Errorf("a token with a space: %v; want invalid_argument", err)
+	}
+
+	res, err := h.client.CreateRepository(ctx, &sourcev1.CreateRepositoryRequest{Url: url, GitCredential: withToken(token)})
+	if err != nil {
+		t.Fatalf("registered with the token: %v", err)
+	}
+	repo := res.GetRepository()
+	if repo.GetBranch() != "trunk" || repo.GetGitCredential() != sourcev1.GitCredentialKind_GIT_CREDENTIAL_KIND_HTTPS_TOKEN {
+		t.Errorf("registered %v; want branch trunk (read with the token) and an https token", repo)
+	}
+	got, _ := h.client.GetRepository(ctx, &sourcev1.GetRepositoryRequest{Repository: "private"})
+	if got.GetRepository().GetGitCredential() != sourcev1.GitCredentialKind_GIT_CREDENTIAL_KIND_HTTPS_TOKEN {
+		t.Errorf("GetRepository: %v", got.GetRepository())
+	}
+	list, err := h.secrets().ListSecrets(ctx, &sourcev1.ListSecretsRequest{Repository: "private"})
+	if err != nil || len(list.GetSecrets()) != 1 || list.GetSecrets()[0].GetName() != gitauth.TokenSecret {
+		t.Errorf("the repository's secrets: %v, %v; want %s only", list.GetSecrets(), err, gitauth.TokenSecret)
+	}
+
+	// A new commit is fetched with the token; its run says the repository
+	// has a token, and build may have it (the default username with it).
+	g.CommitFile("b.txt", "b\n", "second")
+	run := h.trigger("private", "")
+	ev := h.waitRunEvent(subjectRunRequested, run.GetId())
+	if req, _ := ev.Payload.(*sourceeventsv1.RunRequested); req.GetRepository().GetGitCredential() != sourcev1.GitCredentialKind_GIT_CREDENTIAL_KIND_HTTPS_TOKEN {
+		t.Errorf("RunRequested's repository = %v, want it to have an https token", req.GetRepository())
+	}
+	values, err := h.resolve(h.asService("build"), run.GetId(), gitauth.TokenSecret, gitauth.UsernameSecret)
+	if err != nil || values[gitauth.TokenSecret] != token || values[gitauth.UsernameSecret] != gitauth.DefaultUsername {
+		t.Errorf("build resolving the credential: %v, %v", values, err)
+	}
+	if _, err := h.resolve(h.asService("test"), run.GetId(), gitauth.SSHKeySecret); connect.CodeOf(err) != connect.CodeFailedPrecondition {
+		t.Errorf("resolving an SSH key the repository does not have: %v; want failed_precondition", err)
+	}
+
+	// Reserved names are a repository's, and checked.
+	_, err = h.secrets().SetSecret(ctx, &sourcev1.SetSecretRequest{Name: gitauth.TokenSecret, Value: token})
+	if connect.CodeOf(err) != connect.CodeInvalidArgument {
+		t.Errorf("a platform-wide %s: %v; want invalid_argument", gitauth.TokenSecret, err)
+	}
+	_, err = h.secrets().SetSecret(ctx, &sourcev1.SetSecretRequest{Repository: "private", Name: gitauth.KnownHostsSecret, Value: "not a known_hosts line"})
+	if connect.CodeOf(err) != connect.CodeInvalidArgument {
+		t.Errorf("a bad %s: %v; want invalid_argument", gitauth.KnownHostsSecret, err)
+	}
+
+	// Without its token, the repository cannot be read, and the run says
+	// how to give it one.
+	if _, err := h.secrets().DeleteSecret(ctx, &sourcev1.DeleteSecretRequest{Repository: "private", Name: gitauth.TokenSecret}); err != nil {
+		t.Fatal(err)
+	}
+	g.CommitFile("c.txt", "c\n", "third")
+	_, err = h.client.TriggerRun(ctx, &sourcev1.TriggerRunRequest{Repository: "private"})
+	if !strings.Contains(connectMessage(err), "needs a credential") {
+		t.Errorf("a run without the token: %v; want a message saying the repository needs a credential", err)
+	}
+	h.setSecret("private", gitauth.TokenSecret, token)
+	if _, err := h.client.TriggerRun(ctx, &sourcev1.TriggerRunRequest{Repository: "private"}); err != nil {
+		t.Errorf("a run with the token set again: %v", err)
+	}
+
+	// Nothing source said shows the token.
+	shown := []string{rawMessages(t, h.js, "SOURCE"), protojson.Format(res), protojson.Format(got), protojson.Format(list)}
+	for i, text := range shown {
+		if strings.Contains(text, token) {
+			t.Errorf("text %d shows the token:\n%s", i, text)
+		}
+	}
+	if !strings.Contains(shown[0], "HTTPS_TOKEN") && !strings.Contains(shown[0], "git_credential") && !strings.Contains(shown[0], "gitCredential") {
+		t.Errorf("the events do not say the repository has a token:\n%.2000s", shown[0])
+	}
+}
+
+// A private repository served over SSH: registered with its deploy key and
+// its server's known_hosts line; a host key the line does not list is
+// refused, saying so.
+func TestPrivateRepositoryWithSSHKey(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, 0, func(c *source.Config) {
+		c.Keys.Text = newSecretKey(t)
+		c.AllowEgress = []string{egress.SSH}
+	})
+	ctx := context.Background()
+	g, _ := newGitRepo(t, "private", "trunk", validPipeline)
+	key, pub := gittest.NewSSHKey(t)
+	srv := gittest.ServeSSH(t, filepath.Dir(g.Dir), pub)
+	withKey := func(knownHosts string) *sourcev1.GitCredential {
+		return &sourcev1.GitCredential{Kind: &sourcev1.GitCredential_SshKey{SshKey: &sourcev1.SSHKey{PrivateKey: key, KnownHosts: knownHosts}}}
+	}
+	_, otherHost := gittest.NewSSHKey(t)
+	_, err := h.client.CreateRepository(ctx, &sourcev1.CreateRepositoryRequest{Url: srv.URL("private"), GitCredential: withKey(knownhosts.Line([]string{srv.Addr}, otherHost))})
+	if msg := connectMessage(err); connect.CodeOf(err) != connect.CodeInvalidArgument || !strings.Contains(msg, "host key differs") || strings.Contains(msg, "PRIVATE KEY") {
+		t.Errorf("registered with a wrong known_hosts line: %v; want invalid_argument saying the host key differs", err)
+	}
+	_, err = h.client.CreateRepository(ctx, &sourcev1.CreateRepositoryRequest{Url: srv.URL("private"), GitCredential: withKey("not a line")})
+	if connect.CodeOf(err) != connect.CodeInvalidArgument || !strings.Contains(err.Error(), "known_hosts") {
+		t.Errorf("registered with a bad known_hosts: %v", err)
+	}
+	res, err := h.client.CreateRepository(ctx, &sourcev1.CreateRepositoryRequest{Url: srv.URL("private"), GitCredential: withKey(srv.KnownHosts())})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := res.GetRepository(); r.GetBranch() != "trunk" || r.GetGitCredential() != sourcev1.GitCredentialKind_GIT_CREDENTIAL_KIND_SSH_KEY {
+		t.Errorf("registered %v", r)
+	}
+	list, _ := h.secrets().ListSecrets(ctx, &sourcev1.ListSecretsRequest{Repository: "private"})
+	if len(list.GetSecrets()) != 2 || list.GetSecrets()[0].GetName() != gitauth.KnownHostsSecret || list.GetSecrets()[1].GetName() != gitauth.SSHKeySecret {
+		t.Errorf("the repository's secrets: %v", list.GetSecrets())
+	}
+	g.CommitFile("b.txt", "b\n", "second")
+	if _, err := h.client.TriggerRun(ctx, &sourcev1.TriggerRunRequest{Repository: "private"}); err != nil {
+		t.Errorf("a run fetched with the key: %v", err)
+	}
+}
