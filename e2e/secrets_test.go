@@ -165,6 +165,9 @@ func TestSecretLeakHunt(t *testing.T) {
 	}
 	outputs = append(outputs, ls, mustCLI(t, p.env, "secret", "ls", "--platform"))
 
+	// The live event stream (WatchEvents), as a subscriber of
+	// `sluice events` sees it for the whole run.
+	watch := startProc(t, "sluice events", p.env, bin(t, "sluice"), "events", "--output", "json")
 	follow, code := cli(t, p.env, "trigger", "leaky", "--follow")
 	if code != 0 {
 		t.Fatalf("trigger --follow exit %d:\n%s", code, follow)
@@ -196,6 +199,12 @@ func TestSecretLeakHunt(t *testing.T) {
 		}
 	}
 	sub.waitFor("dev.cdevents.pipelinerun.finished.0.3.0", runID)
+	waitOutput(t, watch, "dev.cdevents.pipelinerun.finished.0.3.0")
+	watch.stop()
+	if !strings.Contains(watch.out.String(), runID) {
+		t.Fatalf("sluice events saw nothing of run %s:\n%s", runID, watch.out.String())
+	}
+	outputs = append(outputs, watch.out.String())
 
 	if n := server.Refused(); n == 0 {
 		t.Error("the git server refused no request: the repository did not need its token")
