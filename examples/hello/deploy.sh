@@ -15,11 +15,11 @@
 #
 # A hello deployed from another state directory (an earlier `make run` with
 # another data directory, left running after Ctrl-C) may still hold the
-# address. Each deploy also records its pid in a file named after the
-# address, outside any data directory: ${TMPDIR:-/tmp}/sluice-hello-<addr>.pid.
-# The next deploy to that address stops the process it names, if that is
-# still a deployed hello listening there. Anything else on the address is
-# left alone, and the deploy fails saying so.
+# address. The deploy finds it by its command line (a deployed hello's,
+# with this address) among the processes in /proc and stops it: no file is
+# shared between data directories (a step's TMPDIR is its run's own).
+# Anything else on the address is left alone, and the deploy fails saying
+# so.
 set -eu
 
 : "${SLUICE_ARTIFACTS_DIR:?SLUICE_ARTIFACTS_DIR is not set}"
@@ -48,9 +48,6 @@ pidfile=$state_dir/hello.pid
 logfile=$state_dir/hello.log
 release_dir=$state_dir/releases/$version
 bin=$release_dir/hello
-# The address's pid file: which deployed hello listens on $addr, whatever
-# state directory it was deployed from.
-addr_pidfile=${TMPDIR:-/tmp}/sluice-hello-$(printf '%s' "$addr" | tr -c 'A-Za-z0-9._-' '_').pid
 
 log() { echo "deploy[$env_name]: $*"; }
 
@@ -141,14 +138,15 @@ if [ -f "$pidfile" ]; then
 fi
 
 # 2. Stop a hello an earlier deploy from another state directory left on
-# the address.
-if [ -f "$addr_pidfile" ]; then
-  other_pid=$(read_pid "$addr_pidfile")
-  other_dir=$(sed -n 2p "$addr_pidfile" 2>/dev/null || true)
-  if [ -n "$other_pid" ] && alive "$other_pid" && hello_on_addr "$other_pid"; then
-    stop "$other_pid" "the hello deployed from ${other_dir:-another state directory}, still on $addr: process"
+# the address: a process whose command line is a deployed hello's on $addr.
+for proc_dir in /proc/[0-9]*; do
+  other_pid=${proc_dir#/proc/}
+  [ "$other_pid" != "$$" ] || continue
+  if hello_on_addr "$other_pid" && alive "$other_pid"; then
+    other_cmd=$(command_of "$other_pid")
+    stop "$other_pid" "the hello deployed from ${other_cmd%%/releases/*}, still on $addr: process"
   fi
-fi
+done
 
 # 3. Install the binary (copy then rename, so a half-written file never runs).
 mkdir -p "$release_dir"
@@ -196,14 +194,6 @@ if ! alive "$new_pid"; then
     echo "deploy: stop that process, or give the environment another HELLO_ADDR (and verify URL) in .sluice.yaml" >&2
   fi
   exit 1
-fi
-# 6. Record the address's new owner (pid, then state directory).
-if printf '%s\n%s\n' "$new_pid" "$state_dir" >"$addr_pidfile.tmp.$$" 2>/dev/null &&
-  mv -f "$addr_pidfile.tmp.$$" "$addr_pidfile" 2>/dev/null; then
-  :
-else
-  rm -f "$addr_pidfile.tmp.$$"
-  log "could not write $addr_pidfile; the next deploy from another state directory will not find this one"
 fi
 log "started hello $version on $addr with pid $new_pid (using $detach)"
 log "pid file $pidfile, log $logfile"

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -31,8 +30,7 @@ func TestMain(m *testing.M) {
 }
 
 // deployer runs deploy.sh as Sluice's release service does, with this test
-// binary as the release's hello and its own TMPDIR (where deploy.sh keeps
-// the address's pid file).
+// binary as the release's hello and its own TMPDIR.
 type deployer struct {
 	t         *testing.T
 	artifacts string
@@ -186,7 +184,7 @@ func TestDeployReplacesAHelloLeftOnItsAddress(t *testing.T) {
 }
 
 // Whatever else holds the address is left alone, and the deploy says so:
-// here a listener of this test, and a pid file naming this test's process.
+// here a listener of this test.
 func TestDeployLeavesOtherProcessesAlone(t *testing.T) {
 	t.Parallel()
 	d := newDeployer(t)
@@ -196,11 +194,6 @@ func TestDeployLeavesOtherProcessesAlone(t *testing.T) {
 	}
 	defer ln.Close()
 	addr := ln.Addr().String()
-	// A pid file for the address that names a process that is no hello.
-	name := "sluice-hello-" + strings.NewReplacer(":", "_").Replace(addr) + ".pid"
-	if err := os.WriteFile(filepath.Join(d.tmp, name), fmt.Appendf(nil, "%d\n/elsewhere\n", os.Getpid()), 0o644); err != nil {
-		t.Fatal(err)
-	}
 
 	out, err := d.deploy(t.TempDir(), addr, "v0.1.0")
 	if err == nil {
