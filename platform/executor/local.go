@@ -344,7 +344,10 @@ func (l *Local) supervised(ctx context.Context, spec Spec, env []string, home st
 	// since the service started.
 	cmd := exec.CommandContext(ctx, "/proc/self/exe")
 	cmd.Args = []string{supervisorArg0}
-	cmd.Env = []string{supervisorEnv + "=" + supervisorMagic}
+	// GORACE: a binary built with the race detector (the services'
+	// tests) otherwise sleeps a second on exit, which every step would
+	// pay; other binaries ignore it.
+	cmd.Env = []string{supervisorEnv + "=" + supervisorMagic, "GORACE=atexit_sleep_ms=0"}
 	cmd.Dir = spec.Dir
 	cmd.ExtraFiles = []*os.File{specR, statusW}
 	// Its own session, so a terminal's signals do not reach the step; if

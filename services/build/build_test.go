@@ -396,21 +396,21 @@ func TestStepTimeoutKillsProcessGroup(t *testing.T) {
 		Name:    "slow",
 		Run:     `sleep 60 & echo $! > "$PIDFILE"; echo started; sleep 60; wait`,
 		Env:     map[string]string{"PIDFILE": pidFile},
-		Timeout: durationpb.New(time.Second),
+		Timeout: durationpb.New(3 * time.Second),
 	}}})
 	h.publish(t, req)
 	fin := h.finished(t, req.GetRunId())
 
-	if fin.GetStatus() != buildv1.BuildStatus_BUILD_STATUS_FAILED || fin.GetFailureReason() != `step "slow" timed out after 1s` ||
+	if fin.GetStatus() != buildv1.BuildStatus_BUILD_STATUS_FAILED || fin.GetFailureReason() != `step "slow" timed out after 3s` ||
 		fin.GetFailedStep() != "slow" || fin.GetExitCode() != -1 || !slices.Equal(fin.GetLastLogLines(), []string{"started"}) {
-		t.Errorf("BuildFinished %v; want FAILED, slow timed out after 1s", fin)
+		t.Errorf("BuildFinished %v; want FAILED, slow timed out after 3s", fin)
 	}
 	b := h.build(t, req.GetRunId())
 	if st := b.GetSteps()[0]; st.GetStatus() != buildv1.StepStatus_STEP_STATUS_TIMED_OUT || st.GetExitCode() != -1 {
 		t.Errorf("step %v; want TIMED_OUT", st)
 	}
 	lines := h.logs(t, req.GetRunId()).GetLines()
-	if find(lines, "--- step slow timed out after 1s, killed") < 0 {
+	if find(lines, "--- step slow timed out after 3s, killed") < 0 {
 		t.Errorf("log lacks the timeout line:\n%s", strings.Join(texts(lines), "\n"))
 	}
 

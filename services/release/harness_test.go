@@ -186,8 +186,10 @@ func (h *harness) pipeline() *sourcev1.Pipeline {
 				Deploy: "sh deploy.sh",
 				Env:    map[string]string{"GREETING": "hello-production"},
 				Verify: &sourcev1.VerifySpec{
-					Check:   &sourcev1.VerifySpec_Command{Command: `test "$(cat "$SLUICE_STATE_DIR/health")" = ok`},
-					Timeout: durationpb.New(time.Second),
+					Check: &sourcev1.VerifySpec_Command{Command: `test "$(cat "$SLUICE_STATE_DIR/health")" = ok`},
+					// A command runs in the step sandbox: a second is
+					// tight for a first try on a loaded machine.
+					Timeout: durationpb.New(3 * time.Second),
 				},
 			},
 		},

@@ -87,11 +87,11 @@ func TestFailedVerifyCommandsLastLinesAreInTheReason(t *testing.T) {
 		// stdout and stderr are two pipes read apart, so a line on each
 		// could come in either order (this test failed now and then so).
 		Check:   &sourcev1.VerifySpec_Command{Command: `echo "checking $SLUICE_RELEASE_VERSION" >&2; echo "not healthy: $(cat "$SLUICE_STATE_DIR/current")" >&2; test "$SLUICE_RELEASE_VERSION" = v0.1.0`},
-		Timeout: durationpb.New(time.Second),
+		Timeout: durationpb.New(3 * time.Second),
 	}
 	runID := h.run(h.repo.CommitFiles("fix: anything", map[string]string{"greeting": "x\n"}), "main", pipeline)
 	fin := h.finished(runID)
-	want := "verification failed on production: " + strconv.Quote(prod.GetVerify().GetCommand()) + " exited with code 1 after 1s; rolled back production to v0.1.0" +
+	want := "verification failed on production: " + strconv.Quote(prod.GetVerify().GetCommand()) + " exited with code 1 after 3s; rolled back production to v0.1.0" +
 		"\nlast lines of verify:production:\n| checking v0.1.1\n| not healthy: v0.1.1"
 	if fin.GetOutcome() != releaseeventsv1.ReleaseOutcome_RELEASE_OUTCOME_FAILED || !fin.GetRolledBack() || fin.GetReason() != want {
 		t.Fatalf("ReleaseFinished = %v\nwant reason %q", fin, want)

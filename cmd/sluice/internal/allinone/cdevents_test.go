@@ -52,7 +52,7 @@ release:
       deploy: "true"
       verify:
         command: test ! -f FAIL_VERIFY
-        timeout: 1s
+        timeout: 3s
 `
 
 const junitPass = `<testsuites><testsuite name="api">
