@@ -10,8 +10,6 @@ import (
 
 	llsyscall "github.com/landlock-lsm/go-landlock/landlock/syscall"
 	"golang.org/x/sys/unix"
-
-	"github.com/sluicehq/sluice/platform/servicekit"
 )
 
 // Isolation modes.
@@ -91,9 +89,18 @@ type Isolation struct {
 	Env []string
 }
 
+// Flags is what RegisterFlags needs of a service's flags
+// (*servicekit.Flags). The package does not import servicekit: a step's
+// supervisor is the service's binary started again, and it starts sooner
+// the fewer packages initialize before this one (see supervisor.go).
+type Flags interface {
+	StringVar(p *string, name, usage string)
+	StringsVar(p *[]string, name, usage string)
+}
+
 // RegisterFlags registers step-isolation, step-read-paths,
 // step-write-paths and step-env.
-func (i *Isolation) RegisterFlags(f *servicekit.Flags) {
+func (i *Isolation) RegisterFlags(f Flags) {
 	f.StringVar(&i.Mode, "step-isolation", "how steps are kept from the platform: landlock (the step sandbox) or off (steps run as the service's user with its rights; trusted repositories only)")
 	f.StringsVar(&i.ReadPaths, "step-read-paths", "more paths steps may read and execute, besides the system's directories (a toolchain, for example)")
 	f.StringsVar(&i.WritePaths, "step-write-paths", "paths every step may write (caches shared by all repositories' runs)")
