@@ -3,6 +3,7 @@ package executor
 import (
 	"errors"
 	"fmt"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -135,6 +136,21 @@ func (i Isolation) Validate() error {
 
 // Sandboxed reports whether steps run in the sandbox.
 func (i Isolation) Sandboxed() bool { return i.Mode != IsolationOff }
+
+// GoToolchainRoot is the root (GOROOT) of the Go toolchain whose go command
+// is first on PATH, for a step-read-paths that lets steps build Go with it;
+// "" when there is none.
+func GoToolchainRoot() string {
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		return ""
+	}
+	real, err := filepath.EvalSymlinks(goBin)
+	if err != nil || !filepath.IsAbs(real) {
+		return ""
+	}
+	return filepath.Dir(filepath.Dir(real))
+}
 
 // Report is what Probe found.
 type Report struct {

@@ -17,21 +17,17 @@ import (
 // do not start from a cold cache. The module cache stays the run's own.
 func GoIsolation(t testing.TB) executor.Isolation {
 	t.Helper()
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		t.Fatalf("no go command on PATH: %v", err)
+	root := executor.GoToolchainRoot()
+	if root == "" {
+		t.Fatal("no go command on PATH")
 	}
-	real, err := filepath.EvalSymlinks(goBin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := exec.CommandContext(t.Context(), goBin, "env", "GOCACHE").Output()
+	out, err := exec.CommandContext(t.Context(), filepath.Join(root, "bin", "go"), "env", "GOCACHE").Output()
 	if err != nil {
 		t.Fatalf("go env GOCACHE: %v", err)
 	}
 	cache := strings.TrimSpace(string(out))
 	return executor.Isolation{
-		ReadPaths:  []string{filepath.Dir(filepath.Dir(real))},
+		ReadPaths:  []string{root},
 		WritePaths: []string{cache},
 		Env:        []string{"GOCACHE=" + cache},
 	}

@@ -18,7 +18,6 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -67,15 +66,10 @@ func DemoAllowEgress() []string { return []string{egress.Loopback, egress.Local}
 // to, which the bundled example builds and tests with. A service binary
 // allows none unless told (step-read-paths).
 func DemoReadPaths() []string {
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		return nil
+	if root := executor.GoToolchainRoot(); root != "" {
+		return []string{root}
 	}
-	real, err := filepath.EvalSymlinks(goBin)
-	if err != nil || !filepath.IsAbs(real) {
-		return nil
-	}
-	return []string{filepath.Dir(filepath.Dir(real))}
+	return nil
 }
 
 // Options configure the platform.
