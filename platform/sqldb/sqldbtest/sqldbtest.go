@@ -106,9 +106,17 @@ func postgresDatabase(t testing.TB) string {
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		if err := adminExec(ctx, raw, `DROP DATABASE IF EXISTS `+name+` WITH (FORCE)`); err != nil {
-			t.Errorf("drop test database %s: %v", name, err)
+		// FORCE cannot end a backend of a role the test's role is not a
+		// member of, such as an autovacuum worker that just started on the
+		// database: it is gone a moment later, so try again.
+		var err error
+		for range 10 {
+			if err = adminExec(ctx, raw, `DROP DATABASE IF EXISTS `+name+` WITH (FORCE)`); err == nil {
+				return
+			}
+			time.Sleep(300 * time.Millisecond)
 		}
+		t.Errorf("drop test database %s: %v", name, err)
 	})
 	u := *base
 	u.Path = "/" + name
