@@ -9,8 +9,9 @@ import (
 	"strings"
 	"sync"
 
-	llsyscall "github.com/landlock-lsm/go-landlock/landlock/syscall"
 	"golang.org/x/sys/unix"
+
+	"github.com/sluicehq/sluice/platform/executor/internal/supervisor"
 )
 
 // Isolation modes.
@@ -29,11 +30,7 @@ const (
 // (Linux 5.13) restricts the file system. Scoped signals and abstract
 // Unix sockets need ABI 6 (Linux 6.12); on older kernels the sandbox
 // works without them and Probe says so.
-const MinLandlockABI = 1
-
-// scopedABI is the first Landlock ABI that scopes signals and abstract
-// Unix sockets to the sandbox.
-const scopedABI = 6
+const MinLandlockABI = supervisor.MinABI
 
 // DefaultReadPaths are what a step may read and execute besides its
 // workspace, its home and Isolation.ReadPaths: the system's programs,
@@ -47,16 +44,10 @@ func DefaultReadPaths() []string {
 	}
 }
 
-// devWrite and devRead are the device files a step may use.
-var (
-	devWrite = []string{"/dev/null", "/dev/zero", "/dev/full", "/dev/tty"}
-	devRead  = []string{"/dev/random", "/dev/urandom"}
-)
-
 // Isolation says how Local keeps steps away from the platform.
 //
 // In IsolationLandlock mode each step starts under a small supervisor (the
-// service's own binary, started again; see the package's init) that
+// service's own binary, started again; see internal/supervisor) that
 //   - puts the step in a new session and becomes the reaper of everything
 //     it starts, so when the step's main process ends, every process it
 //     left behind (background jobs and setsid daemons too) is killed,
@@ -91,9 +82,8 @@ type Isolation struct {
 }
 
 // Flags is what RegisterFlags needs of a service's flags
-// (*servicekit.Flags). The package does not import servicekit: a step's
-// supervisor is the service's binary started again, and it starts sooner
-// the fewer packages initialize before this one (see supervisor.go).
+// (*servicekit.Flags), an interface so this package need not import
+// servicekit.
 type Flags interface {
 	StringVar(p *string, name, usage string)
 	StringsVar(p *[]string, name, usage string)
@@ -168,7 +158,7 @@ func (r Report) String() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "landlock ABI %d", r.ABI)
 	if !r.Scoped {
-		fmt.Fprintf(&b, " (no signal scoping before ABI %d: a step may signal processes of the service's user)", scopedABI)
+		fmt.Fprintf(&b, " (no signal scoping before ABI %d: a step may signal processes of the service's user)", supervisor.ScopedABI)
 	}
 	if r.Root {
 		b.WriteString("; steps run as root without capabilities")
@@ -178,14 +168,14 @@ func (r Report) String() string {
 
 // Probe checks that the kernel can run the sandbox.
 func Probe() (Report, error) {
-	abi, err := llsyscall.LandlockGetABIVersion()
+	abi, err := supervisor.ABI()
 	if err != nil || abi < MinLandlockABI {
 		if err == nil {
 			err = fmt.Errorf("ABI %d", abi)
 		}
 		return Report{}, fmt.Errorf("%w: this kernel cannot run the step sandbox (Landlock, Linux 5.13 or later with landlock in the lsm= list): %w; run steps on such a host, or set step-isolation=off to run them unisolated", ErrNoSandbox, err)
 	}
-	return Report{ABI: abi, Scoped: abi >= scopedABI, Root: unix.Geteuid() == 0}, nil
+	return Report{ABI: abi, Scoped: abi >= supervisor.ScopedABI, Root: unix.Geteuid() == 0}, nil
 }
 
 // ErrNoSandbox is returned when the sandbox cannot run here.

@@ -72,6 +72,7 @@ echo planted > %[2]s/planted || echo "write outside refused"
 echo mine > built.txt && cat built.txt
 echo cached > "$HOME/cache.txt" && echo "home $HOME"
 echo t > "$TMPDIR/t" && echo "tmp ok"
+mkdir a b && echo f > a/f && ln a/f b/f && mv a/f b/g && echo "linked and moved"
 `, db, data)
 	res, out := tryStep(t, l, executor.Spec{Command: script, Dir: ws, Home: ws + ".home"})
 	if res.ExitCode != 0 {
@@ -85,7 +86,7 @@ echo t > "$TMPDIR/t" && echo "tmp ok"
 	if _, err := os.Stat(filepath.Join(data, "planted")); err == nil {
 		t.Error("the step wrote into the data directory")
 	}
-	for _, want := range []string{"cannot open directory '../..'", "write outside refused", "mine", "home " + ws + ".home", "tmp ok"} {
+	for _, want := range []string{"cannot open directory '../..'", "write outside refused", "mine", "home " + ws + ".home", "tmp ok", "linked and moved"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}

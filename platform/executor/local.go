@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/sluicehq/sluice/platform/executor/internal/supervisor"
 	"github.com/sluicehq/sluice/platform/secretmask"
 )
 
@@ -320,7 +321,7 @@ func prepareHome(dir string) (home string, cleanup func(), err error) {
 // supervised is the command that runs spec under the supervisor (see
 // Isolation), and the pipe the supervisor reports on.
 func (l *Local) supervised(ctx context.Context, spec Spec, env []string, home string, grace time.Duration) (*exec.Cmd, *supervisorStatus, error) {
-	sup := supervisorSpec{
+	sup := supervisor.Spec{
 		Shell: l.shell(), Command: spec.Command, Dir: spec.Dir, Env: env,
 		Read:  l.Isolation.readPaths(),
 		Write: l.Isolation.writePaths(spec, home),
@@ -343,11 +344,11 @@ func (l *Local) supervised(ctx context.Context, spec Spec, env []string, home st
 	// /proc/self/exe is this very binary even if its file was replaced
 	// since the service started.
 	cmd := exec.CommandContext(ctx, "/proc/self/exe")
-	cmd.Args = []string{supervisorArg0}
+	cmd.Args = []string{supervisor.Arg0}
 	// GORACE: a binary built with the race detector (the services'
 	// tests) otherwise sleeps a second on exit, which every step would
 	// pay; other binaries ignore it.
-	cmd.Env = []string{supervisorEnv + "=" + supervisorMagic, "GORACE=atexit_sleep_ms=0"}
+	cmd.Env = []string{supervisor.EnvName + "=" + supervisor.EnvValue, "GORACE=atexit_sleep_ms=0"}
 	cmd.Dir = spec.Dir
 	cmd.ExtraFiles = []*os.File{specR, statusW}
 	// Its own session, so a terminal's signals do not reach the step; if

@@ -1,4 +1,18 @@
-package executor
+// Package supervisor is the step sandbox's supervisor: the service's own
+// binary started again, which confines itself and then runs one step.
+//
+// It imports only the standard library and golang.org/x/sys/unix, on
+// purpose. Go initializes packages in import-path order as soon as their
+// imports are initialized, so this package's init, which recognises a
+// supervisor and never returns from it, runs before the service's heavy
+// packages (protobuf descriptors, validation rules, NATS, SQL drivers),
+// which all wait for google.golang.org/protobuf. A supervisor that waited
+// for them would cost every step ~25 ms of initialization it never uses.
+// That is also why Landlock is spoken here with its three system calls
+// (landlock.go) rather than through a library that applies rules to every
+// thread with libpsx: the step inherits the rules of the one thread that
+// starts it, and that thread is all that needs them.
+package supervisor
 
 import (
 	"encoding/json"
@@ -13,43 +27,46 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/landlock-lsm/go-landlock/landlock"
 	"golang.org/x/sys/unix"
 )
 
-// The supervisor is the service's own binary started again with argv
-// [supervisorArg0] and only supervisorEnv in its environment; the init
-// below recognises it before anything else of the program runs. It reads
-// a supervisorSpec from fd 3 and reports on fd 4: "error: <why>" when the
-// step could not start, else "exit <code>" or "signal <number>" when the
-// step's main process has ended and everything it left is gone.
+// The supervisor is started with argv [Arg0] and EnvName=EnvValue in its
+// environment; the init below recognises it before anything else of the
+// program runs. It reads a Spec (JSON) from fd SpecFD and reports on fd
+// StatusFD: "error: <why>" when the step could not start, else "exit
+// <code>" or "signal <number>" when the step's main process has ended and
+// everything it left is gone.
 const (
-	supervisorArg0  = "sluice-step-supervisor"
-	supervisorEnv   = "SLUICE_STEP_SUPERVISOR"
-	supervisorMagic = "v1"
-	specFD          = 3
-	statusFD        = 4
-	// maxSpec bounds what the supervisor reads from fd 3.
+	Arg0     = "sluice-step-supervisor"
+	EnvName  = "SLUICE_STEP_SUPERVISOR"
+	EnvValue = "v1"
+	SpecFD   = 3
+	StatusFD = 4
+	// maxSpec bounds what the supervisor reads from SpecFD.
 	maxSpec = 64 << 20
 	// sweepFor bounds how long the supervisor keeps killing what a step
 	// left; a step forking faster than it kills is reported.
 	sweepFor = 10 * time.Second
 )
 
-// supervisorSpec is what the supervisor needs to run one step.
-type supervisorSpec struct {
-	Shell   string        `json:"shell"`
-	Command string        `json:"command"`
-	Dir     string        `json:"dir"`
-	Env     []string      `json:"env"`
-	Read    []string      `json:"read"`
-	Write   []string      `json:"write"`
-	Keep    bool          `json:"keep"`
-	Grace   time.Duration `json:"grace"`
+// Spec is what the supervisor needs to run one step.
+type Spec struct {
+	Shell   string   `json:"shell"`
+	Command string   `json:"command"`
+	Dir     string   `json:"dir"`
+	Env     []string `json:"env"`
+	// Read are the directories the step may read and execute; Write
+	// those it may also change.
+	Read  []string `json:"read"`
+	Write []string `json:"write"`
+	// Keep leaves the processes the step started running when it ends,
+	// and lets it signal processes outside its sandbox.
+	Keep  bool          `json:"keep"`
+	Grace time.Duration `json:"grace"`
 }
 
 func init() {
-	if len(os.Args) == 1 && os.Args[0] == supervisorArg0 && os.Getenv(supervisorEnv) == supervisorMagic {
+	if len(os.Args) == 1 && os.Args[0] == Arg0 && os.Getenv(EnvName) == EnvValue {
 		os.Exit(supervise())
 	}
 }
@@ -57,28 +74,31 @@ func init() {
 // supervise runs the supervisor and returns its exit code; the service
 // reads the outcome from the status pipe, not from the code.
 func supervise() int {
-	// The step is started from this thread, whose credentials it inherits:
-	// the capabilities are dropped here (see dropCapabilities).
+	// The step is started from this thread, whose credentials and
+	// Landlock domain it inherits: both are set on this thread only.
 	runtime.LockOSThread()
-	unix.CloseOnExec(specFD)
-	unix.CloseOnExec(statusFD)
-	status := os.NewFile(statusFD, "status")
+	unix.CloseOnExec(SpecFD)
+	unix.CloseOnExec(StatusFD)
+	status := os.NewFile(StatusFD, "status")
 	defer status.Close()
 	report := func(format string, args ...any) int {
 		fmt.Fprintf(status, format+"\n", args...)
 		return 0
 	}
-	var spec supervisorSpec
-	specFile := os.NewFile(specFD, "spec")
+	var spec Spec
+	specFile := os.NewFile(SpecFD, "spec")
 	err := json.NewDecoder(io.LimitReader(specFile, maxSpec)).Decode(&spec)
 	_ = specFile.Close()
 	if err != nil {
 		return report("error: step sandbox: read the step: %v", err)
 	}
 	// Signals first: a stop that arrives while the sandbox is being set up
-	// is handled once the step runs (it is then stopped at once).
+	// is handled once the step runs (it is then stopped at once); a child
+	// that ends is reaped when SIGCHLD says so.
 	stop := make(chan os.Signal, 1)
 	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	children := make(chan os.Signal, 1)
+	signal.Notify(children, syscall.SIGCHLD)
 	if err := confine(spec); err != nil {
 		return report("error: step sandbox: %v", err)
 	}
@@ -95,7 +115,7 @@ func supervise() int {
 	if err != nil {
 		return report("error: %v", err)
 	}
-	ended := reap(proc.Pid)
+	ended := reap(proc.Pid, children)
 	select {
 	case ws := <-ended:
 		if !spec.Keep {
@@ -117,9 +137,9 @@ func supervise() int {
 }
 
 // confine makes this process the reaper of what the step starts, drops
-// its capabilities when it runs as root and applies the Landlock rules
-// the step inherits.
-func confine(spec supervisorSpec) error {
+// this thread's capabilities when it runs as root and applies the Landlock
+// rules the step inherits.
+func confine(spec Spec) error {
 	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
 		return fmt.Errorf("become the step's reaper: %w", err)
 	}
@@ -128,25 +148,7 @@ func confine(spec supervisorSpec) error {
 			return err
 		}
 	}
-	rules := []landlock.Rule{
-		landlock.RODirs(spec.Read...).IgnoreIfMissing(),
-		landlock.RWDirs(spec.Write...),
-		landlock.RWFiles(devWrite...).IgnoreIfMissing(),
-		landlock.ROFiles(devRead...).IgnoreIfMissing(),
-	}
-	if err := landlock.V11.BestEffort().RestrictPaths(rules...); err != nil {
-		return fmt.Errorf("landlock: %w", err)
-	}
-	if !spec.Keep {
-		// A step whose processes may stay (a deploy that starts a service
-		// on this host) must be able to stop the ones an earlier deploy
-		// left, which run in another sandbox: only other steps keep
-		// signal scoping.
-		if err := landlock.V11.BestEffort().RestrictScoped(); err != nil {
-			return fmt.Errorf("landlock scoping: %w", err)
-		}
-	}
-	return nil
+	return restrictThread(spec.Read, spec.Write, !spec.Keep)
 }
 
 // dropCapabilities leaves this thread, and so the step it starts, without
@@ -174,23 +176,25 @@ func dropCapabilities() error {
 	return nil
 }
 
-// reap waits for every child (the step's main process and whatever is
-// left to this reaper) and sends the main process's status once.
-func reap(main int) <-chan unix.WaitStatus {
+// reap collects every child (the step's main process and whatever is left
+// to this reaper) each time SIGCHLD arrives, and sends the main process's
+// status once.
+func reap(main int, children <-chan os.Signal) <-chan unix.WaitStatus {
 	ended := make(chan unix.WaitStatus, 1)
 	go func() {
-		for {
-			var ws unix.WaitStatus
-			pid, err := unix.Wait4(-1, &ws, 0, nil)
-			switch {
-			case errors.Is(err, unix.EINTR):
-				continue
-			case err != nil:
-				// ECHILD: nothing left to wait for until the next child.
-				time.Sleep(10 * time.Millisecond)
-				continue
-			case pid == main:
-				ended <- ws
+		for range children {
+			for {
+				var ws unix.WaitStatus
+				pid, err := unix.Wait4(-1, &ws, unix.WNOHANG, nil)
+				if errors.Is(err, unix.EINTR) {
+					continue
+				}
+				if err != nil || pid <= 0 {
+					break // ECHILD, or nobody else has ended yet
+				}
+				if pid == main {
+					ended <- ws
+				}
 			}
 		}
 	}()
