@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/sluicehq/sluice/platform/auth"
+	"github.com/sluicehq/sluice/platform/tlsconfig"
 	"github.com/sluicehq/sluice/proto/gen/sluice/build/v1/buildv1connect"
 	"github.com/sluicehq/sluice/proto/gen/sluice/notify/v1/notifyv1connect"
 	"github.com/sluicehq/sluice/proto/gen/sluice/release/v1/releasev1connect"
@@ -94,7 +95,7 @@ func (a *App) Run(ctx context.Context, args []string) int {
 	if next == nil {
 		next = http.DefaultTransport
 	}
-	guarded.Transport = guardedTransport{next: next, allowed: func() bool { return s.plainHTTP }}
+	guarded.Transport = tlsconfig.GuardPlainHTTP(next, plainHTTPHint, func() bool { return s.plainHTTP })
 	s.base = &guarded
 	authed := *s.base
 	authed.Transport = auth.WithSecret(s.base.Transport, sync.OnceValue(s.secret))
@@ -237,7 +238,7 @@ talks to it over its API.`,
 	pf.StringVar(&s.caFile, "ca-file", a.Getenv("SLUICE_CA_FILE"),
 		"CA bundle (PEM) that the platform's https:// certificate is checked against ($SLUICE_CA_FILE); default the system's roots")
 	pf.BoolVar(&s.plainHTTP, "allow-plain-http", a.Getenv("SLUICE_ALLOW_PLAIN_HTTP") == "1",
-		"send the token over plain http:// to a host other than this machine ($SLUICE_ALLOW_PLAIN_HTTP=1); anyone on the network path can read it")
+		"send the token and calls over plain http:// to a host other than this machine ($SLUICE_ALLOW_PLAIN_HTTP=1); anyone on the network path can read them")
 	pf.VarP(&s.output, "output", "o", "text or json")
 	_ = root.RegisterFlagCompletionFunc("output", cobra.FixedCompletions([]string{"text", "json"}, cobra.ShellCompDirectiveNoFileComp))
 	root.Flags().BoolP("version", "v", false, "Show sluice's version")

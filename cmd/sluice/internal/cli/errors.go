@@ -11,6 +11,8 @@ import (
 	"connectrpc.com/connect"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+
+	"github.com/sluicehq/sluice/platform/tlsconfig"
 )
 
 // usageError is a command line mistake: exit code 2, and a pointer to the
@@ -173,7 +175,7 @@ var (
 // no proto field names, no regular expressions, nothing from the server
 // that a terminal would act on.
 func (s *session) describe(cmd *cobra.Command, err error) string {
-	var plain *plainHTTPError
+	var plain *tlsconfig.PlainHTTPError
 	if errors.As(err, &plain) {
 		return plain.Error()
 	}

@@ -72,17 +72,20 @@ func (c *countingTransport) RoundTrip(*http.Request) (*http.Response, error) {
 	return nil, http.ErrHandlerTimeout
 }
 
-// A token never goes over plain http:// to another machine unless the
-// user allows it; loopback is this machine.
+// A token, or a call without one (whose body may hold a secret), never
+// goes over plain http:// to another machine unless the user allows it;
+// loopback is this machine.
 func TestNoTokenOverPlainHTTPAcrossTheNetwork(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
 		server string
 		env    map[string]string
-		args   []string
-		sent   bool
+		args    []string
+		noToken bool
+		sent    bool
 	}{
 		{server: "http://ci.example.com:8080", sent: false},
+		{server: "http://ci.example.com:8080", noToken: true, sent: false},
 		{server: "http://10.1.2.3:8080", sent: false},
 		{server: "http://10.1.2.3:8080", args: []string{"--allow-plain-http"}, sent: true},
 		{server: "http://10.1.2.3:8080", env: map[string]string{"SLUICE_ALLOW_PLAIN_HTTP": "1"}, sent: true},
@@ -96,6 +99,9 @@ func TestNoTokenOverPlainHTTPAcrossTheNetwork(t *testing.T) {
 		for k, v := range tc.env {
 			env[k] = v
 		}
+		if tc.noToken {
+			delete(env, "SLUICE_TOKEN")
+		}
 		app := newApp(env, &strings.Builder{}, &strings.Builder{})
 		app.HTTPClient = &http.Client{Transport: tr}
 		var errOut strings.Builder
@@ -104,7 +110,7 @@ func TestNoTokenOverPlainHTTPAcrossTheNetwork(t *testing.T) {
 		if sent := tr.n.Load() > 0; sent != tc.sent || code != 1 {
 			t.Errorf("%s %v %v: sent %v (want %v), exit %d, stderr %q", tc.server, tc.env, tc.args, sent, tc.sent, code, errOut.String())
 		}
-		if !tc.sent && !strings.Contains(errOut.String(), "refusing to send a token over plain http://") {
+		if !tc.sent && !strings.Contains(errOut.String(), "refusing to send a credential over plain http://") {
 			t.Errorf("%s: stderr %q does not say why", tc.server, errOut.String())
 		}
 	}
