@@ -78,8 +78,8 @@ func (c *countingTransport) RoundTrip(*http.Request) (*http.Response, error) {
 func TestNoTokenOverPlainHTTPAcrossTheNetwork(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
-		server string
-		env    map[string]string
+		server  string
+		env     map[string]string
 		args    []string
 		noToken bool
 		sent    bool
