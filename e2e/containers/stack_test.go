@@ -372,6 +372,11 @@ func (s *Stack) ServiceEnv(svc string) []string {
 	case "build":
 		env = append(env, p+"WORKERS=2", p+"SOURCE_URL="+s.internalURL("source"))
 	}
+	if svc == "build" || svc == "test" || svc == "release" {
+		// This stack runs without TLS on a network the test made for it
+		// (the Compose file runs with it).
+		env = append(env, p+"ALLOW_PLAIN_HTTP=true")
+	}
 	if s.opts.GoToolchain && (svc == "build" || svc == "test") {
 		env = append(env, "GOFLAGS=-mod=mod", "GOTOOLCHAIN=local", "CGO_ENABLED=0")
 	}

@@ -63,7 +63,7 @@ const RefreshEvery = 10 * time.Minute
 
 // WithSecret returns base (http.DefaultTransport when nil) sending
 // `Authorization: Bearer <secret()>` with every request that has no
-// Authorization header of its own.
+// Authorization header of its own, and refusing to follow a redirect.
 func WithSecret(base http.RoundTripper, secret func() string) http.RoundTripper {
 	if base == nil {
 		base = http.DefaultTransport
@@ -77,6 +77,16 @@ type bearer struct {
 }
 
 func (b bearer) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.Response != nil {
+		// http.Client follows a redirect by calling the transport again
+		// with the response that asked for it; the credential added here
+		// would go wherever the Location points. Sluice's APIs never
+		// redirect: a redirect is a proxy or an attacker.
+		if req.Body != nil {
+			_ = req.Body.Close()
+		}
+		return nil, fmt.Errorf("%s redirected the call to %s: a call that carries a credential does not follow redirects", req.Response.Request.URL.Host, req.URL.Redacted())
+	}
 	if req.Header.Get("Authorization") == "" {
 		if secret := b.secret(); secret != "" {
 			req = req.Clone(req.Context())

@@ -122,7 +122,9 @@ func Module(spec Spec, opts ...fx.Option) fx.Option {
 				return audit.NewRecorder(spec.Name, db, relay, log)
 			},
 			func() (*egress.Policy, error) { return spec.Settings.Egress(spec.Name) },
-			newCallTransport,
+			func(lc fx.Lifecycle, id *auth.ServiceIdentity, trust *tlsconfig.Client) CallTransport {
+				return newCallTransport(lc, spec, id, trust)
+			},
 		),
 		fx.Options(opts...),
 		fx.Invoke(func(p runParams) error { return run(spec, p) }),
@@ -131,15 +133,23 @@ func Module(spec Spec, opts ...fx.Option) fx.Option {
 
 // CallTransport is the transport of a service's calls to other Sluice
 // services (its source-url): over https it trusts what the process trusts
-// (its tls-ca-file, or the system's roots), and each call carries the
-// service's own identity. Its idle connections close when the service
+// (its tls-ca-file, or the system's roots), each call carries the
+// service's own identity, and a call over plain http:// to a host other
+// than loopback is refused unless allow-plain-http is set. Its idle connections close when the service
 // stops.
 type CallTransport http.RoundTripper
 
-func newCallTransport(lc fx.Lifecycle, id *auth.ServiceIdentity, trust *tlsconfig.Client) CallTransport {
+func newCallTransport(lc fx.Lifecycle, spec Spec, id *auth.ServiceIdentity, trust *tlsconfig.Client) CallTransport {
 	t := trust.Transport()
 	lc.Append(fx.StopHook(t.CloseIdleConnections))
-	return id.Transport(t)
+	allowed := spec.Settings.AllowPlainHTTP
+	return id.Transport(tlsconfig.GuardPlainHTTP(t, PlainHTTPHint(spec.Name), func() bool { return allowed }))
+}
+
+// PlainHTTPHint is what a call refused for going over plain http:// tells
+// the operator of service.
+func PlainHTTPHint(service string) string {
+	return "give source-url an https:// URL (and tls-ca-file its CA), or set allow-plain-http ($" + EnvName(service, "allow-plain-http") + "=true) on a network you trust"
 }
 
 // newDB makes the service's database handle; it is opened and migrated on

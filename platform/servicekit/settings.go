@@ -31,6 +31,10 @@ type Settings struct {
 	// local repositories; ssh and git for those protocols). Empty, the
 	// default, allows none of them.
 	AllowEgress []string
+	// AllowPlainHTTP lets the service call other Sluice services (its
+	// source-url) over plain http:// on a host other than loopback, where
+	// its identity and the secrets it fetches cross the network readable.
+	AllowPlainHTTP bool
 }
 
 // RegisterFlags registers the settings as --data-dir, --database-url and
@@ -41,6 +45,7 @@ func (s *Settings) RegisterFlags(f *Flags) {
 	f.IntVar(&s.NATSReplicas, "nats-replicas", fmt.Sprintf("replicas of the streams and object stores the service creates (1 to %d; 3 on a 3-node cluster; 0 keeps the declared count)", natsprovision.MaxReplicas))
 	f.StringsVar(&s.AllowEgress, "allow-egress", "comma-separated addresses a webhook, verify.http or repository URL may reach beside public ones: CIDR prefixes, addresses, "+
 		strings.Join([]string{egress.Loopback, egress.Private, egress.LinkLocal}, ", ")+"; "+egress.Local+" for local repositories; "+egress.SSH+" and "+egress.Git+" for those protocols (unchecked)")
+	f.BoolVar(&s.AllowPlainHTTP, "allow-plain-http", "call other Sluice services (source-url) over plain http:// on a host other than this machine, where the service's identity and the secrets it fetches can be read on the network")
 }
 
 // WithDefaults returns s with DataDir made absolute and DatabaseURL

@@ -19,6 +19,7 @@ import (
 	"connectrpc.com/connect"
 
 	"github.com/sluicehq/sluice/platform/gitauth"
+	"github.com/sluicehq/sluice/platform/tlsconfig"
 	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
 	"github.com/sluicehq/sluice/proto/gen/sluice/source/v1/sourcev1connect"
 )
@@ -162,16 +163,23 @@ func (s Set) Values() []string {
 const DefaultSourceURL = "http://127.0.0.1:8081"
 
 // CheckSourceURL refuses a source-url setting that is not an http:// or
-// https:// URL; empty is allowed only when required is false.
-func CheckSourceURL(sourceURL string, required bool) error {
+// https:// URL, or that is plain http:// to a host other than loopback
+// unless allowPlainHTTP (the service's identity and the secrets it fetches
+// would cross the network readable); empty is allowed only when required
+// is false.
+func CheckSourceURL(sourceURL string, required, allowPlainHTTP bool) error {
 	if sourceURL == "" {
 		if required {
 			return errors.New("source-url is required")
 		}
 		return nil
 	}
-	if u, err := url.Parse(sourceURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+	u, err := url.Parse(sourceURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return fmt.Errorf("source-url %q is not an http:// or https:// URL", sourceURL)
+	}
+	if tlsconfig.PlainText(u) && !allowPlainHTTP {
+		return fmt.Errorf("source-url %q is plain http:// to another machine: the service's identity and the secrets it fetches would be readable on the network; use https:// or set allow-plain-http", sourceURL)
 	}
 	return nil
 }

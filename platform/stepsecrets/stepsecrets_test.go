@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -91,5 +92,27 @@ func TestResolveOverHTTPS(t *testing.T) {
 	var verify *tls.CertificateVerificationError
 	if !errors.As(err, &verify) {
 		t.Fatalf("without the CA: %v, want a certificate verification error", err)
+	}
+}
+
+func TestCheckSourceURL(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		url             string
+		required, plain bool
+		want            string
+	}{
+		{url: "", required: false},
+		{url: "", required: true, want: "source-url is required"},
+		{url: "ftp://source", want: "not an http:// or https:// URL"},
+		{url: "http://127.0.0.1:8081"},
+		{url: "https://source:8081"},
+		{url: "http://source:8081", want: "plain http:// to another machine"},
+		{url: "http://source:8081", plain: true},
+	} {
+		err := stepsecrets.CheckSourceURL(tc.url, tc.required, tc.plain)
+		if (err == nil) != (tc.want == "") || (err != nil && !strings.Contains(err.Error(), tc.want)) {
+			t.Errorf("%+v: %v", tc, err)
+		}
 	}
 }

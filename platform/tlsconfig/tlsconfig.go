@@ -14,6 +14,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -23,10 +24,42 @@ import (
 )
 
 // MinVersion is the oldest TLS version any Sluice listener or client
-// speaks: TLS 1.2, whose cipher suites Go limits to ECDHE with AEAD, so
-// that load balancers, Prometheus and grpcurl builds that lack 1.3 still
-// connect. Go negotiates 1.3 with every peer that has it.
+// speaks: TLS 1.2, limited to CipherSuites, so that load balancers,
+// Prometheus and grpcurl builds that lack 1.3 still connect. Go negotiates
+// 1.3 with every peer that has it (its suites are not configurable, and
+// all AEAD).
 const MinVersion = tls.VersionTLS12
+
+// CipherSuites are the TLS 1.2 suites Sluice accepts: forward secrecy
+// (ECDHE) and AEAD only. Go's defaults also allow CBC with SHA-1.
+var CipherSuites = []uint16{
+	tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+	tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+	tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+	tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+	tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+	tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+}
+
+// maxPEMFile bounds a certificate, key or CA bundle file read from disk.
+const maxPEMFile = 1 << 20
+
+// readPEMFile reads a PEM file of at most maxPEMFile bytes.
+func readPEMFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxPEMFile+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > maxPEMFile {
+		return nil, fmt.Errorf("%s is larger than %d bytes", path, maxPEMFile)
+	}
+	return b, nil
+}
 
 // KeyPair is a certificate and its key read from two PEM files, read
 // again when either file changes (its modification time or size): each
@@ -87,7 +120,15 @@ func (k *KeyPair) stat() (fileStamp, error) {
 }
 
 func (k *KeyPair) load() (*tls.Certificate, error) {
-	cert, err := tls.LoadX509KeyPair(k.certFile, k.keyFile)
+	certPEM, err := readPEMFile(k.certFile)
+	if err != nil {
+		return nil, fmt.Errorf("tls: load %s: %w", k.certFile, err)
+	}
+	keyPEM, err := readPEMFile(k.keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("tls: load %s: %w", k.keyFile, err)
+	}
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
 	if err != nil {
 		return nil, fmt.Errorf("tls: load %s and %s: %w", k.certFile, k.keyFile, err)
 	}
@@ -123,7 +164,7 @@ func (k *KeyPair) Certificate() (*tls.Certificate, error) {
 	return k.cert, nil
 }
 
-// leaf is the certificate's parsed leaf (LoadX509KeyPair sets it).
+// leaf is the certificate's parsed leaf (X509KeyPair sets it).
 func leaf(c *tls.Certificate) *x509.Certificate {
 	if c.Leaf != nil {
 		return c.Leaf
@@ -146,8 +187,9 @@ func (k *KeyPair) isCurrent(raw []byte) bool {
 // h2).
 func ServerConfig(k *KeyPair) *tls.Config {
 	return &tls.Config{
-		MinVersion: MinVersion,
-		NextProtos: []string{"h2", "http/1.1"},
+		MinVersion:   MinVersion,
+		CipherSuites: CipherSuites,
+		NextProtos:   []string{"h2", "http/1.1"},
 		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 			return k.Certificate()
 		},
@@ -183,7 +225,7 @@ type ClientOptions struct {
 func NewClient(o ClientOptions) (*Client, error) {
 	c := &Client{own: o.Own, cert: o.Certificate}
 	if o.CAFile != "" {
-		pem, err := os.ReadFile(o.CAFile)
+		pem, err := readPEMFile(o.CAFile)
 		if err != nil {
 			return nil, fmt.Errorf("tls ca file: %w", err)
 		}
@@ -198,7 +240,7 @@ func NewClient(o ClientOptions) (*Client, error) {
 // Config is the client's TLS configuration (a new one each call), which
 // verifies servers against the CA bundle or the system's roots.
 func (c *Client) Config() *tls.Config {
-	cfg := &tls.Config{MinVersion: MinVersion}
+	cfg := &tls.Config{MinVersion: MinVersion, CipherSuites: CipherSuites}
 	if c == nil {
 		return cfg
 	}

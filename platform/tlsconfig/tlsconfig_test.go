@@ -298,3 +298,52 @@ func TestBadFilesAreRefused(t *testing.T) {
 		t.Fatalf("a missing key file: %v", err)
 	}
 }
+
+// TLS 1.2 is spoken with forward secrecy and AEAD only: a client that
+// offers nothing else than CBC suites is refused, one with GCM connects.
+func TestOnlyAEADSuitesOverTLS12(t *testing.T) {
+	t.Parallel()
+	ca := newCA(t)
+	dir := t.TempDir()
+	certFile, keyFile := issue(t, ca, dir, "server", "127.0.0.1")
+	pair, err := tlsconfig.LoadKeyPair(certFile, keyFile, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := serve(t, tlsconfig.ServerConfig(pair))
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(ca.PEM)
+	dial := func(suites ...uint16) error {
+		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+		defer cancel()
+		c, err := (&tls.Dialer{Config: &tls.Config{
+			RootCAs: roots, ServerName: "127.0.0.1", MaxVersion: tls.VersionTLS12, CipherSuites: suites,
+		}}).DialContext(ctx, "tcp", addr)
+		if err == nil {
+			_ = c.Close()
+		}
+		return err
+	}
+	for _, cbc := range []uint16{tls.TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA, tls.TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA, tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256} {
+		if err := dial(cbc); err == nil {
+			t.Errorf("a TLS 1.2 client with only %s connected", tls.CipherSuiteName(cbc))
+		}
+	}
+	if err := dial(tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256); err != nil {
+		t.Errorf("a TLS 1.2 client with GCM: %v", err)
+	}
+}
+
+func TestHugeFilesAreRefused(t *testing.T) {
+	t.Parallel()
+	huge := filepath.Join(t.TempDir(), "huge.pem")
+	if err := os.WriteFile(huge, bytes.Repeat([]byte("A"), 2<<20), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tlsconfig.NewClient(tlsconfig.ClientOptions{CAFile: huge}); err == nil || !strings.Contains(err.Error(), "larger than") {
+		t.Errorf("a 2 MiB CA file: %v", err)
+	}
+	if _, err := tlsconfig.LoadKeyPair(huge, huge, nil); err == nil || !strings.Contains(err.Error(), "larger than") {
+		t.Errorf("a 2 MiB certificate: %v", err)
+	}
+}

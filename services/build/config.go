@@ -96,7 +96,7 @@ func (c Config) WithDefaults() Config {
 // Validate refuses a configuration the service cannot run with, naming the
 // setting. Call it on WithDefaults' result.
 func (c Config) Validate() error {
-	errs := []error{c.Settings.Validate(), c.Isolation.Validate(), stepsecrets.CheckSourceURL(c.SourceURL, false)}
+	errs := []error{c.Settings.Validate(), c.Isolation.Validate(), stepsecrets.CheckSourceURL(c.SourceURL, false, c.AllowPlainHTTP)}
 	if c.Workers < 1 {
 		errs = append(errs, fmt.Errorf("workers is %d; it must be at least 1", c.Workers))
 	}

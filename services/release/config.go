@@ -116,7 +116,7 @@ func (c Config) WithDefaults() Config {
 // setting. Call it on WithDefaults' result.
 func (c Config) Validate() error {
 	errs := []error{c.Settings.Validate(), c.Isolation.Validate()}
-	if err := stepsecrets.CheckSourceURL(c.SourceURL, true); err != nil {
+	if err := stepsecrets.CheckSourceURL(c.SourceURL, true, c.AllowPlainHTTP); err != nil {
 		errs = append(errs, err)
 	}
 	if c.Workers < 1 {
