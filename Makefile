@@ -55,7 +55,7 @@ VERSION := $(shell git describe --tags --always --dirty 2>/dev/null || echo 0.0.
 COMMIT  := $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 VERSION_LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
-.PHONY: dev-certs k8s-dev-certs all run build test test-short test-postgres test-containers bench lint vet tools proto-deps generate generate-nats generate-check proto-lint breaking tidy tidy-check build-gowork-off k8s-check k8s-generate vulncheck ci clean images images-clean image-host-packages
+.PHONY: dev-certs k8s-dev-certs all run build test test-clean test-short test-postgres test-containers bench lint vet tools proto-deps generate generate-nats generate-check proto-lint breaking tidy tidy-check build-gowork-off k8s-check k8s-generate vulncheck ci clean images images-clean image-host-packages
 
 all: build
 
@@ -75,9 +75,10 @@ STORE_PKGS := ./platform/... $(addsuffix /...,$(addprefix ./,$(SERVICE_DIRS)))
 CONTAINER_PKGS := ./e2e/containers/
 
 ## test: every test of every module (SQLite), the store-dependent ones again on PostgreSQL,
-## then the container scenarios. Builds the images first when Docker is reachable.
+## then the container scenarios. Builds the images first when Docker is reachable, and first
+## removes what an earlier, killed run left (test-clean).
 ## PostgreSQL comes from $$SLUICE_TEST_POSTGRES_URL, else scripts/test-postgres starts one (as root).
-test: build $(BIN)/nats-server
+test: test-clean build $(BIN)/nats-server
 	@if timeout 20 docker version >/dev/null 2>&1; then $(MAKE) --no-print-directory images; else echo "test: Docker is not reachable, so the image and container tests will skip"; fi
 	@url="$${SLUICE_TEST_POSTGRES_URL:-$$(scripts/test-postgres || echo)}"; \
 	if [ -z "$$url" ]; then echo "make test: no PostgreSQL; its cases are skipped (set SLUICE_TEST_POSTGRES_URL)"; fi; \
@@ -91,8 +92,13 @@ test-postgres: $(BIN)/nats-server
 	SLUICE_TEST_POSTGRES_URL="$${SLUICE_TEST_POSTGRES_URL:-$$(scripts/test-postgres)}" SLUICE_TEST_STORE=postgres \
 		go test $(TEST_FLAGS) $(STORE_PKGS)
 
+## test-clean: remove the containers, networks and volumes of earlier test runs that were killed
+## (labelled by the tests with the pid of their process; a run still going keeps its own).
+test-clean:
+	@scripts/test-clean
+
 ## test-containers: the end-to-end scenarios with every service in its own container (needs `make images`).
-test-containers:
+test-containers: test-clean
 	go test -v -count=1 -timeout 45m $(CONTAINER_PKGS)
 
 ## bench: the platform overhead benchmark (prints p50/p95 and runs/s, and each against a floor measured in the same run), the cost of authorization per request (p50/p99 with and without it), and the secret masker's throughput on a 100 MB log with 50 secrets (MB/s).

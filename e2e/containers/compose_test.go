@@ -3,8 +3,6 @@ package containers
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -29,9 +27,7 @@ func TestComposeStackRunsAPipeline(t *testing.T) {
 	if err != nil {
 		t.Fatalf("docker-compose is not installed: %v", err)
 	}
-	var b [4]byte
-	_, _ = rand.Read(b[:])
-	project := "sluicee2e" + hex.EncodeToString(b[:])
+	project := e2ekit.ComposeProject()
 	dir := t.TempDir()
 	repos := filepath.Join(dir, "repos")
 	e2ekit.NewGitRepo(t, filepath.Join(repos, "shell"), map[string]string{".sluice.yaml": shellPipeline, "VERSION": "1\n"})

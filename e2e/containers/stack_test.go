@@ -113,7 +113,7 @@ func StartStack(t *testing.T, opts StackOptions) *Stack {
 	}
 	t.Cleanup(func() { _ = os.RemoveAll(dir) })
 	start := time.Now()
-	s.net, err = pool.CreateNetwork(s.name)
+	s.net, err = pool.CreateNetwork(s.name, func(o *docker.CreateNetworkOptions) { o.Labels = e2ekit.TestLabels() })
 	if err != nil {
 		t.Fatalf("create network: %v", err)
 	}
@@ -166,7 +166,7 @@ func (s *Stack) run(opts *dockertest.RunOptions, aliases ...string) *dockertest.
 		Name: opts.Name,
 		Config: &docker.Config{
 			Hostname: opts.Hostname, Image: opts.Repository + ":" + opts.Tag, Env: opts.Env, Cmd: opts.Cmd,
-			ExposedPorts: exposed, Labels: opts.Labels,
+			ExposedPorts: exposed, Labels: e2ekit.TestLabels(),
 		},
 		HostConfig: &docker.HostConfig{
 			Binds: opts.Mounts, PortBindings: opts.PortBindings, Init: true,

@@ -25,6 +25,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/sluicehq/sluice/e2e/internal/e2ekit"
 )
 
 const (
@@ -112,9 +114,13 @@ func gitOr(ctx context.Context, fallback string, args ...string) string {
 // dockerTimeout bounds one docker command.
 const dockerTimeout = 2 * time.Minute
 
-// docker runs the docker CLI and returns its stdout, stderr and error.
+// docker runs the docker CLI and returns its stdout, stderr and error. A
+// container it runs carries the tests' labels (e2ekit.TestLabels).
 func docker(t *testing.T, args ...string) (string, string, error) {
 	t.Helper()
+	if len(args) > 0 && args[0] == "run" {
+		args = append(append([]string{"run"}, e2ekit.TestLabelArgs()...), args[1:]...)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), dockerTimeout)
 	defer cancel()
 	var out, errOut bytes.Buffer

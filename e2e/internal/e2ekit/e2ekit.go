@@ -5,6 +5,8 @@ package e2ekit
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -141,4 +144,39 @@ func AcceptsTokenVia(client *http.Client, baseURL, svc, token string) error {
 		return fmt.Errorf("%w: %s answered %s", ErrTokenNotAccepted, svc, resp.Status)
 	}
 	return nil
+}
+
+// The labels every container, network and volume a test makes carries, so
+// that `make test-clean` (scripts/test-clean, which `make test` runs first)
+// finds what a killed run left: TestLabel marks it as the tests', and
+// TestOwnerLabel names the test process that made it, which must be gone
+// before its leftovers are removed (two suites may run at once).
+const (
+	TestLabel      = "org.sluicehq.sluice.test"
+	TestOwnerLabel = "org.sluicehq.sluice.test.owner"
+)
+
+// TestLabels are the labels of what this test process makes.
+func TestLabels() map[string]string {
+	return map[string]string{TestLabel: "e2e", TestOwnerLabel: strconv.Itoa(os.Getpid())}
+}
+
+// TestLabelArgs are TestLabels as `docker run`/`docker network create`
+// arguments.
+func TestLabelArgs() []string {
+	var args []string
+	for k, v := range TestLabels() {
+		args = append(args, "--label", k+"="+v)
+	}
+	return args
+}
+
+// ComposeProject is a fresh Compose project name that says which test
+// process made it (docker-compose labels its containers, networks and
+// volumes with the project, and the committed file cannot carry a test's
+// labels): sluicee2e-<pid>-<random>.
+func ComposeProject() string {
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return fmt.Sprintf("sluicee2e-%d-%s", os.Getpid(), hex.EncodeToString(b[:]))
 }
