@@ -44,12 +44,45 @@ type Route struct {
 	Service string
 }
 
-// Config is the server's listen address and TLS.
+// Config is the server's listen address, TLS and limits.
 type Config struct {
 	// Addr is host:port; port 0 picks a free port (see Server.Addr).
 	Addr string
 	// TLS is the operator's certificate; nil serves plain HTTP (and h2c).
 	TLS *tlsconfig.KeyPair
+	// Limits bound what one client may hold of the server; zero fields
+	// take DefaultLimits'.
+	Limits Limits
+}
+
+// Limits bound the connections and requests of a server, so that a slow
+// or hostile client holds neither a connection nor a goroutine for ever.
+type Limits struct {
+	// ReadTimeout bounds reading a request, headers and body; a stream's
+	// responses are not bounded (watching a run takes as long as the run).
+	ReadTimeout time.Duration
+	// IdleTimeout closes a keep-alive connection without requests.
+	IdleTimeout time.Duration
+	// MaxStreams bounds the requests one HTTP/2 connection has in flight
+	// at once (streams included).
+	MaxStreams int
+}
+
+// DefaultLimits are the limits of a server whose Config leaves them zero.
+var DefaultLimits = Limits{ReadTimeout: time.Minute, IdleTimeout: 2 * time.Minute, MaxStreams: 100}
+
+// withDefaults fills zero fields from DefaultLimits.
+func (l Limits) withDefaults() Limits {
+	if l.ReadTimeout <= 0 {
+		l.ReadTimeout = DefaultLimits.ReadTimeout
+	}
+	if l.IdleTimeout <= 0 {
+		l.IdleTimeout = DefaultLimits.IdleTimeout
+	}
+	if l.MaxStreams <= 0 {
+		l.MaxStreams = DefaultLimits.MaxStreams
+	}
+	return l
 }
 
 // Readiness collects named checks; /readyz is 200 only when all pass.
@@ -211,6 +244,9 @@ func countRequests(c *prometheus.CounterVec, route string, next http.Handler) ht
 	})
 }
 
+// maxHeaderBytes bounds a request's headers (a token is under 100 bytes).
+const maxHeaderBytes = 64 << 10
+
 // Handler is the server's root handler (for in-memory tests).
 func (s *Server) Handler() http.Handler { return s.handler }
 
@@ -228,10 +264,15 @@ func (s *Server) Start(ctx context.Context) error {
 	} else {
 		protocols.SetUnencryptedHTTP2(true)
 	}
+	limits := s.cfg.Limits.withDefaults()
 	s.srv = &http.Server{
 		Handler:           s.handler,
 		Protocols:         protocols,
 		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       limits.ReadTimeout,
+		IdleTimeout:       limits.IdleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+		HTTP2:             &http.HTTP2Config{MaxConcurrentStreams: limits.MaxStreams},
 		BaseContext:       func(net.Listener) context.Context { return s.base },
 	}
 	go func() {

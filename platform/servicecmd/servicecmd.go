@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/spf13/pflag"
 	"go.uber.org/fx"
@@ -48,6 +49,8 @@ type Process struct {
 	TLSCAFile string
 	// LogLevel is debug, info, warn or error.
 	LogLevel string
+	// Limits bound the API listener's clients (rpcserver.DefaultLimits).
+	Limits rpcserver.Limits
 }
 
 // DefaultNATSURL is where a service binary looks for NATS by default.
@@ -73,6 +76,12 @@ func (p *Process) RegisterFlags(f *servicekit.Flags) {
 	f.StringVar(&p.TLSKeyFile, "tls-key-file", "the key (PEM) of tls-cert-file")
 	f.StringVar(&p.TLSCAFile, "tls-ca-file", "CA bundle (PEM) trusted when calling Sluice services over https (source-url, healthcheck); default the system's roots")
 	f.StringVar(&p.LogLevel, "log-level", "log level: debug, info, warn or error")
+	if p.Limits == (rpcserver.Limits{}) {
+		p.Limits = rpcserver.DefaultLimits
+	}
+	f.DurationVar(&p.Limits.ReadTimeout, "read-timeout", "longest time a client may take to send one request, headers and body (streamed responses are not bounded)")
+	f.DurationVar(&p.Limits.IdleTimeout, "idle-timeout", "a keep-alive connection without requests is closed after this long")
+	f.IntVar(&p.Limits.MaxStreams, "max-streams", "most requests, streams included, one HTTP/2 connection may have in flight at once")
 }
 
 // Validate refuses settings the process cannot run with.
@@ -93,6 +102,15 @@ func (p Process) Validate() error {
 	if _, err := p.Level(); err != nil {
 		errs = append(errs, err)
 	}
+	// Zero takes the default (a Process made without flags).
+	for name, d := range map[string]time.Duration{"read-timeout": p.Limits.ReadTimeout, "idle-timeout": p.Limits.IdleTimeout} {
+		if d != 0 && d < time.Second {
+			errs = append(errs, fmt.Errorf("%s must be at least 1s (got %s)", name, d))
+		}
+	}
+	if p.Limits.MaxStreams < 0 {
+		errs = append(errs, fmt.Errorf("max-streams must be at least 1 (got %d)", p.Limits.MaxStreams))
+	}
 	return errors.Join(errs...)
 }
 
@@ -110,7 +128,7 @@ type Network struct {
 // when they change; log hears of it) and the CA bundle its clients trust,
 // with its own certificate, so that calls it makes to itself succeed.
 func (p Process) Network(service string, log *slog.Logger) (Network, error) {
-	n := Network{NATS: p.NATS(service), Server: rpcserver.Config{Addr: p.Addr}}
+	n := Network{NATS: p.NATS(service), Server: rpcserver.Config{Addr: p.Addr, Limits: p.Limits}}
 	if p.TLSCertFile != "" {
 		keys, err := tlsconfig.LoadKeyPair(p.TLSCertFile, p.TLSKeyFile, log)
 		if err != nil {

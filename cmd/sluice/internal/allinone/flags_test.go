@@ -30,7 +30,7 @@ func binaryFlags() map[string]*pflag.FlagSet {
 // service's: `sluice up` has them once, unprefixed. --version is the CLI's
 // own (`sluice --version`).
 var processFlags = []string{"addr", "nats-url", "nats-user", "nats-password", "nats-ca-file", "nats-cert-file", "nats-key-file",
-	"tls-cert-file", "tls-key-file", "tls-ca-file", "log-level", "version"}
+	"tls-cert-file", "tls-key-file", "tls-ca-file", "log-level", "read-timeout", "idle-timeout", "max-streams", "version"}
 
 // Every setting of every service binary can be set in `sluice up`, as
 // --<service>-<flag> of the same type, or, for the process's own settings,
