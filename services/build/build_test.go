@@ -1,6 +1,7 @@
 package build_test
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -776,5 +777,27 @@ func TestLocalRepositoryRefusedWithoutAllowEgress(t *testing.T) {
 	}
 	if _, err := os.Stat(marker); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("a step ran (stat %s: %v)", marker, err)
+	}
+}
+
+// A tail of a run that never gets a build ends, not_found, once tail-wait
+// has passed, for every caller (it used to wait for ever).
+func TestTailLogsOfAnUnknownRunEnds(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, build.Config{WorkerID: "worker-1", TailWait: time.Second})
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	stream, err := h.client.TailLogs(ctx, &buildv1.TailLogsRequest{RunId: "no-such-run"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stream.Close()
+	for stream.Receive() {
+		if len(stream.Msg().GetLines()) > 0 {
+			t.Fatalf("lines of an unknown run: %v", stream.Msg().GetLines())
+		}
+	}
+	if connect.CodeOf(stream.Err()) != connect.CodeNotFound || !strings.Contains(stream.Err().Error(), "no build after waiting 1s") {
+		t.Fatalf("tail ended with %v; want not_found after tail-wait", stream.Err())
 	}
 }

@@ -22,6 +22,7 @@ const (
 	DefaultWorkers     = 4
 	DefaultStepTimeout = 30 * time.Minute
 	DefaultHeartbeat   = 10 * time.Second
+	DefaultTailWait    = 10 * time.Minute
 )
 
 // Config configures the build service.
@@ -46,6 +47,9 @@ type Config struct {
 	// renewed for two heartbeats may be taken over. It must stay well under
 	// the build-runs consumer's ack wait (30s).
 	Heartbeat time.Duration
+	// TailWait bounds how long a log tail waits for a run's build to
+	// start: longer, and the run is unknown (not_found).
+	TailWait time.Duration
 }
 
 // DefaultConfig is the configuration a binary starts from.
@@ -56,6 +60,7 @@ func DefaultConfig() Config {
 		Workers:            DefaultWorkers,
 		DefaultStepTimeout: DefaultStepTimeout,
 		Heartbeat:          DefaultHeartbeat,
+		TailWait:           DefaultTailWait,
 	}
 }
 
@@ -69,6 +74,7 @@ func (c *Config) RegisterFlags(f *servicekit.Flags) {
 	f.DurationVar(&c.DefaultStepTimeout, "step-timeout", "timeout of steps that declare none")
 	f.StringVar(&c.WorkerID, "worker-id", "this worker's name in the builds it holds; default <hostname>-<pid>")
 	f.DurationVar(&c.Heartbeat, "heartbeat", "how often a running build renews its lease; a build is taken over after two missed heartbeats")
+	f.DurationVar(&c.TailWait, "tail-wait", "how long a log tail (sluice logs --follow) waits for a run's build to start before answering that the run has no build")
 }
 
 // WithDefaults fills the fields left zero.
@@ -90,6 +96,9 @@ func (c Config) WithDefaults() Config {
 	if c.Heartbeat == 0 {
 		c.Heartbeat = DefaultHeartbeat
 	}
+	if c.TailWait == 0 {
+		c.TailWait = DefaultTailWait
+	}
 	return c
 }
 
@@ -105,6 +114,9 @@ func (c Config) Validate() error {
 	}
 	if c.WorkerID == "" {
 		errs = append(errs, errors.New("worker-id is empty"))
+	}
+	if c.TailWait < 0 {
+		errs = append(errs, fmt.Errorf("tail-wait is %s; it must be positive", c.TailWait))
 	}
 	if c.Heartbeat <= 0 || c.Heartbeat > 15*time.Second {
 		errs = append(errs, fmt.Errorf("heartbeat is %s; it must be positive and at most 15s (half the work queue's ack wait)", c.Heartbeat))

@@ -3,6 +3,7 @@ package build
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -131,43 +132,67 @@ func (s *Service) Logs(ctx context.Context, runID, step string, fromSeq int64, l
 // lines: it says that the caller may read the log (a streaming caller
 // answers then), and comes after the check of the build's repository
 // against the caller's token. A run whose build has not started yet is
-// waited for: a caller that may read every repository is answered at once;
-// one whose token is limited to some repositories only once the build
-// exists, as its repository is not known before.
+// waited for, at most Config.TailWait (then not_found): a caller that may
+// read every repository is answered at once; one whose token is limited to
+// some repositories only once the build exists, as its repository is not
+// known before.
 func (s *Service) TailLogs(ctx context.Context, runID, step string, fromSeq int64, fn func([]steplog.Line) error) error {
-	if err := s.checkRunLog(ctx, runID); err != nil {
+	found, err := s.checkRunLog(ctx, runID)
+	if err != nil {
 		return err
 	}
 	if err := fn(nil); err != nil {
 		return err
 	}
+	if !found {
+		if _, err := s.awaitBuild(ctx, runID); err != nil {
+			return err
+		}
+	}
 	return s.logs.Tail(ctx, runID, step, fromSeq, fn)
 }
 
-// buildPoll is how often checkRunLog looks for a build that does not exist
+// buildPoll is how often awaitBuild looks for a build that does not exist
 // yet (steplog.Store.Tail polls at the same pace).
 const buildPoll = 500 * time.Millisecond
 
 // checkRunLog refuses a caller whose token may not read the repository of
-// the run's build. When the run has no build yet, a caller who may read
-// every repository passes; one limited to some repositories waits for the
-// build (until ctx ends) to learn its repository (so does a context
-// without an identity, which auth.CheckRepository then refuses).
-func (s *Service) checkRunLog(ctx context.Context, runID string) error {
+// the run's build; found says whether the build exists. When the run has
+// no build yet, a caller who may read every repository passes; one limited
+// to some repositories waits for the build (awaitBuild) to learn its
+// repository (so does a context without an identity, which
+// auth.CheckRepository then refuses).
+func (s *Service) checkRunLog(ctx context.Context, runID string) (found bool, err error) {
+	b, err := s.store.ByRun(ctx, runID)
+	switch {
+	case err == nil:
+		return true, auth.CheckRepository(ctx, b.Repository.Name)
+	case !errors.Is(err, apierror.ErrNotFound):
+		return false, err
+	}
+	if _, limited := auth.Repositories(ctx); !limited {
+		return false, nil
+	}
+	if b, err = s.awaitBuild(ctx, runID); err != nil {
+		return false, err
+	}
+	return true, auth.CheckRepository(ctx, b.Repository.Name)
+}
+
+// awaitBuild waits for the run's build to exist, at most Config.TailWait.
+func (s *Service) awaitBuild(ctx context.Context, runID string) (domain.Build, error) {
+	deadline := time.Now().Add(s.cfg.TailWait)
 	for {
 		b, err := s.store.ByRun(ctx, runID)
-		switch {
-		case err == nil:
-			return auth.CheckRepository(ctx, b.Repository.Name)
-		case !errors.Is(err, apierror.ErrNotFound):
-			return err
+		if err == nil || !errors.Is(err, apierror.ErrNotFound) {
+			return b, err
 		}
-		if _, limited := auth.Repositories(ctx); !limited {
-			return nil
+		if !time.Now().Before(deadline) {
+			return domain.Build{}, fmt.Errorf("run %q has no build after waiting %s: it is not a run, or its build has not started: %w", runID, s.cfg.TailWait, apierror.ErrNotFound)
 		}
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			return domain.Build{}, ctx.Err()
 		case <-time.After(buildPoll):
 		}
 	}
