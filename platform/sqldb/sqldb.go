@@ -41,6 +41,9 @@ type DB struct {
 	url      string
 	sets     []Migrations
 	postgres bool
+	// reader is SQLite's pool of read-only connections (Reader); nil for
+	// PostgreSQL, whose pool serves reads and writes alike.
+	reader *sql.DB
 	// unlock releases the SQLite database's lock file, held while the DB is
 	// open so that a second process cannot use the same file.
 	unlock func()
@@ -102,6 +105,22 @@ func (db *DB) Open(ctx context.Context) error {
 	return nil
 }
 
+// Reader is the pool for reads outside a transaction that do not need to
+// see a write this goroutine has not committed: API reads (a run, a log
+// page, a list). On SQLite, whose one writing connection (DB) serializes
+// everything, it is a pool of SQLiteReaders read-only connections that
+// read concurrently with the writer (WAL); on PostgreSQL it is DB. A read
+// that must see its own transaction's writes uses that transaction.
+func (db *DB) Reader() *sql.DB {
+	if db.reader != nil {
+		return db.reader
+	}
+	return db.DB
+}
+
+// SQLiteReaders is the size of a SQLite database's read pool (Reader).
+const SQLiteReaders = 4
+
 // Postgres reports whether the database is PostgreSQL (else SQLite).
 func (db *DB) Postgres() bool { return db.postgres }
 
@@ -115,6 +134,9 @@ func (db *DB) Close() error {
 		return nil
 	}
 	err := db.DB.Close()
+	if db.reader != nil {
+		err = errors.Join(err, db.reader.Close())
+	}
 	if db.unlock != nil {
 		db.unlock() // once only (lockSQLite)
 	}
@@ -235,6 +257,16 @@ func (db *DB) openSQLite(ctx context.Context) error {
 		_ = db.Close()
 		return fmt.Errorf("open %s: %w", path, err)
 	}
+	// Readers: WAL lets them read the last committed state while the
+	// writer writes; query_only makes a write through them an error.
+	reader, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(10000)&_pragma=query_only(1)&_pragma=foreign_keys(1)&_txlock=deferred")
+	if err != nil {
+		_ = db.Close()
+		return fmt.Errorf("open %s for reading: %w", path, err)
+	}
+	reader.SetMaxOpenConns(SQLiteReaders)
+	reader.SetMaxIdleConns(SQLiteReaders)
+	db.reader = reader
 	return nil
 }
 

@@ -179,7 +179,7 @@ func TestTextStoresAnyBytes(t *testing.T) {
 	}
 }
 
-func openT(t *testing.T, store string) *sqldb.DB {
+func openT(t testing.TB, store string) *sqldb.DB {
 	t.Helper()
 	db, err := sqldb.Open(context.Background(), sqldbtest.URLFor(t, store), sqldb.Migrations{Name: "x", FS: fstest.MapFS{
 		"001.sql": {Data: []byte("CREATE TABLE t (id TEXT PRIMARY KEY, n BIGINT NOT NULL, note TEXT NOT NULL DEFAULT '');")},

@@ -204,12 +204,12 @@ func (s *Store) Read(ctx context.Context, runID, step string, fromSeq int64, lim
 	}
 	// Read completion first: lines stored before it was set are all visible.
 	var complete int
-	err := s.db.QueryRowContext(ctx, `SELECT complete FROM step_log_state WHERE run_id = $1`, runID).Scan(&complete)
+	err := s.db.Reader().QueryRowContext(ctx, `SELECT complete FROM step_log_state WHERE run_id = $1`, runID).Scan(&complete)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return Page{}, fmt.Errorf("read log of run %s: %w", runID, err)
 	}
 	q := `SELECT seq, step, stream, text, at FROM step_logs WHERE run_id = $1 AND seq >= $2 AND ($3 = '' OR step = $3) ORDER BY seq LIMIT $4`
-	rows, err := s.db.QueryContext(ctx, q, runID, fromSeq, step, limit+1)
+	rows, err := s.db.Reader().QueryContext(ctx, q, runID, fromSeq, step, limit+1)
 	if err != nil {
 		return Page{}, fmt.Errorf("read log of run %s: %w", runID, err)
 	}

@@ -137,7 +137,7 @@ func (s *Store) ListRepositories(ctx context.Context, only []string, page paging
 }
 
 func (s *Store) queryRepositories(ctx context.Context, query string, args ...any) ([]domain.Repository, error) {
-	rows, err := s.db.QueryContext(ctx, query, args...)
+	rows, err := s.db.Reader().QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list repositories: %w", err)
 	}
@@ -261,7 +261,7 @@ func insertRun(ctx context.Context, tx *sql.Tx, r domain.Run) error {
 
 // Run reads one run with its stages.
 func (s *Store) Run(ctx context.Context, id string) (domain.Run, error) {
-	return runByID(ctx, s.db, id)
+	return runByID(ctx, s.db.Reader(), id)
 }
 
 func runByID(ctx context.Context, q querier, id string) (domain.Run, error) {
@@ -322,7 +322,7 @@ func (s *Store) Runs(ctx context.Context, repoID string, page paging.Page) ([]do
 	args = append(args, afterArgs...)
 	query += after + fmt.Sprintf(` ORDER BY r.created_at DESC, r.id DESC LIMIT $%d`, len(args)+1)
 	args = append(args, page.Limit())
-	out, err := scanRuns(ctx, s.db, query, args...)
+	out, err := scanRuns(ctx, s.db.Reader(), query, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -330,7 +330,7 @@ func (s *Store) Runs(ctx context.Context, repoID string, page paging.Page) ([]do
 	for i := range out {
 		ptrs[i] = &out[i]
 	}
-	if err := loadStages(ctx, s.db, ptrs); err != nil {
+	if err := loadStages(ctx, s.db.Reader(), ptrs); err != nil {
 		return nil, err
 	}
 	return out, nil
