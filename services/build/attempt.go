@@ -54,7 +54,10 @@ func (s *Service) execute(ctx context.Context, run domain.Run, b domain.Build, l
 		return res, orInterrupted(ctx, err)
 	}
 	secrets = secrets.Masking(cred.Secrets()...)
-	if err := gitcheckout.Checkout(ctx, s.egress, run.Repository.URL, run.Commit, ws, cred); err != nil {
+	checkoutCtx, cancel := s.cfg.Checkout.Bound(ctx)
+	err = gitcheckout.Checkout(checkoutCtx, s.egress, run.Repository.URL, run.Commit, ws, cred)
+	cancel()
+	if err != nil {
 		if ctx.Err() != nil {
 			return res, interrupted(ctx)
 		}

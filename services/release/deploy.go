@@ -244,7 +244,10 @@ func (s *Service) prepare(ctx context.Context, rel domain.Release) (*workspace, 
 		return w, nil
 	}
 	w.masked = cred.Secrets()
-	if err := gitcheckout.Checkout(ctx, s.egress, rel.Repository.URL, rel.Commit, w.src, cred); err != nil {
+	checkoutCtx, cancel := s.cfg.Checkout.Bound(ctx)
+	err := gitcheckout.Checkout(checkoutCtx, s.egress, rel.Repository.URL, rel.Commit, w.src, cred)
+	cancel()
+	if err != nil {
 		if ctx.Err() != nil {
 			w.remove()
 			return nil, ctx.Err()
