@@ -44,17 +44,73 @@ type Line struct {
 	Time   time.Time
 }
 
+// Limits bound one run's log. Past either, output lines are dropped and
+// counted, and the log says so: a marker line when the limit is reached,
+// and the count of what was dropped when the writer closes. Sluice's own
+// lines (Meta: banners, exit codes) are always stored.
+type Limits struct {
+	// MaxLines is the most output lines a run's log keeps.
+	MaxLines int
+	// MaxBytes is the most bytes of output text a run's log keeps.
+	MaxBytes int
+}
+
+// DefaultLimits are the limits of a Store made by New.
+var DefaultLimits = Limits{MaxLines: 500_000, MaxBytes: 256 << 20}
+
+// Flags is what RegisterFlags needs of a service's flags
+// (*servicekit.Flags).
+type Flags interface {
+	IntVar(p *int, name, usage string)
+}
+
+// RegisterFlags registers --log-max-lines and --log-max-bytes, with
+// DefaultLimits for what is still zero.
+func (l *Limits) RegisterFlags(f Flags) {
+	if l.MaxLines == 0 {
+		l.MaxLines = DefaultLimits.MaxLines
+	}
+	if l.MaxBytes == 0 {
+		l.MaxBytes = DefaultLimits.MaxBytes
+	}
+	f.IntVar(&l.MaxLines, "log-max-lines", "most output lines a run's log keeps; later lines are dropped and counted in the log")
+	f.IntVar(&l.MaxBytes, "log-max-bytes", "most bytes of output a run's log keeps; later lines are dropped and counted in the log")
+}
+
+// Validate refuses limits below what a log needs to say anything.
+func (l Limits) Validate() error {
+	if l.MaxLines < 0 || (l.MaxLines > 0 && l.MaxLines < 100) {
+		return fmt.Errorf("log-max-lines is %d; it must be at least 100", l.MaxLines)
+	}
+	if l.MaxBytes < 0 || (l.MaxBytes > 0 && l.MaxBytes < 64<<10) {
+		return fmt.Errorf("log-max-bytes is %d; it must be at least 65536", l.MaxBytes)
+	}
+	return nil
+}
+
+func (l Limits) withDefaults() Limits {
+	if l.MaxLines <= 0 {
+		l.MaxLines = DefaultLimits.MaxLines
+	}
+	if l.MaxBytes <= 0 {
+		l.MaxBytes = DefaultLimits.MaxBytes
+	}
+	return l
+}
+
 // Store keeps the lines in the service's database.
 type Store struct {
-	db *sqldb.DB
+	db     *sqldb.DB
+	limits Limits
 
 	mu      sync.Mutex
 	changed chan struct{} // closed and replaced on every append or completion
 }
 
-// New makes a store over db (which must have Migrations applied).
-func New(db *sqldb.DB) *Store {
-	return &Store{db: db, changed: make(chan struct{})}
+// New makes a store over db (which must have Migrations applied) whose
+// logs are bounded by limits (zero fields: DefaultLimits').
+func New(db *sqldb.DB, limits Limits) *Store {
+	return &Store{db: db, limits: limits.withDefaults(), changed: make(chan struct{})}
 }
 
 func (s *Store) signal() {
@@ -79,6 +135,10 @@ type Writer struct {
 	next    int64
 	pending []Line
 	err     error
+	// lines and bytes are the output kept so far (stored and pending);
+	// droppedLines and droppedBytes what the limits turned away.
+	lines, bytes               int64
+	droppedLines, droppedBytes int64
 
 	stop chan struct{}
 	done chan struct{}
@@ -89,10 +149,17 @@ type Writer struct {
 // flushes buffered lines every interval until Close.
 func (s *Store) Writer(ctx context.Context, runID string, interval time.Duration) (*Writer, error) {
 	var last sql.NullInt64
-	if err := s.db.QueryRowContext(ctx, `SELECT MAX(seq) FROM step_logs WHERE run_id = $1`, runID).Scan(&last); err != nil {
+	var lines, bytes int64
+	if err := s.db.QueryRowContext(ctx, `SELECT MAX(seq), COUNT(*), COALESCE(SUM(LENGTH(text)), 0) FROM step_logs WHERE run_id = $1 AND stream <> $2`, runID, Meta).Scan(&last, &lines, &bytes); err != nil {
 		return nil, fmt.Errorf("open log of run %s: %w", runID, err)
 	}
-	w := &Writer{store: s, runID: runID, next: last.Int64 + 1, stop: make(chan struct{}), done: make(chan struct{})}
+	if !last.Valid {
+		// Only Sluice's own lines so far: the last one still counts.
+		if err := s.db.QueryRowContext(ctx, `SELECT MAX(seq) FROM step_logs WHERE run_id = $1`, runID).Scan(&last); err != nil {
+			return nil, fmt.Errorf("open log of run %s: %w", runID, err)
+		}
+	}
+	w := &Writer{store: s, runID: runID, next: last.Int64 + 1, lines: lines, bytes: bytes, stop: make(chan struct{}), done: make(chan struct{})}
 	go w.flushLoop(interval)
 	return w, nil
 }
@@ -111,13 +178,34 @@ func (w *Writer) flushLoop(interval time.Duration) {
 	}
 }
 
-// Append buffers one line and returns its sequence number.
+// Append buffers one line and returns its sequence number. An output line
+// past the store's Limits is dropped and counted instead (0 is returned);
+// the first one dropped leaves a line that says the limit was reached, and
+// Close stores the count.
 func (w *Writer) Append(step, stream, text string) int64 {
 	if len(text) > MaxLineBytes {
 		text = text[:MaxLineBytes] + " [line cut at 16 KiB]"
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if stream != Meta {
+		limits := w.store.limits
+		if w.lines+1 > int64(limits.MaxLines) || w.bytes+int64(len(text)) > int64(limits.MaxBytes) {
+			if w.droppedLines == 0 {
+				w.add(step, Meta, fmt.Sprintf("--- the run's log reached its limit (log-max-lines %d, log-max-bytes %d): later output is not stored; what was dropped is counted at the end", limits.MaxLines, limits.MaxBytes))
+			}
+			w.droppedLines++
+			w.droppedBytes += int64(len(text))
+			return 0
+		}
+		w.lines++
+		w.bytes += int64(len(text))
+	}
+	return w.add(step, stream, text)
+}
+
+// add buffers one line and returns its sequence number; w.mu is held.
+func (w *Writer) add(step, stream, text string) int64 {
 	seq := w.next
 	w.next++
 	w.pending = append(w.pending, Line{Seq: seq, Step: step, Stream: stream, Text: sqldb.Text(text), Time: time.Now().UTC()})
@@ -152,7 +240,8 @@ func (w *Writer) Flush(ctx context.Context) error {
 	return nil
 }
 
-// Close stops the flush loop and stores what is left.
+// Close stops the flush loop and stores what is left, with the count of
+// the lines the limits dropped, if any.
 func (w *Writer) Close(ctx context.Context) error {
 	select {
 	case <-w.stop:
@@ -160,6 +249,12 @@ func (w *Writer) Close(ctx context.Context) error {
 		close(w.stop)
 	}
 	<-w.done
+	w.mu.Lock()
+	if w.droppedLines > 0 {
+		w.add("", Meta, fmt.Sprintf("--- %d lines (%d bytes) of output were dropped: the run's log had reached its limit", w.droppedLines, w.droppedBytes))
+		w.droppedLines, w.droppedBytes = 0, 0
+	}
+	w.mu.Unlock()
 	return w.Flush(ctx)
 }
 

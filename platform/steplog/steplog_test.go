@@ -2,7 +2,9 @@ package steplog_test
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -16,12 +18,17 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func open(t *testing.T) *steplog.Store {
 	t.Helper()
+	return openLimited(t, steplog.Limits{})
+}
+
+func openLimited(t *testing.T, limits steplog.Limits) *steplog.Store {
+	t.Helper()
 	db, err := sqldb.Open(context.Background(), filepath.Join(t.TempDir(), "logs.db"), steplog.Migrations())
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = db.Close() })
-	return steplog.New(db)
+	return steplog.New(db, limits)
 }
 
 func TestSequenceContinuesAcrossWriters(t *testing.T) {
@@ -118,5 +125,71 @@ func TestLongLinesAreCut(t *testing.T) {
 	page, _ := s.Read(ctx, "r", "", 1, 1)
 	if len(page.Lines) != 1 || len(page.Lines[0].Text) >= len(long)+30 || len(page.Lines[0].Text) < steplog.MaxLineBytes {
 		t.Fatalf("line length %d", len(page.Lines[0].Text))
+	}
+}
+
+// Output past the run's limit is dropped, never silently: the log says when
+// the limit was reached and, at the end, how much was dropped; Sluice's
+// own lines are still stored, and a writer that takes the run over counts
+// what is already stored.
+func TestLimitsDropOutputVisibly(t *testing.T) {
+	ctx := context.Background()
+	s := openLimited(t, steplog.Limits{MaxLines: 100, MaxBytes: 1 << 20})
+	w, err := s.Writer(ctx, "run1", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 60 {
+		w.Append("a", steplog.Stdout, fmt.Sprintf("line %d", i))
+	}
+	if err := w.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// A takeover: 40 more fit, 20 do not.
+	w, err = s.Writer(ctx, "run1", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 60; i < 120; i++ {
+		w.Append("a", steplog.Stdout, fmt.Sprintf("line %d", i))
+	}
+	w.Append("a", steplog.Meta, "--- exit 0")
+	if err := w.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	page, err := s.Read(ctx, "run1", "", 1, 10000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var output, meta []string
+	for _, l := range page.Lines {
+		if l.Stream == steplog.Meta {
+			meta = append(meta, l.Text)
+		} else {
+			output = append(output, l.Text)
+		}
+	}
+	if len(output) != 100 || output[99] != "line 99" {
+		t.Errorf("kept %d output lines, the last %q; want 100 up to line 99", len(output), output[len(output)-1])
+	}
+	want := []string{"--- the run's log reached its limit", "--- exit 0", "--- 20 lines (160 bytes) of output were dropped"}
+	if len(meta) != len(want) {
+		t.Fatalf("meta lines %q; want %d", meta, len(want))
+	}
+	for i, prefix := range want {
+		if !strings.HasPrefix(meta[i], prefix) {
+			t.Errorf("meta line %d is %q; want %q…", i, meta[i], prefix)
+		}
+	}
+}
+
+func TestLimitsValidate(t *testing.T) {
+	for _, l := range []steplog.Limits{{MaxLines: 10}, {MaxBytes: 100}, {MaxLines: -1}} {
+		if err := l.Validate(); err == nil {
+			t.Errorf("%+v is valid", l)
+		}
+	}
+	if err := (steplog.Limits{}).Validate(); err != nil {
+		t.Errorf("zero (the defaults): %v", err)
 	}
 }

@@ -69,7 +69,7 @@ func NewService(cfg Config, d Deps) (*Service, error) {
 	return &Service{
 		cfg:     cfg,
 		store:   d.Store,
-		logs:    steplog.New(d.DB),
+		logs:    steplog.New(d.DB, cfg.Logs),
 		relay:   d.Outbox,
 		js:      d.JetStream,
 		exec:    d.Executor,

@@ -10,6 +10,7 @@ import (
 	"github.com/sluicehq/sluice/platform/executor"
 	"github.com/sluicehq/sluice/platform/gitcheckout"
 	"github.com/sluicehq/sluice/platform/servicekit"
+	"github.com/sluicehq/sluice/platform/steplog"
 	"github.com/sluicehq/sluice/platform/stepsecrets"
 	"github.com/sluicehq/sluice/services/release/domain"
 )
@@ -36,6 +37,8 @@ type Config struct {
 	Isolation executor.Isolation
 	// Checkout bounds the checkouts of runs' commits.
 	Checkout gitcheckout.Limits
+	// Logs bound each run's log.
+	Logs steplog.Limits
 	// SourceURL is the source service's base URL: release asks it for the
 	// commits since the last release (ListCommits, a read-only query).
 	SourceURL string
@@ -92,6 +95,7 @@ func (c *Config) RegisterFlags(f *servicekit.Flags) {
 	c.Settings.RegisterFlags(f)
 	c.Isolation.RegisterFlags(f)
 	c.Checkout.RegisterFlags(f)
+	c.Logs.RegisterFlags(f)
 	f.StringVar(&c.SourceURL, "source-url", "the source service's URL (asked for the commits of a changelog and the secrets of deploys)")
 	f.IntVar(&c.Workers, "workers", "release stages run at once")
 	f.DurationVar(&c.DefaultDeployTimeout, "deploy-timeout", "timeout of deploy commands whose environment sets none")
@@ -119,7 +123,7 @@ func (c Config) WithDefaults() Config {
 // Validate refuses a config the service cannot run with, naming the
 // setting. Call it on WithDefaults' result.
 func (c Config) Validate() error {
-	errs := []error{c.Settings.Validate(), c.Isolation.Validate(), c.Checkout.Validate()}
+	errs := []error{c.Settings.Validate(), c.Isolation.Validate(), c.Checkout.Validate(), c.Logs.Validate()}
 	if err := stepsecrets.CheckSourceURL(c.SourceURL, true, c.AllowPlainHTTP); err != nil {
 		errs = append(errs, err)
 	}

@@ -101,7 +101,7 @@ func NewService(cfg Config, d Deps) (*Service, error) {
 	}
 	base, stop := context.WithCancel(context.Background())
 	return &Service{
-		cfg: cfg, store: d.Store, logs: steplog.New(d.DB), js: d.JetStream, source: d.Source,
+		cfg: cfg, store: d.Store, logs: steplog.New(d.DB, cfg.Logs), js: d.JetStream, source: d.Source,
 		exec: d.Executor, egress: d.Egress, secrets: d.Secrets, outbox: d.Outbox, log: d.Log, locks: newKeyedLocks(d.DB.Lock),
 		branches: branches, base: base, stopBase: stop,
 	}, nil

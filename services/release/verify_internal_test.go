@@ -39,7 +39,7 @@ func (f *slowFailure) Run(ctx context.Context, spec executor.Spec) (executor.Res
 func TestVerifyStartsNoRunItCannotFinish(t *testing.T) {
 	t.Parallel()
 	db := servicekittest.OpenDB(t, Migrations(), steplog.Migrations())
-	w, err := steplog.New(db).Writer(t.Context(), "r1", time.Hour)
+	w, err := steplog.New(db, steplog.Limits{}).Writer(t.Context(), "r1", time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -69,7 +69,7 @@ func NewService(cfg Config, d Deps) (*Service, error) {
 		cfg:     cfg,
 		log:     d.Log,
 		store:   d.Store,
-		logs:    steplog.New(d.DB),
+		logs:    steplog.New(d.DB, cfg.Logs),
 		js:      d.JetStream,
 		exec:    d.Executor,
 		secrets: d.Secrets,
