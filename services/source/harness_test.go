@@ -54,7 +54,7 @@ release:
 
 // newGitRepo makes a working copy in a directory called name whose HEAD is
 // branch, with a first commit holding .sluice.yaml = pipelineFile.
-func newGitRepo(t *testing.T, name, branch, pipelineFile string) (*gittest.Repo, string) {
+func newGitRepo(t testing.TB, name, branch, pipelineFile string) (*gittest.Repo, string) {
 	t.Helper()
 	g := gittest.Init(t, filepath.Join(t.TempDir(), name), branch)
 	g.Write("README", "hello\n")
@@ -67,7 +67,7 @@ func newGitRepo(t *testing.T, name, branch, pipelineFile string) (*gittest.Repo,
 // --- the service under test ---
 
 type harness struct {
-	t      *testing.T
+	t      testing.TB
 	proc   *servicekittest.Process
 	url    string
 	client sourcev1connect.SourceServiceClient
@@ -84,7 +84,7 @@ type harness struct {
 // provisions the build, test and release streams (as their services would)
 // and waits until it is ready. pollInterval 0 disables polling. The
 // repositories are local (allow-egress local) unless tune says otherwise.
-func newHarness(t *testing.T, pollInterval time.Duration, tune ...func(*source.Config)) *harness {
+func newHarness(t testing.TB, pollInterval time.Duration, tune ...func(*source.Config)) *harness {
 	t.Helper()
 	ns := natstest.Start(t)
 	nc := ns.Connect(t)
@@ -299,7 +299,7 @@ func sign(secret string, body []byte) string {
 }
 
 // payload is ev's payload as a T.
-func payload[T proto.Message](t *testing.T, ev events.Event) T {
+func payload[T proto.Message](t testing.TB, ev events.Event) T {
 	t.Helper()
 	p, ok := ev.Payload.(T)
 	if !ok {
@@ -315,7 +315,7 @@ func connectCode(err error) connect.Code {
 	return connect.CodeUnknown
 }
 
-func mustContain(t *testing.T, s string, parts ...string) {
+func mustContain(t testing.TB, s string, parts ...string) {
 	t.Helper()
 	for _, p := range parts {
 		if !strings.Contains(s, p) {
