@@ -17,7 +17,9 @@ import (
 	gitssh "github.com/go-git/go-git/v5/plumbing/transport/ssh"
 	"github.com/skeema/knownhosts"
 	"golang.org/x/crypto/ssh"
+	xknownhosts "golang.org/x/crypto/ssh/knownhosts"
 
+	"github.com/sluicehq/sluice/platform/egress"
 	"github.com/sluicehq/sluice/platform/secretmask"
 	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
 )
@@ -368,7 +370,15 @@ func Check(name, value string) error {
 // (a server may echo what it was sent), and it starts with what to do when
 // the server wants a credential, refuses c, or shows an SSH host key
 // known_hosts does not list (first, and short, so that a message cut to a
-// line keeps it). It unwraps to err.
+// line keeps it).
+//
+// It does not unwrap to err, whose chain may hold the credential unmasked
+// (an error quoting what the server echoed, a request): errors.Unwrap
+// gives nil, and errors.As finds only the errors known to hold no secret,
+// an SSH host key's refusal (knownhosts) and an egress refusal. errors.Is
+// answers as for err, a yes or no that shows none of it, so that the
+// checks of Refused, of a commit not found or of a cancellation still
+// work.
 func (c Credential) Explain(err error) error {
 	if err == nil {
 		return nil
@@ -377,11 +387,17 @@ func (c Credential) Explain(err error) error {
 	if h := hint(err, c.Kind()); h != "" {
 		msg = h + ": " + msg
 	}
-	return &explained{err: err, msg: msg}
+	return &explained{cause: err, msg: msg}
+}
+
+// Denied reports whether err says the server wants a credential or
+// refuses the one it was sent.
+func Denied(err error) bool {
+	return errors.Is(err, transport.ErrAuthenticationRequired) || errors.Is(err, transport.ErrAuthorizationFailed)
 }
 
 func hint(err error, k Kind) string {
-	denied := errors.Is(err, transport.ErrAuthenticationRequired) || errors.Is(err, transport.ErrAuthorizationFailed)
+	denied := Denied(err)
 	switch {
 	case denied && k == None:
 		return "the repository needs a credential: sluice repo add URL --git-token-file FILE, or sluice secret set REPO " + TokenSecret + " (docs/security.md)"
@@ -395,19 +411,31 @@ func hint(err error, k Kind) string {
 	return ""
 }
 
+// explained is Explain's error. It has no Unwrap: cause is never handed
+// out.
 type explained struct {
-	err error
-	msg string
+	cause error
+	msg   string
 }
 
 func (e *explained) Error() string { return e.msg }
-func (e *explained) Unwrap() error { return e.err }
+
+// Is answers errors.Is as the cause does.
+func (e *explained) Is(target error) bool { return errors.Is(e.cause, target) }
+
+// As finds in the cause only the errors that hold no secret.
+func (e *explained) As(target any) bool {
+	switch target.(type) {
+	case **xknownhosts.KeyError, **egress.RefusedError:
+		return errors.As(e.cause, target)
+	}
+	return false
+}
 
 // Refused reports whether err says the repository cannot be read with the
 // credential it has, which trying again does not mend: the server wants a
 // credential or refuses this one, it does not fit the URL, or the SSH host
 // key is unknown or changed.
 func Refused(err error) bool {
-	return errors.Is(err, transport.ErrAuthenticationRequired) || errors.Is(err, transport.ErrAuthorizationFailed) ||
-		errors.Is(err, ErrWrongProtocol) || knownhosts.IsHostUnknown(err) || knownhosts.IsHostKeyChanged(err)
+	return Denied(err) || errors.Is(err, ErrWrongProtocol) || knownhosts.IsHostUnknown(err) || knownhosts.IsHostKeyChanged(err)
 }
