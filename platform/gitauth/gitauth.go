@@ -9,6 +9,7 @@ package gitauth
 import (
 	"errors"
 	"fmt"
+	neturl "net/url"
 	"os"
 	"strings"
 
@@ -21,6 +22,7 @@ import (
 
 	"github.com/sluicehq/sluice/platform/egress"
 	"github.com/sluicehq/sluice/platform/secretmask"
+	"github.com/sluicehq/sluice/platform/tlsconfig"
 	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
 )
 
@@ -214,10 +216,23 @@ func (c Credential) Values() map[string]string {
 // the URL (a token for an ssh URL, a key for an https one).
 var ErrWrongProtocol = errors.New("the repository's credential does not fit its URL")
 
+// PlainHTTP is a *tlsconfig.PlainHTTPError when a token sent to url would
+// cross the network unencrypted: an http:// URL to a host that is not
+// loopback (tlsconfig.PlainText, the rule the CLI follows too); else nil.
+// A URL that does not parse is nil: go-git does not read it, so nothing is
+// sent (Auth finds no protocol for it).
+func PlainHTTP(url string) error {
+	if u, err := neturl.Parse(url); err == nil && tlsconfig.PlainText(u) {
+		return &tlsconfig.PlainHTTPError{Host: u.Host, Hint: "register the repository by its https:// URL (docs/security.md, \"Repository credentials\")"}
+	}
+	return nil
+}
+
 // Auth is the go-git authentication of c for url: nil when c is none;
-// HTTP basic authentication (the token as password) for an http(s) URL;
-// SSH public-key authentication for an ssh URL, whose server must show a
-// host key the known_hosts lines list for its host.
+// HTTP basic authentication (the token as password) for an https URL, or
+// an http one to a loopback host (PlainHTTP refuses any other); SSH
+// public-key authentication for an ssh URL, whose server must show a host
+// key the known_hosts lines list for its host.
 func (c Credential) Auth(url string) (transport.AuthMethod, error) {
 	kind := c.Kind()
 	if kind == None {
@@ -226,6 +241,9 @@ func (c Credential) Auth(url string) (transport.AuthMethod, error) {
 	proto := Protocol(url)
 	switch {
 	case kind == HTTPSToken && proto == "https":
+		if err := PlainHTTP(url); err != nil {
+			return nil, err
+		}
 		user := c.Username
 		if user == "" {
 			user = DefaultUsername
@@ -434,8 +452,10 @@ func (e *explained) As(target any) bool {
 
 // Refused reports whether err says the repository cannot be read with the
 // credential it has, which trying again does not mend: the server wants a
-// credential or refuses this one, it does not fit the URL, or the SSH host
-// key is unknown or changed.
+// credential or refuses this one, it does not fit the URL, it would be
+// sent over plain http:// (PlainHTTP), or the SSH host key is unknown or
+// changed.
 func Refused(err error) bool {
-	return Denied(err) || errors.Is(err, ErrWrongProtocol) || knownhosts.IsHostUnknown(err) || knownhosts.IsHostKeyChanged(err)
+	return Denied(err) || errors.Is(err, ErrWrongProtocol) || errors.As(err, new(*tlsconfig.PlainHTTPError)) ||
+		knownhosts.IsHostUnknown(err) || knownhosts.IsHostKeyChanged(err)
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/sluicehq/sluice/platform/egress"
 	"github.com/sluicehq/sluice/platform/gitauth"
 	"github.com/sluicehq/sluice/platform/gittest"
+	"github.com/sluicehq/sluice/platform/tlsconfig"
 )
 
 func TestHTTPSTokenIsBasicAuthWithTheDefaultUsername(t *testing.T) {
@@ -39,12 +40,52 @@ func TestHTTPSTokenIsBasicAuthWithTheDefaultUsername(t *testing.T) {
 		t.Errorf("auth.String() shows the token: %s", auth.String())
 	}
 	c.Username = "oauth2"
-	auth, _ = c.Auth("http://git.example/repo")
+	auth, _ = c.Auth("http://127.0.0.1:3000/repo")
 	if basic, ok := auth.(*githttp.BasicAuth); !ok || basic.Username != "oauth2" {
 		t.Errorf("auth = %#v, want basic auth as oauth2", auth)
 	}
 	if got := c.Values(); got[gitauth.TokenSecret] != "s3cr3t-token" || got[gitauth.UsernameSecret] != "oauth2" || len(got) != 2 {
 		t.Errorf("Values() = %v", got)
+	}
+}
+
+// A token goes over plain http:// only to this machine: to any other host
+// anyone on the network path could read it.
+func TestATokenIsNeverSentOverPlainHTTPToAnotherHost(t *testing.T) {
+	c := gitauth.Credential{Token: "tok-plain-canary"}
+	for _, tc := range []struct {
+		url     string
+		refused bool
+	}{
+		{"http://git.example/org/repo.git", true},
+		{"HTTP://git.example/repo.git", true},
+		{"http://10.0.0.7:3000/repo.git", true},
+		{"http://localhost.git.example/repo.git", true},
+		{"http://[2001:db8::1]/repo.git", true},
+		{"https://git.example/org/repo.git", false},
+		{"http://127.0.0.1:3000/repo.git", false},
+		{"http://localhost/repo.git", false},
+		{"http://git.localhost:8080/repo.git", false},
+		{"http://[::1]:3000/repo.git", false},
+	} {
+		auth, err := c.Auth(tc.url)
+		if !tc.refused {
+			if _, ok := auth.(*githttp.BasicAuth); err != nil || !ok {
+				t.Errorf("%s: %#v, %v; want basic auth", tc.url, auth, err)
+			}
+			continue
+		}
+		plain := new(*tlsconfig.PlainHTTPError)
+		if auth != nil || !errors.As(err, plain) || !gitauth.Refused(err) {
+			t.Errorf("%s: %#v, %v; want a refusal of plain http", tc.url, auth, err)
+			continue
+		}
+		if msg := err.Error(); !strings.Contains(msg, "https://") || strings.Contains(msg, c.Token) {
+			t.Errorf("%s: the refusal %q does not say to use https://, or shows the token", tc.url, msg)
+		}
+		if gitauth.PlainHTTP(tc.url) == nil {
+			t.Errorf("PlainHTTP(%s) = nil, want the refusal Auth gives", tc.url)
+		}
 	}
 }
 

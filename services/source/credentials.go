@@ -102,8 +102,22 @@ func checkCredentialSecret(repository, name, value string) error {
 	return nil
 }
 
+// checkTokenURL refuses a token for a repository read over plain http://
+// from another machine (gitauth.PlainHTTP): anyone on the network path
+// could read it.
+func checkTokenURL(repo domain.Repository, name string) error {
+	if name != gitauth.TokenSecret {
+		return nil
+	}
+	if err := gitauth.PlainHTTP(repo.URL); err != nil {
+		return fmt.Errorf("name: %s: repository %q is read over plain http://: %w: %w", name, repo.Name, err, apierror.ErrFailedPrecondition)
+	}
+	return nil
+}
+
 // checkNewCredential refuses a credential given with a new repository that
-// does not fit its URL or could not be used.
+// does not fit its URL (a token for an http:// URL to another machine
+// included: gitauth.PlainHTTP) or could not be used.
 func checkNewCredential(url string, cred gitauth.Credential) error {
 	if cred.Kind() == gitauth.None {
 		return nil

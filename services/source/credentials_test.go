@@ -17,6 +17,8 @@ import (
 	"github.com/sluicehq/sluice/platform/egress"
 	"github.com/sluicehq/sluice/platform/gitauth"
 	"github.com/sluicehq/sluice/platform/gittest"
+	"github.com/sluicehq/sluice/platform/servicekit/servicekittest"
+	"github.com/sluicehq/sluice/platform/sqldb/sqldbtest"
 	sourceeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
 	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
 	"github.com/sluicehq/sluice/services/source"
@@ -78,10 +80,6 @@ func TestPrivateRepositoryWithToken(t *testing.T) {
 	g, _ := newGitRepo(t, "private", "trunk", validPipeline)
 	srv := gittest.ServeHTTP(t, filepath.Dir(g.Dir), gitauth.DefaultUsername, token)
 	url := srv.URL + "/private"
-	withToken := func(tok string) *sourcev1.GitCredential {
-		return &sourcev1.GitCredential{Kind: &sourcev1.GitCredential_HttpsToken{HttpsToken: &sourcev1.HTTPSToken{Token: tok}}}
-	}
-
 	_, err := h.client.CreateRepository(ctx, &sourcev1.CreateRepositoryRequest{Url: url})
 	if msg := connectMessage(err); connect.CodeOf(err) != connect.CodeInvalidArgument ||
 		!strings.Contains(msg, "needs a credential") || !strings.Contains(msg, "--git-token-file") {
@@ -167,6 +165,56 @@ func TestPrivateRepositoryWithToken(t *testing.T) {
 	}
 	if !strings.Contains(shown[0], "HTTPS_TOKEN") && !strings.Contains(shown[0], "git_credential") && !strings.Contains(shown[0], "gitCredential") {
 		t.Errorf("the events do not say the repository has a token:\n%.2000s", shown[0])
+	}
+}
+
+// withToken is a git_credential of an HTTPS token.
+func withToken(token string) *sourcev1.GitCredential {
+	return &sourcev1.GitCredential{Kind: &sourcev1.GitCredential_HttpsToken{HttpsToken: &sourcev1.HTTPSToken{Token: token}}}
+}
+
+// A token never goes over plain http:// to another machine, where anyone
+// on the network path could read it: registering a repository by such a
+// URL with a token is refused saying to use https://, and so is setting a
+// token for a repository registered by one (before Sluice refused it); a
+// token such a repository has already is not sent, and the fetch says why.
+// Over loopback (TestPrivateRepositoryWithToken) a token is sent.
+func TestATokenIsNeverSentOverPlainHTTP(t *testing.T) {
+	t.Parallel()
+	dbURL := sqldbtest.URL(t)
+	h := newHarness(t, 0, func(c *source.Config) {
+		c.Keys.Text = newSecretKey(t)
+		c.DatabaseURL = dbURL
+		c.AllowEgress = []string{egress.Local, egress.Loopback}
+	})
+	ctx := context.Background()
+	const token = "tok-plain-http-canary-3"
+	_, err := h.client.CreateRepository(ctx, &sourcev1.CreateRepositoryRequest{Url: "http://git.example/org/app.git", GitCredential: withToken(token)})
+	if msg := connectMessage(err); connect.CodeOf(err) != connect.CodeInvalidArgument ||
+		!strings.Contains(msg, "git_credential") || !strings.Contains(msg, "https://") || strings.Contains(msg, token) {
+		t.Errorf("registered http://git.example with a token: %v; want invalid_argument naming git_credential and saying to use https://", err)
+	}
+
+	// A repository an older Sluice registered by an http:// URL to another
+	// machine, with its token: registered here over loopback, then given
+	// the URL the older one kept.
+	g, _ := newGitRepo(t, "old", "trunk", validPipeline)
+	srv := gittest.ServeHTTP(t, filepath.Dir(g.Dir), gitauth.DefaultUsername, token)
+	if _, err := h.client.CreateRepository(ctx, &sourcev1.CreateRepositoryRequest{Url: srv.URL + "/old", GitCredential: withToken(token)}); err != nil {
+		t.Fatal(err)
+	}
+	db := servicekittest.OpenDBAt(t, dbURL)
+	if _, err := db.ExecContext(ctx, `UPDATE repositories SET url = $1 WHERE name = $2`, "http://git.example/org/old.git", "old"); err != nil {
+		t.Fatal(err)
+	}
+	_, err = h.secrets().SetSecret(ctx, &sourcev1.SetSecretRequest{Repository: "old", Name: gitauth.TokenSecret, Value: token})
+	if msg := connectMessage(err); connect.CodeOf(err) != connect.CodeFailedPrecondition ||
+		!strings.Contains(msg, gitauth.TokenSecret) || !strings.Contains(msg, "https://") || strings.Contains(msg, token) {
+		t.Errorf("set %s for a repository read over http:// from another machine: %v; want failed_precondition saying to use https://", gitauth.TokenSecret, err)
+	}
+	_, err = h.client.TriggerRun(ctx, &sourcev1.TriggerRunRequest{Repository: "old"})
+	if msg := connectMessage(err); !strings.Contains(msg, "refusing to send a credential over plain http:// to git.example") || strings.Contains(msg, token) {
+		t.Errorf("a fetch of that repository with its token: %v; want the token not sent, saying why", err)
 	}
 }
 

@@ -41,6 +41,9 @@ func (s *Service) SetSecret(ctx context.Context, repository, name, value string)
 	if err != nil {
 		return domain.Secret{}, err
 	}
+	if err := checkTokenURL(repo, name); err != nil {
+		return domain.Secret{}, err
+	}
 	ciphertext, err := s.keys.Seal(value, repo.ID, name)
 	if err != nil {
 		return domain.Secret{}, err
