@@ -3,6 +3,7 @@ package source_test
 import (
 	"context"
 	"errors"
+	"net/http"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -213,8 +214,74 @@ func TestATokenIsNeverSentOverPlainHTTP(t *testing.T) {
 		t.Errorf("set %s for a repository read over http:// from another machine: %v; want failed_precondition saying to use https://", gitauth.TokenSecret, err)
 	}
 	_, err = h.client.TriggerRun(ctx, &sourcev1.TriggerRunRequest{Repository: "old"})
-	if msg := connectMessage(err); !strings.Contains(msg, "refusing to send a credential over plain http:// to git.example") || strings.Contains(msg, token) {
-		t.Errorf("a fetch of that repository with its token: %v; want the token not sent, saying why", err)
+	if msg := connectMessage(err); connect.CodeOf(err) != connect.CodeFailedPrecondition ||
+		!strings.Contains(msg, "refusing to send a credential over plain http:// to git.example") || strings.Contains(msg, token) {
+		t.Errorf("a fetch of that repository with its token: %v; want failed_precondition: the token not sent, saying why", err)
+	}
+}
+
+// A credential the forge refuses is no outage, and trying again does not
+// mend it: a trigger says so as a failed precondition (not unavailable,
+// which the CLI words "cannot reach the platform"), a webhook gets a 422
+// saying so (not a 503 that asks for a redelivery) and the service logs
+// it, and the poller logs it and asks the forge again only after a wait,
+// not at every tick, until the credential is set again. Nothing shows the
+// refused token.
+func TestARefusedCredentialIsAFailedPrecondition(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, 0, func(c *source.Config) {
+		c.Keys.Text = newSecretKey(t)
+		c.AllowEgress = []string{egress.Local, egress.Loopback}
+	})
+	ctx := context.Background()
+	const token, wrong = "tok-refused-canary-9", "tok-wrong-canary-9"
+	g, _ := newGitRepo(t, "private", "trunk", validPipeline)
+	srv := gittest.ServeHTTP(t, filepath.Dir(g.Dir), gitauth.DefaultUsername, token)
+	res, err := h.client.CreateRepository(ctx, &sourcev1.CreateRepositoryRequest{Url: srv.URL + "/private", GitCredential: withToken(token)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.setSecret("private", gitauth.TokenSecret, wrong)
+	head := g.CommitFile("b.txt", "b\n", "second")
+
+	_, err = h.client.TriggerRun(ctx, &sourcev1.TriggerRunRequest{Repository: "private"})
+	if msg := connectMessage(err); connect.CodeOf(err) != connect.CodeFailedPrecondition ||
+		!strings.Contains(msg, "the forge refused the repository's credential") || strings.Contains(msg, wrong) {
+		t.Errorf("a trigger with a refused token: %v; want failed_precondition saying the forge refused the credential", err)
+	}
+	body := pushBody("refs/heads/trunk", head)
+	a := h.hook("private", "push", "delivery-refused", sign(res.GetRepository().GetWebhookSecret(), body), body)
+	if a.code != http.StatusUnprocessableEntity || !strings.Contains(a.body["error"], "the forge refused the repository's credential") || strings.Contains(a.body["error"], wrong) {
+		t.Errorf("a push with a refused token: %d %v; want 422 saying the forge refused the credential", a.code, a.body)
+	}
+
+	before := srv.Refused()
+	h.svc.PollOnce(ctx)
+	tried := srv.Refused()
+	if tried == before {
+		t.Fatal("the poll did not ask the forge")
+	}
+	h.svc.PollOnce(ctx)
+	h.svc.PollOnce(ctx)
+	if srv.Refused() != tried {
+		t.Errorf("the next polls asked the forge again at once (%d refused requests, then %d)", tried, srv.Refused())
+	}
+	logs := h.logs.String()
+	for _, want := range []string{"webhook: the repository's credential was refused", "poll: the repository's credential was refused"} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("the log lacks %q:\n%s", want, logs)
+		}
+	}
+	if strings.Contains(logs, wrong) {
+		t.Errorf("the log shows the token:\n%s", logs)
+	}
+
+	// Set again, the repository is polled at the next tick, and its new
+	// commit runs.
+	h.setSecret("private", gitauth.TokenSecret, token)
+	h.svc.PollOnce(ctx)
+	if runs := h.listRuns("private"); len(runs) != 1 || runs[0].GetCommit() != head {
+		t.Errorf("runs after the token was set again: %v; want one of %s", runs, head)
 	}
 }
 
