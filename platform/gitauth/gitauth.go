@@ -361,8 +361,13 @@ func checkKnownHostsLines(text string) error {
 }
 
 // Check refuses a value for the reserved secret name that could not be
-// used: a private key that does not parse, known_hosts without an entry, a
-// username with a colon or a token with a line break.
+// used and that no validation rule can tell: a private key that does not
+// parse, known_hosts without an entry. The rules of the API's requests
+// (sluice/source/v1: HTTPSToken, SSHKey, SetSecretRequest) say the rest,
+// for a value given with a new repository and one set later alike: a
+// token is one line of at most 4096 bytes without spaces or control
+// characters, a username at most 256 characters without ':', spaces or
+// control characters, a key at most MaxSSHKey bytes.
 func Check(name, value string) error {
 	switch name {
 	case SSHKeySecret:
@@ -371,14 +376,6 @@ func Check(name, value string) error {
 	case KnownHostsSecret:
 		_, err := KnownHosts(value)
 		return err
-	case UsernameSecret:
-		if strings.ContainsAny(value, ":\r\n") {
-			return errors.New("the git username must not contain ':' or a line break")
-		}
-	case TokenSecret:
-		if strings.ContainsAny(value, "\r\n") {
-			return errors.New("the git token must be one line")
-		}
 	}
 	return nil
 }

@@ -87,15 +87,11 @@ func credentialKindOf(name string) gitauth.Kind {
 	return gitauth.HTTPSToken
 }
 
-// checkCredentialSecret refuses a reserved name set platform-wide, and a
-// value that could not be used as that part of a credential.
-func checkCredentialSecret(repository, name, value string) error {
-	if !gitauth.Reserved(name) {
-		return nil
-	}
-	if repository == "" {
-		return fmt.Errorf("name: %s is part of a repository's credential, not a platform-wide secret: name the repository: %w", name, apierror.ErrInvalidArgument)
-	}
+// checkCredentialSecret refuses a value of a reserved name that could not
+// be used as that part of a credential (gitauth.Check). The rules of
+// SetSecretRequest refuse the rest: a reserved name set platform-wide, a
+// token or a username of other characters or length.
+func checkCredentialSecret(name, value string) error {
 	if err := gitauth.Check(name, value); err != nil {
 		return fmt.Errorf("value: %w: %w", err, apierror.ErrInvalidArgument)
 	}

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"buf.build/go/protovalidate"
 	"connectrpc.com/connect"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -140,6 +141,10 @@ func TestPrivateRepositoryWithToken(t *testing.T) {
 	_, err = h.secrets().SetSecret(ctx, &sourcev1.SetSecretRequest{Repository: "private", Name: gitauth.KnownHostsSecret, Value: "not a known_hosts line"})
 	if connect.CodeOf(err) != connect.CodeInvalidArgument {
 		t.Errorf("a bad %s: %v; want invalid_argument", gitauth.KnownHostsSecret, err)
+	}
+	_, err = h.secrets().SetSecret(ctx, &sourcev1.SetSecretRequest{Repository: "private", Name: gitauth.TokenSecret, Value: "tok\twith-tab"})
+	if connect.CodeOf(err) != connect.CodeInvalidArgument || !strings.Contains(connectMessage(err), "without spaces") {
+		t.Errorf("a %s with a tab: %v; want invalid_argument, as with the repository (TestCredentialValuesFollowOneRule)", gitauth.TokenSecret, err)
 	}
 
 	// Without its token, the repository cannot be read, and the run says
@@ -282,6 +287,97 @@ func TestARefusedCredentialIsAFailedPrecondition(t *testing.T) {
 	h.svc.PollOnce(ctx)
 	if runs := h.listRuns("private"); len(runs) != 1 || runs[0].GetCommit() != head {
 		t.Errorf("runs after the token was set again: %v; want one of %s", runs, head)
+	}
+}
+
+// A credential's value follows one rule, whether it is given with a new
+// repository (git_credential) or set later as the repository's secret
+// (sluice secret set): the same values pass and fail both requests'
+// validation, which the API runs on every call. A reserved name is never
+// a platform-wide secret.
+func TestCredentialValuesFollowOneRule(t *testing.T) {
+	t.Parallel()
+	register := func(c *sourcev1.GitCredential) error {
+		return protovalidate.Validate(&sourcev1.CreateRepositoryRequest{Url: "https://git.example/org/app.git", GitCredential: c})
+	}
+	set := func(name, value string) error {
+		return protovalidate.Validate(&sourcev1.SetSecretRequest{Repository: "app", Name: name, Value: value})
+	}
+	for _, tc := range []struct {
+		what, value string
+		ok          bool
+	}{
+		{"a token", "ghp_0123456789abcdefXYZ", true},
+		{"a token of 4096 bytes", strings.Repeat("t", 4096), true},
+		{"a token of non-ASCII letters", "tök-ünïcode-€", true},
+		{"a token with a space", "tok with-space", false},
+		{"a token with a tab", "tok\twith-tab", false},
+		{"a token with a line break", "tok\nline", false},
+		{"a token with a carriage return", "tok\rline", false},
+		{"a token with a trailing newline", "tok-newline\n", false},
+		{"a token with a DEL", "tok\x7fdel", false},
+		{"a token with a NUL", "tok\x00nul", false},
+		{"a token of 4097 bytes", strings.Repeat("t", 4097), false},
+		{"a token of 64 KiB", strings.Repeat("t", 64<<10), false},
+		{"a token of 3 bytes", "tok", false},
+	} {
+		regErr, setErr := register(withToken(tc.value)), set(gitauth.TokenSecret, tc.value)
+		if (regErr == nil) != tc.ok || (setErr == nil) != tc.ok {
+			t.Errorf("%s: given with the repository: %v; set as %s: %v; want ok=%v for both", tc.what, regErr, gitauth.TokenSecret, setErr, tc.ok)
+		}
+	}
+	// A username set as a secret has at least 4 bytes, as every secret
+	// (docs/security.md); the rest of its rule is git_credential's.
+	withUsername := func(user string) *sourcev1.GitCredential {
+		return &sourcev1.GitCredential{Kind: &sourcev1.GitCredential_HttpsToken{HttpsToken: &sourcev1.HTTPSToken{Token: "tok-1234", Username: user}}}
+	}
+	for _, tc := range []struct {
+		what, value string
+		ok          bool
+	}{
+		{"a username", "oauth2", true},
+		{"a username of 256 characters", strings.Repeat("ü", 256), true},
+		{"a username with a colon", "user:name", false},
+		{"a username with a space", "user name", false},
+		{"a username with a tab", "user\tname", false},
+		{"a username with a line break", "user\nname", false},
+		{"a username of 257 characters", strings.Repeat("u", 257), false},
+	} {
+		regErr, setErr := register(withUsername(tc.value)), set(gitauth.UsernameSecret, tc.value)
+		if (regErr == nil) != tc.ok || (setErr == nil) != tc.ok {
+			t.Errorf("%s: given with the repository: %v; set as %s: %v; want ok=%v for both", tc.what, regErr, gitauth.UsernameSecret, setErr, tc.ok)
+		}
+	}
+	key, _ := gittest.NewSSHKey(t)
+	withKey := func(k string) *sourcev1.GitCredential {
+		return &sourcev1.GitCredential{Kind: &sourcev1.GitCredential_SshKey{SshKey: &sourcev1.SSHKey{PrivateKey: k, KnownHosts: "git.example ssh-ed25519 AAAA"}}}
+	}
+	for _, tc := range []struct {
+		what, value string
+		ok          bool
+	}{
+		{"a key", key, true},
+		{"a key of 16 KiB", strings.Repeat("k", 16<<10), true},
+		{"a key of 16 KiB and a byte", strings.Repeat("k", 16<<10+1), false},
+	} {
+		regErr, setErr := register(withKey(tc.value)), set(gitauth.SSHKeySecret, tc.value)
+		if (regErr == nil) != tc.ok || (setErr == nil) != tc.ok {
+			t.Errorf("%s: given with the repository: %v; set as %s: %v; want ok=%v for both", tc.what, regErr, gitauth.SSHKeySecret, setErr, tc.ok)
+		}
+	}
+	// Other names take any value of 4 bytes to 64 KiB without NUL.
+	if err := set("DEPLOY_TOKEN", "a value\twith spaces\n"); err != nil {
+		t.Errorf("an ordinary secret with spaces: %v", err)
+	}
+
+	for _, name := range []string{gitauth.TokenSecret, gitauth.UsernameSecret, gitauth.SSHKeySecret, gitauth.KnownHostsSecret} {
+		err := protovalidate.Validate(&sourcev1.SetSecretRequest{Name: name, Value: "tok-1234"})
+		if err == nil || !strings.Contains(err.Error(), "name the repository") {
+			t.Errorf("%s platform-wide: %v; want it refused", name, err)
+		}
+	}
+	if err := protovalidate.Validate(&sourcev1.SetSecretRequest{Name: "SLUICE_GIT_OTHER", Value: "tok-1234"}); err != nil {
+		t.Errorf("another name platform-wide: %v", err)
 	}
 }
 

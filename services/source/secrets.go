@@ -34,7 +34,7 @@ func (s *Service) SetSecret(ctx context.Context, repository, name, value string)
 	if s.keys == nil {
 		return domain.Secret{}, errNoSecretKey
 	}
-	if err := checkCredentialSecret(repository, name, value); err != nil {
+	if err := checkCredentialSecret(name, value); err != nil {
 		return domain.Secret{}, err
 	}
 	repo, err := s.secretScope(ctx, repository)
