@@ -21,8 +21,10 @@ import (
 	"github.com/sluicehq/sluice/platform/gittest"
 	"github.com/sluicehq/sluice/platform/servicekit/servicekittest"
 	"github.com/sluicehq/sluice/platform/sqldb/sqldbtest"
+	auditv1 "github.com/sluicehq/sluice/proto/gen/sluice/audit/v1"
 	sourceeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
 	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
+	"github.com/sluicehq/sluice/proto/gen/sluice/source/v1/sourcev1connect"
 	"github.com/sluicehq/sluice/services/source"
 )
 
@@ -108,6 +110,17 @@ func TestPrivateRepositoryWithToken(t *testing.T) {
 	if repo.GetBranch() != "trunk" || repo.GetGitCredential() != sourcev1.GitCredentialKind_GIT_CREDENTIAL_KIND_HTTPS_TOKEN {
 		t.Errorf("registered %v; want branch trunk (read with the token) and an https token", repo)
 	}
+	// Registered again with a credential, it says the credential is not
+	// changed that way, and how it is; the audit log records the refusal.
+	const other = "tok-other-canary-77"
+	_, err = h.client.CreateRepository(ctx, &sourcev1.CreateRepositoryRequest{Url: url, GitCredential: withToken(other)})
+	if msg := connectMessage(err); connect.CodeOf(err) != connect.CodeFailedPrecondition ||
+		!strings.Contains(msg, "sluice secret set private "+gitauth.TokenSecret) || strings.Contains(msg, other) {
+		t.Errorf("registered again with another token: %v; want failed_precondition saying to use sluice secret set", err)
+	}
+	waitAudit(t, sourcev1connect.NewAuditServiceClient(h.http, h.url), "repository.create refused as failed_precondition", func(e *auditv1.AuditEntry) bool {
+		return e.GetAction() == "repository.create" && e.GetOutcome() == "failed_precondition"
+	})
 	got, _ := h.client.GetRepository(ctx, &sourcev1.GetRepositoryRequest{Repository: "private"})
 	if got.GetRepository().GetGitCredential() != sourcev1.GitCredentialKind_GIT_CREDENTIAL_KIND_HTTPS_TOKEN {
 		t.Errorf("GetRepository: %v", got.GetRepository())
@@ -412,6 +425,11 @@ func TestPrivateRepositoryWithSSHKey(t *testing.T) {
 	}
 	if r := res.GetRepository(); r.GetBranch() != "trunk" || r.GetGitCredential() != sourcev1.GitCredentialKind_GIT_CREDENTIAL_KIND_SSH_KEY {
 		t.Errorf("registered %v", r)
+	}
+	_, err = h.client.CreateRepository(ctx, &sourcev1.CreateRepositoryRequest{Url: srv.URL("private"), GitCredential: withKey(srv.KnownHosts())})
+	if msg := connectMessage(err); connect.CodeOf(err) != connect.CodeFailedPrecondition ||
+		!strings.Contains(msg, "sluice secret set private "+gitauth.SSHKeySecret) || strings.Contains(msg, "PRIVATE KEY") {
+		t.Errorf("registered again with a key: %v; want failed_precondition saying to use sluice secret set", err)
 	}
 	list, _ := h.secrets().ListSecrets(ctx, &sourcev1.ListSecretsRequest{Repository: "private"})
 	if len(list.GetSecrets()) != 2 || list.GetSecrets()[0].GetName() != gitauth.KnownHostsSecret || list.GetSecrets()[1].GetName() != gitauth.SSHKeySecret {
