@@ -9,6 +9,7 @@ package gitauth
 import (
 	"errors"
 	"fmt"
+	neturl "net/url"
 	"os"
 	"strings"
 
@@ -17,8 +18,11 @@ import (
 	gitssh "github.com/go-git/go-git/v5/plumbing/transport/ssh"
 	"github.com/skeema/knownhosts"
 	"golang.org/x/crypto/ssh"
+	xknownhosts "golang.org/x/crypto/ssh/knownhosts"
 
+	"github.com/sluicehq/sluice/platform/egress"
 	"github.com/sluicehq/sluice/platform/secretmask"
+	"github.com/sluicehq/sluice/platform/tlsconfig"
 	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
 )
 
@@ -212,10 +216,23 @@ func (c Credential) Values() map[string]string {
 // the URL (a token for an ssh URL, a key for an https one).
 var ErrWrongProtocol = errors.New("the repository's credential does not fit its URL")
 
+// PlainHTTP is a *tlsconfig.PlainHTTPError when a token sent to url would
+// cross the network unencrypted: an http:// URL to a host that is not
+// loopback (tlsconfig.PlainText, the rule the CLI follows too); else nil.
+// A URL that does not parse is nil: go-git does not read it, so nothing is
+// sent (Auth finds no protocol for it).
+func PlainHTTP(url string) error {
+	if u, err := neturl.Parse(url); err == nil && tlsconfig.PlainText(u) {
+		return &tlsconfig.PlainHTTPError{Host: u.Host, Hint: "register the repository by its https:// URL (docs/security.md, \"Repository credentials\")"}
+	}
+	return nil
+}
+
 // Auth is the go-git authentication of c for url: nil when c is none;
-// HTTP basic authentication (the token as password) for an http(s) URL;
-// SSH public-key authentication for an ssh URL, whose server must show a
-// host key the known_hosts lines list for its host.
+// HTTP basic authentication (the token as password) for an https URL, or
+// an http one to a loopback host (PlainHTTP refuses any other); SSH
+// public-key authentication for an ssh URL, whose server must show a host
+// key the known_hosts lines list for its host.
 func (c Credential) Auth(url string) (transport.AuthMethod, error) {
 	kind := c.Kind()
 	if kind == None {
@@ -224,6 +241,9 @@ func (c Credential) Auth(url string) (transport.AuthMethod, error) {
 	proto := Protocol(url)
 	switch {
 	case kind == HTTPSToken && proto == "https":
+		if err := PlainHTTP(url); err != nil {
+			return nil, err
+		}
 		user := c.Username
 		if user == "" {
 			user = DefaultUsername
@@ -341,8 +361,13 @@ func checkKnownHostsLines(text string) error {
 }
 
 // Check refuses a value for the reserved secret name that could not be
-// used: a private key that does not parse, known_hosts without an entry, a
-// username with a colon or a token with a line break.
+// used and that no validation rule can tell: a private key that does not
+// parse, known_hosts without an entry. The rules of the API's requests
+// (sluice/source/v1: HTTPSToken, SSHKey, SetSecretRequest) say the rest,
+// for a value given with a new repository and one set later alike: a
+// token is one line of at most 4096 bytes without spaces or control
+// characters, a username at most 256 characters without ':', spaces or
+// control characters, a key at most MaxSSHKey bytes.
 func Check(name, value string) error {
 	switch name {
 	case SSHKeySecret:
@@ -351,14 +376,6 @@ func Check(name, value string) error {
 	case KnownHostsSecret:
 		_, err := KnownHosts(value)
 		return err
-	case UsernameSecret:
-		if strings.ContainsAny(value, ":\r\n") {
-			return errors.New("the git username must not contain ':' or a line break")
-		}
-	case TokenSecret:
-		if strings.ContainsAny(value, "\r\n") {
-			return errors.New("the git token must be one line")
-		}
 	}
 	return nil
 }
@@ -368,7 +385,15 @@ func Check(name, value string) error {
 // (a server may echo what it was sent), and it starts with what to do when
 // the server wants a credential, refuses c, or shows an SSH host key
 // known_hosts does not list (first, and short, so that a message cut to a
-// line keeps it). It unwraps to err.
+// line keeps it).
+//
+// It does not unwrap to err, whose chain may hold the credential unmasked
+// (an error quoting what the server echoed, a request): errors.Unwrap
+// gives nil, and errors.As finds only the errors known to hold no secret,
+// an SSH host key's refusal (knownhosts) and an egress refusal. errors.Is
+// answers as for err, a yes or no that shows none of it, so that the
+// checks of Refused, of a commit not found or of a cancellation still
+// work.
 func (c Credential) Explain(err error) error {
 	if err == nil {
 		return nil
@@ -377,11 +402,17 @@ func (c Credential) Explain(err error) error {
 	if h := hint(err, c.Kind()); h != "" {
 		msg = h + ": " + msg
 	}
-	return &explained{err: err, msg: msg}
+	return &explained{cause: err, msg: msg}
+}
+
+// Denied reports whether err says the server wants a credential or
+// refuses the one it was sent.
+func Denied(err error) bool {
+	return errors.Is(err, transport.ErrAuthenticationRequired) || errors.Is(err, transport.ErrAuthorizationFailed)
 }
 
 func hint(err error, k Kind) string {
-	denied := errors.Is(err, transport.ErrAuthenticationRequired) || errors.Is(err, transport.ErrAuthorizationFailed)
+	denied := Denied(err)
 	switch {
 	case denied && k == None:
 		return "the repository needs a credential: sluice repo add URL --git-token-file FILE, or sluice secret set REPO " + TokenSecret + " (docs/security.md)"
@@ -395,19 +426,33 @@ func hint(err error, k Kind) string {
 	return ""
 }
 
+// explained is Explain's error. It has no Unwrap: cause is never handed
+// out.
 type explained struct {
-	err error
-	msg string
+	cause error
+	msg   string
 }
 
 func (e *explained) Error() string { return e.msg }
-func (e *explained) Unwrap() error { return e.err }
+
+// Is answers errors.Is as the cause does.
+func (e *explained) Is(target error) bool { return errors.Is(e.cause, target) }
+
+// As finds in the cause only the errors that hold no secret.
+func (e *explained) As(target any) bool {
+	switch target.(type) {
+	case **xknownhosts.KeyError, **egress.RefusedError:
+		return errors.As(e.cause, target)
+	}
+	return false
+}
 
 // Refused reports whether err says the repository cannot be read with the
 // credential it has, which trying again does not mend: the server wants a
-// credential or refuses this one, it does not fit the URL, or the SSH host
-// key is unknown or changed.
+// credential or refuses this one, it does not fit the URL, it would be
+// sent over plain http:// (PlainHTTP), or the SSH host key is unknown or
+// changed.
 func Refused(err error) bool {
-	return errors.Is(err, transport.ErrAuthenticationRequired) || errors.Is(err, transport.ErrAuthorizationFailed) ||
-		errors.Is(err, ErrWrongProtocol) || knownhosts.IsHostUnknown(err) || knownhosts.IsHostKeyChanged(err)
+	return Denied(err) || errors.Is(err, ErrWrongProtocol) || errors.As(err, new(*tlsconfig.PlainHTTPError)) ||
+		knownhosts.IsHostUnknown(err) || knownhosts.IsHostKeyChanged(err)
 }

@@ -1,6 +1,7 @@
 package gitauth_test
 
 import (
+	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/base64"
@@ -17,9 +18,12 @@ import (
 	gitssh "github.com/go-git/go-git/v5/plumbing/transport/ssh"
 	"github.com/skeema/knownhosts"
 	"golang.org/x/crypto/ssh"
+	xknownhosts "golang.org/x/crypto/ssh/knownhosts"
 
+	"github.com/sluicehq/sluice/platform/egress"
 	"github.com/sluicehq/sluice/platform/gitauth"
 	"github.com/sluicehq/sluice/platform/gittest"
+	"github.com/sluicehq/sluice/platform/tlsconfig"
 )
 
 func TestHTTPSTokenIsBasicAuthWithTheDefaultUsername(t *testing.T) {
@@ -36,12 +40,52 @@ func TestHTTPSTokenIsBasicAuthWithTheDefaultUsername(t *testing.T) {
 		t.Errorf("auth.String() shows the token: %s", auth.String())
 	}
 	c.Username = "oauth2"
-	auth, _ = c.Auth("http://git.example/repo")
+	auth, _ = c.Auth("http://127.0.0.1:3000/repo")
 	if basic, ok := auth.(*githttp.BasicAuth); !ok || basic.Username != "oauth2" {
 		t.Errorf("auth = %#v, want basic auth as oauth2", auth)
 	}
 	if got := c.Values(); got[gitauth.TokenSecret] != "s3cr3t-token" || got[gitauth.UsernameSecret] != "oauth2" || len(got) != 2 {
 		t.Errorf("Values() = %v", got)
+	}
+}
+
+// A token goes over plain http:// only to this machine: to any other host
+// anyone on the network path could read it.
+func TestATokenIsNeverSentOverPlainHTTPToAnotherHost(t *testing.T) {
+	c := gitauth.Credential{Token: "tok-plain-canary"}
+	for _, tc := range []struct {
+		url     string
+		refused bool
+	}{
+		{"http://git.example/org/repo.git", true},
+		{"HTTP://git.example/repo.git", true},
+		{"http://10.0.0.7:3000/repo.git", true},
+		{"http://localhost.git.example/repo.git", true},
+		{"http://[2001:db8::1]/repo.git", true},
+		{"https://git.example/org/repo.git", false},
+		{"http://127.0.0.1:3000/repo.git", false},
+		{"http://localhost/repo.git", false},
+		{"http://git.localhost:8080/repo.git", false},
+		{"http://[::1]:3000/repo.git", false},
+	} {
+		auth, err := c.Auth(tc.url)
+		if !tc.refused {
+			if _, ok := auth.(*githttp.BasicAuth); err != nil || !ok {
+				t.Errorf("%s: %#v, %v; want basic auth", tc.url, auth, err)
+			}
+			continue
+		}
+		plain := new(*tlsconfig.PlainHTTPError)
+		if auth != nil || !errors.As(err, plain) || !gitauth.Refused(err) {
+			t.Errorf("%s: %#v, %v; want a refusal of plain http", tc.url, auth, err)
+			continue
+		}
+		if msg := err.Error(); !strings.Contains(msg, "https://") || strings.Contains(msg, c.Token) {
+			t.Errorf("%s: the refusal %q does not say to use https://, or shows the token", tc.url, msg)
+		}
+		if gitauth.PlainHTTP(tc.url) == nil {
+			t.Errorf("PlainHTTP(%s) = nil, want the refusal Auth gives", tc.url)
+		}
 	}
 }
 
@@ -182,7 +226,7 @@ func TestExplainMasksTheCredentialAndSaysWhatToDo(t *testing.T) {
 		base64.StdEncoding.EncodeToString([]byte("x-access-token:"+token)), token)
 	err := gitauth.Credential{Token: token}.Explain(echoed)
 	if !errors.Is(err, transport.ErrAuthenticationRequired) {
-		t.Errorf("%v does not unwrap to the cause", err)
+		t.Errorf("%v does not match its cause's sentinel", err)
 	}
 	if strings.Contains(err.Error(), token) || strings.Contains(err.Error(), base64.StdEncoding.EncodeToString([]byte(token))[:12]) {
 		t.Errorf("the error shows the token: %v", err)
@@ -203,6 +247,60 @@ func TestExplainMasksTheCredentialAndSaysWhatToDo(t *testing.T) {
 	}
 	if got := (gitauth.Credential{}).Explain(plain).Error(); got != plain.Error() {
 		t.Errorf("an unrelated error became %q", got)
+	}
+}
+
+// leakyError is a cause whose text and fields hold the token, as an error
+// quoting a server's answer may.
+type leakyError struct{ token string }
+
+func (e *leakyError) Error() string { return "server said: " + e.token }
+
+// Explain's error masks the token in its text and gives no way back to
+// the unmasked cause: errors.Unwrap and errors.As do not reach it, while
+// the sentinels Refused and the callers check still match.
+func TestExplainedErrorsDoNotUnwrapToTheCause(t *testing.T) {
+	token := "tok-unwrap-canary-7"
+	c := gitauth.Credential{Token: token}
+	cause := fmt.Errorf("fetch: %w: %w", transport.ErrAuthorizationFailed, &leakyError{token: token})
+	err := c.Explain(cause)
+	if strings.Contains(err.Error(), token) {
+		t.Fatalf("the text shows the token: %v", err)
+	}
+	if inner := errors.Unwrap(err); inner != nil {
+		t.Errorf("errors.Unwrap gives %q", inner)
+	}
+	if leaky := new(*leakyError); errors.As(err, leaky) {
+		t.Errorf("errors.As reaches the cause: %q", (*leaky).token)
+	}
+	if wrapped := new(interface{ Unwrap() []error }); errors.As(err, wrapped) {
+		t.Errorf("errors.As reaches the cause's wrapping: %v", *wrapped)
+	}
+	if !errors.Is(err, transport.ErrAuthorizationFailed) || !gitauth.Refused(err) || !gitauth.Denied(err) {
+		t.Errorf("%v no longer matches the sentinel Refused checks", err)
+	}
+	if errors.Is(err, transport.ErrRepositoryNotFound) {
+		t.Errorf("%v matches a sentinel its cause does not", err)
+	}
+	// Wrapped on (egress.Brief, %w), it still shows nothing more.
+	for e := fmt.Errorf("repository: %w", egress.Brief(err)); e != nil; e = errors.Unwrap(e) {
+		if strings.Contains(e.Error(), token) {
+			t.Errorf("a wrapping shows the token: %v", e)
+		}
+	}
+
+	// What holds no secret is still found: an SSH host key refusal and an
+	// egress refusal.
+	hostKey := c.Explain(fmt.Errorf("ssh: handshake failed: %w", &xknownhosts.KeyError{}))
+	if !knownhosts.IsHostUnknown(hostKey) || !gitauth.Refused(hostKey) {
+		t.Errorf("%v is not an unknown host key", hostKey)
+	}
+	dial := c.Explain(fmt.Errorf("dial: %w", &egress.RefusedError{Target: "10.0.0.1", Kind: "a private address"}))
+	if refused := new(*egress.RefusedError); !errors.As(dial, refused) || (*refused).Target != "10.0.0.1" {
+		t.Errorf("%v does not show its egress refusal", dial)
+	}
+	if !errors.Is(c.Explain(fmt.Errorf("fetch: %w", context.Canceled)), context.Canceled) {
+		t.Error("a cancellation is no longer one")
 	}
 }
 

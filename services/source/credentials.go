@@ -87,23 +87,33 @@ func credentialKindOf(name string) gitauth.Kind {
 	return gitauth.HTTPSToken
 }
 
-// checkCredentialSecret refuses a reserved name set platform-wide, and a
-// value that could not be used as that part of a credential.
-func checkCredentialSecret(repository, name, value string) error {
-	if !gitauth.Reserved(name) {
-		return nil
-	}
-	if repository == "" {
-		return fmt.Errorf("name: %s is part of a repository's credential, not a platform-wide secret: name the repository: %w", name, apierror.ErrInvalidArgument)
-	}
+// checkCredentialSecret refuses a value of a reserved name that could not
+// be used as that part of a credential (gitauth.Check). The rules of
+// SetSecretRequest refuse the rest: a reserved name set platform-wide, a
+// token or a username of other characters or length.
+func checkCredentialSecret(name, value string) error {
 	if err := gitauth.Check(name, value); err != nil {
 		return fmt.Errorf("value: %w: %w", err, apierror.ErrInvalidArgument)
 	}
 	return nil
 }
 
+// checkTokenURL refuses a token for a repository read over plain http://
+// from another machine (gitauth.PlainHTTP): anyone on the network path
+// could read it.
+func checkTokenURL(repo domain.Repository, name string) error {
+	if name != gitauth.TokenSecret {
+		return nil
+	}
+	if err := gitauth.PlainHTTP(repo.URL); err != nil {
+		return fmt.Errorf("name: %s: repository %q is read over plain http://: %w: %w", name, repo.Name, err, apierror.ErrFailedPrecondition)
+	}
+	return nil
+}
+
 // checkNewCredential refuses a credential given with a new repository that
-// does not fit its URL or could not be used.
+// does not fit its URL (a token for an http:// URL to another machine
+// included: gitauth.PlainHTTP) or could not be used.
 func checkNewCredential(url string, cred gitauth.Credential) error {
 	if cred.Kind() == gitauth.None {
 		return nil

@@ -1,6 +1,7 @@
 package source_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -10,6 +11,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -77,6 +79,27 @@ type harness struct {
 	natsURL string
 	// svc is the service, for what no API offers (PollOnce).
 	svc *source.Service
+	// logs holds what the service logged at warn and above.
+	logs *lockedBuffer
+}
+
+// lockedBuffer is a bytes.Buffer that the service's goroutines may write
+// while the test reads it.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 // newHarness composes the source service with fx as a binary does
@@ -92,7 +115,10 @@ func newHarness(t testing.TB, pollInterval time.Duration, tune ...func(*source.C
 	if err != nil {
 		t.Fatal(err)
 	}
-	logger := slog.New(servicekittest.StrictAudit(t, slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})))
+	logs := &lockedBuffer{}
+	logger := slog.New(servicekittest.StrictAudit(t, slog.NewMultiHandler(
+		slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}),
+		slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelWarn}))))
 	cfg := source.Config{
 		Settings:     servicekit.Settings{DataDir: t.TempDir(), DatabaseURL: sqldbtest.URL(t), AllowEgress: []string{egress.Local}},
 		PollInterval: pollInterval,
@@ -104,7 +130,7 @@ func newHarness(t testing.TB, pollInterval time.Duration, tune ...func(*source.C
 	p := servicekittest.Start(t, ns.URL, servicekittest.Options{Log: logger, NoWait: true}, source.ModuleWithService(cfg, &svc))
 
 	servicekittest.Producers(t, js, "build", "test", "release")
-	h := &harness{t: t, proc: p, url: p.URL, http: p.Client, js: js, natsURL: ns.URL, svc: svc}
+	h := &harness{t: t, proc: p, url: p.URL, http: p.Client, js: js, natsURL: ns.URL, svc: svc, logs: logs}
 	h.client = sourcev1connect.NewSourceServiceClient(h.http, h.url)
 	p.WaitReady(t)
 	return h

@@ -5,9 +5,12 @@ import (
 	"database/sql"
 	"errors"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/sluicehq/sluice/platform/events"
+	"github.com/sluicehq/sluice/platform/gitauth"
+	"github.com/sluicehq/sluice/platform/retry"
 	"github.com/sluicehq/sluice/services/source/domain"
 	"github.com/sluicehq/sluice/services/source/gitmirror"
 )
@@ -29,8 +32,9 @@ func (s *Service) Poll(ctx context.Context) error {
 	}
 }
 
-// pollOnce fetches every repository once. Failures are logged and the
-// next repository is polled.
+// pollOnce fetches every repository once, but those whose credential was
+// refused lately (refusedPollWait). Failures are logged, a refused
+// credential as an error, and the next repository is polled.
 func (s *Service) pollOnce(ctx context.Context) {
 	repos, err := s.store.Repositories(ctx)
 	if err != nil {
@@ -43,10 +47,72 @@ func (s *Service) pollOnce(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		if err := s.pollRepository(ctx, repo); err != nil && ctx.Err() == nil {
+		if !s.refusals.due(repo.ID, time.Now()) {
+			continue
+		}
+		err := s.pollRepository(ctx, repo)
+		switch {
+		case err == nil || ctx.Err() != nil:
+		case gitauth.Refused(err):
+			wait := s.refusals.add(repo.ID, time.Now())
+			s.log.Error("poll: the repository's credential was refused; it is polled again in "+wait.String()+", or at the next tick once its credential is set (sluice secret set)",
+				slog.String("repository", repo.Name), slog.Any("error", err), slog.Duration("next_poll_in", wait))
+		default:
 			s.log.Warn("poll failed", slog.String("repository", repo.Name), slog.Any("error", err))
 		}
 	}
+}
+
+// refusedPollWait paces the polls of a repository whose credential was
+// refused: trying again does not mend it, and a forge may lock out an
+// address that keeps failing to authenticate, so such a repository is
+// polled after a minute, then two, four, … at most hourly, not at every
+// tick, until a fetch of it works again (a trigger, a webhook) or its
+// credential is set or removed.
+var refusedPollWait = retry.Backoff{Initial: time.Minute, Max: time.Hour}
+
+// pollRefusals are the repositories (by id) whose credential the last
+// polls found refused, and when each is due again.
+type pollRefusals struct {
+	mu     sync.Mutex
+	byRepo map[string]pollRefusal
+}
+
+type pollRefusal struct {
+	times int
+	next  time.Time
+}
+
+// due reports whether repository id may be polled at now.
+func (p *pollRefusals) due(id string, now time.Time) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	r, ok := p.byRepo[id]
+	return !ok || !now.Before(r.next)
+}
+
+// add records one more refusal of repository id at now and returns how
+// long its polls wait.
+func (p *pollRefusals) add(id string, now time.Time) time.Duration {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.byRepo == nil {
+		p.byRepo = map[string]pollRefusal{}
+	}
+	r := p.byRepo[id]
+	r.times++
+	wait := refusedPollWait.Delay(r.times)
+	r.next = now.Add(wait)
+	p.byRepo[id] = r
+	return wait
+}
+
+// forget makes repository id due at once: it was fetched, or its
+// credential changed.
+func (p *pollRefusals) forget(id string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	delete(p.byRepo, id)
 }
 
 func (s *Service) pollRepository(ctx context.Context, repo domain.Repository) error {

@@ -40,7 +40,9 @@ type NewRepository struct {
 // and branch, records its current head as seen (so history starts no run)
 // and publishes RepositoryCreated. Registering the same URL under the same
 // name again returns the existing repository with created false; the
-// webhook secret is returned only when created.
+// webhook secret is returned only when created. Registering it again with
+// a credential is refused: the credential of a repository that exists is
+// changed with SetSecret.
 func (s *Service) CreateRepository(ctx context.Context, in NewRepository) (repo domain.Repository, created bool, err error) {
 	url, err := normalizeURL(in.URL)
 	if err != nil {
@@ -65,7 +67,7 @@ func (s *Service) CreateRepository(ctx context.Context, in NewRepository) (repo 
 	existing, err := s.store.RepositoryByName(ctx, name)
 	switch {
 	case err == nil:
-		return sameRepository(existing, url, in.Branch)
+		return sameRepository(existing, url, in.Branch, in.Credential)
 	case !errors.Is(err, apierror.ErrNotFound):
 		return repo, false, err
 	}
@@ -137,7 +139,7 @@ func (s *Service) CreateRepository(ctx context.Context, in NewRepository) (repo 
 		if err != nil {
 			return repo, false, fmt.Errorf("repository %q: registered concurrently and then not readable: %w", name, err)
 		}
-		return sameRepository(existing, url, in.Branch)
+		return sameRepository(existing, url, in.Branch, in.Credential)
 	}
 	if err != nil {
 		return repo, false, err
@@ -148,13 +150,24 @@ func (s *Service) CreateRepository(ctx context.Context, in NewRepository) (repo 
 }
 
 // sameRepository answers a registration of a name that exists: the
-// existing repository when it is the same, else ErrAlreadyExists.
-func sameRepository(existing domain.Repository, url, branch string) (domain.Repository, bool, error) {
+// existing repository when it is the same, else ErrAlreadyExists; and
+// ErrFailedPrecondition when the registration gives a credential, which
+// would not be stored (it is changed with SetSecret, under the reserved
+// names).
+func sameRepository(existing domain.Repository, url, branch string, cred gitauth.Credential) (domain.Repository, bool, error) {
 	switch {
 	case existing.URL != url:
 		return domain.Repository{}, false, fmt.Errorf("repository %q is already registered with url %q: %w", existing.Name, existing.URL, apierror.ErrAlreadyExists)
 	case branch != "" && branch != existing.Branch:
 		return domain.Repository{}, false, fmt.Errorf("repository %q is already registered watching branch %q: %w", existing.Name, existing.Branch, apierror.ErrAlreadyExists)
+	case cred.Kind() == gitauth.HTTPSToken:
+		return domain.Repository{}, false, fmt.Errorf("repository %q is already registered, and registering it again does not change its credential: "+
+			"set its token with sluice secret set %s %s (and its username with %s) (docs/security.md): %w",
+			existing.Name, existing.Name, gitauth.TokenSecret, gitauth.UsernameSecret, apierror.ErrFailedPrecondition)
+	case cred.Kind() == gitauth.SSHKey:
+		return domain.Repository{}, false, fmt.Errorf("repository %q is already registered, and registering it again does not change its credential: "+
+			"set its key with sluice secret set %s %s --from-file KEY and its host keys with sluice secret set %s %s --from-file FILE (docs/security.md): %w",
+			existing.Name, existing.Name, gitauth.SSHKeySecret, existing.Name, gitauth.KnownHostsSecret, apierror.ErrFailedPrecondition)
 	}
 	existing.WebhookSecret = ""
 	return existing, false, nil

@@ -34,11 +34,14 @@ func (s *Service) SetSecret(ctx context.Context, repository, name, value string)
 	if s.keys == nil {
 		return domain.Secret{}, errNoSecretKey
 	}
-	if err := checkCredentialSecret(repository, name, value); err != nil {
+	if err := checkCredentialSecret(name, value); err != nil {
 		return domain.Secret{}, err
 	}
 	repo, err := s.secretScope(ctx, repository)
 	if err != nil {
+		return domain.Secret{}, err
+	}
+	if err := checkTokenURL(repo, name); err != nil {
 		return domain.Secret{}, err
 	}
 	ciphertext, err := s.keys.Seal(value, repo.ID, name)
@@ -52,6 +55,9 @@ func (s *Service) SetSecret(ctx context.Context, repository, name, value string)
 	})
 	if err != nil {
 		return domain.Secret{}, err
+	}
+	if gitauth.Reserved(name) {
+		s.refusals.forget(repo.ID)
 	}
 	s.log.InfoContext(ctx, "secret set", slog.String("repository", repository), slog.String("secret", name), slog.String("by", caller.String()))
 	return sec, nil
@@ -78,6 +84,9 @@ func (s *Service) DeleteSecret(ctx context.Context, repository, name string) (do
 	}
 	if err := s.store.DeleteSecret(ctx, repo.ID, name); err != nil {
 		return domain.Secret{}, err
+	}
+	if gitauth.Reserved(name) {
+		s.refusals.forget(repo.ID)
 	}
 	caller, _ := auth.FromContext(ctx)
 	s.log.InfoContext(ctx, "secret deleted", slog.String("repository", repository), slog.String("secret", name), slog.String("by", caller.String()))

@@ -14,6 +14,7 @@ import (
 	"github.com/sluicehq/sluice/platform/apierror"
 	"github.com/sluicehq/sluice/platform/egress"
 	"github.com/sluicehq/sluice/platform/events"
+	"github.com/sluicehq/sluice/platform/gitauth"
 	"github.com/sluicehq/sluice/platform/keyring"
 	"github.com/sluicehq/sluice/services/source/domain"
 	"github.com/sluicehq/sluice/services/source/gitmirror"
@@ -34,6 +35,9 @@ type Service struct {
 	log     *slog.Logger
 	changes *broadcast
 	tokens  *tokenPublisher
+	// refusals paces the polls of repositories whose credential was
+	// refused.
+	refusals *pollRefusals
 	// keys encrypt secrets; nil when the operator gave none.
 	keys *keyring.Ring
 }
@@ -69,19 +73,22 @@ func NewService(cfg Config, d Deps) (*Service, error) {
 		d.Log.Warn("no secret key (secret-key-file or $SLUICE_SOURCE_SECRET_KEY): secrets cannot be stored, runs whose steps ask for one fail, and webhook secrets are stored as given")
 	}
 	return &Service{
-		keys:    keys,
-		cfg:     cfg,
-		store:   d.Store,
-		mirrors: gitmirror.New(cfg.mirrorsDir(), d.Egress),
-		outbox:  d.Outbox,
-		log:     d.Log,
-		changes: &broadcast{},
-		tokens:  newTokenPublisher(d.Store, d.JetStream),
+		keys:     keys,
+		cfg:      cfg,
+		store:    d.Store,
+		mirrors:  gitmirror.New(cfg.mirrorsDir(), d.Egress),
+		outbox:   d.Outbox,
+		log:      d.Log,
+		changes:  &broadcast{},
+		tokens:   newTokenPublisher(d.Store, d.JetStream),
+		refusals: &pollRefusals{},
 	}, nil
 }
 
 // fetch brings a repository's mirror up to date. Its error, told to the
-// user, is brief (egress.Brief).
+// user, is brief (egress.Brief): a failed precondition when the
+// repository's credential was refused (gitauth.Refused), which trying
+// again does not mend, else unavailable.
 func (s *Service) fetch(ctx context.Context, repo domain.Repository) error {
 	ctx, cancel := context.WithTimeout(ctx, fetchTimeout)
 	defer cancel()
@@ -90,9 +97,25 @@ func (s *Service) fetch(ctx context.Context, repo domain.Repository) error {
 		return err
 	}
 	if err := s.mirrors.Fetch(ctx, repo.ID, repo.URL, cred); err != nil {
+		if gitauth.Refused(err) {
+			return fmt.Errorf("repository %q: %s: %w: %w", repo.Name, refusal(repo, err), egress.Brief(err), apierror.ErrFailedPrecondition)
+		}
 		return fmt.Errorf("repository %q: %w: %w", repo.Name, egress.Brief(err), apierror.ErrUnavailable)
 	}
+	s.refusals.forget(repo.ID)
 	return nil
+}
+
+// refusal says who refused what in err, a gitauth.Refused fetch of repo.
+// The brief error that follows it says what to do.
+func refusal(repo domain.Repository, err error) string {
+	switch {
+	case gitauth.Denied(err) && repo.GitCredential == gitauth.None:
+		return "the forge refused to serve the repository without a credential"
+	case gitauth.Denied(err):
+		return "the forge refused the repository's credential"
+	}
+	return "the repository's credential cannot be used"
 }
 
 // broadcast wakes everyone waiting for a change of any run.

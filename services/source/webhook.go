@@ -17,6 +17,7 @@ import (
 
 	"github.com/sluicehq/sluice/platform/apierror"
 	"github.com/sluicehq/sluice/platform/events"
+	"github.com/sluicehq/sluice/platform/gitauth"
 	"github.com/sluicehq/sluice/platform/rpcserver"
 	"github.com/sluicehq/sluice/services/source/domain"
 	"github.com/sluicehq/sluice/services/source/gitmirror"
@@ -267,7 +268,9 @@ func (h *webhook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // fail answers an error: its kind picks the status; an unexpected one is
-// logged here, once, and not shown.
+// logged here, once, and not shown. A refused credential (a failed
+// precondition: trying again does not mend it) is shown and logged, as
+// the operator, not the forge, has to set a new one.
 func (h *webhook) fail(w http.ResponseWriter, r *http.Request, err error) {
 	code := http.StatusInternalServerError
 	switch {
@@ -277,6 +280,9 @@ func (h *webhook) fail(w http.ResponseWriter, r *http.Request, err error) {
 		code = http.StatusBadRequest
 	case errors.Is(err, apierror.ErrFailedPrecondition):
 		code = http.StatusUnprocessableEntity
+		if gitauth.Refused(err) {
+			h.log.Error("webhook: the repository's credential was refused", slog.String("path", r.URL.Path), slog.Any("error", err))
+		}
 	case errors.Is(err, apierror.ErrUnavailable):
 		code = http.StatusServiceUnavailable
 	}

@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -474,6 +476,24 @@ func TestErrorsDoNotLeakInternals(t *testing.T) {
 					t.Errorf("details %v: sluice %v: stderr %q has %q", details, tt.args, r.stderr, leak)
 				}
 			}
+		}
+	}
+}
+
+// A rule of a whole request (a reserved secret name's value) is told as
+// its message says, without a field name before it.
+func TestRequestRulesAreToldAsTheySay(t *testing.T) {
+	t.Parallel()
+	file := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(file, []byte("tok\twith-tab"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, details := range []bool{true, false} {
+		f := startFake(t, details)
+		r := run(t, f.env(), "secret", "set", "hello", "SLUICE_GIT_TOKEN", "--from-file", file)
+		want := "sluice secret set: the value of SLUICE_GIT_TOKEN must be one line of at most 4096 bytes without spaces or control characters\n"
+		if r.code != 1 || r.stderr != want {
+			t.Errorf("details %v: exit %d, stderr %q; want %q", details, r.code, r.stderr, want)
 		}
 	}
 }

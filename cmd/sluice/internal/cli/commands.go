@@ -165,9 +165,6 @@ rotate it with sluice secret set (docs/security.md, "Repository credentials").`,
 				w := s.app.Stdout
 				if !res.GetCreated() {
 					fmt.Fprintf(w, "repository %s already registered (%s, branch %s)\n", sanitizeLine(r.GetName()), sanitizeLine(r.GetUrl()), sanitizeLine(r.GetBranch()))
-					if credential != nil {
-						fmt.Fprintf(w, "the credential given was not stored; to replace the repository's: sluice secret set %s SLUICE_GIT_TOKEN (docs/security.md)\n", sanitizeLine(r.GetName()))
-					}
 					return nil
 				}
 				fmt.Fprintf(w, "registered %s (%s), watching branch %s\n", sanitizeLine(r.GetName()), sanitizeLine(r.GetUrl()), sanitizeLine(r.GetBranch()))

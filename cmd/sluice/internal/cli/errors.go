@@ -247,6 +247,12 @@ func describeInvalid(cmd *cobra.Command, ce *connect.Error, msg string) string {
 				field = els[0].GetFieldName()
 			}
 			why := cleanMessage(vi.GetMessage())
+			if field == "" {
+				// A rule of the whole request (one field's value by
+				// another's): its message says which.
+				parts = append(parts, why)
+				continue
+			}
 			if strings.HasSuffix(vi.GetRuleId(), ".pattern") || regexRule.MatchString(why) {
 				why = patternHint(field)
 			}

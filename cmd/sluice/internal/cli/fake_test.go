@@ -68,6 +68,7 @@ func startFake(t *testing.T, withDetails bool) *fakePlatform {
 	mux.Handle(releasev1connect.NewReleaseServiceHandler(f.release, h))
 	mux.Handle(notifyv1connect.NewNotifyServiceHandler(f.notify, h))
 	mux.Handle(sourcev1connect.NewAuditServiceHandler(f.audit, h))
+	mux.Handle(sourcev1connect.NewSecretServiceHandler(sourcev1connect.UnimplementedSecretServiceHandler{}, h))
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 	f.url = srv.URL
