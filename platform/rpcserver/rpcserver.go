@@ -121,8 +121,17 @@ func (r *Readiness) Check() map[string]error {
 // once, outside both, and outermost the audit recorder, which sees every
 // call of a procedure that changes state and the code it ended with.
 func HandlerOptions(log *slog.Logger, guard *auth.Guard, recorder *audit.Recorder) []connect.HandlerOption {
-	return []connect.HandlerOption{connect.WithInterceptors(recorder, apierror.Interceptor(log), guard, validate.NewInterceptor())}
+	return []connect.HandlerOption{
+		connect.WithInterceptors(recorder, apierror.Interceptor(log), guard, validate.NewInterceptor()),
+		connect.WithReadMaxBytes(MaxRequestBytes),
+	}
 }
+
+// MaxRequestBytes bounds one request message, after decompression (a
+// small gzip body cannot inflate past it): the largest request Sluice
+// takes is a secret's value (64 KiB) or a repository with an SSH key.
+// A larger one is refused with resource_exhausted before it is decoded.
+const MaxRequestBytes = 4 << 20
 
 // Server is the process's HTTP server.
 type Server struct {
