@@ -45,6 +45,9 @@ type Kind struct {
 	// stream, when set, is the stream the kind is published on instead of
 	// its service's (audit entries).
 	stream string
+	// cut are the payload's free-text fields New may cut to keep an event
+	// within MaxBody (CutFields).
+	cut []cutField
 }
 
 // NewPayload returns a new, empty payload message of this kind.
@@ -108,20 +111,26 @@ type index struct {
 	kinds     []Kind
 	byPayload map[protoreflect.FullName]Kind
 	byType    map[string]Kind // current types
+	bySubject map[string]Kind
 	byFormer  map[string]Kind // types a kind had before
 }
 
 var catalogue = sync.OnceValue(func() index {
-	ix := index{kinds: kinds(), byPayload: map[protoreflect.FullName]Kind{}, byType: map[string]Kind{}, byFormer: map[string]Kind{}}
+	ix := index{kinds: kinds(), byPayload: map[protoreflect.FullName]Kind{}, byType: map[string]Kind{}, bySubject: map[string]Kind{}, byFormer: map[string]Kind{}}
 	for _, k := range ix.kinds {
+		k.checkCutFields()
 		ix.byPayload[k.PayloadName()] = k
 		ix.byType[k.Type] = k
+		ix.bySubject[k.Subject] = k
 		for _, f := range k.Former {
 			ix.byFormer[f] = k
 		}
 	}
 	return ix
 })
+
+// deploymentText is the free text of a deployment in a release event.
+var deploymentText = []cutField{{path: "deployment.reason"}, {path: "deployment.last_log_lines", last: true}}
 
 func kinds() []Kind {
 	return []Kind{
@@ -132,12 +141,12 @@ func kinds() []Kind {
 		{Service: "source", Subject: "sluice.source.run.requested", Type: "dev.cdevents.pipelinerun.queued.0.3.0",
 			Former: []string{"dev.cdeventsx.sluice-run.requested.0.1.0"},
 			Doc:    "A run was requested with a valid pipeline; build takes it from its work queue.", payload: &sourceeventsv1.RunRequested{},
-			content: contentOf(runRequested)},
+			content: contentOf(runRequested), cut: []cutField{{path: "commit_message"}}},
 		{Service: "source", Subject: "sluice.source.run.started", Type: "dev.cdevents.pipelinerun.started.0.3.0",
 			Doc: "A run left the queue: its build started.", payload: &sourceeventsv1.RunStarted{}, content: contentOf(runStarted)},
 		{Service: "source", Subject: "sluice.source.run.finished", Type: "dev.cdevents.pipelinerun.finished.0.3.0",
 			Doc: "A run reached its end state (succeeded or failed, with the reason).", payload: &sourceeventsv1.RunFinished{},
-			content: contentOf(runFinished)},
+			content: contentOf(runFinished), cut: []cutField{{path: "failure_reason"}}},
 		{Service: "build", Subject: "sluice.build.build.started", Type: "dev.cdevents.build.started.0.3.0",
 			Doc: "A build worker took a run (again, with a higher attempt, when it took a run over).", payload: &buildeventsv1.BuildStarted{}},
 		{Service: "build", Subject: "sluice.build.step.started", Type: "dev.cdevents.taskrun.started.0.3.0",
@@ -148,7 +157,8 @@ func kinds() []Kind {
 		{Service: "build", Subject: "sluice.build.artifact.published", Type: "dev.cdevents.artifact.published.0.3.0",
 			Doc: "An artifact was stored in the artifact object store.", payload: &buildeventsv1.ArtifactPublished{}},
 		{Service: "build", Subject: "sluice.build.build.finished", Type: "dev.cdevents.build.finished.0.3.0",
-			Doc: "A build ended; test starts on a successful one.", payload: &buildeventsv1.BuildFinished{}},
+			Doc: "A build ended; test starts on a successful one.", payload: &buildeventsv1.BuildFinished{},
+			cut: []cutField{{path: "failure_reason"}, {path: "last_log_lines", last: true}}},
 		{Service: "test", Subject: "sluice.test.testrun.started", Type: "dev.cdevents.testsuiterun.started.0.3.0",
 			Doc: "Tests started for a successful build.", payload: &testeventsv1.TestRunStarted{}, content: contentOf(testRunStarted)},
 		{Service: "test", Subject: "sluice.test.testcase.finished", Type: "dev.cdevents.testcaserun.finished.0.3.0",
@@ -159,23 +169,27 @@ func kinds() []Kind {
 			content: contentOf(testCaseSkipped)},
 		{Service: "test", Subject: "sluice.test.testrun.finished", Type: "dev.cdevents.testsuiterun.finished.0.3.0",
 			Doc: "Tests ended, with passed/failed/skipped counts; release starts on a passed one.", payload: &testeventsv1.TestRunFinished{},
-			content: contentOf(testRunFinished)},
+			content: contentOf(testRunFinished),
+			cut:     []cutField{{path: "failure_reason"}, {path: "last_log_lines", last: true}, {path: "failed_cases"}}},
 		{Service: "release", Subject: "sluice.release.release.published", Type: "dev.cdeventsx.sluice-release.published.0.1.0",
-			Doc: "A new version was released, with its changelog and artifacts.", payload: &releaseeventsv1.ReleasePublished{}},
+			Doc: "A new version was released, with its changelog and artifacts.", payload: &releaseeventsv1.ReleasePublished{},
+			cut: []cutField{{path: "release.changelog"}}},
 		{Service: "release", Subject: "sluice.release.service.deployed", Type: "dev.cdevents.service.deployed.0.3.0",
 			Doc: "A release was deployed to an environment and verified.", payload: &releaseeventsv1.ServiceDeployed{},
-			content: contentOf(serviceDeployed)},
+			content: contentOf(serviceDeployed), cut: deploymentText},
 		{Service: "release", Subject: "sluice.release.deployment.failed", Type: "dev.cdeventsx.sluice-deployment.failed.0.1.0",
-			Doc: "A deploy command or its verification failed.", payload: &releaseeventsv1.DeploymentFailed{}},
+			Doc: "A deploy command or its verification failed.", payload: &releaseeventsv1.DeploymentFailed{}, cut: deploymentText},
 		{Service: "release", Subject: "sluice.release.service.rolledback", Type: "dev.cdevents.service.rolledback.0.3.0",
 			Doc: "An environment was rolled back to an earlier verified release.", payload: &releaseeventsv1.ServiceRolledBack{},
-			content: contentOf(serviceRolledBack)},
+			content: contentOf(serviceRolledBack), cut: append([]cutField{{path: "reason"}}, deploymentText...)},
 		{Service: "release", Subject: "sluice.release.run.finished", Type: "dev.cdeventsx.sluice-release.finished.0.1.0",
-			Doc: "The release stage of a run ended: succeeded, failed or skipped.", payload: &releaseeventsv1.ReleaseFinished{}},
+			Doc: "The release stage of a run ended: succeeded, failed or skipped.", payload: &releaseeventsv1.ReleaseFinished{},
+			cut: []cutField{{path: "reason"}}},
 		{Service: "notify", Subject: "sluice.notify.delivery.succeeded", Type: "dev.cdeventsx.sluice-delivery.succeeded.0.1.0",
 			Doc: "An event was delivered to a subscriber.", payload: &notifyeventsv1.DeliverySucceeded{}},
 		{Service: "notify", Subject: "sluice.notify.delivery.failed", Type: "dev.cdeventsx.sluice-delivery.failed.0.1.0",
-			Doc: "Every attempt to deliver an event to a subscriber failed; it was dead-lettered.", payload: &notifyeventsv1.DeliveryFailed{}},
+			Doc: "Every attempt to deliver an event to a subscriber failed; it was dead-lettered.", payload: &notifyeventsv1.DeliveryFailed{},
+			cut: []cutField{{path: "last_error"}}},
 	}
 }
 
@@ -233,6 +247,25 @@ func NewAudit(service string, entry *auditv1.AuditEntry) (Event, error) {
 	ev.ID = entry.GetId()
 	ev.Time = entry.GetTime().AsTime()
 	return ev, nil
+}
+
+// kindOfSubject is the kind published on subject (an audit kind for
+// sluice.audit.<service>).
+func kindOfSubject(subject string) (Kind, bool) {
+	if service, ok := strings.CutPrefix(subject, AuditSubjectPrefix); ok && service != "" {
+		return AuditKind(service), true
+	}
+	k, ok := catalogue().bySubject[subject]
+	return k, ok
+}
+
+// serviceOfSubject is the service a subject sluice.<service>.… names, or
+// "unknown".
+func serviceOfSubject(subject string) string {
+	if tokens := strings.Split(subject, "."); len(tokens) > 2 && tokens[0] == "sluice" {
+		return tokens[1]
+	}
+	return "unknown"
 }
 
 // DeadLetterSubject is where a service's consumer puts messages it gave up on.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"time"
@@ -251,7 +252,11 @@ func (c *Consumer) handle(ctx context.Context, m jetstream.Msg, maxDeliver int) 
 		return
 	}
 	log := c.log.With(slog.String("subject", m.Subject()), slog.Uint64("stream_seq", meta.Sequence.Stream), slog.Uint64("delivery", meta.NumDelivered))
-	ev, err := Decode(m.Subject(), m.Headers(), m.Data())
+	var ev Event
+	err = recovered(log, func() (err error) {
+		ev, err = Decode(m.Subject(), m.Headers(), m.Data())
+		return err
+	})
 	if err != nil {
 		c.deadLetter(ctx, m, log, err)
 		return
@@ -260,11 +265,16 @@ func (c *Consumer) handle(ctx context.Context, m jetstream.Msg, maxDeliver int) 
 
 	hctx, cancel := context.WithCancel(ctx)
 	stopBeat := c.heartbeat(hctx, m)
-	err = c.handler(hctx, ev, delivery{meta: meta, maxDeliver: maxDeliver})
+	err = recovered(log, func() error { return c.handler(hctx, ev, delivery{meta: meta, maxDeliver: maxDeliver}) })
 	stopBeat()
 	cancel()
 
+	var panicked *panicError
 	switch {
+	case errors.As(err, &panicked):
+		// Whatever made the handler panic comes again with every delivery:
+		// keep the event where an operator can see it, even when stopping.
+		c.deadLetter(context.WithoutCancel(ctx), m, log, err)
 	case err == nil:
 		if err := m.DoubleAck(ctx); err != nil && ctx.Err() == nil {
 			log.Warn("ack failed; the event will be redelivered and skipped as a duplicate", slog.Any("error", err))
@@ -287,6 +297,30 @@ func (c *Consumer) handle(ctx context.Context, m jetstream.Msg, maxDeliver int) 
 		log.Warn("handler failed; will retry", slog.Any("error", err))
 		_ = m.Nak()
 	}
+}
+
+// panicError is what a consumer makes of a handler (or a decode) that
+// panicked: the event is dead-lettered at once with the reason
+// "panic: <value>", and the stack goes to the log. It wraps ErrPermanent.
+type panicError struct {
+	value any
+}
+
+func (e *panicError) Error() string { return fmt.Sprintf("panic: %v", e.value) }
+
+// Unwrap makes a panic a permanent failure.
+func (e *panicError) Unwrap() error { return ErrPermanent }
+
+// recovered runs f; a panic in it is logged with its stack and returned as
+// a *panicError, so that one bad event never stops the process.
+func recovered(log *slog.Logger, f func() error) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			log.Error("event handler panicked; dead-lettering the event", slog.Any("panic", v), slog.String("stack", string(debug.Stack())))
+			err = &panicError{value: v}
+		}
+	}()
+	return f()
 }
 
 func (c *Consumer) heartbeat(ctx context.Context, m jetstream.Msg) func() {

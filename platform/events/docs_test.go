@@ -33,3 +33,23 @@ func TestDocsListEveryEvent(t *testing.T) {
 		}
 	}
 }
+
+// docs/events.md says which fields of which event may be cut to keep it
+// within its size budget, as the catalogue does.
+func TestDocsListCutFields(t *testing.T) {
+	data, err := os.ReadFile("../../docs/events.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := string(data)
+	for _, k := range events.Catalogue() {
+		fields := k.CutFields()
+		if len(fields) == 0 {
+			continue
+		}
+		row := "| `" + k.Subject + "` | `" + strings.Join(fields, "`, `") + "` |"
+		if !strings.Contains(doc, row) {
+			t.Errorf("docs/events.md has no row %s", row)
+		}
+	}
+}

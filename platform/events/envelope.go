@@ -37,12 +37,6 @@ const (
 	jsonContentType = "application/json"
 )
 
-// MaxBody bounds an event's body: NATS refuses a message over its
-// max_payload (1 MiB by default), and an outbox row NATS refuses would hold
-// up every event enqueued after it. Enqueue refuses a larger event, so the
-// transaction that made it fails instead.
-const MaxBody = 768 << 10
-
 // ErrInvalidEvent marks an event that can never be handled: it does not
 // decode or does not validate. Consumers dead-letter such events at once.
 var ErrInvalidEvent = errors.New("invalid event")
@@ -72,6 +66,9 @@ type Event struct {
 // New makes an event for payload, with a fresh id, the current time, the
 // kind the payload belongs to, and the CDEvents subject content derived from
 // the payload. The payload must validate and carry what the content needs.
+// An event over its size budget (MaxBody) gets a copy of payload whose free
+// text is cut to fit, each cut marked (Kind.CutFields); payload itself is
+// left as it is.
 func New(payload proto.Message, subjectID, chainID string) (Event, error) {
 	kind, err := KindOf(payload)
 	if err != nil {
@@ -99,7 +96,7 @@ func newOfKind(kind Kind, payload proto.Message, subjectID, chainID string) (Eve
 		Time:      time.Now().UTC(),
 		Content:   content,
 		Payload:   payload,
-	}, nil
+	}.fit()
 }
 
 // Source is the CloudEvents source of a service's events.
@@ -164,9 +161,6 @@ func (e Event) Msg() (*nats.Msg, error) {
 	body, err := e.Body()
 	if err != nil {
 		return nil, err
-	}
-	if len(body) > MaxBody {
-		return nil, fmt.Errorf("%s: %w: the event is %d bytes; at most %d", e.Kind.Type, ErrInvalidEvent, len(body), MaxBody)
 	}
 	m := nats.NewMsg(e.Kind.Subject)
 	m.Data = body

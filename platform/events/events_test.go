@@ -524,18 +524,3 @@ func TestDeadLetterReasonIsOneBoundedHeaderLine(t *testing.T) {
 		t.Fatalf("reason header %q (%d bytes)", got[:min(len(got), 200)], len(got))
 	}
 }
-
-// An event larger than NATS takes is refused when it is made into a
-// message, so it never reaches an outbox it would hold up.
-func TestOversizedEventIsRefused(t *testing.T) {
-	t.Parallel()
-	p := runRequested("big")
-	p.CommitMessage = strings.Repeat("x", events.MaxBody)
-	ev, err := events.New(p, "big", "big")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := ev.Msg(); !errors.Is(err, events.ErrInvalidEvent) || !strings.Contains(err.Error(), "bytes; at most") {
-		t.Fatalf("Msg of a %d-byte event: %v; want ErrInvalidEvent", events.MaxBody, err)
-	}
-}

@@ -1,6 +1,7 @@
 package events
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"embed"
@@ -253,7 +254,10 @@ func deleteRows(ctx context.Context, q sqlRunner, batch []outboxRow) error {
 }
 
 // publishFrom publishes the oldest batch and deletes, through del, the
-// prefix the server acknowledged.
+// prefix that is done: acknowledged by the server, or refused for good and
+// dead-lettered (deadLetter). A row NATS refuses for good never holds up
+// the rows after it; any other failure stops the batch there, to be tried
+// again in order.
 func (r *Relay) publishFrom(ctx context.Context, q sqlRunner, del func([]outboxRow) error) (int, error) {
 	batch, err := r.readBatch(ctx, q)
 	if err != nil {
@@ -262,42 +266,148 @@ func (r *Relay) publishFrom(ctx context.Context, q sqlRunner, del func([]outboxR
 	if len(batch) == 0 {
 		return 0, nil
 	}
-	futures := make([]jetstream.PubAckFuture, 0, len(batch))
+	// Each row sent has a future, or the error that refused it at once.
+	type sent struct {
+		future  jetstream.PubAckFuture
+		refused error
+	}
+	out := make([]sent, 0, len(batch))
+	var stopErr error
 	for _, row := range batch {
-		m := nats.NewMsg(row.subject)
-		if err := json.Unmarshal([]byte(row.headers), &m.Header); err != nil {
-			return 0, fmt.Errorf("outbox row %s headers: %w", row.id, err)
+		m, err := row.msg()
+		if err == nil {
+			var f jetstream.PubAckFuture
+			if f, err = r.js.PublishMsgAsync(m); err == nil {
+				out = append(out, sent{future: f})
+				continue
+			}
 		}
-		m.Data = row.body
-		f, err := r.js.PublishMsgAsync(m)
-		if err != nil {
-			return 0, fmt.Errorf("publish %s: %w", row.subject, err)
+		if !refusedForGood(err) {
+			stopErr = fmt.Errorf("publish %s: %w", row.subject, err)
+			break
 		}
-		futures = append(futures, f)
+		out = append(out, sent{refused: err})
 	}
 	done := 0
 	var firstErr error
-	for i, f := range futures {
-		select {
-		case <-f.Ok():
-			if firstErr == nil {
-				done = i + 1
+	for i, s := range out {
+		err := s.refused
+		if s.future != nil {
+			select {
+			case <-s.future.Ok():
+			case err = <-s.future.Err():
+			case <-ctx.Done():
+				return 0, ctx.Err()
 			}
-		case err := <-f.Err():
-			if firstErr == nil {
-				firstErr = fmt.Errorf("publish %s: %w", batch[i].subject, err)
-			}
-		case <-ctx.Done():
-			return 0, ctx.Err()
 		}
+		if err != nil && refusedForGood(err) {
+			err = r.deadLetter(ctx, batch[i], err)
+		}
+		if err != nil {
+			firstErr = fmt.Errorf("publish %s: %w", batch[i].subject, err)
+			break
+		}
+		done = i + 1
 	}
-	// Delete the acknowledged prefix only, so order is kept on a retry.
+	if firstErr == nil {
+		firstErr = stopErr
+	}
+	// Delete the prefix that is done only, so order is kept on a retry.
 	if done > 0 {
 		if err := del(batch[:done]); err != nil {
 			return 0, fmt.Errorf("delete published outbox rows: %w", err)
 		}
 	}
 	return done, firstErr
+}
+
+// msg is the row's message.
+func (row outboxRow) msg() (*nats.Msg, error) {
+	m := nats.NewMsg(row.subject)
+	if err := json.Unmarshal([]byte(row.headers), &m.Header); err != nil {
+		return nil, fmt.Errorf("%w: outbox row %s headers: %w", errUnreadableRow, row.id, err)
+	}
+	m.Data = row.body
+	return m, nil
+}
+
+// errUnreadableRow marks an outbox row that cannot be made into a message.
+var errUnreadableRow = errors.New("unreadable outbox row")
+
+// refusedForGood reports whether publishing failed for a reason no retry
+// can fix: the message is over the server's max_payload, the stream
+// refuses it (a 4xx answer: over its max_msg_size, ...), or the row cannot
+// be read. Anything else (NATS away, no answer, a stream leader moving)
+// may pass.
+func refusedForGood(err error) bool {
+	var api *jetstream.APIError
+	switch {
+	case errors.Is(err, nats.ErrMaxPayload), errors.Is(err, nats.ErrBadSubject), errors.Is(err, errUnreadableRow):
+		return true
+	case errors.As(err, &api):
+		return api.Code >= 400 && api.Code < 500
+	}
+	return false
+}
+
+// OutboxDeadLetters is the consumer name under which a service's relay
+// dead-letters the events NATS refuses for good:
+// sluice.deadletter.<service>.outbox. No durable consumer may take it.
+const OutboxDeadLetters = "outbox"
+
+// deadLetter puts row, which NATS refused for good (reason), on the
+// dead-letter stream under sluice.deadletter.<service>.outbox, with the
+// headers a consumer's dead letters have, so that the relay can go on to
+// the rows after it. A body larger than the server takes keeps its start,
+// and the reason says so. It fails only when the dead letter cannot be
+// published either; the row then stays and is tried again.
+func (r *Relay) deadLetter(ctx context.Context, row outboxRow, reason error) error {
+	kind, known := kindOfSubject(row.subject)
+	service := kind.Service
+	if !known {
+		service = serviceOfSubject(row.subject)
+	}
+	dl := nats.NewMsg(DeadLetterSubject(service, OutboxDeadLetters))
+	var header nats.Header
+	if err := json.Unmarshal([]byte(row.headers), &header); err == nil {
+		for k, v := range header {
+			dl.Header[k] = v
+		}
+	}
+	id := cmp.Or(header.Get(HeaderID), row.id)
+	// Its own de-duplication id: a relay that dies after this publish
+	// publishes it again, and the stream drops the copy.
+	dl.Header.Set(nats.MsgIdHdr, "outbox-"+id)
+	dl.Header.Set(HeaderDeadLetterSubject, row.subject)
+	if known {
+		dl.Header.Set(HeaderDeadLetterStream, kind.Stream())
+	}
+	dl.Data = row.body
+	text := reason.Error()
+	if room := int(r.js.Conn().MaxPayload()) - headerSize(dl.Header) - maxReasonHeader - 1024; len(dl.Data) > room {
+		room = max(room, 0)
+		text = fmt.Sprintf("%s; the event is %d bytes, this dead letter keeps its first %d", text, len(row.body), room)
+		dl.Data = dl.Data[:room]
+	}
+	dl.Header.Set(HeaderDeadLetterReason, headerValue(text))
+	log := r.log.With(slog.String("event_id", id), slog.String("subject", row.subject), slog.Int("bytes", len(row.body)))
+	if _, err := r.js.PublishMsg(ctx, dl); err != nil {
+		log.Error("outbox relay: NATS refused an event, and dead-lettering it failed; trying again", slog.Any("reason", reason), slog.Any("error", err))
+		return fmt.Errorf("dead-letter the refused event %s: %w", id, err)
+	}
+	log.Error("outbox relay: NATS refused an event; dead-lettered it and went on", slog.Any("reason", reason), slog.String("to", dl.Subject))
+	return nil
+}
+
+// headerSize is about what header takes in a NATS message.
+func headerSize(header nats.Header) int {
+	n := len("NATS/1.0\r\n\r\n")
+	for k, vs := range header {
+		for _, v := range vs {
+			n += len(k) + len(v) + len(": \r\n")
+		}
+	}
+	return n
 }
 
 // Pending counts unpublished events.

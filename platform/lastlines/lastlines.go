@@ -7,7 +7,8 @@ import (
 	"bytes"
 	"strings"
 	"sync"
-	"unicode/utf8"
+
+	"github.com/sluicehq/sluice/platform/cut"
 )
 
 // DefaultMaxLen is the longest line a Buffer keeps when New is given no
@@ -15,12 +16,10 @@ import (
 // event carrying a few dozen lines stays far below the NATS message size.
 const DefaultMaxLen = 1024
 
-// cutMark ends a line that was cut to the length bound.
-const cutMark = "…"
-
 // Buffer keeps the last n lines added or written to it, each cut to at
-// most maxLen bytes, and counts the lines it no longer keeps. It is safe
-// for concurrent use. Its zero value keeps nothing; use New.
+// most maxLen bytes with a mark saying how much was cut (cut.Text), and
+// counts the lines it no longer keeps. It is safe for concurrent use. Its
+// zero value keeps nothing; use New.
 type Buffer struct {
 	mu     sync.Mutex
 	n      int
@@ -29,36 +28,38 @@ type Buffer struct {
 	next   int
 	total  int // complete lines seen
 	// part is an unterminated line from Write: at most maxLen+1 bytes, so
-	// that a longer one is known to be too long.
-	part []byte
+	// that a longer one is known to be too long; partSize is its whole
+	// length.
+	part     []byte
+	partSize int
 }
 
 // New keeps the last n lines (none when n < 1), each at most maxLen bytes
 // (DefaultMaxLen when maxLen < 1; at least 4). A longer line is cut at a
-// character boundary and ends in "…".
+// character boundary and ends in a mark saying how much was cut, such as
+// "… [cut: 63 KiB more]" (only "…" when maxLen is below cut.MinMax).
 func New(n, maxLen int) *Buffer {
 	if maxLen < 1 {
 		maxLen = DefaultMaxLen
 	}
 	n = max(n, 0)
-	return &Buffer{n: n, maxLen: max(maxLen, len(cutMark)+1), ring: make([]string, 0, n)}
+	return &Buffer{n: n, maxLen: max(maxLen, len(cut.Ellipsis)+1), ring: make([]string, 0, n)}
 }
 
 // Add records one line as it is: a newline in it does not split it.
 func (b *Buffer) Add(line string) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.add(line)
+	b.add(line, len(line))
 }
 
-func (b *Buffer) add(line string) {
+// add records line, the start of a line of size bytes.
+func (b *Buffer) add(line string, size int) {
 	b.total++
 	if b.n == 0 {
 		return
 	}
-	// Process output may be any bytes; what is kept goes into events and
-	// API answers, which carry UTF-8 only.
-	line = cut(strings.ToValidUTF8(line, "\uFFFD"), b.maxLen)
+	line = keep(line, size, b.maxLen)
 	if len(b.ring) < b.n {
 		b.ring = append(b.ring, line)
 		return
@@ -86,6 +87,7 @@ func (b *Buffer) Append(text string) {
 		if i >= 0 {
 			chunk = text[:i]
 		}
+		b.partSize += len(chunk)
 		if room := b.maxLen + 1 - len(b.part); len(chunk) > room {
 			chunk = chunk[:room]
 		}
@@ -93,8 +95,12 @@ func (b *Buffer) Append(text string) {
 		if i < 0 {
 			break
 		}
-		b.add(string(bytes.TrimSuffix(b.part, []byte("\r"))))
-		b.part = b.part[:0]
+		size := b.partSize
+		if len(b.part) == b.partSize && bytes.HasSuffix(b.part, []byte("\r")) {
+			size--
+		}
+		b.add(string(bytes.TrimSuffix(b.part, []byte("\r"))), size)
+		b.part, b.partSize = b.part[:0], 0
 		text = text[i+1:]
 	}
 }
@@ -112,7 +118,7 @@ func (b *Buffer) lines() []string {
 	out = append(out, b.ring[b.next:]...)
 	out = append(out, b.ring[:b.next]...)
 	if len(b.part) > 0 {
-		out = append(out, cut(string(b.part), b.maxLen))
+		out = append(out, keep(string(b.part), b.partSize, b.maxLen))
 	}
 	if len(out) > b.n {
 		out = out[len(out)-b.n:]
@@ -134,15 +140,10 @@ func (b *Buffer) Dropped() int {
 // String returns Lines joined by newlines.
 func (b *Buffer) String() string { return strings.Join(b.Lines(), "\n") }
 
-// cut shortens s to at most maxLen bytes (maxLen > len(cutMark)), at a
-// character boundary, ending in cutMark when anything was taken off.
-func cut(s string, maxLen int) string {
-	if len(s) <= maxLen {
-		return s
-	}
-	keep := maxLen - len(cutMark)
-	for keep > 0 && !utf8.RuneStart(s[keep]) {
-		keep--
-	}
-	return s[:keep] + cutMark
+// keep is what is kept of line, the start of a line of size bytes: valid
+// UTF-8 (process output may be any bytes; what is kept goes into events
+// and API answers, which carry UTF-8 only), cut to maxLen bytes.
+func keep(line string, size, maxLen int) string {
+	valid := strings.ToValidUTF8(line, "\uFFFD")
+	return cut.TextOf(valid, size+len(valid)-len(line), maxLen)
 }

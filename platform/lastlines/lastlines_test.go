@@ -76,7 +76,7 @@ func TestCutsLongLinesAtACharacterBoundary(t *testing.T) {
 	}
 	d := lastlines.New(1, 0)
 	d.Add(strings.Repeat("y", lastlines.DefaultMaxLen+1))
-	if got := d.Lines()[0]; len(got) > lastlines.DefaultMaxLen || !strings.HasSuffix(got, "…") {
+	if got := d.Lines()[0]; len(got) > lastlines.DefaultMaxLen || !strings.HasSuffix(got, " B more]") {
 		t.Errorf("default bound: a line of %d bytes", len(got))
 	}
 	tiny := lastlines.New(1, 1) // too small to hold the mark: raised to 4
@@ -162,5 +162,26 @@ func TestInvalidUTF8IsReplaced(t *testing.T) {
 	}
 	if got := b.Lines(); got[0] != "ok \uFFFD bytes" {
 		t.Fatalf("Lines = %q", got)
+	}
+}
+
+// A line cut to the bound says how much of it was cut, whether it came
+// whole (Add) or in pieces (Write), so that no one takes it for the whole
+// line.
+func TestCutLineSaysHowMuchWasCut(t *testing.T) {
+	t.Parallel()
+	b := lastlines.New(3, 0)
+	line := strings.Repeat("x", 64<<10)
+	b.Add(line)
+	for range 16 {
+		b.Append(line[:4<<10])
+	}
+	b.Append("\n")
+	b.Append(line)
+	want := "… [cut: 63 KiB more]"
+	for i, got := range b.Lines() {
+		if len(got) > lastlines.DefaultMaxLen || !strings.HasSuffix(got, want) || !strings.HasPrefix(got, "xxx") {
+			t.Errorf("line %d: %d bytes, ends %q; want at most %d ending %q", i, len(got), got[max(0, len(got)-30):], lastlines.DefaultMaxLen, want)
+		}
 	}
 }

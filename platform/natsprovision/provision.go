@@ -105,6 +105,12 @@ type Declarations struct {
 	KeyValues    []KeyValueFile
 }
 
+// OutboxDurable is no consumer's name: a service's outbox relay
+// dead-letters the events NATS refuses under
+// sluice.deadletter.<service>.outbox (platform/events), beside its
+// consumers' dead letters, so no consumer may be named so.
+const OutboxDurable = "outbox"
+
 // Load reads and checks every declaration in fsys.
 func Load(fsys fs.FS) (Declarations, error) {
 	d := Declarations{Consumers: map[string][]ConsumerFile{}}
@@ -141,6 +147,9 @@ func Load(fsys fs.FS) (Declarations, error) {
 		}
 		if c.Stream == "" {
 			return d, fmt.Errorf("%s: stream is empty", name)
+		}
+		if c.Config.Durable == OutboxDurable {
+			return d, fmt.Errorf("%s: the name %q is taken by the outbox's dead letters (sluice.deadletter.<service>.%s)", name, OutboxDurable, OutboxDurable)
 		}
 		owner := path.Base(path.Dir(name))
 		if !slices.Contains(Services(), owner) {

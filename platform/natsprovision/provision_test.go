@@ -46,6 +46,7 @@ func TestLoadRejectsBadFiles(t *testing.T) {
 		"name mismatch":    {"streams/SOURCE.json": {Data: []byte(`{"name":"OTHER"}`)}},
 		"durable mismatch": {"consumers/build/a.json": {Data: []byte(`{"stream":"SOURCE","config":{"durable_name":"b"}}`)}},
 		"no stream":        {"consumers/build/a.json": {Data: []byte(`{"config":{"durable_name":"a"}}`)}},
+		"outbox":           {"consumers/build/outbox.json": {Data: []byte(`{"stream":"SOURCE","config":{"durable_name":"outbox"}}`)}},
 	} {
 		if _, err := natsprovision.Load(fsys); err == nil {
 			t.Errorf("%s: Load succeeded", name)

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime/debug"
 	"slices"
 	"sort"
 	"sync"
@@ -120,10 +121,26 @@ func (r *Readiness) Check() map[string]error {
 // procedure learns nothing from its validation), errors mapped to codes
 // once, outside both, and outermost the audit recorder, which sees every
 // call of a procedure that changes state and the code it ended with.
+// A handler that panics fails that call only, with an internal error
+// (which the recorder sees), and its stack is logged; so does a panic in
+// the interceptors, caught outside them all.
 func HandlerOptions(log *slog.Logger, guard *auth.Guard, recorder *audit.Recorder) []connect.HandlerOption {
 	return []connect.HandlerOption{
+		connect.WithRecover(recoverPanic(log)),
 		connect.WithInterceptors(recorder, apierror.Interceptor(log), guard, validate.NewInterceptor()),
+		connect.WithRecover(recoverPanic(log)),
 		connect.WithReadMaxBytes(MaxRequestBytes),
+	}
+}
+
+// recoverPanic logs a handler's panic with its stack and makes it the
+// caller's internal error. http.ErrAbortHandler, which aborts a response
+// on purpose, is not recovered (connect.WithRecover).
+func recoverPanic(log *slog.Logger) func(context.Context, connect.Spec, http.Header, any) error {
+	return func(ctx context.Context, spec connect.Spec, _ http.Header, v any) error {
+		log.ErrorContext(ctx, "handler panicked; the call fails with an internal error",
+			slog.String("procedure", spec.Procedure), slog.Any("panic", v), slog.String("stack", string(debug.Stack())))
+		return connect.NewError(connect.CodeInternal, errors.New("internal error; the service log has the details"))
 	}
 }
 

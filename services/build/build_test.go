@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -19,6 +20,7 @@ import (
 	"github.com/sluicehq/sluice/platform/artifacts"
 	"github.com/sluicehq/sluice/platform/egress"
 	"github.com/sluicehq/sluice/platform/events"
+	"github.com/sluicehq/sluice/platform/lastlines"
 	"github.com/sluicehq/sluice/platform/servicekit"
 	"github.com/sluicehq/sluice/platform/servicekit/servicekittest"
 	"github.com/sluicehq/sluice/platform/sqldb/sqldbtest"
@@ -279,6 +281,9 @@ func TestBuildSucceeds(t *testing.T) {
 	}
 }
 
+// cutMark ends a line cut to its bound: it says how much was cut.
+var cutMark = regexp.MustCompile(`… \[cut: [0-9.]+ KiB more\]$`)
+
 func TestBuildFailures(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
@@ -286,6 +291,33 @@ func TestBuildFailures(t *testing.T) {
 
 	// The builds run side by side; the group ends when all have.
 	t.Run("runs", func(t *testing.T) {
+		// A step that fails after printing 20 lines of 64 KiB: the build's
+		// events carry its last lines, each cut to lastlines.DefaultMaxLen
+		// with a mark that says how much of it was cut.
+		t.Run("failing step with long lines", func(t *testing.T) {
+			t.Parallel()
+			req := runRequest(repo, &sourcev1.BuildSpec{Steps: []*sourcev1.Step{{
+				Name: "compile",
+				Run:  `l=$(head -c 65536 /dev/zero | tr '\0' x); i=0; while [ $i -lt 20 ]; do echo "$l"; i=$((i+1)); done; exit 1`,
+			}}})
+			h.publish(t, req)
+			ev := h.rec.waitFor(t, req.GetRunId(), subjFinished)
+			fin := payload[*buildeventsv1.BuildFinished](t, ev)
+			lines := fin.GetLastLogLines()
+			if len(lines) != domain.LastLogLines {
+				t.Fatalf("%d last lines; want %d", len(lines), domain.LastLogLines)
+			}
+			for i, line := range lines {
+				if len(line) > lastlines.DefaultMaxLen || !strings.HasPrefix(line, "xxx") || !cutMark.MatchString(line) {
+					t.Errorf("last line %d: %d bytes, ends %q; want at most %d bytes ending in a mark saying how much was cut",
+						i, len(line), line[max(0, len(line)-30):], lastlines.DefaultMaxLen)
+				}
+			}
+			if n := len(ev.Received.Data); n > events.MaxBody {
+				t.Errorf("BuildFinished is %d bytes; want it within the event budget, %d", n, events.MaxBody)
+			}
+		})
+
 		t.Run("failing step", func(t *testing.T) {
 			t.Parallel()
 			marker := h.file(t, "package-ran")

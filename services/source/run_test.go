@@ -2,6 +2,9 @@ package source_test
 
 import (
 	"context"
+	"fmt"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -9,6 +12,7 @@ import (
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/sluicehq/sluice/platform/events"
 	"github.com/sluicehq/sluice/platform/gittest"
 	"github.com/sluicehq/sluice/platform/servicekit/servicekittest"
 	sourceeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
@@ -149,6 +153,40 @@ func TestBadPipelineFailsTheRun(t *testing.T) {
 	}
 	if got := h.getRun(run.Id); got.Pipeline != nil || got.FailureReason != perr.Error() {
 		t.Errorf("GetRun = %v", got)
+	}
+}
+
+// TestHugeBadPipelineFailsTheRunWithACutReason: a 600 KB pipeline file
+// with a problem on every line makes a reason of megabytes. The run still
+// fails at once with all of it, and RunFinished carries the reason cut to
+// the event's budget, with a mark saying how many lines were cut.
+func TestHugeBadPipelineFailsTheRunWithACutReason(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, 0)
+	var file strings.Builder
+	file.WriteString("version: 1\nbuild:\n  steps:\n    - name: compile\n      run: go build\n")
+	keys := 0
+	for ; file.Len() < 600_000; keys++ {
+		fmt.Fprintf(&file, "k%d: 1\n", keys)
+	}
+	src, _ := newGitRepo(t, "app", "main", file.String())
+	h.register(src.Dir)
+
+	run := h.trigger("app", "")
+	if run.Status != sourcev1.RunStatus_RUN_STATUS_FAILED || strings.Count(run.FailureReason, "\n")+1 != keys {
+		t.Fatalf("run status %v with a reason of %d lines; want failed, a line per unknown key (%d)", run.Status, strings.Count(run.FailureReason, "\n")+1, keys)
+	}
+	ev := h.waitRunEvent(subjectRunFinished, run.Id)
+	if n := len(ev.Received.Data); n > events.MaxBody {
+		t.Errorf("RunFinished is %d bytes; want at most %d", n, events.MaxBody)
+	}
+	reason := payload[*sourceeventsv1.RunFinished](t, ev).GetFailureReason()
+	m := regexp.MustCompile(`\n… \[cut: (\d+) more lines, [0-9.]+ MiB\]$`).FindStringSubmatch(reason)
+	if m == nil || !strings.HasPrefix(run.FailureReason, reason[:strings.LastIndexByte(reason[:len(reason)-1], '\n')+1]) {
+		t.Fatalf("RunFinished's reason ends %q; want the start of the run's reason and a mark", reason[max(0, len(reason)-80):])
+	}
+	if kept, cut := strings.Count(reason, "\n"), m[1]; strconv.Itoa(keys-kept) != cut {
+		t.Errorf("RunFinished keeps %d lines and says %s were cut; want %d in all", kept, cut, keys)
 	}
 }
 

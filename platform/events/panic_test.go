@@ -1,0 +1,96 @@
+package events_test
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/sluicehq/sluice/platform/events"
+)
+
+// A handler that panics does not stop the process: its event is
+// dead-lettered at once with the panic as the reason (the stack goes to
+// the log), and the consumer goes on with the next event.
+func TestConsumerDeadLettersAPanickingHandlerAndGoesOn(t *testing.T) {
+	e := setup(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	dead, err := e.js.Conn().SubscribeSync(events.DeadLetterSubject("build", "build-runs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = dead.Unsubscribe() }()
+	for _, id := range []string{"bad", "good"} {
+		ev, err := events.New(runRequested(id), id, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, _ := ev.Msg()
+		if _, err := e.js.PublishMsg(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var logs syncBuffer
+	var bad atomic.Int32
+	handled := make(chan string, 2)
+	cons := events.NewConsumer(e.js, slog.New(slog.NewJSONHandler(&logs, nil)), events.ConsumerConfig{Service: "build", Stream: "SOURCE", Durable: "build-runs"},
+		func(_ context.Context, ev events.Event, _ events.Delivery) error {
+			if ev.ChainID == "bad" {
+				bad.Add(1)
+				panic("no step " + ev.ChainID) // as a bug in a handler would
+			}
+			handled <- ev.ChainID
+			return nil
+		})
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); _ = cons.Run(runCtx) }()
+	defer func() { stop(); <-done }()
+
+	select {
+	case id := <-handled:
+		if id != "good" {
+			t.Fatalf("handled %s", id)
+		}
+	case <-ctx.Done():
+		t.Fatal("the event after the panic was not handled")
+	}
+	m, err := dead.NextMsg(15 * time.Second)
+	if err != nil {
+		t.Fatalf("no dead letter: %v", err)
+	}
+	if got, want := m.Header.Get(events.HeaderDeadLetterReason), "panic: no step bad"; got != want {
+		t.Errorf("reason %q; want %q", got, want)
+	}
+	if n := bad.Load(); n != 1 {
+		t.Errorf("the panicking handler ran %d times; want once", n)
+	}
+	out := logs.String()
+	for _, want := range []string{`"msg":"event handler panicked`, "goroutine ", "events_test.TestConsumerDeadLettersAPanickingHandlerAndGoesOn"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the log has no %q:\n%s", want, out)
+		}
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
