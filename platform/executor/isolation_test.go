@@ -116,6 +116,25 @@ true`
 	}
 }
 
+// The supervisor (the step's parent) is as far out of reach as the
+// service: its threads other than the one that started the step are not
+// confined, so reading or writing its memory would undo the sandbox.
+func TestSandboxKeepsTheSupervisorAway(t *testing.T) {
+	l := sandboxed(t, executor.Isolation{})
+	script := `
+sup=$PPID
+tr '\0' '\n' < /proc/$sup/environ && echo "read the supervisor's environ"
+head -c 16 /proc/$sup/mem >/dev/null 2>&1 && echo "read the supervisor's memory"
+readlink /proc/$sup/fd/1 && echo "read the supervisor's descriptors"
+true`
+	_, out := tryStep(t, l, executor.Spec{Command: script})
+	for _, bad := range []string{"SLUICE_STEP_SUPERVISOR", "read the supervisor's environ", "read the supervisor's memory", "read the supervisor's descriptors"} {
+		if strings.Contains(out, bad) {
+			t.Errorf("output has %q:\n%s", bad, out)
+		}
+	}
+}
+
 func TestSandboxKillsWhatTheStepLeaves(t *testing.T) {
 	l := sandboxed(t, executor.Isolation{})
 	// A daemon in a session of its own, started through a shell that exits

@@ -143,6 +143,13 @@ func confine(spec Spec) error {
 	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
 		return fmt.Errorf("become the step's reaper: %w", err)
 	}
+	// Only the thread that starts the step is confined; the supervisor's
+	// other threads keep its rights (and, as root, its capabilities).
+	// Non-dumpable, the supervisor cannot be traced, nor its memory read
+	// or written through /proc, by the step it runs.
+	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
+		return fmt.Errorf("make the supervisor non-dumpable: %w", err)
+	}
 	if unix.Geteuid() == 0 {
 		if err := dropCapabilities(); err != nil {
 			return err
