@@ -150,14 +150,13 @@ type Writer struct {
 func (s *Store) Writer(ctx context.Context, runID string, interval time.Duration) (*Writer, error) {
 	var last sql.NullInt64
 	var lines, bytes int64
-	if err := s.db.QueryRowContext(ctx, `SELECT MAX(seq), COUNT(*), COALESCE(SUM(LENGTH(text)), 0) FROM step_logs WHERE run_id = $1 AND stream <> $2`, runID, Meta).Scan(&last, &lines, &bytes); err != nil {
+	// The next number follows every stored line, Sluice's own included;
+	// the limits count output only.
+	if err := s.db.QueryRowContext(ctx, `SELECT MAX(seq),
+		COALESCE(SUM(CASE WHEN stream <> $2 THEN 1 ELSE 0 END), 0),
+		COALESCE(SUM(CASE WHEN stream <> $2 THEN OCTET_LENGTH(text) ELSE 0 END), 0)
+		FROM step_logs WHERE run_id = $1`, runID, Meta).Scan(&last, &lines, &bytes); err != nil {
 		return nil, fmt.Errorf("open log of run %s: %w", runID, err)
-	}
-	if !last.Valid {
-		// Only Sluice's own lines so far: the last one still counts.
-		if err := s.db.QueryRowContext(ctx, `SELECT MAX(seq) FROM step_logs WHERE run_id = $1`, runID).Scan(&last); err != nil {
-			return nil, fmt.Errorf("open log of run %s: %w", runID, err)
-		}
 	}
 	w := &Writer{store: s, runID: runID, next: last.Int64 + 1, lines: lines, bytes: bytes, stop: make(chan struct{}), done: make(chan struct{})}
 	go w.flushLoop(interval)

@@ -145,7 +145,15 @@ func TestLimitsDropOutputVisibly(t *testing.T) {
 	if err := w.Close(ctx); err != nil {
 		t.Fatal(err)
 	}
-	// A takeover: 40 more fit, 20 do not.
+	// A takeover after a line of Sluice's own: 40 more fit, 20 do not.
+	w, err = s.Writer(ctx, "run1", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Append("a", steplog.Meta, "--- worker w1 stopped")
+	if err := w.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
 	w, err = s.Writer(ctx, "run1", time.Hour)
 	if err != nil {
 		t.Fatal(err)
@@ -172,7 +180,7 @@ func TestLimitsDropOutputVisibly(t *testing.T) {
 	if len(output) != 100 || output[99] != "line 99" {
 		t.Errorf("kept %d output lines, the last %q; want 100 up to line 99", len(output), output[len(output)-1])
 	}
-	want := []string{"--- the run's log reached its limit", "--- exit 0", "--- 20 lines (160 bytes) of output were dropped"}
+	want := []string{"--- worker w1 stopped", "--- the run's log reached its limit", "--- exit 0", "--- 20 lines (160 bytes) of output were dropped"}
 	if len(meta) != len(want) {
 		t.Fatalf("meta lines %q; want %d", meta, len(want))
 	}
