@@ -374,7 +374,7 @@ func (s *Stack) ServiceEnv(svc string) []string {
 	}
 	if svc == "build" || svc == "test" || svc == "release" {
 		// This stack runs without TLS on a network the test made for it
-		// (the Compose file runs with it).
+		// (the Compose stack and the Kubernetes manifests use TLS instead).
 		env = append(env, p+"ALLOW_PLAIN_HTTP=true")
 	}
 	if s.opts.GoToolchain && (svc == "build" || svc == "test") {

@@ -156,9 +156,21 @@ const (
 	TestOwnerLabel = "org.sluicehq.sluice.test.owner"
 )
 
-// TestLabels are the labels of what this test process makes.
+// TestLabels are the labels of what this test process makes. The owner is
+// the process as its PID namespace sees it, "<namespace inode>-<pid>", so
+// that a clean-up in another namespace (a CI runner in a container on the
+// same Docker engine) leaves it alone.
 func TestLabels() map[string]string {
-	return map[string]string{TestLabel: "e2e", TestOwnerLabel: strconv.Itoa(os.Getpid())}
+	return map[string]string{TestLabel: "e2e", TestOwnerLabel: testOwner()}
+}
+
+// testOwner is this process as "<PID namespace inode>-<pid>".
+func testOwner() string {
+	ns := "0"
+	if link, err := os.Readlink("/proc/self/ns/pid"); err == nil {
+		ns = strings.TrimSuffix(strings.TrimPrefix(link, "pid:["), "]")
+	}
+	return ns + "-" + strconv.Itoa(os.Getpid())
 }
 
 // TestLabelArgs are TestLabels as `docker run`/`docker network create`
@@ -174,9 +186,9 @@ func TestLabelArgs() []string {
 // ComposeProject is a fresh Compose project name that says which test
 // process made it (docker-compose labels its containers, networks and
 // volumes with the project, and the committed file cannot carry a test's
-// labels): sluicee2e-<pid>-<random>.
+// labels): sluicee2e-<namespace inode>-<pid>-<random>.
 func ComposeProject() string {
 	var b [4]byte
 	_, _ = rand.Read(b[:])
-	return fmt.Sprintf("sluicee2e-%d-%s", os.Getpid(), hex.EncodeToString(b[:]))
+	return "sluicee2e-" + testOwner() + "-" + hex.EncodeToString(b[:])
 }
