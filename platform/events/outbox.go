@@ -336,8 +336,8 @@ var errUnreadableRow = errors.New("unreadable outbox row")
 
 // refusedForGood reports whether publishing failed for a reason no retry
 // can fix: the message is over the server's max_payload, the stream
-// refuses it (a 4xx answer: over its max_msg_size, ...), or the row cannot
-// be read. Anything else (NATS away, no answer, a stream leader moving)
+// refuses its size (over max_msg_size, or headers too large), or the row
+// cannot be read. Anything else (NATS away, no answer, a stream leader moving)
 // may pass.
 func refusedForGood(err error) bool {
 	var api *jetstream.APIError
@@ -345,10 +345,17 @@ func refusedForGood(err error) bool {
 	case errors.Is(err, nats.ErrMaxPayload), errors.Is(err, nats.ErrBadSubject), errors.Is(err, errUnreadableRow):
 		return true
 	case errors.As(err, &api):
-		return api.Code >= 400 && api.Code < 500
+		// Only what the same message always gets: larger than the
+		// stream's max_msg_size, or headers over the server's limit.
+		// Other 4xx answers (an account out of storage, say) pass.
+		return api.ErrorCode == jetstream.JSErrCodeStreamMessageExceedsMaximum || api.ErrorCode == jsErrCodeHeaderExceedsMaximum
 	}
 	return false
 }
+
+// jsErrCodeHeaderExceedsMaximum is nats-server's JSStreamHeaderExceedsMaximumErr
+// (jetstream names no constant for it).
+const jsErrCodeHeaderExceedsMaximum jetstream.ErrorCode = 10097
 
 // OutboxDeadLetters is the consumer name under which a service's relay
 // dead-letters the events NATS refuses for good:
