@@ -62,7 +62,7 @@ func Checkout(ctx context.Context, policy *egress.Policy, url, commit, dir strin
 	defer func() {
 		if err != nil {
 			cleanDir(dir, created)
-			// A bound the caller set (Limits.Bound) says why it ended.
+			// A bound the caller set (Limits.Checkout) says why it ended.
 			if cause := context.Cause(ctx); ctx.Err() != nil && cause != nil && !errors.Is(err, cause) {
 				err = fmt.Errorf("gitcheckout: %w", cause)
 			}

@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/sluicehq/sluice/platform/egress"
+	"github.com/sluicehq/sluice/platform/gitauth"
 )
 
 // DefaultTimeout bounds a checkout when Limits.Timeout is zero.
@@ -44,13 +47,14 @@ func (l Limits) Validate() error {
 	return nil
 }
 
-// Bound is ctx bounded by the timeout; a checkout that runs out of it
-// fails with an error that names checkout-timeout. Call cancel when the
-// checkout is done.
-func (l Limits) Bound(ctx context.Context) (context.Context, context.CancelFunc) {
+// Checkout is Checkout bounded by the timeout: a checkout that runs out of
+// it fails with ErrTimedOut and an error that names checkout-timeout.
+func (l Limits) Checkout(ctx context.Context, policy *egress.Policy, url, commit, dir string, cred gitauth.Credential) error {
 	d := l.Timeout
 	if d <= 0 {
 		d = DefaultTimeout
 	}
-	return context.WithTimeoutCause(ctx, d, fmt.Errorf("the checkout took longer than checkout-timeout (%s): %w", d, ErrTimedOut))
+	ctx, cancel := context.WithTimeoutCause(ctx, d, fmt.Errorf("the checkout took longer than checkout-timeout (%s): %w", d, ErrTimedOut))
+	defer cancel()
+	return Checkout(ctx, policy, url, commit, dir, cred)
 }

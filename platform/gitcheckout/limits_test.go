@@ -31,9 +31,7 @@ func TestCheckoutTimeout(t *testing.T) {
 	defer close(release)
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
-	bounded, stop := gitcheckout.Limits{Timeout: time.Second}.Bound(ctx)
-	defer stop()
-	err := gitcheckout.Checkout(bounded, egresstest.Policy(t, egress.Loopback), stuck.URL+"/repo.git",
+	err := gitcheckout.Limits{Timeout: time.Second}.Checkout(ctx, egresstest.Policy(t, egress.Loopback), stuck.URL+"/repo.git",
 		strings.Repeat("a", 40), filepath.Join(t.TempDir(), "ws"), gitauth.Credential{})
 	if !errors.Is(err, gitcheckout.ErrTimedOut) || !strings.Contains(err.Error(), "checkout-timeout (1s)") {
 		t.Fatalf("err = %v; want the checkout-timeout named", err)

@@ -16,7 +16,6 @@ import (
 	"github.com/sluicehq/sluice/platform/events"
 	"github.com/sluicehq/sluice/platform/executor"
 	"github.com/sluicehq/sluice/platform/gitauth"
-	"github.com/sluicehq/sluice/platform/gitcheckout"
 	"github.com/sluicehq/sluice/platform/lastlines"
 	"github.com/sluicehq/sluice/platform/lease"
 	"github.com/sluicehq/sluice/platform/prototime"
@@ -54,10 +53,7 @@ func (s *Service) execute(ctx context.Context, run domain.Run, b domain.Build, l
 		return res, orInterrupted(ctx, err)
 	}
 	secrets = secrets.Masking(cred.Secrets()...)
-	checkoutCtx, cancel := s.cfg.Checkout.Bound(ctx)
-	err = gitcheckout.Checkout(checkoutCtx, s.egress, run.Repository.URL, run.Commit, ws, cred)
-	cancel()
-	if err != nil {
+	if err := s.cfg.Checkout.Checkout(ctx, s.egress, run.Repository.URL, run.Commit, ws, cred); err != nil {
 		if ctx.Err() != nil {
 			return res, interrupted(ctx)
 		}

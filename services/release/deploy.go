@@ -21,7 +21,6 @@ import (
 	"github.com/sluicehq/sluice/platform/egress"
 	"github.com/sluicehq/sluice/platform/executor"
 	"github.com/sluicehq/sluice/platform/gitauth"
-	"github.com/sluicehq/sluice/platform/gitcheckout"
 	"github.com/sluicehq/sluice/platform/ids"
 	"github.com/sluicehq/sluice/platform/lastlines"
 	"github.com/sluicehq/sluice/platform/retry"
@@ -244,10 +243,7 @@ func (s *Service) prepare(ctx context.Context, rel domain.Release) (*workspace, 
 		return w, nil
 	}
 	w.masked = cred.Secrets()
-	checkoutCtx, cancel := s.cfg.Checkout.Bound(ctx)
-	err := gitcheckout.Checkout(checkoutCtx, s.egress, rel.Repository.URL, rel.Commit, w.src, cred)
-	cancel()
-	if err != nil {
+	if err := s.cfg.Checkout.Checkout(ctx, s.egress, rel.Repository.URL, rel.Commit, w.src, cred); err != nil {
 		if ctx.Err() != nil {
 			w.remove()
 			return nil, ctx.Err()

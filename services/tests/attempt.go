@@ -98,10 +98,7 @@ func (a *attempt) test(ctx context.Context) (domain.Outcome, error) {
 	}
 	defer cleanup()
 	a.meta("", fmt.Sprintf("--- checking out %s of %s", run.Commit, run.Repository.URL))
-	checkoutCtx, cancel := a.s.cfg.Checkout.Bound(ctx)
-	err = gitcheckout.Checkout(checkoutCtx, a.s.egress, run.Repository.URL, run.Commit, ws, cred)
-	cancel()
-	if err != nil {
+	if err := a.s.cfg.Checkout.Checkout(ctx, a.s.egress, run.Repository.URL, run.Commit, ws, cred); err != nil {
 		if errors.Is(err, gitcheckout.ErrCommitNotFound) || gitauth.Refused(err) || (errors.Is(err, gitcheckout.ErrTimedOut) && ctx.Err() == nil) {
 			return domain.Errored(egress.Brief(err).Error(), nil), nil
 		}
