@@ -140,12 +140,3 @@ func TestRelayDeadLettersWhatNATSRefusesAndGoesOn(t *testing.T) {
 		}
 	})
 }
-
-// The outbox's dead letters share the consumers' subjects; no consumer may
-// take the outbox's name.
-func TestOutboxDeadLettersNameNoConsumer(t *testing.T) {
-	t.Parallel()
-	if events.OutboxDeadLetters != natsprovision.OutboxDurable {
-		t.Errorf("events.OutboxDeadLetters %q, natsprovision.OutboxDurable %q: want one name", events.OutboxDeadLetters, natsprovision.OutboxDurable)
-	}
-}

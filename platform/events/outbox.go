@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/sluicehq/sluice/platform/natsprovision"
 	"github.com/sluicehq/sluice/platform/retry"
 	"github.com/sluicehq/sluice/platform/sqldb"
 )
@@ -360,7 +361,7 @@ const jsErrCodeHeaderExceedsMaximum jetstream.ErrorCode = 10097
 // OutboxDeadLetters is the consumer name under which a service's relay
 // dead-letters the events NATS refuses for good:
 // sluice.deadletter.<service>.outbox. No durable consumer may take it.
-const OutboxDeadLetters = "outbox"
+const OutboxDeadLetters = natsprovision.OutboxDurable
 
 // deadLetter puts row, which NATS refused for good (reason), on the
 // dead-letter stream under sluice.deadletter.<service>.outbox, with the
