@@ -18,6 +18,7 @@ import (
 	"github.com/sluicehq/sluice/platform/lastlines"
 	"github.com/sluicehq/sluice/platform/lease"
 	"github.com/sluicehq/sluice/platform/secretmask"
+	"github.com/sluicehq/sluice/platform/stepfile"
 	"github.com/sluicehq/sluice/platform/steplog"
 	"github.com/sluicehq/sluice/platform/stepsecrets"
 	buildeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/build/events/v1"
@@ -315,8 +316,10 @@ func caseStatus(s report.Status) domain.CaseStatus {
 	return domain.CaseFailed
 }
 
-// parseReportFile reads one report file, refusing files outside the
-// workspace (a symbolic link in the repository could point anywhere).
+// parseReportFile reads one report file: a regular file inside the
+// workspace (a symbolic link in the repository could point anywhere, and
+// a step could leave a named pipe, whose opening for reading would wait
+// for a writer for good).
 func parseReportFile(ws, file string, format sourcev1.ReportFormat) (report.Report, error) {
 	real, err := filepath.EvalSymlinks(file)
 	if err != nil {
@@ -326,19 +329,26 @@ func parseReportFile(ws, file string, format sourcev1.ReportFormat) (report.Repo
 	if err != nil {
 		return report.Report{}, err
 	}
-	if rel, err := filepath.Rel(realWS, real); err != nil || !filepath.IsLocal(rel) {
+	rel, err := filepath.Rel(realWS, real)
+	if err != nil || !filepath.IsLocal(rel) {
 		return report.Report{}, errors.New("the file is outside the workspace")
 	}
-	f, err := os.Open(real)
+	root, err := os.OpenRoot(realWS)
+	if err != nil {
+		return report.Report{}, err
+	}
+	defer root.Close()
+	// The root keeps the path inside the workspace should a process the
+	// step left behind change it after the check above.
+	f, _, err := stepfile.Open(root, filepath.ToSlash(rel))
+	var notRegular *stepfile.NotRegularError
+	if errors.As(err, &notRegular) {
+		return report.Report{}, fmt.Errorf("it is %s, not a regular file", stepfile.Kind(notRegular.Mode))
+	}
 	if err != nil {
 		return report.Report{}, err
 	}
 	defer f.Close()
-	if fi, err := f.Stat(); err != nil {
-		return report.Report{}, err
-	} else if fi.IsDir() {
-		return report.Report{}, errors.New("it is a directory")
-	}
 	switch format {
 	case sourcev1.ReportFormat_REPORT_FORMAT_GO_TEST_JSON:
 		return report.ParseGoTestJSON(f)

@@ -491,6 +491,23 @@ func TestErrors(t *testing.T) {
 	}
 }
 
+// TestReportThatIsANamedPipe: a report that is a named pipe, whose
+// opening for reading would wait for a writer for good, is a problem of
+// the test run, and the worker goes on.
+func TestReportThatIsANamedPipe(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	runID := h.run(&sourcev1.Pipeline{Test: &sourcev1.TestSpec{
+		Steps:   []*sourcev1.Step{{Name: "unit", Run: "mkdir reports && mkfifo reports/unit.xml"}},
+		Reports: []*sourcev1.ReportSpec{{Path: "reports/*.xml", Format: sourcev1.ReportFormat_REPORT_FORMAT_JUNIT_XML}},
+	}})
+	h.publish(h.buildFinished(runID, buildv1.BuildStatus_BUILD_STATUS_SUCCEEDED))
+	f := h.events.finished(t, runID)
+	if want := `report file "reports/unit.xml": it is a named pipe (FIFO), not a regular file`; f.GetStatus() != testv1.TestRunStatus_TEST_RUN_STATUS_ERROR || f.GetFailureReason() != want {
+		t.Errorf("TestRunFinished %s %q, want ERROR %q", f.GetStatus(), f.GetFailureReason(), want)
+	}
+}
+
 // A test run lists the pipeline's test steps: how those that ran ended,
 // and the rest SKIPPED after a failure. (A step the worker stopped is
 // CANCELLED: TestInfrastructureFailure.)
