@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -276,7 +278,7 @@ func (a *attempt) readReports(ws string, specs []*sourcev1.ReportSpec) ([]domain
 		for _, file := range matches {
 			rel, _ := filepath.Rel(ws, file)
 			rel = filepath.ToSlash(rel)
-			rep, err := parseReportFile(ws, file, spec.GetFormat())
+			rep, err := parseReportFile(ws, file, spec.GetFormat(), int64(a.s.cfg.MaxReportSize))
 			if err != nil {
 				problems = append(problems, mask.String(fmt.Sprintf("report file %q: %v", rel, err)))
 				continue
@@ -301,8 +303,17 @@ func (a *attempt) readReports(ws string, specs []*sourcev1.ReportSpec) ([]domain
 			}
 		}
 	}
+	if more := len(problems) - maxReportProblems; more > 0 {
+		problems = append(problems[:maxReportProblems], fmt.Sprintf("and %d more report problems", more))
+	}
 	return suites, cases, problems
 }
+
+// maxReportProblems is how many problems with report files the failure
+// reason lists: a glob may match thousands of broken files, and the
+// reason travels in TestRunFinished. Each problem is short (report.Error
+// cuts what it quotes of a report).
+const maxReportProblems = 10
 
 func caseStatus(s report.Status) domain.CaseStatus {
 	switch s {
@@ -319,8 +330,8 @@ func caseStatus(s report.Status) domain.CaseStatus {
 // parseReportFile reads one report file: a regular file inside the
 // workspace (a symbolic link in the repository could point anywhere, and
 // a step could leave a named pipe, whose opening for reading would wait
-// for a writer for good).
-func parseReportFile(ws, file string, format sourcev1.ReportFormat) (report.Report, error) {
+// for a writer for good) of at most maxSize bytes.
+func parseReportFile(ws, file string, format sourcev1.ReportFormat, maxSize int64) (report.Report, error) {
 	real, err := filepath.EvalSymlinks(file)
 	if err != nil {
 		return report.Report{}, err
@@ -340,7 +351,7 @@ func parseReportFile(ws, file string, format sourcev1.ReportFormat) (report.Repo
 	defer root.Close()
 	// The root keeps the path inside the workspace should a process the
 	// step left behind change it after the check above.
-	f, _, err := stepfile.Open(root, filepath.ToSlash(rel))
+	f, fi, err := stepfile.Open(root, filepath.ToSlash(rel))
 	var notRegular *stepfile.NotRegularError
 	if errors.As(err, &notRegular) {
 		return report.Report{}, fmt.Errorf("it is %s, not a regular file", stepfile.Kind(notRegular.Mode))
@@ -349,6 +360,34 @@ func parseReportFile(ws, file string, format sourcev1.ReportFormat) (report.Repo
 		return report.Report{}, err
 	}
 	defer f.Close()
+	tooLarge := func(size string) error {
+		return fmt.Errorf("the file is %s bytes; at most %d are read (hint: the test service's max-report-size setting sets the limit)", size, maxSize)
+	}
+	if fi.Size() > maxSize {
+		return report.Report{}, tooLarge(strconv.FormatInt(fi.Size(), 10))
+	}
+	// The file may still grow while it is read.
+	in := &countingReader{r: io.LimitReader(f, maxSize+1)}
+	rep, err := parseReport(in, format)
+	if in.n > maxSize {
+		return report.Report{}, tooLarge("more than " + strconv.FormatInt(maxSize, 10))
+	}
+	return rep, err
+}
+
+// countingReader counts the bytes read from r.
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+func parseReport(f io.Reader, format sourcev1.ReportFormat) (report.Report, error) {
 	switch format {
 	case sourcev1.ReportFormat_REPORT_FORMAT_GO_TEST_JSON:
 		return report.ParseGoTestJSON(f)
