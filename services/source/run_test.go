@@ -2,6 +2,7 @@ package source_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/sluicehq/sluice/platform/servicekit/servicekittest"
 	sourceeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
 	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
+	"github.com/sluicehq/sluice/services/source"
 	"github.com/sluicehq/sluice/services/source/pipeline"
 )
 
@@ -149,6 +151,54 @@ func TestBadPipelineFailsTheRun(t *testing.T) {
 	}
 	if got := h.getRun(run.Id); got.Pipeline != nil || got.FailureReason != perr.Error() {
 		t.Errorf("GetRun = %v", got)
+	}
+}
+
+// TestHostilePipelineFailsTheRun: a pipeline file over a limit the
+// operator set fails its run at once with a message naming the limit and
+// the setting, and a file of very many long problems fails its run with a
+// reason its events can carry.
+func TestHostilePipelineFailsTheRun(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, 0, func(c *source.Config) { c.MaxPipelineSize, c.MaxPipelineAliasNodes = 1_000_000, 20 })
+	// Ten aliases of one env of 3 nodes, which the default limit allows.
+	aliases := "version: 1\nbuild:\n  steps:\n    - {name: s0, run: make, env: &e {A: x}}\n"
+	for i := 1; i <= 10; i++ {
+		aliases += fmt.Sprintf("    - {name: s%d, run: make, env: *e}\n", i)
+	}
+	if _, err := pipeline.Parse(".sluice.yaml", []byte(aliases)); err != nil {
+		t.Fatalf("with the default limits: %v", err)
+	}
+	src, _ := newGitRepo(t, "app", "main", aliases)
+	h.register(src.Dir)
+	want := ".sluice.yaml:11:34: the aliases stand for more than 20 YAML nodes; at most 20 are allowed (hint: an alias stands for a copy of its anchor's whole value, the aliases in it included; the source service's max-pipeline-alias-nodes setting sets the limit)"
+	if run := h.trigger("app", ""); run.Status != sourcev1.RunStatus_RUN_STATUS_FAILED || run.FailureReason != want {
+		t.Errorf("aliases: run %v, reason %q; want failed with %q", run.Status, run.FailureReason, want)
+	}
+
+	src.CommitFile(".sluice.yaml", "version: 1\n#"+strings.Repeat("x", 1_000_000)+"\n", "a long comment\n")
+	want = ".sluice.yaml: the file is larger than 1000000 bytes (hint: the source service's max-pipeline-size setting sets the limit)"
+	if run := h.trigger("app", ""); run.Status != sourcev1.RunStatus_RUN_STATUS_FAILED || run.FailureReason != want {
+		t.Errorf("size: run %v, reason %q; want failed with %q", run.Status, run.FailureReason, want)
+	}
+
+	// 3500 unknown keys of 250 characters: as many problems, which would
+	// make a reason of 1 MB; a RunFinished that carries it could not be
+	// published, and the run would not be made at all.
+	var many strings.Builder
+	many.WriteString("version: 1\nbuild:\n  steps:\n    - name: a\n      run: make\n")
+	for i := range 3500 {
+		fmt.Fprintf(&many, "      %s%04d: x\n", strings.Repeat("k", 246), i)
+	}
+	src.CommitFile(".sluice.yaml", many.String(), "many problems\n")
+	run := h.trigger("app", "")
+	if run.Status != sourcev1.RunStatus_RUN_STATUS_FAILED || len(run.FailureReason) > 16<<10 ||
+		!strings.HasSuffix(run.FailureReason, "\n… and 3450 more problems") {
+		t.Errorf("many problems: run %v, reason of %d bytes ending %q", run.Status, len(run.FailureReason), run.FailureReason[max(0, len(run.FailureReason)-50):])
+	}
+	fin := payload[*sourceeventsv1.RunFinished](t, h.waitRunEvent(subjectRunFinished, run.Id))
+	if fin.FailureReason != run.FailureReason {
+		t.Errorf("RunFinished reason of %d bytes, want the run's", len(fin.FailureReason))
 	}
 }
 
