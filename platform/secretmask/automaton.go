@@ -272,11 +272,15 @@ func (a *automaton) scan(buf []byte, runs []span) ([]span, int) {
 	return runs, int(a.hold[a.index(s)])
 }
 
-// addRange merges [start, end) into runs; end is at least the end of the
-// last run.
+// addRange merges [start, end) into runs. Within a scan end is at least
+// the end of the last run, but not after the run a stream starts a scan
+// with (the bytes a match already covered, which may reach past the end of
+// a shorter match that the next bytes complete): a merged run ends where
+// the later of the two ends.
 func addRange(runs []span, start, end int) []span {
 	for len(runs) > 0 && start <= runs[len(runs)-1].end {
-		start = min(start, runs[len(runs)-1].start)
+		last := runs[len(runs)-1]
+		start, end = min(start, last.start), max(end, last.end)
 		runs = runs[:len(runs)-1]
 	}
 	return append(runs, span{start, end})

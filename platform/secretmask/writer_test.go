@@ -53,6 +53,21 @@ func TestWriterEverySplit(t *testing.T) {
 	}
 }
 
+// TestWriterKeepsCoveredBytesMasked: the Writer holds back bytes that a
+// match covers when they could also start the next one; when the next
+// write brings only a shorter match among them ("b"), the covered bytes
+// past it stay masked. FuzzWriterMatchesString found the Writer showing
+// the "c" of the last "abcabc" here (its input is in
+// testdata/fuzz/FuzzWriterMatchesString).
+func TestWriterKeepsCoveredBytesMasked(t *testing.T) {
+	t.Parallel()
+	m := New([]string{"abcabc", "b"})
+	text := []byte("abcabcabcabca")
+	if got, want := writeSplit(t, m, text, []int{1, 2, 3, 4, 5, 6}), "***a"; got != want || m.String(string(text)) != want {
+		t.Fatalf("Writer %q, String %q; want %q", got, m.String(string(text)), want)
+	}
+}
+
 func TestWriterPassesOnWhatCannotStartASecret(t *testing.T) {
 	t.Parallel()
 	var out bytes.Buffer

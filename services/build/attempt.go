@@ -19,6 +19,7 @@ import (
 	"github.com/sluicehq/sluice/platform/lastlines"
 	"github.com/sluicehq/sluice/platform/lease"
 	"github.com/sluicehq/sluice/platform/prototime"
+	"github.com/sluicehq/sluice/platform/stepfile"
 	"github.com/sluicehq/sluice/platform/steplog"
 	"github.com/sluicehq/sluice/platform/stepsecrets"
 	buildeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/build/events/v1"
@@ -231,25 +232,20 @@ func (s *Service) storeArtifact(ctx context.Context, store *artifacts.Store, run
 		return domain.Artifact{}, domain.Failure{}, fmt.Errorf("open workspace %s: %w", ws, err)
 	}
 	defer root.Close()
-	// OpenRoot keeps the path (and any symlink on it) inside the workspace.
-	f, err := root.Open(spec.Path)
+	// OpenRoot keeps the path (and any symlink on it) inside the workspace;
+	// stepfile opens only a regular file, and a named pipe without waiting
+	// for a writer.
+	f, _, err := stepfile.Open(root, spec.Path)
+	var notRegular *stepfile.NotRegularError
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		return domain.Artifact{}, domain.ArtifactMissing(spec), nil
+	case errors.As(err, &notRegular):
+		return domain.Artifact{}, domain.ArtifactNotFile(spec, stepfile.Kind(notRegular.Mode)), nil
 	case err != nil:
 		return domain.Artifact{}, domain.Failure{Reason: fmt.Sprintf("artifact %q: %v", spec.Name, err)}, nil
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return domain.Artifact{}, domain.Failure{}, fmt.Errorf("artifact %q: %w", spec.Name, err)
-	}
-	switch {
-	case fi.IsDir():
-		return domain.Artifact{}, domain.ArtifactNotFile(spec, "a directory"), nil
-	case !fi.Mode().IsRegular():
-		return domain.Artifact{}, domain.ArtifactNotFile(spec, "a "+fi.Mode().Type().String()+" file"), nil
-	}
 
 	a, err := store.Put(ctx, artifacts.Artifact{Name: spec.Name, Object: artifacts.ObjectName(run.ID, spec.Name)},
 		fmt.Sprintf("%s of run %s (%s at %s)", spec.Path, run.ID, run.Repository.Name, run.Commit), f)

@@ -387,6 +387,24 @@ func TestBuildFailures(t *testing.T) {
 				reason: `artifact "hello": bin/hello not found`,
 			},
 			{
+				// Opening a named pipe to read waits for a writer: the
+				// worker would wait for good.
+				name: "artifact that is a named pipe",
+				spec: &sourcev1.BuildSpec{
+					Steps:     []*sourcev1.Step{{Name: "compile", Run: "mkdir -p bin && mkfifo bin/hello"}},
+					Artifacts: []*sourcev1.ArtifactSpec{{Name: "hello", Path: "bin/hello"}},
+				},
+				reason: `artifact "hello": bin/hello is a named pipe (FIFO), not a regular file`,
+			},
+			{
+				name: "artifact that is a directory",
+				spec: &sourcev1.BuildSpec{
+					Steps:     []*sourcev1.Step{{Name: "compile", Run: "mkdir -p bin/hello"}},
+					Artifacts: []*sourcev1.ArtifactSpec{{Name: "hello", Path: "bin/hello"}},
+				},
+				reason: `artifact "hello": bin/hello is a directory, not a regular file`,
+			},
+			{
 				name: "artifact outside the workspace",
 				spec: &sourcev1.BuildSpec{
 					Steps:     []*sourcev1.Step{{Name: "compile", Run: "ln -s /etc/hostname escape"}},

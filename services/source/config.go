@@ -9,6 +9,7 @@ import (
 
 	"github.com/sluicehq/sluice/platform/keyring"
 	"github.com/sluicehq/sluice/platform/servicekit"
+	"github.com/sluicehq/sluice/services/source/pipeline"
 )
 
 // Name is the service's name: its NATS user and declarations, its
@@ -48,14 +49,24 @@ type Config struct {
 	// (docs/security.md: rotation). Without them source refuses to store
 	// or hand out secrets, and keeps webhook secrets as given.
 	Keys keyring.Settings
+	// MaxPipelineSize bounds a pipeline file, in bytes (0: the default,
+	// pipeline.DefaultMaxSize); a larger file fails its run.
+	MaxPipelineSize int
+	// MaxPipelineAliasNodes bounds the YAML nodes a pipeline file's aliases
+	// stand for, all together (0: the default,
+	// pipeline.DefaultMaxAliasNodes); a file whose aliases stand for more
+	// fails its run.
+	MaxPipelineAliasNodes int
 }
 
 // DefaultConfig is the configuration a binary starts from.
 func DefaultConfig() Config {
 	return Config{
-		Settings:       servicekit.Settings{DataDir: filepath.Join("data", Name)},
-		PollInterval:   DefaultPollInterval,
-		AuditRetention: DefaultAuditRetention,
+		Settings:              servicekit.Settings{DataDir: filepath.Join("data", Name)},
+		PollInterval:          DefaultPollInterval,
+		AuditRetention:        DefaultAuditRetention,
+		MaxPipelineSize:       pipeline.DefaultMaxSize,
+		MaxPipelineAliasNodes: pipeline.DefaultMaxAliasNodes,
 	}
 }
 
@@ -67,6 +78,8 @@ func (c *Config) RegisterFlags(f *servicekit.Flags) {
 	f.StringVar(&c.AdminTokenFile, "admin-token-file", "file with the first admin token's secret, registered on start; made (0600) when missing")
 	f.DurationVar(&c.AuditRetention, "audit-retention", "how long the audit log keeps an entry (8760h: a year); older ones are pruned hourly")
 	f.StringVar(&c.WebhookAddr, "webhook-addr", "a listen address that serves only the webhook receiver, to expose to a forge without exposing the API")
+	f.IntVar(&c.MaxPipelineSize, "max-pipeline-size", "the largest pipeline file read, in bytes; a larger one fails its run")
+	f.IntVar(&c.MaxPipelineAliasNodes, "max-pipeline-alias-nodes", "how many YAML nodes a pipeline file's aliases may stand for, all together; more fails the run")
 	c.Keys.RegisterFlags(f)
 }
 
@@ -76,6 +89,8 @@ func (c Config) WithDefaults() Config {
 	if c.AuditRetention == 0 {
 		c.AuditRetention = DefaultAuditRetention
 	}
+	limits := c.pipelineLimits().WithDefaults()
+	c.MaxPipelineSize, c.MaxPipelineAliasNodes = limits.MaxSize, limits.MaxAliasNodes
 	return c
 }
 
@@ -91,6 +106,12 @@ func (c Config) Validate() error {
 	if c.AuditRetention < time.Hour {
 		errs = append(errs, fmt.Errorf("audit-retention is %s; it must be at least 1h", c.AuditRetention))
 	}
+	if c.MaxPipelineSize < 1 {
+		errs = append(errs, fmt.Errorf("max-pipeline-size is %d; it must be at least 1 (bytes)", c.MaxPipelineSize))
+	}
+	if c.MaxPipelineAliasNodes < 1 {
+		errs = append(errs, fmt.Errorf("max-pipeline-alias-nodes is %d; it must be at least 1", c.MaxPipelineAliasNodes))
+	}
 	if c.PollInterval < 0 {
 		errs = append(errs, fmt.Errorf("poll-interval is %s; it must not be negative (0 disables polling)", c.PollInterval))
 	}
@@ -98,6 +119,10 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%s: %w", Name, err)
 	}
 	return nil
+}
+
+func (c Config) pipelineLimits() pipeline.Limits {
+	return pipeline.Limits{MaxSize: c.MaxPipelineSize, MaxAliasNodes: c.MaxPipelineAliasNodes}
 }
 
 func (c Config) mirrorsDir() string { return filepath.Join(c.DataDir, "mirrors") }

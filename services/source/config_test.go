@@ -15,7 +15,7 @@ func TestConfig(t *testing.T) {
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	if cfg.DatabaseURL != "sqlite:/var/lib/sluice/source.db" {
+	if cfg.DatabaseURL != "sqlite:/var/lib/sluice/source.db" || cfg.MaxPipelineSize != 1<<20 || cfg.MaxPipelineAliasNodes != 100_000 {
 		t.Errorf("defaults %+v", cfg)
 	}
 	if def := source.DefaultConfig(); def.PollInterval != source.DefaultPollInterval || def.WithDefaults().Validate() != nil {
@@ -28,6 +28,8 @@ func TestConfig(t *testing.T) {
 		{source.Config{}, "data-dir is required"},
 		{source.Config{Settings: servicekit.Settings{DataDir: "d"}, PollInterval: -time.Second}, "poll-interval is -1s"},
 		{source.Config{Settings: servicekit.Settings{DataDir: "d", NATSReplicas: 9}}, "nats-replicas"},
+		{source.Config{Settings: servicekit.Settings{DataDir: "d"}, MaxPipelineSize: -1}, "max-pipeline-size is -1; it must be at least 1"},
+		{source.Config{Settings: servicekit.Settings{DataDir: "d"}, MaxPipelineAliasNodes: -5}, "max-pipeline-alias-nodes is -5; it must be at least 1"},
 	} {
 		if err := tc.cfg.WithDefaults().Validate(); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%+v: %v; want an error with %q", tc.cfg, err, tc.want)

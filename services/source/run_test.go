@@ -3,8 +3,6 @@ package source_test
 import (
 	"context"
 	"fmt"
-	"regexp"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -12,11 +10,11 @@ import (
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/sluicehq/sluice/platform/events"
 	"github.com/sluicehq/sluice/platform/gittest"
 	"github.com/sluicehq/sluice/platform/servicekit/servicekittest"
 	sourceeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
 	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
+	"github.com/sluicehq/sluice/services/source"
 	"github.com/sluicehq/sluice/services/source/pipeline"
 )
 
@@ -156,37 +154,51 @@ func TestBadPipelineFailsTheRun(t *testing.T) {
 	}
 }
 
-// TestHugeBadPipelineFailsTheRunWithACutReason: a 600 KB pipeline file
-// with a problem on every line makes a reason of megabytes. The run still
-// fails at once with all of it, and RunFinished carries the reason cut to
-// the event's budget, with a mark saying how many lines were cut.
-func TestHugeBadPipelineFailsTheRunWithACutReason(t *testing.T) {
+// TestHostilePipelineFailsTheRun: a pipeline file over a limit the
+// operator set fails its run at once with a message naming the limit and
+// the setting, and a file of very many long problems fails its run with a
+// reason its events can carry.
+func TestHostilePipelineFailsTheRun(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, 0)
-	var file strings.Builder
-	file.WriteString("version: 1\nbuild:\n  steps:\n    - name: compile\n      run: go build\n")
-	keys := 0
-	for ; file.Len() < 600_000; keys++ {
-		fmt.Fprintf(&file, "k%d: 1\n", keys)
+	h := newHarness(t, 0, func(c *source.Config) { c.MaxPipelineSize, c.MaxPipelineAliasNodes = 1_000_000, 20 })
+	// Ten aliases of one env of 3 nodes, which the default limit allows.
+	aliases := "version: 1\nbuild:\n  steps:\n    - {name: s0, run: make, env: &e {A: x}}\n"
+	for i := 1; i <= 10; i++ {
+		aliases += fmt.Sprintf("    - {name: s%d, run: make, env: *e}\n", i)
 	}
-	src, _ := newGitRepo(t, "app", "main", file.String())
+	if _, err := pipeline.Parse(".sluice.yaml", []byte(aliases)); err != nil {
+		t.Fatalf("with the default limits: %v", err)
+	}
+	src, _ := newGitRepo(t, "app", "main", aliases)
 	h.register(src.Dir)
+	want := ".sluice.yaml:11:34: the aliases stand for more than 20 YAML nodes; at most 20 are allowed (hint: an alias stands for a copy of its anchor's whole value, the aliases in it included; the source service's max-pipeline-alias-nodes setting sets the limit)"
+	if run := h.trigger("app", ""); run.Status != sourcev1.RunStatus_RUN_STATUS_FAILED || run.FailureReason != want {
+		t.Errorf("aliases: run %v, reason %q; want failed with %q", run.Status, run.FailureReason, want)
+	}
 
+	src.CommitFile(".sluice.yaml", "version: 1\n#"+strings.Repeat("x", 1_000_000)+"\n", "a long comment\n")
+	want = ".sluice.yaml: the file is larger than 1000000 bytes (hint: the source service's max-pipeline-size setting sets the limit)"
+	if run := h.trigger("app", ""); run.Status != sourcev1.RunStatus_RUN_STATUS_FAILED || run.FailureReason != want {
+		t.Errorf("size: run %v, reason %q; want failed with %q", run.Status, run.FailureReason, want)
+	}
+
+	// 3500 unknown keys of 250 characters: as many problems, which would
+	// make a reason of 1 MB; a RunFinished that carries it could not be
+	// published, and the run would not be made at all.
+	var many strings.Builder
+	many.WriteString("version: 1\nbuild:\n  steps:\n    - name: a\n      run: make\n")
+	for i := range 3500 {
+		fmt.Fprintf(&many, "      %s%04d: x\n", strings.Repeat("k", 246), i)
+	}
+	src.CommitFile(".sluice.yaml", many.String(), "many problems\n")
 	run := h.trigger("app", "")
-	if run.Status != sourcev1.RunStatus_RUN_STATUS_FAILED || strings.Count(run.FailureReason, "\n")+1 != keys {
-		t.Fatalf("run status %v with a reason of %d lines; want failed, a line per unknown key (%d)", run.Status, strings.Count(run.FailureReason, "\n")+1, keys)
+	if run.Status != sourcev1.RunStatus_RUN_STATUS_FAILED || len(run.FailureReason) > 16<<10 ||
+		!strings.HasSuffix(run.FailureReason, "\n… and 3450 more problems") {
+		t.Errorf("many problems: run %v, reason of %d bytes ending %q", run.Status, len(run.FailureReason), run.FailureReason[max(0, len(run.FailureReason)-50):])
 	}
-	ev := h.waitRunEvent(subjectRunFinished, run.Id)
-	if n := len(ev.Received.Data); n > events.MaxBody {
-		t.Errorf("RunFinished is %d bytes; want at most %d", n, events.MaxBody)
-	}
-	reason := payload[*sourceeventsv1.RunFinished](t, ev).GetFailureReason()
-	m := regexp.MustCompile(`\n… \[cut: (\d+) more lines, [0-9.]+ MiB\]$`).FindStringSubmatch(reason)
-	if m == nil || !strings.HasPrefix(run.FailureReason, reason[:strings.LastIndexByte(reason[:len(reason)-1], '\n')+1]) {
-		t.Fatalf("RunFinished's reason ends %q; want the start of the run's reason and a mark", reason[max(0, len(reason)-80):])
-	}
-	if kept, cut := strings.Count(reason, "\n"), m[1]; strconv.Itoa(keys-kept) != cut {
-		t.Errorf("RunFinished keeps %d lines and says %s were cut; want %d in all", kept, cut, keys)
+	fin := payload[*sourceeventsv1.RunFinished](t, h.waitRunEvent(subjectRunFinished, run.Id))
+	if fin.FailureReason != run.FailureReason {
+		t.Errorf("RunFinished reason of %d bytes, want the run's", len(fin.FailureReason))
 	}
 }
 

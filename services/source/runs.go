@@ -21,8 +21,6 @@ import (
 )
 
 const (
-	// maxPipelineSize bounds the pipeline file.
-	maxPipelineSize = 1 << 20
 	// maxCommitMessage bounds the commit message kept with a run.
 	maxCommitMessage = 4096
 	// maxCommitsSkipped bounds how far into a range of commits a
@@ -168,17 +166,19 @@ func (s *Service) prepareRun(repo domain.Repository, res gitmirror.Resolved, tri
 	}
 	id := ids.New()
 	now := time.Now().UTC()
-	data, err := s.mirrors.ReadFile(repo.ID, res.Commit, domain.PipelineFile, maxPipelineSize)
+	limits := s.cfg.pipelineLimits()
+	data, err := s.mirrors.ReadFile(repo.ID, res.Commit, domain.PipelineFile, int64(limits.MaxSize))
 	switch {
 	case errors.Is(err, gitmirror.ErrNotFound):
 		return domain.NewFailedRun(id, repo, commit, res.Ref, res.Branch, trigger, domain.MissingPipelineReason(res.Commit), now), nil
 	case errors.Is(err, gitmirror.ErrTooLarge):
-		reason := fmt.Sprintf("%s: the file is larger than %d bytes", domain.PipelineFile, maxPipelineSize)
+		reason := fmt.Sprintf("%s: the file is larger than %d bytes (hint: the source service's max-pipeline-size setting sets the limit)",
+			domain.PipelineFile, limits.MaxSize)
 		return domain.NewFailedRun(id, repo, commit, res.Ref, res.Branch, trigger, reason, now), nil
 	case err != nil:
 		return domain.Run{}, err
 	}
-	p, err := pipeline.Parse(domain.PipelineFile, data)
+	p, err := pipeline.ParseLimited(domain.PipelineFile, data, limits)
 	var bad *pipeline.Errors
 	switch {
 	case errors.As(err, &bad):

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -18,6 +20,7 @@ import (
 	"github.com/sluicehq/sluice/platform/lastlines"
 	"github.com/sluicehq/sluice/platform/lease"
 	"github.com/sluicehq/sluice/platform/secretmask"
+	"github.com/sluicehq/sluice/platform/stepfile"
 	"github.com/sluicehq/sluice/platform/steplog"
 	"github.com/sluicehq/sluice/platform/stepsecrets"
 	buildeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/build/events/v1"
@@ -275,7 +278,7 @@ func (a *attempt) readReports(ws string, specs []*sourcev1.ReportSpec) ([]domain
 		for _, file := range matches {
 			rel, _ := filepath.Rel(ws, file)
 			rel = filepath.ToSlash(rel)
-			rep, err := parseReportFile(ws, file, spec.GetFormat())
+			rep, err := parseReportFile(ws, file, spec.GetFormat(), int64(a.s.cfg.MaxReportSize))
 			if err != nil {
 				problems = append(problems, mask.String(fmt.Sprintf("report file %q: %v", rel, err)))
 				continue
@@ -300,8 +303,17 @@ func (a *attempt) readReports(ws string, specs []*sourcev1.ReportSpec) ([]domain
 			}
 		}
 	}
+	if more := len(problems) - maxReportProblems; more > 0 {
+		problems = append(problems[:maxReportProblems], fmt.Sprintf("and %d more report problems", more))
+	}
 	return suites, cases, problems
 }
+
+// maxReportProblems is how many problems with report files the failure
+// reason lists: a glob may match thousands of broken files, and the
+// reason travels in TestRunFinished. Each problem is short (report.Error
+// cuts what it quotes of a report).
+const maxReportProblems = 10
 
 func caseStatus(s report.Status) domain.CaseStatus {
 	switch s {
@@ -315,9 +327,11 @@ func caseStatus(s report.Status) domain.CaseStatus {
 	return domain.CaseFailed
 }
 
-// parseReportFile reads one report file, refusing files outside the
-// workspace (a symbolic link in the repository could point anywhere).
-func parseReportFile(ws, file string, format sourcev1.ReportFormat) (report.Report, error) {
+// parseReportFile reads one report file: a regular file inside the
+// workspace (a symbolic link in the repository could point anywhere, and
+// a step could leave a named pipe, whose opening for reading would wait
+// for a writer for good) of at most maxSize bytes.
+func parseReportFile(ws, file string, format sourcev1.ReportFormat, maxSize int64) (report.Report, error) {
 	real, err := filepath.EvalSymlinks(file)
 	if err != nil {
 		return report.Report{}, err
@@ -326,19 +340,54 @@ func parseReportFile(ws, file string, format sourcev1.ReportFormat) (report.Repo
 	if err != nil {
 		return report.Report{}, err
 	}
-	if rel, err := filepath.Rel(realWS, real); err != nil || !filepath.IsLocal(rel) {
+	rel, err := filepath.Rel(realWS, real)
+	if err != nil || !filepath.IsLocal(rel) {
 		return report.Report{}, errors.New("the file is outside the workspace")
 	}
-	f, err := os.Open(real)
+	root, err := os.OpenRoot(realWS)
+	if err != nil {
+		return report.Report{}, err
+	}
+	defer root.Close()
+	// The root keeps the path inside the workspace should a process the
+	// step left behind change it after the check above.
+	f, fi, err := stepfile.Open(root, filepath.ToSlash(rel))
+	var notRegular *stepfile.NotRegularError
+	if errors.As(err, &notRegular) {
+		return report.Report{}, fmt.Errorf("it is %s, not a regular file", stepfile.Kind(notRegular.Mode))
+	}
 	if err != nil {
 		return report.Report{}, err
 	}
 	defer f.Close()
-	if fi, err := f.Stat(); err != nil {
-		return report.Report{}, err
-	} else if fi.IsDir() {
-		return report.Report{}, errors.New("it is a directory")
+	tooLarge := func(size string) error {
+		return fmt.Errorf("the file is %s bytes; at most %d are read (hint: the test service's max-report-size setting sets the limit)", size, maxSize)
 	}
+	if fi.Size() > maxSize {
+		return report.Report{}, tooLarge(strconv.FormatInt(fi.Size(), 10))
+	}
+	// The file may still grow while it is read.
+	in := &countingReader{r: io.LimitReader(f, maxSize+1)}
+	rep, err := parseReport(in, format)
+	if in.n > maxSize {
+		return report.Report{}, tooLarge("more than " + strconv.FormatInt(maxSize, 10))
+	}
+	return rep, err
+}
+
+// countingReader counts the bytes read from r.
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+func parseReport(f io.Reader, format sourcev1.ReportFormat) (report.Report, error) {
 	switch format {
 	case sourcev1.ReportFormat_REPORT_FORMAT_GO_TEST_JSON:
 		return report.ParseGoTestJSON(f)

@@ -21,6 +21,8 @@ const Name = "test"
 const (
 	DefaultWorkers     = 4
 	DefaultStepTimeout = 30 * time.Minute
+	// DefaultMaxReportSize bounds a report file: 64 MiB.
+	DefaultMaxReportSize = 64 << 20
 )
 
 // Config is the test service's configuration.
@@ -41,6 +43,9 @@ type Config struct {
 	Workers int
 	// DefaultStepTimeout bounds a test step that sets no timeout.
 	DefaultStepTimeout time.Duration
+	// MaxReportSize bounds a report file, in bytes: a larger one is a
+	// problem of the test run, which ends in ERROR.
+	MaxReportSize int
 }
 
 // DefaultConfig is the configuration a binary starts from.
@@ -50,6 +55,7 @@ func DefaultConfig() Config {
 		SourceURL:          stepsecrets.DefaultSourceURL,
 		Workers:            DefaultWorkers,
 		DefaultStepTimeout: DefaultStepTimeout,
+		MaxReportSize:      DefaultMaxReportSize,
 	}
 }
 
@@ -63,6 +69,7 @@ func (c *Config) RegisterFlags(f *servicekit.Flags) {
 	f.StringVar(&c.SourceURL, "source-url", "the source service's URL (asked for the secrets steps ask for)")
 	f.IntVar(&c.Workers, "workers", "test runs run at once")
 	f.DurationVar(&c.DefaultStepTimeout, "step-timeout", "timeout of test steps that declare none")
+	f.IntVar(&c.MaxReportSize, "max-report-size", "the largest test report file read, in bytes; a larger one is an error of the test run")
 }
 
 // WithDefaults returns c with zero fields set to their defaults.
@@ -73,6 +80,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.DefaultStepTimeout == 0 {
 		c.DefaultStepTimeout = DefaultStepTimeout
+	}
+	if c.MaxReportSize == 0 {
+		c.MaxReportSize = DefaultMaxReportSize
 	}
 	return c
 }
@@ -86,6 +96,9 @@ func (c Config) Validate() error {
 	}
 	if c.DefaultStepTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("step-timeout is %s; it must be positive", c.DefaultStepTimeout))
+	}
+	if c.MaxReportSize < 1 {
+		errs = append(errs, fmt.Errorf("max-report-size is %d; it must be at least 1 (bytes)", c.MaxReportSize))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("%s: %w", Name, err)

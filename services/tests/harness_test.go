@@ -55,6 +55,8 @@ type harness struct {
 	events *collector
 	client testv1connect.TestServiceClient
 	proc   *servicekittest.Process
+	// tune changes the configuration (config) after its defaults.
+	tune []func(*tests.Config)
 
 	mu   sync.Mutex
 	runs map[string]run // by run id
@@ -66,7 +68,7 @@ type run struct {
 	repo     repo
 }
 
-func newHarness(t *testing.T) *harness {
+func newHarness(t *testing.T, tune ...func(*tests.Config)) *harness {
 	t.Helper()
 	srv := natstest.Start(t)
 	nc := srv.Connect(t)
@@ -75,7 +77,7 @@ func newHarness(t *testing.T) *harness {
 		t.Fatal(err)
 	}
 	servicekittest.Producers(t, js, "build")
-	h := &harness{t: t, nats: srv, js: js, runs: map[string]run{}}
+	h := &harness{t: t, nats: srv, js: js, runs: map[string]run{}, tune: tune}
 	h.repo = newRepo(t)
 	h.events = collect(t, nc, "sluice.test.>")
 	p := servicekittest.Start(t, srv.URL, servicekittest.Options{}, tests.Module(h.config()))
@@ -93,12 +95,16 @@ func (h *harness) clientWith(secret string) testv1connect.TestServiceClient {
 // config is a configuration with a data directory and a database of its
 // own; the repositories are local (allow-egress local).
 func (h *harness) config() tests.Config {
-	return tests.Config{
+	cfg := tests.Config{
 		Settings: servicekit.Settings{DataDir: h.t.TempDir(), DatabaseURL: sqldbtest.URL(h.t), AllowEgress: []string{egress.Local}},
 		// The steps build and test Go with the tests' toolchain and cache.
 		Isolation: executortest.GoIsolation(h.t),
 		Workers:   2,
 	}
+	for _, f := range h.tune {
+		f(&cfg)
+	}
+	return cfg
 }
 
 // plainService is a test service made with its plain constructors, beside

@@ -17,6 +17,8 @@ import (
 	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
 	testeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/test/events/v1"
 	testv1 "github.com/sluicehq/sluice/proto/gen/sluice/test/v1"
+	"github.com/sluicehq/sluice/services/tests"
+	"github.com/sluicehq/sluice/services/tests/report"
 )
 
 // helloPipeline builds the artifact bin/hello and tests with go test -json;
@@ -486,6 +488,53 @@ func TestErrors(t *testing.T) {
 			f := h.events.finished(t, tt.runID)
 			if f.GetStatus() != testv1.TestRunStatus_TEST_RUN_STATUS_ERROR || f.GetFailureReason() != tt.reason {
 				t.Errorf("TestRunFinished %s %q, want ERROR %q", f.GetStatus(), f.GetFailureReason(), tt.reason)
+			}
+		})
+	}
+}
+
+// TestHostileReports: a report that is a named pipe (whose opening would
+// wait for a writer for good), one over the operator's size limit and one
+// nested deeper than report.MaxJUnitDepth are problems of the test run,
+// each naming the file and the limit, and the worker goes on. A glob of
+// many broken reports and a case named with 800 KB fail the run with a
+// reason its TestRunFinished can carry.
+func TestHostileReports(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, func(c *tests.Config) { c.MaxReportSize = 1 << 20 })
+	junit := func(path, run string) string {
+		return h.run(&sourcev1.Pipeline{Test: &sourcev1.TestSpec{
+			Steps:   []*sourcev1.Step{{Name: "unit", Run: run}},
+			Reports: []*sourcev1.ReportSpec{{Path: path, Format: sourcev1.ReportFormat_REPORT_FORMAT_JUNIT_XML}},
+		}})
+	}
+	fifo := junit("reports/*.xml", "mkdir reports && mkfifo reports/unit.xml")
+	large := junit("large.xml", `{ printf '<testsuite name="s">'; for i in $(seq 50000); do printf '<testcase name="case%d"/>' $i; done; printf '</testsuite>'; } > large.xml`)
+	deep := junit("deep.xml", `{ printf '<testsuites>'; for i in $(seq 100); do printf '<testsuite name="s">'; done; printf '<testcase name="c"/>'; for i in $(seq 100); do printf '</testsuite>'; done; printf '</testsuites>'; } > deep.xml`)
+	fifos := junit("many/*.xml", `mkdir many && for i in $(seq 30); do mkfifo many/$i.xml; done`)
+	longName := junit("long.xml", `{ printf '<testsuite name="s"><testcase name="'; head -c 800000 /dev/zero | tr '\0' x; printf '"><failure/></testcase></testsuite>'; } > long.xml`)
+	for _, id := range []string{fifo, large, deep, fifos, longName} {
+		h.publish(h.buildFinished(id, buildv1.BuildStatus_BUILD_STATUS_SUCCEEDED))
+	}
+	var manyFifos []string
+	for _, i := range []int{1, 10, 11, 12, 13, 14, 15, 16, 17, 18} { // in the glob's order
+		manyFifos = append(manyFifos, fmt.Sprintf(`report file "many/%d.xml": it is a named pipe (FIFO), not a regular file`, i))
+	}
+	for _, tt := range []struct {
+		name, runID, reason string
+		status              testv1.TestRunStatus
+	}{
+		{"named pipe", fifo, `report file "reports/unit.xml": it is a named pipe (FIFO), not a regular file`, testv1.TestRunStatus_TEST_RUN_STATUS_ERROR},
+		{"large", large, `report file "large.xml": the file is 1388926 bytes; at most 1048576 are read (hint: the test service's max-report-size setting sets the limit)`, testv1.TestRunStatus_TEST_RUN_STATUS_ERROR},
+		{"deep", deep, `report file "deep.xml": line 1: elements nest more than 100 deep; at most 100 levels are read`, testv1.TestRunStatus_TEST_RUN_STATUS_ERROR},
+		{"many named pipes", fifos, strings.Join(manyFifos, "; ") + "; and 20 more report problems", testv1.TestRunStatus_TEST_RUN_STATUS_ERROR},
+		{"long name", longName, "1 test failed: " + strings.Repeat("x", report.MaxNameLength-3) + "…", testv1.TestRunStatus_TEST_RUN_STATUS_FAILED},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			f := h.events.finished(t, tt.runID)
+			if f.GetStatus() != tt.status || f.GetFailureReason() != tt.reason {
+				t.Errorf("TestRunFinished %s %.300q, want %s %.300q", f.GetStatus(), f.GetFailureReason(), tt.status, tt.reason)
 			}
 		})
 	}

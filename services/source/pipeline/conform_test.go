@@ -191,16 +191,29 @@ func TestAcceptedPipelinesConform(t *testing.T) {
 }
 
 // FuzzParse holds the parser to the rules of pipeline.proto: whatever its
-// own checks accept, protovalidate accepts too. Run it with
-// go test -fuzz FuzzParse ./services/source/pipeline.
+// own checks accept, protovalidate accepts too. And whatever the file, the
+// message refusing it fits in a run's events. Its corpus,
+// testdata/fuzz/FuzzParse, holds hostile files (aliases standing for
+// billions of nodes or for megabytes of values, deep nesting, many long
+// problems). Run it with go test -fuzz FuzzParse ./services/source/pipeline
+// or make fuzz.
 func FuzzParse(f *testing.F) {
 	for _, s := range seeds() {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		checkConforms(t, data)
+		if _, err := Parse(file, data); err != nil && len(err.Error()) > maxMessage {
+			t.Fatalf("the message is %d bytes long; a run's reason holds at most %d", len(err.Error()), maxMessage)
+		}
 	})
 }
+
+// maxMessage bounds what Parse's message may take of a run's events:
+// MaxListed lines and the count of the rest, each line quoting at most
+// maxQuoted bytes of the file (escaped, up to 10 bytes each: \U0010ffff)
+// in the message, and again in a hint.
+const maxMessage = (MaxListed + 1) * (2*10*maxQuoted + 512)
 
 // TestConformNamesTheField checks the last line of defence: a pipeline
 // that breaks the proto's rules is refused with errors naming each field.

@@ -38,11 +38,21 @@ func (e Error) Error() string {
 // Errors is every problem found in a pipeline file, sorted by position.
 type Errors []Error
 
-// Error returns one line per problem.
+// MaxListed is how many problems Errors.Error lists. The message is a
+// failed run's reason, which its events carry, and a file may hold as
+// many problems as it has lines: the first ones are what its author
+// needs.
+const MaxListed = 50
+
+// Error returns one line per problem, for the first MaxListed of them,
+// and then a line counting the others.
 func (e Errors) Error() string {
-	lines := make([]string, len(e))
-	for i, err := range e {
-		lines[i] = err.Error()
+	lines := make([]string, 0, min(len(e), MaxListed)+1)
+	for _, err := range e[:min(len(e), MaxListed)] {
+		lines = append(lines, err.Error())
+	}
+	if more := len(e) - MaxListed; more > 0 {
+		lines = append(lines, fmt.Sprintf("… and %d more problems", more))
 	}
 	return strings.Join(lines, "\n")
 }
@@ -52,8 +62,19 @@ func (e Errors) Error() string {
 // candidate.
 func closest(s string, candidates []string) string {
 	best, bestDistance := "", 0
+	lower := ""
 	for _, c := range candidates {
-		d := editDistance(strings.ToLower(s), c)
+		// The distance is at least the difference of the lengths, and
+		// lowercasing makes a string at most 3 times shorter (K, the
+		// Kelvin sign, is 3 bytes and k one): a long string is no typo of
+		// a short candidate, and is neither lowercased nor compared.
+		if len(s)/3-len(c) > max(2, len(c)/3) {
+			continue
+		}
+		if lower == "" {
+			lower = strings.ToLower(s)
+		}
+		d := editDistance(lower, c)
 		if d < len(s) && d <= max(2, len(c)/3) && (best == "" || d < bestDistance) {
 			best, bestDistance = c, d
 		}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"go.yaml.in/yaml/v3"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -18,11 +19,23 @@ const (
 
 // parser collects the problems found while decoding one file.
 type parser struct {
-	file string
-	errs Errors
+	file   string
+	limits Limits
+	errs   Errors
 }
 
+// maxQuoted bounds a string of the file that a message quotes: a value
+// may be as long as the file, and an alias may put it in many places.
+const maxQuoted = 300
+
+// errorAt reports a problem at n. A string argument longer than maxQuoted
+// is cut to that, ending in "…", before it is formatted.
 func (p *parser) errorAt(n *yaml.Node, hint, format string, args ...any) {
+	for i, a := range args {
+		if s, ok := a.(string); ok {
+			args[i] = cutQuoted(s)
+		}
+	}
 	p.errs = append(p.errs, Error{
 		File:    p.file,
 		Line:    n.Line,
@@ -30,6 +43,19 @@ func (p *parser) errorAt(n *yaml.Node, hint, format string, args ...any) {
 		Message: fmt.Sprintf(format, args...),
 		Hint:    hint,
 	})
+}
+
+// cutQuoted cuts s to maxQuoted bytes at a character boundary, ending in
+// "…" when anything was taken off.
+func cutQuoted(s string) string {
+	if len(s) <= maxQuoted {
+		return s
+	}
+	keep := maxQuoted
+	for keep > 0 && !utf8.RuneStart(s[keep]) {
+		keep--
+	}
+	return s[:keep] + "…"
 }
 
 // field is one known key of a mapping and how to decode its value.
@@ -132,7 +158,7 @@ func (p *parser) str(n *yaml.Node) (string, bool) {
 	if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!str" {
 		hint := ""
 		if n.Kind == yaml.ScalarNode && n.ShortTag() != "!!null" {
-			hint = fmt.Sprintf("quote it: %q", n.Value)
+			hint = fmt.Sprintf("quote it: %q", cutQuoted(n.Value))
 		}
 		p.errorAt(n, hint, "expected a string, got %s", describe(n))
 		return "", false
@@ -244,7 +270,7 @@ func (p *parser) secretRef(n *yaml.Node, variable string) string {
 		s, ok := p.str(v)
 		switch {
 		case !ok:
-		case !validEnvName(s) || len(s) > maxEnvNameLength:
+		case len(s) > maxEnvNameLength || !validEnvName(s):
 			p.errorAt(resolve(v), "`sluice secret ls` lists the names; they use letters, digits and \"_\", not starting with a digit",
 				"invalid secret name %q for %s", s, variable)
 		default:

@@ -17,6 +17,7 @@ import (
 	"unicode/utf8"
 
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 
 	"buf.build/go/protovalidate"
 	"go.yaml.in/yaml/v3"
@@ -44,14 +45,64 @@ const (
 	maxURLLength     = 2048  // verify.http
 )
 
-// Parse parses and validates a pipeline file. file is the name used in
-// messages (e.g. ".sluice.yaml"). On bad input the error is an *Errors
-// holding every problem found, sorted by position. A pipeline Parse
-// returns passes the rules of its proto (protovalidate): Parse checks them
-// last, as a line of defence behind its own checks.
+// Limits bound what reading one pipeline file may cost. The source
+// service's settings max-pipeline-size and max-pipeline-alias-nodes set
+// them; a zero field takes its default.
+type Limits struct {
+	// MaxSize is the most bytes the file may hold.
+	MaxSize int
+	// MaxAliasNodes is the most YAML nodes the file's aliases may stand
+	// for, all aliases together: an alias counts every node of its
+	// anchor's value, the nodes of the aliases inside that value included.
+	// It keeps a "billion laughs" file, whose aliases of aliases make a
+	// few kilobytes stand for billions of nodes, from costing more to read
+	// than a file that writes out that many nodes.
+	MaxAliasNodes int
+}
+
+// The limits of a pipeline file by default.
+const (
+	DefaultMaxSize       = 1 << 20
+	DefaultMaxAliasNodes = 100_000
+)
+
+// WithDefaults returns l with its zero fields set to their defaults.
+func (l Limits) WithDefaults() Limits {
+	if l.MaxSize == 0 {
+		l.MaxSize = DefaultMaxSize
+	}
+	if l.MaxAliasNodes == 0 {
+		l.MaxAliasNodes = DefaultMaxAliasNodes
+	}
+	return l
+}
+
+// Parse is ParseLimited with the default limits.
 func Parse(file string, data []byte) (*sourcev1.Pipeline, error) {
-	p := &parser{file: file}
+	return ParseLimited(file, data, Limits{})
+}
+
+// ParseLimited parses and validates a pipeline file. file is the name used
+// in messages (e.g. ".sluice.yaml"). On bad input the error is an *Errors
+// holding every problem found, sorted by position. A file over one of
+// limits is refused before anything else is checked. A pipeline
+// ParseLimited returns passes the rules of its proto (protovalidate): it
+// checks them last, as a line of defence behind its own checks.
+func ParseLimited(file string, data []byte, limits Limits) (*sourcev1.Pipeline, error) {
+	p := &parser{file: file, limits: limits.WithDefaults()}
 	pipeline := p.parse(data)
+	// An env or a command is within its limit but an alias may repeat it
+	// in every step: what a file of 1 MiB stands for may be hundreds of
+	// megabytes. Its size is known without encoding it (proto.Size adds
+	// up lengths), and JSON takes more bytes than protobuf's binary
+	// encoding but for at most a few per field: twice the bound in binary
+	// is surely over it in JSON, refused before the rules and the
+	// encoding go through every byte.
+	if len(p.errs) == 0 && proto.Size(pipeline) > 2*MaxEncodedSize {
+		p.errs = append(p.errs, Error{File: file, Line: 1, Column: 1,
+			Message: fmt.Sprintf("the pipeline is more than %d bytes once encoded; at most %d", 2*MaxEncodedSize, MaxEncodedSize),
+			Hint:    encodedSizeHint})
+	}
 	if len(p.errs) == 0 {
 		errs, err := conform(file, pipeline)
 		if err != nil {
@@ -63,7 +114,7 @@ func Parse(file string, data []byte) (*sourcev1.Pipeline, error) {
 		if n := encodedSize(pipeline); n > MaxEncodedSize {
 			p.errs = append(p.errs, Error{File: file, Line: 1, Column: 1,
 				Message: fmt.Sprintf("the pipeline is %d bytes once encoded; at most %d", n, MaxEncodedSize),
-				Hint:    "the run's events carry the whole pipeline: move long commands into scripts in the repository"})
+				Hint:    encodedSizeHint})
 		}
 	}
 	if len(p.errs) > 0 {
@@ -82,6 +133,8 @@ func Parse(file string, data []byte) (*sourcev1.Pipeline, error) {
 // events larger than NATS takes (1 MiB by default), and an event NATS
 // refuses would hold up the publisher's outbox.
 const MaxEncodedSize = 256 << 10
+
+const encodedSizeHint = "the run's events carry the whole pipeline: move long commands into scripts in the repository"
 
 func encodedSize(p *sourcev1.Pipeline) int {
 	b, err := protojson.Marshal(p)
@@ -115,6 +168,13 @@ func conform(file string, pipeline *sourcev1.Pipeline) (Errors, error) {
 }
 
 func (p *parser) parse(data []byte) *sourcev1.Pipeline {
+	p.limits = p.limits.WithDefaults()
+	if len(data) > p.limits.MaxSize {
+		p.errs = append(p.errs, Error{File: p.file,
+			Message: fmt.Sprintf("the file is %d bytes; at most %d are allowed", len(data), p.limits.MaxSize),
+			Hint:    "the source service's max-pipeline-size setting sets the limit"})
+		return nil
+	}
 	root := p.document(data)
 	if root == nil {
 		return nil
@@ -157,6 +217,9 @@ func (p *parser) document(data []byte) *yaml.Node {
 		p.errorAt(&extra, "", "only one YAML document is allowed")
 	case !errors.Is(err, io.EOF):
 		p.syntaxError(err)
+	}
+	if !p.checkAliases(&doc) {
+		return nil
 	}
 	if len(doc.Content) == 0 || resolve(doc.Content[0]).ShortTag() == "!!null" {
 		p.errs = append(p.errs, emptyFile(p.file))

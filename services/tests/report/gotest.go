@@ -153,10 +153,10 @@ func applyGoTestEvent(p *goPackage, ev goTestEvent) {
 }
 
 func (p *goPackage) suite(buildOutput map[string]*lastlines.Buffer) (Suite, bool) {
-	s := Suite{Name: p.name, Duration: seconds(p.elapsed)}
+	s := Suite{Name: cutName(p.name), Duration: seconds(p.elapsed)}
 	failed := false
 	for _, t := range p.order {
-		c := Case{Name: t.name, Status: t.status, Duration: seconds(t.elapsed)}
+		c := Case{Name: cutName(t.name), Status: t.status, Duration: seconds(t.elapsed)}
 		if c.Status == 0 {
 			// Started but never ended: the package died under it.
 			c.Status = Failed

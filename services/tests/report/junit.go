@@ -28,15 +28,26 @@ type junitCase struct {
 	SystemErr []string       `xml:"system-err"`
 }
 
+// MaxJUnitDepth is how deep the elements of a JUnit report may nest: the
+// parser follows nested suites by recursion, and the decoder holds every
+// open element, so a report of millions of nested elements would overflow
+// the stack (which kills the process) or fill the memory. Reports nest a
+// handful of levels.
+const MaxJUnitDepth = 100
+
 // ParseJUnitXML reads a JUnit XML report: a <testsuites> root holding
 // <testsuite> elements, or a bare <testsuite> root. Nested suites become
 // suites of their own. A case with <failure> or <error> failed, one with
-// <skipped> was skipped. Suites without cases are left out. Syntax errors
-// and broken structure are *Error values with the line encoding/xml gives.
+// <skipped> was skipped. Suites without cases are left out. Syntax errors,
+// broken structure and elements nested deeper than MaxJUnitDepth are
+// *Error values with the line encoding/xml gives.
 func ParseJUnitXML(r io.Reader) (Report, error) {
-	dec := xml.NewDecoder(bufio.NewReader(r))
-	dec.CharsetReader = charsetReader
-	p := &junitParser{dec: dec}
+	raw := xml.NewDecoder(bufio.NewReader(r))
+	raw.CharsetReader = charsetReader
+	// The parser's decoder reads the tokens through depthLimit, which
+	// counts the open elements; raw reads the bytes, and knows the line.
+	dec := xml.NewTokenDecoder(&depthLimit{dec: raw})
+	p := &junitParser{dec: dec, raw: raw}
 
 	root, err := p.root()
 	if err != nil {
@@ -69,21 +80,51 @@ func ParseJUnitXML(r io.Reader) (Report, error) {
 	return Report{Suites: p.out}, nil
 }
 
+// depthLimit passes on the tokens of dec, failing with an *Error once
+// elements nest more than MaxJUnitDepth deep.
+type depthLimit struct {
+	dec   *xml.Decoder
+	depth int
+}
+
+func (l *depthLimit) Token() (xml.Token, error) {
+	tok, err := l.dec.RawToken()
+	switch tok.(type) {
+	case xml.StartElement:
+		l.depth++
+		if l.depth > MaxJUnitDepth {
+			line, _ := l.dec.InputPos()
+			return nil, &Error{Line: line, Msg: fmt.Sprintf("elements nest more than %d deep; at most %d levels are read", MaxJUnitDepth, MaxJUnitDepth)}
+		}
+	case xml.EndElement:
+		l.depth--
+	}
+	return tok, err
+}
+
 type junitParser struct {
-	dec *xml.Decoder
-	out []Suite
+	// dec is the decoder the parser reads; raw the one below it, which
+	// reads the file.
+	dec, raw *xml.Decoder
+	out      []Suite
 }
 
 func (p *junitParser) line() int {
-	line, _ := p.dec.InputPos()
+	line, _ := p.raw.InputPos()
 	return line
 }
 
-// syntax turns a decoder error into an *Error with its line.
+// syntax turns a decoder error into an *Error with its line: the line the
+// file was read up to (dec, which checks that the elements match, knows
+// no line).
 func (p *junitParser) syntax(err error) error {
+	var pe *Error
+	if errors.As(err, &pe) {
+		return pe
+	}
 	var se *xml.SyntaxError
 	if errors.As(err, &se) {
-		return &Error{Line: se.Line, Msg: "XML syntax error: " + se.Msg}
+		return &Error{Line: p.line(), Msg: "XML syntax error: " + se.Msg}
 	}
 	if errors.Is(err, io.ErrUnexpectedEOF) {
 		return &Error{Line: p.line(), Msg: "XML syntax error: unexpected end of file"}
@@ -141,7 +182,7 @@ func (p *junitParser) suite(start xml.StartElement, parent string) error {
 	}
 	// Reserve the suite's place before nested suites.
 	idx := len(p.out)
-	p.out = append(p.out, Suite{Name: name})
+	p.out = append(p.out, Suite{Name: cutName(name)})
 	var cases []Case
 	var sum float64
 	for {
@@ -202,7 +243,7 @@ func junitToCase(jc junitCase, suite string) (Case, float64, error) {
 	if jc.Classname != "" && jc.Classname != suite && jc.Classname != jc.Name {
 		name = jc.Classname + "." + jc.Name
 	}
-	c := Case{Name: name, Status: Passed, Duration: seconds(secs)}
+	c := Case{Name: cutName(name), Status: Passed, Duration: seconds(secs)}
 	problems := append(append([]junitProblem(nil), jc.Failures...), jc.Errors...)
 	switch {
 	case len(problems) > 0:

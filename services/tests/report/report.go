@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/sluicehq/sluice/platform/lastlines"
 )
@@ -36,6 +37,24 @@ func (s Status) String() string {
 // MaxOutputLines is how many trailing lines of a failed case's output are
 // kept, each cut to lastlines.DefaultMaxLen bytes.
 const MaxOutputLines = 50
+
+// MaxNameLength bounds the name of a suite or a case, in bytes: a longer
+// one is cut, ending in "…". A name goes into the test run's events and
+// failure reason, which must stay far below what NATS carries, whatever a
+// report holds.
+const MaxNameLength = 1024
+
+// cutName cuts s to MaxNameLength bytes at a character boundary.
+func cutName(s string) string {
+	if len(s) <= MaxNameLength {
+		return s
+	}
+	keep := MaxNameLength - len("…")
+	for keep > 0 && !utf8.RuneStart(s[keep]) {
+		keep--
+	}
+	return s[:keep] + "…"
+}
 
 // Case is one test case.
 type Case struct {
@@ -99,11 +118,25 @@ type Error struct {
 	Msg  string
 }
 
+// maxErrorLength bounds the message of an Error, in bytes: it may quote
+// the report (an element's name), and the test run's failure reason
+// carries it.
+const maxErrorLength = 1024
+
+// Error is "line N: MSG", MSG cut to maxErrorLength bytes.
 func (e *Error) Error() string {
-	if e.Line > 0 {
-		return fmt.Sprintf("line %d: %s", e.Line, e.Msg)
+	msg := e.Msg
+	if len(msg) > maxErrorLength {
+		keep := maxErrorLength - len("…")
+		for keep > 0 && !utf8.RuneStart(msg[keep]) {
+			keep--
+		}
+		msg = msg[:keep] + "…"
 	}
-	return e.Msg
+	if e.Line > 0 {
+		return fmt.Sprintf("line %d: %s", e.Line, msg)
+	}
+	return msg
 }
 
 // newOutput keeps the last MaxOutputLines lines of a case's output.
