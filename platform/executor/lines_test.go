@@ -57,3 +57,50 @@ func TestLineWriterDoesNotAliasBuffer(t *testing.T) {
 		t.Errorf("lines = %q", got)
 	}
 }
+
+// FuzzLineWriter holds the line writer to a plain reading of its contract,
+// however the output is cut into writes: every line is at most max bytes
+// and holds no newline, a newline ends a line, a longer line comes in
+// pieces of max bytes, and nothing is lost or added.
+func FuzzLineWriter(f *testing.F) {
+	f.Add([]byte("a\nb\n"), uint8(5), []byte{1, 2})
+	f.Add([]byte("abcdefghijkl\n\n\nxyz"), uint8(5), []byte{3})
+	f.Add([]byte("abcde\nfghij"), uint8(5), []byte{5, 1})
+	f.Add([]byte("\x00\r\n\xff"), uint8(1), []byte{})
+	f.Fuzz(func(t *testing.T, data []byte, maxLen uint8, cuts []byte) {
+		limit := int(maxLen)%64 + 1
+		var want []string
+		pieces := strings.Split(string(data), "\n")
+		for i, piece := range pieces {
+			terminated := i < len(pieces)-1
+			if piece == "" {
+				if terminated {
+					want = append(want, "")
+				}
+				continue
+			}
+			for len(piece) > limit {
+				want = append(want, piece[:limit])
+				piece = piece[limit:]
+			}
+			want = append(want, piece)
+		}
+		var got []string
+		w := newLineWriter(Stdout, &outputSink{fn: func(_, line string) { got = append(got, line) }}, limit)
+		rest := data
+		for i := 0; len(rest) > 0; i++ {
+			n := len(rest)
+			if len(cuts) > 0 {
+				n = min(n, int(cuts[i%len(cuts)])%17+1)
+			}
+			if k, err := w.Write(rest[:n]); k != n || err != nil {
+				t.Fatalf("Write of %d bytes = %d, %v", n, k, err)
+			}
+			rest = rest[n:]
+		}
+		w.flush()
+		if !slices.Equal(got, want) {
+			t.Fatalf("max %d, cuts %v:\ngot  %q\nwant %q", limit, cuts, got, want)
+		}
+	})
+}
