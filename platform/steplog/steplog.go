@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sluicehq/sluice/platform/cut"
 	"github.com/sluicehq/sluice/platform/sqldb"
 )
 
@@ -32,7 +33,8 @@ const (
 	Meta = "meta"
 )
 
-// MaxLineBytes is the longest line stored; longer lines are cut with a mark.
+// MaxLineBytes is the longest line stored; a longer line is cut, at a
+// character boundary, with a mark that says how much (platform/cut).
 const MaxLineBytes = 16 << 10
 
 // Line is one stored line.
@@ -182,9 +184,7 @@ func (w *Writer) flushLoop(interval time.Duration) {
 // the first one dropped leaves a line that says the limit was reached, and
 // Close stores the count.
 func (w *Writer) Append(step, stream, text string) int64 {
-	if len(text) > MaxLineBytes {
-		text = text[:MaxLineBytes] + " [line cut at 16 KiB]"
-	}
+	text = cut.Text(text, MaxLineBytes)
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if stream != Meta {

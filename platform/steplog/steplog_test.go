@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"go.uber.org/goleak"
 
@@ -110,24 +111,6 @@ func TestTailFollowsUntilComplete(t *testing.T) {
 	}
 }
 
-func TestLongLinesAreCut(t *testing.T) {
-	ctx := context.Background()
-	s := open(t)
-	w, _ := s.Writer(ctx, "r", time.Hour)
-	long := make([]byte, steplog.MaxLineBytes+100)
-	for i := range long {
-		long[i] = 'x'
-	}
-	w.Append("s", steplog.Stdout, string(long))
-	if err := w.Close(ctx); err != nil {
-		t.Fatal(err)
-	}
-	page, _ := s.Read(ctx, "r", "", 1, 1)
-	if len(page.Lines) != 1 || len(page.Lines[0].Text) >= len(long)+30 || len(page.Lines[0].Text) < steplog.MaxLineBytes {
-		t.Fatalf("line length %d", len(page.Lines[0].Text))
-	}
-}
-
 // Output past the run's limit is dropped, never silently: the log says when
 // the limit was reached and, at the end, how much was dropped; Sluice's
 // own lines are still stored, and a writer that takes the run over counts
@@ -199,5 +182,28 @@ func TestLimitsValidate(t *testing.T) {
 	}
 	if err := (steplog.Limits{}).Validate(); err != nil {
 		t.Errorf("zero (the defaults): %v", err)
+	}
+}
+
+// A line over MaxLineBytes is cut at a character boundary with a mark that
+// says how much was cut.
+func TestLongLineIsCutVisibly(t *testing.T) {
+	ctx := context.Background()
+	s := open(t)
+	w, err := s.Writer(ctx, "run1", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Append("a", steplog.Stdout, strings.Repeat("é", 20<<10)) // 40 KiB
+	if err := w.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	page, err := s.Read(ctx, "run1", "", 1, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := page.Lines[0].Text
+	if len(got) > steplog.MaxLineBytes || !utf8.ValidString(got) || !strings.Contains(got, "[cut: ") || !strings.Contains(got, "KiB more]") {
+		t.Errorf("a 40 KiB line is stored as %d bytes ending %q", len(got), got[max(0, len(got)-40):])
 	}
 }
