@@ -356,17 +356,7 @@ const (
 )
 
 func (c *Consumer) deadLetter(ctx context.Context, m jetstream.Msg, log *slog.Logger, reason error) {
-	dl := nats.NewMsg(DeadLetterSubject(c.cfg.Service, c.cfg.Durable))
-	for k, v := range m.Headers() {
-		if k == nats.MsgIdHdr {
-			continue
-		}
-		dl.Header[k] = v
-	}
-	dl.Header.Set(HeaderDeadLetterReason, headerValue(reason.Error()))
-	dl.Header.Set(HeaderDeadLetterSubject, m.Subject())
-	dl.Header.Set(HeaderDeadLetterStream, c.cfg.Stream)
-	dl.Data = m.Data()
+	dl := newDeadLetter(DeadLetterSubject(c.cfg.Service, c.cfg.Durable), m.Subject(), c.cfg.Stream, m.Headers(), m.Data(), reason.Error())
 	if _, err := c.js.PublishMsg(ctx, dl); err != nil {
 		log.Error("dead-letter publish failed; leaving the message for redelivery", slog.Any("error", err), slog.Any("reason", reason))
 		_ = m.NakWithDelay(5 * time.Second)
@@ -374,6 +364,26 @@ func (c *Consumer) deadLetter(ctx context.Context, m jetstream.Msg, log *slog.Lo
 	}
 	log.Error("event dead-lettered", slog.Any("reason", reason), slog.String("to", dl.Subject))
 	_ = m.Term()
+}
+
+// newDeadLetter is the dead letter, on subject, of a message that came (or
+// was to go) on from in stream (empty when unknown): the message's headers
+// but its de-duplication id, the reason and where it came from, and its
+// body.
+func newDeadLetter(subject, from, stream string, header nats.Header, body []byte, reason string) *nats.Msg {
+	dl := nats.NewMsg(subject)
+	for k, v := range header {
+		if k != nats.MsgIdHdr {
+			dl.Header[k] = v
+		}
+	}
+	dl.Header.Set(HeaderDeadLetterReason, headerValue(reason))
+	dl.Header.Set(HeaderDeadLetterSubject, from)
+	if stream != "" {
+		dl.Header.Set(HeaderDeadLetterStream, stream)
+	}
+	dl.Data = body
+	return dl
 }
 
 // maxReasonHeader bounds the dead-letter reason header: a validation error

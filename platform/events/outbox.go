@@ -375,29 +375,22 @@ func (r *Relay) deadLetter(ctx context.Context, row outboxRow, reason error) err
 	if !known {
 		service = serviceOfSubject(row.subject)
 	}
-	dl := nats.NewMsg(DeadLetterSubject(service, OutboxDeadLetters))
 	var header nats.Header
-	if err := json.Unmarshal([]byte(row.headers), &header); err == nil {
-		for k, v := range header {
-			dl.Header[k] = v
-		}
-	}
+	_ = json.Unmarshal([]byte(row.headers), &header) // an unreadable row keeps none
 	id := cmp.Or(header.Get(HeaderID), row.id)
+	stream := ""
+	if known {
+		stream = kind.Stream()
+	}
+	dl := newDeadLetter(DeadLetterSubject(service, OutboxDeadLetters), row.subject, stream, header, row.body, reason.Error())
 	// Its own de-duplication id: a relay that dies after this publish
 	// publishes it again, and the stream drops the copy.
 	dl.Header.Set(nats.MsgIdHdr, "outbox-"+id)
-	dl.Header.Set(HeaderDeadLetterSubject, row.subject)
-	if known {
-		dl.Header.Set(HeaderDeadLetterStream, kind.Stream())
-	}
-	dl.Data = row.body
-	text := reason.Error()
 	if room := int(r.js.Conn().MaxPayload()) - headerSize(dl.Header) - maxReasonHeader - 1024; len(dl.Data) > room {
 		room = max(room, 0)
-		text = fmt.Sprintf("%s; the event is %d bytes, this dead letter keeps its first %d", text, len(row.body), room)
+		dl.Header.Set(HeaderDeadLetterReason, headerValue(fmt.Sprintf("%s; the event is %d bytes, this dead letter keeps its first %d", reason, len(row.body), room)))
 		dl.Data = dl.Data[:room]
 	}
-	dl.Header.Set(HeaderDeadLetterReason, headerValue(text))
 	log := r.log.With(slog.String("event_id", id), slog.String("subject", row.subject), slog.Int("bytes", len(row.body)))
 	if _, err := r.js.PublishMsg(ctx, dl); err != nil {
 		log.Error("outbox relay: NATS refused an event, and dead-lettering it failed; trying again", slog.Any("reason", reason), slog.Any("error", err))
