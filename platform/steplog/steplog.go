@@ -268,6 +268,19 @@ func (s *Store) Complete(ctx context.Context, runID string) error {
 	return nil
 }
 
+// CompleteIn marks the run's log as finished in tx, the transaction that
+// announces the end of what wrote it, so that nobody learns of the end
+// before the log says it is complete. Call Complete after the commit to
+// wake the readers waiting for more.
+func (s *Store) CompleteIn(ctx context.Context, tx *sql.Tx, runID string) error {
+	_, err := tx.ExecContext(ctx,
+		`INSERT INTO step_log_state (run_id, complete) VALUES ($1, 1) ON CONFLICT (run_id) DO UPDATE SET complete = 1`, runID)
+	if err != nil {
+		return fmt.Errorf("complete log of run %s: %w", runID, err)
+	}
+	return nil
+}
+
 // Reopen marks the run's log as in progress again (a worker took it over).
 func (s *Store) Reopen(ctx context.Context, runID string) error {
 	_, err := s.db.ExecContext(ctx,

@@ -193,6 +193,10 @@ func (s *Service) finish(ctx context.Context, st stage, outcome releaseeventsv1.
 		if err != nil || !first {
 			return err
 		}
+		// Complete with the event that says the stage ended.
+		if err := s.logs.CompleteIn(ctx, tx, st.runID); err != nil {
+			return err
+		}
 		return enqueue(ctx, tx, &releaseeventsv1.ReleaseFinished{
 			RunId:      st.runID,
 			Repository: repositoryRef(st.repo),
