@@ -48,12 +48,14 @@ var (
 	// destination cannot be used: a path that leaves its directory, a
 	// directory or a file in the way.
 	ErrRefused = errors.New("refused")
+	// ErrTooLarge: Put read more than its limit; nothing was stored.
+	ErrTooLarge = errors.New("larger than the limit")
 )
 
 // Permanent reports whether err is one of the errors a retry cannot cure:
-// ErrNotFound, ErrCorrupt or ErrRefused.
+// ErrNotFound, ErrCorrupt, ErrRefused or ErrTooLarge.
 func Permanent(err error) bool {
-	return errors.Is(err, ErrNotFound) || errors.Is(err, ErrCorrupt) || errors.Is(err, ErrRefused)
+	return errors.Is(err, ErrNotFound) || errors.Is(err, ErrCorrupt) || errors.Is(err, ErrRefused) || errors.Is(err, ErrTooLarge)
 }
 
 // Artifact is one stored artifact, as build records it and events carry it.
@@ -106,19 +108,54 @@ func Open(ctx context.Context, js jetstream.JetStream) (*Store, error) {
 }
 
 // Put stores what r yields as a.Object, described by description, and
-// returns a with the content's SHA256 and Size.
-func (s *Store) Put(ctx context.Context, a Artifact, description string, r io.Reader) (Artifact, error) {
+// returns a with the content's SHA256 and Size. It reads at most limit
+// bytes: content that goes on (a file that grows while it is read) fails
+// the put with ErrTooLarge and leaves nothing stored.
+func (s *Store) Put(ctx context.Context, a Artifact, description string, r io.Reader, limit int64) (Artifact, error) {
 	if err := a.check(false); err != nil {
 		return a, err
 	}
 	h := sha256.New()
-	info, err := s.obs.Put(ctx, jetstream.ObjectMeta{Name: a.Object, Description: description}, io.TeeReader(r, h))
+	bounded := &limitedReader{r: r, left: limit}
+	info, err := s.obs.Put(ctx, jetstream.ObjectMeta{Name: a.Object, Description: description}, io.TeeReader(bounded, h))
+	if bounded.over {
+		// The object store dropped what it had stored of the object when
+		// the read failed.
+		return a, fmt.Errorf("artifact %q: %w: more than %d bytes", a.Name, ErrTooLarge, limit)
+	}
 	if err != nil {
 		return a, fmt.Errorf("artifact %q: put %s into %s: %w", a.Name, a.Object, Bucket, err)
 	}
 	a.SHA256 = hex.EncodeToString(h.Sum(nil))
 	a.Size = int64(info.Size)
 	return a, nil
+}
+
+// limitedReader reads r until left bytes are read, then fails (and says
+// so in over) if r has more.
+type limitedReader struct {
+	r    io.Reader
+	left int64
+	over bool
+}
+
+func (l *limitedReader) Read(p []byte) (int, error) {
+	if l.left <= 0 {
+		// One byte more tells the end of r from content over the limit.
+		var one [1]byte
+		n, err := l.r.Read(one[:])
+		if n > 0 {
+			l.over = true
+			return 0, ErrTooLarge
+		}
+		return 0, err
+	}
+	if int64(len(p)) > l.left {
+		p = p[:l.left]
+	}
+	n, err := l.r.Read(p)
+	l.left -= int64(n)
+	return n, err
 }
 
 // Fetch writes artifact a to the file at rel (slash-separated, relative)

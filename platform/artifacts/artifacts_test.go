@@ -48,11 +48,32 @@ var program = []byte("#!/bin/sh\necho hello from the artifact\n")
 
 func put(t *testing.T, s *artifacts.Store, name string, content []byte) artifacts.Artifact {
 	t.Helper()
-	a, err := s.Put(t.Context(), artifacts.Artifact{Name: name, Object: artifacts.ObjectName("run-1", name)}, "a test artifact", bytes.NewReader(content))
+	a, err := s.Put(t.Context(), artifacts.Artifact{Name: name, Object: artifacts.ObjectName("run-1", name)}, "a test artifact", bytes.NewReader(content), 1<<30)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return a
+}
+
+// TestPutRefusesContentOverTheLimit: content that goes on past the limit
+// (a file that grows while build reads it) fails the put and leaves no
+// object behind; content of exactly the limit is stored.
+func TestPutRefusesContentOverTheLimit(t *testing.T) {
+	s := openStore(t)
+	limit := int64(len(program))
+	a, err := s.Put(t.Context(), artifacts.Artifact{Name: "exact", Object: "run-1/exact"}, "", bytes.NewReader(program), limit)
+	if err != nil || a.Size != limit {
+		t.Fatalf("content of exactly the limit: %+v, %v", a, err)
+	}
+	big := artifacts.Artifact{Name: "big", Object: "run-1/big"}
+	_, err = s.Put(t.Context(), big, "", bytes.NewReader(append(bytes.Clone(program), 'x')), limit)
+	if !errors.Is(err, artifacts.ErrTooLarge) || !artifacts.Permanent(err) || !strings.Contains(err.Error(), `artifact "big"`) {
+		t.Fatalf("content over the limit: %v", err)
+	}
+	big.SHA256 = strings.Repeat("0", 64)
+	if err := s.Fetch(t.Context(), big, t.TempDir(), "big"); !errors.Is(err, artifacts.ErrNotFound) {
+		t.Fatalf("the refused object was kept: fetch = %v", err)
+	}
 }
 
 func TestPutThenFetch(t *testing.T) {
@@ -220,10 +241,10 @@ func TestTransientErrorsAreNotPermanent(t *testing.T) {
 	if err == nil || artifacts.Permanent(err) || !strings.Contains(err.Error(), `artifact "hello"`) {
 		t.Errorf("Fetch with an ended context = %v; want a retryable error naming the artifact", err)
 	}
-	if _, err := s.Put(ctx, artifacts.Artifact{Name: "x", Object: "run-1/x"}, "", bytes.NewReader(program)); err == nil || artifacts.Permanent(err) {
+	if _, err := s.Put(ctx, artifacts.Artifact{Name: "x", Object: "run-1/x"}, "", bytes.NewReader(program), 1<<30); err == nil || artifacts.Permanent(err) {
 		t.Errorf("Put with an ended context = %v; want a retryable error", err)
 	}
-	if _, err := s.Put(t.Context(), artifacts.Artifact{Name: "x"}, "", bytes.NewReader(program)); !errors.Is(err, artifacts.ErrRefused) {
+	if _, err := s.Put(t.Context(), artifacts.Artifact{Name: "x"}, "", bytes.NewReader(program), 1<<30); !errors.Is(err, artifacts.ErrRefused) {
 		t.Errorf("Put without an object name = %v; want ErrRefused", err)
 	}
 }

@@ -235,7 +235,7 @@ func (s *Service) storeArtifact(ctx context.Context, store *artifacts.Store, run
 	// OpenRoot keeps the path (and any symlink on it) inside the workspace;
 	// stepfile opens only a regular file, and a named pipe without waiting
 	// for a writer.
-	f, _, err := stepfile.Open(root, spec.Path)
+	f, fi, err := stepfile.Open(root, spec.Path)
 	var notRegular *stepfile.NotRegularError
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
@@ -246,9 +246,18 @@ func (s *Service) storeArtifact(ctx context.Context, store *artifacts.Store, run
 		return domain.Artifact{}, domain.Failure{Reason: fmt.Sprintf("artifact %q: %v", spec.Name, err)}, nil
 	}
 	defer f.Close()
+	// The size is checked before a byte is stored (a sparse file may claim
+	// terabytes it never wrote), and Put stops a file that grows past it.
+	limit := s.cfg.MaxArtifactSize
+	if fi.Size() > int64(limit) {
+		return domain.Artifact{}, domain.ArtifactTooLarge(spec, strconv.FormatInt(fi.Size(), 10), limit), nil
+	}
 
 	a, err := store.Put(ctx, artifacts.Artifact{Name: spec.Name, Object: artifacts.ObjectName(run.ID, spec.Name)},
-		fmt.Sprintf("%s of run %s (%s at %s)", spec.Path, run.ID, run.Repository.Name, run.Commit), f)
+		fmt.Sprintf("%s of run %s (%s at %s)", spec.Path, run.ID, run.Repository.Name, run.Commit), f, int64(limit))
+	if errors.Is(err, artifacts.ErrTooLarge) {
+		return domain.Artifact{}, domain.ArtifactTooLarge(spec, "more than "+strconv.Itoa(limit), limit), nil
+	}
 	if err != nil {
 		return domain.Artifact{}, domain.Failure{}, orInterrupted(ctx, err)
 	}

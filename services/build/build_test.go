@@ -405,6 +405,16 @@ func TestBuildFailures(t *testing.T) {
 				reason: `artifact "hello": bin/hello is a directory, not a regular file`,
 			},
 			{
+				// A sparse file claims 100 GB it never wrote: refused by
+				// its size before a byte is read.
+				name: "artifact over the size limit",
+				spec: &sourcev1.BuildSpec{
+					Steps:     []*sourcev1.Step{{Name: "compile", Run: "mkdir -p bin && truncate -s 100G bin/hello"}},
+					Artifacts: []*sourcev1.ArtifactSpec{{Name: "hello", Path: "bin/hello"}},
+				},
+				reason: `artifact "hello": bin/hello is 107374182400 bytes; at most 2147483648 are stored (hint: the build service's max-artifact-size setting sets the limit)`,
+			},
+			{
 				name: "artifact outside the workspace",
 				spec: &sourcev1.BuildSpec{
 					Steps:     []*sourcev1.Step{{Name: "compile", Run: "ln -s /etc/hostname escape"}},

@@ -25,6 +25,8 @@ const (
 	DefaultStepTimeout = 30 * time.Minute
 	DefaultHeartbeat   = 10 * time.Second
 	DefaultTailWait    = 10 * time.Minute
+	// DefaultMaxArtifactSize bounds one artifact: 2 GiB.
+	DefaultMaxArtifactSize = 2 << 30
 )
 
 // Config configures the build service.
@@ -56,6 +58,9 @@ type Config struct {
 	// TailWait bounds how long a log tail waits for a run's build to
 	// start: longer, and the run is unknown (not_found).
 	TailWait time.Duration
+	// MaxArtifactSize bounds one artifact, in bytes: a larger file fails
+	// the build, naming the artifact and this limit.
+	MaxArtifactSize int
 }
 
 // DefaultConfig is the configuration a binary starts from.
@@ -67,6 +72,7 @@ func DefaultConfig() Config {
 		DefaultStepTimeout: DefaultStepTimeout,
 		Heartbeat:          DefaultHeartbeat,
 		TailWait:           DefaultTailWait,
+		MaxArtifactSize:    DefaultMaxArtifactSize,
 	}
 }
 
@@ -82,6 +88,7 @@ func (c *Config) RegisterFlags(f *servicekit.Flags) {
 	f.DurationVar(&c.DefaultStepTimeout, "step-timeout", "timeout of steps that declare none")
 	f.StringVar(&c.WorkerID, "worker-id", "this worker's name in the builds it holds; default <hostname>-<pid>")
 	f.DurationVar(&c.Heartbeat, "heartbeat", "how often a running build renews its lease; a build is taken over after two missed heartbeats")
+	f.IntVar(&c.MaxArtifactSize, "max-artifact-size", "the largest artifact stored, in bytes; a larger one fails the build")
 	f.DurationVar(&c.TailWait, "tail-wait", "how long a log tail (sluice logs --follow) waits for a run's build to start before answering that the run has no build")
 }
 
@@ -107,6 +114,9 @@ func (c Config) WithDefaults() Config {
 	if c.TailWait == 0 {
 		c.TailWait = DefaultTailWait
 	}
+	if c.MaxArtifactSize == 0 {
+		c.MaxArtifactSize = DefaultMaxArtifactSize
+	}
 	return c
 }
 
@@ -125,6 +135,9 @@ func (c Config) Validate() error {
 	}
 	if c.TailWait < 0 {
 		errs = append(errs, fmt.Errorf("tail-wait is %s; it must be positive", c.TailWait))
+	}
+	if c.MaxArtifactSize < 1 {
+		errs = append(errs, fmt.Errorf("max-artifact-size is %d; it must be at least 1 (bytes)", c.MaxArtifactSize))
 	}
 	if c.Heartbeat <= 0 || c.Heartbeat > 15*time.Second {
 		errs = append(errs, fmt.Errorf("heartbeat is %s; it must be positive and at most 15s (half the work queue's ack wait)", c.Heartbeat))

@@ -220,7 +220,7 @@ func (h *harness) runWithSHA(commit, branch string, pipeline *sourcev1.Pipeline,
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	a, err := store.Put(ctx, artifacts.Artifact{Name: "app", Object: artifacts.ObjectName(runID, "app")}, "", bytes.NewReader(content))
+	a, err := store.Put(ctx, artifacts.Artifact{Name: "app", Object: artifacts.ObjectName(runID, "app")}, "", bytes.NewReader(content), 1<<30)
 	if err != nil {
 		h.t.Fatal(err)
 	}

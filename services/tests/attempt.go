@@ -257,6 +257,7 @@ func (a *attempt) readReports(ws string, specs []*sourcev1.ReportSpec) ([]domain
 	var suites []domain.Suite
 	var cases []domain.Case
 	var problems []string
+	read := 0 // report files read so far
 	// Reports hold what tests printed: the secrets are masked out of them
 	// as out of the steps' logs.
 	mask := secretmask.New(a.secrets.Values())
@@ -275,6 +276,14 @@ func (a *attempt) readReports(ws string, specs []*sourcev1.ReportSpec) ([]domain
 			}
 			continue
 		}
+		// A step may leave any number of files a glob matches: past the
+		// limit they are counted, not read.
+		if left := a.s.cfg.MaxReportFiles - read; len(matches) > left {
+			problems = append(problems, fmt.Sprintf("report %q: %d files match and %d more may be read; at most %d report files are read per test run (hint: the test service's max-report-files setting sets the limit)",
+				pattern, len(matches), max(left, 0), a.s.cfg.MaxReportFiles))
+			matches = matches[:max(left, 0)]
+		}
+		read += len(matches)
 		for _, file := range matches {
 			rel, _ := filepath.Rel(ws, file)
 			rel = filepath.ToSlash(rel)

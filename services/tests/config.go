@@ -23,6 +23,8 @@ const (
 	DefaultStepTimeout = 30 * time.Minute
 	// DefaultMaxReportSize bounds a report file: 64 MiB.
 	DefaultMaxReportSize = 64 << 20
+	// DefaultMaxReportFiles bounds the report files read per test run.
+	DefaultMaxReportFiles = 1000
 )
 
 // Config is the test service's configuration.
@@ -46,6 +48,10 @@ type Config struct {
 	// MaxReportSize bounds a report file, in bytes: a larger one is a
 	// problem of the test run, which ends in ERROR.
 	MaxReportSize int
+	// MaxReportFiles bounds how many report files a test run reads, over
+	// all its report globs: the files past it are a problem of the test
+	// run, which ends in ERROR.
+	MaxReportFiles int
 }
 
 // DefaultConfig is the configuration a binary starts from.
@@ -56,6 +62,7 @@ func DefaultConfig() Config {
 		Workers:            DefaultWorkers,
 		DefaultStepTimeout: DefaultStepTimeout,
 		MaxReportSize:      DefaultMaxReportSize,
+		MaxReportFiles:     DefaultMaxReportFiles,
 	}
 }
 
@@ -70,6 +77,7 @@ func (c *Config) RegisterFlags(f *servicekit.Flags) {
 	f.IntVar(&c.Workers, "workers", "test runs run at once")
 	f.DurationVar(&c.DefaultStepTimeout, "step-timeout", "timeout of test steps that declare none")
 	f.IntVar(&c.MaxReportSize, "max-report-size", "the largest test report file read, in bytes; a larger one is an error of the test run")
+	f.IntVar(&c.MaxReportFiles, "max-report-files", "the most report files a test run reads, over all its report paths; more is an error of the test run")
 }
 
 // WithDefaults returns c with zero fields set to their defaults.
@@ -83,6 +91,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.MaxReportSize == 0 {
 		c.MaxReportSize = DefaultMaxReportSize
+	}
+	if c.MaxReportFiles == 0 {
+		c.MaxReportFiles = DefaultMaxReportFiles
 	}
 	return c
 }
@@ -99,6 +110,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxReportSize < 1 {
 		errs = append(errs, fmt.Errorf("max-report-size is %d; it must be at least 1 (bytes)", c.MaxReportSize))
+	}
+	if c.MaxReportFiles < 1 {
+		errs = append(errs, fmt.Errorf("max-report-files is %d; it must be at least 1", c.MaxReportFiles))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("%s: %w", Name, err)

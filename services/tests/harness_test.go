@@ -212,7 +212,7 @@ func (h *harness) putArtifact(runID, name string, content []byte) *buildv1.Artif
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	a, err := store.Put(ctx, artifacts.Artifact{Name: name, Object: artifacts.ObjectName(runID, name)}, "", bytes.NewReader(content))
+	a, err := store.Put(ctx, artifacts.Artifact{Name: name, Object: artifacts.ObjectName(runID, name)}, "", bytes.NewReader(content), 1<<30)
 	if err != nil {
 		h.t.Fatal(err)
 	}

@@ -501,7 +501,7 @@ func TestErrors(t *testing.T) {
 // reason its TestRunFinished can carry.
 func TestHostileReports(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, func(c *tests.Config) { c.MaxReportSize = 1 << 20 })
+	h := newHarness(t, func(c *tests.Config) { c.MaxReportSize, c.MaxReportFiles = 1<<20, 40 })
 	junit := func(path, run string) string {
 		return h.run(&sourcev1.Pipeline{Test: &sourcev1.TestSpec{
 			Steps:   []*sourcev1.Step{{Name: "unit", Run: run}},
@@ -513,7 +513,8 @@ func TestHostileReports(t *testing.T) {
 	deep := junit("deep.xml", `{ printf '<testsuites>'; for i in $(seq 100); do printf '<testsuite name="s">'; done; printf '<testcase name="c"/>'; for i in $(seq 100); do printf '</testsuite>'; done; printf '</testsuites>'; } > deep.xml`)
 	fifos := junit("many/*.xml", `mkdir many && for i in $(seq 30); do mkfifo many/$i.xml; done`)
 	longName := junit("long.xml", `{ printf '<testsuite name="s"><testcase name="'; head -c 800000 /dev/zero | tr '\0' x; printf '"><failure/></testcase></testsuite>'; } > long.xml`)
-	for _, id := range []string{fifo, large, deep, fifos, longName} {
+	tooMany := junit("counted/*.xml", `mkdir counted && for i in $(seq 50); do echo "<testsuite name=\"s\"><testcase name=\"c$i\"/></testsuite>" > counted/$i.xml; done`)
+	for _, id := range []string{fifo, large, deep, fifos, longName, tooMany} {
 		h.publish(h.buildFinished(id, buildv1.BuildStatus_BUILD_STATUS_SUCCEEDED))
 	}
 	var manyFifos []string
@@ -528,6 +529,7 @@ func TestHostileReports(t *testing.T) {
 		{"large", large, `report file "large.xml": the file is 1388926 bytes; at most 1048576 are read (hint: the test service's max-report-size setting sets the limit)`, testv1.TestRunStatus_TEST_RUN_STATUS_ERROR},
 		{"deep", deep, `report file "deep.xml": line 1: elements nest more than 100 deep; at most 100 levels are read`, testv1.TestRunStatus_TEST_RUN_STATUS_ERROR},
 		{"many named pipes", fifos, strings.Join(manyFifos, "; ") + "; and 20 more report problems", testv1.TestRunStatus_TEST_RUN_STATUS_ERROR},
+		{"too many files", tooMany, `report "counted/*.xml": 50 files match and 40 more may be read; at most 40 report files are read per test run (hint: the test service's max-report-files setting sets the limit)`, testv1.TestRunStatus_TEST_RUN_STATUS_ERROR},
 		{"long name", longName, "1 test failed: " + strings.Repeat("x", report.MaxNameLength-3) + "…", testv1.TestRunStatus_TEST_RUN_STATUS_FAILED},
 	} {
 		t.Run(tt.name, func(t *testing.T) {

@@ -194,6 +194,13 @@ func ArtifactNotFile(a ArtifactSpec, what string) Failure {
 	return Failure{Reason: fmt.Sprintf("artifact %q: %s is %s, not a regular file", a.Name, a.Path, what)}
 }
 
+// ArtifactTooLarge is the failure of a build whose artifact is over the
+// limit; size says how large it is ("more than N" when it grew while it
+// was read).
+func ArtifactTooLarge(a ArtifactSpec, size string, limit int) Failure {
+	return Failure{Reason: fmt.Sprintf("artifact %q: %s is %s bytes; at most %d are stored (hint: the build service's max-artifact-size setting sets the limit)", a.Name, a.Path, size, limit)}
+}
+
 // GaveUp is the failure of a build that could not be completed within the
 // event's deliveries.
 func GaveUp(deliveries uint64, err error) Failure {
