@@ -128,10 +128,25 @@ func (s *Store) changes() <-chan struct{} {
 	return s.changed
 }
 
+// ErrSuperseded is what a Writer's Flush and Close wrap once another
+// writer opened the run's log (a worker took the run over): the lines this
+// one had not stored are dropped, so they cannot take the numbers of the
+// new writer's lines.
+var ErrSuperseded = errors.New("another writer took the run's log over")
+
 // Writer appends a run's lines in order. It is safe for concurrent use.
+//
+// One writer holds a run's log at a time: opening a writer supersedes the
+// one before, whose later flushes store nothing (ErrSuperseded), and when
+// that one had not closed the log (its worker crashed, or lost the run)
+// the new writer's first line says that the lines it had not stored yet
+// are lost. So a log stays gapless, continues after the earlier writer's
+// last stored line, and never hides a loss.
 type Writer struct {
 	store *Store
 	runID string
+	// holder is this writer's number in step_log_state.writer.
+	holder int64
 
 	mu      sync.Mutex
 	next    int64
@@ -141,26 +156,55 @@ type Writer struct {
 	// droppedLines and droppedBytes what the limits turned away.
 	lines, bytes               int64
 	droppedLines, droppedBytes int64
+	// superseded is set once another writer held the log: no more lines
+	// are stored; refused counts those dropped.
+	superseded bool
+	refused    int64
 
 	stop chan struct{}
 	done chan struct{}
 }
 
 // Writer opens the run's log for appending, continuing after the lines
-// already stored (a worker that takes over a run keeps numbering). It
-// flushes buffered lines every interval until Close.
+// already stored (a worker that takes over a run keeps numbering), and
+// supersedes any writer that held it before. It flushes buffered lines
+// every interval until Close.
 func (s *Store) Writer(ctx context.Context, runID string, interval time.Duration) (*Writer, error) {
-	var last sql.NullInt64
-	var lines, bytes int64
-	// The next number follows every stored line, Sluice's own included;
-	// the limits count output only.
-	if err := s.db.QueryRowContext(ctx, `SELECT MAX(seq),
-		COALESCE(SUM(CASE WHEN stream <> $2 THEN 1 ELSE 0 END), 0),
-		COALESCE(SUM(CASE WHEN stream <> $2 THEN OCTET_LENGTH(text) ELSE 0 END), 0)
-		FROM step_logs WHERE run_id = $1`, runID, Meta).Scan(&last, &lines, &bytes); err != nil {
+	w := &Writer{store: s, runID: runID, stop: make(chan struct{}), done: make(chan struct{})}
+	var abandoned int
+	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO step_log_state (run_id, complete) VALUES ($1, 0) ON CONFLICT (run_id) DO NOTHING`, runID); err != nil {
+			return err
+		}
+		// The update locks the row: an earlier writer's flush that has not
+		// yet checked that it holds the log waits, and then finds it does not.
+		if _, err := tx.ExecContext(ctx, `UPDATE step_log_state SET writer = writer + 1 WHERE run_id = $1`, runID); err != nil {
+			return err
+		}
+		if err := tx.QueryRowContext(ctx, `SELECT writer, writing FROM step_log_state WHERE run_id = $1`, runID).Scan(&w.holder, &abandoned); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE step_log_state SET writing = 1 WHERE run_id = $1`, runID); err != nil {
+			return err
+		}
+		// The next number follows every stored line, Sluice's own
+		// included; the limits count output only.
+		var last sql.NullInt64
+		if err := tx.QueryRowContext(ctx, `SELECT MAX(seq),
+			COALESCE(SUM(CASE WHEN stream <> $2 THEN 1 ELSE 0 END), 0),
+			COALESCE(SUM(CASE WHEN stream <> $2 THEN OCTET_LENGTH(text) ELSE 0 END), 0)
+			FROM step_logs WHERE run_id = $1`, runID, Meta).Scan(&last, &w.lines, &w.bytes); err != nil {
+			return err
+		}
+		w.next = last.Int64 + 1
+		return nil
+	})
+	if err != nil {
 		return nil, fmt.Errorf("open log of run %s: %w", runID, err)
 	}
-	w := &Writer{store: s, runID: runID, next: last.Int64 + 1, lines: lines, bytes: bytes, stop: make(chan struct{}), done: make(chan struct{})}
+	if abandoned != 0 {
+		w.add("", Meta, fmt.Sprintf("--- the log's earlier writer did not close it (its worker stopped or lost the run): the lines it had not stored by then are lost (a writer stores its lines every %s)", interval))
+	}
 	go w.flushLoop(interval)
 	return w, nil
 }
@@ -182,11 +226,16 @@ func (w *Writer) flushLoop(interval time.Duration) {
 // Append buffers one line and returns its sequence number. An output line
 // past the store's Limits is dropped and counted instead (0 is returned);
 // the first one dropped leaves a line that says the limit was reached, and
-// Close stores the count.
+// Close stores the count. Once another writer took the log over, every
+// line is dropped (0).
 func (w *Writer) Append(step, stream, text string) int64 {
 	text = cut.Text(text, MaxLineBytes)
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if w.superseded {
+		w.refused++
+		return 0
+	}
 	if stream != Meta {
 		limits := w.store.limits
 		if w.lines+1 > int64(limits.MaxLines) || w.bytes+int64(len(text)) > int64(limits.MaxBytes) {
@@ -212,14 +261,37 @@ func (w *Writer) add(step, stream, text string) int64 {
 }
 
 // Flush stores the buffered lines. A failed flush keeps them buffered and
-// is retried on the next flush; its error is also returned by Close.
+// is retried on the next flush; its error is also returned by Close. Once
+// another writer took the log over, the lines are dropped and the error
+// wraps ErrSuperseded.
 func (w *Writer) Flush(ctx context.Context) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if len(w.pending) == 0 {
+	return w.flush(ctx, false)
+}
+
+// flush stores the pending lines, and with closing gives the log up; w.mu
+// is held.
+func (w *Writer) flush(ctx context.Context, closing bool) error {
+	if w.superseded {
+		return fmt.Errorf("store log lines of run %s: %d lines not stored: %w", w.runID, w.refused, ErrSuperseded)
+	}
+	if len(w.pending) == 0 && !closing {
 		return nil
 	}
 	err := w.store.db.InTx(ctx, func(tx *sql.Tx) error {
+		// Checking the holder locks the row until the commit, so a writer
+		// opening meanwhile numbers after these lines.
+		res, err := tx.ExecContext(ctx, `UPDATE step_log_state SET writing = CASE WHEN $3 THEN 0 ELSE writing END WHERE run_id = $1 AND writer = $2`,
+			w.runID, w.holder, closing)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n == 0 {
+			return ErrSuperseded
+		}
 		for _, l := range w.pending {
 			if _, err := tx.ExecContext(ctx,
 				`INSERT INTO step_logs (run_id, seq, step, stream, text, at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING`,
@@ -229,6 +301,10 @@ func (w *Writer) Flush(ctx context.Context) error {
 		}
 		return nil
 	})
+	if errors.Is(err, ErrSuperseded) {
+		w.superseded, w.refused, w.pending = true, int64(len(w.pending)), nil
+		return fmt.Errorf("store log lines of run %s: %d lines not stored: %w", w.runID, w.refused, ErrSuperseded)
+	}
 	if err != nil {
 		w.err = fmt.Errorf("store log lines of run %s: %w", w.runID, err)
 		return w.err
@@ -240,7 +316,8 @@ func (w *Writer) Flush(ctx context.Context) error {
 }
 
 // Close stops the flush loop and stores what is left, with the count of
-// the lines the limits dropped, if any.
+// the lines the limits dropped, if any, and gives the log up: the next
+// writer continues it without a word about lost lines.
 func (w *Writer) Close(ctx context.Context) error {
 	select {
 	case <-w.stop:
@@ -249,12 +326,12 @@ func (w *Writer) Close(ctx context.Context) error {
 	}
 	<-w.done
 	w.mu.Lock()
-	if w.droppedLines > 0 {
+	defer w.mu.Unlock()
+	if w.droppedLines > 0 && !w.superseded {
 		w.add("", Meta, fmt.Sprintf("--- %d lines (%d bytes) of output were dropped: the run's log had reached its limit", w.droppedLines, w.droppedBytes))
 		w.droppedLines, w.droppedBytes = 0, 0
 	}
-	w.mu.Unlock()
-	return w.Flush(ctx)
+	return w.flush(ctx, true)
 }
 
 // Complete marks the run's log as finished: readers stop waiting.
@@ -270,9 +347,9 @@ func (s *Store) Complete(ctx context.Context, runID string) error {
 
 // CompleteIn marks the run's log as finished in tx, the transaction that
 // announces the end of what wrote it, so that nobody learns of the end
-// before the log says it is complete. Call Complete after the commit to
-// wake the readers waiting for more.
-func (s *Store) CompleteIn(ctx context.Context, tx *sql.Tx, runID string) error {
+// before the log says it is complete. Call Store.Complete after the commit
+// to wake the readers waiting for more.
+func CompleteIn(ctx context.Context, tx *sql.Tx, runID string) error {
 	_, err := tx.ExecContext(ctx,
 		`INSERT INTO step_log_state (run_id, complete) VALUES ($1, 1) ON CONFLICT (run_id) DO UPDATE SET complete = 1`, runID)
 	if err != nil {

@@ -2,8 +2,9 @@ package steplog_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/sluicehq/sluice/platform/sqldb"
+	"github.com/sluicehq/sluice/platform/sqldb/sqldbtest"
 	"github.com/sluicehq/sluice/platform/steplog"
 )
 
@@ -24,7 +26,8 @@ func open(t *testing.T) *steplog.Store {
 
 func openLimited(t *testing.T, limits steplog.Limits) *steplog.Store {
 	t.Helper()
-	db, err := sqldb.Open(context.Background(), filepath.Join(t.TempDir(), "logs.db"), steplog.Migrations())
+	// SQLite, or PostgreSQL when SLUICE_TEST_STORE says so.
+	db, err := sqldb.Open(context.Background(), sqldbtest.URL(t), steplog.Migrations())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -205,5 +208,82 @@ func TestLongLineIsCutVisibly(t *testing.T) {
 	got := page.Lines[0].Text
 	if len(got) > steplog.MaxLineBytes || !utf8.ValidString(got) || !strings.Contains(got, "[cut: ") || !strings.Contains(got, "KiB more]") {
 		t.Errorf("a 40 KiB line is stored as %d bytes ending %q", len(got), got[max(0, len(got)-40):])
+	}
+}
+
+// numbered is what a page's lines say, with their numbers.
+func numbered(lines []steplog.Line) []string {
+	var out []string
+	for _, l := range lines {
+		out = append(out, fmt.Sprintf("%d %s", l.Seq, l.Text))
+	}
+	return out
+}
+
+// TestTakeoverSupersedesTheEarlierWriter: a worker that lost its run (its
+// lease lapsed) may still flush lines after another worker opened the log.
+// Those lines are refused, so they can neither take the numbers of the new
+// writer's lines (which were lost then) nor be dropped without a word: the
+// new writer's first line says the earlier one's unstored lines are lost.
+func TestTakeoverSupersedesTheEarlierWriter(t *testing.T) {
+	ctx := context.Background()
+	s := open(t)
+	old, err := s.Writer(ctx, "run1", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old.Append("compile", steplog.Stdout, "stored before the takeover")
+	if err := old.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	old.Append("compile", steplog.Stdout, "buffered by the worker that lost the run")
+
+	taker, err := s.Writer(ctx, "run1", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	taker.Append("", steplog.Meta, "--- worker b took over")
+	// The earlier writer flushes after the takeover, before the new one.
+	if err := old.Flush(ctx); !errors.Is(err, steplog.ErrSuperseded) || !strings.Contains(err.Error(), "1 lines not stored") {
+		t.Fatalf("flush of the superseded writer = %v; want ErrSuperseded for its 1 line", err)
+	}
+	if seq := old.Append("compile", steplog.Stdout, "later"); seq != 0 {
+		t.Errorf("a superseded writer numbered a line %d", seq)
+	}
+	if err := old.Close(ctx); !errors.Is(err, steplog.ErrSuperseded) || !strings.Contains(err.Error(), "2 lines not stored") {
+		t.Errorf("close of the superseded writer = %v; want ErrSuperseded for its 2 lines", err)
+	}
+	taker.Append("compile", steplog.Stdout, "from the new worker")
+	if err := taker.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	page, err := s.Read(ctx, "run1", "", 0, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := numbered(page.Lines)
+	want := []string{
+		"1 stored before the takeover",
+		"2 --- the log's earlier writer did not close it (its worker stopped or lost the run): the lines it had not stored by then are lost (a writer stores its lines every 1h0m0s)",
+		"3 --- worker b took over",
+		"4 from the new worker",
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("log:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+
+	// A writer that closed the log hands it on without a word.
+	next, err := s.Writer(ctx, "run1", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	next.Append("", steplog.Meta, "--- release")
+	if err := next.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	page, err = s.Read(ctx, "run1", "", 5, 100)
+	if err != nil || !slices.Equal(numbered(page.Lines), []string{"5 --- release"}) {
+		t.Fatalf("after a clean close: %q, %v", numbered(page.Lines), err)
 	}
 }

@@ -138,12 +138,11 @@ func (s *Service) finish(ctx context.Context, run domain.Run, pipeline *sourcev1
 	if err != nil {
 		return err
 	}
-	if err := s.store.Finish(ctx, l, out, ev); err != nil {
+	if err := s.store.Finish(ctx, l, run.ID, out, ev); err != nil {
 		return err
 	}
 	s.relay.Kick()
-	// If this fails the event is redelivered, finds the build ended and
-	// completes the log then.
+	// Wakes the readers waiting for more (the log is complete already).
 	return s.logs.Complete(ctx, run.ID)
 }
 
@@ -158,7 +157,12 @@ func (s *Service) abandon(ctx context.Context, run domain.Run, pipeline *sourcev
 	defer cancel()
 	if errors.Is(cause, lease.ErrLost) {
 		if w != nil {
-			_ = w.Close(dctx) // its lines may collide with the new holder's; they are dropped then
+			// The new holder opened the log after us: the lines we had
+			// not stored are refused (steplog.ErrSuperseded), and its
+			// log says that lines were lost.
+			if err := w.Close(dctx); err != nil {
+				log.Warn("log lines of the lost attempt not stored", slog.Any("error", err))
+			}
 		}
 		// Not an ack, even on the last delivery: the message is the new
 		// holder's now, and an ack from here would take it from JetStream

@@ -13,6 +13,7 @@ import (
 	"github.com/sluicehq/sluice/platform/lease"
 	"github.com/sluicehq/sluice/platform/paging"
 	"github.com/sluicehq/sluice/platform/sqldb"
+	"github.com/sluicehq/sluice/platform/steplog"
 	"github.com/sluicehq/sluice/services/build/domain"
 )
 
@@ -232,9 +233,14 @@ type Outcome struct {
 
 // Finish ends the build with out, marks the steps that did not run SKIPPED
 // and enqueues evs, in one transaction.
-func (s *Store) Finish(ctx context.Context, l Lease, out Outcome, evs ...events.Event) error {
+func (s *Store) Finish(ctx context.Context, l Lease, runID string, out Outcome, evs ...events.Event) error {
 	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
 		if err := hold(ctx, tx, l); err != nil {
+			return err
+		}
+		// With the event that says the build ended: whoever learns of the
+		// end finds the log complete.
+		if err := steplog.CompleteIn(ctx, tx, runID); err != nil {
 			return err
 		}
 		if _, err := tx.ExecContext(ctx, `UPDATE builds SET status = $1, failure_reason = $2, failed_step = $3,

@@ -79,7 +79,9 @@ func TestStoreLease(t *testing.T) {
 	for name, write := range map[string]func() error{
 		"StepStarted": func() error { return store.StepStarted(ctx, a, 1, now) },
 		"RenewLease":  func() error { return store.RenewLease(ctx, a) },
-		"Finish":      func() error { return store.Finish(ctx, a, build.Outcome{Status: domain.Succeeded, EndTime: now}) },
+		"Finish": func() error {
+			return store.Finish(ctx, a, "run-1", build.Outcome{Status: domain.Succeeded, EndTime: now})
+		},
 	} {
 		if err := write(); !errors.Is(err, lease.ErrLost) {
 			t.Errorf("a's %s after the takeover: %v; want lease.ErrLost", name, err)

@@ -17,6 +17,7 @@ import (
 	"github.com/sluicehq/sluice/platform/apierror"
 	"github.com/sluicehq/sluice/platform/events"
 	"github.com/sluicehq/sluice/platform/ids"
+	"github.com/sluicehq/sluice/platform/steplog"
 	"github.com/sluicehq/sluice/services/release/domain"
 )
 
@@ -194,7 +195,7 @@ func (s *Service) finish(ctx context.Context, st stage, outcome releaseeventsv1.
 			return err
 		}
 		// Complete with the event that says the stage ended.
-		if err := s.logs.CompleteIn(ctx, tx, st.runID); err != nil {
+		if err := steplog.CompleteIn(ctx, tx, st.runID); err != nil {
 			return err
 		}
 		return enqueue(ctx, tx, &releaseeventsv1.ReleaseFinished{

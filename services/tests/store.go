@@ -13,6 +13,7 @@ import (
 	"github.com/sluicehq/sluice/platform/lease"
 	"github.com/sluicehq/sluice/platform/paging"
 	"github.com/sluicehq/sluice/platform/sqldb"
+	"github.com/sluicehq/sluice/platform/steplog"
 	"github.com/sluicehq/sluice/services/tests/domain"
 )
 
@@ -218,6 +219,11 @@ func (s *Store) Finish(ctx context.Context, run domain.TestRun, o domain.Outcome
 			return fmt.Errorf("finish test run %s: %w", run.ID, err)
 		} else if n != 1 {
 			return fmt.Errorf("finish test run %s attempt %d: %w", run.ID, run.Attempt, lease.ErrLost)
+		}
+		// With the event that says the test run ended: whoever learns of
+		// the end finds the log complete.
+		if err := steplog.CompleteIn(ctx, tx, run.RunID); err != nil {
+			return err
 		}
 		if _, err := tx.ExecContext(ctx, `DELETE FROM test_steps WHERE test_run_id = $1`, run.ID); err != nil {
 			return fmt.Errorf("store steps of test run %s: %w", run.ID, err)
