@@ -418,6 +418,14 @@ func Pending(ctx context.Context, db *sqldb.DB) (int, error) {
 	return n, err
 }
 
+// ProcessedExpiry is how long the record of a handled event is kept, for
+// sqldb.DB.Prune: keep must outlast every way the event can come again, a
+// redelivery or a replay of its stream (the stream's max_age) and a
+// republish by an outbox (within the stream's duplicate window).
+func ProcessedExpiry(keep time.Duration) sqldb.Expiry {
+	return sqldb.Expiry{Table: "processed_events", Column: "processed_at", Keep: keep}
+}
+
 // MarkProcessed records that consumer handled eventID, inside tx. It returns
 // false when it had already been recorded: the caller must then skip the
 // event's effects (its transaction may still commit harmlessly).

@@ -66,6 +66,10 @@ type Parts struct {
 	// worker), started with the process. A loop that returns an error
 	// stops the process.
 	Loops []Loop
+	// Expiries are the service's own tables of records kept for a while
+	// (source's webhook deliveries); the service prunes them, with its
+	// processed events, every PruneEvery.
+	Expiries []sqldb.Expiry
 	// Stop, when set, is called first when the service stops, before its
 	// consumers drain: it interrupts work that must not hold the stop up
 	// (release's manual rollbacks).
@@ -181,6 +185,7 @@ type runParams struct {
 	JS         jetstream.JetStream
 	Readiness  *rpcserver.Readiness
 	Relay      *events.Relay
+	DB         *sqldb.DB
 	Verifier   *auth.Verifier
 	Identity   *auth.ServiceIdentity
 	Parts      Parts
@@ -199,6 +204,14 @@ func run(spec Spec, p runParams) error {
 	if err != nil {
 		return err
 	}
+	keep := spec.Settings.ProcessedEventsRetention
+	if keep == 0 {
+		keep = DefaultProcessedEventsRetention
+	}
+	if err := checkRetention(spec.Name, decl, keep); err != nil {
+		return err
+	}
+	expiries := append([]sqldb.Expiry{events.ProcessedExpiry(keep)}, p.Parts.Expiries...)
 	g := runner.New(p.Log, func(error) { _ = p.Shutdowner.Shutdown(fx.ExitCode(1)) })
 	var provisioned atomic.Bool
 	p.Readiness.Add(spec.Name, func() error {
@@ -229,6 +242,10 @@ func run(spec Spec, p runParams) error {
 				p.Relay.Run(ctx)
 				return nil
 			})
+			g.Go("prune", func(ctx context.Context) error {
+				prune(ctx, p.DB, expiries, PruneEvery, p.Log)
+				return nil
+			})
 			for _, l := range p.Parts.Loops {
 				g.Go(l.Name, l.Run)
 			}
@@ -241,6 +258,47 @@ func run(spec Spec, p runParams) error {
 			return g.Stop(ctx)
 		},
 	})
+	return nil
+}
+
+// PruneEvery is how often a service deletes the records its Expiries no
+// longer keep (and once at start).
+const PruneEvery = time.Hour
+
+// prune deletes expired records now and every interval until ctx ends. A
+// failure is logged and tried again at the next interval: the records
+// only take room meanwhile.
+func prune(ctx context.Context, db *sqldb.DB, expiries []sqldb.Expiry, every time.Duration, log *slog.Logger) {
+	for {
+		for _, e := range expiries {
+			n, err := db.Prune(ctx, e, time.Now())
+			switch {
+			case ctx.Err() != nil:
+				return
+			case err != nil:
+				log.Warn("pruning expired records failed; trying again later", slog.String("table", e.Table), slog.Any("error", err), slog.Duration("in", every))
+			case n > 0:
+				log.Info("pruned expired records", slog.String("table", e.Table), slog.Int64("rows", n), slog.Duration("kept", e.Keep))
+			}
+		}
+		if !retry.Sleep(ctx, every) {
+			return
+		}
+	}
+}
+
+// checkRetention refuses a processed-events retention that does not
+// outlast a stream the service consumes: an event still in the stream
+// could be delivered again (a consumer reset, a replay) after its record
+// was pruned, and be handled twice.
+func checkRetention(service string, decl natsprovision.Declarations, keep time.Duration) error {
+	for _, c := range decl.Consumers[service] {
+		for _, st := range decl.Streams {
+			if st.Name == c.Stream && st.MaxAge > 0 && keep <= st.MaxAge {
+				return fmt.Errorf("%s: processed-events-retention is %s; it must be longer than the max_age of the stream %s it reads (%s)", service, keep, st.Name, st.MaxAge)
+			}
+		}
+	}
 	return nil
 }
 

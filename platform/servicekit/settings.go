@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/sluicehq/sluice/platform/egress"
 	"github.com/sluicehq/sluice/platform/natsprovision"
@@ -35,7 +36,16 @@ type Settings struct {
 	// source-url) over plain http:// on a host other than loopback, where
 	// its identity and the secrets it fetches cross the network readable.
 	AllowPlainHTTP bool
+	// ProcessedEventsRetention is how long the record of each handled
+	// event is kept (it makes a redelivered event a no-op); it must
+	// outlast the max_age of every stream the service consumes, which the
+	// service checks at start. Default DefaultProcessedEventsRetention.
+	ProcessedEventsRetention time.Duration
 }
+
+// DefaultProcessedEventsRetention is twice the declared streams' max_age
+// (7 days).
+const DefaultProcessedEventsRetention = 14 * 24 * time.Hour
 
 // RegisterFlags registers the settings as --data-dir, --database-url and
 // --nats-replicas.
@@ -45,6 +55,7 @@ func (s *Settings) RegisterFlags(f *Flags) {
 	f.IntVar(&s.NATSReplicas, "nats-replicas", fmt.Sprintf("replicas of the streams and object stores the service creates (1 to %d; 3 on a 3-node cluster; 0 keeps the declared count)", natsprovision.MaxReplicas))
 	f.StringsVar(&s.AllowEgress, "allow-egress", "comma-separated addresses a webhook, verify.http or repository URL may reach beside public ones: CIDR prefixes, addresses, "+
 		strings.Join([]string{egress.Loopback, egress.Private, egress.LinkLocal}, ", ")+"; "+egress.Local+" for local repositories; "+egress.SSH+" and "+egress.Git+" for those protocols (unchecked)")
+	f.DurationVar(&s.ProcessedEventsRetention, "processed-events-retention", "how long the record of a handled event is kept (it makes a redelivery a no-op); longer than the max_age of the streams the service reads (default 336h)")
 	f.BoolVar(&s.AllowPlainHTTP, "allow-plain-http", "call other Sluice services (source-url) over plain http:// on a host other than this machine, where the service's identity and the secrets it fetches can be read on the network")
 }
 
@@ -55,6 +66,9 @@ func (s Settings) WithDefaults(service string) Settings {
 		if abs, err := filepath.Abs(s.DataDir); err == nil {
 			s.DataDir = abs
 		}
+	}
+	if s.ProcessedEventsRetention == 0 {
+		s.ProcessedEventsRetention = DefaultProcessedEventsRetention
 	}
 	if s.DatabaseURL == "" && s.DataDir != "" {
 		s.DatabaseURL = "sqlite:" + filepath.Join(s.DataDir, service+".db")
@@ -71,6 +85,9 @@ func (s Settings) Validate() error {
 	}
 	if err := natsprovision.CheckReplicas(s.NATSReplicas); err != nil {
 		errs = append(errs, fmt.Errorf("nats-replicas: %w", err))
+	}
+	if s.ProcessedEventsRetention < 0 {
+		errs = append(errs, fmt.Errorf("processed-events-retention is %s; it must be positive", s.ProcessedEventsRetention))
 	}
 	if _, err := egress.New("", s.AllowEgress); err != nil {
 		errs = append(errs, fmt.Errorf("allow-egress: %w", err))

@@ -3,12 +3,12 @@ package source
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"time"
 
 	"github.com/sluicehq/sluice/platform/auth"
 	"github.com/sluicehq/sluice/platform/events"
 	"github.com/sluicehq/sluice/platform/paging"
+	"github.com/sluicehq/sluice/platform/sqldb"
 	auditv1 "github.com/sluicehq/sluice/proto/gen/sluice/audit/v1"
 	"github.com/sluicehq/sluice/services/source/domain"
 )
@@ -16,10 +16,6 @@ import (
 // auditConsumer is the durable consumer of every service's audit entries
 // (deploy/nats/consumers/source/source-audit.json).
 const auditConsumer = "source-audit"
-
-// auditPruneInterval is how often entries older than the retention are
-// deleted.
-const auditPruneInterval = time.Hour
 
 // KeepAuditEntry stores an audit entry a service published, once: the
 // entry's id is the key, so a redelivered or re-published entry is kept
@@ -53,29 +49,19 @@ func (s *Service) ListAuditEntries(ctx context.Context, f domain.AuditFilter, pa
 	return entries, next, nil
 }
 
-// PruneAuditLog deletes the entries older than the audit retention, at
-// start and then every auditPruneInterval, until ctx ends. A failure is
-// logged and tried again at the next round.
-func (s *Service) PruneAuditLog(ctx context.Context) error {
-	t := time.NewTicker(auditPruneInterval)
-	defer t.Stop()
-	for {
-		s.pruneAuditLog(ctx)
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
+// Expiries are the source service's records kept for a while, pruned
+// with the processed events (servicekit.Parts.Expiries): the audit log's
+// entries for audit-retention, and the webhook deliveries seen, kept
+// for WebhookDeliveryRetention so that a forge's redelivery of one starts
+// no second run.
+func (s *Service) Expiries() []sqldb.Expiry {
+	return []sqldb.Expiry{
+		{Table: "audit_log", Column: "time", Keep: s.cfg.AuditRetention},
+		{Table: "webhook_deliveries", Column: "received_at", Keep: WebhookDeliveryRetention},
 	}
 }
 
-// pruneAuditLog deletes the entries older than the retention once.
-func (s *Service) pruneAuditLog(ctx context.Context) {
-	n, err := s.store.DeleteAuditEntriesBefore(ctx, time.Now().Add(-s.cfg.AuditRetention))
-	switch {
-	case err != nil && ctx.Err() == nil:
-		s.log.Warn("pruning the audit log failed; trying again later", slog.Any("error", err))
-	case n > 0:
-		s.log.Info("audit log pruned", slog.Int64("entries", n), slog.Duration("retention", s.cfg.AuditRetention))
-	}
-}
+// WebhookDeliveryRetention is how long a webhook delivery's id is kept:
+// forges redeliver for days (GitHub lets a delivery of the last 3 days be
+// redelivered).
+const WebhookDeliveryRetention = 30 * 24 * time.Hour

@@ -307,7 +307,9 @@ func TestAuditLogScopeFiltersAndPages(t *testing.T) {
 		Procedure: "/sluice.build.v1.BuildService/Old", Action: "build.old", ActorKind: audit.ActorService, ActorName: "release", Outcome: "ok",
 	})
 	waitAudit(t, auditClient, "the old entry", func(e *auditv1.AuditEntry) bool { return e.GetId() == old })
-	h.svc.PruneAuditLogOnce(ctx)
+	if err := h.svc.PruneOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
 	for _, e := range auditLog(t, auditClient, &sourcev1.ListAuditEntriesRequest{}) {
 		if e.GetId() == old {
 			t.Error("an entry older than the retention was not pruned")

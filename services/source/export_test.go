@@ -2,6 +2,7 @@ package source
 
 import (
 	"context"
+	"time"
 
 	"go.uber.org/fx"
 )
@@ -15,6 +16,13 @@ func ModuleWithService(cfg Config, svc **Service) fx.Option {
 // PollOnce polls every repository once, as each tick of Poll does.
 func (s *Service) PollOnce(ctx context.Context) { s.pollOnce(ctx) }
 
-// PruneAuditLogOnce prunes the audit log once, as each round of
-// PruneAuditLog does.
-func (s *Service) PruneAuditLogOnce(ctx context.Context) { s.pruneAuditLog(ctx) }
+// PruneOnce prunes the service's Expiries once, as each round of the
+// service's pruning does.
+func (s *Service) PruneOnce(ctx context.Context) error {
+	for _, e := range s.Expiries() {
+		if _, err := s.store.db.Prune(ctx, e, time.Now()); err != nil {
+			return err
+		}
+	}
+	return nil
+}

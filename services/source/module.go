@@ -38,8 +38,8 @@ func module(cfg Config, extra ...fx.Option) fx.Option {
 // of tokens, the audit log's pruning and the poller.
 func parts(s *Service, cfg Config) servicekit.Parts {
 	p := servicekit.Parts{Consumers: s.Consumers(), Loops: []servicekit.Loop{
-		{Name: "tokens", Run: s.SyncTokens}, {Name: "secret-keys", Run: s.ReencryptSecrets}, {Name: "audit-retention", Run: s.PruneAuditLog},
-	}}
+		{Name: "tokens", Run: s.SyncTokens}, {Name: "secret-keys", Run: s.ReencryptSecrets},
+	}, Expiries: s.Expiries()}
 	if cfg.PollInterval > 0 {
 		p.Loops = append(p.Loops, servicekit.Loop{Name: "poll", Run: s.Poll})
 	}

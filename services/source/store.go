@@ -822,13 +822,3 @@ func (s *Store) ListAuditEntries(ctx context.Context, f domain.AuditFilter, page
 	}
 	return out, nil
 }
-
-// DeleteAuditEntriesBefore deletes the entries older than t and counts
-// them.
-func (s *Store) DeleteAuditEntriesBefore(ctx context.Context, t time.Time) (int64, error) {
-	res, err := s.db.ExecContext(ctx, `DELETE FROM audit_log WHERE time < $1`, sqldb.Nanos(t))
-	if err != nil {
-		return 0, fmt.Errorf("prune the audit log: %w", err)
-	}
-	return res.RowsAffected()
-}
