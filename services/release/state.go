@@ -103,7 +103,7 @@ func (s *Service) restoreState(ctx context.Context, repository, environment stri
 		return nil, fmt.Errorf("read the deploy state %s: %w", st.object, err)
 	}
 	defer func() { _ = obj.Close() }()
-	_, err = untarState(io.LimitReader(obj, int64(st.max)+1), st.dir, st.max)
+	_, err = untarState(io.LimitReader(obj, int64(st.max)+1), st.dir, st.max, maxStateEntries)
 	switch {
 	case errors.Is(err, errStateRefused):
 		_ = os.RemoveAll(st.dir)
@@ -238,10 +238,10 @@ func tarState(dir string, w io.Writer) ([]string, error) {
 // untarState extracts the archive r into dir, an empty directory, and
 // returns how many entries it made. The archive is hostile: only regular
 // files and directories are taken, at relative paths that stay inside dir
-// (os.Root holds every file operation inside it), at most maxStateEntries
-// of them and max bytes of content; anything else refuses the whole
+// (os.Root holds every file operation inside it), at most maxEntries of
+// them and max bytes of content; anything else refuses the whole
 // archive (errStateRefused).
-func untarState(r io.Reader, dir string, max int) (int, error) {
+func untarState(r io.Reader, dir string, max, maxEntries int) (int, error) {
 	root, err := os.OpenRoot(dir)
 	if err != nil {
 		return 0, err
@@ -258,8 +258,8 @@ func untarState(r io.Reader, dir string, max int) (int, error) {
 		if err != nil {
 			return n, fmt.Errorf("%w: not a readable archive: %w", errStateRefused, err)
 		}
-		if n++; n > maxStateEntries {
-			return n, fmt.Errorf("%w: the archive has more than %d entries", errStateRefused, maxStateEntries)
+		if n++; n > maxEntries {
+			return n, fmt.Errorf("%w: the archive has more than %d entries", errStateRefused, maxEntries)
 		}
 		name := strings.TrimSuffix(hdr.Name, "/")
 		if name == "" || strings.Contains(name, "\\") || !filepath.IsLocal(filepath.FromSlash(name)) || path.Clean(name) != name {
