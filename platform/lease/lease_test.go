@@ -324,7 +324,7 @@ func TestRenewalsThatFailForLapseCancelTheWorkAsLost(t *testing.T) {
 		}
 		return nil
 	}}
-	const lapse = 200 * time.Millisecond
+	const lapse = 500 * time.Millisecond
 	var log bytes.Buffer
 	work, k := lease.Keep(t.Context(), l, lease.Options{Every: 20 * time.Millisecond, Lapse: lapse, Log: logTo(&log)})
 	defer k.Stop()
@@ -342,10 +342,11 @@ func TestRenewalsThatFailForLapseCancelTheWorkAsLost(t *testing.T) {
 		t.Fatal("the work goes on although no renewal succeeded for Lapse")
 	}
 	// The last renewal that succeeded began at most Every before the cut.
-	if took := time.Since(cut); took > lapse+50*time.Millisecond {
+	// (Some slack for a busy machine's timers.)
+	if took := time.Since(cut); took > lapse+250*time.Millisecond {
 		t.Errorf("the work was cancelled %s after the store stopped answering; want at most Lapse (%s)", took, lapse)
 	}
-	if cause := context.Cause(work); !errors.Is(cause, lease.ErrLost) || !strings.Contains(cause.Error(), "no renewal succeeded for 200ms") {
+	if cause := context.Cause(work); !errors.Is(cause, lease.ErrLost) || !strings.Contains(cause.Error(), "no renewal succeeded for 500ms") {
 		t.Errorf("cause %v; want a lapse, wrapping ErrLost", cause)
 	}
 	n := l.renewals.Load()
