@@ -233,7 +233,7 @@ dev-certs:
 		source=source,localhost,127.0.0.1 \
 		build=build,build-1,build-2,localhost,127.0.0.1 \
 		test=test,test-1,test-2,localhost,127.0.0.1 \
-		release=release,localhost,127.0.0.1 \
+		release=release,release-1,release-2,localhost,127.0.0.1 \
 		notify=notify,localhost,127.0.0.1
 
 ## k8s-dev-certs: a development CA and certificates for the Kubernetes Secret sluice-tls (bin/k8s-dev-certs), and the kubectl command that makes it.

@@ -6,12 +6,14 @@
 #   SLUICE_RELEASE_VERSION  the version being released
 #   SLUICE_ENVIRONMENT      the environment's name (staging, ...)
 #   SLUICE_STATE_DIR        a directory kept between deploys of this environment
+#                           (by Sluice's state store, on whichever release replica deploys)
 #   HELLO_ADDR              the address the service listens on
 #
 # It stops the process of the previous deploy (TERM, then KILL after 5s),
 # installs the binary under $SLUICE_STATE_DIR/releases/<version>/, starts it
 # detached from the caller (its output goes to $SLUICE_STATE_DIR/hello.log)
-# and records its pid in $SLUICE_STATE_DIR/hello.pid.
+# and records its pid in $SLUICE_STATE_DIR/hello.pid. It keeps only the
+# running release's binary there.
 #
 # A hello deployed from another state directory (an earlier `make run` with
 # another data directory, left running after Ctrl-C) may still hold the
@@ -197,3 +199,13 @@ if ! alive "$new_pid"; then
 fi
 log "started hello $version on $addr with pid $new_pid (using $detach)"
 log "pid file $pidfile, log $logfile"
+
+# 6. Keep only the running release's binary: Sluice stores the state
+# directory between deploys (its size is bounded by release's
+# max-state-size), so the binaries of earlier releases must not pile up in
+# it. A rollback gets its binary from its release's artifacts again.
+for old_dir in "$state_dir"/releases/*; do
+  [ -d "$old_dir" ] && [ "$old_dir" != "$release_dir" ] || continue
+  rm -rf "$old_dir"
+  log "removed $old_dir"
+done

@@ -5,6 +5,9 @@
 // when a renewal finds another worker took the job over, and gives the job
 // up when it stops without finishing, so that another worker may take it
 // over at once. A worker that finds the job held by a live worker waits.
+// A worker that cannot renew at all (cut off from its database) stops its
+// work once the lease may have lapsed (Options.Lapse), so that it never
+// works beside the worker that takes the job over.
 //
 // The rows stay in each service's own table: a service implements Lease
 // (renew and release its row) and the claim itself; this package owns the
@@ -50,6 +53,20 @@ type Options struct {
 	// Log is told about renewals that failed and will be tried again, and
 	// about a release that failed; nil discards.
 	Log *slog.Logger
+	// Lapse, when positive, bounds how long the worker trusts a lease it
+	// could not renew: once Lapse has passed since the last renewal that
+	// succeeded began (or since Since, for the first), the work's context
+	// is cancelled with an error wrapping ErrLost and the renewals stop,
+	// whether the renewals found the lease taken over or could not reach
+	// the store at all (a worker cut off from its database). Set it to the
+	// lease's duration less the time the work needs to stop, so that the
+	// work has stopped before another worker may take the job over. Zero:
+	// failed renewals are tried again for ever, and only a renewal that
+	// finds the lease lost ends the work.
+	Lapse time.Duration
+	// Since is when the lease was claimed (or last renewed): Lapse counts
+	// from it until the first renewal. Zero: when Keep is called.
+	Since time.Time
 }
 
 // Keeper renews a lease; Keep makes one.
@@ -83,6 +100,9 @@ func Keep(ctx context.Context, l Lease, opts Options) (context.Context, *Keeper)
 	if opts.ReleaseTimeout <= 0 {
 		opts.ReleaseTimeout = DefaultReleaseTimeout
 	}
+	if opts.Since.IsZero() {
+		opts.Since = time.Now()
+	}
 	log := opts.Log
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -98,23 +118,57 @@ func (h *Keeper) renew(ctx context.Context) {
 	defer close(h.done)
 	t := time.NewTicker(h.opts.Every)
 	defer t.Stop()
+	// held is when the lease lapses unless a renewal succeeds (Lapse).
+	held := h.opts.Since.Add(h.opts.Lapse)
+	lt := time.NewTimer(time.Until(held))
+	defer lt.Stop()
+	lapse := lt.C
+	if h.opts.Lapse <= 0 {
+		lt.Stop()
+		lapse = nil
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-lapse:
+			h.lapsed()
+			return
 		case <-t.C:
 		}
-		rctx, cancel := context.WithTimeout(ctx, h.opts.Every)
+		begun := time.Now()
+		bound := h.opts.Every
+		if h.opts.Lapse > 0 {
+			// A renewal that ends after the lapse would come too late.
+			bound = min(bound, time.Until(held))
+		}
+		rctx, cancel := context.WithTimeout(ctx, bound)
 		err := h.lease.Renew(rctx)
 		cancel()
 		switch {
 		case errors.Is(err, ErrLost):
 			h.cancel(err)
 			return
-		case err != nil && ctx.Err() == nil:
+		case err == nil:
+			held = begun.Add(h.opts.Lapse)
+			if lapse != nil {
+				lt.Reset(time.Until(held))
+			}
+		case ctx.Err() != nil:
+		case h.opts.Lapse > 0 && !time.Now().Before(held):
+			h.lapsed()
+			return
+		default:
 			h.log.Warn("could not renew the lease; trying again at the next heartbeat", slog.Any("error", err))
 		}
 	}
+}
+
+// lapsed cancels the work: no renewal succeeded for Options.Lapse.
+func (h *Keeper) lapsed() {
+	err := fmt.Errorf("no renewal succeeded for %s, so the lease may have lapsed: %w", h.opts.Lapse, ErrLost)
+	h.log.Warn("the lease could not be renewed in time; stopping the work", slog.Any("error", err))
+	h.cancel(err)
 }
 
 // Stop ends the renewals, waits until none is under way, and cancels the

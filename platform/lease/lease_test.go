@@ -309,3 +309,70 @@ func TestAcquireEndsWithItsContext(t *testing.T) {
 		t.Errorf("Acquire = %q, %v; want the last result and the context's cause", got, err)
 	}
 }
+
+// A worker cut off from its store cannot find its lease taken over: its
+// renewals just fail. With Lapse, the work is cancelled as lost once no
+// renewal succeeded for that long, before another worker may take the job
+// over.
+func TestRenewalsThatFailForLapseCancelTheWorkAsLost(t *testing.T) {
+	t.Parallel()
+	var cutOff atomic.Bool
+	l := &scripted{renew: func(ctx context.Context, _ int) error {
+		if cutOff.Load() {
+			<-ctx.Done() // a store that does not answer
+			return ctx.Err()
+		}
+		return nil
+	}}
+	const lapse = 500 * time.Millisecond
+	var log bytes.Buffer
+	work, k := lease.Keep(t.Context(), l, lease.Options{Every: 20 * time.Millisecond, Lapse: lapse, Log: logTo(&log)})
+	defer k.Stop()
+	waitFor(t, "two renewals", func() bool { return l.renewals.Load() >= 2 })
+	// Renewals that succeed keep the work going past Lapse.
+	time.Sleep(2 * lapse)
+	if work.Err() != nil {
+		t.Fatalf("the work was cancelled while its lease was renewed: %v", context.Cause(work))
+	}
+	cut := time.Now()
+	cutOff.Store(true)
+	select {
+	case <-work.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("the work goes on although no renewal succeeded for Lapse")
+	}
+	// The last renewal that succeeded began at most Every before the cut.
+	// (Some slack for a busy machine's timers.)
+	if took := time.Since(cut); took > lapse+250*time.Millisecond {
+		t.Errorf("the work was cancelled %s after the store stopped answering; want at most Lapse (%s)", took, lapse)
+	}
+	if cause := context.Cause(work); !errors.Is(cause, lease.ErrLost) || !strings.Contains(cause.Error(), "no renewal succeeded for 500ms") {
+		t.Errorf("cause %v; want a lapse, wrapping ErrLost", cause)
+	}
+	n := l.renewals.Load()
+	time.Sleep(60 * time.Millisecond)
+	if got := l.renewals.Load(); got != n {
+		t.Errorf("%d renewals after the lease lapsed", got-n)
+	}
+}
+
+// Lapse counts from Since until the first renewal: a lease claimed long
+// before Keep lapses that much sooner.
+func TestLapseCountsFromSince(t *testing.T) {
+	t.Parallel()
+	l := &scripted{renew: func(ctx context.Context, _ int) error { return errors.New("connection refused") }}
+	start := time.Now()
+	work, k := lease.Keep(t.Context(), l, lease.Options{Every: time.Hour, Lapse: 300 * time.Millisecond, Since: start.Add(-200 * time.Millisecond)})
+	defer k.Stop()
+	select {
+	case <-work.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("the lease did not lapse")
+	}
+	if took := time.Since(start); took > 250*time.Millisecond {
+		t.Errorf("lapsed after %s; want about 100ms (Lapse from Since)", took)
+	}
+	if !errors.Is(context.Cause(work), lease.ErrLost) {
+		t.Errorf("cause %v; want ErrLost", context.Cause(work))
+	}
+}

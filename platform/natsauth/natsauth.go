@@ -141,8 +141,7 @@ func serviceUser(d natsprovision.Declarations, svc string) (User, error) {
 
 	for _, o := range d.ObjectStores {
 		stream := "OBJ_" + o.Config.Bucket
-		switch {
-		case o.Owner == svc:
+		if o.Owner == svc {
 			why := "object store " + o.Config.Bucket + " (its own): create or update it, put objects (replacing one purges its old chunks)"
 			pub.add(why,
 				api+"STREAM.UPDATE."+stream, api+"STREAM.CREATE."+stream, api+"STREAM.INFO."+stream,
@@ -150,8 +149,12 @@ func serviceUser(d natsprovision.Declarations, svc string) (User, error) {
 				api+"DIRECT.GET."+stream+".>",
 				api+"STREAM.PURGE."+stream,
 			)
-		case slices.Contains(o.Readers, svc):
+		}
+		if slices.Contains(o.Readers, svc) || (o.Owner == svc && o.OwnerReads) {
 			why := "object store " + o.Config.Bucket + " (a reader): open it, get objects with an ordered consumer and flow control"
+			if o.Owner == svc {
+				why = "object store " + o.Config.Bucket + " (its own, read back): get objects with an ordered consumer and flow control"
+			}
 			pub.add(why,
 				api+"STREAM.INFO."+stream,
 				api+"DIRECT.GET."+stream+".>",

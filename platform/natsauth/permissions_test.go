@@ -266,7 +266,11 @@ func artifacts(ctx context.Context, t *testing.T, adm jetstream.JetStream, svcs 
 				t.Fatalf("%s putting into %s: %v", o.Owner, o.Config.Bucket, err)
 			}
 		}
-		for _, r := range o.Readers {
+		readers := o.Readers
+		if o.OwnerReads {
+			readers = append([]string{o.Owner}, readers...)
+		}
+		for _, r := range readers {
 			obs, err := svcs[r].js.ObjectStore(ctx, o.Config.Bucket)
 			if err != nil {
 				t.Fatalf("%s opening %s: %v", r, o.Config.Bucket, err)

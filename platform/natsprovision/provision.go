@@ -78,8 +78,11 @@ type ObjectStoreFile struct {
 	Owner string `json:"owner"`
 	// Readers are the other services that read objects from it (their
 	// NATS users get the rights to).
-	Readers []string                    `json:"readers,omitempty"`
-	Config  jetstream.ObjectStoreConfig `json:"config"`
+	Readers []string `json:"readers,omitempty"`
+	// OwnerReads says that the owner reads its objects back too (release's
+	// deploy state), which needs the readers' rights as well as its own.
+	OwnerReads bool                        `json:"owner_reads,omitempty"`
+	Config     jetstream.ObjectStoreConfig `json:"config"`
 }
 
 // KeyValueFile is the on-disk form of a key-value bucket declaration.

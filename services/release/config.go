@@ -25,13 +25,22 @@ const (
 	DefaultWorkers       = 2
 	DefaultDeployTimeout = 10 * time.Minute
 	DefaultVerifyTimeout = 60 * time.Second
+	DefaultHeartbeat     = 5 * time.Second
+	DefaultLeaseDuration = 30 * time.Second
+	DefaultMaxStateSize  = 64 << 20
 )
+
+// lockStopTime is how long before its lease may lapse a replica that could
+// not renew it stops its work: a deploy command gets SIGTERM, then SIGKILL
+// after the executor's kill grace.
+const lockStopTime = executor.DefaultKillGrace + 2*time.Second
 
 // Config configures the release service.
 type Config struct {
 	// Settings: DataDir holds the database (by default), the deploy
-	// workspaces and the state directories deploy commands keep between
-	// deploys (<DataDir>/state/<repository>/<environment>).
+	// workspaces and the state directories of the deploys in progress
+	// (<DataDir>/state/<repository>/<environment>), which the state store
+	// keeps between deploys (state.go).
 	servicekit.Settings
 	// Isolation keeps the steps from the platform (executor.Isolation).
 	Isolation executor.Isolation
@@ -65,6 +74,18 @@ type Config struct {
 	// deploys, and every verify command, leave nothing behind
 	// (executor.Spec.KeepProcesses).
 	KeepProcesses []string
+	// Heartbeat is how often a replica renews its lease on the lock of the
+	// environment it deploys to (or the repository it versions).
+	Heartbeat time.Duration
+	// LeaseDuration is how long a claim or a renewal keeps such a lease:
+	// a replica that dies, or is cut off from the database, holds the
+	// lock at most that long. One that cannot renew stops its work
+	// lockStopTime before the lease may lapse.
+	LeaseDuration time.Duration
+	// MaxStateSize bounds an environment's deploy state (the directory
+	// deploy commands keep between deploys, $SLUICE_STATE_DIR), in bytes
+	// of its archive in the state store.
+	MaxStateSize int
 }
 
 // keepsProcesses reports whether environment's deploy commands may leave
@@ -86,6 +107,9 @@ func DefaultConfig() Config {
 		Workers:              DefaultWorkers,
 		DefaultDeployTimeout: DefaultDeployTimeout,
 		DefaultVerifyTimeout: DefaultVerifyTimeout,
+		Heartbeat:            DefaultHeartbeat,
+		LeaseDuration:        DefaultLeaseDuration,
+		MaxStateSize:         DefaultMaxStateSize,
 	}
 }
 
@@ -101,6 +125,9 @@ func (c *Config) RegisterFlags(f *servicekit.Flags) {
 	f.DurationVar(&c.DefaultDeployTimeout, "deploy-timeout", "timeout of deploy commands whose environment sets none")
 	f.DurationVar(&c.DefaultVerifyTimeout, "verify-timeout", "how long a verification may keep trying when its environment sets no timeout")
 	f.StringsVar(&c.KeepProcesses, "keep-processes", "environments (globs; * for all) whose deploy commands may leave processes running on this host, such as a deploy that starts the service here; other deploys and verify commands leave nothing behind")
+	f.DurationVar(&c.Heartbeat, "heartbeat", "how often a replica renews its lease on the environment it deploys to (or the repository it versions)")
+	f.DurationVar(&c.LeaseDuration, "lease-duration", "how long a replica's lease on an environment lasts without a renewal: a replica that dies or is cut off from the database holds the environment at most that long, and stops its deploy before")
+	f.IntVar(&c.MaxStateSize, "max-state-size", "the largest deploy state ($SLUICE_STATE_DIR) an environment may keep, in bytes of its archive; a larger one fails the deploy")
 	f.StringVar(&c.EnvironmentBranches, "environment-branches",
 		"the branches that may deploy automatically to each environment: ENV=BRANCH|BRANCH,... (globs; * for every other environment; ENV= for none); an environment not named takes main|master")
 }
@@ -116,6 +143,15 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.DefaultVerifyTimeout == 0 {
 		c.DefaultVerifyTimeout = DefaultVerifyTimeout
+	}
+	if c.Heartbeat == 0 {
+		c.Heartbeat = DefaultHeartbeat
+	}
+	if c.LeaseDuration == 0 {
+		c.LeaseDuration = DefaultLeaseDuration
+	}
+	if c.MaxStateSize == 0 {
+		c.MaxStateSize = DefaultMaxStateSize
 	}
 	return c
 }
@@ -140,6 +176,15 @@ func (c Config) Validate() error {
 	}
 	if c.DefaultVerifyTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("verify-timeout is %s; it must be positive", c.DefaultVerifyTimeout))
+	}
+	if c.Heartbeat <= 0 {
+		errs = append(errs, fmt.Errorf("heartbeat is %s; it must be positive", c.Heartbeat))
+	} else if least := 2*c.Heartbeat + lockStopTime; c.LeaseDuration < least {
+		errs = append(errs, fmt.Errorf("lease-duration is %s; it must be at least two heartbeats (heartbeat %s) plus %s, the time a deploy needs to stop: %s",
+			c.LeaseDuration, c.Heartbeat, lockStopTime, least))
+	}
+	if c.MaxStateSize <= 0 {
+		errs = append(errs, fmt.Errorf("max-state-size is %d; it must be positive", c.MaxStateSize))
 	}
 	if _, err := domain.ParseEnvironmentBranches(c.EnvironmentBranches); err != nil {
 		errs = append(errs, fmt.Errorf("environment-branches: %w", err))

@@ -23,6 +23,7 @@ import (
 	"github.com/sluicehq/sluice/platform/gitauth"
 	"github.com/sluicehq/sluice/platform/ids"
 	"github.com/sluicehq/sluice/platform/lastlines"
+	"github.com/sluicehq/sluice/platform/lease"
 	"github.com/sluicehq/sluice/platform/retry"
 	"github.com/sluicehq/sluice/platform/steplog"
 	"github.com/sluicehq/sluice/platform/stepsecrets"
@@ -41,8 +42,9 @@ const (
 	httpAttemptTimeout = 10 * time.Second
 )
 
-// StateDir is where deploy commands of repository to environment keep
-// their state between deploys ($SLUICE_STATE_DIR).
+// StateDir is where the deploy commands of repository to environment find
+// their state ($SLUICE_STATE_DIR): restored from the state store before
+// they run, stored back after (state.go).
 func StateDir(dataDir, repository, environment string) string {
 	return filepath.Join(dataDir, "state", repository, environment)
 }
@@ -77,11 +79,23 @@ func (s *Service) releaseTo(ctx context.Context, st stage, rel domain.Release, e
 		}
 		defer ws.remove()
 	}
-	unlock, err := s.locks.Lock(ctx, environmentKey(st.repo.Name, env.Name))
+	held, err := s.locks.Lock(ctx, environmentKey(st.repo.Name, env.Name))
 	if err != nil {
 		return envResult{}, err
 	}
-	defer unlock()
+	defer held.Unlock()
+	res, err := s.releaseHeld(held.Context(), st, rel, env, ws, held)
+	if cause := context.Cause(held.Context()); err != nil && errors.Is(cause, lease.ErrLost) {
+		// Another replica may hold the environment now: this delivery
+		// stops, and the next one finds the deployment interrupted.
+		return envResult{}, fmt.Errorf("deploying %s to %s: %w", rel.Version, env.Name, cause)
+	}
+	return res, err
+}
+
+// releaseHeld is releaseTo under the environment's lock, held: ctx ends
+// when its lease is lost.
+func (s *Service) releaseHeld(ctx context.Context, st stage, rel domain.Release, env domain.Environment, ws *workspace, held *heldLock) (envResult, error) {
 	log := st.log.With(slog.String("environment", env.Name), slog.String("version", rel.Version.String()))
 	// Opened under the environment's lock: the run's lines are written by
 	// one writer at a time, whatever the duplicates of its event do.
@@ -102,18 +116,25 @@ func (s *Service) releaseTo(ctx context.Context, st stage, rel domain.Release, e
 			note(w, domain.LogStep(domain.StepDeploy, env.Name), "not deploying %s to %s: %s", rel.Version, env.Name, left)
 			return envResult{left: left, newer: newer}, nil
 		}
+		// The state store not answering is the store's outage: this
+		// delivery fails before the deployment is made, and the next one
+		// tries again.
+		state, err := s.restoreState(ctx, rel.Repository.Name, env.Name)
+		if err != nil {
+			return envResult{}, err
+		}
 		d = newDeployment(rel, env.Name, st.runID, false)
 		if err := s.store.InsertDeployment(ctx, d); err != nil {
 			return envResult{}, err
 		}
 		log.Info("deploying", slog.String("deployment_id", d.ID))
 		out := logTo{w: w, deploy: domain.LogStep(domain.StepDeploy, env.Name), verify: domain.LogStep(domain.StepVerify, env.Name)}
-		if err := s.deploy(ctx, rel, env, &d, out, ws); err != nil {
-			// Stopping: the deployment stays in progress and the redelivered
-			// event fails it as interrupted.
+		if err := s.deploy(ctx, rel, env, &d, out, ws, state); err != nil {
+			// Stopping, or the lock lost: the deployment stays in progress
+			// and the redelivered event fails it as interrupted.
 			return envResult{}, err
 		}
-		if err := s.recordDeployment(ctx, st, rel, d); err != nil {
+		if err := s.recordDeployment(ctx, st, rel, d, held); err != nil {
 			return envResult{}, err
 		}
 	case err != nil:
@@ -124,7 +145,7 @@ func (s *Service) releaseTo(ctx context.Context, st stage, rel domain.Release, e
 		// not, the environment was not touched.
 		d.Status, d.Reason, d.EndedAt = domain.DeploymentFailed, domain.InterruptedReason, time.Now().UTC()
 		note(w, domain.LogStep(domain.StepDeploy, env.Name), "the deploy of %s to %s was %s", rel.Version, env.Name, d.Reason)
-		if err := s.recordDeployment(ctx, st, rel, d); err != nil {
+		if err := s.recordDeployment(ctx, st, rel, d, held); err != nil {
 			return envResult{}, err
 		}
 	}
@@ -137,12 +158,20 @@ func (s *Service) releaseTo(ctx context.Context, st stage, rel domain.Release, e
 	rolledBack := false
 	if d.Started {
 		var text string
-		if text, rolledBack, err = s.rollbackAfterFailure(ctx, st, rel, env, summary, w); err != nil {
+		if text, rolledBack, err = s.rollbackAfterFailure(ctx, st, rel, env, summary, w, held); err != nil {
 			return envResult{}, err
 		}
 		reason = summary + "; " + text
 	}
 	return envResult{failed: true, reason: domain.WithLastLines(reason, d.FailedStep, d.LastLogLines), rolledBack: rolledBack}, nil
+}
+
+// stopReason says why work under a lock stopped with ctx.
+func stopReason(ctx context.Context) string {
+	if cause := context.Cause(ctx); errors.Is(cause, lease.ErrLost) {
+		return "this replica lost the environment's lock (" + cause.Error() + "); the deploy is taken over as interrupted"
+	}
+	return "the release service is stopping"
 }
 
 // closeLog stores what is left of a release log's lines, even while the
@@ -157,13 +186,17 @@ func closeLog(ctx context.Context, w *steplog.Writer, log *slog.Logger) {
 
 // recordDeployment stores the end of a run's deployment with its event:
 // verified → the release is deployed; failed after the deploy started →
-// the release is bad.
-func (s *Service) recordDeployment(ctx context.Context, st stage, rel domain.Release, d domain.Deployment) error {
+// the release is bad. Only while held is this replica's (lease.ErrLost
+// otherwise): the replica that claimed the environment since announces it.
+func (s *Service) recordDeployment(ctx context.Context, st stage, rel domain.Release, d domain.Deployment, held *heldLock) error {
 	// The deploy happened: record it even while the process stops, or the
 	// redelivery would take it for an interrupted one and roll it back.
 	ctx, cancel := detached(ctx)
 	defer cancel()
 	return s.inTx(ctx, func(tx *sql.Tx) error {
+		if err := held.Fence(ctx, tx); err != nil {
+			return err
+		}
 		if err := endDeployment(ctx, tx, d); err != nil {
 			return err
 		}
@@ -262,12 +295,47 @@ func (s *Service) prepare(ctx context.Context, rel domain.Release) (*workspace, 
 }
 
 // deploy runs deployment d of rel to env in ws (prepared by prepare; nil
-// prepares one): run the deploy command, verify. It sets d's status
-// (VERIFIED or FAILED), reason, failed step, last lines, Started and end
-// time. It returns an error only when ctx ended (d is then left in
-// progress) or the store failed; a failing deploy is an outcome, not an
-// error.
-func (s *Service) deploy(ctx context.Context, rel domain.Release, env domain.Environment, d *domain.Deployment, out logTo, ws *workspace) error {
+// prepares one) with the environment's state (restoreState): run the
+// deploy command, verify, and store the state as the commands left it. It
+// sets d's status (VERIFIED or FAILED), reason, failed step, last lines,
+// Started and end time. It returns an error only when ctx ended (d is then
+// left in progress) or the store failed; a failing deploy is an outcome,
+// not an error.
+//
+// The state is stored once the commands ran, whether they succeeded or
+// not: a failed deploy may have changed the environment and what its
+// state says of it, and the rollback that follows starts from there. A
+// state that cannot be stored (too large, the store not answering for
+// statePatience) fails the deployment, which is then rolled back. It is
+// not stored when the environment's lock was lost (another replica may
+// have restored it already), nor when no command ran.
+func (s *Service) deploy(ctx context.Context, rel domain.Release, env domain.Environment, d *domain.Deployment, out logTo, ws *workspace, state *deployState) error {
+	err := s.runDeploy(ctx, rel, env, d, out, ws, state)
+	if !d.Started || errors.Is(context.Cause(ctx), lease.ErrLost) {
+		return err
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), statePatience+recordTimeout)
+	defer cancel()
+	notes, serr := state.save(sctx, s.stateTmpDir())
+	for _, line := range notes {
+		note(out.w, out.deploy, "%s", line)
+	}
+	switch {
+	case serr == nil, err != nil:
+		return err
+	case d.Status == domain.DeploymentVerified:
+		reason := fmt.Sprintf("storing the deploy state failed: %v", serr)
+		d.Status, d.Reason, d.EndedAt, d.FailedStep, d.LastLogLines = domain.DeploymentFailed, reason, time.Now().UTC(), out.deploy, nil
+		note(out.w, out.deploy, "%s", reason)
+	default:
+		d.Reason += fmt.Sprintf("; storing the deploy state failed too: %v", serr)
+		note(out.w, out.deploy, "storing the deploy state failed: %v", serr)
+	}
+	return nil
+}
+
+// runDeploy is deploy up to storing the state.
+func (s *Service) runDeploy(ctx context.Context, rel domain.Release, env domain.Environment, d *domain.Deployment, out logTo, ws *workspace, state *deployState) error {
 	fail := func(step, reason string, last []string) error {
 		d.Status, d.Reason, d.EndedAt = domain.DeploymentFailed, reason, time.Now().UTC()
 		d.FailedStep, d.LastLogLines = step, last
@@ -289,11 +357,13 @@ func (s *Service) deploy(ctx context.Context, rel domain.Release, env domain.Env
 	if ws.problem != "" {
 		return fail(out.deploy, ws.problem, nil)
 	}
-	src, artifactsDir := ws.src, ws.artifacts
-	stateDir := StateDir(s.cfg.DataDir, rel.Repository.Name, env.Name)
-	if err := os.MkdirAll(stateDir, 0o755); err != nil {
-		return fail(out.deploy, fmt.Sprintf("preparing the deploy failed: create the state directory: %v", err), nil)
+	for _, line := range state.notes {
+		note(out.w, out.deploy, "%s", line)
 	}
+	if state.problem != "" {
+		return fail(out.deploy, "preparing the deploy failed: "+state.problem, nil)
+	}
+	src, artifactsDir, stateDir := ws.src, ws.artifacts, state.dir
 
 	vars := make(map[string]string, len(env.Env)+7)
 	for k, v := range env.Env {
@@ -343,7 +413,7 @@ func (s *Service) deploy(ctx context.Context, rel domain.Release, env domain.Env
 	})
 	switch {
 	case err != nil && ctx.Err() != nil, res.Cancelled:
-		note(out.w, out.deploy, "deploy stopped: the release service is stopping")
+		note(out.w, out.deploy, "deploy stopped: %s", stopReason(ctx))
 		return ctx.Err()
 	case err != nil:
 		return fail(out.deploy, fmt.Sprintf("deploy could not start: %v", err), nil)

@@ -226,11 +226,12 @@ func (s *Service) ensureRelease(ctx context.Context, st stage, rec stageRun, run
 		return rel, "", err
 	}
 	// One version at a time per repository.
-	unlock, err := s.locks.Lock(ctx, repositoryKey(st.repo.Name))
+	held, err := s.locks.Lock(ctx, repositoryKey(st.repo.Name))
 	if err != nil {
 		return domain.Release{}, "", err
 	}
-	defer unlock()
+	defer held.Unlock()
+	ctx = held.Context()
 	// A duplicate of this event may have made the release while we waited.
 	if rec, err = s.store.beginRun(ctx, st.runID, st.repo.Name); err != nil {
 		return domain.Release{}, "", err
@@ -244,7 +245,12 @@ func (s *Service) ensureRelease(ctx context.Context, st stage, rec stageRun, run
 	switch {
 	case err == nil:
 		st.log.Info("commit already released; deploying that release where it does not run yet", slog.String("version", existing.Version.String()))
-		err := s.store.InTx(ctx, func(tx *sql.Tx) error { return setRunRelease(ctx, tx, st.runID, existing.ID) })
+		err := s.store.InTx(ctx, func(tx *sql.Tx) error {
+			if err := held.Fence(ctx, tx); err != nil {
+				return err
+			}
+			return setRunRelease(ctx, tx, st.runID, existing.ID)
+		})
 		return existing, "", err
 	case !errors.Is(err, apierror.ErrNotFound):
 		return domain.Release{}, "", err
@@ -283,6 +289,9 @@ func (s *Service) ensureRelease(ctx context.Context, st stage, rec stageRun, run
 		CreatedAt:    time.Now().UTC(),
 	}
 	err = s.inTx(ctx, func(tx *sql.Tx) error {
+		if err := held.Fence(ctx, tx); err != nil {
+			return err
+		}
 		if err := insertRelease(ctx, tx, rel); err != nil {
 			return err
 		}

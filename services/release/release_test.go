@@ -692,3 +692,27 @@ func TestEgressRefusalsFailTheDeploy(t *testing.T) {
 		}
 	})
 }
+
+// Release's state is not tied to one replica's volume: a replica that is
+// lost takes nothing with it. The next release is deployed by a replica
+// with another data directory, whose deploy finds what the first one's
+// kept in $SLUICE_STATE_DIR.
+func TestANewReplicaFindsTheDeployState(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.release(h.initialCommit())
+	h.proc.Stop() // replica a is gone, with its data directory
+	first := h.cfg.DataDir
+
+	h.cfg.DataDir = t.TempDir()
+	h.start()
+	h.release(h.repo.CommitFiles("feat: greet", map[string]string{"greeting": "hi\n"}))
+	for _, env := range []string{"staging", "production"} {
+		if got := h.deploys(env); len(got) != 2 || !strings.HasPrefix(got[0], "v0.1.0 ") || !strings.HasPrefix(got[1], "v0.2.0 ") {
+			t.Errorf("%s deploys seen by the new replica: %q; want v0.1.0's (the lost replica's) then v0.2.0's", env, got)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(first, "state", repoName, "staging", "deploys")); err != nil {
+		t.Fatal(err)
+	}
+}

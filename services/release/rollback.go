@@ -19,7 +19,7 @@ import (
 // release that is not bad (what ran there before the failed deploy), once
 // per run, and says what happened. Its output goes to w under
 // rollback:<env>.
-func (s *Service) rollbackAfterFailure(ctx context.Context, st stage, failed domain.Release, env domain.Environment, why string, w *steplog.Writer) (string, bool, error) {
+func (s *Service) rollbackAfterFailure(ctx context.Context, st stage, failed domain.Release, env domain.Environment, why string, w *steplog.Writer, held *heldLock) (string, bool, error) {
 	log := st.log.With(slog.String("environment", env.Name))
 	step := domain.LogStep(domain.StepRollback, env.Name)
 	rb, err := s.store.RunDeployment(ctx, st.runID, env.Name, true)
@@ -38,16 +38,20 @@ func (s *Service) rollbackAfterFailure(ctx context.Context, st stage, failed dom
 		if target, err = s.releaseOf(ctx, good); err != nil {
 			return "", false, err
 		}
+		state, err := s.restoreState(ctx, st.repo.Name, env.Name)
+		if err != nil {
+			return "", false, err
+		}
 		rb = newDeployment(target, env.Name, st.runID, true)
 		if err := s.store.InsertDeployment(ctx, rb); err != nil {
 			return "", false, err
 		}
 		log.Info("rolling back", slog.String("to_version", target.Version.String()), slog.String("deployment_id", rb.ID))
 		note(w, step, "rolling %s back to %s", env.Name, target.Version)
-		if err := s.deploy(ctx, target, rollbackSpec(target, env), &rb, logTo{w: w, deploy: step, verify: step}, nil); err != nil {
+		if err := s.deploy(ctx, target, rollbackSpec(target, env), &rb, logTo{w: w, deploy: step, verify: step}, nil, state); err != nil {
 			return "", false, err
 		}
-		if err := s.recordRollback(ctx, st, failed, target, rb, why); err != nil {
+		if err := s.recordRollback(ctx, st, failed, target, rb, why, held); err != nil {
 			return "", false, err
 		}
 	case err != nil:
@@ -60,7 +64,7 @@ func (s *Service) rollbackAfterFailure(ctx context.Context, st stage, failed dom
 			log.Warn("found an interrupted rollback; failing it", slog.String("deployment_id", rb.ID))
 			rb.Status, rb.Reason, rb.EndedAt = domain.DeploymentFailed, domain.InterruptedReason, time.Now().UTC()
 			note(w, step, "the rollback of %s to %s was %s", env.Name, target.Version, rb.Reason)
-			if err := s.recordRollback(ctx, st, failed, target, rb, why); err != nil {
+			if err := s.recordRollback(ctx, st, failed, target, rb, why, held); err != nil {
 				return "", false, err
 			}
 		}
@@ -89,11 +93,15 @@ func (s *Service) releaseOf(ctx context.Context, d domain.Deployment) (domain.Re
 	return rel, nil
 }
 
-// recordRollback stores the end of an automatic rollback with its event.
-func (s *Service) recordRollback(ctx context.Context, st stage, from, to domain.Release, rb domain.Deployment, why string) error {
+// recordRollback stores the end of an automatic rollback with its event,
+// only while held is this replica's (as recordDeployment).
+func (s *Service) recordRollback(ctx context.Context, st stage, from, to domain.Release, rb domain.Deployment, why string, held *heldLock) error {
 	ctx, cancel := detached(ctx) // as in recordDeployment
 	defer cancel()
 	return s.inTx(ctx, func(tx *sql.Tx) error {
+		if err := held.Fence(ctx, tx); err != nil {
+			return err
+		}
 		if err := endDeployment(ctx, tx, rb); err != nil {
 			return err
 		}
@@ -138,11 +146,16 @@ func (s *Service) Rollback(ctx context.Context, repository, environment, toVersi
 		return domain.Deployment{}, err
 	}
 
-	unlock, err := s.locks.Lock(ctx, environmentKey(repository, environment))
+	// The deploy runs to its end even if the caller hangs up; only stopping
+	// the service, or losing the environment's lock, interrupts it.
+	work, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancel()
+	defer context.AfterFunc(s.base, cancel)()
+	held, err := s.locks.LockFor(ctx, work, environmentKey(repository, environment))
 	if err != nil {
 		return domain.Deployment{}, err
 	}
-	defer unlock()
+	defer held.Unlock()
 
 	if ok, err := s.store.HasDeployments(ctx, repository, environment); err != nil {
 		return domain.Deployment{}, err
@@ -172,6 +185,11 @@ func (s *Service) Rollback(ctx context.Context, repository, environment, toVersi
 			target.Version, repository, environment, apierror.ErrFailedPrecondition)
 	}
 
+	state, err := s.restoreState(ctx, repository, environment)
+	if err != nil {
+		return domain.Deployment{}, fmt.Errorf("rollback of %s to %s: the deploy state cannot be read; try again: %w: %w",
+			environment, target.Version, err, apierror.ErrUnavailable)
+	}
 	d := newDeployment(target, environment, "", true)
 	if err := s.store.InsertDeployment(ctx, d); err != nil {
 		return domain.Deployment{}, err
@@ -180,18 +198,14 @@ func (s *Service) Rollback(ctx context.Context, repository, environment, toVersi
 		slog.String("to_version", target.Version.String()), slog.String("deployment_id", d.ID))
 	log.Info("rolling back on request")
 
-	// The deploy runs to its end even if the caller hangs up; only stopping
-	// the service interrupts it.
-	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	defer cancel()
-	defer context.AfterFunc(s.base, cancel)()
+	runCtx := held.Context()
 	w, err := s.logs.Writer(runCtx, d.ID, logFlushInterval)
 	if err != nil {
 		return domain.Deployment{}, err
 	}
 	step := domain.LogStep(domain.StepRollback, environment)
 	note(w, step, "rolling %s back to %s on request", environment, target.Version)
-	err = s.deploy(runCtx, target, env, &d, logTo{w: w, deploy: step, verify: step}, nil)
+	err = s.deploy(runCtx, target, env, &d, logTo{w: w, deploy: step, verify: step}, nil, state)
 	closeLog(runCtx, w, log)
 	writeCtx, cancelWrite := detached(ctx)
 	defer cancelWrite()
@@ -208,8 +222,8 @@ func (s *Service) Rollback(ctx context.Context, repository, environment, toVersi
 		if err := s.recordManualRollback(writeCtx, target, d, current, hasCurrent); err != nil {
 			return domain.Deployment{}, err
 		}
-		return domain.Deployment{}, fmt.Errorf("rollback of %s to %s: the service is stopping; try again once it is back: %w",
-			environment, target.Version, apierror.ErrUnavailable)
+		return domain.Deployment{}, fmt.Errorf("rollback of %s to %s interrupted (%s); try again: %w",
+			environment, target.Version, stopReason(runCtx), apierror.ErrUnavailable)
 	}
 	if err := s.recordManualRollback(writeCtx, target, d, current, hasCurrent); err != nil {
 		return domain.Deployment{}, err

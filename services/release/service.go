@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"slices"
 	"strings"
 	"time"
@@ -42,12 +43,13 @@ type SourceClient interface {
 type Deps struct {
 	fx.In
 	Store *Store
-	// DB holds the release logs beside the releases, and the locks that
-	// keep replicas' deploys of one environment apart.
+	// DB holds the release logs beside the releases, and the leases of
+	// the locks that keep replicas' deploys of one environment apart.
 	DB *sqldb.DB
 	// Outbox publishes what the service enqueued.
 	Outbox *events.Relay
-	// JetStream reads artifacts from the object store.
+	// JetStream reads artifacts from their object store, and keeps the
+	// environments' deploy state in its own (StateBucket).
 	JetStream jetstream.JetStream
 	Source    SourceClient
 	// Executor runs deploy and verify commands (executor.Local in production).
@@ -99,10 +101,16 @@ func NewService(cfg Config, d Deps) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: environment-branches: %w", Name, err)
 	}
+	holder, err := os.Hostname()
+	if err != nil || holder == "" {
+		holder = Name
+	}
+	holder = fmt.Sprintf("%s-%d-%s", holder, os.Getpid(), ids.New())
+	locks := newKeyedLocks(d.DB, holder, lockLease{Duration: cfg.LeaseDuration, Heartbeat: cfg.Heartbeat, StopTime: lockStopTime}, d.Log)
 	base, stop := context.WithCancel(context.Background())
 	return &Service{
 		cfg: cfg, store: d.Store, logs: steplog.New(d.DB, cfg.Logs), js: d.JetStream, source: d.Source,
-		exec: d.Executor, egress: d.Egress, secrets: d.Secrets, outbox: d.Outbox, log: d.Log, locks: newKeyedLocks(d.DB.Lock),
+		exec: d.Executor, egress: d.Egress, secrets: d.Secrets, outbox: d.Outbox, log: d.Log, locks: locks,
 		branches: branches, base: base, stopBase: stop,
 	}, nil
 }
