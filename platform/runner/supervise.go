@@ -1,0 +1,96 @@
+package runner
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sluicehq/sluice/platform/retry"
+)
+
+// RestartBackoff paces the restarts of a loop that keeps panicking: 1 s
+// after the first panic, doubling up to a minute. A loop that ran
+// RestartBackoff.Max without panicking starts the schedule again.
+var RestartBackoff = retry.Backoff{Initial: time.Second, Max: time.Minute, Jitter: 0.2}
+
+// Supervisor keeps a bad value from killing the process: a background loop
+// that panics is recovered, logged at error level with its stack, counted
+// in sluice_goroutine_panics_total{task}, and started again after a
+// back-off. Every long-lived background goroutine of a service runs under
+// one (Group.Go does it for the service's loops). A goroutine of one
+// request is not its business: Connect's recover handles those.
+type Supervisor struct {
+	log    *slog.Logger
+	panics *prometheus.CounterVec
+	// Backoff paces the restarts (RestartBackoff unless changed before
+	// the first Run).
+	Backoff retry.Backoff
+}
+
+// NewSupervisor makes a supervisor that logs to log and registers its
+// counter with reg (nil: panics are logged, not counted).
+func NewSupervisor(log *slog.Logger, reg prometheus.Registerer) (*Supervisor, error) {
+	panics := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "sluice_goroutine_panics_total",
+		Help: "Panics recovered in background loops (restarted after a back-off) and in goroutines of one job, by task.",
+	}, []string{"task"})
+	if reg != nil {
+		if err := reg.Register(panics); err != nil {
+			return nil, fmt.Errorf("runner: register sluice_goroutine_panics_total: %w", err)
+		}
+	}
+	return &Supervisor{log: log, panics: panics, Backoff: RestartBackoff}, nil
+}
+
+// Run runs fn until it returns, and returns what it returned. A panic in
+// fn is recovered, logged and counted, and fn runs again once the back-off
+// passed; if ctx ends first, Run returns nil. fn must return when ctx ends.
+func (s *Supervisor) Run(ctx context.Context, task string, fn func(context.Context) error) error {
+	panicsInARow := 0
+	for {
+		started := time.Now()
+		err, panicked := s.once(ctx, task, fn)
+		if !panicked {
+			return err
+		}
+		if time.Since(started) >= s.Backoff.Max {
+			panicsInARow = 0
+		}
+		panicsInARow++
+		wait := s.Backoff.Delay(panicsInARow)
+		s.log.Warn("restarting a background loop after its panic", slog.String("task", task), slog.Duration("in", wait))
+		if !retry.Sleep(ctx, wait) {
+			return nil
+		}
+	}
+}
+
+func (s *Supervisor) once(ctx context.Context, task string, fn func(context.Context) error) (err error, panicked bool) {
+	defer func() {
+		if v := recover(); v != nil {
+			s.recovered(task, v)
+			err, panicked = nil, true
+		}
+	}()
+	return fn(ctx), false
+}
+
+// Recover, deferred at the top of a goroutine that does one job (a
+// delivery attempt), recovers its panic, logs it with its stack and counts
+// it; the job is not run again.
+//
+//	go func() { defer s.Recover("delivery"); ... }()
+func (s *Supervisor) Recover(task string) {
+	if v := recover(); v != nil {
+		s.recovered(task, v)
+	}
+}
+
+func (s *Supervisor) recovered(task string, v any) {
+	s.panics.WithLabelValues(task).Inc()
+	s.log.Error("background goroutine panicked", slog.String("task", task), slog.Any("panic", v), slog.String("stack", string(debug.Stack())))
+}
