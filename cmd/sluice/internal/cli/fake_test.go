@@ -299,6 +299,46 @@ func (f *fakeRelease) calls() ([]string, []*releasev1.RollbackRequest) {
 
 type fakeNotify struct {
 	notifyv1connect.UnimplementedNotifyServiceHandler
+	mu          sync.Mutex
+	deadLetters []*notifyv1.DeadLetter
+	requests    []*notifyv1.ListDeadLettersRequest
+}
+
+// ListDeadLetters serves deadLetters, page_size at a time (its page token
+// is the index of the page's first one), bodies only when asked, and
+// records the requests.
+func (f *fakeNotify) ListDeadLetters(_ context.Context, req *notifyv1.ListDeadLettersRequest) (*notifyv1.ListDeadLettersResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.requests = append(f.requests, proto.CloneOf(req))
+	from := 0
+	if req.GetPageToken() != "" {
+		from, _ = strconv.Atoi(req.GetPageToken())
+	}
+	size := int(req.GetPageSize())
+	if size == 0 {
+		size = 50
+	}
+	to := min(from+size, len(f.deadLetters))
+	res := &notifyv1.ListDeadLettersResponse{}
+	for _, d := range f.deadLetters[from:to] {
+		d = proto.CloneOf(d)
+		if !req.GetIncludeBody() {
+			d.Body = ""
+		}
+		res.DeadLetters = append(res.DeadLetters, d)
+	}
+	if to < len(f.deadLetters) {
+		res.NextPageToken = strconv.Itoa(to)
+	}
+	return res, nil
+}
+
+// asked is the ListDeadLetters requests the fake was sent, in order.
+func (f *fakeNotify) asked() []*notifyv1.ListDeadLettersRequest {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.requests)
 }
 
 func (f *fakeNotify) CreateSubscription(_ context.Context, req *notifyv1.CreateSubscriptionRequest) (*notifyv1.CreateSubscriptionResponse, error) {
