@@ -19,6 +19,8 @@ import (
 	"log/slog"
 	"sync"
 	"time"
+
+	"github.com/sluicehq/sluice/platform/runner"
 )
 
 // ErrLost is what a Lease's methods wrap when the worker no longer holds
@@ -50,6 +52,10 @@ type Options struct {
 	// Log is told about renewals that failed and will be tried again, and
 	// about a release that failed; nil discards.
 	Log *slog.Logger
+	// Supervisor guards each renewal: one that panics is logged and
+	// counted, and the next heartbeat renews again (nil: runner's
+	// default).
+	Supervisor *runner.Supervisor
 }
 
 // Keeper renews a lease; Keep makes one.
@@ -64,6 +70,10 @@ type Keeper struct {
 	done    chan struct{}
 	once    sync.Once
 }
+
+// errRenewalPanicked is a renewal that panicked: like a failed one, it is
+// tried again at the next heartbeat.
+var errRenewalPanicked = errors.New("lease: the renewal panicked")
 
 // errStopped ends the work's context once Stop was called (unless the
 // lease was lost first).
@@ -105,7 +115,10 @@ func (h *Keeper) renew(ctx context.Context) {
 		case <-t.C:
 		}
 		rctx, cancel := context.WithTimeout(ctx, h.opts.Every)
-		err := h.lease.Renew(rctx)
+		var err error
+		if h.opts.Supervisor.Guard("lease renewal", func() { err = h.lease.Renew(rctx) }) {
+			err = errRenewalPanicked
+		}
 		cancel()
 		switch {
 		case errors.Is(err, ErrLost):

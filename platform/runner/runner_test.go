@@ -158,22 +158,25 @@ func TestLoopThatAlwaysPanicsStopsWithTheGroup(t *testing.T) {
 	}
 }
 
-// Recover ends one job's goroutine quietly: counted and logged, not run
+// Guard ends one job quietly: counted and logged, reported, not run
 // again.
-func TestRecoverCountsAJob(t *testing.T) {
+func TestGuardCountsAJob(t *testing.T) {
 	var logs syncBuffer
 	reg := prometheus.NewRegistry()
 	sup, err := runner.NewSupervisor(slog.New(slog.NewJSONHandler(&logs, nil)), reg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		defer sup.Recover("delivery")
-		panic("bad delivery")
-	}()
-	<-done
+	runs := 0
+	if !sup.Guard("delivery", func() { runs++; panic("bad delivery") }) {
+		t.Error("Guard did not report the panic")
+	}
+	if sup.Guard("delivery", func() { runs++ }) {
+		t.Error("Guard reported a panic of a job that did not panic")
+	}
+	if runs != 2 {
+		t.Errorf("%d runs; want each job once", runs)
+	}
 	if got := counterValue(t, reg, "delivery"); got != 1 {
 		t.Errorf("sluice_goroutine_panics_total{task=delivery} = %v; want 1", got)
 	}

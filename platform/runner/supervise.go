@@ -23,6 +23,9 @@ var RestartBackoff = retry.Backoff{Initial: time.Second, Max: time.Minute, Jitte
 // back-off. Every long-lived background goroutine of a service runs under
 // one (Group.Go does it for the service's loops). A goroutine of one
 // request is not its business: Connect's recover handles those.
+//
+// A nil *Supervisor works: it logs to slog.Default and counts nowhere
+// (for code that is not wired into a service, such as a test's).
 type Supervisor struct {
 	log    *slog.Logger
 	panics *prometheus.CounterVec
@@ -34,10 +37,7 @@ type Supervisor struct {
 // NewSupervisor makes a supervisor that logs to log and registers its
 // counter with reg (nil: panics are logged, not counted).
 func NewSupervisor(log *slog.Logger, reg prometheus.Registerer) (*Supervisor, error) {
-	panics := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "sluice_goroutine_panics_total",
-		Help: "Panics recovered in background loops (restarted after a back-off) and in goroutines of one job, by task.",
-	}, []string{"task"})
+	panics := newPanics()
 	if reg != nil {
 		if err := reg.Register(panics); err != nil {
 			return nil, fmt.Errorf("runner: register sluice_goroutine_panics_total: %w", err)
@@ -46,10 +46,27 @@ func NewSupervisor(log *slog.Logger, reg prometheus.Registerer) (*Supervisor, er
 	return &Supervisor{log: log, panics: panics, Backoff: RestartBackoff}, nil
 }
 
+func newPanics() *prometheus.CounterVec {
+	return prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "sluice_goroutine_panics_total",
+		Help: "Panics recovered in background loops (restarted after a back-off) and in goroutines of one job, by task.",
+	}, []string{"task"})
+}
+
+// or is s, or for a nil s one that logs to slog.Default and counts
+// nowhere.
+func (s *Supervisor) or() *Supervisor {
+	if s != nil {
+		return s
+	}
+	return &Supervisor{log: slog.Default(), panics: newPanics(), Backoff: RestartBackoff}
+}
+
 // Run runs fn until it returns, and returns what it returned. A panic in
 // fn is recovered, logged and counted, and fn runs again once the back-off
 // passed; if ctx ends first, Run returns nil. fn must return when ctx ends.
 func (s *Supervisor) Run(ctx context.Context, task string, fn func(context.Context) error) error {
+	s = s.or()
 	panicsInARow := 0
 	for {
 		started := time.Now()
@@ -79,15 +96,19 @@ func (s *Supervisor) once(ctx context.Context, task string, fn func(context.Cont
 	return fn(ctx), false
 }
 
-// Recover, deferred at the top of a goroutine that does one job (a
-// delivery attempt), recovers its panic, logs it with its stack and counts
-// it; the job is not run again.
-//
-//	go func() { defer s.Recover("delivery"); ... }()
-func (s *Supervisor) Recover(task string) {
-	if v := recover(); v != nil {
-		s.recovered(task, v)
-	}
+// Guard runs fn, one job of a goroutine that is not a loop (a delivery
+// attempt, a reader of one watch): a panic in it is recovered, logged with
+// its stack and counted, and Guard reports it; fn is not run again.
+func (s *Supervisor) Guard(task string, fn func()) (panicked bool) {
+	s = s.or()
+	defer func() {
+		if v := recover(); v != nil {
+			s.recovered(task, v)
+			panicked = true
+		}
+	}()
+	fn()
+	return false
 }
 
 func (s *Supervisor) recovered(task string, v any) {
