@@ -107,7 +107,7 @@ func Buckets() []string { return []string{TokensBucket, ServicesBucket} }
 func (v *Verifier) Run(ctx context.Context, js jetstream.JetStream) error {
 	var wg sync.WaitGroup
 	for _, bucket := range Buckets() {
-		wg.Go(func() { _ = v.Watch(ctx, js, bucket) })
+		wg.Go(func() { v.Watch(ctx, js, bucket) })
 	}
 	wg.Wait()
 	return nil
@@ -116,22 +116,21 @@ func (v *Verifier) Run(ctx context.Context, js jetstream.JetStream) error {
 // Watch watches one of the Buckets until ctx ends, waiting for it to
 // exist (source makes TokensBucket) and watching again after a failure.
 // A process runs one Watch per bucket, each a background loop of its own.
-func (v *Verifier) Watch(ctx context.Context, js jetstream.JetStream, bucket string) error {
+func (v *Verifier) Watch(ctx context.Context, js jetstream.JetStream, bucket string) {
 	b := retry.Backoff{Initial: 100 * time.Millisecond, Max: 5 * time.Second, Jitter: 0.2}
 	for try := 0; ctx.Err() == nil; try++ {
 		err := v.watch(ctx, js, bucket)
 		if ctx.Err() != nil {
-			return nil
+			return
 		}
 		v.mu.Lock()
 		v.watchErr = err
 		v.mu.Unlock()
 		v.log.Warn("watching credentials failed; watching again", slog.String("bucket", bucket), slog.Any("error", err))
 		if !retry.Sleep(ctx, b.Delay(try)) {
-			return nil
+			return
 		}
 	}
-	return nil
 }
 
 func (v *Verifier) watch(ctx context.Context, js jetstream.JetStream, bucket string) error {

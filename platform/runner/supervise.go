@@ -70,7 +70,7 @@ func (s *Supervisor) Run(ctx context.Context, task string, fn func(context.Conte
 	panicsInARow := 0
 	for {
 		started := time.Now()
-		err, panicked := s.once(ctx, task, fn)
+		panicked, err := s.once(ctx, task, fn)
 		if !panicked {
 			return err
 		}
@@ -86,14 +86,14 @@ func (s *Supervisor) Run(ctx context.Context, task string, fn func(context.Conte
 	}
 }
 
-func (s *Supervisor) once(ctx context.Context, task string, fn func(context.Context) error) (err error, panicked bool) {
+func (s *Supervisor) once(ctx context.Context, task string, fn func(context.Context) error) (panicked bool, err error) {
 	defer func() {
 		if v := recover(); v != nil {
 			s.recovered(task, v)
-			err, panicked = nil, true
+			panicked, err = true, nil
 		}
 	}()
-	return fn(ctx), false
+	return false, fn(ctx)
 }
 
 // Guard runs fn, one job of a goroutine that is not a loop (a delivery

@@ -259,7 +259,10 @@ func run(spec Spec, p runParams) error {
 				return nil
 			})
 			for _, bucket := range auth.Buckets() {
-				g.Go("credentials "+bucket, func(ctx context.Context) error { return p.Verifier.Watch(ctx, p.JS, bucket) })
+				g.Go("credentials "+bucket, func(ctx context.Context) error {
+					p.Verifier.Watch(ctx, p.JS, bucket)
+					return nil
+				})
 			}
 			g.Go("outbox", func(ctx context.Context) error {
 				p.Relay.Run(ctx)

@@ -158,9 +158,9 @@ func TestSign(t *testing.T) {
 func TestDeadLetterSubjects(t *testing.T) {
 	t.Parallel()
 	for f, want := range map[domain.DeadLetterFilter]string{
-		{}:                                           "sluice.deadletter.*.*",
-		{Service: "build"}:                           "sluice.deadletter.build.*",
-		{Consumer: "outbox"}:                         "sluice.deadletter.*.outbox",
+		{}:                   "sluice.deadletter.*.*",
+		{Service: "build"}:   "sluice.deadletter.build.*",
+		{Consumer: "outbox"}: "sluice.deadletter.*.outbox",
 		{Service: "notify", Consumer: "notify-test"}: "sluice.deadletter.notify.notify-test",
 	} {
 		if got := f.Subject(); got != want {
