@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -71,28 +70,11 @@ func supervisor(t *testing.T, log io.Writer) *runner.Supervisor {
 	return s
 }
 
-// syncBuffer is a bytes.Buffer that goroutines may write at once.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
 // A loop that panics is logged with its stack, counted, and started again;
 // the process goes on, and the restarted loop still stops with the group.
 func TestPanickingLoopIsRestarted(t *testing.T) {
-	var logs syncBuffer
+	// Read once the group stopped (Stop waits for the loop): no lock.
+	var logs bytes.Buffer
 	reg := prometheus.NewRegistry()
 	sup, err := runner.NewSupervisor(slog.New(slog.NewJSONHandler(&logs, nil)), reg)
 	if err != nil {
@@ -160,7 +142,7 @@ func TestLoopThatAlwaysPanicsStopsWithTheGroup(t *testing.T) {
 // Guard ends one job quietly: counted and logged, reported, not run
 // again.
 func TestGuardCountsAJob(t *testing.T) {
-	var logs syncBuffer
+	var logs bytes.Buffer
 	reg := prometheus.NewRegistry()
 	sup, err := runner.NewSupervisor(slog.New(slog.NewJSONHandler(&logs, nil)), reg)
 	if err != nil {

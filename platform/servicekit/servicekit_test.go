@@ -219,11 +219,23 @@ func TestModuleRunsAService(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	requestRun(t, js, "r1")
+	servicekittest.Eventually(t, "the consumer to handle the run request", func() bool { return svc.handled.Load() == 1 })
+	p.Stop()
+	if !svc.stopped.Load() {
+		t.Error("Parts.Stop was not called")
+	}
+}
+
+// requestRun publishes a run request for run id on SOURCE, as source
+// would.
+func requestRun(t *testing.T, js jetstream.JetStream, id string) {
+	t.Helper()
 	ev, err := events.New(&sourceeventsv1.RunRequested{
-		RunId: "r1", Commit: strings.Repeat("a", 40),
+		RunId: id, Commit: strings.Repeat("a", 40),
 		Repository: &sourceeventsv1.RepositoryRef{Id: "1", Name: "hello", Url: "/srv/hello"},
 		Pipeline:   &sourcev1.Pipeline{},
-	}, "r1", "r1")
+	}, id, id)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -233,11 +245,6 @@ func TestModuleRunsAService(t *testing.T) {
 	}
 	if _, err := js.PublishMsg(t.Context(), msg); err != nil {
 		t.Fatal(err)
-	}
-	servicekittest.Eventually(t, "the consumer to handle the run request", func() bool { return svc.handled.Load() == 1 })
-	p.Stop()
-	if !svc.stopped.Load() {
-		t.Error("Parts.Stop was not called")
 	}
 }
 
@@ -342,21 +349,7 @@ func TestPanicsAreDeadLetteredRestartedAndCounted(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, id := range []string{"bad", "good"} {
-		ev, err := events.New(&sourceeventsv1.RunRequested{
-			RunId: id, Commit: strings.Repeat("a", 40),
-			Repository: &sourceeventsv1.RepositoryRef{Id: "1", Name: "hello", Url: "/srv/hello"},
-			Pipeline:   &sourcev1.Pipeline{},
-		}, id, id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		msg, err := ev.Msg()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := js.PublishMsg(t.Context(), msg); err != nil {
-			t.Fatal(err)
-		}
+		requestRun(t, js, id)
 	}
 	if reason := servicekittest.DeadLetter(t, js, "build", "build-runs", "bad"); reason != "panic: no step in run bad" {
 		t.Errorf("dead letter's reason %q; want the panic", reason)

@@ -40,18 +40,15 @@ cut, and says how much. docs/operations.md says what to do about them.`,
 				return usagef(cmd, "--limit must be 1 to %d", maxDeadLetterLimit)
 			}
 			req := &notifyv1.ListDeadLettersRequest{Service: service, Consumer: consumer, IncludeBody: body}
-			res := &notifyv1.ListDeadLettersResponse{}
-			for len(res.GetDeadLetters()) < limit {
-				req.PageSize = int32(min(limit-len(res.GetDeadLetters()), 1000))
+			list, err := readPages(limit, func(size int32, token string) ([]*notifyv1.DeadLetter, string, error) {
+				req.PageSize, req.PageToken = size, token
 				r, err := s.notify().ListDeadLetters(cmd.Context(), req)
-				if err != nil {
-					return err
-				}
-				res.DeadLetters = append(res.DeadLetters, r.GetDeadLetters()...)
-				if req.PageToken = r.GetNextPageToken(); req.PageToken == "" {
-					break
-				}
+				return r.GetDeadLetters(), r.GetNextPageToken(), err
+			})
+			if err != nil {
+				return err
 			}
+			res := &notifyv1.ListDeadLettersResponse{DeadLetters: list}
 			return s.render(res, nil, func() error {
 				if body {
 					return writeDeadLetters(s.app.Stdout, res.GetDeadLetters())

@@ -311,25 +311,14 @@ func (f *fakeNotify) ListDeadLetters(_ context.Context, req *notifyv1.ListDeadLe
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.requests = append(f.requests, proto.CloneOf(req))
-	from := 0
-	if req.GetPageToken() != "" {
-		from, _ = strconv.Atoi(req.GetPageToken())
-	}
-	size := int(req.GetPageSize())
-	if size == 0 {
-		size = 50
-	}
-	to := min(from+size, len(f.deadLetters))
-	res := &notifyv1.ListDeadLettersResponse{}
-	for _, d := range f.deadLetters[from:to] {
+	page, next := fakePage(f.deadLetters, req.GetPageToken(), req.GetPageSize())
+	res := &notifyv1.ListDeadLettersResponse{NextPageToken: next}
+	for _, d := range page {
 		d = proto.CloneOf(d)
 		if !req.GetIncludeBody() {
 			d.Body = ""
 		}
 		res.DeadLetters = append(res.DeadLetters, d)
-	}
-	if to < len(f.deadLetters) {
-		res.NextPageToken = strconv.Itoa(to)
 	}
 	return res, nil
 }
@@ -377,20 +366,25 @@ func (f *fakeAudit) ListAuditEntries(_ context.Context, req *sourcev1.ListAuditE
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.requests = append(f.requests, proto.CloneOf(req))
+	page, next := fakePage(f.entries, req.GetPageToken(), req.GetPageSize())
+	return &sourcev1.ListAuditEntriesResponse{Entries: page, NextPageToken: next}, nil
+}
+
+// fakePage is a page of items as the fakes page them: size at a time (0
+// means 50), the token the index of the page's first item.
+func fakePage[T any](items []T, token string, size int32) ([]T, string) {
 	from := 0
-	if req.GetPageToken() != "" {
-		from, _ = strconv.Atoi(req.GetPageToken())
+	if token != "" {
+		from, _ = strconv.Atoi(token)
 	}
-	size := int(req.GetPageSize())
 	if size == 0 {
 		size = 50
 	}
-	to := min(from+size, len(f.entries))
-	res := &sourcev1.ListAuditEntriesResponse{Entries: f.entries[from:to]}
-	if to < len(f.entries) {
-		res.NextPageToken = strconv.Itoa(to)
+	to := min(from+int(size), len(items))
+	if to < len(items) {
+		return items[from:to], strconv.Itoa(to)
 	}
-	return res, nil
+	return items[from:to], ""
 }
 
 // asked is the requests the fake was sent, in order.
