@@ -100,30 +100,37 @@ func (v *Verifier) Authenticate(secret string) (Identity, error) {
 	return id, nil
 }
 
-// Run watches both buckets until ctx ends, waiting for them to exist
-// (source makes TokensBucket) and watching again after a failure.
+// Buckets are the key-value buckets a Verifier watches.
+func Buckets() []string { return []string{TokensBucket, ServicesBucket} }
+
+// Run watches both buckets (Watch) until ctx ends.
 func (v *Verifier) Run(ctx context.Context, js jetstream.JetStream) error {
 	var wg sync.WaitGroup
-	for _, bucket := range []string{TokensBucket, ServicesBucket} {
-		wg.Go(func() {
-			b := retry.Backoff{Initial: 100 * time.Millisecond, Max: 5 * time.Second, Jitter: 0.2}
-			for try := 0; ctx.Err() == nil; try++ {
-				err := v.watch(ctx, js, bucket)
-				if ctx.Err() != nil {
-					return
-				}
-				v.mu.Lock()
-				v.watchErr = err
-				v.mu.Unlock()
-				v.log.Warn("watching credentials failed; watching again", slog.String("bucket", bucket), slog.Any("error", err))
-				if !retry.Sleep(ctx, b.Delay(try)) {
-					return
-				}
-			}
-		})
+	for _, bucket := range Buckets() {
+		wg.Go(func() { v.Watch(ctx, js, bucket) })
 	}
 	wg.Wait()
 	return nil
+}
+
+// Watch watches one of the Buckets until ctx ends, waiting for it to
+// exist (source makes TokensBucket) and watching again after a failure.
+// A process runs one Watch per bucket, each a background loop of its own.
+func (v *Verifier) Watch(ctx context.Context, js jetstream.JetStream, bucket string) {
+	b := retry.Backoff{Initial: 100 * time.Millisecond, Max: 5 * time.Second, Jitter: 0.2}
+	for try := 0; ctx.Err() == nil; try++ {
+		err := v.watch(ctx, js, bucket)
+		if ctx.Err() != nil {
+			return
+		}
+		v.mu.Lock()
+		v.watchErr = err
+		v.mu.Unlock()
+		v.log.Warn("watching credentials failed; watching again", slog.String("bucket", bucket), slog.Any("error", err))
+		if !retry.Sleep(ctx, b.Delay(try)) {
+			return
+		}
+	}
 }
 
 func (v *Verifier) watch(ctx context.Context, js jetstream.JetStream, bucket string) error {

@@ -51,6 +51,8 @@ type ConsumerConfig struct {
 	// Heartbeat, when set, extends the lease (InProgress) at this interval
 	// while the handler runs; use it for long handlers.
 	Heartbeat time.Duration
+	// Metrics, when set, count the consumer's dead letters.
+	Metrics *Metrics
 	// DrainTimeout is how long events in hand may go on after shutdown
 	// began, so that a stop (a rolling upgrade) finishes short work instead
 	// of interrupting it; then their context ends. Default DefaultDrainTimeout.
@@ -258,7 +260,7 @@ func (c *Consumer) handle(ctx context.Context, m jetstream.Msg, maxDeliver int) 
 		return err
 	})
 	if err != nil {
-		c.deadLetter(ctx, m, log, err)
+		c.deadLetter(ctx, m, log, causeOf(err, CauseInvalid), err)
 		return
 	}
 	log = log.With(slog.String("event_id", ev.ID), slog.String("run_id", ev.ChainID))
@@ -274,7 +276,7 @@ func (c *Consumer) handle(ctx context.Context, m jetstream.Msg, maxDeliver int) 
 	case errors.As(err, &panicked):
 		// Whatever made the handler panic comes again with every delivery:
 		// keep the event where an operator can see it, even when stopping.
-		c.deadLetter(context.WithoutCancel(ctx), m, log, err)
+		c.deadLetter(context.WithoutCancel(ctx), m, log, CausePanic, err)
 	case err == nil:
 		if err := m.DoubleAck(ctx); err != nil && ctx.Err() == nil {
 			log.Warn("ack failed; the event will be redelivered and skipped as a duplicate", slog.Any("error", err))
@@ -286,11 +288,11 @@ func (c *Consumer) handle(ctx context.Context, m jetstream.Msg, maxDeliver int) 
 		// Shutting down on the last allowed delivery: JetStream would never
 		// deliver it again, so keep it where an operator can see it. A
 		// background context: ctx is already done.
-		c.deadLetter(context.WithoutCancel(ctx), m, log, fmt.Errorf("interrupted by shutdown on delivery %d of %d: %w", meta.NumDelivered, maxDeliver, ctx.Err()))
+		c.deadLetter(context.WithoutCancel(ctx), m, log, CauseInterrupted, fmt.Errorf("interrupted by shutdown on delivery %d of %d: %w", meta.NumDelivered, maxDeliver, ctx.Err()))
 	case errors.Is(err, ErrPermanent) || errors.Is(err, ErrInvalidEvent):
-		c.deadLetter(ctx, m, log, err)
+		c.deadLetter(ctx, m, log, causeOf(err, CausePermanent), err)
 	case maxDeliver > 0 && int(meta.NumDelivered) >= maxDeliver:
-		c.deadLetter(ctx, m, log, fmt.Errorf("gave up after %d deliveries: %w", meta.NumDelivered, err))
+		c.deadLetter(ctx, m, log, CauseExhausted, fmt.Errorf("gave up after %d deliveries: %w", meta.NumDelivered, err))
 	default:
 		// A plain Nak: the server redelivers after the consumer's declared
 		// back-off (deploy/nats), not after a delay made up here.
@@ -355,14 +357,28 @@ const (
 	HeaderDeadLetterStream  = "Sluice-Deadletter-Stream"
 )
 
-func (c *Consumer) deadLetter(ctx context.Context, m jetstream.Msg, log *slog.Logger, reason error) {
+// causeOf is the metric's cause of err: a panic, an event that does not
+// decode or validate, or else otherwise.
+func causeOf(err error, otherwise string) string {
+	var panicked *panicError
+	switch {
+	case errors.As(err, &panicked):
+		return CausePanic
+	case errors.Is(err, ErrInvalidEvent):
+		return CauseInvalid
+	}
+	return otherwise
+}
+
+func (c *Consumer) deadLetter(ctx context.Context, m jetstream.Msg, log *slog.Logger, cause string, reason error) {
 	dl := newDeadLetter(DeadLetterSubject(c.cfg.Service, c.cfg.Durable), m.Subject(), c.cfg.Stream, m.Headers(), m.Data(), reason.Error())
 	if _, err := c.js.PublishMsg(ctx, dl); err != nil {
 		log.Error("dead-letter publish failed; leaving the message for redelivery", slog.Any("error", err), slog.Any("reason", reason))
 		_ = m.NakWithDelay(5 * time.Second)
 		return
 	}
-	log.Error("event dead-lettered", slog.Any("reason", reason), slog.String("to", dl.Subject))
+	c.cfg.Metrics.deadLetter(c.cfg.Durable, cause)
+	log.Error("event dead-lettered", slog.Any("reason", reason), slog.String("cause", cause), slog.String("to", dl.Subject))
 	_ = m.Term()
 }
 

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/sluicehq/sluice/deploy"
 	"github.com/sluicehq/sluice/platform/events"
@@ -79,7 +81,12 @@ func TestRelayDeadLettersWhatNATSRefusesAndGoesOn(t *testing.T) {
 		last := newEvent(runRequested("last"))
 		enqueue(t, db, first, tooBig, failed, last)
 
-		relay := events.NewRelay(db, js, quiet())
+		reg := prometheus.NewRegistry()
+		metrics, err := events.NewMetrics(reg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		relay := events.NewRelay(db, js, quiet(), events.CountWith(metrics))
 		runCtx, stop := context.WithCancel(ctx)
 		done := make(chan struct{})
 		go func() { defer close(done); relay.Run(runCtx) }()
@@ -101,6 +108,13 @@ func TestRelayDeadLettersWhatNATSRefusesAndGoesOn(t *testing.T) {
 		source, err := js.Stream(ctx, "SOURCE")
 		if err != nil {
 			t.Fatal(err)
+		}
+		if err := testutil.GatherAndCompare(reg, strings.NewReader(`
+# HELP sluice_events_deadlettered_total Messages dead-lettered to the DEADLETTER stream, by consumer (or outbox) and cause (panic, invalid, permanent, exhausted, interrupted, refused).
+# TYPE sluice_events_deadlettered_total counter
+sluice_events_deadlettered_total{cause="refused",consumer="outbox"} 2
+`), "sluice_events_deadlettered_total"); err != nil {
+			t.Error(err)
 		}
 		for seq, want := range map[uint64]string{1: first.ID, 2: last.ID} {
 			m, err := source.GetMsg(ctx, seq)

@@ -73,11 +73,23 @@ type Relay struct {
 	// be enqueued. It is the service's own: in `sluice up` one service's
 	// drain never waits on another's handlers.
 	inFlight atomic.Int64
+	metrics  *Metrics
 }
 
+// RelayOption changes a relay from its defaults.
+type RelayOption func(*Relay)
+
+// CountWith counts the relay's dead letters (consumer "outbox", cause
+// "refused") in m.
+func CountWith(m *Metrics) RelayOption { return func(r *Relay) { r.metrics = m } }
+
 // NewRelay makes a relay for db's outbox.
-func NewRelay(db *sqldb.DB, js jetstream.JetStream, log *slog.Logger) *Relay {
-	return &Relay{db: db, js: js, log: log, kick: make(chan struct{}, 1), batch: 256, idle: time.Second}
+func NewRelay(db *sqldb.DB, js jetstream.JetStream, log *slog.Logger, opts ...RelayOption) *Relay {
+	r := &Relay{db: db, js: js, log: log, kick: make(chan struct{}, 1), batch: 256, idle: time.Second}
+	for _, o := range opts {
+		o(r)
+	}
+	return r
 }
 
 // Track wraps a handler of the relay's service so that the relay, when it
@@ -396,6 +408,7 @@ func (r *Relay) deadLetter(ctx context.Context, row outboxRow, reason error) err
 		log.Error("outbox relay: NATS refused an event, and dead-lettering it failed; trying again", slog.Any("reason", reason), slog.Any("error", err))
 		return fmt.Errorf("dead-letter the refused event %s: %w", id, err)
 	}
+	r.metrics.deadLetter(OutboxDeadLetters, CauseRefused)
 	log.Error("outbox relay: NATS refused an event; dead-lettered it and went on", slog.Any("reason", reason), slog.String("to", dl.Subject))
 	return nil
 }

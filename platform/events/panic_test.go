@@ -10,6 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/sluicehq/sluice/platform/events"
 )
 
@@ -38,7 +41,12 @@ func TestConsumerDeadLettersAPanickingHandlerAndGoesOn(t *testing.T) {
 	var logs syncBuffer
 	var bad atomic.Int32
 	handled := make(chan string, 2)
-	cons := events.NewConsumer(e.js, slog.New(slog.NewJSONHandler(&logs, nil)), events.ConsumerConfig{Service: "build", Stream: "SOURCE", Durable: "build-runs"},
+	reg := prometheus.NewRegistry()
+	metrics, err := events.NewMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cons := events.NewConsumer(e.js, slog.New(slog.NewJSONHandler(&logs, nil)), events.ConsumerConfig{Service: "build", Stream: "SOURCE", Durable: "build-runs", Metrics: metrics},
 		func(_ context.Context, ev events.Event, _ events.Delivery) error {
 			if ev.ChainID == "bad" {
 				bad.Add(1)
@@ -66,6 +74,21 @@ func TestConsumerDeadLettersAPanickingHandlerAndGoesOn(t *testing.T) {
 	}
 	if got, want := m.Header.Get(events.HeaderDeadLetterReason), "panic: no step bad"; got != want {
 		t.Errorf("reason %q; want %q", got, want)
+	}
+	// Counted once the dead letter is stored, a moment after it arrives.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		err := testutil.GatherAndCompare(reg, strings.NewReader(`
+# HELP sluice_events_deadlettered_total Messages dead-lettered to the DEADLETTER stream, by consumer (or outbox) and cause (panic, invalid, permanent, exhausted, interrupted, refused).
+# TYPE sluice_events_deadlettered_total counter
+sluice_events_deadlettered_total{cause="panic",consumer="build-runs"} 1
+`), "sluice_events_deadlettered_total")
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Error(err)
+			break
+		}
 	}
 	if n := bad.Load(); n != 1 {
 		t.Errorf("the panicking handler ran %d times; want once", n)

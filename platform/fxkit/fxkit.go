@@ -10,6 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/fx"
 	"go.uber.org/fx/fxevent"
 
@@ -67,18 +68,24 @@ type ServerParams struct {
 	fx.In
 	Log       *slog.Logger
 	Readiness *rpcserver.Readiness
+	Registry  *prometheus.Registry
 	Routes    []rpcserver.Route `group:"routes"`
 }
 
-// Server provides the readiness checks and the HTTP server with every
-// route services put in the routes group (servicekit.Route); it listens on
-// start and drains on stop. List it after the services' modules, so that it
+// Server provides the readiness checks, the process's metrics registry
+// (as *prometheus.Registry and prometheus.Registerer: services register
+// their metrics with it, each under its own service label, and /metrics
+// serves it) and the HTTP server with every route services put in the
+// routes group (servicekit.Route); it listens on start and drains on stop. List it after the services' modules, so that it
 // starts after them (their databases are open before the first request)
 // and stops first (requests drain before the services stop).
 func Server(cfg rpcserver.Config) fx.Option {
 	return fx.Module("server",
 		fx.Provide(rpcserver.NewReadiness),
+		fx.Provide(prometheus.NewRegistry, func(r *prometheus.Registry) prometheus.Registerer { return r }),
 		fx.Provide(func(lc fx.Lifecycle, p ServerParams) (*rpcserver.Server, error) {
+			cfg := cfg
+			cfg.Registry = p.Registry
 			s, err := rpcserver.New(cfg, p.Log, p.Readiness, p.Routes)
 			if err != nil {
 				return nil, err

@@ -22,6 +22,8 @@ import (
 	"log/slog"
 	"sync"
 	"time"
+
+	"github.com/sluicehq/sluice/platform/runner"
 )
 
 // ErrLost is what a Lease's methods wrap when the worker no longer holds
@@ -67,6 +69,10 @@ type Options struct {
 	// Since is when the lease was claimed (or last renewed): Lapse counts
 	// from it until the first renewal. Zero: when Keep is called.
 	Since time.Time
+	// Supervisor guards each renewal: one that panics is logged and
+	// counted, and the next heartbeat renews again (nil: runner's
+	// default).
+	Supervisor *runner.Supervisor
 }
 
 // Keeper renews a lease; Keep makes one.
@@ -81,6 +87,10 @@ type Keeper struct {
 	done    chan struct{}
 	once    sync.Once
 }
+
+// errRenewalPanicked is a renewal that panicked: like a failed one, it is
+// tried again at the next heartbeat.
+var errRenewalPanicked = errors.New("lease: the renewal panicked")
 
 // errStopped ends the work's context once Stop was called (unless the
 // lease was lost first).
@@ -143,7 +153,10 @@ func (h *Keeper) renew(ctx context.Context) {
 			bound = min(bound, time.Until(held))
 		}
 		rctx, cancel := context.WithTimeout(ctx, bound)
-		err := h.lease.Renew(rctx)
+		var err error
+		if h.opts.Supervisor.Guard("lease renewal", func() { err = h.lease.Renew(rctx) }) {
+			err = errRenewalPanicked
+		}
 		cancel()
 		switch {
 		case errors.Is(err, ErrLost):

@@ -12,9 +12,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/goleak"
 
 	"github.com/sluicehq/sluice/platform/lease"
+	"github.com/sluicehq/sluice/platform/runner"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -374,5 +377,39 @@ func TestLapseCountsFromSince(t *testing.T) {
 	}
 	if !errors.Is(context.Cause(work), lease.ErrLost) {
 		t.Errorf("cause %v; want ErrLost", context.Cause(work))
+	}
+}
+
+// A renewal that panics stops neither the process nor the renewals: it is
+// logged and counted like a failed one, and the next heartbeat renews.
+func TestARenewalThatPanicsIsTriedAgain(t *testing.T) {
+	t.Parallel()
+	var logs bytes.Buffer
+	reg := prometheus.NewRegistry()
+	sup, err := runner.NewSupervisor(logTo(&logs), reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := &scripted{renew: func(_ context.Context, n int) error {
+		if n == 1 {
+			panic("a bad row")
+		}
+		return nil
+	}}
+	work, k := lease.Keep(t.Context(), l, lease.Options{Every: 5 * time.Millisecond, Log: logTo(&bytes.Buffer{}), Supervisor: sup})
+	waitFor(t, "renewals after the panic", func() bool { return l.renewals.Load() >= 3 })
+	k.Stop()
+	if errors.Is(context.Cause(work), lease.ErrLost) {
+		t.Errorf("the work was cancelled as lost: %v", context.Cause(work))
+	}
+	if !strings.Contains(logs.String(), "a bad row") || !strings.Contains(logs.String(), "task=\"lease renewal\"") {
+		t.Errorf("the panic was not logged:\n%s", logs.String())
+	}
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(`
+# HELP sluice_goroutine_panics_total Panics recovered in background loops (restarted after a back-off) and in goroutines of one job, by task.
+# TYPE sluice_goroutine_panics_total counter
+sluice_goroutine_panics_total{task="lease renewal"} 1
+`), "sluice_goroutine_panics_total"); err != nil {
+		t.Error(err)
 	}
 }

@@ -65,13 +65,17 @@ type extra struct {
 	// watchesEvents: it reads every service's event stream with ordered
 	// (ephemeral, library-named) consumers, and deletes them when done.
 	watchesEvents bool
+	// readsDeadLetters: it reads the DEADLETTER stream message by message
+	// (direct get), to list the dead letters.
+	readsDeadLetters bool
 }
 
 // extras is the explicit part of the table. Keep it small: whatever can
 // be said in a file under deploy/nats belongs there.
 var extras = map[string]extra{
-	// services/notify Service.Watch: the live event stream (sluice events).
-	"notify": {watchesEvents: true},
+	// services/notify Service.Watch: the live event stream (sluice events);
+	// Service.ListDeadLetters: sluice deadletters.
+	"notify": {watchesEvents: true, readsDeadLetters: true},
 }
 
 // Users derives the admin and one user per service from the
@@ -203,6 +207,11 @@ func serviceUser(d natsprovision.Declarations, svc string) (User, error) {
 				api+"CONSUMER.DELETE."+s.Name+".*",
 			)
 		}
+	}
+
+	if extras[svc].readsDeadLetters {
+		pub.add("list the dead letters: read stream DEADLETTER message by message (direct get)",
+			api+"STREAM.INFO."+natsprovision.DeadLetterStream, api+"DIRECT.GET."+natsprovision.DeadLetterStream)
 	}
 
 	var sub rules

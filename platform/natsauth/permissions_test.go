@@ -191,6 +191,26 @@ func TestServicesWorkAsTheirUsers(t *testing.T) {
 	})
 	t.Run("artifacts", func(t *testing.T) { artifacts(short(t), t, adm, svcs) })
 	t.Run("watch", func(t *testing.T) { watch(short(t), t, adm, svcs["notify"], d) })
+	t.Run("deadletters", func(t *testing.T) { readDeadLetters(short(t), t, svcs["notify"]) })
+}
+
+// readDeadLetters reads every service's dead letters as notify's
+// ListDeadLetters does: direct gets of the next message on a filter.
+func readDeadLetters(ctx context.Context, t *testing.T, notify *service) {
+	t.Helper()
+	st, err := notify.js.Stream(ctx, natsprovision.DeadLetterStream)
+	if err != nil {
+		t.Fatalf("notify reading stream DEADLETTER: %v", err)
+	}
+	if !st.CachedInfo().Config.AllowDirect {
+		t.Fatal("DEADLETTER does not allow direct gets")
+	}
+	for _, svc := range natsprovision.Services() {
+		m, err := st.GetMsg(ctx, 1, jetstream.WithGetMsgSubject("sluice.deadletter."+svc+".*"))
+		if err != nil || !strings.HasPrefix(m.Subject, "sluice.deadletter."+svc+".") {
+			t.Fatalf("notify reading %s's dead letters: %v", svc, err)
+		}
+	}
 }
 
 // consumeAndDeadLetter runs the service's consumer (platform/events) on a
@@ -503,4 +523,26 @@ func TestServiceReadsOnlyItsOwnReplies(t *testing.T) {
 	if err := natsconn.CheckRefused(plain.nc, before); err == nil || !strings.Contains(err.Error(), "subscribe to \"_INBOX.") {
 		t.Fatalf("CheckRefused = %v", err)
 	}
+}
+
+// Dead letters carry every service's event bodies: notify reads them for
+// the API (checked in TestServicesWorkAsTheirUsers), no other service may.
+func TestOnlyNotifyReadsDeadLetters(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	srv, adm := provisioned(ctx, t)
+	if _, err := adm.Publish(ctx, "sluice.deadletter.release.outbox", []byte("a release event")); err != nil {
+		t.Fatal(err)
+	}
+	build := connect(t, srv, "build", natsauth.InboxPrefix("build"))
+	st, err := build.js.Stream(ctx, natsprovision.DeadLetterStream)
+	if err != nil {
+		t.Fatal(err) // its stream's state it may read: every service applies it
+	}
+	gctx, gcancel := context.WithTimeout(ctx, 2*time.Second)
+	defer gcancel()
+	if m, err := st.GetMsg(gctx, 1); err == nil {
+		t.Fatalf("build read a dead letter: %s", m.Data)
+	}
+	waitRefused(t, build, "$JS.API.DIRECT.GET.DEADLETTER")
 }

@@ -59,7 +59,7 @@ type Options struct {
 // DEADLETTER and AUDIT streams are shared and applied by every service.
 func StreamOwner(stream string) string {
 	switch stream {
-	case "DEADLETTER", "AUDIT":
+	case DeadLetterStream, "AUDIT":
 		return "*"
 	default:
 		return strings.ToLower(stream)
@@ -107,6 +107,10 @@ type Declarations struct {
 	ObjectStores []ObjectStoreFile
 	KeyValues    []KeyValueFile
 }
+
+// DeadLetterStream is the stream every service's dead letters go to,
+// under sluice.deadletter.<service>.<consumer> (platform/events).
+const DeadLetterStream = "DEADLETTER"
 
 // OutboxDurable is no consumer's name: a service's outbox relay
 // dead-letters the events NATS refuses under

@@ -54,6 +54,10 @@ type Config struct {
 	// Limits bound what one client may hold of the server; zero fields
 	// take DefaultLimits'.
 	Limits Limits
+	// Registry is what /metrics serves, and where the server's own
+	// metrics go; nil: a registry of its own. A composed process shares
+	// one with its services (fxkit.Server).
+	Registry *prometheus.Registry
 }
 
 // Limits bound the connections and requests of a server, so that a slow
@@ -171,7 +175,11 @@ func New(cfg Config, log *slog.Logger, readiness *Readiness, routes []Route) (*S
 	if cfg.Addr == "" {
 		return nil, errors.New("rpcserver: listen address is empty")
 	}
-	s := &Server{cfg: cfg, log: log, readiness: readiness, draining: make(chan struct{}), Registry: prometheus.NewRegistry()}
+	reg := cfg.Registry
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	s := &Server{cfg: cfg, log: log, readiness: readiness, draining: make(chan struct{}), Registry: reg}
 	s.base, s.cancelBase = context.WithCancel(context.Background())
 	s.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	requests := prometheus.NewCounterVec(prometheus.CounterOpts{

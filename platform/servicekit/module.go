@@ -7,7 +7,8 @@
 //
 // A service module is servicekit.Module(spec, its own constructors); its
 // constructors get *slog.Logger (with service=<name>), *sqldb.DB,
-// *events.Relay, *egress.Policy (from Settings.AllowEgress) and
+// *events.Relay, *runner.Supervisor (to run a background goroutine of its
+// own under), *egress.Policy (from Settings.AllowEgress) and
 // CallTransport (calls to other services, with the process's TLS trust
 // and the service's identity) from here,
 // jetstream.JetStream and *rpcserver.Readiness from the process, and
@@ -27,6 +28,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/fx"
 
 	"github.com/sluicehq/sluice/deploy"
@@ -118,6 +120,7 @@ func Module(spec Spec, opts ...fx.Option) fx.Option {
 		fx.Provide(
 			fx.Private,
 			func(lc fx.Lifecycle) *sqldb.DB { return newDB(lc, spec) },
+			func(p metricsParams) (*events.Metrics, *runner.Supervisor, error) { return newMetrics(spec, p) },
 			newRelay,
 			auth.NewVerifier,
 			func() *auth.ServiceIdentity { return auth.NewServiceIdentity(spec.Name) },
@@ -173,8 +176,37 @@ func newDB(lc fx.Lifecycle, spec Spec) *sqldb.DB {
 	return db
 }
 
-func newRelay(db *sqldb.DB, js jetstream.JetStream, log *slog.Logger) *events.Relay {
-	return events.NewRelay(db, js, log.With(slog.String("component", "outbox")))
+func newRelay(db *sqldb.DB, js jetstream.JetStream, log *slog.Logger, metrics *events.Metrics) *events.Relay {
+	return events.NewRelay(db, js, log.With(slog.String("component", "outbox")), events.CountWith(metrics))
+}
+
+type metricsParams struct {
+	fx.In
+	Log *slog.Logger
+	// Registerer is the process's (fxkit.Server); without one the
+	// service's metrics go to a registry nobody reads.
+	Registerer prometheus.Registerer `optional:"true"`
+}
+
+// newMetrics registers the service's metrics under its own service label
+// (a process may run all five on one registry): its dead letters
+// (events.Metrics) and the panics of its background loops, whose
+// Supervisor it provides to the service's constructors too.
+func newMetrics(spec Spec, p metricsParams) (*events.Metrics, *runner.Supervisor, error) {
+	reg := p.Registerer
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	reg = prometheus.WrapRegistererWith(prometheus.Labels{"service": spec.Name}, reg)
+	metrics, err := events.NewMetrics(reg)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", spec.Name, err)
+	}
+	sup, err := runner.NewSupervisor(p.Log, reg)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", spec.Name, err)
+	}
+	return metrics, sup, nil
 }
 
 type runParams struct {
@@ -186,6 +218,8 @@ type runParams struct {
 	Readiness  *rpcserver.Readiness
 	Relay      *events.Relay
 	DB         *sqldb.DB
+	Metrics    *events.Metrics
+	Supervisor *runner.Supervisor
 	Verifier   *auth.Verifier
 	Identity   *auth.ServiceIdentity
 	Parts      Parts
@@ -200,7 +234,7 @@ func run(spec Spec, p runParams) error {
 	if err != nil {
 		return fmt.Errorf("%s: read the NATS declarations: %w", spec.Name, err)
 	}
-	consumers, err := bind(spec.Name, decl, p.Parts.Consumers, p.JS, p.Log, p.Relay)
+	consumers, err := bind(spec.Name, decl, p.Parts.Consumers, p.JS, p.Log, p.Relay, p.Metrics)
 	if err != nil {
 		return err
 	}
@@ -212,7 +246,7 @@ func run(spec Spec, p runParams) error {
 		return err
 	}
 	expiries := append([]sqldb.Expiry{events.ProcessedExpiry(keep)}, p.Parts.Expiries...)
-	g := runner.New(p.Log, func(error) { _ = p.Shutdowner.Shutdown(fx.ExitCode(1)) })
+	g := runner.New(p.Supervisor, p.Log, func(error) { _ = p.Shutdowner.Shutdown(fx.ExitCode(1)) })
 	var provisioned atomic.Bool
 	p.Readiness.Add(spec.Name, func() error {
 		if !provisioned.Load() {
@@ -237,7 +271,12 @@ func run(spec Spec, p runParams) error {
 				}
 				return nil
 			})
-			g.Go("credentials", func(ctx context.Context) error { return p.Verifier.Run(ctx, p.JS) })
+			for _, bucket := range auth.Buckets() {
+				g.Go("credentials "+bucket, func(ctx context.Context) error {
+					p.Verifier.Watch(ctx, p.JS, bucket)
+					return nil
+				})
+			}
 			g.Go("outbox", func(ctx context.Context) error {
 				p.Relay.Run(ctx)
 				return nil
@@ -342,7 +381,7 @@ type boundConsumer struct {
 // the stream comes from the declaration, and the handlers are tracked by
 // the relay. A declared consumer without a handler, or a handler for an
 // undeclared consumer, is an error: code and deploy/nats must agree.
-func bind(service string, decl natsprovision.Declarations, parts []Consumer, js jetstream.JetStream, log *slog.Logger, relay *events.Relay) ([]boundConsumer, error) {
+func bind(service string, decl natsprovision.Declarations, parts []Consumer, js jetstream.JetStream, log *slog.Logger, relay *events.Relay, metrics *events.Metrics) ([]boundConsumer, error) {
 	declared := map[string]string{}
 	for _, f := range decl.Consumers[service] {
 		declared[f.Config.Durable] = f.Stream
@@ -370,6 +409,7 @@ func bind(service string, decl natsprovision.Declarations, parts []Consumer, js 
 			Durable:   c.Durable,
 			Workers:   c.Workers,
 			Heartbeat: c.Heartbeat,
+			Metrics:   metrics,
 		}, relay.Track(c.Handler))})
 	}
 	var missing []string

@@ -2,6 +2,8 @@ package servicekit_test
 
 import (
 	"context"
+	"io"
+	"net/http"
 	"net/netip"
 	"strings"
 	"sync/atomic"
@@ -217,11 +219,23 @@ func TestModuleRunsAService(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	requestRun(t, js, "r1")
+	servicekittest.Eventually(t, "the consumer to handle the run request", func() bool { return svc.handled.Load() == 1 })
+	p.Stop()
+	if !svc.stopped.Load() {
+		t.Error("Parts.Stop was not called")
+	}
+}
+
+// requestRun publishes a run request for run id on SOURCE, as source
+// would.
+func requestRun(t *testing.T, js jetstream.JetStream, id string) {
+	t.Helper()
 	ev, err := events.New(&sourceeventsv1.RunRequested{
-		RunId: "r1", Commit: strings.Repeat("a", 40),
+		RunId: id, Commit: strings.Repeat("a", 40),
 		Repository: &sourceeventsv1.RepositoryRef{Id: "1", Name: "hello", Url: "/srv/hello"},
 		Pipeline:   &sourcev1.Pipeline{},
-	}, "r1", "r1")
+	}, id, id)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -231,11 +245,6 @@ func TestModuleRunsAService(t *testing.T) {
 	}
 	if _, err := js.PublishMsg(t.Context(), msg); err != nil {
 		t.Fatal(err)
-	}
-	servicekittest.Eventually(t, "the consumer to handle the run request", func() bool { return svc.handled.Load() == 1 })
-	p.Stop()
-	if !svc.stopped.Load() {
-		t.Error("Parts.Stop was not called")
 	}
 }
 
@@ -304,4 +313,74 @@ func TestModuleRefusesConsumersDeployDoesNotDeclare(t *testing.T) {
 	if err := fx.New(fx.NopLogger, servicekit.Module(servicekit.Spec{})).Err(); err == nil || !strings.Contains(err.Error(), "Spec.Name is empty") {
 		t.Errorf("no name: %v", err)
 	}
+}
+
+// A bad event and a bad loop stop nothing: the handler that panics has its
+// event dead-lettered, the loop that panics is started again, and both are
+// counted on /metrics under the service's label.
+func TestPanicsAreDeadLetteredRestartedAndCounted(t *testing.T) {
+	t.Parallel()
+	ns := natstest.Start(t)
+	streams(t, ns)
+	var loops, handled atomic.Int64
+	module := servicekit.Module(servicekit.Spec{
+		Name: "build", Settings: servicekit.Settings{DataDir: t.TempDir(), DatabaseURL: sqldbtest.URL(t)},
+	}, fx.Provide(fx.Private, func() servicekit.Parts {
+		return servicekit.Parts{
+			Consumers: []servicekit.Consumer{{Durable: "build-runs", Handler: func(_ context.Context, ev events.Event, _ events.Delivery) error {
+				if ev.ChainID == "bad" {
+					panic("no step in run " + ev.ChainID) // as a bug a bad event finds would
+				}
+				handled.Add(1)
+				return nil
+			}}},
+			Loops: []servicekit.Loop{{Name: "poll", Run: func(ctx context.Context) error {
+				if loops.Add(1) == 1 {
+					panic("the first poll finds a bad value")
+				}
+				<-ctx.Done()
+				return nil
+			}}},
+		}
+	}))
+	p := servicekittest.Start(t, ns.URL, servicekittest.Options{}, module)
+	js, err := jetstream.New(ns.Connect(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"bad", "good"} {
+		requestRun(t, js, id)
+	}
+	if reason := servicekittest.DeadLetter(t, js, "build", "build-runs", "bad"); reason != "panic: no step in run bad" {
+		t.Errorf("dead letter's reason %q; want the panic", reason)
+	}
+	servicekittest.Eventually(t, "the event after the bad one to be handled", func() bool { return handled.Load() == 1 })
+	servicekittest.Eventually(t, "the loop to start again", func() bool { return loops.Load() == 2 })
+	want := []string{
+		`sluice_events_deadlettered_total{cause="panic",consumer="build-runs",service="build"} 1`,
+		`sluice_goroutine_panics_total{service="build",task="poll"} 1`,
+	}
+	var metrics string
+	servicekittest.Eventually(t, "the panics on /metrics", func() bool {
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, p.URL+"/metrics", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = res.Body.Close() }()
+		b, err := io.ReadAll(res.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		metrics = string(b)
+		for _, w := range want {
+			if !strings.Contains(metrics, w) {
+				return false
+			}
+		}
+		return true
+	})
 }

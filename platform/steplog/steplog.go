@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/platform/cut"
+	"github.com/sluicehq/sluice/platform/runner"
 	"github.com/sluicehq/sluice/platform/sqldb"
 )
 
@@ -104,6 +105,7 @@ func (l Limits) withDefaults() Limits {
 type Store struct {
 	db     *sqldb.DB
 	limits Limits
+	sup    *runner.Supervisor
 
 	mu      sync.Mutex
 	changed chan struct{} // closed and replaced on every append or completion
@@ -111,9 +113,21 @@ type Store struct {
 
 // New makes a store over db (which must have Migrations applied) whose
 // logs are bounded by limits (zero fields: DefaultLimits').
-func New(db *sqldb.DB, limits Limits) *Store {
-	return &Store{db: db, limits: limits.withDefaults(), changed: make(chan struct{})}
+func New(db *sqldb.DB, limits Limits, opts ...Option) *Store {
+	s := &Store{db: db, limits: limits.withDefaults(), changed: make(chan struct{})}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
 }
+
+// Option changes a Store from its defaults.
+type Option func(*Store)
+
+// GuardedBy guards the writers' background flushes with sup: a flush that
+// panics is logged and counted, and the next one tries again (without it,
+// runner's default Supervisor does, counting nowhere).
+func GuardedBy(sup *runner.Supervisor) Option { return func(s *Store) { s.sup = sup } }
 
 func (s *Store) signal() {
 	s.mu.Lock()
@@ -218,7 +232,7 @@ func (w *Writer) flushLoop(interval time.Duration) {
 		case <-w.stop:
 			return
 		case <-t.C:
-			_ = w.Flush(context.Background())
+			w.store.sup.Guard("step log flush", func() { _ = w.Flush(context.Background()) })
 		}
 	}
 }

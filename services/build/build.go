@@ -53,7 +53,7 @@ func (s *Service) runBuild(ctx context.Context, req *sourceeventsv1.RunRequested
 	// The lease is kept until this attempt stopped writing, even while the
 	// process is stopping: a takeover must not start before our last line.
 	workCtx, kept := lease.Keep(ctx, buildLease{store: s.store, l: l},
-		lease.Options{Every: s.cfg.Heartbeat, ReleaseTimeout: detachedTimeout, Log: log})
+		lease.Options{Every: s.cfg.Heartbeat, ReleaseTimeout: detachedTimeout, Log: log, Supervisor: s.sup})
 	defer kept.Stop()
 
 	w, err := s.logs.Writer(ctx, run.ID, logFlushInterval)

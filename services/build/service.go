@@ -16,6 +16,7 @@ import (
 	"github.com/sluicehq/sluice/platform/events"
 	"github.com/sluicehq/sluice/platform/executor"
 	"github.com/sluicehq/sluice/platform/paging"
+	"github.com/sluicehq/sluice/platform/runner"
 	"github.com/sluicehq/sluice/platform/sqldb"
 	"github.com/sluicehq/sluice/platform/steplog"
 	"github.com/sluicehq/sluice/platform/stepsecrets"
@@ -39,6 +40,10 @@ type Deps struct {
 	Egress *egress.Policy
 	// Secrets gets the values of the secrets steps ask for.
 	Secrets *stepsecrets.Resolver
+	// Supervisor guards the service's own background goroutines (lease
+	// renewals, log flushes): a panic in one is logged and counted, not
+	// fatal. nil: runner's default.
+	Supervisor *runner.Supervisor `optional:"true"`
 }
 
 // Service is the build service's application: it runs builds for run
@@ -54,6 +59,7 @@ type Service struct {
 	log     *slog.Logger
 	// egress is what checkouts may reach.
 	egress *egress.Policy
+	sup    *runner.Supervisor
 }
 
 // NewService makes the service; cfg must be valid (Config.WithDefaults,
@@ -69,7 +75,7 @@ func NewService(cfg Config, d Deps) (*Service, error) {
 	return &Service{
 		cfg:     cfg,
 		store:   d.Store,
-		logs:    steplog.New(d.DB, cfg.Logs),
+		logs:    steplog.New(d.DB, cfg.Logs, steplog.GuardedBy(d.Supervisor)),
 		relay:   d.Outbox,
 		js:      d.JetStream,
 		exec:    d.Executor,
@@ -77,6 +83,7 @@ func NewService(cfg Config, d Deps) (*Service, error) {
 		log:     d.Log.With(slog.String("worker", cfg.WorkerID)),
 		// Checkouts go through the egress policy.
 		egress: d.Egress,
+		sup:    d.Supervisor,
 	}, nil
 }
 

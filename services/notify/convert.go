@@ -28,6 +28,24 @@ func subscriptionFromProto(req *notifyv1.CreateSubscriptionRequest) domain.Subsc
 	}
 }
 
+func deadLetterToProto(d domain.DeadLetter) *notifyv1.DeadLetter {
+	return &notifyv1.DeadLetter{
+		Sequence:    d.Sequence,
+		Time:        prototime.Timestamp(d.Time),
+		Service:     d.Service,
+		Consumer:    d.Consumer,
+		Reason:      d.Reason,
+		Subject:     d.Subject,
+		Stream:      d.Stream,
+		EventId:     d.EventID,
+		EventType:   d.EventType,
+		EventSource: d.EventSource,
+		RunId:       d.RunID,
+		BodySize:    int64(d.BodySize),
+		Body:        d.Body,
+	}
+}
+
 func subscriptionToProto(s domain.Subscription) *notifyv1.Subscription {
 	return &notifyv1.Subscription{
 		Id:         s.ID,

@@ -83,7 +83,9 @@ func (s *Service) Deliver(ctx context.Context) error {
 						<-slots
 						s.wake()
 					}()
-					s.attempt(ctx, log, c)
+					// A panic leaves the delivery claimed: its lease lapses and
+					// it is attempted again.
+					s.sup.Guard("delivery attempt", func() { s.attempt(ctx, log, c) })
 				})
 			}
 			next, err := s.store.NextDue(ctx)

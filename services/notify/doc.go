@@ -1,9 +1,10 @@
 // Package notify is Sluice's notify service: webhook subscriptions to
 // Sluice's events, their fan-out into durable deliveries, a delivery loop
 // that POSTs each event as a signed CloudEvent with retries and
-// dead-lettering, and a live stream of every event. It serves
-// sluice.notify.v1.NotifyService over Connect: CreateSubscription,
-// ListSubscriptions, DeleteSubscription, ListDeliveries and WatchEvents.
+// dead-lettering, a live stream of every event, and the list of every
+// service's dead letters. It serves sluice.notify.v1.NotifyService over
+// Connect: CreateSubscription, ListSubscriptions, DeleteSubscription,
+// ListDeliveries, WatchEvents and ListDeadLetters.
 //
 // # What it owns, consumes and publishes
 //
@@ -125,6 +126,18 @@
 // The version in the User-Agent is the binary's (-ldflags "-X
 // main.version=...").
 //
+// # Dead letters
+//
+// ListDeadLetters(service, consumer, include_body) lists the DEADLETTER
+// stream, where every service puts the events its consumers gave up on
+// and those NATS refused from its outbox, oldest first, by direct gets (no
+// consumer): the page token stands for the stream sequence of the page's
+// last entry. notify serves it because the CLI has no NATS credentials
+// and notify already reads streams for WatchEvents; its NATS user may
+// direct-get DEADLETTER (platform/natsauth extras). It needs the admin role
+// and a token for every repository. Headers are made valid UTF-8 and
+// bounded, and a body, only when asked for, is cut to MaxDeadLetterBody.
+//
 // # Known limits
 //
 //   - A subscription's URL is checked when it is posted to, not when the
@@ -142,5 +155,6 @@
 //
 // service.go has Deps, Service and NewService; the use cases are
 // subscriptions.go, fanout.go (events into deliveries), deliveries.go
-// (POSTing them, and listing them) and watch.go (the live stream).
+// (POSTing them, and listing them), watch.go (the live stream) and
+// deadletters.go (the dead letters).
 package notify

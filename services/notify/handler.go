@@ -12,6 +12,7 @@ import (
 	"github.com/sluicehq/sluice/platform/rpcserver"
 	notifyv1 "github.com/sluicehq/sluice/proto/gen/sluice/notify/v1"
 	"github.com/sluicehq/sluice/proto/gen/sluice/notify/v1/notifyv1connect"
+	"github.com/sluicehq/sluice/services/notify/domain"
 )
 
 // Handler is the NotifyService Connect handler: request in, Service call,
@@ -78,6 +79,24 @@ func (h *Handler) ListDeliveries(ctx context.Context, req *notifyv1.ListDeliveri
 	res := &notifyv1.ListDeliveriesResponse{NextPageToken: next}
 	for _, d := range list {
 		res.Deliveries = append(res.Deliveries, deliveryToProto(d))
+	}
+	return res, nil
+}
+
+// ListDeadLetters implements NotifyService.
+func (h *Handler) ListDeadLetters(ctx context.Context, req *notifyv1.ListDeadLettersRequest) (*notifyv1.ListDeadLettersResponse, error) {
+	page, err := paging.Request(req.GetPageSize(), 0, req.GetPageToken())
+	if err != nil {
+		return nil, err
+	}
+	filter := domain.DeadLetterFilter{Service: req.GetService(), Consumer: req.GetConsumer()}
+	list, next, err := h.svc.ListDeadLetters(ctx, filter, page, req.GetIncludeBody())
+	if err != nil {
+		return nil, err
+	}
+	res := &notifyv1.ListDeadLettersResponse{NextPageToken: next}
+	for _, d := range list {
+		res.DeadLetters = append(res.DeadLetters, deadLetterToProto(d))
 	}
 	return res, nil
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/sluicehq/sluice/platform/egress"
 	"github.com/sluicehq/sluice/platform/events"
 	"github.com/sluicehq/sluice/platform/keyring"
+	"github.com/sluicehq/sluice/platform/runner"
 	"github.com/sluicehq/sluice/platform/servicekit"
 	"github.com/sluicehq/sluice/services/notify/domain"
 )
@@ -35,6 +36,7 @@ type Service struct {
 	due chan struct{}
 	// keys encrypt the subscriptions' secrets; nil: kept as given.
 	keys *keyring.Ring
+	sup  *runner.Supervisor
 }
 
 // Deps are the service's collaborators; fx provides them (servicekit).
@@ -52,6 +54,10 @@ type Deps struct {
 	// Egress is what subscription URLs may reach (the allow-egress
 	// setting).
 	Egress *egress.Policy
+	// Supervisor guards the service's own goroutines (delivery attempts,
+	// watch readers): a panic in one is logged and counted, not fatal.
+	// nil: runner's default.
+	Supervisor *runner.Supervisor `optional:"true"`
 }
 
 // NewService makes the service; cfg must be valid (Config.WithDefaults,
@@ -91,5 +97,6 @@ func NewService(cfg Config, d Deps) (*Service, error) {
 		retry:   domain.NewRetry(cfg.MaxAttempts, cfg.RetryBase, cfg.RetryMax),
 		client:  client,
 		due:     make(chan struct{}, 1),
+		sup:     d.Supervisor,
 	}, nil
 }

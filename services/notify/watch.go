@@ -77,7 +77,7 @@ func (s *Service) Watch(ctx context.Context, filter string, watching func() erro
 			return fmt.Errorf("watch stream %s: %w", t.Stream, err)
 		}
 		readers = append(readers, watchReader{stream: t.Stream, cons: cons, iter: iter})
-		wg.Go(func() {
+		read := func() {
 			for {
 				m, err := iter.Next()
 				if err != nil {
@@ -91,6 +91,13 @@ func (s *Service) Watch(ctx context.Context, filter string, watching func() erro
 				case <-ctx.Done():
 					return
 				}
+			}
+		}
+		wg.Go(func() {
+			// Not the request's goroutine, so Connect's recover does not
+			// see it: a panic ends this watch, not the process.
+			if s.sup.Guard("watch reader", read) {
+				failed <- fmt.Errorf("watch stream %s: the reader panicked; the service log has the details", t.Stream)
 			}
 		})
 	}

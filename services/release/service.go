@@ -24,6 +24,7 @@ import (
 	"github.com/sluicehq/sluice/platform/executor"
 	"github.com/sluicehq/sluice/platform/ids"
 	"github.com/sluicehq/sluice/platform/paging"
+	"github.com/sluicehq/sluice/platform/runner"
 	"github.com/sluicehq/sluice/platform/sqldb"
 	"github.com/sluicehq/sluice/platform/steplog"
 	"github.com/sluicehq/sluice/platform/stepsecrets"
@@ -60,6 +61,10 @@ type Deps struct {
 	Egress *egress.Policy
 	// Secrets gets the values of the secrets deploy commands ask for.
 	Secrets *stepsecrets.Resolver
+	// Supervisor guards the service's own background goroutines (lease
+	// renewals, log flushes): a panic in one is logged and counted, not
+	// fatal. nil: runner's default.
+	Supervisor *runner.Supervisor `optional:"true"`
 }
 
 // Service is the release application: the release stage of runs
@@ -109,7 +114,7 @@ func NewService(cfg Config, d Deps) (*Service, error) {
 	locks := newKeyedLocks(d.DB, holder, lockLease{Duration: cfg.LeaseDuration, Heartbeat: cfg.Heartbeat, StopTime: lockStopTime}, d.Log)
 	base, stop := context.WithCancel(context.Background())
 	return &Service{
-		cfg: cfg, store: d.Store, logs: steplog.New(d.DB, cfg.Logs), js: d.JetStream, source: d.Source,
+		cfg: cfg, store: d.Store, logs: steplog.New(d.DB, cfg.Logs, steplog.GuardedBy(d.Supervisor)), js: d.JetStream, source: d.Source,
 		exec: d.Executor, egress: d.Egress, secrets: d.Secrets, outbox: d.Outbox, log: d.Log, locks: locks,
 		branches: branches, base: base, stopBase: stop,
 	}, nil

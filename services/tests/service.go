@@ -15,6 +15,7 @@ import (
 	"github.com/sluicehq/sluice/platform/events"
 	"github.com/sluicehq/sluice/platform/executor"
 	"github.com/sluicehq/sluice/platform/paging"
+	"github.com/sluicehq/sluice/platform/runner"
 	"github.com/sluicehq/sluice/platform/sqldb"
 	"github.com/sluicehq/sluice/platform/steplog"
 	"github.com/sluicehq/sluice/platform/stepsecrets"
@@ -38,6 +39,10 @@ type Deps struct {
 	Egress *egress.Policy
 	// Secrets gets the values of the secrets steps ask for.
 	Secrets *stepsecrets.Resolver
+	// Supervisor guards the service's own background goroutines (lease
+	// renewals, log flushes): a panic in one is logged and counted, not
+	// fatal. nil: runner's default.
+	Supervisor *runner.Supervisor `optional:"true"`
 }
 
 // Service is the test service's application: it runs test runs for
@@ -54,6 +59,7 @@ type Service struct {
 	egress *egress.Policy
 	// secrets gets the values of the secrets steps ask for.
 	secrets *stepsecrets.Resolver
+	sup     *runner.Supervisor
 }
 
 // NewService makes the service; cfg must be valid (Config.WithDefaults,
@@ -69,13 +75,14 @@ func NewService(cfg Config, d Deps) (*Service, error) {
 		cfg:     cfg,
 		log:     d.Log,
 		store:   d.Store,
-		logs:    steplog.New(d.DB, cfg.Logs),
+		logs:    steplog.New(d.DB, cfg.Logs, steplog.GuardedBy(d.Supervisor)),
 		js:      d.JetStream,
 		exec:    d.Executor,
 		secrets: d.Secrets,
 		relay:   d.Outbox,
 		// Checkouts go through the egress policy.
 		egress: d.Egress,
+		sup:    d.Supervisor,
 	}, nil
 }
 

@@ -104,7 +104,7 @@ func (s *Service) testBuild(ctx context.Context, eventID string, bf *buildevents
 // execute runs one attempt of the test run and records its outcome.
 func (s *Service) execute(parent context.Context, log *slog.Logger, run domain.TestRun, bf *buildeventsv1.BuildFinished, d events.Delivery) error {
 	ctx, kept := lease.Keep(parent, testRunLease{store: s.store, run: run},
-		lease.Options{Every: heartbeat, ReleaseTimeout: releaseTimeout, Log: log})
+		lease.Options{Every: heartbeat, ReleaseTimeout: releaseTimeout, Log: log, Supervisor: s.sup})
 	defer kept.Stop()
 
 	w, err := s.logs.Writer(ctx, run.RunID, logFlushInterval)

@@ -154,3 +154,30 @@ func TestSign(t *testing.T) {
 		t.Error("Verify accepts a signature under another secret or over another body")
 	}
 }
+
+func TestDeadLetterSubjects(t *testing.T) {
+	t.Parallel()
+	for f, want := range map[domain.DeadLetterFilter]string{
+		{}:                   "sluice.deadletter.*.*",
+		{Service: "build"}:   "sluice.deadletter.build.*",
+		{Consumer: "outbox"}: "sluice.deadletter.*.outbox",
+		{Service: "notify", Consumer: "notify-test"}: "sluice.deadletter.notify.notify-test",
+	} {
+		if got := f.Subject(); got != want {
+			t.Errorf("%+v: %q, want %q", f, got, want)
+		}
+	}
+	for subject, want := range map[string][2]string{
+		"sluice.deadletter.build.build-runs": {"build", "build-runs"},
+		"sluice.deadletter.source.outbox":    {"source", "outbox"},
+		"sluice.deadletter.build":            {},
+		"sluice.deadletter.build.a.b":        {},
+		"sluice.deadletter..x":               {},
+		"sluice.build.build.finished":        {},
+	} {
+		service, consumer, ok := domain.DeadLetterOrigin(subject)
+		if ok != (want[0] != "") || service != want[0] || consumer != want[1] {
+			t.Errorf("%s: %q %q %v, want %v", subject, service, consumer, ok, want)
+		}
+	}
+}

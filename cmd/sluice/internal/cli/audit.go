@@ -8,6 +8,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/sluicehq/sluice/platform/prototime"
+	auditv1 "github.com/sluicehq/sluice/proto/gen/sluice/audit/v1"
 	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
 	"github.com/sluicehq/sluice/proto/gen/sluice/source/v1/sourcev1connect"
 )
@@ -52,18 +53,15 @@ back from now (24h, 7d) or a time (2026-01-02T15:04:05Z).`,
 			if req.Until, err = pointInTime(until); err != nil {
 				return usagef(cmd, "--until: %s", err.Error())
 			}
-			res := &sourcev1.ListAuditEntriesResponse{}
-			for len(res.GetEntries()) < limit {
-				req.PageSize = int32(min(limit-len(res.GetEntries()), 1000))
+			entries, err := readPages(limit, func(size int32, token string) ([]*auditv1.AuditEntry, string, error) {
+				req.PageSize, req.PageToken = size, token
 				r, err := s.audit().ListAuditEntries(cmd.Context(), req)
-				if err != nil {
-					return err
-				}
-				res.Entries = append(res.Entries, r.GetEntries()...)
-				if req.PageToken = r.GetNextPageToken(); req.PageToken == "" {
-					break
-				}
+				return r.GetEntries(), r.GetNextPageToken(), err
+			})
+			if err != nil {
+				return err
 			}
+			res := &sourcev1.ListAuditEntriesResponse{Entries: entries}
 			return s.render(res, nil, func() error {
 				t := &table{}
 				t.add("TIME", "ACTOR", "ROLE", "ACTION", "REPOSITORY", "TARGET", "OUTCOME")

@@ -247,7 +247,7 @@ talks to it over its API.`,
 	cmds = append(cmds, inGroup(groupPipeline, s.repoCmd(), s.triggerCmd(), s.runsCmd(), s.showCmd(), s.logsCmd())...)
 	cmds = append(cmds, inGroup(groupRelease, s.releasesCmd(), s.deploymentsCmd(), s.rollbackCmd())...)
 	cmds = append(cmds, inGroup(groupEvents, s.subscribeCmd(), s.deliveriesCmd(), s.eventsCmd())...)
-	cmds = append(cmds, inGroup(groupPlatform, s.upCmd(), s.loginCmd(), s.logoutCmd(), s.whoamiCmd(), s.tokenCmd(), s.secretCmd(), s.auditCmd(), s.versionCmd())...)
+	cmds = append(cmds, inGroup(groupPlatform, s.upCmd(), s.loginCmd(), s.logoutCmd(), s.whoamiCmd(), s.tokenCmd(), s.secretCmd(), s.auditCmd(), s.deadLettersCmd(), s.versionCmd())...)
 	root.AddCommand(cmds...)
 	// cobra's completion command, made now so that it behaves as repo does:
 	// alone it shows its help, with a shell it does not know it says so.

@@ -30,6 +30,25 @@ func (s *session) render(res proto.Message, err error, text func() error) error 
 	return text()
 }
 
+// readPages reads a list page by page, each as large as the API allows
+// (1000) and no larger than what is left of limit, until it has limit
+// items or the last page; page gets each page's size and token.
+func readPages[T any](limit int, page func(size int32, token string) ([]T, string, error)) ([]T, error) {
+	var items []T
+	token := ""
+	for len(items) < limit {
+		got, next, err := page(int32(min(limit-len(items), 1000)), token)
+		if err != nil {
+			return nil, err
+		}
+		items = append(items, got...)
+		if token = next; token == "" {
+			break
+		}
+	}
+	return items, nil
+}
+
 // needArgs checks the positional arguments against their names in the
 // usage line; a name in brackets is optional.
 func needArgs(names ...string) cobra.PositionalArgs {

@@ -299,6 +299,35 @@ func (f *fakeRelease) calls() ([]string, []*releasev1.RollbackRequest) {
 
 type fakeNotify struct {
 	notifyv1connect.UnimplementedNotifyServiceHandler
+	mu          sync.Mutex
+	deadLetters []*notifyv1.DeadLetter
+	requests    []*notifyv1.ListDeadLettersRequest
+}
+
+// ListDeadLetters serves deadLetters, page_size at a time (its page token
+// is the index of the page's first one), bodies only when asked, and
+// records the requests.
+func (f *fakeNotify) ListDeadLetters(_ context.Context, req *notifyv1.ListDeadLettersRequest) (*notifyv1.ListDeadLettersResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.requests = append(f.requests, proto.CloneOf(req))
+	page, next := fakePage(f.deadLetters, req.GetPageToken(), req.GetPageSize())
+	res := &notifyv1.ListDeadLettersResponse{NextPageToken: next}
+	for _, d := range page {
+		d = proto.CloneOf(d)
+		if !req.GetIncludeBody() {
+			d.Body = ""
+		}
+		res.DeadLetters = append(res.DeadLetters, d)
+	}
+	return res, nil
+}
+
+// asked is the ListDeadLetters requests the fake was sent, in order.
+func (f *fakeNotify) asked() []*notifyv1.ListDeadLettersRequest {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.requests)
 }
 
 func (f *fakeNotify) CreateSubscription(_ context.Context, req *notifyv1.CreateSubscriptionRequest) (*notifyv1.CreateSubscriptionResponse, error) {
@@ -337,20 +366,25 @@ func (f *fakeAudit) ListAuditEntries(_ context.Context, req *sourcev1.ListAuditE
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.requests = append(f.requests, proto.CloneOf(req))
+	page, next := fakePage(f.entries, req.GetPageToken(), req.GetPageSize())
+	return &sourcev1.ListAuditEntriesResponse{Entries: page, NextPageToken: next}, nil
+}
+
+// fakePage is a page of items as the fakes page them: size at a time (0
+// means 50), the token the index of the page's first item.
+func fakePage[T any](items []T, token string, size int32) ([]T, string) {
 	from := 0
-	if req.GetPageToken() != "" {
-		from, _ = strconv.Atoi(req.GetPageToken())
+	if token != "" {
+		from, _ = strconv.Atoi(token)
 	}
-	size := int(req.GetPageSize())
 	if size == 0 {
 		size = 50
 	}
-	to := min(from+size, len(f.entries))
-	res := &sourcev1.ListAuditEntriesResponse{Entries: f.entries[from:to]}
-	if to < len(f.entries) {
-		res.NextPageToken = strconv.Itoa(to)
+	to := min(from+int(size), len(items))
+	if to < len(items) {
+		return items[from:to], strconv.Itoa(to)
 	}
-	return res, nil
+	return items[from:to], ""
 }
 
 // asked is the requests the fake was sent, in order.

@@ -978,6 +978,302 @@ func (x *WatchEventsResponse) GetEvent() *Event {
 	return nil
 }
 
+// ListDeadLettersRequest pages through the dead letters, oldest first.
+type ListDeadLettersRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// service keeps the dead letters of this service (source, build, test,
+	// release, notify); empty: every service's.
+	Service string `protobuf:"bytes,1,opt,name=service,proto3" json:"service,omitempty"`
+	// consumer keeps the dead letters of this durable consumer (build-runs),
+	// or of the outbox relay (outbox); empty: every consumer's.
+	Consumer string `protobuf:"bytes,2,opt,name=consumer,proto3" json:"consumer,omitempty"`
+	// How many dead letters to return: 0 means 50, at most 1000.
+	PageSize int32 `protobuf:"varint,3,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// The next_page_token of the page before; empty for the first page.
+	PageToken string `protobuf:"bytes,4,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// include_body fills each dead letter's body (bounded, see DeadLetter).
+	IncludeBody   bool `protobuf:"varint,5,opt,name=include_body,json=includeBody,proto3" json:"include_body,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListDeadLettersRequest) Reset() {
+	*x = ListDeadLettersRequest{}
+	mi := &file_sluice_notify_v1_notify_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListDeadLettersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListDeadLettersRequest) ProtoMessage() {}
+
+func (x *ListDeadLettersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_notify_v1_notify_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListDeadLettersRequest.ProtoReflect.Descriptor instead.
+func (*ListDeadLettersRequest) Descriptor() ([]byte, []int) {
+	return file_sluice_notify_v1_notify_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *ListDeadLettersRequest) GetService() string {
+	if x != nil {
+		return x.Service
+	}
+	return ""
+}
+
+func (x *ListDeadLettersRequest) GetConsumer() string {
+	if x != nil {
+		return x.Consumer
+	}
+	return ""
+}
+
+func (x *ListDeadLettersRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListDeadLettersRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+func (x *ListDeadLettersRequest) GetIncludeBody() bool {
+	if x != nil {
+		return x.IncludeBody
+	}
+	return false
+}
+
+type ListDeadLettersResponse struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	DeadLetters []*DeadLetter          `protobuf:"bytes,1,rep,name=dead_letters,json=deadLetters,proto3" json:"dead_letters,omitempty"`
+	// The page_token of the next page; empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListDeadLettersResponse) Reset() {
+	*x = ListDeadLettersResponse{}
+	mi := &file_sluice_notify_v1_notify_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListDeadLettersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListDeadLettersResponse) ProtoMessage() {}
+
+func (x *ListDeadLettersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_notify_v1_notify_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListDeadLettersResponse.ProtoReflect.Descriptor instead.
+func (*ListDeadLettersResponse) Descriptor() ([]byte, []int) {
+	return file_sluice_notify_v1_notify_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *ListDeadLettersResponse) GetDeadLetters() []*DeadLetter {
+	if x != nil {
+		return x.DeadLetters
+	}
+	return nil
+}
+
+func (x *ListDeadLettersResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+// DeadLetter is one message of the DEADLETTER stream. Everything in it
+// comes from the event that was dead-lettered or from the reason a handler
+// gave: treat it as untrusted text.
+type DeadLetter struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// sequence is its sequence in the DEADLETTER stream.
+	Sequence uint64 `protobuf:"varint,1,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	// time is when it was dead-lettered.
+	Time *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=time,proto3" json:"time,omitempty"`
+	// service and consumer come from its subject,
+	// sluice.deadletter.<service>.<consumer>; consumer is "outbox" for an
+	// event NATS refused from the service's outbox.
+	Service  string `protobuf:"bytes,3,opt,name=service,proto3" json:"service,omitempty"`
+	Consumer string `protobuf:"bytes,4,opt,name=consumer,proto3" json:"consumer,omitempty"`
+	// reason says why (Sluice-Deadletter-Reason): the handler's error, "gave
+	// up after N deliveries: …", "panic: …", or NATS's refusal.
+	Reason string `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
+	// subject and stream are where the event came from (or, for the outbox,
+	// was to go to); stream is empty when unknown.
+	Subject string `protobuf:"bytes,6,opt,name=subject,proto3" json:"subject,omitempty"`
+	Stream  string `protobuf:"bytes,7,opt,name=stream,proto3" json:"stream,omitempty"`
+	// The event's CloudEvents attributes (ce-id, ce-type, ce-source,
+	// ce-chainid), when its headers have them.
+	EventId     string `protobuf:"bytes,8,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
+	EventType   string `protobuf:"bytes,9,opt,name=event_type,json=eventType,proto3" json:"event_type,omitempty"`
+	EventSource string `protobuf:"bytes,10,opt,name=event_source,json=eventSource,proto3" json:"event_source,omitempty"`
+	RunId       string `protobuf:"bytes,11,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	// body_size is the size in bytes of the body it keeps.
+	BodySize int64 `protobuf:"varint,12,opt,name=body_size,json=bodySize,proto3" json:"body_size,omitempty"`
+	// body, only when the request asked for it (include_body): the body as
+	// text, invalid UTF-8 replaced by U+FFFD, at most 64 KiB; a longer one
+	// keeps its start and ends in a mark such as "… [cut: 12 more lines,
+	// 700 KiB]".
+	Body          string `protobuf:"bytes,13,opt,name=body,proto3" json:"body,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeadLetter) Reset() {
+	*x = DeadLetter{}
+	mi := &file_sluice_notify_v1_notify_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeadLetter) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeadLetter) ProtoMessage() {}
+
+func (x *DeadLetter) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_notify_v1_notify_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeadLetter.ProtoReflect.Descriptor instead.
+func (*DeadLetter) Descriptor() ([]byte, []int) {
+	return file_sluice_notify_v1_notify_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *DeadLetter) GetSequence() uint64 {
+	if x != nil {
+		return x.Sequence
+	}
+	return 0
+}
+
+func (x *DeadLetter) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+func (x *DeadLetter) GetService() string {
+	if x != nil {
+		return x.Service
+	}
+	return ""
+}
+
+func (x *DeadLetter) GetConsumer() string {
+	if x != nil {
+		return x.Consumer
+	}
+	return ""
+}
+
+func (x *DeadLetter) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *DeadLetter) GetSubject() string {
+	if x != nil {
+		return x.Subject
+	}
+	return ""
+}
+
+func (x *DeadLetter) GetStream() string {
+	if x != nil {
+		return x.Stream
+	}
+	return ""
+}
+
+func (x *DeadLetter) GetEventId() string {
+	if x != nil {
+		return x.EventId
+	}
+	return ""
+}
+
+func (x *DeadLetter) GetEventType() string {
+	if x != nil {
+		return x.EventType
+	}
+	return ""
+}
+
+func (x *DeadLetter) GetEventSource() string {
+	if x != nil {
+		return x.EventSource
+	}
+	return ""
+}
+
+func (x *DeadLetter) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+func (x *DeadLetter) GetBodySize() int64 {
+	if x != nil {
+		return x.BodySize
+	}
+	return 0
+}
+
+func (x *DeadLetter) GetBody() string {
+	if x != nil {
+		return x.Body
+	}
+	return ""
+}
+
 var File_sluice_notify_v1_notify_proto protoreflect.FileDescriptor
 
 const file_sluice_notify_v1_notify_proto_rawDesc = "" +
@@ -1066,19 +1362,48 @@ const file_sluice_notify_v1_notify_proto_rawDesc = "" +
 	"\fnats_subject\x18\x06 \x01(\tR\vnatsSubject\x12\x12\n" +
 	"\x04data\x18\a \x01(\tR\x04data\"D\n" +
 	"\x13WatchEventsResponse\x12-\n" +
-	"\x05event\x18\x01 \x01(\v2\x17.sluice.notify.v1.EventR\x05event*\x87\x01\n" +
+	"\x05event\x18\x01 \x01(\v2\x17.sluice.notify.v1.EventR\x05event\"\x85\x02\n" +
+	"\x16ListDeadLettersRequest\x127\n" +
+	"\aservice\x18\x01 \x01(\tB\x1d\xbaH\x1ar\x18\x18 2\x14^([a-z][a-z0-9-]*)?$R\aservice\x12=\n" +
+	"\bconsumer\x18\x02 \x01(\tB!\xbaH\x1er\x1c\x18@2\x18^([a-z0-9][a-z0-9_-]*)?$R\bconsumer\x12'\n" +
+	"\tpage_size\x18\x03 \x01(\x05B\n" +
+	"\xbaH\a\x1a\x05\x18\xe8\a(\x00R\bpageSize\x12'\n" +
+	"\n" +
+	"page_token\x18\x04 \x01(\tB\b\xbaH\x05r\x03\x18\x80\bR\tpageToken\x12!\n" +
+	"\finclude_body\x18\x05 \x01(\bR\vincludeBody\"\x82\x01\n" +
+	"\x17ListDeadLettersResponse\x12?\n" +
+	"\fdead_letters\x18\x01 \x03(\v2\x1c.sluice.notify.v1.DeadLetterR\vdeadLetters\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xfd\x02\n" +
+	"\n" +
+	"DeadLetter\x12\x1a\n" +
+	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12.\n" +
+	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x18\n" +
+	"\aservice\x18\x03 \x01(\tR\aservice\x12\x1a\n" +
+	"\bconsumer\x18\x04 \x01(\tR\bconsumer\x12\x16\n" +
+	"\x06reason\x18\x05 \x01(\tR\x06reason\x12\x18\n" +
+	"\asubject\x18\x06 \x01(\tR\asubject\x12\x16\n" +
+	"\x06stream\x18\a \x01(\tR\x06stream\x12\x19\n" +
+	"\bevent_id\x18\b \x01(\tR\aeventId\x12\x1d\n" +
+	"\n" +
+	"event_type\x18\t \x01(\tR\teventType\x12!\n" +
+	"\fevent_source\x18\n" +
+	" \x01(\tR\veventSource\x12\x15\n" +
+	"\x06run_id\x18\v \x01(\tR\x05runId\x12\x1b\n" +
+	"\tbody_size\x18\f \x01(\x03R\bbodySize\x12\x12\n" +
+	"\x04body\x18\r \x01(\tR\x04body*\x87\x01\n" +
 	"\x0eDeliveryStatus\x12\x1f\n" +
 	"\x1bDELIVERY_STATUS_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17DELIVERY_STATUS_PENDING\x10\x01\x12\x1d\n" +
 	"\x19DELIVERY_STATUS_SUCCEEDED\x10\x02\x12\x18\n" +
-	"\x14DELIVERY_STATUS_DEAD\x10\x032\x8e\x05\n" +
+	"\x14DELIVERY_STATUS_DEAD\x10\x032\xfe\x05\n" +
 	"\rNotifyService\x12\x98\x01\n" +
 	"\x12CreateSubscription\x12+.sluice.notify.v1.CreateSubscriptionRequest\x1a,.sluice.notify.v1.CreateSubscriptionResponse\"'\x8a\xe7\x18#\b\x02\x12\n" +
 	"repository2\x13subscription.create\x12v\n" +
 	"\x11ListSubscriptions\x12*.sluice.notify.v1.ListSubscriptionsRequest\x1a+.sluice.notify.v1.ListSubscriptionsResponse\"\b\x8a\xe7\x18\x04\b\x01\x18\x01\x12\x92\x01\n" +
 	"\x12DeleteSubscription\x12+.sluice.notify.v1.DeleteSubscriptionRequest\x1a,.sluice.notify.v1.DeleteSubscriptionResponse\"!\x8a\xe7\x18\x1d\b\x02\x18\x012\x13subscription.delete:\x02id\x12m\n" +
 	"\x0eListDeliveries\x12'.sluice.notify.v1.ListDeliveriesRequest\x1a(.sluice.notify.v1.ListDeliveriesResponse\"\b\x8a\xe7\x18\x04\b\x01\x18\x01\x12f\n" +
-	"\vWatchEvents\x12$.sluice.notify.v1.WatchEventsRequest\x1a%.sluice.notify.v1.WatchEventsResponse\"\b\x8a\xe7\x18\x04\b\x01\x18\x010\x01B\xc5\x01\n" +
+	"\vWatchEvents\x12$.sluice.notify.v1.WatchEventsRequest\x1a%.sluice.notify.v1.WatchEventsResponse\"\b\x8a\xe7\x18\x04\b\x01\x18\x010\x01\x12n\n" +
+	"\x0fListDeadLetters\x12(.sluice.notify.v1.ListDeadLettersRequest\x1a).sluice.notify.v1.ListDeadLettersResponse\"\x06\x8a\xe7\x18\x02\b\x03B\xc5\x01\n" +
 	"\x14com.sluice.notify.v1B\vNotifyProtoP\x01Z>github.com/sluicehq/sluice/proto/gen/sluice/notify/v1;notifyv1\xa2\x02\x03SNX\xaa\x02\x10Sluice.Notify.V1\xca\x02\x10Sluice\\Notify\\V1\xe2\x02\x1cSluice\\Notify\\V1\\GPBMetadata\xea\x02\x12Sluice::Notify::V1b\x06proto3"
 
 var (
@@ -1094,7 +1419,7 @@ func file_sluice_notify_v1_notify_proto_rawDescGZIP() []byte {
 }
 
 var file_sluice_notify_v1_notify_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_sluice_notify_v1_notify_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_sluice_notify_v1_notify_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_sluice_notify_v1_notify_proto_goTypes = []any{
 	(DeliveryStatus)(0),                // 0: sluice.notify.v1.DeliveryStatus
 	(*Subscription)(nil),               // 1: sluice.notify.v1.Subscription
@@ -1111,35 +1436,42 @@ var file_sluice_notify_v1_notify_proto_goTypes = []any{
 	(*WatchEventsRequest)(nil),         // 12: sluice.notify.v1.WatchEventsRequest
 	(*Event)(nil),                      // 13: sluice.notify.v1.Event
 	(*WatchEventsResponse)(nil),        // 14: sluice.notify.v1.WatchEventsResponse
-	(*timestamppb.Timestamp)(nil),      // 15: google.protobuf.Timestamp
+	(*ListDeadLettersRequest)(nil),     // 15: sluice.notify.v1.ListDeadLettersRequest
+	(*ListDeadLettersResponse)(nil),    // 16: sluice.notify.v1.ListDeadLettersResponse
+	(*DeadLetter)(nil),                 // 17: sluice.notify.v1.DeadLetter
+	(*timestamppb.Timestamp)(nil),      // 18: google.protobuf.Timestamp
 }
 var file_sluice_notify_v1_notify_proto_depIdxs = []int32{
-	15, // 0: sluice.notify.v1.Subscription.create_time:type_name -> google.protobuf.Timestamp
+	18, // 0: sluice.notify.v1.Subscription.create_time:type_name -> google.protobuf.Timestamp
 	1,  // 1: sluice.notify.v1.CreateSubscriptionResponse.subscription:type_name -> sluice.notify.v1.Subscription
 	1,  // 2: sluice.notify.v1.ListSubscriptionsResponse.subscriptions:type_name -> sluice.notify.v1.Subscription
-	15, // 3: sluice.notify.v1.Attempt.time:type_name -> google.protobuf.Timestamp
+	18, // 3: sluice.notify.v1.Attempt.time:type_name -> google.protobuf.Timestamp
 	0,  // 4: sluice.notify.v1.Delivery.status:type_name -> sluice.notify.v1.DeliveryStatus
 	8,  // 5: sluice.notify.v1.Delivery.attempts:type_name -> sluice.notify.v1.Attempt
-	15, // 6: sluice.notify.v1.Delivery.create_time:type_name -> google.protobuf.Timestamp
-	15, // 7: sluice.notify.v1.Delivery.next_attempt_time:type_name -> google.protobuf.Timestamp
+	18, // 6: sluice.notify.v1.Delivery.create_time:type_name -> google.protobuf.Timestamp
+	18, // 7: sluice.notify.v1.Delivery.next_attempt_time:type_name -> google.protobuf.Timestamp
 	9,  // 8: sluice.notify.v1.ListDeliveriesResponse.deliveries:type_name -> sluice.notify.v1.Delivery
-	15, // 9: sluice.notify.v1.Event.time:type_name -> google.protobuf.Timestamp
+	18, // 9: sluice.notify.v1.Event.time:type_name -> google.protobuf.Timestamp
 	13, // 10: sluice.notify.v1.WatchEventsResponse.event:type_name -> sluice.notify.v1.Event
-	2,  // 11: sluice.notify.v1.NotifyService.CreateSubscription:input_type -> sluice.notify.v1.CreateSubscriptionRequest
-	4,  // 12: sluice.notify.v1.NotifyService.ListSubscriptions:input_type -> sluice.notify.v1.ListSubscriptionsRequest
-	6,  // 13: sluice.notify.v1.NotifyService.DeleteSubscription:input_type -> sluice.notify.v1.DeleteSubscriptionRequest
-	10, // 14: sluice.notify.v1.NotifyService.ListDeliveries:input_type -> sluice.notify.v1.ListDeliveriesRequest
-	12, // 15: sluice.notify.v1.NotifyService.WatchEvents:input_type -> sluice.notify.v1.WatchEventsRequest
-	3,  // 16: sluice.notify.v1.NotifyService.CreateSubscription:output_type -> sluice.notify.v1.CreateSubscriptionResponse
-	5,  // 17: sluice.notify.v1.NotifyService.ListSubscriptions:output_type -> sluice.notify.v1.ListSubscriptionsResponse
-	7,  // 18: sluice.notify.v1.NotifyService.DeleteSubscription:output_type -> sluice.notify.v1.DeleteSubscriptionResponse
-	11, // 19: sluice.notify.v1.NotifyService.ListDeliveries:output_type -> sluice.notify.v1.ListDeliveriesResponse
-	14, // 20: sluice.notify.v1.NotifyService.WatchEvents:output_type -> sluice.notify.v1.WatchEventsResponse
-	16, // [16:21] is the sub-list for method output_type
-	11, // [11:16] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	17, // 11: sluice.notify.v1.ListDeadLettersResponse.dead_letters:type_name -> sluice.notify.v1.DeadLetter
+	18, // 12: sluice.notify.v1.DeadLetter.time:type_name -> google.protobuf.Timestamp
+	2,  // 13: sluice.notify.v1.NotifyService.CreateSubscription:input_type -> sluice.notify.v1.CreateSubscriptionRequest
+	4,  // 14: sluice.notify.v1.NotifyService.ListSubscriptions:input_type -> sluice.notify.v1.ListSubscriptionsRequest
+	6,  // 15: sluice.notify.v1.NotifyService.DeleteSubscription:input_type -> sluice.notify.v1.DeleteSubscriptionRequest
+	10, // 16: sluice.notify.v1.NotifyService.ListDeliveries:input_type -> sluice.notify.v1.ListDeliveriesRequest
+	12, // 17: sluice.notify.v1.NotifyService.WatchEvents:input_type -> sluice.notify.v1.WatchEventsRequest
+	15, // 18: sluice.notify.v1.NotifyService.ListDeadLetters:input_type -> sluice.notify.v1.ListDeadLettersRequest
+	3,  // 19: sluice.notify.v1.NotifyService.CreateSubscription:output_type -> sluice.notify.v1.CreateSubscriptionResponse
+	5,  // 20: sluice.notify.v1.NotifyService.ListSubscriptions:output_type -> sluice.notify.v1.ListSubscriptionsResponse
+	7,  // 21: sluice.notify.v1.NotifyService.DeleteSubscription:output_type -> sluice.notify.v1.DeleteSubscriptionResponse
+	11, // 22: sluice.notify.v1.NotifyService.ListDeliveries:output_type -> sluice.notify.v1.ListDeliveriesResponse
+	14, // 23: sluice.notify.v1.NotifyService.WatchEvents:output_type -> sluice.notify.v1.WatchEventsResponse
+	16, // 24: sluice.notify.v1.NotifyService.ListDeadLetters:output_type -> sluice.notify.v1.ListDeadLettersResponse
+	19, // [19:25] is the sub-list for method output_type
+	13, // [13:19] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_sluice_notify_v1_notify_proto_init() }
@@ -1153,7 +1485,7 @@ func file_sluice_notify_v1_notify_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sluice_notify_v1_notify_proto_rawDesc), len(file_sluice_notify_v1_notify_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   14,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -48,6 +48,9 @@ const (
 	// NotifyServiceWatchEventsProcedure is the fully-qualified name of the NotifyService's WatchEvents
 	// RPC.
 	NotifyServiceWatchEventsProcedure = "/sluice.notify.v1.NotifyService/WatchEvents"
+	// NotifyServiceListDeadLettersProcedure is the fully-qualified name of the NotifyService's
+	// ListDeadLetters RPC.
+	NotifyServiceListDeadLettersProcedure = "/sluice.notify.v1.NotifyService/ListDeadLetters"
 )
 
 // NotifyServiceClient is a client for the sluice.notify.v1.NotifyService service.
@@ -68,6 +71,14 @@ type NotifyServiceClient interface {
 	// limited to repositories gets its repositories' events only (none of
 	// the events that belong to no repository).
 	WatchEvents(context.Context, *v1.WatchEventsRequest) (*connect.ServerStreamForClient[v1.WatchEventsResponse], error)
+	// ListDeadLetters lists the dead letters every service left in the
+	// DEADLETTER stream: events a consumer gave up on (its handler failed on
+	// every delivery, refused the event for good, or panicked) and events
+	// NATS refused from a service's outbox. Oldest first, in the order they
+	// were dead-lettered; the stream keeps them 7 days. They carry event
+	// bodies of every repository, so it needs the admin role and a token for
+	// every repository.
+	ListDeadLetters(context.Context, *v1.ListDeadLettersRequest) (*v1.ListDeadLettersResponse, error)
 }
 
 // NewNotifyServiceClient constructs a client for the sluice.notify.v1.NotifyService service. By
@@ -111,6 +122,12 @@ func NewNotifyServiceClient(httpClient connect.HTTPClient, baseURL string, opts 
 			connect.WithSchema(notifyServiceMethods.ByName("WatchEvents")),
 			connect.WithClientOptions(opts...),
 		),
+		listDeadLetters: connect.NewClient[v1.ListDeadLettersRequest, v1.ListDeadLettersResponse](
+			httpClient,
+			baseURL+NotifyServiceListDeadLettersProcedure,
+			connect.WithSchema(notifyServiceMethods.ByName("ListDeadLetters")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -121,6 +138,7 @@ type notifyServiceClient struct {
 	deleteSubscription *connect.Client[v1.DeleteSubscriptionRequest, v1.DeleteSubscriptionResponse]
 	listDeliveries     *connect.Client[v1.ListDeliveriesRequest, v1.ListDeliveriesResponse]
 	watchEvents        *connect.Client[v1.WatchEventsRequest, v1.WatchEventsResponse]
+	listDeadLetters    *connect.Client[v1.ListDeadLettersRequest, v1.ListDeadLettersResponse]
 }
 
 // CreateSubscription calls sluice.notify.v1.NotifyService.CreateSubscription.
@@ -164,6 +182,15 @@ func (c *notifyServiceClient) WatchEvents(ctx context.Context, req *v1.WatchEven
 	return c.watchEvents.CallServerStream(ctx, connect.NewRequest(req))
 }
 
+// ListDeadLetters calls sluice.notify.v1.NotifyService.ListDeadLetters.
+func (c *notifyServiceClient) ListDeadLetters(ctx context.Context, req *v1.ListDeadLettersRequest) (*v1.ListDeadLettersResponse, error) {
+	response, err := c.listDeadLetters.CallUnary(ctx, connect.NewRequest(req))
+	if response != nil {
+		return response.Msg, err
+	}
+	return nil, err
+}
+
 // NotifyServiceHandler is an implementation of the sluice.notify.v1.NotifyService service.
 type NotifyServiceHandler interface {
 	// CreateSubscription subscribes a URL. A token limited to repositories
@@ -182,6 +209,14 @@ type NotifyServiceHandler interface {
 	// limited to repositories gets its repositories' events only (none of
 	// the events that belong to no repository).
 	WatchEvents(context.Context, *v1.WatchEventsRequest, *connect.ServerStream[v1.WatchEventsResponse]) error
+	// ListDeadLetters lists the dead letters every service left in the
+	// DEADLETTER stream: events a consumer gave up on (its handler failed on
+	// every delivery, refused the event for good, or panicked) and events
+	// NATS refused from a service's outbox. Oldest first, in the order they
+	// were dead-lettered; the stream keeps them 7 days. They carry event
+	// bodies of every repository, so it needs the admin role and a token for
+	// every repository.
+	ListDeadLetters(context.Context, *v1.ListDeadLettersRequest) (*v1.ListDeadLettersResponse, error)
 }
 
 // NewNotifyServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -221,6 +256,12 @@ func NewNotifyServiceHandler(svc NotifyServiceHandler, opts ...connect.HandlerOp
 		connect.WithSchema(notifyServiceMethods.ByName("WatchEvents")),
 		connect.WithHandlerOptions(opts...),
 	)
+	notifyServiceListDeadLettersHandler := connect.NewUnaryHandlerSimple(
+		NotifyServiceListDeadLettersProcedure,
+		svc.ListDeadLetters,
+		connect.WithSchema(notifyServiceMethods.ByName("ListDeadLetters")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/sluice.notify.v1.NotifyService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case NotifyServiceCreateSubscriptionProcedure:
@@ -233,6 +274,8 @@ func NewNotifyServiceHandler(svc NotifyServiceHandler, opts ...connect.HandlerOp
 			notifyServiceListDeliveriesHandler.ServeHTTP(w, r)
 		case NotifyServiceWatchEventsProcedure:
 			notifyServiceWatchEventsHandler.ServeHTTP(w, r)
+		case NotifyServiceListDeadLettersProcedure:
+			notifyServiceListDeadLettersHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -260,4 +303,8 @@ func (UnimplementedNotifyServiceHandler) ListDeliveries(context.Context, *v1.Lis
 
 func (UnimplementedNotifyServiceHandler) WatchEvents(context.Context, *v1.WatchEventsRequest, *connect.ServerStream[v1.WatchEventsResponse]) error {
 	return connect.NewError(connect.CodeUnimplemented, errors.New("sluice.notify.v1.NotifyService.WatchEvents is not implemented"))
+}
+
+func (UnimplementedNotifyServiceHandler) ListDeadLetters(context.Context, *v1.ListDeadLettersRequest) (*v1.ListDeadLettersResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("sluice.notify.v1.NotifyService.ListDeadLetters is not implemented"))
 }
