@@ -55,7 +55,7 @@ VERSION := $(shell git describe --tags --always --dirty 2>/dev/null || echo 0.0.
 COMMIT  := $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 VERSION_LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
-.PHONY: dev-certs k8s-dev-certs all run build test test-clean test-short test-postgres test-containers bench fuzz lint vet tools proto-deps generate generate-nats generate-check proto-lint breaking tidy tidy-check build-gowork-off k8s-check k8s-generate vulncheck ci clean images images-clean image-host-packages
+.PHONY: dev-certs k8s-dev-certs all run build test load test-clean test-short test-postgres test-containers bench fuzz lint vet tools proto-deps generate generate-nats generate-check proto-lint breaking tidy tidy-check build-gowork-off k8s-check k8s-generate vulncheck ci clean images images-clean image-host-packages
 
 all: build
 
@@ -96,6 +96,10 @@ test-postgres: $(BIN)/nats-server
 ## (labelled by the tests with the pid of their process; a run still going keeps its own).
 test-clean:
 	@scripts/test-clean
+
+## load: the load test (1,000 runs across 20 repositories on two build and two test replicas, in containers; needs `make images`): prints each repository's first start, GetRun/GetLogs latency under load and idle against /healthz, and each service's peak RSS.
+load: test-clean
+	SLUICE_E2E_LOAD=1 go test -v -count=1 -timeout 40m -run '^TestLoad$$' $(CONTAINER_PKGS)
 
 ## test-containers: the end-to-end scenarios with every service in its own container (needs `make images`).
 test-containers: test-clean
