@@ -74,7 +74,7 @@ func buildArtifact(a domain.Artifact) artifacts.Artifact {
 // prunedError says that rel cannot be deployed any more: its kept
 // artifacts were deleted.
 func (s *Service) prunedError(rel domain.Release) error {
-	return fmt.Errorf("release %s of %q can no longer be deployed: its artifacts were deleted on %s, as it was neither deployed nor one of the last verified releases of an environment that the release service keeps (keep-releases, now %d); pick a newer version",
+	return fmt.Errorf("release %s of %q can no longer be deployed: its artifacts were deleted on %s, as it was neither deployed nor one of the last verified releases of an environment that the release service keeps (its keep-releases setting, $SLUICE_RELEASE_KEEP_RELEASES, now %d); pick a newer version",
 		rel.Version, rel.Repository.Name, rel.PrunedAt.Format(time.DateTime+" MST"), s.cfg.KeepReleases)
 }
 
@@ -136,11 +136,9 @@ func (s *Service) pruneLoop(ctx context.Context) error {
 	for {
 		releases, objects, err := s.pruneArtifacts(ctx, time.Now())
 		switch {
-		case ctx.Err() != nil:
-			return nil
-		case err != nil:
+		case err != nil && ctx.Err() == nil:
 			s.log.Warn("pruning release artifacts failed; trying again later", slog.Any("error", err), slog.Duration("in", servicekit.PruneEvery))
-		case releases > 0 || objects > 0:
+		case err == nil && (releases > 0 || objects > 0):
 			s.log.Info("pruned release artifacts", slog.String("bucket", KeptBucket), slog.Int("releases", releases), slog.Int("objects", objects))
 		}
 		if !retry.Sleep(ctx, servicekit.PruneEvery) {

@@ -115,7 +115,9 @@ func TestRollbackFindsTheArtifactsAfterTheBuildsExpired(t *testing.T) {
 		t.Errorf("staging runs the artifact %q; want v0.1.0's", got)
 	}
 	lines, _ := h.logs(d.GetId(), "")
-	if !slices.ContainsFunc(lines, func(l string) bool { return strings.Contains(l, "artifact app (") && strings.Contains(l, "from "+KeptBucket) }) {
+	if !slices.ContainsFunc(lines, func(l string) bool {
+		return strings.Contains(l, "artifact app (") && strings.Contains(l, "from "+KeptBucket)
+	}) {
 		t.Errorf("the rollback's log does not say the artifact came from %s:\n%s", KeptBucket, strings.Join(lines, "\n"))
 	}
 }
@@ -224,7 +226,7 @@ func TestPruningKeepsWhatADeployOrRollbackMayNeed(t *testing.T) {
 
 	_, err := h.client.Rollback(t.Context(), &releasev1.RollbackRequest{Repository: repoName, Environment: "staging", ToVersion: "v0.1.0"})
 	if connect.CodeOf(err) != connect.CodeFailedPrecondition || !strings.Contains(err.Error(), "release v0.1.0 of \"app\" can no longer be deployed") ||
-		!strings.Contains(err.Error(), "keep-releases, now 2") {
+		!strings.Contains(err.Error(), "keep-releases setting, $SLUICE_RELEASE_KEEP_RELEASES, now 2") {
 		t.Fatalf("rollback to the pruned v0.1.0 = %v; want failed_precondition naming the release and keep-releases", err)
 	}
 	// A kept release is still rolled back to, from its copy.

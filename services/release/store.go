@@ -573,8 +573,8 @@ type prunedRelease struct {
 //   - it has no kept artifact (made before release kept them: the build's
 //     objects are fetched for as long as they last).
 //
-// One statement finds and marks them, so two replicas pruning at once mark
-// each release once.
+// One statement finds and marks them, and marks only a release not marked
+// yet, so two replicas pruning at once mark each release once.
 func (s *Store) markPruned(ctx context.Context, keep int, youngest, now time.Time, limit int) ([]prunedRelease, error) {
 	out, err := queryAll(ctx, s.db, func(src row) (prunedRelease, error) {
 		var r prunedRelease
@@ -596,7 +596,7 @@ func (s *Store) markPruned(ctx context.Context, keep int, youngest, now time.Tim
 		       FROM deployments WHERE status = $1) ranked
 		     WHERE n = 1)
 		 )
-		 UPDATE releases SET pruned_at = $5 WHERE id IN (
+		 UPDATE releases SET pruned_at = $5 WHERE pruned_at = 0 AND id IN (
 		   SELECT r.id FROM releases r
 		   WHERE r.pruned_at = 0 AND r.created_at < $6
 		     AND EXISTS (SELECT 1 FROM release_artifacts a WHERE a.release_id = r.id AND a.kept_object <> '')
