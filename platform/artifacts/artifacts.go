@@ -1,6 +1,9 @@
 // Package artifacts keeps build artifacts in the JetStream object store
 // and gets them out again intact: build puts each one with its sha256 and
 // size, and test and release fetch it into a workspace, checking both.
+// Release copies the artifacts of each release into a store of its own
+// (Copy), which keeps them as long as a rollback may need them; the same
+// checks apply to every bucket (OpenBucket).
 //
 // Everything about an artifact that arrives in an event is hostile: its
 // name, its object name, the digest and size it claims, and the path in a
@@ -11,12 +14,14 @@
 package artifacts
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"os"
 	"path"
@@ -92,20 +97,31 @@ func (a Artifact) check(needDigest bool) error {
 	return nil
 }
 
-// Store reads and writes artifacts in Bucket.
+// Store reads and writes artifacts in one object store: Bucket, or
+// another that keeps artifacts the same way (OpenBucket).
 type Store struct {
-	obs jetstream.ObjectStore
+	obs    jetstream.ObjectStore
+	bucket string
 }
 
-// Open binds the artifact store; it fails when the bucket does not exist
-// (it is provisioned, never created here).
+// Open binds the artifact store, Bucket; it fails when the bucket does not
+// exist (it is provisioned, never created here).
 func Open(ctx context.Context, js jetstream.JetStream) (*Store, error) {
-	obs, err := js.ObjectStore(ctx, Bucket)
-	if err != nil {
-		return nil, fmt.Errorf("open object store %s: %w", Bucket, err)
-	}
-	return &Store{obs: obs}, nil
+	return OpenBucket(ctx, js, Bucket)
 }
+
+// OpenBucket binds bucket as an artifact store, as Open does Bucket:
+// release keeps the artifacts of its releases in a bucket of its own.
+func OpenBucket(ctx context.Context, js jetstream.JetStream, bucket string) (*Store, error) {
+	obs, err := js.ObjectStore(ctx, bucket)
+	if err != nil {
+		return nil, fmt.Errorf("open object store %s: %w", bucket, err)
+	}
+	return &Store{obs: obs, bucket: bucket}, nil
+}
+
+// Bucket is the name of the object store s reads and writes.
+func (s *Store) Bucket() string { return s.bucket }
 
 // Put stores what r yields as a.Object, described by description, and
 // returns a with the content's SHA256 and Size. It reads at most limit
@@ -124,7 +140,7 @@ func (s *Store) Put(ctx context.Context, a Artifact, description string, r io.Re
 		return a, fmt.Errorf("artifact %q: %w: more than %d bytes", a.Name, ErrTooLarge, limit)
 	}
 	if err != nil {
-		return a, fmt.Errorf("artifact %q: put %s into %s: %w", a.Name, a.Object, Bucket, err)
+		return a, fmt.Errorf("artifact %q: put %s into %s: %w", a.Name, a.Object, s.bucket, err)
 	}
 	a.SHA256 = hex.EncodeToString(h.Sum(nil))
 	a.Size = int64(info.Size)
@@ -179,7 +195,7 @@ func (s *Store) Fetch(ctx context.Context, a Artifact, dir, rel string) (err err
 		return fmt.Errorf("artifact %q: object %s: %w", a.Name, a.Object, ErrNotFound)
 	}
 	if err != nil {
-		return fmt.Errorf("artifact %q: get %s from %s: %w", a.Name, a.Object, Bucket, err)
+		return fmt.Errorf("artifact %q: get %s from %s: %w", a.Name, a.Object, s.bucket, err)
 	}
 	defer obj.Close()
 	if info, err := obj.Info(); err == nil && int64(info.Size) != a.Size {
@@ -230,6 +246,111 @@ func (s *Store) Fetch(ctx context.Context, a Artifact, dir, rel string) (err err
 		return fmt.Errorf("artifact %q: %w: put it at %s: %w", a.Name, ErrRefused, rel, err)
 	}
 	return nil
+}
+
+// Copy copies artifact a from s into to as object, streaming, and returns
+// a as to keeps it (Object is object). It reads no more than a.Size bytes
+// and one, and the object is stored only once its size and sha256 matched
+// the record: content that does not match fails the copy with ErrCorrupt
+// and leaves nothing in to. It is idempotent: an object already in to with
+// a's size and sha256 (an earlier copy) is kept as it is. The error names
+// the artifact, and wraps ErrNotFound, ErrCorrupt or ErrRefused when no
+// retry can cure it; any other is the stores' (or ctx's).
+func (s *Store) Copy(ctx context.Context, a Artifact, to *Store, object, description string) (Artifact, error) {
+	if err := a.check(true); err != nil {
+		return a, err
+	}
+	kept := a
+	kept.Object = object
+	if err := kept.check(true); err != nil {
+		return a, err
+	}
+	want, err := hex.DecodeString(a.SHA256)
+	if err != nil {
+		return a, fmt.Errorf("artifact %q: %w: sha256 %q: %w", a.Name, ErrRefused, a.SHA256, err)
+	}
+	info, err := to.obs.GetInfo(ctx, object)
+	switch {
+	case err == nil && int64(info.Size) == a.Size && digestIs(info.Digest, want):
+		return kept, nil
+	case err != nil && !errors.Is(err, jetstream.ErrObjectNotFound):
+		return a, fmt.Errorf("artifact %q: look up %s in %s: %w", a.Name, object, to.bucket, err)
+	}
+
+	obj, err := s.obs.Get(ctx, a.Object)
+	if errors.Is(err, jetstream.ErrObjectNotFound) {
+		return a, fmt.Errorf("artifact %q: object %s: %w", a.Name, a.Object, ErrNotFound)
+	}
+	if err != nil {
+		return a, fmt.Errorf("artifact %q: get %s from %s: %w", a.Name, a.Object, s.bucket, err)
+	}
+	defer obj.Close()
+	if info, err := obj.Info(); err == nil && int64(info.Size) != a.Size {
+		return a, fmt.Errorf("artifact %q: %w: object %s holds %d bytes, the build recorded %d", a.Name, ErrCorrupt, a.Object, info.Size, a.Size)
+	}
+	r := &checkedReader{r: io.LimitReader(obj, a.Size+1), h: sha256.New(), a: a, want: want}
+	_, err = to.obs.Put(ctx, jetstream.ObjectMeta{Name: object, Description: description}, r)
+	switch {
+	case r.refused != nil:
+		// The object store dropped what it had stored of the object when
+		// the read failed.
+		return a, r.refused
+	case errors.Is(err, jetstream.ErrDigestMismatch):
+		return a, fmt.Errorf("artifact %q: %w: object %s fails the store's own digest check: %w", a.Name, ErrCorrupt, a.Object, err)
+	case err != nil:
+		return a, fmt.Errorf("artifact %q: copy %s from %s to %s in %s: %w", a.Name, a.Object, s.bucket, object, to.bucket, err)
+	}
+	return kept, nil
+}
+
+// Delete removes object from s; an object that is not there is no error.
+func (s *Store) Delete(ctx context.Context, object string) error {
+	if err := s.obs.Delete(ctx, object); err != nil && !errors.Is(err, jetstream.ErrObjectNotFound) {
+		return fmt.Errorf("delete %s from %s: %w", object, s.bucket, err)
+	}
+	return nil
+}
+
+// digestIs reports whether an object store's digest ("SHA-256=<base64>")
+// is want.
+func digestIs(digest string, want []byte) bool {
+	got, err := jetstream.DecodeObjectDigest(digest)
+	return err == nil && strings.HasPrefix(digest, "SHA-256=") && bytes.Equal(got, want)
+}
+
+// checkedReader reads the content of a (at most a.Size bytes and one),
+// hashing it, and fails in place of its end when the content is not the
+// recorded one, so that a put of what it reads stores nothing. refused
+// is that failure.
+type checkedReader struct {
+	r       io.Reader
+	h       hash.Hash
+	a       Artifact
+	want    []byte
+	n       int64
+	refused error
+}
+
+func (c *checkedReader) Read(p []byte) (int, error) {
+	if c.refused != nil {
+		return 0, c.refused
+	}
+	n, err := c.r.Read(p)
+	c.h.Write(p[:n])
+	c.n += int64(n)
+	switch {
+	case c.n > c.a.Size:
+		c.refused = fmt.Errorf("artifact %q: %w: object %s holds more than %d bytes, the build recorded %d", c.a.Name, ErrCorrupt, c.a.Object, c.a.Size, c.a.Size)
+	case !errors.Is(err, io.EOF):
+		return n, err
+	case c.n != c.a.Size:
+		c.refused = fmt.Errorf("artifact %q: %w: object %s holds %d bytes, the build recorded %d", c.a.Name, ErrCorrupt, c.a.Object, c.n, c.a.Size)
+	case !bytes.Equal(c.h.Sum(nil), c.want):
+		c.refused = fmt.Errorf("artifact %q: %w: sha256 is %s, the build recorded %s", c.a.Name, ErrCorrupt, hex.EncodeToString(c.h.Sum(nil)), strings.ToLower(c.a.SHA256))
+	default:
+		return n, err
+	}
+	return 0, c.refused
 }
 
 // sizeRead says how much was read when at most limit+1 bytes were.

@@ -27,6 +27,16 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m, natstest.KnownLeaks()...)
 // hold the artifact bucket) and opens the store.
 func openStore(t *testing.T) *artifacts.Store {
 	t.Helper()
+	s, err := artifacts.Open(t.Context(), provision(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// provision starts a nats-server with every declaration applied.
+func provision(t *testing.T) jetstream.JetStream {
+	t.Helper()
 	srv := natstest.Start(t)
 	js, err := jetstream.New(srv.Connect(t))
 	if err != nil {
@@ -37,11 +47,7 @@ func openStore(t *testing.T) *artifacts.Store {
 	if err := natsprovision.ApplyAll(ctx, js, deploy.NATS(), natsprovision.Options{}); err != nil {
 		t.Fatal(err)
 	}
-	s, err := artifacts.Open(ctx, js)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
+	return js
 }
 
 var program = []byte("#!/bin/sh\necho hello from the artifact\n")
@@ -257,5 +263,89 @@ func TestOpenNeedsTheBucket(t *testing.T) {
 	}
 	if _, err := artifacts.Open(t.Context(), js); err == nil || !strings.Contains(err.Error(), artifacts.Bucket) {
 		t.Errorf("Open without the bucket = %v; want an error naming %s", err, artifacts.Bucket)
+	}
+}
+
+// TestCopyKeepsTheArtifactInAnotherBucket: Copy streams an artifact into
+// another bucket (release's) under a name of its own; the copy is fetched
+// from there once the original is gone, a second copy is a no-op, and
+// content that does not match the record is not copied.
+func TestCopyKeepsTheArtifactInAnotherBucket(t *testing.T) {
+	js := provision(t)
+	from, err := artifacts.Open(t.Context(), js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const keep = "sluice-release-artifacts"
+	to, err := artifacts.OpenBucket(t.Context(), js, keep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if to.Bucket() != keep || from.Bucket() != artifacts.Bucket {
+		t.Fatalf("buckets %s, %s", from.Bucket(), to.Bucket())
+	}
+	a := put(t, from, "hello", program)
+	kept, err := from.Copy(t.Context(), a, to, "rel-1/hello", "kept")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (artifacts.Artifact{Name: "hello", Object: "rel-1/hello", SHA256: a.SHA256, Size: a.Size}); kept != want {
+		t.Fatalf("Copy = %+v; want %+v", kept, want)
+	}
+	obs, err := js.ObjectStore(t.Context(), keep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := obs.GetInfo(t.Context(), "rel-1/hello")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := from.Delete(t.Context(), a.Object); err != nil {
+		t.Fatal(err)
+	}
+	if err := from.Delete(t.Context(), a.Object); err != nil {
+		t.Errorf("deleting an object that is gone: %v", err)
+	}
+	ws := t.TempDir()
+	if err := to.Fetch(t.Context(), kept, ws, "hello"); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(filepath.Join(ws, "hello")); !bytes.Equal(got, program) {
+		t.Errorf("fetched %q", got)
+	}
+	// Again (a redelivered event): the kept object is found, not copied,
+	// although the original is gone.
+	again, err := from.Copy(t.Context(), a, to, "rel-1/hello", "kept")
+	if err != nil || again != kept {
+		t.Fatalf("second Copy = %+v, %v", again, err)
+	}
+	if info, err := obs.GetInfo(t.Context(), "rel-1/hello"); err != nil || info.NUID != first.NUID {
+		t.Errorf("the second copy stored the object again: %v, %v", info, err)
+	}
+	if _, err := from.Copy(t.Context(), a, to, "rel-2/hello", ""); !errors.Is(err, artifacts.ErrNotFound) || !artifacts.Permanent(err) {
+		t.Errorf("Copy of a missing object = %v; want ErrNotFound", err)
+	}
+
+	// Content that is not what the build recorded is refused, and nothing
+	// is left under the name.
+	b := put(t, from, "other", program)
+	for name, change := range map[string]func(*artifacts.Artifact){
+		"other sha256": func(a *artifacts.Artifact) { a.SHA256 = strings.Repeat("0", 64) },
+		"shorter":      func(a *artifacts.Artifact) { a.Size-- },
+		"longer":       func(a *artifacts.Artifact) { a.Size++ },
+	} {
+		bad := b
+		change(&bad)
+		_, err := from.Copy(t.Context(), bad, to, "rel-3/other", "")
+		if !errors.Is(err, artifacts.ErrCorrupt) || !strings.Contains(err.Error(), `artifact "other"`) {
+			t.Errorf("%s: Copy = %v; want ErrCorrupt naming the artifact", name, err)
+		}
+		if _, err := obs.GetInfo(t.Context(), "rel-3/other"); !errors.Is(err, jetstream.ErrObjectNotFound) {
+			t.Errorf("%s: the refused copy was stored: %v", name, err)
+		}
+	}
+	// Release's object name is checked as build's is.
+	if _, err := from.Copy(t.Context(), b, to, strings.Repeat("o", 256), ""); !errors.Is(err, artifacts.ErrRefused) {
+		t.Errorf("Copy to a name too long = %v; want ErrRefused", err)
 	}
 }

@@ -28,6 +28,7 @@ const (
 	DefaultHeartbeat     = 5 * time.Second
 	DefaultLeaseDuration = 30 * time.Second
 	DefaultMaxStateSize  = 64 << 20
+	DefaultKeepReleases  = 10
 )
 
 // lockStopTime is how long before its lease may lapse a replica that could
@@ -86,6 +87,11 @@ type Config struct {
 	// deploy commands keep between deploys, $SLUICE_STATE_DIR), in bytes
 	// of its archive in the state store.
 	MaxStateSize int
+	// KeepReleases is how many of the last verified releases of each
+	// environment keep their artifacts in KeptBucket, for rollbacks,
+	// besides the releases deployed now and those that may still be
+	// (keep.go).
+	KeepReleases int
 }
 
 // keepsProcesses reports whether environment's deploy commands may leave
@@ -110,6 +116,7 @@ func DefaultConfig() Config {
 		Heartbeat:            DefaultHeartbeat,
 		LeaseDuration:        DefaultLeaseDuration,
 		MaxStateSize:         DefaultMaxStateSize,
+		KeepReleases:         DefaultKeepReleases,
 	}
 }
 
@@ -128,6 +135,7 @@ func (c *Config) RegisterFlags(f *servicekit.Flags) {
 	f.DurationVar(&c.Heartbeat, "heartbeat", "how often a replica renews its lease on the environment it deploys to (or the repository it versions)")
 	f.DurationVar(&c.LeaseDuration, "lease-duration", "how long a replica's lease on an environment lasts without a renewal: a replica that dies or is cut off from the database holds the environment at most that long, and stops its deploy before")
 	f.IntVar(&c.MaxStateSize, "max-state-size", "the largest deploy state ($SLUICE_STATE_DIR) an environment may keep, in bytes of its archive; a larger one fails the deploy")
+	f.IntVar(&c.KeepReleases, "keep-releases", "how many of the last verified releases of each environment keep their artifacts for rollbacks (besides the deployed ones and those not deployed yet); an older release's are deleted and it cannot be rolled back to")
 	f.StringVar(&c.EnvironmentBranches, "environment-branches",
 		"the branches that may deploy automatically to each environment: ENV=BRANCH|BRANCH,... (globs; * for every other environment; ENV= for none); an environment not named takes main|master")
 }
@@ -152,6 +160,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.MaxStateSize == 0 {
 		c.MaxStateSize = DefaultMaxStateSize
+	}
+	if c.KeepReleases == 0 {
+		c.KeepReleases = DefaultKeepReleases
 	}
 	return c
 }
@@ -185,6 +196,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxStateSize <= 0 {
 		errs = append(errs, fmt.Errorf("max-state-size is %d; it must be positive", c.MaxStateSize))
+	}
+	if c.KeepReleases < 1 {
+		errs = append(errs, fmt.Errorf("keep-releases is %d; it must be at least 1 (the release a rollback goes back to)", c.KeepReleases))
 	}
 	if _, err := domain.ParseEnvironmentBranches(c.EnvironmentBranches); err != nil {
 		errs = append(errs, fmt.Errorf("environment-branches: %w", err))

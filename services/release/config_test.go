@@ -13,7 +13,7 @@ func TestConfig(t *testing.T) {
 	valid := Config{Settings: servicekit.Settings{DataDir: "/var/lib/sluice/release"}, SourceURL: "http://127.0.0.1:8081"}
 	got := valid.WithDefaults()
 	if got.DatabaseURL != "sqlite:/var/lib/sluice/release/release.db" || got.Workers != 2 ||
-		got.DefaultDeployTimeout != 10*time.Minute || got.DefaultVerifyTimeout != time.Minute {
+		got.DefaultDeployTimeout != 10*time.Minute || got.DefaultVerifyTimeout != time.Minute || got.KeepReleases != 10 {
 		t.Fatalf("defaults = %+v", got)
 	}
 	if err := got.Validate(); err != nil {
@@ -31,6 +31,7 @@ func TestConfig(t *testing.T) {
 		{"workers", func(c *Config) { c.Workers = -1 }, "workers is -1"},
 		{"deploy timeout", func(c *Config) { c.DefaultDeployTimeout = -time.Second }, "deploy-timeout is -1s"},
 		{"verify timeout", func(c *Config) { c.DefaultVerifyTimeout = -time.Second }, "verify-timeout is -1s"},
+		{"keep releases", func(c *Config) { c.KeepReleases = -1 }, "keep-releases is -1; it must be at least 1"},
 		{"environment branches", func(c *Config) { c.EnvironmentBranches = "production=main,staging" },
 			`environment-branches: entry "staging": want ENVIRONMENT=BRANCHES`},
 	}

@@ -284,7 +284,7 @@ func (s *Service) prepare(ctx context.Context, rel domain.Release) (*workspace, 
 		w.problem = fmt.Sprintf("preparing the deploy failed: check out %s: %v", domain.ShortSHA(rel.Commit), egress.Brief(err))
 		return w, nil
 	}
-	if err := s.fetchArtifacts(ctx, rel.Artifacts, w); err != nil {
+	if err := s.fetchArtifacts(ctx, rel, w); err != nil {
 		if ctx.Err() != nil {
 			w.remove()
 			return nil, ctx.Err()
@@ -440,28 +440,47 @@ func (s *Service) runDeploy(ctx context.Context, rel domain.Release, env domain.
 	return nil
 }
 
-// fetchArtifacts downloads the artifacts into dir as executable files named
-// by artifact name, checking each one's size and sha256 against the
-// recorded ones.
-func (s *Service) fetchArtifacts(ctx context.Context, arts []domain.Artifact, w *workspace) error {
+// fetchArtifacts downloads rel's artifacts into the workspace as
+// executable files named by artifact name, checking each one's size and
+// sha256 against the recorded ones: release's copy (KeptBucket) when it
+// made one, the build's object otherwise (a release made before release
+// kept copies). A release whose copies were pruned is refused, naming
+// the setting: the release is read again first, since pruning may have
+// marked it after it was read.
+func (s *Service) fetchArtifacts(ctx context.Context, rel domain.Release, w *workspace) error {
 	dir := w.artifacts
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("create the artifacts directory: %w", err)
 	}
-	if len(arts) == 0 {
+	if len(rel.Artifacts) == 0 {
 		return nil
 	}
-	store, err := artifacts.Open(ctx, s.js)
+	rel, err := s.store.Release(ctx, rel.ID)
 	if err != nil {
 		return err
 	}
+	if !rel.PrunedAt.IsZero() {
+		return s.prunedError(rel)
+	}
+	var build, kept *artifacts.Store
 	// An artifact's name is a file name (build.v1.Artifact's rule, checked
 	// on the event that brought it); Fetch keeps the file inside dir.
-	for _, a := range arts {
-		if err := store.Fetch(ctx, artifacts.Artifact(a), dir, a.Name); err != nil {
+	for _, a := range rel.Artifacts {
+		from, bucket, object := &build, artifacts.Bucket, a.Object
+		if a.KeptObject != "" {
+			from, bucket, object = &kept, KeptBucket, a.KeptObject
+		}
+		if *from == nil {
+			if *from, err = artifacts.OpenBucket(ctx, s.js, bucket); err != nil {
+				return err
+			}
+		}
+		stored := buildArtifact(a)
+		stored.Object = object
+		if err := (*from).Fetch(ctx, stored, dir, a.Name); err != nil {
 			return err
 		}
-		w.notes = append(w.notes, fmt.Sprintf("artifact %s (%d bytes, sha256 %s)", a.Name, a.Size, a.SHA256))
+		w.notes = append(w.notes, fmt.Sprintf("artifact %s (%d bytes, sha256 %s, from %s)", a.Name, a.Size, a.SHA256, bucket))
 	}
 	return nil
 }

@@ -3,7 +3,8 @@
 // verifies each deploy and rolls an environment back to its last good
 // release when a deploy or its verification fails.
 //
-// It owns releases (version, changelog, the build's artifacts), deployments
+// It owns releases (version, changelog, the build's artifacts and its copy
+// of them, KeptBucket), deployments
 // and each run's release log: the output of the deploy and verify commands,
 // sequence-numbered (platform/steplog) under the steps deploy:<environment>,
 // verify:<environment> and rollback:<environment>.
@@ -22,7 +23,9 @@
 // release.go is the stage (version, release record, environments in
 // order), ancestry.go places a commit among the releases, deploy.go deploys
 // and verifies one environment, rollback.go rolls
-// back (after a failure, or on request), consumer.go is the event port,
+// back (after a failure, or on request), keep.go keeps each release's
+// artifacts in release's own object store for as long as a deploy or a
+// rollback may need them (keep-releases), consumer.go is the event port,
 // handler.go the Connect API, convert.go the conversions, store.go the SQL
 // and locks.go the per-environment locks that keep deploys from
 // overlapping across replicas.

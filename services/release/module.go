@@ -51,8 +51,13 @@ func newExecutor(cfg Config, log *slog.Logger) (executor.Executor, error) {
 	return executor.NewLocal(cfg.Isolation, 0, log)
 }
 
-// parts are what runs beside the API: the consumer of finished test runs;
-// manual rollbacks in progress are interrupted first when the service stops.
+// parts are what runs beside the API: the consumer of finished test runs,
+// and the pruning of the artifacts kept for rollbacks; manual rollbacks in
+// progress are interrupted first when the service stops.
 func parts(s *Service) servicekit.Parts {
-	return servicekit.Parts{Consumers: s.Consumers(), Stop: s.Close}
+	return servicekit.Parts{
+		Consumers: s.Consumers(),
+		Loops:     []servicekit.Loop{{Name: "prune release artifacts", Run: s.pruneLoop}},
+		Stop:      s.Close,
+	}
 }

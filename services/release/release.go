@@ -217,8 +217,9 @@ func (s *Service) finish(ctx context.Context, st stage, outcome releaseeventsv1.
 // time the run gets here: the version after the newest release whose
 // commit is an ancestor of the run's (versions follow ancestry), its
 // changelog from the commits since that release, and the build's
-// artifacts. A commit released before keeps its version: the run deploys
-// that release again where it does not run yet. A commit that is an
+// artifacts, copied into KeptBucket first (keepArtifacts). A commit
+// released before keeps its version: the run deploys that release again
+// where it does not run yet. A commit that is an
 // ancestor of a release's commit (older code than a released version) gets
 // no version: older says why, and the stage is skipped.
 func (s *Service) ensureRelease(ctx context.Context, st stage, rec stageRun, run *testeventsv1.TestRunFinished, spec domain.ReleaseSpec) (rel domain.Release, older string, err error) {
@@ -287,6 +288,11 @@ func (s *Service) ensureRelease(ctx context.Context, st stage, rec stageRun, run
 		Environments: spec.Environments,
 		Status:       domain.ReleasePublished,
 		CreatedAt:    time.Now().UTC(),
+	}
+	// Copied before the release is made and announced: every deploy and
+	// rollback of it fetches the copies, which outlive the build's objects.
+	if rel.Artifacts, err = s.keepArtifacts(ctx, st, rel.Artifacts); err != nil {
+		return domain.Release{}, "", err
 	}
 	err = s.inTx(ctx, func(tx *sql.Tx) error {
 		if err := held.Fence(ctx, tx); err != nil {

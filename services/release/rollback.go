@@ -172,6 +172,9 @@ func (s *Service) Rollback(ctx context.Context, repository, environment, toVersi
 	if err != nil {
 		return domain.Deployment{}, err
 	}
+	if !target.PrunedAt.IsZero() {
+		return domain.Deployment{}, fmt.Errorf("%w: %w", s.prunedError(target), apierror.ErrFailedPrecondition)
+	}
 	env, ok := target.Environment(environment)
 	if !ok && hasCurrent {
 		cur, err := s.releaseOf(ctx, current)

@@ -49,8 +49,9 @@ type Deps struct {
 	DB *sqldb.DB
 	// Outbox publishes what the service enqueued.
 	Outbox *events.Relay
-	// JetStream reads artifacts from their object store, and keeps the
-	// environments' deploy state in its own (StateBucket).
+	// JetStream reads artifacts from the build's object store, keeps a
+	// copy of each release's in its own (KeptBucket), and keeps the
+	// environments' deploy state in another (StateBucket).
 	JetStream jetstream.JetStream
 	Source    SourceClient
 	// Executor runs deploy and verify commands (executor.Local in production).

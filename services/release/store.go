@@ -166,8 +166,8 @@ func insertRelease(ctx context.Context, tx *sql.Tx, rel domain.Release) error {
 	}
 	for i, a := range rel.Artifacts {
 		_, err := tx.ExecContext(ctx,
-			`INSERT INTO release_artifacts (release_id, position, name, object, sha256, size) VALUES ($1, $2, $3, $4, $5, $6)`,
-			rel.ID, i, a.Name, a.Object, a.SHA256, a.Size)
+			`INSERT INTO release_artifacts (release_id, position, name, object, sha256, size, kept_object) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+			rel.ID, i, a.Name, a.Object, a.SHA256, a.Size, a.KeptObject)
 		if err != nil {
 			return fmt.Errorf("record artifact %q of release %s: %w", a.Name, rel.Version, err)
 		}
@@ -184,7 +184,7 @@ func setReleaseStatus(ctx context.Context, tx *sql.Tx, id string, status domain.
 }
 
 const releaseColumns = `id, repository, repository_id, repository_url, version, commit_sha, run_id, changelog,
-	environments, status, created_at, repository_git_credential`
+	environments, status, created_at, repository_git_credential, pruned_at`
 
 func scanRelease(src row) (domain.Release, error) {
 	var (
@@ -193,9 +193,10 @@ func scanRelease(src row) (domain.Release, error) {
 		envs      string
 		status    string
 		createdAt int64
+		prunedAt  int64
 	)
 	if err := src.Scan(&r.ID, &r.Repository.Name, &r.Repository.ID, &r.Repository.URL, &version, &r.Commit, &r.RunID,
-		&r.Changelog, &envs, &status, &createdAt, &r.Repository.GitCredential); err != nil {
+		&r.Changelog, &envs, &status, &createdAt, &r.Repository.GitCredential, &prunedAt); err != nil {
 		return domain.Release{}, err
 	}
 	v, err := domain.ParseVersion(version)
@@ -207,7 +208,7 @@ func scanRelease(src row) (domain.Release, error) {
 		return domain.Release{}, fmt.Errorf("stored release %s environments: %w", r.ID, err)
 	}
 	r.Status = domain.ReleaseStatus(status)
-	r.CreatedAt = sqldb.Time(createdAt)
+	r.CreatedAt, r.PrunedAt = sqldb.Time(createdAt), sqldb.Time(prunedAt)
 	return r, nil
 }
 
@@ -226,7 +227,7 @@ func (s *Store) queryReleases(ctx context.Context, query string, args ...any) ([
 		byID[r.ID] = i
 	}
 	rows, err := s.db.QueryContext(ctx,
-		`SELECT release_id, name, object, sha256, size FROM release_artifacts
+		`SELECT release_id, name, object, sha256, size, kept_object FROM release_artifacts
 		 WHERE release_id IN (`+strings.Join(marks, ", ")+`) ORDER BY release_id, position`, ids...)
 	if err != nil {
 		return nil, err
@@ -235,7 +236,7 @@ func (s *Store) queryReleases(ctx context.Context, query string, args ...any) ([
 	for rows.Next() {
 		var id string
 		var a domain.Artifact
-		if err := rows.Scan(&id, &a.Name, &a.Object, &a.SHA256, &a.Size); err != nil {
+		if err := rows.Scan(&id, &a.Name, &a.Object, &a.SHA256, &a.Size, &a.KeptObject); err != nil {
 			return nil, err
 		}
 		i := byID[id]
@@ -550,4 +551,98 @@ func prefixed(prefix, columns string) string {
 		parts[i] = prefix + strings.TrimSpace(p)
 	}
 	return strings.Join(parts, ", ")
+}
+
+// prunedRelease is a release whose kept artifacts markPruned gave up.
+type prunedRelease struct {
+	Repository string
+	Version    string
+}
+
+// markPruned marks pruned, at now, at most limit of the releases whose kept
+// artifacts no deploy or rollback needs any more, and returns them. A
+// release is kept while any of these holds:
+//   - it runs in an environment now (the newest verified deployment
+//     there);
+//   - it is one of the last keep verified releases of an environment, by
+//     when they were verified there (releases that are bad do not count:
+//     no rollback goes to them);
+//   - it may still be deployed: no release running anywhere is newer, it
+//     was made after youngest, a run's release stage that deploys it has
+//     not finished, or a deployment of it is in progress;
+//   - it has no kept artifact (made before release kept them: the build's
+//     objects are fetched for as long as they last).
+//
+// One statement finds and marks them, and marks only a release not marked
+// yet, so two replicas pruning at once mark each release once.
+func (s *Store) markPruned(ctx context.Context, keep int, youngest, now time.Time, limit int) ([]prunedRelease, error) {
+	out, err := queryAll(ctx, s.db, func(src row) (prunedRelease, error) {
+		var r prunedRelease
+		return r, src.Scan(&r.Repository, &r.Version)
+	}, `WITH verified AS (
+		   SELECT d.repository, d.environment, d.release_id, MAX(d.created_at) AS at
+		   FROM deployments d JOIN releases v ON v.id = d.release_id
+		   WHERE d.status IN ($1, $2) AND v.status <> $3
+		   GROUP BY d.repository, d.environment, d.release_id
+		 ), last_verified AS (
+		   SELECT release_id FROM (
+		     SELECT release_id, ROW_NUMBER() OVER (PARTITION BY repository, environment ORDER BY at DESC, release_id DESC) AS n
+		     FROM verified) ranked
+		   WHERE n <= $4
+		 ), running AS (
+		   SELECT c.id, c.repository, c.major, c.minor, c.patch FROM releases c WHERE c.id IN (
+		     SELECT release_id FROM (
+		       SELECT release_id, ROW_NUMBER() OVER (PARTITION BY repository, environment ORDER BY created_at DESC, id DESC) AS n
+		       FROM deployments WHERE status = $1) ranked
+		     WHERE n = 1)
+		 )
+		 UPDATE releases SET pruned_at = $5 WHERE pruned_at = 0 AND id IN (
+		   SELECT r.id FROM releases r
+		   WHERE r.pruned_at = 0 AND r.created_at < $6
+		     AND EXISTS (SELECT 1 FROM release_artifacts a WHERE a.release_id = r.id AND a.kept_object <> '')
+		     AND r.id NOT IN (SELECT release_id FROM last_verified)
+		     AND r.id NOT IN (SELECT id FROM running)
+		     AND EXISTS (SELECT 1 FROM running c WHERE c.repository = r.repository
+		       AND (c.major > r.major OR (c.major = r.major AND (c.minor > r.minor OR (c.minor = r.minor AND c.patch > r.patch)))))
+		     AND NOT EXISTS (SELECT 1 FROM release_runs u WHERE u.release_id = r.id AND u.state <> $7)
+		     AND NOT EXISTS (SELECT 1 FROM deployments p WHERE p.release_id = r.id AND p.status IN ($8, $9))
+		   ORDER BY r.created_at, r.id LIMIT $10)
+		 RETURNING repository, version`,
+		string(domain.DeploymentVerified), string(domain.DeploymentRolledBack), string(domain.ReleaseBad), keep,
+		now.UnixNano(), youngest.UnixNano(), runFinished,
+		string(domain.DeploymentDeploying), string(domain.DeploymentVerifying), limit)
+	if err != nil {
+		return nil, fmt.Errorf("mark the releases whose artifacts are no longer kept: %w", err)
+	}
+	return out, nil
+}
+
+// keptObject is a release's kept copy of one artifact.
+type keptObject struct {
+	ReleaseID string
+	Name      string
+	Object    string
+}
+
+// prunedObjects returns at most limit of the kept copies of pruned
+// releases' artifacts that are still there.
+func (s *Store) prunedObjects(ctx context.Context, limit int) ([]keptObject, error) {
+	out, err := queryAll(ctx, s.db, func(src row) (keptObject, error) {
+		var o keptObject
+		return o, src.Scan(&o.ReleaseID, &o.Name, &o.Object)
+	}, `SELECT a.release_id, a.name, a.kept_object FROM release_artifacts a JOIN releases r ON r.id = a.release_id
+		 WHERE r.pruned_at <> 0 AND a.kept_object <> '' ORDER BY a.release_id, a.name LIMIT $1`, limit)
+	if err != nil {
+		return nil, fmt.Errorf("list the pruned releases' kept artifacts: %w", err)
+	}
+	return out, nil
+}
+
+// forgetKeptObject records that o was deleted.
+func (s *Store) forgetKeptObject(ctx context.Context, o keptObject) error {
+	if _, err := s.db.ExecContext(ctx, `UPDATE release_artifacts SET kept_object = '' WHERE release_id = $1 AND name = $2`,
+		o.ReleaseID, o.Name); err != nil {
+		return fmt.Errorf("forget the kept artifact %s of release %s: %w", o.Name, o.ReleaseID, err)
+	}
+	return nil
 }

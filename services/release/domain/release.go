@@ -35,10 +35,17 @@ const (
 
 // Artifact is a build artifact that belongs to a release.
 type Artifact struct {
-	Name   string
+	Name string
+	// Object is the build's object in sluice-artifacts.
 	Object string
 	SHA256 string
 	Size   int64
+	// KeptObject is release's copy in its own store (KeptBucket of the
+	// service), made with the release; empty for a release made before
+	// release kept copies (the build's object is fetched), for an artifact
+	// whose copy failed for good (so does the deploy's fetch), and once
+	// the copy was pruned.
+	KeptObject string
 }
 
 // Release is one version of a repository.
@@ -55,6 +62,10 @@ type Release struct {
 	Environments []Environment
 	Status       ReleaseStatus
 	CreatedAt    time.Time
+	// PrunedAt is when the release's kept artifacts were deleted (it is
+	// none of the releases kept for deploys and rollbacks any more); zero
+	// while they are kept. A pruned release cannot be deployed again.
+	PrunedAt time.Time
 }
 
 // Environment returns the release's own spec of the environment name.
