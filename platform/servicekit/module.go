@@ -238,10 +238,7 @@ func run(spec Spec, p runParams) error {
 	if err != nil {
 		return err
 	}
-	keep := spec.Settings.ProcessedEventsRetention
-	if keep == 0 {
-		keep = DefaultProcessedEventsRetention
-	}
+	keep := spec.Settings.WithDefaults(spec.Name).ProcessedEventsRetention
 	if err := checkRetention(spec.Name, decl, keep); err != nil {
 		return err
 	}
@@ -333,7 +330,11 @@ func prune(ctx context.Context, db *sqldb.DB, expiries []sqldb.Expiry, every tim
 func checkRetention(service string, decl natsprovision.Declarations, keep time.Duration) error {
 	for _, c := range decl.Consumers[service] {
 		for _, st := range decl.Streams {
-			if st.Name == c.Stream && st.MaxAge > 0 && keep <= st.MaxAge {
+			switch {
+			case st.Name != c.Stream:
+			case st.MaxAge <= 0:
+				return fmt.Errorf("%s: the stream %s it reads keeps events for ever (no max_age), so no processed-events-retention outlasts it: declare a max_age", service, st.Name)
+			case keep <= st.MaxAge:
 				return fmt.Errorf("%s: processed-events-retention is %s; it must be longer than the max_age of the stream %s it reads (%s)", service, keep, st.Name, st.MaxAge)
 			}
 		}

@@ -165,7 +165,6 @@ type Writer struct {
 	mu      sync.Mutex
 	next    int64
 	pending []Line
-	err     error
 	// lines and bytes are the output kept so far (stored and pending);
 	// droppedLines and droppedBytes what the limits turned away.
 	lines, bytes               int64
@@ -274,8 +273,8 @@ func (w *Writer) add(step, stream, text string) int64 {
 	return seq
 }
 
-// Flush stores the buffered lines. A failed flush keeps them buffered and
-// is retried on the next flush; its error is also returned by Close. Once
+// Flush stores the buffered lines. A failed flush keeps them buffered for
+// the next flush (Close's last one included). Once
 // another writer took the log over, the lines are dropped and the error
 // wraps ErrSuperseded.
 func (w *Writer) Flush(ctx context.Context) error {
@@ -320,11 +319,9 @@ func (w *Writer) flush(ctx context.Context, closing bool) error {
 		return fmt.Errorf("store log lines of run %s: %d lines not stored: %w", w.runID, w.refused, ErrSuperseded)
 	}
 	if err != nil {
-		w.err = fmt.Errorf("store log lines of run %s: %w", w.runID, err)
-		return w.err
+		return fmt.Errorf("store log lines of run %s: %w", w.runID, err)
 	}
 	w.pending = w.pending[:0]
-	w.err = nil
 	w.store.signal()
 	return nil
 }

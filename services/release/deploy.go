@@ -97,8 +97,11 @@ func (s *Service) releaseTo(ctx context.Context, st stage, rel domain.Release, e
 // when its lease is lost.
 func (s *Service) releaseHeld(ctx context.Context, st stage, rel domain.Release, env domain.Environment, ws *workspace, held *heldLock) (envResult, error) {
 	log := st.log.With(slog.String("environment", env.Name), slog.String("version", rel.Version.String()))
-	// Opened under the environment's lock: the run's lines are written by
-	// one writer at a time, whatever the duplicates of its event do.
+	// Opened under the environment's lock, so a duplicate of the run's
+	// event waits for this environment. (A duplicate handled at the same
+	// time for another environment of the run would supersede this
+	// writer: steplog refuses the superseded writer's later lines and
+	// says so; a run-wide lock would keep the two apart.)
 	w, err := s.logs.Writer(ctx, st.runID, logFlushInterval)
 	if err != nil {
 		return envResult{}, err
@@ -314,8 +317,16 @@ func (s *Service) deploy(ctx context.Context, rel domain.Release, env domain.Env
 	if !d.Started || errors.Is(context.Cause(ctx), lease.ErrLost) {
 		return err
 	}
+	// Stored even when the process is stopping, but not once the lock is
+	// lost meanwhile: another replica may have restored the state since.
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), statePatience+recordTimeout)
 	defer cancel()
+	stop := context.AfterFunc(ctx, func() {
+		if errors.Is(context.Cause(ctx), lease.ErrLost) {
+			cancel()
+		}
+	})
+	defer stop()
 	notes, serr := state.save(sctx, s.stateTmpDir())
 	for _, line := range notes {
 		note(out.w, out.deploy, "%s", line)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/sluicehq/sluice/platform/lease"
 	"github.com/sluicehq/sluice/platform/retry"
+	"github.com/sluicehq/sluice/platform/runner"
 )
 
 // keyedLocks serializes work per key (a repository, or a repository and an
@@ -58,6 +59,8 @@ type lockLease struct {
 	// deploy command's SIGTERM, then SIGKILL after the executor's kill
 	// grace).
 	StopTime time.Duration
+	// Supervisor guards the renewals (nil: runner's default).
+	Supervisor *runner.Supervisor
 }
 
 // lapse is how long a holder trusts a lease it could not renew.
@@ -139,7 +142,7 @@ func (k *keyedLocks) LockFor(ctx, work context.Context, key string) (*heldLock, 
 	var kept *lease.Keeper
 	h.ctx, kept = lease.Keep(work, lockRow{h: h}, lease.Options{
 		Every: k.lease.Heartbeat, Lapse: k.lease.lapse(), Since: claimed, ReleaseTimeout: recordTimeout,
-		Log: k.log.With(slog.String("lock", key)),
+		Log: k.log.With(slog.String("lock", key)), Supervisor: k.lease.Supervisor,
 	})
 	var once sync.Once
 	h.unlock = func() {

@@ -11,6 +11,7 @@ import (
 	releaseeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/release/events/v1"
 
 	"github.com/sluicehq/sluice/platform/apierror"
+	"github.com/sluicehq/sluice/platform/lease"
 	"github.com/sluicehq/sluice/platform/steplog"
 	"github.com/sluicehq/sluice/services/release/domain"
 )
@@ -222,13 +223,13 @@ func (s *Service) Rollback(ctx context.Context, repository, environment, toVersi
 			return domain.Deployment{}, err
 		}
 		d.Status, d.Reason, d.EndedAt = domain.DeploymentFailed, domain.InterruptedReason, time.Now().UTC()
-		if err := s.recordManualRollback(writeCtx, target, d, current, hasCurrent); err != nil {
+		if _, err := s.recordManualRollback(writeCtx, held, target, d, current, hasCurrent); err != nil {
 			return domain.Deployment{}, err
 		}
 		return domain.Deployment{}, fmt.Errorf("rollback of %s to %s interrupted (%s); try again: %w",
 			environment, target.Version, stopReason(runCtx), apierror.ErrUnavailable)
 	}
-	if err := s.recordManualRollback(writeCtx, target, d, current, hasCurrent); err != nil {
+	if d, err = s.recordManualRollback(writeCtx, held, target, d, current, hasCurrent); err != nil {
 		return domain.Deployment{}, err
 	}
 	if d.Status == domain.DeploymentVerified {
@@ -276,34 +277,51 @@ func (s *Service) rollbackTarget(ctx context.Context, repository, environment st
 }
 
 // recordManualRollback stores the end of a manual rollback with its event;
-// a verified one marks the deployment it replaced rolled back.
-func (s *Service) recordManualRollback(ctx context.Context, target domain.Release, d domain.Deployment, current domain.Deployment, hasCurrent bool) error {
-	return s.inTx(ctx, func(tx *sql.Tx) error {
-		if err := endDeployment(ctx, tx, d); err != nil {
-			return err
-		}
-		if d.Status != domain.DeploymentVerified {
-			return enqueue(ctx, tx, &releaseeventsv1.DeploymentFailed{
-				Repository: repositoryRef(target.Repository), Deployment: deploymentProto(d),
-			}, d.ID, "")
-		}
-		from := ""
-		if hasCurrent {
-			from = current.Version
-			if err := markRolledBack(ctx, tx, current.ID); err != nil {
+// a verified one marks the deployment it replaced rolled back, fenced by
+// the environment's lock: when the lock was lost meanwhile (another replica
+// may deploy there now), the rollback is recorded as interrupted instead.
+func (s *Service) recordManualRollback(ctx context.Context, held *heldLock, target domain.Release, d domain.Deployment, current domain.Deployment, hasCurrent bool) (domain.Deployment, error) {
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		if d.Status == domain.DeploymentVerified {
+			if err := held.Fence(ctx, tx); err != nil {
 				return err
 			}
 		}
-		if err := setReleaseStatus(ctx, tx, target.ID, domain.ReleaseDeployed); err != nil {
+		return s.recordManualRollbackIn(ctx, tx, target, d, current, hasCurrent)
+	})
+	if errors.Is(err, lease.ErrLost) {
+		d.Status, d.Reason = domain.DeploymentFailed, domain.InterruptedReason
+		err = s.inTx(ctx, func(tx *sql.Tx) error { return s.recordManualRollbackIn(ctx, tx, target, d, current, hasCurrent) })
+	}
+	return d, err
+}
+
+// recordManualRollbackIn is recordManualRollback's writes, in tx.
+func (s *Service) recordManualRollbackIn(ctx context.Context, tx *sql.Tx, target domain.Release, d domain.Deployment, current domain.Deployment, hasCurrent bool) error {
+	if err := endDeployment(ctx, tx, d); err != nil {
+		return err
+	}
+	if d.Status != domain.DeploymentVerified {
+		return enqueue(ctx, tx, &releaseeventsv1.DeploymentFailed{
+			Repository: repositoryRef(target.Repository), Deployment: deploymentProto(d),
+		}, d.ID, "")
+	}
+	from := ""
+	if hasCurrent {
+		from = current.Version
+		if err := markRolledBack(ctx, tx, current.ID); err != nil {
 			return err
 		}
-		return enqueue(ctx, tx, &releaseeventsv1.ServiceRolledBack{
-			Repository:  repositoryRef(target.Repository),
-			Environment: d.Environment,
-			FromVersion: from,
-			ToVersion:   target.Version.String(),
-			Reason:      "rollback requested through the API",
-			Deployment:  deploymentProto(d),
-		}, d.ID, "")
-	})
+	}
+	if err := setReleaseStatus(ctx, tx, target.ID, domain.ReleaseDeployed); err != nil {
+		return err
+	}
+	return enqueue(ctx, tx, &releaseeventsv1.ServiceRolledBack{
+		Repository:  repositoryRef(target.Repository),
+		Environment: d.Environment,
+		FromVersion: from,
+		ToVersion:   target.Version.String(),
+		Reason:      "rollback requested through the API",
+		Deployment:  deploymentProto(d),
+	}, d.ID, "")
 }

@@ -112,7 +112,7 @@ func NewService(cfg Config, d Deps) (*Service, error) {
 		holder = Name
 	}
 	holder = fmt.Sprintf("%s-%d-%s", holder, os.Getpid(), ids.New())
-	locks := newKeyedLocks(d.DB, holder, lockLease{Duration: cfg.LeaseDuration, Heartbeat: cfg.Heartbeat, StopTime: lockStopTime}, d.Log)
+	locks := newKeyedLocks(d.DB, holder, lockLease{Duration: cfg.LeaseDuration, Heartbeat: cfg.Heartbeat, StopTime: lockStopTime, Supervisor: d.Supervisor}, d.Log)
 	base, stop := context.WithCancel(context.Background())
 	return &Service{
 		cfg: cfg, store: d.Store, logs: steplog.New(d.DB, cfg.Logs, steplog.GuardedBy(d.Supervisor)), js: d.JetStream, source: d.Source,
