@@ -157,17 +157,23 @@ func TestEveryServiceKilledInTurnLosesNothing(t *testing.T) {
 			s.Kill(c.Res)
 		}
 		if i == 23 {
-			t.Logf("stopping NATS node %s", node.Container.Name)
-			s.Stop(node)
-			restarted.Go(func() {
-				time.Sleep(15 * time.Second)
-				t.Logf("starting %s again", node.Container.Name)
-				s.Start(node)
-			})
+			s.StopFor(node, 15*time.Second, &restarted)
 		}
 	})
 	restarted.Wait()
 	assertClean(t, w.Finish(6*time.Minute), 30)
+}
+
+// StopFor stops the container now and starts it again after d, in a
+// goroutine that restarted counts.
+func (s *Stack) StopFor(res *dockertest.Resource, d time.Duration, restarted *sync.WaitGroup) {
+	s.t.Logf("stopping %s", res.Container.Name)
+	s.Stop(res)
+	restarted.Go(func() {
+		time.Sleep(d)
+		s.t.Logf("starting %s again", res.Container.Name)
+		s.Start(res)
+	})
 }
 
 // Scenario 3: one NATS node is stopped in the middle of 20 runs and started
@@ -180,13 +186,7 @@ func TestNATSNodeStoppedAndStartedLosesNoEvent(t *testing.T) {
 	var restarted sync.WaitGroup
 	w.TriggerEvery(20, 300*time.Millisecond, func(i int) {
 		if i == 8 {
-			t.Logf("stopping %s", node.Container.Name)
-			s.Stop(node)
-			restarted.Go(func() {
-				time.Sleep(15 * time.Second)
-				t.Logf("starting %s again", node.Container.Name)
-				s.Start(node)
-			})
+			s.StopFor(node, 15*time.Second, &restarted)
 		}
 	})
 	restarted.Wait()
