@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -39,7 +40,10 @@ const (
 // shellPipeline is a pipeline that needs only the images' busybox: a build
 // that takes a few seconds (so runs overlap and a build can be caught in
 // flight), a JUnit report, and a deploy that records the version it
-// deployed and is verified by a command.
+// deployed and is verified by a command. The deploy pauses for as many
+// seconds as the file deploy-pause says (none without it), so that a
+// scenario can catch one in flight; it is safe to run again, as its
+// on_interrupt says.
 const shellPipeline = `version: 1
 build:
   steps:
@@ -62,7 +66,8 @@ release:
   branches: [main]
   environments:
     - name: staging
-      deploy: cp "$SLUICE_ARTIFACTS_DIR/app" "$SLUICE_STATE_DIR/current" && echo "$SLUICE_RELEASE_VERSION" >> "$SLUICE_STATE_DIR/deploys.log"
+      deploy: sleep "$(cat deploy-pause 2>/dev/null || echo 0)" && cp "$SLUICE_ARTIFACTS_DIR/app" "$SLUICE_STATE_DIR/current" && echo "$SLUICE_RELEASE_VERSION" >> "$SLUICE_STATE_DIR/deploys.log"
+      on_interrupt: redeploy
       verify:
         command: test -s "$SLUICE_STATE_DIR/current"
         timeout: 30s
@@ -130,7 +135,19 @@ type Workload struct {
 // subscription to it, for load tests.
 func (s *Stack) NewWorkload(name string) *Workload {
 	s.t.Helper()
-	repo := s.NewRepo(name, map[string]string{".sluice.yaml": shellPipeline, "VERSION": "0\n"})
+	return s.NewWorkloadWith(name, nil)
+}
+
+// NewWorkloadWith is NewWorkload with more files in the repository's first
+// commit.
+func (s *Stack) NewWorkloadWith(name string, files map[string]string) *Workload {
+	s.t.Helper()
+	files = maps.Clone(files)
+	if files == nil {
+		files = map[string]string{}
+	}
+	files[".sluice.yaml"], files["VERSION"] = shellPipeline, "0\n"
+	repo := s.NewRepo(name, files)
 	if _, err := s.API().Source.CreateRepository(context.Background(), &sourcev1.CreateRepositoryRequest{
 		Url: repo.InContainer(), Name: name,
 	}); err != nil {
@@ -198,17 +215,19 @@ type Tally struct {
 	DeploysTwice, ReleasesTwice, NotificationsTwice, NotificationsMissing int
 	// DeadLetters are events a consumer gave up on (the DEADLETTER stream).
 	DeadLetters uint64
-	// BuildsRetried are builds that ran more than once (a takeover).
-	BuildsRetried int
+	// BuildsRetried are builds that ran more than once (a takeover), and
+	// DeploysRetried deployments whose deploy command was started again
+	// (an interrupted deploy, on_interrupt: redeploy).
+	BuildsRetried, DeploysRetried int
 	// Notifications is how many (subscriber, event) deliveries arrived.
 	Notifications int
 }
 
 func (t Tally) String() string {
 	return fmt.Sprintf("runs started %d / succeeded %d / failed %d / lost %d / executed twice %d "+
-		"(deploys twice %d, releases twice %d, notifications %d, twice %d, missing %d, dead letters %d, builds retried %d)",
+		"(deploys twice %d, releases twice %d, notifications %d, twice %d, missing %d, dead letters %d, builds retried %d, deploys retried %d)",
 		t.Started, t.Succeeded, t.Failed, t.Lost, t.Twice, t.DeploysTwice, t.ReleasesTwice, t.Notifications, t.NotificationsTwice,
-		t.NotificationsMissing, t.DeadLetters, t.BuildsRetried)
+		t.NotificationsMissing, t.DeadLetters, t.BuildsRetried, t.DeploysRetried)
 }
 
 // Finish waits for every run to end (within the deadline), counts the
@@ -273,6 +292,9 @@ func (w *Workload) Finish(within time.Duration) Tally {
 	for _, d := range deps.GetDeployments() {
 		if !d.GetRollback() && d.GetRunId() != "" {
 			perRun[d.GetRunId()+"/"+d.GetEnvironment()]++
+		}
+		if d.GetAttempts() > 1 {
+			t.DeploysRetried++
 		}
 	}
 	for key, n := range perRun {

@@ -39,6 +39,8 @@ func releaseSpecOf(p *sourcev1.Pipeline) domain.ReleaseSpec {
 			DeployTimeout: e.GetDeployTimeout().AsDuration(),
 			Env:           e.GetEnv(),
 			Secrets:       e.GetSecrets(),
+
+			RedeployOnInterrupt: e.GetOnInterrupt() == sourcev1.OnInterrupt_ON_INTERRUPT_REDEPLOY,
 		}
 		if v := e.GetVerify(); v != nil {
 			env.Verify = domain.Verify{HTTP: v.GetHttp(), Command: v.GetCommand(), Timeout: v.GetTimeout().AsDuration()}
@@ -137,6 +139,7 @@ func deploymentProto(d domain.Deployment) *releasev1.Deployment {
 		RunId:        d.RunID,
 		FailedStep:   d.FailedStep,
 		LastLogLines: d.LastLogLines,
+		Attempts:     uint32(max(d.Attempts, 0)), //nolint:gosec // not negative
 	}
 }
 

@@ -119,54 +119,123 @@ func (s *Service) releaseHeld(ctx context.Context, st stage, rel domain.Release,
 			note(w, domain.LogStep(domain.StepDeploy, env.Name), "not deploying %s to %s: %s", rel.Version, env.Name, left)
 			return envResult{left: left, newer: newer}, nil
 		}
-		// The state store not answering is the store's outage: this
-		// delivery fails before the deployment is made, and the next one
-		// tries again.
-		state, err := s.restoreState(ctx, rel.Repository.Name, env.Name)
-		if err != nil {
-			return envResult{}, err
-		}
 		d = newDeployment(rel, env.Name, st.runID, false)
-		if err := s.store.InsertDeployment(ctx, d); err != nil {
-			return envResult{}, err
-		}
-		log.Info("deploying", slog.String("deployment_id", d.ID))
-		out := logTo{w: w, deploy: domain.LogStep(domain.StepDeploy, env.Name), verify: domain.LogStep(domain.StepVerify, env.Name)}
-		if err := s.deploy(ctx, rel, env, &d, out, ws, state); err != nil {
-			// Stopping, or the lock lost: the deployment stays in progress
-			// and the redelivered event fails it as interrupted.
-			return envResult{}, err
-		}
-		if err := s.recordDeployment(ctx, st, rel, d, held); err != nil {
+		if err := s.deployAndRecord(ctx, st, rel, env, &d, w, ws, held, true); err != nil {
 			return envResult{}, err
 		}
 	case err != nil:
 		return envResult{}, err
 	case d.Status.InProgress():
-		log.Warn("found an interrupted deployment; failing it", slog.String("deployment_id", d.ID))
-		// d.Started says whether the deploy command had been started: if
-		// not, the environment was not touched.
-		d.Status, d.Reason, d.EndedAt = domain.DeploymentFailed, domain.InterruptedReason, time.Now().UTC()
-		note(w, domain.LogStep(domain.StepDeploy, env.Name), "the deploy of %s to %s was %s", rel.Version, env.Name, d.Reason)
-		if err := s.recordDeployment(ctx, st, rel, d, held); err != nil {
-			return envResult{}, err
+		res, done, err := s.interrupted(ctx, st, rel, env, &d, w, held)
+		if done || err != nil {
+			return res, err
 		}
 	}
 	if d.Status != domain.DeploymentFailed {
 		return envResult{}, nil // verified (and perhaps rolled back by hand since)
 	}
+	return s.failed(ctx, st, rel, env, d, w, held)
+}
 
+// interrupted handles deployment d of rel to env, found in progress: the
+// replica that ran it stopped or lost the environment's lock. A release
+// deployed there since (newer, or of the same commit) replaced whatever
+// it did: it ends FAILED, without a rollback and without making rel bad,
+// and env is left as for a run that finds a newer release there (done).
+// Otherwise it goes on (resumes) or fails as interrupted; d says how it
+// ended.
+func (s *Service) interrupted(ctx context.Context, st stage, rel domain.Release, env domain.Environment, d *domain.Deployment, w *steplog.Writer, held *heldLock) (res envResult, done bool, err error) {
+	log := st.log.With(slog.String("environment", env.Name), slog.String("deployment_id", d.ID), slog.Int("attempts", d.Attempts))
+	step := domain.LogStep(domain.StepDeploy, env.Name)
+	left, newer, err := s.alreadyThere(ctx, st, rel, env.Name)
+	if err != nil {
+		return envResult{}, false, err
+	}
+	switch {
+	case left != "":
+		log.Warn("found an interrupted deployment that a later one replaced", slog.String("left", left))
+		d.Status, d.Reason, d.EndedAt, d.Superseded = domain.DeploymentFailed, domain.InterruptedReason+"; not deployed again: "+left, time.Now().UTC(), true
+		note(w, step, "the deploy of %s to %s was %s", rel.Version, env.Name, d.Reason)
+		if err := s.recordDeployment(ctx, st, rel, *d, held); err != nil {
+			return envResult{}, false, err
+		}
+		return envResult{left: left, newer: newer}, true, nil
+	case resumes(*d, env):
+		if d.Started {
+			log.Warn("found an interrupted deployment; deploying again")
+			note(w, step, "the deploy of %s to %s was interrupted after its command started (the release service stopped or lost the environment's lock); running it again as its on_interrupt says (redeploy: start %d of at most %d)",
+				rel.Version, env.Name, d.Attempts+1, domain.MaxDeployAttempts)
+		} else {
+			log.Warn("found a deployment interrupted before its command started; going on")
+			note(w, step, "the deploy of %s to %s was interrupted before its command started; going on", rel.Version, env.Name)
+		}
+		return envResult{}, false, s.deployAndRecord(ctx, st, rel, env, d, w, nil, held, false)
+	default:
+		log.Warn("found an interrupted deployment; failing it")
+		d.Status, d.Reason, d.EndedAt = domain.DeploymentFailed, domain.InterruptedReason, time.Now().UTC()
+		if d.Attempts > 1 {
+			d.Reason = fmt.Sprintf("%s, %d times", domain.InterruptedReason, d.Attempts)
+		}
+		note(w, step, "the deploy of %s to %s was %s", rel.Version, env.Name, d.Reason)
+		return envResult{}, false, s.recordDeployment(ctx, st, rel, *d, held)
+	}
+}
+
+// failed is the end of a run's deployment d that failed: rel is bad, and
+// env gets its last verified release back when d's command had started.
+func (s *Service) failed(ctx context.Context, st stage, rel domain.Release, env domain.Environment, d domain.Deployment, w *steplog.Writer, held *heldLock) (envResult, error) {
 	summary := domain.FailureSummary(env.Name, d.Reason)
 	reason := summary + "; " + env.Name + " was not changed"
 	rolledBack := false
 	if d.Started {
-		var text string
+		var (
+			text string
+			err  error
+		)
 		if text, rolledBack, err = s.rollbackAfterFailure(ctx, st, rel, env, summary, w, held); err != nil {
 			return envResult{}, err
 		}
 		reason = summary + "; " + text
 	}
 	return envResult{failed: true, reason: domain.WithLastLines(reason, d.FailedStep, d.LastLogLines), rolledBack: rolledBack}, nil
+}
+
+// resumes reports whether deployment d, found in progress, goes on: its
+// deploy command never started (the environment was not touched), or its
+// environment redeploys on interrupt and d has starts left.
+func resumes(d domain.Deployment, env domain.Environment) bool {
+	return !d.Started || (env.RedeployOnInterrupt && d.Attempts < domain.MaxDeployAttempts)
+}
+
+// deployAndRecord restores the environment's state, records deployment d
+// (new: inserts it; otherwise it is one found interrupted, set deploying
+// again), deploys it and records how it ended. The state store not
+// answering is the store's outage: this delivery fails before the
+// deployment is made or changed, and the next one tries again.
+func (s *Service) deployAndRecord(ctx context.Context, st stage, rel domain.Release, env domain.Environment, d *domain.Deployment, w *steplog.Writer, ws *workspace, held *heldLock, isNew bool) error {
+	state, err := s.restoreState(ctx, rel.Repository.Name, env.Name)
+	if err != nil {
+		return err
+	}
+	switch {
+	case isNew:
+		err = s.store.InsertDeployment(ctx, *d)
+	case d.Status != domain.DeploymentDeploying:
+		d.Status = domain.DeploymentDeploying
+		err = s.store.SetDeploymentStatus(ctx, d.ID, d.Status)
+	}
+	if err != nil {
+		return err
+	}
+	st.log.Info("deploying", slog.String("environment", env.Name), slog.String("version", rel.Version.String()),
+		slog.String("deployment_id", d.ID), slog.Int("attempt", d.Attempts+1))
+	out := logTo{w: w, deploy: domain.LogStep(domain.StepDeploy, env.Name), verify: domain.LogStep(domain.StepVerify, env.Name)}
+	if err := s.deploy(ctx, rel, env, d, out, ws, state); err != nil {
+		// Stopping, or the lock lost: the deployment stays in progress
+		// and the redelivered event finds it interrupted.
+		return err
+	}
+	return s.recordDeployment(ctx, st, rel, *d, held)
 }
 
 // stopReason says why work under a lock stopped with ctx.
@@ -211,7 +280,7 @@ func (s *Service) recordDeployment(ctx context.Context, st stage, rel domain.Rel
 				RunId: st.runID, Repository: repositoryRef(st.repo), Deployment: deploymentProto(d),
 			}, d.ID, st.runID)
 		}
-		if d.Started {
+		if d.Started && !d.Superseded {
 			if err := setReleaseStatus(ctx, tx, rel.ID, domain.ReleaseBad); err != nil {
 				return err
 			}
@@ -411,6 +480,7 @@ func (s *Service) runDeploy(ctx context.Context, rel domain.Release, env domain.
 		return err
 	}
 	d.Started = true
+	d.Attempts++
 	timeout := env.DeployTimeout
 	if timeout <= 0 {
 		timeout = s.cfg.DefaultDeployTimeout

@@ -288,6 +288,23 @@ func (h *harness) state(env, name string) string {
 	return string(data)
 }
 
+// waitForLines waits until the state file name of env has n lines: the
+// lines, not the file, since the shell creates the file before echo
+// writes to it.
+func (h *harness) waitForLines(env, name string, n int) {
+	h.t.Helper()
+	deadline := time.Now().Add(waitFor)
+	for {
+		if b, err := os.ReadFile(filepath.Join(StateDir(h.cfg.DataDir, repoName, env), name)); err == nil && strings.Count(string(b), "\n") >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			h.t.Fatalf("%s has no %d lines in %s after %s", name, n, env, waitFor)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // deploys lists the deploy script's runs in env: "version env repository greeting".
 func (h *harness) deploys(env string) []string {
 	h.t.Helper()

@@ -8,7 +8,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"connectrpc.com/connect"
 
@@ -527,18 +526,7 @@ func TestInterruptedDeployIsFailedNotRerunAndRolledBack(t *testing.T) {
 		"deploy.sh": `echo "$SLUICE_RELEASE_VERSION" >> "$SLUICE_STATE_DIR/hung"; sleep 60` + "\n",
 	})
 	runID := h.run(slow, "main", h.pipeline())
-	deadline := time.Now().Add(waitFor)
-	for {
-		// Wait for the line, not the file: the shell creates the file before
-		// echo writes to it.
-		if b, err := os.ReadFile(filepath.Join(StateDir(h.cfg.DataDir, repoName, "staging"), "hung")); err == nil && strings.HasSuffix(string(b), "\n") {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the slow deploy did not start")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	h.waitForLines("staging", "hung", 1)
 	h.proc.Stop() // the "crash": the deploy is killed mid-way
 	if n := len(eventsOf[*releaseeventsv1.ReleaseFinished](h.events, runID)); n != 0 {
 		t.Fatalf("release finished although it was interrupted")
@@ -559,6 +547,54 @@ func TestInterruptedDeployIsFailedNotRerunAndRolledBack(t *testing.T) {
 	failed := eventsOf[*releaseeventsv1.DeploymentFailed](h.events, runID)
 	if len(failed) != 1 || failed[0].GetDeployment().GetReason() != "interrupted: the release service stopped during the deploy" {
 		t.Fatalf("DeploymentFailed = %v", failed)
+	}
+}
+
+// An environment whose pipeline says on_interrupt: redeploy has its
+// interrupted deploy run again by the next delivery, which then succeeds:
+// nothing is rolled back, and the deployment says it took two starts.
+func TestInterruptedDeployIsRunAgainWhenItsEnvironmentSaysRedeploy(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.release(h.initialCommit())
+	// The first start in staging hangs until the service is stopped; the
+	// second deploys. ($SLUICE_STATE_DIR keeps the count: a stopped deploy's
+	// state is stored.)
+	slow := h.repo.CommitFiles("feat: slow first deploy", map[string]string{
+		"deploy.sh": `n=$(($(cat "$SLUICE_STATE_DIR/starts" 2>/dev/null || echo 0) + 1))
+echo "$n" > "$SLUICE_STATE_DIR/starts"
+echo "$SLUICE_RELEASE_VERSION" >> "$SLUICE_STATE_DIR/hung"
+if [ "$SLUICE_ENVIRONMENT" = staging ] && [ "$n" = 1 ]; then sleep 60; fi
+` + deployScript,
+	})
+	pipeline := h.pipeline()
+	pipeline.Release.Environments[0].OnInterrupt = sourcev1.OnInterrupt_ON_INTERRUPT_REDEPLOY
+	runID := h.run(slow, "main", pipeline)
+	h.waitForLines("staging", "hung", 1)
+	h.proc.Stop()
+
+	h.start()
+	fin := h.finished(runID)
+	if fin.GetOutcome() != releaseeventsv1.ReleaseOutcome_RELEASE_OUTCOME_SUCCEEDED || fin.GetVersion() != "v0.2.0" || fin.GetRolledBack() {
+		t.Fatalf("ReleaseFinished = %v, want SUCCEEDED v0.2.0", fin)
+	}
+	if got := strings.Fields(h.state("staging", "hung")); !slices.Equal(got, []string{"v0.2.0", "v0.2.0"}) {
+		t.Fatalf("staging's deploy ran for %q, want v0.2.0 twice", got)
+	}
+	if got := strings.TrimSpace(h.state("production", "current")); got != "v0.2.0" {
+		t.Fatalf("production runs %s, want v0.2.0", got)
+	}
+	deployed := eventsOf[*releaseeventsv1.ServiceDeployed](h.events, runID)
+	if len(deployed) != 2 || deployed[0].GetDeployment().GetAttempts() != 2 || deployed[1].GetDeployment().GetAttempts() != 1 {
+		t.Fatalf("ServiceDeployed = %v, want staging after 2 starts, production after 1", deployed)
+	}
+	if n := len(eventsOf[*releaseeventsv1.DeploymentFailed](h.events, runID)); n != 0 {
+		t.Fatalf("%d deployments failed", n)
+	}
+	lines, _ := h.logs(runID, "deploy:staging")
+	want := "--- the deploy of v0.2.0 to staging was interrupted after its command started (the release service stopped or lost the environment's lock); running it again as its on_interrupt says (redeploy: start 2 of at most 3)"
+	if !slices.Contains(lines, want) {
+		t.Fatalf("the staging deploy's log does not say it ran again:\n%s", strings.Join(lines, "\n"))
 	}
 }
 

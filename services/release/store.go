@@ -117,6 +117,7 @@ type environmentJSON struct {
 	VerifyTimeout time.Duration     `json:"verify_timeout,omitempty"`
 	Env           map[string]string `json:"env,omitempty"`
 	Secrets       map[string]string `json:"secrets,omitempty"`
+	Redeploy      bool              `json:"redeploy_on_interrupt,omitempty"`
 }
 
 func encodeEnvironments(envs []domain.Environment) (string, error) {
@@ -125,7 +126,7 @@ func encodeEnvironments(envs []domain.Environment) (string, error) {
 		out = append(out, environmentJSON{
 			Name: e.Name, Deploy: e.Deploy, DeployTimeout: e.DeployTimeout,
 			VerifyHTTP: e.Verify.HTTP, VerifyCommand: e.Verify.Command, VerifyTimeout: e.Verify.Timeout,
-			Env: e.Env, Secrets: e.Secrets,
+			Env: e.Env, Secrets: e.Secrets, Redeploy: e.RedeployOnInterrupt,
 		})
 	}
 	b, err := json.Marshal(out)
@@ -142,7 +143,7 @@ func decodeEnvironments(s string) ([]domain.Environment, error) {
 		out = append(out, domain.Environment{
 			Name: e.Name, Deploy: e.Deploy, DeployTimeout: e.DeployTimeout,
 			Verify: domain.Verify{HTTP: e.VerifyHTTP, Command: e.VerifyCommand, Timeout: e.VerifyTimeout},
-			Env:    e.Env, Secrets: e.Secrets,
+			Env:    e.Env, Secrets: e.Secrets, RedeployOnInterrupt: e.Redeploy,
 		})
 	}
 	return out, nil
@@ -368,7 +369,7 @@ func (s *Store) ListReleases(ctx context.Context, f ListFilter, page paging.Page
 }
 
 const deploymentColumns = `id, release_id, repository, environment, version, run_id, rollback, started, status, reason,
-	failed_step, last_log_lines, created_at, ended_at`
+	failed_step, last_log_lines, created_at, ended_at, attempts`
 
 func scanDeployment(src row) (domain.Deployment, error) {
 	var (
@@ -378,7 +379,7 @@ func scanDeployment(src row) (domain.Deployment, error) {
 		createdAt, endedAt int64
 	)
 	if err := src.Scan(&d.ID, &d.ReleaseID, &d.Repository, &d.Environment, &d.Version, &d.RunID, &rollback, &started,
-		&status, &d.Reason, &d.FailedStep, (*sqldb.StringList)(&d.LastLogLines), &createdAt, &endedAt); err != nil {
+		&status, &d.Reason, &d.FailedStep, (*sqldb.StringList)(&d.LastLogLines), &createdAt, &endedAt, &d.Attempts); err != nil {
 		return domain.Deployment{}, err
 	}
 	if len(d.LastLogLines) == 0 {
@@ -456,9 +457,10 @@ func (s *Store) RunDeployment(ctx context.Context, runID, environment string, ro
 		runID, environment, boolInt(rollback))
 }
 
-// MarkStarted records that the deploy command of deployment id is about to run.
+// MarkStarted records that the deploy command of deployment id is about to
+// run (once more).
 func (s *Store) MarkStarted(ctx context.Context, id string) error {
-	if _, err := s.db.ExecContext(ctx, `UPDATE deployments SET started = 1 WHERE id = $1`, id); err != nil {
+	if _, err := s.db.ExecContext(ctx, `UPDATE deployments SET started = 1, attempts = attempts + 1 WHERE id = $1`, id); err != nil {
 		return fmt.Errorf("mark deployment %s started: %w", id, err)
 	}
 	return nil

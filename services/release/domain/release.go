@@ -97,9 +97,15 @@ func (s DeploymentStatus) InProgress() bool {
 }
 
 // InterruptedReason is the reason of a deployment found in progress when
-// its run is handled again: the process stopped while it ran, and since a
-// deploy happens at most once it is never run again.
+// its run is handled again: the process stopped while its deploy command
+// ran, and unless its environment redeploys on interrupt
+// (Environment.RedeployOnInterrupt) a deploy command is never run again.
 const InterruptedReason = "interrupted: the release service stopped during the deploy"
+
+// MaxDeployAttempts is how many times a deploy command is started at most
+// for one deployment, when its environment redeploys on interrupt: a
+// deploy that brings its release replica down every time must end.
+const MaxDeployAttempts = 3
 
 // Deployment is one deploy of a release to an environment.
 type Deployment struct {
@@ -118,6 +124,13 @@ type Deployment struct {
 	// Started is true once the deploy command was started: until then the
 	// environment was not touched.
 	Started bool
+	// Attempts is how many times the deploy command was started (more
+	// than once only when interrupted, see MaxDeployAttempts).
+	Attempts int
+	// Superseded is set (not stored) on a deployment found interrupted
+	// after a later one replaced it: it failed, but its release is not
+	// bad for it.
+	Superseded bool
 	// FailedStep and LastLogLines are set when the deployment failed in a
 	// command: the step of the release log it failed in (LogStep) and the
 	// last lines of that command's output.
@@ -136,6 +149,10 @@ type Environment struct {
 	Env           map[string]string
 	// Secrets maps variables to the secrets whose values they receive.
 	Secrets map[string]string
+	// RedeployOnInterrupt is the pipeline's on_interrupt: redeploy: a
+	// deploy found interrupted after its command started is run again
+	// (up to MaxDeployAttempts starts) instead of failed and rolled back.
+	RedeployOnInterrupt bool
 }
 
 // Verify is the health check after a deploy: an HTTP URL that must answer

@@ -325,23 +325,33 @@ func (p *parser) reports(n *yaml.Node) []*sourcev1.ReportSpec {
 }
 
 func (p *parser) reportFormat(n *yaml.Node) sourcev1.ReportFormat {
+	return sourcev1.ReportFormat(p.keyword(n, "report format", `the formats are "go-test-json" and "junit"`,
+		[]string{"go-test-json", "junit"},
+		[]int32{int32(sourcev1.ReportFormat_REPORT_FORMAT_GO_TEST_JSON), int32(sourcev1.ReportFormat_REPORT_FORMAT_JUNIT_XML)}))
+}
+
+func (p *parser) onInterrupt(n *yaml.Node) sourcev1.OnInterrupt {
+	return sourcev1.OnInterrupt(p.keyword(n, "on_interrupt", `on_interrupt is "rollback" or "redeploy"`,
+		[]string{"rollback", "redeploy"},
+		[]int32{int32(sourcev1.OnInterrupt_ON_INTERRUPT_ROLLBACK), int32(sourcev1.OnInterrupt_ON_INTERRUPT_REDEPLOY)}))
+}
+
+// keyword decodes one of words into the enum value at the same index; 0,
+// the unspecified value, after an error naming what, with the closest
+// word or hint.
+func (p *parser) keyword(n *yaml.Node, what, hint string, words []string, values []int32) int32 {
 	s, ok := p.str(n)
 	if !ok {
-		return sourcev1.ReportFormat_REPORT_FORMAT_UNSPECIFIED
+		return 0
 	}
-	switch s {
-	case "go-test-json":
-		return sourcev1.ReportFormat_REPORT_FORMAT_GO_TEST_JSON
-	case "junit":
-		return sourcev1.ReportFormat_REPORT_FORMAT_JUNIT_XML
+	if i := slices.Index(words, s); i >= 0 {
+		return values[i]
 	}
-	formats := []string{"go-test-json", "junit"}
-	hint := `the formats are "go-test-json" and "junit"`
-	if c := closest(s, formats); c != "" {
+	if c := closest(s, words); c != "" {
 		hint = fmt.Sprintf("did you mean %q?", c)
 	}
-	p.errorAt(resolve(n), hint, "unknown report format %q", s)
-	return sourcev1.ReportFormat_REPORT_FORMAT_UNSPECIFIED
+	p.errorAt(resolve(n), hint, "unknown %s %q", what, s)
+	return 0
 }
 
 func (p *parser) release(n *yaml.Node) *sourcev1.ReleaseSpec {
@@ -390,6 +400,7 @@ func (p *parser) environments(n *yaml.Node) []*sourcev1.EnvironmentSpec {
 			field{key: "deploy_timeout", decode: func(n *yaml.Node) { env.DeployTimeout = p.duration(n) }},
 			field{key: "env", decode: func(n *yaml.Node) { env.Env, env.Secrets = p.env(n) }},
 			field{key: "verify", decode: func(n *yaml.Node) { env.Verify = p.verify(n) }},
+			field{key: "on_interrupt", decode: func(n *yaml.Node) { env.OnInterrupt = p.onInterrupt(n) }},
 		)
 		environments = append(environments, env)
 	}

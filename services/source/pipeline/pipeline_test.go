@@ -66,6 +66,7 @@ release:
         timeout: 30s
     - name: production
       deploy: ./deploy.sh production
+      on_interrupt: redeploy
       verify:
         command: curl -f https://example.com/healthz
 `,
@@ -110,8 +111,9 @@ release:
 						},
 					},
 					{
-						Name:   "production",
-						Deploy: "./deploy.sh production",
+						Name:        "production",
+						Deploy:      "./deploy.sh production",
+						OnInterrupt: sourcev1.OnInterrupt_ON_INTERRUPT_REDEPLOY,
 						Verify: &sourcev1.VerifySpec{
 							Check: &sourcev1.VerifySpec_Command{Command: "curl -f https://example.com/healthz"},
 						},
@@ -508,6 +510,12 @@ release:
     - name: prod3
       deploy: ./deploy.sh
       verify: {http: /healthz}
+    - name: prod4
+      deploy: ./deploy.sh
+      on_interrupt: redeplay
+    - name: prod5
+      deploy: ./deploy.sh
+      on_interrupt: retry
 `,
 		want: []string{
 			`.sluice.yaml:3:20: branch name must not be empty`,
@@ -519,6 +527,8 @@ release:
 			`.sluice.yaml:16:9: verify needs one of "http" or "command"`,
 			`.sluice.yaml:19:22: invalid URL "ftp://example.com/": expected an absolute http:// or https:// URL (hint: e.g. http://127.0.0.1:8080/healthz)`,
 			`.sluice.yaml:22:22: invalid URL "/healthz": expected an absolute http:// or https:// URL (hint: e.g. http://127.0.0.1:8080/healthz)`,
+			`.sluice.yaml:25:21: unknown on_interrupt "redeplay" (hint: did you mean "redeploy"?)`,
+			`.sluice.yaml:28:21: unknown on_interrupt "retry" (hint: on_interrupt is "rollback" or "redeploy")`,
 		},
 	},
 }

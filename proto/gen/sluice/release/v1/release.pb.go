@@ -328,8 +328,12 @@ type Deployment struct {
 	// When the deployment failed in a command: the step of the release log
 	// it failed in (deploy:<environment>, verify:<environment> or
 	// rollback:<environment>) and that command's last output lines.
-	FailedStep    string   `protobuf:"bytes,12,opt,name=failed_step,json=failedStep,proto3" json:"failed_step,omitempty"`
-	LastLogLines  []string `protobuf:"bytes,13,rep,name=last_log_lines,json=lastLogLines,proto3" json:"last_log_lines,omitempty"`
+	FailedStep   string   `protobuf:"bytes,12,opt,name=failed_step,json=failedStep,proto3" json:"failed_step,omitempty"`
+	LastLogLines []string `protobuf:"bytes,13,rep,name=last_log_lines,json=lastLogLines,proto3" json:"last_log_lines,omitempty"`
+	// How many times the deploy command was started: more than 1 when the
+	// release service was interrupted during the deploy and the environment's
+	// on_interrupt is redeploy; 0 when it never started.
+	Attempts      uint32 `protobuf:"varint,14,opt,name=attempts,proto3" json:"attempts,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -453,6 +457,13 @@ func (x *Deployment) GetLastLogLines() []string {
 		return x.LastLogLines
 	}
 	return nil
+}
+
+func (x *Deployment) GetAttempts() uint32 {
+	if x != nil {
+		return x.Attempts
+	}
+	return 0
 }
 
 // ListReleasesRequest lists the releases of a repository, or the release
@@ -1198,7 +1209,7 @@ const file_sluice_release_v1_release_proto_rawDesc = "" +
 	"\tartifacts\x18\a \x03(\v2\".sluice.release.v1.ReleaseArtifactR\tartifacts\x128\n" +
 	"\x06status\x18\b \x01(\x0e2 .sluice.release.v1.ReleaseStatusR\x06status\x12;\n" +
 	"\vcreate_time\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"createTime\"\xda\x03\n" +
+	"createTime\"\xf6\x03\n" +
 	"\n" +
 	"Deployment\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1e\n" +
@@ -1219,7 +1230,8 @@ const file_sluice_release_v1_release_proto_rawDesc = "" +
 	"\x06run_id\x18\v \x01(\tR\x05runId\x12\x1f\n" +
 	"\vfailed_step\x18\f \x01(\tR\n" +
 	"failedStep\x12$\n" +
-	"\x0elast_log_lines\x18\r \x03(\tR\flastLogLines\"\xa7\x04\n" +
+	"\x0elast_log_lines\x18\r \x03(\tR\flastLogLines\x12\x1a\n" +
+	"\battempts\x18\x0e \x01(\rR\battempts\"\xa7\x04\n" +
 	"\x13ListReleasesRequest\x12\x8b\x02\n" +
 	"\n" +
 	"repository\x18\x01 \x01(\tB\xea\x01\xbaH\xe6\x01\xba\x01\xe2\x01\n" +

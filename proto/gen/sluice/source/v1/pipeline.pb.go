@@ -72,6 +72,63 @@ func (ReportFormat) EnumDescriptor() ([]byte, []int) {
 	return file_sluice_source_v1_pipeline_proto_rawDescGZIP(), []int{0}
 }
 
+// OnInterrupt is what happens to a deploy that was interrupted after its
+// command started, when nobody knows whether the command changed the
+// environment.
+type OnInterrupt int32
+
+const (
+	// The same as ROLLBACK.
+	OnInterrupt_ON_INTERRUPT_UNSPECIFIED OnInterrupt = 0
+	// The deployment fails, and the environment gets its last verified
+	// release back.
+	OnInterrupt_ON_INTERRUPT_ROLLBACK OnInterrupt = 1
+	// The deploy command is run again (it must be safe to run twice), up to
+	// three starts in all; then it fails as with ROLLBACK.
+	OnInterrupt_ON_INTERRUPT_REDEPLOY OnInterrupt = 2
+)
+
+// Enum value maps for OnInterrupt.
+var (
+	OnInterrupt_name = map[int32]string{
+		0: "ON_INTERRUPT_UNSPECIFIED",
+		1: "ON_INTERRUPT_ROLLBACK",
+		2: "ON_INTERRUPT_REDEPLOY",
+	}
+	OnInterrupt_value = map[string]int32{
+		"ON_INTERRUPT_UNSPECIFIED": 0,
+		"ON_INTERRUPT_ROLLBACK":    1,
+		"ON_INTERRUPT_REDEPLOY":    2,
+	}
+)
+
+func (x OnInterrupt) Enum() *OnInterrupt {
+	p := new(OnInterrupt)
+	*p = x
+	return p
+}
+
+func (x OnInterrupt) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (OnInterrupt) Descriptor() protoreflect.EnumDescriptor {
+	return file_sluice_source_v1_pipeline_proto_enumTypes[1].Descriptor()
+}
+
+func (OnInterrupt) Type() protoreflect.EnumType {
+	return &file_sluice_source_v1_pipeline_proto_enumTypes[1]
+}
+
+func (x OnInterrupt) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use OnInterrupt.Descriptor instead.
+func (OnInterrupt) EnumDescriptor() ([]byte, []int) {
+	return file_sluice_source_v1_pipeline_proto_rawDescGZIP(), []int{1}
+}
+
 // Pipeline is the validated form of a repository's `.sluice.yaml` at one
 // commit. Source parses and validates the file and carries the result in the
 // run request; every later stage finds the part it runs in the event that
@@ -501,7 +558,11 @@ type EnvironmentSpec struct {
 	// command runs. Values never travel in events: the service that runs the
 	// command asks source for them (SecretService.ResolveSecrets) and masks
 	// them in the log. A variable is either in env or in secrets.
-	Secrets       map[string]string `protobuf:"bytes,6,rep,name=secrets,proto3" json:"secrets,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Secrets map[string]string `protobuf:"bytes,6,rep,name=secrets,proto3" json:"secrets,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// What the release service does with a deploy found interrupted (the
+	// replica running it was killed, or lost the environment's lock, after
+	// the deploy command started): unspecified is ROLLBACK.
+	OnInterrupt   OnInterrupt `protobuf:"varint,7,opt,name=on_interrupt,json=onInterrupt,proto3,enum=sluice.source.v1.OnInterrupt" json:"on_interrupt,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -576,6 +637,13 @@ func (x *EnvironmentSpec) GetSecrets() map[string]string {
 		return x.Secrets
 	}
 	return nil
+}
+
+func (x *EnvironmentSpec) GetOnInterrupt() OnInterrupt {
+	if x != nil {
+		return x.OnInterrupt
+	}
+	return OnInterrupt_ON_INTERRUPT_UNSPECIFIED
 }
 
 // VerifySpec is the health check that must pass after a deploy.
@@ -716,14 +784,15 @@ const file_sluice_source_v1_pipeline_proto_rawDesc = "" +
 	"\vReleaseSpec\x12-\n" +
 	"\bbranches\x18\x01 \x03(\tB\x11\xbaH\x0e\x92\x01\v\x102\"\ar\x05\x10\x01\x18\xff\x01R\bbranches\x12O\n" +
 	"\fenvironments\x18\x02 \x03(\v2!.sluice.source.v1.EnvironmentSpecB\b\xbaH\x05\x92\x01\x02\x10\x14R\fenvironments:t\xbaHq\x1ao\n" +
-	" release.unique_environment_names\x12 environment names must be unique\x1a)this.environments.map(e, e.name).unique()\"\xeb\x05\n" +
+	" release.unique_environment_names\x12 environment names must be unique\x1a)this.environments.map(e, e.name).unique()\"\xb7\x06\n" +
 	"\x0fEnvironmentSpec\x124\n" +
 	"\x04name\x18\x01 \x01(\tB \xbaH\x1dr\x1b\x10\x01\x18?2\x15^[a-z0-9][a-z0-9_-]*$R\x04name\x12#\n" +
 	"\x06deploy\x18\x02 \x01(\tB\v\xbaH\br\x06\x10\x01(\x80\x80\x04R\x06deploy\x12P\n" +
 	"\x0edeploy_timeout\x18\x03 \x01(\v2\x19.google.protobuf.DurationB\x0e\xbaH\v\xaa\x01\b\"\x04\b\x80\xa3\x052\x00R\rdeployTimeout\x124\n" +
 	"\x06verify\x18\x04 \x01(\v2\x1c.sluice.source.v1.VerifySpecR\x06verify\x12n\n" +
 	"\x03env\x18\x05 \x03(\v2*.sluice.source.v1.EnvironmentSpec.EnvEntryB0\xbaH-\x9a\x01*\x10d\"\x1fr\x1d\x18\x80\x012\x18^[A-Za-z_][A-Za-z0-9_]*$*\x05r\x03(\x80@R\x03env\x12\x94\x01\n" +
-	"\asecrets\x18\x06 \x03(\v2..sluice.source.v1.EnvironmentSpec.SecretsEntryBJ\xbaHG\x9a\x01D\x10d\"\x1fr\x1d\x18\x80\x012\x18^[A-Za-z_][A-Za-z0-9_]*$*\x1fr\x1d\x18\x80\x012\x18^[A-Za-z_][A-Za-z0-9_]*$R\asecrets\x1a6\n" +
+	"\asecrets\x18\x06 \x03(\v2..sluice.source.v1.EnvironmentSpec.SecretsEntryBJ\xbaHG\x9a\x01D\x10d\"\x1fr\x1d\x18\x80\x012\x18^[A-Za-z_][A-Za-z0-9_]*$*\x1fr\x1d\x18\x80\x012\x18^[A-Za-z_][A-Za-z0-9_]*$R\asecrets\x12J\n" +
+	"\fon_interrupt\x18\a \x01(\x0e2\x1d.sluice.source.v1.OnInterruptB\b\xbaH\x05\x82\x01\x02\x10\x01R\vonInterrupt\x1a6\n" +
 	"\bEnvEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a:\n" +
@@ -741,7 +810,11 @@ const file_sluice_source_v1_pipeline_proto_rawDesc = "" +
 	"\fReportFormat\x12\x1d\n" +
 	"\x19REPORT_FORMAT_UNSPECIFIED\x10\x00\x12\x1e\n" +
 	"\x1aREPORT_FORMAT_GO_TEST_JSON\x10\x01\x12\x1b\n" +
-	"\x17REPORT_FORMAT_JUNIT_XML\x10\x02B\xc7\x01\n" +
+	"\x17REPORT_FORMAT_JUNIT_XML\x10\x02*a\n" +
+	"\vOnInterrupt\x12\x1c\n" +
+	"\x18ON_INTERRUPT_UNSPECIFIED\x10\x00\x12\x19\n" +
+	"\x15ON_INTERRUPT_ROLLBACK\x10\x01\x12\x19\n" +
+	"\x15ON_INTERRUPT_REDEPLOY\x10\x02B\xc7\x01\n" +
 	"\x14com.sluice.source.v1B\rPipelineProtoP\x01Z>github.com/sluicehq/sluice/proto/gen/sluice/source/v1;sourcev1\xa2\x02\x03SSX\xaa\x02\x10Sluice.Source.V1\xca\x02\x10Sluice\\Source\\V1\xe2\x02\x1cSluice\\Source\\V1\\GPBMetadata\xea\x02\x12Sluice::Source::V1b\x06proto3"
 
 var (
@@ -756,48 +829,50 @@ func file_sluice_source_v1_pipeline_proto_rawDescGZIP() []byte {
 	return file_sluice_source_v1_pipeline_proto_rawDescData
 }
 
-var file_sluice_source_v1_pipeline_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_sluice_source_v1_pipeline_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
 var file_sluice_source_v1_pipeline_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_sluice_source_v1_pipeline_proto_goTypes = []any{
 	(ReportFormat)(0),           // 0: sluice.source.v1.ReportFormat
-	(*Pipeline)(nil),            // 1: sluice.source.v1.Pipeline
-	(*Step)(nil),                // 2: sluice.source.v1.Step
-	(*BuildSpec)(nil),           // 3: sluice.source.v1.BuildSpec
-	(*ArtifactSpec)(nil),        // 4: sluice.source.v1.ArtifactSpec
-	(*TestSpec)(nil),            // 5: sluice.source.v1.TestSpec
-	(*ReportSpec)(nil),          // 6: sluice.source.v1.ReportSpec
-	(*ReleaseSpec)(nil),         // 7: sluice.source.v1.ReleaseSpec
-	(*EnvironmentSpec)(nil),     // 8: sluice.source.v1.EnvironmentSpec
-	(*VerifySpec)(nil),          // 9: sluice.source.v1.VerifySpec
-	nil,                         // 10: sluice.source.v1.Step.EnvEntry
-	nil,                         // 11: sluice.source.v1.Step.SecretsEntry
-	nil,                         // 12: sluice.source.v1.EnvironmentSpec.EnvEntry
-	nil,                         // 13: sluice.source.v1.EnvironmentSpec.SecretsEntry
-	(*durationpb.Duration)(nil), // 14: google.protobuf.Duration
+	(OnInterrupt)(0),            // 1: sluice.source.v1.OnInterrupt
+	(*Pipeline)(nil),            // 2: sluice.source.v1.Pipeline
+	(*Step)(nil),                // 3: sluice.source.v1.Step
+	(*BuildSpec)(nil),           // 4: sluice.source.v1.BuildSpec
+	(*ArtifactSpec)(nil),        // 5: sluice.source.v1.ArtifactSpec
+	(*TestSpec)(nil),            // 6: sluice.source.v1.TestSpec
+	(*ReportSpec)(nil),          // 7: sluice.source.v1.ReportSpec
+	(*ReleaseSpec)(nil),         // 8: sluice.source.v1.ReleaseSpec
+	(*EnvironmentSpec)(nil),     // 9: sluice.source.v1.EnvironmentSpec
+	(*VerifySpec)(nil),          // 10: sluice.source.v1.VerifySpec
+	nil,                         // 11: sluice.source.v1.Step.EnvEntry
+	nil,                         // 12: sluice.source.v1.Step.SecretsEntry
+	nil,                         // 13: sluice.source.v1.EnvironmentSpec.EnvEntry
+	nil,                         // 14: sluice.source.v1.EnvironmentSpec.SecretsEntry
+	(*durationpb.Duration)(nil), // 15: google.protobuf.Duration
 }
 var file_sluice_source_v1_pipeline_proto_depIdxs = []int32{
-	3,  // 0: sluice.source.v1.Pipeline.build:type_name -> sluice.source.v1.BuildSpec
-	5,  // 1: sluice.source.v1.Pipeline.test:type_name -> sluice.source.v1.TestSpec
-	7,  // 2: sluice.source.v1.Pipeline.release:type_name -> sluice.source.v1.ReleaseSpec
-	14, // 3: sluice.source.v1.Step.timeout:type_name -> google.protobuf.Duration
-	10, // 4: sluice.source.v1.Step.env:type_name -> sluice.source.v1.Step.EnvEntry
-	11, // 5: sluice.source.v1.Step.secrets:type_name -> sluice.source.v1.Step.SecretsEntry
-	2,  // 6: sluice.source.v1.BuildSpec.steps:type_name -> sluice.source.v1.Step
-	4,  // 7: sluice.source.v1.BuildSpec.artifacts:type_name -> sluice.source.v1.ArtifactSpec
-	2,  // 8: sluice.source.v1.TestSpec.steps:type_name -> sluice.source.v1.Step
-	6,  // 9: sluice.source.v1.TestSpec.reports:type_name -> sluice.source.v1.ReportSpec
+	4,  // 0: sluice.source.v1.Pipeline.build:type_name -> sluice.source.v1.BuildSpec
+	6,  // 1: sluice.source.v1.Pipeline.test:type_name -> sluice.source.v1.TestSpec
+	8,  // 2: sluice.source.v1.Pipeline.release:type_name -> sluice.source.v1.ReleaseSpec
+	15, // 3: sluice.source.v1.Step.timeout:type_name -> google.protobuf.Duration
+	11, // 4: sluice.source.v1.Step.env:type_name -> sluice.source.v1.Step.EnvEntry
+	12, // 5: sluice.source.v1.Step.secrets:type_name -> sluice.source.v1.Step.SecretsEntry
+	3,  // 6: sluice.source.v1.BuildSpec.steps:type_name -> sluice.source.v1.Step
+	5,  // 7: sluice.source.v1.BuildSpec.artifacts:type_name -> sluice.source.v1.ArtifactSpec
+	3,  // 8: sluice.source.v1.TestSpec.steps:type_name -> sluice.source.v1.Step
+	7,  // 9: sluice.source.v1.TestSpec.reports:type_name -> sluice.source.v1.ReportSpec
 	0,  // 10: sluice.source.v1.ReportSpec.format:type_name -> sluice.source.v1.ReportFormat
-	8,  // 11: sluice.source.v1.ReleaseSpec.environments:type_name -> sluice.source.v1.EnvironmentSpec
-	14, // 12: sluice.source.v1.EnvironmentSpec.deploy_timeout:type_name -> google.protobuf.Duration
-	9,  // 13: sluice.source.v1.EnvironmentSpec.verify:type_name -> sluice.source.v1.VerifySpec
-	12, // 14: sluice.source.v1.EnvironmentSpec.env:type_name -> sluice.source.v1.EnvironmentSpec.EnvEntry
-	13, // 15: sluice.source.v1.EnvironmentSpec.secrets:type_name -> sluice.source.v1.EnvironmentSpec.SecretsEntry
-	14, // 16: sluice.source.v1.VerifySpec.timeout:type_name -> google.protobuf.Duration
-	17, // [17:17] is the sub-list for method output_type
-	17, // [17:17] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	9,  // 11: sluice.source.v1.ReleaseSpec.environments:type_name -> sluice.source.v1.EnvironmentSpec
+	15, // 12: sluice.source.v1.EnvironmentSpec.deploy_timeout:type_name -> google.protobuf.Duration
+	10, // 13: sluice.source.v1.EnvironmentSpec.verify:type_name -> sluice.source.v1.VerifySpec
+	13, // 14: sluice.source.v1.EnvironmentSpec.env:type_name -> sluice.source.v1.EnvironmentSpec.EnvEntry
+	14, // 15: sluice.source.v1.EnvironmentSpec.secrets:type_name -> sluice.source.v1.EnvironmentSpec.SecretsEntry
+	1,  // 16: sluice.source.v1.EnvironmentSpec.on_interrupt:type_name -> sluice.source.v1.OnInterrupt
+	15, // 17: sluice.source.v1.VerifySpec.timeout:type_name -> google.protobuf.Duration
+	18, // [18:18] is the sub-list for method output_type
+	18, // [18:18] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_sluice_source_v1_pipeline_proto_init() }
@@ -814,7 +889,7 @@ func file_sluice_source_v1_pipeline_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sluice_source_v1_pipeline_proto_rawDesc), len(file_sluice_source_v1_pipeline_proto_rawDesc)),
-			NumEnums:      1,
+			NumEnums:      2,
 			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   0,
