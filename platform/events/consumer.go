@@ -16,6 +16,7 @@ import (
 
 	"github.com/sluicehq/sluice/platform/natsconn"
 	"github.com/sluicehq/sluice/platform/retry"
+	"github.com/sluicehq/sluice/platform/runner"
 )
 
 // ErrPermanent marks a handler error that no redelivery can fix; the event
@@ -53,6 +54,11 @@ type ConsumerConfig struct {
 	Heartbeat time.Duration
 	// Metrics, when set, count the consumer's dead letters.
 	Metrics *Metrics
+	// Supervisor guards the consumer's goroutines (one per message in
+	// hand, and its heartbeat), and the handlers' contexts carry it
+	// (runner.NewContext) for the goroutines of their work (a checkout, a
+	// step). Nil: runner's default, which counts nowhere.
+	Supervisor *runner.Supervisor
 	// DrainTimeout is how long events in hand may go on after shutdown
 	// began, so that a stop (a rolling upgrade) finishes short work instead
 	// of interrupting it; then their context ends. Default DefaultDrainTimeout.
@@ -89,7 +95,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 	maxDeliver := cons.CachedInfo().Config.MaxDeliver
 	// Handlers run on their own context: when ctx ends no new event is
 	// taken, and the ones in hand get DrainTimeout to finish.
-	handlerCtx, cancelHandlers := context.WithCancel(context.WithoutCancel(ctx))
+	handlerCtx, cancelHandlers := context.WithCancel(runner.NewContext(context.WithoutCancel(ctx), c.cfg.Supervisor))
 	drain := c.cfg.DrainTimeout
 	if drain <= 0 {
 		drain = DefaultDrainTimeout
@@ -152,7 +158,13 @@ func (c *Consumer) Run(ctx context.Context) error {
 			go func(m jetstream.Msg) {
 				defer wg.Done()
 				defer func() { <-slots }()
-				c.handle(handlerCtx, m, maxDeliver)
+				err := c.cfg.Supervisor.Try("event delivery", func() error {
+					c.handle(handlerCtx, m, maxDeliver)
+					return nil
+				})
+				if err != nil {
+					c.settlePanicked(handlerCtx, m, err)
+				}
 			}(m)
 		}
 		if first {
@@ -266,9 +278,13 @@ func (c *Consumer) handle(ctx context.Context, m jetstream.Msg, maxDeliver int) 
 	log = log.With(slog.String("event_id", ev.ID), slog.String("run_id", ev.ChainID))
 
 	hctx, cancel := context.WithCancel(ctx)
-	stopBeat := c.heartbeat(hctx, m)
+	stopBeat := c.heartbeat(hctx, cancel, m)
 	err = recovered(log, func() error { return c.handler(hctx, ev, delivery{meta: meta, maxDeliver: maxDeliver}) })
-	stopBeat()
+	if p, beatPanicked := runner.Panicked(stopBeat()); beatPanicked && err != nil {
+		// The heartbeat's panic stopped the handler (its lease would
+		// lapse): whatever made it panic comes again with every delivery.
+		err = &panicError{value: p.Value}
+	}
 	cancel()
 
 	var panicked *panicError
@@ -325,29 +341,56 @@ func recovered(log *slog.Logger, f func() error) (err error) {
 	return f()
 }
 
-func (c *Consumer) heartbeat(ctx context.Context, m jetstream.Msg) func() {
+// heartbeat extends m's lease while its handler runs, until the returned
+// stop is called, which returns the heartbeat's panic (a
+// *runner.PanicError, counted), if any. A heartbeat that panics stops the
+// handler (cancel), whose lease would lapse.
+func (c *Consumer) heartbeat(ctx context.Context, cancel context.CancelFunc, m jetstream.Msg) (stop func() error) {
 	if c.cfg.Heartbeat <= 0 {
-		return func() {}
+		return func() error { return nil }
 	}
 	done := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
+	beat := make(chan error, 1)
 	go func() {
-		defer wg.Done()
-		t := time.NewTicker(c.cfg.Heartbeat)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				_ = m.InProgress()
+		err := c.cfg.Supervisor.Try("event heartbeat", func() error {
+			t := time.NewTicker(c.cfg.Heartbeat)
+			defer t.Stop()
+			for {
+				select {
+				case <-done:
+					return nil
+				case <-ctx.Done():
+					return nil
+				case <-t.C:
+					_ = m.InProgress()
+				}
 			}
+		})
+		if err != nil {
+			cancel()
 		}
+		beat <- err
 	}()
-	return func() { close(done); wg.Wait() }
+	return func() error { close(done); return <-beat }
+}
+
+// settlePanicked settles m after a panic in the consumer's own calls around
+// its handler (its metadata, heartbeat, ack, dead letter, log): unless m
+// was settled before the panic, it is dead-lettered as a handler's panic
+// would be, or, if that panics too, left for redelivery after a delay.
+func (c *Consumer) settlePanicked(ctx context.Context, m jetstream.Msg, err error) {
+	if errors.Is(m.InProgress(), jetstream.ErrMsgAlreadyAckd) {
+		return // acked, naked or terminated before the panic
+	}
+	log := c.log.With(slog.String("subject", m.Subject()))
+	p, _ := runner.Panicked(err)
+	err = c.cfg.Supervisor.Try("event dead letter", func() error {
+		c.deadLetter(context.WithoutCancel(ctx), m, log, CausePanic, &panicError{value: p.Value})
+		return nil
+	})
+	if err != nil {
+		_ = m.NakWithDelay(5 * time.Second)
+	}
 }
 
 // Header names on a dead-lettered message, beside the original headers.

@@ -13,10 +13,12 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
 	"github.com/sluicehq/sluice/platform/executor/internal/supervisor"
+	"github.com/sluicehq/sluice/platform/runner"
 	"github.com/sluicehq/sluice/platform/secretmask"
 )
 
@@ -163,18 +165,21 @@ func (l *Local) Run(ctx context.Context, spec Spec) (Result, error) {
 
 	var stdout, stderr *lineWriter
 	var masked []io.Closer // the maskers in front of stdout and stderr
+	output := &outputGuard{sup: runner.FromContext(ctx)}
 	if spec.Output != nil {
 		sink := &outputSink{fn: spec.Output}
 		stdout = newLineWriter(Stdout, sink, MaxLineLen)
 		stderr = newLineWriter(Stderr, sink, MaxLineLen)
-		cmd.Stdout, cmd.Stderr = stdout, stderr
+		var out, errOut io.Writer = stdout, stderr
 		if m := secretmask.New(spec.Secrets); !m.Empty() {
 			// Masking comes before the split into lines, so a secret
 			// that spans lines is masked too.
 			mo, me := m.Writer(stdout), m.Writer(stderr)
-			cmd.Stdout, cmd.Stderr = mo, me
+			out, errOut = mo, me
 			masked = []io.Closer{mo, me}
 		}
+		// exec copies the output in goroutines of its own.
+		cmd.Stdout, cmd.Stderr = output.writer(out), output.writer(errOut)
 	}
 
 	start := time.Now()
@@ -187,11 +192,13 @@ func (l *Local) Run(ctx context.Context, spec Spec) (Result, error) {
 		// Wait has returned, so the copying goroutines are done. What the
 		// maskers hold back goes to the line writers (which never fail),
 		// then their last lines to Output.
-		for _, c := range masked {
-			_ = c.Close()
-		}
-		stdout.flush()
-		stderr.flush()
+		output.run(func() {
+			for _, c := range masked {
+				_ = c.Close()
+			}
+			stdout.flush()
+			stderr.flush()
+		})
 	}
 
 	res := Result{ExitCode: -1}
@@ -217,7 +224,59 @@ func (l *Local) Run(ctx context.Context, spec Spec) (Result, error) {
 	default:
 	}
 	res.Duration = time.Since(start)
+	if err := output.failure(); err != nil {
+		return Result{}, fmt.Errorf("executor: step %s: output: %w", name, err)
+	}
 	return res, nil
+}
+
+// outputGuard runs what exec's goroutines that copy a step's output call
+// (the maskers, the line writers, Spec.Output) under a Supervisor: a panic
+// there is counted and ends the step's output, whose rest is read and
+// dropped so that the step does not block on it, and Run fails with the
+// panic once the step ended.
+type outputGuard struct {
+	sup *runner.Supervisor
+	mu  sync.Mutex
+	err error
+}
+
+// run runs fn unless an earlier call panicked, and reports whether it ran
+// to its end.
+func (g *outputGuard) run(fn func()) bool {
+	if g.failure() != nil {
+		return false
+	}
+	err := g.sup.Try("step output", func() error { fn(); return nil })
+	if err == nil {
+		return true
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.err == nil {
+		g.err = err
+	}
+	return false
+}
+
+func (g *outputGuard) failure() error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.err
+}
+
+func (g *outputGuard) writer(w io.Writer) io.Writer { return guardedWriter{g: g, w: w} }
+
+type guardedWriter struct {
+	g *outputGuard
+	w io.Writer
+}
+
+func (w guardedWriter) Write(p []byte) (n int, err error) {
+	if !w.g.run(func() { n, err = w.w.Write(p) }) {
+		return len(p), nil // dropped
+	}
+	return n, err
 }
 
 // killGroup waits until the process group pgid is empty or deadline has
@@ -340,7 +399,10 @@ func (l *Local) supervised(ctx context.Context, spec Spec, env []string, home st
 		_, _ = specR.Close(), specW.Close()
 		return nil, nil, fmt.Errorf("step sandbox: %w", err)
 	}
-	st := &supervisorStatus{spec: specW, body: body, r: statusR, w: statusW, specR: specR, done: make(chan struct{})}
+	st := &supervisorStatus{
+		spec: specW, body: body, r: statusR, w: statusW, specR: specR,
+		sup: runner.FromContext(ctx), done: make(chan struct{}), panicked: make(chan error, 2),
+	}
 	// /proc/self/exe is this very binary even if its file was replaced
 	// since the service started.
 	cmd := exec.CommandContext(ctx, "/proc/self/exe")
@@ -362,11 +424,17 @@ func (l *Local) supervised(ctx context.Context, spec Spec, env []string, home st
 
 // supervisorStatus is the service's end of the supervisor's pipes.
 type supervisorStatus struct {
-	spec, specR, w *os.File
-	body           []byte
-	r              *os.File
-	done           chan struct{}
-	report         []byte
+	spec   io.WriteCloser
+	specR  io.Closer
+	w      io.Closer
+	body   []byte
+	r      io.ReadCloser
+	sup    *runner.Supervisor
+	done   chan struct{}
+	report []byte
+	// panicked has the panics of the goroutines that write the spec and
+	// read the report.
+	panicked chan error
 }
 
 // started hands the supervisor its step and starts reading its report;
@@ -378,12 +446,19 @@ func (s *supervisorStatus) started() {
 	// The supervisor has its copies now.
 	_, _ = s.specR.Close(), s.w.Close()
 	go func() {
-		_, _ = s.spec.Write(s.body)
-		_ = s.spec.Close()
+		// A failed write is the supervisor's to report.
+		s.panicked <- s.sup.Try("step spec writer", func() error {
+			defer func() { _ = s.spec.Close() }() // the supervisor reads to the end
+			_, _ = s.spec.Write(s.body)
+			return nil
+		})
 	}()
 	go func() {
 		defer close(s.done)
-		s.report, _ = io.ReadAll(io.LimitReader(s.r, 64<<10))
+		s.panicked <- s.sup.Try("step report reader", func() error {
+			s.report, _ = io.ReadAll(io.LimitReader(s.r, 64<<10))
+			return nil
+		})
 	}()
 }
 
@@ -396,6 +471,13 @@ func (s *supervisorStatus) outcome() (int, error) {
 		// A process the step left with the pipe open: impossible, the
 		// supervisor closes it on exec; do not hang on it anyway.
 		return -1, nil
+	}
+	// The report read, the spec was written long before: a panic of either
+	// is the step's failure.
+	for range len(s.panicked) {
+		if err := <-s.panicked; err != nil {
+			return -1, fmt.Errorf("step sandbox: %w", err)
+		}
 	}
 	line := strings.TrimSpace(string(s.report))
 	switch {

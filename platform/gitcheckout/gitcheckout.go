@@ -18,11 +18,13 @@ import (
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/format/packfile"
 	"github.com/go-git/go-git/v5/plumbing/revlist"
+	"github.com/go-git/go-git/v5/plumbing/storer"
 	"github.com/go-git/go-git/v5/plumbing/transport"
 
 	"github.com/sluicehq/sluice/platform/egress"
 	"github.com/sluicehq/sluice/platform/gitauth"
 	"github.com/sluicehq/sluice/platform/gitremote"
+	"github.com/sluicehq/sluice/platform/runner"
 )
 
 // ErrCommitNotFound is returned (wrapped) by Checkout when the repository
@@ -200,23 +202,36 @@ func cloneLocal(ctx context.Context, path, url string, hash plumbing.Hash, dir s
 		return nil, fmt.Errorf("gitcheckout: add remote to %s: %w", dir, err)
 	}
 
-	// Stream a pack of the objects from the source into the new repository.
-	pr, pw := io.Pipe()
-	encoded := make(chan error, 1)
-	go func() {
-		_, err := packfile.NewEncoder(pw, src.Storer, false).Encode(objects, 0)
-		pw.CloseWithError(err)
-		encoded <- err
-	}()
-	err = packfile.UpdateObjectStorage(dst.Storer, ctxReader{ctx, pr})
-	pr.CloseWithError(io.ErrClosedPipe) // stops the encoder if the copy failed
-	if encErr := <-encoded; err == nil && encErr != nil {
-		err = encErr
-	}
-	if err != nil {
+	if err := CopyObjects(ctx, runner.FromContext(ctx), src.Storer, dst.Storer, objects); err != nil {
 		return nil, fmt.Errorf("gitcheckout: copy objects from %s: %w", url, err)
 	}
 	return dst, nil
+}
+
+// CopyObjects streams a pack of objects from src into dst, the pack
+// encoded in a goroutine of its own under sup: a panic there (a bad object
+// in src) fails the copy with a *runner.PanicError, counted in
+// sluice_goroutine_panics_total{task="git pack encoder"}, instead of
+// crashing the process.
+func CopyObjects(ctx context.Context, sup *runner.Supervisor, src storer.EncodedObjectStorer, dst storer.Storer, objects []plumbing.Hash) error {
+	pr, pw := io.Pipe()
+	encoded := make(chan error, 1)
+	go func() {
+		err := sup.Try("git pack encoder", func() error {
+			_, err := packfile.NewEncoder(pw, src, false).Encode(objects, 0)
+			return err
+		})
+		pw.CloseWithError(err)
+		encoded <- err
+	}()
+	err := packfile.UpdateObjectStorage(dst, ctxReader{ctx, pr})
+	pr.CloseWithError(io.ErrClosedPipe) // stops the encoder if the copy failed
+	if encErr := <-encoded; encErr != nil {
+		if _, panicked := runner.Panicked(encErr); panicked || err == nil {
+			err = encErr
+		}
+	}
+	return err
 }
 
 // ctxReader fails reads once ctx is done.

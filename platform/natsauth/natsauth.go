@@ -66,7 +66,9 @@ type extra struct {
 	// (ephemeral, library-named) consumers, and deletes them when done.
 	watchesEvents bool
 	// readsDeadLetters: it reads the DEADLETTER stream message by message
-	// (direct get), to list the dead letters.
+	// (direct get), to list the dead letters with their bodies, and with
+	// headers-only ordered consumers (library-named), which it deletes when
+	// done, to list them without.
 	readsDeadLetters bool
 }
 
@@ -210,8 +212,10 @@ func serviceUser(d natsprovision.Declarations, svc string) (User, error) {
 	}
 
 	if extras[svc].readsDeadLetters {
-		pub.add("list the dead letters: read stream DEADLETTER message by message (direct get)",
-			api+"STREAM.INFO."+natsprovision.DeadLetterStream, api+"DIRECT.GET."+natsprovision.DeadLetterStream)
+		dl := natsprovision.DeadLetterStream
+		pub.add("list the dead letters: read stream DEADLETTER message by message (direct get), or their headers only with ordered consumers (any name)",
+			api+"STREAM.INFO."+dl, api+"DIRECT.GET."+dl,
+			api+"CONSUMER.CREATE."+dl+".*.>", api+"CONSUMER.MSG.NEXT."+dl+".*", api+"CONSUMER.DELETE."+dl+".*")
 	}
 
 	var sub rules

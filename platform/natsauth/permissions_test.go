@@ -211,6 +211,25 @@ func readDeadLetters(ctx context.Context, t *testing.T, notify *service) {
 			t.Fatalf("notify reading %s's dead letters: %v", svc, err)
 		}
 	}
+	// Without their bodies: a headers-only ordered consumer, deleted once
+	// read.
+	cons, err := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{"sluice.deadletter.>"}, HeadersOnly: true})
+	if err != nil {
+		t.Fatalf("notify reading DEADLETTER's headers: %v", err)
+	}
+	batch, err := cons.FetchNoWait(1)
+	if err != nil {
+		t.Fatalf("notify reading DEADLETTER's headers: %v", err)
+	}
+	m, ok := <-batch.Messages()
+	if !ok || m.Headers().Get(nats.MsgSize) == "" || len(m.Data()) != 0 {
+		t.Fatalf("notify reading DEADLETTER's headers: %v", batch.Error())
+	}
+	for range batch.Messages() {
+	}
+	if err := notify.js.DeleteConsumer(ctx, natsprovision.DeadLetterStream, cons.CachedInfo().Name); err != nil {
+		t.Fatalf("notify deleting its ordered consumer on DEADLETTER: %v", err)
+	}
 }
 
 // consumeAndDeadLetter runs the service's consumer (platform/events) on a

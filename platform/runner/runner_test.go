@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"strings"
@@ -15,6 +16,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/sluicehq/sluice/platform/runner"
+	"github.com/sluicehq/sluice/platform/runner/runnertest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -110,7 +112,7 @@ func TestPanickingLoopIsRestarted(t *testing.T) {
 	if n := starts.Load(); n != 2 {
 		t.Errorf("the loop started %d times; want 2 (once, and again after the panic)", n)
 	}
-	if got := counterValue(t, reg, "poll"); got != 1 {
+	if got := runnertest.Panics(t, reg, "poll"); got != 1 {
 		t.Errorf("sluice_goroutine_panics_total{task=poll} = %v; want 1", got)
 	}
 	for _, want := range []string{`"msg":"background goroutine panicked"`, `"task":"poll"`, "the first poll finds a bad value", `"stack":"goroutine`} {
@@ -158,7 +160,7 @@ func TestGuardCountsAJob(t *testing.T) {
 	if runs != 2 {
 		t.Errorf("%d runs; want each job once", runs)
 	}
-	if got := counterValue(t, reg, "delivery"); got != 1 {
+	if got := runnertest.Panics(t, reg, "delivery"); got != 1 {
 		t.Errorf("sluice_goroutine_panics_total{task=delivery} = %v; want 1", got)
 	}
 	if !strings.Contains(logs.String(), "bad delivery") {
@@ -184,24 +186,45 @@ func TestSupervisorRegistersOnce(t *testing.T) {
 	}
 }
 
-func counterValue(t *testing.T, reg *prometheus.Registry, task string) float64 {
-	t.Helper()
-	families, err := reg.Gather()
+// Try hands a goroutine's panic to the caller waiting for it as an error,
+// counted and logged like Guard's, and returns fn's own error otherwise.
+func TestTryReturnsAPanicAsAnError(t *testing.T) {
+	var logs bytes.Buffer
+	reg := prometheus.NewRegistry()
+	sup, err := runner.NewSupervisor(slog.New(slog.NewJSONHandler(&logs, nil)), reg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, f := range families {
-		if f.GetName() != "sluice_goroutine_panics_total" {
-			continue
-		}
-		for _, m := range f.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == "task" && l.GetValue() == task {
-					return m.GetCounter().GetValue()
-				}
-			}
-		}
+	done := make(chan error, 1)
+	go func() { done <- sup.Try("pack encoder", func() error { panic("bad object") }) }()
+	err = <-done
+	p, ok := runner.Panicked(fmt.Errorf("copy objects: %w", err))
+	if !ok || p.Task != "pack encoder" || p.Value != "bad object" {
+		t.Fatalf("Try returned %v; want the panic as a *runner.PanicError", err)
 	}
-	t.Fatalf("no sluice_goroutine_panics_total{task=%q}", task)
-	return 0
+	if got, want := err.Error(), "pack encoder panicked: bad object"; got != want {
+		t.Errorf("error %q; want %q", got, want)
+	}
+	boom := errors.New("boom")
+	if err := sup.Try("pack encoder", func() error { return boom }); !errors.Is(err, boom) {
+		t.Errorf("Try returned %v; want fn's own error", err)
+	}
+	if _, ok := runner.Panicked(boom); ok {
+		t.Error("a plain error taken for a panic")
+	}
+	if got := runnertest.Panics(t, reg, "pack encoder"); got != 1 {
+		t.Errorf("sluice_goroutine_panics_total{task=pack encoder} = %v; want 1", got)
+	}
+	if !strings.Contains(logs.String(), `"stack":"goroutine`) {
+		t.Errorf("the log lacks the stack: %s", logs.String())
+	}
+	// Work that runs on a service's context finds its Supervisor there;
+	// a nil one (none in the context) still recovers.
+	ctx := runner.NewContext(context.Background(), sup)
+	if runner.FromContext(ctx) != sup {
+		t.Error("FromContext did not find the supervisor")
+	}
+	if err := runner.FromContext(context.Background()).Try("t", func() error { panic("x") }); err == nil {
+		t.Error("a nil supervisor did not recover")
+	}
 }

@@ -2,6 +2,7 @@ package runner
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"runtime/debug"
@@ -100,15 +101,59 @@ func (s *Supervisor) once(ctx context.Context, task string, fn func(context.Cont
 // attempt, a reader of one watch): a panic in it is recovered, logged with
 // its stack and counted, and Guard reports it; fn is not run again.
 func (s *Supervisor) Guard(task string, fn func()) (panicked bool) {
+	return s.Try(task, func() error { fn(); return nil }) != nil
+}
+
+// Try runs fn, the work of a short-lived goroutine whose caller waits for
+// its result (the pack encoder of a checkout, the reader of a step's
+// report, the handling of one event): a panic in fn is recovered, logged
+// with its stack and counted like Guard's, and returned as a *PanicError,
+// so that the work fails and its caller is told why instead of the
+// process crashing; otherwise Try returns what fn returned. Every such
+// goroutine has one shape:
+//
+//	go func() { done <- sup.Try("task", fn) }()
+func (s *Supervisor) Try(task string, fn func() error) (err error) {
 	s = s.or()
 	defer func() {
 		if v := recover(); v != nil {
 			s.recovered(task, v)
-			panicked = true
+			err = &PanicError{Task: task, Value: v}
 		}
 	}()
-	fn()
-	return false
+	return fn()
+}
+
+// PanicError is a panic that Try recovered; the stack went to the log.
+type PanicError struct {
+	Task  string
+	Value any
+}
+
+func (e *PanicError) Error() string { return fmt.Sprintf("%s panicked: %v", e.Task, e.Value) }
+
+// Panicked reports whether err is, or wraps, a panic that Try recovered,
+// and returns it.
+func Panicked(err error) (*PanicError, bool) {
+	var p *PanicError
+	ok := errors.As(err, &p)
+	return p, ok
+}
+
+type supervisorKey struct{}
+
+// NewContext is ctx carrying s, for work that runs on a context its
+// service gave it but has no Supervisor of its own (a checkout, a step run
+// by a consumer's handler): FromContext finds it.
+func NewContext(ctx context.Context, s *Supervisor) context.Context {
+	return context.WithValue(ctx, supervisorKey{}, s)
+}
+
+// FromContext is the Supervisor ctx carries (NewContext), or nil, which
+// works (see Supervisor).
+func FromContext(ctx context.Context) *Supervisor {
+	s, _ := ctx.Value(supervisorKey{}).(*Supervisor)
+	return s
 }
 
 func (s *Supervisor) recovered(task string, v any) {

@@ -234,7 +234,7 @@ func run(spec Spec, p runParams) error {
 	if err != nil {
 		return fmt.Errorf("%s: read the NATS declarations: %w", spec.Name, err)
 	}
-	consumers, err := bind(spec.Name, decl, p.Parts.Consumers, p.JS, p.Log, p.Relay, p.Metrics)
+	consumers, err := bind(spec.Name, decl, p.Parts.Consumers, p.JS, p.Log, p.Relay, p.Metrics, p.Supervisor)
 	if err != nil {
 		return err
 	}
@@ -382,7 +382,7 @@ type boundConsumer struct {
 // the stream comes from the declaration, and the handlers are tracked by
 // the relay. A declared consumer without a handler, or a handler for an
 // undeclared consumer, is an error: code and deploy/nats must agree.
-func bind(service string, decl natsprovision.Declarations, parts []Consumer, js jetstream.JetStream, log *slog.Logger, relay *events.Relay, metrics *events.Metrics) ([]boundConsumer, error) {
+func bind(service string, decl natsprovision.Declarations, parts []Consumer, js jetstream.JetStream, log *slog.Logger, relay *events.Relay, metrics *events.Metrics, sup *runner.Supervisor) ([]boundConsumer, error) {
 	declared := map[string]string{}
 	for _, f := range decl.Consumers[service] {
 		declared[f.Config.Durable] = f.Stream
@@ -405,12 +405,13 @@ func bind(service string, decl natsprovision.Declarations, parts []Consumer, js 
 		}
 		handled[c.Durable] = true
 		out = append(out, boundConsumer{name: c.Durable, Consumer: events.NewConsumer(js, log, events.ConsumerConfig{
-			Service:   service,
-			Stream:    stream,
-			Durable:   c.Durable,
-			Workers:   c.Workers,
-			Heartbeat: c.Heartbeat,
-			Metrics:   metrics,
+			Service:    service,
+			Stream:     stream,
+			Durable:    c.Durable,
+			Workers:    c.Workers,
+			Heartbeat:  c.Heartbeat,
+			Metrics:    metrics,
+			Supervisor: sup,
 		}, relay.Track(c.Handler))})
 	}
 	var missing []string

@@ -9,6 +9,7 @@ import (
 
 	"github.com/sluicehq/sluice/platform/apierror"
 	"github.com/sluicehq/sluice/platform/events"
+	"github.com/sluicehq/sluice/platform/executor"
 	"github.com/sluicehq/sluice/platform/ids"
 	"github.com/sluicehq/sluice/platform/lease"
 	"github.com/sluicehq/sluice/platform/prototime"
@@ -53,7 +54,12 @@ func (s *Service) runBuild(ctx context.Context, req *sourceeventsv1.RunRequested
 	// The lease is kept until this attempt stopped writing, even while the
 	// process is stopping: a takeover must not start before our last line.
 	workCtx, kept := lease.Keep(ctx, buildLease{store: s.store, l: l},
-		lease.Options{Every: s.cfg.Heartbeat, ReleaseTimeout: detachedTimeout, Log: log, Supervisor: s.sup})
+		lease.Options{
+			Every: s.cfg.Heartbeat, ReleaseTimeout: detachedTimeout, Log: log, Supervisor: s.sup,
+			// A worker cut off from the database stops its step before
+			// another may take the build over.
+			Lapse: executor.LeaseLapse(s.leaseTTL(), 0), Since: b.StartTime,
+		})
 	defer kept.Stop()
 
 	w, err := s.logs.Writer(ctx, run.ID, logFlushInterval)
@@ -292,8 +298,10 @@ func (s *Service) acquire(ctx context.Context, run domain.Run, log *slog.Logger)
 	return c, !c.build.Status.Ended(), nil
 }
 
-// leaseTTL is how long a renewal keeps the database lease: two heartbeats.
-func (s *Service) leaseTTL() time.Duration { return 2 * s.cfg.Heartbeat }
+// leaseTTL is how long a renewal keeps the database lease: two heartbeats,
+// and the time a step takes to stop (a worker that could not renew for two
+// heartbeats stops its step, which has ended when the lease lapses).
+func (s *Service) leaseTTL() time.Duration { return 2*s.cfg.Heartbeat + executor.StopTime(0) }
 
 // buildLease is a build's lease, kept in its row of the builds table.
 type buildLease struct {

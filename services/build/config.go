@@ -52,8 +52,10 @@ type Config struct {
 	WorkerID string
 	// Heartbeat is how often a running build renews its JetStream lease
 	// (InProgress) and its lease in the database; a build whose lease was not
-	// renewed for two heartbeats may be taken over. It must stay well under
-	// the build-runs consumer's ack wait (30s).
+	// renewed for two heartbeats and the time a step takes to stop
+	// (executor.StopTime) may be taken over, and a worker that could not
+	// renew for two heartbeats stops its step. It must stay well under the
+	// build-runs consumer's ack wait (30s).
 	Heartbeat time.Duration
 	// TailWait bounds how long a log tail waits for a run's build to
 	// start: longer, and the run is unknown (not_found).
@@ -87,7 +89,7 @@ func (c *Config) RegisterFlags(f *servicekit.Flags) {
 	f.IntVar(&c.Workers, "workers", "builds run at once")
 	f.DurationVar(&c.DefaultStepTimeout, "step-timeout", "timeout of steps that declare none")
 	f.StringVar(&c.WorkerID, "worker-id", "this worker's name in the builds it holds; default <hostname>-<pid>")
-	f.DurationVar(&c.Heartbeat, "heartbeat", "how often a running build renews its lease; a build is taken over after two missed heartbeats")
+	f.DurationVar(&c.Heartbeat, "heartbeat", "how often a running build renews its lease; a build is taken over after two missed heartbeats and the time a step takes to stop")
 	f.IntVar(&c.MaxArtifactSize, "max-artifact-size", "the largest artifact stored, in bytes; a larger one fails the build")
 	f.DurationVar(&c.TailWait, "tail-wait", "how long a log tail (sluice logs --follow) waits for a run's build to start before answering that the run has no build")
 }

@@ -179,3 +179,45 @@ func TestListDeadLetters(t *testing.T) {
 		}
 	}
 }
+
+// A list without bodies reads the dead letters' headers alone: however
+// large their bodies, notify receives a fraction of them, and still tells
+// each body's size.
+func TestListDeadLettersWithoutBodiesReadsNoBody(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	body := bytes.Repeat([]byte("a large event\n"), 40<<10) // 560 KiB
+	for i := range 4 {
+		msg := nats.NewMsg("sluice.deadletter.build.build-runs")
+		msg.Header.Set(events.HeaderDeadLetterReason, fmt.Sprintf("reason %d", i))
+		msg.Data = body
+		if _, err := h.js.PublishMsg(ctx(t), msg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	read := func(withBody bool) (uint64, []*notifyv1.DeadLetter) {
+		t.Helper()
+		before := h.proc.NATS.Stats().InBytes
+		res, err := h.client.ListDeadLetters(ctx(t), &notifyv1.ListDeadLettersRequest{IncludeBody: withBody})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return h.proc.NATS.Stats().InBytes - before, res.GetDeadLetters()
+	}
+	n, list := read(false)
+	if len(list) != 4 {
+		t.Fatalf("%d dead letters; want 4", len(list))
+	}
+	for i, d := range list {
+		if d.GetBodySize() != int64(len(body)) || d.GetBody() != "" || d.GetReason() != fmt.Sprintf("reason %d", i) {
+			t.Errorf("dead letter %d: size %d, reason %q, body of %d bytes; want size %d, its reason, no body", i, d.GetBodySize(), d.GetReason(), len(d.GetBody()), len(body))
+		}
+	}
+	if n > 64<<10 {
+		t.Errorf("listing without bodies read %d bytes from NATS; the bodies are %d", n, 4*len(body))
+	}
+	// With them, the bodies are read (and each cut to what a list carries).
+	if n, list := read(true); n < uint64(4*len(body)) || len(list) != 4 || len(list[0].GetBody()) == 0 {
+		t.Errorf("listing with bodies read %d bytes, %d dead letters; want the bodies read", n, len(list))
+	}
+}

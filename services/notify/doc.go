@@ -131,10 +131,12 @@
 // ListDeadLetters(service, consumer, include_body) lists the DEADLETTER
 // stream, where every service puts the events its consumers gave up on
 // and those NATS refused from its outbox, oldest first, by direct gets (no
-// consumer): the page token stands for the stream sequence of the page's
-// last entry. notify serves it because the CLI has no NATS credentials
-// and notify already reads streams for WatchEvents; its NATS user may
-// direct-get DEADLETTER (platform/natsauth extras). It needs the admin role
+// consumer) when the bodies are asked for, else through a headers-only
+// ordered consumer (a direct get always carries the body): the page token
+// stands for the stream sequence of the page's last entry. notify serves
+// it because the CLI has no NATS credentials and notify already reads
+// streams for WatchEvents; its NATS user may direct-get DEADLETTER and
+// read it with ordered consumers (platform/natsauth extras). It needs the admin role
 // and a token for every repository. Headers are made valid UTF-8 and
 // bounded, and a body, only when asked for, is cut to MaxDeadLetterBody.
 //

@@ -16,6 +16,7 @@ import (
 	"github.com/sluicehq/sluice/platform/events"
 	"github.com/sluicehq/sluice/platform/gitauth"
 	"github.com/sluicehq/sluice/platform/keyring"
+	"github.com/sluicehq/sluice/platform/runner"
 	"github.com/sluicehq/sluice/services/source/domain"
 	"github.com/sluicehq/sluice/services/source/gitmirror"
 )
@@ -54,6 +55,9 @@ type Deps struct {
 	Log       *slog.Logger
 	// Egress is what repository URLs may reach (the allow-egress setting).
 	Egress *egress.Policy
+	// Supervisor guards the service's short-lived goroutines (a mirror
+	// fetch's pack encoder); nil: runner's default.
+	Supervisor *runner.Supervisor `optional:"true"`
 }
 
 // NewService makes the service; cfg must be valid (Config.WithDefaults,
@@ -76,7 +80,7 @@ func NewService(cfg Config, d Deps) (*Service, error) {
 		keys:     keys,
 		cfg:      cfg,
 		store:    d.Store,
-		mirrors:  gitmirror.New(cfg.mirrorsDir(), d.Egress),
+		mirrors:  gitmirror.New(cfg.mirrorsDir(), d.Egress, d.Supervisor),
 		outbox:   d.Outbox,
 		log:      d.Log,
 		changes:  &broadcast{},

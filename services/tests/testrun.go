@@ -10,6 +10,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/sluicehq/sluice/platform/events"
+	"github.com/sluicehq/sluice/platform/executor"
 	"github.com/sluicehq/sluice/platform/ids"
 	"github.com/sluicehq/sluice/platform/lease"
 	"github.com/sluicehq/sluice/platform/prototime"
@@ -67,6 +68,7 @@ func (s *Service) testBuild(ctx context.Context, eventID string, bf *buildevents
 	type claimed struct {
 		run     domain.TestRun
 		outcome ClaimOutcome
+		at      time.Time // when the claim was made
 	}
 	c, err := lease.Acquire(ctx, heldPollInterval, func(ctx context.Context) (claimed, lease.Try, error) {
 		now := time.Now()
@@ -76,9 +78,9 @@ func (s *Service) testBuild(ctx context.Context, eventID string, bf *buildevents
 			// test run (that worker's lease on the message lapsed). Keep this
 			// delivery until the worker finishes or stops renewing its lease
 			// on the test run, then take over: the run is never left RUNNING.
-			return claimed{run, outcome}, lease.Held, err
+			return claimed{run, outcome, now}, lease.Held, err
 		}
-		return claimed{run, outcome}, lease.Settled, err
+		return claimed{run, outcome, now}, lease.Settled, err
 	})
 	if err != nil {
 		return err
@@ -98,13 +100,13 @@ func (s *Service) testBuild(ctx context.Context, eventID string, bf *buildevents
 	case TakenOver:
 		log.Info("test run taken over from a worker that stopped")
 	}
-	return s.execute(ctx, log, run, bf, d)
+	return s.execute(ctx, log, run, bf, d, c.at)
 }
 
 // execute runs one attempt of the test run and records its outcome.
-func (s *Service) execute(parent context.Context, log *slog.Logger, run domain.TestRun, bf *buildeventsv1.BuildFinished, d events.Delivery) error {
-	ctx, kept := lease.Keep(parent, testRunLease{store: s.store, run: run},
-		lease.Options{Every: heartbeat, ReleaseTimeout: releaseTimeout, Log: log, Supervisor: s.sup})
+// claimed is when the test run was claimed.
+func (s *Service) execute(parent context.Context, log *slog.Logger, run domain.TestRun, bf *buildeventsv1.BuildFinished, d events.Delivery, claimed time.Time) error {
+	ctx, kept := lease.Keep(parent, testRunLease{store: s.store, run: run}, s.leaseOptions(log, claimed))
 	defer kept.Stop()
 
 	w, err := s.logs.Writer(ctx, run.RunID, logFlushInterval)
@@ -140,6 +142,16 @@ func (s *Service) execute(parent context.Context, log *slog.Logger, run domain.T
 		outcome = domain.Errored(fmt.Sprintf("gave up after %d deliveries: %v", d.NumDelivered(), runErr), a.steps)
 	}
 	return a.finish(parent, outcome)
+}
+
+// leaseOptions keeps the lease on a test run claimed at since: a worker
+// cut off from the database stops its step before another may take the
+// test run over.
+func (s *Service) leaseOptions(log *slog.Logger, since time.Time) lease.Options {
+	return lease.Options{
+		Every: heartbeat, ReleaseTimeout: releaseTimeout, Log: log, Supervisor: s.sup,
+		Lapse: executor.LeaseLapse(leaseDuration, 0), Since: since,
+	}
 }
 
 // testRunLease is a worker's lease on a test run, kept in its row of the

@@ -24,7 +24,6 @@ import (
 	"github.com/go-git/go-git/v5/config"
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/filemode"
-	"github.com/go-git/go-git/v5/plumbing/format/packfile"
 	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/go-git/go-git/v5/plumbing/storer"
 	"github.com/go-git/go-git/v5/plumbing/transport"
@@ -32,7 +31,9 @@ import (
 
 	"github.com/sluicehq/sluice/platform/egress"
 	"github.com/sluicehq/sluice/platform/gitauth"
+	"github.com/sluicehq/sluice/platform/gitcheckout"
 	"github.com/sluicehq/sluice/platform/gitremote"
+	"github.com/sluicehq/sluice/platform/runner"
 	"github.com/sluicehq/sluice/services/source/domain"
 )
 
@@ -55,14 +56,16 @@ const remoteName = "origin"
 type Mirrors struct {
 	root   string
 	policy *egress.Policy
+	sup    *runner.Supervisor
 	mu     sync.Mutex
 	locks  map[string]*sync.RWMutex
 }
 
 // New manages mirrors under root (created on the first fetch) of the
-// repositories policy lets it read.
-func New(root string, policy *egress.Policy) *Mirrors {
-	return &Mirrors{root: root, policy: policy, locks: map[string]*sync.RWMutex{}}
+// repositories policy lets it read. sup guards the goroutines of a fetch
+// (nil: runner's default, which counts nowhere).
+func New(root string, policy *egress.Policy, sup *runner.Supervisor) *Mirrors {
+	return &Mirrors{root: root, policy: policy, sup: sup, locks: map[string]*sync.RWMutex{}}
 }
 
 func (m *Mirrors) lock(id string) *sync.RWMutex {
@@ -198,7 +201,7 @@ func (m *Mirrors) Fetch(ctx context.Context, id, url string, cred gitauth.Creden
 		return fmt.Errorf("open mirror %s: %w", dir, err)
 	}
 	if local {
-		err = fetchLocal(ctx, repo, path, url)
+		err = m.fetchLocal(ctx, repo, path, url)
 	} else {
 		err = cred.Explain(fetchRemote(ctx, repo, url, auth))
 	}
@@ -250,7 +253,7 @@ func isMirrored(name plumbing.ReferenceName) bool { return name.IsBranch() || na
 // fetchLocal copies the objects the mirror lacks from the repository at
 // path, then makes the mirror's branches and tags equal to the source's.
 // (go-git's file transport would run the git-upload-pack binary.)
-func fetchLocal(ctx context.Context, dst *git.Repository, path, url string) error {
+func (m *Mirrors) fetchLocal(ctx context.Context, dst *git.Repository, path, url string) error {
 	src, err := openSource(path, url)
 	if err != nil {
 		return err
@@ -278,8 +281,8 @@ func fetchLocal(ctx context.Context, dst *git.Repository, path, url string) erro
 		return fmt.Errorf("fetch %s: %w", url, err)
 	}
 	if len(missing) > 0 {
-		if err := copyObjects(ctx, src.Storer, dst.Storer, missing); err != nil {
-			return fmt.Errorf("fetch %s: %w", url, err)
+		if err := gitcheckout.CopyObjects(ctx, m.sup, src.Storer, dst.Storer, missing); err != nil {
+			return fmt.Errorf("fetch %s: copy objects: %w", url, err)
 		}
 	}
 	if err := syncRefs(dst, want); err != nil {
@@ -347,26 +350,6 @@ func missingObjects(ctx context.Context, src, dst storer.EncodedObjectStorer, ti
 	return missing, nil
 }
 
-// copyObjects streams a pack of objects from src into dst.
-func copyObjects(ctx context.Context, src storer.EncodedObjectStorer, dst storer.Storer, objects []plumbing.Hash) error {
-	pr, pw := io.Pipe()
-	encoded := make(chan error, 1)
-	go func() {
-		_, err := packfile.NewEncoder(pw, src, false).Encode(objects, 0)
-		pw.CloseWithError(err)
-		encoded <- err
-	}()
-	err := packfile.UpdateObjectStorage(dst, ctxReader{ctx, pr})
-	pr.CloseWithError(io.ErrClosedPipe) // stops the encoder if the copy failed
-	if encErr := <-encoded; err == nil && encErr != nil {
-		err = encErr
-	}
-	if err != nil {
-		return fmt.Errorf("copy objects: %w", err)
-	}
-	return nil
-}
-
 // syncRefs makes dst's branches and tags exactly want.
 func syncRefs(dst *git.Repository, want map[plumbing.ReferenceName]plumbing.Hash) error {
 	iter, err := dst.References()
@@ -425,19 +408,6 @@ func fetchRemote(ctx context.Context, repo *git.Repository, url string, auth tra
 		return fmt.Errorf("%w %s: %w", ErrUnreadable, url, err)
 	}
 	return nil
-}
-
-// ctxReader fails reads once ctx is done.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (r ctxReader) Read(p []byte) (int, error) {
-	if err := r.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return r.r.Read(p)
 }
 
 // read runs fn on the mirror of repository id, under its read lock.

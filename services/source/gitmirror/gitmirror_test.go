@@ -47,7 +47,7 @@ func TestFetchLocal(t *testing.T) {
 	src := newSource(t)
 	c1 := src.CommitFile(".sluice.yaml", "version: 1\n", "first")
 	src.SetRef("refs/heads/feature", c1)
-	m := gitmirror.New(filepath.Join(t.TempDir(), "mirrors"), egresstest.Policy(t, egress.Local, egress.Loopback))
+	m := gitmirror.New(filepath.Join(t.TempDir(), "mirrors"), egresstest.Policy(t, egress.Local, egress.Loopback), nil)
 	if err := m.Fetch(ctx, "r1", src.Dir, gitauth.Credential{}); err != nil {
 		t.Fatal(err)
 	}
@@ -111,7 +111,7 @@ func TestFetchLocal(t *testing.T) {
 
 func TestFetchUnreadable(t *testing.T) {
 	t.Parallel()
-	m := gitmirror.New(t.TempDir(), egresstest.Policy(t, egress.Local, egress.Loopback))
+	m := gitmirror.New(t.TempDir(), egresstest.Policy(t, egress.Local, egress.Loopback), nil)
 	err := m.Fetch(context.Background(), "r1", filepath.Join(t.TempDir(), "missing"), gitauth.Credential{})
 	if !errors.Is(err, gitmirror.ErrUnreadable) {
 		t.Errorf("err = %v, want ErrUnreadable", err)
@@ -133,7 +133,7 @@ func TestFetchOverHTTP(t *testing.T) {
 	url := srv.URL + "/src"
 	cred := gitauth.Credential{Username: "oauth2", Token: token}
 
-	m := gitmirror.New(t.TempDir(), egresstest.Policy(t, egress.Local, egress.Loopback))
+	m := gitmirror.New(t.TempDir(), egresstest.Policy(t, egress.Local, egress.Loopback), nil)
 	for _, wrong := range []gitauth.Credential{{}, {Username: "oauth2", Token: "tok-wrong"}} {
 		err := m.Fetch(ctx, "r1", url, wrong)
 		if !errors.Is(err, gitmirror.ErrUnreadable) || !strings.Contains(err.Error(), "authentication required") {
@@ -174,7 +174,7 @@ func TestManyFetchesKeepFewPacks(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	src := newSource(t)
-	m := gitmirror.New(filepath.Join(t.TempDir(), "mirrors"), egresstest.Policy(t, egress.Local, egress.Loopback))
+	m := gitmirror.New(filepath.Join(t.TempDir(), "mirrors"), egresstest.Policy(t, egress.Local, egress.Loopback), nil)
 	var shas []string
 	for i := range 2*gitmirror.MaxPacks + 3 {
 		shas = append(shas, src.CommitFile("n.txt", strings.Repeat("x", i+1)+"\n", "commit"))
@@ -222,7 +222,7 @@ func TestFetchRefusedByPolicy(t *testing.T) {
 		{"file://" + src.Dir, egress.Loopback},
 		{srv.URL + "/src", egress.Local},
 	} {
-		m := gitmirror.New(filepath.Join(t.TempDir(), "mirrors"), egresstest.Policy(t, tc.allow))
+		m := gitmirror.New(filepath.Join(t.TempDir(), "mirrors"), egresstest.Policy(t, tc.allow), nil)
 		err := m.Fetch(ctx, "r1", tc.url, gitauth.Credential{})
 		var refused *egress.RefusedError
 		if !errors.As(err, &refused) {
