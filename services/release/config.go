@@ -34,7 +34,7 @@ const (
 // lockStopTime is how long before its lease may lapse a replica that could
 // not renew it stops its work: a deploy command gets SIGTERM, then SIGKILL
 // after the executor's kill grace.
-const lockStopTime = executor.DefaultKillGrace + 2*time.Second
+var lockStopTime = executor.StopTime(0)
 
 // Config configures the release service.
 type Config struct {

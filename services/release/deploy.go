@@ -97,11 +97,9 @@ func (s *Service) releaseTo(ctx context.Context, st stage, rel domain.Release, e
 // when its lease is lost.
 func (s *Service) releaseHeld(ctx context.Context, st stage, rel domain.Release, env domain.Environment, ws *workspace, held *heldLock) (envResult, error) {
 	log := st.log.With(slog.String("environment", env.Name), slog.String("version", rel.Version.String()))
-	// Opened under the environment's lock, so a duplicate of the run's
-	// event waits for this environment. (A duplicate handled at the same
-	// time for another environment of the run would supersede this
-	// writer: steplog refuses the superseded writer's later lines and
-	// says so; a run-wide lock would keep the two apart.)
+	// Opened under the run's lock (releaseStage), so a duplicate of the
+	// run's event does not open a second writer, which would supersede
+	// this one.
 	w, err := s.logs.Writer(ctx, st.runID, logFlushInterval)
 	if err != nil {
 		return envResult{}, err

@@ -236,6 +236,10 @@ func (k *keyedLocks) leave(key string, l *keyLock) {
 // trusted to keep out of a separator).
 func repositoryKey(repository string) string { return "repository " + strconv.Quote(repository) }
 
+// runKey is the key of the lock a run's release stage holds while it
+// deploys, so that a duplicate of its event waits for it.
+func runKey(runID string) string { return "run " + strconv.Quote(runID) }
+
 func environmentKey(repository, environment string) string {
 	return "environment " + strconv.Quote(repository) + " " + strconv.Quote(environment)
 }

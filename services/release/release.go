@@ -135,6 +135,15 @@ func (s *Service) releaseStage(ctx context.Context, eventID string, run *testeve
 		st.log.Info("release skipped", slog.String("reason", older))
 		return s.finish(ctx, st, releaseeventsv1.ReleaseOutcome_RELEASE_OUTCOME_SKIPPED, "", older, false)
 	}
+	// A duplicate of the run's event waits here until this one is done:
+	// each environment's deploy writes the run's release log, which has
+	// one writer at a time (a second would supersede the first).
+	runHeld, err := s.locks.Lock(ctx, runKey(st.runID))
+	if err != nil {
+		return err
+	}
+	defer runHeld.Unlock()
+	ctx = runHeld.Context()
 	deployed := 0
 	for i, env := range envs {
 		res, err := s.releaseTo(ctx, st, rel, env)

@@ -335,8 +335,15 @@ func TestDuplicateTestRunFinishedReleasesAndDeploysOnce(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
 	commit := h.initialCommit()
-	runID := h.run(commit, "main", h.pipeline())
-	// The same run again, as another event: the two are handled at once.
+	// Production's deploy is slow, so that the duplicate has staging to
+	// itself while the first is in production: each would write the run's
+	// log, were it not for the run's lock.
+	pipeline := h.pipeline()
+	pipeline.Release.Environments[1].Deploy = `echo started > "$SLUICE_STATE_DIR/started" && sleep 1 && sh deploy.sh`
+	runID := h.run(commit, "main", pipeline)
+	// The same run again, as another event, once the first deploys to
+	// production: the two are handled at once.
+	h.waitForLines("production", "started", 1)
 	h.publishTestRun(runID, commit, "main", testv1.TestRunStatus_TEST_RUN_STATUS_PASSED)
 	if fin := h.finished(runID); fin.GetOutcome() != releaseeventsv1.ReleaseOutcome_RELEASE_OUTCOME_SUCCEEDED {
 		t.Fatalf("ReleaseFinished = %v", fin)
@@ -358,6 +365,15 @@ func TestDuplicateTestRunFinishedReleasesAndDeploysOnce(t *testing.T) {
 		if got := h.deploys(env); len(got) != 1 {
 			t.Errorf("%s deploy ran %d times: %q", env, len(got), got)
 		}
+	}
+	lines, _ := h.logs(runID, "")
+	for _, l := range lines {
+		if strings.Contains(l, "earlier writer") {
+			t.Errorf("the duplicate took the run's log over from the first handler: %s", l)
+		}
+	}
+	if !slices.Contains(lines, "--- verified v0.1.0 in production") {
+		t.Errorf("the log lacks production's verdict:\n%s", strings.Join(lines, "\n"))
 	}
 	rels, err := h.client.ListReleases(context.Background(), &releasev1.ListReleasesRequest{Repository: repoName})
 	if err != nil {
