@@ -24,6 +24,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -245,6 +246,9 @@ func run(spec Spec, p runParams) error {
 	expiries := append([]sqldb.Expiry{events.ProcessedExpiry(keep)}, p.Parts.Expiries...)
 	g := runner.New(p.Supervisor, p.Log, func(error) { _ = p.Shutdowner.Shutdown(fx.ExitCode(1)) })
 	var provisioned atomic.Bool
+	// started: the consumers and the identity refresh start once, even if
+	// the provision loop is restarted after a panic late in it.
+	var started sync.Once
 	p.Readiness.Add(spec.Name, func() error {
 		if !provisioned.Load() {
 			return errors.New("its NATS streams and consumers are not provisioned yet")
@@ -261,11 +265,13 @@ func run(spec Spec, p runParams) error {
 				if err := publishIdentity(ctx, p.JS, p.Identity); err != nil {
 					return err
 				}
-				g.Go("identity", func(ctx context.Context) error { return refreshIdentity(ctx, p.JS, p.Identity, p.Log) })
-				provisioned.Store(true)
-				for _, c := range consumers {
-					g.Go("consumer "+c.name, c.Run)
-				}
+				started.Do(func() {
+					g.Go("identity", func(ctx context.Context) error { return refreshIdentity(ctx, p.JS, p.Identity, p.Log) })
+					provisioned.Store(true)
+					for _, c := range consumers {
+						g.Go("consumer "+c.name, c.Run)
+					}
+				})
 				return nil
 			})
 			for _, bucket := range auth.Buckets() {
