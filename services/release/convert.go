@@ -97,6 +97,7 @@ func releaseProto(r domain.Release) *releasev1.Release {
 		Changelog:  r.Changelog,
 		Status:     releaseStatusProto(r.Status),
 		CreateTime: prototime.Timestamp(r.CreatedAt),
+		PruneTime:  prototime.Timestamp(r.PrunedAt),
 	}
 	for _, a := range r.Artifacts {
 		out.Artifacts = append(out.Artifacts, &releasev1.ReleaseArtifact{Name: a.Name, Object: a.Object, Sha256: a.SHA256, Size: a.Size})

@@ -219,12 +219,22 @@ func TestPruningKeepsWhatADeployOrRollbackMayNeed(t *testing.T) {
 	if got := h.keptObjects(); !slices.Equal(got, want) {
 		t.Fatalf("%s holds %q; want %q", KeptBucket, got, want)
 	}
+	// The API says which release was pruned.
+	rels, err := h.client.ListReleases(t.Context(), &releasev1.ListReleasesRequest{Repository: repoName})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rels.GetReleases() {
+		if pruned := r.GetPruneTime() != nil; pruned != (r.GetVersion() == "v0.1.0") {
+			t.Errorf("release %s has prune_time %v; want it set for v0.1.0 only", r.GetVersion(), r.GetPruneTime())
+		}
+	}
 	// Again, as another replica would: nothing more.
 	if releases, objects, err := h.replica().pruneArtifacts(t.Context(), later); err != nil || releases != 0 || objects != 0 {
 		t.Fatalf("pruning again = %d releases, %d objects, %v; want none", releases, objects, err)
 	}
 
-	_, err := h.client.Rollback(t.Context(), &releasev1.RollbackRequest{Repository: repoName, Environment: "staging", ToVersion: "v0.1.0"})
+	_, err = h.client.Rollback(t.Context(), &releasev1.RollbackRequest{Repository: repoName, Environment: "staging", ToVersion: "v0.1.0"})
 	if connect.CodeOf(err) != connect.CodeFailedPrecondition || !strings.Contains(err.Error(), "release v0.1.0 of \"app\" can no longer be deployed") ||
 		!strings.Contains(err.Error(), "keep-releases setting, $SLUICE_RELEASE_KEEP_RELEASES, now 2") {
 		t.Fatalf("rollback to the pruned v0.1.0 = %v; want failed_precondition naming the release and keep-releases", err)

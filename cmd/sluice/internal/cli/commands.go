@@ -381,6 +381,9 @@ marked bad.`,
 					for _, a := range r.GetArtifacts() {
 						names = append(names, sanitizeLine(a.GetName()))
 					}
+					if r.GetPruneTime() != nil {
+						names = []string{"pruned " + ago(r.GetPruneTime().AsTime())}
+					}
 					t.add(sanitizeLine(r.GetVersion()), s.style.status(enumWord(r.GetStatus().String(), "RELEASE_STATUS_"), 0),
 						sanitizeLine(shortSHA(r.GetCommit())), sanitizeLine(r.GetRunId()), ago(r.GetCreateTime().AsTime()), strings.Join(names, ","))
 				}

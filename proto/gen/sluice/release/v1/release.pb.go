@@ -204,16 +204,20 @@ func (x *ReleaseArtifact) GetSize() int64 {
 }
 
 type Release struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	Repository    string                 `protobuf:"bytes,2,opt,name=repository,proto3" json:"repository,omitempty"`
-	Version       string                 `protobuf:"bytes,3,opt,name=version,proto3" json:"version,omitempty"`
-	Commit        string                 `protobuf:"bytes,4,opt,name=commit,proto3" json:"commit,omitempty"`
-	RunId         string                 `protobuf:"bytes,5,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
-	Changelog     string                 `protobuf:"bytes,6,opt,name=changelog,proto3" json:"changelog,omitempty"`
-	Artifacts     []*ReleaseArtifact     `protobuf:"bytes,7,rep,name=artifacts,proto3" json:"artifacts,omitempty"`
-	Status        ReleaseStatus          `protobuf:"varint,8,opt,name=status,proto3,enum=sluice.release.v1.ReleaseStatus" json:"status,omitempty"`
-	CreateTime    *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Id         string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Repository string                 `protobuf:"bytes,2,opt,name=repository,proto3" json:"repository,omitempty"`
+	Version    string                 `protobuf:"bytes,3,opt,name=version,proto3" json:"version,omitempty"`
+	Commit     string                 `protobuf:"bytes,4,opt,name=commit,proto3" json:"commit,omitempty"`
+	RunId      string                 `protobuf:"bytes,5,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	Changelog  string                 `protobuf:"bytes,6,opt,name=changelog,proto3" json:"changelog,omitempty"`
+	Artifacts  []*ReleaseArtifact     `protobuf:"bytes,7,rep,name=artifacts,proto3" json:"artifacts,omitempty"`
+	Status     ReleaseStatus          `protobuf:"varint,8,opt,name=status,proto3,enum=sluice.release.v1.ReleaseStatus" json:"status,omitempty"`
+	CreateTime *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	// When the copies of the release's artifacts that the release service
+	// keeps were deleted (its keep-releases setting); unset while they are
+	// kept. A pruned release can no longer be deployed or rolled back to.
+	PruneTime     *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=prune_time,json=pruneTime,proto3" json:"prune_time,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -307,6 +311,13 @@ func (x *Release) GetStatus() ReleaseStatus {
 func (x *Release) GetCreateTime() *timestamppb.Timestamp {
 	if x != nil {
 		return x.CreateTime
+	}
+	return nil
+}
+
+func (x *Release) GetPruneTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.PruneTime
 	}
 	return nil
 }
@@ -1196,7 +1207,7 @@ const file_sluice_release_v1_release_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06object\x18\x02 \x01(\tR\x06object\x12\x16\n" +
 	"\x06sha256\x18\x03 \x01(\tR\x06sha256\x12\x12\n" +
-	"\x04size\x18\x04 \x01(\x03R\x04size\"\xd9\x02\n" +
+	"\x04size\x18\x04 \x01(\x03R\x04size\"\x94\x03\n" +
 	"\aRelease\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1e\n" +
 	"\n" +
@@ -1209,7 +1220,10 @@ const file_sluice_release_v1_release_proto_rawDesc = "" +
 	"\tartifacts\x18\a \x03(\v2\".sluice.release.v1.ReleaseArtifactR\tartifacts\x128\n" +
 	"\x06status\x18\b \x01(\x0e2 .sluice.release.v1.ReleaseStatusR\x06status\x12;\n" +
 	"\vcreate_time\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"createTime\"\xf6\x03\n" +
+	"createTime\x129\n" +
+	"\n" +
+	"prune_time\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\tpruneTime\"\xf6\x03\n" +
 	"\n" +
 	"Deployment\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1e\n" +
@@ -1361,30 +1375,31 @@ var file_sluice_release_v1_release_proto_depIdxs = []int32{
 	2,  // 0: sluice.release.v1.Release.artifacts:type_name -> sluice.release.v1.ReleaseArtifact
 	0,  // 1: sluice.release.v1.Release.status:type_name -> sluice.release.v1.ReleaseStatus
 	16, // 2: sluice.release.v1.Release.create_time:type_name -> google.protobuf.Timestamp
-	1,  // 3: sluice.release.v1.Deployment.status:type_name -> sluice.release.v1.DeploymentStatus
-	16, // 4: sluice.release.v1.Deployment.create_time:type_name -> google.protobuf.Timestamp
-	16, // 5: sluice.release.v1.Deployment.end_time:type_name -> google.protobuf.Timestamp
-	3,  // 6: sluice.release.v1.ListReleasesResponse.releases:type_name -> sluice.release.v1.Release
-	4,  // 7: sluice.release.v1.ListDeploymentsResponse.deployments:type_name -> sluice.release.v1.Deployment
-	4,  // 8: sluice.release.v1.RollbackResponse.deployment:type_name -> sluice.release.v1.Deployment
-	16, // 9: sluice.release.v1.LogLine.time:type_name -> google.protobuf.Timestamp
-	11, // 10: sluice.release.v1.GetLogsResponse.lines:type_name -> sluice.release.v1.LogLine
-	11, // 11: sluice.release.v1.TailLogsResponse.lines:type_name -> sluice.release.v1.LogLine
-	5,  // 12: sluice.release.v1.ReleaseService.ListReleases:input_type -> sluice.release.v1.ListReleasesRequest
-	7,  // 13: sluice.release.v1.ReleaseService.ListDeployments:input_type -> sluice.release.v1.ListDeploymentsRequest
-	9,  // 14: sluice.release.v1.ReleaseService.Rollback:input_type -> sluice.release.v1.RollbackRequest
-	12, // 15: sluice.release.v1.ReleaseService.GetLogs:input_type -> sluice.release.v1.GetLogsRequest
-	14, // 16: sluice.release.v1.ReleaseService.TailLogs:input_type -> sluice.release.v1.TailLogsRequest
-	6,  // 17: sluice.release.v1.ReleaseService.ListReleases:output_type -> sluice.release.v1.ListReleasesResponse
-	8,  // 18: sluice.release.v1.ReleaseService.ListDeployments:output_type -> sluice.release.v1.ListDeploymentsResponse
-	10, // 19: sluice.release.v1.ReleaseService.Rollback:output_type -> sluice.release.v1.RollbackResponse
-	13, // 20: sluice.release.v1.ReleaseService.GetLogs:output_type -> sluice.release.v1.GetLogsResponse
-	15, // 21: sluice.release.v1.ReleaseService.TailLogs:output_type -> sluice.release.v1.TailLogsResponse
-	17, // [17:22] is the sub-list for method output_type
-	12, // [12:17] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	16, // 3: sluice.release.v1.Release.prune_time:type_name -> google.protobuf.Timestamp
+	1,  // 4: sluice.release.v1.Deployment.status:type_name -> sluice.release.v1.DeploymentStatus
+	16, // 5: sluice.release.v1.Deployment.create_time:type_name -> google.protobuf.Timestamp
+	16, // 6: sluice.release.v1.Deployment.end_time:type_name -> google.protobuf.Timestamp
+	3,  // 7: sluice.release.v1.ListReleasesResponse.releases:type_name -> sluice.release.v1.Release
+	4,  // 8: sluice.release.v1.ListDeploymentsResponse.deployments:type_name -> sluice.release.v1.Deployment
+	4,  // 9: sluice.release.v1.RollbackResponse.deployment:type_name -> sluice.release.v1.Deployment
+	16, // 10: sluice.release.v1.LogLine.time:type_name -> google.protobuf.Timestamp
+	11, // 11: sluice.release.v1.GetLogsResponse.lines:type_name -> sluice.release.v1.LogLine
+	11, // 12: sluice.release.v1.TailLogsResponse.lines:type_name -> sluice.release.v1.LogLine
+	5,  // 13: sluice.release.v1.ReleaseService.ListReleases:input_type -> sluice.release.v1.ListReleasesRequest
+	7,  // 14: sluice.release.v1.ReleaseService.ListDeployments:input_type -> sluice.release.v1.ListDeploymentsRequest
+	9,  // 15: sluice.release.v1.ReleaseService.Rollback:input_type -> sluice.release.v1.RollbackRequest
+	12, // 16: sluice.release.v1.ReleaseService.GetLogs:input_type -> sluice.release.v1.GetLogsRequest
+	14, // 17: sluice.release.v1.ReleaseService.TailLogs:input_type -> sluice.release.v1.TailLogsRequest
+	6,  // 18: sluice.release.v1.ReleaseService.ListReleases:output_type -> sluice.release.v1.ListReleasesResponse
+	8,  // 19: sluice.release.v1.ReleaseService.ListDeployments:output_type -> sluice.release.v1.ListDeploymentsResponse
+	10, // 20: sluice.release.v1.ReleaseService.Rollback:output_type -> sluice.release.v1.RollbackResponse
+	13, // 21: sluice.release.v1.ReleaseService.GetLogs:output_type -> sluice.release.v1.GetLogsResponse
+	15, // 22: sluice.release.v1.ReleaseService.TailLogs:output_type -> sluice.release.v1.TailLogsResponse
+	18, // [18:23] is the sub-list for method output_type
+	13, // [13:18] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_sluice_release_v1_release_proto_init() }
