@@ -261,15 +261,23 @@ func TestFold(t *testing.T) {
 	})
 }
 
-// TestWatchRun follows a run from queued to its end; the stream ends after
-// the final state.
-func TestWatchRun(t *testing.T) {
-	t.Parallel()
+// newAppRun starts a harness with the repository "app" and triggers a run
+// of it.
+func newAppRun(t *testing.T) (*harness, *folding) {
+	t.Helper()
 	h := newHarness(t, 0)
 	src, _ := newGitRepo(t, "app", "main", validPipeline)
 	repo := h.register(src.Dir)
 	run := h.trigger("app", "")
-	f := &folding{h: h, run: run, ref: repoRef(run, repo.Url)}
+	return h, &folding{h: h, run: run, ref: repoRef(run, repo.Url)}
+}
+
+// TestWatchRun follows a run from queued to its end; the stream ends after
+// the final state.
+func TestWatchRun(t *testing.T) {
+	t.Parallel()
+	h, f := newAppRun(t)
+	run := f.run
 
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
@@ -353,5 +361,40 @@ func TestRunStartedOnce(t *testing.T) {
 				t.Errorf("RunStarted is a %s with content %v", got[0].Kind.Type, got[0].Content)
 			}
 		})
+	}
+}
+
+// The streams are consumed independently, so a run's release and test
+// events may be folded before its build's (source-build has the most events
+// to fold; under load it lags the others). The run succeeds only once the
+// build's end is folded too: GetRun never shows a finished run whose build
+// is still pending without its start time, and WatchRun does not end on one.
+func TestRunSucceedsOnceItsBuildIsFolded(t *testing.T) {
+	t.Parallel()
+	h, f := newAppRun(t)
+	run := f.run
+	t0 := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
+
+	f.testPassed(t0.Add(2 * time.Minute))
+	f.releaseFinished(&releaseeventsv1.ReleaseFinished{Outcome: releaseeventsv1.ReleaseOutcome_RELEASE_OUTCOME_SKIPPED,
+		Reason: "branch main is not a release branch"}, t0.Add(3*time.Minute))
+	h.waitConsumed()
+	got := h.getRun(run.Id)
+	if got.Status != sourcev1.RunStatus_RUN_STATUS_RUNNING {
+		t.Fatalf("run %v with its build not folded yet (build stage %v); want running", got.Status, stages(got)["build"])
+	}
+
+	f.buildStarted(t0)
+	f.buildSucceeded(t0.Add(time.Minute))
+	got = f.waitStatus(sourcev1.RunStatus_RUN_STATUS_SUCCEEDED)
+	b := stages(got)["build"]
+	if b.Status != sourcev1.StageStatus_STAGE_STATUS_SUCCEEDED || !at(b.StartTime).Equal(t0) || !at(b.EndTime).Equal(t0.Add(time.Minute)) {
+		t.Errorf("build stage = %v; want succeeded from %v to %v", b, t0, t0.Add(time.Minute))
+	}
+	if !at(got.EndTime).Equal(t0.Add(3 * time.Minute)) {
+		t.Errorf("run ended at %v, want the release's end %v", at(got.EndTime), t0.Add(3*time.Minute))
+	}
+	if p := f.finishedOnce(); p.Status != sourcev1.RunStatus_RUN_STATUS_SUCCEEDED {
+		t.Errorf("RunFinished = %v", p)
 	}
 }

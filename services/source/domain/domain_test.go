@@ -87,6 +87,8 @@ func TestFoldReasons(t *testing.T) {
 	}
 
 	s := newRun()
+	s.FinishStage(domain.StageBuild, domain.StageOutcome{Status: domain.StageSucceeded})
+	s.FinishStage(domain.StageTest, domain.StageOutcome{Status: domain.StageSucceeded})
 	s.FinishStage(domain.StageRelease, domain.StageOutcome{Status: domain.StageSkipped, Reason: "branch feature is not a release branch"})
 	if s.Status != domain.RunSucceeded {
 		t.Errorf("skipped release: run %s, want succeeded", s.Status)
@@ -106,5 +108,29 @@ func TestFailedRunSkipsEveryStage(t *testing.T) {
 		if s.Status != domain.StageSkipped {
 			t.Errorf("stage %s = %s, want skipped", s.Name, s.Status)
 		}
+	}
+}
+
+// A run succeeds once every stage has ended, whatever order the stages'
+// ends are folded in: the release's end folded before the build's events
+// leaves the run running, with the build's start still to come.
+func TestRunSucceedsOnceEveryStageEnded(t *testing.T) {
+	t.Parallel()
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	r := newRun()
+	r.FinishStage(domain.StageRelease, domain.StageOutcome{Status: domain.StageSkipped, At: t0.Add(3 * time.Minute), Reason: "not a release branch"})
+	r.FinishStage(domain.StageTest, domain.StageOutcome{Status: domain.StageSucceeded, At: t0.Add(2 * time.Minute)})
+	if r.Status != domain.RunRunning {
+		t.Fatalf("run %s before its build's events were folded, want running", r.Status)
+	}
+	r.StartStage(domain.StageBuild, t0)
+	if !r.FinishStage(domain.StageBuild, domain.StageOutcome{Status: domain.StageSucceeded, At: t0.Add(time.Minute)}) {
+		t.Fatal("the build's end changed nothing")
+	}
+	if r.Status != domain.RunSucceeded || !r.EndedAt.Equal(t0.Add(3*time.Minute)) {
+		t.Errorf("run %s ended at %v, want succeeded at the release's end %v", r.Status, r.EndedAt, t0.Add(3*time.Minute))
+	}
+	if b := r.Stage(domain.StageBuild); !b.StartedAt.Equal(t0) {
+		t.Errorf("build started at %v, want %v", b.StartedAt, t0)
 	}
 }

@@ -59,8 +59,12 @@ type StageOutcome struct {
 
 // FinishStage records a stage's end, unless the stage already ended. A
 // failed stage fails the run (or cancels it) and skips the stages after it
-// that have not started; a successful or skipped release ends the run
-// successfully.
+// that have not started. The run succeeds once every stage has succeeded or
+// been skipped (a skipped release counts as success), whichever stage's end
+// comes last: source consumes each stage's stream on its own, so a release's
+// end may be folded before the build's events that came long before it, and
+// a run that ended then would be final with its build still pending, without
+// its start time (and WatchRun would end on that).
 func (r *Run) FinishStage(name string, o StageOutcome) bool {
 	s := r.Stage(name)
 	if s == nil || s.Status.Terminal() || !o.Status.Terminal() {
@@ -76,23 +80,37 @@ func (r *Run) FinishStage(name string, o StageOutcome) bool {
 		s.Detail = o.Detail
 	}
 	r.markRunning()
-	switch {
-	case o.Status == StageFailed:
-		verb := "failed"
-		status := RunFailed
-		if o.Cancelled {
-			verb, status = "was cancelled", RunCancelled
-		}
-		r.skipAfter(name, fmt.Sprintf("the %s stage %s", name, verb))
-		reason := name + " " + verb
-		if o.Reason != "" {
-			reason += ": " + strings.TrimPrefix(o.Reason, reason+": ")
-		}
-		r.End(status, reason, o.At)
-	case name == StageRelease:
-		r.End(RunSucceeded, "", o.At)
+	if o.Status != StageFailed {
+		r.succeedIfDone()
+		return true
 	}
+	verb := "failed"
+	status := RunFailed
+	if o.Cancelled {
+		verb, status = "was cancelled", RunCancelled
+	}
+	r.skipAfter(name, fmt.Sprintf("the %s stage %s", name, verb))
+	reason := name + " " + verb
+	if o.Reason != "" {
+		reason += ": " + strings.TrimPrefix(o.Reason, reason+": ")
+	}
+	r.End(status, reason, o.At)
 	return true
+}
+
+// succeedIfDone ends the run as succeeded when every stage succeeded or was
+// skipped, at the latest stage end.
+func (r *Run) succeedIfDone() {
+	var at time.Time
+	for _, s := range r.Stages {
+		if s.Status != StageSucceeded && s.Status != StageSkipped {
+			return
+		}
+		if s.EndedAt.After(at) {
+			at = s.EndedAt
+		}
+	}
+	r.End(RunSucceeded, "", at)
 }
 
 // skipAfter skips the stages after name that have not started.
