@@ -82,9 +82,11 @@ type stage struct {
 //     source-release.
 //   - source: the fold of ReleaseFinished (processed mark, run summary,
 //     RunFinished) in one transaction; WatchRun sees the run end on its
-//     commit. RunFinished is published after that, so it is not on the
-//     path, nor are the outbox rows' deletion after each publish, source's
-//     folds of the other events, and notify.
+//     commit. (A run succeeds once every stage's end is folded; the
+//     build's and the test's ends are folded long before the release's
+//     unless source's consumers lag.) RunFinished is published after
+//     that, so it is not on the path, nor are the outbox rows' deletion
+//     after each publish, source's folds of the other events, and notify.
 //
 // Each hop is a JetStream publish of a real message of that subject (its
 // headers and body, captured from a Sluice run) with a fresh Nats-Msg-Id,
