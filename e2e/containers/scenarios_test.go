@@ -20,7 +20,6 @@ import (
 
 	"github.com/sluicehq/sluice/e2e/internal/e2ekit"
 	buildv1 "github.com/sluicehq/sluice/proto/gen/sluice/build/v1"
-	releasev1 "github.com/sluicehq/sluice/proto/gen/sluice/release/v1"
 )
 
 // haShape is the shape of the compose stack: two replicas of build and test.
@@ -155,7 +154,7 @@ func TestEveryServiceKilledInTurnLosesNothing(t *testing.T) {
 			s.StopFor(node, 15*time.Second, &restarted)
 		}
 	})
-	s.KillReleaseMidDeploy(w, w.RunIDs[len(w.RunIDs)-1], 3*time.Minute)
+	KillReleaseMidDeploy(s, w, w.RunIDs[len(w.RunIDs)-1], 3*time.Minute)
 	restarted.Wait()
 	tally := w.Finish(6 * time.Minute)
 	assertClean(t, tally, 30)
@@ -164,31 +163,15 @@ func TestEveryServiceKilledInTurnLosesNothing(t *testing.T) {
 	}
 }
 
-// KillReleaseMidDeploy waits (at most patience) for the deploy of w's run
-// in progress and kills the release replica running it: the one whose log
-// names the deployment.
-func (s *Stack) KillReleaseMidDeploy(w *Workload, runID string, patience time.Duration) {
-	deadline := time.Now().Add(patience)
-	for time.Now().Before(deadline) {
-		deps, err := s.API().Release.ListDeployments(context.Background(), &releasev1.ListDeploymentsRequest{Repository: w.Repo.Name, PageSize: 10})
-		if err != nil {
-			s.t.Logf("list deployments: %v", err)
+// ReleaseReplicas are release's replicas running now.
+func (s *Stack) ReleaseReplicas() []Replica {
+	var out []Replica
+	for _, c := range s.Replicas("release") {
+		if c.Running(s) {
+			out = append(out, Replica{Name: c.Name, Logs: func() string { return s.Logs(c.Res, 200) }, Kill: func() { s.Kill(c.Res) }})
 		}
-		for _, d := range deps.GetDeployments() {
-			if d.GetRunId() != runID || d.GetStatus() != releasev1.DeploymentStatus_DEPLOYMENT_STATUS_DEPLOYING {
-				continue
-			}
-			for _, c := range s.Replicas("release") {
-				if strings.Contains(s.Logs(c.Res, 200), d.GetId()) {
-					s.t.Logf("killing %s during deployment %s of %s", c.Name, d.GetId(), d.GetVersion())
-					s.Kill(c.Res)
-					return
-				}
-			}
-		}
-		time.Sleep(100 * time.Millisecond)
 	}
-	s.t.Errorf("run %s of %s was not deploying within %s: release was not killed", runID, w.Repo.Name, patience)
+	return out
 }
 
 // StopFor stops the container now and starts it again after d, in a

@@ -552,9 +552,16 @@ func (s *Stack) Logs(res *dockertest.Resource, n int) string {
 
 var errStopped = errors.New("stopped")
 
-// eventually retries check until it succeeds or within passes.
+// eventually is eventually for the stack's test.
 func (s *Stack) eventually(what string, within time.Duration, check func() error) {
 	s.t.Helper()
+	eventually(s.t, what, within, check)
+}
+
+// eventually retries check until it succeeds or within passes (or it says
+// errStopped), and fails t then.
+func eventually(t *testing.T, what string, within time.Duration, check func() error) {
+	t.Helper()
 	deadline := time.Now().Add(within)
 	var err error
 	for {
@@ -562,7 +569,7 @@ func (s *Stack) eventually(what string, within time.Duration, check func() error
 			return
 		}
 		if time.Now().After(deadline) || errors.Is(err, errStopped) {
-			s.t.Fatalf("%s: not within %s: %v", what, within, err)
+			t.Fatalf("%s: not within %s: %v", what, within, err)
 		}
 		time.Sleep(250 * time.Millisecond)
 	}

@@ -3,7 +3,9 @@ package containers
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"maps"
 	"net/http"
 	"os"
@@ -81,15 +83,82 @@ type Repo struct {
 	n    int
 }
 
+// Platform is what a Workload needs of a running Sluice, whatever its
+// shape (the dockertest Stack, the Compose stack): the services' APIs on
+// the host, the repositories folder, the webhook receiver, the deploy
+// state and the dead letters.
+type Platform interface {
+	// T is the test the platform runs for.
+	T() *testing.T
+	// API is a client set, as admin, for the services running now.
+	API() API
+	// ReposDir is the host folder mounted at /repos in the services.
+	ReposDir() string
+	// ReceiverURL is the receiver's URL as notify reaches it (for
+	// subscriptions); ReceivedURL is its list of deliveries, on the host.
+	ReceiverURL() string
+	ReceivedURL() string
+	// DeployLog is the deploys.log that the shell pipeline's deploy keeps
+	// in the state of repo's environment env ("" when there is none).
+	DeployLog(repo, env string) string
+	// DeadLetters counts the messages in the DEADLETTER stream.
+	DeadLetters() uint64
+	// ReleaseReplicas are release's replicas running now.
+	ReleaseReplicas() []Replica
+}
+
+// Replica is one container of a service, as a scenario kills it.
+type Replica struct {
+	Name string
+	// Logs is the container's last lines of log.
+	Logs func() string
+	// Kill sends it SIGKILL.
+	Kill func()
+}
+
+// KillReleaseMidDeploy waits (at most patience) for the deploy of w's run
+// runID to be in progress and kills (SIGKILL) the release replica running
+// it: the one whose log names the deployment. It returns that replica's
+// name ("" and an error of the test when there was no such deploy).
+func KillReleaseMidDeploy(p Platform, w *Workload, runID string, patience time.Duration) string {
+	t := p.T()
+	deadline := time.Now().Add(patience)
+	for time.Now().Before(deadline) {
+		deps, err := p.API().Release.ListDeployments(context.Background(), &releasev1.ListDeploymentsRequest{Repository: w.Repo.Name, PageSize: 10})
+		if err != nil {
+			t.Logf("list deployments: %v", err)
+		}
+		for _, d := range deps.GetDeployments() {
+			if d.GetRunId() != runID || d.GetStatus() != releasev1.DeploymentStatus_DEPLOYMENT_STATUS_DEPLOYING {
+				continue
+			}
+			for _, r := range p.ReleaseReplicas() {
+				if strings.Contains(r.Logs(), d.GetId()) {
+					t.Logf("killing %s during deployment %s of %s", r.Name, d.GetId(), d.GetVersion())
+					r.Kill()
+					return r.Name
+				}
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Errorf("run %s of %s was not deploying within %s: release was not killed", runID, w.Repo.Name, patience)
+	return ""
+}
+
 // NewRepo makes a repository with files and commits them on main.
-func (s *Stack) NewRepo(name string, files map[string]string) *Repo {
-	s.t.Helper()
-	r := &Repo{Repo: e2ekit.NewGitRepo(s.t, filepath.Join(s.Repos, name), files), Name: name}
+func NewRepo(p Platform, name string, files map[string]string) *Repo {
+	t := p.T()
+	t.Helper()
+	r := &Repo{Repo: e2ekit.NewGitRepo(t, filepath.Join(p.ReposDir(), name), files), Name: name}
 	if err := makeReadable(r.Dir); err != nil {
-		s.t.Fatal(err)
+		t.Fatal(err)
 	}
 	return r
 }
+
+// NewRepo makes a repository with files and commits them on main.
+func (s *Stack) NewRepo(name string, files map[string]string) *Repo { return NewRepo(s, name, files) }
 
 // InContainer is the repository's path in the containers.
 func (r *Repo) InContainer() string { return "/repos/" + r.Name }
@@ -112,48 +181,78 @@ type API struct {
 	Notify  notifyv1connect.NotifyServiceClient
 }
 
-// API is a client set for the replicas running now.
-func (s *Stack) API() API {
-	hc := &http.Client{Timeout: 30 * time.Second, Transport: auth.WithSecret(nil, func() string { return s.Admin })}
+// newAPI is a client set for the services at url(svc), through base (nil:
+// http.DefaultTransport), as the admin token token.
+func newAPI(base http.RoundTripper, url func(svc string) string, token string) API {
+	hc := &http.Client{Timeout: 30 * time.Second, Transport: auth.WithSecret(base, func() string { return token })}
 	return API{
-		Source:  sourcev1connect.NewSourceServiceClient(hc, s.URL("source")),
-		Build:   buildv1connect.NewBuildServiceClient(hc, s.URL("build")),
-		Release: releasev1connect.NewReleaseServiceClient(hc, s.URL("release")),
-		Notify:  notifyv1connect.NewNotifyServiceClient(hc, s.URL("notify")),
+		Source:  sourcev1connect.NewSourceServiceClient(hc, url("source")),
+		Build:   buildv1connect.NewBuildServiceClient(hc, url("build")),
+		Release: releasev1connect.NewReleaseServiceClient(hc, url("release")),
+		Notify:  notifyv1connect.NewNotifyServiceClient(hc, url("notify")),
 	}
+}
+
+// API is a client set for the replicas running now.
+func (s *Stack) API() API { return newAPI(nil, s.URL, s.Admin) }
+
+// T is the stack's test.
+func (s *Stack) T() *testing.T { return s.t }
+
+// ReposDir is the stack's Repos folder.
+func (s *Stack) ReposDir() string { return s.Repos }
+
+// ReceivedURL is the receiver's list of deliveries, on the host.
+func (s *Stack) ReceivedURL() string {
+	return "http://" + s.Receiver.GetHostPort("8090/tcp") + "/received"
+}
+
+// DeployLog reads the deploys.log of the environment's state folder in the
+// release data, which the stack's release replicas share.
+func (s *Stack) DeployLog(repo, env string) string {
+	b, err := os.ReadFile(filepath.Join(s.dir, "release-data", "state", repo, env, "deploys.log"))
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		s.t.Fatalf("read the deploy log: %v", err)
+	}
+	return string(b)
 }
 
 // Workload registers a repository with the shell pipeline and a webhook
 // subscription to it, and triggers runs of new commits.
 type Workload struct {
-	s      *Stack
+	p      Platform
+	t      *testing.T
 	Repo   *Repo
 	RunIDs []string
 }
 
-// NewWorkload sets up a repository named name with the shell pipeline, a
-// subscription to it, for load tests.
-func (s *Stack) NewWorkload(name string) *Workload {
-	s.t.Helper()
-	return s.NewWorkloadWith(name, nil)
-}
-
-// NewWorkloadWith is NewWorkload with more files in the repository's first
-// commit.
-func (s *Stack) NewWorkloadWith(name string, files map[string]string) *Workload {
-	s.t.Helper()
+// NewWorkload sets up a repository named name with the shell pipeline and
+// subscriptions to it, on any platform; files are more files for the
+// repository's first commit.
+func NewWorkload(p Platform, name string, files map[string]string) *Workload {
+	t := p.T()
+	t.Helper()
 	files = maps.Clone(files)
 	if files == nil {
 		files = map[string]string{}
 	}
 	files[".sluice.yaml"], files["VERSION"] = shellPipeline, "0\n"
-	repo := s.NewRepo(name, files)
-	if _, err := s.API().Source.CreateRepository(context.Background(), &sourcev1.CreateRepositoryRequest{
+	repo := NewRepo(p, name, files)
+	if _, err := p.API().Source.CreateRepository(context.Background(), &sourcev1.CreateRepositoryRequest{
 		Url: repo.InContainer(), Name: name,
 	}); err != nil {
-		s.t.Fatalf("register %s: %v", name, err)
+		t.Fatalf("register %s: %v", name, err)
 	}
-	return s.Track(repo)
+	return Track(p, repo)
+}
+
+// NewWorkload is NewWorkload on the stack.
+func (s *Stack) NewWorkload(name string) *Workload { return NewWorkload(s, name, nil) }
+
+// NewWorkloadWith is NewWorkload on the stack, with more files in the
+// repository's first commit.
+func (s *Stack) NewWorkloadWith(name string, files map[string]string) *Workload {
+	return NewWorkload(s, name, files)
 }
 
 // subscribers are the webhook subscriptions a workload makes: two, so that
@@ -163,28 +262,32 @@ var subscribers = []string{"alpha", "beta"}
 
 // Track subscribes the receiver, as every subscriber, to a registered
 // repository's run, release and deploy events, so that Finish can count them.
-func (s *Stack) Track(repo *Repo) *Workload {
-	s.t.Helper()
+func Track(p Platform, repo *Repo) *Workload {
+	t := p.T()
+	t.Helper()
 	for _, sub := range subscribers {
-		if _, err := s.API().Notify.CreateSubscription(context.Background(), &notifyv1.CreateSubscriptionRequest{
-			Url: s.ReceiverURL() + sub, Secret: receiverSecret, Repository: repo.Name,
+		if _, err := p.API().Notify.CreateSubscription(context.Background(), &notifyv1.CreateSubscriptionRequest{
+			Url: p.ReceiverURL() + sub, Secret: receiverSecret, Repository: repo.Name,
 			EventTypes: []string{typeRunFinished, typeReleasePublished, typeServiceDeployed},
 		}); err != nil {
-			s.t.Fatalf("subscribe %s to %s: %v", sub, repo.Name, err)
+			t.Fatalf("subscribe %s to %s: %v", sub, repo.Name, err)
 		}
 	}
-	return &Workload{s: s, Repo: repo}
+	return &Workload{p: p, t: t, Repo: repo}
 }
+
+// Track is Track on the stack.
+func (s *Stack) Track(repo *Repo) *Workload { return Track(s, repo) }
 
 // Trigger commits a change and starts a run of it.
 func (w *Workload) Trigger() string {
-	w.s.t.Helper()
+	w.t.Helper()
 	w.Repo.n++
-	w.Repo.Commit(w.s.t, fmt.Sprintf("fix: change %d", w.Repo.n), map[string]string{"VERSION": fmt.Sprintf("%d\n", w.Repo.n)})
+	w.Repo.Commit(w.t, fmt.Sprintf("fix: change %d", w.Repo.n), map[string]string{"VERSION": fmt.Sprintf("%d\n", w.Repo.n)})
 	var runID string
 	// A replica may be down on purpose: retry the trigger briefly.
-	w.s.eventually("trigger a run", time.Minute, func() error {
-		res, err := w.s.API().Source.TriggerRun(context.Background(), &sourcev1.TriggerRunRequest{Repository: w.Repo.Name, Ref: "main"})
+	eventually(w.t, "trigger a run", time.Minute, func() error {
+		res, err := w.p.API().Source.TriggerRun(context.Background(), &sourcev1.TriggerRunRequest{Repository: w.Repo.Name, Ref: "main"})
 		if err != nil {
 			return err
 		}
@@ -198,7 +301,7 @@ func (w *Workload) Trigger() string {
 // TriggerEvery triggers n runs, one every gap, calling during(i) before
 // run i (0-based) is triggered.
 func (w *Workload) TriggerEvery(n int, gap time.Duration, during func(i int)) {
-	w.s.t.Helper()
+	w.t.Helper()
 	for i := range n {
 		if during != nil {
 			during(i)
@@ -233,14 +336,15 @@ func (t Tally) String() string {
 // Finish waits for every run to end (within the deadline), counts the
 // outcome and the duplicates, prints the tally and returns it.
 func (w *Workload) Finish(within time.Duration) Tally {
-	s := w.s
-	s.t.Helper()
+	p := w.p
+	w.t.Helper()
 	ctx := context.Background()
 	status := map[string]sourcev1.RunStatus{}
 	// deployed: the run's release stage succeeded. A run of an older commit
 	// that finished after a newer one was released is skipped there: no
 	// version, no deploy.
 	deployed := map[string]bool{}
+	runs := map[string]*sourcev1.Run{}
 	deadline := time.Now().Add(within)
 	for {
 		pending := 0
@@ -248,9 +352,10 @@ func (w *Workload) Finish(within time.Duration) Tally {
 			if st := status[id]; st == sourcev1.RunStatus_RUN_STATUS_SUCCEEDED || st == sourcev1.RunStatus_RUN_STATUS_FAILED || st == sourcev1.RunStatus_RUN_STATUS_CANCELLED {
 				continue
 			}
-			res, err := s.API().Source.GetRun(ctx, &sourcev1.GetRunRequest{RunId: id})
+			res, err := p.API().Source.GetRun(ctx, &sourcev1.GetRunRequest{RunId: id})
 			if err == nil {
 				status[id] = res.GetRun().GetStatus()
+				runs[id] = res.GetRun()
 				for _, st := range res.GetRun().GetStages() {
 					if st.GetName() == "release" {
 						deployed[id] = st.GetStatus() == sourcev1.StageStatus_STAGE_STATUS_SUCCEEDED
@@ -277,6 +382,7 @@ func (w *Workload) Finish(within time.Duration) Tally {
 		case sourcev1.RunStatus_RUN_STATUS_FAILED, sourcev1.RunStatus_RUN_STATUS_CANCELLED:
 			t.Failed++
 			finished = append(finished, id)
+			logFailedRun(w.t, runs[id])
 		default:
 			t.Lost++
 		}
@@ -284,9 +390,9 @@ func (w *Workload) Finish(within time.Duration) Tally {
 
 	twice := map[string]bool{}
 	// Deployments: one per run and environment (rollbacks aside).
-	deps, err := s.API().Release.ListDeployments(ctx, &releasev1.ListDeploymentsRequest{Repository: w.Repo.Name, Limit: 1000})
+	deps, err := p.API().Release.ListDeployments(ctx, &releasev1.ListDeploymentsRequest{Repository: w.Repo.Name, Limit: 1000})
 	if err != nil {
-		s.t.Fatalf("list deployments: %v", err)
+		w.t.Fatalf("list deployments: %v", err)
 	}
 	perRun := map[string]int{}
 	for _, d := range deps.GetDeployments() {
@@ -304,12 +410,12 @@ func (w *Workload) Finish(within time.Duration) Tally {
 		}
 	}
 	// The deploy command itself: the shell pipeline's deploy appends the
-	// version to deploys.log in the environment's state folder (the release
-	// data, shared by the release replicas), so a deploy run twice under
-	// one record shows too.
-	if log, err := os.ReadFile(filepath.Join(s.dir, "release-data", "state", w.Repo.Name, "staging", "deploys.log")); err == nil {
+	// version to deploys.log in the environment's state folder (kept in the
+	// deploy state, which every release replica restores before a deploy),
+	// so a deploy run twice under one record shows too.
+	if log := p.DeployLog(w.Repo.Name, "staging"); log != "" {
 		seen := map[string]int{}
-		for _, v := range strings.Fields(string(log)) {
+		for _, v := range strings.Fields(log) {
 			seen[v]++
 		}
 		for version, n := range seen {
@@ -320,9 +426,9 @@ func (w *Workload) Finish(within time.Duration) Tally {
 		}
 	}
 	// Builds: a retry is a takeover (the first attempt's worker died).
-	builds, err := s.API().Build.ListBuilds(ctx, &buildv1.ListBuildsRequest{Limit: 1000})
+	builds, err := p.API().Build.ListBuilds(ctx, &buildv1.ListBuildsRequest{Limit: 1000})
 	if err != nil {
-		s.t.Fatalf("list builds: %v", err)
+		w.t.Fatalf("list builds: %v", err)
 	}
 	ours := map[string]bool{}
 	for _, id := range w.RunIDs {
@@ -334,9 +440,9 @@ func (w *Workload) Finish(within time.Duration) Tally {
 		}
 	}
 	// Releases: one per run.
-	rels, err := s.API().Release.ListReleases(ctx, &releasev1.ListReleasesRequest{Repository: w.Repo.Name, Limit: 1000})
+	rels, err := p.API().Release.ListReleases(ctx, &releasev1.ListReleasesRequest{Repository: w.Repo.Name, Limit: 1000})
 	if err != nil {
-		s.t.Fatalf("list releases: %v", err)
+		w.t.Fatalf("list releases: %v", err)
 	}
 	relPerRun := map[string]int{}
 	for _, r := range rels.GetReleases() {
@@ -373,9 +479,21 @@ func (w *Workload) Finish(within time.Duration) Tally {
 		}
 	}
 	t.Twice = len(twice)
-	t.DeadLetters = s.DeadLetters()
-	s.t.Logf("TALLY %s: %s", s.t.Name(), t)
+	t.DeadLetters = p.DeadLetters()
+	w.t.Logf("TALLY %s: %s", w.t.Name(), t)
 	return t
+}
+
+// logFailedRun says why a run failed: its reason and its failed stages'.
+func logFailedRun(t *testing.T, r *sourcev1.Run) {
+	t.Helper()
+	t.Logf("run %s (%s) %s: %s", r.GetId(), r.GetCommit(), r.GetStatus(), r.GetFailureReason())
+	for _, st := range r.GetStages() {
+		if st.GetStatus() == sourcev1.StageStatus_STAGE_STATUS_FAILED {
+			t.Logf("  stage %s failed: %s (step %q) %s\n    %s", st.GetName(), st.GetReason(), st.GetFailedStep(), st.GetDetail(),
+				strings.Join(st.GetLastLogLines(), "\n    "))
+		}
+	}
 }
 
 // awaitNotifications waits until the subscriber holds every expected event
@@ -403,14 +521,13 @@ func (w *Workload) awaitNotifications(runs []string, status map[string]sourcev1.
 // received counts the subscriber's deliveries per "run type" for runs, and
 // how many distinct ones there are; a bad signature fails the test.
 func (w *Workload) received(runs []string) (map[string]int, int) {
-	s := w.s
-	url := "http://" + s.Receiver.GetHostPort("8090/tcp") + "/received"
+	url := w.p.ReceivedURL()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		s.t.Fatalf("read the receiver: %v", err)
+		w.t.Fatalf("read the receiver: %v", err)
 	}
 	defer func() { _ = resp.Body.Close() }()
 	var all []struct {
@@ -421,7 +538,7 @@ func (w *Workload) received(runs []string) (map[string]int, int) {
 		SignatureOK bool   `json:"signature_ok"`
 	}
 	if err := json.NewDecoder(resp.Body).Decode(&all); err != nil {
-		s.t.Fatalf("read the receiver: %v", err)
+		w.t.Fatalf("read the receiver: %v", err)
 	}
 	ours := map[string]bool{}
 	for _, id := range runs {
@@ -430,7 +547,7 @@ func (w *Workload) received(runs []string) (map[string]int, int) {
 	counts := map[string]int{}
 	for _, r := range all {
 		if !r.SignatureOK {
-			s.t.Fatalf("delivery %s (%s) has a bad signature", r.ID, r.Type)
+			w.t.Fatalf("delivery %s (%s) has a bad signature", r.ID, r.Type)
 		}
 		if ours[r.ChainID] {
 			counts[strings.TrimPrefix(r.Path, "/")+" "+r.ChainID+" "+r.Type]++
@@ -478,32 +595,44 @@ func (s *Stack) ReplicaOf(svc, workerID string) *Container {
 	return nil
 }
 
-// DeadLetters counts the messages in the DEADLETTER stream, as admin.
-func (s *Stack) DeadLetters() uint64 {
-	s.t.Helper()
-	nc, err := nats.Connect(s.NATSURL(0), nats.UserInfo("admin", natsAdminPassword))
+// natsAdmin connects to url as NATS's admin user.
+func natsAdmin(t *testing.T, url string, opts ...nats.Option) jetstream.JetStream {
+	t.Helper()
+	nc, err := nats.Connect(url, append(opts, nats.UserInfo("admin", natsAdminPassword))...)
 	if err != nil {
-		s.t.Fatalf("connect as admin: %v", err)
+		t.Fatalf("connect as admin: %v", err)
 	}
-	defer nc.Close()
+	t.Cleanup(nc.Close)
 	js, err := jetstream.New(nc)
 	if err != nil {
-		s.t.Fatal(err)
+		t.Fatal(err)
 	}
+	return js
+}
+
+// deadLetters counts the messages in the DEADLETTER stream.
+func deadLetters(t *testing.T, js jetstream.JetStream) uint64 {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	stream, err := js.Stream(ctx, "DEADLETTER")
 	if err != nil {
-		s.t.Fatalf("DEADLETTER stream: %v", err)
+		t.Fatalf("DEADLETTER stream: %v", err)
 	}
 	return stream.CachedInfo().State.Msgs
+}
+
+// DeadLetters counts the messages in the DEADLETTER stream, as admin.
+func (s *Stack) DeadLetters() uint64 {
+	s.t.Helper()
+	return deadLetters(s.t, natsAdmin(s.t, s.NATSURL(0)))
 }
 
 // ReceivedCount is how many deliveries the receiver holds (safe to call
 // from any goroutine).
 func (s *Stack) ReceivedCount() (int, error) {
 	var all []json.RawMessage
-	url := "http://" + s.Receiver.GetHostPort("8090/tcp") + "/received"
+	url := s.ReceivedURL()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
@@ -524,15 +653,7 @@ func (s *Stack) ReceivedCount() (int, error) {
 // StreamLeader is the NATS node that leads stream.
 func (s *Stack) StreamLeader(stream string) *dockertest.Resource {
 	s.t.Helper()
-	nc, err := nats.Connect(s.NATSURL(0), nats.UserInfo("admin", natsAdminPassword))
-	if err != nil {
-		s.t.Fatalf("connect as admin: %v", err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		s.t.Fatal(err)
-	}
+	js := natsAdmin(s.t, s.NATSURL(0))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	st, err := js.Stream(ctx, stream)

@@ -93,6 +93,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 		return err
 	}
 	maxDeliver := cons.CachedInfo().Config.MaxDeliver
+	backOff := cons.CachedInfo().Config.BackOff
 	// Handlers run on their own context: when ctx ends no new event is
 	// taken, and the ones in hand get DrainTimeout to finish.
 	handlerCtx, cancelHandlers := context.WithCancel(runner.NewContext(context.WithoutCancel(ctx), c.cfg.Supervisor))
@@ -159,7 +160,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 				defer wg.Done()
 				defer func() { <-slots }()
 				err := c.cfg.Supervisor.Try("event delivery", func() error {
-					c.handle(handlerCtx, m, maxDeliver)
+					c.handle(handlerCtx, m, maxDeliver, backOff)
 					return nil
 				})
 				if err != nil {
@@ -258,7 +259,7 @@ func (d delivery) NumDelivered() uint64 { return d.meta.NumDelivered }
 func (d delivery) MaxDeliver() int      { return d.maxDeliver }
 func (d delivery) Last() bool           { return d.maxDeliver > 0 && int(d.meta.NumDelivered) >= d.maxDeliver }
 
-func (c *Consumer) handle(ctx context.Context, m jetstream.Msg, maxDeliver int) {
+func (c *Consumer) handle(ctx context.Context, m jetstream.Msg, maxDeliver int, backOff []time.Duration) {
 	meta, err := m.Metadata()
 	if err != nil {
 		c.log.Error("message without metadata", slog.Any("error", err))
@@ -310,11 +311,26 @@ func (c *Consumer) handle(ctx context.Context, m jetstream.Msg, maxDeliver int) 
 	case maxDeliver > 0 && int(meta.NumDelivered) >= maxDeliver:
 		c.deadLetter(ctx, m, log, CauseExhausted, fmt.Errorf("gave up after %d deliveries: %w", meta.NumDelivered, err))
 	default:
-		// A plain Nak: the server redelivers after the consumer's declared
-		// back-off (deploy/nats), not after a delay made up here.
+		// Redelivered after the consumer's declared back-off (deploy/nats)
+		// for this delivery: the server applies BackOff only to an ack wait
+		// that runs out, and redelivers a plain Nak at once, which would
+		// spend every delivery within milliseconds of a passing outage.
 		log.Warn("handler failed; will retry", slog.Any("error", err))
-		_ = m.Nak()
+		if d := retryDelay(backOff, meta.NumDelivered); d > 0 {
+			_ = m.NakWithDelay(d)
+		} else {
+			_ = m.Nak()
+		}
 	}
+}
+
+// retryDelay is the consumer's back-off after delivery n (1-based) failed:
+// its nth entry, the last one past its end, none without a back-off.
+func retryDelay(backOff []time.Duration, n uint64) time.Duration {
+	if len(backOff) == 0 || n == 0 {
+		return 0
+	}
+	return backOff[min(n, uint64(len(backOff)))-1]
 }
 
 // panicError is what a consumer makes of a handler (or a decode) that

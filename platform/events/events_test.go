@@ -313,6 +313,56 @@ func TestFailingHandlerIsRetriedThenDeadLettered(t *testing.T) {
 	}
 }
 
+// A failed delivery comes again after the consumer's back-off for it (a
+// plain Nak would be redelivered at once, spending every delivery within
+// milliseconds of a passing outage).
+func TestFailedDeliveryIsRetriedAfterTheConsumersBackOff(t *testing.T) {
+	e := setup(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	backOff := []time.Duration{time.Second, 2 * time.Second}
+	_, err := e.js.CreateOrUpdateConsumer(ctx, "SOURCE", jetstream.ConsumerConfig{
+		Durable: "test-backoff", FilterSubject: "sluice.source.run.requested", AckPolicy: jetstream.AckExplicitPolicy,
+		AckWait: 30 * time.Second, MaxDeliver: 4, BackOff: backOff,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev, _ := events.New(runRequested("flaky"), "flaky", "flaky")
+	m, _ := ev.Msg()
+	if _, err := e.js.PublishMsg(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	attempts := make(chan time.Time, 4)
+	cons := events.NewConsumer(e.js, quiet(), events.ConsumerConfig{Service: "build", Stream: "SOURCE", Durable: "test-backoff"},
+		func(_ context.Context, _ events.Event, d events.Delivery) error {
+			attempts <- time.Now()
+			if d.NumDelivered() < 3 {
+				return errors.New("away for a moment")
+			}
+			return nil
+		})
+	consCtx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); _ = cons.Run(consCtx) }()
+	defer func() { stop(); <-done }()
+	var at []time.Time
+	for len(at) < 3 {
+		select {
+		case a := <-attempts:
+			at = append(at, a)
+		case <-ctx.Done():
+			t.Fatalf("%d deliveries, want 3", len(at))
+		}
+	}
+	for i, want := range backOff {
+		// The server's redelivery timer is coarse: allow it 10% early.
+		if gap := at[i+1].Sub(at[i]); gap < want*9/10 {
+			t.Errorf("delivery %d came %s after the one before; want the back-off, %s", i+2, gap, want)
+		}
+	}
+}
+
 func TestPermanentErrorIsDeadLetteredAtOnce(t *testing.T) {
 	e := setup(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
