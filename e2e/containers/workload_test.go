@@ -129,7 +129,9 @@ func KillReleaseMidDeploy(p Platform, w *Workload, runID string, patience time.D
 			t.Logf("list deployments: %v", err)
 		}
 		for _, d := range deps.GetDeployments() {
-			if d.GetRunId() != runID || d.GetStatus() != releasev1.DeploymentStatus_DEPLOYMENT_STATUS_DEPLOYING {
+			// Once its command started (attempts): before, a takeover
+			// simply deploys, and nothing is run again.
+			if d.GetRunId() != runID || d.GetStatus() != releasev1.DeploymentStatus_DEPLOYMENT_STATUS_DEPLOYING || d.GetAttempts() < 1 {
 				continue
 			}
 			for _, r := range p.ReleaseReplicas() {

@@ -60,11 +60,12 @@ type envResult struct {
 	newer bool
 }
 
-// releaseTo deploys rel to env for the run, at most once: a deployment of
-// the run found in progress was interrupted by a crash and is failed, not
-// run again. It does not deploy where rel's commit or a newer one runs
-// already, checked under the environment's lock since runs finish out of
-// order. On failure, the environment is rolled back. The output goes to
+// releaseTo deploys rel to env for the run, once: a deployment of the run
+// found in progress was interrupted (a crash, a lost lock) and goes on only
+// as interrupted says (its command never started, or the environment says
+// on_interrupt: redeploy). It does not deploy where rel's commit or a
+// newer one runs already, checked under the environment's lock since runs
+// finish out of order. On failure, the environment is rolled back. The output goes to
 // the run's release log, under deploy:<env>, verify:<env> and
 // rollback:<env>.
 func (s *Service) releaseTo(ctx context.Context, st stage, rel domain.Release, env domain.Environment) (envResult, error) {
@@ -128,6 +129,13 @@ func (s *Service) releaseHeld(ctx context.Context, st stage, rel domain.Release,
 		if done || err != nil {
 			return res, err
 		}
+	case d.Superseded:
+		// Ended so by an earlier delivery (interrupted): left alone again.
+		left, newer, err := s.supersededBy(ctx, st, rel, env.Name, d)
+		if left == "" {
+			left, newer = d.Reason, true
+		}
+		return envResult{left: left, newer: newer}, err
 	}
 	if d.Status != domain.DeploymentFailed {
 		return envResult{}, nil // verified (and perhaps rolled back by hand since)
@@ -136,16 +144,16 @@ func (s *Service) releaseHeld(ctx context.Context, st stage, rel domain.Release,
 }
 
 // interrupted handles deployment d of rel to env, found in progress: the
-// replica that ran it stopped or lost the environment's lock. A release
-// deployed there since (newer, or of the same commit) replaced whatever
-// it did: it ends FAILED, without a rollback and without making rel bad,
+// replica that ran it stopped or lost the environment's lock. A deployment
+// verified there since (supersededBy) replaced whatever it did: d ends
+// FAILED and Superseded, without a rollback and without making rel bad,
 // and env is left as for a run that finds a newer release there (done).
 // Otherwise it goes on (resumes) or fails as interrupted; d says how it
 // ended.
 func (s *Service) interrupted(ctx context.Context, st stage, rel domain.Release, env domain.Environment, d *domain.Deployment, w *steplog.Writer, held *heldLock) (res envResult, done bool, err error) {
 	log := st.log.With(slog.String("environment", env.Name), slog.String("deployment_id", d.ID), slog.Int("attempts", d.Attempts))
 	step := domain.LogStep(domain.StepDeploy, env.Name)
-	left, newer, err := s.alreadyThere(ctx, st, rel, env.Name)
+	left, newer, err := s.supersededBy(ctx, st, rel, env.Name, *d)
 	if err != nil {
 		return envResult{}, false, err
 	}
@@ -196,6 +204,31 @@ func (s *Service) failed(ctx context.Context, st stage, rel domain.Release, env 
 		reason = summary + "; " + text
 	}
 	return envResult{failed: true, reason: domain.WithLastLines(reason, d.FailedStep, d.LastLogLines), rolledBack: rolledBack}, nil
+}
+
+// supersededBy says (left, as alreadyThere) what replaced deployment d of
+// rel to env, interrupted: env runs rel's commit or a newer one, or a
+// deployment verified there was made after d (a rollback, by hand or of
+// another run, once d's lock lapsed). "" when nothing did.
+func (s *Service) supersededBy(ctx context.Context, st stage, rel domain.Release, env string, d domain.Deployment) (left string, newer bool, err error) {
+	if left, newer, err = s.alreadyThere(ctx, st, rel, env); left != "" || err != nil {
+		return left, newer, err
+	}
+	cur, err := s.store.CurrentDeployment(ctx, st.repo.Name, env)
+	switch {
+	case errors.Is(err, apierror.ErrNotFound):
+		return "", false, nil
+	case err != nil:
+		return "", false, err
+	case !cur.CreatedAt.After(d.CreatedAt):
+		return "", false, nil
+	}
+	what := "a deployment"
+	if cur.Rollback {
+		what = "a rollback"
+	}
+	// The environments after env are left too: rel was not verified here.
+	return fmt.Sprintf("%s got %s since, by %s (%s)", env, cur.Version, what, cur.ID), true, nil
 }
 
 // resumes reports whether deployment d, found in progress, goes on: its

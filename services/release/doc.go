@@ -27,6 +27,7 @@
 // artifacts in release's own object store for as long as a deploy or a
 // rollback may need them (keep-releases), consumer.go is the event port,
 // handler.go the Connect API, convert.go the conversions, store.go the SQL
-// and locks.go the per-environment locks that keep deploys from
-// overlapping across replicas.
+// and locks.go the locks (per repository, run, and environment) that keep
+// versions, a run's deploys and an environment's deploys from overlapping
+// across replicas.
 package release

@@ -15,8 +15,9 @@ import (
 	"github.com/sluicehq/sluice/platform/runner"
 )
 
-// keyedLocks serializes work per key (a repository, or a repository and an
-// environment): in this process with a mutex per key, then across the
+// keyedLocks serializes work per key (a repository, a run, or a
+// repository and an environment; taken in that order, never the other
+// way): in this process with a mutex per key, then across the
 // replicas sharing the database with a lease on the key's row of
 // release_locks. The lease is claimed with one conditional statement,
 // renewed every heartbeat (platform/lease) and released on unlock. A

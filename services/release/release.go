@@ -46,7 +46,8 @@ type stage struct {
 // never over its own commit or a newer one (ancestry.go): an older commit
 // gets no version and is skipped. It is idempotent per run: a redelivered
 // or duplicated event continues where the stage stopped and never deploys
-// twice. On the event's last delivery (d) a stage that cannot go on ends
+// twice, except an interrupted deploy that its environment says to run
+// again (on_interrupt: redeploy). On the event's last delivery (d) a stage that cannot go on ends
 // FAILED with the reason, so that the run does not stay "running" for ever.
 func (s *Service) ReleaseRun(ctx context.Context, eventID string, run *testeventsv1.TestRunFinished, d events.Delivery) error {
 	err := s.releaseStage(ctx, eventID, run)
@@ -144,6 +145,13 @@ func (s *Service) releaseStage(ctx context.Context, eventID string, run *testeve
 	}
 	defer runHeld.Unlock()
 	ctx = runHeld.Context()
+	// A duplicate that waited for the lock finds the stage finished.
+	if rec, err = s.store.beginRun(ctx, st.runID, st.repo.Name); err != nil {
+		return err
+	}
+	if rec.State == runFinished {
+		return s.logs.Complete(ctx, st.runID)
+	}
 	deployed := 0
 	for i, env := range envs {
 		res, err := s.releaseTo(ctx, st, rel, env)

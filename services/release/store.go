@@ -369,23 +369,24 @@ func (s *Store) ListReleases(ctx context.Context, f ListFilter, page paging.Page
 }
 
 const deploymentColumns = `id, release_id, repository, environment, version, run_id, rollback, started, status, reason,
-	failed_step, last_log_lines, created_at, ended_at, attempts`
+	failed_step, last_log_lines, created_at, ended_at, attempts, superseded`
 
 func scanDeployment(src row) (domain.Deployment, error) {
 	var (
 		d                  domain.Deployment
 		rollback, started  int
+		superseded         int
 		status             string
 		createdAt, endedAt int64
 	)
 	if err := src.Scan(&d.ID, &d.ReleaseID, &d.Repository, &d.Environment, &d.Version, &d.RunID, &rollback, &started,
-		&status, &d.Reason, &d.FailedStep, (*sqldb.StringList)(&d.LastLogLines), &createdAt, &endedAt, &d.Attempts); err != nil {
+		&status, &d.Reason, &d.FailedStep, (*sqldb.StringList)(&d.LastLogLines), &createdAt, &endedAt, &d.Attempts, &superseded); err != nil {
 		return domain.Deployment{}, err
 	}
 	if len(d.LastLogLines) == 0 {
 		d.LastLogLines = nil
 	}
-	d.Rollback, d.Started = rollback != 0, started != 0
+	d.Rollback, d.Started, d.Superseded = rollback != 0, started != 0, superseded != 0
 	d.Status = domain.DeploymentStatus(status)
 	d.CreatedAt, d.EndedAt = sqldb.Time(createdAt), sqldb.Time(endedAt)
 	return d, nil
@@ -478,8 +479,8 @@ func (s *Store) SetDeploymentStatus(ctx context.Context, id string, status domai
 // and end time.
 func endDeployment(ctx context.Context, tx *sql.Tx, d domain.Deployment) error {
 	_, err := tx.ExecContext(ctx,
-		`UPDATE deployments SET status = $1, reason = $2, failed_step = $3, last_log_lines = $4, ended_at = $5 WHERE id = $6`,
-		string(d.Status), sqldb.Text(d.Reason), d.FailedStep, sqldb.StringList(d.LastLogLines), sqldb.Nanos(d.EndedAt), d.ID)
+		`UPDATE deployments SET status = $1, reason = $2, failed_step = $3, last_log_lines = $4, ended_at = $5, superseded = $6 WHERE id = $7`,
+		string(d.Status), sqldb.Text(d.Reason), d.FailedStep, sqldb.StringList(d.LastLogLines), sqldb.Nanos(d.EndedAt), boolInt(d.Superseded), d.ID)
 	if err != nil {
 		return fmt.Errorf("end deployment %s: %w", d.ID, err)
 	}

@@ -127,9 +127,10 @@ type Deployment struct {
 	// Attempts is how many times the deploy command was started (more
 	// than once only when interrupted, see MaxDeployAttempts).
 	Attempts int
-	// Superseded is set (not stored) on a deployment found interrupted
-	// after a later one replaced it: it failed, but its release is not
-	// bad for it.
+	// Superseded is set on a deployment found interrupted after a later
+	// one replaced it (another release, or a rollback, deployed there
+	// since): it failed, but its release is not bad for it, and nothing
+	// rolls it back.
 	Superseded bool
 	// FailedStep and LastLogLines are set when the deployment failed in a
 	// command: the step of the release log it failed in (LogStep) and the
