@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"connectrpc.com/connect"
 
@@ -88,9 +89,12 @@ func (s *Service) freeVersion(ctx context.Context, repository string, v domain.V
 // alreadyThere says, under env's lock, whether env runs rel's commit
 // already or a newer one (a release whose commit contains it): then rel is
 // not deployed there automatically, and reason says why. newer is true
-// when what runs there is newer than rel. A manual rollback is not asked:
-// putting an older release back is what it is for.
-func (s *Service) alreadyThere(ctx context.Context, st stage, rel domain.Release, env string) (reason string, newer bool, err error) {
+// when what runs there is newer than rel. With since (a deployment of rel
+// there interrupted, made then), a deployment verified there after since
+// counts as newer too: a rollback, by hand or of another run, once the
+// interrupted one's lock lapsed. A manual rollback is not asked: putting
+// an older release back is what it is for.
+func (s *Service) alreadyThere(ctx context.Context, st stage, rel domain.Release, env string, since time.Time) (reason string, newer bool, err error) {
 	cur, err := s.store.CurrentDeployment(ctx, st.repo.Name, env)
 	switch {
 	case errors.Is(err, apierror.ErrNotFound):
@@ -106,8 +110,18 @@ func (s *Service) alreadyThere(ctx context.Context, st stage, rel domain.Release
 		return fmt.Sprintf("%s already runs %s", env, running.Version), false, nil
 	}
 	older, err := s.isAncestor(ctx, st.repo.Name, rel.Commit, running.Commit)
-	if err != nil || !older {
+	switch {
+	case err != nil:
 		return "", false, err
+	case !older && !since.IsZero() && cur.CreatedAt.After(since):
+		what := "a deployment"
+		if cur.Rollback {
+			what = "a rollback"
+		}
+		// The environments after env are left too: rel was not verified here.
+		return fmt.Sprintf("%s got %s since, by %s (%s)", env, cur.Version, what, cur.ID), true, nil
+	case !older:
+		return "", false, nil
 	}
 	return fmt.Sprintf("%s runs %s (commit %s), which contains %s (commit %s)",
 		env, running.Version, domain.ShortSHA(running.Commit), rel.Version, domain.ShortSHA(rel.Commit)), true, nil

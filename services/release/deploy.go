@@ -110,7 +110,7 @@ func (s *Service) releaseHeld(ctx context.Context, st stage, rel domain.Release,
 	d, err := s.store.RunDeployment(ctx, st.runID, env.Name, false)
 	switch {
 	case errors.Is(err, apierror.ErrNotFound):
-		left, newer, err := s.alreadyThere(ctx, st, rel, env.Name)
+		left, newer, err := s.alreadyThere(ctx, st, rel, env.Name, time.Time{})
 		if err != nil {
 			return envResult{}, err
 		}
@@ -131,7 +131,7 @@ func (s *Service) releaseHeld(ctx context.Context, st stage, rel domain.Release,
 		}
 	case d.Superseded:
 		// Ended so by an earlier delivery (interrupted): left alone again.
-		left, newer, err := s.supersededBy(ctx, st, rel, env.Name, d)
+		left, newer, err := s.alreadyThere(ctx, st, rel, env.Name, d.CreatedAt)
 		if left == "" {
 			left, newer = d.Reason, true
 		}
@@ -145,7 +145,7 @@ func (s *Service) releaseHeld(ctx context.Context, st stage, rel domain.Release,
 
 // interrupted handles deployment d of rel to env, found in progress: the
 // replica that ran it stopped or lost the environment's lock. A deployment
-// verified there since (supersededBy) replaced whatever it did: d ends
+// verified there since (alreadyThere) replaced whatever it did: d ends
 // FAILED and Superseded, without a rollback and without making rel bad,
 // and env is left as for a run that finds a newer release there (done).
 // Otherwise it goes on (resumes) or fails as interrupted; d says how it
@@ -153,7 +153,7 @@ func (s *Service) releaseHeld(ctx context.Context, st stage, rel domain.Release,
 func (s *Service) interrupted(ctx context.Context, st stage, rel domain.Release, env domain.Environment, d *domain.Deployment, w *steplog.Writer, held *heldLock) (res envResult, done bool, err error) {
 	log := st.log.With(slog.String("environment", env.Name), slog.String("deployment_id", d.ID), slog.Int("attempts", d.Attempts))
 	step := domain.LogStep(domain.StepDeploy, env.Name)
-	left, newer, err := s.supersededBy(ctx, st, rel, env.Name, *d)
+	left, newer, err := s.alreadyThere(ctx, st, rel, env.Name, d.CreatedAt)
 	if err != nil {
 		return envResult{}, false, err
 	}
@@ -204,31 +204,6 @@ func (s *Service) failed(ctx context.Context, st stage, rel domain.Release, env 
 		reason = summary + "; " + text
 	}
 	return envResult{failed: true, reason: domain.WithLastLines(reason, d.FailedStep, d.LastLogLines), rolledBack: rolledBack}, nil
-}
-
-// supersededBy says (left, as alreadyThere) what replaced deployment d of
-// rel to env, interrupted: env runs rel's commit or a newer one, or a
-// deployment verified there was made after d (a rollback, by hand or of
-// another run, once d's lock lapsed). "" when nothing did.
-func (s *Service) supersededBy(ctx context.Context, st stage, rel domain.Release, env string, d domain.Deployment) (left string, newer bool, err error) {
-	if left, newer, err = s.alreadyThere(ctx, st, rel, env); left != "" || err != nil {
-		return left, newer, err
-	}
-	cur, err := s.store.CurrentDeployment(ctx, st.repo.Name, env)
-	switch {
-	case errors.Is(err, apierror.ErrNotFound):
-		return "", false, nil
-	case err != nil:
-		return "", false, err
-	case !cur.CreatedAt.After(d.CreatedAt):
-		return "", false, nil
-	}
-	what := "a deployment"
-	if cur.Rollback {
-		what = "a rollback"
-	}
-	// The environments after env are left too: rel was not verified here.
-	return fmt.Sprintf("%s got %s since, by %s (%s)", env, cur.Version, what, cur.ID), true, nil
 }
 
 // resumes reports whether deployment d, found in progress, goes on: its
