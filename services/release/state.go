@@ -31,11 +31,8 @@ const StateBucket = "sluice-release-state"
 const maxStateEntries = 100000
 
 // statePatience is how long saving a deploy state is tried again while
-// the store does not answer: long enough for a JetStream cluster that
-// lost a node to elect the stream's new leader on a loaded machine (30 s
-// was not, in the Compose kill scenario), since a deploy whose state
-// cannot be stored fails and is rolled back.
-const statePatience = 2 * time.Minute
+// the store does not answer.
+const statePatience = 30 * time.Second
 
 // errStateRefused marks a deploy state that cannot be used: too large, too
 // many entries, or an archive with entries that are not plain files and
