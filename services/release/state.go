@@ -34,6 +34,9 @@ const maxStateEntries = 100000
 // the store does not answer.
 const statePatience = 30 * time.Second
 
+// stateAttemptTimeout bounds one attempt to store a deploy state.
+const stateAttemptTimeout = 8 * time.Second
+
 // errStateRefused marks a deploy state that cannot be used: too large, too
 // many entries, or an archive with entries that are not plain files and
 // directories inside the state directory. No retry helps; the deploy
@@ -146,7 +149,12 @@ func (st *deployState) save(ctx context.Context, tmpDir string) ([]string, error
 		if _, err := f.Seek(0, io.SeekStart); err != nil {
 			return retry.Permanent(err)
 		}
-		_, err := st.obs.Put(ctx, jetstream.ObjectMeta{Name: st.object, Description: "the deploy state of " + st.object}, f)
+		// Each attempt is bounded: a Put whose chunks go unanswered (a NATS
+		// node lost while it ran) waits for its context, so one attempt
+		// would otherwise use all of statePatience while later ones succeed.
+		actx, cancel := context.WithTimeout(ctx, stateAttemptTimeout)
+		defer cancel()
+		_, err := st.obs.Put(actx, jetstream.ObjectMeta{Name: st.object, Description: "the deploy state of " + st.object}, f)
 		return err
 	}, retry.GiveUpAfter(statePatience))
 	if err != nil {
