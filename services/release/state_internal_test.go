@@ -3,7 +3,9 @@ package release
 import (
 	"archive/tar"
 	"bytes"
+	"context"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -250,5 +252,60 @@ func TestStateArchivesAreDeterministic(t *testing.T) {
 	}
 	if got, _ := os.ReadFile(filepath.Join(out, "b", "c")); string(got) != "c" {
 		t.Errorf("b/c = %q", got)
+	}
+}
+
+// stuckFirstPut is an object store whose first Put goes unanswered, as
+// one in flight when a NATS node is killed: it returns only when its
+// context ends. Later Puts are stored.
+type stuckFirstPut struct {
+	jetstream.ObjectStore
+	puts      int
+	deadlines []time.Duration
+}
+
+func (s *stuckFirstPut) Put(ctx context.Context, meta jetstream.ObjectMeta, r io.Reader) (*jetstream.ObjectInfo, error) {
+	s.puts++
+	d, ok := ctx.Deadline()
+	if !ok {
+		return nil, errors.New("a Put without a deadline")
+	}
+	s.deadlines = append(s.deadlines, time.Until(d))
+	if s.puts == 1 {
+		// Not waited out: the deadline is what is checked.
+		return nil, context.DeadlineExceeded
+	}
+	return s.ObjectStore.Put(ctx, meta, r)
+}
+
+// One unanswered attempt to store a deploy state does not use up the
+// patience of all: each attempt has its own bound, well inside it, so the
+// next one is made (a SIGKILLed NATS node once left a verified deploy
+// failed for its state while a second attempt would have stored it).
+func TestStoringAStateBoundsEachAttempt(t *testing.T) {
+	t.Parallel()
+	js := stateStore(t)
+	r := stateReplica(js, 1<<20)
+	r.cfg.DataDir = t.TempDir()
+	st, err := r.restoreState(t.Context(), "app", "staging")
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(st.dir, "pid"), "7\n")
+	stuck := &stuckFirstPut{ObjectStore: st.obs}
+	st.obs = stuck
+	if _, err := st.save(t.Context(), t.TempDir()); err != nil {
+		t.Fatalf("save after one stuck attempt: %v", err)
+	}
+	if stuck.puts != 2 {
+		t.Fatalf("%d attempts, want 2", stuck.puts)
+	}
+	for i, d := range stuck.deadlines {
+		if d > stateAttemptTimeout || stateAttemptTimeout > statePatience/2 {
+			t.Fatalf("attempt %d may take %v of a patience of %v", i+1, d, statePatience)
+		}
+	}
+	if _, err := st.obs.GetInfo(t.Context(), st.object); err != nil {
+		t.Fatalf("the state was not stored: %v", err)
 	}
 }
