@@ -76,8 +76,9 @@ func (c *testCerts) client(t *testing.T) *http.Client {
 	return &http.Client{Transport: tr, Timeout: 10 * time.Second}
 }
 
-// startAllInOne starts `sluice up` as a process.
-func startAllInOne(t *testing.T, dataDir string) (*platform, *proc) {
+// startAllInOne starts `sluice up` as a process; env are more variables
+// for it (and the CLI).
+func startAllInOne(t *testing.T, dataDir string, env ...string) (*platform, *proc) {
 	t.Helper()
 	port := e2ekit.FreePort(t)
 	p := &platform{dataDir: dataDir, url: fmt.Sprintf("http://127.0.0.1:%d", port), client: http.DefaultClient}
@@ -85,6 +86,7 @@ func startAllInOne(t *testing.T, dataDir string) (*platform, *proc) {
 	// test's own config folder, never the user's.
 	p.env = []string{"SLUICE_SERVER=" + p.url, "XDG_CONFIG_HOME=" + filepath.Join(dataDir, "config")}
 	p.env = append(p.env, stepSandboxEnv(t)...)
+	p.env = append(p.env, env...)
 	pr := p.restartAllInOne(t, port)
 	t.Cleanup(func() { killDeployed(dataDir) })
 	return p, pr

@@ -344,14 +344,14 @@ func TestComposeStackRunsAPipeline(t *testing.T) {
 // restarts it).
 //
 // The release replica running the last run's deploy is killed in the
-// middle of it (the deploys pause 2 s for it), and the pipeline's
+// middle of it (its deploy pauses 8 s for it), and the pipeline's
 // on_interrupt: redeploy has the replica that takes the environment over
 // run it again (deploys retried 1), as in
 // TestEveryServiceKilledInTurnLosesNothing.
 func TestComposeStackKilledServiceByServiceLosesNothing(t *testing.T) {
 	const runs = 24
 	c := StartCompose(t, ComposeOptions{Receiver: true})
-	w := NewWorkload(c, "killcompose", map[string]string{"deploy-pause": "2\n"})
+	w := NewWorkload(c, "killcompose", nil)
 	// source, notify and nats-2 are the only ones of theirs (nats-2 one of
 	// three); build-1, test-1 publish the host ports the test's API calls
 	// use, so those calls see the replica come back.
@@ -367,6 +367,12 @@ func TestComposeStackKilledServiceByServiceLosesNothing(t *testing.T) {
 		})
 	}
 	w.TriggerEvery(runs, 500*time.Millisecond, func(i int) {
+		if i == runs-1 {
+			// The last run's deploy pauses long enough to be found and
+			// killed in flight (seconds pass between seeing it deploying
+			// and the kill: 2 s were not always enough).
+			w.Next = map[string]string{"deploy-pause": "8\n"}
+		}
 		svc, ok := victims[i]
 		if !ok {
 			return
@@ -404,7 +410,7 @@ func (c *ComposeStack) ReleaseReplicas() []Replica {
 		out = append(out, Replica{
 			Name: svc,
 			// docker logs, not docker-compose logs: the latter takes a
-			// second or more, and the deploy it looks for pauses 2 s.
+			// second or more, and the deploy it looks for pauses a few seconds.
 			Logs: func() string {
 				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 				defer cancel()

@@ -226,6 +226,8 @@ type Workload struct {
 	t      *testing.T
 	Repo   *Repo
 	RunIDs []string
+	// Next are more files for the next Trigger's commit (then forgotten).
+	Next map[string]string
 }
 
 // NewWorkload sets up a repository named name with the shell pipeline and
@@ -285,7 +287,10 @@ func (s *Stack) Track(repo *Repo) *Workload { return Track(s, repo) }
 func (w *Workload) Trigger() string {
 	w.t.Helper()
 	w.Repo.n++
-	w.Repo.Commit(w.t, fmt.Sprintf("fix: change %d", w.Repo.n), map[string]string{"VERSION": fmt.Sprintf("%d\n", w.Repo.n)})
+	files := map[string]string{"VERSION": fmt.Sprintf("%d\n", w.Repo.n)}
+	maps.Copy(files, w.Next)
+	w.Next = nil
+	w.Repo.Commit(w.t, fmt.Sprintf("fix: change %d", w.Repo.n), files)
 	var runID string
 	// A replica may be down on purpose: retry the trigger briefly.
 	eventually(w.t, "trigger a run", time.Minute, func() error {

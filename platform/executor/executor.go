@@ -1,5 +1,7 @@
 // Package executor defines how Sluice runs one step (a shell command) and
-// provides Local, the backend that runs steps as local processes.
+// provides Local, the backend that runs steps as local processes, and
+// Steps, which runs a stage's steps on Local or, for a step that names an
+// image, on a container backend (package container is Docker's).
 //
 // The build, test and release services all run their commands through an
 // Executor, so the rules for environment, timeouts, cancellation and output
@@ -53,6 +55,9 @@ type Spec struct {
 	// order of lines within one stream is preserved. Output must not block
 	// for long: the command blocks on writing while Output runs.
 	Output func(stream string, line string)
+	// Image is the container image the step runs in (a Backend that runs
+	// containers does it); empty runs it as a process on this host.
+	Image string
 	// Secrets are values masked out of Output, in every form package
 	// secretmask knows (as they are, base64, hex, URL and JSON escaped,
 	// line by line), before the output is split into lines, so a value
@@ -94,3 +99,61 @@ const (
 	Stdout = "stdout"
 	Stderr = "stderr"
 )
+
+// StageSpec is what the steps of one attempt at a stage of a run share:
+// their workspace and home, and the service containers they reach by
+// name. A backend labels what it starts for the stage with RunID, Stage
+// and Attempt, and removes whatever an earlier attempt at the same stage
+// of the same run left (a worker that died mid-step) before it starts
+// anything.
+type StageSpec struct {
+	// RunID and Stage ("build", "test") name the stage; Attempt counts
+	// the attempts at it.
+	RunID   string
+	Stage   string
+	Attempt int
+	// Dir is the workspace, Home the run's home (see Spec).
+	Dir  string
+	Home string
+	// Services are containers started before the first step and removed
+	// when the stage is closed.
+	Services []Service
+	// Images are the images of the stage's steps that name one, by step
+	// name: the stage needs a container backend even without services.
+	Images map[string]string
+	// Env is given to the services and the container steps of the stage
+	// (the run's SLUICE_* variables), under their own.
+	Env map[string]string
+	// Secrets are masked out of what the backend reports of the stage's
+	// services (their failure to start).
+	Secrets []string
+}
+
+// Service is a container that runs beside a stage's steps.
+type Service struct {
+	// Name is the host name steps reach it by.
+	Name  string
+	Image string
+	// Command replaces the image's command (not its entrypoint) when set.
+	Command []string
+	Env     map[string]string
+}
+
+// Backend opens stages. Every backend runs steps with the same contract
+// (Executor); a backend that runs containers (Docker, or a Kubernetes one
+// with a pod per step) keeps what it starts for a stage apart from other
+// stages and the platform, and removes it on Close.
+type Backend interface {
+	// Open readies st: it removes what an earlier attempt at the same
+	// stage left, then makes what the steps share (a network, the
+	// services). An error means no step can run; it names the cause.
+	Open(ctx context.Context, st StageSpec) (Stage, error)
+}
+
+// Stage runs the steps of one opened stage.
+type Stage interface {
+	Executor
+	// Close stops and removes what the stage started; call it once the
+	// stage's steps ended (with a context that is not already done).
+	Close(ctx context.Context) error
+}

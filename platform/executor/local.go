@@ -19,7 +19,6 @@ import (
 
 	"github.com/sluicehq/sluice/platform/executor/internal/supervisor"
 	"github.com/sluicehq/sluice/platform/runner"
-	"github.com/sluicehq/sluice/platform/secretmask"
 )
 
 // Defaults used by Local when the corresponding field is zero.
@@ -163,23 +162,10 @@ func (l *Local) Run(ctx context.Context, spec Spec) (Result, error) {
 		return signalGroup(cmd.Process.Pid, syscall.SIGTERM)
 	}
 
-	var stdout, stderr *lineWriter
-	var masked []io.Closer // the maskers in front of stdout and stderr
-	output := &outputGuard{sup: runner.FromContext(ctx)}
+	output := NewOutput(ctx, spec)
 	if spec.Output != nil {
-		sink := &outputSink{fn: spec.Output}
-		stdout = newLineWriter(Stdout, sink, MaxLineLen)
-		stderr = newLineWriter(Stderr, sink, MaxLineLen)
-		var out, errOut io.Writer = stdout, stderr
-		if m := secretmask.New(spec.Secrets); !m.Empty() {
-			// Masking comes before the split into lines, so a secret
-			// that spans lines is masked too.
-			mo, me := m.Writer(stdout), m.Writer(stderr)
-			out, errOut = mo, me
-			masked = []io.Closer{mo, me}
-		}
 		// exec copies the output in goroutines of its own.
-		cmd.Stdout, cmd.Stderr = output.writer(out), output.writer(errOut)
+		cmd.Stdout, cmd.Stderr = output.Stdout, output.Stderr
 	}
 
 	start := time.Now()
@@ -188,18 +174,8 @@ func (l *Local) Run(ctx context.Context, spec Spec) (Result, error) {
 	}
 	status.started()
 	_ = cmd.Wait() // the outcome is read from cmd.ProcessState and the contexts
-	if stdout != nil {
-		// Wait has returned, so the copying goroutines are done. What the
-		// maskers hold back goes to the line writers (which never fail),
-		// then their last lines to Output.
-		output.run(func() {
-			for _, c := range masked {
-				_ = c.Close()
-			}
-			stdout.flush()
-			stderr.flush()
-		})
-	}
+	// Wait has returned, so the copying goroutines are done.
+	outputErr := output.Close()
 
 	res := Result{ExitCode: -1}
 	switch {
@@ -224,8 +200,8 @@ func (l *Local) Run(ctx context.Context, spec Spec) (Result, error) {
 	default:
 	}
 	res.Duration = time.Since(start)
-	if err := output.failure(); err != nil {
-		return Result{}, fmt.Errorf("executor: step %s: output: %w", name, err)
+	if outputErr != nil {
+		return Result{}, fmt.Errorf("executor: step %s: output: %w", name, outputErr)
 	}
 	return res, nil
 }

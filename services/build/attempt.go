@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -15,6 +17,7 @@ import (
 	"github.com/sluicehq/sluice/platform/egress"
 	"github.com/sluicehq/sluice/platform/events"
 	"github.com/sluicehq/sluice/platform/executor"
+	"github.com/sluicehq/sluice/platform/executor/stagespec"
 	"github.com/sluicehq/sluice/platform/gitauth"
 	"github.com/sluicehq/sluice/platform/lastlines"
 	"github.com/sluicehq/sluice/platform/lease"
@@ -63,8 +66,24 @@ func (s *Service) execute(ctx context.Context, run domain.Run, b domain.Build, l
 		return res, nil
 	}
 
+	stage, failure, err := s.openStage(ctx, run, b, ws, secrets)
+	if err != nil {
+		return res, err
+	}
+	if failure.Failed() {
+		res.failure = failure
+		w.Append("", steplog.Meta, "--- "+failure.Reason)
+		return res, nil
+	}
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), detachedTimeout)
+		defer cancel()
+		if err := stage.Close(cctx); err != nil {
+			s.log.Warn("the build's containers were not all removed; the next attempt or sweep removes them", slog.String("run_id", run.ID), slog.Any("error", err))
+		}
+	}()
 	for i, st := range run.Steps {
-		dur, failure, err := s.runStep(ctx, run, b, l, w, i, st, ws, secrets)
+		dur, failure, err := s.runStep(ctx, stage, run, b, l, w, i, st, ws, secrets)
 		res.stepDuration += dur
 		if err != nil {
 			return res, err
@@ -109,7 +128,7 @@ func (s *Service) execute(ctx context.Context, run domain.Run, b domain.Build, l
 // runStep runs step i and records it. It returns the time spent in the
 // step, the build failure the step caused (if any), and an error when the
 // attempt cannot go on.
-func (s *Service) runStep(ctx context.Context, run domain.Run, b domain.Build, l Lease, w *steplog.Writer, i int, st domain.StepSpec, ws string, secrets stepsecrets.Set) (time.Duration, domain.Failure, error) {
+func (s *Service) runStep(ctx context.Context, stage executor.Stage, run domain.Run, b domain.Build, l Lease, w *steplog.Writer, i int, st domain.StepSpec, ws string, secrets stepsecrets.Set) (time.Duration, domain.Failure, error) {
 	timeout := st.Timeout
 	if timeout <= 0 {
 		timeout = s.cfg.DefaultStepTimeout
@@ -126,8 +145,9 @@ func (s *Service) runStep(ctx context.Context, run domain.Run, b domain.Build, l
 	s.relay.Kick()
 
 	tail := lastlines.New(domain.LastLogLines, 0)
-	r, err := s.exec.Run(ctx, executor.Spec{
+	r, err := stage.Run(ctx, executor.Spec{
 		Name:    st.Name,
+		Image:   st.Image,
 		Command: st.Run,
 		Dir:     ws,
 		Home:    executor.HomeOf(ws),
@@ -208,6 +228,32 @@ func stepSecrets(steps []domain.StepSpec) []map[string]string {
 	return refs
 }
 
+// openStage readies what the build's steps share: the services, and the
+// network of the steps that run in containers (removing what an earlier
+// attempt's worker left). A stage that cannot be opened (no container
+// engine here, an image missing, a service that does not start) is the
+// build's failure, said in its log.
+func (s *Service) openStage(ctx context.Context, run domain.Run, b domain.Build, ws string, secrets stepsecrets.Set) (executor.Stage, domain.Failure, error) {
+	images := map[string]string{}
+	for _, st := range run.Steps {
+		if st.Image != "" {
+			images[st.Name] = st.Image
+		}
+	}
+	stage, err := s.exec.Open(ctx, executor.StageSpec{
+		RunID: run.ID, Stage: Name, Attempt: b.Attempt, Dir: ws, Home: executor.HomeOf(ws),
+		Services: run.Services, Images: images, Secrets: secrets.Values(),
+		Env: stagespec.RunEnv(run.ID, run.Commit, run.Branch, run.Repository.Name),
+	})
+	switch {
+	case err != nil && ctx.Err() != nil:
+		return nil, domain.Failure{}, interrupted(ctx)
+	case err != nil:
+		return nil, domain.StageNotStarted(err), nil
+	}
+	return stage, domain.Failure{}, nil
+}
+
 // stepEnv is the step's environment on top of the executor's scrubbed base:
 // the step's own variables, then Sluice's (which win).
 func stepEnv(run domain.Run, st domain.StepSpec) map[string]string {
@@ -215,10 +261,7 @@ func stepEnv(run domain.Run, st domain.StepSpec) map[string]string {
 	for k, v := range st.Env {
 		env[k] = v
 	}
-	env["SLUICE_RUN_ID"] = run.ID
-	env["SLUICE_COMMIT"] = run.Commit
-	env["SLUICE_BRANCH"] = run.Branch
-	env["SLUICE_REPOSITORY"] = run.Repository.Name
+	maps.Copy(env, stagespec.RunEnv(run.ID, run.Commit, run.Branch, run.Repository.Name))
 	env["SLUICE_STEP"] = st.Name
 	return env
 }

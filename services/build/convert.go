@@ -4,6 +4,7 @@ import (
 	"maps"
 	"time"
 
+	"github.com/sluicehq/sluice/platform/executor/stagespec"
 	"github.com/sluicehq/sluice/platform/gitauth"
 	"github.com/sluicehq/sluice/platform/prototime"
 	"github.com/sluicehq/sluice/platform/steplog"
@@ -38,8 +39,10 @@ func runFromEvent(req *sourceeventsv1.RunRequested) domain.Run {
 			Timeout: timeout,
 			Env:     maps.Clone(st.GetEnv()),
 			Secrets: maps.Clone(st.GetSecrets()),
+			Image:   st.GetImage(),
 		})
 	}
+	run.Services = stagespec.Services(req.GetPipeline().GetBuild().GetServices())
 	for _, a := range req.GetPipeline().GetBuild().GetArtifacts() {
 		run.Artifacts = append(run.Artifacts, domain.ArtifactSpec{Name: a.GetName(), Path: a.GetPath()})
 	}

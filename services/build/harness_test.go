@@ -147,7 +147,7 @@ func (h *harness) plainService() (*build.Service, *build.Store, *sqldb.DB) {
 	}
 	svc, err := build.NewService(cfg, build.Deps{
 		Store: store, DB: db, Outbox: events.NewRelay(db, h.js, log), JetStream: h.js,
-		Executor: &executor.Local{}, Log: log, Egress: policy,
+		Executor: &executor.Steps{Local: &executor.Local{}}, Log: log, Egress: policy,
 	})
 	if err != nil {
 		h.t.Fatal(err)

@@ -6,6 +6,7 @@ import (
 	"go.uber.org/fx"
 
 	"github.com/sluicehq/sluice/platform/executor"
+	"github.com/sluicehq/sluice/platform/executor/container"
 	"github.com/sluicehq/sluice/platform/servicekit"
 	"github.com/sluicehq/sluice/platform/sqldb"
 	"github.com/sluicehq/sluice/platform/steplog"
@@ -32,9 +33,15 @@ func Module(cfg Config) fx.Option {
 }
 
 // newExecutor runs the build steps as local processes, in the step
-// sandbox unless the operator turned it off.
-func newExecutor(cfg Config, log *slog.Logger) (executor.Executor, error) {
-	return executor.NewLocal(cfg.Isolation, cfg.DefaultStepTimeout, log)
+// sandbox unless the operator turned it off, and those that name an image
+// in containers.
+func newExecutor(lc fx.Lifecycle, cfg Config, log *slog.Logger) (executor.Backend, error) {
+	steps, err := container.StepBackend(cfg.Isolation, cfg.Containers, cfg.DefaultStepTimeout, log)
+	if err != nil {
+		return nil, err
+	}
+	lc.Append(fx.StopHook(steps.Close))
+	return steps, nil
 }
 
 // newSecrets asks source for the values of the secrets steps ask for, as

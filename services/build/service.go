@@ -33,8 +33,10 @@ type Deps struct {
 	Outbox *events.Relay
 	// JetStream holds the artifact object store.
 	JetStream jetstream.JetStream
-	// Executor runs the steps (executor.Local in production).
-	Executor executor.Executor
+	// Executor runs the steps: executor.Steps in production, the process
+	// executor for steps without an image and the container engine's
+	// backend for those with one (container.NewSteps).
+	Executor executor.Backend
 	Log      *slog.Logger
 	// Egress is what repository URLs may reach (the allow-egress setting).
 	Egress *egress.Policy
@@ -54,7 +56,7 @@ type Service struct {
 	logs    *steplog.Store
 	relay   *events.Relay
 	js      jetstream.JetStream
-	exec    executor.Executor
+	exec    executor.Backend
 	secrets *stepsecrets.Resolver
 	log     *slog.Logger
 	// egress is what checkouts may reach.

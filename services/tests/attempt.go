@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -15,6 +16,7 @@ import (
 	"github.com/sluicehq/sluice/platform/artifacts"
 	"github.com/sluicehq/sluice/platform/egress"
 	"github.com/sluicehq/sluice/platform/executor"
+	"github.com/sluicehq/sluice/platform/executor/stagespec"
 	"github.com/sluicehq/sluice/platform/gitauth"
 	"github.com/sluicehq/sluice/platform/gitcheckout"
 	"github.com/sluicehq/sluice/platform/lastlines"
@@ -118,8 +120,28 @@ func (a *attempt) test(ctx context.Context) (domain.Outcome, error) {
 		return domain.Errored(problem, nil), nil
 	}
 
+	stage, err := a.s.exec.Open(ctx, executor.StageSpec{
+		RunID: run.RunID, Stage: Name, Attempt: run.Attempt, Dir: ws, Home: executor.HomeOf(ws),
+		Services: stagespec.Services(spec.GetServices()), Images: stagespec.Images(spec.GetSteps()),
+		Env: stagespec.RunEnv(run.RunID, run.Commit, run.Branch, run.Repository.Name), Secrets: a.secrets.Values(),
+	})
+	switch {
+	case err != nil && ctx.Err() != nil:
+		return domain.Outcome{}, fmt.Errorf("open the test stage: %w", context.Cause(ctx))
+	case err != nil:
+		// No container engine here, an image missing, a service that
+		// did not start: the pipeline's or the operator's to fix.
+		return domain.Errored("the tests could not start: "+err.Error(), nil), nil
+	}
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		defer cancel()
+		if err := stage.Close(cctx); err != nil {
+			a.log.Warn("the test run's containers were not all removed; the next attempt or sweep removes them", slog.Any("error", err))
+		}
+	}()
 	for _, step := range spec.GetSteps() {
-		res, err := a.runStep(ctx, ws, step)
+		res, err := a.runStep(ctx, stage, ws, step)
 		if res.Cancelled {
 			a.steps = append(a.steps, res)
 		}
@@ -204,26 +226,24 @@ func (a *attempt) fetchArtifacts(ctx context.Context, ws string, declared []*sou
 // runStep runs one test step with its output in the step log. err is
 // returned only when the step could not run, or was stopped (the worker
 // stops: the result says Cancelled).
-func (a *attempt) runStep(ctx context.Context, ws string, step *sourcev1.Step) (domain.StepResult, error) {
+func (a *attempt) runStep(ctx context.Context, stage executor.Stage, ws string, step *sourcev1.Step) (domain.StepResult, error) {
 	name := step.GetName()
 	timeout := step.GetTimeout().AsDuration()
 	if timeout <= 0 {
 		timeout = a.s.cfg.DefaultStepTimeout
 	}
-	env := make(map[string]string, len(step.GetEnv())+5)
-	for k, v := range step.GetEnv() {
-		env[k] = v
+	env := maps.Clone(step.GetEnv())
+	if env == nil {
+		env = map[string]string{}
 	}
-	env["SLUICE_RUN_ID"] = a.run.RunID
-	env["SLUICE_COMMIT"] = a.run.Commit
-	env["SLUICE_BRANCH"] = a.run.Branch
-	env["SLUICE_REPOSITORY"] = a.run.Repository.Name
+	maps.Copy(env, stagespec.RunEnv(a.run.RunID, a.run.Commit, a.run.Branch, a.run.Repository.Name))
 	env["SLUICE_STEP"] = name
 
 	last := lastlines.New(lastLogLines, 0)
 	a.meta(name, fmt.Sprintf("--- step %s: %s", name, step.GetRun()))
-	res, err := a.s.exec.Run(ctx, executor.Spec{
+	res, err := stage.Run(ctx, executor.Spec{
 		Name:    name,
+		Image:   step.GetImage(),
 		Command: step.GetRun(),
 		Dir:     ws,
 		Home:    executor.HomeOf(ws),

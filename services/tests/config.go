@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/platform/executor"
+	"github.com/sluicehq/sluice/platform/executor/container"
 	"github.com/sluicehq/sluice/platform/gitcheckout"
 	"github.com/sluicehq/sluice/platform/servicekit"
 	"github.com/sluicehq/sluice/platform/steplog"
@@ -33,6 +34,8 @@ type Config struct {
 	servicekit.Settings
 	// Isolation keeps the steps from the platform (executor.Isolation).
 	Isolation executor.Isolation
+	// Containers runs the steps that name an image (container.Config).
+	Containers container.Config
 	// Checkout bounds the checkouts of runs' commits.
 	Checkout gitcheckout.Limits
 	// Logs bound each run's log.
@@ -71,6 +74,7 @@ func DefaultConfig() Config {
 func (c *Config) RegisterFlags(f *servicekit.Flags) {
 	c.Settings.RegisterFlags(f)
 	c.Isolation.RegisterFlags(f)
+	c.Containers.RegisterFlags(f)
 	c.Checkout.RegisterFlags(f)
 	c.Logs.RegisterFlags(f)
 	f.StringVar(&c.SourceURL, "source-url", "the source service's URL (asked for the secrets steps ask for)")
@@ -83,6 +87,7 @@ func (c *Config) RegisterFlags(f *servicekit.Flags) {
 // WithDefaults returns c with zero fields set to their defaults.
 func (c Config) WithDefaults() Config {
 	c.Settings = c.Settings.WithDefaults(Name)
+	c.Containers = c.Containers.WithDefaults()
 	if c.Workers == 0 {
 		c.Workers = DefaultWorkers
 	}
@@ -101,7 +106,7 @@ func (c Config) WithDefaults() Config {
 // Validate refuses a configuration the service cannot run with, naming the
 // setting. Call it on WithDefaults' result.
 func (c Config) Validate() error {
-	errs := []error{c.Settings.Validate(), c.Isolation.Validate(), c.Checkout.Validate(), c.Logs.Validate(), stepsecrets.CheckSourceURL(c.SourceURL, false, c.AllowPlainHTTP)}
+	errs := []error{c.Settings.Validate(), c.Isolation.Validate(), c.Containers.Validate(), c.Checkout.Validate(), c.Logs.Validate(), stepsecrets.CheckSourceURL(c.SourceURL, false, c.AllowPlainHTTP)}
 	if c.Workers < 1 {
 		errs = append(errs, fmt.Errorf("workers is %d; it must be at least 1", c.Workers))
 	}

@@ -123,7 +123,7 @@ func (h *harness) plainService() (*tests.Service, *tests.Store) {
 	}
 	svc, err := tests.NewService(cfg, tests.Deps{
 		Store: store, DB: db, Outbox: relay, JetStream: h.js,
-		Executor: &executor.Local{DefaultTimeout: cfg.DefaultStepTimeout}, Log: log, Egress: policy,
+		Executor: &executor.Steps{Local: &executor.Local{DefaultTimeout: cfg.DefaultStepTimeout}}, Log: log, Egress: policy,
 	})
 	if err != nil {
 		h.t.Fatal(err)

@@ -32,8 +32,10 @@ type Deps struct {
 	Outbox *events.Relay
 	// JetStream holds the artifact object store.
 	JetStream jetstream.JetStream
-	// Executor runs the steps (executor.Local in production).
-	Executor executor.Executor
+	// Executor runs the steps: executor.Steps in production, the process
+	// executor for steps without an image and the container engine's
+	// backend for those with one (container.StepBackend).
+	Executor executor.Backend
 	Log      *slog.Logger
 	// Egress is what repository URLs may reach (the allow-egress setting).
 	Egress *egress.Policy
@@ -53,7 +55,7 @@ type Service struct {
 	store *Store
 	logs  *steplog.Store
 	js    jetstream.JetStream
-	exec  executor.Executor
+	exec  executor.Backend
 	relay *events.Relay
 	// egress is what checkouts may reach.
 	egress *egress.Policy

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sluicehq/sluice/platform/executor"
 	"github.com/sluicehq/sluice/platform/gitauth"
 )
 
@@ -61,6 +62,8 @@ type StepSpec struct {
 	Env     map[string]string
 	// Secrets maps variables to the secrets whose values they receive.
 	Secrets map[string]string
+	// Image is the container image the step runs in; empty: a process.
+	Image string
 }
 
 // ArtifactSpec is a file the build keeps once every step succeeded.
@@ -78,6 +81,8 @@ type Run struct {
 	Branch     string
 	Steps      []StepSpec
 	Artifacts  []ArtifactSpec
+	// Services run beside the steps (executor.Backend.Open).
+	Services []executor.Service
 }
 
 // Build is one run's build.
@@ -168,6 +173,13 @@ func StepTimeout(step string, timeout time.Duration, last []string) Failure {
 // StepNotStarted is the failure of a step the executor could not start.
 func StepNotStarted(step string, err error) Failure {
 	return Failure{Reason: fmt.Sprintf("step %q could not be started: %v", step, err), Step: step, ExitCode: -1}
+}
+
+// StageNotStarted is the failure of a build whose stage could not be
+// readied: its steps need a container engine this worker does not have,
+// an image is missing, or a service did not start.
+func StageNotStarted(err error) Failure {
+	return Failure{Reason: fmt.Sprintf("the build could not start: %v", err)}
 }
 
 // SecretsUnresolved is the failure of a build whose steps ask for secrets

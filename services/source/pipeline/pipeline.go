@@ -43,6 +43,10 @@ const (
 	maxEnvValueSize  = 8192  // one variable's value
 	maxPathLength    = 1024  // artifact and report paths
 	maxURLLength     = 2048  // verify.http
+	maxServices      = 10    // build.services, test.services
+	maxImageLength   = 255   // step and service images
+	maxCommandArgs   = 64    // one service's command
+	maxArgSize       = 4096  // one argument of it
 )
 
 // Limits bound what reading one pipeline file may cost. The source
@@ -268,6 +272,7 @@ func (p *parser) build(n *yaml.Node) *sourcev1.BuildSpec {
 	p.fields(n,
 		field{key: "steps", decode: func(n *yaml.Node) { build.Steps = p.steps(n) }},
 		field{key: "artifacts", decode: func(n *yaml.Node) { build.Artifacts = p.artifacts(n) }},
+		field{key: "services", decode: func(n *yaml.Node) { build.Services = p.services(n) }},
 	)
 	return build
 }
@@ -277,6 +282,7 @@ func (p *parser) test(n *yaml.Node) *sourcev1.TestSpec {
 	p.fields(n,
 		field{key: "steps", decode: func(n *yaml.Node) { test.Steps = p.steps(n) }},
 		field{key: "reports", decode: func(n *yaml.Node) { test.Reports = p.reports(n) }},
+		field{key: "services", decode: func(n *yaml.Node) { test.Services = p.services(n) }},
 	)
 	return test
 }
@@ -291,6 +297,7 @@ func (p *parser) steps(n *yaml.Node) []*sourcev1.Step {
 			field{key: "run", required: true, decode: func(n *yaml.Node) { step.Run = p.command(n) }},
 			field{key: "timeout", decode: func(n *yaml.Node) { step.Timeout = p.duration(n) }},
 			field{key: "env", decode: func(n *yaml.Node) { step.Env, step.Secrets = p.env(n) }},
+			field{key: "image", decode: func(n *yaml.Node) { step.Image = p.image(n) }},
 		)
 		steps = append(steps, step)
 	}
@@ -460,15 +467,20 @@ func uriProblem(s string) string {
 // name decodes a step, artifact or environment name and reports it if it
 // is malformed or already in seen, which maps names to their line.
 func (p *parser) name(n *yaml.Node, kind string, seen map[string]int) string {
+	return p.nameBy(n, kind, seen, validName, `use lowercase letters, digits, "-" and "_", starting with a letter or digit`)
+}
+
+// nameBy decodes a name that valid accepts (hint says what it accepts),
+// as name does.
+func (p *parser) nameBy(n *yaml.Node, kind string, seen map[string]int, valid func(string) bool, hint string) string {
 	s, ok := p.str(n)
 	if !ok {
 		return ""
 	}
 	n = resolve(n)
 	switch {
-	case !validName(s):
-		p.errorAt(n, `use lowercase letters, digits, "-" and "_", starting with a letter or digit`,
-			"invalid %s name %q", kind, s)
+	case !valid(s):
+		p.errorAt(n, hint, "invalid %s name %q", kind, s)
 	case len(s) > maxNameLength:
 		p.errorAt(n, "", "%s name %q is longer than %d characters", kind, s, maxNameLength)
 	case seen[s] > 0:
@@ -515,4 +527,94 @@ func (p *parser) relativePath(n *yaml.Node, glob bool) string {
 		}
 	}
 	return s
+}
+
+func (p *parser) services(n *yaml.Node) []*sourcev1.ServiceSpec {
+	var services []*sourcev1.ServiceSpec
+	names := make(map[string]int)
+	for _, item := range p.list(n, "services", maxServices) {
+		svc := &sourcev1.ServiceSpec{}
+		p.fields(item,
+			field{key: "name", required: true, decode: func(n *yaml.Node) { svc.Name = p.serviceName(n, names) }},
+			field{key: "image", required: true, decode: func(n *yaml.Node) { svc.Image = p.image(n) }},
+			field{key: "command", decode: func(n *yaml.Node) { svc.Command = p.args(n) }},
+			field{key: "env", decode: func(n *yaml.Node) { svc.Env = p.serviceEnv(n) }},
+		)
+		services = append(services, svc)
+	}
+	return services
+}
+
+// serviceName decodes a service's name, the host name its stage's steps
+// reach it by.
+func (p *parser) serviceName(n *yaml.Node, seen map[string]int) string {
+	return p.nameBy(n, "service", seen, validHostName,
+		`a service's name is the host name the steps reach it by: lowercase letters, digits and "-", starting with a letter`)
+}
+
+// validHostName reports whether s matches ^[a-z][a-z0-9-]*$.
+func validHostName(s string) bool {
+	for i, r := range s {
+		switch {
+		case 'a' <= r && r <= 'z':
+		case ('0' <= r && r <= '9' || r == '-') && i > 0:
+		default:
+			return false
+		}
+	}
+	return s != ""
+}
+
+// image decodes a container image reference, by the rule of Step.image in
+// pipeline.proto.
+func (p *parser) image(n *yaml.Node) string {
+	s, ok := p.str(n)
+	if !ok {
+		return ""
+	}
+	n = resolve(n)
+	switch {
+	case s == "":
+		p.errorAt(n, "", "image must not be empty")
+	case len(s) > maxImageLength:
+		p.errorAt(n, "", "image is longer than %d characters", maxImageLength)
+	default:
+		err := protovalidate.Validate(&sourcev1.Step{Name: "x", Run: "x", Image: s})
+		var invalid *protovalidate.ValidationError
+		if errors.As(err, &invalid) && len(invalid.Violations) > 0 {
+			p.errorAt(n, `e.g. golang:1.25, docker.io/library/postgres:17 or registry.example.com:5000/team/tool@sha256:<64 hex digits>`,
+				"invalid image %q: expected [registry/]name[:tag][@sha256:digest], in lowercase", s)
+		}
+	}
+	return s
+}
+
+// args decodes a command given as a list of arguments.
+func (p *parser) args(n *yaml.Node) []string {
+	var args []string
+	for _, item := range p.list(n, "command arguments", maxCommandArgs) {
+		s, ok := p.str(item)
+		switch {
+		case !ok:
+		case len(s) > maxArgSize:
+			p.errorAt(resolve(item), "", "argument is %d bytes long; at most %d are allowed", len(s), maxArgSize)
+		case strings.ContainsRune(s, 0):
+			p.errorAt(resolve(item), "", "argument must not contain a NUL character")
+		}
+		args = append(args, s)
+	}
+	if len(args) == 0 && resolve(n).Kind == yaml.SequenceNode {
+		p.errorAt(resolve(n), "leave command out to run the image's own", "command must not be empty")
+	}
+	return args
+}
+
+// serviceEnv decodes a service's env: plain values only (a service gets
+// no secrets).
+func (p *parser) serviceEnv(n *yaml.Node) map[string]string {
+	env, secrets := p.env(n)
+	if len(secrets) > 0 {
+		p.errorAt(resolve(n), "give the service a value of its own, for the tests only", "a service's env cannot take secrets")
+	}
+	return env
 }

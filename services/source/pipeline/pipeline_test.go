@@ -191,6 +191,48 @@ build:
 	},
 }
 
+// containerCases are pipelines with steps in images and services.
+var containerCases = []struct {
+	name string
+	yaml string
+	want *sourcev1.Pipeline
+}{{
+	name: "images and services",
+	yaml: `
+version: 1
+build:
+  services:
+    - name: cache
+      image: registry.example.com:5000/team/cache@sha256:` + strings.Repeat("a", 64) + `
+  steps:
+    - {name: compile, run: go build ./..., image: "golang:1.25"}
+    - {name: host, run: make}
+test:
+  services:
+    - name: db
+      image: postgres:17
+      command: [postgres, -c, fsync=off]
+      env: {POSTGRES_PASSWORD: test}
+  steps:
+    - {name: unit, run: go test ./..., image: golang:1.25, env: {DATABASE_URL: "postgres://postgres:test@db/postgres"}}
+`,
+	want: &sourcev1.Pipeline{
+		Build: &sourcev1.BuildSpec{
+			Services: []*sourcev1.ServiceSpec{{Name: "cache", Image: "registry.example.com:5000/team/cache@sha256:" + strings.Repeat("a", 64)}},
+			Steps: []*sourcev1.Step{
+				{Name: "compile", Run: "go build ./...", Image: "golang:1.25"},
+				{Name: "host", Run: "make"},
+			},
+		},
+		Test: &sourcev1.TestSpec{
+			Services: []*sourcev1.ServiceSpec{{Name: "db", Image: "postgres:17", Command: []string{"postgres", "-c", "fsync=off"}, Env: map[string]string{"POSTGRES_PASSWORD": "test"}}},
+			Steps:    []*sourcev1.Step{{Name: "unit", Run: "go test ./...", Image: "golang:1.25", Env: map[string]string{"DATABASE_URL": "postgres://postgres:test@db/postgres"}}},
+		},
+	},
+}}
+
+func init() { validCases = append(validCases, containerCases...) }
+
 func TestParseValid(t *testing.T) {
 	t.Parallel()
 	for _, tt := range validCases {
@@ -322,6 +364,33 @@ release:
 			`.sluice.yaml:4:7: missing required key "name"`,
 			`.sluice.yaml:4:7: missing required key "run"`,
 			`.sluice.yaml:4:16: invalid duration "5 minutes" (hint: use a Go duration such as "90s", "5m" or "1h30m")`,
+		},
+	},
+	{
+		name: "images and services",
+		yaml: `version: 1
+build:
+  services:
+    - {name: DB, image: postgres}
+    - {name: cache, image: "Redis:7"}
+    - {name: cache, image: redis, command: []}
+    - {name: web, image: nginx, env: {TOKEN: {secret: T}}}
+    - {image: x}
+  steps:
+    - {name: a, run: make, image: "golang:1.25 "}
+    - {name: b, run: make, image: ""}
+    - {name: c, run: make, image: [golang]}
+`,
+		want: []string{
+			`.sluice.yaml:4:14: invalid service name "DB" (hint: a service's name is the host name the steps reach it by: lowercase letters, digits and "-", starting with a letter)`,
+			`.sluice.yaml:5:28: invalid image "Redis:7": expected [registry/]name[:tag][@sha256:digest], in lowercase (hint: e.g. golang:1.25, docker.io/library/postgres:17 or registry.example.com:5000/team/tool@sha256:<64 hex digits>)`,
+			`.sluice.yaml:6:14: duplicate service name "cache" (first defined at line 5)`,
+			`.sluice.yaml:6:44: command must not be empty (hint: leave command out to run the image's own)`,
+			`.sluice.yaml:7:38: a service's env cannot take secrets (hint: give the service a value of its own, for the tests only)`,
+			`.sluice.yaml:8:7: missing required key "name"`,
+			`.sluice.yaml:10:35: invalid image "golang:1.25 ": expected [registry/]name[:tag][@sha256:digest], in lowercase (hint: e.g. golang:1.25, docker.io/library/postgres:17 or registry.example.com:5000/team/tool@sha256:<64 hex digits>)`,
+			`.sluice.yaml:11:35: image must not be empty`,
+			`.sluice.yaml:12:35: expected a string, got a list`,
 		},
 	},
 	{

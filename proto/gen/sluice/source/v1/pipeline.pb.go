@@ -195,7 +195,8 @@ func (x *Pipeline) GetRelease() *ReleaseSpec {
 	return nil
 }
 
-// Step is one shell command run in the workspace.
+// Step is one shell command run in the workspace, on the worker's host or
+// in a container of its image.
 type Step struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Lowercase letters, digits, "-" and "_", starting with a letter or digit.
@@ -210,7 +211,11 @@ type Step struct {
 	// command runs. Values never travel in events: the service that runs the
 	// command asks source for them (SecretService.ResolveSecrets) and masks
 	// them in the log. A variable is either in env or in secrets.
-	Secrets       map[string]string `protobuf:"bytes,5,rep,name=secrets,proto3" json:"secrets,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Secrets map[string]string `protobuf:"bytes,5,rep,name=secrets,proto3" json:"secrets,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// The container image the step runs in (`/bin/sh -c run`, with the
+	// workspace as its working directory); empty runs it as a process on
+	// the worker's host.
+	Image         string `protobuf:"bytes,6,opt,name=image,proto3" json:"image,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -280,10 +285,20 @@ func (x *Step) GetSecrets() map[string]string {
 	return nil
 }
 
+func (x *Step) GetImage() string {
+	if x != nil {
+		return x.Image
+	}
+	return ""
+}
+
 type BuildSpec struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Steps         []*Step                `protobuf:"bytes,1,rep,name=steps,proto3" json:"steps,omitempty"`
-	Artifacts     []*ArtifactSpec        `protobuf:"bytes,2,rep,name=artifacts,proto3" json:"artifacts,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Steps     []*Step                `protobuf:"bytes,1,rep,name=steps,proto3" json:"steps,omitempty"`
+	Artifacts []*ArtifactSpec        `protobuf:"bytes,2,rep,name=artifacts,proto3" json:"artifacts,omitempty"`
+	// Containers started before the first step and removed after the last,
+	// reachable from the steps by their names.
+	Services      []*ServiceSpec `protobuf:"bytes,3,rep,name=services,proto3" json:"services,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -332,6 +347,87 @@ func (x *BuildSpec) GetArtifacts() []*ArtifactSpec {
 	return nil
 }
 
+func (x *BuildSpec) GetServices() []*ServiceSpec {
+	if x != nil {
+		return x.Services
+	}
+	return nil
+}
+
+// ServiceSpec is a container that runs beside a stage's steps (a database
+// for the tests), on the stage's own network.
+type ServiceSpec struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The host name the steps reach it by: lowercase letters, digits and
+	// "-", starting with a letter.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// The image, as Step.image.
+	Image string `protobuf:"bytes,2,opt,name=image,proto3" json:"image,omitempty"`
+	// Replaces the image's command (not its entrypoint) when set.
+	Command       []string          `protobuf:"bytes,3,rep,name=command,proto3" json:"command,omitempty"`
+	Env           map[string]string `protobuf:"bytes,4,rep,name=env,proto3" json:"env,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ServiceSpec) Reset() {
+	*x = ServiceSpec{}
+	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ServiceSpec) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ServiceSpec) ProtoMessage() {}
+
+func (x *ServiceSpec) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ServiceSpec.ProtoReflect.Descriptor instead.
+func (*ServiceSpec) Descriptor() ([]byte, []int) {
+	return file_sluice_source_v1_pipeline_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *ServiceSpec) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ServiceSpec) GetImage() string {
+	if x != nil {
+		return x.Image
+	}
+	return ""
+}
+
+func (x *ServiceSpec) GetCommand() []string {
+	if x != nil {
+		return x.Command
+	}
+	return nil
+}
+
+func (x *ServiceSpec) GetEnv() map[string]string {
+	if x != nil {
+		return x.Env
+	}
+	return nil
+}
+
 // ArtifactSpec names a file the build keeps after its steps succeed.
 type ArtifactSpec struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -344,7 +440,7 @@ type ArtifactSpec struct {
 
 func (x *ArtifactSpec) Reset() {
 	*x = ArtifactSpec{}
-	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[3]
+	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -356,7 +452,7 @@ func (x *ArtifactSpec) String() string {
 func (*ArtifactSpec) ProtoMessage() {}
 
 func (x *ArtifactSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[3]
+	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -369,7 +465,7 @@ func (x *ArtifactSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ArtifactSpec.ProtoReflect.Descriptor instead.
 func (*ArtifactSpec) Descriptor() ([]byte, []int) {
-	return file_sluice_source_v1_pipeline_proto_rawDescGZIP(), []int{3}
+	return file_sluice_source_v1_pipeline_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *ArtifactSpec) GetName() string {
@@ -387,16 +483,18 @@ func (x *ArtifactSpec) GetPath() string {
 }
 
 type TestSpec struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Steps         []*Step                `protobuf:"bytes,1,rep,name=steps,proto3" json:"steps,omitempty"`
-	Reports       []*ReportSpec          `protobuf:"bytes,2,rep,name=reports,proto3" json:"reports,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Steps   []*Step                `protobuf:"bytes,1,rep,name=steps,proto3" json:"steps,omitempty"`
+	Reports []*ReportSpec          `protobuf:"bytes,2,rep,name=reports,proto3" json:"reports,omitempty"`
+	// As BuildSpec.services.
+	Services      []*ServiceSpec `protobuf:"bytes,3,rep,name=services,proto3" json:"services,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *TestSpec) Reset() {
 	*x = TestSpec{}
-	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[4]
+	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -408,7 +506,7 @@ func (x *TestSpec) String() string {
 func (*TestSpec) ProtoMessage() {}
 
 func (x *TestSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[4]
+	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -421,7 +519,7 @@ func (x *TestSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TestSpec.ProtoReflect.Descriptor instead.
 func (*TestSpec) Descriptor() ([]byte, []int) {
-	return file_sluice_source_v1_pipeline_proto_rawDescGZIP(), []int{4}
+	return file_sluice_source_v1_pipeline_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *TestSpec) GetSteps() []*Step {
@@ -438,6 +536,13 @@ func (x *TestSpec) GetReports() []*ReportSpec {
 	return nil
 }
 
+func (x *TestSpec) GetServices() []*ServiceSpec {
+	if x != nil {
+		return x.Services
+	}
+	return nil
+}
+
 type ReportSpec struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Path or glob relative to the workspace, without "..".
@@ -449,7 +554,7 @@ type ReportSpec struct {
 
 func (x *ReportSpec) Reset() {
 	*x = ReportSpec{}
-	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[5]
+	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -461,7 +566,7 @@ func (x *ReportSpec) String() string {
 func (*ReportSpec) ProtoMessage() {}
 
 func (x *ReportSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[5]
+	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -474,7 +579,7 @@ func (x *ReportSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportSpec.ProtoReflect.Descriptor instead.
 func (*ReportSpec) Descriptor() ([]byte, []int) {
-	return file_sluice_source_v1_pipeline_proto_rawDescGZIP(), []int{5}
+	return file_sluice_source_v1_pipeline_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ReportSpec) GetPath() string {
@@ -502,7 +607,7 @@ type ReleaseSpec struct {
 
 func (x *ReleaseSpec) Reset() {
 	*x = ReleaseSpec{}
-	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[6]
+	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -514,7 +619,7 @@ func (x *ReleaseSpec) String() string {
 func (*ReleaseSpec) ProtoMessage() {}
 
 func (x *ReleaseSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[6]
+	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -527,7 +632,7 @@ func (x *ReleaseSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseSpec.ProtoReflect.Descriptor instead.
 func (*ReleaseSpec) Descriptor() ([]byte, []int) {
-	return file_sluice_source_v1_pipeline_proto_rawDescGZIP(), []int{6}
+	return file_sluice_source_v1_pipeline_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ReleaseSpec) GetBranches() []string {
@@ -569,7 +674,7 @@ type EnvironmentSpec struct {
 
 func (x *EnvironmentSpec) Reset() {
 	*x = EnvironmentSpec{}
-	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[7]
+	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -581,7 +686,7 @@ func (x *EnvironmentSpec) String() string {
 func (*EnvironmentSpec) ProtoMessage() {}
 
 func (x *EnvironmentSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[7]
+	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -594,7 +699,7 @@ func (x *EnvironmentSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnvironmentSpec.ProtoReflect.Descriptor instead.
 func (*EnvironmentSpec) Descriptor() ([]byte, []int) {
-	return file_sluice_source_v1_pipeline_proto_rawDescGZIP(), []int{7}
+	return file_sluice_source_v1_pipeline_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *EnvironmentSpec) GetName() string {
@@ -662,7 +767,7 @@ type VerifySpec struct {
 
 func (x *VerifySpec) Reset() {
 	*x = VerifySpec{}
-	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[8]
+	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -674,7 +779,7 @@ func (x *VerifySpec) String() string {
 func (*VerifySpec) ProtoMessage() {}
 
 func (x *VerifySpec) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[8]
+	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -687,7 +792,7 @@ func (x *VerifySpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifySpec.ProtoReflect.Descriptor instead.
 func (*VerifySpec) Descriptor() ([]byte, []int) {
-	return file_sluice_source_v1_pipeline_proto_rawDescGZIP(), []int{8}
+	return file_sluice_source_v1_pipeline_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *VerifySpec) GetCheck() isVerifySpec_Check {
@@ -748,33 +853,48 @@ const file_sluice_source_v1_pipeline_proto_rawDesc = "" +
 	"\bPipeline\x121\n" +
 	"\x05build\x18\x01 \x01(\v2\x1b.sluice.source.v1.BuildSpecR\x05build\x12.\n" +
 	"\x04test\x18\x02 \x01(\v2\x1a.sluice.source.v1.TestSpecR\x04test\x127\n" +
-	"\arelease\x18\x03 \x01(\v2\x1d.sluice.source.v1.ReleaseSpecR\arelease\"\xfa\x04\n" +
+	"\arelease\x18\x03 \x01(\v2\x1d.sluice.source.v1.ReleaseSpecR\arelease\"\xcc\x06\n" +
 	"\x04Step\x124\n" +
 	"\x04name\x18\x01 \x01(\tB \xbaH\x1dr\x1b\x10\x01\x18?2\x15^[a-z0-9][a-z0-9_-]*$R\x04name\x12\x1d\n" +
 	"\x03run\x18\x02 \x01(\tB\v\xbaH\br\x06\x10\x01(\x80\x80\x04R\x03run\x12C\n" +
 	"\atimeout\x18\x03 \x01(\v2\x19.google.protobuf.DurationB\x0e\xbaH\v\xaa\x01\b\"\x04\b\x80\xa3\x052\x00R\atimeout\x12c\n" +
 	"\x03env\x18\x04 \x03(\v2\x1f.sluice.source.v1.Step.EnvEntryB0\xbaH-\x9a\x01*\x10d\"\x1fr\x1d\x18\x80\x012\x18^[A-Za-z_][A-Za-z0-9_]*$*\x05r\x03(\x80@R\x03env\x12\x89\x01\n" +
-	"\asecrets\x18\x05 \x03(\v2#.sluice.source.v1.Step.SecretsEntryBJ\xbaHG\x9a\x01D\x10d\"\x1fr\x1d\x18\x80\x012\x18^[A-Za-z_][A-Za-z0-9_]*$*\x1fr\x1d\x18\x80\x012\x18^[A-Za-z_][A-Za-z0-9_]*$R\asecrets\x1a6\n" +
+	"\asecrets\x18\x05 \x03(\v2#.sluice.source.v1.Step.SecretsEntryBJ\xbaHG\x9a\x01D\x10d\"\x1fr\x1d\x18\x80\x012\x18^[A-Za-z_][A-Za-z0-9_]*$*\x1fr\x1d\x18\x80\x012\x18^[A-Za-z_][A-Za-z0-9_]*$R\asecrets\x12\xcf\x01\n" +
+	"\x05image\x18\x06 \x01(\tB\xb8\x01\xbaH\xb4\x01\xd8\x01\x01r\xae\x01\x18\xff\x012\xa8\x01^([a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?/)?[a-z0-9]+([._-]{1,2}[a-z0-9]+)*(/[a-z0-9]+([._-]{1,2}[a-z0-9]+)*)*(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[a-f0-9]{64})?$R\x05image\x1a6\n" +
 	"\bEnvEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a:\n" +
 	"\fSecretsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01:s\xbaHp\x1an\n" +
-	"\x12step.env_or_secret\x121a variable must not be both in env and in secrets\x1a%this.secrets.all(k, !(k in this.env))\"\xd2\x02\n" +
+	"\x12step.env_or_secret\x121a variable must not be both in env and in secrets\x1a%this.secrets.all(k, !(k in this.env))\"\xfa\x03\n" +
 	"\tBuildSpec\x126\n" +
 	"\x05steps\x18\x01 \x03(\v2\x16.sluice.source.v1.StepB\b\xbaH\x05\x92\x01\x02\x10dR\x05steps\x12F\n" +
-	"\tartifacts\x18\x02 \x03(\v2\x1e.sluice.source.v1.ArtifactSpecB\b\xbaH\x05\x92\x01\x02\x10dR\tartifacts:\xc4\x01\xbaH\xc0\x01\x1aX\n" +
+	"\tartifacts\x18\x02 \x03(\v2\x1e.sluice.source.v1.ArtifactSpecB\b\xbaH\x05\x92\x01\x02\x10dR\tartifacts\x12C\n" +
+	"\bservices\x18\x03 \x03(\v2\x1d.sluice.source.v1.ServiceSpecB\b\xbaH\x05\x92\x01\x02\x10\n" +
+	"R\bservices:\xa7\x02\xbaH\xa3\x02\x1aX\n" +
 	"\x17build.unique_step_names\x12\x19step names must be unique\x1a\"this.steps.map(s, s.name).unique()\x1ad\n" +
-	"\x1bbuild.unique_artifact_names\x12\x1dartifact names must be unique\x1a&this.artifacts.map(a, a.name).unique()\"\xf3\x01\n" +
+	"\x1bbuild.unique_artifact_names\x12\x1dartifact names must be unique\x1a&this.artifacts.map(a, a.name).unique()\x1aa\n" +
+	"\x1abuild.unique_service_names\x12\x1cservice names must be unique\x1a%this.services.map(s, s.name).unique()\"\xe0\x03\n" +
+	"\vServiceSpec\x120\n" +
+	"\x04name\x18\x01 \x01(\tB\x1c\xbaH\x19r\x17\x10\x01\x18?2\x11^[a-z][a-z0-9-]*$R\x04name\x12\xcf\x01\n" +
+	"\x05image\x18\x02 \x01(\tB\xb8\x01\xbaH\xb4\x01\xc8\x01\x01r\xae\x01\x18\xff\x012\xa8\x01^([a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?/)?[a-z0-9]+([._-]{1,2}[a-z0-9]+)*(/[a-z0-9]+([._-]{1,2}[a-z0-9]+)*)*(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[a-f0-9]{64})?$R\x05image\x12)\n" +
+	"\acommand\x18\x03 \x03(\tB\x0f\xbaH\f\x92\x01\t\x10@\"\x05r\x03(\x80 R\acommand\x12j\n" +
+	"\x03env\x18\x04 \x03(\v2&.sluice.source.v1.ServiceSpec.EnvEntryB0\xbaH-\x9a\x01*\x10d\"\x1fr\x1d\x18\x80\x012\x18^[A-Za-z_][A-Za-z0-9_]*$*\x05r\x03(\x80@R\x03env\x1a6\n" +
+	"\bEnvEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xf3\x01\n" +
 	"\fArtifactSpec\x124\n" +
 	"\x04name\x18\x01 \x01(\tB \xbaH\x1dr\x1b\x10\x01\x18?2\x15^[a-z0-9][a-z0-9_-]*$R\x04name\x12\xac\x01\n" +
 	"\x04path\x18\x02 \x01(\tB\x97\x01\xbaH\x93\x01\xba\x01\x88\x01\n" +
-	"\rpath.relative\x12;must be relative to the workspace and must not contain \"..\"\x1a:!this.startsWith('/') && !this.matches('(^|/)\\\\.\\\\.(/|$)')r\x05\x10\x01\x18\x80\bR\x04path\"\xe2\x01\n" +
+	"\rpath.relative\x12;must be relative to the workspace and must not contain \"..\"\x1a:!this.startsWith('/') && !this.matches('(^|/)\\\\.\\\\.(/|$)')r\x05\x10\x01\x18\x80\bR\x04path\"\x8b\x03\n" +
 	"\bTestSpec\x126\n" +
 	"\x05steps\x18\x01 \x03(\v2\x16.sluice.source.v1.StepB\b\xbaH\x05\x92\x01\x02\x10dR\x05steps\x12@\n" +
-	"\areports\x18\x02 \x03(\v2\x1c.sluice.source.v1.ReportSpecB\b\xbaH\x05\x92\x01\x02\x102R\areports:\\\xbaHY\x1aW\n" +
-	"\x16test.unique_step_names\x12\x19step names must be unique\x1a\"this.steps.map(s, s.name).unique()\"\xff\x01\n" +
+	"\areports\x18\x02 \x03(\v2\x1c.sluice.source.v1.ReportSpecB\b\xbaH\x05\x92\x01\x02\x102R\areports\x12C\n" +
+	"\bservices\x18\x03 \x03(\v2\x1d.sluice.source.v1.ServiceSpecB\b\xbaH\x05\x92\x01\x02\x10\n" +
+	"R\bservices:\xbf\x01\xbaH\xbb\x01\x1aW\n" +
+	"\x16test.unique_step_names\x12\x19step names must be unique\x1a\"this.steps.map(s, s.name).unique()\x1a`\n" +
+	"\x19test.unique_service_names\x12\x1cservice names must be unique\x1a%this.services.map(s, s.name).unique()\"\xff\x01\n" +
 	"\n" +
 	"ReportSpec\x12\xac\x01\n" +
 	"\x04path\x18\x01 \x01(\tB\x97\x01\xbaH\x93\x01\xba\x01\x88\x01\n" +
@@ -830,49 +950,54 @@ func file_sluice_source_v1_pipeline_proto_rawDescGZIP() []byte {
 }
 
 var file_sluice_source_v1_pipeline_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_sluice_source_v1_pipeline_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_sluice_source_v1_pipeline_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_sluice_source_v1_pipeline_proto_goTypes = []any{
 	(ReportFormat)(0),           // 0: sluice.source.v1.ReportFormat
 	(OnInterrupt)(0),            // 1: sluice.source.v1.OnInterrupt
 	(*Pipeline)(nil),            // 2: sluice.source.v1.Pipeline
 	(*Step)(nil),                // 3: sluice.source.v1.Step
 	(*BuildSpec)(nil),           // 4: sluice.source.v1.BuildSpec
-	(*ArtifactSpec)(nil),        // 5: sluice.source.v1.ArtifactSpec
-	(*TestSpec)(nil),            // 6: sluice.source.v1.TestSpec
-	(*ReportSpec)(nil),          // 7: sluice.source.v1.ReportSpec
-	(*ReleaseSpec)(nil),         // 8: sluice.source.v1.ReleaseSpec
-	(*EnvironmentSpec)(nil),     // 9: sluice.source.v1.EnvironmentSpec
-	(*VerifySpec)(nil),          // 10: sluice.source.v1.VerifySpec
-	nil,                         // 11: sluice.source.v1.Step.EnvEntry
-	nil,                         // 12: sluice.source.v1.Step.SecretsEntry
-	nil,                         // 13: sluice.source.v1.EnvironmentSpec.EnvEntry
-	nil,                         // 14: sluice.source.v1.EnvironmentSpec.SecretsEntry
-	(*durationpb.Duration)(nil), // 15: google.protobuf.Duration
+	(*ServiceSpec)(nil),         // 5: sluice.source.v1.ServiceSpec
+	(*ArtifactSpec)(nil),        // 6: sluice.source.v1.ArtifactSpec
+	(*TestSpec)(nil),            // 7: sluice.source.v1.TestSpec
+	(*ReportSpec)(nil),          // 8: sluice.source.v1.ReportSpec
+	(*ReleaseSpec)(nil),         // 9: sluice.source.v1.ReleaseSpec
+	(*EnvironmentSpec)(nil),     // 10: sluice.source.v1.EnvironmentSpec
+	(*VerifySpec)(nil),          // 11: sluice.source.v1.VerifySpec
+	nil,                         // 12: sluice.source.v1.Step.EnvEntry
+	nil,                         // 13: sluice.source.v1.Step.SecretsEntry
+	nil,                         // 14: sluice.source.v1.ServiceSpec.EnvEntry
+	nil,                         // 15: sluice.source.v1.EnvironmentSpec.EnvEntry
+	nil,                         // 16: sluice.source.v1.EnvironmentSpec.SecretsEntry
+	(*durationpb.Duration)(nil), // 17: google.protobuf.Duration
 }
 var file_sluice_source_v1_pipeline_proto_depIdxs = []int32{
 	4,  // 0: sluice.source.v1.Pipeline.build:type_name -> sluice.source.v1.BuildSpec
-	6,  // 1: sluice.source.v1.Pipeline.test:type_name -> sluice.source.v1.TestSpec
-	8,  // 2: sluice.source.v1.Pipeline.release:type_name -> sluice.source.v1.ReleaseSpec
-	15, // 3: sluice.source.v1.Step.timeout:type_name -> google.protobuf.Duration
-	11, // 4: sluice.source.v1.Step.env:type_name -> sluice.source.v1.Step.EnvEntry
-	12, // 5: sluice.source.v1.Step.secrets:type_name -> sluice.source.v1.Step.SecretsEntry
+	7,  // 1: sluice.source.v1.Pipeline.test:type_name -> sluice.source.v1.TestSpec
+	9,  // 2: sluice.source.v1.Pipeline.release:type_name -> sluice.source.v1.ReleaseSpec
+	17, // 3: sluice.source.v1.Step.timeout:type_name -> google.protobuf.Duration
+	12, // 4: sluice.source.v1.Step.env:type_name -> sluice.source.v1.Step.EnvEntry
+	13, // 5: sluice.source.v1.Step.secrets:type_name -> sluice.source.v1.Step.SecretsEntry
 	3,  // 6: sluice.source.v1.BuildSpec.steps:type_name -> sluice.source.v1.Step
-	5,  // 7: sluice.source.v1.BuildSpec.artifacts:type_name -> sluice.source.v1.ArtifactSpec
-	3,  // 8: sluice.source.v1.TestSpec.steps:type_name -> sluice.source.v1.Step
-	7,  // 9: sluice.source.v1.TestSpec.reports:type_name -> sluice.source.v1.ReportSpec
-	0,  // 10: sluice.source.v1.ReportSpec.format:type_name -> sluice.source.v1.ReportFormat
-	9,  // 11: sluice.source.v1.ReleaseSpec.environments:type_name -> sluice.source.v1.EnvironmentSpec
-	15, // 12: sluice.source.v1.EnvironmentSpec.deploy_timeout:type_name -> google.protobuf.Duration
-	10, // 13: sluice.source.v1.EnvironmentSpec.verify:type_name -> sluice.source.v1.VerifySpec
-	13, // 14: sluice.source.v1.EnvironmentSpec.env:type_name -> sluice.source.v1.EnvironmentSpec.EnvEntry
-	14, // 15: sluice.source.v1.EnvironmentSpec.secrets:type_name -> sluice.source.v1.EnvironmentSpec.SecretsEntry
-	1,  // 16: sluice.source.v1.EnvironmentSpec.on_interrupt:type_name -> sluice.source.v1.OnInterrupt
-	15, // 17: sluice.source.v1.VerifySpec.timeout:type_name -> google.protobuf.Duration
-	18, // [18:18] is the sub-list for method output_type
-	18, // [18:18] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	6,  // 7: sluice.source.v1.BuildSpec.artifacts:type_name -> sluice.source.v1.ArtifactSpec
+	5,  // 8: sluice.source.v1.BuildSpec.services:type_name -> sluice.source.v1.ServiceSpec
+	14, // 9: sluice.source.v1.ServiceSpec.env:type_name -> sluice.source.v1.ServiceSpec.EnvEntry
+	3,  // 10: sluice.source.v1.TestSpec.steps:type_name -> sluice.source.v1.Step
+	8,  // 11: sluice.source.v1.TestSpec.reports:type_name -> sluice.source.v1.ReportSpec
+	5,  // 12: sluice.source.v1.TestSpec.services:type_name -> sluice.source.v1.ServiceSpec
+	0,  // 13: sluice.source.v1.ReportSpec.format:type_name -> sluice.source.v1.ReportFormat
+	10, // 14: sluice.source.v1.ReleaseSpec.environments:type_name -> sluice.source.v1.EnvironmentSpec
+	17, // 15: sluice.source.v1.EnvironmentSpec.deploy_timeout:type_name -> google.protobuf.Duration
+	11, // 16: sluice.source.v1.EnvironmentSpec.verify:type_name -> sluice.source.v1.VerifySpec
+	15, // 17: sluice.source.v1.EnvironmentSpec.env:type_name -> sluice.source.v1.EnvironmentSpec.EnvEntry
+	16, // 18: sluice.source.v1.EnvironmentSpec.secrets:type_name -> sluice.source.v1.EnvironmentSpec.SecretsEntry
+	1,  // 19: sluice.source.v1.EnvironmentSpec.on_interrupt:type_name -> sluice.source.v1.OnInterrupt
+	17, // 20: sluice.source.v1.VerifySpec.timeout:type_name -> google.protobuf.Duration
+	21, // [21:21] is the sub-list for method output_type
+	21, // [21:21] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_sluice_source_v1_pipeline_proto_init() }
@@ -880,7 +1005,7 @@ func file_sluice_source_v1_pipeline_proto_init() {
 	if File_sluice_source_v1_pipeline_proto != nil {
 		return
 	}
-	file_sluice_source_v1_pipeline_proto_msgTypes[8].OneofWrappers = []any{
+	file_sluice_source_v1_pipeline_proto_msgTypes[9].OneofWrappers = []any{
 		(*VerifySpec_Http)(nil),
 		(*VerifySpec_Command)(nil),
 	}
@@ -890,7 +1015,7 @@ func file_sluice_source_v1_pipeline_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sluice_source_v1_pipeline_proto_rawDesc), len(file_sluice_source_v1_pipeline_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   13,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -1,0 +1,97 @@
+package executor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+)
+
+// ErrNoContainers is the error of a stage that needs a container backend
+// (a step names an image, or the stage has services) on a host where the
+// service runs none.
+var ErrNoContainers = errors.New("no container engine")
+
+// Steps is the Backend the build and test services run their stages
+// with: a step without an image runs on Local, one with an image on
+// Containers.
+type Steps struct {
+	// Local runs the steps that name no image.
+	Local Executor
+	// Containers runs the steps that name an image, and the services;
+	// nil when this host has no container engine, NoContainers saying why.
+	Containers   Backend
+	NoContainers string
+}
+
+var _ Backend = (*Steps)(nil)
+
+// Open opens st. A stage that needs containers on a host without them
+// fails at once, before any of its steps runs, with ErrNoContainers and
+// the reason.
+func (s *Steps) Open(ctx context.Context, st StageSpec) (Stage, error) {
+	stage := &stepsStage{local: s.Local}
+	if len(st.Images) == 0 && len(st.Services) == 0 {
+		return stage, nil
+	}
+	if s.Containers == nil {
+		return nil, s.noContainers(st)
+	}
+	cs, err := s.Containers.Open(ctx, st)
+	if err != nil {
+		return nil, err
+	}
+	stage.containers = cs
+	return stage, nil
+}
+
+// noContainers says which of st's steps and services need containers.
+func (s *Steps) noContainers(st StageSpec) error {
+	var need []string
+	for _, name := range slices.Sorted(maps.Keys(st.Images)) {
+		need = append(need, fmt.Sprintf("step %q runs in image %s", name, st.Images[name]))
+	}
+	for _, svc := range st.Services {
+		need = append(need, fmt.Sprintf("service %q runs in image %s", svc.Name, svc.Image))
+	}
+	why := s.NoContainers
+	if why == "" {
+		why = "this service runs no container backend"
+	}
+	return fmt.Errorf("%w: %s, but %s", ErrNoContainers, strings.Join(need, "; "), why)
+}
+
+// stepsStage runs each step on the backend its Spec asks for.
+type stepsStage struct {
+	local      Executor
+	containers Stage
+}
+
+func (s *stepsStage) Run(ctx context.Context, spec Spec) (Result, error) {
+	if spec.Image == "" {
+		return s.local.Run(ctx, spec)
+	}
+	if s.containers == nil {
+		// Open was told of no such step.
+		return Result{}, fmt.Errorf("executor: step %q: %w: its image %s was not declared when the stage was opened", spec.Name, ErrNoContainers, spec.Image)
+	}
+	return s.containers.Run(ctx, spec)
+}
+
+func (s *stepsStage) Close(ctx context.Context) error {
+	if s.containers == nil {
+		return nil
+	}
+	return s.containers.Close(ctx)
+}
+
+// Close releases the container backend's connection to its engine, if it
+// has one to release; call it when the service stops.
+func (s *Steps) Close() error {
+	if c, ok := s.Containers.(interface{ Close() error }); ok {
+		return c.Close()
+	}
+	return nil
+}
