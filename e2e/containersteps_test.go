@@ -5,9 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/api/types/filters"
-	"github.com/docker/docker/client"
+	"github.com/moby/moby/client"
 
 	sluicecontainer "github.com/sluicehq/sluice/platform/executor/container"
 	"github.com/sluicehq/sluice/platform/executor/container/containertest"
@@ -68,14 +66,14 @@ test:
 			t.Errorf("the run's logs lack %q:\n%s", want, logs)
 		}
 	}
-	api, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	api, err := client.New(client.FromEnv)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer func() { _ = api.Close() }()
-	left, err := api.ContainerList(context.Background(), container.ListOptions{All: true,
-		Filters: filters.NewArgs(filters.Arg("label", sluicecontainer.LabelRun+"="+runID))})
-	if err != nil || len(left) != 0 {
-		t.Fatalf("the run left %d containers (%v)", len(left), err)
+	left, err := api.ContainerList(context.Background(), client.ContainerListOptions{All: true,
+		Filters: make(client.Filters).Add("label", sluicecontainer.LabelRun+"="+runID)})
+	if err != nil || len(left.Items) != 0 {
+		t.Fatalf("the run left %d containers (%v)", len(left.Items), err)
 	}
 }

@@ -11,8 +11,10 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -21,6 +23,7 @@ import (
 
 	"github.com/sluicehq/sluice/e2e/internal/e2ekit"
 	"github.com/sluicehq/sluice/platform/auth"
+	"github.com/sluicehq/sluice/platform/executor/container/containertest"
 	"github.com/sluicehq/sluice/platform/keyring"
 )
 
@@ -37,6 +40,13 @@ type StackOptions struct {
 	// GoToolchain mounts the host's Go (/usr/local/go, read-only) into the
 	// build and test containers, for pipelines that run `go`.
 	GoToolchain bool
+	// ContainerSteps gives the build and test containers the host's Docker
+	// Engine (its socket, and their data directories at the same path in
+	// the container and on the host, as the steps' workspaces are bind
+	// mounts), so steps with an image run in containers beside them, with
+	// ContainerMemory as their memory limit (the default when empty).
+	ContainerSteps  bool
+	ContainerMemory string
 }
 
 // Stack is a Sluice platform in containers: a three-node NATS cluster,
@@ -155,6 +165,12 @@ func StartStack(t *testing.T, opts StackOptions) *Stack {
 // here, through its client.)
 func (s *Stack) run(opts *dockertest.RunOptions, aliases ...string) *dockertest.Resource {
 	s.t.Helper()
+	return s.runWith(opts, nil, aliases...)
+}
+
+// runWith is run, the container's user also in the groups (ids).
+func (s *Stack) runWith(opts *dockertest.RunOptions, groups []string, aliases ...string) *dockertest.Resource {
+	s.t.Helper()
 	if opts.Hostname == "" {
 		opts.Hostname = strings.TrimPrefix(opts.Name, s.name+"-")
 	}
@@ -169,7 +185,7 @@ func (s *Stack) run(opts *dockertest.RunOptions, aliases ...string) *dockertest.
 			ExposedPorts: exposed, Labels: e2ekit.TestLabels(),
 		},
 		HostConfig: &docker.HostConfig{
-			Binds: opts.Mounts, PortBindings: opts.PortBindings, Init: true,
+			Binds: opts.Mounts, PortBindings: opts.PortBindings, Init: true, GroupAdd: groups,
 			RestartPolicy: docker.RestartPolicy{Name: "no"},
 		},
 		NetworkingConfig: &docker.NetworkingConfig{EndpointsConfig: map[string]*docker.EndpointConfig{
@@ -389,6 +405,44 @@ func (s *Stack) internalURL(svc string) string {
 	return fmt.Sprintf("http://%s-%s:%s", s.name, svc, servicePorts[svc])
 }
 
+// containerSteps is what replica i of svc needs to run steps in
+// containers on the host's engine: env with its data directory moved to a
+// host folder mounted at the same path, the engine's socket, the socket's
+// group, and the container settings (the tests' labels, images never
+// pulled).
+func (s *Stack) containerSteps(svc string, i int, env []string) (out, mounts, groups []string) {
+	s.t.Helper()
+	p := "SLUICE_" + strings.ToUpper(svc) + "_"
+	data := filepath.Join(s.dir, fmt.Sprintf("%s-%d-data", svc, i))
+	if err := os.MkdirAll(data, 0o777); err != nil {
+		s.t.Fatal(err)
+	}
+	_ = os.Chmod(data, 0o777) //nolint:gosec // the container's user must write it
+	for _, kv := range env {
+		if !strings.HasPrefix(kv, p+"DATA_DIR=") {
+			out = append(out, kv)
+		}
+	}
+	var labels []string
+	for k, v := range containertest.TestLabels() {
+		labels = append(labels, k+"="+v)
+	}
+	out = append(out, p+"DATA_DIR="+data, p+"CONTAINER_ENGINE=docker", p+"CONTAINER_PULL=never",
+		p+"CONTAINER_LABELS="+strings.Join(labels, ","))
+	if s.opts.ContainerMemory != "" {
+		out = append(out, p+"CONTAINER_MEMORY="+s.opts.ContainerMemory)
+	}
+	const sock = "/var/run/docker.sock"
+	fi, err := os.Stat(sock)
+	if err != nil {
+		s.t.Fatalf("container steps need the engine's socket: %v", err)
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		groups = []string{strconv.FormatUint(uint64(st.Gid), 10)}
+	}
+	return out, []string{data + ":" + data, sock + ":" + sock}, groups
+}
+
 // StartService starts replica i of svc from image (repository:tag).
 func (s *Stack) StartService(svc string, i int, image string) *Container {
 	s.t.Helper()
@@ -417,16 +471,23 @@ func (s *Stack) StartService(svc string, i int, image string) *Container {
 		_ = os.Chmod(data, 0o777) //nolint:gosec // the container's user must write it
 		mounts = append(mounts, data+":/data")
 	}
+	env := s.ServiceEnv(svc)
+	var groups []string
+	if s.opts.ContainerSteps && (svc == "build" || svc == "test") {
+		var more []string
+		env, more, groups = s.containerSteps(svc, i, env)
+		mounts = append(mounts, more...)
+	}
 	c := &Container{Service: svc, Name: name}
-	c.Res = s.run(&dockertest.RunOptions{
+	c.Res = s.runWith(&dockertest.RunOptions{
 		Name:       name,
 		Hostname:   fmt.Sprintf("%s-%d", svc, i),
 		Repository: repo, Tag: tag,
-		Env:          s.ServiceEnv(svc),
+		Env:          env,
 		Mounts:       mounts,
 		ExposedPorts: []string{servicePorts[svc] + "/tcp"},
 		PortBindings: loopback(servicePorts[svc]),
-	}, s.name+"-"+svc)
+	}, groups, s.name+"-"+svc)
 	s.mu.Lock()
 	s.svc[svc] = append(s.svc[svc], c)
 	s.mu.Unlock()

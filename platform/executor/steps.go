@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
 	"slices"
 	"strings"
+	"time"
 )
 
 // ErrNoContainers is the error of a stage that needs a container backend
@@ -94,4 +96,57 @@ func (s *Steps) Close() error {
 		return c.Close()
 	}
 	return nil
+}
+
+// Sweeper is a Backend that can remove what stages left behind that no
+// attempt will close: a stage whose worker died and that was never taken
+// over (it was cancelled, or ended elsewhere), or a Close that failed.
+type Sweeper interface {
+	// Sweep removes what was started for stage more than grace ago, of
+	// every run whose stage ended says has ended (or that it does not
+	// know), and returns how many runs it swept.
+	Sweep(ctx context.Context, stage string, grace time.Duration, ended func(ctx context.Context, runID string) (bool, error)) (int, error)
+}
+
+// Sweep sweeps the container backend, if it is a Sweeper (see Sweeper).
+func (s *Steps) Sweep(ctx context.Context, stage string, grace time.Duration, ended func(ctx context.Context, runID string) (bool, error)) (int, error) {
+	if sw, ok := s.Containers.(Sweeper); ok {
+		return sw.Sweep(ctx, stage, grace, ended)
+	}
+	return 0, nil
+}
+
+// Sweep intervals (SweepLoop).
+const (
+	SweepEvery = time.Minute
+	SweepGrace = time.Minute
+)
+
+// SweepLoop sweeps b's stage every SweepEvery until ctx ends (a
+// servicekit loop); a sweep that fails is logged and tried again at the
+// next tick. A backend that is no Sweeper makes it wait for ctx.
+func SweepLoop(b Backend, stage string, ended func(ctx context.Context, runID string) (bool, error), log *slog.Logger) func(ctx context.Context) error {
+	return func(ctx context.Context) error {
+		sw, ok := b.(Sweeper)
+		if !ok {
+			<-ctx.Done()
+			return nil
+		}
+		t := time.NewTicker(SweepEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-t.C:
+			}
+			n, err := sw.Sweep(ctx, stage, SweepGrace, ended)
+			switch {
+			case err != nil && ctx.Err() == nil:
+				log.Warn("sweeping what ended stages left failed; trying again", slog.String("stage", stage), slog.Any("error", err))
+			case n > 0:
+				log.Info("removed what ended stages left", slog.String("stage", stage), slog.Int("runs", n))
+			}
+		}
+	}
 }

@@ -52,5 +52,7 @@ func newSecrets(cfg Config, calls servicekit.CallTransport) *stepsecrets.Resolve
 
 // parts are what runs beside the API: the work-queue consumer.
 func parts(s *Service) servicekit.Parts {
-	return servicekit.Parts{Consumers: s.Consumers()}
+	return servicekit.Parts{Consumers: s.Consumers(), Loops: []servicekit.Loop{
+		{Name: "container sweep", Run: executor.SweepLoop(s.exec, Name, s.stageEnded, s.log)},
+	}}
 }

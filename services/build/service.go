@@ -206,3 +206,16 @@ func (s *Service) awaitBuild(ctx context.Context, runID string) (domain.Build, e
 		}
 	}
 }
+
+// stageEnded says whether run's build is over, or unknown here: what
+// containers it started are then left over (executor.SweepLoop).
+func (s *Service) stageEnded(ctx context.Context, runID string) (bool, error) {
+	b, err := s.store.ByRun(ctx, runID)
+	switch {
+	case errors.Is(err, apierror.ErrNotFound):
+		return true, nil
+	case err != nil:
+		return false, err
+	}
+	return b.Status != domain.Running && b.Status != domain.Queued, nil
+}

@@ -145,6 +145,9 @@ func (a *attempt) test(ctx context.Context) (domain.Outcome, error) {
 		if res.Cancelled {
 			a.steps = append(a.steps, res)
 		}
+		if errors.Is(err, errNotStarted) {
+			return domain.Errored(err.Error(), nil), nil
+		}
 		if err != nil {
 			return domain.Outcome{}, err
 		}
@@ -223,6 +226,10 @@ func (a *attempt) fetchArtifacts(ctx context.Context, ws string, declared []*sou
 	return "", nil
 }
 
+// errNotStarted marks a step the executor could not start while the
+// attempt goes on: the test run ends in ERROR saying why.
+var errNotStarted = errors.New("could not be started")
+
 // runStep runs one test step with its output in the step log. err is
 // returned only when the step could not run, or was stopped (the worker
 // stops: the result says Cancelled).
@@ -255,7 +262,12 @@ func (a *attempt) runStep(ctx context.Context, stage executor.Stage, ws string, 
 			last.Add(line)
 		},
 	})
-	if err != nil {
+	switch {
+	case err != nil && ctx.Err() == nil:
+		// Not started, and another try would not start it either (a
+		// shell or an image missing, a container the engine refused).
+		return domain.StepResult{}, fmt.Errorf("step %q: %w: %w", name, errNotStarted, err)
+	case err != nil:
 		return domain.StepResult{}, fmt.Errorf("step %q: %w", name, err)
 	}
 	if res.Cancelled {

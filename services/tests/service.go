@@ -156,3 +156,16 @@ func (s *Service) Logs(ctx context.Context, id, step string, fromSeq int64, limi
 	}
 	return s.logs.Read(ctx, run.RunID, step, fromSeq, limit)
 }
+
+// stageEnded says whether run's test run is over, or unknown here: what
+// containers it started are then left over (executor.SweepLoop).
+func (s *Service) stageEnded(ctx context.Context, runID string) (bool, error) {
+	r, err := s.store.TestRunOfRun(ctx, runID)
+	switch {
+	case errors.Is(err, apierror.ErrNotFound):
+		return true, nil
+	case err != nil:
+		return false, err
+	}
+	return r.Status != domain.StatusRunning, nil
+}

@@ -14,11 +14,11 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/sluicehq/sluice/platform/executor/container/containertest"
 	"github.com/sluicehq/sluice/platform/gittest"
 )
 
@@ -150,28 +150,19 @@ func AcceptsTokenVia(client *http.Client, baseURL, svc, token string) error {
 // that `make test-clean` (scripts/test-clean, which `make test` runs first)
 // finds what a killed run left: TestLabel marks it as the tests', and
 // TestOwnerLabel names the test process that made it, which must be gone
-// before its leftovers are removed (two suites may run at once).
+// before its leftovers are removed (two suites may run at once). They are
+// containertest's, which the platform's own container tests use.
 const (
-	TestLabel      = "org.sluicehq.sluice.test"
-	TestOwnerLabel = "org.sluicehq.sluice.test.owner"
+	TestLabel      = containertest.TestLabel
+	TestOwnerLabel = containertest.TestOwnerLabel
 )
 
-// TestLabels are the labels of what this test process makes. The owner is
-// the process as its PID namespace sees it, "<namespace inode>-<pid>", so
-// that a clean-up in another namespace (a CI runner in a container on the
-// same Docker engine) leaves it alone.
-func TestLabels() map[string]string {
-	return map[string]string{TestLabel: "e2e", TestOwnerLabel: testOwner()}
-}
+// TestLabels are the labels of what this test process makes
+// (containertest.TestLabels).
+func TestLabels() map[string]string { return containertest.TestLabels() }
 
 // testOwner is this process as "<PID namespace inode>-<pid>".
-func testOwner() string {
-	ns := "0"
-	if link, err := os.Readlink("/proc/self/ns/pid"); err == nil {
-		ns = strings.TrimSuffix(strings.TrimPrefix(link, "pid:["), "]")
-	}
-	return ns + "-" + strconv.Itoa(os.Getpid())
-}
+func testOwner() string { return TestLabels()[TestOwnerLabel] }
 
 // TestLabelArgs are TestLabels as `docker run`/`docker network create`
 // arguments.

@@ -7,9 +7,13 @@
 package container
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -51,6 +55,9 @@ const (
 	LabelAttempt = "dev.sluice.attempt"
 	LabelStep    = "dev.sluice.step"
 	LabelService = "dev.sluice.service"
+	// LabelBackend tells backends with different container-labels apart
+	// (a hash of them), so that one's sweep never touches the other's.
+	LabelBackend = "dev.sluice.backend"
 )
 
 // Config says how containers run. The zero value, WithDefaults, is the
@@ -86,6 +93,11 @@ type Config struct {
 	// User runs the steps as "uid[:gid]"; empty: the service's own, so
 	// what steps write in the workspace is the service's to remove.
 	User string
+	// Registries are the registries (host or host:port) on private,
+	// loopback or link-local addresses that images may be pulled from;
+	// the engine pulls from its host's network, so an image reference is
+	// an address a pipeline makes the engine call.
+	Registries []string
 }
 
 // Flags is what RegisterFlags needs of a flag set (servicekit.Flags).
@@ -108,6 +120,7 @@ func (c *Config) RegisterFlags(f Flags) {
 	f.StringsVar(&c.Networks, "container-networks", "more Docker networks every step container joins (a package mirror's); the platform's own must not be one")
 	f.StringsVar(&c.Labels, "container-labels", "NAME=VALUE labels on every container and network the service starts")
 	f.StringVar(&c.User, "container-user", "uid[:gid] steps run as in their containers; default the service's own")
+	f.StringsVar(&c.Registries, "container-registries", "registries (host or host:port) on private or loopback addresses that images may be pulled from; others on such addresses are refused")
 }
 
 // WithDefaults fills the fields left zero.
@@ -180,6 +193,15 @@ func (c Config) memoryBytes() (int64, error) {
 		return 0, fmt.Errorf("container-memory: %q is not an amount of memory of 6MiB or more (such as 512MiB)", c.Memory)
 	}
 	return v, nil
+}
+
+// backendID is LabelBackend's value: a hash of the operator's labels.
+func backendID(labels map[string]string) string {
+	h := sha256.New()
+	for _, k := range slices.Sorted(maps.Keys(labels)) {
+		_, _ = fmt.Fprintf(h, "%s=%s\n", k, labels[k])
+	}
+	return hex.EncodeToString(h.Sum(nil))[:16]
 }
 
 // labels are the operator's labels; they may not replace the backend's.

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"maps"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -18,13 +19,12 @@ import (
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
-	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/api/types/filters"
-	"github.com/docker/docker/api/types/image"
-	"github.com/docker/docker/api/types/network"
-	"github.com/docker/docker/client"
-	"github.com/docker/docker/pkg/jsonmessage"
-	"github.com/docker/docker/pkg/stdcopy"
+	"github.com/distribution/reference"
+	"github.com/moby/moby/api/pkg/stdcopy"
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/mount"
+	"github.com/moby/moby/api/types/network"
+	"github.com/moby/moby/client"
 
 	"github.com/sluicehq/sluice/platform/executor"
 	"github.com/sluicehq/sluice/platform/runner"
@@ -42,6 +42,9 @@ const (
 const (
 	// pingTimeout bounds the check that the engine answers.
 	pingTimeout = 5 * time.Second
+	// apiTimeout bounds one call to the engine (but a pull, or the wait
+	// for a step to end), so an engine that hangs fails the stage.
+	apiTimeout = time.Minute
 	// pullTimeout bounds pulling one image.
 	pullTimeout = 15 * time.Minute
 	// cleanupTimeout bounds removing what a stage or step left.
@@ -64,6 +67,7 @@ type Docker struct {
 	nanoCPUs       int64
 	memory         int64
 	labels         map[string]string
+	backend        string
 	user           string
 	defaultTimeout time.Duration
 	killGrace      time.Duration
@@ -115,21 +119,21 @@ func New(ctx context.Context, cfg Config, defaultTimeout time.Duration, log *slo
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	opts := []client.Opt{client.FromEnv, client.WithAPIVersionNegotiation()}
+	opts := []client.Opt{client.FromEnv}
 	if cfg.Host != "" {
 		opts = append(opts, client.WithHost(cfg.Host))
 	}
-	api, err := client.NewClientWithOpts(opts...)
+	api, err := client.New(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("docker engine: %w", err)
 	}
 	pctx, cancel := context.WithTimeout(ctx, pingTimeout)
 	defer cancel()
-	if _, err := api.Ping(pctx); err != nil {
+	if _, err := api.Ping(pctx, client.PingOptions{NegotiateAPIVersion: true}); err != nil {
 		_ = api.Close()
 		return nil, fmt.Errorf("docker engine at %s does not answer: %w", api.DaemonHost(), err)
 	}
-	v, err := api.ServerVersion(pctx)
+	v, err := api.ServerVersion(pctx, client.ServerVersionOptions{})
 	if err != nil {
 		_ = api.Close()
 		return nil, fmt.Errorf("docker engine at %s: %w", api.DaemonHost(), err)
@@ -139,6 +143,13 @@ func New(ctx context.Context, cfg Config, defaultTimeout time.Duration, log *slo
 	d.nanoCPUs, _ = cfg.nanoCPUs()
 	d.memory, _ = cfg.memoryBytes()
 	d.labels, _ = cfg.labels()
+	d.backend = backendID(d.labels)
+	for _, n := range cfg.Networks {
+		if _, err := api.NetworkInspect(pctx, n, client.NetworkInspectOptions{}); err != nil {
+			_ = api.Close()
+			return nil, fmt.Errorf("container-networks: network %s: %w", n, err)
+		}
+	}
 	if d.user == "" {
 		d.user = strconv.Itoa(os.Getuid()) + ":" + strconv.Itoa(os.Getgid())
 	}
@@ -161,6 +172,7 @@ func (d *Docker) stageLabels(st executor.StageSpec) map[string]string {
 		l = map[string]string{}
 	}
 	l[LabelManaged] = "true"
+	l[LabelBackend] = d.backend
 	l[LabelRun] = st.RunID
 	l[LabelStage] = st.Stage
 	l[LabelAttempt] = strconv.Itoa(st.Attempt)
@@ -174,13 +186,14 @@ func (d *Docker) Open(ctx context.Context, st executor.StageSpec) (executor.Stag
 	if st.RunID == "" || st.Stage == "" {
 		return nil, errors.New("container: a stage needs its run and stage names")
 	}
-	if err := d.Sweep(ctx, st.RunID, st.Stage); err != nil {
+	if err := d.RemoveStage(ctx, st.RunID, st.Stage); err != nil {
 		return nil, err
 	}
-	images := slices.Sorted(maps.Values(st.Images))
+	images := slices.Collect(maps.Values(st.Images))
 	for _, svc := range st.Services {
 		images = append(images, svc.Image)
 	}
+	slices.Sort(images)
 	for _, img := range slices.Compact(images) {
 		if err := d.ensureImage(ctx, img); err != nil {
 			return nil, err
@@ -188,7 +201,8 @@ func (d *Docker) Open(ctx context.Context, st executor.StageSpec) (executor.Stag
 	}
 	s := &stage{d: d, spec: st, labels: d.stageLabels(st)}
 	s.network = resourceName("sluice", st.RunID, st.Stage, strconv.Itoa(st.Attempt))
-	opts := network.CreateOptions{Driver: "bridge", Labels: s.labels}
+	noIPv6 := false
+	opts := client.NetworkCreateOptions{Driver: "bridge", Labels: s.labels, EnableIPv6: &noIPv6}
 	if !d.cfg.Egress {
 		// Internal: nothing routed beyond the bridge. And no address of
 		// the host's on it: an internal network still has a default route
@@ -197,7 +211,10 @@ func (d *Docker) Open(ctx context.Context, st executor.StageSpec) (executor.Stag
 		opts.Internal = true
 		opts.Options = map[string]string{"com.docker.network.bridge.inhibit_ipv4": "true"}
 	}
-	if _, err := d.api.NetworkCreate(ctx, s.network, opts); err != nil {
+	cctx, cancel := context.WithTimeout(ctx, apiTimeout)
+	_, err := d.api.NetworkCreate(cctx, s.network, opts)
+	cancel()
+	if err != nil {
 		return nil, fmt.Errorf("container: create the stage's network %s: %w", s.network, err)
 	}
 	for _, svc := range st.Services {
@@ -211,33 +228,77 @@ func (d *Docker) Open(ctx context.Context, st executor.StageSpec) (executor.Stag
 	return s, nil
 }
 
-// Sweep removes the containers and networks of the stage of run (any
-// attempt): what a worker that died left running.
-func (d *Docker) Sweep(ctx context.Context, run, stage string) error {
-	f := filters.NewArgs(filters.Arg("label", LabelRun+"="+run), filters.Arg("label", LabelStage+"="+stage))
-	return d.sweep(ctx, f)
+// RemoveStage removes the containers and networks of the stage of run
+// (any attempt): what a worker that died left running.
+func (d *Docker) RemoveStage(ctx context.Context, run, stage string) error {
+	ctx, cancel := context.WithTimeout(ctx, apiTimeout)
+	defer cancel()
+	return d.sweep(ctx, make(client.Filters).Add("label", LabelRun+"="+run, LabelStage+"="+stage))
 }
 
-func (d *Docker) sweep(ctx context.Context, f filters.Args) error {
-	cs, err := d.api.ContainerList(ctx, container.ListOptions{All: true, Filters: f})
+var _ executor.Sweeper = (*Docker)(nil)
+
+// Sweep removes the containers and networks of stage, started by this
+// backend (they carry its operator labels too, so installations that
+// share an engine must set labels of their own) more than grace ago, of
+// every run whose stage ended says has ended. It returns how many runs it
+// swept.
+func (d *Docker) Sweep(ctx context.Context, stage string, grace time.Duration, ended func(ctx context.Context, runID string) (bool, error)) (int, error) {
+	f := make(client.Filters).Add("label", LabelManaged+"=true", LabelBackend+"="+d.backend, LabelStage+"="+stage)
+	lctx, cancel := context.WithTimeout(ctx, apiTimeout)
+	list, err := d.api.ContainerList(lctx, client.ContainerListOptions{All: true, Filters: f})
+	cancel()
+	if err != nil {
+		return 0, fmt.Errorf("container: list this backend's containers: %w", err)
+	}
+	runs := map[string]bool{}
+	for _, c := range list.Items {
+		if run := c.Labels[LabelRun]; run != "" && time.Since(time.Unix(c.Created, 0)) > grace {
+			runs[run] = true
+		}
+	}
+	swept := 0
+	var errs []error
+	for _, run := range slices.Sorted(maps.Keys(runs)) {
+		done, err := ended(ctx, run)
+		switch {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("container: is the %s of run %s over: %w", stage, run, err))
+			continue
+		case !done:
+			continue
+		}
+		if err := d.RemoveStage(ctx, run, stage); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		swept++
+	}
+	return swept, errors.Join(errs...)
+}
+
+func (d *Docker) sweep(ctx context.Context, f client.Filters) error {
+	list, err := d.api.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: f})
 	if err != nil {
 		return fmt.Errorf("container: list what an earlier attempt left: %w", err)
 	}
 	var errs []error
-	for _, c := range cs {
-		if err := d.api.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true, RemoveVolumes: true}); err != nil && !cerrdefs.IsNotFound(err) {
-			errs = append(errs, fmt.Errorf("container: remove %s (left by %s): %w", strings.Join(c.Names, ","), c.Labels[LabelAttempt], err))
-		} else {
-			d.log.Info("removed a container an earlier attempt left", slog.String("container", strings.Join(c.Names, ",")),
+	for _, c := range list.Items {
+		_, err := d.api.ContainerRemove(ctx, c.ID, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true})
+		switch {
+		case err == nil:
+			d.log.Info("removed a container a stage left", slog.String("container", strings.Join(c.Names, ",")),
 				slog.String("run_id", c.Labels[LabelRun]), slog.String("stage", c.Labels[LabelStage]), slog.String("attempt", c.Labels[LabelAttempt]))
+		case !cerrdefs.IsNotFound(err):
+			errs = append(errs, fmt.Errorf("container: remove %s (attempt %s): %w", strings.Join(c.Names, ","), c.Labels[LabelAttempt], err))
 		}
 	}
-	ns, err := d.api.NetworkList(ctx, network.ListOptions{Filters: f})
+	ns, err := d.api.NetworkList(ctx, client.NetworkListOptions{Filters: f})
 	if err != nil {
 		return errors.Join(append(errs, fmt.Errorf("container: list networks an earlier attempt left: %w", err))...)
 	}
-	for _, n := range ns {
-		if err := d.api.NetworkRemove(ctx, n.ID); err != nil && !cerrdefs.IsNotFound(err) {
+	for _, n := range ns.Items {
+		if _, err := d.api.NetworkRemove(ctx, n.ID, client.NetworkRemoveOptions{}); err != nil && !cerrdefs.IsNotFound(err) {
 			errs = append(errs, fmt.Errorf("container: remove network %s: %w", n.Name, err))
 		}
 	}
@@ -247,7 +308,9 @@ func (d *Docker) sweep(ctx context.Context, f filters.Args) error {
 // ensureImage makes sure img is on the engine, as the pull policy says.
 func (d *Docker) ensureImage(ctx context.Context, img string) error {
 	if d.cfg.Pull != PullAlways {
-		_, err := d.api.ImageInspect(ctx, img)
+		ictx, cancel := context.WithTimeout(ctx, apiTimeout)
+		_, err := d.api.ImageInspect(ictx, img)
+		cancel()
 		switch {
 		case err == nil:
 			return nil
@@ -257,15 +320,60 @@ func (d *Docker) ensureImage(ctx context.Context, img string) error {
 			return fmt.Errorf("container: image %s is not on this host's Docker Engine, and images are never pulled here (container-pull is never): build or load it there first", img)
 		}
 	}
+	if err := d.checkRegistry(ctx, img); err != nil {
+		return err
+	}
 	pctx, cancel := context.WithTimeout(ctx, pullTimeout)
 	defer cancel()
-	r, err := d.api.ImagePull(pctx, img, image.PullOptions{})
+	r, err := d.api.ImagePull(pctx, img, client.ImagePullOptions{})
 	if err != nil {
 		return fmt.Errorf("container: pull image %s: %w", img, err)
 	}
 	defer func() { _ = r.Close() }()
-	if err := jsonmessage.DisplayJSONMessagesStream(r, io.Discard, 0, false, nil); err != nil {
+	if err := r.Wait(pctx); err != nil {
 		return fmt.Errorf("container: pull image %s: %w", img, err)
+	}
+	return nil
+}
+
+// checkRegistry refuses to pull img from a registry on a loopback,
+// private, link-local or unspecified address (the engine would call it
+// from its host's network, which the stage's network rules do not
+// cover), unless the operator lists it in container-registries.
+func (d *Docker) checkRegistry(ctx context.Context, img string) error {
+	named, err := reference.ParseNormalizedNamed(img)
+	if err != nil {
+		return fmt.Errorf("container: image %s: %w", img, err)
+	}
+	host := reference.Domain(named)
+	if slices.Contains(d.cfg.Registries, host) {
+		return nil
+	}
+	name := host
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		name = h
+	}
+	if slices.Contains(d.cfg.Registries, name) {
+		return nil
+	}
+	var ips []net.IP
+	if ip := net.ParseIP(name); ip != nil {
+		ips = []net.IP{ip}
+	} else {
+		rctx, cancel := context.WithTimeout(ctx, pingTimeout)
+		addrs, err := net.DefaultResolver.LookupIPAddr(rctx, name)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("container: image %s: registry %s: %w", img, host, err)
+		}
+		for _, a := range addrs {
+			ips = append(ips, a.IP)
+		}
+	}
+	for _, ip := range ips {
+		if ip.IsLoopback() || ip.IsPrivate() || ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() || ip.IsUnspecified() || ip.IsMulticast() {
+			return fmt.Errorf("container: image %s: its registry %s is at %s, a loopback, private or link-local address; images are pulled from such a registry only when the container-registries setting names it", img, host, ip)
+		}
 	}
 	return nil
 }
@@ -284,24 +392,35 @@ type stage struct {
 func (s *stage) startService(ctx context.Context, svc executor.Service) error {
 	labels := maps.Clone(s.labels)
 	labels[LabelService] = svc.Name
-	env := maps.Clone(s.spec.Env)
+	// The run's SLUICE_* variables win over the service's own.
+	env := maps.Clone(svc.Env)
 	if env == nil {
 		env = map[string]string{}
 	}
-	maps.Copy(env, svc.Env)
+	maps.Copy(env, s.spec.Env)
 	cfg := &container.Config{Image: svc.Image, Env: environ(env), Labels: labels, Hostname: svc.Name}
 	if len(svc.Command) > 0 {
 		cfg.Cmd = svc.Command
 	}
 	name := resourceName("sluice", s.spec.RunID, s.spec.Stage, "svc", svc.Name, random())
-	c, err := s.d.api.ContainerCreate(ctx, cfg, s.d.hostConfig(s.network, nil), &network.NetworkingConfig{
+	hc := s.d.hostConfig(s.network, nil)
+	// A service keeps Docker's default capabilities (a database image
+	// starts as root and switches to its own user), without gaining more
+	// (no-new-privileges); its log is kept, bounded, for the last lines a
+	// failure quotes.
+	hc.CapDrop = nil
+	hc.LogConfig = container.LogConfig{Type: "local", Config: map[string]string{"max-size": "1m", "max-file": "1", "compress": "false"}}
+	c, err := s.d.create(ctx, cfg, hc, &network.NetworkingConfig{
 		EndpointsConfig: map[string]*network.EndpointSettings{s.network: {Aliases: []string{svc.Name}}},
-	}, nil, name)
+	}, name)
 	if err != nil {
 		return fmt.Errorf("container: service %q (image %s): %w", svc.Name, svc.Image, err)
 	}
 	s.services = append(s.services, c.ID)
-	if err := s.d.api.ContainerStart(ctx, c.ID, container.StartOptions{}); err != nil {
+	sctx, cancel := context.WithTimeout(ctx, apiTimeout)
+	_, err = s.d.api.ContainerStart(sctx, c.ID, client.ContainerStartOptions{})
+	cancel()
+	if err != nil {
 		return fmt.Errorf("container: start service %q (image %s): %w", svc.Name, svc.Image, err)
 	}
 	return s.awaitService(ctx, svc, c.ID)
@@ -314,10 +433,13 @@ func (s *stage) awaitService(ctx context.Context, svc executor.Service, id strin
 	start := time.Now()
 	deadline := start.Add(serviceReady)
 	for {
-		in, err := s.d.api.ContainerInspect(ctx, id)
+		ictx, cancel := context.WithTimeout(ctx, apiTimeout)
+		res, err := s.d.api.ContainerInspect(ictx, id, client.ContainerInspectOptions{})
+		cancel()
 		if err != nil {
 			return fmt.Errorf("container: service %q: %w", svc.Name, err)
 		}
+		in := res.Container
 		switch {
 		case in.State == nil:
 			return fmt.Errorf("container: service %q: the engine reports no state", svc.Name)
@@ -341,7 +463,9 @@ func (s *stage) awaitService(ctx context.Context, svc executor.Service, id strin
 
 // lastLines is ": <last lines of id's output>", masked, or "".
 func (s *stage) lastLines(ctx context.Context, id string) string {
-	r, err := s.d.api.ContainerLogs(ctx, id, container.LogsOptions{ShowStdout: true, ShowStderr: true, Tail: "10"})
+	ctx, cancel := context.WithTimeout(ctx, apiTimeout)
+	defer cancel()
+	r, err := s.d.api.ContainerLogs(ctx, id, client.ContainerLogsOptions{ShowStdout: true, ShowStderr: true, Tail: "10"})
 	if err != nil {
 		return ""
 	}
@@ -356,12 +480,19 @@ func (s *stage) lastLines(ctx context.Context, id string) string {
 	return ": " + strings.Join(lines, " | ")
 }
 
-// hostConfig bounds a container and keeps it on the stage's network.
-func (d *Docker) hostConfig(net string, binds []string) *container.HostConfig {
+// hostConfig bounds a container and keeps it on the stage's network,
+// with docker-init as its PID 1 (it hands a stop's SIGTERM to the step
+// and reaps what the step leaves), without capabilities, and without a
+// log of the engine's: the step's output is read through attach, masked,
+// and nothing unmasked is written down.
+func (d *Docker) hostConfig(netName string, mounts []mount.Mount) *container.HostConfig {
 	pids := int64(d.cfg.Pids)
+	withInit := true
 	return &container.HostConfig{
-		Binds:       binds,
-		NetworkMode: container.NetworkMode(net),
+		Mounts:      mounts,
+		Init:        &withInit,
+		LogConfig:   container.LogConfig{Type: "none"},
+		NetworkMode: container.NetworkMode(netName),
 		Resources: container.Resources{
 			NanoCPUs: d.nanoCPUs, Memory: d.memory, MemorySwap: d.memory, PidsLimit: &pids,
 		},
@@ -400,7 +531,7 @@ func (s *stage) Run(ctx context.Context, spec executor.Spec) (executor.Result, e
 		Env: environ(env), WorkingDir: Workspace, User: s.d.user, Labels: labels,
 	}
 	cname := resourceName("sluice", s.spec.RunID, s.spec.Stage, spec.Name, random())
-	c, err := s.d.api.ContainerCreate(ctx, cfg, s.d.hostConfig(s.network, binds), nil, nil, cname)
+	c, err := s.d.create(ctx, cfg, s.d.hostConfig(s.network, binds), nil, cname)
 	if err != nil {
 		return executor.Result{}, fmt.Errorf("container: step %s (image %s): %w", name, spec.Image, err)
 	}
@@ -408,12 +539,15 @@ func (s *stage) Run(ctx context.Context, spec executor.Spec) (executor.Result, e
 	defer func() {
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 		defer cancel()
-		if err := s.d.api.ContainerRemove(rctx, c.ID, container.RemoveOptions{Force: true, RemoveVolumes: true}); err != nil && !cerrdefs.IsNotFound(err) {
+		if _, err := s.d.api.ContainerRemove(rctx, c.ID, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true}); err != nil && !cerrdefs.IsNotFound(err) {
 			s.d.log.Warn("container: a step's container was not removed", slog.String("container", cname), slog.Any("error", err))
 		}
 	}()
 	for _, n := range s.d.cfg.Networks {
-		if err := s.d.api.NetworkConnect(ctx, n, c.ID, nil); err != nil {
+		nctx, cancel := context.WithTimeout(ctx, apiTimeout)
+		_, err := s.d.api.NetworkConnect(nctx, n, client.NetworkConnectOptions{Container: c.ID})
+		cancel()
+		if err != nil {
 			return executor.Result{}, fmt.Errorf("container: step %s: join network %s (container-networks): %w", name, n, err)
 		}
 	}
@@ -425,10 +559,13 @@ func (s *stage) Run(ctx context.Context, spec executor.Spec) (executor.Result, e
 // stopped (SIGTERM, then SIGKILL after the kill grace).
 func (d *Docker) run(ctx context.Context, spec executor.Spec, id string, timeout time.Duration) (executor.Result, error) {
 	name := strconv.Quote(spec.Name)
-	att, err := d.api.ContainerAttach(ctx, id, container.AttachOptions{Stream: true, Stdout: true, Stderr: true})
+	actx, cancelAttach := context.WithTimeout(ctx, apiTimeout)
+	attached, err := d.api.ContainerAttach(actx, id, client.ContainerAttachOptions{Stream: true, Stdout: true, Stderr: true})
+	cancelAttach()
 	if err != nil {
 		return executor.Result{}, fmt.Errorf("container: step %s: attach: %w", name, err)
 	}
+	att := &attached.HijackedResponse
 	defer att.Close()
 	out := executor.NewOutput(ctx, spec)
 	copied := make(chan error, 1)
@@ -442,12 +579,13 @@ func (d *Docker) run(ctx context.Context, spec executor.Spec, id string, timeout
 	// Waiting starts before the container does, so its end is not missed.
 	wctx, cancelWait := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelWait()
-	waited, waitErr := d.api.ContainerWait(wctx, id, container.WaitConditionNextExit)
+	wait := d.api.ContainerWait(wctx, id, client.ContainerWaitOptions{Condition: container.WaitConditionNextExit})
+	waited, waitErr := wait.Result, wait.Error
 	start := time.Now()
 	// Started whatever ctx does meanwhile (the step's output may end it
 	// before the answer arrives); the loop below stops it then.
 	sctx, cancelStart := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
-	err = d.api.ContainerStart(sctx, id, container.StartOptions{})
+	_, err = d.api.ContainerStart(sctx, id, client.ContainerStartOptions{})
 	cancelStart()
 	if err != nil {
 		return executor.Result{}, fmt.Errorf("container: start step %s (image %s): %w", name, spec.Image, err)
@@ -455,28 +593,37 @@ func (d *Docker) run(ctx context.Context, spec executor.Spec, id string, timeout
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()
 	res := executor.Result{ExitCode: -1}
-	stopped := false
+	done := ctx.Done()
+	// Once stopped, the container must end within the stop's own bound.
+	var gone <-chan time.Time
+	stop := func() {
+		timer.Stop()
+		done = nil
+		d.stop(ctx, id)
+		gone = time.After(cleanupTimeout)
+	}
 	for {
 		select {
 		case w := <-waited:
 			if w.Error != nil && w.Error.Message != "" {
 				return executor.Result{}, fmt.Errorf("container: step %s: wait: %s", name, w.Error.Message)
 			}
-			if !stopped {
+			if gone == nil {
 				res.ExitCode = int(w.StatusCode)
 			}
 			res.Duration = time.Since(start)
-			return d.finish(ctx, spec, id, out, copied, res)
+			return d.finish(ctx, spec, id, att, out, copied, res)
 		case err := <-waitErr:
 			return executor.Result{}, fmt.Errorf("container: step %s: wait: %w", name, err)
 		case <-timer.C:
-			res.TimedOut, stopped = true, true
-			d.stop(ctx, id)
-		case <-ctx.Done():
-			if !stopped {
-				res.Cancelled, stopped = true, true
-				d.stop(ctx, id)
-			}
+			res.TimedOut = true
+			stop()
+		case <-done:
+			res.Cancelled = true
+			stop()
+		case <-gone:
+			att.Close()
+			return executor.Result{}, fmt.Errorf("container: step %s: its container did not end within %s of being stopped", name, cleanupTimeout)
 		}
 	}
 }
@@ -486,20 +633,24 @@ func (d *Docker) stop(ctx context.Context, id string) {
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.killGrace+cleanupTimeout)
 	defer cancel()
 	secs := int(d.killGrace.Round(time.Second) / time.Second)
-	if err := d.api.ContainerStop(sctx, id, container.StopOptions{Timeout: &secs}); err != nil && !cerrdefs.IsNotFound(err) {
+	if _, err := d.api.ContainerStop(sctx, id, client.ContainerStopOptions{Timeout: &secs}); err != nil && !cerrdefs.IsNotFound(err) {
 		d.log.Warn("container: a step's container did not stop", slog.String("container", id), slog.Any("error", err))
 	}
 }
 
 // finish waits for the step's output to end, delivers its last lines, and
 // says in the output when the container was killed for its memory.
-func (d *Docker) finish(ctx context.Context, spec executor.Spec, id string, out *executor.Output, copied <-chan error, res executor.Result) (executor.Result, error) {
+func (d *Docker) finish(ctx context.Context, spec executor.Spec, id string, att *client.HijackedResponse, out *executor.Output, copied <-chan error, res executor.Result) (executor.Result, error) {
 	name := strconv.Quote(spec.Name)
 	var copyErr error
 	select {
 	case copyErr = <-copied:
 	case <-time.After(outputDrain):
-		// A stream the engine did not close: what came is kept.
+		// A stream the engine did not close: what came is kept, and the
+		// copy ends before the output is closed, so nothing reaches
+		// Spec.Output once Run returned.
+		att.Close()
+		copyErr = <-copied
 	}
 	outErr := out.Close()
 	var panicked *runner.PanicError
@@ -509,9 +660,9 @@ func (d *Docker) finish(ctx context.Context, spec executor.Spec, id string, out 
 	case outErr != nil:
 		return executor.Result{}, fmt.Errorf("container: step %s: output: %w", name, outErr)
 	}
-	ictx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+	ictx, cancel := context.WithTimeout(context.WithoutCancel(ctx), apiTimeout)
 	defer cancel()
-	if in, err := d.api.ContainerInspect(ictx, id); err == nil && in.State != nil && in.State.OOMKilled && spec.Output != nil {
+	if in, err := d.api.ContainerInspect(ictx, id, client.ContainerInspectOptions{}); err == nil && in.Container.State != nil && in.Container.State.OOMKilled && spec.Output != nil {
 		spec.Output(executor.Stderr, fmt.Sprintf("sluice: the step's container was killed: out of memory (it may use %s; container-memory)", d.cfg.Memory))
 	}
 	return res, nil
@@ -519,14 +670,14 @@ func (d *Docker) finish(ctx context.Context, spec executor.Spec, id string, out 
 
 // mounts are the step's workspace and home, the home made first (with its
 // tmp) as the process executor makes it.
-func mounts(spec executor.Spec) ([]string, error) {
+func mounts(spec executor.Spec) ([]mount.Mount, error) {
 	if !filepath.IsAbs(spec.Dir) {
 		return nil, fmt.Errorf("workspace %q is not an absolute path", spec.Dir)
 	}
 	if fi, err := os.Stat(spec.Dir); err != nil || !fi.IsDir() {
 		return nil, fmt.Errorf("workspace %s is not a directory", spec.Dir)
 	}
-	binds := []string{spec.Dir + ":" + Workspace}
+	binds := []mount.Mount{{Type: mount.TypeBind, Source: spec.Dir, Target: Workspace}}
 	if spec.Home != "" {
 		if !filepath.IsAbs(spec.Home) {
 			return nil, fmt.Errorf("home %q is not an absolute path", spec.Home)
@@ -534,7 +685,7 @@ func mounts(spec executor.Spec) ([]string, error) {
 		if err := os.MkdirAll(filepath.Join(spec.Home, "tmp"), 0o700); err != nil {
 			return nil, fmt.Errorf("home: %w", err)
 		}
-		binds = append(binds, spec.Home+":"+Home)
+		binds = append(binds, mount.Mount{Type: mount.TypeBind, Source: spec.Home, Target: Home})
 	}
 	return binds, nil
 }
@@ -543,14 +694,29 @@ func mounts(spec executor.Spec) ([]string, error) {
 func (s *stage) Close(ctx context.Context) error {
 	var errs []error
 	for _, id := range s.services {
-		if err := s.d.api.ContainerRemove(ctx, id, container.RemoveOptions{Force: true, RemoveVolumes: true}); err != nil && !cerrdefs.IsNotFound(err) {
+		if _, err := s.d.api.ContainerRemove(ctx, id, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true}); err != nil && !cerrdefs.IsNotFound(err) {
 			errs = append(errs, fmt.Errorf("container: remove a service of the stage: %w", err))
 		}
 	}
-	if err := s.d.api.NetworkRemove(ctx, s.network); err != nil && !cerrdefs.IsNotFound(err) {
+	if _, err := s.d.api.NetworkRemove(ctx, s.network, client.NetworkRemoveOptions{}); err != nil && !cerrdefs.IsNotFound(err) {
 		errs = append(errs, fmt.Errorf("container: remove the stage's network %s: %w", s.network, err))
 	}
 	return errors.Join(errs...)
+}
+
+// create creates a container named name; when the call fails (or ctx
+// ends) after the engine may have made it, the container is removed by
+// name, so nothing it made is left untracked.
+func (d *Docker) create(ctx context.Context, cfg *container.Config, hc *container.HostConfig, nc *network.NetworkingConfig, name string) (client.ContainerCreateResult, error) {
+	cctx, cancel := context.WithTimeout(ctx, apiTimeout)
+	defer cancel()
+	c, err := d.api.ContainerCreate(cctx, client.ContainerCreateOptions{Config: cfg, HostConfig: hc, NetworkingConfig: nc, Name: name})
+	if err != nil {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), apiTimeout)
+		defer cancel()
+		_, _ = d.api.ContainerRemove(rctx, name, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true})
+	}
+	return c, err
 }
 
 // environ is env as NAME=VALUE, sorted.

@@ -13,10 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/api/types/filters"
-	"github.com/docker/docker/api/types/network"
-	"github.com/docker/docker/client"
+	"github.com/moby/moby/client"
 
 	"github.com/sluicehq/sluice/platform/executor"
 	sluicecontainer "github.com/sluicehq/sluice/platform/executor/container"
@@ -75,7 +72,7 @@ func stageOf(t *testing.T, d *sluicecontainer.Docker, st executor.StageSpec) (ex
 // engine is a plain client, to look at what the backend made.
 func engine(t *testing.T) *client.Client {
 	t.Helper()
-	api, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	api, err := client.New(client.FromEnv)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,16 +84,16 @@ func engine(t *testing.T) *client.Client {
 func left(t *testing.T, run string) (containers, networks int) {
 	t.Helper()
 	api := engine(t)
-	f := filters.NewArgs(filters.Arg("label", sluicecontainer.LabelRun+"="+run))
-	cs, err := api.ContainerList(context.Background(), container.ListOptions{All: true, Filters: f})
+	f := make(client.Filters).Add("label", sluicecontainer.LabelRun+"="+run)
+	cs, err := api.ContainerList(context.Background(), client.ContainerListOptions{All: true, Filters: f})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ns, err := api.NetworkList(context.Background(), network.ListOptions{Filters: f})
+	ns, err := api.NetworkList(context.Background(), client.NetworkListOptions{Filters: f})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return len(cs), len(ns)
+	return len(cs.Items), len(ns.Items)
 }
 
 // A step runs in its image with the workspace and home mounted, its
@@ -446,3 +443,90 @@ func TestNoEngineFailsImageStepsAtOnce(t *testing.T) {
 }
 
 func slogDiscard() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// The sweep removes what a stage of an ended run left (a worker died and
+// nobody took the stage over), and leaves alone a stage still running,
+// another stage, and what another backend's labels mark.
+func TestSweepRemovesWhatEndedStagesLeft(t *testing.T) {
+	t.Parallel()
+	img := containertest.Busybox(t)
+	d := containertest.Docker(t, containertest.Config())
+	open := func(run, stage string) {
+		t.Helper()
+		_, err := d.Open(t.Context(), executor.StageSpec{RunID: run, Stage: stage, Dir: t.TempDir(),
+			Services: []executor.Service{{Name: "svc", Image: img, Command: []string{"sleep", "600"}}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Never closed: its worker "died".
+	}
+	endedRun, runningRun := runID(t)+"-ended", runID(t)+"-running"
+	open(endedRun, "build")
+	open(endedRun, "test")
+	open(runningRun, "build")
+	t.Cleanup(func() {
+		for _, r := range []string{endedRun, runningRun} {
+			for _, st := range []string{"build", "test"} {
+				_ = d.RemoveStage(context.Background(), r, st)
+			}
+		}
+	})
+	other := containertest.Config()
+	other.Labels = append(other.Labels, "installation=another")
+	od := containertest.Docker(t, other)
+	otherRun := runID(t) + "-other"
+	if _, err := od.Open(t.Context(), executor.StageSpec{RunID: otherRun, Stage: "build", Dir: t.TempDir(),
+		Services: []executor.Service{{Name: "svc", Image: img, Command: []string{"sleep", "600"}}}}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = od.RemoveStage(context.Background(), otherRun, "build") })
+
+	var asked []string
+	var mu sync.Mutex
+	n, err := d.Sweep(t.Context(), "build", 0, func(_ context.Context, run string) (bool, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		asked = append(asked, run)
+		return run == endedRun || run == otherRun, nil
+	})
+	if err != nil || n != 1 {
+		t.Fatalf("sweep: %d runs, %v (asked about %v); want the ended run's build", n, err, asked)
+	}
+	for _, c := range []struct {
+		run        string
+		containers int
+	}{{endedRun, 1}, {runningRun, 1}, {otherRun, 1}} {
+		// endedRun keeps its test stage only.
+		if got, _ := left(t, c.run); got != c.containers {
+			t.Errorf("run %s: %d containers left, want %d", c.run, got, c.containers)
+		}
+	}
+	if n, err := d.Sweep(t.Context(), "build", time.Hour, func(context.Context, string) (bool, error) { return true, nil }); err != nil || n != 0 {
+		t.Fatalf("a sweep with an hour's grace swept %d runs (%v): every container is younger", n, err)
+	}
+}
+
+// An image on a registry at a loopback or private address is not pulled
+// (the engine would call it from its host's network) unless the operator
+// names the registry.
+func TestImagesFromPrivateRegistriesAreRefused(t *testing.T) {
+	t.Parallel()
+	cfg := containertest.Config()
+	cfg.Pull = sluicecontainer.PullIfNotPresent
+	d := containertest.Docker(t, cfg)
+	open := func(d *sluicecontainer.Docker, img string) error {
+		_, err := d.Open(t.Context(), executor.StageSpec{RunID: runID(t), Stage: "build", Dir: t.TempDir(), Images: map[string]string{"x": img}})
+		return err
+	}
+	for _, img := range []string{"127.0.0.1:8081/sluice/api:1", "localhost:4222/nats:1", "10.0.0.7/mirror/tool:1"} {
+		err := open(d, img)
+		if err == nil || !strings.Contains(err.Error(), "container-registries") {
+			t.Errorf("%s: %v; want it refused, naming container-registries", img, err)
+		}
+	}
+	cfg.Registries = []string{"127.0.0.1:1"}
+	allowed := containertest.Docker(t, cfg)
+	if err := open(allowed, "127.0.0.1:1/mirror/tool:1"); err == nil || strings.Contains(err.Error(), "container-registries") {
+		t.Errorf("a listed registry was refused, or an image pulled from nowhere: %v", err)
+	}
+}

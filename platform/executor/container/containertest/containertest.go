@@ -8,6 +8,8 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -18,9 +20,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/docker/docker/api/types/build"
-	"github.com/docker/docker/client"
-	"github.com/docker/docker/pkg/jsonmessage"
+	"github.com/moby/moby/api/types/jsonstream"
+	"github.com/moby/moby/client"
 
 	"github.com/sluicehq/sluice/platform/executor/container"
 )
@@ -88,7 +89,7 @@ func Busybox(t testing.TB) string {
 }
 
 func buildBusybox(ctx context.Context) error {
-	api, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	api, err := client.New(client.FromEnv)
 	if err != nil {
 		return err
 	}
@@ -122,7 +123,7 @@ func buildBusybox(ctx context.Context) error {
 	if err := tw.Close(); err != nil {
 		return err
 	}
-	res, err := api.ImageBuild(ctx, &buf, build.ImageBuildOptions{
+	res, err := api.ImageBuild(ctx, &buf, client.ImageBuildOptions{
 		Tags: []string{BusyboxImage}, Remove: true, ForceRemove: true,
 		Labels: map[string]string{"org.sluicehq.sluice.test.image": "busybox"},
 	})
@@ -130,8 +131,16 @@ func buildBusybox(ctx context.Context) error {
 		return fmt.Errorf("build %s: %w", BusyboxImage, err)
 	}
 	defer func() { _ = res.Body.Close() }()
-	if err := jsonmessage.DisplayJSONMessagesStream(res.Body, io.Discard, 0, false, nil); err != nil {
-		return fmt.Errorf("build %s: %w", BusyboxImage, err)
+	dec := json.NewDecoder(res.Body)
+	for {
+		var m jsonstream.Message
+		switch err := dec.Decode(&m); {
+		case errors.Is(err, io.EOF):
+			return nil
+		case err != nil:
+			return fmt.Errorf("build %s: %w", BusyboxImage, err)
+		case m.Error != nil:
+			return fmt.Errorf("build %s: %s", BusyboxImage, m.Error.Message)
+		}
 	}
-	return nil
 }
