@@ -71,9 +71,13 @@ test:
 		t.Fatal(err)
 	}
 	defer func() { _ = api.Close() }()
-	left, err := api.ContainerList(context.Background(), client.ContainerListOptions{All: true,
-		Filters: make(client.Filters).Add("label", sluicecontainer.LabelRun+"="+runID)})
+	f := make(client.Filters).Add("label", sluicecontainer.LabelRun+"="+runID)
+	left, err := api.ContainerList(context.Background(), client.ContainerListOptions{All: true, Filters: f})
 	if err != nil || len(left.Items) != 0 {
 		t.Fatalf("the run left %d containers (%v)", len(left.Items), err)
+	}
+	nets, err := api.NetworkList(context.Background(), client.NetworkListOptions{Filters: f})
+	if err != nil || len(nets.Items) != 0 {
+		t.Fatalf("the run left %d networks (%v)", len(nets.Items), err)
 	}
 }

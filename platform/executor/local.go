@@ -105,6 +105,9 @@ var _ Executor = (*Local)(nil)
 // Run runs spec and waits for it to finish. See Executor.
 func (l *Local) Run(ctx context.Context, spec Spec) (Result, error) {
 	name := fmt.Sprintf("%q", spec.Name)
+	if spec.Image != "" {
+		return Result{}, CannotStart(fmt.Errorf("executor: step %s names an image (%s), and the process executor runs none", name, spec.Image))
+	}
 	if err := checkDir(spec.Dir); err != nil {
 		return Result{}, fmt.Errorf("executor: step %s: %w", name, err)
 	}
@@ -132,7 +135,7 @@ func (l *Local) Run(ctx context.Context, spec Spec) (Result, error) {
 		// The supervisor starts the shell; find it here, so a missing one
 		// is an error the caller can tell apart.
 		if _, err := os.Stat(l.shell()); err != nil {
-			return Result{}, fmt.Errorf("executor: start step %s: shell: %w", name, err)
+			return Result{}, CannotStart(fmt.Errorf("executor: start step %s: shell: %w", name, err))
 		}
 		cmd, status, err = l.supervised(runCtx, spec, env, home, grace)
 		if err != nil {

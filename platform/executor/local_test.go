@@ -450,3 +450,13 @@ func processGone(pid int) bool {
 	}
 	return false
 }
+
+// A step that names an image is never run on the host by the process
+// executor: it is refused as one that cannot start.
+func TestLocalRefusesImageSteps(t *testing.T) {
+	t.Parallel()
+	_, err := (&executor.Local{}).Run(t.Context(), executor.Spec{Name: "x", Image: "golang:1.25", Command: "true", Dir: t.TempDir()})
+	if !errors.Is(err, executor.ErrCannotStart) || !strings.Contains(err.Error(), "golang:1.25") {
+		t.Fatalf("error %v", err)
+	}
+}

@@ -13,8 +13,23 @@ import (
 
 // ErrNoContainers is the error of a stage that needs a container backend
 // (a step names an image, or the stage has services) on a host where the
-// service runs none.
-var ErrNoContainers = errors.New("no container engine")
+// service runs none. It is an ErrCannotStart.
+var ErrNoContainers = CannotStart(errors.New("no container engine"))
+
+// ErrCannotStart marks (errors.Is) the error of a step or a stage that no
+// other try would start either: a shell or an image that is not there, an
+// image the operator's rules refuse, a container the engine refuses. Other
+// errors of Run and Open (an engine or a disk failing for a while) may
+// pass on another try.
+var ErrCannotStart = errors.New("cannot start")
+
+// CannotStart marks err as an ErrCannotStart, its message as it is.
+func CannotStart(err error) error { return cannotStart{err} }
+
+type cannotStart struct{ error }
+
+func (c cannotStart) Unwrap() error      { return c.error }
+func (cannotStart) Is(target error) bool { return target == ErrCannotStart }
 
 // Steps is the Backend the build and test services run their stages
 // with: a step without an image runs on Local, one with an image on
@@ -103,8 +118,8 @@ func (s *Steps) Close() error {
 // over (it was cancelled, or ended elsewhere), or a Close that failed.
 type Sweeper interface {
 	// Sweep removes what was started for stage more than grace ago, of
-	// every run whose stage ended says has ended (or that it does not
-	// know), and returns how many runs it swept.
+	// every run whose stage ended says has ended, and returns how many
+	// runs it swept.
 	Sweep(ctx context.Context, stage string, grace time.Duration, ended func(ctx context.Context, runID string) (bool, error)) (int, error)
 }
 

@@ -232,7 +232,8 @@ func stepSecrets(steps []domain.StepSpec) []map[string]string {
 // network of the steps that run in containers (removing what an earlier
 // attempt's worker left). A stage that cannot be opened (no container
 // engine here, an image missing, a service that does not start) is the
-// build's failure, said in its log.
+// build's failure, said in its log; an engine that fails otherwise is an
+// error, tried again.
 func (s *Service) openStage(ctx context.Context, run domain.Run, b domain.Build, ws string, secrets stepsecrets.Set) (executor.Stage, domain.Failure, error) {
 	images := map[string]string{}
 	for _, st := range run.Steps {
@@ -248,8 +249,11 @@ func (s *Service) openStage(ctx context.Context, run domain.Run, b domain.Build,
 	switch {
 	case err != nil && ctx.Err() != nil:
 		return nil, domain.Failure{}, interrupted(ctx)
-	case err != nil:
+	case errors.Is(err, executor.ErrCannotStart):
 		return nil, domain.StageNotStarted(err), nil
+	case err != nil:
+		// The engine failing for a while: the next delivery tries again.
+		return nil, domain.Failure{}, fmt.Errorf("open the build stage: %w", err)
 	}
 	return stage, domain.Failure{}, nil
 }

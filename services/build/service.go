@@ -207,13 +207,15 @@ func (s *Service) awaitBuild(ctx context.Context, runID string) (domain.Build, e
 	}
 }
 
-// stageEnded says whether run's build is over, or unknown here: what
-// containers it started are then left over (executor.SweepLoop).
+// stageEnded says whether run's build is over: what containers it
+// started are then left over (executor.SweepLoop).
 func (s *Service) stageEnded(ctx context.Context, runID string) (bool, error) {
 	b, err := s.store.ByRun(ctx, runID)
 	switch {
 	case errors.Is(err, apierror.ErrNotFound):
-		return true, nil
+		// Not this installation's (its record is made before any
+		// container): never swept.
+		return false, nil
 	case err != nil:
 		return false, err
 	}

@@ -128,10 +128,13 @@ func (a *attempt) test(ctx context.Context) (domain.Outcome, error) {
 	switch {
 	case err != nil && ctx.Err() != nil:
 		return domain.Outcome{}, fmt.Errorf("open the test stage: %w", context.Cause(ctx))
-	case err != nil:
-		// No container engine here, an image missing, a service that
-		// did not start: the pipeline's or the operator's to fix.
+	case errors.Is(err, executor.ErrCannotStart):
+		// No container engine here, an image missing or refused, a
+		// service that did not start: the pipeline's or the operator's
+		// to fix.
 		return domain.Errored("the tests could not start: "+err.Error(), nil), nil
+	case err != nil:
+		return domain.Outcome{}, fmt.Errorf("open the test stage: %w", err)
 	}
 	defer func() {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
@@ -145,8 +148,8 @@ func (a *attempt) test(ctx context.Context) (domain.Outcome, error) {
 		if res.Cancelled {
 			a.steps = append(a.steps, res)
 		}
-		if errors.Is(err, errNotStarted) {
-			return domain.Errored(err.Error(), nil), nil
+		if errors.Is(err, executor.ErrCannotStart) {
+			return domain.Errored(err.Error(), a.steps), nil
 		}
 		if err != nil {
 			return domain.Outcome{}, err
@@ -226,10 +229,6 @@ func (a *attempt) fetchArtifacts(ctx context.Context, ws string, declared []*sou
 	return "", nil
 }
 
-// errNotStarted marks a step the executor could not start while the
-// attempt goes on: the test run ends in ERROR saying why.
-var errNotStarted = errors.New("could not be started")
-
 // runStep runs one test step with its output in the step log. err is
 // returned only when the step could not run, or was stopped (the worker
 // stops: the result says Cancelled).
@@ -262,12 +261,10 @@ func (a *attempt) runStep(ctx context.Context, stage executor.Stage, ws string, 
 			last.Add(line)
 		},
 	})
-	switch {
-	case err != nil && ctx.Err() == nil:
-		// Not started, and another try would not start it either (a
-		// shell or an image missing, a container the engine refused).
-		return domain.StepResult{}, fmt.Errorf("step %q: %w: %w", name, errNotStarted, err)
-	case err != nil:
+	if err != nil {
+		// An ErrCannotStart (a shell or an image missing, a container
+		// the engine refused) ends the test run in ERROR; another error
+		// is tried again.
 		return domain.StepResult{}, fmt.Errorf("step %q: %w", name, err)
 	}
 	if res.Cancelled {

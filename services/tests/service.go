@@ -157,13 +157,15 @@ func (s *Service) Logs(ctx context.Context, id, step string, fromSeq int64, limi
 	return s.logs.Read(ctx, run.RunID, step, fromSeq, limit)
 }
 
-// stageEnded says whether run's test run is over, or unknown here: what
-// containers it started are then left over (executor.SweepLoop).
+// stageEnded says whether run's test run is over: what containers it
+// started are then left over (executor.SweepLoop).
 func (s *Service) stageEnded(ctx context.Context, runID string) (bool, error) {
 	r, err := s.store.TestRunOfRun(ctx, runID)
 	switch {
 	case errors.Is(err, apierror.ErrNotFound):
-		return true, nil
+		// Not this installation's (its record is made before any
+		// container): never swept.
+		return false, nil
 	case err != nil:
 		return false, err
 	}

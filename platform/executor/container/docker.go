@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"maps"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -26,7 +27,9 @@ import (
 	"github.com/moby/moby/api/types/network"
 	"github.com/moby/moby/client"
 
+	"github.com/sluicehq/sluice/platform/egress"
 	"github.com/sluicehq/sluice/platform/executor"
+	"github.com/sluicehq/sluice/platform/lastlines"
 	"github.com/sluicehq/sluice/platform/runner"
 )
 
@@ -199,7 +202,10 @@ func (d *Docker) Open(ctx context.Context, st executor.StageSpec) (executor.Stag
 			return nil, err
 		}
 	}
-	s := &stage{d: d, spec: st, labels: d.stageLabels(st)}
+	s := &stage{d: d, spec: st, labels: d.stageLabels(st), images: map[string]bool{}}
+	for _, img := range images {
+		s.images[img] = true
+	}
 	s.network = resourceName("sluice", st.RunID, st.Stage, strconv.Itoa(st.Attempt))
 	noIPv6 := false
 	opts := client.NetworkCreateOptions{Driver: "bridge", Labels: s.labels, EnableIPv6: &noIPv6}
@@ -317,7 +323,7 @@ func (d *Docker) ensureImage(ctx context.Context, img string) error {
 		case !cerrdefs.IsNotFound(err):
 			return fmt.Errorf("container: image %s: %w", img, err)
 		case d.cfg.Pull == PullNever:
-			return fmt.Errorf("container: image %s is not on this host's Docker Engine, and images are never pulled here (container-pull is never): build or load it there first", img)
+			return executor.CannotStart(fmt.Errorf("container: image %s is not on this host's Docker Engine, and images are never pulled here (container-pull is never): build or load it there first", img))
 		}
 	}
 	if err := d.checkRegistry(ctx, img); err != nil {
@@ -343,7 +349,7 @@ func (d *Docker) ensureImage(ctx context.Context, img string) error {
 func (d *Docker) checkRegistry(ctx context.Context, img string) error {
 	named, err := reference.ParseNormalizedNamed(img)
 	if err != nil {
-		return fmt.Errorf("container: image %s: %w", img, err)
+		return executor.CannotStart(fmt.Errorf("container: image %s: %w", img, err))
 	}
 	host := reference.Domain(named)
 	if slices.Contains(d.cfg.Registries, host) {
@@ -356,23 +362,23 @@ func (d *Docker) checkRegistry(ctx context.Context, img string) error {
 	if slices.Contains(d.cfg.Registries, name) {
 		return nil
 	}
-	var ips []net.IP
-	if ip := net.ParseIP(name); ip != nil {
-		ips = []net.IP{ip}
+	var addrs []netip.Addr
+	if a, err := netip.ParseAddr(name); err == nil {
+		addrs = []netip.Addr{a}
 	} else {
 		rctx, cancel := context.WithTimeout(ctx, pingTimeout)
-		addrs, err := net.DefaultResolver.LookupIPAddr(rctx, name)
+		addrs, err = net.DefaultResolver.LookupNetIP(rctx, "ip", name)
 		cancel()
 		if err != nil {
 			return fmt.Errorf("container: image %s: registry %s: %w", img, host, err)
 		}
-		for _, a := range addrs {
-			ips = append(ips, a.IP)
-		}
 	}
-	for _, ip := range ips {
-		if ip.IsLoopback() || ip.IsPrivate() || ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() || ip.IsUnspecified() || ip.IsMulticast() {
-			return fmt.Errorf("container: image %s: its registry %s is at %s, a loopback, private or link-local address; images are pulled from such a registry only when the container-registries setting names it", img, host, ip)
+	for _, a := range addrs {
+		// The ranges the platform's own outbound requests may not reach
+		// either (egress), with nothing allowed.
+		var refused *egress.RefusedError
+		if err := (*egress.Policy)(nil).Check(a); errors.As(err, &refused) {
+			return executor.CannotStart(fmt.Errorf("container: image %s: its registry %s is at %s, %s; images are pulled from such a registry only when the container-registries setting names it", img, host, a, refused.Kind))
 		}
 	}
 	return nil
@@ -385,6 +391,8 @@ type stage struct {
 	labels   map[string]string
 	network  string
 	services []string
+	// images are those Open made sure of.
+	images map[string]bool
 }
 
 // startService starts svc on the stage's network, reachable by its name,
@@ -444,14 +452,14 @@ func (s *stage) awaitService(ctx context.Context, svc executor.Service, id strin
 		case in.State == nil:
 			return fmt.Errorf("container: service %q: the engine reports no state", svc.Name)
 		case !in.State.Running:
-			return fmt.Errorf("container: service %q (image %s) exited with code %d before the steps started%s", svc.Name, svc.Image, in.State.ExitCode, s.lastLines(ctx, id))
+			return executor.CannotStart(fmt.Errorf("container: service %q (image %s) exited with code %d before the steps started%s", svc.Name, svc.Image, in.State.ExitCode, s.lastLines(ctx, id)))
 		case in.State.Health == nil && time.Since(start) >= serviceSettle,
 			in.State.Health != nil && in.State.Health.Status == container.Healthy:
 			return nil
 		case in.State.Health != nil && in.State.Health.Status == container.Unhealthy:
-			return fmt.Errorf("container: service %q (image %s) is unhealthy%s", svc.Name, svc.Image, s.lastLines(ctx, id))
+			return executor.CannotStart(fmt.Errorf("container: service %q (image %s) is unhealthy%s", svc.Name, svc.Image, s.lastLines(ctx, id)))
 		case time.Now().After(deadline):
-			return fmt.Errorf("container: service %q (image %s) was not healthy after %s%s", svc.Name, svc.Image, serviceReady, s.lastLines(ctx, id))
+			return executor.CannotStart(fmt.Errorf("container: service %q (image %s) was not healthy after %s%s", svc.Name, svc.Image, serviceReady, s.lastLines(ctx, id)))
 		}
 		select {
 		case <-ctx.Done():
@@ -470,14 +478,14 @@ func (s *stage) lastLines(ctx context.Context, id string) string {
 		return ""
 	}
 	defer func() { _ = r.Close() }()
-	var lines []string
-	out := executor.NewOutput(ctx, executor.Spec{Secrets: s.spec.Secrets, Output: func(_, line string) { lines = append(lines, line) }})
+	last := lastlines.New(10, 0)
+	out := executor.NewOutput(ctx, executor.Spec{Secrets: s.spec.Secrets, Output: func(_, line string) { last.Add(line) }})
 	_, _ = stdcopy.StdCopy(out.Stdout, out.Stderr, io.LimitReader(r, 64<<10))
 	_ = out.Close()
-	if len(lines) == 0 {
+	if len(last.Lines()) == 0 {
 		return ""
 	}
-	return ": " + strings.Join(lines, " | ")
+	return ": " + strings.Join(last.Lines(), " | ")
 }
 
 // hostConfig bounds a container and keeps it on the stage's network,
@@ -511,8 +519,9 @@ func (s *stage) Run(ctx context.Context, spec executor.Spec) (executor.Result, e
 	if err := ctx.Err(); err != nil {
 		return executor.Result{}, fmt.Errorf("container: step %s not started: %w", name, err)
 	}
-	if err := s.d.ensureImage(ctx, spec.Image); err != nil {
-		return executor.Result{}, err
+	if !s.images[spec.Image] {
+		// Open made sure of the images it was told of.
+		return executor.Result{}, executor.CannotStart(fmt.Errorf("container: step %s: image %s was not declared when the stage was opened", name, spec.Image))
 	}
 	binds, err := mounts(spec)
 	if err != nil {
@@ -633,7 +642,7 @@ func (d *Docker) stop(ctx context.Context, id string) {
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.killGrace+cleanupTimeout)
 	defer cancel()
 	secs := int(d.killGrace.Round(time.Second) / time.Second)
-	if _, err := d.api.ContainerStop(sctx, id, client.ContainerStopOptions{Timeout: &secs}); err != nil && !cerrdefs.IsNotFound(err) {
+	if _, err := d.api.ContainerStop(sctx, id, client.ContainerStopOptions{Signal: "SIGTERM", Timeout: &secs}); err != nil && !cerrdefs.IsNotFound(err) {
 		d.log.Warn("container: a step's container did not stop", slog.String("container", id), slog.Any("error", err))
 	}
 }
@@ -659,6 +668,10 @@ func (d *Docker) finish(ctx context.Context, spec executor.Spec, id string, att 
 		return executor.Result{}, fmt.Errorf("container: step %s: output: %w", name, copyErr)
 	case outErr != nil:
 		return executor.Result{}, fmt.Errorf("container: step %s: output: %w", name, outErr)
+	case copyErr != nil && spec.Output != nil:
+		// The stream broke: what came before is kept, and the log says
+		// that it may end early.
+		spec.Output(executor.Stderr, fmt.Sprintf("sluice: the step's output stream broke (%v); its last output may be missing", copyErr))
 	}
 	ictx, cancel := context.WithTimeout(context.WithoutCancel(ctx), apiTimeout)
 	defer cancel()
@@ -715,6 +728,11 @@ func (d *Docker) create(ctx context.Context, cfg *container.Config, hc *containe
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), apiTimeout)
 		defer cancel()
 		_, _ = d.api.ContainerRemove(rctx, name, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true})
+		if cerrdefs.IsInvalidArgument(err) || cerrdefs.IsNotFound(err) {
+			// The engine refuses what was asked (no such network, a
+			// setting it does not support): no retry changes that.
+			err = executor.CannotStart(err)
+		}
 	}
 	return c, err
 }

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -139,9 +140,12 @@ func TestStepRunsInItsImageInTheWorkspace(t *testing.T) {
 	if err != nil || string(made) != "hello\n" {
 		t.Fatalf("made.txt = %q, %v", made, err)
 	}
-	fi, _ := os.Stat(filepath.Join(st.Dir, "made.txt"))
-	if fi.Sys() == nil {
-		t.Fatal("no owner")
+	fi, err := os.Stat(filepath.Join(st.Dir, "made.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if owner, ok := fi.Sys().(*syscall.Stat_t); !ok || int(owner.Uid) != os.Getuid() || int(owner.Gid) != os.Getgid() {
+		t.Fatalf("made.txt is owned by %+v, not by the service's user %d:%d", fi.Sys(), os.Getuid(), os.Getgid())
 	}
 	if c, _ := left(t, st.RunID); c != 0 {
 		t.Fatalf("%d containers left after the step ended", c)
