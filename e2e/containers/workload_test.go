@@ -228,6 +228,10 @@ type Workload struct {
 	RunIDs []string
 	// Next are more files for the next Trigger's commit (then forgotten).
 	Next map[string]string
+	// explained are the runs whose notifications twice were explained.
+	explained map[string]bool
+	// redelivered counts the repeats of a delivery id received dropped.
+	redelivered int
 }
 
 // NewWorkload sets up a repository named name with the shell pipeline and
@@ -277,7 +281,7 @@ func Track(p Platform, repo *Repo) *Workload {
 			t.Fatalf("subscribe %s to %s: %v", sub, repo.Name, err)
 		}
 	}
-	return &Workload{p: p, t: t, Repo: repo}
+	return &Workload{p: p, t: t, Repo: repo, explained: map[string]bool{}}
 }
 
 // Track is Track on the stack.
@@ -329,15 +333,18 @@ type Tally struct {
 	// DeploysRetried deployments whose deploy command was started again
 	// (an interrupted deploy, on_interrupt: redeploy).
 	BuildsRetried, DeploysRetried int
-	// Notifications is how many (subscriber, event) deliveries arrived.
-	Notifications int
+	// Notifications is how many (subscriber, event) deliveries arrived;
+	// NotificationsRepeated how many posts repeated a delivery already
+	// received (at-least-once delivery: the subscriber drops them by
+	// their X-Sluice-Delivery id).
+	Notifications, NotificationsRepeated int
 }
 
 func (t Tally) String() string {
 	return fmt.Sprintf("runs started %d / succeeded %d / failed %d / lost %d / executed twice %d "+
-		"(deploys twice %d, releases twice %d, notifications %d, twice %d, missing %d, dead letters %d, builds retried %d, deploys retried %d)",
+		"(deploys twice %d, releases twice %d, notifications %d, twice %d, missing %d, repeated deliveries %d, dead letters %d, builds retried %d, deploys retried %d)",
 		t.Started, t.Succeeded, t.Failed, t.Lost, t.Twice, t.DeploysTwice, t.ReleasesTwice, t.Notifications, t.NotificationsTwice,
-		t.NotificationsMissing, t.DeadLetters, t.BuildsRetried, t.DeploysRetried)
+		t.NotificationsMissing, t.NotificationsRepeated, t.DeadLetters, t.BuildsRetried, t.DeploysRetried)
 }
 
 // Finish waits for every run to end (within the deadline), counts the
@@ -464,6 +471,7 @@ func (w *Workload) Finish(within time.Duration) Tally {
 	// Notifications: once the deliveries settle, each run's three events
 	// reached every subscriber exactly once.
 	got := w.awaitNotifications(finished, status, 2*time.Minute)
+	t.NotificationsRepeated = w.redelivered
 	for _, id := range finished {
 		want := []string{typeRunFinished}
 		if status[id] == sourcev1.RunStatus_RUN_STATUS_SUCCEEDED && deployed[id] {
@@ -481,6 +489,7 @@ func (w *Workload) Finish(within time.Duration) Tally {
 				case n > 1:
 					t.NotificationsTwice++
 					twice[id] = true
+					w.explainTwice(sub, id, typ)
 				}
 			}
 		}
@@ -525,9 +534,56 @@ func (w *Workload) awaitNotifications(runs []string, status map[string]sourcev1.
 	}
 }
 
-// received counts the subscriber's deliveries per "run type" for runs, and
-// how many distinct ones there are; a bad signature fails the test.
-func (w *Workload) received(runs []string) (map[string]int, int) {
+// explainTwice logs what tells a notification that reached subscriber sub
+// twice apart: the receiver's records of it (the same event id and
+// delivery id: one delivery attempted again; the same event id, another
+// delivery: the event fanned out twice; another event id: the event made
+// twice) and notify's deliveries of the run.
+func (w *Workload) explainTwice(sub, runID, typ string) {
+	for _, r := range w.records() {
+		if r.ChainID == runID && r.Type == typ && strings.TrimPrefix(r.Path, "/") == sub {
+			w.t.Logf("twice: %s got %s of run %s: event %s delivery %s subject %s at %s",
+				sub, typ, runID, r.ID, r.Delivery, r.Subject, r.At.Format(time.RFC3339Nano))
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	res, err := w.p.API().Notify.ListDeliveries(ctx, &notifyv1.ListDeliveriesRequest{RunId: runID, PageSize: 1000})
+	if err != nil {
+		w.t.Logf("twice: list the deliveries of run %s: %v", runID, err)
+		return
+	}
+	for _, d := range res.GetDeliveries() {
+		if d.GetEventType() != typ {
+			continue
+		}
+		var attempts []string
+		for _, a := range d.GetAttempts() {
+			attempts = append(attempts, fmt.Sprintf("#%d %s %d %q", a.GetNumber(), a.GetTime().AsTime().Format(time.RFC3339Nano), a.GetHttpStatus(), a.GetError()))
+		}
+		w.t.Logf("twice: notify's delivery %s (subscription %s) of event %s: %s, created %s, attempts %s",
+			d.GetId(), d.GetSubscriptionId(), d.GetEventId(), d.GetStatus(), d.GetCreateTime().AsTime().Format(time.RFC3339Nano), strings.Join(attempts, "; "))
+	}
+	if logs, ok := w.p.(interface{ LogsMentioning(string) string }); ok && !w.explained[runID] {
+		w.explained[runID] = true
+		w.t.Logf("twice: the log lines that name run %s:\n%s", runID, logs.LogsMentioning(runID))
+	}
+}
+
+// record is one delivery as the receiver saw it.
+type record struct {
+	ID          string    `json:"id"`
+	Delivery    string    `json:"delivery"`
+	Type        string    `json:"type"`
+	Subject     string    `json:"subject"`
+	ChainID     string    `json:"chain_id"`
+	Path        string    `json:"path"`
+	SignatureOK bool      `json:"signature_ok"`
+	At          time.Time `json:"at"`
+}
+
+// records is every delivery the receiver holds.
+func (w *Workload) records() []record {
 	url := w.p.ReceivedURL()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -537,28 +593,41 @@ func (w *Workload) received(runs []string) (map[string]int, int) {
 		w.t.Fatalf("read the receiver: %v", err)
 	}
 	defer func() { _ = resp.Body.Close() }()
-	var all []struct {
-		ID          string `json:"id"`
-		Type        string `json:"type"`
-		ChainID     string `json:"chain_id"`
-		Path        string `json:"path"`
-		SignatureOK bool   `json:"signature_ok"`
-	}
+	var all []record
 	if err := json.NewDecoder(resp.Body).Decode(&all); err != nil {
 		w.t.Fatalf("read the receiver: %v", err)
 	}
+	return all
+}
+
+// received counts the subscriber's deliveries per "subscriber run type"
+// for runs, and how many distinct ones there are; a bad signature fails
+// the test. As a subscriber should (docs/events.md), it drops a repeat of
+// a delivery id it has seen: notify posts a delivery again when it could
+// not record the answer to an earlier post (its replica stopped between
+// the two). The repeats it dropped are counted in w.redelivered.
+func (w *Workload) received(runs []string) (map[string]int, int) {
+	all := w.records()
 	ours := map[string]bool{}
 	for _, id := range runs {
 		ours[id] = true
 	}
 	counts := map[string]int{}
+	seen := map[string]bool{}
+	w.redelivered = 0
 	for _, r := range all {
 		if !r.SignatureOK {
 			w.t.Fatalf("delivery %s (%s) has a bad signature", r.ID, r.Type)
 		}
-		if ours[r.ChainID] {
-			counts[strings.TrimPrefix(r.Path, "/")+" "+r.ChainID+" "+r.Type]++
+		if !ours[r.ChainID] {
+			continue
 		}
+		if seen[r.Delivery] {
+			w.redelivered++
+			continue
+		}
+		seen[r.Delivery] = true
+		counts[strings.TrimPrefix(r.Path, "/")+" "+r.ChainID+" "+r.Type]++
 	}
 	return counts, len(counts)
 }
