@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/sluicehq/sluice/platform/artifacts"
@@ -23,6 +24,7 @@ import (
 	"github.com/sluicehq/sluice/platform/lease"
 	"github.com/sluicehq/sluice/platform/prototime"
 	"github.com/sluicehq/sluice/platform/stepfile"
+	"github.com/sluicehq/sluice/platform/stepgraph"
 	"github.com/sluicehq/sluice/platform/steplog"
 	"github.com/sluicehq/sluice/platform/stepsecrets"
 	buildeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/build/events/v1"
@@ -82,16 +84,23 @@ func (s *Service) execute(ctx context.Context, run domain.Run, b domain.Build, l
 			s.log.Warn("the build's containers were not all removed; the next attempt or sweep removes them", slog.String("run_id", run.ID), slog.Any("error", err))
 		}
 	}()
-	for i, st := range run.Steps {
-		dur, failure, err := s.runStep(ctx, stage, run, b, l, w, i, st, ws, secrets)
-		res.stepDuration += dur
-		if err != nil {
-			return res, err
-		}
-		if failure.Failed() {
-			res.failure = failure
-			return res, nil
-		}
+	steps := &buildSteps{s: s, stage: stage, run: run, b: b, l: l, w: w, ws: ws, secrets: secrets, failures: make([]domain.Failure, len(run.Steps))}
+	graph, err := stepgraph.Execute(ctx, run.Graph, run.Facts, s.cfg.Steps.Parallel(run.MaxParallel), steps)
+	res.stepDuration = steps.duration
+	var problem *stepgraph.Problem
+	if errors.As(err, &problem) {
+		// source refuses such a pipeline: one that gets here was made
+		// by another producer, and no other try would run it.
+		res.failure = domain.Failure{Reason: "the build's steps cannot run: " + problem.Message}
+		w.Append("", steplog.Meta, "--- "+res.failure.Reason)
+		return res, nil
+	}
+	if err != nil {
+		return res, err
+	}
+	if graph.Failed >= 0 {
+		res.failure = steps.failures[graph.Failed]
+		return res, nil
 	}
 
 	if len(run.Artifacts) == 0 {
@@ -125,27 +134,117 @@ func (s *Service) execute(ctx context.Context, run domain.Run, b domain.Build, l
 	return res, nil
 }
 
-// runStep runs step i and records it. It returns the time spent in the
-// step, the build failure the step caused (if any), and an error when the
-// attempt cannot go on.
-func (s *Service) runStep(ctx context.Context, stage executor.Stage, run domain.Run, b domain.Build, l Lease, w *steplog.Writer, i int, st domain.StepSpec, ws string, secrets stepsecrets.Set) (time.Duration, domain.Failure, error) {
+// buildSteps runs a build's steps for stepgraph.Execute, keeping each
+// step's failure and the time spent in steps.
+type buildSteps struct {
+	s       *Service
+	stage   executor.Stage
+	run     domain.Run
+	b       domain.Build
+	l       Lease
+	w       *steplog.Writer
+	ws      string
+	secrets stepsecrets.Set
+
+	mu       sync.Mutex
+	failures []domain.Failure
+	duration time.Duration
+}
+
+// Run runs one try of step i.
+func (r *buildSteps) Run(ctx context.Context, i int, try stepgraph.Try) (stepgraph.Outcome, error) {
+	dur, failure, notStarted, err := r.s.runStep(ctx, r, i, try)
+	r.mu.Lock()
+	r.duration += dur
+	r.failures[i] = failure
+	r.mu.Unlock()
+	switch {
+	case err != nil:
+		return stepgraph.Passed, err
+	case !failure.Failed():
+		return stepgraph.Passed, nil
+	case notStarted:
+		return stepgraph.FailedForGood, nil
+	default:
+		return stepgraph.Failed, nil
+	}
+}
+
+// NotRun records that step i does not run: skipped (its condition is
+// false, a step before it failed) or failed (its condition could not be
+// evaluated).
+func (r *buildSteps) NotRun(ctx context.Context, i int, reason string, failed bool) error {
+	st := r.run.Steps[i]
+	step := domain.Step{Name: st.Name, Status: domain.StepSkipped, EndTime: time.Now().UTC(), Reason: reason}
+	if failed {
+		step.Status, step.ExitCode = domain.StepFailed, -1
+		r.mu.Lock()
+		r.failures[i] = domain.StepConditionFailed(st.Name, reason)
+		r.mu.Unlock()
+		r.w.Append(st.Name, steplog.Meta, fmt.Sprintf("--- step %s failed: %s", st.Name, reason))
+	} else {
+		r.w.Append(st.Name, steplog.Meta, fmt.Sprintf("--- step %s skipped: %s", st.Name, reason))
+	}
+	ev, err := r.s.stepFinishedEvent(r.run, r.b, i, step, 0)
+	if err != nil {
+		return err
+	}
+	if err := r.s.store.StepEnded(ctx, r.l, i, step, ev); err != nil {
+		return orInterrupted(ctx, err)
+	}
+	r.s.relay.Kick()
+	return nil
+}
+
+// stepFinishedEvent tells where step i ended (a CDEvents taskrun.finished).
+func (s *Service) stepFinishedEvent(run domain.Run, b domain.Build, i int, step domain.Step, took time.Duration) (events.Event, error) {
+	return events.New(&buildeventsv1.StepFinished{
+		RunId:        run.ID,
+		BuildId:      b.ID,
+		Step:         step.Name,
+		Status:       stepStatusToProto(step.Status),
+		ExitCode:     int32(step.ExitCode),
+		Duration:     prototime.Duration(took),
+		Repository:   repositoryRef(run.Repository),
+		Attempt:      int32(b.Attempt),
+		Tries:        int32(step.Tries),
+		AllowFailure: run.Graph[i].AllowFailure,
+		Reason:       step.Reason,
+	}, events.TaskRunID(b.ID, step.Name), run.ID)
+}
+
+// runStep runs one try of step i and records it. It returns the time
+// spent in the step, the build failure the step caused (if any), whether
+// the step could not start (no other try would do better), and an error
+// when the attempt cannot go on. The step's start and end are announced
+// once: StepStarted with its first try, StepFinished with its last.
+func (s *Service) runStep(ctx context.Context, r *buildSteps, i int, try stepgraph.Try) (time.Duration, domain.Failure, bool, error) {
+	run, b, l, w, st, stage, ws, secrets := r.run, r.b, r.l, r.w, r.run.Steps[i], r.stage, r.ws, r.secrets
 	timeout := st.Timeout
 	if timeout <= 0 {
 		timeout = s.cfg.DefaultStepTimeout
 	}
-	w.Append(st.Name, steplog.Meta, fmt.Sprintf("--- step %s: %s", st.Name, domain.CommandSummary(st.Run)))
-	start := time.Now().UTC()
-	started, err := stepStartedEvent(run, b, st)
-	if err != nil {
-		return 0, domain.Failure{}, err
+	if try.Number == 1 {
+		w.Append(st.Name, steplog.Meta, fmt.Sprintf("--- step %s: %s", st.Name, domain.CommandSummary(st.Run)))
+	} else {
+		w.Append(st.Name, steplog.Meta, fmt.Sprintf("--- step %s, try %d of %d: %s", st.Name, try.Number, try.Of, domain.CommandSummary(st.Run)))
 	}
-	if err := s.store.StepStarted(ctx, l, i, start, started); err != nil {
-		return 0, domain.Failure{}, orInterrupted(ctx, err)
+	start := time.Now().UTC()
+	var evs []events.Event
+	if try.Number == 1 {
+		started, err := stepStartedEvent(run, b, st)
+		if err != nil {
+			return 0, domain.Failure{}, false, err
+		}
+		evs = append(evs, started)
+	}
+	if err := s.store.StepStarted(ctx, l, i, start, evs...); err != nil {
+		return 0, domain.Failure{}, false, orInterrupted(ctx, err)
 	}
 	s.relay.Kick()
 
 	tail := lastlines.New(domain.LastLogLines, 0)
-	r, err := stage.Run(ctx, executor.Spec{
+	res, err := stage.Run(ctx, executor.Spec{
 		Name:    st.Name,
 		Image:   st.Image,
 		Command: st.Run,
@@ -160,51 +259,53 @@ func (s *Service) runStep(ctx context.Context, stage executor.Stage, run domain.
 		},
 	})
 	end := time.Now().UTC()
-	step := domain.Step{Name: st.Name, ExitCode: r.ExitCode, StartTime: start, EndTime: end}
+	step := domain.Step{Name: st.Name, ExitCode: res.ExitCode, StartTime: start, EndTime: end, Tries: try.Number}
 	var failure domain.Failure
+	notStarted := false
 	switch {
-	case err != nil && ctx.Err() != nil, err == nil && r.Cancelled:
+	case err != nil && ctx.Err() != nil, err == nil && res.Cancelled:
 		w.Append(st.Name, steplog.Meta, fmt.Sprintf("--- step %s cancelled after %s", st.Name, domain.Round(end.Sub(start))))
 		step.Status, step.ExitCode = domain.StepCancelled, -1
 		// Recorded for readers until a worker takes the build over.
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), detachedTimeout)
 		defer cancel()
 		_ = s.store.StepEnded(dctx, l, i, step)
-		return end.Sub(start), failure, interrupted(ctx)
+		return end.Sub(start), failure, false, interrupted(ctx)
 	case err != nil:
-		failure = domain.StepNotStarted(st.Name, err)
+		failure, notStarted = domain.StepNotStarted(st.Name, err), true
 		w.Append(st.Name, steplog.Meta, "--- "+failure.Reason)
 		step.Status, step.ExitCode = domain.StepFailed, -1
-	case r.TimedOut:
+	case res.TimedOut:
 		w.Append(st.Name, steplog.Meta, fmt.Sprintf("--- step %s timed out after %s, killed", st.Name, timeout))
 		failure = domain.StepTimeout(st.Name, timeout, tail.Lines())
 		step.Status = domain.StepTimedOut
 	default:
-		w.Append(st.Name, steplog.Meta, fmt.Sprintf("--- step %s exited with code %d after %s", st.Name, r.ExitCode, domain.Round(r.Duration)))
+		w.Append(st.Name, steplog.Meta, fmt.Sprintf("--- step %s exited with code %d after %s", st.Name, res.ExitCode, domain.Round(res.Duration)))
 		step.Status = domain.StepSucceeded
-		if r.ExitCode != 0 {
-			failure = domain.StepExited(st.Name, r.ExitCode, tail.Lines())
+		if res.ExitCode != 0 {
+			failure = domain.StepExited(st.Name, res.ExitCode, tail.Lines())
 			step.Status = domain.StepFailed
 		}
 	}
-	ev, err := events.New(&buildeventsv1.StepFinished{
-		RunId:      run.ID,
-		BuildId:    b.ID,
-		Step:       st.Name,
-		Status:     stepStatusToProto(step.Status),
-		ExitCode:   int32(step.ExitCode),
-		Duration:   prototime.Duration(end.Sub(start)),
-		Repository: repositoryRef(run.Repository),
-		Attempt:    int32(b.Attempt),
-	}, events.TaskRunID(b.ID, st.Name), run.ID)
-	if err != nil {
-		return end.Sub(start), failure, err
+	var evs2 []events.Event
+	switch {
+	case failure.Failed() && !notStarted && !try.Last():
+		w.Append(st.Name, steplog.Meta, fmt.Sprintf("--- step %s failed on try %d of %d; it runs again", st.Name, try.Number, try.Of))
+	case failure.Failed() && r.run.Graph[i].AllowFailure:
+		w.Append(st.Name, steplog.Meta, fmt.Sprintf("--- step %s failed; allow_failure: the build goes on", st.Name))
+		fallthrough
+	default:
+		ev, err := s.stepFinishedEvent(run, b, i, step, end.Sub(start))
+		if err != nil {
+			return end.Sub(start), failure, notStarted, err
+		}
+		evs2 = append(evs2, ev)
 	}
-	if err := s.store.StepEnded(ctx, l, i, step, ev); err != nil {
-		return end.Sub(start), failure, orInterrupted(ctx, err)
+	if err := s.store.StepEnded(ctx, l, i, step, evs2...); err != nil {
+		return end.Sub(start), failure, notStarted, orInterrupted(ctx, err)
 	}
 	s.relay.Kick()
-	return end.Sub(start), failure, nil
+	return end.Sub(start), failure, notStarted, nil
 }
 
 // stepStartedEvent announces that step st of build b starts (a CDEvents

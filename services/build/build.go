@@ -16,7 +16,6 @@ import (
 	"github.com/sluicehq/sluice/platform/steplog"
 	buildeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/build/events/v1"
 	sourceeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
-	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
 	"github.com/sluicehq/sluice/services/build/domain"
 )
 
@@ -64,11 +63,11 @@ func (s *Service) runBuild(ctx context.Context, req *sourceeventsv1.RunRequested
 
 	w, err := s.logs.Writer(ctx, run.ID, logFlushInterval)
 	if err != nil {
-		return s.abandon(ctx, run, req.GetPipeline(), l, kept, nil, d, err, log)
+		return s.abandon(ctx, run, req, l, kept, nil, d, err, log)
 	}
 	if c.takeover {
 		if err := s.logs.Reopen(ctx, run.ID); err != nil {
-			return s.abandon(ctx, run, req.GetPipeline(), l, kept, w, d, err, log)
+			return s.abandon(ctx, run, req, l, kept, w, d, err, log)
 		}
 		w.Append("", steplog.Meta, fmt.Sprintf("--- worker %s took over (attempt %d)", s.cfg.WorkerID, b.Attempt))
 		log.Info("took over build")
@@ -81,14 +80,14 @@ func (s *Service) runBuild(ctx context.Context, req *sourceeventsv1.RunRequested
 	// From here every write renews the lease itself (and abandon releases it).
 	kept.Stop()
 	if err != nil {
-		return s.abandon(ctx, run, req.GetPipeline(), l, kept, w, d, err, log)
+		return s.abandon(ctx, run, req, l, kept, w, d, err, log)
 	}
 	// The steps ran to their end: record it even if the process is
 	// stopping now, or a takeover would run them all again.
 	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), detachedTimeout)
 	defer cancel()
-	if err := s.finish(fctx, run, req.GetPipeline(), b, l, w, res); err != nil {
-		return s.abandon(ctx, run, req.GetPipeline(), l, kept, nil, d, err, log)
+	if err := s.finish(fctx, run, req, b, l, w, res); err != nil {
+		return s.abandon(ctx, run, req, l, kept, nil, d, err, log)
 	}
 	log.Info("build finished", slog.String("status", string(res.status())), slog.String("failure", res.failure.Reason))
 	return nil
@@ -110,7 +109,7 @@ func (r result) status() domain.Status {
 
 // finish stores the outcome with BuildFinished in one transaction, then
 // marks the log complete. w is closed.
-func (s *Service) finish(ctx context.Context, run domain.Run, pipeline *sourcev1.Pipeline, b domain.Build, l Lease, w *steplog.Writer, res result) error {
+func (s *Service) finish(ctx context.Context, run domain.Run, req *sourceeventsv1.RunRequested, b domain.Build, l Lease, w *steplog.Writer, res result) error {
 	end := time.Now().UTC()
 	if res.failure.Failed() {
 		w.Append("", steplog.Meta, "--- build failed: "+res.failure.Reason)
@@ -135,7 +134,10 @@ func (s *Service) finish(ctx context.Context, run domain.Run, pipeline *sourcev1
 		LastLogLines:  res.failure.LastLogLines,
 		Duration:      prototime.Duration(end.Sub(b.StartTime)),
 		StepDuration:  prototime.Duration(res.stepDuration),
-		Pipeline:      pipeline,
+		Pipeline:      req.GetPipeline(),
+		Ref:           req.GetRef(),
+		Trigger:       req.GetTrigger(),
+		Changes:       req.GetChanges(),
 	}
 	for _, a := range res.artifacts {
 		fin.Artifacts = append(fin.Artifacts, artifactToProto(a))
@@ -157,7 +159,7 @@ func (s *Service) finish(ctx context.Context, run domain.Run, pipeline *sourcev1
 // the build over. The build stays RUNNING and the error makes JetStream
 // redeliver the event, so that a worker takes it over, except on the last
 // delivery, where the build is ended FAILED so it never stays RUNNING.
-func (s *Service) abandon(ctx context.Context, run domain.Run, pipeline *sourcev1.Pipeline, l Lease, kept *lease.Keeper, w *steplog.Writer, d events.Delivery, cause error, log *slog.Logger) error {
+func (s *Service) abandon(ctx context.Context, run domain.Run, req *sourceeventsv1.RunRequested, l Lease, kept *lease.Keeper, w *steplog.Writer, d events.Delivery, cause error, log *slog.Logger) error {
 	kept.Stop()
 	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), detachedTimeout)
 	defer cancel()
@@ -204,7 +206,7 @@ func (s *Service) abandon(ctx context.Context, run domain.Run, pipeline *sourcev
 		_ = w.Close(dctx)
 		return s.logs.Complete(dctx, run.ID)
 	}
-	if err := s.finish(dctx, run, pipeline, b, l, w, result{failure: domain.GaveUp(d.NumDelivered(), cause)}); err != nil {
+	if err := s.finish(dctx, run, req, b, l, w, result{failure: domain.GaveUp(d.NumDelivered(), cause)}); err != nil {
 		return errors.Join(cause, err)
 	}
 	log.Error("build failed on the last delivery of its run request", slog.Any("error", cause))

@@ -347,13 +347,15 @@ func TestBuildFailures(t *testing.T) {
 				t.Errorf("the step after the failing one ran (stat %s: %v)", marker, err)
 			}
 			h.settle(t)
-			if got := subjects(h.rec.of(req.GetRunId())); !slices.Equal(got, []string{subjStarted, subjStepGo, subjStep, subjFinished}) {
-				t.Errorf("events %v; want started, one step, finished (no artifact)", got)
+			// The step after the failing one is skipped, and says so.
+			if got := subjects(h.rec.of(req.GetRunId())); !slices.Equal(got, []string{subjStarted, subjStepGo, subjStep, subjStep, subjFinished}) {
+				t.Errorf("events %v; want started, one step run, one skipped, finished (no artifact)", got)
 			}
 			b := h.build(t, req.GetRunId())
 			if b.GetStatus() != buildv1.BuildStatus_BUILD_STATUS_FAILED || b.GetFailureReason() != fin.GetFailureReason() || len(b.GetSteps()) != 2 ||
 				b.GetSteps()[0].GetStatus() != buildv1.StepStatus_STEP_STATUS_FAILED || b.GetSteps()[0].GetExitCode() != 2 ||
-				b.GetSteps()[1].GetStatus() != buildv1.StepStatus_STEP_STATUS_SKIPPED || len(b.GetArtifacts()) != 0 {
+				b.GetSteps()[1].GetStatus() != buildv1.StepStatus_STEP_STATUS_SKIPPED || b.GetSteps()[1].GetReason() != "an earlier step failed" ||
+				b.GetSteps()[0].GetTries() != 1 || b.GetSteps()[1].GetTries() != 0 || len(b.GetArtifacts()) != 0 {
 				t.Errorf("build %v; want FAILED, compile FAILED(2), package SKIPPED, no artifacts", b)
 			}
 			if b.GetFailedStep() != "compile" || b.GetExitCode() != 2 || !slices.Equal(b.GetLastLogLines(), wantLast) || b.GetStartTime() == nil {

@@ -7,6 +7,7 @@ import (
 	"github.com/sluicehq/sluice/platform/executor/stagespec"
 	"github.com/sluicehq/sluice/platform/gitauth"
 	"github.com/sluicehq/sluice/platform/prototime"
+	"github.com/sluicehq/sluice/platform/stepgraph"
 	"github.com/sluicehq/sluice/platform/steplog"
 	buildv1 "github.com/sluicehq/sluice/proto/gen/sluice/build/v1"
 	sourceeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
@@ -43,6 +44,9 @@ func runFromEvent(req *sourceeventsv1.RunRequested) domain.Run {
 		})
 	}
 	run.Services = stagespec.Services(req.GetPipeline().GetBuild().GetServices())
+	run.Graph = stepgraph.Nodes(req.GetPipeline().GetBuild().GetSteps())
+	run.MaxParallel = req.GetPipeline().GetBuild().GetMaxParallel()
+	run.Facts = stepgraph.FactsOf(run.Repository.Name, run.Commit, req.GetRef(), run.Branch, req.GetTrigger(), req.GetChanges())
 	for _, a := range req.GetPipeline().GetBuild().GetArtifacts() {
 		run.Artifacts = append(run.Artifacts, domain.ArtifactSpec{Name: a.GetName(), Path: a.GetPath()})
 	}
@@ -78,6 +82,8 @@ func buildToProto(b domain.Build) *buildv1.Build {
 			ExitCode:  int32(st.ExitCode),
 			StartTime: prototime.Timestamp(st.StartTime),
 			EndTime:   prototime.Timestamp(st.EndTime),
+			Tries:     int32(st.Tries),
+			Reason:    st.Reason,
 		})
 	}
 	for _, a := range b.Artifacts {

@@ -191,8 +191,8 @@ func (s *Store) StepEnded(ctx context.Context, l Lease, idx int, step domain.Ste
 		if err := hold(ctx, tx, l); err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, `UPDATE build_steps SET status = $1, exit_code = $2, ended_at = $3 WHERE build_id = $4 AND idx = $5`,
-			string(step.Status), step.ExitCode, sqldb.Nanos(step.EndTime), l.BuildID, idx); err != nil {
+		if _, err := tx.ExecContext(ctx, `UPDATE build_steps SET status = $1, exit_code = $2, ended_at = $3, tries = $4, reason = $5 WHERE build_id = $6 AND idx = $7`,
+			string(step.Status), step.ExitCode, sqldb.Nanos(step.EndTime), step.Tries, step.Reason, l.BuildID, idx); err != nil {
 			return err
 		}
 		return enqueue(ctx, tx, evs)
@@ -349,7 +349,7 @@ func (s *Store) listBuilds(ctx context.Context, page paging.Page) ([]domain.Buil
 // details loads the build's steps and artifacts.
 func (s *Store) details(ctx context.Context, b *domain.Build) error {
 	rows, err := s.db.QueryContext(ctx,
-		`SELECT name, status, exit_code, started_at, ended_at FROM build_steps WHERE build_id = $1 ORDER BY idx`, b.ID)
+		`SELECT name, status, exit_code, started_at, ended_at, tries, reason FROM build_steps WHERE build_id = $1 ORDER BY idx`, b.ID)
 	if err != nil {
 		return fmt.Errorf("read steps of build %s: %w", b.ID, err)
 	}
@@ -359,7 +359,7 @@ func (s *Store) details(ctx context.Context, b *domain.Build) error {
 		var st domain.Step
 		var status string
 		var started, ended int64
-		if err := rows.Scan(&st.Name, &status, &st.ExitCode, &started, &ended); err != nil {
+		if err := rows.Scan(&st.Name, &status, &st.ExitCode, &started, &ended, &st.Tries, &st.Reason); err != nil {
 			return fmt.Errorf("read steps of build %s: %w", b.ID, err)
 		}
 		st.Status = domain.StepStatus(status)

@@ -183,6 +183,7 @@ func runRequestedToProto(run domain.Run) *sourceeventsv1.RunRequested {
 		Trigger:       triggerToProto(run.Trigger),
 		Pipeline:      run.Pipeline,
 		CommitMessage: run.CommitMessage,
+		Changes:       run.Changes,
 	}
 }
 

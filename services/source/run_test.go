@@ -344,3 +344,39 @@ func TestTriggerRunThenPollMakesOneRun(t *testing.T) {
 		t.Fatalf("%d runs, want 2 (both by hand)", len(runs))
 	}
 }
+
+// A pipeline whose conditions ask what changed gets the run's changed
+// paths in RunRequested: against the branch's last run's commit, or the
+// commit's parent; one that does not ask gets none.
+func TestRunRequestedCarriesTheChangedPaths(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, 0)
+	const changedPipeline = `version: 1
+build:
+  steps:
+    - {name: docs, run: make docs, when: 'changed("docs/**")'}
+`
+	src, _ := newGitRepo(t, "app", "main", changedPipeline)
+	src.CommitFile("docs/a.md", "a\n", "docs")
+	h.register(src.Dir)
+
+	run := h.trigger("app", "")
+	req := payload[*sourceeventsv1.RunRequested](t, h.waitRunEvent(subjectRunRequested, run.Id))
+	if got := req.GetChanges(); !got.GetComplete() || strings.Join(got.GetPaths(), " ") != "docs/a.md" {
+		t.Errorf("changes of the first run %v, want docs/a.md (against the parent)", got)
+	}
+	src.CommitFile("main.go", "package main\n", "code")
+	src.CommitFile("docs/b.md", "b\n", "more docs")
+	run = h.trigger("app", "")
+	req = payload[*sourceeventsv1.RunRequested](t, h.waitRunEvent(subjectRunRequested, run.Id))
+	if got := req.GetChanges(); !got.GetComplete() || strings.Join(got.GetPaths(), " ") != "docs/b.md main.go" {
+		t.Errorf("changes of the second run %v, want docs/b.md main.go (since the last run)", got)
+	}
+
+	other, _ := newGitRepo(t, "plain", "main", validPipeline)
+	h.register(other.Dir)
+	run = h.trigger("plain", "")
+	if req := payload[*sourceeventsv1.RunRequested](t, h.waitRunEvent(subjectRunRequested, run.Id)); req.GetChanges() != nil {
+		t.Errorf("a pipeline without changed() got changes %v", req.GetChanges())
+	}
+}

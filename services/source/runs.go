@@ -15,6 +15,7 @@ import (
 	"github.com/sluicehq/sluice/platform/events"
 	"github.com/sluicehq/sluice/platform/ids"
 	"github.com/sluicehq/sluice/platform/paging"
+	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
 	"github.com/sluicehq/sluice/services/source/domain"
 	"github.com/sluicehq/sluice/services/source/gitmirror"
 	"github.com/sluicehq/sluice/services/source/pipeline"
@@ -108,6 +109,7 @@ func (s *Service) startRun(ctx context.Context, repo domain.Repository, res gitm
 	if err != nil {
 		return run, err
 	}
+	run.Changes = s.changesOf(ctx, run)
 	ev, err := runEvent(run)
 	if err != nil {
 		return run, err
@@ -187,6 +189,39 @@ func (s *Service) prepareRun(repo domain.Repository, res gitmirror.Resolved, tri
 		return domain.Run{}, fmt.Errorf("parse %s: %w", domain.PipelineFile, err)
 	}
 	return domain.NewRun(id, repo, commit, res.Ref, res.Branch, trigger, p, now), nil
+}
+
+// maxChangedPaths bounds the changed paths a run's event carries.
+const maxChangedPaths = 1000
+
+// changesOf lists what run's commit changed, when a step's condition asks
+// (changed()): against the commit of the branch's last run when that is an
+// ancestor, else against the commit's first parent. Not knowing is no
+// error: the run goes on without them (changed() is then true).
+func (s *Service) changesOf(ctx context.Context, run domain.Run) *sourcev1.Changes {
+	if !callsChanged(run.Pipeline) {
+		return nil
+	}
+	base, err := s.store.LastBranchCommit(ctx, run.RepositoryID, run.Branch)
+	if err != nil && !errors.Is(err, apierror.ErrNotFound) {
+		s.log.Warn("reading the branch's last run failed; the run's changes are taken from its commit's parent", slog.String("run_id", run.ID), slog.Any("error", err))
+	}
+	paths, complete, err := s.mirrors.Changes(ctx, run.RepositoryID, base, run.Commit, maxChangedPaths)
+	if err != nil {
+		s.log.Warn("listing the run's changed paths failed; changed() is true for its steps", slog.String("run_id", run.ID), slog.Any("error", err))
+		return &sourcev1.Changes{}
+	}
+	return &sourcev1.Changes{Paths: paths, Complete: complete}
+}
+
+// callsChanged says a step of p has a condition that may call changed().
+func callsChanged(p *sourcev1.Pipeline) bool {
+	for _, st := range append(p.GetBuild().GetSteps(), p.GetTest().GetSteps()...) {
+		if strings.Contains(st.GetWhen(), "changed") {
+			return true
+		}
+	}
+	return false
 }
 
 // runEvent is the event a new run publishes: RunRequested, or RunFinished

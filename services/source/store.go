@@ -431,6 +431,21 @@ func recordBranchCommit(ctx context.Context, tx *sql.Tx, r domain.Run, again boo
 	return nil
 }
 
+// LastBranchCommit is the commit of the newest run of a repository's
+// branch; a branch without runs is not found.
+func (s *Store) LastBranchCommit(ctx context.Context, repoID, branch string) (string, error) {
+	var commit string
+	err := s.db.QueryRowContext(ctx, `SELECT commit_sha FROM runs WHERE repository_id = $1 AND branch = $2 ORDER BY created_at DESC, id DESC LIMIT 1`,
+		repoID, branch).Scan(&commit)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", fmt.Errorf("last run of %q: %w", branch, apierror.ErrNotFound)
+	}
+	if err != nil {
+		return "", fmt.Errorf("last run of %q: %w", branch, err)
+	}
+	return commit, nil
+}
+
 // CommitRun returns the latest run of commit on branch of a repository; a
 // commit without one is not found.
 func (s *Store) CommitRun(ctx context.Context, repoID, branch, commit string) (string, error) {

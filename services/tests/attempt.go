@@ -9,8 +9,10 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/sluicehq/sluice/platform/artifacts"
@@ -23,6 +25,7 @@ import (
 	"github.com/sluicehq/sluice/platform/lease"
 	"github.com/sluicehq/sluice/platform/secretmask"
 	"github.com/sluicehq/sluice/platform/stepfile"
+	"github.com/sluicehq/sluice/platform/stepgraph"
 	"github.com/sluicehq/sluice/platform/steplog"
 	"github.com/sluicehq/sluice/platform/stepsecrets"
 	buildeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/build/events/v1"
@@ -33,11 +36,14 @@ import (
 
 // attempt is one worker's try at a test run.
 type attempt struct {
-	s      *Service
-	log    *slog.Logger
-	run    domain.TestRun
-	bf     *buildeventsv1.BuildFinished
-	w      *steplog.Writer
+	s   *Service
+	log *slog.Logger
+	run domain.TestRun
+	bf  *buildeventsv1.BuildFinished
+	w   *steplog.Writer
+	// steps are how the steps ended, by position (under mu: they run
+	// in parallel).
+	mu     sync.Mutex
 	steps  []domain.StepResult
 	closed bool
 	kept   *lease.Keeper
@@ -143,27 +149,79 @@ func (a *attempt) test(ctx context.Context) (domain.Outcome, error) {
 			a.log.Warn("the test run's containers were not all removed; the next attempt or sweep removes them", slog.Any("error", err))
 		}
 	}()
-	for _, step := range spec.GetSteps() {
-		res, err := a.runStep(ctx, stage, ws, step)
-		if res.Cancelled {
-			a.steps = append(a.steps, res)
-		}
-		if errors.Is(err, executor.ErrCannotStart) {
-			return domain.Errored(err.Error(), a.steps), nil
-		}
-		if err != nil {
-			return domain.Outcome{}, err
-		}
-		a.steps = append(a.steps, res)
-		if res.Failed() {
-			break
-		}
+	facts := stepgraph.FactsOf(run.Repository.Name, run.Commit, a.bf.GetRef(), run.Branch, a.bf.GetTrigger(), a.bf.GetChanges())
+	a.steps = make([]domain.StepResult, len(spec.GetSteps()))
+	steps := &testSteps{a: a, stage: stage, ws: ws, specs: spec.GetSteps()}
+	_, err = stepgraph.Execute(ctx, stepgraph.Nodes(spec.GetSteps()), facts, a.s.cfg.Steps.Parallel(spec.GetMaxParallel()), steps)
+	if errors.Is(err, executor.ErrCannotStart) || errors.As(err, new(*stepgraph.Problem)) {
+		// No other try would start it: the engine, an image, or a graph
+		// source would have refused (made by another producer).
+		return domain.Errored(err.Error(), a.results()), nil
+	}
+	if err != nil {
+		return domain.Outcome{}, err
 	}
 	suites, cases, problems := a.readReports(ws, spec.GetReports())
 	for _, p := range problems {
 		a.meta("", "--- "+p)
 	}
-	return domain.Decide(a.steps, problems, suites, cases), nil
+	return domain.Decide(a.results(), problems, suites, cases), nil
+}
+
+// results are how the steps ended so far, by position.
+func (a *attempt) results() []domain.StepResult {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return slices.Clone(a.steps)
+}
+
+// testSteps runs a test run's steps for stepgraph.Execute.
+type testSteps struct {
+	a     *attempt
+	stage executor.Stage
+	ws    string
+	specs []*sourcev1.Step
+}
+
+// Run runs one try of step i: a failure ends the test run in ERROR when the
+// step could not start (executor.ErrCannotStart), and is tried again (a
+// later delivery) when the worker stopped it.
+func (t *testSteps) Run(ctx context.Context, i int, try stepgraph.Try) (stepgraph.Outcome, error) {
+	step := t.specs[i]
+	res, err := t.a.runStep(ctx, t.stage, t.ws, step, try)
+	res.AllowFailure = step.GetAllowFailure()
+	if res.Name != "" {
+		t.a.mu.Lock()
+		t.a.steps[i] = res
+		t.a.mu.Unlock()
+	}
+	switch {
+	case err != nil:
+		return stepgraph.Passed, err
+	case !res.Failed():
+		return stepgraph.Passed, nil
+	case !try.Last():
+		t.a.meta(step.GetName(), fmt.Sprintf("--- step %s failed on try %d of %d; it runs again", step.GetName(), try.Number, try.Of))
+	case res.AllowFailure:
+		t.a.meta(step.GetName(), fmt.Sprintf("--- step %s failed; allow_failure: the tests go on", step.GetName()))
+	}
+	return stepgraph.Failed, nil
+}
+
+// NotRun records that step i does not run.
+func (t *testSteps) NotRun(_ context.Context, i int, reason string, failed bool) error {
+	name := t.specs[i].GetName()
+	res := domain.StepResult{Name: name, Skipped: !failed, Why: reason, AllowFailure: t.specs[i].GetAllowFailure()}
+	if failed {
+		res.ExitCode = -1
+		t.a.meta(name, fmt.Sprintf("--- step %s failed: %s", name, reason))
+	} else {
+		t.a.meta(name, fmt.Sprintf("--- step %s skipped: %s", name, reason))
+	}
+	t.a.mu.Lock()
+	t.a.steps[i] = res
+	t.a.mu.Unlock()
+	return nil
 }
 
 // workspace makes an empty directory for the attempt,
@@ -232,7 +290,7 @@ func (a *attempt) fetchArtifacts(ctx context.Context, ws string, declared []*sou
 // runStep runs one test step with its output in the step log. err is
 // returned only when the step could not run, or was stopped (the worker
 // stops: the result says Cancelled).
-func (a *attempt) runStep(ctx context.Context, stage executor.Stage, ws string, step *sourcev1.Step) (domain.StepResult, error) {
+func (a *attempt) runStep(ctx context.Context, stage executor.Stage, ws string, step *sourcev1.Step, try stepgraph.Try) (domain.StepResult, error) {
 	name := step.GetName()
 	timeout := step.GetTimeout().AsDuration()
 	if timeout <= 0 {
@@ -246,7 +304,11 @@ func (a *attempt) runStep(ctx context.Context, stage executor.Stage, ws string, 
 	env["SLUICE_STEP"] = name
 
 	last := lastlines.New(lastLogLines, 0)
-	a.meta(name, fmt.Sprintf("--- step %s: %s", name, step.GetRun()))
+	if try.Number == 1 {
+		a.meta(name, fmt.Sprintf("--- step %s: %s", name, step.GetRun()))
+	} else {
+		a.meta(name, fmt.Sprintf("--- step %s, try %d of %d: %s", name, try.Number, try.Of, step.GetRun()))
+	}
 	res, err := stage.Run(ctx, executor.Spec{
 		Name:    name,
 		Image:   step.GetImage(),
@@ -269,9 +331,9 @@ func (a *attempt) runStep(ctx context.Context, stage executor.Stage, ws string, 
 	}
 	if res.Cancelled {
 		a.meta(name, fmt.Sprintf("--- step %s stopped after %s", name, res.Duration.Round(time.Millisecond)))
-		return domain.StepResult{Name: name, ExitCode: -1, Cancelled: true, Duration: res.Duration}, fmt.Errorf("step %q stopped: %w", name, context.Cause(ctx))
+		return domain.StepResult{Name: name, ExitCode: -1, Cancelled: true, Duration: res.Duration, Tries: try.Number}, fmt.Errorf("step %q stopped: %w", name, context.Cause(ctx))
 	}
-	sr := domain.StepResult{Name: name, ExitCode: res.ExitCode, TimedOut: res.TimedOut, Timeout: timeout, Duration: res.Duration, LastLines: last.Lines()}
+	sr := domain.StepResult{Name: name, ExitCode: res.ExitCode, TimedOut: res.TimedOut, Timeout: timeout, Duration: res.Duration, LastLines: last.Lines(), Tries: try.Number}
 	if res.TimedOut {
 		a.meta(name, fmt.Sprintf("--- step %s timed out after %s", name, timeout))
 	} else {

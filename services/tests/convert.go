@@ -59,6 +59,8 @@ func testRunToProto(r domain.TestRun) *testv1.TestRun {
 			Status:   stepStatusToProto(st.Status),
 			ExitCode: int32(st.ExitCode),
 			Duration: prototime.Duration(st.Duration),
+			Tries:    int32(st.Tries),
+			Reason:   st.Reason,
 		})
 	}
 	for _, s := range r.Suites {

@@ -160,8 +160,8 @@ func (s *Store) Claim(ctx context.Context, candidate domain.TestRun, eventID str
 
 func insertSteps(ctx context.Context, tx *sql.Tx, testRunID string, steps []domain.Step) error {
 	for i, st := range steps {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO test_steps (test_run_id, position, name, status, exit_code, duration_ns)
-			VALUES ($1, $2, $3, $4, $5, $6)`, testRunID, i, st.Name, st.Status, st.ExitCode, int64(st.Duration)); err != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO test_steps (test_run_id, position, name, status, exit_code, duration_ns, tries, reason)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`, testRunID, i, st.Name, st.Status, st.ExitCode, int64(st.Duration), st.Tries, st.Reason); err != nil {
 			return fmt.Errorf("store step %q of test run %s: %w", st.Name, testRunID, err)
 		}
 	}
@@ -279,7 +279,7 @@ func (s *Store) oneRun(ctx context.Context, query, id, notFound string) (domain.
 
 // Steps returns the test run's steps in pipeline order.
 func (s *Store) Steps(ctx context.Context, testRunID string) ([]domain.Step, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT name, status, exit_code, duration_ns FROM test_steps
+	rows, err := s.db.QueryContext(ctx, `SELECT name, status, exit_code, duration_ns, tries, reason FROM test_steps
 		WHERE test_run_id = $1 ORDER BY position`, testRunID)
 	if err != nil {
 		return nil, fmt.Errorf("read steps of test run %s: %w", testRunID, err)
@@ -289,7 +289,7 @@ func (s *Store) Steps(ctx context.Context, testRunID string) ([]domain.Step, err
 	for rows.Next() {
 		var st domain.Step
 		var d int64
-		if err := rows.Scan(&st.Name, &st.Status, &st.ExitCode, &d); err != nil {
+		if err := rows.Scan(&st.Name, &st.Status, &st.ExitCode, &d, &st.Tries, &st.Reason); err != nil {
 			return nil, fmt.Errorf("read steps of test run %s: %w", testRunID, err)
 		}
 		st.Duration = time.Duration(d)

@@ -139,7 +139,7 @@ func (s *Service) execute(parent context.Context, log *slog.Logger, run domain.T
 			return runErr
 		}
 		log.Error("test run failed on its last delivery; finishing it in ERROR", slog.Any("error", runErr))
-		outcome = domain.Errored(fmt.Sprintf("gave up after %d deliveries: %v", d.NumDelivered(), runErr), a.steps)
+		outcome = domain.Errored(fmt.Sprintf("gave up after %d deliveries: %v", d.NumDelivered(), runErr), a.results())
 	}
 	return a.finish(parent, outcome)
 }

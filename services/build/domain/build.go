@@ -11,6 +11,7 @@ import (
 
 	"github.com/sluicehq/sluice/platform/executor"
 	"github.com/sluicehq/sluice/platform/gitauth"
+	"github.com/sluicehq/sluice/platform/stepgraph"
 )
 
 // Status is a build's state.
@@ -83,6 +84,12 @@ type Run struct {
 	Artifacts  []ArtifactSpec
 	// Services run beside the steps (executor.Backend.Open).
 	Services []executor.Service
+	// Graph orders Steps (one node per step, in the same order);
+	// MaxParallel is the pipeline's bound on steps at once (0: none);
+	// Facts are what the steps' conditions know of the run.
+	Graph       []stepgraph.Node
+	MaxParallel int32
+	Facts       stepgraph.Facts
 }
 
 // Build is one run's build.
@@ -137,6 +144,11 @@ type Step struct {
 	ExitCode  int
 	StartTime time.Time
 	EndTime   time.Time
+	// Tries is how many times the step ran (its retries); 0: it did not.
+	Tries int
+	// Reason is why a skipped step did not run, or why a step failed
+	// without running.
+	Reason string
 }
 
 // Artifact is a stored build output.
@@ -173,6 +185,12 @@ func StepTimeout(step string, timeout time.Duration, last []string) Failure {
 // StepNotStarted is the failure of a step the executor could not start.
 func StepNotStarted(step string, err error) Failure {
 	return Failure{Reason: fmt.Sprintf("step %q could not be started: %v", step, err), Step: step, ExitCode: -1}
+}
+
+// StepConditionFailed is the failure of a step whose when: condition
+// could not be evaluated.
+func StepConditionFailed(step, reason string) Failure {
+	return Failure{Reason: fmt.Sprintf("step %q did not run: %s", step, reason), Step: step, ExitCode: -1}
 }
 
 // StageNotStarted is the failure of a build whose stage could not be

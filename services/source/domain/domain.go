@@ -135,7 +135,10 @@ type Run struct {
 	CommitMessage  string
 	// Pipeline is nil when the pipeline file was missing or invalid.
 	Pipeline *sourcev1.Pipeline
-	Stages   []Stage
+	// Changes are what the run's commit changed, for when: conditions
+	// (see Service.changes); not stored: only RunRequested carries them.
+	Changes *sourcev1.Changes
+	Stages  []Stage
 	// Version counts the run's stored changes.
 	Version int64
 }

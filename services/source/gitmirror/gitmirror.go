@@ -651,3 +651,61 @@ func (m *Mirrors) Log(ctx context.Context, id, from, to string, limit int) ([]do
 	})
 	return out, err
 }
+
+// Changes lists the paths that differ between commit sha and base, at
+// most limit of them (complete says they are all); base is the commit the
+// branch held before (its last run's) when that is an ancestor of sha,
+// else ignored for sha's first parent (none for a root commit: every path
+// of sha is changed).
+func (m *Mirrors) Changes(ctx context.Context, id, base, sha string, limit int) (paths []string, complete bool, err error) {
+	err = m.read(id, func(repo *git.Repository) error {
+		to, err := commitObject(repo, sha)
+		if err != nil {
+			return err
+		}
+		var from *object.Commit
+		if base != "" && base != sha {
+			if b, err := commitObject(repo, base); err == nil {
+				if ok, err := b.IsAncestor(to); err == nil && ok {
+					from = b
+				}
+			}
+		}
+		if from == nil && to.NumParents() > 0 {
+			if from, err = to.Parent(0); err != nil {
+				return fmt.Errorf("read the parent of %s: %w", sha, err)
+			}
+		}
+		toTree, err := to.Tree()
+		if err != nil {
+			return fmt.Errorf("read the tree of %s: %w", sha, err)
+		}
+		var fromTree *object.Tree // none: every path of sha is new
+		if from != nil {
+			if fromTree, err = from.Tree(); err != nil {
+				return fmt.Errorf("read the tree of %s: %w", from.Hash, err)
+			}
+		}
+		changes, err := object.DiffTreeWithOptions(ctx, fromTree, toTree, &object.DiffTreeOptions{})
+		if err != nil {
+			return fmt.Errorf("compare %s with the commit before: %w", sha, err)
+		}
+		seen := map[string]bool{}
+		complete = true
+		for _, c := range changes {
+			for _, name := range []string{c.From.Name, c.To.Name} {
+				if name == "" || seen[name] {
+					continue
+				}
+				if len(paths) == limit {
+					complete = false
+					return nil
+				}
+				seen[name] = true
+				paths = append(paths, name)
+			}
+		}
+		return nil
+	})
+	return paths, complete, err
+}

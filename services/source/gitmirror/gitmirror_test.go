@@ -239,3 +239,36 @@ func TestFetchRefusedByPolicy(t *testing.T) {
 		t.Errorf("the loopback server got %d requests", len(hits))
 	}
 }
+
+func TestChanges(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	src := newSource(t)
+	c1 := src.CommitFiles("first", map[string]string{".sluice.yaml": "version: 1\n", "docs/a.md": "a\n"})
+	c2 := src.CommitFiles("second", map[string]string{"main.go": "package main\n", "docs/a.md": "b\n"})
+	src.Remove("docs/a.md")
+	c3 := src.Commit("third")
+	c4 := src.CommitFiles("fourth", map[string]string{"x/1": "1", "x/2": "2", "x/3": "3"})
+	m := gitmirror.New(filepath.Join(t.TempDir(), "mirrors"), egresstest.Policy(t, egress.Local, egress.Loopback), nil)
+	if err := m.Fetch(ctx, "r1", src.Dir, gitauth.Credential{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		base, sha string
+		limit     int
+		want      string
+		complete  bool
+	}{
+		{"", c1, 10, ".sluice.yaml docs/a.md", true},                                    // a root commit: every path
+		{"", c2, 10, "docs/a.md main.go", true},                                         // against its parent
+		{c1, c3, 10, "docs/a.md main.go", true},                                         // against the branch's last run: removed too
+		{c3, c1, 10, ".sluice.yaml docs/a.md", true},                                    // a base that is no ancestor: the parent
+		{"0123456789012345678901234567890123456789", c2, 10, "docs/a.md main.go", true}, // an unknown base
+		{c3, c4, 2, "x/1 x/2", false},                                                   // more than the limit
+	} {
+		paths, complete, err := m.Changes(ctx, "r1", tc.base, tc.sha, tc.limit)
+		if err != nil || strings.Join(paths, " ") != tc.want || complete != tc.complete {
+			t.Errorf("Changes(%.7s, %.7s) = %v, %v, %v; want %s, %v", tc.base, tc.sha, paths, complete, err, tc.want, tc.complete)
+		}
+	}
+}

@@ -273,6 +273,7 @@ func (p *parser) build(n *yaml.Node) *sourcev1.BuildSpec {
 		field{key: "steps", decode: func(n *yaml.Node) { build.Steps = p.steps(n) }},
 		field{key: "artifacts", decode: func(n *yaml.Node) { build.Artifacts = p.artifacts(n) }},
 		field{key: "services", decode: func(n *yaml.Node) { build.Services = p.services(n) }},
+		field{key: "max_parallel", decode: func(n *yaml.Node) { build.MaxParallel = p.maxParallelSteps(n) }},
 	)
 	return build
 }
@@ -283,25 +284,20 @@ func (p *parser) test(n *yaml.Node) *sourcev1.TestSpec {
 		field{key: "steps", decode: func(n *yaml.Node) { test.Steps = p.steps(n) }},
 		field{key: "reports", decode: func(n *yaml.Node) { test.Reports = p.reports(n) }},
 		field{key: "services", decode: func(n *yaml.Node) { test.Services = p.services(n) }},
+		field{key: "max_parallel", decode: func(n *yaml.Node) { test.MaxParallel = p.maxParallelSteps(n) }},
 	)
 	return test
 }
 
 func (p *parser) steps(n *yaml.Node) []*sourcev1.Step {
-	var steps []*sourcev1.Step
+	var drafts []*draft
 	names := make(map[string]int)
 	for _, item := range p.list(n, "steps", maxSteps) {
-		step := &sourcev1.Step{}
-		p.fields(item,
-			field{key: "name", required: true, decode: func(n *yaml.Node) { step.Name = p.name(n, "step", names) }},
-			field{key: "run", required: true, decode: func(n *yaml.Node) { step.Run = p.command(n) }},
-			field{key: "timeout", decode: func(n *yaml.Node) { step.Timeout = p.duration(n) }},
-			field{key: "env", decode: func(n *yaml.Node) { step.Env, step.Secrets = p.env(n) }},
-			field{key: "image", decode: func(n *yaml.Node) { step.Image = p.image(n) }},
-		)
-		steps = append(steps, step)
+		d := &draft{step: &sourcev1.Step{}, node: item}
+		p.decodeStep(item, d, names)
+		drafts = append(drafts, d)
 	}
-	return steps
+	return p.expand(drafts)
 }
 
 func (p *parser) artifacts(n *yaml.Node) []*sourcev1.ArtifactSpec {
@@ -572,7 +568,12 @@ func (p *parser) image(n *yaml.Node) string {
 	if !ok {
 		return ""
 	}
-	n = resolve(n)
+	p.checkImage(resolve(n), s)
+	return s
+}
+
+// checkImage reports at n what is wrong with the image reference s.
+func (p *parser) checkImage(n *yaml.Node, s string) {
 	switch {
 	case s == "":
 		p.errorAt(n, "", "image must not be empty")
@@ -586,7 +587,6 @@ func (p *parser) image(n *yaml.Node) string {
 				"invalid image %q: expected [registry/]name[:tag][@sha256:digest], in lowercase", s)
 		}
 	}
-	return s
 }
 
 // args decodes a command given as a list of arguments.

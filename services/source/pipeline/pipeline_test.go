@@ -607,21 +607,27 @@ func TestParseErrors(t *testing.T) {
 	for _, tt := range errorCases {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			got, err := Parse(file, []byte(tt.yaml))
-			if got != nil {
-				t.Errorf("Parse returned a pipeline with an error: %v", got)
-			}
-			var errs *Errors
-			if !errors.As(err, &errs) {
-				t.Fatalf("Parse error = %v (%T), want *Errors", err, err)
-			}
-			if want := strings.Join(tt.want, "\n"); err.Error() != want {
-				t.Errorf("Parse errors:\n%v\nwant:\n%v", err, want)
-			}
-			if len(*errs) != len(tt.want) {
-				t.Errorf("got %d errors, want %d", len(*errs), len(tt.want))
-			}
+			assertParseErrors(t, tt.yaml, tt.want)
 		})
+	}
+}
+
+// assertParseErrors checks that Parse refuses yaml with exactly want.
+func assertParseErrors(t *testing.T, yaml string, want []string) {
+	t.Helper()
+	got, err := Parse(file, []byte(yaml))
+	if got != nil {
+		t.Errorf("Parse returned a pipeline with an error: %v", got)
+	}
+	var errs *Errors
+	if !errors.As(err, &errs) {
+		t.Fatalf("Parse error = %v (%T), want *Errors", err, err)
+	}
+	if w := strings.Join(want, "\n"); err.Error() != w {
+		t.Errorf("Parse errors:\n%v\nwant:\n%v", err, w)
+	}
+	if len(*errs) != len(want) {
+		t.Errorf("got %d errors, want %d", len(*errs), len(want))
 	}
 }
 

@@ -173,6 +173,11 @@ type Step struct {
 	Status   StepStatus
 	ExitCode int
 	Duration time.Duration
+	// Tries is how many times the step ran (its retries); 0: it did not.
+	Tries int
+	// Reason is why a skipped step did not run, or why a step failed
+	// without running.
+	Reason string
 }
 
 // PendingSteps are the named steps before they run.
@@ -184,14 +189,16 @@ func PendingSteps(names []string) []Step {
 	return steps
 }
 
-// EndedSteps are the named steps once the test run ended: those that ran
-// (ran, in order, the first ones) with how they ended, the others SKIPPED.
-func EndedSteps(names []string, ran []StepResult) []Step {
+// EndedSteps are the named steps once the test run ended: ended holds
+// how each ended, by position (one without a name, or past its end, did
+// not run: SKIPPED).
+func EndedSteps(names []string, ended []StepResult) []Step {
 	steps := make([]Step, len(names))
 	for i, name := range names {
 		steps[i] = Step{Name: name, Status: StepSkipped}
-		if i < len(ran) {
-			steps[i] = Step{Name: name, Status: ran[i].Status(), ExitCode: ran[i].ExitCode, Duration: ran[i].Duration}
+		if i < len(ended) && ended[i].Name != "" {
+			r := ended[i]
+			steps[i] = Step{Name: name, Status: r.Status(), ExitCode: r.ExitCode, Duration: r.Duration, Tries: r.Tries, Reason: r.Why}
 		}
 	}
 	return steps
@@ -208,14 +215,25 @@ type StepResult struct {
 	Duration  time.Duration
 	// LastLines are the step's last output lines.
 	LastLines []string
+	// Tries is how many times the step ran; Skipped says it did not (Why
+	// says why); AllowFailure that its failure does not fail the test run.
+	Tries        int
+	Skipped      bool
+	Why          string
+	AllowFailure bool
 }
 
 // Failed reports whether the step failed.
-func (s StepResult) Failed() bool { return s.ExitCode != 0 || s.TimedOut }
+func (s StepResult) Failed() bool { return !s.Skipped && (s.ExitCode != 0 || s.TimedOut) }
+
+// Fails reports whether the step's failure fails the test run.
+func (s StepResult) Fails() bool { return s.Failed() && !s.AllowFailure }
 
 // Status is the step's end state.
 func (s StepResult) Status() StepStatus {
 	switch {
+	case s.Skipped:
+		return StepSkipped
 	case s.Cancelled:
 		return StepCancelled
 	case s.TimedOut:
@@ -228,6 +246,9 @@ func (s StepResult) Status() StepStatus {
 
 // Reason describes a failed step: `step "unit" exited with code 1`.
 func (s StepResult) Reason() string {
+	if s.Why != "" {
+		return fmt.Sprintf("step %q did not run: %s", s.Name, s.Why)
+	}
 	if s.TimedOut {
 		return fmt.Sprintf("step %q timed out after %s", s.Name, s.Timeout)
 	}
@@ -244,7 +265,8 @@ const maxReasonCases = 5
 type Outcome struct {
 	Status Status
 	Reason string
-	// Steps are the steps that ran, in order.
+	// Steps are how the steps ended, by position (one without a name did
+	// not run).
 	Steps []StepResult
 	// FailedStep is the step that failed, if one did.
 	FailedStep *StepResult
@@ -318,7 +340,7 @@ func Decide(steps []StepResult, reportProblems []string, suites []Suite, cases [
 	o := Outcome{Steps: steps, Suites: suites, Cases: cases}
 	for i := range steps {
 		o.StepDuration += steps[i].Duration
-		if steps[i].Failed() && o.FailedStep == nil {
+		if steps[i].Fails() && o.FailedStep == nil {
 			o.FailedStep = &steps[i]
 		}
 	}

@@ -148,12 +148,16 @@ func (StepStatus) EnumDescriptor() ([]byte, []int) {
 }
 
 type Step struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Status        StepStatus             `protobuf:"varint,2,opt,name=status,proto3,enum=sluice.build.v1.StepStatus" json:"status,omitempty"`
-	ExitCode      int32                  `protobuf:"varint,3,opt,name=exit_code,json=exitCode,proto3" json:"exit_code,omitempty"`
-	StartTime     *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
-	EndTime       *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=end_time,json=endTime,proto3" json:"end_time,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Name      string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Status    StepStatus             `protobuf:"varint,2,opt,name=status,proto3,enum=sluice.build.v1.StepStatus" json:"status,omitempty"`
+	ExitCode  int32                  `protobuf:"varint,3,opt,name=exit_code,json=exitCode,proto3" json:"exit_code,omitempty"`
+	StartTime *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
+	EndTime   *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=end_time,json=endTime,proto3" json:"end_time,omitempty"`
+	// How many times the step ran (retry); 0 for one that did not.
+	Tries int32 `protobuf:"varint,6,opt,name=tries,proto3" json:"tries,omitempty"`
+	// Why a SKIPPED step did not run, or why a step failed without running.
+	Reason        string `protobuf:"bytes,7,opt,name=reason,proto3" json:"reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -221,6 +225,20 @@ func (x *Step) GetEndTime() *timestamppb.Timestamp {
 		return x.EndTime
 	}
 	return nil
+}
+
+func (x *Step) GetTries() int32 {
+	if x != nil {
+		return x.Tries
+	}
+	return 0
+}
+
+func (x *Step) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
 }
 
 // Artifact is a file a build kept, stored in the artifact object store.
@@ -1008,14 +1026,16 @@ var File_sluice_build_v1_build_proto protoreflect.FileDescriptor
 
 const file_sluice_build_v1_build_proto_rawDesc = "" +
 	"\n" +
-	"\x1bsluice/build/v1/build.proto\x12\x0fsluice.build.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bsluice/auth/v1/policy.proto\"\xde\x01\n" +
+	"\x1bsluice/build/v1/build.proto\x12\x0fsluice.build.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bsluice/auth/v1/policy.proto\"\x8c\x02\n" +
 	"\x04Step\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x123\n" +
 	"\x06status\x18\x02 \x01(\x0e2\x1b.sluice.build.v1.StepStatusR\x06status\x12\x1b\n" +
 	"\texit_code\x18\x03 \x01(\x05R\bexitCode\x129\n" +
 	"\n" +
 	"start_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x125\n" +
-	"\bend_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\"\xb0\x01\n" +
+	"\bend_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\x12\x14\n" +
+	"\x05tries\x18\x06 \x01(\x05R\x05tries\x12\x16\n" +
+	"\x06reason\x18\a \x01(\tR\x06reason\"\xb0\x01\n" +
 	"\bArtifact\x124\n" +
 	"\x04name\x18\x01 \x01(\tB \xbaH\x1dr\x1b\x10\x01\x18?2\x15^[a-z0-9][a-z0-9_-]*$R\x04name\x12\"\n" +
 	"\x06object\x18\x02 \x01(\tB\n" +

@@ -215,7 +215,25 @@ type Step struct {
 	// The container image the step runs in (`/bin/sh -c run`, with the
 	// workspace as its working directory); empty runs it as a process on
 	// the worker's host.
-	Image         string `protobuf:"bytes,6,opt,name=image,proto3" json:"image,omitempty"`
+	Image string `protobuf:"bytes,6,opt,name=image,proto3" json:"image,omitempty"`
+	// The steps of the stage this one waits for, each of which must succeed
+	// (or fail with allow_failure) for it to run; a matrix step's name
+	// stands for its every cell. The parser expands names to cells, so a
+	// pipeline in an event names cells. When no step of a stage has
+	// depends_on, its steps run one after the other in the file's order.
+	DependsOn []string `protobuf:"bytes,7,rep,name=depends_on,json=dependsOn,proto3" json:"depends_on,omitempty"`
+	// A condition (an expr-lang expression, see docs/pipeline.md) the step
+	// runs under; empty means "when every step before has succeeded".
+	When string `protobuf:"bytes,8,opt,name=when,proto3" json:"when,omitempty"`
+	// How many more times the step runs when it fails.
+	Retry int32 `protobuf:"varint,9,opt,name=retry,proto3" json:"retry,omitempty"`
+	// The step's failure does not fail the stage.
+	AllowFailure bool `protobuf:"varint,10,opt,name=allow_failure,json=allowFailure,proto3" json:"allow_failure,omitempty"`
+	// For a cell of a matrix step: the step the file names (matrix_of), the
+	// cell's name being it and the cell's values; matrix maps each axis to
+	// the cell's value.
+	MatrixOf      string            `protobuf:"bytes,11,opt,name=matrix_of,json=matrixOf,proto3" json:"matrix_of,omitempty"`
+	Matrix        map[string]string `protobuf:"bytes,12,rep,name=matrix,proto3" json:"matrix,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -292,13 +310,58 @@ func (x *Step) GetImage() string {
 	return ""
 }
 
+func (x *Step) GetDependsOn() []string {
+	if x != nil {
+		return x.DependsOn
+	}
+	return nil
+}
+
+func (x *Step) GetWhen() string {
+	if x != nil {
+		return x.When
+	}
+	return ""
+}
+
+func (x *Step) GetRetry() int32 {
+	if x != nil {
+		return x.Retry
+	}
+	return 0
+}
+
+func (x *Step) GetAllowFailure() bool {
+	if x != nil {
+		return x.AllowFailure
+	}
+	return false
+}
+
+func (x *Step) GetMatrixOf() string {
+	if x != nil {
+		return x.MatrixOf
+	}
+	return ""
+}
+
+func (x *Step) GetMatrix() map[string]string {
+	if x != nil {
+		return x.Matrix
+	}
+	return nil
+}
+
 type BuildSpec struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	Steps     []*Step                `protobuf:"bytes,1,rep,name=steps,proto3" json:"steps,omitempty"`
 	Artifacts []*ArtifactSpec        `protobuf:"bytes,2,rep,name=artifacts,proto3" json:"artifacts,omitempty"`
 	// Containers started before the first step and removed after the last,
 	// reachable from the steps by their names.
-	Services      []*ServiceSpec `protobuf:"bytes,3,rep,name=services,proto3" json:"services,omitempty"`
+	Services []*ServiceSpec `protobuf:"bytes,3,rep,name=services,proto3" json:"services,omitempty"`
+	// How many steps of the stage run at once, at most (0: the service's
+	// max-parallel-steps setting, which also caps it).
+	MaxParallel   int32 `protobuf:"varint,4,opt,name=max_parallel,json=maxParallel,proto3" json:"max_parallel,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -352,6 +415,13 @@ func (x *BuildSpec) GetServices() []*ServiceSpec {
 		return x.Services
 	}
 	return nil
+}
+
+func (x *BuildSpec) GetMaxParallel() int32 {
+	if x != nil {
+		return x.MaxParallel
+	}
+	return 0
 }
 
 // ServiceSpec is a container that runs beside a stage's steps (a database
@@ -487,7 +557,10 @@ type TestSpec struct {
 	Steps   []*Step                `protobuf:"bytes,1,rep,name=steps,proto3" json:"steps,omitempty"`
 	Reports []*ReportSpec          `protobuf:"bytes,2,rep,name=reports,proto3" json:"reports,omitempty"`
 	// As BuildSpec.services.
-	Services      []*ServiceSpec `protobuf:"bytes,3,rep,name=services,proto3" json:"services,omitempty"`
+	Services []*ServiceSpec `protobuf:"bytes,3,rep,name=services,proto3" json:"services,omitempty"`
+	// How many steps of the stage run at once, at most (0: the service's
+	// max-parallel-steps setting, which also caps it).
+	MaxParallel   int32 `protobuf:"varint,4,opt,name=max_parallel,json=maxParallel,proto3" json:"max_parallel,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -541,6 +614,13 @@ func (x *TestSpec) GetServices() []*ServiceSpec {
 		return x.Services
 	}
 	return nil
+}
+
+func (x *TestSpec) GetMaxParallel() int32 {
+	if x != nil {
+		return x.MaxParallel
+	}
+	return 0
 }
 
 type ReportSpec struct {
@@ -845,6 +925,64 @@ func (*VerifySpec_Http) isVerifySpec_Check() {}
 
 func (*VerifySpec_Command) isVerifySpec_Check() {}
 
+// Changes are the paths a run's commits changed (against the commit the
+// branch held before them, or the commit's parent), as a step's when:
+// condition reads them with changed().
+type Changes struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// At most 1000 paths.
+	Paths []string `protobuf:"bytes,1,rep,name=paths,proto3" json:"paths,omitempty"`
+	// Every changed path is listed; false when they are not known or were
+	// more than fit (changed() is then true for any glob).
+	Complete      bool `protobuf:"varint,2,opt,name=complete,proto3" json:"complete,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Changes) Reset() {
+	*x = Changes{}
+	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Changes) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Changes) ProtoMessage() {}
+
+func (x *Changes) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Changes.ProtoReflect.Descriptor instead.
+func (*Changes) Descriptor() ([]byte, []int) {
+	return file_sluice_source_v1_pipeline_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *Changes) GetPaths() []string {
+	if x != nil {
+		return x.Paths
+	}
+	return nil
+}
+
+func (x *Changes) GetComplete() bool {
+	if x != nil {
+		return x.Complete
+	}
+	return false
+}
+
 var File_sluice_source_v1_pipeline_proto protoreflect.FileDescriptor
 
 const file_sluice_source_v1_pipeline_proto_rawDesc = "" +
@@ -853,26 +991,38 @@ const file_sluice_source_v1_pipeline_proto_rawDesc = "" +
 	"\bPipeline\x121\n" +
 	"\x05build\x18\x01 \x01(\v2\x1b.sluice.source.v1.BuildSpecR\x05build\x12.\n" +
 	"\x04test\x18\x02 \x01(\v2\x1a.sluice.source.v1.TestSpecR\x04test\x127\n" +
-	"\arelease\x18\x03 \x01(\v2\x1d.sluice.source.v1.ReleaseSpecR\arelease\"\xcc\x06\n" +
+	"\arelease\x18\x03 \x01(\v2\x1d.sluice.source.v1.ReleaseSpecR\arelease\"\xe0\t\n" +
 	"\x04Step\x124\n" +
 	"\x04name\x18\x01 \x01(\tB \xbaH\x1dr\x1b\x10\x01\x18?2\x15^[a-z0-9][a-z0-9_-]*$R\x04name\x12\x1d\n" +
 	"\x03run\x18\x02 \x01(\tB\v\xbaH\br\x06\x10\x01(\x80\x80\x04R\x03run\x12C\n" +
 	"\atimeout\x18\x03 \x01(\v2\x19.google.protobuf.DurationB\x0e\xbaH\v\xaa\x01\b\"\x04\b\x80\xa3\x052\x00R\atimeout\x12c\n" +
 	"\x03env\x18\x04 \x03(\v2\x1f.sluice.source.v1.Step.EnvEntryB0\xbaH-\x9a\x01*\x10d\"\x1fr\x1d\x18\x80\x012\x18^[A-Za-z_][A-Za-z0-9_]*$*\x05r\x03(\x80@R\x03env\x12\x89\x01\n" +
 	"\asecrets\x18\x05 \x03(\v2#.sluice.source.v1.Step.SecretsEntryBJ\xbaHG\x9a\x01D\x10d\"\x1fr\x1d\x18\x80\x012\x18^[A-Za-z_][A-Za-z0-9_]*$*\x1fr\x1d\x18\x80\x012\x18^[A-Za-z_][A-Za-z0-9_]*$R\asecrets\x12\xcf\x01\n" +
-	"\x05image\x18\x06 \x01(\tB\xb8\x01\xbaH\xb4\x01\xd8\x01\x01r\xae\x01\x18\xff\x012\xa8\x01^([a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?/)?[a-z0-9]+([._-]{1,2}[a-z0-9]+)*(/[a-z0-9]+([._-]{1,2}[a-z0-9]+)*)*(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[a-f0-9]{64})?$R\x05image\x1a6\n" +
+	"\x05image\x18\x06 \x01(\tB\xb8\x01\xbaH\xb4\x01\xd8\x01\x01r\xae\x01\x18\xff\x012\xa8\x01^([a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?/)?[a-z0-9]+([._-]{1,2}[a-z0-9]+)*(/[a-z0-9]+([._-]{1,2}[a-z0-9]+)*)*(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[a-f0-9]{64})?$R\x05image\x12F\n" +
+	"\n" +
+	"depends_on\x18\a \x03(\tB'\xbaH$\x92\x01!\x10d\"\x1dr\x1b\x10\x01\x18?2\x15^[a-z0-9][a-z0-9_-]*$R\tdependsOn\x12\x1c\n" +
+	"\x04when\x18\b \x01(\tB\b\xbaH\x05r\x03(\x80\bR\x04when\x12\x1f\n" +
+	"\x05retry\x18\t \x01(\x05B\t\xbaH\x06\x1a\x04\x18\x05(\x00R\x05retry\x12#\n" +
+	"\rallow_failure\x18\n" +
+	" \x01(\bR\fallowFailure\x12>\n" +
+	"\tmatrix_of\x18\v \x01(\tB!\xbaH\x1er\x1c\x18?2\x18^([a-z0-9][a-z0-9_-]*)?$R\bmatrixOf\x12k\n" +
+	"\x06matrix\x18\f \x03(\v2\".sluice.source.v1.Step.MatrixEntryB/\xbaH,\x9a\x01)\x10\b\"\x1er\x1c\x18?2\x18^[A-Za-z_][A-Za-z0-9_]*$*\x05r\x03\x18\xff\x01R\x06matrix\x1a6\n" +
 	"\bEnvEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a:\n" +
 	"\fSecretsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a9\n" +
+	"\vMatrixEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01:s\xbaHp\x1an\n" +
-	"\x12step.env_or_secret\x121a variable must not be both in env and in secrets\x1a%this.secrets.all(k, !(k in this.env))\"\xfa\x03\n" +
+	"\x12step.env_or_secret\x121a variable must not be both in env and in secrets\x1a%this.secrets.all(k, !(k in this.env))\"\xa8\x04\n" +
 	"\tBuildSpec\x126\n" +
 	"\x05steps\x18\x01 \x03(\v2\x16.sluice.source.v1.StepB\b\xbaH\x05\x92\x01\x02\x10dR\x05steps\x12F\n" +
 	"\tartifacts\x18\x02 \x03(\v2\x1e.sluice.source.v1.ArtifactSpecB\b\xbaH\x05\x92\x01\x02\x10dR\tartifacts\x12C\n" +
 	"\bservices\x18\x03 \x03(\v2\x1d.sluice.source.v1.ServiceSpecB\b\xbaH\x05\x92\x01\x02\x10\n" +
-	"R\bservices:\xa7\x02\xbaH\xa3\x02\x1aX\n" +
+	"R\bservices\x12,\n" +
+	"\fmax_parallel\x18\x04 \x01(\x05B\t\xbaH\x06\x1a\x04\x18@(\x00R\vmaxParallel:\xa7\x02\xbaH\xa3\x02\x1aX\n" +
 	"\x17build.unique_step_names\x12\x19step names must be unique\x1a\"this.steps.map(s, s.name).unique()\x1ad\n" +
 	"\x1bbuild.unique_artifact_names\x12\x1dartifact names must be unique\x1a&this.artifacts.map(a, a.name).unique()\x1aa\n" +
 	"\x1abuild.unique_service_names\x12\x1cservice names must be unique\x1a%this.services.map(s, s.name).unique()\"\xe0\x03\n" +
@@ -887,12 +1037,13 @@ const file_sluice_source_v1_pipeline_proto_rawDesc = "" +
 	"\fArtifactSpec\x124\n" +
 	"\x04name\x18\x01 \x01(\tB \xbaH\x1dr\x1b\x10\x01\x18?2\x15^[a-z0-9][a-z0-9_-]*$R\x04name\x12\xac\x01\n" +
 	"\x04path\x18\x02 \x01(\tB\x97\x01\xbaH\x93\x01\xba\x01\x88\x01\n" +
-	"\rpath.relative\x12;must be relative to the workspace and must not contain \"..\"\x1a:!this.startsWith('/') && !this.matches('(^|/)\\\\.\\\\.(/|$)')r\x05\x10\x01\x18\x80\bR\x04path\"\x8b\x03\n" +
+	"\rpath.relative\x12;must be relative to the workspace and must not contain \"..\"\x1a:!this.startsWith('/') && !this.matches('(^|/)\\\\.\\\\.(/|$)')r\x05\x10\x01\x18\x80\bR\x04path\"\xb9\x03\n" +
 	"\bTestSpec\x126\n" +
 	"\x05steps\x18\x01 \x03(\v2\x16.sluice.source.v1.StepB\b\xbaH\x05\x92\x01\x02\x10dR\x05steps\x12@\n" +
 	"\areports\x18\x02 \x03(\v2\x1c.sluice.source.v1.ReportSpecB\b\xbaH\x05\x92\x01\x02\x102R\areports\x12C\n" +
 	"\bservices\x18\x03 \x03(\v2\x1d.sluice.source.v1.ServiceSpecB\b\xbaH\x05\x92\x01\x02\x10\n" +
-	"R\bservices:\xbf\x01\xbaH\xbb\x01\x1aW\n" +
+	"R\bservices\x12,\n" +
+	"\fmax_parallel\x18\x04 \x01(\x05B\t\xbaH\x06\x1a\x04\x18@(\x00R\vmaxParallel:\xbf\x01\xbaH\xbb\x01\x1aW\n" +
 	"\x16test.unique_step_names\x12\x19step names must be unique\x1a\"this.steps.map(s, s.name).unique()\x1a`\n" +
 	"\x19test.unique_service_names\x12\x1cservice names must be unique\x1a%this.services.map(s, s.name).unique()\"\xff\x01\n" +
 	"\n" +
@@ -926,7 +1077,11 @@ const file_sluice_source_v1_pipeline_proto_rawDesc = "" +
 	"\vhttp.scheme\x12\"must be an http:// or https:// URL\x1a9this.startsWith('http://') || this.startsWith('https://')r\x06\x18\x80\x10\x88\x01\x01H\x00R\x04http\x12'\n" +
 	"\acommand\x18\x02 \x01(\tB\v\xbaH\br\x06\x10\x01(\x80\x80\x04H\x00R\acommand\x12C\n" +
 	"\atimeout\x18\x03 \x01(\v2\x19.google.protobuf.DurationB\x0e\xbaH\v\xaa\x01\b\"\x04\b\x80\xa3\x052\x00R\atimeoutB\x0e\n" +
-	"\x05check\x12\x05\xbaH\x02\b\x01*j\n" +
+	"\x05check\x12\x05\xbaH\x02\b\x01\"M\n" +
+	"\aChanges\x12&\n" +
+	"\x05paths\x18\x01 \x03(\tB\x10\xbaH\r\x92\x01\n" +
+	"\x10\xe8\a\"\x05r\x03\x18\x80\bR\x05paths\x12\x1a\n" +
+	"\bcomplete\x18\x02 \x01(\bR\bcomplete*j\n" +
 	"\fReportFormat\x12\x1d\n" +
 	"\x19REPORT_FORMAT_UNSPECIFIED\x10\x00\x12\x1e\n" +
 	"\x1aREPORT_FORMAT_GO_TEST_JSON\x10\x01\x12\x1b\n" +
@@ -950,7 +1105,7 @@ func file_sluice_source_v1_pipeline_proto_rawDescGZIP() []byte {
 }
 
 var file_sluice_source_v1_pipeline_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_sluice_source_v1_pipeline_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_sluice_source_v1_pipeline_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_sluice_source_v1_pipeline_proto_goTypes = []any{
 	(ReportFormat)(0),           // 0: sluice.source.v1.ReportFormat
 	(OnInterrupt)(0),            // 1: sluice.source.v1.OnInterrupt
@@ -964,40 +1119,43 @@ var file_sluice_source_v1_pipeline_proto_goTypes = []any{
 	(*ReleaseSpec)(nil),         // 9: sluice.source.v1.ReleaseSpec
 	(*EnvironmentSpec)(nil),     // 10: sluice.source.v1.EnvironmentSpec
 	(*VerifySpec)(nil),          // 11: sluice.source.v1.VerifySpec
-	nil,                         // 12: sluice.source.v1.Step.EnvEntry
-	nil,                         // 13: sluice.source.v1.Step.SecretsEntry
-	nil,                         // 14: sluice.source.v1.ServiceSpec.EnvEntry
-	nil,                         // 15: sluice.source.v1.EnvironmentSpec.EnvEntry
-	nil,                         // 16: sluice.source.v1.EnvironmentSpec.SecretsEntry
-	(*durationpb.Duration)(nil), // 17: google.protobuf.Duration
+	(*Changes)(nil),             // 12: sluice.source.v1.Changes
+	nil,                         // 13: sluice.source.v1.Step.EnvEntry
+	nil,                         // 14: sluice.source.v1.Step.SecretsEntry
+	nil,                         // 15: sluice.source.v1.Step.MatrixEntry
+	nil,                         // 16: sluice.source.v1.ServiceSpec.EnvEntry
+	nil,                         // 17: sluice.source.v1.EnvironmentSpec.EnvEntry
+	nil,                         // 18: sluice.source.v1.EnvironmentSpec.SecretsEntry
+	(*durationpb.Duration)(nil), // 19: google.protobuf.Duration
 }
 var file_sluice_source_v1_pipeline_proto_depIdxs = []int32{
 	4,  // 0: sluice.source.v1.Pipeline.build:type_name -> sluice.source.v1.BuildSpec
 	7,  // 1: sluice.source.v1.Pipeline.test:type_name -> sluice.source.v1.TestSpec
 	9,  // 2: sluice.source.v1.Pipeline.release:type_name -> sluice.source.v1.ReleaseSpec
-	17, // 3: sluice.source.v1.Step.timeout:type_name -> google.protobuf.Duration
-	12, // 4: sluice.source.v1.Step.env:type_name -> sluice.source.v1.Step.EnvEntry
-	13, // 5: sluice.source.v1.Step.secrets:type_name -> sluice.source.v1.Step.SecretsEntry
-	3,  // 6: sluice.source.v1.BuildSpec.steps:type_name -> sluice.source.v1.Step
-	6,  // 7: sluice.source.v1.BuildSpec.artifacts:type_name -> sluice.source.v1.ArtifactSpec
-	5,  // 8: sluice.source.v1.BuildSpec.services:type_name -> sluice.source.v1.ServiceSpec
-	14, // 9: sluice.source.v1.ServiceSpec.env:type_name -> sluice.source.v1.ServiceSpec.EnvEntry
-	3,  // 10: sluice.source.v1.TestSpec.steps:type_name -> sluice.source.v1.Step
-	8,  // 11: sluice.source.v1.TestSpec.reports:type_name -> sluice.source.v1.ReportSpec
-	5,  // 12: sluice.source.v1.TestSpec.services:type_name -> sluice.source.v1.ServiceSpec
-	0,  // 13: sluice.source.v1.ReportSpec.format:type_name -> sluice.source.v1.ReportFormat
-	10, // 14: sluice.source.v1.ReleaseSpec.environments:type_name -> sluice.source.v1.EnvironmentSpec
-	17, // 15: sluice.source.v1.EnvironmentSpec.deploy_timeout:type_name -> google.protobuf.Duration
-	11, // 16: sluice.source.v1.EnvironmentSpec.verify:type_name -> sluice.source.v1.VerifySpec
-	15, // 17: sluice.source.v1.EnvironmentSpec.env:type_name -> sluice.source.v1.EnvironmentSpec.EnvEntry
-	16, // 18: sluice.source.v1.EnvironmentSpec.secrets:type_name -> sluice.source.v1.EnvironmentSpec.SecretsEntry
-	1,  // 19: sluice.source.v1.EnvironmentSpec.on_interrupt:type_name -> sluice.source.v1.OnInterrupt
-	17, // 20: sluice.source.v1.VerifySpec.timeout:type_name -> google.protobuf.Duration
-	21, // [21:21] is the sub-list for method output_type
-	21, // [21:21] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	19, // 3: sluice.source.v1.Step.timeout:type_name -> google.protobuf.Duration
+	13, // 4: sluice.source.v1.Step.env:type_name -> sluice.source.v1.Step.EnvEntry
+	14, // 5: sluice.source.v1.Step.secrets:type_name -> sluice.source.v1.Step.SecretsEntry
+	15, // 6: sluice.source.v1.Step.matrix:type_name -> sluice.source.v1.Step.MatrixEntry
+	3,  // 7: sluice.source.v1.BuildSpec.steps:type_name -> sluice.source.v1.Step
+	6,  // 8: sluice.source.v1.BuildSpec.artifacts:type_name -> sluice.source.v1.ArtifactSpec
+	5,  // 9: sluice.source.v1.BuildSpec.services:type_name -> sluice.source.v1.ServiceSpec
+	16, // 10: sluice.source.v1.ServiceSpec.env:type_name -> sluice.source.v1.ServiceSpec.EnvEntry
+	3,  // 11: sluice.source.v1.TestSpec.steps:type_name -> sluice.source.v1.Step
+	8,  // 12: sluice.source.v1.TestSpec.reports:type_name -> sluice.source.v1.ReportSpec
+	5,  // 13: sluice.source.v1.TestSpec.services:type_name -> sluice.source.v1.ServiceSpec
+	0,  // 14: sluice.source.v1.ReportSpec.format:type_name -> sluice.source.v1.ReportFormat
+	10, // 15: sluice.source.v1.ReleaseSpec.environments:type_name -> sluice.source.v1.EnvironmentSpec
+	19, // 16: sluice.source.v1.EnvironmentSpec.deploy_timeout:type_name -> google.protobuf.Duration
+	11, // 17: sluice.source.v1.EnvironmentSpec.verify:type_name -> sluice.source.v1.VerifySpec
+	17, // 18: sluice.source.v1.EnvironmentSpec.env:type_name -> sluice.source.v1.EnvironmentSpec.EnvEntry
+	18, // 19: sluice.source.v1.EnvironmentSpec.secrets:type_name -> sluice.source.v1.EnvironmentSpec.SecretsEntry
+	1,  // 20: sluice.source.v1.EnvironmentSpec.on_interrupt:type_name -> sluice.source.v1.OnInterrupt
+	19, // 21: sluice.source.v1.VerifySpec.timeout:type_name -> google.protobuf.Duration
+	22, // [22:22] is the sub-list for method output_type
+	22, // [22:22] is the sub-list for method input_type
+	22, // [22:22] is the sub-list for extension type_name
+	22, // [22:22] is the sub-list for extension extendee
+	0,  // [0:22] is the sub-list for field type_name
 }
 
 func init() { file_sluice_source_v1_pipeline_proto_init() }
@@ -1015,7 +1173,7 @@ func file_sluice_source_v1_pipeline_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sluice_source_v1_pipeline_proto_rawDesc), len(file_sluice_source_v1_pipeline_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   15,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

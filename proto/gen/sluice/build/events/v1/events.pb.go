@@ -200,8 +200,15 @@ type StepFinished struct {
 	ExitCode int32                  `protobuf:"varint,5,opt,name=exit_code,json=exitCode,proto3" json:"exit_code,omitempty"`
 	Duration *durationpb.Duration   `protobuf:"bytes,6,opt,name=duration,proto3" json:"duration,omitempty"`
 	// Set by producers since the event became a CDEvents taskrun.
-	Repository    *v1.RepositoryRef `protobuf:"bytes,7,opt,name=repository,proto3" json:"repository,omitempty"`
-	Attempt       int32             `protobuf:"varint,8,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	Repository *v1.RepositoryRef `protobuf:"bytes,7,opt,name=repository,proto3" json:"repository,omitempty"`
+	Attempt    int32             `protobuf:"varint,8,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	// How many times the step ran (its retry count and one, at most); 0
+	// for a step that did not run.
+	Tries int32 `protobuf:"varint,9,opt,name=tries,proto3" json:"tries,omitempty"`
+	// The step may fail without failing the build.
+	AllowFailure bool `protobuf:"varint,10,opt,name=allow_failure,json=allowFailure,proto3" json:"allow_failure,omitempty"`
+	// Why a SKIPPED step did not run (its condition, a failure before it).
+	Reason        string `protobuf:"bytes,11,opt,name=reason,proto3" json:"reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -292,6 +299,27 @@ func (x *StepFinished) GetAttempt() int32 {
 	return 0
 }
 
+func (x *StepFinished) GetTries() int32 {
+	if x != nil {
+		return x.Tries
+	}
+	return 0
+}
+
+func (x *StepFinished) GetAllowFailure() bool {
+	if x != nil {
+		return x.AllowFailure
+	}
+	return false
+}
+
+func (x *StepFinished) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
 // ArtifactPublished: sluice.build.artifact.published
 // (dev.cdevents.artifact.published.0.3.0).
 type ArtifactPublished struct {
@@ -376,7 +404,11 @@ type BuildFinished struct {
 	StepDuration *durationpb.Duration `protobuf:"bytes,13,opt,name=step_duration,json=stepDuration,proto3" json:"step_duration,omitempty"`
 	// The run's pipeline as source requested it (RunRequested.pipeline): the
 	// stages after build read their specs from it, so none asks source.
-	Pipeline      *v12.Pipeline `protobuf:"bytes,14,opt,name=pipeline,proto3" json:"pipeline,omitempty"`
+	Pipeline *v12.Pipeline `protobuf:"bytes,14,opt,name=pipeline,proto3" json:"pipeline,omitempty"`
+	// As RunRequested's: what the test stage's when: conditions read.
+	Ref           string       `protobuf:"bytes,15,opt,name=ref,proto3" json:"ref,omitempty"`
+	Trigger       v12.Trigger  `protobuf:"varint,16,opt,name=trigger,proto3,enum=sluice.source.v1.Trigger" json:"trigger,omitempty"`
+	Changes       *v12.Changes `protobuf:"bytes,17,opt,name=changes,proto3" json:"changes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -509,11 +541,32 @@ func (x *BuildFinished) GetPipeline() *v12.Pipeline {
 	return nil
 }
 
+func (x *BuildFinished) GetRef() string {
+	if x != nil {
+		return x.Ref
+	}
+	return ""
+}
+
+func (x *BuildFinished) GetTrigger() v12.Trigger {
+	if x != nil {
+		return x.Trigger
+	}
+	return v12.Trigger(0)
+}
+
+func (x *BuildFinished) GetChanges() *v12.Changes {
+	if x != nil {
+		return x.Changes
+	}
+	return nil
+}
+
 var File_sluice_build_events_v1_events_proto protoreflect.FileDescriptor
 
 const file_sluice_build_events_v1_events_proto_rawDesc = "" +
 	"\n" +
-	"#sluice/build/events/v1/events.proto\x12\x16sluice.build.events.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1bsluice/build/v1/build.proto\x1a$sluice/source/events/v1/events.proto\x1a\x1fsluice/source/v1/pipeline.proto\"\xd4\x01\n" +
+	"#sluice/build/events/v1/events.proto\x12\x16sluice.build.events.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1bsluice/build/v1/build.proto\x1a$sluice/source/events/v1/events.proto\x1a\x1fsluice/source/v1/pipeline.proto\x1a\x1dsluice/source/v1/source.proto\"\xd4\x01\n" +
 	"\fBuildStarted\x12\x1e\n" +
 	"\x06run_id\x18\x01 \x01(\tB\a\xbaH\x04r\x02\x10\x01R\x05runId\x12\"\n" +
 	"\bbuild_id\x18\x02 \x01(\tB\a\xbaH\x04r\x02\x10\x01R\abuildId\x12N\n" +
@@ -529,7 +582,7 @@ const file_sluice_build_events_v1_events_proto_rawDesc = "" +
 	"\n" +
 	"repository\x18\x04 \x01(\v2&.sluice.source.events.v1.RepositoryRefB\x06\xbaH\x03\xc8\x01\x01R\n" +
 	"repository\x12\x18\n" +
-	"\aattempt\x18\x05 \x01(\x05R\aattempt\"\xd1\x02\n" +
+	"\aattempt\x18\x05 \x01(\x05R\aattempt\"\xa4\x03\n" +
 	"\fStepFinished\x12\x1e\n" +
 	"\x06run_id\x18\x01 \x01(\tB\a\xbaH\x04r\x02\x10\x01R\x05runId\x12\x19\n" +
 	"\bbuild_id\x18\x02 \x01(\tR\abuildId\x12\x1b\n" +
@@ -540,11 +593,15 @@ const file_sluice_build_events_v1_events_proto_rawDesc = "" +
 	"\n" +
 	"repository\x18\a \x01(\v2&.sluice.source.events.v1.RepositoryRefR\n" +
 	"repository\x12\x18\n" +
-	"\aattempt\x18\b \x01(\x05R\aattempt\"\x8d\x01\n" +
+	"\aattempt\x18\b \x01(\x05R\aattempt\x12\x14\n" +
+	"\x05tries\x18\t \x01(\x05R\x05tries\x12#\n" +
+	"\rallow_failure\x18\n" +
+	" \x01(\bR\fallowFailure\x12\x16\n" +
+	"\x06reason\x18\v \x01(\tR\x06reason\"\x8d\x01\n" +
 	"\x11ArtifactPublished\x12\x1e\n" +
 	"\x06run_id\x18\x01 \x01(\tB\a\xbaH\x04r\x02\x10\x01R\x05runId\x12\x19\n" +
 	"\bbuild_id\x18\x02 \x01(\tR\abuildId\x12=\n" +
-	"\bartifact\x18\x03 \x01(\v2\x19.sluice.build.v1.ArtifactB\x06\xbaH\x03\xc8\x01\x01R\bartifact\"\xb1\x05\n" +
+	"\bartifact\x18\x03 \x01(\v2\x19.sluice.build.v1.ArtifactB\x06\xbaH\x03\xc8\x01\x01R\bartifact\"\xad\x06\n" +
 	"\rBuildFinished\x12<\n" +
 	"\x06run_id\x18\x01 \x01(\tB%\xbaH\"r \x18@2\x1c^[A-Za-z0-9][A-Za-z0-9._-]*$R\x05runId\x12\"\n" +
 	"\bbuild_id\x18\x02 \x01(\tB\a\xbaH\x04r\x02\x10\x01R\abuildId\x12N\n" +
@@ -563,7 +620,10 @@ const file_sluice_build_events_v1_events_proto_rawDesc = "" +
 	"\x0elast_log_lines\x18\v \x03(\tR\flastLogLines\x125\n" +
 	"\bduration\x18\f \x01(\v2\x19.google.protobuf.DurationR\bduration\x12>\n" +
 	"\rstep_duration\x18\r \x01(\v2\x19.google.protobuf.DurationR\fstepDuration\x126\n" +
-	"\bpipeline\x18\x0e \x01(\v2\x1a.sluice.source.v1.PipelineR\bpipelineB\xef\x01\n" +
+	"\bpipeline\x18\x0e \x01(\v2\x1a.sluice.source.v1.PipelineR\bpipeline\x12\x10\n" +
+	"\x03ref\x18\x0f \x01(\tR\x03ref\x123\n" +
+	"\atrigger\x18\x10 \x01(\x0e2\x19.sluice.source.v1.TriggerR\atrigger\x123\n" +
+	"\achanges\x18\x11 \x01(\v2\x19.sluice.source.v1.ChangesR\achangesB\xef\x01\n" +
 	"\x1acom.sluice.build.events.v1B\vEventsProtoP\x01ZIgithub.com/sluicehq/sluice/proto/gen/sluice/build/events/v1;buildeventsv1\xa2\x02\x03SBE\xaa\x02\x16Sluice.Build.Events.V1\xca\x02\x16Sluice\\Build\\Events\\V1\xe2\x02\"Sluice\\Build\\Events\\V1\\GPBMetadata\xea\x02\x19Sluice::Build::Events::V1b\x06proto3"
 
 var (
@@ -591,6 +651,8 @@ var file_sluice_build_events_v1_events_proto_goTypes = []any{
 	(*v11.Artifact)(nil),        // 8: sluice.build.v1.Artifact
 	(v11.BuildStatus)(0),        // 9: sluice.build.v1.BuildStatus
 	(*v12.Pipeline)(nil),        // 10: sluice.source.v1.Pipeline
+	(v12.Trigger)(0),            // 11: sluice.source.v1.Trigger
+	(*v12.Changes)(nil),         // 12: sluice.source.v1.Changes
 }
 var file_sluice_build_events_v1_events_proto_depIdxs = []int32{
 	5,  // 0: sluice.build.events.v1.BuildStarted.repository:type_name -> sluice.source.events.v1.RepositoryRef
@@ -605,11 +667,13 @@ var file_sluice_build_events_v1_events_proto_depIdxs = []int32{
 	7,  // 9: sluice.build.events.v1.BuildFinished.duration:type_name -> google.protobuf.Duration
 	7,  // 10: sluice.build.events.v1.BuildFinished.step_duration:type_name -> google.protobuf.Duration
 	10, // 11: sluice.build.events.v1.BuildFinished.pipeline:type_name -> sluice.source.v1.Pipeline
-	12, // [12:12] is the sub-list for method output_type
-	12, // [12:12] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	11, // 12: sluice.build.events.v1.BuildFinished.trigger:type_name -> sluice.source.v1.Trigger
+	12, // 13: sluice.build.events.v1.BuildFinished.changes:type_name -> sluice.source.v1.Changes
+	14, // [14:14] is the sub-list for method output_type
+	14, // [14:14] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_sluice_build_events_v1_events_proto_init() }

@@ -250,6 +250,8 @@ type RunRequested struct {
 	Trigger       v1.Trigger     `protobuf:"varint,6,opt,name=trigger,proto3,enum=sluice.source.v1.Trigger" json:"trigger,omitempty"`
 	Pipeline      *v1.Pipeline   `protobuf:"bytes,7,opt,name=pipeline,proto3" json:"pipeline,omitempty"`
 	CommitMessage string         `protobuf:"bytes,8,opt,name=commit_message,json=commitMessage,proto3" json:"commit_message,omitempty"`
+	// What the run's commits changed, for when: conditions.
+	Changes       *v1.Changes `protobuf:"bytes,9,opt,name=changes,proto3" json:"changes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -338,6 +340,13 @@ func (x *RunRequested) GetCommitMessage() string {
 		return x.CommitMessage
 	}
 	return ""
+}
+
+func (x *RunRequested) GetChanges() *v1.Changes {
+	if x != nil {
+		return x.Changes
+	}
+	return nil
 }
 
 // RunStarted: sluice.source.run.started
@@ -530,7 +539,7 @@ const file_sluice_source_events_v1_events_proto_rawDesc = "" +
 	"\x03ref\x18\x03 \x01(\tR\x03ref\x123\n" +
 	"\atrigger\x18\x04 \x01(\x0e2\x19.sluice.source.v1.TriggerR\atrigger\x12\x1f\n" +
 	"\vdelivery_id\x18\x05 \x01(\tR\n" +
-	"deliveryId\"\x91\x03\n" +
+	"deliveryId\"\xc6\x03\n" +
 	"\fRunRequested\x12<\n" +
 	"\x06run_id\x18\x01 \x01(\tB%\xbaH\"r \x18@2\x1c^[A-Za-z0-9][A-Za-z0-9._-]*$R\x05runId\x12N\n" +
 	"\n" +
@@ -541,7 +550,8 @@ const file_sluice_source_events_v1_events_proto_rawDesc = "" +
 	"\x06branch\x18\x05 \x01(\tR\x06branch\x123\n" +
 	"\atrigger\x18\x06 \x01(\x0e2\x19.sluice.source.v1.TriggerR\atrigger\x12>\n" +
 	"\bpipeline\x18\a \x01(\v2\x1a.sluice.source.v1.PipelineB\x06\xbaH\x03\xc8\x01\x01R\bpipeline\x12%\n" +
-	"\x0ecommit_message\x18\b \x01(\tR\rcommitMessage\"\xc7\x01\n" +
+	"\x0ecommit_message\x18\b \x01(\tR\rcommitMessage\x123\n" +
+	"\achanges\x18\t \x01(\v2\x19.sluice.source.v1.ChangesR\achanges\"\xc7\x01\n" +
 	"\n" +
 	"RunStarted\x12\x1e\n" +
 	"\x06run_id\x18\x01 \x01(\tB\a\xbaH\x04r\x02\x10\x01R\x05runId\x12N\n" +
@@ -585,7 +595,8 @@ var file_sluice_source_events_v1_events_proto_goTypes = []any{
 	(v1.GitCredentialKind)(0), // 6: sluice.source.v1.GitCredentialKind
 	(v1.Trigger)(0),           // 7: sluice.source.v1.Trigger
 	(*v1.Pipeline)(nil),       // 8: sluice.source.v1.Pipeline
-	(v1.RunStatus)(0),         // 9: sluice.source.v1.RunStatus
+	(*v1.Changes)(nil),        // 9: sluice.source.v1.Changes
+	(v1.RunStatus)(0),         // 10: sluice.source.v1.RunStatus
 }
 var file_sluice_source_events_v1_events_proto_depIdxs = []int32{
 	6,  // 0: sluice.source.events.v1.RepositoryRef.git_credential:type_name -> sluice.source.v1.GitCredentialKind
@@ -595,14 +606,15 @@ var file_sluice_source_events_v1_events_proto_depIdxs = []int32{
 	0,  // 4: sluice.source.events.v1.RunRequested.repository:type_name -> sluice.source.events.v1.RepositoryRef
 	7,  // 5: sluice.source.events.v1.RunRequested.trigger:type_name -> sluice.source.v1.Trigger
 	8,  // 6: sluice.source.events.v1.RunRequested.pipeline:type_name -> sluice.source.v1.Pipeline
-	0,  // 7: sluice.source.events.v1.RunStarted.repository:type_name -> sluice.source.events.v1.RepositoryRef
-	0,  // 8: sluice.source.events.v1.RunFinished.repository:type_name -> sluice.source.events.v1.RepositoryRef
-	9,  // 9: sluice.source.events.v1.RunFinished.status:type_name -> sluice.source.v1.RunStatus
-	10, // [10:10] is the sub-list for method output_type
-	10, // [10:10] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	9,  // 7: sluice.source.events.v1.RunRequested.changes:type_name -> sluice.source.v1.Changes
+	0,  // 8: sluice.source.events.v1.RunStarted.repository:type_name -> sluice.source.events.v1.RepositoryRef
+	0,  // 9: sluice.source.events.v1.RunFinished.repository:type_name -> sluice.source.events.v1.RepositoryRef
+	10, // 10: sluice.source.events.v1.RunFinished.status:type_name -> sluice.source.v1.RunStatus
+	11, // [11:11] is the sub-list for method output_type
+	11, // [11:11] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_sluice_source_events_v1_events_proto_init() }

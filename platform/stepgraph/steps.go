@@ -1,0 +1,42 @@
+package stepgraph
+
+import (
+	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
+)
+
+// Nodes are the graph of a stage's steps as the pipeline gives them.
+func Nodes(steps []*sourcev1.Step) []Node {
+	nodes := make([]Node, 0, len(steps))
+	for _, st := range steps {
+		nodes = append(nodes, Node{
+			Name:         st.GetName(),
+			Group:        st.GetMatrixOf(),
+			Matrix:       st.GetMatrix(),
+			DependsOn:    st.GetDependsOn(),
+			When:         st.GetWhen(),
+			Retries:      int(st.GetRetry()),
+			AllowFailure: st.GetAllowFailure(),
+		})
+	}
+	return nodes
+}
+
+// FactsOf are the facts of a run for its steps' conditions: its ref and
+// branch, what triggered it, what its commits changed.
+func FactsOf(repository, commit, ref, branch string, trigger sourcev1.Trigger, changes *sourcev1.Changes) Facts {
+	f := Facts{Repository: repository, Commit: commit, Ref: ref, Branch: branch,
+		Changed: changes.GetPaths(), ChangedKnown: changes.GetComplete()}
+	const tags = "refs/tags/"
+	if len(ref) > len(tags) && ref[:len(tags)] == tags {
+		f.Tag = ref[len(tags):]
+	}
+	switch {
+	case trigger == sourcev1.Trigger_TRIGGER_MANUAL:
+		f.Event = "manual"
+	case f.Tag != "":
+		f.Event = "tag"
+	default:
+		f.Event = "push"
+	}
+	return f
+}

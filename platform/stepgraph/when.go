@@ -1,0 +1,232 @@
+package stepgraph
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/bmatcuk/doublestar/v4"
+	"github.com/expr-lang/expr"
+	"github.com/expr-lang/expr/ast"
+	"github.com/expr-lang/expr/file"
+	"github.com/expr-lang/expr/vm"
+)
+
+// A step's when: condition is an expression of expr-lang
+// (https://expr-lang.org) that gives a boolean. It sees these names:
+//
+//	branch      the run's branch ("" for a tag)
+//	tag         the tag, when the run's ref is refs/tags/<tag>
+//	ref         the run's full ref
+//	event       "push" (a poll or a webhook found the commit), "tag" (the
+//	            same, for a tag) or "manual"
+//	commit      the commit's full hash
+//	repository  the repository's name
+//	matrix      the step's matrix values, by axis name (a map)
+//
+// and these functions:
+//
+//	changed(glob...)  a path the run's commits changed matches one of
+//	                  the globs ("**" for any folders); true when the
+//	                  changed paths are not known
+//	status(step)      "succeeded", "failed", "skipped" or "pending" (not
+//	                  ended yet) of a step of the stage, or of every cell
+//	                  of a matrix step at once
+//	success()         no step of the stage has failed so far
+//	failure()         a step of the stage has failed
+//	always()          true
+//
+// A condition that calls none of success, failure, always and status is
+// taken as success() && (the condition), and also needs the step's
+// dependencies to have succeeded: as in GitHub Actions, a step runs after
+// a failure only when its condition says so.
+
+// MaxConditionLength bounds a when: condition, in bytes.
+const MaxConditionLength = 1024
+
+// maxConditionNodes bounds a condition's syntax tree.
+const maxConditionNodes = 200
+
+// Facts are what a condition knows of the run.
+type Facts struct {
+	Branch, Tag, Ref, Event, Commit, Repository string
+	// Changed are the paths the run's commits changed; ChangedKnown says
+	// they are known (else changed() is true).
+	Changed      []string
+	ChangedKnown bool
+}
+
+// env is what a condition is compiled against and evaluated in.
+type env struct {
+	Branch     string            `expr:"branch"`
+	Tag        string            `expr:"tag"`
+	Ref        string            `expr:"ref"`
+	Event      string            `expr:"event"`
+	Commit     string            `expr:"commit"`
+	Repository string            `expr:"repository"`
+	Matrix     map[string]string `expr:"matrix"`
+
+	ChangedFn func(globs ...string) bool `expr:"changed"`
+	StatusFn  func(step string) string   `expr:"status"`
+	SuccessFn func() bool                `expr:"success"`
+	FailureFn func() bool                `expr:"failure"`
+	AlwaysFn  func() bool                `expr:"always"`
+}
+
+// statusFunctions are the functions that make a condition decide on its
+// own whether the step runs after a failure.
+var statusFunctions = []string{"success", "failure", "always", "status"}
+
+// Condition is a compiled when: condition.
+type Condition struct {
+	source  string
+	program *vm.Program
+	// ownsStatus: the condition calls success, failure, always or status.
+	ownsStatus bool
+}
+
+// ConditionError is a condition that does not compile: Line and Column
+// (both from 1) are its position inside the condition's text.
+type ConditionError struct {
+	Line, Column int
+	Message      string
+}
+
+func (e *ConditionError) Error() string {
+	return fmt.Sprintf("%d:%d: %s", e.Line, e.Column, e.Message)
+}
+
+// Compile checks and compiles a when: condition. steps are the names a
+// status() call may name (the stage's steps, and its matrix steps' own
+// names); a status() of another name, or of a name that is not a string
+// literal, is an error.
+func Compile(source string, steps []string) (*Condition, error) {
+	if len(source) > MaxConditionLength {
+		return nil, &ConditionError{Line: 1, Column: 1, Message: fmt.Sprintf("the condition is %d bytes; at most %d", len(source), MaxConditionLength)}
+	}
+	if strings.TrimSpace(source) == "" {
+		return nil, &ConditionError{Line: 1, Column: 1, Message: "the condition is empty"}
+	}
+	program, err := expr.Compile(source, expr.Env(env{}), expr.AsBool(), expr.MaxNodes(maxConditionNodes))
+	if err != nil {
+		var fe *file.Error
+		if errors.As(err, &fe) {
+			return nil, &ConditionError{Line: max(fe.Line, 1), Column: fe.Column + 1, Message: fe.Message}
+		}
+		return nil, &ConditionError{Line: 1, Column: 1, Message: err.Error()}
+	}
+	c := &Condition{source: source, program: program}
+	v := &calls{source: source, steps: steps}
+	node := program.Node()
+	ast.Walk(&node, v)
+	if v.err != nil {
+		return nil, v.err
+	}
+	c.ownsStatus = v.ownsStatus
+	return c, nil
+}
+
+// String is the condition's text.
+func (c *Condition) String() string { return c.source }
+
+// calls checks the function calls of a condition.
+type calls struct {
+	source     string
+	steps      []string
+	ownsStatus bool
+	err        error
+}
+
+func (v *calls) Visit(node *ast.Node) {
+	call, ok := (*node).(*ast.CallNode)
+	if !ok || v.err != nil {
+		return
+	}
+	callee, ok := call.Callee.(*ast.IdentifierNode)
+	if !ok {
+		return
+	}
+	if slices.Contains(statusFunctions, callee.Value) {
+		v.ownsStatus = true
+	}
+	switch callee.Value {
+	case "status":
+		if len(call.Arguments) != 1 {
+			return // the type check has refused it
+		}
+		name, ok := call.Arguments[0].(*ast.StringNode)
+		if !ok {
+			v.err = v.at(call.Arguments[0], "status() takes a step's name as a quoted string")
+			return
+		}
+		if !slices.Contains(v.steps, name.Value) {
+			v.err = v.at(call.Arguments[0], fmt.Sprintf("status(%q): the stage has no step %q", name.Value, name.Value))
+		}
+	case "changed":
+		for _, arg := range call.Arguments {
+			glob, ok := arg.(*ast.StringNode)
+			if !ok {
+				v.err = v.at(arg, "changed() takes globs as quoted strings")
+				return
+			}
+			if !doublestar.ValidatePattern(glob.Value) {
+				v.err = v.at(arg, fmt.Sprintf("changed(%q): not a valid glob", glob.Value))
+				return
+			}
+		}
+	}
+}
+
+// at is a ConditionError at node.
+func (v *calls) at(node ast.Node, msg string) error {
+	loc := node.Location()
+	e := (&file.Error{Location: loc, Message: msg}).Bind(file.NewSource(v.source))
+	return &ConditionError{Line: max(e.Line, 1), Column: e.Column + 1, Message: msg}
+}
+
+// state is what a condition's status functions read while a stage runs.
+type state interface {
+	status(name string) string
+	failed() bool
+}
+
+// eval evaluates c for a step with its matrix values.
+func (c *Condition) eval(f Facts, matrix map[string]string, st state) (bool, error) {
+	e := env{
+		Branch: f.Branch, Tag: f.Tag, Ref: f.Ref, Event: f.Event, Commit: f.Commit, Repository: f.Repository,
+		Matrix:    matrix,
+		ChangedFn: func(globs ...string) bool { return changed(f, globs) },
+		StatusFn:  st.status,
+		SuccessFn: func() bool { return !st.failed() },
+		FailureFn: st.failed,
+		AlwaysFn:  func() bool { return true },
+	}
+	if e.Matrix == nil {
+		e.Matrix = map[string]string{}
+	}
+	out, err := expr.Run(c.program, e)
+	if err != nil {
+		return false, fmt.Errorf("when %q: %w", c.source, err)
+	}
+	ok, isBool := out.(bool)
+	if !isBool {
+		return false, fmt.Errorf("when %q gave %T, not a boolean", c.source, out)
+	}
+	return ok, nil
+}
+
+// changed says whether one of the paths f knows matches one of globs.
+func changed(f Facts, globs []string) bool {
+	if !f.ChangedKnown {
+		return true
+	}
+	for _, p := range f.Changed {
+		for _, g := range globs {
+			if ok, _ := doublestar.Match(g, p); ok {
+				return true
+			}
+		}
+	}
+	return false
+}
