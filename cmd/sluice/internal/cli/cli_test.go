@@ -738,3 +738,34 @@ func TestFailedStageSaysWhyOnce(t *testing.T) {
 		t.Errorf("show prints the last line %d times:\n%s", n, r.stdout)
 	}
 }
+
+// show lists each stage's steps as build and test tell them: status,
+// tries, and why a step did not run.
+func TestShowListsTheSteps(t *testing.T) {
+	t.Parallel()
+	f := startFake(t, true)
+	f.source.addRun(helloRun("r1", sourcev1.RunStatus_RUN_STATUS_SUCCEEDED))
+	f.build.mu.Lock()
+	f.build.builds = map[string]*buildv1.Build{"r1": {RunId: "r1", Steps: []*buildv1.Step{
+		{Name: "compile", Status: buildv1.StepStatus_STEP_STATUS_SUCCEEDED, Tries: 2},
+		{Name: "release-only", Status: buildv1.StepStatus_STEP_STATUS_SKIPPED, Reason: "when branch == \"release\" is false"},
+	}}}
+	f.build.mu.Unlock()
+	f.test.mu.Lock()
+	f.test.runs = map[string]*testv1.TestRun{"r1": {RunId: "r1", Steps: []*testv1.Step{
+		{Name: "unit", Status: testv1.StepStatus_STEP_STATUS_FAILED, ExitCode: 3, Tries: 1},
+	}}}
+	f.test.mu.Unlock()
+	r := run(t, f.env(), "show", "r1")
+	if r.code != 0 {
+		t.Fatalf("exit %d, stderr %q", r.code, r.stderr)
+	}
+	for _, want := range []string{
+		"build steps:\n  compile      succeeded  2 tries\n  release-only skipped    when branch == \"release\" is false\n",
+		"test steps:\n  unit failed\n",
+	} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("show has no\n%s\nin\n%s", want, r.stdout)
+		}
+	}
+}

@@ -14,9 +14,11 @@ import (
 	"github.com/spf13/cobra"
 	"google.golang.org/protobuf/proto"
 
+	buildv1 "github.com/sluicehq/sluice/proto/gen/sluice/build/v1"
 	notifyv1 "github.com/sluicehq/sluice/proto/gen/sluice/notify/v1"
 	releasev1 "github.com/sluicehq/sluice/proto/gen/sluice/release/v1"
 	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
+	testv1 "github.com/sluicehq/sluice/proto/gen/sluice/test/v1"
 )
 
 // render prints res as JSON with --output json, else as text prints it.
@@ -304,6 +306,7 @@ a failed stage with its failing step, exit code and last log lines.`,
 			res, err := s.source().GetRun(cmd.Context(), &sourcev1.GetRunRequest{RunId: args[0]})
 			return s.render(res, err, func() error {
 				s.printRun(res.GetRun())
+				s.printSteps(cmd.Context(), res.GetRun())
 				return nil
 			})
 		},
@@ -337,6 +340,62 @@ func (s *session) printRun(r *sourcev1.Run) {
 		}
 		for _, l := range st.GetLastLogLines() {
 			fmt.Fprintf(w, "           | %s\n", sanitizeLine(l))
+		}
+	}
+}
+
+// printSteps lists the steps of the run's build and test stages, as the
+// build and test services tell them: each step's status, its tries when
+// it ran more than once, and why one did not run. A stage not started
+// yet (or a service that does not answer) lists none.
+func (s *session) printSteps(ctx context.Context, r *sourcev1.Run) {
+	type step struct {
+		name, status, reason string
+		tries                int32
+	}
+	var stages [][]step
+	var names []string
+	if len(r.GetPipeline().GetBuild().GetSteps()) > 0 {
+		if res, err := s.build().GetBuild(ctx, &buildv1.GetBuildRequest{RunId: r.GetId()}); err == nil {
+			var steps []step
+			for _, st := range res.GetBuild().GetSteps() {
+				steps = append(steps, step{st.GetName(), enumWord(st.GetStatus().String(), "STEP_STATUS_"), st.GetReason(), st.GetTries()})
+			}
+			stages, names = append(stages, steps), append(names, "build")
+		}
+	}
+	if len(r.GetPipeline().GetTest().GetSteps()) > 0 {
+		if res, err := s.test().GetTestRun(ctx, &testv1.GetTestRunRequest{RunId: r.GetId()}); err == nil {
+			var steps []step
+			for _, st := range res.GetTestRun().GetSteps() {
+				steps = append(steps, step{st.GetName(), enumWord(st.GetStatus().String(), "STEP_STATUS_"), st.GetReason(), st.GetTries()})
+			}
+			stages, names = append(stages, steps), append(names, "test")
+		}
+	}
+	w := s.app.Stdout
+	for i, steps := range stages {
+		if len(steps) == 0 {
+			continue
+		}
+		fmt.Fprintf(w, "%s steps:\n", names[i])
+		width := 0
+		for _, st := range steps {
+			width = max(width, len(st.name))
+		}
+		for _, st := range steps {
+			var notes []string
+			if st.tries > 1 {
+				notes = append(notes, fmt.Sprintf("%d tries", st.tries))
+			}
+			if st.reason != "" {
+				notes = append(notes, sanitizeLine(st.reason))
+			}
+			if len(notes) == 0 {
+				fmt.Fprintf(w, "  %-*s %s\n", width, sanitizeLine(st.name), s.style.status(st.status, 0))
+				continue
+			}
+			fmt.Fprintf(w, "  %-*s %s %s\n", width, sanitizeLine(st.name), s.style.status(st.status, 10), strings.Join(notes, "; "))
 		}
 	}
 }

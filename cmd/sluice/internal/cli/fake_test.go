@@ -165,8 +165,19 @@ func (f *fakeSource) GetRun(_ context.Context, req *sourcev1.GetRunRequest) (*so
 
 type fakeBuild struct {
 	buildv1connect.UnimplementedBuildServiceHandler
-	mu   sync.Mutex
-	logs map[string][]*buildv1.LogLine
+	mu     sync.Mutex
+	logs   map[string][]*buildv1.LogLine
+	builds map[string]*buildv1.Build // by run id
+}
+
+func (f *fakeBuild) GetBuild(_ context.Context, req *buildv1.GetBuildRequest) (*buildv1.GetBuildResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	b, ok := f.builds[req.GetRunId()]
+	if !ok {
+		return nil, connect.NewError(connect.CodeNotFound, errors.New("build: not found"))
+	}
+	return &buildv1.GetBuildResponse{Build: b}, nil
 }
 
 func (f *fakeBuild) GetLogs(_ context.Context, req *buildv1.GetLogsRequest) (*buildv1.GetLogsResponse, error) {
@@ -197,6 +208,17 @@ type fakeTest struct {
 	testv1connect.UnimplementedTestServiceHandler
 	mu   sync.Mutex
 	logs map[string][]*testv1.LogLine
+	runs map[string]*testv1.TestRun // by run id
+}
+
+func (f *fakeTest) GetTestRun(_ context.Context, req *testv1.GetTestRunRequest) (*testv1.GetTestRunResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	r, ok := f.runs[req.GetRunId()]
+	if !ok {
+		return nil, connect.NewError(connect.CodeNotFound, errors.New("test run: not found"))
+	}
+	return &testv1.GetTestRunResponse{TestRun: r}, nil
 }
 
 func (f *fakeTest) GetLogs(_ context.Context, req *testv1.GetLogsRequest) (*testv1.GetLogsResponse, error) {
