@@ -105,12 +105,13 @@ load: test-clean
 test-containers: test-clean
 	go test -v -count=1 -timeout 45m $(CONTAINER_PKGS)
 
-## bench: the platform overhead benchmark (prints p50/p95 and runs/s, and each against a floor measured in the same run), the cost of authorization per request (p50/p99 with and without it), the secret masker's throughput on a 100 MB log with 50 secrets (MB/s), and a step's start to end on the process executor, in a container, and with a plain `docker run` (p50/p95 of 30).
+## bench: the platform overhead benchmark (prints p50/p95 and runs/s, and each against a floor measured in the same run), the cost of authorization per request (p50/p99 with and without it), the secret masker's throughput on a 100 MB log with 50 secrets (MB/s), and a step's start to end on the process executor, in a container, and with a plain `docker run` (p50/p95 of 30), and what ordering a stage of 100 steps costs (one after the other, a graph of 10 layers, 100 conditions; µs per step).
 bench:
 	go test -run '^$$' -bench . -benchtime 1x -timeout 30m ./cmd/sluice/internal/platformbench/
 	go test -run '^$$' -bench . -benchtime 5000x ./platform/auth/
 	go test -run '^$$' -bench . -benchtime 3x ./platform/secretmask/
 	go test -run '^$$' -bench . -benchtime 1x ./platform/executor/container/
+	go test -run '^$$' -bench . -benchtime 200x ./platform/stepgraph/
 
 ## fuzz: every fuzz target of the repository (a func FuzzXxx in a _test.go) for FUZZTIME each (10s by default), one after the other: at the default about 13 s per target with the build cache warm, a minute for the five of today.
 ## A target that fails writes the input under its package's testdata/fuzz/FuzzXxx: fix the code, and commit the file with a test that the fix makes pass.

@@ -10,7 +10,9 @@
 // pipelines did before depends_on. Once one step names depends_on, a step
 // without it depends on nothing, except that a step whose condition calls
 // success(), failure(), always() or status() waits for every step above
-// it.
+// it. Whether a step runs is decided when the steps it waits for have
+// ended, not when a slot frees: the parallel limit changes when steps run,
+// not which.
 package stepgraph
 
 import (
@@ -228,7 +230,8 @@ func (c *compiled) cycle() []int {
 }
 
 // Execute runs nodes with r: a step starts once its dependencies have
-// ended and its condition holds, at most parallel at once (at least one).
+// ended and its condition held then, at most parallel at once (at least
+// one), in the file's order.
 // It returns when every step has ended or been passed over, or at the
 // first error of r (after the steps under way have returned: their
 // context is cancelled).
@@ -237,8 +240,6 @@ func Execute(ctx context.Context, nodes []Node, facts Facts, parallel int, r Run
 	if err != nil {
 		return Result{}, err
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	x := &execution{c: c, facts: facts, r: r,
 		res: Result{Status: make([]Status, len(nodes)), Tries: make([]int, len(nodes)), Failed: -1}}
 	parallel = max(parallel, 1)
@@ -248,34 +249,58 @@ func Execute(ctx context.Context, nodes []Node, facts Facts, parallel int, r Run
 		out Outcome
 		err error
 	}
-	done := make(chan ended)
+	// Buffered for every step: a step's goroutine never waits on the loop,
+	// even when the loop has returned (a panic in r): the deferred cancel
+	// then stops the steps, and Wait waits for them.
+	done := make(chan ended, len(nodes))
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	started := make([]bool, len(nodes))
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	const (
+		waiting = iota // for its dependencies
+		queued         // decided to run, waiting for a free slot
+		started
+		over
+	)
+	state := make([]int, len(nodes))
 	running, finished := 0, 0
 	var firstErr error
 	for finished < len(nodes) {
-		// Start (or pass over) every step that can go, in the file's order.
-		for i := 0; firstErr == nil && i < len(nodes); i++ {
-			if started[i] || !x.depsEnded(i) {
-				continue
-			}
-			run, reason, failed := x.decide(i)
-			if !run {
-				started[i] = true
+		if firstErr == nil && ctx.Err() != nil {
+			firstErr = context.Cause(ctx)
+		}
+		// Decide on every step whose dependencies have ended, when they
+		// end (passing one over may let others be decided): whether it runs
+		// does not depend on when a slot frees.
+		for progressed := true; progressed && firstErr == nil; {
+			progressed = false
+			for i := range nodes {
+				if state[i] != waiting || !x.depsEnded(i) {
+					continue
+				}
+				progressed = true
+				run, reason, failed := x.decide(i)
+				if run {
+					state[i] = queued
+					continue
+				}
+				state[i] = over
 				finished++
 				x.end(i, map[bool]Status{false: Skipped, true: StepFailed}[failed])
 				if err := r.NotRun(ctx, i, reason, failed); err != nil {
 					firstErr = err
 					cancel()
+					break
 				}
-				i = -1 // passing one over may let an earlier-listed step go
+			}
+		}
+		for i := 0; firstErr == nil && i < len(nodes) && running < parallel; i++ {
+			if state[i] != queued {
 				continue
 			}
-			if running >= parallel {
-				continue
-			}
-			started[i] = true
+			state[i] = started
 			running++
 			tries := max(nodes[i].Retries, 0) + 1
 			wg.Go(func() {
@@ -299,6 +324,7 @@ func Execute(ctx context.Context, nodes []Node, facts Facts, parallel int, r Run
 		e := <-done
 		running--
 		finished++
+		state[e.i] = over
 		switch {
 		case e.err != nil:
 			if firstErr == nil {

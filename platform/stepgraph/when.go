@@ -10,6 +10,7 @@ import (
 	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/ast"
 	"github.com/expr-lang/expr/file"
+	"github.com/expr-lang/expr/parser"
 	"github.com/expr-lang/expr/vm"
 )
 
@@ -41,6 +42,11 @@ import (
 // taken as success() && (the condition), and also needs the step's
 // dependencies to have succeeded: as in GitHub Actions, a step runs after
 // a failure only when its condition says so.
+
+// allowedBuiltins are the only builtins of expr-lang a condition may call:
+// the string functions; the others (all, map, filter, repeat, ...) loop,
+// and a short condition could run for minutes.
+var allowedBuiltins = []string{"len", "lower", "upper", "trim", "trimPrefix", "trimSuffix"}
 
 // MaxConditionLength bounds a when: condition, in bytes.
 const MaxConditionLength = 1024
@@ -108,7 +114,11 @@ func Compile(source string, steps []string) (*Condition, error) {
 	if strings.TrimSpace(source) == "" {
 		return nil, &ConditionError{Line: 1, Column: 1, Message: "the condition is empty"}
 	}
-	program, err := expr.Compile(source, expr.Env(env{}), expr.AsBool(), expr.MaxNodes(maxConditionNodes))
+	opts := []expr.Option{expr.Env(env{}), expr.AsBool(), expr.MaxNodes(maxConditionNodes), expr.DisableAllBuiltins()}
+	for _, name := range allowedBuiltins {
+		opts = append(opts, expr.EnableBuiltin(name))
+	}
+	program, err := expr.Compile(source, opts...)
 	if err != nil {
 		var fe *file.Error
 		if errors.As(err, &fe) {
@@ -117,8 +127,14 @@ func Compile(source string, steps []string) (*Condition, error) {
 		return nil, &ConditionError{Line: 1, Column: 1, Message: err.Error()}
 	}
 	c := &Condition{source: source, program: program}
+	// The checks walk the tree as written: the compiler's optimizer folds
+	// constants (always() || true) and would hide calls.
+	tree, err := parser.Parse(source)
+	if err != nil {
+		return nil, &ConditionError{Line: 1, Column: 1, Message: err.Error()}
+	}
 	v := &calls{source: source, steps: steps}
-	node := program.Node()
+	node := tree.Node
 	ast.Walk(&node, v)
 	if v.err != nil {
 		return nil, v.err
@@ -139,8 +155,27 @@ type calls struct {
 }
 
 func (v *calls) Visit(node *ast.Node) {
+	if v.err != nil {
+		return
+	}
+	// What could make a condition cost more than its length: loops over
+	// ranges and predicates (all, map, ... are not enabled at all), and
+	// variables, which could also hide a status function's call.
+	switch n := (*node).(type) {
+	case *ast.PredicateNode, *ast.PointerNode:
+		v.err = v.at(*node, "predicates are not allowed in a condition")
+		return
+	case *ast.VariableDeclaratorNode:
+		v.err = v.at(*node, "let is not allowed in a condition")
+		return
+	case *ast.BinaryNode:
+		if n.Operator == ".." {
+			v.err = v.at(*node, "ranges are not allowed in a condition")
+		}
+		return
+	}
 	call, ok := (*node).(*ast.CallNode)
-	if !ok || v.err != nil {
+	if !ok {
 		return
 	}
 	callee, ok := call.Callee.(*ast.IdentifierNode)

@@ -173,7 +173,8 @@ func (s *Store) StepStarted(ctx context.Context, l Lease, idx int, at time.Time,
 		if err := hold(ctx, tx, l); err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, `UPDATE build_steps SET status = $1, started_at = $2 WHERE build_id = $3 AND idx = $4`,
+		// A try after a failed one starts the row afresh.
+		if _, err := tx.ExecContext(ctx, `UPDATE build_steps SET status = $1, started_at = $2, exit_code = 0, ended_at = 0 WHERE build_id = $3 AND idx = $4`,
 			string(domain.StepRunning), at.UnixNano(), l.BuildID, idx); err != nil {
 			return err
 		}

@@ -152,7 +152,7 @@ func (a *attempt) test(ctx context.Context) (domain.Outcome, error) {
 	facts := stepgraph.FactsOf(run.Repository.Name, run.Commit, a.bf.GetRef(), run.Branch, a.bf.GetTrigger(), a.bf.GetChanges())
 	a.steps = make([]domain.StepResult, len(spec.GetSteps()))
 	steps := &testSteps{a: a, stage: stage, ws: ws, specs: spec.GetSteps()}
-	_, err = stepgraph.Execute(ctx, stepgraph.Nodes(spec.GetSteps()), facts, a.s.cfg.Steps.Parallel(spec.GetMaxParallel()), steps)
+	graph, err := stepgraph.Execute(ctx, stepgraph.Nodes(spec.GetSteps()), facts, a.s.cfg.Steps.Parallel(spec.GetMaxParallel()), steps)
 	if errors.Is(err, executor.ErrCannotStart) || errors.As(err, new(*stepgraph.Problem)) {
 		// No other try would start it: the engine, an image, or a graph
 		// source would have refused (made by another producer).
@@ -165,7 +165,7 @@ func (a *attempt) test(ctx context.Context) (domain.Outcome, error) {
 	for _, p := range problems {
 		a.meta("", "--- "+p)
 	}
-	return domain.Decide(a.results(), problems, suites, cases), nil
+	return domain.DecideFailing(a.results(), graph.Failed, problems, suites, cases), nil
 }
 
 // results are how the steps ended so far, by position.
@@ -190,14 +190,24 @@ func (t *testSteps) Run(ctx context.Context, i int, try stepgraph.Try) (stepgrap
 	step := t.specs[i]
 	res, err := t.a.runStep(ctx, t.stage, t.ws, step, try)
 	res.AllowFailure = step.GetAllowFailure()
+	if errors.Is(err, executor.ErrCannotStart) && res.AllowFailure {
+		// A step allowed to fail that could not start fails alone.
+		t.a.meta(step.GetName(), fmt.Sprintf("--- step %s could not start: %v; allow_failure: the tests go on", step.GetName(), err))
+		res = domain.StepResult{Name: step.GetName(), ExitCode: -1, Why: "it could not start: " + err.Error(), AllowFailure: true, Tries: try.Number}
+		err = nil
+	}
 	if res.Name != "" {
 		t.a.mu.Lock()
+		// The time of every try counts.
+		res.Duration += t.a.steps[i].Duration
 		t.a.steps[i] = res
 		t.a.mu.Unlock()
 	}
 	switch {
 	case err != nil:
 		return stepgraph.Passed, err
+	case res.Why != "":
+		return stepgraph.FailedForGood, nil
 	case !res.Failed():
 		return stepgraph.Passed, nil
 	case !try.Last():

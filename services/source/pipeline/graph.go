@@ -40,6 +40,7 @@ type draft struct {
 	node      *yaml.Node
 	runNode   *yaml.Node
 	imageNode *yaml.Node
+	envNode   *yaml.Node
 	whenNode  *yaml.Node
 	depsNode  *yaml.Node
 	deps      []nameRef
@@ -66,7 +67,10 @@ func (p *parser) decodeStep(item *yaml.Node, d *draft, names map[string]int) {
 		field{key: "name", required: true, decode: func(n *yaml.Node) { step.Name = p.name(n, "step", names) }},
 		field{key: "run", required: true, decode: func(n *yaml.Node) { d.runNode, step.Run = n, p.command(n) }},
 		field{key: "timeout", decode: func(n *yaml.Node) { step.Timeout = p.duration(n) }},
-		field{key: "env", decode: func(n *yaml.Node) { step.Env, step.Secrets = p.env(n) }},
+		field{key: "env", decode: func(n *yaml.Node) {
+			d.envNode = n
+			step.Env, step.Secrets = p.env(n)
+		}},
 		field{key: "image", decode: func(n *yaml.Node) {
 			// Checked once the matrix values are in it (expand).
 			d.imageNode = n
@@ -233,13 +237,26 @@ func (p *parser) expand(drafts []*draft) []*sourcev1.Step {
 				taken[cell.Name] = true
 				cell.MatrixOf, cell.Matrix = d.step.Name, values
 			}
+			if values != nil {
+				// Each value is checked against its limit again once the
+				// matrix's are in it, and the whole expansion against the
+				// size a pipeline may have, before anything is built.
+				size := p.substitutedSize(d.runNode, "command", cell.Run, values, maxCommandSize)
+				for _, k := range slices.Sorted(maps.Keys(cell.Env)) {
+					size += p.substitutedSize(d.envNode, "the value of "+k, cell.Env[k], values, maxEnvValueSize)
+				}
+				if p.expanded += size; p.expanded > 2*MaxEncodedSize {
+					p.errorAt(resolve(d.axesNode), encodedSizeHint, "with its matrix the pipeline is more than %d bytes; at most %d", 2*MaxEncodedSize, MaxEncodedSize)
+					return steps
+				}
+			}
 			cell.Run = p.substitute(d.runNode, cell.Run, values)
 			if d.imageNode != nil && cell.Image != "" {
 				cell.Image = p.substitute(d.imageNode, cell.Image, values)
 				p.checkImage(resolve(d.imageNode), cell.Image)
 			}
 			for k, v := range cell.Env {
-				cell.Env[k] = p.substitute(d.node, v, values)
+				cell.Env[k] = p.substitute(d.envNode, v, values)
 			}
 			steps = append(steps, cell)
 			from = append(from, d)
@@ -247,6 +264,13 @@ func (p *parser) expand(drafts []*draft) []*sourcev1.Step {
 		}
 	}
 	known := slices.Sorted(maps.Keys(cells))
+	// status() may name a matrix step or one of its cells.
+	statusNames := slices.Clone(known)
+	for _, st := range steps {
+		if st.MatrixOf != "" {
+			statusNames = append(statusNames, st.Name)
+		}
+	}
 	for i, st := range steps {
 		d := from[i]
 		for _, ref := range d.deps {
@@ -273,7 +297,7 @@ func (p *parser) expand(drafts []*draft) []*sourcev1.Step {
 		if d.whenNode == nil || !isString(d.whenNode) {
 			continue // none, or reported
 		}
-		if _, err := stepgraph.Compile(d.step.When, known); err != nil {
+		if _, err := stepgraph.Compile(d.step.When, statusNames); err != nil {
 			p.conditionError(d.whenNode, err)
 			broken[d] = true
 		}
@@ -336,6 +360,21 @@ func cellName(step string, axes []axis, values map[string]string) string {
 		}, values[a.name]))
 	}
 	return strings.Join(parts, "-")
+}
+
+// substitutedSize is the size of s once values are in place of its
+// matrix references, computed without building it; over limit, it is
+// reported at n (what names the value) and counted as limit.
+func (p *parser) substitutedSize(n *yaml.Node, what, s string, values map[string]string, limit int) int {
+	size := len(s)
+	for _, m := range matrixRef.FindAllStringSubmatchIndex(s, -1) {
+		size += len(values[s[m[2]:m[3]]]) - (m[1] - m[0])
+	}
+	if size > limit {
+		p.errorAt(resolve(n), "", "with the matrix's values in it, %s is %d bytes long; at most %d are allowed", what, size, limit)
+		return limit
+	}
+	return size
 }
 
 // substitute puts the cell's values in place of ${{ matrix.NAME }} in s;

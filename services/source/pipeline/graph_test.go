@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"strings"
 	"testing"
 
 	"google.golang.org/protobuf/encoding/prototext"
@@ -166,6 +167,21 @@ build:
 				`.sluice.yaml:11:15: the matrix makes step name "c-x", which another step has (hint: rename the step)`,
 				`.sluice.yaml:15:20: expected a value (a string, a number or a boolean), got a list`,
 				`.sluice.yaml:18:15: the matrix makes 72 steps; at most 64 are allowed`,
+			},
+		},
+		{
+			name: "matrix values past a limit",
+			yaml: `version: 1
+build:
+  steps:
+    - name: f
+      run: x
+      env:
+        LONG: "${{ matrix.v }}` + strings.Repeat("z", 8177) + `"
+      matrix: {v: [abcdefghijabcdefghij]}
+`,
+			want: []string{
+				`.sluice.yaml:7:9: with the matrix's values in it, the value of LONG is 8197 bytes long; at most 8192 are allowed`,
 			},
 		},
 	} {

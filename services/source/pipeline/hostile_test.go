@@ -206,3 +206,32 @@ func TestExpandedPipelineCostsLittle(t *testing.T) {
 		t.Errorf("reading a file of %d bytes allocated %d MB; want at most %d MB", len(doc), allocated/1e6, limit/1e6)
 	}
 }
+
+// TestMatrixExpansionCostsLittle: a step of 100 env values full of matrix
+// references, over 64 cells, would stand for more than a gigabyte once the
+// values are in; each value over its limit is refused before it is built,
+// and the expansion stops at the size a pipeline may have. (Not parallel:
+// it counts what the process allocates.)
+func TestMatrixExpansionCostsLittle(t *testing.T) {
+	refs := strings.Repeat("${{matrix.a}}", maxEnvValueSize/len("${{matrix.a}}"))
+	env := lines("", 100, func(i int) string { return fmt.Sprintf("        V%d: %q", i, refs) })
+	var vs []string
+	for i := range 16 {
+		vs = append(vs, fmt.Sprintf("%02d%s", i, strings.Repeat("x", 40)))
+	}
+	values := "[" + strings.Join(vs, ", ") + "]"
+	doc := "version: 1\nbuild:\n  steps:\n    - name: s0\n      run: make\n      matrix: {a: " + values + ", b: [1, 2, 3, 4]}\n      env:\n" + env
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	_, err := Parse(file, []byte(doc))
+	runtime.ReadMemStats(&after)
+	if err == nil || !strings.Contains(err.Error(), "with the matrix's values in it, the value of V0 is") {
+		t.Fatalf("Parse: %.500v; want the values refused", err)
+	}
+	allocated := after.TotalAlloc - before.TotalAlloc
+	t.Logf("a file of %d bytes: %d MB allocated", len(doc), allocated/1e6)
+	if limit := uint64(20 * len(doc)); allocated > limit {
+		t.Errorf("reading a file of %d bytes allocated %d MB; want at most %d MB", len(doc), allocated/1e6, limit/1e6)
+	}
+}

@@ -22,6 +22,8 @@ type parser struct {
 	file   string
 	limits Limits
 	errs   Errors
+	// expanded counts the bytes matrix cells add to the pipeline.
+	expanded int
 }
 
 // maxQuoted bounds a string of the file that a message quotes: a value

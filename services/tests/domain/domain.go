@@ -337,7 +337,17 @@ func (o Outcome) FailedCaseNames() []string {
 // step did not get to write its report), so they are added to the reason of
 // a FAILED run rather than making it ERROR.
 func Decide(steps []StepResult, reportProblems []string, suites []Suite, cases []Case) Outcome {
+	return DecideFailing(steps, -1, reportProblems, suites, cases)
+}
+
+// DecideFailing is Decide where the failing step is steps[first] (the
+// first to fail, when steps ran at once), -1 for the first that fails the
+// run in pipeline order.
+func DecideFailing(steps []StepResult, first int, reportProblems []string, suites []Suite, cases []Case) Outcome {
 	o := Outcome{Steps: steps, Suites: suites, Cases: cases}
+	if first >= 0 && first < len(steps) && steps[first].Fails() {
+		o.FailedStep = &steps[first]
+	}
 	for i := range steps {
 		o.StepDuration += steps[i].Duration
 		if steps[i].Fails() && o.FailedStep == nil {
