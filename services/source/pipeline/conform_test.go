@@ -155,6 +155,10 @@ func seeds() []string {
 	for _, c := range limitCases() {
 		out = append(out, c.yaml)
 	}
+	out = append(out, stepModelPipeline)
+	for _, c := range stepModelErrorCases {
+		out = append(out, c.yaml)
+	}
 	return out
 }
 

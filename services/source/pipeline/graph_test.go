@@ -10,9 +10,8 @@ import (
 	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
 )
 
-func TestParseStepModel(t *testing.T) {
-	t.Parallel()
-	got, err := Parse(file, []byte(`version: 1
+// stepModelPipeline uses every key of the step model.
+const stepModelPipeline = `version: 1
 build:
   max_parallel: 3
   steps:
@@ -38,7 +37,11 @@ build:
       depends_on: [unit, lint]
       when: >-
         always()
-`))
+`
+
+func TestParseStepModel(t *testing.T) {
+	t.Parallel()
+	got, err := Parse(file, []byte(stepModelPipeline))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,52 +61,62 @@ build:
 
 func TestParseStepModelErrors(t *testing.T) {
 	t.Parallel()
-	for _, tt := range []struct {
-		name, yaml string
-		want       []string
-	}{
-		{
-			name: "depends_on",
-			yaml: `version: 1
+	for _, tt := range stepModelErrorCases {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			assertParseErrors(t, tt.yaml, tt.want)
+		})
+	}
+}
+
+// stepModelErrorCases are files of the step model Parse refuses, with
+// every problem it reports.
+var stepModelErrorCases = []struct {
+	name, yaml string
+	want       []string
+}{
+	{
+		name: "depends_on",
+		yaml: `version: 1
 build:
   steps:
     - {name: a, run: x, depends_on: [b]}
     - {name: b, run: x, depends_on: [c, b, unti]}
     - {name: unit, run: x, depends_on: [a, a]}
 `,
-			want: []string{
-				`.sluice.yaml:5:38: the stage has no step "c"`,
-				`.sluice.yaml:5:41: a step cannot depend on itself`,
-				`.sluice.yaml:5:44: the stage has no step "unti" (hint: did you mean "unit"?)`,
-				`.sluice.yaml:6:44: step "a" is already listed`,
-			},
+		want: []string{
+			`.sluice.yaml:5:38: the stage has no step "c"`,
+			`.sluice.yaml:5:41: a step cannot depend on itself`,
+			`.sluice.yaml:5:44: the stage has no step "unti" (hint: did you mean "unit"?)`,
+			`.sluice.yaml:6:44: step "a" is already listed`,
 		},
-		{
-			name: "cycle",
-			yaml: `version: 1
+	},
+	{
+		name: "cycle",
+		yaml: `version: 1
 test:
   steps:
     - {name: a, run: x, depends_on: [c]}
     - {name: b, run: x, depends_on: [a]}
     - {name: c, run: x, depends_on: [b]}
 `,
-			want: []string{`.sluice.yaml:4:37: depends_on makes a cycle: a -> c -> b -> a`},
-		},
-		{
-			// c has no depends_on but calls always(): it waits for the
-			// steps above it, a among them.
-			name: "cycle through a condition",
-			yaml: `version: 1
+		want: []string{`.sluice.yaml:4:37: depends_on makes a cycle: a -> c -> b -> a`},
+	},
+	{
+		// c has no depends_on but calls always(): it waits for the
+		// steps above it, a among them.
+		name: "cycle through a condition",
+		yaml: `version: 1
 test:
   steps:
     - {name: a, run: x, depends_on: [c]}
     - {name: c, run: x, when: always()}
 `,
-			want: []string{`.sluice.yaml:4:37: depends_on makes a cycle: a -> c -> a`},
-		},
-		{
-			name: "conditions",
-			yaml: `version: 1
+		want: []string{`.sluice.yaml:4:37: depends_on makes a cycle: a -> c -> a`},
+	},
+	{
+		name: "conditions",
+		yaml: `version: 1
 build:
   steps:
     - {name: a, run: x, when: 'branch =='}
@@ -114,33 +127,33 @@ build:
     - {name: d, run: x, when: "changed('[')"}
     - {name: e, run: x, when: 3}
 `,
-			want: []string{
-				`.sluice.yaml:4:40: condition: unexpected token EOF (hint: see docs/pipeline.md, "Conditions")`,
-				`.sluice.yaml:7:20: condition: status("nope"): the stage has no step "nope" (hint: see docs/pipeline.md, "Conditions")`,
-				`.sluice.yaml:8:31: condition: expected bool, but got string (hint: see docs/pipeline.md, "Conditions")`,
-				`.sluice.yaml:9:40: condition: changed("["): not a valid glob (hint: see docs/pipeline.md, "Conditions")`,
-				`.sluice.yaml:10:31: expected a string, got a number (hint: quote it: "3")`,
-			},
+		want: []string{
+			`.sluice.yaml:4:40: condition: unexpected token EOF (hint: see docs/pipeline.md, "Conditions")`,
+			`.sluice.yaml:7:20: condition: status("nope"): the stage has no step "nope" (hint: see docs/pipeline.md, "Conditions")`,
+			`.sluice.yaml:8:31: condition: expected bool, but got string (hint: see docs/pipeline.md, "Conditions")`,
+			`.sluice.yaml:9:40: condition: changed("["): not a valid glob (hint: see docs/pipeline.md, "Conditions")`,
+			`.sluice.yaml:10:31: expected a string, got a number (hint: quote it: "3")`,
 		},
-		{
-			name: "retry, allow_failure, max_parallel",
-			yaml: `version: 1
+	},
+	{
+		name: "retry, allow_failure, max_parallel",
+		yaml: `version: 1
 test:
   max_parallel: 0
   steps:
     - {name: a, run: x, retry: 6}
     - {name: b, run: x, retry: two, allow_failure: yes}
 `,
-			want: []string{
-				`.sluice.yaml:3:17: max_parallel must be from 1 to 64, got 0`,
-				`.sluice.yaml:5:32: retry must be from 0 to 5, got 6`,
-				`.sluice.yaml:6:32: expected a whole number, got a string`,
-				`.sluice.yaml:6:52: expected a boolean, got a string (hint: write true or false)`,
-			},
+		want: []string{
+			`.sluice.yaml:3:17: max_parallel must be from 1 to 64, got 0`,
+			`.sluice.yaml:5:32: retry must be from 0 to 5, got 6`,
+			`.sluice.yaml:6:32: expected a whole number, got a string`,
+			`.sluice.yaml:6:52: expected a boolean, got a string (hint: write true or false)`,
 		},
-		{
-			name: "matrix",
-			yaml: `version: 1
+	},
+	{
+		name: "matrix",
+		yaml: `version: 1
 build:
   steps:
     - name: a
@@ -159,19 +172,19 @@ build:
       run: x
       matrix: {a: [1,2,3,4,5,6,7,8], b: [1,2,3,4,5,6,7,8,9]}
 `,
-			want: []string{
-				`.sluice.yaml:5:12: ${{ matrix.os }}: the matrix has no axis "os"`,
-				`.sluice.yaml:6:27: value "1.26" is already listed`,
-				`.sluice.yaml:6:36: invalid matrix axis name "bad-axis" (hint: use letters, digits and _, starting with a letter or _, at most 63)`,
-				`.sluice.yaml:8:12: ${{ matrix.go }}: the step has no matrix (hint: add a matrix to the step, or remove the reference)`,
-				`.sluice.yaml:11:15: the matrix makes step name "c-x", which another step has (hint: rename the step)`,
-				`.sluice.yaml:15:20: expected a value (a string, a number or a boolean), got a list`,
-				`.sluice.yaml:18:15: the matrix makes 72 steps; at most 64 are allowed`,
-			},
+		want: []string{
+			`.sluice.yaml:5:12: ${{ matrix.os }}: the matrix has no axis "os"`,
+			`.sluice.yaml:6:27: value "1.26" is already listed`,
+			`.sluice.yaml:6:36: invalid matrix axis name "bad-axis" (hint: use letters, digits and _, starting with a letter or _, at most 63)`,
+			`.sluice.yaml:8:12: ${{ matrix.go }}: the step has no matrix (hint: add a matrix to the step, or remove the reference)`,
+			`.sluice.yaml:11:15: the matrix makes step name "c-x", which another step has (hint: rename the step)`,
+			`.sluice.yaml:15:20: expected a value (a string, a number or a boolean), got a list`,
+			`.sluice.yaml:18:15: the matrix makes 72 steps; at most 64 are allowed`,
 		},
-		{
-			name: "matrix values past a limit",
-			yaml: `version: 1
+	},
+	{
+		name: "matrix values past a limit",
+		yaml: `version: 1
 build:
   steps:
     - name: f
@@ -180,14 +193,8 @@ build:
         LONG: "${{ matrix.v }}` + strings.Repeat("z", 8177) + `"
       matrix: {v: [abcdefghijabcdefghij]}
 `,
-			want: []string{
-				`.sluice.yaml:7:9: with the matrix's values in it, the value of LONG is 8197 bytes long; at most 8192 are allowed`,
-			},
+		want: []string{
+			`.sluice.yaml:7:9: with the matrix's values in it, the value of LONG is 8197 bytes long; at most 8192 are allowed`,
 		},
-	} {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			assertParseErrors(t, tt.yaml, tt.want)
-		})
-	}
+	},
 }
