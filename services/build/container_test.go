@@ -78,3 +78,34 @@ func TestImageStepWithoutEngineFailsAtOnce(t *testing.T) {
 		t.Fatalf("log:\n%s", text)
 	}
 }
+
+// A matrix of image steps runs its cells in containers at once, each its
+// own step: both cells wait for the other's file in the shared workspace
+// (one after the other, they would time out).
+func TestAMatrixOfImageStepsRunsInParallel(t *testing.T) {
+	t.Parallel()
+	img := containertest.Busybox(t)
+	h := newHarness(t, build.Config{WorkerID: "worker-1", Containers: containertest.Config()})
+	repo := gitRepo(t, map[string]string{"README.md": "# matrix\n"})
+	meet := func(mine, other string) string {
+		return "touch " + mine + "; i=0; while [ ! -e " + other + " ]; do i=$((i+1)); [ $i -gt 300 ] && exit 3; sleep 0.1; done; echo met " + other
+	}
+	req := runRequest(repo, &sourcev1.BuildSpec{
+		Steps: []*sourcev1.Step{
+			{Name: "prepare", Run: "true"},
+			{Name: "cell-a", MatrixOf: "cell", Matrix: map[string]string{"v": "a"}, Image: img, Run: meet("a.here", "b.here"), DependsOn: []string{"prepare"}},
+			{Name: "cell-b", MatrixOf: "cell", Matrix: map[string]string{"v": "b"}, Image: img, Run: meet("b.here", "a.here"), DependsOn: []string{"prepare"}},
+		},
+	})
+	h.publish(t, req)
+	fin := h.finished(t, req.GetRunId())
+	text := logText(t, h.instance, req.GetRunId())
+	if fin.GetStatus() != buildv1.BuildStatus_BUILD_STATUS_SUCCEEDED {
+		t.Fatalf("build %v: %s\n%s", fin.GetStatus(), fin.GetFailureReason(), text)
+	}
+	for _, want := range []string{"met b.here", "met a.here"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("log lacks %q:\n%s", want, text)
+		}
+	}
+}
