@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -194,8 +193,44 @@ func (p *parser) maxParallelSteps(n *yaml.Node) int32 {
 	return int32(p.integer(n, "max_parallel", 1, maxParallel))
 }
 
-// matrixRef is how a step's run, image and env take a matrix value.
-var matrixRef = regexp.MustCompile(`\$\{\{\s*matrix\.([A-Za-z0-9_]*)\s*\}\}`)
+// matrixRefs calls fn for each matrix reference in s, in order:
+// "${{ matrix.NAME }}" (spaces around the inside optional) from s[start]
+// to s[end-1]. It scans s once, allocating nothing: a value of 8 KiB may
+// hold hundreds of references, in each of a matrix's cells.
+func matrixRefs(s string, fn func(start, end int, name string)) {
+	for i := 0; ; {
+		j := strings.Index(s[i:], "${{")
+		if j < 0 {
+			return
+		}
+		start := i + j
+		k := start + len("${{")
+		for k < len(s) && (s[k] == ' ' || s[k] == '\t') {
+			k++
+		}
+		rest, ok := strings.CutPrefix(s[k:], "matrix.")
+		if !ok {
+			i = start + len("${{")
+			continue
+		}
+		k = len(s) - len(rest)
+		nameStart := k
+		for k < len(s) && (s[k] == '_' || '0' <= s[k] && s[k] <= '9' || 'a' <= s[k]|0x20 && s[k]|0x20 <= 'z') {
+			k++
+		}
+		name := s[nameStart:k]
+		for k < len(s) && (s[k] == ' ' || s[k] == '\t') {
+			k++
+		}
+		if !strings.HasPrefix(s[k:], "}}") {
+			i = start + len("${{")
+			continue
+		}
+		end := k + len("}}")
+		fn(start, end, name)
+		i = end
+	}
+}
 
 // expand turns the drafts of a stage into its steps: a matrix step into
 // its cells, depends_on into the cells' names; it checks the conditions
@@ -367,9 +402,7 @@ func cellName(step string, axes []axis, values map[string]string) string {
 // reported at n (what names the value) and counted as limit.
 func (p *parser) substitutedSize(n *yaml.Node, what, s string, values map[string]string, limit int) int {
 	size := len(s)
-	for _, m := range matrixRef.FindAllStringSubmatchIndex(s, -1) {
-		size += len(values[s[m[2]:m[3]]]) - (m[1] - m[0])
-	}
+	matrixRefs(s, func(start, end int, name string) { size += len(values[name]) - (end - start) })
 	if size > limit {
 		p.errorAt(resolve(n), "", "with the matrix's values in it, %s is %d bytes long; at most %d are allowed", what, size, limit)
 		return limit
@@ -384,19 +417,27 @@ func (p *parser) substitute(n *yaml.Node, s string, values map[string]string) st
 	if !strings.Contains(s, "${{") {
 		return s
 	}
-	return matrixRef.ReplaceAllStringFunc(s, func(m string) string {
-		name := matrixRef.FindStringSubmatch(m)[1]
+	var b strings.Builder
+	last, reported := 0, false
+	matrixRefs(s, func(start, end int, name string) {
+		b.WriteString(s[last:start])
+		last = end
 		v, ok := values[name]
-		if !ok {
-			if values == nil {
-				p.errorAt(resolve(n), "add a matrix to the step, or remove the reference", "%s: the step has no matrix", m)
-			} else {
-				p.errorAt(resolve(n), "", "%s: the matrix has no axis %q", m, name)
-			}
-			return m
+		switch {
+		case ok:
+			b.WriteString(v)
+			return
+		case reported: // one problem per value is enough
+		case values == nil:
+			p.errorAt(resolve(n), "add a matrix to the step, or remove the reference", "%s: the step has no matrix", s[start:end])
+		default:
+			p.errorAt(resolve(n), "", "%s: the matrix has no axis %q", s[start:end], name)
 		}
-		return v
+		reported = true
+		b.WriteString(s[start:end])
 	})
+	b.WriteString(s[last:])
+	return b.String()
 }
 
 // isString says n is a string scalar.

@@ -198,3 +198,13 @@ build:
 		},
 	},
 }
+
+func TestMatrixRefs(t *testing.T) {
+	t.Parallel()
+	s := "${{ matrix.a }}x${{matrix.B_2}}${{ other }}${{ matrix.c ${{\tmatrix.d\t}}${{ matrix.e"
+	var got []string
+	matrixRefs(s, func(start, end int, name string) { got = append(got, name+"="+s[start:end]) })
+	if want := "a=${{ matrix.a }} B_2=${{matrix.B_2}} d=${{\tmatrix.d\t}}"; strings.Join(got, " ") != want {
+		t.Errorf("refs %q, want %q", strings.Join(got, " "), want)
+	}
+}
