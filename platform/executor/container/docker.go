@@ -673,13 +673,42 @@ func (d *Docker) finish(ctx context.Context, spec executor.Spec, id string, att 
 		// that it may end early.
 		spec.Output(executor.Stderr, fmt.Sprintf("sluice: the step's output stream broke (%v); its last output may be missing", copyErr))
 	}
-	ictx, cancel := context.WithTimeout(context.WithoutCancel(ctx), apiTimeout)
-	defer cancel()
-	if in, err := d.api.ContainerInspect(ictx, id, client.ContainerInspectOptions{}); err == nil && in.Container.State != nil && in.Container.State.OOMKilled && spec.Output != nil {
+	if d.oomKilled(ctx, id, res) && spec.Output != nil {
 		spec.Output(executor.Stderr, fmt.Sprintf("sluice: the step's container was killed: out of memory (it may use %s; container-memory)", d.cfg.Memory))
 	}
 	return res, nil
 }
+
+// oomKilled says the engine killed the step's container for its memory.
+// The engine learns of an OOM kill from an event of its own, which may
+// come a moment after the container's exit: a step that died of SIGKILL
+// (137) that Sluice did not send is asked about a few times, for up to
+// oomWait.
+func (d *Docker) oomKilled(ctx context.Context, id string, res executor.Result) bool {
+	ictx, cancel := context.WithTimeout(context.WithoutCancel(ctx), apiTimeout)
+	defer cancel()
+	killed := res.ExitCode == 128+9 && !res.TimedOut && !res.Cancelled
+	deadline := time.Now().Add(oomWait)
+	for {
+		in, err := d.api.ContainerInspect(ictx, id, client.ContainerInspectOptions{})
+		switch {
+		case err != nil || in.Container.State == nil:
+			return false
+		case in.Container.State.OOMKilled:
+			return true
+		case !killed || time.Now().After(deadline):
+			return false
+		}
+		select {
+		case <-ictx.Done():
+			return false
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// oomWait bounds how long a SIGKILLed step's OOM kill is waited for.
+const oomWait = 2 * time.Second
 
 // mounts are the step's workspace and home, the home made first (with its
 // tmp) as the process executor makes it.
