@@ -66,6 +66,12 @@ test:
 			t.Errorf("the run's logs lack %q:\n%s", want, logs)
 		}
 	}
+	checkNothingLeft(t, runID)
+}
+
+// checkNothingLeft checks that the run left no container or network.
+func checkNothingLeft(t *testing.T, runID string) {
+	t.Helper()
 	api, err := client.New(client.FromEnv)
 	if err != nil {
 		t.Fatal(err)

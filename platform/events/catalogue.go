@@ -144,6 +144,8 @@ func kinds() []Kind {
 			content: contentOf(runRequested), cut: []cutField{{path: "commit_message"}}},
 		{Service: "source", Subject: "sluice.source.run.started", Type: "dev.cdevents.pipelinerun.started.0.3.0",
 			Doc: "A run left the queue: its build started.", payload: &sourceeventsv1.RunStarted{}, content: contentOf(runStarted)},
+		{Service: "source", Subject: "sluice.source.run.cancelrequested", Type: "dev.cdeventsx.sluice-run.cancelrequested.0.1.0",
+			Doc: "Someone asked for a run to be cancelled; build and test stop its steps, release does not begin.", payload: &sourceeventsv1.RunCancelRequested{}},
 		{Service: "source", Subject: "sluice.source.run.finished", Type: "dev.cdevents.pipelinerun.finished.0.3.0",
 			Doc: "A run reached its end state (succeeded or failed, with the reason).", payload: &sourceeventsv1.RunFinished{},
 			content: contentOf(runFinished), cut: []cutField{{path: "failure_reason"}}},

@@ -49,6 +49,7 @@ func samples() []proto.Message {
 		&sourceeventsv1.ChangeReceived{Repository: repo, Commit: sha, Ref: "refs/heads/main", Trigger: sourcev1.Trigger_TRIGGER_WEBHOOK, DeliveryId: "x"},
 		runRequested(run),
 		&sourceeventsv1.RunStarted{RunId: run, Repository: repo, Commit: sha, Branch: "main", BuildId: build},
+		&sourceeventsv1.RunCancelRequested{RunId: run, Repository: repo, Commit: sha, RequestedBy: "token t1 (alice)"},
 		&buildeventsv1.BuildStarted{RunId: run, BuildId: build, Repository: repo, Commit: sha, Attempt: 1},
 		&buildeventsv1.StepStarted{RunId: run, BuildId: build, Step: "compile", Repository: repo, Attempt: 1},
 		&buildeventsv1.ArtifactPublished{RunId: run, BuildId: build, Artifact: artifact},
@@ -78,7 +79,7 @@ func samples() []proto.Message {
 		buildv1.StepStatus_STEP_STATUS_TIMED_OUT, buildv1.StepStatus_STEP_STATUS_CANCELLED} {
 		out = append(out, &buildeventsv1.StepFinished{RunId: run, BuildId: build, Step: "compile", Status: s, ExitCode: 2, Repository: repo})
 	}
-	for _, s := range []testv1.TestRunStatus{testv1.TestRunStatus_TEST_RUN_STATUS_PASSED, testv1.TestRunStatus_TEST_RUN_STATUS_FAILED, testv1.TestRunStatus_TEST_RUN_STATUS_ERROR} {
+	for _, s := range []testv1.TestRunStatus{testv1.TestRunStatus_TEST_RUN_STATUS_PASSED, testv1.TestRunStatus_TEST_RUN_STATUS_FAILED, testv1.TestRunStatus_TEST_RUN_STATUS_ERROR, testv1.TestRunStatus_TEST_RUN_STATUS_CANCELLED} {
 		out = append(out, &testeventsv1.TestRunFinished{RunId: run, TestRunId: testID, Repository: repo, Commit: sha, Status: s,
 			Counts: &testv1.Counts{Passed: 1, Failed: 1}, FailureReason: "1 failed", Environment: events.CIEnvironment("hello"), CaseEvents: 2})
 	}

@@ -217,6 +217,8 @@ func testRunFinished(p *testeventsv1.TestRunFinished) (map[string]any, error) {
 		c["outcome"] = "failure"
 	case testv1.TestRunStatus_TEST_RUN_STATUS_ERROR:
 		c["outcome"] = "error"
+	case testv1.TestRunStatus_TEST_RUN_STATUS_CANCELLED:
+		c["outcome"] = "cancel"
 	default:
 		return nil, fmt.Errorf("test run status %s is not an end state", p.GetStatus())
 	}

@@ -40,6 +40,7 @@ import (
 	"github.com/sluicehq/sluice/platform/natsprovision"
 	"github.com/sluicehq/sluice/platform/retry"
 	"github.com/sluicehq/sluice/platform/rpcserver"
+	"github.com/sluicehq/sluice/platform/runcancel"
 	"github.com/sluicehq/sluice/platform/runner"
 	"github.com/sluicehq/sluice/platform/sqldb"
 	"github.com/sluicehq/sluice/platform/tlsconfig"
@@ -56,7 +57,17 @@ type Spec struct {
 	// Migrations are the service's own migration sets, in order; the
 	// outbox's (events.Migrations) are applied first.
 	Migrations []sqldb.Migrations
+	// Cancels says that the service stops its work on cancelled runs: the
+	// wiring provides a *runcancel.Book (its table migrated, pruned like
+	// processed events) and consumes RunCancelRequested into it with the
+	// consumer <name>-cancels, which the service declares under
+	// deploy/nats/consumers/<name>.
+	Cancels bool
 }
+
+// CancelsConsumer is the durable name of service's consumer of
+// RunCancelRequested (Spec.Cancels).
+func CancelsConsumer(service string) string { return service + "-cancels" }
 
 // Parts are what the wiring runs for a service. Each service module
 // provides exactly one.
@@ -134,6 +145,7 @@ func Module(spec Spec, opts ...fx.Option) fx.Option {
 				return newCallTransport(lc, spec, id, trust)
 			},
 		),
+		cancels(spec),
 		fx.Options(opts...),
 		fx.Invoke(func(p runParams) error { return run(spec, p) }),
 	)
@@ -160,10 +172,24 @@ func PlainHTTPHint(service string) string {
 	return "give source-url an https:// URL (and tls-ca-file its CA), or set allow-plain-http ($" + EnvName(service, "allow-plain-http") + "=true) on a network you trust"
 }
 
+// cancels provides the service's *runcancel.Book when it stops work on
+// cancelled runs.
+func cancels(spec Spec) fx.Option {
+	if !spec.Cancels {
+		return fx.Options()
+	}
+	return fx.Provide(fx.Private, func(db *sqldb.DB, log *slog.Logger) *runcancel.Book {
+		return runcancel.New(db, runcancel.DefaultEvery, log.With(slog.String("component", "runcancel")))
+	})
+}
+
 // newDB makes the service's database handle; it is opened and migrated on
 // start, before anything else of the service starts, and closed last.
 func newDB(lc fx.Lifecycle, spec Spec) *sqldb.DB {
 	sets := append([]sqldb.Migrations{events.Migrations()}, spec.Migrations...)
+	if spec.Cancels {
+		sets = append(sets, runcancel.Migrations())
+	}
 	db := sqldb.New(spec.Settings.DatabaseURL, sets...)
 	lc.Append(fx.Hook{
 		OnStart: func(ctx context.Context) error {
@@ -224,6 +250,8 @@ type runParams struct {
 	Verifier   *auth.Verifier
 	Identity   *auth.ServiceIdentity
 	Parts      Parts
+	// Cancels is set when Spec.Cancels is.
+	Cancels *runcancel.Book `optional:"true"`
 }
 
 // run starts the service's loops on start: the outbox relay and the loops
@@ -235,15 +263,20 @@ func run(spec Spec, p runParams) error {
 	if err != nil {
 		return fmt.Errorf("%s: read the NATS declarations: %w", spec.Name, err)
 	}
-	consumers, err := bind(spec.Name, decl, p.Parts.Consumers, p.JS, p.Log, p.Relay, p.Metrics, p.Supervisor)
+	keep := spec.Settings.WithDefaults(spec.Name).ProcessedEventsRetention
+	parts := slices.Clone(p.Parts.Consumers)
+	expiries := append([]sqldb.Expiry{events.ProcessedExpiry(keep)}, p.Parts.Expiries...)
+	if p.Cancels != nil {
+		parts = append(parts, Consumer{Durable: CancelsConsumer(spec.Name), Handler: p.Cancels.Handle})
+		expiries = append(expiries, runcancel.Expiry(keep))
+	}
+	consumers, err := bind(spec.Name, decl, parts, p.JS, p.Log, p.Relay, p.Metrics, p.Supervisor)
 	if err != nil {
 		return err
 	}
-	keep := spec.Settings.WithDefaults(spec.Name).ProcessedEventsRetention
 	if err := checkRetention(spec.Name, decl, keep); err != nil {
 		return err
 	}
-	expiries := append([]sqldb.Expiry{events.ProcessedExpiry(keep)}, p.Parts.Expiries...)
 	g := runner.New(p.Supervisor, p.Log, func(error) { _ = p.Shutdowner.Shutdown(fx.ExitCode(1)) })
 	var provisioned atomic.Bool
 	// started: the consumers and the identity refresh start once, even if

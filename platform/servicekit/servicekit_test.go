@@ -204,7 +204,7 @@ func TestModuleRunsAService(t *testing.T) {
 	streams(t, ns)
 	svc := &fakeService{}
 	p := servicekittest.Start(t, ns.URL, servicekittest.Options{}, svc.module(t, servicekit.Spec{
-		Name: "build", Settings: servicekit.Settings{DataDir: t.TempDir(), DatabaseURL: sqldbtest.URL(t)},
+		Name: "build", Settings: servicekit.Settings{DataDir: t.TempDir(), DatabaseURL: sqldbtest.URL(t)}, Cancels: true,
 	}, buildRuns))
 	if !svc.looped.Load() {
 		t.Error("the loop did not run")
@@ -282,6 +282,8 @@ func TestModuleRefusesConsumersDeployDoesNotDeclare(t *testing.T) {
 		},
 		"missing": func(*fakeService) []servicekit.Consumer { return nil },
 		"twice":   func(f *fakeService) []servicekit.Consumer { return append(buildRuns(f), buildRuns(f)...) },
+		// build declares build-cancels, which only Spec.Cancels consumes.
+		"no cancels": buildRuns,
 	} {
 		svc := &fakeService{}
 		app := fx.New(fx.NopLogger,
@@ -289,7 +291,7 @@ func TestModuleRefusesConsumersDeployDoesNotDeclare(t *testing.T) {
 			fx.Provide(func() jetstream.JetStream { return js }),
 			fxkit.Server(rpcserver.Config{Addr: "127.0.0.1:0"}),
 			svc.module(t, servicekit.Spec{
-				Name: "build", Settings: servicekit.Settings{DataDir: t.TempDir(), DatabaseURL: sqldbtest.URL(t)},
+				Name: "build", Settings: servicekit.Settings{DataDir: t.TempDir(), DatabaseURL: sqldbtest.URL(t)}, Cancels: name != "no cancels",
 			}, consumers),
 		)
 		err := app.Err()
@@ -302,6 +304,7 @@ func TestModuleRefusesConsumersDeployDoesNotDeclare(t *testing.T) {
 			"undeclared": `consumer "build-extra" is not declared in deploy/nats/consumers/build`,
 			"missing":    "deploy/nats/consumers/build declares build-runs, which the service does not consume",
 			"twice":      `consumer "build-runs" has two handlers`,
+			"no cancels": "deploy/nats/consumers/build declares build-cancels, which the service does not consume",
 		}[name]
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: %v; want it to say %q", name, err, want)
@@ -324,7 +327,7 @@ func TestPanicsAreDeadLetteredRestartedAndCounted(t *testing.T) {
 	streams(t, ns)
 	var loops, handled atomic.Int64
 	module := servicekit.Module(servicekit.Spec{
-		Name: "build", Settings: servicekit.Settings{DataDir: t.TempDir(), DatabaseURL: sqldbtest.URL(t)},
+		Name: "build", Settings: servicekit.Settings{DataDir: t.TempDir(), DatabaseURL: sqldbtest.URL(t)}, Cancels: true,
 	}, fx.Provide(fx.Private, func() servicekit.Parts {
 		return servicekit.Parts{
 			Consumers: []servicekit.Consumer{{Durable: "build-runs", Handler: func(_ context.Context, ev events.Event, _ events.Delivery) error {

@@ -23,6 +23,7 @@ import (
 	"github.com/sluicehq/sluice/platform/lastlines"
 	"github.com/sluicehq/sluice/platform/lease"
 	"github.com/sluicehq/sluice/platform/prototime"
+	"github.com/sluicehq/sluice/platform/runcancel"
 	"github.com/sluicehq/sluice/platform/stepfile"
 	"github.com/sluicehq/sluice/platform/stepgraph"
 	"github.com/sluicehq/sluice/platform/steplog"
@@ -266,10 +267,19 @@ func (s *Service) runStep(ctx context.Context, r *buildSteps, i int, try stepgra
 	case err != nil && ctx.Err() != nil, err == nil && res.Cancelled:
 		w.Append(st.Name, steplog.Meta, fmt.Sprintf("--- step %s cancelled after %s", st.Name, domain.Round(end.Sub(start))))
 		step.Status, step.ExitCode = domain.StepCancelled, -1
-		// Recorded for readers until a worker takes the build over.
+		// Recorded for readers until a worker takes the build over; a
+		// cancelled run's step ends here, and says so.
+		var evs []events.Event
+		if c, ok := runcancel.Cause(ctx); ok {
+			step.Reason = c.Reason()
+			if ev, err := s.stepFinishedEvent(run, b, i, step, end.Sub(start)); err == nil {
+				evs = append(evs, ev)
+			}
+		}
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), detachedTimeout)
 		defer cancel()
-		_ = s.store.StepEnded(dctx, l, i, step)
+		_ = s.store.StepEnded(dctx, l, i, step, evs...)
+		s.relay.Kick()
 		return end.Sub(start), failure, false, interrupted(ctx)
 	case err != nil:
 		failure, notStarted = domain.StepNotStarted(st.Name, err), true

@@ -13,6 +13,7 @@ import (
 	"github.com/sluicehq/sluice/platform/ids"
 	"github.com/sluicehq/sluice/platform/lease"
 	"github.com/sluicehq/sluice/platform/prototime"
+	"github.com/sluicehq/sluice/platform/runcancel"
 	"github.com/sluicehq/sluice/platform/steplog"
 	buildeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/build/events/v1"
 	sourceeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
@@ -76,7 +77,24 @@ func (s *Service) runBuild(ctx context.Context, req *sourceeventsv1.RunRequested
 		log.Info("build started")
 	}
 
-	res, err := s.execute(workCtx, run, b, l, w)
+	// A cancelled run stops (its steps stop within their stop time), or
+	// does not start when it was cancelled before it was claimed.
+	workCtx, unhold := s.cancels.Hold(workCtx, run.ID)
+	defer unhold()
+	var res result
+	cancelled, ok, err := s.cancels.Lookup(workCtx, run.ID)
+	switch {
+	case err != nil:
+		err = orInterrupted(workCtx, err)
+	case ok:
+		res.cancelled = &cancelled
+	default:
+		res, err = s.execute(workCtx, run, b, l, w)
+		if c, ok := runcancel.Cause(workCtx); ok && err != nil {
+			res, err = result{cancelled: &c, stepDuration: res.stepDuration}, nil
+		}
+	}
+	unhold()
 	// From here every write renews the lease itself (and abandon releases it).
 	kept.Stop()
 	if err != nil {
@@ -98,9 +116,15 @@ type result struct {
 	failure      domain.Failure
 	artifacts    []domain.Artifact
 	stepDuration time.Duration
+	// cancelled is set when the run was cancelled: the steps stopped, or
+	// never started.
+	cancelled *runcancel.Cancellation
 }
 
 func (r result) status() domain.Status {
+	if r.cancelled != nil {
+		return domain.Cancelled
+	}
 	if r.failure.Failed() {
 		return domain.Failed
 	}
@@ -111,9 +135,13 @@ func (r result) status() domain.Status {
 // marks the log complete. w is closed.
 func (s *Service) finish(ctx context.Context, run domain.Run, req *sourceeventsv1.RunRequested, b domain.Build, l Lease, w *steplog.Writer, res result) error {
 	end := time.Now().UTC()
-	if res.failure.Failed() {
+	switch {
+	case res.cancelled != nil:
+		res.failure = domain.Failure{Reason: res.cancelled.Reason()}
+		w.Append("", steplog.Meta, "--- build "+res.cancelled.Reason())
+	case res.failure.Failed():
 		w.Append("", steplog.Meta, "--- build failed: "+res.failure.Reason)
-	} else {
+	default:
 		w.Append("", steplog.Meta, fmt.Sprintf("--- build succeeded in %s", domain.Round(end.Sub(b.StartTime))))
 	}
 	// Every line is stored before the build is seen to end.

@@ -19,6 +19,7 @@ import (
 	"github.com/sluicehq/sluice/platform/gittest"
 	"github.com/sluicehq/sluice/platform/ids"
 	"github.com/sluicehq/sluice/platform/natstest"
+	"github.com/sluicehq/sluice/platform/runcancel"
 	"github.com/sluicehq/sluice/platform/servicekit"
 	"github.com/sluicehq/sluice/platform/servicekit/servicekittest"
 	"github.com/sluicehq/sluice/platform/sqldb"
@@ -137,7 +138,7 @@ func (h *harness) start(cfg build.Config) *instance {
 // it.
 func (h *harness) plainService() (*build.Service, *build.Store, *sqldb.DB) {
 	h.t.Helper()
-	db := servicekittest.OpenDB(h.t, build.Migrations(), steplog.Migrations())
+	db := servicekittest.OpenDB(h.t, build.Migrations(), steplog.Migrations(), runcancel.Migrations())
 	store := build.NewStore(db)
 	cfg := build.Config{Settings: servicekit.Settings{DataDir: h.t.TempDir(), AllowEgress: []string{egress.Local}}, WorkerID: "worker-1"}.WithDefaults()
 	log := servicekittest.Logger(h.t)
@@ -148,6 +149,7 @@ func (h *harness) plainService() (*build.Service, *build.Store, *sqldb.DB) {
 	svc, err := build.NewService(cfg, build.Deps{
 		Store: store, DB: db, Outbox: events.NewRelay(db, h.js, log), JetStream: h.js,
 		Executor: &executor.Steps{Local: &executor.Local{}}, Log: log, Egress: policy,
+		Cancels: runcancel.New(db, 0, log),
 	})
 	if err != nil {
 		h.t.Fatal(err)

@@ -25,6 +25,7 @@ func Module(cfg Config) fx.Option {
 		Name:       Name,
 		Settings:   cfg.Settings,
 		Migrations: []sqldb.Migrations{Migrations(), steplog.Migrations()},
+		Cancels:    true,
 	},
 		fx.Supply(fx.Private, cfg),
 		fx.Provide(fx.Private, NewStore, newExecutor, newSecrets, NewService, NewHandler, parts),

@@ -16,6 +16,7 @@ import (
 	"github.com/sluicehq/sluice/platform/events"
 	"github.com/sluicehq/sluice/platform/executor"
 	"github.com/sluicehq/sluice/platform/paging"
+	"github.com/sluicehq/sluice/platform/runcancel"
 	"github.com/sluicehq/sluice/platform/runner"
 	"github.com/sluicehq/sluice/platform/sqldb"
 	"github.com/sluicehq/sluice/platform/steplog"
@@ -42,6 +43,9 @@ type Deps struct {
 	Egress *egress.Policy
 	// Secrets gets the values of the secrets steps ask for.
 	Secrets *stepsecrets.Resolver
+	// Cancels knows the cancelled runs and stops the builds held of them
+	// (servicekit, Spec.Cancels).
+	Cancels *runcancel.Book
 	// Supervisor guards the service's own background goroutines (lease
 	// renewals, log flushes): a panic in one is logged and counted, not
 	// fatal. nil: runner's default.
@@ -58,6 +62,7 @@ type Service struct {
 	js      jetstream.JetStream
 	exec    executor.Backend
 	secrets *stepsecrets.Resolver
+	cancels *runcancel.Book
 	log     *slog.Logger
 	// egress is what checkouts may reach.
 	egress *egress.Policy
@@ -71,7 +76,7 @@ func NewService(cfg Config, d Deps) (*Service, error) {
 		return nil, err
 	}
 	switch {
-	case d.Store == nil, d.DB == nil, d.Outbox == nil, d.JetStream == nil, d.Executor == nil, d.Log == nil, d.Egress == nil:
+	case d.Store == nil, d.DB == nil, d.Outbox == nil, d.JetStream == nil, d.Executor == nil, d.Log == nil, d.Egress == nil, d.Cancels == nil:
 		return nil, errors.New("build: NewService: every dependency is required")
 	}
 	return &Service{
@@ -82,6 +87,7 @@ func NewService(cfg Config, d Deps) (*Service, error) {
 		js:      d.JetStream,
 		exec:    d.Executor,
 		secrets: d.Secrets,
+		cancels: d.Cancels,
 		log:     d.Log.With(slog.String("worker", cfg.WorkerID)),
 		// Checkouts go through the egress policy.
 		egress: d.Egress,

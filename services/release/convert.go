@@ -75,6 +75,8 @@ func outcomeName(o releaseeventsv1.ReleaseOutcome) string {
 		return "FAILED"
 	case releaseeventsv1.ReleaseOutcome_RELEASE_OUTCOME_SKIPPED:
 		return "SKIPPED"
+	case releaseeventsv1.ReleaseOutcome_RELEASE_OUTCOME_CANCELLED:
+		return "CANCELLED"
 	}
 	return ""
 }

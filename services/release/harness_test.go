@@ -106,7 +106,7 @@ func newHarness(t *testing.T, tune ...func(*Config)) *harness {
 	h.js = js
 	// What the producers of release's inputs own: build's artifact store,
 	// test's stream.
-	servicekittest.Producers(t, js, "build", "test")
+	servicekittest.Producers(t, js, "source", "build", "test")
 
 	h.repo = gittest.New(t)
 	h.source = &fakeSource{repo: h.repo.Git()}
@@ -213,6 +213,13 @@ func (h *harness) run(commit, branch string, pipeline *sourcev1.Pipeline) string
 func (h *harness) runWithSHA(commit, branch string, pipeline *sourcev1.Pipeline, sha string) string {
 	h.t.Helper()
 	runID := uuid.Must(uuid.NewV7()).String()
+	h.runAs(runID, commit, branch, pipeline, sha)
+	return runID
+}
+
+// runAs is runWithSHA for a run id the test chose.
+func (h *harness) runAs(runID, commit, branch string, pipeline *sourcev1.Pipeline, sha string) {
+	h.t.Helper()
 	content := []byte("#!/bin/sh\necho app built from " + commit + "\n")
 	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
 	defer cancel()
@@ -232,7 +239,6 @@ func (h *harness) runWithSHA(commit, branch string, pipeline *sourcev1.Pipeline,
 		artifacts: []*buildv1.Artifact{{Name: a.Name, Object: a.Object, Sha256: sha, Size: a.Size}},
 	}
 	h.publishTestRun(runID, commit, branch, testv1.TestRunStatus_TEST_RUN_STATUS_PASSED)
-	return runID
 }
 
 func (h *harness) publishTestRun(runID, commit, branch string, status testv1.TestRunStatus) {

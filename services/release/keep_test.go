@@ -20,6 +20,7 @@ import (
 	"github.com/sluicehq/sluice/platform/egress"
 	"github.com/sluicehq/sluice/platform/events"
 	"github.com/sluicehq/sluice/platform/executor"
+	"github.com/sluicehq/sluice/platform/runcancel"
 	"github.com/sluicehq/sluice/platform/servicekit/servicekittest"
 	"github.com/sluicehq/sluice/platform/sqldb"
 	"github.com/sluicehq/sluice/services/release/domain"
@@ -47,7 +48,7 @@ func (h *harness) replica() *Service {
 	}
 	s, err := NewService(cfg, Deps{
 		Store: NewStore(db), DB: db, Outbox: events.NewRelay(db, h.js, log), JetStream: h.js, Source: h.source,
-		Executor: exec, Egress: policy, Log: log,
+		Executor: exec, Egress: policy, Log: log, Cancels: runcancel.New(db, 0, log),
 	})
 	if err != nil {
 		h.t.Fatal(err)

@@ -13,6 +13,7 @@ import (
 	"github.com/sluicehq/sluice/platform/egress/egresstest"
 	"github.com/sluicehq/sluice/platform/events"
 	"github.com/sluicehq/sluice/platform/executor"
+	"github.com/sluicehq/sluice/platform/runcancel"
 	"github.com/sluicehq/sluice/platform/servicekit/servicekittest"
 	"github.com/sluicehq/sluice/platform/steplog"
 	sourceeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
@@ -35,7 +36,7 @@ func TestLastDeliveryEndsTheStageFailed(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
 	ctx := context.Background()
-	db := servicekittest.OpenDB(t, Migrations(), steplog.Migrations())
+	db := servicekittest.OpenDB(t, Migrations(), steplog.Migrations(), runcancel.Migrations())
 	cfg := h.cfg
 	cfg.SourceURL = "http://127.0.0.1:1" // nothing listens there
 	cfg = cfg.WithDefaults()
@@ -43,6 +44,7 @@ func TestLastDeliveryEndsTheStageFailed(t *testing.T) {
 	svc, err := NewService(cfg, Deps{
 		Store: NewStore(db), DB: db, JetStream: h.js, Source: sourcev1connect.NewSourceServiceClient(http.DefaultClient, cfg.SourceURL),
 		Executor: &executor.Local{}, Outbox: events.NewRelay(db, h.js, log), Egress: egresstest.Policy(t, egress.Local, egress.Loopback), Log: log,
+		Cancels: runcancel.New(db, 0, log),
 	})
 	if err != nil {
 		t.Fatal(err)

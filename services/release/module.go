@@ -26,6 +26,7 @@ func Module(cfg Config) fx.Option {
 		Name:       Name,
 		Settings:   cfg.Settings,
 		Migrations: []sqldb.Migrations{Migrations(), steplog.Migrations()},
+		Cancels:    true,
 	},
 		fx.Supply(fx.Private, cfg),
 		fx.Provide(fx.Private, NewStore, newSourceClient, newSecrets, newExecutor, NewService, NewHandler, parts),

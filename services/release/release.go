@@ -102,6 +102,19 @@ func (s *Service) releaseStage(ctx context.Context, eventID string, run *testeve
 		return s.logs.Complete(ctx, st.runID)
 	}
 
+	// A run cancelled before its release was made releases nothing; once
+	// made, the release goes on (a deploy is not cut in half).
+	if rec.ReleaseID == "" {
+		c, ok, err := s.cancels.Lookup(ctx, st.runID)
+		if err != nil {
+			return err
+		}
+		if ok {
+			st.log.Info("release not begun: the run was cancelled", slog.String("by", c.By))
+			return s.finish(ctx, st, releaseeventsv1.ReleaseOutcome_RELEASE_OUTCOME_CANCELLED, "", c.Reason(), false)
+		}
+	}
+
 	// Everything the stage needs came with the event: the pipeline and the
 	// build's artifacts, passed on by build and test.
 	if run.GetPipeline() == nil {

@@ -24,6 +24,7 @@ import (
 	"github.com/sluicehq/sluice/platform/executor"
 	"github.com/sluicehq/sluice/platform/ids"
 	"github.com/sluicehq/sluice/platform/paging"
+	"github.com/sluicehq/sluice/platform/runcancel"
 	"github.com/sluicehq/sluice/platform/runner"
 	"github.com/sluicehq/sluice/platform/sqldb"
 	"github.com/sluicehq/sluice/platform/steplog"
@@ -62,6 +63,9 @@ type Deps struct {
 	Egress *egress.Policy
 	// Secrets gets the values of the secrets deploy commands ask for.
 	Secrets *stepsecrets.Resolver
+	// Cancels knows the cancelled runs, whose release does not begin
+	// (servicekit, Spec.Cancels).
+	Cancels *runcancel.Book
 	// Supervisor guards the service's own background goroutines (lease
 	// renewals, log flushes): a panic in one is logged and counted, not
 	// fatal. nil: runner's default.
@@ -82,6 +86,7 @@ type Service struct {
 	// secrets gets the values of the secrets deploy commands ask for.
 	secrets *stepsecrets.Resolver
 	outbox  *events.Relay
+	cancels *runcancel.Book
 	log     *slog.Logger
 	locks   *keyedLocks
 	// branches is the platform's rule of which branches deploy
@@ -100,7 +105,7 @@ func NewService(cfg Config, d Deps) (*Service, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if d.Store == nil || d.DB == nil || d.Outbox == nil || d.JetStream == nil || d.Source == nil || d.Executor == nil || d.Egress == nil || d.Log == nil {
+	if d.Store == nil || d.DB == nil || d.Outbox == nil || d.JetStream == nil || d.Source == nil || d.Executor == nil || d.Egress == nil || d.Log == nil || d.Cancels == nil {
 		return nil, errors.New("release: NewService: every dependency is required")
 	}
 	branches, err := domain.ParseEnvironmentBranches(cfg.EnvironmentBranches)
@@ -116,7 +121,7 @@ func NewService(cfg Config, d Deps) (*Service, error) {
 	base, stop := context.WithCancel(context.Background())
 	return &Service{
 		cfg: cfg, store: d.Store, logs: steplog.New(d.DB, cfg.Logs, steplog.GuardedBy(d.Supervisor)), js: d.JetStream, source: d.Source,
-		exec: d.Executor, egress: d.Egress, secrets: d.Secrets, outbox: d.Outbox, log: d.Log, locks: locks,
+		exec: d.Executor, egress: d.Egress, secrets: d.Secrets, outbox: d.Outbox, cancels: d.Cancels, log: d.Log, locks: locks,
 		branches: branches, base: base, stopBase: stop,
 	}, nil
 }

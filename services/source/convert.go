@@ -72,6 +72,9 @@ func runToProto(r domain.Run) *sourcev1.Run {
 		ReleaseVersion: r.ReleaseVersion,
 		CommitMessage:  r.CommitMessage,
 		Pipeline:       r.Pipeline,
+		// nil when zero
+		CancelRequestTime: prototime.Timestamp(r.CancelRequestedAt),
+		CancelRequestedBy: r.CancelRequestedBy,
 	}
 	for _, s := range r.Stages {
 		out.Stages = append(out.Stages, &sourcev1.Stage{
@@ -133,6 +136,8 @@ func stageStatusToProto(s domain.StageStatus) sourcev1.StageStatus {
 		return sourcev1.StageStatus_STAGE_STATUS_FAILED
 	case domain.StageSkipped:
 		return sourcev1.StageStatus_STAGE_STATUS_SKIPPED
+	case domain.StageCancelled:
+		return sourcev1.StageStatus_STAGE_STATUS_CANCELLED
 	}
 	return sourcev1.StageStatus_STAGE_STATUS_UNSPECIFIED
 }
@@ -281,6 +286,8 @@ func testOutcome(p *testeventsv1.TestRunFinished, at time.Time) domain.StageOutc
 			Status: domain.StageFailed, At: at, Reason: strings.Join(parts, "; "), FailedStep: p.GetFailedStep(),
 			ExitCode: int(p.GetExitCode()), LastLogLines: p.GetLastLogLines(), Detail: counts,
 		}
+	case testv1.TestRunStatus_TEST_RUN_STATUS_CANCELLED:
+		return domain.StageOutcome{Status: domain.StageFailed, At: at, Reason: p.GetFailureReason(), Detail: counts, Cancelled: true}
 	case testv1.TestRunStatus_TEST_RUN_STATUS_RUNNING:
 		return domain.StageOutcome{Status: domain.StageRunning}
 	}
@@ -301,6 +308,8 @@ func releaseOutcome(p *releaseeventsv1.ReleaseFinished, at time.Time) domain.Sta
 		return domain.StageOutcome{Status: domain.StageFailed, At: at, Reason: reason}
 	case releaseeventsv1.ReleaseOutcome_RELEASE_OUTCOME_SKIPPED:
 		return domain.StageOutcome{Status: domain.StageSkipped, At: at, Reason: cmp.Or(p.GetReason(), "nothing to release")}
+	case releaseeventsv1.ReleaseOutcome_RELEASE_OUTCOME_CANCELLED:
+		return domain.StageOutcome{Status: domain.StageFailed, At: at, Reason: p.GetReason(), Cancelled: true}
 	}
 	return domain.StageOutcome{}
 }

@@ -107,6 +107,15 @@ func (h *Handler) GetRun(ctx context.Context, req *sourcev1.GetRunRequest) (*sou
 	return &sourcev1.GetRunResponse{Run: runToProto(run)}, nil
 }
 
+// CancelRun asks for a run to be cancelled.
+func (h *Handler) CancelRun(ctx context.Context, req *sourcev1.CancelRunRequest) (*sourcev1.CancelRunResponse, error) {
+	run, err := h.svc.CancelRun(ctx, req.GetRunId())
+	if err != nil {
+		return nil, err
+	}
+	return &sourcev1.CancelRunResponse{Run: runToProto(run)}, nil
+}
+
 // WatchRun streams the run until it ends.
 func (h *Handler) WatchRun(ctx context.Context, req *sourcev1.WatchRunRequest, stream *connect.ServerStream[sourcev1.WatchRunResponse]) error {
 	return h.svc.WatchRun(ctx, req.GetRunId(), func(run domain.Run) error {

@@ -15,6 +15,7 @@ import (
 	"github.com/sluicehq/sluice/platform/events"
 	"github.com/sluicehq/sluice/platform/ids"
 	"github.com/sluicehq/sluice/platform/paging"
+	sourceeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
 	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
 	"github.com/sluicehq/sluice/services/source/domain"
 	"github.com/sluicehq/sluice/services/source/gitmirror"
@@ -263,6 +264,62 @@ func (s *Service) GetRun(ctx context.Context, runID string) (domain.Run, error) 
 	}
 	if err := auth.CheckRepository(ctx, run.Repository); err != nil {
 		return domain.Run{}, err
+	}
+	return run, nil
+}
+
+// CancelRun records that the caller asks for run runID to be cancelled
+// and publishes RunCancelRequested with it: the stages stop the run's
+// steps, start nothing more of it, and end cancelled, which the fold
+// makes the run's end (RunFinished). Asking again changes nothing; a run
+// that ended is refused.
+func (s *Service) CancelRun(ctx context.Context, runID string) (domain.Run, error) {
+	by := "an unknown caller"
+	if id, ok := auth.FromContext(ctx); ok {
+		by = id.String()
+	}
+	var run domain.Run
+	requested := false
+	err := s.store.InTx(ctx, func(tx *sql.Tx) error {
+		var err error
+		requested = false
+		run, err = lockRun(ctx, tx, runID)
+		if err != nil {
+			return err
+		}
+		if err := auth.CheckRepository(ctx, run.Repository); err != nil {
+			return err
+		}
+		if run.Status.Final() {
+			return fmt.Errorf("run %s already ended (%s): %w", run.ID, run.Status, apierror.ErrFailedPrecondition)
+		}
+		if err := audit.Record(ctx, tx, audit.Target{Repository: run.Repository, ID: run.ID}); err != nil {
+			return err
+		}
+		if !run.CancelRequestedAt.IsZero() {
+			return nil // asked before
+		}
+		run.CancelRequestedAt, run.CancelRequestedBy = time.Now().UTC(), by
+		if err := requestCancel(ctx, tx, run); err != nil {
+			return err
+		}
+		run.Version++
+		ev, err := events.New(&sourceeventsv1.RunCancelRequested{
+			RunId: run.ID, Repository: runRepositoryRef(run), Commit: run.Commit, RequestedBy: by,
+		}, run.ID, run.ID)
+		if err != nil {
+			return err
+		}
+		requested = true
+		return events.Enqueue(ctx, tx, ev)
+	})
+	if err != nil {
+		return domain.Run{}, err
+	}
+	if requested {
+		s.outbox.Kick()
+		s.changes.notify()
+		s.log.Info("run cancel requested", slog.String("run_id", run.ID), slog.String("by", by))
 	}
 	return run, nil
 }

@@ -204,23 +204,25 @@ func setLastSeen(ctx context.Context, tx *sql.Tx, repoID, commit string, ifWas *
 // --- runs ---
 
 var runColumns = `r.id, r.repository_id, p.name, p.url, r.commit_sha, r.ref, r.branch, r.run_trigger, r.status,
-	r.created_at, r.ended_at, r.failure_reason, r.release_version, r.commit_message, r.pipeline, r.version` + credentialColumns("p")
+	r.created_at, r.ended_at, r.failure_reason, r.release_version, r.commit_message, r.pipeline, r.version,
+	r.cancel_requested_at, r.cancel_requested_by` + credentialColumns("p")
 
 const runFrom = ` FROM runs r JOIN repositories p ON p.id = r.repository_id`
 
 func scanRun(row interface{ Scan(...any) error }) (domain.Run, error) {
 	var r domain.Run
-	var created, ended int64
+	var created, ended, cancelRequested int64
 	var trigger, status, pipeline string
 	var hasToken, hasKey bool
 	err := row.Scan(&r.ID, &r.RepositoryID, &r.Repository, &r.RepositoryURL, &r.Commit, &r.Ref, &r.Branch, &trigger, &status,
-		&created, &ended, &r.FailureReason, &r.ReleaseVersion, &r.CommitMessage, &pipeline, &r.Version, &hasToken, &hasKey)
+		&created, &ended, &r.FailureReason, &r.ReleaseVersion, &r.CommitMessage, &pipeline, &r.Version,
+		&cancelRequested, &r.CancelRequestedBy, &hasToken, &hasKey)
 	if err != nil {
 		return r, err
 	}
 	r.GitCredential = gitauth.KindFor(r.RepositoryURL, hasToken, hasKey)
 	r.Trigger, r.Status = domain.Trigger(trigger), domain.RunStatus(status)
-	r.CreatedAt, r.EndedAt = sqldb.Time(created), sqldb.Time(ended)
+	r.CreatedAt, r.EndedAt, r.CancelRequestedAt = sqldb.Time(created), sqldb.Time(ended), sqldb.Time(cancelRequested)
 	if pipeline != "" {
 		r.Pipeline = &sourcev1.Pipeline{}
 		if err := protojson.Unmarshal([]byte(pipeline), r.Pipeline); err != nil {
@@ -305,6 +307,17 @@ func updateRun(ctx context.Context, tx *sql.Tx, r domain.Run) error {
 		if err != nil {
 			return fmt.Errorf("update stage %s of run %s: %w", st.Name, r.ID, err)
 		}
+	}
+	return nil
+}
+
+// requestCancel records that someone asked for run r to be cancelled
+// (r.CancelRequestedAt and By) and bumps its version.
+func requestCancel(ctx context.Context, tx *sql.Tx, r domain.Run) error {
+	_, err := tx.ExecContext(ctx, `UPDATE runs SET cancel_requested_at = $1, cancel_requested_by = $2, version = version + 1 WHERE id = $3`,
+		sqldb.Nanos(r.CancelRequestedAt), r.CancelRequestedBy, r.ID)
+	if err != nil {
+		return fmt.Errorf("record the cancel request of run %s: %w", r.ID, err)
 	}
 	return nil
 }

@@ -101,6 +101,8 @@ func statusToProto(s domain.Status) testv1.TestRunStatus {
 		return testv1.TestRunStatus_TEST_RUN_STATUS_FAILED
 	case domain.StatusError:
 		return testv1.TestRunStatus_TEST_RUN_STATUS_ERROR
+	case domain.StatusCancelled:
+		return testv1.TestRunStatus_TEST_RUN_STATUS_CANCELLED
 	}
 	return testv1.TestRunStatus_TEST_RUN_STATUS_UNSPECIFIED
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/sluicehq/sluice/platform/executor/executortest"
 	"github.com/sluicehq/sluice/platform/gittest"
 	"github.com/sluicehq/sluice/platform/natstest"
+	"github.com/sluicehq/sluice/platform/runcancel"
 	"github.com/sluicehq/sluice/platform/servicekit"
 	"github.com/sluicehq/sluice/platform/servicekit/servicekittest"
 	"github.com/sluicehq/sluice/platform/sqldb/sqldbtest"
@@ -76,7 +77,7 @@ func newHarness(t *testing.T, tune ...func(*tests.Config)) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	servicekittest.Producers(t, js, "build")
+	servicekittest.Producers(t, js, "source", "build")
 	h := &harness{t: t, nats: srv, js: js, runs: map[string]run{}, tune: tune}
 	h.repo = newRepo(t)
 	h.events = collect(t, nc, "sluice.test.>")
@@ -113,7 +114,7 @@ func (h *harness) config() tests.Config {
 func (h *harness) plainService() (*tests.Service, *tests.Store) {
 	h.t.Helper()
 	cfg := h.config().WithDefaults()
-	db := servicekittest.OpenDBAt(h.t, cfg.DatabaseURL, tests.Migrations(), steplog.Migrations())
+	db := servicekittest.OpenDBAt(h.t, cfg.DatabaseURL, tests.Migrations(), steplog.Migrations(), runcancel.Migrations())
 	store := tests.NewStore(db)
 	log := servicekittest.Logger(h.t)
 	relay := events.NewRelay(db, h.js, log)
@@ -124,6 +125,7 @@ func (h *harness) plainService() (*tests.Service, *tests.Store) {
 	svc, err := tests.NewService(cfg, tests.Deps{
 		Store: store, DB: db, Outbox: relay, JetStream: h.js,
 		Executor: &executor.Steps{Local: &executor.Local{DefaultTimeout: cfg.DefaultStepTimeout}}, Log: log, Egress: policy,
+		Cancels: runcancel.New(db, 0, log),
 	})
 	if err != nil {
 		h.t.Fatal(err)

@@ -15,6 +15,7 @@ import (
 	"github.com/sluicehq/sluice/platform/events"
 	"github.com/sluicehq/sluice/platform/executor"
 	"github.com/sluicehq/sluice/platform/paging"
+	"github.com/sluicehq/sluice/platform/runcancel"
 	"github.com/sluicehq/sluice/platform/runner"
 	"github.com/sluicehq/sluice/platform/sqldb"
 	"github.com/sluicehq/sluice/platform/steplog"
@@ -41,6 +42,9 @@ type Deps struct {
 	Egress *egress.Policy
 	// Secrets gets the values of the secrets steps ask for.
 	Secrets *stepsecrets.Resolver
+	// Cancels knows the cancelled runs and stops the test runs held of
+	// them (servicekit, Spec.Cancels).
+	Cancels *runcancel.Book
 	// Supervisor guards the service's own background goroutines (lease
 	// renewals, log flushes): a panic in one is logged and counted, not
 	// fatal. nil: runner's default.
@@ -61,6 +65,7 @@ type Service struct {
 	egress *egress.Policy
 	// secrets gets the values of the secrets steps ask for.
 	secrets *stepsecrets.Resolver
+	cancels *runcancel.Book
 	sup     *runner.Supervisor
 }
 
@@ -70,7 +75,7 @@ func NewService(cfg Config, d Deps) (*Service, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if d.Store == nil || d.DB == nil || d.Outbox == nil || d.JetStream == nil || d.Executor == nil || d.Log == nil || d.Egress == nil {
+	if d.Store == nil || d.DB == nil || d.Outbox == nil || d.JetStream == nil || d.Executor == nil || d.Log == nil || d.Egress == nil || d.Cancels == nil {
 		return nil, errors.New("test: NewService: every dependency is required")
 	}
 	return &Service{
@@ -81,6 +86,7 @@ func NewService(cfg Config, d Deps) (*Service, error) {
 		js:      d.JetStream,
 		exec:    d.Executor,
 		secrets: d.Secrets,
+		cancels: d.Cancels,
 		relay:   d.Outbox,
 		// Checkouts go through the egress policy.
 		egress: d.Egress,

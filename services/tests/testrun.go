@@ -14,6 +14,7 @@ import (
 	"github.com/sluicehq/sluice/platform/ids"
 	"github.com/sluicehq/sluice/platform/lease"
 	"github.com/sluicehq/sluice/platform/prototime"
+	"github.com/sluicehq/sluice/platform/runcancel"
 	buildeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/build/events/v1"
 	buildv1 "github.com/sluicehq/sluice/proto/gen/sluice/build/v1"
 	testeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/test/events/v1"
@@ -115,7 +116,22 @@ func (s *Service) execute(parent context.Context, log *slog.Logger, run domain.T
 		return err
 	}
 	a := &attempt{s: s, log: log, run: run, bf: bf, w: w, kept: kept}
-	outcome, runErr := a.test(ctx)
+	// A cancelled run stops (its steps stop within their stop time), or
+	// does not start when it was cancelled before the build ended.
+	held, unhold := s.cancels.Hold(ctx, run.RunID)
+	defer unhold()
+	var outcome domain.Outcome
+	cancelled, ok, runErr := s.cancels.Lookup(held, run.RunID)
+	switch {
+	case ok:
+		outcome = domain.Cancelled(cancelled.Reason(), nil)
+	case runErr == nil:
+		outcome, runErr = a.test(held)
+		if c, ok := runcancel.Cause(held); ok && runErr != nil {
+			outcome, runErr = domain.Cancelled(c.Reason(), a.results()), nil
+		}
+	}
+	unhold()
 	kept.Stop()
 
 	if runErr != nil {

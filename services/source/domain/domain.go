@@ -73,6 +73,8 @@ const (
 	StageSucceeded StageStatus = "succeeded"
 	StageFailed    StageStatus = "failed"
 	StageSkipped   StageStatus = "skipped"
+	// StageCancelled: the run was cancelled while the stage held it.
+	StageCancelled StageStatus = "cancelled"
 )
 
 // rank orders stage statuses; a stage only moves to a higher rank.
@@ -139,6 +141,10 @@ type Run struct {
 	// (see Service.changes); not stored: only RunRequested carries them.
 	Changes *sourcev1.Changes
 	Stages  []Stage
+	// CancelRequestedAt is when someone asked for the run to be cancelled
+	// (CancelRun), and CancelRequestedBy who; zero and empty before.
+	CancelRequestedAt time.Time
+	CancelRequestedBy string
 	// Version counts the run's stored changes.
 	Version int64
 }

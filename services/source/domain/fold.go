@@ -53,7 +53,7 @@ type StageOutcome struct {
 	LastLogLines []string
 	// Detail, when set, replaces the stage's detail.
 	Detail string
-	// Cancelled makes a failed stage end the run as cancelled.
+	// Cancelled makes a failed stage cancelled, and the run with it.
 	Cancelled bool
 }
 
@@ -71,6 +71,9 @@ func (r *Run) FinishStage(name string, o StageOutcome) bool {
 		return false
 	}
 	s.Status = o.Status
+	if o.Cancelled {
+		s.Status = StageCancelled
+	}
 	s.EndedAt = o.At
 	s.Reason = o.Reason
 	s.FailedStep = o.FailedStep
@@ -91,7 +94,11 @@ func (r *Run) FinishStage(name string, o StageOutcome) bool {
 	}
 	r.skipAfter(name, fmt.Sprintf("the %s stage %s", name, verb))
 	reason := name + " " + verb
-	if o.Reason != "" {
+	switch {
+	case o.Cancelled && o.Reason != "":
+		// "cancelled by token … (…)" says it all; the stage is named after it.
+		reason = o.Reason + ", in the " + name + " stage"
+	case o.Reason != "":
 		reason += ": " + strings.TrimPrefix(o.Reason, reason+": ")
 	}
 	r.End(status, reason, o.At)

@@ -20,6 +20,8 @@ const (
 	StatusPassed
 	StatusFailed
 	StatusError
+	// StatusCancelled: the run was cancelled before the tests ended.
+	StatusCancelled
 )
 
 func (s Status) String() string {
@@ -32,12 +34,16 @@ func (s Status) String() string {
 		return "FAILED"
 	case StatusError:
 		return "ERROR"
+	case StatusCancelled:
+		return "CANCELLED"
 	}
 	return fmt.Sprintf("Status(%d)", int(s))
 }
 
 // Ended reports whether s is an end state.
-func (s Status) Ended() bool { return s == StatusPassed || s == StatusFailed || s == StatusError }
+func (s Status) Ended() bool {
+	return s == StatusPassed || s == StatusFailed || s == StatusError || s == StatusCancelled
+}
 
 // CaseStatus is a test case's outcome.
 type CaseStatus int
@@ -397,6 +403,14 @@ func failedCasesReason(n int, names []string) string {
 		s += fmt.Sprintf(" and %d more", more)
 	}
 	return s
+}
+
+// Cancelled is the outcome of a test run whose run was cancelled: the
+// steps that ran before, and the one stopped, are kept.
+func Cancelled(reason string, steps []StepResult) Outcome {
+	o := Errored(reason, steps)
+	o.Status = StatusCancelled
+	return o
 }
 
 // Errored is the outcome of an attempt that could not test the build: a

@@ -244,7 +244,7 @@ if the run succeeded.`,
 			}
 			run := res.GetRun()
 			if follow {
-				return followRun(cmd.Context(), s.source(), run.GetId(), s.app.Stdout, s.json(), s.style)
+				return followRun(cmd.Context(), s.source(), run.GetId(), s.app.Stdout, s.json(), s.style, sourcev1.RunStatus_RUN_STATUS_SUCCEEDED)
 			}
 			if s.json() {
 				return printJSON(s.app.Stdout, res)
@@ -257,6 +257,44 @@ if the run succeeded.`,
 	cmd.Flags().StringVar(&ref, "ref", "", "branch, tag or commit (default: the watched branch)")
 	cmd.Flags().BoolVar(&follow, "follow", false, "show the run's progress; exit 0 only if it succeeded")
 	return withFields(cmd, "repository", "<repo>", "ref", "--ref")
+}
+
+func (s *session) cancelCmd() *cobra.Command {
+	var follow bool
+	cmd := &cobra.Command{
+		Use:   "cancel <run-id>",
+		Short: "Cancel a run",
+		Long: `Cancel a queued or running run: its running steps are stopped (SIGTERM, then
+SIGKILL after a grace period), nothing more of it starts, and it ends
+cancelled, with a notification like any other end. A release already under
+way is not interrupted. Cancelling a run twice changes nothing; a run that
+ended cannot be cancelled.
+
+With --follow it shows the run until it ends, and exits 0 only if it ended
+cancelled.`,
+		Example: `  $ sluice cancel 01a241d7-6533-7754-8392-2fcf9d8b3f73
+  $ sluice cancel 01a241d7-6533-7754-8392-2fcf9d8b3f73 --follow`,
+		Args:              needArgs("<run-id>"),
+		ValidArgsFunction: s.completeRuns,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			res, err := s.source().CancelRun(cmd.Context(), &sourcev1.CancelRunRequest{RunId: args[0]})
+			if err != nil {
+				return err
+			}
+			run := res.GetRun()
+			if follow {
+				return followRun(cmd.Context(), s.source(), run.GetId(), s.app.Stdout, s.json(), s.style, sourcev1.RunStatus_RUN_STATUS_CANCELLED)
+			}
+			if s.json() {
+				return printJSON(s.app.Stdout, res)
+			}
+			fmt.Fprintf(s.app.Stdout, "run %s: cancel requested (it is %s; it ends cancelled once its stage has stopped)\n",
+				sanitizeLine(run.GetId()), runWord(run.GetStatus()))
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&follow, "follow", false, "show the run until it ends; exit 0 only if it ended cancelled")
+	return withFields(cmd, "run_id", "<run-id>")
 }
 
 func (s *session) runsCmd() *cobra.Command {
@@ -331,6 +369,10 @@ func (s *session) printRun(r *sourcev1.Run) {
 	}
 	if r.GetFailureReason() != "" {
 		fmt.Fprintf(w, "failure     %s\n", indentLines(Sanitize(r.GetFailureReason()), "            "))
+	}
+	if r.GetCancelRequestTime() != nil {
+		fmt.Fprintf(w, "cancel      requested by %s at %s\n", sanitizeLine(firstNonEmpty(r.GetCancelRequestedBy(), "-")),
+			r.GetCancelRequestTime().AsTime().Local().Format(time.RFC3339))
 	}
 	fmt.Fprintln(w, "stages:")
 	for _, st := range r.GetStages() {

@@ -16,14 +16,14 @@ import (
 // Follow streams a run's progress, in plain text or JSON, until it ends.
 // It returns an error with exit code 1 when the run did not succeed.
 func Follow(ctx context.Context, client sourceWatcher, runID string, w io.Writer, asJSON bool) error {
-	return followRun(ctx, client, runID, w, asJSON, style{})
+	return followRun(ctx, client, runID, w, asJSON, style{}, sourcev1.RunStatus_RUN_STATUS_SUCCEEDED)
 }
 
 type sourceWatcher interface {
 	WatchRun(context.Context, *sourcev1.WatchRunRequest) (*connect.ServerStreamForClient[sourcev1.WatchRunResponse], error)
 }
 
-func followRun(ctx context.Context, client sourceWatcher, runID string, w io.Writer, asJSON bool, st style) error {
+func followRun(ctx context.Context, client sourceWatcher, runID string, w io.Writer, asJSON bool, st style, want sourcev1.RunStatus) error {
 	var last *sourcev1.Run
 	for attempt := 0; ; attempt++ {
 		stream, err := client.WatchRun(ctx, &sourcev1.WatchRunRequest{RunId: runID})
@@ -60,7 +60,7 @@ func followRun(ctx context.Context, client sourceWatcher, runID string, w io.Wri
 		case <-time.After(time.Second):
 		}
 	}
-	if last.GetStatus() != sourcev1.RunStatus_RUN_STATUS_SUCCEEDED {
+	if last.GetStatus() != want {
 		return &exitError{code: 1}
 	}
 	return nil

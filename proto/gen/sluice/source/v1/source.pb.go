@@ -146,6 +146,8 @@ const (
 	StageStatus_STAGE_STATUS_SUCCEEDED   StageStatus = 3
 	StageStatus_STAGE_STATUS_FAILED      StageStatus = 4
 	StageStatus_STAGE_STATUS_SKIPPED     StageStatus = 5
+	// The run was cancelled (CancelRun) while the stage held it.
+	StageStatus_STAGE_STATUS_CANCELLED StageStatus = 6
 )
 
 // Enum value maps for StageStatus.
@@ -157,6 +159,7 @@ var (
 		3: "STAGE_STATUS_SUCCEEDED",
 		4: "STAGE_STATUS_FAILED",
 		5: "STAGE_STATUS_SKIPPED",
+		6: "STAGE_STATUS_CANCELLED",
 	}
 	StageStatus_value = map[string]int32{
 		"STAGE_STATUS_UNSPECIFIED": 0,
@@ -165,6 +168,7 @@ var (
 		"STAGE_STATUS_SUCCEEDED":   3,
 		"STAGE_STATUS_FAILED":      4,
 		"STAGE_STATUS_SKIPPED":     5,
+		"STAGE_STATUS_CANCELLED":   6,
 	}
 )
 
@@ -1111,8 +1115,11 @@ type Run struct {
 	ReleaseVersion string    `protobuf:"bytes,13,opt,name=release_version,json=releaseVersion,proto3" json:"release_version,omitempty"`
 	CommitMessage  string    `protobuf:"bytes,14,opt,name=commit_message,json=commitMessage,proto3" json:"commit_message,omitempty"`
 	Pipeline       *Pipeline `protobuf:"bytes,15,opt,name=pipeline,proto3" json:"pipeline,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// When someone asked for the run to be cancelled (CancelRun), and who.
+	CancelRequestTime *timestamppb.Timestamp `protobuf:"bytes,16,opt,name=cancel_request_time,json=cancelRequestTime,proto3" json:"cancel_request_time,omitempty"`
+	CancelRequestedBy string                 `protobuf:"bytes,17,opt,name=cancel_requested_by,json=cancelRequestedBy,proto3" json:"cancel_requested_by,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *Run) Reset() {
@@ -1248,6 +1255,20 @@ func (x *Run) GetPipeline() *Pipeline {
 		return x.Pipeline
 	}
 	return nil
+}
+
+func (x *Run) GetCancelRequestTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CancelRequestTime
+	}
+	return nil
+}
+
+func (x *Run) GetCancelRequestedBy() string {
+	if x != nil {
+		return x.CancelRequestedBy
+	}
+	return ""
 }
 
 // ListRunsRequest pages through runs, newest first.
@@ -1421,6 +1442,96 @@ func (x *GetRunRequest) GetRunId() string {
 	return ""
 }
 
+type CancelRunRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The run's id.
+	RunId         string `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CancelRunRequest) Reset() {
+	*x = CancelRunRequest{}
+	mi := &file_sluice_source_v1_source_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CancelRunRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CancelRunRequest) ProtoMessage() {}
+
+func (x *CancelRunRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_source_v1_source_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CancelRunRequest.ProtoReflect.Descriptor instead.
+func (*CancelRunRequest) Descriptor() ([]byte, []int) {
+	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *CancelRunRequest) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+type CancelRunResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The run as it is now: still queued or running until its stage stops.
+	Run           *Run `protobuf:"bytes,1,opt,name=run,proto3" json:"run,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CancelRunResponse) Reset() {
+	*x = CancelRunResponse{}
+	mi := &file_sluice_source_v1_source_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CancelRunResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CancelRunResponse) ProtoMessage() {}
+
+func (x *CancelRunResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_source_v1_source_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CancelRunResponse.ProtoReflect.Descriptor instead.
+func (*CancelRunResponse) Descriptor() ([]byte, []int) {
+	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *CancelRunResponse) GetRun() *Run {
+	if x != nil {
+		return x.Run
+	}
+	return nil
+}
+
 type GetRunResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Run           *Run                   `protobuf:"bytes,1,opt,name=run,proto3" json:"run,omitempty"`
@@ -1430,7 +1541,7 @@ type GetRunResponse struct {
 
 func (x *GetRunResponse) Reset() {
 	*x = GetRunResponse{}
-	mi := &file_sluice_source_v1_source_proto_msgTypes[17]
+	mi := &file_sluice_source_v1_source_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1442,7 +1553,7 @@ func (x *GetRunResponse) String() string {
 func (*GetRunResponse) ProtoMessage() {}
 
 func (x *GetRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_source_v1_source_proto_msgTypes[17]
+	mi := &file_sluice_source_v1_source_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1455,7 +1566,7 @@ func (x *GetRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRunResponse.ProtoReflect.Descriptor instead.
 func (*GetRunResponse) Descriptor() ([]byte, []int) {
-	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{17}
+	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *GetRunResponse) GetRun() *Run {
@@ -1475,7 +1586,7 @@ type WatchRunRequest struct {
 
 func (x *WatchRunRequest) Reset() {
 	*x = WatchRunRequest{}
-	mi := &file_sluice_source_v1_source_proto_msgTypes[18]
+	mi := &file_sluice_source_v1_source_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1487,7 +1598,7 @@ func (x *WatchRunRequest) String() string {
 func (*WatchRunRequest) ProtoMessage() {}
 
 func (x *WatchRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_source_v1_source_proto_msgTypes[18]
+	mi := &file_sluice_source_v1_source_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1500,7 +1611,7 @@ func (x *WatchRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRunRequest.ProtoReflect.Descriptor instead.
 func (*WatchRunRequest) Descriptor() ([]byte, []int) {
-	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{18}
+	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *WatchRunRequest) GetRunId() string {
@@ -1519,7 +1630,7 @@ type WatchRunResponse struct {
 
 func (x *WatchRunResponse) Reset() {
 	*x = WatchRunResponse{}
-	mi := &file_sluice_source_v1_source_proto_msgTypes[19]
+	mi := &file_sluice_source_v1_source_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1531,7 +1642,7 @@ func (x *WatchRunResponse) String() string {
 func (*WatchRunResponse) ProtoMessage() {}
 
 func (x *WatchRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_source_v1_source_proto_msgTypes[19]
+	mi := &file_sluice_source_v1_source_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1544,7 +1655,7 @@ func (x *WatchRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRunResponse.ProtoReflect.Descriptor instead.
 func (*WatchRunResponse) Descriptor() ([]byte, []int) {
-	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{19}
+	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *WatchRunResponse) GetRun() *Run {
@@ -1566,7 +1677,7 @@ type Commit struct {
 
 func (x *Commit) Reset() {
 	*x = Commit{}
-	mi := &file_sluice_source_v1_source_proto_msgTypes[20]
+	mi := &file_sluice_source_v1_source_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1578,7 +1689,7 @@ func (x *Commit) String() string {
 func (*Commit) ProtoMessage() {}
 
 func (x *Commit) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_source_v1_source_proto_msgTypes[20]
+	mi := &file_sluice_source_v1_source_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1591,7 +1702,7 @@ func (x *Commit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Commit.ProtoReflect.Descriptor instead.
 func (*Commit) Descriptor() ([]byte, []int) {
-	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{20}
+	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Commit) GetSha() string {
@@ -1641,7 +1752,7 @@ type ListCommitsRequest struct {
 
 func (x *ListCommitsRequest) Reset() {
 	*x = ListCommitsRequest{}
-	mi := &file_sluice_source_v1_source_proto_msgTypes[21]
+	mi := &file_sluice_source_v1_source_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1653,7 +1764,7 @@ func (x *ListCommitsRequest) String() string {
 func (*ListCommitsRequest) ProtoMessage() {}
 
 func (x *ListCommitsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_source_v1_source_proto_msgTypes[21]
+	mi := &file_sluice_source_v1_source_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1666,7 +1777,7 @@ func (x *ListCommitsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCommitsRequest.ProtoReflect.Descriptor instead.
 func (*ListCommitsRequest) Descriptor() ([]byte, []int) {
-	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{21}
+	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ListCommitsRequest) GetRepository() string {
@@ -1722,7 +1833,7 @@ type ListCommitsResponse struct {
 
 func (x *ListCommitsResponse) Reset() {
 	*x = ListCommitsResponse{}
-	mi := &file_sluice_source_v1_source_proto_msgTypes[22]
+	mi := &file_sluice_source_v1_source_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1734,7 +1845,7 @@ func (x *ListCommitsResponse) String() string {
 func (*ListCommitsResponse) ProtoMessage() {}
 
 func (x *ListCommitsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_source_v1_source_proto_msgTypes[22]
+	mi := &file_sluice_source_v1_source_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1747,7 +1858,7 @@ func (x *ListCommitsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCommitsResponse.ProtoReflect.Descriptor instead.
 func (*ListCommitsResponse) Descriptor() ([]byte, []int) {
-	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{22}
+	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ListCommitsResponse) GetCommits() []*Commit {
@@ -1843,7 +1954,7 @@ const file_sluice_source_v1_source_proto_rawDesc = "" +
 	"failedStep\x12\x1b\n" +
 	"\texit_code\x18\a \x01(\x05R\bexitCode\x12$\n" +
 	"\x0elast_log_lines\x18\b \x03(\tR\flastLogLines\x12\x16\n" +
-	"\x06detail\x18\t \x01(\tR\x06detail\"\xda\x04\n" +
+	"\x06detail\x18\t \x01(\tR\x06detail\"\xd6\x05\n" +
 	"\x03Run\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12#\n" +
 	"\rrepository_id\x18\x02 \x01(\tR\frepositoryId\x12\x1e\n" +
@@ -1863,7 +1974,9 @@ const file_sluice_source_v1_source_proto_rawDesc = "" +
 	"\x06stages\x18\f \x03(\v2\x17.sluice.source.v1.StageR\x06stages\x12'\n" +
 	"\x0frelease_version\x18\r \x01(\tR\x0ereleaseVersion\x12%\n" +
 	"\x0ecommit_message\x18\x0e \x01(\tR\rcommitMessage\x126\n" +
-	"\bpipeline\x18\x0f \x01(\v2\x1a.sluice.source.v1.PipelineR\bpipeline\"\xae\x01\n" +
+	"\bpipeline\x18\x0f \x01(\v2\x1a.sluice.source.v1.PipelineR\bpipeline\x12J\n" +
+	"\x13cancel_request_time\x18\x10 \x01(\v2\x1a.google.protobuf.TimestampR\x11cancelRequestTime\x12.\n" +
+	"\x13cancel_requested_by\x18\x11 \x01(\tR\x11cancelRequestedBy\"\xae\x01\n" +
 	"\x0fListRunsRequest\x12'\n" +
 	"\n" +
 	"repository\x18\x01 \x01(\tB\a\xbaH\x04r\x02\x18dR\n" +
@@ -1878,7 +1991,11 @@ const file_sluice_source_v1_source_proto_rawDesc = "" +
 	"\x04runs\x18\x01 \x03(\v2\x15.sluice.source.v1.RunR\x04runs\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"1\n" +
 	"\rGetRunRequest\x12 \n" +
-	"\x06run_id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\x05runId\"9\n" +
+	"\x06run_id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\x05runId\"4\n" +
+	"\x10CancelRunRequest\x12 \n" +
+	"\x06run_id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\x05runId\"<\n" +
+	"\x11CancelRunResponse\x12'\n" +
+	"\x03run\x18\x01 \x01(\v2\x15.sluice.source.v1.RunR\x03run\"9\n" +
 	"\x0eGetRunResponse\x12'\n" +
 	"\x03run\x18\x01 \x01(\v2\x15.sluice.source.v1.RunR\x03run\"3\n" +
 	"\x0fWatchRunRequest\x12 \n" +
@@ -1915,19 +2032,20 @@ const file_sluice_source_v1_source_proto_rawDesc = "" +
 	"\x12RUN_STATUS_RUNNING\x10\x02\x12\x18\n" +
 	"\x14RUN_STATUS_SUCCEEDED\x10\x03\x12\x15\n" +
 	"\x11RUN_STATUS_FAILED\x10\x04\x12\x18\n" +
-	"\x14RUN_STATUS_CANCELLED\x10\x05*\xae\x01\n" +
+	"\x14RUN_STATUS_CANCELLED\x10\x05*\xca\x01\n" +
 	"\vStageStatus\x12\x1c\n" +
 	"\x18STAGE_STATUS_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14STAGE_STATUS_PENDING\x10\x01\x12\x18\n" +
 	"\x14STAGE_STATUS_RUNNING\x10\x02\x12\x1a\n" +
 	"\x16STAGE_STATUS_SUCCEEDED\x10\x03\x12\x17\n" +
 	"\x13STAGE_STATUS_FAILED\x10\x04\x12\x18\n" +
-	"\x14STAGE_STATUS_SKIPPED\x10\x05*]\n" +
+	"\x14STAGE_STATUS_SKIPPED\x10\x05\x12\x1a\n" +
+	"\x16STAGE_STATUS_CANCELLED\x10\x06*]\n" +
 	"\aTrigger\x12\x17\n" +
 	"\x13TRIGGER_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eTRIGGER_MANUAL\x10\x01\x12\x10\n" +
 	"\fTRIGGER_POLL\x10\x02\x12\x13\n" +
-	"\x0fTRIGGER_WEBHOOK\x10\x032\x9c\a\n" +
+	"\x0fTRIGGER_WEBHOOK\x10\x032\x90\b\n" +
 	"\rSourceService\x12\x8a\x01\n" +
 	"\x10CreateRepository\x12).sluice.source.v1.CreateRepositoryRequest\x1a*.sluice.source.v1.CreateRepositoryResponse\"\x1f\x8a\xe7\x18\x1b\b\x032\x11repository.create:\x04name\x12s\n" +
 	"\x10ListRepositories\x12).sluice.source.v1.ListRepositoriesRequest\x1a*.sluice.source.v1.ListRepositoriesResponse\"\b\x8a\xe7\x18\x04\b\x01\x18\x01\x12t\n" +
@@ -1939,7 +2057,9 @@ const file_sluice_source_v1_source_proto_rawDesc = "" +
 	"\bListRuns\x12!.sluice.source.v1.ListRunsRequest\x1a\".sluice.source.v1.ListRunsResponse\"\x12\x8a\xe7\x18\x0e\b\x01\x12\n" +
 	"repository\x12U\n" +
 	"\x06GetRun\x12\x1f.sluice.source.v1.GetRunRequest\x1a .sluice.source.v1.GetRunResponse\"\b\x8a\xe7\x18\x04\b\x01\x18\x01\x12]\n" +
-	"\bWatchRun\x12!.sluice.source.v1.WatchRunRequest\x1a\".sluice.source.v1.WatchRunResponse\"\b\x8a\xe7\x18\x04\b\x01\x18\x010\x01\x12w\n" +
+	"\bWatchRun\x12!.sluice.source.v1.WatchRunRequest\x1a\".sluice.source.v1.WatchRunResponse\"\b\x8a\xe7\x18\x04\b\x01\x18\x010\x01\x12r\n" +
+	"\tCancelRun\x12\".sluice.source.v1.CancelRunRequest\x1a#.sluice.source.v1.CancelRunResponse\"\x1c\x8a\xe7\x18\x18\b\x02\x18\x012\n" +
+	"run.cancel:\x06run_id\x12w\n" +
 	"\vListCommits\x12$.sluice.source.v1.ListCommitsRequest\x1a%.sluice.source.v1.ListCommitsResponse\"\x1b\x8a\xe7\x18\x17\b\x01\x12\n" +
 	"repository\"\areleaseB\xc5\x01\n" +
 	"\x14com.sluice.source.v1B\vSourceProtoP\x01Z>github.com/sluicehq/sluice/proto/gen/sluice/source/v1;sourcev1\xa2\x02\x03SSX\xaa\x02\x10Sluice.Source.V1\xca\x02\x10Sluice\\Source\\V1\xe2\x02\x1cSluice\\Source\\V1\\GPBMetadata\xea\x02\x12Sluice::Source::V1b\x06proto3"
@@ -1957,7 +2077,7 @@ func file_sluice_source_v1_source_proto_rawDescGZIP() []byte {
 }
 
 var file_sluice_source_v1_source_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_sluice_source_v1_source_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
+var file_sluice_source_v1_source_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_sluice_source_v1_source_proto_goTypes = []any{
 	(GitCredentialKind)(0),           // 0: sluice.source.v1.GitCredentialKind
 	(RunStatus)(0),                   // 1: sluice.source.v1.RunStatus
@@ -1980,17 +2100,19 @@ var file_sluice_source_v1_source_proto_goTypes = []any{
 	(*ListRunsRequest)(nil),          // 18: sluice.source.v1.ListRunsRequest
 	(*ListRunsResponse)(nil),         // 19: sluice.source.v1.ListRunsResponse
 	(*GetRunRequest)(nil),            // 20: sluice.source.v1.GetRunRequest
-	(*GetRunResponse)(nil),           // 21: sluice.source.v1.GetRunResponse
-	(*WatchRunRequest)(nil),          // 22: sluice.source.v1.WatchRunRequest
-	(*WatchRunResponse)(nil),         // 23: sluice.source.v1.WatchRunResponse
-	(*Commit)(nil),                   // 24: sluice.source.v1.Commit
-	(*ListCommitsRequest)(nil),       // 25: sluice.source.v1.ListCommitsRequest
-	(*ListCommitsResponse)(nil),      // 26: sluice.source.v1.ListCommitsResponse
-	(*timestamppb.Timestamp)(nil),    // 27: google.protobuf.Timestamp
-	(*Pipeline)(nil),                 // 28: sluice.source.v1.Pipeline
+	(*CancelRunRequest)(nil),         // 21: sluice.source.v1.CancelRunRequest
+	(*CancelRunResponse)(nil),        // 22: sluice.source.v1.CancelRunResponse
+	(*GetRunResponse)(nil),           // 23: sluice.source.v1.GetRunResponse
+	(*WatchRunRequest)(nil),          // 24: sluice.source.v1.WatchRunRequest
+	(*WatchRunResponse)(nil),         // 25: sluice.source.v1.WatchRunResponse
+	(*Commit)(nil),                   // 26: sluice.source.v1.Commit
+	(*ListCommitsRequest)(nil),       // 27: sluice.source.v1.ListCommitsRequest
+	(*ListCommitsResponse)(nil),      // 28: sluice.source.v1.ListCommitsResponse
+	(*timestamppb.Timestamp)(nil),    // 29: google.protobuf.Timestamp
+	(*Pipeline)(nil),                 // 30: sluice.source.v1.Pipeline
 }
 var file_sluice_source_v1_source_proto_depIdxs = []int32{
-	27, // 0: sluice.source.v1.Repository.create_time:type_name -> google.protobuf.Timestamp
+	29, // 0: sluice.source.v1.Repository.create_time:type_name -> google.protobuf.Timestamp
 	0,  // 1: sluice.source.v1.Repository.git_credential:type_name -> sluice.source.v1.GitCredentialKind
 	6,  // 2: sluice.source.v1.GitCredential.https_token:type_name -> sluice.source.v1.HTTPSToken
 	7,  // 3: sluice.source.v1.GitCredential.ssh_key:type_name -> sluice.source.v1.SSHKey
@@ -2000,40 +2122,44 @@ var file_sluice_source_v1_source_proto_depIdxs = []int32{
 	4,  // 7: sluice.source.v1.GetRepositoryResponse.repository:type_name -> sluice.source.v1.Repository
 	17, // 8: sluice.source.v1.TriggerRunResponse.run:type_name -> sluice.source.v1.Run
 	2,  // 9: sluice.source.v1.Stage.status:type_name -> sluice.source.v1.StageStatus
-	27, // 10: sluice.source.v1.Stage.start_time:type_name -> google.protobuf.Timestamp
-	27, // 11: sluice.source.v1.Stage.end_time:type_name -> google.protobuf.Timestamp
+	29, // 10: sluice.source.v1.Stage.start_time:type_name -> google.protobuf.Timestamp
+	29, // 11: sluice.source.v1.Stage.end_time:type_name -> google.protobuf.Timestamp
 	3,  // 12: sluice.source.v1.Run.trigger:type_name -> sluice.source.v1.Trigger
 	1,  // 13: sluice.source.v1.Run.status:type_name -> sluice.source.v1.RunStatus
-	27, // 14: sluice.source.v1.Run.create_time:type_name -> google.protobuf.Timestamp
-	27, // 15: sluice.source.v1.Run.end_time:type_name -> google.protobuf.Timestamp
+	29, // 14: sluice.source.v1.Run.create_time:type_name -> google.protobuf.Timestamp
+	29, // 15: sluice.source.v1.Run.end_time:type_name -> google.protobuf.Timestamp
 	16, // 16: sluice.source.v1.Run.stages:type_name -> sluice.source.v1.Stage
-	28, // 17: sluice.source.v1.Run.pipeline:type_name -> sluice.source.v1.Pipeline
-	17, // 18: sluice.source.v1.ListRunsResponse.runs:type_name -> sluice.source.v1.Run
-	17, // 19: sluice.source.v1.GetRunResponse.run:type_name -> sluice.source.v1.Run
-	17, // 20: sluice.source.v1.WatchRunResponse.run:type_name -> sluice.source.v1.Run
-	27, // 21: sluice.source.v1.Commit.time:type_name -> google.protobuf.Timestamp
-	24, // 22: sluice.source.v1.ListCommitsResponse.commits:type_name -> sluice.source.v1.Commit
-	8,  // 23: sluice.source.v1.SourceService.CreateRepository:input_type -> sluice.source.v1.CreateRepositoryRequest
-	10, // 24: sluice.source.v1.SourceService.ListRepositories:input_type -> sluice.source.v1.ListRepositoriesRequest
-	12, // 25: sluice.source.v1.SourceService.GetRepository:input_type -> sluice.source.v1.GetRepositoryRequest
-	14, // 26: sluice.source.v1.SourceService.TriggerRun:input_type -> sluice.source.v1.TriggerRunRequest
-	18, // 27: sluice.source.v1.SourceService.ListRuns:input_type -> sluice.source.v1.ListRunsRequest
-	20, // 28: sluice.source.v1.SourceService.GetRun:input_type -> sluice.source.v1.GetRunRequest
-	22, // 29: sluice.source.v1.SourceService.WatchRun:input_type -> sluice.source.v1.WatchRunRequest
-	25, // 30: sluice.source.v1.SourceService.ListCommits:input_type -> sluice.source.v1.ListCommitsRequest
-	9,  // 31: sluice.source.v1.SourceService.CreateRepository:output_type -> sluice.source.v1.CreateRepositoryResponse
-	11, // 32: sluice.source.v1.SourceService.ListRepositories:output_type -> sluice.source.v1.ListRepositoriesResponse
-	13, // 33: sluice.source.v1.SourceService.GetRepository:output_type -> sluice.source.v1.GetRepositoryResponse
-	15, // 34: sluice.source.v1.SourceService.TriggerRun:output_type -> sluice.source.v1.TriggerRunResponse
-	19, // 35: sluice.source.v1.SourceService.ListRuns:output_type -> sluice.source.v1.ListRunsResponse
-	21, // 36: sluice.source.v1.SourceService.GetRun:output_type -> sluice.source.v1.GetRunResponse
-	23, // 37: sluice.source.v1.SourceService.WatchRun:output_type -> sluice.source.v1.WatchRunResponse
-	26, // 38: sluice.source.v1.SourceService.ListCommits:output_type -> sluice.source.v1.ListCommitsResponse
-	31, // [31:39] is the sub-list for method output_type
-	23, // [23:31] is the sub-list for method input_type
-	23, // [23:23] is the sub-list for extension type_name
-	23, // [23:23] is the sub-list for extension extendee
-	0,  // [0:23] is the sub-list for field type_name
+	30, // 17: sluice.source.v1.Run.pipeline:type_name -> sluice.source.v1.Pipeline
+	29, // 18: sluice.source.v1.Run.cancel_request_time:type_name -> google.protobuf.Timestamp
+	17, // 19: sluice.source.v1.ListRunsResponse.runs:type_name -> sluice.source.v1.Run
+	17, // 20: sluice.source.v1.CancelRunResponse.run:type_name -> sluice.source.v1.Run
+	17, // 21: sluice.source.v1.GetRunResponse.run:type_name -> sluice.source.v1.Run
+	17, // 22: sluice.source.v1.WatchRunResponse.run:type_name -> sluice.source.v1.Run
+	29, // 23: sluice.source.v1.Commit.time:type_name -> google.protobuf.Timestamp
+	26, // 24: sluice.source.v1.ListCommitsResponse.commits:type_name -> sluice.source.v1.Commit
+	8,  // 25: sluice.source.v1.SourceService.CreateRepository:input_type -> sluice.source.v1.CreateRepositoryRequest
+	10, // 26: sluice.source.v1.SourceService.ListRepositories:input_type -> sluice.source.v1.ListRepositoriesRequest
+	12, // 27: sluice.source.v1.SourceService.GetRepository:input_type -> sluice.source.v1.GetRepositoryRequest
+	14, // 28: sluice.source.v1.SourceService.TriggerRun:input_type -> sluice.source.v1.TriggerRunRequest
+	18, // 29: sluice.source.v1.SourceService.ListRuns:input_type -> sluice.source.v1.ListRunsRequest
+	20, // 30: sluice.source.v1.SourceService.GetRun:input_type -> sluice.source.v1.GetRunRequest
+	24, // 31: sluice.source.v1.SourceService.WatchRun:input_type -> sluice.source.v1.WatchRunRequest
+	21, // 32: sluice.source.v1.SourceService.CancelRun:input_type -> sluice.source.v1.CancelRunRequest
+	27, // 33: sluice.source.v1.SourceService.ListCommits:input_type -> sluice.source.v1.ListCommitsRequest
+	9,  // 34: sluice.source.v1.SourceService.CreateRepository:output_type -> sluice.source.v1.CreateRepositoryResponse
+	11, // 35: sluice.source.v1.SourceService.ListRepositories:output_type -> sluice.source.v1.ListRepositoriesResponse
+	13, // 36: sluice.source.v1.SourceService.GetRepository:output_type -> sluice.source.v1.GetRepositoryResponse
+	15, // 37: sluice.source.v1.SourceService.TriggerRun:output_type -> sluice.source.v1.TriggerRunResponse
+	19, // 38: sluice.source.v1.SourceService.ListRuns:output_type -> sluice.source.v1.ListRunsResponse
+	23, // 39: sluice.source.v1.SourceService.GetRun:output_type -> sluice.source.v1.GetRunResponse
+	25, // 40: sluice.source.v1.SourceService.WatchRun:output_type -> sluice.source.v1.WatchRunResponse
+	22, // 41: sluice.source.v1.SourceService.CancelRun:output_type -> sluice.source.v1.CancelRunResponse
+	28, // 42: sluice.source.v1.SourceService.ListCommits:output_type -> sluice.source.v1.ListCommitsResponse
+	34, // [34:43] is the sub-list for method output_type
+	25, // [25:34] is the sub-list for method input_type
+	25, // [25:25] is the sub-list for extension type_name
+	25, // [25:25] is the sub-list for extension extendee
+	0,  // [0:25] is the sub-list for field type_name
 }
 
 func init() { file_sluice_source_v1_source_proto_init() }
@@ -2052,7 +2178,7 @@ func file_sluice_source_v1_source_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sluice_source_v1_source_proto_rawDesc), len(file_sluice_source_v1_source_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   23,
+			NumMessages:   25,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

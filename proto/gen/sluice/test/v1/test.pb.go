@@ -33,6 +33,8 @@ const (
 	TestRunStatus_TEST_RUN_STATUS_PASSED      TestRunStatus = 2
 	TestRunStatus_TEST_RUN_STATUS_FAILED      TestRunStatus = 3
 	TestRunStatus_TEST_RUN_STATUS_ERROR       TestRunStatus = 4
+	// The run was cancelled (CancelRun) before the tests ended.
+	TestRunStatus_TEST_RUN_STATUS_CANCELLED TestRunStatus = 5
 )
 
 // Enum value maps for TestRunStatus.
@@ -43,6 +45,7 @@ var (
 		2: "TEST_RUN_STATUS_PASSED",
 		3: "TEST_RUN_STATUS_FAILED",
 		4: "TEST_RUN_STATUS_ERROR",
+		5: "TEST_RUN_STATUS_CANCELLED",
 	}
 	TestRunStatus_value = map[string]int32{
 		"TEST_RUN_STATUS_UNSPECIFIED": 0,
@@ -50,6 +53,7 @@ var (
 		"TEST_RUN_STATUS_PASSED":      2,
 		"TEST_RUN_STATUS_FAILED":      3,
 		"TEST_RUN_STATUS_ERROR":       4,
+		"TEST_RUN_STATUS_CANCELLED":   5,
 	}
 )
 
@@ -1125,13 +1129,14 @@ const file_sluice_test_v1_test_proto_rawDesc = "" +
 	"\x0fGetLogsResponse\x12-\n" +
 	"\x05lines\x18\x01 \x03(\v2\x17.sluice.test.v1.LogLineR\x05lines\x12\x19\n" +
 	"\bnext_seq\x18\x02 \x01(\x03R\anextSeq\x12\x1a\n" +
-	"\bcomplete\x18\x03 \x01(\bR\bcomplete*\xa0\x01\n" +
+	"\bcomplete\x18\x03 \x01(\bR\bcomplete*\xbf\x01\n" +
 	"\rTestRunStatus\x12\x1f\n" +
 	"\x1bTEST_RUN_STATUS_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17TEST_RUN_STATUS_RUNNING\x10\x01\x12\x1a\n" +
 	"\x16TEST_RUN_STATUS_PASSED\x10\x02\x12\x1a\n" +
 	"\x16TEST_RUN_STATUS_FAILED\x10\x03\x12\x19\n" +
-	"\x15TEST_RUN_STATUS_ERROR\x10\x04*\xdd\x01\n" +
+	"\x15TEST_RUN_STATUS_ERROR\x10\x04\x12\x1d\n" +
+	"\x19TEST_RUN_STATUS_CANCELLED\x10\x05*\xdd\x01\n" +
 	"\n" +
 	"StepStatus\x12\x1b\n" +
 	"\x17STEP_STATUS_UNSPECIFIED\x10\x00\x12\x17\n" +

@@ -41,6 +41,9 @@ const (
 	// ancestor of a released commit (it gets no version); or every
 	// environment runs the commit or a newer one already.
 	ReleaseOutcome_RELEASE_OUTCOME_SKIPPED ReleaseOutcome = 3
+	// The run was cancelled (CancelRun) before its release began: nothing
+	// was deployed.
+	ReleaseOutcome_RELEASE_OUTCOME_CANCELLED ReleaseOutcome = 4
 )
 
 // Enum value maps for ReleaseOutcome.
@@ -50,12 +53,14 @@ var (
 		1: "RELEASE_OUTCOME_SUCCEEDED",
 		2: "RELEASE_OUTCOME_FAILED",
 		3: "RELEASE_OUTCOME_SKIPPED",
+		4: "RELEASE_OUTCOME_CANCELLED",
 	}
 	ReleaseOutcome_value = map[string]int32{
 		"RELEASE_OUTCOME_UNSPECIFIED": 0,
 		"RELEASE_OUTCOME_SUCCEEDED":   1,
 		"RELEASE_OUTCOME_FAILED":      2,
 		"RELEASE_OUTCOME_SKIPPED":     3,
+		"RELEASE_OUTCOME_CANCELLED":   4,
 	}
 )
 
@@ -508,12 +513,13 @@ const file_sluice_release_events_v1_events_proto_rawDesc = "" +
 	"\aversion\x18\x04 \x01(\tR\aversion\x12\x16\n" +
 	"\x06reason\x18\x05 \x01(\tR\x06reason\x12\x1f\n" +
 	"\vrolled_back\x18\x06 \x01(\bR\n" +
-	"rolledBack*\x89\x01\n" +
+	"rolledBack*\xa8\x01\n" +
 	"\x0eReleaseOutcome\x12\x1f\n" +
 	"\x1bRELEASE_OUTCOME_UNSPECIFIED\x10\x00\x12\x1d\n" +
 	"\x19RELEASE_OUTCOME_SUCCEEDED\x10\x01\x12\x1a\n" +
 	"\x16RELEASE_OUTCOME_FAILED\x10\x02\x12\x1b\n" +
-	"\x17RELEASE_OUTCOME_SKIPPED\x10\x03B\xfd\x01\n" +
+	"\x17RELEASE_OUTCOME_SKIPPED\x10\x03\x12\x1d\n" +
+	"\x19RELEASE_OUTCOME_CANCELLED\x10\x04B\xfd\x01\n" +
 	"\x1ccom.sluice.release.events.v1B\vEventsProtoP\x01ZMgithub.com/sluicehq/sluice/proto/gen/sluice/release/events/v1;releaseeventsv1\xa2\x02\x03SRE\xaa\x02\x18Sluice.Release.Events.V1\xca\x02\x18Sluice\\Release\\Events\\V1\xe2\x02$Sluice\\Release\\Events\\V1\\GPBMetadata\xea\x02\x1bSluice::Release::Events::V1b\x06proto3"
 
 var (

@@ -349,6 +349,79 @@ func (x *RunRequested) GetChanges() *v1.Changes {
 	return nil
 }
 
+// RunCancelRequested: sluice.source.run.cancelrequested
+// (dev.cdeventsx.sluice-run.cancelrequested.0.1.0). Someone asked for the
+// run to be cancelled: build and test stop its steps and end their stage
+// cancelled, release does not begin its release.
+type RunCancelRequested struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	RunId      string                 `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	Repository *RepositoryRef         `protobuf:"bytes,2,opt,name=repository,proto3" json:"repository,omitempty"`
+	Commit     string                 `protobuf:"bytes,3,opt,name=commit,proto3" json:"commit,omitempty"`
+	// Who asked ("token <id> (<name>)").
+	RequestedBy   string `protobuf:"bytes,4,opt,name=requested_by,json=requestedBy,proto3" json:"requested_by,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RunCancelRequested) Reset() {
+	*x = RunCancelRequested{}
+	mi := &file_sluice_source_events_v1_events_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RunCancelRequested) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RunCancelRequested) ProtoMessage() {}
+
+func (x *RunCancelRequested) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_source_events_v1_events_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RunCancelRequested.ProtoReflect.Descriptor instead.
+func (*RunCancelRequested) Descriptor() ([]byte, []int) {
+	return file_sluice_source_events_v1_events_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *RunCancelRequested) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+func (x *RunCancelRequested) GetRepository() *RepositoryRef {
+	if x != nil {
+		return x.Repository
+	}
+	return nil
+}
+
+func (x *RunCancelRequested) GetCommit() string {
+	if x != nil {
+		return x.Commit
+	}
+	return ""
+}
+
+func (x *RunCancelRequested) GetRequestedBy() string {
+	if x != nil {
+		return x.RequestedBy
+	}
+	return ""
+}
+
 // RunStarted: sluice.source.run.started
 // (dev.cdevents.pipelinerun.started.0.3.0). The run left the queue: source
 // publishes it, once, when it folds the first event of the run's build.
@@ -366,7 +439,7 @@ type RunStarted struct {
 
 func (x *RunStarted) Reset() {
 	*x = RunStarted{}
-	mi := &file_sluice_source_events_v1_events_proto_msgTypes[4]
+	mi := &file_sluice_source_events_v1_events_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -378,7 +451,7 @@ func (x *RunStarted) String() string {
 func (*RunStarted) ProtoMessage() {}
 
 func (x *RunStarted) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_source_events_v1_events_proto_msgTypes[4]
+	mi := &file_sluice_source_events_v1_events_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -391,7 +464,7 @@ func (x *RunStarted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunStarted.ProtoReflect.Descriptor instead.
 func (*RunStarted) Descriptor() ([]byte, []int) {
-	return file_sluice_source_events_v1_events_proto_rawDescGZIP(), []int{4}
+	return file_sluice_source_events_v1_events_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *RunStarted) GetRunId() string {
@@ -446,7 +519,7 @@ type RunFinished struct {
 
 func (x *RunFinished) Reset() {
 	*x = RunFinished{}
-	mi := &file_sluice_source_events_v1_events_proto_msgTypes[5]
+	mi := &file_sluice_source_events_v1_events_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -458,7 +531,7 @@ func (x *RunFinished) String() string {
 func (*RunFinished) ProtoMessage() {}
 
 func (x *RunFinished) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_source_events_v1_events_proto_msgTypes[5]
+	mi := &file_sluice_source_events_v1_events_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -471,7 +544,7 @@ func (x *RunFinished) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunFinished.ProtoReflect.Descriptor instead.
 func (*RunFinished) Descriptor() ([]byte, []int) {
-	return file_sluice_source_events_v1_events_proto_rawDescGZIP(), []int{5}
+	return file_sluice_source_events_v1_events_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *RunFinished) GetRunId() string {
@@ -551,7 +624,14 @@ const file_sluice_source_events_v1_events_proto_rawDesc = "" +
 	"\atrigger\x18\x06 \x01(\x0e2\x19.sluice.source.v1.TriggerR\atrigger\x12>\n" +
 	"\bpipeline\x18\a \x01(\v2\x1a.sluice.source.v1.PipelineB\x06\xbaH\x03\xc8\x01\x01R\bpipeline\x12%\n" +
 	"\x0ecommit_message\x18\b \x01(\tR\rcommitMessage\x123\n" +
-	"\achanges\x18\t \x01(\v2\x19.sluice.source.v1.ChangesR\achanges\"\xc7\x01\n" +
+	"\achanges\x18\t \x01(\v2\x19.sluice.source.v1.ChangesR\achanges\"\xcb\x01\n" +
+	"\x12RunCancelRequested\x12 \n" +
+	"\x06run_id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\x05runId\x12N\n" +
+	"\n" +
+	"repository\x18\x02 \x01(\v2&.sluice.source.events.v1.RepositoryRefB\x06\xbaH\x03\xc8\x01\x01R\n" +
+	"repository\x12\x16\n" +
+	"\x06commit\x18\x03 \x01(\tR\x06commit\x12+\n" +
+	"\frequested_by\x18\x04 \x01(\tB\b\xbaH\x05r\x03\x18\xac\x02R\vrequestedBy\"\xc7\x01\n" +
 	"\n" +
 	"RunStarted\x12\x1e\n" +
 	"\x06run_id\x18\x01 \x01(\tB\a\xbaH\x04r\x02\x10\x01R\x05runId\x12N\n" +
@@ -584,37 +664,39 @@ func file_sluice_source_events_v1_events_proto_rawDescGZIP() []byte {
 	return file_sluice_source_events_v1_events_proto_rawDescData
 }
 
-var file_sluice_source_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_sluice_source_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
 var file_sluice_source_events_v1_events_proto_goTypes = []any{
-	(*RepositoryRef)(nil),     // 0: sluice.source.events.v1.RepositoryRef
-	(*RepositoryCreated)(nil), // 1: sluice.source.events.v1.RepositoryCreated
-	(*ChangeReceived)(nil),    // 2: sluice.source.events.v1.ChangeReceived
-	(*RunRequested)(nil),      // 3: sluice.source.events.v1.RunRequested
-	(*RunStarted)(nil),        // 4: sluice.source.events.v1.RunStarted
-	(*RunFinished)(nil),       // 5: sluice.source.events.v1.RunFinished
-	(v1.GitCredentialKind)(0), // 6: sluice.source.v1.GitCredentialKind
-	(v1.Trigger)(0),           // 7: sluice.source.v1.Trigger
-	(*v1.Pipeline)(nil),       // 8: sluice.source.v1.Pipeline
-	(*v1.Changes)(nil),        // 9: sluice.source.v1.Changes
-	(v1.RunStatus)(0),         // 10: sluice.source.v1.RunStatus
+	(*RepositoryRef)(nil),      // 0: sluice.source.events.v1.RepositoryRef
+	(*RepositoryCreated)(nil),  // 1: sluice.source.events.v1.RepositoryCreated
+	(*ChangeReceived)(nil),     // 2: sluice.source.events.v1.ChangeReceived
+	(*RunRequested)(nil),       // 3: sluice.source.events.v1.RunRequested
+	(*RunCancelRequested)(nil), // 4: sluice.source.events.v1.RunCancelRequested
+	(*RunStarted)(nil),         // 5: sluice.source.events.v1.RunStarted
+	(*RunFinished)(nil),        // 6: sluice.source.events.v1.RunFinished
+	(v1.GitCredentialKind)(0),  // 7: sluice.source.v1.GitCredentialKind
+	(v1.Trigger)(0),            // 8: sluice.source.v1.Trigger
+	(*v1.Pipeline)(nil),        // 9: sluice.source.v1.Pipeline
+	(*v1.Changes)(nil),         // 10: sluice.source.v1.Changes
+	(v1.RunStatus)(0),          // 11: sluice.source.v1.RunStatus
 }
 var file_sluice_source_events_v1_events_proto_depIdxs = []int32{
-	6,  // 0: sluice.source.events.v1.RepositoryRef.git_credential:type_name -> sluice.source.v1.GitCredentialKind
+	7,  // 0: sluice.source.events.v1.RepositoryRef.git_credential:type_name -> sluice.source.v1.GitCredentialKind
 	0,  // 1: sluice.source.events.v1.RepositoryCreated.repository:type_name -> sluice.source.events.v1.RepositoryRef
 	0,  // 2: sluice.source.events.v1.ChangeReceived.repository:type_name -> sluice.source.events.v1.RepositoryRef
-	7,  // 3: sluice.source.events.v1.ChangeReceived.trigger:type_name -> sluice.source.v1.Trigger
+	8,  // 3: sluice.source.events.v1.ChangeReceived.trigger:type_name -> sluice.source.v1.Trigger
 	0,  // 4: sluice.source.events.v1.RunRequested.repository:type_name -> sluice.source.events.v1.RepositoryRef
-	7,  // 5: sluice.source.events.v1.RunRequested.trigger:type_name -> sluice.source.v1.Trigger
-	8,  // 6: sluice.source.events.v1.RunRequested.pipeline:type_name -> sluice.source.v1.Pipeline
-	9,  // 7: sluice.source.events.v1.RunRequested.changes:type_name -> sluice.source.v1.Changes
-	0,  // 8: sluice.source.events.v1.RunStarted.repository:type_name -> sluice.source.events.v1.RepositoryRef
-	0,  // 9: sluice.source.events.v1.RunFinished.repository:type_name -> sluice.source.events.v1.RepositoryRef
-	10, // 10: sluice.source.events.v1.RunFinished.status:type_name -> sluice.source.v1.RunStatus
-	11, // [11:11] is the sub-list for method output_type
-	11, // [11:11] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	8,  // 5: sluice.source.events.v1.RunRequested.trigger:type_name -> sluice.source.v1.Trigger
+	9,  // 6: sluice.source.events.v1.RunRequested.pipeline:type_name -> sluice.source.v1.Pipeline
+	10, // 7: sluice.source.events.v1.RunRequested.changes:type_name -> sluice.source.v1.Changes
+	0,  // 8: sluice.source.events.v1.RunCancelRequested.repository:type_name -> sluice.source.events.v1.RepositoryRef
+	0,  // 9: sluice.source.events.v1.RunStarted.repository:type_name -> sluice.source.events.v1.RepositoryRef
+	0,  // 10: sluice.source.events.v1.RunFinished.repository:type_name -> sluice.source.events.v1.RepositoryRef
+	11, // 11: sluice.source.events.v1.RunFinished.status:type_name -> sluice.source.v1.RunStatus
+	12, // [12:12] is the sub-list for method output_type
+	12, // [12:12] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_sluice_source_events_v1_events_proto_init() }
@@ -628,7 +710,7 @@ func file_sluice_source_events_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sluice_source_events_v1_events_proto_rawDesc), len(file_sluice_source_events_v1_events_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   6,
+			NumMessages:   7,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -51,6 +51,8 @@ const (
 	SourceServiceGetRunProcedure = "/sluice.source.v1.SourceService/GetRun"
 	// SourceServiceWatchRunProcedure is the fully-qualified name of the SourceService's WatchRun RPC.
 	SourceServiceWatchRunProcedure = "/sluice.source.v1.SourceService/WatchRun"
+	// SourceServiceCancelRunProcedure is the fully-qualified name of the SourceService's CancelRun RPC.
+	SourceServiceCancelRunProcedure = "/sluice.source.v1.SourceService/CancelRun"
 	// SourceServiceListCommitsProcedure is the fully-qualified name of the SourceService's ListCommits
 	// RPC.
 	SourceServiceListCommitsProcedure = "/sluice.source.v1.SourceService/ListCommits"
@@ -69,6 +71,12 @@ type SourceServiceClient interface {
 	// WatchRun sends the run's summary now and again on every change, until the
 	// run ends.
 	WatchRun(context.Context, *v1.WatchRunRequest) (*connect.ServerStreamForClient[v1.WatchRunResponse], error)
+	// CancelRun asks for a run to be cancelled: its running steps are
+	// stopped, nothing of it starts any more, and it ends cancelled once the
+	// stage that holds it has stopped (a release under way is not
+	// interrupted). Asking again changes nothing; a run that ended is
+	// refused with FAILED_PRECONDITION.
+	CancelRun(context.Context, *v1.CancelRunRequest) (*v1.CancelRunResponse, error)
 	// ListCommits lists the commits reachable from `to` and not from `from`,
 	// newest first.
 	ListCommits(context.Context, *v1.ListCommitsRequest) (*v1.ListCommitsResponse, error)
@@ -127,6 +135,12 @@ func NewSourceServiceClient(httpClient connect.HTTPClient, baseURL string, opts 
 			connect.WithSchema(sourceServiceMethods.ByName("WatchRun")),
 			connect.WithClientOptions(opts...),
 		),
+		cancelRun: connect.NewClient[v1.CancelRunRequest, v1.CancelRunResponse](
+			httpClient,
+			baseURL+SourceServiceCancelRunProcedure,
+			connect.WithSchema(sourceServiceMethods.ByName("CancelRun")),
+			connect.WithClientOptions(opts...),
+		),
 		listCommits: connect.NewClient[v1.ListCommitsRequest, v1.ListCommitsResponse](
 			httpClient,
 			baseURL+SourceServiceListCommitsProcedure,
@@ -145,6 +159,7 @@ type sourceServiceClient struct {
 	listRuns         *connect.Client[v1.ListRunsRequest, v1.ListRunsResponse]
 	getRun           *connect.Client[v1.GetRunRequest, v1.GetRunResponse]
 	watchRun         *connect.Client[v1.WatchRunRequest, v1.WatchRunResponse]
+	cancelRun        *connect.Client[v1.CancelRunRequest, v1.CancelRunResponse]
 	listCommits      *connect.Client[v1.ListCommitsRequest, v1.ListCommitsResponse]
 }
 
@@ -207,6 +222,15 @@ func (c *sourceServiceClient) WatchRun(ctx context.Context, req *v1.WatchRunRequ
 	return c.watchRun.CallServerStream(ctx, connect.NewRequest(req))
 }
 
+// CancelRun calls sluice.source.v1.SourceService.CancelRun.
+func (c *sourceServiceClient) CancelRun(ctx context.Context, req *v1.CancelRunRequest) (*v1.CancelRunResponse, error) {
+	response, err := c.cancelRun.CallUnary(ctx, connect.NewRequest(req))
+	if response != nil {
+		return response.Msg, err
+	}
+	return nil, err
+}
+
 // ListCommits calls sluice.source.v1.SourceService.ListCommits.
 func (c *sourceServiceClient) ListCommits(ctx context.Context, req *v1.ListCommitsRequest) (*v1.ListCommitsResponse, error) {
 	response, err := c.listCommits.CallUnary(ctx, connect.NewRequest(req))
@@ -229,6 +253,12 @@ type SourceServiceHandler interface {
 	// WatchRun sends the run's summary now and again on every change, until the
 	// run ends.
 	WatchRun(context.Context, *v1.WatchRunRequest, *connect.ServerStream[v1.WatchRunResponse]) error
+	// CancelRun asks for a run to be cancelled: its running steps are
+	// stopped, nothing of it starts any more, and it ends cancelled once the
+	// stage that holds it has stopped (a release under way is not
+	// interrupted). Asking again changes nothing; a run that ended is
+	// refused with FAILED_PRECONDITION.
+	CancelRun(context.Context, *v1.CancelRunRequest) (*v1.CancelRunResponse, error)
 	// ListCommits lists the commits reachable from `to` and not from `from`,
 	// newest first.
 	ListCommits(context.Context, *v1.ListCommitsRequest) (*v1.ListCommitsResponse, error)
@@ -283,6 +313,12 @@ func NewSourceServiceHandler(svc SourceServiceHandler, opts ...connect.HandlerOp
 		connect.WithSchema(sourceServiceMethods.ByName("WatchRun")),
 		connect.WithHandlerOptions(opts...),
 	)
+	sourceServiceCancelRunHandler := connect.NewUnaryHandlerSimple(
+		SourceServiceCancelRunProcedure,
+		svc.CancelRun,
+		connect.WithSchema(sourceServiceMethods.ByName("CancelRun")),
+		connect.WithHandlerOptions(opts...),
+	)
 	sourceServiceListCommitsHandler := connect.NewUnaryHandlerSimple(
 		SourceServiceListCommitsProcedure,
 		svc.ListCommits,
@@ -305,6 +341,8 @@ func NewSourceServiceHandler(svc SourceServiceHandler, opts ...connect.HandlerOp
 			sourceServiceGetRunHandler.ServeHTTP(w, r)
 		case SourceServiceWatchRunProcedure:
 			sourceServiceWatchRunHandler.ServeHTTP(w, r)
+		case SourceServiceCancelRunProcedure:
+			sourceServiceCancelRunHandler.ServeHTTP(w, r)
 		case SourceServiceListCommitsProcedure:
 			sourceServiceListCommitsHandler.ServeHTTP(w, r)
 		default:
@@ -342,6 +380,10 @@ func (UnimplementedSourceServiceHandler) GetRun(context.Context, *v1.GetRunReque
 
 func (UnimplementedSourceServiceHandler) WatchRun(context.Context, *v1.WatchRunRequest, *connect.ServerStream[v1.WatchRunResponse]) error {
 	return connect.NewError(connect.CodeUnimplemented, errors.New("sluice.source.v1.SourceService.WatchRun is not implemented"))
+}
+
+func (UnimplementedSourceServiceHandler) CancelRun(context.Context, *v1.CancelRunRequest) (*v1.CancelRunResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("sluice.source.v1.SourceService.CancelRun is not implemented"))
 }
 
 func (UnimplementedSourceServiceHandler) ListCommits(context.Context, *v1.ListCommitsRequest) (*v1.ListCommitsResponse, error) {
