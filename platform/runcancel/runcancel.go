@@ -130,7 +130,8 @@ func (b *Book) Record(ctx context.Context, c Cancellation) error {
 func (b *Book) Lookup(ctx context.Context, runID string) (Cancellation, bool, error) {
 	c := Cancellation{RunID: runID}
 	var at int64
-	err := b.db.QueryRowContext(ctx, `SELECT requested_by, recorded_at FROM run_cancellations WHERE run_id = $1`, runID).Scan(&c.By, &at)
+	// Workers look every second: on SQLite, not through its one writer.
+	err := b.db.Reader().QueryRowContext(ctx, `SELECT requested_by, recorded_at FROM run_cancellations WHERE run_id = $1`, runID).Scan(&c.By, &at)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return Cancellation{}, false, nil
@@ -184,6 +185,7 @@ func (b *Book) Hold(ctx context.Context, runID string) (held context.Context, re
 	return held, func() {
 		once.Do(func() {
 			close(done)
+			cancel(context.Canceled) // ends a look in flight
 			<-stopped
 			b.mu.Lock()
 			delete(b.held[runID], h)
@@ -191,7 +193,6 @@ func (b *Book) Hold(ctx context.Context, runID string) (held context.Context, re
 				delete(b.held, runID)
 			}
 			b.mu.Unlock()
-			cancel(context.Canceled)
 		})
 	}
 }

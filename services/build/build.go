@@ -82,17 +82,22 @@ func (s *Service) runBuild(ctx context.Context, req *sourceeventsv1.RunRequested
 	workCtx, unhold := s.cancels.Hold(workCtx, run.ID)
 	defer unhold()
 	var res result
-	cancelled, ok, err := s.cancels.Lookup(workCtx, run.ID)
+	// Looked up on ctx: the hold's own look may cancel workCtx meanwhile.
+	cancelled, ok, err := s.cancels.Lookup(ctx, run.ID)
 	switch {
 	case err != nil:
-		err = orInterrupted(workCtx, err)
+		err = orInterrupted(ctx, err)
 	case ok:
 		res.cancelled = &cancelled
+	case req.GetRerunFrom() == "test" || req.GetRerunFrom() == "release":
+		res, err = s.reuse(workCtx, run, req, l, w)
 	default:
 		res, err = s.execute(workCtx, run, b, l, w)
-		if c, ok := runcancel.Cause(workCtx); ok && err != nil {
-			res, err = result{cancelled: &c, stepDuration: res.stepDuration}, nil
-		}
+	}
+	// A lost lease still wins (finish would find it lost, and abandon
+	// leaves the build to its new holder).
+	if c, ok := runcancel.Cause(workCtx); ok && err != nil {
+		res, err = result{cancelled: &c, stepDuration: res.stepDuration}, nil
 	}
 	unhold()
 	// From here every write renews the lease itself (and abandon releases it).
@@ -119,6 +124,43 @@ type result struct {
 	// cancelled is set when the run was cancelled: the steps stopped, or
 	// never started.
 	cancelled *runcancel.Cancellation
+	// reused is the build whose artifacts a rerun's build reused.
+	reused string
+}
+
+// reuse is the build of a rerun that starts after the build stage
+// (RunRequested.rerun_from): the build of the run it reruns lends its
+// artifacts, and no step runs. The artifacts' objects stay where they
+// are (each names the run that made it; test and release check their
+// digests). That build must have succeeded, for the same repository and
+// commit; else this build fails, saying to rerun every stage.
+func (s *Service) reuse(ctx context.Context, run domain.Run, req *sourceeventsv1.RunRequested, l Lease, w *steplog.Writer) (result, error) {
+	var res result
+	of := req.GetRerunOf()
+	old, err := s.store.ByRun(ctx, of)
+	switch {
+	case errors.Is(err, apierror.ErrNotFound):
+		res.failure = domain.Failure{Reason: fmt.Sprintf("the build of run %s, which this run reruns, is not known here; rerun every stage", of)}
+	case err != nil:
+		return res, orInterrupted(ctx, err)
+	case old.Status != domain.Succeeded:
+		res.failure = domain.Failure{Reason: fmt.Sprintf("the build of run %s, which this run reruns, did not succeed (%s); rerun every stage", of, old.Status)}
+	case old.Repository.ID != run.Repository.ID || old.Commit != run.Commit:
+		res.failure = domain.Failure{Reason: fmt.Sprintf("run %s, which this run reruns, built another repository or commit", of)}
+	}
+	if res.failure.Failed() {
+		w.Append("", steplog.Meta, "--- "+res.failure.Reason)
+		return res, nil
+	}
+	w.Append("", steplog.Meta, fmt.Sprintf("--- reusing build %s of run %s: no step runs", old.ID, of))
+	for _, a := range old.Artifacts {
+		if err := s.store.AddArtifact(ctx, l, a); err != nil {
+			return res, orInterrupted(ctx, err)
+		}
+		w.Append("", steplog.Meta, fmt.Sprintf("--- artifact %s: %d bytes, sha256 %s (built by run %s)", a.Name, a.Size, a.SHA256, of))
+	}
+	res.artifacts, res.reused = old.Artifacts, old.ID
+	return res, nil
 }
 
 func (r result) status() domain.Status {
@@ -166,6 +208,9 @@ func (s *Service) finish(ctx context.Context, run domain.Run, req *sourceeventsv
 		Ref:           req.GetRef(),
 		Trigger:       req.GetTrigger(),
 		Changes:       req.GetChanges(),
+		RerunOf:       req.GetRerunOf(),
+		RerunFrom:     req.GetRerunFrom(),
+		ReusedBuild:   res.reused,
 	}
 	for _, a := range res.artifacts {
 		fin.Artifacts = append(fin.Artifacts, artifactToProto(a))

@@ -254,6 +254,12 @@ func (s *Store) Finish(ctx context.Context, l Lease, runID string, out Outcome, 
 			string(domain.StepSkipped), l.BuildID, string(domain.StepPending)); err != nil {
 			return err
 		}
+		// A step whose end could not be recorded before the build ended
+		// (its run was cancelled as it ended) does not stay running.
+		if _, err := tx.ExecContext(ctx, `UPDATE build_steps SET status = $1, exit_code = -1 WHERE build_id = $2 AND status = $3`,
+			string(domain.StepCancelled), l.BuildID, string(domain.StepRunning)); err != nil {
+			return err
+		}
 		return enqueue(ctx, tx, evs)
 	})
 	if err != nil {

@@ -20,8 +20,9 @@ import (
 
 const subjectRunCancelRequested = "sluice.source.run.cancelrequested"
 
-// CancelRun records who asked and publishes RunCancelRequested once, however
-// often it is asked; a viewer may not cancel, an unknown run is not found.
+// CancelRun records who asked first and publishes RunCancelRequested each
+// time it is asked (a stage that missed it gets it again); a viewer may not
+// cancel, an unknown run is not found.
 // The run ends cancelled when its stage says so (here, the build), with
 // RunFinished; then cancelling it is refused.
 func TestCancelRun(t *testing.T) {
@@ -73,8 +74,9 @@ func TestCancelRun(t *testing.T) {
 	if fin := f.finishedOnce(); fin.GetStatus() != sourcev1.RunStatus_RUN_STATUS_CANCELLED {
 		t.Errorf("RunFinished %s", fin.GetStatus())
 	}
-	if n := len(h.runEvents(subjectRunCancelRequested, f.run.Id)); n != 1 {
-		t.Errorf("%d RunCancelRequested events, want 1", n)
+	reqs := h.runEvents(subjectRunCancelRequested, f.run.Id)
+	if len(reqs) != 2 || payload[*sourceeventsv1.RunCancelRequested](t, reqs[1]).GetRequestedBy() != run.GetCancelRequestedBy() {
+		t.Errorf("%d RunCancelRequested events, want 2, both by the first asker", len(reqs))
 	}
 	if _, err := h.client.CancelRun(ctx, &sourcev1.CancelRunRequest{RunId: f.run.Id}); connect.CodeOf(err) != connect.CodeFailedPrecondition {
 		t.Errorf("cancel an ended run: %v", err)
@@ -109,5 +111,53 @@ func TestACancelledTestRunOrReleaseCancelsTheRun(t *testing.T) {
 	ended = f.waitStatus(sourcev1.RunStatus_RUN_STATUS_CANCELLED)
 	if ended.GetFailureReason() != "cancelled by token t1 (alice), in the release stage" {
 		t.Errorf("run %q", ended.GetFailureReason())
+	}
+}
+
+// RerunRun makes a new run of an ended run's commit that names it and its
+// first stage (on RunRequested too): the failed stage with failed, else
+// the build. A run that has not ended, and failed for one that
+// succeeded, are refused; a viewer may not rerun.
+func TestRerunRun(t *testing.T) {
+	t.Parallel()
+	h, f := newAppRun(t)
+	ctx := t.Context()
+	if _, err := h.client.RerunRun(ctx, &sourcev1.RerunRunRequest{RunId: f.run.Id}); connect.CodeOf(err) != connect.CodeFailedPrecondition {
+		t.Errorf("rerun a queued run: %v", err)
+	}
+	viewer := sourcev1connect.NewSourceServiceClient(h.proc.ClientWith(servicekittest.IssueToken(t, h.natsURL, authv1.Role_ROLE_VIEWER)), h.url)
+	servicekittest.WaitKnown(t, func() error { _, err := viewer.ListRuns(ctx, &sourcev1.ListRunsRequest{}); return err })
+
+	f.buildSucceeded(time.Now())
+	f.testFinished(&testeventsv1.TestRunFinished{Status: testv1.TestRunStatus_TEST_RUN_STATUS_FAILED, Counts: &testv1.Counts{Failed: 1}}, time.Now())
+	f.waitStatus(sourcev1.RunStatus_RUN_STATUS_FAILED)
+	if _, err := viewer.RerunRun(ctx, &sourcev1.RerunRunRequest{RunId: f.run.Id}); connect.CodeOf(err) != connect.CodePermissionDenied {
+		t.Errorf("a viewer reruns: %v", err)
+	}
+	for _, tc := range []struct {
+		failed bool
+		from   string
+	}{{true, "test"}, {false, "build"}} {
+		res, err := h.client.RerunRun(ctx, &sourcev1.RerunRunRequest{RunId: f.run.Id, Failed: tc.failed})
+		if err != nil {
+			t.Fatal(err)
+		}
+		run := res.GetRun()
+		if run.GetId() == f.run.Id || run.GetCommit() != f.run.Commit || run.GetRerunOf() != f.run.Id || run.GetRerunFrom() != tc.from {
+			t.Errorf("rerun (failed %v): run %s of %s, rerun of %q from %q; want a new run of %s from %s", tc.failed, run.GetId(), run.GetCommit(), run.GetRerunOf(), run.GetRerunFrom(), f.run.Commit, tc.from)
+		}
+		req := payload[*sourceeventsv1.RunRequested](t, h.waitRunEvent(subjectRunRequested, run.GetId()))
+		if req.GetRerunOf() != f.run.Id || req.GetRerunFrom() != tc.from || req.GetPipeline() == nil {
+			t.Errorf("RunRequested of the rerun: rerun of %q from %q", req.GetRerunOf(), req.GetRerunFrom())
+		}
+	}
+
+	ok := &folding{h: h, run: h.trigger("app", ""), ref: f.ref}
+	ok.buildSucceeded(time.Now())
+	ok.testPassed(time.Now())
+	ok.releaseFinished(&releaseeventsv1.ReleaseFinished{Outcome: releaseeventsv1.ReleaseOutcome_RELEASE_OUTCOME_SKIPPED}, time.Now())
+	ok.waitStatus(sourcev1.RunStatus_RUN_STATUS_SUCCEEDED)
+	if _, err := h.client.RerunRun(ctx, &sourcev1.RerunRunRequest{RunId: ok.run.Id, Failed: true}); connect.CodeOf(err) != connect.CodeFailedPrecondition {
+		t.Errorf("rerun --failed of a run that succeeded: %v", err)
 	}
 }

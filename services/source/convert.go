@@ -75,6 +75,8 @@ func runToProto(r domain.Run) *sourcev1.Run {
 		// nil when zero
 		CancelRequestTime: prototime.Timestamp(r.CancelRequestedAt),
 		CancelRequestedBy: r.CancelRequestedBy,
+		RerunOf:           r.RerunOf,
+		RerunFrom:         r.RerunFrom,
 	}
 	for _, s := range r.Stages {
 		out.Stages = append(out.Stages, &sourcev1.Stage{
@@ -189,6 +191,8 @@ func runRequestedToProto(run domain.Run) *sourceeventsv1.RunRequested {
 		Pipeline:      run.Pipeline,
 		CommitMessage: run.CommitMessage,
 		Changes:       run.Changes,
+		RerunOf:       run.RerunOf,
+		RerunFrom:     run.RerunFrom,
 	}
 }
 
@@ -234,7 +238,11 @@ func changeReceivedToProto(repo domain.Repository, run domain.Run, trigger domai
 func buildOutcome(p *buildeventsv1.BuildFinished, at time.Time) domain.StageOutcome {
 	switch p.GetStatus() {
 	case buildv1.BuildStatus_BUILD_STATUS_SUCCEEDED:
-		return domain.StageOutcome{Status: domain.StageSucceeded, At: at, Detail: artifactsDetail(p.GetArtifacts())}
+		detail := artifactsDetail(p.GetArtifacts())
+		if p.GetReusedBuild() != "" {
+			detail = strings.TrimPrefix(detail+"; reused from run "+p.GetRerunOf(), "; ")
+		}
+		return domain.StageOutcome{Status: domain.StageSucceeded, At: at, Detail: detail}
 	case buildv1.BuildStatus_BUILD_STATUS_FAILED, buildv1.BuildStatus_BUILD_STATUS_CANCELLED:
 		cancelled := p.GetStatus() == buildv1.BuildStatus_BUILD_STATUS_CANCELLED
 		reason := cmp.Or(p.GetFailureReason(), domain.StepFailure(p.GetFailedStep(), int(p.GetExitCode())))
@@ -272,6 +280,9 @@ func testOutcome(p *testeventsv1.TestRunFinished, at time.Time) domain.StageOutc
 	counts := domain.TestCounts(int(c.GetPassed()), int(c.GetFailed()), int(c.GetSkipped()))
 	switch p.GetStatus() {
 	case testv1.TestRunStatus_TEST_RUN_STATUS_PASSED:
+		if p.GetReusedTestRun() != "" {
+			counts += "; reused"
+		}
 		return domain.StageOutcome{Status: domain.StageSucceeded, At: at, Detail: counts}
 	case testv1.TestRunStatus_TEST_RUN_STATUS_FAILED, testv1.TestRunStatus_TEST_RUN_STATUS_ERROR:
 		var parts []string

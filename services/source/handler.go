@@ -107,6 +107,15 @@ func (h *Handler) GetRun(ctx context.Context, req *sourcev1.GetRunRequest) (*sou
 	return &sourcev1.GetRunResponse{Run: runToProto(run)}, nil
 }
 
+// RerunRun starts a new run of an ended run's commit.
+func (h *Handler) RerunRun(ctx context.Context, req *sourcev1.RerunRunRequest) (*sourcev1.RerunRunResponse, error) {
+	run, err := h.svc.RerunRun(ctx, req.GetRunId(), req.GetFailed())
+	if err != nil {
+		return nil, err
+	}
+	return &sourcev1.RerunRunResponse{Run: runToProto(run)}, nil
+}
+
 // CancelRun asks for a run to be cancelled.
 func (h *Handler) CancelRun(ctx context.Context, req *sourcev1.CancelRunRequest) (*sourcev1.CancelRunResponse, error) {
 	run, err := h.svc.CancelRun(ctx, req.GetRunId())

@@ -95,7 +95,7 @@ func (e *existingRun) Error() string { return "the commit already has run " + e.
 // transaction (to record how the change was noticed); returning errSkipRun
 // from it makes no run.
 func (s *Service) startRun(ctx context.Context, repo domain.Repository, res gitmirror.Resolved, trigger domain.Trigger,
-	before func(tx *sql.Tx, run domain.Run) error,
+	before func(tx *sql.Tx, run domain.Run) error, tune ...func(*domain.Run),
 ) (domain.Run, error) {
 	again := trigger == domain.TriggerManual
 	if !again {
@@ -109,6 +109,9 @@ func (s *Service) startRun(ctx context.Context, repo domain.Repository, res gitm
 	run, err := s.prepareRun(repo, res, trigger)
 	if err != nil {
 		return run, err
+	}
+	for _, f := range tune {
+		f(&run)
 	}
 	run.Changes = s.changesOf(ctx, run)
 	ev, err := runEvent(run)
@@ -268,11 +271,51 @@ func (s *Service) GetRun(ctx context.Context, runID string) (domain.Run, error) 
 	return run, nil
 }
 
+// RerunRun starts a new run of an ended run's commit (its ref and branch,
+// its pipeline file read again). With failed, the new run starts at the
+// first stage of the ended run that failed or was cancelled, and the
+// stages before reuse what the ended run made: build its artifacts, test
+// its test run (RunRequested.rerun_from). A run that has not ended is
+// refused (cancel it first), and so is failed for a run that succeeded.
+func (s *Service) RerunRun(ctx context.Context, runID string, failed bool) (domain.Run, error) {
+	old, err := s.store.Run(ctx, runID)
+	if err != nil {
+		return domain.Run{}, err
+	}
+	if err := auth.CheckRepository(ctx, old.Repository); err != nil {
+		return domain.Run{}, err
+	}
+	if !old.Status.Final() {
+		return domain.Run{}, fmt.Errorf("run %s is %s: it can be run again once it ended (sluice cancel ends it): %w", old.ID, old.Status, apierror.ErrFailedPrecondition)
+	}
+	from := domain.StageBuild
+	if failed {
+		if old.Status == domain.RunSucceeded {
+			return domain.Run{}, fmt.Errorf("run %s succeeded: no stage failed (a rerun without failed runs every stage): %w", old.ID, apierror.ErrFailedPrecondition)
+		}
+		from = old.RerunStage()
+	}
+	repo, err := s.store.Repository(ctx, old.RepositoryID)
+	if err != nil {
+		return domain.Run{}, err
+	}
+	if err := s.fetch(ctx, repo); err != nil {
+		return domain.Run{}, err
+	}
+	run, err := s.startRun(ctx, repo, gitmirror.Resolved{Commit: old.Commit, Ref: old.Ref, Branch: old.Branch}, domain.TriggerManual, nil,
+		func(r *domain.Run) { r.RerunOf, r.RerunFrom = old.ID, from })
+	if err != nil {
+		return domain.Run{}, err
+	}
+	s.log.Info("run rerun", slog.String("run_id", run.ID), slog.String("rerun_of", old.ID), slog.String("from", from))
+	return run, nil
+}
+
 // CancelRun records that the caller asks for run runID to be cancelled
 // and publishes RunCancelRequested with it: the stages stop the run's
 // steps, start nothing more of it, and end cancelled, which the fold
-// makes the run's end (RunFinished). Asking again changes nothing; a run
-// that ended is refused.
+// makes the run's end (RunFinished). Asking again publishes the request
+// again and changes nothing else; a run that ended is refused.
 func (s *Service) CancelRun(ctx context.Context, runID string) (domain.Run, error) {
 	by := "an unknown caller"
 	if id, ok := auth.FromContext(ctx); ok {
@@ -296,16 +339,18 @@ func (s *Service) CancelRun(ctx context.Context, runID string) (domain.Run, erro
 		if err := audit.Record(ctx, tx, audit.Target{Repository: run.Repository, ID: run.ID}); err != nil {
 			return err
 		}
-		if !run.CancelRequestedAt.IsZero() {
-			return nil // asked before
+		if run.CancelRequestedAt.IsZero() {
+			run.CancelRequestedAt, run.CancelRequestedBy = time.Now().UTC(), by
+			if err := requestCancel(ctx, tx, run); err != nil {
+				return err
+			}
+			run.Version++
 		}
-		run.CancelRequestedAt, run.CancelRequestedBy = time.Now().UTC(), by
-		if err := requestCancel(ctx, tx, run); err != nil {
-			return err
-		}
-		run.Version++
+		// Asked again, the request goes out again (under the first
+		// asker's name): a stage that could not record it (its database
+		// down past the consumer's redeliveries) gets another chance.
 		ev, err := events.New(&sourceeventsv1.RunCancelRequested{
-			RunId: run.ID, Repository: runRepositoryRef(run), Commit: run.Commit, RequestedBy: by,
+			RunId: run.ID, Repository: runRepositoryRef(run), Commit: run.Commit, RequestedBy: run.CancelRequestedBy,
 		}, run.ID, run.ID)
 		if err != nil {
 			return err
@@ -319,7 +364,7 @@ func (s *Service) CancelRun(ctx context.Context, runID string) (domain.Run, erro
 	if requested {
 		s.outbox.Kick()
 		s.changes.notify()
-		s.log.Info("run cancel requested", slog.String("run_id", run.ID), slog.String("by", by))
+		s.log.Info("run cancel requested", slog.String("run_id", run.ID), slog.String("by", by), slog.String("first_by", run.CancelRequestedBy))
 	}
 	return run, nil
 }

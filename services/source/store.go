@@ -205,7 +205,7 @@ func setLastSeen(ctx context.Context, tx *sql.Tx, repoID, commit string, ifWas *
 
 var runColumns = `r.id, r.repository_id, p.name, p.url, r.commit_sha, r.ref, r.branch, r.run_trigger, r.status,
 	r.created_at, r.ended_at, r.failure_reason, r.release_version, r.commit_message, r.pipeline, r.version,
-	r.cancel_requested_at, r.cancel_requested_by` + credentialColumns("p")
+	r.cancel_requested_at, r.cancel_requested_by, r.rerun_of, r.rerun_from` + credentialColumns("p")
 
 const runFrom = ` FROM runs r JOIN repositories p ON p.id = r.repository_id`
 
@@ -216,7 +216,7 @@ func scanRun(row interface{ Scan(...any) error }) (domain.Run, error) {
 	var hasToken, hasKey bool
 	err := row.Scan(&r.ID, &r.RepositoryID, &r.Repository, &r.RepositoryURL, &r.Commit, &r.Ref, &r.Branch, &trigger, &status,
 		&created, &ended, &r.FailureReason, &r.ReleaseVersion, &r.CommitMessage, &pipeline, &r.Version,
-		&cancelRequested, &r.CancelRequestedBy, &hasToken, &hasKey)
+		&cancelRequested, &r.CancelRequestedBy, &r.RerunOf, &r.RerunFrom, &hasToken, &hasKey)
 	if err != nil {
 		return r, err
 	}
@@ -242,10 +242,11 @@ func insertRun(ctx context.Context, tx *sql.Tx, r domain.Run) error {
 		pipeline = string(b)
 	}
 	_, err := tx.ExecContext(ctx, `INSERT INTO runs (id, repository_id, commit_sha, ref, branch, run_trigger, status,
-		created_at, ended_at, failure_reason, release_version, commit_message, pipeline, version)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 1)`,
+		created_at, ended_at, failure_reason, release_version, commit_message, pipeline, version, rerun_of, rerun_from)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 1, $14, $15)`,
 		r.ID, r.RepositoryID, r.Commit, r.Ref, r.Branch, string(r.Trigger), string(r.Status),
-		sqldb.Nanos(r.CreatedAt), sqldb.Nanos(r.EndedAt), sqldb.Text(r.FailureReason), r.ReleaseVersion, sqldb.Text(r.CommitMessage), pipeline)
+		sqldb.Nanos(r.CreatedAt), sqldb.Nanos(r.EndedAt), sqldb.Text(r.FailureReason), r.ReleaseVersion, sqldb.Text(r.CommitMessage), pipeline,
+		r.RerunOf, r.RerunFrom)
 	if err != nil {
 		return fmt.Errorf("insert run: %w", err)
 	}

@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sluicehq/sluice/platform/apierror"
 	"github.com/sluicehq/sluice/platform/artifacts"
 	"github.com/sluicehq/sluice/platform/egress"
 	"github.com/sluicehq/sluice/platform/executor"
@@ -23,6 +24,7 @@ import (
 	"github.com/sluicehq/sluice/platform/gitcheckout"
 	"github.com/sluicehq/sluice/platform/lastlines"
 	"github.com/sluicehq/sluice/platform/lease"
+	"github.com/sluicehq/sluice/platform/runcancel"
 	"github.com/sluicehq/sluice/platform/secretmask"
 	"github.com/sluicehq/sluice/platform/stepfile"
 	"github.com/sluicehq/sluice/platform/stepgraph"
@@ -49,6 +51,38 @@ type attempt struct {
 	kept   *lease.Keeper
 	// secrets are the values of the secrets the steps ask for.
 	secrets stepsecrets.Set
+	// reused is the test run a rerun's test run reused (reuse).
+	reused string
+}
+
+// reuse is the test run of a rerun that starts at the release stage
+// (rerun_from "release", passed on by build): the passed test run of the
+// run it reruns stands for it, with its suites' counts, and no step runs
+// (its cases stay with it: ListTestCases of that run). One that did not
+// pass, or tested another repository or commit, is an ERROR saying to
+// rerun every stage.
+func (a *attempt) reuse(ctx context.Context) (domain.Outcome, error) {
+	of := a.bf.GetRerunOf()
+	old, err := a.s.store.TestRunOfRun(ctx, of)
+	switch {
+	case errors.Is(err, apierror.ErrNotFound):
+		return domain.Errored(fmt.Sprintf("the test run of run %s, which this run reruns, is not known here; rerun every stage", of), nil), nil
+	case err != nil:
+		return domain.Outcome{}, err
+	case old.Status != domain.StatusPassed:
+		return domain.Errored(fmt.Sprintf("the test run of run %s, which this run reruns, did not pass (%s); rerun every stage", of, old.Status), nil), nil
+	case old.Repository.ID != a.run.Repository.ID || old.Commit != a.run.Commit:
+		return domain.Errored(fmt.Sprintf("run %s, which this run reruns, tested another repository or commit", of), nil), nil
+	}
+	suites, err := a.s.store.Suites(ctx, old.ID)
+	if err != nil {
+		return domain.Outcome{}, err
+	}
+	o := domain.Outcome{Status: domain.StatusPassed, Suites: suites}
+	c := o.Counts()
+	a.meta("", fmt.Sprintf("--- reusing test run %s of run %s (%d passed, %d failed, %d skipped): no step runs", old.ID, of, c.Passed, c.Failed, c.Skipped))
+	a.reused = old.ID
+	return o, nil
 }
 
 // meta writes a line of Sluice's own to the log; step is empty for lines
@@ -341,7 +375,11 @@ func (a *attempt) runStep(ctx context.Context, stage executor.Stage, ws string, 
 	}
 	if res.Cancelled {
 		a.meta(name, fmt.Sprintf("--- step %s stopped after %s", name, res.Duration.Round(time.Millisecond)))
-		return domain.StepResult{Name: name, ExitCode: -1, Cancelled: true, Duration: res.Duration, Tries: try.Number}, fmt.Errorf("step %q stopped: %w", name, context.Cause(ctx))
+		sr := domain.StepResult{Name: name, ExitCode: -1, Cancelled: true, Duration: res.Duration, Tries: try.Number}
+		if c, ok := runcancel.Cause(ctx); ok {
+			sr.Why = c.Reason()
+		}
+		return sr, fmt.Errorf("step %q stopped: %w", name, context.Cause(ctx))
 	}
 	sr := domain.StepResult{Name: name, ExitCode: res.ExitCode, TimedOut: res.TimedOut, Timeout: timeout, Duration: res.Duration, LastLines: last.Lines(), Tries: try.Number}
 	if res.TimedOut {

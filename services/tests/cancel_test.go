@@ -63,8 +63,8 @@ func TestACancelledRunStopsItsTests(t *testing.T) {
 	for _, st := range res.GetTestRun().GetSteps() {
 		got = append(got, st.GetName()+" "+strings.TrimPrefix(st.GetStatus().String(), "STEP_STATUS_"))
 	}
-	if strings.Join(got, ", ") != "long CANCELLED, after SKIPPED" {
-		t.Errorf("steps: %v", got)
+	if strings.Join(got, ", ") != "long CANCELLED, after SKIPPED" || res.GetTestRun().GetSteps()[0].GetReason() != "cancelled by token t1 (alice)" {
+		t.Errorf("steps: %v (%v)", got, res.GetTestRun().GetSteps())
 	}
 
 	early := h.run(&sourcev1.Pipeline{Test: &sourcev1.TestSpec{Steps: []*sourcev1.Step{{Name: "never", Run: "echo ran"}}}})

@@ -121,15 +121,19 @@ func (s *Service) execute(parent context.Context, log *slog.Logger, run domain.T
 	held, unhold := s.cancels.Hold(ctx, run.RunID)
 	defer unhold()
 	var outcome domain.Outcome
-	cancelled, ok, runErr := s.cancels.Lookup(held, run.RunID)
+	// Looked up on ctx: the hold's own look may cancel held meanwhile.
+	cancelled, ok, runErr := s.cancels.Lookup(ctx, run.RunID)
 	switch {
 	case ok:
 		outcome = domain.Cancelled(cancelled.Reason(), nil)
+	case runErr == nil && bf.GetRerunFrom() == "release":
+		outcome, runErr = a.reuse(held)
 	case runErr == nil:
 		outcome, runErr = a.test(held)
-		if c, ok := runcancel.Cause(held); ok && runErr != nil {
-			outcome, runErr = domain.Cancelled(c.Reason(), a.results()), nil
-		}
+	}
+	// A lost lease wins: the test run is another worker's now.
+	if c, ok := runcancel.Cause(held); ok && runErr != nil && !errors.Is(context.Cause(ctx), lease.ErrLost) {
+		outcome, runErr = domain.Cancelled(c.Reason(), a.results()), nil
 	}
 	unhold()
 	kept.Stop()
@@ -221,8 +225,9 @@ func (a *attempt) finish(parent context.Context, o domain.Outcome) error {
 		CaseEvents:        int32(len(positions)),
 		CaseEventsOmitted: int32(omitted),
 		// Passed on for release, which asks no one for them.
-		Pipeline:  a.bf.GetPipeline(),
-		Artifacts: a.bf.GetArtifacts(),
+		Pipeline:      a.bf.GetPipeline(),
+		Artifacts:     a.bf.GetArtifacts(),
+		ReusedTestRun: a.reused,
 	}
 	if f := o.FailedStep; f != nil {
 		payload.FailedStep = f.Name

@@ -145,6 +145,11 @@ type Run struct {
 	// (CancelRun), and CancelRequestedBy who; zero and empty before.
 	CancelRequestedAt time.Time
 	CancelRequestedBy string
+	// RerunOf is the run this one reruns (RerunRun), RerunFrom its first
+	// stage (StageBuild, StageTest or StageRelease; the stages before
+	// reuse what RerunOf made); both empty for another run.
+	RerunOf   string
+	RerunFrom string
 	// Version counts the run's stored changes.
 	Version int64
 }

@@ -188,3 +188,16 @@ func StepFailure(step string, exitCode int) string {
 		return fmt.Sprintf("step %q exited with code %d", step, exitCode)
 	}
 }
+
+// RerunStage is the stage a rerun of the ended run r starts with when
+// only what failed runs again: the first stage that failed or was
+// cancelled (StageBuild when none did: a run whose pipeline file was
+// invalid fails before any stage).
+func (r *Run) RerunStage() string {
+	for _, s := range r.Stages {
+		if s.Status == StageFailed || s.Status == StageCancelled {
+			return s.Name
+		}
+	}
+	return StageBuild
+}

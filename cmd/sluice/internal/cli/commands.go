@@ -242,16 +242,7 @@ if the run succeeded.`,
 			if err != nil {
 				return err
 			}
-			run := res.GetRun()
-			if follow {
-				return followRun(cmd.Context(), s.source(), run.GetId(), s.app.Stdout, s.json(), s.style, sourcev1.RunStatus_RUN_STATUS_SUCCEEDED)
-			}
-			if s.json() {
-				return printJSON(s.app.Stdout, res)
-			}
-			fmt.Fprintf(s.app.Stdout, "run %s started for %s at %s (%s)\n", sanitizeLine(run.GetId()), sanitizeLine(run.GetRepository()),
-				sanitizeLine(shortSHA(run.GetCommit())), sanitizeLine(run.GetBranch()))
-			return nil
+			return s.started(cmd.Context(), res, res.GetRun(), follow, "")
 		},
 	}
 	cmd.Flags().StringVar(&ref, "ref", "", "branch, tag or commit (default: the watched branch)")
@@ -294,6 +285,50 @@ cancelled.`,
 		},
 	}
 	cmd.Flags().BoolVar(&follow, "follow", false, "show the run until it ends; exit 0 only if it ended cancelled")
+	return withFields(cmd, "run_id", "<run-id>")
+}
+
+// started follows a run just started (exiting 0 only if it succeeds), or
+// prints res (--output json) or a line that says it started, and note.
+func (s *session) started(ctx context.Context, res proto.Message, run *sourcev1.Run, follow bool, note string) error {
+	if follow {
+		return followRun(ctx, s.source(), run.GetId(), s.app.Stdout, s.json(), s.style, sourcev1.RunStatus_RUN_STATUS_SUCCEEDED)
+	}
+	if s.json() {
+		return printJSON(s.app.Stdout, res)
+	}
+	fmt.Fprintf(s.app.Stdout, "run %s started for %s at %s (%s)%s\n", sanitizeLine(run.GetId()), sanitizeLine(run.GetRepository()),
+		sanitizeLine(shortSHA(run.GetCommit())), sanitizeLine(run.GetBranch()), note)
+	return nil
+}
+
+func (s *session) rerunCmd() *cobra.Command {
+	var failed, follow bool
+	cmd := &cobra.Command{
+		Use:   "rerun <run-id>",
+		Short: "Run an ended run's commit again",
+		Long: `Start a new run of an ended run's commit (its ref and branch). With --failed,
+the new run starts at the stage that failed or was cancelled: the stages before
+it reuse what the ended run made (the build's artifacts, the passed tests), and
+run no step.
+
+With --follow it shows the new run stage by stage until it ends, and exits 0
+only if it succeeded.`,
+		Example:           `  $ sluice rerun 01a241d7-6533-7754-8392-2fcf9d8b3f73 --failed --follow`,
+		Args:              needArgs("<run-id>"),
+		ValidArgsFunction: s.completeRuns,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			res, err := s.source().RerunRun(cmd.Context(), &sourcev1.RerunRunRequest{RunId: args[0], Failed: failed})
+			if err != nil {
+				return err
+			}
+			run := res.GetRun()
+			return s.started(cmd.Context(), res, run, follow,
+				fmt.Sprintf(", rerunning %s from its %s stage", sanitizeLine(run.GetRerunOf()), sanitizeLine(run.GetRerunFrom())))
+		},
+	}
+	cmd.Flags().BoolVar(&failed, "failed", false, "start at the stage that failed, reusing the stages before it")
+	cmd.Flags().BoolVar(&follow, "follow", false, "show the new run's progress; exit 0 only if it succeeded")
 	return withFields(cmd, "run_id", "<run-id>")
 }
 
@@ -369,6 +404,9 @@ func (s *session) printRun(r *sourcev1.Run) {
 	}
 	if r.GetFailureReason() != "" {
 		fmt.Fprintf(w, "failure     %s\n", indentLines(Sanitize(r.GetFailureReason()), "            "))
+	}
+	if r.GetRerunOf() != "" {
+		fmt.Fprintf(w, "rerun of    %s, from its %s stage\n", sanitizeLine(r.GetRerunOf()), sanitizeLine(r.GetRerunFrom()))
 	}
 	if r.GetCancelRequestTime() != nil {
 		fmt.Fprintf(w, "cancel      requested by %s at %s\n", sanitizeLine(firstNonEmpty(r.GetCancelRequestedBy(), "-")),

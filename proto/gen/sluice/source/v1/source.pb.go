@@ -1118,8 +1118,13 @@ type Run struct {
 	// When someone asked for the run to be cancelled (CancelRun), and who.
 	CancelRequestTime *timestamppb.Timestamp `protobuf:"bytes,16,opt,name=cancel_request_time,json=cancelRequestTime,proto3" json:"cancel_request_time,omitempty"`
 	CancelRequestedBy string                 `protobuf:"bytes,17,opt,name=cancel_requested_by,json=cancelRequestedBy,proto3" json:"cancel_requested_by,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// Set on a run made by RerunRun: the run it reruns, and the first stage
+	// it runs ("build": all of them; "test" or "release": the stages before
+	// reuse what rerun_of made).
+	RerunOf       string `protobuf:"bytes,18,opt,name=rerun_of,json=rerunOf,proto3" json:"rerun_of,omitempty"`
+	RerunFrom     string `protobuf:"bytes,19,opt,name=rerun_from,json=rerunFrom,proto3" json:"rerun_from,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Run) Reset() {
@@ -1267,6 +1272,20 @@ func (x *Run) GetCancelRequestTime() *timestamppb.Timestamp {
 func (x *Run) GetCancelRequestedBy() string {
 	if x != nil {
 		return x.CancelRequestedBy
+	}
+	return ""
+}
+
+func (x *Run) GetRerunOf() string {
+	if x != nil {
+		return x.RerunOf
+	}
+	return ""
+}
+
+func (x *Run) GetRerunFrom() string {
+	if x != nil {
+		return x.RerunFrom
 	}
 	return ""
 }
@@ -1487,6 +1506,105 @@ func (x *CancelRunRequest) GetRunId() string {
 	return ""
 }
 
+type RerunRunRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The ended run to run again.
+	RunId string `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	// Only the stage that failed (or was cancelled) and those after it.
+	Failed        bool `protobuf:"varint,2,opt,name=failed,proto3" json:"failed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RerunRunRequest) Reset() {
+	*x = RerunRunRequest{}
+	mi := &file_sluice_source_v1_source_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RerunRunRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RerunRunRequest) ProtoMessage() {}
+
+func (x *RerunRunRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_source_v1_source_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RerunRunRequest.ProtoReflect.Descriptor instead.
+func (*RerunRunRequest) Descriptor() ([]byte, []int) {
+	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *RerunRunRequest) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+func (x *RerunRunRequest) GetFailed() bool {
+	if x != nil {
+		return x.Failed
+	}
+	return false
+}
+
+type RerunRunResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The new run.
+	Run           *Run `protobuf:"bytes,1,opt,name=run,proto3" json:"run,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RerunRunResponse) Reset() {
+	*x = RerunRunResponse{}
+	mi := &file_sluice_source_v1_source_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RerunRunResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RerunRunResponse) ProtoMessage() {}
+
+func (x *RerunRunResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_source_v1_source_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RerunRunResponse.ProtoReflect.Descriptor instead.
+func (*RerunRunResponse) Descriptor() ([]byte, []int) {
+	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *RerunRunResponse) GetRun() *Run {
+	if x != nil {
+		return x.Run
+	}
+	return nil
+}
+
 type CancelRunResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The run as it is now: still queued or running until its stage stops.
@@ -1497,7 +1615,7 @@ type CancelRunResponse struct {
 
 func (x *CancelRunResponse) Reset() {
 	*x = CancelRunResponse{}
-	mi := &file_sluice_source_v1_source_proto_msgTypes[18]
+	mi := &file_sluice_source_v1_source_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1509,7 +1627,7 @@ func (x *CancelRunResponse) String() string {
 func (*CancelRunResponse) ProtoMessage() {}
 
 func (x *CancelRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_source_v1_source_proto_msgTypes[18]
+	mi := &file_sluice_source_v1_source_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1522,7 +1640,7 @@ func (x *CancelRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelRunResponse.ProtoReflect.Descriptor instead.
 func (*CancelRunResponse) Descriptor() ([]byte, []int) {
-	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{18}
+	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *CancelRunResponse) GetRun() *Run {
@@ -1541,7 +1659,7 @@ type GetRunResponse struct {
 
 func (x *GetRunResponse) Reset() {
 	*x = GetRunResponse{}
-	mi := &file_sluice_source_v1_source_proto_msgTypes[19]
+	mi := &file_sluice_source_v1_source_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1553,7 +1671,7 @@ func (x *GetRunResponse) String() string {
 func (*GetRunResponse) ProtoMessage() {}
 
 func (x *GetRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_source_v1_source_proto_msgTypes[19]
+	mi := &file_sluice_source_v1_source_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1566,7 +1684,7 @@ func (x *GetRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRunResponse.ProtoReflect.Descriptor instead.
 func (*GetRunResponse) Descriptor() ([]byte, []int) {
-	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{19}
+	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *GetRunResponse) GetRun() *Run {
@@ -1586,7 +1704,7 @@ type WatchRunRequest struct {
 
 func (x *WatchRunRequest) Reset() {
 	*x = WatchRunRequest{}
-	mi := &file_sluice_source_v1_source_proto_msgTypes[20]
+	mi := &file_sluice_source_v1_source_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1598,7 +1716,7 @@ func (x *WatchRunRequest) String() string {
 func (*WatchRunRequest) ProtoMessage() {}
 
 func (x *WatchRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_source_v1_source_proto_msgTypes[20]
+	mi := &file_sluice_source_v1_source_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1611,7 +1729,7 @@ func (x *WatchRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRunRequest.ProtoReflect.Descriptor instead.
 func (*WatchRunRequest) Descriptor() ([]byte, []int) {
-	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{20}
+	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *WatchRunRequest) GetRunId() string {
@@ -1630,7 +1748,7 @@ type WatchRunResponse struct {
 
 func (x *WatchRunResponse) Reset() {
 	*x = WatchRunResponse{}
-	mi := &file_sluice_source_v1_source_proto_msgTypes[21]
+	mi := &file_sluice_source_v1_source_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1642,7 +1760,7 @@ func (x *WatchRunResponse) String() string {
 func (*WatchRunResponse) ProtoMessage() {}
 
 func (x *WatchRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_source_v1_source_proto_msgTypes[21]
+	mi := &file_sluice_source_v1_source_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1655,7 +1773,7 @@ func (x *WatchRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRunResponse.ProtoReflect.Descriptor instead.
 func (*WatchRunResponse) Descriptor() ([]byte, []int) {
-	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{21}
+	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *WatchRunResponse) GetRun() *Run {
@@ -1677,7 +1795,7 @@ type Commit struct {
 
 func (x *Commit) Reset() {
 	*x = Commit{}
-	mi := &file_sluice_source_v1_source_proto_msgTypes[22]
+	mi := &file_sluice_source_v1_source_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1689,7 +1807,7 @@ func (x *Commit) String() string {
 func (*Commit) ProtoMessage() {}
 
 func (x *Commit) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_source_v1_source_proto_msgTypes[22]
+	mi := &file_sluice_source_v1_source_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1702,7 +1820,7 @@ func (x *Commit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Commit.ProtoReflect.Descriptor instead.
 func (*Commit) Descriptor() ([]byte, []int) {
-	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{22}
+	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Commit) GetSha() string {
@@ -1752,7 +1870,7 @@ type ListCommitsRequest struct {
 
 func (x *ListCommitsRequest) Reset() {
 	*x = ListCommitsRequest{}
-	mi := &file_sluice_source_v1_source_proto_msgTypes[23]
+	mi := &file_sluice_source_v1_source_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1764,7 +1882,7 @@ func (x *ListCommitsRequest) String() string {
 func (*ListCommitsRequest) ProtoMessage() {}
 
 func (x *ListCommitsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_source_v1_source_proto_msgTypes[23]
+	mi := &file_sluice_source_v1_source_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1777,7 +1895,7 @@ func (x *ListCommitsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCommitsRequest.ProtoReflect.Descriptor instead.
 func (*ListCommitsRequest) Descriptor() ([]byte, []int) {
-	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{23}
+	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ListCommitsRequest) GetRepository() string {
@@ -1833,7 +1951,7 @@ type ListCommitsResponse struct {
 
 func (x *ListCommitsResponse) Reset() {
 	*x = ListCommitsResponse{}
-	mi := &file_sluice_source_v1_source_proto_msgTypes[24]
+	mi := &file_sluice_source_v1_source_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1845,7 +1963,7 @@ func (x *ListCommitsResponse) String() string {
 func (*ListCommitsResponse) ProtoMessage() {}
 
 func (x *ListCommitsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_source_v1_source_proto_msgTypes[24]
+	mi := &file_sluice_source_v1_source_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1858,7 +1976,7 @@ func (x *ListCommitsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCommitsResponse.ProtoReflect.Descriptor instead.
 func (*ListCommitsResponse) Descriptor() ([]byte, []int) {
-	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{24}
+	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ListCommitsResponse) GetCommits() []*Commit {
@@ -1954,7 +2072,7 @@ const file_sluice_source_v1_source_proto_rawDesc = "" +
 	"failedStep\x12\x1b\n" +
 	"\texit_code\x18\a \x01(\x05R\bexitCode\x12$\n" +
 	"\x0elast_log_lines\x18\b \x03(\tR\flastLogLines\x12\x16\n" +
-	"\x06detail\x18\t \x01(\tR\x06detail\"\xd6\x05\n" +
+	"\x06detail\x18\t \x01(\tR\x06detail\"\x90\x06\n" +
 	"\x03Run\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12#\n" +
 	"\rrepository_id\x18\x02 \x01(\tR\frepositoryId\x12\x1e\n" +
@@ -1976,7 +2094,10 @@ const file_sluice_source_v1_source_proto_rawDesc = "" +
 	"\x0ecommit_message\x18\x0e \x01(\tR\rcommitMessage\x126\n" +
 	"\bpipeline\x18\x0f \x01(\v2\x1a.sluice.source.v1.PipelineR\bpipeline\x12J\n" +
 	"\x13cancel_request_time\x18\x10 \x01(\v2\x1a.google.protobuf.TimestampR\x11cancelRequestTime\x12.\n" +
-	"\x13cancel_requested_by\x18\x11 \x01(\tR\x11cancelRequestedBy\"\xae\x01\n" +
+	"\x13cancel_requested_by\x18\x11 \x01(\tR\x11cancelRequestedBy\x12\x19\n" +
+	"\brerun_of\x18\x12 \x01(\tR\arerunOf\x12\x1d\n" +
+	"\n" +
+	"rerun_from\x18\x13 \x01(\tR\trerunFrom\"\xae\x01\n" +
 	"\x0fListRunsRequest\x12'\n" +
 	"\n" +
 	"repository\x18\x01 \x01(\tB\a\xbaH\x04r\x02\x18dR\n" +
@@ -1993,7 +2114,12 @@ const file_sluice_source_v1_source_proto_rawDesc = "" +
 	"\rGetRunRequest\x12 \n" +
 	"\x06run_id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\x05runId\"4\n" +
 	"\x10CancelRunRequest\x12 \n" +
-	"\x06run_id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\x05runId\"<\n" +
+	"\x06run_id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\x05runId\"K\n" +
+	"\x0fRerunRunRequest\x12 \n" +
+	"\x06run_id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\x05runId\x12\x16\n" +
+	"\x06failed\x18\x02 \x01(\bR\x06failed\";\n" +
+	"\x10RerunRunResponse\x12'\n" +
+	"\x03run\x18\x01 \x01(\v2\x15.sluice.source.v1.RunR\x03run\"<\n" +
 	"\x11CancelRunResponse\x12'\n" +
 	"\x03run\x18\x01 \x01(\v2\x15.sluice.source.v1.RunR\x03run\"9\n" +
 	"\x0eGetRunResponse\x12'\n" +
@@ -2045,7 +2171,7 @@ const file_sluice_source_v1_source_proto_rawDesc = "" +
 	"\x13TRIGGER_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eTRIGGER_MANUAL\x10\x01\x12\x10\n" +
 	"\fTRIGGER_POLL\x10\x02\x12\x13\n" +
-	"\x0fTRIGGER_WEBHOOK\x10\x032\x90\b\n" +
+	"\x0fTRIGGER_WEBHOOK\x10\x032\x80\t\n" +
 	"\rSourceService\x12\x8a\x01\n" +
 	"\x10CreateRepository\x12).sluice.source.v1.CreateRepositoryRequest\x1a*.sluice.source.v1.CreateRepositoryResponse\"\x1f\x8a\xe7\x18\x1b\b\x032\x11repository.create:\x04name\x12s\n" +
 	"\x10ListRepositories\x12).sluice.source.v1.ListRepositoriesRequest\x1a*.sluice.source.v1.ListRepositoriesResponse\"\b\x8a\xe7\x18\x04\b\x01\x18\x01\x12t\n" +
@@ -2059,7 +2185,8 @@ const file_sluice_source_v1_source_proto_rawDesc = "" +
 	"\x06GetRun\x12\x1f.sluice.source.v1.GetRunRequest\x1a .sluice.source.v1.GetRunResponse\"\b\x8a\xe7\x18\x04\b\x01\x18\x01\x12]\n" +
 	"\bWatchRun\x12!.sluice.source.v1.WatchRunRequest\x1a\".sluice.source.v1.WatchRunResponse\"\b\x8a\xe7\x18\x04\b\x01\x18\x010\x01\x12r\n" +
 	"\tCancelRun\x12\".sluice.source.v1.CancelRunRequest\x1a#.sluice.source.v1.CancelRunResponse\"\x1c\x8a\xe7\x18\x18\b\x02\x18\x012\n" +
-	"run.cancel:\x06run_id\x12w\n" +
+	"run.cancel:\x06run_id\x12n\n" +
+	"\bRerunRun\x12!.sluice.source.v1.RerunRunRequest\x1a\".sluice.source.v1.RerunRunResponse\"\x1b\x8a\xe7\x18\x17\b\x02\x18\x012\trun.rerun:\x06run_id\x12w\n" +
 	"\vListCommits\x12$.sluice.source.v1.ListCommitsRequest\x1a%.sluice.source.v1.ListCommitsResponse\"\x1b\x8a\xe7\x18\x17\b\x01\x12\n" +
 	"repository\"\areleaseB\xc5\x01\n" +
 	"\x14com.sluice.source.v1B\vSourceProtoP\x01Z>github.com/sluicehq/sluice/proto/gen/sluice/source/v1;sourcev1\xa2\x02\x03SSX\xaa\x02\x10Sluice.Source.V1\xca\x02\x10Sluice\\Source\\V1\xe2\x02\x1cSluice\\Source\\V1\\GPBMetadata\xea\x02\x12Sluice::Source::V1b\x06proto3"
@@ -2077,7 +2204,7 @@ func file_sluice_source_v1_source_proto_rawDescGZIP() []byte {
 }
 
 var file_sluice_source_v1_source_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_sluice_source_v1_source_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
+var file_sluice_source_v1_source_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
 var file_sluice_source_v1_source_proto_goTypes = []any{
 	(GitCredentialKind)(0),           // 0: sluice.source.v1.GitCredentialKind
 	(RunStatus)(0),                   // 1: sluice.source.v1.RunStatus
@@ -2101,18 +2228,20 @@ var file_sluice_source_v1_source_proto_goTypes = []any{
 	(*ListRunsResponse)(nil),         // 19: sluice.source.v1.ListRunsResponse
 	(*GetRunRequest)(nil),            // 20: sluice.source.v1.GetRunRequest
 	(*CancelRunRequest)(nil),         // 21: sluice.source.v1.CancelRunRequest
-	(*CancelRunResponse)(nil),        // 22: sluice.source.v1.CancelRunResponse
-	(*GetRunResponse)(nil),           // 23: sluice.source.v1.GetRunResponse
-	(*WatchRunRequest)(nil),          // 24: sluice.source.v1.WatchRunRequest
-	(*WatchRunResponse)(nil),         // 25: sluice.source.v1.WatchRunResponse
-	(*Commit)(nil),                   // 26: sluice.source.v1.Commit
-	(*ListCommitsRequest)(nil),       // 27: sluice.source.v1.ListCommitsRequest
-	(*ListCommitsResponse)(nil),      // 28: sluice.source.v1.ListCommitsResponse
-	(*timestamppb.Timestamp)(nil),    // 29: google.protobuf.Timestamp
-	(*Pipeline)(nil),                 // 30: sluice.source.v1.Pipeline
+	(*RerunRunRequest)(nil),          // 22: sluice.source.v1.RerunRunRequest
+	(*RerunRunResponse)(nil),         // 23: sluice.source.v1.RerunRunResponse
+	(*CancelRunResponse)(nil),        // 24: sluice.source.v1.CancelRunResponse
+	(*GetRunResponse)(nil),           // 25: sluice.source.v1.GetRunResponse
+	(*WatchRunRequest)(nil),          // 26: sluice.source.v1.WatchRunRequest
+	(*WatchRunResponse)(nil),         // 27: sluice.source.v1.WatchRunResponse
+	(*Commit)(nil),                   // 28: sluice.source.v1.Commit
+	(*ListCommitsRequest)(nil),       // 29: sluice.source.v1.ListCommitsRequest
+	(*ListCommitsResponse)(nil),      // 30: sluice.source.v1.ListCommitsResponse
+	(*timestamppb.Timestamp)(nil),    // 31: google.protobuf.Timestamp
+	(*Pipeline)(nil),                 // 32: sluice.source.v1.Pipeline
 }
 var file_sluice_source_v1_source_proto_depIdxs = []int32{
-	29, // 0: sluice.source.v1.Repository.create_time:type_name -> google.protobuf.Timestamp
+	31, // 0: sluice.source.v1.Repository.create_time:type_name -> google.protobuf.Timestamp
 	0,  // 1: sluice.source.v1.Repository.git_credential:type_name -> sluice.source.v1.GitCredentialKind
 	6,  // 2: sluice.source.v1.GitCredential.https_token:type_name -> sluice.source.v1.HTTPSToken
 	7,  // 3: sluice.source.v1.GitCredential.ssh_key:type_name -> sluice.source.v1.SSHKey
@@ -2122,44 +2251,47 @@ var file_sluice_source_v1_source_proto_depIdxs = []int32{
 	4,  // 7: sluice.source.v1.GetRepositoryResponse.repository:type_name -> sluice.source.v1.Repository
 	17, // 8: sluice.source.v1.TriggerRunResponse.run:type_name -> sluice.source.v1.Run
 	2,  // 9: sluice.source.v1.Stage.status:type_name -> sluice.source.v1.StageStatus
-	29, // 10: sluice.source.v1.Stage.start_time:type_name -> google.protobuf.Timestamp
-	29, // 11: sluice.source.v1.Stage.end_time:type_name -> google.protobuf.Timestamp
+	31, // 10: sluice.source.v1.Stage.start_time:type_name -> google.protobuf.Timestamp
+	31, // 11: sluice.source.v1.Stage.end_time:type_name -> google.protobuf.Timestamp
 	3,  // 12: sluice.source.v1.Run.trigger:type_name -> sluice.source.v1.Trigger
 	1,  // 13: sluice.source.v1.Run.status:type_name -> sluice.source.v1.RunStatus
-	29, // 14: sluice.source.v1.Run.create_time:type_name -> google.protobuf.Timestamp
-	29, // 15: sluice.source.v1.Run.end_time:type_name -> google.protobuf.Timestamp
+	31, // 14: sluice.source.v1.Run.create_time:type_name -> google.protobuf.Timestamp
+	31, // 15: sluice.source.v1.Run.end_time:type_name -> google.protobuf.Timestamp
 	16, // 16: sluice.source.v1.Run.stages:type_name -> sluice.source.v1.Stage
-	30, // 17: sluice.source.v1.Run.pipeline:type_name -> sluice.source.v1.Pipeline
-	29, // 18: sluice.source.v1.Run.cancel_request_time:type_name -> google.protobuf.Timestamp
+	32, // 17: sluice.source.v1.Run.pipeline:type_name -> sluice.source.v1.Pipeline
+	31, // 18: sluice.source.v1.Run.cancel_request_time:type_name -> google.protobuf.Timestamp
 	17, // 19: sluice.source.v1.ListRunsResponse.runs:type_name -> sluice.source.v1.Run
-	17, // 20: sluice.source.v1.CancelRunResponse.run:type_name -> sluice.source.v1.Run
-	17, // 21: sluice.source.v1.GetRunResponse.run:type_name -> sluice.source.v1.Run
-	17, // 22: sluice.source.v1.WatchRunResponse.run:type_name -> sluice.source.v1.Run
-	29, // 23: sluice.source.v1.Commit.time:type_name -> google.protobuf.Timestamp
-	26, // 24: sluice.source.v1.ListCommitsResponse.commits:type_name -> sluice.source.v1.Commit
-	8,  // 25: sluice.source.v1.SourceService.CreateRepository:input_type -> sluice.source.v1.CreateRepositoryRequest
-	10, // 26: sluice.source.v1.SourceService.ListRepositories:input_type -> sluice.source.v1.ListRepositoriesRequest
-	12, // 27: sluice.source.v1.SourceService.GetRepository:input_type -> sluice.source.v1.GetRepositoryRequest
-	14, // 28: sluice.source.v1.SourceService.TriggerRun:input_type -> sluice.source.v1.TriggerRunRequest
-	18, // 29: sluice.source.v1.SourceService.ListRuns:input_type -> sluice.source.v1.ListRunsRequest
-	20, // 30: sluice.source.v1.SourceService.GetRun:input_type -> sluice.source.v1.GetRunRequest
-	24, // 31: sluice.source.v1.SourceService.WatchRun:input_type -> sluice.source.v1.WatchRunRequest
-	21, // 32: sluice.source.v1.SourceService.CancelRun:input_type -> sluice.source.v1.CancelRunRequest
-	27, // 33: sluice.source.v1.SourceService.ListCommits:input_type -> sluice.source.v1.ListCommitsRequest
-	9,  // 34: sluice.source.v1.SourceService.CreateRepository:output_type -> sluice.source.v1.CreateRepositoryResponse
-	11, // 35: sluice.source.v1.SourceService.ListRepositories:output_type -> sluice.source.v1.ListRepositoriesResponse
-	13, // 36: sluice.source.v1.SourceService.GetRepository:output_type -> sluice.source.v1.GetRepositoryResponse
-	15, // 37: sluice.source.v1.SourceService.TriggerRun:output_type -> sluice.source.v1.TriggerRunResponse
-	19, // 38: sluice.source.v1.SourceService.ListRuns:output_type -> sluice.source.v1.ListRunsResponse
-	23, // 39: sluice.source.v1.SourceService.GetRun:output_type -> sluice.source.v1.GetRunResponse
-	25, // 40: sluice.source.v1.SourceService.WatchRun:output_type -> sluice.source.v1.WatchRunResponse
-	22, // 41: sluice.source.v1.SourceService.CancelRun:output_type -> sluice.source.v1.CancelRunResponse
-	28, // 42: sluice.source.v1.SourceService.ListCommits:output_type -> sluice.source.v1.ListCommitsResponse
-	34, // [34:43] is the sub-list for method output_type
-	25, // [25:34] is the sub-list for method input_type
-	25, // [25:25] is the sub-list for extension type_name
-	25, // [25:25] is the sub-list for extension extendee
-	0,  // [0:25] is the sub-list for field type_name
+	17, // 20: sluice.source.v1.RerunRunResponse.run:type_name -> sluice.source.v1.Run
+	17, // 21: sluice.source.v1.CancelRunResponse.run:type_name -> sluice.source.v1.Run
+	17, // 22: sluice.source.v1.GetRunResponse.run:type_name -> sluice.source.v1.Run
+	17, // 23: sluice.source.v1.WatchRunResponse.run:type_name -> sluice.source.v1.Run
+	31, // 24: sluice.source.v1.Commit.time:type_name -> google.protobuf.Timestamp
+	28, // 25: sluice.source.v1.ListCommitsResponse.commits:type_name -> sluice.source.v1.Commit
+	8,  // 26: sluice.source.v1.SourceService.CreateRepository:input_type -> sluice.source.v1.CreateRepositoryRequest
+	10, // 27: sluice.source.v1.SourceService.ListRepositories:input_type -> sluice.source.v1.ListRepositoriesRequest
+	12, // 28: sluice.source.v1.SourceService.GetRepository:input_type -> sluice.source.v1.GetRepositoryRequest
+	14, // 29: sluice.source.v1.SourceService.TriggerRun:input_type -> sluice.source.v1.TriggerRunRequest
+	18, // 30: sluice.source.v1.SourceService.ListRuns:input_type -> sluice.source.v1.ListRunsRequest
+	20, // 31: sluice.source.v1.SourceService.GetRun:input_type -> sluice.source.v1.GetRunRequest
+	26, // 32: sluice.source.v1.SourceService.WatchRun:input_type -> sluice.source.v1.WatchRunRequest
+	21, // 33: sluice.source.v1.SourceService.CancelRun:input_type -> sluice.source.v1.CancelRunRequest
+	22, // 34: sluice.source.v1.SourceService.RerunRun:input_type -> sluice.source.v1.RerunRunRequest
+	29, // 35: sluice.source.v1.SourceService.ListCommits:input_type -> sluice.source.v1.ListCommitsRequest
+	9,  // 36: sluice.source.v1.SourceService.CreateRepository:output_type -> sluice.source.v1.CreateRepositoryResponse
+	11, // 37: sluice.source.v1.SourceService.ListRepositories:output_type -> sluice.source.v1.ListRepositoriesResponse
+	13, // 38: sluice.source.v1.SourceService.GetRepository:output_type -> sluice.source.v1.GetRepositoryResponse
+	15, // 39: sluice.source.v1.SourceService.TriggerRun:output_type -> sluice.source.v1.TriggerRunResponse
+	19, // 40: sluice.source.v1.SourceService.ListRuns:output_type -> sluice.source.v1.ListRunsResponse
+	25, // 41: sluice.source.v1.SourceService.GetRun:output_type -> sluice.source.v1.GetRunResponse
+	27, // 42: sluice.source.v1.SourceService.WatchRun:output_type -> sluice.source.v1.WatchRunResponse
+	24, // 43: sluice.source.v1.SourceService.CancelRun:output_type -> sluice.source.v1.CancelRunResponse
+	23, // 44: sluice.source.v1.SourceService.RerunRun:output_type -> sluice.source.v1.RerunRunResponse
+	30, // 45: sluice.source.v1.SourceService.ListCommits:output_type -> sluice.source.v1.ListCommitsResponse
+	36, // [36:46] is the sub-list for method output_type
+	26, // [26:36] is the sub-list for method input_type
+	26, // [26:26] is the sub-list for extension type_name
+	26, // [26:26] is the sub-list for extension extendee
+	0,  // [0:26] is the sub-list for field type_name
 }
 
 func init() { file_sluice_source_v1_source_proto_init() }
@@ -2178,7 +2310,7 @@ func file_sluice_source_v1_source_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sluice_source_v1_source_proto_rawDesc), len(file_sluice_source_v1_source_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   25,
+			NumMessages:   27,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -406,9 +406,15 @@ type BuildFinished struct {
 	// stages after build read their specs from it, so none asks source.
 	Pipeline *v12.Pipeline `protobuf:"bytes,14,opt,name=pipeline,proto3" json:"pipeline,omitempty"`
 	// As RunRequested's: what the test stage's when: conditions read.
-	Ref           string       `protobuf:"bytes,15,opt,name=ref,proto3" json:"ref,omitempty"`
-	Trigger       v12.Trigger  `protobuf:"varint,16,opt,name=trigger,proto3,enum=sluice.source.v1.Trigger" json:"trigger,omitempty"`
-	Changes       *v12.Changes `protobuf:"bytes,17,opt,name=changes,proto3" json:"changes,omitempty"`
+	Ref     string       `protobuf:"bytes,15,opt,name=ref,proto3" json:"ref,omitempty"`
+	Trigger v12.Trigger  `protobuf:"varint,16,opt,name=trigger,proto3,enum=sluice.source.v1.Trigger" json:"trigger,omitempty"`
+	Changes *v12.Changes `protobuf:"bytes,17,opt,name=changes,proto3" json:"changes,omitempty"`
+	// Passed on from RunRequested: a rerun's run and first stage. When set,
+	// reused_build names the build this one reused (its artifacts) instead
+	// of running steps.
+	RerunOf       string `protobuf:"bytes,18,opt,name=rerun_of,json=rerunOf,proto3" json:"rerun_of,omitempty"`
+	RerunFrom     string `protobuf:"bytes,19,opt,name=rerun_from,json=rerunFrom,proto3" json:"rerun_from,omitempty"`
+	ReusedBuild   string `protobuf:"bytes,20,opt,name=reused_build,json=reusedBuild,proto3" json:"reused_build,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -562,6 +568,27 @@ func (x *BuildFinished) GetChanges() *v12.Changes {
 	return nil
 }
 
+func (x *BuildFinished) GetRerunOf() string {
+	if x != nil {
+		return x.RerunOf
+	}
+	return ""
+}
+
+func (x *BuildFinished) GetRerunFrom() string {
+	if x != nil {
+		return x.RerunFrom
+	}
+	return ""
+}
+
+func (x *BuildFinished) GetReusedBuild() string {
+	if x != nil {
+		return x.ReusedBuild
+	}
+	return ""
+}
+
 var File_sluice_build_events_v1_events_proto protoreflect.FileDescriptor
 
 const file_sluice_build_events_v1_events_proto_rawDesc = "" +
@@ -601,7 +628,7 @@ const file_sluice_build_events_v1_events_proto_rawDesc = "" +
 	"\x11ArtifactPublished\x12\x1e\n" +
 	"\x06run_id\x18\x01 \x01(\tB\a\xbaH\x04r\x02\x10\x01R\x05runId\x12\x19\n" +
 	"\bbuild_id\x18\x02 \x01(\tR\abuildId\x12=\n" +
-	"\bartifact\x18\x03 \x01(\v2\x19.sluice.build.v1.ArtifactB\x06\xbaH\x03\xc8\x01\x01R\bartifact\"\xad\x06\n" +
+	"\bartifact\x18\x03 \x01(\v2\x19.sluice.build.v1.ArtifactB\x06\xbaH\x03\xc8\x01\x01R\bartifact\"\x9c\a\n" +
 	"\rBuildFinished\x12<\n" +
 	"\x06run_id\x18\x01 \x01(\tB%\xbaH\"r \x18@2\x1c^[A-Za-z0-9][A-Za-z0-9._-]*$R\x05runId\x12\"\n" +
 	"\bbuild_id\x18\x02 \x01(\tB\a\xbaH\x04r\x02\x10\x01R\abuildId\x12N\n" +
@@ -623,7 +650,11 @@ const file_sluice_build_events_v1_events_proto_rawDesc = "" +
 	"\bpipeline\x18\x0e \x01(\v2\x1a.sluice.source.v1.PipelineR\bpipeline\x12\x10\n" +
 	"\x03ref\x18\x0f \x01(\tR\x03ref\x123\n" +
 	"\atrigger\x18\x10 \x01(\x0e2\x19.sluice.source.v1.TriggerR\atrigger\x123\n" +
-	"\achanges\x18\x11 \x01(\v2\x19.sluice.source.v1.ChangesR\achangesB\xef\x01\n" +
+	"\achanges\x18\x11 \x01(\v2\x19.sluice.source.v1.ChangesR\achanges\x12\"\n" +
+	"\brerun_of\x18\x12 \x01(\tB\a\xbaH\x04r\x02\x18@R\arerunOf\x12&\n" +
+	"\n" +
+	"rerun_from\x18\x13 \x01(\tB\a\xbaH\x04r\x02\x18\x10R\trerunFrom\x12!\n" +
+	"\freused_build\x18\x14 \x01(\tR\vreusedBuildB\xef\x01\n" +
 	"\x1acom.sluice.build.events.v1B\vEventsProtoP\x01ZIgithub.com/sluicehq/sluice/proto/gen/sluice/build/events/v1;buildeventsv1\xa2\x02\x03SBE\xaa\x02\x16Sluice.Build.Events.V1\xca\x02\x16Sluice\\Build\\Events\\V1\xe2\x02\"Sluice\\Build\\Events\\V1\\GPBMetadata\xea\x02\x19Sluice::Build::Events::V1b\x06proto3"
 
 var (

@@ -251,7 +251,12 @@ type RunRequested struct {
 	Pipeline      *v1.Pipeline   `protobuf:"bytes,7,opt,name=pipeline,proto3" json:"pipeline,omitempty"`
 	CommitMessage string         `protobuf:"bytes,8,opt,name=commit_message,json=commitMessage,proto3" json:"commit_message,omitempty"`
 	// What the run's commits changed, for when: conditions.
-	Changes       *v1.Changes `protobuf:"bytes,9,opt,name=changes,proto3" json:"changes,omitempty"`
+	Changes *v1.Changes `protobuf:"bytes,9,opt,name=changes,proto3" json:"changes,omitempty"`
+	// A rerun (RerunRun): the run it reruns, and its first stage. From
+	// "test", build reuses rerun_of's build; from "release", test reuses its
+	// test run too.
+	RerunOf       string `protobuf:"bytes,10,opt,name=rerun_of,json=rerunOf,proto3" json:"rerun_of,omitempty"`
+	RerunFrom     string `protobuf:"bytes,11,opt,name=rerun_from,json=rerunFrom,proto3" json:"rerun_from,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -347,6 +352,20 @@ func (x *RunRequested) GetChanges() *v1.Changes {
 		return x.Changes
 	}
 	return nil
+}
+
+func (x *RunRequested) GetRerunOf() string {
+	if x != nil {
+		return x.RerunOf
+	}
+	return ""
+}
+
+func (x *RunRequested) GetRerunFrom() string {
+	if x != nil {
+		return x.RerunFrom
+	}
+	return ""
 }
 
 // RunCancelRequested: sluice.source.run.cancelrequested
@@ -612,7 +631,7 @@ const file_sluice_source_events_v1_events_proto_rawDesc = "" +
 	"\x03ref\x18\x03 \x01(\tR\x03ref\x123\n" +
 	"\atrigger\x18\x04 \x01(\x0e2\x19.sluice.source.v1.TriggerR\atrigger\x12\x1f\n" +
 	"\vdelivery_id\x18\x05 \x01(\tR\n" +
-	"deliveryId\"\xc6\x03\n" +
+	"deliveryId\"\xa8\x04\n" +
 	"\fRunRequested\x12<\n" +
 	"\x06run_id\x18\x01 \x01(\tB%\xbaH\"r \x18@2\x1c^[A-Za-z0-9][A-Za-z0-9._-]*$R\x05runId\x12N\n" +
 	"\n" +
@@ -624,7 +643,11 @@ const file_sluice_source_events_v1_events_proto_rawDesc = "" +
 	"\atrigger\x18\x06 \x01(\x0e2\x19.sluice.source.v1.TriggerR\atrigger\x12>\n" +
 	"\bpipeline\x18\a \x01(\v2\x1a.sluice.source.v1.PipelineB\x06\xbaH\x03\xc8\x01\x01R\bpipeline\x12%\n" +
 	"\x0ecommit_message\x18\b \x01(\tR\rcommitMessage\x123\n" +
-	"\achanges\x18\t \x01(\v2\x19.sluice.source.v1.ChangesR\achanges\"\xcb\x01\n" +
+	"\achanges\x18\t \x01(\v2\x19.sluice.source.v1.ChangesR\achanges\x12\"\n" +
+	"\brerun_of\x18\n" +
+	" \x01(\tB\a\xbaH\x04r\x02\x18@R\arerunOf\x12<\n" +
+	"\n" +
+	"rerun_from\x18\v \x01(\tB\x1d\xbaH\x1ar\x18R\x00R\x05buildR\x04testR\areleaseR\trerunFrom\"\xcb\x01\n" +
 	"\x12RunCancelRequested\x12 \n" +
 	"\x06run_id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\x05runId\x12N\n" +
 	"\n" +

@@ -53,6 +53,8 @@ const (
 	SourceServiceWatchRunProcedure = "/sluice.source.v1.SourceService/WatchRun"
 	// SourceServiceCancelRunProcedure is the fully-qualified name of the SourceService's CancelRun RPC.
 	SourceServiceCancelRunProcedure = "/sluice.source.v1.SourceService/CancelRun"
+	// SourceServiceRerunRunProcedure is the fully-qualified name of the SourceService's RerunRun RPC.
+	SourceServiceRerunRunProcedure = "/sluice.source.v1.SourceService/RerunRun"
 	// SourceServiceListCommitsProcedure is the fully-qualified name of the SourceService's ListCommits
 	// RPC.
 	SourceServiceListCommitsProcedure = "/sluice.source.v1.SourceService/ListCommits"
@@ -77,6 +79,11 @@ type SourceServiceClient interface {
 	// interrupted). Asking again changes nothing; a run that ended is
 	// refused with FAILED_PRECONDITION.
 	CancelRun(context.Context, *v1.CancelRunRequest) (*v1.CancelRunResponse, error)
+	// RerunRun starts a new run of an ended run's commit: every stage, or
+	// (failed) only the stage that failed or was cancelled and the stages
+	// after it, the stages before it reusing what the ended run made (its
+	// build's artifacts, its test run).
+	RerunRun(context.Context, *v1.RerunRunRequest) (*v1.RerunRunResponse, error)
 	// ListCommits lists the commits reachable from `to` and not from `from`,
 	// newest first.
 	ListCommits(context.Context, *v1.ListCommitsRequest) (*v1.ListCommitsResponse, error)
@@ -141,6 +148,12 @@ func NewSourceServiceClient(httpClient connect.HTTPClient, baseURL string, opts 
 			connect.WithSchema(sourceServiceMethods.ByName("CancelRun")),
 			connect.WithClientOptions(opts...),
 		),
+		rerunRun: connect.NewClient[v1.RerunRunRequest, v1.RerunRunResponse](
+			httpClient,
+			baseURL+SourceServiceRerunRunProcedure,
+			connect.WithSchema(sourceServiceMethods.ByName("RerunRun")),
+			connect.WithClientOptions(opts...),
+		),
 		listCommits: connect.NewClient[v1.ListCommitsRequest, v1.ListCommitsResponse](
 			httpClient,
 			baseURL+SourceServiceListCommitsProcedure,
@@ -160,6 +173,7 @@ type sourceServiceClient struct {
 	getRun           *connect.Client[v1.GetRunRequest, v1.GetRunResponse]
 	watchRun         *connect.Client[v1.WatchRunRequest, v1.WatchRunResponse]
 	cancelRun        *connect.Client[v1.CancelRunRequest, v1.CancelRunResponse]
+	rerunRun         *connect.Client[v1.RerunRunRequest, v1.RerunRunResponse]
 	listCommits      *connect.Client[v1.ListCommitsRequest, v1.ListCommitsResponse]
 }
 
@@ -231,6 +245,15 @@ func (c *sourceServiceClient) CancelRun(ctx context.Context, req *v1.CancelRunRe
 	return nil, err
 }
 
+// RerunRun calls sluice.source.v1.SourceService.RerunRun.
+func (c *sourceServiceClient) RerunRun(ctx context.Context, req *v1.RerunRunRequest) (*v1.RerunRunResponse, error) {
+	response, err := c.rerunRun.CallUnary(ctx, connect.NewRequest(req))
+	if response != nil {
+		return response.Msg, err
+	}
+	return nil, err
+}
+
 // ListCommits calls sluice.source.v1.SourceService.ListCommits.
 func (c *sourceServiceClient) ListCommits(ctx context.Context, req *v1.ListCommitsRequest) (*v1.ListCommitsResponse, error) {
 	response, err := c.listCommits.CallUnary(ctx, connect.NewRequest(req))
@@ -259,6 +282,11 @@ type SourceServiceHandler interface {
 	// interrupted). Asking again changes nothing; a run that ended is
 	// refused with FAILED_PRECONDITION.
 	CancelRun(context.Context, *v1.CancelRunRequest) (*v1.CancelRunResponse, error)
+	// RerunRun starts a new run of an ended run's commit: every stage, or
+	// (failed) only the stage that failed or was cancelled and the stages
+	// after it, the stages before it reusing what the ended run made (its
+	// build's artifacts, its test run).
+	RerunRun(context.Context, *v1.RerunRunRequest) (*v1.RerunRunResponse, error)
 	// ListCommits lists the commits reachable from `to` and not from `from`,
 	// newest first.
 	ListCommits(context.Context, *v1.ListCommitsRequest) (*v1.ListCommitsResponse, error)
@@ -319,6 +347,12 @@ func NewSourceServiceHandler(svc SourceServiceHandler, opts ...connect.HandlerOp
 		connect.WithSchema(sourceServiceMethods.ByName("CancelRun")),
 		connect.WithHandlerOptions(opts...),
 	)
+	sourceServiceRerunRunHandler := connect.NewUnaryHandlerSimple(
+		SourceServiceRerunRunProcedure,
+		svc.RerunRun,
+		connect.WithSchema(sourceServiceMethods.ByName("RerunRun")),
+		connect.WithHandlerOptions(opts...),
+	)
 	sourceServiceListCommitsHandler := connect.NewUnaryHandlerSimple(
 		SourceServiceListCommitsProcedure,
 		svc.ListCommits,
@@ -343,6 +377,8 @@ func NewSourceServiceHandler(svc SourceServiceHandler, opts ...connect.HandlerOp
 			sourceServiceWatchRunHandler.ServeHTTP(w, r)
 		case SourceServiceCancelRunProcedure:
 			sourceServiceCancelRunHandler.ServeHTTP(w, r)
+		case SourceServiceRerunRunProcedure:
+			sourceServiceRerunRunHandler.ServeHTTP(w, r)
 		case SourceServiceListCommitsProcedure:
 			sourceServiceListCommitsHandler.ServeHTTP(w, r)
 		default:
@@ -384,6 +420,10 @@ func (UnimplementedSourceServiceHandler) WatchRun(context.Context, *v1.WatchRunR
 
 func (UnimplementedSourceServiceHandler) CancelRun(context.Context, *v1.CancelRunRequest) (*v1.CancelRunResponse, error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("sluice.source.v1.SourceService.CancelRun is not implemented"))
+}
+
+func (UnimplementedSourceServiceHandler) RerunRun(context.Context, *v1.RerunRunRequest) (*v1.RerunRunResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("sluice.source.v1.SourceService.RerunRun is not implemented"))
 }
 
 func (UnimplementedSourceServiceHandler) ListCommits(context.Context, *v1.ListCommitsRequest) (*v1.ListCommitsResponse, error) {
