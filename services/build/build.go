@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/platform/apierror"
+	"github.com/sluicehq/sluice/platform/artifacts"
 	"github.com/sluicehq/sluice/platform/events"
 	"github.com/sluicehq/sluice/platform/executor"
 	"github.com/sluicehq/sluice/platform/ids"
@@ -130,10 +131,10 @@ type result struct {
 
 // reuse is the build of a rerun that starts after the build stage
 // (RunRequested.rerun_from): the build of the run it reruns lends its
-// artifacts, and no step runs. The artifacts' objects stay where they
-// are (each names the run that made it; test and release check their
-// digests). That build must have succeeded, for the same repository and
-// commit; else this build fails, saying to rerun every stage.
+// artifacts, copied under this run's name with their digests checked, and
+// no step runs. That build must have succeeded, for the same repository
+// and commit, and its artifacts must still be stored; else this build
+// fails, saying to rerun every stage.
 func (s *Service) reuse(ctx context.Context, run domain.Run, req *sourceeventsv1.RunRequested, l Lease, w *steplog.Writer) (result, error) {
 	var res result
 	of := req.GetRerunOf()
@@ -153,13 +154,31 @@ func (s *Service) reuse(ctx context.Context, run domain.Run, req *sourceeventsv1
 		return res, nil
 	}
 	w.Append("", steplog.Meta, fmt.Sprintf("--- reusing build %s of run %s: no step runs", old.ID, of))
+	store, err := artifacts.Open(ctx, s.js)
+	if err != nil {
+		return res, orInterrupted(ctx, err)
+	}
 	for _, a := range old.Artifacts {
-		if err := s.store.AddArtifact(ctx, l, a); err != nil {
+		// Copied under this run's name, digest checked: the object store
+		// keeps it as long as a new build's (the old one may be about to
+		// expire, or gone).
+		kept, err := store.Copy(ctx, artifacts.Artifact(a), store, artifacts.ObjectName(run.ID, a.Name),
+			fmt.Sprintf("%s of run %s (%s at %s), built by run %s", a.Name, run.ID, run.Repository.Name, run.Commit, of))
+		switch {
+		case artifacts.Permanent(err):
+			res.failure = domain.Failure{Reason: fmt.Sprintf("the artifacts of run %s, which this run reruns, cannot be reused: %v; rerun every stage", of, err)}
+			w.Append("", steplog.Meta, "--- "+res.failure.Reason)
+			return res, nil
+		case err != nil:
+			return res, orInterrupted(ctx, err)
+		}
+		if err := s.store.AddArtifact(ctx, l, domain.Artifact(kept)); err != nil {
 			return res, orInterrupted(ctx, err)
 		}
 		w.Append("", steplog.Meta, fmt.Sprintf("--- artifact %s: %d bytes, sha256 %s (built by run %s)", a.Name, a.Size, a.SHA256, of))
+		res.artifacts = append(res.artifacts, domain.Artifact(kept))
 	}
-	res.artifacts, res.reused = old.Artifacts, old.ID
+	res.reused = old.ID
 	return res, nil
 }
 

@@ -6,6 +6,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/sluicehq/sluice/platform/artifacts"
 	"github.com/sluicehq/sluice/platform/ids"
 	buildv1 "github.com/sluicehq/sluice/proto/gen/sluice/build/v1"
 	sourceeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
@@ -43,7 +44,8 @@ func TestARerunFromTheTestsReusesTheBuild(t *testing.T) {
 	again := rerun(first.GetRunId(), nil)
 	fin := h.finished(t, again.GetRunId())
 	if fin.GetStatus() != buildv1.BuildStatus_BUILD_STATUS_SUCCEEDED || fin.GetReusedBuild() != built.GetBuildId() ||
-		fin.GetRerunOf() != first.GetRunId() || len(fin.GetArtifacts()) != 1 || fin.GetArtifacts()[0].GetSha256() != built.GetArtifacts()[0].GetSha256() {
+		fin.GetRerunOf() != first.GetRunId() || len(fin.GetArtifacts()) != 1 || fin.GetArtifacts()[0].GetSha256() != built.GetArtifacts()[0].GetSha256() ||
+		fin.GetArtifacts()[0].GetObject() != artifacts.ObjectName(again.GetRunId(), "app") {
 		t.Fatalf("rerun's build: %s, reused %q, artifacts %v; want the first build's (%s)", fin.GetStatus(), fin.GetReusedBuild(), fin.GetArtifacts(), built.GetBuildId())
 	}
 	if logs := strings.Join(texts(h.logs(t, again.GetRunId()).GetLines()), "\n"); strings.Contains(logs, "compiled") || !strings.Contains(logs, "--- reusing build "+built.GetBuildId()) {
@@ -53,6 +55,18 @@ func TestARerunFromTheTestsReusesTheBuild(t *testing.T) {
 		t.Errorf("the rerun's build: artifacts %v, steps %v", b.GetArtifacts(), b.GetSteps())
 	}
 
+	// Artifacts no longer stored cannot be reused.
+	gone := runRequest(repo, spec)
+	h.publish(t, gone)
+	h.finished(t, gone.GetRunId())
+	store, err := artifacts.Open(t.Context(), h.js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Delete(t.Context(), artifacts.ObjectName(gone.GetRunId(), "app")); err != nil {
+		t.Fatal(err)
+	}
+
 	broken := runRequest(repo, &sourcev1.BuildSpec{Steps: []*sourcev1.Step{{Name: "compile", Run: "exit 2"}}})
 	h.publish(t, broken)
 	h.finished(t, broken.GetRunId())
@@ -60,6 +74,7 @@ func TestARerunFromTheTestsReusesTheBuild(t *testing.T) {
 	for name, req := range map[string]*sourceeventsv1.RunRequested{
 		"did not succeed (FAILED)": rerun(broken.GetRunId(), nil),
 		"is not known here":        rerun("no-such-run", nil),
+		"cannot be reused":         rerun(gone.GetRunId(), nil),
 		"another repository or commit": rerun(first.GetRunId(), func(r *sourceeventsv1.RunRequested) {
 			r.Commit, r.Repository.Url = other.commit, other.dir
 		}),

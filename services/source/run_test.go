@@ -12,6 +12,8 @@ import (
 
 	"github.com/sluicehq/sluice/platform/gittest"
 	"github.com/sluicehq/sluice/platform/servicekit/servicekittest"
+	buildeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/build/events/v1"
+	buildv1 "github.com/sluicehq/sluice/proto/gen/sluice/build/v1"
 	sourceeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
 	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
 	"github.com/sluicehq/sluice/services/source"
@@ -371,6 +373,18 @@ build:
 	req = payload[*sourceeventsv1.RunRequested](t, h.waitRunEvent(subjectRunRequested, run.Id))
 	if got := req.GetChanges(); !got.GetComplete() || strings.Join(got.GetPaths(), " ") != "docs/b.md main.go" {
 		t.Errorf("changes of the second run %v, want docs/b.md main.go (since the last run)", got)
+	}
+	// A rerun's steps see what the run's saw.
+	f := &folding{h: h, run: run, ref: &sourceeventsv1.RepositoryRef{Id: run.RepositoryId, Name: "app", Url: src.Dir}}
+	f.buildFinished(&buildeventsv1.BuildFinished{Status: buildv1.BuildStatus_BUILD_STATUS_FAILED}, time.Now())
+	f.waitStatus(sourcev1.RunStatus_RUN_STATUS_FAILED)
+	rerun, err := h.client.RerunRun(t.Context(), &sourcev1.RerunRunRequest{RunId: run.Id, Failed: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req = payload[*sourceeventsv1.RunRequested](t, h.waitRunEvent(subjectRunRequested, rerun.GetRun().GetId()))
+	if got := req.GetChanges(); strings.Join(got.GetPaths(), " ") != "docs/b.md main.go" || req.GetTrigger() != sourcev1.Trigger_TRIGGER_MANUAL {
+		t.Errorf("the rerun's changes %v (trigger %s), want its run's: docs/b.md main.go", got, req.GetTrigger())
 	}
 
 	other, _ := newGitRepo(t, "plain", "main", validPipeline)

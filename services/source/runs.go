@@ -113,7 +113,9 @@ func (s *Service) startRun(ctx context.Context, repo domain.Repository, res gitm
 	for _, f := range tune {
 		f(&run)
 	}
-	run.Changes = s.changesOf(ctx, run)
+	if run.Changes == nil {
+		run.Changes = s.changesOf(ctx, run)
+	}
 	ev, err := runEvent(run)
 	if err != nil {
 		return run, err
@@ -302,8 +304,19 @@ func (s *Service) RerunRun(ctx context.Context, runID string, failed bool) (doma
 	if err := s.fetch(ctx, repo); err != nil {
 		return domain.Run{}, err
 	}
-	run, err := s.startRun(ctx, repo, gitmirror.Resolved{Commit: old.Commit, Ref: old.Ref, Branch: old.Branch}, domain.TriggerManual, nil,
-		func(r *domain.Run) { r.RerunOf, r.RerunFrom = old.ID, from })
+	// The call's audit entry names the run it reruns (the first Record
+	// of a call is the one kept).
+	named := func(tx *sql.Tx, _ domain.Run) error {
+		return audit.Record(ctx, tx, audit.Target{Repository: old.Repository, ID: old.ID})
+	}
+	// Manual, so that the commit gets its run whatever ran it before; the
+	// steps' conditions see what the ended run's saw: its trigger and the
+	// paths its commits changed.
+	run, err := s.startRun(ctx, repo, gitmirror.Resolved{Commit: old.Commit, Ref: old.Ref, Branch: old.Branch}, domain.TriggerManual, named,
+		func(r *domain.Run) {
+			r.RerunOf, r.RerunFrom = old.ID, from
+			r.Trigger, r.Changes = old.Trigger, old.Changes
+		})
 	if err != nil {
 		return domain.Run{}, err
 	}

@@ -205,18 +205,18 @@ func setLastSeen(ctx context.Context, tx *sql.Tx, repoID, commit string, ifWas *
 
 var runColumns = `r.id, r.repository_id, p.name, p.url, r.commit_sha, r.ref, r.branch, r.run_trigger, r.status,
 	r.created_at, r.ended_at, r.failure_reason, r.release_version, r.commit_message, r.pipeline, r.version,
-	r.cancel_requested_at, r.cancel_requested_by, r.rerun_of, r.rerun_from` + credentialColumns("p")
+	r.cancel_requested_at, r.cancel_requested_by, r.rerun_of, r.rerun_from, r.changes` + credentialColumns("p")
 
 const runFrom = ` FROM runs r JOIN repositories p ON p.id = r.repository_id`
 
 func scanRun(row interface{ Scan(...any) error }) (domain.Run, error) {
 	var r domain.Run
 	var created, ended, cancelRequested int64
-	var trigger, status, pipeline string
+	var trigger, status, pipeline, changes string
 	var hasToken, hasKey bool
 	err := row.Scan(&r.ID, &r.RepositoryID, &r.Repository, &r.RepositoryURL, &r.Commit, &r.Ref, &r.Branch, &trigger, &status,
 		&created, &ended, &r.FailureReason, &r.ReleaseVersion, &r.CommitMessage, &pipeline, &r.Version,
-		&cancelRequested, &r.CancelRequestedBy, &r.RerunOf, &r.RerunFrom, &hasToken, &hasKey)
+		&cancelRequested, &r.CancelRequestedBy, &r.RerunOf, &r.RerunFrom, &changes, &hasToken, &hasKey)
 	if err != nil {
 		return r, err
 	}
@@ -229,11 +229,17 @@ func scanRun(row interface{ Scan(...any) error }) (domain.Run, error) {
 			return r, fmt.Errorf("run %s: stored pipeline: %w", r.ID, err)
 		}
 	}
+	if changes != "" {
+		r.Changes = &sourcev1.Changes{}
+		if err := protojson.Unmarshal([]byte(changes), r.Changes); err != nil {
+			return r, fmt.Errorf("run %s: stored changes: %w", r.ID, err)
+		}
+	}
 	return r, nil
 }
 
 func insertRun(ctx context.Context, tx *sql.Tx, r domain.Run) error {
-	pipeline := ""
+	pipeline, changes := "", ""
 	if r.Pipeline != nil {
 		b, err := protojson.Marshal(r.Pipeline)
 		if err != nil {
@@ -241,12 +247,19 @@ func insertRun(ctx context.Context, tx *sql.Tx, r domain.Run) error {
 		}
 		pipeline = string(b)
 	}
+	if r.Changes != nil {
+		b, err := protojson.Marshal(r.Changes)
+		if err != nil {
+			return fmt.Errorf("encode changes: %w", err)
+		}
+		changes = string(b)
+	}
 	_, err := tx.ExecContext(ctx, `INSERT INTO runs (id, repository_id, commit_sha, ref, branch, run_trigger, status,
-		created_at, ended_at, failure_reason, release_version, commit_message, pipeline, version, rerun_of, rerun_from)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 1, $14, $15)`,
+		created_at, ended_at, failure_reason, release_version, commit_message, pipeline, version, rerun_of, rerun_from, changes)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 1, $14, $15, $16)`,
 		r.ID, r.RepositoryID, r.Commit, r.Ref, r.Branch, string(r.Trigger), string(r.Status),
 		sqldb.Nanos(r.CreatedAt), sqldb.Nanos(r.EndedAt), sqldb.Text(r.FailureReason), r.ReleaseVersion, sqldb.Text(r.CommitMessage), pipeline,
-		r.RerunOf, r.RerunFrom)
+		r.RerunOf, r.RerunFrom, changes)
 	if err != nil {
 		return fmt.Errorf("insert run: %w", err)
 	}

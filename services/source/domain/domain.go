@@ -138,7 +138,8 @@ type Run struct {
 	// Pipeline is nil when the pipeline file was missing or invalid.
 	Pipeline *sourcev1.Pipeline
 	// Changes are what the run's commit changed, for when: conditions
-	// (see Service.changes); not stored: only RunRequested carries them.
+	// (see Service.changesOf), as its RunRequested carried them; a rerun
+	// gets its run's.
 	Changes *sourcev1.Changes
 	Stages  []Stage
 	// CancelRequestedAt is when someone asked for the run to be cancelled
