@@ -56,6 +56,7 @@ test:
 	if took > cancelWithin {
 		t.Errorf("the run ended %s after `sluice cancel`; want within %s", took, cancelWithin)
 	}
+	t.Logf("FIGURE cancel: `sluice cancel --follow` returned with the run cancelled after %s", took.Round(time.Millisecond))
 	show := mustCLI(t, p.env, "show", runID)
 	for _, want := range []string{"status      cancelled", "cancel      requested by", "build    cancelled", "test     skipped", "wait  cancelled", "after skipped"} {
 		if !strings.Contains(show, want) {
