@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/platform/events"
+	"github.com/sluicehq/sluice/platform/lease"
 	"github.com/sluicehq/sluice/platform/sqldb"
 	sourceeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
 )
@@ -195,6 +196,31 @@ func (b *Book) Hold(ctx context.Context, runID string) (held context.Context, re
 			b.mu.Unlock()
 		})
 	}
+}
+
+// Do is how a stage works on a run it may be told to cancel: it runs work
+// on a hold of run runID (Hold), unless the run was cancelled already. It
+// returns the cancellation that prevented the work, or that stopped it
+// (work returned an error once the hold ended its context), and otherwise
+// work's error (or the lookup's). A cancellation does not explain an error
+// when ctx itself ended because its lease was lost: the run is another
+// worker's then, and it finds the cancellation when it takes the run.
+func (b *Book) Do(ctx context.Context, runID string, work func(held context.Context) error) (*Cancellation, error) {
+	held, release := b.Hold(ctx, runID)
+	defer release()
+	// Looked up on ctx: the hold's own look may end held meanwhile.
+	c, ok, err := b.Lookup(ctx, runID)
+	switch {
+	case err != nil:
+		return nil, err
+	case ok:
+		return &c, nil
+	}
+	err = work(held)
+	if c, ok := Cause(held); ok && err != nil && !errors.Is(context.Cause(ctx), lease.ErrLost) {
+		return &c, nil
+	}
+	return nil, err
 }
 
 // cancel cancels the held work of c's run.

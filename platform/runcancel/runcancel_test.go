@@ -9,6 +9,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/sluicehq/sluice/platform/events"
+	"github.com/sluicehq/sluice/platform/lease"
 	"github.com/sluicehq/sluice/platform/runcancel"
 	"github.com/sluicehq/sluice/platform/sqldb"
 	"github.com/sluicehq/sluice/platform/sqldb/sqldbtest"
@@ -143,5 +144,50 @@ func TestHandleRecordsRunCancelRequested(t *testing.T) {
 	}
 	if err := b.Handle(t.Context(), other, nil); !errors.Is(err, events.ErrPermanent) {
 		t.Errorf("Handle(RunStarted) = %v, want a permanent error", err)
+	}
+}
+
+// Do runs no work for a run cancelled already, says which cancellation
+// stopped the work it ran, and leaves work's error alone otherwise, or
+// when the work's own context was lost with its lease.
+func TestDoReportsTheCancellationThatPreventedOrStoppedTheWork(t *testing.T) {
+	t.Parallel()
+	b := runcancel.New(openDB(t), time.Hour, nil)
+	if err := b.Record(t.Context(), runcancel.Cancellation{RunID: "before", By: "token t1 (alice)"}); err != nil {
+		t.Fatal(err)
+	}
+	ran := false
+	c, err := b.Do(t.Context(), "before", func(context.Context) error { ran = true; return nil })
+	if ran || err != nil || c == nil || c.By != "token t1 (alice)" {
+		t.Errorf("a run cancelled before: ran %v, %v, %v", ran, c, err)
+	}
+
+	c, err = b.Do(t.Context(), "during", func(held context.Context) error {
+		if err := b.Record(t.Context(), runcancel.Cancellation{RunID: "during", By: "token t2 (bob)"}); err != nil {
+			return err
+		}
+		<-held.Done()
+		return held.Err()
+	})
+	if err != nil || c == nil || c.By != "token t2 (bob)" {
+		t.Errorf("a run cancelled during the work: %v, %v", c, err)
+	}
+
+	boom := errors.New("boom")
+	if c, err := b.Do(t.Context(), "plain", func(context.Context) error { return boom }); c != nil || !errors.Is(err, boom) {
+		t.Errorf("work that fails: %v, %v", c, err)
+	}
+
+	lost, lose := context.WithCancelCause(t.Context())
+	c, err = b.Do(lost, "lost", func(held context.Context) error {
+		if err := b.Record(t.Context(), runcancel.Cancellation{RunID: "lost"}); err != nil {
+			return err
+		}
+		<-held.Done()
+		lose(lease.ErrLost)
+		return held.Err()
+	})
+	if c != nil || err == nil {
+		t.Errorf("a cancellation after the lease was lost: %v, %v; want the work's error", c, err)
 	}
 }

@@ -80,27 +80,19 @@ func (s *Service) runBuild(ctx context.Context, req *sourceeventsv1.RunRequested
 
 	// A cancelled run stops (its steps stop within their stop time), or
 	// does not start when it was cancelled before it was claimed.
-	workCtx, unhold := s.cancels.Hold(workCtx, run.ID)
-	defer unhold()
 	var res result
-	// Looked up on ctx: the hold's own look may cancel workCtx meanwhile.
-	cancelled, ok, err := s.cancels.Lookup(ctx, run.ID)
-	switch {
-	case err != nil:
-		err = orInterrupted(ctx, err)
-	case ok:
-		res.cancelled = &cancelled
-	case req.GetRerunFrom() == "test" || req.GetRerunFrom() == "release":
-		res, err = s.reuse(workCtx, run, req, l, w)
-	default:
-		res, err = s.execute(workCtx, run, b, l, w)
+	cancelled, err := s.cancels.Do(workCtx, run.ID, func(held context.Context) error {
+		var err error
+		if req.GetRerunFrom() == "test" || req.GetRerunFrom() == "release" {
+			res, err = s.reuse(held, run, req, l, w)
+		} else {
+			res, err = s.execute(held, run, b, l, w)
+		}
+		return err
+	})
+	if cancelled != nil {
+		res = result{cancelled: cancelled, stepDuration: res.stepDuration}
 	}
-	// A lost lease still wins (finish would find it lost, and abandon
-	// leaves the build to its new holder).
-	if c, ok := runcancel.Cause(workCtx); ok && err != nil {
-		res, err = result{cancelled: &c, stepDuration: res.stepDuration}, nil
-	}
-	unhold()
 	// From here every write renews the lease itself (and abandon releases it).
 	kept.Stop()
 	if err != nil {

@@ -14,7 +14,6 @@ import (
 	"github.com/sluicehq/sluice/platform/ids"
 	"github.com/sluicehq/sluice/platform/lease"
 	"github.com/sluicehq/sluice/platform/prototime"
-	"github.com/sluicehq/sluice/platform/runcancel"
 	buildeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/build/events/v1"
 	buildv1 "github.com/sluicehq/sluice/proto/gen/sluice/build/v1"
 	testeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/test/events/v1"
@@ -118,24 +117,19 @@ func (s *Service) execute(parent context.Context, log *slog.Logger, run domain.T
 	a := &attempt{s: s, log: log, run: run, bf: bf, w: w, kept: kept}
 	// A cancelled run stops (its steps stop within their stop time), or
 	// does not start when it was cancelled before the build ended.
-	held, unhold := s.cancels.Hold(ctx, run.RunID)
-	defer unhold()
 	var outcome domain.Outcome
-	// Looked up on ctx: the hold's own look may cancel held meanwhile.
-	cancelled, ok, runErr := s.cancels.Lookup(ctx, run.RunID)
-	switch {
-	case ok:
-		outcome = domain.Cancelled(cancelled.Reason(), nil)
-	case runErr == nil && bf.GetRerunFrom() == "release":
-		outcome, runErr = a.reuse(held)
-	case runErr == nil:
-		outcome, runErr = a.test(held)
+	cancelled, runErr := s.cancels.Do(ctx, run.RunID, func(held context.Context) error {
+		var err error
+		if bf.GetRerunFrom() == "release" {
+			outcome, err = a.reuse(held)
+		} else {
+			outcome, err = a.test(held)
+		}
+		return err
+	})
+	if cancelled != nil {
+		outcome = domain.Cancelled(cancelled.Reason(), a.results())
 	}
-	// A lost lease wins: the test run is another worker's now.
-	if c, ok := runcancel.Cause(held); ok && runErr != nil && !errors.Is(context.Cause(ctx), lease.ErrLost) {
-		outcome, runErr = domain.Cancelled(c.Reason(), a.results()), nil
-	}
-	unhold()
 	kept.Stop()
 
 	if runErr != nil {
