@@ -30,6 +30,7 @@ import (
 	"github.com/sluicehq/sluice/platform/egress"
 	"github.com/sluicehq/sluice/platform/executor"
 	"github.com/sluicehq/sluice/platform/lastlines"
+	"github.com/sluicehq/sluice/platform/retry"
 	"github.com/sluicehq/sluice/platform/runner"
 )
 
@@ -52,6 +53,9 @@ const (
 	pullTimeout = 15 * time.Minute
 	// cleanupTimeout bounds removing what a stage or step left.
 	cleanupTimeout = time.Minute
+	// networkRemoveWithin bounds the tries at removing a stage's network
+	// that the engine still counts endpoints on.
+	networkRemoveWithin = 10 * time.Second
 	// outputDrain bounds the wait for a step's output once it exited.
 	outputDrain = 5 * time.Second
 	// serviceReady bounds the wait for a service whose image declares a
@@ -304,11 +308,37 @@ func (d *Docker) sweep(ctx context.Context, f client.Filters) error {
 		return errors.Join(append(errs, fmt.Errorf("container: list networks an earlier attempt left: %w", err))...)
 	}
 	for _, n := range ns.Items {
-		if _, err := d.api.NetworkRemove(ctx, n.ID, client.NetworkRemoveOptions{}); err != nil && !cerrdefs.IsNotFound(err) {
+		if err := d.removeNetwork(ctx, n.ID); err != nil {
 			errs = append(errs, fmt.Errorf("container: remove network %s: %w", n.Name, err))
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// removeNetwork removes a stage's network. The engine may still count an
+// endpoint of a container it has just removed ("has active endpoints"),
+// or a container the stage's dead worker created after the sweep listed
+// them may still be attached: every container still on the network is
+// disconnected (the network is the stage's alone) and the removal tried
+// again, for a few seconds at most.
+func (d *Docker) removeNetwork(ctx context.Context, id string) error {
+	return retry.Do(ctx, retry.Backoff{Initial: 100 * time.Millisecond, Max: time.Second}, func(ctx context.Context) error {
+		rctx, cancel := context.WithTimeout(ctx, apiTimeout)
+		defer cancel()
+		_, err := d.api.NetworkRemove(rctx, id, client.NetworkRemoveOptions{})
+		if err == nil || cerrdefs.IsNotFound(err) {
+			return nil
+		}
+		if !cerrdefs.IsConflict(err) && !cerrdefs.IsPermissionDenied(err) && !strings.Contains(err.Error(), "active endpoints") {
+			return retry.Permanent(err)
+		}
+		if in, ierr := d.api.NetworkInspect(rctx, id, client.NetworkInspectOptions{}); ierr == nil {
+			for cid := range in.Network.Containers {
+				_, _ = d.api.NetworkDisconnect(rctx, id, client.NetworkDisconnectOptions{Container: cid, Force: true})
+			}
+		}
+		return err
+	}, retry.GiveUpAfter(networkRemoveWithin))
 }
 
 // ensureImage makes sure img is on the engine, as the pull policy says.
@@ -740,7 +770,7 @@ func (s *stage) Close(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("container: remove a service of the stage: %w", err))
 		}
 	}
-	if _, err := s.d.api.NetworkRemove(ctx, s.network, client.NetworkRemoveOptions{}); err != nil && !cerrdefs.IsNotFound(err) {
+	if err := s.d.removeNetwork(ctx, s.network); err != nil {
 		errs = append(errs, fmt.Errorf("container: remove the stage's network %s: %w", s.network, err))
 	}
 	return errors.Join(errs...)
