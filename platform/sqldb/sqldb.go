@@ -610,3 +610,21 @@ func lockID(key string) int64 {
 	_, _ = h.Write([]byte(key))
 	return int64(h.Sum64()) //nolint:gosec // a hash; wrapping to negative numbers is fine
 }
+
+// Collect scans every row of rows with scan, closes rows, and returns what
+// it scanned, or the first error (of a scan or of the iteration).
+func Collect[T any](rows *sql.Rows, scan func(*sql.Rows) (T, error)) ([]T, error) {
+	defer func() { _ = rows.Close() }()
+	var out []T
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return out, nil
+}

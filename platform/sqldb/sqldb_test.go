@@ -116,6 +116,39 @@ func TestInTxRollsBackOnError(t *testing.T) {
 	})
 }
 
+// Collect scans every row in order, and returns a scan's error.
+func TestCollect(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, store string) {
+		ctx := context.Background()
+		db := openT(t, store)
+		for i, id := range []string{"a", "b", "c"} {
+			if _, err := db.ExecContext(ctx, `INSERT INTO t (id, n) VALUES ($1, $2)`, id, i); err != nil {
+				t.Fatal(err)
+			}
+		}
+		rows, err := db.QueryContext(ctx, `SELECT id, n FROM t ORDER BY id`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := sqldb.Collect(rows, func(r *sql.Rows) (s string, err error) {
+			var n int
+			err = r.Scan(&s, &n)
+			return fmt.Sprint(s, n), err
+		})
+		if err != nil || strings.Join(got, " ") != "a0 b1 c2" {
+			t.Fatalf("Collect = %v, %v", got, err)
+		}
+		rows, err = db.QueryContext(ctx, `SELECT id FROM t`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		boom := errors.New("boom")
+		if _, err := sqldb.Collect(rows, func(*sql.Rows) (int, error) { return 0, boom }); !errors.Is(err, boom) {
+			t.Fatalf("a failed scan: %v", err)
+		}
+	})
+}
+
 // Read-modify-write transactions from many goroutines (replicas sharing a
 // PostgreSQL database) lose no update: conflicts are retried.
 func TestInTxConcurrentReadModifyWrite(t *testing.T) {

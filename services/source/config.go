@@ -9,6 +9,7 @@ import (
 
 	"github.com/sluicehq/sluice/platform/keyring"
 	"github.com/sluicehq/sluice/platform/servicekit"
+	"github.com/sluicehq/sluice/services/source/domain"
 	"github.com/sluicehq/sluice/services/source/pipeline"
 )
 
@@ -57,6 +58,25 @@ type Config struct {
 	// pipeline.DefaultMaxAliasNodes); a file whose aliases stand for more
 	// fails its run.
 	MaxPipelineAliasNodes int
+	// MaxActiveRunsPerRepository bounds the runs of one repository that
+	// are active (let start and not ended) at once; the others wait, in
+	// the order they were made. 0 is no limit.
+	MaxActiveRunsPerRepository int
+	// MaxActiveRuns bounds the active runs of all repositories together;
+	// when it is reached, the next run let start is of the repository with
+	// the fewest active runs. 0 is no limit.
+	MaxActiveRuns int
+}
+
+// DefaultMaxActiveRunsPerRepository is the default of
+// Config.MaxActiveRunsPerRepository: enough to keep the stages busy, few
+// enough that a repository's burst of runs queues in source, where the
+// fair queue orders it, and not in front of other repositories' runs in
+// the stages' queues.
+const DefaultMaxActiveRunsPerRepository = 8
+
+func (c Config) activeRunLimits() domain.Limits {
+	return domain.Limits{PerRepository: c.MaxActiveRunsPerRepository, Total: c.MaxActiveRuns}
 }
 
 // DefaultConfig is the configuration a binary starts from.
@@ -67,6 +87,8 @@ func DefaultConfig() Config {
 		AuditRetention:        DefaultAuditRetention,
 		MaxPipelineSize:       pipeline.DefaultMaxSize,
 		MaxPipelineAliasNodes: pipeline.DefaultMaxAliasNodes,
+
+		MaxActiveRunsPerRepository: DefaultMaxActiveRunsPerRepository,
 	}
 }
 
@@ -80,6 +102,8 @@ func (c *Config) RegisterFlags(f *servicekit.Flags) {
 	f.StringVar(&c.WebhookAddr, "webhook-addr", "a listen address that serves only the webhook receiver, to expose to a forge without exposing the API")
 	f.IntVar(&c.MaxPipelineSize, "max-pipeline-size", "the largest pipeline file read, in bytes; a larger one fails its run")
 	f.IntVar(&c.MaxPipelineAliasNodes, "max-pipeline-alias-nodes", "how many YAML nodes a pipeline file's aliases may stand for, all together; more fails the run")
+	f.IntVar(&c.MaxActiveRunsPerRepository, "max-active-runs-per-repository", "how many runs of one repository may be active at once; the others wait in order (0: no limit)")
+	f.IntVar(&c.MaxActiveRuns, "max-active-runs", "how many runs may be active at once in all; the repository with the fewest active runs goes next (0: no limit)")
 	c.Keys.RegisterFlags(f)
 }
 
@@ -111,6 +135,12 @@ func (c Config) Validate() error {
 	}
 	if c.MaxPipelineAliasNodes < 1 {
 		errs = append(errs, fmt.Errorf("max-pipeline-alias-nodes is %d; it must be at least 1", c.MaxPipelineAliasNodes))
+	}
+	if c.MaxActiveRunsPerRepository < 0 {
+		errs = append(errs, fmt.Errorf("max-active-runs-per-repository is %d; it must not be negative (0: no limit)", c.MaxActiveRunsPerRepository))
+	}
+	if c.MaxActiveRuns < 0 {
+		errs = append(errs, fmt.Errorf("max-active-runs is %d; it must not be negative (0: no limit)", c.MaxActiveRuns))
 	}
 	if c.PollInterval < 0 {
 		errs = append(errs, fmt.Errorf("poll-interval is %s; it must not be negative (0 disables polling)", c.PollInterval))

@@ -77,6 +77,8 @@ func runToProto(r domain.Run) *sourcev1.Run {
 		CancelRequestedBy: r.CancelRequestedBy,
 		RerunOf:           r.RerunOf,
 		RerunFrom:         r.RerunFrom,
+		AdmitTime:         prototime.Timestamp(r.AdmittedAt),
+		ConcurrencyGroup:  r.ConcurrencyGroup,
 	}
 	for _, s := range r.Stages {
 		out.Stages = append(out.Stages, &sourcev1.Stage{

@@ -116,11 +116,9 @@ func (s *Service) startRun(ctx context.Context, repo domain.Repository, res gitm
 	if run.Changes == nil {
 		run.Changes = s.changesOf(ctx, run)
 	}
-	ev, err := runEvent(run)
-	if err != nil {
-		return run, err
-	}
+	var superseded []string
 	err = s.store.InTx(ctx, func(tx *sql.Tx) error {
+		superseded = nil
 		if err := recordBranchCommit(ctx, tx, run, again); err != nil {
 			return err
 		}
@@ -137,7 +135,22 @@ func (s *Service) startRun(ctx context.Context, repo domain.Repository, res gitm
 		if err := audit.Record(ctx, tx, audit.Target{Repository: repo.Name, ID: run.ID}); err != nil {
 			return err
 		}
-		return events.Enqueue(ctx, tx, ev)
+		if run.Status.Final() {
+			// It failed at once: nothing to wait for.
+			ev, err := events.New(runFinishedToProto(run), run.ID, run.ID)
+			if err != nil {
+				return err
+			}
+			return events.Enqueue(ctx, tx, ev)
+		}
+		// It waits for the admission pass (admission.go), which publishes
+		// its RunRequested.
+		if !run.Pipeline.GetConcurrency().GetCancelSuperseded() {
+			return nil
+		}
+		var err error
+		superseded, err = supersede(ctx, tx, run)
+		return err
 	})
 	if errors.Is(err, errAlreadyRun) {
 		runID, err := s.store.CommitRun(ctx, repo.ID, res.Branch, res.Commit)
@@ -155,7 +168,11 @@ func (s *Service) startRun(ctx context.Context, repo domain.Repository, res gitm
 	if run.Status == domain.RunFailed {
 		log.Info("run failed at once: bad pipeline file", slog.String("reason", run.FailureReason))
 	} else {
-		log.Info("run requested")
+		s.wakeAdmission()
+		log.Info("run made; it starts once admitted", slog.String("concurrency_group", run.ConcurrencyGroup))
+	}
+	for _, id := range superseded {
+		log.Info("the run supersedes an older run of its concurrency group: cancelling that one", slog.String("superseded_run_id", id))
 	}
 	run.Version = 1
 	return run, nil
@@ -230,13 +247,60 @@ func callsChanged(p *sourcev1.Pipeline) bool {
 	return false
 }
 
-// runEvent is the event a new run publishes: RunRequested, or RunFinished
-// when it failed at once.
-func runEvent(run domain.Run) (events.Event, error) {
-	if run.Status.Final() {
-		return events.New(runFinishedToProto(run), run.ID, run.ID)
+// supersede cancels, in tx, the open runs of run's concurrency group made
+// before it, and returns their ids.
+func supersede(ctx context.Context, tx *sql.Tx, run domain.Run) ([]string, error) {
+	ids, err := supersededRuns(ctx, tx, run.RepositoryID, run.ConcurrencyGroup, run)
+	if err != nil {
+		return nil, err
 	}
-	return events.New(runRequestedToProto(run), run.ID, run.ID)
+	by := fmt.Sprintf("run %s, a newer run of %s", run.ID, run.ConcurrencyGroup)
+	for _, id := range ids {
+		old, err := lockRun(ctx, tx, id)
+		if err != nil {
+			return nil, err
+		}
+		if err := cancel(ctx, tx, &old, by); err != nil {
+			return nil, err
+		}
+	}
+	return ids, nil
+}
+
+// cancel asks, in tx, for run (locked, not ended) to be cancelled by by. A
+// run still waiting to start ends cancelled at once, with RunFinished; an
+// admitted one records the request, the first time, and publishes
+// RunCancelRequested (again when asked again, under the first asker's
+// name: a stage that could not record it, its database down past the
+// consumer's redeliveries, gets another chance). The stages then stop the
+// run's steps and end cancelled, which the fold makes the run's end.
+func cancel(ctx context.Context, tx *sql.Tx, run *domain.Run, by string) error {
+	now := time.Now().UTC()
+	if run.CancelRequestedAt.IsZero() {
+		run.CancelRequestedAt, run.CancelRequestedBy = now, by
+		if err := requestCancel(ctx, tx, *run); err != nil {
+			return err
+		}
+		run.Version++
+	}
+	if run.CancelWaiting(run.CancelRequestedBy, now) {
+		if err := updateRun(ctx, tx, *run); err != nil {
+			return err
+		}
+		run.Version++
+		fin, err := events.New(runFinishedToProto(*run), run.ID, run.ID)
+		if err != nil {
+			return err
+		}
+		return events.Enqueue(ctx, tx, fin)
+	}
+	ev, err := events.New(&sourceeventsv1.RunCancelRequested{
+		RunId: run.ID, Repository: runRepositoryRef(*run), Commit: run.Commit, RequestedBy: run.CancelRequestedBy,
+	}, run.ID, run.ID)
+	if err != nil {
+		return err
+	}
+	return events.Enqueue(ctx, tx, ev)
 }
 
 // ListRuns lists one page of runs, newest first, of one repository (by
@@ -352,24 +416,8 @@ func (s *Service) CancelRun(ctx context.Context, runID string) (domain.Run, erro
 		if err := audit.Record(ctx, tx, audit.Target{Repository: run.Repository, ID: run.ID}); err != nil {
 			return err
 		}
-		if run.CancelRequestedAt.IsZero() {
-			run.CancelRequestedAt, run.CancelRequestedBy = time.Now().UTC(), by
-			if err := requestCancel(ctx, tx, run); err != nil {
-				return err
-			}
-			run.Version++
-		}
-		// Asked again, the request goes out again (under the first
-		// asker's name): a stage that could not record it (its database
-		// down past the consumer's redeliveries) gets another chance.
-		ev, err := events.New(&sourceeventsv1.RunCancelRequested{
-			RunId: run.ID, Repository: runRepositoryRef(run), Commit: run.Commit, RequestedBy: run.CancelRequestedBy,
-		}, run.ID, run.ID)
-		if err != nil {
-			return err
-		}
 		requested = true
-		return events.Enqueue(ctx, tx, ev)
+		return cancel(ctx, tx, &run, by)
 	})
 	if err != nil {
 		return domain.Run{}, err
@@ -377,7 +425,11 @@ func (s *Service) CancelRun(ctx context.Context, runID string) (domain.Run, erro
 	if requested {
 		s.outbox.Kick()
 		s.changes.notify()
-		s.log.Info("run cancel requested", slog.String("run_id", run.ID), slog.String("by", by), slog.String("first_by", run.CancelRequestedBy))
+		if run.Status.Final() {
+			s.log.Info("run cancelled before it started", slog.String("run_id", run.ID), slog.String("by", by))
+		} else {
+			s.log.Info("run cancel requested", slog.String("run_id", run.ID), slog.String("by", by), slog.String("first_by", run.CancelRequestedBy))
+		}
 	}
 	return run, nil
 }

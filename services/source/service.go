@@ -41,6 +41,8 @@ type Service struct {
 	refusals *pollRefusals
 	// keys encrypt secrets; nil when the operator gave none.
 	keys *keyring.Ring
+	// admission wakes the admission pass (Admit).
+	admission chan struct{}
 }
 
 // Deps are the service's collaborators; fx provides them (servicekit).
@@ -77,15 +79,16 @@ func NewService(cfg Config, d Deps) (*Service, error) {
 		d.Log.Warn("no secret key (secret-key-file or $SLUICE_SOURCE_SECRET_KEY): secrets cannot be stored, runs whose steps ask for one fail, and webhook secrets are stored as given")
 	}
 	return &Service{
-		keys:     keys,
-		cfg:      cfg,
-		store:    d.Store,
-		mirrors:  gitmirror.New(cfg.mirrorsDir(), d.Egress, d.Supervisor),
-		outbox:   d.Outbox,
-		log:      d.Log,
-		changes:  &broadcast{},
-		tokens:   newTokenPublisher(d.Store, d.JetStream),
-		refusals: &pollRefusals{},
+		keys:      keys,
+		cfg:       cfg,
+		store:     d.Store,
+		mirrors:   gitmirror.New(cfg.mirrorsDir(), d.Egress, d.Supervisor),
+		outbox:    d.Outbox,
+		log:       d.Log,
+		changes:   &broadcast{},
+		tokens:    newTokenPublisher(d.Store, d.JetStream),
+		refusals:  &pollRefusals{},
+		admission: make(chan struct{}, 1),
 	}, nil
 }
 

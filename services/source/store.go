@@ -44,6 +44,12 @@ func (s *Store) InTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	return s.db.InTx(ctx, fn)
 }
 
+// Lock takes the lock named key that every replica sharing the database
+// respects (sqldb.DB.Lock).
+func (s *Store) Lock(ctx context.Context, key string) (func(), error) {
+	return s.db.Lock(ctx, key)
+}
+
 // querier is what both *sql.DB and *sql.Tx offer.
 type querier interface {
 	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
@@ -205,24 +211,27 @@ func setLastSeen(ctx context.Context, tx *sql.Tx, repoID, commit string, ifWas *
 
 var runColumns = `r.id, r.repository_id, p.name, p.url, r.commit_sha, r.ref, r.branch, r.run_trigger, r.status,
 	r.created_at, r.ended_at, r.failure_reason, r.release_version, r.commit_message, r.pipeline, r.version,
-	r.cancel_requested_at, r.cancel_requested_by, r.rerun_of, r.rerun_from, r.changes` + credentialColumns("p")
+	r.cancel_requested_at, r.cancel_requested_by, r.rerun_of, r.rerun_from, r.changes,
+	r.admitted_at, r.concurrency_group, r.concurrency_limit` + credentialColumns("p")
 
 const runFrom = ` FROM runs r JOIN repositories p ON p.id = r.repository_id`
 
 func scanRun(row interface{ Scan(...any) error }) (domain.Run, error) {
 	var r domain.Run
-	var created, ended, cancelRequested int64
+	var created, ended, cancelRequested, admitted int64
 	var trigger, status, pipeline, changes string
 	var hasToken, hasKey bool
 	err := row.Scan(&r.ID, &r.RepositoryID, &r.Repository, &r.RepositoryURL, &r.Commit, &r.Ref, &r.Branch, &trigger, &status,
 		&created, &ended, &r.FailureReason, &r.ReleaseVersion, &r.CommitMessage, &pipeline, &r.Version,
-		&cancelRequested, &r.CancelRequestedBy, &r.RerunOf, &r.RerunFrom, &changes, &hasToken, &hasKey)
+		&cancelRequested, &r.CancelRequestedBy, &r.RerunOf, &r.RerunFrom, &changes,
+		&admitted, &r.ConcurrencyGroup, &r.ConcurrencyLimit, &hasToken, &hasKey)
 	if err != nil {
 		return r, err
 	}
 	r.GitCredential = gitauth.KindFor(r.RepositoryURL, hasToken, hasKey)
 	r.Trigger, r.Status = domain.Trigger(trigger), domain.RunStatus(status)
 	r.CreatedAt, r.EndedAt, r.CancelRequestedAt = sqldb.Time(created), sqldb.Time(ended), sqldb.Time(cancelRequested)
+	r.AdmittedAt = sqldb.Time(admitted)
 	if pipeline != "" {
 		r.Pipeline = &sourcev1.Pipeline{}
 		if err := protojson.Unmarshal([]byte(pipeline), r.Pipeline); err != nil {
@@ -255,11 +264,12 @@ func insertRun(ctx context.Context, tx *sql.Tx, r domain.Run) error {
 		changes = string(b)
 	}
 	_, err := tx.ExecContext(ctx, `INSERT INTO runs (id, repository_id, commit_sha, ref, branch, run_trigger, status,
-		created_at, ended_at, failure_reason, release_version, commit_message, pipeline, version, rerun_of, rerun_from, changes)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 1, $14, $15, $16)`,
+		created_at, ended_at, failure_reason, release_version, commit_message, pipeline, version, rerun_of, rerun_from, changes,
+		admitted_at, concurrency_group, concurrency_limit)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 1, $14, $15, $16, $17, $18, $19)`,
 		r.ID, r.RepositoryID, r.Commit, r.Ref, r.Branch, string(r.Trigger), string(r.Status),
 		sqldb.Nanos(r.CreatedAt), sqldb.Nanos(r.EndedAt), sqldb.Text(r.FailureReason), r.ReleaseVersion, sqldb.Text(r.CommitMessage), pipeline,
-		r.RerunOf, r.RerunFrom, changes)
+		r.RerunOf, r.RerunFrom, changes, sqldb.Nanos(r.AdmittedAt), r.ConcurrencyGroup, r.ConcurrencyLimit)
 	if err != nil {
 		return fmt.Errorf("insert run: %w", err)
 	}
@@ -334,6 +344,64 @@ func requestCancel(ctx context.Context, tx *sql.Tx, r domain.Run) error {
 		return fmt.Errorf("record the cancel request of run %s: %w", r.ID, err)
 	}
 	return nil
+}
+
+// --- admission ---
+
+// maxWaitingPerRepository bounds the waiting runs of one repository an
+// admission pass considers (the oldest): the rest wait for a later pass.
+const maxWaitingPerRepository = 100
+
+// admissionState reads what Admit decides on: the waiting runs, the
+// oldest of each repository first, and the active runs by group.
+func admissionState(ctx context.Context, tx *sql.Tx) ([]domain.WaitingRun, []domain.ActiveRuns, error) {
+	rows, err := tx.QueryContext(ctx, `SELECT id, repository_id, concurrency_group, concurrency_limit FROM (
+			SELECT id, repository_id, concurrency_group, concurrency_limit, created_at,
+				ROW_NUMBER() OVER (PARTITION BY repository_id ORDER BY created_at, id) AS place
+			FROM runs WHERE admitted_at = 0 AND status = 'queued') w
+		WHERE place <= $1 ORDER BY created_at, id`, maxWaitingPerRepository)
+	if err != nil {
+		return nil, nil, fmt.Errorf("read the waiting runs: %w", err)
+	}
+	waiting, err := sqldb.Collect(rows, func(row *sql.Rows) (w domain.WaitingRun, err error) {
+		return w, row.Scan(&w.ID, &w.RepositoryID, &w.Group, &w.GroupLimit)
+	})
+	if err != nil || len(waiting) == 0 {
+		return nil, nil, err
+	}
+	rows, err = tx.QueryContext(ctx, `SELECT repository_id, concurrency_group, COUNT(*) FROM runs
+		WHERE status IN ('queued', 'running') AND admitted_at > 0 GROUP BY repository_id, concurrency_group`)
+	if err != nil {
+		return nil, nil, fmt.Errorf("count the active runs: %w", err)
+	}
+	active, err := sqldb.Collect(rows, func(row *sql.Rows) (a domain.ActiveRuns, err error) {
+		return a, row.Scan(&a.RepositoryID, &a.Group, &a.Count)
+	})
+	return waiting, active, err
+}
+
+// admitRun records that run r (waiting) may start, at r.AdmittedAt, and
+// bumps its version. It reports false when r is no longer waiting.
+func admitRun(ctx context.Context, tx *sql.Tx, r domain.Run) (bool, error) {
+	res, err := tx.ExecContext(ctx, `UPDATE runs SET admitted_at = $1, version = version + 1
+		WHERE id = $2 AND admitted_at = 0 AND status = 'queued'`, sqldb.Nanos(r.AdmittedAt), r.ID)
+	if err != nil {
+		return false, fmt.Errorf("admit run %s: %w", r.ID, err)
+	}
+	n, err := res.RowsAffected()
+	return n == 1, err
+}
+
+// supersededRuns lists the open runs of group of a repository made before
+// the run before (by creation time, then id).
+func supersededRuns(ctx context.Context, tx *sql.Tx, repoID, group string, before domain.Run) ([]string, error) {
+	rows, err := tx.QueryContext(ctx, `SELECT id FROM runs WHERE repository_id = $1 AND concurrency_group = $2
+		AND status IN ('queued', 'running') AND id <> $3 AND (created_at < $4 OR (created_at = $4 AND id < $3))
+		ORDER BY created_at, id`, repoID, group, before.ID, sqldb.Nanos(before.CreatedAt))
+	if err != nil {
+		return nil, fmt.Errorf("read the runs run %s supersedes: %w", before.ID, err)
+	}
+	return sqldb.Collect(rows, func(row *sql.Rows) (id string, err error) { return id, row.Scan(&id) })
 }
 
 // Runs lists a page of runs newest first, of one repository or (repoID "")

@@ -92,6 +92,8 @@ func (s *Service) Fold(ctx context.Context, consumer string, ev events.Event) er
 	}
 	if published {
 		s.outbox.Kick()
+		// A run may have ended, making room for a waiting one.
+		s.wakeAdmission()
 	}
 	return nil
 }

@@ -151,6 +151,14 @@ type Run struct {
 	// reuse what RerunOf made); both empty for another run.
 	RerunOf   string
 	RerunFrom string
+	// AdmittedAt is when the run was let start (its RunRequested
+	// published); zero while it waits for room (Admit).
+	AdmittedAt time.Time
+	// ConcurrencyGroup names the run's concurrency group within its
+	// repository ("branch main", "repository"), "" for none, and
+	// ConcurrencyLimit how many of the group's runs may be active at once.
+	ConcurrencyGroup string
+	ConcurrencyLimit int
 	// Version counts the run's stored changes.
 	Version int64
 }
@@ -175,13 +183,48 @@ func NewRun(id string, repo Repository, commit Commit, ref, branch string, trigg
 	for _, name := range StageNames() {
 		r.Stages = append(r.Stages, Stage{Name: name, Status: StagePending})
 	}
+	r.ConcurrencyGroup, r.ConcurrencyLimit = concurrencyGroup(pipeline.GetConcurrency(), ref, branch)
 	return r
+}
+
+// concurrencyGroup is the group a run of ref on branch belongs to under c,
+// and the group's limit; "" and 0 when c is nil. A branch group of a run
+// of a tag or a commit is its ref's.
+func concurrencyGroup(c *sourcev1.Concurrency, ref, branch string) (string, int) {
+	limit := max(int(c.GetLimit()), 1)
+	switch c.GetGroup() {
+	case sourcev1.ConcurrencyScope_CONCURRENCY_SCOPE_REPOSITORY:
+		return "repository", limit
+	case sourcev1.ConcurrencyScope_CONCURRENCY_SCOPE_BRANCH:
+		if branch != "" {
+			return "branch " + branch, limit
+		}
+		return "ref " + ref, limit
+	}
+	return "", 0
+}
+
+// Waiting reports whether the run waits to be let start.
+func (r *Run) Waiting() bool { return r.Status == RunQueued && r.AdmittedAt.IsZero() }
+
+// CancelWaiting ends a run that was never let start as cancelled: no
+// stage holds it, so source ends it at once. by says who cancelled.
+func (r *Run) CancelWaiting(by string, at time.Time) bool {
+	if !r.Waiting() {
+		return false
+	}
+	for i := range r.Stages {
+		r.Stages[i].Status = StageSkipped
+		r.Stages[i].Reason = "the run was cancelled before it started"
+	}
+	return r.End(RunCancelled, "cancelled by "+by+" before it started", at)
 }
 
 // NewFailedRun makes a run that failed before any stage could start, for
 // example because its pipeline file is invalid. Every stage is skipped.
 func NewFailedRun(id string, repo Repository, commit Commit, ref, branch string, trigger Trigger, reason string, now time.Time) Run {
 	r := NewRun(id, repo, commit, ref, branch, trigger, nil, now)
+	r.AdmittedAt = now // nothing to wait for
 	r.Status = RunFailed
 	r.EndedAt = now
 	r.FailureReason = reason

@@ -189,6 +189,7 @@ func (p *parser) parse(data []byte) *sourcev1.Pipeline {
 		field{key: "build", decode: func(n *yaml.Node) { pipeline.Build = p.build(n) }},
 		field{key: "test", decode: func(n *yaml.Node) { pipeline.Test = p.test(n) }},
 		field{key: "release", decode: func(n *yaml.Node) { pipeline.Release = p.release(n) }},
+		field{key: "concurrency", decode: func(n *yaml.Node) { pipeline.Concurrency = p.concurrency(n) }},
 	)
 	if present == nil {
 		return nil // root is not a mapping, which fields reported
@@ -355,6 +356,23 @@ func (p *parser) keyword(n *yaml.Node, what, hint string, words []string, values
 	}
 	p.errorAt(resolve(n), hint, "unknown %s %q", what, s)
 	return 0
+}
+
+// maxConcurrencyLimit bounds a concurrency group's limit.
+const maxConcurrencyLimit = 100
+
+func (p *parser) concurrency(n *yaml.Node) *sourcev1.Concurrency {
+	c := &sourcev1.Concurrency{}
+	p.fields(n,
+		field{key: "group", required: true, decode: func(n *yaml.Node) {
+			c.Group = sourcev1.ConcurrencyScope(p.keyword(n, "concurrency group", `the groups are "branch" and "repository"`,
+				[]string{"branch", "repository"},
+				[]int32{int32(sourcev1.ConcurrencyScope_CONCURRENCY_SCOPE_BRANCH), int32(sourcev1.ConcurrencyScope_CONCURRENCY_SCOPE_REPOSITORY)}))
+		}},
+		field{key: "limit", decode: func(n *yaml.Node) { c.Limit = int32(p.integer(n, "limit", 1, maxConcurrencyLimit)) }},
+		field{key: "cancel_superseded", decode: func(n *yaml.Node) { c.CancelSuperseded = p.boolean(n) }},
+	)
+	return c
 }
 
 func (p *parser) release(n *yaml.Node) *sourcev1.ReleaseSpec {

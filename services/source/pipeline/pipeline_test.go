@@ -189,6 +189,22 @@ build:
 			},
 		}},
 	},
+	{
+		name: "concurrency",
+		yaml: `
+version: 1
+build:
+  steps: [{name: a, run: x}]
+concurrency:
+  group: branch
+  limit: 2
+  cancel_superseded: true
+`,
+		want: &sourcev1.Pipeline{
+			Build:       &sourcev1.BuildSpec{Steps: []*sourcev1.Step{{Name: "a", Run: "x"}}},
+			Concurrency: &sourcev1.Concurrency{Group: sourcev1.ConcurrencyScope_CONCURRENCY_SCOPE_BRANCH, Limit: 2, CancelSuperseded: true},
+		},
+	},
 }
 
 // containerCases are pipelines with steps in images and services.
@@ -255,6 +271,29 @@ var errorCases = []struct {
 	yaml string
 	want []string
 }{
+	{
+		name: "concurrency",
+		yaml: `version: 1
+build:
+  steps: [{name: a, run: x}]
+concurrency:
+  group: branches
+  limit: 0
+  cancel_superseded: "yes"
+  queue: fifo
+`,
+		want: []string{
+			`.sluice.yaml:5:10: unknown concurrency group "branches" (hint: did you mean "branch"?)`,
+			`.sluice.yaml:6:10: limit must be from 1 to 100, got 0`,
+			`.sluice.yaml:7:22: expected a boolean, got a string (hint: write true or false)`,
+			`.sluice.yaml:8:3: unknown key "queue"`,
+		},
+	},
+	{
+		name: "concurrency without a group",
+		yaml: "version: 1\nbuild:\n  steps: [{name: a, run: x}]\nconcurrency: {limit: 2}\n",
+		want: []string{`.sluice.yaml:4:14: missing required key "group"`},
+	},
 	// The file as a whole.
 	{
 		name: "empty file",

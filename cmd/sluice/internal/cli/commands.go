@@ -408,6 +408,12 @@ func (s *session) printRun(r *sourcev1.Run) {
 	if r.GetRerunOf() != "" {
 		fmt.Fprintf(w, "rerun of    %s, from its %s stage\n", sanitizeLine(r.GetRerunOf()), sanitizeLine(r.GetRerunFrom()))
 	}
+	if r.GetConcurrencyGroup() != "" {
+		fmt.Fprintf(w, "group       %s\n", sanitizeLine(r.GetConcurrencyGroup()))
+	}
+	if r.GetStatus() == sourcev1.RunStatus_RUN_STATUS_QUEUED && r.GetAdmitTime() == nil {
+		fmt.Fprintln(w, "waiting     for room in its concurrency group, or under the limits of active runs")
+	}
 	if r.GetCancelRequestTime() != nil {
 		fmt.Fprintf(w, "cancel      requested by %s at %s\n", sanitizeLine(firstNonEmpty(r.GetCancelRequestedBy(), "-")),
 			r.GetCancelRequestTime().AsTime().Local().Format(time.RFC3339))

@@ -23,6 +23,58 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// ConcurrencyScope is what the runs of one concurrency group share.
+type ConcurrencyScope int32
+
+const (
+	ConcurrencyScope_CONCURRENCY_SCOPE_UNSPECIFIED ConcurrencyScope = 0
+	// The runs of one branch (tags and commits count as their ref).
+	ConcurrencyScope_CONCURRENCY_SCOPE_BRANCH ConcurrencyScope = 1
+	// Every run of the repository.
+	ConcurrencyScope_CONCURRENCY_SCOPE_REPOSITORY ConcurrencyScope = 2
+)
+
+// Enum value maps for ConcurrencyScope.
+var (
+	ConcurrencyScope_name = map[int32]string{
+		0: "CONCURRENCY_SCOPE_UNSPECIFIED",
+		1: "CONCURRENCY_SCOPE_BRANCH",
+		2: "CONCURRENCY_SCOPE_REPOSITORY",
+	}
+	ConcurrencyScope_value = map[string]int32{
+		"CONCURRENCY_SCOPE_UNSPECIFIED": 0,
+		"CONCURRENCY_SCOPE_BRANCH":      1,
+		"CONCURRENCY_SCOPE_REPOSITORY":  2,
+	}
+)
+
+func (x ConcurrencyScope) Enum() *ConcurrencyScope {
+	p := new(ConcurrencyScope)
+	*p = x
+	return p
+}
+
+func (x ConcurrencyScope) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ConcurrencyScope) Descriptor() protoreflect.EnumDescriptor {
+	return file_sluice_source_v1_pipeline_proto_enumTypes[0].Descriptor()
+}
+
+func (ConcurrencyScope) Type() protoreflect.EnumType {
+	return &file_sluice_source_v1_pipeline_proto_enumTypes[0]
+}
+
+func (x ConcurrencyScope) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ConcurrencyScope.Descriptor instead.
+func (ConcurrencyScope) EnumDescriptor() ([]byte, []int) {
+	return file_sluice_source_v1_pipeline_proto_rawDescGZIP(), []int{0}
+}
+
 type ReportFormat int32
 
 const (
@@ -56,11 +108,11 @@ func (x ReportFormat) String() string {
 }
 
 func (ReportFormat) Descriptor() protoreflect.EnumDescriptor {
-	return file_sluice_source_v1_pipeline_proto_enumTypes[0].Descriptor()
+	return file_sluice_source_v1_pipeline_proto_enumTypes[1].Descriptor()
 }
 
 func (ReportFormat) Type() protoreflect.EnumType {
-	return &file_sluice_source_v1_pipeline_proto_enumTypes[0]
+	return &file_sluice_source_v1_pipeline_proto_enumTypes[1]
 }
 
 func (x ReportFormat) Number() protoreflect.EnumNumber {
@@ -69,7 +121,7 @@ func (x ReportFormat) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ReportFormat.Descriptor instead.
 func (ReportFormat) EnumDescriptor() ([]byte, []int) {
-	return file_sluice_source_v1_pipeline_proto_rawDescGZIP(), []int{0}
+	return file_sluice_source_v1_pipeline_proto_rawDescGZIP(), []int{1}
 }
 
 // OnInterrupt is what happens to a deploy that was interrupted after its
@@ -113,11 +165,11 @@ func (x OnInterrupt) String() string {
 }
 
 func (OnInterrupt) Descriptor() protoreflect.EnumDescriptor {
-	return file_sluice_source_v1_pipeline_proto_enumTypes[1].Descriptor()
+	return file_sluice_source_v1_pipeline_proto_enumTypes[2].Descriptor()
 }
 
 func (OnInterrupt) Type() protoreflect.EnumType {
-	return &file_sluice_source_v1_pipeline_proto_enumTypes[1]
+	return &file_sluice_source_v1_pipeline_proto_enumTypes[2]
 }
 
 func (x OnInterrupt) Number() protoreflect.EnumNumber {
@@ -126,7 +178,7 @@ func (x OnInterrupt) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use OnInterrupt.Descriptor instead.
 func (OnInterrupt) EnumDescriptor() ([]byte, []int) {
-	return file_sluice_source_v1_pipeline_proto_rawDescGZIP(), []int{1}
+	return file_sluice_source_v1_pipeline_proto_rawDescGZIP(), []int{2}
 }
 
 // Pipeline is the validated form of a repository's `.sluice.yaml` at one
@@ -136,10 +188,13 @@ func (OnInterrupt) EnumDescriptor() ([]byte, []int) {
 // are checked when an event carrying a pipeline is published and again when
 // it is received.
 type Pipeline struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Build         *BuildSpec             `protobuf:"bytes,1,opt,name=build,proto3" json:"build,omitempty"`
-	Test          *TestSpec              `protobuf:"bytes,2,opt,name=test,proto3" json:"test,omitempty"`
-	Release       *ReleaseSpec           `protobuf:"bytes,3,opt,name=release,proto3" json:"release,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Build   *BuildSpec             `protobuf:"bytes,1,opt,name=build,proto3" json:"build,omitempty"`
+	Test    *TestSpec              `protobuf:"bytes,2,opt,name=test,proto3" json:"test,omitempty"`
+	Release *ReleaseSpec           `protobuf:"bytes,3,opt,name=release,proto3" json:"release,omitempty"`
+	// Which runs of the repository may run at once; unset: any number, up
+	// to the source service's limits.
+	Concurrency   *Concurrency `protobuf:"bytes,4,opt,name=concurrency,proto3" json:"concurrency,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -195,6 +250,79 @@ func (x *Pipeline) GetRelease() *ReleaseSpec {
 	return nil
 }
 
+func (x *Pipeline) GetConcurrency() *Concurrency {
+	if x != nil {
+		return x.Concurrency
+	}
+	return nil
+}
+
+// Concurrency puts a repository's runs in groups: at most limit runs of a
+// group are active (their stages at work) at once, and the others wait,
+// oldest first.
+type Concurrency struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Group ConcurrencyScope       `protobuf:"varint,1,opt,name=group,proto3,enum=sluice.source.v1.ConcurrencyScope" json:"group,omitempty"`
+	// How many runs of a group may be active at once (0: 1).
+	Limit int32 `protobuf:"varint,2,opt,name=limit,proto3" json:"limit,omitempty"`
+	// A newer run of the group cancels the group's older runs, waiting or
+	// active (a newer commit on the branch makes the older one's run moot).
+	CancelSuperseded bool `protobuf:"varint,3,opt,name=cancel_superseded,json=cancelSuperseded,proto3" json:"cancel_superseded,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *Concurrency) Reset() {
+	*x = Concurrency{}
+	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Concurrency) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Concurrency) ProtoMessage() {}
+
+func (x *Concurrency) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Concurrency.ProtoReflect.Descriptor instead.
+func (*Concurrency) Descriptor() ([]byte, []int) {
+	return file_sluice_source_v1_pipeline_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *Concurrency) GetGroup() ConcurrencyScope {
+	if x != nil {
+		return x.Group
+	}
+	return ConcurrencyScope_CONCURRENCY_SCOPE_UNSPECIFIED
+}
+
+func (x *Concurrency) GetLimit() int32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+func (x *Concurrency) GetCancelSuperseded() bool {
+	if x != nil {
+		return x.CancelSuperseded
+	}
+	return false
+}
+
 // Step is one shell command run in the workspace, on the worker's host or
 // in a container of its image.
 type Step struct {
@@ -240,7 +368,7 @@ type Step struct {
 
 func (x *Step) Reset() {
 	*x = Step{}
-	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[1]
+	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -252,7 +380,7 @@ func (x *Step) String() string {
 func (*Step) ProtoMessage() {}
 
 func (x *Step) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[1]
+	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -265,7 +393,7 @@ func (x *Step) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Step.ProtoReflect.Descriptor instead.
 func (*Step) Descriptor() ([]byte, []int) {
-	return file_sluice_source_v1_pipeline_proto_rawDescGZIP(), []int{1}
+	return file_sluice_source_v1_pipeline_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *Step) GetName() string {
@@ -368,7 +496,7 @@ type BuildSpec struct {
 
 func (x *BuildSpec) Reset() {
 	*x = BuildSpec{}
-	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[2]
+	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -380,7 +508,7 @@ func (x *BuildSpec) String() string {
 func (*BuildSpec) ProtoMessage() {}
 
 func (x *BuildSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[2]
+	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -393,7 +521,7 @@ func (x *BuildSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BuildSpec.ProtoReflect.Descriptor instead.
 func (*BuildSpec) Descriptor() ([]byte, []int) {
-	return file_sluice_source_v1_pipeline_proto_rawDescGZIP(), []int{2}
+	return file_sluice_source_v1_pipeline_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *BuildSpec) GetSteps() []*Step {
@@ -442,7 +570,7 @@ type ServiceSpec struct {
 
 func (x *ServiceSpec) Reset() {
 	*x = ServiceSpec{}
-	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[3]
+	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -454,7 +582,7 @@ func (x *ServiceSpec) String() string {
 func (*ServiceSpec) ProtoMessage() {}
 
 func (x *ServiceSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[3]
+	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -467,7 +595,7 @@ func (x *ServiceSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServiceSpec.ProtoReflect.Descriptor instead.
 func (*ServiceSpec) Descriptor() ([]byte, []int) {
-	return file_sluice_source_v1_pipeline_proto_rawDescGZIP(), []int{3}
+	return file_sluice_source_v1_pipeline_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *ServiceSpec) GetName() string {
@@ -510,7 +638,7 @@ type ArtifactSpec struct {
 
 func (x *ArtifactSpec) Reset() {
 	*x = ArtifactSpec{}
-	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[4]
+	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -522,7 +650,7 @@ func (x *ArtifactSpec) String() string {
 func (*ArtifactSpec) ProtoMessage() {}
 
 func (x *ArtifactSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[4]
+	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -535,7 +663,7 @@ func (x *ArtifactSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ArtifactSpec.ProtoReflect.Descriptor instead.
 func (*ArtifactSpec) Descriptor() ([]byte, []int) {
-	return file_sluice_source_v1_pipeline_proto_rawDescGZIP(), []int{4}
+	return file_sluice_source_v1_pipeline_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ArtifactSpec) GetName() string {
@@ -567,7 +695,7 @@ type TestSpec struct {
 
 func (x *TestSpec) Reset() {
 	*x = TestSpec{}
-	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[5]
+	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -579,7 +707,7 @@ func (x *TestSpec) String() string {
 func (*TestSpec) ProtoMessage() {}
 
 func (x *TestSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[5]
+	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -592,7 +720,7 @@ func (x *TestSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TestSpec.ProtoReflect.Descriptor instead.
 func (*TestSpec) Descriptor() ([]byte, []int) {
-	return file_sluice_source_v1_pipeline_proto_rawDescGZIP(), []int{5}
+	return file_sluice_source_v1_pipeline_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *TestSpec) GetSteps() []*Step {
@@ -634,7 +762,7 @@ type ReportSpec struct {
 
 func (x *ReportSpec) Reset() {
 	*x = ReportSpec{}
-	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[6]
+	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -646,7 +774,7 @@ func (x *ReportSpec) String() string {
 func (*ReportSpec) ProtoMessage() {}
 
 func (x *ReportSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[6]
+	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -659,7 +787,7 @@ func (x *ReportSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportSpec.ProtoReflect.Descriptor instead.
 func (*ReportSpec) Descriptor() ([]byte, []int) {
-	return file_sluice_source_v1_pipeline_proto_rawDescGZIP(), []int{6}
+	return file_sluice_source_v1_pipeline_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ReportSpec) GetPath() string {
@@ -687,7 +815,7 @@ type ReleaseSpec struct {
 
 func (x *ReleaseSpec) Reset() {
 	*x = ReleaseSpec{}
-	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[7]
+	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -699,7 +827,7 @@ func (x *ReleaseSpec) String() string {
 func (*ReleaseSpec) ProtoMessage() {}
 
 func (x *ReleaseSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[7]
+	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -712,7 +840,7 @@ func (x *ReleaseSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseSpec.ProtoReflect.Descriptor instead.
 func (*ReleaseSpec) Descriptor() ([]byte, []int) {
-	return file_sluice_source_v1_pipeline_proto_rawDescGZIP(), []int{7}
+	return file_sluice_source_v1_pipeline_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ReleaseSpec) GetBranches() []string {
@@ -754,7 +882,7 @@ type EnvironmentSpec struct {
 
 func (x *EnvironmentSpec) Reset() {
 	*x = EnvironmentSpec{}
-	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[8]
+	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -766,7 +894,7 @@ func (x *EnvironmentSpec) String() string {
 func (*EnvironmentSpec) ProtoMessage() {}
 
 func (x *EnvironmentSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[8]
+	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -779,7 +907,7 @@ func (x *EnvironmentSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnvironmentSpec.ProtoReflect.Descriptor instead.
 func (*EnvironmentSpec) Descriptor() ([]byte, []int) {
-	return file_sluice_source_v1_pipeline_proto_rawDescGZIP(), []int{8}
+	return file_sluice_source_v1_pipeline_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *EnvironmentSpec) GetName() string {
@@ -847,7 +975,7 @@ type VerifySpec struct {
 
 func (x *VerifySpec) Reset() {
 	*x = VerifySpec{}
-	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[9]
+	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -859,7 +987,7 @@ func (x *VerifySpec) String() string {
 func (*VerifySpec) ProtoMessage() {}
 
 func (x *VerifySpec) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[9]
+	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -872,7 +1000,7 @@ func (x *VerifySpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifySpec.ProtoReflect.Descriptor instead.
 func (*VerifySpec) Descriptor() ([]byte, []int) {
-	return file_sluice_source_v1_pipeline_proto_rawDescGZIP(), []int{9}
+	return file_sluice_source_v1_pipeline_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *VerifySpec) GetCheck() isVerifySpec_Check {
@@ -941,7 +1069,7 @@ type Changes struct {
 
 func (x *Changes) Reset() {
 	*x = Changes{}
-	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[10]
+	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -953,7 +1081,7 @@ func (x *Changes) String() string {
 func (*Changes) ProtoMessage() {}
 
 func (x *Changes) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[10]
+	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -966,7 +1094,7 @@ func (x *Changes) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Changes.ProtoReflect.Descriptor instead.
 func (*Changes) Descriptor() ([]byte, []int) {
-	return file_sluice_source_v1_pipeline_proto_rawDescGZIP(), []int{10}
+	return file_sluice_source_v1_pipeline_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Changes) GetPaths() []string {
@@ -987,11 +1115,17 @@ var File_sluice_source_v1_pipeline_proto protoreflect.FileDescriptor
 
 const file_sluice_source_v1_pipeline_proto_rawDesc = "" +
 	"\n" +
-	"\x1fsluice/source/v1/pipeline.proto\x12\x10sluice.source.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1egoogle/protobuf/duration.proto\"\xa6\x01\n" +
+	"\x1fsluice/source/v1/pipeline.proto\x12\x10sluice.source.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1egoogle/protobuf/duration.proto\"\xe7\x01\n" +
 	"\bPipeline\x121\n" +
 	"\x05build\x18\x01 \x01(\v2\x1b.sluice.source.v1.BuildSpecR\x05build\x12.\n" +
 	"\x04test\x18\x02 \x01(\v2\x1a.sluice.source.v1.TestSpecR\x04test\x127\n" +
-	"\arelease\x18\x03 \x01(\v2\x1d.sluice.source.v1.ReleaseSpecR\arelease\"\xe0\t\n" +
+	"\arelease\x18\x03 \x01(\v2\x1d.sluice.source.v1.ReleaseSpecR\arelease\x12?\n" +
+	"\vconcurrency\x18\x04 \x01(\v2\x1d.sluice.source.v1.ConcurrencyR\vconcurrency\"\xa1\x01\n" +
+	"\vConcurrency\x12D\n" +
+	"\x05group\x18\x01 \x01(\x0e2\".sluice.source.v1.ConcurrencyScopeB\n" +
+	"\xbaH\a\x82\x01\x04\x10\x01 \x00R\x05group\x12\x1f\n" +
+	"\x05limit\x18\x02 \x01(\x05B\t\xbaH\x06\x1a\x04\x18d(\x00R\x05limit\x12+\n" +
+	"\x11cancel_superseded\x18\x03 \x01(\bR\x10cancelSuperseded\"\xe0\t\n" +
 	"\x04Step\x124\n" +
 	"\x04name\x18\x01 \x01(\tB \xbaH\x1dr\x1b\x10\x01\x18?2\x15^[a-z0-9][a-z0-9_-]*$R\x04name\x12\x1d\n" +
 	"\x03run\x18\x02 \x01(\tB\v\xbaH\br\x06\x10\x01(\x80\x80\x04R\x03run\x12C\n" +
@@ -1081,7 +1215,11 @@ const file_sluice_source_v1_pipeline_proto_rawDesc = "" +
 	"\aChanges\x12&\n" +
 	"\x05paths\x18\x01 \x03(\tB\x10\xbaH\r\x92\x01\n" +
 	"\x10\xe8\a\"\x05r\x03\x18\x80\bR\x05paths\x12\x1a\n" +
-	"\bcomplete\x18\x02 \x01(\bR\bcomplete*j\n" +
+	"\bcomplete\x18\x02 \x01(\bR\bcomplete*u\n" +
+	"\x10ConcurrencyScope\x12!\n" +
+	"\x1dCONCURRENCY_SCOPE_UNSPECIFIED\x10\x00\x12\x1c\n" +
+	"\x18CONCURRENCY_SCOPE_BRANCH\x10\x01\x12 \n" +
+	"\x1cCONCURRENCY_SCOPE_REPOSITORY\x10\x02*j\n" +
 	"\fReportFormat\x12\x1d\n" +
 	"\x19REPORT_FORMAT_UNSPECIFIED\x10\x00\x12\x1e\n" +
 	"\x1aREPORT_FORMAT_GO_TEST_JSON\x10\x01\x12\x1b\n" +
@@ -1104,58 +1242,62 @@ func file_sluice_source_v1_pipeline_proto_rawDescGZIP() []byte {
 	return file_sluice_source_v1_pipeline_proto_rawDescData
 }
 
-var file_sluice_source_v1_pipeline_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_sluice_source_v1_pipeline_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_sluice_source_v1_pipeline_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_sluice_source_v1_pipeline_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_sluice_source_v1_pipeline_proto_goTypes = []any{
-	(ReportFormat)(0),           // 0: sluice.source.v1.ReportFormat
-	(OnInterrupt)(0),            // 1: sluice.source.v1.OnInterrupt
-	(*Pipeline)(nil),            // 2: sluice.source.v1.Pipeline
-	(*Step)(nil),                // 3: sluice.source.v1.Step
-	(*BuildSpec)(nil),           // 4: sluice.source.v1.BuildSpec
-	(*ServiceSpec)(nil),         // 5: sluice.source.v1.ServiceSpec
-	(*ArtifactSpec)(nil),        // 6: sluice.source.v1.ArtifactSpec
-	(*TestSpec)(nil),            // 7: sluice.source.v1.TestSpec
-	(*ReportSpec)(nil),          // 8: sluice.source.v1.ReportSpec
-	(*ReleaseSpec)(nil),         // 9: sluice.source.v1.ReleaseSpec
-	(*EnvironmentSpec)(nil),     // 10: sluice.source.v1.EnvironmentSpec
-	(*VerifySpec)(nil),          // 11: sluice.source.v1.VerifySpec
-	(*Changes)(nil),             // 12: sluice.source.v1.Changes
-	nil,                         // 13: sluice.source.v1.Step.EnvEntry
-	nil,                         // 14: sluice.source.v1.Step.SecretsEntry
-	nil,                         // 15: sluice.source.v1.Step.MatrixEntry
-	nil,                         // 16: sluice.source.v1.ServiceSpec.EnvEntry
-	nil,                         // 17: sluice.source.v1.EnvironmentSpec.EnvEntry
-	nil,                         // 18: sluice.source.v1.EnvironmentSpec.SecretsEntry
-	(*durationpb.Duration)(nil), // 19: google.protobuf.Duration
+	(ConcurrencyScope)(0),       // 0: sluice.source.v1.ConcurrencyScope
+	(ReportFormat)(0),           // 1: sluice.source.v1.ReportFormat
+	(OnInterrupt)(0),            // 2: sluice.source.v1.OnInterrupt
+	(*Pipeline)(nil),            // 3: sluice.source.v1.Pipeline
+	(*Concurrency)(nil),         // 4: sluice.source.v1.Concurrency
+	(*Step)(nil),                // 5: sluice.source.v1.Step
+	(*BuildSpec)(nil),           // 6: sluice.source.v1.BuildSpec
+	(*ServiceSpec)(nil),         // 7: sluice.source.v1.ServiceSpec
+	(*ArtifactSpec)(nil),        // 8: sluice.source.v1.ArtifactSpec
+	(*TestSpec)(nil),            // 9: sluice.source.v1.TestSpec
+	(*ReportSpec)(nil),          // 10: sluice.source.v1.ReportSpec
+	(*ReleaseSpec)(nil),         // 11: sluice.source.v1.ReleaseSpec
+	(*EnvironmentSpec)(nil),     // 12: sluice.source.v1.EnvironmentSpec
+	(*VerifySpec)(nil),          // 13: sluice.source.v1.VerifySpec
+	(*Changes)(nil),             // 14: sluice.source.v1.Changes
+	nil,                         // 15: sluice.source.v1.Step.EnvEntry
+	nil,                         // 16: sluice.source.v1.Step.SecretsEntry
+	nil,                         // 17: sluice.source.v1.Step.MatrixEntry
+	nil,                         // 18: sluice.source.v1.ServiceSpec.EnvEntry
+	nil,                         // 19: sluice.source.v1.EnvironmentSpec.EnvEntry
+	nil,                         // 20: sluice.source.v1.EnvironmentSpec.SecretsEntry
+	(*durationpb.Duration)(nil), // 21: google.protobuf.Duration
 }
 var file_sluice_source_v1_pipeline_proto_depIdxs = []int32{
-	4,  // 0: sluice.source.v1.Pipeline.build:type_name -> sluice.source.v1.BuildSpec
-	7,  // 1: sluice.source.v1.Pipeline.test:type_name -> sluice.source.v1.TestSpec
-	9,  // 2: sluice.source.v1.Pipeline.release:type_name -> sluice.source.v1.ReleaseSpec
-	19, // 3: sluice.source.v1.Step.timeout:type_name -> google.protobuf.Duration
-	13, // 4: sluice.source.v1.Step.env:type_name -> sluice.source.v1.Step.EnvEntry
-	14, // 5: sluice.source.v1.Step.secrets:type_name -> sluice.source.v1.Step.SecretsEntry
-	15, // 6: sluice.source.v1.Step.matrix:type_name -> sluice.source.v1.Step.MatrixEntry
-	3,  // 7: sluice.source.v1.BuildSpec.steps:type_name -> sluice.source.v1.Step
-	6,  // 8: sluice.source.v1.BuildSpec.artifacts:type_name -> sluice.source.v1.ArtifactSpec
-	5,  // 9: sluice.source.v1.BuildSpec.services:type_name -> sluice.source.v1.ServiceSpec
-	16, // 10: sluice.source.v1.ServiceSpec.env:type_name -> sluice.source.v1.ServiceSpec.EnvEntry
-	3,  // 11: sluice.source.v1.TestSpec.steps:type_name -> sluice.source.v1.Step
-	8,  // 12: sluice.source.v1.TestSpec.reports:type_name -> sluice.source.v1.ReportSpec
-	5,  // 13: sluice.source.v1.TestSpec.services:type_name -> sluice.source.v1.ServiceSpec
-	0,  // 14: sluice.source.v1.ReportSpec.format:type_name -> sluice.source.v1.ReportFormat
-	10, // 15: sluice.source.v1.ReleaseSpec.environments:type_name -> sluice.source.v1.EnvironmentSpec
-	19, // 16: sluice.source.v1.EnvironmentSpec.deploy_timeout:type_name -> google.protobuf.Duration
-	11, // 17: sluice.source.v1.EnvironmentSpec.verify:type_name -> sluice.source.v1.VerifySpec
-	17, // 18: sluice.source.v1.EnvironmentSpec.env:type_name -> sluice.source.v1.EnvironmentSpec.EnvEntry
-	18, // 19: sluice.source.v1.EnvironmentSpec.secrets:type_name -> sluice.source.v1.EnvironmentSpec.SecretsEntry
-	1,  // 20: sluice.source.v1.EnvironmentSpec.on_interrupt:type_name -> sluice.source.v1.OnInterrupt
-	19, // 21: sluice.source.v1.VerifySpec.timeout:type_name -> google.protobuf.Duration
-	22, // [22:22] is the sub-list for method output_type
-	22, // [22:22] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	6,  // 0: sluice.source.v1.Pipeline.build:type_name -> sluice.source.v1.BuildSpec
+	9,  // 1: sluice.source.v1.Pipeline.test:type_name -> sluice.source.v1.TestSpec
+	11, // 2: sluice.source.v1.Pipeline.release:type_name -> sluice.source.v1.ReleaseSpec
+	4,  // 3: sluice.source.v1.Pipeline.concurrency:type_name -> sluice.source.v1.Concurrency
+	0,  // 4: sluice.source.v1.Concurrency.group:type_name -> sluice.source.v1.ConcurrencyScope
+	21, // 5: sluice.source.v1.Step.timeout:type_name -> google.protobuf.Duration
+	15, // 6: sluice.source.v1.Step.env:type_name -> sluice.source.v1.Step.EnvEntry
+	16, // 7: sluice.source.v1.Step.secrets:type_name -> sluice.source.v1.Step.SecretsEntry
+	17, // 8: sluice.source.v1.Step.matrix:type_name -> sluice.source.v1.Step.MatrixEntry
+	5,  // 9: sluice.source.v1.BuildSpec.steps:type_name -> sluice.source.v1.Step
+	8,  // 10: sluice.source.v1.BuildSpec.artifacts:type_name -> sluice.source.v1.ArtifactSpec
+	7,  // 11: sluice.source.v1.BuildSpec.services:type_name -> sluice.source.v1.ServiceSpec
+	18, // 12: sluice.source.v1.ServiceSpec.env:type_name -> sluice.source.v1.ServiceSpec.EnvEntry
+	5,  // 13: sluice.source.v1.TestSpec.steps:type_name -> sluice.source.v1.Step
+	10, // 14: sluice.source.v1.TestSpec.reports:type_name -> sluice.source.v1.ReportSpec
+	7,  // 15: sluice.source.v1.TestSpec.services:type_name -> sluice.source.v1.ServiceSpec
+	1,  // 16: sluice.source.v1.ReportSpec.format:type_name -> sluice.source.v1.ReportFormat
+	12, // 17: sluice.source.v1.ReleaseSpec.environments:type_name -> sluice.source.v1.EnvironmentSpec
+	21, // 18: sluice.source.v1.EnvironmentSpec.deploy_timeout:type_name -> google.protobuf.Duration
+	13, // 19: sluice.source.v1.EnvironmentSpec.verify:type_name -> sluice.source.v1.VerifySpec
+	19, // 20: sluice.source.v1.EnvironmentSpec.env:type_name -> sluice.source.v1.EnvironmentSpec.EnvEntry
+	20, // 21: sluice.source.v1.EnvironmentSpec.secrets:type_name -> sluice.source.v1.EnvironmentSpec.SecretsEntry
+	2,  // 22: sluice.source.v1.EnvironmentSpec.on_interrupt:type_name -> sluice.source.v1.OnInterrupt
+	21, // 23: sluice.source.v1.VerifySpec.timeout:type_name -> google.protobuf.Duration
+	24, // [24:24] is the sub-list for method output_type
+	24, // [24:24] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_sluice_source_v1_pipeline_proto_init() }
@@ -1163,7 +1305,7 @@ func file_sluice_source_v1_pipeline_proto_init() {
 	if File_sluice_source_v1_pipeline_proto != nil {
 		return
 	}
-	file_sluice_source_v1_pipeline_proto_msgTypes[9].OneofWrappers = []any{
+	file_sluice_source_v1_pipeline_proto_msgTypes[10].OneofWrappers = []any{
 		(*VerifySpec_Http)(nil),
 		(*VerifySpec_Command)(nil),
 	}
@@ -1172,8 +1314,8 @@ func file_sluice_source_v1_pipeline_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sluice_source_v1_pipeline_proto_rawDesc), len(file_sluice_source_v1_pipeline_proto_rawDesc)),
-			NumEnums:      2,
-			NumMessages:   17,
+			NumEnums:      3,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

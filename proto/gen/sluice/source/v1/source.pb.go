@@ -1121,10 +1121,17 @@ type Run struct {
 	// Set on a run made by RerunRun: the run it reruns, and the first stage
 	// it runs ("build": all of them; "test" or "release": the stages before
 	// reuse what rerun_of made).
-	RerunOf       string `protobuf:"bytes,18,opt,name=rerun_of,json=rerunOf,proto3" json:"rerun_of,omitempty"`
-	RerunFrom     string `protobuf:"bytes,19,opt,name=rerun_from,json=rerunFrom,proto3" json:"rerun_from,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	RerunOf   string `protobuf:"bytes,18,opt,name=rerun_of,json=rerunOf,proto3" json:"rerun_of,omitempty"`
+	RerunFrom string `protobuf:"bytes,19,opt,name=rerun_from,json=rerunFrom,proto3" json:"rerun_from,omitempty"`
+	// When the run was let start (its RunRequested published); unset while
+	// it waits for room in its concurrency group or under the source
+	// service's limits of active runs (docs/pipeline.md: Concurrency).
+	AdmitTime *timestamppb.Timestamp `protobuf:"bytes,20,opt,name=admit_time,json=admitTime,proto3" json:"admit_time,omitempty"`
+	// The run's concurrency group ("branch main", "repository"); empty when
+	// its pipeline names none.
+	ConcurrencyGroup string `protobuf:"bytes,21,opt,name=concurrency_group,json=concurrencyGroup,proto3" json:"concurrency_group,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *Run) Reset() {
@@ -1286,6 +1293,20 @@ func (x *Run) GetRerunOf() string {
 func (x *Run) GetRerunFrom() string {
 	if x != nil {
 		return x.RerunFrom
+	}
+	return ""
+}
+
+func (x *Run) GetAdmitTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.AdmitTime
+	}
+	return nil
+}
+
+func (x *Run) GetConcurrencyGroup() string {
+	if x != nil {
+		return x.ConcurrencyGroup
 	}
 	return ""
 }
@@ -2072,7 +2093,7 @@ const file_sluice_source_v1_source_proto_rawDesc = "" +
 	"failedStep\x12\x1b\n" +
 	"\texit_code\x18\a \x01(\x05R\bexitCode\x12$\n" +
 	"\x0elast_log_lines\x18\b \x03(\tR\flastLogLines\x12\x16\n" +
-	"\x06detail\x18\t \x01(\tR\x06detail\"\x90\x06\n" +
+	"\x06detail\x18\t \x01(\tR\x06detail\"\xf8\x06\n" +
 	"\x03Run\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12#\n" +
 	"\rrepository_id\x18\x02 \x01(\tR\frepositoryId\x12\x1e\n" +
@@ -2097,7 +2118,10 @@ const file_sluice_source_v1_source_proto_rawDesc = "" +
 	"\x13cancel_requested_by\x18\x11 \x01(\tR\x11cancelRequestedBy\x12\x19\n" +
 	"\brerun_of\x18\x12 \x01(\tR\arerunOf\x12\x1d\n" +
 	"\n" +
-	"rerun_from\x18\x13 \x01(\tR\trerunFrom\"\xae\x01\n" +
+	"rerun_from\x18\x13 \x01(\tR\trerunFrom\x129\n" +
+	"\n" +
+	"admit_time\x18\x14 \x01(\v2\x1a.google.protobuf.TimestampR\tadmitTime\x12+\n" +
+	"\x11concurrency_group\x18\x15 \x01(\tR\x10concurrencyGroup\"\xae\x01\n" +
 	"\x0fListRunsRequest\x12'\n" +
 	"\n" +
 	"repository\x18\x01 \x01(\tB\a\xbaH\x04r\x02\x18dR\n" +
@@ -2260,38 +2284,39 @@ var file_sluice_source_v1_source_proto_depIdxs = []int32{
 	16, // 16: sluice.source.v1.Run.stages:type_name -> sluice.source.v1.Stage
 	32, // 17: sluice.source.v1.Run.pipeline:type_name -> sluice.source.v1.Pipeline
 	31, // 18: sluice.source.v1.Run.cancel_request_time:type_name -> google.protobuf.Timestamp
-	17, // 19: sluice.source.v1.ListRunsResponse.runs:type_name -> sluice.source.v1.Run
-	17, // 20: sluice.source.v1.RerunRunResponse.run:type_name -> sluice.source.v1.Run
-	17, // 21: sluice.source.v1.CancelRunResponse.run:type_name -> sluice.source.v1.Run
-	17, // 22: sluice.source.v1.GetRunResponse.run:type_name -> sluice.source.v1.Run
-	17, // 23: sluice.source.v1.WatchRunResponse.run:type_name -> sluice.source.v1.Run
-	31, // 24: sluice.source.v1.Commit.time:type_name -> google.protobuf.Timestamp
-	28, // 25: sluice.source.v1.ListCommitsResponse.commits:type_name -> sluice.source.v1.Commit
-	8,  // 26: sluice.source.v1.SourceService.CreateRepository:input_type -> sluice.source.v1.CreateRepositoryRequest
-	10, // 27: sluice.source.v1.SourceService.ListRepositories:input_type -> sluice.source.v1.ListRepositoriesRequest
-	12, // 28: sluice.source.v1.SourceService.GetRepository:input_type -> sluice.source.v1.GetRepositoryRequest
-	14, // 29: sluice.source.v1.SourceService.TriggerRun:input_type -> sluice.source.v1.TriggerRunRequest
-	18, // 30: sluice.source.v1.SourceService.ListRuns:input_type -> sluice.source.v1.ListRunsRequest
-	20, // 31: sluice.source.v1.SourceService.GetRun:input_type -> sluice.source.v1.GetRunRequest
-	26, // 32: sluice.source.v1.SourceService.WatchRun:input_type -> sluice.source.v1.WatchRunRequest
-	21, // 33: sluice.source.v1.SourceService.CancelRun:input_type -> sluice.source.v1.CancelRunRequest
-	22, // 34: sluice.source.v1.SourceService.RerunRun:input_type -> sluice.source.v1.RerunRunRequest
-	29, // 35: sluice.source.v1.SourceService.ListCommits:input_type -> sluice.source.v1.ListCommitsRequest
-	9,  // 36: sluice.source.v1.SourceService.CreateRepository:output_type -> sluice.source.v1.CreateRepositoryResponse
-	11, // 37: sluice.source.v1.SourceService.ListRepositories:output_type -> sluice.source.v1.ListRepositoriesResponse
-	13, // 38: sluice.source.v1.SourceService.GetRepository:output_type -> sluice.source.v1.GetRepositoryResponse
-	15, // 39: sluice.source.v1.SourceService.TriggerRun:output_type -> sluice.source.v1.TriggerRunResponse
-	19, // 40: sluice.source.v1.SourceService.ListRuns:output_type -> sluice.source.v1.ListRunsResponse
-	25, // 41: sluice.source.v1.SourceService.GetRun:output_type -> sluice.source.v1.GetRunResponse
-	27, // 42: sluice.source.v1.SourceService.WatchRun:output_type -> sluice.source.v1.WatchRunResponse
-	24, // 43: sluice.source.v1.SourceService.CancelRun:output_type -> sluice.source.v1.CancelRunResponse
-	23, // 44: sluice.source.v1.SourceService.RerunRun:output_type -> sluice.source.v1.RerunRunResponse
-	30, // 45: sluice.source.v1.SourceService.ListCommits:output_type -> sluice.source.v1.ListCommitsResponse
-	36, // [36:46] is the sub-list for method output_type
-	26, // [26:36] is the sub-list for method input_type
-	26, // [26:26] is the sub-list for extension type_name
-	26, // [26:26] is the sub-list for extension extendee
-	0,  // [0:26] is the sub-list for field type_name
+	31, // 19: sluice.source.v1.Run.admit_time:type_name -> google.protobuf.Timestamp
+	17, // 20: sluice.source.v1.ListRunsResponse.runs:type_name -> sluice.source.v1.Run
+	17, // 21: sluice.source.v1.RerunRunResponse.run:type_name -> sluice.source.v1.Run
+	17, // 22: sluice.source.v1.CancelRunResponse.run:type_name -> sluice.source.v1.Run
+	17, // 23: sluice.source.v1.GetRunResponse.run:type_name -> sluice.source.v1.Run
+	17, // 24: sluice.source.v1.WatchRunResponse.run:type_name -> sluice.source.v1.Run
+	31, // 25: sluice.source.v1.Commit.time:type_name -> google.protobuf.Timestamp
+	28, // 26: sluice.source.v1.ListCommitsResponse.commits:type_name -> sluice.source.v1.Commit
+	8,  // 27: sluice.source.v1.SourceService.CreateRepository:input_type -> sluice.source.v1.CreateRepositoryRequest
+	10, // 28: sluice.source.v1.SourceService.ListRepositories:input_type -> sluice.source.v1.ListRepositoriesRequest
+	12, // 29: sluice.source.v1.SourceService.GetRepository:input_type -> sluice.source.v1.GetRepositoryRequest
+	14, // 30: sluice.source.v1.SourceService.TriggerRun:input_type -> sluice.source.v1.TriggerRunRequest
+	18, // 31: sluice.source.v1.SourceService.ListRuns:input_type -> sluice.source.v1.ListRunsRequest
+	20, // 32: sluice.source.v1.SourceService.GetRun:input_type -> sluice.source.v1.GetRunRequest
+	26, // 33: sluice.source.v1.SourceService.WatchRun:input_type -> sluice.source.v1.WatchRunRequest
+	21, // 34: sluice.source.v1.SourceService.CancelRun:input_type -> sluice.source.v1.CancelRunRequest
+	22, // 35: sluice.source.v1.SourceService.RerunRun:input_type -> sluice.source.v1.RerunRunRequest
+	29, // 36: sluice.source.v1.SourceService.ListCommits:input_type -> sluice.source.v1.ListCommitsRequest
+	9,  // 37: sluice.source.v1.SourceService.CreateRepository:output_type -> sluice.source.v1.CreateRepositoryResponse
+	11, // 38: sluice.source.v1.SourceService.ListRepositories:output_type -> sluice.source.v1.ListRepositoriesResponse
+	13, // 39: sluice.source.v1.SourceService.GetRepository:output_type -> sluice.source.v1.GetRepositoryResponse
+	15, // 40: sluice.source.v1.SourceService.TriggerRun:output_type -> sluice.source.v1.TriggerRunResponse
+	19, // 41: sluice.source.v1.SourceService.ListRuns:output_type -> sluice.source.v1.ListRunsResponse
+	25, // 42: sluice.source.v1.SourceService.GetRun:output_type -> sluice.source.v1.GetRunResponse
+	27, // 43: sluice.source.v1.SourceService.WatchRun:output_type -> sluice.source.v1.WatchRunResponse
+	24, // 44: sluice.source.v1.SourceService.CancelRun:output_type -> sluice.source.v1.CancelRunResponse
+	23, // 45: sluice.source.v1.SourceService.RerunRun:output_type -> sluice.source.v1.RerunRunResponse
+	30, // 46: sluice.source.v1.SourceService.ListCommits:output_type -> sluice.source.v1.ListCommitsResponse
+	37, // [37:47] is the sub-list for method output_type
+	27, // [27:37] is the sub-list for method input_type
+	27, // [27:27] is the sub-list for extension type_name
+	27, // [27:27] is the sub-list for extension extendee
+	0,  // [0:27] is the sub-list for field type_name
 }
 
 func init() { file_sluice_source_v1_source_proto_init() }
