@@ -50,7 +50,7 @@ build:
 		t.Errorf("the newer run's show:\n%s", show)
 	}
 	show = mustCLI(t, p.env, "show", older)
-	if want := "cancelled by run " + newer + ", a newer run of branch main, in the build stage"; !strings.Contains(show, want) {
+	if want := "cancelled by run " + newer + " (a newer run of branch main), in the build stage"; !strings.Contains(show, want) {
 		t.Errorf("the older run's show lacks %q:\n%s", want, show)
 	}
 	if logs := mustCLI(t, p.env, "logs", newer); !strings.Contains(logs, "[compile] built") {

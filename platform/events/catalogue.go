@@ -140,7 +140,7 @@ func kinds() []Kind {
 			Doc: "A new commit was noticed on a watched branch (poll or webhook).", payload: &sourceeventsv1.ChangeReceived{}},
 		{Service: "source", Subject: "sluice.source.run.requested", Type: "dev.cdevents.pipelinerun.queued.0.3.0",
 			Former: []string{"dev.cdeventsx.sluice-run.requested.0.1.0"},
-			Doc:    "A run was requested with a valid pipeline; build takes it from its work queue.", payload: &sourceeventsv1.RunRequested{},
+			Doc:    "A run with a valid pipeline was admitted (its concurrency group and the limits of active runs let it start); build takes it from its work queue.", payload: &sourceeventsv1.RunRequested{},
 			content: contentOf(runRequested), cut: []cutField{{path: "commit_message"}}},
 		{Service: "source", Subject: "sluice.source.run.started", Type: "dev.cdevents.pipelinerun.started.0.3.0",
 			Doc: "A run left the queue: its build started.", payload: &sourceeventsv1.RunStarted{}, content: contentOf(runStarted)},

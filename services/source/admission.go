@@ -65,7 +65,15 @@ func (s *Service) admitOnce(ctx context.Context) error {
 		for _, id := range domain.Admit(waiting, active, s.cfg.activeRunLimits()) {
 			run, err := runByID(ctx, tx, id)
 			if err != nil {
-				return err
+				// One run that cannot be read (a pipeline stored by a newer
+				// version, say) must not hold back every other.
+				s.log.Error("admission: a waiting run cannot be read; it keeps waiting (cancel it with sluice cancel)", slog.String("run_id", id), slog.Any("error", err))
+				continue
+			}
+			ev, err := events.New(runRequestedToProto(run), run.ID, run.ID)
+			if err != nil {
+				s.log.Error("admission: a waiting run's RunRequested is not valid; it keeps waiting (cancel it with sluice cancel)", slog.String("run_id", id), slog.Any("error", err))
+				continue
 			}
 			run.AdmittedAt = now
 			ok, err := admitRun(ctx, tx, run)
@@ -74,10 +82,6 @@ func (s *Service) admitOnce(ctx context.Context) error {
 			}
 			if !ok {
 				continue
-			}
-			ev, err := events.New(runRequestedToProto(run), run.ID, run.ID)
-			if err != nil {
-				return err
 			}
 			if err := events.Enqueue(ctx, tx, ev); err != nil {
 				return err

@@ -254,7 +254,7 @@ func supersede(ctx context.Context, tx *sql.Tx, run domain.Run) ([]string, error
 	if err != nil {
 		return nil, err
 	}
-	by := fmt.Sprintf("run %s, a newer run of %s", run.ID, run.ConcurrencyGroup)
+	by := fmt.Sprintf("run %s (a newer run of %s)", run.ID, run.ConcurrencyGroup)
 	for _, id := range ids {
 		old, err := lockRun(ctx, tx, id)
 		if err != nil {
@@ -425,6 +425,7 @@ func (s *Service) CancelRun(ctx context.Context, runID string) (domain.Run, erro
 	if requested {
 		s.outbox.Kick()
 		s.changes.notify()
+		s.wakeAdmission()
 		if run.Status.Final() {
 			s.log.Info("run cancelled before it started", slog.String("run_id", run.ID), slog.String("by", by))
 		} else {

@@ -348,18 +348,21 @@ func requestCancel(ctx context.Context, tx *sql.Tx, r domain.Run) error {
 
 // --- admission ---
 
-// maxWaitingPerRepository bounds the waiting runs of one repository an
-// admission pass considers (the oldest): the rest wait for a later pass.
-const maxWaitingPerRepository = 100
+// maxWaitingPerGroup bounds the waiting runs of one concurrency group of a
+// repository (or of its runs of no group) that an admission pass
+// considers, the oldest: no pass admits more (a group's limit is at most
+// 100), and the rest wait for a later pass. Another group's runs are read
+// however many wait in a full one.
+const maxWaitingPerGroup = 100
 
-// admissionState reads what Admit decides on: the waiting runs, the
-// oldest of each repository first, and the active runs by group.
+// admissionState reads what Admit decides on: the waiting runs, oldest
+// first, and the active runs by group.
 func admissionState(ctx context.Context, tx *sql.Tx) ([]domain.WaitingRun, []domain.ActiveRuns, error) {
 	rows, err := tx.QueryContext(ctx, `SELECT id, repository_id, concurrency_group, concurrency_limit FROM (
 			SELECT id, repository_id, concurrency_group, concurrency_limit, created_at,
-				ROW_NUMBER() OVER (PARTITION BY repository_id ORDER BY created_at, id) AS place
+				ROW_NUMBER() OVER (PARTITION BY repository_id, concurrency_group ORDER BY created_at, id) AS place
 			FROM runs WHERE admitted_at = 0 AND status = 'queued') w
-		WHERE place <= $1 ORDER BY created_at, id`, maxWaitingPerRepository)
+		WHERE place <= $1 ORDER BY created_at, id`, maxWaitingPerGroup)
 	if err != nil {
 		return nil, nil, fmt.Errorf("read the waiting runs: %w", err)
 	}

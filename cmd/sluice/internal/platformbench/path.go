@@ -54,9 +54,10 @@ type stage struct {
 // reads, Connect calls and work that runs beside the path are Sluice's
 // overhead, not the floor's):
 //
-//   - source, TriggerRun: the run and its RunRequested in one transaction.
-//     (The mirror fetch, reading .sluice.yaml and the Connect call are
-//     Sluice's.)
+//   - source, TriggerRun: the run in one transaction, then its admission
+//     and its RunRequested in another. (The mirror fetch, reading
+//     .sluice.yaml, the Connect call and the admission's lock and reads
+//     are Sluice's.)
 //   - hop 1, run.requested, SOURCE → build-runs.
 //   - build: Create, Claim (BuildStarted), the checkout, StepStarted, [the
 //     step, subtracted], StepEnded (StepFinished), the log lines (one
@@ -96,7 +97,7 @@ type stage struct {
 var runPath = []stage{
 	{
 		service: "source",
-		ops:     []op{tx},
+		ops:     []op{tx, tx},
 		publish: "sluice.source.run.requested",
 	},
 	{
