@@ -23,6 +23,9 @@ var (
 	ErrUnauthenticated = errors.New("unauthenticated")
 	// ErrPermissionDenied: the caller's credential does not allow the call.
 	ErrPermissionDenied = errors.New("permission denied")
+	// ErrDataLoss: stored data is not what was recorded (an artifact
+	// whose content fails its digest).
+	ErrDataLoss = errors.New("data loss")
 )
 
 var codes = []struct {
@@ -36,6 +39,7 @@ var codes = []struct {
 	{ErrUnavailable, connect.CodeUnavailable},
 	{ErrUnauthenticated, connect.CodeUnauthenticated},
 	{ErrPermissionDenied, connect.CodePermissionDenied},
+	{ErrDataLoss, connect.CodeDataLoss},
 }
 
 // ToConnect maps err to a Connect error. Errors of a known kind keep their

@@ -248,6 +248,47 @@ func (s *Store) Fetch(ctx context.Context, a Artifact, dir, rel string) (err err
 	return nil
 }
 
+// Open opens artifact a for reading. The reader yields its content (no
+// more than a.Size bytes and one) and checks it as it goes: content that
+// is not the recorded one fails in place of its end with ErrCorrupt, so a
+// reader that saw io.EOF has read exactly what the build stored. Close it.
+// The error names the artifact, and wraps ErrNotFound or ErrCorrupt when
+// no retry can cure it.
+func (s *Store) Open(ctx context.Context, a Artifact) (io.ReadCloser, error) {
+	if err := a.check(true); err != nil {
+		return nil, err
+	}
+	want, err := hex.DecodeString(strings.ToLower(a.SHA256))
+	if err != nil {
+		return nil, fmt.Errorf("artifact %q: %w: sha256 %q: %w", a.Name, ErrCorrupt, a.SHA256, err)
+	}
+	r, obj, err := s.open(ctx, a, want)
+	if err != nil {
+		return nil, err
+	}
+	return struct {
+		io.Reader
+		io.Closer
+	}{r, obj}, nil
+}
+
+// open gets a's object and checks its size; the reader checks its
+// content against want, a's sha256. Close the object.
+func (s *Store) open(ctx context.Context, a Artifact, want []byte) (*checkedReader, jetstream.ObjectResult, error) {
+	obj, err := s.obs.Get(ctx, a.Object)
+	if errors.Is(err, jetstream.ErrObjectNotFound) {
+		return nil, nil, fmt.Errorf("artifact %q: object %s: %w", a.Name, a.Object, ErrNotFound)
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("artifact %q: get %s from %s: %w", a.Name, a.Object, s.bucket, err)
+	}
+	if info, err := obj.Info(); err == nil && int64(info.Size) != a.Size {
+		_ = obj.Close()
+		return nil, nil, fmt.Errorf("artifact %q: %w: object %s holds %d bytes, the build recorded %d", a.Name, ErrCorrupt, a.Object, info.Size, a.Size)
+	}
+	return &checkedReader{r: io.LimitReader(obj, a.Size+1), h: sha256.New(), a: a, want: want}, obj, nil
+}
+
 // Copy copies artifact a from s into to as object, streaming, and returns
 // a as to keeps it (Object is object). It reads no more than a.Size bytes
 // and one, and the object is stored only once its size and sha256 matched
@@ -277,18 +318,11 @@ func (s *Store) Copy(ctx context.Context, a Artifact, to *Store, object, descrip
 		return a, fmt.Errorf("artifact %q: look up %s in %s: %w", a.Name, object, to.bucket, err)
 	}
 
-	obj, err := s.obs.Get(ctx, a.Object)
-	if errors.Is(err, jetstream.ErrObjectNotFound) {
-		return a, fmt.Errorf("artifact %q: object %s: %w", a.Name, a.Object, ErrNotFound)
-	}
+	r, obj, err := s.open(ctx, a, want)
 	if err != nil {
-		return a, fmt.Errorf("artifact %q: get %s from %s: %w", a.Name, a.Object, s.bucket, err)
+		return a, err
 	}
 	defer obj.Close()
-	if info, err := obj.Info(); err == nil && int64(info.Size) != a.Size {
-		return a, fmt.Errorf("artifact %q: %w: object %s holds %d bytes, the build recorded %d", a.Name, ErrCorrupt, a.Object, info.Size, a.Size)
-	}
-	r := &checkedReader{r: io.LimitReader(obj, a.Size+1), h: sha256.New(), a: a, want: want}
 	_, err = to.obs.Put(ctx, jetstream.ObjectMeta{Name: object, Description: description}, r)
 	switch {
 	case r.refused != nil:

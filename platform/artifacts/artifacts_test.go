@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -347,5 +348,34 @@ func TestCopyKeepsTheArtifactInAnotherBucket(t *testing.T) {
 	// Release's object name is checked as build's is.
 	if _, err := from.Copy(t.Context(), b, to, strings.Repeat("o", 256), ""); !errors.Is(err, artifacts.ErrRefused) {
 		t.Errorf("Copy to a name too long = %v; want ErrRefused", err)
+	}
+}
+
+// Open reads an artifact's content, checked: what does not match the
+// record fails in place of the end, never with io.EOF.
+func TestOpenChecksWhatItReads(t *testing.T) {
+	s := openStore(t)
+	a := put(t, s, "hello", program)
+	read := func(a artifacts.Artifact) ([]byte, error) {
+		r, err := s.Open(t.Context(), a)
+		if err != nil {
+			return nil, err
+		}
+		defer r.Close()
+		return io.ReadAll(r)
+	}
+	if got, err := read(a); err != nil || !bytes.Equal(got, program) {
+		t.Fatalf("Open: %d bytes, %v", len(got), err)
+	}
+	for name, change := range map[string]func(*artifacts.Artifact){
+		"wrong sha256":   func(a *artifacts.Artifact) { a.SHA256 = strings.Repeat("0", 64) },
+		"smaller size":   func(a *artifacts.Artifact) { a.Size-- },
+		"missing object": func(a *artifacts.Artifact) { a.Object = "run-2/hello" },
+	} {
+		bad := a
+		change(&bad)
+		if _, err := read(bad); err == nil || !artifacts.Permanent(err) {
+			t.Errorf("%s: %v; want a permanent error", name, err)
+		}
 	}
 }

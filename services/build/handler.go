@@ -2,10 +2,15 @@ package build
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"io"
 	"log/slog"
 
 	"connectrpc.com/connect"
 
+	"github.com/sluicehq/sluice/platform/apierror"
+	"github.com/sluicehq/sluice/platform/artifacts"
 	"github.com/sluicehq/sluice/platform/audit"
 	"github.com/sluicehq/sluice/platform/auth"
 	"github.com/sluicehq/sluice/platform/paging"
@@ -66,6 +71,39 @@ func (h *Handler) GetLogs(ctx context.Context, req *buildv1.GetLogsRequest) (*bu
 		return nil, err
 	}
 	return &buildv1.GetLogsResponse{Lines: linesToProto(page.Lines), NextSeq: page.Next, Complete: page.Complete}, nil
+}
+
+// artifactChunk is the most content one GetArtifactContent message carries.
+const artifactChunk = 256 << 10
+
+// GetArtifactContent streams one artifact of a run's build: its record, then
+// its content, checked against the record as it is read.
+func (h *Handler) GetArtifactContent(ctx context.Context, req *buildv1.GetArtifactContentRequest, stream *connect.ServerStream[buildv1.GetArtifactContentResponse]) error {
+	a, r, err := h.svc.OpenArtifact(ctx, req.GetRunId(), req.GetName())
+	if err != nil {
+		return err
+	}
+	defer func() { _ = r.Close() }()
+	if err := stream.Send(&buildv1.GetArtifactContentResponse{Artifact: artifactToProto(a)}); err != nil {
+		return err
+	}
+	buf := make([]byte, artifactChunk)
+	for {
+		n, err := io.ReadFull(r, buf)
+		if n > 0 {
+			if err := stream.Send(&buildv1.GetArtifactContentResponse{Chunk: buf[:n]}); err != nil {
+				return err
+			}
+		}
+		switch {
+		case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
+			return nil
+		case errors.Is(err, artifacts.ErrCorrupt):
+			return fmt.Errorf("%w: %w", err, apierror.ErrDataLoss)
+		case err != nil:
+			return err
+		}
+	}
 }
 
 // TailLogs streams a run's log lines as they are stored, until the build

@@ -4,13 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/fx"
 
 	"github.com/sluicehq/sluice/platform/apierror"
+	"github.com/sluicehq/sluice/platform/artifacts"
 	"github.com/sluicehq/sluice/platform/auth"
 	"github.com/sluicehq/sluice/platform/egress"
 	"github.com/sluicehq/sluice/platform/events"
@@ -113,6 +117,43 @@ func (s *Service) Build(ctx context.Context, id, runID string) (domain.Build, er
 		return domain.Build{}, err
 	}
 	return b, nil
+}
+
+// OpenArtifact opens artifact name of run runID's build for reading; the
+// reader checks the content against the build's record as it goes
+// (artifacts.Store.Open). Close it.
+func (s *Service) OpenArtifact(ctx context.Context, runID, name string) (domain.Artifact, io.ReadCloser, error) {
+	b, err := s.Build(ctx, "", runID)
+	if err != nil {
+		return domain.Artifact{}, nil, err
+	}
+	i := slices.IndexFunc(b.Artifacts, func(a domain.Artifact) bool { return a.Name == name })
+	if i < 0 {
+		names := make([]string, len(b.Artifacts))
+		for j, a := range b.Artifacts {
+			names[j] = a.Name
+		}
+		has := "it has none"
+		if len(names) > 0 {
+			has = "it has " + strings.Join(names, ", ")
+		}
+		return domain.Artifact{}, nil, fmt.Errorf("the build of run %s has no artifact %q (%s): %w", runID, name, has, apierror.ErrNotFound)
+	}
+	a := b.Artifacts[i]
+	store, err := artifacts.Open(ctx, s.js)
+	if err != nil {
+		return domain.Artifact{}, nil, fmt.Errorf("artifact store: %w: %w", err, apierror.ErrUnavailable)
+	}
+	r, err := store.Open(ctx, artifacts.Artifact{Name: a.Name, Object: a.Object, SHA256: a.SHA256, Size: a.Size})
+	switch {
+	case errors.Is(err, artifacts.ErrNotFound):
+		return domain.Artifact{}, nil, fmt.Errorf("%w (the artifact store keeps a build's artifacts 30 days): %w", err, apierror.ErrNotFound)
+	case errors.Is(err, artifacts.ErrCorrupt):
+		return domain.Artifact{}, nil, fmt.Errorf("%w: %w", err, apierror.ErrDataLoss)
+	case err != nil:
+		return domain.Artifact{}, nil, err
+	}
+	return a, r, nil
 }
 
 // Builds returns a page of builds, newest first, and the token of the next

@@ -286,6 +286,12 @@ func auditEntries(ctx context.Context, t *testing.T, log sourcev1connect.AuditSe
 // requestFor is a request to md that names the repository "mine" where its
 // policy reads one and the run runID where it takes a run; a ref that does
 // not exist keeps TriggerRun from starting runs.
+// requiredFields are the values requestFor gives the fields a request
+// needs to pass validation and reach its handler's repository check.
+var requiredFields = map[protoreflect.FullName]map[protoreflect.Name]string{
+	"sluice.build.v1.GetArtifactContentRequest": {"name": "app"},
+}
+
 func requestFor(md protoreflect.MethodDescriptor, runID string) protoreflect.Message {
 	msg := dynamicpb.NewMessage(md.Input())
 	fields := md.Input().Fields()
@@ -294,6 +300,10 @@ func requestFor(md protoreflect.MethodDescriptor, runID string) protoreflect.Mes
 	}
 	if f := fields.ByName("run_id"); f != nil && f.Kind() == protoreflect.StringKind && !f.IsList() {
 		msg.Set(f, protoreflect.ValueOfString(runID))
+	}
+	// Fields a request needs to pass validation, beyond a run id.
+	for name, value := range requiredFields[md.Input().FullName()] {
+		msg.Set(fields.ByName(name), protoreflect.ValueOfString(value))
 	}
 	if f := fields.ByName("ref"); f != nil && f.Kind() == protoreflect.StringKind {
 		msg.Set(f, protoreflect.ValueOfString("no-such-branch"))

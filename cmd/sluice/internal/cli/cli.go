@@ -244,7 +244,7 @@ talks to it over its API.`,
 	root.Flags().BoolP("version", "v", false, "Show sluice's version")
 
 	var cmds []*cobra.Command
-	cmds = append(cmds, inGroup(groupPipeline, s.repoCmd(), s.triggerCmd(), s.cancelCmd(), s.rerunCmd(), s.runsCmd(), s.showCmd(), s.logsCmd())...)
+	cmds = append(cmds, inGroup(groupPipeline, s.repoCmd(), s.triggerCmd(), s.cancelCmd(), s.rerunCmd(), s.runsCmd(), s.showCmd(), s.logsCmd(), s.artifactsCmd(), s.artifactCmd())...)
 	cmds = append(cmds, inGroup(groupRelease, s.releasesCmd(), s.deploymentsCmd(), s.rollbackCmd())...)
 	cmds = append(cmds, inGroup(groupEvents, s.subscribeCmd(), s.deliveriesCmd(), s.eventsCmd())...)
 	cmds = append(cmds, inGroup(groupPlatform, s.upCmd(), s.loginCmd(), s.logoutCmd(), s.whoamiCmd(), s.tokenCmd(), s.secretCmd(), s.auditCmd(), s.deadLettersCmd(), s.versionCmd())...)

@@ -147,6 +147,114 @@ func (StepStatus) EnumDescriptor() ([]byte, []int) {
 	return file_sluice_build_v1_build_proto_rawDescGZIP(), []int{1}
 }
 
+type GetArtifactContentRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	RunId string                 `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	// The artifact's name, as the pipeline file's artifacts list it.
+	Name          string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetArtifactContentRequest) Reset() {
+	*x = GetArtifactContentRequest{}
+	mi := &file_sluice_build_v1_build_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetArtifactContentRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetArtifactContentRequest) ProtoMessage() {}
+
+func (x *GetArtifactContentRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_build_v1_build_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetArtifactContentRequest.ProtoReflect.Descriptor instead.
+func (*GetArtifactContentRequest) Descriptor() ([]byte, []int) {
+	return file_sluice_build_v1_build_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *GetArtifactContentRequest) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+func (x *GetArtifactContentRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type GetArtifactContentResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Set in the first message only.
+	Artifact *Artifact `protobuf:"bytes,1,opt,name=artifact,proto3" json:"artifact,omitempty"`
+	// The next part of the content (at most 256 KiB); empty in the first
+	// message.
+	Chunk         []byte `protobuf:"bytes,2,opt,name=chunk,proto3" json:"chunk,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetArtifactContentResponse) Reset() {
+	*x = GetArtifactContentResponse{}
+	mi := &file_sluice_build_v1_build_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetArtifactContentResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetArtifactContentResponse) ProtoMessage() {}
+
+func (x *GetArtifactContentResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_build_v1_build_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetArtifactContentResponse.ProtoReflect.Descriptor instead.
+func (*GetArtifactContentResponse) Descriptor() ([]byte, []int) {
+	return file_sluice_build_v1_build_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *GetArtifactContentResponse) GetArtifact() *Artifact {
+	if x != nil {
+		return x.Artifact
+	}
+	return nil
+}
+
+func (x *GetArtifactContentResponse) GetChunk() []byte {
+	if x != nil {
+		return x.Chunk
+	}
+	return nil
+}
+
 type Step struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	Name      string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -164,7 +272,7 @@ type Step struct {
 
 func (x *Step) Reset() {
 	*x = Step{}
-	mi := &file_sluice_build_v1_build_proto_msgTypes[0]
+	mi := &file_sluice_build_v1_build_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -176,7 +284,7 @@ func (x *Step) String() string {
 func (*Step) ProtoMessage() {}
 
 func (x *Step) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_build_v1_build_proto_msgTypes[0]
+	mi := &file_sluice_build_v1_build_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -189,7 +297,7 @@ func (x *Step) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Step.ProtoReflect.Descriptor instead.
 func (*Step) Descriptor() ([]byte, []int) {
-	return file_sluice_build_v1_build_proto_rawDescGZIP(), []int{0}
+	return file_sluice_build_v1_build_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *Step) GetName() string {
@@ -258,7 +366,7 @@ type Artifact struct {
 
 func (x *Artifact) Reset() {
 	*x = Artifact{}
-	mi := &file_sluice_build_v1_build_proto_msgTypes[1]
+	mi := &file_sluice_build_v1_build_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -270,7 +378,7 @@ func (x *Artifact) String() string {
 func (*Artifact) ProtoMessage() {}
 
 func (x *Artifact) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_build_v1_build_proto_msgTypes[1]
+	mi := &file_sluice_build_v1_build_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -283,7 +391,7 @@ func (x *Artifact) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Artifact.ProtoReflect.Descriptor instead.
 func (*Artifact) Descriptor() ([]byte, []int) {
-	return file_sluice_build_v1_build_proto_rawDescGZIP(), []int{1}
+	return file_sluice_build_v1_build_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *Artifact) GetName() string {
@@ -345,7 +453,7 @@ type Build struct {
 
 func (x *Build) Reset() {
 	*x = Build{}
-	mi := &file_sluice_build_v1_build_proto_msgTypes[2]
+	mi := &file_sluice_build_v1_build_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -357,7 +465,7 @@ func (x *Build) String() string {
 func (*Build) ProtoMessage() {}
 
 func (x *Build) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_build_v1_build_proto_msgTypes[2]
+	mi := &file_sluice_build_v1_build_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -370,7 +478,7 @@ func (x *Build) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Build.ProtoReflect.Descriptor instead.
 func (*Build) Descriptor() ([]byte, []int) {
-	return file_sluice_build_v1_build_proto_rawDescGZIP(), []int{2}
+	return file_sluice_build_v1_build_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Build) GetId() string {
@@ -505,7 +613,7 @@ type GetBuildRequest struct {
 
 func (x *GetBuildRequest) Reset() {
 	*x = GetBuildRequest{}
-	mi := &file_sluice_build_v1_build_proto_msgTypes[3]
+	mi := &file_sluice_build_v1_build_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -517,7 +625,7 @@ func (x *GetBuildRequest) String() string {
 func (*GetBuildRequest) ProtoMessage() {}
 
 func (x *GetBuildRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_build_v1_build_proto_msgTypes[3]
+	mi := &file_sluice_build_v1_build_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -530,7 +638,7 @@ func (x *GetBuildRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetBuildRequest.ProtoReflect.Descriptor instead.
 func (*GetBuildRequest) Descriptor() ([]byte, []int) {
-	return file_sluice_build_v1_build_proto_rawDescGZIP(), []int{3}
+	return file_sluice_build_v1_build_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *GetBuildRequest) GetId() string {
@@ -556,7 +664,7 @@ type GetBuildResponse struct {
 
 func (x *GetBuildResponse) Reset() {
 	*x = GetBuildResponse{}
-	mi := &file_sluice_build_v1_build_proto_msgTypes[4]
+	mi := &file_sluice_build_v1_build_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -568,7 +676,7 @@ func (x *GetBuildResponse) String() string {
 func (*GetBuildResponse) ProtoMessage() {}
 
 func (x *GetBuildResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_build_v1_build_proto_msgTypes[4]
+	mi := &file_sluice_build_v1_build_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -581,7 +689,7 @@ func (x *GetBuildResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetBuildResponse.ProtoReflect.Descriptor instead.
 func (*GetBuildResponse) Descriptor() ([]byte, []int) {
-	return file_sluice_build_v1_build_proto_rawDescGZIP(), []int{4}
+	return file_sluice_build_v1_build_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *GetBuildResponse) GetBuild() *Build {
@@ -606,7 +714,7 @@ type ListBuildsRequest struct {
 
 func (x *ListBuildsRequest) Reset() {
 	*x = ListBuildsRequest{}
-	mi := &file_sluice_build_v1_build_proto_msgTypes[5]
+	mi := &file_sluice_build_v1_build_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -618,7 +726,7 @@ func (x *ListBuildsRequest) String() string {
 func (*ListBuildsRequest) ProtoMessage() {}
 
 func (x *ListBuildsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_build_v1_build_proto_msgTypes[5]
+	mi := &file_sluice_build_v1_build_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -631,7 +739,7 @@ func (x *ListBuildsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListBuildsRequest.ProtoReflect.Descriptor instead.
 func (*ListBuildsRequest) Descriptor() ([]byte, []int) {
-	return file_sluice_build_v1_build_proto_rawDescGZIP(), []int{5}
+	return file_sluice_build_v1_build_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ListBuildsRequest) GetLimit() int32 {
@@ -666,7 +774,7 @@ type ListBuildsResponse struct {
 
 func (x *ListBuildsResponse) Reset() {
 	*x = ListBuildsResponse{}
-	mi := &file_sluice_build_v1_build_proto_msgTypes[6]
+	mi := &file_sluice_build_v1_build_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -678,7 +786,7 @@ func (x *ListBuildsResponse) String() string {
 func (*ListBuildsResponse) ProtoMessage() {}
 
 func (x *ListBuildsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_build_v1_build_proto_msgTypes[6]
+	mi := &file_sluice_build_v1_build_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -691,7 +799,7 @@ func (x *ListBuildsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListBuildsResponse.ProtoReflect.Descriptor instead.
 func (*ListBuildsResponse) Descriptor() ([]byte, []int) {
-	return file_sluice_build_v1_build_proto_rawDescGZIP(), []int{6}
+	return file_sluice_build_v1_build_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ListBuildsResponse) GetBuilds() []*Build {
@@ -723,7 +831,7 @@ type LogLine struct {
 
 func (x *LogLine) Reset() {
 	*x = LogLine{}
-	mi := &file_sluice_build_v1_build_proto_msgTypes[7]
+	mi := &file_sluice_build_v1_build_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -735,7 +843,7 @@ func (x *LogLine) String() string {
 func (*LogLine) ProtoMessage() {}
 
 func (x *LogLine) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_build_v1_build_proto_msgTypes[7]
+	mi := &file_sluice_build_v1_build_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -748,7 +856,7 @@ func (x *LogLine) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogLine.ProtoReflect.Descriptor instead.
 func (*LogLine) Descriptor() ([]byte, []int) {
-	return file_sluice_build_v1_build_proto_rawDescGZIP(), []int{7}
+	return file_sluice_build_v1_build_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *LogLine) GetSeq() int64 {
@@ -800,7 +908,7 @@ type GetLogsRequest struct {
 
 func (x *GetLogsRequest) Reset() {
 	*x = GetLogsRequest{}
-	mi := &file_sluice_build_v1_build_proto_msgTypes[8]
+	mi := &file_sluice_build_v1_build_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -812,7 +920,7 @@ func (x *GetLogsRequest) String() string {
 func (*GetLogsRequest) ProtoMessage() {}
 
 func (x *GetLogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_build_v1_build_proto_msgTypes[8]
+	mi := &file_sluice_build_v1_build_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -825,7 +933,7 @@ func (x *GetLogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetLogsRequest.ProtoReflect.Descriptor instead.
 func (*GetLogsRequest) Descriptor() ([]byte, []int) {
-	return file_sluice_build_v1_build_proto_rawDescGZIP(), []int{8}
+	return file_sluice_build_v1_build_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *GetLogsRequest) GetRunId() string {
@@ -869,7 +977,7 @@ type GetLogsResponse struct {
 
 func (x *GetLogsResponse) Reset() {
 	*x = GetLogsResponse{}
-	mi := &file_sluice_build_v1_build_proto_msgTypes[9]
+	mi := &file_sluice_build_v1_build_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -881,7 +989,7 @@ func (x *GetLogsResponse) String() string {
 func (*GetLogsResponse) ProtoMessage() {}
 
 func (x *GetLogsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_build_v1_build_proto_msgTypes[9]
+	mi := &file_sluice_build_v1_build_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -894,7 +1002,7 @@ func (x *GetLogsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetLogsResponse.ProtoReflect.Descriptor instead.
 func (*GetLogsResponse) Descriptor() ([]byte, []int) {
-	return file_sluice_build_v1_build_proto_rawDescGZIP(), []int{9}
+	return file_sluice_build_v1_build_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *GetLogsResponse) GetLines() []*LogLine {
@@ -929,7 +1037,7 @@ type TailLogsRequest struct {
 
 func (x *TailLogsRequest) Reset() {
 	*x = TailLogsRequest{}
-	mi := &file_sluice_build_v1_build_proto_msgTypes[10]
+	mi := &file_sluice_build_v1_build_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -941,7 +1049,7 @@ func (x *TailLogsRequest) String() string {
 func (*TailLogsRequest) ProtoMessage() {}
 
 func (x *TailLogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_build_v1_build_proto_msgTypes[10]
+	mi := &file_sluice_build_v1_build_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -954,7 +1062,7 @@ func (x *TailLogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TailLogsRequest.ProtoReflect.Descriptor instead.
 func (*TailLogsRequest) Descriptor() ([]byte, []int) {
-	return file_sluice_build_v1_build_proto_rawDescGZIP(), []int{10}
+	return file_sluice_build_v1_build_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *TailLogsRequest) GetRunId() string {
@@ -987,7 +1095,7 @@ type TailLogsResponse struct {
 
 func (x *TailLogsResponse) Reset() {
 	*x = TailLogsResponse{}
-	mi := &file_sluice_build_v1_build_proto_msgTypes[11]
+	mi := &file_sluice_build_v1_build_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -999,7 +1107,7 @@ func (x *TailLogsResponse) String() string {
 func (*TailLogsResponse) ProtoMessage() {}
 
 func (x *TailLogsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_build_v1_build_proto_msgTypes[11]
+	mi := &file_sluice_build_v1_build_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1012,7 +1120,7 @@ func (x *TailLogsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TailLogsResponse.ProtoReflect.Descriptor instead.
 func (*TailLogsResponse) Descriptor() ([]byte, []int) {
-	return file_sluice_build_v1_build_proto_rawDescGZIP(), []int{11}
+	return file_sluice_build_v1_build_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *TailLogsResponse) GetLines() []*LogLine {
@@ -1026,7 +1134,13 @@ var File_sluice_build_v1_build_proto protoreflect.FileDescriptor
 
 const file_sluice_build_v1_build_proto_rawDesc = "" +
 	"\n" +
-	"\x1bsluice/build/v1/build.proto\x12\x0fsluice.build.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bsluice/auth/v1/policy.proto\"\x8c\x02\n" +
+	"\x1bsluice/build/v1/build.proto\x12\x0fsluice.build.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bsluice/auth/v1/policy.proto\"s\n" +
+	"\x19GetArtifactContentRequest\x12 \n" +
+	"\x06run_id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\x05runId\x124\n" +
+	"\x04name\x18\x02 \x01(\tB \xbaH\x1dr\x1b\x10\x01\x18?2\x15^[a-z0-9][a-z0-9_-]*$R\x04name\"i\n" +
+	"\x1aGetArtifactContentResponse\x125\n" +
+	"\bartifact\x18\x01 \x01(\v2\x19.sluice.build.v1.ArtifactR\bartifact\x12\x14\n" +
+	"\x05chunk\x18\x02 \x01(\fR\x05chunk\"\x8c\x02\n" +
 	"\x04Step\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x123\n" +
 	"\x06status\x18\x02 \x01(\x0e2\x1b.sluice.build.v1.StepStatusR\x06status\x12\x1b\n" +
@@ -1121,13 +1235,14 @@ const file_sluice_build_v1_build_proto_rawDesc = "" +
 	"\x12STEP_STATUS_FAILED\x10\x04\x12\x19\n" +
 	"\x15STEP_STATUS_TIMED_OUT\x10\x05\x12\x19\n" +
 	"\x15STEP_STATUS_CANCELLED\x10\x06\x12\x17\n" +
-	"\x13STEP_STATUS_SKIPPED\x10\a2\xfd\x02\n" +
+	"\x13STEP_STATUS_SKIPPED\x10\a2\xf8\x03\n" +
 	"\fBuildService\x12Y\n" +
 	"\bGetBuild\x12 .sluice.build.v1.GetBuildRequest\x1a!.sluice.build.v1.GetBuildResponse\"\b\x8a\xe7\x18\x04\b\x01\x18\x01\x12]\n" +
 	"\n" +
 	"ListBuilds\x12\".sluice.build.v1.ListBuildsRequest\x1a#.sluice.build.v1.ListBuildsResponse\"\x06\x8a\xe7\x18\x02\b\x01\x12V\n" +
 	"\aGetLogs\x12\x1f.sluice.build.v1.GetLogsRequest\x1a .sluice.build.v1.GetLogsResponse\"\b\x8a\xe7\x18\x04\b\x01\x18\x01\x12[\n" +
-	"\bTailLogs\x12 .sluice.build.v1.TailLogsRequest\x1a!.sluice.build.v1.TailLogsResponse\"\b\x8a\xe7\x18\x04\b\x01\x18\x010\x01B\xbd\x01\n" +
+	"\bTailLogs\x12 .sluice.build.v1.TailLogsRequest\x1a!.sluice.build.v1.TailLogsResponse\"\b\x8a\xe7\x18\x04\b\x01\x18\x010\x01\x12y\n" +
+	"\x12GetArtifactContent\x12*.sluice.build.v1.GetArtifactContentRequest\x1a+.sluice.build.v1.GetArtifactContentResponse\"\b\x8a\xe7\x18\x04\b\x01\x18\x010\x01B\xbd\x01\n" +
 	"\x13com.sluice.build.v1B\n" +
 	"BuildProtoP\x01Z<github.com/sluicehq/sluice/proto/gen/sluice/build/v1;buildv1\xa2\x02\x03SBX\xaa\x02\x0fSluice.Build.V1\xca\x02\x0fSluice\\Build\\V1\xe2\x02\x1bSluice\\Build\\V1\\GPBMetadata\xea\x02\x11Sluice::Build::V1b\x06proto3"
 
@@ -1144,54 +1259,59 @@ func file_sluice_build_v1_build_proto_rawDescGZIP() []byte {
 }
 
 var file_sluice_build_v1_build_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_sluice_build_v1_build_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_sluice_build_v1_build_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_sluice_build_v1_build_proto_goTypes = []any{
-	(BuildStatus)(0),              // 0: sluice.build.v1.BuildStatus
-	(StepStatus)(0),               // 1: sluice.build.v1.StepStatus
-	(*Step)(nil),                  // 2: sluice.build.v1.Step
-	(*Artifact)(nil),              // 3: sluice.build.v1.Artifact
-	(*Build)(nil),                 // 4: sluice.build.v1.Build
-	(*GetBuildRequest)(nil),       // 5: sluice.build.v1.GetBuildRequest
-	(*GetBuildResponse)(nil),      // 6: sluice.build.v1.GetBuildResponse
-	(*ListBuildsRequest)(nil),     // 7: sluice.build.v1.ListBuildsRequest
-	(*ListBuildsResponse)(nil),    // 8: sluice.build.v1.ListBuildsResponse
-	(*LogLine)(nil),               // 9: sluice.build.v1.LogLine
-	(*GetLogsRequest)(nil),        // 10: sluice.build.v1.GetLogsRequest
-	(*GetLogsResponse)(nil),       // 11: sluice.build.v1.GetLogsResponse
-	(*TailLogsRequest)(nil),       // 12: sluice.build.v1.TailLogsRequest
-	(*TailLogsResponse)(nil),      // 13: sluice.build.v1.TailLogsResponse
-	(*timestamppb.Timestamp)(nil), // 14: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 15: google.protobuf.Duration
+	(BuildStatus)(0),                   // 0: sluice.build.v1.BuildStatus
+	(StepStatus)(0),                    // 1: sluice.build.v1.StepStatus
+	(*GetArtifactContentRequest)(nil),  // 2: sluice.build.v1.GetArtifactContentRequest
+	(*GetArtifactContentResponse)(nil), // 3: sluice.build.v1.GetArtifactContentResponse
+	(*Step)(nil),                       // 4: sluice.build.v1.Step
+	(*Artifact)(nil),                   // 5: sluice.build.v1.Artifact
+	(*Build)(nil),                      // 6: sluice.build.v1.Build
+	(*GetBuildRequest)(nil),            // 7: sluice.build.v1.GetBuildRequest
+	(*GetBuildResponse)(nil),           // 8: sluice.build.v1.GetBuildResponse
+	(*ListBuildsRequest)(nil),          // 9: sluice.build.v1.ListBuildsRequest
+	(*ListBuildsResponse)(nil),         // 10: sluice.build.v1.ListBuildsResponse
+	(*LogLine)(nil),                    // 11: sluice.build.v1.LogLine
+	(*GetLogsRequest)(nil),             // 12: sluice.build.v1.GetLogsRequest
+	(*GetLogsResponse)(nil),            // 13: sluice.build.v1.GetLogsResponse
+	(*TailLogsRequest)(nil),            // 14: sluice.build.v1.TailLogsRequest
+	(*TailLogsResponse)(nil),           // 15: sluice.build.v1.TailLogsResponse
+	(*timestamppb.Timestamp)(nil),      // 16: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),        // 17: google.protobuf.Duration
 }
 var file_sluice_build_v1_build_proto_depIdxs = []int32{
-	1,  // 0: sluice.build.v1.Step.status:type_name -> sluice.build.v1.StepStatus
-	14, // 1: sluice.build.v1.Step.start_time:type_name -> google.protobuf.Timestamp
-	14, // 2: sluice.build.v1.Step.end_time:type_name -> google.protobuf.Timestamp
-	0,  // 3: sluice.build.v1.Build.status:type_name -> sluice.build.v1.BuildStatus
-	2,  // 4: sluice.build.v1.Build.steps:type_name -> sluice.build.v1.Step
-	3,  // 5: sluice.build.v1.Build.artifacts:type_name -> sluice.build.v1.Artifact
-	14, // 6: sluice.build.v1.Build.create_time:type_name -> google.protobuf.Timestamp
-	14, // 7: sluice.build.v1.Build.end_time:type_name -> google.protobuf.Timestamp
-	14, // 8: sluice.build.v1.Build.start_time:type_name -> google.protobuf.Timestamp
-	15, // 9: sluice.build.v1.Build.step_duration:type_name -> google.protobuf.Duration
-	4,  // 10: sluice.build.v1.GetBuildResponse.build:type_name -> sluice.build.v1.Build
-	4,  // 11: sluice.build.v1.ListBuildsResponse.builds:type_name -> sluice.build.v1.Build
-	14, // 12: sluice.build.v1.LogLine.time:type_name -> google.protobuf.Timestamp
-	9,  // 13: sluice.build.v1.GetLogsResponse.lines:type_name -> sluice.build.v1.LogLine
-	9,  // 14: sluice.build.v1.TailLogsResponse.lines:type_name -> sluice.build.v1.LogLine
-	5,  // 15: sluice.build.v1.BuildService.GetBuild:input_type -> sluice.build.v1.GetBuildRequest
-	7,  // 16: sluice.build.v1.BuildService.ListBuilds:input_type -> sluice.build.v1.ListBuildsRequest
-	10, // 17: sluice.build.v1.BuildService.GetLogs:input_type -> sluice.build.v1.GetLogsRequest
-	12, // 18: sluice.build.v1.BuildService.TailLogs:input_type -> sluice.build.v1.TailLogsRequest
-	6,  // 19: sluice.build.v1.BuildService.GetBuild:output_type -> sluice.build.v1.GetBuildResponse
-	8,  // 20: sluice.build.v1.BuildService.ListBuilds:output_type -> sluice.build.v1.ListBuildsResponse
-	11, // 21: sluice.build.v1.BuildService.GetLogs:output_type -> sluice.build.v1.GetLogsResponse
-	13, // 22: sluice.build.v1.BuildService.TailLogs:output_type -> sluice.build.v1.TailLogsResponse
-	19, // [19:23] is the sub-list for method output_type
-	15, // [15:19] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	5,  // 0: sluice.build.v1.GetArtifactContentResponse.artifact:type_name -> sluice.build.v1.Artifact
+	1,  // 1: sluice.build.v1.Step.status:type_name -> sluice.build.v1.StepStatus
+	16, // 2: sluice.build.v1.Step.start_time:type_name -> google.protobuf.Timestamp
+	16, // 3: sluice.build.v1.Step.end_time:type_name -> google.protobuf.Timestamp
+	0,  // 4: sluice.build.v1.Build.status:type_name -> sluice.build.v1.BuildStatus
+	4,  // 5: sluice.build.v1.Build.steps:type_name -> sluice.build.v1.Step
+	5,  // 6: sluice.build.v1.Build.artifacts:type_name -> sluice.build.v1.Artifact
+	16, // 7: sluice.build.v1.Build.create_time:type_name -> google.protobuf.Timestamp
+	16, // 8: sluice.build.v1.Build.end_time:type_name -> google.protobuf.Timestamp
+	16, // 9: sluice.build.v1.Build.start_time:type_name -> google.protobuf.Timestamp
+	17, // 10: sluice.build.v1.Build.step_duration:type_name -> google.protobuf.Duration
+	6,  // 11: sluice.build.v1.GetBuildResponse.build:type_name -> sluice.build.v1.Build
+	6,  // 12: sluice.build.v1.ListBuildsResponse.builds:type_name -> sluice.build.v1.Build
+	16, // 13: sluice.build.v1.LogLine.time:type_name -> google.protobuf.Timestamp
+	11, // 14: sluice.build.v1.GetLogsResponse.lines:type_name -> sluice.build.v1.LogLine
+	11, // 15: sluice.build.v1.TailLogsResponse.lines:type_name -> sluice.build.v1.LogLine
+	7,  // 16: sluice.build.v1.BuildService.GetBuild:input_type -> sluice.build.v1.GetBuildRequest
+	9,  // 17: sluice.build.v1.BuildService.ListBuilds:input_type -> sluice.build.v1.ListBuildsRequest
+	12, // 18: sluice.build.v1.BuildService.GetLogs:input_type -> sluice.build.v1.GetLogsRequest
+	14, // 19: sluice.build.v1.BuildService.TailLogs:input_type -> sluice.build.v1.TailLogsRequest
+	2,  // 20: sluice.build.v1.BuildService.GetArtifactContent:input_type -> sluice.build.v1.GetArtifactContentRequest
+	8,  // 21: sluice.build.v1.BuildService.GetBuild:output_type -> sluice.build.v1.GetBuildResponse
+	10, // 22: sluice.build.v1.BuildService.ListBuilds:output_type -> sluice.build.v1.ListBuildsResponse
+	13, // 23: sluice.build.v1.BuildService.GetLogs:output_type -> sluice.build.v1.GetLogsResponse
+	15, // 24: sluice.build.v1.BuildService.TailLogs:output_type -> sluice.build.v1.TailLogsResponse
+	3,  // 25: sluice.build.v1.BuildService.GetArtifactContent:output_type -> sluice.build.v1.GetArtifactContentResponse
+	21, // [21:26] is the sub-list for method output_type
+	16, // [16:21] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_sluice_build_v1_build_proto_init() }
@@ -1205,7 +1325,7 @@ func file_sluice_build_v1_build_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sluice_build_v1_build_proto_rawDesc), len(file_sluice_build_v1_build_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   12,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -41,6 +41,9 @@ const (
 	BuildServiceGetLogsProcedure = "/sluice.build.v1.BuildService/GetLogs"
 	// BuildServiceTailLogsProcedure is the fully-qualified name of the BuildService's TailLogs RPC.
 	BuildServiceTailLogsProcedure = "/sluice.build.v1.BuildService/TailLogs"
+	// BuildServiceGetArtifactContentProcedure is the fully-qualified name of the BuildService's
+	// GetArtifactContent RPC.
+	BuildServiceGetArtifactContentProcedure = "/sluice.build.v1.BuildService/GetArtifactContent"
 )
 
 // BuildServiceClient is a client for the sluice.build.v1.BuildService service.
@@ -52,6 +55,12 @@ type BuildServiceClient interface {
 	// TailLogs streams log lines from a sequence number on, live, until the
 	// build ends.
 	TailLogs(context.Context, *v1.TailLogsRequest) (*connect.ServerStreamForClient[v1.TailLogsResponse], error)
+	// GetArtifactContent streams one artifact of a run's build: the first
+	// message names it with its size and sha256, and every message after
+	// carries the next part of its content. The content is checked against
+	// the build's record as it is read: a mismatch ends the stream with
+	// DATA_LOSS instead of its end.
+	GetArtifactContent(context.Context, *v1.GetArtifactContentRequest) (*connect.ServerStreamForClient[v1.GetArtifactContentResponse], error)
 }
 
 // NewBuildServiceClient constructs a client for the sluice.build.v1.BuildService service. By
@@ -89,15 +98,22 @@ func NewBuildServiceClient(httpClient connect.HTTPClient, baseURL string, opts .
 			connect.WithSchema(buildServiceMethods.ByName("TailLogs")),
 			connect.WithClientOptions(opts...),
 		),
+		getArtifactContent: connect.NewClient[v1.GetArtifactContentRequest, v1.GetArtifactContentResponse](
+			httpClient,
+			baseURL+BuildServiceGetArtifactContentProcedure,
+			connect.WithSchema(buildServiceMethods.ByName("GetArtifactContent")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
 // buildServiceClient implements BuildServiceClient.
 type buildServiceClient struct {
-	getBuild   *connect.Client[v1.GetBuildRequest, v1.GetBuildResponse]
-	listBuilds *connect.Client[v1.ListBuildsRequest, v1.ListBuildsResponse]
-	getLogs    *connect.Client[v1.GetLogsRequest, v1.GetLogsResponse]
-	tailLogs   *connect.Client[v1.TailLogsRequest, v1.TailLogsResponse]
+	getBuild           *connect.Client[v1.GetBuildRequest, v1.GetBuildResponse]
+	listBuilds         *connect.Client[v1.ListBuildsRequest, v1.ListBuildsResponse]
+	getLogs            *connect.Client[v1.GetLogsRequest, v1.GetLogsResponse]
+	tailLogs           *connect.Client[v1.TailLogsRequest, v1.TailLogsResponse]
+	getArtifactContent *connect.Client[v1.GetArtifactContentRequest, v1.GetArtifactContentResponse]
 }
 
 // GetBuild calls sluice.build.v1.BuildService.GetBuild.
@@ -132,6 +148,11 @@ func (c *buildServiceClient) TailLogs(ctx context.Context, req *v1.TailLogsReque
 	return c.tailLogs.CallServerStream(ctx, connect.NewRequest(req))
 }
 
+// GetArtifactContent calls sluice.build.v1.BuildService.GetArtifactContent.
+func (c *buildServiceClient) GetArtifactContent(ctx context.Context, req *v1.GetArtifactContentRequest) (*connect.ServerStreamForClient[v1.GetArtifactContentResponse], error) {
+	return c.getArtifactContent.CallServerStream(ctx, connect.NewRequest(req))
+}
+
 // BuildServiceHandler is an implementation of the sluice.build.v1.BuildService service.
 type BuildServiceHandler interface {
 	GetBuild(context.Context, *v1.GetBuildRequest) (*v1.GetBuildResponse, error)
@@ -141,6 +162,12 @@ type BuildServiceHandler interface {
 	// TailLogs streams log lines from a sequence number on, live, until the
 	// build ends.
 	TailLogs(context.Context, *v1.TailLogsRequest, *connect.ServerStream[v1.TailLogsResponse]) error
+	// GetArtifactContent streams one artifact of a run's build: the first
+	// message names it with its size and sha256, and every message after
+	// carries the next part of its content. The content is checked against
+	// the build's record as it is read: a mismatch ends the stream with
+	// DATA_LOSS instead of its end.
+	GetArtifactContent(context.Context, *v1.GetArtifactContentRequest, *connect.ServerStream[v1.GetArtifactContentResponse]) error
 }
 
 // NewBuildServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -174,6 +201,12 @@ func NewBuildServiceHandler(svc BuildServiceHandler, opts ...connect.HandlerOpti
 		connect.WithSchema(buildServiceMethods.ByName("TailLogs")),
 		connect.WithHandlerOptions(opts...),
 	)
+	buildServiceGetArtifactContentHandler := connect.NewServerStreamHandlerSimple(
+		BuildServiceGetArtifactContentProcedure,
+		svc.GetArtifactContent,
+		connect.WithSchema(buildServiceMethods.ByName("GetArtifactContent")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/sluice.build.v1.BuildService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case BuildServiceGetBuildProcedure:
@@ -184,6 +217,8 @@ func NewBuildServiceHandler(svc BuildServiceHandler, opts ...connect.HandlerOpti
 			buildServiceGetLogsHandler.ServeHTTP(w, r)
 		case BuildServiceTailLogsProcedure:
 			buildServiceTailLogsHandler.ServeHTTP(w, r)
+		case BuildServiceGetArtifactContentProcedure:
+			buildServiceGetArtifactContentHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -207,4 +242,8 @@ func (UnimplementedBuildServiceHandler) GetLogs(context.Context, *v1.GetLogsRequ
 
 func (UnimplementedBuildServiceHandler) TailLogs(context.Context, *v1.TailLogsRequest, *connect.ServerStream[v1.TailLogsResponse]) error {
 	return connect.NewError(connect.CodeUnimplemented, errors.New("sluice.build.v1.BuildService.TailLogs is not implemented"))
+}
+
+func (UnimplementedBuildServiceHandler) GetArtifactContent(context.Context, *v1.GetArtifactContentRequest, *connect.ServerStream[v1.GetArtifactContentResponse]) error {
+	return connect.NewError(connect.CodeUnimplemented, errors.New("sluice.build.v1.BuildService.GetArtifactContent is not implemented"))
 }
