@@ -237,3 +237,74 @@ func (h *harness) listAllRuns(repo string) []*sourcev1.Run {
 		}
 	}
 }
+
+// Runs of a cancel_superseded group made at once leave one: the newest.
+// Every other ends cancelled or is asked to, even one whose transaction
+// committed after a newer run's (it finds that run and supersedes
+// itself).
+func TestRunsMadeAtOnceLeaveTheNewest(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, 0)
+	g, _ := newGitRepo(t, "app", "main", concurrencyPipeline("  group: branch\n  cancel_superseded: true\n"))
+	h.register(g.Dir)
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for range 4 {
+				if _, err := h.client.TriggerRun(context.Background(), &sourcev1.TriggerRunRequest{Repository: "app"}); err != nil {
+					t.Errorf("TriggerRun: %v", err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	runs := h.listAllRuns("app")
+	var newest *sourcev1.Run
+	var left []string
+	for _, r := range runs {
+		if newest == nil || r.GetCreateTime().AsTime().After(newest.GetCreateTime().AsTime()) {
+			newest = r
+		}
+		if r.GetStatus() != sourcev1.RunStatus_RUN_STATUS_CANCELLED && r.GetCancelRequestTime() == nil {
+			left = append(left, r.Id)
+		}
+	}
+	if len(runs) != 32 || len(left) != 1 || left[0] != newest.Id {
+		t.Fatalf("%d runs; not superseded: %v, want only the newest, %s", len(runs), left, newest.GetId())
+	}
+}
+
+// CancelRun with force ends an admitted run that no stage answers for at
+// once (its stages are still asked to stop), which frees its place in its
+// group: the next run starts. A stage that reports afterwards changes
+// nothing.
+func TestForceCancelEndsAStuckRun(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, 0)
+	g, _ := newGitRepo(t, "app", "main", concurrencyPipeline("  group: branch\n"))
+	repo := h.register(g.Dir)
+	stuck := h.trigger("app", "")
+	h.waitRunEvent(subjectRunRequested, stuck.Id)
+	next := h.trigger("app", "")
+
+	res, err := h.client.CancelRun(t.Context(), &sourcev1.CancelRunRequest{RunId: stuck.Id, Force: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := res.GetRun()
+	if got.GetStatus() != sourcev1.RunStatus_RUN_STATUS_CANCELLED || !strings.Contains(got.GetFailureReason(), "forced") {
+		t.Fatalf("after a forced cancel: %s %q", got.GetStatus(), got.GetFailureReason())
+	}
+	h.waitRunEvent(subjectRunCancelRequested, stuck.Id)
+	h.waitRunEvent(subjectRunFinished, stuck.Id)
+	h.waitRunEvent(subjectRunRequested, next.Id)
+
+	// The build turns up after all: the run stays as it ended.
+	f := &folding{h: h, run: stuck, ref: repoRef(stuck, repo.Url)}
+	f.buildStarted(time.Now())
+	f.buildSucceeded(time.Now())
+	h.waitConsumed()
+	if after := h.getRun(stuck.Id); after.GetStatus() != sourcev1.RunStatus_RUN_STATUS_CANCELLED || len(h.runEvents(subjectRunFinished, stuck.Id)) != 1 {
+		t.Errorf("after a late build: %s, %d RunFinished", after.GetStatus(), len(h.runEvents(subjectRunFinished, stuck.Id)))
+	}
+}

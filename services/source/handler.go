@@ -118,7 +118,7 @@ func (h *Handler) RerunRun(ctx context.Context, req *sourcev1.RerunRunRequest) (
 
 // CancelRun asks for a run to be cancelled.
 func (h *Handler) CancelRun(ctx context.Context, req *sourcev1.CancelRunRequest) (*sourcev1.CancelRunResponse, error) {
-	run, err := h.svc.CancelRun(ctx, req.GetRunId())
+	run, err := h.svc.CancelRun(ctx, req.GetRunId(), req.GetForce())
 	if err != nil {
 		return nil, err
 	}

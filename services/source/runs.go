@@ -117,8 +117,9 @@ func (s *Service) startRun(ctx context.Context, repo domain.Repository, res gitm
 		run.Changes = s.changesOf(ctx, run)
 	}
 	var superseded []string
+	made := run // as the transaction leaves it (set afresh on each try)
 	err = s.store.InTx(ctx, func(tx *sql.Tx) error {
-		superseded = nil
+		superseded, made = nil, run
 		if err := recordBranchCommit(ctx, tx, run, again); err != nil {
 			return err
 		}
@@ -149,7 +150,7 @@ func (s *Service) startRun(ctx context.Context, repo domain.Repository, res gitm
 			return nil
 		}
 		var err error
-		superseded, err = supersede(ctx, tx, run)
+		superseded, err = supersede(ctx, tx, &made)
 		return err
 	})
 	if errors.Is(err, errAlreadyRun) {
@@ -165,9 +166,13 @@ func (s *Service) startRun(ctx context.Context, repo domain.Repository, res gitm
 	s.outbox.Kick()
 	s.changes.notify()
 	log := s.log.With(slog.String("run_id", run.ID), slog.String("repository", repo.Name), slog.String("commit", run.Commit), slog.String("trigger", string(trigger)))
-	if run.Status == domain.RunFailed {
+	switch {
+	case run.Status == domain.RunFailed:
 		log.Info("run failed at once: bad pipeline file", slog.String("reason", run.FailureReason))
-	} else {
+	case made.Status == domain.RunCancelled:
+		log.Info("run superseded as it was made: a newer run of its concurrency group was made first", slog.String("reason", made.FailureReason))
+		return s.store.Run(ctx, run.ID)
+	default:
 		s.wakeAdmission()
 		log.Info("run made; it starts once admitted", slog.String("concurrency_group", run.ConcurrencyGroup))
 	}
@@ -248,23 +253,37 @@ func callsChanged(p *sourcev1.Pipeline) bool {
 }
 
 // supersede cancels, in tx, the open runs of run's concurrency group made
-// before it, and returns their ids.
-func supersede(ctx context.Context, tx *sql.Tx, run domain.Run) ([]string, error) {
-	ids, err := supersededRuns(ctx, tx, run.RepositoryID, run.ConcurrencyGroup, run)
+// before it, and returns their ids. Should a newer open run of the group
+// be recorded already (two runs made at once: the newer committed first,
+// before this one was there to be cancelled), run itself is superseded:
+// it ends cancelled before it started.
+func supersede(ctx context.Context, tx *sql.Tx, run *domain.Run) ([]string, error) {
+	newer, err := newerOpenRun(ctx, tx, run.RepositoryID, run.ConcurrencyGroup, *run)
 	if err != nil {
 		return nil, err
 	}
-	by := fmt.Sprintf("run %s (a newer run of %s)", run.ID, run.ConcurrencyGroup)
+	if newer != "" {
+		return nil, cancel(ctx, tx, run, supersededBy(newer, run.ConcurrencyGroup))
+	}
+	ids, err := supersededRuns(ctx, tx, run.RepositoryID, run.ConcurrencyGroup, *run)
+	if err != nil {
+		return nil, err
+	}
 	for _, id := range ids {
 		old, err := lockRun(ctx, tx, id)
 		if err != nil {
 			return nil, err
 		}
-		if err := cancel(ctx, tx, &old, by); err != nil {
+		if err := cancel(ctx, tx, &old, supersededBy(run.ID, run.ConcurrencyGroup)); err != nil {
 			return nil, err
 		}
 	}
 	return ids, nil
+}
+
+// supersededBy names who cancels a run that run newer of group supersedes.
+func supersededBy(newer, group string) string {
+	return fmt.Sprintf("run %s (a newer run of %s)", newer, group)
 }
 
 // cancel asks, in tx, for run (locked, not ended) to be cancelled by by. A
@@ -393,7 +412,11 @@ func (s *Service) RerunRun(ctx context.Context, runID string, failed bool) (doma
 // steps, start nothing more of it, and end cancelled, which the fold
 // makes the run's end (RunFinished). Asking again publishes the request
 // again and changes nothing else; a run that ended is refused.
-func (s *Service) CancelRun(ctx context.Context, runID string) (domain.Run, error) {
+//
+// With force, an admitted run ends cancelled at once too, without waiting
+// for its stages (domain.Run.ForceCancel), which are still asked to stop:
+// for a run no stage answers for.
+func (s *Service) CancelRun(ctx context.Context, runID string, force bool) (domain.Run, error) {
 	by := "an unknown caller"
 	if id, ok := auth.FromContext(ctx); ok {
 		by = id.String()
@@ -417,7 +440,21 @@ func (s *Service) CancelRun(ctx context.Context, runID string) (domain.Run, erro
 			return err
 		}
 		requested = true
-		return cancel(ctx, tx, &run, by)
+		if err := cancel(ctx, tx, &run, by); err != nil {
+			return err
+		}
+		if !force || !run.ForceCancel(run.CancelRequestedBy, time.Now().UTC()) {
+			return nil
+		}
+		if err := updateRun(ctx, tx, run); err != nil {
+			return err
+		}
+		run.Version++
+		fin, err := events.New(runFinishedToProto(run), run.ID, run.ID)
+		if err != nil {
+			return err
+		}
+		return events.Enqueue(ctx, tx, fin)
 	})
 	if err != nil {
 		return domain.Run{}, err
@@ -426,9 +463,12 @@ func (s *Service) CancelRun(ctx context.Context, runID string) (domain.Run, erro
 		s.outbox.Kick()
 		s.changes.notify()
 		s.wakeAdmission()
-		if run.Status.Final() {
+		switch {
+		case force && run.Status.Final():
+			s.log.Info("run cancelled, forced: its stages not waited for", slog.String("run_id", run.ID), slog.String("by", by))
+		case run.Status.Final():
 			s.log.Info("run cancelled before it started", slog.String("run_id", run.ID), slog.String("by", by))
-		} else {
+		default:
 			s.log.Info("run cancel requested", slog.String("run_id", run.ID), slog.String("by", by), slog.String("first_by", run.CancelRequestedBy))
 		}
 	}

@@ -407,6 +407,22 @@ func supersededRuns(ctx context.Context, tx *sql.Tx, repoID, group string, befor
 	return sqldb.Collect(rows, func(row *sql.Rows) (id string, err error) { return id, row.Scan(&id) })
 }
 
+// newerOpenRun is the newest open run of group of a repository made after
+// the run after, or "".
+func newerOpenRun(ctx context.Context, tx *sql.Tx, repoID, group string, after domain.Run) (string, error) {
+	var id string
+	err := tx.QueryRowContext(ctx, `SELECT id FROM runs WHERE repository_id = $1 AND concurrency_group = $2
+		AND status IN ('queued', 'running') AND id <> $3 AND (created_at > $4 OR (created_at = $4 AND id > $3))
+		ORDER BY created_at DESC, id DESC LIMIT 1`, repoID, group, after.ID, sqldb.Nanos(after.CreatedAt)).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("read the runs newer than run %s: %w", after.ID, err)
+	}
+	return id, nil
+}
+
 // Runs lists a page of runs newest first, of one repository or (repoID "")
 // of all: page.Limit() of them at most, after page.After.
 func (s *Store) Runs(ctx context.Context, repoID string, page paging.Page) ([]domain.Run, error) {

@@ -204,6 +204,25 @@ func concurrencyGroup(c *sourcev1.Concurrency, ref, branch string) (string, int)
 	return "", 0
 }
 
+// ForceCancel ends the run cancelled now, without waiting for its stages
+// (CancelRun with force): a running stage becomes cancelled, a pending
+// one skipped. by says who cancelled.
+func (r *Run) ForceCancel(by string, at time.Time) bool {
+	if r.Status.Final() {
+		return false
+	}
+	for i := range r.Stages {
+		s := &r.Stages[i]
+		switch s.Status {
+		case StageRunning:
+			s.Status, s.EndedAt, s.Reason = StageCancelled, at, "cancelled by "+by+" (forced: the stage was not waited for)"
+		case StagePending:
+			s.Status, s.Reason = StageSkipped, "the run was cancelled"
+		}
+	}
+	return r.End(RunCancelled, "cancelled by "+by+" (forced: the stages were not waited for)", at)
+}
+
 // Waiting reports whether the run waits to be let start.
 func (r *Run) Waiting() bool { return r.Status == RunQueued && r.AdmittedAt.IsZero() }
 

@@ -251,7 +251,7 @@ if the run succeeded.`,
 }
 
 func (s *session) cancelCmd() *cobra.Command {
-	var follow bool
+	var follow, force bool
 	cmd := &cobra.Command{
 		Use:   "cancel <run-id>",
 		Short: "Cancel a run",
@@ -259,16 +259,21 @@ func (s *session) cancelCmd() *cobra.Command {
 SIGKILL after a grace period), nothing more of it starts, and it ends
 cancelled, with a notification like any other end. A release already under
 way is not interrupted. Cancelling a run twice changes nothing; a run that
-ended cannot be cancelled.
+ended cannot be cancelled. A run still waiting to start ends at once.
+
+With --force the run ends cancelled at once, without waiting for its stages
+to say they stopped (they are still asked to): for a run that no stage
+answers for, stuck queued or running.
 
 With --follow it shows the run until it ends, and exits 0 only if it ended
 cancelled.`,
 		Example: `  $ sluice cancel 01a241d7-6533-7754-8392-2fcf9d8b3f73
-  $ sluice cancel 01a241d7-6533-7754-8392-2fcf9d8b3f73 --follow`,
+  $ sluice cancel 01a241d7-6533-7754-8392-2fcf9d8b3f73 --follow
+  $ sluice cancel 01a241d7-6533-7754-8392-2fcf9d8b3f73 --force`,
 		Args:              needArgs("<run-id>"),
 		ValidArgsFunction: s.completeRuns,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			res, err := s.source().CancelRun(cmd.Context(), &sourcev1.CancelRunRequest{RunId: args[0]})
+			res, err := s.source().CancelRun(cmd.Context(), &sourcev1.CancelRunRequest{RunId: args[0], Force: force})
 			if err != nil {
 				return err
 			}
@@ -279,12 +284,17 @@ cancelled.`,
 			if s.json() {
 				return printJSON(s.app.Stdout, res)
 			}
+			if run.GetStatus() == sourcev1.RunStatus_RUN_STATUS_CANCELLED {
+				fmt.Fprintf(s.app.Stdout, "run %s: cancelled\n", sanitizeLine(run.GetId()))
+				return nil
+			}
 			fmt.Fprintf(s.app.Stdout, "run %s: cancel requested (it is %s; it ends cancelled once its stage has stopped)\n",
 				sanitizeLine(run.GetId()), runWord(run.GetStatus()))
 			return nil
 		},
 	}
 	cmd.Flags().BoolVar(&follow, "follow", false, "show the run until it ends; exit 0 only if it ended cancelled")
+	cmd.Flags().BoolVar(&force, "force", false, "end the run now, without waiting for its stages to stop (for a stuck run)")
 	return withFields(cmd, "run_id", "<run-id>")
 }
 

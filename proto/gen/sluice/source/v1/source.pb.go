@@ -1485,7 +1485,13 @@ func (x *GetRunRequest) GetRunId() string {
 type CancelRunRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The run's id.
-	RunId         string `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	RunId string `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	// End the run now, without waiting for its stages to say they stopped:
+	// for a run no stage answers for (its run.requested was dead-lettered,
+	// say), which would otherwise stay queued or running, holding its place
+	// in its concurrency group. The stages are still asked to stop, and
+	// what they report afterwards changes nothing.
+	Force         bool `protobuf:"varint,2,opt,name=force,proto3" json:"force,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1525,6 +1531,13 @@ func (x *CancelRunRequest) GetRunId() string {
 		return x.RunId
 	}
 	return ""
+}
+
+func (x *CancelRunRequest) GetForce() bool {
+	if x != nil {
+		return x.Force
+	}
+	return false
 }
 
 type RerunRunRequest struct {
@@ -2136,9 +2149,10 @@ const file_sluice_source_v1_source_proto_rawDesc = "" +
 	"\x04runs\x18\x01 \x03(\v2\x15.sluice.source.v1.RunR\x04runs\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"1\n" +
 	"\rGetRunRequest\x12 \n" +
-	"\x06run_id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\x05runId\"4\n" +
+	"\x06run_id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\x05runId\"J\n" +
 	"\x10CancelRunRequest\x12 \n" +
-	"\x06run_id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\x05runId\"K\n" +
+	"\x06run_id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\x05runId\x12\x14\n" +
+	"\x05force\x18\x02 \x01(\bR\x05force\"K\n" +
 	"\x0fRerunRunRequest\x12 \n" +
 	"\x06run_id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\x05runId\x12\x16\n" +
 	"\x06failed\x18\x02 \x01(\bR\x06failed\";\n" +
