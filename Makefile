@@ -55,7 +55,7 @@ VERSION := $(shell git describe --tags --always --dirty 2>/dev/null || echo 0.0.
 COMMIT  := $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 VERSION_LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
-.PHONY: dev-certs k8s-dev-certs all run build test load test-clean test-short test-postgres test-containers bench fuzz lint vet tools proto-deps generate generate-nats generate-check proto-lint breaking tidy tidy-check build-gowork-off k8s-check k8s-generate vulncheck ci clean images images-clean image-host-packages
+.PHONY: dev-certs k8s-dev-certs all run build test load example-images test-clean test-short test-postgres test-containers bench fuzz lint vet tools proto-deps generate generate-nats generate-check proto-lint breaking tidy tidy-check build-gowork-off k8s-check k8s-generate vulncheck ci clean images images-clean image-host-packages
 
 all: build
 
@@ -294,7 +294,7 @@ docker_build = DOCKER_BUILDKIT=0 docker build --quiet --force-rm \
 	| { grep -v -e '^DEPRECATED: The legacy builder' -e '^ *BuildKit is currently disabled' -e '^ *environment-variable\.' -e '^$$' || true; }; \
 	echo "image $(call image_name,$(1)):$(IMAGE_TAG) (and :dev)"
 
-## images: the container images sluice-{source,build,test,release,notify,nats,postgres} and sluice, tagged :<git describe> and :dev (docker, FROM scratch, nothing pulled).
+## images: the container images sluice-{source,build,test,release,notify,nats,postgres} and sluice, tagged :<git describe> and :dev, and the example images (docker, FROM scratch, nothing pulled).
 images: image-host-packages $(IMAGE_CACHE)/nats-$(NATS_SERVER_VERSION)-$(GOTOOLCHAIN)/nats-server
 	@mkdir -p $(IMAGE_CACHE)/bin
 	CGO_ENABLED=0 go build -trimpath -ldflags "-s -w $(VERSION_LDFLAGS)" -o $(IMAGE_CACHE)/bin/ \
@@ -318,6 +318,7 @@ images: image-host-packages $(IMAGE_CACHE)/nats-$(NATS_SERVER_VERSION)-$(GOTOOLC
 	@$(call docker_build,nats,--label sluice.nats-server.version=$(NATS_SERVER_VERSION))
 	@deploy/images/postgres/build-rootfs.sh $(IMAGE_CACHE)/postgres >/dev/null
 	@$(call docker_build,postgres,--label sluice.postgresql.version=$$(cat $(IMAGE_CACHE)/postgres/pg-version))
+	@$(MAKE) --no-print-directory example-images
 	@# Earlier builds of ours that lost their tags; one still used by a container stays.
 	@docker images -q --filter dangling=true --filter label=org.opencontainers.image.source=$(IMAGE_SOURCE) \
 		| xargs -r docker rmi >/dev/null 2>&1 || true
@@ -330,6 +331,32 @@ $(IMAGE_CACHE)/nats-$(NATS_SERVER_VERSION)-$(GOTOOLCHAIN)/nats-server:
 # missing packages as root (only those: apt-get would upgrade the others), or
 # say which to install. A dynamic /bin/busybox (Debian's busybox package)
 # would not run FROM scratch: it must be busybox-static's.
+# The Go versions of examples/guestbook's matrix: TAG=GOTOOLCHAIN (fetched from the
+# module proxy when it is not the go on the PATH).
+EXAMPLE_GO := 1.26=go1.26.8 1.27=$(GOTOOLCHAIN)
+
+## example-images: sluice-example-go:1.26 and :1.27 for examples/guestbook (this host's Go toolchains and busybox, FROM scratch; an image of the same Go version is kept).
+example-images: image-host-packages
+	@for v in $(EXAMPLE_GO); do \
+		tag=$${v%%=*}; tc=$${v#*=}; \
+		version=$$(cd / && GOTOOLCHAIN=$$tc go env GOVERSION) || exit 1; \
+		case $$version in go$$tag|go$$tag.*) ;; *) echo "example-images: GOTOOLCHAIN=$$tc is $$version, not Go $$tag" >&2; exit 1;; esac; \
+		if [ "$$(docker image inspect -f '{{index .Config.Labels "sluice.go.version"}}' sluice-example-go:$$tag 2>/dev/null)" = $$version ]; then \
+			echo "image sluice-example-go:$$tag ($$version, kept)"; continue; \
+		fi; \
+		root=$$(cd / && GOTOOLCHAIN=$$tc go env GOROOT) || exit 1; \
+		ctx=$(IMAGE_CACHE)/example-go-$$tag; rm -rf $$ctx; mkdir -p $$ctx/go; \
+		cp /bin/busybox deploy/images/files/passwd $$ctx/; \
+		(cd $$root && tar cf - --exclude=./test --exclude=./doc --exclude=./api --exclude=./misc .) | tar xf - -C $$ctx/go || exit 1; \
+		chmod -R u+w $$ctx; \
+		DOCKER_BUILDKIT=0 docker build --quiet --force-rm -t sluice-example-go:$$tag --label sluice.go.version=$$version \
+			-f deploy/images/example-go/Dockerfile $$ctx 2>&1 >/dev/null \
+			| { grep -v -e '^DEPRECATED: The legacy builder' -e '^ *BuildKit is currently disabled' -e '^ *environment-variable\.' -e '^$$' || true; }; \
+		rm -rf $$ctx; \
+		[ "$$(docker image inspect -f '{{index .Config.Labels "sluice.go.version"}}' sluice-example-go:$$tag 2>/dev/null)" = $$version ] || exit 1; \
+		echo "image sluice-example-go:$$tag ($$version)"; \
+	done
+
 image-host-packages:
 	@pkgs=""; \
 	[ -x /usr/lib/postgresql/15/bin/postgres ] || pkgs="$$pkgs postgresql-15"; \
@@ -349,4 +376,5 @@ images-clean:
 	for n in $(foreach d,$(IMAGE_DIRS),$(call image_name,$(d))); do docker images --format '{{.Repository}}:{{.Tag}}' $$n; done \
 		| xargs -r docker rmi
 	docker images -q --filter dangling=true --filter label=org.opencontainers.image.source=$(IMAGE_SOURCE) | xargs -r docker rmi
+	docker images --format '{{.Repository}}:{{.Tag}}' sluice-example-go | xargs -r docker rmi
 	rm -rf $(IMAGE_CACHE)
