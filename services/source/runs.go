@@ -281,6 +281,20 @@ func supersede(ctx context.Context, tx *sql.Tx, run *domain.Run) ([]string, erro
 	return ids, nil
 }
 
+// storeEnd stores, in tx, run that source itself has just ended, and
+// enqueues its RunFinished.
+func storeEnd(ctx context.Context, tx *sql.Tx, run *domain.Run) error {
+	if err := updateRun(ctx, tx, *run); err != nil {
+		return err
+	}
+	run.Version++
+	fin, err := events.New(runFinishedToProto(*run), run.ID, run.ID)
+	if err != nil {
+		return err
+	}
+	return events.Enqueue(ctx, tx, fin)
+}
+
 // supersededBy names who cancels a run that run newer of group supersedes.
 func supersededBy(newer, group string) string {
 	return fmt.Sprintf("run %s (a newer run of %s)", newer, group)
@@ -303,15 +317,7 @@ func cancel(ctx context.Context, tx *sql.Tx, run *domain.Run, by string) error {
 		run.Version++
 	}
 	if run.CancelWaiting(run.CancelRequestedBy, now) {
-		if err := updateRun(ctx, tx, *run); err != nil {
-			return err
-		}
-		run.Version++
-		fin, err := events.New(runFinishedToProto(*run), run.ID, run.ID)
-		if err != nil {
-			return err
-		}
-		return events.Enqueue(ctx, tx, fin)
+		return storeEnd(ctx, tx, run)
 	}
 	ev, err := events.New(&sourceeventsv1.RunCancelRequested{
 		RunId: run.ID, Repository: runRepositoryRef(*run), Commit: run.Commit, RequestedBy: run.CancelRequestedBy,
@@ -446,15 +452,7 @@ func (s *Service) CancelRun(ctx context.Context, runID string, force bool) (doma
 		if !force || !run.ForceCancel(run.CancelRequestedBy, time.Now().UTC()) {
 			return nil
 		}
-		if err := updateRun(ctx, tx, run); err != nil {
-			return err
-		}
-		run.Version++
-		fin, err := events.New(runFinishedToProto(run), run.ID, run.ID)
-		if err != nil {
-			return err
-		}
-		return events.Enqueue(ctx, tx, fin)
+		return storeEnd(ctx, tx, &run)
 	})
 	if err != nil {
 		return domain.Run{}, err
