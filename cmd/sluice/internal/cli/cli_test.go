@@ -769,3 +769,27 @@ func TestShowListsTheSteps(t *testing.T) {
 		}
 	}
 }
+
+// logs -f says when a run waits to be let start, and refuses a run that
+// ended without starting (cancelled while it waited): it has no logs.
+func TestLogsFollowOfAWaitingRun(t *testing.T) {
+	t.Parallel()
+	f := startFake(t, true)
+	waiting := helloRun("w1", sourcev1.RunStatus_RUN_STATUS_QUEUED)
+	waiting.EndTime = nil
+	f.source.addRun(waiting)
+	f.build.logs["w1"] = []*buildv1.LogLine{{Seq: 1, Step: "compile", Stream: "stdout", Text: "compiling"}}
+	r := run(t, f.env(), "logs", "w1", "-f")
+	if !strings.HasPrefix(r.stdout, "--- the run waits for room in its concurrency group") || !strings.Contains(r.stdout, "[compile] compiling") {
+		t.Errorf("logs -f of a waiting run: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+	}
+
+	never := helloRun("w2", sourcev1.RunStatus_RUN_STATUS_CANCELLED)
+	never.FailureReason = "cancelled by run w3 (a newer run of branch main) before it started"
+	never.Stages = []*sourcev1.Stage{{Name: "build", Status: sourcev1.StageStatus_STAGE_STATUS_SKIPPED}}
+	f.source.addRun(never)
+	r = run(t, f.env(), "logs", "w2", "-f")
+	if r.code != 1 || !strings.Contains(r.stderr, "run w2 ended before it started (cancelled by run w3") {
+		t.Errorf("logs -f of a run that never started: exit %d, stderr %q", r.code, r.stderr)
+	}
+}

@@ -163,6 +163,17 @@ func (f *fakeSource) GetRun(_ context.Context, req *sourcev1.GetRunRequest) (*so
 	return &sourcev1.GetRunResponse{Run: r}, nil
 }
 
+// WatchRun sends the run as it is now and ends.
+func (f *fakeSource) WatchRun(_ context.Context, req *sourcev1.WatchRunRequest, stream *connect.ServerStream[sourcev1.WatchRunResponse]) error {
+	f.mu.Lock()
+	r, ok := f.runs[req.GetRunId()]
+	f.mu.Unlock()
+	if !ok {
+		return connect.NewError(connect.CodeNotFound, fmt.Errorf("run %q: not found", req.GetRunId()))
+	}
+	return stream.Send(&sourcev1.WatchRunResponse{Run: r})
+}
+
 type fakeBuild struct {
 	buildv1connect.UnimplementedBuildServiceHandler
 	mu     sync.Mutex

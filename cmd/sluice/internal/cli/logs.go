@@ -225,6 +225,11 @@ func (s *session) logs(ctx context.Context, runID, step string, follow bool) err
 			fmt.Fprintf(s.app.Stdout, "[%s] %s\n", sanitizeLine(l.Step), Sanitize(l.Text))
 		}
 	}
+	if follow {
+		if err := s.awaitAdmission(ctx, runID, emit); err != nil {
+			return err
+		}
+	}
 	anyFound := false
 	for _, src := range sources {
 		if follow && src.tail != nil {
@@ -255,6 +260,42 @@ func (s *session) logs(ctx context.Context, runID, step string, follow bool) err
 	}
 	if !anyFound {
 		return fmt.Errorf("no logs for run %s (has it been built?)", sanitizeLine(runID))
+	}
+	return nil
+}
+
+// awaitAdmission waits, for logs -f, until run runID is let start: a run
+// may wait in source longer than the stages wait for a run they have not
+// seen. It says once that the run waits, and fails when the run ended
+// without starting (cancelled while it waited). An id that is no run (a
+// rollback's) is not waited for.
+func (s *session) awaitAdmission(ctx context.Context, runID string, emit func(logLine)) error {
+	stream, err := s.source().WatchRun(ctx, &sourcev1.WatchRunRequest{RunId: runID})
+	if err != nil {
+		return err
+	}
+	defer func() { _ = stream.Close() }()
+	told := false
+	for stream.Receive() {
+		r := stream.Msg().GetRun()
+		switch {
+		case r.GetAdmitTime() != nil || r.GetStatus() == sourcev1.RunStatus_RUN_STATUS_RUNNING:
+			return nil
+		case r.GetStatus() != sourcev1.RunStatus_RUN_STATUS_QUEUED:
+			// A run that never started skipped its first stage, the build.
+			if slices.ContainsFunc(r.GetStages(), func(st *sourcev1.Stage) bool {
+				return st.GetName() == "build" && st.GetStatus() == sourcev1.StageStatus_STAGE_STATUS_SKIPPED
+			}) {
+				return &exitError{code: 1, msg: fmt.Sprintf("run %s ended before it started (%s): it has no logs", sanitizeLine(runID), sanitizeLine(r.GetFailureReason()))}
+			}
+			return nil
+		case !told:
+			emit(logLine{Stream: "meta", Text: "--- the run waits for room in its concurrency group, or under the limits of active runs"})
+			told = true
+		}
+	}
+	if err := stream.Err(); err != nil && connect.CodeOf(err) != connect.CodeNotFound {
+		return err
 	}
 	return nil
 }
