@@ -198,25 +198,26 @@ func TestFairQueueUnderABurst(t *testing.T) {
 		return in
 	}
 	servicekittest.Eventually(t, "the burst's first runs start", func() bool { return len(admitted()) == limit })
+	first := admitted() // early is nil: not checked yet
 	early = map[string]bool{}
-	for _, r := range admitted() {
+	for _, r := range first {
 		early[r.Id] = true
 	}
 
-	first := h.trigger("quiet", "")
+	quietRun := h.trigger("quiet", "")
 	time.Sleep(200 * time.Millisecond)
-	if h.requested(first.Id) {
+	if h.requested(quietRun.Id) {
 		t.Fatal("a run was let start beyond max-active-runs")
 	}
 	active := admitted()
 	endRun(h, active[0], busyRepo.Url)
-	h.waitRunEvent(subjectRunRequested, first.Id)
+	h.waitRunEvent(subjectRunRequested, quietRun.Id)
 	if got := admitted(); len(got) != limit {
 		t.Fatalf("%d runs of the burst let start after one ended; want %d: the other repository's run goes first", len(got), limit)
 	}
 
 	// The places that free up next go to the burst, oldest first.
-	endRun(h, first, quietRepo.Url)
+	endRun(h, quietRun, quietRepo.Url)
 	endRun(h, active[1], busyRepo.Url)
 	servicekittest.Eventually(t, "the burst's next runs start", func() bool { return len(admitted()) == 2*limit })
 }
