@@ -118,7 +118,7 @@ func (s *Service) startRun(ctx context.Context, repo domain.Repository, res gitm
 	}
 	var superseded []string
 	made := run // as the transaction leaves it (set afresh on each try)
-	err = s.store.InTx(ctx, func(tx *sql.Tx) error {
+	err = s.record(ctx, func(tx *sql.Tx) error {
 		superseded, made = nil, run
 		if err := recordBranchCommit(ctx, tx, run, again); err != nil {
 			return err
@@ -181,6 +181,14 @@ func (s *Service) startRun(ctx context.Context, repo domain.Repository, res gitm
 	}
 	run.Version = 1
 	return run, nil
+}
+
+// record runs fn, which records a new run, in a transaction, one at a
+// time in this process (Service.recording).
+func (s *Service) record(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	s.recording.Lock()
+	defer s.recording.Unlock()
+	return s.store.InTx(ctx, fn)
 }
 
 // prepareRun builds the run of a commit from its pipeline file. A file

@@ -43,6 +43,12 @@ type Service struct {
 	keys *keyring.Ring
 	// admission wakes the admission pass (Admit).
 	admission chan struct{}
+	// recording serialises this process's transactions that record a new
+	// run: on PostgreSQL, runs recorded side by side (a burst of
+	// triggers, pushes to one branch) conflict on the branch's commits and
+	// the concurrency group's runs, and each conflict costs a retry; the
+	// retries stay for runs recorded by other replicas.
+	recording sync.Mutex
 }
 
 // Deps are the service's collaborators; fx provides them (servicekit).
