@@ -527,10 +527,13 @@ func TestDuplicateRunRequestMakesOneBuild(t *testing.T) {
 
 func TestTakeoverOfBuildLeftRunning(t *testing.T) {
 	t.Parallel()
-	// Two replicas on one database, as replicas on PostgreSQL would be.
+	// Two replicas on one database, as replicas on PostgreSQL would be. The
+	// heartbeat is short to make the takeover quick, but long enough that a
+	// loaded machine renews the live holder's lease in time (at 200ms a slow
+	// PostgreSQL let the first attempt lapse before its step printed).
 	dbURL := sqldbtest.URL(t)
 	replica := func(id string) build.Config {
-		return build.Config{Settings: servicekit.Settings{DatabaseURL: dbURL}, WorkerID: id, Heartbeat: 200 * time.Millisecond}
+		return build.Config{Settings: servicekit.Settings{DatabaseURL: dbURL}, WorkerID: id, Heartbeat: time.Second}
 	}
 	h := newHarness(t, replica("worker-a"), replica("worker-b"))
 	workers := map[string]*instance{"worker-a": h.replicas[0], "worker-b": h.replicas[1]}
