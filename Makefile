@@ -112,6 +112,7 @@ bench:
 	go test -run '^$$' -bench . -benchtime 3x ./platform/secretmask/
 	go test -run '^$$' -bench . -benchtime 1x ./platform/executor/container/
 	go test -run '^$$' -bench . -benchtime 200x ./platform/stepgraph/
+	go test -run '^$$' -bench . -benchtime 1x ./platform/stepcache/
 
 ## fuzz: every fuzz target of the repository (a func FuzzXxx in a _test.go) for FUZZTIME each (10s by default), one after the other: at the default about 13 s per target with the build cache warm, a minute for the five of today.
 ## A target that fails writes the input under its package's testdata/fuzz/FuzzXxx: fix the code, and commit the file with a test that the fix makes pass.

@@ -114,25 +114,11 @@ func Compile(source string, steps []string) (*Condition, error) {
 	if strings.TrimSpace(source) == "" {
 		return nil, &ConditionError{Line: 1, Column: 1, Message: "the condition is empty"}
 	}
-	opts := []expr.Option{expr.Env(env{}), expr.AsBool(), expr.MaxNodes(maxConditionNodes), expr.DisableAllBuiltins()}
-	for _, name := range allowedBuiltins {
-		opts = append(opts, expr.EnableBuiltin(name))
-	}
-	program, err := expr.Compile(source, opts...)
+	program, tree, err := CompileExpression("a condition", source, env{}, maxConditionNodes, expr.AsBool())
 	if err != nil {
-		var fe *file.Error
-		if errors.As(err, &fe) {
-			return nil, &ConditionError{Line: max(fe.Line, 1), Column: fe.Column + 1, Message: fe.Message}
-		}
-		return nil, &ConditionError{Line: 1, Column: 1, Message: err.Error()}
+		return nil, err
 	}
 	c := &Condition{source: source, program: program}
-	// The checks walk the tree as written: the compiler's optimizer folds
-	// constants (always() || true) and would hide calls.
-	tree, err := parser.Parse(source)
-	if err != nil {
-		return nil, &ConditionError{Line: 1, Column: 1, Message: err.Error()}
-	}
 	v := &calls{source: source, steps: steps}
 	node := tree.Node
 	ast.Walk(&node, v)
@@ -156,22 +142,6 @@ type calls struct {
 
 func (v *calls) Visit(node *ast.Node) {
 	if v.err != nil {
-		return
-	}
-	// What could make a condition cost more than its length: loops over
-	// ranges and predicates (all, map, ... are not enabled at all), and
-	// variables, which could also hide a status function's call.
-	switch n := (*node).(type) {
-	case *ast.PredicateNode, *ast.PointerNode:
-		v.err = v.at(*node, "predicates are not allowed in a condition")
-		return
-	case *ast.VariableDeclaratorNode:
-		v.err = v.at(*node, "let is not allowed in a condition")
-		return
-	case *ast.BinaryNode:
-		if n.Operator == ".." {
-			v.err = v.at(*node, "ranges are not allowed in a condition")
-		}
 		return
 	}
 	call, ok := (*node).(*ast.CallNode)
@@ -214,10 +184,70 @@ func (v *calls) Visit(node *ast.Node) {
 }
 
 // at is a ConditionError at node.
-func (v *calls) at(node ast.Node, msg string) error {
-	loc := node.Location()
-	e := (&file.Error{Location: loc, Message: msg}).Bind(file.NewSource(v.source))
+func (v *calls) at(node ast.Node, msg string) error { return errorAt(v.source, node, msg) }
+
+// errorAt is a ConditionError at node of source.
+func errorAt(source string, node ast.Node, msg string) *ConditionError {
+	e := (&file.Error{Location: node.Location(), Message: msg}).Bind(file.NewSource(source))
 	return &ConditionError{Line: max(e.Line, 1), Column: e.Column + 1, Message: msg}
+}
+
+// CompileExpression compiles what (its errors say "in a condition", "in
+// a cache key"), an expression of expr-lang, against env, as
+// conditions and cache keys are: with the string builtins alone, at most
+// maxNodes nodes, and kind (expr.AsBool(), expr.AsKind(...)); it refuses
+// what could make an expression cost more than its length (predicates,
+// ranges, let: the looping builtins are not enabled at all). The error is
+// a *ConditionError; tree is the expression as written (the compiler's
+// optimizer folds constants, which would hide calls).
+func CompileExpression(what, source string, env any, maxNodes uint, kind expr.Option) (*vm.Program, *parser.Tree, error) {
+	opts := []expr.Option{expr.Env(env), kind, expr.MaxNodes(maxNodes), expr.DisableAllBuiltins()}
+	for _, name := range allowedBuiltins {
+		opts = append(opts, expr.EnableBuiltin(name))
+	}
+	program, err := expr.Compile(source, opts...)
+	if err != nil {
+		var fe *file.Error
+		if errors.As(err, &fe) {
+			return nil, nil, &ConditionError{Line: max(fe.Line, 1), Column: fe.Column + 1, Message: fe.Message}
+		}
+		return nil, nil, &ConditionError{Line: 1, Column: 1, Message: err.Error()}
+	}
+	tree, err := parser.Parse(source)
+	if err != nil {
+		return nil, nil, &ConditionError{Line: 1, Column: 1, Message: err.Error()}
+	}
+	c := &costly{source: source, in: " in " + what}
+	node := tree.Node
+	ast.Walk(&node, c)
+	if c.err != nil {
+		return nil, nil, c.err
+	}
+	return program, tree, nil
+}
+
+// costly finds what could make an expression cost more than its length:
+// loops over ranges and predicates, and variables (which could also hide
+// a condition's status function's call).
+type costly struct {
+	source, in string
+	err        *ConditionError
+}
+
+func (c *costly) Visit(node *ast.Node) {
+	if c.err != nil {
+		return
+	}
+	switch n := (*node).(type) {
+	case *ast.PredicateNode, *ast.PointerNode:
+		c.err = errorAt(c.source, n, "predicates are not allowed"+c.in)
+	case *ast.VariableDeclaratorNode:
+		c.err = errorAt(c.source, n, "let is not allowed"+c.in)
+	case *ast.BinaryNode:
+		if n.Operator == ".." {
+			c.err = errorAt(c.source, n, "ranges are not allowed"+c.in)
+		}
+	}
 }
 
 // state is what a condition's status functions read while a stage runs.

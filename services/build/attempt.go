@@ -24,6 +24,7 @@ import (
 	"github.com/sluicehq/sluice/platform/lease"
 	"github.com/sluicehq/sluice/platform/prototime"
 	"github.com/sluicehq/sluice/platform/runcancel"
+	"github.com/sluicehq/sluice/platform/stepcache"
 	"github.com/sluicehq/sluice/platform/stepfile"
 	"github.com/sluicehq/sluice/platform/stepgraph"
 	"github.com/sluicehq/sluice/platform/steplog"
@@ -69,6 +70,17 @@ func (s *Service) execute(ctx context.Context, run domain.Run, b domain.Build, l
 		return res, nil
 	}
 
+	caches, err := stepcache.Prepare(ctx, s.js, stepcache.BuildBucket, s.cfg.Caches, s.log, stepcache.Attempt{
+		Specs: run.Caches, RepositoryID: run.Repository.ID, DefaultBranch: run.Repository.DefaultBranch, Facts: run.Facts,
+		Dirs: stepcache.Dirs{Workspace: ws, Home: executor.HomeOf(ws)}, Say: func(line string) { w.Append("", steplog.Meta, "--- "+line) },
+	})
+	if err != nil {
+		return res, interrupted(ctx)
+	}
+	if err := caches.Restore(ctx); err != nil {
+		return res, interrupted(ctx)
+	}
+
 	stage, failure, err := s.openStage(ctx, run, b, ws, secrets)
 	if err != nil {
 		return res, err
@@ -102,6 +114,9 @@ func (s *Service) execute(ctx context.Context, run domain.Run, b domain.Build, l
 	if graph.Failed >= 0 {
 		res.failure = steps.failures[graph.Failed]
 		return res, nil
+	}
+	if err := caches.Save(ctx); err != nil {
+		return res, interrupted(ctx)
 	}
 
 	if len(run.Artifacts) == 0 {

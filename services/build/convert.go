@@ -7,6 +7,7 @@ import (
 	"github.com/sluicehq/sluice/platform/executor/stagespec"
 	"github.com/sluicehq/sluice/platform/gitauth"
 	"github.com/sluicehq/sluice/platform/prototime"
+	"github.com/sluicehq/sluice/platform/stepcache"
 	"github.com/sluicehq/sluice/platform/stepgraph"
 	"github.com/sluicehq/sluice/platform/steplog"
 	buildv1 "github.com/sluicehq/sluice/proto/gen/sluice/build/v1"
@@ -25,6 +26,7 @@ func runFromEvent(req *sourceeventsv1.RunRequested) domain.Run {
 			URL:  req.GetRepository().GetUrl(),
 
 			GitCredential: gitauth.KindFromProto(req.GetRepository().GetGitCredential()),
+			DefaultBranch: req.GetRepository().GetDefaultBranch(),
 		},
 		Commit: req.GetCommit(),
 		Branch: req.GetBranch(),
@@ -46,6 +48,7 @@ func runFromEvent(req *sourceeventsv1.RunRequested) domain.Run {
 	run.Services = stagespec.Services(req.GetPipeline().GetBuild().GetServices())
 	run.Graph = stepgraph.Nodes(req.GetPipeline().GetBuild().GetSteps())
 	run.MaxParallel = req.GetPipeline().GetBuild().GetMaxParallel()
+	run.Caches = stepcache.SpecsOf(req.GetPipeline().GetBuild().GetCaches())
 	run.Facts = stepgraph.FactsOf(run.Repository.Name, run.Commit, req.GetRef(), run.Branch, req.GetTrigger(), req.GetChanges())
 	for _, a := range req.GetPipeline().GetBuild().GetArtifacts() {
 		run.Artifacts = append(run.Artifacts, domain.ArtifactSpec{Name: a.GetName(), Path: a.GetPath()})
@@ -54,7 +57,7 @@ func runFromEvent(req *sourceeventsv1.RunRequested) domain.Run {
 }
 
 func repositoryRef(r domain.Repository) *sourceeventsv1.RepositoryRef {
-	return &sourceeventsv1.RepositoryRef{Id: r.ID, Name: r.Name, Url: r.URL, GitCredential: r.GitCredential.Proto()}
+	return &sourceeventsv1.RepositoryRef{Id: r.ID, Name: r.Name, Url: r.URL, GitCredential: r.GitCredential.Proto(), DefaultBranch: r.DefaultBranch}
 }
 
 func buildToProto(b domain.Build) *buildv1.Build {

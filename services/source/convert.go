@@ -175,7 +175,7 @@ func repositoryRefToProto(r domain.Repository) *sourceeventsv1.RepositoryRef {
 
 // runRepositoryRef is the reference to a run's repository.
 func runRepositoryRef(run domain.Run) *sourceeventsv1.RepositoryRef {
-	return &sourceeventsv1.RepositoryRef{Id: run.RepositoryID, Name: run.Repository, Url: run.RepositoryURL, GitCredential: run.GitCredential.Proto()}
+	return &sourceeventsv1.RepositoryRef{Id: run.RepositoryID, Name: run.Repository, Url: run.RepositoryURL, GitCredential: run.GitCredential.Proto(), DefaultBranch: run.RepositoryBranch}
 }
 
 func repositoryCreatedToProto(r domain.Repository) *sourceeventsv1.RepositoryCreated {

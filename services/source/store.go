@@ -209,7 +209,7 @@ func setLastSeen(ctx context.Context, tx *sql.Tx, repoID, commit string, ifWas *
 
 // --- runs ---
 
-var runColumns = `r.id, r.repository_id, p.name, p.url, r.commit_sha, r.ref, r.branch, r.run_trigger, r.status,
+var runColumns = `r.id, r.repository_id, p.name, p.url, p.branch, r.commit_sha, r.ref, r.branch, r.run_trigger, r.status,
 	r.created_at, r.ended_at, r.failure_reason, r.release_version, r.commit_message, r.pipeline, r.version,
 	r.cancel_requested_at, r.cancel_requested_by, r.rerun_of, r.rerun_from, r.changes,
 	r.admitted_at, r.concurrency_group, r.concurrency_limit` + credentialColumns("p")
@@ -221,7 +221,7 @@ func scanRun(row interface{ Scan(...any) error }) (domain.Run, error) {
 	var created, ended, cancelRequested, admitted int64
 	var trigger, status, pipeline, changes string
 	var hasToken, hasKey bool
-	err := row.Scan(&r.ID, &r.RepositoryID, &r.Repository, &r.RepositoryURL, &r.Commit, &r.Ref, &r.Branch, &trigger, &status,
+	err := row.Scan(&r.ID, &r.RepositoryID, &r.Repository, &r.RepositoryURL, &r.RepositoryBranch, &r.Commit, &r.Ref, &r.Branch, &trigger, &status,
 		&created, &ended, &r.FailureReason, &r.ReleaseVersion, &r.CommitMessage, &pipeline, &r.Version,
 		&cancelRequested, &r.CancelRequestedBy, &r.RerunOf, &r.RerunFrom, &changes,
 		&admitted, &r.ConcurrencyGroup, &r.ConcurrencyLimit, &hasToken, &hasKey)

@@ -26,6 +26,7 @@ import (
 	"github.com/sluicehq/sluice/platform/lease"
 	"github.com/sluicehq/sluice/platform/runcancel"
 	"github.com/sluicehq/sluice/platform/secretmask"
+	"github.com/sluicehq/sluice/platform/stepcache"
 	"github.com/sluicehq/sluice/platform/stepfile"
 	"github.com/sluicehq/sluice/platform/stepgraph"
 	"github.com/sluicehq/sluice/platform/steplog"
@@ -152,6 +153,21 @@ func (a *attempt) test(ctx context.Context) (domain.Outcome, error) {
 		}
 		return domain.Outcome{}, err
 	}
+	// The caches first: their keys see the checkout alone, as build's
+	// do, and a restore never replaces a file, so the artifacts fetched
+	// next replace what a cache may have put at their paths.
+	facts := stepgraph.FactsOf(run.Repository.Name, run.Commit, a.bf.GetRef(), run.Branch, a.bf.GetTrigger(), a.bf.GetChanges())
+	caches, err := stepcache.Prepare(ctx, a.s.js, stepcache.TestBucket, a.s.cfg.Caches, a.log, stepcache.Attempt{
+		Specs: stepcache.SpecsOf(spec.GetCaches()), RepositoryID: run.Repository.ID, DefaultBranch: run.Repository.DefaultBranch, Facts: facts,
+		Dirs: stepcache.Dirs{Workspace: ws, Home: executor.HomeOf(ws)}, Say: func(line string) { a.meta("", "--- "+line) },
+	})
+	if err != nil {
+		return domain.Outcome{}, err
+	}
+	if err := caches.Restore(ctx); err != nil {
+		return domain.Outcome{}, err
+	}
+
 	problem, err := a.fetchArtifacts(ctx, ws, pipeline.GetBuild().GetArtifacts())
 	if err != nil {
 		return domain.Outcome{}, err
@@ -183,7 +199,6 @@ func (a *attempt) test(ctx context.Context) (domain.Outcome, error) {
 			a.log.Warn("the test run's containers were not all removed; the next attempt or sweep removes them", slog.Any("error", err))
 		}
 	}()
-	facts := stepgraph.FactsOf(run.Repository.Name, run.Commit, a.bf.GetRef(), run.Branch, a.bf.GetTrigger(), a.bf.GetChanges())
 	a.steps = make([]domain.StepResult, len(spec.GetSteps()))
 	steps := &testSteps{a: a, stage: stage, ws: ws, specs: spec.GetSteps()}
 	graph, err := stepgraph.Execute(ctx, stepgraph.Nodes(spec.GetSteps()), facts, a.s.cfg.Steps.Parallel(spec.GetMaxParallel()), steps)
@@ -194,6 +209,11 @@ func (a *attempt) test(ctx context.Context) (domain.Outcome, error) {
 	}
 	if err != nil {
 		return domain.Outcome{}, err
+	}
+	if graph.Failed < 0 {
+		if err := caches.Save(ctx); err != nil {
+			return domain.Outcome{}, err
+		}
 	}
 	suites, cases, problems := a.readReports(ws, spec.GetReports())
 	for _, p := range problems {

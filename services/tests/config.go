@@ -10,6 +10,7 @@ import (
 	"github.com/sluicehq/sluice/platform/executor/container"
 	"github.com/sluicehq/sluice/platform/gitcheckout"
 	"github.com/sluicehq/sluice/platform/servicekit"
+	"github.com/sluicehq/sluice/platform/stepcache"
 	"github.com/sluicehq/sluice/platform/stepgraph"
 	"github.com/sluicehq/sluice/platform/steplog"
 	"github.com/sluicehq/sluice/platform/stepsecrets"
@@ -43,6 +44,8 @@ type Config struct {
 	Logs steplog.Limits
 	// Steps bound how many steps of a stage run at once.
 	Steps stepgraph.Limits
+	// Caches bound the stage's dependency caches.
+	Caches stepcache.Limits
 	// SourceURL is the source service's base URL, asked for the values of
 	// the secrets steps ask for (stepsecrets); empty: runs whose steps ask
 	// for secrets fail.
@@ -81,6 +84,7 @@ func (c *Config) RegisterFlags(f *servicekit.Flags) {
 	c.Checkout.RegisterFlags(f)
 	c.Logs.RegisterFlags(f)
 	c.Steps.RegisterFlags(f)
+	c.Caches.RegisterFlags(f)
 	f.StringVar(&c.SourceURL, "source-url", "the source service's URL (asked for the secrets steps ask for)")
 	f.IntVar(&c.Workers, "workers", "test runs run at once")
 	f.DurationVar(&c.DefaultStepTimeout, "step-timeout", "timeout of test steps that declare none")
@@ -110,7 +114,7 @@ func (c Config) WithDefaults() Config {
 // Validate refuses a configuration the service cannot run with, naming the
 // setting. Call it on WithDefaults' result.
 func (c Config) Validate() error {
-	errs := []error{c.Settings.Validate(), c.Isolation.Validate(), c.Containers.Validate(), c.Checkout.Validate(), c.Logs.Validate(), c.Steps.Validate(), stepsecrets.CheckSourceURL(c.SourceURL, false, c.AllowPlainHTTP)}
+	errs := []error{c.Settings.Validate(), c.Isolation.Validate(), c.Containers.Validate(), c.Checkout.Validate(), c.Logs.Validate(), c.Steps.Validate(), c.Caches.Validate(), stepsecrets.CheckSourceURL(c.SourceURL, false, c.AllowPlainHTTP)}
 	if c.Workers < 1 {
 		errs = append(errs, fmt.Errorf("workers is %d; it must be at least 1", c.Workers))
 	}

@@ -22,6 +22,7 @@ func testRunFromEvent(bf *buildeventsv1.BuildFinished) domain.TestRun {
 			URL:  bf.GetRepository().GetUrl(),
 
 			GitCredential: gitauth.KindFromProto(bf.GetRepository().GetGitCredential()),
+			DefaultBranch: bf.GetRepository().GetDefaultBranch(),
 		},
 		Commit: bf.GetCommit(),
 		Branch: bf.GetBranch(),
@@ -38,7 +39,7 @@ func stepNames(bf *buildeventsv1.BuildFinished) []string {
 }
 
 func repositoryRef(r domain.Repository) *sourceeventsv1.RepositoryRef {
-	return &sourceeventsv1.RepositoryRef{Id: r.ID, Name: r.Name, Url: r.URL, GitCredential: r.GitCredential.Proto()}
+	return &sourceeventsv1.RepositoryRef{Id: r.ID, Name: r.Name, Url: r.URL, GitCredential: r.GitCredential.Proto(), DefaultBranch: r.DefaultBranch}
 }
 
 func testRunToProto(r domain.TestRun) *testv1.TestRun {

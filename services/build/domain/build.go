@@ -11,6 +11,7 @@ import (
 
 	"github.com/sluicehq/sluice/platform/executor"
 	"github.com/sluicehq/sluice/platform/gitauth"
+	"github.com/sluicehq/sluice/platform/stepcache"
 	"github.com/sluicehq/sluice/platform/stepgraph"
 )
 
@@ -51,6 +52,9 @@ type Repository struct {
 	// GitCredential is the kind of credential the repository is read with
 	// (from the run's event; not stored).
 	GitCredential gitauth.Kind
+	// DefaultBranch is the branch the repository watches, which caches
+	// fall back to (from the run's event; not stored).
+	DefaultBranch string
 }
 
 // StepSpec is one build step as the pipeline declares it.
@@ -82,6 +86,8 @@ type Run struct {
 	Branch     string
 	Steps      []StepSpec
 	Artifacts  []ArtifactSpec
+	// Caches are the stage's dependency caches.
+	Caches []stepcache.Spec
 	// Services run beside the steps (executor.Backend.Open).
 	Services []executor.Service
 	// Graph orders Steps (one node per step, in the same order);

@@ -123,6 +123,9 @@ type Run struct {
 	// Repository is the repository's name.
 	Repository    string
 	RepositoryURL string
+	// RepositoryBranch is the branch the repository watches (its
+	// default): the stages' caches fall back to it.
+	RepositoryBranch string
 	// GitCredential is the repository's (Repository.GitCredential).
 	GitCredential  gitauth.Kind
 	Commit         string
@@ -166,19 +169,20 @@ type Run struct {
 // NewRun makes a queued run with every stage pending.
 func NewRun(id string, repo Repository, commit Commit, ref, branch string, trigger Trigger, pipeline *sourcev1.Pipeline, now time.Time) Run {
 	r := Run{
-		ID:            id,
-		RepositoryID:  repo.ID,
-		Repository:    repo.Name,
-		RepositoryURL: repo.URL,
-		GitCredential: repo.GitCredential,
-		Commit:        commit.SHA,
-		Ref:           ref,
-		Branch:        branch,
-		Trigger:       trigger,
-		Status:        RunQueued,
-		CreatedAt:     now,
-		CommitMessage: commit.Message,
-		Pipeline:      pipeline,
+		ID:               id,
+		RepositoryID:     repo.ID,
+		Repository:       repo.Name,
+		RepositoryURL:    repo.URL,
+		RepositoryBranch: repo.Branch,
+		GitCredential:    repo.GitCredential,
+		Commit:           commit.SHA,
+		Ref:              ref,
+		Branch:           branch,
+		Trigger:          trigger,
+		Status:           RunQueued,
+		CreatedAt:        now,
+		CommitMessage:    commit.Message,
+		Pipeline:         pipeline,
 	}
 	for _, name := range StageNames() {
 		r.Stages = append(r.Stages, Stage{Name: name, Status: StagePending})

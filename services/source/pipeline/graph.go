@@ -451,29 +451,35 @@ func isString(n *yaml.Node) bool {
 // starts (a quoted scalar one character after its quote; a block scalar
 // on the lines after its indicator).
 func (p *parser) conditionError(n *yaml.Node, err error) {
-	n = resolve(n)
 	var ce *stepgraph.ConditionError
 	if !errors.As(err, &ce) {
-		p.errorAt(n, "", "condition: %v", err)
+		p.errorAt(resolve(n), "", "condition: %v", err)
 		return
 	}
+	p.errorInValue(n, ce.Line, ce.Column, "condition: "+cutQuoted(ce.Message), "see docs/pipeline.md, \"Conditions\"")
+}
+
+// errorInValue reports an error at line:col (from 1) of a scalar's value:
+// the value's own line and column counted from where it starts (a quoted
+// scalar one character after its quote; a block scalar on the lines after
+// its indicator).
+func (p *parser) errorInValue(n *yaml.Node, vline, vcol int, msg, hint string) {
+	n = resolve(n)
 	line, col := n.Line, n.Column
 	switch n.Style {
 	case yaml.LiteralStyle, yaml.FoldedStyle:
-		line += ce.Line
+		line += vline
 		col += 2 // the content is indented beyond the key
 	case yaml.DoubleQuotedStyle, yaml.SingleQuotedStyle:
-		line += ce.Line - 1
-		if ce.Line == 1 {
-			col += 1 + ce.Column - 1
+		line += vline - 1
+		if vline == 1 {
+			col += 1 + vcol - 1
 		}
 	default:
-		line += ce.Line - 1
-		if ce.Line == 1 {
-			col += ce.Column - 1
+		line += vline - 1
+		if vline == 1 {
+			col += vcol - 1
 		}
 	}
-	p.errs = append(p.errs, Error{File: p.file, Line: line, Column: col,
-		Message: "condition: " + cutQuoted(ce.Message),
-		Hint:    "see docs/pipeline.md, \"Conditions\""})
+	p.errs = append(p.errs, Error{File: p.file, Line: line, Column: col, Message: msg, Hint: hint})
 }

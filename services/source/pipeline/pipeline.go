@@ -22,6 +22,7 @@ import (
 	"buf.build/go/protovalidate"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/sluicehq/sluice/platform/stepcache"
 	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
 )
 
@@ -33,6 +34,8 @@ const (
 	maxNameLength    = 63    // step, artifact and environment names
 	maxSteps         = 100   // per section
 	maxArtifacts     = 100   // build.artifacts
+	maxCaches        = 10    // build.cache, test.cache
+	maxCachePaths    = 20    // a cache's paths
 	maxReports       = 50    // test.reports
 	maxBranches      = 50    // release.branches
 	maxBranchLength  = 255   // one branch name
@@ -275,6 +278,7 @@ func (p *parser) build(n *yaml.Node) *sourcev1.BuildSpec {
 		field{key: "artifacts", decode: func(n *yaml.Node) { build.Artifacts = p.artifacts(n) }},
 		field{key: "services", decode: func(n *yaml.Node) { build.Services = p.services(n) }},
 		field{key: "max_parallel", decode: func(n *yaml.Node) { build.MaxParallel = p.maxParallelSteps(n) }},
+		field{key: "cache", decode: func(n *yaml.Node) { build.Caches = p.caches(n) }},
 	)
 	return build
 }
@@ -286,6 +290,7 @@ func (p *parser) test(n *yaml.Node) *sourcev1.TestSpec {
 		field{key: "reports", decode: func(n *yaml.Node) { test.Reports = p.reports(n) }},
 		field{key: "services", decode: func(n *yaml.Node) { test.Services = p.services(n) }},
 		field{key: "max_parallel", decode: func(n *yaml.Node) { test.MaxParallel = p.maxParallelSteps(n) }},
+		field{key: "cache", decode: func(n *yaml.Node) { test.Caches = p.caches(n) }},
 	)
 	return test
 }
@@ -313,6 +318,65 @@ func (p *parser) artifacts(n *yaml.Node) []*sourcev1.ArtifactSpec {
 		artifacts = append(artifacts, artifact)
 	}
 	return artifacts
+}
+
+// caches decodes a stage's cache: entries; a key template that does not
+// compile is reported at its place inside the value.
+func (p *parser) caches(n *yaml.Node) []*sourcev1.CacheSpec {
+	var caches []*sourcev1.CacheSpec
+	for _, item := range p.list(n, "cache", maxCaches) {
+		c := &sourcev1.CacheSpec{}
+		p.fields(item,
+			field{key: "key", required: true, decode: func(n *yaml.Node) { c.Key = p.cacheKey(n) }},
+			field{key: "paths", required: true, decode: func(n *yaml.Node) { c.Paths = p.cachePaths(n) }},
+		)
+		caches = append(caches, c)
+	}
+	return caches
+}
+
+func (p *parser) cacheKey(n *yaml.Node) string {
+	s, ok := p.str(n)
+	if !ok {
+		return ""
+	}
+	_, err := stepcache.ParseKey(s)
+	var ke *stepcache.KeyError
+	switch {
+	case errors.As(err, &ke):
+		p.errorInValue(n, ke.Line, ke.Column, "cache key: "+cutQuoted(ke.Message), "see docs/pipeline.md, \"Caches\"")
+	case err != nil:
+		p.errorAt(resolve(n), "", "cache key: %v", err)
+	}
+	return s
+}
+
+func (p *parser) cachePaths(n *yaml.Node) []string {
+	items := p.list(n, "paths", maxCachePaths)
+	if len(items) == 0 {
+		p.errorAt(resolve(n), "", "a cache needs at least one path")
+	}
+	var paths []string
+	for _, item := range items {
+		s, ok := p.str(item)
+		if !ok {
+			continue
+		}
+		rel, home := strings.CutPrefix(s, "~/")
+		switch {
+		case s == "~" || (strings.HasPrefix(s, "~") && !home):
+			p.errorAt(resolve(item), `write "~/" and a path for the steps' home`, "path %q: only the steps' own home (~/) may be named", s)
+		case home && path.Clean(rel) == ".":
+			p.errorAt(resolve(item), "", "path %q names the whole home; name the directories to keep", s)
+		default:
+			p.relativePath(item, false)
+		}
+		if slices.Contains(paths, s) {
+			p.errorAt(resolve(item), "", "path %q is listed twice", s)
+		}
+		paths = append(paths, s)
+	}
+	return paths
 }
 
 func (p *parser) reports(n *yaml.Node) []*sourcev1.ReportSpec {

@@ -205,6 +205,30 @@ concurrency:
 			Concurrency: &sourcev1.Concurrency{Group: sourcev1.ConcurrencyScope_CONCURRENCY_SCOPE_BRANCH, Limit: 2, CancelSuperseded: true},
 		},
 	},
+	{
+		name: "caches",
+		yaml: `version: 1
+build:
+  steps: [{name: a, run: x}]
+  cache:
+    - key: "go-${{ hashFiles('**/go.sum') }}"
+      paths: [~/go/pkg/mod, ~/.cache/go-build]
+test:
+  steps: [{name: t, run: y}]
+  cache:
+    - {key: tools, paths: [.tools]}
+`,
+		want: &sourcev1.Pipeline{
+			Build: &sourcev1.BuildSpec{
+				Steps:  []*sourcev1.Step{{Name: "a", Run: "x"}},
+				Caches: []*sourcev1.CacheSpec{{Key: "go-${{ hashFiles('**/go.sum') }}", Paths: []string{"~/go/pkg/mod", "~/.cache/go-build"}}},
+			},
+			Test: &sourcev1.TestSpec{
+				Steps:  []*sourcev1.Step{{Name: "t", Run: "y"}},
+				Caches: []*sourcev1.CacheSpec{{Key: "tools", Paths: []string{".tools"}}},
+			},
+		},
+	},
 }
 
 // containerCases are pipelines with steps in images and services.
@@ -290,6 +314,33 @@ concurrency:
 		},
 	},
 	{
+		name: "caches",
+		yaml: `version: 1
+build:
+  steps: [{name: a, run: x}]
+  cache:
+    - key: "go-${{ hashFile('go.sum') }}"
+      paths: [/root/go, ~root/x, ~/, a/../../b, .c, .c, ~/./]
+    - key: go-${{ 1..3 }}
+      paths: []
+    - paths: [x]
+      size: 3
+`,
+		want: []string{
+			`.sluice.yaml:5:20: cache key: unknown name hashFile (hint: see docs/pipeline.md, "Caches")`,
+			`.sluice.yaml:6:15: path "/root/go" must be relative to the workspace`,
+			`.sluice.yaml:6:25: path "~root/x": only the steps' own home (~/) may be named (hint: write "~/" and a path for the steps' home)`,
+			`.sluice.yaml:6:34: path "~/" names the whole home; name the directories to keep`,
+			`.sluice.yaml:6:38: path "a/../../b" must not contain ".."`,
+			`.sluice.yaml:6:53: path ".c" is listed twice`,
+			`.sluice.yaml:6:57: path "~/./" names the whole home; name the directories to keep`,
+			`.sluice.yaml:7:18: cache key: expected string, but got []interface {} (hint: see docs/pipeline.md, "Caches")`,
+			`.sluice.yaml:8:14: a cache needs at least one path`,
+			`.sluice.yaml:9:7: missing required key "key"`,
+			`.sluice.yaml:10:7: unknown key "size"`,
+		},
+	},
+	{
 		name: "concurrency without a group",
 		yaml: "version: 1\nbuild:\n  steps: [{name: a, run: x}]\nconcurrency: {limit: 2}\n",
 		want: []string{`.sluice.yaml:4:14: missing required key "group"`},
@@ -367,10 +418,10 @@ concurrency:
 	// Keys and types.
 	{
 		name: "unknown keys",
-		yaml: "version: 1\nbuild:\n  stpes: []\n  cache: true\n",
+		yaml: "version: 1\nbuild:\n  stpes: []\n  caches: true\n",
 		want: []string{
 			`.sluice.yaml:3:3: unknown key "stpes" (hint: did you mean "steps"?)`,
-			`.sluice.yaml:4:3: unknown key "cache"`,
+			`.sluice.yaml:4:3: unknown key "caches" (hint: did you mean "cache"?)`,
 		},
 	},
 	{

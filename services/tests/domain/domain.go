@@ -72,6 +72,9 @@ type Repository struct {
 	ID, Name, URL string
 	// GitCredential is the kind of credential the repository is read with.
 	GitCredential gitauth.Kind
+	// DefaultBranch is the branch the repository watches, which caches
+	// fall back to (from the build's event; not stored).
+	DefaultBranch string
 }
 
 // Counts are case counts by outcome.

@@ -489,7 +489,10 @@ type BuildSpec struct {
 	Services []*ServiceSpec `protobuf:"bytes,3,rep,name=services,proto3" json:"services,omitempty"`
 	// How many steps of the stage run at once, at most (0: the service's
 	// max-parallel-steps setting, which also caps it).
-	MaxParallel   int32 `protobuf:"varint,4,opt,name=max_parallel,json=maxParallel,proto3" json:"max_parallel,omitempty"`
+	MaxParallel int32 `protobuf:"varint,4,opt,name=max_parallel,json=maxParallel,proto3" json:"max_parallel,omitempty"`
+	// Directories kept between runs (dependency caches): restored before
+	// the first step, saved after the steps succeeded when the key missed.
+	Caches        []*CacheSpec `protobuf:"bytes,5,rep,name=caches,proto3" json:"caches,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -550,6 +553,13 @@ func (x *BuildSpec) GetMaxParallel() int32 {
 		return x.MaxParallel
 	}
 	return 0
+}
+
+func (x *BuildSpec) GetCaches() []*CacheSpec {
+	if x != nil {
+		return x.Caches
+	}
+	return nil
 }
 
 // ServiceSpec is a container that runs beside a stage's steps (a database
@@ -626,6 +636,66 @@ func (x *ServiceSpec) GetEnv() map[string]string {
 	return nil
 }
 
+// CacheSpec is a dependency cache of a stage: the files under paths,
+// kept in the stage's cache store under the key the template gives.
+type CacheSpec struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The key template: text with ${{ expression }} parts (expr-lang) that
+	// may call hashFiles(glob...) and read branch, tag, ref, event and
+	// repository, e.g. "go-${{ hashFiles('**/go.sum') }}". Evaluated, it
+	// must be 1 to 128 letters, digits, ".", "-" and "_".
+	Key string `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	// Directories or files relative to the workspace, or to the steps' home
+	// when they start with "~/"; without "..".
+	Paths         []string `protobuf:"bytes,2,rep,name=paths,proto3" json:"paths,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CacheSpec) Reset() {
+	*x = CacheSpec{}
+	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CacheSpec) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CacheSpec) ProtoMessage() {}
+
+func (x *CacheSpec) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CacheSpec.ProtoReflect.Descriptor instead.
+func (*CacheSpec) Descriptor() ([]byte, []int) {
+	return file_sluice_source_v1_pipeline_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *CacheSpec) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *CacheSpec) GetPaths() []string {
+	if x != nil {
+		return x.Paths
+	}
+	return nil
+}
+
 // ArtifactSpec names a file the build keeps after its steps succeed.
 type ArtifactSpec struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -638,7 +708,7 @@ type ArtifactSpec struct {
 
 func (x *ArtifactSpec) Reset() {
 	*x = ArtifactSpec{}
-	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[5]
+	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -650,7 +720,7 @@ func (x *ArtifactSpec) String() string {
 func (*ArtifactSpec) ProtoMessage() {}
 
 func (x *ArtifactSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[5]
+	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -663,7 +733,7 @@ func (x *ArtifactSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ArtifactSpec.ProtoReflect.Descriptor instead.
 func (*ArtifactSpec) Descriptor() ([]byte, []int) {
-	return file_sluice_source_v1_pipeline_proto_rawDescGZIP(), []int{5}
+	return file_sluice_source_v1_pipeline_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ArtifactSpec) GetName() string {
@@ -688,14 +758,16 @@ type TestSpec struct {
 	Services []*ServiceSpec `protobuf:"bytes,3,rep,name=services,proto3" json:"services,omitempty"`
 	// How many steps of the stage run at once, at most (0: the service's
 	// max-parallel-steps setting, which also caps it).
-	MaxParallel   int32 `protobuf:"varint,4,opt,name=max_parallel,json=maxParallel,proto3" json:"max_parallel,omitempty"`
+	MaxParallel int32 `protobuf:"varint,4,opt,name=max_parallel,json=maxParallel,proto3" json:"max_parallel,omitempty"`
+	// As BuildSpec.caches (a stage's caches are its own).
+	Caches        []*CacheSpec `protobuf:"bytes,5,rep,name=caches,proto3" json:"caches,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *TestSpec) Reset() {
 	*x = TestSpec{}
-	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[6]
+	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -707,7 +779,7 @@ func (x *TestSpec) String() string {
 func (*TestSpec) ProtoMessage() {}
 
 func (x *TestSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[6]
+	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -720,7 +792,7 @@ func (x *TestSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TestSpec.ProtoReflect.Descriptor instead.
 func (*TestSpec) Descriptor() ([]byte, []int) {
-	return file_sluice_source_v1_pipeline_proto_rawDescGZIP(), []int{6}
+	return file_sluice_source_v1_pipeline_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *TestSpec) GetSteps() []*Step {
@@ -751,6 +823,13 @@ func (x *TestSpec) GetMaxParallel() int32 {
 	return 0
 }
 
+func (x *TestSpec) GetCaches() []*CacheSpec {
+	if x != nil {
+		return x.Caches
+	}
+	return nil
+}
+
 type ReportSpec struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Path or glob relative to the workspace, without "..".
@@ -762,7 +841,7 @@ type ReportSpec struct {
 
 func (x *ReportSpec) Reset() {
 	*x = ReportSpec{}
-	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[7]
+	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -774,7 +853,7 @@ func (x *ReportSpec) String() string {
 func (*ReportSpec) ProtoMessage() {}
 
 func (x *ReportSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[7]
+	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -787,7 +866,7 @@ func (x *ReportSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportSpec.ProtoReflect.Descriptor instead.
 func (*ReportSpec) Descriptor() ([]byte, []int) {
-	return file_sluice_source_v1_pipeline_proto_rawDescGZIP(), []int{7}
+	return file_sluice_source_v1_pipeline_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ReportSpec) GetPath() string {
@@ -815,7 +894,7 @@ type ReleaseSpec struct {
 
 func (x *ReleaseSpec) Reset() {
 	*x = ReleaseSpec{}
-	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[8]
+	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -827,7 +906,7 @@ func (x *ReleaseSpec) String() string {
 func (*ReleaseSpec) ProtoMessage() {}
 
 func (x *ReleaseSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[8]
+	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -840,7 +919,7 @@ func (x *ReleaseSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseSpec.ProtoReflect.Descriptor instead.
 func (*ReleaseSpec) Descriptor() ([]byte, []int) {
-	return file_sluice_source_v1_pipeline_proto_rawDescGZIP(), []int{8}
+	return file_sluice_source_v1_pipeline_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ReleaseSpec) GetBranches() []string {
@@ -882,7 +961,7 @@ type EnvironmentSpec struct {
 
 func (x *EnvironmentSpec) Reset() {
 	*x = EnvironmentSpec{}
-	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[9]
+	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -894,7 +973,7 @@ func (x *EnvironmentSpec) String() string {
 func (*EnvironmentSpec) ProtoMessage() {}
 
 func (x *EnvironmentSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[9]
+	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -907,7 +986,7 @@ func (x *EnvironmentSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnvironmentSpec.ProtoReflect.Descriptor instead.
 func (*EnvironmentSpec) Descriptor() ([]byte, []int) {
-	return file_sluice_source_v1_pipeline_proto_rawDescGZIP(), []int{9}
+	return file_sluice_source_v1_pipeline_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *EnvironmentSpec) GetName() string {
@@ -975,7 +1054,7 @@ type VerifySpec struct {
 
 func (x *VerifySpec) Reset() {
 	*x = VerifySpec{}
-	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[10]
+	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -987,7 +1066,7 @@ func (x *VerifySpec) String() string {
 func (*VerifySpec) ProtoMessage() {}
 
 func (x *VerifySpec) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[10]
+	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1000,7 +1079,7 @@ func (x *VerifySpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifySpec.ProtoReflect.Descriptor instead.
 func (*VerifySpec) Descriptor() ([]byte, []int) {
-	return file_sluice_source_v1_pipeline_proto_rawDescGZIP(), []int{10}
+	return file_sluice_source_v1_pipeline_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *VerifySpec) GetCheck() isVerifySpec_Check {
@@ -1069,7 +1148,7 @@ type Changes struct {
 
 func (x *Changes) Reset() {
 	*x = Changes{}
-	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[11]
+	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1081,7 +1160,7 @@ func (x *Changes) String() string {
 func (*Changes) ProtoMessage() {}
 
 func (x *Changes) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[11]
+	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1094,7 +1173,7 @@ func (x *Changes) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Changes.ProtoReflect.Descriptor instead.
 func (*Changes) Descriptor() ([]byte, []int) {
-	return file_sluice_source_v1_pipeline_proto_rawDescGZIP(), []int{11}
+	return file_sluice_source_v1_pipeline_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Changes) GetPaths() []string {
@@ -1150,13 +1229,15 @@ const file_sluice_source_v1_pipeline_proto_rawDesc = "" +
 	"\vMatrixEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01:s\xbaHp\x1an\n" +
-	"\x12step.env_or_secret\x121a variable must not be both in env and in secrets\x1a%this.secrets.all(k, !(k in this.env))\"\xa8\x04\n" +
+	"\x12step.env_or_secret\x121a variable must not be both in env and in secrets\x1a%this.secrets.all(k, !(k in this.env))\"\xe7\x04\n" +
 	"\tBuildSpec\x126\n" +
 	"\x05steps\x18\x01 \x03(\v2\x16.sluice.source.v1.StepB\b\xbaH\x05\x92\x01\x02\x10dR\x05steps\x12F\n" +
 	"\tartifacts\x18\x02 \x03(\v2\x1e.sluice.source.v1.ArtifactSpecB\b\xbaH\x05\x92\x01\x02\x10dR\tartifacts\x12C\n" +
 	"\bservices\x18\x03 \x03(\v2\x1d.sluice.source.v1.ServiceSpecB\b\xbaH\x05\x92\x01\x02\x10\n" +
 	"R\bservices\x12,\n" +
-	"\fmax_parallel\x18\x04 \x01(\x05B\t\xbaH\x06\x1a\x04\x18@(\x00R\vmaxParallel:\xa7\x02\xbaH\xa3\x02\x1aX\n" +
+	"\fmax_parallel\x18\x04 \x01(\x05B\t\xbaH\x06\x1a\x04\x18@(\x00R\vmaxParallel\x12=\n" +
+	"\x06caches\x18\x05 \x03(\v2\x1b.sluice.source.v1.CacheSpecB\b\xbaH\x05\x92\x01\x02\x10\n" +
+	"R\x06caches:\xa7\x02\xbaH\xa3\x02\x1aX\n" +
 	"\x17build.unique_step_names\x12\x19step names must be unique\x1a\"this.steps.map(s, s.name).unique()\x1ad\n" +
 	"\x1bbuild.unique_artifact_names\x12\x1dartifact names must be unique\x1a&this.artifacts.map(a, a.name).unique()\x1aa\n" +
 	"\x1abuild.unique_service_names\x12\x1cservice names must be unique\x1a%this.services.map(s, s.name).unique()\"\xe0\x03\n" +
@@ -1167,17 +1248,24 @@ const file_sluice_source_v1_pipeline_proto_rawDesc = "" +
 	"\x03env\x18\x04 \x03(\v2&.sluice.source.v1.ServiceSpec.EnvEntryB0\xbaH-\x9a\x01*\x10d\"\x1fr\x1d\x18\x80\x012\x18^[A-Za-z_][A-Za-z0-9_]*$*\x05r\x03(\x80@R\x03env\x1a6\n" +
 	"\bEnvEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xf3\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xa6\x02\n" +
+	"\tCacheSpec\x12\x1c\n" +
+	"\x03key\x18\x01 \x01(\tB\n" +
+	"\xbaH\ar\x05\x10\x01\x18\x80\x04R\x03key\x12\xfa\x01\n" +
+	"\x05paths\x18\x02 \x03(\tB\xe3\x01\xbaH\xdf\x01\x92\x01\xdb\x01\b\x01\x10\x14\x18\x01\"\xd2\x01\xba\x01\xc7\x01\n" +
+	"\rpath.relative\x12Pmust be relative to the workspace (or start with \"~/\") and must not contain \"..\"\x1ad!this.startsWith('/') && this != '~' && !this.matches('(^|/)\\\\.\\\\.(/|$)') && !this.matches('^~[^/]')r\x05\x10\x01\x18\x80\bR\x05paths\"\xf3\x01\n" +
 	"\fArtifactSpec\x124\n" +
 	"\x04name\x18\x01 \x01(\tB \xbaH\x1dr\x1b\x10\x01\x18?2\x15^[a-z0-9][a-z0-9_-]*$R\x04name\x12\xac\x01\n" +
 	"\x04path\x18\x02 \x01(\tB\x97\x01\xbaH\x93\x01\xba\x01\x88\x01\n" +
-	"\rpath.relative\x12;must be relative to the workspace and must not contain \"..\"\x1a:!this.startsWith('/') && !this.matches('(^|/)\\\\.\\\\.(/|$)')r\x05\x10\x01\x18\x80\bR\x04path\"\xb9\x03\n" +
+	"\rpath.relative\x12;must be relative to the workspace and must not contain \"..\"\x1a:!this.startsWith('/') && !this.matches('(^|/)\\\\.\\\\.(/|$)')r\x05\x10\x01\x18\x80\bR\x04path\"\xf8\x03\n" +
 	"\bTestSpec\x126\n" +
 	"\x05steps\x18\x01 \x03(\v2\x16.sluice.source.v1.StepB\b\xbaH\x05\x92\x01\x02\x10dR\x05steps\x12@\n" +
 	"\areports\x18\x02 \x03(\v2\x1c.sluice.source.v1.ReportSpecB\b\xbaH\x05\x92\x01\x02\x102R\areports\x12C\n" +
 	"\bservices\x18\x03 \x03(\v2\x1d.sluice.source.v1.ServiceSpecB\b\xbaH\x05\x92\x01\x02\x10\n" +
 	"R\bservices\x12,\n" +
-	"\fmax_parallel\x18\x04 \x01(\x05B\t\xbaH\x06\x1a\x04\x18@(\x00R\vmaxParallel:\xbf\x01\xbaH\xbb\x01\x1aW\n" +
+	"\fmax_parallel\x18\x04 \x01(\x05B\t\xbaH\x06\x1a\x04\x18@(\x00R\vmaxParallel\x12=\n" +
+	"\x06caches\x18\x05 \x03(\v2\x1b.sluice.source.v1.CacheSpecB\b\xbaH\x05\x92\x01\x02\x10\n" +
+	"R\x06caches:\xbf\x01\xbaH\xbb\x01\x1aW\n" +
 	"\x16test.unique_step_names\x12\x19step names must be unique\x1a\"this.steps.map(s, s.name).unique()\x1a`\n" +
 	"\x19test.unique_service_names\x12\x1cservice names must be unique\x1a%this.services.map(s, s.name).unique()\"\xff\x01\n" +
 	"\n" +
@@ -1243,7 +1331,7 @@ func file_sluice_source_v1_pipeline_proto_rawDescGZIP() []byte {
 }
 
 var file_sluice_source_v1_pipeline_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_sluice_source_v1_pipeline_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_sluice_source_v1_pipeline_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_sluice_source_v1_pipeline_proto_goTypes = []any{
 	(ConcurrencyScope)(0),       // 0: sluice.source.v1.ConcurrencyScope
 	(ReportFormat)(0),           // 1: sluice.source.v1.ReportFormat
@@ -1253,51 +1341,54 @@ var file_sluice_source_v1_pipeline_proto_goTypes = []any{
 	(*Step)(nil),                // 5: sluice.source.v1.Step
 	(*BuildSpec)(nil),           // 6: sluice.source.v1.BuildSpec
 	(*ServiceSpec)(nil),         // 7: sluice.source.v1.ServiceSpec
-	(*ArtifactSpec)(nil),        // 8: sluice.source.v1.ArtifactSpec
-	(*TestSpec)(nil),            // 9: sluice.source.v1.TestSpec
-	(*ReportSpec)(nil),          // 10: sluice.source.v1.ReportSpec
-	(*ReleaseSpec)(nil),         // 11: sluice.source.v1.ReleaseSpec
-	(*EnvironmentSpec)(nil),     // 12: sluice.source.v1.EnvironmentSpec
-	(*VerifySpec)(nil),          // 13: sluice.source.v1.VerifySpec
-	(*Changes)(nil),             // 14: sluice.source.v1.Changes
-	nil,                         // 15: sluice.source.v1.Step.EnvEntry
-	nil,                         // 16: sluice.source.v1.Step.SecretsEntry
-	nil,                         // 17: sluice.source.v1.Step.MatrixEntry
-	nil,                         // 18: sluice.source.v1.ServiceSpec.EnvEntry
-	nil,                         // 19: sluice.source.v1.EnvironmentSpec.EnvEntry
-	nil,                         // 20: sluice.source.v1.EnvironmentSpec.SecretsEntry
-	(*durationpb.Duration)(nil), // 21: google.protobuf.Duration
+	(*CacheSpec)(nil),           // 8: sluice.source.v1.CacheSpec
+	(*ArtifactSpec)(nil),        // 9: sluice.source.v1.ArtifactSpec
+	(*TestSpec)(nil),            // 10: sluice.source.v1.TestSpec
+	(*ReportSpec)(nil),          // 11: sluice.source.v1.ReportSpec
+	(*ReleaseSpec)(nil),         // 12: sluice.source.v1.ReleaseSpec
+	(*EnvironmentSpec)(nil),     // 13: sluice.source.v1.EnvironmentSpec
+	(*VerifySpec)(nil),          // 14: sluice.source.v1.VerifySpec
+	(*Changes)(nil),             // 15: sluice.source.v1.Changes
+	nil,                         // 16: sluice.source.v1.Step.EnvEntry
+	nil,                         // 17: sluice.source.v1.Step.SecretsEntry
+	nil,                         // 18: sluice.source.v1.Step.MatrixEntry
+	nil,                         // 19: sluice.source.v1.ServiceSpec.EnvEntry
+	nil,                         // 20: sluice.source.v1.EnvironmentSpec.EnvEntry
+	nil,                         // 21: sluice.source.v1.EnvironmentSpec.SecretsEntry
+	(*durationpb.Duration)(nil), // 22: google.protobuf.Duration
 }
 var file_sluice_source_v1_pipeline_proto_depIdxs = []int32{
 	6,  // 0: sluice.source.v1.Pipeline.build:type_name -> sluice.source.v1.BuildSpec
-	9,  // 1: sluice.source.v1.Pipeline.test:type_name -> sluice.source.v1.TestSpec
-	11, // 2: sluice.source.v1.Pipeline.release:type_name -> sluice.source.v1.ReleaseSpec
+	10, // 1: sluice.source.v1.Pipeline.test:type_name -> sluice.source.v1.TestSpec
+	12, // 2: sluice.source.v1.Pipeline.release:type_name -> sluice.source.v1.ReleaseSpec
 	4,  // 3: sluice.source.v1.Pipeline.concurrency:type_name -> sluice.source.v1.Concurrency
 	0,  // 4: sluice.source.v1.Concurrency.group:type_name -> sluice.source.v1.ConcurrencyScope
-	21, // 5: sluice.source.v1.Step.timeout:type_name -> google.protobuf.Duration
-	15, // 6: sluice.source.v1.Step.env:type_name -> sluice.source.v1.Step.EnvEntry
-	16, // 7: sluice.source.v1.Step.secrets:type_name -> sluice.source.v1.Step.SecretsEntry
-	17, // 8: sluice.source.v1.Step.matrix:type_name -> sluice.source.v1.Step.MatrixEntry
+	22, // 5: sluice.source.v1.Step.timeout:type_name -> google.protobuf.Duration
+	16, // 6: sluice.source.v1.Step.env:type_name -> sluice.source.v1.Step.EnvEntry
+	17, // 7: sluice.source.v1.Step.secrets:type_name -> sluice.source.v1.Step.SecretsEntry
+	18, // 8: sluice.source.v1.Step.matrix:type_name -> sluice.source.v1.Step.MatrixEntry
 	5,  // 9: sluice.source.v1.BuildSpec.steps:type_name -> sluice.source.v1.Step
-	8,  // 10: sluice.source.v1.BuildSpec.artifacts:type_name -> sluice.source.v1.ArtifactSpec
+	9,  // 10: sluice.source.v1.BuildSpec.artifacts:type_name -> sluice.source.v1.ArtifactSpec
 	7,  // 11: sluice.source.v1.BuildSpec.services:type_name -> sluice.source.v1.ServiceSpec
-	18, // 12: sluice.source.v1.ServiceSpec.env:type_name -> sluice.source.v1.ServiceSpec.EnvEntry
-	5,  // 13: sluice.source.v1.TestSpec.steps:type_name -> sluice.source.v1.Step
-	10, // 14: sluice.source.v1.TestSpec.reports:type_name -> sluice.source.v1.ReportSpec
-	7,  // 15: sluice.source.v1.TestSpec.services:type_name -> sluice.source.v1.ServiceSpec
-	1,  // 16: sluice.source.v1.ReportSpec.format:type_name -> sluice.source.v1.ReportFormat
-	12, // 17: sluice.source.v1.ReleaseSpec.environments:type_name -> sluice.source.v1.EnvironmentSpec
-	21, // 18: sluice.source.v1.EnvironmentSpec.deploy_timeout:type_name -> google.protobuf.Duration
-	13, // 19: sluice.source.v1.EnvironmentSpec.verify:type_name -> sluice.source.v1.VerifySpec
-	19, // 20: sluice.source.v1.EnvironmentSpec.env:type_name -> sluice.source.v1.EnvironmentSpec.EnvEntry
-	20, // 21: sluice.source.v1.EnvironmentSpec.secrets:type_name -> sluice.source.v1.EnvironmentSpec.SecretsEntry
-	2,  // 22: sluice.source.v1.EnvironmentSpec.on_interrupt:type_name -> sluice.source.v1.OnInterrupt
-	21, // 23: sluice.source.v1.VerifySpec.timeout:type_name -> google.protobuf.Duration
-	24, // [24:24] is the sub-list for method output_type
-	24, // [24:24] is the sub-list for method input_type
-	24, // [24:24] is the sub-list for extension type_name
-	24, // [24:24] is the sub-list for extension extendee
-	0,  // [0:24] is the sub-list for field type_name
+	8,  // 12: sluice.source.v1.BuildSpec.caches:type_name -> sluice.source.v1.CacheSpec
+	19, // 13: sluice.source.v1.ServiceSpec.env:type_name -> sluice.source.v1.ServiceSpec.EnvEntry
+	5,  // 14: sluice.source.v1.TestSpec.steps:type_name -> sluice.source.v1.Step
+	11, // 15: sluice.source.v1.TestSpec.reports:type_name -> sluice.source.v1.ReportSpec
+	7,  // 16: sluice.source.v1.TestSpec.services:type_name -> sluice.source.v1.ServiceSpec
+	8,  // 17: sluice.source.v1.TestSpec.caches:type_name -> sluice.source.v1.CacheSpec
+	1,  // 18: sluice.source.v1.ReportSpec.format:type_name -> sluice.source.v1.ReportFormat
+	13, // 19: sluice.source.v1.ReleaseSpec.environments:type_name -> sluice.source.v1.EnvironmentSpec
+	22, // 20: sluice.source.v1.EnvironmentSpec.deploy_timeout:type_name -> google.protobuf.Duration
+	14, // 21: sluice.source.v1.EnvironmentSpec.verify:type_name -> sluice.source.v1.VerifySpec
+	20, // 22: sluice.source.v1.EnvironmentSpec.env:type_name -> sluice.source.v1.EnvironmentSpec.EnvEntry
+	21, // 23: sluice.source.v1.EnvironmentSpec.secrets:type_name -> sluice.source.v1.EnvironmentSpec.SecretsEntry
+	2,  // 24: sluice.source.v1.EnvironmentSpec.on_interrupt:type_name -> sluice.source.v1.OnInterrupt
+	22, // 25: sluice.source.v1.VerifySpec.timeout:type_name -> google.protobuf.Duration
+	26, // [26:26] is the sub-list for method output_type
+	26, // [26:26] is the sub-list for method input_type
+	26, // [26:26] is the sub-list for extension type_name
+	26, // [26:26] is the sub-list for extension extendee
+	0,  // [0:26] is the sub-list for field type_name
 }
 
 func init() { file_sluice_source_v1_pipeline_proto_init() }
@@ -1305,7 +1396,7 @@ func file_sluice_source_v1_pipeline_proto_init() {
 	if File_sluice_source_v1_pipeline_proto != nil {
 		return
 	}
-	file_sluice_source_v1_pipeline_proto_msgTypes[10].OneofWrappers = []any{
+	file_sluice_source_v1_pipeline_proto_msgTypes[11].OneofWrappers = []any{
 		(*VerifySpec_Http)(nil),
 		(*VerifySpec_Command)(nil),
 	}
@@ -1315,7 +1406,7 @@ func file_sluice_source_v1_pipeline_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sluice_source_v1_pipeline_proto_rawDesc), len(file_sluice_source_v1_pipeline_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   18,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

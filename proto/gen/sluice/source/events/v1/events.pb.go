@@ -38,6 +38,10 @@ type RepositoryRef struct {
 	// release ask source for it (ResolveSecrets, the reserved SLUICE_GIT_*
 	// names) only when it is set. Never the value.
 	GitCredential v1.GitCredentialKind `protobuf:"varint,4,opt,name=git_credential,json=gitCredential,proto3,enum=sluice.source.v1.GitCredentialKind" json:"git_credential,omitempty"`
+	// The branch source watches (the repository's default): a stage's
+	// caches fall back to it when the run's branch has none yet. Empty from
+	// producers older than caches.
+	DefaultBranch string `protobuf:"bytes,5,opt,name=default_branch,json=defaultBranch,proto3" json:"default_branch,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -98,6 +102,13 @@ func (x *RepositoryRef) GetGitCredential() v1.GitCredentialKind {
 		return x.GitCredential
 	}
 	return v1.GitCredentialKind(0)
+}
+
+func (x *RepositoryRef) GetDefaultBranch() string {
+	if x != nil {
+		return x.DefaultBranch
+	}
+	return ""
 }
 
 // RepositoryCreated: sluice.source.repository.created
@@ -612,12 +623,13 @@ var File_sluice_source_events_v1_events_proto protoreflect.FileDescriptor
 
 const file_sluice_source_events_v1_events_proto_rawDesc = "" +
 	"\n" +
-	"$sluice/source/events/v1/events.proto\x12\x17sluice.source.events.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fsluice/source/v1/pipeline.proto\x1a\x1dsluice/source/v1/source.proto\"\xd0\x01\n" +
+	"$sluice/source/events/v1/events.proto\x12\x17sluice.source.events.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fsluice/source/v1/pipeline.proto\x1a\x1dsluice/source/v1/source.proto\"\x81\x02\n" +
 	"\rRepositoryRef\x12\x17\n" +
 	"\x02id\x18\x01 \x01(\tB\a\xbaH\x04r\x02\x10\x01R\x02id\x125\n" +
 	"\x04name\x18\x02 \x01(\tB!\xbaH\x1er\x1c\x10\x01\x18d2\x16^[a-z0-9][a-z0-9._-]*$R\x04name\x12\x19\n" +
 	"\x03url\x18\x03 \x01(\tB\a\xbaH\x04r\x02\x10\x01R\x03url\x12T\n" +
-	"\x0egit_credential\x18\x04 \x01(\x0e2#.sluice.source.v1.GitCredentialKindB\b\xbaH\x05\x82\x01\x02\x10\x01R\rgitCredential\"{\n" +
+	"\x0egit_credential\x18\x04 \x01(\x0e2#.sluice.source.v1.GitCredentialKindB\b\xbaH\x05\x82\x01\x02\x10\x01R\rgitCredential\x12/\n" +
+	"\x0edefault_branch\x18\x05 \x01(\tB\b\xbaH\x05r\x03\x18\xff\x01R\rdefaultBranch\"{\n" +
 	"\x11RepositoryCreated\x12N\n" +
 	"\n" +
 	"repository\x18\x01 \x01(\v2&.sluice.source.events.v1.RepositoryRefB\x06\xbaH\x03\xc8\x01\x01R\n" +
