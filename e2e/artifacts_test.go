@@ -1,10 +1,15 @@
 package e2e
 
 import (
+	"archive/tar"
+	"compress/gzip"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
+	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -20,9 +25,20 @@ func TestDownloadAnArtifactOnTheAllInOne(t *testing.T) {
 build:
   steps:
     - name: compile
-      run: mkdir -p out; printf 'hello from an artifact\n' > out/app
+      run: mkdir -p out out/web/css out/a; printf 'hello from an artifact\n' > out/app; echo page > out/web/index.html; echo css > out/web/css/site.css; echo log > out/a/b.log; echo no > out/a/b.txt
   artifacts:
     - {name: app, path: out/app}
+    - {name: web, path: out/web}
+    - {name: logs, path: "out/**/*.log"}
+test:
+  steps:
+    - name: fetched
+      run: test "$(cat out/web/css/site.css)" = css && test -f out/a/b.log && test ! -f out/a/b.txt
+release:
+  branches: [main]
+  environments:
+    - name: staging
+      deploy: test "$(cat "$SLUICE_ARTIFACTS_DIR/web/index.html")" = page && test -f "$SLUICE_ARTIFACTS_DIR/logs/a/b.log"
 `})
 	mustCLI(t, p.env, "repo", "add", repo.Dir, "--name", "kept")
 	if out, code := cli(t, p.env, "trigger", "kept", "--follow"); code != 0 {
@@ -43,10 +59,47 @@ build:
 	if got, err := os.ReadFile(dest); err != nil || string(got) != content {
 		t.Fatalf("the downloaded file: %q, %v", got, err)
 	}
-	if out, code := cli(t, p.env, "artifact", "get", runID, "nope", "-o", dest+"2"); code == 0 || !strings.Contains(out, `no artifact "nope" (it has app)`) {
+	// A directory, kept as a gzipped tar of its files.
+	if list := mustCLI(t, p.env, "artifacts", runID); !strings.Contains(list, "tar.gz") {
+		t.Errorf("sluice artifacts does not show the directory's format:\n%s", list)
+	}
+	web := filepath.Join(t.TempDir(), "web.tar.gz")
+	mustCLI(t, p.env, "artifact", "get", runID, "web", "-o", web)
+	if got := tarNames(t, web); strings.Join(got, " ") != "css/ css/site.css index.html" {
+		t.Errorf("web.tar.gz holds %v", got)
+	}
+	if out, code := cli(t, p.env, "artifact", "get", runID, "nope", "-o", dest+"2"); code == 0 || !strings.Contains(out, `no artifact "nope" (it has app, web, logs)`) {
 		t.Errorf("an unknown artifact: exit %d:\n%s", code, out)
 	}
 	if _, err := os.Stat(dest + "2"); !os.IsNotExist(err) {
 		t.Errorf("a refused download left a file: %v", err)
 	}
+}
+
+// tarNames are the names in the gzipped tar at path, sorted.
+func tarNames(t *testing.T, path string) []string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := tar.NewReader(zr)
+	var names []string
+	for {
+		hdr, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		names = append(names, hdr.Name)
+	}
+	slices.Sort(names)
+	return names
 }

@@ -30,7 +30,11 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/bmatcuk/doublestar/v4"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/sluicehq/sluice/platform/tarball"
+	buildv1 "github.com/sluicehq/sluice/proto/gen/sluice/build/v1"
 )
 
 // Bucket is the object store artifacts are kept in, one object per run and
@@ -63,6 +67,23 @@ func Permanent(err error) bool {
 	return errors.Is(err, ErrNotFound) || errors.Is(err, ErrCorrupt) || errors.Is(err, ErrRefused) || errors.Is(err, ErrTooLarge)
 }
 
+// Format is how an artifact's content is kept.
+type Format int
+
+const (
+	// File is content that is the file itself.
+	File Format = iota
+	// TarGzip is content that is a gzipped tar (tarball) of the files of a
+	// directory or a glob, named relative to it (ArchiveBase).
+	TarGzip
+)
+
+// Limits of what Fetch unpacks from a TarGzip artifact.
+const (
+	MaxUnpacked        = 8 << 30
+	MaxArchivedEntries = 100_000
+)
+
 // Artifact is one stored artifact, as build records it and events carry it.
 type Artifact struct {
 	// Name is the pipeline's name for it.
@@ -73,6 +94,48 @@ type Artifact struct {
 	SHA256 string
 	// Size is the content's length in bytes.
 	Size int64
+	// Format is File or TarGzip.
+	Format Format
+}
+
+// IsGlob reports whether an artifact's path is a glob (it has *, ?, [ or
+// {), whose files are kept as a TarGzip.
+func IsGlob(p string) bool { return strings.ContainsAny(p, "*?[{") }
+
+// ValidGlob reports whether an artifact's glob path p is one Matcher can
+// use.
+func ValidGlob(p string) bool { return doublestar.ValidatePattern(p) }
+
+// Matcher is what an artifact of path p keeps of the files under its
+// ArchiveBase: those its glob matches, or (nil) all of them.
+func Matcher(p string) func(string) bool {
+	if !IsGlob(p) {
+		return nil
+	}
+	pattern := path.Clean(p)
+	return func(name string) bool {
+		ok, _ := doublestar.Match(pattern, name)
+		return ok
+	}
+}
+
+// ArchiveBase is the directory a TarGzip artifact of path p is relative
+// to: p itself for a directory, or a glob's folders before its first
+// pattern ("." for none).
+func ArchiveBase(p string) string {
+	if !IsGlob(p) {
+		return path.Clean(p)
+	}
+	parts := strings.Split(p, "/")
+	for i, part := range parts {
+		if IsGlob(part) {
+			if i == 0 {
+				return "."
+			}
+			return path.Clean(strings.Join(parts[:i], "/"))
+		}
+	}
+	return path.Clean(p)
 }
 
 // ObjectName is where the artifact name of run runID is kept.
@@ -238,12 +301,41 @@ func (s *Store) Fetch(ctx context.Context, a Artifact, dir, rel string) (err err
 	if got := hex.EncodeToString(h.Sum(nil)); got != strings.ToLower(a.SHA256) {
 		return fmt.Errorf("artifact %q: %w: sha256 is %s, the build recorded %s", a.Name, ErrCorrupt, got, strings.ToLower(a.SHA256))
 	}
+	if a.Format == TarGzip {
+		return s.unpack(root, a, tmp, rel)
+	}
 	// The object store keeps no file mode; artifacts are usually programs.
 	if err := root.Chmod(tmp, 0o755); err != nil {
 		return fmt.Errorf("artifact %q: %w", a.Name, err)
 	}
 	if err := root.Rename(tmp, rel); err != nil {
 		return fmt.Errorf("artifact %q: %w: put it at %s: %w", a.Name, ErrRefused, rel, err)
+	}
+	return nil
+}
+
+// unpack writes the files of the TarGzip artifact a, checked in the file
+// tmp (removed after), into the directory rel of root, replacing files
+// there, within MaxUnpacked and MaxArchivedEntries.
+func (s *Store) unpack(root *os.Root, a Artifact, tmp, rel string) error {
+	defer func() { _ = root.Remove(tmp) }()
+	f, err := root.Open(tmp)
+	if err != nil {
+		return fmt.Errorf("artifact %q: %w", a.Name, err)
+	}
+	defer f.Close()
+	if err := root.MkdirAll(rel, 0o755); err != nil {
+		return fmt.Errorf("artifact %q: %w: create the directory %s: %w", a.Name, ErrRefused, rel, err)
+	}
+	dir, err := root.OpenRoot(rel)
+	if err != nil {
+		return fmt.Errorf("artifact %q: %w: open the directory %s: %w", a.Name, ErrRefused, rel, err)
+	}
+	defer dir.Close()
+	_, err = tarball.Extract(f, tarball.Limits{Bytes: MaxUnpacked, Entries: MaxArchivedEntries, Replace: true},
+		func(name string) (*os.Root, string, bool, error) { return dir, name, true, nil })
+	if err != nil {
+		return fmt.Errorf("artifact %q: %w: unpack into %s: %w", a.Name, ErrRefused, rel, err)
 	}
 	return nil
 }
@@ -406,4 +498,21 @@ func createTemp(root *os.Root, dir string) (string, *os.File, error) {
 		return name, f, err
 	}
 	return "", nil, errors.New("no unused temporary name")
+}
+
+// FormatToProto is f as events and the API carry it.
+func FormatToProto(f Format) buildv1.ArtifactFormat {
+	if f == TarGzip {
+		return buildv1.ArtifactFormat_ARTIFACT_FORMAT_TAR_GZIP
+	}
+	return buildv1.ArtifactFormat_ARTIFACT_FORMAT_FILE
+}
+
+// FormatFromProto is the format an event or the API names; UNSPECIFIED
+// (from a build older than formats) is File.
+func FormatFromProto(f buildv1.ArtifactFormat) Format {
+	if f == buildv1.ArtifactFormat_ARTIFACT_FORMAT_TAR_GZIP {
+		return TarGzip
+	}
+	return File
 }

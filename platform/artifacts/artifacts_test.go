@@ -20,6 +20,7 @@ import (
 	"github.com/sluicehq/sluice/platform/artifacts"
 	"github.com/sluicehq/sluice/platform/natsprovision"
 	"github.com/sluicehq/sluice/platform/natstest"
+	"github.com/sluicehq/sluice/platform/tarball"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m, natstest.KnownLeaks()...) }
@@ -376,6 +377,63 @@ func TestOpenChecksWhatItReads(t *testing.T) {
 		change(&bad)
 		if _, err := read(bad); err == nil || !artifacts.Permanent(err) {
 			t.Errorf("%s: %v; want a permanent error", name, err)
+		}
+	}
+}
+
+// A TarGzip artifact is unpacked into the directory Fetch names, replacing
+// the files there; ArchiveBase says which directory that is.
+func TestFetchUnpacksAnArchive(t *testing.T) {
+	t.Parallel()
+	s := openStore(t)
+	src := t.TempDir()
+	for name, content := range map[string]string{"index.html": "page\n", "js/app.js": "js\n"} {
+		p := filepath.Join(src, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	root, err := os.OpenRoot(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
+	var buf bytes.Buffer
+	w := tarball.NewWriter(&buf, tarball.Limits{Bytes: 1 << 20, Entries: 10})
+	if err := w.Tree(t.Context(), root, ".", "", nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	a := put(t, s, "web", buf.Bytes())
+	a.Format = artifacts.TarGzip
+
+	ws := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(ws, "dist"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(ws, "dist/index.html"), []byte("old\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Fetch(t.Context(), a, ws, artifacts.ArchiveBase("dist/**/*.html")); err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]string{"dist/index.html": "page\n", "dist/js/app.js": "js\n"} {
+		if got, err := os.ReadFile(filepath.Join(ws, name)); err != nil || string(got) != want {
+			t.Errorf("%s = %q, %v; want %q", name, got, err, want)
+		}
+	}
+	if entries, _ := os.ReadDir(filepath.Join(ws)); len(entries) != 1 {
+		t.Errorf("the workspace holds %v; want dist alone (no temporary file left)", entries)
+	}
+
+	for p, want := range map[string]string{"dist": "dist", "dist/**/*.js": "dist", "*.txt": ".", "a/b/c?.log": "a/b", "./x/{a,b}/y": "x"} {
+		if got := artifacts.ArchiveBase(p); got != want {
+			t.Errorf("ArchiveBase(%q) = %q; want %q", p, got, want)
 		}
 	}
 }

@@ -22,8 +22,6 @@
 package stepcache
 
 import (
-	"archive/tar"
-	"compress/gzip"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -41,7 +39,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/sluicehq/sluice/platform/stepfile"
+	"github.com/sluicehq/sluice/platform/tarball"
 )
 
 // The stages' cache stores (deploy/nats/objectstores declares them; each
@@ -78,7 +76,7 @@ type Dirs struct {
 
 // ErrTooLarge is a cache that holds more than cache-max-entry-size (or
 // more files than MaxFiles): nothing of it was stored.
-var ErrTooLarge = errors.New("larger than cache-max-entry-size")
+var ErrTooLarge = tarball.ErrTooLarge
 
 // MaxFiles bounds the entries of one cache.
 const MaxFiles = 500_000
@@ -353,23 +351,6 @@ func split(entry string, dirs Dirs) (dir, rel string) {
 	return dirs.Workspace, rel
 }
 
-// countingWriter counts what passes and fails past a limit.
-type countingWriter struct {
-	w     io.Writer
-	left  int64
-	total int64
-}
-
-func (c *countingWriter) Write(p []byte) (int, error) {
-	if int64(len(p)) > c.left {
-		return 0, ErrTooLarge
-	}
-	n, err := c.w.Write(p)
-	c.left -= int64(n)
-	c.total += int64(n)
-	return n, err
-}
-
 // roots opens the workspace and home as os.Roots, as they are needed.
 type roots struct {
 	dirs   Dirs
@@ -429,97 +410,35 @@ func exists(paths []string, dirs Dirs) (bool, error) {
 	return false, nil
 }
 
-// archive writes paths of dirs to w as a gzipped tar: directories and
-// regular files, with no more than the entry limit in bytes, before and
-// after compression, and no more than MaxFiles entries of any kind.
+// archive writes paths of dirs to w as a gzipped tar (tarball): no more
+// than the entry limit in bytes, before and after compression, and no
+// more than MaxFiles entries of any kind.
 func (s *Store) archive(ctx context.Context, w io.Writer, paths []string, dirs Dirs) (int, error) {
-	limit := int64(s.limits.MaxEntrySize)
-	out := &countingWriter{w: w, left: limit}
-	zw, err := gzip.NewWriterLevel(out, gzip.BestSpeed)
-	if err != nil {
-		return 0, err
-	}
-	tw := tar.NewWriter(zw)
-	files, entries, content := 0, 0, int64(0)
+	tw := tarball.NewWriter(w, tarball.Limits{Bytes: int64(s.limits.MaxEntrySize), Entries: MaxFiles})
 	rs := &roots{dirs: dirs}
 	defer rs.close()
 	for _, p := range paths {
 		entry, ok := entryOf(p)
 		if !ok {
-			return files, fmt.Errorf("cache path %q is not inside the workspace or home", p)
+			return tw.Files(), fmt.Errorf("cache path %q is not inside the workspace or home", p)
 		}
 		root, rel, err := rs.of(entry)
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
 		if err != nil {
-			return files, err
+			return tw.Files(), err
 		}
-		prefix, _, _ := strings.Cut(entry, "/")
-		err = fs.WalkDir(root.FS(), rel, func(p string, d fs.DirEntry, err error) error {
-			if errors.Is(err, fs.ErrNotExist) && p == rel {
-				return fs.SkipAll // the path is not there: nothing to keep
-			}
-			if err != nil {
-				return err
-			}
-			if entries++; entries > MaxFiles {
-				return fmt.Errorf("%w: more than %d files", ErrTooLarge, MaxFiles)
-			}
-			if entries%1000 == 0 && ctx.Err() != nil {
-				return context.Cause(ctx)
-			}
-			switch {
-			case d.IsDir():
-				return tw.WriteHeader(&tar.Header{Name: prefix + "/" + p + "/", Typeflag: tar.TypeDir, Mode: 0o755, Format: tar.FormatPAX})
-			case !d.Type().IsRegular():
-				return nil // symbolic links and the like are not kept
-			}
-			// stepfile opens without waiting (a file swapped for a named
-			// pipe since the walk is refused, not waited on) and asks the
-			// open file what it is.
-			f, info, err := stepfile.Open(root, p)
-			if errors.As(err, new(*stepfile.NotRegularError)) || errors.Is(err, fs.ErrNotExist) {
-				return nil
-			}
-			if err != nil {
-				return err
-			}
-			defer f.Close()
-			if content += info.Size(); content > limit {
-				return fmt.Errorf("%w: more than %d bytes", ErrTooLarge, limit)
-			}
-			hdr := &tar.Header{Name: prefix + "/" + p, Typeflag: tar.TypeReg, Mode: 0o644, Size: info.Size(), ModTime: info.ModTime(), Format: tar.FormatPAX}
-			if info.Mode()&0o111 != 0 {
-				hdr.Mode = 0o755
-			}
-			if err := tw.WriteHeader(hdr); err != nil {
-				return err
-			}
-			files++
-			// A file that changed size since it was opened fails the save.
-			_, err = io.CopyN(tw, f, info.Size())
-			return err
-		})
-		if err != nil {
-			return files, err
+		if err := tw.Tree(ctx, root, rel, entry, nil); err != nil {
+			return tw.Files(), err
 		}
 	}
-	if err := tw.Close(); err != nil {
-		return files, err
-	}
-	return files, zw.Close()
+	return tw.Files(), tw.Close()
 }
 
-// partialSuffix marks a file being restored, renamed into place once it
-// is whole.
-const partialSuffix = ".sluice-partial"
-
-// extract writes the archive r into dirs: only entries under paths, only
-// directories and regular files, within the limits. It never replaces a
-// file that is there (the checkout's, or the artifacts'), and writes each
-// file next to its place first, so no file is ever half there. On an error
-// it removes the paths it created.
+// extract writes the archive r into dirs: only entries under paths, never
+// replacing a file that is there (the checkout's, or the artifacts'). On
+// an error it removes the paths it created.
 func (s *Store) extract(r io.Reader, paths []string, dirs Dirs) (files int, err error) {
 	var allowed []string
 	for _, p := range paths {
@@ -548,111 +467,11 @@ func (s *Store) extract(r io.Reader, paths []string, dirs Dirs) (files int, err 
 			}
 		}
 	}()
-
-	limit := int64(s.limits.MaxEntrySize)
-	zr, err := gzip.NewReader(io.LimitReader(r, limit+1))
-	if err != nil {
-		return 0, fmt.Errorf("not a cache archive: %w", err)
-	}
-	// What the archive inflates to, headers and skipped entries included,
-	// is bounded too: the content limit and room for MaxFiles headers.
-	inflated := &limitedReader{r: zr, left: limit + int64(MaxFiles)*2048}
-	tr := tar.NewReader(inflated)
-	entries, left := 0, limit
-	for {
-		hdr, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			return files, nil
+	return tarball.Extract(r, tarball.Limits{Bytes: int64(s.limits.MaxEntrySize), Entries: MaxFiles}, func(name string) (*os.Root, string, bool, error) {
+		if !within(name, allowed) {
+			return nil, "", false, nil // not a path the pipeline caches (now)
 		}
-		if err != nil {
-			return files, fmt.Errorf("read the archive: %w", err)
-		}
-		if entries++; entries > MaxFiles {
-			return files, fmt.Errorf("%w: more than %d entries", ErrTooLarge, MaxFiles)
-		}
-		name := strings.TrimSuffix(hdr.Name, "/")
-		clean := path.Clean(name)
-		if clean != name || !within(clean, allowed) || !filepath.IsLocal(filepath.FromSlash(clean)) || strings.HasSuffix(clean, partialSuffix) {
-			continue // not a path the pipeline caches (now)
-		}
-		root, rel, err := rs.of(clean)
-		if err != nil {
-			return files, err
-		}
-		switch hdr.Typeflag {
-		case tar.TypeDir:
-			if err := root.MkdirAll(rel, 0o755); err != nil {
-				return files, err
-			}
-		case tar.TypeReg:
-			if hdr.Size < 0 || hdr.Size > left {
-				return files, fmt.Errorf("%w: %s would pass %d bytes", ErrTooLarge, clean, limit)
-			}
-			left -= hdr.Size
-			written, err := restoreFile(root, rel, hdr, tr)
-			if err != nil {
-				return files, fmt.Errorf("write %s: %w", clean, err)
-			}
-			if written {
-				files++
-			}
-		}
-	}
-}
-
-// restoreFile writes the archive's current file to rel, unless something
-// is there already; written says it did.
-func restoreFile(root *os.Root, rel string, hdr *tar.Header, content io.Reader) (written bool, err error) {
-	if _, err := root.Lstat(rel); err == nil {
-		return false, nil
-	}
-	if parent := path.Dir(rel); parent != "." {
-		if err := root.MkdirAll(parent, 0o755); err != nil {
-			return false, err
-		}
-	}
-	mode := os.FileMode(0o644)
-	if hdr.Mode&0o111 != 0 {
-		mode = 0o755
-	}
-	tmp := rel + partialSuffix
-	_ = root.Remove(tmp)
-	f, err := root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
-	if err != nil {
-		return false, err
-	}
-	defer func() {
-		if err != nil {
-			_ = root.Remove(tmp)
-		}
-	}()
-	_, err = io.CopyN(f, content, hdr.Size)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return false, err
-	}
-	if !hdr.ModTime.IsZero() {
-		_ = root.Chtimes(tmp, hdr.ModTime, hdr.ModTime)
-	}
-	return true, root.Rename(tmp, rel)
-}
-
-// limitedReader fails with ErrTooLarge past left bytes.
-type limitedReader struct {
-	r    io.Reader
-	left int64
-}
-
-func (l *limitedReader) Read(p []byte) (int, error) {
-	if l.left <= 0 {
-		return 0, fmt.Errorf("%w: the archive inflates past the limit", ErrTooLarge)
-	}
-	if int64(len(p)) > l.left {
-		p = p[:l.left]
-	}
-	n, err := l.r.Read(p)
-	l.left -= int64(n)
-	return n, err
+		root, rel, err := rs.of(name)
+		return root, rel, err == nil, err
+	})
 }

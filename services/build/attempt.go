@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"maps"
@@ -29,6 +30,7 @@ import (
 	"github.com/sluicehq/sluice/platform/stepgraph"
 	"github.com/sluicehq/sluice/platform/steplog"
 	"github.com/sluicehq/sluice/platform/stepsecrets"
+	"github.com/sluicehq/sluice/platform/tarball"
 	buildeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/build/events/v1"
 	"github.com/sluicehq/sluice/services/build/domain"
 )
@@ -405,6 +407,12 @@ func (s *Service) storeArtifact(ctx context.Context, store *artifacts.Store, run
 		return domain.Artifact{}, domain.Failure{}, fmt.Errorf("open workspace %s: %w", ws, err)
 	}
 	defer root.Close()
+	if artifacts.IsGlob(spec.Path) {
+		return s.storeArchive(ctx, store, run, root, spec)
+	}
+	if fi, err := root.Stat(spec.Path); err == nil && fi.IsDir() {
+		return s.storeArchive(ctx, store, run, root, spec)
+	}
 	// OpenRoot keeps the path (and any symlink on it) inside the workspace;
 	// stepfile opens only a regular file, and a named pipe without waiting
 	// for a writer.
@@ -432,6 +440,55 @@ func (s *Service) storeArtifact(ctx context.Context, store *artifacts.Store, run
 		return domain.Artifact{}, domain.ArtifactTooLarge(spec, "more than "+strconv.Itoa(limit), limit), nil
 	}
 	if err != nil {
+		return domain.Artifact{}, domain.Failure{}, orInterrupted(ctx, err)
+	}
+	return domain.Artifact(a), domain.Failure{}, nil
+}
+
+// errNoFiles is an artifact's directory or glob without a regular file.
+var errNoFiles = errors.New("no files")
+
+// storeArchive puts the regular files of the artifact's directory, or of
+// its glob, into the object store as a gzipped tar, named relative to the
+// directory (or to the glob's folders before its first pattern). A glob
+// that matches no file, like a directory without one, is a missing
+// artifact; one that holds more than the limit (before or after
+// compression) is too large.
+func (s *Service) storeArchive(ctx context.Context, store *artifacts.Store, run domain.Run, root *os.Root, spec domain.ArtifactSpec) (domain.Artifact, domain.Failure, error) {
+	base := artifacts.ArchiveBase(spec.Path)
+	match := artifacts.Matcher(spec.Path)
+	limit := s.cfg.MaxArtifactSize
+	pr, pw := io.Pipe()
+	archived := make(chan error, 1)
+	go func() {
+		tw := tarball.NewWriter(pw, tarball.Limits{Bytes: int64(limit), Entries: artifacts.MaxArchivedEntries})
+		err := tw.Tree(ctx, root, base, "", match)
+		if err == nil && tw.Files() == 0 {
+			err = errNoFiles
+		}
+		if err == nil {
+			err = tw.Close()
+		}
+		archived <- err
+		_ = pw.CloseWithError(err)
+	}()
+	a, err := store.Put(ctx, artifacts.Artifact{Name: spec.Name, Object: artifacts.ObjectName(run.ID, spec.Name), Format: artifacts.TarGzip},
+		fmt.Sprintf("%s of run %s (%s at %s), a gzipped tar", spec.Path, run.ID, run.Repository.Name, run.Commit), pr, int64(limit))
+	_ = pr.CloseWithError(errors.New("the put ended"))
+	archErr := <-archived
+	switch {
+	case errors.Is(archErr, errNoFiles):
+		return domain.Artifact{}, domain.ArtifactEmpty(spec, match != nil), nil
+	case errors.Is(archErr, tarball.ErrTooLarge), errors.Is(err, artifacts.ErrTooLarge):
+		return domain.Artifact{}, domain.ArtifactTooLarge(spec, "more than "+strconv.Itoa(limit), limit), nil
+	case err != nil && ctx.Err() != nil:
+		return domain.Artifact{}, domain.Failure{}, interrupted(ctx)
+	case archErr != nil && !errors.Is(err, archErr):
+		// The put failed on its own: the store's error.
+		return domain.Artifact{}, domain.Failure{}, err
+	case archErr != nil:
+		return domain.Artifact{}, domain.Failure{Reason: fmt.Sprintf("artifact %q: %v", spec.Name, archErr)}, nil
+	case err != nil:
 		return domain.Artifact{}, domain.Failure{}, orInterrupted(ctx, err)
 	}
 	return domain.Artifact(a), domain.Failure{}, nil

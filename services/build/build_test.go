@@ -1,11 +1,14 @@
 package build_test
 
 import (
+	"archive/tar"
+	"compress/gzip"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"regexp"
 	"slices"
@@ -399,12 +402,31 @@ func TestBuildFailures(t *testing.T) {
 				reason: `artifact "hello": bin/hello is a named pipe (FIFO), not a regular file`,
 			},
 			{
-				name: "artifact that is a directory",
+				// A directory is kept as a gzipped tar of its files: one
+				// without a regular file (a named pipe is not one) has
+				// nothing to keep.
+				name: "artifact that is a directory without files",
 				spec: &sourcev1.BuildSpec{
-					Steps:     []*sourcev1.Step{{Name: "compile", Run: "mkdir -p bin/hello"}},
+					Steps:     []*sourcev1.Step{{Name: "compile", Run: "mkdir -p bin/hello/sub && mkfifo bin/hello/pipe"}},
 					Artifacts: []*sourcev1.ArtifactSpec{{Name: "hello", Path: "bin/hello"}},
 				},
-				reason: `artifact "hello": bin/hello is a directory, not a regular file`,
+				reason: `artifact "hello": the directory bin/hello holds no regular file`,
+			},
+			{
+				name: "artifact glob that matches no file",
+				spec: &sourcev1.BuildSpec{
+					Steps:     []*sourcev1.Step{{Name: "compile", Run: "mkdir -p bin && touch bin/hello"}},
+					Artifacts: []*sourcev1.ArtifactSpec{{Name: "hello", Path: "bin/**/*.exe"}},
+				},
+				reason: `artifact "hello": no regular file matches bin/**/*.exe`,
+			},
+			{
+				name: "artifact directory over the size limit",
+				spec: &sourcev1.BuildSpec{
+					Steps:     []*sourcev1.Step{{Name: "compile", Run: "mkdir -p bin && truncate -s 100G bin/hello"}},
+					Artifacts: []*sourcev1.ArtifactSpec{{Name: "hello", Path: "bin"}},
+				},
+				reason: `artifact "hello": bin is more than 2147483648 bytes; at most 2147483648 are stored`,
 			},
 			{
 				// A sparse file claims 100 GB it never wrote: refused by
@@ -864,5 +886,59 @@ func TestTailLogsOfAnUnknownRunEnds(t *testing.T) {
 	}
 	if connect.CodeOf(stream.Err()) != connect.CodeNotFound || !strings.Contains(stream.Err().Error(), "no build after waiting 1s") {
 		t.Fatalf("tail ended with %v; want not_found after tail-wait", stream.Err())
+	}
+}
+
+// An artifact that is a directory or a glob is kept as a gzipped tar of
+// its regular files, named relative to the directory (or the glob's
+// folders before its first pattern); the files a glob does not match, and
+// what is not a regular file, are left out.
+func TestArtifactsOfDirectoriesAndGlobs(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	req := runRequest(gitRepo(t, map[string]string{"main.go": "package main\n"}), &sourcev1.BuildSpec{
+		Steps: []*sourcev1.Step{{Name: "compile", Run: "mkdir -p dist/css out/a/b && echo page > dist/index.html && echo css > dist/css/site.css && " +
+			"ln -s /etc/hostname dist/host && mkfifo dist/pipe && echo 1 > out/a/one.log && echo 2 > out/a/b/two.log && echo no > out/a/three.txt"}},
+		Artifacts: []*sourcev1.ArtifactSpec{{Name: "web", Path: "dist"}, {Name: "logs", Path: "out/**/*.log"}},
+	})
+	h.publish(t, req)
+	fin := h.finished(t, req.GetRunId())
+	if fin.GetStatus() != buildv1.BuildStatus_BUILD_STATUS_SUCCEEDED || len(fin.GetArtifacts()) != 2 {
+		t.Fatalf("BuildFinished %v", fin)
+	}
+	store, err := artifacts.Open(t.Context(), h.js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"web": "css/ css/site.css index.html", "logs": "a/b/two.log a/one.log"}
+	for _, a := range fin.GetArtifacts() {
+		if a.GetFormat() != buildv1.ArtifactFormat_ARTIFACT_FORMAT_TAR_GZIP {
+			t.Errorf("artifact %s has format %s; want TAR_GZIP", a.GetName(), a.GetFormat())
+		}
+		r, err := store.Open(t.Context(), artifacts.Artifact{Name: a.GetName(), Object: a.GetObject(), SHA256: a.GetSha256(), Size: a.GetSize()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		zr, err := gzip.NewReader(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		tr := tar.NewReader(zr)
+		for {
+			hdr, err := tr.Next()
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			names = append(names, hdr.Name)
+		}
+		_ = r.Close()
+		slices.Sort(names)
+		if got := strings.Join(names, " "); got != want[a.GetName()] {
+			t.Errorf("artifact %s holds %q; want %q", a.GetName(), got, want[a.GetName()])
+		}
 	}
 }

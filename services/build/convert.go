@@ -4,6 +4,7 @@ import (
 	"maps"
 	"time"
 
+	"github.com/sluicehq/sluice/platform/artifacts"
 	"github.com/sluicehq/sluice/platform/executor/stagespec"
 	"github.com/sluicehq/sluice/platform/gitauth"
 	"github.com/sluicehq/sluice/platform/prototime"
@@ -96,7 +97,7 @@ func buildToProto(b domain.Build) *buildv1.Build {
 }
 
 func artifactToProto(a domain.Artifact) *buildv1.Artifact {
-	return &buildv1.Artifact{Name: a.Name, Object: a.Object, Sha256: a.SHA256, Size: a.Size}
+	return &buildv1.Artifact{Name: a.Name, Object: a.Object, Sha256: a.SHA256, Size: a.Size, Format: artifacts.FormatToProto(a.Format)}
 }
 
 func linesToProto(lines []steplog.Line) []*buildv1.LogLine {

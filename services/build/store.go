@@ -210,10 +210,10 @@ func (s *Store) AddArtifact(ctx context.Context, l Lease, a domain.Artifact, evs
 		if err := hold(ctx, tx, l); err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO artifacts (build_id, name, object_name, sha256, size, created_at)
-			VALUES ($1, $2, $3, $4, $5, $6)
-			ON CONFLICT (build_id, name) DO UPDATE SET object_name = $3, sha256 = $4, size = $5, created_at = $6`,
-			l.BuildID, a.Name, a.Object, a.SHA256, a.Size, time.Now().UnixNano()); err != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO artifacts (build_id, name, object_name, sha256, size, created_at, format)
+			VALUES ($1, $2, $3, $4, $5, $6, $7)
+			ON CONFLICT (build_id, name) DO UPDATE SET object_name = $3, sha256 = $4, size = $5, created_at = $6, format = $7`,
+			l.BuildID, a.Name, a.Object, a.SHA256, a.Size, time.Now().UnixNano(), int(a.Format)); err != nil {
 			return err
 		}
 		return enqueue(ctx, tx, evs)
@@ -379,7 +379,7 @@ func (s *Store) details(ctx context.Context, b *domain.Build) error {
 	_ = rows.Close()
 
 	arts, err := s.db.QueryContext(ctx,
-		`SELECT name, object_name, sha256, size FROM artifacts WHERE build_id = $1 ORDER BY created_at, name`, b.ID)
+		`SELECT name, object_name, sha256, size, format FROM artifacts WHERE build_id = $1 ORDER BY created_at, name`, b.ID)
 	if err != nil {
 		return fmt.Errorf("read artifacts of build %s: %w", b.ID, err)
 	}
@@ -387,7 +387,7 @@ func (s *Store) details(ctx context.Context, b *domain.Build) error {
 	b.Artifacts = nil
 	for arts.Next() {
 		var a domain.Artifact
-		if err := arts.Scan(&a.Name, &a.Object, &a.SHA256, &a.Size); err != nil {
+		if err := arts.Scan(&a.Name, &a.Object, &a.SHA256, &a.Size, &a.Format); err != nil {
 			return fmt.Errorf("read artifacts of build %s: %w", b.ID, err)
 		}
 		b.Artifacts = append(b.Artifacts, a)

@@ -1,6 +1,7 @@
 package release
 
 import (
+	"github.com/sluicehq/sluice/platform/artifacts"
 	buildv1 "github.com/sluicehq/sluice/proto/gen/sluice/build/v1"
 	releaseeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/release/events/v1"
 	releasev1 "github.com/sluicehq/sluice/proto/gen/sluice/release/v1"
@@ -61,7 +62,7 @@ func commitsOf(cs []*sourcev1.Commit) []domain.Commit {
 func artifactsOf(as []*buildv1.Artifact) []domain.Artifact {
 	var out []domain.Artifact
 	for _, a := range as {
-		out = append(out, domain.Artifact{Name: a.GetName(), Object: a.GetObject(), SHA256: a.GetSha256(), Size: a.GetSize()})
+		out = append(out, domain.Artifact{Name: a.GetName(), Object: a.GetObject(), SHA256: a.GetSha256(), Size: a.GetSize(), Format: artifacts.FormatFromProto(a.GetFormat())})
 	}
 	return out
 }

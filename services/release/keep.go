@@ -68,7 +68,7 @@ func (s *Service) keepArtifacts(ctx context.Context, st stage, arts []domain.Art
 
 // buildArtifact is a as the build stored it.
 func buildArtifact(a domain.Artifact) artifacts.Artifact {
-	return artifacts.Artifact{Name: a.Name, Object: a.Object, SHA256: a.SHA256, Size: a.Size}
+	return artifacts.Artifact{Name: a.Name, Object: a.Object, SHA256: a.SHA256, Size: a.Size, Format: a.Format}
 }
 
 // prunedError says that rel cannot be deployed any more: its kept

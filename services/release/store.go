@@ -167,8 +167,8 @@ func insertRelease(ctx context.Context, tx *sql.Tx, rel domain.Release) error {
 	}
 	for i, a := range rel.Artifacts {
 		_, err := tx.ExecContext(ctx,
-			`INSERT INTO release_artifacts (release_id, position, name, object, sha256, size, kept_object) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
-			rel.ID, i, a.Name, a.Object, a.SHA256, a.Size, a.KeptObject)
+			`INSERT INTO release_artifacts (release_id, position, name, object, sha256, size, kept_object, format) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+			rel.ID, i, a.Name, a.Object, a.SHA256, a.Size, a.KeptObject, int(a.Format))
 		if err != nil {
 			return fmt.Errorf("record artifact %q of release %s: %w", a.Name, rel.Version, err)
 		}
@@ -228,7 +228,7 @@ func (s *Store) queryReleases(ctx context.Context, query string, args ...any) ([
 		byID[r.ID] = i
 	}
 	rows, err := s.db.QueryContext(ctx,
-		`SELECT release_id, name, object, sha256, size, kept_object FROM release_artifacts
+		`SELECT release_id, name, object, sha256, size, kept_object, format FROM release_artifacts
 		 WHERE release_id IN (`+strings.Join(marks, ", ")+`) ORDER BY release_id, position`, ids...)
 	if err != nil {
 		return nil, err
@@ -237,7 +237,7 @@ func (s *Store) queryReleases(ctx context.Context, query string, args ...any) ([
 	for rows.Next() {
 		var id string
 		var a domain.Artifact
-		if err := rows.Scan(&id, &a.Name, &a.Object, &a.SHA256, &a.Size, &a.KeptObject); err != nil {
+		if err := rows.Scan(&id, &a.Name, &a.Object, &a.SHA256, &a.Size, &a.KeptObject, &a.Format); err != nil {
 			return nil, err
 		}
 		i := byID[id]

@@ -339,8 +339,13 @@ func (a *attempt) fetchArtifacts(ctx context.Context, ws string, declared []*sou
 		if !ok {
 			return fmt.Sprintf("artifact %q is not declared in the pipeline's build.artifacts", art.GetName()), nil
 		}
+		format := artifacts.FormatFromProto(art.GetFormat())
+		if format == artifacts.TarGzip {
+			// A directory's or a glob's files go back where they were.
+			rel = artifacts.ArchiveBase(rel)
+		}
 		a.meta("", fmt.Sprintf("--- artifact %s: %s -> %s", art.GetName(), art.GetObject(), rel))
-		err := store.Fetch(ctx, artifacts.Artifact{Name: art.GetName(), Object: art.GetObject(), SHA256: art.GetSha256(), Size: art.GetSize()}, ws, rel)
+		err := store.Fetch(ctx, artifacts.Artifact{Name: art.GetName(), Object: art.GetObject(), SHA256: art.GetSha256(), Size: art.GetSize(), Format: format}, ws, rel)
 		if artifacts.Permanent(err) {
 			return err.Error(), nil
 		}

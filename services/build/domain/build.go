@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sluicehq/sluice/platform/artifacts"
 	"github.com/sluicehq/sluice/platform/executor"
 	"github.com/sluicehq/sluice/platform/gitauth"
 	"github.com/sluicehq/sluice/platform/stepcache"
@@ -164,6 +165,9 @@ type Artifact struct {
 	Object string
 	SHA256 string
 	Size   int64
+	// Format says whether the content is the file, or a directory's or a
+	// glob's files as a gzipped tar.
+	Format artifacts.Format
 }
 
 // Failure says why a build failed. The zero value means it did not.
@@ -222,6 +226,15 @@ func CheckoutFailed(err error) Failure {
 // produced.
 func ArtifactMissing(a ArtifactSpec) Failure {
 	return Failure{Reason: fmt.Sprintf("artifact %q: %s not found", a.Name, a.Path)}
+}
+
+// ArtifactEmpty is the failure of a build whose artifact's glob matched
+// no regular file, or whose artifact's directory holds none.
+func ArtifactEmpty(a ArtifactSpec, glob bool) Failure {
+	if glob {
+		return Failure{Reason: fmt.Sprintf("artifact %q: no regular file matches %s", a.Name, a.Path)}
+	}
+	return Failure{Reason: fmt.Sprintf("artifact %q: the directory %s holds no regular file", a.Name, a.Path)}
 }
 
 // ArtifactNotFile is the failure of a build whose artifact path is not a

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sluicehq/sluice/platform/artifacts"
+
 	"github.com/sluicehq/sluice/platform/gitauth"
 )
 
@@ -46,6 +48,9 @@ type Artifact struct {
 	// whose copy failed for good (so does the deploy's fetch), and once
 	// the copy was pruned.
 	KeptObject string
+	// Format is whether the content is the file, or a directory's or a
+	// glob's files as a gzipped tar (unpacked into a directory).
+	Format artifacts.Format
 }
 
 // Release is one version of a repository.

@@ -22,6 +22,7 @@ import (
 	"buf.build/go/protovalidate"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/sluicehq/sluice/platform/artifacts"
 	"github.com/sluicehq/sluice/platform/stepcache"
 	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
 )
@@ -313,7 +314,7 @@ func (p *parser) artifacts(n *yaml.Node) []*sourcev1.ArtifactSpec {
 		artifact := &sourcev1.ArtifactSpec{}
 		p.fields(item,
 			field{key: "name", required: true, decode: func(n *yaml.Node) { artifact.Name = p.name(n, "artifact", names) }},
-			field{key: "path", required: true, decode: func(n *yaml.Node) { artifact.Path = p.relativePath(n, false) }},
+			field{key: "path", required: true, decode: func(n *yaml.Node) { artifact.Path = p.artifactPath(n) }},
 		)
 		artifacts = append(artifacts, artifact)
 	}
@@ -377,6 +378,15 @@ func (p *parser) cachePaths(n *yaml.Node) []string {
 		paths = append(paths, s)
 	}
 	return paths
+}
+
+// artifactPath decodes an artifact's path: a file, a directory or a glob.
+func (p *parser) artifactPath(n *yaml.Node) string {
+	s := p.relativePath(n, false)
+	if artifacts.IsGlob(s) && !artifacts.ValidGlob(s) {
+		p.errorAt(resolve(n), `globs are *, ?, [...], {a,b} and ** for any folders`, "invalid glob pattern %q", s)
+	}
+	return s
 }
 
 func (p *parser) reports(n *yaml.Node) []*sourcev1.ReportSpec {

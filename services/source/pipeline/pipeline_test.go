@@ -341,6 +341,11 @@ build:
 		},
 	},
 	{
+		name: "artifact glob",
+		yaml: "version: 1\nbuild:\n  steps: [{name: a, run: x}]\n  artifacts: [{name: web, path: \"dist/[a\"}]\n",
+		want: []string{`.sluice.yaml:4:33: invalid glob pattern "dist/[a" (hint: globs are *, ?, [...], {a,b} and ** for any folders)`},
+	},
+	{
 		name: "concurrency without a group",
 		yaml: "version: 1\nbuild:\n  steps: [{name: a, run: x}]\nconcurrency: {limit: 2}\n",
 		want: []string{`.sluice.yaml:4:14: missing required key "group"`},

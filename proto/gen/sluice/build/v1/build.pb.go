@@ -147,6 +147,57 @@ func (StepStatus) EnumDescriptor() ([]byte, []int) {
 	return file_sluice_build_v1_build_proto_rawDescGZIP(), []int{1}
 }
 
+type ArtifactFormat int32
+
+const (
+	ArtifactFormat_ARTIFACT_FORMAT_UNSPECIFIED ArtifactFormat = 0
+	ArtifactFormat_ARTIFACT_FORMAT_FILE        ArtifactFormat = 1
+	// A gzipped tar of the files, named relative to the directory (or the
+	// glob's folders before its first pattern).
+	ArtifactFormat_ARTIFACT_FORMAT_TAR_GZIP ArtifactFormat = 2
+)
+
+// Enum value maps for ArtifactFormat.
+var (
+	ArtifactFormat_name = map[int32]string{
+		0: "ARTIFACT_FORMAT_UNSPECIFIED",
+		1: "ARTIFACT_FORMAT_FILE",
+		2: "ARTIFACT_FORMAT_TAR_GZIP",
+	}
+	ArtifactFormat_value = map[string]int32{
+		"ARTIFACT_FORMAT_UNSPECIFIED": 0,
+		"ARTIFACT_FORMAT_FILE":        1,
+		"ARTIFACT_FORMAT_TAR_GZIP":    2,
+	}
+)
+
+func (x ArtifactFormat) Enum() *ArtifactFormat {
+	p := new(ArtifactFormat)
+	*p = x
+	return p
+}
+
+func (x ArtifactFormat) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ArtifactFormat) Descriptor() protoreflect.EnumDescriptor {
+	return file_sluice_build_v1_build_proto_enumTypes[2].Descriptor()
+}
+
+func (ArtifactFormat) Type() protoreflect.EnumType {
+	return &file_sluice_build_v1_build_proto_enumTypes[2]
+}
+
+func (x ArtifactFormat) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ArtifactFormat.Descriptor instead.
+func (ArtifactFormat) EnumDescriptor() ([]byte, []int) {
+	return file_sluice_build_v1_build_proto_rawDescGZIP(), []int{2}
+}
+
 type GetArtifactContentRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	RunId string                 `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
@@ -358,8 +409,12 @@ type Artifact struct {
 	// Object name in the artifact object store.
 	Object string `protobuf:"bytes,2,opt,name=object,proto3" json:"object,omitempty"`
 	// Hex SHA-256 of the content.
-	Sha256        string `protobuf:"bytes,3,opt,name=sha256,proto3" json:"sha256,omitempty"`
-	Size          int64  `protobuf:"varint,4,opt,name=size,proto3" json:"size,omitempty"`
+	Sha256 string `protobuf:"bytes,3,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	Size   int64  `protobuf:"varint,4,opt,name=size,proto3" json:"size,omitempty"`
+	// What the content is: the file itself, or the files of a directory or
+	// glob as a gzipped tar. UNSPECIFIED (from builds older than formats)
+	// is a file.
+	Format        ArtifactFormat `protobuf:"varint,5,opt,name=format,proto3,enum=sluice.build.v1.ArtifactFormat" json:"format,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -420,6 +475,13 @@ func (x *Artifact) GetSize() int64 {
 		return x.Size
 	}
 	return 0
+}
+
+func (x *Artifact) GetFormat() ArtifactFormat {
+	if x != nil {
+		return x.Format
+	}
+	return ArtifactFormat_ARTIFACT_FORMAT_UNSPECIFIED
 }
 
 type Build struct {
@@ -1149,13 +1211,14 @@ const file_sluice_build_v1_build_proto_rawDesc = "" +
 	"start_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x125\n" +
 	"\bend_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\x12\x14\n" +
 	"\x05tries\x18\x06 \x01(\x05R\x05tries\x12\x16\n" +
-	"\x06reason\x18\a \x01(\tR\x06reason\"\xb0\x01\n" +
+	"\x06reason\x18\a \x01(\tR\x06reason\"\xf3\x01\n" +
 	"\bArtifact\x124\n" +
 	"\x04name\x18\x01 \x01(\tB \xbaH\x1dr\x1b\x10\x01\x18?2\x15^[a-z0-9][a-z0-9_-]*$R\x04name\x12\"\n" +
 	"\x06object\x18\x02 \x01(\tB\n" +
 	"\xbaH\ar\x05\x10\x01\x18\xff\x01R\x06object\x12-\n" +
 	"\x06sha256\x18\x03 \x01(\tB\x15\xbaH\x12r\x102\x0e^[0-9a-f]{64}$R\x06sha256\x12\x1b\n" +
-	"\x04size\x18\x04 \x01(\x03B\a\xbaH\x04\"\x02(\x00R\x04size\"\xb3\x05\n" +
+	"\x04size\x18\x04 \x01(\x03B\a\xbaH\x04\"\x02(\x00R\x04size\x12A\n" +
+	"\x06format\x18\x05 \x01(\x0e2\x1f.sluice.build.v1.ArtifactFormatB\b\xbaH\x05\x82\x01\x02\x10\x01R\x06format\"\xb3\x05\n" +
 	"\x05Build\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x15\n" +
 	"\x06run_id\x18\x02 \x01(\tR\x05runId\x12\x1e\n" +
@@ -1235,7 +1298,11 @@ const file_sluice_build_v1_build_proto_rawDesc = "" +
 	"\x12STEP_STATUS_FAILED\x10\x04\x12\x19\n" +
 	"\x15STEP_STATUS_TIMED_OUT\x10\x05\x12\x19\n" +
 	"\x15STEP_STATUS_CANCELLED\x10\x06\x12\x17\n" +
-	"\x13STEP_STATUS_SKIPPED\x10\a2\xf8\x03\n" +
+	"\x13STEP_STATUS_SKIPPED\x10\a*i\n" +
+	"\x0eArtifactFormat\x12\x1f\n" +
+	"\x1bARTIFACT_FORMAT_UNSPECIFIED\x10\x00\x12\x18\n" +
+	"\x14ARTIFACT_FORMAT_FILE\x10\x01\x12\x1c\n" +
+	"\x18ARTIFACT_FORMAT_TAR_GZIP\x10\x022\xf8\x03\n" +
 	"\fBuildService\x12Y\n" +
 	"\bGetBuild\x12 .sluice.build.v1.GetBuildRequest\x1a!.sluice.build.v1.GetBuildResponse\"\b\x8a\xe7\x18\x04\b\x01\x18\x01\x12]\n" +
 	"\n" +
@@ -1258,60 +1325,62 @@ func file_sluice_build_v1_build_proto_rawDescGZIP() []byte {
 	return file_sluice_build_v1_build_proto_rawDescData
 }
 
-var file_sluice_build_v1_build_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_sluice_build_v1_build_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
 var file_sluice_build_v1_build_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_sluice_build_v1_build_proto_goTypes = []any{
 	(BuildStatus)(0),                   // 0: sluice.build.v1.BuildStatus
 	(StepStatus)(0),                    // 1: sluice.build.v1.StepStatus
-	(*GetArtifactContentRequest)(nil),  // 2: sluice.build.v1.GetArtifactContentRequest
-	(*GetArtifactContentResponse)(nil), // 3: sluice.build.v1.GetArtifactContentResponse
-	(*Step)(nil),                       // 4: sluice.build.v1.Step
-	(*Artifact)(nil),                   // 5: sluice.build.v1.Artifact
-	(*Build)(nil),                      // 6: sluice.build.v1.Build
-	(*GetBuildRequest)(nil),            // 7: sluice.build.v1.GetBuildRequest
-	(*GetBuildResponse)(nil),           // 8: sluice.build.v1.GetBuildResponse
-	(*ListBuildsRequest)(nil),          // 9: sluice.build.v1.ListBuildsRequest
-	(*ListBuildsResponse)(nil),         // 10: sluice.build.v1.ListBuildsResponse
-	(*LogLine)(nil),                    // 11: sluice.build.v1.LogLine
-	(*GetLogsRequest)(nil),             // 12: sluice.build.v1.GetLogsRequest
-	(*GetLogsResponse)(nil),            // 13: sluice.build.v1.GetLogsResponse
-	(*TailLogsRequest)(nil),            // 14: sluice.build.v1.TailLogsRequest
-	(*TailLogsResponse)(nil),           // 15: sluice.build.v1.TailLogsResponse
-	(*timestamppb.Timestamp)(nil),      // 16: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),        // 17: google.protobuf.Duration
+	(ArtifactFormat)(0),                // 2: sluice.build.v1.ArtifactFormat
+	(*GetArtifactContentRequest)(nil),  // 3: sluice.build.v1.GetArtifactContentRequest
+	(*GetArtifactContentResponse)(nil), // 4: sluice.build.v1.GetArtifactContentResponse
+	(*Step)(nil),                       // 5: sluice.build.v1.Step
+	(*Artifact)(nil),                   // 6: sluice.build.v1.Artifact
+	(*Build)(nil),                      // 7: sluice.build.v1.Build
+	(*GetBuildRequest)(nil),            // 8: sluice.build.v1.GetBuildRequest
+	(*GetBuildResponse)(nil),           // 9: sluice.build.v1.GetBuildResponse
+	(*ListBuildsRequest)(nil),          // 10: sluice.build.v1.ListBuildsRequest
+	(*ListBuildsResponse)(nil),         // 11: sluice.build.v1.ListBuildsResponse
+	(*LogLine)(nil),                    // 12: sluice.build.v1.LogLine
+	(*GetLogsRequest)(nil),             // 13: sluice.build.v1.GetLogsRequest
+	(*GetLogsResponse)(nil),            // 14: sluice.build.v1.GetLogsResponse
+	(*TailLogsRequest)(nil),            // 15: sluice.build.v1.TailLogsRequest
+	(*TailLogsResponse)(nil),           // 16: sluice.build.v1.TailLogsResponse
+	(*timestamppb.Timestamp)(nil),      // 17: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),        // 18: google.protobuf.Duration
 }
 var file_sluice_build_v1_build_proto_depIdxs = []int32{
-	5,  // 0: sluice.build.v1.GetArtifactContentResponse.artifact:type_name -> sluice.build.v1.Artifact
+	6,  // 0: sluice.build.v1.GetArtifactContentResponse.artifact:type_name -> sluice.build.v1.Artifact
 	1,  // 1: sluice.build.v1.Step.status:type_name -> sluice.build.v1.StepStatus
-	16, // 2: sluice.build.v1.Step.start_time:type_name -> google.protobuf.Timestamp
-	16, // 3: sluice.build.v1.Step.end_time:type_name -> google.protobuf.Timestamp
-	0,  // 4: sluice.build.v1.Build.status:type_name -> sluice.build.v1.BuildStatus
-	4,  // 5: sluice.build.v1.Build.steps:type_name -> sluice.build.v1.Step
-	5,  // 6: sluice.build.v1.Build.artifacts:type_name -> sluice.build.v1.Artifact
-	16, // 7: sluice.build.v1.Build.create_time:type_name -> google.protobuf.Timestamp
-	16, // 8: sluice.build.v1.Build.end_time:type_name -> google.protobuf.Timestamp
-	16, // 9: sluice.build.v1.Build.start_time:type_name -> google.protobuf.Timestamp
-	17, // 10: sluice.build.v1.Build.step_duration:type_name -> google.protobuf.Duration
-	6,  // 11: sluice.build.v1.GetBuildResponse.build:type_name -> sluice.build.v1.Build
-	6,  // 12: sluice.build.v1.ListBuildsResponse.builds:type_name -> sluice.build.v1.Build
-	16, // 13: sluice.build.v1.LogLine.time:type_name -> google.protobuf.Timestamp
-	11, // 14: sluice.build.v1.GetLogsResponse.lines:type_name -> sluice.build.v1.LogLine
-	11, // 15: sluice.build.v1.TailLogsResponse.lines:type_name -> sluice.build.v1.LogLine
-	7,  // 16: sluice.build.v1.BuildService.GetBuild:input_type -> sluice.build.v1.GetBuildRequest
-	9,  // 17: sluice.build.v1.BuildService.ListBuilds:input_type -> sluice.build.v1.ListBuildsRequest
-	12, // 18: sluice.build.v1.BuildService.GetLogs:input_type -> sluice.build.v1.GetLogsRequest
-	14, // 19: sluice.build.v1.BuildService.TailLogs:input_type -> sluice.build.v1.TailLogsRequest
-	2,  // 20: sluice.build.v1.BuildService.GetArtifactContent:input_type -> sluice.build.v1.GetArtifactContentRequest
-	8,  // 21: sluice.build.v1.BuildService.GetBuild:output_type -> sluice.build.v1.GetBuildResponse
-	10, // 22: sluice.build.v1.BuildService.ListBuilds:output_type -> sluice.build.v1.ListBuildsResponse
-	13, // 23: sluice.build.v1.BuildService.GetLogs:output_type -> sluice.build.v1.GetLogsResponse
-	15, // 24: sluice.build.v1.BuildService.TailLogs:output_type -> sluice.build.v1.TailLogsResponse
-	3,  // 25: sluice.build.v1.BuildService.GetArtifactContent:output_type -> sluice.build.v1.GetArtifactContentResponse
-	21, // [21:26] is the sub-list for method output_type
-	16, // [16:21] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	17, // 2: sluice.build.v1.Step.start_time:type_name -> google.protobuf.Timestamp
+	17, // 3: sluice.build.v1.Step.end_time:type_name -> google.protobuf.Timestamp
+	2,  // 4: sluice.build.v1.Artifact.format:type_name -> sluice.build.v1.ArtifactFormat
+	0,  // 5: sluice.build.v1.Build.status:type_name -> sluice.build.v1.BuildStatus
+	5,  // 6: sluice.build.v1.Build.steps:type_name -> sluice.build.v1.Step
+	6,  // 7: sluice.build.v1.Build.artifacts:type_name -> sluice.build.v1.Artifact
+	17, // 8: sluice.build.v1.Build.create_time:type_name -> google.protobuf.Timestamp
+	17, // 9: sluice.build.v1.Build.end_time:type_name -> google.protobuf.Timestamp
+	17, // 10: sluice.build.v1.Build.start_time:type_name -> google.protobuf.Timestamp
+	18, // 11: sluice.build.v1.Build.step_duration:type_name -> google.protobuf.Duration
+	7,  // 12: sluice.build.v1.GetBuildResponse.build:type_name -> sluice.build.v1.Build
+	7,  // 13: sluice.build.v1.ListBuildsResponse.builds:type_name -> sluice.build.v1.Build
+	17, // 14: sluice.build.v1.LogLine.time:type_name -> google.protobuf.Timestamp
+	12, // 15: sluice.build.v1.GetLogsResponse.lines:type_name -> sluice.build.v1.LogLine
+	12, // 16: sluice.build.v1.TailLogsResponse.lines:type_name -> sluice.build.v1.LogLine
+	8,  // 17: sluice.build.v1.BuildService.GetBuild:input_type -> sluice.build.v1.GetBuildRequest
+	10, // 18: sluice.build.v1.BuildService.ListBuilds:input_type -> sluice.build.v1.ListBuildsRequest
+	13, // 19: sluice.build.v1.BuildService.GetLogs:input_type -> sluice.build.v1.GetLogsRequest
+	15, // 20: sluice.build.v1.BuildService.TailLogs:input_type -> sluice.build.v1.TailLogsRequest
+	3,  // 21: sluice.build.v1.BuildService.GetArtifactContent:input_type -> sluice.build.v1.GetArtifactContentRequest
+	9,  // 22: sluice.build.v1.BuildService.GetBuild:output_type -> sluice.build.v1.GetBuildResponse
+	11, // 23: sluice.build.v1.BuildService.ListBuilds:output_type -> sluice.build.v1.ListBuildsResponse
+	14, // 24: sluice.build.v1.BuildService.GetLogs:output_type -> sluice.build.v1.GetLogsResponse
+	16, // 25: sluice.build.v1.BuildService.TailLogs:output_type -> sluice.build.v1.TailLogsResponse
+	4,  // 26: sluice.build.v1.BuildService.GetArtifactContent:output_type -> sluice.build.v1.GetArtifactContentResponse
+	22, // [22:27] is the sub-list for method output_type
+	17, // [17:22] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_sluice_build_v1_build_proto_init() }
@@ -1324,7 +1393,7 @@ func file_sluice_build_v1_build_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sluice_build_v1_build_proto_rawDesc), len(file_sluice_build_v1_build_proto_rawDesc)),
-			NumEnums:      2,
+			NumEnums:      3,
 			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   1,

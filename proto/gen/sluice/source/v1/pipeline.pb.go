@@ -696,11 +696,13 @@ func (x *CacheSpec) GetPaths() []string {
 	return nil
 }
 
-// ArtifactSpec names a file the build keeps after its steps succeed.
+// ArtifactSpec names what the build keeps after its steps succeed.
 type ArtifactSpec struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	// Path relative to the workspace, without "..".
+	// Path relative to the workspace, without "..": a file, a directory, or
+	// a glob (*, ?, [...], {a,b}, ** for any folders) of files; a directory
+	// or a glob is kept as a gzipped tar.
 	Path          string `protobuf:"bytes,2,opt,name=path,proto3" json:"path,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
