@@ -324,18 +324,29 @@ func (s *Store) unpack(root *os.Root, a Artifact, tmp, rel string) error {
 		return fmt.Errorf("artifact %q: %w", a.Name, err)
 	}
 	defer f.Close()
+	// What is in the way (a file, a symbolic link) goes, as a file
+	// artifact replaces one.
+	if fi, err := root.Lstat(rel); err == nil && !fi.IsDir() {
+		if err := root.Remove(rel); err != nil {
+			return fmt.Errorf("artifact %q: %w: %s is in the way: %w", a.Name, ErrRefused, rel, err)
+		}
+	}
 	if err := root.MkdirAll(rel, 0o755); err != nil {
-		return fmt.Errorf("artifact %q: %w: create the directory %s: %w", a.Name, ErrRefused, rel, err)
+		return fmt.Errorf("artifact %q: create the directory %s: %w", a.Name, rel, err)
 	}
 	dir, err := root.OpenRoot(rel)
 	if err != nil {
-		return fmt.Errorf("artifact %q: %w: open the directory %s: %w", a.Name, ErrRefused, rel, err)
+		return fmt.Errorf("artifact %q: open the directory %s: %w", a.Name, rel, err)
 	}
 	defer dir.Close()
 	_, err = tarball.Extract(f, tarball.Limits{Bytes: MaxUnpacked, Entries: MaxArchivedEntries, Replace: true},
 		func(name string) (*os.Root, string, bool, error) { return dir, name, true, nil })
-	if err != nil {
+	switch {
+	case errors.Is(err, tarball.ErrTooLarge), errors.Is(err, tarball.ErrMalformed):
+		// The content is what build stored: no retry unpacks it.
 		return fmt.Errorf("artifact %q: %w: unpack into %s: %w", a.Name, ErrRefused, rel, err)
+	case err != nil:
+		return fmt.Errorf("artifact %q: unpack into %s: %w", a.Name, rel, err)
 	}
 	return nil
 }

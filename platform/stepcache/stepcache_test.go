@@ -263,8 +263,8 @@ func TestRestoreWritesOnlyWhatThePipelineCaches(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Restore(t.Context(), sc, "hostile", []string{".cache"}, dirs(t)); err == nil || !strings.Contains(err.Error(), "not a gzipped tar") {
-		t.Errorf("restore of garbage: %v; want not a gzipped tar", err)
+	if _, err := s.Restore(t.Context(), sc, "hostile", []string{".cache"}, dirs(t)); err == nil || !strings.Contains(err.Error(), "not a readable gzipped tar") {
+		t.Errorf("restore of garbage: %v; want not a readable gzipped tar", err)
 	}
 }
 

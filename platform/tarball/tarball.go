@@ -15,6 +15,8 @@ import (
 	"archive/tar"
 	"compress/gzip"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -28,14 +30,24 @@ import (
 )
 
 // ErrTooLarge is an archive past its limits: content, entries, or what it
-// inflates to.
+// inflates to. ErrTooManyEntries is the entries' limit, and wraps it.
 var ErrTooLarge = errors.New("larger than the limit")
+
+// ErrTooManyEntries is an archive with more entries than its limit, or a
+// tree that holds more files than it may walk.
+var ErrTooManyEntries = fmt.Errorf("%w: too many files", ErrTooLarge)
+
+// ErrMalformed is an archive that cannot be read: not a gzipped tar, or
+// cut short.
+var ErrMalformed = errors.New("not a readable gzipped tar")
 
 // Limits bound an archive.
 type Limits struct {
 	// Bytes bounds the files' content, and what Write writes (compressed).
 	Bytes int64
-	// Entries bounds the entries of every kind (those skipped too).
+	// Entries bounds the entries kept (directories and files) or, in
+	// Extract, read (those skipped too); Write walks at most ten times as
+	// many, those it leaves out included.
 	Entries int
 	// Replace lets Extract replace a file that is there (never a
 	// directory); without it such a file is kept.
@@ -49,6 +61,7 @@ type Writer struct {
 	lim     Limits
 	files   int
 	entries int
+	walked  int
 	content int64
 }
 
@@ -82,10 +95,10 @@ func (w *Writer) Tree(ctx context.Context, root *os.Root, rel, as string, match 
 		if err != nil {
 			return err
 		}
-		if w.entries++; w.entries > w.lim.Entries {
-			return fmt.Errorf("%w: more than %d files", ErrTooLarge, w.lim.Entries)
+		if w.walked++; w.walked > 10*w.lim.Entries {
+			return fmt.Errorf("%w: more than %d files to look through", ErrTooManyEntries, 10*w.lim.Entries)
 		}
-		if w.entries%1000 == 0 && ctx.Err() != nil {
+		if w.walked%1000 == 0 && ctx.Err() != nil {
 			return context.Cause(ctx)
 		}
 		var under string // p's path below rel
@@ -98,15 +111,18 @@ func (w *Writer) Tree(ctx context.Context, root *os.Root, rel, as string, match 
 		}
 		name := path.Join(as, under)
 		switch {
-		case d.IsDir():
-			if match != nil || name == "" {
-				return nil
-			}
-			return w.tw.WriteHeader(&tar.Header{Name: name + "/", Typeflag: tar.TypeDir, Mode: 0o755, Format: tar.FormatPAX})
-		case !d.Type().IsRegular():
+		case d.IsDir() && (match != nil || name == ""):
+			return nil
+		case !d.IsDir() && !d.Type().IsRegular():
 			return nil // symbolic links and the like are not kept
 		case match != nil && !match(p):
 			return nil
+		}
+		if w.entries++; w.entries > w.lim.Entries {
+			return fmt.Errorf("%w: more than %d", ErrTooManyEntries, w.lim.Entries)
+		}
+		if d.IsDir() {
+			return w.tw.WriteHeader(&tar.Header{Name: name + "/", Typeflag: tar.TypeDir, Mode: 0o755, Format: tar.FormatPAX})
 		}
 		if name == "" {
 			name = path.Base(p)
@@ -154,9 +170,10 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// PartialSuffix marks a file being extracted, renamed into place once it
-// is whole; an entry with it is skipped.
-const PartialSuffix = ".sluice-partial"
+// PartialPrefix starts the name of a file being extracted (short, so any
+// name that fits fits beside it), renamed into place once it is whole; an
+// entry with it is skipped.
+const PartialPrefix = ".sluice-partial-"
 
 // headerRoom is what Extract lets an archive inflate to per entry beyond
 // the content (headers, padding).
@@ -173,7 +190,7 @@ type Place func(name string) (root *os.Root, rel string, ok bool, err error)
 func Extract(r io.Reader, lim Limits, place Place) (files int, err error) {
 	zr, err := gzip.NewReader(io.LimitReader(r, lim.Bytes+1))
 	if err != nil {
-		return 0, fmt.Errorf("not a gzipped tar: %w", err)
+		return 0, fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
 	// What the archive inflates to, headers and skipped entries included,
 	// is bounded too.
@@ -186,14 +203,17 @@ func Extract(r io.Reader, lim Limits, place Place) (files int, err error) {
 			return files, nil
 		}
 		if err != nil {
-			return files, fmt.Errorf("read the archive: %w", err)
+			if !errors.Is(err, ErrTooLarge) {
+				err = fmt.Errorf("%w: %w", ErrMalformed, err)
+			}
+			return files, err
 		}
 		if entries++; entries > lim.Entries {
-			return files, fmt.Errorf("%w: more than %d entries", ErrTooLarge, lim.Entries)
+			return files, fmt.Errorf("%w: more than %d entries", ErrTooManyEntries, lim.Entries)
 		}
 		name := strings.TrimSuffix(hdr.Name, "/")
 		clean := path.Clean(name)
-		if clean != name || name == "" || !filepath.IsLocal(filepath.FromSlash(clean)) || strings.HasSuffix(clean, PartialSuffix) ||
+		if clean != name || name == "" || !filepath.IsLocal(filepath.FromSlash(clean)) || strings.HasPrefix(path.Base(clean), PartialPrefix) ||
 			(hdr.Typeflag != tar.TypeDir && hdr.Typeflag != tar.TypeReg) {
 			continue
 		}
@@ -239,8 +259,9 @@ func writeFile(root *os.Root, rel string, hdr *tar.Header, content io.Reader, re
 	if hdr.Mode&0o111 != 0 {
 		mode = 0o755
 	}
-	tmp := rel + PartialSuffix
-	_ = root.Remove(tmp)
+	var rnd [6]byte
+	_, _ = rand.Read(rnd[:])
+	tmp := path.Join(path.Dir(rel), PartialPrefix+hex.EncodeToString(rnd[:]))
 	f, err := root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
 	if err != nil {
 		return false, err

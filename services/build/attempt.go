@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"maps"
 	"os"
+	"path"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -407,11 +408,11 @@ func (s *Service) storeArtifact(ctx context.Context, store *artifacts.Store, run
 		return domain.Artifact{}, domain.Failure{}, fmt.Errorf("open workspace %s: %w", ws, err)
 	}
 	defer root.Close()
-	if artifacts.IsGlob(spec.Path) {
-		return s.storeArchive(ctx, store, run, root, spec)
-	}
-	if fi, err := root.Stat(spec.Path); err == nil && fi.IsDir() {
-		return s.storeArchive(ctx, store, run, root, spec)
+	// A path is a glob only when nothing is at its literal name (a
+	// pipeline from before globs may name a file app[1].bin).
+	fi, statErr := root.Stat(spec.Path)
+	if (statErr == nil && fi.IsDir()) || (errors.Is(statErr, fs.ErrNotExist) && artifacts.IsGlob(spec.Path)) {
+		return s.storeArchive(ctx, store, run, root, spec, statErr == nil)
 	}
 	// OpenRoot keeps the path (and any symlink on it) inside the workspace;
 	// stepfile opens only a regular file, and a named pipe without waiting
@@ -454,9 +455,11 @@ var errNoFiles = errors.New("no files")
 // that matches no file, like a directory without one, is a missing
 // artifact; one that holds more than the limit (before or after
 // compression) is too large.
-func (s *Service) storeArchive(ctx context.Context, store *artifacts.Store, run domain.Run, root *os.Root, spec domain.ArtifactSpec) (domain.Artifact, domain.Failure, error) {
-	base := artifacts.ArchiveBase(spec.Path)
-	match := artifacts.Matcher(spec.Path)
+func (s *Service) storeArchive(ctx context.Context, store *artifacts.Store, run domain.Run, root *os.Root, spec domain.ArtifactSpec, dir bool) (domain.Artifact, domain.Failure, error) {
+	base, match := artifacts.ArchiveBase(spec.Path), artifacts.Matcher(spec.Path)
+	if dir {
+		base, match = path.Clean(spec.Path), nil
+	}
 	limit := s.cfg.MaxArtifactSize
 	pr, pw := io.Pipe()
 	archived := make(chan error, 1)
@@ -479,6 +482,9 @@ func (s *Service) storeArchive(ctx context.Context, store *artifacts.Store, run 
 	switch {
 	case errors.Is(archErr, errNoFiles):
 		return domain.Artifact{}, domain.ArtifactEmpty(spec, match != nil), nil
+	case errors.Is(archErr, tarball.ErrTooManyEntries):
+		return domain.Artifact{}, domain.Failure{Reason: fmt.Sprintf("artifact %q: %s holds too many files: at most %d are kept, and %d looked through",
+			spec.Name, spec.Path, artifacts.MaxArchivedEntries, 10*artifacts.MaxArchivedEntries)}, nil
 	case errors.Is(archErr, tarball.ErrTooLarge), errors.Is(err, artifacts.ErrTooLarge):
 		return domain.Artifact{}, domain.ArtifactTooLarge(spec, "more than "+strconv.Itoa(limit), limit), nil
 	case err != nil && ctx.Err() != nil:

@@ -898,20 +898,25 @@ func TestArtifactsOfDirectoriesAndGlobs(t *testing.T) {
 	h := newHarness(t)
 	req := runRequest(gitRepo(t, map[string]string{"main.go": "package main\n"}), &sourcev1.BuildSpec{
 		Steps: []*sourcev1.Step{{Name: "compile", Run: "mkdir -p dist/css out/a/b && echo page > dist/index.html && echo css > dist/css/site.css && " +
-			"ln -s /etc/hostname dist/host && mkfifo dist/pipe && echo 1 > out/a/one.log && echo 2 > out/a/b/two.log && echo no > out/a/three.txt"}},
-		Artifacts: []*sourcev1.ArtifactSpec{{Name: "web", Path: "dist"}, {Name: "logs", Path: "out/**/*.log"}},
+			"ln -s /etc/hostname dist/host && mkfifo dist/pipe && echo 1 > out/a/one.log && echo 2 > out/a/b/two.log && echo no > out/a/three.txt && " +
+			"echo bin > 'out/app[1].bin'"}},
+		// A path with glob characters that names a file is that file.
+		Artifacts: []*sourcev1.ArtifactSpec{{Name: "web", Path: "dist"}, {Name: "logs", Path: "out/**/*.log"}, {Name: "legacy", Path: "out/app[1].bin"}},
 	})
 	h.publish(t, req)
 	fin := h.finished(t, req.GetRunId())
-	if fin.GetStatus() != buildv1.BuildStatus_BUILD_STATUS_SUCCEEDED || len(fin.GetArtifacts()) != 2 {
+	if fin.GetStatus() != buildv1.BuildStatus_BUILD_STATUS_SUCCEEDED || len(fin.GetArtifacts()) != 3 {
 		t.Fatalf("BuildFinished %v", fin)
+	}
+	if legacy := fin.GetArtifacts()[2]; legacy.GetFormat() != buildv1.ArtifactFormat_ARTIFACT_FORMAT_FILE || legacy.GetSize() != 4 {
+		t.Errorf("artifact legacy: %v; want the file out/app[1].bin", legacy)
 	}
 	store, err := artifacts.Open(t.Context(), h.js)
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := map[string]string{"web": "css/ css/site.css index.html", "logs": "a/b/two.log a/one.log"}
-	for _, a := range fin.GetArtifacts() {
+	for _, a := range fin.GetArtifacts()[:2] {
 		if a.GetFormat() != buildv1.ArtifactFormat_ARTIFACT_FORMAT_TAR_GZIP {
 			t.Errorf("artifact %s has format %s; want TAR_GZIP", a.GetName(), a.GetFormat())
 		}
