@@ -427,7 +427,7 @@ func TestFetchUnpacksAnArchive(t *testing.T) {
 			t.Errorf("%s = %q, %v; want %q", name, got, err, want)
 		}
 	}
-	if entries, _ := os.ReadDir(filepath.Join(ws)); len(entries) != 1 {
+	if entries, _ := os.ReadDir(ws); len(entries) != 1 {
 		t.Errorf("the workspace holds %v; want dist alone (no temporary file left)", entries)
 	}
 
