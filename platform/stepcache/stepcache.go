@@ -139,8 +139,8 @@ type Restored struct {
 
 // Restore writes scope's cache of key into dirs: the run branch's, else
 // the default branch's. It returns a zero Restored when neither has one.
-// An error after files were written leaves them: the steps run with part
-// of a cache, as they would with none.
+// An error after files were written removes the paths it created, so the
+// steps run as they would without the cache.
 func (s *Store) Restore(ctx context.Context, sc Scope, key string, paths []string, dirs Dirs) (Restored, error) {
 	for i, name := range sc.candidates(key) {
 		info, err := s.obs.GetInfo(ctx, name)
