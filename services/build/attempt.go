@@ -489,7 +489,7 @@ func (s *Service) storeArchive(ctx context.Context, store *artifacts.Store, run 
 		return domain.Artifact{}, domain.ArtifactTooLarge(spec, "more than "+strconv.Itoa(limit), limit), nil
 	case err != nil && ctx.Err() != nil:
 		return domain.Artifact{}, domain.Failure{}, interrupted(ctx)
-	case archErr != nil && !errors.Is(err, archErr):
+	case archErr != nil && err != nil && !errors.Is(err, archErr):
 		// The put failed on its own: the store's error.
 		return domain.Artifact{}, domain.Failure{}, err
 	case archErr != nil:
