@@ -31,10 +31,14 @@
 //     anything. An event without one (from an older build service) ends
 //     the run in ERROR.
 //  5. The commit is checked out into <DataDir>/workspaces/<run-id>-<attempt>,
-//     which is removed afterwards. The build's artifacts are fetched from
-//     the sluice-artifacts object store to the paths in build.artifacts,
-//     checked against the sha256 and size the build recorded, and made
-//     executable (0755, because the object store keeps no file mode).
+//     which is removed afterwards. The stage's caches (test.cache) are
+//     restored (platform/stepcache), then the build's artifacts are fetched
+//     from the sluice-artifacts object store to the paths in
+//     build.artifacts, checked against the sha256 and size the build
+//     recorded, and made executable (0755, because the object store keeps
+//     no file mode); a directory's or a glob's gzipped tar is unpacked
+//     where it came from (artifacts.ArchiveBase). The caches are saved
+//     after the steps succeeded.
 //  6. The test steps run in order and stop at the first failure. Their
 //     output goes to the step log ("--- step <name>: <cmd>", "--- step
 //     <name> exited with code N after D"). Then every report is read, even
