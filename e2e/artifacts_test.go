@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -16,14 +17,20 @@ import (
 
 // `sluice artifacts <run>` lists a build's artifacts with their sizes and
 // digests, and `sluice artifact get` downloads one, checked, to -o; an
-// unknown name is refused naming those the build has.
+// unknown name is refused naming those the build has. Directories and
+// globs reach test and a deploy unpacked, and the build's cache the next
+// run.
 func TestDownloadAnArtifactOnTheAllInOne(t *testing.T) {
 	t.Parallel()
 	p, _ := startAllInOne(t, t.TempDir())
 	const content = "hello from an artifact\n"
 	repo := newGitRepo(t, map[string]string{".sluice.yaml": `version: 1
 build:
+  cache:
+    - {key: "deps-${{ hashFiles('deps.lock') }}", paths: [.deps, ~/tools]}
   steps:
+    - name: fetch
+      run: if [ -f .deps/got ]; then echo "deps from $(cat .deps/got), tool $(cat ~/tools/t)"; else mkdir -p .deps ~/tools && echo "$SLUICE_RUN_ID" > .deps/got && echo t1 > ~/tools/t; fi
     - name: compile
       run: mkdir -p out out/web/css out/a; printf 'hello from an artifact\n' > out/app; echo page > out/web/index.html; echo css > out/web/css/site.css; echo log > out/a/b.log; echo no > out/a/b.txt
   artifacts:
@@ -39,7 +46,7 @@ release:
   environments:
     - name: staging
       deploy: test "$(cat "$SLUICE_ARTIFACTS_DIR/web/index.html")" = page && test -f "$SLUICE_ARTIFACTS_DIR/logs/a/b.log"
-`})
+`, "deps.lock": "a 1.0\n"})
 	mustCLI(t, p.env, "repo", "add", repo.Dir, "--name", "kept")
 	if out, code := cli(t, p.env, "trigger", "kept", "--follow"); code != 0 {
 		t.Fatalf("trigger --follow exit %d:\n%s", code, out)
@@ -73,6 +80,21 @@ release:
 	}
 	if _, err := os.Stat(dest + "2"); !os.IsNotExist(err) {
 		t.Errorf("a refused download left a file: %v", err)
+	}
+
+	// The next run restores the build's cache the first one saved (the
+	// build service's NATS user may put, read, touch and list its store).
+	if logs := mustCLI(t, p.env, "logs", runID); !strings.Contains(logs, ": saved (") {
+		t.Fatalf("the first run saved no cache:\n%s", logs)
+	}
+	repo.CommitFiles("docs", map[string]string{"NOTES.md": "notes\n"})
+	if out, code := cli(t, p.env, "trigger", "kept", "--follow"); code != 0 {
+		t.Fatalf("second trigger --follow exit %d:\n%s", code, out)
+	}
+	logs := mustCLI(t, p.env, "logs", lastRunID(t, p, "kept"))
+	if !regexp.MustCompile(`--- cache deps-[0-9a-f]{32}: restored from branch main \(.*, 2 files\)`).MatchString(logs) ||
+		!strings.Contains(logs, "deps from "+runID+", tool t1") {
+		t.Errorf("the second run did not restore the first one's cache:\n%s", logs)
 	}
 }
 
