@@ -93,7 +93,7 @@ func (st *Stage) Restore(ctx context.Context) error {
 		case ctx.Err() != nil:
 			return context.Cause(ctx)
 		case err != nil:
-			st.say(fmt.Sprintf("cache %s: not restored (%v); the steps run with what was written of it", e.key, err))
+			st.say(fmt.Sprintf("cache %s: not restored (%v); the steps run without it (what it wrote is removed)", e.key, err))
 			// A broken archive is replaced by the next save.
 		case r.Object == "":
 			st.say(fmt.Sprintf("cache %s: not found; it is saved if the steps succeed", e.key))
