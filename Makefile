@@ -26,6 +26,10 @@ VULNDB_VERSION                := v0.0.0-20261105234957-e22db6528018
 PROTOVALIDATE_PROTO_VERSION   := v1.2.2
 # The nats-server of the tests and the nats image: the release that cmd/sluice embeds (its go.mod).
 NATS_SERVER_VERSION           := v2.15.3
+# The Gitea of the forge end-to-end tests (e2e/forge): built from its module
+# with cgo's SQLite, about 20 minutes cold on 2 cores, so it is kept under
+# bin/.tools by version and Go like the other tools.
+GITEA_VERSION                 := v1.24.6
 
 BIN := $(CURDIR)/bin
 export PATH := $(BIN):$(if $(GO_TOOLCHAIN_ROOT),$(GO_TOOLCHAIN_ROOT)/bin:)$(PATH)
@@ -55,7 +59,7 @@ VERSION := $(shell git describe --tags --always --dirty 2>/dev/null || echo 0.0.
 COMMIT  := $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 VERSION_LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
-.PHONY: dev-certs k8s-dev-certs all run build test load example-images test-clean test-short test-postgres test-containers bench fuzz lint vet tools proto-deps generate generate-nats generate-check proto-lint breaking tidy tidy-check build-gowork-off k8s-check k8s-generate vulncheck ci clean images images-clean image-host-packages
+.PHONY: gitea dev-certs k8s-dev-certs all run build test load example-images test-clean test-short test-postgres test-containers bench fuzz lint vet tools proto-deps generate generate-nats generate-check proto-lint breaking tidy tidy-check build-gowork-off k8s-check k8s-generate vulncheck ci clean images images-clean image-host-packages
 
 all: build
 
@@ -157,6 +161,22 @@ $(eval $(call go_tool,golangci-lint,github.com/golangci/golangci-lint/v2/cmd/gol
 $(eval $(call go_tool,govulncheck,golang.org/x/vuln/cmd/govulncheck,$(GOVULNCHECK_VERSION)))
 $(eval $(call go_tool,indexdb,golang.org/x/vulndb/cmd/indexdb,$(VULNDB_VERSION)))
 $(eval $(call go_tool,nats-server,github.com/nats-io/nats-server/v2,$(NATS_SERVER_VERSION)))
+# Gitea cannot be `go install`ed (its go.mod has replace directives): it is
+# built in a writable copy of its module, and the copy stays beside the binary
+# as the STATIC_ROOT_PATH it reads its locales and templates from.
+$(TOOLS)/gitea-$(GITEA_VERSION)-$(GOTOOLCHAIN)/gitea:
+	@rm -rf $(@D).tmp && mkdir -p $(@D).tmp
+	dir=$$(cd / && go mod download -json code.gitea.io/gitea@$(GITEA_VERSION) | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$$/\1/p'); \
+	[ -n "$$dir" ] || { echo "gitea: go mod download found no module directory" >&2; exit 1; }; \
+	cp -R "$$dir" $(@D).tmp/src && chmod -R u+w $(@D).tmp/src
+	cd $(@D).tmp/src && GOWORK=off CGO_ENABLED=1 go build -trimpath -tags 'sqlite sqlite_unlock_notify' -ldflags "-s -w -X main.Version=$(GITEA_VERSION:v%=%) -X 'main.Tags=sqlite sqlite_unlock_notify'" -o ../gitea .
+	@rm -rf $(@D) && mv $(@D).tmp $(@D)
+$(BIN)/gitea: $(TOOLS)/gitea-$(GITEA_VERSION)-$(GOTOOLCHAIN)/gitea FORCE
+	@[ "$$(readlink $@)" = .tools/gitea-$(GITEA_VERSION)-$(GOTOOLCHAIN)/gitea ] || ln -sfn .tools/gitea-$(GITEA_VERSION)-$(GOTOOLCHAIN)/gitea $@
+## gitea: the Gitea of the forge end-to-end tests, in bin/gitea.
+gitea: $(BIN)/gitea
+bin/gitea: $(BIN)/gitea
+
 tools: $(BIN)/buf $(BIN)/protoc-gen-go $(BIN)/protoc-gen-connect-go $(BIN)/golangci-lint $(BIN)/govulncheck $(BIN)/nats-server
 
 # A gitignored symlink proto/.deps/protovalidate -> the module cache (read-only; buf follows symlinks).

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/platform/auth"
+	"github.com/sluicehq/sluice/platform/forge"
 	"github.com/sluicehq/sluice/platform/gitauth"
 	"github.com/sluicehq/sluice/platform/paging"
 	"github.com/sluicehq/sluice/platform/prototime"
@@ -30,7 +31,35 @@ import (
 
 func newRepositoryFromProto(req *sourcev1.CreateRepositoryRequest) NewRepository {
 	return NewRepository{URL: req.GetUrl(), Name: req.GetName(), Branch: req.GetBranch(), WebhookSecret: req.GetWebhookSecret(),
-		Credential: gitCredentialFromProto(req.GetGitCredential())}
+		Credential: gitCredentialFromProto(req.GetGitCredential()),
+		Forge:      forgeFromProto(req.GetForge()), ForgeToken: req.GetForgeToken()}
+}
+
+var forgeKinds = map[forge.Kind]sourcev1.ForgeKind{
+	forge.None:   sourcev1.ForgeKind_FORGE_KIND_UNSPECIFIED,
+	forge.GitHub: sourcev1.ForgeKind_FORGE_KIND_GITHUB,
+	forge.Gitea:  sourcev1.ForgeKind_FORGE_KIND_GITEA,
+	forge.GitLab: sourcev1.ForgeKind_FORGE_KIND_GITLAB,
+}
+
+func forgeFromProto(f *sourcev1.Forge) forge.Repo {
+	if f == nil {
+		return forge.Repo{}
+	}
+	r := forge.Repo{URL: f.GetUrl(), Project: f.GetProject()}
+	for kind, k := range forgeKinds {
+		if k == f.GetKind() {
+			r.Kind = kind
+		}
+	}
+	return r
+}
+
+func forgeToProto(r forge.Repo) *sourcev1.Forge {
+	if r.IsZero() {
+		return nil
+	}
+	return &sourcev1.Forge{Kind: forgeKinds[r.Kind], Url: r.URL, Project: r.Project}
 }
 
 func gitCredentialFromProto(c *sourcev1.GitCredential) gitauth.Credential {
@@ -53,6 +82,8 @@ func repositoryToProto(r domain.Repository) *sourcev1.Repository {
 		WebhookSecret:  r.WebhookSecret,
 		LastSeenCommit: r.LastSeenCommit,
 		GitCredential:  r.GitCredential.Proto(),
+		Forge:          forgeToProto(r.Forge),
+		HasForgeToken:  r.HasForgeToken,
 	}
 }
 

@@ -132,12 +132,13 @@ func checkNewCredential(url string, cred gitauth.Credential) error {
 	return nil
 }
 
-// sealCredential encrypts cred as the secrets of the new repository id.
-func (s *Service) sealCredential(ctx context.Context, id string, cred gitauth.Credential) ([]domain.Secret, error) {
+// sealCredential encrypts values (secret name to value) as the secrets of
+// the new repository id.
+func (s *Service) sealCredential(ctx context.Context, id string, values map[string]string) ([]domain.Secret, error) {
 	caller, _ := auth.FromContext(ctx)
 	now := time.Now()
 	var out []domain.Secret
-	for name, value := range cred.Values() {
+	for name, value := range values {
 		ciphertext, err := s.keys.Seal(value, id, name)
 		if err != nil {
 			return nil, err

@@ -1,5 +1,5 @@
 // Package source is Sluice's source service: it registers git repositories,
-// notices their changes (polling, GitHub-style webhooks, manual triggers),
+// notices their changes (polling, the forges' webhooks, manual triggers),
 // reads each commit's pipeline file, requests runs, and folds the other
 // services' events into each run's summary. It serves repositories, runs
 // and commits over Connect (sluice.source.v1.SourceService) and receives

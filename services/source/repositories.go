@@ -18,6 +18,7 @@ import (
 	"github.com/sluicehq/sluice/platform/auth"
 	"github.com/sluicehq/sluice/platform/egress"
 	"github.com/sluicehq/sluice/platform/events"
+	"github.com/sluicehq/sluice/platform/forge"
 	"github.com/sluicehq/sluice/platform/gitauth"
 	"github.com/sluicehq/sluice/platform/ids"
 	"github.com/sluicehq/sluice/platform/paging"
@@ -34,6 +35,11 @@ type NewRepository struct {
 	// Credential is the repository's (none: the zero value). It is used
 	// to read the repository and kept as its secrets.
 	Credential gitauth.Credential
+	// Forge is where the repository lives (none: the zero value); an
+	// empty URL or Project is derived from the repository's URL.
+	Forge forge.Repo
+	// ForgeToken, when set, is kept as the secret forge.TokenSecret.
+	ForgeToken string
 }
 
 // CreateRepository registers a repository: it mirrors it, picks its name
@@ -51,8 +57,12 @@ func (s *Service) CreateRepository(ctx context.Context, in NewRepository) (repo 
 	if err := checkNewCredential(url, in.Credential); err != nil {
 		return repo, false, err
 	}
-	if in.Credential.Kind() != gitauth.None && s.keys == nil {
+	if (in.Credential.Kind() != gitauth.None || in.ForgeToken != "") && s.keys == nil {
 		return repo, false, errNoSecretKey
+	}
+	place, err := forgePlace(in.Forge, url, in.ForgeToken)
+	if err != nil {
+		return repo, false, err
 	}
 	name := in.Name
 	if name == "" {
@@ -67,7 +77,7 @@ func (s *Service) CreateRepository(ctx context.Context, in NewRepository) (repo 
 	existing, err := s.store.RepositoryByName(ctx, name)
 	switch {
 	case err == nil:
-		return sameRepository(existing, url, in.Branch, in.Credential)
+		return sameRepository(existing, url, in.Branch, in.Credential, place, in.ForgeToken)
 	case !errors.Is(err, apierror.ErrNotFound):
 		return repo, false, err
 	}
@@ -108,10 +118,18 @@ func (s *Service) CreateRepository(ctx context.Context, in NewRepository) (repo 
 	repo = domain.Repository{
 		ID: id, Name: name, URL: url, Branch: branch, WebhookSecret: secret,
 		LastSeenCommit: head, CreatedAt: time.Now().UTC(), GitCredential: in.Credential.Kind(),
+		Forge: place, HasForgeToken: in.ForgeToken != "",
 	}
-	credential, err := s.sealCredential(ctx, id, in.Credential)
+	credential, err := s.sealCredential(ctx, id, in.Credential.Values())
 	if err != nil {
 		return repo, false, err
+	}
+	if in.ForgeToken != "" {
+		token, err := s.sealCredential(ctx, id, map[string]string{forge.TokenSecret: in.ForgeToken})
+		if err != nil {
+			return repo, false, err
+		}
+		credential = append(credential, token...)
 	}
 	ev, err := events.New(repositoryCreatedToProto(repo), repo.ID, "")
 	if err != nil {
@@ -139,13 +157,14 @@ func (s *Service) CreateRepository(ctx context.Context, in NewRepository) (repo 
 		if err != nil {
 			return repo, false, fmt.Errorf("repository %q: registered concurrently and then not readable: %w", name, err)
 		}
-		return sameRepository(existing, url, in.Branch, in.Credential)
+		return sameRepository(existing, url, in.Branch, in.Credential, place, in.ForgeToken)
 	}
 	if err != nil {
 		return repo, false, err
 	}
 	s.outbox.Kick()
-	s.log.Info("repository registered", slog.String("repository", name), slog.String("url", url), slog.String("branch", branch), slog.String("git_credential", repo.GitCredential.String()))
+	s.log.Info("repository registered", slog.String("repository", name), slog.String("url", url), slog.String("branch", branch),
+		slog.String("git_credential", repo.GitCredential.String()), slog.String("forge", string(place.Kind)), slog.String("forge_project", place.Project))
 	return repo, true, nil
 }
 
@@ -154,8 +173,14 @@ func (s *Service) CreateRepository(ctx context.Context, in NewRepository) (repo 
 // ErrFailedPrecondition when the registration gives a credential, which
 // would not be stored (it is changed with SetSecret, under the reserved
 // names).
-func sameRepository(existing domain.Repository, url, branch string, cred gitauth.Credential) (domain.Repository, bool, error) {
+func sameRepository(existing domain.Repository, url, branch string, cred gitauth.Credential, place forge.Repo, forgeToken string) (domain.Repository, bool, error) {
 	switch {
+	case !place.IsZero() && place != existing.Forge:
+		return domain.Repository{}, false, fmt.Errorf("repository %q is already registered with another forge (%s %s %s): %w",
+			existing.Name, existing.Forge.Kind, existing.Forge.URL, existing.Forge.Project, apierror.ErrAlreadyExists)
+	case forgeToken != "":
+		return domain.Repository{}, false, fmt.Errorf("repository %q is already registered, and registering it again does not change its forge token: "+
+			"set it with sluice secret set %s %s --from-file FILE (docs/security.md): %w", existing.Name, existing.Name, forge.TokenSecret, apierror.ErrFailedPrecondition)
 	case existing.URL != url:
 		return domain.Repository{}, false, fmt.Errorf("repository %q is already registered with url %q: %w", existing.Name, existing.URL, apierror.ErrAlreadyExists)
 	case branch != "" && branch != existing.Branch:
@@ -171,6 +196,33 @@ func sameRepository(existing domain.Repository, url, branch string, cred gitauth
 	}
 	existing.WebhookSecret = ""
 	return existing, false, nil
+}
+
+// forgePlace completes a repository's forge from its URL and checks it.
+func forgePlace(place forge.Repo, url, token string) (forge.Repo, error) {
+	if place.IsZero() {
+		if token != "" {
+			return place, fmt.Errorf("forge_token: needs forge: %w", apierror.ErrInvalidArgument)
+		}
+		return place, nil
+	}
+	if place.URL == "" || place.Project == "" {
+		derived, ok := forge.FromCloneURL(place.Kind, url)
+		if !ok {
+			return place, fmt.Errorf("forge: cannot tell the forge's address and project from url %q; set forge.url and forge.project: %w", url, apierror.ErrInvalidArgument)
+		}
+		if place.URL == "" {
+			place.URL = derived.URL
+		}
+		if place.Project == "" {
+			place.Project = derived.Project
+		}
+	}
+	place.URL = strings.TrimSuffix(place.URL, "/")
+	if err := place.Validate(); err != nil {
+		return place, fmt.Errorf("%w: %w", err, apierror.ErrInvalidArgument)
+	}
+	return place, nil
 }
 
 func (s *Service) checkBranch(id, url, branch string) error {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/sluicehq/sluice/platform/apierror"
 	"github.com/sluicehq/sluice/platform/audit"
+	"github.com/sluicehq/sluice/platform/forge"
 	"github.com/sluicehq/sluice/platform/gitauth"
 	"github.com/sluicehq/sluice/platform/paging"
 	"github.com/sluicehq/sluice/platform/sqldb"
@@ -59,7 +60,7 @@ type querier interface {
 
 // --- repositories ---
 
-const repositoryColumns = `id, name, url, branch, webhook_secret, last_seen_commit, created_at`
+const repositoryColumns = `id, name, url, branch, webhook_secret, last_seen_commit, created_at, forge_kind, forge_url, forge_project`
 
 // credentialColumns say whether the repository table names has the
 // secrets of an HTTPS token and of an SSH key.
@@ -70,14 +71,23 @@ func credentialColumns(table string) string {
 	return `, ` + has(gitauth.TokenSecret) + `, ` + has(gitauth.SSHKeySecret)
 }
 
+// forgeTokenColumn says whether the repository table names has its forge
+// token.
+func forgeTokenColumn(table string) string {
+	return `, EXISTS (SELECT 1 FROM secrets c WHERE c.repository_id = ` + table + `.id AND c.name = '` + forge.TokenSecret + `')`
+}
+
 // repositorySelect is what a query of repositories selects.
-var repositorySelect = repositoryColumns + credentialColumns("repositories")
+var repositorySelect = repositoryColumns + credentialColumns("repositories") + forgeTokenColumn("repositories")
 
 func scanRepository(row interface{ Scan(...any) error }) (domain.Repository, error) {
 	var r domain.Repository
 	var created int64
 	var hasToken, hasKey bool
-	err := row.Scan(&r.ID, &r.Name, &r.URL, &r.Branch, &r.WebhookSecret, &r.LastSeenCommit, &created, &hasToken, &hasKey)
+	var forgeKind string
+	err := row.Scan(&r.ID, &r.Name, &r.URL, &r.Branch, &r.WebhookSecret, &r.LastSeenCommit, &created,
+		&forgeKind, &r.Forge.URL, &r.Forge.Project, &hasToken, &hasKey, &r.HasForgeToken)
+	r.Forge.Kind = forge.Kind(forgeKind)
 	r.CreatedAt = sqldb.Time(created)
 	r.GitCredential = gitauth.KindFor(r.URL, hasToken, hasKey)
 	return r, err
@@ -167,8 +177,9 @@ var errNameTaken = errors.New("repository name taken")
 
 func insertRepository(ctx context.Context, tx *sql.Tx, r domain.Repository) error {
 	_, err := tx.ExecContext(ctx,
-		`INSERT INTO repositories (`+repositoryColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
-		r.ID, r.Name, r.URL, r.Branch, r.WebhookSecret, r.LastSeenCommit, sqldb.Nanos(r.CreatedAt))
+		`INSERT INTO repositories (`+repositoryColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+		r.ID, r.Name, r.URL, r.Branch, r.WebhookSecret, r.LastSeenCommit, sqldb.Nanos(r.CreatedAt),
+		string(r.Forge.Kind), r.Forge.URL, r.Forge.Project)
 	if sqldb.IsUniqueViolation(err) {
 		return errNameTaken
 	}

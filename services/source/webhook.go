@@ -2,29 +2,26 @@ package source
 
 import (
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
 	"database/sql"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
-	"regexp"
 	"strings"
 
 	"github.com/sluicehq/sluice/platform/apierror"
 	"github.com/sluicehq/sluice/platform/events"
+	"github.com/sluicehq/sluice/platform/forge"
 	"github.com/sluicehq/sluice/platform/gitauth"
 	"github.com/sluicehq/sluice/platform/rpcserver"
 	"github.com/sluicehq/sluice/services/source/domain"
 	"github.com/sluicehq/sluice/services/source/gitmirror"
 )
 
-// The webhook use case: a GitHub-style push to a watched branch starts a
-// run, once per delivery id (Push). Below it, the HTTP route that receives
+// The webhook use case: a push to a watched branch, announced by a forge's
+// webhook, starts a run, once per delivery id (Push). Below it, the HTTP route that receives
 // the webhooks, checks their signatures and calls Push.
 
 // PushResult says what a webhook push did.
@@ -40,9 +37,6 @@ type PushResult struct {
 	Reason  string
 }
 
-// zeroSHA is the "after" of a push that deleted a branch.
-const zeroSHA = "0000000000000000000000000000000000000000"
-
 // Push handles a push a webhook announced: to the watched branch, it
 // fetches the mirror and starts a run (once per delivery id).
 func (s *Service) Push(ctx context.Context, repo domain.Repository, deliveryID, ref, after string) (PushResult, error) {
@@ -56,7 +50,7 @@ func (s *Service) Push(ctx context.Context, repo domain.Repository, deliveryID, 
 	switch {
 	case ref != "refs/heads/"+repo.Branch:
 		return PushResult{Outcome: "ignored", Reason: fmt.Sprintf("push to %s, not to the watched branch %s", ref, repo.Branch)}, nil
-	case after == zeroSHA:
+	case after == forge.ZeroSHA:
 		return PushResult{Outcome: "ignored", Reason: fmt.Sprintf("branch %s was deleted", repo.Branch)}, nil
 	}
 	if runID, err := s.store.CommitRun(ctx, repo.ID, repo.Branch, after); err == nil {
@@ -148,24 +142,24 @@ func (s *Service) webhookRepository(ctx context.Context, idOrName string) (domai
 	return s.withWebhookSecret(repo)
 }
 
-// WebhookPath is where GitHub-style webhooks are received:
-// POST /webhooks/github/<repository name or id>.
-const WebhookPath = "/webhooks/github/"
+// WebhookPath is where the forges' webhooks are received:
+// POST /webhooks/<forge>/<repository name or id>, forge github, gitea
+// (forgejo) or gitlab. Each forge's signature scheme is checked
+// (forge.ParseWebhook).
+const WebhookPath = "/webhooks/"
 
 // maxWebhookBody bounds a webhook's body.
 const maxWebhookBody = 1 << 20
-
-var fullSHA = regexp.MustCompile(`^[0-9a-f]{40}$`)
 
 // NewWebhookRoute mounts the webhook receiver.
 func NewWebhookRoute(svc *Service, log *slog.Logger) rpcserver.Route {
 	return rpcserver.Route{Path: WebhookPath, Handler: NewWebhookHandler(svc, log)}
 }
 
-// NewWebhookHandler receives GitHub-style webhooks: it checks the
-// X-Hub-Signature-256 HMAC with the repository's secret, answers ping, and
-// turns a push to the watched branch into a run, once per
-// X-GitHub-Delivery.
+// NewWebhookHandler receives the forges' webhooks: it checks the
+// signature with the repository's secret in the scheme of the forge the
+// path names, answers ping, and turns a push to the watched branch into a
+// run, once per delivery id.
 func NewWebhookHandler(svc *Service, log *slog.Logger) http.Handler {
 	return &webhook{svc: svc, log: log}
 }
@@ -195,9 +189,10 @@ func (h *webhook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		reply(w, http.StatusMethodNotAllowed, webhookReply{Error: "use POST"})
 		return
 	}
-	name := strings.TrimPrefix(r.URL.Path, WebhookPath)
-	if name == "" || strings.Contains(name, "/") {
-		reply(w, http.StatusNotFound, webhookReply{Error: "the URL must be " + WebhookPath + "<repository>"})
+	kindName, name, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, WebhookPath), "/")
+	kind, err := forge.ParseKind(kindName)
+	if err != nil || name == "" || strings.Contains(name, "/") {
+		reply(w, http.StatusNotFound, webhookReply{Error: "the URL must be " + WebhookPath + "<forge>/<repository>, forge github, gitea or gitlab"})
 		return
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxWebhookBody))
@@ -215,40 +210,31 @@ func (h *webhook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	if !validSignature(body, repo.WebhookSecret, r.Header.Get("X-Hub-Signature-256")) {
-		reply(w, http.StatusUnauthorized, webhookReply{Error: "missing or wrong X-Hub-Signature-256"})
+	ev, err := forge.ParseWebhook(kind, r.Header, body, repo.WebhookSecret)
+	switch {
+	case errors.Is(err, forge.ErrSignature):
+		reply(w, http.StatusUnauthorized, webhookReply{Error: err.Error()})
+		return
+	case err != nil:
+		reply(w, http.StatusBadRequest, webhookReply{Error: err.Error()})
 		return
 	}
-	switch event := r.Header.Get("X-GitHub-Event"); event {
-	case "ping":
+	// The sender knows the secret; a webhook of another forge than the
+	// repository's is a misconfiguration it is told of.
+	if !repo.Forge.IsZero() && repo.Forge.Kind != kind {
+		reply(w, http.StatusConflict, webhookReply{Error: fmt.Sprintf("repository %q is on %s: its webhooks go to %s%s/%s", repo.Name, repo.Forge.Kind, WebhookPath, repo.Forge.Kind, repo.Name)})
+		return
+	}
+	switch ev.Kind {
+	case forge.EventPing:
 		reply(w, http.StatusOK, webhookReply{Status: "pong"})
 		return
-	case "push":
-	case "":
-		reply(w, http.StatusBadRequest, webhookReply{Error: "missing X-GitHub-Event"})
-		return
+	case forge.EventPush:
 	default:
-		reply(w, http.StatusAccepted, webhookReply{Status: "ignored", Reason: fmt.Sprintf("event %q is not handled", event)})
+		reply(w, http.StatusAccepted, webhookReply{Status: "ignored", Reason: fmt.Sprintf("event %q is not handled", ev.Name)})
 		return
 	}
-	delivery := r.Header.Get("X-GitHub-Delivery")
-	if delivery == "" || len(delivery) > 200 {
-		reply(w, http.StatusBadRequest, webhookReply{Error: "missing or overlong X-GitHub-Delivery"})
-		return
-	}
-	var push struct {
-		Ref   string `json:"ref"`
-		After string `json:"after"`
-	}
-	if err := json.Unmarshal(body, &push); err != nil {
-		reply(w, http.StatusBadRequest, webhookReply{Error: "the body is not a push event: " + err.Error()})
-		return
-	}
-	if !fullSHA.MatchString(push.After) {
-		reply(w, http.StatusBadRequest, webhookReply{Error: fmt.Sprintf("after: %q is not a full commit sha", push.After)})
-		return
-	}
-	res, err := h.svc.Push(ctx, repo, delivery, push.Ref, push.After)
+	res, err := h.svc.Push(ctx, repo, ev.Delivery, ev.Ref, ev.After)
 	if err != nil {
 		h.fail(w, r, err)
 		return
@@ -294,19 +280,4 @@ func (h *webhook) fail(w http.ResponseWriter, r *http.Request, err error) {
 		return
 	}
 	reply(w, code, webhookReply{Error: err.Error()})
-}
-
-// validSignature checks "sha256=<hex HMAC-SHA256(body, secret)>".
-func validSignature(body []byte, secret, header string) bool {
-	hexSig, ok := strings.CutPrefix(header, "sha256=")
-	if !ok || secret == "" {
-		return false
-	}
-	got, err := hex.DecodeString(hexSig)
-	if err != nil {
-		return false
-	}
-	mac := hmac.New(sha256.New, []byte(secret))
-	mac.Write(body)
-	return hmac.Equal(got, mac.Sum(nil))
 }

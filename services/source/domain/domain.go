@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sluicehq/sluice/platform/forge"
 	"github.com/sluicehq/sluice/platform/gitauth"
 	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
 )
@@ -33,6 +34,11 @@ type Repository struct {
 	// GitCredential is the kind of credential the repository is read
 	// with, by which of its reserved secrets it has (gitauth).
 	GitCredential gitauth.Kind
+	// Forge is where the repository lives, when Sluice knows: its webhooks
+	// come from there and its runs are reported back there.
+	Forge forge.Repo
+	// HasForgeToken: the repository has the secret forge.TokenSecret.
+	HasForgeToken bool
 }
 
 // Trigger is what started a run.

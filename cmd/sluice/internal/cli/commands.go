@@ -146,14 +146,20 @@ func (s *session) repoCmd() *cobra.Command {
 func (s *session) repoAddCmd() *cobra.Command {
 	var name, branch string
 	var cred gitCredentialFlags
+	var place forgeFlags
 	cmd := &cobra.Command{
 		Use:   "add <git-url-or-path>",
 		Short: "Register a repository",
 		Long: `Register a git repository by URL or local path. Sluice then runs every change
 pushed to its branch. Registering the same repository again changes nothing.
 
-It prints the repository's webhook URL and secret: point a GitHub-style push
+It prints the repository's webhook URL and secret: point the forge's push
 webhook at them, or let Sluice poll.
+
+With --forge (github, gitea, forgejo or gitlab) the repository is on that
+forge: its webhooks are checked in that forge's scheme and, given a token with
+--forge-token-file, Sluice reports back there. The forge's address and the
+project's path default to what the repository's URL says.
 
 A private repository's credential is never part of its URL: give an HTTPS
 token with --git-token-file, or an SSH deploy key with --ssh-key-file and the
@@ -164,7 +170,8 @@ rotate it with sluice secret set (docs/security.md, "Repository credentials").`,
   $ sluice repo add ./shop --name shop --branch main
   $ sluice repo add https://github.com/acme/private.git --git-token-file token.txt
   $ ssh-keyscan github.com > known_hosts
-  $ sluice repo add git@github.com:acme/private.git --ssh-key-file deploy_key --known-hosts-file known_hosts`,
+  $ sluice repo add git@github.com:acme/private.git --ssh-key-file deploy_key --known-hosts-file known_hosts
+  $ sluice repo add https://git.example.com/acme/shop.git --forge gitea --forge-token-file forge-token.txt`,
 		Args: needArgs("<git-url-or-path>"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			url := args[0]
@@ -180,7 +187,13 @@ rotate it with sluice secret set (docs/security.md, "Repository credentials").`,
 			if err != nil {
 				return err
 			}
-			res, err := s.source().CreateRepository(cmd.Context(), &sourcev1.CreateRepositoryRequest{Url: url, Name: name, Branch: branch, GitCredential: credential})
+			onForge, forgeToken, err := place.forge(s, cmd)
+			if err != nil {
+				return err
+			}
+			res, err := s.source().CreateRepository(cmd.Context(), &sourcev1.CreateRepositoryRequest{
+				Url: url, Name: name, Branch: branch, GitCredential: credential, Forge: onForge, ForgeToken: forgeToken,
+			})
 			return s.render(res, err, func() error {
 				r := res.GetRepository()
 				w := s.app.Stdout
@@ -189,7 +202,7 @@ rotate it with sluice secret set (docs/security.md, "Repository credentials").`,
 					return nil
 				}
 				fmt.Fprintf(w, "registered %s (%s), watching branch %s\n", sanitizeLine(r.GetName()), sanitizeLine(r.GetUrl()), sanitizeLine(r.GetBranch()))
-				fmt.Fprintf(w, "webhook: POST %s/webhooks/github/%s with secret %s\n", s.serviceURL("source"), sanitizeLine(r.GetName()), sanitizeLine(r.GetWebhookSecret()))
+				fmt.Fprintf(w, "webhook: POST %s/webhooks/%s/%s with secret %s\n", s.serviceURL("source"), webhookForge(r.GetForge()), sanitizeLine(r.GetName()), sanitizeLine(r.GetWebhookSecret()))
 				return nil
 			})
 		},
@@ -197,6 +210,7 @@ rotate it with sluice secret set (docs/security.md, "Repository credentials").`,
 	cmd.Flags().StringVar(&name, "name", "", "repository name (default: from the URL)")
 	cmd.Flags().StringVar(&branch, "branch", "", "branch to watch and release (default: the repository's HEAD branch)")
 	cred.add(cmd)
+	place.add(cmd)
 	return withFields(cmd, "url", "<git-url-or-path>", "name", "--name", "branch", "--branch")
 }
 

@@ -103,7 +103,7 @@ func (f *fakeSource) CreateRepository(_ context.Context, req *sourcev1.CreateRep
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.added = append(f.added, req)
-	return &sourcev1.CreateRepositoryResponse{Created: true, Repository: &sourcev1.Repository{Name: req.GetName(), Url: req.GetUrl(), Branch: "main"}}, nil
+	return &sourcev1.CreateRepositoryResponse{Created: true, Repository: &sourcev1.Repository{Name: req.GetName(), Url: req.GetUrl(), Branch: "main", Forge: req.GetForge()}}, nil
 }
 
 // ListRepositories pages one repository at a time, in name order, so a

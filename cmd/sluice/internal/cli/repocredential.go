@@ -88,3 +88,51 @@ func readCredentialFile(s *session, cmd *cobra.Command, file, flag string, limit
 	}
 	return string(b), nil
 }
+
+// forgeFlags are the flags of `repo add` that say which forge the
+// repository lives on, and give its API token (from a file, never a flag's
+// value).
+type forgeFlags struct {
+	kind, url, project, tokenFile string
+}
+
+func (f *forgeFlags) add(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&f.kind, "forge", "", "the forge the repository lives on: github, gitea (forgejo) or gitlab")
+	cmd.Flags().StringVar(&f.url, "forge-url", "", "the forge's address, e.g. https://git.example.com (default: from the repository's URL)")
+	cmd.Flags().StringVar(&f.project, "forge-project", "", "owner/name on the forge, group/.../name on GitLab (default: from the repository's URL)")
+	cmd.Flags().StringVar(&f.tokenFile, "forge-token-file", "", `file holding the token Sluice calls the forge's API with ("-": stdin)`)
+	withFields(cmd, "forge.kind", "--forge", "forge.url", "--forge-url", "forge.project", "--forge-project", "forge_token", "--forge-token-file")
+}
+
+// forge reads what the flags say; nil and "" when they name no forge.
+func (f *forgeFlags) forge(s *session, cmd *cobra.Command) (*sourcev1.Forge, string, error) {
+	if f.kind == "" {
+		if f.url != "" || f.project != "" || f.tokenFile != "" {
+			return nil, "", usagef(cmd, "--forge-url, --forge-project and --forge-token-file need --forge")
+		}
+		return nil, "", nil
+	}
+	kind, ok := sourcev1.ForgeKind_value["FORGE_KIND_"+strings.ToUpper(f.kind)]
+	if strings.EqualFold(f.kind, "forgejo") {
+		kind, ok = int32(sourcev1.ForgeKind_FORGE_KIND_GITEA), true
+	}
+	if !ok || kind == 0 {
+		return nil, "", usagef(cmd, "--forge: %q is not github, gitea, forgejo or gitlab", f.kind)
+	}
+	place := &sourcev1.Forge{Kind: sourcev1.ForgeKind(kind), Url: f.url, Project: f.project}
+	if f.tokenFile == "" {
+		return place, "", nil
+	}
+	token, err := readCredentialFile(s, cmd, f.tokenFile, "--forge-token-file", maxGitToken, "Forge token: ")
+	return place, strings.TrimSpace(token), err
+}
+
+// webhookForge is the forge part of a repository's webhook path: its
+// forge's, or github (the GitHub-style webhooks of a repository without one).
+func webhookForge(f *sourcev1.Forge) string {
+	name := strings.ToLower(strings.TrimPrefix(f.GetKind().String(), "FORGE_KIND_"))
+	if f.GetKind() == sourcev1.ForgeKind_FORGE_KIND_UNSPECIFIED {
+		return "github"
+	}
+	return name
+}

@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
 )
 
 // The credential of repo add comes from files, never from a flag's value,
@@ -60,5 +62,49 @@ func TestRepoAddSendsTheCredentialFromFiles(t *testing.T) {
 	}
 	if len(f.source.added) != 2 {
 		t.Errorf("a refused command sent a request: %d added", len(f.source.added))
+	}
+}
+
+// --forge names the repository's forge, its token comes from a file, and
+// the webhook line names the forge's path.
+func TestRepoAddOnAForge(t *testing.T) {
+	t.Parallel()
+	token := filepath.Join(t.TempDir(), "forge-token")
+	if err := os.WriteFile(token, []byte("gitea-cli-canary-2\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f := startFake(t, true)
+	r := run(t, f.env(), "repo", "add", "https://git.example/acme/x.git", "--forge", "forgejo", "--forge-project", "acme/x", "--forge-token-file", token)
+	if r.code != 0 || strings.Contains(r.stdout+r.stderr, "gitea-cli-canary-2") {
+		t.Fatalf("exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+	}
+	added := f.source.added[0]
+	if added.GetForge().GetKind().String() != "FORGE_KIND_GITEA" || added.GetForge().GetProject() != "acme/x" || added.GetForgeToken() != "gitea-cli-canary-2" {
+		t.Errorf("sent forge %v, token %q", added.GetForge(), added.GetForgeToken())
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--forge", "bitbucket"}, "not github, gitea, forgejo or gitlab"},
+		{[]string{"--forge-token-file", token}, "need --forge"},
+	} {
+		r := run(t, f.env(), append([]string{"repo", "add", "https://git.example/z.git"}, tc.args...)...)
+		if r.code != 2 || !strings.Contains(r.stderr, tc.want) {
+			t.Errorf("repo add %v: exit %d, stderr %q; want 2 and %q", tc.args, r.code, r.stderr, tc.want)
+		}
+	}
+}
+
+func TestWebhookForge(t *testing.T) {
+	t.Parallel()
+	for want, f := range map[string]*sourcev1.Forge{
+		"github": nil,
+		"gitea":  {Kind: sourcev1.ForgeKind_FORGE_KIND_GITEA},
+		"gitlab": {Kind: sourcev1.ForgeKind_FORGE_KIND_GITLAB},
+	} {
+		if got := webhookForge(f); got != want {
+			t.Errorf("webhookForge(%v) = %q, want %q", f, got, want)
+		}
 	}
 }

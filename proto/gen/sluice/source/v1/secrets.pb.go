@@ -513,15 +513,17 @@ const file_sluice_source_v1_secrets_proto_rawDesc = "" +
 	"\n" +
 	"updated_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x12\x1d\n" +
 	"\n" +
-	"updated_by\x18\x05 \x01(\tR\tupdatedBy\"\xd9\t\n" +
+	"updated_by\x18\x05 \x01(\tR\tupdatedBy\"\x94\r\n" +
 	"\x10SetSecretRequest\x12B\n" +
 	"\n" +
 	"repository\x18\x01 \x01(\tB\"\xbaH\x1fr\x1d\x18d2\x19^([a-z0-9][a-z0-9._-]*)?$R\n" +
 	"repository\x128\n" +
 	"\x04name\x18\x02 \x01(\tB$\xbaH!r\x1f\x10\x01\x18\x80\x012\x18^[A-Za-z_][A-Za-z0-9_]*$R\x04name\x12n\n" +
 	"\x05value\x18\x03 \x01(\tBX\xbaHU\xba\x01J\n" +
-	"\fvalue.no_nul\x12 must not contain a NUL character\x1a\x18!this.contains('\\u0000')r\x06 \x04(\x80\x80\x04R\x05value:\xd6\a\xbaH\xd2\a\x1a\xce\x02\n" +
-	" git_credential.not_platform_wide\x12\xa2\x01SLUICE_GIT_TOKEN, SLUICE_GIT_USERNAME, SLUICE_GIT_SSH_KEY and SLUICE_GIT_KNOWN_HOSTS are a repository's credential, not platform-wide secrets: name the repository\x1a\x84\x01this.repository != '' || !(this.name in ['SLUICE_GIT_TOKEN', 'SLUICE_GIT_USERNAME', 'SLUICE_GIT_SSH_KEY', 'SLUICE_GIT_KNOWN_HOSTS'])\x1a\xf1\x01\n" +
+	"\fvalue.no_nul\x12 must not contain a NUL character\x1a\x18!this.contains('\\u0000')r\x06 \x04(\x80\x80\x04R\x05value:\x91\v\xbaH\x8d\v\x1a\xce\x02\n" +
+	" git_credential.not_platform_wide\x12\xa2\x01SLUICE_GIT_TOKEN, SLUICE_GIT_USERNAME, SLUICE_GIT_SSH_KEY and SLUICE_GIT_KNOWN_HOSTS are a repository's credential, not platform-wide secrets: name the repository\x1a\x84\x01this.repository != '' || !(this.name in ['SLUICE_GIT_TOKEN', 'SLUICE_GIT_USERNAME', 'SLUICE_GIT_SSH_KEY', 'SLUICE_GIT_KNOWN_HOSTS'])\x1a\xbe\x01\n" +
+	"\x1dforge_token.not_platform_wide\x12aSLUICE_FORGE_TOKEN is a repository's forge token, not a platform-wide secret: name the repository\x1a:this.repository != '' || this.name != 'SLUICE_FORGE_TOKEN'\x1a\xf7\x01\n" +
+	"\x11forge_token.value\x12kthe value of SLUICE_FORGE_TOKEN must be one line of at most 4096 bytes without spaces or control characters\x1authis.name != 'SLUICE_FORGE_TOKEN' || (size(bytes(this.value)) <= 4096 && !this.value.matches('[[:space:][:cntrl:]]'))\x1a\xf1\x01\n" +
 	"\x0fgit_token.value\x12ithe value of SLUICE_GIT_TOKEN must be one line of at most 4096 bytes without spaces or control characters\x1asthis.name != 'SLUICE_GIT_TOKEN' || (size(bytes(this.value)) <= 4096 && !this.value.matches('[[:space:][:cntrl:]]'))\x1a\xf0\x01\n" +
 	"\x12git_username.value\x12ithe value of SLUICE_GIT_USERNAME must be at most 256 characters without ':', spaces or control characters\x1aothis.name != 'SLUICE_GIT_USERNAME' || (size(this.value) <= 256 && !this.value.matches('[:[:space:][:cntrl:]]'))\x1a\x97\x01\n" +
 	"\x11git_ssh_key.value\x12;the value of SLUICE_GIT_SSH_KEY must be at most 16384 bytes\x1aEthis.name != 'SLUICE_GIT_SSH_KEY' || size(bytes(this.value)) <= 16384\"E\n" +

@@ -24,6 +24,62 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// ForgeKind is the software of a repository's forge.
+type ForgeKind int32
+
+const (
+	// No forge: the repository is polled or sent GitHub-style webhooks, and
+	// told nothing back.
+	ForgeKind_FORGE_KIND_UNSPECIFIED ForgeKind = 0
+	ForgeKind_FORGE_KIND_GITHUB      ForgeKind = 1
+	// Gitea, or Forgejo.
+	ForgeKind_FORGE_KIND_GITEA  ForgeKind = 2
+	ForgeKind_FORGE_KIND_GITLAB ForgeKind = 3
+)
+
+// Enum value maps for ForgeKind.
+var (
+	ForgeKind_name = map[int32]string{
+		0: "FORGE_KIND_UNSPECIFIED",
+		1: "FORGE_KIND_GITHUB",
+		2: "FORGE_KIND_GITEA",
+		3: "FORGE_KIND_GITLAB",
+	}
+	ForgeKind_value = map[string]int32{
+		"FORGE_KIND_UNSPECIFIED": 0,
+		"FORGE_KIND_GITHUB":      1,
+		"FORGE_KIND_GITEA":       2,
+		"FORGE_KIND_GITLAB":      3,
+	}
+)
+
+func (x ForgeKind) Enum() *ForgeKind {
+	p := new(ForgeKind)
+	*p = x
+	return p
+}
+
+func (x ForgeKind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ForgeKind) Descriptor() protoreflect.EnumDescriptor {
+	return file_sluice_source_v1_source_proto_enumTypes[0].Descriptor()
+}
+
+func (ForgeKind) Type() protoreflect.EnumType {
+	return &file_sluice_source_v1_source_proto_enumTypes[0]
+}
+
+func (x ForgeKind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ForgeKind.Descriptor instead.
+func (ForgeKind) EnumDescriptor() ([]byte, []int) {
+	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{0}
+}
+
 // GitCredentialKind is the kind of credential a repository is read with.
 type GitCredentialKind int32
 
@@ -63,11 +119,11 @@ func (x GitCredentialKind) String() string {
 }
 
 func (GitCredentialKind) Descriptor() protoreflect.EnumDescriptor {
-	return file_sluice_source_v1_source_proto_enumTypes[0].Descriptor()
+	return file_sluice_source_v1_source_proto_enumTypes[1].Descriptor()
 }
 
 func (GitCredentialKind) Type() protoreflect.EnumType {
-	return &file_sluice_source_v1_source_proto_enumTypes[0]
+	return &file_sluice_source_v1_source_proto_enumTypes[1]
 }
 
 func (x GitCredentialKind) Number() protoreflect.EnumNumber {
@@ -76,7 +132,7 @@ func (x GitCredentialKind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use GitCredentialKind.Descriptor instead.
 func (GitCredentialKind) EnumDescriptor() ([]byte, []int) {
-	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{0}
+	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{1}
 }
 
 type RunStatus int32
@@ -121,11 +177,11 @@ func (x RunStatus) String() string {
 }
 
 func (RunStatus) Descriptor() protoreflect.EnumDescriptor {
-	return file_sluice_source_v1_source_proto_enumTypes[1].Descriptor()
+	return file_sluice_source_v1_source_proto_enumTypes[2].Descriptor()
 }
 
 func (RunStatus) Type() protoreflect.EnumType {
-	return &file_sluice_source_v1_source_proto_enumTypes[1]
+	return &file_sluice_source_v1_source_proto_enumTypes[2]
 }
 
 func (x RunStatus) Number() protoreflect.EnumNumber {
@@ -134,7 +190,7 @@ func (x RunStatus) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use RunStatus.Descriptor instead.
 func (RunStatus) EnumDescriptor() ([]byte, []int) {
-	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{1}
+	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{2}
 }
 
 type StageStatus int32
@@ -183,11 +239,11 @@ func (x StageStatus) String() string {
 }
 
 func (StageStatus) Descriptor() protoreflect.EnumDescriptor {
-	return file_sluice_source_v1_source_proto_enumTypes[2].Descriptor()
+	return file_sluice_source_v1_source_proto_enumTypes[3].Descriptor()
 }
 
 func (StageStatus) Type() protoreflect.EnumType {
-	return &file_sluice_source_v1_source_proto_enumTypes[2]
+	return &file_sluice_source_v1_source_proto_enumTypes[3]
 }
 
 func (x StageStatus) Number() protoreflect.EnumNumber {
@@ -196,7 +252,7 @@ func (x StageStatus) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use StageStatus.Descriptor instead.
 func (StageStatus) EnumDescriptor() ([]byte, []int) {
-	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{2}
+	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{3}
 }
 
 type Trigger int32
@@ -235,11 +291,11 @@ func (x Trigger) String() string {
 }
 
 func (Trigger) Descriptor() protoreflect.EnumDescriptor {
-	return file_sluice_source_v1_source_proto_enumTypes[3].Descriptor()
+	return file_sluice_source_v1_source_proto_enumTypes[4].Descriptor()
 }
 
 func (Trigger) Type() protoreflect.EnumType {
-	return &file_sluice_source_v1_source_proto_enumTypes[3]
+	return &file_sluice_source_v1_source_proto_enumTypes[4]
 }
 
 func (x Trigger) Number() protoreflect.EnumNumber {
@@ -248,7 +304,7 @@ func (x Trigger) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Trigger.Descriptor instead.
 func (Trigger) EnumDescriptor() ([]byte, []int) {
-	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{3}
+	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{4}
 }
 
 type Repository struct {
@@ -264,6 +320,11 @@ type Repository struct {
 	// The kind of credential the repository is read with (its reserved
 	// secrets, docs/security.md "Repository credentials"); never its value.
 	GitCredential GitCredentialKind `protobuf:"varint,8,opt,name=git_credential,json=gitCredential,proto3,enum=sluice.source.v1.GitCredentialKind" json:"git_credential,omitempty"`
+	// The forge the repository lives on; unset for none.
+	Forge *Forge `protobuf:"bytes,9,opt,name=forge,proto3" json:"forge,omitempty"`
+	// Whether the repository has its forge token (the secret
+	// SLUICE_FORGE_TOKEN); never its value.
+	HasForgeToken bool `protobuf:"varint,10,opt,name=has_forge_token,json=hasForgeToken,proto3" json:"has_forge_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -354,6 +415,87 @@ func (x *Repository) GetGitCredential() GitCredentialKind {
 	return GitCredentialKind_GIT_CREDENTIAL_KIND_UNSPECIFIED
 }
 
+func (x *Repository) GetForge() *Forge {
+	if x != nil {
+		return x.Forge
+	}
+	return nil
+}
+
+func (x *Repository) GetHasForgeToken() bool {
+	if x != nil {
+		return x.HasForgeToken
+	}
+	return false
+}
+
+// Forge is a repository's place on its forge: where its webhooks come
+// from (POST /webhooks/<kind>/<repository>), and where Sluice reports
+// back. Its API token is the repository's secret SLUICE_FORGE_TOKEN.
+type Forge struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Kind  ForgeKind              `protobuf:"varint,1,opt,name=kind,proto3,enum=sluice.source.v1.ForgeKind" json:"kind,omitempty"`
+	// The forge's address as a browser sees it: https://github.com,
+	// https://gitlab.com, https://git.example.com. Defaults, with project,
+	// to what the repository's URL says.
+	Url string `protobuf:"bytes,2,opt,name=url,proto3" json:"url,omitempty"`
+	// owner/name, or group/subgroup/name on GitLab.
+	Project       string `protobuf:"bytes,3,opt,name=project,proto3" json:"project,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Forge) Reset() {
+	*x = Forge{}
+	mi := &file_sluice_source_v1_source_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Forge) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Forge) ProtoMessage() {}
+
+func (x *Forge) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_source_v1_source_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Forge.ProtoReflect.Descriptor instead.
+func (*Forge) Descriptor() ([]byte, []int) {
+	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *Forge) GetKind() ForgeKind {
+	if x != nil {
+		return x.Kind
+	}
+	return ForgeKind_FORGE_KIND_UNSPECIFIED
+}
+
+func (x *Forge) GetUrl() string {
+	if x != nil {
+		return x.Url
+	}
+	return ""
+}
+
+func (x *Forge) GetProject() string {
+	if x != nil {
+		return x.Project
+	}
+	return ""
+}
+
 // GitCredential is a repository's credential, given when it is
 // registered. Source keeps it as the repository's secrets, encrypted; no
 // response returns it.
@@ -370,7 +512,7 @@ type GitCredential struct {
 
 func (x *GitCredential) Reset() {
 	*x = GitCredential{}
-	mi := &file_sluice_source_v1_source_proto_msgTypes[1]
+	mi := &file_sluice_source_v1_source_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -382,7 +524,7 @@ func (x *GitCredential) String() string {
 func (*GitCredential) ProtoMessage() {}
 
 func (x *GitCredential) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_source_v1_source_proto_msgTypes[1]
+	mi := &file_sluice_source_v1_source_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -395,7 +537,7 @@ func (x *GitCredential) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GitCredential.ProtoReflect.Descriptor instead.
 func (*GitCredential) Descriptor() ([]byte, []int) {
-	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{1}
+	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *GitCredential) GetKind() isGitCredential_Kind {
@@ -452,7 +594,7 @@ type HTTPSToken struct {
 
 func (x *HTTPSToken) Reset() {
 	*x = HTTPSToken{}
-	mi := &file_sluice_source_v1_source_proto_msgTypes[2]
+	mi := &file_sluice_source_v1_source_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -464,7 +606,7 @@ func (x *HTTPSToken) String() string {
 func (*HTTPSToken) ProtoMessage() {}
 
 func (x *HTTPSToken) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_source_v1_source_proto_msgTypes[2]
+	mi := &file_sluice_source_v1_source_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -477,7 +619,7 @@ func (x *HTTPSToken) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HTTPSToken.ProtoReflect.Descriptor instead.
 func (*HTTPSToken) Descriptor() ([]byte, []int) {
-	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{2}
+	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *HTTPSToken) GetToken() string {
@@ -508,7 +650,7 @@ type SSHKey struct {
 
 func (x *SSHKey) Reset() {
 	*x = SSHKey{}
-	mi := &file_sluice_source_v1_source_proto_msgTypes[3]
+	mi := &file_sluice_source_v1_source_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -520,7 +662,7 @@ func (x *SSHKey) String() string {
 func (*SSHKey) ProtoMessage() {}
 
 func (x *SSHKey) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_source_v1_source_proto_msgTypes[3]
+	mi := &file_sluice_source_v1_source_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -533,7 +675,7 @@ func (x *SSHKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SSHKey.ProtoReflect.Descriptor instead.
 func (*SSHKey) Descriptor() ([]byte, []int) {
-	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{3}
+	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *SSHKey) GetPrivateKey() string {
@@ -565,13 +707,20 @@ type CreateRepositoryRequest struct {
 	// The credential of a private repository: source reads the repository
 	// with it from the start, then keeps it as the repository's secrets.
 	GitCredential *GitCredential `protobuf:"bytes,5,opt,name=git_credential,json=gitCredential,proto3" json:"git_credential,omitempty"`
+	// The forge the repository lives on, for its webhooks and for what
+	// Sluice reports back there.
+	Forge *Forge `protobuf:"bytes,6,opt,name=forge,proto3" json:"forge,omitempty"`
+	// The token Sluice calls the forge's API with (commit statuses,
+	// releases, reconciliation); kept as the repository's secret
+	// SLUICE_FORGE_TOKEN. Needs forge.
+	ForgeToken    string `protobuf:"bytes,7,opt,name=forge_token,json=forgeToken,proto3" json:"forge_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CreateRepositoryRequest) Reset() {
 	*x = CreateRepositoryRequest{}
-	mi := &file_sluice_source_v1_source_proto_msgTypes[4]
+	mi := &file_sluice_source_v1_source_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -583,7 +732,7 @@ func (x *CreateRepositoryRequest) String() string {
 func (*CreateRepositoryRequest) ProtoMessage() {}
 
 func (x *CreateRepositoryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_source_v1_source_proto_msgTypes[4]
+	mi := &file_sluice_source_v1_source_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -596,7 +745,7 @@ func (x *CreateRepositoryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateRepositoryRequest.ProtoReflect.Descriptor instead.
 func (*CreateRepositoryRequest) Descriptor() ([]byte, []int) {
-	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{4}
+	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *CreateRepositoryRequest) GetUrl() string {
@@ -634,6 +783,20 @@ func (x *CreateRepositoryRequest) GetGitCredential() *GitCredential {
 	return nil
 }
 
+func (x *CreateRepositoryRequest) GetForge() *Forge {
+	if x != nil {
+		return x.Forge
+	}
+	return nil
+}
+
+func (x *CreateRepositoryRequest) GetForgeToken() string {
+	if x != nil {
+		return x.ForgeToken
+	}
+	return ""
+}
+
 type CreateRepositoryResponse struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
 	Repository *Repository            `protobuf:"bytes,1,opt,name=repository,proto3" json:"repository,omitempty"`
@@ -645,7 +808,7 @@ type CreateRepositoryResponse struct {
 
 func (x *CreateRepositoryResponse) Reset() {
 	*x = CreateRepositoryResponse{}
-	mi := &file_sluice_source_v1_source_proto_msgTypes[5]
+	mi := &file_sluice_source_v1_source_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -657,7 +820,7 @@ func (x *CreateRepositoryResponse) String() string {
 func (*CreateRepositoryResponse) ProtoMessage() {}
 
 func (x *CreateRepositoryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_source_v1_source_proto_msgTypes[5]
+	mi := &file_sluice_source_v1_source_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -670,7 +833,7 @@ func (x *CreateRepositoryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateRepositoryResponse.ProtoReflect.Descriptor instead.
 func (*CreateRepositoryResponse) Descriptor() ([]byte, []int) {
-	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{5}
+	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *CreateRepositoryResponse) GetRepository() *Repository {
@@ -700,7 +863,7 @@ type ListRepositoriesRequest struct {
 
 func (x *ListRepositoriesRequest) Reset() {
 	*x = ListRepositoriesRequest{}
-	mi := &file_sluice_source_v1_source_proto_msgTypes[6]
+	mi := &file_sluice_source_v1_source_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -712,7 +875,7 @@ func (x *ListRepositoriesRequest) String() string {
 func (*ListRepositoriesRequest) ProtoMessage() {}
 
 func (x *ListRepositoriesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_source_v1_source_proto_msgTypes[6]
+	mi := &file_sluice_source_v1_source_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -725,7 +888,7 @@ func (x *ListRepositoriesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRepositoriesRequest.ProtoReflect.Descriptor instead.
 func (*ListRepositoriesRequest) Descriptor() ([]byte, []int) {
-	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{6}
+	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ListRepositoriesRequest) GetPageSize() int32 {
@@ -753,7 +916,7 @@ type ListRepositoriesResponse struct {
 
 func (x *ListRepositoriesResponse) Reset() {
 	*x = ListRepositoriesResponse{}
-	mi := &file_sluice_source_v1_source_proto_msgTypes[7]
+	mi := &file_sluice_source_v1_source_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -765,7 +928,7 @@ func (x *ListRepositoriesResponse) String() string {
 func (*ListRepositoriesResponse) ProtoMessage() {}
 
 func (x *ListRepositoriesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_source_v1_source_proto_msgTypes[7]
+	mi := &file_sluice_source_v1_source_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -778,7 +941,7 @@ func (x *ListRepositoriesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRepositoriesResponse.ProtoReflect.Descriptor instead.
 func (*ListRepositoriesResponse) Descriptor() ([]byte, []int) {
-	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{7}
+	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ListRepositoriesResponse) GetRepositories() []*Repository {
@@ -805,7 +968,7 @@ type GetRepositoryRequest struct {
 
 func (x *GetRepositoryRequest) Reset() {
 	*x = GetRepositoryRequest{}
-	mi := &file_sluice_source_v1_source_proto_msgTypes[8]
+	mi := &file_sluice_source_v1_source_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -817,7 +980,7 @@ func (x *GetRepositoryRequest) String() string {
 func (*GetRepositoryRequest) ProtoMessage() {}
 
 func (x *GetRepositoryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_source_v1_source_proto_msgTypes[8]
+	mi := &file_sluice_source_v1_source_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -830,7 +993,7 @@ func (x *GetRepositoryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRepositoryRequest.ProtoReflect.Descriptor instead.
 func (*GetRepositoryRequest) Descriptor() ([]byte, []int) {
-	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{8}
+	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *GetRepositoryRequest) GetRepository() string {
@@ -849,7 +1012,7 @@ type GetRepositoryResponse struct {
 
 func (x *GetRepositoryResponse) Reset() {
 	*x = GetRepositoryResponse{}
-	mi := &file_sluice_source_v1_source_proto_msgTypes[9]
+	mi := &file_sluice_source_v1_source_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -861,7 +1024,7 @@ func (x *GetRepositoryResponse) String() string {
 func (*GetRepositoryResponse) ProtoMessage() {}
 
 func (x *GetRepositoryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_source_v1_source_proto_msgTypes[9]
+	mi := &file_sluice_source_v1_source_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -874,7 +1037,7 @@ func (x *GetRepositoryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRepositoryResponse.ProtoReflect.Descriptor instead.
 func (*GetRepositoryResponse) Descriptor() ([]byte, []int) {
-	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{9}
+	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *GetRepositoryResponse) GetRepository() *Repository {
@@ -896,7 +1059,7 @@ type TriggerRunRequest struct {
 
 func (x *TriggerRunRequest) Reset() {
 	*x = TriggerRunRequest{}
-	mi := &file_sluice_source_v1_source_proto_msgTypes[10]
+	mi := &file_sluice_source_v1_source_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -908,7 +1071,7 @@ func (x *TriggerRunRequest) String() string {
 func (*TriggerRunRequest) ProtoMessage() {}
 
 func (x *TriggerRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_source_v1_source_proto_msgTypes[10]
+	mi := &file_sluice_source_v1_source_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -921,7 +1084,7 @@ func (x *TriggerRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TriggerRunRequest.ProtoReflect.Descriptor instead.
 func (*TriggerRunRequest) Descriptor() ([]byte, []int) {
-	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{10}
+	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *TriggerRunRequest) GetRepository() string {
@@ -947,7 +1110,7 @@ type TriggerRunResponse struct {
 
 func (x *TriggerRunResponse) Reset() {
 	*x = TriggerRunResponse{}
-	mi := &file_sluice_source_v1_source_proto_msgTypes[11]
+	mi := &file_sluice_source_v1_source_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -959,7 +1122,7 @@ func (x *TriggerRunResponse) String() string {
 func (*TriggerRunResponse) ProtoMessage() {}
 
 func (x *TriggerRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_source_v1_source_proto_msgTypes[11]
+	mi := &file_sluice_source_v1_source_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -972,7 +1135,7 @@ func (x *TriggerRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TriggerRunResponse.ProtoReflect.Descriptor instead.
 func (*TriggerRunResponse) Descriptor() ([]byte, []int) {
-	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{11}
+	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *TriggerRunResponse) GetRun() *Run {
@@ -1005,7 +1168,7 @@ type Stage struct {
 
 func (x *Stage) Reset() {
 	*x = Stage{}
-	mi := &file_sluice_source_v1_source_proto_msgTypes[12]
+	mi := &file_sluice_source_v1_source_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1017,7 +1180,7 @@ func (x *Stage) String() string {
 func (*Stage) ProtoMessage() {}
 
 func (x *Stage) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_source_v1_source_proto_msgTypes[12]
+	mi := &file_sluice_source_v1_source_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1030,7 +1193,7 @@ func (x *Stage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Stage.ProtoReflect.Descriptor instead.
 func (*Stage) Descriptor() ([]byte, []int) {
-	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{12}
+	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Stage) GetName() string {
@@ -1136,7 +1299,7 @@ type Run struct {
 
 func (x *Run) Reset() {
 	*x = Run{}
-	mi := &file_sluice_source_v1_source_proto_msgTypes[13]
+	mi := &file_sluice_source_v1_source_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1148,7 +1311,7 @@ func (x *Run) String() string {
 func (*Run) ProtoMessage() {}
 
 func (x *Run) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_source_v1_source_proto_msgTypes[13]
+	mi := &file_sluice_source_v1_source_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1161,7 +1324,7 @@ func (x *Run) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Run.ProtoReflect.Descriptor instead.
 func (*Run) Descriptor() ([]byte, []int) {
-	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{13}
+	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Run) GetId() string {
@@ -1328,7 +1491,7 @@ type ListRunsRequest struct {
 
 func (x *ListRunsRequest) Reset() {
 	*x = ListRunsRequest{}
-	mi := &file_sluice_source_v1_source_proto_msgTypes[14]
+	mi := &file_sluice_source_v1_source_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1340,7 +1503,7 @@ func (x *ListRunsRequest) String() string {
 func (*ListRunsRequest) ProtoMessage() {}
 
 func (x *ListRunsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_source_v1_source_proto_msgTypes[14]
+	mi := &file_sluice_source_v1_source_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1353,7 +1516,7 @@ func (x *ListRunsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRunsRequest.ProtoReflect.Descriptor instead.
 func (*ListRunsRequest) Descriptor() ([]byte, []int) {
-	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{14}
+	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ListRunsRequest) GetRepository() string {
@@ -1395,7 +1558,7 @@ type ListRunsResponse struct {
 
 func (x *ListRunsResponse) Reset() {
 	*x = ListRunsResponse{}
-	mi := &file_sluice_source_v1_source_proto_msgTypes[15]
+	mi := &file_sluice_source_v1_source_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1407,7 +1570,7 @@ func (x *ListRunsResponse) String() string {
 func (*ListRunsResponse) ProtoMessage() {}
 
 func (x *ListRunsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_source_v1_source_proto_msgTypes[15]
+	mi := &file_sluice_source_v1_source_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1420,7 +1583,7 @@ func (x *ListRunsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRunsResponse.ProtoReflect.Descriptor instead.
 func (*ListRunsResponse) Descriptor() ([]byte, []int) {
-	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{15}
+	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ListRunsResponse) GetRuns() []*Run {
@@ -1447,7 +1610,7 @@ type GetRunRequest struct {
 
 func (x *GetRunRequest) Reset() {
 	*x = GetRunRequest{}
-	mi := &file_sluice_source_v1_source_proto_msgTypes[16]
+	mi := &file_sluice_source_v1_source_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1459,7 +1622,7 @@ func (x *GetRunRequest) String() string {
 func (*GetRunRequest) ProtoMessage() {}
 
 func (x *GetRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_source_v1_source_proto_msgTypes[16]
+	mi := &file_sluice_source_v1_source_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1472,7 +1635,7 @@ func (x *GetRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRunRequest.ProtoReflect.Descriptor instead.
 func (*GetRunRequest) Descriptor() ([]byte, []int) {
-	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{16}
+	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *GetRunRequest) GetRunId() string {
@@ -1498,7 +1661,7 @@ type CancelRunRequest struct {
 
 func (x *CancelRunRequest) Reset() {
 	*x = CancelRunRequest{}
-	mi := &file_sluice_source_v1_source_proto_msgTypes[17]
+	mi := &file_sluice_source_v1_source_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1510,7 +1673,7 @@ func (x *CancelRunRequest) String() string {
 func (*CancelRunRequest) ProtoMessage() {}
 
 func (x *CancelRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_source_v1_source_proto_msgTypes[17]
+	mi := &file_sluice_source_v1_source_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1523,7 +1686,7 @@ func (x *CancelRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelRunRequest.ProtoReflect.Descriptor instead.
 func (*CancelRunRequest) Descriptor() ([]byte, []int) {
-	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{17}
+	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *CancelRunRequest) GetRunId() string {
@@ -1552,7 +1715,7 @@ type RerunRunRequest struct {
 
 func (x *RerunRunRequest) Reset() {
 	*x = RerunRunRequest{}
-	mi := &file_sluice_source_v1_source_proto_msgTypes[18]
+	mi := &file_sluice_source_v1_source_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1564,7 +1727,7 @@ func (x *RerunRunRequest) String() string {
 func (*RerunRunRequest) ProtoMessage() {}
 
 func (x *RerunRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_source_v1_source_proto_msgTypes[18]
+	mi := &file_sluice_source_v1_source_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1577,7 +1740,7 @@ func (x *RerunRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RerunRunRequest.ProtoReflect.Descriptor instead.
 func (*RerunRunRequest) Descriptor() ([]byte, []int) {
-	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{18}
+	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *RerunRunRequest) GetRunId() string {
@@ -1604,7 +1767,7 @@ type RerunRunResponse struct {
 
 func (x *RerunRunResponse) Reset() {
 	*x = RerunRunResponse{}
-	mi := &file_sluice_source_v1_source_proto_msgTypes[19]
+	mi := &file_sluice_source_v1_source_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1616,7 +1779,7 @@ func (x *RerunRunResponse) String() string {
 func (*RerunRunResponse) ProtoMessage() {}
 
 func (x *RerunRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_source_v1_source_proto_msgTypes[19]
+	mi := &file_sluice_source_v1_source_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1629,7 +1792,7 @@ func (x *RerunRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RerunRunResponse.ProtoReflect.Descriptor instead.
 func (*RerunRunResponse) Descriptor() ([]byte, []int) {
-	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{19}
+	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *RerunRunResponse) GetRun() *Run {
@@ -1649,7 +1812,7 @@ type CancelRunResponse struct {
 
 func (x *CancelRunResponse) Reset() {
 	*x = CancelRunResponse{}
-	mi := &file_sluice_source_v1_source_proto_msgTypes[20]
+	mi := &file_sluice_source_v1_source_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1661,7 +1824,7 @@ func (x *CancelRunResponse) String() string {
 func (*CancelRunResponse) ProtoMessage() {}
 
 func (x *CancelRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_source_v1_source_proto_msgTypes[20]
+	mi := &file_sluice_source_v1_source_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1674,7 +1837,7 @@ func (x *CancelRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelRunResponse.ProtoReflect.Descriptor instead.
 func (*CancelRunResponse) Descriptor() ([]byte, []int) {
-	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{20}
+	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *CancelRunResponse) GetRun() *Run {
@@ -1693,7 +1856,7 @@ type GetRunResponse struct {
 
 func (x *GetRunResponse) Reset() {
 	*x = GetRunResponse{}
-	mi := &file_sluice_source_v1_source_proto_msgTypes[21]
+	mi := &file_sluice_source_v1_source_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1705,7 +1868,7 @@ func (x *GetRunResponse) String() string {
 func (*GetRunResponse) ProtoMessage() {}
 
 func (x *GetRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_source_v1_source_proto_msgTypes[21]
+	mi := &file_sluice_source_v1_source_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1718,7 +1881,7 @@ func (x *GetRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRunResponse.ProtoReflect.Descriptor instead.
 func (*GetRunResponse) Descriptor() ([]byte, []int) {
-	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{21}
+	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *GetRunResponse) GetRun() *Run {
@@ -1738,7 +1901,7 @@ type WatchRunRequest struct {
 
 func (x *WatchRunRequest) Reset() {
 	*x = WatchRunRequest{}
-	mi := &file_sluice_source_v1_source_proto_msgTypes[22]
+	mi := &file_sluice_source_v1_source_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1750,7 +1913,7 @@ func (x *WatchRunRequest) String() string {
 func (*WatchRunRequest) ProtoMessage() {}
 
 func (x *WatchRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_source_v1_source_proto_msgTypes[22]
+	mi := &file_sluice_source_v1_source_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1763,7 +1926,7 @@ func (x *WatchRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRunRequest.ProtoReflect.Descriptor instead.
 func (*WatchRunRequest) Descriptor() ([]byte, []int) {
-	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{22}
+	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *WatchRunRequest) GetRunId() string {
@@ -1782,7 +1945,7 @@ type WatchRunResponse struct {
 
 func (x *WatchRunResponse) Reset() {
 	*x = WatchRunResponse{}
-	mi := &file_sluice_source_v1_source_proto_msgTypes[23]
+	mi := &file_sluice_source_v1_source_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1794,7 +1957,7 @@ func (x *WatchRunResponse) String() string {
 func (*WatchRunResponse) ProtoMessage() {}
 
 func (x *WatchRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_source_v1_source_proto_msgTypes[23]
+	mi := &file_sluice_source_v1_source_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1807,7 +1970,7 @@ func (x *WatchRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRunResponse.ProtoReflect.Descriptor instead.
 func (*WatchRunResponse) Descriptor() ([]byte, []int) {
-	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{23}
+	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *WatchRunResponse) GetRun() *Run {
@@ -1829,7 +1992,7 @@ type Commit struct {
 
 func (x *Commit) Reset() {
 	*x = Commit{}
-	mi := &file_sluice_source_v1_source_proto_msgTypes[24]
+	mi := &file_sluice_source_v1_source_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1841,7 +2004,7 @@ func (x *Commit) String() string {
 func (*Commit) ProtoMessage() {}
 
 func (x *Commit) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_source_v1_source_proto_msgTypes[24]
+	mi := &file_sluice_source_v1_source_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1854,7 +2017,7 @@ func (x *Commit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Commit.ProtoReflect.Descriptor instead.
 func (*Commit) Descriptor() ([]byte, []int) {
-	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{24}
+	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Commit) GetSha() string {
@@ -1904,7 +2067,7 @@ type ListCommitsRequest struct {
 
 func (x *ListCommitsRequest) Reset() {
 	*x = ListCommitsRequest{}
-	mi := &file_sluice_source_v1_source_proto_msgTypes[25]
+	mi := &file_sluice_source_v1_source_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1916,7 +2079,7 @@ func (x *ListCommitsRequest) String() string {
 func (*ListCommitsRequest) ProtoMessage() {}
 
 func (x *ListCommitsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_source_v1_source_proto_msgTypes[25]
+	mi := &file_sluice_source_v1_source_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1929,7 +2092,7 @@ func (x *ListCommitsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCommitsRequest.ProtoReflect.Descriptor instead.
 func (*ListCommitsRequest) Descriptor() ([]byte, []int) {
-	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{25}
+	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ListCommitsRequest) GetRepository() string {
@@ -1985,7 +2148,7 @@ type ListCommitsResponse struct {
 
 func (x *ListCommitsResponse) Reset() {
 	*x = ListCommitsResponse{}
-	mi := &file_sluice_source_v1_source_proto_msgTypes[26]
+	mi := &file_sluice_source_v1_source_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1997,7 +2160,7 @@ func (x *ListCommitsResponse) String() string {
 func (*ListCommitsResponse) ProtoMessage() {}
 
 func (x *ListCommitsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_source_v1_source_proto_msgTypes[26]
+	mi := &file_sluice_source_v1_source_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2010,7 +2173,7 @@ func (x *ListCommitsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCommitsResponse.ProtoReflect.Descriptor instead.
 func (*ListCommitsResponse) Descriptor() ([]byte, []int) {
-	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{26}
+	return file_sluice_source_v1_source_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ListCommitsResponse) GetCommits() []*Commit {
@@ -2031,7 +2194,7 @@ var File_sluice_source_v1_source_proto protoreflect.FileDescriptor
 
 const file_sluice_source_v1_source_proto_rawDesc = "" +
 	"\n" +
-	"\x1dsluice/source/v1/source.proto\x12\x10sluice.source.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bsluice/auth/v1/policy.proto\x1a\x1fsluice/source/v1/pipeline.proto\"\xb4\x02\n" +
+	"\x1dsluice/source/v1/source.proto\x12\x10sluice.source.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bsluice/auth/v1/policy.proto\x1a\x1fsluice/source/v1/pipeline.proto\"\x8b\x03\n" +
 	"\n" +
 	"Repository\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
@@ -2042,7 +2205,16 @@ const file_sluice_source_v1_source_proto_rawDesc = "" +
 	"createTime\x12%\n" +
 	"\x0ewebhook_secret\x18\x06 \x01(\tR\rwebhookSecret\x12(\n" +
 	"\x10last_seen_commit\x18\a \x01(\tR\x0elastSeenCommit\x12J\n" +
-	"\x0egit_credential\x18\b \x01(\x0e2#.sluice.source.v1.GitCredentialKindR\rgitCredential\"\x94\x01\n" +
+	"\x0egit_credential\x18\b \x01(\x0e2#.sluice.source.v1.GitCredentialKindR\rgitCredential\x12-\n" +
+	"\x05forge\x18\t \x01(\v2\x17.sluice.source.v1.ForgeR\x05forge\x12&\n" +
+	"\x0fhas_forge_token\x18\n" +
+	" \x01(\bR\rhasForgeToken\"\xe5\x02\n" +
+	"\x05Forge\x12;\n" +
+	"\x04kind\x18\x01 \x01(\x0e2\x1b.sluice.source.v1.ForgeKindB\n" +
+	"\xbaH\a\x82\x01\x04\x10\x01 \x00R\x04kind\x12\xb7\x01\n" +
+	"\x03url\x18\x02 \x01(\tB\xa4\x01\xbaH\xa0\x01\xba\x01\x97\x01\n" +
+	"\burl.http\x12Mmust be an http:// or https:// address without credentials, query or fragment\x1a<this == '' || this.matches('^https?://[^/@?#]+(/[^@?#]*)?$')r\x03\x18\x80\x10R\x03url\x12e\n" +
+	"\aproject\x18\x03 \x01(\tBK\xbaHHrF\x18\x80\x042A^([A-Za-z0-9_.][A-Za-z0-9_.-]*(/[A-Za-z0-9_.][A-Za-z0-9_.-]*)+)?$R\aproject\"\x94\x01\n" +
 	"\rGitCredential\x12?\n" +
 	"\vhttps_token\x18\x01 \x01(\v2\x1c.sluice.source.v1.HTTPSTokenH\x00R\n" +
 	"httpsToken\x123\n" +
@@ -2058,7 +2230,7 @@ const file_sluice_source_v1_source_proto_rawDesc = "" +
 	"\vprivate_key\x18\x01 \x01(\tB\v\xbaH\br\x06 \x01(\x80\x80\x01R\n" +
 	"privateKey\x12,\n" +
 	"\vknown_hosts\x18\x02 \x01(\tB\v\xbaH\br\x06 \x01(\x80\x80\x04R\n" +
-	"knownHosts\"\x85\x06\n" +
+	"knownHosts\"\xc6\b\n" +
 	"\x17CreateRepositoryRequest\x12\x9a\x03\n" +
 	"\x03url\x18\x01 \x01(\tB\x87\x03\xbaH\x83\x03\xba\x01\xf8\x02\n" +
 	"\x12url.no_credentials\x12\xfa\x01must not contain credentials (user:password@ or token@): Sluice would store and show them with the URL; register the URL without them and give the token in a file: sluice repo add URL --git-token-file FILE (docs/security.md, \"Repository credentials\")\x1ae!this.matches('^[A-Za-z][A-Za-z0-9+.-]*://[^/@]*:[^/@]*@') && !this.matches('^(?i:https?)://[^/@]+@')r\x05\x10\x01\x18\x80\x10R\x03url\x126\n" +
@@ -2066,7 +2238,12 @@ const file_sluice_source_v1_source_proto_rawDesc = "" +
 	"\x06branch\x18\x03 \x01(\tB\b\xbaH\x05r\x03\x18\xff\x01R\x06branch\x12\xaa\x01\n" +
 	"\x0ewebhook_secret\x18\x04 \x01(\tB\x82\x01\xbaH\x7f\xba\x01w\n" +
 	"\x19webhook_secret.not_sealed\x12@must not start with \"age:\", the mark of a value Sluice encrypted\x1a\x18!this.startsWith('age:')r\x03\x18\x80\x02R\rwebhookSecret\x12F\n" +
-	"\x0egit_credential\x18\x05 \x01(\v2\x1f.sluice.source.v1.GitCredentialR\rgitCredential\"r\n" +
+	"\x0egit_credential\x18\x05 \x01(\v2\x1f.sluice.source.v1.GitCredentialR\rgitCredential\x12-\n" +
+	"\x05forge\x18\x06 \x01(\v2\x17.sluice.source.v1.ForgeR\x05forge\x12\x8a\x01\n" +
+	"\vforge_token\x18\a \x01(\tBi\xbaHf\xba\x01^\n" +
+	"\x14forge_token.one_line\x12\x1fmust be one line without spaces\x1a%!this.matches('[[:space:][:cntrl:]]')r\x03(\x80 R\n" +
+	"forgeToken:\x82\x01\xbaH\x7f\x1a}\n" +
+	"\x17forge_token.needs_forge\x127forge_token needs forge: the token is for a forge's API\x1a)this.forge_token == '' || has(this.forge)\"r\n" +
 	"\x18CreateRepositoryResponse\x12<\n" +
 	"\n" +
 	"repository\x18\x01 \x01(\v2\x1c.sluice.source.v1.RepositoryR\n" +
@@ -2185,7 +2362,12 @@ const file_sluice_source_v1_source_proto_rawDesc = "" +
 	"page_token\x18\x06 \x01(\tB\b\xbaH\x05r\x03\x18\x80\bR\tpageToken\"q\n" +
 	"\x13ListCommitsResponse\x122\n" +
 	"\acommits\x18\x01 \x03(\v2\x18.sluice.source.v1.CommitR\acommits\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken*~\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken*k\n" +
+	"\tForgeKind\x12\x1a\n" +
+	"\x16FORGE_KIND_UNSPECIFIED\x10\x00\x12\x15\n" +
+	"\x11FORGE_KIND_GITHUB\x10\x01\x12\x14\n" +
+	"\x10FORGE_KIND_GITEA\x10\x02\x12\x15\n" +
+	"\x11FORGE_KIND_GITLAB\x10\x03*~\n" +
 	"\x11GitCredentialKind\x12#\n" +
 	"\x1fGIT_CREDENTIAL_KIND_UNSPECIFIED\x10\x00\x12#\n" +
 	"\x1fGIT_CREDENTIAL_KIND_HTTPS_TOKEN\x10\x01\x12\x1f\n" +
@@ -2241,96 +2423,101 @@ func file_sluice_source_v1_source_proto_rawDescGZIP() []byte {
 	return file_sluice_source_v1_source_proto_rawDescData
 }
 
-var file_sluice_source_v1_source_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_sluice_source_v1_source_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
+var file_sluice_source_v1_source_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
+var file_sluice_source_v1_source_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
 var file_sluice_source_v1_source_proto_goTypes = []any{
-	(GitCredentialKind)(0),           // 0: sluice.source.v1.GitCredentialKind
-	(RunStatus)(0),                   // 1: sluice.source.v1.RunStatus
-	(StageStatus)(0),                 // 2: sluice.source.v1.StageStatus
-	(Trigger)(0),                     // 3: sluice.source.v1.Trigger
-	(*Repository)(nil),               // 4: sluice.source.v1.Repository
-	(*GitCredential)(nil),            // 5: sluice.source.v1.GitCredential
-	(*HTTPSToken)(nil),               // 6: sluice.source.v1.HTTPSToken
-	(*SSHKey)(nil),                   // 7: sluice.source.v1.SSHKey
-	(*CreateRepositoryRequest)(nil),  // 8: sluice.source.v1.CreateRepositoryRequest
-	(*CreateRepositoryResponse)(nil), // 9: sluice.source.v1.CreateRepositoryResponse
-	(*ListRepositoriesRequest)(nil),  // 10: sluice.source.v1.ListRepositoriesRequest
-	(*ListRepositoriesResponse)(nil), // 11: sluice.source.v1.ListRepositoriesResponse
-	(*GetRepositoryRequest)(nil),     // 12: sluice.source.v1.GetRepositoryRequest
-	(*GetRepositoryResponse)(nil),    // 13: sluice.source.v1.GetRepositoryResponse
-	(*TriggerRunRequest)(nil),        // 14: sluice.source.v1.TriggerRunRequest
-	(*TriggerRunResponse)(nil),       // 15: sluice.source.v1.TriggerRunResponse
-	(*Stage)(nil),                    // 16: sluice.source.v1.Stage
-	(*Run)(nil),                      // 17: sluice.source.v1.Run
-	(*ListRunsRequest)(nil),          // 18: sluice.source.v1.ListRunsRequest
-	(*ListRunsResponse)(nil),         // 19: sluice.source.v1.ListRunsResponse
-	(*GetRunRequest)(nil),            // 20: sluice.source.v1.GetRunRequest
-	(*CancelRunRequest)(nil),         // 21: sluice.source.v1.CancelRunRequest
-	(*RerunRunRequest)(nil),          // 22: sluice.source.v1.RerunRunRequest
-	(*RerunRunResponse)(nil),         // 23: sluice.source.v1.RerunRunResponse
-	(*CancelRunResponse)(nil),        // 24: sluice.source.v1.CancelRunResponse
-	(*GetRunResponse)(nil),           // 25: sluice.source.v1.GetRunResponse
-	(*WatchRunRequest)(nil),          // 26: sluice.source.v1.WatchRunRequest
-	(*WatchRunResponse)(nil),         // 27: sluice.source.v1.WatchRunResponse
-	(*Commit)(nil),                   // 28: sluice.source.v1.Commit
-	(*ListCommitsRequest)(nil),       // 29: sluice.source.v1.ListCommitsRequest
-	(*ListCommitsResponse)(nil),      // 30: sluice.source.v1.ListCommitsResponse
-	(*timestamppb.Timestamp)(nil),    // 31: google.protobuf.Timestamp
-	(*Pipeline)(nil),                 // 32: sluice.source.v1.Pipeline
+	(ForgeKind)(0),                   // 0: sluice.source.v1.ForgeKind
+	(GitCredentialKind)(0),           // 1: sluice.source.v1.GitCredentialKind
+	(RunStatus)(0),                   // 2: sluice.source.v1.RunStatus
+	(StageStatus)(0),                 // 3: sluice.source.v1.StageStatus
+	(Trigger)(0),                     // 4: sluice.source.v1.Trigger
+	(*Repository)(nil),               // 5: sluice.source.v1.Repository
+	(*Forge)(nil),                    // 6: sluice.source.v1.Forge
+	(*GitCredential)(nil),            // 7: sluice.source.v1.GitCredential
+	(*HTTPSToken)(nil),               // 8: sluice.source.v1.HTTPSToken
+	(*SSHKey)(nil),                   // 9: sluice.source.v1.SSHKey
+	(*CreateRepositoryRequest)(nil),  // 10: sluice.source.v1.CreateRepositoryRequest
+	(*CreateRepositoryResponse)(nil), // 11: sluice.source.v1.CreateRepositoryResponse
+	(*ListRepositoriesRequest)(nil),  // 12: sluice.source.v1.ListRepositoriesRequest
+	(*ListRepositoriesResponse)(nil), // 13: sluice.source.v1.ListRepositoriesResponse
+	(*GetRepositoryRequest)(nil),     // 14: sluice.source.v1.GetRepositoryRequest
+	(*GetRepositoryResponse)(nil),    // 15: sluice.source.v1.GetRepositoryResponse
+	(*TriggerRunRequest)(nil),        // 16: sluice.source.v1.TriggerRunRequest
+	(*TriggerRunResponse)(nil),       // 17: sluice.source.v1.TriggerRunResponse
+	(*Stage)(nil),                    // 18: sluice.source.v1.Stage
+	(*Run)(nil),                      // 19: sluice.source.v1.Run
+	(*ListRunsRequest)(nil),          // 20: sluice.source.v1.ListRunsRequest
+	(*ListRunsResponse)(nil),         // 21: sluice.source.v1.ListRunsResponse
+	(*GetRunRequest)(nil),            // 22: sluice.source.v1.GetRunRequest
+	(*CancelRunRequest)(nil),         // 23: sluice.source.v1.CancelRunRequest
+	(*RerunRunRequest)(nil),          // 24: sluice.source.v1.RerunRunRequest
+	(*RerunRunResponse)(nil),         // 25: sluice.source.v1.RerunRunResponse
+	(*CancelRunResponse)(nil),        // 26: sluice.source.v1.CancelRunResponse
+	(*GetRunResponse)(nil),           // 27: sluice.source.v1.GetRunResponse
+	(*WatchRunRequest)(nil),          // 28: sluice.source.v1.WatchRunRequest
+	(*WatchRunResponse)(nil),         // 29: sluice.source.v1.WatchRunResponse
+	(*Commit)(nil),                   // 30: sluice.source.v1.Commit
+	(*ListCommitsRequest)(nil),       // 31: sluice.source.v1.ListCommitsRequest
+	(*ListCommitsResponse)(nil),      // 32: sluice.source.v1.ListCommitsResponse
+	(*timestamppb.Timestamp)(nil),    // 33: google.protobuf.Timestamp
+	(*Pipeline)(nil),                 // 34: sluice.source.v1.Pipeline
 }
 var file_sluice_source_v1_source_proto_depIdxs = []int32{
-	31, // 0: sluice.source.v1.Repository.create_time:type_name -> google.protobuf.Timestamp
-	0,  // 1: sluice.source.v1.Repository.git_credential:type_name -> sluice.source.v1.GitCredentialKind
-	6,  // 2: sluice.source.v1.GitCredential.https_token:type_name -> sluice.source.v1.HTTPSToken
-	7,  // 3: sluice.source.v1.GitCredential.ssh_key:type_name -> sluice.source.v1.SSHKey
-	5,  // 4: sluice.source.v1.CreateRepositoryRequest.git_credential:type_name -> sluice.source.v1.GitCredential
-	4,  // 5: sluice.source.v1.CreateRepositoryResponse.repository:type_name -> sluice.source.v1.Repository
-	4,  // 6: sluice.source.v1.ListRepositoriesResponse.repositories:type_name -> sluice.source.v1.Repository
-	4,  // 7: sluice.source.v1.GetRepositoryResponse.repository:type_name -> sluice.source.v1.Repository
-	17, // 8: sluice.source.v1.TriggerRunResponse.run:type_name -> sluice.source.v1.Run
-	2,  // 9: sluice.source.v1.Stage.status:type_name -> sluice.source.v1.StageStatus
-	31, // 10: sluice.source.v1.Stage.start_time:type_name -> google.protobuf.Timestamp
-	31, // 11: sluice.source.v1.Stage.end_time:type_name -> google.protobuf.Timestamp
-	3,  // 12: sluice.source.v1.Run.trigger:type_name -> sluice.source.v1.Trigger
-	1,  // 13: sluice.source.v1.Run.status:type_name -> sluice.source.v1.RunStatus
-	31, // 14: sluice.source.v1.Run.create_time:type_name -> google.protobuf.Timestamp
-	31, // 15: sluice.source.v1.Run.end_time:type_name -> google.protobuf.Timestamp
-	16, // 16: sluice.source.v1.Run.stages:type_name -> sluice.source.v1.Stage
-	32, // 17: sluice.source.v1.Run.pipeline:type_name -> sluice.source.v1.Pipeline
-	31, // 18: sluice.source.v1.Run.cancel_request_time:type_name -> google.protobuf.Timestamp
-	31, // 19: sluice.source.v1.Run.admit_time:type_name -> google.protobuf.Timestamp
-	17, // 20: sluice.source.v1.ListRunsResponse.runs:type_name -> sluice.source.v1.Run
-	17, // 21: sluice.source.v1.RerunRunResponse.run:type_name -> sluice.source.v1.Run
-	17, // 22: sluice.source.v1.CancelRunResponse.run:type_name -> sluice.source.v1.Run
-	17, // 23: sluice.source.v1.GetRunResponse.run:type_name -> sluice.source.v1.Run
-	17, // 24: sluice.source.v1.WatchRunResponse.run:type_name -> sluice.source.v1.Run
-	31, // 25: sluice.source.v1.Commit.time:type_name -> google.protobuf.Timestamp
-	28, // 26: sluice.source.v1.ListCommitsResponse.commits:type_name -> sluice.source.v1.Commit
-	8,  // 27: sluice.source.v1.SourceService.CreateRepository:input_type -> sluice.source.v1.CreateRepositoryRequest
-	10, // 28: sluice.source.v1.SourceService.ListRepositories:input_type -> sluice.source.v1.ListRepositoriesRequest
-	12, // 29: sluice.source.v1.SourceService.GetRepository:input_type -> sluice.source.v1.GetRepositoryRequest
-	14, // 30: sluice.source.v1.SourceService.TriggerRun:input_type -> sluice.source.v1.TriggerRunRequest
-	18, // 31: sluice.source.v1.SourceService.ListRuns:input_type -> sluice.source.v1.ListRunsRequest
-	20, // 32: sluice.source.v1.SourceService.GetRun:input_type -> sluice.source.v1.GetRunRequest
-	26, // 33: sluice.source.v1.SourceService.WatchRun:input_type -> sluice.source.v1.WatchRunRequest
-	21, // 34: sluice.source.v1.SourceService.CancelRun:input_type -> sluice.source.v1.CancelRunRequest
-	22, // 35: sluice.source.v1.SourceService.RerunRun:input_type -> sluice.source.v1.RerunRunRequest
-	29, // 36: sluice.source.v1.SourceService.ListCommits:input_type -> sluice.source.v1.ListCommitsRequest
-	9,  // 37: sluice.source.v1.SourceService.CreateRepository:output_type -> sluice.source.v1.CreateRepositoryResponse
-	11, // 38: sluice.source.v1.SourceService.ListRepositories:output_type -> sluice.source.v1.ListRepositoriesResponse
-	13, // 39: sluice.source.v1.SourceService.GetRepository:output_type -> sluice.source.v1.GetRepositoryResponse
-	15, // 40: sluice.source.v1.SourceService.TriggerRun:output_type -> sluice.source.v1.TriggerRunResponse
-	19, // 41: sluice.source.v1.SourceService.ListRuns:output_type -> sluice.source.v1.ListRunsResponse
-	25, // 42: sluice.source.v1.SourceService.GetRun:output_type -> sluice.source.v1.GetRunResponse
-	27, // 43: sluice.source.v1.SourceService.WatchRun:output_type -> sluice.source.v1.WatchRunResponse
-	24, // 44: sluice.source.v1.SourceService.CancelRun:output_type -> sluice.source.v1.CancelRunResponse
-	23, // 45: sluice.source.v1.SourceService.RerunRun:output_type -> sluice.source.v1.RerunRunResponse
-	30, // 46: sluice.source.v1.SourceService.ListCommits:output_type -> sluice.source.v1.ListCommitsResponse
-	37, // [37:47] is the sub-list for method output_type
-	27, // [27:37] is the sub-list for method input_type
-	27, // [27:27] is the sub-list for extension type_name
-	27, // [27:27] is the sub-list for extension extendee
-	0,  // [0:27] is the sub-list for field type_name
+	33, // 0: sluice.source.v1.Repository.create_time:type_name -> google.protobuf.Timestamp
+	1,  // 1: sluice.source.v1.Repository.git_credential:type_name -> sluice.source.v1.GitCredentialKind
+	6,  // 2: sluice.source.v1.Repository.forge:type_name -> sluice.source.v1.Forge
+	0,  // 3: sluice.source.v1.Forge.kind:type_name -> sluice.source.v1.ForgeKind
+	8,  // 4: sluice.source.v1.GitCredential.https_token:type_name -> sluice.source.v1.HTTPSToken
+	9,  // 5: sluice.source.v1.GitCredential.ssh_key:type_name -> sluice.source.v1.SSHKey
+	7,  // 6: sluice.source.v1.CreateRepositoryRequest.git_credential:type_name -> sluice.source.v1.GitCredential
+	6,  // 7: sluice.source.v1.CreateRepositoryRequest.forge:type_name -> sluice.source.v1.Forge
+	5,  // 8: sluice.source.v1.CreateRepositoryResponse.repository:type_name -> sluice.source.v1.Repository
+	5,  // 9: sluice.source.v1.ListRepositoriesResponse.repositories:type_name -> sluice.source.v1.Repository
+	5,  // 10: sluice.source.v1.GetRepositoryResponse.repository:type_name -> sluice.source.v1.Repository
+	19, // 11: sluice.source.v1.TriggerRunResponse.run:type_name -> sluice.source.v1.Run
+	3,  // 12: sluice.source.v1.Stage.status:type_name -> sluice.source.v1.StageStatus
+	33, // 13: sluice.source.v1.Stage.start_time:type_name -> google.protobuf.Timestamp
+	33, // 14: sluice.source.v1.Stage.end_time:type_name -> google.protobuf.Timestamp
+	4,  // 15: sluice.source.v1.Run.trigger:type_name -> sluice.source.v1.Trigger
+	2,  // 16: sluice.source.v1.Run.status:type_name -> sluice.source.v1.RunStatus
+	33, // 17: sluice.source.v1.Run.create_time:type_name -> google.protobuf.Timestamp
+	33, // 18: sluice.source.v1.Run.end_time:type_name -> google.protobuf.Timestamp
+	18, // 19: sluice.source.v1.Run.stages:type_name -> sluice.source.v1.Stage
+	34, // 20: sluice.source.v1.Run.pipeline:type_name -> sluice.source.v1.Pipeline
+	33, // 21: sluice.source.v1.Run.cancel_request_time:type_name -> google.protobuf.Timestamp
+	33, // 22: sluice.source.v1.Run.admit_time:type_name -> google.protobuf.Timestamp
+	19, // 23: sluice.source.v1.ListRunsResponse.runs:type_name -> sluice.source.v1.Run
+	19, // 24: sluice.source.v1.RerunRunResponse.run:type_name -> sluice.source.v1.Run
+	19, // 25: sluice.source.v1.CancelRunResponse.run:type_name -> sluice.source.v1.Run
+	19, // 26: sluice.source.v1.GetRunResponse.run:type_name -> sluice.source.v1.Run
+	19, // 27: sluice.source.v1.WatchRunResponse.run:type_name -> sluice.source.v1.Run
+	33, // 28: sluice.source.v1.Commit.time:type_name -> google.protobuf.Timestamp
+	30, // 29: sluice.source.v1.ListCommitsResponse.commits:type_name -> sluice.source.v1.Commit
+	10, // 30: sluice.source.v1.SourceService.CreateRepository:input_type -> sluice.source.v1.CreateRepositoryRequest
+	12, // 31: sluice.source.v1.SourceService.ListRepositories:input_type -> sluice.source.v1.ListRepositoriesRequest
+	14, // 32: sluice.source.v1.SourceService.GetRepository:input_type -> sluice.source.v1.GetRepositoryRequest
+	16, // 33: sluice.source.v1.SourceService.TriggerRun:input_type -> sluice.source.v1.TriggerRunRequest
+	20, // 34: sluice.source.v1.SourceService.ListRuns:input_type -> sluice.source.v1.ListRunsRequest
+	22, // 35: sluice.source.v1.SourceService.GetRun:input_type -> sluice.source.v1.GetRunRequest
+	28, // 36: sluice.source.v1.SourceService.WatchRun:input_type -> sluice.source.v1.WatchRunRequest
+	23, // 37: sluice.source.v1.SourceService.CancelRun:input_type -> sluice.source.v1.CancelRunRequest
+	24, // 38: sluice.source.v1.SourceService.RerunRun:input_type -> sluice.source.v1.RerunRunRequest
+	31, // 39: sluice.source.v1.SourceService.ListCommits:input_type -> sluice.source.v1.ListCommitsRequest
+	11, // 40: sluice.source.v1.SourceService.CreateRepository:output_type -> sluice.source.v1.CreateRepositoryResponse
+	13, // 41: sluice.source.v1.SourceService.ListRepositories:output_type -> sluice.source.v1.ListRepositoriesResponse
+	15, // 42: sluice.source.v1.SourceService.GetRepository:output_type -> sluice.source.v1.GetRepositoryResponse
+	17, // 43: sluice.source.v1.SourceService.TriggerRun:output_type -> sluice.source.v1.TriggerRunResponse
+	21, // 44: sluice.source.v1.SourceService.ListRuns:output_type -> sluice.source.v1.ListRunsResponse
+	27, // 45: sluice.source.v1.SourceService.GetRun:output_type -> sluice.source.v1.GetRunResponse
+	29, // 46: sluice.source.v1.SourceService.WatchRun:output_type -> sluice.source.v1.WatchRunResponse
+	26, // 47: sluice.source.v1.SourceService.CancelRun:output_type -> sluice.source.v1.CancelRunResponse
+	25, // 48: sluice.source.v1.SourceService.RerunRun:output_type -> sluice.source.v1.RerunRunResponse
+	32, // 49: sluice.source.v1.SourceService.ListCommits:output_type -> sluice.source.v1.ListCommitsResponse
+	40, // [40:50] is the sub-list for method output_type
+	30, // [30:40] is the sub-list for method input_type
+	30, // [30:30] is the sub-list for extension type_name
+	30, // [30:30] is the sub-list for extension extendee
+	0,  // [0:30] is the sub-list for field type_name
 }
 
 func init() { file_sluice_source_v1_source_proto_init() }
@@ -2339,7 +2526,7 @@ func file_sluice_source_v1_source_proto_init() {
 		return
 	}
 	file_sluice_source_v1_pipeline_proto_init()
-	file_sluice_source_v1_source_proto_msgTypes[1].OneofWrappers = []any{
+	file_sluice_source_v1_source_proto_msgTypes[2].OneofWrappers = []any{
 		(*GitCredential_HttpsToken)(nil),
 		(*GitCredential_SshKey)(nil),
 	}
@@ -2348,8 +2535,8 @@ func file_sluice_source_v1_source_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sluice_source_v1_source_proto_rawDesc), len(file_sluice_source_v1_source_proto_rawDesc)),
-			NumEnums:      4,
-			NumMessages:   27,
+			NumEnums:      5,
+			NumMessages:   28,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -1,0 +1,192 @@
+package source_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+
+	"connectrpc.com/connect"
+
+	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
+	"github.com/sluicehq/sluice/services/source"
+)
+
+// forgeHook posts a push webhook as forge sends it, to path's forge, signed
+// with secret in that forge's scheme.
+func (h *harness) forgeHook(path, kind, repository, delivery, secret string, body []byte) webhookAnswer {
+	h.t.Helper()
+	req, err := http.NewRequestWithContext(context.Background(), http.MethodPost, h.url+"/webhooks/"+path+"/"+repository, bytes.NewReader(body))
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	mac := hmac.New(sha256.New, []byte(secret))
+	mac.Write(body)
+	sig := hex.EncodeToString(mac.Sum(nil))
+	switch kind {
+	case "github":
+		req.Header.Set("X-GitHub-Event", "push")
+		req.Header.Set("X-GitHub-Delivery", delivery)
+		req.Header.Set("X-Hub-Signature-256", "sha256="+sig)
+	case "gitea":
+		req.Header.Set("X-Gitea-Event", "push")
+		req.Header.Set("X-Gitea-Delivery", delivery)
+		req.Header.Set("X-Gitea-Signature", sig)
+	case "gitlab":
+		req.Header.Set("X-Gitlab-Event", "Push Hook")
+		req.Header.Set("X-Gitlab-Event-UUID", delivery)
+		req.Header.Set("X-Gitlab-Token", secret)
+	}
+	res, err := h.http.Do(req)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer res.Body.Close()
+	raw, _ := io.ReadAll(res.Body)
+	a := webhookAnswer{code: res.StatusCode}
+	if err := json.Unmarshal(raw, &a.body); err != nil {
+		h.t.Fatalf("webhook answer %d is not JSON: %s", res.StatusCode, raw)
+	}
+	return a
+}
+
+// Each forge's webhook reaches its own path with its own signature scheme;
+// a repository registered on a forge takes only that forge's webhooks.
+func TestForgeWebhooks(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, 0)
+	ctx := context.Background()
+	for _, kind := range []string{"github", "gitea", "gitlab"} {
+		t.Run(kind, func(t *testing.T) {
+			src, _ := newGitRepo(t, "app-"+kind, "main", validPipeline)
+			res, err := h.client.CreateRepository(ctx, &sourcev1.CreateRepositoryRequest{
+				Url: src.Dir,
+				Forge: &sourcev1.Forge{
+					Kind:    sourcev1.ForgeKind(sourcev1.ForgeKind_value["FORGE_KIND_"+strings.ToUpper(kind)]),
+					Url:     "http://127.0.0.1:3000",
+					Project: "acme/app-" + kind,
+				},
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			repo := res.GetRepository()
+			if repo.GetForge().GetProject() != "acme/app-"+kind || repo.GetHasForgeToken() {
+				t.Errorf("forge %+v, token %v", repo.GetForge(), repo.GetHasForgeToken())
+			}
+			name := repo.GetName()
+			next := src.CommitFile("main.go", "package main\n", "add main\n")
+			body := pushBody("refs/heads/main", next)
+
+			if a := h.forgeHook(kind, kind, name, "d-1", "wrong", body); a.code != http.StatusUnauthorized {
+				t.Errorf("wrong secret: %d %v", a.code, a.body)
+			}
+			other := "github"
+			if kind == "github" {
+				other = "gitea"
+			}
+			if a := h.forgeHook(other, other, name, "d-1", repo.GetWebhookSecret(), body); a.code != http.StatusConflict ||
+				!strings.Contains(a.body["error"], "/webhooks/"+kind+"/"+name) {
+				t.Errorf("another forge's webhook: %d %v, want 409 naming the right path", a.code, a.body)
+			}
+			if runs := h.listRuns(name); len(runs) != 0 {
+				t.Fatalf("%d runs after refused webhooks", len(runs))
+			}
+			a := h.forgeHook(kind, kind, name, "d-1", repo.GetWebhookSecret(), body)
+			if a.code != http.StatusAccepted || a.body["run_id"] == "" {
+				t.Fatalf("push: %d %v", a.code, a.body)
+			}
+			if again := h.forgeHook(kind, kind, name, "d-1", repo.GetWebhookSecret(), body); again.body["status"] != "duplicate delivery" || again.body["run_id"] != a.body["run_id"] {
+				t.Errorf("redelivery: %d %v", again.code, again.body)
+			}
+		})
+	}
+
+	// Forgejo is Gitea; an unknown forge has no path.
+	if a := h.forgeHook("bitbucket", "github", "app-github", "d-2", "x", []byte(`{}`)); a.code != http.StatusNotFound {
+		t.Errorf("unknown forge: %d %v", a.code, a.body)
+	}
+	// A repository without a forge takes any forge's webhook, checked in
+	// that forge's scheme.
+	src, _ := newGitRepo(t, "plain", "main", validPipeline)
+	plain := h.register(src.Dir)
+	next := src.CommitFile("main.go", "package main\n", "add main\n")
+	if a := h.forgeHook("forgejo", "gitea", "plain", "d-3", plain.GetWebhookSecret(), pushBody("refs/heads/main", next)); a.code != http.StatusAccepted {
+		t.Errorf("forgejo webhook to a repository without a forge: %d %v", a.code, a.body)
+	}
+}
+
+func TestRegisterOnAForge(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	h := newHarness(t, 0, func(c *source.Config) { c.Keys.Text = newSecretKey(t) })
+	src, _ := newGitRepo(t, "app", "main", validPipeline)
+
+	invalid := []struct {
+		forge *sourcev1.Forge
+		token string
+		want  string
+	}{
+		// A local path says nothing of the forge.
+		{&sourcev1.Forge{Kind: sourcev1.ForgeKind_FORGE_KIND_GITEA}, "", "set forge.url and forge.project"},
+		{&sourcev1.Forge{Kind: sourcev1.ForgeKind_FORGE_KIND_GITHUB, Url: "https://github.com", Project: "a/b/c"}, "", "forge.project"},
+		{&sourcev1.Forge{Kind: sourcev1.ForgeKind_FORGE_KIND_GITHUB, Url: "https://tok@github.com", Project: "a/b"}, "", "forge.url"},
+		{&sourcev1.Forge{Url: "https://github.com", Project: "a/b"}, "", "forge.kind"},
+		{nil, "a-token", "forge_token needs forge"},
+		{&sourcev1.Forge{Kind: sourcev1.ForgeKind_FORGE_KIND_GITEA, Url: "https://git.example.com", Project: "a/b"}, "two words", "forge_token"},
+	}
+	for _, c := range invalid {
+		_, err := h.client.CreateRepository(ctx, &sourcev1.CreateRepositoryRequest{Url: src.Dir, Forge: c.forge, ForgeToken: c.token})
+		if connect.CodeOf(err) != connect.CodeInvalidArgument || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("forge %v token %q: got %v, want invalid_argument naming %q", c.forge, c.token, err, c.want)
+		}
+	}
+
+	place := &sourcev1.Forge{Kind: sourcev1.ForgeKind_FORGE_KIND_GITLAB, Url: "https://gitlab.example.com/", Project: "group/sub/app"}
+	res, err := h.client.CreateRepository(ctx, &sourcev1.CreateRepositoryRequest{Url: src.Dir, Forge: place, ForgeToken: "glpat-canary-0f3a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := res.GetRepository()
+	if got.GetForge().GetUrl() != "https://gitlab.example.com" || got.GetForge().GetKind() != sourcev1.ForgeKind_FORGE_KIND_GITLAB || !got.GetHasForgeToken() {
+		t.Errorf("registered %v, has token %v", got.GetForge(), got.GetHasForgeToken())
+	}
+	read, err := h.client.GetRepository(ctx, &sourcev1.GetRepositoryRequest{Repository: "app"})
+	if err != nil || read.GetRepository().GetForge().GetProject() != "group/sub/app" || !read.GetRepository().GetHasForgeToken() {
+		t.Errorf("GetRepository: %v, %v", read.GetRepository(), err)
+	}
+	list, err := h.secrets().ListSecrets(ctx, &sourcev1.ListSecretsRequest{Repository: "app"})
+	if err != nil || len(list.GetSecrets()) != 1 || list.GetSecrets()[0].GetName() != "SLUICE_FORGE_TOKEN" {
+		t.Errorf("secrets: %v, %v", list.GetSecrets(), err)
+	}
+	if strings.Contains(h.logs.String(), "glpat-canary-0f3a") {
+		t.Error("the forge token is in the log")
+	}
+
+	// Registering it again: the same forge is the same repository; a
+	// token or another forge is refused, saying what to do.
+	if again, err := h.client.CreateRepository(ctx, &sourcev1.CreateRepositoryRequest{Url: src.Dir, Forge: place}); err != nil || again.GetCreated() {
+		t.Errorf("again: %v, %v", again, err)
+	}
+	_, err = h.client.CreateRepository(ctx, &sourcev1.CreateRepositoryRequest{Url: src.Dir, Forge: place, ForgeToken: "glpat-another"})
+	if connect.CodeOf(err) != connect.CodeFailedPrecondition || !strings.Contains(err.Error(), "sluice secret set app SLUICE_FORGE_TOKEN") {
+		t.Errorf("again with a token: %v", err)
+	}
+	place.Project = "group/other"
+	if _, err := h.client.CreateRepository(ctx, &sourcev1.CreateRepositoryRequest{Url: src.Dir, Forge: place}); connect.CodeOf(err) != connect.CodeAlreadyExists {
+		t.Errorf("again on another project: %v", err)
+	}
+
+	// The forge token is a repository's, never platform-wide.
+	_, err = h.secrets().SetSecret(ctx, &sourcev1.SetSecretRequest{Name: "SLUICE_FORGE_TOKEN", Value: "glpat-platform"})
+	if ce := new(connect.Error); !errors.As(err, &ce) || ce.Code() != connect.CodeInvalidArgument || !strings.Contains(err.Error(), "not a platform-wide secret") {
+		t.Errorf("platform-wide forge token: %v", err)
+	}
+}
