@@ -18,6 +18,7 @@ import (
 
 	"connectrpc.com/connect"
 
+	"github.com/sluicehq/sluice/platform/forge"
 	"github.com/sluicehq/sluice/platform/gitauth"
 	"github.com/sluicehq/sluice/platform/tlsconfig"
 	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
@@ -125,6 +126,17 @@ func (r *Resolver) Credential(ctx context.Context, runID string, kind gitauth.Ki
 		return gitauth.Credential{}, fmt.Errorf("%w: %w", err, ErrUnresolvable)
 	}
 	return cred, nil
+}
+
+// ForgeToken gets the forge token of run runID's repository (the secret
+// forge.TokenSecret), which source gives only to the services that report
+// to the forge (notify, release).
+func (r *Resolver) ForgeToken(ctx context.Context, runID string) (string, error) {
+	set, err := r.Resolve(ctx, runID, []string{forge.TokenSecret})
+	if err != nil {
+		return "", err
+	}
+	return set.values[forge.TokenSecret], nil
 }
 
 func (r *Resolver) serviceName() string {

@@ -4,10 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/sluicehq/sluice/platform/keyring"
 	"github.com/sluicehq/sluice/platform/servicekit"
+	"github.com/sluicehq/sluice/platform/stepsecrets"
 )
 
 // Name is the service's name: its NATS user and declarations, its
@@ -21,6 +23,7 @@ const (
 	DefaultRetryMax       = 5 * time.Minute
 	DefaultAttemptTimeout = 10 * time.Second
 	DefaultWorkers        = 8
+	DefaultStatusMaxAge   = 24 * time.Hour
 )
 
 // Config is the notify service's configuration. Zero values take the
@@ -43,6 +46,15 @@ type Config struct {
 	// Keys encrypt the subscriptions' signing secrets at rest
 	// (docs/security.md); without them notify keeps them as given.
 	Keys keyring.Settings
+	// SourceURL is the source service's base URL, asked for the forge
+	// tokens commit statuses are set with.
+	SourceURL string
+	// RunURL is the link of a commit status: a URL template in which
+	// {run}, {repository} and {commit} are replaced; "" sets none.
+	RunURL string
+	// StatusMaxAge is how long a commit status is tried again while its
+	// forge fails; then it is given up.
+	StatusMaxAge time.Duration
 }
 
 // DefaultConfig is the configuration a binary starts from.
@@ -54,6 +66,8 @@ func DefaultConfig() Config {
 		RetryMax:       DefaultRetryMax,
 		AttemptTimeout: DefaultAttemptTimeout,
 		Workers:        DefaultWorkers,
+		SourceURL:      stepsecrets.DefaultSourceURL,
+		StatusMaxAge:   DefaultStatusMaxAge,
 	}
 }
 
@@ -67,6 +81,9 @@ func (c *Config) RegisterFlags(f *servicekit.Flags) {
 	f.DurationVar(&c.AttemptTimeout, "attempt-timeout", "how long one delivery attempt may take, response included")
 	f.IntVar(&c.Workers, "workers", "events fanned out, and deliveries attempted, at once")
 	c.Keys.RegisterFlags(f)
+	f.StringVar(&c.SourceURL, "source-url", "the source service's URL (asked for the forge tokens commit statuses are set with)")
+	f.StringVar(&c.RunURL, "run-url", "the link of a commit status: a URL in which {run}, {repository} and {commit} are replaced (none by default)")
+	f.DurationVar(&c.StatusMaxAge, "status-max-age", "how long a commit status is tried again while its forge fails")
 }
 
 // WithDefaults fills in the zero fields.
@@ -86,6 +103,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.Workers == 0 {
 		c.Workers = DefaultWorkers
+	}
+	if c.StatusMaxAge == 0 {
+		c.StatusMaxAge = DefaultStatusMaxAge
 	}
 	return c
 }
@@ -109,6 +129,13 @@ func (c Config) Validate() error {
 	if c.Workers < 1 {
 		errs = append(errs, fmt.Errorf("workers is %d; it must be at least 1", c.Workers))
 	}
+	if c.StatusMaxAge < 0 {
+		errs = append(errs, fmt.Errorf("status-max-age is %v; it must be positive", c.StatusMaxAge))
+	}
+	if c.RunURL != "" && !strings.HasPrefix(c.RunURL, "https://") && !strings.HasPrefix(c.RunURL, "http://") {
+		errs = append(errs, fmt.Errorf("run-url %q must be an http:// or https:// URL", c.RunURL))
+	}
+	errs = append(errs, stepsecrets.CheckSourceURL(c.SourceURL, false, c.AllowPlainHTTP))
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("%s: %w", Name, err)
 	}

@@ -39,6 +39,7 @@ func (s *Service) FanOut(ctx context.Context, consumer string, ev events.Event) 
 			headers[name] = v
 		}
 	}
+	status := forgeStatusOf(ev)
 	n, err := s.store.FanOut(ctx, consumer, domain.Delivery{
 		EventID:    ev.ID,
 		EventType:  ev.Kind.Type,
@@ -47,12 +48,15 @@ func (s *Service) FanOut(ctx context.Context, consumer string, ev events.Event) 
 		ChainID:    ev.ChainID,
 		Headers:    headers,
 		Body:       msg.Data,
-	}, time.Now(), ids.New)
+	}, status, time.Now(), ids.New)
 	if err != nil {
 		return err
 	}
 	if n > 0 {
 		s.wake()
+	}
+	if status != nil {
+		s.wakeForgeStatuses()
 	}
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 
 	"github.com/sluicehq/sluice/platform/servicekit"
 	"github.com/sluicehq/sluice/platform/sqldb"
+	"github.com/sluicehq/sluice/platform/stepsecrets"
 )
 
 // Module is the notify service as an fx module (servicekit.Module): the
@@ -22,16 +23,24 @@ func Module(cfg Config) fx.Option {
 		Migrations: []sqldb.Migrations{Migrations()},
 	},
 		fx.Supply(fx.Private, cfg),
-		fx.Provide(fx.Private, NewStore, NewService, NewHandler, parts),
+		fx.Provide(fx.Private, NewStore, NewService, NewHandler, parts, newSecrets),
 		fx.Provide(servicekit.Route(NewRoute)),
 	)
 }
 
 // parts are what runs beside the API: the consumers that fan every event
-// out into deliveries, and the loop that delivers them.
+// out into deliveries (and commit statuses), and the loops that deliver
+// them.
 func parts(s *Service) servicekit.Parts {
 	return servicekit.Parts{
 		Consumers: s.Consumers(),
-		Loops:     []servicekit.Loop{{Name: "deliveries", Run: s.Deliver}, {Name: "secret-keys", Run: s.ReencryptSecrets}},
+		Loops: []servicekit.Loop{{Name: "deliveries", Run: s.Deliver}, {Name: "commit statuses", Run: s.DeliverForgeStatuses},
+			{Name: "secret-keys", Run: s.ReencryptSecrets}},
 	}
+}
+
+// newSecrets asks source for the forge tokens of the runs' repositories,
+// as the notify service.
+func newSecrets(cfg Config, calls servicekit.CallTransport) *stepsecrets.Resolver {
+	return stepsecrets.NewResolver(Name, cfg.SourceURL, calls)
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/sluicehq/sluice/platform/keyring"
 	"github.com/sluicehq/sluice/platform/runner"
 	"github.com/sluicehq/sluice/platform/servicekit"
+	"github.com/sluicehq/sluice/platform/stepsecrets"
 	"github.com/sluicehq/sluice/services/notify/domain"
 )
 
@@ -34,6 +35,10 @@ type Service struct {
 	client *http.Client
 	// due wakes the delivery loop: new deliveries are due.
 	due chan struct{}
+	// statusDue wakes the commit status loop.
+	statusDue chan struct{}
+	// secrets asks source for a run's repository's forge token.
+	secrets *stepsecrets.Resolver
 	// keys encrypt the subscriptions' secrets; nil: kept as given.
 	keys *keyring.Ring
 	sup  *runner.Supervisor
@@ -54,6 +59,9 @@ type Deps struct {
 	// Egress is what subscription URLs may reach (the allow-egress
 	// setting).
 	Egress *egress.Policy
+	// Secrets asks source for the forge tokens commit statuses are set
+	// with.
+	Secrets *stepsecrets.Resolver
 	// Supervisor guards the service's own goroutines (delivery attempts,
 	// watch readers): a panic in one is logged and counted, not fatal.
 	// nil: runner's default.
@@ -87,16 +95,18 @@ func NewService(cfg Config, d Deps) (*Service, error) {
 	// turn the POST into a GET to somewhere else.
 	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	return &Service{
-		keys:    keys,
-		cfg:     cfg,
-		store:   d.Store,
-		js:      d.JetStream,
-		outbox:  d.Outbox,
-		log:     d.Log,
-		version: version,
-		retry:   domain.NewRetry(cfg.MaxAttempts, cfg.RetryBase, cfg.RetryMax),
-		client:  client,
-		due:     make(chan struct{}, 1),
-		sup:     d.Supervisor,
+		keys:      keys,
+		cfg:       cfg,
+		store:     d.Store,
+		js:        d.JetStream,
+		outbox:    d.Outbox,
+		log:       d.Log,
+		version:   version,
+		retry:     domain.NewRetry(cfg.MaxAttempts, cfg.RetryBase, cfg.RetryMax),
+		client:    client,
+		due:       make(chan struct{}, 1),
+		statusDue: make(chan struct{}, 1),
+		secrets:   d.Secrets,
+		sup:       d.Supervisor,
 	}, nil
 }

@@ -158,7 +158,10 @@ func dropPending(ctx context.Context, tx *sql.Tx, where, arg string) error {
 // subscription that wants it, all in one transaction. template carries the
 // event's fields; ID and SubscriptionID are filled in per subscription by
 // newID. It returns how many deliveries it created.
-func (s *Store) FanOut(ctx context.Context, consumer string, template domain.Delivery, now time.Time, newID func() string) (int, error) {
+//
+// When status is not nil (the event is a CommitStatusChanged), it is
+// queued for its forge in the same transaction.
+func (s *Store) FanOut(ctx context.Context, consumer string, template domain.Delivery, status *domain.ForgeStatus, now time.Time, newID func() string) (int, error) {
 	headers, err := json.Marshal(template.Headers)
 	if err != nil {
 		return 0, fmt.Errorf("encode headers: %w", err)
@@ -169,6 +172,11 @@ func (s *Store) FanOut(ctx context.Context, consumer string, template domain.Del
 		first, err := events.MarkProcessed(ctx, tx, consumer, template.EventID)
 		if err != nil || !first {
 			return err
+		}
+		if status != nil {
+			if err := queueForgeStatus(ctx, tx, *status, now); err != nil {
+				return err
+			}
 		}
 		subs, err := querySubscriptions(ctx, tx,
 			`SELECT `+subscriptionColumns+` FROM subscriptions WHERE repository = '' OR repository = $1 ORDER BY created_at, id`,

@@ -10,6 +10,7 @@ import (
 
 	"github.com/sluicehq/sluice/platform/apierror"
 	"github.com/sluicehq/sluice/platform/auth"
+	"github.com/sluicehq/sluice/platform/forge"
 	"github.com/sluicehq/sluice/platform/gitauth"
 	"github.com/sluicehq/sluice/platform/stepsecrets"
 	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
@@ -93,6 +94,11 @@ func (s *Service) DeleteSecret(ctx context.Context, repository, name string) (do
 	return sec, nil
 }
 
+// forgeTokenServices may ask for a run's repository's forge token
+// (forge.TokenSecret) without its pipeline asking for it: notify sets the
+// run's commit statuses, release makes the forge's release.
+var forgeTokenServices = []string{"notify", "release"}
+
 // ResolveSecrets returns the values of the secrets names, for a service
 // running a command of runID: each name must be one the run's pipeline asks
 // for, or a reserved name of the run's repository's credential (gitauth),
@@ -112,6 +118,19 @@ func (s *Service) ResolveSecrets(ctx context.Context, runID string, names []stri
 	values := make(map[string]string, len(names))
 	var errs []error
 	for _, name := range names {
+		if name == forge.TokenSecret && slices.Contains(forgeTokenServices, caller.Name) {
+			value, err := s.credentialValue(ctx, run.RepositoryID, run.Repository, name)
+			if err == nil && value == "" {
+				err = fmt.Errorf("repository %q has no forge token: sluice secret set %s %s --from-file FILE: %w",
+					run.Repository, run.Repository, forge.TokenSecret, apierror.ErrFailedPrecondition)
+			}
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			values[name] = value
+			continue
+		}
 		if gitauth.Reserved(name) {
 			value, err := s.resolveCredentialSecret(ctx, run, name)
 			if err != nil {

@@ -293,7 +293,7 @@ func insertRun(ctx context.Context, tx *sql.Tx, r domain.Run) error {
 			return fmt.Errorf("insert stage %s: %w", st.Name, err)
 		}
 	}
-	return nil
+	return publishStatuses(ctx, tx, r)
 }
 
 // Run reads one run with its stages.
@@ -343,7 +343,7 @@ func updateRun(ctx context.Context, tx *sql.Tx, r domain.Run) error {
 			return fmt.Errorf("update stage %s of run %s: %w", st.Name, r.ID, err)
 		}
 	}
-	return nil
+	return publishStatuses(ctx, tx, r)
 }
 
 // requestCancel records that someone asked for run r to be cancelled

@@ -194,6 +194,10 @@ func (p *parser) parse(data []byte) *sourcev1.Pipeline {
 		field{key: "test", decode: func(n *yaml.Node) { pipeline.Test = p.test(n) }},
 		field{key: "release", decode: func(n *yaml.Node) { pipeline.Release = p.release(n) }},
 		field{key: "concurrency", decode: func(n *yaml.Node) { pipeline.Concurrency = p.concurrency(n) }},
+		field{key: "statuses", decode: func(n *yaml.Node) {
+			pipeline.Statuses = sourcev1.CommitStatuses(p.keyword(n, "statuses", `"run" (one commit status for the run) or "stages" (one per stage)`,
+				[]string{"run", "stages"}, []int32{int32(sourcev1.CommitStatuses_COMMIT_STATUSES_UNSPECIFIED), int32(sourcev1.CommitStatuses_COMMIT_STATUSES_STAGES)}))
+		}},
 	)
 	if present == nil {
 		return nil // root is not a mapping, which fields reported

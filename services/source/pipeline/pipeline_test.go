@@ -350,6 +350,11 @@ build:
 		yaml: "version: 1\nbuild:\n  steps: [{name: a, run: x}]\nconcurrency: {limit: 2}\n",
 		want: []string{`.sluice.yaml:4:14: missing required key "group"`},
 	},
+	{
+		name: "statuses of an unknown kind",
+		yaml: "version: 1\nbuild:\n  steps: [{name: a, run: x}]\nstatuses: stage\n",
+		want: []string{`.sluice.yaml:4:11: unknown statuses "stage" (hint: did you mean "stages"?)`},
+	},
 	// The file as a whole.
 	{
 		name: "empty file",
@@ -764,6 +769,20 @@ func TestClosest(t *testing.T) {
 	for in, want := range tests {
 		if got := closest(in, known); got != want {
 			t.Errorf("closest(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestStatuses(t *testing.T) {
+	t.Parallel()
+	for text, want := range map[string]sourcev1.CommitStatuses{
+		"":                   sourcev1.CommitStatuses_COMMIT_STATUSES_UNSPECIFIED,
+		"statuses: run\n":    sourcev1.CommitStatuses_COMMIT_STATUSES_UNSPECIFIED,
+		"statuses: stages\n": sourcev1.CommitStatuses_COMMIT_STATUSES_STAGES,
+	} {
+		p, err := Parse(".sluice.yaml", []byte("version: 1\nbuild:\n  steps: [{name: a, run: x}]\n"+text))
+		if err != nil || p.GetStatuses() != want {
+			t.Errorf("%q: %v, %v", text, p.GetStatuses(), err)
 		}
 	}
 }

@@ -83,8 +83,8 @@ type Options struct {
 	// Services are the services to run, in pipeline order.
 	Services []string
 	// Each service's configuration; a DataDir left empty is
-	// <DataDir>/<service>, and the SourceURL of release, build and test
-	// left empty is this process's own URL.
+	// <DataDir>/<service>, and the SourceURL of release, build, test and
+	// notify left empty is this process's own URL.
 	Source  source.Config
 	Build   build.Config
 	Test    tests.Config
@@ -109,7 +109,7 @@ func DefaultOptions() Options {
 		Notify:   notify.DefaultConfig(),
 	}
 	o.Source.PollInterval = DefaultPollInterval
-	o.Release.SourceURL, o.Build.SourceURL, o.Test.SourceURL = "", "", ""
+	o.Release.SourceURL, o.Build.SourceURL, o.Test.SourceURL, o.Notify.SourceURL = "", "", "", ""
 	// Every service's directory and database follow --data-dir unless set;
 	// every service allows the demo's egress.
 	for _, u := range o.units() {
@@ -269,7 +269,7 @@ func (p *Platform) NATSURL() string { return p.natsURL }
 // modules are the chosen services' fx modules, their settings completed.
 // A service's invalid settings fail the composition (its Module says why).
 func (o Options) modules(url string, natsOf func(service string) natsconn.Config) ([]fx.Option, error) {
-	for _, sourceURL := range []*string{&o.Release.SourceURL, &o.Build.SourceURL, &o.Test.SourceURL} {
+	for _, sourceURL := range []*string{&o.Release.SourceURL, &o.Build.SourceURL, &o.Test.SourceURL, &o.Notify.SourceURL} {
 		if *sourceURL == "" {
 			*sourceURL = url
 		}

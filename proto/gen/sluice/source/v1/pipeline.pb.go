@@ -23,6 +23,56 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// CommitStatuses is how many commit statuses a run sets on its forge.
+type CommitStatuses int32
+
+const (
+	// One, "sluice", for the whole run.
+	CommitStatuses_COMMIT_STATUSES_UNSPECIFIED CommitStatuses = 0
+	// One per stage the pipeline has: "sluice/build", "sluice/test",
+	// "sluice/release".
+	CommitStatuses_COMMIT_STATUSES_STAGES CommitStatuses = 1
+)
+
+// Enum value maps for CommitStatuses.
+var (
+	CommitStatuses_name = map[int32]string{
+		0: "COMMIT_STATUSES_UNSPECIFIED",
+		1: "COMMIT_STATUSES_STAGES",
+	}
+	CommitStatuses_value = map[string]int32{
+		"COMMIT_STATUSES_UNSPECIFIED": 0,
+		"COMMIT_STATUSES_STAGES":      1,
+	}
+)
+
+func (x CommitStatuses) Enum() *CommitStatuses {
+	p := new(CommitStatuses)
+	*p = x
+	return p
+}
+
+func (x CommitStatuses) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (CommitStatuses) Descriptor() protoreflect.EnumDescriptor {
+	return file_sluice_source_v1_pipeline_proto_enumTypes[0].Descriptor()
+}
+
+func (CommitStatuses) Type() protoreflect.EnumType {
+	return &file_sluice_source_v1_pipeline_proto_enumTypes[0]
+}
+
+func (x CommitStatuses) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use CommitStatuses.Descriptor instead.
+func (CommitStatuses) EnumDescriptor() ([]byte, []int) {
+	return file_sluice_source_v1_pipeline_proto_rawDescGZIP(), []int{0}
+}
+
 // ConcurrencyScope is what the runs of one concurrency group share.
 type ConcurrencyScope int32
 
@@ -59,11 +109,11 @@ func (x ConcurrencyScope) String() string {
 }
 
 func (ConcurrencyScope) Descriptor() protoreflect.EnumDescriptor {
-	return file_sluice_source_v1_pipeline_proto_enumTypes[0].Descriptor()
+	return file_sluice_source_v1_pipeline_proto_enumTypes[1].Descriptor()
 }
 
 func (ConcurrencyScope) Type() protoreflect.EnumType {
-	return &file_sluice_source_v1_pipeline_proto_enumTypes[0]
+	return &file_sluice_source_v1_pipeline_proto_enumTypes[1]
 }
 
 func (x ConcurrencyScope) Number() protoreflect.EnumNumber {
@@ -72,7 +122,7 @@ func (x ConcurrencyScope) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ConcurrencyScope.Descriptor instead.
 func (ConcurrencyScope) EnumDescriptor() ([]byte, []int) {
-	return file_sluice_source_v1_pipeline_proto_rawDescGZIP(), []int{0}
+	return file_sluice_source_v1_pipeline_proto_rawDescGZIP(), []int{1}
 }
 
 type ReportFormat int32
@@ -108,11 +158,11 @@ func (x ReportFormat) String() string {
 }
 
 func (ReportFormat) Descriptor() protoreflect.EnumDescriptor {
-	return file_sluice_source_v1_pipeline_proto_enumTypes[1].Descriptor()
+	return file_sluice_source_v1_pipeline_proto_enumTypes[2].Descriptor()
 }
 
 func (ReportFormat) Type() protoreflect.EnumType {
-	return &file_sluice_source_v1_pipeline_proto_enumTypes[1]
+	return &file_sluice_source_v1_pipeline_proto_enumTypes[2]
 }
 
 func (x ReportFormat) Number() protoreflect.EnumNumber {
@@ -121,7 +171,7 @@ func (x ReportFormat) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ReportFormat.Descriptor instead.
 func (ReportFormat) EnumDescriptor() ([]byte, []int) {
-	return file_sluice_source_v1_pipeline_proto_rawDescGZIP(), []int{1}
+	return file_sluice_source_v1_pipeline_proto_rawDescGZIP(), []int{2}
 }
 
 // OnInterrupt is what happens to a deploy that was interrupted after its
@@ -165,11 +215,11 @@ func (x OnInterrupt) String() string {
 }
 
 func (OnInterrupt) Descriptor() protoreflect.EnumDescriptor {
-	return file_sluice_source_v1_pipeline_proto_enumTypes[2].Descriptor()
+	return file_sluice_source_v1_pipeline_proto_enumTypes[3].Descriptor()
 }
 
 func (OnInterrupt) Type() protoreflect.EnumType {
-	return &file_sluice_source_v1_pipeline_proto_enumTypes[2]
+	return &file_sluice_source_v1_pipeline_proto_enumTypes[3]
 }
 
 func (x OnInterrupt) Number() protoreflect.EnumNumber {
@@ -178,7 +228,7 @@ func (x OnInterrupt) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use OnInterrupt.Descriptor instead.
 func (OnInterrupt) EnumDescriptor() ([]byte, []int) {
-	return file_sluice_source_v1_pipeline_proto_rawDescGZIP(), []int{2}
+	return file_sluice_source_v1_pipeline_proto_rawDescGZIP(), []int{3}
 }
 
 // Pipeline is the validated form of a repository's `.sluice.yaml` at one
@@ -194,7 +244,10 @@ type Pipeline struct {
 	Release *ReleaseSpec           `protobuf:"bytes,3,opt,name=release,proto3" json:"release,omitempty"`
 	// Which runs of the repository may run at once; unset: any number, up
 	// to the source service's limits.
-	Concurrency   *Concurrency `protobuf:"bytes,4,opt,name=concurrency,proto3" json:"concurrency,omitempty"`
+	Concurrency *Concurrency `protobuf:"bytes,4,opt,name=concurrency,proto3" json:"concurrency,omitempty"`
+	// How a run is reported on its commit on the repository's forge: one
+	// status for the run (unset) or one per stage.
+	Statuses      CommitStatuses `protobuf:"varint,5,opt,name=statuses,proto3,enum=sluice.source.v1.CommitStatuses" json:"statuses,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -255,6 +308,13 @@ func (x *Pipeline) GetConcurrency() *Concurrency {
 		return x.Concurrency
 	}
 	return nil
+}
+
+func (x *Pipeline) GetStatuses() CommitStatuses {
+	if x != nil {
+		return x.Statuses
+	}
+	return CommitStatuses_COMMIT_STATUSES_UNSPECIFIED
 }
 
 // Concurrency puts a repository's runs in groups: at most limit runs of a
@@ -1196,12 +1256,13 @@ var File_sluice_source_v1_pipeline_proto protoreflect.FileDescriptor
 
 const file_sluice_source_v1_pipeline_proto_rawDesc = "" +
 	"\n" +
-	"\x1fsluice/source/v1/pipeline.proto\x12\x10sluice.source.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1egoogle/protobuf/duration.proto\"\xe7\x01\n" +
+	"\x1fsluice/source/v1/pipeline.proto\x12\x10sluice.source.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1egoogle/protobuf/duration.proto\"\xaf\x02\n" +
 	"\bPipeline\x121\n" +
 	"\x05build\x18\x01 \x01(\v2\x1b.sluice.source.v1.BuildSpecR\x05build\x12.\n" +
 	"\x04test\x18\x02 \x01(\v2\x1a.sluice.source.v1.TestSpecR\x04test\x127\n" +
 	"\arelease\x18\x03 \x01(\v2\x1d.sluice.source.v1.ReleaseSpecR\arelease\x12?\n" +
-	"\vconcurrency\x18\x04 \x01(\v2\x1d.sluice.source.v1.ConcurrencyR\vconcurrency\"\xa1\x01\n" +
+	"\vconcurrency\x18\x04 \x01(\v2\x1d.sluice.source.v1.ConcurrencyR\vconcurrency\x12F\n" +
+	"\bstatuses\x18\x05 \x01(\x0e2 .sluice.source.v1.CommitStatusesB\b\xbaH\x05\x82\x01\x02\x10\x01R\bstatuses\"\xa1\x01\n" +
 	"\vConcurrency\x12D\n" +
 	"\x05group\x18\x01 \x01(\x0e2\".sluice.source.v1.ConcurrencyScopeB\n" +
 	"\xbaH\a\x82\x01\x04\x10\x01 \x00R\x05group\x12\x1f\n" +
@@ -1305,7 +1366,10 @@ const file_sluice_source_v1_pipeline_proto_rawDesc = "" +
 	"\aChanges\x12&\n" +
 	"\x05paths\x18\x01 \x03(\tB\x10\xbaH\r\x92\x01\n" +
 	"\x10\xe8\a\"\x05r\x03\x18\x80\bR\x05paths\x12\x1a\n" +
-	"\bcomplete\x18\x02 \x01(\bR\bcomplete*u\n" +
+	"\bcomplete\x18\x02 \x01(\bR\bcomplete*M\n" +
+	"\x0eCommitStatuses\x12\x1f\n" +
+	"\x1bCOMMIT_STATUSES_UNSPECIFIED\x10\x00\x12\x1a\n" +
+	"\x16COMMIT_STATUSES_STAGES\x10\x01*u\n" +
 	"\x10ConcurrencyScope\x12!\n" +
 	"\x1dCONCURRENCY_SCOPE_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18CONCURRENCY_SCOPE_BRANCH\x10\x01\x12 \n" +
@@ -1332,65 +1396,67 @@ func file_sluice_source_v1_pipeline_proto_rawDescGZIP() []byte {
 	return file_sluice_source_v1_pipeline_proto_rawDescData
 }
 
-var file_sluice_source_v1_pipeline_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_sluice_source_v1_pipeline_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
 var file_sluice_source_v1_pipeline_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_sluice_source_v1_pipeline_proto_goTypes = []any{
-	(ConcurrencyScope)(0),       // 0: sluice.source.v1.ConcurrencyScope
-	(ReportFormat)(0),           // 1: sluice.source.v1.ReportFormat
-	(OnInterrupt)(0),            // 2: sluice.source.v1.OnInterrupt
-	(*Pipeline)(nil),            // 3: sluice.source.v1.Pipeline
-	(*Concurrency)(nil),         // 4: sluice.source.v1.Concurrency
-	(*Step)(nil),                // 5: sluice.source.v1.Step
-	(*BuildSpec)(nil),           // 6: sluice.source.v1.BuildSpec
-	(*ServiceSpec)(nil),         // 7: sluice.source.v1.ServiceSpec
-	(*CacheSpec)(nil),           // 8: sluice.source.v1.CacheSpec
-	(*ArtifactSpec)(nil),        // 9: sluice.source.v1.ArtifactSpec
-	(*TestSpec)(nil),            // 10: sluice.source.v1.TestSpec
-	(*ReportSpec)(nil),          // 11: sluice.source.v1.ReportSpec
-	(*ReleaseSpec)(nil),         // 12: sluice.source.v1.ReleaseSpec
-	(*EnvironmentSpec)(nil),     // 13: sluice.source.v1.EnvironmentSpec
-	(*VerifySpec)(nil),          // 14: sluice.source.v1.VerifySpec
-	(*Changes)(nil),             // 15: sluice.source.v1.Changes
-	nil,                         // 16: sluice.source.v1.Step.EnvEntry
-	nil,                         // 17: sluice.source.v1.Step.SecretsEntry
-	nil,                         // 18: sluice.source.v1.Step.MatrixEntry
-	nil,                         // 19: sluice.source.v1.ServiceSpec.EnvEntry
-	nil,                         // 20: sluice.source.v1.EnvironmentSpec.EnvEntry
-	nil,                         // 21: sluice.source.v1.EnvironmentSpec.SecretsEntry
-	(*durationpb.Duration)(nil), // 22: google.protobuf.Duration
+	(CommitStatuses)(0),         // 0: sluice.source.v1.CommitStatuses
+	(ConcurrencyScope)(0),       // 1: sluice.source.v1.ConcurrencyScope
+	(ReportFormat)(0),           // 2: sluice.source.v1.ReportFormat
+	(OnInterrupt)(0),            // 3: sluice.source.v1.OnInterrupt
+	(*Pipeline)(nil),            // 4: sluice.source.v1.Pipeline
+	(*Concurrency)(nil),         // 5: sluice.source.v1.Concurrency
+	(*Step)(nil),                // 6: sluice.source.v1.Step
+	(*BuildSpec)(nil),           // 7: sluice.source.v1.BuildSpec
+	(*ServiceSpec)(nil),         // 8: sluice.source.v1.ServiceSpec
+	(*CacheSpec)(nil),           // 9: sluice.source.v1.CacheSpec
+	(*ArtifactSpec)(nil),        // 10: sluice.source.v1.ArtifactSpec
+	(*TestSpec)(nil),            // 11: sluice.source.v1.TestSpec
+	(*ReportSpec)(nil),          // 12: sluice.source.v1.ReportSpec
+	(*ReleaseSpec)(nil),         // 13: sluice.source.v1.ReleaseSpec
+	(*EnvironmentSpec)(nil),     // 14: sluice.source.v1.EnvironmentSpec
+	(*VerifySpec)(nil),          // 15: sluice.source.v1.VerifySpec
+	(*Changes)(nil),             // 16: sluice.source.v1.Changes
+	nil,                         // 17: sluice.source.v1.Step.EnvEntry
+	nil,                         // 18: sluice.source.v1.Step.SecretsEntry
+	nil,                         // 19: sluice.source.v1.Step.MatrixEntry
+	nil,                         // 20: sluice.source.v1.ServiceSpec.EnvEntry
+	nil,                         // 21: sluice.source.v1.EnvironmentSpec.EnvEntry
+	nil,                         // 22: sluice.source.v1.EnvironmentSpec.SecretsEntry
+	(*durationpb.Duration)(nil), // 23: google.protobuf.Duration
 }
 var file_sluice_source_v1_pipeline_proto_depIdxs = []int32{
-	6,  // 0: sluice.source.v1.Pipeline.build:type_name -> sluice.source.v1.BuildSpec
-	10, // 1: sluice.source.v1.Pipeline.test:type_name -> sluice.source.v1.TestSpec
-	12, // 2: sluice.source.v1.Pipeline.release:type_name -> sluice.source.v1.ReleaseSpec
-	4,  // 3: sluice.source.v1.Pipeline.concurrency:type_name -> sluice.source.v1.Concurrency
-	0,  // 4: sluice.source.v1.Concurrency.group:type_name -> sluice.source.v1.ConcurrencyScope
-	22, // 5: sluice.source.v1.Step.timeout:type_name -> google.protobuf.Duration
-	16, // 6: sluice.source.v1.Step.env:type_name -> sluice.source.v1.Step.EnvEntry
-	17, // 7: sluice.source.v1.Step.secrets:type_name -> sluice.source.v1.Step.SecretsEntry
-	18, // 8: sluice.source.v1.Step.matrix:type_name -> sluice.source.v1.Step.MatrixEntry
-	5,  // 9: sluice.source.v1.BuildSpec.steps:type_name -> sluice.source.v1.Step
-	9,  // 10: sluice.source.v1.BuildSpec.artifacts:type_name -> sluice.source.v1.ArtifactSpec
-	7,  // 11: sluice.source.v1.BuildSpec.services:type_name -> sluice.source.v1.ServiceSpec
-	8,  // 12: sluice.source.v1.BuildSpec.caches:type_name -> sluice.source.v1.CacheSpec
-	19, // 13: sluice.source.v1.ServiceSpec.env:type_name -> sluice.source.v1.ServiceSpec.EnvEntry
-	5,  // 14: sluice.source.v1.TestSpec.steps:type_name -> sluice.source.v1.Step
-	11, // 15: sluice.source.v1.TestSpec.reports:type_name -> sluice.source.v1.ReportSpec
-	7,  // 16: sluice.source.v1.TestSpec.services:type_name -> sluice.source.v1.ServiceSpec
-	8,  // 17: sluice.source.v1.TestSpec.caches:type_name -> sluice.source.v1.CacheSpec
-	1,  // 18: sluice.source.v1.ReportSpec.format:type_name -> sluice.source.v1.ReportFormat
-	13, // 19: sluice.source.v1.ReleaseSpec.environments:type_name -> sluice.source.v1.EnvironmentSpec
-	22, // 20: sluice.source.v1.EnvironmentSpec.deploy_timeout:type_name -> google.protobuf.Duration
-	14, // 21: sluice.source.v1.EnvironmentSpec.verify:type_name -> sluice.source.v1.VerifySpec
-	20, // 22: sluice.source.v1.EnvironmentSpec.env:type_name -> sluice.source.v1.EnvironmentSpec.EnvEntry
-	21, // 23: sluice.source.v1.EnvironmentSpec.secrets:type_name -> sluice.source.v1.EnvironmentSpec.SecretsEntry
-	2,  // 24: sluice.source.v1.EnvironmentSpec.on_interrupt:type_name -> sluice.source.v1.OnInterrupt
-	22, // 25: sluice.source.v1.VerifySpec.timeout:type_name -> google.protobuf.Duration
-	26, // [26:26] is the sub-list for method output_type
-	26, // [26:26] is the sub-list for method input_type
-	26, // [26:26] is the sub-list for extension type_name
-	26, // [26:26] is the sub-list for extension extendee
-	0,  // [0:26] is the sub-list for field type_name
+	7,  // 0: sluice.source.v1.Pipeline.build:type_name -> sluice.source.v1.BuildSpec
+	11, // 1: sluice.source.v1.Pipeline.test:type_name -> sluice.source.v1.TestSpec
+	13, // 2: sluice.source.v1.Pipeline.release:type_name -> sluice.source.v1.ReleaseSpec
+	5,  // 3: sluice.source.v1.Pipeline.concurrency:type_name -> sluice.source.v1.Concurrency
+	0,  // 4: sluice.source.v1.Pipeline.statuses:type_name -> sluice.source.v1.CommitStatuses
+	1,  // 5: sluice.source.v1.Concurrency.group:type_name -> sluice.source.v1.ConcurrencyScope
+	23, // 6: sluice.source.v1.Step.timeout:type_name -> google.protobuf.Duration
+	17, // 7: sluice.source.v1.Step.env:type_name -> sluice.source.v1.Step.EnvEntry
+	18, // 8: sluice.source.v1.Step.secrets:type_name -> sluice.source.v1.Step.SecretsEntry
+	19, // 9: sluice.source.v1.Step.matrix:type_name -> sluice.source.v1.Step.MatrixEntry
+	6,  // 10: sluice.source.v1.BuildSpec.steps:type_name -> sluice.source.v1.Step
+	10, // 11: sluice.source.v1.BuildSpec.artifacts:type_name -> sluice.source.v1.ArtifactSpec
+	8,  // 12: sluice.source.v1.BuildSpec.services:type_name -> sluice.source.v1.ServiceSpec
+	9,  // 13: sluice.source.v1.BuildSpec.caches:type_name -> sluice.source.v1.CacheSpec
+	20, // 14: sluice.source.v1.ServiceSpec.env:type_name -> sluice.source.v1.ServiceSpec.EnvEntry
+	6,  // 15: sluice.source.v1.TestSpec.steps:type_name -> sluice.source.v1.Step
+	12, // 16: sluice.source.v1.TestSpec.reports:type_name -> sluice.source.v1.ReportSpec
+	8,  // 17: sluice.source.v1.TestSpec.services:type_name -> sluice.source.v1.ServiceSpec
+	9,  // 18: sluice.source.v1.TestSpec.caches:type_name -> sluice.source.v1.CacheSpec
+	2,  // 19: sluice.source.v1.ReportSpec.format:type_name -> sluice.source.v1.ReportFormat
+	14, // 20: sluice.source.v1.ReleaseSpec.environments:type_name -> sluice.source.v1.EnvironmentSpec
+	23, // 21: sluice.source.v1.EnvironmentSpec.deploy_timeout:type_name -> google.protobuf.Duration
+	15, // 22: sluice.source.v1.EnvironmentSpec.verify:type_name -> sluice.source.v1.VerifySpec
+	21, // 23: sluice.source.v1.EnvironmentSpec.env:type_name -> sluice.source.v1.EnvironmentSpec.EnvEntry
+	22, // 24: sluice.source.v1.EnvironmentSpec.secrets:type_name -> sluice.source.v1.EnvironmentSpec.SecretsEntry
+	3,  // 25: sluice.source.v1.EnvironmentSpec.on_interrupt:type_name -> sluice.source.v1.OnInterrupt
+	23, // 26: sluice.source.v1.VerifySpec.timeout:type_name -> google.protobuf.Duration
+	27, // [27:27] is the sub-list for method output_type
+	27, // [27:27] is the sub-list for method input_type
+	27, // [27:27] is the sub-list for extension type_name
+	27, // [27:27] is the sub-list for extension extendee
+	0,  // [0:27] is the sub-list for field type_name
 }
 
 func init() { file_sluice_source_v1_pipeline_proto_init() }
@@ -1407,7 +1473,7 @@ func file_sluice_source_v1_pipeline_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sluice_source_v1_pipeline_proto_rawDesc), len(file_sluice_source_v1_pipeline_proto_rawDesc)),
-			NumEnums:      3,
+			NumEnums:      4,
 			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   0,

@@ -549,7 +549,7 @@ const file_sluice_source_v1_secrets_proto_rawDesc = "" +
 	"\x06values\x18\x01 \x03(\v24.sluice.source.v1.ResolveSecretsResponse.ValuesEntryR\x06values\x1a9\n" +
 	"\vValuesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x012\x88\x04\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x012\x90\x04\n" +
 	"\rSecretService\x12z\n" +
 	"\tSetSecret\x12\".sluice.source.v1.SetSecretRequest\x1a#.sluice.source.v1.SetSecretResponse\"$\x8a\xe7\x18 \b\x03\x12\n" +
 	"repository2\n" +
@@ -557,8 +557,8 @@ const file_sluice_source_v1_secrets_proto_rawDesc = "" +
 	"\vListSecrets\x12$.sluice.source.v1.ListSecretsRequest\x1a%.sluice.source.v1.ListSecretsResponse\"\x12\x8a\xe7\x18\x0e\b\x03\x12\n" +
 	"repository\x12\x86\x01\n" +
 	"\fDeleteSecret\x12%.sluice.source.v1.DeleteSecretRequest\x1a&.sluice.source.v1.DeleteSecretResponse\"'\x8a\xe7\x18#\b\x03\x12\n" +
-	"repository2\rsecret.delete:\x04name\x12\x81\x01\n" +
-	"\x0eResolveSecrets\x12'.sluice.source.v1.ResolveSecretsRequest\x1a(.sluice.source.v1.ResolveSecretsResponse\"\x1c\x8a\xe7\x18\x18\"\x05build\"\x04test\"\arelease(\x01B\xc6\x01\n" +
+	"repository2\rsecret.delete:\x04name\x12\x89\x01\n" +
+	"\x0eResolveSecrets\x12'.sluice.source.v1.ResolveSecretsRequest\x1a(.sluice.source.v1.ResolveSecretsResponse\"$\x8a\xe7\x18 \"\x05build\"\x04test\"\arelease\"\x06notify(\x01B\xc6\x01\n" +
 	"\x14com.sluice.source.v1B\fSecretsProtoP\x01Z>github.com/sluicehq/sluice/proto/gen/sluice/source/v1;sourcev1\xa2\x02\x03SSX\xaa\x02\x10Sluice.Source.V1\xca\x02\x10Sluice\\Source\\V1\xe2\x02\x1cSluice\\Source\\V1\\GPBMetadata\xea\x02\x12Sluice::Source::V1b\x06proto3"
 
 var (

@@ -26,6 +26,68 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// CommitStatusState is a commit status's state on a forge.
+type CommitStatusState int32
+
+const (
+	CommitStatusState_COMMIT_STATUS_STATE_UNSPECIFIED CommitStatusState = 0
+	CommitStatusState_COMMIT_STATUS_STATE_PENDING     CommitStatusState = 1
+	CommitStatusState_COMMIT_STATUS_STATE_RUNNING     CommitStatusState = 2
+	CommitStatusState_COMMIT_STATUS_STATE_SUCCESS     CommitStatusState = 3
+	CommitStatusState_COMMIT_STATUS_STATE_FAILURE     CommitStatusState = 4
+	CommitStatusState_COMMIT_STATUS_STATE_ERROR       CommitStatusState = 5
+	CommitStatusState_COMMIT_STATUS_STATE_CANCELLED   CommitStatusState = 6
+)
+
+// Enum value maps for CommitStatusState.
+var (
+	CommitStatusState_name = map[int32]string{
+		0: "COMMIT_STATUS_STATE_UNSPECIFIED",
+		1: "COMMIT_STATUS_STATE_PENDING",
+		2: "COMMIT_STATUS_STATE_RUNNING",
+		3: "COMMIT_STATUS_STATE_SUCCESS",
+		4: "COMMIT_STATUS_STATE_FAILURE",
+		5: "COMMIT_STATUS_STATE_ERROR",
+		6: "COMMIT_STATUS_STATE_CANCELLED",
+	}
+	CommitStatusState_value = map[string]int32{
+		"COMMIT_STATUS_STATE_UNSPECIFIED": 0,
+		"COMMIT_STATUS_STATE_PENDING":     1,
+		"COMMIT_STATUS_STATE_RUNNING":     2,
+		"COMMIT_STATUS_STATE_SUCCESS":     3,
+		"COMMIT_STATUS_STATE_FAILURE":     4,
+		"COMMIT_STATUS_STATE_ERROR":       5,
+		"COMMIT_STATUS_STATE_CANCELLED":   6,
+	}
+)
+
+func (x CommitStatusState) Enum() *CommitStatusState {
+	p := new(CommitStatusState)
+	*p = x
+	return p
+}
+
+func (x CommitStatusState) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (CommitStatusState) Descriptor() protoreflect.EnumDescriptor {
+	return file_sluice_source_events_v1_events_proto_enumTypes[0].Descriptor()
+}
+
+func (CommitStatusState) Type() protoreflect.EnumType {
+	return &file_sluice_source_events_v1_events_proto_enumTypes[0]
+}
+
+func (x CommitStatusState) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use CommitStatusState.Descriptor instead.
+func (CommitStatusState) EnumDescriptor() ([]byte, []int) {
+	return file_sluice_source_events_v1_events_proto_rawDescGZIP(), []int{0}
+}
+
 // RepositoryRef identifies a repository in other services' events.
 type RepositoryRef struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -619,6 +681,123 @@ func (x *RunFinished) GetReleaseVersion() string {
 	return ""
 }
 
+// CommitStatusChanged: sluice.source.commitstatus.changed
+// (dev.cdeventsx.sluice-commitstatus.changed.0.1.0). What a run's commit
+// status on the repository's forge should now say; notify sets it there.
+// Only the latest of a repository, commit and context counts: sequence
+// orders them, so a late one never overwrites a newer one.
+type CommitStatusChanged struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Repository *RepositoryRef         `protobuf:"bytes,1,opt,name=repository,proto3" json:"repository,omitempty"`
+	Forge      *v1.Forge              `protobuf:"bytes,2,opt,name=forge,proto3" json:"forge,omitempty"`
+	RunId      string                 `protobuf:"bytes,3,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	Commit     string                 `protobuf:"bytes,4,opt,name=commit,proto3" json:"commit,omitempty"`
+	// "sluice" for a run, "sluice/<stage>" for a stage.
+	Context string            `protobuf:"bytes,5,opt,name=context,proto3" json:"context,omitempty"`
+	State   CommitStatusState `protobuf:"varint,6,opt,name=state,proto3,enum=sluice.source.events.v1.CommitStatusState" json:"state,omitempty"`
+	// A short description, e.g. "test: 3 failed".
+	Description string `protobuf:"bytes,7,opt,name=description,proto3" json:"description,omitempty"`
+	// The run's page (source's run-url setting); empty without one.
+	TargetUrl string `protobuf:"bytes,8,opt,name=target_url,json=targetUrl,proto3" json:"target_url,omitempty"`
+	// Increases with every change of this repository, commit and context.
+	Sequence      uint64 `protobuf:"varint,9,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CommitStatusChanged) Reset() {
+	*x = CommitStatusChanged{}
+	mi := &file_sluice_source_events_v1_events_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CommitStatusChanged) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CommitStatusChanged) ProtoMessage() {}
+
+func (x *CommitStatusChanged) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_source_events_v1_events_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CommitStatusChanged.ProtoReflect.Descriptor instead.
+func (*CommitStatusChanged) Descriptor() ([]byte, []int) {
+	return file_sluice_source_events_v1_events_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *CommitStatusChanged) GetRepository() *RepositoryRef {
+	if x != nil {
+		return x.Repository
+	}
+	return nil
+}
+
+func (x *CommitStatusChanged) GetForge() *v1.Forge {
+	if x != nil {
+		return x.Forge
+	}
+	return nil
+}
+
+func (x *CommitStatusChanged) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+func (x *CommitStatusChanged) GetCommit() string {
+	if x != nil {
+		return x.Commit
+	}
+	return ""
+}
+
+func (x *CommitStatusChanged) GetContext() string {
+	if x != nil {
+		return x.Context
+	}
+	return ""
+}
+
+func (x *CommitStatusChanged) GetState() CommitStatusState {
+	if x != nil {
+		return x.State
+	}
+	return CommitStatusState_COMMIT_STATUS_STATE_UNSPECIFIED
+}
+
+func (x *CommitStatusChanged) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
+func (x *CommitStatusChanged) GetTargetUrl() string {
+	if x != nil {
+		return x.TargetUrl
+	}
+	return ""
+}
+
+func (x *CommitStatusChanged) GetSequence() uint64 {
+	if x != nil {
+		return x.Sequence
+	}
+	return 0
+}
+
 var File_sluice_source_events_v1_events_proto protoreflect.FileDescriptor
 
 const file_sluice_source_events_v1_events_proto_rawDesc = "" +
@@ -684,7 +863,30 @@ const file_sluice_source_events_v1_events_proto_rawDesc = "" +
 	"\x06commit\x18\x03 \x01(\tR\x06commit\x123\n" +
 	"\x06status\x18\x04 \x01(\x0e2\x1b.sluice.source.v1.RunStatusR\x06status\x12%\n" +
 	"\x0efailure_reason\x18\x05 \x01(\tR\rfailureReason\x12'\n" +
-	"\x0frelease_version\x18\x06 \x01(\tR\x0ereleaseVersionB\xf6\x01\n" +
+	"\x0frelease_version\x18\x06 \x01(\tR\x0ereleaseVersion\"\xe8\x03\n" +
+	"\x13CommitStatusChanged\x12N\n" +
+	"\n" +
+	"repository\x18\x01 \x01(\v2&.sluice.source.events.v1.RepositoryRefB\x06\xbaH\x03\xc8\x01\x01R\n" +
+	"repository\x125\n" +
+	"\x05forge\x18\x02 \x01(\v2\x17.sluice.source.v1.ForgeB\x06\xbaH\x03\xc8\x01\x01R\x05forge\x12\x1e\n" +
+	"\x06run_id\x18\x03 \x01(\tB\a\xbaH\x04r\x02\x10\x01R\x05runId\x12<\n" +
+	"\x06commit\x18\x04 \x01(\tB$\xbaH!r\x1f2\x1d^[0-9a-f]{40}([0-9a-f]{24})?$R\x06commit\x12$\n" +
+	"\acontext\x18\x05 \x01(\tB\n" +
+	"\xbaH\ar\x05\x10\x01\x18\xff\x01R\acontext\x12L\n" +
+	"\x05state\x18\x06 \x01(\x0e2*.sluice.source.events.v1.CommitStatusStateB\n" +
+	"\xbaH\a\x82\x01\x04\x10\x01 \x00R\x05state\x12*\n" +
+	"\vdescription\x18\a \x01(\tB\b\xbaH\x05r\x03\x18\x80\bR\vdescription\x12'\n" +
+	"\n" +
+	"target_url\x18\b \x01(\tB\b\xbaH\x05r\x03\x18\x80\x10R\ttargetUrl\x12#\n" +
+	"\bsequence\x18\t \x01(\x04B\a\xbaH\x042\x02 \x00R\bsequence*\xfe\x01\n" +
+	"\x11CommitStatusState\x12#\n" +
+	"\x1fCOMMIT_STATUS_STATE_UNSPECIFIED\x10\x00\x12\x1f\n" +
+	"\x1bCOMMIT_STATUS_STATE_PENDING\x10\x01\x12\x1f\n" +
+	"\x1bCOMMIT_STATUS_STATE_RUNNING\x10\x02\x12\x1f\n" +
+	"\x1bCOMMIT_STATUS_STATE_SUCCESS\x10\x03\x12\x1f\n" +
+	"\x1bCOMMIT_STATUS_STATE_FAILURE\x10\x04\x12\x1d\n" +
+	"\x19COMMIT_STATUS_STATE_ERROR\x10\x05\x12!\n" +
+	"\x1dCOMMIT_STATUS_STATE_CANCELLED\x10\x06B\xf6\x01\n" +
 	"\x1bcom.sluice.source.events.v1B\vEventsProtoP\x01ZKgithub.com/sluicehq/sluice/proto/gen/sluice/source/events/v1;sourceeventsv1\xa2\x02\x03SSE\xaa\x02\x17Sluice.Source.Events.V1\xca\x02\x17Sluice\\Source\\Events\\V1\xe2\x02#Sluice\\Source\\Events\\V1\\GPBMetadata\xea\x02\x1aSluice::Source::Events::V1b\x06proto3"
 
 var (
@@ -699,39 +901,46 @@ func file_sluice_source_events_v1_events_proto_rawDescGZIP() []byte {
 	return file_sluice_source_events_v1_events_proto_rawDescData
 }
 
-var file_sluice_source_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_sluice_source_events_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_sluice_source_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
 var file_sluice_source_events_v1_events_proto_goTypes = []any{
-	(*RepositoryRef)(nil),      // 0: sluice.source.events.v1.RepositoryRef
-	(*RepositoryCreated)(nil),  // 1: sluice.source.events.v1.RepositoryCreated
-	(*ChangeReceived)(nil),     // 2: sluice.source.events.v1.ChangeReceived
-	(*RunRequested)(nil),       // 3: sluice.source.events.v1.RunRequested
-	(*RunCancelRequested)(nil), // 4: sluice.source.events.v1.RunCancelRequested
-	(*RunStarted)(nil),         // 5: sluice.source.events.v1.RunStarted
-	(*RunFinished)(nil),        // 6: sluice.source.events.v1.RunFinished
-	(v1.GitCredentialKind)(0),  // 7: sluice.source.v1.GitCredentialKind
-	(v1.Trigger)(0),            // 8: sluice.source.v1.Trigger
-	(*v1.Pipeline)(nil),        // 9: sluice.source.v1.Pipeline
-	(*v1.Changes)(nil),         // 10: sluice.source.v1.Changes
-	(v1.RunStatus)(0),          // 11: sluice.source.v1.RunStatus
+	(CommitStatusState)(0),      // 0: sluice.source.events.v1.CommitStatusState
+	(*RepositoryRef)(nil),       // 1: sluice.source.events.v1.RepositoryRef
+	(*RepositoryCreated)(nil),   // 2: sluice.source.events.v1.RepositoryCreated
+	(*ChangeReceived)(nil),      // 3: sluice.source.events.v1.ChangeReceived
+	(*RunRequested)(nil),        // 4: sluice.source.events.v1.RunRequested
+	(*RunCancelRequested)(nil),  // 5: sluice.source.events.v1.RunCancelRequested
+	(*RunStarted)(nil),          // 6: sluice.source.events.v1.RunStarted
+	(*RunFinished)(nil),         // 7: sluice.source.events.v1.RunFinished
+	(*CommitStatusChanged)(nil), // 8: sluice.source.events.v1.CommitStatusChanged
+	(v1.GitCredentialKind)(0),   // 9: sluice.source.v1.GitCredentialKind
+	(v1.Trigger)(0),             // 10: sluice.source.v1.Trigger
+	(*v1.Pipeline)(nil),         // 11: sluice.source.v1.Pipeline
+	(*v1.Changes)(nil),          // 12: sluice.source.v1.Changes
+	(v1.RunStatus)(0),           // 13: sluice.source.v1.RunStatus
+	(*v1.Forge)(nil),            // 14: sluice.source.v1.Forge
 }
 var file_sluice_source_events_v1_events_proto_depIdxs = []int32{
-	7,  // 0: sluice.source.events.v1.RepositoryRef.git_credential:type_name -> sluice.source.v1.GitCredentialKind
-	0,  // 1: sluice.source.events.v1.RepositoryCreated.repository:type_name -> sluice.source.events.v1.RepositoryRef
-	0,  // 2: sluice.source.events.v1.ChangeReceived.repository:type_name -> sluice.source.events.v1.RepositoryRef
-	8,  // 3: sluice.source.events.v1.ChangeReceived.trigger:type_name -> sluice.source.v1.Trigger
-	0,  // 4: sluice.source.events.v1.RunRequested.repository:type_name -> sluice.source.events.v1.RepositoryRef
-	8,  // 5: sluice.source.events.v1.RunRequested.trigger:type_name -> sluice.source.v1.Trigger
-	9,  // 6: sluice.source.events.v1.RunRequested.pipeline:type_name -> sluice.source.v1.Pipeline
-	10, // 7: sluice.source.events.v1.RunRequested.changes:type_name -> sluice.source.v1.Changes
-	0,  // 8: sluice.source.events.v1.RunCancelRequested.repository:type_name -> sluice.source.events.v1.RepositoryRef
-	0,  // 9: sluice.source.events.v1.RunStarted.repository:type_name -> sluice.source.events.v1.RepositoryRef
-	0,  // 10: sluice.source.events.v1.RunFinished.repository:type_name -> sluice.source.events.v1.RepositoryRef
-	11, // 11: sluice.source.events.v1.RunFinished.status:type_name -> sluice.source.v1.RunStatus
-	12, // [12:12] is the sub-list for method output_type
-	12, // [12:12] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	9,  // 0: sluice.source.events.v1.RepositoryRef.git_credential:type_name -> sluice.source.v1.GitCredentialKind
+	1,  // 1: sluice.source.events.v1.RepositoryCreated.repository:type_name -> sluice.source.events.v1.RepositoryRef
+	1,  // 2: sluice.source.events.v1.ChangeReceived.repository:type_name -> sluice.source.events.v1.RepositoryRef
+	10, // 3: sluice.source.events.v1.ChangeReceived.trigger:type_name -> sluice.source.v1.Trigger
+	1,  // 4: sluice.source.events.v1.RunRequested.repository:type_name -> sluice.source.events.v1.RepositoryRef
+	10, // 5: sluice.source.events.v1.RunRequested.trigger:type_name -> sluice.source.v1.Trigger
+	11, // 6: sluice.source.events.v1.RunRequested.pipeline:type_name -> sluice.source.v1.Pipeline
+	12, // 7: sluice.source.events.v1.RunRequested.changes:type_name -> sluice.source.v1.Changes
+	1,  // 8: sluice.source.events.v1.RunCancelRequested.repository:type_name -> sluice.source.events.v1.RepositoryRef
+	1,  // 9: sluice.source.events.v1.RunStarted.repository:type_name -> sluice.source.events.v1.RepositoryRef
+	1,  // 10: sluice.source.events.v1.RunFinished.repository:type_name -> sluice.source.events.v1.RepositoryRef
+	13, // 11: sluice.source.events.v1.RunFinished.status:type_name -> sluice.source.v1.RunStatus
+	1,  // 12: sluice.source.events.v1.CommitStatusChanged.repository:type_name -> sluice.source.events.v1.RepositoryRef
+	14, // 13: sluice.source.events.v1.CommitStatusChanged.forge:type_name -> sluice.source.v1.Forge
+	0,  // 14: sluice.source.events.v1.CommitStatusChanged.state:type_name -> sluice.source.events.v1.CommitStatusState
+	15, // [15:15] is the sub-list for method output_type
+	15, // [15:15] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_sluice_source_events_v1_events_proto_init() }
@@ -744,13 +953,14 @@ func file_sluice_source_events_v1_events_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sluice_source_events_v1_events_proto_rawDesc), len(file_sluice_source_events_v1_events_proto_rawDesc)),
-			NumEnums:      0,
-			NumMessages:   7,
+			NumEnums:      1,
+			NumMessages:   8,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
 		GoTypes:           file_sluice_source_events_v1_events_proto_goTypes,
 		DependencyIndexes: file_sluice_source_events_v1_events_proto_depIdxs,
+		EnumInfos:         file_sluice_source_events_v1_events_proto_enumTypes,
 		MessageInfos:      file_sluice_source_events_v1_events_proto_msgTypes,
 	}.Build()
 	File_sluice_source_events_v1_events_proto = out.File

@@ -56,7 +56,9 @@ type SecretServiceClient interface {
 	// DeleteSecret removes a secret.
 	DeleteSecret(context.Context, *v1.DeleteSecretRequest) (*v1.DeleteSecretResponse, error)
 	// ResolveSecrets gives a service the values of the secrets a run's
-	// pipeline names, to put in the environment of the commands it runs.
+	// pipeline names, to put in the environment of the commands it runs;
+	// and to notify and release the run's repository's forge token
+	// (SLUICE_FORGE_TOKEN), to report to the forge.
 	// A repository's secret hides a platform-wide one of the same name.
 	ResolveSecrets(context.Context, *v1.ResolveSecretsRequest) (*v1.ResolveSecretsResponse, error)
 }
@@ -153,7 +155,9 @@ type SecretServiceHandler interface {
 	// DeleteSecret removes a secret.
 	DeleteSecret(context.Context, *v1.DeleteSecretRequest) (*v1.DeleteSecretResponse, error)
 	// ResolveSecrets gives a service the values of the secrets a run's
-	// pipeline names, to put in the environment of the commands it runs.
+	// pipeline names, to put in the environment of the commands it runs;
+	// and to notify and release the run's repository's forge token
+	// (SLUICE_FORGE_TOKEN), to report to the forge.
 	// A repository's secret hides a platform-wide one of the same name.
 	ResolveSecrets(context.Context, *v1.ResolveSecretsRequest) (*v1.ResolveSecretsResponse, error)
 }

@@ -1,0 +1,174 @@
+package notify
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/sluicehq/sluice/platform/apierror"
+	"github.com/sluicehq/sluice/platform/forge"
+	"github.com/sluicehq/sluice/platform/sqldb"
+	"github.com/sluicehq/sluice/services/notify/domain"
+)
+
+// queueForgeStatus records fs, in tx, as the status to set for its key,
+// unless a newer one (a higher sequence) is recorded already. It is due at
+// now, or when the lease of an attempt at an older one ends.
+func queueForgeStatus(ctx context.Context, tx *sql.Tx, fs domain.ForgeStatus, now time.Time) error {
+	_, err := tx.ExecContext(ctx, `INSERT INTO forge_statuses (repository_id, commit_sha, context, sequence, repository, run_id,
+			forge_kind, forge_url, forge_project, state, description, status, attempt_count, last_error, created_at,
+			next_attempt_at, leased_until, delivered_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 0, '', $13, $13, 0, 0)
+		ON CONFLICT (repository_id, commit_sha, context) DO UPDATE SET sequence = excluded.sequence,
+			repository = excluded.repository, run_id = excluded.run_id, forge_kind = excluded.forge_kind,
+			forge_url = excluded.forge_url, forge_project = excluded.forge_project, state = excluded.state,
+			description = excluded.description, status = excluded.status, attempt_count = 0, last_error = '',
+			created_at = excluded.created_at,
+			next_attempt_at = CASE WHEN forge_statuses.leased_until > excluded.next_attempt_at
+				THEN forge_statuses.leased_until ELSE excluded.next_attempt_at END
+		WHERE excluded.sequence > forge_statuses.sequence`,
+		fs.RepositoryID, fs.Commit, fs.Context, int64(fs.Sequence), fs.Repository, fs.RunID,
+		string(fs.Forge.Kind), fs.Forge.URL, fs.Forge.Project, string(fs.Status.State), fs.Status.Description,
+		string(domain.StatusPending), sqldb.Nanos(now))
+	if err != nil {
+		return fmt.Errorf("queue commit status %s of %s: %w", fs.Context, fs.Commit, err)
+	}
+	return nil
+}
+
+const forgeStatusColumns = `repository_id, commit_sha, context, sequence, repository, run_id, forge_kind, forge_url,
+	forge_project, state, description, status, attempt_count, last_error, created_at, next_attempt_at`
+
+func scanForgeStatus(row interface{ Scan(...any) error }) (domain.ForgeStatus, error) {
+	var fs domain.ForgeStatus
+	var seq, created, next int64
+	var kind, state, status string
+	err := row.Scan(&fs.RepositoryID, &fs.Commit, &fs.Context, &seq, &fs.Repository, &fs.RunID, &kind, &fs.Forge.URL,
+		&fs.Forge.Project, &state, &fs.Status.Description, &status, &fs.AttemptCount, &fs.LastError, &created, &next)
+	fs.Sequence = uint64(seq)
+	fs.Forge.Kind, fs.Status.State, fs.Delivery = forge.Kind(kind), forge.State(state), domain.Status(status)
+	fs.Status.Context = fs.Context
+	fs.CreatedAt, fs.NextAttemptAt = sqldb.Time(created), sqldb.Time(next)
+	return fs, err
+}
+
+// ClaimForgeStatuses takes up to limit pending statuses due at now and
+// leases them until leaseUntil: no other worker takes them, and a newer
+// status of the same key waits for the lease.
+func (s *Store) ClaimForgeStatuses(ctx context.Context, now, leaseUntil time.Time, limit int) ([]domain.ForgeStatus, error) {
+	var claimed []domain.ForgeStatus
+	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
+		claimed = nil
+		due, err := dueForgeStatuses(ctx, tx, now, limit)
+		if err != nil {
+			return err
+		}
+		for _, fs := range due {
+			res, err := tx.ExecContext(ctx, `UPDATE forge_statuses SET next_attempt_at = $1, leased_until = $1
+				WHERE repository_id = $2 AND commit_sha = $3 AND context = $4 AND sequence = $5 AND status = $6 AND next_attempt_at = $7`,
+				sqldb.Nanos(leaseUntil), fs.RepositoryID, fs.Commit, fs.Context, int64(fs.Sequence),
+				string(domain.StatusPending), sqldb.Nanos(fs.NextAttemptAt))
+			if err != nil {
+				return fmt.Errorf("lease commit status: %w", err)
+			}
+			if n, err := res.RowsAffected(); err != nil {
+				return fmt.Errorf("lease commit status: %w", err)
+			} else if n == 1 {
+				claimed = append(claimed, fs)
+			}
+		}
+		return nil
+	})
+	return claimed, err
+}
+
+func dueForgeStatuses(ctx context.Context, tx *sql.Tx, now time.Time, limit int) ([]domain.ForgeStatus, error) {
+	rows, err := tx.QueryContext(ctx, `SELECT `+forgeStatusColumns+` FROM forge_statuses
+		WHERE status = $1 AND next_attempt_at <= $2 ORDER BY next_attempt_at LIMIT $3`,
+		string(domain.StatusPending), sqldb.Nanos(now), limit)
+	if err != nil {
+		return nil, fmt.Errorf("find due commit statuses: %w", err)
+	}
+	defer rows.Close()
+	var due []domain.ForgeStatus
+	for rows.Next() {
+		fs, err := scanForgeStatus(rows)
+		if err != nil {
+			return nil, fmt.Errorf("find due commit statuses: %w", err)
+		}
+		due = append(due, fs)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("find due commit statuses: %w", err)
+	}
+	return due, nil
+}
+
+// forgeStatusOutcome is what an attempt at a status came to.
+type forgeStatusOutcome struct {
+	err error
+	// retryAt is when to try again; zero with err: give up (dead).
+	retryAt time.Time
+}
+
+// RecordForgeStatus ends the lease of the attempt at fs. When a newer
+// status of its key came meanwhile, that one is due now and fs's outcome
+// is moot; else fs is set (delivered), due again at o.retryAt, or dead.
+func (s *Store) RecordForgeStatus(ctx context.Context, fs domain.ForgeStatus, o forgeStatusOutcome, now time.Time) error {
+	return s.db.InTx(ctx, func(tx *sql.Tx) error {
+		key := []any{fs.RepositoryID, fs.Commit, fs.Context, int64(fs.Sequence)}
+		res, err := tx.ExecContext(ctx, `UPDATE forge_statuses SET leased_until = 0,
+				next_attempt_at = CASE WHEN next_attempt_at > $5 THEN $5 ELSE next_attempt_at END
+			WHERE repository_id = $1 AND commit_sha = $2 AND context = $3 AND sequence <> $4`,
+			append(key, sqldb.Nanos(now))...)
+		if err != nil {
+			return fmt.Errorf("record commit status: %w", err)
+		}
+		if n, err := res.RowsAffected(); err != nil || n == 1 {
+			return err // superseded
+		}
+		status, next, lastError, delivered := domain.StatusSucceeded, int64(0), "", sqldb.Nanos(now)
+		if o.err != nil {
+			status, lastError, delivered = domain.StatusPending, o.err.Error(), 0
+			next = sqldb.Nanos(o.retryAt)
+			if o.retryAt.IsZero() {
+				status = domain.StatusDead
+			}
+		}
+		_, err = tx.ExecContext(ctx, `UPDATE forge_statuses SET leased_until = 0, status = $5, next_attempt_at = $6,
+				last_error = $7, delivered_at = $8, attempt_count = attempt_count + 1
+			WHERE repository_id = $1 AND commit_sha = $2 AND context = $3 AND sequence = $4`,
+			append(key, string(status), next, lastError, delivered)...)
+		if err != nil {
+			return fmt.Errorf("record commit status: %w", err)
+		}
+		return nil
+	})
+}
+
+// NextForgeStatusDue is when the earliest pending status is due (or its
+// lease ends); with none pending, it is not found.
+func (s *Store) NextForgeStatusDue(ctx context.Context) (time.Time, error) {
+	var next sql.NullInt64
+	err := s.db.QueryRowContext(ctx, `SELECT MIN(next_attempt_at) FROM forge_statuses WHERE status = $1`,
+		string(domain.StatusPending)).Scan(&next)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("find the next due commit status: %w", err)
+	}
+	if !next.Valid {
+		return time.Time{}, fmt.Errorf("pending commit status: %w", apierror.ErrNotFound)
+	}
+	return sqldb.Time(next.Int64), nil
+}
+
+// ForgeStatus reads the status recorded for a key.
+func (s *Store) ForgeStatus(ctx context.Context, repositoryID, commit, statusContext string) (domain.ForgeStatus, error) {
+	fs, err := scanForgeStatus(s.db.QueryRowContext(ctx, `SELECT `+forgeStatusColumns+` FROM forge_statuses
+		WHERE repository_id = $1 AND commit_sha = $2 AND context = $3`, repositoryID, commit, statusContext))
+	if errors.Is(err, sql.ErrNoRows) {
+		return fs, fmt.Errorf("commit status %s of %s: %w", statusContext, commit, apierror.ErrNotFound)
+	}
+	return fs, err
+}
