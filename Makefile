@@ -26,7 +26,7 @@ VULNDB_VERSION                := v0.0.0-20261105234957-e22db6528018
 PROTOVALIDATE_PROTO_VERSION   := v1.2.2
 # The nats-server of the tests and the nats image: the release that cmd/sluice embeds (its go.mod).
 NATS_SERVER_VERSION           := v2.15.3
-# The Gitea of the forge end-to-end tests (e2e/forge): built from its module
+# The Gitea of the forge end-to-end tests (e2e/forge_test.go): built from its module
 # with cgo's SQLite, about 20 minutes cold on 2 cores, so it is kept under
 # bin/.tools by version and Go like the other tools.
 GITEA_VERSION                 := v1.24.6
@@ -79,10 +79,10 @@ STORE_PKGS := ./platform/... $(addsuffix /...,$(addprefix ./,$(SERVICE_DIRS)))
 CONTAINER_PKGS := ./e2e/containers/
 
 ## test: every test of every module (SQLite), the store-dependent ones again on PostgreSQL,
-## then the container scenarios. Builds the images first when Docker is reachable, and first
+## then the container scenarios. Builds bin/gitea first, the real forge of e2e/forge_test.go. Builds the images first when Docker is reachable, and first
 ## removes what an earlier, killed run left (test-clean).
 ## PostgreSQL comes from $$SLUICE_TEST_POSTGRES_URL, else scripts/test-postgres starts one (as root).
-test: test-clean build $(BIN)/nats-server
+test: test-clean build $(BIN)/nats-server $(BIN)/gitea
 	@if timeout 20 docker version >/dev/null 2>&1; then $(MAKE) --no-print-directory images; else echo "test: Docker is not reachable, so the image and container tests will skip"; fi
 	@url="$${SLUICE_TEST_POSTGRES_URL:-$$(scripts/test-postgres || echo)}"; \
 	if [ -z "$$url" ]; then echo "make test: no PostgreSQL; its cases are skipped (set SLUICE_TEST_POSTGRES_URL)"; fi; \

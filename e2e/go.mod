@@ -3,6 +3,7 @@ module github.com/sluicehq/sluice/e2e
 go 1.27.3
 
 require (
+	code.gitea.io/sdk/gitea v0.25.1
 	github.com/moby/moby/client v0.6.3
 	github.com/nats-io/nats.go v1.56.0
 	github.com/ory/dockertest/v3 v3.12.0
@@ -27,7 +28,6 @@ require (
 	buf.build/go/protovalidate v1.4.1 // indirect
 	cel.dev/cel-go v0.33.2 // indirect
 	cel.dev/expr v0.25.3 // indirect
-	code.gitea.io/sdk/gitea v0.25.1 // indirect
 	connectrpc.com/connect v1.21.1 // indirect
 	connectrpc.com/connect/v2 v2.0.0 // indirect
 	connectrpc.com/grpchealth v1.5.0 // indirect

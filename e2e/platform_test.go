@@ -171,6 +171,8 @@ func startFiveProcesses(t *testing.T, dataDir string) *platform {
 			"SLUICE_RELEASE_SOURCE_URL=" + urls["source"],
 			"SLUICE_BUILD_SOURCE_URL=" + urls["source"],
 			"SLUICE_TEST_SOURCE_URL=" + urls["source"],
+			// Notify asks it for the forge tokens of commit statuses.
+			"SLUICE_NOTIFY_SOURCE_URL=" + urls["source"],
 			prefix + "POLL_INTERVAL=0s",
 			"SLUICE_SOURCE_ADMIN_TOKEN_FILE=" + tokenFile,
 			"SLUICE_SOURCE_SECRET_KEY_FILE=" + keyFiles["source"],

@@ -383,12 +383,12 @@ func (s *Stack) ServiceEnv(svc string) []string {
 		// second run of a commit the test also triggers, and that run would
 		// deploy the same version again.
 		env = append(env, p+"POLL_INTERVAL=0", p+"ADMIN_TOKEN_FILE=/secrets/admin-token")
-	case "release", "test":
+	case "release", "test", "notify":
 		env = append(env, p+"SOURCE_URL="+s.internalURL("source"))
 	case "build":
 		env = append(env, p+"WORKERS=2", p+"SOURCE_URL="+s.internalURL("source"))
 	}
-	if svc == "build" || svc == "test" || svc == "release" {
+	if svc == "build" || svc == "test" || svc == "release" || svc == "notify" {
 		// This stack runs without TLS on a network the test made for it
 		// (the Compose stack and the Kubernetes manifests use TLS instead).
 		env = append(env, p+"ALLOW_PLAIN_HTTP=true")

@@ -45,7 +45,7 @@ func runStatus(run Run) forge.Status {
 		}
 	case RunSucceeded:
 		st.State, st.Description = forge.StateSuccess, "passed"
-		if t := run.Stage(StageTest); t != nil && t.Status == StageSucceeded && t.Detail != "" {
+		if t := run.Stage(StageTest); t != nil && t.Status == StageSucceeded && t.Detail != "" && t.Detail != TestCounts(0, 0, 0) {
 			st.Description = "passed: " + t.Detail
 		}
 		if run.ReleaseVersion != "" {

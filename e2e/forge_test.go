@@ -1,0 +1,156 @@
+package e2e
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"code.gitea.io/sdk/gitea"
+
+	"github.com/sluicehq/sluice/e2e/internal/giteatest"
+)
+
+const forgePipeline = `version: 1
+build:
+  steps:
+    - name: compile
+      run: echo built
+test:
+  steps:
+    - name: unit
+      run: echo tested
+`
+
+// statusesOn reads the commit statuses Gitea shows for sha: the latest of
+// each context.
+func statusesOn(t *testing.T, c *gitea.Client, owner, repo, sha string) []*gitea.Status {
+	t.Helper()
+	combined, _, err := c.GetCombinedStatus(owner, repo, sha)
+	if err != nil {
+		t.Fatalf("gitea: the combined status of %s: %v", sha, err)
+	}
+	return combined.Statuses
+}
+
+// TestGiteaPushShowsCommitStatuses: a repository on a real Gitea,
+// registered with --forge gitea and a token, gets a run from Gitea's own
+// push webhook (its X-Gitea-Signature checked), and Gitea shows the run's
+// commit status as it goes: pending, then success, with the run's link.
+// It logs the time from the push to the pending status on Gitea, and from
+// the run's end to the final status there.
+func TestGiteaPushShowsCommitStatuses(t *testing.T) {
+	t.Parallel()
+	g := giteatest.Start(t)
+	client := g.Client(t)
+	if _, _, err := client.CreateRepo(gitea.CreateRepoOption{Name: "hello", DefaultBranch: "main"}); err != nil {
+		t.Fatalf("gitea: create a repository: %v", err)
+	}
+	repo := newGitRepo(t, map[string]string{".sluice.yaml": forgePipeline})
+	g.Push(t, repo.Dir, "hello", "main")
+
+	p, _ := startAllInOne(t, t.TempDir(), "SLUICE_NOTIFY_RUN_URL=https://ci.example.com/runs/{run}")
+	tokenFile := filepath.Join(t.TempDir(), "forge-token")
+	if err := os.WriteFile(tokenFile, []byte(g.Token+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out := mustCLI(t, p.env, "repo", "add", g.CloneURL("hello"), "--forge", "gitea", "--forge-token-file", tokenFile)
+	m := regexp.MustCompile(`webhook: POST (\S+/webhooks/gitea/hello) with secret (\S+)`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("repo add printed no gitea webhook:\n%s", out)
+	}
+	if strings.Contains(out, g.Token) {
+		t.Fatal("repo add printed the forge token")
+	}
+	if _, _, err := client.CreateRepoHook(g.User, "hello", gitea.CreateHookOption{
+		Type:   gitea.HookTypeGitea,
+		Config: map[string]string{"url": m[1], "content_type": "json", "secret": m[2]},
+		Events: []string{"push", "pull_request"}, Active: true,
+	}); err != nil {
+		t.Fatalf("gitea: create the webhook: %v", err)
+	}
+
+	var toPending, endToFinal []time.Duration
+	for i := range 3 {
+		sha := repo.CommitFile("change.txt", strings.Repeat("x", i+1)+"\n", "change "+string(rune('a'+i))+"\n")
+		pushed := time.Now()
+		g.Push(t, repo.Dir, "hello", "main")
+
+		var seen []string
+		var pendingAt, finalAt time.Time
+		var final *gitea.Status
+		deadline := time.Now().Add(3 * time.Minute)
+		for final == nil {
+			if time.Now().After(deadline) {
+				t.Fatalf("push %d: no final status on gitea within 3 minutes; seen %v\nsluice:\n%s\ngitea:\n%s", i, seen, mustCLI(t, p.env, "runs", "hello"), g.Log())
+			}
+			for _, s := range statusesOn(t, client, g.User, "hello", sha) {
+				line := string(s.State) + " " + s.Description
+				if len(seen) == 0 || seen[len(seen)-1] != line {
+					if !containsLine(seen, line) {
+						seen = append(seen, line)
+					}
+				}
+				if pendingAt.IsZero() {
+					pendingAt = time.Now()
+				}
+				if s.State == gitea.StatusSuccess || s.State == gitea.StatusFailure || s.State == gitea.StatusError {
+					final, finalAt = s, time.Now()
+				}
+				break // one context: sluice
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		if final.State != gitea.StatusSuccess || final.Context != "sluice" || !strings.HasPrefix(final.TargetURL, "https://ci.example.com/runs/") {
+			t.Fatalf("push %d: final status %s %q %q %q; seen %v", i, final.State, final.Context, final.Description, final.TargetURL, seen)
+		}
+		if !strings.HasPrefix(seen[0], "pending") {
+			t.Errorf("push %d: the first status gitea showed is %q, not pending (seen %v)", i, seen[0], seen)
+		}
+		runID := strings.TrimPrefix(final.TargetURL, "https://ci.example.com/runs/")
+		var shown struct {
+			Run struct {
+				Trigger string `json:"trigger"`
+				Commit  string `json:"commit"`
+				EndTime string `json:"endTime"`
+			} `json:"run"`
+		}
+		if err := json.Unmarshal([]byte(mustCLI(t, p.env, "show", runID, "--output", "json")), &shown); err != nil {
+			t.Fatal(err)
+		}
+		run := shown.Run
+		if run.Trigger != "TRIGGER_WEBHOOK" || run.Commit != sha {
+			t.Errorf("push %d: run %s was made by %s for %s, want the webhook for %s", i, runID, run.Trigger, run.Commit, sha)
+		}
+		ended, err := time.Parse(time.RFC3339Nano, run.EndTime)
+		if err != nil {
+			t.Fatalf("run %s end time %q: %v", runID, run.EndTime, err)
+		}
+		toPending = append(toPending, pendingAt.Sub(pushed))
+		endToFinal = append(endToFinal, finalAt.Sub(ended))
+		t.Logf("push %d: statuses on gitea %v", i, seen)
+	}
+	t.Logf("push to pending status on gitea: %s; run end to final status on gitea: %s (the poll adds up to 20 ms)",
+		durations(toPending), durations(endToFinal))
+}
+
+func containsLine(lines []string, line string) bool {
+	for _, l := range lines {
+		if l == line {
+			return true
+		}
+	}
+	return false
+}
+
+// durations prints a sample's median and highest.
+func durations(d []time.Duration) string {
+	s := append([]time.Duration(nil), d...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return "median " + s[len(s)/2].Round(time.Millisecond).String() + ", highest " + s[len(s)-1].Round(time.Millisecond).String() + " of " + strconv.Itoa(len(s))
+}
