@@ -38,13 +38,14 @@ func statusesOn(t *testing.T, c *gitea.Client, owner, repo, sha string) []*gitea
 	return combined.Statuses
 }
 
-// TestGiteaPushShowsCommitStatuses: a repository on a real Gitea,
-// registered with --forge gitea and a token, gets a run from Gitea's own
-// push webhook (its X-Gitea-Signature checked), and Gitea shows the run's
-// commit status as it goes: pending, then success, with the run's link.
-// It logs the time from the push to the pending status on Gitea, and from
-// the run's end to the final status there.
-func TestGiteaPushShowsCommitStatuses(t *testing.T) {
+// TestGiteaCommitStatuses: a repository on a real Gitea, registered with
+// --forge gitea and a token, gets a run from Gitea's own push webhook (its
+// X-Gitea-Signature checked), and Gitea shows the run's commit status as
+// it goes: pending, then success, with the run's link; a pull request
+// opened on Gitea runs its head, and Gitea shows that status too. It logs
+// the time from the push to the pending status on Gitea, and from the
+// run's end to the final status there.
+func TestGiteaCommitStatuses(t *testing.T) {
 	t.Parallel()
 	g := giteatest.Start(t)
 	client := g.Client(t)
@@ -81,31 +82,7 @@ func TestGiteaPushShowsCommitStatuses(t *testing.T) {
 		pushed := time.Now()
 		g.Push(t, repo.Dir, "hello", "main")
 
-		var seen []string
-		var pendingAt, finalAt time.Time
-		var final *gitea.Status
-		deadline := time.Now().Add(3 * time.Minute)
-		for final == nil {
-			if time.Now().After(deadline) {
-				t.Fatalf("push %d: no final status on gitea within 3 minutes; seen %v\nsluice:\n%s\ngitea:\n%s", i, seen, mustCLI(t, p.env, "runs", "hello"), g.Log())
-			}
-			for _, s := range statusesOn(t, client, g.User, "hello", sha) {
-				line := string(s.State) + " " + s.Description
-				if len(seen) == 0 || seen[len(seen)-1] != line {
-					if !containsLine(seen, line) {
-						seen = append(seen, line)
-					}
-				}
-				if pendingAt.IsZero() {
-					pendingAt = time.Now()
-				}
-				if s.State == gitea.StatusSuccess || s.State == gitea.StatusFailure || s.State == gitea.StatusError {
-					final, finalAt = s, time.Now()
-				}
-				break // one context: sluice
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+		seen, pendingAt, final, finalAt := waitFinalStatus(t, p, g, client, sha)
 		if final.State != gitea.StatusSuccess || final.Context != "sluice" || !strings.HasPrefix(final.TargetURL, "https://ci.example.com/runs/") {
 			t.Fatalf("push %d: final status %s %q %q %q; seen %v", i, final.State, final.Context, final.Description, final.TargetURL, seen)
 		}
@@ -137,6 +114,70 @@ func TestGiteaPushShowsCommitStatuses(t *testing.T) {
 	}
 	t.Logf("push to pending status on gitea: %s; run end to final status on gitea: %s (the poll adds up to 20 ms)",
 		durations(toPending), durations(endToFinal))
+
+	// A pull request: its opening runs its head (the push of its branch
+	// alone starts nothing: it is not the watched branch), Gitea shows the
+	// status on the head, and `sluice runs --pr` lists the run.
+	if out, code := cli(t, p.env, "runs", "hello", "--pr", "1"); code != 0 || strings.Count(out, "\n") != 1 {
+		t.Fatalf("runs --pr 1 before the pull request: exit %d\n%s", code, out)
+	}
+	repo.SetRef("refs/heads/feature", repo.CommitFile("feature.txt", "f\n", "a feature\n"))
+	head := repo.CommitFile("feature.txt", "f2\n", "the feature, finished\n")
+	repo.SetRef("refs/heads/feature", head)
+	g.Push(t, repo.Dir, "hello", head+":refs/heads/feature")
+	pr, _, err := client.CreatePullRequest(g.User, "hello", gitea.CreatePullRequestOption{Head: "feature", Base: "main", Title: "a feature"})
+	if err != nil {
+		t.Fatalf("gitea: open a pull request: %v", err)
+	}
+	seen, _, final, _ := waitFinalStatus(t, p, g, client, head)
+	if final.State != gitea.StatusSuccess {
+		t.Fatalf("pull request #%d: final status %s %q; seen %v", pr.Index, final.State, final.Description, seen)
+	}
+	var prRuns struct {
+		Runs []struct {
+			Trigger     string `json:"trigger"`
+			Commit      string `json:"commit"`
+			Branch      string `json:"branch"`
+			PullRequest string `json:"pullRequest"`
+		} `json:"runs"`
+	}
+	if err := json.Unmarshal([]byte(mustCLI(t, p.env, "runs", "hello", "--pr", strconv.FormatInt(pr.Index, 10), "--output", "json")), &prRuns); err != nil {
+		t.Fatal(err)
+	}
+	if len(prRuns.Runs) != 1 || prRuns.Runs[0].Trigger != "TRIGGER_PULL_REQUEST" || prRuns.Runs[0].Commit != head ||
+		prRuns.Runs[0].Branch != "pull/"+strconv.FormatInt(pr.Index, 10) {
+		t.Errorf("runs of pull request #%d: %+v", pr.Index, prRuns.Runs)
+	}
+	t.Logf("pull request #%d: statuses on gitea %v", pr.Index, seen)
+}
+
+// waitFinalStatus polls Gitea's statuses of sha every 20 ms until one is
+// final: it returns the states seen in order, when the first showed, and
+// the final one with when it showed.
+func waitFinalStatus(t *testing.T, p *platform, g *giteatest.Server, client *gitea.Client, sha string) ([]string, time.Time, *gitea.Status, time.Time) {
+	t.Helper()
+	var seen []string
+	var pendingAt time.Time
+	deadline := time.Now().Add(3 * time.Minute)
+	for {
+		if time.Now().After(deadline) {
+			t.Fatalf("no final status of %s on gitea within 3 minutes; seen %v\nsluice:\n%s\ngitea:\n%s", sha, seen, mustCLI(t, p.env, "runs", "hello"), g.Log())
+		}
+		for _, s := range statusesOn(t, client, g.User, "hello", sha) {
+			line := string(s.State) + " " + s.Description
+			if !containsLine(seen, line) {
+				seen = append(seen, line)
+			}
+			if pendingAt.IsZero() {
+				pendingAt = time.Now()
+			}
+			if s.State == gitea.StatusSuccess || s.State == gitea.StatusFailure || s.State == gitea.StatusError {
+				return seen, pendingAt, s, time.Now()
+			}
+			break // one context: sluice
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 func containsLine(lines []string, line string) bool {

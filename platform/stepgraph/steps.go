@@ -33,6 +33,8 @@ func FactsOf(repository, commit, ref, branch string, trigger sourcev1.Trigger, c
 	switch {
 	case trigger == sourcev1.Trigger_TRIGGER_MANUAL:
 		f.Event = "manual"
+	case trigger == sourcev1.Trigger_TRIGGER_PULL_REQUEST:
+		f.Event = "pull_request"
 	case f.Tag != "":
 		f.Event = "tag"
 	default:

@@ -21,7 +21,8 @@ import (
 //	tag         the tag, when the run's ref is refs/tags/<tag>
 //	ref         the run's full ref
 //	event       "push" (a poll or a webhook found the commit), "tag" (the
-//	            same, for a tag) or "manual"
+//	            same, for a tag), "pull_request" (a pull or merge request
+//	            was opened, reopened or pushed to) or "manual"
 //	commit      the commit's full hash
 //	repository  the repository's name
 //	matrix      the step's matrix values, by axis name (a map)

@@ -32,7 +32,7 @@ import (
 func newRepositoryFromProto(req *sourcev1.CreateRepositoryRequest) NewRepository {
 	return NewRepository{URL: req.GetUrl(), Name: req.GetName(), Branch: req.GetBranch(), WebhookSecret: req.GetWebhookSecret(),
 		Credential: gitCredentialFromProto(req.GetGitCredential()),
-		Forge:      forgeFromProto(req.GetForge()), ForgeToken: req.GetForgeToken()}
+		Forge:      forgeFromProto(req.GetForge()), ForgeToken: req.GetForgeToken(), PullRequestSecrets: req.GetPullRequestSecrets()}
 }
 
 var forgeKinds = map[forge.Kind]sourcev1.ForgeKind{
@@ -74,16 +74,17 @@ func gitCredentialFromProto(c *sourcev1.GitCredential) gitauth.Credential {
 
 func repositoryToProto(r domain.Repository) *sourcev1.Repository {
 	return &sourcev1.Repository{
-		Id:             r.ID,
-		Name:           r.Name,
-		Url:            r.URL,
-		Branch:         r.Branch,
-		CreateTime:     prototime.Timestamp(r.CreatedAt),
-		WebhookSecret:  r.WebhookSecret,
-		LastSeenCommit: r.LastSeenCommit,
-		GitCredential:  r.GitCredential.Proto(),
-		Forge:          forgeToProto(r.Forge),
-		HasForgeToken:  r.HasForgeToken,
+		Id:                 r.ID,
+		Name:               r.Name,
+		Url:                r.URL,
+		Branch:             r.Branch,
+		CreateTime:         prototime.Timestamp(r.CreatedAt),
+		WebhookSecret:      r.WebhookSecret,
+		LastSeenCommit:     r.LastSeenCommit,
+		GitCredential:      r.GitCredential.Proto(),
+		Forge:              forgeToProto(r.Forge),
+		HasForgeToken:      r.HasForgeToken,
+		PullRequestSecrets: r.PullRequestSecrets,
 	}
 }
 
@@ -104,12 +105,14 @@ func runToProto(r domain.Run) *sourcev1.Run {
 		CommitMessage:  r.CommitMessage,
 		Pipeline:       r.Pipeline,
 		// nil when zero
-		CancelRequestTime: prototime.Timestamp(r.CancelRequestedAt),
-		CancelRequestedBy: r.CancelRequestedBy,
-		RerunOf:           r.RerunOf,
-		RerunFrom:         r.RerunFrom,
-		AdmitTime:         prototime.Timestamp(r.AdmittedAt),
-		ConcurrencyGroup:  r.ConcurrencyGroup,
+		CancelRequestTime:   prototime.Timestamp(r.CancelRequestedAt),
+		CancelRequestedBy:   r.CancelRequestedBy,
+		RerunOf:             r.RerunOf,
+		RerunFrom:           r.RerunFrom,
+		AdmitTime:           prototime.Timestamp(r.AdmittedAt),
+		ConcurrencyGroup:    r.ConcurrencyGroup,
+		PullRequest:         r.PullRequest,
+		PullRequestFromFork: r.PullRequestFromFork,
 	}
 	for _, s := range r.Stages {
 		out.Stages = append(out.Stages, &sourcev1.Stage{
@@ -139,6 +142,8 @@ func triggerToProto(t domain.Trigger) sourcev1.Trigger {
 		return sourcev1.Trigger_TRIGGER_POLL
 	case domain.TriggerWebhook:
 		return sourcev1.Trigger_TRIGGER_WEBHOOK
+	case domain.TriggerPullRequest:
+		return sourcev1.Trigger_TRIGGER_PULL_REQUEST
 	}
 	return sourcev1.Trigger_TRIGGER_UNSPECIFIED
 }

@@ -190,3 +190,128 @@ func TestRegisterOnAForge(t *testing.T) {
 		t.Errorf("platform-wide forge token: %v", err)
 	}
 }
+
+// giteaPullRequest posts a Gitea pull_request webhook for repository app.
+func (h *harness) giteaPullRequest(secret, delivery, action string, number int64, head string, fork bool) webhookAnswer {
+	h.t.Helper()
+	headRepo := "acme/app"
+	if fork {
+		headRepo = "mallory/app"
+	}
+	body, _ := json.Marshal(map[string]any{
+		"action": action, "number": number,
+		"pull_request": map[string]any{
+			"number": number, "title": "a change",
+			"head": map[string]any{"ref": "feature", "sha": head, "repo": map[string]any{"full_name": headRepo}},
+			"base": map[string]any{"ref": "main", "repo": map[string]any{"full_name": "acme/app"}},
+		},
+	})
+	req, err := http.NewRequestWithContext(context.Background(), http.MethodPost, h.url+"/webhooks/gitea/app", bytes.NewReader(body))
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	mac := hmac.New(sha256.New, []byte(secret))
+	mac.Write(body)
+	req.Header.Set("X-Gitea-Event", "pull_request")
+	req.Header.Set("X-Gitea-Delivery", delivery)
+	req.Header.Set("X-Gitea-Signature", hex.EncodeToString(mac.Sum(nil)))
+	res, err := h.http.Do(req)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer res.Body.Close()
+	raw, _ := io.ReadAll(res.Body)
+	a := webhookAnswer{code: res.StatusCode}
+	if err := json.Unmarshal(raw, &a.body); err != nil {
+		h.t.Fatalf("webhook answer %d is not JSON: %s", res.StatusCode, raw)
+	}
+	return a
+}
+
+// A pull request's opening and each push to it start a run of its head,
+// on its own branch, that never releases; closing it cancels its runs;
+// `runs --pr` lists them. Its commands get no secrets when it is from a
+// fork, nor unless the repository lets pull requests have them.
+func TestPullRequests(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	h := newHarness(t, 0, func(c *source.Config) { c.Keys.Text = newSecretKey(t) })
+	src, _ := newGitRepo(t, "app", "main", secretsPipeline)
+	res, err := h.client.CreateRepository(ctx, &sourcev1.CreateRepositoryRequest{Url: src.Dir, PullRequestSecrets: true,
+		Forge: &sourcev1.Forge{Kind: sourcev1.ForgeKind_FORGE_KIND_GITEA, Url: "http://127.0.0.1:3000", Project: "acme/app"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret := res.GetRepository().GetWebhookSecret()
+	h.setSecret("app", "REGISTRY_TOKEN", "canary-registry-token-pr")
+	h.setSecret("", "SHARED_KEY", "canary-shared-pr")
+
+	// The pull request's head is on a branch of its own (a fork's is only
+	// under refs/pull/<n>/head).
+	head, err := src.Git().Head()
+	if err != nil {
+		t.Fatal(err)
+	}
+	src.SetRef("refs/heads/feature", head.Hash().String())
+	src.Checkout("feature")
+	first := src.CommitFile("feature.txt", "1\n", "feature\n")
+	src.SetRef("refs/pull/7/head", first)
+	a := h.giteaPullRequest(secret, "pr-1", "opened", 7, first, false)
+	if a.code != http.StatusAccepted || a.body["run_id"] == "" {
+		t.Fatalf("opened: %d %v", a.code, a.body)
+	}
+	run := h.getRun(a.body["run_id"])
+	if run.GetTrigger() != sourcev1.Trigger_TRIGGER_PULL_REQUEST || run.GetBranch() != "pull/7" || run.GetRef() != "refs/pull/7/head" ||
+		run.GetPullRequest() != 7 || run.GetPullRequestFromFork() || run.GetPipeline().GetRelease() != nil || run.GetCommit() != first {
+		t.Errorf("the pull request's run: %+v", run)
+	}
+	if again := h.giteaPullRequest(secret, "pr-1", "opened", 7, first, false); again.body["status"] != "duplicate delivery" {
+		t.Errorf("redelivered: %d %v", again.code, again.body)
+	}
+	// Its commands get the secrets they ask for: the repository allows it
+	// for its own branches.
+	if values, err := h.resolve(h.asService("build"), run.Id, "REGISTRY_TOKEN"); err != nil || values["REGISTRY_TOKEN"] != "canary-registry-token-pr" {
+		t.Errorf("own branch's pull request: %v, %v", values, err)
+	}
+
+	second := src.CommitFile("feature.txt", "2\n", "feature again\n")
+	src.SetRef("refs/pull/7/head", second)
+	a = h.giteaPullRequest(secret, "pr-2", "synchronized", 7, second, false)
+	if a.code != http.StatusAccepted || a.body["run_id"] == "" || a.body["run_id"] == run.Id {
+		t.Fatalf("synchronized: %d %v", a.code, a.body)
+	}
+	listed, err := h.client.ListRuns(ctx, &sourcev1.ListRunsRequest{Repository: "app", PullRequest: 7})
+	if err != nil || len(listed.GetRuns()) != 2 {
+		t.Fatalf("runs of #7: %v, %v", listed.GetRuns(), err)
+	}
+	if _, err := h.client.ListRuns(ctx, &sourcev1.ListRunsRequest{PullRequest: 7}); connect.CodeOf(err) != connect.CodeInvalidArgument {
+		t.Errorf("--pr without a repository: %v", err)
+	}
+
+	a = h.giteaPullRequest(secret, "pr-3", "closed", 7, second, false)
+	if a.code != http.StatusAccepted || a.body["status"] != "cancelled" {
+		t.Fatalf("closed: %d %v", a.code, a.body)
+	}
+	for _, r := range listed.GetRuns() {
+		got := h.getRun(r.Id)
+		if got.GetCancelRequestedBy() != "pull request #7 was closed" && got.GetStatus() != sourcev1.RunStatus_RUN_STATUS_CANCELLED {
+			t.Errorf("run %s after the close: %s, cancel asked by %q", r.Id, got.GetStatus(), got.GetCancelRequestedBy())
+		}
+	}
+
+	// From a fork: no secret, whatever the repository allows.
+	fork := src.CommitFile("feature.txt", "3\n", "from a fork\n")
+	src.SetRef("refs/pull/8/head", fork)
+	a = h.giteaPullRequest(secret, "pr-4", "opened", 8, fork, true)
+	if a.code != http.StatusAccepted {
+		t.Fatalf("fork opened: %d %v", a.code, a.body)
+	}
+	forkRun := h.getRun(a.body["run_id"])
+	if !forkRun.GetPullRequestFromFork() {
+		t.Errorf("fork run %+v", forkRun)
+	}
+	_, err = h.resolve(h.asService("build"), forkRun.Id, "REGISTRY_TOKEN")
+	if connect.CodeOf(err) != connect.CodePermissionDenied || !strings.Contains(err.Error(), "from a fork") {
+		t.Errorf("a fork's run asked for a secret: %v", err)
+	}
+}

@@ -87,7 +87,7 @@ func (h *Handler) ListRuns(ctx context.Context, req *sourcev1.ListRunsRequest) (
 	if err != nil {
 		return nil, err
 	}
-	runs, next, err := h.svc.ListRuns(ctx, req.GetRepository(), page)
+	runs, next, err := h.svc.ListRuns(ctx, req.GetRepository(), req.GetPullRequest(), page)
 	if err != nil {
 		return nil, err
 	}

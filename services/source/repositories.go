@@ -40,6 +40,9 @@ type NewRepository struct {
 	Forge forge.Repo
 	// ForgeToken, when set, is kept as the secret forge.TokenSecret.
 	ForgeToken string
+	// PullRequestSecrets lets the runs of pull requests from the
+	// repository's own branches have secrets.
+	PullRequestSecrets bool
 }
 
 // CreateRepository registers a repository: it mirrors it, picks its name
@@ -118,7 +121,7 @@ func (s *Service) CreateRepository(ctx context.Context, in NewRepository) (repo 
 	repo = domain.Repository{
 		ID: id, Name: name, URL: url, Branch: branch, WebhookSecret: secret,
 		LastSeenCommit: head, CreatedAt: time.Now().UTC(), GitCredential: in.Credential.Kind(),
-		Forge: place, HasForgeToken: in.ForgeToken != "",
+		Forge: place, HasForgeToken: in.ForgeToken != "", PullRequestSecrets: in.PullRequestSecrets,
 	}
 	credential, err := s.sealCredential(ctx, id, in.Credential.Values())
 	if err != nil {

@@ -338,8 +338,8 @@ func cancel(ctx context.Context, tx *sql.Tx, run *domain.Run, by string) error {
 
 // ListRuns lists one page of runs, newest first, of one repository (by
 // name or id) or, when repository is empty, of all, and the token of the
-// page after ("" on the last).
-func (s *Service) ListRuns(ctx context.Context, repository string, page paging.Page) ([]domain.Run, string, error) {
+// page after ("" on the last); with pullRequest, only that pull request's.
+func (s *Service) ListRuns(ctx context.Context, repository string, pullRequest int64, page paging.Page) ([]domain.Run, string, error) {
 	repoID := ""
 	if repository != "" {
 		repo, err := s.callersRepository(ctx, repository)
@@ -348,7 +348,7 @@ func (s *Service) ListRuns(ctx context.Context, repository string, page paging.P
 		}
 		repoID = repo.ID
 	}
-	runs, err := s.store.Runs(ctx, repoID, page)
+	runs, err := s.store.Runs(ctx, repoID, pullRequest, page)
 	if err != nil {
 		return nil, "", err
 	}

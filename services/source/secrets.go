@@ -94,6 +94,26 @@ func (s *Service) DeleteSecret(ctx context.Context, repository, name string) (do
 	return sec, nil
 }
 
+// withheldFromPullRequest says why run, a pull request's, gets no secrets
+// for its commands: its head is in a fork, or the repository does not let
+// pull requests have them. "" for every other run.
+func (s *Service) withheldFromPullRequest(ctx context.Context, run domain.Run) (string, error) {
+	if run.PullRequest == 0 {
+		return "", nil
+	}
+	if run.PullRequestFromFork {
+		return fmt.Sprintf("is of pull request #%d from a fork", run.PullRequest), nil
+	}
+	repo, err := s.store.Repository(ctx, run.RepositoryID)
+	if err != nil {
+		return "", err
+	}
+	if !repo.PullRequestSecrets {
+		return fmt.Sprintf("is of pull request #%d and repository %q does not let pull requests have secrets (sluice repo add --pull-request-secrets)", run.PullRequest, run.Repository), nil
+	}
+	return "", nil
+}
+
 // forgeTokenServices may ask for a run's repository's forge token
 // (forge.TokenSecret) without its pipeline asking for it: notify sets the
 // run's commit statuses, release makes the forge's release.
@@ -115,9 +135,20 @@ func (s *Service) ResolveSecrets(ctx context.Context, runID string, names []stri
 	}
 	caller, _ := auth.FromContext(ctx)
 	asked := StageSecrets(run.Pipeline, caller.Name)
+	withheld, err := s.withheldFromPullRequest(ctx, run)
+	if err != nil {
+		return nil, err
+	}
 	values := make(map[string]string, len(names))
 	var errs []error
 	for _, name := range names {
+		if withheld != "" && slices.Contains(asked, name) {
+			// The commands of this run get no secret, not even the
+			// repository's credential; the service may still check the
+			// commit out with it.
+			errs = append(errs, fmt.Errorf("run %s %s, so its commands get no secrets (%s): %w", runID, withheld, name, apierror.ErrPermissionDenied))
+			continue
+		}
 		if name == forge.TokenSecret && slices.Contains(forgeTokenServices, caller.Name) {
 			value, err := s.credentialValue(ctx, run.RepositoryID, run.Repository, name)
 			if err == nil && value == "" {

@@ -60,7 +60,7 @@ type querier interface {
 
 // --- repositories ---
 
-const repositoryColumns = `id, name, url, branch, webhook_secret, last_seen_commit, created_at, forge_kind, forge_url, forge_project`
+const repositoryColumns = `id, name, url, branch, webhook_secret, last_seen_commit, created_at, forge_kind, forge_url, forge_project, pull_request_secrets`
 
 // credentialColumns say whether the repository table names has the
 // secrets of an HTTPS token and of an SSH key.
@@ -85,8 +85,10 @@ func scanRepository(row interface{ Scan(...any) error }) (domain.Repository, err
 	var created int64
 	var hasToken, hasKey bool
 	var forgeKind string
+	var prSecrets int
 	err := row.Scan(&r.ID, &r.Name, &r.URL, &r.Branch, &r.WebhookSecret, &r.LastSeenCommit, &created,
-		&forgeKind, &r.Forge.URL, &r.Forge.Project, &hasToken, &hasKey, &r.HasForgeToken)
+		&forgeKind, &r.Forge.URL, &r.Forge.Project, &prSecrets, &hasToken, &hasKey, &r.HasForgeToken)
+	r.PullRequestSecrets = prSecrets == 1
 	r.Forge.Kind = forge.Kind(forgeKind)
 	r.CreatedAt = sqldb.Time(created)
 	r.GitCredential = gitauth.KindFor(r.URL, hasToken, hasKey)
@@ -177,9 +179,9 @@ var errNameTaken = errors.New("repository name taken")
 
 func insertRepository(ctx context.Context, tx *sql.Tx, r domain.Repository) error {
 	_, err := tx.ExecContext(ctx,
-		`INSERT INTO repositories (`+repositoryColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+		`INSERT INTO repositories (`+repositoryColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
 		r.ID, r.Name, r.URL, r.Branch, r.WebhookSecret, r.LastSeenCommit, sqldb.Nanos(r.CreatedAt),
-		string(r.Forge.Kind), r.Forge.URL, r.Forge.Project)
+		string(r.Forge.Kind), r.Forge.URL, r.Forge.Project, boolInt(r.PullRequestSecrets))
 	if sqldb.IsUniqueViolation(err) {
 		return errNameTaken
 	}
@@ -223,7 +225,7 @@ func setLastSeen(ctx context.Context, tx *sql.Tx, repoID, commit string, ifWas *
 var runColumns = `r.id, r.repository_id, p.name, p.url, p.branch, r.commit_sha, r.ref, r.branch, r.run_trigger, r.status,
 	r.created_at, r.ended_at, r.failure_reason, r.release_version, r.commit_message, r.pipeline, r.version,
 	r.cancel_requested_at, r.cancel_requested_by, r.rerun_of, r.rerun_from, r.changes,
-	r.admitted_at, r.concurrency_group, r.concurrency_limit` + credentialColumns("p")
+	r.admitted_at, r.concurrency_group, r.concurrency_limit, r.pull_request, r.pull_request_fork` + credentialColumns("p")
 
 const runFrom = ` FROM runs r JOIN repositories p ON p.id = r.repository_id`
 
@@ -232,13 +234,15 @@ func scanRun(row interface{ Scan(...any) error }) (domain.Run, error) {
 	var created, ended, cancelRequested, admitted int64
 	var trigger, status, pipeline, changes string
 	var hasToken, hasKey bool
+	var fork int
 	err := row.Scan(&r.ID, &r.RepositoryID, &r.Repository, &r.RepositoryURL, &r.RepositoryBranch, &r.Commit, &r.Ref, &r.Branch, &trigger, &status,
 		&created, &ended, &r.FailureReason, &r.ReleaseVersion, &r.CommitMessage, &pipeline, &r.Version,
 		&cancelRequested, &r.CancelRequestedBy, &r.RerunOf, &r.RerunFrom, &changes,
-		&admitted, &r.ConcurrencyGroup, &r.ConcurrencyLimit, &hasToken, &hasKey)
+		&admitted, &r.ConcurrencyGroup, &r.ConcurrencyLimit, &r.PullRequest, &fork, &hasToken, &hasKey)
 	if err != nil {
 		return r, err
 	}
+	r.PullRequestFromFork = fork == 1
 	r.GitCredential = gitauth.KindFor(r.RepositoryURL, hasToken, hasKey)
 	r.Trigger, r.Status = domain.Trigger(trigger), domain.RunStatus(status)
 	r.CreatedAt, r.EndedAt, r.CancelRequestedAt = sqldb.Time(created), sqldb.Time(ended), sqldb.Time(cancelRequested)
@@ -276,11 +280,12 @@ func insertRun(ctx context.Context, tx *sql.Tx, r domain.Run) error {
 	}
 	_, err := tx.ExecContext(ctx, `INSERT INTO runs (id, repository_id, commit_sha, ref, branch, run_trigger, status,
 		created_at, ended_at, failure_reason, release_version, commit_message, pipeline, version, rerun_of, rerun_from, changes,
-		admitted_at, concurrency_group, concurrency_limit)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 1, $14, $15, $16, $17, $18, $19)`,
+		admitted_at, concurrency_group, concurrency_limit, pull_request, pull_request_fork)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 1, $14, $15, $16, $17, $18, $19, $20, $21)`,
 		r.ID, r.RepositoryID, r.Commit, r.Ref, r.Branch, string(r.Trigger), string(r.Status),
 		sqldb.Nanos(r.CreatedAt), sqldb.Nanos(r.EndedAt), sqldb.Text(r.FailureReason), r.ReleaseVersion, sqldb.Text(r.CommitMessage), pipeline,
-		r.RerunOf, r.RerunFrom, changes, sqldb.Nanos(r.AdmittedAt), r.ConcurrencyGroup, r.ConcurrencyLimit)
+		r.RerunOf, r.RerunFrom, changes, sqldb.Nanos(r.AdmittedAt), r.ConcurrencyGroup, r.ConcurrencyLimit,
+		r.PullRequest, boolInt(r.PullRequestFromFork))
 	if err != nil {
 		return fmt.Errorf("insert run: %w", err)
 	}
@@ -436,12 +441,16 @@ func newerOpenRun(ctx context.Context, tx *sql.Tx, repoID, group string, after d
 
 // Runs lists a page of runs newest first, of one repository or (repoID "")
 // of all: page.Limit() of them at most, after page.After.
-func (s *Store) Runs(ctx context.Context, repoID string, page paging.Page) ([]domain.Run, error) {
+func (s *Store) Runs(ctx context.Context, repoID string, pullRequest int64, page paging.Page) ([]domain.Run, error) {
 	query := `SELECT ` + runColumns + runFrom + ` WHERE `
 	args := []any{}
 	if repoID != "" {
 		query += `r.repository_id = $1 AND `
 		args = append(args, repoID)
+	}
+	if pullRequest > 0 {
+		args = append(args, pullRequest)
+		query += fmt.Sprintf(`r.pull_request = $%d AND `, len(args))
 	}
 	after, afterArgs := page.Where("r.created_at", "r.id", true, len(args)+1)
 	args = append(args, afterArgs...)
@@ -961,4 +970,12 @@ func (s *Store) ListAuditEntries(ctx context.Context, f domain.AuditFilter, page
 		return nil, fmt.Errorf("list audit entries: %w", err)
 	}
 	return out, nil
+}
+
+// boolInt stores a bool as 0 or 1 (SQLite and PostgreSQL alike).
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

@@ -29,9 +29,10 @@ type PushResult struct {
 	// Outcome is "queued" (a run was made), "duplicate" (this delivery
 	// made a run before), "duplicate commit" (the commit has a run on the
 	// branch already, made by another delivery, the poll or by hand: a
-	// replayed or second webhook makes none), "ignored" or "seen" (the
+	// replayed or second webhook makes none), "ignored", "seen" (the
 	// branch's head when the repository was registered: history starts no
-	// run). RunID is the run made, or the existing one.
+	// run) or "cancelled" (a closed pull request's runs). RunID is the run
+	// made, or the existing one (the first cancelled).
 	Outcome string
 	RunID   string
 	Reason  string
@@ -225,16 +226,19 @@ func (h *webhook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		reply(w, http.StatusConflict, webhookReply{Error: fmt.Sprintf("repository %q is on %s: its webhooks go to %s%s/%s", repo.Name, repo.Forge.Kind, WebhookPath, repo.Forge.Kind, repo.Name)})
 		return
 	}
+	var res PushResult
 	switch ev.Kind {
 	case forge.EventPing:
 		reply(w, http.StatusOK, webhookReply{Status: "pong"})
 		return
 	case forge.EventPush:
+		res, err = h.svc.Push(ctx, repo, ev.Delivery, ev.Ref, ev.After)
+	case forge.EventPullRequest:
+		res, err = h.svc.PullRequest(ctx, repo, kind, ev.Delivery, ev.PullRequest)
 	default:
 		reply(w, http.StatusAccepted, webhookReply{Status: "ignored", Reason: fmt.Sprintf("event %q is not handled", ev.Name)})
 		return
 	}
-	res, err := h.svc.Push(ctx, repo, ev.Delivery, ev.Ref, ev.After)
 	if err != nil {
 		h.fail(w, r, err)
 		return
@@ -248,6 +252,8 @@ func (h *webhook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		reply(w, http.StatusOK, webhookReply{Status: "duplicate commit", RunID: res.RunID, Reason: res.Reason})
 	case "seen":
 		reply(w, http.StatusOK, webhookReply{Status: "seen", Reason: res.Reason})
+	case "cancelled":
+		reply(w, http.StatusAccepted, webhookReply{Status: "cancelled", RunID: res.RunID, Reason: res.Reason})
 	default:
 		reply(w, http.StatusAccepted, webhookReply{Status: "ignored", Reason: res.Reason})
 	}

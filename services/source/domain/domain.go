@@ -39,6 +39,9 @@ type Repository struct {
 	Forge forge.Repo
 	// HasForgeToken: the repository has the secret forge.TokenSecret.
 	HasForgeToken bool
+	// PullRequestSecrets lets the runs of pull requests from the
+	// repository's own branches have secrets (never those from forks).
+	PullRequestSecrets bool
 }
 
 // Trigger is what started a run.
@@ -49,6 +52,9 @@ const (
 	TriggerManual  Trigger = "manual"
 	TriggerPoll    Trigger = "poll"
 	TriggerWebhook Trigger = "webhook"
+	// TriggerPullRequest: a pull (merge) request was opened, reopened or
+	// pushed to.
+	TriggerPullRequest Trigger = "pull_request"
 )
 
 // RunStatus is a run's overall state.
@@ -150,7 +156,11 @@ type Run struct {
 	// (see Service.changesOf), as its RunRequested carried them; a rerun
 	// gets its run's.
 	Changes *sourcev1.Changes
-	Stages  []Stage
+	// PullRequest is the pull (merge) request a TriggerPullRequest run is
+	// of (0: none), PullRequestFromFork whether its head is in a fork.
+	PullRequest         int64
+	PullRequestFromFork bool
+	Stages              []Stage
 	// CancelRequestedAt is when someone asked for the run to be cancelled
 	// (CancelRun), and CancelRequestedBy who; zero and empty before.
 	CancelRequestedAt time.Time

@@ -168,8 +168,8 @@ func (m *Mirrors) DefaultBranch(ctx context.Context, url string, cred gitauth.Cr
 }
 
 // Fetch brings the mirror of repository id up to date with url, creating
-// it when it does not exist: every branch and tag of url, and no ref that
-// url no longer has. cred is the repository's credential (none: the zero
+// it when it does not exist: every branch, tag and pull request head of
+// url, and no ref that url no longer has. cred is the repository's credential (none: the zero
 // Credential), used for a remote URL; the mirror's config does not keep it.
 func (m *Mirrors) Fetch(ctx context.Context, id, url string, cred gitauth.Credential) error {
 	path, local, err := IsLocal(url)
@@ -248,7 +248,15 @@ func openSource(path, url string) (*git.Repository, error) {
 	return src, nil
 }
 
-func isMirrored(name plumbing.ReferenceName) bool { return name.IsBranch() || name.IsTag() }
+func isMirrored(name plumbing.ReferenceName) bool {
+	return name.IsBranch() || name.IsTag() || pullRequestHead.MatchString(name.String())
+}
+
+// pullRequestHead matches the refs forges keep pull (merge) requests'
+// heads under: GitHub's and Gitea's refs/pull/<n>/head, GitLab's
+// refs/merge-requests/<n>/head. They are mirrored too, so that the head
+// of a pull request from a fork is in the mirror.
+var pullRequestHead = regexp.MustCompile(`^refs/(pull|merge-requests)/[0-9]+/head$`)
 
 // fetchLocal copies the objects the mirror lacks from the repository at
 // path, then makes the mirror's branches and tags equal to the source's.
@@ -386,7 +394,8 @@ func syncRefs(dst *git.Repository, want map[plumbing.ReferenceName]plumbing.Hash
 }
 
 func fetchRemote(ctx context.Context, repo *git.Repository, url string, auth transport.AuthMethod) error {
-	specs := []config.RefSpec{"+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"}
+	specs := []config.RefSpec{"+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*",
+		"+refs/pull/*/head:refs/pull/*/head", "+refs/merge-requests/*/head:refs/merge-requests/*/head"}
 	if _, err := repo.Remote(remoteName); errors.Is(err, git.ErrRemoteNotFound) {
 		_, err = repo.CreateRemote(&config.RemoteConfig{Name: remoteName, URLs: []string{url}, Fetch: specs})
 		if err != nil {

@@ -147,6 +147,7 @@ func (s *session) repoAddCmd() *cobra.Command {
 	var name, branch string
 	var cred gitCredentialFlags
 	var place forgeFlags
+	var prSecrets bool
 	cmd := &cobra.Command{
 		Use:   "add <git-url-or-path>",
 		Short: "Register a repository",
@@ -193,6 +194,7 @@ rotate it with sluice secret set (docs/security.md, "Repository credentials").`,
 			}
 			res, err := s.source().CreateRepository(cmd.Context(), &sourcev1.CreateRepositoryRequest{
 				Url: url, Name: name, Branch: branch, GitCredential: credential, Forge: onForge, ForgeToken: forgeToken,
+				PullRequestSecrets: prSecrets,
 			})
 			return s.render(res, err, func() error {
 				r := res.GetRepository()
@@ -211,6 +213,7 @@ rotate it with sluice secret set (docs/security.md, "Repository credentials").`,
 	cmd.Flags().StringVar(&branch, "branch", "", "branch to watch and release (default: the repository's HEAD branch)")
 	cred.add(cmd)
 	place.add(cmd)
+	cmd.Flags().BoolVar(&prSecrets, "pull-request-secrets", false, "let runs of pull requests from the repository's own branches have the secrets their pipeline asks for (never those from forks)")
 	return withFields(cmd, "url", "<git-url-or-path>", "name", "--name", "branch", "--branch")
 }
 
@@ -358,17 +361,22 @@ only if it succeeded.`,
 
 func (s *session) runsCmd() *cobra.Command {
 	var limit int32
+	var pr int64
 	cmd := &cobra.Command{
 		Use:   "runs [<repo>]",
 		Short: "List runs, newest first",
-		Long:  "List the runs of every repository, or of one, newest first.",
+		Long:  "List the runs of every repository, or of one, newest first; with --pr, those of one of its pull (merge) requests.",
 		Example: `  $ sluice runs
   $ sluice runs hello --limit 5
+  $ sluice runs hello --pr 7
   $ sluice runs hello --output json`,
 		Args:              needArgs("[<repo>]"),
 		ValidArgsFunction: s.completeRepos,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			req := &sourcev1.ListRunsRequest{PageSize: limit}
+			req := &sourcev1.ListRunsRequest{PageSize: limit, PullRequest: pr}
+			if pr != 0 && len(args) == 0 {
+				return usagef(cmd, "--pr needs the repository: sluice runs <repo> --pr %d", pr)
+			}
 			if len(args) == 1 {
 				req.Repository = args[0]
 			}
@@ -386,7 +394,8 @@ func (s *session) runsCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().Int32Var(&limit, "limit", 20, "how many runs (at most 1000)")
-	return withFields(cmd, "repository", "<repo>", "limit", "--limit", "page_size", "--limit")
+	cmd.Flags().Int64Var(&pr, "pr", 0, "only the runs of this pull (merge) request")
+	return withFields(cmd, "repository", "<repo>", "limit", "--limit", "page_size", "--limit", "pull_request", "--pr")
 }
 
 func (s *session) showCmd() *cobra.Command {

@@ -108,3 +108,12 @@ func TestWebhookForge(t *testing.T) {
 		}
 	}
 }
+
+func TestRunsOfAPullRequestNeedItsRepository(t *testing.T) {
+	t.Parallel()
+	f := startFake(t, true)
+	r := run(t, f.env(), "runs", "--pr", "3")
+	if r.code != 2 || !strings.Contains(r.stderr, "--pr needs the repository") {
+		t.Errorf("runs --pr without a repository: exit %d, stderr %q", r.code, r.stderr)
+	}
+}

@@ -262,6 +262,9 @@ const (
 	Trigger_TRIGGER_MANUAL      Trigger = 1
 	Trigger_TRIGGER_POLL        Trigger = 2
 	Trigger_TRIGGER_WEBHOOK     Trigger = 3
+	// A pull (merge) request was opened, reopened or pushed to: the run is
+	// of its head commit, on branch pull/<number>, and never releases.
+	Trigger_TRIGGER_PULL_REQUEST Trigger = 4
 )
 
 // Enum value maps for Trigger.
@@ -271,12 +274,14 @@ var (
 		1: "TRIGGER_MANUAL",
 		2: "TRIGGER_POLL",
 		3: "TRIGGER_WEBHOOK",
+		4: "TRIGGER_PULL_REQUEST",
 	}
 	Trigger_value = map[string]int32{
-		"TRIGGER_UNSPECIFIED": 0,
-		"TRIGGER_MANUAL":      1,
-		"TRIGGER_POLL":        2,
-		"TRIGGER_WEBHOOK":     3,
+		"TRIGGER_UNSPECIFIED":  0,
+		"TRIGGER_MANUAL":       1,
+		"TRIGGER_POLL":         2,
+		"TRIGGER_WEBHOOK":      3,
+		"TRIGGER_PULL_REQUEST": 4,
 	}
 )
 
@@ -325,8 +330,11 @@ type Repository struct {
 	// Whether the repository has its forge token (the secret
 	// SLUICE_FORGE_TOKEN); never its value.
 	HasForgeToken bool `protobuf:"varint,10,opt,name=has_forge_token,json=hasForgeToken,proto3" json:"has_forge_token,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// Whether runs of pull requests from the repository's own branches get
+	// the secrets their pipeline asks for; those from forks never do.
+	PullRequestSecrets bool `protobuf:"varint,11,opt,name=pull_request_secrets,json=pullRequestSecrets,proto3" json:"pull_request_secrets,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *Repository) Reset() {
@@ -425,6 +433,13 @@ func (x *Repository) GetForge() *Forge {
 func (x *Repository) GetHasForgeToken() bool {
 	if x != nil {
 		return x.HasForgeToken
+	}
+	return false
+}
+
+func (x *Repository) GetPullRequestSecrets() bool {
+	if x != nil {
+		return x.PullRequestSecrets
 	}
 	return false
 }
@@ -713,9 +728,12 @@ type CreateRepositoryRequest struct {
 	// The token Sluice calls the forge's API with (commit statuses,
 	// releases, reconciliation); kept as the repository's secret
 	// SLUICE_FORGE_TOKEN. Needs forge.
-	ForgeToken    string `protobuf:"bytes,7,opt,name=forge_token,json=forgeToken,proto3" json:"forge_token,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// Let runs of pull requests from the repository's own branches have
+	// the secrets their pipeline asks for (those from forks never do).
+	PullRequestSecrets bool   `protobuf:"varint,8,opt,name=pull_request_secrets,json=pullRequestSecrets,proto3" json:"pull_request_secrets,omitempty"`
+	ForgeToken         string `protobuf:"bytes,7,opt,name=forge_token,json=forgeToken,proto3" json:"forge_token,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *CreateRepositoryRequest) Reset() {
@@ -788,6 +806,13 @@ func (x *CreateRepositoryRequest) GetForge() *Forge {
 		return x.Forge
 	}
 	return nil
+}
+
+func (x *CreateRepositoryRequest) GetPullRequestSecrets() bool {
+	if x != nil {
+		return x.PullRequestSecrets
+	}
+	return false
 }
 
 func (x *CreateRepositoryRequest) GetForgeToken() string {
@@ -1293,8 +1318,12 @@ type Run struct {
 	// The run's concurrency group ("branch main", "repository"); empty when
 	// its pipeline names none.
 	ConcurrencyGroup string `protobuf:"bytes,21,opt,name=concurrency_group,json=concurrencyGroup,proto3" json:"concurrency_group,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// The pull (merge) request a TRIGGER_PULL_REQUEST run is of, and
+	// whether its head is in a fork (such a run never gets secrets).
+	PullRequest         int64 `protobuf:"varint,22,opt,name=pull_request,json=pullRequest,proto3" json:"pull_request,omitempty"`
+	PullRequestFromFork bool  `protobuf:"varint,23,opt,name=pull_request_from_fork,json=pullRequestFromFork,proto3" json:"pull_request_from_fork,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *Run) Reset() {
@@ -1474,6 +1503,20 @@ func (x *Run) GetConcurrencyGroup() string {
 	return ""
 }
 
+func (x *Run) GetPullRequest() int64 {
+	if x != nil {
+		return x.PullRequest
+	}
+	return 0
+}
+
+func (x *Run) GetPullRequestFromFork() bool {
+	if x != nil {
+		return x.PullRequestFromFork
+	}
+	return false
+}
+
 // ListRunsRequest pages through runs, newest first.
 type ListRunsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1484,7 +1527,10 @@ type ListRunsRequest struct {
 	// How many runs to return: 0 means limit, or 50, at most 1000.
 	PageSize int32 `protobuf:"varint,3,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	// The next_page_token of the page before; empty for the first page.
-	PageToken     string `protobuf:"bytes,4,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	PageToken string `protobuf:"bytes,4,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// Only the runs of this pull (merge) request of repository; 0: every
+	// run.
+	PullRequest   int64 `protobuf:"varint,5,opt,name=pull_request,json=pullRequest,proto3" json:"pull_request,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1545,6 +1591,13 @@ func (x *ListRunsRequest) GetPageToken() string {
 		return x.PageToken
 	}
 	return ""
+}
+
+func (x *ListRunsRequest) GetPullRequest() int64 {
+	if x != nil {
+		return x.PullRequest
+	}
+	return 0
 }
 
 type ListRunsResponse struct {
@@ -2194,7 +2247,7 @@ var File_sluice_source_v1_source_proto protoreflect.FileDescriptor
 
 const file_sluice_source_v1_source_proto_rawDesc = "" +
 	"\n" +
-	"\x1dsluice/source/v1/source.proto\x12\x10sluice.source.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bsluice/auth/v1/policy.proto\x1a\x1fsluice/source/v1/pipeline.proto\"\x8b\x03\n" +
+	"\x1dsluice/source/v1/source.proto\x12\x10sluice.source.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bsluice/auth/v1/policy.proto\x1a\x1fsluice/source/v1/pipeline.proto\"\xbd\x03\n" +
 	"\n" +
 	"Repository\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
@@ -2208,7 +2261,8 @@ const file_sluice_source_v1_source_proto_rawDesc = "" +
 	"\x0egit_credential\x18\b \x01(\x0e2#.sluice.source.v1.GitCredentialKindR\rgitCredential\x12-\n" +
 	"\x05forge\x18\t \x01(\v2\x17.sluice.source.v1.ForgeR\x05forge\x12&\n" +
 	"\x0fhas_forge_token\x18\n" +
-	" \x01(\bR\rhasForgeToken\"\xe5\x02\n" +
+	" \x01(\bR\rhasForgeToken\x120\n" +
+	"\x14pull_request_secrets\x18\v \x01(\bR\x12pullRequestSecrets\"\xe5\x02\n" +
 	"\x05Forge\x12;\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x1b.sluice.source.v1.ForgeKindB\n" +
 	"\xbaH\a\x82\x01\x04\x10\x01 \x00R\x04kind\x12\xb7\x01\n" +
@@ -2230,7 +2284,7 @@ const file_sluice_source_v1_source_proto_rawDesc = "" +
 	"\vprivate_key\x18\x01 \x01(\tB\v\xbaH\br\x06 \x01(\x80\x80\x01R\n" +
 	"privateKey\x12,\n" +
 	"\vknown_hosts\x18\x02 \x01(\tB\v\xbaH\br\x06 \x01(\x80\x80\x04R\n" +
-	"knownHosts\"\xc6\b\n" +
+	"knownHosts\"\xf8\b\n" +
 	"\x17CreateRepositoryRequest\x12\x9a\x03\n" +
 	"\x03url\x18\x01 \x01(\tB\x87\x03\xbaH\x83\x03\xba\x01\xf8\x02\n" +
 	"\x12url.no_credentials\x12\xfa\x01must not contain credentials (user:password@ or token@): Sluice would store and show them with the URL; register the URL without them and give the token in a file: sluice repo add URL --git-token-file FILE (docs/security.md, \"Repository credentials\")\x1ae!this.matches('^[A-Za-z][A-Za-z0-9+.-]*://[^/@]*:[^/@]*@') && !this.matches('^(?i:https?)://[^/@]+@')r\x05\x10\x01\x18\x80\x10R\x03url\x126\n" +
@@ -2239,7 +2293,8 @@ const file_sluice_source_v1_source_proto_rawDesc = "" +
 	"\x0ewebhook_secret\x18\x04 \x01(\tB\x82\x01\xbaH\x7f\xba\x01w\n" +
 	"\x19webhook_secret.not_sealed\x12@must not start with \"age:\", the mark of a value Sluice encrypted\x1a\x18!this.startsWith('age:')r\x03\x18\x80\x02R\rwebhookSecret\x12F\n" +
 	"\x0egit_credential\x18\x05 \x01(\v2\x1f.sluice.source.v1.GitCredentialR\rgitCredential\x12-\n" +
-	"\x05forge\x18\x06 \x01(\v2\x17.sluice.source.v1.ForgeR\x05forge\x12\x8a\x01\n" +
+	"\x05forge\x18\x06 \x01(\v2\x17.sluice.source.v1.ForgeR\x05forge\x120\n" +
+	"\x14pull_request_secrets\x18\b \x01(\bR\x12pullRequestSecrets\x12\x8a\x01\n" +
 	"\vforge_token\x18\a \x01(\tBi\xbaHf\xba\x01^\n" +
 	"\x14forge_token.one_line\x12\x1fmust be one line without spaces\x1a%!this.matches('[[:space:][:cntrl:]]')r\x03(\x80 R\n" +
 	"forgeToken:\x82\x01\xbaH\x7f\x1a}\n" +
@@ -2283,7 +2338,7 @@ const file_sluice_source_v1_source_proto_rawDesc = "" +
 	"failedStep\x12\x1b\n" +
 	"\texit_code\x18\a \x01(\x05R\bexitCode\x12$\n" +
 	"\x0elast_log_lines\x18\b \x03(\tR\flastLogLines\x12\x16\n" +
-	"\x06detail\x18\t \x01(\tR\x06detail\"\xf8\x06\n" +
+	"\x06detail\x18\t \x01(\tR\x06detail\"\xd0\a\n" +
 	"\x03Run\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12#\n" +
 	"\rrepository_id\x18\x02 \x01(\tR\frepositoryId\x12\x1e\n" +
@@ -2311,7 +2366,9 @@ const file_sluice_source_v1_source_proto_rawDesc = "" +
 	"rerun_from\x18\x13 \x01(\tR\trerunFrom\x129\n" +
 	"\n" +
 	"admit_time\x18\x14 \x01(\v2\x1a.google.protobuf.TimestampR\tadmitTime\x12+\n" +
-	"\x11concurrency_group\x18\x15 \x01(\tR\x10concurrencyGroup\"\xae\x01\n" +
+	"\x11concurrency_group\x18\x15 \x01(\tR\x10concurrencyGroup\x12!\n" +
+	"\fpull_request\x18\x16 \x01(\x03R\vpullRequest\x123\n" +
+	"\x16pull_request_from_fork\x18\x17 \x01(\bR\x13pullRequestFromFork\"\x80\x03\n" +
 	"\x0fListRunsRequest\x12'\n" +
 	"\n" +
 	"repository\x18\x01 \x01(\tB\a\xbaH\x04r\x02\x18dR\n" +
@@ -2321,7 +2378,9 @@ const file_sluice_source_v1_source_proto_rawDesc = "" +
 	"\tpage_size\x18\x03 \x01(\x05B\n" +
 	"\xbaH\a\x1a\x05\x18\xe8\a(\x00R\bpageSize\x12'\n" +
 	"\n" +
-	"page_token\x18\x04 \x01(\tB\b\xbaH\x05r\x03\x18\x80\bR\tpageToken\"e\n" +
+	"page_token\x18\x04 \x01(\tB\b\xbaH\x05r\x03\x18\x80\bR\tpageToken\x12*\n" +
+	"\fpull_request\x18\x05 \x01(\x03B\a\xbaH\x04\"\x02(\x00R\vpullRequest:\xa3\x01\xbaH\x9f\x01\x1a\x9c\x01\n" +
+	"\x1dpull_request.needs_repository\x12Jpull_request needs repository: a pull request's number is its repository's\x1a/this.pull_request == 0 || this.repository != ''\"e\n" +
 	"\x10ListRunsResponse\x12)\n" +
 	"\x04runs\x18\x01 \x03(\v2\x15.sluice.source.v1.RunR\x04runs\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"1\n" +
@@ -2386,12 +2445,13 @@ const file_sluice_source_v1_source_proto_rawDesc = "" +
 	"\x16STAGE_STATUS_SUCCEEDED\x10\x03\x12\x17\n" +
 	"\x13STAGE_STATUS_FAILED\x10\x04\x12\x18\n" +
 	"\x14STAGE_STATUS_SKIPPED\x10\x05\x12\x1a\n" +
-	"\x16STAGE_STATUS_CANCELLED\x10\x06*]\n" +
+	"\x16STAGE_STATUS_CANCELLED\x10\x06*w\n" +
 	"\aTrigger\x12\x17\n" +
 	"\x13TRIGGER_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eTRIGGER_MANUAL\x10\x01\x12\x10\n" +
 	"\fTRIGGER_POLL\x10\x02\x12\x13\n" +
-	"\x0fTRIGGER_WEBHOOK\x10\x032\x80\t\n" +
+	"\x0fTRIGGER_WEBHOOK\x10\x03\x12\x18\n" +
+	"\x14TRIGGER_PULL_REQUEST\x10\x042\x80\t\n" +
 	"\rSourceService\x12\x8a\x01\n" +
 	"\x10CreateRepository\x12).sluice.source.v1.CreateRepositoryRequest\x1a*.sluice.source.v1.CreateRepositoryResponse\"\x1f\x8a\xe7\x18\x1b\b\x032\x11repository.create:\x04name\x12s\n" +
 	"\x10ListRepositories\x12).sluice.source.v1.ListRepositoriesRequest\x1a*.sluice.source.v1.ListRepositoriesResponse\"\b\x8a\xe7\x18\x04\b\x01\x18\x01\x12t\n" +

@@ -1,0 +1,164 @@
+package source
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/sluicehq/sluice/platform/apierror"
+	"github.com/sluicehq/sluice/platform/events"
+	"github.com/sluicehq/sluice/platform/forge"
+	"github.com/sluicehq/sluice/services/source/domain"
+	"github.com/sluicehq/sluice/services/source/gitmirror"
+)
+
+// The pull request use case: a pull (merge) request that is opened,
+// reopened or pushed to starts a run of its head commit, once per
+// delivery and once per commit; one that is closed (merged or not) has
+// its runs that have not ended cancelled.
+//
+// Such a run is on branch pull/<number>, with ref refs/pull/<number>/head
+// (GitLab: refs/merge-requests/<number>/head), trigger pull_request (the
+// `event` its conditions see), and its pipeline's release section removed:
+// a pull request never releases or deploys. It gets secrets only when the
+// repository allows it for pull requests from its own branches, and never
+// when its head is in a fork (ResolveSecrets).
+
+// PullRequestBranch is the branch a pull request's runs are on: their
+// concurrency group, commit de-duplication and caches are the pull
+// request's own.
+func PullRequestBranch(number int64) string { return fmt.Sprintf("pull/%d", number) }
+
+// pullRequestRef is the ref a forge keeps a pull request's head under.
+func pullRequestRef(kind forge.Kind, number int64) string {
+	if kind == forge.GitLab {
+		return fmt.Sprintf("refs/merge-requests/%d/head", number)
+	}
+	return fmt.Sprintf("refs/pull/%d/head", number)
+}
+
+// PullRequest handles a pull request event of forge kind.
+func (s *Service) PullRequest(ctx context.Context, repo domain.Repository, kind forge.Kind, deliveryID string, pr forge.PullRequest) (PushResult, error) {
+	runID, err := s.store.DeliveryRun(ctx, repo.ID, deliveryID)
+	switch {
+	case err == nil:
+		return PushResult{Outcome: "duplicate", RunID: runID, Reason: "duplicate delivery"}, nil
+	case !errors.Is(err, apierror.ErrNotFound):
+		return PushResult{}, err
+	}
+	switch pr.Action {
+	case forge.PullRequestClosed:
+		return s.closePullRequest(ctx, repo, pr.Number)
+	case forge.PullRequestOpened, forge.PullRequestUpdated, forge.PullRequestReopened:
+	default:
+		return PushResult{Outcome: "ignored", Reason: fmt.Sprintf("pull request #%d: nothing to run for this change", pr.Number)}, nil
+	}
+	branch := PullRequestBranch(pr.Number)
+	if runID, err := s.store.CommitRun(ctx, repo.ID, branch, pr.HeadSHA); err == nil {
+		return PushResult{Outcome: "duplicate commit", RunID: runID,
+			Reason: fmt.Sprintf("commit %s already has run %s on pull request #%d", pr.HeadSHA, runID, pr.Number)}, nil
+	} else if !errors.Is(err, apierror.ErrNotFound) {
+		return PushResult{}, err
+	}
+	if err := s.fetch(ctx, repo); err != nil {
+		return PushResult{}, err
+	}
+	if _, err := s.mirrors.Commit(repo.ID, pr.HeadSHA); err != nil {
+		if errors.Is(err, gitmirror.ErrNotFound) {
+			return PushResult{}, fmt.Errorf("pull_request.head.sha: commit %s is not in repository %q after fetching it: %w", pr.HeadSHA, repo.Name, apierror.ErrFailedPrecondition)
+		}
+		return PushResult{}, err
+	}
+	res := gitmirror.Resolved{Commit: pr.HeadSHA, Ref: pullRequestRef(kind, pr.Number), Branch: branch}
+	run, err := s.startRun(ctx, repo, res, domain.TriggerPullRequest, func(tx *sql.Tx, run domain.Run) error {
+		if err := insertDelivery(ctx, tx, repo.ID, deliveryID, run.ID, run.CreatedAt); err != nil {
+			return err
+		}
+		ev, err := events.New(changeReceivedToProto(repo, run, domain.TriggerPullRequest, deliveryID), run.Commit, run.ID)
+		if err != nil {
+			return err
+		}
+		return events.Enqueue(ctx, tx, ev)
+	}, func(r *domain.Run) {
+		r.PullRequest, r.PullRequestFromFork = pr.Number, pr.FromFork
+		if r.Pipeline.GetRelease() != nil {
+			// Never released nor deployed.
+			r.Pipeline.Release = nil
+		}
+	})
+	if errors.Is(err, errDuplicateDelivery) {
+		runID, err := s.store.DeliveryRun(ctx, repo.ID, deliveryID)
+		return PushResult{Outcome: "duplicate", RunID: runID, Reason: "duplicate delivery"}, err
+	}
+	if existing := new(existingRun); errors.As(err, &existing) {
+		return PushResult{Outcome: "duplicate commit", RunID: existing.RunID,
+			Reason: fmt.Sprintf("commit %s already has run %s on pull request #%d", pr.HeadSHA, existing.RunID, pr.Number)}, nil
+	}
+	if err != nil {
+		return PushResult{}, err
+	}
+	s.log.Info("pull request run", slog.String("repository", repo.Name), slog.Int64("pull_request", pr.Number),
+		slog.Bool("from_fork", pr.FromFork), slog.String("run_id", run.ID), slog.String("commit", run.Commit))
+	return PushResult{Outcome: "queued", RunID: run.ID}, nil
+}
+
+// closePullRequest cancels the runs of a closed pull request that have
+// not ended.
+func (s *Service) closePullRequest(ctx context.Context, repo domain.Repository, number int64) (PushResult, error) {
+	by := fmt.Sprintf("pull request #%d was closed", number)
+	var cancelled []string
+	err := s.store.InTx(ctx, func(tx *sql.Tx) error {
+		cancelled = nil
+		ids, err := openPullRequestRuns(ctx, tx, repo.ID, number)
+		if err != nil {
+			return err
+		}
+		for _, id := range ids {
+			run, err := lockRun(ctx, tx, id)
+			if err != nil {
+				return err
+			}
+			if run.Status.Final() {
+				continue
+			}
+			if err := cancel(ctx, tx, &run, by); err != nil {
+				return err
+			}
+			cancelled = append(cancelled, id)
+		}
+		return nil
+	})
+	if err != nil {
+		return PushResult{}, err
+	}
+	if len(cancelled) == 0 {
+		return PushResult{Outcome: "ignored", Reason: by + "; none of its runs was still going"}, nil
+	}
+	s.outbox.Kick()
+	s.changes.notify()
+	s.wakeAdmission()
+	s.log.Info("pull request closed: its runs cancelled", slog.String("repository", repo.Name), slog.Int64("pull_request", number), slog.Any("runs", cancelled))
+	return PushResult{Outcome: "cancelled", RunID: cancelled[0], Reason: fmt.Sprintf("%s; cancelled %d run(s)", by, len(cancelled))}, nil
+}
+
+// openPullRequestRuns lists the runs of a pull request that have not
+// ended.
+func openPullRequestRuns(ctx context.Context, tx *sql.Tx, repoID string, number int64) ([]string, error) {
+	rows, err := tx.QueryContext(ctx, `SELECT id FROM runs WHERE repository_id = $1 AND pull_request = $2 AND status IN ($3, $4) ORDER BY created_at`,
+		repoID, number, string(domain.RunQueued), string(domain.RunRunning))
+	if err != nil {
+		return nil, fmt.Errorf("list the runs of pull request #%d: %w", number, err)
+	}
+	defer rows.Close()
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, fmt.Errorf("list the runs of pull request #%d: %w", number, err)
+		}
+		ids = append(ids, id)
+	}
+	return ids, rows.Err()
+}
