@@ -42,7 +42,9 @@ func statusesOn(t *testing.T, c *gitea.Client, owner, repo, sha string) []*gitea
 // --forge gitea and a token, gets a run from Gitea's own push webhook (its
 // X-Gitea-Signature checked), and Gitea shows the run's commit status as
 // it goes: pending, then success, with the run's link; a pull request
-// opened on Gitea runs its head, and Gitea shows that status too. It logs
+// opened on Gitea runs its head, and Gitea shows that status too; one
+// opened while Sluice is down, its webhook lost, is run by the first poll
+// after the restart (the reconciliation). It logs
 // the time from the push to the pending status on Gitea, and from the
 // run's end to the final status there.
 func TestGiteaCommitStatuses(t *testing.T) {
@@ -55,7 +57,7 @@ func TestGiteaCommitStatuses(t *testing.T) {
 	repo := newGitRepo(t, map[string]string{".sluice.yaml": forgePipeline})
 	g.Push(t, repo.Dir, "hello", "main")
 
-	p, _ := startAllInOne(t, t.TempDir(), "SLUICE_NOTIFY_RUN_URL=https://ci.example.com/runs/{run}")
+	p, up := startAllInOne(t, t.TempDir(), "SLUICE_NOTIFY_RUN_URL=https://ci.example.com/runs/{run}")
 	tokenFile := filepath.Join(t.TempDir(), "forge-token")
 	if err := os.WriteFile(tokenFile, []byte(g.Token+"\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -149,6 +151,30 @@ func TestGiteaCommitStatuses(t *testing.T) {
 		t.Errorf("runs of pull request #%d: %+v", pr.Index, prRuns.Runs)
 	}
 	t.Logf("pull request #%d: statuses on gitea %v", pr.Index, seen)
+
+	// A pull request opened while Sluice is down: Gitea's webhook is lost.
+	// The first poll after the restart asks Gitea for its open pull
+	// requests and runs the one it missed.
+	up.stop()
+	repo.SetRef("refs/heads/second", repo.CommitFile("second.txt", "s\n", "a second feature\n"))
+	second := repo.CommitFile("second.txt", "s2\n", "the second feature, finished\n")
+	g.Push(t, repo.Dir, "hello", second+":refs/heads/second")
+	missed, _, err := client.CreatePullRequest(g.User, "hello", gitea.CreatePullRequestOption{Head: "second", Base: "main", Title: "a second feature"})
+	if err != nil {
+		t.Fatalf("gitea: open a pull request: %v", err)
+	}
+	port, err := strconv.Atoi(p.url[strings.LastIndex(p.url, ":")+1:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.restartAllInOne(t, port, "--poll-interval", "2s")
+	seen, _, final, _ = waitFinalStatus(t, p, g, client, second)
+	if final.State != gitea.StatusSuccess {
+		t.Fatalf("missed pull request #%d: final status %s %q; seen %v", missed.Index, final.State, final.Description, seen)
+	}
+	if out := mustCLI(t, p.env, "runs", "hello", "--pr", strconv.FormatInt(missed.Index, 10)); strings.Count(out, "\n") != 2 {
+		t.Errorf("runs of the missed pull request #%d:\n%s", missed.Index, out)
+	}
 }
 
 // waitFinalStatus polls Gitea's statuses of sha every 20 ms until one is

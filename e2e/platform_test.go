@@ -92,10 +92,11 @@ func startAllInOne(t *testing.T, dataDir string, env ...string) (*platform, *pro
 	return p, pr
 }
 
-func (p *platform) restartAllInOne(t *testing.T, port int) *proc {
+func (p *platform) restartAllInOne(t *testing.T, port int, flags ...string) *proc {
 	t.Helper()
-	pr := startProc(t, "sluice up", p.env, bin(t, "sluice"), "up", "--data-dir", p.dataDir,
-		"--addr", fmt.Sprintf("127.0.0.1:%d", port), "--poll-interval", "0", "--log-level", "debug")
+	args := append([]string{"up", "--data-dir", p.dataDir,
+		"--addr", fmt.Sprintf("127.0.0.1:%d", port), "--poll-interval", "0", "--log-level", "debug"}, flags...)
+	pr := startProc(t, "sluice up", p.env, bin(t, "sluice"), args...)
 	p.procs = append(p.procs, pr)
 	waitHTTP(t, p.url+"/readyz", 60*time.Second, pr)
 	// It prints the API's address once the platform accepts its token.

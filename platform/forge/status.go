@@ -50,10 +50,14 @@ const MaxDescription = 140
 // refused, a repository not found yet) may pass, and are retried.
 var ErrRejected = errors.New("the forge rejected the request")
 
-// Client reports to one repository on its forge.
+// Client reports to one repository on its forge, and reads what the
+// reconciliation compares with what Sluice has seen.
 type Client interface {
 	// SetStatus sets the status of commit sha in st.Context.
 	SetStatus(ctx context.Context, sha string, st Status) error
+	// OpenPullRequests lists the open pull (merge) requests with their
+	// heads, newest first, at most MaxOpenPullRequests.
+	OpenPullRequests(ctx context.Context) ([]PullRequest, error)
 }
 
 // NewClient is a client of repo's forge API that sends token, through

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"sync"
 	"time"
 
@@ -43,6 +44,9 @@ type Service struct {
 	keys *keyring.Ring
 	// admission wakes the admission pass (Admit).
 	admission chan struct{}
+	// forgeHTTP calls the forges' APIs (the reconciliation) through the
+	// egress policy; it follows no redirect.
+	forgeHTTP *http.Client
 	// recording serialises this process's transactions that record a new
 	// run: on PostgreSQL, runs recorded side by side (a burst of
 	// triggers, pushes to one branch) conflict on the branch's commits and
@@ -89,6 +93,7 @@ func NewService(cfg Config, d Deps) (*Service, error) {
 		cfg:       cfg,
 		store:     d.Store,
 		mirrors:   gitmirror.New(cfg.mirrorsDir(), d.Egress, d.Supervisor),
+		forgeHTTP: forgeClient(d.Egress),
 		outbox:    d.Outbox,
 		log:       d.Log,
 		changes:   &broadcast{},
@@ -154,4 +159,14 @@ func (b *broadcast) notify() {
 		close(b.ch)
 		b.ch = nil
 	}
+}
+
+// forgeClient is the HTTP client of the forges' APIs: every connection is
+// checked against the egress policy when it is dialed, and a redirect is
+// an answer, not followed (it would take the token elsewhere).
+func forgeClient(policy *egress.Policy) *http.Client {
+	c := policy.Client()
+	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	c.Timeout = forgeTimeout
+	return c
 }

@@ -979,3 +979,23 @@ func boolInt(b bool) int {
 	}
 	return 0
 }
+
+// OpenPullRequestNumbers lists the pull requests of a repository that
+// have runs that have not ended.
+func (s *Store) OpenPullRequestNumbers(ctx context.Context, repoID string) ([]int64, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT DISTINCT pull_request FROM runs WHERE repository_id = $1 AND pull_request > 0 AND status IN ($2, $3)`,
+		repoID, string(domain.RunQueued), string(domain.RunRunning))
+	if err != nil {
+		return nil, fmt.Errorf("list the pull requests with runs going: %w", err)
+	}
+	defer rows.Close()
+	var out []int64
+	for rows.Next() {
+		var n int64
+		if err := rows.Scan(&n); err != nil {
+			return nil, fmt.Errorf("list the pull requests with runs going: %w", err)
+		}
+		out = append(out, n)
+	}
+	return out, rows.Err()
+}
