@@ -28,6 +28,12 @@ func (f *fakePulls) set(body string) {
 	f.body = body
 }
 
+func (f *fakePulls) authorization() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.auth
+}
+
 func (f *fakePulls) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -76,8 +82,8 @@ func TestReconcileMissedPullRequests(t *testing.T) {
 	if r := runs[0]; r.GetCommit() != head || r.GetTrigger() != sourcev1.Trigger_TRIGGER_PULL_REQUEST || r.GetBranch() != "pull/5" {
 		t.Errorf("reconciled run %+v", r)
 	}
-	if api.auth != "Bearer ghp-reconcile-canary" {
-		t.Errorf("the forge was asked with %q", api.auth)
+	if auth := api.authorization(); auth != "Bearer ghp-reconcile-canary" {
+		t.Errorf("the forge was asked with %q", auth)
 	}
 	time.Sleep(600 * time.Millisecond) // more polls: still one run
 	res, _ := h.client.ListRuns(context.Background(), &sourcev1.ListRunsRequest{Repository: "app", PullRequest: 5})
