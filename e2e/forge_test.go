@@ -79,7 +79,7 @@ func TestGiteaCommitStatuses(t *testing.T) {
 	}
 
 	var toPending, endToFinal []time.Duration
-	for i := range 3 {
+	for i := range 5 {
 		sha := repo.CommitFile("change.txt", strings.Repeat("x", i+1)+"\n", "change "+string(rune('a'+i))+"\n")
 		pushed := time.Now()
 		g.Push(t, repo.Dir, "hello", "main")

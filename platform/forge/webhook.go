@@ -98,7 +98,7 @@ var fullSHA = regexp.MustCompile(`^[0-9a-f]{40}([0-9a-f]{24})?$`)
 //     the hex HMAC-SHA256 without a prefix; X-Gitea-Event and
 //     X-Gitea-Delivery (or the X-Forgejo-* ones).
 //   - GitLab: X-Gitlab-Token, the secret itself, compared in constant
-//     time; X-Gitlab-Event and X-Gitlab-Event-UUID (or Idempotency-Key).
+//     time; X-Gitlab-Event and Idempotency-Key (or X-Gitlab-Event-UUID).
 func ParseWebhook(kind Kind, h http.Header, body []byte, secret string) (Event, error) {
 	if secret == "" {
 		return Event{}, fmt.Errorf("the repository has no webhook secret: %w", ErrSignature)
@@ -126,9 +126,11 @@ func ParseWebhook(kind Kind, h http.Header, body []byte, secret string) (Event, 
 		if subtle.ConstantTimeCompare([]byte(token), []byte(secret)) != 1 {
 			return Event{}, fmt.Errorf("wrong X-Gitlab-Token: %w", ErrSignature)
 		}
-		delivery, header := h.Get("X-Gitlab-Event-UUID"), "X-Gitlab-Event-UUID"
+		// Idempotency-Key stays the same when GitLab retries a delivery;
+		// older GitLabs send only X-Gitlab-Event-UUID.
+		delivery, header := h.Get("Idempotency-Key"), "Idempotency-Key (or X-Gitlab-Event-UUID)"
 		if delivery == "" {
-			delivery, header = h.Get("Idempotency-Key"), "X-Gitlab-Event-UUID (or Idempotency-Key)"
+			delivery = h.Get("X-Gitlab-Event-UUID")
 		}
 		return parseGitLab(h.Get("X-Gitlab-Event"), delivery, header, body)
 	}

@@ -76,6 +76,7 @@ func (s *Store) ClaimForgeStatuses(ctx context.Context, now, leaseUntil time.Tim
 			if n, err := res.RowsAffected(); err != nil {
 				return fmt.Errorf("lease commit status: %w", err)
 			} else if n == 1 {
+				fs.LeasedUntil = leaseUntil
 				claimed = append(claimed, fs)
 			}
 		}
@@ -116,12 +117,14 @@ type forgeStatusOutcome struct {
 // RecordForgeStatus ends the lease of the attempt at fs. When a newer
 // status of its key came meanwhile, that one is due now and fs's outcome
 // is moot; else fs is set (delivered), due again at o.retryAt, or dead.
+// Nothing is recorded when fs's lease is no longer its worker's (it
+// lapsed and another worker took the key): that worker records.
 func (s *Store) RecordForgeStatus(ctx context.Context, fs domain.ForgeStatus, o forgeStatusOutcome, now time.Time) error {
 	return s.db.InTx(ctx, func(tx *sql.Tx) error {
-		key := []any{fs.RepositoryID, fs.Commit, fs.Context, int64(fs.Sequence)}
+		key := []any{fs.RepositoryID, fs.Commit, fs.Context, int64(fs.Sequence), sqldb.Nanos(fs.LeasedUntil)}
 		res, err := tx.ExecContext(ctx, `UPDATE forge_statuses SET leased_until = 0,
-				next_attempt_at = CASE WHEN next_attempt_at > $5 THEN $5 ELSE next_attempt_at END
-			WHERE repository_id = $1 AND commit_sha = $2 AND context = $3 AND sequence <> $4`,
+				next_attempt_at = CASE WHEN next_attempt_at > $6 THEN $6 ELSE next_attempt_at END
+			WHERE repository_id = $1 AND commit_sha = $2 AND context = $3 AND sequence <> $4 AND leased_until = $5`,
 			append(key, sqldb.Nanos(now))...)
 		if err != nil {
 			return fmt.Errorf("record commit status: %w", err)
@@ -137,9 +140,9 @@ func (s *Store) RecordForgeStatus(ctx context.Context, fs domain.ForgeStatus, o 
 				status = domain.StatusDead
 			}
 		}
-		_, err = tx.ExecContext(ctx, `UPDATE forge_statuses SET leased_until = 0, status = $5, next_attempt_at = $6,
-				last_error = $7, delivered_at = $8, attempt_count = attempt_count + 1
-			WHERE repository_id = $1 AND commit_sha = $2 AND context = $3 AND sequence = $4`,
+		_, err = tx.ExecContext(ctx, `UPDATE forge_statuses SET leased_until = 0, status = $6, next_attempt_at = $7,
+				last_error = $8, delivered_at = $9, attempt_count = attempt_count + 1
+			WHERE repository_id = $1 AND commit_sha = $2 AND context = $3 AND sequence = $4 AND leased_until = $5`,
 			append(key, string(status), next, lastError, delivered)...)
 		if err != nil {
 			return fmt.Errorf("record commit status: %w", err)

@@ -32,7 +32,7 @@ import (
 func newRepositoryFromProto(req *sourcev1.CreateRepositoryRequest) NewRepository {
 	return NewRepository{URL: req.GetUrl(), Name: req.GetName(), Branch: req.GetBranch(), WebhookSecret: req.GetWebhookSecret(),
 		Credential: gitCredentialFromProto(req.GetGitCredential()),
-		Forge:      forgeFromProto(req.GetForge()), ForgeToken: req.GetForgeToken(), PullRequestSecrets: req.GetPullRequestSecrets()}
+		Forge:      forgeFromProto(req.GetForge()), ForgeToken: req.GetForgeToken(), PullRequestSecrets: req.GetPullRequestSecrets(), ForkPullRequests: req.GetForkPullRequests()}
 }
 
 var forgeKinds = map[forge.Kind]sourcev1.ForgeKind{
@@ -85,6 +85,7 @@ func repositoryToProto(r domain.Repository) *sourcev1.Repository {
 		Forge:              forgeToProto(r.Forge),
 		HasForgeToken:      r.HasForgeToken,
 		PullRequestSecrets: r.PullRequestSecrets,
+		ForkPullRequests:   r.ForkPullRequests,
 	}
 }
 

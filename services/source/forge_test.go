@@ -194,6 +194,12 @@ func TestRegisterOnAForge(t *testing.T) {
 // giteaPullRequest posts a Gitea pull_request webhook for repository app.
 func (h *harness) giteaPullRequest(secret, delivery, action string, number int64, head string, fork bool) webhookAnswer {
 	h.t.Helper()
+	return h.giteaPullRequestTo("app", secret, delivery, action, number, head, fork)
+}
+
+// giteaPullRequestTo posts a Gitea pull_request webhook for repository.
+func (h *harness) giteaPullRequestTo(repository, secret, delivery, action string, number int64, head string, fork bool) webhookAnswer {
+	h.t.Helper()
 	headRepo := "acme/app"
 	if fork {
 		headRepo = "mallory/app"
@@ -206,7 +212,7 @@ func (h *harness) giteaPullRequest(secret, delivery, action string, number int64
 			"base": map[string]any{"ref": "main", "repo": map[string]any{"full_name": "acme/app"}},
 		},
 	})
-	req, err := http.NewRequestWithContext(context.Background(), http.MethodPost, h.url+"/webhooks/gitea/app", bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(context.Background(), http.MethodPost, h.url+"/webhooks/gitea/"+repository, bytes.NewReader(body))
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -237,7 +243,7 @@ func TestPullRequests(t *testing.T) {
 	ctx := context.Background()
 	h := newHarness(t, 0, func(c *source.Config) { c.Keys.Text = newSecretKey(t) })
 	src, _ := newGitRepo(t, "app", "main", secretsPipeline)
-	res, err := h.client.CreateRepository(ctx, &sourcev1.CreateRepositoryRequest{Url: src.Dir, PullRequestSecrets: true,
+	res, err := h.client.CreateRepository(ctx, &sourcev1.CreateRepositoryRequest{Url: src.Dir, PullRequestSecrets: true, ForkPullRequests: true,
 		Forge: &sourcev1.Forge{Kind: sourcev1.ForgeKind_FORGE_KIND_GITEA, Url: "http://127.0.0.1:3000", Project: "acme/app"}})
 	if err != nil {
 		t.Fatal(err)
@@ -292,6 +298,10 @@ func TestPullRequests(t *testing.T) {
 	if a.code != http.StatusAccepted || a.body["status"] != "cancelled" {
 		t.Fatalf("closed: %d %v", a.code, a.body)
 	}
+	// Reopened with the same head: it runs again.
+	if a := h.giteaPullRequest(secret, "pr-3b", "reopened", 7, second, false); a.code != http.StatusAccepted || a.body["status"] != "queued" {
+		t.Errorf("reopened: %d %v", a.code, a.body)
+	}
 	for _, r := range listed.GetRuns() {
 		got := h.getRun(r.Id)
 		if got.GetCancelRequestedBy() != "pull request #7 was closed" && got.GetStatus() != sourcev1.RunStatus_RUN_STATUS_CANCELLED {
@@ -313,5 +323,35 @@ func TestPullRequests(t *testing.T) {
 	_, err = h.resolve(h.asService("build"), forkRun.Id, "REGISTRY_TOKEN")
 	if connect.CodeOf(err) != connect.CodePermissionDenied || !strings.Contains(err.Error(), "from a fork") {
 		t.Errorf("a fork's run asked for a secret: %v", err)
+	}
+	// Run again, it is still the fork's pull request's run; its head
+	// cannot be triggered as an ordinary run.
+	if _, err := h.client.CancelRun(ctx, &sourcev1.CancelRunRequest{RunId: forkRun.Id, Force: true}); err != nil {
+		t.Fatal(err)
+	}
+	rerun, err := h.client.RerunRun(ctx, &sourcev1.RerunRunRequest{RunId: forkRun.Id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := rerun.GetRun(); r.GetPullRequest() != 8 || !r.GetPullRequestFromFork() || r.GetPipeline().GetRelease() != nil {
+		t.Errorf("rerun of the fork's run: %+v", r)
+	}
+	if _, err := h.resolve(h.asService("build"), rerun.GetRun().GetId(), "REGISTRY_TOKEN"); connect.CodeOf(err) != connect.CodePermissionDenied {
+		t.Errorf("the rerun of a fork's run asked for a secret: %v", err)
+	}
+	if _, err := h.client.TriggerRun(ctx, &sourcev1.TriggerRunRequest{Repository: "app", Ref: "refs/pull/8/head"}); connect.CodeOf(err) != connect.CodeInvalidArgument {
+		t.Errorf("triggering a pull request's head: %v", err)
+	}
+
+	// A repository that does not run forks' pull requests ignores them.
+	other, _ := newGitRepo(t, "noforks", "main", secretsPipeline)
+	res, err = h.client.CreateRepository(ctx, &sourcev1.CreateRepositoryRequest{Url: other.Dir,
+		Forge: &sourcev1.Forge{Kind: sourcev1.ForgeKind_FORGE_KIND_GITEA, Url: "http://127.0.0.1:3000", Project: "acme/noforks"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a = h.giteaPullRequestTo("noforks", res.GetRepository().GetWebhookSecret(), "pr-5", "opened", 9, fork, true)
+	if a.code != http.StatusAccepted || a.body["status"] != "ignored" || !strings.Contains(a.body["reason"], "--fork-pull-requests") {
+		t.Errorf("a fork's pull request on a repository that does not run them: %d %v", a.code, a.body)
 	}
 }

@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"regexp"
 
 	"github.com/sluicehq/sluice/platform/apierror"
+	"github.com/sluicehq/sluice/platform/egress"
 	"github.com/sluicehq/sluice/platform/events"
 	"github.com/sluicehq/sluice/platform/forge"
 	"github.com/sluicehq/sluice/services/source/domain"
@@ -25,6 +27,10 @@ import (
 // a pull request never releases or deploys. It gets secrets only when the
 // repository allows it for pull requests from its own branches, and never
 // when its head is in a fork (ResolveSecrets).
+
+// pullRequestHeadRef matches the refs the forges keep pull request heads
+// under.
+var pullRequestHeadRef = regexp.MustCompile(`^refs/(pull|merge-requests)/[0-9]+/head$`)
 
 // PullRequestBranch is the branch a pull request's runs are on: their
 // concurrency group, commit de-duplication and caches are the pull
@@ -55,6 +61,10 @@ func (s *Service) PullRequest(ctx context.Context, repo domain.Repository, kind 
 	default:
 		return PushResult{Outcome: "ignored", Reason: fmt.Sprintf("pull request #%d: nothing to run for this change", pr.Number)}, nil
 	}
+	if pr.FromFork && !repo.ForkPullRequests {
+		return PushResult{Outcome: "ignored", Reason: fmt.Sprintf("pull request #%d is from a fork, and repository %q does not run those: "+
+			"their commands would run on its build hosts (sluice repo add --fork-pull-requests)", pr.Number, repo.Name)}, nil
+	}
 	branch := PullRequestBranch(pr.Number)
 	if runID, err := s.store.CommitRun(ctx, repo.ID, branch, pr.HeadSHA); err == nil {
 		return PushResult{Outcome: "duplicate commit", RunID: runID,
@@ -62,7 +72,8 @@ func (s *Service) PullRequest(ctx context.Context, repo domain.Repository, kind 
 	} else if !errors.Is(err, apierror.ErrNotFound) {
 		return PushResult{}, err
 	}
-	if err := s.fetch(ctx, repo); err != nil {
+	ref := pullRequestRef(kind, pr.Number)
+	if err := s.fetchPullRequest(ctx, repo, ref); err != nil {
 		return PushResult{}, err
 	}
 	if _, err := s.mirrors.Commit(repo.ID, pr.HeadSHA); err != nil {
@@ -71,7 +82,7 @@ func (s *Service) PullRequest(ctx context.Context, repo domain.Repository, kind 
 		}
 		return PushResult{}, err
 	}
-	res := gitmirror.Resolved{Commit: pr.HeadSHA, Ref: pullRequestRef(kind, pr.Number), Branch: branch}
+	res := gitmirror.Resolved{Commit: pr.HeadSHA, Ref: ref, Branch: branch}
 	run, err := s.startRun(ctx, repo, res, domain.TriggerPullRequest, func(tx *sql.Tx, run domain.Run) error {
 		if err := insertDelivery(ctx, tx, repo.ID, deliveryID, run.ID, run.CreatedAt); err != nil {
 			return err
@@ -81,13 +92,7 @@ func (s *Service) PullRequest(ctx context.Context, repo domain.Repository, kind 
 			return err
 		}
 		return events.Enqueue(ctx, tx, ev)
-	}, func(r *domain.Run) {
-		r.PullRequest, r.PullRequestFromFork = pr.Number, pr.FromFork
-		if r.Pipeline.GetRelease() != nil {
-			// Never released nor deployed.
-			r.Pipeline.Release = nil
-		}
-	})
+	}, func(r *domain.Run) { r.AsPullRequest(pr.Number, pr.FromFork) })
 	if errors.Is(err, errDuplicateDelivery) {
 		runID, err := s.store.DeliveryRun(ctx, repo.ID, deliveryID)
 		return PushResult{Outcome: "duplicate", RunID: runID, Reason: "duplicate delivery"}, err
@@ -104,13 +109,39 @@ func (s *Service) PullRequest(ctx context.Context, repo domain.Repository, kind 
 	return PushResult{Outcome: "queued", RunID: run.ID}, nil
 }
 
+// fetchPullRequest brings the repository's branches and the pull
+// request's head (ref) into its mirror.
+func (s *Service) fetchPullRequest(ctx context.Context, repo domain.Repository, ref string) error {
+	if err := s.fetch(ctx, repo); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, fetchTimeout)
+	defer cancel()
+	cred, err := s.repositoryCredential(ctx, repo)
+	if err != nil {
+		return err
+	}
+	err = s.mirrors.FetchRef(ctx, repo.ID, repo.URL, cred, ref)
+	switch {
+	case errors.Is(err, gitmirror.ErrNotFound):
+		return fmt.Errorf("repository %q has no %s: %w", repo.Name, ref, apierror.ErrFailedPrecondition)
+	case err != nil:
+		return fmt.Errorf("repository %q: %s: %w: %w", repo.Name, ref, egress.Brief(err), apierror.ErrUnavailable)
+	}
+	return nil
+}
+
 // closePullRequest cancels the runs of a closed pull request that have
-// not ended.
+// not ended, and forgets its commits (a reopened pull request runs its
+// head again) and its head in the mirror.
 func (s *Service) closePullRequest(ctx context.Context, repo domain.Repository, number int64) (PushResult, error) {
 	by := fmt.Sprintf("pull request #%d was closed", number)
 	var cancelled []string
 	err := s.store.InTx(ctx, func(tx *sql.Tx) error {
 		cancelled = nil
+		if _, err := tx.ExecContext(ctx, `DELETE FROM branch_commits WHERE repository_id = $1 AND branch = $2`, repo.ID, PullRequestBranch(number)); err != nil {
+			return fmt.Errorf("forget the commits of pull request #%d: %w", number, err)
+		}
 		ids, err := openPullRequestRuns(ctx, tx, repo.ID, number)
 		if err != nil {
 			return err
@@ -132,6 +163,11 @@ func (s *Service) closePullRequest(ctx context.Context, repo domain.Repository, 
 	})
 	if err != nil {
 		return PushResult{}, err
+	}
+	for _, kind := range []forge.Kind{forge.GitHub, forge.GitLab} {
+		if err := s.mirrors.RemoveRef(repo.ID, pullRequestRef(kind, number)); err != nil {
+			s.log.Warn("could not remove a closed pull request's head from the mirror", slog.String("repository", repo.Name), slog.Any("error", err))
+		}
 	}
 	if len(cancelled) == 0 {
 		return PushResult{Outcome: "ignored", Reason: by + "; none of its runs was still going"}, nil

@@ -43,6 +43,8 @@ type NewRepository struct {
 	// PullRequestSecrets lets the runs of pull requests from the
 	// repository's own branches have secrets.
 	PullRequestSecrets bool
+	// ForkPullRequests lets pull requests from forks run.
+	ForkPullRequests bool
 }
 
 // CreateRepository registers a repository: it mirrors it, picks its name
@@ -122,6 +124,7 @@ func (s *Service) CreateRepository(ctx context.Context, in NewRepository) (repo 
 		ID: id, Name: name, URL: url, Branch: branch, WebhookSecret: secret,
 		LastSeenCommit: head, CreatedAt: time.Now().UTC(), GitCredential: in.Credential.Kind(),
 		Forge: place, HasForgeToken: in.ForgeToken != "", PullRequestSecrets: in.PullRequestSecrets,
+		ForkPullRequests: in.ForkPullRequests,
 	}
 	credential, err := s.sealCredential(ctx, id, in.Credential.Values())
 	if err != nil {
@@ -178,6 +181,8 @@ func (s *Service) CreateRepository(ctx context.Context, in NewRepository) (repo 
 // names).
 func sameRepository(existing domain.Repository, url, branch string, cred gitauth.Credential, place forge.Repo, forgeToken string) (domain.Repository, bool, error) {
 	switch {
+	case !place.IsZero() && existing.Forge.IsZero():
+		return domain.Repository{}, false, fmt.Errorf("repository %q is already registered without a forge; registering it again does not add one: %w", existing.Name, apierror.ErrAlreadyExists)
 	case !place.IsZero() && place != existing.Forge:
 		return domain.Repository{}, false, fmt.Errorf("repository %q is already registered with another forge (%s %s %s): %w",
 			existing.Name, existing.Forge.Kind, existing.Forge.URL, existing.Forge.Project, apierror.ErrAlreadyExists)

@@ -59,6 +59,12 @@ func (s *Service) TriggerRun(ctx context.Context, repository, ref string) (domai
 		res = branchHead(repo.Branch, head)
 	} else {
 		res, err = s.mirrors.Resolve(repo.ID, ref)
+		if err == nil && pullRequestHeadRef.MatchString(res.Ref) {
+			// A pull request's head is run as the pull request's (its
+			// webhook, or the reconciliation), never as an ordinary run
+			// with secrets and a release.
+			return domain.Run{}, fmt.Errorf("ref %q is a pull request's head: it runs when the pull request is opened or pushed to, or by sluice rerun of its run: %w", ref, apierror.ErrInvalidArgument)
+		}
 		if errors.Is(err, gitmirror.ErrNotFound) {
 			return domain.Run{}, fmt.Errorf("ref %q: no branch, tag or commit of repository %q has that name: %w", ref, repo.Name, apierror.ErrNotFound)
 		}
@@ -413,6 +419,11 @@ func (s *Service) RerunRun(ctx context.Context, runID string, failed bool) (doma
 		func(r *domain.Run) {
 			r.RerunOf, r.RerunFrom = old.ID, from
 			r.Trigger, r.Changes = old.Trigger, old.Changes
+			if old.PullRequest > 0 {
+				// Still the pull request's: no release, no secrets it
+				// would not get.
+				r.AsPullRequest(old.PullRequest, old.PullRequestFromFork)
+			}
 		})
 	if err != nil {
 		return domain.Run{}, err

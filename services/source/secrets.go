@@ -116,8 +116,8 @@ func (s *Service) withheldFromPullRequest(ctx context.Context, run domain.Run) (
 
 // forgeTokenServices may ask for a run's repository's forge token
 // (forge.TokenSecret) without its pipeline asking for it: notify sets the
-// run's commit statuses, release makes the forge's release.
-var forgeTokenServices = []string{"notify", "release"}
+// run's commit statuses.
+var forgeTokenServices = []string{"notify"}
 
 // ResolveSecrets returns the values of the secrets names, for a service
 // running a command of runID: each name must be one the run's pipeline asks

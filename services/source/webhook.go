@@ -232,7 +232,11 @@ func (h *webhook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		reply(w, http.StatusOK, webhookReply{Status: "pong"})
 		return
 	case forge.EventPush:
-		res, err = h.svc.Push(ctx, repo, ev.Delivery, ev.Ref, ev.After)
+		after := ev.After
+		if ev.Deleted {
+			after = forge.ZeroSHA // of any length: the branch is gone
+		}
+		res, err = h.svc.Push(ctx, repo, ev.Delivery, ev.Ref, after)
 	case forge.EventPullRequest:
 		res, err = h.svc.PullRequest(ctx, repo, kind, ev.Delivery, ev.PullRequest)
 	default:

@@ -22,4 +22,7 @@ type ForgeStatus struct {
 	LastError     string
 	CreatedAt     time.Time
 	NextAttemptAt time.Time
+	// LeasedUntil is the lease a worker took it with (ClaimForgeStatuses):
+	// only that worker's outcome is recorded.
+	LeasedUntil time.Time
 }

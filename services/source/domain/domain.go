@@ -42,6 +42,9 @@ type Repository struct {
 	// PullRequestSecrets lets the runs of pull requests from the
 	// repository's own branches have secrets (never those from forks).
 	PullRequestSecrets bool
+	// ForkPullRequests lets pull requests from forks run (never with
+	// secrets).
+	ForkPullRequests bool
 }
 
 // Trigger is what started a run.
@@ -222,6 +225,21 @@ func concurrencyGroup(c *sourcev1.Concurrency, ref, branch string) (string, int)
 		return "ref " + ref, limit
 	}
 	return "", 0
+}
+
+// AsPullRequest makes r a run of pull request number: it never releases
+// (its pipeline's release section is removed), and whatever concurrency
+// group its pipeline asks for, it is its pull request's own, so that a
+// pull request's pipeline (a fork's, say) can neither hold up nor cancel
+// another branch's runs.
+func (r *Run) AsPullRequest(number int64, fromFork bool) {
+	r.PullRequest, r.PullRequestFromFork = number, fromFork
+	if r.Pipeline.GetRelease() != nil {
+		r.Pipeline.Release = nil
+	}
+	if r.ConcurrencyGroup != "" {
+		r.ConcurrencyGroup = "branch " + r.Branch
+	}
 }
 
 // ForceCancel ends the run cancelled now, without waiting for its stages

@@ -20,8 +20,10 @@ func CommitStatuses(run Run) []forge.Status {
 		return []forge.Status{runStatus(run)}
 	}
 	out := make([]forge.Status, 0, len(run.Stages))
+	broken := false // a stage before failed or was cancelled
 	for _, s := range run.Stages {
-		out = append(out, stageStatus(run, s))
+		out = append(out, stageStatus(run, s, broken))
+		broken = broken || s.Status == StageFailed || s.Status == StageCancelled
 	}
 	return out
 }
@@ -60,17 +62,13 @@ func runStatus(run Run) forge.Status {
 			}
 		}
 	case RunCancelled:
+		// Who cancelled it is not said: the forge may show it to anyone.
 		st.State, st.Description = forge.StateCancelled, "cancelled"
-		if run.CancelRequestedBy != "" {
-			st.Description = "cancelled by " + run.CancelRequestedBy
-		} else if run.FailureReason != "" {
-			st.Description = firstLine(run.FailureReason)
-		}
 	}
 	return st
 }
 
-func stageStatus(run Run, s Stage) forge.Status {
+func stageStatus(run Run, s Stage, broken bool) forge.Status {
 	st := forge.Status{Context: StatusContext + "/" + s.Name}
 	switch s.Status {
 	case StagePending:
@@ -89,10 +87,11 @@ func stageStatus(run Run, s Stage) forge.Status {
 	case StageFailed:
 		st.State, st.Description = forge.StateFailure, stageFailure(s)
 	case StageSkipped:
-		// Skipped with nothing to do (not a release branch) is a pass;
-		// skipped because the run failed or was cancelled is not.
+		// Skipped with nothing to do (no such section, not a release
+		// branch) is a pass; skipped because a stage before it failed or
+		// was cancelled, or the run ended before it began, is not.
 		st.State, st.Description = forge.StateSuccess, "skipped"
-		if run.Status != RunSucceeded {
+		if broken || strings.Contains(s.Reason, "before it started") {
 			st.State = forge.StateCancelled
 		}
 		if s.Reason != "" {

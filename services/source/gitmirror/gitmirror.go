@@ -168,8 +168,8 @@ func (m *Mirrors) DefaultBranch(ctx context.Context, url string, cred gitauth.Cr
 }
 
 // Fetch brings the mirror of repository id up to date with url, creating
-// it when it does not exist: every branch, tag and pull request head of
-// url, and no ref that url no longer has. cred is the repository's credential (none: the zero
+// it when it does not exist: every branch and tag of url, and no ref that
+// url no longer has. cred is the repository's credential (none: the zero
 // Credential), used for a remote URL; the mirror's config does not keep it.
 func (m *Mirrors) Fetch(ctx context.Context, id, url string, cred gitauth.Credential) error {
 	path, local, err := IsLocal(url)
@@ -214,6 +214,77 @@ func (m *Mirrors) Fetch(ctx context.Context, id, url string, cred gitauth.Creden
 	return nil
 }
 
+// FetchRef brings one more ref of url into the mirror of repository id,
+// under its own name: a pull request's head (refs/pull/<n>/head), which
+// Fetch does not mirror, so that the heads of a repository's pull
+// requests, a fork's included, are fetched only when one is run. Fetch
+// must have made the mirror. A ref url does not have is ErrNotFound.
+func (m *Mirrors) FetchRef(ctx context.Context, id, url string, cred gitauth.Credential, ref string) error {
+	path, local, err := IsLocal(url)
+	if err != nil {
+		return err
+	}
+	ctx, err = gitremote.Guard(ctx, m.policy, url)
+	if err != nil {
+		return err
+	}
+	l := m.lock(id)
+	l.Lock()
+	defer l.Unlock()
+	repo, err := git.PlainOpen(m.Dir(id))
+	if err != nil {
+		return fmt.Errorf("open mirror of %s: %w", url, err)
+	}
+	name := plumbing.ReferenceName(ref)
+	if local {
+		src, err := openSource(path, url)
+		if err != nil {
+			return err
+		}
+		r, err := src.Reference(name, true)
+		if err != nil {
+			return fmt.Errorf("%s of %s: %w", ref, url, ErrNotFound)
+		}
+		missing, err := missingObjects(ctx, src.Storer, repo.Storer, []plumbing.Hash{r.Hash()})
+		if err != nil {
+			return fmt.Errorf("fetch %s of %s: %w", ref, url, err)
+		}
+		if err := gitcheckout.CopyObjects(ctx, m.sup, src.Storer, repo.Storer, missing); err != nil {
+			return fmt.Errorf("fetch %s of %s: copy objects: %w", ref, url, err)
+		}
+		return repo.Storer.SetReference(plumbing.NewHashReference(name, r.Hash()))
+	}
+	auth, err := cred.Auth(url)
+	if err != nil {
+		return err
+	}
+	err = repo.FetchContext(ctx, &git.FetchOptions{RemoteName: remoteName, RemoteURL: url, Auth: auth,
+		RefSpecs: []config.RefSpec{config.RefSpec("+" + ref + ":" + ref)}, Tags: git.NoTags, Force: true})
+	switch {
+	case err == nil, errors.Is(err, git.NoErrAlreadyUpToDate):
+		return nil
+	case errors.Is(err, git.NoMatchingRefSpecError{}):
+		return fmt.Errorf("%s of %s: %w", ref, url, ErrNotFound)
+	}
+	return cred.Explain(fmt.Errorf("%w %s: %w", ErrUnreadable, url, err))
+}
+
+// RemoveRef removes a ref FetchRef brought (a closed pull request's
+// head); one that is not there is no error.
+func (m *Mirrors) RemoveRef(id, ref string) error {
+	l := m.lock(id)
+	l.Lock()
+	defer l.Unlock()
+	repo, err := git.PlainOpen(m.Dir(id))
+	if err != nil {
+		return fmt.Errorf("open mirror %s: %w", m.Dir(id), err)
+	}
+	if err := repo.Storer.RemoveReference(plumbing.ReferenceName(ref)); err != nil && !errors.Is(err, plumbing.ErrReferenceNotFound) {
+		return fmt.Errorf("remove %s: %w", ref, err)
+	}
+	return nil
+}
+
 // MaxPacks is how many pack files a mirror may have before a fetch repacks
 // it into one. Every fetch that brings objects adds a pack, and every read
 // of an object looks through the index of each pack, so a mirror that is
@@ -248,15 +319,7 @@ func openSource(path, url string) (*git.Repository, error) {
 	return src, nil
 }
 
-func isMirrored(name plumbing.ReferenceName) bool {
-	return name.IsBranch() || name.IsTag() || pullRequestHead.MatchString(name.String())
-}
-
-// pullRequestHead matches the refs forges keep pull (merge) requests'
-// heads under: GitHub's and Gitea's refs/pull/<n>/head, GitLab's
-// refs/merge-requests/<n>/head. They are mirrored too, so that the head
-// of a pull request from a fork is in the mirror.
-var pullRequestHead = regexp.MustCompile(`^refs/(pull|merge-requests)/[0-9]+/head$`)
+func isMirrored(name plumbing.ReferenceName) bool { return name.IsBranch() || name.IsTag() }
 
 // fetchLocal copies the objects the mirror lacks from the repository at
 // path, then makes the mirror's branches and tags equal to the source's.
@@ -394,8 +457,7 @@ func syncRefs(dst *git.Repository, want map[plumbing.ReferenceName]plumbing.Hash
 }
 
 func fetchRemote(ctx context.Context, repo *git.Repository, url string, auth transport.AuthMethod) error {
-	specs := []config.RefSpec{"+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*",
-		"+refs/pull/*/head:refs/pull/*/head", "+refs/merge-requests/*/head:refs/merge-requests/*/head"}
+	specs := []config.RefSpec{"+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"}
 	if _, err := repo.Remote(remoteName); errors.Is(err, git.ErrRemoteNotFound) {
 		_, err = repo.CreateRemote(&config.RemoteConfig{Name: remoteName, URLs: []string{url}, Fetch: specs})
 		if err != nil {

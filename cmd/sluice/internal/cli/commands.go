@@ -147,7 +147,7 @@ func (s *session) repoAddCmd() *cobra.Command {
 	var name, branch string
 	var cred gitCredentialFlags
 	var place forgeFlags
-	var prSecrets bool
+	var prSecrets, forkPRs bool
 	cmd := &cobra.Command{
 		Use:   "add <git-url-or-path>",
 		Short: "Register a repository",
@@ -194,7 +194,7 @@ rotate it with sluice secret set (docs/security.md, "Repository credentials").`,
 			}
 			res, err := s.source().CreateRepository(cmd.Context(), &sourcev1.CreateRepositoryRequest{
 				Url: url, Name: name, Branch: branch, GitCredential: credential, Forge: onForge, ForgeToken: forgeToken,
-				PullRequestSecrets: prSecrets,
+				PullRequestSecrets: prSecrets, ForkPullRequests: forkPRs,
 			})
 			return s.render(res, err, func() error {
 				r := res.GetRepository()
@@ -214,6 +214,7 @@ rotate it with sluice secret set (docs/security.md, "Repository credentials").`,
 	cred.add(cmd)
 	place.add(cmd)
 	cmd.Flags().BoolVar(&prSecrets, "pull-request-secrets", false, "let runs of pull requests from the repository's own branches have the secrets their pipeline asks for (never those from forks)")
+	cmd.Flags().BoolVar(&forkPRs, "fork-pull-requests", false, "run pull requests from forks too (never with secrets): their commands run on the build hosts")
 	return withFields(cmd, "url", "<git-url-or-path>", "name", "--name", "branch", "--branch")
 }
 

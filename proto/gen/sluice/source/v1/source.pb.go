@@ -333,8 +333,11 @@ type Repository struct {
 	// Whether runs of pull requests from the repository's own branches get
 	// the secrets their pipeline asks for; those from forks never do.
 	PullRequestSecrets bool `protobuf:"varint,11,opt,name=pull_request_secrets,json=pullRequestSecrets,proto3" json:"pull_request_secrets,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// Whether pull requests from forks are run (without secrets); when not,
+	// their webhooks are ignored.
+	ForkPullRequests bool `protobuf:"varint,12,opt,name=fork_pull_requests,json=forkPullRequests,proto3" json:"fork_pull_requests,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *Repository) Reset() {
@@ -440,6 +443,13 @@ func (x *Repository) GetHasForgeToken() bool {
 func (x *Repository) GetPullRequestSecrets() bool {
 	if x != nil {
 		return x.PullRequestSecrets
+	}
+	return false
+}
+
+func (x *Repository) GetForkPullRequests() bool {
+	if x != nil {
+		return x.ForkPullRequests
 	}
 	return false
 }
@@ -728,12 +738,15 @@ type CreateRepositoryRequest struct {
 	// The token Sluice calls the forge's API with (commit statuses,
 	// releases, reconciliation); kept as the repository's secret
 	// SLUICE_FORGE_TOKEN. Needs forge.
+	ForgeToken string `protobuf:"bytes,7,opt,name=forge_token,json=forgeToken,proto3" json:"forge_token,omitempty"`
 	// Let runs of pull requests from the repository's own branches have
 	// the secrets their pipeline asks for (those from forks never do).
-	PullRequestSecrets bool   `protobuf:"varint,8,opt,name=pull_request_secrets,json=pullRequestSecrets,proto3" json:"pull_request_secrets,omitempty"`
-	ForgeToken         string `protobuf:"bytes,7,opt,name=forge_token,json=forgeToken,proto3" json:"forge_token,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	PullRequestSecrets bool `protobuf:"varint,8,opt,name=pull_request_secrets,json=pullRequestSecrets,proto3" json:"pull_request_secrets,omitempty"`
+	// Run pull requests from forks (never with secrets). Off: anyone who
+	// can open a pull request could run commands on the build hosts.
+	ForkPullRequests bool `protobuf:"varint,9,opt,name=fork_pull_requests,json=forkPullRequests,proto3" json:"fork_pull_requests,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *CreateRepositoryRequest) Reset() {
@@ -808,6 +821,13 @@ func (x *CreateRepositoryRequest) GetForge() *Forge {
 	return nil
 }
 
+func (x *CreateRepositoryRequest) GetForgeToken() string {
+	if x != nil {
+		return x.ForgeToken
+	}
+	return ""
+}
+
 func (x *CreateRepositoryRequest) GetPullRequestSecrets() bool {
 	if x != nil {
 		return x.PullRequestSecrets
@@ -815,11 +835,11 @@ func (x *CreateRepositoryRequest) GetPullRequestSecrets() bool {
 	return false
 }
 
-func (x *CreateRepositoryRequest) GetForgeToken() string {
+func (x *CreateRepositoryRequest) GetForkPullRequests() bool {
 	if x != nil {
-		return x.ForgeToken
+		return x.ForkPullRequests
 	}
-	return ""
+	return false
 }
 
 type CreateRepositoryResponse struct {
@@ -2247,7 +2267,7 @@ var File_sluice_source_v1_source_proto protoreflect.FileDescriptor
 
 const file_sluice_source_v1_source_proto_rawDesc = "" +
 	"\n" +
-	"\x1dsluice/source/v1/source.proto\x12\x10sluice.source.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bsluice/auth/v1/policy.proto\x1a\x1fsluice/source/v1/pipeline.proto\"\xbd\x03\n" +
+	"\x1dsluice/source/v1/source.proto\x12\x10sluice.source.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bsluice/auth/v1/policy.proto\x1a\x1fsluice/source/v1/pipeline.proto\"\xeb\x03\n" +
 	"\n" +
 	"Repository\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
@@ -2262,7 +2282,8 @@ const file_sluice_source_v1_source_proto_rawDesc = "" +
 	"\x05forge\x18\t \x01(\v2\x17.sluice.source.v1.ForgeR\x05forge\x12&\n" +
 	"\x0fhas_forge_token\x18\n" +
 	" \x01(\bR\rhasForgeToken\x120\n" +
-	"\x14pull_request_secrets\x18\v \x01(\bR\x12pullRequestSecrets\"\xe5\x02\n" +
+	"\x14pull_request_secrets\x18\v \x01(\bR\x12pullRequestSecrets\x12,\n" +
+	"\x12fork_pull_requests\x18\f \x01(\bR\x10forkPullRequests\"\xe5\x02\n" +
 	"\x05Forge\x12;\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x1b.sluice.source.v1.ForgeKindB\n" +
 	"\xbaH\a\x82\x01\x04\x10\x01 \x00R\x04kind\x12\xb7\x01\n" +
@@ -2284,7 +2305,7 @@ const file_sluice_source_v1_source_proto_rawDesc = "" +
 	"\vprivate_key\x18\x01 \x01(\tB\v\xbaH\br\x06 \x01(\x80\x80\x01R\n" +
 	"privateKey\x12,\n" +
 	"\vknown_hosts\x18\x02 \x01(\tB\v\xbaH\br\x06 \x01(\x80\x80\x04R\n" +
-	"knownHosts\"\xf8\b\n" +
+	"knownHosts\"\xa6\t\n" +
 	"\x17CreateRepositoryRequest\x12\x9a\x03\n" +
 	"\x03url\x18\x01 \x01(\tB\x87\x03\xbaH\x83\x03\xba\x01\xf8\x02\n" +
 	"\x12url.no_credentials\x12\xfa\x01must not contain credentials (user:password@ or token@): Sluice would store and show them with the URL; register the URL without them and give the token in a file: sluice repo add URL --git-token-file FILE (docs/security.md, \"Repository credentials\")\x1ae!this.matches('^[A-Za-z][A-Za-z0-9+.-]*://[^/@]*:[^/@]*@') && !this.matches('^(?i:https?)://[^/@]+@')r\x05\x10\x01\x18\x80\x10R\x03url\x126\n" +
@@ -2293,11 +2314,12 @@ const file_sluice_source_v1_source_proto_rawDesc = "" +
 	"\x0ewebhook_secret\x18\x04 \x01(\tB\x82\x01\xbaH\x7f\xba\x01w\n" +
 	"\x19webhook_secret.not_sealed\x12@must not start with \"age:\", the mark of a value Sluice encrypted\x1a\x18!this.startsWith('age:')r\x03\x18\x80\x02R\rwebhookSecret\x12F\n" +
 	"\x0egit_credential\x18\x05 \x01(\v2\x1f.sluice.source.v1.GitCredentialR\rgitCredential\x12-\n" +
-	"\x05forge\x18\x06 \x01(\v2\x17.sluice.source.v1.ForgeR\x05forge\x120\n" +
-	"\x14pull_request_secrets\x18\b \x01(\bR\x12pullRequestSecrets\x12\x8a\x01\n" +
+	"\x05forge\x18\x06 \x01(\v2\x17.sluice.source.v1.ForgeR\x05forge\x12\x8a\x01\n" +
 	"\vforge_token\x18\a \x01(\tBi\xbaHf\xba\x01^\n" +
 	"\x14forge_token.one_line\x12\x1fmust be one line without spaces\x1a%!this.matches('[[:space:][:cntrl:]]')r\x03(\x80 R\n" +
-	"forgeToken:\x82\x01\xbaH\x7f\x1a}\n" +
+	"forgeToken\x120\n" +
+	"\x14pull_request_secrets\x18\b \x01(\bR\x12pullRequestSecrets\x12,\n" +
+	"\x12fork_pull_requests\x18\t \x01(\bR\x10forkPullRequests:\x82\x01\xbaH\x7f\x1a}\n" +
 	"\x17forge_token.needs_forge\x127forge_token needs forge: the token is for a forge's API\x1a)this.forge_token == '' || has(this.forge)\"r\n" +
 	"\x18CreateRepositoryResponse\x12<\n" +
 	"\n" +

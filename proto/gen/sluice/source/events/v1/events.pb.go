@@ -697,7 +697,8 @@ type CommitStatusChanged struct {
 	State   CommitStatusState `protobuf:"varint,6,opt,name=state,proto3,enum=sluice.source.events.v1.CommitStatusState" json:"state,omitempty"`
 	// A short description, e.g. "test: 3 failed".
 	Description string `protobuf:"bytes,7,opt,name=description,proto3" json:"description,omitempty"`
-	// The run's page (source's run-url setting); empty without one.
+	// Empty: notify links the status to the run's page (its run-url
+	// setting).
 	TargetUrl string `protobuf:"bytes,8,opt,name=target_url,json=targetUrl,proto3" json:"target_url,omitempty"`
 	// Increases with every change of this repository, commit and context.
 	Sequence      uint64 `protobuf:"varint,9,opt,name=sequence,proto3" json:"sequence,omitempty"`

@@ -57,8 +57,8 @@ type SecretServiceClient interface {
 	DeleteSecret(context.Context, *v1.DeleteSecretRequest) (*v1.DeleteSecretResponse, error)
 	// ResolveSecrets gives a service the values of the secrets a run's
 	// pipeline names, to put in the environment of the commands it runs;
-	// and to notify and release the run's repository's forge token
-	// (SLUICE_FORGE_TOKEN), to report to the forge.
+	// and to notify the run's repository's forge token (SLUICE_FORGE_TOKEN),
+	// to set the run's commit statuses.
 	// A repository's secret hides a platform-wide one of the same name.
 	ResolveSecrets(context.Context, *v1.ResolveSecretsRequest) (*v1.ResolveSecretsResponse, error)
 }
@@ -156,8 +156,8 @@ type SecretServiceHandler interface {
 	DeleteSecret(context.Context, *v1.DeleteSecretRequest) (*v1.DeleteSecretResponse, error)
 	// ResolveSecrets gives a service the values of the secrets a run's
 	// pipeline names, to put in the environment of the commands it runs;
-	// and to notify and release the run's repository's forge token
-	// (SLUICE_FORGE_TOKEN), to report to the forge.
+	// and to notify the run's repository's forge token (SLUICE_FORGE_TOKEN),
+	// to set the run's commit statuses.
 	// A repository's secret hides a platform-wide one of the same name.
 	ResolveSecrets(context.Context, *v1.ResolveSecretsRequest) (*v1.ResolveSecretsResponse, error)
 }
