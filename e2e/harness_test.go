@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -11,7 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -82,30 +80,13 @@ type proc struct {
 	// env is the process's own variables, beside the test's environment.
 	env  []string
 	cmd  *exec.Cmd
-	out  *syncBuffer
+	out  *e2ekit.Buffer
 	done chan struct{}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func startProc(t *testing.T, name string, env []string, path string, args ...string) *proc {
 	t.Helper()
-	p := &proc{name: name, env: env, out: &syncBuffer{}, done: make(chan struct{})}
+	p := &proc{name: name, env: env, out: &e2ekit.Buffer{}, done: make(chan struct{})}
 	// Not CommandContext: the test stops it itself, with SIGTERM first.
 	p.cmd = exec.Command(path, args...) //nolint:noctx // stopped by proc.stop, gracefully
 	p.cmd.Env = append(os.Environ(), env...)
@@ -148,13 +129,7 @@ func (p *proc) kill() {
 	<-p.done
 }
 
-func tail(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
+func tail(s string, n int) string { return e2ekit.Tail(s, n) }
 
 // waitHTTP waits until url answers 200.
 func waitHTTP(t *testing.T, url string, within time.Duration, p *proc) {

@@ -23,27 +23,35 @@ import (
 // with secret in that forge's scheme.
 func (h *harness) forgeHook(path, kind, repository, delivery, secret string, body []byte) webhookAnswer {
 	h.t.Helper()
-	req, err := http.NewRequestWithContext(context.Background(), http.MethodPost, h.url+"/webhooks/"+path+"/"+repository, bytes.NewReader(body))
-	if err != nil {
-		h.t.Fatal(err)
-	}
 	mac := hmac.New(sha256.New, []byte(secret))
 	mac.Write(body)
 	sig := hex.EncodeToString(mac.Sum(nil))
+	header := http.Header{}
 	switch kind {
 	case "github":
-		req.Header.Set("X-GitHub-Event", "push")
-		req.Header.Set("X-GitHub-Delivery", delivery)
-		req.Header.Set("X-Hub-Signature-256", "sha256="+sig)
+		header.Set("X-GitHub-Event", "push")
+		header.Set("X-GitHub-Delivery", delivery)
+		header.Set("X-Hub-Signature-256", "sha256="+sig)
 	case "gitea":
-		req.Header.Set("X-Gitea-Event", "push")
-		req.Header.Set("X-Gitea-Delivery", delivery)
-		req.Header.Set("X-Gitea-Signature", sig)
+		header.Set("X-Gitea-Event", "push")
+		header.Set("X-Gitea-Delivery", delivery)
+		header.Set("X-Gitea-Signature", sig)
 	case "gitlab":
-		req.Header.Set("X-Gitlab-Event", "Push Hook")
-		req.Header.Set("X-Gitlab-Event-UUID", delivery)
-		req.Header.Set("X-Gitlab-Token", secret)
+		header.Set("X-Gitlab-Event", "Push Hook")
+		header.Set("X-Gitlab-Event-UUID", delivery)
+		header.Set("X-Gitlab-Token", secret)
 	}
+	return h.postWebhook("/webhooks/"+path+"/"+repository, header, body)
+}
+
+// postWebhook posts body with header to path and reads the JSON answer.
+func (h *harness) postWebhook(path string, header http.Header, body []byte) webhookAnswer {
+	h.t.Helper()
+	req, err := http.NewRequestWithContext(context.Background(), http.MethodPost, h.url+path, bytes.NewReader(body))
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	req.Header = header
 	res, err := h.http.Do(req)
 	if err != nil {
 		h.t.Fatal(err)
@@ -212,26 +220,13 @@ func (h *harness) giteaPullRequestTo(repository, secret, delivery, action string
 			"base": map[string]any{"ref": "main", "repo": map[string]any{"full_name": "acme/app"}},
 		},
 	})
-	req, err := http.NewRequestWithContext(context.Background(), http.MethodPost, h.url+"/webhooks/gitea/"+repository, bytes.NewReader(body))
-	if err != nil {
-		h.t.Fatal(err)
-	}
 	mac := hmac.New(sha256.New, []byte(secret))
 	mac.Write(body)
-	req.Header.Set("X-Gitea-Event", "pull_request")
-	req.Header.Set("X-Gitea-Delivery", delivery)
-	req.Header.Set("X-Gitea-Signature", hex.EncodeToString(mac.Sum(nil)))
-	res, err := h.http.Do(req)
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	defer res.Body.Close()
-	raw, _ := io.ReadAll(res.Body)
-	a := webhookAnswer{code: res.StatusCode}
-	if err := json.Unmarshal(raw, &a.body); err != nil {
-		h.t.Fatalf("webhook answer %d is not JSON: %s", res.StatusCode, raw)
-	}
-	return a
+	header := http.Header{}
+	header.Set("X-Gitea-Event", "pull_request")
+	header.Set("X-Gitea-Delivery", delivery)
+	header.Set("X-Gitea-Signature", hex.EncodeToString(mac.Sum(nil)))
+	return h.postWebhook("/webhooks/gitea/"+repository, header, body)
 }
 
 // A pull request's opening and each push to it start a run of its head,

@@ -47,12 +47,8 @@ func pullRequestRef(kind forge.Kind, number int64) string {
 
 // PullRequest handles a pull request event of forge kind.
 func (s *Service) PullRequest(ctx context.Context, repo domain.Repository, kind forge.Kind, deliveryID string, pr forge.PullRequest) (PushResult, error) {
-	runID, err := s.store.DeliveryRun(ctx, repo.ID, deliveryID)
-	switch {
-	case err == nil:
-		return PushResult{Outcome: "duplicate", RunID: runID, Reason: "duplicate delivery"}, nil
-	case !errors.Is(err, apierror.ErrNotFound):
-		return PushResult{}, err
+	if res, seen, err := s.delivered(ctx, repo, deliveryID); seen || err != nil {
+		return res, err
 	}
 	switch pr.Action {
 	case forge.PullRequestClosed:

@@ -41,12 +41,8 @@ type PushResult struct {
 // Push handles a push a webhook announced: to the watched branch, it
 // fetches the mirror and starts a run (once per delivery id).
 func (s *Service) Push(ctx context.Context, repo domain.Repository, deliveryID, ref, after string) (PushResult, error) {
-	runID, err := s.store.DeliveryRun(ctx, repo.ID, deliveryID)
-	switch {
-	case err == nil:
-		return PushResult{Outcome: "duplicate", RunID: runID, Reason: "duplicate delivery"}, nil
-	case !errors.Is(err, apierror.ErrNotFound):
-		return PushResult{}, err
+	if res, seen, err := s.delivered(ctx, repo, deliveryID); seen || err != nil {
+		return res, err
 	}
 	switch {
 	case ref != "refs/heads/"+repo.Branch:
@@ -125,6 +121,18 @@ func (s *Service) Push(ctx context.Context, repo domain.Repository, deliveryID, 
 		return PushResult{}, err
 	}
 	return PushResult{Outcome: "queued", RunID: run.ID}, nil
+}
+
+// delivered answers a delivery that made a run before (seen).
+func (s *Service) delivered(ctx context.Context, repo domain.Repository, deliveryID string) (PushResult, bool, error) {
+	runID, err := s.store.DeliveryRun(ctx, repo.ID, deliveryID)
+	switch {
+	case err == nil:
+		return PushResult{Outcome: "duplicate", RunID: runID, Reason: "duplicate delivery"}, true, nil
+	case errors.Is(err, apierror.ErrNotFound):
+		return PushResult{}, false, nil
+	}
+	return PushResult{}, false, err
 }
 
 // duplicateCommit is the answer to a push of a commit that has a run.

@@ -6,7 +6,6 @@
 package giteatest
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net/http"
@@ -15,7 +14,6 @@ import (
 	"os/user"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -34,24 +32,7 @@ type Server struct {
 	User, Password, Token string
 	dir, config           string
 	env                   []string
-	out                   *lockedBuffer
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
+	out                   *e2ekit.Buffer
 }
 
 // Binary is the Gitea binary: $SLUICE_GITEA, else bin/gitea of the
@@ -86,7 +67,7 @@ func Start(t testing.TB) *Server {
 		runUser = u.Username
 	}
 	s := &Server{URL: fmt.Sprintf("http://127.0.0.1:%d", port), User: "sluice-admin", Password: "e2e-gitea-password-1",
-		dir: dir, config: filepath.Join(dir, "app.ini"), out: &lockedBuffer{}}
+		dir: dir, config: filepath.Join(dir, "app.ini"), out: &e2ekit.Buffer{}}
 	ini := fmt.Sprintf(`APP_NAME = Sluice e2e
 RUN_USER = %s
 RUN_MODE = prod
@@ -159,7 +140,7 @@ ROOT_PATH = %s
 		cancel()
 		<-done
 		if t.Failed() {
-			t.Logf("gitea's output:\n%s", tail(s.out.String(), 60))
+			t.Logf("gitea's output:\n%s", e2ekit.Tail(s.out.String(), 60))
 		}
 	})
 	deadline := time.Now().Add(60 * time.Second)
@@ -173,11 +154,11 @@ ROOT_PATH = %s
 		}
 		select {
 		case <-done:
-			t.Fatalf("gitea stopped:\n%s", tail(s.out.String(), 60))
+			t.Fatalf("gitea stopped:\n%s", e2ekit.Tail(s.out.String(), 60))
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("gitea did not answer within 60 s:\n%s", tail(s.out.String(), 60))
+			t.Fatalf("gitea did not answer within 60 s:\n%s", e2ekit.Tail(s.out.String(), 60))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -235,11 +216,3 @@ func (s *Server) Push(t testing.TB, dir, name, refspec string) {
 
 // Log is what Gitea printed so far.
 func (s *Server) Log() string { return s.out.String() }
-
-func tail(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
