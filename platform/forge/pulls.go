@@ -43,7 +43,23 @@ func (g *githubClient) OpenPullRequests(ctx context.Context) ([]PullRequest, err
 	return capped(out), nil
 }
 
+// statusOf, giteaCode and gitlabCode are the HTTP status of a client's
+// answer, 0 without one.
 func statusOf(res *github.Response) int {
+	if res == nil || res.Response == nil {
+		return 0
+	}
+	return res.StatusCode
+}
+
+func giteaCode(res *gitea.Response) int {
+	if res == nil || res.Response == nil {
+		return 0
+	}
+	return res.StatusCode
+}
+
+func gitlabCode(res *gitlab.Response) int {
 	if res == nil || res.Response == nil {
 		return 0
 	}
@@ -60,11 +76,7 @@ func (g *giteaClient) OpenPullRequests(ctx context.Context) ([]PullRequest, erro
 		prs, res, err := c.ListRepoPullRequests(g.repo.Owner(), g.repo.Name(), gitea.ListPullRequestsOptions{
 			ListOptions: gitea.ListOptions{Page: page, PageSize: openPage}, State: gitea.StateOpen, Sort: "recentupdate"})
 		if err != nil {
-			code := 0
-			if res != nil && res.Response != nil {
-				code = res.StatusCode
-			}
-			return out, classify("gitea: list the open pull requests", code, err)
+			return out, classify("gitea: list the open pull requests", giteaCode(res), err)
 		}
 		for _, pr := range prs {
 			if pr.Head == nil || pr.Base == nil {
@@ -89,11 +101,7 @@ func (g *gitlabClient) OpenPullRequests(ctx context.Context) ([]PullRequest, err
 	for len(out) < MaxOpenPullRequests {
 		mrs, res, err := g.c.MergeRequests.ListProjectMergeRequests(g.repo.Project, opt, gitlab.WithContext(ctx))
 		if err != nil {
-			code := 0
-			if res != nil && res.Response != nil {
-				code = res.StatusCode
-			}
-			return out, classify("gitlab: list the open merge requests", code, err)
+			return out, classify("gitlab: list the open merge requests", gitlabCode(res), err)
 		}
 		for _, mr := range mrs {
 			out = append(out, PullRequest{

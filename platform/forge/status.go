@@ -29,9 +29,6 @@ const (
 	StateCancelled State = "cancelled"
 )
 
-// Final reports whether s ends what the status reports.
-func (s State) Final() bool { return s != StatePending && s != StateRunning }
-
 // Status is one commit status: a context (one per run, "sluice", or one
 // per stage, "sluice/build") and what it says.
 type Status struct {
@@ -139,11 +136,7 @@ func (g *githubClient) SetStatus(ctx context.Context, sha string, st Status) err
 		TargetURL:   nonEmpty(st.TargetURL),
 	})
 	if err != nil {
-		code := 0
-		if res != nil {
-			code = res.StatusCode
-		}
-		return classify("github: set the commit status", code, err)
+		return classify("github: set the commit status", statusOf(res), err)
 	}
 	return nil
 }
@@ -184,11 +177,7 @@ func (g *giteaClient) SetStatus(ctx context.Context, sha string, st Status) erro
 		TargetURL:   st.TargetURL,
 	})
 	if err != nil {
-		code := 0
-		if res != nil && res.Response != nil {
-			code = res.StatusCode
-		}
-		return classify("gitea: set the commit status", code, err)
+		return classify("gitea: set the commit status", giteaCode(res), err)
 	}
 	return nil
 }

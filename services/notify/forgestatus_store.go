@@ -3,7 +3,6 @@ package notify
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"time"
 
@@ -164,14 +163,4 @@ func (s *Store) NextForgeStatusDue(ctx context.Context) (time.Time, error) {
 		return time.Time{}, fmt.Errorf("pending commit status: %w", apierror.ErrNotFound)
 	}
 	return sqldb.Time(next.Int64), nil
-}
-
-// ForgeStatus reads the status recorded for a key.
-func (s *Store) ForgeStatus(ctx context.Context, repositoryID, commit, statusContext string) (domain.ForgeStatus, error) {
-	fs, err := scanForgeStatus(s.db.QueryRowContext(ctx, `SELECT `+forgeStatusColumns+` FROM forge_statuses
-		WHERE repository_id = $1 AND commit_sha = $2 AND context = $3`, repositoryID, commit, statusContext))
-	if errors.Is(err, sql.ErrNoRows) {
-		return fs, fmt.Errorf("commit status %s of %s: %w", statusContext, commit, apierror.ErrNotFound)
-	}
-	return fs, err
 }

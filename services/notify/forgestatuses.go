@@ -15,7 +15,6 @@ import (
 	"github.com/sluicehq/sluice/platform/forge"
 	"github.com/sluicehq/sluice/platform/stepsecrets"
 	sourceeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
-	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
 	"github.com/sluicehq/sluice/services/notify/domain"
 )
 
@@ -32,21 +31,6 @@ import (
 // "success". Every request goes through the egress policy, as deliveries
 // do.
 
-var forgeKinds = map[sourcev1.ForgeKind]forge.Kind{
-	sourcev1.ForgeKind_FORGE_KIND_GITHUB: forge.GitHub,
-	sourcev1.ForgeKind_FORGE_KIND_GITEA:  forge.Gitea,
-	sourcev1.ForgeKind_FORGE_KIND_GITLAB: forge.GitLab,
-}
-
-var forgeStates = map[sourceeventsv1.CommitStatusState]forge.State{
-	sourceeventsv1.CommitStatusState_COMMIT_STATUS_STATE_PENDING:   forge.StatePending,
-	sourceeventsv1.CommitStatusState_COMMIT_STATUS_STATE_RUNNING:   forge.StateRunning,
-	sourceeventsv1.CommitStatusState_COMMIT_STATUS_STATE_SUCCESS:   forge.StateSuccess,
-	sourceeventsv1.CommitStatusState_COMMIT_STATUS_STATE_FAILURE:   forge.StateFailure,
-	sourceeventsv1.CommitStatusState_COMMIT_STATUS_STATE_ERROR:     forge.StateError,
-	sourceeventsv1.CommitStatusState_COMMIT_STATUS_STATE_CANCELLED: forge.StateCancelled,
-}
-
 // forgeStatusOf is the commit status ev asks notify to set; nil for every
 // other event.
 func forgeStatusOf(ev events.Event) *domain.ForgeStatus {
@@ -54,7 +38,6 @@ func forgeStatusOf(ev events.Event) *domain.ForgeStatus {
 	if !ok {
 		return nil
 	}
-	f := p.GetForge()
 	return &domain.ForgeStatus{
 		RepositoryID: p.GetRepository().GetId(),
 		Repository:   p.GetRepository().GetName(),
@@ -62,8 +45,8 @@ func forgeStatusOf(ev events.Event) *domain.ForgeStatus {
 		Context:      p.GetContext(),
 		Sequence:     p.GetSequence(),
 		RunID:        p.GetRunId(),
-		Forge:        forge.Repo{Kind: forgeKinds[f.GetKind()], URL: f.GetUrl(), Project: f.GetProject()},
-		Status: forge.Status{Context: p.GetContext(), State: forgeStates[p.GetState()],
+		Forge:        forge.RepoFromProto(p.GetForge()),
+		Status: forge.Status{Context: p.GetContext(), State: forge.StateFromProto(p.GetState()),
 			Description: p.GetDescription(), TargetURL: p.GetTargetUrl()},
 	}
 }

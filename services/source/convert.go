@@ -32,34 +32,7 @@ import (
 func newRepositoryFromProto(req *sourcev1.CreateRepositoryRequest) NewRepository {
 	return NewRepository{URL: req.GetUrl(), Name: req.GetName(), Branch: req.GetBranch(), WebhookSecret: req.GetWebhookSecret(),
 		Credential: gitCredentialFromProto(req.GetGitCredential()),
-		Forge:      forgeFromProto(req.GetForge()), ForgeToken: req.GetForgeToken(), PullRequestSecrets: req.GetPullRequestSecrets(), ForkPullRequests: req.GetForkPullRequests()}
-}
-
-var forgeKinds = map[forge.Kind]sourcev1.ForgeKind{
-	forge.None:   sourcev1.ForgeKind_FORGE_KIND_UNSPECIFIED,
-	forge.GitHub: sourcev1.ForgeKind_FORGE_KIND_GITHUB,
-	forge.Gitea:  sourcev1.ForgeKind_FORGE_KIND_GITEA,
-	forge.GitLab: sourcev1.ForgeKind_FORGE_KIND_GITLAB,
-}
-
-func forgeFromProto(f *sourcev1.Forge) forge.Repo {
-	if f == nil {
-		return forge.Repo{}
-	}
-	r := forge.Repo{URL: f.GetUrl(), Project: f.GetProject()}
-	for kind, k := range forgeKinds {
-		if k == f.GetKind() {
-			r.Kind = kind
-		}
-	}
-	return r
-}
-
-func forgeToProto(r forge.Repo) *sourcev1.Forge {
-	if r.IsZero() {
-		return nil
-	}
-	return &sourcev1.Forge{Kind: forgeKinds[r.Kind], Url: r.URL, Project: r.Project}
+		Forge:      forge.RepoFromProto(req.GetForge()), ForgeToken: req.GetForgeToken(), PullRequestSecrets: req.GetPullRequestSecrets(), ForkPullRequests: req.GetForkPullRequests()}
 }
 
 func gitCredentialFromProto(c *sourcev1.GitCredential) gitauth.Credential {
@@ -82,7 +55,7 @@ func repositoryToProto(r domain.Repository) *sourcev1.Repository {
 		WebhookSecret:      r.WebhookSecret,
 		LastSeenCommit:     r.LastSeenCommit,
 		GitCredential:      r.GitCredential.Proto(),
-		Forge:              forgeToProto(r.Forge),
+		Forge:              r.Forge.Proto(),
 		HasForgeToken:      r.HasForgeToken,
 		PullRequestSecrets: r.PullRequestSecrets,
 		ForkPullRequests:   r.ForkPullRequests,

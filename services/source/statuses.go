@@ -67,23 +67,14 @@ func publishStatuses(ctx context.Context, tx *sql.Tx, run domain.Run) error {
 	return nil
 }
 
-var commitStatusStates = map[forge.State]sourceeventsv1.CommitStatusState{
-	forge.StatePending:   sourceeventsv1.CommitStatusState_COMMIT_STATUS_STATE_PENDING,
-	forge.StateRunning:   sourceeventsv1.CommitStatusState_COMMIT_STATUS_STATE_RUNNING,
-	forge.StateSuccess:   sourceeventsv1.CommitStatusState_COMMIT_STATUS_STATE_SUCCESS,
-	forge.StateFailure:   sourceeventsv1.CommitStatusState_COMMIT_STATUS_STATE_FAILURE,
-	forge.StateError:     sourceeventsv1.CommitStatusState_COMMIT_STATUS_STATE_ERROR,
-	forge.StateCancelled: sourceeventsv1.CommitStatusState_COMMIT_STATUS_STATE_CANCELLED,
-}
-
 func commitStatusToProto(run domain.Run, place forge.Repo, st forge.Status, seq uint64) *sourceeventsv1.CommitStatusChanged {
 	return &sourceeventsv1.CommitStatusChanged{
 		Repository:  runRepositoryRef(run),
-		Forge:       forgeToProto(place),
+		Forge:       place.Proto(),
 		RunId:       run.ID,
 		Commit:      run.Commit,
 		Context:     st.Context,
-		State:       commitStatusStates[st.State],
+		State:       st.State.Proto(),
 		Description: st.Description,
 		Sequence:    seq,
 	}
