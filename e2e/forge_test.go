@@ -14,6 +14,7 @@ import (
 	"code.gitea.io/sdk/gitea"
 
 	"github.com/sluicehq/sluice/e2e/internal/giteatest"
+	"github.com/sluicehq/sluice/platform/gittest"
 )
 
 const forgePipeline = `version: 1
@@ -26,6 +27,39 @@ test:
     - name: unit
       run: echo tested
 `
+
+// onGitea makes repository name on Gitea, its main branch holding the
+// pipeline file, and registers it on Sluice with --forge gitea and the
+// admin's token; Gitea's webhook of events is Sluice's, with its secret.
+// It returns the local working copy.
+func onGitea(t *testing.T, p *platform, g *giteatest.Server, client *gitea.Client, name, pipeline string, events ...string) *gittest.Repo {
+	t.Helper()
+	if _, _, err := client.CreateRepo(gitea.CreateRepoOption{Name: name, DefaultBranch: "main"}); err != nil {
+		t.Fatalf("gitea: create a repository: %v", err)
+	}
+	repo := newGitRepo(t, map[string]string{".sluice.yaml": pipeline})
+	g.Push(t, repo.Dir, name, "main")
+	tokenFile := filepath.Join(t.TempDir(), "forge-token")
+	if err := os.WriteFile(tokenFile, []byte(g.Token+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out := mustCLI(t, p.env, "repo", "add", g.CloneURL(name), "--forge", "gitea", "--forge-token-file", tokenFile)
+	m := regexp.MustCompile(`webhook: POST (\S+/webhooks/gitea/` + name + `) with secret (\S+)`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("repo add printed no gitea webhook:\n%s", out)
+	}
+	if strings.Contains(out, g.Token) {
+		t.Fatal("repo add printed the forge token")
+	}
+	if _, _, err := client.CreateRepoHook(g.User, name, gitea.CreateHookOption{
+		Type:   gitea.HookTypeGitea,
+		Config: map[string]string{"url": m[1], "content_type": "json", "secret": m[2]},
+		Events: events, Active: true,
+	}); err != nil {
+		t.Fatalf("gitea: create the webhook: %v", err)
+	}
+	return repo
+}
 
 // statusesOn reads the commit statuses Gitea shows for sha: the latest of
 // each context.
@@ -42,8 +76,9 @@ func statusesOn(t *testing.T, c *gitea.Client, owner, repo, sha string) []*gitea
 // --forge gitea and a token, gets a run from Gitea's own push webhook (its
 // X-Gitea-Signature checked), and Gitea shows the run's commit status as
 // it goes: pending, then success, with the run's link; a pull request
-// opened on Gitea runs its head, and Gitea shows that status too; one
-// opened while Sluice is down, its webhook lost, is run by the first poll
+// opened on Gitea runs its head, and Gitea shows that status too, and so
+// for a push to it; closed while its run runs, it has the run cancelled,
+// which Gitea shows; one opened while Sluice is down, its webhook lost, is run by the first poll
 // after the restart (the reconciliation). It logs
 // the time from the push to the pending status on Gitea, and from the
 // run's end to the final status there.
@@ -51,32 +86,8 @@ func TestGiteaCommitStatuses(t *testing.T) {
 	t.Parallel()
 	g := giteatest.Start(t)
 	client := g.Client(t)
-	if _, _, err := client.CreateRepo(gitea.CreateRepoOption{Name: "hello", DefaultBranch: "main"}); err != nil {
-		t.Fatalf("gitea: create a repository: %v", err)
-	}
-	repo := newGitRepo(t, map[string]string{".sluice.yaml": forgePipeline})
-	g.Push(t, repo.Dir, "hello", "main")
-
 	p, up := startAllInOne(t, t.TempDir(), "SLUICE_NOTIFY_RUN_URL=https://ci.example.com/runs/{run}")
-	tokenFile := filepath.Join(t.TempDir(), "forge-token")
-	if err := os.WriteFile(tokenFile, []byte(g.Token+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	out := mustCLI(t, p.env, "repo", "add", g.CloneURL("hello"), "--forge", "gitea", "--forge-token-file", tokenFile)
-	m := regexp.MustCompile(`webhook: POST (\S+/webhooks/gitea/hello) with secret (\S+)`).FindStringSubmatch(out)
-	if m == nil {
-		t.Fatalf("repo add printed no gitea webhook:\n%s", out)
-	}
-	if strings.Contains(out, g.Token) {
-		t.Fatal("repo add printed the forge token")
-	}
-	if _, _, err := client.CreateRepoHook(g.User, "hello", gitea.CreateHookOption{
-		Type:   gitea.HookTypeGitea,
-		Config: map[string]string{"url": m[1], "content_type": "json", "secret": m[2]},
-		Events: []string{"push", "pull_request"}, Active: true,
-	}); err != nil {
-		t.Fatalf("gitea: create the webhook: %v", err)
-	}
+	repo := onGitea(t, p, g, client, "hello", forgePipeline, "push", "pull_request")
 
 	var toPending, endToFinal []time.Duration
 	for i := range 5 {
@@ -84,7 +95,7 @@ func TestGiteaCommitStatuses(t *testing.T) {
 		pushed := time.Now()
 		g.Push(t, repo.Dir, "hello", "main")
 
-		seen, pendingAt, final, finalAt := waitFinalStatus(t, p, g, client, sha)
+		seen, pendingAt, final, finalAt := waitFinalStatus(t, p, g, client, "hello", sha)
 		if final.State != gitea.StatusSuccess || final.Context != "sluice" || !strings.HasPrefix(final.TargetURL, "https://ci.example.com/runs/") {
 			t.Fatalf("push %d: final status %s %q %q %q; seen %v", i, final.State, final.Context, final.Description, final.TargetURL, seen)
 		}
@@ -131,7 +142,7 @@ func TestGiteaCommitStatuses(t *testing.T) {
 	if err != nil {
 		t.Fatalf("gitea: open a pull request: %v", err)
 	}
-	seen, _, final, _ := waitFinalStatus(t, p, g, client, head)
+	seen, _, final, _ := waitFinalStatus(t, p, g, client, "hello", head)
 	if final.State != gitea.StatusSuccess {
 		t.Fatalf("pull request #%d: final status %s %q; seen %v", pr.Index, final.State, final.Description, seen)
 	}
@@ -152,6 +163,29 @@ func TestGiteaCommitStatuses(t *testing.T) {
 	}
 	t.Logf("pull request #%d: statuses on gitea %v", pr.Index, seen)
 
+	// Pushed to, the pull request runs its new head.
+	updated := repo.CommitFile("feature.txt", "f3\n", "the feature, reviewed\n")
+	g.Push(t, repo.Dir, "hello", updated+":refs/heads/feature")
+	if seen, _, final, _ := waitFinalStatus(t, p, g, client, "hello", updated); final.State != gitea.StatusSuccess {
+		t.Fatalf("pull request #%d pushed to: final status %s %q; seen %v", pr.Index, final.State, final.Description, seen)
+	}
+	// Closed while its run runs, the pull request has the run cancelled,
+	// and Gitea shows it.
+	slow := repo.CommitFile(".sluice.yaml", strings.Replace(forgePipeline, "run: echo tested", "run: sleep 300", 1), "a slow test\n")
+	g.Push(t, repo.Dir, "hello", slow+":refs/heads/feature")
+	repo.CommitFile(".sluice.yaml", forgePipeline, "a quick test again\n") // for what follows
+	waitStatus(t, p, g, client, "hello", slow, func(s *gitea.Status) bool { return s.Description == "test: running" })
+	closed := gitea.StateClosed
+	if _, _, err := client.EditPullRequest(g.User, "hello", pr.Index, gitea.EditPullRequestOption{State: &closed}); err != nil {
+		t.Fatalf("gitea: close pull request #%d: %v", pr.Index, err)
+	}
+	if seen, _, final, _ := waitFinalStatus(t, p, g, client, "hello", slow); final.State != gitea.StatusError || final.Description != "cancelled" {
+		t.Fatalf("pull request #%d closed: final status %s %q, want error \"cancelled\"; seen %v", pr.Index, final.State, final.Description, seen)
+	}
+	if out := mustCLI(t, p.env, "runs", "hello", "--pr", strconv.FormatInt(pr.Index, 10)); strings.Count(out, "\n") != 4 || !strings.Contains(out, "cancelled") {
+		t.Errorf("runs of pull request #%d after it was pushed to and closed:\n%s", pr.Index, out)
+	}
+
 	// A pull request opened while Sluice is down: Gitea's webhook is lost.
 	// The first poll after the restart asks Gitea for its open pull
 	// requests and runs the one it missed.
@@ -168,7 +202,7 @@ func TestGiteaCommitStatuses(t *testing.T) {
 		t.Fatal(err)
 	}
 	p.restartAllInOne(t, port, "--poll-interval", "2s")
-	seen, _, final, _ = waitFinalStatus(t, p, g, client, second)
+	seen, _, final, _ = waitFinalStatus(t, p, g, client, "hello", second)
 	if final.State != gitea.StatusSuccess {
 		t.Fatalf("missed pull request #%d: final status %s %q; seen %v", missed.Index, final.State, final.Description, seen)
 	}
@@ -177,19 +211,27 @@ func TestGiteaCommitStatuses(t *testing.T) {
 	}
 }
 
-// waitFinalStatus polls Gitea's statuses of sha every 20 ms until one is
-// final: it returns the states seen in order, when the first showed, and
-// the final one with when it showed.
-func waitFinalStatus(t *testing.T, p *platform, g *giteatest.Server, client *gitea.Client, sha string) ([]string, time.Time, *gitea.Status, time.Time) {
+// waitFinalStatus polls Gitea's statuses of sha in repository name every
+// 20 ms until one is final: it returns the states seen in order, when the
+// first showed, and the final one with when it showed.
+func waitFinalStatus(t *testing.T, p *platform, g *giteatest.Server, client *gitea.Client, name, sha string) ([]string, time.Time, *gitea.Status, time.Time) {
+	t.Helper()
+	return waitStatus(t, p, g, client, name, sha, func(s *gitea.Status) bool {
+		return s.State == gitea.StatusSuccess || s.State == gitea.StatusFailure || s.State == gitea.StatusError
+	})
+}
+
+// waitStatus is waitFinalStatus until done says a status is the one.
+func waitStatus(t *testing.T, p *platform, g *giteatest.Server, client *gitea.Client, name, sha string, done func(*gitea.Status) bool) ([]string, time.Time, *gitea.Status, time.Time) {
 	t.Helper()
 	var seen []string
 	var pendingAt time.Time
 	deadline := time.Now().Add(3 * time.Minute)
 	for {
 		if time.Now().After(deadline) {
-			t.Fatalf("no final status of %s on gitea within 3 minutes; seen %v\nsluice:\n%s\ngitea:\n%s", sha, seen, mustCLI(t, p.env, "runs", "hello"), g.Log())
+			t.Fatalf("no such status of %s on gitea within 3 minutes; seen %v\nsluice:\n%s\ngitea:\n%s", sha, seen, mustCLI(t, p.env, "runs", name), g.Log())
 		}
-		for _, s := range statusesOn(t, client, g.User, "hello", sha) {
+		for _, s := range statusesOn(t, client, g.User, name, sha) {
 			line := string(s.State) + " " + s.Description
 			if !containsLine(seen, line) {
 				seen = append(seen, line)
@@ -197,7 +239,7 @@ func waitFinalStatus(t *testing.T, p *platform, g *giteatest.Server, client *git
 			if pendingAt.IsZero() {
 				pendingAt = time.Now()
 			}
-			if s.State == gitea.StatusSuccess || s.State == gitea.StatusFailure || s.State == gitea.StatusError {
+			if done(s) {
 				return seen, pendingAt, s, time.Now()
 			}
 			break // one context: sluice
@@ -220,4 +262,68 @@ func durations(d []time.Duration) string {
 	s := append([]time.Duration(nil), d...)
 	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
 	return "median " + s[len(s)/2].Round(time.Millisecond).String() + ", highest " + s[len(s)-1].Round(time.Millisecond).String() + " of " + strconv.Itoa(len(s))
+}
+
+const rulesPipeline = forgePipeline + `on:
+  push:
+    branches: [main, "release/*"]
+  tag: ["v*"]
+`
+
+// TestGiteaBranchesAndTags: a pipeline whose on: section names release
+// branches and v* tags runs, from Gitea's push webhooks, the pushes to a
+// release branch and of a v* tag (its run on the tag's ref), shows their
+// statuses on Gitea, and runs nothing for another branch.
+func TestGiteaBranchesAndTags(t *testing.T) {
+	t.Parallel()
+	g := giteatest.Start(t)
+	client := g.Client(t)
+	p, _ := startAllInOne(t, t.TempDir())
+	repo := onGitea(t, p, g, client, "rules", rulesPipeline, "push")
+
+	feature := repo.CommitFile("feature.txt", "f\n", "a feature\n")
+	g.Push(t, repo.Dir, "rules", feature+":refs/heads/feature/x")
+	release := repo.CommitFile("release.txt", "r\n", "release 1.0\n")
+	g.Push(t, repo.Dir, "rules", release+":refs/heads/release/1.0")
+	if seen, _, final, _ := waitFinalStatus(t, p, g, client, "rules", release); final.State != gitea.StatusSuccess {
+		t.Fatalf("push to release/1.0: final status %s %q; seen %v", final.State, final.Description, seen)
+	}
+
+	repo.Tag("v1.0.0", release)
+	g.Push(t, repo.Dir, "rules", "refs/tags/v1.0.0")
+	type run struct {
+		ID, Ref, Branch, Commit, Status, Trigger string
+	}
+	var runs struct{ Runs []run }
+	deadline := time.Now().Add(3 * time.Minute)
+	for tagRun := (run{}); tagRun.Status != "RUN_STATUS_SUCCEEDED"; time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no succeeded run of tag v1.0.0 within 3 minutes: %+v\ngitea:\n%s", runs.Runs, g.Log())
+		}
+		runs.Runs = nil // a field protojson leaves out is not kept from before
+		if err := json.Unmarshal([]byte(mustCLI(t, p.env, "runs", "rules", "--output", "json")), &runs); err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range runs.Runs {
+			if r.Ref == "refs/tags/v1.0.0" {
+				tagRun = r
+			}
+		}
+		if tagRun.ID != "" && (tagRun.Commit != release || tagRun.Branch != "" || tagRun.Trigger != "TRIGGER_WEBHOOK") {
+			t.Fatalf("run of tag v1.0.0: %+v, want the webhook's run of %s on no branch", tagRun, release)
+		}
+	}
+	// The release branch's run and the tag's; the feature branch's push,
+	// delivered before both, made none.
+	var refs []string
+	for _, r := range runs.Runs {
+		refs = append(refs, r.Ref)
+	}
+	sort.Strings(refs)
+	if want := []string{"refs/heads/release/1.0", "refs/tags/v1.0.0"}; strings.Join(refs, " ") != strings.Join(want, " ") {
+		t.Errorf("runs of refs %v, want %v", refs, want)
+	}
+	if s := statusesOn(t, client, g.User, "rules", feature); len(s) != 0 {
+		t.Errorf("gitea shows %d statuses on the feature branch's commit, want none", len(s))
+	}
 }

@@ -30,9 +30,9 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/bmatcuk/doublestar/v4"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/sluicehq/sluice/platform/pathglob"
 	"github.com/sluicehq/sluice/platform/tarball"
 	buildv1 "github.com/sluicehq/sluice/proto/gen/sluice/build/v1"
 )
@@ -104,7 +104,7 @@ func IsGlob(p string) bool { return strings.ContainsAny(p, "*?[{") }
 
 // ValidGlob reports whether an artifact's glob path p is one Matcher can
 // use.
-func ValidGlob(p string) bool { return doublestar.ValidatePattern(p) }
+func ValidGlob(p string) bool { return pathglob.Valid(p) }
 
 // Matcher is what an artifact of path p keeps of the files under its
 // ArchiveBase: those its glob matches, or (nil) all of them.
@@ -113,10 +113,7 @@ func Matcher(p string) func(string) bool {
 		return nil
 	}
 	pattern := path.Clean(p)
-	return func(name string) bool {
-		ok, _ := doublestar.Match(pattern, name)
-		return ok
-	}
+	return func(name string) bool { return pathglob.Match(pattern, name) }
 }
 
 // ArchiveBase is the directory a TarGzip artifact of path p is relative

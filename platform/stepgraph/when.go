@@ -6,12 +6,13 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/bmatcuk/doublestar/v4"
 	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/ast"
 	"github.com/expr-lang/expr/file"
 	"github.com/expr-lang/expr/parser"
 	"github.com/expr-lang/expr/vm"
+
+	"github.com/sluicehq/sluice/platform/pathglob"
 )
 
 // A step's when: condition is an expression of expr-lang
@@ -176,7 +177,7 @@ func (v *calls) Visit(node *ast.Node) {
 				v.err = v.at(arg, "changed() takes globs as quoted strings")
 				return
 			}
-			if !doublestar.ValidatePattern(glob.Value) {
+			if !pathglob.Valid(glob.Value) {
 				v.err = v.at(arg, fmt.Sprintf("changed(%q): not a valid glob", glob.Value))
 				return
 			}
@@ -284,15 +285,5 @@ func (c *Condition) eval(f Facts, matrix map[string]string, st state) (bool, err
 
 // changed says whether one of the paths f knows matches one of globs.
 func changed(f Facts, globs []string) bool {
-	if !f.ChangedKnown {
-		return true
-	}
-	for _, p := range f.Changed {
-		for _, g := range globs {
-			if ok, _ := doublestar.Match(g, p); ok {
-				return true
-			}
-		}
-	}
-	return false
+	return !f.ChangedKnown || pathglob.AnyMatches(globs, f.Changed)
 }

@@ -155,11 +155,12 @@ func (s *Service) pollRepository(ctx context.Context, repo domain.Repository) er
 		// record it as seen, so that the next polls do not look again.
 		s.log.Debug("poll: the branch head already has a run", slog.String("repository", repo.Name),
 			slog.String("commit", head), slog.String("run_id", existing.RunID))
-		return s.store.InTx(ctx, func(tx *sql.Tx) error {
-			was := repo.LastSeenCommit
-			_, err := setLastSeen(ctx, tx, repo.ID, head, &was)
-			return err
-		})
+		return s.markSeen(ctx, repo, head)
+	}
+	if no := new(unwantedRun); errors.As(err, &no) {
+		s.log.Debug("poll: the branch head needs no run", slog.String("repository", repo.Name),
+			slog.String("commit", head), slog.String("reason", no.Reason))
+		return s.markSeen(ctx, repo, head)
 	}
 	return err
 }

@@ -10,7 +10,6 @@ import (
 
 	"github.com/sluicehq/sluice/platform/apierror"
 	"github.com/sluicehq/sluice/platform/egress"
-	"github.com/sluicehq/sluice/platform/events"
 	"github.com/sluicehq/sluice/platform/forge"
 	"github.com/sluicehq/sluice/services/source/domain"
 	"github.com/sluicehq/sluice/services/source/gitmirror"
@@ -80,14 +79,7 @@ func (s *Service) PullRequest(ctx context.Context, repo domain.Repository, kind 
 	}
 	res := gitmirror.Resolved{Commit: pr.HeadSHA, Ref: ref, Branch: branch}
 	run, err := s.startRun(ctx, repo, res, domain.TriggerPullRequest, func(tx *sql.Tx, run domain.Run) error {
-		if err := insertDelivery(ctx, tx, repo.ID, deliveryID, run.ID, run.CreatedAt); err != nil {
-			return err
-		}
-		ev, err := events.New(changeReceivedToProto(repo, run, domain.TriggerPullRequest, deliveryID), run.Commit, run.ID)
-		if err != nil {
-			return err
-		}
-		return events.Enqueue(ctx, tx, ev)
+		return recordDelivery(ctx, tx, repo, run, domain.TriggerPullRequest, deliveryID, nil)
 	}, func(r *domain.Run) { r.AsPullRequest(pr.Number, pr.FromFork) })
 	if errors.Is(err, errDuplicateDelivery) {
 		runID, err := s.store.DeliveryRun(ctx, repo.ID, deliveryID)

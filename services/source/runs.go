@@ -1,6 +1,7 @@
 package source
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
@@ -88,6 +89,26 @@ type existingRun struct{ RunID string }
 
 func (e *existingRun) Error() string { return "the commit already has run " + e.RunID }
 
+// unwantedRun is startRun's error when the pipeline's on: section starts
+// no run for a push (domain.Unwanted): Reason says why.
+type unwantedRun struct{ Reason string }
+
+func (e *unwantedRun) Error() string { return "no run: " + e.Reason }
+
+// unwanted says why a push or the poll makes no run of run (prepared by
+// prepareRun), "" when it does: its pipeline's on: section. A pipeline
+// file that is missing or invalid has no rules to go by: the repository's
+// branch gets its failed run, to say so; other branches and tags get none.
+func unwanted(repo domain.Repository, run domain.Run) string {
+	if run.Status == domain.RunFailed {
+		if run.Branch == repo.Branch {
+			return ""
+		}
+		return fmt.Sprintf("%s: its on: section is not known: %s", cmp.Or(run.Branch, run.Ref), run.FailureReason)
+	}
+	return domain.Unwanted(run.Pipeline, repo.Branch, run.Ref, run.Branch, run.Changes)
+}
+
 // startRun creates a run of a resolved commit: it reads the pipeline file
 // at the commit and records the run, queued with RunRequested when the file
 // is valid, failed with RunFinished when it is missing or invalid.
@@ -106,7 +127,7 @@ func (s *Service) startRun(ctx context.Context, repo domain.Repository, res gitm
 	again := trigger == domain.TriggerManual
 	if !again {
 		// Most duplicates end here, before the pipeline file is read.
-		if runID, err := s.store.CommitRun(ctx, repo.ID, res.Branch, res.Commit); err == nil {
+		if runID, err := s.store.CommitRun(ctx, repo.ID, domain.CommitKey(res.Branch, res.Ref), res.Commit); err == nil {
 			return domain.Run{}, &existingRun{RunID: runID}
 		} else if !errors.Is(err, apierror.ErrNotFound) {
 			return domain.Run{}, err
@@ -121,6 +142,11 @@ func (s *Service) startRun(ctx context.Context, repo domain.Repository, res gitm
 	}
 	if run.Changes == nil {
 		run.Changes = s.changesOf(ctx, run)
+	}
+	if trigger == domain.TriggerWebhook || trigger == domain.TriggerPoll {
+		if reason := unwanted(repo, run); reason != "" {
+			return domain.Run{}, &unwantedRun{Reason: reason}
+		}
 	}
 	var superseded []string
 	made := run // as the transaction leaves it (set afresh on each try)
@@ -160,7 +186,7 @@ func (s *Service) startRun(ctx context.Context, repo domain.Repository, res gitm
 		return err
 	})
 	if errors.Is(err, errAlreadyRun) {
-		runID, err := s.store.CommitRun(ctx, repo.ID, res.Branch, res.Commit)
+		runID, err := s.store.CommitRun(ctx, repo.ID, domain.CommitKey(res.Branch, res.Ref), res.Commit)
 		if err != nil {
 			return domain.Run{}, fmt.Errorf("commit %s had a run and then none: %w", res.Commit, err)
 		}
@@ -236,15 +262,19 @@ func (s *Service) prepareRun(repo domain.Repository, res gitmirror.Resolved, tri
 // maxChangedPaths bounds the changed paths a run's event carries.
 const maxChangedPaths = 1000
 
-// changesOf lists what run's commit changed, when a step's condition asks
-// (changed()): against the commit of the branch's last run when that is an
-// ancestor, else against the commit's first parent. Not knowing is no
-// error: the run goes on without them (changed() is then true).
+// changesOf lists what run's commit changed, when its pipeline asks
+// (changed(), on.push.paths): against the commit of the branch's last run
+// when that is an ancestor, else (and for a tag) against the commit's
+// first parent. Not knowing is no error: the run goes on without them
+// (changed() is then true, and on.push.paths lets the push run).
 func (s *Service) changesOf(ctx context.Context, run domain.Run) *sourcev1.Changes {
 	if !callsChanged(run.Pipeline) {
 		return nil
 	}
-	base, err := s.store.LastBranchCommit(ctx, run.RepositoryID, run.Branch)
+	base, err := "", error(nil)
+	if run.Branch != "" { // a tag's changes are its commit's
+		base, err = s.store.LastBranchCommit(ctx, run.RepositoryID, run.Branch)
+	}
 	if err != nil && !errors.Is(err, apierror.ErrNotFound) {
 		s.log.Warn("reading the branch's last run failed; the run's changes are taken from its commit's parent", slog.String("run_id", run.ID), slog.Any("error", err))
 	}
@@ -256,8 +286,12 @@ func (s *Service) changesOf(ctx context.Context, run domain.Run) *sourcev1.Chang
 	return &sourcev1.Changes{Paths: paths, Complete: complete}
 }
 
-// callsChanged says a step of p has a condition that may call changed().
+// callsChanged says p needs its run's changes: a step of it has a
+// condition that may call changed(), or its on.push.paths filters pushes.
 func callsChanged(p *sourcev1.Pipeline) bool {
+	if len(p.GetOn().GetPush().GetPaths()) > 0 {
+		return true
+	}
 	for _, st := range append(p.GetBuild().GetSteps(), p.GetTest().GetSteps()...) {
 		if strings.Contains(st.GetWhen(), "changed") {
 			return true

@@ -551,7 +551,7 @@ func recordBranchCommit(ctx context.Context, tx *sql.Tx, r domain.Run, again boo
 		query = `INSERT INTO branch_commits (repository_id, branch, commit_sha, run_id) VALUES ($1, $2, $3, $4)
 		ON CONFLICT (repository_id, branch, commit_sha) DO UPDATE SET run_id = excluded.run_id`
 	}
-	res, err := tx.ExecContext(ctx, query, r.RepositoryID, r.Branch, r.Commit, r.ID)
+	res, err := tx.ExecContext(ctx, query, r.RepositoryID, domain.CommitKey(r.Branch, r.Ref), r.Commit, r.ID)
 	if err != nil {
 		return fmt.Errorf("record the run of commit %s: %w", r.Commit, err)
 	}
@@ -580,8 +580,8 @@ func (s *Store) LastBranchCommit(ctx context.Context, repoID, branch string) (st
 	return commit, nil
 }
 
-// CommitRun returns the latest run of commit on branch of a repository; a
-// commit without one is not found.
+// CommitRun returns the latest run of commit on branch of a repository
+// (key: domain.CommitKey); a commit without one is not found.
 func (s *Store) CommitRun(ctx context.Context, repoID, branch, commit string) (string, error) {
 	var runID string
 	err := s.db.QueryRowContext(ctx, `SELECT run_id FROM branch_commits WHERE repository_id = $1 AND branch = $2 AND commit_sha = $3`,

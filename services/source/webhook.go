@@ -38,18 +38,32 @@ type PushResult struct {
 	Reason  string
 }
 
-// Push handles a push a webhook announced: to the watched branch, it
-// fetches the mirror and starts a run (once per delivery id).
+// Push handles a push a webhook announced, of a branch or a tag: it
+// fetches the mirror and starts a run (once per delivery id) when the
+// pipeline file at the pushed commit asks for one (its on: section,
+// domain.Unwanted; without one, pushes to the repository's branch run).
 func (s *Service) Push(ctx context.Context, repo domain.Repository, deliveryID, ref, after string) (PushResult, error) {
 	if res, seen, err := s.delivered(ctx, repo, deliveryID); seen || err != nil {
 		return res, err
 	}
-	switch {
-	case ref != "refs/heads/"+repo.Branch:
-		return PushResult{Outcome: "ignored", Reason: fmt.Sprintf("push to %s, not to the watched branch %s", ref, repo.Branch)}, nil
-	case after == forge.ZeroSHA:
-		return PushResult{Outcome: "ignored", Reason: fmt.Sprintf("branch %s was deleted", repo.Branch)}, nil
+	branch := ""
+	if b, ok := strings.CutPrefix(ref, "refs/heads/"); ok {
+		branch = b
 	}
+	switch {
+	case branch == "" && domain.Tag(ref) == "":
+		return PushResult{Outcome: "ignored", Reason: fmt.Sprintf("push to %s, which is neither a branch nor a tag", ref)}, nil
+	case after == forge.ZeroSHA:
+		return PushResult{Outcome: "ignored", Reason: fmt.Sprintf("%s was deleted", ref)}, nil
+	case branch == repo.Branch:
+		return s.pushWatched(ctx, repo, deliveryID, after)
+	}
+	return s.pushOther(ctx, repo, deliveryID, ref, branch, after)
+}
+
+// pushWatched handles a push to the repository's branch, whose last seen
+// commit it moves on.
+func (s *Service) pushWatched(ctx context.Context, repo domain.Repository, deliveryID, after string) (PushResult, error) {
 	if runID, err := s.store.CommitRun(ctx, repo.ID, repo.Branch, after); err == nil {
 		return duplicateCommit(repo, after, runID), nil
 	} else if !errors.Is(err, apierror.ErrNotFound) {
@@ -78,34 +92,9 @@ func (s *Service) Push(ctx context.Context, repo domain.Repository, deliveryID, 
 		older = len(newer) == 0
 	}
 	run, err := s.startRun(ctx, repo, branchHead(repo.Branch, after), domain.TriggerWebhook, func(tx *sql.Tx, run domain.Run) error {
-		if err := insertDelivery(ctx, tx, repo.ID, deliveryID, run.ID, run.CreatedAt); err != nil {
-			return err
-		}
-		// Compare and set against what was read before the (slow) fetch. A
-		// poll or another delivery that ran this commit meanwhile won
-		// already (startRun found its run); one that moved the branch on
-		// makes this delivery's CAS fail.
-		cur, err := lastSeen(ctx, tx, repo.ID)
-		if err != nil {
-			return err
-		}
-		if cur == after {
-			return errSkipRun
-		}
-		if !older {
-			ok, err := setLastSeen(ctx, tx, repo.ID, after, &cur)
-			if err != nil {
-				return err
-			}
-			if !ok {
-				return fmt.Errorf("repository %q changed while its push was handled; deliver it again: %w", repo.Name, apierror.ErrUnavailable)
-			}
-		}
-		ev, err := events.New(changeReceivedToProto(repo, run, domain.TriggerWebhook, deliveryID), run.Commit, run.ID)
-		if err != nil {
-			return err
-		}
-		return events.Enqueue(ctx, tx, ev)
+		return recordDelivery(ctx, tx, repo, run, domain.TriggerWebhook, deliveryID, func() error {
+			return moveSeen(ctx, tx, repo, after, older)
+		})
 	})
 	if errors.Is(err, errDuplicateDelivery) {
 		runID, err := s.store.DeliveryRun(ctx, repo.ID, deliveryID)
@@ -117,10 +106,125 @@ func (s *Service) Push(ctx context.Context, repo domain.Repository, deliveryID, 
 	if existing := new(existingRun); errors.As(err, &existing) {
 		return duplicateCommit(repo, after, existing.RunID), nil
 	}
+	if no := new(unwantedRun); errors.As(err, &no) {
+		// Seen all the same, so that the poll does not look again.
+		if !older {
+			if err := s.markSeen(ctx, repo, after); err != nil {
+				return PushResult{}, err
+			}
+		}
+		return PushResult{Outcome: "ignored", Reason: no.Reason}, nil
+	}
 	if err != nil {
 		return PushResult{}, err
 	}
 	return PushResult{Outcome: "queued", RunID: run.ID}, nil
+}
+
+// pushOther handles a push to another branch than the repository's, or
+// of a tag (branch ""): such pushes run only when the pipeline file at
+// the commit names them in its on: section. A tag runs the commit it
+// points to, however the forge gave after (an annotated tag's object).
+func (s *Service) pushOther(ctx context.Context, repo domain.Repository, deliveryID, ref, branch, after string) (PushResult, error) {
+	if branch != "" {
+		if runID, err := s.store.CommitRun(ctx, repo.ID, branch, after); err == nil {
+			return duplicateCommitOn(branch, after, runID), nil
+		} else if !errors.Is(err, apierror.ErrNotFound) {
+			return PushResult{}, err
+		}
+	}
+	if err := s.fetch(ctx, repo); err != nil {
+		return PushResult{}, err
+	}
+	res := branchHead(branch, after)
+	if branch == "" {
+		r, err := s.mirrors.Resolve(repo.ID, ref)
+		if errors.Is(err, gitmirror.ErrNotFound) {
+			return PushResult{}, fmt.Errorf("ref: tag %s is not in repository %q after fetching it: %w", domain.Tag(ref), repo.Name, apierror.ErrFailedPrecondition)
+		}
+		if err != nil {
+			return PushResult{}, err
+		}
+		res = gitmirror.Resolved{Commit: r.Commit, Ref: ref}
+	} else if _, err := s.mirrors.Commit(repo.ID, after); err != nil {
+		if errors.Is(err, gitmirror.ErrNotFound) {
+			return PushResult{}, fmt.Errorf("after: commit %s is not in repository %q after fetching it: %w", after, repo.Name, apierror.ErrFailedPrecondition)
+		}
+		return PushResult{}, err
+	}
+	run, err := s.startRun(ctx, repo, res, domain.TriggerWebhook, func(tx *sql.Tx, run domain.Run) error {
+		return recordDelivery(ctx, tx, repo, run, domain.TriggerWebhook, deliveryID, nil)
+	})
+	var existing *existingRun
+	var no *unwantedRun
+	switch {
+	case errors.Is(err, errDuplicateDelivery):
+		runID, err := s.store.DeliveryRun(ctx, repo.ID, deliveryID)
+		return PushResult{Outcome: "duplicate", RunID: runID, Reason: "duplicate delivery"}, err
+	case errors.As(err, &existing):
+		return duplicateCommitOn(domain.CommitKey(branch, ref), res.Commit, existing.RunID), nil
+	case errors.As(err, &no):
+		return PushResult{Outcome: "ignored", Reason: no.Reason}, nil
+	case err != nil:
+		return PushResult{}, err
+	}
+	return PushResult{Outcome: "queued", RunID: run.ID}, nil
+}
+
+// moveSeen moves the repository's last seen commit on to after, in the
+// transaction of its push's run, unless the push was of an older commit.
+func moveSeen(ctx context.Context, tx *sql.Tx, repo domain.Repository, after string, older bool) error {
+	// Compare and set against what was read before the (slow) fetch. A
+	// poll or another delivery that ran this commit meanwhile won
+	// already (startRun found its run); one that moved the branch on
+	// makes this delivery's CAS fail.
+	cur, err := lastSeen(ctx, tx, repo.ID)
+	if err != nil {
+		return err
+	}
+	if cur == after {
+		return errSkipRun
+	}
+	if !older {
+		ok, err := setLastSeen(ctx, tx, repo.ID, after, &cur)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return fmt.Errorf("repository %q changed while its push was handled; deliver it again: %w", repo.Name, apierror.ErrUnavailable)
+		}
+	}
+	return nil
+}
+
+// recordDelivery records, in the transaction of the run it made, the
+// webhook delivery (a second delivery of it is errDuplicateDelivery), then
+// runs check (when not nil), then records the change it announced
+// (ChangeReceived).
+func recordDelivery(ctx context.Context, tx *sql.Tx, repo domain.Repository, run domain.Run, trigger domain.Trigger, deliveryID string, check func() error) error {
+	if err := insertDelivery(ctx, tx, repo.ID, deliveryID, run.ID, run.CreatedAt); err != nil {
+		return err
+	}
+	if check != nil {
+		if err := check(); err != nil {
+			return err
+		}
+	}
+	ev, err := events.New(changeReceivedToProto(repo, run, trigger, deliveryID), run.Commit, run.ID)
+	if err != nil {
+		return err
+	}
+	return events.Enqueue(ctx, tx, ev)
+}
+
+// markSeen moves the repository's last seen commit on to commit, which
+// has a run or needs none, so that the poll does not look at it again.
+func (s *Service) markSeen(ctx context.Context, repo domain.Repository, commit string) error {
+	return s.store.InTx(ctx, func(tx *sql.Tx) error {
+		was := repo.LastSeenCommit
+		_, err := setLastSeen(ctx, tx, repo.ID, commit, &was)
+		return err
+	})
 }
 
 // delivered answers a delivery that made a run before (seen).
@@ -137,8 +241,14 @@ func (s *Service) delivered(ctx context.Context, repo domain.Repository, deliver
 
 // duplicateCommit is the answer to a push of a commit that has a run.
 func duplicateCommit(repo domain.Repository, commit, runID string) PushResult {
+	return duplicateCommitOn(repo.Branch, commit, runID)
+}
+
+// duplicateCommitOn is the answer to a push of a commit that has a run on
+// branch (or ref).
+func duplicateCommitOn(branch, commit, runID string) PushResult {
 	return PushResult{Outcome: "duplicate commit", RunID: runID,
-		Reason: fmt.Sprintf("commit %s already has run %s on %s", commit, runID, repo.Branch)}
+		Reason: fmt.Sprintf("commit %s already has run %s on %s", commit, runID, branch)}
 }
 
 // webhookRepository finds the repository a webhook URL names, with the
@@ -239,7 +349,7 @@ func (h *webhook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case forge.EventPing:
 		reply(w, http.StatusOK, webhookReply{Status: "pong"})
 		return
-	case forge.EventPush:
+	case forge.EventPush, forge.EventTag:
 		after := ev.After
 		if ev.Deleted {
 			after = forge.ZeroSHA // of any length: the branch is gone

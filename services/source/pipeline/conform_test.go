@@ -21,6 +21,15 @@ type limitCase struct {
 	want string
 }
 
+// repeat is item(0), item(1), ... item(n-1).
+func repeat(n int, item func(i int) string) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = item(i)
+	}
+	return out
+}
+
 // lines is head followed by n lines, line(i) each.
 func lines(head string, n int, line func(i int) string) string {
 	var b strings.Builder
@@ -65,7 +74,22 @@ func limitCases() []limitCase {
 	branch := func(i int) string { return fmt.Sprintf("b%d", i) }
 	environment := func(i int) string { return fmt.Sprintf("{name: e%d, deploy: ./deploy.sh}", i) }
 	withBranch := func(s string) string { return strings.Replace(s, "release:\n", "release:\n  branches: [main]\n", 1) }
+	// on.tag and on.push.paths: a build, then the list at line 5.
+	onList := func(key string, n int, item func(i int) string) string {
+		return strings.Replace(listYAML("on", key, n, item), "version: 1\n", "version: 1\nbuild:\n  steps: [{name: a, run: x}]\n", 1)
+	}
+	onPaths := func(n int, item func(i int) string) string {
+		return strings.Replace(onList("push", 0, nil), "push: []", "push:\n    paths: ["+strings.Join(repeat(n, item), ", ")+"]", 1)
+	}
 	return []limitCase{
+		{"tag patterns at the limit", onList("tag", maxPatterns, branch), ""},
+		{"tag patterns over the limit", onList("tag", maxPatterns+1, branch), `.sluice.yaml:5:8: too many tag patterns: 51, at most 50 are allowed`},
+		{"tag pattern at the limit", onList("tag", 1, func(int) string { return strings.Repeat("t", maxPatternLength) }), ""},
+		{"tag pattern over the limit", onList("tag", 1, func(int) string { return strings.Repeat("t", maxPatternLength+1) }),
+			`.sluice.yaml:5:9: tag pattern is longer than 255 characters`},
+		{"path pattern at the limit", onPaths(1, func(int) string { return strings.Repeat("p", maxPathPattern) }), ""},
+		{"path pattern over the limit", onPaths(1, func(int) string { return strings.Repeat("p", maxPathPattern+1) }),
+			`.sluice.yaml:6:13: path pattern is longer than 1024 characters`},
 		{"steps at the limit", stepsYAML(maxSteps), ""},
 		{"steps over the limit", stepsYAML(maxSteps + 1), `.sluice.yaml:4:5: too many steps: 101, at most 100 are allowed`},
 		{"artifacts at the limit", listYAML("build", "artifacts", maxArtifacts, artifact), ""},

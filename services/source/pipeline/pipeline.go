@@ -23,6 +23,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/sluicehq/sluice/platform/artifacts"
+	"github.com/sluicehq/sluice/platform/pathglob"
 	"github.com/sluicehq/sluice/platform/stepcache"
 	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
 )
@@ -194,6 +195,7 @@ func (p *parser) parse(data []byte) *sourcev1.Pipeline {
 		field{key: "test", decode: func(n *yaml.Node) { pipeline.Test = p.test(n) }},
 		field{key: "release", decode: func(n *yaml.Node) { pipeline.Release = p.release(n) }},
 		field{key: "concurrency", decode: func(n *yaml.Node) { pipeline.Concurrency = p.concurrency(n) }},
+		field{key: "on", decode: func(n *yaml.Node) { pipeline.On = p.triggers(n) }},
 		field{key: "statuses", decode: func(n *yaml.Node) {
 			pipeline.Statuses = sourcev1.CommitStatuses(p.keyword(n, "statuses", `"run" (one commit status for the run) or "stages" (one per stage)`,
 				[]string{"run", "stages"}, []int32{int32(sourcev1.CommitStatuses_COMMIT_STATUSES_UNSPECIFIED), int32(sourcev1.CommitStatuses_COMMIT_STATUSES_STAGES)}))
@@ -451,6 +453,62 @@ func (p *parser) concurrency(n *yaml.Node) *sourcev1.Concurrency {
 		field{key: "cancel_superseded", decode: func(n *yaml.Node) { c.CancelSuperseded = p.boolean(n) }},
 	)
 	return c
+}
+
+// The limits of an on: section, as in pipeline.proto's Triggers.
+const (
+	maxPatterns      = 50   // on.push.branches, on.push.paths, on.tag
+	maxPatternLength = 255  // a branch or tag pattern
+	maxPathPattern   = 1024 // a path pattern
+)
+
+// triggers decodes the on: section: which pushes start a run.
+func (p *parser) triggers(n *yaml.Node) *sourcev1.Triggers {
+	on := &sourcev1.Triggers{}
+	p.fields(n,
+		field{key: "push", decode: func(n *yaml.Node) {
+			on.Push = &sourcev1.PushTrigger{}
+			p.fields(n,
+				field{key: "branches", decode: func(n *yaml.Node) {
+					on.Push.Branches = p.patterns(n, "branches", "branch", maxPatternLength)
+				}},
+				field{key: "paths", decode: func(n *yaml.Node) {
+					on.Push.Paths = p.patterns(n, "paths", "path", maxPathPattern)
+				}},
+			)
+		}},
+		field{key: "tag", decode: func(n *yaml.Node) { on.Tags = p.patterns(n, "tag", "tag", maxPatternLength) }},
+	)
+	return on
+}
+
+// patterns decodes a list of globs (see pipeline.proto's Triggers): of
+// branches, tags or paths, what says which.
+func (p *parser) patterns(n *yaml.Node, key, what string, maxLength int) []string {
+	items := p.list(n, what+" patterns", maxPatterns)
+	if len(items) == 0 && resolve(n).Kind == yaml.SequenceNode {
+		p.errorAt(resolve(n), "leave the key out instead", "%s must list at least one %s pattern", key, what)
+	}
+	var patterns []string
+	for _, item := range items {
+		s, ok := p.str(item)
+		item = resolve(item)
+		switch {
+		case !ok:
+		case s == "":
+			p.errorAt(item, "", "%s pattern must not be empty", what)
+		case utf8.RuneCountInString(s) > maxLength:
+			p.errorAt(item, "", "%s pattern is longer than %d characters", what, maxLength)
+		case !pathglob.Valid(s):
+			p.errorAt(item, `globs are *, ?, [...], {a,b} and ** across "/"`, "invalid %s pattern %q", what, s)
+		case what == "path" && strings.HasPrefix(s, "/"):
+			p.errorAt(item, `write "services/api/**", not "/services/api/**"`, "path pattern %q: paths are relative to the repository's root", s)
+		case slices.Contains(patterns, s):
+			p.errorAt(item, "", "%s pattern %q is listed twice", what, s)
+		}
+		patterns = append(patterns, s)
+	}
+	return patterns
 }
 
 func (p *parser) release(n *yaml.Node) *sourcev1.ReleaseSpec {

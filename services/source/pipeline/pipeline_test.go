@@ -355,6 +355,34 @@ build:
 		yaml: "version: 1\nbuild:\n  steps: [{name: a, run: x}]\nstatuses: stage\n",
 		want: []string{`.sluice.yaml:4:11: unknown statuses "stage" (hint: did you mean "stages"?)`},
 	},
+	// on:
+	{
+		name: "on with an unknown trigger",
+		yaml: "version: 1\nbuild:\n  steps: [{name: a, run: x}]\non:\n  pull: {}\n",
+		want: []string{`.sluice.yaml:5:3: unknown key "pull" (hint: did you mean "push"?)`},
+	},
+	{
+		name: "on.push.branches malformed",
+		yaml: "version: 1\nbuild:\n  steps: [{name: a, run: x}]\non:\n  push:\n    branches: [main, \"release/[\", main, \"\"]\n",
+		want: []string{
+			`.sluice.yaml:6:22: invalid branch pattern "release/[" (hint: globs are *, ?, [...], {a,b} and ** across "/")`,
+			`.sluice.yaml:6:35: branch pattern "main" is listed twice`,
+			`.sluice.yaml:6:41: branch pattern must not be empty`,
+		},
+	},
+	{
+		name: "on.push.paths absolute, empty list of tags",
+		yaml: "version: 1\nbuild:\n  steps: [{name: a, run: x}]\non:\n  push:\n    paths: [/src/**]\n  tag: []\n",
+		want: []string{
+			`.sluice.yaml:6:13: path pattern "/src/**": paths are relative to the repository's root (hint: write "services/api/**", not "/services/api/**")`,
+			`.sluice.yaml:7:8: tag must list at least one tag pattern (hint: leave the key out instead)`,
+		},
+	},
+	{
+		name: "on.tag not a list",
+		yaml: "version: 1\nbuild:\n  steps: [{name: a, run: x}]\non:\n  tag: v*\n",
+		want: []string{`.sluice.yaml:5:8: expected a list, got a string`},
+	},
 	// The file as a whole.
 	{
 		name: "empty file",
@@ -784,5 +812,28 @@ func TestStatuses(t *testing.T) {
 		if err != nil || p.GetStatuses() != want {
 			t.Errorf("%q: %v, %v", text, p.GetStatuses(), err)
 		}
+	}
+}
+
+func TestTriggers(t *testing.T) {
+	t.Parallel()
+	p, err := Parse(".sluice.yaml", []byte(`version: 1
+build:
+  steps: [{name: a, run: x}]
+on:
+  push:
+    branches: [main, "release/**"]
+    paths: ["services/api/**", go.mod]
+  tag: ["v*"]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := &sourcev1.Triggers{
+		Push: &sourcev1.PushTrigger{Branches: []string{"main", "release/**"}, Paths: []string{"services/api/**", "go.mod"}},
+		Tags: []string{"v*"},
+	}
+	if !proto.Equal(p.GetOn(), want) {
+		t.Errorf("on = %v, want %v", p.GetOn(), want)
 	}
 }

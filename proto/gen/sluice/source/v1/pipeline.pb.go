@@ -247,7 +247,9 @@ type Pipeline struct {
 	Concurrency *Concurrency `protobuf:"bytes,4,opt,name=concurrency,proto3" json:"concurrency,omitempty"`
 	// How a run is reported on its commit on the repository's forge: one
 	// status for the run (unset) or one per stage.
-	Statuses      CommitStatuses `protobuf:"varint,5,opt,name=statuses,proto3,enum=sluice.source.v1.CommitStatuses" json:"statuses,omitempty"`
+	Statuses CommitStatuses `protobuf:"varint,5,opt,name=statuses,proto3,enum=sluice.source.v1.CommitStatuses" json:"statuses,omitempty"`
+	// Which pushes start a run; unset: pushes to the repository's branch.
+	On            *Triggers `protobuf:"bytes,6,opt,name=on,proto3" json:"on,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -317,6 +319,128 @@ func (x *Pipeline) GetStatuses() CommitStatuses {
 	return CommitStatuses_COMMIT_STATUSES_UNSPECIFIED
 }
 
+func (x *Pipeline) GetOn() *Triggers {
+	if x != nil {
+		return x.On
+	}
+	return nil
+}
+
+// Triggers are the changes that start a run of the pipeline (its on:
+// section). Patterns are globs: "*" within one "/"-separated part, "**"
+// across parts, "?", "[...]" and "{a,b}". A pull request, a manual trigger
+// and a rerun are not filtered by them.
+type Triggers struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Pushes to branches; unset: pushes to the repository's branch.
+	Push *PushTrigger `protobuf:"bytes,1,opt,name=push,proto3" json:"push,omitempty"`
+	// Tags whose push starts a run (of the tagged commit); none: tags start
+	// no run.
+	Tags          []string `protobuf:"bytes,2,rep,name=tags,proto3" json:"tags,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Triggers) Reset() {
+	*x = Triggers{}
+	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Triggers) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Triggers) ProtoMessage() {}
+
+func (x *Triggers) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Triggers.ProtoReflect.Descriptor instead.
+func (*Triggers) Descriptor() ([]byte, []int) {
+	return file_sluice_source_v1_pipeline_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *Triggers) GetPush() *PushTrigger {
+	if x != nil {
+		return x.Push
+	}
+	return nil
+}
+
+func (x *Triggers) GetTags() []string {
+	if x != nil {
+		return x.Tags
+	}
+	return nil
+}
+
+// PushTrigger says which pushes to branches start a run.
+type PushTrigger struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The branches whose pushes start a run; none: the repository's branch.
+	Branches []string `protobuf:"bytes,1,rep,name=branches,proto3" json:"branches,omitempty"`
+	// When set, a push starts a run only when it changed a path matching
+	// one of them (a push whose changes are not known runs).
+	Paths         []string `protobuf:"bytes,2,rep,name=paths,proto3" json:"paths,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PushTrigger) Reset() {
+	*x = PushTrigger{}
+	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PushTrigger) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PushTrigger) ProtoMessage() {}
+
+func (x *PushTrigger) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PushTrigger.ProtoReflect.Descriptor instead.
+func (*PushTrigger) Descriptor() ([]byte, []int) {
+	return file_sluice_source_v1_pipeline_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *PushTrigger) GetBranches() []string {
+	if x != nil {
+		return x.Branches
+	}
+	return nil
+}
+
+func (x *PushTrigger) GetPaths() []string {
+	if x != nil {
+		return x.Paths
+	}
+	return nil
+}
+
 // Concurrency puts a repository's runs in groups: at most limit runs of a
 // group are active (their stages at work) at once, and the others wait,
 // oldest first.
@@ -334,7 +458,7 @@ type Concurrency struct {
 
 func (x *Concurrency) Reset() {
 	*x = Concurrency{}
-	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[1]
+	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -346,7 +470,7 @@ func (x *Concurrency) String() string {
 func (*Concurrency) ProtoMessage() {}
 
 func (x *Concurrency) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[1]
+	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -359,7 +483,7 @@ func (x *Concurrency) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Concurrency.ProtoReflect.Descriptor instead.
 func (*Concurrency) Descriptor() ([]byte, []int) {
-	return file_sluice_source_v1_pipeline_proto_rawDescGZIP(), []int{1}
+	return file_sluice_source_v1_pipeline_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *Concurrency) GetGroup() ConcurrencyScope {
@@ -428,7 +552,7 @@ type Step struct {
 
 func (x *Step) Reset() {
 	*x = Step{}
-	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[2]
+	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -440,7 +564,7 @@ func (x *Step) String() string {
 func (*Step) ProtoMessage() {}
 
 func (x *Step) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[2]
+	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -453,7 +577,7 @@ func (x *Step) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Step.ProtoReflect.Descriptor instead.
 func (*Step) Descriptor() ([]byte, []int) {
-	return file_sluice_source_v1_pipeline_proto_rawDescGZIP(), []int{2}
+	return file_sluice_source_v1_pipeline_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Step) GetName() string {
@@ -559,7 +683,7 @@ type BuildSpec struct {
 
 func (x *BuildSpec) Reset() {
 	*x = BuildSpec{}
-	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[3]
+	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -571,7 +695,7 @@ func (x *BuildSpec) String() string {
 func (*BuildSpec) ProtoMessage() {}
 
 func (x *BuildSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[3]
+	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -584,7 +708,7 @@ func (x *BuildSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BuildSpec.ProtoReflect.Descriptor instead.
 func (*BuildSpec) Descriptor() ([]byte, []int) {
-	return file_sluice_source_v1_pipeline_proto_rawDescGZIP(), []int{3}
+	return file_sluice_source_v1_pipeline_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *BuildSpec) GetSteps() []*Step {
@@ -640,7 +764,7 @@ type ServiceSpec struct {
 
 func (x *ServiceSpec) Reset() {
 	*x = ServiceSpec{}
-	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[4]
+	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -652,7 +776,7 @@ func (x *ServiceSpec) String() string {
 func (*ServiceSpec) ProtoMessage() {}
 
 func (x *ServiceSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[4]
+	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -665,7 +789,7 @@ func (x *ServiceSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServiceSpec.ProtoReflect.Descriptor instead.
 func (*ServiceSpec) Descriptor() ([]byte, []int) {
-	return file_sluice_source_v1_pipeline_proto_rawDescGZIP(), []int{4}
+	return file_sluice_source_v1_pipeline_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ServiceSpec) GetName() string {
@@ -714,7 +838,7 @@ type CacheSpec struct {
 
 func (x *CacheSpec) Reset() {
 	*x = CacheSpec{}
-	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[5]
+	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -726,7 +850,7 @@ func (x *CacheSpec) String() string {
 func (*CacheSpec) ProtoMessage() {}
 
 func (x *CacheSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[5]
+	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -739,7 +863,7 @@ func (x *CacheSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CacheSpec.ProtoReflect.Descriptor instead.
 func (*CacheSpec) Descriptor() ([]byte, []int) {
-	return file_sluice_source_v1_pipeline_proto_rawDescGZIP(), []int{5}
+	return file_sluice_source_v1_pipeline_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *CacheSpec) GetKey() string {
@@ -770,7 +894,7 @@ type ArtifactSpec struct {
 
 func (x *ArtifactSpec) Reset() {
 	*x = ArtifactSpec{}
-	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[6]
+	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -782,7 +906,7 @@ func (x *ArtifactSpec) String() string {
 func (*ArtifactSpec) ProtoMessage() {}
 
 func (x *ArtifactSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[6]
+	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -795,7 +919,7 @@ func (x *ArtifactSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ArtifactSpec.ProtoReflect.Descriptor instead.
 func (*ArtifactSpec) Descriptor() ([]byte, []int) {
-	return file_sluice_source_v1_pipeline_proto_rawDescGZIP(), []int{6}
+	return file_sluice_source_v1_pipeline_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ArtifactSpec) GetName() string {
@@ -829,7 +953,7 @@ type TestSpec struct {
 
 func (x *TestSpec) Reset() {
 	*x = TestSpec{}
-	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[7]
+	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -841,7 +965,7 @@ func (x *TestSpec) String() string {
 func (*TestSpec) ProtoMessage() {}
 
 func (x *TestSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[7]
+	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -854,7 +978,7 @@ func (x *TestSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TestSpec.ProtoReflect.Descriptor instead.
 func (*TestSpec) Descriptor() ([]byte, []int) {
-	return file_sluice_source_v1_pipeline_proto_rawDescGZIP(), []int{7}
+	return file_sluice_source_v1_pipeline_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *TestSpec) GetSteps() []*Step {
@@ -903,7 +1027,7 @@ type ReportSpec struct {
 
 func (x *ReportSpec) Reset() {
 	*x = ReportSpec{}
-	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[8]
+	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -915,7 +1039,7 @@ func (x *ReportSpec) String() string {
 func (*ReportSpec) ProtoMessage() {}
 
 func (x *ReportSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[8]
+	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -928,7 +1052,7 @@ func (x *ReportSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportSpec.ProtoReflect.Descriptor instead.
 func (*ReportSpec) Descriptor() ([]byte, []int) {
-	return file_sluice_source_v1_pipeline_proto_rawDescGZIP(), []int{8}
+	return file_sluice_source_v1_pipeline_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ReportSpec) GetPath() string {
@@ -956,7 +1080,7 @@ type ReleaseSpec struct {
 
 func (x *ReleaseSpec) Reset() {
 	*x = ReleaseSpec{}
-	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[9]
+	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -968,7 +1092,7 @@ func (x *ReleaseSpec) String() string {
 func (*ReleaseSpec) ProtoMessage() {}
 
 func (x *ReleaseSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[9]
+	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -981,7 +1105,7 @@ func (x *ReleaseSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseSpec.ProtoReflect.Descriptor instead.
 func (*ReleaseSpec) Descriptor() ([]byte, []int) {
-	return file_sluice_source_v1_pipeline_proto_rawDescGZIP(), []int{9}
+	return file_sluice_source_v1_pipeline_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ReleaseSpec) GetBranches() []string {
@@ -1023,7 +1147,7 @@ type EnvironmentSpec struct {
 
 func (x *EnvironmentSpec) Reset() {
 	*x = EnvironmentSpec{}
-	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[10]
+	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1035,7 +1159,7 @@ func (x *EnvironmentSpec) String() string {
 func (*EnvironmentSpec) ProtoMessage() {}
 
 func (x *EnvironmentSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[10]
+	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1048,7 +1172,7 @@ func (x *EnvironmentSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnvironmentSpec.ProtoReflect.Descriptor instead.
 func (*EnvironmentSpec) Descriptor() ([]byte, []int) {
-	return file_sluice_source_v1_pipeline_proto_rawDescGZIP(), []int{10}
+	return file_sluice_source_v1_pipeline_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *EnvironmentSpec) GetName() string {
@@ -1116,7 +1240,7 @@ type VerifySpec struct {
 
 func (x *VerifySpec) Reset() {
 	*x = VerifySpec{}
-	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[11]
+	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1128,7 +1252,7 @@ func (x *VerifySpec) String() string {
 func (*VerifySpec) ProtoMessage() {}
 
 func (x *VerifySpec) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[11]
+	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1141,7 +1265,7 @@ func (x *VerifySpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifySpec.ProtoReflect.Descriptor instead.
 func (*VerifySpec) Descriptor() ([]byte, []int) {
-	return file_sluice_source_v1_pipeline_proto_rawDescGZIP(), []int{11}
+	return file_sluice_source_v1_pipeline_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *VerifySpec) GetCheck() isVerifySpec_Check {
@@ -1210,7 +1334,7 @@ type Changes struct {
 
 func (x *Changes) Reset() {
 	*x = Changes{}
-	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[12]
+	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1222,7 +1346,7 @@ func (x *Changes) String() string {
 func (*Changes) ProtoMessage() {}
 
 func (x *Changes) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[12]
+	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1235,7 +1359,7 @@ func (x *Changes) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Changes.ProtoReflect.Descriptor instead.
 func (*Changes) Descriptor() ([]byte, []int) {
-	return file_sluice_source_v1_pipeline_proto_rawDescGZIP(), []int{12}
+	return file_sluice_source_v1_pipeline_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Changes) GetPaths() []string {
@@ -1256,13 +1380,20 @@ var File_sluice_source_v1_pipeline_proto protoreflect.FileDescriptor
 
 const file_sluice_source_v1_pipeline_proto_rawDesc = "" +
 	"\n" +
-	"\x1fsluice/source/v1/pipeline.proto\x12\x10sluice.source.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1egoogle/protobuf/duration.proto\"\xaf\x02\n" +
+	"\x1fsluice/source/v1/pipeline.proto\x12\x10sluice.source.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1egoogle/protobuf/duration.proto\"\xdb\x02\n" +
 	"\bPipeline\x121\n" +
 	"\x05build\x18\x01 \x01(\v2\x1b.sluice.source.v1.BuildSpecR\x05build\x12.\n" +
 	"\x04test\x18\x02 \x01(\v2\x1a.sluice.source.v1.TestSpecR\x04test\x127\n" +
 	"\arelease\x18\x03 \x01(\v2\x1d.sluice.source.v1.ReleaseSpecR\arelease\x12?\n" +
 	"\vconcurrency\x18\x04 \x01(\v2\x1d.sluice.source.v1.ConcurrencyR\vconcurrency\x12F\n" +
-	"\bstatuses\x18\x05 \x01(\x0e2 .sluice.source.v1.CommitStatusesB\b\xbaH\x05\x82\x01\x02\x10\x01R\bstatuses\"\xa1\x01\n" +
+	"\bstatuses\x18\x05 \x01(\x0e2 .sluice.source.v1.CommitStatusesB\b\xbaH\x05\x82\x01\x02\x10\x01R\bstatuses\x12*\n" +
+	"\x02on\x18\x06 \x01(\v2\x1a.sluice.source.v1.TriggersR\x02on\"d\n" +
+	"\bTriggers\x121\n" +
+	"\x04push\x18\x01 \x01(\v2\x1d.sluice.source.v1.PushTriggerR\x04push\x12%\n" +
+	"\x04tags\x18\x02 \x03(\tB\x11\xbaH\x0e\x92\x01\v\x102\"\ar\x05\x10\x01\x18\xff\x01R\x04tags\"e\n" +
+	"\vPushTrigger\x12-\n" +
+	"\bbranches\x18\x01 \x03(\tB\x11\xbaH\x0e\x92\x01\v\x102\"\ar\x05\x10\x01\x18\xff\x01R\bbranches\x12'\n" +
+	"\x05paths\x18\x02 \x03(\tB\x11\xbaH\x0e\x92\x01\v\x102\"\ar\x05\x10\x01\x18\x80\bR\x05paths\"\xa1\x01\n" +
 	"\vConcurrency\x12D\n" +
 	"\x05group\x18\x01 \x01(\x0e2\".sluice.source.v1.ConcurrencyScopeB\n" +
 	"\xbaH\a\x82\x01\x04\x10\x01 \x00R\x05group\x12\x1f\n" +
@@ -1397,66 +1528,70 @@ func file_sluice_source_v1_pipeline_proto_rawDescGZIP() []byte {
 }
 
 var file_sluice_source_v1_pipeline_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_sluice_source_v1_pipeline_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_sluice_source_v1_pipeline_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_sluice_source_v1_pipeline_proto_goTypes = []any{
 	(CommitStatuses)(0),         // 0: sluice.source.v1.CommitStatuses
 	(ConcurrencyScope)(0),       // 1: sluice.source.v1.ConcurrencyScope
 	(ReportFormat)(0),           // 2: sluice.source.v1.ReportFormat
 	(OnInterrupt)(0),            // 3: sluice.source.v1.OnInterrupt
 	(*Pipeline)(nil),            // 4: sluice.source.v1.Pipeline
-	(*Concurrency)(nil),         // 5: sluice.source.v1.Concurrency
-	(*Step)(nil),                // 6: sluice.source.v1.Step
-	(*BuildSpec)(nil),           // 7: sluice.source.v1.BuildSpec
-	(*ServiceSpec)(nil),         // 8: sluice.source.v1.ServiceSpec
-	(*CacheSpec)(nil),           // 9: sluice.source.v1.CacheSpec
-	(*ArtifactSpec)(nil),        // 10: sluice.source.v1.ArtifactSpec
-	(*TestSpec)(nil),            // 11: sluice.source.v1.TestSpec
-	(*ReportSpec)(nil),          // 12: sluice.source.v1.ReportSpec
-	(*ReleaseSpec)(nil),         // 13: sluice.source.v1.ReleaseSpec
-	(*EnvironmentSpec)(nil),     // 14: sluice.source.v1.EnvironmentSpec
-	(*VerifySpec)(nil),          // 15: sluice.source.v1.VerifySpec
-	(*Changes)(nil),             // 16: sluice.source.v1.Changes
-	nil,                         // 17: sluice.source.v1.Step.EnvEntry
-	nil,                         // 18: sluice.source.v1.Step.SecretsEntry
-	nil,                         // 19: sluice.source.v1.Step.MatrixEntry
-	nil,                         // 20: sluice.source.v1.ServiceSpec.EnvEntry
-	nil,                         // 21: sluice.source.v1.EnvironmentSpec.EnvEntry
-	nil,                         // 22: sluice.source.v1.EnvironmentSpec.SecretsEntry
-	(*durationpb.Duration)(nil), // 23: google.protobuf.Duration
+	(*Triggers)(nil),            // 5: sluice.source.v1.Triggers
+	(*PushTrigger)(nil),         // 6: sluice.source.v1.PushTrigger
+	(*Concurrency)(nil),         // 7: sluice.source.v1.Concurrency
+	(*Step)(nil),                // 8: sluice.source.v1.Step
+	(*BuildSpec)(nil),           // 9: sluice.source.v1.BuildSpec
+	(*ServiceSpec)(nil),         // 10: sluice.source.v1.ServiceSpec
+	(*CacheSpec)(nil),           // 11: sluice.source.v1.CacheSpec
+	(*ArtifactSpec)(nil),        // 12: sluice.source.v1.ArtifactSpec
+	(*TestSpec)(nil),            // 13: sluice.source.v1.TestSpec
+	(*ReportSpec)(nil),          // 14: sluice.source.v1.ReportSpec
+	(*ReleaseSpec)(nil),         // 15: sluice.source.v1.ReleaseSpec
+	(*EnvironmentSpec)(nil),     // 16: sluice.source.v1.EnvironmentSpec
+	(*VerifySpec)(nil),          // 17: sluice.source.v1.VerifySpec
+	(*Changes)(nil),             // 18: sluice.source.v1.Changes
+	nil,                         // 19: sluice.source.v1.Step.EnvEntry
+	nil,                         // 20: sluice.source.v1.Step.SecretsEntry
+	nil,                         // 21: sluice.source.v1.Step.MatrixEntry
+	nil,                         // 22: sluice.source.v1.ServiceSpec.EnvEntry
+	nil,                         // 23: sluice.source.v1.EnvironmentSpec.EnvEntry
+	nil,                         // 24: sluice.source.v1.EnvironmentSpec.SecretsEntry
+	(*durationpb.Duration)(nil), // 25: google.protobuf.Duration
 }
 var file_sluice_source_v1_pipeline_proto_depIdxs = []int32{
-	7,  // 0: sluice.source.v1.Pipeline.build:type_name -> sluice.source.v1.BuildSpec
-	11, // 1: sluice.source.v1.Pipeline.test:type_name -> sluice.source.v1.TestSpec
-	13, // 2: sluice.source.v1.Pipeline.release:type_name -> sluice.source.v1.ReleaseSpec
-	5,  // 3: sluice.source.v1.Pipeline.concurrency:type_name -> sluice.source.v1.Concurrency
+	9,  // 0: sluice.source.v1.Pipeline.build:type_name -> sluice.source.v1.BuildSpec
+	13, // 1: sluice.source.v1.Pipeline.test:type_name -> sluice.source.v1.TestSpec
+	15, // 2: sluice.source.v1.Pipeline.release:type_name -> sluice.source.v1.ReleaseSpec
+	7,  // 3: sluice.source.v1.Pipeline.concurrency:type_name -> sluice.source.v1.Concurrency
 	0,  // 4: sluice.source.v1.Pipeline.statuses:type_name -> sluice.source.v1.CommitStatuses
-	1,  // 5: sluice.source.v1.Concurrency.group:type_name -> sluice.source.v1.ConcurrencyScope
-	23, // 6: sluice.source.v1.Step.timeout:type_name -> google.protobuf.Duration
-	17, // 7: sluice.source.v1.Step.env:type_name -> sluice.source.v1.Step.EnvEntry
-	18, // 8: sluice.source.v1.Step.secrets:type_name -> sluice.source.v1.Step.SecretsEntry
-	19, // 9: sluice.source.v1.Step.matrix:type_name -> sluice.source.v1.Step.MatrixEntry
-	6,  // 10: sluice.source.v1.BuildSpec.steps:type_name -> sluice.source.v1.Step
-	10, // 11: sluice.source.v1.BuildSpec.artifacts:type_name -> sluice.source.v1.ArtifactSpec
-	8,  // 12: sluice.source.v1.BuildSpec.services:type_name -> sluice.source.v1.ServiceSpec
-	9,  // 13: sluice.source.v1.BuildSpec.caches:type_name -> sluice.source.v1.CacheSpec
-	20, // 14: sluice.source.v1.ServiceSpec.env:type_name -> sluice.source.v1.ServiceSpec.EnvEntry
-	6,  // 15: sluice.source.v1.TestSpec.steps:type_name -> sluice.source.v1.Step
-	12, // 16: sluice.source.v1.TestSpec.reports:type_name -> sluice.source.v1.ReportSpec
-	8,  // 17: sluice.source.v1.TestSpec.services:type_name -> sluice.source.v1.ServiceSpec
-	9,  // 18: sluice.source.v1.TestSpec.caches:type_name -> sluice.source.v1.CacheSpec
-	2,  // 19: sluice.source.v1.ReportSpec.format:type_name -> sluice.source.v1.ReportFormat
-	14, // 20: sluice.source.v1.ReleaseSpec.environments:type_name -> sluice.source.v1.EnvironmentSpec
-	23, // 21: sluice.source.v1.EnvironmentSpec.deploy_timeout:type_name -> google.protobuf.Duration
-	15, // 22: sluice.source.v1.EnvironmentSpec.verify:type_name -> sluice.source.v1.VerifySpec
-	21, // 23: sluice.source.v1.EnvironmentSpec.env:type_name -> sluice.source.v1.EnvironmentSpec.EnvEntry
-	22, // 24: sluice.source.v1.EnvironmentSpec.secrets:type_name -> sluice.source.v1.EnvironmentSpec.SecretsEntry
-	3,  // 25: sluice.source.v1.EnvironmentSpec.on_interrupt:type_name -> sluice.source.v1.OnInterrupt
-	23, // 26: sluice.source.v1.VerifySpec.timeout:type_name -> google.protobuf.Duration
-	27, // [27:27] is the sub-list for method output_type
-	27, // [27:27] is the sub-list for method input_type
-	27, // [27:27] is the sub-list for extension type_name
-	27, // [27:27] is the sub-list for extension extendee
-	0,  // [0:27] is the sub-list for field type_name
+	5,  // 5: sluice.source.v1.Pipeline.on:type_name -> sluice.source.v1.Triggers
+	6,  // 6: sluice.source.v1.Triggers.push:type_name -> sluice.source.v1.PushTrigger
+	1,  // 7: sluice.source.v1.Concurrency.group:type_name -> sluice.source.v1.ConcurrencyScope
+	25, // 8: sluice.source.v1.Step.timeout:type_name -> google.protobuf.Duration
+	19, // 9: sluice.source.v1.Step.env:type_name -> sluice.source.v1.Step.EnvEntry
+	20, // 10: sluice.source.v1.Step.secrets:type_name -> sluice.source.v1.Step.SecretsEntry
+	21, // 11: sluice.source.v1.Step.matrix:type_name -> sluice.source.v1.Step.MatrixEntry
+	8,  // 12: sluice.source.v1.BuildSpec.steps:type_name -> sluice.source.v1.Step
+	12, // 13: sluice.source.v1.BuildSpec.artifacts:type_name -> sluice.source.v1.ArtifactSpec
+	10, // 14: sluice.source.v1.BuildSpec.services:type_name -> sluice.source.v1.ServiceSpec
+	11, // 15: sluice.source.v1.BuildSpec.caches:type_name -> sluice.source.v1.CacheSpec
+	22, // 16: sluice.source.v1.ServiceSpec.env:type_name -> sluice.source.v1.ServiceSpec.EnvEntry
+	8,  // 17: sluice.source.v1.TestSpec.steps:type_name -> sluice.source.v1.Step
+	14, // 18: sluice.source.v1.TestSpec.reports:type_name -> sluice.source.v1.ReportSpec
+	10, // 19: sluice.source.v1.TestSpec.services:type_name -> sluice.source.v1.ServiceSpec
+	11, // 20: sluice.source.v1.TestSpec.caches:type_name -> sluice.source.v1.CacheSpec
+	2,  // 21: sluice.source.v1.ReportSpec.format:type_name -> sluice.source.v1.ReportFormat
+	16, // 22: sluice.source.v1.ReleaseSpec.environments:type_name -> sluice.source.v1.EnvironmentSpec
+	25, // 23: sluice.source.v1.EnvironmentSpec.deploy_timeout:type_name -> google.protobuf.Duration
+	17, // 24: sluice.source.v1.EnvironmentSpec.verify:type_name -> sluice.source.v1.VerifySpec
+	23, // 25: sluice.source.v1.EnvironmentSpec.env:type_name -> sluice.source.v1.EnvironmentSpec.EnvEntry
+	24, // 26: sluice.source.v1.EnvironmentSpec.secrets:type_name -> sluice.source.v1.EnvironmentSpec.SecretsEntry
+	3,  // 27: sluice.source.v1.EnvironmentSpec.on_interrupt:type_name -> sluice.source.v1.OnInterrupt
+	25, // 28: sluice.source.v1.VerifySpec.timeout:type_name -> google.protobuf.Duration
+	29, // [29:29] is the sub-list for method output_type
+	29, // [29:29] is the sub-list for method input_type
+	29, // [29:29] is the sub-list for extension type_name
+	29, // [29:29] is the sub-list for extension extendee
+	0,  // [0:29] is the sub-list for field type_name
 }
 
 func init() { file_sluice_source_v1_pipeline_proto_init() }
@@ -1464,7 +1599,7 @@ func file_sluice_source_v1_pipeline_proto_init() {
 	if File_sluice_source_v1_pipeline_proto != nil {
 		return
 	}
-	file_sluice_source_v1_pipeline_proto_msgTypes[11].OneofWrappers = []any{
+	file_sluice_source_v1_pipeline_proto_msgTypes[13].OneofWrappers = []any{
 		(*VerifySpec_Http)(nil),
 		(*VerifySpec_Command)(nil),
 	}
@@ -1474,7 +1609,7 @@ func file_sluice_source_v1_pipeline_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sluice_source_v1_pipeline_proto_rawDesc), len(file_sluice_source_v1_pipeline_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   19,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
