@@ -268,17 +268,24 @@ const rulesPipeline = forgePipeline + `on:
   push:
     branches: [main, "release/*"]
   tag: ["v*"]
+release:
+  branches: [main]
+  tags: ["v*"]
+  environments:
+    - name: staging
+      deploy: echo deployed "$SLUICE_RELEASE_VERSION"
 `
 
 // TestGiteaBranchesAndTags: a pipeline whose on: section names release
 // branches and v* tags runs, from Gitea's push webhooks, the pushes to a
-// release branch and of a v* tag (its run on the tag's ref), shows their
-// statuses on Gitea, and runs nothing for another branch.
+// release branch and of a v* tag (its run on the tag's ref, released with
+// the tag's version to staging, which the platform opens to refs/tags/v*),
+// shows their statuses on Gitea, and runs nothing for another branch.
 func TestGiteaBranchesAndTags(t *testing.T) {
 	t.Parallel()
 	g := giteatest.Start(t)
 	client := g.Client(t)
-	p, _ := startAllInOne(t, t.TempDir())
+	p, _ := startAllInOne(t, t.TempDir(), "SLUICE_RELEASE_ENVIRONMENT_BRANCHES=staging=main|refs/tags/v*")
 	repo := onGitea(t, p, g, client, "rules", rulesPipeline, "push")
 
 	feature := repo.CommitFile("feature.txt", "f\n", "a feature\n")
@@ -325,5 +332,18 @@ func TestGiteaBranchesAndTags(t *testing.T) {
 	}
 	if s := statusesOn(t, client, g.User, "rules", feature); len(s) != 0 {
 		t.Errorf("gitea shows %d statuses on the feature branch's commit, want none", len(s))
+	}
+	// The tag's run made release v1.0.0 of its commit and deployed it.
+	var releases struct {
+		Releases []struct{ Version, Commit string }
+	}
+	if err := json.Unmarshal([]byte(mustCLI(t, p.env, "releases", "rules", "--output", "json")), &releases); err != nil {
+		t.Fatal(err)
+	}
+	if len(releases.Releases) != 1 || releases.Releases[0].Version != "v1.0.0" || releases.Releases[0].Commit != release {
+		t.Errorf("releases of rules: %+v, want v1.0.0 of %s", releases.Releases, release)
+	}
+	if out := mustCLI(t, p.env, "deployments", "rules"); !strings.Contains(out, "v1.0.0") || !strings.Contains(out, "staging") {
+		t.Errorf("deployments of rules:\n%s", out)
 	}
 }

@@ -86,6 +86,26 @@ func (s *Service) freeVersion(ctx context.Context, repository string, v domain.V
 	return latest.Version.Apply(domain.BumpFor(commits)), nil
 }
 
+// tagVersion is the version of a release made from a tag that names one
+// (v): v itself, unless it would break the rules every version keeps, and
+// then why the tag's run is not released: v must be above the version of
+// base, the newest release of an ancestor (versions follow ancestry), and
+// no other release may have it.
+func (s *Service) tagVersion(ctx context.Context, repository, tag string, v domain.Version, base *ReleasedCommit) (domain.Version, string, error) {
+	if base != nil && v.Compare(base.Version) <= 0 {
+		return domain.Version{}, fmt.Sprintf("tag %s: version %s is not above %s, the release of commit %s, which it contains",
+			tag, v, base.Version, domain.ShortSHA(base.Commit)), nil
+	}
+	other, err := s.store.ReleaseByVersion(ctx, repository, v)
+	switch {
+	case errors.Is(err, apierror.ErrNotFound):
+		return v, "", nil
+	case err != nil:
+		return domain.Version{}, "", err
+	}
+	return domain.Version{}, fmt.Sprintf("tag %s: version %s is released already, of commit %s", tag, v, domain.ShortSHA(other.Commit)), nil
+}
+
 // alreadyThere says, under env's lock, whether env runs rel's commit
 // already or a newer one (a release whose commit contains it): then rel is
 // not deployed there automatically, and reason says why. newer is true

@@ -32,7 +32,7 @@ func releaseSpecOf(p *sourcev1.Pipeline) domain.ReleaseSpec {
 	if r == nil {
 		return domain.ReleaseSpec{}
 	}
-	spec := domain.ReleaseSpec{Present: true, Branches: r.GetBranches()}
+	spec := domain.ReleaseSpec{Present: true, Branches: r.GetBranches(), Tags: r.GetTags()}
 	for _, e := range r.GetEnvironments() {
 		env := domain.Environment{
 			Name:          e.GetName(),

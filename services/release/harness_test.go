@@ -241,14 +241,21 @@ func (h *harness) runAs(runID, commit, branch string, pipeline *sourcev1.Pipelin
 	h.publishTestRun(runID, commit, branch, testv1.TestRunStatus_TEST_RUN_STATUS_PASSED)
 }
 
+// publishTestRun publishes the TestRunFinished of a run of commit on
+// branch, or, when branch is refs/tags/<tag>, of that tag.
 func (h *harness) publishTestRun(runID, commit, branch string, status testv1.TestRunStatus) {
 	h.t.Helper()
+	ref := "refs/heads/" + branch
+	if strings.HasPrefix(branch, "refs/tags/") {
+		branch, ref = "", branch
+	}
 	ev, err := events.New(&testeventsv1.TestRunFinished{
 		RunId:      runID,
 		TestRunId:  uuid.Must(uuid.NewV7()).String(),
 		Repository: &sourceeventsv1.RepositoryRef{Id: "repo-1", Name: repoName, Url: h.repo.Dir},
 		Commit:     commit,
 		Branch:     branch,
+		Ref:        ref,
 		Status:     status,
 		Pipeline:   h.runs[runID].pipeline,
 		Artifacts:  h.runs[runID].artifacts,

@@ -122,17 +122,18 @@ func (s *Service) releaseStage(ctx context.Context, eventID string, run *testeve
 			"the TestRunFinished event carries no pipeline (a test service older than this release service published it); trigger the run again", false)
 	}
 	spec := releaseSpecOf(run.GetPipeline())
-	if reason := spec.SkipReason(run.GetBranch()); reason != "" {
+	target := domain.Target(run.GetBranch(), run.GetRef())
+	if reason := spec.SkipReason(target); reason != "" {
 		st.log.Info("release skipped", slog.String("reason", reason))
 		return s.finish(ctx, st, releaseeventsv1.ReleaseOutcome_RELEASE_OUTCOME_SKIPPED, "", reason, false)
 	}
 
 	// The platform says where the branch may deploy; the pipeline only
 	// narrows that (its branches), never widens it.
-	envs, refused := spec.Deployable(run.GetBranch(), s.branches)
+	envs, refused := spec.Deployable(target, s.branches)
 	var left []string // why environments were left alone
 	if len(refused) > 0 {
-		reason := s.refusedReason(run.GetBranch(), refused)
+		reason := s.refusedReason(target, refused)
 		if len(envs) == 0 {
 			st.log.Info("release skipped", slog.String("reason", reason))
 			return s.finish(ctx, st, releaseeventsv1.ReleaseOutcome_RELEASE_OUTCOME_SKIPPED, "", reason, false)
@@ -141,7 +142,11 @@ func (s *Service) releaseStage(ctx context.Context, eventID string, run *testeve
 		left = append(left, reason)
 	}
 
-	rel, older, err := s.ensureRelease(ctx, st, rec, run, spec)
+	tag := "" // of a tag's run
+	if t, ok := strings.CutPrefix(target, domain.TagPrefix); ok {
+		tag = t
+	}
+	rel, older, err := s.ensureRelease(ctx, st, rec, run, spec, tag)
 	if err != nil {
 		return err
 	}
@@ -203,15 +208,19 @@ func (s *Service) releaseStage(ctx context.Context, eventID string, run *testeve
 	return s.finish(ctx, st, releaseeventsv1.ReleaseOutcome_RELEASE_OUTCOME_SUCCEEDED, rel.Version.String(), reason, false)
 }
 
-// refusedReason says which environments the platform does not let branch
-// deploy to, and which branches it lets deploy there.
-func (s *Service) refusedReason(branch string, refused []string) string {
+// refusedReason says which environments the platform does not let target
+// (a branch, or a tag's ref) deploy to, and which it lets deploy there.
+func (s *Service) refusedReason(target string, refused []string) string {
 	parts := make([]string, len(refused))
 	for i, env := range refused {
 		parts[i] = fmt.Sprintf("%s (allowed there: %s)", env, s.branches.Describe(env))
 	}
-	return fmt.Sprintf("the platform's environment-branches setting does not let branch %q deploy automatically to %s",
-		branch, strings.Join(parts, ", "))
+	what := "branch"
+	if strings.HasPrefix(target, domain.TagPrefix) {
+		what = "tag ref"
+	}
+	return fmt.Sprintf("the platform's environment-branches setting does not let %s %q deploy automatically to %s",
+		what, target, strings.Join(parts, ", "))
 }
 
 // finish ends the run's release stage and announces it, once, and marks
@@ -251,8 +260,11 @@ func (s *Service) finish(ctx context.Context, st stage, outcome releaseeventsv1.
 // released before keeps its version: the run deploys that release again
 // where it does not run yet. A commit that is an
 // ancestor of a release's commit (older code than a released version) gets
-// no version: older says why, and the stage is skipped.
-func (s *Service) ensureRelease(ctx context.Context, st stage, rec stageRun, run *testeventsv1.TestRunFinished, spec domain.ReleaseSpec) (rel domain.Release, older string, err error) {
+// no version: older says why, and the stage is skipped. The run of a tag
+// that names a version (tag, domain.TagVersion) is released with that
+// version instead, when it keeps the rules (tagVersion); else, or when
+// its commit has a release of another version, older says why.
+func (s *Service) ensureRelease(ctx context.Context, st stage, rec stageRun, run *testeventsv1.TestRunFinished, spec domain.ReleaseSpec, tag string) (rel domain.Release, older string, err error) {
 	if rel, ok, err := s.runRelease(ctx, rec); err != nil || ok {
 		return rel, "", err
 	}
@@ -272,8 +284,12 @@ func (s *Service) ensureRelease(ctx context.Context, st stage, rec stageRun, run
 	}
 
 	commit := run.GetCommit()
+	tagged, isVersion := domain.TagVersion(tag)
 	existing, err := s.store.ReleaseOfCommit(ctx, st.repo.Name, commit)
 	switch {
+	case err == nil && isVersion && existing.Version != tagged:
+		return domain.Release{}, fmt.Sprintf("tag %s: commit %s is released already, as %s; a commit has one release",
+			tag, domain.ShortSHA(commit), existing.Version), nil
 	case err == nil:
 		st.log.Info("commit already released; deploying that release where it does not run yet", slog.String("version", existing.Version.String()))
 		err := s.store.InTx(ctx, func(tx *sql.Tx) error {
@@ -303,8 +319,12 @@ func (s *Service) ensureRelease(ctx context.Context, st stage, rec stageRun, run
 		return domain.Release{}, "", fmt.Errorf("list commits of %s from %q to %s: %w", st.repo.Name, from, commit, err)
 	}
 	commits := commitsOf(listed.GetCommits())
-	version, err := s.freeVersion(ctx, st.repo.Name, domain.NextVersion(prevVersion, commits), commits)
-	if err != nil {
+	var version domain.Version
+	if isVersion {
+		if version, older, err = s.tagVersion(ctx, st.repo.Name, tag, tagged, base); err != nil || older != "" {
+			return domain.Release{}, older, err
+		}
+	} else if version, err = s.freeVersion(ctx, st.repo.Name, domain.NextVersion(prevVersion, commits), commits); err != nil {
 		return domain.Release{}, "", err
 	}
 	rel = domain.Release{

@@ -768,3 +768,53 @@ func TestANewReplicaFindsTheDeployState(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A tag's run is released with the tag's version, where the pipeline's
+// release.tags and the platform's environment-branches (refs/tags/...)
+// allow it; a tag that names no version gets the next version; a tag
+// version that would break the rules (not above an ancestor's, or of a
+// commit released as another) releases nothing and says why.
+func TestTagRunIsReleasedWithTheTagsVersion(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, func(c *Config) { c.EnvironmentBranches = "staging=main|refs/tags/*,production=refs/tags/v*" })
+	pipeline := h.pipeline()
+	pipeline.Release.Tags = []string{"v*", "nightly-*"}
+	first := h.initialCommit()
+	runID := h.run(first, "main", pipeline)
+	if fin := h.finished(runID); fin.GetVersion() != "v0.1.0" || fin.GetOutcome() != releaseeventsv1.ReleaseOutcome_RELEASE_OUTCOME_SUCCEEDED {
+		t.Fatalf("main: %v, want v0.1.0 in staging", fin)
+	}
+	if _, err := os.Stat(StateDir(h.cfg.DataDir, repoName, "production")); !os.IsNotExist(err) {
+		t.Fatalf("main deployed to production (%v); environment-branches lets only tags", err)
+	}
+
+	tagged := h.repo.CommitFiles("fix: ready", map[string]string{"greeting": "ready\n"})
+	runID = h.run(tagged, "refs/tags/v1.0.0", pipeline)
+	fin := h.finished(runID)
+	if fin.GetOutcome() != releaseeventsv1.ReleaseOutcome_RELEASE_OUTCOME_SUCCEEDED || fin.GetVersion() != "v1.0.0" || fin.GetReason() != "" {
+		t.Fatalf("tag v1.0.0: %v, want SUCCEEDED v1.0.0 everywhere", fin)
+	}
+	for _, env := range []string{"staging", "production"} {
+		if got := strings.TrimSpace(h.state(env, "current")); got != "v1.0.0" {
+			t.Errorf("%s runs %s, want v1.0.0", env, got)
+		}
+	}
+
+	skipped := func(ref, commit, want string) {
+		t.Helper()
+		fin := h.finished(h.run(commit, ref, pipeline))
+		if fin.GetOutcome() != releaseeventsv1.ReleaseOutcome_RELEASE_OUTCOME_SKIPPED || !strings.Contains(fin.GetReason(), want) {
+			t.Fatalf("%s: %v, want SKIPPED: %q", ref, fin, want)
+		}
+	}
+	next := h.repo.CommitFiles("fix: more", map[string]string{"greeting": "more\n"})
+	skipped("refs/tags/v0.9.0", next, "tag v0.9.0: version v0.9.0 is not above v1.0.0, the release of commit "+tagged[:7])
+	skipped("refs/tags/v2.0.0", tagged, "tag v2.0.0: commit "+tagged[:7]+" is released already, as v1.0.0")
+	skipped("refs/tags/release-1", next, `tag "release-1" is not a release tag (v*, nightly-*)`)
+
+	// A tag that names no version: the next version, as for a branch.
+	fin = h.finished(h.run(next, "refs/tags/nightly-1", pipeline))
+	if fin.GetVersion() != "v1.0.1" || !strings.Contains(fin.GetReason(), `does not let tag ref "refs/tags/nightly-1" deploy automatically to production`) {
+		t.Fatalf("tag nightly-1: %v, want v1.0.1 in staging only", fin)
+	}
+}

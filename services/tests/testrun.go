@@ -208,6 +208,7 @@ func (a *attempt) finish(parent context.Context, o domain.Outcome) error {
 		Repository:        repositoryRef(run.Repository),
 		Commit:            run.Commit,
 		Branch:            a.run.Branch,
+		Ref:               a.bf.GetRef(),
 		BuildId:           run.BuildID,
 		Status:            statusToProto(o.Status),
 		Counts:            countsToProto(counts),

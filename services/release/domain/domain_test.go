@@ -192,7 +192,14 @@ func TestSkipReason(t *testing.T) {
 		{"other branch", ReleaseSpec{Present: true, Branches: []string{"main", "release"}, Environments: env}, "feature",
 			`branch "feature" is not a release branch (main, release)`},
 		{"no branch", ReleaseSpec{Present: true, Branches: []string{"main"}, Environments: env}, "",
-			"the run is not on a branch; release branches: main"},
+			"the run is not on a branch or a tag; release branches: main"},
+		{"tag", ReleaseSpec{Present: true, Tags: []string{"v*"}, Environments: env}, "refs/tags/v1.2.0", ""},
+		{"tag not listed", ReleaseSpec{Present: true, Branches: []string{"main"}, Tags: []string{"v*"}, Environments: env}, "refs/tags/nightly",
+			`tag "nightly" is not a release tag (v*)`},
+		{"no tags", ReleaseSpec{Present: true, Branches: []string{"main"}, Environments: env}, "refs/tags/v1.0.0",
+			`tag "v1.0.0": the pipeline's release section lists no tags`},
+		{"tags only, a branch", ReleaseSpec{Present: true, Tags: []string{"v*"}, Environments: env}, "main",
+			"the pipeline's release section lists no branches"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -200,6 +207,35 @@ func TestSkipReason(t *testing.T) {
 				t.Fatalf("SkipReason(%q) = %q, want %q", tt.branch, got, tt.want)
 			}
 		})
+	}
+}
+
+func TestTarget(t *testing.T) {
+	t.Parallel()
+	tests := []struct{ branch, ref, want string }{
+		{"main", "refs/heads/main", "main"},
+		{"", "refs/tags/v1.0.0", "refs/tags/v1.0.0"},
+		{"", "0123456789012345678901234567890123456789", ""},
+		{"pull/3", "refs/pull/3/head", "pull/3"},
+	}
+	for _, tt := range tests {
+		if got := Target(tt.branch, tt.ref); got != tt.want {
+			t.Errorf("Target(%q, %q) = %q, want %q", tt.branch, tt.ref, got, tt.want)
+		}
+	}
+}
+
+func TestTagVersion(t *testing.T) {
+	t.Parallel()
+	for tag, want := range map[string]string{"v1.2.3": "v1.2.3", "1.2.3": "v1.2.3", "v10.0.1": "v10.0.1"} {
+		if v, ok := TagVersion(tag); !ok || v.String() != want {
+			t.Errorf("TagVersion(%q) = %v, %v; want %s", tag, v, ok, want)
+		}
+	}
+	for _, tag := range []string{"nightly", "v1.2", "v1.2.3-rc.1", "v01.2.3", "vv1.2.3", ""} {
+		if v, ok := TagVersion(tag); ok {
+			t.Errorf("TagVersion(%q) = %v, want none", tag, v)
+		}
 	}
 }
 

@@ -1,14 +1,15 @@
 package domain
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/sluicehq/sluice/platform/artifacts"
-
 	"github.com/sluicehq/sluice/platform/gitauth"
+	"github.com/sluicehq/sluice/platform/pathglob"
 )
 
 // Repository identifies a repository as source names it in events.
@@ -176,23 +177,57 @@ type ReleaseSpec struct {
 	Present      bool
 	Branches     []string
 	Environments []Environment
+	// Tags are the globs of the tags whose runs are released.
+	Tags []string
 }
 
-// SkipReason says why a run on branch is not released, or "" when it is.
-func (s ReleaseSpec) SkipReason(branch string) string {
+// TagPrefix starts the ref of a tag.
+const TagPrefix = "refs/tags/"
+
+// Target is what a run of branch and ref is released as, in the
+// pipeline's and the platform's rules: its branch, or the full ref of a
+// tag (refs/tags/v1.2.0, which environment-branches patterns such as
+// refs/tags/v* match); "" for a run of neither (a sha).
+func Target(branch, ref string) string {
+	if branch != "" || strings.HasPrefix(ref, TagPrefix) {
+		return cmp.Or(branch, ref)
+	}
+	return ""
+}
+
+// SkipReason says why a run released as target (Target) is not released,
+// or "" when it is.
+func (s ReleaseSpec) SkipReason(target string) string {
+	tag, isTag := strings.CutPrefix(target, TagPrefix)
 	switch {
 	case !s.Present:
 		return "the pipeline has no release section"
-	case len(s.Branches) == 0:
-		return "the pipeline's release section lists no branches"
 	case len(s.Environments) == 0:
 		return "the pipeline's release section has no environments"
-	case branch == "":
-		return fmt.Sprintf("the run is not on a branch; release branches: %s", strings.Join(s.Branches, ", "))
-	case !slices.Contains(s.Branches, branch):
-		return fmt.Sprintf("branch %q is not a release branch (%s)", branch, strings.Join(s.Branches, ", "))
+	case isTag && len(s.Tags) == 0:
+		return fmt.Sprintf("tag %q: the pipeline's release section lists no tags", tag)
+	case isTag && !pathglob.MatchAny(s.Tags, tag):
+		return fmt.Sprintf("tag %q is not a release tag (%s)", tag, strings.Join(s.Tags, ", "))
+	case isTag:
+		return ""
+	case len(s.Branches) == 0:
+		return "the pipeline's release section lists no branches"
+	case target == "":
+		return fmt.Sprintf("the run is not on a branch or a tag; release branches: %s", strings.Join(s.Branches, ", "))
+	case !slices.Contains(s.Branches, target):
+		return fmt.Sprintf("branch %q is not a release branch (%s)", target, strings.Join(s.Branches, ", "))
 	}
 	return ""
+}
+
+// TagVersion is the version a tag names: v1.2.3 or 1.2.3; false for a
+// tag that names none (nightly, v1.2, v1.2.3-rc.1).
+func TagVersion(tag string) (Version, bool) {
+	if !strings.HasPrefix(tag, "v") {
+		tag = "v" + tag
+	}
+	v, err := ParseVersion(tag)
+	return v, err == nil
 }
 
 // FailureSummary turns a deployment's reason ("verification failed: GET

@@ -520,12 +520,13 @@ func (p *parser) release(n *yaml.Node) *sourcev1.ReleaseSpec {
 			release.Branches = p.branches(n)
 		}},
 		field{key: "environments", decode: func(n *yaml.Node) { release.Environments = p.environments(n) }},
+		field{key: "tags", decode: func(n *yaml.Node) { release.Tags = p.patterns(n, "tags", "tag", maxPatternLength) }},
 	)
 	// A branches value of the wrong type has been reported already.
 	noBranches := branches == nil || (branches.Kind == yaml.SequenceNode && len(branches.Content) == 0)
-	if len(release.Environments) > 0 && noBranches {
-		p.errorAt(resolve(n), "list the branches to release, e.g. branches: [main]",
-			"release has environments but no branches")
+	if len(release.Environments) > 0 && noBranches && len(release.Tags) == 0 {
+		p.errorAt(resolve(n), "list the branches to release, e.g. branches: [main], or the tags, e.g. tags: [\"v*\"]",
+			"release has environments but no branches or tags")
 	}
 	return release
 }

@@ -673,14 +673,14 @@ test:
 		name: "environments without branches",
 		yaml: "version: 1\nrelease:\n  environments:\n    - {name: staging, deploy: ./deploy.sh}\n",
 		want: []string{
-			`.sluice.yaml:3:3: release has environments but no branches (hint: list the branches to release, e.g. branches: [main])`,
+			`.sluice.yaml:3:3: release has environments but no branches or tags (hint: list the branches to release, e.g. branches: [main], or the tags, e.g. tags: ["v*"])`,
 		},
 	},
 	{
 		name: "empty branch list",
 		yaml: "version: 1\nrelease:\n  branches: []\n  environments:\n    - {name: staging, deploy: ./deploy.sh}\n",
 		want: []string{
-			`.sluice.yaml:3:3: release has environments but no branches (hint: list the branches to release, e.g. branches: [main])`,
+			`.sluice.yaml:3:3: release has environments but no branches or tags (hint: list the branches to release, e.g. branches: [main], or the tags, e.g. tags: ["v*"])`,
 		},
 	},
 	{

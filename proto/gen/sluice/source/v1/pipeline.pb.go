@@ -1072,8 +1072,11 @@ func (x *ReportSpec) GetFormat() ReportFormat {
 type ReleaseSpec struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Branches whose passing runs are released. Empty means no release.
-	Branches      []string           `protobuf:"bytes,1,rep,name=branches,proto3" json:"branches,omitempty"`
-	Environments  []*EnvironmentSpec `protobuf:"bytes,2,rep,name=environments,proto3" json:"environments,omitempty"`
+	Branches     []string           `protobuf:"bytes,1,rep,name=branches,proto3" json:"branches,omitempty"`
+	Environments []*EnvironmentSpec `protobuf:"bytes,2,rep,name=environments,proto3" json:"environments,omitempty"`
+	// Tags (globs, as in Triggers) whose passing runs are released, with the
+	// tag's version when the tag is one (v1.2.3 or 1.2.3).
+	Tags          []string `protobuf:"bytes,3,rep,name=tags,proto3" json:"tags,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1118,6 +1121,13 @@ func (x *ReleaseSpec) GetBranches() []string {
 func (x *ReleaseSpec) GetEnvironments() []*EnvironmentSpec {
 	if x != nil {
 		return x.Environments
+	}
+	return nil
+}
+
+func (x *ReleaseSpec) GetTags() []string {
+	if x != nil {
+		return x.Tags
 	}
 	return nil
 }
@@ -1467,10 +1477,11 @@ const file_sluice_source_v1_pipeline_proto_rawDesc = "" +
 	"\x04path\x18\x01 \x01(\tB\x97\x01\xbaH\x93\x01\xba\x01\x88\x01\n" +
 	"\rpath.relative\x12;must be relative to the workspace and must not contain \"..\"\x1a:!this.startsWith('/') && !this.matches('(^|/)\\\\.\\\\.(/|$)')r\x05\x10\x01\x18\x80\bR\x04path\x12B\n" +
 	"\x06format\x18\x02 \x01(\x0e2\x1e.sluice.source.v1.ReportFormatB\n" +
-	"\xbaH\a\x82\x01\x04\x10\x01 \x00R\x06format\"\x83\x02\n" +
+	"\xbaH\a\x82\x01\x04\x10\x01 \x00R\x06format\"\xaa\x02\n" +
 	"\vReleaseSpec\x12-\n" +
 	"\bbranches\x18\x01 \x03(\tB\x11\xbaH\x0e\x92\x01\v\x102\"\ar\x05\x10\x01\x18\xff\x01R\bbranches\x12O\n" +
-	"\fenvironments\x18\x02 \x03(\v2!.sluice.source.v1.EnvironmentSpecB\b\xbaH\x05\x92\x01\x02\x10\x14R\fenvironments:t\xbaHq\x1ao\n" +
+	"\fenvironments\x18\x02 \x03(\v2!.sluice.source.v1.EnvironmentSpecB\b\xbaH\x05\x92\x01\x02\x10\x14R\fenvironments\x12%\n" +
+	"\x04tags\x18\x03 \x03(\tB\x11\xbaH\x0e\x92\x01\v\x102\"\ar\x05\x10\x01\x18\xff\x01R\x04tags:t\xbaHq\x1ao\n" +
 	" release.unique_environment_names\x12 environment names must be unique\x1a)this.environments.map(e, e.name).unique()\"\xb7\x06\n" +
 	"\x0fEnvironmentSpec\x124\n" +
 	"\x04name\x18\x01 \x01(\tB \xbaH\x1dr\x1b\x10\x01\x18?2\x15^[a-z0-9][a-z0-9_-]*$R\x04name\x12#\n" +

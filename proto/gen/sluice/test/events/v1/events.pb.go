@@ -146,6 +146,10 @@ type TestRunFinished struct {
 	// Set when this test run reused the test run of the run a rerun reruns
 	// (RunRequested.rerun_from "release") instead of running steps.
 	ReusedTestRun string `protobuf:"bytes,21,opt,name=reused_test_run,json=reusedTestRun,proto3" json:"reused_test_run,omitempty"`
+	// The run's ref, passed on from BuildFinished (refs/heads/<branch>,
+	// refs/tags/<tag>, a pull request's head or a sha): release releases a
+	// tag's run with the tag's version.
+	Ref           string `protobuf:"bytes,22,opt,name=ref,proto3" json:"ref,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -323,6 +327,13 @@ func (x *TestRunFinished) GetArtifacts() []*v13.Artifact {
 func (x *TestRunFinished) GetReusedTestRun() string {
 	if x != nil {
 		return x.ReusedTestRun
+	}
+	return ""
+}
+
+func (x *TestRunFinished) GetRef() string {
+	if x != nil {
+		return x.Ref
 	}
 	return ""
 }
@@ -520,7 +531,7 @@ const file_sluice_test_events_v1_events_proto_rawDesc = "" +
 	"repository\x18\x03 \x01(\v2&.sluice.source.events.v1.RepositoryRefB\x06\xbaH\x03\xc8\x01\x01R\n" +
 	"repository\x12\x16\n" +
 	"\x06commit\x18\x04 \x01(\tR\x06commit\x12 \n" +
-	"\venvironment\x18\x05 \x01(\tR\venvironment\"\xa4\a\n" +
+	"\venvironment\x18\x05 \x01(\tR\venvironment\"\xb6\a\n" +
 	"\x0fTestRunFinished\x12\x1e\n" +
 	"\x06run_id\x18\x01 \x01(\tB\a\xbaH\x04r\x02\x10\x01R\x05runId\x12'\n" +
 	"\vtest_run_id\x18\x02 \x01(\tB\a\xbaH\x04r\x02\x10\x01R\ttestRunId\x12N\n" +
@@ -547,7 +558,8 @@ const file_sluice_test_events_v1_events_proto_rawDesc = "" +
 	"\x13case_events_omitted\x18\x12 \x01(\x05R\x11caseEventsOmitted\x126\n" +
 	"\bpipeline\x18\x13 \x01(\v2\x1a.sluice.source.v1.PipelineR\bpipeline\x127\n" +
 	"\tartifacts\x18\x14 \x03(\v2\x19.sluice.build.v1.ArtifactR\tartifacts\x12&\n" +
-	"\x0freused_test_run\x18\x15 \x01(\tR\rreusedTestRun\"\xa8\x02\n" +
+	"\x0freused_test_run\x18\x15 \x01(\tR\rreusedTestRun\x12\x10\n" +
+	"\x03ref\x18\x16 \x01(\tR\x03ref\"\xa8\x02\n" +
 	"\x10TestCaseFinished\x12\x1e\n" +
 	"\x06run_id\x18\x01 \x01(\tB\a\xbaH\x04r\x02\x10\x01R\x05runId\x12'\n" +
 	"\vtest_run_id\x18\x02 \x01(\tB\a\xbaH\x04r\x02\x10\x01R\ttestRunId\x12N\n" +
