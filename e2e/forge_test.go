@@ -268,6 +268,8 @@ const rulesPipeline = forgePipeline + `on:
   push:
     branches: [main, "release/*"]
   tag: ["v*"]
+  schedule:
+    - cron: "* * * * *"
 release:
   branches: [main]
   tags: ["v*"]
@@ -280,13 +282,18 @@ release:
 // branches and v* tags runs, from Gitea's push webhooks, the pushes to a
 // release branch and of a v* tag (its run on the tag's ref, released with
 // the tag's version to staging, which the platform opens to refs/tags/v*),
-// shows their statuses on Gitea, and runs nothing for another branch.
+// shows their statuses on Gitea, and runs nothing for another branch; its
+// schedule (every minute) runs main's head, whose status Gitea shows.
 func TestGiteaBranchesAndTags(t *testing.T) {
 	t.Parallel()
 	g := giteatest.Start(t)
 	client := g.Client(t)
 	p, _ := startAllInOne(t, t.TempDir(), "SLUICE_RELEASE_ENVIRONMENT_BRANCHES=staging=main|refs/tags/v*")
 	repo := onGitea(t, p, g, client, "rules", rulesPipeline, "push")
+	mainHead, err := repo.Git().Head()
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	feature := repo.CommitFile("feature.txt", "f\n", "a feature\n")
 	g.Push(t, repo.Dir, "rules", feature+":refs/heads/feature/x")
@@ -324,7 +331,9 @@ func TestGiteaBranchesAndTags(t *testing.T) {
 	// delivered before both, made none.
 	var refs []string
 	for _, r := range runs.Runs {
-		refs = append(refs, r.Ref)
+		if r.Trigger != "TRIGGER_SCHEDULE" {
+			refs = append(refs, r.Ref)
+		}
 	}
 	sort.Strings(refs)
 	if want := []string{"refs/heads/release/1.0", "refs/tags/v1.0.0"}; strings.Join(refs, " ") != strings.Join(want, " ") {
@@ -345,5 +354,24 @@ func TestGiteaBranchesAndTags(t *testing.T) {
 	}
 	if out := mustCLI(t, p.env, "deployments", "rules"); !strings.Contains(out, "v1.0.0") || !strings.Contains(out, "staging") {
 		t.Errorf("deployments of rules:\n%s", out)
+	}
+
+	// The schedule (every minute) runs main's head, which no push ran (it
+	// was there when the repository was registered), and Gitea shows it.
+	if seen, _, final, _ := waitFinalStatus(t, p, g, client, "rules", mainHead.Hash().String()); final.State != gitea.StatusSuccess {
+		t.Fatalf("scheduled run of main: final status %s %q; seen %v", final.State, final.Description, seen)
+	}
+	runs.Runs = nil
+	if err := json.Unmarshal([]byte(mustCLI(t, p.env, "runs", "rules", "--output", "json")), &runs); err != nil {
+		t.Fatal(err)
+	}
+	scheduled := 0
+	for _, r := range runs.Runs {
+		if r.Trigger == "TRIGGER_SCHEDULE" && r.Branch == "main" && r.Commit == mainHead.Hash().String() {
+			scheduled++
+		}
+	}
+	if scheduled == 0 {
+		t.Errorf("no scheduled run of main's head among %+v", runs.Runs)
 	}
 }

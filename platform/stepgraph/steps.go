@@ -35,6 +35,8 @@ func FactsOf(repository, commit, ref, branch string, trigger sourcev1.Trigger, c
 		f.Event = "manual"
 	case trigger == sourcev1.Trigger_TRIGGER_PULL_REQUEST:
 		f.Event = "pull_request"
+	case trigger == sourcev1.Trigger_TRIGGER_SCHEDULE:
+		f.Event = "schedule"
 	case f.Tag != "":
 		f.Event = "tag"
 	default:

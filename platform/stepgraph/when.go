@@ -23,7 +23,8 @@ import (
 //	ref         the run's full ref
 //	event       "push" (a poll or a webhook found the commit), "tag" (the
 //	            same, for a tag), "pull_request" (a pull or merge request
-//	            was opened, reopened or pushed to) or "manual"
+//	            was opened, reopened or pushed to), "schedule" (a
+//	            schedule of on.schedule came due) or "manual"
 //	commit      the commit's full hash
 //	repository  the repository's name
 //	matrix      the step's matrix values, by axis name (a map)

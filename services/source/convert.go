@@ -118,6 +118,8 @@ func triggerToProto(t domain.Trigger) sourcev1.Trigger {
 		return sourcev1.Trigger_TRIGGER_WEBHOOK
 	case domain.TriggerPullRequest:
 		return sourcev1.Trigger_TRIGGER_PULL_REQUEST
+	case domain.TriggerSchedule:
+		return sourcev1.Trigger_TRIGGER_SCHEDULE
 	}
 	return sourcev1.Trigger_TRIGGER_UNSPECIFIED
 }

@@ -26,3 +26,7 @@ func (s *Service) PruneOnce(ctx context.Context) error {
 	}
 	return nil
 }
+
+// ScheduleOnce fires the schedules due at now, as each tick of Schedule
+// does.
+func (s *Service) ScheduleOnce(ctx context.Context, now time.Time) { s.scheduleOnce(ctx, now) }

@@ -36,10 +36,11 @@ func module(cfg Config, extra ...fx.Option) fx.Option {
 // parts are what runs beside the API: the consumers that fold the other
 // stages' events into run summaries and keep the audit log, the publisher
 // of tokens, the admission of waiting runs, the audit log's pruning and
-// the poller.
+// the poller, and the schedules.
 func parts(s *Service, cfg Config) servicekit.Parts {
 	p := servicekit.Parts{Consumers: s.Consumers(), Loops: []servicekit.Loop{
 		{Name: "tokens", Run: s.SyncTokens}, {Name: "secret-keys", Run: s.ReencryptSecrets}, {Name: "admission", Run: s.Admit},
+		{Name: "schedules", Run: s.Schedule},
 	}, Expiries: s.Expiries()}
 	if cfg.PollInterval > 0 {
 		p.Loops = append(p.Loops, servicekit.Loop{Name: "poll", Run: s.Poll})

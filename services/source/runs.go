@@ -124,7 +124,9 @@ func unwanted(repo domain.Repository, run domain.Run) string {
 func (s *Service) startRun(ctx context.Context, repo domain.Repository, res gitmirror.Resolved, trigger domain.Trigger,
 	before func(tx *sql.Tx, run domain.Run) error, tune ...func(*domain.Run),
 ) (domain.Run, error) {
-	again := trigger == domain.TriggerManual
+	// A manual trigger runs a commit again, and so does a schedule: a
+	// nightly run of an unchanged branch is what it is for.
+	again := trigger == domain.TriggerManual || trigger == domain.TriggerSchedule
 	if !again {
 		// Most duplicates end here, before the pipeline file is read.
 		if runID, err := s.store.CommitRun(ctx, repo.ID, domain.CommitKey(res.Branch, res.Ref), res.Commit); err == nil {

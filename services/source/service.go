@@ -53,6 +53,8 @@ type Service struct {
 	// the concurrency group's runs, and each conflict costs a retry; the
 	// retries stay for runs recorded by other replicas.
 	recording sync.Mutex
+	// scheduleCache keeps the schedules of each repository's pipeline.
+	scheduleCache scheduleCache
 }
 
 // Deps are the service's collaborators; fx provides them (servicekit).

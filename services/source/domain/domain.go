@@ -58,6 +58,8 @@ const (
 	// TriggerPullRequest: a pull (merge) request was opened, reopened or
 	// pushed to.
 	TriggerPullRequest Trigger = "pull_request"
+	// TriggerSchedule: a schedule of the pipeline's on.schedule came due.
+	TriggerSchedule Trigger = "schedule"
 )
 
 // RunStatus is a run's overall state.

@@ -78,10 +78,13 @@ func limitCases() []limitCase {
 	onList := func(key string, n int, item func(i int) string) string {
 		return strings.Replace(listYAML("on", key, n, item), "version: 1\n", "version: 1\nbuild:\n  steps: [{name: a, run: x}]\n", 1)
 	}
+	cronAt := func(i int) string { return fmt.Sprintf(`{cron: "%d 3 * * *"}`, i) }
 	onPaths := func(n int, item func(i int) string) string {
 		return strings.Replace(onList("push", 0, nil), "push: []", "push:\n    paths: ["+strings.Join(repeat(n, item), ", ")+"]", 1)
 	}
 	return []limitCase{
+		{"schedules at the limit", onList("schedule", maxSchedules, cronAt), ""},
+		{"schedules over the limit", onList("schedule", maxSchedules+1, cronAt), `.sluice.yaml:5:13: too many schedules: 11, at most 10 are allowed`},
 		{"tag patterns at the limit", onList("tag", maxPatterns, branch), ""},
 		{"tag patterns over the limit", onList("tag", maxPatterns+1, branch), `.sluice.yaml:5:8: too many tag patterns: 51, at most 50 are allowed`},
 		{"tag pattern at the limit", onList("tag", 1, func(int) string { return strings.Repeat("t", maxPatternLength) }), ""},

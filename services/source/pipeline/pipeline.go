@@ -26,6 +26,7 @@ import (
 	"github.com/sluicehq/sluice/platform/pathglob"
 	"github.com/sluicehq/sluice/platform/stepcache"
 	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
+	"github.com/sluicehq/sluice/services/source/domain"
 )
 
 // The limits of a pipeline: the same as the rules of sluice.source.v1.Pipeline
@@ -460,6 +461,7 @@ const (
 	maxPatterns      = 50   // on.push.branches, on.push.paths, on.tag
 	maxPatternLength = 255  // a branch or tag pattern
 	maxPathPattern   = 1024 // a path pattern
+	maxCronLength    = 100  // on.schedule[].cron
 )
 
 // triggers decodes the on: section: which pushes start a run.
@@ -478,8 +480,52 @@ func (p *parser) triggers(n *yaml.Node) *sourcev1.Triggers {
 			)
 		}},
 		field{key: "tag", decode: func(n *yaml.Node) { on.Tags = p.patterns(n, "tag", "tag", maxPatternLength) }},
+		field{key: "schedule", decode: func(n *yaml.Node) { on.Schedules = p.schedules(n) }},
 	)
 	return on
+}
+
+// maxSchedules bounds on.schedule.
+const maxSchedules = 10
+
+// schedules decodes on.schedule: cron expressions (domain.ParseSchedule),
+// each with the branch it runs.
+func (p *parser) schedules(n *yaml.Node) []*sourcev1.Schedule {
+	var schedules []*sourcev1.Schedule
+	seen := map[string]int{}
+	for _, item := range p.list(n, "schedules", maxSchedules) {
+		sc := &sourcev1.Schedule{}
+		var at *yaml.Node
+		p.fields(item,
+			field{key: "cron", required: true, decode: func(n *yaml.Node) { at, sc.Cron = resolve(n), p.cron(n) }},
+			field{key: "branch", decode: func(n *yaml.Node) { sc.Branch = p.branchName(n, "leave branch out for the repository's branch") }},
+		)
+		if at != nil && sc.Cron != "" {
+			key := sc.Cron + "\x00" + sc.Branch
+			if line, ok := seen[key]; ok {
+				p.errorAt(at, "", "the same schedule is listed twice (first at line %d)", line)
+			}
+			seen[key] = at.Line
+		}
+		schedules = append(schedules, sc)
+	}
+	return schedules
+}
+
+func (p *parser) cron(n *yaml.Node) string {
+	s, ok := p.str(n)
+	if !ok {
+		return ""
+	}
+	if len(s) > maxCronLength {
+		p.errorAt(resolve(n), "", "cron expression is longer than %d characters", maxCronLength)
+		return s
+	}
+	if _, err := domain.ParseSchedule(s); err != nil {
+		p.errorAt(resolve(n), `five fields, minute hour day-of-month month day-of-week, in UTC: "0 3 * * *" is 03:00 every day; or @daily, @hourly, ...`,
+			"cron %q: %s", s, strings.TrimPrefix(err.Error(), domain.ErrSchedule.Error()+": "))
+	}
+	return s
 }
 
 // patterns decodes a list of globs (see pipeline.proto's Triggers): of
@@ -534,17 +580,22 @@ func (p *parser) release(n *yaml.Node) *sourcev1.ReleaseSpec {
 func (p *parser) branches(n *yaml.Node) []string {
 	var branches []string
 	for _, item := range p.list(n, "branches", maxBranches) {
-		branch, ok := p.str(item)
-		switch {
-		case !ok:
-		case branch == "":
-			p.errorAt(resolve(item), "", "branch name must not be empty")
-		case utf8.RuneCountInString(branch) > maxBranchLength:
-			p.errorAt(resolve(item), "", "branch name %q is longer than %d characters", branch, maxBranchLength)
-		}
-		branches = append(branches, branch)
+		branches = append(branches, p.branchName(item, ""))
 	}
 	return branches
+}
+
+// branchName decodes a branch's name; hint is for an empty one.
+func (p *parser) branchName(n *yaml.Node, hint string) string {
+	branch, ok := p.str(n)
+	switch {
+	case !ok:
+	case branch == "":
+		p.errorAt(resolve(n), hint, "branch name must not be empty")
+	case utf8.RuneCountInString(branch) > maxBranchLength:
+		p.errorAt(resolve(n), "", "branch name %q is longer than %d characters", branch, maxBranchLength)
+	}
+	return branch
 }
 
 func (p *parser) environments(n *yaml.Node) []*sourcev1.EnvironmentSpec {

@@ -379,6 +379,18 @@ build:
 		},
 	},
 	{
+		name: "on.schedule malformed",
+		yaml: "version: 1\nbuild:\n  steps: [{name: a, run: x}]\non:\n  schedule:\n    - cron: \"61 * * * *\"\n    - cron: \"@every 1s\"\n    - {cron: \"0 3 * * *\", branch: \"\"}\n    - branch: main\n    - cron: \"CRON_TZ=Europe/Paris 0 3 * * *\"\n    - cron: \"@daily\"\n    - cron: \"@daily\"\n",
+		want: []string{
+			`.sluice.yaml:6:13: cron "61 * * * *": end of range (61) above maximum (59): 61 (hint: five fields, minute hour day-of-month month day-of-week, in UTC: "0 3 * * *" is 03:00 every day; or @daily, @hourly, ...)`,
+			`.sluice.yaml:7:13: cron "@every 1s": @every is not taken; write five fields, e.g. "*/15 * * * *" (hint: five fields, minute hour day-of-month month day-of-week, in UTC: "0 3 * * *" is 03:00 every day; or @daily, @hourly, ...)`,
+			`.sluice.yaml:8:35: branch name must not be empty (hint: leave branch out for the repository's branch)`,
+			`.sluice.yaml:9:7: missing required key "cron"`,
+			`.sluice.yaml:10:13: cron "CRON_TZ=Europe/Paris 0 3 * * *": schedules are in UTC; leave out the time zone (hint: five fields, minute hour day-of-month month day-of-week, in UTC: "0 3 * * *" is 03:00 every day; or @daily, @hourly, ...)`,
+			`.sluice.yaml:12:13: the same schedule is listed twice (first at line 11)`,
+		},
+	},
+	{
 		name: "on.tag not a list",
 		yaml: "version: 1\nbuild:\n  steps: [{name: a, run: x}]\non:\n  tag: v*\n",
 		want: []string{`.sluice.yaml:5:8: expected a list, got a string`},
@@ -825,13 +837,18 @@ on:
     branches: [main, "release/**"]
     paths: ["services/api/**", go.mod]
   tag: ["v*"]
+  schedule:
+    - cron: "0 3 * * *"
+    - cron: "@hourly"
+      branch: release/1
 `))
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := &sourcev1.Triggers{
-		Push: &sourcev1.PushTrigger{Branches: []string{"main", "release/**"}, Paths: []string{"services/api/**", "go.mod"}},
-		Tags: []string{"v*"},
+		Push:      &sourcev1.PushTrigger{Branches: []string{"main", "release/**"}, Paths: []string{"services/api/**", "go.mod"}},
+		Tags:      []string{"v*"},
+		Schedules: []*sourcev1.Schedule{{Cron: "0 3 * * *"}, {Cron: "@hourly", Branch: "release/1"}},
 	}
 	if !proto.Equal(p.GetOn(), want) {
 		t.Errorf("on = %v, want %v", p.GetOn(), want)

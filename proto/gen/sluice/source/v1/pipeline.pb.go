@@ -336,7 +336,10 @@ type Triggers struct {
 	Push *PushTrigger `protobuf:"bytes,1,opt,name=push,proto3" json:"push,omitempty"`
 	// Tags whose push starts a run (of the tagged commit); none: tags start
 	// no run.
-	Tags          []string `protobuf:"bytes,2,rep,name=tags,proto3" json:"tags,omitempty"`
+	Tags []string `protobuf:"bytes,2,rep,name=tags,proto3" json:"tags,omitempty"`
+	// Times at which a run of a branch's head starts, whether it changed or
+	// not.
+	Schedules     []*Schedule `protobuf:"bytes,3,rep,name=schedules,proto3" json:"schedules,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -385,6 +388,69 @@ func (x *Triggers) GetTags() []string {
 	return nil
 }
 
+func (x *Triggers) GetSchedules() []*Schedule {
+	if x != nil {
+		return x.Schedules
+	}
+	return nil
+}
+
+// Schedule starts a run at the times of a cron expression, in UTC.
+type Schedule struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Five fields (minute hour day-of-month month day-of-week) or a
+	// descriptor such as @daily; not @every, and no time zone.
+	Cron string `protobuf:"bytes,1,opt,name=cron,proto3" json:"cron,omitempty"`
+	// The branch whose head runs; empty: the repository's branch.
+	Branch        string `protobuf:"bytes,2,opt,name=branch,proto3" json:"branch,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Schedule) Reset() {
+	*x = Schedule{}
+	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Schedule) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Schedule) ProtoMessage() {}
+
+func (x *Schedule) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Schedule.ProtoReflect.Descriptor instead.
+func (*Schedule) Descriptor() ([]byte, []int) {
+	return file_sluice_source_v1_pipeline_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *Schedule) GetCron() string {
+	if x != nil {
+		return x.Cron
+	}
+	return ""
+}
+
+func (x *Schedule) GetBranch() string {
+	if x != nil {
+		return x.Branch
+	}
+	return ""
+}
+
 // PushTrigger says which pushes to branches start a run.
 type PushTrigger struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -399,7 +465,7 @@ type PushTrigger struct {
 
 func (x *PushTrigger) Reset() {
 	*x = PushTrigger{}
-	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[2]
+	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -411,7 +477,7 @@ func (x *PushTrigger) String() string {
 func (*PushTrigger) ProtoMessage() {}
 
 func (x *PushTrigger) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[2]
+	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -424,7 +490,7 @@ func (x *PushTrigger) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PushTrigger.ProtoReflect.Descriptor instead.
 func (*PushTrigger) Descriptor() ([]byte, []int) {
-	return file_sluice_source_v1_pipeline_proto_rawDescGZIP(), []int{2}
+	return file_sluice_source_v1_pipeline_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *PushTrigger) GetBranches() []string {
@@ -458,7 +524,7 @@ type Concurrency struct {
 
 func (x *Concurrency) Reset() {
 	*x = Concurrency{}
-	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[3]
+	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -470,7 +536,7 @@ func (x *Concurrency) String() string {
 func (*Concurrency) ProtoMessage() {}
 
 func (x *Concurrency) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[3]
+	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -483,7 +549,7 @@ func (x *Concurrency) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Concurrency.ProtoReflect.Descriptor instead.
 func (*Concurrency) Descriptor() ([]byte, []int) {
-	return file_sluice_source_v1_pipeline_proto_rawDescGZIP(), []int{3}
+	return file_sluice_source_v1_pipeline_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Concurrency) GetGroup() ConcurrencyScope {
@@ -552,7 +618,7 @@ type Step struct {
 
 func (x *Step) Reset() {
 	*x = Step{}
-	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[4]
+	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -564,7 +630,7 @@ func (x *Step) String() string {
 func (*Step) ProtoMessage() {}
 
 func (x *Step) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[4]
+	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -577,7 +643,7 @@ func (x *Step) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Step.ProtoReflect.Descriptor instead.
 func (*Step) Descriptor() ([]byte, []int) {
-	return file_sluice_source_v1_pipeline_proto_rawDescGZIP(), []int{4}
+	return file_sluice_source_v1_pipeline_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Step) GetName() string {
@@ -683,7 +749,7 @@ type BuildSpec struct {
 
 func (x *BuildSpec) Reset() {
 	*x = BuildSpec{}
-	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[5]
+	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -695,7 +761,7 @@ func (x *BuildSpec) String() string {
 func (*BuildSpec) ProtoMessage() {}
 
 func (x *BuildSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[5]
+	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -708,7 +774,7 @@ func (x *BuildSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BuildSpec.ProtoReflect.Descriptor instead.
 func (*BuildSpec) Descriptor() ([]byte, []int) {
-	return file_sluice_source_v1_pipeline_proto_rawDescGZIP(), []int{5}
+	return file_sluice_source_v1_pipeline_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *BuildSpec) GetSteps() []*Step {
@@ -764,7 +830,7 @@ type ServiceSpec struct {
 
 func (x *ServiceSpec) Reset() {
 	*x = ServiceSpec{}
-	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[6]
+	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -776,7 +842,7 @@ func (x *ServiceSpec) String() string {
 func (*ServiceSpec) ProtoMessage() {}
 
 func (x *ServiceSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[6]
+	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -789,7 +855,7 @@ func (x *ServiceSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServiceSpec.ProtoReflect.Descriptor instead.
 func (*ServiceSpec) Descriptor() ([]byte, []int) {
-	return file_sluice_source_v1_pipeline_proto_rawDescGZIP(), []int{6}
+	return file_sluice_source_v1_pipeline_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ServiceSpec) GetName() string {
@@ -838,7 +904,7 @@ type CacheSpec struct {
 
 func (x *CacheSpec) Reset() {
 	*x = CacheSpec{}
-	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[7]
+	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -850,7 +916,7 @@ func (x *CacheSpec) String() string {
 func (*CacheSpec) ProtoMessage() {}
 
 func (x *CacheSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[7]
+	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -863,7 +929,7 @@ func (x *CacheSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CacheSpec.ProtoReflect.Descriptor instead.
 func (*CacheSpec) Descriptor() ([]byte, []int) {
-	return file_sluice_source_v1_pipeline_proto_rawDescGZIP(), []int{7}
+	return file_sluice_source_v1_pipeline_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *CacheSpec) GetKey() string {
@@ -894,7 +960,7 @@ type ArtifactSpec struct {
 
 func (x *ArtifactSpec) Reset() {
 	*x = ArtifactSpec{}
-	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[8]
+	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -906,7 +972,7 @@ func (x *ArtifactSpec) String() string {
 func (*ArtifactSpec) ProtoMessage() {}
 
 func (x *ArtifactSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[8]
+	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -919,7 +985,7 @@ func (x *ArtifactSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ArtifactSpec.ProtoReflect.Descriptor instead.
 func (*ArtifactSpec) Descriptor() ([]byte, []int) {
-	return file_sluice_source_v1_pipeline_proto_rawDescGZIP(), []int{8}
+	return file_sluice_source_v1_pipeline_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ArtifactSpec) GetName() string {
@@ -953,7 +1019,7 @@ type TestSpec struct {
 
 func (x *TestSpec) Reset() {
 	*x = TestSpec{}
-	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[9]
+	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -965,7 +1031,7 @@ func (x *TestSpec) String() string {
 func (*TestSpec) ProtoMessage() {}
 
 func (x *TestSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[9]
+	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -978,7 +1044,7 @@ func (x *TestSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TestSpec.ProtoReflect.Descriptor instead.
 func (*TestSpec) Descriptor() ([]byte, []int) {
-	return file_sluice_source_v1_pipeline_proto_rawDescGZIP(), []int{9}
+	return file_sluice_source_v1_pipeline_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *TestSpec) GetSteps() []*Step {
@@ -1027,7 +1093,7 @@ type ReportSpec struct {
 
 func (x *ReportSpec) Reset() {
 	*x = ReportSpec{}
-	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[10]
+	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1039,7 +1105,7 @@ func (x *ReportSpec) String() string {
 func (*ReportSpec) ProtoMessage() {}
 
 func (x *ReportSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[10]
+	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1052,7 +1118,7 @@ func (x *ReportSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportSpec.ProtoReflect.Descriptor instead.
 func (*ReportSpec) Descriptor() ([]byte, []int) {
-	return file_sluice_source_v1_pipeline_proto_rawDescGZIP(), []int{10}
+	return file_sluice_source_v1_pipeline_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ReportSpec) GetPath() string {
@@ -1083,7 +1149,7 @@ type ReleaseSpec struct {
 
 func (x *ReleaseSpec) Reset() {
 	*x = ReleaseSpec{}
-	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[11]
+	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1095,7 +1161,7 @@ func (x *ReleaseSpec) String() string {
 func (*ReleaseSpec) ProtoMessage() {}
 
 func (x *ReleaseSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[11]
+	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1108,7 +1174,7 @@ func (x *ReleaseSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseSpec.ProtoReflect.Descriptor instead.
 func (*ReleaseSpec) Descriptor() ([]byte, []int) {
-	return file_sluice_source_v1_pipeline_proto_rawDescGZIP(), []int{11}
+	return file_sluice_source_v1_pipeline_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ReleaseSpec) GetBranches() []string {
@@ -1157,7 +1223,7 @@ type EnvironmentSpec struct {
 
 func (x *EnvironmentSpec) Reset() {
 	*x = EnvironmentSpec{}
-	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[12]
+	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1169,7 +1235,7 @@ func (x *EnvironmentSpec) String() string {
 func (*EnvironmentSpec) ProtoMessage() {}
 
 func (x *EnvironmentSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[12]
+	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1182,7 +1248,7 @@ func (x *EnvironmentSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnvironmentSpec.ProtoReflect.Descriptor instead.
 func (*EnvironmentSpec) Descriptor() ([]byte, []int) {
-	return file_sluice_source_v1_pipeline_proto_rawDescGZIP(), []int{12}
+	return file_sluice_source_v1_pipeline_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *EnvironmentSpec) GetName() string {
@@ -1250,7 +1316,7 @@ type VerifySpec struct {
 
 func (x *VerifySpec) Reset() {
 	*x = VerifySpec{}
-	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[13]
+	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1262,7 +1328,7 @@ func (x *VerifySpec) String() string {
 func (*VerifySpec) ProtoMessage() {}
 
 func (x *VerifySpec) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[13]
+	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1275,7 +1341,7 @@ func (x *VerifySpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifySpec.ProtoReflect.Descriptor instead.
 func (*VerifySpec) Descriptor() ([]byte, []int) {
-	return file_sluice_source_v1_pipeline_proto_rawDescGZIP(), []int{13}
+	return file_sluice_source_v1_pipeline_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *VerifySpec) GetCheck() isVerifySpec_Check {
@@ -1344,7 +1410,7 @@ type Changes struct {
 
 func (x *Changes) Reset() {
 	*x = Changes{}
-	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[14]
+	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1356,7 +1422,7 @@ func (x *Changes) String() string {
 func (*Changes) ProtoMessage() {}
 
 func (x *Changes) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[14]
+	mi := &file_sluice_source_v1_pipeline_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1369,7 +1435,7 @@ func (x *Changes) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Changes.ProtoReflect.Descriptor instead.
 func (*Changes) Descriptor() ([]byte, []int) {
-	return file_sluice_source_v1_pipeline_proto_rawDescGZIP(), []int{14}
+	return file_sluice_source_v1_pipeline_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Changes) GetPaths() []string {
@@ -1397,10 +1463,15 @@ const file_sluice_source_v1_pipeline_proto_rawDesc = "" +
 	"\arelease\x18\x03 \x01(\v2\x1d.sluice.source.v1.ReleaseSpecR\arelease\x12?\n" +
 	"\vconcurrency\x18\x04 \x01(\v2\x1d.sluice.source.v1.ConcurrencyR\vconcurrency\x12F\n" +
 	"\bstatuses\x18\x05 \x01(\x0e2 .sluice.source.v1.CommitStatusesB\b\xbaH\x05\x82\x01\x02\x10\x01R\bstatuses\x12*\n" +
-	"\x02on\x18\x06 \x01(\v2\x1a.sluice.source.v1.TriggersR\x02on\"d\n" +
+	"\x02on\x18\x06 \x01(\v2\x1a.sluice.source.v1.TriggersR\x02on\"\xa8\x01\n" +
 	"\bTriggers\x121\n" +
 	"\x04push\x18\x01 \x01(\v2\x1d.sluice.source.v1.PushTriggerR\x04push\x12%\n" +
-	"\x04tags\x18\x02 \x03(\tB\x11\xbaH\x0e\x92\x01\v\x102\"\ar\x05\x10\x01\x18\xff\x01R\x04tags\"e\n" +
+	"\x04tags\x18\x02 \x03(\tB\x11\xbaH\x0e\x92\x01\v\x102\"\ar\x05\x10\x01\x18\xff\x01R\x04tags\x12B\n" +
+	"\tschedules\x18\x03 \x03(\v2\x1a.sluice.source.v1.ScheduleB\b\xbaH\x05\x92\x01\x02\x10\n" +
+	"R\tschedules\"K\n" +
+	"\bSchedule\x12\x1d\n" +
+	"\x04cron\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18dR\x04cron\x12 \n" +
+	"\x06branch\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\xff\x01R\x06branch\"e\n" +
 	"\vPushTrigger\x12-\n" +
 	"\bbranches\x18\x01 \x03(\tB\x11\xbaH\x0e\x92\x01\v\x102\"\ar\x05\x10\x01\x18\xff\x01R\bbranches\x12'\n" +
 	"\x05paths\x18\x02 \x03(\tB\x11\xbaH\x0e\x92\x01\v\x102\"\ar\x05\x10\x01\x18\x80\bR\x05paths\"\xa1\x01\n" +
@@ -1539,7 +1610,7 @@ func file_sluice_source_v1_pipeline_proto_rawDescGZIP() []byte {
 }
 
 var file_sluice_source_v1_pipeline_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_sluice_source_v1_pipeline_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_sluice_source_v1_pipeline_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_sluice_source_v1_pipeline_proto_goTypes = []any{
 	(CommitStatuses)(0),         // 0: sluice.source.v1.CommitStatuses
 	(ConcurrencyScope)(0),       // 1: sluice.source.v1.ConcurrencyScope
@@ -1547,62 +1618,64 @@ var file_sluice_source_v1_pipeline_proto_goTypes = []any{
 	(OnInterrupt)(0),            // 3: sluice.source.v1.OnInterrupt
 	(*Pipeline)(nil),            // 4: sluice.source.v1.Pipeline
 	(*Triggers)(nil),            // 5: sluice.source.v1.Triggers
-	(*PushTrigger)(nil),         // 6: sluice.source.v1.PushTrigger
-	(*Concurrency)(nil),         // 7: sluice.source.v1.Concurrency
-	(*Step)(nil),                // 8: sluice.source.v1.Step
-	(*BuildSpec)(nil),           // 9: sluice.source.v1.BuildSpec
-	(*ServiceSpec)(nil),         // 10: sluice.source.v1.ServiceSpec
-	(*CacheSpec)(nil),           // 11: sluice.source.v1.CacheSpec
-	(*ArtifactSpec)(nil),        // 12: sluice.source.v1.ArtifactSpec
-	(*TestSpec)(nil),            // 13: sluice.source.v1.TestSpec
-	(*ReportSpec)(nil),          // 14: sluice.source.v1.ReportSpec
-	(*ReleaseSpec)(nil),         // 15: sluice.source.v1.ReleaseSpec
-	(*EnvironmentSpec)(nil),     // 16: sluice.source.v1.EnvironmentSpec
-	(*VerifySpec)(nil),          // 17: sluice.source.v1.VerifySpec
-	(*Changes)(nil),             // 18: sluice.source.v1.Changes
-	nil,                         // 19: sluice.source.v1.Step.EnvEntry
-	nil,                         // 20: sluice.source.v1.Step.SecretsEntry
-	nil,                         // 21: sluice.source.v1.Step.MatrixEntry
-	nil,                         // 22: sluice.source.v1.ServiceSpec.EnvEntry
-	nil,                         // 23: sluice.source.v1.EnvironmentSpec.EnvEntry
-	nil,                         // 24: sluice.source.v1.EnvironmentSpec.SecretsEntry
-	(*durationpb.Duration)(nil), // 25: google.protobuf.Duration
+	(*Schedule)(nil),            // 6: sluice.source.v1.Schedule
+	(*PushTrigger)(nil),         // 7: sluice.source.v1.PushTrigger
+	(*Concurrency)(nil),         // 8: sluice.source.v1.Concurrency
+	(*Step)(nil),                // 9: sluice.source.v1.Step
+	(*BuildSpec)(nil),           // 10: sluice.source.v1.BuildSpec
+	(*ServiceSpec)(nil),         // 11: sluice.source.v1.ServiceSpec
+	(*CacheSpec)(nil),           // 12: sluice.source.v1.CacheSpec
+	(*ArtifactSpec)(nil),        // 13: sluice.source.v1.ArtifactSpec
+	(*TestSpec)(nil),            // 14: sluice.source.v1.TestSpec
+	(*ReportSpec)(nil),          // 15: sluice.source.v1.ReportSpec
+	(*ReleaseSpec)(nil),         // 16: sluice.source.v1.ReleaseSpec
+	(*EnvironmentSpec)(nil),     // 17: sluice.source.v1.EnvironmentSpec
+	(*VerifySpec)(nil),          // 18: sluice.source.v1.VerifySpec
+	(*Changes)(nil),             // 19: sluice.source.v1.Changes
+	nil,                         // 20: sluice.source.v1.Step.EnvEntry
+	nil,                         // 21: sluice.source.v1.Step.SecretsEntry
+	nil,                         // 22: sluice.source.v1.Step.MatrixEntry
+	nil,                         // 23: sluice.source.v1.ServiceSpec.EnvEntry
+	nil,                         // 24: sluice.source.v1.EnvironmentSpec.EnvEntry
+	nil,                         // 25: sluice.source.v1.EnvironmentSpec.SecretsEntry
+	(*durationpb.Duration)(nil), // 26: google.protobuf.Duration
 }
 var file_sluice_source_v1_pipeline_proto_depIdxs = []int32{
-	9,  // 0: sluice.source.v1.Pipeline.build:type_name -> sluice.source.v1.BuildSpec
-	13, // 1: sluice.source.v1.Pipeline.test:type_name -> sluice.source.v1.TestSpec
-	15, // 2: sluice.source.v1.Pipeline.release:type_name -> sluice.source.v1.ReleaseSpec
-	7,  // 3: sluice.source.v1.Pipeline.concurrency:type_name -> sluice.source.v1.Concurrency
+	10, // 0: sluice.source.v1.Pipeline.build:type_name -> sluice.source.v1.BuildSpec
+	14, // 1: sluice.source.v1.Pipeline.test:type_name -> sluice.source.v1.TestSpec
+	16, // 2: sluice.source.v1.Pipeline.release:type_name -> sluice.source.v1.ReleaseSpec
+	8,  // 3: sluice.source.v1.Pipeline.concurrency:type_name -> sluice.source.v1.Concurrency
 	0,  // 4: sluice.source.v1.Pipeline.statuses:type_name -> sluice.source.v1.CommitStatuses
 	5,  // 5: sluice.source.v1.Pipeline.on:type_name -> sluice.source.v1.Triggers
-	6,  // 6: sluice.source.v1.Triggers.push:type_name -> sluice.source.v1.PushTrigger
-	1,  // 7: sluice.source.v1.Concurrency.group:type_name -> sluice.source.v1.ConcurrencyScope
-	25, // 8: sluice.source.v1.Step.timeout:type_name -> google.protobuf.Duration
-	19, // 9: sluice.source.v1.Step.env:type_name -> sluice.source.v1.Step.EnvEntry
-	20, // 10: sluice.source.v1.Step.secrets:type_name -> sluice.source.v1.Step.SecretsEntry
-	21, // 11: sluice.source.v1.Step.matrix:type_name -> sluice.source.v1.Step.MatrixEntry
-	8,  // 12: sluice.source.v1.BuildSpec.steps:type_name -> sluice.source.v1.Step
-	12, // 13: sluice.source.v1.BuildSpec.artifacts:type_name -> sluice.source.v1.ArtifactSpec
-	10, // 14: sluice.source.v1.BuildSpec.services:type_name -> sluice.source.v1.ServiceSpec
-	11, // 15: sluice.source.v1.BuildSpec.caches:type_name -> sluice.source.v1.CacheSpec
-	22, // 16: sluice.source.v1.ServiceSpec.env:type_name -> sluice.source.v1.ServiceSpec.EnvEntry
-	8,  // 17: sluice.source.v1.TestSpec.steps:type_name -> sluice.source.v1.Step
-	14, // 18: sluice.source.v1.TestSpec.reports:type_name -> sluice.source.v1.ReportSpec
-	10, // 19: sluice.source.v1.TestSpec.services:type_name -> sluice.source.v1.ServiceSpec
-	11, // 20: sluice.source.v1.TestSpec.caches:type_name -> sluice.source.v1.CacheSpec
-	2,  // 21: sluice.source.v1.ReportSpec.format:type_name -> sluice.source.v1.ReportFormat
-	16, // 22: sluice.source.v1.ReleaseSpec.environments:type_name -> sluice.source.v1.EnvironmentSpec
-	25, // 23: sluice.source.v1.EnvironmentSpec.deploy_timeout:type_name -> google.protobuf.Duration
-	17, // 24: sluice.source.v1.EnvironmentSpec.verify:type_name -> sluice.source.v1.VerifySpec
-	23, // 25: sluice.source.v1.EnvironmentSpec.env:type_name -> sluice.source.v1.EnvironmentSpec.EnvEntry
-	24, // 26: sluice.source.v1.EnvironmentSpec.secrets:type_name -> sluice.source.v1.EnvironmentSpec.SecretsEntry
-	3,  // 27: sluice.source.v1.EnvironmentSpec.on_interrupt:type_name -> sluice.source.v1.OnInterrupt
-	25, // 28: sluice.source.v1.VerifySpec.timeout:type_name -> google.protobuf.Duration
-	29, // [29:29] is the sub-list for method output_type
-	29, // [29:29] is the sub-list for method input_type
-	29, // [29:29] is the sub-list for extension type_name
-	29, // [29:29] is the sub-list for extension extendee
-	0,  // [0:29] is the sub-list for field type_name
+	7,  // 6: sluice.source.v1.Triggers.push:type_name -> sluice.source.v1.PushTrigger
+	6,  // 7: sluice.source.v1.Triggers.schedules:type_name -> sluice.source.v1.Schedule
+	1,  // 8: sluice.source.v1.Concurrency.group:type_name -> sluice.source.v1.ConcurrencyScope
+	26, // 9: sluice.source.v1.Step.timeout:type_name -> google.protobuf.Duration
+	20, // 10: sluice.source.v1.Step.env:type_name -> sluice.source.v1.Step.EnvEntry
+	21, // 11: sluice.source.v1.Step.secrets:type_name -> sluice.source.v1.Step.SecretsEntry
+	22, // 12: sluice.source.v1.Step.matrix:type_name -> sluice.source.v1.Step.MatrixEntry
+	9,  // 13: sluice.source.v1.BuildSpec.steps:type_name -> sluice.source.v1.Step
+	13, // 14: sluice.source.v1.BuildSpec.artifacts:type_name -> sluice.source.v1.ArtifactSpec
+	11, // 15: sluice.source.v1.BuildSpec.services:type_name -> sluice.source.v1.ServiceSpec
+	12, // 16: sluice.source.v1.BuildSpec.caches:type_name -> sluice.source.v1.CacheSpec
+	23, // 17: sluice.source.v1.ServiceSpec.env:type_name -> sluice.source.v1.ServiceSpec.EnvEntry
+	9,  // 18: sluice.source.v1.TestSpec.steps:type_name -> sluice.source.v1.Step
+	15, // 19: sluice.source.v1.TestSpec.reports:type_name -> sluice.source.v1.ReportSpec
+	11, // 20: sluice.source.v1.TestSpec.services:type_name -> sluice.source.v1.ServiceSpec
+	12, // 21: sluice.source.v1.TestSpec.caches:type_name -> sluice.source.v1.CacheSpec
+	2,  // 22: sluice.source.v1.ReportSpec.format:type_name -> sluice.source.v1.ReportFormat
+	17, // 23: sluice.source.v1.ReleaseSpec.environments:type_name -> sluice.source.v1.EnvironmentSpec
+	26, // 24: sluice.source.v1.EnvironmentSpec.deploy_timeout:type_name -> google.protobuf.Duration
+	18, // 25: sluice.source.v1.EnvironmentSpec.verify:type_name -> sluice.source.v1.VerifySpec
+	24, // 26: sluice.source.v1.EnvironmentSpec.env:type_name -> sluice.source.v1.EnvironmentSpec.EnvEntry
+	25, // 27: sluice.source.v1.EnvironmentSpec.secrets:type_name -> sluice.source.v1.EnvironmentSpec.SecretsEntry
+	3,  // 28: sluice.source.v1.EnvironmentSpec.on_interrupt:type_name -> sluice.source.v1.OnInterrupt
+	26, // 29: sluice.source.v1.VerifySpec.timeout:type_name -> google.protobuf.Duration
+	30, // [30:30] is the sub-list for method output_type
+	30, // [30:30] is the sub-list for method input_type
+	30, // [30:30] is the sub-list for extension type_name
+	30, // [30:30] is the sub-list for extension extendee
+	0,  // [0:30] is the sub-list for field type_name
 }
 
 func init() { file_sluice_source_v1_pipeline_proto_init() }
@@ -1610,7 +1683,7 @@ func file_sluice_source_v1_pipeline_proto_init() {
 	if File_sluice_source_v1_pipeline_proto != nil {
 		return
 	}
-	file_sluice_source_v1_pipeline_proto_msgTypes[13].OneofWrappers = []any{
+	file_sluice_source_v1_pipeline_proto_msgTypes[14].OneofWrappers = []any{
 		(*VerifySpec_Http)(nil),
 		(*VerifySpec_Command)(nil),
 	}
@@ -1620,7 +1693,7 @@ func file_sluice_source_v1_pipeline_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sluice_source_v1_pipeline_proto_rawDesc), len(file_sluice_source_v1_pipeline_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   21,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -265,6 +265,9 @@ const (
 	// A pull (merge) request was opened, reopened or pushed to: the run is
 	// of its head commit, on branch pull/<number>, and never releases.
 	Trigger_TRIGGER_PULL_REQUEST Trigger = 4
+	// A schedule of the pipeline's on.schedule came due: the run is of its
+	// branch's head, changed or not.
+	Trigger_TRIGGER_SCHEDULE Trigger = 5
 )
 
 // Enum value maps for Trigger.
@@ -275,6 +278,7 @@ var (
 		2: "TRIGGER_POLL",
 		3: "TRIGGER_WEBHOOK",
 		4: "TRIGGER_PULL_REQUEST",
+		5: "TRIGGER_SCHEDULE",
 	}
 	Trigger_value = map[string]int32{
 		"TRIGGER_UNSPECIFIED":  0,
@@ -282,6 +286,7 @@ var (
 		"TRIGGER_POLL":         2,
 		"TRIGGER_WEBHOOK":      3,
 		"TRIGGER_PULL_REQUEST": 4,
+		"TRIGGER_SCHEDULE":     5,
 	}
 )
 
@@ -2467,13 +2472,14 @@ const file_sluice_source_v1_source_proto_rawDesc = "" +
 	"\x16STAGE_STATUS_SUCCEEDED\x10\x03\x12\x17\n" +
 	"\x13STAGE_STATUS_FAILED\x10\x04\x12\x18\n" +
 	"\x14STAGE_STATUS_SKIPPED\x10\x05\x12\x1a\n" +
-	"\x16STAGE_STATUS_CANCELLED\x10\x06*w\n" +
+	"\x16STAGE_STATUS_CANCELLED\x10\x06*\x8d\x01\n" +
 	"\aTrigger\x12\x17\n" +
 	"\x13TRIGGER_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eTRIGGER_MANUAL\x10\x01\x12\x10\n" +
 	"\fTRIGGER_POLL\x10\x02\x12\x13\n" +
 	"\x0fTRIGGER_WEBHOOK\x10\x03\x12\x18\n" +
-	"\x14TRIGGER_PULL_REQUEST\x10\x042\x80\t\n" +
+	"\x14TRIGGER_PULL_REQUEST\x10\x04\x12\x14\n" +
+	"\x10TRIGGER_SCHEDULE\x10\x052\x80\t\n" +
 	"\rSourceService\x12\x8a\x01\n" +
 	"\x10CreateRepository\x12).sluice.source.v1.CreateRepositoryRequest\x1a*.sluice.source.v1.CreateRepositoryResponse\"\x1f\x8a\xe7\x18\x1b\b\x032\x11repository.create:\x04name\x12s\n" +
 	"\x10ListRepositories\x12).sluice.source.v1.ListRepositoriesRequest\x1a*.sluice.source.v1.ListRepositoriesResponse\"\b\x8a\xe7\x18\x04\b\x01\x18\x01\x12t\n" +
