@@ -122,6 +122,9 @@ func (s *Service) pollRepository(ctx context.Context, repo domain.Repository) er
 	if err := s.reconcilePullRequests(ctx, repo); err != nil && ctx.Err() == nil {
 		s.log.Warn("poll: the pull requests of the repository's forge could not be reconciled", slog.String("repository", repo.Name), slog.Any("error", err))
 	}
+	if err := s.reconcileRefs(ctx, repo); err != nil && ctx.Err() == nil {
+		s.log.Warn("poll: the repository's branches and tags could not be reconciled", slog.String("repository", repo.Name), slog.Any("error", err))
+	}
 	head, err := s.mirrors.BranchHead(repo.ID, repo.Branch)
 	if errors.Is(err, gitmirror.ErrNotFound) {
 		return nil // no commits yet

@@ -112,6 +112,10 @@ func (s *Service) CreateRepository(ctx context.Context, in NewRepository) (repo 
 	if err != nil && !errors.Is(err, gitmirror.ErrNotFound) {
 		return repo, false, err
 	}
+	refs, err := s.mirrors.Refs(id) // history: the poll runs what moves after
+	if err != nil {
+		return repo, false, err
+	}
 	secret := in.WebhookSecret
 	if secret == "" {
 		secret = newSecret()
@@ -145,6 +149,9 @@ func (s *Service) CreateRepository(ctx context.Context, in NewRepository) (repo 
 		row := repo
 		row.WebhookSecret = stored
 		if err := insertRepository(ctx, tx, row); err != nil {
+			return err
+		}
+		if err := snapshotRefs(ctx, tx, repo.ID, refs); err != nil {
 			return err
 		}
 		for _, sec := range credential {

@@ -124,3 +124,68 @@ func TestPushRules(t *testing.T) {
 		t.Errorf("%d runs of rules, want 4 (release/1.2, main, v1.0.0, v1.0.1)", len(runs))
 	}
 }
+
+// TestPollRunsMissedPushes: pushes of branches and tags whose webhooks
+// were lost are found by the poll and run as their webhooks would have
+// run them (the pipeline's on: section decides), once; what was there
+// when the repository was registered is history and runs nothing; a tag
+// made again on another commit runs again.
+func TestPollRunsMissedPushes(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, 0)
+	src, first := newGitRepo(t, "missed", "main", rulesPipeline)
+	src.SetRef("refs/heads/release/0", first)
+	src.Tag("v0.1.0", first)
+	repo := h.register(src.Dir)
+	ctx := context.Background()
+	h.svc.PollOnce(ctx)
+	if runs := h.listRuns("missed"); len(runs) != 0 {
+		t.Fatalf("%d runs of the refs there at registration, want none", len(runs))
+	}
+
+	rel := src.CommitFile("src/a.go", "package a\n", "on release/1\n")
+	src.SetRef("refs/heads/release/1", rel)
+	src.SetRef("refs/heads/feature/x", rel)
+	src.Tag("v1.0.0", rel)
+	src.SetRef("refs/heads/main", first) // main does not move
+	h.svc.PollOnce(ctx)
+	h.svc.PollOnce(ctx)
+	byRef := map[string]*sourcev1.Run{}
+	for _, r := range h.listRuns("missed") {
+		if _, dup := byRef[r.Ref]; dup {
+			t.Errorf("two runs of %s", r.Ref)
+		}
+		byRef[r.Ref] = r
+	}
+	if len(byRef) != 2 || byRef["refs/heads/release/1"] == nil || byRef["refs/tags/v1.0.0"] == nil {
+		t.Fatalf("runs after the poll: %v, want release/1 and v1.0.0", byRef)
+	}
+	for _, r := range byRef {
+		if r.Trigger != sourcev1.Trigger_TRIGGER_POLL || r.Commit != rel {
+			t.Errorf("run of %s: %s of %s, want the poll's of %s", r.Ref, r.Trigger, r.Commit, rel)
+		}
+	}
+
+	// A push its webhook announced is not run again by the poll.
+	next := src.CommitFile("src/b.go", "package a\n", "on release/2\n")
+	src.SetRef("refs/heads/release/2", next)
+	src.SetRef("refs/heads/main", first)
+	body := pushBody("refs/heads/release/2", next)
+	if a := h.hook("missed", "push", "d-1", sign(repo.WebhookSecret, body), body); a.body["status"] != "queued" {
+		t.Fatalf("push to release/2: %v", a.body)
+	}
+	h.svc.PollOnce(ctx)
+	if runs := h.listRuns("missed"); len(runs) != 3 {
+		t.Fatalf("%d runs after the webhook's push and a poll, want 3", len(runs))
+	}
+
+	// A tag deleted and made again on another commit runs again.
+	src.RemoveRef("refs/tags/v1.0.0")
+	h.svc.PollOnce(ctx)
+	src.Tag("v1.0.0", next)
+	h.svc.PollOnce(ctx)
+	runs := h.listRuns("missed")
+	if len(runs) != 4 || runs[0].Ref != "refs/tags/v1.0.0" || runs[0].Commit != next {
+		t.Fatalf("after v1.0.0 was made again on %s: %d runs, newest %s of %s", next, len(runs), runs[0].Ref, runs[0].Commit)
+	}
+}

@@ -513,6 +513,26 @@ func (m *Mirrors) Branches(id string) ([]string, error) {
 	return out, err
 }
 
+// Refs lists the mirror's branches and tags (refs/heads/..., refs/tags/...)
+// with the object each points to: a commit, or an annotated tag's object
+// (Resolve follows it to its commit).
+func (m *Mirrors) Refs(id string) (map[string]string, error) {
+	out := map[string]string{}
+	err := m.read(id, func(repo *git.Repository) error {
+		iter, err := repo.References()
+		if err != nil {
+			return err
+		}
+		return iter.ForEach(func(r *plumbing.Reference) error {
+			if r.Type() == plumbing.HashReference && isMirrored(r.Name()) {
+				out[r.Name().String()] = r.Hash().String()
+			}
+			return nil
+		})
+	})
+	return out, err
+}
+
 // BranchHead returns the commit at the tip of branch; ErrNotFound when the
 // branch does not exist (or has no commits yet).
 func (m *Mirrors) BranchHead(id, branch string) (string, error) {
