@@ -1,6 +1,9 @@
 package pathglob
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 func TestMatch(t *testing.T) {
 	t.Parallel()
@@ -32,12 +35,24 @@ func TestMatch(t *testing.T) {
 
 func TestValid(t *testing.T) {
 	t.Parallel()
-	for _, p := range []string{"main", "release/*", "**", "{a,b}", "[a-z]*"} {
+	valid := []string{"main", "release/*", "**", "{a,b}", "[a-z]*",
+		strings.Repeat("{,}", 6) + "x",         // 64 combinations, the most
+		"{a,b,c,d,e,f,g,h}{a,b,c,d,e,f,g,h}",   // 64 too
+		`\{` + strings.Repeat(",", 100) + `\}`, // escaped: no group
+		"[{]" + strings.Repeat("{a,b}", 6),     // a class holds no group
+	}
+	for _, p := range valid {
 		if !Valid(p) {
 			t.Errorf("Valid(%q) = false", p)
 		}
 	}
-	for _, p := range []string{"[", "{a,b", "a\\"} {
+	invalid := []string{"[", "{a,b", "a\\",
+		strings.Repeat("{,}", 7) + "x", // 128 combinations
+		strings.Repeat("{,}", 30) + "x",
+		"{a,{b,c}}", // nested
+		"{a,b,c,d,e,f,g,h,i}{a,b,c,d,e,f,g,h}",
+	}
+	for _, p := range invalid {
 		if Valid(p) {
 			t.Errorf("Valid(%q) = true", p)
 		}

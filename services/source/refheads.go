@@ -53,6 +53,9 @@ func (s *Service) reconcileRefs(ctx context.Context, repo domain.Repository) err
 		if ref == "refs/heads/"+repo.Branch || seen[ref] == object {
 			continue
 		}
+		if b, ok := strings.CutPrefix(ref, "refs/heads/"); ok && domain.ReservedBranch(b) != "" {
+			continue
+		}
 		if handled == maxRefsPerPoll {
 			break
 		}
@@ -77,10 +80,12 @@ func (s *Service) pollRef(ctx context.Context, repo domain.Repository, ref, obje
 	switch {
 	case errors.Is(err, gitmirror.ErrNotFound):
 		return nil // gone since the listing
-	case err != nil:
+	case errors.Is(err, gitmirror.ErrNotCommit):
 		// A tag of a tree or a blob: nothing to run.
 		s.log.Debug("poll: a ref that is no commit is recorded", slog.String("repository", repo.Name), slog.String("ref", ref), slog.Any("error", err))
 		return s.store.SetRefHead(ctx, repo.ID, ref, object)
+	case err != nil:
+		return err
 	}
 	run, err := s.startRun(ctx, repo, res, domain.TriggerPoll, func(tx *sql.Tx, run domain.Run) error {
 		if err := setRefHead(ctx, tx, repo.ID, ref, object); err != nil {

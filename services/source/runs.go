@@ -99,14 +99,20 @@ func (e *unwantedRun) Error() string { return "no run: " + e.Reason }
 // prepareRun), "" when it does: its pipeline's on: section. A pipeline
 // file that is missing or invalid has no rules to go by: the repository's
 // branch gets its failed run, to say so; other branches and tags get none.
-func unwanted(repo domain.Repository, run domain.Run) string {
+func unwanted(repo domain.Repository, run domain.Run, based bool) string {
 	if run.Status == domain.RunFailed {
 		if run.Branch == repo.Branch {
 			return ""
 		}
 		return fmt.Sprintf("%s: its on: section is not known: %s", cmp.Or(run.Branch, run.Ref), run.FailureReason)
 	}
-	return domain.Unwanted(run.Pipeline, repo.Branch, run.Ref, run.Branch, run.Changes)
+	changes := run.Changes
+	if !based {
+		// The first run of a branch: its push may have brought more
+		// commits than its head's, which the changes do not show.
+		changes = nil
+	}
+	return domain.Unwanted(run.Pipeline, repo.Branch, run.Ref, run.Branch, changes)
 }
 
 // startRun creates a run of a resolved commit: it reads the pipeline file
@@ -142,11 +148,16 @@ func (s *Service) startRun(ctx context.Context, repo domain.Repository, res gitm
 	for _, f := range tune {
 		f(&run)
 	}
+	based := false // the changes are since the branch's last run
 	if run.Changes == nil {
-		run.Changes = s.changesOf(ctx, run)
+		seen := "" // what the repository's branch was seen at, when its last run is older
+		if run.Branch == repo.Branch {
+			seen = repo.LastSeenCommit
+		}
+		run.Changes, based = s.changesOf(ctx, run, seen)
 	}
 	if trigger == domain.TriggerWebhook || trigger == domain.TriggerPoll {
-		if reason := unwanted(repo, run); reason != "" {
+		if reason := unwanted(repo, run, based); reason != "" {
 			return domain.Run{}, &unwantedRun{Reason: reason}
 		}
 	}
@@ -268,10 +279,13 @@ const maxChangedPaths = 1000
 // (changed(), on.push.paths): against the commit of the branch's last run
 // when that is an ancestor, else (and for a tag) against the commit's
 // first parent. Not knowing is no error: the run goes on without them
-// (changed() is then true, and on.push.paths lets the push run).
-func (s *Service) changesOf(ctx context.Context, run domain.Run) *sourcev1.Changes {
+// (changed() is then true, and on.push.paths lets the push run). For the
+// repository's branch without a run, the base is seen, the commit it was
+// seen at. based says the changes are since such a base: on.push.paths
+// filters only those (the first push of another branch runs).
+func (s *Service) changesOf(ctx context.Context, run domain.Run, seen string) (changes *sourcev1.Changes, based bool) {
 	if !callsChanged(run.Pipeline) {
-		return nil
+		return nil, false
 	}
 	base, err := "", error(nil)
 	if run.Branch != "" { // a tag's changes are its commit's
@@ -280,12 +294,15 @@ func (s *Service) changesOf(ctx context.Context, run domain.Run) *sourcev1.Chang
 	if err != nil && !errors.Is(err, apierror.ErrNotFound) {
 		s.log.Warn("reading the branch's last run failed; the run's changes are taken from its commit's parent", slog.String("run_id", run.ID), slog.Any("error", err))
 	}
+	if base == "" {
+		base = seen
+	}
 	paths, complete, err := s.mirrors.Changes(ctx, run.RepositoryID, base, run.Commit, maxChangedPaths)
 	if err != nil {
 		s.log.Warn("listing the run's changed paths failed; changed() is true for its steps", slog.String("run_id", run.ID), slog.Any("error", err))
-		return &sourcev1.Changes{}
+		return &sourcev1.Changes{}, false
 	}
-	return &sourcev1.Changes{Paths: paths, Complete: complete}
+	return &sourcev1.Changes{Paths: paths, Complete: complete}, base != ""
 }
 
 // callsChanged says p needs its run's changes: a step of it has a

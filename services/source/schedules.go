@@ -21,12 +21,14 @@ import (
 // Schedules: a pipeline's on.schedule starts runs at the times of cron
 // expressions (domain.ParseSchedule), of its branch's head whether it
 // changed or not. The schedules are those of the pipeline file at the head
-// of the repository's branch, as the mirror has it. Each schedule's next
+// of the repository's branch, as the mirror has it (a replica without the
+// repository's mirror fires none). Each schedule's next
 // firing is in the table schedules; a replica that finds it due moves it
 // on with a compare-and-set in the transaction that records the run, so a
 // firing makes one run however many replicas look. A firing missed while
 // no replica ran makes one run when one starts again (not one per missed
-// firing).
+// firing). A schedule the file no longer has keeps its row but no longer
+// fires.
 
 // scheduleTick is how often the schedule loop looks for due schedules:
 // a schedule fires at most this long after its time.
@@ -75,15 +77,16 @@ func (s *Service) scheduleRepository(ctx context.Context, repo domain.Repository
 	if err != nil {
 		return err
 	}
+	if len(schedules) == 0 {
+		return nil
+	}
 	known, err := s.store.Schedules(ctx, repo.ID)
 	if err != nil {
 		return err
 	}
-	want := map[string]bool{}
 	var errs []error
 	for _, sc := range schedules {
 		key := scheduleKey(sc)
-		want[key] = true
 		due, ok := known[key]
 		if !ok {
 			// Seen for the first time: it fires at its next time.
@@ -97,13 +100,9 @@ func (s *Service) scheduleRepository(ctx context.Context, repo domain.Repository
 			errs = append(errs, fmt.Errorf("schedule %q: %w", sc.GetCron(), err))
 		}
 	}
-	// A schedule the file no longer has is forgotten: put back later, it
-	// fires at its next time, not at once for the times it was away.
-	for key := range known {
-		if !want[key] {
-			errs = append(errs, s.store.RemoveSchedule(ctx, repo.ID, key))
-		}
-	}
+	// A schedule the file no longer has keeps its row, not fired: another
+	// replica's mirror may not have the change yet and still see it. Put
+	// back, it fires once at once when its time passed meanwhile.
 	return errors.Join(errs...)
 }
 
@@ -112,9 +111,9 @@ func (s *Service) scheduleRepository(ctx context.Context, repo domain.Repository
 func (s *Service) fire(ctx context.Context, repo domain.Repository, sc *sourcev1.Schedule, key string, due, now time.Time) error {
 	next := domain.NextFire(sc.GetCron(), now)
 	branch := cmp.Or(sc.GetBranch(), repo.Branch)
-	if err := s.fetch(ctx, repo); err != nil {
-		return err
-	}
+	// The head as the mirror has it (the poll and the webhooks keep it
+	// fresh): a fetch here would hold up every other schedule and call a
+	// forge that may be refusing the credential every tick.
 	head, err := s.mirrors.BranchHead(repo.ID, branch)
 	if errors.Is(err, gitmirror.ErrNotFound) {
 		s.log.Warn("schedules: the schedule's branch has no commits; it fires again at its next time", slog.String("repository", repo.Name),
@@ -225,14 +224,6 @@ func (s *Store) AddSchedule(ctx context.Context, repoID, key string, next time.T
 		ON CONFLICT (repository_id, schedule) DO NOTHING`, repoID, key, sqldb.Nanos(next))
 	if err != nil {
 		return fmt.Errorf("record schedule %q: %w", key, err)
-	}
-	return nil
-}
-
-// RemoveSchedule forgets a schedule.
-func (s *Store) RemoveSchedule(ctx context.Context, repoID, key string) error {
-	if _, err := s.db.ExecContext(ctx, `DELETE FROM schedules WHERE repository_id = $1 AND schedule = $2`, repoID, key); err != nil {
-		return fmt.Errorf("forget schedule %q: %w", key, err)
 	}
 	return nil
 }

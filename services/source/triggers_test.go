@@ -24,7 +24,7 @@ const rulesPipeline = validPipeline + `on:
 func TestPushRules(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, 0)
-	src, _ := newGitRepo(t, "rules", "main", rulesPipeline)
+	src, first := newGitRepo(t, "rules", "main", rulesPipeline)
 	repo := h.register(src.Dir)
 	push := func(delivery, ref, after string) webhookAnswer {
 		t.Helper()
@@ -50,6 +50,7 @@ func TestPushRules(t *testing.T) {
 	src.Write("src/a.go", "package a\n")
 	rel := src.Commit("on a release branch\n")
 	src.SetRef("refs/heads/release/1.2", rel)
+	src.SetRef("refs/heads/main", first) // main does not move
 	run := queued(push("d-1", "refs/heads/release/1.2", rel), "push to release/1.2")
 	if run.Branch != "release/1.2" || run.Ref != "refs/heads/release/1.2" || run.Commit != rel {
 		t.Errorf("run of release/1.2 = %s %s %s", run.Branch, run.Ref, run.Commit)
@@ -63,8 +64,16 @@ func TestPushRules(t *testing.T) {
 	ignored(push("d-3", "refs/heads/feature/x", rel), "push to feature/x",
 		"branch feature/x matches none of the pipeline's on.push.branches (main, release/*)")
 
+	// Branches named like a ref or like a pull request's runs are no
+	// branch to run, whatever the rules say.
+	src.SetRef("refs/heads/refs/tags/v9.9.9", rel)
+	ignored(push("d-3a", "refs/heads/refs/tags/v9.9.9", rel), "push to a branch named refs/tags/v9.9.9", "is named like a ref")
+	src.SetRef("refs/heads/pull/5", rel)
+	ignored(push("d-3b", "refs/heads/pull/5", rel), "push to a branch named pull/5", "has the name pull request runs are on")
+
 	// The repository's branch: a change to docs only is seen, not run,
 	// and the poll does not run it either.
+	src.Remove("src/a.go") // release/1.2's, not main's
 	docs := src.CommitFile("docs/readme.md", "# docs\n", "docs only\n")
 	ignored(push("d-4", "refs/heads/main", docs), "docs-only push to main",
 		"the push changed no path matching the pipeline's on.push.paths (src/**, .sluice.yaml)")

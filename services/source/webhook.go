@@ -57,6 +57,8 @@ func (s *Service) Push(ctx context.Context, repo domain.Repository, deliveryID, 
 		return PushResult{Outcome: "ignored", Reason: fmt.Sprintf("%s was deleted", ref)}, nil
 	case branch == repo.Branch:
 		return s.pushWatched(ctx, repo, deliveryID, after)
+	case domain.ReservedBranch(branch) != "":
+		return PushResult{Outcome: "ignored", Reason: domain.ReservedBranch(branch)}, nil
 	}
 	return s.pushOther(ctx, repo, deliveryID, ref, branch, after)
 }
@@ -139,6 +141,9 @@ func (s *Service) pushOther(ctx context.Context, repo domain.Repository, deliver
 	res := branchHead(branch, after)
 	if branch == "" {
 		r, err := s.mirrors.Resolve(repo.ID, ref)
+		if errors.Is(err, gitmirror.ErrNotCommit) {
+			return PushResult{Outcome: "ignored", Reason: fmt.Sprintf("tag %s points to no commit", domain.Tag(ref))}, nil
+		}
 		if errors.Is(err, gitmirror.ErrNotFound) {
 			return PushResult{}, fmt.Errorf("ref: tag %s is not in repository %q after fetching it: %w", domain.Tag(ref), repo.Name, apierror.ErrFailedPrecondition)
 		}

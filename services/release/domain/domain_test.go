@@ -217,6 +217,8 @@ func TestTarget(t *testing.T) {
 		{"", "refs/tags/v1.0.0", "refs/tags/v1.0.0"},
 		{"", "0123456789012345678901234567890123456789", ""},
 		{"pull/3", "refs/pull/3/head", "pull/3"},
+		{"refs/tags/v9.9.9", "refs/heads/refs/tags/v9.9.9", ""}, // a branch named like a tag is no tag
+		{"", "refs/heads/main", ""},
 	}
 	for _, tt := range tests {
 		if got := Target(tt.branch, tt.ref); got != tt.want {
@@ -227,12 +229,12 @@ func TestTarget(t *testing.T) {
 
 func TestTagVersion(t *testing.T) {
 	t.Parallel()
-	for tag, want := range map[string]string{"v1.2.3": "v1.2.3", "1.2.3": "v1.2.3", "v10.0.1": "v10.0.1"} {
+	for tag, want := range map[string]string{"v1.2.3": "v1.2.3", "1.2.3": "v1.2.3", "v10.0.1": "v10.0.1", "v999999.999999.999999": "v999999.999999.999999"} {
 		if v, ok := TagVersion(tag); !ok || v.String() != want {
 			t.Errorf("TagVersion(%q) = %v, %v; want %s", tag, v, ok, want)
 		}
 	}
-	for _, tag := range []string{"nightly", "v1.2", "v1.2.3-rc.1", "v01.2.3", "vv1.2.3", ""} {
+	for _, tag := range []string{"nightly", "v1.2", "v1.2.3-rc.1", "v01.2.3", "vv1.2.3", "", "v1000000.0.0", "v9223372036854775807.0.0", "v1.0.99999999999999999999"} {
 		if v, ok := TagVersion(tag); ok {
 			t.Errorf("TagVersion(%q) = %v, want none", tag, v)
 		}

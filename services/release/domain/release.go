@@ -1,7 +1,6 @@
 package domain
 
 import (
-	"cmp"
 	"fmt"
 	"slices"
 	"strings"
@@ -187,10 +186,16 @@ const TagPrefix = "refs/tags/"
 // Target is what a run of branch and ref is released as, in the
 // pipeline's and the platform's rules: its branch, or the full ref of a
 // tag (refs/tags/v1.2.0, which environment-branches patterns such as
-// refs/tags/v* match); "" for a run of neither (a sha).
+// refs/tags/v* match); "" for a run of neither (a sha), and for a branch
+// named like a ref (refs/tags/v1.2.0), which must not pass for that ref.
 func Target(branch, ref string) string {
-	if branch != "" || strings.HasPrefix(ref, TagPrefix) {
-		return cmp.Or(branch, ref)
+	switch {
+	case strings.HasPrefix(branch, "refs/"):
+		return ""
+	case branch != "":
+		return branch
+	case strings.HasPrefix(ref, TagPrefix):
+		return ref
 	}
 	return ""
 }
@@ -220,14 +225,22 @@ func (s ReleaseSpec) SkipReason(target string) string {
 	return ""
 }
 
-// TagVersion is the version a tag names: v1.2.3 or 1.2.3; false for a
-// tag that names none (nightly, v1.2, v1.2.3-rc.1).
+// MaxTagVersionPart bounds each part of a version a tag names: a tag
+// such as v9223372036854775807.0.0 would leave no version after it.
+const MaxTagVersionPart = 999_999
+
+// TagVersion is the version a tag names: v1.2.3 or 1.2.3, each part at
+// most MaxTagVersionPart; false for a tag that names none (nightly, v1.2,
+// v1.2.3-rc.1, v1000000.0.0).
 func TagVersion(tag string) (Version, bool) {
 	if !strings.HasPrefix(tag, "v") {
 		tag = "v" + tag
 	}
 	v, err := ParseVersion(tag)
-	return v, err == nil
+	if err != nil || max(v.Major, v.Minor, v.Patch) > MaxTagVersionPart {
+		return Version{}, false
+	}
+	return v, true
 }
 
 // FailureSummary turns a deployment's reason ("verification failed: GET

@@ -2,6 +2,7 @@ package domain
 
 import (
 	"fmt"
+	"regexp"
 	"strings"
 
 	"github.com/sluicehq/sluice/platform/pathglob"
@@ -23,10 +24,34 @@ func Tag(ref string) string {
 // (one per key and commit): the branch, or the ref of a run of a tag or
 // a commit.
 func CommitKey(branch, ref string) string {
-	if branch != "" {
+	switch {
+	case strings.HasPrefix(branch, "refs/"):
+		// A branch named like a ref (refs/tags/v1) must not share the
+		// key of that ref.
+		return "refs/heads/" + branch
+	case branch != "":
 		return branch
 	}
 	return ref
+}
+
+// pullRequestBranch is the name of the branch a pull request's runs are
+// on, pull/<n>.
+var pullRequestBranch = regexp.MustCompile(`^pull/[0-9]+$`)
+
+// ReservedBranch says why pushes of branch start no run ("" when they
+// may): a name like a ref's (refs/tags/v1) would pass for that ref, and
+// pull/<n> is the name pull request n's runs are on (its caches, its
+// concurrency group), which a fork's pull request must not share with
+// the repository's own branch.
+func ReservedBranch(branch string) string {
+	switch {
+	case strings.HasPrefix(branch, "refs/"):
+		return fmt.Sprintf("branch %s is named like a ref; such branches start no run", branch)
+	case pullRequestBranch.MatchString(branch):
+		return fmt.Sprintf("branch %s has the name pull request runs are on; such branches start no run", branch)
+	}
+	return ""
 }
 
 // Unwanted says why a pushed change, to branch or (branch "") to the tag

@@ -551,6 +551,10 @@ func (m *Mirrors) BranchHead(id, branch string) (string, error) {
 	return sha, err
 }
 
+// ErrNotCommit says a ref points to a tree or a blob (a tag may), not to a
+// commit.
+var ErrNotCommit = errors.New("not a commit")
+
 // Resolved is a ref resolved to a commit.
 type Resolved struct {
 	// Commit is the full sha.
@@ -619,7 +623,7 @@ func peel(repo *git.Repository, h plumbing.Hash) (*object.Commit, error) {
 		case *object.Tag:
 			h = o.Target
 		default:
-			return nil, fmt.Errorf("%s is a %s, not a commit", h, obj.Type())
+			return nil, fmt.Errorf("%s is a %s: %w", h, obj.Type(), ErrNotCommit)
 		}
 	}
 	return nil, fmt.Errorf("%s: tags nested too deep", h)

@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"google.golang.org/protobuf/encoding/protojson"
@@ -485,6 +486,10 @@ func (p *parser) triggers(n *yaml.Node) *sourcev1.Triggers {
 	return on
 }
 
+// neverFiresAfter is a time a schedule that fires at all fires after
+// (robfig/cron looks five years ahead).
+var neverFiresAfter = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
+
 // maxSchedules bounds on.schedule.
 const maxSchedules = 10
 
@@ -521,6 +526,12 @@ func (p *parser) cron(n *yaml.Node) string {
 		p.errorAt(resolve(n), "", "cron expression is longer than %d characters", maxCronLength)
 		return s
 	}
+	if domain.NextFire(s, neverFiresAfter).IsZero() {
+		if _, err := domain.ParseSchedule(s); err == nil {
+			p.errorAt(resolve(n), "", "cron %q never fires", s)
+			return s
+		}
+	}
 	if _, err := domain.ParseSchedule(s); err != nil {
 		p.errorAt(resolve(n), `five fields, minute hour day-of-month month day-of-week, in UTC: "0 3 * * *" is 03:00 every day; or @daily, @hourly, ...`,
 			"cron %q: %s", s, strings.TrimPrefix(err.Error(), domain.ErrSchedule.Error()+": "))
@@ -546,7 +557,7 @@ func (p *parser) patterns(n *yaml.Node, key, what string, maxLength int) []strin
 		case utf8.RuneCountInString(s) > maxLength:
 			p.errorAt(item, "", "%s pattern is longer than %d characters", what, maxLength)
 		case !pathglob.Valid(s):
-			p.errorAt(item, `globs are *, ?, [...], {a,b} and ** across "/"`, "invalid %s pattern %q", what, s)
+			p.errorAt(item, `globs are *, ?, [...], {a,b} (not nested, at most 64 combinations) and ** across "/"`, "invalid %s pattern %q", what, s)
 		case what == "path" && strings.HasPrefix(s, "/"):
 			p.errorAt(item, `write "services/api/**", not "/services/api/**"`, "path pattern %q: paths are relative to the repository's root", s)
 		case slices.Contains(patterns, s):

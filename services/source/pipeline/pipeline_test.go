@@ -365,7 +365,7 @@ build:
 		name: "on.push.branches malformed",
 		yaml: "version: 1\nbuild:\n  steps: [{name: a, run: x}]\non:\n  push:\n    branches: [main, \"release/[\", main, \"\"]\n",
 		want: []string{
-			`.sluice.yaml:6:22: invalid branch pattern "release/[" (hint: globs are *, ?, [...], {a,b} and ** across "/")`,
+			`.sluice.yaml:6:22: invalid branch pattern "release/[" (hint: globs are *, ?, [...], {a,b} (not nested, at most 64 combinations) and ** across "/")`,
 			`.sluice.yaml:6:35: branch pattern "main" is listed twice`,
 			`.sluice.yaml:6:41: branch pattern must not be empty`,
 		},
@@ -380,7 +380,7 @@ build:
 	},
 	{
 		name: "on.schedule malformed",
-		yaml: "version: 1\nbuild:\n  steps: [{name: a, run: x}]\non:\n  schedule:\n    - cron: \"61 * * * *\"\n    - cron: \"@every 1s\"\n    - {cron: \"0 3 * * *\", branch: \"\"}\n    - branch: main\n    - cron: \"CRON_TZ=Europe/Paris 0 3 * * *\"\n    - cron: \"@daily\"\n    - cron: \"@daily\"\n",
+		yaml: "version: 1\nbuild:\n  steps: [{name: a, run: x}]\non:\n  schedule:\n    - cron: \"61 * * * *\"\n    - cron: \"@every 1s\"\n    - {cron: \"0 3 * * *\", branch: \"\"}\n    - branch: main\n    - cron: \"CRON_TZ=Europe/Paris 0 3 * * *\"\n    - cron: \"@daily\"\n    - cron: \"@daily\"\n    - cron: \"0 0 30 2 *\"\n",
 		want: []string{
 			`.sluice.yaml:6:13: cron "61 * * * *": end of range (61) above maximum (59): 61 (hint: five fields, minute hour day-of-month month day-of-week, in UTC: "0 3 * * *" is 03:00 every day; or @daily, @hourly, ...)`,
 			`.sluice.yaml:7:13: cron "@every 1s": @every is not taken; write five fields, e.g. "*/15 * * * *" (hint: five fields, minute hour day-of-month month day-of-week, in UTC: "0 3 * * *" is 03:00 every day; or @daily, @hourly, ...)`,
@@ -388,6 +388,7 @@ build:
 			`.sluice.yaml:9:7: missing required key "cron"`,
 			`.sluice.yaml:10:13: cron "CRON_TZ=Europe/Paris 0 3 * * *": schedules are in UTC; leave out the time zone (hint: five fields, minute hour day-of-month month day-of-week, in UTC: "0 3 * * *" is 03:00 every day; or @daily, @hourly, ...)`,
 			`.sluice.yaml:12:13: the same schedule is listed twice (first at line 11)`,
+			`.sluice.yaml:13:13: cron "0 0 30 2 *" never fires`,
 		},
 	},
 	{
