@@ -8,7 +8,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/sluicehq/sluice/platform/events"
 	"github.com/sluicehq/sluice/platform/gitauth"
 	"github.com/sluicehq/sluice/platform/retry"
 	"github.com/sluicehq/sluice/services/source/domain"
@@ -144,11 +143,7 @@ func (s *Service) pollRepository(ctx context.Context, repo domain.Repository) er
 		if !ok {
 			return errSkipRun // a webhook saw it first
 		}
-		ev, err := events.New(changeReceivedToProto(repo, run, domain.TriggerPoll, ""), run.Commit, run.ID)
-		if err != nil {
-			return err
-		}
-		return events.Enqueue(ctx, tx, ev)
+		return enqueueChange(ctx, tx, repo, run, domain.TriggerPoll, "")
 	})
 	if errors.Is(err, errSkipRun) {
 		return nil

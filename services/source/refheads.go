@@ -10,7 +10,6 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/sluicehq/sluice/platform/events"
 	"github.com/sluicehq/sluice/services/source/domain"
 	"github.com/sluicehq/sluice/services/source/gitmirror"
 )
@@ -91,11 +90,7 @@ func (s *Service) pollRef(ctx context.Context, repo domain.Repository, ref, obje
 		if err := setRefHead(ctx, tx, repo.ID, ref, object); err != nil {
 			return err
 		}
-		ev, err := events.New(changeReceivedToProto(repo, run, domain.TriggerPoll, ""), run.Commit, run.ID)
-		if err != nil {
-			return err
-		}
-		return events.Enqueue(ctx, tx, ev)
+		return enqueueChange(ctx, tx, repo, run, domain.TriggerPoll, "")
 	})
 	var existing *existingRun
 	var no *unwantedRun
@@ -160,10 +155,8 @@ func (s *Store) ForgetRefHead(ctx context.Context, repoID, ref string) error {
 // the repository's history, which starts no run.
 func snapshotRefs(ctx context.Context, tx *sql.Tx, repoID string, refs map[string]string) error {
 	for ref, object := range refs {
-		if strings.HasPrefix(ref, "refs/") {
-			if err := setRefHead(ctx, tx, repoID, ref, object); err != nil {
-				return err
-			}
+		if err := setRefHead(ctx, tx, repoID, ref, object); err != nil {
+			return err
 		}
 	}
 	return setRefHead(ctx, tx, repoID, snapshotMarker, "")

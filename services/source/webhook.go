@@ -215,6 +215,12 @@ func recordDelivery(ctx context.Context, tx *sql.Tx, repo domain.Repository, run
 			return err
 		}
 	}
+	return enqueueChange(ctx, tx, repo, run, trigger, deliveryID)
+}
+
+// enqueueChange records, in the transaction of the run it made, the change
+// a webhook delivery (deliveryID) or the poll ("") noticed: ChangeReceived.
+func enqueueChange(ctx context.Context, tx *sql.Tx, repo domain.Repository, run domain.Run, trigger domain.Trigger, deliveryID string) error {
 	ev, err := events.New(changeReceivedToProto(repo, run, trigger, deliveryID), run.Commit, run.ID)
 	if err != nil {
 		return err
