@@ -97,6 +97,18 @@ func left(t *testing.T, run string) (containers, networks int) {
 	return len(cs.Items), len(ns.Items)
 }
 
+// running counts run's containers that have started: one listed while
+// the engine still creates it may not be removable yet.
+func running(t *testing.T, run string) int {
+	t.Helper()
+	f := make(client.Filters).Add("label", sluicecontainer.LabelRun+"="+run).Add("status", "running")
+	cs, err := engine(t).ContainerList(context.Background(), client.ContainerListOptions{Filters: f})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(cs.Items)
+}
+
 // A step runs in its image with the workspace and home mounted, its
 // environment, as the service's user; its output arrives line by line
 // with the secrets masked, and its exit code is the command's.
@@ -380,7 +392,8 @@ func TestNewAttemptRemovesWhatTheEarlierOneLeft(t *testing.T) {
 		_, _ = s1.Run(context.Background(), executor.Spec{Name: "forever", Image: img, Dir: dir, Command: "sleep 600"})
 	}()
 	deadline := time.Now().Add(time.Minute)
-	for c, _ := left(t, run); c < 2; c, _ = left(t, run) {
+	// Both its service and its step have started: the worker is mid-step.
+	for running(t, run) < 2 {
 		if time.Now().After(deadline) {
 			t.Fatal("the first attempt's step did not start")
 		}
