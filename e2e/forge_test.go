@@ -34,6 +34,13 @@ test:
 // It returns the local working copy.
 func onGitea(t *testing.T, p *platform, g *giteatest.Server, client *gitea.Client, name, pipeline string, events ...string) *gittest.Repo {
 	t.Helper()
+	return onGiteaWith(t, p, g, client, name, pipeline, nil, events...)
+}
+
+// onGiteaWith is onGitea registering the repository with flags of sluice
+// repo add besides the forge's.
+func onGiteaWith(t *testing.T, p *platform, g *giteatest.Server, client *gitea.Client, name, pipeline string, flags []string, events ...string) *gittest.Repo {
+	t.Helper()
 	if _, _, err := client.CreateRepo(gitea.CreateRepoOption{Name: name, DefaultBranch: "main"}); err != nil {
 		t.Fatalf("gitea: create a repository: %v", err)
 	}
@@ -43,7 +50,7 @@ func onGitea(t *testing.T, p *platform, g *giteatest.Server, client *gitea.Clien
 	if err := os.WriteFile(tokenFile, []byte(g.Token+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	out := mustCLI(t, p.env, "repo", "add", g.CloneURL(name), "--forge", "gitea", "--forge-token-file", tokenFile)
+	out := mustCLI(t, p.env, append([]string{"repo", "add", g.CloneURL(name), "--forge", "gitea", "--forge-token-file", tokenFile}, flags...)...)
 	m := regexp.MustCompile(`webhook: POST (\S+/webhooks/gitea/` + name + `) with secret (\S+)`).FindStringSubmatch(out)
 	if m == nil {
 		t.Fatalf("repo add printed no gitea webhook:\n%s", out)
@@ -283,13 +290,16 @@ release:
 // release branch and of a v* tag (its run on the tag's ref, released with
 // the tag's version to staging, which the platform opens to refs/tags/v*),
 // shows their statuses on Gitea, and runs nothing for another branch; its
-// schedule (every minute) runs main's head, whose status Gitea shows.
+// schedule (every minute) runs main's head, whose status Gitea shows. The
+// repository makes its releases on Gitea: the tag's release shows there
+// with its changelog, and a push to main makes a release whose tag Sluice
+// makes there, and whose tag pushed back runs nothing.
 func TestGiteaBranchesAndTags(t *testing.T) {
 	t.Parallel()
 	g := giteatest.Start(t)
 	client := g.Client(t)
 	p, _ := startAllInOne(t, t.TempDir(), "SLUICE_RELEASE_ENVIRONMENT_BRANCHES=staging=main|refs/tags/v*")
-	repo := onGitea(t, p, g, client, "rules", rulesPipeline, "push")
+	repo := onGiteaWith(t, p, g, client, "rules", rulesPipeline, []string{"--forge-releases"}, "push")
 	mainHead, err := repo.Git().Head()
 	if err != nil {
 		t.Fatal(err)
@@ -373,5 +383,68 @@ func TestGiteaBranchesAndTags(t *testing.T) {
 	}
 	if scheduled == 0 {
 		t.Errorf("no scheduled run of main's head among %+v", runs.Runs)
+	}
+
+	// Gitea shows the tag's release, with its changelog.
+	onGiteaRelease(t, g, client, "rules", "v1.0.0", release, "release 1.0")
+
+	// A push to main is released with the next version: Sluice makes its
+	// tag and release on Gitea.
+	next := repo.CommitFile("b.txt", "b\n", "feat: b\n")
+	g.Push(t, repo.Dir, "rules", "main")
+	if seen, _, final, _ := waitFinalStatus(t, p, g, client, "rules", next); final.State != gitea.StatusSuccess {
+		t.Fatalf("push to main: final status %s %q; seen %v", final.State, final.Description, seen)
+	}
+	version := ""
+	deadline = time.Now().Add(time.Minute)
+	for version == "" {
+		if time.Now().After(deadline) {
+			t.Fatalf("no release of %s within a minute: %+v", next, releases.Releases)
+		}
+		releases.Releases = nil
+		if err := json.Unmarshal([]byte(mustCLI(t, p.env, "releases", "rules", "--output", "json")), &releases); err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range releases.Releases {
+			if r.Commit == next {
+				version = r.Version
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	onGiteaRelease(t, g, client, "rules", version, next, "feat: b")
+	// The tag Sluice made, which Gitea tells of, ran nothing.
+	runs.Runs = nil
+	if err := json.Unmarshal([]byte(mustCLI(t, p.env, "runs", "rules", "--output", "json")), &runs); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range runs.Runs {
+		if r.Ref == "refs/tags/"+version {
+			t.Errorf("the tag of release %s ran: %+v", version, r)
+		}
+	}
+}
+
+// onGiteaRelease waits until Gitea shows the release of tag, with the tag
+// at commit and notes that say changelog.
+func onGiteaRelease(t *testing.T, g *giteatest.Server, client *gitea.Client, repo, tag, commit, changelog string) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		rel, _, err := client.GetReleaseByTag(g.User, repo, tag)
+		if err == nil {
+			if rel.Title != tag || !strings.Contains(rel.Note, changelog) {
+				t.Errorf("gitea's release %s: title %q, notes %q; want notes saying %q", tag, rel.Title, rel.Note, changelog)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("gitea shows no release %s within a minute: %v\ngitea:\n%s", tag, err, g.Log())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	got, _, err := client.GetTag(g.User, repo, tag)
+	if err != nil || got.Commit == nil || got.Commit.SHA != commit {
+		t.Errorf("gitea's tag %s: %+v %v, want it at %s", tag, got, err, commit)
 	}
 }

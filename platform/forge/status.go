@@ -55,6 +55,9 @@ type Client interface {
 	// OpenPullRequests lists the open pull (merge) requests with their
 	// heads, newest first, at most MaxOpenPullRequests.
 	OpenPullRequests(ctx context.Context) ([]PullRequest, error)
+	// CreateRelease makes rel, and its tag when there is none; a release
+	// of the tag that is there already counts as made.
+	CreateRelease(ctx context.Context, rel Release) error
 }
 
 // NewClient is a client of repo's forge API that sends token, through

@@ -20,10 +20,17 @@ type recorded struct {
 	body               map[string]any
 }
 
-// fakeAPI answers every request with code and body, and records it.
+// fakeAPI answers every request with code and body, or as answers says
+// for its method and path ("POST /api/v1/..."), and records it.
 type fakeAPI struct {
-	mu   sync.Mutex
-	reqs []recorded
+	mu      sync.Mutex
+	reqs    []recorded
+	code    int
+	body    string
+	answers map[string]answer
+}
+
+type answer struct {
 	code int
 	body string
 }
@@ -38,6 +45,9 @@ func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	f.reqs = append(f.reqs, rec)
 	code, body := f.code, f.body
+	if a, ok := f.answers[rec.method+" "+rec.path]; ok {
+		code, body = a.code, a.body
+	}
 	f.mu.Unlock()
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)

@@ -47,13 +47,13 @@ type Config struct {
 	// (docs/security.md); without them notify keeps them as given.
 	Keys keyring.Settings
 	// SourceURL is the source service's base URL, asked for the forge
-	// tokens commit statuses are set with.
+	// tokens commit statuses are set, and forge releases made, with.
 	SourceURL string
 	// RunURL is the link of a commit status: a URL template in which
 	// {run}, {repository} and {commit} are replaced; "" sets none.
 	RunURL string
-	// StatusMaxAge is how long a commit status is tried again while its
-	// forge fails; then it is given up.
+	// StatusMaxAge is how long a commit status, or a release on a forge,
+	// is tried again while its forge fails; then it is given up.
 	StatusMaxAge time.Duration
 }
 
@@ -83,7 +83,7 @@ func (c *Config) RegisterFlags(f *servicekit.Flags) {
 	c.Keys.RegisterFlags(f)
 	f.StringVar(&c.SourceURL, "source-url", "the source service's URL (asked for the forge tokens commit statuses are set with)")
 	f.StringVar(&c.RunURL, "run-url", "the link of a commit status: a URL in which {run}, {repository} and {commit} are replaced (none by default)")
-	f.DurationVar(&c.StatusMaxAge, "status-max-age", "how long a commit status is tried again while its forge fails")
+	f.DurationVar(&c.StatusMaxAge, "status-max-age", "how long a commit status, or a release on a forge, is tried again while its forge fails")
 }
 
 // WithDefaults fills in the zero fields.

@@ -8,10 +8,8 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"sync"
 	"time"
 
-	"github.com/sluicehq/sluice/platform/apierror"
 	"github.com/sluicehq/sluice/platform/egress"
 	"github.com/sluicehq/sluice/platform/events"
 	"github.com/sluicehq/sluice/platform/paging"
@@ -42,21 +40,29 @@ const (
 
 const (
 	// leaseMargin is how long past its attempt timeout a taken delivery
-	// stays leased; a delivery whose worker died is taken again after it.
+	// (or commit status, or release) stays leased; one whose worker died
+	// is taken again after it.
 	leaseMargin = 30 * time.Second
-	// idlePoll is how often the loop looks for due deliveries when nothing
-	// wakes it (other replicas may have added some).
-	idlePoll = time.Second
 	// recordTimeout bounds writing an attempt's outcome.
 	recordTimeout = 10 * time.Second
 )
 
-// wake wakes the delivery loop: new deliveries are due.
-func (s *Service) wake() {
-	select {
-	case s.due <- struct{}{}:
-	default:
-	}
+// leaseEnd is when a lease taken at now lapses.
+func (s *Service) leaseEnd(now time.Time) time.Time {
+	return now.Add(s.cfg.AttemptTimeout + leaseMargin)
+}
+
+// deliveryQueue is the deliveries' table as the delivery loop's queue.
+type deliveryQueue struct{ s *Service }
+
+func (q deliveryQueue) Claim(ctx context.Context, now time.Time, limit int) ([]Claimed, error) {
+	return q.s.store.Claim(ctx, now, q.s.leaseEnd(now), limit)
+}
+
+func (q deliveryQueue) NextDue(ctx context.Context) (time.Time, error) { return q.s.store.NextDue(ctx) }
+
+func (q deliveryQueue) Attempt(ctx context.Context, log *slog.Logger, c Claimed) {
+	q.s.attempt(ctx, log, c)
 }
 
 // Deliver attempts due deliveries, up to Config.Workers at once, until ctx
@@ -64,48 +70,7 @@ func (s *Service) wake() {
 // their outcome is recorded.
 func (s *Service) Deliver(ctx context.Context) error {
 	defer s.client.CloseIdleConnections()
-	log := s.log.With(slog.String("component", "deliveries"))
-	slots := make(chan struct{}, s.cfg.Workers)
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	for {
-		wait := idlePoll
-		if free := cap(slots) - len(slots); free > 0 {
-			now := time.Now()
-			claimed, err := s.store.Claim(ctx, now, now.Add(s.cfg.AttemptTimeout+leaseMargin), free)
-			if err != nil && ctx.Err() == nil {
-				log.Warn("taking due deliveries failed; retrying", slog.Any("error", err))
-			}
-			for _, c := range claimed {
-				slots <- struct{}{}
-				wg.Go(func() {
-					defer func() {
-						<-slots
-						s.wake()
-					}()
-					// A panic leaves the delivery claimed: its lease lapses and
-					// it is attempted again.
-					s.sup.Guard("delivery attempt", func() { s.attempt(ctx, log, c) })
-				})
-			}
-			next, err := s.store.NextDue(ctx)
-			switch {
-			case err == nil:
-				wait = min(wait, max(time.Until(next), 10*time.Millisecond))
-			case !errors.Is(err, apierror.ErrNotFound) && ctx.Err() == nil:
-				log.Warn("finding the next due delivery failed", slog.Any("error", err))
-			}
-		}
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return nil
-		case <-s.due:
-			t.Stop()
-		case <-t.C:
-		}
-	}
+	return s.deliveries.Run(ctx)
 }
 
 // attempt POSTs c once and records the outcome. It outlives ctx (bounded by

@@ -20,9 +20,17 @@ func deliveryHeaders() []string {
 	}
 }
 
+// forgeWork is what an event asks of a forge besides its deliveries: a
+// commit status to set (CommitStatusChanged) or a release to make
+// (ForgeReleaseRequested); nil for none.
+type forgeWork struct {
+	status  *domain.ForgeStatus
+	release *domain.ForgeRelease
+}
+
 // FanOut turns an event that consumer received into one pending delivery
 // per subscription that wants it. In one transaction it marks the event
-// processed and creates its deliveries, so a redelivered or republished
+// processed, creates its deliveries and queues its forge work, so a redelivered or republished
 // event creates none; then it wakes the delivery loop.
 func (s *Service) FanOut(ctx context.Context, consumer string, ev events.Event) error {
 	// Subscribers get the message exactly as it was on NATS.
@@ -39,7 +47,7 @@ func (s *Service) FanOut(ctx context.Context, consumer string, ev events.Event) 
 			headers[name] = v
 		}
 	}
-	status := forgeStatusOf(ev)
+	work := forgeWork{status: forgeStatusOf(ev), release: forgeReleaseOf(ev)}
 	n, err := s.store.FanOut(ctx, consumer, domain.Delivery{
 		EventID:    ev.ID,
 		EventType:  ev.Kind.Type,
@@ -48,15 +56,18 @@ func (s *Service) FanOut(ctx context.Context, consumer string, ev events.Event) 
 		ChainID:    ev.ChainID,
 		Headers:    headers,
 		Body:       msg.Data,
-	}, status, time.Now(), ids.New)
+	}, work, time.Now(), ids.New)
 	if err != nil {
 		return err
 	}
 	if n > 0 {
-		s.wake()
+		s.deliveries.Wake()
 	}
-	if status != nil {
-		s.wakeForgeStatuses()
+	if work.status != nil {
+		s.statuses.Wake()
+	}
+	if work.release != nil {
+		s.releases.Wake()
 	}
 	return nil
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/sluicehq/sluice/platform/apierror"
 	"github.com/sluicehq/sluice/platform/forge"
 	"github.com/sluicehq/sluice/platform/sqldb"
 	"github.com/sluicehq/sluice/services/notify/domain"
@@ -64,22 +63,14 @@ func (s *Store) ClaimForgeStatuses(ctx context.Context, now, leaseUntil time.Tim
 		if err != nil {
 			return err
 		}
-		for _, fs := range due {
-			res, err := tx.ExecContext(ctx, `UPDATE forge_statuses SET next_attempt_at = $1, leased_until = $1
+		claimed, err = leaseDue(due, "commit status", func(fs *domain.ForgeStatus) (sql.Result, error) {
+			fs.LeasedUntil = leaseUntil
+			return tx.ExecContext(ctx, `UPDATE forge_statuses SET next_attempt_at = $1, leased_until = $1
 				WHERE repository_id = $2 AND commit_sha = $3 AND context = $4 AND sequence = $5 AND status = $6 AND next_attempt_at = $7`,
 				sqldb.Nanos(leaseUntil), fs.RepositoryID, fs.Commit, fs.Context, int64(fs.Sequence),
 				string(domain.StatusPending), sqldb.Nanos(fs.NextAttemptAt))
-			if err != nil {
-				return fmt.Errorf("lease commit status: %w", err)
-			}
-			if n, err := res.RowsAffected(); err != nil {
-				return fmt.Errorf("lease commit status: %w", err)
-			} else if n == 1 {
-				fs.LeasedUntil = leaseUntil
-				claimed = append(claimed, fs)
-			}
-		}
-		return nil
+		})
+		return err
 	})
 	return claimed, err
 }
@@ -91,26 +82,49 @@ func dueForgeStatuses(ctx context.Context, tx *sql.Tx, now time.Time, limit int)
 	if err != nil {
 		return nil, fmt.Errorf("find due commit statuses: %w", err)
 	}
-	defer rows.Close()
-	var due []domain.ForgeStatus
-	for rows.Next() {
-		fs, err := scanForgeStatus(rows)
-		if err != nil {
-			return nil, fmt.Errorf("find due commit statuses: %w", err)
-		}
-		due = append(due, fs)
-	}
-	if err := rows.Err(); err != nil {
+	due, err := sqldb.Collect(rows, func(r *sql.Rows) (domain.ForgeStatus, error) { return scanForgeStatus(r) })
+	if err != nil {
 		return nil, fmt.Errorf("find due commit statuses: %w", err)
 	}
 	return due, nil
 }
 
-// forgeStatusOutcome is what an attempt at a status came to.
-type forgeStatusOutcome struct {
+// leaseDue leases each of due with lease, a conditional UPDATE of its row
+// that sets its lease (and records it in the item), and returns those it
+// leased: a row another worker leased meanwhile is left out.
+func leaseDue[T any](due []T, what string, lease func(*T) (sql.Result, error)) ([]T, error) {
+	var leased []T
+	for _, item := range due {
+		res, err := lease(&item)
+		if err != nil {
+			return nil, fmt.Errorf("lease %s: %w", what, err)
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return nil, fmt.Errorf("lease %s: %w", what, err)
+		} else if n == 1 {
+			leased = append(leased, item)
+		}
+	}
+	return leased, nil
+}
+
+// forgeOutcome is what an attempt at a status (or a release) came to.
+type forgeOutcome struct {
 	err error
 	// retryAt is when to try again; zero with err: give up (dead).
 	retryAt time.Time
+}
+
+// columns are what o, of an attempt that ended at now, sets of its row:
+// status, next_attempt_at, last_error and delivered_at.
+func (o forgeOutcome) columns(now time.Time) (status string, next int64, lastError string, delivered int64) {
+	switch {
+	case o.err == nil:
+		return string(domain.StatusSucceeded), 0, "", sqldb.Nanos(now)
+	case o.retryAt.IsZero():
+		return string(domain.StatusDead), 0, o.err.Error(), 0
+	}
+	return string(domain.StatusPending), sqldb.Nanos(o.retryAt), o.err.Error(), 0
 }
 
 // RecordForgeStatus ends the lease of the attempt at fs. When a newer
@@ -118,7 +132,7 @@ type forgeStatusOutcome struct {
 // is moot; else fs is set (delivered), due again at o.retryAt, or dead.
 // Nothing is recorded when fs's lease is no longer its worker's (it
 // lapsed and another worker took the key): that worker records.
-func (s *Store) RecordForgeStatus(ctx context.Context, fs domain.ForgeStatus, o forgeStatusOutcome, now time.Time) error {
+func (s *Store) RecordForgeStatus(ctx context.Context, fs domain.ForgeStatus, o forgeOutcome, now time.Time) error {
 	return s.db.InTx(ctx, func(tx *sql.Tx) error {
 		key := []any{fs.RepositoryID, fs.Commit, fs.Context, int64(fs.Sequence), sqldb.Nanos(fs.LeasedUntil)}
 		res, err := tx.ExecContext(ctx, `UPDATE forge_statuses SET leased_until = 0,
@@ -131,18 +145,11 @@ func (s *Store) RecordForgeStatus(ctx context.Context, fs domain.ForgeStatus, o 
 		if n, err := res.RowsAffected(); err != nil || n == 1 {
 			return err // superseded
 		}
-		status, next, lastError, delivered := domain.StatusSucceeded, int64(0), "", sqldb.Nanos(now)
-		if o.err != nil {
-			status, lastError, delivered = domain.StatusPending, o.err.Error(), 0
-			next = sqldb.Nanos(o.retryAt)
-			if o.retryAt.IsZero() {
-				status = domain.StatusDead
-			}
-		}
+		status, next, lastError, delivered := o.columns(now)
 		_, err = tx.ExecContext(ctx, `UPDATE forge_statuses SET leased_until = 0, status = $6, next_attempt_at = $7,
 				last_error = $8, delivered_at = $9, attempt_count = attempt_count + 1
 			WHERE repository_id = $1 AND commit_sha = $2 AND context = $3 AND sequence = $4 AND leased_until = $5`,
-			append(key, string(status), next, lastError, delivered)...)
+			append(key, status, next, lastError, delivered)...)
 		if err != nil {
 			return fmt.Errorf("record commit status: %w", err)
 		}
@@ -153,14 +160,5 @@ func (s *Store) RecordForgeStatus(ctx context.Context, fs domain.ForgeStatus, o 
 // NextForgeStatusDue is when the earliest pending status is due (or its
 // lease ends); with none pending, it is not found.
 func (s *Store) NextForgeStatusDue(ctx context.Context) (time.Time, error) {
-	var next sql.NullInt64
-	err := s.db.QueryRowContext(ctx, `SELECT MIN(next_attempt_at) FROM forge_statuses WHERE status = $1`,
-		string(domain.StatusPending)).Scan(&next)
-	if err != nil {
-		return time.Time{}, fmt.Errorf("find the next due commit status: %w", err)
-	}
-	if !next.Valid {
-		return time.Time{}, fmt.Errorf("pending commit status: %w", apierror.ErrNotFound)
-	}
-	return sqldb.Time(next.Int64), nil
+	return s.nextDue(ctx, "forge_statuses", "commit status")
 }

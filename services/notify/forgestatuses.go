@@ -3,17 +3,13 @@ package notify
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"time"
 
-	"github.com/sluicehq/sluice/platform/apierror"
 	"github.com/sluicehq/sluice/platform/egress"
 	"github.com/sluicehq/sluice/platform/events"
 	"github.com/sluicehq/sluice/platform/forge"
-	"github.com/sluicehq/sluice/platform/stepsecrets"
 	sourceeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
 	"github.com/sluicehq/sluice/services/notify/domain"
 )
@@ -51,94 +47,82 @@ func forgeStatusOf(ev events.Event) *domain.ForgeStatus {
 	}
 }
 
-// wakeForgeStatuses wakes the commit status loop: one is due.
-func (s *Service) wakeForgeStatuses() {
-	select {
-	case s.statusDue <- struct{}{}:
-	default:
-	}
+// statusQueue is the commit statuses' table as their loop's queue.
+type statusQueue struct{ s *Service }
+
+func (q statusQueue) Claim(ctx context.Context, now time.Time, limit int) ([]domain.ForgeStatus, error) {
+	return q.s.store.ClaimForgeStatuses(ctx, now, q.s.leaseEnd(now), limit)
+}
+
+func (q statusQueue) NextDue(ctx context.Context) (time.Time, error) {
+	return q.s.store.NextForgeStatusDue(ctx)
+}
+
+func (q statusQueue) Attempt(ctx context.Context, log *slog.Logger, fs domain.ForgeStatus) {
+	q.s.setForgeStatus(ctx, log, fs)
 }
 
 // DeliverForgeStatuses sets due commit statuses on their forges, up to
 // Config.Workers at once, until ctx ends.
-func (s *Service) DeliverForgeStatuses(ctx context.Context) error {
-	log := s.log.With(slog.String("component", "commit statuses"))
-	for {
-		wait := idlePoll
-		now := time.Now()
-		claimed, err := s.store.ClaimForgeStatuses(ctx, now, now.Add(s.cfg.AttemptTimeout+leaseMargin), s.cfg.Workers)
-		if err != nil && ctx.Err() == nil {
-			log.Warn("taking due commit statuses failed; retrying", slog.Any("error", err))
-		}
-		var wg sync.WaitGroup
-		for _, fs := range claimed {
-			wg.Go(func() {
-				// A panic leaves the status leased: it is tried again when
-				// the lease ends.
-				s.sup.Guard("commit status", func() { s.setForgeStatus(ctx, log, fs) })
-			})
-		}
-		wg.Wait()
-		if len(claimed) > 0 {
-			continue
-		}
-		next, err := s.store.NextForgeStatusDue(ctx)
-		switch {
-		case err == nil:
-			wait = min(wait, max(time.Until(next), 10*time.Millisecond))
-		case !errors.Is(err, apierror.ErrNotFound) && ctx.Err() == nil:
-			log.Warn("finding the next due commit status failed", slog.Any("error", err))
-		}
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return nil
-		case <-s.statusDue:
-			t.Stop()
-		case <-t.C:
-		}
-	}
-}
+func (s *Service) DeliverForgeStatuses(ctx context.Context) error { return s.statuses.Run(ctx) }
 
-// setForgeStatus makes one attempt at fs and records it. Like a
-// delivery's, it outlives ctx, bounded by the attempt and record timeouts.
+// setForgeStatus makes one attempt at fs and records it.
 func (s *Service) setForgeStatus(ctx context.Context, log *slog.Logger, fs domain.ForgeStatus) {
 	log = log.With(slog.String("repository", fs.Repository), slog.String("commit", fs.Commit), slog.String("context", fs.Context),
 		slog.String("state", string(fs.Status.State)), slog.Uint64("sequence", fs.Sequence), slog.String("run_id", fs.RunID),
 		slog.Int("attempt", fs.AttemptCount+1))
+	s.attemptOnForge(ctx, log, forgeAttempt{
+		what: "commit status", done: "commit status set", notDone: "commit status not set",
+		queued: fs.CreatedAt, attempts: fs.AttemptCount,
+		send: func(ctx context.Context) error { return s.sendForgeStatus(ctx, fs) },
+		record: func(ctx context.Context, o forgeOutcome, now time.Time) error {
+			return s.store.RecordForgeStatus(ctx, fs, o, now)
+		},
+	})
+}
+
+// forgeAttempt is one attempt at something notify does on a forge (a
+// commit status, a release).
+type forgeAttempt struct {
+	// what it is, and what the log says when it is done and when not.
+	what, done, notDone string
+	// queued is when it was queued; attempts how many were made before.
+	queued   time.Time
+	attempts int
+	send     func(ctx context.Context) error
+	record   func(ctx context.Context, o forgeOutcome, now time.Time) error
+}
+
+// attemptOnForge makes attempt a and records its outcome: done; given up
+// when the forge rejected it, it cannot be sent, or status-max-age has
+// passed since it was queued; else due again after the retry back-off.
+// Like a delivery's, it outlives ctx, bounded by the attempt and record
+// timeouts.
+func (s *Service) attemptOnForge(ctx context.Context, log *slog.Logger, a forgeAttempt) {
 	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.AttemptTimeout)
-	err := s.sendForgeStatus(actx, fs)
+	err := a.send(actx)
 	cancel()
 	now := time.Now()
-	o := forgeStatusOutcome{err: err}
+	o := forgeOutcome{err: err}
 	switch {
 	case err == nil:
-		log.Info("commit status set")
-	case errors.Is(err, forge.ErrRejected) || errors.Is(err, forge.ErrInvalid) || now.Sub(fs.CreatedAt) >= s.cfg.StatusMaxAge:
-		log.Error("commit status given up", slog.Any("error", err))
+		log.Info(a.done)
+	case errors.Is(err, forge.ErrRejected) || errors.Is(err, forge.ErrInvalid) || now.Sub(a.queued) >= s.cfg.StatusMaxAge:
+		log.Error(a.what+" given up", slog.Any("error", err))
 	default:
-		o.retryAt = now.Add(s.retry.After(fs.AttemptCount + 1))
-		log.Warn("commit status not set; trying again", slog.Any("error", err), slog.Time("retry_at", o.retryAt))
+		o.retryAt = now.Add(s.retry.After(a.attempts + 1))
+		log.Warn(a.notDone+"; trying again", slog.Any("error", err), slog.Time("retry_at", o.retryAt))
 	}
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
 	defer cancel()
-	if err := s.store.RecordForgeStatus(rctx, fs, o, now); err != nil {
-		log.Error("recording a commit status attempt failed; it is tried again when its lease ends", slog.Any("error", err))
+	if err := a.record(rctx, o, now); err != nil {
+		log.Error("recording a "+a.what+" attempt failed; it is tried again when its lease ends", slog.Any("error", err))
 	}
 }
 
 // sendForgeStatus sets fs on its forge with the repository's token.
 func (s *Service) sendForgeStatus(ctx context.Context, fs domain.ForgeStatus) error {
-	token, err := s.secrets.ForgeToken(ctx, fs.RunID)
-	if err != nil {
-		if errors.Is(err, stepsecrets.ErrUnresolvable) {
-			// No token yet: the operator may set one; it is tried again.
-			return fmt.Errorf("the repository's forge token: %w", err)
-		}
-		return fmt.Errorf("ask source for the repository's forge token: %w", err)
-	}
-	client, err := forge.NewClient(fs.Forge, token, s.client)
+	client, err := s.forgeClient(ctx, fs.RunID, fs.Forge)
 	if err != nil {
 		return err
 	}

@@ -29,12 +29,13 @@ func Module(cfg Config) fx.Option {
 }
 
 // parts are what runs beside the API: the consumers that fan every event
-// out into deliveries (and commit statuses), and the loops that deliver
+// out into deliveries (and commit statuses and forge releases), and the loops that deliver
 // them.
 func parts(s *Service) servicekit.Parts {
 	return servicekit.Parts{
 		Consumers: s.Consumers(),
 		Loops: []servicekit.Loop{{Name: "deliveries", Run: s.Deliver}, {Name: "commit statuses", Run: s.DeliverForgeStatuses},
+			{Name: "forge releases", Run: s.MakeForgeReleases},
 			{Name: "secret-keys", Run: s.ReencryptSecrets}},
 	}
 }

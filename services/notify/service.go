@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/fx"
 
+	"github.com/sluicehq/sluice/platform/duework"
 	"github.com/sluicehq/sluice/platform/egress"
 	"github.com/sluicehq/sluice/platform/events"
 	"github.com/sluicehq/sluice/platform/keyring"
@@ -33,10 +34,12 @@ type Service struct {
 	// client POSTs deliveries through the egress policy; it follows no
 	// redirect.
 	client *http.Client
-	// due wakes the delivery loop: new deliveries are due.
-	due chan struct{}
-	// statusDue wakes the commit status loop.
-	statusDue chan struct{}
+	// deliveries and statuses are the loops that attempt the due
+	// deliveries and commit statuses.
+	deliveries *duework.Loop[Claimed]
+	statuses   *duework.Loop[domain.ForgeStatus]
+	// releases makes the due releases on the forges.
+	releases *duework.Loop[domain.ForgeRelease]
 	// secrets asks source for a run's repository's forge token.
 	secrets *stepsecrets.Resolver
 	// keys encrypt the subscriptions' secrets; nil: kept as given.
@@ -94,19 +97,21 @@ func NewService(cfg Config, d Deps) (*Service, error) {
 	// A redirect is an answer like any other non-2xx: following it would
 	// turn the POST into a GET to somewhere else.
 	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	return &Service{
-		keys:      keys,
-		cfg:       cfg,
-		store:     d.Store,
-		js:        d.JetStream,
-		outbox:    d.Outbox,
-		log:       d.Log,
-		version:   version,
-		retry:     domain.NewRetry(cfg.MaxAttempts, cfg.RetryBase, cfg.RetryMax),
-		client:    client,
-		due:       make(chan struct{}, 1),
-		statusDue: make(chan struct{}, 1),
-		secrets:   d.Secrets,
-		sup:       d.Supervisor,
-	}, nil
+	s := &Service{
+		keys:    keys,
+		cfg:     cfg,
+		store:   d.Store,
+		js:      d.JetStream,
+		outbox:  d.Outbox,
+		log:     d.Log,
+		version: version,
+		retry:   domain.NewRetry(cfg.MaxAttempts, cfg.RetryBase, cfg.RetryMax),
+		client:  client,
+		secrets: d.Secrets,
+		sup:     d.Supervisor,
+	}
+	s.deliveries = &duework.Loop[Claimed]{Name: "deliveries", Queue: deliveryQueue{s}, Workers: cfg.Workers, Log: d.Log, Supervisor: d.Supervisor}
+	s.statuses = &duework.Loop[domain.ForgeStatus]{Name: "commit statuses", Queue: statusQueue{s}, Workers: cfg.Workers, Log: d.Log, Supervisor: d.Supervisor}
+	s.releases = &duework.Loop[domain.ForgeRelease]{Name: "forge releases", Queue: releaseQueue{s}, Workers: cfg.Workers, Log: d.Log, Supervisor: d.Supervisor}
+	return s, nil
 }

@@ -159,9 +159,9 @@ func dropPending(ctx context.Context, tx *sql.Tx, where, arg string) error {
 // event's fields; ID and SubscriptionID are filled in per subscription by
 // newID. It returns how many deliveries it created.
 //
-// When status is not nil (the event is a CommitStatusChanged), it is
-// queued for its forge in the same transaction.
-func (s *Store) FanOut(ctx context.Context, consumer string, template domain.Delivery, status *domain.ForgeStatus, now time.Time, newID func() string) (int, error) {
+// What the event asks of a forge (work) is queued in the same
+// transaction.
+func (s *Store) FanOut(ctx context.Context, consumer string, template domain.Delivery, work forgeWork, now time.Time, newID func() string) (int, error) {
 	headers, err := json.Marshal(template.Headers)
 	if err != nil {
 		return 0, fmt.Errorf("encode headers: %w", err)
@@ -173,8 +173,13 @@ func (s *Store) FanOut(ctx context.Context, consumer string, template domain.Del
 		if err != nil || !first {
 			return err
 		}
-		if status != nil {
-			if err := queueForgeStatus(ctx, tx, *status, now); err != nil {
+		if work.status != nil {
+			if err := queueForgeStatus(ctx, tx, *work.status, now); err != nil {
+				return err
+			}
+		}
+		if work.release != nil {
+			if err := queueForgeRelease(ctx, tx, *work.release, now); err != nil {
 				return err
 			}
 		}
@@ -326,14 +331,21 @@ func loadClaimed(ctx context.Context, tx *sql.Tx, id string) (Claimed, error) {
 // NextDue is when the earliest pending delivery is due (or its lease
 // ends); with none pending, it is not found.
 func (s *Store) NextDue(ctx context.Context) (time.Time, error) {
+	return s.nextDue(ctx, "deliveries", "delivery")
+}
+
+// nextDue is when the earliest pending row of table (deliveries,
+// forge_statuses or forge_releases: each has status and next_attempt_at)
+// is due; with none, what is not found.
+func (s *Store) nextDue(ctx context.Context, table, what string) (time.Time, error) {
 	var next sql.NullInt64
-	err := s.db.QueryRowContext(ctx, `SELECT MIN(next_attempt_at) FROM deliveries WHERE status = $1`,
+	err := s.db.QueryRowContext(ctx, `SELECT MIN(next_attempt_at) FROM `+table+` WHERE status = $1`,
 		string(domain.StatusPending)).Scan(&next)
 	if err != nil {
-		return time.Time{}, fmt.Errorf("find next due delivery: %w", err)
+		return time.Time{}, fmt.Errorf("find the next due %s: %w", what, err)
 	}
 	if !next.Valid {
-		return time.Time{}, fmt.Errorf("pending delivery: %w", apierror.ErrNotFound)
+		return time.Time{}, fmt.Errorf("pending %s: %w", what, apierror.ErrNotFound)
 	}
 	return sqldb.Time(next.Int64), nil
 }

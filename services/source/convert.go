@@ -32,7 +32,8 @@ import (
 func newRepositoryFromProto(req *sourcev1.CreateRepositoryRequest) NewRepository {
 	return NewRepository{URL: req.GetUrl(), Name: req.GetName(), Branch: req.GetBranch(), WebhookSecret: req.GetWebhookSecret(),
 		Credential: gitCredentialFromProto(req.GetGitCredential()),
-		Forge:      forge.RepoFromProto(req.GetForge()), ForgeToken: req.GetForgeToken(), PullRequestSecrets: req.GetPullRequestSecrets(), ForkPullRequests: req.GetForkPullRequests()}
+		Forge:      forge.RepoFromProto(req.GetForge()), ForgeToken: req.GetForgeToken(), PullRequestSecrets: req.GetPullRequestSecrets(), ForkPullRequests: req.GetForkPullRequests(),
+		ForgeReleases: req.GetForgeReleases()}
 }
 
 func gitCredentialFromProto(c *sourcev1.GitCredential) gitauth.Credential {
@@ -59,6 +60,7 @@ func repositoryToProto(r domain.Repository) *sourcev1.Repository {
 		HasForgeToken:      r.HasForgeToken,
 		PullRequestSecrets: r.PullRequestSecrets,
 		ForkPullRequests:   r.ForkPullRequests,
+		ForgeReleases:      r.ForgeReleases,
 	}
 }
 

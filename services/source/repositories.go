@@ -45,6 +45,8 @@ type NewRepository struct {
 	PullRequestSecrets bool
 	// ForkPullRequests lets pull requests from forks run.
 	ForkPullRequests bool
+	// ForgeReleases makes each release on the forge too.
+	ForgeReleases bool
 }
 
 // CreateRepository registers a repository: it mirrors it, picks its name
@@ -68,6 +70,9 @@ func (s *Service) CreateRepository(ctx context.Context, in NewRepository) (repo 
 	place, err := forgePlace(in.Forge, url, in.ForgeToken)
 	if err != nil {
 		return repo, false, err
+	}
+	if in.ForgeReleases && place.IsZero() {
+		return repo, false, fmt.Errorf("forge_releases: needs forge: %w", apierror.ErrInvalidArgument)
 	}
 	name := in.Name
 	if name == "" {
@@ -128,7 +133,7 @@ func (s *Service) CreateRepository(ctx context.Context, in NewRepository) (repo 
 		ID: id, Name: name, URL: url, Branch: branch, WebhookSecret: secret,
 		LastSeenCommit: head, CreatedAt: time.Now().UTC(), GitCredential: in.Credential.Kind(),
 		Forge: place, HasForgeToken: in.ForgeToken != "", PullRequestSecrets: in.PullRequestSecrets,
-		ForkPullRequests: in.ForkPullRequests,
+		ForkPullRequests: in.ForkPullRequests, ForgeReleases: in.ForgeReleases,
 	}
 	credential, err := s.sealCredential(ctx, id, in.Credential.Values())
 	if err != nil {

@@ -60,7 +60,7 @@ type querier interface {
 
 // --- repositories ---
 
-const repositoryColumns = `id, name, url, branch, webhook_secret, last_seen_commit, created_at, forge_kind, forge_url, forge_project, pull_request_secrets, fork_pull_requests`
+const repositoryColumns = `id, name, url, branch, webhook_secret, last_seen_commit, created_at, forge_kind, forge_url, forge_project, pull_request_secrets, fork_pull_requests, forge_releases`
 
 // credentialColumns say whether the repository table names has the
 // secrets of an HTTPS token and of an SSH key.
@@ -85,10 +85,10 @@ func scanRepository(row interface{ Scan(...any) error }) (domain.Repository, err
 	var created int64
 	var hasToken, hasKey bool
 	var forgeKind string
-	var prSecrets, forks int
+	var prSecrets, forks, releases int
 	err := row.Scan(&r.ID, &r.Name, &r.URL, &r.Branch, &r.WebhookSecret, &r.LastSeenCommit, &created,
-		&forgeKind, &r.Forge.URL, &r.Forge.Project, &prSecrets, &forks, &hasToken, &hasKey, &r.HasForgeToken)
-	r.PullRequestSecrets, r.ForkPullRequests = prSecrets == 1, forks == 1
+		&forgeKind, &r.Forge.URL, &r.Forge.Project, &prSecrets, &forks, &releases, &hasToken, &hasKey, &r.HasForgeToken)
+	r.PullRequestSecrets, r.ForkPullRequests, r.ForgeReleases = prSecrets == 1, forks == 1, releases == 1
 	r.Forge.Kind = forge.Kind(forgeKind)
 	r.CreatedAt = sqldb.Time(created)
 	r.GitCredential = gitauth.KindFor(r.URL, hasToken, hasKey)
@@ -179,9 +179,9 @@ var errNameTaken = errors.New("repository name taken")
 
 func insertRepository(ctx context.Context, tx *sql.Tx, r domain.Repository) error {
 	_, err := tx.ExecContext(ctx,
-		`INSERT INTO repositories (`+repositoryColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
+		`INSERT INTO repositories (`+repositoryColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`,
 		r.ID, r.Name, r.URL, r.Branch, r.WebhookSecret, r.LastSeenCommit, sqldb.Nanos(r.CreatedAt),
-		string(r.Forge.Kind), r.Forge.URL, r.Forge.Project, boolInt(r.PullRequestSecrets), boolInt(r.ForkPullRequests))
+		string(r.Forge.Kind), r.Forge.URL, r.Forge.Project, boolInt(r.PullRequestSecrets), boolInt(r.ForkPullRequests), boolInt(r.ForgeReleases))
 	if sqldb.IsUniqueViolation(err) {
 		return errNameTaken
 	}

@@ -55,6 +55,11 @@ func (s *Service) Fold(ctx context.Context, consumer string, ev events.Event) er
 			return err
 		}
 		wasQueued, wasFinal := run.Status == domain.RunQueued, run.Status.Final()
+		if p, ok := ev.Payload.(*releaseeventsv1.ReleasePublished); ok {
+			if published, err = requestForgeRelease(ctx, tx, run, p); err != nil {
+				return err
+			}
+		}
 		if !apply(&run, ev) {
 			return nil
 		}

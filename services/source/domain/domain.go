@@ -45,6 +45,9 @@ type Repository struct {
 	// ForkPullRequests lets pull requests from forks run (never with
 	// secrets).
 	ForkPullRequests bool
+	// ForgeReleases makes each release on the forge too: its git tag and
+	// the forge's release (ForgeReleaseRequested).
+	ForgeReleases bool
 }
 
 // Trigger is what started a run.

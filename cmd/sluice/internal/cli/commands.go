@@ -147,7 +147,7 @@ func (s *session) repoAddCmd() *cobra.Command {
 	var name, branch string
 	var cred gitCredentialFlags
 	var place forgeFlags
-	var prSecrets, forkPRs bool
+	var prSecrets, forkPRs, forgeReleases bool
 	cmd := &cobra.Command{
 		Use:   "add <git-url-or-path>",
 		Short: "Register a repository",
@@ -160,7 +160,9 @@ webhook at them, or let Sluice poll.
 With --forge (github, gitea, forgejo or gitlab) the repository is on that
 forge: its webhooks are checked in that forge's scheme and, given a token with
 --forge-token-file, Sluice reports back there. The forge's address and the
-project's path default to what the repository's URL says.
+project's path default to what the repository's URL says. With
+--forge-releases each release is made there too: its git tag and the forge's
+release with the changelog.
 
 A private repository's credential is never part of its URL: give an HTTPS
 token with --git-token-file, or an SSH deploy key with --ssh-key-file and the
@@ -172,7 +174,7 @@ rotate it with sluice secret set (docs/security.md, "Repository credentials").`,
   $ sluice repo add https://github.com/acme/private.git --git-token-file token.txt
   $ ssh-keyscan github.com > known_hosts
   $ sluice repo add git@github.com:acme/private.git --ssh-key-file deploy_key --known-hosts-file known_hosts
-  $ sluice repo add https://git.example.com/acme/shop.git --forge gitea --forge-token-file forge-token.txt`,
+  $ sluice repo add https://git.example.com/acme/shop.git --forge gitea --forge-token-file forge-token.txt --forge-releases`,
 		Args: needArgs("<git-url-or-path>"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			url := args[0]
@@ -194,7 +196,7 @@ rotate it with sluice secret set (docs/security.md, "Repository credentials").`,
 			}
 			res, err := s.source().CreateRepository(cmd.Context(), &sourcev1.CreateRepositoryRequest{
 				Url: url, Name: name, Branch: branch, GitCredential: credential, Forge: onForge, ForgeToken: forgeToken,
-				PullRequestSecrets: prSecrets, ForkPullRequests: forkPRs,
+				PullRequestSecrets: prSecrets, ForkPullRequests: forkPRs, ForgeReleases: forgeReleases,
 			})
 			return s.render(res, err, func() error {
 				r := res.GetRepository()
@@ -215,6 +217,7 @@ rotate it with sluice secret set (docs/security.md, "Repository credentials").`,
 	place.add(cmd)
 	cmd.Flags().BoolVar(&prSecrets, "pull-request-secrets", false, "let runs of pull requests from the repository's own branches have the secrets their pipeline asks for (never those from forks)")
 	cmd.Flags().BoolVar(&forkPRs, "fork-pull-requests", false, "run pull requests from forks too (never with secrets): their commands run on the build hosts")
+	cmd.Flags().BoolVar(&forgeReleases, "forge-releases", false, "make each release on the forge too: its git tag and the forge's release with the changelog (needs --forge and a token that may push tags)")
 	return withFields(cmd, "url", "<git-url-or-path>", "name", "--name", "branch", "--branch")
 }
 

@@ -341,8 +341,11 @@ type Repository struct {
 	// Whether pull requests from forks are run (without secrets); when not,
 	// their webhooks are ignored.
 	ForkPullRequests bool `protobuf:"varint,12,opt,name=fork_pull_requests,json=forkPullRequests,proto3" json:"fork_pull_requests,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// Whether each release of the repository is made on its forge too: its
+	// git tag and the forge's release, with the changelog.
+	ForgeReleases bool `protobuf:"varint,13,opt,name=forge_releases,json=forgeReleases,proto3" json:"forge_releases,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Repository) Reset() {
@@ -455,6 +458,13 @@ func (x *Repository) GetPullRequestSecrets() bool {
 func (x *Repository) GetForkPullRequests() bool {
 	if x != nil {
 		return x.ForkPullRequests
+	}
+	return false
+}
+
+func (x *Repository) GetForgeReleases() bool {
+	if x != nil {
+		return x.ForgeReleases
 	}
 	return false
 }
@@ -750,8 +760,12 @@ type CreateRepositoryRequest struct {
 	// Run pull requests from forks (never with secrets). Off: anyone who
 	// can open a pull request could run commands on the build hosts.
 	ForkPullRequests bool `protobuf:"varint,9,opt,name=fork_pull_requests,json=forkPullRequests,proto3" json:"fork_pull_requests,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// Make each release on the forge too: the git tag (v<version>, or the
+	// tag a tag's run was of) and the forge's release with the changelog,
+	// through the forge's API with forge_token. Needs forge.
+	ForgeReleases bool `protobuf:"varint,10,opt,name=forge_releases,json=forgeReleases,proto3" json:"forge_releases,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CreateRepositoryRequest) Reset() {
@@ -843,6 +857,13 @@ func (x *CreateRepositoryRequest) GetPullRequestSecrets() bool {
 func (x *CreateRepositoryRequest) GetForkPullRequests() bool {
 	if x != nil {
 		return x.ForkPullRequests
+	}
+	return false
+}
+
+func (x *CreateRepositoryRequest) GetForgeReleases() bool {
+	if x != nil {
+		return x.ForgeReleases
 	}
 	return false
 }
@@ -2272,7 +2293,7 @@ var File_sluice_source_v1_source_proto protoreflect.FileDescriptor
 
 const file_sluice_source_v1_source_proto_rawDesc = "" +
 	"\n" +
-	"\x1dsluice/source/v1/source.proto\x12\x10sluice.source.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bsluice/auth/v1/policy.proto\x1a\x1fsluice/source/v1/pipeline.proto\"\xeb\x03\n" +
+	"\x1dsluice/source/v1/source.proto\x12\x10sluice.source.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bsluice/auth/v1/policy.proto\x1a\x1fsluice/source/v1/pipeline.proto\"\x92\x04\n" +
 	"\n" +
 	"Repository\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
@@ -2288,7 +2309,8 @@ const file_sluice_source_v1_source_proto_rawDesc = "" +
 	"\x0fhas_forge_token\x18\n" +
 	" \x01(\bR\rhasForgeToken\x120\n" +
 	"\x14pull_request_secrets\x18\v \x01(\bR\x12pullRequestSecrets\x12,\n" +
-	"\x12fork_pull_requests\x18\f \x01(\bR\x10forkPullRequests\"\xe5\x02\n" +
+	"\x12fork_pull_requests\x18\f \x01(\bR\x10forkPullRequests\x12%\n" +
+	"\x0eforge_releases\x18\r \x01(\bR\rforgeReleases\"\xe5\x02\n" +
 	"\x05Forge\x12;\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x1b.sluice.source.v1.ForgeKindB\n" +
 	"\xbaH\a\x82\x01\x04\x10\x01 \x00R\x04kind\x12\xb7\x01\n" +
@@ -2310,7 +2332,8 @@ const file_sluice_source_v1_source_proto_rawDesc = "" +
 	"\vprivate_key\x18\x01 \x01(\tB\v\xbaH\br\x06 \x01(\x80\x80\x01R\n" +
 	"privateKey\x12,\n" +
 	"\vknown_hosts\x18\x02 \x01(\tB\v\xbaH\br\x06 \x01(\x80\x80\x04R\n" +
-	"knownHosts\"\xa6\t\n" +
+	"knownHosts\"\xcc\n" +
+	"\n" +
 	"\x17CreateRepositoryRequest\x12\x9a\x03\n" +
 	"\x03url\x18\x01 \x01(\tB\x87\x03\xbaH\x83\x03\xba\x01\xf8\x02\n" +
 	"\x12url.no_credentials\x12\xfa\x01must not contain credentials (user:password@ or token@): Sluice would store and show them with the URL; register the URL without them and give the token in a file: sluice repo add URL --git-token-file FILE (docs/security.md, \"Repository credentials\")\x1ae!this.matches('^[A-Za-z][A-Za-z0-9+.-]*://[^/@]*:[^/@]*@') && !this.matches('^(?i:https?)://[^/@]+@')r\x05\x10\x01\x18\x80\x10R\x03url\x126\n" +
@@ -2324,7 +2347,10 @@ const file_sluice_source_v1_source_proto_rawDesc = "" +
 	"\x14forge_token.one_line\x12\x1fmust be one line without spaces\x1a%!this.matches('[[:space:][:cntrl:]]')r\x03(\x80 R\n" +
 	"forgeToken\x120\n" +
 	"\x14pull_request_secrets\x18\b \x01(\bR\x12pullRequestSecrets\x12,\n" +
-	"\x12fork_pull_requests\x18\t \x01(\bR\x10forkPullRequests:\x82\x01\xbaH\x7f\x1a}\n" +
+	"\x12fork_pull_requests\x18\t \x01(\bR\x10forkPullRequests\x12%\n" +
+	"\x0eforge_releases\x18\n" +
+	" \x01(\bR\rforgeReleases:\x81\x02\xbaH\xfd\x01\x1a|\n" +
+	"\x1aforge_releases.needs_forge\x125forge_releases needs forge: the release is made on it\x1a'!this.forge_releases || has(this.forge)\x1a}\n" +
 	"\x17forge_token.needs_forge\x127forge_token needs forge: the token is for a forge's API\x1a)this.forge_token == '' || has(this.forge)\"r\n" +
 	"\x18CreateRepositoryResponse\x12<\n" +
 	"\n" +

@@ -799,6 +799,116 @@ func (x *CommitStatusChanged) GetSequence() uint64 {
 	return 0
 }
 
+// ForgeReleaseRequested: sluice.source.forgerelease.requested
+// (dev.cdeventsx.sluice-forgerelease.requested.0.1.0). A release of a
+// repository whose forge_releases is on: notify makes it on the forge, the
+// git tag at the commit (when the tag is new) and the forge's release with
+// the changelog. Published once per release.
+type ForgeReleaseRequested struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Repository *RepositoryRef         `protobuf:"bytes,1,opt,name=repository,proto3" json:"repository,omitempty"`
+	Forge      *v1.Forge              `protobuf:"bytes,2,opt,name=forge,proto3" json:"forge,omitempty"`
+	// The run released: notify asks source for its repository's forge token
+	// by it.
+	RunId     string `protobuf:"bytes,3,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	ReleaseId string `protobuf:"bytes,4,opt,name=release_id,json=releaseId,proto3" json:"release_id,omitempty"`
+	Version   string `protobuf:"bytes,5,opt,name=version,proto3" json:"version,omitempty"`
+	// The git tag: the tag a tag's run was of, else "v" and the version.
+	Tag    string `protobuf:"bytes,6,opt,name=tag,proto3" json:"tag,omitempty"`
+	Commit string `protobuf:"bytes,7,opt,name=commit,proto3" json:"commit,omitempty"`
+	// The release's changelog (Markdown), as the release service published
+	// it.
+	Changelog     string `protobuf:"bytes,8,opt,name=changelog,proto3" json:"changelog,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ForgeReleaseRequested) Reset() {
+	*x = ForgeReleaseRequested{}
+	mi := &file_sluice_source_events_v1_events_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ForgeReleaseRequested) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ForgeReleaseRequested) ProtoMessage() {}
+
+func (x *ForgeReleaseRequested) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_source_events_v1_events_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ForgeReleaseRequested.ProtoReflect.Descriptor instead.
+func (*ForgeReleaseRequested) Descriptor() ([]byte, []int) {
+	return file_sluice_source_events_v1_events_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *ForgeReleaseRequested) GetRepository() *RepositoryRef {
+	if x != nil {
+		return x.Repository
+	}
+	return nil
+}
+
+func (x *ForgeReleaseRequested) GetForge() *v1.Forge {
+	if x != nil {
+		return x.Forge
+	}
+	return nil
+}
+
+func (x *ForgeReleaseRequested) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+func (x *ForgeReleaseRequested) GetReleaseId() string {
+	if x != nil {
+		return x.ReleaseId
+	}
+	return ""
+}
+
+func (x *ForgeReleaseRequested) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
+func (x *ForgeReleaseRequested) GetTag() string {
+	if x != nil {
+		return x.Tag
+	}
+	return ""
+}
+
+func (x *ForgeReleaseRequested) GetCommit() string {
+	if x != nil {
+		return x.Commit
+	}
+	return ""
+}
+
+func (x *ForgeReleaseRequested) GetChangelog() string {
+	if x != nil {
+		return x.Changelog
+	}
+	return ""
+}
+
 var File_sluice_source_events_v1_events_proto protoreflect.FileDescriptor
 
 const file_sluice_source_events_v1_events_proto_rawDesc = "" +
@@ -879,7 +989,19 @@ const file_sluice_source_events_v1_events_proto_rawDesc = "" +
 	"\vdescription\x18\a \x01(\tB\b\xbaH\x05r\x03\x18\x80\bR\vdescription\x12'\n" +
 	"\n" +
 	"target_url\x18\b \x01(\tB\b\xbaH\x05r\x03\x18\x80\x10R\ttargetUrl\x12#\n" +
-	"\bsequence\x18\t \x01(\x04B\a\xbaH\x042\x02 \x00R\bsequence*\xfe\x01\n" +
+	"\bsequence\x18\t \x01(\x04B\a\xbaH\x042\x02 \x00R\bsequence\"\xac\x03\n" +
+	"\x15ForgeReleaseRequested\x12N\n" +
+	"\n" +
+	"repository\x18\x01 \x01(\v2&.sluice.source.events.v1.RepositoryRefB\x06\xbaH\x03\xc8\x01\x01R\n" +
+	"repository\x125\n" +
+	"\x05forge\x18\x02 \x01(\v2\x17.sluice.source.v1.ForgeB\x06\xbaH\x03\xc8\x01\x01R\x05forge\x12\x1e\n" +
+	"\x06run_id\x18\x03 \x01(\tB\a\xbaH\x04r\x02\x10\x01R\x05runId\x12(\n" +
+	"\n" +
+	"release_id\x18\x04 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\treleaseId\x12#\n" +
+	"\aversion\x18\x05 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\aversion\x126\n" +
+	"\x03tag\x18\x06 \x01(\tB$\xbaH!r\x1f\x10\x01\x18\xff\x012\x18^[^[:space:][:cntrl:]]+$R\x03tag\x12<\n" +
+	"\x06commit\x18\a \x01(\tB$\xbaH!r\x1f2\x1d^[0-9a-f]{40}([0-9a-f]{24})?$R\x06commit\x12'\n" +
+	"\tchangelog\x18\b \x01(\tB\t\xbaH\x06r\x04(\x80\x800R\tchangelog*\xfe\x01\n" +
 	"\x11CommitStatusState\x12#\n" +
 	"\x1fCOMMIT_STATUS_STATE_UNSPECIFIED\x10\x00\x12\x1f\n" +
 	"\x1bCOMMIT_STATUS_STATE_PENDING\x10\x01\x12\x1f\n" +
@@ -903,45 +1025,48 @@ func file_sluice_source_events_v1_events_proto_rawDescGZIP() []byte {
 }
 
 var file_sluice_source_events_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_sluice_source_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_sluice_source_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_sluice_source_events_v1_events_proto_goTypes = []any{
-	(CommitStatusState)(0),      // 0: sluice.source.events.v1.CommitStatusState
-	(*RepositoryRef)(nil),       // 1: sluice.source.events.v1.RepositoryRef
-	(*RepositoryCreated)(nil),   // 2: sluice.source.events.v1.RepositoryCreated
-	(*ChangeReceived)(nil),      // 3: sluice.source.events.v1.ChangeReceived
-	(*RunRequested)(nil),        // 4: sluice.source.events.v1.RunRequested
-	(*RunCancelRequested)(nil),  // 5: sluice.source.events.v1.RunCancelRequested
-	(*RunStarted)(nil),          // 6: sluice.source.events.v1.RunStarted
-	(*RunFinished)(nil),         // 7: sluice.source.events.v1.RunFinished
-	(*CommitStatusChanged)(nil), // 8: sluice.source.events.v1.CommitStatusChanged
-	(v1.GitCredentialKind)(0),   // 9: sluice.source.v1.GitCredentialKind
-	(v1.Trigger)(0),             // 10: sluice.source.v1.Trigger
-	(*v1.Pipeline)(nil),         // 11: sluice.source.v1.Pipeline
-	(*v1.Changes)(nil),          // 12: sluice.source.v1.Changes
-	(v1.RunStatus)(0),           // 13: sluice.source.v1.RunStatus
-	(*v1.Forge)(nil),            // 14: sluice.source.v1.Forge
+	(CommitStatusState)(0),        // 0: sluice.source.events.v1.CommitStatusState
+	(*RepositoryRef)(nil),         // 1: sluice.source.events.v1.RepositoryRef
+	(*RepositoryCreated)(nil),     // 2: sluice.source.events.v1.RepositoryCreated
+	(*ChangeReceived)(nil),        // 3: sluice.source.events.v1.ChangeReceived
+	(*RunRequested)(nil),          // 4: sluice.source.events.v1.RunRequested
+	(*RunCancelRequested)(nil),    // 5: sluice.source.events.v1.RunCancelRequested
+	(*RunStarted)(nil),            // 6: sluice.source.events.v1.RunStarted
+	(*RunFinished)(nil),           // 7: sluice.source.events.v1.RunFinished
+	(*CommitStatusChanged)(nil),   // 8: sluice.source.events.v1.CommitStatusChanged
+	(*ForgeReleaseRequested)(nil), // 9: sluice.source.events.v1.ForgeReleaseRequested
+	(v1.GitCredentialKind)(0),     // 10: sluice.source.v1.GitCredentialKind
+	(v1.Trigger)(0),               // 11: sluice.source.v1.Trigger
+	(*v1.Pipeline)(nil),           // 12: sluice.source.v1.Pipeline
+	(*v1.Changes)(nil),            // 13: sluice.source.v1.Changes
+	(v1.RunStatus)(0),             // 14: sluice.source.v1.RunStatus
+	(*v1.Forge)(nil),              // 15: sluice.source.v1.Forge
 }
 var file_sluice_source_events_v1_events_proto_depIdxs = []int32{
-	9,  // 0: sluice.source.events.v1.RepositoryRef.git_credential:type_name -> sluice.source.v1.GitCredentialKind
+	10, // 0: sluice.source.events.v1.RepositoryRef.git_credential:type_name -> sluice.source.v1.GitCredentialKind
 	1,  // 1: sluice.source.events.v1.RepositoryCreated.repository:type_name -> sluice.source.events.v1.RepositoryRef
 	1,  // 2: sluice.source.events.v1.ChangeReceived.repository:type_name -> sluice.source.events.v1.RepositoryRef
-	10, // 3: sluice.source.events.v1.ChangeReceived.trigger:type_name -> sluice.source.v1.Trigger
+	11, // 3: sluice.source.events.v1.ChangeReceived.trigger:type_name -> sluice.source.v1.Trigger
 	1,  // 4: sluice.source.events.v1.RunRequested.repository:type_name -> sluice.source.events.v1.RepositoryRef
-	10, // 5: sluice.source.events.v1.RunRequested.trigger:type_name -> sluice.source.v1.Trigger
-	11, // 6: sluice.source.events.v1.RunRequested.pipeline:type_name -> sluice.source.v1.Pipeline
-	12, // 7: sluice.source.events.v1.RunRequested.changes:type_name -> sluice.source.v1.Changes
+	11, // 5: sluice.source.events.v1.RunRequested.trigger:type_name -> sluice.source.v1.Trigger
+	12, // 6: sluice.source.events.v1.RunRequested.pipeline:type_name -> sluice.source.v1.Pipeline
+	13, // 7: sluice.source.events.v1.RunRequested.changes:type_name -> sluice.source.v1.Changes
 	1,  // 8: sluice.source.events.v1.RunCancelRequested.repository:type_name -> sluice.source.events.v1.RepositoryRef
 	1,  // 9: sluice.source.events.v1.RunStarted.repository:type_name -> sluice.source.events.v1.RepositoryRef
 	1,  // 10: sluice.source.events.v1.RunFinished.repository:type_name -> sluice.source.events.v1.RepositoryRef
-	13, // 11: sluice.source.events.v1.RunFinished.status:type_name -> sluice.source.v1.RunStatus
+	14, // 11: sluice.source.events.v1.RunFinished.status:type_name -> sluice.source.v1.RunStatus
 	1,  // 12: sluice.source.events.v1.CommitStatusChanged.repository:type_name -> sluice.source.events.v1.RepositoryRef
-	14, // 13: sluice.source.events.v1.CommitStatusChanged.forge:type_name -> sluice.source.v1.Forge
+	15, // 13: sluice.source.events.v1.CommitStatusChanged.forge:type_name -> sluice.source.v1.Forge
 	0,  // 14: sluice.source.events.v1.CommitStatusChanged.state:type_name -> sluice.source.events.v1.CommitStatusState
-	15, // [15:15] is the sub-list for method output_type
-	15, // [15:15] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	1,  // 15: sluice.source.events.v1.ForgeReleaseRequested.repository:type_name -> sluice.source.events.v1.RepositoryRef
+	15, // 16: sluice.source.events.v1.ForgeReleaseRequested.forge:type_name -> sluice.source.v1.Forge
+	17, // [17:17] is the sub-list for method output_type
+	17, // [17:17] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_sluice_source_events_v1_events_proto_init() }
@@ -955,7 +1080,7 @@ func file_sluice_source_events_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sluice_source_events_v1_events_proto_rawDesc), len(file_sluice_source_events_v1_events_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   8,
+			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
