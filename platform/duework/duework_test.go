@@ -29,11 +29,13 @@ type queue struct {
 	most     int
 	failed   map[string]bool
 	attempts map[string]int
-	hold     chan struct{}
+	// first is when each item was first attempted.
+	first map[string]time.Time
+	hold  chan struct{}
 }
 
 func newQueue(items map[string]time.Time) *queue {
-	return &queue{due: items, leased: map[string]bool{}, failed: map[string]bool{}, attempts: map[string]int{}}
+	return &queue{due: items, leased: map[string]bool{}, failed: map[string]bool{}, attempts: map[string]int{}, first: map[string]time.Time{}}
 }
 
 func (q *queue) Claim(_ context.Context, now time.Time, limit int) ([]string, error) {
@@ -75,6 +77,9 @@ func (q *queue) Attempt(_ context.Context, _ *slog.Logger, id string) {
 	q.running++
 	q.most = max(q.most, q.running)
 	q.attempts[id]++
+	if _, ok := q.first[id]; !ok {
+		q.first[id] = time.Now()
+	}
 	hold := q.hold
 	q.mu.Unlock()
 	if hold != nil {
@@ -115,14 +120,15 @@ func waitFor(t *testing.T, what string, ok func() bool) {
 }
 
 // Due items are attempted, a failed one again when it is due again, one
-// that is not due yet at its time, and a panic in one attempt stops
-// neither the loop nor the others; the panicked item, left leased, is not
-// attempted again by this loop.
+// that is not due yet at its time (not before, and not at the next look,
+// an hour away here), and a panic in one attempt stops neither the loop
+// nor the others.
 func TestLoopAttemptsDueItems(t *testing.T) {
 	t.Parallel()
 	now := time.Now()
-	q := newQueue(map[string]time.Time{"a": now, "b": now, "retry": now, "later": now.Add(200 * time.Millisecond), "panic": now})
-	l := &duework.Loop[string]{Name: "items", Queue: q, Workers: 2, Log: slog.New(slog.DiscardHandler)}
+	later := now.Add(200 * time.Millisecond)
+	q := newQueue(map[string]time.Time{"a": now, "b": now, "retry": now, "later": later, "panic": now})
+	l := &duework.Loop[string]{Name: "items", Queue: q, Workers: 2, Log: slog.New(slog.DiscardHandler), Poll: time.Hour}
 	ctx, cancel := context.WithCancel(t.Context())
 	stopped := make(chan error)
 	go func() { stopped <- l.Run(ctx) }()
@@ -136,6 +142,9 @@ func TestLoopAttemptsDueItems(t *testing.T) {
 	}
 	if q.attempts["retry"] != 2 || q.attempts["panic"] != 1 {
 		t.Errorf("attempts %v", q.attempts)
+	}
+	if q.first["later"].Before(later) {
+		t.Errorf("the later item was attempted %v before it was due", later.Sub(q.first["later"]))
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strings"
 
 	"code.gitea.io/sdk/gitea"
 	"github.com/google/go-github/v84/github"
@@ -36,6 +37,22 @@ func (rel Release) notes() string {
 
 func isRuneStart(b byte) bool { return b&0xC0 != 0x80 }
 
+// tagAt is what the forge's answer about rel's tag (the commit sha it is
+// at, or code and err) says of making rel: nil when the tag is at
+// rel.Commit or not there yet (the release makes it there); rejected when
+// it is at another commit, for a release there would show another
+// commit's source under the version (a tag pushed before the release, or
+// moved since).
+func tagAt(what string, rel Release, sha string, code int, err error) error {
+	switch {
+	case err == nil && strings.TrimSpace(sha) != rel.Commit:
+		return fmt.Errorf("%s: tag %s is at commit %.12s, not at the released %.12s: %w", what, rel.Tag, strings.TrimSpace(sha), rel.Commit, ErrRejected)
+	case err == nil || code == http.StatusNotFound:
+		return nil
+	}
+	return classify(what+": look for tag "+rel.Tag, code, err)
+}
+
 // conflict reports whether code says the release (or its tag's) is there
 // already: GitHub answers 422, Gitea and GitLab 409.
 func conflict(code int) bool {
@@ -61,7 +78,15 @@ func made(what string, code int, err error, exists func() (bool, error)) error {
 }
 
 func (g *githubClient) CreateRelease(ctx context.Context, rel Release) error {
-	_, res, err := g.c.Repositories.CreateRelease(ctx, g.repo.Owner(), g.repo.Name(), &github.RepositoryRelease{
+	sha, res, err := g.c.Repositories.GetCommitSHA1(ctx, g.repo.Owner(), g.repo.Name(), "refs/tags/"+rel.Tag, "")
+	code := statusOf(res)
+	if code == http.StatusUnprocessableEntity {
+		code = http.StatusNotFound // GitHub's "No commit found for SHA": no such tag
+	}
+	if err := tagAt("github: create the release", rel, sha, code, err); err != nil {
+		return err
+	}
+	_, res, err = g.c.Repositories.CreateRelease(ctx, g.repo.Owner(), g.repo.Name(), &github.RepositoryRelease{
 		TagName: github.Ptr(rel.Tag), TargetCommitish: github.Ptr(rel.Commit), Name: github.Ptr(rel.Name), Body: github.Ptr(rel.notes()),
 	})
 	if err == nil {
@@ -78,7 +103,15 @@ func (g *giteaClient) CreateRelease(ctx context.Context, rel Release) error {
 	if err != nil {
 		return err
 	}
-	_, res, err := c.CreateRelease(g.repo.Owner(), g.repo.Name(), gitea.CreateReleaseOption{
+	tag, res, err := c.GetTag(g.repo.Owner(), g.repo.Name(), rel.Tag)
+	sha := ""
+	if err == nil && tag.Commit != nil {
+		sha = tag.Commit.SHA
+	}
+	if err := tagAt("gitea: create the release", rel, sha, giteaCode(res), err); err != nil {
+		return err
+	}
+	_, res, err = c.CreateRelease(g.repo.Owner(), g.repo.Name(), gitea.CreateReleaseOption{
 		TagName: rel.Tag, Target: rel.Commit, Title: rel.Name, Note: rel.notes(),
 	})
 	if err == nil {
@@ -91,7 +124,15 @@ func (g *giteaClient) CreateRelease(ctx context.Context, rel Release) error {
 }
 
 func (g *gitlabClient) CreateRelease(ctx context.Context, rel Release) error {
-	_, res, err := g.c.Releases.CreateRelease(g.repo.Project, &gitlab.CreateReleaseOptions{
+	tag, res, err := g.c.Tags.GetTag(g.repo.Project, rel.Tag, gitlab.WithContext(ctx))
+	sha := ""
+	if err == nil && tag.Commit != nil {
+		sha = tag.Commit.ID
+	}
+	if err := tagAt("gitlab: create the release", rel, sha, gitlabCode(res), err); err != nil {
+		return err
+	}
+	_, res, err = g.c.Releases.CreateRelease(g.repo.Project, &gitlab.CreateReleaseOptions{
 		TagName: gitlab.Ptr(rel.Tag), Ref: gitlab.Ptr(rel.Commit), Name: gitlab.Ptr(rel.Name), Description: gitlab.Ptr(rel.notes()),
 	}, gitlab.WithContext(ctx))
 	if err == nil {

@@ -56,7 +56,8 @@ type Client interface {
 	// heads, newest first, at most MaxOpenPullRequests.
 	OpenPullRequests(ctx context.Context) ([]PullRequest, error)
 	// CreateRelease makes rel, and its tag when there is none; a release
-	// of the tag that is there already counts as made.
+	// of the tag that is there already counts as made. A tag at another
+	// commit than rel's is rejected (ErrRejected), and nothing made.
 	CreateRelease(ctx context.Context, rel Release) error
 }
 

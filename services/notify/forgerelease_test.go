@@ -23,6 +23,7 @@ type fakeReleases struct {
 	mu    sync.Mutex
 	made  map[string]string // tag: "commit name body"
 	posts map[string]int    // tag: POSTs
+	auth  []string          // the Authorization of each POST
 	down  atomic.Bool
 }
 
@@ -34,7 +35,16 @@ func (f *fakeReleases) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	const base = "/api/v3/repos/acme/app/releases"
+	const commits = "/api/v3/repos/acme/app/commits/refs/tags/"
 	switch tag, byTag := strings.CutPrefix(r.URL.Path, base+"/tags/"); {
+	case r.Method == http.MethodGet && strings.HasPrefix(r.URL.Path, commits):
+		// Where a tag is: its release's commit (the tests' releases are
+		// all of statusSHA), else GitHub's "No commit found".
+		if _, ok := f.made[strings.TrimPrefix(r.URL.Path, commits)]; !ok {
+			http.Error(w, `{"message":"No commit found for SHA"}`, http.StatusUnprocessableEntity)
+			return
+		}
+		_, _ = w.Write([]byte(statusSHA))
 	case r.Method == http.MethodPost && r.URL.Path == base:
 		var body struct {
 			Tag    string `json:"tag_name"`
@@ -44,6 +54,7 @@ func (f *fakeReleases) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		_ = json.NewDecoder(r.Body).Decode(&body)
 		f.posts[body.Tag]++
+		f.auth = append(f.auth, r.Header.Get("Authorization"))
 		if _, ok := f.made[body.Tag]; ok {
 			http.Error(w, `{"message":"Validation Failed","errors":[{"code":"already_exists"}]}`, http.StatusUnprocessableEntity)
 			return
@@ -125,5 +136,18 @@ func TestForgeReleases(t *testing.T) {
 	}
 	if made, posts := api.state("v1.3.0"); made != "by hand" || posts != 1 {
 		t.Errorf("v1.3.0: %q after %d POSTs, want the forge's own after 1", made, posts)
+	}
+	eventually(t, "v1.3.0 logged as made", func() (bool, string) {
+		return len(h.logs.With(`msg="release made on the forge"`, "tag=v1.3.0")) == 1, ""
+	})
+	if given := h.logs.With("given up"); len(given) != 0 {
+		t.Errorf("given up: %v", given)
+	}
+	api.mu.Lock()
+	defer api.mu.Unlock()
+	for _, a := range api.auth {
+		if a != "Bearer ghp-canary-token" {
+			t.Errorf("a release sent with Authorization %q", a)
+		}
 	}
 }

@@ -54,6 +54,8 @@ type harness struct {
 	// without TLS).
 	client notifyv1connect.NotifyServiceClient
 	grpc   notifyv1connect.NotifyServiceClient
+	// logs keeps what the service logged, as the test's output shows it.
+	logs servicekittest.Logs
 }
 
 // newHarness starts notify with the test configuration, which tune may
@@ -87,7 +89,7 @@ func newHarness(t *testing.T, tune ...func(*notify.Config)) *harness {
 // one before, if any).
 func (h *harness) start() {
 	h.t.Helper()
-	log := slog.New(servicekittest.StrictAudit(h.t, slog.NewTextHandler(h.t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo})))
+	log := slog.New(servicekittest.StrictAudit(h.t, slog.NewTextHandler(io.MultiWriter(h.t.Output(), &h.logs), &slog.HandlerOptions{Level: slog.LevelInfo})))
 	h.proc = servicekittest.Start(h.t, h.nats.URL, servicekittest.Options{Log: log, Version: testVersion}, notify.Module(h.cfg))
 	h.url = h.proc.URL
 	h.client = notifyv1connect.NewNotifyServiceClient(h.proc.Client, h.url)

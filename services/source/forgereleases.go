@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 
 	"github.com/sluicehq/sluice/platform/events"
@@ -29,7 +30,9 @@ import (
 // requestForgeRelease enqueues, in tx, the forge release of p, released
 // from run; it reports whether it did (the repository makes its releases
 // on its forge).
-func requestForgeRelease(ctx context.Context, tx *sql.Tx, run domain.Run, p *releaseeventsv1.ReleasePublished) (bool, error) {
+// A release the request cannot be made of (a tag longer than a forge
+// takes) is logged and left out: the fold goes on.
+func (s *Service) requestForgeRelease(ctx context.Context, tx *sql.Tx, run domain.Run, p *releaseeventsv1.ReleasePublished) (bool, error) {
 	var place forge.Repo
 	var kind string
 	var on int
@@ -57,6 +60,11 @@ func requestForgeRelease(ctx context.Context, tx *sql.Tx, run domain.Run, p *rel
 		Commit:     run.Commit,
 		Changelog:  rel.GetChangelog(),
 	}, rel.GetId(), run.ID)
+	if errors.Is(err, events.ErrInvalidEvent) {
+		s.log.Warn("release not made on the forge: it cannot be asked for", slog.String("run_id", run.ID),
+			slog.String("repository", run.Repository), slog.String("version", rel.GetVersion()), slog.Any("error", err))
+		return false, nil
+	}
 	if err != nil {
 		return false, err
 	}

@@ -79,11 +79,15 @@ func TestForgeReleaseRequested(t *testing.T) {
 		t.Errorf("a tag's release: tag %q version %q, want v2 v0.3.0", p.GetTag(), p.GetVersion())
 	}
 
-	// A repository on a forge that does not make its releases there.
+	// A repository on a forge that does not make its releases there; its
+	// registration again does not turn them on.
 	other, _ := newGitRepo(t, "plain", "main", validPipeline)
 	res, err = h.client.CreateRepository(ctx, &sourcev1.CreateRepositoryRequest{Url: other.Dir, Forge: onGitea})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if _, err := h.client.CreateRepository(ctx, &sourcev1.CreateRepositoryRequest{Url: other.Dir, Forge: onGitea, ForgeReleases: true}); connect.CodeOf(err) != connect.CodeAlreadyExists {
+		t.Errorf("registered again with forge_releases: %v, want already_exists", err)
 	}
 	plain := h.trigger("plain", "")
 	h.publish(&releaseeventsv1.ReleasePublished{RunId: plain.Id, Repository: repoRef(plain, res.GetRepository().GetUrl()),

@@ -1,7 +1,6 @@
 package source_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -11,7 +10,6 @@ import (
 	"net/http"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -80,26 +78,7 @@ type harness struct {
 	// svc is the service, for what no API offers (PollOnce).
 	svc *source.Service
 	// logs holds what the service logged at warn and above.
-	logs *lockedBuffer
-}
-
-// lockedBuffer is a bytes.Buffer that the service's goroutines may write
-// while the test reads it.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
+	logs *servicekittest.Logs
 }
 
 // newHarness composes the source service with fx as a binary does
@@ -115,7 +94,7 @@ func newHarness(t testing.TB, pollInterval time.Duration, tune ...func(*source.C
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &lockedBuffer{}
+	logs := &servicekittest.Logs{}
 	logger := slog.New(servicekittest.StrictAudit(t, slog.NewMultiHandler(
 		slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}),
 		slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelWarn}))))

@@ -87,7 +87,7 @@ func (s *Service) CreateRepository(ctx context.Context, in NewRepository) (repo 
 	existing, err := s.store.RepositoryByName(ctx, name)
 	switch {
 	case err == nil:
-		return sameRepository(existing, url, in.Branch, in.Credential, place, in.ForgeToken)
+		return sameRepository(existing, url, in.Branch, in.Credential, place, in.ForgeToken, in.ForgeReleases)
 	case !errors.Is(err, apierror.ErrNotFound):
 		return repo, false, err
 	}
@@ -175,7 +175,7 @@ func (s *Service) CreateRepository(ctx context.Context, in NewRepository) (repo 
 		if err != nil {
 			return repo, false, fmt.Errorf("repository %q: registered concurrently and then not readable: %w", name, err)
 		}
-		return sameRepository(existing, url, in.Branch, in.Credential, place, in.ForgeToken)
+		return sameRepository(existing, url, in.Branch, in.Credential, place, in.ForgeToken, in.ForgeReleases)
 	}
 	if err != nil {
 		return repo, false, err
@@ -191,8 +191,10 @@ func (s *Service) CreateRepository(ctx context.Context, in NewRepository) (repo 
 // ErrFailedPrecondition when the registration gives a credential, which
 // would not be stored (it is changed with SetSecret, under the reserved
 // names).
-func sameRepository(existing domain.Repository, url, branch string, cred gitauth.Credential, place forge.Repo, forgeToken string) (domain.Repository, bool, error) {
+func sameRepository(existing domain.Repository, url, branch string, cred gitauth.Credential, place forge.Repo, forgeToken string, forgeReleases bool) (domain.Repository, bool, error) {
 	switch {
+	case forgeReleases && !existing.ForgeReleases:
+		return domain.Repository{}, false, fmt.Errorf("repository %q is already registered without forge_releases; registering it again does not turn it on: %w", existing.Name, apierror.ErrAlreadyExists)
 	case !place.IsZero() && existing.Forge.IsZero():
 		return domain.Repository{}, false, fmt.Errorf("repository %q is already registered without a forge; registering it again does not add one: %w", existing.Name, apierror.ErrAlreadyExists)
 	case !place.IsZero() && place != existing.Forge:

@@ -56,7 +56,7 @@ func (s *Service) Fold(ctx context.Context, consumer string, ev events.Event) er
 		}
 		wasQueued, wasFinal := run.Status == domain.RunQueued, run.Status.Final()
 		if p, ok := ev.Payload.(*releaseeventsv1.ReleasePublished); ok {
-			if published, err = requestForgeRelease(ctx, tx, run, p); err != nil {
+			if published, err = s.requestForgeRelease(ctx, tx, run, p); err != nil {
 				return err
 			}
 		}
