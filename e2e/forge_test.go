@@ -391,10 +391,12 @@ func TestGiteaBranchesAndTags(t *testing.T) {
 	// A push to main is released with the next version: Sluice makes its
 	// tag and release on Gitea.
 	next := repo.CommitFile("b.txt", "b\n", "feat: b\n")
+	pushed := time.Now()
 	g.Push(t, repo.Dir, "rules", "main")
 	if seen, _, final, _ := waitFinalStatus(t, p, g, client, "rules", next); final.State != gitea.StatusSuccess {
 		t.Fatalf("push to main: final status %s %q; seen %v", final.State, final.Description, seen)
 	}
+	finalAfter := time.Since(pushed)
 	version := ""
 	deadline = time.Now().Add(time.Minute)
 	for version == "" {
@@ -413,6 +415,8 @@ func TestGiteaBranchesAndTags(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	onGiteaRelease(t, g, client, "rules", version, next, "feat: b")
+	t.Logf("figures: push to main → final status on gitea %v; → release %s and its tag seen on gitea %v (looked for after the final status)",
+		finalAfter.Round(10*time.Millisecond), version, time.Since(pushed).Round(10*time.Millisecond))
 	// The tag Sluice made, which Gitea tells of (its push webhooks come
 	// within about 3 s of a push here), runs nothing: watched for 10 s.
 	for quiet := time.Now().Add(10 * time.Second); time.Now().Before(quiet); time.Sleep(500 * time.Millisecond) {
