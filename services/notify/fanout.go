@@ -30,8 +30,9 @@ type forgeWork struct {
 
 // FanOut turns an event that consumer received into one pending delivery
 // per subscription that wants it. In one transaction it marks the event
-// processed, creates its deliveries and queues its forge work, so a redelivered or republished
-// event creates none; then it wakes the delivery loop.
+// processed, creates its deliveries and queues its forge work, so a
+// redelivered or republished event creates none; then it wakes the loops
+// that have work.
 func (s *Service) FanOut(ctx context.Context, consumer string, ev events.Event) error {
 	// Subscribers get the message exactly as it was on NATS.
 	msg := ev.Received

@@ -9,7 +9,6 @@ import (
 	"strings"
 
 	"github.com/sluicehq/sluice/platform/events"
-	"github.com/sluicehq/sluice/platform/forge"
 	releaseeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/release/events/v1"
 	sourceeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
 	"github.com/sluicehq/sluice/services/source/domain"
@@ -29,24 +28,15 @@ import (
 
 // requestForgeRelease enqueues, in tx, the forge release of p, released
 // from run; it reports whether it did (the repository makes its releases
-// on its forge).
-// A release the request cannot be made of (a tag longer than a forge
-// takes) is logged and left out: the fold goes on.
+// on its forge). A release the request cannot be made of (a tag longer
+// than the event's rule) is logged and left out: the fold goes on.
 func (s *Service) requestForgeRelease(ctx context.Context, tx *sql.Tx, run domain.Run, p *releaseeventsv1.ReleasePublished) (bool, error) {
-	var place forge.Repo
-	var kind string
-	var on int
-	err := tx.QueryRowContext(ctx, `SELECT forge_kind, forge_url, forge_project, forge_releases FROM repositories WHERE id = $1`, run.RepositoryID).
-		Scan(&kind, &place.URL, &place.Project, &on)
-	if errors.Is(err, sql.ErrNoRows) {
-		return false, nil
-	}
+	place, on, err := forgeOf(ctx, tx, run.RepositoryID)
 	if err != nil {
-		return false, fmt.Errorf("read the forge of repository %s: %w", run.RepositoryID, err)
+		return false, err
 	}
-	place.Kind = forge.Kind(kind)
 	rel := p.GetRelease()
-	if on != 1 || place.IsZero() || rel.GetCommit() != run.Commit {
+	if !on || place.IsZero() || rel.GetCommit() != run.Commit {
 		return false, nil
 	}
 	tag := releaseTag(run, rel.GetVersion())

@@ -24,19 +24,9 @@ import (
 // publishStatuses enqueues, in tx, the changes of run's commit statuses.
 // A repository without a forge has none.
 func publishStatuses(ctx context.Context, tx *sql.Tx, run domain.Run) error {
-	var place forge.Repo
-	var kind string
-	err := tx.QueryRowContext(ctx, `SELECT forge_kind, forge_url, forge_project FROM repositories WHERE id = $1`, run.RepositoryID).
-		Scan(&kind, &place.URL, &place.Project)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("read the forge of repository %s: %w", run.RepositoryID, err)
-	}
-	place.Kind = forge.Kind(kind)
-	if place.IsZero() {
-		return nil
+	place, _, err := forgeOf(ctx, tx, run.RepositoryID)
+	if err != nil || place.IsZero() {
+		return err
 	}
 	for _, st := range domain.CommitStatuses(run) {
 		var seq int64
@@ -65,6 +55,24 @@ func publishStatuses(ctx context.Context, tx *sql.Tx, run domain.Run) error {
 		}
 	}
 	return nil
+}
+
+// forgeOf is, in tx, the forge repository id lives on (none: the zero
+// value, also for a repository not there) and whether it makes its
+// releases there.
+func forgeOf(ctx context.Context, tx *sql.Tx, id string) (place forge.Repo, releases bool, err error) {
+	var kind string
+	var on int
+	err = tx.QueryRowContext(ctx, `SELECT forge_kind, forge_url, forge_project, forge_releases FROM repositories WHERE id = $1`, id).
+		Scan(&kind, &place.URL, &place.Project, &on)
+	if errors.Is(err, sql.ErrNoRows) {
+		return forge.Repo{}, false, nil
+	}
+	if err != nil {
+		return forge.Repo{}, false, fmt.Errorf("read the forge of repository %s: %w", id, err)
+	}
+	place.Kind = forge.Kind(kind)
+	return place, on == 1, nil
 }
 
 func commitStatusToProto(run domain.Run, place forge.Repo, st forge.Status, seq uint64) *sourceeventsv1.CommitStatusChanged {
