@@ -455,3 +455,79 @@ func onGiteaRelease(t *testing.T, g *giteatest.Server, client *gitea.Client, rep
 		t.Errorf("gitea's tag %s: %+v %v, want it at %s", tag, got, err, commit)
 	}
 }
+
+const docsPipeline = `version: 1
+build:
+  steps:
+    - name: check
+      run: test -e docs/index.md && echo "docs checked as $SLUICE_STEP"
+test:
+  steps:
+    - name: unit
+      run: echo links checked
+on:
+  push:
+    paths: ["docs/**"]
+`
+
+// TestGiteaSeveralPipelines: a repository with .sluice.yaml (for src/)
+// and .sluice/docs.yaml (for docs/) on Gitea: a push to docs/ runs the
+// docs pipeline alone, its steps named docs/<step> in the run and its
+// log, and Gitea shows the run's status; a push to src/ runs
+// .sluice.yaml's; a push that both want holds the two pipelines, the same
+// step name in each a step of its own.
+func TestGiteaSeveralPipelines(t *testing.T) {
+	t.Parallel()
+	g := giteatest.Start(t)
+	client := g.Client(t)
+	p, _ := startAllInOne(t, t.TempDir())
+	repo := onGitea(t, p, g, client, "multi", forgePipeline+"on:\n  push:\n    paths: [\"src/**\"]\n", "push")
+
+	runOf := func(sha string) string {
+		t.Helper()
+		if seen, _, final, _ := waitFinalStatus(t, p, g, client, "multi", sha); final.State != gitea.StatusSuccess {
+			t.Fatalf("push of %s: final status %s %q; seen %v", sha, final.State, final.Description, seen)
+		}
+		var runs struct{ Runs []struct{ ID, Commit string } }
+		if err := json.Unmarshal([]byte(mustCLI(t, p.env, "runs", "multi", "--output", "json")), &runs); err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range runs.Runs {
+			if r.Commit == sha {
+				return r.ID
+			}
+		}
+		t.Fatalf("no run of %s among %+v", sha, runs.Runs)
+		return ""
+	}
+	hasSteps := func(runID string, want, not []string) {
+		t.Helper()
+		out := mustCLI(t, p.env, "show", runID)
+		for _, w := range want {
+			if !regexp.MustCompile(`(?m)^\s+` + regexp.QuoteMeta(w) + `\s`).MatchString(out) {
+				t.Errorf("run %s lacks step %s:\n%s", runID, w, out)
+			}
+		}
+		for _, n := range not {
+			if regexp.MustCompile(`(?m)^\s+` + regexp.QuoteMeta(n) + `\s`).MatchString(out) {
+				t.Errorf("run %s has step %s:\n%s", runID, n, out)
+			}
+		}
+	}
+
+	docs := repo.CommitFiles("docs\n", map[string]string{".sluice/docs.yaml": docsPipeline, "docs/index.md": "# docs\n"})
+	g.Push(t, repo.Dir, "multi", "main")
+	docsRun := runOf(docs)
+	hasSteps(docsRun, []string{"docs/check", "docs/unit"}, []string{"compile", "unit"})
+	if out := mustCLI(t, p.env, "logs", docsRun, "--step", "docs/check"); !strings.Contains(out, "docs checked as docs/check") {
+		t.Errorf("the log of docs/check:\n%s", out)
+	}
+
+	src := repo.CommitFile("src/a.go", "package a\n", "src\n")
+	g.Push(t, repo.Dir, "multi", "main")
+	hasSteps(runOf(src), []string{"compile", "unit"}, []string{"docs/check", "docs/unit"})
+
+	both := repo.CommitFiles("both\n", map[string]string{"src/b.go": "package a\n", "docs/b.md": "b\n"})
+	g.Push(t, repo.Dir, "multi", "main")
+	hasSteps(runOf(both), []string{"compile", "unit", "docs/check", "docs/unit"}, nil)
+}

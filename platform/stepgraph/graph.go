@@ -13,6 +13,14 @@
 // it. Whether a step runs is decided when the steps it waits for have
 // ended, not when a slot frees: the parallel limit changes when steps run,
 // not which.
+//
+// A stage may hold the steps of several pipelines (the pipeline files of
+// a run, Node.Pipeline): each pipeline's steps are a graph of their own.
+// What is said above holds within one pipeline: depends_on and status()
+// name its steps, its steps run one after the other when none of them has
+// depends_on, and success() and failure() see its failures only. The
+// pipelines' graphs run side by side under the one parallel limit; a
+// failure in one fails the stage but skips no step of another.
 package stepgraph
 
 import (
@@ -26,7 +34,9 @@ import (
 
 // Node is one step of a stage as the graph sees it.
 type Node struct {
-	Name string
+	// Pipeline is the pipeline the step is of ("" for the main one).
+	Pipeline string
+	Name     string
 	// Group is the matrix step the node is a cell of ("" for none):
 	// depends_on and status() may name the group for all its cells.
 	Group string
@@ -134,43 +144,51 @@ type compiled struct {
 
 func plan(nodes []Node) (*compiled, error) {
 	c := &compiled{nodes: nodes, deps: make([][]int, len(nodes)), needs: make([][]int, len(nodes)), when: make([]*Condition, len(nodes))}
+	// Names are a pipeline's: each key is the pipeline, NUL, the name.
 	byName := map[string][]int{}
-	var names []string
+	names := map[string][]string{}
+	dependent := map[string]bool{} // a step of the pipeline has depends_on
 	for i, n := range nodes {
-		byName[n.Name] = append(byName[n.Name], i)
-		names = append(names, n.Name)
+		byName[scoped(n.Pipeline, n.Name)] = append(byName[scoped(n.Pipeline, n.Name)], i)
+		names[n.Pipeline] = append(names[n.Pipeline], n.Name)
 		if n.Group != "" && n.Group != n.Name {
-			if _, seen := byName[n.Group]; !seen {
-				names = append(names, n.Group)
+			if _, seen := byName[scoped(n.Pipeline, n.Group)]; !seen {
+				names[n.Pipeline] = append(names[n.Pipeline], n.Group)
 			}
-			byName[n.Group] = append(byName[n.Group], i)
+			byName[scoped(n.Pipeline, n.Group)] = append(byName[scoped(n.Pipeline, n.Group)], i)
+		}
+		if len(n.DependsOn) > 0 {
+			dependent[n.Pipeline] = true
 		}
 	}
-	sequential := !slices.ContainsFunc(nodes, func(n Node) bool { return len(n.DependsOn) > 0 })
+	above := map[string][]int{} // the steps of each pipeline so far
 	for i, n := range nodes {
 		if n.When != "" {
-			cond, err := Compile(n.When, names)
+			cond, err := Compile(n.When, names[n.Pipeline])
 			if err != nil {
-				return nil, &Problem{Step: i, Message: fmt.Sprintf("step %s: when: %v", n.Name, err)}
+				return nil, &Problem{Step: i, Message: fmt.Sprintf("step %s: when: %v", Label(n.Pipeline, n.Name), err)}
 			}
 			c.when[i] = cond
 		}
+		earlier := above[n.Pipeline]
+		above[n.Pipeline] = append(earlier, i)
 		switch {
-		case sequential && i > 0:
-			c.deps[i] = []int{i - 1}
+		case !dependent[n.Pipeline] && len(earlier) > 0:
+			c.deps[i] = []int{earlier[len(earlier)-1]}
 		case len(n.DependsOn) == 0 && c.when[i] != nil && c.when[i].ownsStatus:
-			for j := range i {
-				c.deps[i] = append(c.deps[i], j)
-			}
+			c.deps[i] = slices.Clone(earlier)
 		}
 		for _, d := range n.DependsOn {
-			idx, ok := byName[d]
+			idx, ok := byName[scoped(n.Pipeline, d)]
 			if !ok || slices.Contains(idx, i) {
 				why := "the stage has no step " + d
+				if n.Pipeline != "" {
+					why = "pipeline " + n.Pipeline + " has no step " + d
+				}
 				if ok {
 					why = "a step cannot depend on itself"
 				}
-				return nil, &Problem{Step: i, Message: fmt.Sprintf("step %s: depends_on %s: %s", n.Name, d, why)}
+				return nil, &Problem{Step: i, Message: fmt.Sprintf("step %s: depends_on %s: %s", Label(n.Pipeline, n.Name), d, why)}
 			}
 			c.needs[i] = append(c.needs[i], idx...)
 		}
@@ -183,7 +201,7 @@ func plan(nodes []Node) (*compiled, error) {
 	if cycle := c.cycle(); cycle != nil {
 		var path []string
 		for _, i := range cycle {
-			path = append(path, nodes[i].Name)
+			path = append(path, Label(nodes[i].Pipeline, nodes[i].Name))
 		}
 		return nil, &Problem{Step: cycle[0], Message: "depends_on makes a cycle: " + strings.Join(path, " -> ")}
 	}
@@ -347,6 +365,8 @@ type execution struct {
 	r     Runner
 	mu    sync.Mutex
 	res   Result
+	// failing are the pipelines a step of which has failed the stage.
+	failing map[string]bool
 }
 
 func (x *execution) tried(i, try int) {
@@ -359,9 +379,16 @@ func (x *execution) end(i int, s Status) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	x.res.Status[i] = s
-	if s == StepFailed && !x.c.nodes[i].AllowFailure && x.res.Failed < 0 {
+	if s != StepFailed || x.c.nodes[i].AllowFailure {
+		return
+	}
+	if x.res.Failed < 0 {
 		x.res.Failed = i
 	}
+	if x.failing == nil {
+		x.failing = map[string]bool{}
+	}
+	x.failing[x.c.nodes[i].Pipeline] = true
 }
 
 func (x *execution) result() Result {
@@ -392,14 +419,14 @@ func (x *execution) decide(i int) (run bool, reason string, failed bool) {
 				return false, fmt.Sprintf("step %s %s", x.c.nodes[d].Name, st), false
 			}
 		}
-		if x.failed() {
+		if x.failed(n.Pipeline) {
 			return false, "an earlier step failed", false
 		}
 	}
 	if cond == nil {
 		return true, "", false
 	}
-	ok, err := cond.eval(x.facts, n.Matrix, x)
+	ok, err := cond.eval(x.facts, n.Pipeline, n.Matrix, pipelineState{x, n.Pipeline})
 	if err != nil {
 		return false, "its condition could not be evaluated: " + err.Error(), true
 	}
@@ -415,15 +442,24 @@ func (x *execution) statusOf(i int) Status {
 	return x.res.Status[i]
 }
 
-// status is status(name) of a condition: a step's status, or a matrix
-// step's (failed if a cell failed, pending if one has not ended, skipped
-// if every cell was, else succeeded).
-func (x *execution) status(name string) string {
+// pipelineState is what the conditions of one pipeline's steps read.
+type pipelineState struct {
+	x        *execution
+	pipeline string
+}
+
+func (p pipelineState) status(name string) string { return p.x.status(p.pipeline, name) }
+func (p pipelineState) failed() bool              { return p.x.failed(p.pipeline) }
+
+// status is status(name) of a condition of a step of pipeline: a step's
+// status, or a matrix step's (failed if a cell failed, pending if one has
+// not ended, skipped if every cell was, else succeeded).
+func (x *execution) status(pipeline, name string) string {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	var cells []Status
 	for i, n := range x.c.nodes {
-		if n.Name == name || n.Group == name {
+		if n.Pipeline == pipeline && (n.Name == name || n.Group == name) {
 			cells = append(cells, x.res.Status[i])
 		}
 	}
@@ -441,9 +477,21 @@ func (x *execution) status(name string) string {
 	}
 }
 
-// failed says a step has failed and fails the stage.
-func (x *execution) failed() bool {
+// failed says a step of pipeline has failed and fails the stage.
+func (x *execution) failed(pipeline string) bool {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	return x.res.Failed >= 0
+	return x.failing[pipeline]
+}
+
+// scoped is the key of a step's name within its pipeline.
+func scoped(pipeline, name string) string { return pipeline + "\x00" + name }
+
+// Label is how a step is named where the stage's steps are listed
+// together: "<pipeline>/<name>", or its name alone for the main pipeline.
+func Label(pipeline, name string) string {
+	if pipeline == "" {
+		return name
+	}
+	return pipeline + "/" + name
 }

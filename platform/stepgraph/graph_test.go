@@ -39,7 +39,7 @@ type fake struct {
 }
 
 func (f *fake) Run(ctx context.Context, i int, t stepgraph.Try) (stepgraph.Outcome, error) {
-	name, try := f.nodes[i].Name, t.Number
+	name, try := stepgraph.Label(f.nodes[i].Pipeline, f.nodes[i].Name), t.Number
 	f.mu.Lock()
 	f.started = append(f.started, fmt.Sprintf("%s#%d", name, try))
 	f.running++
@@ -78,15 +78,16 @@ func (f *fake) NotRun(_ context.Context, i int, reason string, failed bool) erro
 	if f.notRun == nil {
 		f.notRun, f.notRunFail = map[string]string{}, map[string]bool{}
 	}
-	f.notRun[f.nodes[i].Name] = reason
-	f.notRunFail[f.nodes[i].Name] = failed
+	name := stepgraph.Label(f.nodes[i].Pipeline, f.nodes[i].Name)
+	f.notRun[name] = reason
+	f.notRunFail[name] = failed
 	return nil
 }
 
 func statuses(nodes []stepgraph.Node, res stepgraph.Result) string {
 	var out []string
 	for i, n := range nodes {
-		out = append(out, n.Name+"="+res.Status[i].String())
+		out = append(out, stepgraph.Label(n.Pipeline, n.Name)+"="+res.Status[i].String())
 	}
 	return strings.Join(out, " ")
 }
@@ -190,6 +191,53 @@ func TestAllowedFailureAndRetries(t *testing.T) {
 	}
 	if !slices.Equal(res.Tries, []int{3, 1, 2, 1, 1}) {
 		t.Errorf("tries %v, want [3 1 2 1 1]", res.Tries)
+	}
+}
+
+// Each pipeline of a stage is a graph of its own: a failure in one skips
+// nothing of another, the order without depends_on and the names that
+// depends_on and status() see are the pipeline's, and so are success()
+// and failure(); the stage fails with the first failure.
+func TestPipelinesAreGraphsOfTheirOwn(t *testing.T) {
+	t.Parallel()
+	nodes := []stepgraph.Node{
+		{Name: "build"},
+		{Name: "test"},
+		{Name: "report", When: "failure()"},
+		{Pipeline: "lint", Name: "build"},
+		{Pipeline: "lint", Name: "test", When: `status("build") == "succeeded" && pipeline == "lint"`},
+		{Pipeline: "lint", Name: "report", When: "failure()"},
+		{Pipeline: "docs", Name: "a", DependsOn: []string{"b"}},
+		{Pipeline: "docs", Name: "b"},
+	}
+	f := &fake{nodes: nodes, fails: map[string]int{"build": -1}, hold: 20 * time.Millisecond}
+	res, err := stepgraph.Execute(context.Background(), nodes, stepgraph.Facts{}, 8, f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "build=failed test=skipped report=succeeded lint/build=succeeded lint/test=succeeded lint/report=skipped docs/a=succeeded docs/b=succeeded"
+	if got := statuses(nodes, res); got != want {
+		t.Errorf("statuses\n got %s\nwant %s", got, want)
+	}
+	if res.Failed != 0 {
+		t.Errorf("the stage's failure is step %d, want 0", res.Failed)
+	}
+	// The pipelines ran side by side: the first steps of each at once.
+	if f.most < 3 {
+		t.Errorf("at most %d steps ran at once, want the three pipelines' side by side", f.most)
+	}
+	ended := strings.Join(f.ended, " ")
+	if strings.Index(ended, "docs/b") > strings.Index(ended, "docs/a") {
+		t.Errorf("docs/a ended before docs/b, which it depends on: %s", ended)
+	}
+	// A pipeline's names are its own: depends_on, status() of another's.
+	for _, bad := range [][]stepgraph.Node{
+		{{Name: "a"}, {Pipeline: "lint", Name: "b", DependsOn: []string{"a"}}},
+		{{Name: "a"}, {Pipeline: "lint", Name: "b", When: `status("a") == "failed"`}},
+	} {
+		if err := stepgraph.Check(bad); err == nil || !strings.Contains(err.Error(), "step lint/b") {
+			t.Errorf("a step naming another pipeline's step: %v", err)
+		}
 	}
 }
 

@@ -9,6 +9,7 @@ func Nodes(steps []*sourcev1.Step) []Node {
 	nodes := make([]Node, 0, len(steps))
 	for _, st := range steps {
 		nodes = append(nodes, Node{
+			Pipeline:     st.GetPipeline(),
 			Name:         st.GetName(),
 			Group:        st.GetMatrixOf(),
 			Matrix:       st.GetMatrix(),
@@ -20,6 +21,9 @@ func Nodes(steps []*sourcev1.Step) []Node {
 	}
 	return nodes
 }
+
+// StepLabel is Label of a pipeline's step.
+func StepLabel(st *sourcev1.Step) string { return Label(st.GetPipeline(), st.GetName()) }
 
 // FactsOf are the facts of a run for its steps' conditions: its ref and
 // branch, what triggered it, what its commits changed.

@@ -27,6 +27,8 @@ import (
 //	            schedule of on.schedule came due) or "manual"
 //	commit      the commit's full hash
 //	repository  the repository's name
+//	pipeline    the name of the pipeline the step is of: its file's under
+//	            .sluice/ ("lint" for .sluice/lint.yaml), "" for .sluice.yaml
 //	matrix      the step's matrix values, by axis name (a map)
 //
 // and these functions:
@@ -40,6 +42,9 @@ import (
 //	success()         no step of the stage has failed so far
 //	failure()         a step of the stage has failed
 //	always()          true
+//
+// When the stage holds several pipelines, status, success and failure see
+// the steps of the step's own pipeline only (see the package's comment).
 //
 // A condition that calls none of success, failure, always and status is
 // taken as success() && (the condition), and also needs the step's
@@ -74,6 +79,7 @@ type env struct {
 	Event      string            `expr:"event"`
 	Commit     string            `expr:"commit"`
 	Repository string            `expr:"repository"`
+	Pipeline   string            `expr:"pipeline"`
 	Matrix     map[string]string `expr:"matrix"`
 
 	ChangedFn func(globs ...string) bool `expr:"changed"`
@@ -260,9 +266,10 @@ type state interface {
 }
 
 // eval evaluates c for a step with its matrix values.
-func (c *Condition) eval(f Facts, matrix map[string]string, st state) (bool, error) {
+func (c *Condition) eval(f Facts, pipeline string, matrix map[string]string, st state) (bool, error) {
 	e := env{
 		Branch: f.Branch, Tag: f.Tag, Ref: f.Ref, Event: f.Event, Commit: f.Commit, Repository: f.Repository,
+		Pipeline:  pipeline,
 		Matrix:    matrix,
 		ChangedFn: func(globs ...string) bool { return changed(f, globs) },
 		StatusFn:  st.status,

@@ -38,7 +38,7 @@ func runFromEvent(req *sourceeventsv1.RunRequested) domain.Run {
 			timeout = st.GetTimeout().AsDuration()
 		}
 		run.Steps = append(run.Steps, domain.StepSpec{
-			Name:    st.GetName(),
+			Name:    stepgraph.StepLabel(st),
 			Run:     st.GetRun(),
 			Timeout: timeout,
 			Env:     maps.Clone(st.GetEnv()),

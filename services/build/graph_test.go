@@ -114,3 +114,48 @@ func TestAFailedStepFailsTheBuildAndRunsItsFailureSteps(t *testing.T) {
 		t.Errorf("unit-2 ran %d times; package skipped because %q", b.GetSteps()[1].GetTries(), b.GetSteps()[2].GetReason())
 	}
 }
+
+// A run of several pipelines (pipeline files) holds each one's steps as a
+// graph of its own: the same name in two is two steps, named
+// <pipeline>/<name> in the build, its log and its events; one pipeline's
+// failure fails the build but skips no step of another.
+func TestPipelinesRunAsGraphsOfTheirOwn(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	repo := gitRepo(t, map[string]string{"README.md": "# pipelines\n"})
+	req := runRequest(repo, &sourcev1.BuildSpec{
+		Steps: []*sourcev1.Step{
+			{Name: "compile", Run: "echo main"},
+			{Name: "check", Run: "exit 3"},
+			{Pipeline: "docs", Name: "compile", Run: "sleep 0.5; echo docs > docs.out"},
+			{Pipeline: "docs", Name: "check", Run: `test -e docs.out && test "$SLUICE_STEP" = docs/check`},
+		},
+	})
+	h.publish(t, req)
+	fin := h.finished(t, req.GetRunId())
+	if fin.GetStatus() != buildv1.BuildStatus_BUILD_STATUS_FAILED || fin.GetFailedStep() != "check" || fin.GetExitCode() != 3 {
+		t.Fatalf("build %s, failed step %q code %d; want FAILED by check, 3", fin.GetStatus(), fin.GetFailedStep(), fin.GetExitCode())
+	}
+	h.settle(t)
+	b := h.build(t, req.GetRunId())
+	var got []string
+	for _, st := range b.GetSteps() {
+		got = append(got, st.GetName()+"="+strings.ToLower(strings.TrimPrefix(st.GetStatus().String(), "STEP_STATUS_")))
+	}
+	if want := []string{"compile=succeeded", "check=failed", "docs/compile=succeeded", "docs/check=succeeded"}; !slices.Equal(got, want) {
+		t.Errorf("steps %v, want %v", got, want)
+	}
+	finished := map[string]bool{}
+	for _, ev := range h.rec.of(req.GetRunId()) {
+		if p, ok := ev.Payload.(*buildeventsv1.StepFinished); ok {
+			finished[p.GetStep()] = true
+		}
+	}
+	if len(finished) != 4 || !finished["docs/check"] || !finished["check"] {
+		t.Errorf("StepFinished of %v, want the four steps", finished)
+	}
+	lines := texts(h.logs(t, req.GetRunId()).GetLines())
+	if !slices.ContainsFunc(lines, func(l string) bool { return strings.Contains(l, "--- step docs/check exited with code 0") }) {
+		t.Errorf("the log lacks docs/check's end:\n%s", strings.Join(lines, "\n"))
+	}
+}

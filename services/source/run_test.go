@@ -140,7 +140,7 @@ func TestBadPipelineFailsTheRun(t *testing.T) {
 	src.Remove(".sluice.yaml")
 	noFile := src.Commit("remove the pipeline\n")
 	run2 := h.trigger("app", "")
-	if want := ".sluice.yaml: not found at commit " + noFile; run2.Status != sourcev1.RunStatus_RUN_STATUS_FAILED || run2.FailureReason != want {
+	if want := ".sluice.yaml: not found at commit " + noFile + ", nor any .sluice/*.yaml"; run2.Status != sourcev1.RunStatus_RUN_STATUS_FAILED || run2.FailureReason != want {
 		t.Errorf("run without pipeline: %v %q, want failed %q", run2.Status, run2.FailureReason, want)
 	}
 	h.waitRunEvent(subjectRunFinished, run2.Id)

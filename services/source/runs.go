@@ -96,15 +96,16 @@ type unwantedRun struct{ Reason string }
 func (e *unwantedRun) Error() string { return "no run: " + e.Reason }
 
 // unwanted says why a push or the poll makes no run of run (prepared by
-// prepareRun), "" when it does: its pipeline's on: section. A pipeline
-// file that is missing or invalid has no rules to go by: the repository's
+// prepareRun), "" when it does: its pipelines' on: sections, the run
+// holding those of its pipelines that want it (narrow). Pipeline files
+// that are missing or invalid have no rules to go by: the repository's
 // branch gets its failed run, to say so; other branches and tags get none.
-func unwanted(repo domain.Repository, run domain.Run, based bool) string {
+func unwanted(repo domain.Repository, run *domain.Run, based bool) (string, error) {
 	if run.Status == domain.RunFailed {
 		if run.Branch == repo.Branch {
-			return ""
+			return "", nil
 		}
-		return fmt.Sprintf("%s: its on: section is not known: %s", cmp.Or(run.Branch, run.Ref), run.FailureReason)
+		return fmt.Sprintf("%s: its on: section is not known: %s", cmp.Or(run.Branch, run.Ref), run.FailureReason), nil
 	}
 	changes := run.Changes
 	if !based {
@@ -112,7 +113,9 @@ func unwanted(repo domain.Repository, run domain.Run, based bool) string {
 		// commits than its head's, which the changes do not show.
 		changes = nil
 	}
-	return domain.Unwanted(run.Pipeline, repo.Branch, run.Ref, run.Branch, changes)
+	return narrow(run, func(n domain.NamedPipeline) string {
+		return domain.Unwanted(n.Pipeline, repo.Branch, run.Ref, run.Branch, changes)
+	})
 }
 
 // startRun creates a run of a resolved commit: it reads the pipeline file
@@ -157,7 +160,11 @@ func (s *Service) startRun(ctx context.Context, repo domain.Repository, res gitm
 		run.Changes, based = s.changesOf(ctx, run, seen)
 	}
 	if trigger == domain.TriggerWebhook || trigger == domain.TriggerPoll {
-		if reason := unwanted(repo, run, based); reason != "" {
+		reason, err := unwanted(repo, &run, based)
+		if err != nil {
+			return domain.Run{}, err
+		}
+		if reason != "" {
 			return domain.Run{}, &unwantedRun{Reason: reason}
 		}
 	}
@@ -249,27 +256,108 @@ func (s *Service) prepareRun(repo domain.Repository, res gitmirror.Resolved, tri
 	}
 	id := ids.New()
 	now := time.Now().UTC()
-	limits := s.cfg.pipelineLimits()
-	data, err := s.mirrors.ReadFile(repo.ID, res.Commit, domain.PipelineFile, int64(limits.MaxSize))
-	switch {
-	case errors.Is(err, gitmirror.ErrNotFound):
-		return domain.NewFailedRun(id, repo, commit, res.Ref, res.Branch, trigger, domain.MissingPipelineReason(res.Commit), now), nil
-	case errors.Is(err, gitmirror.ErrTooLarge):
-		reason := fmt.Sprintf("%s: the file is larger than %d bytes (hint: the source service's max-pipeline-size setting sets the limit)",
-			domain.PipelineFile, limits.MaxSize)
-		return domain.NewFailedRun(id, repo, commit, res.Ref, res.Branch, trigger, reason, now), nil
-	case err != nil:
+	named, failure, err := s.pipelinesAt(repo.ID, res.Commit)
+	if err != nil {
 		return domain.Run{}, err
 	}
-	p, err := pipeline.ParseLimited(domain.PipelineFile, data, limits)
+	if failure != "" {
+		return domain.NewFailedRun(id, repo, commit, res.Ref, res.Branch, trigger, failure, now), nil
+	}
+	p, err := pipeline.Merge(named)
 	var bad *pipeline.Errors
 	switch {
 	case errors.As(err, &bad):
 		return domain.NewFailedRun(id, repo, commit, res.Ref, res.Branch, trigger, bad.Error(), now), nil
 	case err != nil:
-		return domain.Run{}, fmt.Errorf("parse %s: %w", domain.PipelineFile, err)
+		return domain.Run{}, fmt.Errorf("merge the pipelines: %w", err)
 	}
-	return domain.NewRun(id, repo, commit, res.Ref, res.Branch, trigger, p, now), nil
+	run := domain.NewRun(id, repo, commit, res.Ref, res.Branch, trigger, p, now)
+	run.Pipelines = named
+	return run, nil
+}
+
+// pipelinesAt reads the pipeline files of a commit in the repository's
+// mirror: .sluice.yaml and .sluice/*.yaml (pipeline.ParseFiles). failure
+// says why there is no run to make of them (none there, one too large or
+// invalid, too many), err that the mirror could not be read.
+func (s *Service) pipelinesAt(repoID, commit string) (named []domain.NamedPipeline, failure string, err error) {
+	limits := s.cfg.pipelineLimits()
+	tooLarge := func(file string) string {
+		return fmt.Sprintf("%s: the file is larger than %d bytes (hint: the source service's max-pipeline-size setting sets the limit)", file, limits.MaxSize)
+	}
+	var files []pipeline.Source
+	data, err := s.mirrors.ReadFile(repoID, commit, domain.PipelineFile, int64(limits.MaxSize))
+	switch {
+	case errors.Is(err, gitmirror.ErrTooLarge):
+		return nil, tooLarge(domain.PipelineFile), nil
+	case err == nil:
+		files = append(files, pipeline.Source{Path: domain.PipelineFile, Data: data})
+	case !errors.Is(err, gitmirror.ErrNotFound):
+		return nil, "", err
+	}
+	more, err := s.mirrors.ReadDir(repoID, commit, domain.PipelineDir, domain.PipelineSuffix, pipeline.MaxFiles, int64(limits.MaxSize))
+	switch {
+	case errors.Is(err, gitmirror.ErrTooMany):
+		return nil, fmt.Sprintf("%s: more than %d pipeline files (*%s); at most %d", domain.PipelineDir, pipeline.MaxFiles, domain.PipelineSuffix, pipeline.MaxFiles), nil
+	case err != nil:
+		return nil, "", err
+	}
+	for _, f := range more {
+		if f.TooLarge {
+			return nil, tooLarge(f.Path), nil
+		}
+		files = append(files, pipeline.Source{Path: f.Path, Data: f.Data})
+	}
+	if len(files) == 0 {
+		return nil, domain.MissingPipelineReason(commit), nil
+	}
+	named, err = pipeline.ParseFiles(files, limits)
+	var bad *pipeline.Errors
+	switch {
+	case errors.As(err, &bad):
+		return nil, bad.Error(), nil
+	case err != nil:
+		return nil, "", fmt.Errorf("parse the pipeline files: %w", err)
+	}
+	return named, "", nil
+}
+
+// narrow keeps those of run's pipelines that want it (why says why one
+// does not, "" when it does): the run's pipeline becomes theirs merged. It
+// says why none does, and then leaves the run as it is.
+func narrow(run *domain.Run, why func(domain.NamedPipeline) string) (string, error) {
+	if len(run.Pipelines) == 0 {
+		return "", nil // a failed run, or one read back
+	}
+	var wanted []domain.NamedPipeline
+	var reasons []string
+	for _, n := range run.Pipelines {
+		reason := why(n)
+		if reason == "" {
+			wanted = append(wanted, n)
+			continue
+		}
+		if len(run.Pipelines) > 1 || n.Name != "" {
+			reason = n.Path + ": " + reason
+		}
+		reasons = append(reasons, reason)
+	}
+	if len(wanted) == 0 {
+		return strings.Join(reasons, "; "), nil
+	}
+	if len(wanted) == len(run.Pipelines) {
+		return "", nil
+	}
+	p, err := pipeline.Merge(wanted)
+	if err != nil {
+		// Not a problem of the files: all of them merged.
+		return "", fmt.Errorf("merge the pipelines run %s holds: %w", run.ID, err)
+	}
+	// What is the whole run's is .sluice.yaml's, whether its pipeline is
+	// one of the run's or not.
+	p.Concurrency, p.Statuses, p.On = run.Pipeline.GetConcurrency(), run.Pipeline.GetStatuses(), run.Pipeline.GetOn()
+	run.Pipeline, run.Pipelines = p, wanted
+	return "", nil
 }
 
 // maxChangedPaths bounds the changed paths a run's event carries.
@@ -284,7 +372,7 @@ const maxChangedPaths = 1000
 // seen at. based says the changes are since such a base: on.push.paths
 // filters only those (the first push of another branch runs).
 func (s *Service) changesOf(ctx context.Context, run domain.Run, seen string) (changes *sourcev1.Changes, based bool) {
-	if !callsChanged(run.Pipeline) {
+	if !callsChanged(run) {
 		return nil, false
 	}
 	base, err := "", error(nil)
@@ -305,12 +393,19 @@ func (s *Service) changesOf(ctx context.Context, run domain.Run, seen string) (c
 	return &sourcev1.Changes{Paths: paths, Complete: complete}, base != ""
 }
 
-// callsChanged says p needs its run's changes: a step of it has a
-// condition that may call changed(), or its on.push.paths filters pushes.
-func callsChanged(p *sourcev1.Pipeline) bool {
-	if len(p.GetOn().GetPush().GetPaths()) > 0 {
+// callsChanged says run needs its changes: the on.push.paths of one of
+// its pipelines filters pushes, or a step has a condition that may call
+// changed().
+func callsChanged(run domain.Run) bool {
+	if len(run.Pipeline.GetOn().GetPush().GetPaths()) > 0 {
 		return true
 	}
+	for _, n := range run.Pipelines {
+		if len(n.Pipeline.GetOn().GetPush().GetPaths()) > 0 {
+			return true
+		}
+	}
+	p := run.Pipeline
 	for _, st := range append(p.GetBuild().GetSteps(), p.GetTest().GetSteps()...) {
 		if strings.Contains(st.GetWhen(), "changed") {
 			return true

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -15,7 +16,6 @@ import (
 	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
 	"github.com/sluicehq/sluice/services/source/domain"
 	"github.com/sluicehq/sluice/services/source/gitmirror"
-	"github.com/sluicehq/sluice/services/source/pipeline"
 )
 
 // Schedules: a pipeline's on.schedule starts runs at the times of cron
@@ -130,6 +130,19 @@ func (s *Service) fire(ctx context.Context, repo domain.Repository, sc *sourcev1
 			return errSkipRun // another replica fired it
 		}
 		return err
+	}, func(run *domain.Run) {
+		// The run holds the pipelines that have the schedule; should the
+		// head have none (it moved since the schedule was read), all.
+		reason, err := narrow(run, func(n domain.NamedPipeline) string {
+			if slices.ContainsFunc(n.Pipeline.GetOn().GetSchedules(), func(o *sourcev1.Schedule) bool { return scheduleKey(o) == key }) {
+				return ""
+			}
+			return "no such schedule"
+		})
+		if err != nil || reason != "" {
+			s.log.Warn("schedules: no pipeline at the head has the schedule; the run holds them all", slog.String("repository", repo.Name),
+				slog.String("schedule", key), slog.String("reason", reason), slog.Any("error", err))
+		}
 	})
 	if errors.Is(err, errSkipRun) {
 		return nil
@@ -171,16 +184,18 @@ func (s *Service) schedulesOf(repo domain.Repository) ([]*sourcev1.Schedule, err
 	if c, ok := s.scheduleCache.byRepo[repo.ID]; ok && c.commit == head {
 		return c.schedules, nil
 	}
-	limits := s.cfg.pipelineLimits()
+	// A file that is missing, too large or invalid has none: its runs say
+	// what is wrong. The same schedule in two files is one.
 	var schedules []*sourcev1.Schedule
-	data, err := s.mirrors.ReadFile(repo.ID, head, domain.PipelineFile, int64(limits.MaxSize))
-	switch {
-	case errors.Is(err, gitmirror.ErrNotFound), errors.Is(err, gitmirror.ErrTooLarge):
-	case err != nil:
+	named, _, err := s.pipelinesAt(repo.ID, head)
+	if err != nil {
 		return nil, err
-	default:
-		if p, err := pipeline.ParseLimited(domain.PipelineFile, data, limits); err == nil {
-			schedules = p.GetOn().GetSchedules()
+	}
+	for _, n := range named {
+		for _, sc := range n.Pipeline.GetOn().GetSchedules() {
+			if !slices.ContainsFunc(schedules, func(o *sourcev1.Schedule) bool { return scheduleKey(o) == scheduleKey(sc) }) {
+				schedules = append(schedules, sc)
+			}
 		}
 	}
 	if s.scheduleCache.byRepo == nil {

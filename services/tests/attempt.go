@@ -246,8 +246,8 @@ func (t *testSteps) Run(ctx context.Context, i int, try stepgraph.Try) (stepgrap
 	res.AllowFailure = step.GetAllowFailure()
 	if errors.Is(err, executor.ErrCannotStart) && res.AllowFailure {
 		// A step allowed to fail that could not start fails alone.
-		t.a.meta(step.GetName(), fmt.Sprintf("--- step %s could not start: %v; allow_failure: the tests go on", step.GetName(), err))
-		res = domain.StepResult{Name: step.GetName(), ExitCode: -1, Why: "it could not start: " + err.Error(), AllowFailure: true, Tries: try.Number}
+		t.a.meta(stepgraph.StepLabel(step), fmt.Sprintf("--- step %s could not start: %v; allow_failure: the tests go on", stepgraph.StepLabel(step), err))
+		res = domain.StepResult{Name: stepgraph.StepLabel(step), ExitCode: -1, Why: "it could not start: " + err.Error(), AllowFailure: true, Tries: try.Number}
 		err = nil
 	}
 	if res.Name != "" {
@@ -265,16 +265,16 @@ func (t *testSteps) Run(ctx context.Context, i int, try stepgraph.Try) (stepgrap
 	case !res.Failed():
 		return stepgraph.Passed, nil
 	case !try.Last():
-		t.a.meta(step.GetName(), fmt.Sprintf("--- step %s failed on try %d of %d; it runs again", step.GetName(), try.Number, try.Of))
+		t.a.meta(stepgraph.StepLabel(step), fmt.Sprintf("--- step %s failed on try %d of %d; it runs again", stepgraph.StepLabel(step), try.Number, try.Of))
 	case res.AllowFailure:
-		t.a.meta(step.GetName(), fmt.Sprintf("--- step %s failed; allow_failure: the tests go on", step.GetName()))
+		t.a.meta(stepgraph.StepLabel(step), fmt.Sprintf("--- step %s failed; allow_failure: the tests go on", stepgraph.StepLabel(step)))
 	}
 	return stepgraph.Failed, nil
 }
 
 // NotRun records that step i does not run.
 func (t *testSteps) NotRun(_ context.Context, i int, reason string, failed bool) error {
-	name := t.specs[i].GetName()
+	name := stepgraph.StepLabel(t.specs[i])
 	res := domain.StepResult{Name: name, Skipped: !failed, Why: reason, AllowFailure: t.specs[i].GetAllowFailure()}
 	if failed {
 		res.ExitCode = -1
@@ -360,7 +360,7 @@ func (a *attempt) fetchArtifacts(ctx context.Context, ws string, declared []*sou
 // returned only when the step could not run, or was stopped (the worker
 // stops: the result says Cancelled).
 func (a *attempt) runStep(ctx context.Context, stage executor.Stage, ws string, step *sourcev1.Step, try stepgraph.Try) (domain.StepResult, error) {
-	name := step.GetName()
+	name := stepgraph.StepLabel(step)
 	timeout := step.GetTimeout().AsDuration()
 	if timeout <= 0 {
 		timeout = a.s.cfg.DefaultStepTimeout

@@ -3,6 +3,7 @@ package tests
 import (
 	"github.com/sluicehq/sluice/platform/gitauth"
 	"github.com/sluicehq/sluice/platform/prototime"
+	"github.com/sluicehq/sluice/platform/stepgraph"
 	"github.com/sluicehq/sluice/platform/steplog"
 	buildeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/build/events/v1"
 	sourceeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
@@ -29,11 +30,11 @@ func testRunFromEvent(bf *buildeventsv1.BuildFinished) domain.TestRun {
 	}
 }
 
-// stepNames are the names of the test steps of the build's pipeline.
+// stepNames are the names (stepgraph.StepLabel) of the test steps of the build's pipeline.
 func stepNames(bf *buildeventsv1.BuildFinished) []string {
 	var names []string
 	for _, st := range bf.GetPipeline().GetTest().GetSteps() {
-		names = append(names, st.GetName())
+		names = append(names, stepgraph.StepLabel(st))
 	}
 	return names
 }

@@ -8,6 +8,7 @@ import (
 	"slices"
 
 	"github.com/sluicehq/sluice/platform/executor"
+	"github.com/sluicehq/sluice/platform/stepgraph"
 	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
 )
 
@@ -23,12 +24,13 @@ func Services(pb []*sourcev1.ServiceSpec) []executor.Service {
 	return out
 }
 
-// Images are the images of the steps that name one, by step name.
+// Images are the images of the steps that name one, by step name
+// (stepgraph.StepLabel).
 func Images(steps []*sourcev1.Step) map[string]string {
 	out := map[string]string{}
 	for _, st := range steps {
 		if st.GetImage() != "" {
-			out[st.GetName()] = st.GetImage()
+			out[stepgraph.StepLabel(st)] = st.GetImage()
 		}
 	}
 	return out

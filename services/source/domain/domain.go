@@ -17,6 +17,13 @@ import (
 // PipelineFile is the pipeline file's path in a repository.
 const PipelineFile = ".sluice.yaml"
 
+// PipelineDir is the folder of a repository's further pipeline files,
+// PipelineDir/<name>PipelineSuffix each.
+const (
+	PipelineDir    = ".sluice"
+	PipelineSuffix = ".yaml"
+)
+
 // Repository is a registered git repository.
 type Repository struct {
 	ID   string
@@ -160,6 +167,10 @@ type Run struct {
 	CommitMessage  string
 	// Pipeline is nil when the pipeline file was missing or invalid.
 	Pipeline *sourcev1.Pipeline
+	// Pipelines are the commit's pipeline files the run was made from,
+	// before a trigger's rules chose those the run holds (Pipeline is
+	// theirs merged); not stored, nil for a run read back.
+	Pipelines []NamedPipeline
 	// Changes are what the run's commit changed, for when: conditions
 	// (see Service.changesOf), as its RunRequested carried them; a rerun
 	// gets its run's.
@@ -188,6 +199,13 @@ type Run struct {
 	ConcurrencyLimit int
 	// Version counts the run's stored changes.
 	Version int64
+}
+
+// NamedPipeline is the pipeline of one pipeline file: Name "" for
+// PipelineFile, <name> for PipelineDir/<name>PipelineSuffix.
+type NamedPipeline struct {
+	Name, Path string
+	Pipeline   *sourcev1.Pipeline
 }
 
 // NewRun makes a queued run with every stage pending.
@@ -353,5 +371,5 @@ func ValidName(s string) bool { return len(s) <= MaxNameLength && nameValid.Matc
 // MissingPipelineReason is a run's failure reason when the commit has no
 // pipeline file.
 func MissingPipelineReason(commit string) string {
-	return fmt.Sprintf("%s: not found at commit %s", PipelineFile, commit)
+	return fmt.Sprintf("%s: not found at commit %s, nor any %s/*%s", PipelineFile, commit, PipelineDir, PipelineSuffix)
 }

@@ -101,7 +101,7 @@ func TestFoldReasons(t *testing.T) {
 func TestFailedRunSkipsEveryStage(t *testing.T) {
 	t.Parallel()
 	r := domain.NewFailedRun("r1", domain.Repository{ID: "p1"}, domain.Commit{SHA: "abc"}, "", "", domain.TriggerPoll, domain.MissingPipelineReason("abc"), time.Unix(1, 0))
-	if r.Status != domain.RunFailed || r.FailureReason != ".sluice.yaml: not found at commit abc" {
+	if r.Status != domain.RunFailed || r.FailureReason != ".sluice.yaml: not found at commit abc, nor any .sluice/*.yaml" {
 		t.Errorf("run = %s %q", r.Status, r.FailureReason)
 	}
 	for _, s := range r.Stages {

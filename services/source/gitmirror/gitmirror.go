@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -43,6 +44,8 @@ var (
 	ErrNotFound = errors.New("not found")
 	// ErrTooLarge: a file is bigger than the caller allows.
 	ErrTooLarge = errors.New("file too large")
+	// ErrTooMany: a folder holds more files than the caller allows.
+	ErrTooMany = errors.New("too many files")
 	// ErrUnreadable: the URL does not lead to a git repository we can read.
 	ErrUnreadable = errors.New("cannot read repository")
 )
@@ -686,18 +689,84 @@ func (m *Mirrors) ReadFile(id, sha, path string, maxSize int64) ([]byte, error) 
 		if f.Size > maxSize {
 			return fmt.Errorf("%s at commit %s is %d bytes, more than %d: %w", path, sha, f.Size, maxSize, ErrTooLarge)
 		}
-		r, err := f.Reader()
-		if err != nil {
-			return fmt.Errorf("read %s at commit %s: %w", path, sha, err)
-		}
-		defer r.Close()
-		out, err = io.ReadAll(io.LimitReader(r, maxSize+1))
+		out, err = readBlob(f, maxSize)
 		if err != nil {
 			return fmt.Errorf("read %s at commit %s: %w", path, sha, err)
 		}
 		return nil
 	})
 	return out, err
+}
+
+// DirFile is a file of a folder at a commit, as ReadDir reads it.
+type DirFile struct {
+	// Path is the file's path in the repository.
+	Path string
+	Data []byte
+	// Size is the file's size; TooLarge says it is over ReadDir's
+	// maxSize, and Data is then nil.
+	Size     int64
+	TooLarge bool
+}
+
+// ReadDir reads the files directly in dir (not in its folders) at commit
+// sha whose names end in suffix, by name, each when it is at most maxSize
+// bytes. A missing dir has no files. More than maxFiles such files is
+// ErrTooMany, read before any file is.
+func (m *Mirrors) ReadDir(id, sha, dir, suffix string, maxFiles int, maxSize int64) ([]DirFile, error) {
+	var out []DirFile
+	err := m.read(id, func(repo *git.Repository) error {
+		c, err := commitObject(repo, sha)
+		if err != nil {
+			return err
+		}
+		root, err := c.Tree()
+		if err != nil {
+			return fmt.Errorf("read the tree of commit %s: %w", sha, err)
+		}
+		tree, err := root.Tree(dir)
+		if errors.Is(err, object.ErrDirectoryNotFound) || errors.Is(err, object.ErrEntryNotFound) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("read %s at commit %s: %w", dir, sha, err)
+		}
+		var files []object.TreeEntry
+		for _, e := range tree.Entries {
+			if e.Mode.IsFile() && strings.HasSuffix(e.Name, suffix) {
+				files = append(files, e)
+			}
+		}
+		if len(files) > maxFiles {
+			return fmt.Errorf("%s at commit %s has %d files named *%s, more than %d: %w", dir, sha, len(files), suffix, maxFiles, ErrTooMany)
+		}
+		slices.SortFunc(files, func(a, b object.TreeEntry) int { return strings.Compare(a.Name, b.Name) })
+		for _, e := range files {
+			f, err := tree.TreeEntryFile(&e)
+			if err != nil {
+				return fmt.Errorf("read %s/%s at commit %s: %w", dir, e.Name, sha, err)
+			}
+			df := DirFile{Path: dir + "/" + e.Name, Size: f.Size, TooLarge: f.Size > maxSize}
+			if !df.TooLarge {
+				if df.Data, err = readBlob(f, maxSize); err != nil {
+					return fmt.Errorf("read %s at commit %s: %w", df.Path, sha, err)
+				}
+			}
+			out = append(out, df)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// readBlob reads f's content, at most maxSize+1 bytes of it.
+func readBlob(f *object.File, maxSize int64) ([]byte, error) {
+	r, err := f.Reader()
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	return io.ReadAll(io.LimitReader(r, maxSize+1))
 }
 
 // Log lists the commits reachable from to and not from from (from may be

@@ -24,6 +24,11 @@ type parser struct {
 	errs   Errors
 	// expanded counts the bytes matrix cells add to the pipeline.
 	expanded int
+	// part: the file is one of .sluice/, whose pipelines a run holds
+	// beside .sluice.yaml's; releasedBy is another file that has the
+	// run's release: section ("" for none).
+	part       bool
+	releasedBy string
 }
 
 // maxQuoted bounds a string of the file that a message quotes: a value

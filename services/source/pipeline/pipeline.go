@@ -101,7 +101,13 @@ func Parse(file string, data []byte) (*sourcev1.Pipeline, error) {
 // checks them last, as a line of defence behind its own checks.
 func ParseLimited(file string, data []byte, limits Limits) (*sourcev1.Pipeline, error) {
 	p := &parser{file: file, limits: limits.WithDefaults()}
-	pipeline := p.parse(data)
+	return p.finish(p.parse(data))
+}
+
+// finish checks what parse made of a file beyond the parser's own checks,
+// and returns it or every problem found.
+func (p *parser) finish(pipeline *sourcev1.Pipeline) (*sourcev1.Pipeline, error) {
+	file := p.file
 	// An env or a command is within its limit but an alias may repeat it
 	// in every step: what a file of 1 MiB stands for may be hundreds of
 	// megabytes. Its size is known without encoding it (proto.Size adds
@@ -206,6 +212,7 @@ func (p *parser) parse(data []byte) *sourcev1.Pipeline {
 	if present == nil {
 		return nil // root is not a mapping, which fields reported
 	}
+	p.partOfRun(root)
 	if !present["version"] {
 		p.errorAt(root, `start the file with "version: 1"`, `missing required key "version"`)
 	}

@@ -10,6 +10,7 @@ import (
 	"connectrpc.com/connect"
 	"github.com/spf13/cobra"
 
+	"github.com/sluicehq/sluice/platform/stepgraph"
 	buildv1 "github.com/sluicehq/sluice/proto/gen/sluice/build/v1"
 	releasev1 "github.com/sluicehq/sluice/proto/gen/sluice/release/v1"
 	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
@@ -174,7 +175,7 @@ func logLines[L serviceLogLine](stage string, lines []L) []logLine {
 func stepNames(steps []*sourcev1.Step) []string {
 	names := make([]string, 0, len(steps))
 	for _, s := range steps {
-		names = append(names, s.GetName())
+		names = append(names, stepgraph.StepLabel(s))
 	}
 	return names
 }

@@ -959,7 +959,8 @@ func (x *LogLine) GetStream() string {
 type GetLogsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	RunId string                 `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
-	// Only this step's lines; empty means all.
+	// Only this step's lines (its name, or <pipeline>/<name> for a step of
+	// a pipeline of .sluice/); empty means all.
 	Step string `protobuf:"bytes,2,opt,name=step,proto3" json:"step,omitempty"`
 	// First sequence number to return.
 	FromSeq       int64 `protobuf:"varint,3,opt,name=from_seq,json=fromSeq,proto3" json:"from_seq,omitempty"`
@@ -1089,10 +1090,11 @@ func (x *GetLogsResponse) GetComplete() bool {
 }
 
 type TailLogsRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	RunId         string                 `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
-	Step          string                 `protobuf:"bytes,2,opt,name=step,proto3" json:"step,omitempty"`
-	FromSeq       int64                  `protobuf:"varint,3,opt,name=from_seq,json=fromSeq,proto3" json:"from_seq,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	RunId string                 `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	// As GetLogsRequest.step.
+	Step          string `protobuf:"bytes,2,opt,name=step,proto3" json:"step,omitempty"`
+	FromSeq       int64  `protobuf:"varint,3,opt,name=from_seq,json=fromSeq,proto3" json:"from_seq,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1268,7 +1270,7 @@ const file_sluice_build_v1_build_proto_rawDesc = "" +
 	"\x06stream\x18\x05 \x01(\tR\x06stream\"\x95\x01\n" +
 	"\x0eGetLogsRequest\x12 \n" +
 	"\x06run_id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\x05runId\x12\x1b\n" +
-	"\x04step\x18\x02 \x01(\tB\a\xbaH\x04r\x02\x18dR\x04step\x12\"\n" +
+	"\x04step\x18\x02 \x01(\tB\a\xbaH\x04r\x02\x18\x7fR\x04step\x12\"\n" +
 	"\bfrom_seq\x18\x03 \x01(\x03B\a\xbaH\x04\"\x02(\x00R\afromSeq\x12 \n" +
 	"\x05limit\x18\x04 \x01(\x05B\n" +
 	"\xbaH\a\x1a\x05\x18\x90N(\x00R\x05limit\"x\n" +
@@ -1278,7 +1280,7 @@ const file_sluice_build_v1_build_proto_rawDesc = "" +
 	"\bcomplete\x18\x03 \x01(\bR\bcomplete\"t\n" +
 	"\x0fTailLogsRequest\x12 \n" +
 	"\x06run_id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\x05runId\x12\x1b\n" +
-	"\x04step\x18\x02 \x01(\tB\a\xbaH\x04r\x02\x18dR\x04step\x12\"\n" +
+	"\x04step\x18\x02 \x01(\tB\a\xbaH\x04r\x02\x18\x7fR\x04step\x12\"\n" +
 	"\bfrom_seq\x18\x03 \x01(\x03B\a\xbaH\x04\"\x02(\x00R\afromSeq\"B\n" +
 	"\x10TailLogsResponse\x12.\n" +
 	"\x05lines\x18\x01 \x03(\v2\x18.sluice.build.v1.LogLineR\x05lines*\xaf\x01\n" +

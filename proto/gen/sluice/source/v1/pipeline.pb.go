@@ -610,8 +610,14 @@ type Step struct {
 	// For a cell of a matrix step: the step the file names (matrix_of), the
 	// cell's name being it and the cell's values; matrix maps each axis to
 	// the cell's value.
-	MatrixOf      string            `protobuf:"bytes,11,opt,name=matrix_of,json=matrixOf,proto3" json:"matrix_of,omitempty"`
-	Matrix        map[string]string `protobuf:"bytes,12,rep,name=matrix,proto3" json:"matrix,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	MatrixOf string            `protobuf:"bytes,11,opt,name=matrix_of,json=matrixOf,proto3" json:"matrix_of,omitempty"`
+	Matrix   map[string]string `protobuf:"bytes,12,rep,name=matrix,proto3" json:"matrix,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// The pipeline the step is of, when the run has several (each
+	// pipeline file .sluice/<name>.yaml is one): its name; empty for the
+	// pipeline of .sluice.yaml. depends_on, status() and the order of steps
+	// without depends_on are within the step's pipeline, whose steps a
+	// stage runs as a graph of their own.
+	Pipeline      string `protobuf:"bytes,13,opt,name=pipeline,proto3" json:"pipeline,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -728,6 +734,13 @@ func (x *Step) GetMatrix() map[string]string {
 		return x.Matrix
 	}
 	return nil
+}
+
+func (x *Step) GetPipeline() string {
+	if x != nil {
+		return x.Pipeline
+	}
+	return ""
 }
 
 type BuildSpec struct {
@@ -1479,7 +1492,8 @@ const file_sluice_source_v1_pipeline_proto_rawDesc = "" +
 	"\x05group\x18\x01 \x01(\x0e2\".sluice.source.v1.ConcurrencyScopeB\n" +
 	"\xbaH\a\x82\x01\x04\x10\x01 \x00R\x05group\x12\x1f\n" +
 	"\x05limit\x18\x02 \x01(\x05B\t\xbaH\x06\x1a\x04\x18d(\x00R\x05limit\x12+\n" +
-	"\x11cancel_superseded\x18\x03 \x01(\bR\x10cancelSuperseded\"\xe0\t\n" +
+	"\x11cancel_superseded\x18\x03 \x01(\bR\x10cancelSuperseded\"\x9f\n" +
+	"\n" +
 	"\x04Step\x124\n" +
 	"\x04name\x18\x01 \x01(\tB \xbaH\x1dr\x1b\x10\x01\x18?2\x15^[a-z0-9][a-z0-9_-]*$R\x04name\x12\x1d\n" +
 	"\x03run\x18\x02 \x01(\tB\v\xbaH\br\x06\x10\x01(\x80\x80\x04R\x03run\x12C\n" +
@@ -1494,7 +1508,8 @@ const file_sluice_source_v1_pipeline_proto_rawDesc = "" +
 	"\rallow_failure\x18\n" +
 	" \x01(\bR\fallowFailure\x12>\n" +
 	"\tmatrix_of\x18\v \x01(\tB!\xbaH\x1er\x1c\x18?2\x18^([a-z0-9][a-z0-9_-]*)?$R\bmatrixOf\x12k\n" +
-	"\x06matrix\x18\f \x03(\v2\".sluice.source.v1.Step.MatrixEntryB/\xbaH,\x9a\x01)\x10\b\"\x1er\x1c\x18?2\x18^[A-Za-z_][A-Za-z0-9_]*$*\x05r\x03\x18\xff\x01R\x06matrix\x1a6\n" +
+	"\x06matrix\x18\f \x03(\v2\".sluice.source.v1.Step.MatrixEntryB/\xbaH,\x9a\x01)\x10\b\"\x1er\x1c\x18?2\x18^[A-Za-z_][A-Za-z0-9_]*$*\x05r\x03\x18\xff\x01R\x06matrix\x12=\n" +
+	"\bpipeline\x18\r \x01(\tB!\xbaH\x1er\x1c\x18?2\x18^([a-z0-9][a-z0-9_-]*)?$R\bpipeline\x1a6\n" +
 	"\bEnvEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a:\n" +
@@ -1504,7 +1519,7 @@ const file_sluice_source_v1_pipeline_proto_rawDesc = "" +
 	"\vMatrixEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01:s\xbaHp\x1an\n" +
-	"\x12step.env_or_secret\x121a variable must not be both in env and in secrets\x1a%this.secrets.all(k, !(k in this.env))\"\xe7\x04\n" +
+	"\x12step.env_or_secret\x121a variable must not be both in env and in secrets\x1a%this.secrets.all(k, !(k in this.env))\"\x91\x05\n" +
 	"\tBuildSpec\x126\n" +
 	"\x05steps\x18\x01 \x03(\v2\x16.sluice.source.v1.StepB\b\xbaH\x05\x92\x01\x02\x10dR\x05steps\x12F\n" +
 	"\tartifacts\x18\x02 \x03(\v2\x1e.sluice.source.v1.ArtifactSpecB\b\xbaH\x05\x92\x01\x02\x10dR\tartifacts\x12C\n" +
@@ -1512,8 +1527,8 @@ const file_sluice_source_v1_pipeline_proto_rawDesc = "" +
 	"R\bservices\x12,\n" +
 	"\fmax_parallel\x18\x04 \x01(\x05B\t\xbaH\x06\x1a\x04\x18@(\x00R\vmaxParallel\x12=\n" +
 	"\x06caches\x18\x05 \x03(\v2\x1b.sluice.source.v1.CacheSpecB\b\xbaH\x05\x92\x01\x02\x10\n" +
-	"R\x06caches:\xa7\x02\xbaH\xa3\x02\x1aX\n" +
-	"\x17build.unique_step_names\x12\x19step names must be unique\x1a\"this.steps.map(s, s.name).unique()\x1ad\n" +
+	"R\x06caches:\xd1\x02\xbaH\xcd\x02\x1a\x81\x01\n" +
+	"\x17build.unique_step_names\x12/step names must be unique within their pipeline\x1a5this.steps.map(s, s.pipeline + '/' + s.name).unique()\x1ad\n" +
 	"\x1bbuild.unique_artifact_names\x12\x1dartifact names must be unique\x1a&this.artifacts.map(a, a.name).unique()\x1aa\n" +
 	"\x1abuild.unique_service_names\x12\x1cservice names must be unique\x1a%this.services.map(s, s.name).unique()\"\xe0\x03\n" +
 	"\vServiceSpec\x120\n" +
@@ -1532,7 +1547,7 @@ const file_sluice_source_v1_pipeline_proto_rawDesc = "" +
 	"\fArtifactSpec\x124\n" +
 	"\x04name\x18\x01 \x01(\tB \xbaH\x1dr\x1b\x10\x01\x18?2\x15^[a-z0-9][a-z0-9_-]*$R\x04name\x12\xac\x01\n" +
 	"\x04path\x18\x02 \x01(\tB\x97\x01\xbaH\x93\x01\xba\x01\x88\x01\n" +
-	"\rpath.relative\x12;must be relative to the workspace and must not contain \"..\"\x1a:!this.startsWith('/') && !this.matches('(^|/)\\\\.\\\\.(/|$)')r\x05\x10\x01\x18\x80\bR\x04path\"\xf8\x03\n" +
+	"\rpath.relative\x12;must be relative to the workspace and must not contain \"..\"\x1a:!this.startsWith('/') && !this.matches('(^|/)\\\\.\\\\.(/|$)')r\x05\x10\x01\x18\x80\bR\x04path\"\xa2\x04\n" +
 	"\bTestSpec\x126\n" +
 	"\x05steps\x18\x01 \x03(\v2\x16.sluice.source.v1.StepB\b\xbaH\x05\x92\x01\x02\x10dR\x05steps\x12@\n" +
 	"\areports\x18\x02 \x03(\v2\x1c.sluice.source.v1.ReportSpecB\b\xbaH\x05\x92\x01\x02\x102R\areports\x12C\n" +
@@ -1540,8 +1555,8 @@ const file_sluice_source_v1_pipeline_proto_rawDesc = "" +
 	"R\bservices\x12,\n" +
 	"\fmax_parallel\x18\x04 \x01(\x05B\t\xbaH\x06\x1a\x04\x18@(\x00R\vmaxParallel\x12=\n" +
 	"\x06caches\x18\x05 \x03(\v2\x1b.sluice.source.v1.CacheSpecB\b\xbaH\x05\x92\x01\x02\x10\n" +
-	"R\x06caches:\xbf\x01\xbaH\xbb\x01\x1aW\n" +
-	"\x16test.unique_step_names\x12\x19step names must be unique\x1a\"this.steps.map(s, s.name).unique()\x1a`\n" +
+	"R\x06caches:\xe9\x01\xbaH\xe5\x01\x1a\x80\x01\n" +
+	"\x16test.unique_step_names\x12/step names must be unique within their pipeline\x1a5this.steps.map(s, s.pipeline + '/' + s.name).unique()\x1a`\n" +
 	"\x19test.unique_service_names\x12\x1cservice names must be unique\x1a%this.services.map(s, s.name).unique()\"\xff\x01\n" +
 	"\n" +
 	"ReportSpec\x12\xac\x01\n" +

@@ -925,11 +925,12 @@ func (x *LogLine) GetStream() string {
 }
 
 type GetLogsRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	RunId         string                 `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
-	Step          string                 `protobuf:"bytes,2,opt,name=step,proto3" json:"step,omitempty"`
-	FromSeq       int64                  `protobuf:"varint,3,opt,name=from_seq,json=fromSeq,proto3" json:"from_seq,omitempty"`
-	Limit         int32                  `protobuf:"varint,4,opt,name=limit,proto3" json:"limit,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	RunId string                 `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	// As GetLogsRequest.step.
+	Step          string `protobuf:"bytes,2,opt,name=step,proto3" json:"step,omitempty"`
+	FromSeq       int64  `protobuf:"varint,3,opt,name=from_seq,json=fromSeq,proto3" json:"from_seq,omitempty"`
+	Limit         int32  `protobuf:"varint,4,opt,name=limit,proto3" json:"limit,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1122,7 +1123,7 @@ const file_sluice_test_v1_test_proto_rawDesc = "" +
 	"\x06stream\x18\x05 \x01(\tR\x06stream\"\x95\x01\n" +
 	"\x0eGetLogsRequest\x12 \n" +
 	"\x06run_id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\x05runId\x12\x1b\n" +
-	"\x04step\x18\x02 \x01(\tB\a\xbaH\x04r\x02\x18dR\x04step\x12\"\n" +
+	"\x04step\x18\x02 \x01(\tB\a\xbaH\x04r\x02\x18\x7fR\x04step\x12\"\n" +
 	"\bfrom_seq\x18\x03 \x01(\x03B\a\xbaH\x04\"\x02(\x00R\afromSeq\x12 \n" +
 	"\x05limit\x18\x04 \x01(\x05B\n" +
 	"\xbaH\a\x1a\x05\x18\x90N(\x00R\x05limit\"w\n" +
