@@ -19,8 +19,9 @@
 // What is said above holds within one pipeline: depends_on and status()
 // name its steps, its steps run one after the other when none of them has
 // depends_on, and success() and failure() see its failures only. The
-// pipelines' graphs run side by side under the one parallel limit; a
-// failure in one fails the stage but skips no step of another.
+// pipelines' graphs run side by side under the stage's parallel limit
+// (and each under its own, Node.PipelineParallel); a failure in one fails
+// the stage but skips no step of another.
 package stepgraph
 
 import (
@@ -49,6 +50,9 @@ type Node struct {
 	Retries int
 	// AllowFailure: the step's failure does not fail the stage.
 	AllowFailure bool
+	// PipelineParallel is the most steps of the node's pipeline that run
+	// at once (0: no bound but the stage's).
+	PipelineParallel int
 }
 
 // Status is where a step ended.
@@ -284,6 +288,7 @@ func Execute(ctx context.Context, nodes []Node, facts Facts, parallel int, r Run
 	)
 	state := make([]int, len(nodes))
 	running, finished := 0, 0
+	byPipeline := map[string]int{} // the steps running of each pipeline
 	var firstErr error
 	for finished < len(nodes) {
 		if firstErr == nil && ctx.Err() != nil {
@@ -318,8 +323,12 @@ func Execute(ctx context.Context, nodes []Node, facts Facts, parallel int, r Run
 			if state[i] != queued {
 				continue
 			}
+			if limit := nodes[i].PipelineParallel; limit > 0 && byPipeline[nodes[i].Pipeline] >= limit {
+				continue
+			}
 			state[i] = started
 			running++
+			byPipeline[nodes[i].Pipeline]++
 			tries := max(nodes[i].Retries, 0) + 1
 			wg.Go(func() {
 				e := ended{i: i}
@@ -341,6 +350,7 @@ func Execute(ctx context.Context, nodes []Node, facts Facts, parallel int, r Run
 		}
 		e := <-done
 		running--
+		byPipeline[nodes[e.i].Pipeline]--
 		finished++
 		state[e.i] = over
 		switch {
@@ -416,7 +426,7 @@ func (x *execution) decide(i int) (run bool, reason string, failed bool) {
 	if cond == nil || !cond.ownsStatus {
 		for _, d := range x.c.needs[i] {
 			if st := x.statusOf(d); st == Skipped || (st == StepFailed && !x.c.nodes[d].AllowFailure) {
-				return false, fmt.Sprintf("step %s %s", x.c.nodes[d].Name, st), false
+				return false, fmt.Sprintf("step %s %s", Label(x.c.nodes[d].Pipeline, x.c.nodes[d].Name), st), false
 			}
 		}
 		if x.failed(n.Pipeline) {

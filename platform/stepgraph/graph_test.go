@@ -34,6 +34,8 @@ type fake struct {
 	ended      []string
 	running    int
 	most       int
+	runningBy  map[string]int // by pipeline
+	mostBy     map[string]int
 	notRun     map[string]string
 	notRunFail map[string]bool
 }
@@ -44,9 +46,16 @@ func (f *fake) Run(ctx context.Context, i int, t stepgraph.Try) (stepgraph.Outco
 	f.started = append(f.started, fmt.Sprintf("%s#%d", name, try))
 	f.running++
 	f.most = max(f.most, f.running)
+	if f.runningBy == nil {
+		f.runningBy, f.mostBy = map[string]int{}, map[string]int{}
+	}
+	pipeline := f.nodes[i].Pipeline
+	f.runningBy[pipeline]++
+	f.mostBy[pipeline] = max(f.mostBy[pipeline], f.runningBy[pipeline])
 	f.mu.Unlock()
 	defer func() {
 		f.mu.Lock()
+		f.runningBy[pipeline]--
 		f.running--
 		f.ended = append(f.ended, name)
 		f.mu.Unlock()
@@ -238,6 +247,31 @@ func TestPipelinesAreGraphsOfTheirOwn(t *testing.T) {
 		if err := stepgraph.Check(bad); err == nil || !strings.Contains(err.Error(), "step lint/b") {
 			t.Errorf("a step naming another pipeline's step: %v", err)
 		}
+	}
+}
+
+// A pipeline's own parallel limit bounds its steps alone.
+func TestAPipelinesParallelLimit(t *testing.T) {
+	t.Parallel()
+	var nodes []stepgraph.Node
+	for _, p := range []string{"", "lint"} {
+		for _, n := range []string{"a", "b", "c"} {
+			node := stepgraph.Node{Pipeline: p, Name: n}
+			if p == "lint" {
+				node.PipelineParallel = 1
+			}
+			if n == "c" {
+				node.DependsOn = []string{"a"}
+			}
+			nodes = append(nodes, node)
+		}
+	}
+	f := &fake{nodes: nodes, hold: 30 * time.Millisecond}
+	if _, err := stepgraph.Execute(context.Background(), nodes, stepgraph.Facts{}, 8, f); err != nil {
+		t.Fatal(err)
+	}
+	if f.mostBy["lint"] != 1 || f.mostBy[""] < 2 {
+		t.Errorf("at most %d steps of lint at once (want 1), %d of the main pipeline (want 2 or more)", f.mostBy["lint"], f.mostBy[""])
 	}
 }
 

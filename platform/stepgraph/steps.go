@@ -4,19 +4,22 @@ import (
 	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
 )
 
-// Nodes are the graph of a stage's steps as the pipeline gives them.
-func Nodes(steps []*sourcev1.Step) []Node {
+// Nodes are the graph of a stage's steps as the pipeline gives them;
+// pipelineParallel bounds the steps of each pipeline that run at once
+// (BuildSpec.pipeline_max_parallel, TestSpec's).
+func Nodes(steps []*sourcev1.Step, pipelineParallel map[string]int32) []Node {
 	nodes := make([]Node, 0, len(steps))
 	for _, st := range steps {
 		nodes = append(nodes, Node{
-			Pipeline:     st.GetPipeline(),
-			Name:         st.GetName(),
-			Group:        st.GetMatrixOf(),
-			Matrix:       st.GetMatrix(),
-			DependsOn:    st.GetDependsOn(),
-			When:         st.GetWhen(),
-			Retries:      int(st.GetRetry()),
-			AllowFailure: st.GetAllowFailure(),
+			PipelineParallel: int(pipelineParallel[st.GetPipeline()]),
+			Pipeline:         st.GetPipeline(),
+			Name:             st.GetName(),
+			Group:            st.GetMatrixOf(),
+			Matrix:           st.GetMatrix(),
+			DependsOn:        st.GetDependsOn(),
+			When:             st.GetWhen(),
+			Retries:          int(st.GetRetry()),
+			AllowFailure:     st.GetAllowFailure(),
 		})
 	}
 	return nodes

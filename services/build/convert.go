@@ -47,7 +47,7 @@ func runFromEvent(req *sourceeventsv1.RunRequested) domain.Run {
 		})
 	}
 	run.Services = stagespec.Services(req.GetPipeline().GetBuild().GetServices())
-	run.Graph = stepgraph.Nodes(req.GetPipeline().GetBuild().GetSteps())
+	run.Graph = stepgraph.Nodes(req.GetPipeline().GetBuild().GetSteps(), req.GetPipeline().GetBuild().GetPipelineMaxParallel())
 	run.MaxParallel = req.GetPipeline().GetBuild().GetMaxParallel()
 	run.Caches = stepcache.SpecsOf(req.GetPipeline().GetBuild().GetCaches())
 	run.Facts = stepgraph.FactsOf(run.Repository.Name, run.Commit, req.GetRef(), run.Branch, req.GetTrigger(), req.GetChanges())

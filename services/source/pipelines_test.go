@@ -4,11 +4,15 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	sourceeventsv1 "github.com/sluicehq/sluice/proto/gen/sluice/source/events/v1"
 	sourcev1 "github.com/sluicehq/sluice/proto/gen/sluice/source/v1"
 )
 
@@ -142,6 +146,43 @@ on:
 		src.Commit("fixed\n")
 	}
 
+	// A name go-git would not read a file by (a control character in it;
+	// the git command makes such a commit) is a bad name, not a mirror
+	// that cannot be read.
+	gitCLI := func(args ...string) {
+		t.Helper()
+		out, err := exec.Command("git", append([]string{"-C", src.Dir, "-c", "user.name=t", "-c", "user.email=t@example.com"}, args...)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("git %v: %v\n%s", args, err, out)
+		}
+	}
+	tabbed := filepath.Join(src.Dir, ".sluice", "lint\tme.yaml")
+	if err := os.WriteFile(tabbed, []byte("version: 1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	gitCLI("add", "-A")
+	gitCLI("commit", "-q", "-m", "a name with a tab")
+	if run := h.trigger("multi", "main"); run.Status != sourcev1.RunStatus_RUN_STATUS_FAILED ||
+		!strings.HasPrefix(run.FailureReason, ".sluice/lint\tme.yaml: a pipeline file is .sluice.yaml or .sluice/<name>.yaml") {
+		t.Errorf("a pipeline file named with a tab: %s %q", run.Status, run.FailureReason)
+	}
+	if err := os.Remove(tabbed); err != nil {
+		t.Fatal(err)
+	}
+	gitCLI("add", "-A")
+	gitCLI("commit", "-q", "-m", "no tab")
+
+	// A symbolic link is not followed: the run says so.
+	if err := os.Symlink("../.sluice.yaml", filepath.Join(src.Dir, ".sluice", "link.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	src.Commit("a link\n")
+	if run := h.trigger("multi", "main"); run.Status != sourcev1.RunStatus_RUN_STATUS_FAILED || run.FailureReason != ".sluice/link.yaml: a symbolic link; a pipeline file must be a file" {
+		t.Errorf("a symbolic link in .sluice/: %s %q", run.Status, run.FailureReason)
+	}
+	src.Remove(".sluice/link.yaml")
+	src.Commit("no link\n")
+
 	// Without .sluice.yaml: the files of .sluice/ alone, their paths
 	// filtering pushes as well.
 	only, _ := newGitRepo(t, "only", "main", "")
@@ -174,5 +215,58 @@ on:
 	runs := h.listRuns("multi")
 	if !slices.ContainsFunc(runs, func(r *sourcev1.Run) bool { return r.Id == code.Id }) {
 		t.Errorf("the runs of multi do not list %s", code.Id)
+	}
+}
+
+// TestSeveralPipelinesSupersedeAndRerun: with cancel_superseded, a newer
+// run supersedes an older one only when it holds every pipeline the older
+// one does (a push only docs' pipeline wants leaves the run of src/ to
+// finish, and a manual run, which holds them all, supersedes both); a
+// rerun holds its run's pipelines.
+func TestSeveralPipelinesSupersedeAndRerun(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, 0)
+	src, _ := newGitRepo(t, "super", "main", validPipeline+"on:\n  push:\n    paths: [\"src/**\"]\nconcurrency:\n  group: branch\n  cancel_superseded: true\n")
+	src.Write(".sluice/docs.yaml", "version: 1\nbuild:\n  steps:\n    - name: compile\n      run: mkdocs build\non:\n  push:\n    paths: [\"docs/**\"]\n")
+	src.Commit("docs pipeline\n")
+	repo := h.register(src.Dir)
+	push := func(file string) *sourcev1.Run {
+		t.Helper()
+		sha := src.CommitFile(file, file+"\n", "change "+file+"\n")
+		body := pushBody("refs/heads/main", sha)
+		a := h.hook("super", "push", "s-"+sha, sign(repo.WebhookSecret, body), body)
+		if a.body["status"] != "queued" {
+			t.Fatalf("push of %s: %v, want queued", file, a.body)
+		}
+		return h.getRun(a.body["run_id"])
+	}
+	code := push("src/a.go")
+	h.waitRunEvent(subjectRunRequested, code.Id)
+	docs := push("docs/a.md")
+	if got := h.getRun(code.Id); got.Status != sourcev1.RunStatus_RUN_STATUS_QUEUED || got.CancelRequestedBy != "" {
+		t.Errorf("the run of src/ after a run of docs' pipeline alone: %s, cancel asked by %q; want it left to go on", got.Status, got.CancelRequestedBy)
+	}
+	code2 := push("src/b.go")
+	req := payload[*sourceeventsv1.RunCancelRequested](t, h.waitRunEvent(subjectRunCancelRequested, code.Id))
+	if !strings.Contains(req.GetRequestedBy(), code2.Id) {
+		t.Errorf("the run of src/ cancelled by %q, want the newer run of src/ %s", req.GetRequestedBy(), code2.Id)
+	}
+	if got := h.getRun(docs.Id); got.Status != sourcev1.RunStatus_RUN_STATUS_QUEUED {
+		t.Errorf("the docs run after a newer run of src/: %s %q, want still queued", got.Status, got.FailureReason)
+	}
+	all := h.trigger("super", "main")
+	for _, r := range []*sourcev1.Run{docs, code2} {
+		ended := (&folding{h: h, run: r, ref: repoRef(r, repo.Url)}).waitStatus(sourcev1.RunStatus_RUN_STATUS_CANCELLED)
+		if !strings.Contains(ended.GetFailureReason(), all.Id) {
+			t.Errorf("waiting run %s: %q, want superseded by the manual run %s", r.Id, ended.GetFailureReason(), all.Id)
+		}
+	}
+
+	res, err := h.client.RerunRun(context.Background(), &sourcev1.RerunRunRequest{RunId: docs.Id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := stepsOf(res.Run.Pipeline.GetBuild().GetSteps()); got != "docs/compile" || res.Run.Pipeline.GetTest() != nil || res.Run.Pipeline.GetRelease() != nil {
+		t.Errorf("the rerun of the docs run: build %s, test %v, release %v; want docs's pipeline alone", got, res.Run.Pipeline.GetTest(), res.Run.Pipeline.GetRelease())
 	}
 }

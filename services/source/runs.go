@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"time"
 
@@ -273,6 +274,7 @@ func (s *Service) prepareRun(repo domain.Repository, res gitmirror.Resolved, tri
 	}
 	run := domain.NewRun(id, repo, commit, res.Ref, res.Branch, trigger, p, now)
 	run.Pipelines = named
+	run.Holds = domain.NamesOf(named)
 	return run, nil
 }
 
@@ -303,7 +305,10 @@ func (s *Service) pipelinesAt(repoID, commit string) (named []domain.NamedPipeli
 		return nil, "", err
 	}
 	for _, f := range more {
-		if f.TooLarge {
+		switch {
+		case f.Symlink:
+			return nil, fmt.Sprintf("%s: a symbolic link; a pipeline file must be a file", f.Path), nil
+		case f.TooLarge:
 			return nil, tooLarge(f.Path), nil
 		}
 		files = append(files, pipeline.Source{Path: f.Path, Data: f.Data})
@@ -356,7 +361,7 @@ func narrow(run *domain.Run, why func(domain.NamedPipeline) string) (string, err
 	// What is the whole run's is .sluice.yaml's, whether its pipeline is
 	// one of the run's or not.
 	p.Concurrency, p.Statuses, p.On = run.Pipeline.GetConcurrency(), run.Pipeline.GetStatuses(), run.Pipeline.GetOn()
-	run.Pipeline, run.Pipelines = p, wanted
+	run.Pipeline, run.Pipelines, run.Holds = p, wanted, domain.NamesOf(wanted)
 	return "", nil
 }
 
@@ -420,25 +425,34 @@ func callsChanged(run domain.Run) bool {
 // before this one was there to be cancelled), run itself is superseded:
 // it ends cancelled before it started.
 func supersede(ctx context.Context, tx *sql.Tx, run *domain.Run) ([]string, error) {
-	newer, err := newerOpenRun(ctx, tx, run.RepositoryID, run.ConcurrencyGroup, *run)
+	newer, err := newerOpenRuns(ctx, tx, run.RepositoryID, run.ConcurrencyGroup, *run)
 	if err != nil {
 		return nil, err
 	}
-	if newer != "" {
-		return nil, cancel(ctx, tx, run, supersededBy(newer, run.ConcurrencyGroup))
+	for _, n := range newer {
+		if domain.HoldsAllOf(n.Holds, run.Holds) {
+			return nil, cancel(ctx, tx, run, supersededBy(n.ID, run.ConcurrencyGroup))
+		}
 	}
-	ids, err := supersededRuns(ctx, tx, run.RepositoryID, run.ConcurrencyGroup, *run)
+	older, err := supersededRuns(ctx, tx, run.RepositoryID, run.ConcurrencyGroup, *run)
 	if err != nil {
 		return nil, err
 	}
-	for _, id := range ids {
-		old, err := lockRun(ctx, tx, id)
+	var ids []string
+	for _, o := range older {
+		// A run of other pipelines (a push only docs' pipeline wants,
+		// after one to src/) leaves the older run's work to it.
+		if !domain.HoldsAllOf(run.Holds, o.Holds) {
+			continue
+		}
+		old, err := lockRun(ctx, tx, o.ID)
 		if err != nil {
 			return nil, err
 		}
 		if err := cancel(ctx, tx, &old, supersededBy(run.ID, run.ConcurrencyGroup)); err != nil {
 			return nil, err
 		}
+		ids = append(ids, o.ID)
 	}
 	return ids, nil
 }
@@ -567,6 +581,20 @@ func (s *Service) RerunRun(ctx context.Context, runID string, failed bool) (doma
 		func(r *domain.Run) {
 			r.RerunOf, r.RerunFrom = old.ID, from
 			r.Trigger, r.Changes = old.Trigger, old.Changes
+			if old.Holds != nil {
+				// The pipelines the run held (a rerun of the failed
+				// stages reuses what they made before).
+				reason, err := narrow(r, func(n domain.NamedPipeline) string {
+					if slices.Contains(old.Holds, n.Name) {
+						return ""
+					}
+					return "not one of run " + old.ID + "'s"
+				})
+				if err != nil || reason != "" {
+					s.log.Warn("the rerun holds every pipeline: those of its run are not at its commit", slog.String("rerun_of", old.ID),
+						slog.String("reason", reason), slog.Any("error", err))
+				}
+			}
 			if old.PullRequest > 0 {
 				// Still the pull request's: no release, no secrets it
 				// would not get.

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"embed"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -225,22 +226,25 @@ func setLastSeen(ctx context.Context, tx *sql.Tx, repoID, commit string, ifWas *
 var runColumns = `r.id, r.repository_id, p.name, p.url, p.branch, r.commit_sha, r.ref, r.branch, r.run_trigger, r.status,
 	r.created_at, r.ended_at, r.failure_reason, r.release_version, r.commit_message, r.pipeline, r.version,
 	r.cancel_requested_at, r.cancel_requested_by, r.rerun_of, r.rerun_from, r.changes,
-	r.admitted_at, r.concurrency_group, r.concurrency_limit, r.pull_request, r.pull_request_fork` + credentialColumns("p")
+	r.admitted_at, r.concurrency_group, r.concurrency_limit, r.pull_request, r.pull_request_fork, r.pipelines` + credentialColumns("p")
 
 const runFrom = ` FROM runs r JOIN repositories p ON p.id = r.repository_id`
 
 func scanRun(row interface{ Scan(...any) error }) (domain.Run, error) {
 	var r domain.Run
 	var created, ended, cancelRequested, admitted int64
-	var trigger, status, pipeline, changes string
+	var trigger, status, pipeline, changes, pipelines string
 	var hasToken, hasKey bool
 	var fork int
 	err := row.Scan(&r.ID, &r.RepositoryID, &r.Repository, &r.RepositoryURL, &r.RepositoryBranch, &r.Commit, &r.Ref, &r.Branch, &trigger, &status,
 		&created, &ended, &r.FailureReason, &r.ReleaseVersion, &r.CommitMessage, &pipeline, &r.Version,
 		&cancelRequested, &r.CancelRequestedBy, &r.RerunOf, &r.RerunFrom, &changes,
-		&admitted, &r.ConcurrencyGroup, &r.ConcurrencyLimit, &r.PullRequest, &fork, &hasToken, &hasKey)
+		&admitted, &r.ConcurrencyGroup, &r.ConcurrencyLimit, &r.PullRequest, &fork, &pipelines, &hasToken, &hasKey)
 	if err != nil {
 		return r, err
+	}
+	if r.Holds, err = decodeHolds(pipelines); err != nil {
+		return r, fmt.Errorf("run %s: %w", r.ID, err)
 	}
 	r.PullRequestFromFork = fork == 1
 	r.GitCredential = gitauth.KindFor(r.RepositoryURL, hasToken, hasKey)
@@ -278,14 +282,18 @@ func insertRun(ctx context.Context, tx *sql.Tx, r domain.Run) error {
 		}
 		changes = string(b)
 	}
-	_, err := tx.ExecContext(ctx, `INSERT INTO runs (id, repository_id, commit_sha, ref, branch, run_trigger, status,
+	holds, err := encodeHolds(r.Holds)
+	if err != nil {
+		return err
+	}
+	_, err = tx.ExecContext(ctx, `INSERT INTO runs (id, repository_id, commit_sha, ref, branch, run_trigger, status,
 		created_at, ended_at, failure_reason, release_version, commit_message, pipeline, version, rerun_of, rerun_from, changes,
-		admitted_at, concurrency_group, concurrency_limit, pull_request, pull_request_fork)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 1, $14, $15, $16, $17, $18, $19, $20, $21)`,
+		admitted_at, concurrency_group, concurrency_limit, pull_request, pull_request_fork, pipelines)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 1, $14, $15, $16, $17, $18, $19, $20, $21, $22)`,
 		r.ID, r.RepositoryID, r.Commit, r.Ref, r.Branch, string(r.Trigger), string(r.Status),
 		sqldb.Nanos(r.CreatedAt), sqldb.Nanos(r.EndedAt), sqldb.Text(r.FailureReason), r.ReleaseVersion, sqldb.Text(r.CommitMessage), pipeline,
 		r.RerunOf, r.RerunFrom, changes, sqldb.Nanos(r.AdmittedAt), r.ConcurrencyGroup, r.ConcurrencyLimit,
-		r.PullRequest, boolInt(r.PullRequestFromFork))
+		r.PullRequest, boolInt(r.PullRequestFromFork), holds)
 	if err != nil {
 		return fmt.Errorf("insert run: %w", err)
 	}
@@ -413,30 +421,69 @@ func admitRun(ctx context.Context, tx *sql.Tx, r domain.Run) (bool, error) {
 
 // supersededRuns lists the open runs of group of a repository made before
 // the run before (by creation time, then id).
-func supersededRuns(ctx context.Context, tx *sql.Tx, repoID, group string, before domain.Run) ([]string, error) {
-	rows, err := tx.QueryContext(ctx, `SELECT id FROM runs WHERE repository_id = $1 AND concurrency_group = $2
+func supersededRuns(ctx context.Context, tx *sql.Tx, repoID, group string, before domain.Run) ([]openRun, error) {
+	rows, err := tx.QueryContext(ctx, `SELECT id, pipelines FROM runs WHERE repository_id = $1 AND concurrency_group = $2
 		AND status IN ('queued', 'running') AND id <> $3 AND (created_at < $4 OR (created_at = $4 AND id < $3))
 		ORDER BY created_at, id`, repoID, group, before.ID, sqldb.Nanos(before.CreatedAt))
 	if err != nil {
 		return nil, fmt.Errorf("read the runs run %s supersedes: %w", before.ID, err)
 	}
-	return sqldb.Collect(rows, func(row *sql.Rows) (id string, err error) { return id, row.Scan(&id) })
+	return sqldb.Collect(rows, scanOpenRun)
 }
 
-// newerOpenRun is the newest open run of group of a repository made after
-// the run after, or "".
-func newerOpenRun(ctx context.Context, tx *sql.Tx, repoID, group string, after domain.Run) (string, error) {
-	var id string
-	err := tx.QueryRowContext(ctx, `SELECT id FROM runs WHERE repository_id = $1 AND concurrency_group = $2
+// newerOpenRuns are the open runs of group of a repository made after the
+// run after, newest first.
+func newerOpenRuns(ctx context.Context, tx *sql.Tx, repoID, group string, after domain.Run) ([]openRun, error) {
+	rows, err := tx.QueryContext(ctx, `SELECT id, pipelines FROM runs WHERE repository_id = $1 AND concurrency_group = $2
 		AND status IN ('queued', 'running') AND id <> $3 AND (created_at > $4 OR (created_at = $4 AND id > $3))
-		ORDER BY created_at DESC, id DESC LIMIT 1`, repoID, group, after.ID, sqldb.Nanos(after.CreatedAt)).Scan(&id)
-	if errors.Is(err, sql.ErrNoRows) {
+		ORDER BY created_at DESC, id DESC`, repoID, group, after.ID, sqldb.Nanos(after.CreatedAt))
+	if err != nil {
+		return nil, fmt.Errorf("read the runs newer than run %s: %w", after.ID, err)
+	}
+	return sqldb.Collect(rows, scanOpenRun)
+}
+
+// openRun is a run of a concurrency group as superseding sees it.
+type openRun struct {
+	ID    string
+	Holds []string
+}
+
+func scanOpenRun(row *sql.Rows) (openRun, error) {
+	var r openRun
+	var holds string
+	if err := row.Scan(&r.ID, &holds); err != nil {
+		return r, err
+	}
+	var err error
+	r.Holds, err = decodeHolds(holds)
+	if err != nil {
+		return r, fmt.Errorf("run %s: %w", r.ID, err)
+	}
+	return r, nil
+}
+
+// encodeHolds is the column pipelines of Run.Holds.
+func encodeHolds(holds []string) (string, error) {
+	if len(holds) == 0 {
 		return "", nil
 	}
+	b, err := json.Marshal(holds)
 	if err != nil {
-		return "", fmt.Errorf("read the runs newer than run %s: %w", after.ID, err)
+		return "", fmt.Errorf("encode the run's pipelines: %w", err)
 	}
-	return id, nil
+	return string(b), nil
+}
+
+func decodeHolds(s string) ([]string, error) {
+	if s == "" {
+		return nil, nil
+	}
+	var holds []string
+	if err := json.Unmarshal([]byte(s), &holds); err != nil {
+		return nil, fmt.Errorf("stored pipelines: %w", err)
+	}
+	return holds, nil
 }
 
 // Runs lists a page of runs newest first, of one repository or (repoID "")

@@ -201,7 +201,7 @@ func (a *attempt) test(ctx context.Context) (domain.Outcome, error) {
 	}()
 	a.steps = make([]domain.StepResult, len(spec.GetSteps()))
 	steps := &testSteps{a: a, stage: stage, ws: ws, specs: spec.GetSteps()}
-	graph, err := stepgraph.Execute(ctx, stepgraph.Nodes(spec.GetSteps()), facts, a.s.cfg.Steps.Parallel(spec.GetMaxParallel()), steps)
+	graph, err := stepgraph.Execute(ctx, stepgraph.Nodes(spec.GetSteps(), spec.GetPipelineMaxParallel()), facts, a.s.cfg.Steps.Parallel(spec.GetMaxParallel()), steps)
 	if errors.Is(err, executor.ErrCannotStart) || errors.As(err, new(*stepgraph.Problem)) {
 		// No other try would start it: the engine, an image, or a graph
 		// source would have refused (made by another producer).

@@ -807,13 +807,15 @@ func environ(env map[string]string) []string {
 }
 
 // resourceName joins parts into a container or network name Docker
-// accepts ([a-zA-Z0-9][a-zA-Z0-9_.-]*), at most 128 bytes.
+// accepts ([a-zA-Z0-9][a-zA-Z0-9_.-]*), at most 128 bytes. A longer name
+// is cut before its last part, which is kept whole: the random part that
+// keeps names of one step's containers apart (a step's name may be 127
+// characters, <pipeline>/<name>).
 func resourceName(parts ...string) string {
-	var b strings.Builder
+	const most = 128
+	clean := make([]string, len(parts))
 	for i, p := range parts {
-		if i > 0 {
-			b.WriteByte('-')
-		}
+		var b strings.Builder
 		for _, r := range p {
 			switch {
 			case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '_', r == '.', r == '-':
@@ -822,12 +824,17 @@ func resourceName(parts ...string) string {
 				b.WriteByte('_')
 			}
 		}
+		clean[i] = b.String()
 	}
-	s := b.String()
-	if len(s) > 128 {
-		s = s[:128]
+	s := strings.Join(clean, "-")
+	if len(s) <= most {
+		return s
 	}
-	return s
+	last := clean[len(clean)-1]
+	if len(last) >= most/2 {
+		return s[:most]
+	}
+	return s[:most-len(last)-1] + "-" + last
 }
 
 // random is 6 hex digits, so names of retried steps do not collide.

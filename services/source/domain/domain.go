@@ -6,6 +6,7 @@ package domain
 import (
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -171,6 +172,10 @@ type Run struct {
 	// before a trigger's rules chose those the run holds (Pipeline is
 	// theirs merged); not stored, nil for a run read back.
 	Pipelines []NamedPipeline
+	// Holds names the pipelines the run holds ("" for .sluice.yaml's);
+	// nil for a run whose files were missing or invalid, or made before
+	// there were several (which holds .sluice.yaml's: HoldsAllOf).
+	Holds []string
 	// Changes are what the run's commit changed, for when: conditions
 	// (see Service.changesOf), as its RunRequested carried them; a rerun
 	// gets its run's.
@@ -206,6 +211,33 @@ type Run struct {
 type NamedPipeline struct {
 	Name, Path string
 	Pipeline   *sourcev1.Pipeline
+}
+
+// NamesOf are the names of pipelines.
+func NamesOf(pipelines []NamedPipeline) []string {
+	names := make([]string, 0, len(pipelines))
+	for _, p := range pipelines {
+		names = append(names, p.Name)
+	}
+	return names
+}
+
+// HoldsAllOf says a run holding the pipelines holds holds every pipeline
+// of a run holding of: it may supersede that run, whose work it does
+// too. Nil holds .sluice.yaml's pipeline alone.
+func HoldsAllOf(holds, of []string) bool {
+	if holds == nil {
+		holds = []string{""}
+	}
+	if of == nil {
+		of = []string{""}
+	}
+	for _, name := range of {
+		if !slices.Contains(holds, name) {
+			return false
+		}
+	}
+	return true
 }
 
 // NewRun makes a queued run with every stage pending.

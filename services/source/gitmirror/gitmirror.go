@@ -707,11 +707,13 @@ type DirFile struct {
 	// maxSize, and Data is then nil.
 	Size     int64
 	TooLarge bool
+	// Symlink says the entry is a symbolic link, not read.
+	Symlink bool
 }
 
 // ReadDir reads the files directly in dir (not in its folders) at commit
 // sha whose names end in suffix, by name, each when it is at most maxSize
-// bytes. A missing dir has no files. More than maxFiles such files is
+// bytes; symbolic links so named are listed, not followed. A missing dir has no files. More than maxFiles such files is
 // ErrTooMany, read before any file is.
 func (m *Mirrors) ReadDir(id, sha, dir, suffix string, maxFiles int, maxSize int64) ([]DirFile, error) {
 	var out []DirFile
@@ -733,7 +735,7 @@ func (m *Mirrors) ReadDir(id, sha, dir, suffix string, maxFiles int, maxSize int
 		}
 		var files []object.TreeEntry
 		for _, e := range tree.Entries {
-			if e.Mode.IsFile() && strings.HasSuffix(e.Name, suffix) {
+			if strings.HasSuffix(e.Name, suffix) && (e.Mode.IsFile() || e.Mode == filemode.Symlink) {
 				files = append(files, e)
 			}
 		}
@@ -742,14 +744,22 @@ func (m *Mirrors) ReadDir(id, sha, dir, suffix string, maxFiles int, maxSize int
 		}
 		slices.SortFunc(files, func(a, b object.TreeEntry) int { return strings.Compare(a.Name, b.Name) })
 		for _, e := range files {
-			f, err := tree.TreeEntryFile(&e)
-			if err != nil {
-				return fmt.Errorf("read %s/%s at commit %s: %w", dir, e.Name, sha, err)
+			// The blob by its hash: a name go-git would refuse to read a
+			// file by (a control character in it) is the caller's to
+			// judge, not a failure to read the mirror.
+			df := DirFile{Path: dir + "/" + e.Name, Symlink: e.Mode == filemode.Symlink}
+			if df.Symlink {
+				out = append(out, df)
+				continue
 			}
-			df := DirFile{Path: dir + "/" + e.Name, Size: f.Size, TooLarge: f.Size > maxSize}
+			blob, err := repo.BlobObject(e.Hash)
+			if err != nil {
+				return fmt.Errorf("read %q at commit %s: %w", df.Path, sha, err)
+			}
+			df.Size, df.TooLarge = blob.Size, blob.Size > maxSize
 			if !df.TooLarge {
-				if df.Data, err = readBlob(f, maxSize); err != nil {
-					return fmt.Errorf("read %s at commit %s: %w", df.Path, sha, err)
+				if df.Data, err = readBlob(blob, maxSize); err != nil {
+					return fmt.Errorf("read %q at commit %s: %w", df.Path, sha, err)
 				}
 			}
 			out = append(out, df)
@@ -759,8 +769,8 @@ func (m *Mirrors) ReadDir(id, sha, dir, suffix string, maxFiles int, maxSize int
 	return out, err
 }
 
-// readBlob reads f's content, at most maxSize+1 bytes of it.
-func readBlob(f *object.File, maxSize int64) ([]byte, error) {
+// readBlob reads a blob's content, at most maxSize+1 bytes of it.
+func readBlob(f interface{ Reader() (io.ReadCloser, error) }, maxSize int64) ([]byte, error) {
 	r, err := f.Reader()
 	if err != nil {
 		return nil, err

@@ -103,17 +103,16 @@ func (p *parser) partOfRun(root *yaml.Node) {
 	if !p.part && p.releasedBy == "" {
 		return
 	}
-	pairs, ok := p.mapping(root)
-	if !ok {
-		return
-	}
-	for _, kv := range pairs {
+	root = resolve(root)
+	// fields has reported what is wrong with the mapping itself.
+	for i := 0; i+1 < len(root.Content); i += 2 {
+		key := resolve(root.Content[i])
 		switch {
-		case p.part && indexOf(runWide, kv.key.Value) >= 0:
-			p.errorAt(kv.key, "set it in "+domain.PipelineFile,
-				"%s: is a setting of the whole run, which only %s may have", kv.key.Value, domain.PipelineFile)
-		case p.releasedBy != "" && kv.key.Value == "release":
-			p.errorAt(kv.key, "a run makes one release: keep one release: section",
+		case p.part && indexOf(runWide, key.Value) >= 0:
+			p.errorAt(key, "set it in "+domain.PipelineFile,
+				"%s: is a setting of the whole run, which only %s may have", key.Value, domain.PipelineFile)
+		case p.releasedBy != "" && key.Value == "release":
+			p.errorAt(key, "a run makes one release: keep one release: section",
 				"release: %s has the run's release section already", p.releasedBy)
 		}
 	}
@@ -121,11 +120,12 @@ func (p *parser) partOfRun(root *yaml.Node) {
 
 // Merge is the pipeline of a run that holds pipelines: their steps, each
 // saying its pipeline, in order; their services, caches, artifacts and
-// reports (the same service or cache in two is one; two artifacts or
-// differing services of one name are an error); the release of the one
-// that has it; concurrency, statuses and on of .sluice.yaml's. A stage
-// runs at most the most steps at once any of them asks for. The error is
-// an *Errors naming the files.
+// reports (the same service, cache or report in two is one; two artifacts
+// or differing services of one name are an error); the release of the one
+// that has it; concurrency, statuses and on of .sluice.yaml's. A stage of
+// several pipelines runs at most the most steps at once any of them asks
+// for, and each pipeline at most its own max_parallel. The error is an
+// *Errors naming the files.
 func Merge(pipelines []Named) (*sourcev1.Pipeline, error) {
 	if len(pipelines) == 1 && pipelines[0].Name == "" {
 		return pipelines[0].Pipeline, nil
@@ -158,22 +158,28 @@ func Merge(pipelines []Named) (*sourcev1.Pipeline, error) {
 		}
 		if t := p.GetTest(); t != nil {
 			test.add(n, t.GetSteps(), t.GetServices(), t.GetCaches(), t.GetMaxParallel(), problem)
-			test.reports = append(test.reports, t.GetReports()...)
+			for _, r := range t.GetReports() {
+				if !containsEqual(test.reports, r) {
+					test.reports = append(test.reports, r)
+				}
+			}
 		}
 	}
 	if build.present {
-		out.Build = &sourcev1.BuildSpec{Steps: build.steps, Artifacts: build.artifacts, Services: build.services, MaxParallel: build.maxParallel, Caches: build.caches}
+		out.Build = &sourcev1.BuildSpec{Steps: build.steps, Artifacts: build.artifacts, Services: build.services, MaxParallel: build.maxParallel, Caches: build.caches,
+			PipelineMaxParallel: build.pipelineParallel()}
 		build.bound("build", problem)
 	}
 	if test.present {
-		out.Test = &sourcev1.TestSpec{Steps: test.steps, Reports: test.reports, Services: test.services, MaxParallel: test.maxParallel, Caches: test.caches}
+		out.Test = &sourcev1.TestSpec{Steps: test.steps, Reports: test.reports, Services: test.services, MaxParallel: test.maxParallel, Caches: test.caches,
+			PipelineMaxParallel: test.pipelineParallel()}
 		test.bound("test", problem)
 		if len(test.reports) > maxReports {
-			problem(pipelines[0].Path, "test: the run's pipelines have %d reports together; at most %d", len(test.reports), maxReports)
+			problem(domain.PipelineDir, "test: the run's pipelines have %d reports together; at most %d", len(test.reports), maxReports)
 		}
 	}
 	if len(build.artifacts) > maxArtifacts {
-		problem(pipelines[0].Path, "build: the run's pipelines have %d artifacts together; at most %d", len(build.artifacts), maxArtifacts)
+		problem(domain.PipelineDir, "build: the run's pipelines have %d artifacts together; at most %d", len(build.artifacts), maxArtifacts)
 	}
 	if len(problems) == 0 {
 		if n := encodedSize(out); n > MaxEncodedSize {
@@ -204,6 +210,8 @@ type stage struct {
 	maxParallel int32
 	unbounded   bool // a pipeline left max_parallel to the service
 	serviceOf   map[string]string
+	byPipeline  map[string]int32 // the max_parallel of those that have one
+	pipelines   int
 }
 
 func (s *stage) add(n Named, steps []*sourcev1.Step, services []*sourcev1.ServiceSpec, caches []*sourcev1.CacheSpec, maxParallel int32, problem func(string, string, ...any)) {
@@ -233,11 +241,26 @@ func (s *stage) add(n Named, steps []*sourcev1.Step, services []*sourcev1.Servic
 	}
 	if maxParallel == 0 {
 		s.unbounded = true
+	} else {
+		if s.byPipeline == nil {
+			s.byPipeline = map[string]int32{}
+		}
+		s.byPipeline[n.Name] = maxParallel
 	}
 	s.maxParallel = max(s.maxParallel, maxParallel)
 	if s.unbounded {
 		s.maxParallel = 0
 	}
+	s.pipelines++
+}
+
+// pipelineParallel is pipeline_max_parallel of the stage: none when it
+// holds one pipeline, whose max_parallel is the stage's.
+func (s *stage) pipelineParallel() map[string]int32 {
+	if s.pipelines < 2 {
+		return nil
+	}
+	return s.byPipeline
 }
 
 // bound reports what the stage holds more of than one stage may.

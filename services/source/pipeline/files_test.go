@@ -67,7 +67,7 @@ func TestMerge(t *testing.T) {
 	t.Parallel()
 	const db = "  services:\n    - name: db\n      image: postgres:16\n"
 	named, err := parseFiles(t,
-		".sluice.yaml", "version: 1\nbuild:\n  max_parallel: 2\n  steps:\n    - name: compile\n      run: make\n  artifacts:\n    - name: bin\n      path: bin/app\ntest:\n  steps:\n    - name: unit\n      run: go test\n"+db+"statuses: stages\n",
+		".sluice.yaml", "version: 1\nbuild:\n  max_parallel: 2\n  steps:\n    - name: compile\n      run: make\n  artifacts:\n    - name: bin\n      path: bin/app\ntest:\n  steps:\n    - name: unit\n      run: go test\n"+db+"  reports:\n    - path: out.xml\n      format: junit\n"+"statuses: stages\n",
 		".sluice/docs.yaml", "version: 1\nbuild:\n  max_parallel: 3\n  steps:\n    - name: compile\n      run: mkdocs\ntest:\n  steps:\n    - name: unit\n      run: linkcheck\n"+db+"  reports:\n    - path: out.xml\n      format: junit\n")
 	if err != nil {
 		t.Fatal(err)
@@ -82,6 +82,9 @@ func TestMerge(t *testing.T) {
 	}
 	if got := strings.Join(steps, " "); got != "/compile docs/compile /unit docs/unit" {
 		t.Errorf("steps %s", got)
+	}
+	if mp := p.GetBuild().GetPipelineMaxParallel(); len(mp) != 2 || mp[""] != 2 || mp["docs"] != 3 || p.GetTest().GetPipelineMaxParallel() != nil {
+		t.Errorf("pipeline_max_parallel: build %v, test %v; want 2 for .sluice.yaml and 3 for docs, in the build alone", mp, p.GetTest().GetPipelineMaxParallel())
 	}
 	if p.GetBuild().GetMaxParallel() != 3 || len(p.GetTest().GetServices()) != 1 || len(p.GetTest().GetReports()) != 1 ||
 		len(p.GetBuild().GetArtifacts()) != 1 || p.GetStatuses().String() != "COMMIT_STATUSES_STAGES" {

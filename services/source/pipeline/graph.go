@@ -339,7 +339,7 @@ func (p *parser) expand(drafts []*draft) []*sourcev1.Step {
 	}
 	// The graph's cycles, with the conditions that compile (a condition
 	// that calls a status function waits for the steps above it).
-	nodes := stepgraph.Nodes(steps)
+	nodes := stepgraph.Nodes(steps, nil)
 	for i := range nodes {
 		if broken[from[i]] {
 			nodes[i].When = ""

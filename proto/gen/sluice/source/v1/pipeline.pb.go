@@ -755,9 +755,13 @@ type BuildSpec struct {
 	MaxParallel int32 `protobuf:"varint,4,opt,name=max_parallel,json=maxParallel,proto3" json:"max_parallel,omitempty"`
 	// Directories kept between runs (dependency caches): restored before
 	// the first step, saved after the steps succeeded when the key missed.
-	Caches        []*CacheSpec `protobuf:"bytes,5,rep,name=caches,proto3" json:"caches,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Caches []*CacheSpec `protobuf:"bytes,5,rep,name=caches,proto3" json:"caches,omitempty"`
+	// In a run of several pipelines: the max_parallel of each pipeline that
+	// has one, by its name ("" for .sluice.yaml's); at most that many of its
+	// steps run at once, within max_parallel, the stage's.
+	PipelineMaxParallel map[string]int32 `protobuf:"bytes,6,rep,name=pipeline_max_parallel,json=pipelineMaxParallel,proto3" json:"pipeline_max_parallel,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *BuildSpec) Reset() {
@@ -821,6 +825,13 @@ func (x *BuildSpec) GetMaxParallel() int32 {
 func (x *BuildSpec) GetCaches() []*CacheSpec {
 	if x != nil {
 		return x.Caches
+	}
+	return nil
+}
+
+func (x *BuildSpec) GetPipelineMaxParallel() map[string]int32 {
+	if x != nil {
+		return x.PipelineMaxParallel
 	}
 	return nil
 }
@@ -1025,9 +1036,13 @@ type TestSpec struct {
 	// max-parallel-steps setting, which also caps it).
 	MaxParallel int32 `protobuf:"varint,4,opt,name=max_parallel,json=maxParallel,proto3" json:"max_parallel,omitempty"`
 	// As BuildSpec.caches (a stage's caches are its own).
-	Caches        []*CacheSpec `protobuf:"bytes,5,rep,name=caches,proto3" json:"caches,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Caches []*CacheSpec `protobuf:"bytes,5,rep,name=caches,proto3" json:"caches,omitempty"`
+	// In a run of several pipelines: the max_parallel of each pipeline that
+	// has one, by its name ("" for .sluice.yaml's); at most that many of its
+	// steps run at once, within max_parallel, the stage's.
+	PipelineMaxParallel map[string]int32 `protobuf:"bytes,6,rep,name=pipeline_max_parallel,json=pipelineMaxParallel,proto3" json:"pipeline_max_parallel,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *TestSpec) Reset() {
@@ -1091,6 +1106,13 @@ func (x *TestSpec) GetMaxParallel() int32 {
 func (x *TestSpec) GetCaches() []*CacheSpec {
 	if x != nil {
 		return x.Caches
+	}
+	return nil
+}
+
+func (x *TestSpec) GetPipelineMaxParallel() map[string]int32 {
+	if x != nil {
+		return x.PipelineMaxParallel
 	}
 	return nil
 }
@@ -1519,7 +1541,7 @@ const file_sluice_source_v1_pipeline_proto_rawDesc = "" +
 	"\vMatrixEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01:s\xbaHp\x1an\n" +
-	"\x12step.env_or_secret\x121a variable must not be both in env and in secrets\x1a%this.secrets.all(k, !(k in this.env))\"\x91\x05\n" +
+	"\x12step.env_or_secret\x121a variable must not be both in env and in secrets\x1a%this.secrets.all(k, !(k in this.env))\"\xf6\x06\n" +
 	"\tBuildSpec\x126\n" +
 	"\x05steps\x18\x01 \x03(\v2\x16.sluice.source.v1.StepB\b\xbaH\x05\x92\x01\x02\x10dR\x05steps\x12F\n" +
 	"\tartifacts\x18\x02 \x03(\v2\x1e.sluice.source.v1.ArtifactSpecB\b\xbaH\x05\x92\x01\x02\x10dR\tartifacts\x12C\n" +
@@ -1527,7 +1549,11 @@ const file_sluice_source_v1_pipeline_proto_rawDesc = "" +
 	"R\bservices\x12,\n" +
 	"\fmax_parallel\x18\x04 \x01(\x05B\t\xbaH\x06\x1a\x04\x18@(\x00R\vmaxParallel\x12=\n" +
 	"\x06caches\x18\x05 \x03(\v2\x1b.sluice.source.v1.CacheSpecB\b\xbaH\x05\x92\x01\x02\x10\n" +
-	"R\x06caches:\xd1\x02\xbaH\xcd\x02\x1a\x81\x01\n" +
+	"R\x06caches\x12\x9a\x01\n" +
+	"\x15pipeline_max_parallel\x18\x06 \x03(\v24.sluice.source.v1.BuildSpec.PipelineMaxParallelEntryB0\xbaH-\x9a\x01*\x10\x15\"\x1er\x1c\x18?2\x18^([a-z0-9][a-z0-9_-]*)?$*\x06\x1a\x04\x18@(\x01R\x13pipelineMaxParallel\x1aF\n" +
+	"\x18PipelineMaxParallelEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x05R\x05value:\x028\x01:\xd1\x02\xbaH\xcd\x02\x1a\x81\x01\n" +
 	"\x17build.unique_step_names\x12/step names must be unique within their pipeline\x1a5this.steps.map(s, s.pipeline + '/' + s.name).unique()\x1ad\n" +
 	"\x1bbuild.unique_artifact_names\x12\x1dartifact names must be unique\x1a&this.artifacts.map(a, a.name).unique()\x1aa\n" +
 	"\x1abuild.unique_service_names\x12\x1cservice names must be unique\x1a%this.services.map(s, s.name).unique()\"\xe0\x03\n" +
@@ -1547,7 +1573,7 @@ const file_sluice_source_v1_pipeline_proto_rawDesc = "" +
 	"\fArtifactSpec\x124\n" +
 	"\x04name\x18\x01 \x01(\tB \xbaH\x1dr\x1b\x10\x01\x18?2\x15^[a-z0-9][a-z0-9_-]*$R\x04name\x12\xac\x01\n" +
 	"\x04path\x18\x02 \x01(\tB\x97\x01\xbaH\x93\x01\xba\x01\x88\x01\n" +
-	"\rpath.relative\x12;must be relative to the workspace and must not contain \"..\"\x1a:!this.startsWith('/') && !this.matches('(^|/)\\\\.\\\\.(/|$)')r\x05\x10\x01\x18\x80\bR\x04path\"\xa2\x04\n" +
+	"\rpath.relative\x12;must be relative to the workspace and must not contain \"..\"\x1a:!this.startsWith('/') && !this.matches('(^|/)\\\\.\\\\.(/|$)')r\x05\x10\x01\x18\x80\bR\x04path\"\x86\x06\n" +
 	"\bTestSpec\x126\n" +
 	"\x05steps\x18\x01 \x03(\v2\x16.sluice.source.v1.StepB\b\xbaH\x05\x92\x01\x02\x10dR\x05steps\x12@\n" +
 	"\areports\x18\x02 \x03(\v2\x1c.sluice.source.v1.ReportSpecB\b\xbaH\x05\x92\x01\x02\x102R\areports\x12C\n" +
@@ -1555,7 +1581,11 @@ const file_sluice_source_v1_pipeline_proto_rawDesc = "" +
 	"R\bservices\x12,\n" +
 	"\fmax_parallel\x18\x04 \x01(\x05B\t\xbaH\x06\x1a\x04\x18@(\x00R\vmaxParallel\x12=\n" +
 	"\x06caches\x18\x05 \x03(\v2\x1b.sluice.source.v1.CacheSpecB\b\xbaH\x05\x92\x01\x02\x10\n" +
-	"R\x06caches:\xe9\x01\xbaH\xe5\x01\x1a\x80\x01\n" +
+	"R\x06caches\x12\x99\x01\n" +
+	"\x15pipeline_max_parallel\x18\x06 \x03(\v23.sluice.source.v1.TestSpec.PipelineMaxParallelEntryB0\xbaH-\x9a\x01*\x10\x15\"\x1er\x1c\x18?2\x18^([a-z0-9][a-z0-9_-]*)?$*\x06\x1a\x04\x18@(\x01R\x13pipelineMaxParallel\x1aF\n" +
+	"\x18PipelineMaxParallelEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x05R\x05value:\x028\x01:\xe9\x01\xbaH\xe5\x01\x1a\x80\x01\n" +
 	"\x16test.unique_step_names\x12/step names must be unique within their pipeline\x1a5this.steps.map(s, s.pipeline + '/' + s.name).unique()\x1a`\n" +
 	"\x19test.unique_service_names\x12\x1cservice names must be unique\x1a%this.services.map(s, s.name).unique()\"\xff\x01\n" +
 	"\n" +
@@ -1625,7 +1655,7 @@ func file_sluice_source_v1_pipeline_proto_rawDescGZIP() []byte {
 }
 
 var file_sluice_source_v1_pipeline_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_sluice_source_v1_pipeline_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_sluice_source_v1_pipeline_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_sluice_source_v1_pipeline_proto_goTypes = []any{
 	(CommitStatuses)(0),         // 0: sluice.source.v1.CommitStatuses
 	(ConcurrencyScope)(0),       // 1: sluice.source.v1.ConcurrencyScope
@@ -1650,10 +1680,12 @@ var file_sluice_source_v1_pipeline_proto_goTypes = []any{
 	nil,                         // 20: sluice.source.v1.Step.EnvEntry
 	nil,                         // 21: sluice.source.v1.Step.SecretsEntry
 	nil,                         // 22: sluice.source.v1.Step.MatrixEntry
-	nil,                         // 23: sluice.source.v1.ServiceSpec.EnvEntry
-	nil,                         // 24: sluice.source.v1.EnvironmentSpec.EnvEntry
-	nil,                         // 25: sluice.source.v1.EnvironmentSpec.SecretsEntry
-	(*durationpb.Duration)(nil), // 26: google.protobuf.Duration
+	nil,                         // 23: sluice.source.v1.BuildSpec.PipelineMaxParallelEntry
+	nil,                         // 24: sluice.source.v1.ServiceSpec.EnvEntry
+	nil,                         // 25: sluice.source.v1.TestSpec.PipelineMaxParallelEntry
+	nil,                         // 26: sluice.source.v1.EnvironmentSpec.EnvEntry
+	nil,                         // 27: sluice.source.v1.EnvironmentSpec.SecretsEntry
+	(*durationpb.Duration)(nil), // 28: google.protobuf.Duration
 }
 var file_sluice_source_v1_pipeline_proto_depIdxs = []int32{
 	10, // 0: sluice.source.v1.Pipeline.build:type_name -> sluice.source.v1.BuildSpec
@@ -1665,7 +1697,7 @@ var file_sluice_source_v1_pipeline_proto_depIdxs = []int32{
 	7,  // 6: sluice.source.v1.Triggers.push:type_name -> sluice.source.v1.PushTrigger
 	6,  // 7: sluice.source.v1.Triggers.schedules:type_name -> sluice.source.v1.Schedule
 	1,  // 8: sluice.source.v1.Concurrency.group:type_name -> sluice.source.v1.ConcurrencyScope
-	26, // 9: sluice.source.v1.Step.timeout:type_name -> google.protobuf.Duration
+	28, // 9: sluice.source.v1.Step.timeout:type_name -> google.protobuf.Duration
 	20, // 10: sluice.source.v1.Step.env:type_name -> sluice.source.v1.Step.EnvEntry
 	21, // 11: sluice.source.v1.Step.secrets:type_name -> sluice.source.v1.Step.SecretsEntry
 	22, // 12: sluice.source.v1.Step.matrix:type_name -> sluice.source.v1.Step.MatrixEntry
@@ -1673,24 +1705,26 @@ var file_sluice_source_v1_pipeline_proto_depIdxs = []int32{
 	13, // 14: sluice.source.v1.BuildSpec.artifacts:type_name -> sluice.source.v1.ArtifactSpec
 	11, // 15: sluice.source.v1.BuildSpec.services:type_name -> sluice.source.v1.ServiceSpec
 	12, // 16: sluice.source.v1.BuildSpec.caches:type_name -> sluice.source.v1.CacheSpec
-	23, // 17: sluice.source.v1.ServiceSpec.env:type_name -> sluice.source.v1.ServiceSpec.EnvEntry
-	9,  // 18: sluice.source.v1.TestSpec.steps:type_name -> sluice.source.v1.Step
-	15, // 19: sluice.source.v1.TestSpec.reports:type_name -> sluice.source.v1.ReportSpec
-	11, // 20: sluice.source.v1.TestSpec.services:type_name -> sluice.source.v1.ServiceSpec
-	12, // 21: sluice.source.v1.TestSpec.caches:type_name -> sluice.source.v1.CacheSpec
-	2,  // 22: sluice.source.v1.ReportSpec.format:type_name -> sluice.source.v1.ReportFormat
-	17, // 23: sluice.source.v1.ReleaseSpec.environments:type_name -> sluice.source.v1.EnvironmentSpec
-	26, // 24: sluice.source.v1.EnvironmentSpec.deploy_timeout:type_name -> google.protobuf.Duration
-	18, // 25: sluice.source.v1.EnvironmentSpec.verify:type_name -> sluice.source.v1.VerifySpec
-	24, // 26: sluice.source.v1.EnvironmentSpec.env:type_name -> sluice.source.v1.EnvironmentSpec.EnvEntry
-	25, // 27: sluice.source.v1.EnvironmentSpec.secrets:type_name -> sluice.source.v1.EnvironmentSpec.SecretsEntry
-	3,  // 28: sluice.source.v1.EnvironmentSpec.on_interrupt:type_name -> sluice.source.v1.OnInterrupt
-	26, // 29: sluice.source.v1.VerifySpec.timeout:type_name -> google.protobuf.Duration
-	30, // [30:30] is the sub-list for method output_type
-	30, // [30:30] is the sub-list for method input_type
-	30, // [30:30] is the sub-list for extension type_name
-	30, // [30:30] is the sub-list for extension extendee
-	0,  // [0:30] is the sub-list for field type_name
+	23, // 17: sluice.source.v1.BuildSpec.pipeline_max_parallel:type_name -> sluice.source.v1.BuildSpec.PipelineMaxParallelEntry
+	24, // 18: sluice.source.v1.ServiceSpec.env:type_name -> sluice.source.v1.ServiceSpec.EnvEntry
+	9,  // 19: sluice.source.v1.TestSpec.steps:type_name -> sluice.source.v1.Step
+	15, // 20: sluice.source.v1.TestSpec.reports:type_name -> sluice.source.v1.ReportSpec
+	11, // 21: sluice.source.v1.TestSpec.services:type_name -> sluice.source.v1.ServiceSpec
+	12, // 22: sluice.source.v1.TestSpec.caches:type_name -> sluice.source.v1.CacheSpec
+	25, // 23: sluice.source.v1.TestSpec.pipeline_max_parallel:type_name -> sluice.source.v1.TestSpec.PipelineMaxParallelEntry
+	2,  // 24: sluice.source.v1.ReportSpec.format:type_name -> sluice.source.v1.ReportFormat
+	17, // 25: sluice.source.v1.ReleaseSpec.environments:type_name -> sluice.source.v1.EnvironmentSpec
+	28, // 26: sluice.source.v1.EnvironmentSpec.deploy_timeout:type_name -> google.protobuf.Duration
+	18, // 27: sluice.source.v1.EnvironmentSpec.verify:type_name -> sluice.source.v1.VerifySpec
+	26, // 28: sluice.source.v1.EnvironmentSpec.env:type_name -> sluice.source.v1.EnvironmentSpec.EnvEntry
+	27, // 29: sluice.source.v1.EnvironmentSpec.secrets:type_name -> sluice.source.v1.EnvironmentSpec.SecretsEntry
+	3,  // 30: sluice.source.v1.EnvironmentSpec.on_interrupt:type_name -> sluice.source.v1.OnInterrupt
+	28, // 31: sluice.source.v1.VerifySpec.timeout:type_name -> google.protobuf.Duration
+	32, // [32:32] is the sub-list for method output_type
+	32, // [32:32] is the sub-list for method input_type
+	32, // [32:32] is the sub-list for extension type_name
+	32, // [32:32] is the sub-list for extension extendee
+	0,  // [0:32] is the sub-list for field type_name
 }
 
 func init() { file_sluice_source_v1_pipeline_proto_init() }
@@ -1708,7 +1742,7 @@ func file_sluice_source_v1_pipeline_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sluice_source_v1_pipeline_proto_rawDesc), len(file_sluice_source_v1_pipeline_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   22,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
