@@ -151,7 +151,7 @@ on:
 	// that cannot be read.
 	gitCLI := func(args ...string) {
 		t.Helper()
-		out, err := exec.Command("git", append([]string{"-C", src.Dir, "-c", "user.name=t", "-c", "user.email=t@example.com"}, args...)...).CombinedOutput()
+		out, err := exec.CommandContext(t.Context(), "git", append([]string{"-C", src.Dir, "-c", "user.name=t", "-c", "user.email=t@example.com"}, args...)...).CombinedOutput()
 		if err != nil {
 			t.Fatalf("git %v: %v\n%s", args, err, out)
 		}

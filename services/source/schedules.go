@@ -184,8 +184,9 @@ func (s *Service) schedulesOf(repo domain.Repository) ([]*sourcev1.Schedule, err
 	if c, ok := s.scheduleCache.byRepo[repo.ID]; ok && c.commit == head {
 		return c.schedules, nil
 	}
-	// A file that is missing, too large or invalid has none: its runs say
-	// what is wrong. The same schedule in two files is one.
+	// While a file is too large or invalid, or there are too many, no
+	// schedule fires, as no push runs: the runs say what is wrong. The same
+	// schedule in two files is one.
 	var schedules []*sourcev1.Schedule
 	named, _, err := s.pipelinesAt(repo.ID, head)
 	if err != nil {
