@@ -703,9 +703,8 @@ type DirFile struct {
 	// Path is the file's path in the repository.
 	Path string
 	Data []byte
-	// Size is the file's size; TooLarge says it is over ReadDir's
-	// maxSize, and Data is then nil.
-	Size     int64
+	// TooLarge says the file is over ReadDir's maxSize, and Data is then
+	// nil.
 	TooLarge bool
 	// Symlink says the entry is a symbolic link, not read.
 	Symlink bool
@@ -735,7 +734,7 @@ func (m *Mirrors) ReadDir(id, sha, dir, suffix string, maxFiles int, maxSize int
 		}
 		var files []object.TreeEntry
 		for _, e := range tree.Entries {
-			if strings.HasSuffix(e.Name, suffix) && (e.Mode.IsFile() || e.Mode == filemode.Symlink) {
+			if strings.HasSuffix(e.Name, suffix) && e.Mode.IsFile() { // symbolic links too
 				files = append(files, e)
 			}
 		}
@@ -756,7 +755,7 @@ func (m *Mirrors) ReadDir(id, sha, dir, suffix string, maxFiles int, maxSize int
 			if err != nil {
 				return fmt.Errorf("read %q at commit %s: %w", df.Path, sha, err)
 			}
-			df.Size, df.TooLarge = blob.Size, blob.Size > maxSize
+			df.TooLarge = blob.Size > maxSize
 			if !df.TooLarge {
 				if df.Data, err = readBlob(blob, maxSize); err != nil {
 					return fmt.Errorf("read %q at commit %s: %w", df.Path, sha, err)

@@ -208,9 +208,9 @@ type stage struct {
 	artifacts   []*sourcev1.ArtifactSpec
 	reports     []*sourcev1.ReportSpec
 	maxParallel int32
-	unbounded   bool // a pipeline left max_parallel to the service
-	serviceOf   map[string]string
-	byPipeline  map[string]int32 // the max_parallel of those that have one
+	unbounded   bool               // a pipeline left max_parallel to the service
+	serviceOf   map[string]service // by name, the first
+	byPipeline  map[string]int32   // the max_parallel of those that have one
 	pipelines   int
 }
 
@@ -222,16 +222,16 @@ func (s *stage) add(n Named, steps []*sourcev1.Step, services []*sourcev1.Servic
 		s.steps = append(s.steps, st)
 	}
 	if s.serviceOf == nil {
-		s.serviceOf = map[string]string{}
+		s.serviceOf = map[string]service{}
 	}
 	for _, svc := range services {
-		if other, ok := s.serviceOf[svc.GetName()]; ok {
-			if i := serviceIndex(s.services, svc.GetName()); !proto.Equal(s.services[i], svc) {
-				problem(n.Path, "service %s: %s has a different service of that name; a stage's services share one network, where a name is one host", svc.GetName(), other)
+		if first, ok := s.serviceOf[svc.GetName()]; ok {
+			if !proto.Equal(first.spec, svc) {
+				problem(n.Path, "service %s: %s has a different service of that name; a stage's services share one network, where a name is one host", svc.GetName(), first.file)
 			}
 			continue
 		}
-		s.serviceOf[svc.GetName()] = n.Path
+		s.serviceOf[svc.GetName()] = service{file: n.Path, spec: svc}
 		s.services = append(s.services, svc)
 	}
 	for _, c := range caches {
@@ -275,13 +275,10 @@ func (s *stage) bound(name string, problem func(string, string, ...any)) {
 	}
 }
 
-func serviceIndex(services []*sourcev1.ServiceSpec, name string) int {
-	for i, s := range services {
-		if s.GetName() == name {
-			return i
-		}
-	}
-	return -1
+// service is a service of a stage, and the file it is first in.
+type service struct {
+	file string
+	spec *sourcev1.ServiceSpec
 }
 
 func containsEqual[M proto.Message](list []M, m M) bool {
